@@ -1,0 +1,198 @@
+//! ASID allocation: a finite pool, refilled by stealing the ASID of the
+//! least recently used address space that runs on no CPU.
+//!
+//! The allocator also tracks, per address space, on which CPUs it runs now
+//! (`active`, HelenOS's `cpu_refcount`) and on which CPUs its TLB entries may
+//! linger (`dirty`), so that shootdowns interrupt only the CPUs that run it
+//! and mark the others to flush lazily (`pending`).
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::machine::{Asid, CpuId, CpuSet};
+
+/// Per-address-space state kept by the allocator.
+#[derive(Debug, Default)]
+struct Slot {
+    asid: Option<Asid>,
+    /// CPUs running the address space now.
+    active: CpuSet,
+    /// CPUs that may hold TLB entries tagged with `asid`.
+    dirty: CpuSet,
+    /// CPUs that must flush `asid` before they next run the address space.
+    pending: CpuSet,
+    /// Position in the inactive list, when inactive with an ASID.
+    lru: Option<u64>,
+    kernel: bool,
+}
+
+/// How to carry out a shootdown for one address space.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShootdownPlan {
+    pub asid: Asid,
+    /// Whether the current CPU may hold entries.
+    pub local: bool,
+    /// CPUs running the address space (other than the current one).
+    pub remote: CpuSet,
+}
+
+/// What a switch did, for the caller to install.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SwitchPlan {
+    pub asid: Asid,
+    /// The CPU must flush the ASID before running the address space.
+    pub flush: bool,
+    /// An ASID was stolen and must be invalidated on these CPUs.
+    pub stolen: Option<(Asid, CpuSet)>,
+    pub allocated: bool,
+}
+
+/// The ASID pool and the per-address-space CPU bookkeeping.
+#[derive(Debug)]
+pub struct AsidAllocator {
+    free: Vec<Asid>,
+    slots: BTreeMap<u64, Slot>,
+    /// LRU stamp -> address-space id, for inactive spaces holding an ASID.
+    inactive: BTreeMap<u64, u64>,
+    clock: u64,
+    capacity: u16,
+}
+
+impl AsidAllocator {
+    /// A pool of ASIDs `1..=count` (ASID 0 is the kernel's).
+    pub fn new(count: u16) -> Self {
+        let count = count.max(1);
+        Self {
+            free: (1..=count).rev().map(Asid).collect(),
+            slots: BTreeMap::new(),
+            inactive: BTreeMap::new(),
+            clock: 0,
+            capacity: count,
+        }
+    }
+
+    /// Number of user ASIDs in the pool.
+    pub fn capacity(&self) -> u16 {
+        self.capacity
+    }
+
+    /// ASIDs not held by any address space.
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
+    pub(crate) fn register(&mut self, id: u64, kernel: bool) {
+        let slot = Slot {
+            asid: kernel.then_some(Asid::KERNEL),
+            kernel,
+            ..Slot::default()
+        };
+        self.slots.insert(id, slot);
+    }
+
+    /// The ASID the address space holds now.
+    pub(crate) fn asid_of(&self, id: u64) -> Option<Asid> {
+        self.slots.get(&id).and_then(|s| s.asid)
+    }
+
+    /// CPUs running the address space now.
+    pub(crate) fn active_of(&self, id: u64) -> CpuSet {
+        self.slots.get(&id).map(|s| s.active).unwrap_or_default()
+    }
+
+    /// Drops the address space's state; returns its ASID and the CPUs that
+    /// may still hold entries tagged with it, which the caller must flush
+    /// before the ASID is handed out again (it is put back by
+    /// [`release`](Self::release)).
+    pub(crate) fn unregister(&mut self, id: u64) -> Option<(Asid, CpuSet)> {
+        let slot = self.slots.remove(&id)?;
+        debug_assert!(slot.active.is_empty(), "address space destroyed while running");
+        if let Some(stamp) = slot.lru {
+            self.inactive.remove(&stamp);
+        }
+        match slot.asid {
+            Some(a) if !slot.kernel => Some((a, slot.dirty)),
+            _ => None,
+        }
+    }
+
+    /// Returns an ASID to the pool once no TLB holds entries tagged with it.
+    pub(crate) fn release(&mut self, asid: Asid) {
+        self.free.push(asid);
+    }
+
+    pub(crate) fn plan_shootdown(&mut self, id: u64, me: Option<CpuId>) -> Option<ShootdownPlan> {
+        let slot = self.slots.get_mut(&id)?;
+        let asid = slot.asid?;
+        let mut me_set = CpuSet::EMPTY;
+        if let Some(c) = me {
+            me_set.insert(c);
+        }
+        let remote = slot.active.minus(me_set);
+        // CPUs that ran the space but do not now flush it when they return.
+        let lazy = slot.dirty.minus(slot.active).minus(me_set);
+        slot.pending = CpuSet(slot.pending.0 | lazy.0);
+        Some(ShootdownPlan {
+            asid,
+            local: me.is_some_and(|c| slot.dirty.contains(c)),
+            remote,
+        })
+    }
+
+    /// Marks the address space `old` as no longer running on `cpu`.
+    pub(crate) fn deactivate(&mut self, id: u64, cpu: CpuId) {
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        slot.active.remove(cpu);
+        if slot.active.is_empty() && !slot.kernel && slot.asid.is_some() {
+            self.clock += 1;
+            slot.lru = Some(self.clock);
+            self.inactive.insert(self.clock, id);
+        }
+    }
+
+    /// Marks `id` as running on `cpu`, giving it an ASID if it has none.
+    /// Returns `None` when the pool is empty and nothing can be stolen.
+    pub(crate) fn activate(&mut self, id: u64, cpu: CpuId) -> Option<SwitchPlan> {
+        let mut stolen = None;
+        let mut allocated = false;
+        let needs_asid = {
+            let slot = self.slots.get_mut(&id)?;
+            if let Some(stamp) = slot.lru.take() {
+                self.inactive.remove(&stamp);
+            }
+            slot.asid.is_none()
+        };
+        if needs_asid {
+            let asid = if let Some(a) = self.free.pop() {
+                allocated = true;
+                a
+            } else {
+                let (_, victim) = self.inactive.pop_first()?;
+                let v = self.slots.get_mut(&victim).expect("inactive space has a slot");
+                let a = v.asid.take().expect("inactive space holds an ASID");
+                v.lru = None;
+                stolen = Some((a, v.dirty));
+                v.dirty = CpuSet::EMPTY;
+                v.pending = CpuSet::EMPTY;
+                a
+            };
+            let slot = self.slots.get_mut(&id).expect("checked above");
+            slot.asid = Some(asid);
+            slot.dirty = CpuSet::EMPTY;
+            slot.pending = CpuSet::EMPTY;
+        }
+        let slot = self.slots.get_mut(&id).expect("checked above");
+        slot.active.insert(cpu);
+        slot.dirty.insert(cpu);
+        let flush = slot.pending.contains(cpu);
+        slot.pending.remove(cpu);
+        Some(SwitchPlan {
+            asid: slot.asid.expect("assigned above"),
+            flush,
+            stolen,
+            allocated,
+        })
+    }
+}

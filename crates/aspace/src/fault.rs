@@ -1,0 +1,98 @@
+//! The page-fault handler (HelenOS `as_page_fault`).
+
+use crate::addr::VirtAddr;
+use crate::flags::{Access, AreaAttrs};
+use crate::machine::Machine;
+use crate::paging::PageTable;
+use crate::space::AddressSpace;
+use crate::stats::Stats;
+
+/// Why a fault could not be resolved.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FaultReason {
+    /// No area contains the address.
+    NoArea,
+    /// The area is still being set up.
+    Partial,
+    /// The area does not permit the access.
+    Access,
+    /// The backend could not supply a frame (out of memory or a backend
+    /// error).
+    NoMemory,
+}
+
+/// What the low-level handler is to do after a fault.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FaultOutcome {
+    /// The page is mapped now: retry the access.
+    Ok,
+    /// A genuine fault: the task is to be told or killed.
+    Fault(FaultReason),
+    /// The fault happened in a kernel copy from or to user memory: the copy
+    /// is to fail with `BadMemory` instead.
+    Defer(FaultReason),
+}
+
+impl<M: Machine> AddressSpace<M> {
+    /// Handles a fault on `addr` caused by `access`. `in_user_copy` tells
+    /// that the kernel was copying from or to user memory, which turns a
+    /// failure into [`FaultOutcome::Defer`].
+    ///
+    /// One area lookup and one lock; a page another CPU mapped in the
+    /// meantime returns `Ok` without touching the backend.
+    pub fn page_fault(&self, addr: VirtAddr, access: Access, in_user_copy: bool) -> FaultOutcome {
+        let stats = &self.shared.stats;
+        Stats::add(&stats.faults, 1);
+        match self.resolve(addr, access) {
+            Ok(()) => FaultOutcome::Ok,
+            Err(reason) => {
+                Stats::add(&stats.faults_failed, 1);
+                if in_user_copy {
+                    FaultOutcome::Defer(reason)
+                } else {
+                    FaultOutcome::Fault(reason)
+                }
+            }
+        }
+    }
+
+    fn resolve(&self, addr: VirtAddr, access: Access) -> Result<(), FaultReason> {
+        let page = addr.page();
+        let mut guard = self.inner.lock();
+        let inner = &mut *guard;
+        let key = inner.find(page.number()).ok_or(FaultReason::NoArea)?;
+        let area = inner.areas.get_mut(&key).expect("found above");
+        if area.attrs.contains(AreaAttrs::PARTIAL) {
+            return Err(FaultReason::Partial);
+        }
+        if !area.flags.permits(access) {
+            return Err(FaultReason::Access);
+        }
+        let m = &self.shared.machine;
+        let pt = inner.pt.as_mut().expect("page table lives as long as the address space");
+        if let Some((_, flags)) = pt.translate(m.memory(), page) {
+            // Mapped by another CPU after this one missed, or a stale TLB
+            // entry was just flushed: nothing to do if the rights suffice.
+            if flags.permits(access) {
+                Stats::add(&self.shared.stats.faults_raced, 1);
+                return Ok(());
+            }
+            return Err(FaultReason::Access);
+        }
+        let info = area.info();
+        let frame = area
+            .backend
+            .page_fault(m, &info, page, access)
+            .map_err(|_| FaultReason::NoMemory)?;
+        if pt.map(m.memory(), m.frames(), page, frame, area.flags.page_flags()).is_err() {
+            if area.backend.frame_free(m, &info, page, frame) {
+                crate::machine::FrameAllocator::release(m.frames(), frame);
+            }
+            return Err(FaultReason::NoMemory);
+        }
+        area.used.insert(page, 1).expect("an unmapped page is not in used space");
+        Stats::add(&self.shared.stats.faults_resolved, 1);
+        Stats::add(&self.shared.stats.frames_allocated, 1);
+        Ok(())
+    }
+}

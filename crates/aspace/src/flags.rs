@@ -1,0 +1,117 @@
+//! Area flags, area attributes, page-table entry rights and access kinds.
+
+use bitflags::bitflags;
+
+bitflags! {
+    /// Access rights of an area (HelenOS `AS_AREA_*`, same bit values).
+    #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
+    pub struct AreaFlags: u32 {
+        /// Pages may be read.
+        const READ = 1;
+        /// Pages may be written.
+        const WRITE = 2;
+        /// Pages may be executed.
+        const EXEC = 4;
+        /// Pages are cached (normal memory rather than device memory).
+        const CACHEABLE = 8;
+    }
+}
+
+impl AreaFlags {
+    /// Checks raw flag bits from user space: unknown bits and write+exec are
+    /// refused with [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    pub fn from_user(bits: u32) -> crate::Result<AreaFlags> {
+        let flags = AreaFlags::from_bits(bits).ok_or(crate::Error::InvalidArgument)?;
+        flags.validate()?;
+        Ok(flags)
+    }
+
+    /// Refuses write together with execute.
+    pub fn validate(self) -> crate::Result<()> {
+        if self.contains(AreaFlags::WRITE | AreaFlags::EXEC) {
+            return Err(crate::Error::InvalidArgument);
+        }
+        Ok(())
+    }
+
+    /// Whether these rights permit `access`.
+    pub fn permits(self, access: Access) -> bool {
+        self.contains(match access {
+            Access::Read => AreaFlags::READ,
+            Access::Write => AreaFlags::WRITE,
+            Access::Exec => AreaFlags::EXEC,
+        })
+    }
+
+    /// The rights a page of an area with these flags is mapped with.
+    pub fn page_flags(self) -> PageFlags {
+        let mut f = PageFlags::PRESENT | PageFlags::USER;
+        if self.contains(AreaFlags::READ) {
+            f |= PageFlags::READ;
+        }
+        if self.contains(AreaFlags::WRITE) {
+            f |= PageFlags::WRITE;
+        }
+        if self.contains(AreaFlags::EXEC) {
+            f |= PageFlags::EXEC;
+        }
+        if self.contains(AreaFlags::CACHEABLE) {
+            f |= PageFlags::CACHEABLE;
+        }
+        f
+    }
+}
+
+bitflags! {
+    /// Attributes of an area that are not access rights.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
+    pub struct AreaAttrs: u32 {
+        /// The area is still being set up (or torn down): faults on it fail.
+        const PARTIAL = 1;
+    }
+}
+
+bitflags! {
+    /// Architecture-neutral rights of one page mapping; page-table
+    /// implementations translate them to their entry format.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
+    pub struct PageFlags: u32 {
+        /// The mapping is valid.
+        const PRESENT = 1;
+        /// Readable.
+        const READ = 2;
+        /// Writable.
+        const WRITE = 4;
+        /// Executable.
+        const EXEC = 8;
+        /// Reachable from user mode.
+        const USER = 16;
+        /// Cached memory.
+        const CACHEABLE = 32;
+        /// Kept in the TLB across address-space switches (kernel mappings).
+        const GLOBAL = 64;
+    }
+}
+
+impl PageFlags {
+    /// Whether a mapping with these rights satisfies `access`.
+    pub fn permits(self, access: Access) -> bool {
+        self.contains(PageFlags::PRESENT)
+            && match access {
+                Access::Read => self.contains(PageFlags::READ),
+                Access::Write => self.contains(PageFlags::WRITE),
+                Access::Exec => self.contains(PageFlags::EXEC),
+            }
+    }
+}
+
+/// The kind of memory access that faulted (HelenOS `pf_access_t`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum Access {
+    /// A load.
+    Read,
+    /// A store.
+    Write,
+    /// An instruction fetch.
+    Exec,
+}

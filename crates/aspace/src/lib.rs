@@ -1,0 +1,56 @@
+//! Address spaces for Rust microkernels, after the HelenOS kernel's `as.c`.
+//!
+//! An [`AddressSpace`] holds *areas* (runs of pages with one set of rights
+//! and one [`Backend`](backend::Backend)); pages are mapped lazily by the
+//! [page-fault handler](AddressSpace::page_fault), each area keeps its
+//! [used space](used_space::UsedSpace) equal to what the page table maps,
+//! ASIDs are handed out on [switch](System::switch) and stolen from inactive
+//! spaces when the pool runs dry, and every change that removes translations
+//! goes through a [TLB shootdown](tlb::ShootdownBatch) before its frames are
+//! released.
+//!
+//! The crate is `no_std` + `alloc` and generic over the [`Machine`]: the
+//! kernel supplies physical memory access, a frame allocator, the local TLB,
+//! inter-processor shootdown, the lock type and the page-table format
+//! ([`paging::x86_64::X86_64PageTable`] ships with the crate).
+//!
+//! # Example
+//!
+//! The `aspace-sim` crate provides a simulated machine; with it:
+//!
+//! ```ignore
+//! use aspace::{AreaFlags, VirtAddr};
+//! let sim = aspace_sim::Sim::new(aspace_sim::SimConfig::default());
+//! let space = sim.system().create().unwrap();
+//! space.area_create(VirtAddr::new(0x40_0000), 0x4000, AreaFlags::READ | AreaFlags::WRITE).unwrap();
+//! ```
+#![no_std]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod addr;
+pub mod area;
+pub mod asid;
+pub mod backend;
+pub mod error;
+pub mod fault;
+pub mod flags;
+pub mod machine;
+pub mod paging;
+pub mod space;
+pub mod stats;
+pub mod syscall;
+pub mod system;
+pub mod tlb;
+pub mod used_space;
+
+pub use addr::{Frame, Page, PageRange, PhysAddr, VirtAddr, PAGE_SIZE};
+pub use area::AreaInfo;
+pub use error::{Error, Result};
+pub use fault::{FaultOutcome, FaultReason};
+pub use flags::{Access, AreaAttrs, AreaFlags, PageFlags};
+pub use machine::{Asid, CpuId, CpuSet, FrameAllocator, Invalidation, Layout, Machine, PhysMemory, Shootdown, Tlb};
+pub use space::AddressSpace;
+pub use stats::StatsSnapshot;
+pub use system::{Config, System};

@@ -1,0 +1,199 @@
+//! The traits a kernel implements to run the subsystem on its machine.
+//!
+//! [`Machine`] bundles them: physical memory access, the frame allocator,
+//! the local TLB of the running CPU, inter-processor shootdown, the page-table
+//! format and the lock type. The hosted simulator (`aspace-sim`) and a real
+//! kernel each provide one implementation.
+
+use crate::addr::{Frame, PageRange, PhysAddr, PAGE_SIZE};
+use crate::paging::PageTable;
+
+/// Index of a CPU, `0 .. cpu_count`.
+pub type CpuId = usize;
+
+/// An address-space identifier that tags TLB entries (x86_64: a PCID).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
+pub struct Asid(pub u16);
+
+impl Asid {
+    /// The ASID of the kernel address space; never handed to user spaces.
+    pub const KERNEL: Asid = Asid(0);
+}
+
+/// A set of CPUs (at most 64).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Hash)]
+pub struct CpuSet(pub u64);
+
+impl CpuSet {
+    /// The empty set.
+    pub const EMPTY: CpuSet = CpuSet(0);
+    /// The set `{0, .., n-1}`.
+    pub const fn first(n: usize) -> CpuSet {
+        if n >= 64 {
+            CpuSet(u64::MAX)
+        } else {
+            CpuSet((1u64 << n) - 1)
+        }
+    }
+    /// Whether `cpu` is in the set.
+    pub const fn contains(self, cpu: CpuId) -> bool {
+        cpu < 64 && self.0 & (1 << cpu) != 0
+    }
+    /// Adds `cpu`.
+    pub fn insert(&mut self, cpu: CpuId) {
+        self.0 |= 1 << cpu;
+    }
+    /// Removes `cpu`.
+    pub fn remove(&mut self, cpu: CpuId) {
+        if cpu < 64 {
+            self.0 &= !(1 << cpu);
+        }
+    }
+    /// The set without `other`'s members.
+    pub const fn minus(self, other: CpuSet) -> CpuSet {
+        CpuSet(self.0 & !other.0)
+    }
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// Number of CPUs in the set.
+    pub const fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+    /// The members, lowest first.
+    pub fn iter(self) -> impl Iterator<Item = CpuId> {
+        (0..64).filter(move |c| self.contains(*c))
+    }
+}
+
+/// What a TLB invalidation removes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Invalidation {
+    /// The entries of `asid` for the pages of `range`.
+    Pages {
+        /// Whose entries.
+        asid: Asid,
+        /// Which pages.
+        range: PageRange,
+    },
+    /// Every entry tagged with the ASID.
+    Asid(Asid),
+    /// Every entry.
+    All,
+}
+
+/// Access to physical memory (through the kernel's direct map on real
+/// hardware, or the simulator's memory array).
+pub trait PhysMemory: Send + Sync {
+    /// Reads `buf.len()` bytes at `addr`.
+    fn read(&self, addr: PhysAddr, buf: &mut [u8]);
+    /// Writes `data` at `addr`.
+    fn write(&self, addr: PhysAddr, data: &[u8]);
+    /// Reads the naturally aligned 64-bit word at `addr` (page-table entries).
+    fn read_u64(&self, addr: PhysAddr) -> u64;
+    /// Writes the naturally aligned 64-bit word at `addr` in one store, so a
+    /// concurrent page-table walker sees the old or the new entry.
+    fn write_u64(&self, addr: PhysAddr, value: u64);
+    /// Fills a frame with zeros.
+    fn zero_frame(&self, frame: Frame) {
+        let zeros = [0u8; 512];
+        for i in 0..(PAGE_SIZE / 512) {
+            self.write(PhysAddr::new(frame.start().as_u64() + i * 512), &zeros);
+        }
+    }
+    /// Copies the contents of `src` into `dst`.
+    fn copy_frame(&self, dst: Frame, src: Frame) {
+        let mut buf = [0u8; 512];
+        for i in 0..(PAGE_SIZE / 512) {
+            let off = i * 512;
+            self.read(PhysAddr::new(src.start().as_u64() + off), &mut buf);
+            self.write(PhysAddr::new(dst.start().as_u64() + off), &buf);
+        }
+    }
+}
+
+/// The physical frame allocator, with a reference count per frame.
+///
+/// A frame comes out of [`alloc`](FrameAllocator::alloc) with one reference;
+/// [`add_ref`](FrameAllocator::add_ref) takes another (a second mapping, a
+/// share record); [`release`](FrameAllocator::release) drops one and frees
+/// the frame when none is left.
+pub trait FrameAllocator: Send + Sync {
+    /// A free frame with reference count one, or `None` when memory is out.
+    /// Its contents are unspecified.
+    fn alloc(&self) -> Option<Frame>;
+    /// Takes one more reference to an allocated frame.
+    fn add_ref(&self, frame: Frame);
+    /// Drops one reference; returns `true` when this freed the frame.
+    fn release(&self, frame: Frame) -> bool;
+}
+
+/// The TLB and translation registers of the CPU that runs the caller.
+pub trait Tlb: Send + Sync {
+    /// Number of CPUs of the machine (at most 64).
+    fn cpu_count(&self) -> usize;
+    /// The CPU running the caller, or `None` outside any CPU (a host thread
+    /// of the simulator, early boot).
+    fn current_cpu(&self) -> Option<CpuId>;
+    /// Invalidates entries of the current CPU's TLB.
+    fn invalidate_local(&self, what: Invalidation);
+    /// Loads the page-table root and ASID on the current CPU (CR3 with PCID).
+    fn install(&self, root: Frame, asid: Asid);
+}
+
+/// Inter-processor TLB shootdown.
+pub trait Shootdown: Send + Sync {
+    /// Makes every CPU in `targets` (never the current one) perform `what`
+    /// on its TLB, and returns only when all of them have done so. Returns
+    /// the number of inter-processor interrupts sent.
+    fn shootdown(&self, targets: CpuSet, what: Invalidation) -> usize;
+}
+
+/// Where user and kernel areas may live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// One past the highest user address (x86_64: `0x0000_8000_0000_0000`).
+    pub user_end: u64,
+    /// Lowest kernel address (x86_64: `0xffff_8000_0000_0000`); the kernel
+    /// range runs from here to the top of the address space.
+    pub kernel_start: u64,
+}
+
+impl Layout {
+    /// The canonical x86_64 split with 48-bit addresses.
+    pub const X86_64: Layout = Layout {
+        user_end: 0x0000_8000_0000_0000,
+        kernel_start: 0xffff_8000_0000_0000,
+    };
+}
+
+/// A machine the subsystem runs on: the bundle of the traits above.
+pub trait Machine: Send + Sync + Sized + 'static {
+    /// The lock that protects address spaces and the ASID allocator: a
+    /// spinlock or a sleeping mutex, as the kernel prefers.
+    type Lock: lock_api::RawMutex + Send + Sync;
+    /// Physical memory access.
+    type Memory: PhysMemory;
+    /// The frame allocator.
+    type Frames: FrameAllocator;
+    /// Local TLB and translation registers.
+    type Tlb: Tlb;
+    /// Remote TLB shootdown.
+    type Shootdown: Shootdown;
+    /// The page-table format.
+    type PageTable: PageTable;
+
+    /// Physical memory.
+    fn memory(&self) -> &Self::Memory;
+    /// The frame allocator.
+    fn frames(&self) -> &Self::Frames;
+    /// The local TLB.
+    fn tlb(&self) -> &Self::Tlb;
+    /// Remote shootdown.
+    fn shootdown(&self) -> &Self::Shootdown;
+    /// The user/kernel split.
+    fn layout(&self) -> Layout {
+        Layout::X86_64
+    }
+}

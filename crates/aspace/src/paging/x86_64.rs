@@ -1,0 +1,233 @@
+//! The x86_64 4-level page table (PML4, PDPT, PD, PT), 4 KiB pages.
+//!
+//! Works on any [`PhysMemory`]: the simulator's array or a real kernel's
+//! direct map. Intermediate entries are created present, writable and
+//! user-accessible; the rights of a page are decided by its leaf entry alone.
+//! Entries of the kernel half (PML4 slots 256..512) are copied from the
+//! kernel's table into every user table and never freed with it.
+
+use crate::addr::{Frame, Page, PhysAddr};
+use crate::flags::PageFlags;
+use crate::machine::{FrameAllocator, PhysMemory};
+use crate::paging::{PageTable, Unmapped};
+use crate::{Error, Result};
+
+/// Entry bit: present.
+pub const PTE_PRESENT: u64 = 1 << 0;
+/// Entry bit: writable.
+pub const PTE_WRITABLE: u64 = 1 << 1;
+/// Entry bit: user accessible.
+pub const PTE_USER: u64 = 1 << 2;
+/// Entry bit: page-level write-through.
+pub const PTE_WRITE_THROUGH: u64 = 1 << 3;
+/// Entry bit: page-level cache disable.
+pub const PTE_NO_CACHE: u64 = 1 << 4;
+/// Entry bit: accessed (set by the MMU).
+pub const PTE_ACCESSED: u64 = 1 << 5;
+/// Entry bit: dirty (set by the MMU).
+pub const PTE_DIRTY: u64 = 1 << 6;
+/// Entry bit: huge page (PDPT/PD level); never set by this implementation.
+pub const PTE_HUGE: u64 = 1 << 7;
+/// Entry bit: global translation.
+pub const PTE_GLOBAL: u64 = 1 << 8;
+/// Entry bit: no execute.
+pub const PTE_NO_EXECUTE: u64 = 1 << 63;
+/// Mask of the frame address in an entry.
+pub const PTE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// Number of entries in each table.
+pub const ENTRIES: u64 = 512;
+/// First PML4 slot of the kernel half.
+pub const KERNEL_PML4_START: u64 = 256;
+
+/// Index into the table of `level` (4 = PML4 .. 1 = PT) for `page`.
+pub const fn table_index(page: Page, level: u32) -> u64 {
+    (page.number() >> (9 * (level - 1))) & (ENTRIES - 1)
+}
+
+/// Encodes a leaf entry.
+pub fn encode_leaf(frame: Frame, flags: PageFlags) -> u64 {
+    let mut e = frame.start().as_u64() & PTE_ADDR_MASK;
+    if flags.contains(PageFlags::PRESENT) {
+        e |= PTE_PRESENT;
+    }
+    if flags.contains(PageFlags::WRITE) {
+        e |= PTE_WRITABLE;
+    }
+    if flags.contains(PageFlags::USER) {
+        e |= PTE_USER;
+    }
+    if !flags.contains(PageFlags::EXEC) {
+        e |= PTE_NO_EXECUTE;
+    }
+    if !flags.contains(PageFlags::CACHEABLE) {
+        e |= PTE_NO_CACHE;
+    }
+    if flags.contains(PageFlags::GLOBAL) {
+        e |= PTE_GLOBAL;
+    }
+    e
+}
+
+/// Decodes a leaf entry (x86_64 cannot deny reads of a present page).
+pub fn decode_leaf(e: u64) -> Option<(Frame, PageFlags)> {
+    if e & PTE_PRESENT == 0 {
+        return None;
+    }
+    let mut f = PageFlags::PRESENT | PageFlags::READ;
+    if e & PTE_WRITABLE != 0 {
+        f |= PageFlags::WRITE;
+    }
+    if e & PTE_USER != 0 {
+        f |= PageFlags::USER;
+    }
+    if e & PTE_NO_EXECUTE == 0 {
+        f |= PageFlags::EXEC;
+    }
+    if e & PTE_NO_CACHE == 0 {
+        f |= PageFlags::CACHEABLE;
+    }
+    if e & PTE_GLOBAL != 0 {
+        f |= PageFlags::GLOBAL;
+    }
+    Some((PhysAddr::new(e & PTE_ADDR_MASK).frame(), f))
+}
+
+const TABLE_ENTRY: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
+
+/// An x86_64 4-level page table rooted at a PML4 frame.
+#[derive(Debug)]
+pub struct X86_64PageTable {
+    root: Frame,
+    tables: u64,
+    kernel: bool,
+}
+
+fn entry_addr(table: Frame, index: u64) -> PhysAddr {
+    PhysAddr::new(table.start().as_u64() + index * 8)
+}
+
+impl X86_64PageTable {
+    /// The leaf-table frame for `page`, creating missing levels; fails with
+    /// `NoMemory` when a table cannot be allocated.
+    fn leaf_table<P: PhysMemory, F: FrameAllocator>(
+        &mut self,
+        mem: &P,
+        frames: &F,
+        page: Page,
+    ) -> Result<Frame> {
+        let mut table = self.root;
+        for level in (2..=4).rev() {
+            let addr = entry_addr(table, table_index(page, level));
+            let e = mem.read_u64(addr);
+            table = if e & PTE_PRESENT != 0 {
+                PhysAddr::new(e & PTE_ADDR_MASK).frame()
+            } else {
+                let new = frames.alloc().ok_or(Error::NoMemory)?;
+                mem.zero_frame(new);
+                self.tables += 1;
+                mem.write_u64(addr, new.start().as_u64() | TABLE_ENTRY);
+                new
+            };
+        }
+        Ok(table)
+    }
+
+    fn find_leaf<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<PhysAddr> {
+        let mut table = self.root;
+        for level in (2..=4).rev() {
+            let e = mem.read_u64(entry_addr(table, table_index(page, level)));
+            if e & PTE_PRESENT == 0 {
+                return None;
+            }
+            table = PhysAddr::new(e & PTE_ADDR_MASK).frame();
+        }
+        Some(entry_addr(table, table_index(page, 1)))
+    }
+
+    fn free_subtree<P: PhysMemory, F: FrameAllocator>(
+        mem: &P,
+        frames: &F,
+        table: Frame,
+        level: u32,
+    ) {
+        if level > 1 {
+            for i in 0..ENTRIES {
+                let e = mem.read_u64(entry_addr(table, i));
+                if e & PTE_PRESENT != 0 {
+                    Self::free_subtree(mem, frames, PhysAddr::new(e & PTE_ADDR_MASK).frame(), level - 1);
+                }
+            }
+        }
+        frames.release(table);
+    }
+}
+
+impl PageTable for X86_64PageTable {
+    fn create<P: PhysMemory, F: FrameAllocator>(
+        mem: &P,
+        frames: &F,
+        kernel: Option<&Self>,
+    ) -> Result<Self> {
+        let root = frames.alloc().ok_or(Error::NoMemory)?;
+        mem.zero_frame(root);
+        if let Some(k) = kernel {
+            for i in KERNEL_PML4_START..ENTRIES {
+                let e = mem.read_u64(entry_addr(k.root, i));
+                mem.write_u64(entry_addr(root, i), e);
+            }
+        }
+        Ok(Self {
+            root,
+            tables: 1,
+            kernel: kernel.is_none(),
+        })
+    }
+
+    fn root(&self) -> Frame {
+        self.root
+    }
+
+    fn map<P: PhysMemory, F: FrameAllocator>(
+        &mut self,
+        mem: &P,
+        frames: &F,
+        page: Page,
+        frame: Frame,
+        flags: PageFlags,
+    ) -> Result<()> {
+        let leaf = self.leaf_table(mem, frames, page)?;
+        let addr = entry_addr(leaf, table_index(page, 1));
+        debug_assert_eq!(mem.read_u64(addr) & PTE_PRESENT, 0, "map over a present entry");
+        mem.write_u64(addr, encode_leaf(frame, flags | PageFlags::PRESENT));
+        Ok(())
+    }
+
+    fn unmap<P: PhysMemory>(&mut self, mem: &P, page: Page) -> Option<Unmapped> {
+        let addr = self.find_leaf(mem, page)?;
+        let (frame, _) = decode_leaf(mem.read_u64(addr))?;
+        mem.write_u64(addr, 0);
+        Some(Unmapped::new(page, frame))
+    }
+
+    fn translate<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<(Frame, PageFlags)> {
+        decode_leaf(mem.read_u64(self.find_leaf(mem, page)?))
+    }
+
+    fn table_frames(&self) -> u64 {
+        self.tables
+    }
+
+    fn destroy<P: PhysMemory, F: FrameAllocator>(self, mem: &P, frames: &F) {
+        // The kernel's own table also owns the kernel half; a user table only
+        // borrows it.
+        let slots = if self.kernel { ENTRIES } else { KERNEL_PML4_START };
+        for i in 0..slots {
+            let e = mem.read_u64(entry_addr(self.root, i));
+            if e & PTE_PRESENT != 0 {
+                Self::free_subtree(mem, frames, PhysAddr::new(e & PTE_ADDR_MASK).frame(), 3);
+            }
+        }
+        frames.release(self.root);
+    }
+}

@@ -1,0 +1,62 @@
+//! Event counters that tests, the command-line tool and benchmarks read.
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Live counters, updated with relaxed atomics.
+        #[derive(Debug, Default)]
+        pub struct Stats { $(pub(crate) $name: AtomicU64,)* }
+
+        /// A copy of the counters at one moment.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct StatsSnapshot { $($(#[$doc])* pub $name: u64,)* }
+
+        impl Stats {
+            /// Reads every counter.
+            pub fn snapshot(&self) -> StatsSnapshot {
+                StatsSnapshot { $($name: self.$name.load(Relaxed),)* }
+            }
+        }
+
+        impl StatsSnapshot {
+            /// Counter-wise `self - earlier`.
+            pub fn since(&self, earlier: &StatsSnapshot) -> StatsSnapshot {
+                StatsSnapshot { $($name: self.$name.wrapping_sub(earlier.$name),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Page faults that reached the handler.
+    faults,
+    /// Faults resolved by a backend (a page newly mapped).
+    faults_resolved,
+    /// Faults on a page another CPU had just mapped: nothing to do.
+    faults_raced,
+    /// Faults refused (no area, rights, partial area, no memory).
+    faults_failed,
+    /// Shootdown rounds: one per operation that removed translations.
+    shootdown_rounds,
+    /// Inter-processor interrupts sent for shootdowns.
+    ipis,
+    /// Local TLB invalidations performed by the initiating CPU.
+    local_invalidations,
+    /// Lazy flushes: a CPU flushed an ASID when switching to it.
+    lazy_flushes,
+    /// ASIDs handed out from the free pool.
+    asid_allocs,
+    /// ASIDs taken from an inactive address space.
+    asid_steals,
+    /// Frames allocated by backends for mappings.
+    frames_allocated,
+    /// Frame references released after a shootdown.
+    frames_released,
+}
+
+impl Stats {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+}

@@ -1,0 +1,123 @@
+//! The subsystem instance: the machine, the kernel address space, the ASID
+//! allocator and the counters, and the address-space switch.
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::asid::AsidAllocator;
+use crate::machine::{Asid, Invalidation, Machine, Shootdown, Tlb};
+use crate::space::{AddressSpace, Shared};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::{Error, Result};
+
+/// Settings of a [`System`].
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Number of user ASIDs (x86_64 PCIDs 1..=4095). Must be at least the
+    /// number of CPUs, so every CPU can run a different address space.
+    pub asids: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { asids: 4095 }
+    }
+}
+
+/// The address-space subsystem of one machine (HelenOS `as_init` and the
+/// globals of `as.c`).
+pub struct System<M: Machine> {
+    shared: Arc<Shared<M>>,
+    kernel: Arc<AddressSpace<M>>,
+}
+
+impl<M: Machine> System<M> {
+    /// Starts the subsystem on `machine` and creates the kernel address
+    /// space, which lives as long as the system.
+    pub fn new(machine: M, config: Config) -> Result<Self> {
+        let cpus = machine.tlb().cpu_count();
+        if cpus == 0 || cpus > 64 || (config.asids as usize) < cpus || config.asids > 4095 {
+            return Err(Error::InvalidArgument);
+        }
+        let shared = Arc::new(Shared {
+            layout: machine.layout(),
+            machine,
+            asids: lock_api::Mutex::new(AsidAllocator::new(config.asids)),
+            stats: Stats::default(),
+            next_id: AtomicU64::new(1),
+        });
+        let kernel = AddressSpace::create(&shared, None)?;
+        Ok(Self { shared, kernel })
+    }
+
+    /// The machine.
+    pub fn machine(&self) -> &M {
+        &self.shared.machine
+    }
+
+    /// The kernel address space.
+    pub fn kernel(&self) -> &Arc<AddressSpace<M>> {
+        &self.kernel
+    }
+
+    /// A new, empty user address space. It is destroyed — every area, frame,
+    /// its ASID and page table released — when the last `Arc` to it goes.
+    pub fn create(&self) -> Result<Arc<AddressSpace<M>>> {
+        AddressSpace::create(&self.shared, Some(&self.kernel))
+    }
+
+    /// Switches the current CPU from `old` to `new` (HelenOS `as_switch`):
+    /// gives `new` an ASID if it has none (stealing the least recently used
+    /// inactive one when the pool is empty), loads its page table and ASID,
+    /// and flushes the ASID first if a shootdown left this CPU a lazy flush.
+    ///
+    /// Fails with `InvalidArgument` when called outside any CPU and with
+    /// `NoMemory` when no ASID can be had.
+    pub fn switch(&self, old: Option<&AddressSpace<M>>, new: &AddressSpace<M>) -> Result<Asid> {
+        let tlb = self.shared.machine.tlb();
+        let cpu = tlb.current_cpu().ok_or(Error::InvalidArgument)?;
+        let mut asids = self.shared.asids.lock();
+        if let Some(old) = old {
+            asids.deactivate(old.id(), cpu);
+        }
+        let plan = asids.activate(new.id(), cpu).ok_or(Error::NoMemory)?;
+        if plan.allocated {
+            Stats::add(&self.shared.stats.asid_allocs, 1);
+        }
+        if let Some((asid, cpus)) = plan.stolen {
+            // The ASID must be clean everywhere before any CPU runs `new`
+            // with it, so this happens under the allocator lock.
+            Stats::add(&self.shared.stats.asid_steals, 1);
+            tlb.invalidate_local(Invalidation::Asid(asid));
+            let mut remote = cpus;
+            remote.remove(cpu);
+            if !remote.is_empty() {
+                let n = self.shared.machine.shootdown().shootdown(remote, Invalidation::Asid(asid));
+                Stats::add(&self.shared.stats.ipis, n as u64);
+            }
+        }
+        drop(asids);
+        if plan.flush {
+            tlb.invalidate_local(Invalidation::Asid(plan.asid));
+            Stats::add(&self.shared.stats.lazy_flushes, 1);
+        }
+        tlb.install(new.root(), plan.asid);
+        Ok(plan.asid)
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// ASIDs in the free pool.
+    pub fn free_asids(&self) -> usize {
+        self.shared.asids.lock().free_count()
+    }
+}
+
+impl<M: Machine> Shared<M> {
+    pub(crate) fn new_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,109 @@
+//! TLB shootdown: page-table changes that remove translations are batched,
+//! and the frames they freed are released only after every TLB that may hold
+//! the old translations has been flushed.
+//!
+//! The protocol per operation (HelenOS's start / invalidate / finalize):
+//! 1. *start*: [`ShootdownBatch::new`]; every [`Unmapped`] token from the page
+//!    table goes into it with [`ShootdownBatch::defer`], together with
+//!    whether its frame reference is to be released.
+//! 2. *invalidate*: on completion the current CPU flushes the range locally,
+//!    CPUs running the address space get an IPI and flush it, and CPUs that
+//!    ran it before but do not now are marked to flush its ASID before they
+//!    next run it (no IPI needed).
+//! 3. *finalize*: only then do the frames go back to the allocator.
+
+use alloc::vec::Vec;
+
+use crate::addr::{Frame, Page, PageRange};
+use crate::machine::{FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
+use crate::paging::Unmapped;
+use crate::space::Shared;
+use crate::stats::Stats;
+
+/// A pending TLB shootdown and the frames that wait for it.
+///
+/// Dropping a batch without [`complete`](ShootdownBatch::complete) keeps its
+/// frames forever (a leak, never a use-after-free).
+#[must_use = "frames are released only when the shootdown completes"]
+#[derive(Debug, Default)]
+pub struct ShootdownBatch {
+    low: u64,
+    high: u64,
+    unmapped: u64,
+    release: Vec<Frame>,
+}
+
+impl ShootdownBatch {
+    /// Starts a batch.
+    pub fn new() -> Self {
+        Self {
+            low: u64::MAX,
+            high: 0,
+            unmapped: 0,
+            release: Vec::new(),
+        }
+    }
+
+    /// Adds a removed translation; `release` says whether its frame
+    /// reference is dropped once the shootdown is done.
+    pub fn defer(&mut self, unmapped: Unmapped, release: bool) {
+        let n = unmapped.page().number();
+        self.low = self.low.min(n);
+        self.high = self.high.max(n + 1);
+        self.unmapped += 1;
+        if release {
+            self.release.push(unmapped.frame());
+        }
+    }
+
+    /// Number of translations removed.
+    pub fn len(&self) -> u64 {
+        self.unmapped
+    }
+
+    /// Whether nothing was removed.
+    pub fn is_empty(&self) -> bool {
+        self.unmapped == 0
+    }
+
+    /// The pages covered (from the lowest to the highest removed page).
+    pub fn range(&self) -> PageRange {
+        if self.is_empty() {
+            PageRange::default()
+        } else {
+            PageRange::new(Page::from_number(self.low), self.high - self.low)
+        }
+    }
+
+    /// Flushes every TLB that may hold the removed translations of address
+    /// space `as_id`, then releases the frames.
+    pub(crate) fn complete<M: Machine>(self, shared: &Shared<M>, as_id: u64) {
+        if self.is_empty() {
+            return;
+        }
+        let range = self.range();
+        let machine = &shared.machine;
+        let me = machine.tlb().current_cpu();
+        let plan = shared.asids.lock().plan_shootdown(as_id, me);
+        if let Some(plan) = plan {
+            let what = Invalidation::Pages {
+                asid: plan.asid,
+                range,
+            };
+            if plan.local {
+                machine.tlb().invalidate_local(what);
+                Stats::add(&shared.stats.local_invalidations, 1);
+            }
+            if !plan.remote.is_empty() {
+                let ipis = machine.shootdown().shootdown(plan.remote, what);
+                Stats::add(&shared.stats.ipis, ipis as u64);
+            }
+            Stats::add(&shared.stats.shootdown_rounds, 1);
+        }
+        let frames = machine.frames();
+        for f in &self.release {
+            frames.release(*f);
+        }
+        Stats::add(&shared.stats.frames_released, self.release.len() as u64);
+    }
+}
