@@ -1,0 +1,227 @@
+//! The simulated machine's hardware: memory, frames, and per-CPU
+//! translation state (page-table root, ASID, TLB), with the [`aspace`]
+//! machine traits implemented on it.
+//!
+//! IPIs: a CPU holds its core lock for the whole of each simulated memory
+//! access (translation and the physical load or store), which makes every
+//! access one indivisible instruction. A shootdown IPI is delivered by the
+//! sender taking the target's core lock, so it runs on the target between
+//! two instructions, as an interrupt would, and the sender returns only when
+//! the target's TLB has been flushed.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use aspace::paging::x86_64::X86_64PageTable;
+use aspace::{Asid, CpuId, CpuSet, Frame, Invalidation, Layout, Machine, Shootdown, Tlb};
+use parking_lot::Mutex;
+
+use crate::frames::FramePool;
+use crate::memory::PhysMem;
+use crate::tlb::{SimTlb, TlbEntry};
+
+thread_local! {
+    /// (hardware id, CPU) the current thread is executing as.
+    static CURRENT: Cell<(u64, usize)> = const { Cell::new((0, 0)) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Translation state of one CPU.
+pub(crate) struct CoreState {
+    pub root: Option<Frame>,
+    pub asid: Asid,
+    pub tlb: SimTlb,
+}
+
+pub(crate) struct CpuSlot {
+    pub core: Mutex<CoreState>,
+    pub ipis_received: AtomicU64,
+    pub attached: AtomicBool,
+}
+
+/// Counters of the simulated hardware.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HwStats {
+    /// Translations served by a TLB.
+    pub tlb_hits: u64,
+    /// Translations that needed a page-table walk.
+    pub tlb_misses: u64,
+    /// Page faults raised to the core.
+    pub faults: u64,
+    /// IPIs delivered.
+    pub ipis: u64,
+    /// Accesses through a TLB entry whose frame had been freed since the
+    /// entry was filled. Must stay zero.
+    pub stale_accesses: u64,
+}
+
+/// Memory, frames and CPUs of one simulated machine.
+pub struct SimHardware {
+    id: u64,
+    pub(crate) mem: PhysMem,
+    pub(crate) frames: FramePool,
+    pub(crate) cpus: Vec<CpuSlot>,
+    pub(crate) tlb_hits: AtomicU64,
+    pub(crate) tlb_misses: AtomicU64,
+    pub(crate) faults: AtomicU64,
+    pub(crate) ipis: AtomicU64,
+    pub(crate) stale: AtomicU64,
+}
+
+/// Guard that makes the current thread execute as a CPU until dropped.
+pub(crate) struct OnCpu {
+    prev: (u64, usize),
+}
+
+impl Drop for OnCpu {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.prev));
+    }
+}
+
+impl SimHardware {
+    pub(crate) fn new(cpus: usize, memory: u64, tlb_entries: usize) -> Self {
+        let mem = PhysMem::new(memory);
+        let frames = FramePool::new(mem.frames());
+        Self {
+            id: NEXT_ID.fetch_add(1, Relaxed),
+            mem,
+            frames,
+            cpus: (0..cpus)
+                .map(|_| CpuSlot {
+                    core: Mutex::new(CoreState {
+                        root: None,
+                        asid: Asid::KERNEL,
+                        tlb: SimTlb::new(tlb_entries),
+                    }),
+                    ipis_received: AtomicU64::new(0),
+                    attached: AtomicBool::new(false),
+                })
+                .collect(),
+            tlb_hits: AtomicU64::new(0),
+            tlb_misses: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+            ipis: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn enter(&self, cpu: usize) -> OnCpu {
+        let prev = CURRENT.with(|c| c.replace((self.id, cpu)));
+        OnCpu { prev }
+    }
+
+    /// Physical memory.
+    pub fn memory(&self) -> &PhysMem {
+        &self.mem
+    }
+
+    /// The frame allocator.
+    pub fn frames(&self) -> &FramePool {
+        &self.frames
+    }
+
+    /// Counters now.
+    pub fn stats(&self) -> HwStats {
+        HwStats {
+            tlb_hits: self.tlb_hits.load(Relaxed),
+            tlb_misses: self.tlb_misses.load(Relaxed),
+            faults: self.faults.load(Relaxed),
+            ipis: self.ipis.load(Relaxed),
+            stale_accesses: self.stale.load(Relaxed),
+        }
+    }
+
+    /// IPIs CPU `cpu` has received.
+    pub fn ipis_received(&self, cpu: CpuId) -> u64 {
+        self.cpus[cpu].ipis_received.load(Relaxed)
+    }
+
+    /// A copy of CPU `cpu`'s TLB.
+    pub fn tlb_entries(&self, cpu: CpuId) -> Vec<TlbEntry> {
+        self.cpus[cpu].core.lock().tlb.entries().to_vec()
+    }
+
+    /// The ASID loaded on CPU `cpu`.
+    pub fn loaded_asid(&self, cpu: CpuId) -> Asid {
+        self.cpus[cpu].core.lock().asid
+    }
+}
+
+impl Tlb for SimHardware {
+    fn cpu_count(&self) -> usize {
+        self.cpus.len()
+    }
+
+    fn current_cpu(&self) -> Option<CpuId> {
+        let (id, cpu) = CURRENT.with(|c| c.get());
+        (id == self.id).then_some(cpu)
+    }
+
+    fn invalidate_local(&self, what: Invalidation) {
+        if let Some(cpu) = self.current_cpu() {
+            self.cpus[cpu].core.lock().tlb.invalidate(what);
+        }
+    }
+
+    fn install(&self, root: Frame, asid: Asid) {
+        let cpu = self.current_cpu().expect("install runs on a CPU");
+        let mut core = self.cpus[cpu].core.lock();
+        core.root = Some(root);
+        core.asid = asid;
+    }
+}
+
+impl Shootdown for SimHardware {
+    fn shootdown(&self, targets: CpuSet, what: Invalidation) -> usize {
+        let me = self.current_cpu();
+        let mut sent = 0;
+        for cpu in targets.iter().filter(|&c| c < self.cpus.len() && Some(c) != me) {
+            // Delivered between two instructions of the target: see the
+            // module documentation.
+            self.cpus[cpu].core.lock().tlb.invalidate(what);
+            self.cpus[cpu].ipis_received.fetch_add(1, Relaxed);
+            sent += 1;
+        }
+        self.ipis.fetch_add(sent as u64, Relaxed);
+        sent
+    }
+}
+
+/// The [`Machine`] the core runs on in the simulator.
+#[derive(Clone)]
+pub struct SimMachine(pub(crate) Arc<SimHardware>);
+
+impl SimMachine {
+    /// The hardware.
+    pub fn hardware(&self) -> &SimHardware {
+        &self.0
+    }
+}
+
+impl Machine for SimMachine {
+    type Lock = parking_lot::RawMutex;
+    type Memory = PhysMem;
+    type Frames = FramePool;
+    type Tlb = SimHardware;
+    type Shootdown = SimHardware;
+    type PageTable = X86_64PageTable;
+
+    fn memory(&self) -> &PhysMem {
+        &self.0.mem
+    }
+    fn frames(&self) -> &FramePool {
+        &self.0.frames
+    }
+    fn tlb(&self) -> &SimHardware {
+        &self.0
+    }
+    fn shootdown(&self) -> &SimHardware {
+        &self.0
+    }
+    fn layout(&self) -> Layout {
+        Layout::X86_64
+    }
+}

@@ -1,0 +1,97 @@
+//! Simulated physical memory: an array of 64-bit words that several CPU
+//! threads read and write concurrently without data races.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use aspace::{Frame, PhysAddr, PhysMemory, PAGE_SIZE};
+
+/// Physical memory of a fixed size.
+pub struct PhysMem {
+    words: Box<[AtomicU64]>,
+}
+
+impl PhysMem {
+    /// `bytes` of zeroed memory (rounded up to whole frames).
+    pub fn new(bytes: u64) -> Self {
+        let frames = bytes.div_ceil(PAGE_SIZE);
+        let words = (frames * PAGE_SIZE / 8) as usize;
+        Self {
+            words: (0..words).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.words.len() as u64 * 8
+    }
+
+    /// Number of frames.
+    pub fn frames(&self) -> u64 {
+        self.size() / PAGE_SIZE
+    }
+
+    fn word(&self, addr: u64) -> &AtomicU64 {
+        match self.words.get((addr / 8) as usize) {
+            Some(w) => w,
+            None => panic!("physical address {addr:#x} beyond the end of simulated memory"),
+        }
+    }
+}
+
+impl PhysMemory for PhysMem {
+    fn read(&self, addr: PhysAddr, buf: &mut [u8]) {
+        let mut off = 0usize;
+        while off < buf.len() {
+            let a = addr.as_u64() + off as u64;
+            let b = (a % 8) as usize;
+            let n = (8 - b).min(buf.len() - off);
+            let v = self.word(a).load(Relaxed).to_le_bytes();
+            buf[off..off + n].copy_from_slice(&v[b..b + n]);
+            off += n;
+        }
+    }
+
+    fn write(&self, addr: PhysAddr, data: &[u8]) {
+        let mut off = 0usize;
+        while off < data.len() {
+            let a = addr.as_u64() + off as u64;
+            let b = (a % 8) as usize;
+            let n = (8 - b).min(data.len() - off);
+            let w = self.word(a);
+            if n == 8 {
+                w.store(u64::from_le_bytes(data[off..off + 8].try_into().unwrap()), Relaxed);
+            } else {
+                let _ = w.fetch_update(Relaxed, Relaxed, |old| {
+                    let mut v = old.to_le_bytes();
+                    v[b..b + n].copy_from_slice(&data[off..off + n]);
+                    Some(u64::from_le_bytes(v))
+                });
+            }
+            off += n;
+        }
+    }
+
+    fn read_u64(&self, addr: PhysAddr) -> u64 {
+        debug_assert_eq!(addr.as_u64() % 8, 0);
+        self.word(addr.as_u64()).load(Relaxed)
+    }
+
+    fn write_u64(&self, addr: PhysAddr, value: u64) {
+        debug_assert_eq!(addr.as_u64() % 8, 0);
+        self.word(addr.as_u64()).store(value, Relaxed);
+    }
+
+    fn zero_frame(&self, frame: Frame) {
+        let first = (frame.start().as_u64() / 8) as usize;
+        for w in &self.words[first..first + (PAGE_SIZE / 8) as usize] {
+            w.store(0, Relaxed);
+        }
+    }
+
+    fn copy_frame(&self, dst: Frame, src: Frame) {
+        let (d, s) = ((dst.start().as_u64() / 8) as usize, (src.start().as_u64() / 8) as usize);
+        for i in 0..(PAGE_SIZE / 8) as usize {
+            self.words[d + i].store(self.words[s + i].load(Relaxed), Relaxed);
+        }
+    }
+}
