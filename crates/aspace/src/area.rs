@@ -66,9 +66,21 @@ impl AreaInfo {
     pub fn rights(&self) -> [u8; 4] {
         let f = self.flags;
         [
-            if f.contains(AreaFlags::READ) { b'r' } else { b'-' },
-            if f.contains(AreaFlags::WRITE) { b'w' } else { b'-' },
-            if f.contains(AreaFlags::EXEC) { b'x' } else { b'-' },
+            if f.contains(AreaFlags::READ) {
+                b'r'
+            } else {
+                b'-'
+            },
+            if f.contains(AreaFlags::WRITE) {
+                b'w'
+            } else {
+                b'-'
+            },
+            if f.contains(AreaFlags::EXEC) {
+                b'x'
+            } else {
+                b'-'
+            },
             b'p',
         ]
     }
@@ -91,7 +103,11 @@ impl fmt::Display for AreaInfo {
             self.backend,
             self.resident,
             self.pages,
-            if self.attrs.contains(AreaAttrs::PARTIAL) { " partial" } else { "" }
+            if self.attrs.contains(AreaAttrs::PARTIAL) {
+                " partial"
+            } else {
+                ""
+            }
         )
     }
 }

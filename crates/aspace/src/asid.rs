@@ -106,7 +106,10 @@ impl AsidAllocator {
     /// [`release`](Self::release)).
     pub(crate) fn unregister(&mut self, id: u64) -> Option<(Asid, CpuSet)> {
         let slot = self.slots.remove(&id)?;
-        debug_assert!(slot.kernel || slot.active.is_empty(), "address space destroyed while running");
+        debug_assert!(
+            slot.kernel || slot.active.is_empty(),
+            "address space destroyed while running"
+        );
         if let Some(stamp) = slot.lru {
             self.inactive.remove(&stamp);
         }
@@ -170,7 +173,10 @@ impl AsidAllocator {
                 a
             } else {
                 let (_, victim) = self.inactive.pop_first()?;
-                let v = self.slots.get_mut(&victim).expect("inactive space has a slot");
+                let v = self
+                    .slots
+                    .get_mut(&victim)
+                    .expect("inactive space has a slot");
                 let a = v.asid.take().expect("inactive space holds an ASID");
                 v.lru = None;
                 stolen = Some((a, v.dirty));

@@ -69,7 +69,10 @@ impl<M: Machine> AddressSpace<M> {
             return Err(FaultReason::Access);
         }
         let m = &self.shared.machine;
-        let pt = inner.pt.as_mut().expect("page table lives as long as the address space");
+        let pt = inner
+            .pt
+            .as_mut()
+            .expect("page table lives as long as the address space");
         if let Some((_, flags)) = pt.translate(m.memory(), page) {
             // Mapped by another CPU after this one missed, or a stale TLB
             // entry was just flushed: nothing to do if the rights suffice.
@@ -84,13 +87,16 @@ impl<M: Machine> AddressSpace<M> {
             .backend
             .page_fault(m, &info, page, access)
             .map_err(|_| FaultReason::NoMemory)?;
-        if pt.map(m.memory(), m.frames(), page, frame, area.flags.page_flags()).is_err() {
+        let flags = self.page_flags(area.flags);
+        if pt.map(m.memory(), m.frames(), page, frame, flags).is_err() {
             if area.backend.frame_free(m, &info, page, frame) {
                 crate::machine::FrameAllocator::release(m.frames(), frame);
             }
             return Err(FaultReason::NoMemory);
         }
-        area.used.insert(page, 1).expect("an unmapped page is not in used space");
+        area.used
+            .insert(page, 1)
+            .expect("an unmapped page is not in used space");
         Stats::add(&self.shared.stats.faults_resolved, 1);
         Stats::add(&self.shared.stats.frames_allocated, 1);
         Ok(())

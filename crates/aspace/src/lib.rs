@@ -50,7 +50,9 @@ pub use area::AreaInfo;
 pub use error::{Error, Result};
 pub use fault::{FaultOutcome, FaultReason};
 pub use flags::{Access, AreaAttrs, AreaFlags, PageFlags};
-pub use machine::{Asid, CpuId, CpuSet, FrameAllocator, Invalidation, Layout, Machine, PhysMemory, Shootdown, Tlb};
+pub use machine::{
+    Asid, CpuId, CpuSet, FrameAllocator, Invalidation, Layout, Machine, PhysMemory, Shootdown, Tlb,
+};
 pub use space::AddressSpace;
 pub use stats::StatsSnapshot;
 pub use system::{Config, System};

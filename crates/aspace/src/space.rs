@@ -43,7 +43,9 @@ impl<M: Machine> Inner<M> {
     }
 
     fn pt(&mut self) -> &mut M::PageTable {
-        self.pt.as_mut().expect("page table lives as long as the address space")
+        self.pt
+            .as_mut()
+            .expect("page table lives as long as the address space")
     }
 }
 
@@ -80,7 +82,10 @@ fn unmap_into<M: Machine>(
 }
 
 impl<M: Machine> AddressSpace<M> {
-    pub(crate) fn create(shared: &Arc<Shared<M>>, kernel: Option<&AddressSpace<M>>) -> Result<Arc<Self>> {
+    pub(crate) fn create(
+        shared: &Arc<Shared<M>>,
+        kernel: Option<&AddressSpace<M>>,
+    ) -> Result<Arc<Self>> {
         let m = &shared.machine;
         let pt = match kernel {
             Some(k) => {
@@ -132,10 +137,22 @@ impl<M: Machine> AddressSpace<M> {
         &self.shared.machine
     }
 
+    /// The rights pages of an area with `flags` get in this space: user
+    /// pages for user spaces, global supervisor pages for the kernel's.
+    pub(crate) fn page_flags(&self, flags: AreaFlags) -> PageFlags {
+        let f = flags.page_flags();
+        if self.kernel {
+            (f - PageFlags::USER) | PageFlags::GLOBAL
+        } else {
+            f
+        }
+    }
+
     /// The page range `[base, base+size)` checked for alignment, size and
     /// wrapping.
     fn checked_range(base: VirtAddr, size: u64) -> Result<PageRange> {
         let start = Page::from_start(base).ok_or(Error::InvalidArgument)?;
+        base.checked_add(size).ok_or(Error::InvalidArgument)?;
         let pages = bytes_to_pages(size);
         if pages == 0 {
             return Err(Error::InvalidArgument);
@@ -150,7 +167,10 @@ impl<M: Machine> AddressSpace<M> {
     /// NULL page, and overlaps no area but the one based at `avoid`.
     fn check_conflicts(&self, inner: &Inner<M>, range: PageRange, avoid: Option<u64>) -> bool {
         let (lo, hi) = if self.kernel {
-            (self.shared.layout.kernel_start >> PAGE_SHIFT, 1u64 << (64 - PAGE_SHIFT))
+            (
+                self.shared.layout.kernel_start >> PAGE_SHIFT,
+                1u64 << (64 - PAGE_SHIFT),
+            )
         } else {
             (1, self.shared.layout.user_end >> PAGE_SHIFT)
         };
@@ -242,7 +262,10 @@ impl<M: Machine> AddressSpace<M> {
             let cut = area.base.add(pages);
             let removed = area.used.split_off(cut);
             let mut batch = ShootdownBatch::new();
-            let pt = inner.pt.as_mut().expect("page table lives as long as the address space");
+            let pt = inner
+                .pt
+                .as_mut()
+                .expect("page table lives as long as the address space");
             for r in removed {
                 let pages = (0..r.count).rev().map(|i| r.start.add(i));
                 unmap_into(self.machine(), pt, &info, &*area.backend, pages, &mut batch);
@@ -269,7 +292,14 @@ impl<M: Machine> AddressSpace<M> {
 
     fn unmap_area(machine: &M, pt: &mut M::PageTable, area: &Area<M>, batch: &mut ShootdownBatch) {
         let info = area.info();
-        unmap_into(machine, pt, &info, &*area.backend, area.used.iter_pages(), batch);
+        unmap_into(
+            machine,
+            pt,
+            &info,
+            &*area.backend,
+            area.used.iter_pages(),
+            batch,
+        );
     }
 
     /// Changes the rights of the area containing `addr`, keeping its data
@@ -283,7 +313,10 @@ impl<M: Machine> AddressSpace<M> {
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
         let key = inner.find(addr.page().number()).ok_or(Error::NotFound)?;
-        let pt = inner.pt.as_mut().expect("page table lives as long as the address space");
+        let pt = inner
+            .pt
+            .as_mut()
+            .expect("page table lives as long as the address space");
         let area = inner.areas.get_mut(&key).expect("found above");
         if !area.backend.can_change_flags() {
             return Err(Error::NotSupported);
@@ -299,7 +332,7 @@ impl<M: Machine> AddressSpace<M> {
         }
         batch.complete(&self.shared, self.id);
         area.flags = flags;
-        let pflags = flags.page_flags();
+        let pflags = self.page_flags(flags);
         let m = self.machine();
         for (page, frame) in frames {
             if pt.map(m.memory(), m.frames(), page, frame, pflags).is_err() {
@@ -355,12 +388,21 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Pages mapped in all areas together.
     pub fn resident_pages(&self) -> u64 {
-        self.inner.lock().areas.values().map(|a| a.used.pages()).sum()
+        self.inner
+            .lock()
+            .areas
+            .values()
+            .map(|a| a.used.pages())
+            .sum()
     }
 
     /// Frames held by the page table itself.
     pub fn page_table_frames(&self) -> u64 {
-        self.inner.lock().pt.as_ref().map_or(0, |pt| pt.table_frames())
+        self.inner
+            .lock()
+            .pt
+            .as_ref()
+            .map_or(0, |pt| pt.table_frames())
     }
 
     /// A listing of the areas in the manner of `/proc/PID/maps` (HelenOS
@@ -384,7 +426,10 @@ impl<M: Machine> Drop for AddressSpace<M> {
         let inner = self.inner.get_mut();
         let mut batch = ShootdownBatch::new();
         let areas = core::mem::take(&mut inner.areas);
-        let pt = inner.pt.as_mut().expect("page table lives as long as the address space");
+        let pt = inner
+            .pt
+            .as_mut()
+            .expect("page table lives as long as the address space");
         for area in areas.values() {
             Self::unmap_area(m, pt, area, &mut batch);
         }

@@ -23,9 +23,19 @@ fn errno(r: Result<()>) -> isize {
 }
 
 /// Creates an anonymous, cacheable area at `address` of `size` bytes.
-pub fn sys_as_area_create<M: Machine>(space: &AddressSpace<M>, address: usize, size: usize, flags: u32) -> usize {
-    let r = AreaFlags::from_user(flags)
-        .and_then(|f| space.area_create(VirtAddr::new(address as u64), size as u64, f | AreaFlags::CACHEABLE));
+pub fn sys_as_area_create<M: Machine>(
+    space: &AddressSpace<M>,
+    address: usize,
+    size: usize,
+    flags: u32,
+) -> usize {
+    let r = AreaFlags::from_user(flags).and_then(|f| {
+        space.area_create(
+            VirtAddr::new(address as u64),
+            size as u64,
+            f | AreaFlags::CACHEABLE,
+        )
+    });
     match r {
         Ok(a) => a.as_u64() as usize,
         Err(_) => CREATE_FAILED,
@@ -33,16 +43,24 @@ pub fn sys_as_area_create<M: Machine>(space: &AddressSpace<M>, address: usize, s
 }
 
 /// Resizes the area containing `address` to end at `address + size`.
-pub fn sys_as_area_resize<M: Machine>(space: &AddressSpace<M>, address: usize, size: usize, _flags: u32) -> isize {
+pub fn sys_as_area_resize<M: Machine>(
+    space: &AddressSpace<M>,
+    address: usize,
+    size: usize,
+    _flags: u32,
+) -> isize {
     errno(space.area_resize(VirtAddr::new(address as u64), size as u64))
 }
 
 /// Changes the rights of the area containing `address`.
-pub fn sys_as_area_change_flags<M: Machine>(space: &AddressSpace<M>, address: usize, flags: u32) -> isize {
-    errno(
-        AreaFlags::from_user(flags)
-            .and_then(|f| space.area_change_flags(VirtAddr::new(address as u64), f | AreaFlags::CACHEABLE)),
-    )
+pub fn sys_as_area_change_flags<M: Machine>(
+    space: &AddressSpace<M>,
+    address: usize,
+    flags: u32,
+) -> isize {
+    errno(AreaFlags::from_user(flags).and_then(|f| {
+        space.area_change_flags(VirtAddr::new(address as u64), f | AreaFlags::CACHEABLE)
+    }))
 }
 
 /// Destroys the area containing `address`.

@@ -92,7 +92,11 @@ impl<M: Machine> System<M> {
             let mut remote = cpus;
             remote.remove(cpu);
             if !remote.is_empty() {
-                let n = self.shared.machine.shootdown().shootdown(remote, Invalidation::Asid(asid));
+                let n = self
+                    .shared
+                    .machine
+                    .shootdown()
+                    .shootdown(remote, Invalidation::Asid(asid));
                 Stats::add(&self.shared.stats.ipis, n as u64);
             }
         }

@@ -84,7 +84,11 @@ impl UsedSpace {
         if count == 0 {
             return Err(UsedSpaceError::Empty);
         }
-        let left = self.intervals.range(..=start).next_back().map(|(&s, &c)| (s, c));
+        let left = self
+            .intervals
+            .range(..=start)
+            .next_back()
+            .map(|(&s, &c)| (s, c));
         let right = self.intervals.range(start..).next().map(|(&s, &c)| (s, c));
         if let Some((s, c)) = left {
             if start < s + c {

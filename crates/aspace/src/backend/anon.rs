@@ -16,7 +16,13 @@ impl<M: Machine> Backend<M> for AnonBackend {
         "anon"
     }
 
-    fn page_fault(&self, machine: &M, _area: &AreaInfo, _page: Page, _access: Access) -> Result<Frame> {
+    fn page_fault(
+        &self,
+        machine: &M,
+        _area: &AreaInfo,
+        _page: Page,
+        _access: Access,
+    ) -> Result<Frame> {
         let frame = machine.frames().alloc().ok_or(Error::NoMemory)?;
         machine.memory().zero_frame(frame);
         Ok(frame)

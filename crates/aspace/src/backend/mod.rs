@@ -22,7 +22,8 @@ pub trait Backend<M: Machine>: Send + Sync {
     /// Supplies the frame that `page` of `area` maps after a fault with
     /// `access`. The frame comes with one reference owned by the new mapping.
     /// Errors make the fault fail (e.g. [`NoMemory`](crate::Error::NoMemory)).
-    fn page_fault(&self, machine: &M, area: &AreaInfo, page: Page, access: Access) -> Result<Frame>;
+    fn page_fault(&self, machine: &M, area: &AreaInfo, page: Page, access: Access)
+        -> Result<Frame>;
 
     /// Called when `page`, mapping `frame`, leaves the page table. Returns
     /// whether the mapping's frame reference is to be released once the TLB

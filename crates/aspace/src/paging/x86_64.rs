@@ -155,7 +155,12 @@ impl X86_64PageTable {
             for i in 0..ENTRIES {
                 let e = mem.read_u64(entry_addr(table, i));
                 if e & PTE_PRESENT != 0 {
-                    Self::free_subtree(mem, frames, PhysAddr::new(e & PTE_ADDR_MASK).frame(), level - 1);
+                    Self::free_subtree(
+                        mem,
+                        frames,
+                        PhysAddr::new(e & PTE_ADDR_MASK).frame(),
+                        level - 1,
+                    );
                 }
             }
         }
@@ -198,7 +203,11 @@ impl PageTable for X86_64PageTable {
     ) -> Result<()> {
         let leaf = self.leaf_table(mem, frames, page)?;
         let addr = entry_addr(leaf, table_index(page, 1));
-        debug_assert_eq!(mem.read_u64(addr) & PTE_PRESENT, 0, "map over a present entry");
+        debug_assert_eq!(
+            mem.read_u64(addr) & PTE_PRESENT,
+            0,
+            "map over a present entry"
+        );
         mem.write_u64(addr, encode_leaf(frame, flags | PageFlags::PRESENT));
         Ok(())
     }
@@ -221,7 +230,11 @@ impl PageTable for X86_64PageTable {
     fn destroy<P: PhysMemory, F: FrameAllocator>(self, mem: &P, frames: &F) {
         // The kernel's own table also owns the kernel half; a user table only
         // borrows it.
-        let slots = if self.kernel { ENTRIES } else { KERNEL_PML4_START };
+        let slots = if self.kernel {
+            ENTRIES
+        } else {
+            KERNEL_PML4_START
+        };
         for i in 0..slots {
             let e = mem.read_u64(entry_addr(self.root, i));
             if e & PTE_PRESENT != 0 {
