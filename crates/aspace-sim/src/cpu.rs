@@ -96,8 +96,13 @@ impl Cpu {
     /// Switches to the kernel address space, letting go of the user one.
     pub fn idle(&mut self) {
         let kernel = self.system.kernel().clone();
-        if !self.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &kernel)) {
-            self.switch_to(&kernel).expect("the kernel ASID is always available");
+        if !self
+            .current
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, &kernel))
+        {
+            self.switch_to(&kernel)
+                .expect("the kernel ASID is always available");
         }
     }
 

@@ -115,7 +115,10 @@ impl FrameAllocator for FramePool {
     fn release(&self, frame: Frame) -> bool {
         let mut p = self.pool.lock();
         let n = frame.number() as usize;
-        assert!(p.refs[n] > 0, "frame {frame:?} released more often than referenced (double free)");
+        assert!(
+            p.refs[n] > 0,
+            "frame {frame:?} released more often than referenced (double free)"
+        );
         p.refs[n] -= 1;
         if p.refs[n] > 0 {
             return false;

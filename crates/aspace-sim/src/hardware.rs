@@ -178,7 +178,10 @@ impl Shootdown for SimHardware {
     fn shootdown(&self, targets: CpuSet, what: Invalidation) -> usize {
         let me = self.current_cpu();
         let mut sent = 0;
-        for cpu in targets.iter().filter(|&c| c < self.cpus.len() && Some(c) != me) {
+        for cpu in targets
+            .iter()
+            .filter(|&c| c < self.cpus.len() && Some(c) != me)
+        {
             // Delivered between two instructions of the target: see the
             // module documentation.
             self.cpus[cpu].core.lock().tlb.invalidate(what);

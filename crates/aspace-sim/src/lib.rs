@@ -77,8 +77,17 @@ impl Sim {
         if config.cpus == 0 || config.cpus > 64 || config.memory < 2 * aspace::PAGE_SIZE {
             return Err(aspace::Error::InvalidArgument);
         }
-        let hw = Arc::new(SimHardware::new(config.cpus, config.memory, config.tlb_entries));
-        let system = System::new(SimMachine(hw.clone()), Config { asids: config.asids })?;
+        let hw = Arc::new(SimHardware::new(
+            config.cpus,
+            config.memory,
+            config.tlb_entries,
+        ));
+        let system = System::new(
+            SimMachine(hw.clone()),
+            Config {
+                asids: config.asids,
+            },
+        )?;
         Ok(Sim {
             hw,
             system: Arc::new(system),

@@ -59,7 +59,10 @@ impl PhysMemory for PhysMem {
             let n = (8 - b).min(data.len() - off);
             let w = self.word(a);
             if n == 8 {
-                w.store(u64::from_le_bytes(data[off..off + 8].try_into().unwrap()), Relaxed);
+                w.store(
+                    u64::from_le_bytes(data[off..off + 8].try_into().unwrap()),
+                    Relaxed,
+                );
             } else {
                 let _ = w.fetch_update(Relaxed, Relaxed, |old| {
                     let mut v = old.to_le_bytes();
@@ -89,7 +92,10 @@ impl PhysMemory for PhysMem {
     }
 
     fn copy_frame(&self, dst: Frame, src: Frame) {
-        let (d, s) = ((dst.start().as_u64() / 8) as usize, (src.start().as_u64() / 8) as usize);
+        let (d, s) = (
+            (dst.start().as_u64() / 8) as usize,
+            (src.start().as_u64() / 8) as usize,
+        );
         for i in 0..(PAGE_SIZE / 8) as usize {
             self.words[d + i].store(self.words[s + i].load(Relaxed), Relaxed);
         }

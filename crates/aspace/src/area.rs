@@ -7,6 +7,7 @@ use crate::addr::{Page, VirtAddr, PAGE_SIZE};
 use crate::backend::Backend;
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::machine::Machine;
+use crate::share::ShareInfo;
 use crate::used_space::UsedSpace;
 
 /// An area inside an address space (HelenOS `as_area_t`).
@@ -17,6 +18,7 @@ pub(crate) struct Area<M: Machine> {
     pub attrs: AreaAttrs,
     pub backend: Arc<dyn Backend<M>>,
     pub used: UsedSpace,
+    pub share: Option<Arc<ShareInfo<M>>>,
 }
 
 impl<M: Machine> Area<M> {
@@ -28,6 +30,7 @@ impl<M: Machine> Area<M> {
             attrs: self.attrs,
             backend: self.backend.name(),
             resident: self.used.pages(),
+            shared: self.share.is_some(),
         }
     }
 }
@@ -47,6 +50,8 @@ pub struct AreaInfo {
     pub backend: &'static str,
     /// Pages mapped now.
     pub resident: u64,
+    /// Whether the area shares its pages with other areas.
+    pub shared: bool,
 }
 
 impl AreaInfo {
@@ -62,7 +67,8 @@ impl AreaInfo {
     pub fn page_index(&self, page: Page) -> u64 {
         page.pages_since(self.base.page())
     }
-    /// `rwx` text in the manner of `/proc/PID/maps`, `p` for private.
+    /// `rwx` text in the manner of `/proc/PID/maps`, `p` for private, `s`
+    /// for shared.
     pub fn rights(&self) -> [u8; 4] {
         let f = self.flags;
         [
@@ -81,7 +87,7 @@ impl AreaInfo {
             } else {
                 b'-'
             },
-            b'p',
+            if self.shared { b's' } else { b'p' },
         ]
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::addr::VirtAddr;
 use crate::flags::{Access, AreaAttrs};
-use crate::machine::Machine;
+use crate::machine::{FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::space::AddressSpace;
 use crate::stats::Stats;
@@ -83,14 +83,37 @@ impl<M: Machine> AddressSpace<M> {
             return Err(FaultReason::Access);
         }
         let info = area.info();
-        let frame = area
-            .backend
-            .page_fault(m, &info, page, access)
-            .map_err(|_| FaultReason::NoMemory)?;
+        let frame = match &area.share {
+            // Shared: every sharer maps the frame in the page map; the first
+            // to touch a page puts it there (with a reference of its own).
+            Some(share) if area.backend.refcounted() => {
+                let mut st = share.state.lock();
+                let index = info.page_index(page);
+                match st.pagemap.get(&index) {
+                    Some(&f) => {
+                        m.frames().add_ref(f);
+                        f
+                    }
+                    None => {
+                        let f = area
+                            .backend
+                            .page_fault(m, &info, page, access)
+                            .map_err(|_| FaultReason::NoMemory)?;
+                        m.frames().add_ref(f);
+                        st.pagemap.insert(index, f);
+                        f
+                    }
+                }
+            }
+            _ => area
+                .backend
+                .page_fault(m, &info, page, access)
+                .map_err(|_| FaultReason::NoMemory)?,
+        };
         let flags = self.page_flags(area.flags);
         if pt.map(m.memory(), m.frames(), page, frame, flags).is_err() {
-            if area.backend.frame_free(m, &info, page, frame) {
-                crate::machine::FrameAllocator::release(m.frames(), frame);
+            if area.backend.refcounted() {
+                m.frames().release(frame);
             }
             return Err(FaultReason::NoMemory);
         }

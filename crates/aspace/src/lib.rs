@@ -36,13 +36,16 @@ pub mod backend;
 pub mod error;
 pub mod fault;
 pub mod flags;
+pub mod loader;
 pub mod machine;
 pub mod paging;
+pub mod share;
 pub mod space;
 pub mod stats;
 pub mod syscall;
 pub mod system;
 pub mod tlb;
+pub mod uaccess;
 pub mod used_space;
 
 pub use addr::{Frame, Page, PageRange, PhysAddr, VirtAddr, PAGE_SIZE};

@@ -15,6 +15,7 @@ use crate::backend::{AnonBackend, Backend};
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::machine::{Asid, CpuSet, FrameAllocator, Invalidation, Layout, Machine, Shootdown, Tlb};
 use crate::paging::PageTable;
+use crate::share::ShareInfo;
 use crate::stats::Stats;
 use crate::tlb::ShootdownBatch;
 use crate::used_space::UsedSpace;
@@ -66,7 +67,6 @@ pub struct AddressSpace<M: Machine> {
 fn unmap_into<M: Machine>(
     machine: &M,
     pt: &mut M::PageTable,
-    info: &AreaInfo,
     backend: &dyn Backend<M>,
     pages: impl Iterator<Item = Page>,
     batch: &mut ShootdownBatch,
@@ -76,8 +76,7 @@ fn unmap_into<M: Machine>(
             debug_assert!(false, "used page {page:?} not mapped");
             continue;
         };
-        let release = backend.frame_free(machine, info, page, u.frame());
-        batch.defer(u, release);
+        batch.defer(u, backend.refcounted());
     }
 }
 
@@ -146,6 +145,11 @@ impl<M: Machine> AddressSpace<M> {
         } else {
             f
         }
+    }
+
+    /// One past the highest user address.
+    pub fn user_end(&self) -> u64 {
+        self.shared.layout.user_end
     }
 
     /// The page range `[base, base+size)` checked for alignment, size and
@@ -223,6 +227,7 @@ impl<M: Machine> AddressSpace<M> {
                 attrs,
                 backend,
                 used: UsedSpace::new(),
+                share: None,
             },
         );
         Ok(base)
@@ -241,7 +246,7 @@ impl<M: Machine> AddressSpace<M> {
         let inner = &mut *guard;
         let key = inner.find(addr.page().number()).ok_or(Error::NotFound)?;
         let area = &inner.areas[&key];
-        if !area.backend.can_resize() {
+        if !area.backend.can_resize() || area.share.is_some() {
             return Err(Error::NotSupported);
         }
         let offset = addr.as_u64() - area.base.start().as_u64();
@@ -258,7 +263,6 @@ impl<M: Machine> AddressSpace<M> {
         }
         let area = inner.areas.get_mut(&key).expect("found above");
         if pages < area.pages {
-            let info = area.info();
             let cut = area.base.add(pages);
             let removed = area.used.split_off(cut);
             let mut batch = ShootdownBatch::new();
@@ -268,7 +272,7 @@ impl<M: Machine> AddressSpace<M> {
                 .expect("page table lives as long as the address space");
             for r in removed {
                 let pages = (0..r.count).rev().map(|i| r.start.add(i));
-                unmap_into(self.machine(), pt, &info, &*area.backend, pages, &mut batch);
+                unmap_into(self.machine(), pt, &*area.backend, pages, &mut batch);
             }
             batch.complete(&self.shared, self.id);
         }
@@ -290,16 +294,14 @@ impl<M: Machine> AddressSpace<M> {
         Ok(())
     }
 
+    /// Unmaps every page of a departing area and drops its share reference.
     fn unmap_area(machine: &M, pt: &mut M::PageTable, area: &Area<M>, batch: &mut ShootdownBatch) {
-        let info = area.info();
-        unmap_into(
-            machine,
-            pt,
-            &info,
-            &*area.backend,
-            area.used.iter_pages(),
-            batch,
-        );
+        unmap_into(machine, pt, &*area.backend, area.used.iter_pages(), batch);
+        if let Some(share) = &area.share {
+            for f in share.remove_reference() {
+                batch.release_later(f);
+            }
+        }
     }
 
     /// Changes the rights of the area containing `addr`, keeping its data
@@ -318,7 +320,7 @@ impl<M: Machine> AddressSpace<M> {
             .as_mut()
             .expect("page table lives as long as the address space");
         let area = inner.areas.get_mut(&key).expect("found above");
-        if !area.backend.can_change_flags() {
+        if !area.backend.can_change_flags() || area.share.is_some() {
             return Err(Error::NotSupported);
         }
         let mut batch = ShootdownBatch::new();
@@ -339,13 +341,111 @@ impl<M: Machine> AddressSpace<M> {
                 // Intermediate tables are kept across unmaps, so this cannot
                 // happen; if it did, the page simply becomes non-resident.
                 let _ = area.used.remove(page, 1);
-                let info = area.info();
-                if area.backend.frame_free(m, &info, page, frame) {
+                if area.backend.refcounted() {
                     m.frames().release(frame);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Shares the area containing `src_addr` with `dst` (this or another
+    /// address space) at `dst_base` (HelenOS `as_area_share`).
+    ///
+    /// `size` is the size the caller expects the source area to have and
+    /// `mask` the rights the new area gets; the cacheable attribute is
+    /// inherited. Refusals: no source area `NotFound`; a backend that cannot
+    /// share `NotSupported`; a different size or rights the source lacks
+    /// `PermissionDenied`; a destination that cannot be created the
+    /// creation's error (HelenOS reports `ENOMEM` for all of those).
+    /// Both areas then map the same frames, also for pages first touched
+    /// later; the last area to go frees them.
+    pub fn area_share(
+        &self,
+        src_addr: VirtAddr,
+        size: u64,
+        dst: &AddressSpace<M>,
+        dst_base: VirtAddr,
+        mask: AreaFlags,
+    ) -> Result<()> {
+        let m = self.machine();
+        let (share, backend, pages, mask) = {
+            let mut guard = self.inner.lock();
+            let inner = &mut *guard;
+            let key = inner
+                .find(src_addr.page().number())
+                .ok_or(Error::NotFound)?;
+            let pt = inner
+                .pt
+                .as_ref()
+                .expect("page table lives as long as the address space");
+            let area = inner.areas.get_mut(&key).expect("found above");
+            if !area.backend.can_share() {
+                return Err(Error::NotSupported);
+            }
+            let mut mask = mask;
+            if area.flags.contains(AreaFlags::CACHEABLE) {
+                mask |= AreaFlags::CACHEABLE;
+            }
+            if area.pages.checked_mul(crate::PAGE_SIZE) != Some(size) || !area.flags.contains(mask)
+            {
+                return Err(Error::PermissionDenied);
+            }
+            let share = match &area.share {
+                Some(share) => {
+                    share.state.lock().refs += 1;
+                    share.clone()
+                }
+                None => {
+                    // First share: the pages mapped so far enter the page map.
+                    let mut pagemap = BTreeMap::new();
+                    if area.backend.refcounted() {
+                        for page in area.used.iter_pages() {
+                            let (frame, _) =
+                                pt.translate(m.memory(), page).expect("used page is mapped");
+                            m.frames().add_ref(frame);
+                            pagemap.insert(page.pages_since(area.base), frame);
+                        }
+                    }
+                    let share = Arc::new(ShareInfo::new(2, pagemap));
+                    area.share = Some(share.clone());
+                    share
+                }
+            };
+            (share, area.backend.clone(), area.pages, mask)
+        };
+        // The destination is created partial, so faults on it fail until the
+        // share record is attached.
+        let created = dst.area_create_with(
+            dst_base,
+            pages * crate::PAGE_SIZE,
+            mask,
+            AreaAttrs::PARTIAL,
+            backend,
+        );
+        if let Err(e) = created {
+            let mut batch = ShootdownBatch::new();
+            for f in share.remove_reference() {
+                batch.release_later(f);
+            }
+            batch.complete(&self.shared, self.id);
+            return Err(e);
+        }
+        let mut inner = dst.inner.lock();
+        let area = inner
+            .areas
+            .get_mut(&dst_base.page().number())
+            .expect("created above");
+        area.share = Some(share);
+        area.attrs.remove(AreaAttrs::PARTIAL);
+        Ok(())
+    }
+
+    /// The share record of the area containing `addr`, if it is shared.
+    pub fn share_info(&self, addr: VirtAddr) -> Option<Arc<ShareInfo<M>>> {
+        let inner = self.inner.lock();
+        let key = inner.find(addr.page().number())?;
+        inner.areas[&key].share.clone()
     }
 
     /// The area containing `addr`.

@@ -56,6 +56,12 @@ impl ShootdownBatch {
         }
     }
 
+    /// Releases one reference of `frame` once the shootdown is done (a
+    /// share record's page-map reference, for instance).
+    pub fn release_later(&mut self, frame: Frame) {
+        self.release.push(frame);
+    }
+
     /// Number of translations removed.
     pub fn len(&self) -> u64 {
         self.unmapped
@@ -78,9 +84,17 @@ impl ShootdownBatch {
     /// Flushes every TLB that may hold the removed translations of address
     /// space `as_id`, then releases the frames.
     pub(crate) fn complete<M: Machine>(self, shared: &Shared<M>, as_id: u64) {
-        if self.is_empty() {
-            return;
+        if !self.is_empty() {
+            self.shoot(shared, as_id);
         }
+        let frames = shared.machine.frames();
+        for f in &self.release {
+            frames.release(*f);
+        }
+        Stats::add(&shared.stats.frames_released, self.release.len() as u64);
+    }
+
+    fn shoot<M: Machine>(&self, shared: &Shared<M>, as_id: u64) {
         let range = self.range();
         let machine = &shared.machine;
         let me = machine.tlb().current_cpu();
@@ -100,10 +114,5 @@ impl ShootdownBatch {
             }
             Stats::add(&shared.stats.shootdown_rounds, 1);
         }
-        let frames = machine.frames();
-        for f in &self.release {
-            frames.release(*f);
-        }
-        Stats::add(&shared.stats.frames_released, self.release.len() as u64);
     }
 }

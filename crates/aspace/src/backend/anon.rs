@@ -11,6 +11,13 @@ use crate::{Error, Result};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AnonBackend;
 
+/// A frame filled with zeros, with one reference.
+pub(crate) fn zeroed_frame<M: Machine>(machine: &M) -> Result<Frame> {
+    let frame = machine.frames().alloc().ok_or(Error::NoMemory)?;
+    machine.memory().zero_frame(frame);
+    Ok(frame)
+}
+
 impl<M: Machine> Backend<M> for AnonBackend {
     fn name(&self) -> &'static str {
         "anon"
@@ -23,13 +30,7 @@ impl<M: Machine> Backend<M> for AnonBackend {
         _page: Page,
         _access: Access,
     ) -> Result<Frame> {
-        let frame = machine.frames().alloc().ok_or(Error::NoMemory)?;
-        machine.memory().zero_frame(frame);
-        Ok(frame)
-    }
-
-    fn frame_free(&self, _machine: &M, _area: &AreaInfo, _page: Page, _frame: Frame) -> bool {
-        true
+        zeroed_frame(machine)
     }
 
     fn can_change_flags(&self) -> bool {

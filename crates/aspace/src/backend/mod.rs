@@ -1,10 +1,14 @@
-//! Memory backends: what fills an area's pages on a fault and what happens
-//! to a frame when its page is unmapped.
+//! Memory backends: what fills an area's pages on a fault.
 //!
-//! The core owns the page table and the used space; a backend only supplies
-//! frames and says whether an unmapped frame's reference is to be dropped.
+//! The core owns the page table, the used space and the share records; a
+//! backend only supplies frames. Frames of a *reference-counted* backend
+//! (anonymous memory, ELF images) carry one reference per mapping and one
+//! per share record, and are freed by the last release; frames of other
+//! backends (device memory) are never counted nor freed.
 
 pub mod anon;
+pub mod elf;
+pub mod phys;
 
 use crate::addr::{Frame, Page};
 use crate::area::AreaInfo;
@@ -13,22 +17,26 @@ use crate::machine::Machine;
 use crate::Result;
 
 pub use anon::AnonBackend;
+pub use elf::ElfBackend;
+pub use phys::PhysBackend;
 
 /// A source of pages for areas (HelenOS `mem_backend_t`).
 pub trait Backend<M: Machine>: Send + Sync {
     /// Short name for listings (`anon`, `elf`, `phys`).
     fn name(&self) -> &'static str;
 
-    /// Supplies the frame that `page` of `area` maps after a fault with
-    /// `access`. The frame comes with one reference owned by the new mapping.
-    /// Errors make the fault fail (e.g. [`NoMemory`](crate::Error::NoMemory)).
+    /// Supplies the frame that `page` of `area` is to map after a fault with
+    /// `access`. For a [reference-counted](Backend::refcounted) backend the
+    /// frame comes with one reference, owned by the new mapping. Errors make
+    /// the fault fail (e.g. [`NoMemory`](crate::Error::NoMemory)).
     fn page_fault(&self, machine: &M, area: &AreaInfo, page: Page, access: Access)
         -> Result<Frame>;
 
-    /// Called when `page`, mapping `frame`, leaves the page table. Returns
-    /// whether the mapping's frame reference is to be released once the TLB
-    /// shootdown is done.
-    fn frame_free(&self, machine: &M, area: &AreaInfo, page: Page, frame: Frame) -> bool;
+    /// Whether frames of this backend are reference counted by the frame
+    /// allocator (released when unmapped) or borrowed (device memory).
+    fn refcounted(&self) -> bool {
+        true
+    }
 
     /// Whether areas of this backend may change size.
     fn can_resize(&self) -> bool {
@@ -38,5 +46,10 @@ pub trait Backend<M: Machine>: Send + Sync {
     /// Whether areas of this backend may change their rights in place.
     fn can_change_flags(&self) -> bool {
         false
+    }
+
+    /// Whether areas of this backend may be shared.
+    fn can_share(&self) -> bool {
+        true
     }
 }

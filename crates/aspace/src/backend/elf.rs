@@ -1,0 +1,170 @@
+//! ELF segments paged on demand from an image held in physical memory.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::addr::{Frame, Page, PhysAddr, PAGE_SIZE};
+use crate::area::AreaInfo;
+use crate::backend::anon::zeroed_frame;
+use crate::backend::Backend;
+use crate::flags::{Access, AreaFlags};
+use crate::machine::{FrameAllocator, Machine, PhysMemory};
+use crate::{Error, Result};
+
+/// An ELF file copied into frames, which areas map directly or copy from.
+///
+/// The image holds one reference to each of its frames; mappings of image
+/// frames take their own, so the image's frames stay valid as long as the
+/// image or any mapping needs them. [`release`](ElfImage::release) gives the
+/// image's references back once no area uses it.
+#[derive(Debug)]
+pub struct ElfImage {
+    frames: Vec<Frame>,
+    len: u64,
+}
+
+impl ElfImage {
+    /// Copies `bytes` into newly allocated frames. Fails with `NoMemory`
+    /// (having released what it took) when frames run out.
+    pub fn load<M: Machine>(machine: &M, bytes: &[u8]) -> Result<Arc<ElfImage>> {
+        let mut frames = Vec::new();
+        for chunk in bytes.chunks(PAGE_SIZE as usize) {
+            let Some(f) = machine.frames().alloc() else {
+                for f in frames {
+                    machine.frames().release(f);
+                }
+                return Err(Error::NoMemory);
+            };
+            machine.memory().zero_frame(f);
+            machine.memory().write(f.start(), chunk);
+            frames.push(f);
+        }
+        Ok(Arc::new(ElfImage {
+            frames,
+            len: bytes.len() as u64,
+        }))
+    }
+
+    /// Size of the file in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The frames holding the file, in order.
+    pub fn frames(&self) -> &[Frame] {
+        &self.frames
+    }
+
+    /// Copies `len` file bytes from `offset` to physical address `dst`.
+    fn copy_out<P: PhysMemory>(&self, mem: &P, offset: u64, dst: PhysAddr, len: u64) {
+        let mut buf = [0u8; 256];
+        let mut done = 0;
+        while done < len {
+            let off = offset + done;
+            let in_frame = PAGE_SIZE - off % PAGE_SIZE;
+            let n = (len - done).min(in_frame).min(buf.len() as u64);
+            let src = self.frames[(off / PAGE_SIZE) as usize].start().as_u64() + off % PAGE_SIZE;
+            mem.read(PhysAddr::new(src), &mut buf[..n as usize]);
+            mem.write(PhysAddr::new(dst.as_u64() + done), &buf[..n as usize]);
+            done += n;
+        }
+    }
+
+    /// Gives the image's frame references back. Fails, returning the image,
+    /// while an area still uses it.
+    pub fn release<M: Machine>(
+        self: Arc<Self>,
+        machine: &M,
+    ) -> core::result::Result<(), Arc<Self>> {
+        let image = Arc::try_unwrap(self)?;
+        for f in image.frames {
+            machine.frames().release(f);
+        }
+        Ok(())
+    }
+}
+
+/// One loadable segment, with the load bias applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// First virtual address of the segment.
+    pub vaddr: u64,
+    /// Size in memory.
+    pub memsz: u64,
+    /// Size of the part backed by the file (the rest is zero: bss).
+    pub filesz: u64,
+    /// File offset of the first byte.
+    pub offset: u64,
+    /// Rights.
+    pub flags: AreaFlags,
+}
+
+/// The ELF backend (HelenOS `elf_backend`): pages wholly inside the file
+/// part of a read-only segment map the image's own frames; every other page
+/// gets a private frame with the file bytes it covers and zeros elsewhere.
+pub struct ElfBackend {
+    image: Arc<ElfImage>,
+    segment: Segment,
+}
+
+impl ElfBackend {
+    /// A backend for `segment` of `image` (bounds checked by the loader).
+    pub fn new(image: Arc<ElfImage>, segment: Segment) -> Self {
+        Self { image, segment }
+    }
+
+    /// The segment.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// The image frame `page` maps directly, if it is one.
+    fn image_frame(&self, page: Page) -> Option<Frame> {
+        let s = &self.segment;
+        let a = page.start().as_u64();
+        let congruent = s.offset % PAGE_SIZE == s.vaddr % PAGE_SIZE;
+        let inside = a >= s.vaddr && a + PAGE_SIZE <= s.vaddr + s.filesz;
+        if s.flags.contains(AreaFlags::WRITE) || !congruent || !inside {
+            return None;
+        }
+        self.image
+            .frames
+            .get(((s.offset + (a - s.vaddr)) / PAGE_SIZE) as usize)
+            .copied()
+    }
+}
+
+impl<M: Machine> Backend<M> for ElfBackend {
+    fn name(&self) -> &'static str {
+        "elf"
+    }
+
+    fn page_fault(
+        &self,
+        machine: &M,
+        _area: &AreaInfo,
+        page: Page,
+        _access: Access,
+    ) -> Result<Frame> {
+        if let Some(f) = self.image_frame(page) {
+            machine.frames().add_ref(f);
+            return Ok(f);
+        }
+        let frame = zeroed_frame(machine)?;
+        let s = &self.segment;
+        let a = page.start().as_u64();
+        let lo = a.max(s.vaddr);
+        let hi = (a + PAGE_SIZE).min(s.vaddr + s.filesz);
+        if lo < hi {
+            let dst = PhysAddr::new(frame.start().as_u64() + (lo - a));
+            self.image
+                .copy_out(machine.memory(), s.offset + (lo - s.vaddr), dst, hi - lo);
+        }
+        Ok(frame)
+    }
+}

@@ -1,0 +1,52 @@
+//! Physical (device) memory: an area that maps a fixed physical range.
+
+use crate::addr::{Frame, Page};
+use crate::area::AreaInfo;
+use crate::backend::Backend;
+use crate::flags::Access;
+use crate::machine::Machine;
+use crate::{Error, Result};
+
+/// The physical-memory backend (HelenOS `phys_backend`): page `i` of the
+/// area maps frame `base + i`. Frames are never counted nor freed, the area
+/// cannot be resized, and sharing maps the same frames.
+#[derive(Clone, Copy, Debug)]
+pub struct PhysBackend {
+    base: Frame,
+    frames: u64,
+}
+
+impl PhysBackend {
+    /// Maps `frames` frames from `base`.
+    pub fn new(base: Frame, frames: u64) -> Self {
+        Self { base, frames }
+    }
+}
+
+impl<M: Machine> Backend<M> for PhysBackend {
+    fn name(&self) -> &'static str {
+        "phys"
+    }
+
+    fn page_fault(
+        &self,
+        _machine: &M,
+        area: &AreaInfo,
+        page: Page,
+        _access: Access,
+    ) -> Result<Frame> {
+        let i = area.page_index(page);
+        if i >= self.frames {
+            return Err(Error::NotFound);
+        }
+        Ok(Frame::from_number(self.base.number() + i))
+    }
+
+    fn refcounted(&self) -> bool {
+        false
+    }
+
+    fn can_resize(&self) -> bool {
+        false
+    }
+}
