@@ -77,7 +77,7 @@ impl SimTlb {
         match what {
             Invalidation::Pages { asid, range } => self
                 .entries
-                .retain(|e| !(e.asid == asid && range.contains(e.page))),
+                .retain(|e| !((e.asid == asid || asid == Asid::KERNEL) && range.contains(e.page))),
             Invalidation::Asid(asid) => self.entries.retain(|e| e.asid != asid),
             Invalidation::All => self.entries.clear(),
         }

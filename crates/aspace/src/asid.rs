@@ -124,12 +124,27 @@ impl AsidAllocator {
         self.free.push(asid);
     }
 
-    pub(crate) fn plan_shootdown(&mut self, id: u64, me: Option<CpuId>) -> Option<ShootdownPlan> {
+    /// Which CPUs must flush what after translations of `id` were removed;
+    /// `all` is every CPU of the machine. Kernel mappings are global (every
+    /// user table shares them), so their shootdown reaches every CPU.
+    pub(crate) fn plan_shootdown(
+        &mut self,
+        id: u64,
+        me: Option<CpuId>,
+        all: CpuSet,
+    ) -> Option<ShootdownPlan> {
         let slot = self.slots.get_mut(&id)?;
         let asid = slot.asid?;
         let mut me_set = CpuSet::EMPTY;
         if let Some(c) = me {
             me_set.insert(c);
+        }
+        if slot.kernel {
+            return Some(ShootdownPlan {
+                asid,
+                local: me.is_some(),
+                remote: all.minus(me_set),
+            });
         }
         let remote = slot.active.minus(me_set);
         // CPUs that ran the space but do not now flush it when they return.

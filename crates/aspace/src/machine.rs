@@ -70,7 +70,9 @@ impl CpuSet {
 /// What a TLB invalidation removes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Invalidation {
-    /// The entries of `asid` for the pages of `range`.
+    /// The entries of `asid` for the pages of `range`; with
+    /// [`Asid::KERNEL`], the global (kernel) entries of those pages under
+    /// every ASID.
     Pages {
         /// Whose entries.
         asid: Asid,

@@ -15,7 +15,7 @@
 use alloc::vec::Vec;
 
 use crate::addr::{Frame, Page, PageRange};
-use crate::machine::{FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
+use crate::machine::{CpuSet, FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
 use crate::paging::Unmapped;
 use crate::space::Shared;
 use crate::stats::Stats;
@@ -98,7 +98,8 @@ impl ShootdownBatch {
         let range = self.range();
         let machine = &shared.machine;
         let me = machine.tlb().current_cpu();
-        let plan = shared.asids.lock().plan_shootdown(as_id, me);
+        let all = CpuSet::first(machine.tlb().cpu_count());
+        let plan = shared.asids.lock().plan_shootdown(as_id, me, all);
         if let Some(plan) = plan {
             let what = Invalidation::Pages {
                 asid: plan.asid,
