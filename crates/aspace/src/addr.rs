@@ -43,7 +43,7 @@ impl VirtAddr {
     }
     /// Whether the address is a multiple of [`PAGE_SIZE`].
     pub const fn is_page_aligned(self) -> bool {
-        self.0 % PAGE_SIZE == 0
+        self.0 & (PAGE_SIZE - 1) == 0
     }
     /// The page that contains this address.
     pub const fn page(self) -> Page {
