@@ -60,8 +60,9 @@ impl<M: Machine> AddressSpace<M> {
         let page = addr.page();
         let mut guard = self.inner.lock();
         let inner = &mut *guard;
-        let key = inner.find(page.number()).ok_or(FaultReason::NoArea)?;
-        let area = inner.areas.get_mut(&key).expect("found above");
+        let (area, pt) = inner
+            .area_and_pt(page.number())
+            .ok_or(FaultReason::NoArea)?;
         if area.attrs.contains(AreaAttrs::PARTIAL) {
             return Err(FaultReason::Partial);
         }
@@ -69,10 +70,6 @@ impl<M: Machine> AddressSpace<M> {
             return Err(FaultReason::Access);
         }
         let m = &self.shared.machine;
-        let pt = inner
-            .pt
-            .as_mut()
-            .expect("page table lives as long as the address space");
         if let Some((_, flags)) = pt.translate(m.memory(), page) {
             // Mapped by another CPU after this one missed, or a stale TLB
             // entry was just flushed: nothing to do if the rights suffice.

@@ -39,8 +39,27 @@ pub(crate) struct Inner<M: Machine> {
 impl<M: Machine> Inner<M> {
     /// The key of the area containing page number `n`: one B-tree descent.
     pub fn find(&self, n: u64) -> Option<u64> {
+        self.area_at(n).map(|a| a.base.number())
+    }
+
+    /// The area containing page number `n`.
+    pub fn area_at(&self, n: u64) -> Option<&Area<M>> {
         let (&base, area) = self.areas.range(..=n).next_back()?;
-        (n < base + area.pages).then_some(base)
+        (n < base + area.pages).then_some(area)
+    }
+
+    /// The area containing page number `n` and the page table, borrowed
+    /// together: one B-tree descent.
+    pub fn area_and_pt(&mut self, n: u64) -> Option<(&mut Area<M>, &mut M::PageTable)> {
+        let (&base, area) = self.areas.range_mut(..=n).next_back()?;
+        if n >= base + area.pages {
+            return None;
+        }
+        let pt = self
+            .pt
+            .as_mut()
+            .expect("page table lives as long as the address space");
+        Some((area, pt))
     }
 
     fn pt(&mut self) -> &mut M::PageTable {
@@ -432,10 +451,16 @@ impl<M: Machine> AddressSpace<M> {
             return Err(e);
         }
         let mut inner = dst.inner.lock();
-        let area = inner
-            .areas
-            .get_mut(&dst_base.page().number())
-            .expect("created above");
+        let Some(area) = inner.areas.get_mut(&dst_base.page().number()) else {
+            // Destroyed by another thread while still partial.
+            drop(inner);
+            let mut batch = ShootdownBatch::new();
+            for f in share.remove_reference() {
+                batch.release_later(f);
+            }
+            batch.complete(&self.shared, self.id);
+            return Err(Error::NotFound);
+        };
         area.share = Some(share);
         area.attrs.remove(AreaAttrs::PARTIAL);
         Ok(())
@@ -444,15 +469,13 @@ impl<M: Machine> AddressSpace<M> {
     /// The share record of the area containing `addr`, if it is shared.
     pub fn share_info(&self, addr: VirtAddr) -> Option<Arc<ShareInfo<M>>> {
         let inner = self.inner.lock();
-        let key = inner.find(addr.page().number())?;
-        inner.areas[&key].share.clone()
+        inner.area_at(addr.page().number())?.share.clone()
     }
 
     /// The area containing `addr`.
     pub fn area(&self, addr: VirtAddr) -> Option<AreaInfo> {
         let inner = self.inner.lock();
-        let key = inner.find(addr.page().number())?;
-        Some(inner.areas[&key].info())
+        inner.area_at(addr.page().number()).map(Area::info)
     }
 
     /// Size in bytes of the area containing `addr`, 0 if none (HelenOS
@@ -475,8 +498,7 @@ impl<M: Machine> AddressSpace<M> {
     /// A copy of the used space of the area containing `addr`.
     pub fn used_space(&self, addr: VirtAddr) -> Option<UsedSpace> {
         let inner = self.inner.lock();
-        let key = inner.find(addr.page().number())?;
-        Some(inner.areas[&key].used.clone())
+        inner.area_at(addr.page().number()).map(|a| a.used.clone())
     }
 
     /// What the page table maps at `page` (read by software, not through a
