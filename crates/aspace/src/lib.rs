@@ -16,13 +16,37 @@
 //!
 //! # Example
 //!
-//! The `aspace-sim` crate provides a simulated machine; with it:
+//! The `aspace-sim` crate provides a simulated machine that implements
+//! [`Machine`]; on it, an address space gets an area, a CPU touches it (the
+//! fault handler maps zeroed frames), and shrinking the area releases the
+//! frames after one TLB shootdown:
 //!
-//! ```ignore
-//! use aspace::{AreaFlags, VirtAddr};
-//! let sim = aspace_sim::Sim::new(aspace_sim::SimConfig::default());
+//! ```
+//! use aspace::{AreaFlags, Error, VirtAddr, PAGE_SIZE};
+//! use aspace_sim::{Sim, SimConfig};
+//!
+//! let sim = Sim::new(SimConfig::default()).unwrap();
 //! let space = sim.system().create().unwrap();
-//! space.area_create(VirtAddr::new(0x40_0000), 0x4000, AreaFlags::READ | AreaFlags::WRITE).unwrap();
+//! let heap = VirtAddr::new(0x40_0000);
+//! space.area_create(heap, 8 * PAGE_SIZE, AreaFlags::READ | AreaFlags::WRITE).unwrap();
+//!
+//! let mut cpu = sim.cpu(0);
+//! cpu.switch_to(&space).unwrap();
+//! for i in 0..8 {
+//!     cpu.write_u64(VirtAddr::new(heap.as_u64() + i * PAGE_SIZE), i).unwrap();
+//! }
+//! assert_eq!(space.resident_pages(), 8);
+//!
+//! let before = sim.system().stats();
+//! cpu.run(|| space.area_resize(heap, 2 * PAGE_SIZE)).unwrap();
+//! let after = sim.system().stats().since(&before);
+//! assert_eq!((after.shootdown_rounds, after.frames_released), (1, 6));
+//!
+//! // Refusals are errors with HelenOS errno values, never panics.
+//! let err = space.area_create(VirtAddr::new(0), PAGE_SIZE, AreaFlags::READ).unwrap_err();
+//! assert_eq!(err, Error::AddressNotAvailable);
+//! assert_eq!(err.errno(), -11);
+//! print!("{}", space.map());
 //! ```
 #![no_std]
 #![warn(missing_docs)]
