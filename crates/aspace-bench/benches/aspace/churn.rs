@@ -1,0 +1,153 @@
+//! Area churn: creating and destroying one area among many, against
+//! ArceOS's `memory_set` map/unmap and Linux `mmap`+`munmap` of the same
+//! size on this machine.
+
+use std::hint::black_box;
+use std::ptr;
+
+use aspace::VirtAddr;
+use aspace_bench::{layout, middle_gap, populate, sim, Settings, RW};
+use criterion::{BenchmarkId, Criterion};
+use memory_addr::VirtAddr as MsAddr;
+use memory_set::{MappingBackend, MemoryArea, MemorySet};
+
+/// The churned area: 16 pages (64 KiB), never touched.
+pub const CHURN_PAGES: u64 = 16;
+const CHURN_BYTES: usize = (CHURN_PAGES * aspace::PAGE_SIZE) as usize;
+
+/// A `memory_set` backend that maps nothing, so only the set's own
+/// bookkeeping is measured (as aspace's area creation maps nothing either).
+#[derive(Clone, Copy)]
+struct NoPageTable;
+
+impl MappingBackend for NoPageTable {
+    type Addr = MsAddr;
+    type Flags = u8;
+    type PageTable = ();
+    fn map(&self, _: MsAddr, _: usize, _: u8, _: &mut ()) -> bool {
+        true
+    }
+    fn unmap(&self, _: MsAddr, _: usize, _: &mut ()) -> bool {
+        true
+    }
+    fn protect(&self, _: MsAddr, _: usize, _: u8, _: &mut ()) -> bool {
+        true
+    }
+}
+
+pub fn bench(c: &mut Criterion, s: &Settings) {
+    let mut g = c.benchmark_group("churn");
+    for n in [4096usize, 1 << 20]
+        .into_iter()
+        .filter(|&n| n <= s.max_areas)
+    {
+        let areas = layout(n, 1);
+        let hole = middle_gap(&areas, CHURN_PAGES) * aspace::PAGE_SIZE;
+        // Built on first use (criterion calls each routine many times).
+        let mut ours = None;
+        g.bench_function(BenchmarkId::new("aspace_create_destroy", n), |b| {
+            let (_sim, space) = ours.get_or_insert_with(|| {
+                let sim = sim(1, 16 << 20, 64, 64);
+                let (space, _) = populate(&sim, &areas);
+                (sim, space)
+            });
+            let base = VirtAddr::new(hole);
+            b.iter(|| {
+                space
+                    .area_create(base, CHURN_PAGES * aspace::PAGE_SIZE, RW)
+                    .expect("the hole is free");
+                space.area_destroy(base).expect("just created");
+            });
+        });
+        drop(ours);
+        let mut theirs = None;
+        g.bench_function(BenchmarkId::new("memory_set_map_unmap", n), |b| {
+            let set = theirs.get_or_insert_with(|| {
+                let mut set = MemorySet::<NoPageTable>::new();
+                for a in &areas {
+                    let area = MemoryArea::new(
+                        MsAddr::from(a.base() as usize),
+                        a.bytes() as usize,
+                        3,
+                        NoPageTable,
+                    );
+                    set.map(area, &mut (), false).expect("disjoint");
+                }
+                set
+            });
+            let base = MsAddr::from(hole as usize);
+            b.iter(|| {
+                let area = MemoryArea::new(base, CHURN_BYTES, 3, NoPageTable);
+                set.map(area, &mut (), false).expect("the hole is free");
+                set.unmap(base, CHURN_BYTES, &mut ()).expect("just mapped");
+            });
+        });
+    }
+    g.bench_function(BenchmarkId::new("linux_mmap_munmap", "own"), |b| {
+        b.iter(linux_mmap_munmap)
+    });
+    let mut vmas = None;
+    g.bench_function(BenchmarkId::new("linux_mmap_munmap", "8k_vmas"), |b| {
+        vmas.get_or_insert_with(|| Vmas::new(8192));
+        b.iter(linux_mmap_munmap)
+    });
+    drop(vmas);
+    g.finish();
+}
+
+/// Extra VMAs in this process: a `PROT_NONE` reservation of `pages` pages
+/// with every other page made readable, so that none merge.
+struct Vmas {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl Vmas {
+    fn new(pages: usize) -> Self {
+        let len = pages * 4096;
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        for p in (0..pages).step_by(2) {
+            let rc = unsafe {
+                libc::mprotect(
+                    base.cast::<u8>().add(p * 4096).cast(),
+                    4096,
+                    libc::PROT_READ,
+                )
+            };
+            assert_eq!(rc, 0, "mprotect");
+        }
+        Self { base, len }
+    }
+}
+
+impl Drop for Vmas {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+fn linux_mmap_munmap() {
+    unsafe {
+        let p = libc::mmap(
+            ptr::null_mut(),
+            CHURN_BYTES,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        black_box(p);
+        libc::munmap(p, CHURN_BYTES);
+    }
+}

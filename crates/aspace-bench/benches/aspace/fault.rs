@@ -1,0 +1,185 @@
+//! Anonymous first-touch faults through the simulated MMU against the floor
+//! (zeroing a 4 KiB frame, hot and cold) and Linux's real fault on this
+//! machine; re-faults of present pages (TLB miss + walk) and the raced
+//! fault path.
+
+use std::hint::black_box;
+use std::ptr;
+use std::sync::Arc;
+
+use aspace::{Access, FaultOutcome, Frame, PhysMemory, VirtAddr, PAGE_SIZE};
+use aspace_bench::{sim, RW};
+use aspace_sim::{Cpu, Sim, Space};
+use criterion::{BenchmarkId, Criterion, Throughput};
+
+/// Pages touched per first-touch iteration (1 MiB).
+pub const TOUCH_PAGES: u64 = 256;
+/// Pages cycled through by the re-fault benchmarks.
+pub const WORKING_SET: u64 = 64;
+/// The cold buffer: far larger than the 32 MiB L3.
+const COLD_BYTES: usize = 512 << 20;
+
+const BASE: u64 = 0x40_0000;
+
+fn machine(tlb_entries: usize) -> (Sim, Arc<Space>, Cpu) {
+    let sim = sim(1, 64 << 20, 64, tlb_entries);
+    let space = sim.system().create().expect("address space");
+    let mut cpu = sim.cpu(0);
+    cpu.switch_to(&space).expect("ASID");
+    (sim, space, cpu)
+}
+
+/// A machine whose space holds one area of `pages` pages, all touched.
+fn resident(tlb_entries: usize, pages: u64) -> (Sim, Arc<Space>, Cpu) {
+    let (sim, space, mut cpu) = machine(tlb_entries);
+    space
+        .area_create(VirtAddr::new(BASE), pages * PAGE_SIZE, RW)
+        .expect("area");
+    for p in 0..pages {
+        cpu.write_u64(VirtAddr::new(BASE + p * PAGE_SIZE), p)
+            .expect("anonymous memory");
+    }
+    (sim, space, cpu)
+}
+
+pub fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("first_touch");
+    g.throughput(Throughput::Elements(TOUCH_PAGES));
+    // Machines are built on first use: criterion calls each routine many
+    // times.
+    let mut m = None;
+    g.bench_function(BenchmarkId::new("aspace", TOUCH_PAGES), |b| {
+        let (_sim, space, cpu) = m.get_or_insert_with(|| machine(64));
+        let base = VirtAddr::new(BASE);
+        b.iter(|| {
+            space
+                .area_create(base, TOUCH_PAGES * PAGE_SIZE, RW)
+                .expect("free");
+            for p in 0..TOUCH_PAGES {
+                cpu.write_u64(VirtAddr::new(BASE + p * PAGE_SIZE), p)
+                    .expect("anonymous memory");
+            }
+            cpu.run(|| space.area_destroy(base)).expect("created");
+        });
+    });
+    g.bench_function(BenchmarkId::new("linux", TOUCH_PAGES), |b| {
+        b.iter(|| linux_first_touch(TOUCH_PAGES as usize))
+    });
+    drop(m);
+    g.finish();
+
+    let mut g = c.benchmark_group("zero_frame");
+    g.throughput(Throughput::Elements(1));
+    let mut m = None;
+    g.bench_function("sim_zero_frame", |b| {
+        // The simulator's own floor: what the anonymous backend's zeroing
+        // costs in simulated (atomic-word) memory.
+        let sim = m.get_or_insert_with(|| sim(1, 16 << 20, 64, 64));
+        let frame = Frame::from_number(100);
+        b.iter(|| sim.hardware().memory().zero_frame(black_box(frame)));
+    });
+    drop(m);
+    g.bench_function("memset_hot", |b| {
+        let mut page = vec![1u8; PAGE_SIZE as usize];
+        b.iter(|| {
+            unsafe { ptr::write_bytes(black_box(page.as_mut_ptr()), 0, page.len()) };
+            black_box(&page);
+        });
+    });
+    let mut cold: Option<(Vec<u8>, usize)> = None;
+    g.bench_function("memset_cold", |b| {
+        // Successive pages of a 512 MiB buffer, each evicted from every
+        // cache level since it was last zeroed.
+        let (buf, at) = cold.get_or_insert_with(|| (vec![1u8; COLD_BYTES], 0));
+        b.iter(|| {
+            let page = &mut buf[*at..*at + PAGE_SIZE as usize];
+            unsafe { ptr::write_bytes(black_box(page.as_mut_ptr()), 0, page.len()) };
+            black_box(&page);
+            *at = (*at + PAGE_SIZE as usize) % COLD_BYTES;
+        });
+    });
+    drop(cold);
+    g.finish();
+
+    let mut g = c.benchmark_group("refault");
+    g.throughput(Throughput::Elements(WORKING_SET));
+    let mut m = None;
+    g.bench_function("aspace_access_tlb_hit", |b| {
+        // The working set fits the TLB: every access hits.
+        let (_sim, _space, cpu) =
+            m.get_or_insert_with(|| resident(WORKING_SET as usize, WORKING_SET));
+        b.iter(|| {
+            let mut sum = 0;
+            for p in 0..WORKING_SET {
+                sum += cpu.read_u64(VirtAddr::new(BASE + p * PAGE_SIZE)).unwrap();
+            }
+            black_box(sum)
+        });
+    });
+    m = None;
+    g.bench_function("aspace_access_tlb_miss", |b| {
+        // 64 pages through a 4-entry round-robin TLB: every access misses
+        // and walks the four levels.
+        let (_sim, _space, cpu) = m.get_or_insert_with(|| resident(4, WORKING_SET));
+        b.iter(|| {
+            let mut sum = 0;
+            for p in 0..WORKING_SET {
+                sum += cpu.read_u64(VirtAddr::new(BASE + p * PAGE_SIZE)).unwrap();
+            }
+            black_box(sum)
+        });
+    });
+    m = None;
+    g.bench_function("aspace_page_fault_raced", |b| {
+        // The handler called on pages already mapped, as when another CPU
+        // mapped the page between this CPU's miss and its fault.
+        let (_sim, space, cpu) = m.get_or_insert_with(|| resident(64, WORKING_SET));
+        b.iter(|| {
+            cpu.run(|| {
+                for p in 0..WORKING_SET {
+                    let addr = VirtAddr::new(BASE + p * PAGE_SIZE);
+                    let r = space.page_fault(addr, Access::Write, false);
+                    debug_assert_eq!(r, FaultOutcome::Ok);
+                    black_box(r);
+                }
+            })
+        });
+    });
+    m = None;
+    g.bench_function("aspace_area_lookup", |b| {
+        // The same space's area lookup alone, for comparison.
+        let (_sim, space, _cpu) = m.get_or_insert_with(|| resident(64, WORKING_SET));
+        b.iter(|| {
+            let mut sum = 0;
+            for p in 0..WORKING_SET {
+                let addr = VirtAddr::new(BASE + p * PAGE_SIZE);
+                sum += space.area(addr).map_or(0, |a| a.pages);
+            }
+            black_box(sum)
+        });
+    });
+    g.finish();
+}
+
+/// Maps `pages` anonymous pages, writes one word to each, unmaps them.
+fn linux_first_touch(pages: usize) {
+    let len = pages * PAGE_SIZE as usize;
+    unsafe {
+        let p = libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        // Small pages only, as in the simulator.
+        libc::madvise(p, len, libc::MADV_NOHUGEPAGE);
+        let base = p.cast::<u8>();
+        for i in 0..pages {
+            ptr::write_volatile(base.add(i * PAGE_SIZE as usize).cast::<u64>(), i as u64);
+        }
+        libc::munmap(p, len);
+    }
+}

@@ -1,0 +1,185 @@
+//! Area lookup, the page-fault path's first step: aspace against a plain
+//! `BTreeMap` range lookup, `nodit` and `rangemap` holding the same areas.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use aspace::{Access, VirtAddr};
+use aspace_bench::{layout, populate, random_queries, sequential_queries, sim, Settings};
+use aspace_sim::{Sim, Space};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use nodit::interval::ie;
+use nodit::{Interval, NoditMap};
+use parking_lot::Mutex;
+use rangemap::RangeMap;
+
+/// Lookups per iteration.
+pub const QUERIES: usize = 1024;
+
+/// What each contender stores per area: rights and size, as an area's info.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Meta {
+    flags: u32,
+    pages: u64,
+}
+
+/// An 80-byte value, the size of the core's `Area` (base, pages, flags,
+/// attrs, backend `Arc<dyn>`, used-space map and count, share record), to
+/// separate node size from the rest of the core's cost.
+type Fat = [u64; 10];
+
+struct Contenders {
+    _sim: Sim,
+    space: Arc<Space>,
+    btree: BTreeMap<u64, (u64, Meta)>,
+    fat: BTreeMap<u64, (u64, Fat)>,
+    fat_locked: Mutex<BTreeMap<u64, (u64, Fat)>>,
+    nodit: NoditMap<u64, Interval<u64>, Meta>,
+    rangemap: RangeMap<u64, Meta>,
+}
+
+fn build(n: usize) -> Contenders {
+    let layout = layout(n, 1);
+    // 16 MiB is plenty: areas cost no frames until touched.
+    let sim = sim(1, 16 << 20, 64, 64);
+    let (space, took) = populate(&sim, &layout);
+    eprintln!(
+        "lookup: created {n} aspace areas in {:.1} ms ({:.0} ns per area_create)",
+        took.as_secs_f64() * 1e3,
+        took.as_nanos() as f64 / n as f64
+    );
+    let meta = |pages| Meta { flags: 3, pages };
+    let mut btree = BTreeMap::new();
+    let mut fat = BTreeMap::new();
+    let mut nodit = NoditMap::new();
+    let mut rangemap = RangeMap::new();
+    for a in &layout {
+        btree.insert(a.base(), (a.end(), meta(a.pages)));
+        fat.insert(a.base(), (a.end(), [a.pages; 10]));
+        nodit
+            .insert_strict(ie(a.base(), a.end()), meta(a.pages))
+            .expect("disjoint");
+        rangemap.insert(a.base()..a.end(), meta(a.pages));
+    }
+    Contenders {
+        _sim: sim,
+        space,
+        fat_locked: Mutex::new(fat.clone()),
+        btree,
+        fat,
+        nodit,
+        rangemap,
+    }
+}
+
+pub fn bench(c: &mut Criterion, s: &Settings) {
+    let sizes = [16usize, 256, 4096, 65536, 1 << 20];
+    for n in sizes.into_iter().filter(|&n| n <= s.max_areas) {
+        let areas = layout(n, 1);
+        let patterns = [
+            ("random", random_queries(&areas, QUERIES, 2)),
+            ("seq", sequential_queries(&areas, QUERIES)),
+        ];
+        drop(areas);
+        // Built on first use, so a filtered run builds only what it needs.
+        let mut built: Option<Contenders> = None;
+        for (pattern, queries) in &patterns {
+            let mut g = c.benchmark_group(format!("lookup_{pattern}"));
+            g.throughput(Throughput::Elements(QUERIES as u64));
+            g.bench_function(BenchmarkId::new("aspace_area", n), |b| {
+                let k = built.get_or_insert_with(|| build(n));
+                b.iter(|| {
+                    let mut sum = 0u64;
+                    for &q in queries {
+                        if let Some(info) = k.space.area(VirtAddr::new(q)) {
+                            sum += info.pages;
+                        }
+                    }
+                    black_box(sum)
+                })
+            });
+            g.bench_function(BenchmarkId::new("aspace_check_access", n), |b| {
+                let k = built.get_or_insert_with(|| build(n));
+                b.iter(|| {
+                    let mut hits = 0u64;
+                    for &q in queries {
+                        hits += k.space.check_access(VirtAddr::new(q), Access::Write) as u64;
+                    }
+                    black_box(hits)
+                })
+            });
+            g.bench_function(BenchmarkId::new("btreemap", n), |b| {
+                let k = built.get_or_insert_with(|| build(n));
+                b.iter(|| {
+                    let mut sum = 0u64;
+                    for &q in queries {
+                        if let Some((_, &(end, m))) = k.btree.range(..=q).next_back() {
+                            if q < end {
+                                sum += m.pages;
+                            }
+                        }
+                    }
+                    black_box(sum)
+                })
+            });
+            g.bench_function(BenchmarkId::new("nodit", n), |b| {
+                let k = built.get_or_insert_with(|| build(n));
+                b.iter(|| {
+                    let mut sum = 0u64;
+                    for &q in queries {
+                        if let Some(m) = k.nodit.get_at_point(&q) {
+                            sum += m.pages;
+                        }
+                    }
+                    black_box(sum)
+                })
+            });
+            g.bench_function(BenchmarkId::new("rangemap", n), |b| {
+                let k = built.get_or_insert_with(|| build(n));
+                b.iter(|| {
+                    let mut sum = 0u64;
+                    for &q in queries {
+                        if let Some(m) = k.rangemap.get(&q) {
+                            sum += m.pages;
+                        }
+                    }
+                    black_box(sum)
+                })
+            });
+            if *pattern == "random" {
+                // Diagnostics: what node size and a lock add to a BTreeMap.
+                g.bench_function(BenchmarkId::new("btreemap_80B", n), |b| {
+                    let k = built.get_or_insert_with(|| build(n));
+                    b.iter(|| {
+                        let mut sum = 0u64;
+                        for &q in queries {
+                            if let Some((_, &(end, v))) = k.fat.range(..=q).next_back() {
+                                if q < end {
+                                    sum += v[1];
+                                }
+                            }
+                        }
+                        black_box(sum)
+                    })
+                });
+                g.bench_function(BenchmarkId::new("btreemap_80B_locked", n), |b| {
+                    let k = built.get_or_insert_with(|| build(n));
+                    b.iter(|| {
+                        let mut sum = 0u64;
+                        for &q in queries {
+                            let map = k.fat_locked.lock();
+                            if let Some((_, &(end, v))) = map.range(..=q).next_back() {
+                                if q < end {
+                                    sum += v[1];
+                                }
+                            }
+                        }
+                        black_box(sum)
+                    })
+                });
+            }
+            g.finish();
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Used space: single-page inserts and removals, in sequential and random
+//! order, against `rangemap::RangeSet`.
+
+use std::hint::black_box;
+
+use aspace::used_space::UsedSpace;
+use aspace::Page;
+use aspace_bench::Rng;
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
+use rangemap::RangeSet;
+
+/// Pages of the area whose used space is filled and emptied (16 MiB).
+pub const PAGES: u64 = 4096;
+const BASE: u64 = 0x400;
+
+pub fn bench(c: &mut Criterion) {
+    let seq: Vec<u64> = (BASE..BASE + PAGES).collect();
+    let mut random = seq.clone();
+    Rng::new(7).shuffle(&mut random);
+    let full_ours = {
+        let mut u = UsedSpace::new();
+        u.insert(Page::from_number(BASE), PAGES).unwrap();
+        u
+    };
+    let mut full_theirs = RangeSet::<u64>::new();
+    full_theirs.insert(BASE..BASE + PAGES);
+
+    let mut g = c.benchmark_group("used_space");
+    g.throughput(Throughput::Elements(PAGES));
+    for (order, pages) in [("seq", &seq), ("random", &random)] {
+        g.bench_function(BenchmarkId::new("aspace_insert", order), |b| {
+            b.iter_batched_ref(
+                UsedSpace::new,
+                |u| {
+                    for &p in pages {
+                        u.insert(Page::from_number(p), 1).unwrap();
+                    }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function(BenchmarkId::new("rangemap_insert", order), |b| {
+            b.iter_batched_ref(
+                RangeSet::<u64>::new,
+                |s| {
+                    for &p in pages {
+                        s.insert(p..p + 1);
+                    }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function(BenchmarkId::new("aspace_remove", order), |b| {
+            b.iter_batched_ref(
+                || full_ours.clone(),
+                |u| {
+                    for &p in pages {
+                        u.remove(Page::from_number(p), 1).unwrap();
+                    }
+                    black_box(u.pages());
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function(BenchmarkId::new("rangemap_remove", order), |b| {
+            b.iter_batched_ref(
+                || full_theirs.clone(),
+                |s| {
+                    for &p in pages {
+                        s.remove(p..p + 1);
+                    }
+                    black_box(s.is_empty());
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
