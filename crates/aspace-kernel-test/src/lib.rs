@@ -1,0 +1,204 @@
+//! Builds the kernel in `kernel/` (its own cargo workspace, built for bare
+//! metal with the stable toolchain), turns it into the 32-bit ELF file that
+//! QEMU's multiboot loader accepts, boots it with a timeout and collects the
+//! serial output and the exit code of the `isa-debug-exit` device.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Exit status QEMU reports when the kernel wrote `0x10` to the debug-exit
+/// port (success).
+pub const QEMU_SUCCESS: i32 = 0x10 << 1 | 1;
+/// Exit status for `0x11` (failure: a panic or a failed check).
+pub const QEMU_FAILURE: i32 = 0x11 << 1 | 1;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/<name> is two levels below the root")
+        .to_path_buf()
+}
+
+/// Environment variables of an enclosing cargo that must not leak into the
+/// kernel's own build.
+const CARGO_LEAKS: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_MAKEFLAGS",
+    "MAKEFLAGS",
+    "MFLAGS",
+];
+
+/// Builds the kernel (release) and returns the path of the multiboot image
+/// (`kernel/target/aspace-kernel.elf32`).
+pub fn build_kernel() -> Result<PathBuf, String> {
+    let kernel = repo_root().join("kernel");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&kernel).args(["build", "--release"]);
+    for v in CARGO_LEAKS {
+        cmd.env_remove(v);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run cargo for the kernel: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "kernel build failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let elf = kernel.join("target/x86_64-unknown-linux-gnu/release/aspace-kernel");
+    let image = kernel.join("target/aspace-kernel.elf32");
+    let out = Command::new("objcopy")
+        .args(["-O", "elf32-i386"])
+        .arg(&elf)
+        .arg(&image)
+        .output()
+        .map_err(|e| format!("cannot run objcopy: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "objcopy failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(image)
+}
+
+/// Whether `qemu-system-x86_64` can be started.
+pub fn qemu_available() -> bool {
+    Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether KVM can be used (`/dev/kvm` opens for reading and writing).
+/// `ASPACE_QEMU_ACCEL=tcg` forces software emulation.
+pub fn kvm_usable() -> bool {
+    if std::env::var("ASPACE_QEMU_ACCEL").is_ok_and(|v| v == "tcg") {
+        return false;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// The accelerator arguments: KVM with the host CPU (PCID, INVPCID), or
+/// TCG with the richest emulated CPU.
+pub fn accel_args(kvm: bool) -> Vec<&'static str> {
+    if kvm {
+        // arch-capabilities is refused by some nested KVM hosts.
+        vec!["-enable-kvm", "-cpu", "host,-arch-capabilities"]
+    } else {
+        vec!["-cpu", "max"]
+    }
+}
+
+/// One boot of the kernel.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Serial output.
+    pub serial: String,
+    /// QEMU's exit status (`None`: killed on timeout).
+    pub status: Option<i32>,
+    /// Whether KVM was used.
+    pub kvm: bool,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+/// Boots `image` with `cpus` CPUs and kills QEMU after `timeout`.
+pub fn boot(image: &Path, cpus: u32, kvm: bool, timeout: Duration) -> Result<Run, String> {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.arg("-kernel")
+        .arg(image)
+        .args(["-m", "256M", "-smp"])
+        .arg(cpus.to_string())
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ])
+        .args(accel_args(kvm))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st.code(),
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("waiting for qemu: {e}")),
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    let mut serial = String::from_utf8_lossy(&out).replace('\r', "");
+    if !err.is_empty() {
+        serial.push_str("\n[qemu stderr]\n");
+        serial.push_str(&String::from_utf8_lossy(&err));
+    }
+    Ok(Run {
+        serial,
+        status,
+        kvm,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Boots with KVM when usable, falling back to TCG when QEMU cannot start
+/// the KVM guest at all (it exits without a debug-exit status).
+pub fn boot_best(image: &Path, cpus: u32, timeout: Duration) -> Result<Run, String> {
+    if kvm_usable() {
+        let run = boot(image, cpus, true, timeout)?;
+        if matches!(run.status, Some(QEMU_SUCCESS | QEMU_FAILURE)) || run.status.is_none() {
+            return Ok(run);
+        }
+        eprintln!(
+            "QEMU with KVM failed (status {:?}); retrying with TCG:\n{}",
+            run.status, run.serial
+        );
+    }
+    boot(image, cpus, false, timeout)
+}
