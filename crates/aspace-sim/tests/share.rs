@@ -25,13 +25,17 @@ fn sim() -> Sim {
 #[test]
 fn write_in_one_space_is_read_in_the_other_before_and_after_share() {
     let sim = sim();
-    let (a, b) = (sim.system().create().unwrap(), sim.system().create().unwrap());
+    let (a, b) = (
+        sim.system().create().unwrap(),
+        sim.system().create().unwrap(),
+    );
     a.area_create(va(SRC), 4 * PAGE_SIZE, RW).unwrap();
     let (mut ca, mut cb) = (sim.cpu(0), sim.cpu(1));
     ca.switch_to(&a).unwrap();
     cb.switch_to(&b).unwrap();
     ca.write_u64(va(SRC), 111).unwrap(); // touched before the share
-    a.area_share(va(SRC), 4 * PAGE_SIZE, &b, va(DST), RW).unwrap();
+    a.area_share(va(SRC), 4 * PAGE_SIZE, &b, va(DST), RW)
+        .unwrap();
     assert_eq!(cb.read_u64(va(DST)).unwrap(), 111);
     // First touched after the share, from either side.
     cb.write_u64(va(DST + PAGE_SIZE), 222).unwrap();
@@ -53,8 +57,10 @@ fn three_spaces_share_one_area() {
     let sim = sim();
     let s: Vec<_> = (0..3).map(|_| sim.system().create().unwrap()).collect();
     s[0].area_create(va(SRC), 2 * PAGE_SIZE, RW).unwrap();
-    s[0].area_share(va(SRC), 2 * PAGE_SIZE, &s[1], va(DST), RW).unwrap();
-    s[1].area_share(va(DST), 2 * PAGE_SIZE, &s[2], va(SRC), AreaFlags::READ).unwrap();
+    s[0].area_share(va(SRC), 2 * PAGE_SIZE, &s[1], va(DST), RW)
+        .unwrap();
+    s[1].area_share(va(DST), 2 * PAGE_SIZE, &s[2], va(SRC), AreaFlags::READ)
+        .unwrap();
     assert_eq!(s[0].share_info(va(SRC)).unwrap().refs(), 3);
     let mut cpus: Vec<_> = (0..3).map(|i| sim.cpu(i)).collect();
     for (c, sp) in cpus.iter_mut().zip(&s) {
@@ -82,12 +88,16 @@ fn share_into_the_same_space() {
 #[test]
 fn data_stays_reachable_after_the_source_is_destroyed() {
     let sim = sim();
-    let (a, b) = (sim.system().create().unwrap(), sim.system().create().unwrap());
+    let (a, b) = (
+        sim.system().create().unwrap(),
+        sim.system().create().unwrap(),
+    );
     a.area_create(va(SRC), 2 * PAGE_SIZE, RW).unwrap();
     let mut ca = sim.cpu(0);
     ca.switch_to(&a).unwrap();
     ca.write_u64(va(SRC), 77).unwrap();
-    a.area_share(va(SRC), 2 * PAGE_SIZE, &b, va(DST), RW).unwrap();
+    a.area_share(va(SRC), 2 * PAGE_SIZE, &b, va(DST), RW)
+        .unwrap();
     ca.run(|| a.area_destroy(va(SRC))).unwrap();
     drop(ca);
     drop(a);
@@ -101,9 +111,13 @@ fn data_stays_reachable_after_the_source_is_destroyed() {
 fn last_reference_frees_every_shared_frame() {
     let sim = sim();
     let baseline = sim.frames_in_use();
-    let (a, b) = (sim.system().create().unwrap(), sim.system().create().unwrap());
+    let (a, b) = (
+        sim.system().create().unwrap(),
+        sim.system().create().unwrap(),
+    );
     a.area_create(va(SRC), 8 * PAGE_SIZE, RW).unwrap();
-    a.area_share(va(SRC), 8 * PAGE_SIZE, &b, va(DST), RW).unwrap();
+    a.area_share(va(SRC), 8 * PAGE_SIZE, &b, va(DST), RW)
+        .unwrap();
     {
         let (mut ca, mut cb) = (sim.cpu(0), sim.cpu(1));
         ca.switch_to(&a).unwrap();
@@ -129,8 +143,12 @@ fn last_reference_frees_every_shared_frame() {
 #[test]
 fn share_refusals_use_the_seed_errors() {
     let sim = sim();
-    let (a, b) = (sim.system().create().unwrap(), sim.system().create().unwrap());
-    a.area_create(va(SRC), 2 * PAGE_SIZE, AreaFlags::READ).unwrap();
+    let (a, b) = (
+        sim.system().create().unwrap(),
+        sim.system().create().unwrap(),
+    );
+    a.area_create(va(SRC), 2 * PAGE_SIZE, AreaFlags::READ)
+        .unwrap();
     assert_eq!(
         a.area_share(va(0x9000_0000), 2 * PAGE_SIZE, &b, va(DST), AreaFlags::READ),
         Err(Error::NotFound)
@@ -158,21 +176,39 @@ fn share_refusals_use_the_seed_errors() {
 #[test]
 fn cacheable_attribute_is_inherited() {
     let sim = sim();
-    let (a, b) = (sim.system().create().unwrap(), sim.system().create().unwrap());
-    a.area_create(va(SRC), PAGE_SIZE, RW | AreaFlags::CACHEABLE).unwrap();
-    a.area_share(va(SRC), PAGE_SIZE, &b, va(DST), AreaFlags::READ).unwrap();
-    assert_eq!(b.area(va(DST)).unwrap().flags, AreaFlags::READ | AreaFlags::CACHEABLE);
+    let (a, b) = (
+        sim.system().create().unwrap(),
+        sim.system().create().unwrap(),
+    );
+    a.area_create(va(SRC), PAGE_SIZE, RW | AreaFlags::CACHEABLE)
+        .unwrap();
+    a.area_share(va(SRC), PAGE_SIZE, &b, va(DST), AreaFlags::READ)
+        .unwrap();
+    assert_eq!(
+        b.area(va(DST)).unwrap().flags,
+        AreaFlags::READ | AreaFlags::CACHEABLE
+    );
 }
 
 #[test]
 fn shared_areas_refuse_resize_and_change_of_flags() {
     let sim = sim();
-    let (a, b) = (sim.system().create().unwrap(), sim.system().create().unwrap());
+    let (a, b) = (
+        sim.system().create().unwrap(),
+        sim.system().create().unwrap(),
+    );
     a.area_create(va(SRC), 2 * PAGE_SIZE, RW).unwrap();
-    a.area_share(va(SRC), 2 * PAGE_SIZE, &b, va(DST), RW).unwrap();
+    a.area_share(va(SRC), 2 * PAGE_SIZE, &b, va(DST), RW)
+        .unwrap();
     assert_eq!(a.area_resize(va(SRC), PAGE_SIZE), Err(Error::NotSupported));
-    assert_eq!(b.area_resize(va(DST), 4 * PAGE_SIZE), Err(Error::NotSupported));
-    assert_eq!(a.area_change_flags(va(SRC), AreaFlags::READ), Err(Error::NotSupported));
+    assert_eq!(
+        b.area_resize(va(DST), 4 * PAGE_SIZE),
+        Err(Error::NotSupported)
+    );
+    assert_eq!(
+        a.area_change_flags(va(SRC), AreaFlags::READ),
+        Err(Error::NotSupported)
+    );
 }
 
 // ---- physical backend ----
@@ -210,9 +246,18 @@ fn phys_area_reads_the_physical_range() {
     }
     c.write_u64(va(SRC + 8), 9).unwrap();
     let mut b = [0u8; 8];
-    sim.hardware().memory().read(aspace::PhysAddr::new(base.start().as_u64() + 8), &mut b);
+    sim.hardware()
+        .memory()
+        .read(aspace::PhysAddr::new(base.start().as_u64() + 8), &mut b);
     assert_eq!(u64::from_le_bytes(b), 9);
-    assert_eq!(space.translate(va(SRC + PAGE_SIZE).page()).unwrap().0.number(), base.number() + 1);
+    assert_eq!(
+        space
+            .translate(va(SRC + PAGE_SIZE).page())
+            .unwrap()
+            .0
+            .number(),
+        base.number() + 1
+    );
 }
 
 #[test]
@@ -227,7 +272,10 @@ fn phys_area_destroy_frees_nothing() {
     let stats = sim.hardware().frames().stats();
     c.run(|| space.area_destroy(va(SRC))).unwrap();
     let after = sim.hardware().frames().stats();
-    assert_eq!(after.freed, stats.freed, "no device frame went to the allocator");
+    assert_eq!(
+        after.freed, stats.freed,
+        "no device frame went to the allocator"
+    );
     assert_eq!(after.in_use, stats.in_use);
 }
 
@@ -235,8 +283,14 @@ fn phys_area_destroy_frees_nothing() {
 fn phys_area_refuses_resize() {
     let sim = sim();
     let (space, _) = phys_area(&sim, 2);
-    assert_eq!(space.area_resize(va(SRC), PAGE_SIZE), Err(Error::NotSupported));
-    assert_eq!(space.area_change_flags(va(SRC), AreaFlags::READ), Err(Error::NotSupported));
+    assert_eq!(
+        space.area_resize(va(SRC), PAGE_SIZE),
+        Err(Error::NotSupported)
+    );
+    assert_eq!(
+        space.area_change_flags(va(SRC), AreaFlags::READ),
+        Err(Error::NotSupported)
+    );
 }
 
 #[test]
@@ -244,17 +298,30 @@ fn phys_area_sharing_maps_the_same_frames() {
     let sim = sim();
     let (space, base) = phys_area(&sim, 2);
     let other = sim.system().create().unwrap();
-    space.area_share(va(SRC), 2 * PAGE_SIZE, &other, va(DST), AreaFlags::READ).unwrap();
+    space
+        .area_share(va(SRC), 2 * PAGE_SIZE, &other, va(DST), AreaFlags::READ)
+        .unwrap();
     let mut c = sim.cpu(0);
     c.switch_to(&other).unwrap();
     assert_eq!(c.read_u64(va(DST + PAGE_SIZE)).unwrap(), 0x1000_0000 + 512);
-    assert_eq!(other.translate(va(DST + PAGE_SIZE).page()).unwrap().0.number(), base.number() + 1);
+    assert_eq!(
+        other
+            .translate(va(DST + PAGE_SIZE).page())
+            .unwrap()
+            .0
+            .number(),
+        base.number() + 1
+    );
     let freed = sim.hardware().frames().stats().freed;
     let tables = space.page_table_frames() + other.page_table_frames();
     drop(c);
     drop(other);
     drop(space);
-    assert_eq!(sim.hardware().frames().stats().freed - freed, tables, "only page tables freed");
+    assert_eq!(
+        sim.hardware().frames().stats().freed - freed,
+        tables,
+        "only page tables freed"
+    );
 }
 
 // ---- copies through the core ----
@@ -269,13 +336,23 @@ fn core_copies_fault_pages_in_and_refuse_bad_pointers() {
     a.copy_to_user(va(SRC + PAGE_SIZE - 5), msg).unwrap();
     assert_eq!(a.resident_pages(), 2);
     let mut back = vec![0u8; msg.len()];
-    a.copy_from_user(va(SRC + PAGE_SIZE - 5), &mut back).unwrap();
+    a.copy_from_user(va(SRC + PAGE_SIZE - 5), &mut back)
+        .unwrap();
     assert_eq!(&back, msg);
     let mut buf = [0u8; 8];
-    assert_eq!(a.copy_from_user(va(SRC + 2 * PAGE_SIZE - 4), &mut buf), Err(Error::BadMemory));
+    assert_eq!(
+        a.copy_from_user(va(SRC + 2 * PAGE_SIZE - 4), &mut buf),
+        Err(Error::BadMemory)
+    );
     assert_eq!(a.copy_to_user(va(DST), b"x"), Err(Error::BadMemory));
-    assert_eq!(a.copy_from_user(va(0xffff_8000_0000_0000), &mut buf), Err(Error::BadMemory));
-    assert_eq!(a.copy_from_user(va(u64::MAX - 2), &mut buf), Err(Error::BadMemory));
+    assert_eq!(
+        a.copy_from_user(va(0xffff_8000_0000_0000), &mut buf),
+        Err(Error::BadMemory)
+    );
+    assert_eq!(
+        a.copy_from_user(va(u64::MAX - 2), &mut buf),
+        Err(Error::BadMemory)
+    );
     a.copy_from_user(va(DST), &mut buf).unwrap();
     assert_eq!(buf, [0; 8]);
 }
