@@ -1,0 +1,278 @@
+//! The built-in demo, written as a scenario (so `aspace demo
+//! --print-scenario` shows it in the same format `aspace run` reads) and
+//! sized to the machine: it uses every CPU it can and one more task than
+//! there are ASIDs, plus one.
+
+use std::fmt::Write;
+
+use crate::elfgen::{self, BSS, DATA, DATA_MAGIC, ENTRY, ENTRY_BYTE, MESSAGE, RODATA};
+use crate::engine::MachineSpec;
+
+/// Keeps track of which CPU runs which task while the script is written,
+/// so each access is made by a task that runs somewhere.
+struct Gen {
+    s: String,
+    running: Vec<Option<String>>,
+}
+
+impl Gen {
+    fn line(&mut self, l: &str) {
+        self.s.push_str(l);
+        self.s.push('\n');
+    }
+
+    fn run(&mut self, cpu: usize, task: &str, why: &str) {
+        let cpu = cpu.min(self.running.len() - 1);
+        if self.running[cpu].as_deref() == Some(task) {
+            return;
+        }
+        self.running[cpu] = Some(task.to_string());
+        if why.is_empty() {
+            self.line(&format!("cpu {cpu} run {task}"));
+        } else {
+            self.line(&format!("{:<44}# {why}", format!("cpu {cpu} run {task}")));
+        }
+    }
+
+    /// Makes sure `task` runs on some CPU, switching `cpu` to it if not.
+    fn ensure(&mut self, cpu: usize, task: &str) {
+        if !self.running.iter().any(|r| r.as_deref() == Some(task)) {
+            self.run(cpu, task, "");
+        }
+    }
+
+    fn c(&mut self, l: &str, comment: &str) {
+        self.line(&format!("{l:<44}# {comment}"));
+    }
+}
+
+/// The demo scenario for a machine of `spec`'s size.
+pub fn scenario(spec: &MachineSpec) -> String {
+    let cpus = spec.cpus;
+    let mut g = Gen {
+        s: String::new(),
+        running: vec![None; cpus],
+    };
+    let _ = writeln!(
+        g.s,
+        "# The built-in demo of `aspace` (aspace demo --print-scenario prints it).\n\
+         # Written for a machine of {} CPUs and {} ASIDs; run it with\n\
+         # `aspace run FILE` on a machine at least that size.\n",
+        cpus, spec.asids
+    );
+    let (logger_cpu, viewer_cpu) = (2.min(cpus - 1), 3.min(cpus - 1));
+
+    g.line("say 1. An ELF executable, loaded on demand");
+    g.c("task init", "a new, empty address space");
+    g.c(
+        "elf init builtin",
+        "a small ELF built in memory: text r-x, rodata r--, data rw- + bss",
+    );
+    g.c("map init", "three areas, nothing resident yet");
+    g.run(0, "init", "CPU 0 starts running init: it gets an ASID");
+    g.c(
+        &format!("fetch init {ENTRY:#x} expect {ENTRY_BYTE:#x}"),
+        "the first instruction: one fault maps the image's own frame",
+    );
+    g.c(
+        &format!(
+            "read init {RODATA:#x} str {} expect {:?}",
+            MESSAGE.len(),
+            MESSAGE
+        ),
+        "read-only data, also the image's frame",
+    );
+    g.c(
+        &format!("read init {DATA:#x} u64 expect {DATA_MAGIC:#x}"),
+        "initialised data: a private copy",
+    );
+    g.c(
+        &format!("read init {:#x} u64 expect 0", BSS + 0x1000),
+        "bss: a zero-filled frame",
+    );
+    g.c(
+        &format!("write init {BSS:#x} u64 7"),
+        "the page holding the end of the data and the start of bss",
+    );
+    g.line("check resident init == 5");
+    g.line("map init");
+
+    g.line("\nsay 2. Bad accesses are refused");
+    g.c("fault init 0x0 read expect no-area", "NULL");
+    g.c(
+        "fault init 0xffff800000000000 read expect no-area",
+        "the kernel's half",
+    );
+    g.c(
+        &format!("fault init {ENTRY:#x} write expect access"),
+        "text is read-only",
+    );
+    g.c(
+        &format!("fault init {DATA:#x} exec expect access"),
+        "data is not executable",
+    );
+    g.c(
+        &format!(
+            "fault init {:#x} read expect no-area",
+            elfgen::DATA_END + 0x1000
+        ),
+        "past the end of the data",
+    );
+
+    g.line("\nsay 3. A heap, grown and shrunk (area_resize)");
+    g.line("area init 0x10000000 4p rw heap");
+    if cpus > 1 {
+        g.run(1, "init", "a second thread of init, on CPU 1");
+    }
+    g.c("touch init 0x10000000 4p write", "four faults, four frames");
+    g.c("resize init 0x10000000 64p", "grow: no frame until touched");
+    g.c("touch init 0x10000000 64p write", "sixty more faults");
+    g.c(
+        "resize init 0x10000000 8p",
+        "shrink: one shootdown (an IPI to the other thread's CPU), frames back",
+    );
+    g.line("check resident init 0x10000000 == 8");
+    g.c(
+        "fault init 0x10008000 write expect no-area",
+        "above the new end",
+    );
+    g.line("map init");
+
+    g.line("\nsay 4. A stack that grows by faults, downwards");
+    let stack_top: u64 = 0x8000_0000_0000;
+    let stack = stack_top - 16 * 0x1000;
+    g.c(
+        &format!("area init {stack:#x} 16p rw stack"),
+        "16 pages at the top of user space",
+    );
+    for i in 0..6u64 {
+        let a = stack_top - 8 - i * 0x1000;
+        let why = if i == 0 {
+            "each push onto a new page: one fault, one frame"
+        } else {
+            ""
+        };
+        if why.is_empty() {
+            g.line(&format!("write init {a:#x} u64 {}", 100 + i));
+        } else {
+            g.c(&format!("write init {a:#x} u64 {}", 100 + i), why);
+        }
+    }
+    g.line(&format!("check resident init {stack:#x} == 6"));
+    g.c(
+        &format!("touch init {stack:#x} 16p write down"),
+        "the rest, from the top down",
+    );
+    g.line(&format!("check resident init {stack:#x} == 16"));
+    g.c(
+        &format!("fault init {:#x} write expect no-area", stack - 8),
+        "below the stack: overflow refused",
+    );
+
+    g.line("\nsay 5. Memory shared between two tasks (area_share)");
+    g.line("task logger");
+    g.run(logger_cpu, "logger", "");
+    g.ensure(0, "init");
+    g.line("area init 0x20000000 4p rw ring");
+    g.c(
+        "write init 0x20000000 str \"ping from init\"",
+        "written before the share",
+    );
+    g.c(
+        "share init 0x20000000 logger 0x30000000 rw",
+        "logger maps the same frames elsewhere",
+    );
+    g.ensure(logger_cpu, "logger");
+    g.line("read logger 0x30000000 str 14 expect \"ping from init\"");
+    g.c(
+        "write logger 0x30001000 u64 0xfeed",
+        "a page first touched after the share",
+    );
+    g.ensure(0, "init");
+    g.c(
+        "read init 0x20001000 u64 expect 0xfeed",
+        "init sees it: same frame",
+    );
+    g.line("task viewer");
+    g.c(
+        "share init 0x20000000 viewer 0x40000000 r",
+        "a read-only view for a third task",
+    );
+    g.run(viewer_cpu, "viewer", "");
+    g.line("read viewer 0x40001000 u64 expect 0xfeed");
+    g.line("fault viewer 0x40000000 write expect access");
+    g.line("map init logger viewer");
+
+    g.line("\nsay 6. Rights changed: RW -> RX, then fetched (a tiny JIT)");
+    g.ensure(0, "init");
+    g.line("area init 0x50000000 1p rw jit");
+    g.c("write init 0x50000000 u8 0xc3", "emit `ret`");
+    g.c(
+        "flags init 0x50000000 rx",
+        "unmap, shoot down, map back r-x",
+    );
+    g.c("fetch init 0x50000000 expect 0xc3", "execute it");
+    g.c(
+        "fault init 0x50000000 write expect access",
+        "no longer writable",
+    );
+    g.line("snapshot The demo's tasks after steps 1-6");
+
+    let workers = spec.asids as usize + 2;
+    // Each worker needs a page table (PML4 .. PT) and one data frame.
+    let frames_needed = workers as u64 * 6 + 512;
+    g.line(&format!(
+        "\nsay 7. ASIDs recycled: {workers} more tasks, {} ASIDs",
+        spec.asids
+    ));
+    if frames_needed > spec.memory / 4096 {
+        g.line(&format!(
+            "say (skipped: {workers} tasks need more memory than --memory gives; \
+             lower --asids or raise --memory)"
+        ));
+    } else {
+        for i in 0..workers {
+            if i == 2 {
+                g.c("echo off", "the rest alike, quietly");
+            }
+            let w = format!("w{i}");
+            g.line(&format!("task {w}"));
+            g.line(&format!("area {w} 0x10000000 1p rw"));
+            g.run(i % cpus, &w, "");
+            g.line(&format!("write {w} 0x10000000 u64 {}", 1000 + i));
+        }
+        g.line("echo on");
+        g.c(
+            "check asid_steals >= 2",
+            "more tasks than ASIDs: inactive ones lost theirs",
+        );
+        g.c(
+            "cpu 0 run w0",
+            "w0 runs again: it takes an ASID back (another steal)",
+        );
+        g.running[0] = Some("w0".into());
+        g.c(
+            "read w0 0x10000000 u64 expect 1000",
+            "its memory is intact: only TLB entries were dropped",
+        );
+    }
+
+    g.line("\nsay 8. Every task destroyed, every frame back");
+    if frames_needed <= spec.memory / 4096 {
+        for i in 0..workers {
+            if i == 1 {
+                g.line("echo off");
+            }
+            g.line(&format!("exit w{i}"));
+        }
+        g.line("echo on");
+    }
+    g.line("exit viewer");
+    g.line("exit logger");
+    g.c(
+        "exit init",
+        "the last user of the ELF image: it is released too",
+    );
+    g.c("check clean", "no task, no image, every frame back");
+    g.s
+}

@@ -1,0 +1,238 @@
+//! `aspace elf PATH`: load an executable into a fresh address space, touch
+//! every page, and report faults, private copies and shared image frames.
+
+use std::collections::{BTreeMap, HashSet};
+
+use aspace::backend::elf::ElfImage;
+use aspace::{loader, AreaFlags, VirtAddr, PAGE_SIZE};
+use serde_json::json;
+
+use crate::engine::MachineSpec;
+use crate::maps::{self, ShareGroups};
+use crate::num::{human_bytes, rights_text};
+use crate::out::Out;
+use crate::script::MachineReq;
+use crate::svg::{self, Snapshot};
+use crate::{write_svg, InputError, Opts};
+
+fn input(m: String) -> InputError {
+    InputError(vec![m])
+}
+
+/// Runs the command; `Ok(false)` when a check of its own failed.
+pub fn run(opts: &Opts, path: &str) -> Result<bool, InputError> {
+    let bytes = if path == "builtin" {
+        crate::elfgen::builtin_elf()
+    } else {
+        std::fs::read(path).map_err(|e| input(format!("cannot read {path}: {e}")))?
+    };
+    let spec: MachineSpec = opts.spec(&MachineReq::default());
+    let sim = spec.build().map_err(input)?;
+    let baseline = sim.frames_in_use();
+    // Check the file before copying it into frames.
+    loader::parse(&bytes, None, aspace::Layout::X86_64.user_end)
+        .map_err(|e| input(format!("{path}: cannot load: {e}")))?;
+    let image = ElfImage::load(sim.system().machine(), &bytes).map_err(|e| {
+        input(format!(
+            "{path}: {} bytes do not fit in memory ({e}); raise --memory",
+            bytes.len()
+        ))
+    })?;
+    let space = sim.system().create().map_err(|e| input(e.to_string()))?;
+    let loaded = loader::load(&space, &image, &bytes, None)
+        .map_err(|e| input(format!("{path}: cannot load: {e}")))?;
+    let name = std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+    let mut labels = BTreeMap::new();
+    for s in &loaded.segments {
+        let kind = if s.flags.contains(AreaFlags::EXEC) {
+            "text"
+        } else if s.flags.contains(AreaFlags::WRITE) {
+            "data"
+        } else {
+            "rodata"
+        };
+        labels.insert(s.vaddr & !(PAGE_SIZE - 1), format!("{name}:{kind}"));
+    }
+    let image_frames: HashSet<u64> = image.frames().iter().map(|f| f.number()).collect();
+    let mut groups = ShareGroups::default();
+    let before = maps::view(&name, &space, &labels, &image_frames, &mut groups);
+    let total_pages: u64 = space.areas().iter().map(|a| a.pages).sum();
+    let out = Out::new(opts.json, total_pages, !opts.no_progress);
+
+    out.line(&format!(
+        "aspace elf {path}: {} ({} bytes, {} image frames), entry {}, bias {:#x}",
+        human_bytes(bytes.len() as u64),
+        bytes.len(),
+        image.frames().len(),
+        loaded.entry,
+        loaded.bias
+    ));
+    out.line(&format!("Machine: {}", spec.describe()));
+    out.line("\nLoadable segments:");
+    out.line(&format!(
+        "   {:<18} {:>10} {:>10} {:>10}  rights",
+        "vaddr", "memsz", "filesz", "offset"
+    ));
+    for s in &loaded.segments {
+        out.line(&format!(
+            "   {:<18} {:>10} {:>10} {:>10}  {}",
+            format!("{:#x}", s.vaddr),
+            format!("{:#x}", s.memsz),
+            format!("{:#x}", s.filesz),
+            format!("{:#x}", s.offset),
+            rights_text(s.flags)
+        ));
+    }
+    out.line("\nAreas after loading (nothing is resident until touched):");
+    out.block(&maps::render(&before, "   "));
+
+    let mut cpu = sim.cpu(0);
+    cpu.switch_to(&space).map_err(|e| input(e.to_string()))?;
+    let stats0 = sim.system().stats();
+    let mut touched = 0u64;
+    let mut refused = Vec::new();
+    for a in space.areas() {
+        for i in 0..a.pages {
+            let addr = VirtAddr::new(a.base.as_u64() + i * PAGE_SIZE);
+            let r = if a.flags.contains(AreaFlags::READ) {
+                cpu.read(addr, &mut [0u8]).map(|_| ())
+            } else if a.flags.contains(AreaFlags::EXEC) {
+                cpu.fetch(addr).map(|_| ())
+            } else {
+                out.tick(1);
+                continue;
+            };
+            match r {
+                Ok(()) => touched += 1,
+                Err(f) => refused.push(f.to_string()),
+            }
+            out.tick(1);
+        }
+    }
+    out.finish();
+    let d = sim.system().stats().since(&stats0);
+    let after = maps::view(&name, &space, &labels, &image_frames, &mut groups);
+    let image_pages: u64 = after.areas.iter().map(|a| a.image_pages).sum();
+    let copies: u64 = after.areas.iter().map(|a| a.private_pages).sum();
+    let peak = sim.hardware().frames().stats().peak;
+
+    out.line(&format!(
+        "\nTouching every page on CPU 0: {touched} pages in {} areas",
+        after.areas.len()
+    ));
+    out.block(&maps::render(&after, "   "));
+    out.line("\nResult:");
+    let rows = [
+        (
+            "pages touched",
+            touched,
+            "a read per page (a fetch where not readable)",
+        ),
+        ("faults", d.faults_resolved, "one per page: demand paging"),
+        (
+            "private copies",
+            copies,
+            "frames of their own: writable segments, partial pages, bss",
+        ),
+        (
+            "shared image frames",
+            image_pages,
+            "pages mapping the image's own frames: no copy",
+        ),
+        (
+            "image frames",
+            image.frames().len() as u64,
+            "the file, copied into frames once",
+        ),
+        ("frames at peak", peak, "page tables and the image included"),
+    ];
+    for (k, v, note) in rows {
+        out.line(&format!("   {k:<20} {v:>8}   {note}"));
+    }
+    for f in &refused {
+        out.line(&format!("   refused: {f}"));
+    }
+
+    // Tear down and check every frame comes back.
+    drop(cpu);
+    let snapshots = vec![
+        Snapshot {
+            title: format!("{name}: after loading"),
+            tasks: vec![before],
+        },
+        Snapshot {
+            title: format!("{name}: after touching every page"),
+            tasks: vec![after.clone()],
+        },
+    ];
+    drop(space);
+    let released = image.release(sim.system().machine()).is_ok();
+    let in_use = sim.frames_in_use();
+    let stale = sim.hardware().stats().stale_accesses;
+    let mut failures = Vec::new();
+    if !released {
+        failures.push("the ELF image is still in use after its address space went".to_string());
+    }
+    if in_use != baseline {
+        failures.push(format!(
+            "frames leaked: {in_use} in use, {baseline} at start"
+        ));
+    }
+    if stale != 0 {
+        failures.push(format!("{stale} accesses through stale TLB entries"));
+    }
+    if d.faults_resolved != touched {
+        failures.push(format!(
+            "{touched} pages touched but {} faults served",
+            d.faults_resolved
+        ));
+    }
+    if failures.is_empty() {
+        out.line(&format!(
+            "\nAddress space destroyed, image released: all frames back ({in_use} in use, as at start)."
+        ));
+    } else {
+        out.error_block(&format!("FAILED:\n   {}\n", failures.join("\n   ")));
+    }
+    if opts.json {
+        let doc = json!({
+            "command": "elf",
+            "path": path,
+            "bytes": bytes.len(),
+            "entry": format!("{:#x}", loaded.entry.as_u64()),
+            "bias": format!("{:#x}", loaded.bias),
+            "machine": spec,
+            "segments": loaded.segments.iter().map(|s| json!({
+                "vaddr": format!("{:#x}", s.vaddr),
+                "memsz": s.memsz,
+                "filesz": s.filesz,
+                "offset": s.offset,
+                "rights": rights_text(s.flags),
+            })).collect::<Vec<_>>(),
+            "areas": after.areas,
+            "pages_touched": touched,
+            "faults": d.faults_resolved,
+            "private_copies": copies,
+            "shared_image_frames": image_pages,
+            "image_frames": bytes.len().div_ceil(PAGE_SIZE as usize),
+            "frames_peak": peak,
+            "refused": refused,
+            "failures": failures,
+            "ok": failures.is_empty(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).expect("JSON of plain values")
+        );
+    }
+    if let Some(p) = &opts.svg {
+        write_svg(
+            p,
+            &svg::render(&snapshots, &format!("aspace elf {path}")),
+            opts.json,
+        )?;
+    }
+    Ok(failures.is_empty())
+}

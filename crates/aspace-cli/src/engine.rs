@@ -1,0 +1,1266 @@
+//! The engine: runs a parsed scenario on a simulated machine, narrating each
+//! step, checking what each step was expected to do, and ending with a
+//! summary. The demo and `aspace run` both go through it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use aspace::backend::elf::ElfImage;
+use aspace::{loader, AreaFlags, StatsSnapshot, VirtAddr, PAGE_SIZE};
+use aspace_sim::{AccessFault, Cpu, HwStats, Sim, SimConfig, Space};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::elfgen;
+use crate::maps::{self, ShareGroups, TaskView};
+use crate::num::{human_bytes, rights_text};
+use crate::out::Out;
+use crate::script::{
+    reason_name, Check, Data, ElfSource, Expect, Kind, Op, ReadAs, Script, Stmt, COUNTERS,
+};
+use crate::svg::Snapshot;
+
+/// The size of the simulated machine.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct MachineSpec {
+    /// CPUs.
+    pub cpus: usize,
+    /// Bytes of physical memory.
+    pub memory: u64,
+    /// User ASIDs.
+    pub asids: u16,
+    /// Entries per TLB.
+    pub tlb_entries: usize,
+}
+
+impl MachineSpec {
+    /// Builds the machine, with a message a person can act on when the
+    /// numbers do not fit together.
+    pub fn build(&self) -> Result<Sim, String> {
+        self.check()?;
+        Sim::new(SimConfig {
+            cpus: self.cpus,
+            memory: self.memory,
+            asids: self.asids,
+            tlb_entries: self.tlb_entries,
+        })
+        .map_err(|e| format!("cannot build the machine: {e}"))
+    }
+
+    /// Whether the numbers fit together, with a message a person can act on.
+    pub fn check(&self) -> Result<(), String> {
+        if self.cpus == 0 || self.cpus > 64 {
+            return Err(format!(
+                "--cpus {}: the machine has 1 to 64 CPUs",
+                self.cpus
+            ));
+        }
+        if (self.asids as usize) < self.cpus || self.asids > 4095 {
+            return Err(format!(
+                "--asids {}: need at least one ASID per CPU ({}) and at most 4095",
+                self.asids, self.cpus
+            ));
+        }
+        if self.memory < (1 << 20) || self.memory > (16 << 30) {
+            return Err(format!(
+                "--memory {}: use 1M to 16G",
+                human_bytes(self.memory)
+            ));
+        }
+        if self.tlb_entries == 0 {
+            return Err("--tlb-entries: a TLB needs at least one entry".into());
+        }
+        Ok(())
+    }
+
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} CPUs, {} of memory ({} frames), {} ASIDs, {}-entry TLBs",
+            self.cpus,
+            human_bytes(self.memory),
+            self.memory / PAGE_SIZE,
+            self.asids,
+            self.tlb_entries
+        )
+    }
+}
+
+struct Task {
+    name: String,
+    space: Arc<Space>,
+    labels: BTreeMap<u64, String>,
+}
+
+struct Image {
+    key: String,
+    bytes: Vec<u8>,
+    image: Arc<ElfImage>,
+}
+
+/// How one step ended.
+enum Got {
+    /// Done; an optional word on what happened.
+    Done(Option<String>),
+    /// A number was read.
+    Value(u64),
+    /// Bytes were read.
+    Text(Vec<u8>),
+    /// The core refused.
+    Refused(aspace::Error, String),
+    /// A user access faulted.
+    Fault(AccessFault, Option<String>),
+    /// A `check` did not hold.
+    CheckFailed(String),
+}
+
+impl Got {
+    fn describe(&self) -> String {
+        match self {
+            Got::Done(d) => d.clone().unwrap_or_else(|| "done".into()),
+            Got::Value(v) => format!("-> {v} ({v:#x})"),
+            Got::CheckFailed(m) => m.clone(),
+            Got::Text(b) => format!("-> {:?}", text_of(b)),
+            Got::Refused(e, why) => format!("refused: {} ({why})", e.errno_name()),
+            Got::Fault(f, after) => match after {
+                Some(a) => format!("{f} {a}"),
+                None => format!("{f}"),
+            },
+        }
+    }
+
+    fn meets(&self, e: &Expect) -> bool {
+        match (e, self) {
+            (Expect::Ok, Got::Done(_) | Got::Value(..) | Got::Text(_)) => true,
+            (Expect::Error(want), Got::Refused(got, _)) => want == got,
+            (Expect::Fault(want), Got::Fault(f, _)) => *want == f.reason,
+            (Expect::Value(want), Got::Value(got)) => want == got,
+            (Expect::Text(want), Got::Text(b)) => text_of(b) == *want,
+            _ => false,
+        }
+    }
+}
+
+/// Bytes as text, trailing NULs dropped.
+fn text_of(b: &[u8]) -> String {
+    let end = b.iter().rposition(|&c| c != 0).map_or(0, |p| p + 1);
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// A check that failed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Failure {
+    /// Where (`file:line`).
+    pub at: String,
+    /// The line.
+    pub text: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The counters at the end of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// Faults resolved by a backend (a page newly mapped).
+    pub faults_served: u64,
+    /// Faults refused (no area, rights, ...).
+    pub faults_refused: u64,
+    /// Faults on a page already mapped meanwhile.
+    pub faults_raced: u64,
+    /// Page faults the simulated MMUs raised.
+    pub hw_faults: u64,
+    /// Frames allocated by the frame allocator (data, page tables, images).
+    pub frames_allocated: u64,
+    /// Frames given back to it.
+    pub frames_freed: u64,
+    /// The most frames in use at once.
+    pub frames_peak: u64,
+    /// Frames in use when the run started (the kernel's page table).
+    pub frames_in_use_at_start: u64,
+    /// Frames in use at the end.
+    pub frames_in_use_at_end: u64,
+    /// Frames backends supplied for mappings.
+    pub backend_frames: u64,
+    /// Frame references released after shootdowns.
+    pub frames_released_after_shootdown: u64,
+    /// Shootdown rounds.
+    pub shootdown_rounds: u64,
+    /// IPIs sent for shootdowns and ASID steals.
+    pub ipis: u64,
+    /// Local TLB invalidations.
+    pub local_invalidations: u64,
+    /// ASIDs flushed lazily on switch.
+    pub lazy_flushes: u64,
+    /// ASIDs handed out from the pool.
+    pub asid_allocs: u64,
+    /// ASIDs taken from inactive spaces.
+    pub asid_steals: u64,
+    /// TLB hits.
+    pub tlb_hits: u64,
+    /// TLB misses.
+    pub tlb_misses: u64,
+    /// Accesses through stale TLB entries (must be 0).
+    pub stale_accesses: u64,
+    /// Checks that held.
+    pub checks_passed: usize,
+    /// Checks that failed.
+    pub checks_failed: usize,
+}
+
+impl Summary {
+    /// The table for people.
+    pub fn table(&self) -> String {
+        let rows: Vec<(&str, String, &str)> = vec![
+            (
+                "faults served",
+                self.faults_served.to_string(),
+                "pages mapped by a backend on a fault",
+            ),
+            (
+                "faults refused",
+                self.faults_refused.to_string(),
+                "no area, or rights the area lacks",
+            ),
+            (
+                "frames allocated",
+                self.frames_allocated.to_string(),
+                "data, page tables and ELF images",
+            ),
+            (
+                "frames freed",
+                self.frames_freed.to_string(),
+                "back to the allocator",
+            ),
+            (
+                "frames at peak",
+                self.frames_peak.to_string(),
+                "most in use at once",
+            ),
+            (
+                "frames in use",
+                format!(
+                    "{} -> {}",
+                    self.frames_in_use_at_start, self.frames_in_use_at_end
+                ),
+                "start -> end (the kernel's page table stays)",
+            ),
+            (
+                "shootdown rounds",
+                self.shootdown_rounds.to_string(),
+                "one per change that unmapped pages",
+            ),
+            (
+                "IPIs",
+                self.ipis.to_string(),
+                "TLB invalidations sent to other CPUs",
+            ),
+            (
+                "lazy TLB flushes",
+                self.lazy_flushes.to_string(),
+                "done on switch instead of an IPI",
+            ),
+            (
+                "ASID allocations",
+                self.asid_allocs.to_string(),
+                "from the free pool",
+            ),
+            (
+                "ASID steals",
+                self.asid_steals.to_string(),
+                "taken from an address space not running",
+            ),
+            (
+                "TLB hits / misses",
+                format!("{} / {}", self.tlb_hits, self.tlb_misses),
+                "",
+            ),
+            (
+                "stale TLB accesses",
+                self.stale_accesses.to_string(),
+                "must be 0",
+            ),
+            (
+                "checks",
+                format!(
+                    "{} passed, {} failed",
+                    self.checks_passed, self.checks_failed
+                ),
+                "",
+            ),
+        ];
+        let mut s = String::from("== Summary\n");
+        for (k, v, note) in rows {
+            if note.is_empty() {
+                s.push_str(&format!("   {k:<20} {v:>12}\n"));
+            } else {
+                s.push_str(&format!("   {k:<20} {v:>12}   {note}\n"));
+            }
+        }
+        s
+    }
+}
+
+/// Runs scenarios.
+pub struct Engine {
+    // Dropped in this order: CPUs let go of spaces, then the spaces go, then
+    // the images, then the machine.
+    cpus: Vec<Cpu>,
+    running: Vec<Option<String>>,
+    tasks: Vec<Task>,
+    images: Vec<Image>,
+    sim: Sim,
+    spec: MachineSpec,
+    name: String,
+    baseline: u64,
+    echo: bool,
+    out: Out,
+    groups: ShareGroups,
+    passed: usize,
+    failures: Vec<Failure>,
+    steps: Vec<Value>,
+    snapshots: Vec<Snapshot>,
+    want_snapshots: bool,
+}
+
+struct Before {
+    stats: StatsSnapshot,
+    in_use: u64,
+}
+
+/// Singular or plural.
+fn n_of(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+impl Engine {
+    /// A fresh machine for the scenario `name`.
+    pub fn new(
+        spec: MachineSpec,
+        name: &str,
+        out: Out,
+        want_snapshots: bool,
+    ) -> Result<Self, String> {
+        let sim = spec.build()?;
+        let cpus = (0..spec.cpus).map(|i| sim.cpu(i)).collect();
+        let baseline = sim.frames_in_use();
+        Ok(Engine {
+            cpus,
+            running: vec![None; spec.cpus],
+            tasks: Vec::new(),
+            images: Vec::new(),
+            sim,
+            spec,
+            name: name.to_string(),
+            baseline,
+            echo: true,
+            out,
+            groups: ShareGroups::default(),
+            passed: 0,
+            failures: Vec::new(),
+            steps: Vec::new(),
+            snapshots: Vec::new(),
+            want_snapshots,
+        })
+    }
+
+    fn task(&self, name: &str) -> &Task {
+        self.tasks
+            .iter()
+            .find(|t| t.name == name)
+            .expect("validated: the task exists")
+    }
+
+    fn task_mut(&mut self, name: &str) -> &mut Task {
+        self.tasks
+            .iter_mut()
+            .find(|t| t.name == name)
+            .expect("validated: the task exists")
+    }
+
+    fn cpu_of(&self, task: &str) -> Option<usize> {
+        self.running.iter().position(|r| r.as_deref() == Some(task))
+    }
+
+    /// Runs `f` as the lowest CPU running `task` (so shootdowns see it as
+    /// the local CPU), or outside any CPU when none runs it.
+    fn as_task<R>(&self, task: &str, f: impl FnOnce() -> R) -> R {
+        match self.cpu_of(task) {
+            Some(i) => self.cpus[i].run(f),
+            None => f(),
+        }
+    }
+
+    fn image_frames(&self) -> HashSet<u64> {
+        self.images
+            .iter()
+            .flat_map(|i| i.image.frames().iter().map(|f| f.number()))
+            .collect()
+    }
+
+    /// Every task, listed.
+    fn views(&mut self, names: &[String]) -> Vec<TaskView> {
+        let frames = self.image_frames();
+        let names: Vec<String> = if names.is_empty() {
+            self.tasks.iter().map(|t| t.name.clone()).collect()
+        } else {
+            names.to_vec()
+        };
+        let mut out = Vec::new();
+        for n in names {
+            let t = self.task(&n);
+            let (space, labels) = (t.space.clone(), t.labels.clone());
+            out.push(maps::view(&n, &space, &labels, &frames, &mut self.groups));
+        }
+        out
+    }
+
+    fn before(&self) -> Before {
+        Before {
+            stats: self.sim.system().stats(),
+            in_use: self.sim.frames_in_use(),
+        }
+    }
+
+    fn delta(&self, b: &Before) -> (Vec<String>, Value) {
+        let d = self.sim.system().stats().since(&b.stats);
+        let frames = self.sim.frames_in_use() as i64 - b.in_use as i64;
+        let mut parts = Vec::new();
+        if d.faults_resolved > 0 {
+            parts.push(n_of(d.faults_resolved, "fault", "faults"));
+        }
+        if frames != 0 {
+            parts.push(format!(
+                "{:+} {}",
+                frames,
+                if frames.abs() == 1 { "frame" } else { "frames" }
+            ));
+        }
+        if d.shootdown_rounds > 0 {
+            parts.push(n_of(d.shootdown_rounds, "shootdown", "shootdowns"));
+        }
+        if d.ipis > 0 {
+            parts.push(n_of(d.ipis, "IPI", "IPIs"));
+        }
+        if d.asid_steals > 0 {
+            parts.push(n_of(d.asid_steals, "ASID steal", "ASID steals"));
+        }
+        if d.lazy_flushes > 0 {
+            parts.push(n_of(d.lazy_flushes, "lazy flush", "lazy flushes"));
+        }
+        let v = json!({
+            "faults_served": d.faults_resolved,
+            "faults_refused": d.faults_failed,
+            "frames": frames,
+            "shootdown_rounds": d.shootdown_rounds,
+            "ipis": d.ipis,
+            "asid_steals": d.asid_steals,
+            "lazy_flushes": d.lazy_flushes,
+        });
+        (parts, v)
+    }
+
+    /// Number of steps of work in `script`, for the progress bar.
+    pub fn work(script: &Script) -> u64 {
+        script
+            .stmts
+            .iter()
+            .map(|s| match &s.op {
+                Op::Touch { size, .. } => size.div_ceil(PAGE_SIZE),
+                _ => 1,
+            })
+            .sum()
+    }
+
+    /// Runs every statement, then destroys what is left and checks that
+    /// every frame came back.
+    pub fn run(&mut self, script: &Script) {
+        self.out.heading(&format!(
+            "aspace: {} on a simulated x86_64 machine: {}",
+            script.name,
+            self.spec.describe()
+        ));
+        for s in &script.stmts {
+            self.step(s);
+        }
+        self.finish();
+    }
+
+    fn record_failure(&mut self, s: &Stmt, message: String) {
+        let at = format!("{}:{}", self.name, s.line);
+        self.out.error_line(&format!("   {at}: FAILED: {message}"));
+        self.failures.push(Failure {
+            at,
+            text: s.text.clone(),
+            message,
+        });
+    }
+
+    fn step(&mut self, s: &Stmt) {
+        match &s.op {
+            Op::Say(t) => {
+                self.out.heading(&format!("\n== {t}"));
+                self.steps
+                    .push(json!({"line": s.line, "op": "say", "text": t}));
+                self.out.tick(1);
+                return;
+            }
+            Op::Echo(on) => {
+                self.echo = *on;
+                self.out.tick(1);
+                return;
+            }
+            Op::Map(names) => {
+                let views = self.views(names);
+                if self.echo {
+                    let mut text = String::new();
+                    for v in &views {
+                        text.push_str(&maps::render(v, "   "));
+                    }
+                    if views.is_empty() {
+                        text.push_str("   (no tasks)\n");
+                    }
+                    self.out.block(&text);
+                }
+                self.steps.push(json!({
+                    "line": s.line, "op": "map", "text": s.text, "ok": true, "maps": views,
+                }));
+                self.out.tick(1);
+                return;
+            }
+            Op::Stats => {
+                let sum = self.summary();
+                if self.echo {
+                    let table = sum.table().replacen("== Summary", "   counters so far:", 1);
+                    self.out.block(&table);
+                }
+                self.steps.push(json!({
+                    "line": s.line, "op": "stats", "text": s.text, "ok": true, "stats": sum,
+                }));
+                self.out.tick(1);
+                return;
+            }
+            Op::Snapshot(title) => {
+                let title = title
+                    .clone()
+                    .unwrap_or_else(|| format!("{} line {}", self.name, s.line));
+                if self.want_snapshots {
+                    let tasks = self.views(&[]);
+                    self.snapshots.push(Snapshot {
+                        title: title.clone(),
+                        tasks,
+                    });
+                }
+                if self.echo {
+                    self.out.line(&format!("   (snapshot: {title})"));
+                }
+                self.steps
+                    .push(json!({"line": s.line, "op": "snapshot", "text": s.text, "ok": true}));
+                self.out.tick(1);
+                return;
+            }
+            _ => {}
+        }
+        let before = self.before();
+        let got = self.exec(&s.op);
+        let (deltas, delta_json) = self.delta(&before);
+        let verdict: Result<(), String> = match (&s.op, &s.expect, &got) {
+            (Op::Check(_), _, Got::Done(_)) => Ok(()),
+            (Op::Check(_), _, other) => Err(other.describe()),
+            (_, None, _) => Ok(()),
+            (_, Some(e), g) if g.meets(e) => Ok(()),
+            (_, Some(e), g) => Err(format!("expected {e}, got {}", g.describe())),
+        };
+        let checked = s.expect.is_some() || matches!(s.op, Op::Check(_));
+        let ok = verdict.is_ok();
+        if self.echo || !ok {
+            let status = if ok { "ok" } else { "FAILED" };
+            let mut line = format!("   {:<46} {status:<6}", s.text);
+            let desc = got.describe();
+            if !(matches!(got, Got::Done(None))) {
+                line.push(' ');
+                line.push_str(&desc);
+            }
+            if !deltas.is_empty() {
+                line.push_str(&format!("  [{}]", deltas.join(", ")));
+            }
+            if ok {
+                self.out.line(&line);
+            } else {
+                self.out.error_line(&line);
+            }
+        }
+        if let Err(m) = &verdict {
+            self.record_failure(s, m.clone());
+        } else if checked {
+            self.passed += 1;
+        }
+        let mut rec = json!({
+            "line": s.line,
+            "op": op_name(&s.op),
+            "text": s.text,
+            "ok": ok,
+            "outcome": got.describe(),
+            "delta": delta_json,
+        });
+        match &got {
+            Got::Value(v) => rec["value"] = json!(v),
+            Got::Text(b) => rec["value"] = json!(text_of(b)),
+            Got::Refused(e, why) => {
+                rec["error"] = json!({"errno": e.errno_name(), "code": e.errno(), "message": why})
+            }
+            Got::Fault(f, _) => {
+                rec["fault"] = json!({
+                    "addr": format!("{:#x}", f.addr.as_u64()),
+                    "access": format!("{:?}", f.access).to_lowercase(),
+                    "reason": reason_name(f.reason),
+                    "message": f.to_string(),
+                })
+            }
+            Got::Done(_) | Got::CheckFailed(_) => {}
+        }
+        if let Some(e) = &s.expect {
+            rec["expect"] = json!(e.to_string());
+        }
+        if let Err(m) = verdict {
+            rec["failure"] = json!(m);
+        }
+        self.steps.push(rec);
+        if !matches!(s.op, Op::Touch { .. }) {
+            self.out.tick(1);
+        }
+    }
+
+    fn refused(e: aspace::Error) -> Got {
+        Got::Refused(e, e.to_string())
+    }
+
+    fn exec(&mut self, op: &Op) -> Got {
+        match op {
+            Op::Task(name) => match self.sim.system().create() {
+                Ok(space) => {
+                    let id = space.id();
+                    self.tasks.push(Task {
+                        name: name.clone(),
+                        space,
+                        labels: BTreeMap::new(),
+                    });
+                    Got::Done(Some(format!("address space {id}")))
+                }
+                Err(e) => Self::refused(e),
+            },
+            Op::Exit(name) => {
+                for (i, r) in self.running.iter_mut().enumerate() {
+                    if r.as_deref() == Some(name.as_str()) {
+                        self.cpus[i].idle();
+                        *r = None;
+                    }
+                }
+                let pos = self
+                    .tasks
+                    .iter()
+                    .position(|t| &t.name == name)
+                    .expect("validated");
+                let t = self.tasks.remove(pos);
+                let areas = t.space.areas().len();
+                let resident = t.space.resident_pages();
+                drop(t);
+                let released = self.release_images();
+                let mut d = format!(
+                    "{} and {} destroyed",
+                    n_of(areas as u64, "area", "areas"),
+                    n_of(resident, "resident page", "resident pages")
+                );
+                if !released.is_empty() {
+                    d.push_str(&format!("; ELF image {} released", released.join(", ")));
+                }
+                Got::Done(Some(d))
+            }
+            Op::Run(cpu, name) => {
+                let space = self.task(name).space.clone();
+                match self.cpus[*cpu].switch_to(&space) {
+                    Ok(asid) => {
+                        self.running[*cpu] = Some(name.clone());
+                        Got::Done(Some(format!("CPU {cpu} runs {name} with ASID {}", asid.0)))
+                    }
+                    Err(e) => Self::refused(e),
+                }
+            }
+            Op::Idle(cpu) => {
+                self.cpus[*cpu].idle();
+                self.running[*cpu] = None;
+                Got::Done(Some(format!("CPU {cpu} runs the kernel")))
+            }
+            Op::Area {
+                task,
+                addr,
+                size,
+                rights,
+                label,
+            } => {
+                let space = self.task(task).space.clone();
+                let r = self.as_task(task, || {
+                    space.area_create(VirtAddr::new(*addr), *size, *rights)
+                });
+                match r {
+                    Ok(_) => {
+                        if let Some(l) = label {
+                            self.task_mut(task).labels.insert(*addr, l.clone());
+                        }
+                        let pages = size.div_ceil(PAGE_SIZE);
+                        Got::Done(Some(format!(
+                            "{} ({}) {}, none resident yet",
+                            n_of(pages, "page", "pages"),
+                            human_bytes(pages * PAGE_SIZE),
+                            rights_text(*rights)
+                        )))
+                    }
+                    Err(e) => Self::refused(e),
+                }
+            }
+            Op::Resize(task, addr, size) => {
+                let space = self.task(task).space.clone();
+                let old = space.area(VirtAddr::new(*addr)).map(|a| a.pages);
+                let r = self.as_task(task, || space.area_resize(VirtAddr::new(*addr), *size));
+                match r {
+                    Ok(()) => {
+                        let new = space.area(VirtAddr::new(*addr)).map(|a| a.pages);
+                        Got::Done(Some(format!(
+                            "{} -> {} pages",
+                            old.unwrap_or(0),
+                            new.unwrap_or(0)
+                        )))
+                    }
+                    Err(e) => Self::refused(e),
+                }
+            }
+            Op::Destroy(task, addr) => {
+                let space = self.task(task).space.clone();
+                let info = space.area(VirtAddr::new(*addr));
+                let r = self.as_task(task, || space.area_destroy(VirtAddr::new(*addr)));
+                match r {
+                    Ok(()) => {
+                        if let Some(i) = info {
+                            self.task_mut(task).labels.remove(&i.base.as_u64());
+                        }
+                        let released = self.release_images();
+                        let mut d = info.map_or(String::new(), |i| {
+                            format!(
+                                "{}, {} resident",
+                                n_of(i.pages, "page", "pages"),
+                                i.resident
+                            )
+                        });
+                        if !released.is_empty() {
+                            d.push_str(&format!("; ELF image {} released", released.join(", ")));
+                        }
+                        Got::Done(Some(d))
+                    }
+                    Err(e) => Self::refused(e),
+                }
+            }
+            Op::Share {
+                src,
+                src_addr,
+                dst,
+                dst_addr,
+                rights,
+                label,
+            } => {
+                let (s, d) = (self.task(src).space.clone(), self.task(dst).space.clone());
+                let src_va = VirtAddr::new(*src_addr);
+                let size = s.area_size(src_va);
+                let r = self.as_task(src, || {
+                    s.area_share(src_va, size, &d, VirtAddr::new(*dst_addr), *rights)
+                });
+                match r {
+                    Ok(()) => {
+                        let base = s.area(src_va).map_or(*src_addr, |a| a.base.as_u64());
+                        let src_label = self.task(src).labels.get(&base).cloned();
+                        let l = label.clone().unwrap_or_else(|| match src_label {
+                            Some(l) => format!("{l} (from {src})"),
+                            None => format!("shared from {src}"),
+                        });
+                        self.task_mut(dst).labels.insert(*dst_addr, l);
+                        let refs = s.share_info(src_va).map_or(0, |i| i.refs());
+                        Got::Done(Some(format!(
+                            "{dst} maps the same {} at {dst_addr:#x} ({}, {} areas share them)",
+                            n_of(size / PAGE_SIZE, "page", "pages"),
+                            rights_text(*rights),
+                            refs
+                        )))
+                    }
+                    Err(e) => Self::refused(e),
+                }
+            }
+            Op::Flags(task, addr, rights) => {
+                let space = self.task(task).space.clone();
+                let old = space.area(VirtAddr::new(*addr)).map(|a| a.flags);
+                let r = self.as_task(task, || {
+                    space.area_change_flags(VirtAddr::new(*addr), *rights)
+                });
+                match r {
+                    Ok(()) => Got::Done(Some(format!(
+                        "{} -> {}",
+                        rights_text(old.unwrap_or(AreaFlags::empty())),
+                        rights_text(*rights)
+                    ))),
+                    Err(e) => Self::refused(e),
+                }
+            }
+            Op::Elf(task, source, bias) => self.load_elf(task, source, *bias),
+            Op::Write(task, addr, data) => {
+                let cpu = self.cpu_of(task).expect("validated: runs on a CPU");
+                let bytes = data.bytes();
+                match self.cpus[cpu].write(VirtAddr::new(*addr), &bytes) {
+                    Ok(()) => Got::Done(Some(format!(
+                        "CPU {cpu} stored {}",
+                        match data {
+                            Data::Int(_, v) => format!("{v} ({v:#x})"),
+                            Data::Str(s) => format!("{s:?}"),
+                        }
+                    ))),
+                    Err(f) => Got::Fault(f, None),
+                }
+            }
+            Op::Read(task, addr, what) => {
+                let cpu = self.cpu_of(task).expect("validated: runs on a CPU");
+                let n = match what {
+                    ReadAs::Int(w) => w.bytes(),
+                    ReadAs::Str(n) => *n,
+                };
+                let mut buf = vec![0u8; n];
+                match self.cpus[cpu].read(VirtAddr::new(*addr), &mut buf) {
+                    Ok(()) => match what {
+                        ReadAs::Int(_) => {
+                            let mut b = [0u8; 8];
+                            b[..n].copy_from_slice(&buf);
+                            Got::Value(u64::from_le_bytes(b))
+                        }
+                        ReadAs::Str(_) => Got::Text(buf),
+                    },
+                    Err(f) => Got::Fault(f, None),
+                }
+            }
+            Op::Fetch(task, addr) => {
+                let cpu = self.cpu_of(task).expect("validated: runs on a CPU");
+                match self.cpus[cpu].fetch(VirtAddr::new(*addr)) {
+                    Ok(b) => Got::Value(b as u64),
+                    Err(f) => Got::Fault(f, None),
+                }
+            }
+            Op::Fault(task, addr, kind) => {
+                let cpu = self.cpu_of(task).expect("validated: runs on a CPU");
+                let a = VirtAddr::new(*addr);
+                let c = &mut self.cpus[cpu];
+                let r = match kind {
+                    Kind::Read => c.read(a, &mut [0u8]),
+                    Kind::Write => {
+                        // Store back what is there, if it can be read.
+                        let mut b = [0u8];
+                        let _ = c.read(a, &mut b);
+                        c.write(a, &b)
+                    }
+                    Kind::Exec => c.fetch(a).map(|_| ()),
+                };
+                match r {
+                    Ok(()) => Got::Done(Some(format!("CPU {cpu}: {} at {a} allowed", kind.name()))),
+                    Err(f) => Got::Fault(f, None),
+                }
+            }
+            Op::Touch {
+                task,
+                addr,
+                size,
+                kind,
+                down,
+            } => self.touch(task, *addr, *size, *kind, *down),
+            Op::Check(c) => self.check(c),
+            Op::Say(_) | Op::Echo(_) | Op::Map(_) | Op::Stats | Op::Snapshot(_) => Got::Done(None),
+        }
+    }
+
+    fn touch(&mut self, task: &str, addr: u64, size: u64, kind: Kind, down: bool) -> Got {
+        let cpu = self.cpu_of(task).expect("validated: runs on a CPU");
+        let first = addr / PAGE_SIZE;
+        let last = (addr + (size - 1)) / PAGE_SIZE;
+        let count = last - first + 1;
+        let before = self.sim.system().stats().faults_resolved;
+        let mut done = 0u64;
+        for i in 0..count {
+            let page = if down { last - i } else { first + i };
+            // The first byte of the range in the first page, the page start
+            // elsewhere.
+            let a = VirtAddr::new((page * PAGE_SIZE).max(addr));
+            let c = &mut self.cpus[cpu];
+            let r = match kind {
+                Kind::Read => c.read(a, &mut [0u8]),
+                Kind::Write => {
+                    let mut b = [0u8];
+                    c.read(a, &mut b).and_then(|()| c.write(a, &b))
+                }
+                Kind::Exec => c.fetch(a).map(|_| ()),
+            };
+            self.out.tick(1);
+            if let Err(f) = r {
+                self.out.tick(count - i - 1);
+                return Got::Fault(f, Some(format!("(after {})", n_of(done, "page", "pages"))));
+            }
+            done += 1;
+        }
+        let faults = self.sim.system().stats().faults_resolved - before;
+        Got::Done(Some(format!(
+            "CPU {cpu} touched {} {}, {} already resident",
+            n_of(done, "page", "pages"),
+            if down { "downwards" } else { "upwards" },
+            done.saturating_sub(faults)
+        )))
+    }
+
+    fn load_elf(&mut self, task: &str, source: &ElfSource, bias: Option<u64>) -> Got {
+        let (key, short) = match source {
+            ElfSource::Builtin => ("builtin".to_string(), "builtin".to_string()),
+            ElfSource::Path(p) => (
+                p.display().to_string(),
+                p.file_name().map_or_else(
+                    || p.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                ),
+            ),
+        };
+        let idx = match self.images.iter().position(|i| i.key == key) {
+            Some(i) => i,
+            None => {
+                let bytes = match source {
+                    ElfSource::Builtin => elfgen::builtin_elf(),
+                    ElfSource::Path(p) => match std::fs::read(p) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            return Got::Refused(
+                                aspace::Error::NotFound,
+                                format!("cannot read {}: {e}", p.display()),
+                            )
+                        }
+                    },
+                };
+                match ElfImage::load(self.sim.system().machine(), &bytes) {
+                    Ok(image) => self.images.push(Image {
+                        key: key.clone(),
+                        bytes,
+                        image,
+                    }),
+                    Err(e) => return Self::refused(e),
+                }
+                self.images.len() - 1
+            }
+        };
+        let space = self.task(task).space.clone();
+        let (image, bytes) = (self.images[idx].image.clone(), &self.images[idx].bytes);
+        let r = self.as_task(task, || loader::load(&space, &image, bytes, bias));
+        let frames = image.frames().len();
+        drop(image);
+        match r {
+            Ok(l) => {
+                for s in &l.segments {
+                    let kind = if s.flags.contains(AreaFlags::EXEC) {
+                        "text"
+                    } else if s.flags.contains(AreaFlags::WRITE) {
+                        "data"
+                    } else {
+                        "rodata"
+                    };
+                    let base = s.vaddr & !(PAGE_SIZE - 1);
+                    self.task_mut(task)
+                        .labels
+                        .insert(base, format!("{short}:{kind}"));
+                }
+                Got::Done(Some(format!(
+                    "{} areas, entry {}, image of {} frames, nothing resident yet",
+                    l.segments.len(),
+                    l.entry,
+                    frames
+                )))
+            }
+            Err(e) => {
+                self.release_images();
+                Got::Refused(e.into(), e.to_string())
+            }
+        }
+    }
+
+    /// Gives back the frames of images no area uses any more; returns
+    /// their names.
+    fn release_images(&mut self) -> Vec<String> {
+        let mut released = Vec::new();
+        let machine = self.sim.system().machine().clone();
+        let mut keep = Vec::new();
+        for img in self.images.drain(..) {
+            if Arc::strong_count(&img.image) != 1 {
+                keep.push(img);
+                continue;
+            }
+            let Image { key, bytes, image } = img;
+            match image.release(&machine) {
+                Ok(()) => released.push(key),
+                Err(image) => keep.push(Image { key, bytes, image }),
+            }
+        }
+        self.images = keep;
+        released
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        let s = self.sim.system().stats();
+        let hw: HwStats = self.sim.hardware().stats();
+        let fr = self.sim.hardware().frames().stats();
+        match name {
+            "faults" => s.faults,
+            "faults_resolved" => s.faults_resolved,
+            "faults_raced" => s.faults_raced,
+            "faults_failed" => s.faults_failed,
+            "shootdown_rounds" => s.shootdown_rounds,
+            "ipis" => s.ipis,
+            "local_invalidations" => s.local_invalidations,
+            "lazy_flushes" => s.lazy_flushes,
+            "asid_allocs" => s.asid_allocs,
+            "asid_steals" => s.asid_steals,
+            "frames_allocated" => fr.allocated,
+            "frames_released" => s.frames_released,
+            "frames_in_use" => fr.in_use,
+            "frames_freed" => fr.freed,
+            "tlb_hits" => hw.tlb_hits,
+            "tlb_misses" => hw.tlb_misses,
+            "hw_faults" => hw.faults,
+            "stale_accesses" => hw.stale_accesses,
+            _ => unreachable!("parser admits only {COUNTERS:?}"),
+        }
+    }
+
+    fn check(&mut self, c: &Check) -> Got {
+        match c {
+            Check::Clean => {
+                self.release_images();
+                let mut wrong = Vec::new();
+                if !self.tasks.is_empty() {
+                    let names: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
+                    wrong.push(format!("tasks still alive: {}", names.join(", ")));
+                }
+                if !self.images.is_empty() {
+                    wrong.push(format!("{} ELF images still in use", self.images.len()));
+                }
+                let in_use = self.sim.frames_in_use();
+                if in_use != self.baseline {
+                    wrong.push(format!(
+                        "{in_use} frames in use, {} at start",
+                        self.baseline
+                    ));
+                }
+                let stale = self.sim.hardware().stats().stale_accesses;
+                if stale != 0 {
+                    wrong.push(format!("{stale} stale TLB accesses"));
+                }
+                if wrong.is_empty() {
+                    Got::Done(Some(format!(
+                        "no task left, all frames back ({in_use} in use, as at start)"
+                    )))
+                } else {
+                    Got::CheckFailed(wrong.join("; "))
+                }
+            }
+            Check::Counter(name, cmp, v) => {
+                let got = self.counter(name);
+                if cmp.holds(got, *v) {
+                    Got::Done(Some(format!("{name} = {got}")))
+                } else {
+                    Got::CheckFailed(format!("{name} is {got}, not {} {v}", cmp.symbol()))
+                }
+            }
+            Check::Resident(task, addr, cmp, v) => {
+                let space = &self.task(task).space;
+                let got = match addr {
+                    None => Some(space.resident_pages()),
+                    Some(a) => space.area(VirtAddr::new(*a)).map(|i| i.resident),
+                };
+                let what = match addr {
+                    None => format!("{task} has"),
+                    Some(a) => format!("{task}'s area at {a:#x} has"),
+                };
+                match got {
+                    None => {
+                        Got::CheckFailed(format!("{task} has no area at {:#x}", addr.unwrap_or(0)))
+                    }
+                    Some(g) if cmp.holds(g, *v) => Got::Done(Some(format!(
+                        "{what} {}",
+                        n_of(g, "resident page", "resident pages")
+                    ))),
+                    Some(g) => Got::CheckFailed(format!(
+                        "{what} {g} resident pages, not {} {v}",
+                        cmp.symbol()
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Destroys what the scenario left and checks every frame came back.
+    fn finish(&mut self) {
+        if self.want_snapshots && self.snapshots.is_empty() {
+            let tasks = self.views(&[]);
+            self.snapshots.push(Snapshot {
+                title: format!("{}: end", self.name),
+                tasks,
+            });
+        }
+        if !self.tasks.is_empty() {
+            let names: Vec<String> = self.tasks.iter().map(|t| t.name.clone()).collect();
+            self.out.heading(&format!(
+                "\n== End of scenario: destroying {} left ({})",
+                n_of(names.len() as u64, "task", "tasks"),
+                names.join(", ")
+            ));
+            for n in names {
+                let before = self.before();
+                let got = self.exec(&Op::Exit(n.clone()));
+                let (deltas, _) = self.delta(&before);
+                self.out.line(&format!(
+                    "   {:<46} {:<6} {}  [{}]",
+                    format!("exit {n}"),
+                    "ok",
+                    got.describe(),
+                    deltas.join(", ")
+                ));
+            }
+        }
+        for i in 0..self.cpus.len() {
+            self.cpus[i].idle();
+            self.running[i] = None;
+        }
+        self.release_images();
+        let in_use = self.sim.frames_in_use();
+        let stale = self.sim.hardware().stats().stale_accesses;
+        let end = Stmt {
+            line: 0,
+            text: "(end of run)".into(),
+            op: Op::Check(Check::Clean),
+            expect: None,
+        };
+        if in_use == self.baseline {
+            self.passed += 1;
+        } else {
+            self.record_failure(
+                &end,
+                format!(
+                    "frames leaked: {in_use} in use at the end, {} at start",
+                    self.baseline
+                ),
+            );
+        }
+        if stale == 0 {
+            self.passed += 1;
+        } else {
+            self.record_failure(&end, format!("{stale} accesses through stale TLB entries"));
+        }
+        let sum = self.summary();
+        self.out.block(&format!("\n{}", sum.table()));
+        if self.failures.is_empty() {
+            self.out.line("All checks passed.");
+        } else {
+            let mut s = format!(
+                "{} FAILED:\n",
+                n_of(self.failures.len() as u64, "check", "checks")
+            );
+            for f in &self.failures {
+                s.push_str(&format!("   {}: {}\n", f.at, f.message));
+            }
+            self.out.error_block(&s);
+        }
+    }
+
+    /// The counters now.
+    pub fn summary(&self) -> Summary {
+        let s = self.sim.system().stats();
+        let hw = self.sim.hardware().stats();
+        let fr = self.sim.hardware().frames().stats();
+        Summary {
+            faults_served: s.faults_resolved,
+            faults_refused: s.faults_failed,
+            faults_raced: s.faults_raced,
+            hw_faults: hw.faults,
+            frames_allocated: fr.allocated,
+            frames_freed: fr.freed,
+            frames_peak: fr.peak,
+            frames_in_use_at_start: self.baseline,
+            frames_in_use_at_end: fr.in_use,
+            backend_frames: s.frames_allocated,
+            frames_released_after_shootdown: s.frames_released,
+            shootdown_rounds: s.shootdown_rounds,
+            ipis: s.ipis,
+            local_invalidations: s.local_invalidations,
+            lazy_flushes: s.lazy_flushes,
+            asid_allocs: s.asid_allocs,
+            asid_steals: s.asid_steals,
+            tlb_hits: hw.tlb_hits,
+            tlb_misses: hw.tlb_misses,
+            stale_accesses: hw.stale_accesses,
+            checks_passed: self.passed,
+            checks_failed: self.failures.len(),
+        }
+    }
+
+    /// Whether every check held.
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// The snapshots taken.
+    pub fn snapshots(&self) -> &[Snapshot] {
+        &self.snapshots
+    }
+
+    /// The whole run as JSON.
+    pub fn json(&self, command: &str) -> Value {
+        json!({
+            "command": command,
+            "scenario": self.name,
+            "machine": self.spec,
+            "steps": self.steps,
+            "failures": self.failures,
+            "summary": self.summary(),
+            "ok": self.ok(),
+        })
+    }
+
+    /// The output channel (to finish the progress bar).
+    pub fn out(&self) -> &Out {
+        &self.out
+    }
+}
+
+fn op_name(op: &Op) -> &'static str {
+    match op {
+        Op::Say(_) => "say",
+        Op::Echo(_) => "echo",
+        Op::Task(_) => "task",
+        Op::Exit(_) => "exit",
+        Op::Run(..) => "cpu-run",
+        Op::Idle(_) => "cpu-idle",
+        Op::Area { .. } => "area",
+        Op::Resize(..) => "resize",
+        Op::Destroy(..) => "destroy",
+        Op::Share { .. } => "share",
+        Op::Flags(..) => "flags",
+        Op::Elf(..) => "elf",
+        Op::Write(..) => "write",
+        Op::Read(..) => "read",
+        Op::Fetch(..) => "fetch",
+        Op::Fault(..) => "fault",
+        Op::Touch { .. } => "touch",
+        Op::Map(_) => "map",
+        Op::Stats => "stats",
+        Op::Snapshot(_) => "snapshot",
+        Op::Check(_) => "check",
+    }
+}

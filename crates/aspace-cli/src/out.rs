@@ -1,0 +1,97 @@
+//! Where narration goes: stdout for people (nothing in `--json` mode, where
+//! stdout carries the JSON document), failures also to stderr, and a
+//! progress bar on stderr for long runs when stderr is a terminal.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Runs with at least this many steps of work (a page touched is one) get
+/// a progress bar.
+pub const PROGRESS_THRESHOLD: u64 = 20_000;
+
+/// The output channel of one command.
+pub struct Out {
+    json: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Out {
+    /// Narration on stdout unless `json`; a progress bar over `work` steps
+    /// when `progress` is allowed, the work is long and stderr is a
+    /// terminal.
+    pub fn new(json: bool, work: u64, progress: bool) -> Out {
+        let bar = (progress && work >= PROGRESS_THRESHOLD && std::io::stderr().is_terminal()).then(
+            || {
+                let b = ProgressBar::with_draw_target(Some(work), ProgressDrawTarget::stderr());
+                b.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} steps ({eta} left)",
+                    )
+                    .expect("valid template"),
+                );
+                b.enable_steady_tick(Duration::from_millis(120));
+                b
+            },
+        );
+        Out { json, bar }
+    }
+
+    fn print(&self, text: &str, err: bool) {
+        let emit = || {
+            if err {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
+        };
+        match &self.bar {
+            Some(b) => b.suspend(emit),
+            None => emit(),
+        }
+    }
+
+    /// A line of narration.
+    pub fn line(&self, s: &str) {
+        if !self.json {
+            self.print(&format!("{s}\n"), false);
+        }
+    }
+
+    /// A heading.
+    pub fn heading(&self, s: &str) {
+        self.line(s);
+    }
+
+    /// Several lines (ending in a newline).
+    pub fn block(&self, s: &str) {
+        if !self.json {
+            self.print(s, false);
+        }
+    }
+
+    /// A line about a failure, in the narration.
+    pub fn error_line(&self, s: &str) {
+        self.line(s);
+    }
+
+    /// Failures at the end: on stderr, in every mode.
+    pub fn error_block(&self, s: &str) {
+        self.print(s, true);
+    }
+
+    /// Advances the progress bar.
+    pub fn tick(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
+
+    /// Removes the progress bar.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
