@@ -36,6 +36,7 @@ fn main() {
     let settings = Settings::from_env();
     let out = output_dir();
     let started = SystemTime::now();
+    let load = report::load_average();
     let mut c = Criterion::default()
         .warm_up_time(settings.warm_up)
         .measurement_time(settings.measurement)
@@ -51,6 +52,6 @@ fn main() {
     scaling::bench(&mut c);
     c.final_summary();
     if !test_mode() {
-        report::write(&out, started);
+        report::write(&out, started, &load);
     }
 }

@@ -241,6 +241,15 @@ fn render(f: &Figures) -> String {
             plain(ours, ours),
         ],
     );
+    let core = f.get(&format!("first_touch/aspace_core/{}", fault::TOUCH_PAGES));
+    row(
+        &mut s,
+        &[
+            "aspace core only (`page_fault()` called directly, no MMU)".into(),
+            time(core),
+            plain(ours, core),
+        ],
+    );
     row(
         &mut s,
         &[
@@ -285,21 +294,34 @@ fn render(f: &Figures) -> String {
         "\n### Re-fault of present pages (time per access, {} pages)\n",
         fault::WORKING_SET
     );
-    let hit = f.get("refault/aspace_access_tlb_hit");
-    let miss = f.get("refault/aspace_access_tlb_miss");
+    let hit4 = f.get("refault/aspace_access_tlb_hit_4");
+    let miss4 = f.get("refault/aspace_access_tlb_miss_4");
+    let hit64 = f.get("refault/aspace_access_tlb_hit_64");
     let raced = f.get("refault/aspace_page_fault_raced");
     let look = f.get("refault/aspace_area_lookup");
     header(&mut s, &["figure", "time", "ratio"]);
     row(
         &mut s,
-        &["access, TLB hit".into(), time(hit), plain(hit, hit)],
+        &[
+            "access, TLB hit (4-entry TLB)".into(),
+            time(hit4),
+            "1×".into(),
+        ],
     );
     row(
         &mut s,
         &[
             "access, TLB miss + 4-level walk (4-entry TLB)".into(),
-            time(miss),
-            format!("{} of a hit", plain(miss, hit)),
+            time(miss4),
+            format!("{} of a hit", plain(miss4, hit4)),
+        ],
+    );
+    row(
+        &mut s,
+        &[
+            "access, TLB hit (64-entry TLB, linear search)".into(),
+            time(hit64),
+            format!("{} of a 4-entry hit", plain(hit64, hit4)),
         ],
     );
     row(
@@ -394,34 +416,72 @@ fn render(f: &Figures) -> String {
             "throughput 2 CPUs ÷ 1 CPU (ideal 2)",
         ],
     );
-    for who in ["aspace", "linux"] {
-        let one = f.get(&format!("scaling/{who}_faults/1cpu"));
-        let two = f.get(&format!("scaling/{who}_faults/2cpu"));
+    let one = f.get("scaling/aspace_faults/1cpu");
+    for (who, id) in [
+        ("aspace, one space", "aspace_faults"),
+        ("aspace, one space per CPU", "aspace_faults_2spaces"),
+        ("Linux, threads of one process", "linux_faults"),
+    ] {
+        let base = if id == "linux_faults" {
+            f.get("scaling/linux_faults/1cpu")
+        } else {
+            one
+        };
+        let two = f.get(&format!("scaling/{id}/2cpu"));
         row(
             &mut s,
-            &[
-                if who == "aspace" {
-                    "aspace (simulated)".into()
-                } else {
-                    "Linux, threads of one process".into()
-                },
-                time(one),
-                time(two),
-                plain(one, two),
-            ],
+            &[who.into(), time(base), time(two), plain(base, two)],
         );
     }
     s
 }
 
+/// The 1, 5 and 15-minute load averages (other work on the machine skews
+/// the figures, the scaling ones most).
+pub fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn commit() -> String {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let head = run(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = run(&[
+        "status",
+        "--porcelain",
+        "--",
+        "../aspace/src",
+        "../aspace-sim/src",
+    ])
+    .is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{head} (core or simulator sources modified)")
+    } else {
+        head
+    }
+}
+
 /// Prints the tables and writes them to `aspace-report.md` in `dir`.
-pub fn write(dir: &Path, since: SystemTime) {
+pub fn write(dir: &Path, since: SystemTime, load_before: &str) {
     let f = Figures::load(dir, since);
     if f.0.is_empty() {
         println!("no estimates written in this run: no ratio table");
         return;
     }
-    let text = render(&f);
+    let mut text = format!(
+        "\nCommit {}; load average before the run {load_before}, after {}.\n",
+        commit(),
+        load_average()
+    );
+    text += &render(&f);
     println!("\n## Ratios (medians of this run)\n{text}");
     let path = dir.join("aspace-report.md");
     match fs::write(&path, &text) {
