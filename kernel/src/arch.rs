@@ -88,7 +88,7 @@ pub unsafe fn set_cr4(v: u64) {
 
 /// CPUID leaf `leaf`, subleaf `sub`: (eax, ebx, ecx, edx).
 pub fn cpuid(leaf: u32, sub: u32) -> (u32, u32, u32, u32) {
-    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, sub) };
+    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
     (r.eax, r.ebx, r.ecx, r.edx)
 }
 

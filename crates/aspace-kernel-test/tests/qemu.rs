@@ -46,3 +46,55 @@ fn boots_and_exits_with_success() {
     assert!(!run.serial.contains("KERNEL PANIC"), "{}", run.serial);
     assert_eq!(run.status, Some(QEMU_SUCCESS), "{}", run.serial);
 }
+
+/// The lines of scenario `name` that start with `== scenario name:`.
+fn scenario(run: &Run, name: &str) -> Vec<String> {
+    let tag = format!("== scenario {name}:");
+    run.serial
+        .lines()
+        .filter(|l| l.starts_with(&tag))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Checks that scenario `name` ran, passed, and returned every frame.
+fn passed(run: &Run, name: &str) -> Vec<String> {
+    let lines = scenario(run, name);
+    assert!(
+        lines.iter().any(|l| l.ends_with(": PASS")),
+        "scenario {name} did not pass: {lines:#?}\n{}",
+        run.serial
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("(all returned)")),
+        "scenario {name} leaked frames: {lines:#?}"
+    );
+    lines
+}
+
+/// The value of counter `key` in the scenario's counter line.
+fn counter(lines: &[String], key: &str) -> u64 {
+    let pat = format!(" {key}=");
+    lines
+        .iter()
+        .find_map(|l| {
+            let i = l.find(&pat)? + pat.len();
+            let v: String = l[i..].chars().take_while(char::is_ascii_digit).collect();
+            v.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no counter {key} in {lines:#?}"))
+}
+
+#[test]
+fn kernel_page_faults_are_served_in_the_kernel_space() {
+    let Some(run) = run() else { return };
+    has(run, "cpus: 2 (APIC IDs [0, 1])");
+    has(
+        run,
+        "kernel-fault: 4 kernel-mode page faults served for 4 pages at 0xffffc00000000000",
+    );
+    let lines = passed(run, "kernel-fault");
+    assert_eq!(counter(&lines, "faults"), 4);
+    assert_eq!(counter(&lines, "resolved"), 4);
+    assert_eq!(counter(&lines, "frames_released"), 4);
+}

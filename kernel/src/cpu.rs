@@ -1,0 +1,374 @@
+//! Per-CPU descriptor tables (GDT, TSS), the shared IDT, the trap entry and
+//! exit paths, and the trap frame.
+//!
+//! Every interrupt and exception enters through an IST stack of the TSS, so
+//! the CPU never pushes onto the interrupted kernel stack (the host target's
+//! code uses the red zone below the stack pointer). Interrupts from user
+//! mode, the timer, IPIs and system calls use IST1; exceptions IST2; double
+//! faults, NMIs and machine checks IST3. Kernel code runs with interrupts
+//! off, so IST1 is never entered twice on one CPU.
+
+use core::arch::{asm, global_asm};
+use core::mem::size_of;
+
+use crate::arch::MAX_CPUS;
+
+/// Kernel code selector.
+pub const KCODE: u16 = 0x08;
+/// Kernel data selector.
+pub const KDATA: u16 = 0x10;
+/// User data selector (RPL 3).
+pub const UDATA: u16 = 0x18 | 3;
+/// User code selector (RPL 3).
+pub const UCODE: u16 = 0x20 | 3;
+const TSS_SEL: u16 = 0x28;
+
+/// Vector of the local APIC timer.
+pub const VEC_TIMER: u8 = 0x20;
+/// Vector of TLB shootdown IPIs.
+pub const VEC_SHOOTDOWN: u8 = 0xf0;
+/// Vector of the wake-up IPI (a task became ready).
+pub const VEC_WAKE: u8 = 0xf1;
+/// Spurious-interrupt vector of the local APIC.
+pub const VEC_SPURIOUS: u8 = 0xff;
+/// System-call gate (`int 0x80`), callable from ring 3.
+pub const VEC_SYSCALL: u8 = 0x80;
+
+/// Registers saved on every trap, in stack order (lowest address first).
+#[repr(C, align(16))]
+#[derive(Clone)]
+pub struct TrapFrame {
+    /// FXSAVE area: x87/SSE state of the interrupted code.
+    pub fx: [u8; 512],
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    pub vector: u64,
+    pub error: u64,
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+const _: () = assert!(size_of::<TrapFrame>() == 512 + 22 * 8);
+
+impl TrapFrame {
+    /// A frame that starts at `rip` with stack `rsp`, in user mode or in the
+    /// kernel, interrupts enabled, clean FPU/SSE state.
+    pub fn new(rip: u64, rsp: u64, user: bool) -> Self {
+        let mut fx = [0u8; 512];
+        fx[0..2].copy_from_slice(&0x037fu16.to_le_bytes()); // FCW
+        fx[24..28].copy_from_slice(&0x1f80u32.to_le_bytes()); // MXCSR
+        let (cs, ss) = if user {
+            (UCODE as u64, UDATA as u64)
+        } else {
+            (KCODE as u64, KDATA as u64)
+        };
+        Self {
+            fx,
+            r15: 0,
+            r14: 0,
+            r13: 0,
+            r12: 0,
+            r11: 0,
+            r10: 0,
+            r9: 0,
+            r8: 0,
+            rbp: 0,
+            rdi: 0,
+            rsi: 0,
+            rdx: 0,
+            rcx: 0,
+            rbx: 0,
+            rax: 0,
+            vector: 0,
+            error: 0,
+            rip,
+            cs,
+            rflags: 0x202,
+            rsp,
+            ss,
+        }
+    }
+
+    /// Whether the trap came from ring 3.
+    pub fn is_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
+global_asm!(
+    r#"
+    .text
+    .balign 16
+    .global trap_stubs
+trap_stubs:
+    .set vec, 0
+    .rept 256
+    .balign 16
+    .if vec < 32
+    .if ((0x60227d00 >> vec) & 1) == 0
+    pushq $0
+    .endif
+    .else
+    pushq $0
+    .endif
+    pushq $vec
+    jmp trap_common
+    .set vec, vec + 1
+    .endr
+
+trap_common:
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $512, %rsp
+    fxsave64 (%rsp)
+    cld
+    movq %rsp, %rdi
+    call trap_dispatch
+    .global trap_return
+trap_return:
+    fxrstor64 (%rsp)
+    addq $512, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rbp
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    addq $16, %rsp
+    iretq
+
+    .global enter_frame
+enter_frame:
+    movq %rdi, %rsp
+    jmp trap_return
+    "#,
+    options(att_syntax)
+);
+
+extern "C" {
+    static trap_stubs: u8;
+    fn enter_frame(frame: *const TrapFrame) -> !;
+}
+
+#[repr(C, packed)]
+struct Tss {
+    _r0: u32,
+    rsp: [u64; 3],
+    _r1: u64,
+    ist: [u64; 7],
+    _r2: u64,
+    _r3: u16,
+    iomap: u16,
+}
+
+#[repr(C, align(16))]
+struct Gdt([u64; 7]);
+
+#[repr(C, packed)]
+struct Pointer {
+    limit: u16,
+    base: u64,
+}
+
+const IST1_SIZE: usize = 64 * 1024;
+const IST2_SIZE: usize = 64 * 1024;
+const IST3_SIZE: usize = 16 * 1024;
+const IDLE_SIZE: usize = 4096;
+
+#[repr(C, align(16))]
+struct Stacks {
+    ist1: [u8; IST1_SIZE],
+    ist2: [u8; IST2_SIZE],
+    ist3: [u8; IST3_SIZE],
+    idle: [u8; IDLE_SIZE],
+}
+
+static mut STACKS: [Stacks; MAX_CPUS] = [const {
+    Stacks {
+        ist1: [0; IST1_SIZE],
+        ist2: [0; IST2_SIZE],
+        ist3: [0; IST3_SIZE],
+        idle: [0; IDLE_SIZE],
+    }
+}; MAX_CPUS];
+
+static mut TSS: [Tss; MAX_CPUS] = [const {
+    Tss {
+        _r0: 0,
+        rsp: [0; 3],
+        _r1: 0,
+        ist: [0; 7],
+        _r2: 0,
+        _r3: 0,
+        iomap: size_of::<Tss>() as u16,
+    }
+}; MAX_CPUS];
+
+static mut GDT: [Gdt; MAX_CPUS] = [const { Gdt([0; 7]) }; MAX_CPUS];
+
+#[repr(C, align(16))]
+struct Idt([[u64; 2]; 256]);
+static mut IDT: Idt = Idt([[0; 2]; 256]);
+
+fn stack_tops(cpu: usize) -> (u64, u64, u64, u64) {
+    unsafe {
+        let s = &raw const STACKS[cpu];
+        (
+            (&raw const (*s).ist1) as u64 + IST1_SIZE as u64,
+            (&raw const (*s).ist2) as u64 + IST2_SIZE as u64,
+            (&raw const (*s).ist3) as u64 + IST3_SIZE as u64,
+            (&raw const (*s).idle) as u64 + IDLE_SIZE as u64,
+        )
+    }
+}
+
+/// Fills the IDT (once, on the boot CPU).
+pub fn init_idt() {
+    let base = unsafe { &trap_stubs } as *const u8 as u64;
+    for v in 0..256usize {
+        let addr = base + 16 * v as u64;
+        let ist: u64 = match v {
+            2 | 8 | 18 => 3,
+            0..=31 => 2,
+            _ => 1,
+        };
+        let dpl: u64 = if v == VEC_SYSCALL as usize { 3 } else { 0 };
+        let lo = (addr & 0xffff)
+            | (KCODE as u64) << 16
+            | ist << 32
+            | (0x8e | dpl << 5) << 40
+            | ((addr >> 16) & 0xffff) << 48;
+        unsafe { IDT.0[v] = [lo, addr >> 32] };
+    }
+}
+
+/// Loads this CPU's GDT, TSS and the IDT.
+pub fn init_cpu(cpu: usize) {
+    let (ist1, ist2, ist3, _) = stack_tops(cpu);
+    unsafe {
+        let tss = &raw mut TSS[cpu];
+        (*tss).rsp = [ist1, 0, 0];
+        (*tss).ist[0] = ist1;
+        (*tss).ist[1] = ist2;
+        (*tss).ist[2] = ist3;
+        let t = tss as u64;
+        let limit = size_of::<Tss>() as u64 - 1;
+        let tss_lo = (limit & 0xffff)
+            | (t & 0xff_ffff) << 16
+            | 0x89 << 40
+            | ((limit >> 16) & 0xf) << 48
+            | ((t >> 24) & 0xff) << 56;
+        let gdt = &raw mut GDT[cpu];
+        (*gdt).0 = [
+            0,
+            0x00AF_9A00_0000_FFFF, // kernel code
+            0x00CF_9200_0000_FFFF, // kernel data
+            0x00CF_F200_0000_FFFF, // user data
+            0x00AF_FA00_0000_FFFF, // user code
+            tss_lo,
+            t >> 32,
+        ];
+        let gp = Pointer {
+            limit: (size_of::<Gdt>() - 1) as u16,
+            base: gdt as u64,
+        };
+        asm!(
+            "lgdt [{gp}]",
+            "push {cs}",
+            "lea {tmp}, [rip + 2f]",
+            "push {tmp}",
+            "retfq",
+            "2:",
+            "mov ds, {ds:x}",
+            "mov es, {ds:x}",
+            "mov ss, {ds:x}",
+            "ltr {tss:x}",
+            gp = in(reg) &gp,
+            cs = in(reg) KCODE as u64,
+            tmp = out(reg) _,
+            ds = in(reg) KDATA as u64,
+            tss = in(reg) TSS_SEL as u64,
+        );
+        let ip = Pointer {
+            limit: (size_of::<Idt>() - 1) as u16,
+            base: &raw const IDT as u64,
+        };
+        asm!("lidt [{}]", in(reg) &ip);
+    }
+}
+
+/// The frame slot at the top of this CPU's IST1 stack.
+fn ist1_frame(cpu: usize) -> *mut TrapFrame {
+    let (ist1, _, _, _) = stack_tops(cpu);
+    (ist1 - size_of::<TrapFrame>() as u64) as *mut TrapFrame
+}
+
+/// Leaves the kernel's boot path for good: runs `frame` (a user task or the
+/// idle loop) on this CPU.
+pub fn enter(cpu: usize, frame: &TrapFrame) -> ! {
+    let slot = ist1_frame(cpu);
+    unsafe {
+        slot.write(frame.clone());
+        enter_frame(slot)
+    }
+}
+
+global_asm!(
+    r#"
+    .text
+    .global idle_loop
+idle_loop:
+    sti
+    hlt
+    jmp idle_loop
+    "#,
+    options(att_syntax)
+);
+
+extern "C" {
+    fn idle_loop() -> !;
+}
+
+/// The frame of this CPU's idle loop (ring 0, interrupts on, own stack).
+pub fn idle_frame(cpu: usize) -> TrapFrame {
+    let (_, _, _, idle) = stack_tops(cpu);
+    TrapFrame::new(idle_loop as *const () as u64, idle, false)
+}

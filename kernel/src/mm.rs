@@ -1,0 +1,255 @@
+//! Physical memory: the multiboot memory map, the reference-counted frame
+//! allocator (aspace's `FrameAllocator`), the direct map (aspace's
+//! `PhysMemory`) and the kernel heap.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use aspace::{Frame, FrameAllocator, PhysAddr, PhysMemory, PAGE_SIZE};
+
+use crate::arch::{phys_to_virt, KERNEL_VMA};
+use crate::sync::SpinLock;
+
+/// Frames the allocator can manage: the first 512 MiB of physical memory.
+pub const MAX_FRAMES: usize = 128 * 1024;
+const NONE: u64 = u64::MAX;
+
+/// The frame allocator: a reference count per frame and an intrusive free
+/// list threaded through the free frames themselves (via the direct map).
+pub struct Frames {
+    refs: [AtomicU32; MAX_FRAMES],
+    free: SpinLock<FreeList>,
+    in_use: AtomicU64,
+    total: AtomicU64,
+}
+
+struct FreeList {
+    head: u64,
+}
+
+/// The one frame allocator.
+pub static FRAMES: Frames = Frames {
+    refs: [const { AtomicU32::new(0) }; MAX_FRAMES],
+    free: SpinLock::new(FreeList { head: NONE }),
+    in_use: AtomicU64::new(0),
+    total: AtomicU64::new(0),
+};
+
+fn next_of(frame: u64) -> *mut u64 {
+    phys_to_virt(frame * PAGE_SIZE) as *mut u64
+}
+
+impl Frames {
+    /// Frames handed out now.
+    pub fn in_use(&self) -> u64 {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Frames managed.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Reference count of `frame`.
+    pub fn refs(&self, frame: Frame) -> u32 {
+        self.refs[frame.number() as usize].load(Ordering::Relaxed)
+    }
+
+    fn push(&self, list: &mut FreeList, n: u64) {
+        unsafe { next_of(n).write_volatile(list.head) };
+        list.head = n;
+    }
+
+    /// Adds the frames of `[start, end)` (bytes) to the pool.
+    fn add_range(&self, start: u64, end: u64) {
+        let first = start.div_ceil(PAGE_SIZE);
+        let last = (end / PAGE_SIZE).min(MAX_FRAMES as u64);
+        let mut list = self.free.lock();
+        // Pushed from the top so the lowest frames come out first.
+        for n in (first..last).rev() {
+            self.push(&mut list, n);
+            self.total.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl FrameAllocator for Frames {
+    fn alloc(&self) -> Option<Frame> {
+        let mut list = self.free.lock();
+        let n = list.head;
+        if n == NONE {
+            return None;
+        }
+        list.head = unsafe { next_of(n).read_volatile() };
+        drop(list);
+        let old = self.refs[n as usize].swap(1, Ordering::AcqRel);
+        assert_eq!(old, 0, "free frame {n:#x} had references");
+        self.in_use.fetch_add(1, Ordering::Relaxed);
+        Some(Frame::from_number(n))
+    }
+
+    fn add_ref(&self, frame: Frame) {
+        let old = self.refs[frame.number() as usize].fetch_add(1, Ordering::AcqRel);
+        assert!(old > 0, "add_ref on free frame {frame:?}");
+    }
+
+    fn release(&self, frame: Frame) -> bool {
+        let n = frame.number();
+        let old = self.refs[n as usize].fetch_sub(1, Ordering::AcqRel);
+        assert!(old > 0, "release of free frame {frame:?}");
+        if old == 1 {
+            self.in_use.fetch_sub(1, Ordering::Relaxed);
+            let mut list = self.free.lock();
+            self.push(&mut list, n);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Physical memory through the direct map at `0xffff_8000_0000_0000`.
+pub struct DirectMap;
+
+impl PhysMemory for DirectMap {
+    fn read(&self, addr: PhysAddr, buf: &mut [u8]) {
+        unsafe {
+            core::ptr::copy_nonoverlapping(phys_to_virt(addr.as_u64()), buf.as_mut_ptr(), buf.len())
+        };
+    }
+    fn write(&self, addr: PhysAddr, data: &[u8]) {
+        unsafe {
+            core::ptr::copy_nonoverlapping(data.as_ptr(), phys_to_virt(addr.as_u64()), data.len())
+        };
+    }
+    fn read_u64(&self, addr: PhysAddr) -> u64 {
+        unsafe { (phys_to_virt(addr.as_u64()) as *const u64).read_volatile() }
+    }
+    fn write_u64(&self, addr: PhysAddr, value: u64) {
+        unsafe { (phys_to_virt(addr.as_u64()) as *mut u64).write_volatile(value) }
+    }
+    fn zero_frame(&self, frame: Frame) {
+        unsafe {
+            core::ptr::write_bytes(phys_to_virt(frame.start().as_u64()), 0, PAGE_SIZE as usize)
+        };
+    }
+    fn copy_frame(&self, dst: Frame, src: Frame) {
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(src.start().as_u64()),
+                phys_to_virt(dst.start().as_u64()),
+                PAGE_SIZE as usize,
+            )
+        };
+    }
+}
+
+extern "C" {
+    static __kernel_end: u8;
+}
+
+/// Physical address one past the kernel image (including its bss).
+pub fn kernel_end_phys() -> u64 {
+    (unsafe { &__kernel_end } as *const u8 as u64) - KERNEL_VMA
+}
+
+/// One region of the multiboot memory map.
+#[derive(Clone, Copy, Debug)]
+pub struct Region {
+    /// First byte.
+    pub base: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// 1 = available RAM.
+    pub kind: u32,
+}
+
+/// Reads the multiboot memory map and calls `f` on each region.
+pub fn memory_map(mb_info: u32, mut f: impl FnMut(Region)) -> bool {
+    let info = phys_to_virt(mb_info as u64);
+    let flags = unsafe { (info as *const u32).read_unaligned() };
+    if flags & (1 << 6) == 0 {
+        return false;
+    }
+    let len = unsafe { (info.add(44) as *const u32).read_unaligned() } as u64;
+    let addr = unsafe { (info.add(48) as *const u32).read_unaligned() } as u64;
+    let mut off = 0;
+    while off < len {
+        let e = phys_to_virt(addr + off);
+        let size = unsafe { (e as *const u32).read_unaligned() } as u64;
+        let base = unsafe { (e.add(4) as *const u64).read_unaligned() };
+        let rlen = unsafe { (e.add(12) as *const u64).read_unaligned() };
+        let kind = unsafe { (e.add(20) as *const u32).read_unaligned() };
+        f(Region {
+            base,
+            len: rlen,
+            kind,
+        });
+        off += size + 4;
+    }
+    true
+}
+
+/// Feeds the available RAM above the kernel image to the frame allocator.
+pub fn init_frames(mb_info: u32) {
+    let floor = kernel_end_phys().max(0x20_0000);
+    let ok = memory_map(mb_info, |r| {
+        crate::kprintln!(
+            "  memory {:#012x}-{:#012x} {}",
+            r.base,
+            r.base + r.len,
+            if r.kind == 1 { "available" } else { "reserved" }
+        );
+        if r.kind == 1 {
+            let start = r.base.max(floor);
+            let end = (r.base + r.len).min(MAX_FRAMES as u64 * PAGE_SIZE);
+            if start < end {
+                FRAMES.add_range(start, end);
+            }
+        }
+    });
+    if !ok {
+        panic!("the multiboot loader gave no memory map");
+    }
+}
+
+const HEAP_SIZE: usize = 8 * 1024 * 1024;
+
+#[repr(C, align(4096))]
+struct HeapArea([u8; HEAP_SIZE]);
+static mut HEAP_AREA: HeapArea = HeapArea([0; HEAP_SIZE]);
+
+/// The kernel heap: a linked-list allocator over a static area in the
+/// kernel's bss (so it needs no frames of the frame allocator).
+pub struct KernelHeap(SpinLock<linked_list_allocator::Heap>);
+
+#[global_allocator]
+static HEAP: KernelHeap = KernelHeap(SpinLock::new(linked_list_allocator::Heap::empty()));
+
+/// Hands the heap area to the allocator.
+pub fn init_heap() {
+    unsafe {
+        let start = core::ptr::addr_of_mut!(HEAP_AREA) as *mut u8;
+        HEAP.0.lock().init(start, HEAP_SIZE);
+    }
+}
+
+/// Bytes of kernel heap in use.
+pub fn heap_used() -> usize {
+    HEAP.0.lock().used()
+}
+
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .allocate_first_fit(layout)
+            .map_or(core::ptr::null_mut(), |p| p.as_ptr())
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        self.0
+            .lock()
+            .deallocate(NonNull::new_unchecked(ptr), layout)
+    }
+}
