@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use aspace::backend::elf::ElfImage;
-use aspace::{loader, AreaFlags, StatsSnapshot, VirtAddr, PAGE_SIZE};
+use aspace::{loader, AreaFlags, PhysAddr, PhysMemory, StatsSnapshot, VirtAddr, PAGE_SIZE};
 use aspace_sim::{AccessFault, Cpu, HwStats, Sim, SimConfig, Space};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -121,7 +121,8 @@ impl Got {
             Got::Value(v) => format!("-> {v} ({v:#x})"),
             Got::CheckFailed(m) => m.clone(),
             Got::Text(b) => format!("-> {:?}", text_of(b)),
-            Got::Refused(e, why) => format!("refused: {} ({why})", e.errno_name()),
+            Got::Refused(e, why) if *why == e.to_string() => format!("refused: {e}"),
+            Got::Refused(e, why) => format!("refused: {why} ({})", e.errno_name()),
             Got::Fault(f, after) => match after {
                 Some(a) => format!("{f} {a}"),
                 None => format!("{f}"),
@@ -653,6 +654,10 @@ impl Engine {
                 Err(e) => Self::refused(e),
             },
             Op::Exit(name) => {
+                // The task's threads stop; the address space is destroyed on
+                // the CPU that ran it (if one did), as the last thread's
+                // exit would.
+                let home = self.cpu_of(name);
                 for (i, r) in self.running.iter_mut().enumerate() {
                     if r.as_deref() == Some(name.as_str()) {
                         self.cpus[i].idle();
@@ -667,7 +672,10 @@ impl Engine {
                 let t = self.tasks.remove(pos);
                 let areas = t.space.areas().len();
                 let resident = t.space.resident_pages();
-                drop(t);
+                match home {
+                    Some(i) => self.cpus[i].run(|| drop(t)),
+                    None => drop(t),
+                }
                 let released = self.release_images();
                 let mut d = format!(
                     "{} and {} destroyed",
@@ -855,16 +863,13 @@ impl Engine {
             Op::Fault(task, addr, kind) => {
                 let cpu = self.cpu_of(task).expect("validated: runs on a CPU");
                 let a = VirtAddr::new(*addr);
-                let c = &mut self.cpus[cpu];
                 let r = match kind {
-                    Kind::Read => c.read(a, &mut [0u8]),
+                    Kind::Read => self.cpus[cpu].read(a, &mut [0u8]),
                     Kind::Write => {
-                        // Store back what is there, if it can be read.
-                        let mut b = [0u8];
-                        let _ = c.read(a, &mut b);
-                        c.write(a, &b)
+                        let space = self.task(task).space.clone();
+                        self.store_same(cpu, &space, a)
                     }
-                    Kind::Exec => c.fetch(a).map(|_| ()),
+                    Kind::Exec => self.cpus[cpu].fetch(a).map(|_| ()),
                 };
                 match r {
                     Ok(()) => Got::Done(Some(format!("CPU {cpu}: {} at {a} allowed", kind.name()))),
@@ -889,20 +894,17 @@ impl Engine {
         let last = (addr + (size - 1)) / PAGE_SIZE;
         let count = last - first + 1;
         let before = self.sim.system().stats().faults_resolved;
+        let space = self.task(task).space.clone();
         let mut done = 0u64;
         for i in 0..count {
             let page = if down { last - i } else { first + i };
             // The first byte of the range in the first page, the page start
             // elsewhere.
             let a = VirtAddr::new((page * PAGE_SIZE).max(addr));
-            let c = &mut self.cpus[cpu];
             let r = match kind {
-                Kind::Read => c.read(a, &mut [0u8]),
-                Kind::Write => {
-                    let mut b = [0u8];
-                    c.read(a, &mut b).and_then(|()| c.write(a, &b))
-                }
-                Kind::Exec => c.fetch(a).map(|_| ()),
+                Kind::Read => self.cpus[cpu].read(a, &mut [0u8]),
+                Kind::Write => self.store_same(cpu, &space, a),
+                Kind::Exec => self.cpus[cpu].fetch(a).map(|_| ()),
             };
             self.out.tick(1);
             if let Err(f) = r {
@@ -918,6 +920,32 @@ impl Engine {
             if down { "downwards" } else { "upwards" },
             done.saturating_sub(faults)
         )))
+    }
+
+    /// A one-byte user store on `cpu` that keeps the byte as it was, so
+    /// probing and touching never change data, and faults as one store
+    /// would: a mapped page is read in software (no access, no fault) and
+    /// its byte stored back; an unmapped page of an area that may be read
+    /// and written is faulted in by a load first (the store then hits the
+    /// writable mapping the fault made); anywhere else the store of a zero
+    /// is refused or lands in memory nobody can read.
+    fn store_same(&mut self, cpu: usize, space: &Space, a: VirtAddr) -> Result<(), AccessFault> {
+        let c = &mut self.cpus[cpu];
+        let rw = AreaFlags::READ | AreaFlags::WRITE;
+        match space.translate(a.page()) {
+            Some((frame, _)) => {
+                let mut b = [0u8];
+                let pa = PhysAddr::new(frame.start().as_u64() + a.page_offset());
+                self.sim.hardware().memory().read(pa, &mut b);
+                c.write(a, &b)
+            }
+            None if space.area(a).is_some_and(|i| i.flags.contains(rw)) => {
+                let mut b = [0u8];
+                c.read(a, &mut b)?;
+                c.write(a, &b)
+            }
+            None => c.write(a, &[0u8]),
+        }
     }
 
     fn load_elf(&mut self, task: &str, source: &ElfSource, bias: Option<u64>) -> Got {

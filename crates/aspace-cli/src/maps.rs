@@ -187,7 +187,10 @@ pub fn render(v: &TaskView, indent: &str) -> String {
             a.mode,
             a.backend,
             share,
-            a.label.as_deref().unwrap_or("")
+            match &a.label {
+                Some(l) => l.clone(),
+                None => format!("[{}]", a.backend),
+            }
         );
     }
     let kb: u64 = v.areas.iter().map(|a| a.kbytes).sum();

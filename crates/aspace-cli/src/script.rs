@@ -413,7 +413,7 @@ impl fmt::Display for Expect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expect::Ok => write!(f, "ok"),
-            Expect::Error(e) => write!(f, "{} ({e})", e.errno_name()),
+            Expect::Error(e) => write!(f, "{e}"),
             Expect::Fault(r) => write!(f, "a fault: {}", reason_name(*r)),
             Expect::Value(v) => write!(f, "{v} ({v:#x})"),
             Expect::Text(t) => write!(f, "{t:?}"),
