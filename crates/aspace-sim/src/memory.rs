@@ -1,7 +1,8 @@
 //! Simulated physical memory: an array of 64-bit words that several CPU
 //! threads read and write concurrently without data races.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use aspace::{Frame, PhysAddr, PhysMemory, PAGE_SIZE};
 
@@ -76,12 +77,14 @@ impl PhysMemory for PhysMem {
 
     fn read_u64(&self, addr: PhysAddr) -> u64 {
         debug_assert_eq!(addr.as_u64() % 8, 0);
-        self.word(addr.as_u64()).load(Relaxed)
+        // Acquire pairs with the release store of an entry, so a walker that
+        // sees a new entry also sees the table it points to zeroed.
+        self.word(addr.as_u64()).load(Acquire)
     }
 
     fn write_u64(&self, addr: PhysAddr, value: u64) {
         debug_assert_eq!(addr.as_u64() % 8, 0);
-        self.word(addr.as_u64()).store(value, Relaxed);
+        self.word(addr.as_u64()).store(value, Release);
     }
 
     fn zero_frame(&self, frame: Frame) {

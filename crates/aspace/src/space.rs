@@ -376,7 +376,8 @@ impl<M: Machine> AddressSpace<M> {
     /// inherited. Refusals: no source area `NotFound`; a backend that cannot
     /// share `NotSupported`; a different size or rights the source lacks
     /// `PermissionDenied`; a destination that cannot be created the
-    /// creation's error (HelenOS reports `ENOMEM` for all of those).
+    /// creation's error (HelenOS reports `ENOMEM` for all of those); a
+    /// destination of another system `InvalidArgument`.
     /// Both areas then map the same frames, also for pages first touched
     /// later; the last area to go frees them.
     pub fn area_share(
@@ -387,6 +388,9 @@ impl<M: Machine> AddressSpace<M> {
         dst_base: VirtAddr,
         mask: AreaFlags,
     ) -> Result<()> {
+        if !Arc::ptr_eq(&self.shared, &dst.shared) {
+            return Err(Error::InvalidArgument);
+        }
         let m = self.machine();
         let (share, backend, pages, mask) = {
             let mut guard = self.inner.lock();

@@ -71,11 +71,16 @@ impl<M: Machine> System<M> {
     /// inactive one when the pool is empty), loads its page table and ASID,
     /// and flushes the ASID first if a shootdown left this CPU a lazy flush.
     ///
-    /// Fails with `InvalidArgument` when called outside any CPU and with
-    /// `NoMemory` when no ASID can be had.
+    /// Fails with `InvalidArgument` when called outside any CPU or with an
+    /// address space of another system, and with `NoMemory` when no ASID can
+    /// be had.
     pub fn switch(&self, old: Option<&AddressSpace<M>>, new: &AddressSpace<M>) -> Result<Asid> {
         let tlb = self.shared.machine.tlb();
         let cpu = tlb.current_cpu().ok_or(Error::InvalidArgument)?;
+        let ours = |s: &AddressSpace<M>| Arc::ptr_eq(&s.shared, &self.shared);
+        if !ours(new) || old.is_some_and(|o| !ours(o)) {
+            return Err(Error::InvalidArgument);
+        }
         let mut asids = self.shared.asids.lock();
         if let Some(old) = old {
             asids.deactivate(old.id(), cpu);
