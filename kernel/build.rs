@@ -1,6 +1,106 @@
+//! Links the kernel with its linker script, and builds the user programs
+//! (`user/`, its own cargo workspace) first, embedding each one.
+
+use std::path::Path;
+use std::process::Command;
+
+const USER_FLAGS: &[&str] = &[
+    "-C",
+    "relocation-model=static",
+    "-C",
+    "target-feature=+crt-static",
+    "-C",
+    "link-arg=-nostartfiles",
+    "-C",
+    "link-arg=-nostdlib",
+    "-C",
+    "link-arg=-static",
+    "-C",
+    "link-arg=-Wl,--build-id=none",
+    "-C",
+    "link-arg=-Wl,-z,max-page-size=4096",
+];
+
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
     println!("cargo:rustc-link-arg-bins=-T{dir}/kernel.ld");
     println!("cargo:rerun-if-changed=kernel.ld");
     println!("cargo:rerun-if-changed=build.rs");
+    for p in [
+        "user/src",
+        "user/Cargo.toml",
+        "user/user.ld",
+        "user/build.rs",
+    ] {
+        println!("cargo:rerun-if-changed={p}");
+    }
+
+    let user = Path::new(&dir).join("user");
+    let target_dir = Path::new(&dir).join("target/user");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&user)
+        .args([
+            "build",
+            "--release",
+            "--bins",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("CARGO_ENCODED_RUSTFLAGS", USER_FLAGS.join("\x1f"));
+    for v in [
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_PKG_NAME",
+        "OUT_DIR",
+        "TARGET",
+        "HOST",
+        "PROFILE",
+        "OPT_LEVEL",
+        "DEBUG",
+    ] {
+        cmd.env_remove(v);
+    }
+    let status = cmd
+        .status()
+        .expect("cannot run cargo for the user programs");
+    assert!(status.success(), "building the user programs failed");
+
+    let bin_dir = target_dir.join("x86_64-unknown-linux-gnu/release");
+    let mut names: Vec<String> = std::fs::read_dir(user.join("src/bin"))
+        .expect("user/src/bin")
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "rs").then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    let mut out = String::from(
+        "/// The user programs: (name, static ELF executable).\n\
+         pub static PROGRAMS: &[(&str, &[u8])] = &[\n",
+    );
+    for n in &names {
+        let path = bin_dir.join(n);
+        assert!(
+            path.exists(),
+            "user program {} was not built",
+            path.display()
+        );
+        out.push_str(&format!(
+            "    ({n:?}, include_bytes!({:?})),\n",
+            path.display().to_string()
+        ));
+    }
+    out.push_str("];\n");
+    let gen = Path::new(&std::env::var("OUT_DIR").unwrap()).join("user_programs.rs");
+    std::fs::write(gen, out).unwrap();
 }

@@ -68,6 +68,24 @@ pub fn cpu_from_apic_id() -> usize {
         .unwrap_or(0)
 }
 
+/// Remaps the legacy 8259 PICs to vectors 0xe0-0xef (away from the
+/// exceptions) and masks every line: the local APICs deliver everything.
+pub fn disable_pic() {
+    use crate::arch::outb;
+    unsafe {
+        outb(0x20, 0x11);
+        outb(0xa0, 0x11);
+        outb(0x21, 0xe0);
+        outb(0xa1, 0xe8);
+        outb(0x21, 4);
+        outb(0xa1, 2);
+        outb(0x21, 1);
+        outb(0xa1, 1);
+        outb(0x21, 0xff);
+        outb(0xa1, 0xff);
+    }
+}
+
 /// Enables this CPU's local APIC with the spurious vector.
 pub fn init() {
     let base = unsafe { rdmsr(0x1b) } & 0xf_ffff_f000;

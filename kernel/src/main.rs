@@ -11,6 +11,7 @@ mod boot;
 mod cpu;
 mod machine;
 mod mm;
+mod scenario;
 mod sched;
 mod serial;
 mod shootdown;
@@ -64,6 +65,7 @@ pub extern "C" fn kmain(magic: u32, mb_info: u32) -> ! {
     );
     cpu::init_idt();
     cpu::init_cpu(0);
+    apic::disable_pic();
     apic::init();
     let bsp = apic::id();
     let mut ids = acpi::processors().unwrap_or_default();
@@ -103,14 +105,24 @@ pub extern "C" fn kmain(magic: u32, mb_info: u32) -> ! {
         ASIDS
     );
 
-    let ok = kernel_fault_scenario(sys);
-    if ok {
-        kprintln!("ALL SCENARIOS PASSED");
-        serial::exit_qemu(serial::EXIT_SUCCESS);
+    if !kernel_fault_scenario(sys) {
+        scenario::FAILED.store(true, Ordering::SeqCst);
     }
-    kprintln!("SOME SCENARIOS FAILED");
-    serial::exit_qemu(serial::EXIT_FAILURE);
+    kprintln!(
+        "user programs: {}",
+        scenario::PROGRAMS
+            .iter()
+            .map(|(n, b)| alloc::format!("{n} ({} bytes)", b.len()))
+            .collect::<alloc::vec::Vec<_>>()
+            .join(", ")
+    );
+    apic::start_timer(TIMESLICE_US);
+    scenario::start_all();
+    sched::start(0)
 }
+
+/// The scheduler's time slice.
+pub const TIMESLICE_US: u32 = 5_000;
 
 fn on(b: bool) -> &'static str {
     if b {

@@ -98,3 +98,18 @@ fn kernel_page_faults_are_served_in_the_kernel_space() {
     assert_eq!(counter(&lines, "resolved"), 4);
     assert_eq!(counter(&lines, "frames_released"), 4);
 }
+
+#[test]
+fn a_user_task_runs_in_ring_3_with_demand_paging_and_safe_user_copies() {
+    let Some(run) = run() else { return };
+    has(run, "] hello from ring 3 (arg 7, cpu ");
+    // Bad pointers handed to the kernel fail with EBADMEM (-9).
+    has(run, "] print(NULL) = -9");
+    has(run, "] print(kernel address) = -9");
+    has(run, "] print(unmapped) = -9");
+    has(run, "(hello) exited with code 0");
+    let lines = passed(run, "hello");
+    // Text, data and stack pages were mapped by faults from ring 3.
+    assert!(counter(&lines, "resolved") >= 3, "{lines:#?}");
+    assert_eq!(counter(&lines, "asid_allocs"), 1, "{lines:#?}");
+}

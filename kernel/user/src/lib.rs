@@ -1,0 +1,265 @@
+//! The runtime of the user programs: entry point, system calls, printing.
+//!
+//! System calls use `int 0x80`: number in `rax`, arguments in `rdi`, `rsi`,
+//! `rdx`, `r10`, result in `rax`.
+#![no_std]
+
+use core::arch::{asm, global_asm};
+use core::fmt::{self, Write};
+
+/// System-call numbers.
+pub mod nr {
+    pub const EXIT: u64 = 0;
+    pub const PRINT: u64 = 1;
+    pub const AREA_CREATE: u64 = 2;
+    pub const AREA_RESIZE: u64 = 3;
+    pub const AREA_CHANGE_FLAGS: u64 = 4;
+    pub const AREA_DESTROY: u64 = 5;
+    pub const YIELD: u64 = 6;
+    pub const SHARE_OFFER: u64 = 7;
+    pub const SHARE_ACCEPT: u64 = 8;
+    pub const THREAD_CREATE: u64 = 9;
+    pub const CPU: u64 = 10;
+}
+
+/// Area rights (HelenOS `AS_AREA_*`).
+pub const READ: u32 = 1;
+pub const WRITE: u32 = 2;
+pub const EXEC: u32 = 4;
+
+/// `as_area_create`'s failure value.
+pub const CREATE_FAILED: usize = usize::MAX;
+
+pub const PAGE: usize = 4096;
+
+global_asm!(
+    r#"
+    .section .text._start, "ax"
+    .global _start
+_start:
+    andq $-16, %rsp
+    xorq %rbp, %rbp
+    call user_start
+    ud2
+    "#,
+    options(att_syntax)
+);
+
+extern "Rust" {
+    fn main(arg: u64) -> i32;
+}
+
+#[no_mangle]
+extern "C" fn user_start(arg: u64) -> ! {
+    let code = unsafe { main(arg) };
+    exit(code)
+}
+
+/// A raw system call.
+#[inline(always)]
+pub fn syscall(n: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
+    let r: u64;
+    unsafe {
+        asm!("int 0x80", inlateout("rax") n => r, in("rdi") a0, in("rsi") a1, in("rdx") a2, in("r10") a3, options(nostack));
+    }
+    r
+}
+
+/// Ends the calling thread (the task ends with its last thread).
+pub fn exit(code: i32) -> ! {
+    syscall(nr::EXIT, code as u64, 0, 0, 0);
+    loop {}
+}
+
+/// Prints raw bytes; returns 0 or a negative errno.
+pub fn print_raw(ptr: *const u8, len: usize) -> isize {
+    syscall(nr::PRINT, ptr as u64, len as u64, 0, 0) as isize
+}
+
+/// `as_area_create`.
+pub fn area_create(addr: usize, size: usize, flags: u32) -> usize {
+    syscall(nr::AREA_CREATE, addr as u64, size as u64, flags as u64, 0) as usize
+}
+
+/// `as_area_resize`.
+pub fn area_resize(addr: usize, size: usize) -> isize {
+    syscall(nr::AREA_RESIZE, addr as u64, size as u64, 0, 0) as isize
+}
+
+/// `as_area_change_flags`.
+pub fn area_change_flags(addr: usize, flags: u32) -> isize {
+    syscall(nr::AREA_CHANGE_FLAGS, addr as u64, flags as u64, 0, 0) as isize
+}
+
+/// `as_area_destroy`.
+pub fn area_destroy(addr: usize) -> isize {
+    syscall(nr::AREA_DESTROY, addr as u64, 0, 0, 0) as isize
+}
+
+/// Gives up the CPU.
+pub fn yield_now() {
+    syscall(nr::YIELD, 0, 0, 0, 0);
+}
+
+/// Offers the area at `addr` of `size` bytes for sharing under `key`.
+pub fn share_offer(addr: usize, size: usize, key: u64) -> isize {
+    syscall(nr::SHARE_OFFER, addr as u64, size as u64, key, 0) as isize
+}
+
+/// Maps the area offered under `key` at `dst` with `flags`; -1 (ENOENT)
+/// while nothing is offered.
+pub fn share_accept(key: u64, dst: usize, flags: u32) -> isize {
+    syscall(nr::SHARE_ACCEPT, key, dst as u64, flags as u64, 0) as isize
+}
+
+/// Starts a thread in this address space at `entry(arg)` on `stack_top`.
+pub fn thread_create(entry: extern "C" fn(u64) -> !, stack_top: usize, arg: u64) -> isize {
+    syscall(
+        nr::THREAD_CREATE,
+        entry as usize as u64,
+        stack_top as u64,
+        arg,
+        0,
+    ) as isize
+}
+
+/// The CPU running the caller.
+pub fn cpu() -> u64 {
+    syscall(nr::CPU, 0, 0, 0, 0)
+}
+
+/// A line buffer that prints on drop.
+pub struct Line {
+    buf: [u8; 200],
+    len: usize,
+}
+
+impl Line {
+    pub const fn new() -> Self {
+        Self {
+            buf: [0; 200],
+            len: 0,
+        }
+    }
+    pub fn flush(&mut self) {
+        if self.len > 0 {
+            print_raw(self.buf.as_ptr(), self.len);
+            self.len = 0;
+        }
+    }
+}
+
+impl Default for Line {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if self.len == self.buf.len() {
+                self.flush();
+            }
+            self.buf[self.len] = b;
+            self.len += 1;
+        }
+        Ok(())
+    }
+}
+
+#[doc(hidden)]
+pub fn _println(args: fmt::Arguments) {
+    let mut l = Line::new();
+    let _ = l.write_fmt(args);
+    l.flush();
+}
+
+/// Prints one line through the kernel.
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => { $crate::_println(format_args!($($arg)*)) };
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    _println(format_args!("user panic: {}", info));
+    exit(101)
+}
+
+#[no_mangle]
+pub extern "C" fn rust_eh_personality() {}
+
+#[no_mangle]
+pub extern "C" fn _Unwind_Resume() -> ! {
+    exit(102)
+}
+
+/// Reads `p` so the compiler cannot drop the access.
+pub fn read<T: Copy>(p: *const T) -> T {
+    unsafe { core::ptr::read_volatile(p) }
+}
+
+/// Writes `p` so the compiler cannot drop the access.
+pub fn write<T: Copy>(p: *mut T, v: T) {
+    unsafe { core::ptr::write_volatile(p, v) }
+}
+
+// No libc: the memory functions the compiler calls.
+global_asm!(
+    r#"
+    .text
+    .global memcpy
+memcpy:
+    movq %rdi, %rax
+    movq %rdx, %rcx
+    rep movsb
+    ret
+
+    .global memset
+memset:
+    movq %rdi, %r9
+    movl %esi, %eax
+    movq %rdx, %rcx
+    rep stosb
+    movq %r9, %rax
+    ret
+
+    .global memmove
+memmove:
+    movq %rdi, %rax
+    cmpq %rsi, %rdi
+    jbe 1f
+    leaq -1(%rsi, %rdx), %rsi
+    leaq -1(%rdi, %rdx), %rdi
+    movq %rdx, %rcx
+    std
+    rep movsb
+    cld
+    ret
+1:
+    movq %rdx, %rcx
+    rep movsb
+    ret
+
+    .global memcmp
+    .global bcmp
+memcmp:
+bcmp:
+    xorl %eax, %eax
+    testq %rdx, %rdx
+    jz 2f
+1:
+    movzbl (%rdi), %eax
+    movzbl (%rsi), %ecx
+    subl %ecx, %eax
+    jnz 2f
+    incq %rdi
+    incq %rsi
+    decq %rdx
+    jnz 1b
+2:
+    ret
+    "#,
+    options(att_syntax)
+);
