@@ -253,6 +253,7 @@ fn run_script(opts: &Opts, script: &Script, command: &str) -> Result<bool, Input
     let out = Out::new(opts.json, Engine::work(script), !opts.no_progress);
     let mut engine = Engine::new(spec, &script.name, out, opts.svg.is_some())
         .map_err(|m| InputError(vec![m]))?;
+    engine.out().restart();
     engine.run(script);
     engine.out().finish();
     if opts.json {
@@ -307,6 +308,10 @@ fn main() -> ExitCode {
                 Err(m) => Err((InputError(vec![m]), None)),
                 Ok(()) => {
                     let text = demo::scenario(&spec);
+                    if print_scenario && opts.json {
+                        println!("{}", json!({"command": "demo", "scenario": text}));
+                        return ExitCode::SUCCESS;
+                    }
                     if print_scenario {
                         print!("{text}");
                         return ExitCode::SUCCESS;

@@ -88,6 +88,14 @@ impl Out {
         }
     }
 
+    /// Restarts the progress bar's clock (after a slow setup such as
+    /// allocating the machine's memory).
+    pub fn restart(&self) {
+        if let Some(b) = &self.bar {
+            b.reset();
+        }
+    }
+
     /// Removes the progress bar.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {

@@ -155,9 +155,13 @@ fn panel(out: &mut String, s: &Snapshot, top: f64) -> f64 {
         };
         let _ = writeln!(
             out,
-            r##"<text x="12" y="{:.1}" font-size="10" fill="#555">{} pages, {}{}</text>"##,
+            r##"<text x="12" y="{:.1}" font-size="10" fill="#555">{} resident, {}{}</text>"##,
             y + 30.0,
-            t.resident_pages,
+            if t.resident_pages == 1 {
+                "1 page".to_string()
+            } else {
+                format!("{} pages", t.resident_pages)
+            },
             escape(&asid),
             escape(&cpus)
         );
@@ -349,4 +353,61 @@ pub fn render(snapshots: &[Snapshot], title: &str) -> String {
     out.push_str(&body);
     out.push_str("</svg>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::{AreaView, TaskView};
+
+    fn area(base: u64, pages: u64, runs: Vec<(u64, u64)>) -> AreaView {
+        AreaView {
+            start: format!("{base:#x}"),
+            end: format!("{:#x}", base + pages * 4096),
+            pages,
+            kbytes: pages * 4,
+            resident: runs.iter().map(|r| r.1).sum(),
+            image_pages: 0,
+            private_pages: 0,
+            mode: "rw-p".into(),
+            backend: "anon",
+            shared: false,
+            share_group: None,
+            label: Some("<a & b>".into()),
+            base,
+            runs,
+        }
+    }
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&apos;");
+        assert_eq!(escape("x\u{1}y"), "x?y");
+    }
+
+    #[test]
+    fn the_axis_is_monotonic_and_gives_small_areas_room() {
+        let s = Snapshot {
+            title: "t".into(),
+            tasks: vec![TaskView {
+                task: "A".into(),
+                space_id: 1,
+                asid: None,
+                cpus: vec![],
+                areas: vec![
+                    area(0x1000, 1, vec![(0, 1)]),
+                    area(0x4000_0000, 1 << 18, vec![(5, 10)]),
+                ],
+                resident_pages: 11,
+                page_table_frames: 1,
+            }],
+        };
+        let axis = Axis::new(&s).unwrap();
+        assert!(axis.edges.windows(2).all(|w| w[0].1 < w[1].1));
+        let small = axis.x(0x2000) - axis.x(0x1000);
+        assert!(small > 10.0, "a one-page area is visible: {small}");
+        let svg = render(&[s], "title & more");
+        assert!(svg.contains("&lt;a &amp; b&gt;"));
+        assert!(svg.starts_with("<?xml"));
+    }
 }
