@@ -156,6 +156,17 @@ pub struct Report {
     name: &'static str,
     before: aspace::StatsSnapshot,
     frames: u64,
+    kernel: [u64; 5],
+}
+
+fn kernel_counters() -> [u64; 5] {
+    [
+        stats::USER_FAULTS.load(Ordering::Relaxed),
+        stats::PREEMPTIONS.load(Ordering::Relaxed),
+        shootdown::SENT.load(Ordering::Relaxed),
+        stats::IPIS_SERVED.load(Ordering::Relaxed),
+        stats::TICKS.load(Ordering::Relaxed),
+    ]
 }
 
 impl Report {
@@ -166,6 +177,7 @@ impl Report {
             name,
             before: SYSTEM.stats(),
             frames: FRAMES.in_use(),
+            kernel: kernel_counters(),
         }
     }
 
@@ -197,6 +209,16 @@ impl Report {
             self.frames,
             after,
             if balanced { "(all returned)" } else { "(LEAK)" }
+        );
+        let k = kernel_counters();
+        kprintln!(
+            "== scenario {}: kernel user_faults={} preemptions={} shootdown_ipis_sent={} shootdown_ipis_served={} timer_ticks={}",
+            self.name,
+            k[0] - self.kernel[0],
+            k[1] - self.kernel[1],
+            k[2] - self.kernel[2],
+            k[3] - self.kernel[3],
+            k[4] - self.kernel[4]
         );
         let pass = ok && balanced;
         kprintln!(

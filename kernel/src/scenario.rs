@@ -38,10 +38,35 @@ pub struct Scenario {
 use Expect::{Exit, Killed};
 
 /// Every scenario, in order.
-pub static SCENARIOS: &[Scenario] = &[Scenario {
-    name: "hello",
-    spawns: &[run("hello", 7, Exit(0))],
-}];
+pub static SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "hello",
+        spawns: &[run("hello", 7, Exit(0))],
+    },
+    Scenario {
+        name: "heap",
+        spawns: &[run("heap", 0, Exit(0))],
+    },
+    Scenario {
+        name: "stack",
+        spawns: &[run("stack", 0, Exit(0))],
+    },
+    Scenario {
+        name: "jit",
+        spawns: &[run("jit", 0, Exit(0))],
+    },
+    Scenario {
+        name: "bad-accesses",
+        spawns: &[
+            run("bad", 0, Killed),
+            run("bad", 1, Killed),
+            run("bad", 2, Killed),
+            run("bad", 3, Killed),
+            run("bad", 4, Killed),
+            run("jit", 1, Killed),
+        ],
+    },
+];
 
 struct State {
     index: usize,
@@ -130,7 +155,7 @@ pub fn start_all() {
 }
 
 /// A process of scenario `scen` ended.
-pub fn process_ended(scen: usize, name: &str, code: i64, clean: bool, killed: bool) {
+pub fn process_ended(scen: usize, name: &str, arg: u64, code: i64, clean: bool, killed: bool) {
     let mut st = STATE.lock();
     let sc = &SCENARIOS[scen];
     let expect = sc.spawns.iter().find(|s| s.prog == name).map(|s| s.expect);

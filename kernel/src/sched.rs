@@ -42,6 +42,8 @@ pub struct Process {
     threads: AtomicUsize,
     /// The scenario it belongs to.
     pub scenario: usize,
+    /// The argument it was started with.
+    pub arg: u64,
 }
 
 /// A thread of a process.
@@ -108,6 +110,7 @@ pub fn spawn(
         image: SpinLock::new(Some(image)),
         threads: AtomicUsize::new(0),
         scenario,
+        arg,
     });
     let mut frame = Box::new(TrapFrame::new(loaded.entry.as_u64(), STACK_TOP, true));
     frame.rdi = arg;
@@ -272,7 +275,7 @@ fn finish_process(proc: Arc<Process>, code: i64, killed: bool) {
     let resident = proc.space.resident_pages();
     let tables = proc.space.page_table_frames();
     let image = proc.image.lock().take();
-    let (pid, name, scen) = (proc.pid, proc.name, proc.scenario);
+    let (pid, name, scen, arg) = (proc.pid, proc.name, proc.scenario, proc.arg);
     let unique = Arc::strong_count(&proc) == 1 && Arc::strong_count(&proc.space) == 1;
     drop(proc);
     let released = match image {
@@ -291,7 +294,7 @@ fn finish_process(proc: Arc<Process>, code: i64, killed: bool) {
         if ok { "" } else { " (ADDRESS SPACE OR IMAGE STILL REFERENCED)" },
         FRAMES.in_use()
     );
-    scenario::process_ended(scen, name, code, killed && ok || !killed && ok, killed);
+    scenario::process_ended(scen, name, arg, code, ok, killed);
 }
 
 /// Kills the running thread, reporting `why`.

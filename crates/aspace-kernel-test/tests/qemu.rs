@@ -30,6 +30,17 @@ fn run() -> Option<&'static Run> {
     .as_ref()
 }
 
+/// Some line contains every one of `parts`.
+fn has_all(run: &Run, parts: &[&str]) {
+    assert!(
+        run.serial
+            .lines()
+            .any(|l| parts.iter().all(|p| l.contains(p))),
+        "no serial line contains all of {parts:?}:\n{}",
+        run.serial
+    );
+}
+
 fn has(run: &Run, line: &str) {
     assert!(
         run.serial.lines().any(|l| l.contains(line)),
@@ -112,4 +123,70 @@ fn a_user_task_runs_in_ring_3_with_demand_paging_and_safe_user_copies() {
     // Text, data and stack pages were mapped by faults from ring 3.
     assert!(counter(&lines, "resolved") >= 3, "{lines:#?}");
     assert_eq!(counter(&lines, "asid_allocs"), 1, "{lines:#?}");
+}
+
+#[test]
+fn heap_grows_and_shrinks_through_resize() {
+    let Some(run) = run() else { return };
+    has(run, "heap: grow to 64 pages = 0");
+    has(run, "heap: 64 pages written and read back: ok");
+    has(run, "heap: shrink to 4 pages = 0, first 4 pages intact: ok");
+    has(run, "heap: grow into the next area = -11");
+    has(run, "heap: resize to 0 = -6");
+    has(run, "heap: create write+exec = -1");
+    has(run, "heap: destroy = 0, 0; again = -1");
+    has(run, "(heap) exited with code 0");
+    let lines = passed(run, "heap");
+    // 64 heap pages faulted in; the shrink released 60 of them at once.
+    assert!(counter(&lines, "resolved") >= 64, "{lines:#?}");
+    assert!(counter(&lines, "frames_released") >= 64, "{lines:#?}");
+}
+
+#[test]
+fn the_stack_grows_by_page_faults() {
+    let Some(run) = run() else { return };
+    has(run, "stack: recursed 48 frames of one page each, result 49");
+    let lines = passed(run, "stack");
+    assert!(counter(&lines, "user_faults") >= 48, "{lines:#?}");
+}
+
+#[test]
+fn code_written_to_an_area_runs_after_change_flags() {
+    let Some(run) = run() else { return };
+    has(run, "jit: change to write+exec = -13");
+    has(
+        run,
+        "jit: change to read+exec = 0; generated code returned 42",
+    );
+    passed(run, "jit");
+}
+
+#[test]
+fn bad_accesses_kill_only_the_offending_task_with_a_reason() {
+    let Some(run) = run() else { return };
+    has(run, "killed: page fault at 0x0 (read): no area");
+    has(
+        run,
+        "killed: page fault at 0xffffffff80100000 (read): kernel address",
+    );
+    has_all(
+        run,
+        &[
+            "(bad) thread",
+            "(write): access not permitted by the area (area 0x40",
+            " r--)",
+        ],
+    );
+    has(
+        run,
+        "(execute): access not permitted by the area (area 0x7ffffffb0000+0x40000 rw-)",
+    );
+    has(run, "killed: general protection (vector 13");
+    has(
+        run,
+        "killed: page fault at 0x30000000 (write): access not permitted by the area (area 0x30000000+0x1000 r-x)",
+    );
+    assert!(!run.serial.contains("BAD"), "{}", run.serial);
+    let lines = passed(run, "bad-accesses");
+    assert_eq!(counter(&lines, "failed"), 4, "{lines:#?}");
 }

@@ -1,0 +1,37 @@
+//! Deliberate bad accesses, chosen by the argument; each kills the task.
+#![no_std]
+#![no_main]
+
+use aspace_user::*;
+
+static RODATA: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+
+#[no_mangle]
+fn main(arg: u64) -> i32 {
+    match arg {
+        0 => {
+            println!("bad: reading NULL");
+            read(core::ptr::null::<u64>());
+        }
+        1 => {
+            println!("bad: reading a kernel address");
+            read(0xffff_ffff_8010_0000 as *const u64);
+        }
+        2 => {
+            println!("bad: writing read-only data");
+            write(&RODATA as *const u8 as *mut u8, 0);
+        }
+        3 => {
+            println!("bad: executing the stack");
+            let code = [0xc3u8; 16];
+            let f: extern "C" fn() = unsafe { core::mem::transmute(code.as_ptr()) };
+            f();
+        }
+        _ => {
+            println!("bad: executing a privileged instruction");
+            unsafe { core::arch::asm!("cli") };
+        }
+    }
+    println!("bad: BAD: still alive");
+    1
+}
