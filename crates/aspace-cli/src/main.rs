@@ -79,10 +79,12 @@ Operations:
   fetch TASK ADDR                            an instruction fetch of one byte
   fault TASK ADDR read|write|exec            a one-byte access; reports how it ends
   touch TASK ADDR SIZE [read|write|exec] [down]
-                                             one access per page (down: highest page first)
+                                             one access per page (down: highest page first);
+                                             fault and touch writes store back the byte there
   map [TASK...]                              print address spaces like /proc/PID/maps + pmap
   stats                                      print the counters so far
-  snapshot [TITLE]                           record every address space for --svg
+  snapshot [TITLE]                           record every address space for --svg (one panel
+                                             each; with none, --svg draws the end state)
   check clean                                no task left, every frame back, no stale TLB use
   check COUNTER CMP N                        e.g. check asid_steals >= 1
   check resident TASK [ADDR] CMP N           resident pages of a task (or of one area)
