@@ -61,9 +61,9 @@ impl MachineSpec {
                 self.asids, self.cpus
             ));
         }
-        if self.memory < (1 << 20) || self.memory > (16 << 30) {
+        if self.memory < (1 << 20) || self.memory > (4 << 30) {
             return Err(format!(
-                "--memory {}: use 1M to 16G",
+                "--memory {}: use 1M to 4G (the simulator allocates all of it up front)",
                 human_bytes(self.memory)
             ));
         }

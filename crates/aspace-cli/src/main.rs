@@ -151,7 +151,7 @@ struct Opts {
     /// CPUs of the simulated machine (1-64) [default: 4].
     #[arg(long, global = true, value_name = "N")]
     cpus: Option<usize>,
-    /// Physical memory, e.g. 64M, 1G (1M-16G) [default: 64M].
+    /// Physical memory, e.g. 64M, 1G (1M-4G) [default: 64M].
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_memory)]
     memory: Option<u64>,
     /// User ASIDs (at least one per CPU, at most 4095) [default: 8].
