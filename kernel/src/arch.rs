@@ -98,14 +98,20 @@ static CPU_IDS_READY: AtomicBool = AtomicBool::new(false);
 /// IA32_TSC_AUX: holds the CPU number, read back by `rdtscp`.
 const IA32_TSC_AUX: u32 = 0xC000_0103;
 
-/// Records this CPU's number where [`cpu_id`] finds it.
+/// Records this CPU's number where [`cpu_id`] finds it, and marks the CPU
+/// online.
 pub fn set_cpu_id(id: usize) {
+    set_cpu_id_only(id);
+    crate::apic::register_cpu(id);
+}
+
+/// Records this CPU's number where [`cpu_id`] finds it.
+pub fn set_cpu_id_only(id: usize) {
     let (_, _, _, edx) = cpuid(0x8000_0001, 0);
     if edx & (1 << 27) != 0 {
         unsafe { wrmsr(IA32_TSC_AUX, id as u64) };
         HAVE_RDTSCP.store(true, Ordering::Relaxed);
     }
-    crate::apic::register_cpu(id);
     CPU_IDS_READY.store(true, Ordering::Release);
 }
 

@@ -15,6 +15,7 @@ mod scenario;
 mod sched;
 mod serial;
 mod shootdown;
+mod smp;
 mod stats;
 mod sync;
 mod syscall;
@@ -105,6 +106,12 @@ pub extern "C" fn kmain(magic: u32, mb_info: u32) -> ! {
         ASIDS
     );
 
+    let cpus = CPU_COUNT.load(Ordering::Relaxed);
+    let up = smp::start_aps();
+    kprintln!("smp: {} of {} application processors started", up, cpus - 1);
+    if up + 1 != cpus {
+        scenario::FAILED.store(true, Ordering::SeqCst);
+    }
     if !kernel_fault_scenario(sys) {
         scenario::FAILED.store(true, Ordering::SeqCst);
     }

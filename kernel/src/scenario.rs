@@ -118,12 +118,12 @@ fn start(st: &mut State, index: usize) {
             continue;
         };
         match sched::spawn(s.prog, bytes, s.arg, index) {
-            Ok(p) => {
+            Ok(pid) => {
                 st.live += 1;
                 kprintln!(
                     "{}: started task {} ({}) arg {}",
                     sc.name,
-                    p.pid,
+                    pid,
                     s.prog,
                     s.arg
                 );
@@ -158,7 +158,11 @@ pub fn start_all() {
 pub fn process_ended(scen: usize, name: &str, arg: u64, code: i64, clean: bool, killed: bool) {
     let mut st = STATE.lock();
     let sc = &SCENARIOS[scen];
-    let expect = sc.spawns.iter().find(|s| s.prog == name).map(|s| s.expect);
+    let expect = sc
+        .spawns
+        .iter()
+        .find(|s| s.prog == name && s.arg == arg)
+        .map(|s| s.expect);
     let got = if killed { Killed } else { Exit(code) };
     if expect != Some(got) || !clean {
         kprintln!(

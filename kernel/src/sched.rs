@@ -78,13 +78,15 @@ pub enum SpawnError {
 }
 
 /// Creates a process running `bytes` (a static ELF executable) with `arg`
-/// in `rdi`, and makes its first thread ready.
+/// in `rdi`, and makes its first thread ready; returns its pid. (No
+/// reference to the process stays behind: its last thread ending destroys
+/// it, possibly on another CPU before this returns.)
 pub fn spawn(
     name: &'static str,
     bytes: &[u8],
     arg: u64,
     scenario: usize,
-) -> Result<Arc<Process>, SpawnError> {
+) -> Result<u64, SpawnError> {
     let sys = &*SYSTEM;
     let space = sys.create().map_err(SpawnError::Aspace)?;
     let image = ElfImage::load(sys.machine(), bytes).map_err(SpawnError::Aspace)?;
@@ -114,11 +116,14 @@ pub fn spawn(
     });
     let mut frame = Box::new(TrapFrame::new(loaded.entry.as_u64(), STACK_TOP, true));
     frame.rdi = arg;
+    let pid = proc.pid;
     add_thread(&proc, frame);
-    Ok(proc)
+    drop(proc);
+    Ok(pid)
 }
 
 fn add_thread(proc: &Arc<Process>, frame: Box<TrapFrame>) -> u64 {
+    // Counted before it can run, so a thread ending cannot see zero early.
     proc.threads.fetch_add(1, Ordering::AcqRel);
     let tid = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let task = Box::new(Task {
@@ -276,6 +281,15 @@ fn finish_process(proc: Arc<Process>, code: i64, killed: bool) {
     let tables = proc.space.page_table_frames();
     let image = proc.image.lock().take();
     let (pid, name, scen, arg) = (proc.pid, proc.name, proc.scenario, proc.arg);
+    // The spawner may still be returning with its reference (the process
+    // can end on another CPU first): wait for such transient references.
+    let mut spins = 0u64;
+    while (Arc::strong_count(&proc) > 1 || Arc::strong_count(&proc.space) > 1)
+        && spins < 100_000_000
+    {
+        crate::sync::relax();
+        spins += 1;
+    }
     let unique = Arc::strong_count(&proc) == 1 && Arc::strong_count(&proc.space) == 1;
     drop(proc);
     let released = match image {

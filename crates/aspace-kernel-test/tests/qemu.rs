@@ -105,6 +105,10 @@ fn kernel_page_faults_are_served_in_the_kernel_space() {
         "kernel-fault: 4 kernel-mode page faults served for 4 pages at 0xffffc00000000000",
     );
     let lines = passed(run, "kernel-fault");
+    // Kernel mappings are global: destroying the area shot down the other
+    // CPU's TLB with a real IPI.
+    assert_eq!(counter(&lines, "ipis"), 1, "{lines:#?}");
+    assert_eq!(counter(&lines, "shootdown_ipis_served"), 1, "{lines:#?}");
     assert_eq!(counter(&lines, "faults"), 4);
     assert_eq!(counter(&lines, "resolved"), 4);
     assert_eq!(counter(&lines, "frames_released"), 4);
@@ -189,4 +193,11 @@ fn bad_accesses_kill_only_the_offending_task_with_a_reason() {
     assert!(!run.serial.contains("BAD"), "{}", run.serial);
     let lines = passed(run, "bad-accesses");
     assert_eq!(counter(&lines, "failed"), 4, "{lines:#?}");
+}
+
+#[test]
+fn the_second_cpu_starts_through_init_sipi_sipi() {
+    let Some(run) = run() else { return };
+    has(run, "smp: cpu 1 up (APIC ID 1)");
+    has(run, "smp: 1 of 1 application processors started");
 }

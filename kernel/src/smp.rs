@@ -1,0 +1,179 @@
+//! Starting the other CPUs: a real-mode trampoline copied to 0x8000, the
+//! INIT-SIPI-SIPI sequence through the local APIC, and the 64-bit entry of
+//! the application processors.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::arch::{phys_to_virt, MAX_CPUS};
+use crate::{apic, arch, cpu, kprintln, machine, sched, SYSTEM};
+
+/// Physical page of the trampoline (the SIPI vector is its page number).
+const TRAMPOLINE: u64 = 0x8000;
+
+global_asm!(
+    r#"
+    .section .rodata.trampoline, "a"
+    .balign 16
+    .global tramp_start
+    .code16
+tramp_start:
+    cli
+    cld
+    xorw %ax, %ax
+    movw %ax, %ds
+    lgdtl (tramp_gdtr - tramp_start + 0x8000)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $0x08, $(tramp32 - tramp_start + 0x8000)
+
+    .code32
+tramp32:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl %cr4, %eax
+    orl $(1 << 5), %eax
+    movl %eax, %cr4
+    movl (tramp_cr3 - tramp_start + 0x8000), %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx
+    rdmsr
+    orl $((1 << 8) | (1 << 11)), %eax
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80010001, %eax
+    movl %eax, %cr0
+    ljmpl $0x18, $(tramp64 - tramp_start + 0x8000)
+
+    .code64
+tramp64:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+    movq %cr0, %rax
+    andq $~(1 << 2), %rax
+    orq $(1 << 1), %rax
+    movq %rax, %cr0
+    movq %cr4, %rax
+    orq $((1 << 9) | (1 << 10)), %rax
+    movq %rax, %cr4
+    movq (tramp_stack - tramp_start + 0x8000), %rsp
+    xorq %rbp, %rbp
+    movq (tramp_entry - tramp_start + 0x8000), %rax
+    callq *%rax
+1:
+    hlt
+    jmp 1b
+
+    .balign 8
+tramp_gdt:
+    .quad 0
+    .quad 0x00CF9A000000FFFF
+    .quad 0x00CF92000000FFFF
+    .quad 0x00AF9A000000FFFF
+tramp_gdtr:
+    .word tramp_gdtr - tramp_gdt - 1
+    .long tramp_gdt - tramp_start + 0x8000
+    .balign 8
+    .global tramp_cr3
+tramp_cr3:
+    .quad 0
+    .global tramp_stack
+tramp_stack:
+    .quad 0
+    .global tramp_entry
+tramp_entry:
+    .quad 0
+    .global tramp_end
+tramp_end:
+    .text
+    "#,
+    options(att_syntax)
+);
+
+extern "C" {
+    static tramp_start: u8;
+    static tramp_end: u8;
+    static tramp_cr3: u8;
+    static tramp_stack: u8;
+    static tramp_entry: u8;
+    static boot_pml4: u8;
+}
+
+#[repr(C, align(16))]
+struct Stack([u8; 64 * 1024]);
+static mut AP_STACKS: [Stack; MAX_CPUS] = [const { Stack([0; 64 * 1024]) }; MAX_CPUS];
+
+/// The CPU number the trampoline is starting.
+static BOOTING: AtomicUsize = AtomicUsize::new(0);
+
+fn tramp_offset(sym: &u8) -> u64 {
+    sym as *const u8 as u64 - unsafe { &tramp_start } as *const u8 as u64
+}
+
+/// Starts every other CPU; returns how many came up.
+pub fn start_aps() -> usize {
+    let count = machine::CPU_COUNT.load(Ordering::Relaxed);
+    let len = tramp_offset(unsafe { &tramp_end }) as usize;
+    unsafe {
+        core::ptr::copy_nonoverlapping(&tramp_start as *const u8, phys_to_virt(TRAMPOLINE), len);
+    }
+    let slot = |sym: &u8| phys_to_virt(TRAMPOLINE + tramp_offset(sym)) as *mut u64;
+    let mut up = 0;
+    for c in 1..count {
+        let stack = unsafe { (&raw const AP_STACKS[c]) as u64 + 64 * 1024 };
+        unsafe {
+            slot(&tramp_cr3).write_volatile(&boot_pml4 as *const u8 as u64);
+            slot(&tramp_stack).write_volatile(stack);
+            slot(&tramp_entry).write_volatile(ap_main as *const () as u64);
+        }
+        BOOTING.store(c, Ordering::SeqCst);
+        apic::start_cpu(c, (TRAMPOLINE >> 12) as u8);
+        let mut waited = 0;
+        while !apic::online().contains(c) && waited < 1_000 {
+            apic::delay_us(1_000);
+            waited += 1;
+        }
+        if apic::online().contains(c) {
+            up += 1;
+        } else {
+            kprintln!(
+                "smp: cpu {} (APIC ID {}) did not start",
+                c,
+                apic::apic_id(c)
+            );
+        }
+    }
+    up
+}
+
+/// The 64-bit entry of an application processor, on its boot stack, with
+/// the boot page tables and interrupts off.
+extern "C" fn ap_main() -> ! {
+    let c = BOOTING.load(Ordering::SeqCst);
+    cpu::init_cpu(c);
+    apic::init();
+    let f = machine::init_features();
+    let sys = &*SYSTEM;
+    // Not online yet: only this CPU's number is needed for the switch.
+    arch::set_cpu_id_only(c);
+    sys.switch(None, sys.kernel())
+        .expect("switch to the kernel space");
+    machine::flush_all();
+    kprintln!(
+        "smp: cpu {} up (APIC ID {}), pcid={}, kernel space loaded",
+        c,
+        apic::id(),
+        if f.pcid { "on" } else { "off" }
+    );
+    apic::register_cpu(c);
+    apic::start_timer(crate::TIMESLICE_US);
+    sched::start(c)
+}
