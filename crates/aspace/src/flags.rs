@@ -4,6 +4,11 @@ use bitflags::bitflags;
 
 bitflags! {
     /// Access rights of an area (HelenOS `AS_AREA_*`, same bit values).
+    ///
+    /// The fault handler enforces them exactly; the page table may be
+    /// coarser: x86_64 cannot deny reads of a present page, so once a
+    /// write-only or execute-only area has a page mapped, loads from it
+    /// succeed.
     #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
     pub struct AreaFlags: u32 {
         /// Pages may be read.

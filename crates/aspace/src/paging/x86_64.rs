@@ -4,7 +4,11 @@
 //! direct map. Intermediate entries are created present, writable and
 //! user-accessible; the rights of a page are decided by its leaf entry alone.
 //! Entries of the kernel half (PML4 slots 256..512) are copied from the
-//! kernel's table into every user table and never freed with it.
+//! kernel's table into every user table and never freed with it; a kernel
+//! that maps kernel memory after creating user tables must preallocate its
+//! PML4 slots first. Intermediate tables stay when their last page is
+//! unmapped (so re-mapping never allocates) and are freed by
+//! [`destroy`](PageTable::destroy).
 
 use crate::addr::{Frame, Page, PhysAddr};
 use crate::flags::PageFlags;
