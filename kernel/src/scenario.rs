@@ -66,6 +66,29 @@ pub static SCENARIOS: &[Scenario] = &[
             run("jit", 1, Killed),
         ],
     },
+    Scenario {
+        name: "share",
+        spawns: &[
+            run("share_writer", 77, Exit(0)),
+            run("share_reader", 77, Exit(0)),
+        ],
+    },
+    Scenario {
+        name: "shootdown",
+        spawns: &[run("shootdown", 0, Exit(0))],
+    },
+    Scenario {
+        name: "asid-pressure",
+        spawns: &[
+            run("pressure", 0, Exit(0)),
+            run("pressure", 1, Exit(0)),
+            run("pressure", 2, Exit(0)),
+            run("pressure", 3, Exit(0)),
+            run("pressure", 4, Exit(0)),
+            run("pressure", 5, Exit(0)),
+            run("pressure", 6, Exit(0)),
+        ],
+    },
 ];
 
 struct State {

@@ -201,3 +201,72 @@ fn the_second_cpu_starts_through_init_sipi_sipi() {
     has(run, "smp: cpu 1 up (APIC ID 1)");
     has(run, "smp: 1 of 1 application processors started");
 }
+
+#[test]
+fn every_task_gives_back_its_address_space_and_image() {
+    let Some(run) = run() else { return };
+    let ends: Vec<&str> = run
+        .serial
+        .lines()
+        .filter(|l| {
+            l.starts_with("task ")
+                && (l.contains(" exited with code ") || l.contains(" ended with code "))
+        })
+        .collect();
+    assert!(ends.len() >= 20, "too few task endings: {ends:#?}");
+    for l in &ends {
+        assert!(!l.contains("STILL REFERENCED"), "{l}");
+    }
+}
+
+#[test]
+fn a_task_writes_a_shared_area_and_another_reads_it() {
+    let Some(run) = run() else { return };
+    has(
+        run,
+        "share-writer: wrote 3 pages, offered the area under key 77: 0",
+    );
+    has(run, "share-reader: accepted key 77 at 0x50000000: 0");
+    has(run, "share-reader: the writer's 3 pages read back: ok");
+    has(
+        run,
+        "share-writer: the reader's answer arrived in the shared area: 0xa11900d",
+    );
+    passed(run, "share");
+}
+
+#[test]
+fn losing_mappings_shoots_down_the_other_cpus_tlb_by_ipi() {
+    let Some(run) = run() else { return };
+    has(run, "shootdown: writer busy on cpu ");
+    has_all(
+        run,
+        &[
+            "(shootdown) thread",
+            "killed: page fault at 0x6000",
+            "(write): access not permitted by the area (area 0x60000000+0x2000 r--)",
+        ],
+    );
+    has(
+        run,
+        "shootdown: area made read-only = 0; counter frozen after the change",
+    );
+    let lines = passed(run, "shootdown");
+    assert!(counter(&lines, "ipis") >= 1, "{lines:#?}");
+    assert!(counter(&lines, "shootdown_ipis_served") >= 1, "{lines:#?}");
+}
+
+#[test]
+fn more_tasks_than_asids_are_preempted_and_keep_their_memory() {
+    let Some(run) = run() else { return };
+    for i in 0..7 {
+        has(
+            run,
+            &format!("pressure {i}: 40 rounds, pattern intact, ran on cpus "),
+        );
+    }
+    let lines = passed(run, "asid-pressure");
+    assert!(counter(&lines, "asid_steals") > 0, "{lines:#?}");
+    assert!(counter(&lines, "preemptions") > 0, "{lines:#?}");
+    assert_eq!(counter(&lines, "asid_allocs"), 7, "{lines:#?}");
+}
