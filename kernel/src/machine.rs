@@ -5,7 +5,7 @@ use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use aspace::paging::x86_64::X86_64PageTable;
-use aspace::{Asid, CpuId, CpuSet, Frame, Invalidation, Machine, Shootdown, Tlb, PAGE_SIZE};
+use aspace::{Asid, CpuId, CpuSet, Frame, Invalidation, Machine, Shootdown, Tlb};
 
 use crate::arch::{cpu_id, cpuid, cr3, cr4, set_cr3, set_cr4};
 use crate::mm::{DirectMap, Frames, FRAMES};
@@ -218,6 +218,3 @@ impl Machine for KMachine {
 pub type System = aspace::System<KMachine>;
 /// An address space on this machine.
 pub type Space = aspace::AddressSpace<KMachine>;
-
-/// Bytes in a page, as usize.
-pub const PAGE: usize = PAGE_SIZE as usize;

@@ -117,6 +117,11 @@ fn start(st: &mut State, index: usize) {
     let Some(sc) = SCENARIOS.get(index) else {
         let failed = FAILED.load(Ordering::SeqCst);
         kprintln!(
+            "end: frames in use {}, kernel heap in use {} bytes",
+            crate::mm::FRAMES.in_use(),
+            crate::mm::heap_used()
+        );
+        kprintln!(
             "{}",
             if failed {
                 "SOME SCENARIOS FAILED"
@@ -152,7 +157,7 @@ fn start(st: &mut State, index: usize) {
                 );
             }
             Err(e) => {
-                kprintln!("{}: cannot start {}: {:?}", sc.name, s.prog, e);
+                kprintln!("{}: cannot start {}: {}", sc.name, s.prog, e);
                 st.ok = false;
             }
         }

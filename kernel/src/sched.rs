@@ -77,6 +77,15 @@ pub enum SpawnError {
     Elf(aspace::loader::ElfError),
 }
 
+impl core::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SpawnError::Aspace(e) => write!(f, "{e}"),
+            SpawnError::Elf(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// Creates a process running `bytes` (a static ELF executable) with `arg`
 /// in `rdi`, and makes its first thread ready; returns its pid. (No
 /// reference to the process stays behind: its last thread ending destroys
@@ -158,13 +167,6 @@ pub fn current_process() -> Option<Arc<Process>> {
     SCHED.lock().current[cpu_id()]
         .as_ref()
         .map(|t| t.proc.clone())
-}
-
-/// The (pid, tid) of the task running on this CPU.
-pub fn current_ids() -> Option<(u64, u64)> {
-    SCHED.lock().current[cpu_id()]
-        .as_ref()
-        .map(|t| (t.proc.pid, t.tid))
 }
 
 /// Loads `next` into `frame` on this CPU, switching address spaces when it

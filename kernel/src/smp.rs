@@ -119,6 +119,7 @@ fn tramp_offset(sym: &u8) -> u64 {
 }
 
 /// Starts every other CPU; returns how many came up.
+#[allow(clippy::needless_range_loop)]
 pub fn start_aps() -> usize {
     let count = machine::CPU_COUNT.load(Ordering::Relaxed);
     let len = tramp_offset(unsafe { &tramp_end }) as usize;

@@ -84,35 +84,6 @@ impl<T> Deref for Once<T> {
     }
 }
 
-/// Per-CPU storage: each CPU touches only its own slot.
-pub struct PerCpu<T>(pub [T; crate::arch::MAX_CPUS]);
-
-impl<T> PerCpu<T> {
-    /// This CPU's slot.
-    pub fn this(&self) -> &T {
-        &self.0[crate::arch::cpu_id()]
-    }
-}
-
-/// Wrapper making an `UnsafeCell` usable in a static when the discipline
-/// (one CPU, interrupts off) is enforced by the caller.
-pub struct CpuCell<T>(UnsafeCell<T>);
-unsafe impl<T> Sync for CpuCell<T> {}
-impl<T> CpuCell<T> {
-    /// A cell.
-    pub const fn new(v: T) -> Self {
-        Self(UnsafeCell::new(v))
-    }
-    /// The value.
-    ///
-    /// # Safety
-    /// Only the owning CPU, with interrupts off.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn get(&self) -> &mut T {
-        &mut *self.0.get()
-    }
-}
-
 impl<T> DerefMut for Once<T> {
     fn deref_mut(&mut self) -> &mut T {
         self.value.get_mut().as_mut().expect("set")

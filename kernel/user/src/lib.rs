@@ -68,7 +68,9 @@ pub fn syscall(n: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
 /// Ends the calling thread (the task ends with its last thread).
 pub fn exit(code: i32) -> ! {
     syscall(nr::EXIT, code as u64, 0, 0, 0);
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 /// Prints raw bytes; returns 0 or a negative errno.
@@ -195,12 +197,15 @@ pub extern "C" fn _Unwind_Resume() -> ! {
     exit(102)
 }
 
-/// Reads `p` so the compiler cannot drop the access.
+/// Reads `p` so the compiler cannot drop the access. Deliberately safe to
+/// call with any pointer: a bad one is the kernel's business (the task dies).
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn read<T: Copy>(p: *const T) -> T {
     unsafe { core::ptr::read_volatile(p) }
 }
 
-/// Writes `p` so the compiler cannot drop the access.
+/// Writes `p` so the compiler cannot drop the access (see [`read`]).
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn write<T: Copy>(p: *mut T, v: T) {
     unsafe { core::ptr::write_volatile(p, v) }
 }

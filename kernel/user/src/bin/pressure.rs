@@ -22,7 +22,7 @@ fn main(arg: u64) -> i32 {
     }
     let mut cpus = 0u64;
     let mut bad = 0;
-    let rounds = 40;
+    let rounds = 40u32;
     for round in 0..rounds {
         cpus |= 1 << cpu();
         // Busy work long enough to be preempted by the timer now and then.
@@ -40,7 +40,7 @@ fn main(arg: u64) -> i32 {
                 );
             }
         }
-        if round % 8 == 0 {
+        if round.is_multiple_of(8) {
             yield_now();
         }
     }

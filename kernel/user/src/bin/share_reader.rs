@@ -6,7 +6,6 @@
 use aspace_user::*;
 
 const DST: usize = 0x5000_0000;
-const PAGES: usize = 4;
 
 #[no_mangle]
 fn main(arg: u64) -> i32 {

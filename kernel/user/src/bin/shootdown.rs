@@ -21,7 +21,7 @@ extern "C" fn writer(_arg: u64) -> ! {
     loop {
         n += 1;
         write(COUNTER, n);
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             // Report the CPU now and then (the timer may move the thread).
             write(WRITER_CPU, cpu() + 1);
         }
