@@ -85,17 +85,19 @@ pub fn qemu_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Whether to use KVM: only when `ASPACE_QEMU_ACCEL=kvm` and `/dev/kvm`
-/// opens. Software emulation (TCG) is the default because the KVM of some
-/// hosts (nested, or paravirtual like PVM) cannot run a higher-half kernel
-/// that uses SSE, and TCG runs the two vCPUs on two host threads anyway.
+/// Whether to try KVM: `/dev/kvm` opens for reading and writing, unless
+/// `ASPACE_QEMU_ACCEL=tcg`. A KVM that cannot run the kernel (some nested or
+/// paravirtual ones, like PVM, stop with an emulation failure on SSE code in
+/// the higher half) is detected and the boot repeated with TCG.
 pub fn kvm_usable() -> bool {
-    std::env::var("ASPACE_QEMU_ACCEL").is_ok_and(|v| v == "kvm")
-        && std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .is_ok()
+    if std::env::var("ASPACE_QEMU_ACCEL").is_ok_and(|v| v == "tcg") {
+        return false;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
 }
 
 /// The accelerator arguments: KVM with the host CPU (PCID, INVPCID), or
@@ -155,14 +157,33 @@ pub fn boot(image: &Path, cpus: u32, kvm: bool, timeout: Duration) -> Result<Run
         buf
     });
     let mut stderr = child.stderr.take().expect("piped");
+    let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = broken.clone();
     let err_reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf);
+            if text.contains("KVM internal error") || text.contains("emulation failure") {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
         buf
     });
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break st.code(),
+            Ok(None) if broken.load(std::sync::atomic::Ordering::SeqCst) => {
+                // The accelerator gave up (QEMU would wait forever).
+                std::thread::sleep(Duration::from_millis(200));
+                let _ = child.kill();
+                let _ = child.wait();
+                break Some(-1);
+            }
             Ok(None) if start.elapsed() > timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -187,12 +208,13 @@ pub fn boot(image: &Path, cpus: u32, kvm: bool, timeout: Duration) -> Result<Run
     })
 }
 
-/// Boots with KVM when usable, falling back to TCG when QEMU cannot start
-/// the KVM guest at all (it exits without a debug-exit status).
+/// Boots with KVM when usable, falling back to TCG when the KVM run does
+/// not report success (QEMU cannot start the guest, KVM fails to run it, or
+/// it times out); the KVM attempt's output goes to stderr.
 pub fn boot_best(image: &Path, cpus: u32, timeout: Duration) -> Result<Run, String> {
     if kvm_usable() {
         let run = boot(image, cpus, true, timeout)?;
-        if matches!(run.status, Some(QEMU_SUCCESS | QEMU_FAILURE)) || run.status.is_none() {
+        if run.status == Some(QEMU_SUCCESS) {
             return Ok(run);
         }
         eprintln!(
