@@ -6,110 +6,22 @@
 //! Randomised schedules come from a seeded xorshift generator; assertion
 //! messages carry the seed. `ASPACE_SEED=<n>` overrides the default seed.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
 
 use aspace::{AreaFlags, Asid, Error, Tlb, VirtAddr, PAGE_SIZE};
 use aspace_sim::{Cpu, Sim, SimConfig, Space};
+
+mod common;
+use common::{va, SyncPoint, XorShift};
 
 const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);
 const BASE: u64 = 0x40_0000;
 const DEFAULT_SEED: u64 = 0xa51d_5eed;
 
-fn va(a: u64) -> VirtAddr {
-    VirtAddr::new(a)
-}
-
 fn seed() -> u64 {
-    std::env::var("ASPACE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SEED)
-}
-
-/// xorshift64.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// A barrier that does not hang when one of its threads fails: a thread
-/// that panics while holding a [`SyncPoint::guard`] breaks it, and every
-/// thread waiting at it (or arriving later) panics instead of waiting
-/// forever.
-struct SyncPoint {
-    threads: usize,
-    state: Mutex<(usize, u64)>,
-    cv: Condvar,
-    broken: AtomicBool,
-}
-
-struct BreakOnPanic<'a>(&'a SyncPoint);
-
-impl Drop for BreakOnPanic<'_> {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.0.broken.store(true, Relaxed);
-            self.0.cv.notify_all();
-        }
-    }
-}
-
-impl SyncPoint {
-    fn new(threads: usize) -> Self {
-        Self {
-            threads,
-            state: Mutex::new((0, 0)),
-            cv: Condvar::new(),
-            broken: AtomicBool::new(false),
-        }
-    }
-
-    /// Breaks the sync point if the calling thread panics while the guard
-    /// lives.
-    fn guard(&self) -> BreakOnPanic<'_> {
-        BreakOnPanic(self)
-    }
-
-    fn wait(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let generation = s.1;
-        s.0 += 1;
-        if s.0 == self.threads {
-            *s = (0, generation + 1);
-            self.cv.notify_all();
-            return;
-        }
-        while s.1 == generation {
-            assert!(
-                !self.broken.load(Relaxed),
-                "another thread at this sync point failed"
-            );
-            s = self
-                .cv
-                .wait_timeout(s, Duration::from_millis(20))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
+    common::seed(DEFAULT_SEED)
 }
 
 fn sim(cpus: usize, asids: u16) -> Sim {

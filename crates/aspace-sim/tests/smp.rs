@@ -13,12 +13,15 @@
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use aspace::{AreaFlags, Asid, FaultReason, Page, StatsSnapshot, VirtAddr, PAGE_SIZE};
 use aspace_sim::{AccessFault, Cpu, HwStats, Sim, SimConfig, Space, TlbEntry};
+
+mod common;
+use common::{va, SyncPoint, XorShift};
 
 const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);
 
@@ -41,44 +44,8 @@ const CHURN_TIME_CAP: Duration = Duration::from_secs(2);
 /// Safety net for the workers, which stop when the churning thread is done.
 const MAX_WORKER_OPS: u64 = 20_000_000;
 
-fn va(a: u64) -> VirtAddr {
-    VirtAddr::new(a)
-}
-
 fn seed() -> u64 {
-    std::env::var("ASPACE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SEED)
-}
-
-/// xorshift64: small, deterministic, good enough to pick pages.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        // Spread nearby seeds apart; the state must not be zero.
-        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform-ish in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// True with probability `percent`%.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
+    common::seed(DEFAULT_SEED)
 }
 
 /// The value word `slot` of page `page` of region `region` holds in the
@@ -103,67 +70,6 @@ impl Region {
 
     fn size(&self) -> u64 {
         self.pages * PAGE_SIZE
-    }
-}
-
-/// A barrier that does not hang when one of its threads fails: a thread
-/// that panics while holding a [`SyncPoint::guard`] breaks it, and every
-/// thread waiting at it (or arriving later) panics instead of waiting
-/// forever.
-struct SyncPoint {
-    threads: usize,
-    state: Mutex<(usize, u64)>,
-    cv: Condvar,
-    broken: AtomicBool,
-}
-
-struct BreakOnPanic<'a>(&'a SyncPoint);
-
-impl Drop for BreakOnPanic<'_> {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.0.broken.store(true, Relaxed);
-            self.0.cv.notify_all();
-        }
-    }
-}
-
-impl SyncPoint {
-    fn new(threads: usize) -> Self {
-        Self {
-            threads,
-            state: Mutex::new((0, 0)),
-            cv: Condvar::new(),
-            broken: AtomicBool::new(false),
-        }
-    }
-
-    /// Breaks the sync point if the calling thread panics while the guard
-    /// lives.
-    fn guard(&self) -> BreakOnPanic<'_> {
-        BreakOnPanic(self)
-    }
-
-    fn wait(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let generation = s.1;
-        s.0 += 1;
-        if s.0 == self.threads {
-            *s = (0, generation + 1);
-            self.cv.notify_all();
-            return;
-        }
-        while s.1 == generation {
-            assert!(
-                !self.broken.load(Relaxed),
-                "another thread at this sync point failed"
-            );
-            s = self
-                .cv
-                .wait_timeout(s, Duration::from_millis(20))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
     }
 }
 
