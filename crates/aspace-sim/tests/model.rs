@@ -1,11 +1,21 @@
 //! Randomised model-based test: random sequences of address-space operations
 //! and user-mode accesses run on a simulated 2-CPU machine and, side by side,
-//! on a plain reference model (areas in a `BTreeMap`, memory contents as a
-//! map of bytes, which CPU runs which space). Every result must match the
-//! model exactly, and after every step the structural invariants of the
-//! subsystem are checked: areas, used space == page table, frame accounting,
-//! ASIDs, TLB coherence, no stale TLB access. At the end of each case
-//! everything is torn down and must leave no frame and no ASID behind.
+//! on a plain reference model (areas in a `BTreeMap`, the contents of every
+//! area or group of shared areas as a map of pages, which CPU runs which
+//! space). Every result must match the model exactly, and after every step
+//! the structural invariants of the subsystem are checked: areas, share
+//! records, used space == page table, which frame each mapping uses and how
+//! many references it has, frame accounting, ASIDs, TLB coherence, no stale
+//! TLB access, and the contents of every mapped frame. At the end of each
+//! case everything is torn down and must leave no frame and no ASID behind.
+//!
+//! Operations: area create (also refused ones), resize, destroy,
+//! change_flags, share (`area_share` between the 3 spaces and within one,
+//! also refused ones), CPU switches, replacing a space, 8-byte reads and
+//! writes and 1-byte fetches through a CPU, and `copy_from_user` /
+//! `copy_to_user` both through a CPU (simulated MMU, DEFER path) and through
+//! the core (`AddressSpace::copy_*_user`, no CPU), including ranges crossing
+//! pages and area ends, NULL, kernel, non-canonical and wrapping addresses.
 //!
 //! Knobs (environment variables):
 //! - `ASPACE_MODEL_CASES`: number of cases (default 256),
@@ -22,11 +32,11 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use aspace::{
     Access, AreaAttrs, AreaFlags, Asid, CpuSet, Error, FaultReason, Layout, Page, PageFlags,
-    StatsSnapshot, VirtAddr, PAGE_SIZE,
+    PhysMemory, StatsSnapshot, VirtAddr, PAGE_SIZE,
 };
 use aspace_sim::{AccessFault, Cpu, Sim, SimConfig, Space};
 use proptest::collection::vec;
@@ -52,6 +62,8 @@ const GRID_END: u64 = GRID_BASE + ((TOP_SLOT as u64) * SLOT_PAGES + REACH_PAGES)
 const USER_END: u64 = Layout::X86_64.user_end;
 const TOP_BASE: u64 = USER_END - SLOT_PAGES * PAGE_SIZE;
 const KERNEL_BASE: u64 = 0xffff_8000_0000_0000;
+/// Longest generated copy (3 pages, so a copy can span 4).
+const MAX_COPY: u64 = 3 * PAGE_SIZE;
 
 fn slot_base(slot: usize) -> u64 {
     if slot == TOP_SLOT {
@@ -72,6 +84,15 @@ fn scanned_pages() -> impl Iterator<Item = u64> {
 const R: AreaFlags = AreaFlags::READ;
 const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);
 const RX: AreaFlags = AreaFlags::READ.union(AreaFlags::EXEC);
+const WX: AreaFlags = AreaFlags::WRITE.union(AreaFlags::EXEC);
+
+/// The bytes a `copy_to_user` of `len` bytes with `fill` stores: varied, so
+/// that a byte landing at the wrong offset shows.
+fn pattern(fill: u8, len: u64) -> Vec<u8> {
+    (0..len)
+        .map(|i| fill.wrapping_add((i as u8).wrapping_mul(7)) ^ ((i >> 8) as u8))
+        .collect()
+}
 
 // ---------------------------------------------------------------------------
 // Operations
@@ -139,8 +160,10 @@ impl Bad {
 /// Where an operation aims: a grid slot's base, the k-th area of the space
 /// (modulo the number of areas; the slot `k % SLOTS` when there is none), or
 /// exactly the address of the space's last successful write or of a byte
-/// whose data was last cut away (slot 0 when none), so that operations
-/// mostly find something to work on and reads meet earlier writes.
+/// whose data was last cut away (slot 0 when none), or the byte that the
+/// last store through any area reached, as seen in an area of this space
+/// sharing it, so that operations mostly find something to work on and
+/// reads meet earlier writes, also through other sharers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum At {
     Slot(usize),
@@ -148,6 +171,10 @@ enum At {
     LastWrite,
     /// A byte whose data a shrink or destroy removed most recently.
     LastCut,
+    /// The byte of the last store into a shared group (in any space,
+    /// through any area) or of data a share just made visible, in an area
+    /// of this space of that group (as `LastWrite` when there is none).
+    Peer,
 }
 
 impl fmt::Debug for At {
@@ -157,14 +184,104 @@ impl fmt::Debug for At {
             At::Area(k) => write!(f, "area#{k}"),
             At::LastWrite => write!(f, "last_write"),
             At::LastCut => write!(f, "last_cut"),
+            At::Peer => write!(f, "peer"),
         }
     }
+}
+
+/// The size an `area_share` names, relative to the source area's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ShareSize {
+    Exact,
+    PageLess,
+    PageMore,
+    ByteLess,
+}
+
+/// The rights an `area_share` asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mask {
+    /// The source area's rights (without `CACHEABLE`, which is inherited).
+    Same,
+    /// Fixed rights, possibly ones the source lacks (or write+exec).
+    Fixed(Fl),
+}
+
+impl fmt::Debug for Mask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mask::Same => write!(f, "same"),
+            Mask::Fixed(fl) => write!(f, "{fl:?}"),
+        }
+    }
+}
+
+/// Where an `area_share` puts the destination area.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dst {
+    Slot(usize),
+    /// The base of the k-th area of the destination space (taken).
+    Area(usize),
+    /// The page of the destination space's last byte cut away.
+    LastCut,
+    /// A slot base plus an unaligned offset.
+    Unaligned(usize, u64),
+    Null,
+    Kernel,
+    /// The last user page.
+    LastPage,
+}
+
+impl fmt::Debug for Dst {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dst::Slot(s) => write!(f, "slot{s}"),
+            Dst::Area(k) => write!(f, "area#{k}"),
+            Dst::LastCut => write!(f, "last_cut"),
+            Dst::Unaligned(s, o) => write!(f, "slot{s}+{o:#x}"),
+            Dst::Null => write!(f, "NULL"),
+            Dst::Kernel => write!(f, "kernel"),
+            Dst::LastPage => write!(f, "last_page"),
+        }
+    }
+}
+
+/// Who performs a `copy_*_user`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A CPU running the space (switched to it if none does): the copy goes
+    /// through its TLB and the simulated MMU, faults take the DEFER path.
+    Cpu(usize),
+    /// The core, through the page table, on any space.
+    Core,
+}
+
+impl fmt::Debug for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Via::Cpu(c) => write!(f, "cpu{c}"),
+            Via::Core => write!(f, "core"),
+        }
+    }
+}
+
+/// Which kind of raw address a `copy_*_user` uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RawAddr {
+    Null,
+    Kernel,
+    NonCanonical,
+    /// Starting just below the end of user space, mostly crossing it.
+    UserEnd,
+    /// Near `u64::MAX`, so that `addr + len` wraps.
+    Wrapping,
 }
 
 #[derive(Clone, PartialEq, Eq)]
 enum Op {
     /// `area_create(base, pages * PAGE_SIZE, flags)` with `base` a slot's
-    /// base or (`At::LastCut`) the page of the last byte cut away.
+    /// base or (`At::LastCut`) the page of the last byte cut away; on the
+    /// top slot the area ends at the end of user space instead.
     Create {
         space: usize,
         at: At,
@@ -246,6 +363,36 @@ enum Op {
         addr: Hex,
         write: bool,
     },
+    /// `src.area_share(target, size, dst, base, mask)`.
+    Share {
+        src: usize,
+        at: At,
+        dst: usize,
+        to: Dst,
+        size: ShareSize,
+        mask: Mask,
+    },
+    /// `copy_to_user` (of `pattern(fill, len)`) or `copy_from_user` of `len`
+    /// bytes at an address found as for `Write`.
+    Copy {
+        space: usize,
+        via: Via,
+        to_user: bool,
+        at: At,
+        page: u64,
+        offset: u64,
+        len: u64,
+        fill: u8,
+    },
+    /// A copy at a raw address.
+    CopyRaw {
+        kind: RawAddr,
+        space: usize,
+        via: Via,
+        to_user: bool,
+        addr: Hex,
+        len: u64,
+    },
 }
 
 impl fmt::Debug for Op {
@@ -314,6 +461,53 @@ impl fmt::Debug for Op {
                 f,
                 "s{space}@cpu{cpu}.{}({addr:?})",
                 if write { "write_u64" } else { "read_u64" }
+            ),
+            Op::Share {
+                src,
+                at,
+                dst,
+                to,
+                size,
+                mask,
+            } => write!(
+                f,
+                "s{src}.share({at:?}, size {size:?}, s{dst} at {to:?}, mask {mask:?})"
+            ),
+            Op::Copy {
+                space,
+                via,
+                to_user,
+                at,
+                page,
+                offset,
+                len,
+                fill,
+            } => {
+                if to_user {
+                    write!(
+                        f,
+                        "s{space}@{via:?}.copy_to_user({at:?}+{page}p+{offset:#x}, \
+                         {len:#x} bytes, fill {fill:#x})"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "s{space}@{via:?}.copy_from_user({at:?}+{page}p+{offset:#x}, \
+                         {len:#x} bytes)"
+                    )
+                }
+            }
+            Op::CopyRaw {
+                kind,
+                space,
+                via,
+                to_user,
+                addr,
+                len,
+            } => write!(
+                f,
+                "s{space}@{via:?}.copy_{}_user({kind:?}: {addr:?}, {len:#x} bytes)",
+                if to_user { "to" } else { "from" }
             ),
         }
     }
@@ -450,6 +644,93 @@ fn bad_create() -> impl Strategy<Value = Op> {
     ]
 }
 
+fn via() -> impl Strategy<Value = Via> {
+    prop_oneof![(0..CPUS).prop_map(Via::Cpu), Just(Via::Core)]
+}
+
+/// Copy lengths: empty, short, about a page (crossing into the next one
+/// from most offsets), up to `MAX_COPY`.
+fn copy_len() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        1 => Just(0u64),
+        4 => 1..=16u64,
+        3 => PAGE_SIZE - 16..=PAGE_SIZE + 16,
+        2 => 1..=MAX_COPY,
+    ]
+}
+
+fn share_dst() -> impl Strategy<Value = Dst> {
+    prop_oneof![
+        12 => (0..SLOTS).prop_map(Dst::Slot),
+        2 => (0..4usize).prop_map(Dst::Area),
+        1 => Just(Dst::LastCut),
+        1 => (0..SLOTS, 1..PAGE_SIZE).prop_map(|(s, o)| Dst::Unaligned(s, o)),
+        1 => Just(Dst::Null),
+        1 => Just(Dst::Kernel),
+        1 => Just(Dst::LastPage),
+    ]
+}
+
+fn share_size() -> impl Strategy<Value = ShareSize> {
+    prop_oneof![
+        16 => Just(ShareSize::Exact),
+        1 => Just(ShareSize::PageLess),
+        1 => Just(ShareSize::PageMore),
+        1 => Just(ShareSize::ByteLess),
+    ]
+}
+
+fn share_mask() -> impl Strategy<Value = Mask> {
+    prop_oneof![
+        10 => Just(Mask::Same),
+        3 => Just(Mask::Fixed(Fl(R))),
+        2 => flags().prop_map(Mask::Fixed),
+        1 => Just(Mask::Fixed(Fl(WX))),
+        1 => Just(Mask::Fixed(Fl(RW | AreaFlags::EXEC))),
+    ]
+}
+
+/// A copy at a raw address: refused by the range check (kernel,
+/// non-canonical, crossing the end of user space, wrapping) or by the
+/// fault handler (NULL page), except for empty copies ending at most at the
+/// end of user space and copies below it that stay in an area.
+fn raw_copy() -> impl Strategy<Value = Op> {
+    let raw = |kind, space, via, to_user, addr: u64, len| Op::CopyRaw {
+        kind,
+        space,
+        via,
+        to_user,
+        addr: Hex(addr),
+        len,
+    };
+    (
+        0..SPACES,
+        via(),
+        any::<bool>(),
+        prop_oneof![
+            1 => (0..PAGE_SIZE, 0..=16u64).prop_map(|(a, l)| (RawAddr::Null, a, l)),
+            1 => (0..4 * PAGE_SIZE, 0..=16u64)
+                .prop_map(|(a, l)| (RawAddr::Kernel, KERNEL_BASE + a, l)),
+            1 => (0..4 * PAGE_SIZE, 1..=16u64)
+                .prop_map(|(a, l)| (RawAddr::NonCanonical, USER_END + a, l)),
+            // `k` bytes below the end, ending there or up to 16 bytes past.
+            3 => (
+                prop_oneof![
+                    1 => Just(0u64),
+                    3 => 1..=16u64,
+                    2 => PAGE_SIZE - 8..=PAGE_SIZE + 8
+                ],
+                prop_oneof![2 => Just(0u64), 1 => 1..=16u64]
+            )
+                .prop_map(|(k, d)| (RawAddr::UserEnd, USER_END - k, k + d)),
+            1 => (0..16u64, 0..=64u64).prop_map(|(k, l)| (RawAddr::Wrapping, u64::MAX - k, l)),
+        ],
+    )
+        .prop_map(move |(space, via, to_user, (kind, addr, len))| {
+            raw(kind, space, via, to_user, addr, len)
+        })
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let sp = || 0..SPACES;
     let cpu = || 0..CPUS;
@@ -459,6 +740,7 @@ fn op() -> impl Strategy<Value = Op> {
             1 => (0..SLOTS).prop_map(At::Slot),
             3 => Just(At::LastWrite),
             2 => Just(At::LastCut),
+            4 => Just(At::Peer),
         ]
     };
     // Shrinks and destroys aim at written data more often.
@@ -467,6 +749,16 @@ fn op() -> impl Strategy<Value = Op> {
             4 => (0..4usize).prop_map(At::Area),
             1 => (0..SLOTS).prop_map(At::Slot),
             4 => Just(At::LastWrite),
+            3 => Just(At::Peer),
+        ]
+    };
+    // Shares mostly find a source area.
+    let src_at = || {
+        prop_oneof![
+            8 => (0..4usize).prop_map(At::Area),
+            1 => (0..SLOTS).prop_map(At::Slot),
+            1 => Just(At::LastWrite),
+            2 => Just(At::Peer),
         ]
     };
     let at_page = || prop_oneof![3 => Just(0u64), 1 => 0..SLOT_PAGES];
@@ -481,7 +773,7 @@ fn op() -> impl Strategy<Value = Op> {
                 size,
             }
         }),
-        2 => (sp(), cut_at(), at_page()).prop_map(|(space, at, at_page)| Op::Destroy {
+        3 => (sp(), cut_at(), at_page()).prop_map(|(space, at, at_page)| Op::Destroy {
             space,
             at,
             at_page
@@ -535,6 +827,37 @@ fn op() -> impl Strategy<Value = Op> {
                 addr: Hex(addr),
                 write,
             }),
+        6 => (sp(), src_at(), sp(), share_dst(), share_size(), share_mask()).prop_map(
+            |(src, at, dst, to, size, mask)| Op::Share {
+                src,
+                at,
+                dst,
+                to,
+                size,
+                mask,
+            }
+        ),
+        8 => (
+            sp(),
+            via(),
+            any::<bool>(),
+            at(),
+            access_page(),
+            access_offset(),
+            copy_len(),
+            1..=255u8
+        )
+            .prop_map(|(space, via, to_user, at, page, offset, len, fill)| Op::Copy {
+                space,
+                via,
+                to_user,
+                at,
+                page,
+                offset,
+                len,
+                fill,
+            }),
+        2 => raw_copy(),
     ]
 }
 
@@ -552,23 +875,67 @@ fn create(space: usize) -> impl Strategy<Value = Op> {
 
 fn case(steps: usize) -> impl Strategy<Value = Case> {
     // Most cases start with an area in every space, so that the random
-    // operations after it mostly find something to work on.
+    // operations after it mostly find something to work on, and many with
+    // the first area of a space written to and shared into another space
+    // (or the same), so that accesses through several sharers are frequent;
+    // some then destroy the written area, leaving its data to the other.
     let prelude = (0..SPACES)
         .map(|s| prop::option::weighted(0.8, create(s)))
         .collect::<Vec<_>>();
+    let share = (
+        (0..SPACES, 0..SPACES, 0..SLOTS, share_mask()),
+        prop::option::weighted(0.7, (0..CPUS, access_page(), access_offset(), any::<u64>())),
+        prop::bool::weighted(0.25),
+    )
+        .prop_map(|((src, dst, slot, mask), write, destroy)| {
+            let write = write.map(|(cpu, page, offset, value)| Op::Write {
+                space: src,
+                cpu,
+                at: At::Area(0),
+                page,
+                offset,
+                value: Hex(value),
+            });
+            let share = Op::Share {
+                src,
+                at: At::Area(0),
+                dst,
+                to: Dst::Slot(slot),
+                size: ShareSize::Exact,
+                mask,
+            };
+            let destroy = destroy.then_some(Op::Destroy {
+                space: src,
+                at: At::LastWrite,
+                at_page: 0,
+            });
+            write
+                .into_iter()
+                .chain(std::iter::once(share))
+                .chain(destroy)
+                .collect::<Vec<_>>()
+        });
     (
         prop_oneof![2 => Just(2u16), 1 => Just(3u16)],
         prop_oneof![Just(1usize), 2..=8usize, Just(64usize)],
         any::<bool>(),
         prelude,
+        prop::option::weighted(0.7, share),
         vec(op(), 1..=steps),
     )
-        .prop_map(|(asids, tlb_entries, spaces_first, prelude, ops)| Case {
-            asids,
-            tlb_entries,
-            spaces_first,
-            ops: prelude.into_iter().flatten().chain(ops).collect(),
-        })
+        .prop_map(
+            |(asids, tlb_entries, spaces_first, prelude, share, ops)| Case {
+                asids,
+                tlb_entries,
+                spaces_first,
+                ops: prelude
+                    .into_iter()
+                    .flatten()
+                    .chain(share.into_iter().flatten())
+                    .chain(ops)
+                    .collect(),
+            },
+        )
 }
 
 // ---------------------------------------------------------------------------
@@ -579,6 +946,34 @@ fn case(steps: usize) -> impl Strategy<Value = Case> {
 struct MArea {
     pages: u64,
     flags: AreaFlags,
+    /// The group whose contents the area shows (see `MGroup`).
+    group: u64,
+    /// Unique among all areas of the case.
+    id: u64,
+}
+
+/// The contents of one area, or of a group of areas sharing their pages.
+///
+/// Every area starts in a group of its own. A share that passes the
+/// source's checks turns the source's group into a shared one (the core's
+/// share record, with a page map holding the frames of the pages the source
+/// has mapped), even if creating the destination then fails (as HelenOS
+/// does); a successful one adds the destination to the group. A shared
+/// group keeps every page touched in any member in its page map, also when
+/// no member maps it any more, until its last member goes.
+#[derive(Default)]
+struct MGroup {
+    /// Whether the core has a share record for the group.
+    shared: bool,
+    /// Ids of the areas in the group.
+    members: BTreeSet<u64>,
+    /// Page indices (within the area) in the share record's page map; each
+    /// holds a frame and one reference to it.
+    pagemap: BTreeSet<u64>,
+    /// Page index -> contents (pages absent read as zeros).
+    data: BTreeMap<u64, Vec<u8>>,
+    /// Page index -> id of the area that last stored into it (coverage).
+    writer: BTreeMap<u64, u64>,
 }
 
 /// One address space as the model sees it.
@@ -586,14 +981,12 @@ struct MArea {
 struct MSpace {
     /// base page number -> area
     areas: BTreeMap<u64, MArea>,
-    /// Bytes written (every other byte of an area reads as zero).
-    bytes: BTreeMap<u64, u8>,
     /// Pages mapped now: touched by a permitted access and not cut since.
     resident: BTreeSet<u64>,
     /// Pages ever mapped (bounds the page-table frames from above).
     ever: BTreeSet<u64>,
-    /// Pages whose written data was removed by a shrink or destroy
-    /// (coverage only).
+    /// Pages whose written data was removed from this space by a shrink or
+    /// destroy (coverage only).
     wiped: BTreeSet<u64>,
     /// Address of the last write that stored something (addressing only).
     last_write: Option<u64>,
@@ -621,11 +1014,66 @@ impl MSpace {
                 .iter()
                 .all(|(&b, a)| Some(b) == avoid || b + a.pages <= start || end <= b)
     }
+}
 
-    fn create(&mut self, base: u64, size: u64, flags: AreaFlags) -> Result<(), Error> {
-        if flags.contains(AreaFlags::WRITE | AreaFlags::EXEC)
-            || !VirtAddr::new(base).is_page_aligned()
-        {
+/// A space replaced by `Recreate` while a CPU ran it: alive (with its
+/// areas, still members of their groups) until no CPU runs it any more.
+struct Zombie {
+    space: Weak<Space>,
+    m: MSpace,
+}
+
+/// The whole reference model: the spaces, the replaced spaces still alive,
+/// and the contents of every group of areas.
+#[derive(Default)]
+struct Model {
+    spaces: Vec<MSpace>,
+    zombies: Vec<Zombie>,
+    groups: BTreeMap<u64, MGroup>,
+    next_id: u64,
+    /// Page-map entries ever made (each took a frame reference).
+    pagemap_inserts: u64,
+    /// Group and byte offset within the area of the last store into a
+    /// shared group, or of data a successful share made visible in a new
+    /// area (addressing only).
+    last_store: Option<(u64, u64)>,
+    /// What the last read access saw beyond plain data (coverage only).
+    read_note: Option<&'static str>,
+}
+
+impl Model {
+    fn new() -> Model {
+        Model {
+            spaces: (0..SPACES).map(|_| MSpace::default()).collect(),
+            ..Model::default()
+        }
+    }
+
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn area_at(&self, s: usize, page: u64) -> Option<(u64, MArea)> {
+        let start = self.spaces[s].find(page)?;
+        Some((start, self.spaces[s].areas[&start]))
+    }
+
+    fn create(&mut self, s: usize, base: u64, size: u64, flags: AreaFlags) -> Result<(), Error> {
+        self.place(s, base, size, flags, None)
+    }
+
+    /// `area_create` in space `s`: the new area joins `group`, or a new
+    /// group of its own.
+    fn place(
+        &mut self,
+        s: usize,
+        base: u64,
+        size: u64,
+        flags: AreaFlags,
+        group: Option<u64>,
+    ) -> Result<(), Error> {
+        if flags.contains(WX) || !VirtAddr::new(base).is_page_aligned() {
             return Err(Error::InvalidArgument);
         }
         base.checked_add(size).ok_or(Error::InvalidArgument)?;
@@ -634,16 +1082,40 @@ impl MSpace {
             return Err(Error::InvalidArgument);
         }
         let start = base / PAGE_SIZE;
-        if !self.fits(start, pages, None) {
+        if !self.spaces[s].fits(start, pages, None) {
             return Err(Error::AddressNotAvailable);
         }
-        self.areas.insert(start, MArea { pages, flags });
+        let id = self.new_id();
+        let group = match group {
+            Some(g) => g,
+            None => {
+                let g = self.new_id();
+                self.groups.insert(g, MGroup::default());
+                g
+            }
+        };
+        self.groups
+            .get_mut(&group)
+            .expect("live group")
+            .members
+            .insert(id);
+        self.spaces[s].areas.insert(
+            start,
+            MArea {
+                pages,
+                flags,
+                group,
+                id,
+            },
+        );
         Ok(())
     }
 
-    fn resize(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        let start = self.find(addr / PAGE_SIZE).ok_or(Error::NotFound)?;
-        let area = self.areas[&start];
+    fn resize(&mut self, s: usize, addr: u64, size: u64) -> Result<(), Error> {
+        let (start, area) = self.area_at(s, addr / PAGE_SIZE).ok_or(Error::NotFound)?;
+        if self.groups[&area.group].shared {
+            return Err(Error::NotSupported);
+        }
         let offset = addr - start * PAGE_SIZE;
         let bytes = offset.checked_add(size).ok_or(Error::InvalidArgument)?;
         let pages = bytes.div_ceil(PAGE_SIZE);
@@ -654,58 +1126,151 @@ impl MSpace {
             (start * PAGE_SIZE)
                 .checked_add(bytes)
                 .ok_or(Error::InvalidArgument)?;
-            if !self.fits(start, pages, Some(start)) {
+            if !self.spaces[s].fits(start, pages, Some(start)) {
                 return Err(Error::AddressNotAvailable);
             }
         }
         if pages < area.pages {
-            self.cut(start + pages, start + area.pages);
+            self.cut(s, start, area, pages, true);
         }
-        self.areas.get_mut(&start).expect("found").pages = pages;
+        self.spaces[s].areas.get_mut(&start).expect("found").pages = pages;
         Ok(())
     }
 
-    fn destroy(&mut self, addr: u64) -> Result<(), Error> {
-        let start = self.find(addr / PAGE_SIZE).ok_or(Error::NotFound)?;
-        let area = self.areas.remove(&start).expect("found");
-        self.cut(start, start + area.pages);
-        Ok(())
+    /// Destroys the area containing `addr`; says whether it was private,
+    /// a sharer leaving others behind, or the last sharer.
+    fn destroy(&mut self, s: usize, addr: u64) -> Result<&'static str, Error> {
+        let (start, area) = self.area_at(s, addr / PAGE_SIZE).ok_or(Error::NotFound)?;
+        self.spaces[s].areas.remove(&start);
+        let g = &self.groups[&area.group];
+        let last = g.members.len() == 1;
+        let kind = match (g.shared, last) {
+            (false, _) => "private",
+            (true, true) => "last sharer",
+            (true, false) => "shared, others keep the data",
+        };
+        self.cut(s, start, area, 0, last);
+        self.leave(&area);
+        Ok(kind)
     }
 
-    fn change_flags(&mut self, addr: u64, flags: AreaFlags) -> Result<(), Error> {
-        if flags.contains(AreaFlags::WRITE | AreaFlags::EXEC) {
+    /// Pages `from..` of `area` (based at page `start` of space `s`) leave
+    /// the space: unmapped, and their data gone too when `lose`.
+    fn cut(&mut self, s: usize, start: u64, area: MArea, from: u64, lose: bool) {
+        let ms = &mut self.spaces[s];
+        let (lo, hi) = (start + from, start + area.pages);
+        ms.resident.retain(|p| !(lo..hi).contains(p));
+        let g = self.groups.get_mut(&area.group).expect("live group");
+        let pages: Vec<u64> = g.data.range(from..area.pages).map(|(&i, _)| i).collect();
+        let mut first = None;
+        for i in pages {
+            if let Some(off) = g.data[&i].iter().position(|&b| b != 0) {
+                first.get_or_insert((start + i) * PAGE_SIZE + off as u64);
+                ms.wiped.insert(start + i);
+            }
+            if lose {
+                g.data.remove(&i);
+                g.writer.remove(&i);
+            }
+        }
+        if first.is_some() {
+            ms.last_cut = first;
+        }
+    }
+
+    /// `area` is gone: it leaves its group, which goes with its last member.
+    fn leave(&mut self, area: &MArea) {
+        let g = self.groups.get_mut(&area.group).expect("live group");
+        g.members.remove(&area.id);
+        if g.members.is_empty() {
+            self.groups.remove(&area.group);
+        }
+    }
+
+    fn change_flags(&mut self, s: usize, addr: u64, flags: AreaFlags) -> Result<(), Error> {
+        if flags.contains(WX) {
             return Err(Error::InvalidArgument);
         }
-        let start = self.find(addr / PAGE_SIZE).ok_or(Error::NotFound)?;
-        self.areas.get_mut(&start).expect("found").flags = flags;
+        let (start, area) = self.area_at(s, addr / PAGE_SIZE).ok_or(Error::NotFound)?;
+        if self.groups[&area.group].shared {
+            return Err(Error::NotSupported);
+        }
+        self.spaces[s].areas.get_mut(&start).expect("found").flags = flags;
         Ok(())
     }
 
-    /// Pages `[from, to)` are no longer part of an area: their frames and
-    /// data are gone.
-    fn cut(&mut self, from: u64, to: u64) {
-        self.resident.retain(|p| !(from..to).contains(p));
-        let range = from * PAGE_SIZE..to * PAGE_SIZE;
-        let wiped: Vec<u64> = self.bytes.range(range.clone()).map(|(&a, _)| a).collect();
-        if let Some(&a) = wiped.first() {
-            self.last_cut = Some(a);
+    /// `area_share` (HelenOS `as_area_share`); also says which check
+    /// decided (for coverage).
+    fn share(
+        &mut self,
+        src: usize,
+        src_addr: u64,
+        size: u64,
+        dst: usize,
+        dst_base: u64,
+        mask: AreaFlags,
+    ) -> (Result<(), Error>, &'static str) {
+        let Some((start, area)) = self.area_at(src, src_addr / PAGE_SIZE) else {
+            return (Err(Error::NotFound), "no source");
+        };
+        let mut mask = mask;
+        if area.flags.contains(AreaFlags::CACHEABLE) {
+            mask |= AreaFlags::CACHEABLE;
         }
-        for a in wiped {
-            self.bytes.remove(&a);
-            self.wiped.insert(a / PAGE_SIZE);
+        if area.pages.checked_mul(PAGE_SIZE) != Some(size) {
+            return (Err(Error::PermissionDenied), "size");
+        }
+        if !area.flags.contains(mask) {
+            // The source never has write and exec together, so a write+exec
+            // mask always asks for a right the source lacks.
+            let why = if mask.contains(WX) {
+                "write+exec"
+            } else {
+                "rights"
+            };
+            return (Err(Error::PermissionDenied), why);
+        }
+        let ms = &self.spaces[src];
+        let g = self.groups.get_mut(&area.group).expect("live group");
+        let first = !g.shared;
+        if first {
+            g.shared = true;
+            g.pagemap = ms
+                .resident
+                .range(start..start + area.pages)
+                .map(|p| p - start)
+                .collect();
+            self.pagemap_inserts += g.pagemap.len() as u64;
+        }
+        match self.place(dst, dst_base, size, mask, Some(area.group)) {
+            Ok(()) => {
+                let g = &self.groups[&area.group];
+                let data = g.data.iter().find_map(|(&i, p)| {
+                    let off = p.iter().position(|&b| b != 0)?;
+                    Some(i * PAGE_SIZE + off as u64)
+                });
+                if let Some(off) = data {
+                    self.last_store = Some((area.group, off));
+                }
+                (Ok(()), if first { "first" } else { "again" })
+            }
+            Err(e) => (Err(e), "destination"),
         }
     }
 
-    /// A user access of `len` bytes at `addr`, split at page boundaries as
-    /// the CPU does: the pieces before a refused one take effect. Returns
-    /// the bytes read (nothing for a write).
+    /// A user access of `len` bytes at `addr` in space `s`, split at page
+    /// boundaries as the CPU does: the pieces before a refused one take
+    /// effect (mapping pages and, for a write, storing). Returns the bytes
+    /// read (nothing for a write).
     fn access(
         &mut self,
+        s: usize,
         addr: u64,
         len: u64,
         access: Access,
         data: Option<&[u8]>,
     ) -> Result<Vec<u8>, AccessFault> {
+        self.read_note = None;
         let mut out = Vec::new();
         let mut done = 0;
         while done < len {
@@ -717,23 +1282,133 @@ impl MSpace {
                 access,
                 reason,
             };
-            let start = self.find(page).ok_or(refuse(FaultReason::NoArea))?;
-            if !self.areas[&start].flags.permits(access) {
+            let (start, area) = self.area_at(s, page).ok_or(refuse(FaultReason::NoArea))?;
+            if !area.flags.permits(access) {
                 return Err(refuse(FaultReason::Access));
             }
-            self.resident.insert(page);
-            self.ever.insert(page);
-            for i in 0..n {
-                match data {
-                    Some(d) => {
-                        self.bytes.insert(a + i, d[(done + i) as usize]);
-                    }
-                    None => out.push(self.bytes.get(&(a + i)).copied().unwrap_or(0)),
+            let idx = page - start;
+            let ms = &mut self.spaces[s];
+            let g = self.groups.get_mut(&area.group).expect("live group");
+            if ms.resident.insert(page) {
+                ms.ever.insert(page);
+                if g.shared && g.pagemap.insert(idx) {
+                    self.pagemap_inserts += 1;
                 }
             }
-            done += n;
+            let off = (a % PAGE_SIZE) as usize;
+            let (d, n) = (done as usize, n as usize);
+            match data {
+                Some(bytes) => {
+                    g.data
+                        .entry(idx)
+                        .or_insert_with(|| vec![0; PAGE_SIZE as usize])[off..off + n]
+                        .copy_from_slice(&bytes[d..d + n]);
+                    g.writer.insert(idx, area.id);
+                    if done == 0 && g.shared {
+                        self.last_store = Some((area.group, idx * PAGE_SIZE + off as u64));
+                    }
+                }
+                None => match g.data.get(&idx) {
+                    Some(p) => {
+                        let bytes = &p[off..off + n];
+                        let w = g.writer.get(&idx).copied();
+                        if bytes.iter().any(|&b| b != 0) && w.is_some_and(|w| w != area.id) {
+                            self.read_note = Some(if w.is_some_and(|w| g.members.contains(&w)) {
+                                "data written through another sharer"
+                            } else {
+                                "data written by a destroyed sharer"
+                            });
+                        }
+                        out.extend_from_slice(bytes);
+                    }
+                    None => out.resize(out.len() + n, 0),
+                },
+            }
+            done += n as u64;
         }
         Ok(out)
+    }
+
+    /// The address in space `s` of the byte of the last store, in an area
+    /// of the same group (the `pick`-th of them modulo their number).
+    fn peer(&self, s: usize, pick: u64) -> Option<u64> {
+        let (g, off) = self.last_store?;
+        let hits: Vec<u64> = self.spaces[s]
+            .areas
+            .iter()
+            .filter(|(_, a)| a.group == g && off < a.pages * PAGE_SIZE)
+            .map(|(&b, _)| b * PAGE_SIZE + off)
+            .collect();
+        (!hits.is_empty()).then(|| hits[(pick % hits.len() as u64) as usize])
+    }
+
+    /// The spaces alive: the current ones and the replaced ones a CPU
+    /// still runs.
+    fn all_spaces(&self) -> impl Iterator<Item = &MSpace> {
+        self.spaces.iter().chain(self.zombies.iter().map(|z| &z.m))
+    }
+
+    /// Frames holding data: every page in a shared group's page map, and
+    /// every mapped page of a private area.
+    fn data_frames(&self) -> u64 {
+        let shared: u64 = self
+            .groups
+            .values()
+            .filter(|g| g.shared)
+            .map(|g| g.pagemap.len() as u64)
+            .sum();
+        let private: u64 = self
+            .all_spaces()
+            .flat_map(|m| {
+                m.areas
+                    .iter()
+                    .filter(|(_, a)| !self.groups[&a.group].shared)
+                    .map(|(&b, a)| m.resident.range(b..b + a.pages).count() as u64)
+            })
+            .sum();
+        shared + private
+    }
+
+    /// Frame references held by the address spaces: one per mapping and
+    /// one per page-map entry.
+    fn references(&self) -> u64 {
+        let maps: u64 = self.all_spaces().map(|m| m.resident.len() as u64).sum();
+        let pagemaps: u64 = self.groups.values().map(|g| g.pagemap.len() as u64).sum();
+        maps + pagemaps
+    }
+
+    /// Whether some shared group holds a page in its page map that none of
+    /// its members maps (coverage only).
+    fn pagemap_page_unmapped(&self) -> bool {
+        let mut mapped: BTreeSet<(u64, u64)> = BTreeSet::new();
+        for m in self.all_spaces() {
+            for (&b, a) in &m.areas {
+                for p in m.resident.range(b..b + a.pages) {
+                    mapped.insert((a.group, p - b));
+                }
+            }
+        }
+        self.groups
+            .iter()
+            .any(|(&id, g)| g.pagemap.iter().any(|&i| !mapped.contains(&(id, i))))
+    }
+
+    /// Replaced spaces no CPU runs any more are gone: their areas leave
+    /// their groups.
+    fn reap(&mut self) {
+        let (dead, alive): (Vec<Zombie>, Vec<Zombie>) = std::mem::take(&mut self.zombies)
+            .into_iter()
+            .partition(|z| z.space.strong_count() == 0);
+        self.zombies = alive;
+        for z in dead {
+            self.drop_space(z.m);
+        }
+    }
+
+    fn drop_space(&mut self, m: MSpace) {
+        for a in m.areas.values() {
+            self.leave(a);
+        }
     }
 }
 
@@ -819,13 +1494,16 @@ struct World {
     baseline: u64,
     spaces: Vec<Arc<Space>>,
     cpus: Vec<Cpu>,
-    model: Vec<MSpace>,
+    model: Model,
     running: [Run; CPUS],
     /// What the last step did, resolved (for the failure trace).
     note: String,
 }
 
 type Check = Result<(), String>;
+
+/// A live space: its name in messages, the space, its model.
+type Live<'a> = (String, Arc<Space>, &'a MSpace);
 
 macro_rules! ensure {
     ($cond:expr, $($arg:tt)+) => {
@@ -837,8 +1515,9 @@ macro_rules! ensure {
 
 impl World {
     fn new(asids: u16, tlb_entries: usize, steps: usize) -> Result<World, String> {
-        // Each access maps at most two pages; leave room for page tables.
-        let frames = (steps as u64 * 2 + 512).max(1024);
+        // Each step maps at most `MAX_COPY / PAGE_SIZE + 1` pages; leave
+        // room for page tables.
+        let frames = (steps as u64 * (MAX_COPY / PAGE_SIZE + 1) + 512).max(1024);
         let sim = Sim::new(SimConfig {
             cpus: CPUS,
             memory: frames * PAGE_SIZE,
@@ -863,7 +1542,7 @@ impl World {
             baseline,
             spaces,
             cpus,
-            model: (0..SPACES).map(|_| MSpace::default()).collect(),
+            model: Model::new(),
             running: [Run::Idle; CPUS],
             note: String::new(),
         })
@@ -900,7 +1579,7 @@ impl World {
         kind: Option<Bad>,
         cov: &mut Coverage,
     ) -> Check {
-        let want = self.model[space].create(base, size, flags);
+        let want = self.model.create(space, base, size, flags);
         if let Some(e) = kind.and_then(Bad::expected) {
             ensure!(
                 want == Err(e),
@@ -945,15 +1624,15 @@ impl World {
         let bytes = value.to_le_bytes();
         let (want, got) = match access {
             Access::Read => (
-                self.model[space].access(addr, 8, access, None),
+                self.model.access(space, addr, 8, access, None),
                 self.cpus[c].read_u64(va).map(|v| v.to_le_bytes().to_vec()),
             ),
             Access::Write => (
-                self.model[space].access(addr, 8, access, Some(&bytes)),
+                self.model.access(space, addr, 8, access, Some(&bytes)),
                 self.cpus[c].write_u64(va, value).map(|()| Vec::new()),
             ),
             Access::Exec => (
-                self.model[space].access(addr, 1, access, None),
+                self.model.access(space, addr, 1, access, None),
                 self.cpus[c].fetch(va).map(|b| vec![b]),
             ),
         };
@@ -967,7 +1646,7 @@ impl World {
             Err(f) => f.addr != va,
         };
         if access == Access::Write && stored {
-            self.model[space].last_write = Some(addr);
+            self.model.spaces[space].last_write = Some(addr);
         }
         let len = if access == Access::Exec { 1 } else { 8 };
         let crosses = addr / PAGE_SIZE != (addr + len - 1) / PAGE_SIZE;
@@ -980,12 +1659,226 @@ impl World {
         };
         cov.hit(format!("{access:?}: {label}"));
         if access == Access::Read && got.is_ok() {
-            let m = &self.model[space];
+            let m = &self.model.spaces[space];
             if [addr, addr + 7]
                 .iter()
                 .any(|a| m.wiped.contains(&(a / PAGE_SIZE)))
             {
                 cov.hit("Read: ok, page whose data was cut before");
+            }
+            if let Some(note) = self.model.read_note {
+                cov.hit(format!("Read: ok, {note}"));
+                cov.hit(format!("read or copy_from: {note}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A `copy_to_user` (of `pattern(fill, len)`) or `copy_from_user` of
+    /// `len` bytes at `addr` of `space`, through a CPU or the core. It
+    /// succeeds when the range ends at most at the end of user space and
+    /// every byte lies in an area with the right; otherwise it fails with
+    /// `BadMemory`, having mapped (and, copying to user memory, written)
+    /// exactly the pages before the first inaccessible one, unless the
+    /// range itself was refused, which touches nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn copy(
+        &mut self,
+        space: usize,
+        via: Via,
+        to_user: bool,
+        addr: u64,
+        len: u64,
+        fill: u8,
+        raw: Option<RawAddr>,
+        cov: &mut Coverage,
+    ) -> Check {
+        let data = pattern(fill, len);
+        let in_range = addr.checked_add(len).is_some_and(|end| end <= USER_END);
+        let mut first_pages_done = false;
+        let want = if in_range {
+            let (access, bytes) = if to_user {
+                (Access::Write, Some(&data[..]))
+            } else {
+                (Access::Read, None)
+            };
+            self.model
+                .access(space, addr, len, access, bytes)
+                .map_err(|f| {
+                    first_pages_done = f.addr.as_u64() / PAGE_SIZE != addr / PAGE_SIZE;
+                    Error::BadMemory
+                })
+        } else {
+            Err(Error::BadMemory)
+        };
+        let va = VirtAddr::new(addr);
+        let mut buf = vec![0u8; len as usize];
+        let (got, by) = match via {
+            Via::Cpu(cpu) => {
+                let c = self.cpu_for(space, cpu)?;
+                let cpu = &mut self.cpus[c];
+                let got = if to_user {
+                    cpu.copy_to_user(va, &data)
+                } else {
+                    cpu.copy_from_user(va, &mut buf)
+                };
+                (got, format!("cpu{c}"))
+            }
+            Via::Core => {
+                let s = &self.spaces[space];
+                let got = if to_user {
+                    s.copy_to_user(va, &data)
+                } else {
+                    s.copy_from_user(va, &mut buf)
+                };
+                (got, "core".to_string())
+            }
+        };
+        let got = got.map(|()| if to_user { Vec::new() } else { buf });
+        let dir = if to_user { "to" } else { "from" };
+        let short = |r: &Result<Vec<u8>, Error>| match r {
+            Ok(v) => format!("Ok({} bytes)", v.len()),
+            Err(e) => format!("Err({e:?})"),
+        };
+        self.note = format!(
+            "copy_{dir}_user({addr:#x}, {len:#x} bytes) via {by} = {}",
+            short(&got)
+        );
+        if got != want {
+            let detail = match (&got, &want) {
+                (Ok(g), Ok(w)) => {
+                    let i = g.iter().zip(w).position(|(a, b)| a != b).unwrap_or(0);
+                    format!(
+                        "byte {i:#x} (address {:#x}) is {:#x}, model expects {:#x}",
+                        addr + i as u64,
+                        g[i],
+                        w[i]
+                    )
+                }
+                _ => format!("got {}, model expects {}", short(&got), short(&want)),
+            };
+            return Err(format!(
+                "copy_{dir}_user({addr:#x}, {len:#x} bytes) via {by}: {detail}"
+            ));
+        }
+        if via == Via::Core && !to_user {
+            // The kernel's own space has no user memory.
+            let mut kbuf = vec![0u8; len as usize];
+            let kernel = self.sim.system().kernel().copy_from_user(va, &mut kbuf);
+            ensure!(
+                kernel == Err(Error::BadMemory),
+                "kernel space copy_from_user({addr:#x}, {len:#x} bytes) = {kernel:?}, \
+                 expected Err(BadMemory)"
+            );
+        }
+        if to_user && (got.is_ok() || first_pages_done) && len > 0 {
+            self.model.spaces[space].last_write = Some(addr);
+        }
+        let who = if via == Via::Core { "core" } else { "cpu" };
+        let crosses = len > 0 && in_range && addr / PAGE_SIZE != (addr + len - 1) / PAGE_SIZE;
+        let label = match &got {
+            Ok(_) if len == 0 => "Ok, empty",
+            Ok(_) if crosses => "Ok, crossing pages",
+            Ok(v) if v.iter().any(|&b| b != 0) => "Ok, data",
+            Ok(_) => "Ok",
+            Err(_) if !in_range => "Err(BadMemory), range refused",
+            Err(_) if first_pages_done => "Err(BadMemory), first pages done",
+            Err(_) => "Err(BadMemory)",
+        };
+        cov.hit(format!("copy_{dir} {who}: {label}"));
+        if let Some(kind) = raw {
+            let how = match &got {
+                Ok(_) if len == 0 => "Ok, empty",
+                Ok(_) => "Ok",
+                Err(_) => "Err(BadMemory)",
+            };
+            cov.hit(format!("copy raw {kind:?}: {how}"));
+        }
+        if !to_user && got.is_ok() {
+            if let Some(note) = self.model.read_note {
+                cov.hit(format!("copy_from: {note}"));
+                cov.hit(format!("read or copy_from: {note}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a share puts its destination in `space`.
+    fn dst_base(&self, space: usize, to: Dst) -> u64 {
+        match to {
+            Dst::Slot(s) => slot_base(s),
+            Dst::Area(k) => self.target(space, At::Area(k), 0, 0, true),
+            Dst::LastCut => self.target(space, At::LastCut, 0, 0, true) / PAGE_SIZE * PAGE_SIZE,
+            Dst::Unaligned(s, off) => slot_base(s) + off,
+            Dst::Null => 0,
+            Dst::Kernel => KERNEL_BASE,
+            Dst::LastPage => USER_END - PAGE_SIZE,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn share(
+        &mut self,
+        src: usize,
+        at: At,
+        dst: usize,
+        to: Dst,
+        size: ShareSize,
+        mask: Mask,
+        cov: &mut Coverage,
+    ) -> Check {
+        let addr = self.target(src, at, 0, 0, true);
+        let area = self.model.area_at(src, addr / PAGE_SIZE);
+        let (pages, flags, mapped) = match area {
+            Some((b, a)) => {
+                let m = &self.model.spaces[src];
+                (a.pages, a.flags, m.resident.range(b..b + a.pages).count())
+            }
+            None => (1, RW, 0),
+        };
+        let size = match size {
+            ShareSize::Exact => pages * PAGE_SIZE,
+            ShareSize::PageLess => (pages - 1) * PAGE_SIZE,
+            ShareSize::PageMore => (pages + 1) * PAGE_SIZE,
+            ShareSize::ByteLess => pages * PAGE_SIZE - 1,
+        };
+        let mask = match mask {
+            Mask::Same => flags - AreaFlags::CACHEABLE,
+            Mask::Fixed(f) => f.0,
+        };
+        let base = self.dst_base(dst, to);
+        let (want, why) = self.model.share(src, addr, size, dst, base, mask);
+        let got = self.spaces[src].area_share(
+            VirtAddr::new(addr),
+            size,
+            &self.spaces[dst],
+            VirtAddr::new(base),
+            mask,
+        );
+        self.note = format!(
+            "s{src}.area_share({addr:#x}, {size:#x}, s{dst}, {base:#x}, {:?}) = {got:?}",
+            Fl(mask)
+        );
+        ensure!(
+            got == want,
+            "s{src}.area_share({addr:#x}, {size:#x}, s{dst}, {base:#x}, {:?}): got {got:?}, \
+             model expects {want:?}",
+            Fl(mask)
+        );
+        cov.hit(format!("share {why}: {got:?}"));
+        if got.is_ok() {
+            if src == dst {
+                cov.hit("share: Ok, into the same space");
+            }
+            if why == "first" && mapped > 0 {
+                cov.hit("share: Ok, source pages mapped before");
+            }
+            let group = area.expect("shared an area").1.group;
+            if self.model.groups[&group].members.len() >= 3 {
+                cov.hit("share: Ok, 3+ sharers");
+            }
+            if flags.contains(AreaFlags::CACHEABLE) {
+                cov.hit("share: Ok, cacheable inherited");
             }
         }
         Ok(())
@@ -997,7 +1890,14 @@ impl World {
     /// `page - SLOT_PAGES` pages past the area's end. `At::LastWrite` is the
     /// exact address of the last write, regardless of `page` and `offset`.
     fn target(&self, space: usize, at: At, page: u64, offset: u64, inside: bool) -> u64 {
-        let m = &self.model[space];
+        let m = &self.model.spaces[space];
+        let at = match at {
+            At::Peer => match self.model.peer(space, page) {
+                Some(a) => return a,
+                None => At::LastWrite,
+            },
+            at => at,
+        };
         match at {
             At::Area(k) if !m.areas.is_empty() => {
                 let (&base, a) = m.areas.iter().nth(k % m.areas.len()).expect("k < len");
@@ -1012,11 +1912,19 @@ impl World {
             At::Area(k) => slot_base(k % SLOTS) + page * PAGE_SIZE + offset,
             At::Slot(s) => slot_base(s) + page * PAGE_SIZE + offset,
             At::LastCut if m.last_cut.is_some() => m.last_cut.expect("checked"),
-            At::LastWrite | At::LastCut => slot_base(0) + page * PAGE_SIZE + offset,
+            At::LastWrite | At::LastCut | At::Peer => slot_base(0) + page * PAGE_SIZE + offset,
         }
     }
 
+    /// Runs one operation on the system and the model; then replaced spaces
+    /// no CPU runs any more leave the model.
     fn step(&mut self, op: &Op, cov: &mut Coverage) -> Check {
+        let result = self.step_inner(op, cov);
+        self.model.reap();
+        result
+    }
+
+    fn step_inner(&mut self, op: &Op, cov: &mut Coverage) -> Check {
         match *op {
             Op::Create {
                 space,
@@ -1025,7 +1933,11 @@ impl World {
                 flags,
             } => self.create(
                 space,
-                self.target(space, at, 0, 0, true) / PAGE_SIZE * PAGE_SIZE,
+                if at == At::Slot(TOP_SLOT) {
+                    USER_END - pages * PAGE_SIZE
+                } else {
+                    self.target(space, at, 0, 0, true) / PAGE_SIZE * PAGE_SIZE
+                },
                 pages * PAGE_SIZE,
                 flags.0,
                 None,
@@ -1045,10 +1957,11 @@ impl World {
                 size,
             } => {
                 let addr = self.target(space, at, at_page, 0, true);
-                let old = self.model[space]
-                    .find(addr / PAGE_SIZE)
-                    .map(|b| (b, self.model[space].areas[&b].pages));
-                let want = self.model[space].resize(addr, size.0);
+                let old = self
+                    .model
+                    .area_at(space, addr / PAGE_SIZE)
+                    .map(|(b, a)| (b, a.pages));
+                let want = self.model.resize(space, addr, size.0);
                 let got = self.spaces[space].area_resize(VirtAddr::new(addr), size.0);
                 self.note = format!("area_resize({addr:#x}, {:#x}) = {got:?}", size.0);
                 ensure!(
@@ -1058,7 +1971,7 @@ impl World {
                 );
                 let how = match old {
                     Some((b, o)) if got.is_ok() => {
-                        let new = self.model[space].areas[&b].pages;
+                        let new = self.model.spaces[space].areas[&b].pages;
                         match new.cmp(&o) {
                             std::cmp::Ordering::Less => "Ok shrink",
                             std::cmp::Ordering::Equal => "Ok same",
@@ -1073,19 +1986,22 @@ impl World {
             }
             Op::Destroy { space, at, at_page } => {
                 let addr = self.target(space, at, at_page, 0, true);
-                let want = self.model[space].destroy(addr);
+                let want = self.model.destroy(space, addr);
                 let got = self.spaces[space].area_destroy(VirtAddr::new(addr));
                 self.note = format!("area_destroy({addr:#x}) = {got:?}");
                 ensure!(
-                    got == want,
+                    got == want.map(|_| ()),
                     "area_destroy({addr:#x}): got {got:?}, model expects {want:?}"
                 );
                 cov.hit(format!("destroy: {got:?}"));
+                if let Ok(kind) = want {
+                    cov.hit(format!("destroy: {kind}"));
+                }
                 Ok(())
             }
             Op::ChangeFlags { space, at, flags } => {
                 let addr = self.target(space, at, 0, 0, true);
-                let want = self.model[space].change_flags(addr, flags.0);
+                let want = self.model.change_flags(space, addr, flags.0);
                 let got = self.spaces[space].area_change_flags(VirtAddr::new(addr), flags.0);
                 self.note = format!("area_change_flags({addr:#x}, {flags:?}) = {got:?}");
                 ensure!(
@@ -1111,8 +2027,11 @@ impl World {
                     .system()
                     .create()
                     .map_err(|e| format!("create space: {e:?}"))?;
-                drop(std::mem::replace(&mut self.spaces[space], new));
-                self.model[space] = MSpace::default();
+                let old = std::mem::replace(&mut self.spaces[space], new);
+                let weak = Arc::downgrade(&old);
+                drop(old);
+                let m = std::mem::take(&mut self.model.spaces[space]);
+                self.model.zombies.push(Zombie { space: weak, m });
                 let mut zombie = false;
                 for r in &mut self.running {
                     if *r == Run::Space(space) {
@@ -1167,26 +2086,69 @@ impl World {
                 let access = if write { Access::Write } else { Access::Read };
                 self.access(space, cpu, addr.0, access, 0x5a5a_5a5a_5a5a_5a5a, cov)
             }
+            Op::Share {
+                src,
+                at,
+                dst,
+                to,
+                size,
+                mask,
+            } => self.share(src, at, dst, to, size, mask, cov),
+            Op::Copy {
+                space,
+                via,
+                to_user,
+                at,
+                page,
+                offset,
+                len,
+                fill,
+            } => {
+                let addr = self.target(space, at, page, offset, false);
+                self.copy(space, via, to_user, addr, len, fill, None, cov)
+            }
+            Op::CopyRaw {
+                kind,
+                space,
+                via,
+                to_user,
+                addr,
+                len,
+            } => self.copy(space, via, to_user, addr.0, len, 0x5a, Some(kind), cov),
         }
     }
 
-    /// The user spaces alive now: the model's and those only a CPU still
-    /// holds, each once.
-    fn live_spaces(&self) -> Vec<(String, Arc<Space>, Option<usize>)> {
-        let mut live: Vec<(String, Arc<Space>, Option<usize>)> = self
+    /// The user spaces alive now, each once, with their models: the current
+    /// ones and the replaced ones a CPU still runs.
+    fn live_spaces(&self) -> Result<Vec<Live<'_>>, String> {
+        let mut live: Vec<Live<'_>> = self
             .spaces
             .iter()
+            .zip(&self.model.spaces)
             .enumerate()
-            .map(|(i, s)| (format!("s{i}"), s.clone(), Some(i)))
+            .map(|(i, (s, m))| (format!("s{i}"), s.clone(), m))
             .collect();
+        let mut zombies = 0;
         for (c, cpu) in self.cpus.iter().enumerate() {
             if let Some(cur) = cpu.current() {
                 if !cur.is_kernel() && !live.iter().any(|(_, s, _)| Arc::ptr_eq(s, cur)) {
-                    live.push((format!("zombie on cpu{c}"), cur.clone(), None));
+                    let z = self
+                        .model
+                        .zombies
+                        .iter()
+                        .find(|z| std::ptr::eq(z.space.as_ptr(), Arc::as_ptr(cur)))
+                        .ok_or_else(|| format!("cpu{c} runs a space the model does not know"))?;
+                    live.push((format!("zombie on cpu{c}"), cur.clone(), &z.m));
+                    zombies += 1;
                 }
             }
         }
-        live
+        ensure!(
+            zombies == self.model.zombies.len(),
+            "the model has {} replaced spaces alive, the CPUs run {zombies}",
+            self.model.zombies.len()
+        );
+        Ok(live)
     }
 
     /// Every invariant, after every step.
@@ -1195,33 +2157,57 @@ impl World {
         let stale = hw.stats().stale_accesses;
         ensure!(stale == 0, "{stale} stale TLB accesses");
 
-        let live = self.live_spaces();
-        let mut frames_expected = self.baseline;
-        let mut owner: BTreeMap<u64, String> = BTreeMap::new();
-        for (name, space, idx) in &live {
-            let model = idx.map(|i| &self.model[i]);
+        let live = self.live_spaces()?;
+        let groups = &self.model.groups;
+        let mut tables_total = 0;
+        // (group, page index) -> the frame mapping it and where.
+        let mut slots: BTreeMap<(u64, u64), (u64, String)> = BTreeMap::new();
+        // frame -> (group, page index), mappings
+        let mut frames: BTreeMap<u64, ((u64, u64), u32)> = BTreeMap::new();
+        for (name, space, m) in &live {
             let areas = space.areas();
-            if let Some(m) = model {
-                let got: Vec<(u64, u64, Fl)> = areas
-                    .iter()
-                    .map(|a| (a.base.as_u64(), a.pages, Fl(a.flags)))
-                    .collect();
-                let want: Vec<(u64, u64, Fl)> = m
-                    .areas
-                    .iter()
-                    .map(|(&b, a)| (b * PAGE_SIZE, a.pages, Fl(a.flags)))
-                    .collect();
-                ensure!(
-                    got == want,
-                    "{name}: areas {got:x?}, model expects {want:x?}"
-                );
-            }
+            let got: Vec<(u64, u64, Fl, bool)> = areas
+                .iter()
+                .map(|a| (a.base.as_u64(), a.pages, Fl(a.flags), a.shared))
+                .collect();
+            let want: Vec<(u64, u64, Fl, bool)> = m
+                .areas
+                .iter()
+                .map(|(&b, a)| {
+                    let shared = groups.get(&a.group).is_some_and(|g| g.shared);
+                    (b * PAGE_SIZE, a.pages, Fl(a.flags), shared)
+                })
+                .collect();
+            ensure!(
+                got == want,
+                "{name}: areas (base, pages, flags, shared) {got:x?}, model expects {want:x?}"
+            );
             let mut in_areas = BTreeSet::new();
             for a in &areas {
                 ensure!(
                     a.attrs == AreaAttrs::empty() && a.backend == "anon",
                     "{name}: area {a}: unexpected attributes or backend"
                 );
+                let base = a.base.page().number();
+                let ma = m.areas[&base];
+                let g = groups
+                    .get(&ma.group)
+                    .ok_or_else(|| format!("model bug: {name}: area {a} in no group"))?;
+                match space.share_info(a.base) {
+                    Some(info) => ensure!(
+                        g.shared
+                            && info.refs() == g.members.len()
+                            && info.pages() == g.pagemap.len(),
+                        "{name}: area {a}: share record with {} areas and {} pages, model \
+                         expects {} areas and {} pages (shared: {})",
+                        info.refs(),
+                        info.pages(),
+                        g.members.len(),
+                        g.pagemap.len(),
+                        g.shared
+                    ),
+                    None => ensure!(!g.shared, "{name}: area {a}: no share record"),
+                }
                 let used = space
                     .used_space(a.base)
                     .ok_or_else(|| format!("{name}: no used space for area {a}"))?;
@@ -1233,7 +2219,6 @@ impl World {
                     used_pages.len(),
                     a.resident
                 );
-                let base = a.base.page().number();
                 let mut mapped = BTreeSet::new();
                 for n in base..base + a.pages {
                     in_areas.insert(n);
@@ -1241,26 +2226,35 @@ impl World {
                         continue;
                     };
                     mapped.insert(n);
+                    let here = format!("{name} page {:#x}", n * PAGE_SIZE);
                     ensure!(
                         pf == page_flags(a.flags),
-                        "{name}: page {:#x} mapped with {pf:?}, area {a} wants {:?}",
-                        n * PAGE_SIZE,
+                        "{here} mapped with {pf:?}, area {a} wants {:?}",
                         page_flags(a.flags)
                     );
-                    let refs = hw.frames().refcount(frame);
-                    ensure!(
-                        refs == 1,
-                        "{name}: frame {frame:?} of page {:#x} has {refs} references",
-                        n * PAGE_SIZE
-                    );
-                    if let Some(other) =
-                        owner.insert(frame.number(), format!("{name} page {:#x}", n * PAGE_SIZE))
-                    {
-                        return Err(format!(
-                            "frame {frame:?} mapped twice: {other} and {name} page {:#x}",
-                            n * PAGE_SIZE
-                        ));
+                    // Every page of a group has one frame, and a frame holds
+                    // one page of one group.
+                    let slot = (ma.group, n - base);
+                    if let Some((other, there)) = slots.get(&slot) {
+                        ensure!(
+                            *other == frame.number(),
+                            "page {:#x} of a share group is frame {other:#x} in {there} but \
+                             frame {:#x} in {here}",
+                            slot.1,
+                            frame.number()
+                        );
+                    } else {
+                        slots.insert(slot, (frame.number(), here.clone()));
                     }
+                    let e = frames.entry(frame.number()).or_insert((slot, 0));
+                    ensure!(
+                        e.0 == slot,
+                        "frame {frame:?} mapped at {here} also holds another page (group {}, \
+                         index {})",
+                        e.0 .0,
+                        e.0 .1
+                    );
+                    e.1 += 1;
                 }
                 ensure!(
                     used_pages == mapped,
@@ -1268,16 +2262,13 @@ impl World {
                     used_pages.iter().map(|p| p * PAGE_SIZE).collect::<Vec<_>>(),
                     mapped.iter().map(|p| p * PAGE_SIZE).collect::<Vec<_>>()
                 );
-                if let Some(m) = model {
-                    let want: BTreeSet<u64> =
-                        m.resident.range(base..base + a.pages).copied().collect();
-                    ensure!(
-                        want == mapped,
-                        "{name}: area {a}: resident pages {:x?}, model expects {:x?}",
-                        mapped.iter().map(|p| p * PAGE_SIZE).collect::<Vec<_>>(),
-                        want.iter().map(|p| p * PAGE_SIZE).collect::<Vec<_>>()
-                    );
-                }
+                let want: BTreeSet<u64> = m.resident.range(base..base + a.pages).copied().collect();
+                ensure!(
+                    want == mapped,
+                    "{name}: area {a}: resident pages {:x?}, model expects {:x?}",
+                    mapped.iter().map(|p| p * PAGE_SIZE).collect::<Vec<_>>(),
+                    want.iter().map(|p| p * PAGE_SIZE).collect::<Vec<_>>()
+                );
             }
             for n in scanned_pages().filter(|n| !in_areas.contains(n)) {
                 ensure!(
@@ -1288,26 +2279,62 @@ impl World {
             }
             let resident = space.resident_pages();
             let tables = space.page_table_frames();
-            if let Some(m) = model {
-                ensure!(
-                    resident == m.resident.len() as u64,
-                    "{name}: {resident} resident pages, model expects {}",
-                    m.resident.len()
-                );
-                let (lo, hi) = (tables_for(&m.resident), tables_for(&m.ever));
-                ensure!(
-                    (lo..=hi).contains(&tables),
-                    "{name}: {tables} page-table frames, expected between {lo} and {hi}"
-                );
-            }
-            frames_expected += resident + tables;
+            ensure!(
+                resident == m.resident.len() as u64,
+                "{name}: {resident} resident pages, model expects {}",
+                m.resident.len()
+            );
+            let (lo, hi) = (tables_for(&m.resident), tables_for(&m.ever));
+            ensure!(
+                (lo..=hi).contains(&tables),
+                "{name}: {tables} page-table frames, expected between {lo} and {hi}"
+            );
+            tables_total += tables;
         }
+        // A frame's references: one per mapping, one for a page-map entry.
+        for (&f, &((group, index), maps)) in &frames {
+            let in_pagemap = groups[&group].pagemap.contains(&index);
+            let refs = hw.frames().refcount(aspace::Frame::from_number(f));
+            ensure!(
+                refs == maps + in_pagemap as u32,
+                "frame {f:#x} (page {index:#x} of a group): {refs} references, expected {maps} \
+                 mappings{}",
+                if in_pagemap {
+                    " + 1 page-map entry"
+                } else {
+                    ""
+                }
+            );
+        }
+        let data = self.model.data_frames();
         let in_use = self.sim.frames_in_use();
+        let frames_expected = self.baseline + tables_total + data;
         ensure!(
             in_use == frames_expected,
-            "{in_use} frames in use, expected {frames_expected} (kernel {} + spaces' \
-             resident pages and page tables)",
+            "{in_use} frames in use, expected {frames_expected} (kernel {} + page tables \
+             {tables_total} + distinct data frames {data})",
             self.baseline
+        );
+        // References taken and given back by the core: one per mapping made
+        // (`frames_allocated`) and one per page-map entry, minus those
+        // released (`frames_released`), leaves those still held.
+        let stats = self.sim.system().stats();
+        let held = (stats.frames_allocated + self.model.pagemap_inserts)
+            .checked_sub(stats.frames_released)
+            .ok_or_else(|| {
+                format!(
+                    "{} references released, only {} mappings and {} page-map entries made",
+                    stats.frames_released, stats.frames_allocated, self.model.pagemap_inserts
+                )
+            })?;
+        ensure!(
+            held == self.model.references(),
+            "{held} frame references held (mappings made {} + page-map entries {} - \
+             released {}), model expects {}",
+            stats.frames_allocated,
+            self.model.pagemap_inserts,
+            stats.frames_released,
+            self.model.references()
         );
 
         // ASIDs: distinct, accounted for, loaded where the spaces run.
@@ -1387,6 +2414,55 @@ impl World {
         Ok(())
     }
 
+    /// Compares the contents of every mapped frame with the model (after
+    /// every step, like `check`).
+    fn check_contents(&self) -> Check {
+        let mem = self.sim.hardware().memory();
+        let zeros = vec![0u8; PAGE_SIZE as usize];
+        let mut buf = vec![0u8; PAGE_SIZE as usize];
+        let mut seen = BTreeSet::new();
+        for (name, space, m) in &self.live_spaces()? {
+            for (&b, a) in &m.areas {
+                let g = &self.model.groups[&a.group];
+                for &n in m.resident.range(b..b + a.pages) {
+                    let (frame, _) = space
+                        .translate(Page::from_number(n))
+                        .ok_or_else(|| format!("{name}: page {:#x} not mapped", n * PAGE_SIZE))?;
+                    if !seen.insert(frame.number()) {
+                        continue;
+                    }
+                    mem.read(frame.start(), &mut buf);
+                    let want = g.data.get(&(n - b)).unwrap_or(&zeros);
+                    if let Some(i) = buf.iter().zip(want).position(|(x, y)| x != y) {
+                        return Err(format!(
+                            "{name}: byte at {:#x} (frame {frame:?}) is {:#x}, model expects {:#x}",
+                            n * PAGE_SIZE + i as u64,
+                            buf[i],
+                            want[i]
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Coverage of states the checks went through.
+    fn observe(&self, cov: &mut Coverage) {
+        if self.model.pagemap_page_unmapped() {
+            cov.hit("state: a page-map page no sharer maps");
+        }
+        if !self.model.zombies.is_empty()
+            && self.model.zombies.iter().any(|z| {
+                z.m.areas
+                    .values()
+                    .any(|a| self.model.groups[&a.group].shared)
+            })
+        {
+            cov.hit("state: a replaced space still running shares an area");
+        }
+    }
+
     /// Drops everything; nothing may be left behind.
     fn teardown(self, spaces_first: bool, cov: &mut Coverage) -> Check {
         let World {
@@ -1395,6 +2471,7 @@ impl World {
             baseline,
             spaces,
             cpus,
+            model,
             ..
         } = self;
         if spaces_first {
@@ -1424,10 +2501,13 @@ impl World {
             free == asids as usize,
             "after teardown {free} of {asids} ASIDs free"
         );
+        // Every reference taken (one per mapping made, one per page-map
+        // entry) has been given back.
         ensure!(
-            stats.frames_allocated == stats.frames_released,
-            "{} frames allocated for mappings, {} released",
+            stats.frames_allocated + model.pagemap_inserts == stats.frames_released,
+            "{} mappings made + {} page-map entries, {} references released",
             stats.frames_allocated,
+            model.pagemap_inserts,
             stats.frames_released
         );
         Ok(())
@@ -1446,7 +2526,13 @@ fn run_case(
     world.check().map_err(|e| format!("initially: {e}"))?;
     for (i, op) in case.ops.iter().enumerate() {
         world.note.clear();
-        let result = world.step(op, cov).and_then(|()| world.check());
+        let result = world
+            .step(op, cov)
+            .and_then(|()| world.check())
+            .and_then(|()| world.check_contents());
+        if result.is_ok() {
+            world.observe(cov);
+        }
         if let Some(t) = trace.as_deref_mut() {
             let mut line = format!("[{i:3}] {op:?}");
             if !world.note.is_empty() {
@@ -1549,6 +2635,55 @@ fn model_based_random_operations() {
             "Read: ok, page whose data was cut before",
             "Exec: ok",
             "Exec: Access",
+            // Sharing.
+            "share first: Ok(())",
+            "share again: Ok(())",
+            "share: Ok, into the same space",
+            "share: Ok, source pages mapped before",
+            "share: Ok, 3+ sharers",
+            "share: Ok, cacheable inherited",
+            "share no source: Err(NotFound)",
+            "share size: Err(PermissionDenied)",
+            "share rights: Err(PermissionDenied)",
+            "share write+exec: Err(PermissionDenied)",
+            "share destination: Err(AddressNotAvailable)",
+            "share destination: Err(InvalidArgument)",
+            "resize: Err(NotSupported)",
+            "change_flags: Err(NotSupported)",
+            "destroy: shared, others keep the data",
+            "destroy: last sharer",
+            "Read: ok, data written through another sharer",
+            "read or copy_from: data written by a destroyed sharer",
+            "state: a page-map page no sharer maps",
+            // Copies, both ways, both flavours.
+            "copy_from cpu: Ok, data",
+            "copy_from cpu: Ok, crossing pages",
+            "copy_from cpu: Ok, empty",
+            "copy_from cpu: Err(BadMemory)",
+            "copy_from cpu: Err(BadMemory), first pages done",
+            "copy_from cpu: Err(BadMemory), range refused",
+            "copy_from core: Ok, data",
+            "copy_from core: Ok, crossing pages",
+            "copy_from core: Err(BadMemory)",
+            "copy_from core: Err(BadMemory), first pages done",
+            "copy_from core: Err(BadMemory), range refused",
+            "copy_to cpu: Ok",
+            "copy_to cpu: Ok, crossing pages",
+            "copy_to cpu: Err(BadMemory)",
+            "copy_to cpu: Err(BadMemory), first pages done",
+            "copy_to cpu: Err(BadMemory), range refused",
+            "copy_to core: Ok",
+            "copy_to core: Ok, crossing pages",
+            "copy_to core: Err(BadMemory)",
+            "copy_to core: Err(BadMemory), first pages done",
+            "copy_to core: Err(BadMemory), range refused",
+            "copy raw Null: Err(BadMemory)",
+            "copy raw Kernel: Err(BadMemory)",
+            "copy raw NonCanonical: Err(BadMemory)",
+            "copy raw UserEnd: Err(BadMemory)",
+            "copy raw UserEnd: Ok",
+            "copy raw UserEnd: Ok, empty",
+            "copy raw Wrapping: Err(BadMemory)",
         ];
         let missing: Vec<&str> = must
             .iter()
