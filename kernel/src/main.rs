@@ -195,14 +195,14 @@ impl Report {
         let after = FRAMES.in_use() - kept;
         let balanced = after == self.frames;
         kprintln!(
-            "== scenario {}: faults={} resolved={} failed={} frames_allocated={} frames_released={} \
+            "== scenario {}: faults={} resolved={} failed={} pages_mapped={} frame_refs_released={} \
              shootdowns={} ipis={} local_invalidations={} lazy_flushes={} asid_allocs={} asid_steals={}",
             self.name,
             d.faults,
             d.faults_resolved,
             d.faults_failed,
-            d.frames_allocated,
-            d.frames_released,
+            d.pages_mapped,
+            d.frame_refs_released,
             d.shootdown_rounds,
             d.ipis,
             d.local_invalidations,

@@ -111,7 +111,7 @@ fn kernel_page_faults_are_served_in_the_kernel_space() {
     assert_eq!(counter(&lines, "shootdown_ipis_served"), 1, "{lines:#?}");
     assert_eq!(counter(&lines, "faults"), 4);
     assert_eq!(counter(&lines, "resolved"), 4);
-    assert_eq!(counter(&lines, "frames_released"), 4);
+    assert_eq!(counter(&lines, "frame_refs_released"), 4);
 }
 
 #[test]
@@ -143,7 +143,7 @@ fn heap_grows_and_shrinks_through_resize() {
     let lines = passed(run, "heap");
     // 64 heap pages faulted in; the shrink released 60 of them at once.
     assert!(counter(&lines, "resolved") >= 64, "{lines:#?}");
-    assert!(counter(&lines, "frames_released") >= 64, "{lines:#?}");
+    assert!(counter(&lines, "frame_refs_released") >= 64, "{lines:#?}");
 }
 
 #[test]

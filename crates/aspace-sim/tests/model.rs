@@ -1482,8 +1482,8 @@ impl Coverage {
         t.lazy_flushes += s.lazy_flushes;
         t.asid_allocs += s.asid_allocs;
         t.asid_steals += s.asid_steals;
-        t.frames_allocated += s.frames_allocated;
-        t.frames_released += s.frames_released;
+        t.pages_mapped += s.pages_mapped;
+        t.frame_refs_released += s.frame_refs_released;
     }
 }
 
@@ -2316,24 +2316,24 @@ impl World {
             self.baseline
         );
         // References taken and given back by the core: one per mapping made
-        // (`frames_allocated`) and one per page-map entry, minus those
-        // released (`frames_released`), leaves those still held.
+        // (`pages_mapped`) and one per page-map entry, minus those
+        // released (`frame_refs_released`), leaves those still held.
         let stats = self.sim.system().stats();
-        let held = (stats.frames_allocated + self.model.pagemap_inserts)
-            .checked_sub(stats.frames_released)
+        let held = (stats.pages_mapped + self.model.pagemap_inserts)
+            .checked_sub(stats.frame_refs_released)
             .ok_or_else(|| {
                 format!(
                     "{} references released, only {} mappings and {} page-map entries made",
-                    stats.frames_released, stats.frames_allocated, self.model.pagemap_inserts
+                    stats.frame_refs_released, stats.pages_mapped, self.model.pagemap_inserts
                 )
             })?;
         ensure!(
             held == self.model.references(),
             "{held} frame references held (mappings made {} + page-map entries {} - \
              released {}), model expects {}",
-            stats.frames_allocated,
+            stats.pages_mapped,
             self.model.pagemap_inserts,
-            stats.frames_released,
+            stats.frame_refs_released,
             self.model.references()
         );
 
@@ -2504,11 +2504,11 @@ impl World {
         // Every reference taken (one per mapping made, one per page-map
         // entry) has been given back.
         ensure!(
-            stats.frames_allocated + model.pagemap_inserts == stats.frames_released,
+            stats.pages_mapped + model.pagemap_inserts == stats.frame_refs_released,
             "{} mappings made + {} page-map entries, {} references released",
-            stats.frames_allocated,
+            stats.pages_mapped,
             model.pagemap_inserts,
-            stats.frames_released
+            stats.frame_refs_released
         );
         Ok(())
     }

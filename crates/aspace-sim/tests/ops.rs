@@ -389,7 +389,7 @@ fn resize_shrink_takes_one_shootdown_round_and_clears_the_tlb() {
     cpu.run(|| space.area_resize(va(BASE), PAGE_SIZE)).unwrap();
     let d = sim.system().stats().since(&before);
     assert_eq!(d.shootdown_rounds, 1);
-    assert_eq!(d.frames_released, 63);
+    assert_eq!(d.frame_refs_released, 63);
     assert!(cpu
         .tlb_entries()
         .iter()

@@ -118,7 +118,7 @@ impl<M: Machine> AddressSpace<M> {
             .insert(page, 1)
             .expect("an unmapped page is not in used space");
         Stats::add(&self.shared.stats.faults_resolved, 1);
-        Stats::add(&self.shared.stats.frames_allocated, 1);
+        Stats::add(&self.shared.stats.pages_mapped, 1);
         Ok(())
     }
 }

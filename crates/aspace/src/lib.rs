@@ -40,7 +40,7 @@
 //! let before = sim.system().stats();
 //! cpu.run(|| space.area_resize(heap, 2 * PAGE_SIZE)).unwrap();
 //! let after = sim.system().stats().since(&before);
-//! assert_eq!((after.shootdown_rounds, after.frames_released), (1, 6));
+//! assert_eq!((after.shootdown_rounds, after.frame_refs_released), (1, 6));
 //!
 //! // Refusals are errors with HelenOS errno values, never panics.
 //! let err = space.area_create(VirtAddr::new(0), PAGE_SIZE, AreaFlags::READ).unwrap_err();

@@ -49,10 +49,12 @@ counters! {
     asid_allocs,
     /// ASIDs taken from an inactive address space.
     asid_steals,
-    /// Frames allocated by backends for mappings.
-    frames_allocated,
-    /// Frame references released after a shootdown.
-    frames_released,
+    /// Pages mapped by the fault handler; each mapping holds one frame
+    /// reference (a shared page's frame may already exist).
+    pages_mapped,
+    /// Frame references released after a shootdown: those of mappings and
+    /// of share records' page maps. A frame is freed with its last one.
+    frame_refs_released,
 }
 
 impl Stats {

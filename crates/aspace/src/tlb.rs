@@ -91,7 +91,7 @@ impl ShootdownBatch {
         for f in &self.release {
             frames.release(*f);
         }
-        Stats::add(&shared.stats.frames_released, self.release.len() as u64);
+        Stats::add(&shared.stats.frame_refs_released, self.release.len() as u64);
     }
 
     fn shoot<M: Machine>(&self, shared: &Shared<M>, as_id: u64) {
