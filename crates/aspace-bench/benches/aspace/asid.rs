@@ -4,6 +4,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use aspace::{VirtAddr, PAGE_SIZE};
 use aspace_bench::{sim, RW};
 use aspace_sim::{Cpu, Sim, Space};
@@ -63,7 +64,7 @@ fn steals_per_switch(asids: u16, count: usize) -> (f64, f64) {
     )
 }
 
-pub fn bench(c: &mut Criterion) {
+pub fn bench(c: &mut Criterion<Clock>) {
     let mut g = c.benchmark_group("asid");
     g.throughput(Throughput::Elements(1));
     for asids in [2u16, 4, 8] {

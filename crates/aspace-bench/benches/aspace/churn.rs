@@ -5,6 +5,7 @@
 use std::hint::black_box;
 use std::ptr;
 
+use crate::clock::Clock;
 use aspace::VirtAddr;
 use aspace_bench::{layout, middle_gap, populate, sim, Settings, RW};
 use criterion::{BenchmarkId, Criterion, SamplingMode};
@@ -35,7 +36,7 @@ impl MappingBackend for NoPageTable {
     }
 }
 
-pub fn bench(c: &mut Criterion, s: &Settings) {
+pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
     let mut g = c.benchmark_group("churn");
     // memory_set's unmap walks every area: tens of ms per iteration at 1M
     // areas, too slow for linear sampling's 210 iterations.

@@ -7,6 +7,7 @@ use std::hint::black_box;
 use std::ptr;
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use aspace::{Access, FaultOutcome, Frame, PhysMemory, VirtAddr, PAGE_SIZE};
 use aspace_bench::{sim, RW};
 use aspace_sim::{Cpu, Sim, Space};
@@ -42,7 +43,7 @@ fn resident(tlb_entries: usize, pages: u64) -> (Sim, Arc<Space>, Cpu) {
     (sim, space, cpu)
 }
 
-pub fn bench(c: &mut Criterion) {
+pub fn bench(c: &mut Criterion<Clock>) {
     let mut g = c.benchmark_group("first_touch");
     g.throughput(Throughput::Elements(TOUCH_PAGES));
     // Machines are built on first use: criterion calls each routine many

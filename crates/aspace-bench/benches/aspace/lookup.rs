@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
+use crate::clock::Clock;
 use aspace::{Access, VirtAddr};
 use aspace_bench::{layout, populate, random_queries, sequential_queries, sim, Settings};
 use aspace_sim::{Sim, Space};
@@ -50,30 +51,42 @@ fn build(n: usize) -> Contenders {
         took.as_nanos() as f64 / n as f64
     );
     let meta = |pages| Meta { flags: 3, pages };
+    // One structure after the other, so that each one's nodes lie together
+    // in memory as they would in a program that holds only that one.
     let mut btree = BTreeMap::new();
-    let mut fat = BTreeMap::new();
-    let mut nodit = NoditMap::new();
-    let mut rangemap = RangeMap::new();
     for a in &layout {
         btree.insert(a.base(), (a.end(), meta(a.pages)));
+    }
+    let mut fat = BTreeMap::new();
+    for a in &layout {
         fat.insert(a.base(), (a.end(), [a.pages; 10]));
+    }
+    let mut fat_locked = BTreeMap::new();
+    for a in &layout {
+        fat_locked.insert(a.base(), (a.end(), [a.pages; 10]));
+    }
+    let mut nodit = NoditMap::new();
+    for a in &layout {
         nodit
             .insert_strict(ie(a.base(), a.end()), meta(a.pages))
             .expect("disjoint");
+    }
+    let mut rangemap = RangeMap::new();
+    for a in &layout {
         rangemap.insert(a.base()..a.end(), meta(a.pages));
     }
     Contenders {
         _sim: sim,
         space,
-        fat_locked: Mutex::new(fat.clone()),
         btree,
         fat,
+        fat_locked: Mutex::new(fat_locked),
         nodit,
         rangemap,
     }
 }
 
-pub fn bench(c: &mut Criterion, s: &Settings) {
+pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
     let sizes = [16usize, 256, 4096, 65536, 1 << 20];
     for n in sizes.into_iter().filter(|&n| n <= s.max_areas) {
         let areas = layout(n, 1);

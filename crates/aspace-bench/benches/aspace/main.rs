@@ -13,6 +13,7 @@ use criterion::Criterion;
 
 mod asid;
 mod churn;
+mod clock;
 mod fault;
 mod lookup;
 mod report;
@@ -37,7 +38,10 @@ fn main() {
     let out = output_dir();
     let started = SystemTime::now();
     let load = report::load_average();
+    let clock = clock::Clock::from_env();
+    let clock_name = clock.name();
     let mut c = Criterion::default()
+        .with_measurement(clock)
         .warm_up_time(settings.warm_up)
         .measurement_time(settings.measurement)
         .sample_size(settings.samples)
@@ -52,6 +56,6 @@ fn main() {
     scaling::bench(&mut c);
     c.final_summary();
     if !test_mode() {
-        report::write(&out, started, &load);
+        report::write(&out, started, &load, clock_name);
     }
 }

@@ -404,15 +404,15 @@ fn render(f: &Figures) -> String {
 
     let _ = writeln!(
         s,
-        "\n### Scaling: first-touch faults on disjoint areas of one space ({} pages per CPU)\n",
+        "\n### Scaling: first-touch faults on disjoint areas ({} pages per CPU), and a counter increment\n",
         scaling::PAGES_PER_CPU
     );
     header(
         &mut s,
         &[
             "who",
-            "1 CPU, time per fault",
-            "2 CPUs, time per fault",
+            "1 CPU, time per operation",
+            "2 CPUs, time per operation",
             "throughput 2 CPUs ÷ 1 CPU (ideal 2)",
         ],
     );
@@ -420,6 +420,10 @@ fn render(f: &Figures) -> String {
     for (who, id) in [
         ("aspace, one space", "aspace_faults"),
         ("aspace, one space per CPU", "aspace_faults_2spaces"),
+        (
+            "aspace, one machine per CPU (nothing shared: control)",
+            "aspace_faults_2machines",
+        ),
         ("Linux, threads of one process", "linux_faults"),
     ] {
         let base = if id == "linux_faults" {
@@ -432,6 +436,18 @@ fn render(f: &Figures) -> String {
             &mut s,
             &[who.into(), time(base), time(two), plain(base, two)],
         );
+    }
+    for (who, id) in [
+        (
+            "one relaxed `fetch_add` counter shared by the CPUs",
+            "counter_shared",
+        ),
+        ("one counter per CPU (own cache line)", "counter_per_cpu"),
+        ("simulator frame pool: alloc + release", "frame_pool"),
+    ] {
+        let one = f.get(&format!("scaling/{id}/1cpu"));
+        let two = f.get(&format!("scaling/{id}/2cpu"));
+        row(&mut s, &[who.into(), time(one), time(two), plain(one, two)]);
     }
     s
 }
@@ -470,14 +486,15 @@ fn commit() -> String {
 }
 
 /// Prints the tables and writes them to `aspace-report.md` in `dir`.
-pub fn write(dir: &Path, since: SystemTime, load_before: &str) {
+pub fn write(dir: &Path, since: SystemTime, load_before: &str, clock: &str) {
     let f = Figures::load(dir, since);
     if f.0.is_empty() {
         println!("no estimates written in this run: no ratio table");
         return;
     }
     let mut text = format!(
-        "\nCommit {}; load average before the run {load_before}, after {}.\n",
+        "\nCommit {}; load average before the run {load_before}, after {}; timed with \
+         {clock} (the scaling figures: wall-clock spans).\n",
         commit(),
         load_average()
     );

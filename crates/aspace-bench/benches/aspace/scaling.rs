@@ -1,18 +1,23 @@
 //! Scaling: first-touch faults on disjoint areas of one address space from
 //! 1 and 2 CPUs (one thread driving each CPU), and the same on Linux (1 and
-//! 2 threads faulting disjoint mappings of one process).
+//! 2 threads faulting disjoint mappings of one process). Timed in
+//! wall-clock spans from the common start to the last thread's end,
+//! whatever the clock of the other benchmarks.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use std::{ptr, thread};
 
-use aspace::{VirtAddr, PAGE_SIZE};
+use crate::clock::Clock;
+use aspace::{FrameAllocator, VirtAddr, PAGE_SIZE};
 use aspace_bench::{sim, RW};
 use aspace_sim::{Cpu, Sim, Space};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 
-/// Pages each CPU touches per iteration (4 MiB).
-pub const PAGES_PER_CPU: u64 = 1024;
+/// Pages each CPU touches per iteration (32 MiB): milliseconds of work, so
+/// that the threads' start-up skew is lost in it.
+pub const PAGES_PER_CPU: u64 = 8192;
 const BASE: u64 = 0x4000_0000;
 /// Distance between the CPUs' areas.
 const STRIDE: u64 = 0x1000_0000;
@@ -21,28 +26,44 @@ struct Rig {
     cpus: Vec<Cpu>,
     /// The space each CPU runs (the same one, or one each).
     spaces: Vec<Arc<Space>>,
-    _sim: Sim,
+    _sims: Vec<Sim>,
+}
+
+/// What the two CPUs share.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// One machine, one address space.
+    Space,
+    /// One machine (frame pool, counters, ASIDs), an address space each.
+    Machine,
+    /// Nothing: two one-CPU machines, the control experiment.
+    Nothing,
 }
 
 impl Rig {
-    /// Two CPUs running one address space, or two.
-    fn new(spaces: usize) -> Self {
-        let sim = sim(2, 64 << 20, 64, 64);
-        let list: Vec<_> = (0..spaces)
-            .map(|_| sim.system().create().expect("space"))
-            .collect();
-        let spaces: Vec<_> = (0..2).map(|i| list[i % list.len()].clone()).collect();
-        let cpus = (0..2)
-            .map(|i| {
-                let mut cpu = sim.cpu(i);
-                cpu.switch_to(&spaces[i]).expect("ASID");
-                cpu
-            })
-            .collect();
+    fn new(sharing: Sharing) -> Self {
+        let mut sims = Vec::new();
+        let mut cpus = Vec::new();
+        let mut spaces: Vec<Arc<Space>> = Vec::new();
+        for i in 0..2 {
+            if i == 0 || sharing == Sharing::Nothing {
+                sims.push(sim(2, 128 << 20, 64, 64));
+            }
+            let sim = sims.last().expect("a machine");
+            let space = if i == 1 && sharing == Sharing::Space {
+                spaces[0].clone()
+            } else {
+                sim.system().create().expect("space")
+            };
+            let mut cpu = sim.cpu(if sharing == Sharing::Nothing { 0 } else { i });
+            cpu.switch_to(&space).expect("ASID");
+            cpus.push(cpu);
+            spaces.push(space);
+        }
         Self {
             cpus,
             spaces,
-            _sim: sim,
+            _sims: sims,
         }
     }
 
@@ -135,27 +156,116 @@ fn linux_round(k: usize) -> Duration {
     span(&spans)
 }
 
-pub fn bench(c: &mut Criterion) {
+/// Increments per thread in the counter benchmarks.
+pub const INCREMENTS: u64 = 1 << 20;
+
+/// A counter alone in its cache line.
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded(AtomicU64);
+
+/// `k` threads each adding 1 to `counters[i % counters.len()]`
+/// `INCREMENTS` times: one shared counter, or one per thread.
+fn counter_round(k: usize, counters: &[Padded]) -> Duration {
+    let barrier = Barrier::new(k);
+    let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..k)
+            .map(|i| {
+                let barrier = &barrier;
+                let c = &counters[i % counters.len()].0;
+                s.spawn(move || {
+                    barrier.wait();
+                    let t0 = Instant::now();
+                    for _ in 0..INCREMENTS {
+                        c.fetch_add(1, Relaxed);
+                    }
+                    (t0, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    span(&spans)
+}
+
+/// `k` threads each allocating and releasing a frame of the simulator's
+/// shared frame pool `INCREMENTS / 16` times (once per fault, as the
+/// anonymous backend and the shootdown's release do).
+fn frame_pool_round(k: usize, sim: &Sim) -> Duration {
+    let frames = sim.hardware().frames();
+    let barrier = Barrier::new(k);
+    let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..k)
+            .map(|_| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let t0 = Instant::now();
+                    for _ in 0..INCREMENTS / 16 {
+                        let f = frames.alloc().expect("free frames");
+                        frames.release(f);
+                    }
+                    (t0, Instant::now())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    span(&spans)
+}
+
+pub fn bench(c: &mut Criterion<Clock>) {
     let mut g = c.benchmark_group("scaling");
     g.sampling_mode(SamplingMode::Flat);
     let mut one = None;
     let mut two = None;
+    let mut apart = None;
     for k in [1usize, 2] {
         g.throughput(Throughput::Elements(k as u64 * PAGES_PER_CPU));
         g.bench_function(BenchmarkId::new("aspace_faults", format!("{k}cpu")), |b| {
-            let rig = one.get_or_insert_with(|| Rig::new(1));
+            let rig = one.get_or_insert_with(|| Rig::new(Sharing::Space));
             b.iter_custom(|iters| (0..iters).map(|_| rig.round(k)).sum())
         });
         if k == 2 {
             // Each CPU in its own address space: no address-space lock is
             // shared, only the frame allocator and the counters.
             g.bench_function(BenchmarkId::new("aspace_faults_2spaces", "2cpu"), |b| {
-                let rig = two.get_or_insert_with(|| Rig::new(2));
+                let rig = two.get_or_insert_with(|| Rig::new(Sharing::Machine));
+                b.iter_custom(|iters| (0..iters).map(|_| rig.round(k)).sum())
+            });
+            // Control: two machines, nothing shared but the host.
+            g.bench_function(BenchmarkId::new("aspace_faults_2machines", "2cpu"), |b| {
+                let rig = apart.get_or_insert_with(|| Rig::new(Sharing::Nothing));
                 b.iter_custom(|iters| (0..iters).map(|_| rig.round(k)).sum())
             });
         }
         g.bench_function(BenchmarkId::new("linux_faults", format!("{k}cpu")), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| linux_round(k)).sum())
+        });
+    }
+    // What a statistics counter shared by every CPU costs, as the core's
+    // `Stats` are (several relaxed `fetch_add`s per fault), against one
+    // counter per CPU.
+    let shared = [Padded::default()];
+    let private = [Padded::default(), Padded::default()];
+    for (name, counters) in [
+        ("counter_shared", &shared[..]),
+        ("counter_per_cpu", &private[..]),
+    ] {
+        for k in [1usize, 2] {
+            g.throughput(Throughput::Elements(k as u64 * INCREMENTS));
+            g.bench_function(BenchmarkId::new(name, format!("{k}cpu")), |b| {
+                b.iter_custom(|iters| (0..iters).map(|_| counter_round(k, counters)).sum())
+            });
+        }
+    }
+    // The simulator's frame pool: one mutex for every CPU.
+    let mut pool = None;
+    for k in [1usize, 2] {
+        g.throughput(Throughput::Elements(k as u64 * INCREMENTS / 16));
+        g.bench_function(BenchmarkId::new("frame_pool", format!("{k}cpu")), |b| {
+            let sim = pool.get_or_insert_with(|| sim(2, 16 << 20, 64, 64));
+            b.iter_custom(|iters| (0..iters).map(|_| frame_pool_round(k, sim)).sum())
         });
     }
     g.finish();

@@ -3,6 +3,7 @@
 
 use std::hint::black_box;
 
+use crate::clock::Clock;
 use aspace::used_space::UsedSpace;
 use aspace::Page;
 use aspace_bench::Rng;
@@ -13,7 +14,7 @@ use rangemap::RangeSet;
 pub const PAGES: u64 = 4096;
 const BASE: u64 = 0x400;
 
-pub fn bench(c: &mut Criterion) {
+pub fn bench(c: &mut Criterion<Clock>) {
     let seq: Vec<u64> = (BASE..BASE + PAGES).collect();
     let mut random = seq.clone();
     Rng::new(7).shuffle(&mut random);
