@@ -2,6 +2,7 @@
 
 use alloc::sync::Arc;
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{Page, VirtAddr, PAGE_SIZE};
 use crate::backend::Backend;
@@ -11,27 +12,81 @@ use crate::share::ShareInfo;
 use crate::used_space::UsedSpace;
 
 /// An area inside an address space (HelenOS `as_area_t`).
+///
+/// `base` and `backend` never change. `pages` changes only with both the
+/// address space's area-tree lock and the area's lock held, so either lock
+/// is enough to read it; everything else is under the area's lock.
 pub(crate) struct Area<M: Machine> {
     pub base: Page,
-    pub pages: u64,
+    pub backend: Arc<dyn Backend<M>>,
+    pub pages: AtomicU64,
+    pub state: lock_api::Mutex<M::Lock, AreaState<M>>,
+}
+
+/// The part of an area its lock protects.
+pub(crate) struct AreaState<M: Machine> {
     pub flags: AreaFlags,
     pub attrs: AreaAttrs,
-    pub backend: Arc<dyn Backend<M>>,
     pub used: UsedSpace,
     pub share: Option<Arc<ShareInfo<M>>>,
+    /// Removed from its address space: faults that found it before must
+    /// fail.
+    pub dead: bool,
 }
 
 impl<M: Machine> Area<M> {
-    pub fn info(&self) -> AreaInfo {
+    pub fn new(
+        base: Page,
+        pages: u64,
+        flags: AreaFlags,
+        attrs: AreaAttrs,
+        backend: Arc<dyn Backend<M>>,
+    ) -> Self {
+        Self {
+            base,
+            backend,
+            pages: AtomicU64::new(pages),
+            state: lock_api::Mutex::new(AreaState {
+                flags,
+                attrs,
+                used: UsedSpace::new(),
+                share: None,
+                dead: false,
+            }),
+        }
+    }
+
+    /// Size in pages (see the type's locking rule).
+    pub fn pages(&self) -> u64 {
+        self.pages.load(Ordering::Acquire)
+    }
+
+    /// One past the last page number.
+    pub fn end(&self) -> u64 {
+        self.base.number() + self.pages()
+    }
+
+    /// Whether page number `n` lies inside the area.
+    pub fn contains(&self, n: u64) -> bool {
+        n >= self.base.number() && n < self.end()
+    }
+
+    /// A snapshot, given the area's locked state.
+    pub fn info(&self, st: &AreaState<M>) -> AreaInfo {
         AreaInfo {
             base: self.base.start(),
-            pages: self.pages,
-            flags: self.flags,
-            attrs: self.attrs,
+            pages: self.pages(),
+            flags: st.flags,
+            attrs: st.attrs,
             backend: self.backend.name(),
-            resident: self.used.pages(),
-            shared: self.share.is_some(),
+            resident: st.used.pages(),
+            shared: st.share.is_some(),
         }
+    }
+
+    /// A snapshot, locking the area.
+    pub fn snapshot(&self) -> AreaInfo {
+        self.info(&self.state.lock())
     }
 }
 

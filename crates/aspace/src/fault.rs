@@ -58,35 +58,33 @@ impl<M: Machine> AddressSpace<M> {
 
     fn resolve(&self, addr: VirtAddr, access: Access) -> Result<(), FaultReason> {
         let page = addr.page();
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        let (area, pt) = inner
-            .area_and_pt(page.number())
-            .ok_or(FaultReason::NoArea)?;
-        if area.attrs.contains(AreaAttrs::PARTIAL) {
+        let area = self.lookup(addr).ok_or(FaultReason::NoArea)?;
+        let mut st = area.state.lock();
+        if st.dead || !area.contains(page.number()) {
+            // Destroyed or shrunk since the lookup.
+            return Err(FaultReason::NoArea);
+        }
+        if st.attrs.contains(AreaAttrs::PARTIAL) {
             return Err(FaultReason::Partial);
         }
-        if !area.flags.permits(access) {
+        if !st.flags.permits(access) {
             return Err(FaultReason::Access);
+        }
+        if st.used.contains(page) {
+            // Mapped by another CPU after this one missed (the used space
+            // equals the page table under the area's lock): nothing to do.
+            Stats::add(&self.shared.stats.faults_raced, 1);
+            return Ok(());
         }
         let m = &self.shared.machine;
-        if let Some((_, flags)) = pt.translate(m.memory(), page) {
-            // Mapped by another CPU after this one missed, or a stale TLB
-            // entry was just flushed: nothing to do if the rights suffice.
-            if flags.permits(access) {
-                Stats::add(&self.shared.stats.faults_raced, 1);
-                return Ok(());
-            }
-            return Err(FaultReason::Access);
-        }
-        let info = area.info();
-        let frame = match &area.share {
+        let info = area.info(&st);
+        let frame = match &st.share {
             // Shared: every sharer maps the frame in the page map; the first
             // to touch a page puts it there (with a reference of its own).
             Some(share) if area.backend.refcounted() => {
-                let mut st = share.state.lock();
+                let mut sh = share.state.lock();
                 let index = info.page_index(page);
-                match st.pagemap.get(&index) {
+                match sh.pagemap.get(&index) {
                     Some(&f) => {
                         m.frames().add_ref(f);
                         f
@@ -97,7 +95,7 @@ impl<M: Machine> AddressSpace<M> {
                             .page_fault(m, &info, page, access)
                             .map_err(|_| FaultReason::NoMemory)?;
                         m.frames().add_ref(f);
-                        st.pagemap.insert(index, f);
+                        sh.pagemap.insert(index, f);
                         f
                     }
                 }
@@ -107,14 +105,15 @@ impl<M: Machine> AddressSpace<M> {
                 .page_fault(m, &info, page, access)
                 .map_err(|_| FaultReason::NoMemory)?,
         };
-        let flags = self.page_flags(area.flags);
-        if pt.map(m.memory(), m.frames(), page, frame, flags).is_err() {
+        let flags = self.page_flags(st.flags);
+        let mapped = self.with_pt(|pt| pt.map(m.memory(), m.frames(), page, frame, flags));
+        if mapped.is_err() {
             if area.backend.refcounted() {
                 m.frames().release(frame);
             }
             return Err(FaultReason::NoMemory);
         }
-        area.used
+        st.used
             .insert(page, 1)
             .expect("an unmapped page is not in used space");
         Stats::add(&self.shared.stats.faults_resolved, 1);

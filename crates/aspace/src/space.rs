@@ -1,15 +1,27 @@
 //! Address spaces and their areas (HelenOS `as_t` and the `as_area_*`
 //! operations).
+//!
+//! Locking, in the order locks are taken:
+//! 1. the *area tree* of the address space: held by operations that change
+//!    which areas exist or how large they are (create, resize, destroy,
+//!    share), and only for one B-tree descent by lookups;
+//! 2. the lock of one *area*: its rights, used space and share record; held
+//!    for a whole page fault and for operations on that area;
+//! 3. the *page table*: held while entries are read or changed;
+//! 4. a share record's lock, then the ASID allocator's.
+//!
+//! So faults on different areas of one address space proceed in parallel,
+//! meeting only for the B-tree descent and the page-table update.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT};
-use crate::area::{Area, AreaInfo};
+use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use crate::area::{Area, AreaInfo, AreaState};
 use crate::asid::AsidAllocator;
 use crate::backend::{AnonBackend, Backend};
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
@@ -30,43 +42,13 @@ pub(crate) struct Shared<M: Machine> {
     pub layout: Layout,
 }
 
-pub(crate) struct Inner<M: Machine> {
-    /// base page number -> area
-    pub areas: BTreeMap<u64, Area<M>>,
-    pub pt: Option<M::PageTable>,
-}
+/// base page number -> area
+pub(crate) type AreaTree<M> = BTreeMap<u64, Arc<Area<M>>>;
 
-impl<M: Machine> Inner<M> {
-    /// The key of the area containing page number `n`: one B-tree descent.
-    pub fn find(&self, n: u64) -> Option<u64> {
-        self.area_at(n).map(|a| a.base.number())
-    }
-
-    /// The area containing page number `n`.
-    pub fn area_at(&self, n: u64) -> Option<&Area<M>> {
-        let (&base, area) = self.areas.range(..=n).next_back()?;
-        (n < base + area.pages).then_some(area)
-    }
-
-    /// The area containing page number `n` and the page table, borrowed
-    /// together: one B-tree descent.
-    pub fn area_and_pt(&mut self, n: u64) -> Option<(&mut Area<M>, &mut M::PageTable)> {
-        let (&base, area) = self.areas.range_mut(..=n).next_back()?;
-        if n >= base + area.pages {
-            return None;
-        }
-        let pt = self
-            .pt
-            .as_mut()
-            .expect("page table lives as long as the address space");
-        Some((area, pt))
-    }
-
-    fn pt(&mut self) -> &mut M::PageTable {
-        self.pt
-            .as_mut()
-            .expect("page table lives as long as the address space")
-    }
+/// The area whose range contains page number `n`, if any: one descent.
+fn area_at<M: Machine>(tree: &AreaTree<M>, n: u64) -> Option<&Arc<Area<M>>> {
+    let (_, area) = tree.range(..=n).next_back()?;
+    area.contains(n).then_some(area)
 }
 
 /// One address space: its areas and its page table.
@@ -79,10 +61,11 @@ pub struct AddressSpace<M: Machine> {
     kernel: bool,
     root: Frame,
     pub(crate) shared: Arc<Shared<M>>,
-    pub(crate) inner: lock_api::Mutex<M::Lock, Inner<M>>,
+    pub(crate) areas: lock_api::Mutex<M::Lock, AreaTree<M>>,
+    pub(crate) pt: lock_api::Mutex<M::Lock, Option<M::PageTable>>,
 }
 
-/// Unmaps every page of `pages` (all in `area`'s used space) into `batch`.
+/// Unmaps `pages` (all in the area's used space) into `batch`.
 fn unmap_into<M: Machine>(
     machine: &M,
     pt: &mut M::PageTable,
@@ -99,6 +82,16 @@ fn unmap_into<M: Machine>(
     }
 }
 
+/// Drops a departing area's share reference; frames the record held go
+/// into `batch`.
+fn leave_share<M: Machine>(st: &mut AreaState<M>, batch: &mut ShootdownBatch) {
+    if let Some(share) = st.share.take() {
+        for f in share.remove_reference() {
+            batch.release_later(f);
+        }
+    }
+}
+
 impl<M: Machine> AddressSpace<M> {
     pub(crate) fn create(
         shared: &Arc<Shared<M>>,
@@ -107,8 +100,8 @@ impl<M: Machine> AddressSpace<M> {
         let m = &shared.machine;
         let pt = match kernel {
             Some(k) => {
-                let kin = k.inner.lock();
-                M::PageTable::create(m.memory(), m.frames(), kin.pt.as_ref())?
+                let kpt = k.pt.lock();
+                M::PageTable::create(m.memory(), m.frames(), kpt.as_ref())?
             }
             None => M::PageTable::create(m.memory(), m.frames(), None)?,
         };
@@ -119,10 +112,8 @@ impl<M: Machine> AddressSpace<M> {
             kernel: kernel.is_none(),
             root: pt.root(),
             shared: shared.clone(),
-            inner: lock_api::Mutex::new(Inner {
-                areas: BTreeMap::new(),
-                pt: Some(pt),
-            }),
+            areas: lock_api::Mutex::new(BTreeMap::new()),
+            pt: lock_api::Mutex::new(Some(pt)),
         }))
     }
 
@@ -171,6 +162,20 @@ impl<M: Machine> AddressSpace<M> {
         self.shared.layout.user_end
     }
 
+    /// Runs `f` with the page table locked.
+    pub(crate) fn with_pt<R>(&self, f: impl FnOnce(&mut M::PageTable) -> R) -> R {
+        let mut pt = self.pt.lock();
+        f(pt.as_mut()
+            .expect("page table lives as long as the address space"))
+    }
+
+    /// The area containing `addr`: one B-tree descent under the tree lock.
+    /// Its range must be checked again under the area's lock, since the
+    /// tree lock is not held any more.
+    pub(crate) fn lookup(&self, addr: VirtAddr) -> Option<Arc<Area<M>>> {
+        area_at(&self.areas.lock(), addr.page().number()).cloned()
+    }
+
     /// The page range `[base, base+size)` checked for alignment, size and
     /// wrapping.
     fn checked_range(base: VirtAddr, size: u64) -> Result<PageRange> {
@@ -187,8 +192,9 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// Whether `range` fits this space's part of the layout, stays off the
-    /// NULL page, and overlaps no area but the one based at `avoid`.
-    fn check_conflicts(&self, inner: &Inner<M>, range: PageRange, avoid: Option<u64>) -> bool {
+    /// NULL page, and overlaps no area but the one based at `avoid`. Needs
+    /// the tree lock (which keeps every area's size still).
+    fn check_conflicts(&self, tree: &AreaTree<M>, range: PageRange, avoid: Option<u64>) -> bool {
         let (lo, hi) = if self.kernel {
             (
                 self.shared.layout.kernel_start >> PAGE_SHIFT,
@@ -203,12 +209,10 @@ impl<M: Machine> AddressSpace<M> {
         }
         // Areas are disjoint and sorted: only the highest one starting below
         // `end` (other than `avoid`) can reach into the range.
-        inner
-            .areas
-            .range(..end)
+        tree.range(..end)
             .rev()
             .find(|(&b, _)| Some(b) != avoid)
-            .is_none_or(|(&b, a)| b + a.pages <= start)
+            .is_none_or(|(_, a)| a.end() <= start)
     }
 
     /// Creates an area of anonymous memory (HelenOS `as_area_create` with
@@ -233,22 +237,12 @@ impl<M: Machine> AddressSpace<M> {
     ) -> Result<VirtAddr> {
         flags.validate()?;
         let range = Self::checked_range(base, size)?;
-        let mut inner = self.inner.lock();
-        if !self.check_conflicts(&inner, range, None) {
+        let mut tree = self.areas.lock();
+        if !self.check_conflicts(&tree, range, None) {
             return Err(Error::AddressNotAvailable);
         }
-        inner.areas.insert(
-            range.start.number(),
-            Area {
-                base: range.start,
-                pages: range.count,
-                flags,
-                attrs,
-                backend,
-                used: UsedSpace::new(),
-                share: None,
-            },
-        );
+        let area = Area::new(range.start, range.count, flags, attrs, backend);
+        tree.insert(range.start.number(), Arc::new(area));
         Ok(base)
     }
 
@@ -258,14 +252,13 @@ impl<M: Machine> AddressSpace<M> {
     /// Growing checks for conflicts (`AddressNotAvailable`); shrinking
     /// unmaps the pages above the new end, highest first, and releases their
     /// frames after one TLB shootdown for the whole range. A new size of zero
-    /// pages is `PermissionDenied`, as in HelenOS; areas whose backend cannot
-    /// resize get `NotSupported`.
+    /// pages is `PermissionDenied`, as in HelenOS; shared areas and areas
+    /// whose backend cannot resize get `NotSupported`.
     pub fn area_resize(&self, addr: VirtAddr, size: u64) -> Result<()> {
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        let key = inner.find(addr.page().number()).ok_or(Error::NotFound)?;
-        let area = &inner.areas[&key];
-        if !area.backend.can_resize() || area.share.is_some() {
+        let tree = self.areas.lock();
+        let area = area_at(&tree, addr.page().number()).ok_or(Error::NotFound)?;
+        let mut st = area.state.lock();
+        if !area.backend.can_resize() || st.share.is_some() {
             return Err(Error::NotSupported);
         }
         let offset = addr.as_u64() - area.base.start().as_u64();
@@ -274,95 +267,96 @@ impl<M: Machine> AddressSpace<M> {
         if pages == 0 {
             return Err(Error::PermissionDenied);
         }
-        if pages > area.pages {
+        let old = area.pages();
+        if pages > old {
             let range = Self::checked_range(area.base.start(), bytes)?;
-            if !self.check_conflicts(inner, range, Some(key)) {
+            if !self.check_conflicts(&tree, range, Some(area.base.number())) {
                 return Err(Error::AddressNotAvailable);
             }
-        }
-        let area = inner.areas.get_mut(&key).expect("found above");
-        if pages < area.pages {
-            let cut = area.base.add(pages);
-            let removed = area.used.split_off(cut);
+        } else if pages < old {
+            let removed = st.used.split_off(area.base.add(pages));
             let mut batch = ShootdownBatch::new();
-            let pt = inner
-                .pt
-                .as_mut()
-                .expect("page table lives as long as the address space");
-            for r in removed {
-                let pages = (0..r.count).rev().map(|i| r.start.add(i));
-                unmap_into(self.machine(), pt, &*area.backend, pages, &mut batch);
-            }
+            self.with_pt(|pt| {
+                for r in removed {
+                    let pages = (0..r.count).rev().map(|i| r.start.add(i));
+                    unmap_into(self.machine(), pt, &*area.backend, pages, &mut batch);
+                }
+            });
             batch.complete(&self.shared, self.id);
         }
-        area.pages = pages;
+        area.pages.store(pages, Ordering::Release);
         Ok(())
     }
 
     /// Destroys the area containing `addr` (HelenOS `as_area_destroy`):
     /// unmaps its used pages, shoots down their translations once, and then
-    /// releases the frames its backend gives up.
+    /// releases the frames its backend counts.
     pub fn area_destroy(&self, addr: VirtAddr) -> Result<()> {
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        let key = inner.find(addr.page().number()).ok_or(Error::NotFound)?;
-        let area = inner.areas.remove(&key).expect("found above");
+        let mut tree = self.areas.lock();
+        let base = area_at(&tree, addr.page().number())
+            .ok_or(Error::NotFound)?
+            .base
+            .number();
+        let area = tree.remove(&base).expect("found above");
         let mut batch = ShootdownBatch::new();
-        Self::unmap_area(self.machine(), inner.pt(), &area, &mut batch);
+        self.unmap_area(&area, &mut batch);
         batch.complete(&self.shared, self.id);
         Ok(())
     }
 
-    /// Unmaps every page of a departing area and drops its share reference.
-    fn unmap_area(machine: &M, pt: &mut M::PageTable, area: &Area<M>, batch: &mut ShootdownBatch) {
-        unmap_into(machine, pt, &*area.backend, area.used.iter_pages(), batch);
-        if let Some(share) = &area.share {
-            for f in share.remove_reference() {
-                batch.release_later(f);
-            }
-        }
+    /// Unmaps every page of a departing area, marks it dead and drops its
+    /// share reference.
+    fn unmap_area(&self, area: &Area<M>, batch: &mut ShootdownBatch) {
+        let mut st = area.state.lock();
+        st.dead = true;
+        let used = st.used.take();
+        self.with_pt(|pt| unmap_into(self.machine(), pt, &*area.backend, used.iter_pages(), batch));
+        leave_share(&mut st, batch);
     }
 
     /// Changes the rights of the area containing `addr`, keeping its data
     /// (HelenOS `as_area_change_flags`): every mapped page is unmapped, one
     /// shootdown runs, and the same frames are mapped back with the new
     /// rights, so no CPU ever reaches the area with old and new rights at
-    /// once. Backends that cannot (all but anonymous memory) get
-    /// `NotSupported`.
+    /// once. Shared areas and backends that cannot (all but anonymous
+    /// memory) get `NotSupported`.
     pub fn area_change_flags(&self, addr: VirtAddr, flags: AreaFlags) -> Result<()> {
         flags.validate()?;
-        let mut guard = self.inner.lock();
-        let inner = &mut *guard;
-        let key = inner.find(addr.page().number()).ok_or(Error::NotFound)?;
-        let pt = inner
-            .pt
-            .as_mut()
-            .expect("page table lives as long as the address space");
-        let area = inner.areas.get_mut(&key).expect("found above");
-        if !area.backend.can_change_flags() || area.share.is_some() {
+        let area = self.lookup(addr).ok_or(Error::NotFound)?;
+        let mut st = area.state.lock();
+        if st.dead || !area.contains(addr.page().number()) {
+            return Err(Error::NotFound);
+        }
+        if !area.backend.can_change_flags() || st.share.is_some() {
             return Err(Error::NotSupported);
         }
-        let mut batch = ShootdownBatch::new();
-        let mut frames = Vec::with_capacity(area.used.pages() as usize);
-        for page in area.used.iter_pages() {
-            let u = pt
-                .unmap(self.machine().memory(), page)
-                .expect("used page is mapped");
-            frames.push((page, u.frame()));
-            batch.defer(u, false);
-        }
-        batch.complete(&self.shared, self.id);
-        area.flags = flags;
-        let pflags = self.page_flags(flags);
         let m = self.machine();
-        for (page, frame) in frames {
-            if pt.map(m.memory(), m.frames(), page, frame, pflags).is_err() {
-                // Intermediate tables are kept across unmaps, so this cannot
-                // happen; if it did, the page simply becomes non-resident.
-                let _ = area.used.remove(page, 1);
-                if area.backend.refcounted() {
-                    m.frames().release(frame);
+        let mut batch = ShootdownBatch::new();
+        let mut frames = Vec::with_capacity(st.used.pages() as usize);
+        self.with_pt(|pt| {
+            for page in st.used.iter_pages() {
+                let u = pt.unmap(m.memory(), page).expect("used page is mapped");
+                frames.push((page, u.frame()));
+                batch.defer(u, false);
+            }
+        });
+        batch.complete(&self.shared, self.id);
+        st.flags = flags;
+        let pflags = self.page_flags(flags);
+        let mut lost = Vec::new();
+        self.with_pt(|pt| {
+            for &(page, frame) in &frames {
+                if pt.map(m.memory(), m.frames(), page, frame, pflags).is_err() {
+                    lost.push((page, frame));
                 }
+            }
+        });
+        // Intermediate tables are kept across unmaps, so mapping back cannot
+        // fail; if it did, the page simply stops being resident.
+        for (page, frame) in lost {
+            let _ = st.used.remove(page, 1);
+            if area.backend.refcounted() {
+                m.frames().release(frame);
             }
         }
         Ok(())
@@ -393,28 +387,21 @@ impl<M: Machine> AddressSpace<M> {
         }
         let m = self.machine();
         let (share, backend, pages, mask) = {
-            let mut guard = self.inner.lock();
-            let inner = &mut *guard;
-            let key = inner
-                .find(src_addr.page().number())
-                .ok_or(Error::NotFound)?;
-            let pt = inner
-                .pt
-                .as_ref()
-                .expect("page table lives as long as the address space");
-            let area = inner.areas.get_mut(&key).expect("found above");
+            let tree = self.areas.lock();
+            let area = area_at(&tree, src_addr.page().number()).ok_or(Error::NotFound)?;
+            let mut st = area.state.lock();
             if !area.backend.can_share() {
                 return Err(Error::NotSupported);
             }
             let mut mask = mask;
-            if area.flags.contains(AreaFlags::CACHEABLE) {
+            if st.flags.contains(AreaFlags::CACHEABLE) {
                 mask |= AreaFlags::CACHEABLE;
             }
-            if area.pages.checked_mul(crate::PAGE_SIZE) != Some(size) || !area.flags.contains(mask)
-            {
+            let pages = area.pages();
+            if pages.checked_mul(PAGE_SIZE) != Some(size) || !st.flags.contains(mask) {
                 return Err(Error::PermissionDenied);
             }
-            let share = match &area.share {
+            let share = match &st.share {
                 Some(share) => {
                     share.state.lock().refs += 1;
                     share.clone()
@@ -423,112 +410,110 @@ impl<M: Machine> AddressSpace<M> {
                     // First share: the pages mapped so far enter the page map.
                     let mut pagemap = BTreeMap::new();
                     if area.backend.refcounted() {
-                        for page in area.used.iter_pages() {
-                            let (frame, _) =
-                                pt.translate(m.memory(), page).expect("used page is mapped");
-                            m.frames().add_ref(frame);
-                            pagemap.insert(page.pages_since(area.base), frame);
-                        }
+                        self.with_pt(|pt| {
+                            for page in st.used.iter_pages() {
+                                let (frame, _) =
+                                    pt.translate(m.memory(), page).expect("used page is mapped");
+                                m.frames().add_ref(frame);
+                                pagemap.insert(page.pages_since(area.base), frame);
+                            }
+                        });
                     }
                     let share = Arc::new(ShareInfo::new(2, pagemap));
-                    area.share = Some(share.clone());
+                    st.share = Some(share.clone());
                     share
                 }
             };
-            (share, area.backend.clone(), area.pages, mask)
+            (share, area.backend.clone(), pages, mask)
+        };
+        let give_back = |share: Arc<ShareInfo<M>>| {
+            let mut batch = ShootdownBatch::new();
+            for f in share.remove_reference() {
+                batch.release_later(f);
+            }
+            batch.complete(&self.shared, self.id);
         };
         // The destination is created partial, so faults on it fail until the
         // share record is attached.
         let created = dst.area_create_with(
             dst_base,
-            pages * crate::PAGE_SIZE,
+            pages * PAGE_SIZE,
             mask,
             AreaAttrs::PARTIAL,
             backend,
         );
         if let Err(e) = created {
-            let mut batch = ShootdownBatch::new();
-            for f in share.remove_reference() {
-                batch.release_later(f);
-            }
-            batch.complete(&self.shared, self.id);
+            give_back(share);
             return Err(e);
         }
-        let mut inner = dst.inner.lock();
-        let Some(area) = inner.areas.get_mut(&dst_base.page().number()) else {
+        let area = dst.lookup(dst_base).filter(|a| a.base == dst_base.page());
+        let Some(area) = area else {
             // Destroyed by another thread while still partial.
-            drop(inner);
-            let mut batch = ShootdownBatch::new();
-            for f in share.remove_reference() {
-                batch.release_later(f);
-            }
-            batch.complete(&self.shared, self.id);
+            give_back(share);
             return Err(Error::NotFound);
         };
-        area.share = Some(share);
-        area.attrs.remove(AreaAttrs::PARTIAL);
+        let mut st = area.state.lock();
+        if st.dead {
+            drop(st);
+            give_back(share);
+            return Err(Error::NotFound);
+        }
+        st.share = Some(share);
+        st.attrs.remove(AreaAttrs::PARTIAL);
         Ok(())
     }
 
     /// The share record of the area containing `addr`, if it is shared.
     pub fn share_info(&self, addr: VirtAddr) -> Option<Arc<ShareInfo<M>>> {
-        let inner = self.inner.lock();
-        inner.area_at(addr.page().number())?.share.clone()
+        self.lookup(addr)?.state.lock().share.clone()
     }
 
     /// The area containing `addr`.
     pub fn area(&self, addr: VirtAddr) -> Option<AreaInfo> {
-        let inner = self.inner.lock();
-        inner.area_at(addr.page().number()).map(Area::info)
+        let tree = self.areas.lock();
+        area_at(&tree, addr.page().number()).map(|a| a.snapshot())
     }
 
     /// Size in bytes of the area containing `addr`, 0 if none (HelenOS
     /// `as_area_get_size`).
     pub fn area_size(&self, addr: VirtAddr) -> u64 {
-        self.area(addr).map_or(0, |a| a.size())
+        let tree = self.areas.lock();
+        area_at(&tree, addr.page().number()).map_or(0, |a| a.pages() * PAGE_SIZE)
     }
 
     /// Whether the area containing `addr` permits `access` (HelenOS
     /// `as_area_check_access`); `false` when there is no area.
     pub fn check_access(&self, addr: VirtAddr, access: Access) -> bool {
-        self.area(addr).is_some_and(|a| a.flags.permits(access))
+        let tree = self.areas.lock();
+        area_at(&tree, addr.page().number()).is_some_and(|a| a.state.lock().flags.permits(access))
     }
 
     /// Every area, lowest first.
     pub fn areas(&self) -> Vec<AreaInfo> {
-        self.inner.lock().areas.values().map(Area::info).collect()
+        self.areas.lock().values().map(|a| a.snapshot()).collect()
     }
 
     /// A copy of the used space of the area containing `addr`.
     pub fn used_space(&self, addr: VirtAddr) -> Option<UsedSpace> {
-        let inner = self.inner.lock();
-        inner.area_at(addr.page().number()).map(|a| a.used.clone())
+        let tree = self.areas.lock();
+        area_at(&tree, addr.page().number()).map(|a| a.state.lock().used.clone())
     }
 
     /// What the page table maps at `page` (read by software, not through a
     /// TLB).
     pub fn translate(&self, page: Page) -> Option<(Frame, PageFlags)> {
-        let inner = self.inner.lock();
-        inner.pt.as_ref()?.translate(self.machine().memory(), page)
+        self.with_pt(|pt| pt.translate(self.machine().memory(), page))
     }
 
     /// Pages mapped in all areas together.
     pub fn resident_pages(&self) -> u64 {
-        self.inner
-            .lock()
-            .areas
-            .values()
-            .map(|a| a.used.pages())
-            .sum()
+        let tree = self.areas.lock();
+        tree.values().map(|a| a.state.lock().used.pages()).sum()
     }
 
     /// Frames held by the page table itself.
     pub fn page_table_frames(&self) -> u64 {
-        self.inner
-            .lock()
-            .pt
-            .as_ref()
-            .map_or(0, |pt| pt.table_frames())
+        self.with_pt(|pt| pt.table_frames())
     }
 
     /// A listing of the areas in the manner of `/proc/PID/maps` (HelenOS
@@ -549,15 +534,10 @@ impl<M: Machine> Drop for AddressSpace<M> {
     fn drop(&mut self) {
         let shared = self.shared.clone();
         let m = &shared.machine;
-        let inner = self.inner.get_mut();
         let mut batch = ShootdownBatch::new();
-        let areas = core::mem::take(&mut inner.areas);
-        let pt = inner
-            .pt
-            .as_mut()
-            .expect("page table lives as long as the address space");
+        let areas = core::mem::take(self.areas.get_mut());
         for area in areas.values() {
-            Self::unmap_area(m, pt, area, &mut batch);
+            self.unmap_area(area, &mut batch);
         }
         batch.complete(&shared, self.id);
         let released = shared.asids.lock().unregister(self.id);
@@ -574,7 +554,7 @@ impl<M: Machine> Drop for AddressSpace<M> {
             }
             shared.asids.lock().release(asid);
         }
-        if let Some(pt) = inner.pt.take() {
+        if let Some(pt) = self.pt.get_mut().take() {
             pt.destroy(m.memory(), m.frames());
         }
     }

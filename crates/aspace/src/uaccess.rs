@@ -58,18 +58,21 @@ impl<M: Machine> AddressSpace<M> {
     ) -> Result<()> {
         let mut op = Some(op);
         for _ in 0..2 {
-            {
-                let inner = self.inner.lock();
-                let pt = inner.pt.as_ref().ok_or(Error::BadMemory)?;
-                if let Some((frame, flags)) =
-                    pt.translate(self.shared.machine.memory(), addr.page())
+            let mem = self.shared.machine.memory();
+            // The page table stays locked during the copy, so the frame
+            // cannot be unmapped (let alone freed) under it.
+            let done = self.with_pt(|pt| match pt.translate(mem, addr.page()) {
+                Some((frame, flags))
+                    if flags.contains(PageFlags::USER) && flags.permits(access) =>
                 {
-                    if flags.contains(PageFlags::USER) && flags.permits(access) {
-                        let op = op.take().expect("runs once");
-                        op(PhysAddr::new(frame.start().as_u64() + addr.page_offset()));
-                        return Ok(());
-                    }
+                    let op = op.take().expect("runs once");
+                    op(PhysAddr::new(frame.start().as_u64() + addr.page_offset()));
+                    true
                 }
+                _ => false,
+            });
+            if done {
+                return Ok(());
             }
             if self.page_fault(addr, access, true) != FaultOutcome::Ok {
                 return Err(Error::BadMemory);
