@@ -6,6 +6,7 @@ use std::hint::black_box;
 use std::ptr;
 
 use crate::clock::Clock;
+use crate::paired;
 use aspace::VirtAddr;
 use aspace_bench::{layout, middle_gap, populate, sim, Settings, RW};
 use criterion::{BenchmarkId, Criterion, SamplingMode};
@@ -63,7 +64,6 @@ pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
                 space.area_destroy(base).expect("just created");
             });
         });
-        drop(ours);
         let mut theirs = None;
         g.bench_function(BenchmarkId::new("memory_set_map_unmap", n), |b| {
             let set = theirs.get_or_insert_with(|| {
@@ -86,6 +86,28 @@ pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
                 set.unmap(base, CHURN_BYTES, &mut ()).expect("just mapped");
             });
         });
+        if let (Some((_sim, space)), Some(set)) = (&ours, &mut theirs) {
+            let base = VirtAddr::new(hole);
+            let ms_base = MsAddr::from(hole as usize);
+            paired::compare(
+                format!("churn/{n}"),
+                &mut [
+                    ("aspace", 1, &mut || {
+                        space
+                            .area_create(base, CHURN_PAGES * aspace::PAGE_SIZE, RW)
+                            .expect("the hole is free");
+                        space.area_destroy(base).expect("just created");
+                    }),
+                    ("memory_set", 1, &mut || {
+                        let area = MemoryArea::new(ms_base, CHURN_BYTES, 3, NoPageTable);
+                        set.map(area, &mut (), false).expect("the hole is free");
+                        set.unmap(ms_base, CHURN_BYTES, &mut ())
+                            .expect("just mapped");
+                    }),
+                    ("Linux mmap+munmap", 1, &mut linux_mmap_munmap),
+                ],
+            );
+        }
     }
     g.bench_function(BenchmarkId::new("linux_mmap_munmap", "own"), |b| {
         b.iter(linux_mmap_munmap)

@@ -34,7 +34,8 @@ impl Clock {
         }
     }
 
-    fn now(&self) -> Duration {
+    /// The time now on this clock.
+    pub fn now(&self) -> Duration {
         let id = if self.thread {
             libc::CLOCK_THREAD_CPUTIME_ID
         } else {

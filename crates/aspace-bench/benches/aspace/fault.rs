@@ -8,6 +8,7 @@ use std::ptr;
 use std::sync::Arc;
 
 use crate::clock::Clock;
+use crate::paired;
 use aspace::{Access, FaultOutcome, Frame, PhysMemory, VirtAddr, PAGE_SIZE};
 use aspace_bench::{sim, RW};
 use aspace_sim::{Cpu, Sim, Space};
@@ -63,6 +64,7 @@ pub fn bench(c: &mut Criterion<Clock>) {
             cpu.run(|| space.area_destroy(base)).expect("created");
         });
     });
+    let ran = m.is_some();
     drop(m);
     let mut m = None;
     g.bench_function(BenchmarkId::new("aspace_core", TOUCH_PAGES), |b| {
@@ -91,6 +93,9 @@ pub fn bench(c: &mut Criterion<Clock>) {
     });
     drop(m);
     g.finish();
+    if ran {
+        paired_first_touch();
+    }
 
     let mut g = c.benchmark_group("zero_frame");
     g.throughput(Throughput::Elements(1));
@@ -178,6 +183,64 @@ pub fn bench(c: &mut Criterion<Clock>) {
         });
     });
     g.finish();
+}
+
+/// First touch, its core-only part, Linux and the floors, interleaved.
+fn paired_first_touch() {
+    let n = TOUCH_PAGES;
+    let base = VirtAddr::new(BASE);
+    let (_s1, space, mut cpu) = machine(64);
+    let (_s2, space2, cpu2) = machine(64);
+    let zsim = sim(1, 16 << 20, 64, 64);
+    let mut hot = vec![1u8; PAGE_SIZE as usize];
+    let mut cold = vec![1u8; COLD_BYTES];
+    let mut at = 0usize;
+    paired::compare(
+        format!("first_touch/{n}"),
+        &mut [
+            ("aspace (simulated MMU)", n, &mut || {
+                space.area_create(base, n * PAGE_SIZE, RW).expect("free");
+                for p in 0..n {
+                    cpu.write_u64(VirtAddr::new(BASE + p * PAGE_SIZE), p)
+                        .expect("anonymous memory");
+                }
+                cpu.run(|| space.area_destroy(base)).expect("created");
+            }),
+            ("aspace core only", n, &mut || {
+                space2.area_create(base, n * PAGE_SIZE, RW).expect("free");
+                cpu2.run(|| {
+                    for p in 0..n {
+                        let a = VirtAddr::new(BASE + p * PAGE_SIZE);
+                        black_box(space2.page_fault(a, Access::Write, false));
+                    }
+                    space2.area_destroy(base)
+                })
+                .expect("created");
+            }),
+            ("Linux fault", n, &mut || linux_first_touch(n as usize)),
+            ("sim zero_frame", n, &mut || {
+                for _ in 0..n {
+                    zsim.hardware()
+                        .memory()
+                        .zero_frame(black_box(Frame::from_number(100)));
+                }
+            }),
+            ("memset hot", n, &mut || {
+                for _ in 0..n {
+                    unsafe { ptr::write_bytes(black_box(hot.as_mut_ptr()), 0, hot.len()) };
+                    black_box(&hot);
+                }
+            }),
+            ("memset cold", n, &mut || {
+                for _ in 0..n {
+                    let page = &mut cold[at..at + PAGE_SIZE as usize];
+                    unsafe { ptr::write_bytes(black_box(page.as_mut_ptr()), 0, page.len()) };
+                    black_box(&page);
+                    at = (at + PAGE_SIZE as usize) % COLD_BYTES;
+                }
+            }),
+        ],
+    );
 }
 
 /// `WORKING_SET` user-mode loads cycling through the first `pages` pages.

@@ -6,6 +6,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use crate::clock::Clock;
+use crate::paired;
 use aspace::{Access, VirtAddr};
 use aspace_bench::{layout, populate, random_queries, sequential_queries, sim, Settings};
 use aspace_sim::{Sim, Space};
@@ -86,8 +87,97 @@ fn build(n: usize) -> Contenders {
     }
 }
 
+fn q_area(k: &Contenders, queries: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for &q in queries {
+        if let Some(info) = k.space.area(VirtAddr::new(q)) {
+            sum += info.pages;
+        }
+    }
+    black_box(sum)
+}
+
+fn q_check_access(k: &Contenders, queries: &[u64]) -> u64 {
+    let mut hits = 0u64;
+    for &q in queries {
+        hits += k.space.check_access(VirtAddr::new(q), Access::Write) as u64;
+    }
+    black_box(hits)
+}
+
+fn q_btree(k: &Contenders, queries: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for &q in queries {
+        if let Some((_, &(end, m))) = k.btree.range(..=q).next_back() {
+            if q < end {
+                sum += m.pages;
+            }
+        }
+    }
+    black_box(sum)
+}
+
+fn q_nodit(k: &Contenders, queries: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for &q in queries {
+        if let Some(m) = k.nodit.get_at_point(&q) {
+            sum += m.pages;
+        }
+    }
+    black_box(sum)
+}
+
+fn q_rangemap(k: &Contenders, queries: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for &q in queries {
+        if let Some(m) = k.rangemap.get(&q) {
+            sum += m.pages;
+        }
+    }
+    black_box(sum)
+}
+
+fn q_fat(k: &Contenders, queries: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for &q in queries {
+        if let Some((_, &(end, v))) = k.fat.range(..=q).next_back() {
+            if q < end {
+                sum += v[1];
+            }
+        }
+    }
+    black_box(sum)
+}
+
+fn q_fat_locked(k: &Contenders, queries: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for &q in queries {
+        let map = k.fat_locked.lock();
+        if let Some((_, &(end, v))) = map.range(..=q).next_back() {
+            if q < end {
+                sum += v[1];
+            }
+        }
+    }
+    black_box(sum)
+}
+
+type Query = fn(&Contenders, &[u64]) -> u64;
+
 pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
     let sizes = [16usize, 256, 4096, 65536, 1 << 20];
+    let main: [(&str, Query); 5] = [
+        ("aspace_area", q_area),
+        ("aspace_check_access", q_check_access),
+        ("btreemap", q_btree),
+        ("nodit", q_nodit),
+        ("rangemap", q_rangemap),
+    ];
+    // Diagnostics: what node size and a lock add to a BTreeMap.
+    let diagnostics: [(&str, Query); 2] = [
+        ("btreemap_80B", q_fat),
+        ("btreemap_80B_locked", q_fat_locked),
+    ];
     for n in sizes.into_iter().filter(|&n| n <= s.max_areas) {
         let areas = layout(n, 1);
         let patterns = [
@@ -100,99 +190,44 @@ pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
         for (pattern, queries) in &patterns {
             let mut g = c.benchmark_group(format!("lookup_{pattern}"));
             g.throughput(Throughput::Elements(QUERIES as u64));
-            g.bench_function(BenchmarkId::new("aspace_area", n), |b| {
-                let k = built.get_or_insert_with(|| build(n));
-                b.iter(|| {
-                    let mut sum = 0u64;
-                    for &q in queries {
-                        if let Some(info) = k.space.area(VirtAddr::new(q)) {
-                            sum += info.pages;
-                        }
-                    }
-                    black_box(sum)
-                })
-            });
-            g.bench_function(BenchmarkId::new("aspace_check_access", n), |b| {
-                let k = built.get_or_insert_with(|| build(n));
-                b.iter(|| {
-                    let mut hits = 0u64;
-                    for &q in queries {
-                        hits += k.space.check_access(VirtAddr::new(q), Access::Write) as u64;
-                    }
-                    black_box(hits)
-                })
-            });
-            g.bench_function(BenchmarkId::new("btreemap", n), |b| {
-                let k = built.get_or_insert_with(|| build(n));
-                b.iter(|| {
-                    let mut sum = 0u64;
-                    for &q in queries {
-                        if let Some((_, &(end, m))) = k.btree.range(..=q).next_back() {
-                            if q < end {
-                                sum += m.pages;
-                            }
-                        }
-                    }
-                    black_box(sum)
-                })
-            });
-            g.bench_function(BenchmarkId::new("nodit", n), |b| {
-                let k = built.get_or_insert_with(|| build(n));
-                b.iter(|| {
-                    let mut sum = 0u64;
-                    for &q in queries {
-                        if let Some(m) = k.nodit.get_at_point(&q) {
-                            sum += m.pages;
-                        }
-                    }
-                    black_box(sum)
-                })
-            });
-            g.bench_function(BenchmarkId::new("rangemap", n), |b| {
-                let k = built.get_or_insert_with(|| build(n));
-                b.iter(|| {
-                    let mut sum = 0u64;
-                    for &q in queries {
-                        if let Some(m) = k.rangemap.get(&q) {
-                            sum += m.pages;
-                        }
-                    }
-                    black_box(sum)
-                })
-            });
-            if *pattern == "random" {
-                // Diagnostics: what node size and a lock add to a BTreeMap.
-                g.bench_function(BenchmarkId::new("btreemap_80B", n), |b| {
+            let extra: &[(&str, Query)] = if *pattern == "random" {
+                &diagnostics
+            } else {
+                &[]
+            };
+            for &(name, query) in main.iter().chain(extra) {
+                g.bench_function(BenchmarkId::new(name, n), |b| {
                     let k = built.get_or_insert_with(|| build(n));
-                    b.iter(|| {
-                        let mut sum = 0u64;
-                        for &q in queries {
-                            if let Some((_, &(end, v))) = k.fat.range(..=q).next_back() {
-                                if q < end {
-                                    sum += v[1];
-                                }
-                            }
-                        }
-                        black_box(sum)
-                    })
-                });
-                g.bench_function(BenchmarkId::new("btreemap_80B_locked", n), |b| {
-                    let k = built.get_or_insert_with(|| build(n));
-                    b.iter(|| {
-                        let mut sum = 0u64;
-                        for &q in queries {
-                            let map = k.fat_locked.lock();
-                            if let Some((_, &(end, v))) = map.range(..=q).next_back() {
-                                if q < end {
-                                    sum += v[1];
-                                }
-                            }
-                        }
-                        black_box(sum)
-                    })
+                    b.iter(|| query(k, queries))
                 });
             }
             g.finish();
+            if let Some(k) = &built {
+                let q = QUERIES as u64;
+                paired::compare(
+                    format!("lookup_{pattern}/{n}"),
+                    &mut [
+                        ("aspace area()", q, &mut || {
+                            q_area(k, queries);
+                        }),
+                        ("BTreeMap", q, &mut || {
+                            q_btree(k, queries);
+                        }),
+                        ("nodit", q, &mut || {
+                            q_nodit(k, queries);
+                        }),
+                        ("rangemap", q, &mut || {
+                            q_rangemap(k, queries);
+                        }),
+                        ("BTreeMap 80 B", q, &mut || {
+                            q_fat(k, queries);
+                        }),
+                        ("BTreeMap 80 B + lock", q, &mut || {
+                            q_fat_locked(k, queries);
+                        }),
+                    ],
+                );
+            }
         }
     }
 }

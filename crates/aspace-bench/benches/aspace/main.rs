@@ -16,6 +16,7 @@ mod churn;
 mod clock;
 mod fault;
 mod lookup;
+mod paired;
 mod report;
 mod scaling;
 mod used;

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::{churn, fault, scaling, used};
+use crate::{churn, fault, paired, scaling, used};
 
 /// ns per element, by criterion's full id (`group/function/value`).
 struct Figures(HashMap<String, f64>);
@@ -449,6 +449,53 @@ fn render(f: &Figures) -> String {
         let two = f.get(&format!("scaling/{id}/2cpu"));
         row(&mut s, &[who.into(), time(one), time(two), plain(one, two)]);
     }
+    s += &render_paired();
+    s
+}
+
+/// The paired (interleaved) comparisons of this run.
+fn render_paired() -> String {
+    let records = paired::records();
+    let mut s = String::new();
+    if records.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\n### Paired ratios: contenders interleaved round by round\n\n\
+         Median over {} rounds of the per-round ratio ours ÷ theirs (time), and each \
+         contender's median time per element. Steadier than ratios of the criterion \
+         figures above, which are measured seconds apart on a machine whose speed drifts.\n",
+        records[0].rounds
+    );
+    header(
+        &mut s,
+        &[
+            "comparison",
+            "ours",
+            "ours ÷ each contender (its time per element)",
+        ],
+    );
+    for r in records.iter() {
+        let cells: Vec<String> = (1..r.names.len())
+            .map(|i| {
+                format!(
+                    "{}: {} ({})",
+                    r.names[i],
+                    ratio(Some(r.ratio[i]), Some(1.0)),
+                    time(Some(r.ns[i]))
+                )
+            })
+            .collect();
+        row(
+            &mut s,
+            &[
+                r.id.clone(),
+                format!("{}: {}", r.names[0], time(Some(r.ns[0]))),
+                cells.join("; "),
+            ],
+        );
+    }
     s
 }
 
@@ -469,6 +516,9 @@ fn commit() -> String {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
+    if let Ok(c) = std::env::var("ASPACE_BENCH_COMMIT") {
+        return c;
+    }
     let head = run(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
     let dirty = run(&[
         "status",
