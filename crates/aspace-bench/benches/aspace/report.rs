@@ -154,18 +154,20 @@ fn render(f: &Figures) -> String {
 
     let _ = writeln!(
         s,
-        "\n### Where the lookup time goes (random addresses, time per lookup)\n"
+        "\n### Where the lookup time goes (random addresses, time per lookup)\n\n\
+         The core keeps `BTreeMap<u64, Arc<Area>>` under a tree lock, each area under \
+         its own lock; these rows rebuild that shape step by step.\n"
     );
     header(
         &mut s,
         &[
             "areas",
-            "BTreeMap, 16 B values",
-            "BTreeMap, 80 B values",
-            "80 B + parking_lot lock",
+            "BTreeMap, inline values",
+            "BTreeMap, boxed values",
+            "tree lock + Arc<Mutex> values, both locked",
             "aspace `area()`",
-            "node size (80 B ÷ 16 B)",
-            "lock (locked ÷ 80 B)",
+            "indirection (boxed ÷ inline)",
+            "locks (locked ÷ boxed)",
             "rest (`area()` ÷ locked)",
         ],
     );
@@ -176,12 +178,12 @@ fn render(f: &Figures) -> String {
             &[
                 n.into(),
                 time(g("btreemap")),
-                time(g("btreemap_80B")),
-                time(g("btreemap_80B_locked")),
+                time(g("btreemap_boxed")),
+                time(g("btreemap_arc_2locks")),
                 time(g("aspace_area")),
-                plain(g("btreemap_80B"), g("btreemap")),
-                plain(g("btreemap_80B_locked"), g("btreemap_80B")),
-                plain(g("aspace_area"), g("btreemap_80B_locked")),
+                plain(g("btreemap_boxed"), g("btreemap")),
+                plain(g("btreemap_arc_2locks"), g("btreemap_boxed")),
+                plain(g("aspace_area"), g("btreemap_arc_2locks")),
             ],
         );
     }
@@ -418,7 +420,11 @@ fn render(f: &Figures) -> String {
     );
     let one = f.get("scaling/aspace_faults/1cpu");
     for (who, id) in [
-        ("aspace, one space", "aspace_faults"),
+        ("aspace, one space, an area per CPU", "aspace_faults"),
+        (
+            "aspace, one space, one area (a half per CPU)",
+            "aspace_faults_same_area",
+        ),
         ("aspace, one space per CPU", "aspace_faults_2spaces"),
         (
             "aspace, one machine per CPU (nothing shared: control)",

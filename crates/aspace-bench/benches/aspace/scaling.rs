@@ -67,14 +67,22 @@ impl Rig {
         }
     }
 
-    /// One round: `k` CPUs each fault in their own fresh area; returns the
+    /// One round: `k` CPUs each fault in their own fresh area (or, with
+    /// `same_area`, each in its own half of one fresh area); returns the
     /// time from the common start to the last CPU's end.
-    fn round(&mut self, k: usize) -> Duration {
-        let base = |i: usize| VirtAddr::new(BASE + i as u64 * STRIDE);
-        for i in 0..k {
-            self.spaces[i]
-                .area_create(base(i), PAGES_PER_CPU * PAGE_SIZE, RW)
-                .expect("free");
+    fn round(&mut self, k: usize, same_area: bool) -> Duration {
+        let bytes = PAGES_PER_CPU * PAGE_SIZE;
+        let base = |i: usize| {
+            if same_area {
+                VirtAddr::new(BASE + i as u64 * bytes)
+            } else {
+                VirtAddr::new(BASE + i as u64 * STRIDE)
+            }
+        };
+        let areas = if same_area { 1 } else { k };
+        for i in 0..areas {
+            let size = if same_area { k as u64 * bytes } else { bytes };
+            self.spaces[i].area_create(base(i), size, RW).expect("free");
         }
         let barrier = Barrier::new(k);
         let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
@@ -96,7 +104,7 @@ impl Rig {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        for i in 0..k {
+        for i in 0..areas {
             self.cpus[i]
                 .run(|| self.spaces[i].area_destroy(base(i)))
                 .expect("created");
@@ -224,19 +232,25 @@ pub fn bench(c: &mut Criterion<Clock>) {
         g.throughput(Throughput::Elements(k as u64 * PAGES_PER_CPU));
         g.bench_function(BenchmarkId::new("aspace_faults", format!("{k}cpu")), |b| {
             let rig = one.get_or_insert_with(|| Rig::new(Sharing::Space));
-            b.iter_custom(|iters| (0..iters).map(|_| rig.round(k)).sum())
+            b.iter_custom(|iters| (0..iters).map(|_| rig.round(k, false)).sum())
         });
         if k == 2 {
             // Each CPU in its own address space: no address-space lock is
             // shared, only the frame allocator and the counters.
             g.bench_function(BenchmarkId::new("aspace_faults_2spaces", "2cpu"), |b| {
                 let rig = two.get_or_insert_with(|| Rig::new(Sharing::Machine));
-                b.iter_custom(|iters| (0..iters).map(|_| rig.round(k)).sum())
+                b.iter_custom(|iters| (0..iters).map(|_| rig.round(k, false)).sum())
+            });
+            // Both CPUs in one area (each in its own half): the common case
+            // of threads sharing a heap; they meet on the area's lock.
+            g.bench_function(BenchmarkId::new("aspace_faults_same_area", "2cpu"), |b| {
+                let rig = one.get_or_insert_with(|| Rig::new(Sharing::Space));
+                b.iter_custom(|iters| (0..iters).map(|_| rig.round(k, true)).sum())
             });
             // Control: two machines, nothing shared but the host.
             g.bench_function(BenchmarkId::new("aspace_faults_2machines", "2cpu"), |b| {
                 let rig = apart.get_or_insert_with(|| Rig::new(Sharing::Nothing));
-                b.iter_custom(|iters| (0..iters).map(|_| rig.round(k)).sum())
+                b.iter_custom(|iters| (0..iters).map(|_| rig.round(k, false)).sum())
             });
         }
         g.bench_function(BenchmarkId::new("linux_faults", format!("{k}cpu")), |b| {
