@@ -5,15 +5,33 @@ use alloc::vec::Vec;
 
 use crate::arch::phys_to_virt;
 
+// The helpers below read firmware memory through the direct map. Their
+// callers pass only addresses of the BIOS data area, the EBDA, the BIOS
+// area 0xe0000-0xfffff, and tables reached from the RSDP (RSDT/XSDT,
+// MADT): memory the firmware placed below 4 GiB (so inside the direct map),
+// reserved or below 1 MiB, thus never given to the frame allocator (which
+// starts at 2 MiB and takes only available RAM) nor written by the kernel.
+// The kernel trusts the firmware for the addresses and lengths in them.
+
+/// `len` bytes of firmware memory at physical `pa` (see above).
 fn bytes(pa: u64, len: usize) -> &'static [u8] {
+    // SAFETY: `pa..pa + len` is firmware memory inside the direct map that
+    // nothing writes (see above), so it is readable, initialised and
+    // immutable for as long as the slice lives; `u8` needs no alignment.
     unsafe { core::slice::from_raw_parts(phys_to_virt(pa), len) }
 }
 
+/// The little-endian `u32` of firmware memory at physical `pa`.
 fn u32_at(pa: u64) -> u32 {
+    // SAFETY: 4 bytes of mapped, never-written firmware memory (see above);
+    // ACPI fields need not be aligned, hence `read_unaligned`.
     unsafe { (phys_to_virt(pa) as *const u32).read_unaligned() }
 }
 
+/// The little-endian `u64` of firmware memory at physical `pa`.
 fn u64_at(pa: u64) -> u64 {
+    // SAFETY: 8 bytes of mapped, never-written firmware memory (see above);
+    // ACPI fields need not be aligned, hence `read_unaligned`.
     unsafe { (phys_to_virt(pa) as *const u64).read_unaligned() }
 }
 
@@ -22,6 +40,9 @@ fn checksum_ok(pa: u64, len: usize) -> bool {
 }
 
 fn find_rsdp() -> Option<u64> {
+    // SAFETY: 0x40e is the BIOS data area's word holding the EBDA segment:
+    // two bytes of low memory inside the direct map that the kernel never
+    // writes (see above).
     let ebda = (unsafe { (phys_to_virt(0x40e) as *const u16).read_unaligned() } as u64) << 4;
     let ranges = [(ebda, ebda + 1024), (0xe0000, 0x100000)];
     for (lo, hi) in ranges {

@@ -27,11 +27,24 @@ fn reg(off: usize) -> *mut u32 {
     phys_to_virt(BASE.load(Ordering::Relaxed) + off as u64) as *mut u32
 }
 
+/// Reads the register at `off`, one of the `REG_*` offsets.
 fn read(off: usize) -> u32 {
+    // SAFETY: `off` is one of the REG_* offsets (the only callers are in this
+    // module), so the pointer is a 16-byte aligned register in this CPU's
+    // local APIC page. BASE is the default 0xfee0_0000 or the base read from
+    // IA32_APIC_BASE (the kernel assumes, as documented, that it stays below
+    // 4 GiB), and the direct map covers the first 4 GiB, the last one
+    // uncached, in the boot tables and in every aspace table. It is MMIO
+    // outside any Rust allocation, hence volatile; none of the registers
+    // read here has a read side effect.
     unsafe { reg(off).read_volatile() }
 }
 
+/// Writes `v` to the register at `off`, one of the `REG_*` offsets.
 fn write(off: usize, v: u32) {
+    // SAFETY: as in `read`, the pointer is an aligned, mapped, uncached
+    // register of the local APIC (MMIO, not Rust memory). Each caller writes
+    // a value meant for that register (EOI, timer, ICR, SVR, TPR).
     unsafe { reg(off).write_volatile(v) }
 }
 
@@ -72,6 +85,11 @@ pub fn cpu_from_apic_id() -> usize {
 /// exceptions) and masks every line: the local APICs deliver everything.
 pub fn disable_pic() {
     use crate::arch::outb;
+    // SAFETY: 0x20/0x21 and 0xa0/0xa1 are the command and data ports of the
+    // master and slave 8259 PICs; this is their standard initialisation
+    // (ICW1-ICW4: edge triggered, vectors 0xe0/0xe8, cascade on line 2,
+    // 8086 mode) followed by masking all lines. Interrupts are off and the
+    // PICs do no DMA, so no memory or running code is affected.
     unsafe {
         outb(0x20, 0x11);
         outb(0xa0, 0x11);
@@ -88,6 +106,8 @@ pub fn disable_pic() {
 
 /// Enables this CPU's local APIC with the spurious vector.
 pub fn init() {
+    // SAFETY: MSR 0x1b is IA32_APIC_BASE, present on every CPU with a local
+    // APIC (which the kernel requires); reading it has no side effect.
     let base = unsafe { rdmsr(0x1b) } & 0xf_ffff_f000;
     BASE.store(base, Ordering::Relaxed);
     write(REG_TPR, 0);

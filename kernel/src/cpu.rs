@@ -249,6 +249,9 @@ struct Idt([[u64; 2]; 256]);
 static mut IDT: Idt = Idt([[0; 2]; 256]);
 
 fn stack_tops(cpu: usize) -> (u64, u64, u64, u64) {
+    // SAFETY: only addresses are computed: `&raw` makes no reference and
+    // reads nothing, the index is bounds-checked, and the field projections
+    // stay inside STACKS[cpu].
     unsafe {
         let s = &raw const STACKS[cpu];
         (
@@ -262,7 +265,7 @@ fn stack_tops(cpu: usize) -> (u64, u64, u64, u64) {
 
 /// Fills the IDT (once, on the boot CPU).
 pub fn init_idt() {
-    let base = unsafe { &trap_stubs } as *const u8 as u64;
+    let base = &raw const trap_stubs as u64;
     for v in 0..256usize {
         let addr = base + 16 * v as u64;
         let ist: u64 = match v {
@@ -276,6 +279,10 @@ pub fn init_idt() {
             | ist << 32
             | (0x8e | dpl << 5) << 40
             | ((addr >> 16) & 0xffff) << 48;
+        // SAFETY: only the boot CPU runs this, once, before any CPU loads the
+        // IDT (`init_cpu` comes after) and before the other CPUs start; no
+        // reference to IDT exists (`init_cpu` takes its address with
+        // `&raw`), so this write races with nothing.
         unsafe { IDT.0[v] = [lo, addr >> 32] };
     }
 }
@@ -283,20 +290,34 @@ pub fn init_idt() {
 /// Loads this CPU's GDT, TSS and the IDT.
 pub fn init_cpu(cpu: usize) {
     let (ist1, ist2, ist3, _) = stack_tops(cpu);
+    // SAFETY: only the address of TSS[cpu] is taken (bounds-checked index,
+    // no reference made).
+    let tss = unsafe { &raw mut TSS[cpu] };
+    // SAFETY: `tss` points to this CPU's own TSS: CPU `cpu` alone runs
+    // `init_cpu(cpu)` (the boot CPU with 0, each AP with its number), once,
+    // before `ltr` below hands the TSS to the hardware, and nothing else
+    // references it. The fields are written in place (no reference to the
+    // packed struct is made).
     unsafe {
-        let tss = &raw mut TSS[cpu];
         (*tss).rsp = [ist1, 0, 0];
         (*tss).ist[0] = ist1;
         (*tss).ist[1] = ist2;
         (*tss).ist[2] = ist3;
-        let t = tss as u64;
-        let limit = size_of::<Tss>() as u64 - 1;
-        let tss_lo = (limit & 0xffff)
-            | (t & 0xff_ffff) << 16
-            | 0x89 << 40
-            | ((limit >> 16) & 0xf) << 48
-            | ((t >> 24) & 0xff) << 56;
-        let gdt = &raw mut GDT[cpu];
+    }
+    let t = tss as u64;
+    let limit = size_of::<Tss>() as u64 - 1;
+    let tss_lo = (limit & 0xffff)
+        | (t & 0xff_ffff) << 16
+        | 0x89 << 40
+        | ((limit >> 16) & 0xf) << 48
+        | ((t >> 24) & 0xff) << 56;
+    // SAFETY: only the address of GDT[cpu] is taken (bounds-checked index,
+    // no reference made).
+    let gdt = unsafe { &raw mut GDT[cpu] };
+    // SAFETY: this CPU's own GDT (same reasoning as for the TSS), written
+    // before `lgdt` below loads it, while this CPU still runs on the
+    // previous GDT (the boot or trampoline one).
+    unsafe {
         (*gdt).0 = [
             0,
             0x00AF_9A00_0000_FFFF, // kernel code
@@ -306,10 +327,21 @@ pub fn init_cpu(cpu: usize) {
             tss_lo,
             t >> 32,
         ];
-        let gp = Pointer {
-            limit: (size_of::<Gdt>() - 1) as u16,
-            base: gdt as u64,
-        };
+    }
+    let gp = Pointer {
+        limit: (size_of::<Gdt>() - 1) as u16,
+        base: gdt as u64,
+    };
+    // SAFETY: `gp` describes this CPU's GDT, filled above and static, so it
+    // outlives its use by the CPU. The new GDT has a 64-bit ring-0 code
+    // segment at KCODE and a flat data segment at KDATA, so reloading CS
+    // (`retfq` to the next instruction) and DS/ES/SS with them keeps this
+    // CPU running in 64-bit ring 0 as before; `ltr` loads the available TSS
+    // descriptor at TSS_SEL (filled above) and marks it busy. The two
+    // pushes are popped by `retfq`; without `nostack` the compiler keeps
+    // nothing in the red zone across the asm. Only `tmp` is clobbered, and
+    // it is declared.
+    unsafe {
         asm!(
             "lgdt [{gp}]",
             "push {cs}",
@@ -327,12 +359,16 @@ pub fn init_cpu(cpu: usize) {
             ds = in(reg) KDATA as u64,
             tss = in(reg) TSS_SEL as u64,
         );
-        let ip = Pointer {
-            limit: (size_of::<Idt>() - 1) as u16,
-            base: &raw const IDT as u64,
-        };
-        asm!("lidt [{}]", in(reg) &ip);
     }
+    let ip = Pointer {
+        limit: (size_of::<Idt>() - 1) as u16,
+        base: &raw const IDT as u64,
+    };
+    // SAFETY: `ip` describes the static IDT, filled by `init_idt` on the
+    // boot CPU before any `init_cpu` (and never written after): 256 gates
+    // to the trap stubs, on IST stacks that this CPU's TSS, loaded above,
+    // provides. The asm only reads `ip`.
+    unsafe { asm!("lidt [{}]", in(reg) &ip) };
 }
 
 /// The frame slot at the top of this CPU's IST1 stack.
@@ -345,10 +381,19 @@ fn ist1_frame(cpu: usize) -> *mut TrapFrame {
 /// idle loop) on this CPU.
 pub fn enter(cpu: usize, frame: &TrapFrame) -> ! {
     let slot = ist1_frame(cpu);
-    unsafe {
-        slot.write(frame.clone());
-        enter_frame(slot)
-    }
+    // SAFETY: `slot` is the 16-aligned top `size_of::<TrapFrame>()` bytes of
+    // this CPU's IST1 stack (ist1_frame), writable static memory. The only
+    // caller, `sched::start`, runs on the boot or AP stack outside any trap,
+    // so nothing live is on IST1 (and `frame` is not there): the write
+    // overwrites nothing in use.
+    unsafe { slot.write(frame.clone()) };
+    // SAFETY: `slot` holds a complete TrapFrame made by `TrapFrame::new` or
+    // saved from a user trap (selectors, stack pointer and entry point valid
+    // for its ring). `enter_frame` points RSP at it and leaves through
+    // `trap_return` (FXRSTOR, register pops, `iretq`), never returning;
+    // nothing on the current stack is needed afterwards, and the next trap
+    // on this CPU reuses IST1 from its top.
+    unsafe { enter_frame(slot) }
 }
 
 global_asm!(

@@ -56,7 +56,13 @@ impl Frames {
         self.refs[frame.number() as usize].load(Ordering::Relaxed)
     }
 
+    /// Threads the free frame `n` onto `list` (whose lock the caller holds).
     fn push(&self, list: &mut FreeList, n: u64) {
+        // SAFETY: frame `n` is free RAM owned by the allocator: available in
+        // the multiboot map and above the kernel image (`add_range`), or just
+        // released by its last reference (`release`), so nobody else uses
+        // it. It is below 512 MiB, inside the direct map, and its first word
+        // is page-aligned. Writers of the list hold its lock (`list`).
         unsafe { next_of(n).write_volatile(list.head) };
         list.head = n;
     }
@@ -81,6 +87,9 @@ impl FrameAllocator for Frames {
         if n == NONE {
             return None;
         }
+        // SAFETY: `n` heads the free list, so it is a free frame that `push`
+        // wrote the next link into (see there): mapped, aligned, and no one
+        // else touches it while the list's lock is held.
         list.head = unsafe { next_of(n).read_volatile() };
         drop(list);
         let old = self.refs[n as usize].swap(1, Ordering::AcqRel);
@@ -110,33 +119,58 @@ impl FrameAllocator for Frames {
 }
 
 /// Physical memory through the direct map at `0xffff_8000_0000_0000`.
+///
+/// aspace calls these methods only inside frames it holds a reference to
+/// (page tables, area pages, ELF images, all from [`FRAMES`]) and, for the
+/// kernel half, on the boot page tables that `adopt_boot_mappings` hands it:
+/// RAM below 512 MiB, inside the direct map, and never part of a Rust
+/// allocation (the frame allocator only gets RAM above the kernel image, and
+/// the boot tables are defined in assembly, not Rust statics). Each access
+/// stays inside one frame (copies are split at page boundaries).
 pub struct DirectMap;
 
 impl PhysMemory for DirectMap {
     fn read(&self, addr: PhysAddr, buf: &mut [u8]) {
+        // SAFETY: `addr..addr + buf.len()` is mapped frame memory outside
+        // any Rust allocation (see `DirectMap`), so it cannot overlap `buf`;
+        // `u8` needs no alignment.
         unsafe {
             core::ptr::copy_nonoverlapping(phys_to_virt(addr.as_u64()), buf.as_mut_ptr(), buf.len())
         };
     }
     fn write(&self, addr: PhysAddr, data: &[u8]) {
+        // SAFETY: `addr..addr + data.len()` is mapped frame memory outside
+        // any Rust allocation (see `DirectMap`), so writing it invalidates
+        // no Rust value and cannot overlap `data`.
         unsafe {
             core::ptr::copy_nonoverlapping(data.as_ptr(), phys_to_virt(addr.as_u64()), data.len())
         };
     }
     fn read_u64(&self, addr: PhysAddr) -> u64 {
+        // SAFETY: a naturally aligned word (the trait's contract) of mapped
+        // frame memory (see `DirectMap`); volatile, as the CPU's page walker
+        // and other CPUs may access page-table entries at the same time.
         unsafe { (phys_to_virt(addr.as_u64()) as *const u64).read_volatile() }
     }
     fn write_u64(&self, addr: PhysAddr, value: u64) {
+        // SAFETY: a naturally aligned word (the trait's contract) of mapped
+        // frame memory outside any Rust allocation (see `DirectMap`); one
+        // aligned 8-byte store, so a concurrent walker sees the old or the
+        // new entry.
         unsafe { (phys_to_virt(addr.as_u64()) as *mut u64).write_volatile(value) }
     }
     fn zero_frame(&self, frame: Frame) {
+        // SAFETY: the whole of `frame`, page-aligned and mapped, outside any
+        // Rust allocation (see `DirectMap`).
         unsafe {
             core::ptr::write_bytes(phys_to_virt(frame.start().as_u64()), 0, PAGE_SIZE as usize)
         };
     }
     fn copy_frame(&self, dst: Frame, src: Frame) {
+        // SAFETY: two whole mapped frames outside any Rust allocation (see
+        // `DirectMap`), page-aligned; `copy` allows `dst == src`.
         unsafe {
-            core::ptr::copy_nonoverlapping(
+            core::ptr::copy(
                 phys_to_virt(src.start().as_u64()),
                 phys_to_virt(dst.start().as_u64()),
                 PAGE_SIZE as usize,
@@ -151,7 +185,7 @@ extern "C" {
 
 /// Physical address one past the kernel image (including its bss).
 pub fn kernel_end_phys() -> u64 {
-    (unsafe { &__kernel_end } as *const u8 as u64) - KERNEL_VMA
+    &raw const __kernel_end as u64 - KERNEL_VMA
 }
 
 /// One region of the multiboot memory map.
@@ -165,22 +199,45 @@ pub struct Region {
     pub kind: u32,
 }
 
+// `mb_u32` and `mb_u64` read the multiboot information and its memory map,
+// which the loader leaves at 32-bit physical addresses (inside the direct
+// map) in low memory: QEMU puts them around 0x9000, below the frame
+// allocator's 2 MiB floor and outside the kernel image, so nothing has
+// written them, not even `add_range` while `memory_map` walks the map.
+// `memory_map` only reads fields that the flags and lengths there say exist.
+
+/// The `u32` of the multiboot information at physical `pa` (see above).
+fn mb_u32(pa: u64) -> u32 {
+    // SAFETY: 4 readable, never-written bytes of the loader's structures
+    // (see above), outside any Rust allocation; they are only 4-byte
+    // aligned at best, hence `read_unaligned`.
+    unsafe { (phys_to_virt(pa) as *const u32).read_unaligned() }
+}
+
+/// The `u64` of the multiboot information at physical `pa` (see above).
+fn mb_u64(pa: u64) -> u64 {
+    // SAFETY: 8 readable, never-written bytes of the loader's structures
+    // (see above), outside any Rust allocation; memory-map entries put their
+    // 64-bit fields at offsets 4 and 12, hence `read_unaligned`.
+    unsafe { (phys_to_virt(pa) as *const u64).read_unaligned() }
+}
+
 /// Reads the multiboot memory map and calls `f` on each region.
 pub fn memory_map(mb_info: u32, mut f: impl FnMut(Region)) -> bool {
-    let info = phys_to_virt(mb_info as u64);
-    let flags = unsafe { (info as *const u32).read_unaligned() };
+    let info = mb_info as u64;
+    let flags = mb_u32(info);
     if flags & (1 << 6) == 0 {
         return false;
     }
-    let len = unsafe { (info.add(44) as *const u32).read_unaligned() } as u64;
-    let addr = unsafe { (info.add(48) as *const u32).read_unaligned() } as u64;
+    let len = mb_u32(info + 44) as u64;
+    let addr = mb_u32(info + 48) as u64;
     let mut off = 0;
     while off < len {
-        let e = phys_to_virt(addr + off);
-        let size = unsafe { (e as *const u32).read_unaligned() } as u64;
-        let base = unsafe { (e.add(4) as *const u64).read_unaligned() };
-        let rlen = unsafe { (e.add(12) as *const u64).read_unaligned() };
-        let kind = unsafe { (e.add(20) as *const u32).read_unaligned() };
+        let e = addr + off;
+        let size = mb_u32(e) as u64;
+        let base = mb_u64(e + 4);
+        let rlen = mb_u64(e + 12);
+        let kind = mb_u32(e + 20);
         f(Region {
             base,
             len: rlen,
@@ -229,10 +286,15 @@ static HEAP: KernelHeap = KernelHeap(SpinLock::new(linked_list_allocator::Heap::
 
 /// Hands the heap area to the allocator.
 pub fn init_heap() {
-    unsafe {
-        let start = core::ptr::addr_of_mut!(HEAP_AREA) as *mut u8;
-        HEAP.0.lock().init(start, HEAP_SIZE);
-    }
+    let start = (&raw mut HEAP_AREA).cast::<u8>();
+    let mut heap = HEAP.0.lock();
+    assert!(heap.bottom().is_null(), "kernel heap initialised twice");
+    // SAFETY: the heap is still `Heap::empty()` (checked above, under its
+    // lock), so this is its one initialisation. HEAP_AREA is HEAP_SIZE bytes
+    // of static, writable bss that nothing else names (only its address is
+    // taken, here), so the range is valid for 'static and used by nothing
+    // but the allocator.
+    unsafe { heap.init(start, HEAP_SIZE) };
 }
 
 /// Bytes of kernel heap in use.
@@ -240,6 +302,11 @@ pub fn heap_used() -> usize {
     HEAP.0.lock().used()
 }
 
+// SAFETY: `alloc` returns null or a block from `allocate_first_fit`, which
+// fits `layout` (size and alignment) and is not handed out again until it
+// is freed: the heap is only used under its spinlock, so CPUs never share
+// it unsynchronised. Nothing here unwinds (panics abort) and neither method
+// allocates through the global allocator itself.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         self.0
@@ -248,8 +315,15 @@ unsafe impl GlobalAlloc for KernelHeap {
             .map_or(core::ptr::null_mut(), |p| p.as_ptr())
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        self.0
-            .lock()
-            .deallocate(NonNull::new_unchecked(ptr), layout)
+        // SAFETY: `GlobalAlloc::dealloc`'s contract: `ptr` came from
+        // `self.alloc(layout)`, which returns only non-null pointers from
+        // `allocate_first_fit` of this heap, with this same `layout`, and
+        // is freed once. That is what `NonNull::new_unchecked` and
+        // `Heap::deallocate` require.
+        unsafe {
+            self.0
+                .lock()
+                .deallocate(NonNull::new_unchecked(ptr), layout)
+        }
     }
 }

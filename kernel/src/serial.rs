@@ -15,6 +15,10 @@ pub struct Serial;
 
 /// Programs COM1 for 115200 baud, 8N1, FIFOs on, interrupts off.
 pub fn init() {
+    // SAFETY: ports 0x3f8-0x3fc are COM1's 16550 UART registers (IER, LCR,
+    // divisor latch, FCR, MCR); this is the standard programming sequence
+    // for it, with its interrupts kept off. The UART does no DMA, so the
+    // writes affect no memory.
     unsafe {
         outb(COM1 + 1, 0x00);
         outb(COM1 + 3, 0x80);
@@ -28,12 +32,15 @@ pub fn init() {
 
 impl Serial {
     fn put(&mut self, b: u8) {
-        unsafe {
-            while inb(COM1 + 5) & 0x20 == 0 {
-                core::hint::spin_loop();
-            }
-            outb(COM1, b);
+        // SAFETY: COM1 + 5 is the UART's line status register; reading it
+        // only clears its error flags, which nothing uses.
+        while unsafe { inb(COM1 + 5) } & 0x20 == 0 {
+            core::hint::spin_loop();
         }
+        // SAFETY: COM1 is the UART's transmit register (DLAB is clear since
+        // `init`), and the status bit above says it is empty: the byte is
+        // just sent.
+        unsafe { outb(COM1, b) };
     }
 }
 
@@ -75,10 +82,9 @@ pub const EXIT_FAILURE: u8 = 0x11;
 
 /// Ends the QEMU run with `code` (halts if the device is absent).
 pub fn exit_qemu(code: u8) -> ! {
-    unsafe {
-        outb(0xf4, code);
-    }
-    loop {
-        unsafe { core::arch::asm!("cli; hlt") };
-    }
+    // SAFETY: port 0xf4 is QEMU's `isa-debug-exit` device, which ends the
+    // emulator; without the device nothing decodes the port and the write
+    // is dropped.
+    unsafe { outb(0xf4, code) };
+    crate::arch::halt()
 }

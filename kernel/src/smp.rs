@@ -114,26 +114,40 @@ static mut AP_STACKS: [Stack; MAX_CPUS] = [const { Stack([0; 64 * 1024]) }; MAX_
 /// The CPU number the trampoline is starting.
 static BOOTING: AtomicUsize = AtomicUsize::new(0);
 
-fn tramp_offset(sym: &u8) -> u64 {
-    sym as *const u8 as u64 - unsafe { &tramp_start } as *const u8 as u64
+fn tramp_offset(sym: *const u8) -> u64 {
+    sym as u64 - &raw const tramp_start as u64
 }
 
 /// Starts every other CPU; returns how many came up.
 #[allow(clippy::needless_range_loop)]
 pub fn start_aps() -> usize {
     let count = machine::CPU_COUNT.load(Ordering::Relaxed);
-    let len = tramp_offset(unsafe { &tramp_end }) as usize;
+    let len = tramp_offset(&raw const tramp_end) as usize;
+    // SAFETY: the source is the trampoline's `len` bytes in the kernel's
+    // read-only data (`tramp_start`..`tramp_end`, one global_asm block). The
+    // destination is physical 0x8000 through the direct map: low memory
+    // below the frame allocator's 2 MiB floor that nothing else of the
+    // kernel uses (the multiboot information was read at boot). The two are
+    // distinct memory, and no CPU runs the trampoline while it is copied.
     unsafe {
-        core::ptr::copy_nonoverlapping(&tramp_start as *const u8, phys_to_virt(TRAMPOLINE), len);
+        core::ptr::copy_nonoverlapping(&raw const tramp_start, phys_to_virt(TRAMPOLINE), len);
     }
-    let slot = |sym: &u8| phys_to_virt(TRAMPOLINE + tramp_offset(sym)) as *mut u64;
+    let slot = |sym: *const u8| phys_to_virt(TRAMPOLINE + tramp_offset(sym)) as *mut u64;
     let mut up = 0;
     for c in 1..count {
-        let stack = unsafe { (&raw const AP_STACKS[c]) as u64 + 64 * 1024 };
+        // SAFETY: only the address of AP_STACKS[c] is taken (`&raw`: no
+        // reference is made, nothing is read), with a bounds-checked index;
+        // CPU c alone will use that stack, from its top down.
+        let stack = unsafe { (&raw const AP_STACKS[c]) as u64 } + 64 * 1024;
+        // SAFETY: `tramp_cr3`, `tramp_stack` and `tramp_entry` are 8-byte
+        // aligned quads inside the trampoline (`.balign 8`), and the copy at
+        // 0x8000 keeps that alignment; the slots point into that copy,
+        // memory outside any Rust allocation that only the boot CPU writes
+        // (here). CPU c reads them after the SIPI that follows.
         unsafe {
-            slot(&tramp_cr3).write_volatile(&boot_pml4 as *const u8 as u64);
-            slot(&tramp_stack).write_volatile(stack);
-            slot(&tramp_entry).write_volatile(ap_main as *const () as u64);
+            slot(&raw const tramp_cr3).write_volatile(&raw const boot_pml4 as u64);
+            slot(&raw const tramp_stack).write_volatile(stack);
+            slot(&raw const tramp_entry).write_volatile(ap_main as *const () as u64);
         }
         BOOTING.store(c, Ordering::SeqCst);
         apic::start_cpu(c, (TRAMPOLINE >> 12) as u8);

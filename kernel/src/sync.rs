@@ -4,7 +4,7 @@
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// Called in every spin loop.
 #[inline]
@@ -16,6 +16,12 @@ pub fn relax() {
 /// A test-and-test-and-set spinlock, the kernel's `lock_api` raw mutex.
 pub struct RawSpin(AtomicBool);
 
+// SAFETY: the lock is exclusive: `lock` and `try_lock` take it only by a
+// compare-exchange of the flag from false to true (Acquire), so of several
+// CPUs racing at most one succeeds until `unlock` (called by lock_api only
+// for the holder) stores false again (Release, so the holder's writes are
+// seen by the next one). The flag is not tied to a CPU, so a guard may be
+// released on another CPU (`GuardSend`).
 unsafe impl lock_api::RawMutex for RawSpin {
     #[allow(clippy::declare_interior_mutable_const)]
     const INIT: RawSpin = RawSpin(AtomicBool::new(false));
@@ -45,31 +51,55 @@ pub type SpinLock<T> = lock_api::Mutex<RawSpin, T>;
 
 /// A value written once during boot, then read-only.
 pub struct Once<T> {
-    ready: AtomicBool,
+    /// `EMPTY`, then `WRITING` while the one `set` that claimed the slot
+    /// stores the value, then `READY` for good.
+    state: AtomicU8,
     value: UnsafeCell<Option<T>>,
 }
 
+const EMPTY: u8 = 0;
+const WRITING: u8 = 1;
+const READY: u8 = 2;
+
+// SAFETY: `value` is written only by the one `set` that moved `state` from
+// EMPTY to WRITING (any other `set` panics before touching it), and read
+// through `get` only after `state` is READY (Acquire, paired with `set`'s
+// Release), after which it is never written again (`DerefMut` needs `&mut`,
+// so no shared reference exists then). Sharing `&Once<T>` thus hands out
+// `&T` on several CPUs (needs `T: Sync`) and lets any CPU move a `T` in
+// (needs `T: Send`).
 unsafe impl<T: Send + Sync> Sync for Once<T> {}
 
 impl<T> Once<T> {
     /// Unset.
     pub const fn new() -> Self {
         Self {
-            ready: AtomicBool::new(false),
+            state: AtomicU8::new(EMPTY),
             value: UnsafeCell::new(None),
         }
     }
 
     /// Sets the value; only the boot CPU calls this, once.
     pub fn set(&self, v: T) {
-        assert!(!self.ready.load(Ordering::Acquire), "set twice");
+        let claimed = self
+            .state
+            .compare_exchange(EMPTY, WRITING, Ordering::Acquire, Ordering::Acquire)
+            .is_ok();
+        assert!(claimed, "set twice");
+        // SAFETY: this call moved `state` from EMPTY to WRITING, so any other
+        // `set` fails its compare-exchange and panics, and no `get` reads
+        // `value` before READY is stored below: this is the only access.
         unsafe { *self.value.get() = Some(v) };
-        self.ready.store(true, Ordering::Release);
+        self.state.store(READY, Ordering::Release);
     }
 
     /// The value, if set.
     pub fn get(&self) -> Option<&T> {
-        if self.ready.load(Ordering::Acquire) {
+        if self.state.load(Ordering::Acquire) == READY {
+            // SAFETY: READY was stored (Release) after the only write to
+            // `value`, which this Acquire load therefore sees; nothing writes
+            // `value` through `&self` after that, so a shared reference for
+            // as long as `&self` lives is sound.
             unsafe { (*self.value.get()).as_ref() }
         } else {
             None

@@ -3,6 +3,8 @@
 //! System calls use `int 0x80`: number in `rax`, arguments in `rdi`, `rsi`,
 //! `rdx`, `r10`, result in `rax`.
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
@@ -51,6 +53,9 @@ extern "Rust" {
 
 #[no_mangle]
 extern "C" fn user_start(arg: u64) -> ! {
+    // SAFETY: every program in src/bin defines `#[no_mangle] fn main(arg:
+    // u64) -> i32` (the documented convention), the Rust-ABI function this
+    // declaration names; a program without one fails to link.
     let code = unsafe { main(arg) };
     exit(code)
 }
@@ -59,6 +64,16 @@ extern "C" fn user_start(arg: u64) -> ! {
 #[inline(always)]
 pub fn syscall(n: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     let r: u64;
+    // SAFETY: `int 0x80` enters the kernel through the one gate user mode may
+    // use. The kernel saves every register in its trap frame and restores it
+    // on return, changing only RAX (the result, declared `inlateout`); the
+    // CPU switches to the kernel's stack for the trap, so the user stack and
+    // its red zone are untouched (`nostack`). Memory is not declared
+    // untouched: the kernel reads buffers passed by pointer (checked by
+    // `copy_from_user`, never trusted) and maps areas. What a call does to
+    // the program's memory (destroying or protecting an area) is the
+    // caller's business: the programs reach areas only through raw pointers
+    // and `read`/`write`, never through Rust references.
     unsafe {
         asm!("int 0x80", inlateout("rax") n => r, in("rdi") a0, in("rsi") a1, in("rdx") a2, in("r10") a3, options(nostack));
     }
@@ -201,12 +216,24 @@ pub extern "C" fn _Unwind_Resume() -> ! {
 /// call with any pointer: a bad one is the kernel's business (the task dies).
 #[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn read<T: Copy>(p: *const T) -> T {
+    // SAFETY: not sound for every `p`, on purpose: the test programs use it
+    // for accesses the kernel must refuse. What holds: they pass aligned
+    // pointers to integers (valid for every bit pattern) that are either
+    // their own locals, or in areas they created (memory outside any Rust
+    // allocation, which volatile accesses may reach), or addresses whose
+    // access faults (NULL, kernel addresses). Such a fault never returns to
+    // this code: the kernel kills the task, so no value is ever produced.
     unsafe { core::ptr::read_volatile(p) }
 }
 
 /// Writes `p` so the compiler cannot drop the access (see [`read`]).
 #[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn write<T: Copy>(p: *mut T, v: T) {
+    // SAFETY: as for `read`, deliberately not sound for every `p`: callers
+    // pass aligned pointers to integers in their own locals or in areas they
+    // created, or ones whose write faults (read-only data, a read+exec
+    // page), which the kernel answers by killing the task before the store
+    // happens.
     unsafe { core::ptr::write_volatile(p, v) }
 }
 

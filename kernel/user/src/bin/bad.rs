@@ -24,11 +24,18 @@ fn main(arg: u64) -> i32 {
         3 => {
             println!("bad: executing the stack");
             let code = [0xc3u8; 16];
+            // SAFETY: a deliberate bad access: the pointer is to `ret`
+            // instructions (which would be a valid `extern "C" fn()`), but on
+            // the stack, which is not executable, so the call faults on the
+            // fetch and the kernel kills the task; nothing runs.
             let f: extern "C" fn() = unsafe { core::mem::transmute(code.as_ptr()) };
             f();
         }
         _ => {
             println!("bad: executing a privileged instruction");
+            // SAFETY: a deliberate bad access: `cli` is privileged (IOPL is
+            // 0 for user tasks), so in ring 3 it raises #GP before doing
+            // anything and the kernel kills the task.
             unsafe { core::arch::asm!("cli") };
         }
     }

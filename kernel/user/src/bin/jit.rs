@@ -18,6 +18,11 @@ fn main(arg: u64) -> i32 {
     let wx = area_change_flags(CODE, READ | WRITE | EXEC);
     println!("jit: change to write+exec = {wx} (EINVAL is -13)");
     let r = area_change_flags(CODE, READ | EXEC);
+    // SAFETY: a `usize` and a function pointer have the same size. CODE's
+    // page holds `mov eax, 42; ret`, a complete `extern "C" fn() -> u32`
+    // (result in EAX, no stack use), now read+exec. Had a step failed, the
+    // call faults (no area, or the page not executable) and the kernel kills
+    // the task: it never returns into Rust code with a wrong state.
     let f: extern "C" fn() -> u32 = unsafe { core::mem::transmute(CODE) };
     let v = f();
     println!("jit: change to read+exec = {r}; generated code returned {v}");
