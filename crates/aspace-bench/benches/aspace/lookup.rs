@@ -231,7 +231,7 @@ pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
                         ("nodit", q, &mut c),
                         ("rangemap", q, &mut d),
                         ("BTreeMap, boxed values", q, &mut e),
-                        ("BTreeMap of Arc<Mutex>, tree locked", q, &mut f),
+                        ("BTreeMap of `Arc<Mutex>`, tree locked", q, &mut f),
                     ],
                 );
             }

@@ -164,7 +164,7 @@ fn render(f: &Figures) -> String {
             "areas",
             "BTreeMap, inline values",
             "BTreeMap, boxed values",
-            "tree lock + Arc<Mutex> values, both locked",
+            "tree lock + `Arc<Mutex>` values, both locked",
             "aspace `area()`",
             "indirection (boxed ÷ inline)",
             "locks (locked ÷ boxed)",
