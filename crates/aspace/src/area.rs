@@ -2,7 +2,7 @@
 
 use alloc::sync::Arc;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::addr::{Page, VirtAddr, PAGE_SIZE};
 use crate::backend::Backend;
@@ -20,6 +20,9 @@ pub(crate) struct Area<M: Machine> {
     pub base: Page,
     pub backend: Arc<dyn Backend<M>>,
     pub pages: AtomicU64,
+    /// A copy of `state.flags` for lock-free access checks; written with
+    /// it, under the area's lock.
+    pub rights: AtomicU32,
     pub state: lock_api::Mutex<M::Lock, AreaState<M>>,
 }
 
@@ -46,6 +49,7 @@ impl<M: Machine> Area<M> {
             base,
             backend,
             pages: AtomicU64::new(pages),
+            rights: AtomicU32::new(flags.bits()),
             state: lock_api::Mutex::new(AreaState {
                 flags,
                 attrs,
@@ -69,6 +73,17 @@ impl<M: Machine> Area<M> {
     /// Whether page number `n` lies inside the area.
     pub fn contains(&self, n: u64) -> bool {
         n >= self.base.number() && n < self.end()
+    }
+
+    /// The area's rights, without its lock.
+    pub fn flags(&self) -> AreaFlags {
+        AreaFlags::from_bits_truncate(self.rights.load(Ordering::Acquire))
+    }
+
+    /// Sets the rights (the area's lock held as `st`).
+    pub fn set_flags(&self, st: &mut AreaState<M>, flags: AreaFlags) {
+        st.flags = flags;
+        self.rights.store(flags.bits(), Ordering::Release);
     }
 
     /// A snapshot, given the area's locked state.

@@ -5,7 +5,7 @@ use crate::flags::{Access, AreaAttrs};
 use crate::machine::{FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::space::AddressSpace;
-use crate::stats::Stats;
+use crate::stats::{Counters, Stats};
 
 /// Why a fault could not be resolved.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -41,9 +41,9 @@ impl<M: Machine> AddressSpace<M> {
     /// One area lookup and one lock; a page another CPU mapped in the
     /// meantime returns `Ok` without touching the backend.
     pub fn page_fault(&self, addr: VirtAddr, access: Access, in_user_copy: bool) -> FaultOutcome {
-        let stats = &self.shared.stats;
+        let stats = self.shared.counters();
         Stats::add(&stats.faults, 1);
-        match self.resolve(addr, access) {
+        match self.resolve(addr, access, stats) {
             Ok(()) => FaultOutcome::Ok,
             Err(reason) => {
                 Stats::add(&stats.faults_failed, 1);
@@ -56,7 +56,7 @@ impl<M: Machine> AddressSpace<M> {
         }
     }
 
-    fn resolve(&self, addr: VirtAddr, access: Access) -> Result<(), FaultReason> {
+    fn resolve(&self, addr: VirtAddr, access: Access, stats: &Counters) -> Result<(), FaultReason> {
         let page = addr.page();
         let area = self.lookup(addr).ok_or(FaultReason::NoArea)?;
         let mut st = area.state.lock();
@@ -73,7 +73,7 @@ impl<M: Machine> AddressSpace<M> {
         if st.used.contains(page) {
             // Mapped by another CPU after this one missed (the used space
             // equals the page table under the area's lock): nothing to do.
-            Stats::add(&self.shared.stats.faults_raced, 1);
+            Stats::add(&stats.faults_raced, 1);
             return Ok(());
         }
         let m = &self.shared.machine;
@@ -116,8 +116,8 @@ impl<M: Machine> AddressSpace<M> {
         st.used
             .insert(page, 1)
             .expect("an unmapped page is not in used space");
-        Stats::add(&self.shared.stats.faults_resolved, 1);
-        Stats::add(&self.shared.stats.pages_mapped, 1);
+        Stats::add(&stats.faults_resolved, 1);
+        Stats::add(&stats.pages_mapped, 1);
         Ok(())
     }
 }

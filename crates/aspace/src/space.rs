@@ -341,7 +341,7 @@ impl<M: Machine> AddressSpace<M> {
             }
         });
         batch.complete(&self.shared, self.id);
-        st.flags = flags;
+        area.set_flags(&mut st, flags);
         let pflags = self.page_flags(flags);
         let mut lost = Vec::new();
         self.with_pt(|pt| {
@@ -485,7 +485,7 @@ impl<M: Machine> AddressSpace<M> {
     /// `as_area_check_access`); `false` when there is no area.
     pub fn check_access(&self, addr: VirtAddr, access: Access) -> bool {
         let tree = self.areas.lock();
-        area_at(&tree, addr.page().number()).is_some_and(|a| a.state.lock().flags.permits(access))
+        area_at(&tree, addr.page().number()).is_some_and(|a| a.flags().permits(access))
     }
 
     /// Every area, lowest first.
@@ -550,7 +550,7 @@ impl<M: Machine> Drop for AddressSpace<M> {
             }
             if !remote.is_empty() {
                 let n = m.shootdown().shootdown(remote, Invalidation::Asid(asid));
-                Stats::add(&shared.stats.ipis, n as u64);
+                Stats::add(&shared.counters().ipis, n as u64);
             }
             shared.asids.lock().release(asid);
         }

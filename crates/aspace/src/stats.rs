@@ -2,20 +2,33 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+/// Counter shards: CPU `c` updates shard `c % SHARDS`, so CPUs do not
+/// fight over one cache line on every fault.
+const SHARDS: usize = 8;
+
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
-        /// Live counters, updated with relaxed atomics.
+        /// One shard of the live counters, alone on its cache line.
         #[derive(Debug, Default)]
-        pub struct Stats { $(pub(crate) $name: AtomicU64,)* }
+        #[repr(align(64))]
+        pub(crate) struct Counters { $(pub(crate) $name: AtomicU64,)* }
+
+        /// Live counters, sharded per CPU and updated with relaxed atomics.
+        #[derive(Debug, Default)]
+        pub struct Stats { shards: [Counters; SHARDS] }
 
         /// A copy of the counters at one moment.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct StatsSnapshot { $($(#[$doc])* pub $name: u64,)* }
 
         impl Stats {
-            /// Reads every counter.
+            /// Reads every counter (the sum over the shards).
             pub fn snapshot(&self) -> StatsSnapshot {
-                StatsSnapshot { $($name: self.$name.load(Relaxed),)* }
+                let mut s = StatsSnapshot::default();
+                for shard in &self.shards {
+                    $(s.$name += shard.$name.load(Relaxed);)*
+                }
+                s
             }
         }
 
@@ -58,6 +71,11 @@ counters! {
 }
 
 impl Stats {
+    /// The shard of CPU `cpu` (shard 0 outside any CPU).
+    pub(crate) fn shard(&self, cpu: Option<usize>) -> &Counters {
+        &self.shards[cpu.unwrap_or(0) % SHARDS]
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }

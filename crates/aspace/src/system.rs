@@ -87,12 +87,12 @@ impl<M: Machine> System<M> {
         }
         let plan = asids.activate(new.id(), cpu).ok_or(Error::NoMemory)?;
         if plan.allocated {
-            Stats::add(&self.shared.stats.asid_allocs, 1);
+            Stats::add(&self.shared.counters().asid_allocs, 1);
         }
         if let Some((asid, cpus)) = plan.stolen {
             // The ASID must be clean everywhere before any CPU runs `new`
             // with it, so this happens under the allocator lock.
-            Stats::add(&self.shared.stats.asid_steals, 1);
+            Stats::add(&self.shared.counters().asid_steals, 1);
             tlb.invalidate_local(Invalidation::Asid(asid));
             let mut remote = cpus;
             remote.remove(cpu);
@@ -102,13 +102,13 @@ impl<M: Machine> System<M> {
                     .machine
                     .shootdown()
                     .shootdown(remote, Invalidation::Asid(asid));
-                Stats::add(&self.shared.stats.ipis, n as u64);
+                Stats::add(&self.shared.counters().ipis, n as u64);
             }
         }
         drop(asids);
         if plan.flush {
             tlb.invalidate_local(Invalidation::Asid(plan.asid));
-            Stats::add(&self.shared.stats.lazy_flushes, 1);
+            Stats::add(&self.shared.counters().lazy_flushes, 1);
         }
         tlb.install(new.root(), plan.asid);
         Ok(plan.asid)
@@ -126,6 +126,11 @@ impl<M: Machine> System<M> {
 }
 
 impl<M: Machine> Shared<M> {
+    /// The counter shard of the current CPU.
+    pub(crate) fn counters(&self) -> &crate::stats::Counters {
+        self.stats.shard(self.machine.tlb().current_cpu())
+    }
+
     pub(crate) fn new_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }

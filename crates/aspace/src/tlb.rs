@@ -91,7 +91,10 @@ impl ShootdownBatch {
         for f in &self.release {
             frames.release(*f);
         }
-        Stats::add(&shared.stats.frame_refs_released, self.release.len() as u64);
+        Stats::add(
+            &shared.counters().frame_refs_released,
+            self.release.len() as u64,
+        );
     }
 
     fn shoot<M: Machine>(&self, shared: &Shared<M>, as_id: u64) {
@@ -107,13 +110,13 @@ impl ShootdownBatch {
             };
             if plan.local {
                 machine.tlb().invalidate_local(what);
-                Stats::add(&shared.stats.local_invalidations, 1);
+                Stats::add(&shared.counters().local_invalidations, 1);
             }
             if !plan.remote.is_empty() {
                 let ipis = machine.shootdown().shootdown(plan.remote, what);
-                Stats::add(&shared.stats.ipis, ipis as u64);
+                Stats::add(&shared.counters().ipis, ipis as u64);
             }
-            Stats::add(&shared.stats.shootdown_rounds, 1);
+            Stats::add(&shared.counters().shootdown_rounds, 1);
         }
     }
 }
