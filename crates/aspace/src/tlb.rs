@@ -22,7 +22,7 @@ use crate::stats::Stats;
 
 /// A pending TLB shootdown and the frames that wait for it.
 ///
-/// Dropping a batch without [`complete`](ShootdownBatch::complete) keeps its
+/// Dropping a batch without completing it keeps its
 /// frames forever (a leak, never a use-after-free).
 #[must_use = "frames are released only when the shootdown completes"]
 #[derive(Debug, Default)]
