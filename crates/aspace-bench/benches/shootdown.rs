@@ -6,6 +6,8 @@
 //!
 //! `cargo bench -p aspace-bench --bench shootdown`
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -6,6 +6,8 @@
 //! Everything here is deterministic (a fixed-seed xorshift generator), so
 //! the same run measures the same areas and addresses for every contender.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

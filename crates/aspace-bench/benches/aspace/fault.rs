@@ -111,6 +111,10 @@ pub fn bench(c: &mut Criterion<Clock>) {
     g.bench_function("memset_hot", |b| {
         let mut page = vec![1u8; PAGE_SIZE as usize];
         b.iter(|| {
+            // SAFETY: the pointer is `page.as_mut_ptr()` (`black_box`
+            // returns its argument unchanged), valid for writes of
+            // `page.len()` bytes of the Vec `page`, which this closure
+            // borrows mutably; any byte value, 0 included, is a valid `u8`.
             unsafe { ptr::write_bytes(black_box(page.as_mut_ptr()), 0, page.len()) };
             black_box(&page);
         });
@@ -122,6 +126,10 @@ pub fn bench(c: &mut Criterion<Clock>) {
         let (buf, at) = cold.get_or_insert_with(|| (vec![1u8; COLD_BYTES], 0));
         b.iter(|| {
             let page = &mut buf[*at..*at + PAGE_SIZE as usize];
+            // SAFETY: the pointer is `page.as_mut_ptr()` (`black_box`
+            // returns its argument unchanged), valid for writes of the
+            // `page.len()` bytes of the exclusive (bounds-checked) slice
+            // `page`; any byte value, 0 included, is a valid `u8`.
             unsafe { ptr::write_bytes(black_box(page.as_mut_ptr()), 0, page.len()) };
             black_box(&page);
             *at = (*at + PAGE_SIZE as usize) % COLD_BYTES;
@@ -227,6 +235,10 @@ fn paired_first_touch() {
             }),
             ("memset hot", n, &mut || {
                 for _ in 0..n {
+                    // SAFETY: the pointer is `hot.as_mut_ptr()` (`black_box`
+                    // returns its argument unchanged), valid for writes of
+                    // `hot.len()` bytes of the Vec `hot`, which this closure
+                    // borrows mutably; 0 is a valid `u8`.
                     unsafe { ptr::write_bytes(black_box(hot.as_mut_ptr()), 0, hot.len()) };
                     black_box(&hot);
                 }
@@ -234,6 +246,10 @@ fn paired_first_touch() {
             ("memset cold", n, &mut || {
                 for _ in 0..n {
                     let page = &mut cold[at..at + PAGE_SIZE as usize];
+                    // SAFETY: the pointer is `page.as_mut_ptr()` (`black_box`
+                    // returns its argument unchanged), valid for writes of
+                    // the `page.len()` bytes of the exclusive (bounds-checked)
+                    // slice `page`; 0 is a valid `u8`.
                     unsafe { ptr::write_bytes(black_box(page.as_mut_ptr()), 0, page.len()) };
                     black_box(&page);
                     at = (at + PAGE_SIZE as usize) % COLD_BYTES;
@@ -256,22 +272,35 @@ fn access(cpu: &mut Cpu, pages: u64) -> u64 {
 /// Maps `pages` anonymous pages, writes one word to each, unmaps them.
 fn linux_first_touch(pages: usize) {
     let len = pages * PAGE_SIZE as usize;
-    unsafe {
-        let p = libc::mmap(
+    // SAFETY: no `MAP_FIXED` and a null hint: the kernel creates a new
+    // anonymous (`fd` -1, offset 0) read/write mapping of `len` bytes at a
+    // free address, replacing no existing memory; MAP_FAILED is rejected
+    // below.
+    let p = unsafe {
+        libc::mmap(
             ptr::null_mut(),
             len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,
-        );
-        assert_ne!(p, libc::MAP_FAILED);
-        // Small pages only, as in the simulator.
-        libc::madvise(p, len, libc::MADV_NOHUGEPAGE);
-        let base = p.cast::<u8>();
-        for i in 0..pages {
-            ptr::write_volatile(base.add(i * PAGE_SIZE as usize).cast::<u64>(), i as u64);
-        }
-        libc::munmap(p, len);
+        )
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    // Small pages only, as in the simulator.
+    // SAFETY: `p`, `len` is the mapping just created and owned here;
+    // MADV_NOHUGEPAGE changes only its huge-page policy, not its contents
+    // or protection.
+    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+    let base = p.cast::<u8>();
+    for i in 0..pages {
+        // SAFETY: i < pages, so the 8 bytes from `base + i * PAGE_SIZE`
+        // lie inside the `len`-byte read/write mapping above (`add`
+        // stays in bounds), page-aligned hence aligned for `u64`; the
+        // memory belongs to no Rust object, so the write aliases nothing.
+        unsafe { ptr::write_volatile(base.add(i * PAGE_SIZE as usize).cast::<u64>(), i as u64) };
     }
+    // SAFETY: `p`, `len` is exactly the mapping created above; the only
+    // pointer into it (`base`) is not used after this.
+    unsafe { libc::munmap(p, len) };
 }

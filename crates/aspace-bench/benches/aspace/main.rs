@@ -5,6 +5,8 @@
 //! `cargo bench -p aspace-bench --bench aspace [-- FILTER] [criterion options]`;
 //! `-- --test` runs every benchmark once without measuring.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::path::PathBuf;
 use std::time::SystemTime;
 

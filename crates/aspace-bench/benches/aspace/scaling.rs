@@ -124,17 +124,25 @@ fn span(spans: &[(Instant, Instant)]) -> Duration {
 fn linux_round(k: usize) -> Duration {
     let len = (PAGES_PER_CPU * PAGE_SIZE) as usize;
     let maps: Vec<usize> = (0..k)
-        .map(|_| unsafe {
-            let p = libc::mmap(
-                ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
+        .map(|_| {
+            // SAFETY: no `MAP_FIXED` and a null hint: the kernel creates a
+            // new anonymous (`fd` -1, offset 0) read/write mapping of `len`
+            // bytes at a free address, replacing no existing memory;
+            // MAP_FAILED is rejected below.
+            let p = unsafe {
+                libc::mmap(
+                    ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
             assert_ne!(p, libc::MAP_FAILED);
-            libc::madvise(p, len, libc::MADV_NOHUGEPAGE);
+            // SAFETY: `p`, `len` is the mapping just created and owned
+            // here; MADV_NOHUGEPAGE changes only its huge-page policy.
+            unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
             p as usize
         })
         .collect();
@@ -148,6 +156,12 @@ fn linux_round(k: usize) -> Duration {
                     barrier.wait();
                     let t0 = Instant::now();
                     for p in 0..PAGES_PER_CPU as usize {
+                        // SAFETY: p < PAGES_PER_CPU, so the u64 at
+                        // `m + p * PAGE_SIZE` (page-aligned, hence aligned)
+                        // lies inside this thread's own `len`-byte read/write
+                        // mapping `m`, which no other thread writes and which
+                        // is unmapped only after the scope has joined every
+                        // thread; it belongs to no Rust object.
                         unsafe {
                             ptr::write_volatile((m + p * PAGE_SIZE as usize) as *mut u64, p as u64)
                         };
@@ -159,6 +173,8 @@ fn linux_round(k: usize) -> Duration {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for m in maps {
+        // SAFETY: `m`, `len` is one of the mappings created above, each
+        // unmapped once; every thread writing to it has been joined.
         unsafe { libc::munmap(m as *mut libc::c_void, len) };
     }
     span(&spans)
