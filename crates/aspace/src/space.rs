@@ -42,13 +42,23 @@ pub(crate) struct Shared<M: Machine> {
     pub layout: Layout,
 }
 
+/// An entry of the area tree: the area and, kept beside its key, where it
+/// ends, so a lookup decides containment without touching the area itself
+/// (one cache miss less per lookup in a large tree).
+pub(crate) struct Slot<M: Machine> {
+    /// One past the last page number; changes with the area's size, under
+    /// the tree lock.
+    end: u64,
+    area: Arc<Area<M>>,
+}
+
 /// base page number -> area
-pub(crate) type AreaTree<M> = BTreeMap<u64, Arc<Area<M>>>;
+pub(crate) type AreaTree<M> = BTreeMap<u64, Slot<M>>;
 
 /// The area whose range contains page number `n`, if any: one descent.
 fn area_at<M: Machine>(tree: &AreaTree<M>, n: u64) -> Option<&Arc<Area<M>>> {
-    let (_, area) = tree.range(..=n).next_back()?;
-    area.contains(n).then_some(area)
+    let (_, slot) = tree.range(..=n).next_back()?;
+    (n < slot.end).then_some(&slot.area)
 }
 
 /// One address space: its areas and its page table.
@@ -212,7 +222,7 @@ impl<M: Machine> AddressSpace<M> {
         tree.range(..end)
             .rev()
             .find(|(&b, _)| Some(b) != avoid)
-            .is_none_or(|(_, a)| a.end() <= start)
+            .is_none_or(|(_, s)| s.end <= start)
     }
 
     /// Creates an area of anonymous memory (HelenOS `as_area_create` with
@@ -242,7 +252,11 @@ impl<M: Machine> AddressSpace<M> {
             return Err(Error::AddressNotAvailable);
         }
         let area = Area::new(range.start, range.count, flags, attrs, backend);
-        tree.insert(range.start.number(), Arc::new(area));
+        let slot = Slot {
+            end: range.end().number(),
+            area: Arc::new(area),
+        };
+        tree.insert(range.start.number(), slot);
         Ok(base)
     }
 
@@ -255,8 +269,10 @@ impl<M: Machine> AddressSpace<M> {
     /// pages is `PermissionDenied`, as in HelenOS; shared areas and areas
     /// whose backend cannot resize get `NotSupported`.
     pub fn area_resize(&self, addr: VirtAddr, size: u64) -> Result<()> {
-        let tree = self.areas.lock();
-        let area = area_at(&tree, addr.page().number()).ok_or(Error::NotFound)?;
+        let mut tree = self.areas.lock();
+        let area = area_at(&tree, addr.page().number())
+            .ok_or(Error::NotFound)?
+            .clone();
         let mut st = area.state.lock();
         if !area.backend.can_resize() || st.share.is_some() {
             return Err(Error::NotSupported);
@@ -285,6 +301,9 @@ impl<M: Machine> AddressSpace<M> {
             batch.complete(&self.shared, self.id);
         }
         area.pages.store(pages, Ordering::Release);
+        if let Some(slot) = tree.get_mut(&area.base.number()) {
+            slot.end = area.base.number() + pages;
+        }
         Ok(())
     }
 
@@ -297,7 +316,7 @@ impl<M: Machine> AddressSpace<M> {
             .ok_or(Error::NotFound)?
             .base
             .number();
-        let area = tree.remove(&base).expect("found above");
+        let area = tree.remove(&base).expect("found above").area;
         let mut batch = ShootdownBatch::new();
         self.unmap_area(&area, &mut batch);
         batch.complete(&self.shared, self.id);
@@ -490,7 +509,11 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Every area, lowest first.
     pub fn areas(&self) -> Vec<AreaInfo> {
-        self.areas.lock().values().map(|a| a.snapshot()).collect()
+        self.areas
+            .lock()
+            .values()
+            .map(|s| s.area.snapshot())
+            .collect()
     }
 
     /// A copy of the used space of the area containing `addr`.
@@ -508,7 +531,9 @@ impl<M: Machine> AddressSpace<M> {
     /// Pages mapped in all areas together.
     pub fn resident_pages(&self) -> u64 {
         let tree = self.areas.lock();
-        tree.values().map(|a| a.state.lock().used.pages()).sum()
+        tree.values()
+            .map(|s| s.area.state.lock().used.pages())
+            .sum()
     }
 
     /// Frames held by the page table itself.
@@ -536,8 +561,8 @@ impl<M: Machine> Drop for AddressSpace<M> {
         let m = &shared.machine;
         let mut batch = ShootdownBatch::new();
         let areas = core::mem::take(self.areas.get_mut());
-        for area in areas.values() {
-            self.unmap_area(area, &mut batch);
+        for slot in areas.values() {
+            self.unmap_area(&slot.area, &mut batch);
         }
         batch.complete(&shared, self.id);
         let released = shared.asids.lock().unregister(self.id);
