@@ -8,9 +8,10 @@ const SHARDS: usize = 8;
 
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
-        /// One shard of the live counters, alone on its cache line.
+        /// One shard of the live counters, alone on its cache-line pair (x86
+        /// prefetches lines in pairs).
         #[derive(Debug, Default)]
-        #[repr(align(64))]
+        #[repr(align(128))]
         pub(crate) struct Counters { $(pub(crate) $name: AtomicU64,)* }
 
         /// Live counters, sharded per CPU and updated with relaxed atomics.
