@@ -31,6 +31,7 @@ fn main() {
         "user/Cargo.toml",
         "user/user.ld",
         "user/build.rs",
+        "memfuncs.s",
     ] {
         println!("cargo:rerun-if-changed={p}");
     }
