@@ -32,6 +32,7 @@ fn main() {
         "user/user.ld",
         "user/build.rs",
         "memfuncs.s",
+        "src/nr.rs",
     ] {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -9,20 +9,9 @@
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
 
-/// System-call numbers.
-pub mod nr {
-    pub const EXIT: u64 = 0;
-    pub const PRINT: u64 = 1;
-    pub const AREA_CREATE: u64 = 2;
-    pub const AREA_RESIZE: u64 = 3;
-    pub const AREA_CHANGE_FLAGS: u64 = 4;
-    pub const AREA_DESTROY: u64 = 5;
-    pub const YIELD: u64 = 6;
-    pub const SHARE_OFFER: u64 = 7;
-    pub const SHARE_ACCEPT: u64 = 8;
-    pub const THREAD_CREATE: u64 = 9;
-    pub const CPU: u64 = 10;
-}
+/// System-call numbers, shared with the kernel.
+#[path = "../../src/nr.rs"]
+pub mod nr;
 
 /// Area rights (HelenOS `AS_AREA_*`).
 pub const READ: u32 = 1;
