@@ -9,7 +9,7 @@ use aspace::{Asid, CpuId, CpuSet, Frame, Invalidation, Machine, Shootdown, Tlb};
 
 use crate::arch::{cpu_id, cpuid, cr3, cr4, set_cr3, set_cr4};
 use crate::mm::{DirectMap, Frames, FRAMES};
-use crate::sync::RawSpin;
+use crate::sync::{RawSpin, RawSpinRw};
 
 /// Number of CPUs the system runs (set once at boot).
 pub static CPU_COUNT: AtomicUsize = AtomicUsize::new(1);
@@ -239,6 +239,7 @@ impl KMachine {
 
 impl Machine for KMachine {
     type Lock = RawSpin;
+    type RwLock = RawSpinRw;
     type Memory = DirectMap;
     type Frames = Frames;
     type Tlb = X86Tlb;

@@ -4,7 +4,7 @@
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 /// Called in every spin loop.
 #[inline]
@@ -43,6 +43,79 @@ unsafe impl lock_api::RawMutex for RawSpin {
 
     unsafe fn unlock(&self) {
         self.0.store(false, Ordering::Release);
+    }
+}
+
+/// A reader-writer spinlock, the kernel's `lock_api` raw rwlock (the area
+/// trees: faults read, area changes write). A waiting writer sets `PENDING`
+/// so new readers hold back and a stream of faults cannot starve it.
+pub struct RawSpinRw(AtomicUsize);
+
+const WRITER: usize = 1;
+const PENDING: usize = 2;
+const READER: usize = 4;
+
+// SAFETY: a writer enters only by a compare-exchange from a state with no
+// writer and no reader (`s & !PENDING == 0`) to WRITER (Acquire), and a
+// reader only by a compare-exchange that adds READER to a state without
+// WRITER (Acquire); so while WRITER is set there is no reader and no other
+// writer, and readers only share with readers. `unlock_exclusive` clears
+// the state and `unlock_shared` removes one READER (Release both, so the
+// holder's writes are seen by the next one). Not tied to a CPU
+// (`GuardSend`).
+unsafe impl lock_api::RawRwLock for RawSpinRw {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const INIT: RawSpinRw = RawSpinRw(AtomicUsize::new(0));
+    type GuardMarker = lock_api::GuardSend;
+
+    fn lock_shared(&self) {
+        while !self.try_lock_shared() {
+            relax();
+        }
+    }
+
+    fn try_lock_shared(&self) -> bool {
+        let s = self.0.load(Ordering::Relaxed);
+        s & (WRITER | PENDING) == 0
+            && self
+                .0
+                .compare_exchange_weak(s, s + READER, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    unsafe fn unlock_shared(&self) {
+        self.0.fetch_sub(READER, Ordering::Release);
+    }
+
+    fn lock_exclusive(&self) {
+        loop {
+            let s = self.0.load(Ordering::Relaxed);
+            if s & !PENDING == 0 {
+                if self
+                    .0
+                    .compare_exchange_weak(s, WRITER, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+            } else if s & PENDING == 0 {
+                self.0.fetch_or(PENDING, Ordering::Relaxed);
+            }
+            relax();
+        }
+    }
+
+    fn try_lock_exclusive(&self) -> bool {
+        let s = self.0.load(Ordering::Relaxed);
+        s & !PENDING == 0
+            && self
+                .0
+                .compare_exchange(s, WRITER, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    unsafe fn unlock_exclusive(&self) {
+        self.0.store(0, Ordering::Release);
     }
 }
 

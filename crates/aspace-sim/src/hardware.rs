@@ -206,6 +206,7 @@ impl SimMachine {
 
 impl Machine for SimMachine {
     type Lock = parking_lot::RawMutex;
+    type RwLock = parking_lot::RawRwLock;
     type Memory = PhysMem;
     type Frames = FramePool;
     type Tlb = SimHardware;

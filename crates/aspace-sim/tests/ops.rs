@@ -610,21 +610,94 @@ fn fault_on_partial_area_fails() {
 }
 
 #[test]
-fn fault_on_a_page_already_mapped_does_not_touch_the_backend() {
-    let (sim, space, _cpu) = setup(1);
-    assert_eq!(
-        space.page_fault(va(BASE), Access::Write, false),
-        FaultOutcome::Ok
-    );
+fn fault_on_a_page_already_mapped_keeps_its_frame_and_data() {
+    let (sim, space, mut cpu) = setup(1);
+    cpu.write_u64(va(BASE + 16), 0xfeed).unwrap();
+    let mapped = space.translate(va(BASE).page()).unwrap();
     let before = sim.system().stats();
-    let frames = sim.frames_in_use();
+    let frames = sim.hardware().frames().stats();
     assert_eq!(
         space.page_fault(va(BASE + 16), Access::Read, false),
         FaultOutcome::Ok
     );
     let d = sim.system().stats().since(&before);
     assert_eq!((d.faults_raced, d.faults_resolved), (1, 0));
-    assert_eq!(sim.frames_in_use(), frames);
+    assert_eq!((d.pages_mapped, d.frame_refs_released), (0, 0));
+    // A frame the backend prepared before the area's lock went straight
+    // back: nothing more in use, and every allocation was freed.
+    let after = sim.hardware().frames().stats();
+    assert_eq!(after.in_use, frames.in_use);
+    assert_eq!(
+        after.allocated - frames.allocated,
+        after.freed - frames.freed
+    );
+    assert_eq!(space.translate(va(BASE).page()), Some(mapped));
+    assert_eq!(cpu.read_u64(va(BASE + 16)).unwrap(), 0xfeed);
+}
+
+#[test]
+fn protection_fault_allocates_no_frame() {
+    let sim = sim();
+    let space = sim.system().create().unwrap();
+    space
+        .area_create(va(BASE), 4 * PAGE_SIZE, AreaFlags::READ)
+        .unwrap();
+    let frames = sim.hardware().frames().stats();
+    assert_eq!(
+        space.page_fault(va(BASE), Access::Write, false),
+        FaultOutcome::Fault(FaultReason::Access)
+    );
+    assert_eq!(sim.hardware().frames().stats().allocated, frames.allocated);
+    assert_eq!(space.resident_pages(), 0);
+}
+
+#[test]
+fn two_cpus_racing_on_the_same_pages_map_each_once() {
+    const PAGES: u64 = 128;
+    let sim = Sim::new(SimConfig {
+        cpus: 2,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let baseline = sim.frames_in_use();
+    let space = sim.system().create().unwrap();
+    space.area_create(va(BASE), PAGES * PAGE_SIZE, RW).unwrap();
+    let before = sim.system().stats();
+    let start = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        for id in 0..2u64 {
+            let (sim, space, start) = (&sim, &space, &start);
+            s.spawn(move || {
+                let mut cpu = sim.cpu(id as usize);
+                cpu.switch_to(space).unwrap();
+                start.wait();
+                // Both CPUs touch every page, in the same order, so most
+                // faults meet the other CPU's on the same page.
+                for p in 0..PAGES {
+                    let a = va(BASE + p * PAGE_SIZE + 8 * id);
+                    cpu.write_u64(a, p << 8 | id).unwrap();
+                }
+            });
+        }
+    });
+    let d = sim.system().stats().since(&before);
+    assert_eq!(d.pages_mapped, PAGES, "each page mapped exactly once");
+    assert_eq!(d.faults_resolved + d.faults_raced, d.faults);
+    assert_eq!(space.resident_pages(), PAGES);
+    assert_used_space_matches_page_table(&space, va(BASE));
+    let mut cpu = sim.cpu(0);
+    cpu.switch_to(&space).unwrap();
+    for p in 0..PAGES {
+        for id in 0..2u64 {
+            let a = va(BASE + p * PAGE_SIZE + 8 * id);
+            assert_eq!(cpu.read_u64(a).unwrap(), p << 8 | id, "page {p}");
+        }
+    }
+    let tables = space.page_table_frames();
+    assert_eq!(sim.frames_in_use(), baseline + PAGES + tables);
+    drop(cpu);
+    drop(space);
+    assert_eq!(sim.frames_in_use(), baseline, "every frame back");
 }
 
 #[test]

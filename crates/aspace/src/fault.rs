@@ -1,10 +1,11 @@
 //! The page-fault handler (HelenOS `as_page_fault`).
 
-use crate::addr::VirtAddr;
+use crate::addr::{Frame, Page, VirtAddr};
+use crate::area::Area;
 use crate::flags::{Access, AreaAttrs};
 use crate::machine::{FrameAllocator, Machine};
 use crate::paging::PageTable;
-use crate::space::AddressSpace;
+use crate::space::{area_at, AddressSpace};
 use crate::stats::{Counters, Stats};
 
 /// Why a fault could not be resolved.
@@ -38,8 +39,11 @@ impl<M: Machine> AddressSpace<M> {
     /// that the kernel was copying from or to user memory, which turns a
     /// failure into [`FaultOutcome::Defer`].
     ///
-    /// One area lookup and one lock; a page another CPU mapped in the
-    /// meantime returns `Ok` without touching the backend.
+    /// One area lookup, each lock taken once (the area tree for reading,
+    /// the area, the page table), no allocation but the frame; for
+    /// anonymous memory the frame is zeroed before the area's lock is
+    /// taken. A page another CPU mapped in the meantime returns `Ok` (a
+    /// frame prepared for it goes straight back to the allocator).
     pub fn page_fault(&self, addr: VirtAddr, access: Access, in_user_copy: bool) -> FaultOutcome {
         let stats = self.shared.counters();
         Stats::add(&stats.faults, 1);
@@ -58,12 +62,42 @@ impl<M: Machine> AddressSpace<M> {
 
     fn resolve(&self, addr: VirtAddr, access: Access, stats: &Counters) -> Result<(), FaultReason> {
         let page = addr.page();
-        let area = self.lookup(addr).ok_or(FaultReason::NoArea)?;
-        let mut st = area.state.lock();
-        if st.dead || !area.contains(page.number()) {
-            // Destroyed or shrunk since the lookup.
-            return Err(FaultReason::NoArea);
+        // The tree stays read-locked for the whole fault: no area is
+        // destroyed or resized meanwhile, so the area needs no reference of
+        // its own and its range holds.
+        let tree = self.areas.read();
+        let area = area_at(&tree, page.number()).ok_or(FaultReason::NoArea)?;
+        let m = &self.shared.machine;
+        // The slow part (for anonymous memory: zeroing a frame) runs before
+        // the area's lock is taken, so faults on other pages of the area
+        // proceed meanwhile. Only when the rights, read without the lock,
+        // permit the access: a protection fault prepares nothing.
+        let mut prepared = if area.flags().permits(access) {
+            area.backend.prepare(m)
+        } else {
+            None
+        };
+        let result = self.resolve_locked(area, page, access, &mut prepared, stats);
+        if let Some(frame) = prepared {
+            // Not used (the page was mapped meanwhile, or the fault failed):
+            // never mapped, so no TLB can reach it.
+            m.frames().release(frame);
         }
+        result
+    }
+
+    /// The fault under the area's lock; takes the frame out of `prepared`
+    /// if it maps it.
+    fn resolve_locked(
+        &self,
+        area: &Area<M>,
+        page: Page,
+        access: Access,
+        prepared: &mut Option<Frame>,
+        stats: &Counters,
+    ) -> Result<(), FaultReason> {
+        let mut st = area.state.lock();
+        debug_assert!(!st.dead && area.contains(page.number()));
         if st.attrs.contains(AreaAttrs::PARTIAL) {
             return Err(FaultReason::Partial);
         }
@@ -78,6 +112,13 @@ impl<M: Machine> AddressSpace<M> {
         }
         let m = &self.shared.machine;
         let info = area.info(&st);
+        let supply = |prepared: &mut Option<Frame>| match prepared.take() {
+            Some(f) => Ok(f),
+            None => area
+                .backend
+                .page_fault(m, &info, page, access)
+                .map_err(|_| FaultReason::NoMemory),
+        };
         let frame = match &st.share {
             // Shared: every sharer maps the frame in the page map; the first
             // to touch a page puts it there (with a reference of its own).
@@ -90,20 +131,14 @@ impl<M: Machine> AddressSpace<M> {
                         f
                     }
                     None => {
-                        let f = area
-                            .backend
-                            .page_fault(m, &info, page, access)
-                            .map_err(|_| FaultReason::NoMemory)?;
+                        let f = supply(prepared)?;
                         m.frames().add_ref(f);
                         sh.pagemap.insert(index, f);
                         f
                     }
                 }
             }
-            _ => area
-                .backend
-                .page_fault(m, &info, page, access)
-                .map_err(|_| FaultReason::NoMemory)?,
+            _ => supply(prepared)?,
         };
         let flags = self.page_flags(st.flags);
         let mapped = self.with_pt(|pt| pt.map(m.memory(), m.frames(), page, frame, flags));

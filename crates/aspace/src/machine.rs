@@ -175,6 +175,10 @@ pub trait Machine: Send + Sync + Sized + 'static {
     /// The lock that protects address spaces and the ASID allocator: a
     /// spinlock or a sleeping mutex, as the kernel prefers.
     type Lock: lock_api::RawMutex + Send + Sync;
+    /// The reader-writer lock of an address space's area tree: page faults
+    /// and lookups read it (in parallel), creating, resizing and destroying
+    /// areas write it. A spinning or a sleeping one, as for `Lock`.
+    type RwLock: lock_api::RawRwLock + Send + Sync;
     /// Physical memory access.
     type Memory: PhysMemory;
     /// The frame allocator.

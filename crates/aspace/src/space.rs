@@ -2,16 +2,19 @@
 //! operations).
 //!
 //! Locking, in the order locks are taken:
-//! 1. the *area tree* of the address space: held by operations that change
-//!    which areas exist or how large they are (create, resize, destroy,
-//!    share), and only for one B-tree descent by lookups;
+//! 1. the *area tree* of the address space, a reader-writer lock: written
+//!    by operations that change which areas exist or how large they are
+//!    (create, resize, destroy, share), read by lookups and for the whole of
+//!    a page fault or a change of rights, which therefore need no reference
+//!    to the area of their own;
 //! 2. the lock of one *area*: its rights, used space and share record; held
-//!    for a whole page fault and for operations on that area;
+//!    by a page fault for check, map and used-space update (the frame is
+//!    prepared before), and for operations on that area;
 //! 3. the *page table*: held while entries are read or changed;
 //! 4. a share record's lock, then the ASID allocator's.
 //!
 //! So faults on different areas of one address space proceed in parallel,
-//! meeting only for the B-tree descent and the page-table update.
+//! meeting only on the tree's reader count and the page-table update.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -56,7 +59,7 @@ pub(crate) struct Slot<M: Machine> {
 pub(crate) type AreaTree<M> = BTreeMap<u64, Slot<M>>;
 
 /// The area whose range contains page number `n`, if any: one descent.
-fn area_at<M: Machine>(tree: &AreaTree<M>, n: u64) -> Option<&Arc<Area<M>>> {
+pub(crate) fn area_at<M: Machine>(tree: &AreaTree<M>, n: u64) -> Option<&Arc<Area<M>>> {
     let (_, slot) = tree.range(..=n).next_back()?;
     (n < slot.end).then_some(&slot.area)
 }
@@ -71,7 +74,7 @@ pub struct AddressSpace<M: Machine> {
     kernel: bool,
     root: Frame,
     pub(crate) shared: Arc<Shared<M>>,
-    pub(crate) areas: lock_api::Mutex<M::Lock, AreaTree<M>>,
+    pub(crate) areas: lock_api::RwLock<M::RwLock, AreaTree<M>>,
     pub(crate) pt: lock_api::Mutex<M::Lock, Option<M::PageTable>>,
 }
 
@@ -122,7 +125,7 @@ impl<M: Machine> AddressSpace<M> {
             kernel: kernel.is_none(),
             root: pt.root(),
             shared: shared.clone(),
-            areas: lock_api::Mutex::new(BTreeMap::new()),
+            areas: lock_api::RwLock::new(BTreeMap::new()),
             pt: lock_api::Mutex::new(Some(pt)),
         }))
     }
@@ -183,7 +186,7 @@ impl<M: Machine> AddressSpace<M> {
     /// Its range must be checked again under the area's lock, since the
     /// tree lock is not held any more.
     pub(crate) fn lookup(&self, addr: VirtAddr) -> Option<Arc<Area<M>>> {
-        area_at(&self.areas.lock(), addr.page().number()).cloned()
+        area_at(&self.areas.read(), addr.page().number()).cloned()
     }
 
     /// The page range `[base, base+size)` checked for alignment, size and
@@ -247,7 +250,7 @@ impl<M: Machine> AddressSpace<M> {
     ) -> Result<VirtAddr> {
         flags.validate()?;
         let range = Self::checked_range(base, size)?;
-        let mut tree = self.areas.lock();
+        let mut tree = self.areas.write();
         if !self.check_conflicts(&tree, range, None) {
             return Err(Error::AddressNotAvailable);
         }
@@ -269,7 +272,7 @@ impl<M: Machine> AddressSpace<M> {
     /// pages is `PermissionDenied`, as in HelenOS; shared areas and areas
     /// whose backend cannot resize get `NotSupported`.
     pub fn area_resize(&self, addr: VirtAddr, size: u64) -> Result<()> {
-        let mut tree = self.areas.lock();
+        let mut tree = self.areas.write();
         let area = area_at(&tree, addr.page().number())
             .ok_or(Error::NotFound)?
             .clone();
@@ -311,7 +314,7 @@ impl<M: Machine> AddressSpace<M> {
     /// unmaps its used pages, shoots down their translations once, and then
     /// releases the frames its backend counts.
     pub fn area_destroy(&self, addr: VirtAddr) -> Result<()> {
-        let mut tree = self.areas.lock();
+        let mut tree = self.areas.write();
         let base = area_at(&tree, addr.page().number())
             .ok_or(Error::NotFound)?
             .base
@@ -341,11 +344,10 @@ impl<M: Machine> AddressSpace<M> {
     /// memory) get `NotSupported`.
     pub fn area_change_flags(&self, addr: VirtAddr, flags: AreaFlags) -> Result<()> {
         flags.validate()?;
-        let area = self.lookup(addr).ok_or(Error::NotFound)?;
+        // Read-locking the tree keeps the area in place (as for a fault).
+        let tree = self.areas.read();
+        let area = area_at(&tree, addr.page().number()).ok_or(Error::NotFound)?;
         let mut st = area.state.lock();
-        if st.dead || !area.contains(addr.page().number()) {
-            return Err(Error::NotFound);
-        }
         if !area.backend.can_change_flags() || st.share.is_some() {
             return Err(Error::NotSupported);
         }
@@ -406,7 +408,7 @@ impl<M: Machine> AddressSpace<M> {
         }
         let m = self.machine();
         let (share, backend, pages, mask) = {
-            let tree = self.areas.lock();
+            let tree = self.areas.read();
             let area = area_at(&tree, src_addr.page().number()).ok_or(Error::NotFound)?;
             let mut st = area.state.lock();
             if !area.backend.can_share() {
@@ -489,28 +491,28 @@ impl<M: Machine> AddressSpace<M> {
 
     /// The area containing `addr`.
     pub fn area(&self, addr: VirtAddr) -> Option<AreaInfo> {
-        let tree = self.areas.lock();
+        let tree = self.areas.read();
         area_at(&tree, addr.page().number()).map(|a| a.snapshot())
     }
 
     /// Size in bytes of the area containing `addr`, 0 if none (HelenOS
     /// `as_area_get_size`).
     pub fn area_size(&self, addr: VirtAddr) -> u64 {
-        let tree = self.areas.lock();
+        let tree = self.areas.read();
         area_at(&tree, addr.page().number()).map_or(0, |a| a.pages() * PAGE_SIZE)
     }
 
     /// Whether the area containing `addr` permits `access` (HelenOS
     /// `as_area_check_access`); `false` when there is no area.
     pub fn check_access(&self, addr: VirtAddr, access: Access) -> bool {
-        let tree = self.areas.lock();
+        let tree = self.areas.read();
         area_at(&tree, addr.page().number()).is_some_and(|a| a.flags().permits(access))
     }
 
     /// Every area, lowest first.
     pub fn areas(&self) -> Vec<AreaInfo> {
         self.areas
-            .lock()
+            .read()
             .values()
             .map(|s| s.area.snapshot())
             .collect()
@@ -518,7 +520,7 @@ impl<M: Machine> AddressSpace<M> {
 
     /// A copy of the used space of the area containing `addr`.
     pub fn used_space(&self, addr: VirtAddr) -> Option<UsedSpace> {
-        let tree = self.areas.lock();
+        let tree = self.areas.read();
         area_at(&tree, addr.page().number()).map(|a| a.state.lock().used.clone())
     }
 
@@ -530,7 +532,7 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Pages mapped in all areas together.
     pub fn resident_pages(&self) -> u64 {
-        let tree = self.areas.lock();
+        let tree = self.areas.read();
         tree.values()
             .map(|s| s.area.state.lock().used.pages())
             .sum()

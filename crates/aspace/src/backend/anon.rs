@@ -33,6 +33,10 @@ impl<M: Machine> Backend<M> for AnonBackend {
         zeroed_frame(machine)
     }
 
+    fn prepare(&self, machine: &M) -> Option<Frame> {
+        zeroed_frame(machine).ok()
+    }
+
     fn can_change_flags(&self) -> bool {
         true
     }

@@ -32,6 +32,18 @@ pub trait Backend<M: Machine>: Send + Sync {
     fn page_fault(&self, machine: &M, area: &AreaInfo, page: Page, access: Access)
         -> Result<Frame>;
 
+    /// A frame this backend would supply for *any* page of an area, made
+    /// ready before the fault handler takes the area's lock, so the slow
+    /// part of a fault (anonymous memory: zeroing) runs outside it. Comes
+    /// with one reference, like [`page_fault`](Backend::page_fault)'s; the
+    /// handler releases it if the page turns out to be mapped already.
+    /// `None` (the default, and when memory is short): the frame depends on
+    /// the page, and `page_fault` supplies it under the lock.
+    fn prepare(&self, machine: &M) -> Option<Frame> {
+        let _ = machine;
+        None
+    }
+
     /// Whether frames of this backend are reference counted by the frame
     /// allocator (released when unmapped) or borrowed (device memory).
     fn refcounted(&self) -> bool {
