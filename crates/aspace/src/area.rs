@@ -2,7 +2,8 @@
 
 use alloc::sync::Arc;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::addr::{Page, VirtAddr, PAGE_SIZE};
 use crate::backend::Backend;
@@ -15,15 +16,53 @@ use crate::used_space::UsedSpace;
 ///
 /// `base` and `backend` never change. `pages` changes only with both the
 /// address space's area-tree lock and the area's lock held, so either lock
-/// is enough to read it; everything else is under the area's lock.
+/// is enough to read it; everything else is under the area's lock, taken
+/// with [`Area::lock`]. Its guard publishes the rights, attributes,
+/// resident count and share state to atomics when dropped, so lookups read
+/// them without the area's lock.
 pub(crate) struct Area<M: Machine> {
     pub base: Page,
     pub backend: Arc<dyn Backend<M>>,
     pub pages: AtomicU64,
-    /// A copy of `state.flags` for lock-free access checks; written with
-    /// it, under the area's lock.
-    pub rights: AtomicU32,
-    pub state: lock_api::Mutex<M::Lock, AreaState<M>>,
+    /// A copy of `state.flags` for lock-free access checks.
+    rights: AtomicU32,
+    /// A copy of `state.attrs`.
+    attrs: AtomicU32,
+    /// A copy of `state.used.pages()`.
+    resident: AtomicU64,
+    /// A copy of `state.share.is_some()`.
+    shared: AtomicBool,
+    state: lock_api::Mutex<M::Lock, AreaState<M>>,
+}
+
+/// The locked state of an area; publishes its summary to the area's
+/// atomics when dropped.
+pub(crate) struct AreaGuard<'a, M: Machine> {
+    area: &'a Area<M>,
+    st: lock_api::MutexGuard<'a, M::Lock, AreaState<M>>,
+}
+
+impl<M: Machine> Deref for AreaGuard<'_, M> {
+    type Target = AreaState<M>;
+    fn deref(&self) -> &AreaState<M> {
+        &self.st
+    }
+}
+
+impl<M: Machine> DerefMut for AreaGuard<'_, M> {
+    fn deref_mut(&mut self) -> &mut AreaState<M> {
+        &mut self.st
+    }
+}
+
+impl<M: Machine> Drop for AreaGuard<'_, M> {
+    fn drop(&mut self) {
+        let (a, st) = (self.area, &*self.st);
+        a.rights.store(st.flags.bits(), Ordering::Release);
+        a.attrs.store(st.attrs.bits(), Ordering::Release);
+        a.resident.store(st.used.pages(), Ordering::Release);
+        a.shared.store(st.share.is_some(), Ordering::Release);
+    }
 }
 
 /// The part of an area its lock protects.
@@ -50,6 +89,9 @@ impl<M: Machine> Area<M> {
             backend,
             pages: AtomicU64::new(pages),
             rights: AtomicU32::new(flags.bits()),
+            attrs: AtomicU32::new(attrs.bits()),
+            resident: AtomicU64::new(0),
+            shared: AtomicBool::new(false),
             state: lock_api::Mutex::new(AreaState {
                 flags,
                 attrs,
@@ -99,9 +141,27 @@ impl<M: Machine> Area<M> {
         }
     }
 
-    /// A snapshot, locking the area.
+    /// Locks the area's state.
+    pub fn lock(&self) -> AreaGuard<'_, M> {
+        AreaGuard {
+            area: self,
+            st: self.state.lock(),
+        }
+    }
+
+    /// A snapshot without the area's lock, from the copies its guard
+    /// published: while the area changes, fields may come from moments a
+    /// few instructions apart.
     pub fn snapshot(&self) -> AreaInfo {
-        self.info(&self.state.lock())
+        AreaInfo {
+            base: self.base.start(),
+            pages: self.pages(),
+            flags: self.flags(),
+            attrs: AreaAttrs::from_bits_truncate(self.attrs.load(Ordering::Acquire)),
+            backend: self.backend.name(),
+            resident: self.resident.load(Ordering::Acquire),
+            shared: self.shared.load(Ordering::Acquire),
+        }
     }
 }
 

@@ -96,7 +96,7 @@ impl<M: Machine> AddressSpace<M> {
         prepared: &mut Option<Frame>,
         stats: &Counters,
     ) -> Result<(), FaultReason> {
-        let mut st = area.state.lock();
+        let mut st = area.lock();
         debug_assert!(!st.dead && area.contains(page.number()));
         if st.attrs.contains(AreaAttrs::PARTIAL) {
             return Err(FaultReason::Partial);

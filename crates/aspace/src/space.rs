@@ -276,7 +276,7 @@ impl<M: Machine> AddressSpace<M> {
         let area = area_at(&tree, addr.page().number())
             .ok_or(Error::NotFound)?
             .clone();
-        let mut st = area.state.lock();
+        let mut st = area.lock();
         if !area.backend.can_resize() || st.share.is_some() {
             return Err(Error::NotSupported);
         }
@@ -329,7 +329,7 @@ impl<M: Machine> AddressSpace<M> {
     /// Unmaps every page of a departing area, marks it dead and drops its
     /// share reference.
     fn unmap_area(&self, area: &Area<M>, batch: &mut ShootdownBatch) {
-        let mut st = area.state.lock();
+        let mut st = area.lock();
         st.dead = true;
         let used = st.used.take();
         self.with_pt(|pt| unmap_into(self.machine(), pt, &*area.backend, used.iter_pages(), batch));
@@ -347,7 +347,7 @@ impl<M: Machine> AddressSpace<M> {
         // Read-locking the tree keeps the area in place (as for a fault).
         let tree = self.areas.read();
         let area = area_at(&tree, addr.page().number()).ok_or(Error::NotFound)?;
-        let mut st = area.state.lock();
+        let mut st = area.lock();
         if !area.backend.can_change_flags() || st.share.is_some() {
             return Err(Error::NotSupported);
         }
@@ -410,7 +410,7 @@ impl<M: Machine> AddressSpace<M> {
         let (share, backend, pages, mask) = {
             let tree = self.areas.read();
             let area = area_at(&tree, src_addr.page().number()).ok_or(Error::NotFound)?;
-            let mut st = area.state.lock();
+            let mut st = area.lock();
             if !area.backend.can_share() {
                 return Err(Error::NotSupported);
             }
@@ -473,7 +473,7 @@ impl<M: Machine> AddressSpace<M> {
             give_back(share);
             return Err(Error::NotFound);
         };
-        let mut st = area.state.lock();
+        let mut st = area.lock();
         if st.dead {
             drop(st);
             give_back(share);
@@ -486,7 +486,7 @@ impl<M: Machine> AddressSpace<M> {
 
     /// The share record of the area containing `addr`, if it is shared.
     pub fn share_info(&self, addr: VirtAddr) -> Option<Arc<ShareInfo<M>>> {
-        self.lookup(addr)?.state.lock().share.clone()
+        self.lookup(addr)?.lock().share.clone()
     }
 
     /// The area containing `addr`.
@@ -521,7 +521,7 @@ impl<M: Machine> AddressSpace<M> {
     /// A copy of the used space of the area containing `addr`.
     pub fn used_space(&self, addr: VirtAddr) -> Option<UsedSpace> {
         let tree = self.areas.read();
-        area_at(&tree, addr.page().number()).map(|a| a.state.lock().used.clone())
+        area_at(&tree, addr.page().number()).map(|a| a.lock().used.clone())
     }
 
     /// What the page table maps at `page` (read by software, not through a
@@ -534,7 +534,7 @@ impl<M: Machine> AddressSpace<M> {
     pub fn resident_pages(&self) -> u64 {
         let tree = self.areas.read();
         tree.values()
-            .map(|s| s.area.state.lock().used.pages())
+            .map(|s| s.area.lock().used.pages())
             .sum()
     }
 
