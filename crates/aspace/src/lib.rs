@@ -55,6 +55,7 @@ extern crate alloc;
 
 pub mod addr;
 pub mod area;
+pub mod area_tree;
 pub mod asid;
 pub mod backend;
 pub mod error;

@@ -1,0 +1,1173 @@
+//! [`AreaTree`]: a B+tree interval map from disjoint half-open page ranges
+//! `[start, end)` to values, built for fast point lookups ("which area holds
+//! page `n`?").
+//!
+//! # Layout
+//!
+//! Every entry lives in a *leaf*; *inner* nodes only route the search. Both
+//! kinds sit in arenas (`Vec<Leaf<V>>`, `Vec<Inner>`) and refer to each other
+//! by `u32` index, so there is no `Box` per node, no `unsafe`, and freed nodes
+//! go on a free list to be reused. The arenas are plain `Vec`s and grow by
+//! doubling, so allocating a node is amortised O(1).
+//!
+//! * A leaf holds up to [`CAP`] entries in three parallel fixed-size arrays,
+//!   `starts`, `ends` and `values`, sorted by start, plus its length and the
+//!   index of the next leaf (for in-order iteration). Unused `starts` slots
+//!   hold `u64::MAX`.
+//! * An inner node holds up to `CAP` separator keys (unused ones `u64::MAX`)
+//!   and one more child index than keys. Separators are *exact*: key `i` is
+//!   the smallest start stored under child `i + 1`, so all starts under
+//!   child `i` lie in `[key[i - 1], key[i])`.
+//!
+//! Searching a node counts the keys `<= n` without branches and without
+//! reading the node's length: binary steps (conditional moves) over the
+//! whole fixed array narrow it to four keys, which are counted. The padding
+//! keeps the padded array sorted, so the steps need no length; a real start
+//! is at most `u64::MAX - 1` (because `start < end <= u64::MAX`), so padding
+//! only counts for `n == u64::MAX`, and the count is clamped to the length
+//! anyway, which costs one more conditional move.
+//!
+//! (A plain count over the whole array, `keys.iter().map(|&k| (k <= n) as
+//! usize).sum()`, measured slower: baseline x86-64 has no 64-bit vector
+//! compare, so it becomes 16 scalar compares with register spills, and
+//! even with AVX2 it did not beat the narrowed count.)
+//!
+//! Because separators are exact, the leaf reached by descending with a key
+//! `k` always holds the entry with the greatest start `<= k` if any entry
+//! has such a start: the separator just left of the route (`key[c - 1]` at
+//! the lowest level where the descent took a child `c > 0`) is `<= k` and is
+//! the first start of the leaf reached; if there is none, that leaf is the
+//! first one. So a lookup, the overlap check of an insertion and
+//! [`overlaps`](AreaTree::overlaps) each take one descent. The separator
+//! just right of the route is the first start after the leaf, which is all
+//! an insertion or [`set_end`](AreaTree::set_end) needs to check the right
+//! neighbour of an entry that is last in its leaf.
+//!
+//! # Fill and height
+//!
+//! Every leaf but the root holds at least `CAP / 2` entries, every inner
+//! node but the root at least `CAP / 2` keys (`CAP / 2 + 1` children), and
+//! an inner root at least one key. Insertion splits a full node in two
+//! halves; removal borrows an entry (or, one level up, a child) from a
+//! sibling that can spare one, or else merges the two siblings, and the
+//! root is replaced by its only child when it is left with one. So a tree of
+//! height `h >= 2` holds at least `2 * (CAP / 2) * (CAP / 2 + 1)^(h - 2)`
+//! entries, and the height is at most
+//! `2 + floor(log_(CAP / 2 + 1)(len / CAP))` for `len >= CAP`, at most 1 for
+//! smaller non-empty trees, and 0 for the empty tree. [`AreaTree::max_height`]
+//! computes that bound; it holds at all times, after removals too.
+//!
+//! # The lookup hint
+//!
+//! A [`Hint`] remembers the leaf of the last lookup. [`AreaTree::find_hinted`]
+//! first checks that leaf *by its content*: if the index names a leaf with at
+//! least one entry and `starts[0] <= n < ends[len - 1]`, the answer (or its
+//! absence) is in that leaf. Proof: the entries are sorted and disjoint
+//! across all leaves in order, so an entry in an earlier leaf ends at or
+//! before `starts[0] <= n`, and an entry in a later leaf starts at or after
+//! `ends[len - 1] > n`; neither can contain `n`. A freed leaf has length 0,
+//! and a reused one holds current entries of this tree, so a stale hint, or
+//! one from another tree, only costs a failed check. On a miss the search
+//! descends from the root and records the leaf it reached, writing the hint
+//! only if it changed. A sweep through neighbouring areas mostly stays in
+//! one leaf and so skips the descent. A tree of a single leaf ignores the
+//! hint, since its one-step descent is cheaper than the check.
+//!
+//! ```
+//! use aspace::area_tree::{AreaTree, Hint};
+//!
+//! let mut tree = AreaTree::new();
+//! tree.insert(0x400, 0x410, "text").unwrap();
+//! tree.insert(0x410, 0x420, "data").unwrap();
+//! assert_eq!(tree.insert(0x41f, 0x430, "bss"), Err("bss")); // overlaps "data"
+//! assert_eq!(tree.find(0x40f), Some((0x400, 0x410, &"text")));
+//! assert_eq!(tree.find(0x420), None);
+//!
+//! let hint = Hint::new();
+//! assert_eq!(tree.find_hinted(0x412, &hint), Some((0x410, 0x420, &"data")));
+//! assert!(tree.set_end(0x410, 0x500));
+//! assert_eq!(tree.remove(0x400), Some((0x410, "text")));
+//! assert_eq!(tree.iter().collect::<Vec<_>>(), [(0x410, 0x500, &"data")]);
+//! ```
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::iter::FusedIterator;
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+/// Entries per leaf and separator keys per inner node (an inner node has up
+/// to `CAP + 1` children). 16 and 32 measured within noise of each other for
+/// lookups from 16 to a million entries (16 a little ahead for small trees,
+/// 32 for mid-sized ones); 16 halves the node size (a leaf is 392 bytes
+/// with 8-byte values) and the work of shifting entries.
+pub const CAP: usize = 16;
+
+/// The least number of entries in a leaf other than the root.
+const MIN_LEAF: usize = CAP / 2;
+
+/// The least number of keys in an inner node other than the root.
+const MIN_KEYS: usize = CAP / 2;
+
+/// Padding of unused `starts` and separator slots: greater than any start.
+const PAD: u64 = u64::MAX;
+
+/// "No node": the end of the leaf chain, unused child slots, an empty hint.
+const NIL: u32 = u32::MAX;
+
+/// The most inner levels a tree can have. With `u32` node indices a tree has
+/// fewer than 2^32 leaves, and height `h` needs at least
+/// `2 * (MIN_KEYS + 1)^(h - 2)` of them, so `h - 1 <= 10` for `CAP = 16`;
+/// the path arrays leave room to spare.
+const MAX_INNER_LEVELS: usize = 24;
+
+// `rank` halves CAP down to a run of 4.
+const _: () = assert!(CAP.is_power_of_two() && CAP >= 8);
+
+/// How many of `keys` (sorted, padded with `u64::MAX`) are `<= n`, without
+/// branches: binary steps over the whole fixed array narrow it to a run of
+/// four keys (every key before the run is `<= n`, every key after it
+/// `> n`), which are counted. For `CAP = 16` that is two conditional moves
+/// and four compare-and-adds, with no bounds checks left. The caller clamps
+/// the result to the node's length.
+#[inline(always)]
+fn rank(keys: &[u64; CAP], n: u64) -> usize {
+    let mut base = 0;
+    let mut size = CAP;
+    while size > 4 {
+        let half = size / 2;
+        if keys[base + half - 1] <= n {
+            base += half;
+        }
+        size -= half;
+    }
+    base + keys[base..base + 4]
+        .iter()
+        .map(|&k| usize::from(k <= n))
+        .sum::<usize>()
+}
+
+/// Mutable references to two distinct elements of a slice.
+fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    assert_ne!(a, b, "pair_mut of one element");
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&mut lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&mut hi[0], &mut lo[b])
+    }
+}
+
+/// A leaf: up to `CAP` entries sorted by start.
+#[derive(Clone)]
+struct Leaf<V> {
+    /// Starts of the entries; `PAD` from `len` on.
+    starts: [u64; CAP],
+    /// Ends of the entries; 0 from `len` on.
+    ends: [u64; CAP],
+    /// Values of the entries; `None` from `len` on.
+    values: [Option<V>; CAP],
+    /// Number of entries; 0 for a freed leaf.
+    len: u32,
+    /// The next leaf in key order, or `NIL`.
+    next: u32,
+}
+
+impl<V> Leaf<V> {
+    fn new() -> Self {
+        Leaf {
+            starts: [PAD; CAP],
+            ends: [0; CAP],
+            values: [const { None }; CAP],
+            len: 0,
+            next: NIL,
+        }
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Number of entries whose start is `<= n`.
+    #[inline(always)]
+    fn rank(&self, n: u64) -> usize {
+        rank(&self.starts, n).min(self.len())
+    }
+
+    /// Position of the entry starting exactly at `start`.
+    #[inline]
+    fn position(&self, start: u64) -> Option<usize> {
+        let i = self.rank(start);
+        (i > 0 && self.starts[i - 1] == start).then(|| i - 1)
+    }
+
+    /// The entry of this leaf containing `n`.
+    #[inline(always)]
+    fn lookup(&self, n: u64) -> Option<(u64, u64, &V)> {
+        let i = self.rank(n);
+        if i == 0 {
+            return None;
+        }
+        let j = i - 1;
+        if n < self.ends[j] {
+            Some((self.starts[j], self.ends[j], self.values[j].as_ref()?))
+        } else {
+            None
+        }
+    }
+
+    /// Inserts an entry at position `i`; the leaf must not be full.
+    fn insert_at(&mut self, i: usize, start: u64, end: u64, value: V) {
+        let len = self.len();
+        debug_assert!(len < CAP && i <= len);
+        self.starts.copy_within(i..len, i + 1);
+        self.ends.copy_within(i..len, i + 1);
+        self.values[i..=len].rotate_right(1);
+        self.starts[i] = start;
+        self.ends[i] = end;
+        self.values[i] = Some(value);
+        self.len += 1;
+    }
+
+    /// Removes the entry at position `i`: `(start, end, value)`.
+    fn remove_at(&mut self, i: usize) -> (u64, u64, V) {
+        let len = self.len();
+        debug_assert!(i < len);
+        let (start, end) = (self.starts[i], self.ends[i]);
+        let value = self.values[i]
+            .take()
+            .expect("area tree: live entry without a value");
+        self.starts.copy_within(i + 1..len, i);
+        self.ends.copy_within(i + 1..len, i);
+        self.values[i..len].rotate_left(1);
+        self.starts[len - 1] = PAD;
+        self.ends[len - 1] = 0;
+        self.len -= 1;
+        (start, end, value)
+    }
+
+    /// Moves the entries from position `at` on into a new leaf, which takes
+    /// this leaf's place in the chain's order (the caller links it).
+    fn split_off(&mut self, at: usize) -> Leaf<V> {
+        let len = self.len();
+        let n = len - at;
+        let mut right = Leaf::new();
+        right.starts[..n].copy_from_slice(&self.starts[at..len]);
+        right.ends[..n].copy_from_slice(&self.ends[at..len]);
+        for (dst, src) in right.values.iter_mut().zip(&mut self.values[at..len]) {
+            *dst = src.take();
+        }
+        self.starts[at..len].fill(PAD);
+        self.ends[at..len].fill(0);
+        right.len = n as u32;
+        self.len = at as u32;
+        right
+    }
+
+    /// Moves every entry of `right` (all greater) to the end of this leaf.
+    fn append(&mut self, right: &mut Leaf<V>) {
+        let (len, n) = (self.len(), right.len());
+        debug_assert!(len + n <= CAP);
+        self.starts[len..len + n].copy_from_slice(&right.starts[..n]);
+        self.ends[len..len + n].copy_from_slice(&right.ends[..n]);
+        for (dst, src) in self.values[len..].iter_mut().zip(&mut right.values[..n]) {
+            *dst = src.take();
+        }
+        right.starts[..n].fill(PAD);
+        right.ends[..n].fill(0);
+        self.len += n as u32;
+        right.len = 0;
+    }
+}
+
+/// An inner node: `nkeys` separators and `nkeys + 1` children.
+#[derive(Clone)]
+struct Inner {
+    /// Separators: `keys[i]` is the least start under `children[i + 1]`;
+    /// `PAD` from `nkeys` on.
+    keys: [u64; CAP],
+    /// Child indices (leaves on the lowest inner level, inner nodes above);
+    /// `NIL` from `nkeys + 1` on.
+    children: [u32; CAP + 1],
+    /// Number of keys; 0 for a freed node.
+    nkeys: u32,
+}
+
+impl Inner {
+    fn new() -> Self {
+        Inner {
+            keys: [PAD; CAP],
+            children: [NIL; CAP + 1],
+            nkeys: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn nkeys(&self) -> usize {
+        self.nkeys as usize
+    }
+
+    /// The slot of the child whose subtree holds the greatest start `<= n`.
+    #[inline(always)]
+    fn child_for(&self, n: u64) -> usize {
+        rank(&self.keys, n).min(self.nkeys())
+    }
+
+    /// Inserts `key` at `keys[i]` and `child` at `children[i + 1]`; the node
+    /// must not be full.
+    fn insert_at(&mut self, i: usize, key: u64, child: u32) {
+        let n = self.nkeys();
+        debug_assert!(n < CAP && i <= n);
+        self.keys.copy_within(i..n, i + 1);
+        self.children.copy_within(i + 1..n + 1, i + 2);
+        self.keys[i] = key;
+        self.children[i + 1] = child;
+        self.nkeys += 1;
+    }
+
+    /// Removes `keys[i]` and `children[i + 1]`.
+    fn remove_at(&mut self, i: usize) {
+        let n = self.nkeys();
+        debug_assert!(i < n);
+        self.keys.copy_within(i + 1..n, i);
+        self.children.copy_within(i + 2..n + 1, i + 1);
+        self.keys[n - 1] = PAD;
+        self.children[n] = NIL;
+        self.nkeys -= 1;
+    }
+
+    /// Inserts like [`insert_at`](Inner::insert_at) into a full node by
+    /// splitting it: keeps the lower `CAP / 2` keys, returns the middle key
+    /// (to go up) and a new node with the upper `CAP - CAP / 2` keys.
+    fn insert_split(&mut self, i: usize, key: u64, child: u32) -> (u64, Inner) {
+        debug_assert_eq!(self.nkeys(), CAP);
+        let mut keys = [PAD; CAP + 1];
+        let mut children = [NIL; CAP + 2];
+        keys[..i].copy_from_slice(&self.keys[..i]);
+        keys[i] = key;
+        keys[i + 1..].copy_from_slice(&self.keys[i..]);
+        children[..=i].copy_from_slice(&self.children[..=i]);
+        children[i + 1] = child;
+        children[i + 2..].copy_from_slice(&self.children[i + 1..]);
+
+        let m = CAP / 2;
+        let mut right = Inner::new();
+        right.keys[..CAP - m].copy_from_slice(&keys[m + 1..]);
+        right.children[..=CAP - m].copy_from_slice(&children[m + 1..]);
+        right.nkeys = (CAP - m) as u32;
+        self.keys = [PAD; CAP];
+        self.keys[..m].copy_from_slice(&keys[..m]);
+        self.children = [NIL; CAP + 1];
+        self.children[..=m].copy_from_slice(&children[..=m]);
+        self.nkeys = m as u32;
+        (keys[m], right)
+    }
+}
+
+/// The route of a descent: for each inner level from the root, the node and
+/// the slot of the child taken.
+struct Path {
+    steps: [(u32, usize); MAX_INNER_LEVELS],
+    len: usize,
+}
+
+impl Path {
+    fn new() -> Self {
+        Path {
+            steps: [(NIL, 0); MAX_INNER_LEVELS],
+            len: 0,
+        }
+    }
+}
+
+/// A hint for [`AreaTree::find_hinted`]: the index of the leaf that answered
+/// the last lookup, so that the next lookup nearby can skip the descent.
+///
+/// It is an atomic (read and written with relaxed ordering) so that lookups
+/// under a shared lock can update it; any value is safe, since the tree
+/// checks the leaf it names before trusting it.
+#[derive(Debug)]
+pub struct Hint(AtomicU32);
+
+impl Hint {
+    /// A hint naming no leaf.
+    pub const fn new() -> Self {
+        Hint(AtomicU32::new(NIL))
+    }
+}
+
+impl Default for Hint {
+    fn default() -> Self {
+        Hint::new()
+    }
+}
+
+/// A map from disjoint half-open ranges `[start, end)` of `u64` (page
+/// numbers) to values, kept in a B+tree that answers "which entry contains
+/// `n`?" with one descent through dense nodes, or none with a [`Hint`].
+///
+/// See the [module documentation](self) for the layout and its guarantees.
+#[derive(Clone)]
+pub struct AreaTree<V> {
+    leaves: Vec<Leaf<V>>,
+    inners: Vec<Inner>,
+    free_leaves: Vec<u32>,
+    free_inners: Vec<u32>,
+    /// The root node: a leaf if `height == 1`, an inner node if greater.
+    root: u32,
+    /// Levels of nodes; 0 for the empty tree (which has no nodes).
+    height: usize,
+    /// Number of entries.
+    len: usize,
+}
+
+impl<V> Default for AreaTree<V> {
+    fn default() -> Self {
+        AreaTree::new()
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for AreaTree<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(start, end, v)| (start..end, v)))
+            .finish()
+    }
+}
+
+impl<V> AreaTree<V> {
+    /// An empty tree; allocates nothing until the first insertion.
+    pub const fn new() -> Self {
+        AreaTree {
+            leaves: Vec::new(),
+            inners: Vec::new(),
+            free_leaves: Vec::new(),
+            free_inners: Vec::new(),
+            root: NIL,
+            height: 0,
+            len: 0,
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the tree has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Height of the tree: 0 when empty, 1 for a single leaf, one more per
+    /// level of inner nodes. For tests and statistics.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// The greatest height a tree with `len` entries can have (see the
+    /// [module documentation](self#fill-and-height)): a tree of height
+    /// `h >= 2` holds at least `2 * (CAP / 2) * (CAP / 2 + 1)^(h - 2)`
+    /// entries.
+    pub fn max_height(len: usize) -> usize {
+        if len == 0 {
+            return 0;
+        }
+        let mut height = 1;
+        // The fewest entries a tree of height `height + 1` holds.
+        let mut needed = 2 * MIN_LEAF as u128;
+        while needed <= len as u128 {
+            height += 1;
+            needed *= (MIN_KEYS + 1) as u128;
+        }
+        height
+    }
+
+    // -- Node allocation ----------------------------------------------------
+
+    fn alloc_leaf(&mut self, leaf: Leaf<V>) -> u32 {
+        if let Some(i) = self.free_leaves.pop() {
+            self.leaves[i as usize] = leaf;
+            i
+        } else {
+            let i = index(self.leaves.len());
+            self.leaves.push(leaf);
+            i
+        }
+    }
+
+    /// Returns an emptied leaf to the free list. Its length is 0, so hints
+    /// naming it fail validation.
+    fn free_leaf(&mut self, i: u32) {
+        let leaf = &mut self.leaves[i as usize];
+        debug_assert!(leaf.len == 0 && leaf.values.iter().all(Option::is_none));
+        leaf.len = 0;
+        leaf.next = NIL;
+        self.free_leaves.push(i);
+    }
+
+    fn alloc_inner(&mut self, inner: Inner) -> u32 {
+        if let Some(i) = self.free_inners.pop() {
+            self.inners[i as usize] = inner;
+            i
+        } else {
+            let i = index(self.inners.len());
+            self.inners.push(inner);
+            i
+        }
+    }
+
+    fn free_inner(&mut self, i: u32) {
+        self.inners[i as usize] = Inner::new();
+        self.free_inners.push(i);
+    }
+
+    // -- Descents -----------------------------------------------------------
+
+    /// The leaf whose entries include the greatest start `<= key`, if there
+    /// is such an entry (the tree must not be empty).
+    #[inline(always)]
+    fn descend(&self, key: u64) -> u32 {
+        let mut node = self.root;
+        for _ in 1..self.height {
+            let inner = &self.inners[node as usize];
+            node = inner.children[inner.child_for(key)];
+        }
+        node
+    }
+
+    /// Like [`descend`](Self::descend), recording the route in `path`, and
+    /// also returning the first start after the leaf reached (`u64::MAX` if
+    /// it is the last leaf): the separator just right of the route, i.e.
+    /// `keys[c]` at the lowest level where the child taken, `c`, was not the
+    /// last.
+    fn descend_path(&self, key: u64, path: &mut Path) -> (u32, u64) {
+        let mut node = self.root;
+        let mut next_start = PAD;
+        path.len = 0;
+        for _ in 1..self.height {
+            let inner = &self.inners[node as usize];
+            let c = inner.child_for(key);
+            if c < inner.nkeys() {
+                next_start = inner.keys[c];
+            }
+            path.steps[path.len] = (node, c);
+            path.len += 1;
+            node = inner.children[c];
+        }
+        (node, next_start)
+    }
+
+    /// `(start, end)` of the entry with the greatest start `<= key`.
+    fn last_at_or_before(&self, key: u64) -> Option<(u64, u64)> {
+        if self.height == 0 {
+            return None;
+        }
+        let leaf = &self.leaves[self.descend(key) as usize];
+        let i = leaf.rank(key);
+        (i > 0).then(|| (leaf.starts[i - 1], leaf.ends[i - 1]))
+    }
+
+    // -- Queries ------------------------------------------------------------
+
+    /// The entry containing point `n` (`start <= n < end`), as
+    /// `(start, end, &value)`: one descent, no allocation.
+    #[inline]
+    pub fn find(&self, n: u64) -> Option<(u64, u64, &V)> {
+        if self.height == 0 {
+            return None;
+        }
+        self.leaves[self.descend(n) as usize].lookup(n)
+    }
+
+    /// The same result as [`find`](Self::find), but first tries the leaf
+    /// recorded in `hint` and, if that does not cover `n`, descends and
+    /// records the leaf it reached (a single-leaf tree skips the hint). See the [module documentation](self#the-lookup-hint)
+    /// for why a hinted leaf that covers `n` gives the right answer.
+    #[inline]
+    pub fn find_hinted(&self, n: u64, hint: &Hint) -> Option<(u64, u64, &V)> {
+        // With a single leaf the descent is cheaper than checking the hint.
+        if self.height <= 1 {
+            return self.find(n);
+        }
+        let h = hint.0.load(Relaxed);
+        if let Some(leaf) = self.leaves.get(h as usize) {
+            let len = leaf.len();
+            // Valid: a live leaf spanning n (a freed leaf has len 0).
+            if len > 0 && leaf.starts[0] <= n && n < leaf.ends[len - 1] {
+                return leaf.lookup(n);
+            }
+        }
+        let i = self.descend(n);
+        if i != h {
+            hint.0.store(i, Relaxed);
+        }
+        self.leaves[i as usize].lookup(n)
+    }
+
+    /// The entry starting exactly at `start`, as `(end, &value)`.
+    pub fn get(&self, start: u64) -> Option<(u64, &V)> {
+        if self.height == 0 {
+            return None;
+        }
+        let leaf = &self.leaves[self.descend(start) as usize];
+        let i = leaf.position(start)?;
+        Some((leaf.ends[i], leaf.values[i].as_ref()?))
+    }
+
+    /// The entry starting exactly at `start`, as `(end, &mut value)`.
+    pub fn get_mut(&mut self, start: u64) -> Option<(u64, &mut V)> {
+        if self.height == 0 {
+            return None;
+        }
+        let leaf = self.descend(start) as usize;
+        let leaf = &mut self.leaves[leaf];
+        let i = leaf.position(start)?;
+        Some((leaf.ends[i], leaf.values[i].as_mut()?))
+    }
+
+    /// Whether `[start, end)` intersects any entry other than the one
+    /// starting at `ignore` (if there is one). An empty range (`start >= end`)
+    /// intersects nothing.
+    ///
+    /// Only the entry with the greatest start `< end` can intersect, since
+    /// every earlier entry ends at or before that one's start; if that one
+    /// is ignored, only the entry before it can. So this is one descent, two
+    /// when the ignored entry is the first of its leaf.
+    pub fn overlaps(&self, start: u64, end: u64, ignore: Option<u64>) -> bool {
+        if start >= end || self.height == 0 {
+            return false;
+        }
+        let leaf = &self.leaves[self.descend(end - 1) as usize];
+        let i = leaf.rank(end - 1);
+        if i == 0 {
+            return false;
+        }
+        let (s, e) = (leaf.starts[i - 1], leaf.ends[i - 1]);
+        if Some(s) != ignore {
+            return e > start;
+        }
+        // The entry before the ignored one ends at or before `s`.
+        if s <= start {
+            return false;
+        }
+        let before = if i >= 2 {
+            Some(leaf.ends[i - 2])
+        } else {
+            self.last_at_or_before(s - 1).map(|(_, e)| e)
+        };
+        before.is_some_and(|e| e > start)
+    }
+
+    /// The entries in ascending order, as `(start, end, &value)`.
+    pub fn iter(&self) -> Iter<'_, V> {
+        let mut leaf = if self.height == 0 { NIL } else { self.root };
+        for _ in 1..self.height {
+            leaf = self.inners[leaf as usize].children[0];
+        }
+        Iter {
+            leaves: &self.leaves,
+            leaf,
+            pos: 0,
+            remaining: self.len,
+        }
+    }
+
+    // -- Changes ------------------------------------------------------------
+
+    /// Inserts `[start, end) -> value`. Refuses, handing the value back, if
+    /// the range is empty (`start >= end`) or intersects an entry.
+    pub fn insert(&mut self, start: u64, end: u64, value: V) -> Result<(), V> {
+        if start >= end {
+            return Err(value);
+        }
+        if self.height == 0 {
+            let mut leaf = Leaf::new();
+            leaf.insert_at(0, start, end, value);
+            self.root = self.alloc_leaf(leaf);
+            self.height = 1;
+            self.len = 1;
+            return Ok(());
+        }
+        let mut path = Path::new();
+        let (node, next_start) = self.descend_path(start, &mut path);
+        let leaf = &mut self.leaves[node as usize];
+        let i = leaf.rank(start);
+        // The entry before: the greatest start <= `start` (also catches an
+        // equal start, since its end is greater).
+        if i > 0 && leaf.ends[i - 1] > start {
+            return Err(value);
+        }
+        // The entry after: the least start > `start`.
+        let after = if i < leaf.len() {
+            leaf.starts[i]
+        } else {
+            next_start
+        };
+        if after < end {
+            return Err(value);
+        }
+        self.len += 1;
+        if leaf.len() < CAP {
+            leaf.insert_at(i, start, end, value);
+            return Ok(());
+        }
+
+        // Split the full leaf into halves and insert into the proper one;
+        // both end with at least CAP / 2 entries.
+        let mid = CAP / 2;
+        let mut right = leaf.split_off(mid);
+        if i <= mid {
+            leaf.insert_at(i, start, end, value);
+        } else {
+            right.insert_at(i - mid, start, end, value);
+        }
+        right.next = leaf.next;
+        let key = right.starts[0];
+        let r = self.alloc_leaf(right);
+        self.leaves[node as usize].next = r;
+        self.insert_upward(&path, key, r);
+        Ok(())
+    }
+
+    /// After the node at the end of `path` split, inserts the new right half
+    /// `child` (whose least start is `key`) beside it in its parent,
+    /// splitting full ancestors, and the root if need be.
+    fn insert_upward(&mut self, path: &Path, mut key: u64, mut child: u32) {
+        for &(p, c) in path.steps[..path.len].iter().rev() {
+            let node = &mut self.inners[p as usize];
+            if node.nkeys() < CAP {
+                node.insert_at(c, key, child);
+                return;
+            }
+            let (up, right) = node.insert_split(c, key, child);
+            key = up;
+            child = self.alloc_inner(right);
+        }
+        assert!(
+            self.height <= MAX_INNER_LEVELS,
+            "area tree: height limit exceeded"
+        );
+        let mut root = Inner::new();
+        root.keys[0] = key;
+        root.children[0] = self.root;
+        root.children[1] = child;
+        root.nkeys = 1;
+        self.root = self.alloc_inner(root);
+        self.height += 1;
+    }
+
+    /// Removes the entry starting exactly at `start`, returning its end and
+    /// value.
+    pub fn remove(&mut self, start: u64) -> Option<(u64, V)> {
+        if self.height == 0 {
+            return None;
+        }
+        let mut path = Path::new();
+        let (node, _) = self.descend_path(start, &mut path);
+        let leaf = &mut self.leaves[node as usize];
+        let pos = leaf.position(start)?;
+        let (_, end, value) = leaf.remove_at(pos);
+        let remaining = leaf.len();
+        self.len -= 1;
+
+        if self.height == 1 {
+            if remaining == 0 {
+                self.free_leaf(node);
+                self.root = NIL;
+                self.height = 0;
+            }
+            return Some((end, value));
+        }
+        // A non-root leaf had at least MIN_LEAF >= 2 entries, so it still
+        // has one. If its first entry went, the separator naming it (the
+        // lowest one on the route with a child to its left) must follow.
+        if pos == 0 {
+            let first = self.leaves[node as usize].starts[0];
+            if let Some(&(p, c)) = path.steps[..path.len].iter().rev().find(|&&(_, c)| c > 0) {
+                self.inners[p as usize].keys[c - 1] = first;
+            }
+        }
+        if remaining < MIN_LEAF {
+            self.rebalance(&path);
+        }
+        Some((end, value))
+    }
+
+    /// Restores the fill after the leaf at the end of `path` fell below
+    /// `MIN_LEAF`, level by level up, and collapses a root left with one
+    /// child.
+    fn rebalance(&mut self, path: &Path) {
+        let (p, c) = path.steps[path.len - 1];
+        if !self.fix_leaf(p, c) {
+            return;
+        }
+        // path.steps[level].0 lost a key.
+        for level in (1..path.len).rev() {
+            let node = path.steps[level].0;
+            if self.inners[node as usize].nkeys() >= MIN_KEYS {
+                return;
+            }
+            let (p, c) = path.steps[level - 1];
+            if !self.fix_inner(p, c) {
+                return;
+            }
+        }
+        let root = self.root;
+        if self.inners[root as usize].nkeys == 0 {
+            self.root = self.inners[root as usize].children[0];
+            self.free_inner(root);
+            self.height -= 1;
+        }
+    }
+
+    /// Refills the leaf `children[c]` of inner node `p` from a sibling (the
+    /// left one if there is one): borrows an entry if the sibling can spare
+    /// one, else merges the two. Returns whether `p` lost a key.
+    fn fix_leaf(&mut self, p: u32, c: usize) -> bool {
+        let slot = c.saturating_sub(1); // separator between the two siblings
+        let parent = &self.inners[p as usize];
+        let (l, r) = (parent.children[slot], parent.children[slot + 1]);
+        let (left, right) = pair_mut(&mut self.leaves, l as usize, r as usize);
+        let lender = if c > 0 { left.len() } else { right.len() };
+        if lender > MIN_LEAF {
+            if c > 0 {
+                let (s, e, v) = left.remove_at(left.len() - 1);
+                right.insert_at(0, s, e, v);
+            } else {
+                let (s, e, v) = right.remove_at(0);
+                left.insert_at(left.len(), s, e, v);
+            }
+            self.inners[p as usize].keys[slot] = right.starts[0];
+            return false;
+        }
+        left.append(right);
+        left.next = right.next;
+        self.free_leaf(r);
+        self.inners[p as usize].remove_at(slot);
+        true
+    }
+
+    /// Refills the inner node `children[c]` of inner node `p` like
+    /// [`fix_leaf`](Self::fix_leaf), rotating a child through the parent or
+    /// merging the two siblings around their separator. Returns whether `p`
+    /// lost a key.
+    fn fix_inner(&mut self, p: u32, c: usize) -> bool {
+        let slot = c.saturating_sub(1);
+        let parent = &self.inners[p as usize];
+        let (l, r) = (parent.children[slot], parent.children[slot + 1]);
+        let sep = parent.keys[slot];
+        let (left, right) = pair_mut(&mut self.inners, l as usize, r as usize);
+        let (ln, rn) = (left.nkeys(), right.nkeys());
+        let new_sep;
+        if c > 0 && ln > MIN_KEYS {
+            // Left's last child moves to the front of right.
+            right.keys.copy_within(0..rn, 1);
+            right.children.copy_within(0..rn + 1, 1);
+            right.keys[0] = sep;
+            right.children[0] = left.children[ln];
+            right.nkeys += 1;
+            new_sep = left.keys[ln - 1];
+            left.keys[ln - 1] = PAD;
+            left.children[ln] = NIL;
+            left.nkeys -= 1;
+        } else if c == 0 && rn > MIN_KEYS {
+            // Right's first child moves to the end of left.
+            left.keys[ln] = sep;
+            left.children[ln + 1] = right.children[0];
+            left.nkeys += 1;
+            new_sep = right.keys[0];
+            right.keys.copy_within(1..rn, 0);
+            right.children.copy_within(1..rn + 1, 0);
+            right.keys[rn - 1] = PAD;
+            right.children[rn] = NIL;
+            right.nkeys -= 1;
+        } else {
+            // Merge: (MIN_KEYS - 1) + 1 + MIN_KEYS <= CAP keys.
+            debug_assert!(ln + 1 + rn <= CAP);
+            left.keys[ln] = sep;
+            left.keys[ln + 1..ln + 1 + rn].copy_from_slice(&right.keys[..rn]);
+            left.children[ln + 1..ln + 2 + rn].copy_from_slice(&right.children[..=rn]);
+            left.nkeys = (ln + 1 + rn) as u32;
+            self.free_inner(r);
+            self.inners[p as usize].remove_at(slot);
+            return true;
+        }
+        self.inners[p as usize].keys[slot] = new_sep;
+        false
+    }
+
+    /// Changes the end of the entry starting at `start` to `end`. Refuses
+    /// (returns `false`, changing nothing) if there is no such entry, if
+    /// `end <= start`, or if the new range would intersect the next entry.
+    pub fn set_end(&mut self, start: u64, end: u64) -> bool {
+        if end <= start || self.height == 0 {
+            return false;
+        }
+        let mut path = Path::new();
+        let (node, next_start) = self.descend_path(start, &mut path);
+        let leaf = &mut self.leaves[node as usize];
+        let Some(i) = leaf.position(start) else {
+            return false;
+        };
+        let after = if i + 1 < leaf.len() {
+            leaf.starts[i + 1]
+        } else {
+            next_start
+        };
+        if after < end {
+            return false;
+        }
+        leaf.ends[i] = end;
+        true
+    }
+
+    /// Removes every entry, returning them in ascending order; the tree
+    /// keeps its arenas' capacity.
+    pub fn drain(&mut self) -> Vec<(u64, u64, V)> {
+        let mut out = Vec::with_capacity(self.len);
+        let mut leaf = self.iter().leaf;
+        while leaf != NIL {
+            let l = &mut self.leaves[leaf as usize];
+            for i in 0..l.len() {
+                if let Some(v) = l.values[i].take() {
+                    out.push((l.starts[i], l.ends[i], v));
+                }
+            }
+            leaf = l.next;
+        }
+        self.leaves.clear();
+        self.inners.clear();
+        self.free_leaves.clear();
+        self.free_inners.clear();
+        self.root = NIL;
+        self.height = 0;
+        self.len = 0;
+        out
+    }
+
+    // -- Checking -----------------------------------------------------------
+
+    /// Checks every structural invariant and panics, saying which, if one is
+    /// broken: entries sorted, disjoint and non-empty; node fills; exact
+    /// separators; all leaves at one depth and chained in order; `len`;
+    /// free nodes empty and unreachable; the height bound of
+    /// [`max_height`](Self::max_height). Costs O(nodes); for tests.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
+        let mut seen_leaf = alloc::vec![false; self.leaves.len()];
+        let mut seen_inner = alloc::vec![false; self.inners.len()];
+        for &i in &self.free_leaves {
+            let leaf = &self.leaves[i as usize];
+            assert!(!seen_leaf[i as usize], "leaf {i} twice on the free list");
+            seen_leaf[i as usize] = true;
+            assert_eq!(leaf.len, 0, "free leaf {i} not empty");
+            assert!(
+                leaf.starts.iter().all(|&s| s == PAD) && leaf.values.iter().all(Option::is_none),
+                "free leaf {i} holds data"
+            );
+        }
+        for &i in &self.free_inners {
+            assert!(!seen_inner[i as usize], "inner {i} twice on the free list");
+            seen_inner[i as usize] = true;
+            assert_eq!(self.inners[i as usize].nkeys, 0, "free inner {i} not empty");
+        }
+        if self.height == 0 {
+            assert_eq!(self.len, 0, "empty tree with len {}", self.len);
+            assert!(seen_leaf.iter().all(|&s| s), "empty tree with a live leaf");
+            assert!(
+                seen_inner.iter().all(|&s| s),
+                "empty tree with a live inner node"
+            );
+            return;
+        }
+
+        // Walk the tree depth-first, left to right, collecting the leaves.
+        let mut leaves_in_order = Vec::new();
+        let mut stack = alloc::vec![(self.root, 1usize, None::<u64>, None::<u64>)];
+        while let Some((node, depth, lo, hi)) = stack.pop() {
+            let is_root = depth == 1;
+            if depth == self.height {
+                let i = node as usize;
+                assert!(i < self.leaves.len(), "leaf index {i} out of range");
+                assert!(!seen_leaf[i], "leaf {i} reached twice or free");
+                seen_leaf[i] = true;
+                let leaf = &self.leaves[i];
+                let n = leaf.len();
+                assert!(n <= CAP, "leaf {i} overfull: {n}");
+                if is_root {
+                    assert!(n >= 1, "root leaf empty");
+                } else {
+                    assert!(n >= MIN_LEAF, "leaf {i} underfull: {n} < {MIN_LEAF}");
+                }
+                if let Some(lo) = lo {
+                    assert_eq!(
+                        leaf.starts[0], lo,
+                        "leaf {i}: separator is not its first start"
+                    );
+                }
+                for j in 0..n {
+                    assert!(
+                        leaf.starts[j] < leaf.ends[j],
+                        "leaf {i}: empty entry at {j}"
+                    );
+                    assert!(leaf.values[j].is_some(), "leaf {i}: no value at {j}");
+                    if j + 1 < n {
+                        assert!(
+                            leaf.ends[j] <= leaf.starts[j + 1],
+                            "leaf {i}: overlap at {j}"
+                        );
+                    }
+                    if let Some(hi) = hi {
+                        assert!(leaf.starts[j] < hi, "leaf {i}: start above separator");
+                    }
+                }
+                assert!(
+                    leaf.starts[n..].iter().all(|&s| s == PAD),
+                    "leaf {i}: bad padding"
+                );
+                assert!(
+                    leaf.values[n..].iter().all(Option::is_none),
+                    "leaf {i}: stray value"
+                );
+                leaves_in_order.push(node);
+            } else {
+                let i = node as usize;
+                assert!(depth < self.height);
+                assert!(i < self.inners.len(), "inner index {i} out of range");
+                assert!(!seen_inner[i], "inner {i} reached twice or free");
+                seen_inner[i] = true;
+                let inner = &self.inners[i];
+                let k = inner.nkeys();
+                assert!(k <= CAP, "inner {i} overfull: {k}");
+                if is_root {
+                    assert!(k >= 1, "inner root with one child");
+                } else {
+                    assert!(k >= MIN_KEYS, "inner {i} underfull: {k} < {MIN_KEYS}");
+                }
+                assert!(
+                    inner.keys[k..].iter().all(|&s| s == PAD),
+                    "inner {i}: bad padding"
+                );
+                assert!(
+                    inner.children[k + 1..].iter().all(|&c| c == NIL),
+                    "inner {i}: stray child"
+                );
+                for j in 0..k {
+                    assert!(
+                        j == 0 || inner.keys[j - 1] < inner.keys[j],
+                        "inner {i}: keys unsorted"
+                    );
+                    assert!(
+                        lo.is_none_or(|lo| lo < inner.keys[j]),
+                        "inner {i}: key below range"
+                    );
+                    assert!(
+                        hi.is_none_or(|hi| inner.keys[j] < hi),
+                        "inner {i}: key above range"
+                    );
+                }
+                // Push right to left so that leaves pop left to right.
+                for j in (0..=k).rev() {
+                    let clo = if j == 0 { lo } else { Some(inner.keys[j - 1]) };
+                    let chi = if j == k { hi } else { Some(inner.keys[j]) };
+                    stack.push((inner.children[j], depth + 1, clo, chi));
+                }
+            }
+        }
+        assert!(
+            seen_leaf.iter().all(|&s| s),
+            "a leaf neither reachable nor free"
+        );
+        assert!(
+            seen_inner.iter().all(|&s| s),
+            "an inner node neither reachable nor free"
+        );
+
+        // The chain links the leaves in order; entries are disjoint across
+        // leaves; len counts them.
+        let mut count = 0;
+        let mut prev_end = None::<u64>;
+        for (j, &leaf) in leaves_in_order.iter().enumerate() {
+            let l = &self.leaves[leaf as usize];
+            let next = leaves_in_order.get(j + 1).copied().unwrap_or(NIL);
+            assert_eq!(l.next, next, "leaf {leaf}: broken chain");
+            if let Some(e) = prev_end {
+                assert!(e <= l.starts[0], "leaf {leaf} overlaps the leaf before it");
+            }
+            prev_end = Some(l.ends[l.len() - 1]);
+            count += l.len();
+        }
+        assert_eq!(
+            count, self.len,
+            "len is {} but the leaves hold {count}",
+            self.len
+        );
+        assert!(
+            self.height <= Self::max_height(self.len),
+            "height {} above the bound {} for {} entries",
+            self.height,
+            Self::max_height(self.len),
+            self.len
+        );
+    }
+}
+
+/// A node index from an arena length.
+fn index(len: usize) -> u32 {
+    match u32::try_from(len) {
+        Ok(i) if i != NIL => i,
+        _ => panic!("area tree: more than 2^32 - 1 nodes"),
+    }
+}
+
+/// Iterator over the entries of an [`AreaTree`] in ascending order, as
+/// `(start, end, &value)`; returned by [`AreaTree::iter`].
+pub struct Iter<'a, V> {
+    leaves: &'a [Leaf<V>],
+    leaf: u32,
+    pos: usize,
+    remaining: usize,
+}
+
+impl<'a, V> Iterator for Iter<'a, V> {
+    type Item = (u64, u64, &'a V);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let leaf = self.leaves.get(self.leaf as usize)?;
+            if self.pos < leaf.len() {
+                let i = self.pos;
+                self.pos += 1;
+                self.remaining -= 1;
+                return Some((leaf.starts[i], leaf.ends[i], leaf.values[i].as_ref()?));
+            }
+            self.leaf = leaf.next;
+            self.pos = 0;
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<V> Clone for Iter<'_, V> {
+    fn clone(&self) -> Self {
+        Iter { ..*self }
+    }
+}
+
+impl<V> ExactSizeIterator for Iter<'_, V> {}
+
+impl<V> FusedIterator for Iter<'_, V> {}
+
+impl<'a, V> IntoIterator for &'a AreaTree<V> {
+    type Item = (u64, u64, &'a V);
+    type IntoIter = Iter<'a, V>;
+
+    fn into_iter(self) -> Iter<'a, V> {
+        self.iter()
+    }
+}

@@ -1,0 +1,651 @@
+//! Integration tests for `aspace::area_tree::AreaTree`: edge cases of the
+//! interval-map semantics, stale hints, a large deterministic insert/remove
+//! run with height checks, and a model-based property test against a
+//! `BTreeMap`.
+
+use std::collections::BTreeMap;
+
+use aspace::area_tree::{AreaTree, Hint, CAP};
+use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
+
+const MAX: u64 = u64::MAX;
+
+/// A tree from `(start, end)` insertions that must all succeed; the value
+/// of each entry is its start.
+fn tree(entries: &[(u64, u64)]) -> AreaTree<u64> {
+    let mut t = AreaTree::new();
+    for (i, &(s, e)) in entries.iter().enumerate() {
+        t.insert(s, e, s)
+            .unwrap_or_else(|v| panic!("insert({s}, {e}) refused ({v})"));
+        if i < 64 || i % 512 == 0 {
+            t.check_invariants();
+        }
+    }
+    t.check_invariants();
+    t
+}
+
+fn entries(t: &AreaTree<u64>) -> Vec<(u64, u64, u64)> {
+    t.iter().map(|(s, e, v)| (s, e, *v)).collect()
+}
+
+/// A small deterministic generator (xorshift64*), so the large tests need no
+/// dependency and fail the same way every time.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+/// The height bound, computed independently of `AreaTree::max_height`: a
+/// tree of height h >= 2 has a root with >= 2 children, inner nodes with
+/// >= CAP/2 + 1 children, leaves with >= CAP/2 entries.
+fn height_bound(len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    (1..64)
+        .take_while(|&h| {
+            h == 1
+                || (CAP / 2 + 1)
+                    .checked_pow(h as u32 - 2)
+                    .and_then(|m| m.checked_mul(2 * (CAP / 2)))
+                    .is_some_and(|m| m <= len)
+        })
+        .last()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Basics
+// ---------------------------------------------------------------------------
+
+#[test]
+fn empty_tree() {
+    let t: AreaTree<u64> = AreaTree::new();
+    assert!(t.is_empty());
+    assert_eq!(t.len(), 0);
+    assert_eq!(t.height(), 0);
+    assert_eq!(t.find(0), None);
+    assert_eq!(t.find(MAX), None);
+    assert_eq!(t.find_hinted(5, &Hint::new()), None);
+    assert_eq!(t.get(0), None);
+    assert!(!t.overlaps(0, MAX, None));
+    assert_eq!(t.iter().count(), 0);
+    assert_eq!(format!("{t:?}"), "{}");
+    t.check_invariants();
+    let mut t = t;
+    assert_eq!(t.remove(0), None);
+    assert!(!t.set_end(0, 1));
+    assert!(t.drain().is_empty());
+    t.check_invariants();
+}
+
+#[test]
+fn insert_find_get_remove() {
+    let mut t = tree(&[(10, 20), (20, 25), (30, 40)]);
+    assert_eq!(t.len(), 3);
+    assert_eq!(t.height(), 1);
+    assert_eq!(t.find(9), None);
+    assert_eq!(t.find(10), Some((10, 20, &10)));
+    assert_eq!(t.find(19), Some((10, 20, &10)));
+    assert_eq!(t.find(20), Some((20, 25, &20)));
+    assert_eq!(t.find(25), None);
+    assert_eq!(t.find(29), None);
+    assert_eq!(t.find(39), Some((30, 40, &30)));
+    assert_eq!(t.find(40), None);
+    assert_eq!(t.get(20), Some((25, &20)));
+    assert_eq!(t.get(21), None);
+    *t.get_mut(30).unwrap().1 = 99;
+    assert_eq!(t.get(30), Some((40, &99)));
+    assert_eq!(t.get_mut(31), None);
+    assert_eq!(format!("{t:?}"), "{10..20: 10, 20..25: 20, 30..40: 99}");
+    assert_eq!(t.remove(21), None);
+    assert_eq!(t.remove(20), Some((25, 20)));
+    assert_eq!(t.find(22), None);
+    t.check_invariants();
+    assert_eq!(t.drain(), vec![(10, 20, 10), (30, 40, 99)]);
+    assert!(t.is_empty());
+    assert_eq!(t.height(), 0);
+    t.check_invariants();
+    // Usable again after drain.
+    t.insert(1, 2, 1).unwrap();
+    assert_eq!(entries(&t), [(1, 2, 1)]);
+    t.check_invariants();
+}
+
+#[test]
+fn insert_refusals() {
+    let mut t = tree(&[(10, 20), (30, 40)]);
+    // Empty or reversed ranges.
+    assert_eq!(t.insert(5, 5, 1), Err(1));
+    assert_eq!(t.insert(6, 5, 2), Err(2));
+    assert_eq!(t.insert(MAX, MAX, 3), Err(3));
+    // Overlap on the left side of an entry, the right side, inside, around.
+    assert_eq!(t.insert(5, 11, 4), Err(4));
+    assert_eq!(t.insert(19, 25, 5), Err(5));
+    assert_eq!(t.insert(12, 13, 6), Err(6));
+    assert_eq!(t.insert(0, 100, 7), Err(7));
+    assert_eq!(t.insert(25, 31, 8), Err(8));
+    // Exact duplicate, and same start with another end.
+    assert_eq!(t.insert(10, 20, 9), Err(9));
+    assert_eq!(t.insert(10, 11, 10), Err(10));
+    assert_eq!(t.insert(30, 50, 11), Err(11));
+    assert_eq!(entries(&t), [(10, 20, 10), (30, 40, 30)]);
+    t.check_invariants();
+    // Touching on either side is fine.
+    t.insert(20, 30, 20).unwrap();
+    t.insert(0, 10, 0).unwrap();
+    t.insert(40, 41, 40).unwrap();
+    assert_eq!(
+        entries(&t),
+        [
+            (0, 10, 0),
+            (10, 20, 10),
+            (20, 30, 20),
+            (30, 40, 30),
+            (40, 41, 40)
+        ]
+    );
+    t.check_invariants();
+}
+
+#[test]
+fn extreme_keys() {
+    let mut t = tree(&[(MAX - 1, MAX), (0, 1), (MAX - 3, MAX - 2)]);
+    assert_eq!(t.find(MAX), None);
+    assert_eq!(t.find(MAX - 1), Some((MAX - 1, MAX, &(MAX - 1))));
+    assert_eq!(t.find(MAX - 2), None);
+    assert_eq!(t.find(MAX - 3), Some((MAX - 3, MAX - 2, &(MAX - 3))));
+    assert_eq!(t.find(0), Some((0, 1, &0)));
+    assert_eq!(t.get(MAX), None);
+    assert_eq!(t.insert(MAX - 2, MAX, 1), Err(1));
+    assert!(t.overlaps(MAX - 1, MAX, None));
+    assert!(!t.overlaps(MAX - 1, MAX, Some(MAX - 1)));
+    assert!(!t.overlaps(MAX - 2, MAX - 1, None));
+    assert!(t.overlaps(0, MAX, Some(MAX - 1)));
+    assert!(!t.set_end(MAX - 3, MAX));
+    assert!(t.set_end(MAX - 3, MAX - 1));
+    assert_eq!(t.remove(MAX), None);
+    assert_eq!(t.remove(MAX - 1), Some((MAX, MAX - 1)));
+    t.insert(MAX - 1, MAX, 7).unwrap();
+    assert_eq!(t.find_hinted(MAX, &Hint::new()), None);
+    assert_eq!(
+        t.find_hinted(MAX - 1, &Hint::new()),
+        Some((MAX - 1, MAX, &7))
+    );
+    t.check_invariants();
+    // A whole-range entry.
+    let t = tree(&[(0, MAX)]);
+    assert_eq!(t.find(MAX - 1), Some((0, MAX, &0)));
+    assert_eq!(t.find(MAX), None);
+}
+
+#[test]
+fn set_end_semantics() {
+    let mut t = tree(&[(10, 20), (30, 40)]);
+    assert!(!t.set_end(11, 15), "no entry starts at 11");
+    assert!(!t.set_end(10, 10), "empty");
+    assert!(!t.set_end(10, 5), "reversed");
+    assert!(!t.set_end(10, 31), "overlaps the next entry");
+    assert_eq!(entries(&t), [(10, 20, 10), (30, 40, 30)]);
+    assert!(t.set_end(10, 12), "shrink");
+    assert_eq!(t.find(12), None);
+    assert!(t.set_end(10, 30), "grow to touch the next entry");
+    assert_eq!(t.find(29), Some((10, 30, &10)));
+    assert!(t.set_end(30, MAX), "grow the last entry to the top");
+    assert_eq!(t.find(MAX - 1), Some((30, MAX, &30)));
+    assert_eq!(entries(&t), [(10, 30, 10), (30, MAX, 30)]);
+    t.check_invariants();
+}
+
+/// Across a large tree, the neighbour of every entry (in the same leaf or
+/// the next) bounds `set_end`, and `overlaps` finds the neighbours whether
+/// or not the entry itself is ignored.
+#[test]
+fn neighbours_across_leaves() {
+    let n = 2000u64;
+    let mut t = tree(&(0..n).map(|i| (10 * i, 10 * i + 5)).collect::<Vec<_>>());
+    assert!(t.height() >= 3);
+    for i in 0..n {
+        let s = 10 * i;
+        let last = i == n - 1;
+        assert_eq!(t.set_end(s, s + 11), last, "set_end({s}, {})", s + 11);
+        assert!(t.set_end(s, s + 10));
+        assert!(t.set_end(s, s + 5));
+        assert_eq!(t.get(s), Some((s + 5, &s)));
+
+        assert!(!t.overlaps(s, s + 5, Some(s)));
+        assert!(t.overlaps(s, s + 5, None));
+        assert!(t.overlaps(s + 4, s + 6, None));
+        assert!(!t.overlaps(s + 5, s + 10, None));
+        assert!(!t.overlaps(s + 5, s + 10, Some(s)));
+        assert_eq!(t.overlaps(s, s + 11, Some(s)), !last);
+        assert_eq!(t.overlaps(s.saturating_sub(6), s + 5, Some(s)), i > 0);
+        assert!(!t.overlaps(s.saturating_sub(5), s + 10, Some(s)));
+        assert!(!t.overlaps(s + 2, s + 2, None), "empty range");
+    }
+    t.check_invariants();
+}
+
+#[test]
+fn height_grows_and_shrinks() {
+    let mut t = AreaTree::new();
+    assert_eq!(t.height(), 0);
+    for i in 0..CAP as u64 {
+        t.insert(i, i + 1, i).unwrap();
+    }
+    assert_eq!(t.height(), 1);
+    t.insert(CAP as u64, CAP as u64 + 1, 0).unwrap();
+    assert_eq!(t.height(), 2);
+    for i in 0..=CAP as u64 {
+        t.remove(i).unwrap();
+        t.check_invariants();
+    }
+    assert_eq!(t.height(), 0);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn max_height_matches_independent_bound() {
+    for len in (0..5000).chain([100_000, 1 << 20, 1 << 30, usize::MAX]) {
+        assert_eq!(
+            AreaTree::<()>::max_height(len),
+            height_bound(len),
+            "len {len}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Hints
+// ---------------------------------------------------------------------------
+
+/// The leaf index a hint holds, read through its `Debug` output.
+fn hint_value(h: &Hint) -> String {
+    format!("{h:?}")
+}
+
+#[test]
+fn sweep_mostly_hits_the_hint() {
+    let n = 10_000u64;
+    let t = tree(&(0..n).map(|i| (4 * i, 4 * i + 3)).collect::<Vec<_>>());
+    let hint = Hint::default();
+    let mut changes = 0;
+    let mut last = hint_value(&hint);
+    for p in 0..4 * n {
+        let want = t.find(p);
+        assert_eq!(t.find_hinted(p, &hint), want, "point {p}");
+        let now = hint_value(&hint);
+        if now != last {
+            changes += 1;
+            last = now;
+        }
+    }
+    // One miss per leaf at most: at least CAP / 2 entries per leaf.
+    assert!(
+        changes <= (n as usize).div_ceil(CAP / 2),
+        "{changes} hint changes for {n} entries"
+    );
+}
+
+#[test]
+fn stale_hints_never_mislead() {
+    let mut t = AreaTree::new();
+    for i in 0..3000u64 {
+        t.insert(2 * i, 2 * i + 1, i).unwrap();
+    }
+    let hints: Vec<Hint> = (0..50).map(|_| Hint::new()).collect();
+    for (k, h) in hints.iter().enumerate() {
+        let p = 120 * k as u64;
+        assert_eq!(t.find_hinted(p, h), t.find(p));
+    }
+    // Remove everything one by one (leaves go to the free list), then build
+    // a different tree that reuses the arena slots.
+    for i in 0..3000u64 {
+        t.remove(2 * i).unwrap();
+    }
+    assert!(t.is_empty());
+    for (k, h) in hints.iter().enumerate() {
+        assert_eq!(t.find_hinted(120 * k as u64, h), None);
+    }
+    let mut rng = Rng(0x5eed_0001);
+    let mut starts: Vec<u64> = (0..2000u64).map(|i| 7 * i + 1).collect();
+    rng.shuffle(&mut starts);
+    for &s in &starts {
+        t.insert(s, s + 3, s).unwrap();
+    }
+    t.check_invariants();
+    for h in &hints {
+        for p in 0..6000 {
+            assert_eq!(t.find_hinted(p, h), t.find(p), "point {p}");
+        }
+    }
+    // After drain the arenas are empty; the hints then name nothing.
+    t.drain();
+    for h in &hints {
+        assert_eq!(t.find_hinted(100, h), None);
+    }
+    t.insert(0, 10, 0).unwrap();
+    for h in &hints {
+        assert_eq!(t.find_hinted(5, h), Some((0, 10, &0)));
+        assert_eq!(t.find_hinted(10, h), None);
+    }
+    // A hint from another tree is just as harmless.
+    let other = tree(&[(100, 200), (300, 400)]);
+    let h = Hint::new();
+    assert_eq!(other.find_hinted(150, &h), Some((100, 200, &100)));
+    assert_eq!(t.find_hinted(150, &h), None);
+    assert_eq!(t.find_hinted(3, &h), Some((0, 10, &0)));
+}
+
+// ---------------------------------------------------------------------------
+// A large deterministic run
+// ---------------------------------------------------------------------------
+
+#[test]
+fn large_random_insert_lookup_remove() {
+    const SEED: u64 = 0x0a5a_ce00_7ee5;
+    const N: usize = 200_000;
+    let mut rng = Rng(SEED);
+    // Entry i is [4i, 4i + len), len in 1..=3; 4i + len .. 4i + 4 is a gap.
+    let lens: Vec<u64> = (0..N).map(|_| 1 + rng.next() % 3).collect();
+    let mut order: Vec<usize> = (0..N).collect();
+    rng.shuffle(&mut order);
+
+    let mut t: AreaTree<usize> = AreaTree::new();
+    for (k, &i) in order.iter().enumerate() {
+        let s = 4 * i as u64;
+        assert_eq!(
+            t.insert(s, s + lens[i], i),
+            Ok(()),
+            "seed {SEED:#x}: insert #{k}"
+        );
+        if k % 50_000 == 0 {
+            t.check_invariants();
+        }
+    }
+    t.check_invariants();
+    assert_eq!(t.len(), N);
+    let full_height = t.height();
+    assert!(
+        full_height <= height_bound(N),
+        "seed {SEED:#x}: height {full_height} > bound {}",
+        height_bound(N)
+    );
+
+    let hint = Hint::new();
+    for (i, &len) in lens.iter().enumerate() {
+        let s = 4 * i as u64;
+        let want = Some((s, s + len, &i));
+        assert_eq!(t.find(s), want, "seed {SEED:#x}: find start {s}");
+        assert_eq!(
+            t.find(s + len - 1),
+            want,
+            "seed {SEED:#x}: find end-1 of {s}"
+        );
+        assert_eq!(
+            t.find_hinted(s + len - 1, &hint),
+            want,
+            "seed {SEED:#x}: hinted {s}"
+        );
+        if len < 4 {
+            assert_eq!(t.find(s + len), None, "seed {SEED:#x}: gap after {s}");
+        }
+        assert_eq!(t.get(s), Some((s + len, &i)));
+    }
+    assert_eq!(t.find(4 * N as u64), None);
+    assert!(t.iter().map(|(s, ..)| s).eq((0..N as u64).map(|i| 4 * i)));
+
+    // Remove 90% in another random order.
+    rng.shuffle(&mut order);
+    let (gone, kept) = order.split_at(N * 9 / 10);
+    for (k, &i) in gone.iter().enumerate() {
+        let s = 4 * i as u64;
+        assert_eq!(
+            t.remove(s),
+            Some((s + lens[i], i)),
+            "seed {SEED:#x}: remove #{k}"
+        );
+        if k % 40_000 == 0 {
+            t.check_invariants();
+        }
+    }
+    t.check_invariants();
+    assert_eq!(t.len(), kept.len());
+    assert!(t.height() <= height_bound(kept.len()));
+    for &i in gone.iter().step_by(7) {
+        assert_eq!(
+            t.find(4 * i as u64),
+            None,
+            "seed {SEED:#x}: removed {i} found"
+        );
+    }
+    for &i in kept {
+        let s = 4 * i as u64;
+        assert_eq!(t.find_hinted(s, &hint), Some((s, s + lens[i], &i)));
+    }
+
+    // Down to 100 entries: the height must follow the current size.
+    let (gone, kept) = kept.split_at(kept.len() - 100);
+    for &i in gone {
+        assert!(t.remove(4 * i as u64).is_some());
+    }
+    t.check_invariants();
+    assert!(t.height() <= height_bound(100) && height_bound(100) < full_height);
+
+    let mut rest: Vec<usize> = kept.to_vec();
+    rest.sort_unstable();
+    let want: Vec<_> = rest
+        .iter()
+        .map(|&i| (4 * i as u64, 4 * i as u64 + lens[i], i))
+        .collect();
+    assert_eq!(t.drain(), want);
+    assert!(t.is_empty());
+    t.check_invariants();
+}
+
+// ---------------------------------------------------------------------------
+// Model-based property test
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+enum Op {
+    Insert(u64, u64),
+    Remove(u64),
+    SetEnd(u64, u64),
+    Find(u64),
+    FindHinted(u64),
+    Get(u64),
+    GetMut(u64),
+    Overlaps(u64, u64, Option<u64>),
+    Iter,
+    Drain,
+}
+
+/// Keys that collide often: a small range, a wider one, and the top of u64.
+fn key() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        4 => 0u64..64,
+        4 => 0u64..1200,
+        2 => (0u64..40).prop_map(|k| MAX - k),
+    ]
+}
+
+/// An end for `start`: mostly a short length, sometimes any key.
+fn end_for() -> impl Strategy<Value = (u64, u64)> {
+    prop_oneof![
+        4 => (key(), 1u64..6).prop_map(|(s, l)| (s, s.saturating_add(l))),
+        1 => (key(), key()),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        30 => end_for().prop_map(|(s, e)| Op::Insert(s, e)),
+        18 => key().prop_map(Op::Remove),
+        10 => end_for().prop_map(|(s, e)| Op::SetEnd(s, e)),
+        10 => key().prop_map(Op::Find),
+        10 => key().prop_map(Op::FindHinted),
+        4 => key().prop_map(Op::Get),
+        3 => key().prop_map(Op::GetMut),
+        12 => (end_for(), prop::option::of(key())).prop_map(|((s, e), i)| Op::Overlaps(s, e, i)),
+        2 => Just(Op::Iter),
+        1 => Just(Op::Drain),
+    ]
+}
+
+/// The reference: start -> (end, value), with brute-force overlap logic.
+type Model = BTreeMap<u64, (u64, u32)>;
+
+fn model_overlaps(m: &Model, start: u64, end: u64, ignore: Option<u64>) -> bool {
+    start < end
+        && m.iter()
+            .any(|(&s, &(e, _))| Some(s) != ignore && s < end && start < e)
+}
+
+fn model_find(m: &Model, n: u64) -> Option<(u64, u64, u32)> {
+    m.iter()
+        .find(|(&s, &(e, _))| s <= n && n < e)
+        .map(|(&s, &(e, v))| (s, e, v))
+}
+
+fn config() -> ProptestConfig {
+    // Fixed seed unless PROPTEST_RNG_SEED picks one; cases from
+    // ASPACE_PROPTEST_CASES; no regression files written into the repo.
+    let mut cfg = ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    if cfg.rng_seed == RngSeed::Random {
+        cfg.rng_seed = RngSeed::Fixed(0x0a5a_ce00_7ee0);
+    }
+    cfg.cases = std::env::var("ASPACE_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128);
+    cfg
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn area_tree_matches_btreemap_model(
+        prefill in prop::collection::vec((0u64..1200, 1u64..4), 0..400),
+        ops in prop::collection::vec(op(), 1..500),
+    ) {
+        let mut t: AreaTree<u32> = AreaTree::new();
+        let mut m = Model::new();
+        let hint = Hint::new();
+        let mut next_val = 0u32;
+
+        // A prefill makes deeper trees (height 3 needs 144 entries).
+        for &(s, l) in &prefill {
+            let e = s + l;
+            let ok = !model_overlaps(&m, s, e, None);
+            prop_assert_eq!(t.insert(s, e, next_val).is_ok(), ok);
+            if ok {
+                m.insert(s, (e, next_val));
+            }
+            next_val += 1;
+        }
+        t.check_invariants();
+
+        for (step, op) in ops.iter().enumerate() {
+            match *op {
+                Op::Insert(s, e) => {
+                    let ok = s < e && !model_overlaps(&m, s, e, None);
+                    let got = t.insert(s, e, next_val);
+                    prop_assert_eq!(got, if ok { Ok(()) } else { Err(next_val) }, "step {}: {:?}", step, op);
+                    if ok {
+                        m.insert(s, (e, next_val));
+                    }
+                    next_val += 1;
+                    t.check_invariants();
+                }
+                Op::Remove(s) => {
+                    prop_assert_eq!(t.remove(s), m.remove(&s), "step {}: {:?}", step, op);
+                    t.check_invariants();
+                }
+                Op::SetEnd(s, e) => {
+                    let ok = m.contains_key(&s) && s < e && !model_overlaps(&m, s, e, Some(s));
+                    prop_assert_eq!(t.set_end(s, e), ok, "step {}: {:?}", step, op);
+                    if ok {
+                        m.get_mut(&s).unwrap().0 = e;
+                    }
+                    t.check_invariants();
+                }
+                Op::Find(n) => {
+                    let got = t.find(n).map(|(s, e, &v)| (s, e, v));
+                    prop_assert_eq!(got, model_find(&m, n), "step {}: {:?}", step, op);
+                }
+                Op::FindHinted(n) => {
+                    let got = t.find_hinted(n, &hint).map(|(s, e, &v)| (s, e, v));
+                    prop_assert_eq!(got, model_find(&m, n), "step {}: {:?}", step, op);
+                }
+                Op::Get(s) => {
+                    let got = t.get(s).map(|(e, &v)| (e, v));
+                    prop_assert_eq!(got, m.get(&s).copied(), "step {}: {:?}", step, op);
+                }
+                Op::GetMut(s) => {
+                    let got = t.get_mut(s).map(|(e, v)| {
+                        *v += 1_000_000;
+                        (e, *v)
+                    });
+                    let want = m.get_mut(&s).map(|(e, v)| {
+                        *v += 1_000_000;
+                        (*e, *v)
+                    });
+                    prop_assert_eq!(got, want, "step {}: {:?}", step, op);
+                }
+                Op::Overlaps(s, e, ignore) => {
+                    prop_assert_eq!(
+                        t.overlaps(s, e, ignore),
+                        model_overlaps(&m, s, e, ignore),
+                        "step {}: {:?}", step, op
+                    );
+                }
+                Op::Iter => {
+                    let got: Vec<_> = t.iter().map(|(s, e, &v)| (s, e, v)).collect();
+                    let want: Vec<_> = m.iter().map(|(&s, &(e, v))| (s, e, v)).collect();
+                    prop_assert_eq!(t.iter().len(), want.len());
+                    prop_assert_eq!(got, want, "step {}", step);
+                }
+                Op::Drain => {
+                    let want: Vec<_> = std::mem::take(&mut m)
+                        .into_iter()
+                        .map(|(s, (e, v))| (s, e, v))
+                        .collect();
+                    prop_assert_eq!(t.drain(), want, "step {}", step);
+                    t.check_invariants();
+                }
+            }
+            prop_assert_eq!(t.len(), m.len(), "step {}: {:?}", step, op);
+        }
+        // Finally every entry point and its neighbours agree.
+        for (&s, &(e, v)) in &m {
+            for n in [s.wrapping_sub(1), s, e - 1, e] {
+                let got = t.find_hinted(n, &hint).map(|(s, e, &v)| (s, e, v));
+                prop_assert_eq!(got, model_find(&m, n));
+            }
+            prop_assert_eq!(t.get(s), Some((e, &v)));
+        }
+    }
+}
