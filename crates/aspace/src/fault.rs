@@ -5,7 +5,7 @@ use crate::area::Area;
 use crate::flags::{Access, AreaAttrs};
 use crate::machine::{FrameAllocator, Machine};
 use crate::paging::PageTable;
-use crate::space::{area_at, AddressSpace};
+use crate::space::AddressSpace;
 use crate::stats::{Counters, Stats};
 
 /// Why a fault could not be resolved.
@@ -66,7 +66,9 @@ impl<M: Machine> AddressSpace<M> {
         // destroyed or resized meanwhile, so the area needs no reference of
         // its own and its range holds.
         let tree = self.areas.read();
-        let area = area_at(&tree, page.number()).ok_or(FaultReason::NoArea)?;
+        let area = self
+            .area_at(&tree, page.number())
+            .ok_or(FaultReason::NoArea)?;
         let m = &self.shared.machine;
         // The slow part (for anonymous memory: zeroing a frame) runs before
         // the area's lock is taken, so faults on other pages of the area

@@ -25,6 +25,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::area::{Area, AreaInfo, AreaState};
+use crate::area_tree::{AreaTree, Hint};
 use crate::asid::AsidAllocator;
 use crate::backend::{AnonBackend, Backend};
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
@@ -41,27 +42,34 @@ pub(crate) struct Shared<M: Machine> {
     pub machine: M,
     pub asids: lock_api::Mutex<M::Lock, AsidAllocator>,
     pub stats: Stats,
+    pub hints: LookupHints,
     pub next_id: AtomicU64,
     pub layout: Layout,
 }
 
-/// An entry of the area tree: the area and, kept beside its key, where it
-/// ends, so a lookup decides containment without touching the area itself
-/// (one cache miss less per lookup in a large tree).
-pub(crate) struct Slot<M: Machine> {
-    /// One past the last page number; changes with the area's size, under
-    /// the tree lock.
-    end: u64,
-    area: Arc<Area<M>>,
-}
+/// The area tree: base page number to area, each entry knowing where its
+/// area ends (so a lookup decides containment without touching the area).
+pub(crate) type Areas<M> = AreaTree<Arc<Area<M>>>;
 
-/// base page number -> area
-pub(crate) type AreaTree<M> = BTreeMap<u64, Slot<M>>;
+/// Last-hit hints for area lookups, one per CPU (CPU `c` uses `c %
+/// HINTS`), each alone on its cache-line pair. A hint only names a leaf and
+/// is checked against that leaf's contents before use, so one hint serves
+/// every address space's tree: a stale or foreign one costs a descent,
+/// never a wrong answer.
+#[derive(Default)]
+pub(crate) struct LookupHints([CpuHint; HINTS]);
 
-/// The area whose range contains page number `n`, if any: one descent.
-pub(crate) fn area_at<M: Machine>(tree: &AreaTree<M>, n: u64) -> Option<&Arc<Area<M>>> {
-    let (_, slot) = tree.range(..=n).next_back()?;
-    (n < slot.end).then_some(&slot.area)
+const HINTS: usize = 8;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct CpuHint(Hint);
+
+impl LookupHints {
+    /// The hint of CPU `cpu` (the first one outside any CPU).
+    pub(crate) fn of(&self, cpu: Option<usize>) -> &Hint {
+        &self.0[cpu.unwrap_or(0) % HINTS].0
+    }
 }
 
 /// One address space: its areas and its page table.
@@ -74,7 +82,7 @@ pub struct AddressSpace<M: Machine> {
     kernel: bool,
     root: Frame,
     pub(crate) shared: Arc<Shared<M>>,
-    pub(crate) areas: lock_api::RwLock<M::RwLock, AreaTree<M>>,
+    pub(crate) areas: lock_api::RwLock<M::RwLock, Areas<M>>,
     pub(crate) pt: lock_api::Mutex<M::Lock, Option<M::PageTable>>,
 }
 
@@ -125,7 +133,7 @@ impl<M: Machine> AddressSpace<M> {
             kernel: kernel.is_none(),
             root: pt.root(),
             shared: shared.clone(),
-            areas: lock_api::RwLock::new(BTreeMap::new()),
+            areas: lock_api::RwLock::new(AreaTree::new()),
             pt: lock_api::Mutex::new(Some(pt)),
         }))
     }
@@ -186,7 +194,16 @@ impl<M: Machine> AddressSpace<M> {
     /// Its range must be checked again under the area's lock, since the
     /// tree lock is not held any more.
     pub(crate) fn lookup(&self, addr: VirtAddr) -> Option<Arc<Area<M>>> {
-        area_at(&self.areas.read(), addr.page().number()).cloned()
+        self.area_at(&self.areas.read(), addr.page().number())
+            .cloned()
+    }
+
+    /// The area of `tree` (this space's, locked) whose range contains page
+    /// number `n`: one descent, or none when the current CPU's last-hit
+    /// hint names the right leaf.
+    pub(crate) fn area_at<'t>(&self, tree: &'t Areas<M>, n: u64) -> Option<&'t Arc<Area<M>>> {
+        let hint = self.shared.hints.of(self.machine().tlb().current_cpu());
+        tree.find_hinted(n, hint).map(|(_, _, area)| area)
     }
 
     /// The page range `[base, base+size)` checked for alignment, size and
@@ -207,7 +224,7 @@ impl<M: Machine> AddressSpace<M> {
     /// Whether `range` fits this space's part of the layout, stays off the
     /// NULL page, and overlaps no area but the one based at `avoid`. Needs
     /// the tree lock (which keeps every area's size still).
-    fn check_conflicts(&self, tree: &AreaTree<M>, range: PageRange, avoid: Option<u64>) -> bool {
+    fn check_conflicts(&self, tree: &Areas<M>, range: PageRange, avoid: Option<u64>) -> bool {
         let (lo, hi) = if self.kernel {
             (
                 self.shared.layout.kernel_start >> PAGE_SHIFT,
@@ -220,12 +237,7 @@ impl<M: Machine> AddressSpace<M> {
         if start < lo || end > hi {
             return false;
         }
-        // Areas are disjoint and sorted: only the highest one starting below
-        // `end` (other than `avoid`) can reach into the range.
-        tree.range(..end)
-            .rev()
-            .find(|(&b, _)| Some(b) != avoid)
-            .is_none_or(|(_, s)| s.end <= start)
+        !tree.overlaps(start, end, avoid)
     }
 
     /// Creates an area of anonymous memory (HelenOS `as_area_create` with
@@ -255,11 +267,9 @@ impl<M: Machine> AddressSpace<M> {
             return Err(Error::AddressNotAvailable);
         }
         let area = Area::new(range.start, range.count, flags, attrs, backend);
-        let slot = Slot {
-            end: range.end().number(),
-            area: Arc::new(area),
-        };
-        tree.insert(range.start.number(), slot);
+        let (start, end) = (range.start.number(), range.end().number());
+        tree.insert(start, end, Arc::new(area))
+            .map_err(|_| Error::AddressNotAvailable)?;
         Ok(base)
     }
 
@@ -273,7 +283,8 @@ impl<M: Machine> AddressSpace<M> {
     /// whose backend cannot resize get `NotSupported`.
     pub fn area_resize(&self, addr: VirtAddr, size: u64) -> Result<()> {
         let mut tree = self.areas.write();
-        let area = area_at(&tree, addr.page().number())
+        let area = self
+            .area_at(&tree, addr.page().number())
             .ok_or(Error::NotFound)?
             .clone();
         let mut st = area.lock();
@@ -304,9 +315,8 @@ impl<M: Machine> AddressSpace<M> {
             batch.complete(&self.shared, self.id);
         }
         area.pages.store(pages, Ordering::Release);
-        if let Some(slot) = tree.get_mut(&area.base.number()) {
-            slot.end = area.base.number() + pages;
-        }
+        let moved = tree.set_end(area.base.number(), area.base.number() + pages);
+        debug_assert!(moved, "growth was checked for conflicts");
         Ok(())
     }
 
@@ -315,11 +325,12 @@ impl<M: Machine> AddressSpace<M> {
     /// releases the frames its backend counts.
     pub fn area_destroy(&self, addr: VirtAddr) -> Result<()> {
         let mut tree = self.areas.write();
-        let base = area_at(&tree, addr.page().number())
+        let base = self
+            .area_at(&tree, addr.page().number())
             .ok_or(Error::NotFound)?
             .base
             .number();
-        let area = tree.remove(&base).expect("found above").area;
+        let (_, area) = tree.remove(base).expect("found above");
         let mut batch = ShootdownBatch::new();
         self.unmap_area(&area, &mut batch);
         batch.complete(&self.shared, self.id);
@@ -346,7 +357,9 @@ impl<M: Machine> AddressSpace<M> {
         flags.validate()?;
         // Read-locking the tree keeps the area in place (as for a fault).
         let tree = self.areas.read();
-        let area = area_at(&tree, addr.page().number()).ok_or(Error::NotFound)?;
+        let area = self
+            .area_at(&tree, addr.page().number())
+            .ok_or(Error::NotFound)?;
         let mut st = area.lock();
         if !area.backend.can_change_flags() || st.share.is_some() {
             return Err(Error::NotSupported);
@@ -409,7 +422,9 @@ impl<M: Machine> AddressSpace<M> {
         let m = self.machine();
         let (share, backend, pages, mask) = {
             let tree = self.areas.read();
-            let area = area_at(&tree, src_addr.page().number()).ok_or(Error::NotFound)?;
+            let area = self
+                .area_at(&tree, src_addr.page().number())
+                .ok_or(Error::NotFound)?;
             let mut st = area.lock();
             if !area.backend.can_share() {
                 return Err(Error::NotSupported);
@@ -492,36 +507,40 @@ impl<M: Machine> AddressSpace<M> {
     /// The area containing `addr`.
     pub fn area(&self, addr: VirtAddr) -> Option<AreaInfo> {
         let tree = self.areas.read();
-        area_at(&tree, addr.page().number()).map(|a| a.snapshot())
+        self.area_at(&tree, addr.page().number())
+            .map(|a| a.snapshot())
     }
 
     /// Size in bytes of the area containing `addr`, 0 if none (HelenOS
     /// `as_area_get_size`).
     pub fn area_size(&self, addr: VirtAddr) -> u64 {
         let tree = self.areas.read();
-        area_at(&tree, addr.page().number()).map_or(0, |a| a.pages() * PAGE_SIZE)
+        self.area_at(&tree, addr.page().number())
+            .map_or(0, |a| a.pages() * PAGE_SIZE)
     }
 
     /// Whether the area containing `addr` permits `access` (HelenOS
     /// `as_area_check_access`); `false` when there is no area.
     pub fn check_access(&self, addr: VirtAddr, access: Access) -> bool {
         let tree = self.areas.read();
-        area_at(&tree, addr.page().number()).is_some_and(|a| a.flags().permits(access))
+        self.area_at(&tree, addr.page().number())
+            .is_some_and(|a| a.flags().permits(access))
     }
 
     /// Every area, lowest first.
     pub fn areas(&self) -> Vec<AreaInfo> {
         self.areas
             .read()
-            .values()
-            .map(|s| s.area.snapshot())
+            .iter()
+            .map(|(_, _, area)| area.snapshot())
             .collect()
     }
 
     /// A copy of the used space of the area containing `addr`.
     pub fn used_space(&self, addr: VirtAddr) -> Option<UsedSpace> {
         let tree = self.areas.read();
-        area_at(&tree, addr.page().number()).map(|a| a.lock().used.clone())
+        self.area_at(&tree, addr.page().number())
+            .map(|a| a.lock().used.clone())
     }
 
     /// What the page table maps at `page` (read by software, not through a
@@ -533,8 +552,8 @@ impl<M: Machine> AddressSpace<M> {
     /// Pages mapped in all areas together.
     pub fn resident_pages(&self) -> u64 {
         let tree = self.areas.read();
-        tree.values()
-            .map(|s| s.area.lock().used.pages())
+        tree.iter()
+            .map(|(_, _, area)| area.lock().used.pages())
             .sum()
     }
 
@@ -563,8 +582,8 @@ impl<M: Machine> Drop for AddressSpace<M> {
         let m = &shared.machine;
         let mut batch = ShootdownBatch::new();
         let areas = core::mem::take(self.areas.get_mut());
-        for slot in areas.values() {
-            self.unmap_area(&slot.area, &mut batch);
+        for (_, _, area) in areas.iter() {
+            self.unmap_area(area, &mut batch);
         }
         batch.complete(&shared, self.id);
         let released = shared.asids.lock().unregister(self.id);

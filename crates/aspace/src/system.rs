@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::asid::AsidAllocator;
 use crate::machine::{Asid, Invalidation, Machine, Shootdown, Tlb};
-use crate::space::{AddressSpace, Shared};
+use crate::space::{AddressSpace, LookupHints, Shared};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::{Error, Result};
 
@@ -44,6 +44,7 @@ impl<M: Machine> System<M> {
             machine,
             asids: lock_api::Mutex::new(AsidAllocator::new(config.asids)),
             stats: Stats::default(),
+            hints: LookupHints::default(),
             next_id: AtomicU64::new(1),
         });
         let kernel = AddressSpace::create(&shared, None)?;
