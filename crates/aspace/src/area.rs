@@ -15,30 +15,95 @@ use crate::used_space::UsedSpace;
 /// An area inside an address space (HelenOS `as_area_t`).
 ///
 /// `base` and `backend` never change. `pages` changes only with both the
-/// address space's area-tree lock and the area's lock held, so either lock
-/// is enough to read it; everything else is under the area's lock, taken
-/// with [`Area::lock`]. Its guard publishes the rights, attributes,
-/// resident count and share state to atomics when dropped, so lookups read
-/// them without the area's lock.
+/// address space's area-tree lock (written) and the area's lock held, so
+/// either lock is enough to read it; everything else is under the area's
+/// lock.
 pub(crate) struct Area<M: Machine> {
     pub base: Page,
     pub backend: Arc<dyn Backend<M>>,
     pub pages: AtomicU64,
-    /// A copy of `state.flags` for lock-free access checks.
-    rights: AtomicU32,
-    /// A copy of `state.attrs`.
-    attrs: AtomicU32,
-    /// A copy of `state.used.pages()`.
-    resident: AtomicU64,
-    /// A copy of `state.share.is_some()`.
-    shared: AtomicBool,
     state: lock_api::Mutex<M::Lock, AreaState<M>>,
 }
 
-/// The locked state of an area; publishes its summary to the area's
-/// atomics when dropped.
+/// What lookups read of an area without its lock. It lives in the area
+/// tree beside the area (so a lookup touches no memory of the area itself)
+/// and is written when the area's lock guard drops, which happens with the
+/// tree locked: the summary cannot move meanwhile.
+pub(crate) struct Summary {
+    rights: AtomicU32,
+    attrs: AtomicU32,
+    resident: AtomicU64,
+    shared: AtomicBool,
+    backend: &'static str,
+}
+
+impl Summary {
+    /// The area's rights.
+    pub fn flags(&self) -> AreaFlags {
+        AreaFlags::from_bits_truncate(self.rights.load(Ordering::Acquire))
+    }
+
+    fn publish<M: Machine>(&self, st: &AreaState<M>) {
+        self.rights.store(st.flags.bits(), Ordering::Release);
+        self.attrs.store(st.attrs.bits(), Ordering::Release);
+        self.resident.store(st.used.pages(), Ordering::Release);
+        self.shared.store(st.share.is_some(), Ordering::Release);
+    }
+}
+
+/// An entry of the area tree: the area and its summary.
+pub(crate) struct Slot<M: Machine> {
+    pub area: Arc<Area<M>>,
+    pub summary: Summary,
+}
+
+impl<M: Machine> Slot<M> {
+    /// A slot for a new area.
+    pub fn new(area: Area<M>) -> Self {
+        let st = area.state.lock();
+        let summary = Summary {
+            rights: AtomicU32::new(st.flags.bits()),
+            attrs: AtomicU32::new(st.attrs.bits()),
+            resident: AtomicU64::new(st.used.pages()),
+            shared: AtomicBool::new(st.share.is_some()),
+            backend: area.backend.name(),
+        };
+        drop(st);
+        Self {
+            area: Arc::new(area),
+            summary,
+        }
+    }
+
+    /// Locks the area; the guard publishes the summary when dropped.
+    pub fn lock(&self) -> AreaGuard<'_, M> {
+        AreaGuard {
+            summary: Some(&self.summary),
+            st: self.area.state.lock(),
+        }
+    }
+
+    /// A snapshot of the area `[start, end)` (page numbers, from the tree)
+    /// without its lock: while the area changes, fields may come from
+    /// moments a few instructions apart.
+    pub fn snapshot(&self, start: u64, end: u64) -> AreaInfo {
+        let s = &self.summary;
+        AreaInfo {
+            base: Page::from_number(start).start(),
+            pages: end - start,
+            flags: s.flags(),
+            attrs: AreaAttrs::from_bits_truncate(s.attrs.load(Ordering::Acquire)),
+            backend: s.backend,
+            resident: s.resident.load(Ordering::Acquire),
+            shared: s.shared.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// The locked state of an area; publishes the area's summary when dropped
+/// (if it was locked through its slot).
 pub(crate) struct AreaGuard<'a, M: Machine> {
-    area: &'a Area<M>,
+    summary: Option<&'a Summary>,
     st: lock_api::MutexGuard<'a, M::Lock, AreaState<M>>,
 }
 
@@ -57,11 +122,9 @@ impl<M: Machine> DerefMut for AreaGuard<'_, M> {
 
 impl<M: Machine> Drop for AreaGuard<'_, M> {
     fn drop(&mut self) {
-        let (a, st) = (self.area, &*self.st);
-        a.rights.store(st.flags.bits(), Ordering::Release);
-        a.attrs.store(st.attrs.bits(), Ordering::Release);
-        a.resident.store(st.used.pages(), Ordering::Release);
-        a.shared.store(st.share.is_some(), Ordering::Release);
+        if let Some(summary) = self.summary {
+            summary.publish(&self.st);
+        }
     }
 }
 
@@ -88,10 +151,6 @@ impl<M: Machine> Area<M> {
             base,
             backend,
             pages: AtomicU64::new(pages),
-            rights: AtomicU32::new(flags.bits()),
-            attrs: AtomicU32::new(attrs.bits()),
-            resident: AtomicU64::new(0),
-            shared: AtomicBool::new(false),
             state: lock_api::Mutex::new(AreaState {
                 flags,
                 attrs,
@@ -117,17 +176,6 @@ impl<M: Machine> Area<M> {
         n >= self.base.number() && n < self.end()
     }
 
-    /// The area's rights, without its lock.
-    pub fn flags(&self) -> AreaFlags {
-        AreaFlags::from_bits_truncate(self.rights.load(Ordering::Acquire))
-    }
-
-    /// Sets the rights (the area's lock held as `st`).
-    pub fn set_flags(&self, st: &mut AreaState<M>, flags: AreaFlags) {
-        st.flags = flags;
-        self.rights.store(flags.bits(), Ordering::Release);
-    }
-
     /// A snapshot, given the area's locked state.
     pub fn info(&self, st: &AreaState<M>) -> AreaInfo {
         AreaInfo {
@@ -141,26 +189,11 @@ impl<M: Machine> Area<M> {
         }
     }
 
-    /// Locks the area's state.
-    pub fn lock(&self) -> AreaGuard<'_, M> {
+    /// Locks an area that is no longer in its tree (nothing to publish).
+    pub fn lock_detached(&self) -> AreaGuard<'_, M> {
         AreaGuard {
-            area: self,
+            summary: None,
             st: self.state.lock(),
-        }
-    }
-
-    /// A snapshot without the area's lock, from the copies its guard
-    /// published: while the area changes, fields may come from moments a
-    /// few instructions apart.
-    pub fn snapshot(&self) -> AreaInfo {
-        AreaInfo {
-            base: self.base.start(),
-            pages: self.pages(),
-            flags: self.flags(),
-            attrs: AreaAttrs::from_bits_truncate(self.attrs.load(Ordering::Acquire)),
-            backend: self.backend.name(),
-            resident: self.resident.load(Ordering::Acquire),
-            shared: self.shared.load(Ordering::Acquire),
         }
     }
 }

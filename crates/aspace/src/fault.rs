@@ -1,7 +1,7 @@
 //! The page-fault handler (HelenOS `as_page_fault`).
 
 use crate::addr::{Frame, Page, VirtAddr};
-use crate::area::Area;
+use crate::area::Slot;
 use crate::flags::{Access, AreaAttrs};
 use crate::machine::{FrameAllocator, Machine};
 use crate::paging::PageTable;
@@ -66,7 +66,7 @@ impl<M: Machine> AddressSpace<M> {
         // destroyed or resized meanwhile, so the area needs no reference of
         // its own and its range holds.
         let tree = self.areas.read();
-        let area = self
+        let slot = self
             .area_at(&tree, page.number())
             .ok_or(FaultReason::NoArea)?;
         let m = &self.shared.machine;
@@ -74,12 +74,12 @@ impl<M: Machine> AddressSpace<M> {
         // the area's lock is taken, so faults on other pages of the area
         // proceed meanwhile. Only when the rights, read without the lock,
         // permit the access: a protection fault prepares nothing.
-        let mut prepared = if area.flags().permits(access) {
-            area.backend.prepare(m)
+        let mut prepared = if slot.summary.flags().permits(access) {
+            slot.area.backend.prepare(m)
         } else {
             None
         };
-        let result = self.resolve_locked(area, page, access, &mut prepared, stats);
+        let result = self.resolve_locked(slot, page, access, &mut prepared, stats);
         if let Some(frame) = prepared {
             // Not used (the page was mapped meanwhile, or the fault failed):
             // never mapped, so no TLB can reach it.
@@ -92,13 +92,14 @@ impl<M: Machine> AddressSpace<M> {
     /// if it maps it.
     fn resolve_locked(
         &self,
-        area: &Area<M>,
+        slot: &Slot<M>,
         page: Page,
         access: Access,
         prepared: &mut Option<Frame>,
         stats: &Counters,
     ) -> Result<(), FaultReason> {
-        let mut st = area.lock();
+        let area = &slot.area;
+        let mut st = slot.lock();
         debug_assert!(!st.dead && area.contains(page.number()));
         if st.attrs.contains(AreaAttrs::PARTIAL) {
             return Err(FaultReason::Partial);

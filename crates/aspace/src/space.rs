@@ -24,7 +24,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
-use crate::area::{Area, AreaInfo, AreaState};
+use crate::area::{Area, AreaInfo, AreaState, Slot};
 use crate::area_tree::{AreaTree, Hint};
 use crate::asid::AsidAllocator;
 use crate::backend::{AnonBackend, Backend};
@@ -48,8 +48,9 @@ pub(crate) struct Shared<M: Machine> {
 }
 
 /// The area tree: base page number to area, each entry knowing where its
-/// area ends (so a lookup decides containment without touching the area).
-pub(crate) type Areas<M> = AreaTree<Arc<Area<M>>>;
+/// area ends and holding its summary (so a lookup touches no memory of the
+/// area itself).
+pub(crate) type Areas<M> = AreaTree<Slot<M>>;
 
 /// Last-hit hints for area lookups, one per CPU (CPU `c` uses `c %
 /// HINTS`), each alone on its cache-line pair. A hint only names a leaf and
@@ -190,20 +191,21 @@ impl<M: Machine> AddressSpace<M> {
             .expect("page table lives as long as the address space"))
     }
 
-    /// The area containing `addr`: one B-tree descent under the tree lock.
-    /// Its range must be checked again under the area's lock, since the
-    /// tree lock is not held any more.
-    pub(crate) fn lookup(&self, addr: VirtAddr) -> Option<Arc<Area<M>>> {
-        self.area_at(&self.areas.read(), addr.page().number())
-            .cloned()
+    /// The entry of `tree` (this space's, locked) whose area contains page
+    /// number `n`: one descent, or none when the current CPU's last-hit
+    /// hint names the right leaf. Returns `(start, end, slot)`.
+    pub(crate) fn slot_at<'t>(
+        &self,
+        tree: &'t Areas<M>,
+        n: u64,
+    ) -> Option<(u64, u64, &'t Slot<M>)> {
+        let hint = self.shared.hints.of(self.machine().tlb().current_cpu());
+        tree.find_hinted(n, hint)
     }
 
-    /// The area of `tree` (this space's, locked) whose range contains page
-    /// number `n`: one descent, or none when the current CPU's last-hit
-    /// hint names the right leaf.
-    pub(crate) fn area_at<'t>(&self, tree: &'t Areas<M>, n: u64) -> Option<&'t Arc<Area<M>>> {
-        let hint = self.shared.hints.of(self.machine().tlb().current_cpu());
-        tree.find_hinted(n, hint).map(|(_, _, area)| area)
+    /// The slot of `tree` whose area contains page number `n`.
+    pub(crate) fn area_at<'t>(&self, tree: &'t Areas<M>, n: u64) -> Option<&'t Slot<M>> {
+        self.slot_at(tree, n).map(|(_, _, slot)| slot)
     }
 
     /// The page range `[base, base+size)` checked for alignment, size and
@@ -260,17 +262,32 @@ impl<M: Machine> AddressSpace<M> {
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M>>,
     ) -> Result<VirtAddr> {
+        self.create_area(base, size, flags, attrs, backend)
+            .map(|_| base)
+    }
+
+    /// Creates an area; returns it (so a caller can tell it from an area
+    /// created later at the same place).
+    fn create_area(
+        &self,
+        base: VirtAddr,
+        size: u64,
+        flags: AreaFlags,
+        attrs: AreaAttrs,
+        backend: Arc<dyn Backend<M>>,
+    ) -> Result<Arc<Area<M>>> {
         flags.validate()?;
         let range = Self::checked_range(base, size)?;
         let mut tree = self.areas.write();
         if !self.check_conflicts(&tree, range, None) {
             return Err(Error::AddressNotAvailable);
         }
-        let area = Area::new(range.start, range.count, flags, attrs, backend);
+        let slot = Slot::new(Area::new(range.start, range.count, flags, attrs, backend));
+        let area = slot.area.clone();
         let (start, end) = (range.start.number(), range.end().number());
-        tree.insert(start, end, Arc::new(area))
+        tree.insert(start, end, slot)
             .map_err(|_| Error::AddressNotAvailable)?;
-        Ok(base)
+        Ok(area)
     }
 
     /// Changes the size of the area containing `addr` so that it ends at
@@ -283,39 +300,42 @@ impl<M: Machine> AddressSpace<M> {
     /// whose backend cannot resize get `NotSupported`.
     pub fn area_resize(&self, addr: VirtAddr, size: u64) -> Result<()> {
         let mut tree = self.areas.write();
-        let area = self
-            .area_at(&tree, addr.page().number())
-            .ok_or(Error::NotFound)?
-            .clone();
-        let mut st = area.lock();
-        if !area.backend.can_resize() || st.share.is_some() {
-            return Err(Error::NotSupported);
-        }
-        let offset = addr.as_u64() - area.base.start().as_u64();
-        let bytes = offset.checked_add(size).ok_or(Error::InvalidArgument)?;
-        let pages = bytes_to_pages(bytes);
-        if pages == 0 {
-            return Err(Error::PermissionDenied);
-        }
-        let old = area.pages();
-        if pages > old {
-            let range = Self::checked_range(area.base.start(), bytes)?;
-            if !self.check_conflicts(&tree, range, Some(area.base.number())) {
-                return Err(Error::AddressNotAvailable);
+        let (base, pages) = {
+            let slot = self
+                .area_at(&tree, addr.page().number())
+                .ok_or(Error::NotFound)?;
+            let area = &slot.area;
+            let mut st = slot.lock();
+            if !area.backend.can_resize() || st.share.is_some() {
+                return Err(Error::NotSupported);
             }
-        } else if pages < old {
-            let removed = st.used.split_off(area.base.add(pages));
-            let mut batch = ShootdownBatch::new();
-            self.with_pt(|pt| {
-                for r in removed {
-                    let pages = (0..r.count).rev().map(|i| r.start.add(i));
-                    unmap_into(self.machine(), pt, &*area.backend, pages, &mut batch);
+            let offset = addr.as_u64() - area.base.start().as_u64();
+            let bytes = offset.checked_add(size).ok_or(Error::InvalidArgument)?;
+            let pages = bytes_to_pages(bytes);
+            if pages == 0 {
+                return Err(Error::PermissionDenied);
+            }
+            let old = area.pages();
+            if pages > old {
+                let range = Self::checked_range(area.base.start(), bytes)?;
+                if !self.check_conflicts(&tree, range, Some(area.base.number())) {
+                    return Err(Error::AddressNotAvailable);
                 }
-            });
-            batch.complete(&self.shared, self.id);
-        }
-        area.pages.store(pages, Ordering::Release);
-        let moved = tree.set_end(area.base.number(), area.base.number() + pages);
+            } else if pages < old {
+                let removed = st.used.split_off(area.base.add(pages));
+                let mut batch = ShootdownBatch::new();
+                self.with_pt(|pt| {
+                    for r in removed {
+                        let pages = (0..r.count).rev().map(|i| r.start.add(i));
+                        unmap_into(self.machine(), pt, &*area.backend, pages, &mut batch);
+                    }
+                });
+                batch.complete(&self.shared, self.id);
+            }
+            area.pages.store(pages, Ordering::Release);
+            (area.base.number(), pages)
+        };
+        let moved = tree.set_end(base, base + pages);
         debug_assert!(moved, "growth was checked for conflicts");
         Ok(())
     }
@@ -325,14 +345,12 @@ impl<M: Machine> AddressSpace<M> {
     /// releases the frames its backend counts.
     pub fn area_destroy(&self, addr: VirtAddr) -> Result<()> {
         let mut tree = self.areas.write();
-        let base = self
-            .area_at(&tree, addr.page().number())
-            .ok_or(Error::NotFound)?
-            .base
-            .number();
-        let (_, area) = tree.remove(base).expect("found above");
+        let (base, _, _) = self
+            .slot_at(&tree, addr.page().number())
+            .ok_or(Error::NotFound)?;
+        let (_, slot) = tree.remove(base).expect("found above");
         let mut batch = ShootdownBatch::new();
-        self.unmap_area(&area, &mut batch);
+        self.unmap_area(&slot.area, &mut batch);
         batch.complete(&self.shared, self.id);
         Ok(())
     }
@@ -340,7 +358,7 @@ impl<M: Machine> AddressSpace<M> {
     /// Unmaps every page of a departing area, marks it dead and drops its
     /// share reference.
     fn unmap_area(&self, area: &Area<M>, batch: &mut ShootdownBatch) {
-        let mut st = area.lock();
+        let mut st = area.lock_detached();
         st.dead = true;
         let used = st.used.take();
         self.with_pt(|pt| unmap_into(self.machine(), pt, &*area.backend, used.iter_pages(), batch));
@@ -357,10 +375,11 @@ impl<M: Machine> AddressSpace<M> {
         flags.validate()?;
         // Read-locking the tree keeps the area in place (as for a fault).
         let tree = self.areas.read();
-        let area = self
+        let slot = self
             .area_at(&tree, addr.page().number())
             .ok_or(Error::NotFound)?;
-        let mut st = area.lock();
+        let area = &slot.area;
+        let mut st = slot.lock();
         if !area.backend.can_change_flags() || st.share.is_some() {
             return Err(Error::NotSupported);
         }
@@ -375,7 +394,7 @@ impl<M: Machine> AddressSpace<M> {
             }
         });
         batch.complete(&self.shared, self.id);
-        area.set_flags(&mut st, flags);
+        st.flags = flags;
         let pflags = self.page_flags(flags);
         let mut lost = Vec::new();
         self.with_pt(|pt| {
@@ -422,10 +441,11 @@ impl<M: Machine> AddressSpace<M> {
         let m = self.machine();
         let (share, backend, pages, mask) = {
             let tree = self.areas.read();
-            let area = self
+            let slot = self
                 .area_at(&tree, src_addr.page().number())
                 .ok_or(Error::NotFound)?;
-            let mut st = area.lock();
+            let area = &slot.area;
+            let mut st = slot.lock();
             if !area.backend.can_share() {
                 return Err(Error::NotSupported);
             }
@@ -471,29 +491,31 @@ impl<M: Machine> AddressSpace<M> {
         };
         // The destination is created partial, so faults on it fail until the
         // share record is attached.
-        let created = dst.area_create_with(
+        let created = dst.create_area(
             dst_base,
             pages * PAGE_SIZE,
             mask,
             AreaAttrs::PARTIAL,
             backend,
         );
-        if let Err(e) = created {
-            give_back(share);
-            return Err(e);
-        }
-        let area = dst.lookup(dst_base).filter(|a| a.base == dst_base.page());
-        let Some(area) = area else {
+        let area = match created {
+            Ok(area) => area,
+            Err(e) => {
+                give_back(share);
+                return Err(e);
+            }
+        };
+        let tree = dst.areas.read();
+        let slot = dst
+            .area_at(&tree, dst_base.page().number())
+            .filter(|slot| Arc::ptr_eq(&slot.area, &area));
+        let Some(slot) = slot else {
             // Destroyed by another thread while still partial.
+            drop(tree);
             give_back(share);
             return Err(Error::NotFound);
         };
-        let mut st = area.lock();
-        if st.dead {
-            drop(st);
-            give_back(share);
-            return Err(Error::NotFound);
-        }
+        let mut st = slot.lock();
         st.share = Some(share);
         st.attrs.remove(AreaAttrs::PARTIAL);
         Ok(())
@@ -501,22 +523,28 @@ impl<M: Machine> AddressSpace<M> {
 
     /// The share record of the area containing `addr`, if it is shared.
     pub fn share_info(&self, addr: VirtAddr) -> Option<Arc<ShareInfo<M>>> {
-        self.lookup(addr)?.lock().share.clone()
+        let tree = self.areas.read();
+        let share = self
+            .area_at(&tree, addr.page().number())?
+            .lock()
+            .share
+            .clone();
+        share
     }
 
     /// The area containing `addr`.
     pub fn area(&self, addr: VirtAddr) -> Option<AreaInfo> {
         let tree = self.areas.read();
-        self.area_at(&tree, addr.page().number())
-            .map(|a| a.snapshot())
+        self.slot_at(&tree, addr.page().number())
+            .map(|(start, end, slot)| slot.snapshot(start, end))
     }
 
     /// Size in bytes of the area containing `addr`, 0 if none (HelenOS
     /// `as_area_get_size`).
     pub fn area_size(&self, addr: VirtAddr) -> u64 {
         let tree = self.areas.read();
-        self.area_at(&tree, addr.page().number())
-            .map_or(0, |a| a.pages() * PAGE_SIZE)
+        self.slot_at(&tree, addr.page().number())
+            .map_or(0, |(start, end, _)| (end - start) * PAGE_SIZE)
     }
 
     /// Whether the area containing `addr` permits `access` (HelenOS
@@ -524,7 +552,7 @@ impl<M: Machine> AddressSpace<M> {
     pub fn check_access(&self, addr: VirtAddr, access: Access) -> bool {
         let tree = self.areas.read();
         self.area_at(&tree, addr.page().number())
-            .is_some_and(|a| a.flags().permits(access))
+            .is_some_and(|slot| slot.summary.flags().permits(access))
     }
 
     /// Every area, lowest first.
@@ -532,7 +560,7 @@ impl<M: Machine> AddressSpace<M> {
         self.areas
             .read()
             .iter()
-            .map(|(_, _, area)| area.snapshot())
+            .map(|(start, end, slot)| slot.snapshot(start, end))
             .collect()
     }
 
@@ -540,7 +568,7 @@ impl<M: Machine> AddressSpace<M> {
     pub fn used_space(&self, addr: VirtAddr) -> Option<UsedSpace> {
         let tree = self.areas.read();
         self.area_at(&tree, addr.page().number())
-            .map(|a| a.lock().used.clone())
+            .map(|slot| slot.lock().used.clone())
     }
 
     /// What the page table maps at `page` (read by software, not through a
@@ -553,7 +581,7 @@ impl<M: Machine> AddressSpace<M> {
     pub fn resident_pages(&self) -> u64 {
         let tree = self.areas.read();
         tree.iter()
-            .map(|(_, _, area)| area.lock().used.pages())
+            .map(|(_, _, slot)| slot.lock().used.pages())
             .sum()
     }
 
@@ -582,8 +610,8 @@ impl<M: Machine> Drop for AddressSpace<M> {
         let m = &shared.machine;
         let mut batch = ShootdownBatch::new();
         let areas = core::mem::take(self.areas.get_mut());
-        for (_, _, area) in areas.iter() {
-            self.unmap_area(area, &mut batch);
+        for (_, _, slot) in areas.iter() {
+            self.unmap_area(&slot.area, &mut batch);
         }
         batch.complete(&shared, self.id);
         let released = shared.asids.lock().unregister(self.id);
