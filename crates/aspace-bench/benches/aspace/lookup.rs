@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::paired;
+use aspace::area_tree::{AreaTree, Hint};
 use aspace::{Access, VirtAddr};
 use aspace_bench::{layout, populate, random_queries, sequential_queries, sim, Settings};
 use aspace_sim::{Sim, Space};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use nodit::interval::ie;
 use nodit::{Interval, NoditMap};
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use rangemap::RangeMap;
 
 /// Lookups per iteration.
@@ -26,19 +27,19 @@ struct Meta {
     pages: u64,
 }
 
-/// How the core keeps its areas (since the finer locking): the tree lock
-/// around a `BTreeMap` of `Arc`s, each area behind its own lock. The
-/// diagnostics rebuild that shape step by step to see what each step costs.
-type Shared = Arc<Mutex<(u64, Meta)>>;
-
+/// The core keeps its areas in an [`AreaTree`] under a reader-writer lock
+/// and reads an area's published summary. The diagnostics take that apart:
+/// the tree alone (with and without the last-hit hint), and what a read lock
+/// costs a plain `BTreeMap`.
 struct Contenders {
     _sim: Sim,
     space: Arc<Space>,
     btree: BTreeMap<u64, (u64, Meta)>,
-    boxed: BTreeMap<u64, Box<(u64, Meta)>>,
-    locked: Mutex<BTreeMap<u64, Shared>>,
     nodit: NoditMap<u64, Interval<u64>, Meta>,
     rangemap: RangeMap<u64, Meta>,
+    tree: AreaTree<Meta>,
+    hint: Hint,
+    rw_btree: RwLock<BTreeMap<u64, (u64, Meta)>>,
 }
 
 fn build(n: usize) -> Contenders {
@@ -58,14 +59,6 @@ fn build(n: usize) -> Contenders {
     for a in &layout {
         btree.insert(a.base(), (a.end(), meta(a.pages)));
     }
-    let mut boxed = BTreeMap::new();
-    for a in &layout {
-        boxed.insert(a.base(), Box::new((a.end(), meta(a.pages))));
-    }
-    let mut locked = BTreeMap::new();
-    for a in &layout {
-        locked.insert(a.base(), Arc::new(Mutex::new((a.end(), meta(a.pages)))));
-    }
     let mut nodit = NoditMap::new();
     for a in &layout {
         nodit
@@ -76,14 +69,23 @@ fn build(n: usize) -> Contenders {
     for a in &layout {
         rangemap.insert(a.base()..a.end(), meta(a.pages));
     }
+    let mut tree = AreaTree::new();
+    for a in &layout {
+        let _ = tree.insert(a.base(), a.end(), meta(a.pages));
+    }
+    let mut rw_btree = BTreeMap::new();
+    for a in &layout {
+        rw_btree.insert(a.base(), (a.end(), meta(a.pages)));
+    }
     Contenders {
         _sim: sim,
         space,
         btree,
-        boxed,
-        locked: Mutex::new(locked),
         nodit,
         rangemap,
+        tree,
+        hint: Hint::default(),
+        rw_btree: RwLock::new(rw_btree),
     }
 }
 
@@ -137,27 +139,37 @@ fn q_rangemap(k: &Contenders, queries: &[u64]) -> u64 {
     black_box(sum)
 }
 
-fn q_boxed(k: &Contenders, queries: &[u64]) -> u64 {
+/// The core's tree alone: no lock, no area behind the entry.
+fn q_tree(k: &Contenders, queries: &[u64]) -> u64 {
     let mut sum = 0u64;
     for &q in queries {
-        if let Some((_, v)) = k.boxed.range(..=q).next_back() {
-            if q < v.0 {
-                sum += v.1.pages;
-            }
+        if let Some((_, _, m)) = k.tree.find(q) {
+            sum += m.pages;
         }
     }
     black_box(sum)
 }
 
-/// The core's shape: tree lock, descent, then the area's own lock.
-fn q_locked(k: &Contenders, queries: &[u64]) -> u64 {
+/// The same with the last-hit hint the core uses.
+fn q_tree_hint(k: &Contenders, queries: &[u64]) -> u64 {
     let mut sum = 0u64;
     for &q in queries {
-        let map = k.locked.lock();
-        if let Some((_, v)) = map.range(..=q).next_back() {
-            let v = v.lock();
-            if q < v.0 {
-                sum += v.1.pages;
+        if let Some((_, _, m)) = k.tree.find_hinted(q, &k.hint) {
+            sum += m.pages;
+        }
+    }
+    black_box(sum)
+}
+
+/// A plain `BTreeMap` behind a read lock taken per lookup, as the core
+/// takes its tree's.
+fn q_rw_btree(k: &Contenders, queries: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    for &q in queries {
+        let map = k.rw_btree.read();
+        if let Some((_, &(end, m))) = map.range(..=q).next_back() {
+            if q < end {
+                sum += m.pages;
             }
         }
     }
@@ -175,10 +187,11 @@ pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
         ("nodit", q_nodit),
         ("rangemap", q_rangemap),
     ];
-    // Diagnostics: what an indirection and the two locks add.
-    let diagnostics: [(&str, Query); 2] = [
-        ("btreemap_boxed", q_boxed),
-        ("btreemap_arc_2locks", q_locked),
+    // Diagnostics: the core's tree alone, and a read lock's cost.
+    let diagnostics: [(&str, Query); 3] = [
+        ("areatree", q_tree),
+        ("areatree_hint", q_tree_hint),
+        ("btreemap_rwlock", q_rw_btree),
     ];
     for n in sizes.into_iter().filter(|&n| n <= s.max_areas) {
         let areas = layout(n, 1);
@@ -192,12 +205,7 @@ pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
         for (pattern, queries) in &patterns {
             let mut g = c.benchmark_group(format!("lookup_{pattern}"));
             g.throughput(Throughput::Elements(QUERIES as u64));
-            let extra: &[(&str, Query)] = if *pattern == "random" {
-                &diagnostics
-            } else {
-                &[]
-            };
-            for &(name, query) in main.iter().chain(extra) {
+            for &(name, query) in main.iter().chain(&diagnostics) {
                 g.bench_function(BenchmarkId::new(name, n), |b| {
                     let k = built.get_or_insert_with(|| build(n));
                     b.iter(|| query(k, queries))
@@ -215,13 +223,14 @@ pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
                         }
                     }
                 };
-                let (mut a, mut b, mut c, mut d, mut e, mut f) = (
+                let (mut a, mut b, mut c, mut d, mut e, mut f, mut g) = (
                     rep(q_area),
                     rep(q_btree),
                     rep(q_nodit),
                     rep(q_rangemap),
-                    rep(q_boxed),
-                    rep(q_locked),
+                    rep(q_tree),
+                    rep(q_tree_hint),
+                    rep(q_rw_btree),
                 );
                 paired::compare(
                     format!("lookup_{pattern}/{n}"),
@@ -230,8 +239,9 @@ pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
                         ("BTreeMap", q, &mut b),
                         ("nodit", q, &mut c),
                         ("rangemap", q, &mut d),
-                        ("BTreeMap, boxed values", q, &mut e),
-                        ("BTreeMap of `Arc<Mutex>`, tree locked", q, &mut f),
+                        ("AreaTree alone", q, &mut e),
+                        ("AreaTree alone, hinted", q, &mut f),
+                        ("BTreeMap, read-locked", q, &mut g),
                     ],
                 );
             }

@@ -152,40 +152,47 @@ fn render(f: &Figures) -> String {
         }
     }
 
-    let _ = writeln!(
-        s,
-        "\n### Where the lookup time goes (random addresses, time per lookup)\n\n\
-         The core keeps `BTreeMap<u64, Arc<Area>>` under a tree lock, each area under \
-         its own lock; these rows rebuild that shape step by step.\n"
-    );
-    header(
-        &mut s,
-        &[
-            "areas",
-            "BTreeMap, inline values",
-            "BTreeMap, boxed values",
-            "tree lock + `Arc<Mutex>` values, both locked",
-            "aspace `area()`",
-            "indirection (boxed ÷ inline)",
-            "locks (locked ÷ boxed)",
-            "rest (`area()` ÷ locked)",
-        ],
-    );
-    for n in sizes {
-        let g = |who: &str| f.get(&format!("lookup_random/{who}/{n}"));
-        row(
+    for (pattern, title) in [("random", "random addresses"), ("seq", "sequential sweep")] {
+        let _ = writeln!(
+            s,
+            "\n### Where the lookup time goes ({title}, time per lookup)\n\n\
+             The core keeps its areas in an `AreaTree` (a B+tree with a last-hit hint) \
+             under a reader-writer lock, and reads the area's published summary; these \
+             rows take that apart.\n"
+        );
+        header(
             &mut s,
             &[
-                n.into(),
-                time(g("btreemap")),
-                time(g("btreemap_boxed")),
-                time(g("btreemap_arc_2locks")),
-                time(g("aspace_area")),
-                plain(g("btreemap_boxed"), g("btreemap")),
-                plain(g("btreemap_arc_2locks"), g("btreemap_boxed")),
-                plain(g("aspace_area"), g("btreemap_arc_2locks")),
+                "areas",
+                "BTreeMap",
+                "AreaTree alone",
+                "AreaTree alone, hinted",
+                "BTreeMap, read-locked",
+                "aspace `area()`",
+                "tree (AreaTree ÷ BTreeMap)",
+                "hint (hinted ÷ AreaTree)",
+                "read lock (read-locked ÷ BTreeMap)",
+                "rest (`area()` ÷ hinted)",
             ],
         );
+        for n in sizes {
+            let g = |who: &str| f.get(&format!("lookup_{pattern}/{who}/{n}"));
+            row(
+                &mut s,
+                &[
+                    n.into(),
+                    time(g("btreemap")),
+                    time(g("areatree")),
+                    time(g("areatree_hint")),
+                    time(g("btreemap_rwlock")),
+                    time(g("aspace_area")),
+                    plain(g("areatree"), g("btreemap")),
+                    plain(g("areatree_hint"), g("areatree")),
+                    plain(g("btreemap_rwlock"), g("btreemap")),
+                    plain(g("aspace_area"), g("areatree_hint")),
+                ],
+            );
+        }
     }
 
     let _ = writeln!(
