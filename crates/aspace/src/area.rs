@@ -3,7 +3,7 @@
 use alloc::sync::Arc;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{Page, VirtAddr, PAGE_SIZE};
 use crate::backend::Backend;
@@ -29,25 +29,50 @@ pub(crate) struct Area<M: Machine> {
 /// tree beside the area (so a lookup touches no memory of the area itself)
 /// and is written when the area's lock guard drops, which happens with the
 /// tree locked: the summary cannot move meanwhile.
+///
+/// Rights, attributes, share state and resident count are packed into one
+/// word, so a lookup reads them at once and the tree's entries stay small
+/// (32 bytes with the area and the backend's name).
 pub(crate) struct Summary {
-    rights: AtomicU32,
-    attrs: AtomicU32,
-    resident: AtomicU64,
-    shared: AtomicBool,
+    word: AtomicU64,
     backend: &'static str,
 }
 
+/// Bits 0–7 of a summary word: the rights.
+const RIGHTS_SHIFT: u32 = 0;
+/// Bits 8–15: the attributes.
+const ATTRS_SHIFT: u32 = 8;
+/// Bit 16: shared.
+const SHARED_BIT: u64 = 1 << 16;
+/// Bits 17–63: the resident count (saturating; 2^47 pages is more than a
+/// 57-bit address space holds).
+const RESIDENT_SHIFT: u32 = 17;
+const _: () = assert!(AreaFlags::all().bits() <= 0xff && AreaAttrs::all().bits() <= 0xff);
+
 impl Summary {
+    fn new<M: Machine>(st: &AreaState<M>, backend: &'static str) -> Self {
+        Self {
+            word: AtomicU64::new(Self::pack(st)),
+            backend,
+        }
+    }
+
+    fn pack<M: Machine>(st: &AreaState<M>) -> u64 {
+        let resident = st.used.pages().min(u64::MAX >> RESIDENT_SHIFT);
+        (u64::from(st.flags.bits() & 0xff) << RIGHTS_SHIFT)
+            | (u64::from(st.attrs.bits() & 0xff) << ATTRS_SHIFT)
+            | if st.share.is_some() { SHARED_BIT } else { 0 }
+            | (resident << RESIDENT_SHIFT)
+    }
+
     /// The area's rights.
     pub fn flags(&self) -> AreaFlags {
-        AreaFlags::from_bits_truncate(self.rights.load(Ordering::Acquire))
+        let w = self.word.load(Ordering::Acquire);
+        AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff)
     }
 
     fn publish<M: Machine>(&self, st: &AreaState<M>) {
-        self.rights.store(st.flags.bits(), Ordering::Release);
-        self.attrs.store(st.attrs.bits(), Ordering::Release);
-        self.resident.store(st.used.pages(), Ordering::Release);
-        self.shared.store(st.share.is_some(), Ordering::Release);
+        self.word.store(Self::pack(st), Ordering::Release);
     }
 }
 
@@ -60,15 +85,7 @@ pub(crate) struct Slot<M: Machine> {
 impl<M: Machine> Slot<M> {
     /// A slot for a new area.
     pub fn new(area: Area<M>) -> Self {
-        let st = area.state.lock();
-        let summary = Summary {
-            rights: AtomicU32::new(st.flags.bits()),
-            attrs: AtomicU32::new(st.attrs.bits()),
-            resident: AtomicU64::new(st.used.pages()),
-            shared: AtomicBool::new(st.share.is_some()),
-            backend: area.backend.name(),
-        };
-        drop(st);
+        let summary = Summary::new(&area.state.lock(), area.backend.name());
         Self {
             area: Arc::new(area),
             summary,
@@ -87,15 +104,15 @@ impl<M: Machine> Slot<M> {
     /// without its lock: while the area changes, fields may come from
     /// moments a few instructions apart.
     pub fn snapshot(&self, start: u64, end: u64) -> AreaInfo {
-        let s = &self.summary;
+        let w = self.summary.word.load(Ordering::Acquire);
         AreaInfo {
             base: Page::from_number(start).start(),
             pages: end - start,
-            flags: s.flags(),
-            attrs: AreaAttrs::from_bits_truncate(s.attrs.load(Ordering::Acquire)),
-            backend: s.backend,
-            resident: s.resident.load(Ordering::Acquire),
-            shared: s.shared.load(Ordering::Acquire),
+            flags: AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff),
+            attrs: AreaAttrs::from_bits_truncate((w >> ATTRS_SHIFT) as u32 & 0xff),
+            backend: self.summary.backend,
+            resident: w >> RESIDENT_SHIFT,
+            shared: w & SHARED_BIT != 0,
         }
     }
 }
