@@ -726,6 +726,29 @@ fn fault_when_frames_run_out_fails_cleanly_and_leaks_nothing() {
 }
 
 #[test]
+fn fault_with_a_frame_but_no_page_table_frame_fails_cleanly() {
+    // A page in a fresh 1 GiB region needs new intermediate tables: the
+    // data frame is there, the tables are not.
+    let (sim, space, mut cpu) = setup(1);
+    cpu.write_u64(va(BASE), 7).unwrap();
+    let far = va(BASE + (1 << 30));
+    space.area_create(far, PAGE_SIZE, RW).unwrap();
+    let in_use = sim.frames_in_use();
+    sim.hardware().frames().set_limit(Some(in_use + 1));
+    let e = cpu.write_u64(far, 2).unwrap_err();
+    assert_eq!(e.reason, FaultReason::NoMemory);
+    assert_eq!(sim.frames_in_use(), in_use, "the data frame went back");
+    assert_eq!(space.area(far).unwrap().resident, 0);
+    assert!(space.used_space(far).unwrap().is_empty());
+    assert_eq!(space.translate(far.page()), None);
+    sim.hardware().frames().set_limit(None);
+    cpu.write_u64(far, 2).unwrap();
+    assert_eq!(cpu.read_u64(far).unwrap(), 2);
+    assert_eq!(cpu.read_u64(va(BASE)).unwrap(), 7);
+    assert_used_space_matches_page_table(&space, far);
+}
+
+#[test]
 fn creating_a_space_without_frames_is_no_memory() {
     let sim = sim();
     sim.hardware().frames().set_limit(Some(sim.frames_in_use()));

@@ -1,7 +1,7 @@
 //! The page-fault handler (HelenOS `as_page_fault`).
 
 use crate::addr::{Frame, Page, VirtAddr};
-use crate::area::Slot;
+use crate::area::{Area, AreaInfo, AreaState, Slot};
 use crate::flags::{Access, AreaAttrs};
 use crate::machine::{FrameAllocator, Machine};
 use crate::paging::PageTable;
@@ -107,19 +107,46 @@ impl<M: Machine> AddressSpace<M> {
         if !st.flags.permits(access) {
             return Err(FaultReason::Access);
         }
-        if st.used.contains(page) {
-            // Mapped by another CPU after this one missed (the used space
-            // equals the page table under the area's lock): nothing to do.
+        // What the backend sees: the area before this page.
+        let info = area.info(&st);
+        // One used-space search both checks and records the page. The used
+        // space equals the page table whenever the area's lock is free: a
+        // failure below takes the page out again before the lock goes.
+        if st.used.insert(page, 1).is_err() {
+            // Mapped by another CPU after this one missed: nothing to do.
             Stats::add(&stats.faults_raced, 1);
             return Ok(());
         }
+        let result = self.map_new_page(area, &st, &info, page, access, prepared);
+        match result {
+            Ok(()) => {
+                Stats::add(&stats.faults_resolved, 1);
+                Stats::add(&stats.pages_mapped, 1);
+            }
+            Err(_) => {
+                let _ = st.used.remove(page, 1);
+            }
+        }
+        result
+    }
+
+    /// Gets the frame for `page` (the prepared one, the share record's, or
+    /// the backend's) and maps it.
+    fn map_new_page(
+        &self,
+        area: &Area<M>,
+        st: &AreaState<M>,
+        info: &AreaInfo,
+        page: Page,
+        access: Access,
+        prepared: &mut Option<Frame>,
+    ) -> Result<(), FaultReason> {
         let m = &self.shared.machine;
-        let info = area.info(&st);
         let supply = |prepared: &mut Option<Frame>| match prepared.take() {
             Some(f) => Ok(f),
             None => area
                 .backend
-                .page_fault(m, &info, page, access)
+                .page_fault(m, info, page, access)
                 .map_err(|_| FaultReason::NoMemory),
         };
         let frame = match &st.share {
@@ -151,11 +178,6 @@ impl<M: Machine> AddressSpace<M> {
             }
             return Err(FaultReason::NoMemory);
         }
-        st.used
-            .insert(page, 1)
-            .expect("an unmapped page is not in used space");
-        Stats::add(&stats.faults_resolved, 1);
-        Stats::add(&stats.pages_mapped, 1);
         Ok(())
     }
 }
