@@ -273,6 +273,172 @@ fn max_height_matches_independent_bound() {
     }
 }
 
+#[test]
+fn max_height_documented_values() {
+    assert_eq!(AreaTree::<()>::max_height(CAP - 1), 1);
+    assert_eq!(AreaTree::<()>::max_height(100_000), 5);
+    assert_eq!(AreaTree::<()>::max_height(1_000_000), 7);
+}
+
+// ---------------------------------------------------------------------------
+// Fill under sequential insertion
+// ---------------------------------------------------------------------------
+
+/// The fewest inner nodes above `leaves` leaves: each level needs
+/// `ceil(below / (CAP + 1))` nodes.
+fn min_inner_nodes(leaves: usize) -> usize {
+    let (mut below, mut total) = (leaves, 0);
+    while below > 1 {
+        below = below.div_ceil(CAP + 1);
+        total += below;
+    }
+    total
+}
+
+/// The least height of a tree of `leaves` leaves.
+fn min_height(leaves: usize) -> usize {
+    let (mut below, mut height) = (leaves, 1);
+    while below > 1 {
+        below = below.div_ceil(CAP + 1);
+        height += 1;
+    }
+    height
+}
+
+/// Inserts `n` entries `[4k, 4k + 3)` in ascending or descending order of
+/// `k`, checking the invariants now and then.
+fn sequential_tree(n: u64, descending: bool) -> AreaTree<u64> {
+    let mut t = AreaTree::new();
+    for j in 0..n {
+        let k = if descending { n - 1 - j } else { j };
+        t.insert(4 * k, 4 * k + 3, k).unwrap();
+        if j < 300 || j % 4096 == 0 {
+            t.check_invariants();
+        }
+    }
+    t.check_invariants();
+    t
+}
+
+/// Ascending or descending insertion keeps the nodes full: `ceil(n / CAP)`
+/// leaves, the fewest inner nodes, the least height; then sequential
+/// removal in either order keeps every invariant and ends empty.
+#[test]
+fn sequential_inserts_fill_nodes() {
+    const N: u64 = 100_000;
+    for descending in [false, true] {
+        let mut t = sequential_tree(N, descending);
+        let n = N as usize;
+        let (leaves, inner) = t.node_counts();
+        assert!(
+            leaves <= n.div_ceil(CAP - 1) + 1,
+            "descending {descending}: {leaves} leaves for {n} entries"
+        );
+        assert_eq!(leaves, n.div_ceil(CAP), "descending {descending}");
+        assert_eq!(inner, min_inner_nodes(leaves), "descending {descending}");
+        assert_eq!(t.height(), min_height(leaves), "descending {descending}");
+        assert!(t.iter().map(|(s, ..)| s).eq((0..N).map(|k| 4 * k)));
+
+        // Remove in the same order, then (on a fresh tree) in the other.
+        for remove_descending in [descending, !descending] {
+            if remove_descending != descending {
+                t = sequential_tree(N, descending);
+            }
+            for j in 0..N {
+                let k = if remove_descending { N - 1 - j } else { j };
+                assert_eq!(t.remove(4 * k), Some((4 * k + 3, k)));
+                if j % 997 == 0 || N - j < 300 {
+                    t.check_invariants();
+                    assert!(t.height() <= height_bound(t.len()));
+                }
+            }
+            assert!(t.is_empty());
+            assert_eq!(t.node_counts(), (0, 0));
+        }
+    }
+    // Exactly ceil(n / CAP) leaves after every single insertion, too.
+    for descending in [false, true] {
+        let mut t = AreaTree::new();
+        for j in 0..5000u64 {
+            let k = if descending { (1 << 20) - j } else { j };
+            t.insert(k, k + 1, ()).unwrap();
+            let (leaves, inner) = t.node_counts();
+            let n = j as usize + 1;
+            assert_eq!(
+                leaves,
+                n.div_ceil(CAP),
+                "descending {descending}, {n} entries"
+            );
+            assert_eq!(
+                inner,
+                min_inner_nodes(leaves),
+                "descending {descending}, {n} entries"
+            );
+        }
+        t.check_invariants();
+    }
+}
+
+/// Runs into a gap between older entries, as an address space creates
+/// areas bottom-up or top-down between its text and its stack, fill the
+/// nodes as well; so do two runs growing at once.
+#[test]
+fn runs_into_gaps_fill_nodes() {
+    const N: u64 = 50_000;
+    const TOP: u64 = 1 << 40;
+    for pattern in 0..3 {
+        let mut t = AreaTree::new();
+        for k in 0..100 {
+            t.insert(k, k + 1, k).unwrap();
+            t.insert(TOP + k, TOP + k + 1, k).unwrap();
+        }
+        for j in 0..N {
+            match pattern {
+                0 => t.insert(1000 + 4 * j, 1000 + 4 * j + 3, j),
+                1 => t.insert(TOP - 4 * (j + 1), TOP - 4 * j - 1, j),
+                _ => t
+                    .insert(1000 + 4 * j, 1000 + 4 * j + 3, j)
+                    .and_then(|()| t.insert(TOP - 4 * (j + 1), TOP - 4 * j - 1, j)),
+            }
+            .unwrap();
+            if j % 4096 == 0 {
+                t.check_invariants();
+            }
+        }
+        t.check_invariants();
+        let (leaves, inner) = t.node_counts();
+        let n = t.len();
+        assert!(
+            leaves <= n.div_ceil(CAP - 1) + 1,
+            "pattern {pattern}: {leaves} leaves for {n} entries"
+        );
+        assert!(
+            inner <= min_inner_nodes(leaves) + t.height(),
+            "pattern {pattern}: {inner} inner nodes for {leaves} leaves"
+        );
+    }
+}
+
+/// Random insertion spills into siblings too, so it ends well above the
+/// half-full nodes of plain splits.
+#[test]
+fn random_inserts_fill_nodes() {
+    const N: usize = 50_000;
+    let mut rng = Rng(0x5eed_f111);
+    let mut order: Vec<u64> = (0..N as u64).collect();
+    rng.shuffle(&mut order);
+    let mut t = AreaTree::new();
+    for &k in &order {
+        t.insert(4 * k, 4 * k + 3, k).unwrap();
+    }
+    t.check_invariants();
+    let (leaves, _) = t.node_counts();
+    assert!(
+        leaves * CAP * 3 <= N * 4,
+        "{leaves} leaves for {N} random entries: under 75% full"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Hints
 // ---------------------------------------------------------------------------
@@ -468,7 +634,23 @@ fn large_random_insert_lookup_remove() {
 #[derive(Clone, Debug)]
 enum Op {
     Insert(u64, u64),
+    /// Up to `count` insertions `[s, s + len)` from `start` on, `step`
+    /// apart, ascending or descending (stopping at either end of u64).
+    Run {
+        start: u64,
+        count: usize,
+        step: u64,
+        len: u64,
+        descending: bool,
+    },
     Remove(u64),
+    /// Removes up to `count` entries in order, from the first start at or
+    /// after `start` upwards, or from the last start at or before it down.
+    RemoveRun {
+        start: u64,
+        count: usize,
+        descending: bool,
+    },
     SetEnd(u64, u64),
     Find(u64),
     FindHinted(u64),
@@ -496,10 +678,27 @@ fn end_for() -> impl Strategy<Value = (u64, u64)> {
     ]
 }
 
+/// A run of sequential insertions: mostly dense (touching or nearly), so
+/// that it fills nodes and spills and splits at node ends.
+fn run() -> impl Strategy<Value = Op> {
+    (key(), 1usize..80, 1u64..4, any::<bool>()).prop_flat_map(|(start, count, step, descending)| {
+        (1..=step).prop_map(move |len| Op::Run {
+            start,
+            count,
+            step,
+            len,
+            descending,
+        })
+    })
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         30 => end_for().prop_map(|(s, e)| Op::Insert(s, e)),
+        4 => run(),
         18 => key().prop_map(Op::Remove),
+        3 => (key(), 1usize..80, any::<bool>())
+            .prop_map(|(start, count, descending)| Op::RemoveRun { start, count, descending }),
         10 => end_for().prop_map(|(s, e)| Op::SetEnd(s, e)),
         10 => key().prop_map(Op::Find),
         10 => key().prop_map(Op::FindHinted),
@@ -549,6 +748,7 @@ proptest! {
     #[test]
     fn area_tree_matches_btreemap_model(
         prefill in prop::collection::vec((0u64..1200, 1u64..4), 0..400),
+        seq_prefill in prop::option::of((0usize..600, 1u64..3, any::<bool>())),
         ops in prop::collection::vec(op(), 1..500),
     ) {
         let mut t: AreaTree<u32> = AreaTree::new();
@@ -556,8 +756,15 @@ proptest! {
         let hint = Hint::new();
         let mut next_val = 0u32;
 
-        // A prefill makes deeper trees (height 3 needs 144 entries).
-        for &(s, l) in &prefill {
+        // A prefill makes deeper trees (height 3 needs 144 entries); a
+        // sequential one first makes full nodes, which the random one and
+        // the operations then split, spill, even out and merge.
+        let seq = seq_prefill.map_or_else(Vec::new, |(n, step, descending)| {
+            (0..n as u64)
+                .map(|j| (if descending { n as u64 - 1 - j } else { j } * step, step))
+                .collect()
+        });
+        for &(s, l) in seq.iter().chain(&prefill) {
             let e = s + l;
             let ok = !model_overlaps(&m, s, e, None);
             prop_assert_eq!(t.insert(s, e, next_val).is_ok(), ok);
@@ -565,6 +772,7 @@ proptest! {
                 m.insert(s, (e, next_val));
             }
             next_val += 1;
+            t.check_invariants();
         }
         t.check_invariants();
 
@@ -580,9 +788,40 @@ proptest! {
                     next_val += 1;
                     t.check_invariants();
                 }
+                Op::Run { start, count, step: gap, len, descending } => {
+                    for j in 0..count as u64 {
+                        let s = if descending {
+                            start.checked_sub(j * gap)
+                        } else {
+                            start.checked_add(j * gap)
+                        };
+                        let Some((s, e)) = s.and_then(|s| Some((s, s.checked_add(len)?))) else {
+                            break;
+                        };
+                        let ok = !model_overlaps(&m, s, e, None);
+                        let got = t.insert(s, e, next_val);
+                        prop_assert_eq!(got, if ok { Ok(()) } else { Err(next_val) }, "step {}: {:?}, #{}", step, op, j);
+                        if ok {
+                            m.insert(s, (e, next_val));
+                        }
+                        next_val += 1;
+                        t.check_invariants();
+                    }
+                }
                 Op::Remove(s) => {
                     prop_assert_eq!(t.remove(s), m.remove(&s), "step {}: {:?}", step, op);
                     t.check_invariants();
+                }
+                Op::RemoveRun { start, count, descending } => {
+                    let starts: Vec<u64> = if descending {
+                        m.range(..=start).rev().take(count).map(|(&s, _)| s).collect()
+                    } else {
+                        m.range(start..).take(count).map(|(&s, _)| s).collect()
+                    };
+                    for s in starts {
+                        prop_assert_eq!(t.remove(s), m.remove(&s), "step {}: {:?}, start {}", step, op, s);
+                        t.check_invariants();
+                    }
                 }
                 Op::SetEnd(s, e) => {
                     let ok = m.contains_key(&s) && s < e && !model_overlaps(&m, s, e, Some(s));
