@@ -199,6 +199,10 @@ impl<M: Machine> AddressSpace<M> {
         tree: &'t Areas<M>,
         n: u64,
     ) -> Option<(u64, u64, &'t Slot<M>)> {
+        if tree.height() <= 1 {
+            // One leaf: nothing for a hint to save, so do not look up the CPU.
+            return tree.find(n);
+        }
         let hint = self.shared.hints.of(self.machine().tlb().current_cpu());
         tree.find_hinted(n, hint)
     }
