@@ -71,6 +71,15 @@ impl Summary {
         AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff)
     }
 
+    /// The area's rights and resident count, read at once.
+    pub fn rights_and_resident(&self) -> (AreaFlags, u64) {
+        let w = self.word.load(Ordering::Acquire);
+        (
+            AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff),
+            w >> RESIDENT_SHIFT,
+        )
+    }
+
     fn publish<M: Machine>(&self, st: &AreaState<M>) {
         self.word.store(Self::pack(st), Ordering::Release);
     }

@@ -29,6 +29,7 @@ macro_rules! counters {
                 for shard in &self.shards {
                     $(s.$name += shard.$name.load(Relaxed);)*
                 }
+                s.derive();
                 s
             }
         }
@@ -43,7 +44,8 @@ macro_rules! counters {
 }
 
 counters! {
-    /// Page faults that reached the handler.
+    /// Page faults that reached the handler (derived: resolved + raced +
+    /// failed).
     faults,
     /// Faults resolved by a backend (a page newly mapped).
     faults_resolved,
@@ -63,12 +65,23 @@ counters! {
     asid_allocs,
     /// ASIDs taken from an inactive address space.
     asid_steals,
-    /// Pages mapped by the fault handler; each mapping holds one frame
-    /// reference (a shared page's frame may already exist).
+    /// Pages mapped by the fault handler (derived: equals
+    /// `faults_resolved`); each mapping holds one frame reference (a shared
+    /// page's frame may already exist).
     pages_mapped,
     /// Frame references released after a shootdown: those of mappings and
     /// of share records' page maps. A frame is freed with its last one.
     frame_refs_released,
+}
+
+impl StatsSnapshot {
+    /// Fills in the counters the fault handler does not keep, as they
+    /// follow from others: every fault ends resolved, raced or failed, and
+    /// every resolved fault maps one page.
+    fn derive(&mut self) {
+        self.faults = self.faults_resolved + self.faults_raced + self.faults_failed;
+        self.pages_mapped = self.faults_resolved;
+    }
 }
 
 impl Stats {
