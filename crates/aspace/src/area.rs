@@ -50,18 +50,15 @@ const RESIDENT_SHIFT: u32 = 17;
 const _: () = assert!(AreaFlags::all().bits() <= 0xff && AreaAttrs::all().bits() <= 0xff);
 
 impl Summary {
-    fn new<M: Machine>(st: &AreaState<M>, backend: &'static str) -> Self {
-        Self {
-            word: AtomicU64::new(Self::pack(st)),
-            backend,
-        }
+    fn pack<M: Machine>(st: &AreaState<M>) -> u64 {
+        Self::pack_parts(st.flags, st.attrs, st.share.is_some(), st.used.pages())
     }
 
-    fn pack<M: Machine>(st: &AreaState<M>) -> u64 {
-        let resident = st.used.pages().min(u64::MAX >> RESIDENT_SHIFT);
-        (u64::from(st.flags.bits() & 0xff) << RIGHTS_SHIFT)
-            | (u64::from(st.attrs.bits() & 0xff) << ATTRS_SHIFT)
-            | if st.share.is_some() { SHARED_BIT } else { 0 }
+    fn pack_parts(flags: AreaFlags, attrs: AreaAttrs, shared: bool, resident: u64) -> u64 {
+        let resident = resident.min(u64::MAX >> RESIDENT_SHIFT);
+        (u64::from(flags.bits() & 0xff) << RIGHTS_SHIFT)
+            | (u64::from(attrs.bits() & 0xff) << ATTRS_SHIFT)
+            | if shared { SHARED_BIT } else { 0 }
             | (resident << RESIDENT_SHIFT)
     }
 
@@ -92,11 +89,20 @@ pub(crate) struct Slot<M: Machine> {
 }
 
 impl<M: Machine> Slot<M> {
-    /// A slot for a new area.
-    pub fn new(area: Area<M>) -> Self {
-        let summary = Summary::new(&area.state.lock(), area.backend.name());
+    /// A slot for a new area: nothing resident, not shared.
+    pub fn new(
+        base: Page,
+        pages: u64,
+        flags: AreaFlags,
+        attrs: AreaAttrs,
+        backend: Arc<dyn Backend<M>>,
+    ) -> Self {
+        let summary = Summary {
+            word: AtomicU64::new(Summary::pack_parts(flags, attrs, false, 0)),
+            backend: backend.name(),
+        };
         Self {
-            area: Arc::new(area),
+            area: Arc::new(Area::new(base, pages, flags, attrs, backend)),
             summary,
         }
     }

@@ -286,7 +286,7 @@ impl<M: Machine> AddressSpace<M> {
         if !self.check_conflicts(&tree, range, None) {
             return Err(Error::AddressNotAvailable);
         }
-        let slot = Slot::new(Area::new(range.start, range.count, flags, attrs, backend));
+        let slot = Slot::new(range.start, range.count, flags, attrs, backend);
         let area = slot.area.clone();
         let (start, end) = (range.start.number(), range.end().number());
         tree.insert(start, end, slot)
@@ -365,7 +365,11 @@ impl<M: Machine> AddressSpace<M> {
         let mut st = area.lock_detached();
         st.dead = true;
         let used = st.used.take();
-        self.with_pt(|pt| unmap_into(self.machine(), pt, &*area.backend, used.iter_pages(), batch));
+        if !used.is_empty() {
+            self.with_pt(|pt| {
+                unmap_into(self.machine(), pt, &*area.backend, used.iter_pages(), batch)
+            });
+        }
         leave_share(&mut st, batch);
     }
 

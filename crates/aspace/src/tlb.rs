@@ -87,6 +87,9 @@ impl ShootdownBatch {
         if !self.is_empty() {
             self.shoot(shared, as_id);
         }
+        if self.release.is_empty() {
+            return;
+        }
         let frames = shared.machine.frames();
         for f in &self.release {
             frames.release(*f);
