@@ -610,6 +610,38 @@ fn fault_on_partial_area_fails() {
 }
 
 #[test]
+fn a_partial_area_refuses_resize_change_of_rights_and_share() {
+    // A share destination is partial until its share record is attached:
+    // nothing may share, resize or change it meanwhile (a share record
+    // arriving there would be overwritten and its frames never freed).
+    let sim = sim();
+    let space = sim.system().create().unwrap();
+    space
+        .area_create_with(
+            va(BASE),
+            2 * PAGE_SIZE,
+            RW,
+            AreaAttrs::PARTIAL,
+            Arc::new(AnonBackend),
+        )
+        .unwrap();
+    let other = sim.system().create().unwrap();
+    assert_eq!(space.area_resize(va(BASE), PAGE_SIZE), Err(Error::NotFound));
+    assert_eq!(
+        space.area_change_flags(va(BASE), AreaFlags::READ),
+        Err(Error::NotFound)
+    );
+    assert_eq!(
+        space.area_share(va(BASE), 2 * PAGE_SIZE, &other, va(BASE), RW),
+        Err(Error::NotFound)
+    );
+    assert!(other.areas().is_empty());
+    let area = space.area(va(BASE)).unwrap();
+    assert_eq!((area.pages, area.flags, area.shared), (2, RW, false));
+    space.area_destroy(va(BASE)).unwrap();
+}
+
+#[test]
 fn fault_on_a_page_already_mapped_keeps_its_frame_and_data() {
     // Two pages, one resident: the fault handler prepares a frame for the
     // other before it finds the page mapped, and must give it back.

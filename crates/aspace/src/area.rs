@@ -68,12 +68,14 @@ impl Summary {
         AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff)
     }
 
-    /// The area's rights and resident count, read at once.
-    pub fn rights_and_resident(&self) -> (AreaFlags, u64) {
+    /// The area's rights, resident count and whether it is shared, read at
+    /// once.
+    pub fn quick(&self) -> (AreaFlags, u64, bool) {
         let w = self.word.load(Ordering::Acquire);
         (
             AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff),
             w >> RESIDENT_SHIFT,
+            w & SHARED_BIT != 0,
         )
     }
 

@@ -1,9 +1,11 @@
 //! The page-fault handler (HelenOS `as_page_fault`).
 
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::area::{Area, AreaInfo, AreaState, Slot};
 use crate::flags::{Access, AreaAttrs};
-use crate::machine::{FrameAllocator, Machine};
+use crate::machine::{FrameAllocator, Machine, Tlb};
 use crate::paging::PageTable;
 use crate::space::AddressSpace;
 use crate::stats::{Counters, Stats};
@@ -40,15 +42,29 @@ impl<M: Machine> AddressSpace<M> {
     /// failure into [`FaultOutcome::Defer`].
     ///
     /// One area lookup, each lock taken once (the area tree for reading,
-    /// the area, the page table), no allocation but the frame; for
-    /// anonymous memory the frame is zeroed before the area's lock is
-    /// taken. A page another CPU mapped in the meantime returns `Ok` (a
-    /// frame prepared for it goes straight back to the allocator).
+    /// the area, the page table); heap allocation only when the used space
+    /// starts a new run of pages. For anonymous memory the frame is zeroed
+    /// before the area's lock is taken. A page another CPU mapped in the
+    /// meantime returns `Ok` (a frame prepared for it goes straight back to
+    /// the allocator).
+    ///
+    /// Out of memory, the fault is tried again before it fails, first
+    /// waiting for faults elsewhere that hold a prepared frame: the last
+    /// free frame may be held, zeroed but not yet mapped, by another CPU's
+    /// fault on the same page, whose mapping then satisfies this one.
     pub fn page_fault(&self, addr: VirtAddr, access: Access, in_user_copy: bool) -> FaultOutcome {
         // `faults` and `pages_mapped` are derived from the other counters
         // when read: one atomic increment per fault instead of three.
         let stats = self.shared.counters();
-        match self.resolve(addr, access, stats) {
+        let mut result = self.resolve(addr, access, stats);
+        for pause in [1u32 << 6, 1 << 9, 1 << 12, 1 << 15] {
+            if result != Err(FaultReason::NoMemory) {
+                break;
+            }
+            self.shared.preparing.wait_idle(pause);
+            result = self.resolve(addr, access, stats);
+        }
+        match result {
             Ok(()) => FaultOutcome::Ok,
             Err(reason) => {
                 Stats::add(&stats.faults_failed, 1);
@@ -77,8 +93,15 @@ impl<M: Machine> AddressSpace<M> {
         // says the access is permitted and some page is not resident: a
         // protection fault, or one on a fully resident area, prepares
         // nothing.
-        let (flags, resident) = slot.summary.rights_and_resident();
-        let mut prepared = if flags.permits(access) && resident < end - start {
+        // A shared area's page may already be in the share record's page
+        // map, so it is left to the backend under the lock.
+        let (flags, resident, shared) = slot.summary.quick();
+        let prepare = flags.permits(access) && resident < end - start && !shared;
+        let cpu = if prepare { m.tlb().current_cpu() } else { None };
+        if prepare {
+            self.shared.preparing.enter(cpu);
+        }
+        let mut prepared = if prepare {
             slot.area.backend.prepare(m)
         } else {
             None
@@ -88,6 +111,9 @@ impl<M: Machine> AddressSpace<M> {
             // Not used (the page was mapped meanwhile, or the fault failed):
             // never mapped, so no TLB can reach it.
             m.frames().release(frame);
+        }
+        if prepare {
+            self.shared.preparing.leave(cpu);
         }
         result
     }
@@ -182,5 +208,62 @@ impl<M: Machine> AddressSpace<M> {
             return Err(FaultReason::NoMemory);
         }
         Ok(())
+    }
+}
+
+/// Faults between preparing a frame and mapping or releasing it, counted
+/// per CPU: a fault that runs out of memory waits for them before it tries
+/// again, as one of them may hold the last frame for the very same page.
+///
+/// CPUs 0–7 each own a counter (plain loads and stores: only that CPU
+/// writes it); other CPUs and threads outside any CPU share a ninth one,
+/// changed atomically. Read with relaxed loads: a count missed by a
+/// reordering only shortens the wait, which the bounded retries cover.
+#[derive(Default)]
+pub(crate) struct Preparing([PreparingCount; OWNED + 1]);
+
+const OWNED: usize = 8;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct PreparingCount(AtomicU64);
+
+impl Preparing {
+    fn enter(&self, cpu: Option<usize>) {
+        match cpu {
+            Some(c) if c < OWNED => {
+                let n = &self.0[c].0;
+                n.store(n.load(Relaxed) + 1, Relaxed);
+            }
+            _ => {
+                self.0[OWNED].0.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn leave(&self, cpu: Option<usize>) {
+        match cpu {
+            Some(c) if c < OWNED => {
+                let n = &self.0[c].0;
+                n.store(n.load(Relaxed) - 1, Relaxed);
+            }
+            _ => {
+                self.0[OWNED].0.fetch_sub(1, Relaxed);
+            }
+        }
+    }
+
+    /// Spins `pause` times, then while any fault (this one excepted: it
+    /// holds none now) has a prepared frame, up to 2^24 more times.
+    fn wait_idle(&self, pause: u32) {
+        for _ in 0..pause {
+            core::hint::spin_loop();
+        }
+        for _ in 0..1u32 << 24 {
+            if self.0.iter().all(|c| c.0.load(Relaxed) == 0) {
+                return;
+            }
+            core::hint::spin_loop();
+        }
     }
 }

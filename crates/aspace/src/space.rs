@@ -28,6 +28,7 @@ use crate::area::{Area, AreaInfo, AreaState, Slot};
 use crate::area_tree::{AreaTree, Hint};
 use crate::asid::AsidAllocator;
 use crate::backend::{AnonBackend, Backend};
+use crate::fault::Preparing;
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::machine::{Asid, CpuSet, FrameAllocator, Invalidation, Layout, Machine, Shootdown, Tlb};
 use crate::paging::PageTable;
@@ -43,6 +44,7 @@ pub(crate) struct Shared<M: Machine> {
     pub asids: lock_api::Mutex<M::Lock, AsidAllocator>,
     pub stats: Stats,
     pub hints: LookupHints,
+    pub preparing: Preparing,
     pub next_id: AtomicU64,
     pub layout: Layout,
 }
@@ -301,7 +303,8 @@ impl<M: Machine> AddressSpace<M> {
     /// unmaps the pages above the new end, highest first, and releases their
     /// frames after one TLB shootdown for the whole range. A new size of zero
     /// pages is `PermissionDenied`, as in HelenOS; shared areas and areas
-    /// whose backend cannot resize get `NotSupported`.
+    /// whose backend cannot resize get `NotSupported`; a share destination
+    /// still being set up (partial) `NotFound`.
     pub fn area_resize(&self, addr: VirtAddr, size: u64) -> Result<()> {
         let mut tree = self.areas.write();
         let (base, pages) = {
@@ -310,6 +313,11 @@ impl<M: Machine> AddressSpace<M> {
                 .ok_or(Error::NotFound)?;
             let area = &slot.area;
             let mut st = slot.lock();
+            if st.attrs.contains(AreaAttrs::PARTIAL) {
+                // A share destination not attached yet: not there for
+                // anyone but the share that creates it.
+                return Err(Error::NotFound);
+            }
             if !area.backend.can_resize() || st.share.is_some() {
                 return Err(Error::NotSupported);
             }
@@ -378,7 +386,8 @@ impl<M: Machine> AddressSpace<M> {
     /// shootdown runs, and the same frames are mapped back with the new
     /// rights, so no CPU ever reaches the area with old and new rights at
     /// once. Shared areas and backends that cannot (all but anonymous
-    /// memory) get `NotSupported`.
+    /// memory) get `NotSupported`; a partial area (a share destination
+    /// still being set up) `NotFound`.
     pub fn area_change_flags(&self, addr: VirtAddr, flags: AreaFlags) -> Result<()> {
         flags.validate()?;
         // Read-locking the tree keeps the area in place (as for a fault).
@@ -388,6 +397,9 @@ impl<M: Machine> AddressSpace<M> {
             .ok_or(Error::NotFound)?;
         let area = &slot.area;
         let mut st = slot.lock();
+        if st.attrs.contains(AreaAttrs::PARTIAL) {
+            return Err(Error::NotFound);
+        }
         if !area.backend.can_change_flags() || st.share.is_some() {
             return Err(Error::NotSupported);
         }
@@ -428,7 +440,8 @@ impl<M: Machine> AddressSpace<M> {
     ///
     /// `size` is the size the caller expects the source area to have and
     /// `mask` the rights the new area gets; the cacheable attribute is
-    /// inherited. Refusals: no source area `NotFound`; a backend that cannot
+    /// inherited. Refusals: no source area (or a partial one, a share
+    /// destination still being set up) `NotFound`; a backend that cannot
     /// share `NotSupported`; a different size or rights the source lacks
     /// `PermissionDenied`; a destination that cannot be created the
     /// creation's error (HelenOS reports `ENOMEM` for all of those); a
@@ -454,6 +467,9 @@ impl<M: Machine> AddressSpace<M> {
                 .ok_or(Error::NotFound)?;
             let area = &slot.area;
             let mut st = slot.lock();
+            if st.attrs.contains(AreaAttrs::PARTIAL) {
+                return Err(Error::NotFound);
+            }
             if !area.backend.can_share() {
                 return Err(Error::NotSupported);
             }
@@ -524,6 +540,9 @@ impl<M: Machine> AddressSpace<M> {
             return Err(Error::NotFound);
         };
         let mut st = slot.lock();
+        // Partial areas refuse share, resize and change of rights, so no
+        // other share record can have arrived meanwhile.
+        debug_assert!(st.share.is_none());
         st.share = Some(share);
         st.attrs.remove(AreaAttrs::PARTIAL);
         Ok(())
