@@ -7,7 +7,10 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 const SHARDS: usize = 8;
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+    (
+        derived { $($(#[$ddoc:meta])* $dname:ident),* $(,)? }
+        $($(#[$doc:meta])* $name:ident),* $(,)?
+    ) => {
         /// One shard of the live counters, alone on its cache-line pair (x86
         /// prefetches lines in pairs).
         #[derive(Debug, Default)]
@@ -20,7 +23,10 @@ macro_rules! counters {
 
         /// A copy of the counters at one moment.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct StatsSnapshot { $($(#[$doc])* pub $name: u64,)* }
+        pub struct StatsSnapshot {
+            $($(#[$ddoc])* pub $dname: u64,)*
+            $($(#[$doc])* pub $name: u64,)*
+        }
 
         impl Stats {
             /// Reads every counter (the sum over the shards).
@@ -37,16 +43,25 @@ macro_rules! counters {
         impl StatsSnapshot {
             /// Counter-wise `self - earlier`.
             pub fn since(&self, earlier: &StatsSnapshot) -> StatsSnapshot {
-                StatsSnapshot { $($name: self.$name.wrapping_sub(earlier.$name),)* }
+                StatsSnapshot {
+                    $($dname: self.$dname.wrapping_sub(earlier.$dname),)*
+                    $($name: self.$name.wrapping_sub(earlier.$name),)*
+                }
             }
         }
     };
 }
 
 counters! {
-    /// Page faults that reached the handler (derived: resolved + raced +
-    /// failed).
-    faults,
+    derived {
+        /// Page faults that reached the handler (derived: resolved + raced +
+        /// failed).
+        faults,
+        /// Pages mapped by the fault handler (derived: equals
+        /// `faults_resolved`); each mapping holds one frame reference (a
+        /// shared page's frame may already exist).
+        pages_mapped,
+    }
     /// Faults resolved by a backend (a page newly mapped).
     faults_resolved,
     /// Faults on a page another CPU had just mapped: nothing to do.
@@ -65,10 +80,6 @@ counters! {
     asid_allocs,
     /// ASIDs taken from an inactive address space.
     asid_steals,
-    /// Pages mapped by the fault handler (derived: equals
-    /// `faults_resolved`); each mapping holds one frame reference (a shared
-    /// page's frame may already exist).
-    pages_mapped,
     /// Frame references released after a shootdown: those of mappings and
     /// of share records' page maps. A frame is freed with its last one.
     frame_refs_released,
