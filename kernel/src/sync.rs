@@ -75,12 +75,19 @@ unsafe impl lock_api::RawRwLock for RawSpinRw {
     }
 
     fn try_lock_shared(&self) -> bool {
-        let s = self.0.load(Ordering::Relaxed);
-        s & (WRITER | PENDING) == 0
-            && self
+        // Fails only for a writer, holding or waiting; other readers coming
+        // and going just make the exchange try again.
+        let mut s = self.0.load(Ordering::Relaxed);
+        while s & (WRITER | PENDING) == 0 {
+            match self
                 .0
                 .compare_exchange_weak(s, s + READER, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
+            {
+                Ok(_) => return true,
+                Err(now) => s = now,
+            }
+        }
+        false
     }
 
     unsafe fn unlock_shared(&self) {
