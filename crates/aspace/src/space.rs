@@ -24,7 +24,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
-use crate::area::{Area, AreaInfo, AreaState, Slot};
+use crate::area::{Area, AreaGuard, AreaInfo, AreaState, Slot};
 use crate::area_tree::{AreaTree, Hint};
 use crate::asid::AsidAllocator;
 use crate::backend::{AnonBackend, Backend};
@@ -209,6 +209,25 @@ impl<M: Machine> AddressSpace<M> {
         tree.find_hinted(n, hint)
     }
 
+    /// The slot of the area containing `addr` and its locked state, for an
+    /// operation on the whole area: `NotFound` if there is none, or if it is
+    /// a share destination still being set up (partial), which is there for
+    /// nobody but the share that creates it.
+    fn lock_whole<'t>(
+        &self,
+        tree: &'t Areas<M>,
+        addr: VirtAddr,
+    ) -> Result<(&'t Slot<M>, AreaGuard<'t, M>)> {
+        let slot = self
+            .area_at(tree, addr.page().number())
+            .ok_or(Error::NotFound)?;
+        let st = slot.lock();
+        if st.attrs.contains(AreaAttrs::PARTIAL) {
+            return Err(Error::NotFound);
+        }
+        Ok((slot, st))
+    }
+
     /// The slot of `tree` whose area contains page number `n`.
     pub(crate) fn area_at<'t>(&self, tree: &'t Areas<M>, n: u64) -> Option<&'t Slot<M>> {
         self.slot_at(tree, n).map(|(_, _, slot)| slot)
@@ -308,16 +327,8 @@ impl<M: Machine> AddressSpace<M> {
     pub fn area_resize(&self, addr: VirtAddr, size: u64) -> Result<()> {
         let mut tree = self.areas.write();
         let (base, pages) = {
-            let slot = self
-                .area_at(&tree, addr.page().number())
-                .ok_or(Error::NotFound)?;
+            let (slot, mut st) = self.lock_whole(&tree, addr)?;
             let area = &slot.area;
-            let mut st = slot.lock();
-            if st.attrs.contains(AreaAttrs::PARTIAL) {
-                // A share destination not attached yet: not there for
-                // anyone but the share that creates it.
-                return Err(Error::NotFound);
-            }
             if !area.backend.can_resize() || st.share.is_some() {
                 return Err(Error::NotSupported);
             }
@@ -392,14 +403,8 @@ impl<M: Machine> AddressSpace<M> {
         flags.validate()?;
         // Read-locking the tree keeps the area in place (as for a fault).
         let tree = self.areas.read();
-        let slot = self
-            .area_at(&tree, addr.page().number())
-            .ok_or(Error::NotFound)?;
+        let (slot, mut st) = self.lock_whole(&tree, addr)?;
         let area = &slot.area;
-        let mut st = slot.lock();
-        if st.attrs.contains(AreaAttrs::PARTIAL) {
-            return Err(Error::NotFound);
-        }
         if !area.backend.can_change_flags() || st.share.is_some() {
             return Err(Error::NotSupported);
         }
@@ -462,14 +467,8 @@ impl<M: Machine> AddressSpace<M> {
         let m = self.machine();
         let (share, backend, pages, mask) = {
             let tree = self.areas.read();
-            let slot = self
-                .area_at(&tree, src_addr.page().number())
-                .ok_or(Error::NotFound)?;
+            let (slot, mut st) = self.lock_whole(&tree, src_addr)?;
             let area = &slot.area;
-            let mut st = slot.lock();
-            if st.attrs.contains(AreaAttrs::PARTIAL) {
-                return Err(Error::NotFound);
-            }
             if !area.backend.can_share() {
                 return Err(Error::NotSupported);
             }
