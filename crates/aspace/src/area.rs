@@ -168,9 +168,6 @@ pub(crate) struct AreaState<M: Machine> {
     pub attrs: AreaAttrs,
     pub used: UsedSpace,
     pub share: Option<Arc<ShareInfo<M>>>,
-    /// Removed from its address space: faults that found it before must
-    /// fail.
-    pub dead: bool,
 }
 
 impl<M: Machine> Area<M> {
@@ -190,7 +187,6 @@ impl<M: Machine> Area<M> {
                 attrs,
                 used: UsedSpace::new(),
                 share: None,
-                dead: false,
             }),
         }
     }

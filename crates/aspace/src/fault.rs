@@ -55,14 +55,17 @@ impl<M: Machine> AddressSpace<M> {
     pub fn page_fault(&self, addr: VirtAddr, access: Access, in_user_copy: bool) -> FaultOutcome {
         // `faults` and `pages_mapped` are derived from the other counters
         // when read: one atomic increment per fault instead of three.
-        let stats = self.shared.counters();
-        let mut result = self.resolve(addr, access, stats);
+        // The CPU is looked up once: for the counter shard, the lookup hint
+        // and the count of faults holding prepared frames.
+        let cpu = self.shared.machine.tlb().current_cpu();
+        let stats = self.shared.stats.shard(cpu);
+        let mut result = self.resolve(addr, access, cpu, stats);
         for pause in [1u32 << 6, 1 << 9, 1 << 12, 1 << 15] {
             if result != Err(FaultReason::NoMemory) {
                 break;
             }
             self.shared.preparing.wait_idle(pause);
-            result = self.resolve(addr, access, stats);
+            result = self.resolve(addr, access, cpu, stats);
         }
         match result {
             Ok(()) => FaultOutcome::Ok,
@@ -77,14 +80,20 @@ impl<M: Machine> AddressSpace<M> {
         }
     }
 
-    fn resolve(&self, addr: VirtAddr, access: Access, stats: &Counters) -> Result<(), FaultReason> {
+    fn resolve(
+        &self,
+        addr: VirtAddr,
+        access: Access,
+        cpu: Option<usize>,
+        stats: &Counters,
+    ) -> Result<(), FaultReason> {
         let page = addr.page();
         // The tree stays read-locked for the whole fault: no area is
         // destroyed or resized meanwhile, so the area needs no reference of
         // its own and its range holds.
         let tree = self.areas.read();
         let (start, end, slot) = self
-            .slot_at(&tree, page.number())
+            .slot_at_on(&tree, page.number(), cpu)
             .ok_or(FaultReason::NoArea)?;
         let m = &self.shared.machine;
         // The slow part (for anonymous memory: zeroing a frame) runs before
@@ -97,7 +106,6 @@ impl<M: Machine> AddressSpace<M> {
         // map, so it is left to the backend under the lock.
         let (flags, resident, shared) = slot.summary.quick();
         let prepare = flags.permits(access) && resident < end - start && !shared;
-        let cpu = if prepare { m.tlb().current_cpu() } else { None };
         if prepare {
             self.shared.preparing.enter(cpu);
         }
@@ -130,7 +138,7 @@ impl<M: Machine> AddressSpace<M> {
     ) -> Result<(), FaultReason> {
         let area = &slot.area;
         let mut st = slot.lock();
-        debug_assert!(!st.dead && area.contains(page.number()));
+        debug_assert!(area.contains(page.number()));
         if st.attrs.contains(AreaAttrs::PARTIAL) {
             return Err(FaultReason::Partial);
         }

@@ -205,8 +205,17 @@ impl<M: Machine> AddressSpace<M> {
             // One leaf: nothing for a hint to save, so do not look up the CPU.
             return tree.find(n);
         }
-        let hint = self.shared.hints.of(self.machine().tlb().current_cpu());
-        tree.find_hinted(n, hint)
+        self.slot_at_on(tree, n, self.machine().tlb().current_cpu())
+    }
+
+    /// [`slot_at`](Self::slot_at) for a caller that knows its CPU.
+    pub(crate) fn slot_at_on<'t>(
+        &self,
+        tree: &'t Areas<M>,
+        n: u64,
+        cpu: Option<usize>,
+    ) -> Option<(u64, u64, &'t Slot<M>)> {
+        tree.find_hinted(n, self.shared.hints.of(cpu))
     }
 
     /// The slot of the area containing `addr` and its locked state, for an
@@ -378,11 +387,10 @@ impl<M: Machine> AddressSpace<M> {
         Ok(())
     }
 
-    /// Unmaps every page of a departing area, marks it dead and drops its
+    /// Unmaps every page of a departing area and drops its
     /// share reference.
     fn unmap_area(&self, area: &Area<M>, batch: &mut ShootdownBatch) {
         let mut st = area.lock_detached();
-        st.dead = true;
         let used = st.used.take();
         if !used.is_empty() {
             self.with_pt(|pt| {
