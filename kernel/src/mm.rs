@@ -159,6 +159,15 @@ impl PhysMemory for DirectMap {
         // new entry.
         unsafe { (phys_to_virt(addr.as_u64()) as *mut u64).write_volatile(value) }
     }
+    fn compare_exchange_u64(&self, addr: PhysAddr, current: u64, new: u64) -> Result<u64, u64> {
+        let ptr = phys_to_virt(addr.as_u64()) as *mut u64;
+        // SAFETY: a naturally aligned word (the trait's contract) of mapped
+        // frame memory outside any Rust allocation (see `DirectMap`), which
+        // other CPUs and the page walker only access with single aligned
+        // loads and stores or atomically, as this does.
+        let word = unsafe { core::sync::atomic::AtomicU64::from_ptr(ptr) };
+        word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+    }
     fn zero_frame(&self, frame: Frame) {
         // SAFETY: the whole of `frame`, page-aligned and mapped, outside any
         // Rust allocation (see `DirectMap`).

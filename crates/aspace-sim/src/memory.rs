@@ -2,7 +2,7 @@
 //! threads read and write concurrently without data races.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use aspace::{Frame, PhysAddr, PhysMemory, PAGE_SIZE};
 
@@ -85,6 +85,14 @@ impl PhysMemory for PhysMem {
     fn write_u64(&self, addr: PhysAddr, value: u64) {
         debug_assert_eq!(addr.as_u64() % 8, 0);
         self.word(addr.as_u64()).store(value, Release);
+    }
+
+    fn compare_exchange_u64(&self, addr: PhysAddr, current: u64, new: u64) -> Result<u64, u64> {
+        debug_assert_eq!(addr.as_u64() % 8, 0);
+        // Release publishes the zeroed table to walkers (their loads are
+        // acquire); acquire on failure lets the loser use the winner's.
+        self.word(addr.as_u64())
+            .compare_exchange(current, new, AcqRel, Acquire)
     }
 
     fn zero_frame(&self, frame: Frame) {

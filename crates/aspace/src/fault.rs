@@ -208,7 +208,9 @@ impl<M: Machine> AddressSpace<M> {
             _ => supply(prepared)?,
         };
         let flags = self.page_flags(st.flags);
-        let mapped = self.with_pt(|pt| pt.map(m.memory(), m.frames(), page, frame, flags));
+        // The area's lock (held) makes this CPU the only one to change the
+        // page's entry; the table itself needs no lock.
+        let mapped = self.pt().map(m.memory(), m.frames(), page, frame, flags);
         if mapped.is_err() {
             if area.backend.refcounted() {
                 m.frames().release(frame);

@@ -97,6 +97,13 @@ pub trait PhysMemory: Send + Sync {
     /// Writes the naturally aligned 64-bit word at `addr` in one store, so a
     /// concurrent page-table walker sees the old or the new entry.
     fn write_u64(&self, addr: PhysAddr, value: u64);
+    /// Replaces the naturally aligned 64-bit word at `addr` with `new` if it
+    /// still holds `current`, atomically; returns the word found (`Ok` when
+    /// it was replaced). Installs intermediate page tables: two CPUs may race
+    /// to create the same one, and the loser must see the winner's. A success
+    /// also publishes the writes made before it (such as zeroing the new
+    /// table) to whoever reads the new word.
+    fn compare_exchange_u64(&self, addr: PhysAddr, current: u64, new: u64) -> Result<u64, u64>;
     /// Fills a frame with zeros.
     fn zero_frame(&self, frame: Frame) {
         let zeros = [0u8; 512];

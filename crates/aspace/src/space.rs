@@ -86,13 +86,16 @@ pub struct AddressSpace<M: Machine> {
     root: Frame,
     pub(crate) shared: Arc<Shared<M>>,
     pub(crate) areas: lock_api::RwLock<M::RwLock, Areas<M>>,
-    pub(crate) pt: lock_api::Mutex<M::Lock, Option<M::PageTable>>,
+    /// The page table, changed without a lock of its own: each page's entry
+    /// only under its area's lock (see [`PageTable`]'s concurrency rules).
+    /// `None` only while the address space is being dropped.
+    pt: Option<M::PageTable>,
 }
 
 /// Unmaps `pages` (all in the area's used space) into `batch`.
 fn unmap_into<M: Machine>(
     machine: &M,
-    pt: &mut M::PageTable,
+    pt: &M::PageTable,
     backend: &dyn Backend<M>,
     pages: impl Iterator<Item = Page>,
     batch: &mut ShootdownBatch,
@@ -123,10 +126,7 @@ impl<M: Machine> AddressSpace<M> {
     ) -> Result<Arc<Self>> {
         let m = &shared.machine;
         let pt = match kernel {
-            Some(k) => {
-                let kpt = k.pt.lock();
-                M::PageTable::create(m.memory(), m.frames(), kpt.as_ref())?
-            }
+            Some(k) => M::PageTable::create(m.memory(), m.frames(), Some(k.pt()))?,
             None => M::PageTable::create(m.memory(), m.frames(), None)?,
         };
         let id = shared.new_id();
@@ -137,7 +137,7 @@ impl<M: Machine> AddressSpace<M> {
             root: pt.root(),
             shared: shared.clone(),
             areas: lock_api::RwLock::new(AreaTree::new()),
-            pt: lock_api::Mutex::new(Some(pt)),
+            pt: Some(pt),
         }))
     }
 
@@ -186,11 +186,12 @@ impl<M: Machine> AddressSpace<M> {
         self.shared.layout.user_end
     }
 
-    /// Runs `f` with the page table locked.
-    pub(crate) fn with_pt<R>(&self, f: impl FnOnce(&mut M::PageTable) -> R) -> R {
-        let mut pt = self.pt.lock();
-        f(pt.as_mut()
-            .expect("page table lives as long as the address space"))
+    /// The page table. Whoever changes a page's entry must hold its area's
+    /// lock (or the area tree's write lock).
+    pub(crate) fn pt(&self) -> &M::PageTable {
+        self.pt
+            .as_ref()
+            .expect("page table lives as long as the address space")
     }
 
     /// The entry of `tree` (this space's, locked) whose area contains page
@@ -356,12 +357,10 @@ impl<M: Machine> AddressSpace<M> {
             } else if pages < old {
                 let removed = st.used.split_off(area.base.add(pages));
                 let mut batch = ShootdownBatch::new();
-                self.with_pt(|pt| {
-                    for r in removed {
-                        let pages = (0..r.count).rev().map(|i| r.start.add(i));
-                        unmap_into(self.machine(), pt, &*area.backend, pages, &mut batch);
-                    }
-                });
+                for r in removed {
+                    let pages = (0..r.count).rev().map(|i| r.start.add(i));
+                    unmap_into(self.machine(), self.pt(), &*area.backend, pages, &mut batch);
+                }
                 batch.complete(&self.shared, self.id);
             }
             area.pages.store(pages, Ordering::Release);
@@ -393,9 +392,13 @@ impl<M: Machine> AddressSpace<M> {
         let mut st = area.lock_detached();
         let used = st.used.take();
         if !used.is_empty() {
-            self.with_pt(|pt| {
-                unmap_into(self.machine(), pt, &*area.backend, used.iter_pages(), batch)
-            });
+            unmap_into(
+                self.machine(),
+                self.pt(),
+                &*area.backend,
+                used.iter_pages(),
+                batch,
+            );
         }
         leave_share(&mut st, batch);
     }
@@ -419,24 +422,21 @@ impl<M: Machine> AddressSpace<M> {
         let m = self.machine();
         let mut batch = ShootdownBatch::new();
         let mut frames = Vec::with_capacity(st.used.pages() as usize);
-        self.with_pt(|pt| {
-            for page in st.used.iter_pages() {
-                let u = pt.unmap(m.memory(), page).expect("used page is mapped");
-                frames.push((page, u.frame()));
-                batch.defer(u, false);
-            }
-        });
+        let pt = self.pt();
+        for page in st.used.iter_pages() {
+            let u = pt.unmap(m.memory(), page).expect("used page is mapped");
+            frames.push((page, u.frame()));
+            batch.defer(u, false);
+        }
         batch.complete(&self.shared, self.id);
         st.flags = flags;
         let pflags = self.page_flags(flags);
         let mut lost = Vec::new();
-        self.with_pt(|pt| {
-            for &(page, frame) in &frames {
-                if pt.map(m.memory(), m.frames(), page, frame, pflags).is_err() {
-                    lost.push((page, frame));
-                }
+        for &(page, frame) in &frames {
+            if pt.map(m.memory(), m.frames(), page, frame, pflags).is_err() {
+                lost.push((page, frame));
             }
-        });
+        }
         // Intermediate tables are kept across unmaps, so mapping back cannot
         // fail; if it did, the page simply stops being resident.
         for (page, frame) in lost {
@@ -497,14 +497,14 @@ impl<M: Machine> AddressSpace<M> {
                     // First share: the pages mapped so far enter the page map.
                     let mut pagemap = BTreeMap::new();
                     if area.backend.refcounted() {
-                        self.with_pt(|pt| {
-                            for page in st.used.iter_pages() {
-                                let (frame, _) =
-                                    pt.translate(m.memory(), page).expect("used page is mapped");
-                                m.frames().add_ref(frame);
-                                pagemap.insert(page.pages_since(area.base), frame);
-                            }
-                        });
+                        for page in st.used.iter_pages() {
+                            let (frame, _) = self
+                                .pt()
+                                .translate(m.memory(), page)
+                                .expect("used page is mapped");
+                            m.frames().add_ref(frame);
+                            pagemap.insert(page.pages_since(area.base), frame);
+                        }
                     }
                     let share = Arc::new(ShareInfo::new(2, pagemap));
                     st.share = Some(share.clone());
@@ -608,7 +608,7 @@ impl<M: Machine> AddressSpace<M> {
     /// What the page table maps at `page` (read by software, not through a
     /// TLB).
     pub fn translate(&self, page: Page) -> Option<(Frame, PageFlags)> {
-        self.with_pt(|pt| pt.translate(self.machine().memory(), page))
+        self.pt().translate(self.machine().memory(), page)
     }
 
     /// Pages mapped in all areas together.
@@ -621,7 +621,7 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Frames held by the page table itself.
     pub fn page_table_frames(&self) -> u64 {
-        self.with_pt(|pt| pt.table_frames())
+        self.pt().table_frames()
     }
 
     /// A listing of the areas in the manner of `/proc/PID/maps` (HelenOS
@@ -662,7 +662,7 @@ impl<M: Machine> Drop for AddressSpace<M> {
             }
             shared.asids.lock().release(asid);
         }
-        if let Some(pt) = self.pt.get_mut().take() {
+        if let Some(pt) = self.pt.take() {
             pt.destroy(m.memory(), m.frames());
         }
     }

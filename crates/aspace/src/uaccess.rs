@@ -59,18 +59,26 @@ impl<M: Machine> AddressSpace<M> {
         let mut op = Some(op);
         for _ in 0..2 {
             let mem = self.shared.machine.memory();
-            // The page table stays locked during the copy, so the frame
-            // cannot be unmapped (let alone freed) under it.
-            let done = self.with_pt(|pt| match pt.translate(mem, addr.page()) {
-                Some((frame, flags))
-                    if flags.contains(PageFlags::USER) && flags.permits(access) =>
-                {
-                    let op = op.take().expect("runs once");
-                    op(PhysAddr::new(frame.start().as_u64() + addr.page_offset()));
-                    true
+            let done = {
+                // The area's lock is held during the copy, so the frame cannot
+                // be unmapped (let alone freed) under it: every unmap of the
+                // area's pages takes that lock or the tree's write lock.
+                let tree = self.areas.read();
+                let Some(slot) = self.area_at(&tree, addr.page().number()) else {
+                    return Err(Error::BadMemory);
+                };
+                let _area = slot.lock();
+                match self.pt().translate(mem, addr.page()) {
+                    Some((frame, flags))
+                        if flags.contains(PageFlags::USER) && flags.permits(access) =>
+                    {
+                        let op = op.take().expect("runs once");
+                        op(PhysAddr::new(frame.start().as_u64() + addr.page_offset()));
+                        true
+                    }
+                    _ => false,
                 }
-                _ => false,
-            });
+            };
             if done {
                 return Ok(());
             }

@@ -64,6 +64,22 @@ impl PhysMemory for TestMemory {
         assert_eq!(addr.as_u64() % 8, 0, "unaligned write_u64 at {addr:?}");
         self.write(addr, &value.to_le_bytes());
     }
+
+    fn compare_exchange_u64(&self, addr: PhysAddr, current: u64, new: u64) -> Result<u64, u64> {
+        assert_eq!(
+            addr.as_u64() % 8,
+            0,
+            "unaligned compare_exchange_u64 at {addr:?}"
+        );
+        let mut mem = self.bytes.lock().unwrap();
+        let word = &mut mem[Self::range(addr, 8)];
+        let found = u64::from_le_bytes(word.try_into().unwrap());
+        if found != current {
+            return Err(found);
+        }
+        word.copy_from_slice(&new.to_le_bytes());
+        Ok(found)
+    }
 }
 
 #[derive(Default)]
@@ -1112,4 +1128,58 @@ fn destroy_after_failed_map_frees_partial_tables() {
     assert_eq!(pt.table_frames(), m.frames.in_use());
     m.destroy(pt);
     assert_eq!(m.frames.in_use(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// concurrent changes
+// ---------------------------------------------------------------------------
+
+/// Threads mapping interleaved pages that need the same, still missing
+/// intermediate tables race to install them: every page must translate to
+/// its frame afterwards, exactly one table per level must be reachable, and
+/// each losing thread's table must be freed, not leaked. Repeated on fresh
+/// tables so that the races actually happen.
+#[test]
+fn concurrent_maps_share_new_intermediate_tables() {
+    const THREADS: u64 = 4;
+    const PER_THREAD: u64 = 32;
+    for round in 0..200 {
+        let m = machine();
+        let pt = m.table();
+        // All pages below one leaf table, in a PML4 slot nothing used yet.
+        let base = 0x7f00_0000_0000 + round * 0x20_0000;
+        let start = std::sync::Barrier::new(THREADS as usize);
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let (m, pt, start) = (&m, &pt, &start);
+                s.spawn(move || {
+                    start.wait();
+                    for k in 0..PER_THREAD {
+                        let n = k * THREADS + t;
+                        pt.map(
+                            &*m.mem,
+                            &m.frames,
+                            page(base + n * PAGE),
+                            data_frame(n),
+                            rw_user(),
+                        )
+                        .unwrap_or_else(|e| panic!("round {round}: map page {n}: {e:?}"));
+                    }
+                });
+            }
+        });
+        for n in 0..THREADS * PER_THREAD {
+            assert_eq!(
+                m.translate(&pt, base + n * PAGE),
+                Some((data_frame(n), rw_user() | PageFlags::PRESENT)),
+                "round {round}: page {n}"
+            );
+        }
+        // Root, PDPT, PD, PT: the only frames the allocator handed out and
+        // did not get back.
+        assert_eq!(pt.table_frames(), 4, "round {round}");
+        assert_eq!(m.frames.in_use(), 4, "round {round}: a losing table leaked");
+        m.destroy(pt);
+        assert_eq!(m.frames.in_use(), 0, "round {round}");
+    }
 }

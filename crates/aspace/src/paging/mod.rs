@@ -40,7 +40,18 @@ impl Unmapped {
 ///
 /// All methods get the physical memory and frame allocator they work on, so
 /// one implementation serves the simulator and a real kernel alike.
-pub trait PageTable: Send + Sized {
+///
+/// # Concurrency
+///
+/// The table is changed through a shared reference, without a lock around
+/// it: several CPUs may map and unmap at once, but never the same page at
+/// the same time (the address space changes a page's entry only under its
+/// area's lock, or with the whole area tree locked for writing). So the
+/// only entries two CPUs may both write are those of intermediate tables,
+/// which an implementation installs with
+/// [`compare_exchange_u64`](PhysMemory::compare_exchange_u64) and does not
+/// free before [`destroy`](Self::destroy).
+pub trait PageTable: Send + Sync + Sized {
     /// A new, empty table. `kernel` is the kernel address space's table,
     /// whose kernel-range entries a user table shares (`None` when creating
     /// the kernel's own table).
@@ -58,7 +69,7 @@ pub trait PageTable: Send + Sized {
     /// `NoMemory` when an intermediate table cannot be allocated, leaving the
     /// table as it was for `page`.
     fn map<P: PhysMemory, F: FrameAllocator>(
-        &mut self,
+        &self,
         mem: &P,
         frames: &F,
         page: Page,
@@ -67,7 +78,7 @@ pub trait PageTable: Send + Sized {
     ) -> Result<()>;
 
     /// Removes the mapping of `page`, if any.
-    fn unmap<P: PhysMemory>(&mut self, mem: &P, page: Page) -> Option<Unmapped>;
+    fn unmap<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<Unmapped>;
 
     /// The frame and rights `page` maps, if any.
     fn translate<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<(Frame, PageFlags)>;

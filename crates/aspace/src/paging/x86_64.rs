@@ -10,6 +10,8 @@
 //! unmapped (so re-mapping never allocates) and are freed by
 //! [`destroy`](PageTable::destroy).
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use crate::addr::{Frame, Page, PhysAddr};
 use crate::flags::PageFlags;
 use crate::machine::{FrameAllocator, PhysMemory};
@@ -100,10 +102,16 @@ pub fn decode_leaf(e: u64) -> Option<(Frame, PageFlags)> {
 const TABLE_ENTRY: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
 
 /// An x86_64 4-level page table rooted at a PML4 frame.
+///
+/// Changed without a lock (see [`PageTable`]'s concurrency rules): a missing
+/// intermediate table is zeroed first and then installed with one
+/// compare-and-swap; a CPU that loses the race frees its own, which nothing
+/// ever reached.
 #[derive(Debug)]
 pub struct X86_64PageTable {
     root: Frame,
-    tables: u64,
+    /// Frames of the root and the intermediate tables.
+    tables: AtomicU64,
     kernel: bool,
 }
 
@@ -115,7 +123,7 @@ impl X86_64PageTable {
     /// The leaf-table frame for `page`, creating missing levels; fails with
     /// `NoMemory` when a table cannot be allocated.
     fn leaf_table<P: PhysMemory, F: FrameAllocator>(
-        &mut self,
+        &self,
         mem: &P,
         frames: &F,
         page: Page,
@@ -123,18 +131,44 @@ impl X86_64PageTable {
         let mut table = self.root;
         for level in (2..=4).rev() {
             let addr = entry_addr(table, table_index(page, level));
-            let e = mem.read_u64(addr);
-            table = if e & PTE_PRESENT != 0 {
-                PhysAddr::new(e & PTE_ADDR_MASK).frame()
-            } else {
-                let new = frames.alloc().ok_or(Error::NoMemory)?;
-                mem.zero_frame(new);
-                self.tables += 1;
-                mem.write_u64(addr, new.start().as_u64() | TABLE_ENTRY);
-                new
-            };
+            let mut e = mem.read_u64(addr);
+            if e & PTE_PRESENT == 0 {
+                e = self.install_table(mem, frames, addr, e)?;
+            }
+            table = PhysAddr::new(e & PTE_ADDR_MASK).frame();
         }
         Ok(table)
+    }
+
+    /// Puts a new, zeroed table into the empty entry at `addr` (holding
+    /// `old`), unless another CPU gets there first; returns the entry now
+    /// there. The zeroing happens before the compare-and-swap publishes the
+    /// table, so no walker ever sees it dirty.
+    fn install_table<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        addr: PhysAddr,
+        mut old: u64,
+    ) -> Result<u64> {
+        let new = frames.alloc().ok_or(Error::NoMemory)?;
+        mem.zero_frame(new);
+        let entry = new.start().as_u64() | TABLE_ENTRY;
+        loop {
+            match mem.compare_exchange_u64(addr, old, entry) {
+                Ok(_) => {
+                    self.tables.fetch_add(1, Ordering::Relaxed);
+                    return Ok(entry);
+                }
+                Err(found) if found & PTE_PRESENT != 0 => {
+                    // Another CPU installed one; ours was never reachable.
+                    frames.release(new);
+                    return Ok(found);
+                }
+                // Not present but not the value read either: try again.
+                Err(found) => old = found,
+            }
+        }
     }
 
     fn find_leaf<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<PhysAddr> {
@@ -188,7 +222,7 @@ impl PageTable for X86_64PageTable {
         }
         Ok(Self {
             root,
-            tables: 1,
+            tables: AtomicU64::new(1),
             kernel: kernel.is_none(),
         })
     }
@@ -198,7 +232,7 @@ impl PageTable for X86_64PageTable {
     }
 
     fn map<P: PhysMemory, F: FrameAllocator>(
-        &mut self,
+        &self,
         mem: &P,
         frames: &F,
         page: Page,
@@ -216,7 +250,7 @@ impl PageTable for X86_64PageTable {
         Ok(())
     }
 
-    fn unmap<P: PhysMemory>(&mut self, mem: &P, page: Page) -> Option<Unmapped> {
+    fn unmap<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<Unmapped> {
         let addr = self.find_leaf(mem, page)?;
         let (frame, _) = decode_leaf(mem.read_u64(addr))?;
         mem.write_u64(addr, 0);
@@ -228,7 +262,7 @@ impl PageTable for X86_64PageTable {
     }
 
     fn table_frames(&self) -> u64 {
-        self.tables
+        self.tables.load(Ordering::Relaxed)
     }
 
     fn destroy<P: PhysMemory, F: FrameAllocator>(self, mem: &P, frames: &F) {
