@@ -91,7 +91,7 @@ impl<M: Machine> AddressSpace<M> {
         // The tree stays read-locked for the whole fault: no area is
         // destroyed or resized meanwhile, so the area needs no reference of
         // its own and its range holds.
-        let tree = self.areas.read();
+        let tree = self.areas.read(cpu);
         let (start, end, slot) = self
             .slot_at_on(&tree, page.number(), cpu)
             .ok_or(FaultReason::NoArea)?;

@@ -64,6 +64,7 @@ pub mod flags;
 pub mod loader;
 pub mod machine;
 pub mod paging;
+mod shard_lock;
 pub mod share;
 pub mod space;
 pub mod stats;

@@ -184,7 +184,9 @@ pub trait Machine: Send + Sync + Sized + 'static {
     type Lock: lock_api::RawMutex + Send + Sync;
     /// The reader-writer lock of an address space's area tree: page faults
     /// and lookups read it (in parallel), creating, resizing and destroying
-    /// areas write it. A spinning or a sleeping one, as for `Lock`.
+    /// areas write it. A spinning or a sleeping one, as for `Lock`. Each
+    /// tree has one per CPU (up to 16): a reader takes its CPU's, a writer
+    /// all of them.
     type RwLock: lock_api::RawRwLock + Send + Sync;
     /// Physical memory access.
     type Memory: PhysMemory;

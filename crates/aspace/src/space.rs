@@ -32,6 +32,7 @@ use crate::fault::Preparing;
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::machine::{Asid, CpuSet, FrameAllocator, Invalidation, Layout, Machine, Shootdown, Tlb};
 use crate::paging::PageTable;
+use crate::shard_lock::{ReadGuard, ShardedRwLock};
 use crate::share::ShareInfo;
 use crate::stats::Stats;
 use crate::tlb::ShootdownBatch;
@@ -64,6 +65,11 @@ pub(crate) struct LookupHints([CpuHint; HINTS]);
 
 const HINTS: usize = 8;
 
+/// Most reader shards an area tree's lock gets (CPU `c` reads through shard
+/// `c % MAX_SHARDS`): writers lock every shard, so more would make creating
+/// and destroying areas dearer on big machines.
+const MAX_SHARDS: usize = 16;
+
 #[derive(Default)]
 #[repr(align(128))]
 struct CpuHint(Hint);
@@ -85,7 +91,9 @@ pub struct AddressSpace<M: Machine> {
     kernel: bool,
     root: Frame,
     pub(crate) shared: Arc<Shared<M>>,
-    pub(crate) areas: lock_api::RwLock<M::RwLock, Areas<M>>,
+    /// The areas, behind a lock with a reader count per CPU: faults on
+    /// different CPUs read it without sharing a cache line.
+    pub(crate) areas: ShardedRwLock<M::RwLock, Areas<M>>,
     /// The page table, changed without a lock of its own: each page's entry
     /// only under its area's lock (see [`PageTable`]'s concurrency rules).
     /// `None` only while the address space is being dropped.
@@ -136,7 +144,7 @@ impl<M: Machine> AddressSpace<M> {
             kernel: kernel.is_none(),
             root: pt.root(),
             shared: shared.clone(),
-            areas: lock_api::RwLock::new(AreaTree::new()),
+            areas: ShardedRwLock::new(AreaTree::new(), m.tlb().cpu_count().min(MAX_SHARDS)),
             pt: Some(pt),
         }))
     }
@@ -184,6 +192,17 @@ impl<M: Machine> AddressSpace<M> {
     /// One past the highest user address.
     pub fn user_end(&self) -> u64 {
         self.shared.layout.user_end
+    }
+
+    /// The area tree, read-locked through the current CPU's shard (a
+    /// single-shard lock skips looking up the CPU).
+    pub(crate) fn read_areas(&self) -> ReadGuard<'_, M::RwLock, Areas<M>> {
+        let cpu = if self.areas.shards() > 1 {
+            self.machine().tlb().current_cpu()
+        } else {
+            None
+        };
+        self.areas.read(cpu)
     }
 
     /// The page table. Whoever changes a page's entry must hold its area's
@@ -413,7 +432,7 @@ impl<M: Machine> AddressSpace<M> {
     pub fn area_change_flags(&self, addr: VirtAddr, flags: AreaFlags) -> Result<()> {
         flags.validate()?;
         // Read-locking the tree keeps the area in place (as for a fault).
-        let tree = self.areas.read();
+        let tree = self.read_areas();
         let (slot, mut st) = self.lock_whole(&tree, addr)?;
         let area = &slot.area;
         if !area.backend.can_change_flags() || st.share.is_some() {
@@ -474,7 +493,7 @@ impl<M: Machine> AddressSpace<M> {
         }
         let m = self.machine();
         let (share, backend, pages, mask) = {
-            let tree = self.areas.read();
+            let tree = self.read_areas();
             let (slot, mut st) = self.lock_whole(&tree, src_addr)?;
             let area = &slot.area;
             if !area.backend.can_share() {
@@ -536,7 +555,7 @@ impl<M: Machine> AddressSpace<M> {
                 return Err(e);
             }
         };
-        let tree = dst.areas.read();
+        let tree = dst.read_areas();
         let slot = dst
             .area_at(&tree, dst_base.page().number())
             .filter(|slot| Arc::ptr_eq(&slot.area, &area));
@@ -557,7 +576,7 @@ impl<M: Machine> AddressSpace<M> {
 
     /// The share record of the area containing `addr`, if it is shared.
     pub fn share_info(&self, addr: VirtAddr) -> Option<Arc<ShareInfo<M>>> {
-        let tree = self.areas.read();
+        let tree = self.read_areas();
         let share = self
             .area_at(&tree, addr.page().number())?
             .lock()
@@ -568,7 +587,7 @@ impl<M: Machine> AddressSpace<M> {
 
     /// The area containing `addr`.
     pub fn area(&self, addr: VirtAddr) -> Option<AreaInfo> {
-        let tree = self.areas.read();
+        let tree = self.read_areas();
         self.slot_at(&tree, addr.page().number())
             .map(|(start, end, slot)| slot.snapshot(start, end))
     }
@@ -576,7 +595,7 @@ impl<M: Machine> AddressSpace<M> {
     /// Size in bytes of the area containing `addr`, 0 if none (HelenOS
     /// `as_area_get_size`).
     pub fn area_size(&self, addr: VirtAddr) -> u64 {
-        let tree = self.areas.read();
+        let tree = self.read_areas();
         self.slot_at(&tree, addr.page().number())
             .map_or(0, |(start, end, _)| (end - start) * PAGE_SIZE)
     }
@@ -584,15 +603,14 @@ impl<M: Machine> AddressSpace<M> {
     /// Whether the area containing `addr` permits `access` (HelenOS
     /// `as_area_check_access`); `false` when there is no area.
     pub fn check_access(&self, addr: VirtAddr, access: Access) -> bool {
-        let tree = self.areas.read();
+        let tree = self.read_areas();
         self.area_at(&tree, addr.page().number())
             .is_some_and(|slot| slot.summary.flags().permits(access))
     }
 
     /// Every area, lowest first.
     pub fn areas(&self) -> Vec<AreaInfo> {
-        self.areas
-            .read()
+        self.read_areas()
             .iter()
             .map(|(start, end, slot)| slot.snapshot(start, end))
             .collect()
@@ -600,7 +618,7 @@ impl<M: Machine> AddressSpace<M> {
 
     /// A copy of the used space of the area containing `addr`.
     pub fn used_space(&self, addr: VirtAddr) -> Option<UsedSpace> {
-        let tree = self.areas.read();
+        let tree = self.read_areas();
         self.area_at(&tree, addr.page().number())
             .map(|slot| slot.lock().used.clone())
     }
@@ -613,7 +631,7 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Pages mapped in all areas together.
     pub fn resident_pages(&self) -> u64 {
-        let tree = self.areas.read();
+        let tree = self.read_areas();
         tree.iter()
             .map(|(_, _, slot)| slot.lock().used.pages())
             .sum()

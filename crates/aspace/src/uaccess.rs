@@ -63,7 +63,7 @@ impl<M: Machine> AddressSpace<M> {
                 // The area's lock is held during the copy, so the frame cannot
                 // be unmapped (let alone freed) under it: every unmap of the
                 // area's pages takes that lock or the tree's write lock.
-                let tree = self.areas.read();
+                let tree = self.read_areas();
                 let Some(slot) = self.area_at(&tree, addr.page().number()) else {
                     return Err(Error::BadMemory);
                 };

@@ -1,0 +1,221 @@
+//! A reader-writer lock with one reader count per CPU (a "big reader"
+//! lock), for data read on every page fault and written rarely: the area
+//! tree of an address space.
+//!
+//! A reader locks only the shard of the CPU it runs on, so readers on
+//! different CPUs never write the same cache line; a writer locks every
+//! shard, in index order, so it excludes the readers of all of them. Reads
+//! cost what one of the machine's reader-writer locks costs, writes that
+//! times the number of shards. Each shard is one of the machine's own
+//! [`RawRwLock`]s, so waiting behaves as the kernel chose (the x86_64
+//! kernel's keeps serving shootdown IPIs while it spins).
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+
+use lock_api::RawRwLock;
+
+/// One shard, alone on its cache-line pair (adjacent-line prefetch
+/// would otherwise couple neighbours).
+#[repr(align(128))]
+struct Shard<R>(R);
+
+/// A reader-writer lock over `T` with one shard per CPU (see the
+/// [module documentation](self)).
+pub(crate) struct ShardedRwLock<R: RawRwLock, T> {
+    shards: Box<[Shard<R>]>,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the lock hands out `&T` to readers on several threads at once
+// (hence `T: Sync`) and `&mut T` to one writer at a time, possibly on
+// another thread than the one that created it (hence `T: Send`).
+unsafe impl<R: RawRwLock + Sync, T: Send + Sync> Sync for ShardedRwLock<R, T> {}
+// SAFETY: moving the lock moves the `T` it owns; the raw locks are plain
+// values while nobody holds them (and nobody can, given `self` by value).
+unsafe impl<R: RawRwLock + Send, T: Send> Send for ShardedRwLock<R, T> {}
+
+impl<R: RawRwLock, T> ShardedRwLock<R, T> {
+    /// A lock over `value` with `shards` shards (at least one).
+    pub(crate) fn new(value: T, shards: usize) -> Self {
+        let shards: Vec<Shard<R>> = (0..shards.max(1)).map(|_| Shard(R::INIT)).collect();
+        Self {
+            shards: shards.into_boxed_slice(),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// Number of shards.
+    pub(crate) fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Shared access, through the shard of `cpu` (CPUs beyond the shard
+    /// count, and callers outside any CPU, share shards by index modulo the
+    /// count; any shard is correct, the CPU's own is just the fast one).
+    #[inline]
+    pub(crate) fn read(&self, cpu: Option<usize>) -> ReadGuard<'_, R, T> {
+        let shard = &self.shards[cpu.unwrap_or(0) % self.shards.len()].0;
+        shard.lock_shared();
+        ReadGuard { lock: self, shard }
+    }
+
+    /// Exclusive access: every shard locked, lowest first (the one order all
+    /// writers use, so two writers cannot deadlock).
+    pub(crate) fn write(&self) -> WriteGuard<'_, R, T> {
+        for s in self.shards.iter() {
+            s.0.lock_exclusive();
+        }
+        WriteGuard { lock: self }
+    }
+
+    /// The data, through exclusive ownership of the lock.
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.data.get_mut()
+    }
+}
+
+/// Shared access to the data of a [`ShardedRwLock`]; unlocks its shard when
+/// dropped.
+pub(crate) struct ReadGuard<'a, R: RawRwLock, T> {
+    lock: &'a ShardedRwLock<R, T>,
+    shard: &'a R,
+}
+
+impl<R: RawRwLock, T> Deref for ReadGuard<'_, R, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this guard holds a shard for reading, so no writer (who
+        // needs every shard exclusively) holds the data mutably.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<R: RawRwLock, T> Drop for ReadGuard<'_, R, T> {
+    fn drop(&mut self) {
+        // SAFETY: `read` locked this shard shared, and only this guard
+        // unlocks it, once.
+        unsafe { self.shard.unlock_shared() };
+    }
+}
+
+/// Exclusive access to the data of a [`ShardedRwLock`]; unlocks every
+/// shard when dropped.
+pub(crate) struct WriteGuard<'a, R: RawRwLock, T> {
+    lock: &'a ShardedRwLock<R, T>,
+}
+
+impl<R: RawRwLock, T> Deref for WriteGuard<'_, R, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this guard holds every shard exclusively: no reader and no
+        // other writer can reach the data.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<R: RawRwLock, T> DerefMut for WriteGuard<'_, R, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference
+        // handed out by the guard.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<R: RawRwLock, T> Drop for WriteGuard<'_, R, T> {
+    fn drop(&mut self) {
+        for s in self.lock.shards.iter().rev() {
+            // SAFETY: `write` locked every shard exclusively, and only this
+            // guard unlocks them, once.
+            unsafe { s.0.unlock_exclusive() };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::thread;
+
+    type Lock = spin::RwLock<()>;
+
+    #[test]
+    fn readers_on_different_shards_share_and_a_writer_excludes_all() {
+        let lock = ShardedRwLock::<Lock, u64>::new(7, 4);
+        assert_eq!(lock.shards(), 4);
+        let a = lock.read(Some(0));
+        let b = lock.read(Some(5)); // shard 1
+        let c = lock.read(None); // shard 0, shared with `a`
+        assert_eq!(*a + *b + *c, 21);
+        // The read shards refuse a writer; the others are untouched.
+        assert!(!lock.shards[0].0.try_lock_exclusive());
+        assert!(!lock.shards[1].0.try_lock_exclusive());
+        assert!(lock.shards[2].0.try_lock_exclusive());
+        // SAFETY (test): locked just above, by this thread.
+        unsafe { lock.shards[2].0.unlock_exclusive() };
+        drop((a, b, c));
+        {
+            let mut w = lock.write();
+            *w += 1;
+            for s in lock.shards.iter() {
+                assert!(!s.0.try_lock_shared(), "a shard readable under a writer");
+            }
+        }
+        assert_eq!(*lock.read(Some(3)), 8);
+        // Every shard was unlocked: a second writer gets in.
+        *lock.write() += 1;
+        assert_eq!(*lock.read(Some(1)), 9);
+    }
+
+    #[test]
+    fn zero_shards_means_one() {
+        let mut lock = ShardedRwLock::<Lock, u8>::new(1, 0);
+        assert_eq!(lock.shards(), 1);
+        *lock.get_mut() = 2;
+        assert_eq!(*lock.read(Some(9)), 2);
+    }
+
+    /// Writers keep a pair of counters equal; readers on every shard must
+    /// never see them differ, and no increment may be lost.
+    #[test]
+    fn readers_never_see_a_half_done_write() {
+        let lock = ShardedRwLock::<Lock, (u64, u64)>::new((0, 0), 3);
+        let stop = AtomicBool::new(false);
+        let reads = AtomicUsize::new(0);
+        thread::scope(|s| {
+            for cpu in 0..3 {
+                let (lock, stop, reads) = (&lock, &stop, &reads);
+                s.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let g = lock.read(Some(cpu));
+                        assert_eq!(g.0, g.1, "torn read on shard {cpu}");
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            let writers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        for _ in 0..20_000 {
+                            let mut g = lock.write();
+                            g.0 += 1;
+                            core::hint::spin_loop();
+                            g.1 += 1;
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert_eq!(*lock.read(None), (40_000, 40_000));
+        assert!(reads.load(Ordering::Relaxed) > 0);
+    }
+}
