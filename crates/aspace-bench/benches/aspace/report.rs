@@ -462,6 +462,22 @@ fn render(f: &Figures) -> String {
         let two = f.get(&format!("scaling/{id}/2cpu"));
         row(&mut s, &[who.into(), time(one), time(two), plain(one, two)]);
     }
+    if let Some(p) = &*scaling::PAIRED.lock().unwrap() {
+        let _ = writeln!(
+            s,
+            "\n### Scaling, paired: every setup once per round, {} rounds\n\n\
+             Throughput of two CPUs ÷ one CPU in the same round (Linux: ÷ Linux's one \
+             thread); median and quartiles over the rounds.\n",
+            p.rounds
+        );
+        header(&mut s, &["who", "2 CPUs ÷ 1 CPU, median", "quartiles"]);
+        for &(who, m, lo, hi) in &p.rows {
+            row(
+                &mut s,
+                &[who.into(), format!("{m:.2}×"), format!("{lo:.2}–{hi:.2}×")],
+            );
+        }
+    }
     s += &render_paired();
     s
 }

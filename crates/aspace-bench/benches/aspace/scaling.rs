@@ -180,6 +180,71 @@ fn linux_round(k: usize) -> Duration {
     span(&spans)
 }
 
+/// Throughput of two CPUs ÷ one CPU, for each setup, measured in
+/// interleaved rounds (see [`paired`]).
+pub struct PairedScaling {
+    /// Rounds run.
+    pub rounds: usize,
+    /// (setup, median, lowest quartile, highest quartile) of the per-round
+    /// speedup.
+    pub rows: Vec<(&'static str, f64, f64, f64)>,
+}
+
+/// The paired scaling figures of this run, if it ran them.
+pub static PAIRED: std::sync::Mutex<Option<PairedScaling>> = std::sync::Mutex::new(None);
+
+/// Runs every setup once per round, in an order that rotates from round to
+/// round, and takes each round's speedup against the same round's one-CPU
+/// run (aspace's, or Linux's for Linux): a burst of load from elsewhere
+/// then skews both sides of a ratio instead of one.
+fn paired(space: &mut Rig, spaces: &mut Rig, machines: &mut Rig) {
+    let rounds = crate::paired::rounds();
+    // Setup index -> seconds per page of each round.
+    const SETUPS: usize = 7;
+    let mut t: Vec<Vec<f64>> = (0..SETUPS).map(|_| Vec::with_capacity(rounds)).collect();
+    for round in 0..=rounds {
+        for j in 0..SETUPS {
+            let i = (round + j) % SETUPS;
+            let (d, pages) = match i {
+                0 => (space.round(1, false), 1),
+                1 => (space.round(2, false), 2),
+                2 => (space.round(2, true), 2),
+                3 => (spaces.round(2, false), 2),
+                4 => (machines.round(2, false), 2),
+                5 => (linux_round(1), 1),
+                _ => (linux_round(2), 2),
+            };
+            if round > 0 {
+                t[i].push(d.as_secs_f64() / (pages as f64 * PAGES_PER_CPU as f64));
+            }
+        }
+    }
+    let speedups = |base: usize, i: usize| {
+        let mut r: Vec<f64> = (0..rounds).map(|k| t[base][k] / t[i][k]).collect();
+        r.sort_by(|a, b| a.total_cmp(b));
+        let q = |f: f64| r[((r.len() - 1) as f64 * f).round() as usize];
+        (q(0.5), q(0.25), q(0.75))
+    };
+    let rows = [
+        ("aspace, one space, an area per CPU", 0, 1),
+        ("aspace, one space, one area (a half per CPU)", 0, 2),
+        ("aspace, one space per CPU", 0, 3),
+        (
+            "aspace, one machine per CPU (nothing shared: control)",
+            0,
+            4,
+        ),
+        ("Linux, threads of one process", 5, 6),
+    ]
+    .into_iter()
+    .map(|(who, base, i)| {
+        let (m, lo, hi) = speedups(base, i);
+        (who, m, lo, hi)
+    })
+    .collect();
+    *PAIRED.lock().unwrap() = Some(PairedScaling { rounds, rows });
+}
+
 /// Increments per thread in the counter benchmarks.
 pub const INCREMENTS: u64 = 1 << 20;
 
@@ -272,6 +337,11 @@ pub fn bench(c: &mut Criterion<Clock>) {
         g.bench_function(BenchmarkId::new("linux_faults", format!("{k}cpu")), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| linux_round(k)).sum())
         });
+    }
+    // The same setups again, interleaved round by round (only if the
+    // filter let the fault benchmarks above run).
+    if let (Some(space), Some(spaces), Some(machines)) = (&mut one, &mut two, &mut apart) {
+        paired(space, spaces, machines);
     }
     // What a statistics counter shared by every CPU costs, as the core's
     // `Stats` are (several relaxed `fetch_add`s per fault), against one
