@@ -557,6 +557,17 @@ impl Path {
     }
 }
 
+/// What [`AreaTree::descend_bounds`] found.
+struct Bounds {
+    /// The leaf reached.
+    leaf: u32,
+    /// `(inner node, key index)` of the separator equal to the leaf's first
+    /// start, unless it is the first leaf.
+    left_sep: Option<(u32, usize)>,
+    /// The first start after the leaf, or `PAD`.
+    next_start: u64,
+}
+
 /// An entry as the queries return it: `(start, end, &value)`.
 pub type Entry<'a, V> = (u64, u64, &'a V);
 
@@ -825,6 +836,33 @@ impl<V> AreaTree<V> {
             node = inner.children[c];
         }
         (node, next_start)
+    }
+
+    /// Like [`descend`](Self::descend), also noting the separators on
+    /// either side of the route, without recording it: where the one just
+    /// left of it is (`keys[c - 1]` of the node at the lowest step with a
+    /// child `c > 0`; it equals the first start of the leaf reached), and
+    /// the value of the one just right of it, the first start after the
+    /// leaf (as in [`descend_path`](Self::descend_path)).
+    #[inline]
+    fn descend_bounds(&self, key: u64) -> Bounds {
+        let mut b = Bounds {
+            leaf: self.root,
+            left_sep: None,
+            next_start: PAD,
+        };
+        for _ in 1..self.height {
+            let inner = &self.inners[b.leaf as usize];
+            let c = inner.child_for(key);
+            if c > 0 {
+                b.left_sep = Some((b.leaf, c - 1));
+            }
+            if c < inner.nkeys() {
+                b.next_start = inner.keys[c];
+            }
+            b.leaf = inner.children[c];
+        }
+        b
     }
 
     /// `(start, end)` of the entry with the greatest start `<= key`.
@@ -1240,16 +1278,15 @@ impl<V> AreaTree<V> {
         if end <= start || self.height == 0 {
             return false;
         }
-        let mut path = Path::new();
-        let (node, next_start) = self.descend_path(start, &mut path);
-        let leaf = &mut self.leaves[node as usize];
+        let b = self.descend_bounds(start);
+        let leaf = &mut self.leaves[b.leaf as usize];
         let Some(i) = leaf.position(start) else {
             return false;
         };
         let after = if i + 1 < leaf.len() {
             leaf.starts[i + 1]
         } else {
-            next_start
+            b.next_start
         };
         if after < end {
             return false;
@@ -1271,9 +1308,8 @@ impl<V> AreaTree<V> {
         if self.height == 0 {
             return false;
         }
-        let mut path = Path::new();
-        let (node, _) = self.descend_path(start, &mut path);
-        let leaf = &self.leaves[node as usize];
+        let b = self.descend_bounds(start);
+        let leaf = &self.leaves[b.leaf as usize];
         let Some(i) = leaf.position(start) else {
             return false;
         };
@@ -1291,12 +1327,11 @@ impl<V> AreaTree<V> {
                 return false;
             }
         }
-        self.leaves[node as usize].starts[i] = new_start;
-        // The first start of a leaf is the separator at the lowest step of
-        // its route with a child to its left (if any); it must follow.
+        self.leaves[b.leaf as usize].starts[i] = new_start;
+        // The separator naming the leaf's first start must follow.
         if i == 0 {
-            if let Some(&(p, c)) = path.steps[..path.len].iter().rev().find(|&&(_, c)| c > 0) {
-                self.inners[p as usize].keys[c - 1] = new_start;
+            if let Some((p, k)) = b.left_sep {
+                self.inners[p as usize].keys[k] = new_start;
             }
         }
         true
