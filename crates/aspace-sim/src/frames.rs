@@ -283,12 +283,20 @@ impl FramePool {
             let victim = (1..SHARDS)
                 .map(|k| (me + k) % SHARDS)
                 .find(|&v| !shards[v].free.is_empty())?;
-            let from = &mut shards[victim].free;
-            let n = from.len().div_ceil(2).min(STEAL);
+            let (mine, from) = if me < victim {
+                let (lo, hi) = shards.split_at_mut(victim);
+                (&mut lo[me], &mut hi[0])
+            } else {
+                let (lo, hi) = shards.split_at_mut(me);
+                (&mut hi[0], &mut lo[victim])
+            };
+            let n = from.free.len().div_ceil(2).min(STEAL);
             // The victim's next frames (the end of its stack), in order, so
-            // the lowest still comes out first.
-            let stolen = from.split_off(from.len() - n);
-            shards[me].free.extend_from_slice(&stolen);
+            // the lowest still comes out first. Moved straight across (no
+            // temporary vector): a fault that steals does not allocate
+            // unless this shard's stack has never been this long.
+            let at = from.free.len() - n;
+            mine.free.extend(from.free.drain(at..));
         }
         let s = &mut shards[me];
         let f = s.free.pop().expect("refilled above");

@@ -185,7 +185,9 @@ impl<M: Machine> Area<M> {
             state: lock_api::Mutex::new(AreaState {
                 flags,
                 attrs,
-                used: UsedSpace::new(),
+                // Room for the first run, so the first fault allocates
+                // nothing (later ones reuse freed nodes).
+                used: UsedSpace::with_capacity(1),
                 share: None,
             }),
         }

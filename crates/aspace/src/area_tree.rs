@@ -7,8 +7,13 @@
 //! Every entry lives in a *leaf*; *inner* nodes only route the search. Both
 //! kinds sit in arenas (`Vec<Leaf<V>>`, `Vec<Inner>`) and refer to each other
 //! by `u32` index, so there is no `Box` per node, no `unsafe`, and freed nodes
-//! go on a free list to be reused. The arenas are plain `Vec`s and grow by
-//! doubling, so allocating a node is amortised O(1).
+//! go on a free list to be reused. The free lists are threaded through the
+//! freed nodes themselves (a leaf's `next`, an inner node's first child
+//! slot), so freeing a node never allocates, and a new node comes from the
+//! free list before the arena grows. The arenas are plain `Vec`s and grow by
+//! doubling, so allocating a node is amortised O(1); once they are as large
+//! as the tree has ever needed (or [`AreaTree::reserve`] made them), changes
+//! allocate nothing.
 //!
 //! * A leaf holds up to [`CAP`] entries in three parallel fixed-size arrays,
 //!   `starts`, `ends` and `values`, sorted by start, plus its length and the
@@ -304,6 +309,12 @@ impl<V> Leaf<V> {
         (i > 0 && self.starts[i - 1] == start).then(|| i - 1)
     }
 
+    /// Entry `j` (which must be below the length) as `(start, end, &value)`.
+    #[inline]
+    fn entry(&self, j: usize) -> Option<(u64, u64, &V)> {
+        Some((self.starts[j], self.ends[j], self.values[j].as_ref()?))
+    }
+
     /// The entry of this leaf containing `n`.
     #[inline(always)]
     fn lookup(&self, n: u64) -> Option<(u64, u64, &V)> {
@@ -546,6 +557,20 @@ impl Path {
     }
 }
 
+/// What [`AreaTree::descend_bounds`] found.
+struct Bounds {
+    /// The leaf reached.
+    leaf: u32,
+    /// `(inner node, key index)` of the separator equal to the leaf's first
+    /// start, unless it is the first leaf.
+    left_sep: Option<(u32, usize)>,
+    /// The first start after the leaf, or `PAD`.
+    next_start: u64,
+}
+
+/// An entry as the queries return it: `(start, end, &value)`.
+pub type Entry<'a, V> = (u64, u64, &'a V);
+
 /// A hint for [`AreaTree::find_hinted`]: the index of the leaf that answered
 /// the last lookup, so that the next lookup nearby can skip the descent.
 ///
@@ -577,8 +602,16 @@ impl Default for Hint {
 pub struct AreaTree<V> {
     leaves: Vec<Leaf<V>>,
     inners: Vec<Inner>,
-    free_leaves: Vec<u32>,
-    free_inners: Vec<u32>,
+    /// The first freed leaf, or `NIL`; the list runs through the freed
+    /// leaves' `next` fields, so freeing a leaf never allocates.
+    free_leaves: u32,
+    /// The first freed inner node, or `NIL`; the list runs through the
+    /// freed nodes' `children[0]`.
+    free_inners: u32,
+    /// Leaves on the free list.
+    free_leaf_count: usize,
+    /// Inner nodes on the free list.
+    free_inner_count: usize,
     /// The root node: a leaf if `height == 1`, an inner node if greater.
     root: u32,
     /// Levels of nodes; 0 for the empty tree (which has no nodes).
@@ -607,8 +640,10 @@ impl<V> AreaTree<V> {
         AreaTree {
             leaves: Vec::new(),
             inners: Vec::new(),
-            free_leaves: Vec::new(),
-            free_inners: Vec::new(),
+            free_leaves: NIL,
+            free_inners: NIL,
+            free_leaf_count: 0,
+            free_inner_count: 0,
             root: NIL,
             height: 0,
             len: 0,
@@ -636,8 +671,8 @@ impl<V> AreaTree<V> {
     #[doc(hidden)]
     pub fn node_counts(&self) -> (usize, usize) {
         (
-            self.leaves.len() - self.free_leaves.len(),
-            self.inners.len() - self.free_inners.len(),
+            self.leaves.len() - self.free_leaf_count,
+            self.inners.len() - self.free_inner_count,
         )
     }
 
@@ -659,11 +694,69 @@ impl<V> AreaTree<V> {
         height
     }
 
+    /// The most leaves and inner nodes a tree of `len` entries can have:
+    /// every leaf but the root holds at least `MIN_LEAF` entries, and every
+    /// inner node but the root has at least `MIN_KEYS + 1` children, so a
+    /// level of `k > 1` nodes has at most `max(1, k / (MIN_KEYS + 1))`
+    /// parents.
+    fn max_nodes(len: usize) -> (usize, usize) {
+        if len == 0 {
+            return (0, 0);
+        }
+        let leaves = (len / MIN_LEAF).max(1);
+        let (mut inners, mut level) = (0, leaves);
+        while level > 1 {
+            level = (level / (MIN_KEYS + 1)).max(1);
+            inners += level;
+        }
+        (leaves, inners)
+    }
+
+    /// Makes room for `additional` more entries: afterwards no insertion
+    /// allocates (nor does anything else but [`clone`](Clone::clone) and
+    /// [`drain`](Self::drain)'s result) as long as the tree holds at most
+    /// `len() + additional` entries, whatever removals come in between.
+    ///
+    /// Why that suffices: node fills bound the live nodes of a tree of
+    /// `len` entries (at most `len / (CAP / 2)` leaves, and inner levels
+    /// above them that shrink by a factor `CAP / 2 + 1`), an insertion
+    /// allocates nodes only for the splits it makes (a leaf, an inner node
+    /// per level, and a new root) and frees none, so the tree right after
+    /// it obeys the bound, and a removal only frees. Freed nodes go on free
+    /// lists threaded through the nodes themselves, and a new node is taken
+    /// from there before the arena grows; so an arena whose capacity covers
+    /// the bound for the largest size the tree reaches never grows.
+    ///
+    /// Reserving on an empty arena reserves exactly; otherwise the arenas
+    /// grow as a `Vec` does, so that repeated small reservations stay
+    /// amortised O(1).
+    pub fn reserve(&mut self, additional: usize) {
+        let (leaves, inners) = Self::max_nodes(self.len.saturating_add(additional));
+        fn grow<T>(arena: &mut Vec<T>, capacity: usize) {
+            if capacity <= arena.capacity() {
+                return;
+            }
+            let more = capacity - arena.len();
+            if arena.capacity() == 0 {
+                arena.reserve_exact(more);
+            } else {
+                arena.reserve(more);
+            }
+        }
+        grow(&mut self.leaves, leaves);
+        grow(&mut self.inners, inners);
+    }
+
     // -- Node allocation ----------------------------------------------------
 
+    /// Stores `leaf` in a freed slot, or else at the end of the arena.
     fn alloc_leaf(&mut self, leaf: Leaf<V>) -> u32 {
-        if let Some(i) = self.free_leaves.pop() {
-            self.leaves[i as usize] = leaf;
+        let i = self.free_leaves;
+        if i != NIL {
+            let slot = &mut self.leaves[i as usize];
+            self.free_leaves = slot.next;
+            self.free_leaf_count -= 1;
+            *slot = leaf;
             i
         } else {
             let i = index(self.leaves.len());
@@ -672,19 +765,25 @@ impl<V> AreaTree<V> {
         }
     }
 
-    /// Returns an emptied leaf to the free list. Its length is 0, so hints
-    /// naming it fail validation.
+    /// Puts an emptied leaf on the free list (linked through its `next`).
+    /// Its length is 0, so hints naming it fail validation.
     fn free_leaf(&mut self, i: u32) {
         let leaf = &mut self.leaves[i as usize];
         debug_assert!(leaf.len == 0 && leaf.values.iter().all(Option::is_none));
         leaf.len = 0;
-        leaf.next = NIL;
-        self.free_leaves.push(i);
+        leaf.next = self.free_leaves;
+        self.free_leaves = i;
+        self.free_leaf_count += 1;
     }
 
+    /// Stores `inner` in a freed slot, or else at the end of the arena.
     fn alloc_inner(&mut self, inner: Inner) -> u32 {
-        if let Some(i) = self.free_inners.pop() {
-            self.inners[i as usize] = inner;
+        let i = self.free_inners;
+        if i != NIL {
+            let slot = &mut self.inners[i as usize];
+            self.free_inners = slot.children[0];
+            self.free_inner_count -= 1;
+            *slot = inner;
             i
         } else {
             let i = index(self.inners.len());
@@ -693,9 +792,14 @@ impl<V> AreaTree<V> {
         }
     }
 
+    /// Clears an inner node and puts it on the free list (linked through
+    /// its first child slot).
     fn free_inner(&mut self, i: u32) {
-        self.inners[i as usize] = Inner::new();
-        self.free_inners.push(i);
+        let node = &mut self.inners[i as usize];
+        *node = Inner::new();
+        node.children[0] = self.free_inners;
+        self.free_inners = i;
+        self.free_inner_count += 1;
     }
 
     // -- Descents -----------------------------------------------------------
@@ -732,6 +836,33 @@ impl<V> AreaTree<V> {
             node = inner.children[c];
         }
         (node, next_start)
+    }
+
+    /// Like [`descend`](Self::descend), also noting the separators on
+    /// either side of the route, without recording it: where the one just
+    /// left of it is (`keys[c - 1]` of the node at the lowest step with a
+    /// child `c > 0`; it equals the first start of the leaf reached), and
+    /// the value of the one just right of it, the first start after the
+    /// leaf (as in [`descend_path`](Self::descend_path)).
+    #[inline]
+    fn descend_bounds(&self, key: u64) -> Bounds {
+        let mut b = Bounds {
+            leaf: self.root,
+            left_sep: None,
+            next_start: PAD,
+        };
+        for _ in 1..self.height {
+            let inner = &self.inners[b.leaf as usize];
+            let c = inner.child_for(key);
+            if c > 0 {
+                b.left_sep = Some((b.leaf, c - 1));
+            }
+            if c < inner.nkeys() {
+                b.next_start = inner.keys[c];
+            }
+            b.leaf = inner.children[c];
+        }
+        b
     }
 
     /// `(start, end)` of the entry with the greatest start `<= key`.
@@ -800,6 +931,29 @@ impl<V> AreaTree<V> {
         let leaf = &mut self.leaves[leaf];
         let i = leaf.position(start)?;
         Some((leaf.ends[i], leaf.values[i].as_mut()?))
+    }
+
+    /// The entries around point `n`: the one with the greatest start
+    /// `<= n` (the one containing `n`, if any does) and the one with the
+    /// least start `> n`, each as `(start, end, &value)`. One descent: the
+    /// second is the entry after the first in the leaf reached, or the
+    /// first entry of the next leaf.
+    pub fn neighbors(&self, n: u64) -> (Option<Entry<'_, V>>, Option<Entry<'_, V>>) {
+        if self.height == 0 {
+            return (None, None);
+        }
+        let leaf = &self.leaves[self.descend(n) as usize];
+        let i = leaf.rank(n);
+        let before = if i > 0 { leaf.entry(i - 1) } else { None };
+        let after = if i < leaf.len() {
+            leaf.entry(i)
+        } else {
+            // A live leaf's successor is live (or NIL, which is no index).
+            self.leaves
+                .get(leaf.next as usize)
+                .and_then(|next| next.entry(0))
+        };
+        (before, after)
     }
 
     /// Whether `[start, end)` intersects any entry other than the one
@@ -1124,21 +1278,62 @@ impl<V> AreaTree<V> {
         if end <= start || self.height == 0 {
             return false;
         }
-        let mut path = Path::new();
-        let (node, next_start) = self.descend_path(start, &mut path);
-        let leaf = &mut self.leaves[node as usize];
+        let b = self.descend_bounds(start);
+        let leaf = &mut self.leaves[b.leaf as usize];
         let Some(i) = leaf.position(start) else {
             return false;
         };
         let after = if i + 1 < leaf.len() {
             leaf.starts[i + 1]
         } else {
-            next_start
+            b.next_start
         };
         if after < end {
             return false;
         }
         leaf.ends[i] = end;
+        true
+    }
+
+    /// Changes the start of the entry starting at `start` to `new_start`,
+    /// keeping its end and value. Refuses (returns `false`, changing
+    /// nothing) if there is no such entry, if `new_start` is not below its
+    /// end, or if the new range would intersect the entry before it.
+    ///
+    /// The entry keeps its place in the order, so no node splits or
+    /// merges and nothing is allocated: one descent, and a second one only
+    /// when the entry is the first of its leaf and moves down (to find the
+    /// end of the entry before it, in another leaf).
+    pub fn set_start(&mut self, start: u64, new_start: u64) -> bool {
+        if self.height == 0 {
+            return false;
+        }
+        let b = self.descend_bounds(start);
+        let leaf = &self.leaves[b.leaf as usize];
+        let Some(i) = leaf.position(start) else {
+            return false;
+        };
+        if new_start >= leaf.ends[i] {
+            return false;
+        }
+        if new_start < start {
+            // `start > new_start >= 0`, so `start - 1` does not wrap.
+            let before_end = if i > 0 {
+                Some(leaf.ends[i - 1])
+            } else {
+                self.last_at_or_before(start - 1).map(|(_, e)| e)
+            };
+            if before_end.is_some_and(|e| e > new_start) {
+                return false;
+            }
+        }
+        self.leaves[b.leaf as usize].starts[i] = new_start;
+        // The separator naming the leaf's first start must follow.
+        if i == 0 {
+            if let Some((p, k)) = b.left_sep {
+                self.inners[p as usize].keys[k] = new_start;
+            }
+        }
         true
     }
 
@@ -1158,8 +1353,10 @@ impl<V> AreaTree<V> {
         }
         self.leaves.clear();
         self.inners.clear();
-        self.free_leaves.clear();
-        self.free_inners.clear();
+        self.free_leaves = NIL;
+        self.free_inners = NIL;
+        self.free_leaf_count = 0;
+        self.free_inner_count = 0;
         self.root = NIL;
         self.height = 0;
         self.len = 0;
@@ -1177,7 +1374,12 @@ impl<V> AreaTree<V> {
     pub fn check_invariants(&self) {
         let mut seen_leaf = alloc::vec![false; self.leaves.len()];
         let mut seen_inner = alloc::vec![false; self.inners.len()];
-        for &i in &self.free_leaves {
+        let (mut i, mut count) = (self.free_leaves, 0);
+        while i != NIL {
+            assert!(
+                (i as usize) < self.leaves.len(),
+                "free leaf {i} out of range"
+            );
             let leaf = &self.leaves[i as usize];
             assert!(!seen_leaf[i as usize], "leaf {i} twice on the free list");
             seen_leaf[i as usize] = true;
@@ -1186,12 +1388,29 @@ impl<V> AreaTree<V> {
                 leaf.starts.iter().all(|&s| s == PAD) && leaf.values.iter().all(Option::is_none),
                 "free leaf {i} holds data"
             );
+            count += 1;
+            i = leaf.next;
         }
-        for &i in &self.free_inners {
+        assert_eq!(count, self.free_leaf_count, "free leaf count");
+        let (mut i, mut count) = (self.free_inners, 0);
+        while i != NIL {
+            assert!(
+                (i as usize) < self.inners.len(),
+                "free inner {i} out of range"
+            );
+            let inner = &self.inners[i as usize];
             assert!(!seen_inner[i as usize], "inner {i} twice on the free list");
             seen_inner[i as usize] = true;
-            assert_eq!(self.inners[i as usize].nkeys, 0, "free inner {i} not empty");
+            assert_eq!(inner.nkeys, 0, "free inner {i} not empty");
+            assert!(
+                inner.keys.iter().all(|&k| k == PAD)
+                    && inner.children[1..].iter().all(|&c| c == NIL),
+                "free inner {i} holds data"
+            );
+            count += 1;
+            i = inner.children[0];
         }
+        assert_eq!(count, self.free_inner_count, "free inner count");
         if self.height == 0 {
             assert_eq!(self.len, 0, "empty tree with len {}", self.len);
             assert!(seen_leaf.iter().all(|&s| s), "empty tree with a live leaf");

@@ -6,10 +6,21 @@
 //! one that starts where it ends, and is refused if it overlaps any page
 //! already used; a removal must lie inside one interval and may shrink it
 //! from either end or split it in two.
+//!
+//! The intervals live in an [`AreaTree<()>`](AreaTree), the crate's arena
+//! B+tree, as half-open ranges of page numbers. Its nodes are reused after
+//! removals, so a page fault (which inserts one page) allocates nothing once
+//! the tree has been as large as it needs to be, or once
+//! [`reserve`](UsedSpace::reserve) made room: an extension of an interval
+//! at either end changes one bound in place, and a new interval takes a
+//! slot in a leaf or a reserved or freed node.
 
-use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::fmt;
+use core::iter::FusedIterator;
 
 use crate::addr::{Page, PageRange};
+use crate::area_tree::{self, AreaTree};
 
 /// Why a used-space update was refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -22,22 +33,76 @@ pub enum UsedSpaceError {
     Empty,
 }
 
-/// Set of used pages kept as disjoint, non-adjacent intervals, keyed by the
-/// first page number; lookups are O(log n) in the number of intervals.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Set of used pages kept as disjoint, non-adjacent intervals; lookups and
+/// updates are O(log n) in the number of intervals.
+#[derive(Clone, Default)]
 pub struct UsedSpace {
-    /// first page number -> page count
-    intervals: BTreeMap<u64, u64>,
+    /// The intervals as `[first page number, one past the last)`.
+    runs: AreaTree<()>,
+    /// Pages in all intervals.
     pages: u64,
 }
 
+/// Equal when the same pages are used (the intervals are maximal, so
+/// they are the same too), whatever the trees' shapes.
+impl PartialEq for UsedSpace {
+    fn eq(&self, other: &Self) -> bool {
+        self.pages == other.pages
+            && self.runs.len() == other.runs.len()
+            && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for UsedSpace {}
+
+impl fmt::Debug for UsedSpace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UsedSpace")
+            .field("pages", &self.pages)
+            .field("intervals", &DebugRuns(&self.runs))
+            .finish()
+    }
+}
+
+/// The intervals of a used space as a list of page-number ranges.
+struct DebugRuns<'a>(&'a AreaTree<()>);
+
+impl fmt::Debug for DebugRuns<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(s, e, ())| s..e))
+            .finish()
+    }
+}
+
+/// The interval `[start, end)` of page numbers as a [`PageRange`].
+fn range(start: u64, end: u64) -> PageRange {
+    PageRange::new(Page::from_number(start), end - start)
+}
+
 impl UsedSpace {
-    /// An empty set.
+    /// An empty set; allocates nothing.
     pub const fn new() -> Self {
         Self {
-            intervals: BTreeMap::new(),
+            runs: AreaTree::new(),
             pages: 0,
         }
+    }
+
+    /// An empty set with room for `intervals` intervals (see
+    /// [`reserve`](Self::reserve)), so that filling it allocates nothing.
+    pub fn with_capacity(intervals: usize) -> Self {
+        let mut s = Self::new();
+        s.reserve(intervals);
+        s
+    }
+
+    /// Makes room for `additional` more intervals: afterwards no insertion
+    /// or removal allocates as long as the set has at most
+    /// `intervals() + additional` intervals. An area reserves one when it is
+    /// created, so its first page fault does not allocate.
+    pub fn reserve(&mut self, additional: usize) {
+        self.runs.reserve(additional);
     }
 
     /// Total number of used pages.
@@ -47,19 +112,23 @@ impl UsedSpace {
 
     /// Number of intervals.
     pub fn intervals(&self) -> usize {
-        self.intervals.len()
+        self.runs.len()
     }
 
     /// Whether no page is used.
     pub fn is_empty(&self) -> bool {
-        self.intervals.is_empty()
+        self.runs.is_empty()
     }
 
-    /// The intervals in ascending order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = PageRange> + '_ {
-        self.intervals
-            .iter()
-            .map(|(&s, &c)| PageRange::new(Page::from_number(s), c))
+    /// The intervals in ascending order (double-ended: stepping from the
+    /// back costs a tree descent per interval).
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            runs: &self.runs,
+            front: self.runs.iter(),
+            back: None,
+            remaining: self.runs.len(),
+        }
     }
 
     /// The pages in ascending order.
@@ -70,102 +139,87 @@ impl UsedSpace {
 
     /// Whether `page` is used.
     pub fn contains(&self, page: Page) -> bool {
-        let n = page.number();
-        self.intervals
-            .range(..=n)
-            .next_back()
-            .is_some_and(|(&s, &c)| n < s + c)
+        self.runs.find(page.number()).is_some()
     }
 
     /// Marks `count` pages from `page` as used.
+    ///
+    /// Allocates only if a new interval needs a tree node that was neither
+    /// reserved nor freed before.
     pub fn insert(&mut self, page: Page, count: u64) -> Result<(), UsedSpaceError> {
         let start = page.number();
         let end = start.checked_add(count).ok_or(UsedSpaceError::Empty)?;
         if count == 0 {
             return Err(UsedSpaceError::Empty);
         }
-        let left = self
-            .intervals
-            .range(..=start)
-            .next_back()
-            .map(|(&s, &c)| (s, c));
-        let right = self.intervals.range(start..).next().map(|(&s, &c)| (s, c));
-        if let Some((s, c)) = left {
-            if start < s + c {
-                return Err(UsedSpaceError::Overlap);
-            }
+        let (left, right) = self.runs.neighbors(start);
+        let left = left.map(|(s, e, ())| (s, e));
+        let right = right.map(|(s, e, ())| (s, e));
+        if left.is_some_and(|(_, e)| start < e) || right.is_some_and(|(s, _)| s < end) {
+            return Err(UsedSpaceError::Overlap);
         }
-        if let Some((s, _)) = right {
-            if s < end {
-                return Err(UsedSpaceError::Overlap);
-            }
-        }
-        let merge_left = left.filter(|&(s, c)| s + c == start);
+        let merge_left = left.filter(|&(_, e)| e == start);
         let merge_right = right.filter(|&(s, _)| s == end);
-        match (merge_left, merge_right) {
-            (Some((ls, lc)), Some((rs, rc))) => {
-                self.intervals.remove(&rs);
-                self.intervals.insert(ls, lc + count + rc);
+        let done = match (merge_left, merge_right) {
+            (Some((ls, _)), Some((rs, re))) => {
+                self.runs.remove(rs).is_some() && self.runs.set_end(ls, re)
             }
-            (Some((ls, lc)), None) => {
-                self.intervals.insert(ls, lc + count);
-            }
-            (None, Some((rs, rc))) => {
-                self.intervals.remove(&rs);
-                self.intervals.insert(start, count + rc);
-            }
-            (None, None) => {
-                self.intervals.insert(start, count);
-            }
-        }
+            (Some((ls, _)), None) => self.runs.set_end(ls, end),
+            (None, Some((rs, _))) => self.runs.set_start(rs, start),
+            (None, None) => self.runs.insert(start, end, ()).is_ok(),
+        };
+        debug_assert!(done, "used space: checked update refused");
         self.pages += count;
         Ok(())
     }
 
     /// Marks `count` pages from `page` as unused; they must all be used and
     /// lie in one interval.
+    ///
+    /// Allocates only when it splits an interval and the new one needs a
+    /// tree node that was neither reserved nor freed before.
     pub fn remove(&mut self, page: Page, count: u64) -> Result<(), UsedSpaceError> {
         let start = page.number();
         let end = start.checked_add(count).ok_or(UsedSpaceError::Empty)?;
         if count == 0 {
             return Err(UsedSpaceError::Empty);
         }
-        let (s, c) = self
-            .intervals
-            .range(..=start)
-            .next_back()
-            .map(|(&s, &c)| (s, c))
-            .ok_or(UsedSpaceError::NotUsed)?;
-        if end > s + c {
+        let (s, e, ()) = self.runs.find(start).ok_or(UsedSpaceError::NotUsed)?;
+        if end > e {
             return Err(UsedSpaceError::NotUsed);
         }
-        if s == start {
-            self.intervals.remove(&s);
-        } else {
-            self.intervals.insert(s, start - s);
-        }
-        if end < s + c {
-            self.intervals.insert(end, s + c - end);
-        }
+        let done = match (s == start, end == e) {
+            (true, true) => self.runs.remove(s).is_some(),
+            (true, false) => self.runs.set_start(s, end),
+            (false, true) => self.runs.set_end(s, start),
+            (false, false) => self.runs.set_end(s, start) && self.runs.insert(end, e, ()).is_ok(),
+        };
+        debug_assert!(done, "used space: checked update refused");
         self.pages -= count;
         Ok(())
     }
 
     /// Removes and returns every interval at or above `page`, splitting the
     /// one that straddles it; highest first.
-    pub fn split_off(&mut self, page: Page) -> alloc::vec::Vec<PageRange> {
+    pub fn split_off(&mut self, page: Page) -> Vec<PageRange> {
         let cut = page.number();
-        let mut out = alloc::vec::Vec::new();
-        if let Some((&s, &c)) = self.intervals.range(..cut).next_back() {
-            if s + c > cut {
-                self.intervals.insert(s, cut - s);
-                self.intervals.insert(cut, s + c - cut);
+        let mut out = Vec::new();
+        // The last interval, while it ends above the cut.
+        while let (Some((s, e, ())), _) = self.runs.neighbors(u64::MAX) {
+            if e <= cut {
+                break;
             }
-        }
-        let upper = self.intervals.split_off(&cut);
-        for (s, c) in upper.into_iter().rev() {
-            self.pages -= c;
-            out.push(PageRange::new(Page::from_number(s), c));
+            if s >= cut {
+                self.runs.remove(s);
+                self.pages -= e - s;
+                out.push(range(s, e));
+            } else {
+                let done = self.runs.set_end(s, cut);
+                debug_assert!(done, "used space: shrinking refused");
+                self.pages -= e - cut;
+                out.push(range(cut, e));
+                break;
+            }
         }
         out
     }
@@ -174,4 +228,71 @@ impl UsedSpace {
     pub fn take(&mut self) -> UsedSpace {
         core::mem::take(self)
     }
+
+    /// Checks the tree's structural invariants and that the intervals are
+    /// maximal and add up to [`pages`](Self::pages); panics if not. Costs
+    /// O(intervals); for tests.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
+        self.runs.check_invariants();
+        let mut pages = 0u64;
+        let mut prev_end = None;
+        for (s, e, ()) in &self.runs {
+            assert!(
+                prev_end.is_none_or(|p| p < s),
+                "used space: intervals touch or overlap at {s}"
+            );
+            pages += e - s;
+            prev_end = Some(e);
+        }
+        assert_eq!(pages, self.pages, "used space: page count");
+    }
 }
+
+/// Iterator over the intervals of a [`UsedSpace`] in ascending order;
+/// returned by [`UsedSpace::iter`]. From the front it walks the leaves;
+/// from the back each step is one descent.
+#[derive(Clone)]
+pub struct Iter<'a> {
+    runs: &'a AreaTree<()>,
+    front: area_tree::Iter<'a, ()>,
+    /// The first page of the interval last taken from the back, if any.
+    back: Option<u64>,
+    /// Intervals not yet taken from either end.
+    remaining: usize,
+}
+
+impl Iterator for Iter<'_> {
+    type Item = PageRange;
+
+    fn next(&mut self) -> Option<PageRange> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        self.front.next().map(|(s, e, ())| range(s, e))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<PageRange> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        // An interval remains before the one last taken, so that one does
+        // not start at page 0.
+        let key = self.back.map_or(u64::MAX, |b| b - 1);
+        let (s, e, ()) = self.runs.neighbors(key).0?;
+        self.back = Some(s);
+        Some(range(s, e))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl FusedIterator for Iter<'_> {}
