@@ -41,9 +41,11 @@ impl<M: Machine> AddressSpace<M> {
     /// that the kernel was copying from or to user memory, which turns a
     /// failure into [`FaultOutcome::Defer`].
     ///
-    /// One area lookup, each lock taken once (the area tree for reading,
-    /// the area, the page table); heap allocation only when the used space
-    /// starts a new run of pages. For anonymous memory the frame is zeroed
+    /// One area lookup, two locks each taken once (the area tree for
+    /// reading, through this CPU's reader count, and the area; the page
+    /// table takes none). No heap allocation once the area's used space has
+    /// room for its runs (an area is created with room for one; the nodes
+    /// of runs that were removed are reused). For anonymous memory the frame is zeroed
     /// before the area's lock is taken. A page another CPU mapped in the
     /// meantime returns `Ok` (a frame prepared for it goes straight back to
     /// the allocator).
