@@ -26,6 +26,9 @@ struct Shard<R>(R);
 /// [module documentation](self)).
 pub(crate) struct ShardedRwLock<R: RawRwLock, T> {
     shards: Box<[Shard<R>]>,
+    /// `shards.len() - 1`; the length is a power of two, so a CPU's shard
+    /// is a mask away (no division on the read path).
+    mask: usize,
     data: UnsafeCell<T>,
 }
 
@@ -38,11 +41,14 @@ unsafe impl<R: RawRwLock + Sync, T: Send + Sync> Sync for ShardedRwLock<R, T> {}
 unsafe impl<R: RawRwLock + Send, T: Send> Send for ShardedRwLock<R, T> {}
 
 impl<R: RawRwLock, T> ShardedRwLock<R, T> {
-    /// A lock over `value` with `shards` shards (at least one).
+    /// A lock over `value` with `shards` shards, rounded up to a power of
+    /// two (at least one).
     pub(crate) fn new(value: T, shards: usize) -> Self {
-        let shards: Vec<Shard<R>> = (0..shards.max(1)).map(|_| Shard(R::INIT)).collect();
+        let n = shards.max(1).next_power_of_two();
+        let shards: Vec<Shard<R>> = (0..n).map(|_| Shard(R::INIT)).collect();
         Self {
             shards: shards.into_boxed_slice(),
+            mask: n - 1,
             data: UnsafeCell::new(value),
         }
     }
@@ -57,7 +63,7 @@ impl<R: RawRwLock, T> ShardedRwLock<R, T> {
     /// count; any shard is correct, the CPU's own is just the fast one).
     #[inline]
     pub(crate) fn read(&self, cpu: Option<usize>) -> ReadGuard<'_, R, T> {
-        let shard = &self.shards[cpu.unwrap_or(0) % self.shards.len()].0;
+        let shard = &self.shards[cpu.unwrap_or(0) & self.mask].0;
         shard.lock_shared();
         ReadGuard { lock: self, shard }
     }
@@ -149,7 +155,7 @@ mod tests {
         let lock = ShardedRwLock::<Lock, u64>::new(7, 4);
         assert_eq!(lock.shards(), 4);
         let a = lock.read(Some(0));
-        let b = lock.read(Some(5)); // shard 1
+        let b = lock.read(Some(5)); // shard 1 (5 mod 4)
         let c = lock.read(None); // shard 0, shared with `a`
         assert_eq!(*a + *b + *c, 21);
         // The read shards refuse a writer; the others are untouched.
@@ -173,7 +179,9 @@ mod tests {
     }
 
     #[test]
-    fn zero_shards_means_one() {
+    fn zero_shards_means_one_and_counts_round_up_to_powers_of_two() {
+        assert_eq!(ShardedRwLock::<Lock, u8>::new(1, 3).shards(), 4);
+        assert_eq!(ShardedRwLock::<Lock, u8>::new(1, 16).shards(), 16);
         let mut lock = ShardedRwLock::<Lock, u8>::new(1, 0);
         assert_eq!(lock.shards(), 1);
         *lock.get_mut() = 2;

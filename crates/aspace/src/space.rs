@@ -65,9 +65,10 @@ pub(crate) struct LookupHints([CpuHint; HINTS]);
 
 const HINTS: usize = 8;
 
-/// Most reader shards an area tree's lock gets (CPU `c` reads through shard
-/// `c % MAX_SHARDS`): writers lock every shard, so more would make creating
-/// and destroying areas dearer on big machines.
+/// Most reader shards an area tree's lock gets (one per CPU, rounded up to
+/// a power of two; CPU `c` reads through shard `c` modulo the count):
+/// writers lock every shard, so more would make creating and destroying
+/// areas dearer on big machines.
 const MAX_SHARDS: usize = 16;
 
 #[derive(Default)]
