@@ -129,6 +129,22 @@ impl FrameAllocator for Frames {
 /// stays inside one frame (copies are split at page boundaries).
 pub struct DirectMap;
 
+/// The 64-bit word at `addr` (page-table entries), as an atomic: every CPU
+/// reads and writes entries through here, atomically (plain `mov`s on
+/// x86_64, as the hardware walker expects), so they never race in Rust's
+/// memory model.
+///
+/// # Safety
+///
+/// `addr` must be naturally aligned (the `PhysMemory` contract) and lie in
+/// frame memory covered by the direct map, outside any Rust allocation;
+/// that memory lives as long as the kernel, hence `'static`.
+unsafe fn entry(addr: PhysAddr) -> &'static AtomicU64 {
+    // SAFETY: the caller's contract: aligned, mapped for the kernel's
+    // lifetime, and accessed only atomically.
+    unsafe { AtomicU64::from_ptr(phys_to_virt(addr.as_u64()) as *mut u64) }
+}
+
 impl PhysMemory for DirectMap {
     fn read(&self, addr: PhysAddr, buf: &mut [u8]) {
         // SAFETY: `addr..addr + buf.len()` is mapped frame memory outside
@@ -147,26 +163,18 @@ impl PhysMemory for DirectMap {
         };
     }
     fn read_u64(&self, addr: PhysAddr) -> u64 {
-        // SAFETY: a naturally aligned word (the trait's contract) of mapped
-        // frame memory (see `DirectMap`); volatile, as the CPU's page walker
-        // and other CPUs may access page-table entries at the same time.
-        unsafe { (phys_to_virt(addr.as_u64()) as *const u64).read_volatile() }
+        // SAFETY: see `entry`.
+        unsafe { entry(addr) }.load(Ordering::Acquire)
     }
     fn write_u64(&self, addr: PhysAddr, value: u64) {
-        // SAFETY: a naturally aligned word (the trait's contract) of mapped
-        // frame memory outside any Rust allocation (see `DirectMap`); one
-        // aligned 8-byte store, so a concurrent walker sees the old or the
-        // new entry.
-        unsafe { (phys_to_virt(addr.as_u64()) as *mut u64).write_volatile(value) }
+        // SAFETY: see `entry`. Release orders the writes before it (such as
+        // zeroing a table) before the entry for other CPUs; one aligned
+        // store, so a concurrent walker sees the old or the new entry.
+        unsafe { entry(addr) }.store(value, Ordering::Release)
     }
     fn compare_exchange_u64(&self, addr: PhysAddr, current: u64, new: u64) -> Result<u64, u64> {
-        let ptr = phys_to_virt(addr.as_u64()) as *mut u64;
-        // SAFETY: a naturally aligned word (the trait's contract) of mapped
-        // frame memory outside any Rust allocation (see `DirectMap`), which
-        // other CPUs and the page walker only access with single aligned
-        // loads and stores or atomically, as this does.
-        let word = unsafe { core::sync::atomic::AtomicU64::from_ptr(ptr) };
-        word.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+        // SAFETY: see `entry`.
+        unsafe { entry(addr) }.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
     }
     fn zero_frame(&self, frame: Frame) {
         // SAFETY: the whole of `frame`, page-aligned and mapped, outside any

@@ -2,19 +2,22 @@
 //! operations).
 //!
 //! Locking, in the order locks are taken:
-//! 1. the *area tree* of the address space, a reader-writer lock: written
-//!    by operations that change which areas exist or how large they are
+//! 1. the *area tree* of the address space, a reader-writer lock with one
+//!    reader count per CPU (up to 16; a writer takes them all): written by
+//!    operations that change which areas exist or how large they are
 //!    (create, resize, destroy, share), read by lookups and for the whole of
-//!    a page fault or a change of rights, which therefore need no reference
-//!    to the area of their own;
+//!    a page fault, a change of rights or a user copy, which therefore need
+//!    no reference to the area of their own;
 //! 2. the lock of one *area*: its rights, used space and share record; held
 //!    by a page fault for check, map and used-space update (the frame is
 //!    prepared before), and for operations on that area;
-//! 3. the *page table*: held while entries are read or changed;
-//! 4. a share record's lock, then the ASID allocator's.
+//! 3. a share record's lock, then the ASID allocator's.
 //!
-//! So faults on different areas of one address space proceed in parallel,
-//! meeting only on the tree's reader count and the page-table update.
+//! The page table has no lock: a page's entry changes only under its area's
+//! lock or with the tree write-locked, and intermediate tables are installed
+//! by compare-and-swap (see [`PageTable`]). So faults on different areas of
+//! one address space proceed in parallel and, on up to 8 CPUs, share no
+//! lock and no counter.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;

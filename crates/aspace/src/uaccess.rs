@@ -49,7 +49,8 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// Runs `op` on the physical address `addr` maps for `access`, with the
-    /// address space locked so the frame cannot be freed meanwhile.
+    /// tree read-locked and the area's lock held, so the frame can be neither
+    /// unmapped nor freed meanwhile.
     fn with_user_frame(
         &self,
         addr: VirtAddr,
@@ -63,12 +64,11 @@ impl<M: Machine> AddressSpace<M> {
                 // The area's lock is held during the copy, so the frame cannot
                 // be unmapped (let alone freed) under it: every unmap of the
                 // area's pages takes that lock or the tree's write lock.
+                // Without an area the fault below fails (and is counted).
                 let tree = self.read_areas();
-                let Some(slot) = self.area_at(&tree, addr.page().number()) else {
-                    return Err(Error::BadMemory);
-                };
-                let _area = slot.lock();
-                match self.pt().translate(mem, addr.page()) {
+                let area = self.area_at(&tree, addr.page().number());
+                let _locked = area.map(|slot| slot.lock());
+                match area.and_then(|_| self.pt().translate(mem, addr.page())) {
                     Some((frame, flags))
                         if flags.contains(PageFlags::USER) && flags.permits(access) =>
                     {
