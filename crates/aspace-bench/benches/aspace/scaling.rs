@@ -245,6 +245,95 @@ fn paired(space: &mut Rig, spaces: &mut Rig, machines: &mut Rig) {
     *PAIRED.lock().unwrap() = Some(PairedScaling { rounds, rows });
 }
 
+/// Lookups per thread in a lookup-scaling round.
+pub const LOOKUPS: u64 = 1 << 20;
+
+/// Areas in the lookup-scaling space.
+const LOOKUP_AREAS: u64 = 64;
+
+/// `k` threads each asking `check_access` `LOOKUPS` times on one space of
+/// `LOOKUP_AREAS` areas: a lookup is little more than the tree's read lock,
+/// so this is where the lock's reader count matters. With `on_cpus`, each
+/// thread runs as one of the machine's CPUs and reads the tree through its
+/// own reader count; without, no thread is on a CPU and all share the first
+/// reader count, as a single reader-writer lock would have them.
+fn lookup_round(cpus: &[Cpu], space: &Arc<Space>, k: usize, on_cpus: bool) -> Duration {
+    let barrier = Barrier::new(k);
+    let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
+        let handles: Vec<_> = cpus[..k]
+            .iter()
+            .map(|cpu| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let work = || {
+                        barrier.wait();
+                        let t0 = Instant::now();
+                        let mut hits = 0u64;
+                        for i in 0..LOOKUPS {
+                            let a = BASE + (i % LOOKUP_AREAS) * 2 * PAGE_SIZE;
+                            hits +=
+                                space.check_access(VirtAddr::new(a), aspace::Access::Read) as u64;
+                        }
+                        assert_eq!(hits, LOOKUPS, "every lookup hits an area");
+                        (t0, Instant::now())
+                    };
+                    if on_cpus {
+                        cpu.run(work)
+                    } else {
+                        work()
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    span(&spans)
+}
+
+/// Lookup scaling, paired: 1 and 2 threads, on CPUs (a reader count each)
+/// and off them (one shared reader count), every setup once per round.
+fn paired_lookups() {
+    let sim = sim(2, 16 << 20, 64, 64);
+    let space = sim.system().create().expect("space");
+    for i in 0..LOOKUP_AREAS {
+        space
+            .area_create(VirtAddr::new(BASE + i * 2 * PAGE_SIZE), PAGE_SIZE, RW)
+            .expect("free");
+    }
+    let cpus = [sim.cpu(0), sim.cpu(1)];
+    let rounds = crate::paired::rounds();
+    let setups = [(1, true), (2, true), (1, false), (2, false)];
+    let mut t: Vec<Vec<f64>> = setups.iter().map(|_| Vec::with_capacity(rounds)).collect();
+    for round in 0..=rounds {
+        for j in 0..setups.len() {
+            let i = (round + j) % setups.len();
+            let (k, on) = setups[i];
+            let d = lookup_round(&cpus, &space, k, on);
+            if round > 0 {
+                t[i].push(d.as_secs_f64() / (k as f64 * LOOKUPS as f64));
+            }
+        }
+    }
+    let speedup = |base: usize, i: usize| {
+        let mut r: Vec<f64> = (0..rounds).map(|n| t[base][n] / t[i][n]).collect();
+        r.sort_by(|a, b| a.total_cmp(b));
+        let q = |f: f64| r[((r.len() - 1) as f64 * f).round() as usize];
+        (q(0.5), q(0.25), q(0.75))
+    };
+    let rows = [
+        ("lookups, a reader count per CPU (threads on CPUs)", 0, 1),
+        ("lookups, one shared reader count (threads on no CPU)", 2, 3),
+    ]
+    .into_iter()
+    .map(|(who, base, i)| {
+        let (m, lo, hi) = speedup(base, i);
+        (who, m, lo, hi)
+    });
+    if let Some(p) = PAIRED.lock().unwrap().as_mut() {
+        p.rows.extend(rows);
+    }
+}
+
 /// Increments per thread in the counter benchmarks.
 pub const INCREMENTS: u64 = 1 << 20;
 
@@ -342,6 +431,7 @@ pub fn bench(c: &mut Criterion<Clock>) {
     // filter let the fault benchmarks above run).
     if let (Some(space), Some(spaces), Some(machines)) = (&mut one, &mut two, &mut apart) {
         paired(space, spaces, machines);
+        paired_lookups();
     }
     // What a statistics counter shared by every CPU costs, as the core's
     // `Stats` are (several relaxed `fetch_add`s per fault), against one
