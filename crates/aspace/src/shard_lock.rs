@@ -26,9 +26,13 @@ struct Shard<R>(R);
 /// A reader-writer lock over `T` with one shard per CPU (see the
 /// [module documentation](self)).
 pub(crate) struct ShardedRwLock<R: RawRwLock, T> {
-    shards: Box<[Shard<R>]>,
-    /// `shards.len() - 1`; the length is a power of two, so a CPU's shard
-    /// is a mask away (no division on the read path).
+    /// Shard 0, kept in the lock itself: a one-CPU machine (and CPU 0)
+    /// reads without following a pointer.
+    first: Shard<R>,
+    /// Shards 1 and up.
+    rest: Box<[Shard<R>]>,
+    /// The shard count minus one; the count is a power of two, so a CPU's
+    /// shard is a mask away (no division on the read path).
     mask: usize,
     data: UnsafeCell<T>,
 }
@@ -46,9 +50,10 @@ impl<R: RawRwLock, T> ShardedRwLock<R, T> {
     /// two (at least one).
     pub(crate) fn new(value: T, shards: usize) -> Self {
         let n = shards.max(1).next_power_of_two();
-        let shards: Vec<Shard<R>> = (0..n).map(|_| Shard(R::INIT)).collect();
+        let rest: Vec<Shard<R>> = (1..n).map(|_| Shard(R::INIT)).collect();
         Self {
-            shards: shards.into_boxed_slice(),
+            first: Shard(R::INIT),
+            rest: rest.into_boxed_slice(),
             mask: n - 1,
             data: UnsafeCell::new(value),
         }
@@ -56,7 +61,21 @@ impl<R: RawRwLock, T> ShardedRwLock<R, T> {
 
     /// Number of shards.
     pub(crate) fn shards(&self) -> usize {
-        self.shards.len()
+        self.mask + 1
+    }
+
+    /// Shard `i` (below the count).
+    #[inline]
+    fn shard(&self, i: usize) -> &R {
+        match i {
+            0 => &self.first.0,
+            _ => &self.rest[i - 1].0,
+        }
+    }
+
+    /// Every shard, lowest first.
+    fn all(&self) -> impl DoubleEndedIterator<Item = &R> {
+        core::iter::once(&self.first.0).chain(self.rest.iter().map(|s| &s.0))
     }
 
     /// Shared access, through the shard of `cpu` (CPUs beyond the shard
@@ -64,7 +83,7 @@ impl<R: RawRwLock, T> ShardedRwLock<R, T> {
     /// count; any shard is correct, the CPU's own is just the fast one).
     #[inline]
     pub(crate) fn read(&self, cpu: Option<usize>) -> ReadGuard<'_, R, T> {
-        let shard = &self.shards[cpu.unwrap_or(0) & self.mask].0;
+        let shard = self.shard(cpu.unwrap_or(0) & self.mask);
         shard.lock_shared();
         ReadGuard {
             lock: self,
@@ -76,8 +95,8 @@ impl<R: RawRwLock, T> ShardedRwLock<R, T> {
     /// Exclusive access: every shard locked, lowest first (the one order all
     /// writers use, so two writers cannot deadlock).
     pub(crate) fn write(&self) -> WriteGuard<'_, R, T> {
-        for s in self.shards.iter() {
-            s.0.lock_exclusive();
+        for s in self.all() {
+            s.lock_exclusive();
         }
         WriteGuard {
             lock: self,
@@ -144,10 +163,10 @@ impl<R: RawRwLock, T> DerefMut for WriteGuard<'_, R, T> {
 
 impl<R: RawRwLock, T> Drop for WriteGuard<'_, R, T> {
     fn drop(&mut self) {
-        for s in self.lock.shards.iter().rev() {
+        for s in self.lock.all().rev() {
             // SAFETY: `write` locked every shard exclusively, and only this
             // guard unlocks them, once.
-            unsafe { s.0.unlock_exclusive() };
+            unsafe { s.unlock_exclusive() };
         }
     }
 }
@@ -171,17 +190,17 @@ mod tests {
         let c = lock.read(None); // shard 0, shared with `a`
         assert_eq!(*a + *b + *c, 21);
         // The read shards refuse a writer; the others are untouched.
-        assert!(!lock.shards[0].0.try_lock_exclusive());
-        assert!(!lock.shards[1].0.try_lock_exclusive());
-        assert!(lock.shards[2].0.try_lock_exclusive());
+        assert!(!lock.shard(0).try_lock_exclusive());
+        assert!(!lock.shard(1).try_lock_exclusive());
+        assert!(lock.shard(2).try_lock_exclusive());
         // SAFETY (test): locked just above, by this thread.
-        unsafe { lock.shards[2].0.unlock_exclusive() };
+        unsafe { lock.shard(2).unlock_exclusive() };
         drop((a, b, c));
         {
             let mut w = lock.write();
             *w += 1;
-            for s in lock.shards.iter() {
-                assert!(!s.0.try_lock_shared(), "a shard readable under a writer");
+            for s in lock.all() {
+                assert!(!s.try_lock_shared(), "a shard readable under a writer");
             }
         }
         assert_eq!(*lock.read(Some(3)), 8);
