@@ -1295,6 +1295,70 @@ impl<V> AreaTree<V> {
         true
     }
 
+    /// Covers `[start, end)` by growing a neighbouring entry over it, in one
+    /// descent and without touching the tree's shape, when that is all it
+    /// takes (the used space's common case: a page next to pages already
+    /// used). Returns `Ok(())` if it did:
+    ///
+    /// * the entry ending exactly at `start` now ends at `end`, if nothing
+    ///   starts in `[start, end]`; or
+    /// * the entry starting exactly at `end` now starts at `start`, if
+    ///   nothing intersects `[start, end)` and that entry is not the first of
+    ///   its leaf (whose start routes the search).
+    ///
+    /// In every other case (`[start, end)` empty or intersecting an entry,
+    /// touching entries on both sides, touching none, or the second case
+    /// with the entry first in its leaf) it changes nothing and returns what
+    /// [`neighbors`](Self::neighbors)`(start)` would, as `(start, end)`
+    /// pairs, so the caller can finish the job without another search.
+    #[allow(clippy::type_complexity)]
+    pub fn grow_adjacent(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<(), (Option<(u64, u64)>, Option<(u64, u64)>)> {
+        if self.height == 0 {
+            return Err((None, None));
+        }
+        let b = self.descend_bounds(start);
+        let leaf = &self.leaves[b.leaf as usize];
+        // Entries `..r` start at or before `start`; the one at `r`, or else
+        // the first of the next leaf, starts after it.
+        let r = leaf.rank(start);
+        let before = (r > 0).then(|| (leaf.starts[r - 1], leaf.ends[r - 1]));
+        let after = if r < leaf.len() {
+            Some((leaf.starts[r], leaf.ends[r]))
+        } else {
+            // A live leaf's successor is live (or NIL, which is no index).
+            self.leaves
+                .get(leaf.next as usize)
+                .and_then(|next| next.entry(0))
+                .map(|(s, e, _)| (s, e))
+        };
+        let free = start < end
+            && after.is_none_or(|(s, _)| s >= end)
+            && before.is_none_or(|(_, e)| e <= start);
+        let leaf = &mut self.leaves[b.leaf as usize];
+        match (before, after) {
+            _ if !free => {}
+            // Touching the entry before (which is in this leaf), not the one
+            // after.
+            (Some((_, e)), a) if e == start && a.is_none_or(|(s, _)| s != end) => {
+                leaf.ends[r - 1] = end;
+                return Ok(());
+            }
+            // Touching the entry after, which is not the first of this leaf
+            // (`r > 0`), so its start is no separator; the entry before ends
+            // short of `start`.
+            (Some((_, e)), Some((s, _))) if e < start && s == end && r < leaf.len() => {
+                leaf.starts[r] = start;
+                return Ok(());
+            }
+            _ => {}
+        }
+        Err((before, after))
+    }
+
     /// Changes the start of the entry starting at `start` to `new_start`,
     /// keeping its end and value. Refuses (returns `false`, changing
     /// nothing) if there is no such entry, if `new_start` is not below its

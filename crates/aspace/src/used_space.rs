@@ -152,9 +152,12 @@ impl UsedSpace {
         if count == 0 {
             return Err(UsedSpaceError::Empty);
         }
-        let (left, right) = self.runs.neighbors(start);
-        let left = left.map(|(s, e, ())| (s, e));
-        let right = right.map(|(s, e, ())| (s, e));
+        // Mostly the page extends a run, and this one descent does it all;
+        // else it tells the runs around the page.
+        let Err((left, right)) = self.runs.grow_adjacent(start, end) else {
+            self.pages += count;
+            return Ok(());
+        };
         if left.is_some_and(|(_, e)| start < e) || right.is_some_and(|(s, _)| s < end) {
             return Err(UsedSpaceError::Overlap);
         }

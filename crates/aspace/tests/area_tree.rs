@@ -652,6 +652,7 @@ enum Op {
         descending: bool,
     },
     SetEnd(u64, u64),
+    GrowAdjacent(u64, u64),
     Find(u64),
     FindHinted(u64),
     Get(u64),
@@ -700,6 +701,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (key(), 1usize..80, any::<bool>())
             .prop_map(|(start, count, descending)| Op::RemoveRun { start, count, descending }),
         10 => end_for().prop_map(|(s, e)| Op::SetEnd(s, e)),
+        10 => end_for().prop_map(|(s, e)| Op::GrowAdjacent(s, e)),
         10 => key().prop_map(Op::Find),
         10 => key().prop_map(Op::FindHinted),
         4 => key().prop_map(Op::Get),
@@ -830,6 +832,40 @@ proptest! {
                         m.get_mut(&s).unwrap().0 = e;
                     }
                     t.check_invariants();
+                }
+                Op::GrowAdjacent(s, e) => {
+                    // The entry ending at `s`, the one starting at `e`, and
+                    // whether anything intersects `[s, e)`.
+                    let left = m.range(..s).next_back().filter(|(_, &(end, _))| end == s).map(|(&k, _)| k);
+                    let right = m.get(&e).map(|_| e);
+                    let free = s < e && !model_overlaps(&m, s, e, None);
+                    let extend = free && left.is_some() && right.is_none();
+                    let prepend = free && left.is_none() && right.is_some();
+                    let around = (
+                        m.range(..=s).next_back().map(|(&k, &(end, _))| (k, end)),
+                        m.range((std::ops::Bound::Excluded(s), std::ops::Bound::Unbounded))
+                            .next()
+                            .map(|(&k, &(end, _))| (k, end)),
+                    );
+                    let res = t.grow_adjacent(s, e);
+                    if let Err(got) = res {
+                        prop_assert_eq!(got, around, "step {}: {:?}: neighbours", step, op);
+                    }
+                    let got = res.is_ok();
+                    // Extending never declines; prepending may (the entry
+                    // first in its leaf), and then nothing changed.
+                    if extend {
+                        prop_assert!(got, "step {}: {:?} declined an extension", step, op);
+                        m.get_mut(&left.unwrap()).unwrap().0 = e;
+                    } else if got {
+                        prop_assert!(prepend, "step {}: {:?} grew where it must not", step, op);
+                        let (end, v) = m.remove(&e).unwrap();
+                        m.insert(s, (end, v));
+                    }
+                    t.check_invariants();
+                    let all: Vec<(u64, u64, u32)> = t.iter().map(|(s, e, &v)| (s, e, v)).collect();
+                    let want: Vec<(u64, u64, u32)> = m.iter().map(|(&s, &(e, v))| (s, e, v)).collect();
+                    prop_assert_eq!(all, want, "step {}: {:?}", step, op);
                 }
                 Op::Find(n) => {
                     let got = t.find(n).map(|(s, e, &v)| (s, e, v));
