@@ -193,6 +193,15 @@ pub struct PairedScaling {
 /// The paired scaling figures of this run, if it ran them.
 pub static PAIRED: std::sync::Mutex<Option<PairedScaling>> = std::sync::Mutex::new(None);
 
+/// Median and quartiles of the per-round speedup `base[k] / new[k]` (times
+/// per element of the same rounds).
+fn speedup(base: &[f64], new: &[f64]) -> (f64, f64, f64) {
+    let mut r: Vec<f64> = base.iter().zip(new).map(|(b, n)| b / n).collect();
+    r.sort_by(|a, b| a.total_cmp(b));
+    let q = |f: f64| r[((r.len() - 1) as f64 * f).round() as usize];
+    (q(0.5), q(0.25), q(0.75))
+}
+
 /// Runs every setup once per round, in an order that rotates from round to
 /// round, and takes each round's speedup against the same round's one-CPU
 /// run (aspace's, or Linux's for Linux): a burst of load from elsewhere
@@ -219,12 +228,6 @@ fn paired(space: &mut Rig, spaces: &mut Rig, machines: &mut Rig) {
             }
         }
     }
-    let speedups = |base: usize, i: usize| {
-        let mut r: Vec<f64> = (0..rounds).map(|k| t[base][k] / t[i][k]).collect();
-        r.sort_by(|a, b| a.total_cmp(b));
-        let q = |f: f64| r[((r.len() - 1) as f64 * f).round() as usize];
-        (q(0.5), q(0.25), q(0.75))
-    };
     let rows = [
         ("aspace, one space, an area per CPU", 0, 1),
         ("aspace, one space, one area (a half per CPU)", 0, 2),
@@ -238,7 +241,7 @@ fn paired(space: &mut Rig, spaces: &mut Rig, machines: &mut Rig) {
     ]
     .into_iter()
     .map(|(who, base, i)| {
-        let (m, lo, hi) = speedups(base, i);
+        let (m, lo, hi) = speedup(&t[base], &t[i]);
         (who, m, lo, hi)
     })
     .collect();
@@ -314,19 +317,13 @@ fn paired_lookups() {
             }
         }
     }
-    let speedup = |base: usize, i: usize| {
-        let mut r: Vec<f64> = (0..rounds).map(|n| t[base][n] / t[i][n]).collect();
-        r.sort_by(|a, b| a.total_cmp(b));
-        let q = |f: f64| r[((r.len() - 1) as f64 * f).round() as usize];
-        (q(0.5), q(0.25), q(0.75))
-    };
     let rows = [
         ("lookups, a reader count per CPU (threads on CPUs)", 0, 1),
         ("lookups, one shared reader count (threads on no CPU)", 2, 3),
     ]
     .into_iter()
     .map(|(who, base, i)| {
-        let (m, lo, hi) = speedup(base, i);
+        let (m, lo, hi) = speedup(&t[base], &t[i]);
         (who, m, lo, hi)
     });
     if let Some(p) = PAIRED.lock().unwrap().as_mut() {
