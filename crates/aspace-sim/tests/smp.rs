@@ -682,3 +682,102 @@ fn lazy_flush_for_cpu_that_ran_the_space_before() {
     assert_eq!(sim.system().stats().lazy_flushes, lazy0 + 1);
     drop(c0);
 }
+
+/// Two CPUs fault in two adjacent areas of one space at the same moment,
+/// in a part of the address space no table covers yet, so both need the same
+/// new intermediate tables (one page table covers both areas) and race to
+/// install them without a lock. Afterwards every page must hold what its CPU
+/// wrote, read back through the other CPU too; the frames in use must be
+/// exactly the data pages plus the tables the space reports (a losing CPU's
+/// table freed, none installed twice); and destroying the areas must give
+/// the data frames back.
+#[test]
+fn cpus_racing_to_install_the_same_page_tables_keep_everything() {
+    const PAGES: u64 = 32;
+    let seed = seed();
+    let sim = Sim::new(SimConfig {
+        cpus: 2,
+        memory: 64 << 20,
+        asids: 16,
+        tlb_entries: 64,
+    })
+    .unwrap();
+    let initial = sim.frames_in_use();
+    let space = sim.system().create().unwrap();
+    let mut cpus = [sim.cpu(0), sim.cpu(1)];
+    for cpu in &mut cpus {
+        cpu.switch_to(&space).unwrap();
+    }
+    for round in 0..200u64 {
+        // A fresh 512 GiB slot (PML4 entry) each round: PDPT, PD and PT
+        // are all missing when the two CPUs start.
+        let base = (round + 1) << 39;
+        let area = |i: u64| base + i * PAGES * PAGE_SIZE;
+        for i in 0..2 {
+            space
+                .area_create(va(area(i)), PAGES * PAGE_SIZE, RW)
+                .unwrap();
+        }
+        let tables_before = space.page_table_frames();
+        // A spinning start, so that the two first faults really overlap (a
+        // condition variable's wake-up takes longer than a fault).
+        let ready = AtomicU64::new(0);
+        thread::scope(|s| {
+            for (i, cpu) in cpus.iter_mut().enumerate() {
+                let (ready, area) = (&ready, &area);
+                s.spawn(move || {
+                    ready.fetch_add(1, Relaxed);
+                    let t0 = Instant::now();
+                    while ready.load(Relaxed) < 2 && t0.elapsed() < Duration::from_secs(5) {
+                        std::hint::spin_loop();
+                    }
+                    for p in 0..PAGES {
+                        let a = va(area(i as u64) + p * PAGE_SIZE);
+                        cpu.write_u64(a, pattern(TAG_A, i, p, round))
+                            .unwrap_or_else(|f| {
+                                panic!("seed {seed:#x} round {round}: CPU {i} page {p}: {f:?}")
+                            });
+                    }
+                });
+            }
+        });
+        // One new table per level (PDPT, PD, PT), whoever installed it.
+        assert_eq!(
+            space.page_table_frames(),
+            tables_before + 3,
+            "seed {seed:#x} round {round}: tables"
+        );
+        assert_eq!(
+            sim.frames_in_use() - initial,
+            space.page_table_frames() + space.resident_pages(),
+            "seed {seed:#x} round {round}: a frame leaked or was freed twice"
+        );
+        assert_eq!(
+            space.resident_pages(),
+            2 * PAGES,
+            "seed {seed:#x} round {round}"
+        );
+        for (reader, cpu) in cpus.iter_mut().enumerate() {
+            for i in 0..2 {
+                for p in 0..PAGES {
+                    let got = cpu.read_u64(va(area(i) + p * PAGE_SIZE)).unwrap();
+                    assert_eq!(
+                        got,
+                        pattern(TAG_A, i as usize, p, round),
+                        "seed {seed:#x} round {round}: CPU {reader} reads area {i} page {p}"
+                    );
+                }
+            }
+        }
+        for i in 0..2 {
+            cpus[0].run(|| space.area_destroy(va(area(i)))).unwrap();
+        }
+        assert_eq!(space.resident_pages(), 0);
+        assert_eq!(
+            sim.frames_in_use() - initial,
+            space.page_table_frames(),
+            "seed {seed:#x} round {round}: data frames not given back"
+        );
+    }
+    assert_eq!(sim.hardware().stats().stale_accesses, 0, "seed {seed:#x}");
+}
