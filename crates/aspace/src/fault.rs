@@ -45,10 +45,10 @@ impl<M: Machine> AddressSpace<M> {
     /// reading, through this CPU's reader count, and the area; the page
     /// table takes none). No heap allocation once the area's used space has
     /// room for its runs (an area is created with room for one; the nodes
-    /// of runs that were removed are reused). For anonymous memory the frame is zeroed
-    /// before the area's lock is taken. A page another CPU mapped in the
-    /// meantime returns `Ok` (a frame prepared for it goes straight back to
-    /// the allocator).
+    /// of runs that were removed are reused). For anonymous memory the frame
+    /// is zeroed before the area's lock is taken. A page another CPU mapped
+    /// in the meantime returns `Ok` (a frame prepared for it goes straight
+    /// back to the allocator).
     ///
     /// Out of memory, the fault is tried again before it fails, first
     /// waiting for faults elsewhere that hold a prepared frame: the last
