@@ -21,6 +21,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod alloc_count;
 pub mod cpu;
 pub mod frames;
 pub mod hardware;

@@ -9,81 +9,15 @@
 //! thread is measured. With `ASPACE_ALLOC_TRACE=1` it also prints a
 //! backtrace for each allocation it counts, to find the culprit.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use aspace::{AreaFlags, VirtAddr, PAGE_SIZE};
+use aspace_sim::alloc_count::{allocations, CountingAlloc};
 use aspace_sim::{Sim, SimConfig};
 
 mod common;
 use common::XorShift;
 
-/// The system allocator, counting the calling thread's allocations while
-/// it is measuring.
-struct Counting;
-
-thread_local! {
-    /// Allocations counted while measuring.
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-    /// Whether this thread is measuring.
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-    /// Whether to print a backtrace per counted allocation.
-    static TRACE: Cell<bool> = const { Cell::new(false) };
-}
-
-fn counted() {
-    let measuring = MEASURING.try_with(Cell::get).unwrap_or(false);
-    if !measuring {
-        return;
-    }
-    let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
-    if TRACE.try_with(Cell::get).unwrap_or(false) {
-        // Stop measuring while the backtrace (which allocates) is printed.
-        MEASURING.with(|m| m.set(false));
-        eprintln!(
-            "counted allocation:\n{}",
-            std::backtrace::Backtrace::force_capture()
-        );
-        MEASURING.with(|m| m.set(true));
-    }
-}
-
-// SAFETY: every call is passed on to `System` unchanged; the bookkeeping
-// uses const-initialised thread-locals, which do not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        counted();
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        counted();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        counted();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations the calling thread makes in `f`.
-fn allocations<R>(f: impl FnOnce() -> R) -> (u64, R) {
-    let trace = std::env::var_os("ASPACE_ALLOC_TRACE").is_some_and(|v| v == "1");
-    TRACE.with(|t| t.set(trace));
-    ALLOCS.with(|n| n.set(0));
-    MEASURING.with(|m| m.set(true));
-    let r = f();
-    MEASURING.with(|m| m.set(false));
-    (ALLOCS.with(Cell::get), r)
-}
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const BASE: u64 = 0x40_0000;
 const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);

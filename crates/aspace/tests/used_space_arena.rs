@@ -6,60 +6,17 @@
 //! The allocation counter is per thread (the test harness runs tests on
 //! several threads at once), so each test counts only its own allocations.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::BTreeSet;
 
 use aspace::area_tree::AreaTree;
 use aspace::used_space::{UsedSpace, UsedSpaceError};
 use aspace::{Page, PageRange};
+use aspace_sim::alloc_count::{allocations, CountingAlloc};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
-/// The system allocator, counting the calling thread's allocations.
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn bump() {
-    // `try_with`: the thread's slot may be gone while it exits.
-    let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
-}
-
-// SAFETY: every call is passed on to `System` unchanged; counting uses a
-// const-initialised thread-local, which never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        bump();
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        bump();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        bump();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations (and reallocations) the calling thread makes in `f`.
-fn allocations<R>(f: impl FnOnce() -> R) -> (u64, R) {
-    let before = ALLOCS.with(Cell::get);
-    let r = f();
-    (ALLOCS.with(Cell::get) - before, r)
-}
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 fn p(n: u64) -> Page {
     Page::from_number(n)
