@@ -781,3 +781,125 @@ fn cpus_racing_to_install_the_same_page_tables_keep_everything() {
     }
     assert_eq!(sim.hardware().stats().stale_accesses, 0, "seed {seed:#x}");
 }
+
+/// `area`, `area_size` and `check_access` read the area tree without a
+/// lock. While one CPU creates, resizes and destroys areas as fast as it
+/// can (splitting and merging the tree's nodes), another queries: areas
+/// that never change must come back exactly, gaps never filled, and an area
+/// found among the changing ones must contain the address and be one that
+/// the churning CPU could have made.
+#[test]
+fn lock_free_area_queries_stay_exact_while_areas_change() {
+    use aspace::Access;
+    const STABLE: u64 = 300;
+    const CHURN_BASE: u64 = 0x4000_0000;
+    const CHURN_SLOTS: u64 = 400;
+    let seed = seed();
+    let sim = Sim::new(SimConfig {
+        cpus: 2,
+        memory: 16 << 20,
+        asids: 16,
+        tlb_entries: 64,
+    })
+    .unwrap();
+    let space = sim.system().create().unwrap();
+    let stable_flags = |k: u64| match k % 3 {
+        0 => AreaFlags::READ,
+        1 => RW,
+        _ => AreaFlags::READ | AreaFlags::EXEC,
+    };
+    // Stable area k: pages [16 + 8k, 16 + 8k + 1 + k % 4), so gaps between.
+    let stable = |k: u64| (16 + 8 * k, 1 + k % 4);
+    for k in 0..STABLE {
+        let (page, pages) = stable(k);
+        space
+            .area_create(va(page * PAGE_SIZE), pages * PAGE_SIZE, stable_flags(k))
+            .unwrap();
+    }
+    let done = AtomicBool::new(false);
+    let queries = AtomicU64::new(0);
+    let changes = thread::scope(|s| {
+        let churn = s.spawn(|| {
+            let cpu = sim.cpu(1);
+            let mut rng = XorShift::new(seed);
+            let mut live = vec![false; CHURN_SLOTS as usize];
+            let mut changes = 0u64;
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_millis(700) {
+                let slot = rng.next() % CHURN_SLOTS;
+                let base = va(CHURN_BASE + slot * 16 * PAGE_SIZE);
+                let pages = 1 + rng.next() % 15;
+                if live[slot as usize] {
+                    if rng.chance(33) {
+                        cpu.run(|| space.area_resize(base, pages * PAGE_SIZE))
+                            .unwrap();
+                    } else {
+                        cpu.run(|| space.area_destroy(base)).unwrap();
+                        live[slot as usize] = false;
+                    }
+                } else {
+                    cpu.run(|| space.area_create(base, pages * PAGE_SIZE, RW))
+                        .unwrap();
+                    live[slot as usize] = true;
+                }
+                changes += 1;
+            }
+            done.store(true, Relaxed);
+            changes
+        });
+        s.spawn(|| {
+            let cpu = sim.cpu(0);
+            let mut rng = XorShift::new(seed ^ 0xabcd);
+            while !done.load(Relaxed) {
+                queries.fetch_add(1, Relaxed);
+                if rng.chance(50) {
+                    let page = 16 + rng.next() % (8 * STABLE);
+                    let k = (page - 16) / 8;
+                    let (first, pages) = stable(k);
+                    let inside = page < first + pages;
+                    let addr = va(page * PAGE_SIZE + rng.next() % PAGE_SIZE);
+                    let (info, size, access) = cpu.run(|| {
+                        (
+                            space.area(addr),
+                            space.area_size(addr),
+                            [Access::Read, Access::Write, Access::Exec]
+                                .map(|a| space.check_access(addr, a)),
+                        )
+                    });
+                    let flags = stable_flags(k);
+                    let want_access = [Access::Read, Access::Write, Access::Exec]
+                        .map(|a| inside && flags.permits(a));
+                    let ctx = format!("seed {seed:#x}: page {page:#x}");
+                    assert_eq!(access, want_access, "{ctx}: access");
+                    if inside {
+                        let info = info.unwrap_or_else(|| panic!("{ctx}: area lost"));
+                        assert_eq!(info.base, va(first * PAGE_SIZE), "{ctx}");
+                        assert_eq!((info.pages, info.flags), (pages, flags), "{ctx}");
+                        assert_eq!((info.backend, info.resident), ("anon", 0), "{ctx}");
+                        assert!(!info.shared && info.attrs.is_empty(), "{ctx}");
+                        assert_eq!(size, pages * PAGE_SIZE, "{ctx}: size");
+                    } else {
+                        assert_eq!((info, size), (None, 0), "{ctx}: a gap filled");
+                    }
+                } else {
+                    let addr = CHURN_BASE + rng.next() % (CHURN_SLOTS * 16 * PAGE_SIZE);
+                    if let Some(info) = cpu.run(|| space.area(va(addr))) {
+                        let (base, end) = (info.base.as_u64(), info.end().as_u64());
+                        let ctx = format!("seed {seed:#x}: {addr:#x} in [{base:#x}, {end:#x})");
+                        assert!(base <= addr && addr < end, "{ctx}");
+                        assert_eq!((base - CHURN_BASE) % (16 * PAGE_SIZE), 0, "{ctx}");
+                        assert!((1..16).contains(&info.pages), "{ctx}");
+                        assert_eq!((info.flags, info.backend), (RW, "anon"), "{ctx}");
+                    }
+                }
+            }
+        });
+        churn.join().unwrap()
+    });
+    let queries = queries.load(Relaxed);
+    eprintln!("{changes} changes, {queries} queries");
+    assert!(
+        changes > 1_000 && queries > 1_000,
+        "seed {seed:#x}: too little overlap"
+    );
+}

@@ -3,7 +3,7 @@
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::addr::{Frame, Page, VirtAddr};
-use crate::area::{Area, AreaInfo, AreaState, Slot};
+use crate::area::{Area, AreaInfo, AreaState, SlotRef};
 use crate::flags::{Access, AreaAttrs};
 use crate::machine::{FrameAllocator, Machine, Tlb};
 use crate::paging::PageTable;
@@ -106,8 +106,9 @@ impl<M: Machine> AddressSpace<M> {
         // nothing.
         // A shared area's page may already be in the share record's page
         // map, so it is left to the backend under the lock.
-        let (flags, resident, shared) = slot.summary.quick();
-        let prepare = flags.permits(access) && resident < end - start && !shared;
+        let summary = slot.summary();
+        let prepare =
+            summary.flags.permits(access) && summary.resident < end - start && !summary.shared;
         if prepare {
             self.shared.preparing.enter(cpu);
         }
@@ -132,7 +133,7 @@ impl<M: Machine> AddressSpace<M> {
     /// if it maps it.
     fn resolve_locked(
         &self,
-        slot: &Slot<M>,
+        slot: SlotRef<'_, M>,
         page: Page,
         access: Access,
         prepared: &mut Option<Frame>,

@@ -68,6 +68,7 @@ mod shard_lock;
 pub mod share;
 pub mod space;
 pub mod stats;
+pub(crate) mod summary;
 pub mod syscall;
 pub mod system;
 pub mod tlb;

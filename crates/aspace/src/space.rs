@@ -27,8 +27,8 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
-use crate::area::{Area, AreaGuard, AreaInfo, AreaState, Slot};
-use crate::area_tree::{AreaTree, Hint};
+use crate::area::{Area, AreaGuard, AreaInfo, AreaState, Slot, SlotRef};
+use crate::area_tree::{AreaTree, Busy, Hint, Reader};
 use crate::asid::AsidAllocator;
 use crate::backend::{AnonBackend, Backend};
 use crate::fault::Preparing;
@@ -38,6 +38,7 @@ use crate::paging::PageTable;
 use crate::shard_lock::{ReadGuard, ShardedRwLock};
 use crate::share::ShareInfo;
 use crate::stats::Stats;
+use crate::summary::{BackendNames, Summary};
 use crate::tlb::ShootdownBatch;
 use crate::used_space::UsedSpace;
 use crate::{Error, Result};
@@ -48,14 +49,15 @@ pub(crate) struct Shared<M: Machine> {
     pub asids: lock_api::Mutex<M::Lock, AsidAllocator>,
     pub stats: Stats,
     pub hints: LookupHints,
+    pub backend_names: BackendNames,
     pub preparing: Preparing,
     pub next_id: AtomicU64,
     pub layout: Layout,
 }
 
 /// The area tree: base page number to area, each entry knowing where its
-/// area ends and holding its summary (so a lookup touches no memory of the
-/// area itself).
+/// area ends, with the area's summary as its tag (so a lookup touches no
+/// memory of the area itself).
 pub(crate) type Areas<M> = AreaTree<Slot<M>>;
 
 /// Last-hit hints for area lookups, one per CPU (CPU `c` uses `c %
@@ -98,6 +100,9 @@ pub struct AddressSpace<M: Machine> {
     /// The areas, behind a lock with a reader count per CPU: faults on
     /// different CPUs read it without sharing a cache line.
     pub(crate) areas: ShardedRwLock<M::RwLock, Areas<M>>,
+    /// Lock-free lookups in `areas`, for the queries that need nothing but
+    /// an area's bounds and summary.
+    reader: Reader,
     /// The page table, changed without a lock of its own: each page's entry
     /// only under its area's lock (see [`PageTable`]'s concurrency rules).
     /// `None` only while the address space is being dropped.
@@ -143,12 +148,14 @@ impl<M: Machine> AddressSpace<M> {
         };
         let id = shared.new_id();
         shared.asids.lock().register(id, kernel.is_none());
+        let tree = AreaTree::new();
         Ok(Arc::new(Self {
             id,
             kernel: kernel.is_none(),
             root: pt.root(),
             shared: shared.clone(),
-            areas: ShardedRwLock::new(AreaTree::new(), m.tlb().cpu_count().min(MAX_SHARDS)),
+            reader: tree.reader(),
+            areas: ShardedRwLock::new(tree, m.tlb().cpu_count().min(MAX_SHARDS)),
             pt: Some(pt),
         }))
     }
@@ -224,10 +231,11 @@ impl<M: Machine> AddressSpace<M> {
         &self,
         tree: &'t Areas<M>,
         n: u64,
-    ) -> Option<(u64, u64, &'t Slot<M>)> {
+    ) -> Option<(u64, u64, SlotRef<'t, M>)> {
         if tree.height() <= 1 {
             // One leaf: nothing for a hint to save, so do not look up the CPU.
-            return tree.find(n);
+            let (start, end, slot, summary) = tree.find_tagged(n, None)?;
+            return Some((start, end, SlotRef::new(slot, summary)));
         }
         self.slot_at_on(tree, n, self.machine().tlb().current_cpu())
     }
@@ -238,8 +246,18 @@ impl<M: Machine> AddressSpace<M> {
         tree: &'t Areas<M>,
         n: u64,
         cpu: Option<usize>,
-    ) -> Option<(u64, u64, &'t Slot<M>)> {
-        tree.find_hinted(n, self.shared.hints.of(cpu))
+    ) -> Option<(u64, u64, SlotRef<'t, M>)> {
+        let (start, end, slot, summary) = tree.find_tagged(n, Some(self.shared.hints.of(cpu)))?;
+        Some((start, end, SlotRef::new(slot, summary)))
+    }
+
+    /// The area containing page number `n` as `(start, end, summary)`,
+    /// looked up with no lock at all, or `Err` if the tree kept changing
+    /// under the lookup (then the caller takes the tree's lock).
+    fn peek(&self, n: u64) -> core::result::Result<Option<(u64, u64, Summary)>, Busy> {
+        let hint = self.shared.hints.of(self.machine().tlb().current_cpu());
+        let found = self.reader.find(n, Some(hint))?;
+        Ok(found.map(|(start, end, w)| (start, end, Summary::unpack(w))))
     }
 
     /// The slot of the area containing `addr` and its locked state, for an
@@ -250,7 +268,7 @@ impl<M: Machine> AddressSpace<M> {
         &self,
         tree: &'t Areas<M>,
         addr: VirtAddr,
-    ) -> Result<(&'t Slot<M>, AreaGuard<'t, M>)> {
+    ) -> Result<(SlotRef<'t, M>, AreaGuard<'t, M>)> {
         let slot = self
             .area_at(tree, addr.page().number())
             .ok_or(Error::NotFound)?;
@@ -262,7 +280,7 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// The slot of `tree` whose area contains page number `n`.
-    pub(crate) fn area_at<'t>(&self, tree: &'t Areas<M>, n: u64) -> Option<&'t Slot<M>> {
+    pub(crate) fn area_at<'t>(&self, tree: &'t Areas<M>, n: u64) -> Option<SlotRef<'t, M>> {
         self.slot_at(tree, n).map(|(_, _, slot)| slot)
     }
 
@@ -340,10 +358,12 @@ impl<M: Machine> AddressSpace<M> {
         if !self.check_conflicts(&tree, range, None) {
             return Err(Error::AddressNotAvailable);
         }
+        let name = self.shared.backend_names.index(backend.name());
+        let summary = Summary::new(flags, attrs, name).pack();
         let slot = Slot::new(range.start, range.count, flags, attrs, backend);
         let area = slot.area.clone();
         let (start, end) = (range.start.number(), range.end().number());
-        tree.insert(start, end, slot)
+        tree.insert_tagged(start, end, summary, slot)
             .map_err(|_| Error::AddressNotAvailable)?;
         Ok(area)
     }
@@ -590,33 +610,51 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// The area containing `addr`.
+    ///
+    /// Takes no lock unless the area tree is changing meanwhile: the bounds
+    /// and summary come from a lock-free read of the tree.
     pub fn area(&self, addr: VirtAddr) -> Option<AreaInfo> {
+        if let Ok(found) = self.peek(addr.page().number()) {
+            let (start, end, s) = found?;
+            if let Some(name) = self.shared.backend_names.name(s.backend) {
+                return Some(s.info(start, end, name));
+            }
+        }
         let tree = self.read_areas();
         self.slot_at(&tree, addr.page().number())
             .map(|(start, end, slot)| slot.snapshot(start, end))
     }
 
     /// Size in bytes of the area containing `addr`, 0 if none (HelenOS
-    /// `as_area_get_size`).
+    /// `as_area_get_size`). Takes no lock unless the area tree is changing.
     pub fn area_size(&self, addr: VirtAddr) -> u64 {
+        let n = addr.page().number();
+        if let Ok(found) = self.peek(n) {
+            return found.map_or(0, |(start, end, _)| Summary::size(start, end));
+        }
         let tree = self.read_areas();
-        self.slot_at(&tree, addr.page().number())
-            .map_or(0, |(start, end, _)| (end - start) * PAGE_SIZE)
+        self.slot_at(&tree, n)
+            .map_or(0, |(start, end, _)| Summary::size(start, end))
     }
 
     /// Whether the area containing `addr` permits `access` (HelenOS
-    /// `as_area_check_access`); `false` when there is no area.
+    /// `as_area_check_access`); `false` when there is no area. Takes no
+    /// lock unless the area tree is changing.
     pub fn check_access(&self, addr: VirtAddr, access: Access) -> bool {
+        let n = addr.page().number();
+        if let Ok(found) = self.peek(n) {
+            return found.is_some_and(|(_, _, s)| s.flags.permits(access));
+        }
         let tree = self.read_areas();
-        self.area_at(&tree, addr.page().number())
-            .is_some_and(|slot| slot.summary.flags().permits(access))
+        self.area_at(&tree, n)
+            .is_some_and(|slot| slot.summary().flags.permits(access))
     }
 
     /// Every area, lowest first.
     pub fn areas(&self) -> Vec<AreaInfo> {
         self.read_areas()
-            .iter()
-            .map(|(start, end, slot)| slot.snapshot(start, end))
+            .iter_tagged()
+            .map(|(start, end, slot, summary)| SlotRef::new(slot, summary).snapshot(start, end))
             .collect()
     }
 
@@ -636,8 +674,8 @@ impl<M: Machine> AddressSpace<M> {
     /// Pages mapped in all areas together.
     pub fn resident_pages(&self) -> u64 {
         let tree = self.read_areas();
-        tree.iter()
-            .map(|(_, _, slot)| slot.lock().used.pages())
+        tree.iter_tagged()
+            .map(|(_, _, slot, summary)| SlotRef::new(slot, summary).lock().used.pages())
             .sum()
     }
 

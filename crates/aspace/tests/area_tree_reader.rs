@@ -50,7 +50,11 @@ fn reader_agrees_with_locked_lookup_through_every_change() {
     let probe = |t: &AreaTree<u64>, rng: &mut Rng, step: usize| {
         for _ in 0..64 {
             let n = rng.below(20_000);
-            let hinted = if n.is_multiple_of(2) { Some(&hint) } else { None };
+            let hinted = if n.is_multiple_of(2) {
+                Some(&hint)
+            } else {
+                None
+            };
             assert_eq!(
                 r.find(n, hinted),
                 Ok(locked(t, n)),
@@ -181,7 +185,11 @@ fn readers_never_see_a_torn_or_wrong_entry_while_the_tree_changes() {
                     } else {
                         CHURN_BASE + rng.below(CHURN_SPAN + 40)
                     };
-                    let hinted = if i.is_multiple_of(3) { Some(&hint) } else { None };
+                    let hinted = if i.is_multiple_of(3) {
+                        Some(&hint)
+                    } else {
+                        None
+                    };
                     let got = match reader.find(n, hinted) {
                         Ok(got) => got,
                         Err(Busy) => {
