@@ -5,19 +5,28 @@
 //! # Layout
 //!
 //! Every entry lives in a *leaf*; *inner* nodes only route the search. Both
-//! kinds sit in arenas (`Vec<Leaf<V>>`, `Vec<Inner>`) and refer to each other
-//! by `u32` index, so there is no `Box` per node, no `unsafe`, and freed nodes
-//! go on a free list to be reused. The free lists are threaded through the
-//! freed nodes themselves (a leaf's `next`, an inner node's first child
-//! slot), so freeing a node never allocates, and a new node comes from the
-//! free list before the arena grows. The arenas are plain `Vec`s and grow by
-//! doubling, so allocating a node is amortised O(1); once they are as large
-//! as the tree has ever needed (or [`AreaTree::reserve`] made them), changes
-//! allocate nothing.
+//! kinds sit in arenas and refer to each other by `u32` index, so there is
+//! no `Box` per node, and freed nodes go on a free list to be reused. The
+//! free lists are threaded through the freed nodes themselves (a leaf's
+//! `next`, an inner node's first child slot), so freeing a node never
+//! allocates, and a new node comes from the free list before the arena
+//! grows. An arena grows by doubling, so allocating a node is amortised
+//! O(1); once the arenas are as large as the tree has ever needed (or
+//! [`AreaTree::reserve`] made them), changes allocate nothing.
 //!
-//! * A leaf holds up to [`CAP`] entries in three parallel fixed-size arrays,
-//!   `starts`, `ends` and `values`, sorted by start, plus its length and the
-//!   index of the next leaf (for in-order iteration). Unused `starts` slots
+//! The arenas hold only the nodes' *words* (bounds, tags, keys, lengths,
+//! links), all atomics, in buffers that never move: growing one copies it
+//! into a new buffer and keeps the old one until the tree and its readers
+//! are gone (the old ones add up to less than the current one). The values
+//! sit in a plain vector beside them, by leaf index. That is what lets a
+//! [`Reader`] look entries up with no lock at all (see [lock-free
+//! reads](self#lock-free-reads)).
+//!
+//! * A leaf holds up to [`CAP`] entries in parallel fixed-size arrays,
+//!   `starts`, `ends`, `tags` (a word per entry that its owner may change at
+//!   any time; the address space keeps each area's summary there) and the
+//!   values, sorted by start, plus its length and the index of the next
+//!   leaf (for in-order iteration). Unused `starts` slots
 //!   hold `u64::MAX`.
 //! * An inner node holds up to `CAP` separator keys (unused ones `u64::MAX`)
 //!   and one more child index than keys. Separators are *exact*: key `i` is
@@ -108,6 +117,29 @@
 //! only if it changed. A sweep through neighbouring areas mostly stays in
 //! one leaf and so skips the descent. A tree of a single leaf ignores the
 //! hint, since its one-step descent is cheaper than the check.
+//!
+//! # Lock-free reads
+//!
+//! The tree's owner changes it through `&mut self`; a [`Reader`], made by
+//! [`AreaTree::reader`], finds entries meanwhile from any thread, without a
+//! lock, in the manner of a sequence lock. Every change bumps a sequence
+//! count to odd before it touches a node and back to even after it (with
+//! release ordering, and after publishing the root and height). A reader
+//! reads the count, descends reading node words with relaxed loads, and
+//! reads the count again; if it was odd or moved, the words may be torn,
+//! and it tries again (a few times, then it reports [`Busy`] and the
+//! caller takes whatever lock keeps the tree still). Torn words can send a
+//! reader anywhere in the arenas, but never outside them: every index is
+//! bounds-checked against a buffer that stays allocated, lengths never
+//! exceed [`CAP`], and the descent is bounded by the height, so garbage
+//! costs a retry and never a wrong answer or a panic. A reader writes
+//! nothing the writer reads (only, after a successful read, its own hint),
+//! so readers on many CPUs share no cache line in write mode: a lookup
+//! costs two more loads than under a lock, where taking a reader-writer
+//! lock costs two atomic read-modify-writes.
+//!
+//! Values are never read this way (the writer moves them non-atomically);
+//! a reader returns an entry's bounds and its tag.
 //!
 //! ```
 //! use aspace::area_tree::{AreaTree, Hint};

@@ -18,6 +18,15 @@
 //! by compare-and-swap (see [`PageTable`]). So faults on different areas of
 //! one address space proceed in parallel and, on up to 8 CPUs, share no
 //! lock and no counter.
+//!
+//! Queries that need only an area's bounds and summary ([`area`],
+//! [`area_size`], [`check_access`]) take no lock at all: they read the tree
+//! through its lock-free [`Reader`], and take the tree's read lock only if
+//! the tree kept changing under the read.
+//!
+//! [`area`]: AddressSpace::area
+//! [`area_size`]: AddressSpace::area_size
+//! [`check_access`]: AddressSpace::check_access
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
