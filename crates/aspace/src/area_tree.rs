@@ -17,7 +17,8 @@
 //! The arenas hold only the nodes' *words* (bounds, tags, keys, lengths,
 //! links), all atomics, in buffers that never move: growing one copies it
 //! into a new buffer and keeps the old one until the tree and its readers
-//! are gone (the old ones add up to less than the current one). The values
+//! are gone (the old ones add up to less than the current one), or frees
+//! it at once if the tree has no reader. The values
 //! sit in a plain vector beside them, by leaf index. That is what lets a
 //! [`Reader`] look entries up with no lock at all (see [lock-free
 //! reads](self#lock-free-reads)).
@@ -732,10 +733,10 @@ fn inner_give_back(left: &Inner, right: &Inner, sep: u64, k: usize) -> u64 {
 // -- Arenas -------------------------------------------------------------------
 
 /// Node storage that never moves: a buffer of `cap` nodes, all initialised.
-/// Growing it copies the nodes into a buffer twice as large and keeps the
-/// old one (on the `retired` list) until the arena is dropped, because a
-/// lock-free reader may still be reading it. The retired buffers add up to
-/// less than the current one.
+/// Growing it copies the nodes into a buffer twice as large and, if a
+/// lock-free reader may still be reading the old one, keeps that (on the
+/// `retired` list) until the arena is dropped. The retired buffers add up
+/// to less than the current one.
 struct Arena<T> {
     /// Number of nodes in the buffer `ptr` points to (or in a larger one).
     cap: AtomicUsize,
@@ -782,9 +783,15 @@ impl<T: Node> Arena<T> {
         self.cap.load(Relaxed)
     }
 
-    /// Grows the buffer to `cap` nodes, copying the current ones. Only the
-    /// arena's one writer (the tree, through `&mut`) may call this.
-    fn grow_to(&self, cap: usize) {
+    /// Grows the buffer to `cap` nodes, copying the current ones. The old
+    /// buffer is kept for readers that may be in it if `retire`, else freed.
+    ///
+    /// # Safety
+    ///
+    /// Only one thread at a time may call this (the tree, through `&mut`):
+    /// two at once would retire the same buffer twice. Without `retire`,
+    /// nothing may be reading the arena (no [`Reader`] exists).
+    unsafe fn grow_to(&self, cap: usize, retire: bool) {
         let old = self.nodes();
         if cap <= old.len() {
             return;
@@ -801,7 +808,12 @@ impl<T: Node> Arena<T> {
         let (old_ptr, old_cap) = (self.ptr.load(Relaxed), old.len());
         self.ptr.store(Box::into_raw(fresh).cast::<T>(), Release);
         self.cap.store(cap, Release);
-        if old_cap > 0 {
+        if old_cap > 0 && !retire {
+            // SAFETY: the old buffer came from `Box::<[T]>::into_raw` of
+            // `old_cap` nodes, was replaced above, and (the caller promises)
+            // nobody reads it.
+            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(old_ptr, old_cap)) });
+        } else if old_cap > 0 {
             let retired = Box::new(Retired {
                 ptr: old_ptr,
                 cap: old_cap,
@@ -999,7 +1011,11 @@ impl<V: Clone> Clone for AreaTree<V> {
 impl<V> Drop for AreaTree<V> {
     /// Leaves the tree empty for any [`Reader`] that outlives it.
     fn drop(&mut self) {
-        self.begin_write();
+        // A change that panicked left its section open (the count odd):
+        // close that one rather than open another.
+        if self.seq & 1 == 0 {
+            self.begin_write();
+        }
         self.root = NIL;
         self.height = 0;
         self.end_write();
@@ -1116,11 +1132,13 @@ impl<V> AreaTree<V> {
     ///
     /// Reserving on an empty arena reserves exactly; otherwise the arenas
     /// at least double, so that repeated small reservations stay amortised
-    /// O(1).
+    /// O(1). The nodes are allocated and initialised (empty) at once. A
+    /// buffer outgrown is freed at once if no [`Reader`] exists, else kept
+    /// until the tree and its readers are gone.
     pub fn reserve(&mut self, additional: usize) {
         let (leaves, inners) = Self::max_nodes(self.len.saturating_add(additional));
-        Self::grow(&self.header.leaves, leaves);
-        Self::grow(&self.header.inners, inners);
+        self.grow_leaves(leaves);
+        self.grow_inners(inners);
         if leaves > self.values.capacity() {
             let more = leaves - self.values.len();
             if self.values.capacity() == 0 {
@@ -1131,16 +1149,40 @@ impl<V> AreaTree<V> {
         }
     }
 
+    /// Grows the leaf arena to hold at least `needed` nodes (see
+    /// [`grow`](Self::grow)).
+    fn grow_leaves(&mut self, needed: usize) {
+        let readers = Arc::strong_count(&self.header) > 1;
+        // SAFETY: `&mut self`: the tree is the arena's one writer; with one
+        // reference to the header, no reader exists (only `reader(&self)`
+        // makes one, which `&mut self` excludes meanwhile).
+        unsafe { Self::grow(&self.header.leaves, needed, readers) }
+    }
+
+    /// Grows the inner-node arena like [`grow_leaves`](Self::grow_leaves).
+    fn grow_inners(&mut self, needed: usize) {
+        let readers = Arc::strong_count(&self.header) > 1;
+        // SAFETY: as in `grow_leaves`.
+        unsafe { Self::grow(&self.header.inners, needed, readers) }
+    }
+
     /// Grows `arena` to hold at least `needed` nodes: exactly if it is
-    /// empty, else to at least twice its size.
-    fn grow<T: Node>(arena: &Arena<T>, needed: usize) {
+    /// empty, else to at least twice its size. The old buffer is kept for
+    /// readers if there may be any, else freed at once.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Arena::grow_to`].
+    unsafe fn grow<T: Node>(arena: &Arena<T>, needed: usize, readers: bool) {
         let cap = arena.capacity();
         if needed > cap {
-            arena.grow_to(if cap == 0 {
+            let cap = if cap == 0 {
                 needed
             } else {
                 needed.max(2 * cap)
-            });
+            };
+            // SAFETY: passed on from the caller.
+            unsafe { arena.grow_to(cap, readers) };
         }
     }
 
@@ -1149,6 +1191,7 @@ impl<V> AreaTree<V> {
     /// Starts a change readers must not trust: makes the sequence count odd.
     #[inline]
     fn begin_write(&mut self) {
+        debug_assert!(self.seq & 1 == 0, "area tree: nested change");
         self.seq += 1;
         self.header.seq.store(self.seq, Relaxed);
         fence(Release);
@@ -1207,7 +1250,7 @@ impl<V> AreaTree<V> {
             return i;
         }
         let i = self.values.len();
-        Self::grow(&self.header.leaves, i + 1);
+        self.grow_leaves(i + 1);
         self.values.push([const { None }; CAP]);
         self.leaves()[i].clear();
         index(i)
@@ -1236,7 +1279,7 @@ impl<V> AreaTree<V> {
             return i;
         }
         let i = self.inners_len;
-        Self::grow(&self.header.inners, i + 1);
+        self.grow_inners(i + 1);
         self.inners_len += 1;
         self.inners()[i].clear();
         index(i)
@@ -1500,12 +1543,24 @@ impl<V> AreaTree<V> {
         if start >= end {
             return Err(value);
         }
-        self.write(|t| t.insert_inner((start, end, tag), value))
+        let r = self.insert_inner((start, end, tag), value);
+        self.end_write_if_open();
+        r
+    }
+
+    /// Ends the change under way, if one was begun (a refused change
+    /// begins none, so readers need not retry for it).
+    #[inline]
+    fn end_write_if_open(&mut self) {
+        if self.seq & 1 == 1 {
+            self.end_write();
+        }
     }
 
     fn insert_inner(&mut self, entry: (u64, u64, u64), value: V) -> Result<(), V> {
         let (start, end, _) = entry;
         if self.height == 0 {
+            self.begin_write();
             let l = self.alloc_leaf();
             leaf_insert(
                 &self.header.leaves.nodes()[l as usize],
@@ -1537,6 +1592,7 @@ impl<V> AreaTree<V> {
         if after < end {
             return Err(value);
         }
+        self.begin_write();
         self.len += 1;
         let leaves = self.header.leaves.nodes();
         if leaves[node as usize].len() < CAP {
@@ -1663,14 +1719,17 @@ impl<V> AreaTree<V> {
         if self.height == 0 {
             return None;
         }
-        self.write(|t| t.remove_inner(start))
+        let r = self.remove_inner(start);
+        self.end_write_if_open();
+        r
     }
 
     fn remove_inner(&mut self, start: u64) -> Option<(u64, V)> {
         let mut path = Path::new();
         let (node, _) = self.descend_path(start, &mut path);
+        let pos = self.leaf(node).position(start)?;
+        self.begin_write();
         let leaf = &self.header.leaves.nodes()[node as usize];
-        let pos = leaf.position(start)?;
         let (_, end, value) = leaf_remove(leaf, &mut self.values[node as usize], pos);
         let remaining = leaf.len();
         self.len -= 1;
@@ -2260,7 +2319,24 @@ impl Reader {
     /// after a few attempts that each saw the tree change.
     #[inline]
     pub fn find(&self, n: u64, hint: Option<&Hint>) -> Result<Option<(u64, u64, u64)>, Busy> {
+        self.find_hinted_by(n, || hint)
+    }
+
+    /// [`find`](Self::find) with the hint fetched by `hint`, which runs only
+    /// if the tree has inner nodes (a single leaf ignores hints), at most
+    /// once: for a caller whose hint costs something to find, such as the
+    /// current CPU's.
+    #[inline]
+    pub fn find_hinted_by<'h>(
+        &self,
+        n: u64,
+        hint: impl FnOnce() -> Option<&'h Hint>,
+    ) -> Result<Option<(u64, u64, u64)>, Busy> {
         let h = &*self.0;
+        let mut hint = Lazy {
+            fetch: Some(hint),
+            hint: None,
+        };
         for _ in 0..TRIES {
             let seq = h.seq.load(Acquire);
             if seq & 1 == 1 {
@@ -2271,9 +2347,10 @@ impl Reader {
             let root = h.root.load(Relaxed);
             let read = if height == 0 {
                 Some((None, NIL))
-            } else if height > MAX_INNER_LEVELS {
+            } else if height > MAX_INNER_LEVELS + 1 {
                 None
             } else {
+                let hint = if height > 1 { hint.get() } else { None };
                 h.locate(root, height, n, hint).and_then(|l| {
                     let leaf = h.leaves.nodes().get(l as usize)?;
                     let found = leaf.lookup(n).map(|j| {
@@ -2290,7 +2367,7 @@ impl Reader {
             let Some((found, leaf)) = read else {
                 continue;
             };
-            if let Some(hint) = hint.filter(|_| height > 1) {
+            if let Some(hint) = if height > 1 { hint.get() } else { None } {
                 if hint.0.load(Relaxed) != leaf {
                     hint.0.store(leaf, Relaxed);
                 }
@@ -2298,5 +2375,21 @@ impl Reader {
             return Ok(found);
         }
         Err(Busy)
+    }
+}
+
+/// A hint fetched on first use.
+struct Lazy<'h, F> {
+    fetch: Option<F>,
+    hint: Option<&'h Hint>,
+}
+
+impl<'h, F: FnOnce() -> Option<&'h Hint>> Lazy<'h, F> {
+    #[inline(always)]
+    fn get(&mut self) -> Option<&'h Hint> {
+        if let Some(fetch) = self.fetch.take() {
+            self.hint = fetch();
+        }
+        self.hint
     }
 }

@@ -263,9 +263,12 @@ impl<M: Machine> AddressSpace<M> {
     /// The area containing page number `n` as `(start, end, summary)`,
     /// looked up with no lock at all, or `Err` if the tree kept changing
     /// under the lookup (then the caller takes the tree's lock).
+    #[inline]
     fn peek(&self, n: u64) -> core::result::Result<Option<(u64, u64, Summary)>, Busy> {
-        let hint = self.shared.hints.of(self.machine().tlb().current_cpu());
-        let found = self.reader.find(n, Some(hint))?;
+        let hints = &self.shared.hints;
+        let found = self
+            .reader
+            .find_hinted_by(n, || Some(hints.of(self.machine().tlb().current_cpu())))?;
         Ok(found.map(|(start, end, w)| (start, end, Summary::unpack(w))))
     }
 

@@ -239,3 +239,30 @@ fn readers_never_see_a_torn_or_wrong_entry_while_the_tree_changes() {
         assert_eq!(reader.find(n, None), Ok(locked(&t, n)), "point {n}");
     }
 }
+
+#[test]
+fn clones_keep_entries_values_and_tags_and_stand_alone() {
+    let mut t = AreaTree::new();
+    for k in 0..1_000u64 {
+        let (s, e) = (7 * k, 7 * k + 1 + k % 5);
+        t.insert_tagged(s, e, tag_of(s, e), k).unwrap();
+    }
+    let r = t.reader();
+    let c = t.clone();
+    c.check_invariants();
+    let all = |t: &AreaTree<u64>| {
+        t.iter_tagged()
+            .map(|(s, e, v, tag)| (s, e, *v, tag.load(Ordering::Relaxed)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all(&c), all(&t));
+    // The clone has a reader of its own; changing one tree leaves the
+    // other (and its reader) alone.
+    let mut c = c;
+    let rc = c.reader();
+    c.remove(7).unwrap();
+    assert_eq!(rc.find(7, None), Ok(None));
+    assert_eq!(r.find(7, None), Ok(Some((7, 9, tag_of(7, 9)))));
+    assert_eq!(t.len(), 1_000);
+    assert_eq!(c.len(), 999);
+}
