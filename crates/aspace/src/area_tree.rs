@@ -165,7 +165,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::iter::FusedIterator;
 use core::ops::Range;
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use core::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
 
@@ -855,30 +855,69 @@ struct Header {
     inners: Arena<Inner>,
 }
 
-impl Header {
-    /// The leaf, if any, holding the entry with the greatest start `<= n`,
-    /// trying the leaf `hint` names first (when the tree has inner nodes).
-    /// Reads with no lock: with a writer at work the answer may be wrong,
-    /// and is `None` when an index leads nowhere; the caller checks the
-    /// sequence count.
-    #[inline(always)]
-    fn locate(&self, root: u32, height: usize, n: u64, hint: Option<&Hint>) -> Option<u32> {
-        let leaves = self.leaves.nodes();
-        if height > 1 {
-            if let Some(h) = hint {
-                let h = h.0.load(Relaxed);
-                if leaves.get(h as usize).is_some_and(|l| l.covers(n)) {
-                    return Some(h);
-                }
+/// The leaf, if any, holding the entry with the greatest start `<= n` in
+/// the tree of `root` and `height` over the arenas `leaves` and `inners`,
+/// trying the leaf `hint` names first (when the tree has inner nodes). A
+/// lock-free reader may read with a writer at work: then the answer may be
+/// wrong, and is `None` when an index leads nowhere; the reader checks the
+/// sequence count.
+#[inline(always)]
+fn locate(
+    leaves: &[Leaf],
+    inners: &[Inner],
+    (root, height): (u32, usize),
+    n: u64,
+    hint: Option<&Hint>,
+) -> Option<u32> {
+    if height > 1 {
+        if let Some(h) = hint {
+            let h = h.0.load(Relaxed);
+            if leaves.get(h as usize).is_some_and(|l| l.covers(n)) {
+                return Some(h);
             }
         }
-        let inners = self.inners.nodes();
-        let mut node = root;
-        for _ in 1..height {
-            let inner = inners.get(node as usize)?;
-            node = inner.child(inner.child_for(n));
+    }
+    let mut node = root;
+    for _ in 1..height {
+        let inner = inners.get(node as usize)?;
+        node = inner.child(inner.child_for(n));
+    }
+    Some(node)
+}
+
+/// The tree's own copy of an arena's buffer (pointer and capacity), so
+/// that its lookups reach a node in one load rather than two through the
+/// shared header. Refreshed whenever the arena grows.
+struct Buf<T> {
+    ptr: NonNull<T>,
+    cap: usize,
+}
+
+// SAFETY: a `Buf` only lends `&[T]` (see `get`), and the nodes (atomics
+// only) are `Sync`.
+unsafe impl<T: Sync> Send for Buf<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for Buf<T> {}
+
+impl<T: Node> Buf<T> {
+    /// The current buffer of `arena`.
+    fn of(arena: &Arena<T>) -> Self {
+        let nodes = arena.nodes();
+        Buf {
+            ptr: NonNull::from(nodes).cast(),
+            cap: nodes.len(),
         }
-        Some(node)
+    }
+
+    #[inline(always)]
+    fn get(&self) -> &[T] {
+        // SAFETY: the buffer belongs to an arena in the header the tree
+        // holds, and is freed only when that arena drops (after the tree)
+        // or when the tree, through `&mut self`, grows the arena with no
+        // reader and then refreshes this copy; so it is live while `self`
+        // is borrowed. (A capacity of 0 comes with a dangling, aligned,
+        // non-null pointer, which an empty slice allows.)
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.cap) }
     }
 }
 
@@ -956,6 +995,10 @@ impl Default for Hint {
 pub struct AreaTree<V> {
     /// The nodes, shared with readers.
     header: Arc<Header>,
+    /// The leaf arena's buffer, as of its last growth.
+    leaf_buf: Buf<Leaf>,
+    /// The inner-node arena's buffer, as of its last growth.
+    inner_buf: Buf<Inner>,
     /// The values of the leaves, by leaf index: one entry per leaf ever
     /// allocated (`values.len()` is the leaf arena's length).
     values: Vec<Values<V>>,
@@ -1034,6 +1077,14 @@ impl<V> AreaTree<V> {
                 leaves: Arena::new(),
                 inners: Arena::new(),
             }),
+            leaf_buf: Buf {
+                ptr: NonNull::dangling(),
+                cap: 0,
+            },
+            inner_buf: Buf {
+                ptr: NonNull::dangling(),
+                cap: 0,
+            },
             values: Vec::new(),
             inners_len: 0,
             free_leaves: NIL,
@@ -1156,14 +1207,16 @@ impl<V> AreaTree<V> {
         // SAFETY: `&mut self`: the tree is the arena's one writer; with one
         // reference to the header, no reader exists (only `reader(&self)`
         // makes one, which `&mut self` excludes meanwhile).
-        unsafe { Self::grow(&self.header.leaves, needed, readers) }
+        unsafe { Self::grow(&self.header.leaves, needed, readers) };
+        self.leaf_buf = Buf::of(&self.header.leaves);
     }
 
     /// Grows the inner-node arena like [`grow_leaves`](Self::grow_leaves).
     fn grow_inners(&mut self, needed: usize) {
         let readers = Arc::strong_count(&self.header) > 1;
         // SAFETY: as in `grow_leaves`.
-        unsafe { Self::grow(&self.header.inners, needed, readers) }
+        unsafe { Self::grow(&self.header.inners, needed, readers) };
+        self.inner_buf = Buf::of(&self.header.inners);
     }
 
     /// Grows `arena` to hold at least `needed` nodes: exactly if it is
@@ -1219,12 +1272,12 @@ impl<V> AreaTree<V> {
 
     #[inline(always)]
     fn leaves(&self) -> &[Leaf] {
-        self.header.leaves.nodes()
+        self.leaf_buf.get()
     }
 
     #[inline(always)]
     fn inners(&self) -> &[Inner] {
-        self.header.inners.nodes()
+        self.inner_buf.get()
     }
 
     #[inline(always)]
@@ -1243,7 +1296,7 @@ impl<V> AreaTree<V> {
     fn alloc_leaf(&mut self) -> u32 {
         let i = self.free_leaves;
         if i != NIL {
-            let leaf = &self.header.leaves.nodes()[i as usize];
+            let leaf = &self.leaf_buf.get()[i as usize];
             self.free_leaves = leaf.next.get();
             leaf.clear();
             self.free_leaf_count -= 1;
@@ -1272,7 +1325,7 @@ impl<V> AreaTree<V> {
     fn alloc_inner(&mut self) -> u32 {
         let i = self.free_inners;
         if i != NIL {
-            let node = &self.header.inners.nodes()[i as usize];
+            let node = &self.inner_buf.get()[i as usize];
             self.free_inners = node.child(0);
             node.clear();
             self.free_inner_count -= 1;
@@ -1405,7 +1458,13 @@ impl<V> AreaTree<V> {
         if self.height == 0 {
             return None;
         }
-        let Some(l) = self.header.locate(self.root, self.height, n, hint) else {
+        let Some(l) = locate(
+            self.leaves(),
+            self.inners(),
+            (self.root, self.height),
+            n,
+            hint,
+        ) else {
             debug_assert!(false, "area tree: a descent left the arena");
             return None;
         };
@@ -1563,7 +1622,7 @@ impl<V> AreaTree<V> {
             self.begin_write();
             let l = self.alloc_leaf();
             leaf_insert(
-                &self.header.leaves.nodes()[l as usize],
+                &self.leaf_buf.get()[l as usize],
                 &mut self.values[l as usize],
                 0,
                 entry,
@@ -1594,7 +1653,7 @@ impl<V> AreaTree<V> {
         }
         self.begin_write();
         self.len += 1;
-        let leaves = self.header.leaves.nodes();
+        let leaves = self.leaf_buf.get();
         if leaves[node as usize].len() < CAP {
             leaf_insert(
                 &leaves[node as usize],
@@ -1608,7 +1667,7 @@ impl<V> AreaTree<V> {
         // A full leaf spills into a sibling if it can.
         if path.len > 0 {
             let (p, c) = path.steps[path.len - 1];
-            let parent = &self.header.inners.nodes()[p as usize];
+            let parent = &self.inner_buf.get()[p as usize];
             let room = |j: usize| CAP - leaves[parent.child(j) as usize].len();
             match spill(i, c, parent.nkeys(), room) {
                 Some(Spill::Left(k)) => {
@@ -1638,7 +1697,7 @@ impl<V> AreaTree<V> {
         let mid = if i <= CAP / 2 { CAP / 2 + 1 } else { CAP / 2 };
         let at = split_point(i, MIN_LEAF, mid, CAP + 1 - MIN_LEAF);
         let r = self.alloc_leaf();
-        let leaves = self.header.leaves.nodes();
+        let leaves = self.leaf_buf.get();
         let (leaf, right) = (&leaves[node as usize], &leaves[r as usize]);
         let (nv, rv) = pair_mut(&mut self.values, node as usize, r as usize);
         if i < at {
@@ -1729,7 +1788,7 @@ impl<V> AreaTree<V> {
         let (node, _) = self.descend_path(start, &mut path);
         let pos = self.leaf(node).position(start)?;
         self.begin_write();
-        let leaf = &self.header.leaves.nodes()[node as usize];
+        let leaf = &self.leaf_buf.get()[node as usize];
         let (_, end, value) = leaf_remove(leaf, &mut self.values[node as usize], pos);
         let remaining = leaf.len();
         self.len -= 1;
@@ -1790,9 +1849,9 @@ impl<V> AreaTree<V> {
     /// than `2 * MIN_LEAF <= CAP`). Returns whether `p` lost a key.
     fn fix_leaf(&mut self, p: u32, c: usize) -> bool {
         let slot = c.saturating_sub(1); // separator between the two siblings
-        let parent = &self.header.inners.nodes()[p as usize];
+        let parent = &self.inner_buf.get()[p as usize];
         let (l, r) = (parent.child(slot), parent.child(slot + 1));
-        let leaves = self.header.leaves.nodes();
+        let leaves = self.leaf_buf.get();
         let (left, right) = (&leaves[l as usize], &leaves[r as usize]);
         let (lv, rv) = pair_mut(&mut self.values, l as usize, r as usize);
         let (ln, rn) = (left.len(), right.len());
@@ -1982,7 +2041,7 @@ impl<V> AreaTree<V> {
         self.begin_write();
         let mut leaf = self.iter().leaf;
         while leaf != NIL {
-            let l = &self.header.leaves.nodes()[leaf as usize];
+            let l = &self.leaf_buf.get()[leaf as usize];
             for (i, v) in self.values[leaf as usize].iter_mut().enumerate() {
                 if let Some(v) = v.take() {
                     out.push((l.starts[i].get(), l.ends[i].get(), v));
@@ -1991,10 +2050,10 @@ impl<V> AreaTree<V> {
             leaf = l.next.get();
         }
         // Nodes past the arenas' lengths must be empty: a hint may name one.
-        self.header.leaves.nodes()[..self.values.len()]
+        self.leaf_buf.get()[..self.values.len()]
             .iter()
             .for_each(Leaf::clear);
-        self.header.inners.nodes()[..self.inners_len]
+        self.inner_buf.get()[..self.inners_len]
             .iter()
             .for_each(Inner::clear);
         self.values.clear();
@@ -2326,7 +2385,7 @@ impl Reader {
     /// if the tree has inner nodes (a single leaf ignores hints), at most
     /// once: for a caller whose hint costs something to find, such as the
     /// current CPU's.
-    #[inline]
+    #[inline(always)]
     pub fn find_hinted_by<'h>(
         &self,
         n: u64,
@@ -2351,8 +2410,9 @@ impl Reader {
                 None
             } else {
                 let hint = if height > 1 { hint.get() } else { None };
-                h.locate(root, height, n, hint).and_then(|l| {
-                    let leaf = h.leaves.nodes().get(l as usize)?;
+                let (leaves, inners) = (h.leaves.nodes(), h.inners.nodes());
+                locate(leaves, inners, (root, height), n, hint).and_then(|l| {
+                    let leaf = leaves.get(l as usize)?;
                     let found = leaf.lookup(n).map(|j| {
                         let (s, e) = leaf.bounds(j);
                         (s, e, leaf.tags[j].get())

@@ -47,7 +47,7 @@ use crate::paging::PageTable;
 use crate::shard_lock::{ReadGuard, ShardedRwLock};
 use crate::share::ShareInfo;
 use crate::stats::Stats;
-use crate::summary::{BackendNames, Summary};
+use crate::summary::{Summary, NAMES};
 use crate::tlb::ShootdownBatch;
 use crate::used_space::UsedSpace;
 use crate::{Error, Result};
@@ -58,7 +58,6 @@ pub(crate) struct Shared<M: Machine> {
     pub asids: lock_api::Mutex<M::Lock, AsidAllocator>,
     pub stats: Stats,
     pub hints: LookupHints,
-    pub backend_names: BackendNames,
     pub preparing: Preparing,
     pub next_id: AtomicU64,
     pub layout: Layout,
@@ -260,16 +259,16 @@ impl<M: Machine> AddressSpace<M> {
         Some((start, end, SlotRef::new(slot, summary)))
     }
 
-    /// The area containing page number `n` as `(start, end, summary)`,
+    /// The area containing page number `n` as `(start, end, summary word)`,
     /// looked up with no lock at all, or `Err` if the tree kept changing
-    /// under the lookup (then the caller takes the tree's lock).
-    #[inline]
-    fn peek(&self, n: u64) -> core::result::Result<Option<(u64, u64, Summary)>, Busy> {
+    /// under the lookup (then the caller takes the tree's lock). Inlined,
+    /// and returning the word packed: a small result in registers, rather
+    /// than a struct written to memory in pieces and read back whole.
+    #[inline(always)]
+    fn peek(&self, n: u64) -> core::result::Result<Option<(u64, u64, u64)>, Busy> {
         let hints = &self.shared.hints;
-        let found = self
-            .reader
-            .find_hinted_by(n, || Some(hints.of(self.machine().tlb().current_cpu())))?;
-        Ok(found.map(|(start, end, w)| (start, end, Summary::unpack(w))))
+        self.reader
+            .find_hinted_by(n, || Some(hints.of(self.machine().tlb().current_cpu())))
     }
 
     /// The slot of the area containing `addr` and its locked state, for an
@@ -370,7 +369,7 @@ impl<M: Machine> AddressSpace<M> {
         if !self.check_conflicts(&tree, range, None) {
             return Err(Error::AddressNotAvailable);
         }
-        let name = self.shared.backend_names.index(backend.name());
+        let name = NAMES.index(backend.name());
         let summary = Summary::new(flags, attrs, name).pack();
         let slot = Slot::new(range.start, range.count, flags, attrs, backend);
         let area = slot.area.clone();
@@ -627,8 +626,9 @@ impl<M: Machine> AddressSpace<M> {
     /// and summary come from a lock-free read of the tree.
     pub fn area(&self, addr: VirtAddr) -> Option<AreaInfo> {
         if let Ok(found) = self.peek(addr.page().number()) {
-            let (start, end, s) = found?;
-            if let Some(name) = self.shared.backend_names.name(s.backend) {
+            let (start, end, w) = found?;
+            let s = Summary::unpack(w);
+            if let Some(name) = NAMES.name(s.backend) {
                 return Some(s.info(start, end, name));
             }
         }
@@ -655,7 +655,7 @@ impl<M: Machine> AddressSpace<M> {
     pub fn check_access(&self, addr: VirtAddr, access: Access) -> bool {
         let n = addr.page().number();
         if let Ok(found) = self.peek(n) {
-            return found.is_some_and(|(_, _, s)| s.flags.permits(access));
+            return found.is_some_and(|(_, _, w)| Summary::unpack(w).flags.permits(access));
         }
         let tree = self.read_areas();
         self.area_at(&tree, n)

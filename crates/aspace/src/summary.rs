@@ -5,14 +5,13 @@
 //! The word is the area tree's tag of the area's entry, so it sits in the
 //! tree's leaf beside the area's bounds: a lookup touches no memory of the
 //! area itself. It packs the rights, attributes, share state, resident
-//! count and backend (as an index into the system's [`BackendNames`]). It
+//! count and backend (as an index into the program's [`BackendNames`]). It
 //! is written when the area is created (with the tree write-locked) and
 //! whenever the area's lock guard drops, so it never has two writers at
 //! once.
 
-use alloc::boxed::Box;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::addr::{Page, PAGE_SIZE};
 use crate::area::{AreaInfo, AreaState};
@@ -57,6 +56,7 @@ impl Summary {
     }
 
     /// The word.
+    #[inline]
     pub fn pack(&self) -> u64 {
         let resident = self.resident.min(u64::MAX >> RESIDENT_SHIFT);
         (u64::from(self.flags.bits() & 0xff) << RIGHTS_SHIFT)
@@ -67,6 +67,7 @@ impl Summary {
     }
 
     /// Unpacks a word.
+    #[inline]
     pub fn unpack(w: u64) -> Self {
         Summary {
             flags: AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff),
@@ -99,6 +100,7 @@ impl Summary {
 
     /// A snapshot of the area `[start, end)` (page numbers) whose backend
     /// is called `backend`.
+    #[inline]
     pub fn info(&self, start: u64, end: u64, backend: &'static str) -> AreaInfo {
         AreaInfo {
             base: Page::from_number(start).start(),
@@ -117,48 +119,55 @@ impl Summary {
     }
 }
 
-/// The names of the backends a system's areas use, each given a small
-/// index for summary words (so that a lock-free lookup can name an area's
-/// backend). The first 15 distinct names get one; areas of later ones get
-/// 0, and lookups of them take the locks.
+/// The names of the backends areas use, each given a small index for
+/// summary words (so that a lock-free lookup can name an area's backend).
+/// One table serves the whole program ([`NAMES`]): the first 15 distinct
+/// names get an index; areas of later ones get 0, and lookups of them take
+/// the tree's lock.
 pub(crate) struct BackendNames {
-    /// Each a `Box<&'static str>` once set, never changed until drop.
-    slots: [AtomicPtr<&'static str>; 15],
+    slots: [NameSlot; 15],
 }
 
-impl Default for BackendNames {
-    fn default() -> Self {
-        BackendNames {
-            slots: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
-        }
-    }
+/// One name: its length plus one (0 while free; claimed first) and its
+/// bytes (null until published, after the length).
+struct NameSlot {
+    len: AtomicUsize,
+    ptr: AtomicPtr<u8>,
 }
+
+/// The program's backend names.
+pub(crate) static NAMES: BackendNames = BackendNames::new();
 
 impl BackendNames {
-    /// The index of `name`, registering it if there is room; 0 if not.
+    /// An empty table.
+    pub const fn new() -> Self {
+        BackendNames {
+            slots: [const {
+                NameSlot {
+                    len: AtomicUsize::new(0),
+                    ptr: AtomicPtr::new(ptr::null_mut()),
+                }
+            }; 15],
+        }
+    }
+
+    /// The index of `name`, registering it if there is room; 0 if not. Two
+    /// threads registering one name at once may give it two indices, which
+    /// both name it.
     pub fn index(&self, name: &'static str) -> u64 {
         for (i, slot) in self.slots.iter().enumerate() {
-            let mut p = slot.load(Ordering::Acquire);
-            if p.is_null() {
-                let mine = Box::into_raw(Box::new(name));
-                match slot.compare_exchange(
-                    ptr::null_mut(),
-                    mine,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => return i as u64 + 1,
-                    Err(theirs) => {
-                        // SAFETY: `mine` came from `Box::into_raw` above
-                        // and was never published.
-                        drop(unsafe { Box::from_raw(mine) });
-                        p = theirs;
-                    }
-                }
+            if slot.len.load(Ordering::Acquire) == 0
+                && slot
+                    .len
+                    .compare_exchange(0, name.len() + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                slot.ptr.store(name.as_ptr().cast_mut(), Ordering::Release);
+                return i as u64 + 1;
             }
-            // SAFETY: a non-null slot holds a box published with release
-            // ordering (read with acquire) and freed only by `drop`.
-            if unsafe { *p } == name {
+            // Claimed by another name, or by this one (perhaps still being
+            // published, then skipped).
+            if self.name(i as u64 + 1) == Some(name) {
                 return i as u64 + 1;
             }
         }
@@ -166,25 +175,22 @@ impl BackendNames {
     }
 
     /// The name with index `index`, if it has one.
+    #[inline]
     pub fn name(&self, index: u64) -> Option<&'static str> {
         let slot = self
             .slots
             .get(usize::try_from(index).ok()?.checked_sub(1)?)?;
-        let p = slot.load(Ordering::Acquire);
-        // SAFETY: as in `index`.
-        (!p.is_null()).then(|| unsafe { *p })
-    }
-}
-
-impl Drop for BackendNames {
-    fn drop(&mut self) {
-        for slot in &mut self.slots {
-            let p = *slot.get_mut();
-            if !p.is_null() {
-                // SAFETY: set from `Box::into_raw` and freed only here.
-                drop(unsafe { Box::from_raw(p) });
-            }
+        let ptr = slot.ptr.load(Ordering::Acquire);
+        if ptr.is_null() {
+            return None;
         }
+        // The length was stored before the pointer was published.
+        let len = slot.len.load(Ordering::Relaxed) - 1;
+        // SAFETY: `ptr` and `len` are the address and length of a `&'static
+        // str` given to `index` (only the thread that claimed the slot with
+        // that length publishes a pointer, once), so the bytes are valid
+        // UTF-8 that lives for ever.
+        Some(unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(ptr, len)) })
     }
 }
 
@@ -215,7 +221,7 @@ mod tests {
 
     #[test]
     fn backend_names_get_stable_indices_until_full() {
-        let names = BackendNames::default();
+        let names = BackendNames::new();
         assert_eq!(names.name(0), None);
         assert_eq!(names.name(1), None);
         assert_eq!(names.index("anon"), 1);

@@ -45,7 +45,6 @@ impl<M: Machine> System<M> {
             asids: lock_api::Mutex::new(AsidAllocator::new(config.asids)),
             stats: Stats::default(),
             hints: LookupHints::default(),
-            backend_names: Default::default(),
             preparing: Default::default(),
             next_id: AtomicU64::new(1),
         });
