@@ -855,6 +855,37 @@ struct Header {
     inners: Arena<Inner>,
 }
 
+impl Header {
+    const fn new() -> Self {
+        Header {
+            seq: AtomicU64::new(0),
+            root: AtomicU32::new(NIL),
+            height: AtomicU32::new(0),
+            leaves: Arena::new(),
+            inners: Arena::new(),
+        }
+    }
+}
+
+/// Where a tree keeps its header: inside itself until a reader is first
+/// asked for, then shared with the readers. A tree that never has one,
+/// such as an area's used space, allocates no header and publishes nothing.
+enum Home {
+    Alone(Header),
+    Shared(Arc<Header>),
+}
+
+impl core::ops::Deref for Home {
+    type Target = Header;
+    #[inline(always)]
+    fn deref(&self) -> &Header {
+        match self {
+            Home::Alone(h) => h,
+            Home::Shared(h) => h,
+        }
+    }
+}
+
 /// The leaf, if any, holding the entry with the greatest start `<= n` in
 /// the tree of `root` and `height` over the arenas `leaves` and `inners`,
 /// trying the leaf `hint` names first (when the tree has inner nodes). A
@@ -993,8 +1024,8 @@ impl Default for Hint {
 ///
 /// See the [module documentation](self) for the layout and its guarantees.
 pub struct AreaTree<V> {
-    /// The nodes, shared with readers.
-    header: Arc<Header>,
+    /// The nodes, shared with readers once there are any.
+    header: Home,
     /// The leaf arena's buffer, as of its last growth.
     leaf_buf: Buf<Leaf>,
     /// The inner-node arena's buffer, as of its last growth.
@@ -1066,17 +1097,10 @@ impl<V> Drop for AreaTree<V> {
 }
 
 impl<V> AreaTree<V> {
-    /// An empty tree; allocates its small shared header and no node until
-    /// the first insertion.
-    pub fn new() -> Self {
+    /// An empty tree; allocates nothing until the first insertion.
+    pub const fn new() -> Self {
         AreaTree {
-            header: Arc::new(Header {
-                seq: AtomicU64::new(0),
-                root: AtomicU32::new(NIL),
-                height: AtomicU32::new(0),
-                leaves: Arena::new(),
-                inners: Arena::new(),
-            }),
+            header: Home::Alone(Header::new()),
             leaf_buf: Buf {
                 ptr: NonNull::dangling(),
                 cap: 0,
@@ -1099,9 +1123,28 @@ impl<V> AreaTree<V> {
     }
 
     /// A handle that looks entries up without a lock, concurrently with
-    /// changes to this tree (see [`Reader`]).
-    pub fn reader(&self) -> Reader {
-        Reader(self.header.clone())
+    /// changes to this tree (see [`Reader`]). The first call moves the
+    /// tree's header into a shared allocation; from then on every change
+    /// also publishes itself to readers.
+    pub fn reader(&mut self) -> Reader {
+        let shared = match &mut self.header {
+            Home::Shared(h) => h.clone(),
+            Home::Alone(h) => {
+                let shared = Arc::new(core::mem::replace(h, Header::new()));
+                self.header = Home::Shared(shared.clone());
+                // Publish the root and height.
+                self.begin_write();
+                self.end_write();
+                shared
+            }
+        };
+        Reader(shared)
+    }
+
+    /// Whether a reader may exist.
+    #[inline(always)]
+    fn has_readers(&self) -> bool {
+        matches!(&self.header, Home::Shared(h) if Arc::strong_count(h) > 1)
     }
 
     /// Number of entries.
@@ -1203,17 +1246,17 @@ impl<V> AreaTree<V> {
     /// Grows the leaf arena to hold at least `needed` nodes (see
     /// [`grow`](Self::grow)).
     fn grow_leaves(&mut self, needed: usize) {
-        let readers = Arc::strong_count(&self.header) > 1;
-        // SAFETY: `&mut self`: the tree is the arena's one writer; with one
-        // reference to the header, no reader exists (only `reader(&self)`
-        // makes one, which `&mut self` excludes meanwhile).
+        let readers = self.has_readers();
+        // SAFETY: `&mut self`: the tree is the arena's one writer; with the
+        // header unshared or held by the tree alone, no reader exists (only
+        // `reader(&mut self)` makes one).
         unsafe { Self::grow(&self.header.leaves, needed, readers) };
         self.leaf_buf = Buf::of(&self.header.leaves);
     }
 
     /// Grows the inner-node arena like [`grow_leaves`](Self::grow_leaves).
     fn grow_inners(&mut self, needed: usize) {
-        let readers = Arc::strong_count(&self.header) > 1;
+        let readers = self.has_readers();
         // SAFETY: as in `grow_leaves`.
         unsafe { Self::grow(&self.header.inners, needed, readers) };
         self.inner_buf = Buf::of(&self.header.inners);
@@ -1246,18 +1289,22 @@ impl<V> AreaTree<V> {
     fn begin_write(&mut self) {
         debug_assert!(self.seq & 1 == 0, "area tree: nested change");
         self.seq += 1;
-        self.header.seq.store(self.seq, Relaxed);
-        fence(Release);
+        if let Home::Shared(h) = &self.header {
+            h.seq.store(self.seq, Relaxed);
+            fence(Release);
+        }
     }
 
     /// Ends a change: publishes the root and height, and makes the sequence
     /// count even again.
     #[inline]
     fn end_write(&mut self) {
-        self.header.root.store(self.root, Relaxed);
-        self.header.height.store(self.height as u32, Relaxed);
         self.seq += 1;
-        self.header.seq.store(self.seq, Release);
+        if let Home::Shared(h) = &self.header {
+            h.root.store(self.root, Relaxed);
+            h.height.store(self.height as u32, Relaxed);
+            h.seq.store(self.seq, Release);
+        }
     }
 
     /// Runs `f`, a change, between [`begin_write`](Self::begin_write) and
@@ -2079,17 +2126,20 @@ impl<V> AreaTree<V> {
     /// readers. Costs O(nodes); for tests.
     #[doc(hidden)]
     pub fn check_invariants(&self) {
-        assert_eq!(self.header.seq.load(Relaxed) % 2, 0, "a change left open");
-        assert_eq!(
-            self.header.root.load(Relaxed),
-            self.root,
-            "root not published"
-        );
-        assert_eq!(
-            self.header.height.load(Relaxed) as usize,
-            self.height,
-            "height not published"
-        );
+        assert_eq!(self.seq % 2, 0, "a change left open");
+        if let Home::Shared(h) = &self.header {
+            assert_eq!(
+                h.seq.load(Relaxed),
+                self.seq,
+                "sequence count not published"
+            );
+            assert_eq!(h.root.load(Relaxed), self.root, "root not published");
+            assert_eq!(
+                h.height.load(Relaxed) as usize,
+                self.height,
+                "height not published"
+            );
+        }
         let mut seen_leaf = alloc::vec![false; self.values.len()];
         let mut seen_inner = alloc::vec![false; self.inners_len];
         let (mut i, mut count) = (self.free_leaves, 0);

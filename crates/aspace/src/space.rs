@@ -156,7 +156,7 @@ impl<M: Machine> AddressSpace<M> {
         };
         let id = shared.new_id();
         shared.asids.lock().register(id, kernel.is_none());
-        let tree = AreaTree::new();
+        let mut tree = AreaTree::new();
         Ok(Arc::new(Self {
             id,
             kernel: kernel.is_none(),

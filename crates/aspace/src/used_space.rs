@@ -81,8 +81,8 @@ fn range(start: u64, end: u64) -> PageRange {
 }
 
 impl UsedSpace {
-    /// An empty set; allocates only the tree's small shared header.
-    pub fn new() -> Self {
+    /// An empty set; allocates nothing.
+    pub const fn new() -> Self {
         Self {
             runs: AreaTree::new(),
             pages: 0,
