@@ -266,13 +266,9 @@ impl<M: Machine> AddressSpace<M> {
     /// than a struct written to memory in pieces and read back whole.
     #[inline(always)]
     fn peek(&self, n: u64) -> core::result::Result<Option<(u64, u64, u64)>, Busy> {
-        // Code running on no CPU takes no hint: it would share one with
-        // CPU 0 and with every other such thread, and keep rewriting it.
         let hints = &self.shared.hints;
-        self.reader.find_hinted_by(n, || {
-            let cpu = self.machine().tlb().current_cpu()?;
-            Some(hints.of(Some(cpu)))
-        })
+        self.reader
+            .find_hinted_by(n, || Some(hints.of(self.machine().tlb().current_cpu())))
     }
 
     /// The slot of the area containing `addr` and its locked state, for an

@@ -260,9 +260,9 @@ const LOOKUP_AREAS: u64 = 64;
 /// does not here), so the threads should share no cache line in write
 /// mode whether or not they run as CPUs. With `on_cpus`, each thread runs
 /// as one of the machine's CPUs (as it would in a kernel; this also gives
-/// it its own lookup hint); without, no thread is on a CPU, so they use no
-/// hint and, had they taken the tree's read lock, would share its first
-/// reader count.
+/// it its own lookup hint); without, no thread is on a CPU, so they share
+/// one hint and, had they taken the tree's read lock, its first reader
+/// count.
 fn lookup_round(cpus: &[Cpu], space: &Arc<Space>, k: usize, on_cpus: bool) -> Duration {
     let barrier = Barrier::new(k);
     let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
