@@ -258,11 +258,11 @@ const LOOKUP_AREAS: u64 = 64;
 /// `LOOKUP_AREAS` areas. `check_access` reads the area tree without a lock
 /// (it fell back to the tree's read lock only if the tree changed, which it
 /// does not here), so the threads should share no cache line in write
-/// mode whether or not they run as CPUs. With `on_cpus`, each thread runs
-/// as one of the machine's CPUs (as it would in a kernel; this also gives
-/// it its own lookup hint); without, no thread is on a CPU, so they share
-/// one hint and, had they taken the tree's read lock, its first reader
-/// count.
+/// mode whether or not they run as CPUs (but for the lookup hint: with
+/// `on_cpus`, each thread runs as one of the machine's CPUs, as it would in
+/// a kernel, and has a hint of its own; without, no thread is on a CPU, so
+/// they share the first CPU's hint, which they keep rewriting, and, had they
+/// taken the tree's read lock, would share its first reader count).
 fn lookup_round(cpus: &[Cpu], space: &Arc<Space>, k: usize, on_cpus: bool) -> Duration {
     let barrier = Barrier::new(k);
     let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
