@@ -408,9 +408,9 @@ struct Leaf {
 impl Node for Leaf {
     fn empty() -> Self {
         Leaf {
-            starts: core::array::from_fn(|_| W64(AtomicU64::new(PAD))),
-            ends: core::array::from_fn(|_| W64(AtomicU64::new(0))),
-            tags: core::array::from_fn(|_| W64(AtomicU64::new(0))),
+            starts: [const { W64(AtomicU64::new(PAD)) }; CAP],
+            ends: [const { W64(AtomicU64::new(0)) }; CAP],
+            tags: [const { W64(AtomicU64::new(0)) }; CAP],
             len: W32(AtomicU32::new(0)),
             next: W32(AtomicU32::new(NIL)),
         }
@@ -587,8 +587,8 @@ struct Inner {
 impl Node for Inner {
     fn empty() -> Self {
         Inner {
-            keys: core::array::from_fn(|_| W64(AtomicU64::new(PAD))),
-            children: core::array::from_fn(|_| W32(AtomicU32::new(NIL))),
+            keys: [const { W64(AtomicU64::new(PAD)) }; CAP],
+            children: [const { W32(AtomicU32::new(NIL)) }; CAP + 1],
             nkeys: W32(AtomicU32::new(0)),
         }
     }

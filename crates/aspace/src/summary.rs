@@ -166,8 +166,11 @@ impl BackendNames {
                 return i as u64 + 1;
             }
             // Claimed by another name, or by this one (perhaps still being
-            // published, then skipped).
-            if self.name(i as u64 + 1) == Some(name) {
+            // published, then skipped). The same literal is the same
+            // pointer, so most checks need not compare text.
+            let same_str = slot.ptr.load(Ordering::Acquire) == name.as_ptr().cast_mut()
+                && slot.len.load(Ordering::Relaxed) == name.len() + 1;
+            if same_str || self.name(i as u64 + 1) == Some(name) {
                 return i as u64 + 1;
             }
         }
