@@ -790,7 +790,8 @@ impl<T: Node> Arena<T> {
     ///
     /// Only one thread at a time may call this (the tree, through `&mut`):
     /// two at once would retire the same buffer twice. Without `retire`,
-    /// nothing may be reading the arena (no [`Reader`] exists).
+    /// nothing may be reading the arena (no [`Reader`] exists), and every
+    /// read of it by another thread must happen before this call.
     unsafe fn grow_to(&self, cap: usize, retire: bool) {
         let old = self.nodes();
         if cap <= old.len() {
@@ -942,11 +943,11 @@ impl<T: Node> Buf<T> {
 
     #[inline(always)]
     fn get(&self) -> &[T] {
-        // SAFETY: the buffer belongs to an arena in the header the tree
-        // holds, and is freed only when that arena drops (after the tree)
-        // or when the tree, through `&mut self`, grows the arena with no
-        // reader and then refreshes this copy; so it is live while `self`
-        // is borrowed. (A capacity of 0 comes with a dangling, aligned,
+        // SAFETY: the buffer belongs to an arena in the tree's header, and
+        // is freed only when that header drops (with the tree, or after the
+        // tree's last reader) or when the tree, through `&mut self`, grows
+        // the arena with no reader and then refreshes this copy; so it is
+        // live while `self` is borrowed. (A capacity of 0 comes with a dangling, aligned,
         // non-null pointer, which an empty slice allows.)
         unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.cap) }
     }
@@ -1132,8 +1133,11 @@ impl<V> AreaTree<V> {
             Home::Alone(h) => {
                 let shared = Arc::new(core::mem::replace(h, Header::new()));
                 self.header = Home::Shared(shared.clone());
-                // Publish the root and height.
-                self.begin_write();
+                // Publish the root and height (closing, rather than
+                // nesting, a change that panicked half-way, as `Drop` does).
+                if self.seq & 1 == 0 {
+                    self.begin_write();
+                }
                 self.end_write();
                 shared
             }
@@ -1144,7 +1148,18 @@ impl<V> AreaTree<V> {
     /// Whether a reader may exist.
     #[inline(always)]
     fn has_readers(&self) -> bool {
-        matches!(&self.header, Home::Shared(h) if Arc::strong_count(h) > 1)
+        match &self.header {
+            Home::Alone(_) => false,
+            Home::Shared(h) if Arc::strong_count(h) > 1 => true,
+            Home::Shared(_) => {
+                // The count is read with relaxed ordering; this pairs with
+                // the release decrement of each dropped reader's `Arc`, so
+                // every read a gone reader made happens before whatever the
+                // caller frees next.
+                fence(Acquire);
+                false
+            }
+        }
     }
 
     /// Number of entries.
@@ -1210,8 +1225,9 @@ impl<V> AreaTree<V> {
     }
 
     /// Makes room for `additional` more entries: afterwards no insertion
-    /// allocates (nor does anything else but [`clone`](Clone::clone) and
-    /// [`drain`](Self::drain)'s result) as long as the tree holds at most
+    /// allocates (nor does anything else but [`clone`](Clone::clone),
+    /// [`drain`](Self::drain)'s result and the first
+    /// [`reader`](Self::reader)) as long as the tree holds at most
     /// `len() + additional` entries, whatever removals come in between.
     ///
     /// Why that suffices: node fills bound the live nodes of a tree of

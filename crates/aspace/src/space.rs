@@ -623,7 +623,9 @@ impl<M: Machine> AddressSpace<M> {
     /// The area containing `addr`.
     ///
     /// Takes no lock unless the area tree is changing meanwhile: the bounds
-    /// and summary come from a lock-free read of the tree.
+    /// and summary come from a lock-free read of the tree. An area changing
+    /// meanwhile may show fields from moments a few instructions apart
+    /// (say, a shrinking area's new resident count with its old size).
     pub fn area(&self, addr: VirtAddr) -> Option<AreaInfo> {
         if let Ok(found) = self.peek(addr.page().number()) {
             let (start, end, w) = found?;
