@@ -782,14 +782,14 @@ fn cpus_racing_to_install_the_same_page_tables_keep_everything() {
     assert_eq!(sim.hardware().stats().stale_accesses, 0, "seed {seed:#x}");
 }
 
-/// `area`, `area_size` and `check_access` read the area tree without a
-/// lock. While one CPU creates, resizes and destroys areas as fast as it
-/// can (splitting and merging the tree's nodes), another queries: areas
-/// that never change must come back exactly, gaps never filled, and an area
-/// found among the changing ones must contain the address and be one that
-/// the churning CPU could have made.
+/// `area`, `area_size` and `check_access` while the tree changes: one CPU
+/// creates, resizes and destroys areas as fast as it can (splitting and
+/// merging the tree's nodes) while another queries. Areas that never change
+/// must come back exactly, gaps never filled, and an area found among the
+/// changing ones must contain the address and be one that the churning CPU
+/// could have made.
 #[test]
-fn lock_free_area_queries_stay_exact_while_areas_change() {
+fn area_queries_stay_exact_while_areas_change() {
     use aspace::Access;
     const STABLE: u64 = 300;
     const CHURN_BASE: u64 = 0x4000_0000;

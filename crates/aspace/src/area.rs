@@ -10,7 +10,6 @@ use crate::backend::Backend;
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::machine::Machine;
 use crate::share::ShareInfo;
-use crate::summary::Summary;
 use crate::used_space::UsedSpace;
 
 /// An area inside an address space (HelenOS `as_area_t`).
@@ -26,16 +25,73 @@ pub(crate) struct Area<M: Machine> {
     state: lock_api::Mutex<M::Lock, AreaState<M>>,
 }
 
-/// An entry of the area tree: the area, and its backend's name (so a
-/// snapshot touches no memory of the area). The area's summary is the
-/// entry's tag in the tree (see [`crate::summary`]).
+/// What lookups read of an area without its lock. It lives in the area
+/// tree beside the area (so a lookup touches no memory of the area itself)
+/// and is written when the area's lock guard drops, which happens with the
+/// tree locked: the summary cannot move meanwhile.
+///
+/// Rights, attributes, share state and resident count are packed into one
+/// word, so a lookup reads them at once and the tree's entries stay small
+/// (32 bytes with the area and the backend's name).
+pub(crate) struct Summary {
+    word: AtomicU64,
+    backend: &'static str,
+}
+
+/// Bits 0–7 of a summary word: the rights.
+const RIGHTS_SHIFT: u32 = 0;
+/// Bits 8–15: the attributes.
+const ATTRS_SHIFT: u32 = 8;
+/// Bit 16: shared.
+const SHARED_BIT: u64 = 1 << 16;
+/// Bits 17–63: the resident count (saturating; 2^47 pages is more than a
+/// 57-bit address space holds).
+const RESIDENT_SHIFT: u32 = 17;
+const _: () = assert!(AreaFlags::all().bits() <= 0xff && AreaAttrs::all().bits() <= 0xff);
+
+impl Summary {
+    fn pack<M: Machine>(st: &AreaState<M>) -> u64 {
+        Self::pack_parts(st.flags, st.attrs, st.share.is_some(), st.used.pages())
+    }
+
+    fn pack_parts(flags: AreaFlags, attrs: AreaAttrs, shared: bool, resident: u64) -> u64 {
+        let resident = resident.min(u64::MAX >> RESIDENT_SHIFT);
+        (u64::from(flags.bits() & 0xff) << RIGHTS_SHIFT)
+            | (u64::from(attrs.bits() & 0xff) << ATTRS_SHIFT)
+            | if shared { SHARED_BIT } else { 0 }
+            | (resident << RESIDENT_SHIFT)
+    }
+
+    /// The area's rights.
+    pub fn flags(&self) -> AreaFlags {
+        let w = self.word.load(Ordering::Acquire);
+        AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff)
+    }
+
+    /// The area's rights, resident count and whether it is shared, read at
+    /// once.
+    pub fn quick(&self) -> (AreaFlags, u64, bool) {
+        let w = self.word.load(Ordering::Acquire);
+        (
+            AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff),
+            w >> RESIDENT_SHIFT,
+            w & SHARED_BIT != 0,
+        )
+    }
+
+    fn publish<M: Machine>(&self, st: &AreaState<M>) {
+        self.word.store(Self::pack(st), Ordering::Release);
+    }
+}
+
+/// An entry of the area tree: the area and its summary.
 pub(crate) struct Slot<M: Machine> {
     pub area: Arc<Area<M>>,
-    pub backend: &'static str,
+    pub summary: Summary,
 }
 
 impl<M: Machine> Slot<M> {
-    /// A slot for a new area.
+    /// A slot for a new area: nothing resident, not shared.
     pub fn new(
         base: Page,
         pages: u64,
@@ -43,65 +99,45 @@ impl<M: Machine> Slot<M> {
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M>>,
     ) -> Self {
-        Self {
+        let summary = Summary {
+            word: AtomicU64::new(Summary::pack_parts(flags, attrs, false, 0)),
             backend: backend.name(),
+        };
+        Self {
             area: Arc::new(Area::new(base, pages, flags, attrs, backend)),
+            summary,
         }
-    }
-}
-
-/// An entry of the area tree as a lookup under the tree's lock returns it:
-/// the slot and the summary word beside it.
-pub(crate) struct SlotRef<'t, M: Machine> {
-    slot: &'t Slot<M>,
-    summary: &'t AtomicU64,
-}
-
-impl<M: Machine> Clone for SlotRef<'_, M> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<M: Machine> Copy for SlotRef<'_, M> {}
-
-impl<M: Machine> Deref for SlotRef<'_, M> {
-    type Target = Slot<M>;
-    fn deref(&self) -> &Slot<M> {
-        self.slot
-    }
-}
-
-impl<'t, M: Machine> SlotRef<'t, M> {
-    pub fn new(slot: &'t Slot<M>, summary: &'t AtomicU64) -> Self {
-        SlotRef { slot, summary }
     }
 
     /// Locks the area; the guard publishes the summary when dropped.
-    pub fn lock(self) -> AreaGuard<'t, M> {
+    pub fn lock(&self) -> AreaGuard<'_, M> {
         AreaGuard {
-            summary: Some(self.summary),
-            st: self.slot.area.state.lock(),
+            summary: Some(&self.summary),
+            st: self.area.state.lock(),
         }
-    }
-
-    /// The summary, read without the area's lock.
-    pub fn summary(&self) -> Summary {
-        Summary::load(self.summary)
     }
 
     /// A snapshot of the area `[start, end)` (page numbers, from the tree)
     /// without its lock: while the area changes, fields may come from
     /// moments a few instructions apart.
     pub fn snapshot(&self, start: u64, end: u64) -> AreaInfo {
-        self.summary().info(start, end, self.slot.backend)
+        let w = self.summary.word.load(Ordering::Acquire);
+        AreaInfo {
+            base: Page::from_number(start).start(),
+            pages: end - start,
+            flags: AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff),
+            attrs: AreaAttrs::from_bits_truncate((w >> ATTRS_SHIFT) as u32 & 0xff),
+            backend: self.summary.backend,
+            resident: w >> RESIDENT_SHIFT,
+            shared: w & SHARED_BIT != 0,
+        }
     }
 }
 
 /// The locked state of an area; publishes the area's summary when dropped
 /// (if it was locked through its slot).
 pub(crate) struct AreaGuard<'a, M: Machine> {
-    summary: Option<&'a AtomicU64>,
+    summary: Option<&'a Summary>,
     st: lock_api::MutexGuard<'a, M::Lock, AreaState<M>>,
 }
 
@@ -120,8 +156,8 @@ impl<M: Machine> DerefMut for AreaGuard<'_, M> {
 
 impl<M: Machine> Drop for AreaGuard<'_, M> {
     fn drop(&mut self) {
-        if let Some(word) = self.summary {
-            Summary::publish(word, &self.st);
+        if let Some(summary) = self.summary {
+            summary.publish(&self.st);
         }
     }
 }

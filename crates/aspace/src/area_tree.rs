@@ -5,29 +5,19 @@
 //! # Layout
 //!
 //! Every entry lives in a *leaf*; *inner* nodes only route the search. Both
-//! kinds sit in arenas and refer to each other by `u32` index, so there is
-//! no `Box` per node, and freed nodes go on a free list to be reused. The
-//! free lists are threaded through the freed nodes themselves (a leaf's
-//! `next`, an inner node's first child slot), so freeing a node never
-//! allocates, and a new node comes from the free list before the arena
-//! grows. An arena grows by doubling, so allocating a node is amortised
-//! O(1); once the arenas are as large as the tree has ever needed (or
-//! [`AreaTree::reserve`] made them), changes allocate nothing.
+//! kinds sit in arenas (`Vec<Leaf<V>>`, `Vec<Inner>`) and refer to each other
+//! by `u32` index, so there is no `Box` per node, no `unsafe`, and freed nodes
+//! go on a free list to be reused. The free lists are threaded through the
+//! freed nodes themselves (a leaf's `next`, an inner node's first child
+//! slot), so freeing a node never allocates, and a new node comes from the
+//! free list before the arena grows. The arenas are plain `Vec`s and grow by
+//! doubling, so allocating a node is amortised O(1); once they are as large
+//! as the tree has ever needed (or [`AreaTree::reserve`] made them), changes
+//! allocate nothing.
 //!
-//! The arenas hold only the nodes' *words* (bounds, tags, keys, lengths,
-//! links), all atomics, in buffers that never move: growing one copies it
-//! into a new buffer and keeps the old one until the tree and its readers
-//! are gone (the old ones add up to less than the current one), or frees
-//! it at once if the tree has no reader. The values
-//! sit in a plain vector beside them, by leaf index. That is what lets a
-//! [`Reader`] look entries up with no lock at all (see [lock-free
-//! reads](self#lock-free-reads)).
-//!
-//! * A leaf holds up to [`CAP`] entries in parallel fixed-size arrays,
-//!   `starts`, `ends`, `tags` (a word per entry that its owner may change at
-//!   any time; the address space keeps each area's summary there) and the
-//!   values, sorted by start, plus its length and the index of the next
-//!   leaf (for in-order iteration). Unused `starts` slots
+//! * A leaf holds up to [`CAP`] entries in three parallel fixed-size arrays,
+//!   `starts`, `ends` and `values`, sorted by start, plus its length and the
+//!   index of the next leaf (for in-order iteration). Unused `starts` slots
 //!   hold `u64::MAX`.
 //! * An inner node holds up to `CAP` separator keys (unused ones `u64::MAX`)
 //!   and one more child index than keys. Separators are *exact*: key `i` is
@@ -119,29 +109,6 @@
 //! one leaf and so skips the descent. A tree of a single leaf ignores the
 //! hint, since its one-step descent is cheaper than the check.
 //!
-//! # Lock-free reads
-//!
-//! The tree's owner changes it through `&mut self`; a [`Reader`], made by
-//! [`AreaTree::reader`], finds entries meanwhile from any thread, without a
-//! lock, in the manner of a sequence lock. Every change bumps a sequence
-//! count to odd before it touches a node and back to even after it (with
-//! release ordering, and after publishing the root and height). A reader
-//! reads the count, descends reading node words with relaxed loads, and
-//! reads the count again; if it was odd or moved, the words may be torn,
-//! and it tries again (a few times, then it reports [`Busy`] and the
-//! caller takes whatever lock keeps the tree still). Torn words can send a
-//! reader anywhere in the arenas, but never outside them: every index is
-//! bounds-checked against a buffer that stays allocated, lengths never
-//! exceed [`CAP`], and the descent is bounded by the height, so garbage
-//! costs a retry and never a wrong answer or a panic. A reader writes
-//! nothing the writer reads (only, after a successful read, its own hint),
-//! so readers on many CPUs share no cache line in write mode: a lookup
-//! costs two more loads than under a lock, where taking a reader-writer
-//! lock costs two atomic read-modify-writes.
-//!
-//! Values are never read this way (the writer moves them non-atomically);
-//! a reader returns an entry's bounds and its tag.
-//!
 //! ```
 //! use aspace::area_tree::{AreaTree, Hint};
 //!
@@ -159,21 +126,16 @@
 //! assert_eq!(tree.iter().collect::<Vec<_>>(), [(0x410, 0x500, &"data")]);
 //! ```
 
-use alloc::boxed::Box;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use core::iter::FusedIterator;
-use core::ops::Range;
-use core::ptr::{self, NonNull};
-use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use core::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 /// Entries per leaf and separator keys per inner node (an inner node has up
 /// to `CAP + 1` children). 16 and 32 measured within noise of each other for
 /// lookups from 16 to a million entries (16 a little ahead for small trees,
-/// 32 for mid-sized ones); 16 halves the node size (a leaf's words take
-/// 392 bytes) and the work of shifting entries.
+/// 32 for mid-sized ones); 16 halves the node size (a leaf is 392 bytes
+/// with 8-byte values) and the work of shifting entries.
 pub const CAP: usize = 16;
 
 /// The least number of entries in a leaf other than the root.
@@ -208,19 +170,19 @@ const _: () = assert!(2 * MIN_LEAF <= CAP + 1 && 2 * MIN_KEYS <= CAP && MIN_LEAF
 /// and four compare-and-adds, with no bounds checks left. The caller clamps
 /// the result to the node's length.
 #[inline(always)]
-fn rank(keys: &[W64; CAP], n: u64) -> usize {
+fn rank(keys: &[u64; CAP], n: u64) -> usize {
     let mut base = 0;
     let mut size = CAP;
     while size > 4 {
         let half = size / 2;
-        if keys[base + half - 1].get() <= n {
+        if keys[base + half - 1] <= n {
             base += half;
         }
         size -= half;
     }
     base + keys[base..base + 4]
         .iter()
-        .map(|k| usize::from(k.get() <= n))
+        .map(|&k| usize::from(k <= n))
         .sum::<usize>()
 }
 
@@ -303,142 +265,35 @@ fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
     }
 }
 
-// -- Node words ---------------------------------------------------------------
-
-/// A word of a node that lock-free readers may read while the writer
-/// changes it: an atomic, accessed with relaxed ordering (the tree's
-/// sequence count orders everything; see [`Reader`]). On x86-64 such loads
-/// and stores are plain moves.
-trait Word {
-    type T: Copy;
-    fn get(&self) -> Self::T;
-    fn set(&self, v: Self::T);
-}
-
-/// A 64-bit node word: a start, an end, a tag or a separator.
-#[repr(transparent)]
-struct W64(AtomicU64);
-
-/// A 32-bit node word: a length or a node index.
-#[repr(transparent)]
-struct W32(AtomicU32);
-
-impl Word for W64 {
-    type T = u64;
-    #[inline(always)]
-    fn get(&self) -> u64 {
-        self.0.load(Relaxed)
-    }
-    #[inline(always)]
-    fn set(&self, v: u64) {
-        self.0.store(v, Relaxed)
-    }
-}
-
-impl Word for W32 {
-    type T = u32;
-    #[inline(always)]
-    fn get(&self) -> u32 {
-        self.0.load(Relaxed)
-    }
-    #[inline(always)]
-    fn set(&self, v: u32) {
-        self.0.store(v, Relaxed)
-    }
-}
-
-/// Copies `a[src]` to `a[dest..]` within one array, like
-/// `slice::copy_within`.
-#[inline]
-fn shift<W: Word>(a: &[W], src: Range<usize>, dest: usize) {
-    let n = src.len();
-    if dest > src.start {
-        for k in (0..n).rev() {
-            a[dest + k].set(a[src.start + k].get());
-        }
-    } else {
-        for k in 0..n {
-            a[dest + k].set(a[src.start + k].get());
-        }
-    }
-}
-
-/// Copies `src` into `dst` (two arrays, or parts that do not overlap).
-#[inline]
-fn copy<W: Word>(dst: &[W], src: &[W]) {
-    debug_assert_eq!(dst.len(), src.len());
-    for (d, s) in dst.iter().zip(src) {
-        d.set(s.get());
-    }
-}
-
-/// Sets every word of `a` to `v`.
-#[inline]
-fn fill<W: Word>(a: &[W], v: W::T) {
-    for w in a {
-        w.set(v);
-    }
-}
-
-/// A node kind kept in an [`Arena`].
-trait Node {
-    /// An empty node.
-    fn empty() -> Self;
-    /// Copies every word of `other` into this node.
-    fn copy_from(&self, other: &Self);
-}
-
-/// The words of a leaf: up to `CAP` entries sorted by start. The values
-/// live beside the arena, in the tree's own vector, since lock-free
-/// readers never read them.
-struct Leaf {
+/// A leaf: up to `CAP` entries sorted by start.
+#[derive(Clone)]
+struct Leaf<V> {
     /// Starts of the entries; `PAD` from `len` on.
-    starts: [W64; CAP],
+    starts: [u64; CAP],
     /// Ends of the entries; 0 from `len` on.
-    ends: [W64; CAP],
-    /// Tags of the entries (see [`AreaTree::insert_tagged`]); 0 from `len`
-    /// on.
-    tags: [W64; CAP],
+    ends: [u64; CAP],
+    /// Values of the entries; `None` from `len` on.
+    values: [Option<V>; CAP],
     /// Number of entries; 0 for a freed leaf.
-    len: W32,
+    len: u32,
     /// The next leaf in key order, or `NIL`.
-    next: W32,
+    next: u32,
 }
 
-impl Node for Leaf {
-    fn empty() -> Self {
+impl<V> Leaf<V> {
+    fn new() -> Self {
         Leaf {
-            starts: [const { W64(AtomicU64::new(PAD)) }; CAP],
-            ends: [const { W64(AtomicU64::new(0)) }; CAP],
-            tags: [const { W64(AtomicU64::new(0)) }; CAP],
-            len: W32(AtomicU32::new(0)),
-            next: W32(AtomicU32::new(NIL)),
+            starts: [PAD; CAP],
+            ends: [0; CAP],
+            values: [const { None }; CAP],
+            len: 0,
+            next: NIL,
         }
     }
 
-    fn copy_from(&self, other: &Self) {
-        copy(&self.starts, &other.starts);
-        copy(&self.ends, &other.ends);
-        copy(&self.tags, &other.tags);
-        self.len.set(other.len.get());
-        self.next.set(other.next.get());
-    }
-}
-
-impl Leaf {
-    /// Resets the leaf to empty.
-    fn clear(&self) {
-        fill(&self.starts, PAD);
-        fill(&self.ends, 0);
-        fill(&self.tags, 0);
-        self.len.set(0);
-        self.next.set(NIL);
-    }
-
-    /// Number of entries (at most `CAP`: every value ever stored is).
     #[inline(always)]
     fn len(&self) -> usize {
-        (self.len.get() as usize).min(CAP)
+        self.len as usize
     }
 
     /// Number of entries whose start is `<= n`.
@@ -451,177 +306,145 @@ impl Leaf {
     #[inline]
     fn position(&self, start: u64) -> Option<usize> {
         let i = self.rank(start);
-        (i > 0 && self.starts[i - 1].get() == start).then(|| i - 1)
+        (i > 0 && self.starts[i - 1] == start).then(|| i - 1)
     }
 
-    /// Position of the entry containing `n`.
+    /// Entry `j` (which must be below the length) as `(start, end, &value)`.
+    #[inline]
+    fn entry(&self, j: usize) -> Option<(u64, u64, &V)> {
+        Some((self.starts[j], self.ends[j], self.values[j].as_ref()?))
+    }
+
+    /// The entry of this leaf containing `n`.
     #[inline(always)]
-    fn lookup(&self, n: u64) -> Option<usize> {
-        let j = self.rank(n).checked_sub(1)?;
-        (n < self.ends[j].get()).then_some(j)
-    }
-
-    /// `(start, end)` of entry `j`.
-    #[inline(always)]
-    fn bounds(&self, j: usize) -> (u64, u64) {
-        (self.starts[j].get(), self.ends[j].get())
-    }
-
-    /// Whether this leaf, if it is live, answers a lookup of `n`: it has an
-    /// entry and `starts[0] <= n < ends[len - 1]` (see the [module
-    /// documentation](self#the-lookup-hint)).
-    #[inline(always)]
-    fn covers(&self, n: u64) -> bool {
-        let len = self.len();
-        len > 0 && self.starts[0].get() <= n && n < self.ends[len - 1].get()
-    }
-}
-
-/// The values of a leaf, by entry position; `None` from `len` on.
-type Values<V> = [Option<V>; CAP];
-
-/// Inserts an entry at position `i` of a leaf that is not full.
-fn leaf_insert<V>(
-    l: &Leaf,
-    vals: &mut Values<V>,
-    i: usize,
-    (start, end, tag): (u64, u64, u64),
-    value: V,
-) {
-    let len = l.len();
-    debug_assert!(len < CAP && i <= len);
-    shift(&l.starts, i..len, i + 1);
-    shift(&l.ends, i..len, i + 1);
-    shift(&l.tags, i..len, i + 1);
-    vals[i..=len].rotate_right(1);
-    l.starts[i].set(start);
-    l.ends[i].set(end);
-    l.tags[i].set(tag);
-    vals[i] = Some(value);
-    l.len.set(len as u32 + 1);
-}
-
-/// Removes the entry at position `i` of a leaf: `(start, end, value)`.
-fn leaf_remove<V>(l: &Leaf, vals: &mut Values<V>, i: usize) -> (u64, u64, V) {
-    let len = l.len();
-    debug_assert!(i < len);
-    let (start, end) = l.bounds(i);
-    let value = vals[i]
-        .take()
-        .expect("area tree: live entry without a value");
-    shift(&l.starts, i + 1..len, i);
-    shift(&l.ends, i + 1..len, i);
-    shift(&l.tags, i + 1..len, i);
-    vals[i..len].rotate_left(1);
-    l.starts[len - 1].set(PAD);
-    l.ends[len - 1].set(0);
-    l.tags[len - 1].set(0);
-    l.len.set(len as u32 - 1);
-    (start, end, value)
-}
-
-/// Moves the first `k` entries of `right` (the right sibling of `left`:
-/// all its entries are greater) to the end of `left`.
-fn leaf_take_front<V>(
-    (left, lv): (&Leaf, &mut Values<V>),
-    (right, rv): (&Leaf, &mut Values<V>),
-    k: usize,
-) {
-    let (len, rn) = (left.len(), right.len());
-    debug_assert!(k <= rn && len + k <= CAP);
-    copy(&left.starts[len..len + k], &right.starts[..k]);
-    copy(&left.ends[len..len + k], &right.ends[..k]);
-    copy(&left.tags[len..len + k], &right.tags[..k]);
-    for (dst, src) in lv[len..].iter_mut().zip(&mut rv[..k]) {
-        *dst = src.take();
-    }
-    shift(&right.starts, k..rn, 0);
-    shift(&right.ends, k..rn, 0);
-    shift(&right.tags, k..rn, 0);
-    rv[..rn].rotate_left(k);
-    fill(&right.starts[rn - k..rn], PAD);
-    fill(&right.ends[rn - k..rn], 0);
-    fill(&right.tags[rn - k..rn], 0);
-    left.len.set((len + k) as u32);
-    right.len.set((rn - k) as u32);
-}
-
-/// Moves the last `k` entries of `left` to the front of `right` (its right
-/// sibling).
-fn leaf_give_back<V>(
-    (left, lv): (&Leaf, &mut Values<V>),
-    (right, rv): (&Leaf, &mut Values<V>),
-    k: usize,
-) {
-    let (len, rn) = (left.len(), right.len());
-    debug_assert!(k <= len && rn + k <= CAP);
-    shift(&right.starts, 0..rn, k);
-    shift(&right.ends, 0..rn, k);
-    shift(&right.tags, 0..rn, k);
-    rv[..rn + k].rotate_right(k);
-    copy(&right.starts[..k], &left.starts[len - k..len]);
-    copy(&right.ends[..k], &left.ends[len - k..len]);
-    copy(&right.tags[..k], &left.tags[len - k..len]);
-    for (dst, src) in rv[..k].iter_mut().zip(&mut lv[len - k..len]) {
-        *dst = src.take();
-    }
-    fill(&left.starts[len - k..len], PAD);
-    fill(&left.ends[len - k..len], 0);
-    fill(&left.tags[len - k..len], 0);
-    left.len.set((len - k) as u32);
-    right.len.set((rn + k) as u32);
-}
-
-/// An inner node: `nkeys` separators and `nkeys + 1` children.
-struct Inner {
-    /// Separators: `keys[i]` is the least start under `children[i + 1]`;
-    /// `PAD` from `nkeys` on.
-    keys: [W64; CAP],
-    /// Child indices (leaves on the lowest inner level, inner nodes above);
-    /// `NIL` from `nkeys + 1` on.
-    children: [W32; CAP + 1],
-    /// Number of keys; 0 for a freed node.
-    nkeys: W32,
-}
-
-impl Node for Inner {
-    fn empty() -> Self {
-        Inner {
-            keys: [const { W64(AtomicU64::new(PAD)) }; CAP],
-            children: [const { W32(AtomicU32::new(NIL)) }; CAP + 1],
-            nkeys: W32(AtomicU32::new(0)),
+    fn lookup(&self, n: u64) -> Option<(u64, u64, &V)> {
+        let i = self.rank(n);
+        if i == 0 {
+            return None;
+        }
+        let j = i - 1;
+        if n < self.ends[j] {
+            Some((self.starts[j], self.ends[j], self.values[j].as_ref()?))
+        } else {
+            None
         }
     }
 
-    fn copy_from(&self, other: &Self) {
-        copy(&self.keys, &other.keys);
-        copy(&self.children, &other.children);
-        self.nkeys.set(other.nkeys.get());
+    /// Inserts an entry at position `i`; the leaf must not be full.
+    fn insert_at(&mut self, i: usize, start: u64, end: u64, value: V) {
+        let len = self.len();
+        debug_assert!(len < CAP && i <= len);
+        self.starts.copy_within(i..len, i + 1);
+        self.ends.copy_within(i..len, i + 1);
+        self.values[i..=len].rotate_right(1);
+        self.starts[i] = start;
+        self.ends[i] = end;
+        self.values[i] = Some(value);
+        self.len += 1;
+    }
+
+    /// Removes the entry at position `i`: `(start, end, value)`.
+    fn remove_at(&mut self, i: usize) -> (u64, u64, V) {
+        let len = self.len();
+        debug_assert!(i < len);
+        let (start, end) = (self.starts[i], self.ends[i]);
+        let value = self.values[i]
+            .take()
+            .expect("area tree: live entry without a value");
+        self.starts.copy_within(i + 1..len, i);
+        self.ends.copy_within(i + 1..len, i);
+        self.values[i..len].rotate_left(1);
+        self.starts[len - 1] = PAD;
+        self.ends[len - 1] = 0;
+        self.len -= 1;
+        (start, end, value)
+    }
+
+    /// Moves the entries from position `at` on into a new leaf, which takes
+    /// this leaf's place in the chain's order (the caller links it).
+    fn split_off(&mut self, at: usize) -> Leaf<V> {
+        let len = self.len();
+        let n = len - at;
+        let mut right = Leaf::new();
+        right.starts[..n].copy_from_slice(&self.starts[at..len]);
+        right.ends[..n].copy_from_slice(&self.ends[at..len]);
+        for (dst, src) in right.values.iter_mut().zip(&mut self.values[at..len]) {
+            *dst = src.take();
+        }
+        self.starts[at..len].fill(PAD);
+        self.ends[at..len].fill(0);
+        right.len = n as u32;
+        self.len = at as u32;
+        right
+    }
+
+    /// Moves the first `k` entries of `right` (its right sibling: all its
+    /// entries are greater) to the end of this leaf.
+    fn take_front(&mut self, right: &mut Leaf<V>, k: usize) {
+        let (len, rn) = (self.len(), right.len());
+        debug_assert!(k <= rn && len + k <= CAP);
+        self.starts[len..len + k].copy_from_slice(&right.starts[..k]);
+        self.ends[len..len + k].copy_from_slice(&right.ends[..k]);
+        for (dst, src) in self.values[len..].iter_mut().zip(&mut right.values[..k]) {
+            *dst = src.take();
+        }
+        right.starts.copy_within(k..rn, 0);
+        right.ends.copy_within(k..rn, 0);
+        right.values[..rn].rotate_left(k);
+        right.starts[rn - k..rn].fill(PAD);
+        right.ends[rn - k..rn].fill(0);
+        self.len += k as u32;
+        right.len -= k as u32;
+    }
+
+    /// Moves the last `k` entries of this leaf to the front of `right` (its
+    /// right sibling).
+    fn give_back(&mut self, right: &mut Leaf<V>, k: usize) {
+        let (len, rn) = (self.len(), right.len());
+        debug_assert!(k <= len && rn + k <= CAP);
+        right.starts.copy_within(0..rn, k);
+        right.ends.copy_within(0..rn, k);
+        right.values[..rn + k].rotate_right(k);
+        right.starts[..k].copy_from_slice(&self.starts[len - k..len]);
+        right.ends[..k].copy_from_slice(&self.ends[len - k..len]);
+        for (dst, src) in right.values[..k]
+            .iter_mut()
+            .zip(&mut self.values[len - k..len])
+        {
+            *dst = src.take();
+        }
+        self.starts[len - k..len].fill(PAD);
+        self.ends[len - k..len].fill(0);
+        self.len -= k as u32;
+        right.len += k as u32;
     }
 }
 
+/// An inner node: `nkeys` separators and `nkeys + 1` children.
+#[derive(Clone)]
+struct Inner {
+    /// Separators: `keys[i]` is the least start under `children[i + 1]`;
+    /// `PAD` from `nkeys` on.
+    keys: [u64; CAP],
+    /// Child indices (leaves on the lowest inner level, inner nodes above);
+    /// `NIL` from `nkeys + 1` on.
+    children: [u32; CAP + 1],
+    /// Number of keys; 0 for a freed node.
+    nkeys: u32,
+}
+
 impl Inner {
-    /// Resets the node to empty.
-    fn clear(&self) {
-        fill(&self.keys, PAD);
-        fill(&self.children, NIL);
-        self.nkeys.set(0);
+    fn new() -> Self {
+        Inner {
+            keys: [PAD; CAP],
+            children: [NIL; CAP + 1],
+            nkeys: 0,
+        }
     }
 
-    /// Number of keys (at most `CAP`: every value ever stored is).
     #[inline(always)]
     fn nkeys(&self) -> usize {
-        (self.nkeys.get() as usize).min(CAP)
-    }
-
-    #[inline(always)]
-    fn key(&self, i: usize) -> u64 {
-        self.keys[i].get()
-    }
-
-    #[inline(always)]
-    fn child(&self, c: usize) -> u32 {
-        self.children[c].get()
+        self.nkeys as usize
     }
 
     /// The slot of the child whose subtree holds the greatest start `<= n`.
@@ -632,331 +455,91 @@ impl Inner {
 
     /// Inserts `key` at `keys[i]` and `child` at `children[i + 1]`; the node
     /// must not be full.
-    fn insert_at(&self, i: usize, key: u64, child: u32) {
+    fn insert_at(&mut self, i: usize, key: u64, child: u32) {
         let n = self.nkeys();
         debug_assert!(n < CAP && i <= n);
-        shift(&self.keys, i..n, i + 1);
-        shift(&self.children, i + 1..n + 1, i + 2);
-        self.keys[i].set(key);
-        self.children[i + 1].set(child);
-        self.nkeys.set(n as u32 + 1);
+        self.keys.copy_within(i..n, i + 1);
+        self.children.copy_within(i + 1..n + 1, i + 2);
+        self.keys[i] = key;
+        self.children[i + 1] = child;
+        self.nkeys += 1;
     }
 
     /// Removes `keys[i]` and `children[i + 1]`.
-    fn remove_at(&self, i: usize) {
+    fn remove_at(&mut self, i: usize) {
         let n = self.nkeys();
         debug_assert!(i < n);
-        shift(&self.keys, i + 1..n, i);
-        shift(&self.children, i + 2..n + 1, i + 1);
-        self.keys[n - 1].set(PAD);
-        self.children[n].set(NIL);
-        self.nkeys.set(n as u32 - 1);
+        self.keys.copy_within(i + 1..n, i);
+        self.children.copy_within(i + 2..n + 1, i + 1);
+        self.keys[n - 1] = PAD;
+        self.children[n] = NIL;
+        self.nkeys -= 1;
     }
 
     /// Inserts like [`insert_at`](Inner::insert_at) into a full node by
-    /// splitting the `CAP + 1` keys: keeps the lower `m`, moves the upper
-    /// `CAP - m` into `right` (an empty node) and returns key `m`, to go up.
-    fn insert_split(&self, i: usize, key: u64, child: u32, m: usize, right: &Inner) -> u64 {
+    /// splitting the `CAP + 1` keys: keeps the lower `m`, returns key `m`
+    /// (to go up) and a new node with the upper `CAP - m`.
+    fn insert_split(&mut self, i: usize, key: u64, child: u32, m: usize) -> (u64, Inner) {
         debug_assert!(self.nkeys() == CAP && (MIN_KEYS..=CAP - MIN_KEYS).contains(&m));
         let mut keys = [PAD; CAP + 1];
         let mut children = [NIL; CAP + 2];
-        for (j, k) in keys.iter_mut().enumerate() {
-            *k = match j.cmp(&i) {
-                core::cmp::Ordering::Less => self.key(j),
-                core::cmp::Ordering::Equal => key,
-                core::cmp::Ordering::Greater => self.key(j - 1),
-            };
-        }
-        for (j, c) in children.iter_mut().enumerate() {
-            *c = match j.cmp(&(i + 1)) {
-                core::cmp::Ordering::Less => self.child(j),
-                core::cmp::Ordering::Equal => child,
-                core::cmp::Ordering::Greater => self.child(j - 1),
-            };
-        }
-        for (w, &k) in right.keys.iter().zip(&keys[m + 1..]) {
-            w.set(k);
-        }
-        for (w, &c) in right.children.iter().zip(&children[m + 1..]) {
-            w.set(c);
-        }
-        right.nkeys.set((CAP - m) as u32);
-        for (j, w) in self.keys.iter().enumerate() {
-            w.set(if j < m { keys[j] } else { PAD });
-        }
-        for (j, w) in self.children.iter().enumerate() {
-            w.set(if j <= m { children[j] } else { NIL });
-        }
-        self.nkeys.set(m as u32);
-        keys[m]
+        keys[..i].copy_from_slice(&self.keys[..i]);
+        keys[i] = key;
+        keys[i + 1..].copy_from_slice(&self.keys[i..]);
+        children[..=i].copy_from_slice(&self.children[..=i]);
+        children[i + 1] = child;
+        children[i + 2..].copy_from_slice(&self.children[i + 1..]);
+
+        let mut right = Inner::new();
+        right.keys[..CAP - m].copy_from_slice(&keys[m + 1..]);
+        right.children[..=CAP - m].copy_from_slice(&children[m + 1..]);
+        right.nkeys = (CAP - m) as u32;
+        self.keys = [PAD; CAP];
+        self.keys[..m].copy_from_slice(&keys[..m]);
+        self.children = [NIL; CAP + 1];
+        self.children[..=m].copy_from_slice(&children[..=m]);
+        self.nkeys = m as u32;
+        (keys[m], right)
     }
 }
 
 /// Moves the first `k` children of `right` (and the keys between them) to
 /// the end of its left sibling `left`, rotating through `sep`, the
 /// separator between the two in their parent; returns the new separator.
-fn inner_take_front(left: &Inner, right: &Inner, sep: u64, k: usize) -> u64 {
+fn inner_take_front(left: &mut Inner, right: &mut Inner, sep: u64, k: usize) -> u64 {
     let (ln, rn) = (left.nkeys(), right.nkeys());
     debug_assert!(k >= 1 && k <= rn && ln + k <= CAP);
-    left.keys[ln].set(sep);
-    copy(&left.keys[ln + 1..ln + k], &right.keys[..k - 1]);
-    copy(&left.children[ln + 1..ln + 1 + k], &right.children[..k]);
-    left.nkeys.set((ln + k) as u32);
-    let new_sep = right.key(k - 1);
-    shift(&right.keys, k..rn, 0);
-    shift(&right.children, k..rn + 1, 0);
-    fill(&right.keys[rn - k..rn], PAD);
-    fill(&right.children[rn + 1 - k..=rn], NIL);
-    right.nkeys.set((rn - k) as u32);
+    left.keys[ln] = sep;
+    left.keys[ln + 1..ln + k].copy_from_slice(&right.keys[..k - 1]);
+    left.children[ln + 1..ln + 1 + k].copy_from_slice(&right.children[..k]);
+    left.nkeys += k as u32;
+    let new_sep = right.keys[k - 1];
+    right.keys.copy_within(k..rn, 0);
+    right.children.copy_within(k..rn + 1, 0);
+    right.keys[rn - k..rn].fill(PAD);
+    right.children[rn + 1 - k..=rn].fill(NIL);
+    right.nkeys -= k as u32;
     new_sep
 }
 
 /// Moves the last `k` children of `left` (and the keys between them) to
 /// the front of its right sibling `right`, rotating through `sep` like
 /// [`inner_take_front`]; returns the new separator.
-fn inner_give_back(left: &Inner, right: &Inner, sep: u64, k: usize) -> u64 {
+fn inner_give_back(left: &mut Inner, right: &mut Inner, sep: u64, k: usize) -> u64 {
     let (ln, rn) = (left.nkeys(), right.nkeys());
     debug_assert!(k >= 1 && k <= ln && rn + k <= CAP);
-    shift(&right.keys, 0..rn, k);
-    shift(&right.children, 0..rn + 1, k);
-    copy(&right.keys[..k - 1], &left.keys[ln + 1 - k..ln]);
-    right.keys[k - 1].set(sep);
-    copy(&right.children[..k], &left.children[ln + 1 - k..=ln]);
-    right.nkeys.set((rn + k) as u32);
-    let new_sep = left.key(ln - k);
-    fill(&left.keys[ln - k..ln], PAD);
-    fill(&left.children[ln + 1 - k..=ln], NIL);
-    left.nkeys.set((ln - k) as u32);
+    right.keys.copy_within(0..rn, k);
+    right.children.copy_within(0..rn + 1, k);
+    right.keys[..k - 1].copy_from_slice(&left.keys[ln + 1 - k..ln]);
+    right.keys[k - 1] = sep;
+    right.children[..k].copy_from_slice(&left.children[ln + 1 - k..=ln]);
+    right.nkeys += k as u32;
+    let new_sep = left.keys[ln - k];
+    left.keys[ln - k..ln].fill(PAD);
+    left.children[ln + 1 - k..=ln].fill(NIL);
+    left.nkeys -= k as u32;
     new_sep
 }
-
-// -- Arenas -------------------------------------------------------------------
-
-/// Node storage that never moves: a buffer of `cap` nodes, all initialised.
-/// Growing it copies the nodes into a buffer twice as large and, if a
-/// lock-free reader may still be reading the old one, keeps that (on the
-/// `retired` list) until the arena is dropped. The retired buffers add up
-/// to less than the current one.
-struct Arena<T> {
-    /// Number of nodes in the buffer `ptr` points to (or in a larger one).
-    cap: AtomicUsize,
-    /// The current buffer; null while `cap` is 0.
-    ptr: AtomicPtr<T>,
-    /// Buffers replaced by a larger one.
-    retired: AtomicPtr<Retired<T>>,
-}
-
-/// A buffer an [`Arena`] grew out of.
-struct Retired<T> {
-    ptr: *mut T,
-    cap: usize,
-    next: *mut Retired<T>,
-}
-
-impl<T: Node> Arena<T> {
-    const fn new() -> Self {
-        Arena {
-            cap: AtomicUsize::new(0),
-            ptr: AtomicPtr::new(ptr::null_mut()),
-            retired: AtomicPtr::new(ptr::null_mut()),
-        }
-    }
-
-    /// The nodes. The capacity is read before the pointer, and a grown
-    /// buffer is published before its capacity, so the slice never runs
-    /// past the buffer (capacities only grow).
-    #[inline(always)]
-    fn nodes(&self) -> &[T] {
-        let cap = self.cap.load(Acquire);
-        if cap == 0 {
-            return &[];
-        }
-        let ptr = self.ptr.load(Acquire);
-        // SAFETY: `ptr` is a buffer of at least `cap` initialised nodes (see
-        // above), published with release ordering after it was filled, and
-        // freed only when the arena drops, which cannot happen while `self`
-        // is borrowed. Nodes are only ever changed through their atomics.
-        unsafe { core::slice::from_raw_parts(ptr, cap) }
-    }
-
-    fn capacity(&self) -> usize {
-        self.cap.load(Relaxed)
-    }
-
-    /// Grows the buffer to `cap` nodes, copying the current ones. The old
-    /// buffer is kept for readers that may be in it if `retire`, else freed.
-    ///
-    /// # Safety
-    ///
-    /// Only one thread at a time may call this (the tree, through `&mut`):
-    /// two at once would retire the same buffer twice. Without `retire`,
-    /// nothing may be reading the arena (no [`Reader`] exists), and every
-    /// read of it by another thread must happen before this call.
-    unsafe fn grow_to(&self, cap: usize, retire: bool) {
-        let old = self.nodes();
-        if cap <= old.len() {
-            return;
-        }
-        let fresh: Box<[T]> = (0..cap)
-            .map(|i| {
-                let node = T::empty();
-                if let Some(o) = old.get(i) {
-                    node.copy_from(o);
-                }
-                node
-            })
-            .collect();
-        let (old_ptr, old_cap) = (self.ptr.load(Relaxed), old.len());
-        self.ptr.store(Box::into_raw(fresh).cast::<T>(), Release);
-        self.cap.store(cap, Release);
-        if old_cap > 0 && !retire {
-            // SAFETY: the old buffer came from `Box::<[T]>::into_raw` of
-            // `old_cap` nodes, was replaced above, and (the caller promises)
-            // nobody reads it.
-            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(old_ptr, old_cap)) });
-        } else if old_cap > 0 {
-            let retired = Box::new(Retired {
-                ptr: old_ptr,
-                cap: old_cap,
-                next: self.retired.load(Relaxed),
-            });
-            self.retired.store(Box::into_raw(retired), Relaxed);
-        }
-    }
-}
-
-impl<T> Drop for Arena<T> {
-    fn drop(&mut self) {
-        let (ptr, cap) = (*self.ptr.get_mut(), *self.cap.get_mut());
-        if cap > 0 {
-            // SAFETY: `ptr` came from `Box::<[T]>::into_raw` of `cap` nodes,
-            // and `&mut self` means no reader is left.
-            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(ptr, cap)) });
-        }
-        let mut r = *self.retired.get_mut();
-        while !r.is_null() {
-            // SAFETY: each list node came from `Box::into_raw` and holds a
-            // buffer from `Box::<[T]>::into_raw`; each is freed once, here.
-            let retired = unsafe { Box::from_raw(r) };
-            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(retired.ptr, retired.cap)) });
-            r = retired.next;
-        }
-    }
-}
-
-/// What a tree shares with its [`Reader`]s: the node arenas, the root and
-/// height, and the sequence count that tells a reader whether the tree
-/// changed while it read.
-struct Header {
-    /// Odd while the writer changes the tree; bumped at both ends.
-    seq: AtomicU64,
-    root: AtomicU32,
-    height: AtomicU32,
-    leaves: Arena<Leaf>,
-    inners: Arena<Inner>,
-}
-
-impl Header {
-    const fn new() -> Self {
-        Header {
-            seq: AtomicU64::new(0),
-            root: AtomicU32::new(NIL),
-            height: AtomicU32::new(0),
-            leaves: Arena::new(),
-            inners: Arena::new(),
-        }
-    }
-}
-
-/// Where a tree keeps its header: inside itself until a reader is first
-/// asked for, then shared with the readers. A tree that never has one,
-/// such as an area's used space, allocates no header and publishes nothing.
-enum Home {
-    Alone(Header),
-    Shared(Arc<Header>),
-}
-
-impl core::ops::Deref for Home {
-    type Target = Header;
-    #[inline(always)]
-    fn deref(&self) -> &Header {
-        match self {
-            Home::Alone(h) => h,
-            Home::Shared(h) => h,
-        }
-    }
-}
-
-/// The leaf, if any, holding the entry with the greatest start `<= n` in
-/// the tree of `root` and `height` over the arenas `leaves` and `inners`,
-/// trying the leaf `hint` names first (when the tree has inner nodes). A
-/// lock-free reader may read with a writer at work: then the answer may be
-/// wrong, and is `None` when an index leads nowhere; the reader checks the
-/// sequence count.
-#[inline(always)]
-fn locate(
-    leaves: &[Leaf],
-    inners: &[Inner],
-    (root, height): (u32, usize),
-    n: u64,
-    hint: Option<&Hint>,
-) -> Option<u32> {
-    if height > 1 {
-        if let Some(h) = hint {
-            let h = h.0.load(Relaxed);
-            if leaves.get(h as usize).is_some_and(|l| l.covers(n)) {
-                return Some(h);
-            }
-        }
-    }
-    let mut node = root;
-    for _ in 1..height {
-        let inner = inners.get(node as usize)?;
-        node = inner.child(inner.child_for(n));
-    }
-    Some(node)
-}
-
-/// The tree's own copy of an arena's buffer (pointer and capacity), so
-/// that its lookups reach a node in one load rather than two through the
-/// shared header. Refreshed whenever the arena grows.
-struct Buf<T> {
-    ptr: NonNull<T>,
-    cap: usize,
-}
-
-// SAFETY: a `Buf` only lends `&[T]` (see `get`), and the nodes (atomics
-// only) are `Sync`.
-unsafe impl<T: Sync> Send for Buf<T> {}
-// SAFETY: as above.
-unsafe impl<T: Sync> Sync for Buf<T> {}
-
-impl<T: Node> Buf<T> {
-    /// The current buffer of `arena`.
-    fn of(arena: &Arena<T>) -> Self {
-        let nodes = arena.nodes();
-        Buf {
-            ptr: NonNull::from(nodes).cast(),
-            cap: nodes.len(),
-        }
-    }
-
-    #[inline(always)]
-    fn get(&self) -> &[T] {
-        // SAFETY: the buffer belongs to an arena in the tree's header, and
-        // is freed only when that header drops (with the tree, or after the
-        // tree's last reader) or when the tree, through `&mut self`, grows
-        // the arena with no reader and then refreshes this copy; so it is
-        // live while `self` is borrowed. (A capacity of 0 comes with a dangling, aligned,
-        // non-null pointer, which an empty slice allows.)
-        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.cap) }
-    }
-}
-
-/// A tree's published root was read while the tree changed: try again.
-const TRIES: usize = 4;
-
-// -- Routes ---------------------------------------------------------------------
 
 /// The route of a descent: for each inner level from the root, the node and
 /// the slot of the child taken.
@@ -988,11 +571,6 @@ struct Bounds {
 /// An entry as the queries return it: `(start, end, &value)`.
 pub type Entry<'a, V> = (u64, u64, &'a V);
 
-/// An entry with its tag: `(start, end, &value, &tag)`. The tag is a word
-/// the tree keeps beside the entry (see [`AreaTree::insert_tagged`]); its
-/// owner may store into it at any time, and lock-free readers see it.
-pub type Tagged<'a, V> = (u64, u64, &'a V, &'a AtomicU64);
-
 /// A hint for [`AreaTree::find_hinted`]: the index of the leaf that answered
 /// the last lookup, so that the next lookup nearby can skip the descent.
 ///
@@ -1015,27 +593,15 @@ impl Default for Hint {
     }
 }
 
-// -- The tree -------------------------------------------------------------------
-
 /// A map from disjoint half-open ranges `[start, end)` of `u64` (page
 /// numbers) to values, kept in a B+tree that answers "which entry contains
 /// `n`?" with one descent through dense nodes, or none with a [`Hint`].
-/// A [`Reader`] answers the same question without any lock, while the tree
-/// changes.
 ///
 /// See the [module documentation](self) for the layout and its guarantees.
+#[derive(Clone)]
 pub struct AreaTree<V> {
-    /// The nodes, shared with readers once there are any.
-    header: Home,
-    /// The leaf arena's buffer, as of its last growth.
-    leaf_buf: Buf<Leaf>,
-    /// The inner-node arena's buffer, as of its last growth.
-    inner_buf: Buf<Inner>,
-    /// The values of the leaves, by leaf index: one entry per leaf ever
-    /// allocated (`values.len()` is the leaf arena's length).
-    values: Vec<Values<V>>,
-    /// Inner nodes ever allocated (the inner arena's length).
-    inners_len: usize,
+    leaves: Vec<Leaf<V>>,
+    inners: Vec<Inner>,
     /// The first freed leaf, or `NIL`; the list runs through the freed
     /// leaves' `next` fields, so freeing a leaf never allocates.
     free_leaves: u32,
@@ -1052,8 +618,6 @@ pub struct AreaTree<V> {
     height: usize,
     /// Number of entries.
     len: usize,
-    /// The sequence count as this writer last set it.
-    seq: u64,
 }
 
 impl<V> Default for AreaTree<V> {
@@ -1070,48 +634,12 @@ impl<V: fmt::Debug> fmt::Debug for AreaTree<V> {
     }
 }
 
-impl<V: Clone> Clone for AreaTree<V> {
-    /// A tree with the same entries, values and tags, built densely.
-    fn clone(&self) -> Self {
-        let mut t = AreaTree::new();
-        t.reserve(self.len);
-        for (start, end, value, tag) in self.iter_tagged() {
-            let cloned = t.insert_tagged(start, end, tag.load(Relaxed), value.clone());
-            debug_assert!(cloned.is_ok());
-        }
-        t
-    }
-}
-
-impl<V> Drop for AreaTree<V> {
-    /// Leaves the tree empty for any [`Reader`] that outlives it.
-    fn drop(&mut self) {
-        // A change that panicked left its section open (the count odd):
-        // close that one rather than open another.
-        if self.seq & 1 == 0 {
-            self.begin_write();
-        }
-        self.root = NIL;
-        self.height = 0;
-        self.end_write();
-    }
-}
-
 impl<V> AreaTree<V> {
     /// An empty tree; allocates nothing until the first insertion.
     pub const fn new() -> Self {
         AreaTree {
-            header: Home::Alone(Header::new()),
-            leaf_buf: Buf {
-                ptr: NonNull::dangling(),
-                cap: 0,
-            },
-            inner_buf: Buf {
-                ptr: NonNull::dangling(),
-                cap: 0,
-            },
-            values: Vec::new(),
-            inners_len: 0,
+            leaves: Vec::new(),
+            inners: Vec::new(),
             free_leaves: NIL,
             free_inners: NIL,
             free_leaf_count: 0,
@@ -1119,46 +647,6 @@ impl<V> AreaTree<V> {
             root: NIL,
             height: 0,
             len: 0,
-            seq: 0,
-        }
-    }
-
-    /// A handle that looks entries up without a lock, concurrently with
-    /// changes to this tree (see [`Reader`]). The first call moves the
-    /// tree's header into a shared allocation; from then on every change
-    /// also publishes itself to readers.
-    pub fn reader(&mut self) -> Reader {
-        let shared = match &mut self.header {
-            Home::Shared(h) => h.clone(),
-            Home::Alone(h) => {
-                let shared = Arc::new(core::mem::replace(h, Header::new()));
-                self.header = Home::Shared(shared.clone());
-                // Publish the root and height (closing, rather than
-                // nesting, a change that panicked half-way, as `Drop` does).
-                if self.seq & 1 == 0 {
-                    self.begin_write();
-                }
-                self.end_write();
-                shared
-            }
-        };
-        Reader(shared)
-    }
-
-    /// Whether a reader may exist.
-    #[inline(always)]
-    fn has_readers(&self) -> bool {
-        match &self.header {
-            Home::Alone(_) => false,
-            Home::Shared(h) if Arc::strong_count(h) > 1 => true,
-            Home::Shared(_) => {
-                // The count is read with relaxed ordering; this pairs with
-                // the release decrement of each dropped reader's `Arc`, so
-                // every read a gone reader made happens before whatever the
-                // caller frees next.
-                fence(Acquire);
-                false
-            }
         }
     }
 
@@ -1183,8 +671,8 @@ impl<V> AreaTree<V> {
     #[doc(hidden)]
     pub fn node_counts(&self) -> (usize, usize) {
         (
-            self.values.len() - self.free_leaf_count,
-            self.inners_len - self.free_inner_count,
+            self.leaves.len() - self.free_leaf_count,
+            self.inners.len() - self.free_inner_count,
         )
     }
 
@@ -1225,9 +713,8 @@ impl<V> AreaTree<V> {
     }
 
     /// Makes room for `additional` more entries: afterwards no insertion
-    /// allocates (nor does anything else but [`clone`](Clone::clone),
-    /// [`drain`](Self::drain)'s result and the first
-    /// [`reader`](Self::reader)) as long as the tree holds at most
+    /// allocates (nor does anything else but [`clone`](Clone::clone) and
+    /// [`drain`](Self::drain)'s result) as long as the tree holds at most
     /// `len() + additional` entries, whatever removals come in between.
     ///
     /// Why that suffices: node fills bound the live nodes of a tree of
@@ -1241,172 +728,76 @@ impl<V> AreaTree<V> {
     /// the bound for the largest size the tree reaches never grows.
     ///
     /// Reserving on an empty arena reserves exactly; otherwise the arenas
-    /// at least double, so that repeated small reservations stay amortised
-    /// O(1). The nodes are allocated and initialised (empty) at once. A
-    /// buffer outgrown is freed at once if no [`Reader`] exists, else kept
-    /// until the tree and its readers are gone.
+    /// grow as a `Vec` does, so that repeated small reservations stay
+    /// amortised O(1).
     pub fn reserve(&mut self, additional: usize) {
         let (leaves, inners) = Self::max_nodes(self.len.saturating_add(additional));
-        self.grow_leaves(leaves);
-        self.grow_inners(inners);
-        if leaves > self.values.capacity() {
-            let more = leaves - self.values.len();
-            if self.values.capacity() == 0 {
-                self.values.reserve_exact(more);
+        fn grow<T>(arena: &mut Vec<T>, capacity: usize) {
+            if capacity <= arena.capacity() {
+                return;
+            }
+            let more = capacity - arena.len();
+            if arena.capacity() == 0 {
+                arena.reserve_exact(more);
             } else {
-                self.values.reserve(more);
+                arena.reserve(more);
             }
         }
-    }
-
-    /// Grows the leaf arena to hold at least `needed` nodes (see
-    /// [`grow`](Self::grow)).
-    fn grow_leaves(&mut self, needed: usize) {
-        let readers = self.has_readers();
-        // SAFETY: `&mut self`: the tree is the arena's one writer; with the
-        // header unshared or held by the tree alone, no reader exists (only
-        // `reader(&mut self)` makes one).
-        unsafe { Self::grow(&self.header.leaves, needed, readers) };
-        self.leaf_buf = Buf::of(&self.header.leaves);
-    }
-
-    /// Grows the inner-node arena like [`grow_leaves`](Self::grow_leaves).
-    fn grow_inners(&mut self, needed: usize) {
-        let readers = self.has_readers();
-        // SAFETY: as in `grow_leaves`.
-        unsafe { Self::grow(&self.header.inners, needed, readers) };
-        self.inner_buf = Buf::of(&self.header.inners);
-    }
-
-    /// Grows `arena` to hold at least `needed` nodes: exactly if it is
-    /// empty, else to at least twice its size. The old buffer is kept for
-    /// readers if there may be any, else freed at once.
-    ///
-    /// # Safety
-    ///
-    /// As for [`Arena::grow_to`].
-    unsafe fn grow<T: Node>(arena: &Arena<T>, needed: usize, readers: bool) {
-        let cap = arena.capacity();
-        if needed > cap {
-            let cap = if cap == 0 {
-                needed
-            } else {
-                needed.max(2 * cap)
-            };
-            // SAFETY: passed on from the caller.
-            unsafe { arena.grow_to(cap, readers) };
-        }
-    }
-
-    // -- Writing --------------------------------------------------------------
-
-    /// Starts a change readers must not trust: makes the sequence count odd.
-    #[inline]
-    fn begin_write(&mut self) {
-        debug_assert!(self.seq & 1 == 0, "area tree: nested change");
-        self.seq += 1;
-        if let Home::Shared(h) = &self.header {
-            h.seq.store(self.seq, Relaxed);
-            fence(Release);
-        }
-    }
-
-    /// Ends a change: publishes the root and height, and makes the sequence
-    /// count even again.
-    #[inline]
-    fn end_write(&mut self) {
-        self.seq += 1;
-        if let Home::Shared(h) = &self.header {
-            h.root.store(self.root, Relaxed);
-            h.height.store(self.height as u32, Relaxed);
-            h.seq.store(self.seq, Release);
-        }
-    }
-
-    /// Runs `f`, a change, between [`begin_write`](Self::begin_write) and
-    /// [`end_write`](Self::end_write).
-    #[inline]
-    fn write<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        self.begin_write();
-        let r = f(self);
-        self.end_write();
-        r
-    }
-
-    #[inline(always)]
-    fn leaves(&self) -> &[Leaf] {
-        self.leaf_buf.get()
-    }
-
-    #[inline(always)]
-    fn inners(&self) -> &[Inner] {
-        self.inner_buf.get()
-    }
-
-    #[inline(always)]
-    fn leaf(&self, i: u32) -> &Leaf {
-        &self.leaves()[i as usize]
-    }
-
-    #[inline(always)]
-    fn inner(&self, i: u32) -> &Inner {
-        &self.inners()[i as usize]
+        grow(&mut self.leaves, leaves);
+        grow(&mut self.inners, inners);
     }
 
     // -- Node allocation ----------------------------------------------------
 
-    /// An empty leaf: a freed one, or else the next one of the arena.
-    fn alloc_leaf(&mut self) -> u32 {
+    /// Stores `leaf` in a freed slot, or else at the end of the arena.
+    fn alloc_leaf(&mut self, leaf: Leaf<V>) -> u32 {
         let i = self.free_leaves;
         if i != NIL {
-            let leaf = &self.leaf_buf.get()[i as usize];
-            self.free_leaves = leaf.next.get();
-            leaf.clear();
+            let slot = &mut self.leaves[i as usize];
+            self.free_leaves = slot.next;
             self.free_leaf_count -= 1;
-            return i;
+            *slot = leaf;
+            i
+        } else {
+            let i = index(self.leaves.len());
+            self.leaves.push(leaf);
+            i
         }
-        let i = self.values.len();
-        self.grow_leaves(i + 1);
-        self.values.push([const { None }; CAP]);
-        self.leaves()[i].clear();
-        index(i)
     }
 
     /// Puts an emptied leaf on the free list (linked through its `next`).
     /// Its length is 0, so hints naming it fail validation.
     fn free_leaf(&mut self, i: u32) {
-        debug_assert!(self.values[i as usize].iter().all(Option::is_none));
-        let leaf = self.leaf(i);
-        debug_assert!(leaf.len() == 0);
-        leaf.clear();
-        leaf.next.set(self.free_leaves);
+        let leaf = &mut self.leaves[i as usize];
+        debug_assert!(leaf.len == 0 && leaf.values.iter().all(Option::is_none));
+        leaf.len = 0;
+        leaf.next = self.free_leaves;
         self.free_leaves = i;
         self.free_leaf_count += 1;
     }
 
-    /// An empty inner node: a freed one, or else the next one of the arena.
-    fn alloc_inner(&mut self) -> u32 {
+    /// Stores `inner` in a freed slot, or else at the end of the arena.
+    fn alloc_inner(&mut self, inner: Inner) -> u32 {
         let i = self.free_inners;
         if i != NIL {
-            let node = &self.inner_buf.get()[i as usize];
-            self.free_inners = node.child(0);
-            node.clear();
+            let slot = &mut self.inners[i as usize];
+            self.free_inners = slot.children[0];
             self.free_inner_count -= 1;
-            return i;
+            *slot = inner;
+            i
+        } else {
+            let i = index(self.inners.len());
+            self.inners.push(inner);
+            i
         }
-        let i = self.inners_len;
-        self.grow_inners(i + 1);
-        self.inners_len += 1;
-        self.inners()[i].clear();
-        index(i)
     }
 
     /// Clears an inner node and puts it on the free list (linked through
     /// its first child slot).
     fn free_inner(&mut self, i: u32) {
-        let node = self.inner(i);
-        node.clear();
-        node.children[0].set(self.free_inners);
+        let node = &mut self.inners[i as usize];
+        *node = Inner::new();
+        node.children[0] = self.free_inners;
         self.free_inners = i;
         self.free_inner_count += 1;
     }
@@ -1417,11 +808,10 @@ impl<V> AreaTree<V> {
     /// is such an entry (the tree must not be empty).
     #[inline(always)]
     fn descend(&self, key: u64) -> u32 {
-        let inners = self.inners();
         let mut node = self.root;
         for _ in 1..self.height {
-            let inner = &inners[node as usize];
-            node = inner.child(inner.child_for(key));
+            let inner = &self.inners[node as usize];
+            node = inner.children[inner.child_for(key)];
         }
         node
     }
@@ -1436,14 +826,14 @@ impl<V> AreaTree<V> {
         let mut next_start = PAD;
         path.len = 0;
         for _ in 1..self.height {
-            let inner = self.inner(node);
+            let inner = &self.inners[node as usize];
             let c = inner.child_for(key);
             if c < inner.nkeys() {
-                next_start = inner.key(c);
+                next_start = inner.keys[c];
             }
             path.steps[path.len] = (node, c);
             path.len += 1;
-            node = inner.child(c);
+            node = inner.children[c];
         }
         (node, next_start)
     }
@@ -1462,15 +852,15 @@ impl<V> AreaTree<V> {
             next_start: PAD,
         };
         for _ in 1..self.height {
-            let inner = self.inner(b.leaf);
+            let inner = &self.inners[b.leaf as usize];
             let c = inner.child_for(key);
             if c > 0 {
                 b.left_sep = Some((b.leaf, c - 1));
             }
             if c < inner.nkeys() {
-                b.next_start = inner.key(c);
+                b.next_start = inner.keys[c];
             }
-            b.leaf = inner.child(c);
+            b.leaf = inner.children[c];
         }
         b
     }
@@ -1480,18 +870,9 @@ impl<V> AreaTree<V> {
         if self.height == 0 {
             return None;
         }
-        let leaf = self.leaf(self.descend(key));
+        let leaf = &self.leaves[self.descend(key) as usize];
         let i = leaf.rank(key);
-        (i > 0).then(|| leaf.bounds(i - 1))
-    }
-
-    /// Entry `j` of leaf `l` with its tag.
-    #[inline(always)]
-    fn tagged(&self, l: u32, j: usize) -> Option<Tagged<'_, V>> {
-        let leaf = self.leaf(l);
-        let (start, end) = leaf.bounds(j);
-        let value = self.values[l as usize][j].as_ref()?;
-        Some((start, end, value, &leaf.tags[j].0))
+        (i > 0).then(|| (leaf.starts[i - 1], leaf.ends[i - 1]))
     }
 
     // -- Queries ------------------------------------------------------------
@@ -1499,45 +880,36 @@ impl<V> AreaTree<V> {
     /// The entry containing point `n` (`start <= n < end`), as
     /// `(start, end, &value)`: one descent, no allocation.
     #[inline]
-    pub fn find(&self, n: u64) -> Option<Entry<'_, V>> {
-        self.find_tagged(n, None).map(|(s, e, v, _)| (s, e, v))
+    pub fn find(&self, n: u64) -> Option<(u64, u64, &V)> {
+        if self.height == 0 {
+            return None;
+        }
+        self.leaves[self.descend(n) as usize].lookup(n)
     }
 
     /// The same result as [`find`](Self::find), but first tries the leaf
     /// recorded in `hint` and, if that does not cover `n`, descends and
-    /// records the leaf it reached (a single-leaf tree skips the hint). See
-    /// the [module documentation](self#the-lookup-hint) for why a hinted
-    /// leaf that covers `n` gives the right answer.
+    /// records the leaf it reached (a single-leaf tree skips the hint). See the [module documentation](self#the-lookup-hint)
+    /// for why a hinted leaf that covers `n` gives the right answer.
     #[inline]
-    pub fn find_hinted(&self, n: u64, hint: &Hint) -> Option<Entry<'_, V>> {
-        self.find_tagged(n, Some(hint))
-            .map(|(s, e, v, _)| (s, e, v))
-    }
-
-    /// [`find`](Self::find) or, with a hint, [`find_hinted`](Self::find_hinted),
-    /// also returning the entry's tag.
-    #[inline]
-    pub fn find_tagged(&self, n: u64, hint: Option<&Hint>) -> Option<Tagged<'_, V>> {
-        if self.height == 0 {
-            return None;
+    pub fn find_hinted(&self, n: u64, hint: &Hint) -> Option<(u64, u64, &V)> {
+        // With a single leaf the descent is cheaper than checking the hint.
+        if self.height <= 1 {
+            return self.find(n);
         }
-        let Some(l) = locate(
-            self.leaves(),
-            self.inners(),
-            (self.root, self.height),
-            n,
-            hint,
-        ) else {
-            debug_assert!(false, "area tree: a descent left the arena");
-            return None;
-        };
-        if let Some(h) = hint.filter(|_| self.height > 1) {
-            if h.0.load(Relaxed) != l {
-                h.0.store(l, Relaxed);
+        let h = hint.0.load(Relaxed);
+        if let Some(leaf) = self.leaves.get(h as usize) {
+            let len = leaf.len();
+            // Valid: a live leaf spanning n (a freed leaf has len 0).
+            if len > 0 && leaf.starts[0] <= n && n < leaf.ends[len - 1] {
+                return leaf.lookup(n);
             }
         }
-        let j = self.leaf(l).lookup(n)?;
-        self.tagged(l, j)
+        let i = self.descend(n);
+        if i != h {
+            hint.0.store(i, Relaxed);
+        }
+        self.leaves[i as usize].lookup(n)
     }
 
     /// The entry starting exactly at `start`, as `(end, &value)`.
@@ -1545,12 +917,9 @@ impl<V> AreaTree<V> {
         if self.height == 0 {
             return None;
         }
-        let l = self.descend(start);
-        let i = self.leaf(l).position(start)?;
-        Some((
-            self.leaf(l).ends[i].get(),
-            self.values[l as usize][i].as_ref()?,
-        ))
+        let leaf = &self.leaves[self.descend(start) as usize];
+        let i = leaf.position(start)?;
+        Some((leaf.ends[i], leaf.values[i].as_ref()?))
     }
 
     /// The entry starting exactly at `start`, as `(end, &mut value)`.
@@ -1558,10 +927,10 @@ impl<V> AreaTree<V> {
         if self.height == 0 {
             return None;
         }
-        let l = self.descend(start);
-        let i = self.leaf(l).position(start)?;
-        let end = self.leaf(l).ends[i].get();
-        Some((end, self.values[l as usize][i].as_mut()?))
+        let leaf = self.descend(start) as usize;
+        let leaf = &mut self.leaves[leaf];
+        let i = leaf.position(start)?;
+        Some((leaf.ends[i], leaf.values[i].as_mut()?))
     }
 
     /// The entries around point `n`: the one with the greatest start
@@ -1573,21 +942,16 @@ impl<V> AreaTree<V> {
         if self.height == 0 {
             return (None, None);
         }
-        let l = self.descend(n);
-        let leaf = self.leaf(l);
+        let leaf = &self.leaves[self.descend(n) as usize];
         let i = leaf.rank(n);
-        let entry = |l: u32, j: usize| self.tagged(l, j).map(|(s, e, v, _)| (s, e, v));
-        let before = if i > 0 { entry(l, i - 1) } else { None };
+        let before = if i > 0 { leaf.entry(i - 1) } else { None };
         let after = if i < leaf.len() {
-            entry(l, i)
+            leaf.entry(i)
         } else {
-            // A live leaf's successor is live (or NIL).
-            let next = leaf.next.get();
-            if next == NIL {
-                None
-            } else {
-                entry(next, 0)
-            }
+            // A live leaf's successor is live (or NIL, which is no index).
+            self.leaves
+                .get(leaf.next as usize)
+                .and_then(|next| next.entry(0))
         };
         (before, after)
     }
@@ -1604,12 +968,12 @@ impl<V> AreaTree<V> {
         if start >= end || self.height == 0 {
             return false;
         }
-        let leaf = self.leaf(self.descend(end - 1));
+        let leaf = &self.leaves[self.descend(end - 1) as usize];
         let i = leaf.rank(end - 1);
         if i == 0 {
             return false;
         }
-        let (s, e) = leaf.bounds(i - 1);
+        let (s, e) = (leaf.starts[i - 1], leaf.ends[i - 1]);
         if Some(s) != ignore {
             return e > start;
         }
@@ -1618,7 +982,7 @@ impl<V> AreaTree<V> {
             return false;
         }
         let before = if i >= 2 {
-            Some(leaf.ends[i - 2].get())
+            Some(leaf.ends[i - 2])
         } else {
             self.last_at_or_before(s - 1).map(|(_, e)| e)
         };
@@ -1629,126 +993,75 @@ impl<V> AreaTree<V> {
     pub fn iter(&self) -> Iter<'_, V> {
         let mut leaf = if self.height == 0 { NIL } else { self.root };
         for _ in 1..self.height {
-            leaf = self.inner(leaf).child(0);
+            leaf = self.inners[leaf as usize].children[0];
         }
         Iter {
-            tree: self,
+            leaves: &self.leaves,
             leaf,
             pos: 0,
             remaining: self.len,
         }
     }
 
-    /// The entries in ascending order with their tags, as
-    /// `(start, end, &value, &tag)`.
-    pub fn iter_tagged(&self) -> impl Iterator<Item = Tagged<'_, V>> + '_ {
-        let mut it = self.iter();
-        core::iter::from_fn(move || it.next_tagged())
-    }
-
     // -- Changes ------------------------------------------------------------
 
-    /// Inserts `[start, end) -> value` with tag 0. Refuses, handing the
-    /// value back, if the range is empty (`start >= end`) or intersects an
-    /// entry.
+    /// Inserts `[start, end) -> value`. Refuses, handing the value back, if
+    /// the range is empty (`start >= end`) or intersects an entry.
     pub fn insert(&mut self, start: u64, end: u64, value: V) -> Result<(), V> {
-        self.insert_tagged(start, end, 0, value)
-    }
-
-    /// Inserts `[start, end) -> value` like [`insert`](Self::insert), with
-    /// the tag `tag`: a word kept beside the entry, which
-    /// [`find_tagged`](Self::find_tagged) hands out as an atomic that its
-    /// owner may change at any time, and which a [`Reader`] returns with the
-    /// entry. (The area tree of an address space keeps each area's summary
-    /// there.)
-    pub fn insert_tagged(&mut self, start: u64, end: u64, tag: u64, value: V) -> Result<(), V> {
         if start >= end {
             return Err(value);
         }
-        let r = self.insert_inner((start, end, tag), value);
-        self.end_write_if_open();
-        r
-    }
-
-    /// Ends the change under way, if one was begun (a refused change
-    /// begins none, so readers need not retry for it).
-    #[inline]
-    fn end_write_if_open(&mut self) {
-        if self.seq & 1 == 1 {
-            self.end_write();
-        }
-    }
-
-    fn insert_inner(&mut self, entry: (u64, u64, u64), value: V) -> Result<(), V> {
-        let (start, end, _) = entry;
         if self.height == 0 {
-            self.begin_write();
-            let l = self.alloc_leaf();
-            leaf_insert(
-                &self.leaf_buf.get()[l as usize],
-                &mut self.values[l as usize],
-                0,
-                entry,
-                value,
-            );
-            self.root = l;
+            let mut leaf = Leaf::new();
+            leaf.insert_at(0, start, end, value);
+            self.root = self.alloc_leaf(leaf);
             self.height = 1;
             self.len = 1;
             return Ok(());
         }
         let mut path = Path::new();
         let (node, next_start) = self.descend_path(start, &mut path);
-        let leaf = self.leaf(node);
+        let leaf = &mut self.leaves[node as usize];
         let i = leaf.rank(start);
         // The entry before: the greatest start <= `start` (also catches an
         // equal start, since its end is greater).
-        if i > 0 && leaf.ends[i - 1].get() > start {
+        if i > 0 && leaf.ends[i - 1] > start {
             return Err(value);
         }
         // The entry after: the least start > `start`.
         let after = if i < leaf.len() {
-            leaf.starts[i].get()
+            leaf.starts[i]
         } else {
             next_start
         };
         if after < end {
             return Err(value);
         }
-        self.begin_write();
         self.len += 1;
-        let leaves = self.leaf_buf.get();
-        if leaves[node as usize].len() < CAP {
-            leaf_insert(
-                &leaves[node as usize],
-                &mut self.values[node as usize],
-                i,
-                entry,
-                value,
-            );
+        if leaf.len() < CAP {
+            leaf.insert_at(i, start, end, value);
             return Ok(());
         }
         // A full leaf spills into a sibling if it can.
         if path.len > 0 {
             let (p, c) = path.steps[path.len - 1];
-            let parent = &self.inner_buf.get()[p as usize];
-            let room = |j: usize| CAP - leaves[parent.child(j) as usize].len();
+            let parent = &self.inners[p as usize];
+            let room = |j: usize| CAP - self.leaves[parent.children[j] as usize].len();
             match spill(i, c, parent.nkeys(), room) {
                 Some(Spill::Left(k)) => {
-                    let l = parent.child(c - 1);
-                    let (lv, nv) = pair_mut(&mut self.values, l as usize, node as usize);
-                    let (sib, leaf) = (&leaves[l as usize], &leaves[node as usize]);
-                    leaf_take_front((sib, lv), (leaf, &mut *nv), k);
-                    leaf_insert(leaf, nv, i - k, entry, value);
-                    parent.keys[c - 1].set(leaf.starts[0].get());
+                    let l = parent.children[c - 1];
+                    let (sib, leaf) = pair_mut(&mut self.leaves, l as usize, node as usize);
+                    sib.take_front(leaf, k);
+                    leaf.insert_at(i - k, start, end, value);
+                    self.inners[p as usize].keys[c - 1] = leaf.starts[0];
                     return Ok(());
                 }
                 Some(Spill::Right(k)) => {
-                    let r = parent.child(c + 1);
-                    let (nv, rv) = pair_mut(&mut self.values, node as usize, r as usize);
-                    let (leaf, sib) = (&leaves[node as usize], &leaves[r as usize]);
-                    leaf_give_back((leaf, &mut *nv), (sib, rv), k);
-                    leaf_insert(leaf, nv, i, entry, value);
-                    parent.keys[c].set(sib.starts[0].get());
+                    let r = parent.children[c + 1];
+                    let (leaf, sib) = pair_mut(&mut self.leaves, node as usize, r as usize);
+                    leaf.give_back(sib, k);
+                    leaf.insert_at(i, start, end, value);
+                    self.inners[p as usize].keys[c] = sib.starts[0];
                     return Ok(());
                 }
                 None => {}
@@ -1759,20 +1072,20 @@ impl<V> AreaTree<V> {
         // entries, the right part the rest.
         let mid = if i <= CAP / 2 { CAP / 2 + 1 } else { CAP / 2 };
         let at = split_point(i, MIN_LEAF, mid, CAP + 1 - MIN_LEAF);
-        let r = self.alloc_leaf();
-        let leaves = self.leaf_buf.get();
-        let (leaf, right) = (&leaves[node as usize], &leaves[r as usize]);
-        let (nv, rv) = pair_mut(&mut self.values, node as usize, r as usize);
-        if i < at {
-            leaf_give_back((leaf, &mut *nv), (right, &mut *rv), CAP - (at - 1));
-            leaf_insert(leaf, nv, i, entry, value);
+        let leaf = &mut self.leaves[node as usize];
+        let mut right = if i < at {
+            let right = leaf.split_off(at - 1);
+            leaf.insert_at(i, start, end, value);
+            right
         } else {
-            leaf_give_back((leaf, &mut *nv), (right, &mut *rv), CAP - at);
-            leaf_insert(right, rv, i - at, entry, value);
-        }
-        right.next.set(leaf.next.get());
-        leaf.next.set(r);
-        let key = right.starts[0].get();
+            let mut right = leaf.split_off(at);
+            right.insert_at(i - at, start, end, value);
+            right
+        };
+        right.next = leaf.next;
+        let key = right.starts[0];
+        let r = self.alloc_leaf(right);
+        self.leaves[node as usize].next = r;
         self.insert_upward(&path, key, r);
         Ok(())
     }
@@ -1784,54 +1097,53 @@ impl<V> AreaTree<V> {
     fn insert_upward(&mut self, path: &Path, mut key: u64, mut child: u32) {
         for level in (0..path.len).rev() {
             let (p, i) = path.steps[level];
-            let node = self.inner(p);
+            let node = &mut self.inners[p as usize];
             if node.nkeys() < CAP {
                 node.insert_at(i, key, child);
                 return;
             }
             if level > 0 {
                 let (pp, c) = path.steps[level - 1];
-                let parent = self.inner(pp);
-                let room = |j: usize| CAP - self.inner(parent.child(j)).nkeys();
+                let parent = &self.inners[pp as usize];
+                let room = |j: usize| CAP - self.inners[parent.children[j] as usize].nkeys();
                 // The new child goes to `children[i + 1]`: `i + 1` children
                 // are before it, of which `i` may move left (the one just
                 // before it stays), and `CAP - i` after it.
                 match spill(i, c, parent.nkeys(), room) {
                     Some(Spill::Left(k)) => {
-                        let (sib, sep) = (self.inner(parent.child(c - 1)), parent.key(c - 1));
+                        let (l, sep) = (parent.children[c - 1], parent.keys[c - 1]);
+                        let (sib, node) = pair_mut(&mut self.inners, l as usize, p as usize);
                         let sep = inner_take_front(sib, node, sep, k);
                         node.insert_at(i - k, key, child);
-                        parent.keys[c - 1].set(sep);
+                        self.inners[pp as usize].keys[c - 1] = sep;
                         return;
                     }
                     Some(Spill::Right(k)) => {
-                        let (sib, sep) = (self.inner(parent.child(c + 1)), parent.key(c));
+                        let (r, sep) = (parent.children[c + 1], parent.keys[c]);
+                        let (node, sib) = pair_mut(&mut self.inners, p as usize, r as usize);
                         let sep = inner_give_back(node, sib, sep, k);
                         node.insert_at(i, key, child);
-                        parent.keys[c].set(sep);
+                        self.inners[pp as usize].keys[c] = sep;
                         return;
                     }
                     None => {}
                 }
             }
             let m = split_point(i, MIN_KEYS, CAP / 2, CAP - MIN_KEYS);
-            let right = self.alloc_inner();
-            key = self
-                .inner(p)
-                .insert_split(i, key, child, m, self.inner(right));
-            child = right;
+            let (up, right) = self.inners[p as usize].insert_split(i, key, child, m);
+            key = up;
+            child = self.alloc_inner(right);
         }
         assert!(
             self.height <= MAX_INNER_LEVELS,
             "area tree: height limit exceeded"
         );
-        let r = self.alloc_inner();
-        let root = self.inner(r);
-        root.keys[0].set(key);
-        root.children[0].set(self.root);
-        root.children[1].set(child);
-        root.nkeys.set(1);
-        self.root = r;
+        let mut root = Inner::new();
+        root.keys[0] = key;
+        root.children[0] = self.root;
+        root.children[1] = child;
+        root.nkeys = 1;
+        self.root = self.alloc_inner(root);
         self.height += 1;
     }
 
@@ -1841,18 +1153,11 @@ impl<V> AreaTree<V> {
         if self.height == 0 {
             return None;
         }
-        let r = self.remove_inner(start);
-        self.end_write_if_open();
-        r
-    }
-
-    fn remove_inner(&mut self, start: u64) -> Option<(u64, V)> {
         let mut path = Path::new();
         let (node, _) = self.descend_path(start, &mut path);
-        let pos = self.leaf(node).position(start)?;
-        self.begin_write();
-        let leaf = &self.leaf_buf.get()[node as usize];
-        let (_, end, value) = leaf_remove(leaf, &mut self.values[node as usize], pos);
+        let leaf = &mut self.leaves[node as usize];
+        let pos = leaf.position(start)?;
+        let (_, end, value) = leaf.remove_at(pos);
         let remaining = leaf.len();
         self.len -= 1;
 
@@ -1868,9 +1173,9 @@ impl<V> AreaTree<V> {
         // has one. If its first entry went, the separator naming it (the
         // lowest one on the route with a child to its left) must follow.
         if pos == 0 {
-            let first = self.leaf(node).starts[0].get();
+            let first = self.leaves[node as usize].starts[0];
             if let Some(&(p, c)) = path.steps[..path.len].iter().rev().find(|&&(_, c)| c > 0) {
-                self.inner(p).keys[c - 1].set(first);
+                self.inners[p as usize].keys[c - 1] = first;
             }
         }
         if remaining < MIN_LEAF {
@@ -1890,7 +1195,7 @@ impl<V> AreaTree<V> {
         // path.steps[level].0 lost a key.
         for level in (1..path.len).rev() {
             let node = path.steps[level].0;
-            if self.inner(node).nkeys() >= MIN_KEYS {
+            if self.inners[node as usize].nkeys() >= MIN_KEYS {
                 return;
             }
             let (p, c) = path.steps[level - 1];
@@ -1899,8 +1204,8 @@ impl<V> AreaTree<V> {
             }
         }
         let root = self.root;
-        if self.inner(root).nkeys() == 0 {
-            self.root = self.inner(root).child(0);
+        if self.inners[root as usize].nkeys == 0 {
+            self.root = self.inners[root as usize].children[0];
             self.free_inner(root);
             self.height -= 1;
         }
@@ -1912,27 +1217,25 @@ impl<V> AreaTree<V> {
     /// than `2 * MIN_LEAF <= CAP`). Returns whether `p` lost a key.
     fn fix_leaf(&mut self, p: u32, c: usize) -> bool {
         let slot = c.saturating_sub(1); // separator between the two siblings
-        let parent = &self.inner_buf.get()[p as usize];
-        let (l, r) = (parent.child(slot), parent.child(slot + 1));
-        let leaves = self.leaf_buf.get();
-        let (left, right) = (&leaves[l as usize], &leaves[r as usize]);
-        let (lv, rv) = pair_mut(&mut self.values, l as usize, r as usize);
+        let parent = &self.inners[p as usize];
+        let (l, r) = (parent.children[slot], parent.children[slot + 1]);
+        let (left, right) = pair_mut(&mut self.leaves, l as usize, r as usize);
         let (ln, rn) = (left.len(), right.len());
         if ln + rn < 2 * MIN_LEAF {
-            leaf_take_front((left, lv), (right, rv), rn);
-            left.next.set(right.next.get());
+            left.take_front(right, rn);
+            left.next = right.next;
             self.free_leaf(r);
-            self.inner(p).remove_at(slot);
+            self.inners[p as usize].remove_at(slot);
             return true;
         }
         // The underfull one is the smaller; it gets half (rounded down).
         let half = (ln + rn) / 2;
         if ln < rn {
-            leaf_take_front((left, lv), (right, rv), half - ln);
+            left.take_front(right, half - ln);
         } else {
-            leaf_give_back((left, lv), (right, rv), half - rn);
+            left.give_back(right, half - rn);
         }
-        parent.keys[slot].set(right.starts[0].get());
+        self.inners[p as usize].keys[slot] = right.starts[0];
         false
     }
 
@@ -1943,18 +1246,18 @@ impl<V> AreaTree<V> {
     /// most `2 * MIN_KEYS <= CAP` keys). Returns whether `p` lost a key.
     fn fix_inner(&mut self, p: u32, c: usize) -> bool {
         let slot = c.saturating_sub(1);
-        let parent = self.inner(p);
-        let (l, r) = (parent.child(slot), parent.child(slot + 1));
-        let sep = parent.key(slot);
-        let (left, right) = (self.inner(l), self.inner(r));
+        let parent = &self.inners[p as usize];
+        let (l, r) = (parent.children[slot], parent.children[slot + 1]);
+        let sep = parent.keys[slot];
+        let (left, right) = pair_mut(&mut self.inners, l as usize, r as usize);
         let (ln, rn) = (left.nkeys(), right.nkeys());
         if ln + rn < 2 * MIN_KEYS {
-            left.keys[ln].set(sep);
-            copy(&left.keys[ln + 1..ln + 1 + rn], &right.keys[..rn]);
-            copy(&left.children[ln + 1..ln + 2 + rn], &right.children[..=rn]);
-            left.nkeys.set((ln + 1 + rn) as u32);
+            left.keys[ln] = sep;
+            left.keys[ln + 1..ln + 1 + rn].copy_from_slice(&right.keys[..rn]);
+            left.children[ln + 1..ln + 2 + rn].copy_from_slice(&right.children[..=rn]);
+            left.nkeys = (ln + 1 + rn) as u32;
             self.free_inner(r);
-            self.inner(p).remove_at(slot);
+            self.inners[p as usize].remove_at(slot);
             return true;
         }
         // The underfull one is the smaller; it gets half the children.
@@ -1964,7 +1267,7 @@ impl<V> AreaTree<V> {
         } else {
             inner_give_back(left, right, sep, half - (rn + 1))
         };
-        parent.keys[slot].set(new_sep);
+        self.inners[p as usize].keys[slot] = new_sep;
         false
     }
 
@@ -1976,19 +1279,19 @@ impl<V> AreaTree<V> {
             return false;
         }
         let b = self.descend_bounds(start);
-        let leaf = self.leaf(b.leaf);
+        let leaf = &mut self.leaves[b.leaf as usize];
         let Some(i) = leaf.position(start) else {
             return false;
         };
         let after = if i + 1 < leaf.len() {
-            leaf.starts[i + 1].get()
+            leaf.starts[i + 1]
         } else {
             b.next_start
         };
         if after < end {
             return false;
         }
-        self.write(|t| t.leaf(b.leaf).ends[i].set(end));
+        leaf.ends[i] = end;
         true
     }
 
@@ -2018,34 +1321,37 @@ impl<V> AreaTree<V> {
             return Err((None, None));
         }
         let b = self.descend_bounds(start);
-        let leaf = self.leaf(b.leaf);
+        let leaf = &self.leaves[b.leaf as usize];
         // Entries `..r` start at or before `start`; the one at `r`, or else
         // the first of the next leaf, starts after it.
         let r = leaf.rank(start);
-        let before = (r > 0).then(|| leaf.bounds(r - 1));
+        let before = (r > 0).then(|| (leaf.starts[r - 1], leaf.ends[r - 1]));
         let after = if r < leaf.len() {
-            Some(leaf.bounds(r))
+            Some((leaf.starts[r], leaf.ends[r]))
         } else {
-            // A live leaf's successor is live (or NIL).
-            let next = leaf.next.get();
-            (next != NIL).then(|| self.leaf(next).bounds(0))
+            // A live leaf's successor is live (or NIL, which is no index).
+            self.leaves
+                .get(leaf.next as usize)
+                .and_then(|next| next.entry(0))
+                .map(|(s, e, _)| (s, e))
         };
         let free = start < end
             && after.is_none_or(|(s, _)| s >= end)
             && before.is_none_or(|(_, e)| e <= start);
+        let leaf = &mut self.leaves[b.leaf as usize];
         match (before, after) {
             _ if !free => {}
             // Touching the entry before (which is in this leaf), not the one
             // after.
             (Some((_, e)), a) if e == start && a.is_none_or(|(s, _)| s != end) => {
-                self.write(|t| t.leaf(b.leaf).ends[r - 1].set(end));
+                leaf.ends[r - 1] = end;
                 return Ok(());
             }
             // Touching the entry after, which is not the first of this leaf
             // (`r > 0`), so its start is no separator; the entry before ends
             // short of `start`.
             (Some((_, e)), Some((s, _))) if e < start && s == end && r < leaf.len() => {
-                self.write(|t| t.leaf(b.leaf).starts[r].set(start));
+                leaf.starts[r] = start;
                 return Ok(());
             }
             _ => {}
@@ -2067,17 +1373,17 @@ impl<V> AreaTree<V> {
             return false;
         }
         let b = self.descend_bounds(start);
-        let leaf = self.leaf(b.leaf);
+        let leaf = &self.leaves[b.leaf as usize];
         let Some(i) = leaf.position(start) else {
             return false;
         };
-        if new_start >= leaf.ends[i].get() {
+        if new_start >= leaf.ends[i] {
             return false;
         }
         if new_start < start {
             // `start > new_start >= 0`, so `start - 1` does not wrap.
             let before_end = if i > 0 {
-                Some(leaf.ends[i - 1].get())
+                Some(leaf.ends[i - 1])
             } else {
                 self.last_at_or_before(start - 1).map(|(_, e)| e)
             };
@@ -2085,15 +1391,13 @@ impl<V> AreaTree<V> {
                 return false;
             }
         }
-        self.write(|t| {
-            t.leaf(b.leaf).starts[i].set(new_start);
-            // The separator naming the leaf's first start must follow.
-            if i == 0 {
-                if let Some((p, k)) = b.left_sep {
-                    t.inner(p).keys[k].set(new_start);
-                }
+        self.leaves[b.leaf as usize].starts[i] = new_start;
+        // The separator naming the leaf's first start must follow.
+        if i == 0 {
+            if let Some((p, k)) = b.left_sep {
+                self.inners[p as usize].keys[k] = new_start;
             }
-        });
+        }
         true
     }
 
@@ -2101,26 +1405,18 @@ impl<V> AreaTree<V> {
     /// keeps its arenas' capacity.
     pub fn drain(&mut self) -> Vec<(u64, u64, V)> {
         let mut out = Vec::with_capacity(self.len);
-        self.begin_write();
         let mut leaf = self.iter().leaf;
         while leaf != NIL {
-            let l = &self.leaf_buf.get()[leaf as usize];
-            for (i, v) in self.values[leaf as usize].iter_mut().enumerate() {
-                if let Some(v) = v.take() {
-                    out.push((l.starts[i].get(), l.ends[i].get(), v));
+            let l = &mut self.leaves[leaf as usize];
+            for i in 0..l.len() {
+                if let Some(v) = l.values[i].take() {
+                    out.push((l.starts[i], l.ends[i], v));
                 }
             }
-            leaf = l.next.get();
+            leaf = l.next;
         }
-        // Nodes past the arenas' lengths must be empty: a hint may name one.
-        self.leaf_buf.get()[..self.values.len()]
-            .iter()
-            .for_each(Leaf::clear);
-        self.inner_buf.get()[..self.inners_len]
-            .iter()
-            .for_each(Inner::clear);
-        self.values.clear();
-        self.inners_len = 0;
+        self.leaves.clear();
+        self.inners.clear();
         self.free_leaves = NIL;
         self.free_inners = NIL;
         self.free_leaf_count = 0;
@@ -2128,7 +1424,6 @@ impl<V> AreaTree<V> {
         self.root = NIL;
         self.height = 0;
         self.len = 0;
-        self.end_write();
         out
     }
 
@@ -2138,62 +1433,46 @@ impl<V> AreaTree<V> {
     /// broken: entries sorted, disjoint and non-empty; node fills; exact
     /// separators; all leaves at one depth and chained in order; `len`;
     /// free nodes empty and unreachable; the height bound of
-    /// [`max_height`](Self::max_height); the root and height published to
-    /// readers. Costs O(nodes); for tests.
+    /// [`max_height`](Self::max_height). Costs O(nodes); for tests.
     #[doc(hidden)]
     pub fn check_invariants(&self) {
-        assert_eq!(self.seq % 2, 0, "a change left open");
-        if let Home::Shared(h) = &self.header {
-            assert_eq!(
-                h.seq.load(Relaxed),
-                self.seq,
-                "sequence count not published"
-            );
-            assert_eq!(h.root.load(Relaxed), self.root, "root not published");
-            assert_eq!(
-                h.height.load(Relaxed) as usize,
-                self.height,
-                "height not published"
-            );
-        }
-        let mut seen_leaf = alloc::vec![false; self.values.len()];
-        let mut seen_inner = alloc::vec![false; self.inners_len];
+        let mut seen_leaf = alloc::vec![false; self.leaves.len()];
+        let mut seen_inner = alloc::vec![false; self.inners.len()];
         let (mut i, mut count) = (self.free_leaves, 0);
         while i != NIL {
             assert!(
-                (i as usize) < self.values.len(),
+                (i as usize) < self.leaves.len(),
                 "free leaf {i} out of range"
             );
-            let leaf = self.leaf(i);
+            let leaf = &self.leaves[i as usize];
             assert!(!seen_leaf[i as usize], "leaf {i} twice on the free list");
             seen_leaf[i as usize] = true;
-            assert_eq!(leaf.len(), 0, "free leaf {i} not empty");
+            assert_eq!(leaf.len, 0, "free leaf {i} not empty");
             assert!(
-                leaf.starts.iter().all(|s| s.get() == PAD)
-                    && self.values[i as usize].iter().all(Option::is_none),
+                leaf.starts.iter().all(|&s| s == PAD) && leaf.values.iter().all(Option::is_none),
                 "free leaf {i} holds data"
             );
             count += 1;
-            i = leaf.next.get();
+            i = leaf.next;
         }
         assert_eq!(count, self.free_leaf_count, "free leaf count");
         let (mut i, mut count) = (self.free_inners, 0);
         while i != NIL {
             assert!(
-                (i as usize) < self.inners_len,
+                (i as usize) < self.inners.len(),
                 "free inner {i} out of range"
             );
-            let inner = self.inner(i);
+            let inner = &self.inners[i as usize];
             assert!(!seen_inner[i as usize], "inner {i} twice on the free list");
             seen_inner[i as usize] = true;
-            assert_eq!(inner.nkeys(), 0, "free inner {i} not empty");
+            assert_eq!(inner.nkeys, 0, "free inner {i} not empty");
             assert!(
-                inner.keys.iter().all(|k| k.get() == PAD)
-                    && inner.children[1..].iter().all(|c| c.get() == NIL),
+                inner.keys.iter().all(|&k| k == PAD)
+                    && inner.children[1..].iter().all(|&c| c == NIL),
                 "free inner {i} holds data"
             );
             count += 1;
-            i = inner.child(0);
+            i = inner.children[0];
         }
         assert_eq!(count, self.free_inner_count, "free inner count");
         if self.height == 0 {
@@ -2213,10 +1492,10 @@ impl<V> AreaTree<V> {
             let is_root = depth == 1;
             if depth == self.height {
                 let i = node as usize;
-                assert!(i < self.values.len(), "leaf index {i} out of range");
+                assert!(i < self.leaves.len(), "leaf index {i} out of range");
                 assert!(!seen_leaf[i], "leaf {i} reached twice or free");
                 seen_leaf[i] = true;
-                let leaf = &self.leaves()[i];
+                let leaf = &self.leaves[i];
                 let n = leaf.len();
                 assert!(n <= CAP, "leaf {i} overfull: {n}");
                 if is_root {
@@ -2226,43 +1505,42 @@ impl<V> AreaTree<V> {
                 }
                 if let Some(lo) = lo {
                     assert_eq!(
-                        leaf.starts[0].get(),
-                        lo,
+                        leaf.starts[0], lo,
                         "leaf {i}: separator is not its first start"
                     );
                 }
                 for j in 0..n {
                     assert!(
-                        leaf.starts[j].get() < leaf.ends[j].get(),
+                        leaf.starts[j] < leaf.ends[j],
                         "leaf {i}: empty entry at {j}"
                     );
-                    assert!(self.values[i][j].is_some(), "leaf {i}: no value at {j}");
+                    assert!(leaf.values[j].is_some(), "leaf {i}: no value at {j}");
                     if j + 1 < n {
                         assert!(
-                            leaf.ends[j].get() <= leaf.starts[j + 1].get(),
+                            leaf.ends[j] <= leaf.starts[j + 1],
                             "leaf {i}: overlap at {j}"
                         );
                     }
                     if let Some(hi) = hi {
-                        assert!(leaf.starts[j].get() < hi, "leaf {i}: start above separator");
+                        assert!(leaf.starts[j] < hi, "leaf {i}: start above separator");
                     }
                 }
                 assert!(
-                    leaf.starts[n..].iter().all(|s| s.get() == PAD),
+                    leaf.starts[n..].iter().all(|&s| s == PAD),
                     "leaf {i}: bad padding"
                 );
                 assert!(
-                    self.values[i][n..].iter().all(Option::is_none),
+                    leaf.values[n..].iter().all(Option::is_none),
                     "leaf {i}: stray value"
                 );
                 leaves_in_order.push(node);
             } else {
                 let i = node as usize;
                 assert!(depth < self.height);
-                assert!(i < self.inners_len, "inner index {i} out of range");
+                assert!(i < self.inners.len(), "inner index {i} out of range");
                 assert!(!seen_inner[i], "inner {i} reached twice or free");
                 seen_inner[i] = true;
-                let inner = &self.inners()[i];
+                let inner = &self.inners[i];
                 let k = inner.nkeys();
                 assert!(k <= CAP, "inner {i} overfull: {k}");
                 if is_root {
@@ -2271,32 +1549,32 @@ impl<V> AreaTree<V> {
                     assert!(k >= MIN_KEYS, "inner {i} underfull: {k} < {MIN_KEYS}");
                 }
                 assert!(
-                    inner.keys[k..].iter().all(|s| s.get() == PAD),
+                    inner.keys[k..].iter().all(|&s| s == PAD),
                     "inner {i}: bad padding"
                 );
                 assert!(
-                    inner.children[k + 1..].iter().all(|c| c.get() == NIL),
+                    inner.children[k + 1..].iter().all(|&c| c == NIL),
                     "inner {i}: stray child"
                 );
                 for j in 0..k {
                     assert!(
-                        j == 0 || inner.key(j - 1) < inner.key(j),
+                        j == 0 || inner.keys[j - 1] < inner.keys[j],
                         "inner {i}: keys unsorted"
                     );
                     assert!(
-                        lo.is_none_or(|lo| lo < inner.key(j)),
+                        lo.is_none_or(|lo| lo < inner.keys[j]),
                         "inner {i}: key below range"
                     );
                     assert!(
-                        hi.is_none_or(|hi| inner.key(j) < hi),
+                        hi.is_none_or(|hi| inner.keys[j] < hi),
                         "inner {i}: key above range"
                     );
                 }
                 // Push right to left so that leaves pop left to right.
                 for j in (0..=k).rev() {
-                    let clo = if j == 0 { lo } else { Some(inner.key(j - 1)) };
-                    let chi = if j == k { hi } else { Some(inner.key(j)) };
-                    stack.push((inner.child(j), depth + 1, clo, chi));
+                    let clo = if j == 0 { lo } else { Some(inner.keys[j - 1]) };
+                    let chi = if j == k { hi } else { Some(inner.keys[j]) };
+                    stack.push((inner.children[j], depth + 1, clo, chi));
                 }
             }
         }
@@ -2314,16 +1592,13 @@ impl<V> AreaTree<V> {
         let mut count = 0;
         let mut prev_end = None::<u64>;
         for (j, &leaf) in leaves_in_order.iter().enumerate() {
-            let l = self.leaf(leaf);
+            let l = &self.leaves[leaf as usize];
             let next = leaves_in_order.get(j + 1).copied().unwrap_or(NIL);
-            assert_eq!(l.next.get(), next, "leaf {leaf}: broken chain");
+            assert_eq!(l.next, next, "leaf {leaf}: broken chain");
             if let Some(e) = prev_end {
-                assert!(
-                    e <= l.starts[0].get(),
-                    "leaf {leaf} overlaps the leaf before it"
-                );
+                assert!(e <= l.starts[0], "leaf {leaf} overlaps the leaf before it");
             }
-            prev_end = Some(l.ends[l.len() - 1].get());
+            prev_end = Some(l.ends[l.len() - 1]);
             count += l.len();
         }
         assert_eq!(
@@ -2352,35 +1627,27 @@ fn index(len: usize) -> u32 {
 /// Iterator over the entries of an [`AreaTree`] in ascending order, as
 /// `(start, end, &value)`; returned by [`AreaTree::iter`].
 pub struct Iter<'a, V> {
-    tree: &'a AreaTree<V>,
+    leaves: &'a [Leaf<V>],
     leaf: u32,
     pos: usize,
     remaining: usize,
-}
-
-impl<'a, V> Iter<'a, V> {
-    /// The next entry with its tag.
-    fn next_tagged(&mut self) -> Option<Tagged<'a, V>> {
-        let tree = self.tree;
-        loop {
-            let leaf = tree.leaves().get(self.leaf as usize)?;
-            if self.pos < leaf.len() {
-                let i = self.pos;
-                self.pos += 1;
-                self.remaining -= 1;
-                return tree.tagged(self.leaf, i);
-            }
-            self.leaf = leaf.next.get();
-            self.pos = 0;
-        }
-    }
 }
 
 impl<'a, V> Iterator for Iter<'a, V> {
     type Item = (u64, u64, &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_tagged().map(|(s, e, v, _)| (s, e, v))
+        loop {
+            let leaf = self.leaves.get(self.leaf as usize)?;
+            if self.pos < leaf.len() {
+                let i = self.pos;
+                self.pos += 1;
+                self.remaining -= 1;
+                return Some((leaf.starts[i], leaf.ends[i], leaf.values[i].as_ref()?));
+            }
+            self.leaf = leaf.next;
+            self.pos = 0;
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -2404,118 +1671,5 @@ impl<'a, V> IntoIterator for &'a AreaTree<V> {
 
     fn into_iter(self) -> Iter<'a, V> {
         self.iter()
-    }
-}
-
-// -- Lock-free reads --------------------------------------------------------------
-
-/// Looks entries of an [`AreaTree`] up without a lock, while the tree's
-/// owner may be changing it; made by [`AreaTree::reader`].
-///
-/// A lookup reads the tree's sequence count, descends as a locked lookup
-/// would (every word it reads is an atomic, in node buffers that never
-/// move or go away while the reader lives), and reads the count again: if
-/// it was odd (a change under way) or moved, the answer may be torn and is
-/// thrown away. So an answer that comes back is one the tree gave at some
-/// moment during the call. It costs two more loads than a locked lookup
-/// and writes nothing shared (unless it moves the hint), where a lock costs
-/// two atomic read-modify-writes. A reader that outlives its tree finds it
-/// empty.
-#[derive(Clone)]
-pub struct Reader(Arc<Header>);
-
-/// [`Reader::find`] gave up: the tree changed under every attempt. The
-/// caller takes the lock that keeps the tree still instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Busy;
-
-impl fmt::Debug for Reader {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reader")
-            .field("seq", &self.0.seq.load(Relaxed))
-            .finish_non_exhaustive()
-    }
-}
-
-impl Reader {
-    /// The entry containing `n` as `(start, end, tag)` (the tag's value at
-    /// some moment of the call), or `None` if no entry contains it, with
-    /// the same hint semantics as [`AreaTree::find_hinted`]. `Err(Busy)`
-    /// after a few attempts that each saw the tree change.
-    #[inline]
-    pub fn find(&self, n: u64, hint: Option<&Hint>) -> Result<Option<(u64, u64, u64)>, Busy> {
-        self.find_hinted_by(n, || hint)
-    }
-
-    /// [`find`](Self::find) with the hint fetched by `hint`, which runs only
-    /// if the tree has inner nodes (a single leaf ignores hints), at most
-    /// once: for a caller whose hint costs something to find, such as the
-    /// current CPU's.
-    #[inline(always)]
-    pub fn find_hinted_by<'h>(
-        &self,
-        n: u64,
-        hint: impl FnOnce() -> Option<&'h Hint>,
-    ) -> Result<Option<(u64, u64, u64)>, Busy> {
-        let h = &*self.0;
-        let mut hint = Lazy {
-            fetch: Some(hint),
-            hint: None,
-        };
-        for _ in 0..TRIES {
-            let seq = h.seq.load(Acquire);
-            if seq & 1 == 1 {
-                core::hint::spin_loop();
-                continue;
-            }
-            let height = h.height.load(Relaxed) as usize;
-            let root = h.root.load(Relaxed);
-            let read = if height == 0 {
-                Some((None, NIL))
-            } else if height > MAX_INNER_LEVELS + 1 {
-                None
-            } else {
-                let hint = if height > 1 { hint.get() } else { None };
-                let (leaves, inners) = (h.leaves.nodes(), h.inners.nodes());
-                locate(leaves, inners, (root, height), n, hint).and_then(|l| {
-                    let leaf = leaves.get(l as usize)?;
-                    let found = leaf.lookup(n).map(|j| {
-                        let (s, e) = leaf.bounds(j);
-                        (s, e, leaf.tags[j].get())
-                    });
-                    Some((found, l))
-                })
-            };
-            fence(Acquire);
-            if h.seq.load(Relaxed) != seq {
-                continue;
-            }
-            let Some((found, leaf)) = read else {
-                continue;
-            };
-            if let Some(hint) = if height > 1 { hint.get() } else { None } {
-                if hint.0.load(Relaxed) != leaf {
-                    hint.0.store(leaf, Relaxed);
-                }
-            }
-            return Ok(found);
-        }
-        Err(Busy)
-    }
-}
-
-/// A hint fetched on first use.
-struct Lazy<'h, F> {
-    fetch: Option<F>,
-    hint: Option<&'h Hint>,
-}
-
-impl<'h, F: FnOnce() -> Option<&'h Hint>> Lazy<'h, F> {
-    #[inline(always)]
-    fn get(&mut self) -> Option<&'h Hint> {
-        if let Some(fetch) = self.fetch.take() {
-            self.hint = fetch();
-        }
-        self.hint
     }
 }

@@ -3,7 +3,7 @@
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::addr::{Frame, Page, VirtAddr};
-use crate::area::{Area, AreaInfo, AreaState, SlotRef};
+use crate::area::{Area, AreaInfo, AreaState, Slot};
 use crate::flags::{Access, AreaAttrs};
 use crate::machine::{FrameAllocator, Machine, Tlb};
 use crate::paging::PageTable;
@@ -106,9 +106,8 @@ impl<M: Machine> AddressSpace<M> {
         // nothing.
         // A shared area's page may already be in the share record's page
         // map, so it is left to the backend under the lock.
-        let summary = slot.summary();
-        let prepare =
-            summary.flags.permits(access) && summary.resident < end - start && !summary.shared;
+        let (flags, resident, shared) = slot.summary.quick();
+        let prepare = flags.permits(access) && resident < end - start && !shared;
         if prepare {
             self.shared.preparing.enter(cpu);
         }
@@ -133,7 +132,7 @@ impl<M: Machine> AddressSpace<M> {
     /// if it maps it.
     fn resolve_locked(
         &self,
-        slot: SlotRef<'_, M>,
+        slot: &Slot<M>,
         page: Page,
         access: Access,
         prepared: &mut Option<Frame>,

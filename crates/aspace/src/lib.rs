@@ -68,7 +68,6 @@ mod shard_lock;
 pub mod share;
 pub mod space;
 pub mod stats;
-pub(crate) mod summary;
 pub mod syscall;
 pub mod system;
 pub mod tlb;

@@ -18,15 +18,6 @@
 //! by compare-and-swap (see [`PageTable`]). So faults on different areas of
 //! one address space proceed in parallel and, on up to 8 CPUs, share no
 //! lock and no counter.
-//!
-//! Queries that need only an area's bounds and summary ([`area`],
-//! [`area_size`], [`check_access`]) take no lock at all: they read the tree
-//! through its lock-free [`Reader`], and take the tree's read lock only if
-//! the tree kept changing under the read.
-//!
-//! [`area`]: AddressSpace::area
-//! [`area_size`]: AddressSpace::area_size
-//! [`check_access`]: AddressSpace::check_access
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -36,8 +27,8 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
-use crate::area::{Area, AreaGuard, AreaInfo, AreaState, Slot, SlotRef};
-use crate::area_tree::{AreaTree, Busy, Hint, Reader};
+use crate::area::{Area, AreaGuard, AreaInfo, AreaState, Slot};
+use crate::area_tree::{AreaTree, Hint};
 use crate::asid::AsidAllocator;
 use crate::backend::{AnonBackend, Backend};
 use crate::fault::Preparing;
@@ -47,7 +38,6 @@ use crate::paging::PageTable;
 use crate::shard_lock::{ReadGuard, ShardedRwLock};
 use crate::share::ShareInfo;
 use crate::stats::Stats;
-use crate::summary::{Summary, NAMES};
 use crate::tlb::ShootdownBatch;
 use crate::used_space::UsedSpace;
 use crate::{Error, Result};
@@ -64,8 +54,8 @@ pub(crate) struct Shared<M: Machine> {
 }
 
 /// The area tree: base page number to area, each entry knowing where its
-/// area ends, with the area's summary as its tag (so a lookup touches no
-/// memory of the area itself).
+/// area ends and holding its summary (so a lookup touches no memory of the
+/// area itself).
 pub(crate) type Areas<M> = AreaTree<Slot<M>>;
 
 /// Last-hit hints for area lookups, one per CPU (CPU `c` uses `c %
@@ -108,9 +98,6 @@ pub struct AddressSpace<M: Machine> {
     /// The areas, behind a lock with a reader count per CPU: faults on
     /// different CPUs read it without sharing a cache line.
     pub(crate) areas: ShardedRwLock<M::RwLock, Areas<M>>,
-    /// Lock-free lookups in `areas`, for the queries that need nothing but
-    /// an area's bounds and summary.
-    reader: Reader,
     /// The page table, changed without a lock of its own: each page's entry
     /// only under its area's lock (see [`PageTable`]'s concurrency rules).
     /// `None` only while the address space is being dropped.
@@ -156,14 +143,12 @@ impl<M: Machine> AddressSpace<M> {
         };
         let id = shared.new_id();
         shared.asids.lock().register(id, kernel.is_none());
-        let mut tree = AreaTree::new();
         Ok(Arc::new(Self {
             id,
             kernel: kernel.is_none(),
             root: pt.root(),
             shared: shared.clone(),
-            reader: tree.reader(),
-            areas: ShardedRwLock::new(tree, m.tlb().cpu_count().min(MAX_SHARDS)),
+            areas: ShardedRwLock::new(AreaTree::new(), m.tlb().cpu_count().min(MAX_SHARDS)),
             pt: Some(pt),
         }))
     }
@@ -239,11 +224,10 @@ impl<M: Machine> AddressSpace<M> {
         &self,
         tree: &'t Areas<M>,
         n: u64,
-    ) -> Option<(u64, u64, SlotRef<'t, M>)> {
+    ) -> Option<(u64, u64, &'t Slot<M>)> {
         if tree.height() <= 1 {
             // One leaf: nothing for a hint to save, so do not look up the CPU.
-            let (start, end, slot, summary) = tree.find_tagged(n, None)?;
-            return Some((start, end, SlotRef::new(slot, summary)));
+            return tree.find(n);
         }
         self.slot_at_on(tree, n, self.machine().tlb().current_cpu())
     }
@@ -254,21 +238,8 @@ impl<M: Machine> AddressSpace<M> {
         tree: &'t Areas<M>,
         n: u64,
         cpu: Option<usize>,
-    ) -> Option<(u64, u64, SlotRef<'t, M>)> {
-        let (start, end, slot, summary) = tree.find_tagged(n, Some(self.shared.hints.of(cpu)))?;
-        Some((start, end, SlotRef::new(slot, summary)))
-    }
-
-    /// The area containing page number `n` as `(start, end, summary word)`,
-    /// looked up with no lock at all, or `Err` if the tree kept changing
-    /// under the lookup (then the caller takes the tree's lock). Inlined,
-    /// and returning the word packed: a small result in registers, rather
-    /// than a struct written to memory in pieces and read back whole.
-    #[inline(always)]
-    fn peek(&self, n: u64) -> core::result::Result<Option<(u64, u64, u64)>, Busy> {
-        let hints = &self.shared.hints;
-        self.reader
-            .find_hinted_by(n, || Some(hints.of(self.machine().tlb().current_cpu())))
+    ) -> Option<(u64, u64, &'t Slot<M>)> {
+        tree.find_hinted(n, self.shared.hints.of(cpu))
     }
 
     /// The slot of the area containing `addr` and its locked state, for an
@@ -279,7 +250,7 @@ impl<M: Machine> AddressSpace<M> {
         &self,
         tree: &'t Areas<M>,
         addr: VirtAddr,
-    ) -> Result<(SlotRef<'t, M>, AreaGuard<'t, M>)> {
+    ) -> Result<(&'t Slot<M>, AreaGuard<'t, M>)> {
         let slot = self
             .area_at(tree, addr.page().number())
             .ok_or(Error::NotFound)?;
@@ -291,7 +262,7 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// The slot of `tree` whose area contains page number `n`.
-    pub(crate) fn area_at<'t>(&self, tree: &'t Areas<M>, n: u64) -> Option<SlotRef<'t, M>> {
+    pub(crate) fn area_at<'t>(&self, tree: &'t Areas<M>, n: u64) -> Option<&'t Slot<M>> {
         self.slot_at(tree, n).map(|(_, _, slot)| slot)
     }
 
@@ -369,12 +340,10 @@ impl<M: Machine> AddressSpace<M> {
         if !self.check_conflicts(&tree, range, None) {
             return Err(Error::AddressNotAvailable);
         }
-        let name = NAMES.index(backend.name());
-        let summary = Summary::new(flags, attrs, name).pack();
         let slot = Slot::new(range.start, range.count, flags, attrs, backend);
         let area = slot.area.clone();
         let (start, end) = (range.start.number(), range.end().number());
-        tree.insert_tagged(start, end, summary, slot)
+        tree.insert(start, end, slot)
             .map_err(|_| Error::AddressNotAvailable)?;
         Ok(area)
     }
@@ -621,54 +590,33 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// The area containing `addr`.
-    ///
-    /// Takes no lock unless the area tree is changing meanwhile: the bounds
-    /// and summary come from a lock-free read of the tree. An area changing
-    /// meanwhile may show fields from moments a few instructions apart
-    /// (say, a shrinking area's new resident count with its old size).
     pub fn area(&self, addr: VirtAddr) -> Option<AreaInfo> {
-        if let Ok(found) = self.peek(addr.page().number()) {
-            let (start, end, w) = found?;
-            let s = Summary::unpack(w);
-            if let Some(name) = NAMES.name(s.backend) {
-                return Some(s.info(start, end, name));
-            }
-        }
         let tree = self.read_areas();
         self.slot_at(&tree, addr.page().number())
             .map(|(start, end, slot)| slot.snapshot(start, end))
     }
 
     /// Size in bytes of the area containing `addr`, 0 if none (HelenOS
-    /// `as_area_get_size`). Takes no lock unless the area tree is changing.
+    /// `as_area_get_size`).
     pub fn area_size(&self, addr: VirtAddr) -> u64 {
-        let n = addr.page().number();
-        if let Ok(found) = self.peek(n) {
-            return found.map_or(0, |(start, end, _)| Summary::size(start, end));
-        }
         let tree = self.read_areas();
-        self.slot_at(&tree, n)
-            .map_or(0, |(start, end, _)| Summary::size(start, end))
+        self.slot_at(&tree, addr.page().number())
+            .map_or(0, |(start, end, _)| (end - start) * PAGE_SIZE)
     }
 
     /// Whether the area containing `addr` permits `access` (HelenOS
-    /// `as_area_check_access`); `false` when there is no area. Takes no
-    /// lock unless the area tree is changing.
+    /// `as_area_check_access`); `false` when there is no area.
     pub fn check_access(&self, addr: VirtAddr, access: Access) -> bool {
-        let n = addr.page().number();
-        if let Ok(found) = self.peek(n) {
-            return found.is_some_and(|(_, _, w)| Summary::unpack(w).flags.permits(access));
-        }
         let tree = self.read_areas();
-        self.area_at(&tree, n)
-            .is_some_and(|slot| slot.summary().flags.permits(access))
+        self.area_at(&tree, addr.page().number())
+            .is_some_and(|slot| slot.summary.flags().permits(access))
     }
 
     /// Every area, lowest first.
     pub fn areas(&self) -> Vec<AreaInfo> {
         self.read_areas()
-            .iter_tagged()
-            .map(|(start, end, slot, summary)| SlotRef::new(slot, summary).snapshot(start, end))
+            .iter()
+            .map(|(start, end, slot)| slot.snapshot(start, end))
             .collect()
     }
 
@@ -688,8 +636,8 @@ impl<M: Machine> AddressSpace<M> {
     /// Pages mapped in all areas together.
     pub fn resident_pages(&self) -> u64 {
         let tree = self.read_areas();
-        tree.iter_tagged()
-            .map(|(_, _, slot, summary)| SlotRef::new(slot, summary).lock().used.pages())
+        tree.iter()
+            .map(|(_, _, slot)| slot.lock().used.pages())
             .sum()
     }
 

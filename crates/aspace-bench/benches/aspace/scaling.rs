@@ -255,14 +255,11 @@ pub const LOOKUPS: u64 = 1 << 20;
 const LOOKUP_AREAS: u64 = 64;
 
 /// `k` threads each asking `check_access` `LOOKUPS` times on one space of
-/// `LOOKUP_AREAS` areas. `check_access` reads the area tree without a lock
-/// (it fell back to the tree's read lock only if the tree changed, which it
-/// does not here), so the threads should share no cache line in write
-/// mode whether or not they run as CPUs (but for the lookup hint: with
-/// `on_cpus`, each thread runs as one of the machine's CPUs, as it would in
-/// a kernel, and has a hint of its own; without, no thread is on a CPU, so
-/// they share the first CPU's hint, which they keep rewriting, and, had they
-/// taken the tree's read lock, would share its first reader count).
+/// `LOOKUP_AREAS` areas: a lookup is little more than the tree's read lock,
+/// so this is where the lock's reader count matters. With `on_cpus`, each
+/// thread runs as one of the machine's CPUs and reads the tree through its
+/// own reader count; without, no thread is on a CPU and all share the first
+/// reader count, as a single reader-writer lock would have them.
 fn lookup_round(cpus: &[Cpu], space: &Arc<Space>, k: usize, on_cpus: bool) -> Duration {
     let barrier = Barrier::new(k);
     let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
@@ -296,8 +293,8 @@ fn lookup_round(cpus: &[Cpu], space: &Arc<Space>, k: usize, on_cpus: bool) -> Du
     span(&spans)
 }
 
-/// Lookup scaling, paired: 1 and 2 threads, on CPUs and off them, every
-/// setup once per round.
+/// Lookup scaling, paired: 1 and 2 threads, on CPUs (a reader count each)
+/// and off them (one shared reader count), every setup once per round.
 fn paired_lookups() {
     let sim = sim(2, 16 << 20, 64, 64);
     let space = sim.system().create().expect("space");
@@ -321,12 +318,8 @@ fn paired_lookups() {
         }
     }
     let rows = [
-        ("lock-free lookups, threads on CPUs", 0, 1),
-        (
-            "lock-free lookups, threads on no CPU (one shared hint)",
-            2,
-            3,
-        ),
+        ("lookups, a reader count per CPU (threads on CPUs)", 0, 1),
+        ("lookups, one shared reader count (threads on no CPU)", 2, 3),
     ]
     .into_iter()
     .map(|(who, base, i)| {
