@@ -155,6 +155,7 @@ impl Tlb for SimHardware {
         self.cpus.len()
     }
 
+    #[inline]
     fn current_cpu(&self) -> Option<CpuId> {
         let (id, cpu) = CURRENT.with(|c| c.get());
         (id == self.id).then_some(cpu)

@@ -2277,6 +2277,61 @@ impl World {
                     n * PAGE_SIZE
                 );
             }
+            // Point queries at every area's edges and just outside them:
+            // the one-shot calls and those of one held lookup (taken after
+            // them: a reader does not lock twice) agree with the model.
+            let mut probes = vec![0];
+            for (&b, a) in &m.areas {
+                probes.extend([b - 1, b, b + a.pages - 1, b + a.pages]);
+            }
+            let accesses = [Access::Read, Access::Write, Access::Exec];
+            // (base, pages, rights) of the area at an address.
+            type Found = Option<(u64, u64, AreaFlags)>;
+            let info = |a: aspace::AreaInfo| (a.base.as_u64(), a.pages, a.flags);
+            let answers = |area: &dyn Fn(VirtAddr) -> Found,
+                           size: &dyn Fn(VirtAddr) -> u64,
+                           check: &dyn Fn(VirtAddr, Access) -> bool| {
+                probes
+                    .iter()
+                    .map(|&n| {
+                        let addr = VirtAddr::new(n * PAGE_SIZE + 0x123);
+                        let a = area(addr).map(|(b, p, f)| (b, p, Fl(f)));
+                        (n, a, size(addr), accesses.map(|acc| check(addr, acc)))
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let want = answers(
+                &|addr| {
+                    let b = m.find(addr.page().number())?;
+                    Some((b * PAGE_SIZE, m.areas[&b].pages, m.areas[&b].flags))
+                },
+                &|addr| {
+                    m.find(addr.page().number())
+                        .map_or(0, |b| m.areas[&b].pages * PAGE_SIZE)
+                },
+                &|addr, acc| {
+                    m.find(addr.page().number())
+                        .is_some_and(|b| m.areas[&b].flags.permits(acc))
+                },
+            );
+            let one = answers(
+                &|addr| space.area(addr).map(info),
+                &|addr| space.area_size(addr),
+                &|addr, acc| space.check_access(addr, acc),
+            );
+            let held = space.lookup();
+            ensure!(held.len() == m.areas.len(), "{name}: lookup().len()");
+            let many = answers(
+                &|addr| held.area(addr).map(info),
+                &|addr| held.area_size(addr),
+                &|addr, acc| held.check_access(addr, acc),
+            );
+            drop(held);
+            ensure!(
+                one == want && many == want,
+                "{name}: point queries (page, (base, pages, flags), size, [r, w, x]): one-shot \
+                 {one:x?}, held lookup {many:x?}, model expects {want:x?}"
+            );
             let resident = space.resident_pages();
             let tables = space.page_table_frames();
             ensure!(

@@ -288,6 +288,85 @@ fn area_is_found_by_any_address_inside_it() {
 }
 
 #[test]
+fn held_lookup_answers_like_one_shot_queries_on_every_cpu() {
+    // Enough areas for a tree of several leaves, so lookups use each CPU's
+    // last-hit hint; every third area read-only, every area 2 pages with a
+    // 1-page gap.
+    let sim = sim(); // two CPUs
+    let space = sim.system().create().unwrap();
+    let base = |i: u64| BASE + i * 3 * PAGE_SIZE;
+    let flags = |i: u64| if i.is_multiple_of(3) { AreaFlags::READ } else { RW };
+    for i in 0..200 {
+        space
+            .area_create(va(base(i)), 2 * PAGE_SIZE, flags(i))
+            .unwrap();
+    }
+    for c in 0..2 {
+        let cpu = sim.cpu(c);
+        cpu.run(|| {
+            let held = space.lookup();
+            assert_eq!(held.len(), 200);
+            assert!(!held.is_empty());
+            // Up, then down, then a stride: hints hit and miss.
+            let up = 0..200u64;
+            let order = up
+                .clone()
+                .chain(up.clone().rev())
+                .chain(up.map(|i| i * 7 % 200));
+            for i in order {
+                let inside = va(base(i) + PAGE_SIZE + 8);
+                let gap = va(base(i) + 2 * PAGE_SIZE);
+                let a = held.area(inside).unwrap();
+                assert_eq!((a.base, a.pages, a.flags), (va(base(i)), 2, flags(i)));
+                assert_eq!(held.area_size(inside), 2 * PAGE_SIZE);
+                assert_eq!(
+                    held.check_access(inside, Access::Write),
+                    flags(i) == RW,
+                    "area {i}"
+                );
+                assert!(held.area(gap).is_none() && held.area_size(gap) == 0);
+                assert!(!held.check_access(gap, Access::Read));
+            }
+            let listed: Vec<_> = held.iter().collect();
+            drop(held);
+            assert_eq!(listed, space.areas());
+            for i in [0, 1, 199] {
+                assert_eq!(space.area(va(base(i))), Some(listed[i as usize]));
+            }
+        });
+    }
+}
+
+#[test]
+fn held_lookup_keeps_area_changes_waiting() {
+    let sim = sim();
+    let space = sim.system().create().unwrap();
+    space.area_create(va(BASE), PAGE_SIZE, RW).unwrap();
+    let held = space.lookup();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            space
+                .area_create(va(BASE + 4 * PAGE_SIZE), PAGE_SIZE, RW)
+                .unwrap();
+            space.area_destroy(va(BASE)).unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // Still the areas as they were when the lookup was taken.
+        assert!(!done.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(held.len(), 1);
+        assert!(held.area(va(BASE)).is_some());
+        assert!(held.area(va(BASE + 4 * PAGE_SIZE)).is_none());
+        drop(held);
+        writer.join().unwrap();
+    });
+    assert!(done.into_inner());
+    assert!(space.area(va(BASE)).is_none());
+    assert!(space.area(va(BASE + 4 * PAGE_SIZE)).is_some());
+}
+
+#[test]
 fn check_access_follows_area_flags() {
     let sim = sim();
     let space = sim.system().create().unwrap();

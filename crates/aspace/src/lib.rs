@@ -62,6 +62,7 @@ pub mod error;
 pub mod fault;
 pub mod flags;
 pub mod loader;
+pub mod lookup;
 pub mod machine;
 pub mod paging;
 mod shard_lock;
@@ -79,6 +80,7 @@ pub use area::AreaInfo;
 pub use error::{Error, Result};
 pub use fault::{FaultOutcome, FaultReason};
 pub use flags::{Access, AreaAttrs, AreaFlags, PageFlags};
+pub use lookup::AreaLookup;
 pub use machine::{
     Asid, CpuId, CpuSet, FrameAllocator, Invalidation, Layout, Machine, PhysMemory, Shootdown, Tlb,
 };

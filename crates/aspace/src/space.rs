@@ -33,6 +33,7 @@ use crate::asid::AsidAllocator;
 use crate::backend::{AnonBackend, Backend};
 use crate::fault::Preparing;
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
+use crate::lookup::AreaLookup;
 use crate::machine::{Asid, CpuSet, FrameAllocator, Invalidation, Layout, Machine, Shootdown, Tlb};
 use crate::paging::PageTable;
 use crate::shard_lock::{ReadGuard, ShardedRwLock};
@@ -591,33 +592,40 @@ impl<M: Machine> AddressSpace<M> {
 
     /// The area containing `addr`.
     pub fn area(&self, addr: VirtAddr) -> Option<AreaInfo> {
-        let tree = self.read_areas();
-        self.slot_at(&tree, addr.page().number())
-            .map(|(start, end, slot)| slot.snapshot(start, end))
+        self.lookup().area(addr)
     }
 
     /// Size in bytes of the area containing `addr`, 0 if none (HelenOS
     /// `as_area_get_size`).
     pub fn area_size(&self, addr: VirtAddr) -> u64 {
-        let tree = self.read_areas();
-        self.slot_at(&tree, addr.page().number())
-            .map_or(0, |(start, end, _)| (end - start) * PAGE_SIZE)
+        self.lookup().area_size(addr)
     }
 
     /// Whether the area containing `addr` permits `access` (HelenOS
-    /// `as_area_check_access`); `false` when there is no area.
+    /// `as_area_check_access`); `false` when there is none.
     pub fn check_access(&self, addr: VirtAddr, access: Access) -> bool {
+        self.lookup().check_access(addr, access)
+    }
+
+    /// The areas, read-locked for a series of queries that take the lock
+    /// once (see [`AreaLookup`]): each query is then a tree search and no
+    /// atomic read-modify-write. Areas of this space cannot be created,
+    /// resized or destroyed until it is dropped.
+    pub fn lookup(&self) -> AreaLookup<'_, M> {
         let tree = self.read_areas();
-        self.area_at(&tree, addr.page().number())
-            .is_some_and(|slot| slot.summary.flags().permits(access))
+        // A tree of one leaf ignores hints (and cannot grow while locked):
+        // then the CPU need not be looked up for one.
+        let cpu = if tree.height() > 1 {
+            self.machine().tlb().current_cpu()
+        } else {
+            None
+        };
+        AreaLookup::new(tree, self.shared.hints.of(cpu))
     }
 
     /// Every area, lowest first.
     pub fn areas(&self) -> Vec<AreaInfo> {
-        self.read_areas()
-            .iter()
-            .map(|(start, end, slot)| slot.snapshot(start, end))
-            .collect()
+        self.lookup().iter().collect()
     }
 
     /// A copy of the used space of the area containing `addr`.
