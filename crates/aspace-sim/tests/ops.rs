@@ -295,7 +295,13 @@ fn held_lookup_answers_like_one_shot_queries_on_every_cpu() {
     let sim = sim(); // two CPUs
     let space = sim.system().create().unwrap();
     let base = |i: u64| BASE + i * 3 * PAGE_SIZE;
-    let flags = |i: u64| if i.is_multiple_of(3) { AreaFlags::READ } else { RW };
+    let flags = |i: u64| {
+        if i.is_multiple_of(3) {
+            AreaFlags::READ
+        } else {
+            RW
+        }
+    };
     for i in 0..200 {
         space
             .area_create(va(base(i)), 2 * PAGE_SIZE, flags(i))

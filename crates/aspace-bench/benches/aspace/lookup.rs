@@ -1,5 +1,11 @@
 //! Area lookup, the page-fault path's first step: aspace against a plain
 //! `BTreeMap` range lookup, `nodit` and `rangemap` holding the same areas.
+//!
+//! Ours twice: as a page fault looks areas up, with the area tree's read
+//! lock held (`AddressSpace::lookup`, locked once per batch of
+//! [`QUERIES`]), and as the one-shot `area()`, which takes and drops the
+//! lock around every lookup; the peers have no lock, and `BTreeMap,
+//! read-locked` shows what one per lookup costs a peer.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -99,6 +105,20 @@ fn q_area(k: &Contenders, queries: &[u64]) -> u64 {
     black_box(sum)
 }
 
+/// Lookups as the page-fault path (and HelenOS's `find_area_and_lock`)
+/// makes them: under the area tree's read lock, taken once for the batch
+/// through [`AddressSpace::lookup`](aspace::AddressSpace::lookup).
+fn q_held(k: &Contenders, queries: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    let areas = k.space.lookup();
+    for &q in queries {
+        if let Some(info) = areas.area(VirtAddr::new(q)) {
+            sum += info.pages;
+        }
+    }
+    black_box(sum)
+}
+
 fn q_check_access(k: &Contenders, queries: &[u64]) -> u64 {
     let mut hits = 0u64;
     for &q in queries {
@@ -180,7 +200,8 @@ type Query = fn(&Contenders, &[u64]) -> u64;
 
 pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
     let sizes = [16usize, 256, 4096, 65536, 1 << 20];
-    let main: [(&str, Query); 5] = [
+    let main: [(&str, Query); 6] = [
+        ("aspace_lookup_held", q_held),
         ("aspace_area", q_area),
         ("aspace_check_access", q_check_access),
         ("btreemap", q_btree),
@@ -223,7 +244,8 @@ pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
                         }
                     }
                 };
-                let (mut a, mut b, mut c, mut d, mut e, mut f, mut g) = (
+                let (mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h) = (
+                    rep(q_held),
                     rep(q_area),
                     rep(q_btree),
                     rep(q_nodit),
@@ -232,16 +254,27 @@ pub fn bench(c: &mut Criterion<Clock>, s: &Settings) {
                     rep(q_tree_hint),
                     rep(q_rw_btree),
                 );
+                // The lookup itself (lock held) against the peers, and what
+                // the one-shot call adds: the lock, taken per lookup.
                 paired::compare(
                     format!("lookup_{pattern}/{n}"),
                     &mut [
-                        ("aspace area()", q, &mut a),
-                        ("BTreeMap", q, &mut b),
-                        ("nodit", q, &mut c),
-                        ("rangemap", q, &mut d),
-                        ("AreaTree alone", q, &mut e),
-                        ("AreaTree alone, hinted", q, &mut f),
-                        ("BTreeMap, read-locked", q, &mut g),
+                        ("aspace lookup().area()", q, &mut a),
+                        ("BTreeMap", q, &mut c),
+                        ("nodit", q, &mut d),
+                        ("rangemap", q, &mut e),
+                        ("AreaTree alone", q, &mut f),
+                        ("AreaTree alone, hinted", q, &mut g),
+                    ],
+                );
+                paired::compare(
+                    format!("lookup_{pattern}/{n}, one-shot"),
+                    &mut [
+                        ("aspace area()", q, &mut b),
+                        ("aspace lookup().area()", q, &mut a),
+                        ("BTreeMap, read-locked", q, &mut h),
+                        ("BTreeMap", q, &mut c),
+                        ("nodit", q, &mut d),
                     ],
                 );
             }
