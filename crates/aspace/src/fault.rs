@@ -3,7 +3,7 @@
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::addr::{Frame, Page, VirtAddr};
-use crate::area::{Area, AreaInfo, AreaState, Slot};
+use crate::area::{Area, AreaState, Slot};
 use crate::flags::{Access, AreaAttrs};
 use crate::machine::{FrameAllocator, Machine, Tlb};
 use crate::paging::PageTable;
@@ -147,8 +147,6 @@ impl<M: Machine> AddressSpace<M> {
         if !st.flags.permits(access) {
             return Err(FaultReason::Access);
         }
-        // What the backend sees: the area before this page.
-        let info = area.info(&st);
         // One used-space search both checks and records the page. The used
         // space equals the page table whenever the area's lock is free: a
         // failure below takes the page out again before the lock goes.
@@ -157,7 +155,7 @@ impl<M: Machine> AddressSpace<M> {
             Stats::add(&stats.faults_raced, 1);
             return Ok(());
         }
-        let result = self.map_new_page(area, &st, &info, page, access, prepared);
+        let result = self.map_new_page(area, &st, page, access, prepared);
         match result {
             Ok(()) => {
                 Stats::add(&stats.faults_resolved, 1);
@@ -175,7 +173,6 @@ impl<M: Machine> AddressSpace<M> {
         &self,
         area: &Area<M>,
         st: &AreaState<M>,
-        info: &AreaInfo,
         page: Page,
         access: Access,
         prepared: &mut Option<Frame>,
@@ -183,17 +180,22 @@ impl<M: Machine> AddressSpace<M> {
         let m = &self.shared.machine;
         let supply = |prepared: &mut Option<Frame>| match prepared.take() {
             Some(f) => Ok(f),
-            None => area
-                .backend
-                .page_fault(m, info, page, access)
-                .map_err(|_| FaultReason::NoMemory),
+            // What the backend sees: the area as it is, this page not yet
+            // resident (built only when the backend is asked).
+            None => {
+                let mut info = area.info(st);
+                info.resident -= 1;
+                area.backend
+                    .page_fault(m, &info, page, access)
+                    .map_err(|_| FaultReason::NoMemory)
+            }
         };
         let frame = match &st.share {
             // Shared: every sharer maps the frame in the page map; the first
             // to touch a page puts it there (with a reference of its own).
             Some(share) if area.backend.refcounted() => {
                 let mut sh = share.state.lock();
-                let index = info.page_index(page);
+                let index = page.pages_since(area.base);
                 match sh.pagemap.get(&index) {
                     Some(&f) => {
                         m.frames().add_ref(f);
