@@ -13,9 +13,13 @@
 //! [`AddressSpace::area`], which takes and drops the lock around it.
 //!
 //! While an `AreaLookup` lives, areas of that space cannot be created,
-//! resized or destroyed (those calls wait for it), and rights changes,
-//! faults and other lookups proceed. Drop it before calling anything that
-//! changes the set of areas of the same space, or that call waits forever.
+//! resized or destroyed (those calls wait for it); rights changes, faults
+//! and lookups on other CPUs proceed. Drop it before the same thread
+//! creates, resizes or destroys areas of that space (the call would wait
+//! for it forever), and before it touches that space's memory or asks any
+//! other question of it: a fault or a one-shot query read-locks the tree
+//! again, which waits behind a queued writer on a lock that lets writers
+//! go first.
 //!
 //! ```
 //! use aspace::{Access, AreaFlags, VirtAddr, PAGE_SIZE};
