@@ -288,56 +288,92 @@ fn area_is_found_by_any_address_inside_it() {
 }
 
 #[test]
-fn held_lookup_answers_like_one_shot_queries_on_every_cpu() {
-    // Enough areas for a tree of several leaves, so lookups use each CPU's
-    // last-hit hint; every third area read-only, every area 2 pages with a
-    // 1-page gap.
+fn held_and_one_shot_lookups_find_every_area_edge_on_every_cpu() {
+    // Two spaces with enough areas for trees of several leaves, so lookups
+    // use each CPU's last-hit hint, which serves every space: space `s`
+    // has 200 areas of 2 pages with 1-page gaps, shifted by `s` pages;
+    // every third area read-only.
     let sim = sim(); // two CPUs
-    let space = sim.system().create().unwrap();
-    let base = |i: u64| BASE + i * 3 * PAGE_SIZE;
-    let flags = |i: u64| {
-        if i.is_multiple_of(3) {
-            AreaFlags::READ
-        } else {
-            RW
-        }
-    };
-    for i in 0..200 {
-        space
-            .area_create(va(base(i)), 2 * PAGE_SIZE, flags(i))
-            .unwrap();
-    }
-    for c in 0..2 {
-        let cpu = sim.cpu(c);
-        cpu.run(|| {
-            let held = space.lookup();
-            assert_eq!(held.len(), 200);
-            assert!(!held.is_empty());
-            // Up, then down, then a stride: hints hit and miss.
-            let up = 0..200u64;
-            let order = up
-                .clone()
-                .chain(up.clone().rev())
-                .chain(up.map(|i| i * 7 % 200));
-            for i in order {
-                let inside = va(base(i) + PAGE_SIZE + 8);
-                let gap = va(base(i) + 2 * PAGE_SIZE);
-                let a = held.area(inside).unwrap();
-                assert_eq!((a.base, a.pages, a.flags), (va(base(i)), 2, flags(i)));
-                assert_eq!(held.area_size(inside), 2 * PAGE_SIZE);
-                assert_eq!(
-                    held.check_access(inside, Access::Write),
-                    flags(i) == RW,
-                    "area {i}"
-                );
-                assert!(held.area(gap).is_none() && held.area_size(gap) == 0);
-                assert!(!held.check_access(gap, Access::Read));
+    let base = |s: u64, i: u64| BASE + (s + i * 3) * PAGE_SIZE;
+    let flags = |i: u64| if i % 3 == 0 { AreaFlags::READ } else { RW };
+    let spaces: Vec<_> = (0..2u64)
+        .map(|s| {
+            let space = sim.system().create().unwrap();
+            for i in 0..200 {
+                space
+                    .area_create(va(base(s, i)), 2 * PAGE_SIZE, flags(i))
+                    .unwrap();
             }
-            let listed: Vec<_> = held.iter().collect();
-            drop(held);
-            assert_eq!(listed, space.areas());
-            for i in [0, 1, 199] {
-                assert_eq!(space.area(va(base(i))), Some(listed[i as usize]));
+            space
+        })
+        .collect();
+    // What any lookup must answer at `addr` of space `s`: (base, pages,
+    // rights) of the area or nothing, from the layout alone.
+    let expect = |s: u64, addr: u64| {
+        let off = (addr / PAGE_SIZE).checked_sub(BASE / PAGE_SIZE + s)?;
+        let (i, at) = (off / 3, off % 3);
+        (i < 200 && at < 2).then(|| (va(base(s, i)), 2, flags(i)))
+    };
+    // Up, then down, then a stride, alternating spaces: hints hit, miss,
+    // and name a leaf of the other space's tree.
+    let up = 0..200u64;
+    let order: Vec<u64> = up
+        .clone()
+        .chain(up.clone().rev())
+        .chain(up.map(|i| i * 7 % 200))
+        .collect();
+    for c in 0..2 {
+        sim.cpu(c).run(|| {
+            let one_shot: Vec<_> = (0..2)
+                .flat_map(|s| order.iter().map(move |&i| (s, i)))
+                .map(|(s, i)| {
+                    let space = &spaces[s as usize];
+                    let first = base(s, i);
+                    [
+                        first - 1,
+                        first,
+                        first + 2 * PAGE_SIZE - 1,
+                        first + 2 * PAGE_SIZE,
+                    ]
+                    .map(|a| {
+                        let got = space.area(va(a)).map(|x| (x.base, x.pages, x.flags));
+                        assert_eq!(got, expect(s, a), "space {s}, address {a:#x}");
+                        let size = space.area_size(va(a));
+                        let write = space.check_access(va(a), Access::Write);
+                        assert_eq!(size, got.map_or(0, |_| 2 * PAGE_SIZE));
+                        assert_eq!(write, got.is_some_and(|x| x.2 == RW));
+                        (got, size, write)
+                    })
+                })
+                .collect();
+            for s in 0..2u64 {
+                let held = spaces[s as usize].lookup();
+                assert_eq!((held.len(), held.is_empty()), (200, false));
+                for (k, &i) in order.iter().enumerate() {
+                    let first = base(s, i);
+                    let got = [
+                        first - 1,
+                        first,
+                        first + 2 * PAGE_SIZE - 1,
+                        first + 2 * PAGE_SIZE,
+                    ]
+                    .map(|a| {
+                        let x = held.area(va(a)).map(|x| (x.base, x.pages, x.flags));
+                        (
+                            x,
+                            held.area_size(va(a)),
+                            held.check_access(va(a), Access::Write),
+                        )
+                    });
+                    assert_eq!(
+                        got,
+                        one_shot[s as usize * order.len() + k],
+                        "space {s}, area {i}"
+                    );
+                }
+                let listed: Vec<_> = held.iter().map(|x| (x.base, x.pages, x.flags)).collect();
+                let want: Vec<_> = (0..200).map(|i| (va(base(s, i)), 2, flags(i))).collect();
+                assert_eq!(listed, want);
             }
         });
     }

@@ -168,7 +168,7 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// Gets the frame for `page` (the prepared one, the share record's, or
-    /// the backend's) and maps it.
+    /// the backend's) and maps it. `page` is already in `st.used`.
     fn map_new_page(
         &self,
         area: &Area<M>,
@@ -184,7 +184,8 @@ impl<M: Machine> AddressSpace<M> {
             // resident (built only when the backend is asked).
             None => {
                 let mut info = area.info(st);
-                info.resident -= 1;
+                debug_assert!(info.resident > 0, "the page is in the used space");
+                info.resident = info.resident.saturating_sub(1);
                 area.backend
                     .page_fault(m, &info, page, access)
                     .map_err(|_| FaultReason::NoMemory)

@@ -8,18 +8,22 @@
 //! CPU's reader count, and the CPU's last-hit hint is found once, so each
 //! query is one tree search (or none, when the hint names the right leaf)
 //! and no atomic read-modify-write. That suits a system call that checks a
-//! list of buffers, a debugger dumping a map, or any walk over several
-//! addresses. A single question is simpler asked with
-//! [`AddressSpace::area`], which takes and drops the lock around it.
+//! list of buffers, or any short walk over several addresses. A single
+//! question is simpler asked with [`AddressSpace::area`], which takes and
+//! drops the lock around it.
 //!
-//! While an `AreaLookup` lives, areas of that space cannot be created,
-//! resized or destroyed (those calls wait for it); rights changes, faults
-//! and lookups on other CPUs proceed. Drop it before the same thread
-//! creates, resizes or destroys areas of that space (the call would wait
-//! for it forever), and before it touches that space's memory or asks any
-//! other question of it: a fault or a one-shot query read-locks the tree
-//! again, which waits behind a queued writer on a lock that lets writers
-//! go first.
+//! The rules are those of any reader of a reader-writer lock:
+//!
+//! * Keep it short. While it lives, areas of that space cannot be
+//!   created, resized, shared into or destroyed, and once such a change is
+//!   waiting for it, faults and queries of that space on other CPUs may
+//!   wait too (a writer holds the reader counts it has already taken).
+//! * While holding it, call no other method of that address space and do
+//!   not touch its memory: every one of them, page faults and user copies
+//!   included, read-locks the tree again, which waits forever behind a
+//!   queued writer on a lock that lets writers go first.
+//! * Hold one at a time: lookups of two spaces held together (or one held
+//!   while faulting on another space) can wait on each other's writers.
 //!
 //! ```
 //! use aspace::{Access, AreaFlags, VirtAddr, PAGE_SIZE};
@@ -52,6 +56,8 @@ use crate::flags::Access;
 use crate::machine::Machine;
 use crate::shard_lock::ReadGuard;
 use crate::space::Areas;
+#[cfg(doc)]
+use crate::AddressSpace;
 
 /// The areas of one address space, read-locked for a series of queries;
 /// made by [`AddressSpace::lookup`](crate::AddressSpace::lookup). Unlocks

@@ -608,18 +608,23 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// The areas, read-locked for a series of queries that take the lock
-    /// once (see [`AreaLookup`]): each query is then a tree search and no
-    /// atomic read-modify-write. Areas of this space cannot be created,
-    /// resized or destroyed until it is dropped.
+    /// once: each query is then a tree search and no atomic
+    /// read-modify-write. Keep it short, and call nothing else on this
+    /// space (nor touch its memory) until it is dropped: see
+    /// [`AreaLookup`] for the rules.
     pub fn lookup(&self) -> AreaLookup<'_, M> {
-        let tree = self.read_areas();
-        // A tree of one leaf ignores hints (and cannot grow while locked):
-        // then the CPU need not be looked up for one.
-        let cpu = if tree.height() > 1 {
-            self.machine().tlb().current_cpu()
-        } else {
-            None
-        };
+        // The CPU is looked up at most once: for the reader count when the
+        // lock has several, for the hint when the tree has more than one
+        // leaf (a one-leaf tree ignores hints, and cannot grow while locked).
+        let tlb = self.machine().tlb();
+        let mut cpu = None;
+        if self.areas.shards() > 1 {
+            cpu = tlb.current_cpu();
+        }
+        let tree = self.areas.read(cpu);
+        if self.areas.shards() == 1 && tree.height() > 1 {
+            cpu = tlb.current_cpu();
+        }
         AreaLookup::new(tree, self.shared.hints.of(cpu))
     }
 
