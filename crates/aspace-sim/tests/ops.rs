@@ -322,54 +322,47 @@ fn held_and_one_shot_lookups_find_every_area_edge_on_every_cpu() {
         .chain(up.clone().rev())
         .chain(up.map(|i| i * 7 % 200))
         .collect();
+    // Each area's edges: the byte before it, its first and last byte, the
+    // byte after it.
+    let edges = |s: u64, i: u64| {
+        let first = base(s, i);
+        [
+            first - 1,
+            first,
+            first + 2 * PAGE_SIZE - 1,
+            first + 2 * PAGE_SIZE,
+        ]
+        .map(va)
+    };
     for c in 0..2 {
         sim.cpu(c).run(|| {
-            let one_shot: Vec<_> = (0..2)
-                .flat_map(|s| order.iter().map(move |&i| (s, i)))
-                .map(|(s, i)| {
+            // One-shot queries, area by area alternating the spaces.
+            let mut one_shot = Vec::new();
+            for &i in &order {
+                for s in 0..2u64 {
                     let space = &spaces[s as usize];
-                    let first = base(s, i);
-                    [
-                        first - 1,
-                        first,
-                        first + 2 * PAGE_SIZE - 1,
-                        first + 2 * PAGE_SIZE,
-                    ]
-                    .map(|a| {
-                        let got = space.area(va(a)).map(|x| (x.base, x.pages, x.flags));
-                        assert_eq!(got, expect(s, a), "space {s}, address {a:#x}");
-                        let size = space.area_size(va(a));
-                        let write = space.check_access(va(a), Access::Write);
+                    one_shot.push(edges(s, i).map(|a| {
+                        let got = space.area(a).map(|x| (x.base, x.pages, x.flags));
+                        assert_eq!(got, expect(s, a.as_u64()), "space {s}, address {a:?}");
+                        let size = space.area_size(a);
+                        let write = space.check_access(a, Access::Write);
                         assert_eq!(size, got.map_or(0, |_| 2 * PAGE_SIZE));
                         assert_eq!(write, got.is_some_and(|x| x.2 == RW));
                         (got, size, write)
-                    })
-                })
-                .collect();
+                    }));
+                }
+            }
+            // The same questions through one held lookup per space (one at
+            // a time), and its listing.
             for s in 0..2u64 {
                 let held = spaces[s as usize].lookup();
                 assert_eq!((held.len(), held.is_empty()), (200, false));
                 for (k, &i) in order.iter().enumerate() {
-                    let first = base(s, i);
-                    let got = [
-                        first - 1,
-                        first,
-                        first + 2 * PAGE_SIZE - 1,
-                        first + 2 * PAGE_SIZE,
-                    ]
-                    .map(|a| {
-                        let x = held.area(va(a)).map(|x| (x.base, x.pages, x.flags));
-                        (
-                            x,
-                            held.area_size(va(a)),
-                            held.check_access(va(a), Access::Write),
-                        )
+                    let got = edges(s, i).map(|a| {
+                        let x = held.area(a).map(|x| (x.base, x.pages, x.flags));
+                        (x, held.area_size(a), held.check_access(a, Access::Write))
                     });
-                    assert_eq!(
-                        got,
-                        one_shot[s as usize * order.len() + k],
-                        "space {s}, area {i}"
-                    );
+                    assert_eq!(got, one_shot[2 * k + s as usize], "space {s}, area {i}");
                 }
                 let listed: Vec<_> = held.iter().map(|x| (x.base, x.pages, x.flags)).collect();
                 let want: Vec<_> = (0..200).map(|i| (va(base(s, i)), 2, flags(i))).collect();
