@@ -192,7 +192,7 @@ fn rank(keys: &[u64; CAP], n: u64) -> usize {
 /// picks the quarter, and its keys are counted. Two dependent rounds of
 /// loads instead of three. Used for inner nodes, whose keys are the ones a
 /// lookup in a large tree is most likely to miss in the cache: in an A/B
-/// run it made the bare descent 8–20% faster from 256 areas up; for leaves
+/// run it made the bare descent 4–24% faster from 256 areas up; for leaves
 /// (the only node of a small tree, mostly in the cache) it was slower.
 #[inline(always)]
 fn rank_by_quarters(keys: &[u64; CAP], n: u64) -> usize {
