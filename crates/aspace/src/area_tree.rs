@@ -917,9 +917,10 @@ impl<V> AreaTree<V> {
     /// for why a hinted leaf that covers `n` gives the right answer.
     #[inline]
     pub fn find_hinted(&self, n: u64, hint: &Hint) -> Option<(u64, u64, &V)> {
-        // With a single leaf the descent is cheaper than checking the hint.
+        // With a single leaf (or none) its own search is cheaper than
+        // checking the hint.
         if self.height <= 1 {
-            return self.find(n);
+            return self.leaves.get(self.root as usize)?.lookup(n);
         }
         let h = hint.0.load(Relaxed);
         if let Some(leaf) = self.leaves.get(h as usize) {

@@ -591,18 +591,21 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// The area containing `addr`.
+    #[inline]
     pub fn area(&self, addr: VirtAddr) -> Option<AreaInfo> {
         self.lookup().area(addr)
     }
 
     /// Size in bytes of the area containing `addr`, 0 if none (HelenOS
     /// `as_area_get_size`).
+    #[inline]
     pub fn area_size(&self, addr: VirtAddr) -> u64 {
         self.lookup().area_size(addr)
     }
 
     /// Whether the area containing `addr` permits `access` (HelenOS
     /// `as_area_check_access`); `false` when there is none.
+    #[inline]
     pub fn check_access(&self, addr: VirtAddr, access: Access) -> bool {
         self.lookup().check_access(addr, access)
     }
@@ -612,6 +615,7 @@ impl<M: Machine> AddressSpace<M> {
     /// read-modify-write. Keep it short, and call nothing else on this
     /// space (nor touch its memory) until it is dropped: see
     /// [`AreaLookup`] for the rules.
+    #[inline]
     pub fn lookup(&self) -> AreaLookup<'_, M> {
         // The CPU is looked up at most once: for the reader count when the
         // lock has several, for the hint when the tree has more than one
