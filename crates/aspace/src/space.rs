@@ -202,12 +202,19 @@ impl<M: Machine> AddressSpace<M> {
     /// The area tree, read-locked through the current CPU's shard (a
     /// single-shard lock skips looking up the CPU).
     pub(crate) fn read_areas(&self) -> ReadGuard<'_, M::RwLock, Areas<M>> {
+        self.read_areas_cpu().0
+    }
+
+    /// [`read_areas`](Self::read_areas), also returning the CPU it looked
+    /// up (`None` when it looked up none).
+    #[inline]
+    fn read_areas_cpu(&self) -> (ReadGuard<'_, M::RwLock, Areas<M>>, Option<usize>) {
         let cpu = if self.areas.shards() > 1 {
             self.machine().tlb().current_cpu()
         } else {
             None
         };
-        self.areas.read(cpu)
+        (self.areas.read(cpu), cpu)
     }
 
     /// The page table. Whoever changes a page's entry must hold its area's
@@ -620,14 +627,9 @@ impl<M: Machine> AddressSpace<M> {
         // The CPU is looked up at most once: for the reader count when the
         // lock has several, for the hint when the tree has more than one
         // leaf (a one-leaf tree ignores hints, and cannot grow while locked).
-        let tlb = self.machine().tlb();
-        let mut cpu = None;
-        if self.areas.shards() > 1 {
-            cpu = tlb.current_cpu();
-        }
-        let tree = self.areas.read(cpu);
+        let (tree, mut cpu) = self.read_areas_cpu();
         if self.areas.shards() == 1 && tree.height() > 1 {
-            cpu = tlb.current_cpu();
+            cpu = self.machine().tlb().current_cpu();
         }
         AreaLookup::new(tree, self.shared.hints.of(cpu))
     }
