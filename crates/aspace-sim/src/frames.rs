@@ -44,6 +44,9 @@
 //! - **Limit** ([`FramePool::set_limit`], for tests that run out of memory):
 //!   while a limit is set, every allocation takes the slow path (all shard
 //!   locks) and checks the exact `in_use`.
+//! - **Failure injection** ([`FramePool::fail_after`]): the next `n`
+//!   allocations succeed and every one after them fails, to prove that an
+//!   operation refused at any of its allocations changes nothing.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -124,6 +127,10 @@ pub struct FramePool {
     /// `in_use` at which allocation fails; [`NO_LIMIT`] for none. Read by
     /// every allocation, written only by `set_limit`.
     limit: AtomicU64,
+    /// Allocations left before every allocation fails; [`NO_LIMIT`] for no
+    /// such bound. Set by `fail_after`, counted down under every shard's
+    /// lock.
+    budget: AtomicU64,
 }
 
 /// Counters of the frame allocator.
@@ -189,6 +196,7 @@ impl FramePool {
                 .collect(),
             folded: Padded(AtomicI64::new(0)),
             limit: AtomicU64::new(NO_LIMIT),
+            budget: AtomicU64::new(NO_LIMIT),
         }
     }
 
@@ -257,6 +265,21 @@ impl FramePool {
         self.limit.store(l, Ordering::Relaxed);
     }
 
+    /// Lets the next `n` allocations succeed and fails every one after them
+    /// (failure injection); `None` lifts the bound.
+    pub fn fail_after(&self, n: Option<u64>) {
+        let n = n.map_or(NO_LIMIT, |n| n.min(NO_LIMIT - 1));
+        let _all = self.lock_all();
+        self.budget.store(n, Ordering::Relaxed);
+    }
+
+    /// Allocations left before [`fail_after`](Self::fail_after)'s bound
+    /// (`None` when none is set).
+    pub fn allocations_left(&self) -> Option<u64> {
+        let n = self.budget.load(Ordering::Relaxed);
+        (n != NO_LIMIT).then_some(n)
+    }
+
     /// Gives out `frame`, just taken off a free list.
     fn hand_out(&self, frame: u64) -> Frame {
         let refs = &self.meta[frame as usize].refs;
@@ -271,6 +294,10 @@ impl FramePool {
     #[cold]
     fn alloc_slow(&self, me: usize) -> Option<Frame> {
         let mut shards = self.lock_all();
+        let budget = self.budget.load(Ordering::Relaxed);
+        if budget == 0 {
+            return None;
+        }
         let limit = self.limit.load(Ordering::Relaxed);
         if limit != NO_LIMIT {
             let allocated: u64 = shards.iter().map(|s| s.allocated).sum();
@@ -298,6 +325,9 @@ impl FramePool {
             let at = from.free.len() - n;
             mine.free.extend(from.free.drain(at..));
         }
+        if budget != NO_LIMIT {
+            self.budget.store(budget - 1, Ordering::Relaxed);
+        }
         let s = &mut shards[me];
         let f = s.free.pop().expect("refilled above");
         s.count_alloc(&self.folded.0);
@@ -309,7 +339,9 @@ impl FramePool {
 impl FrameAllocator for FramePool {
     fn alloc(&self) -> Option<Frame> {
         let me = my_shard();
-        if self.limit.load(Ordering::Relaxed) == NO_LIMIT {
+        if self.limit.load(Ordering::Relaxed) == NO_LIMIT
+            && self.budget.load(Ordering::Relaxed) == NO_LIMIT
+        {
             let mut s = self.shards[me].0.lock();
             if let Some(f) = s.free.pop() {
                 s.count_alloc(&self.folded.0);

@@ -55,6 +55,8 @@ pub struct HwStats {
     /// Accesses through a TLB entry whose frame had been freed since the
     /// entry was filled. Must stay zero.
     pub stale_accesses: u64,
+    /// Rounds the core spent waiting for other CPUs ([`Machine::relax`]).
+    pub relaxes: u64,
 }
 
 /// Memory, frames and CPUs of one simulated machine.
@@ -68,6 +70,7 @@ pub struct SimHardware {
     pub(crate) faults: AtomicU64,
     pub(crate) ipis: AtomicU64,
     pub(crate) stale: AtomicU64,
+    pub(crate) relaxes: AtomicU64,
 }
 
 /// Guard that makes the current thread execute as a CPU until dropped.
@@ -105,6 +108,7 @@ impl SimHardware {
             faults: AtomicU64::new(0),
             ipis: AtomicU64::new(0),
             stale: AtomicU64::new(0),
+            relaxes: AtomicU64::new(0),
         }
     }
 
@@ -131,7 +135,19 @@ impl SimHardware {
             faults: self.faults.load(Relaxed),
             ipis: self.ipis.load(Relaxed),
             stale_accesses: self.stale.load(Relaxed),
+            relaxes: self.relaxes.load(Relaxed),
         }
+    }
+
+    /// Moves the calling thread, in the middle of whatever it runs as a CPU,
+    /// onto CPU `cpu`: what a kernel whose locks sleep may do to a task
+    /// between any two instructions. For tests of code that must not
+    /// assume it stays on one CPU. The CPU the thread ran as before comes
+    /// back when the enclosing step (an access, [`Cpu::run`](crate::Cpu::run))
+    /// ends.
+    pub fn migrate_current(&self, cpu: CpuId) {
+        assert!(cpu < self.cpus.len(), "no CPU {cpu}");
+        CURRENT.with(|c| c.set((self.id, cpu)));
     }
 
     /// IPIs CPU `cpu` has received.
@@ -228,5 +244,12 @@ impl Machine for SimMachine {
     }
     fn layout(&self) -> Layout {
         Layout::X86_64
+    }
+
+    /// CPUs are host threads, fewer cores than CPUs: a waiting CPU lets the
+    /// one it waits for run.
+    fn relax(&self) {
+        self.0.relaxes.fetch_add(1, Relaxed);
+        std::thread::yield_now();
     }
 }

@@ -1254,7 +1254,17 @@ impl Model {
                 }
                 (Ok(()), if first { "first" } else { "again" })
             }
-            Err(e) => (Err(e), "destination"),
+            Err(e) => {
+                // All or nothing: a refused destination leaves the source
+                // as it was, unshared if this was to be its first share.
+                if first {
+                    let g = self.groups.get_mut(&area.group).expect("live group");
+                    g.shared = false;
+                    self.pagemap_inserts -= g.pagemap.len() as u64;
+                    g.pagemap.clear();
+                }
+                (Err(e), "destination")
+            }
         }
     }
 

@@ -101,9 +101,10 @@ impl AsidAllocator {
     }
 
     /// Drops the address space's state; returns its ASID and the CPUs that
-    /// may still hold entries tagged with it, which the caller must flush
-    /// before the ASID is handed out again (it is put back by
-    /// [`release`](Self::release)).
+    /// may still hold entries tagged with it. The caller flushes those CPUs
+    /// and puts the ASID back with [`release`](Self::release) without
+    /// letting go of the allocator in between, so a dying space's ASID is
+    /// never held by nobody while a switch looks for one.
     pub(crate) fn unregister(&mut self, id: u64) -> Option<(Asid, CpuSet)> {
         let slot = self.slots.remove(&id)?;
         debug_assert!(
@@ -157,22 +158,60 @@ impl AsidAllocator {
         })
     }
 
-    /// Marks the address space `old` as no longer running on `cpu`.
-    pub(crate) fn deactivate(&mut self, id: u64, cpu: CpuId) {
+    /// Marks the address space `id` as no longer running on `cpu`; nothing
+    /// happens if it did not run there.
+    fn deactivate(&mut self, id: u64, cpu: CpuId) {
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
         };
+        if !slot.active.contains(cpu) {
+            return;
+        }
         slot.active.remove(cpu);
-        if slot.active.is_empty() && !slot.kernel && slot.asid.is_some() {
+        if slot.active.is_empty() && !slot.kernel && slot.asid.is_some() && slot.lru.is_none() {
             self.clock += 1;
             slot.lru = Some(self.clock);
             self.inactive.insert(self.clock, id);
         }
     }
 
+    /// Undoes [`deactivate`](Self::deactivate) of `id` on `cpu` when the
+    /// switch it began failed: the space runs there again, as before.
+    fn reactivate(&mut self, id: u64, cpu: CpuId) {
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        if let Some(stamp) = slot.lru.take() {
+            self.inactive.remove(&stamp);
+        }
+        slot.active.insert(cpu);
+    }
+
+    /// Moves `cpu` from running `old` to running `new`, giving `new` an
+    /// ASID if it has none. All or nothing: `None` (the pool is empty and
+    /// nothing can be stolen) leaves every slot as it was, `old` still
+    /// running on `cpu`. `old` itself is a candidate for the steal, so with
+    /// at least as many ASIDs as CPUs a switch always succeeds.
+    pub(crate) fn switch(&mut self, old: Option<u64>, new: u64, cpu: CpuId) -> Option<SwitchPlan> {
+        if !self.slots.contains_key(&new) {
+            return None;
+        }
+        let old = old.filter(|&o| o != new && self.active_of(o).contains(cpu));
+        if let Some(o) = old {
+            self.deactivate(o, cpu);
+        }
+        let plan = self.activate(new, cpu);
+        if plan.is_none() {
+            if let Some(o) = old {
+                self.reactivate(o, cpu);
+            }
+        }
+        plan
+    }
+
     /// Marks `id` as running on `cpu`, giving it an ASID if it has none.
     /// Returns `None` when the pool is empty and nothing can be stolen.
-    pub(crate) fn activate(&mut self, id: u64, cpu: CpuId) -> Option<SwitchPlan> {
+    fn activate(&mut self, id: u64, cpu: CpuId) -> Option<SwitchPlan> {
         let mut stolen = None;
         let mut allocated = false;
         let needs_asid = {

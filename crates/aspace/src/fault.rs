@@ -62,11 +62,13 @@ impl<M: Machine> AddressSpace<M> {
         let cpu = self.shared.machine.tlb().current_cpu();
         let stats = self.shared.stats.shard(cpu);
         let mut result = self.resolve(addr, access, cpu, stats);
-        for pause in [1u32 << 6, 1 << 9, 1 << 12, 1 << 15] {
+        for pause in [1u32 << 2, 1 << 5, 1 << 8, 1 << 11] {
             if result != Err(FaultReason::NoMemory) {
                 break;
             }
-            self.shared.preparing.wait_idle(pause);
+            self.shared
+                .preparing
+                .wait_idle(pause, || self.shared.machine.relax());
             result = self.resolve(addr, access, cpu, stats);
         }
         match result {
@@ -108,9 +110,9 @@ impl<M: Machine> AddressSpace<M> {
         // map, so it is left to the backend under the lock.
         let (flags, resident, shared) = slot.summary.quick();
         let prepare = flags.permits(access) && resident < end - start && !shared;
-        if prepare {
-            self.shared.preparing.enter(cpu);
-        }
+        // The counter entered is the one left, wherever the task runs by
+        // then (a sleeping lock may move it to another CPU).
+        let entered = prepare.then(|| self.shared.preparing.enter(cpu));
         let mut prepared = if prepare {
             slot.area.backend.prepare(m)
         } else {
@@ -122,8 +124,8 @@ impl<M: Machine> AddressSpace<M> {
             // never mapped, so no TLB can reach it.
             m.frames().release(frame);
         }
-        if prepare {
-            self.shared.preparing.leave(cpu);
+        if let Some(counter) = entered {
+            self.shared.preparing.leave(counter);
         }
         result
     }
@@ -230,55 +232,51 @@ impl<M: Machine> AddressSpace<M> {
 /// per CPU: a fault that runs out of memory waits for them before it tries
 /// again, as one of them may hold the last frame for the very same page.
 ///
-/// CPUs 0–7 each own a counter (plain loads and stores: only that CPU
-/// writes it); other CPUs and threads outside any CPU share a ninth one,
-/// changed atomically. Read with relaxed loads: a count missed by a
+/// CPUs 0–7 each have a counter of their own (on its own cache lines);
+/// other CPUs and threads outside any CPU share a ninth. Changes are atomic
+/// read-modify-writes of the counter that was entered, so a task that moves
+/// to another CPU between entering and leaving (under a sleeping lock) still
+/// leaves the count it raised. Read with relaxed loads: a count missed by a
 /// reordering only shortens the wait, which the bounded retries cover.
 #[derive(Default)]
 pub(crate) struct Preparing([PreparingCount; OWNED + 1]);
 
 const OWNED: usize = 8;
 
+/// Most [`Machine::relax`] calls one wait makes while faults still hold
+/// prepared frames.
+const WAIT_LIMIT: u32 = 1 << 16;
+
 #[derive(Default)]
 #[repr(align(128))]
 struct PreparingCount(AtomicU64);
 
 impl Preparing {
-    fn enter(&self, cpu: Option<usize>) {
-        match cpu {
-            Some(c) if c < OWNED => {
-                let n = &self.0[c].0;
-                n.store(n.load(Relaxed) + 1, Relaxed);
-            }
-            _ => {
-                self.0[OWNED].0.fetch_add(1, Relaxed);
-            }
-        }
+    /// Counts a fault preparing a frame on `cpu`; returns the counter to
+    /// hand to [`leave`](Self::leave).
+    fn enter(&self, cpu: Option<usize>) -> usize {
+        let counter = cpu.filter(|&c| c < OWNED).unwrap_or(OWNED);
+        self.0[counter].0.fetch_add(1, Relaxed);
+        counter
     }
 
-    fn leave(&self, cpu: Option<usize>) {
-        match cpu {
-            Some(c) if c < OWNED => {
-                let n = &self.0[c].0;
-                n.store(n.load(Relaxed) - 1, Relaxed);
-            }
-            _ => {
-                self.0[OWNED].0.fetch_sub(1, Relaxed);
-            }
-        }
+    /// Ends what [`enter`](Self::enter) counted on `counter`.
+    fn leave(&self, counter: usize) {
+        self.0[counter].0.fetch_sub(1, Relaxed);
     }
 
-    /// Spins `pause` times, then while any fault (this one excepted: it
-    /// holds none now) has a prepared frame, up to 2^24 more times.
-    fn wait_idle(&self, pause: u32) {
+    /// Relaxes `pause` times, then while any fault (this one excepted: it
+    /// holds none now) has a prepared frame, up to [`WAIT_LIMIT`] more
+    /// times.
+    fn wait_idle(&self, pause: u32, relax: impl Fn()) {
         for _ in 0..pause {
-            core::hint::spin_loop();
+            relax();
         }
-        for _ in 0..1u32 << 24 {
+        for _ in 0..WAIT_LIMIT {
             if self.0.iter().all(|c| c.0.load(Relaxed) == 0) {
                 return;
             }
-            core::hint::spin_loop();
+            relax();
         }
     }
 }

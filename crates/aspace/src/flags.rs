@@ -26,14 +26,18 @@ impl AreaFlags {
     /// Checks raw flag bits from user space: unknown bits and write+exec are
     /// refused with [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub fn from_user(bits: u32) -> crate::Result<AreaFlags> {
-        let flags = AreaFlags::from_bits(bits).ok_or(crate::Error::InvalidArgument)?;
+        let flags = AreaFlags::from_bits_retain(bits);
         flags.validate()?;
         Ok(flags)
     }
 
-    /// Refuses write together with execute.
+    /// Refuses bits that name no right (as `from_bits_retain` can make) and
+    /// write together with execute, with
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub fn validate(self) -> crate::Result<()> {
-        if self.contains(AreaFlags::WRITE | AreaFlags::EXEC) {
+        if self.bits() & !AreaFlags::all().bits() != 0
+            || self.contains(AreaFlags::WRITE | AreaFlags::EXEC)
+        {
             return Err(crate::Error::InvalidArgument);
         }
         Ok(())

@@ -211,4 +211,10 @@ pub trait Machine: Send + Sync + Sized + 'static {
     fn layout(&self) -> Layout {
         Layout::X86_64
     }
+    /// Called in each round of a wait for other CPUs (a fault out of memory
+    /// waiting for faults that hold prepared frames): a spin-loop hint by
+    /// default; a kernel with sleeping locks may yield the CPU instead.
+    fn relax(&self) {
+        core::hint::spin_loop();
+    }
 }

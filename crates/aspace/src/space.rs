@@ -503,78 +503,44 @@ impl<M: Machine> AddressSpace<M> {
         if !Arc::ptr_eq(&self.shared, &dst.shared) {
             return Err(Error::InvalidArgument);
         }
-        let m = self.machine();
-        let (share, backend, pages, mask) = {
+        // First the checks alone, so the source's refusals come first (as in
+        // HelenOS); then the destination is created, partial, so faults on
+        // it fail until the share record arrives; only then is the source
+        // marked shared. A refused destination leaves the source untouched.
+        let (source, backend, mask) = {
             let tree = self.read_areas();
-            let (slot, mut st) = self.lock_whole(&tree, src_addr)?;
-            let area = &slot.area;
-            if !area.backend.can_share() {
-                return Err(Error::NotSupported);
-            }
-            let mut mask = mask;
-            if st.flags.contains(AreaFlags::CACHEABLE) {
-                mask |= AreaFlags::CACHEABLE;
-            }
-            let pages = area.pages();
-            if pages.checked_mul(PAGE_SIZE) != Some(size) || !st.flags.contains(mask) {
-                return Err(Error::PermissionDenied);
-            }
-            let share = match &st.share {
-                Some(share) => {
-                    share.state.lock().refs += 1;
-                    share.clone()
-                }
-                None => {
-                    // First share: the pages mapped so far enter the page map.
-                    let mut pagemap = BTreeMap::new();
-                    if area.backend.refcounted() {
-                        for page in st.used.iter_pages() {
-                            let (frame, _) = self
-                                .pt()
-                                .translate(m.memory(), page)
-                                .expect("used page is mapped");
-                            m.frames().add_ref(frame);
-                            pagemap.insert(page.pages_since(area.base), frame);
-                        }
-                    }
-                    let share = Arc::new(ShareInfo::new(2, pagemap));
-                    st.share = Some(share.clone());
-                    share
-                }
-            };
-            (share, area.backend.clone(), pages, mask)
+            let (slot, st) = self.lock_whole(&tree, src_addr)?;
+            let mask = Self::check_share_source(&slot.area, &st, size, mask)?;
+            (slot.area.clone(), slot.area.backend.clone(), mask)
         };
-        let give_back = |share: Arc<ShareInfo<M>>| {
-            let mut batch = ShootdownBatch::new();
-            for f in share.remove_reference() {
-                batch.release_later(f);
-            }
-            batch.complete(&self.shared, self.id);
-        };
-        // The destination is created partial, so faults on it fail until the
-        // share record is attached.
-        let created = dst.create_area(
-            dst_base,
-            pages * PAGE_SIZE,
-            mask,
-            AreaAttrs::PARTIAL,
-            backend,
-        );
-        let area = match created {
-            Ok(area) => area,
-            Err(e) => {
-                give_back(share);
-                return Err(e);
+        let created = dst.create_area(dst_base, size, mask, AreaAttrs::PARTIAL, backend)?;
+        let (share, first) = {
+            let tree = self.read_areas();
+            let found = self.lock_whole(&tree, src_addr).and_then(|(slot, mut st)| {
+                // Another thread may have changed the source meanwhile.
+                if !Arc::ptr_eq(&slot.area, &source) {
+                    return Err(Error::NotFound);
+                }
+                Self::check_share_source(&slot.area, &st, size, mask)?;
+                Ok(self.join_share(&slot.area, &mut st))
+            });
+            match found {
+                Ok(joined) => joined,
+                Err(e) => {
+                    drop(tree);
+                    dst.remove_partial(dst_base, &created);
+                    return Err(e);
+                }
             }
         };
         let tree = dst.read_areas();
         let slot = dst
             .area_at(&tree, dst_base.page().number())
-            .filter(|slot| Arc::ptr_eq(&slot.area, &area));
+            .filter(|slot| Arc::ptr_eq(&slot.area, &created));
         let Some(slot) = slot else {
-            // Destroyed by another thread while still partial.
+            // Another thread destroyed the destination while it was partial.
             drop(tree);
-            give_back(share);
+            self.leave_refused_share(src_addr, &source, share, first);
             return Err(Error::NotFound);
         };
         let mut st = slot.lock();
@@ -584,6 +550,106 @@ impl<M: Machine> AddressSpace<M> {
         st.share = Some(share);
         st.attrs.remove(AreaAttrs::PARTIAL);
         Ok(())
+    }
+
+    /// Gives back the reference a share took on `source`'s record when its
+    /// destination went away before it could be attached; the record this
+    /// share made (`first`) is taken off the source again if nobody else
+    /// joined it meanwhile, so the source is as it was.
+    fn leave_refused_share(
+        &self,
+        src_addr: VirtAddr,
+        source: &Arc<Area<M>>,
+        share: Arc<ShareInfo<M>>,
+        first: bool,
+    ) {
+        let mut batch = ShootdownBatch::new();
+        {
+            let tree = self.read_areas();
+            let mut src = self.lock_whole(&tree, src_addr).ok().filter(|(slot, st)| {
+                Arc::ptr_eq(&slot.area, source)
+                    && st.share.as_ref().is_some_and(|s| Arc::ptr_eq(s, &share))
+            });
+            let mut sh = share.state.lock();
+            sh.refs -= 1;
+            let detach = match &mut src {
+                Some((_, st)) if first && sh.refs == 1 => {
+                    st.share = None;
+                    true
+                }
+                _ => sh.refs == 0,
+            };
+            if detach {
+                for f in core::mem::take(&mut sh.pagemap).into_values() {
+                    batch.release_later(f);
+                }
+            }
+        }
+        batch.complete(&self.shared, self.id);
+    }
+
+    /// Whether `area` (locked as `st`) may be shared as `size` bytes with
+    /// rights `mask`; returns the rights the destination gets (the
+    /// cacheable attribute inherited).
+    fn check_share_source(
+        area: &Area<M>,
+        st: &AreaState<M>,
+        size: u64,
+        mask: AreaFlags,
+    ) -> Result<AreaFlags> {
+        if !area.backend.can_share() {
+            return Err(Error::NotSupported);
+        }
+        if mask.bits() & !AreaFlags::all().bits() != 0 {
+            return Err(Error::InvalidArgument);
+        }
+        let mut mask = mask;
+        if st.flags.contains(AreaFlags::CACHEABLE) {
+            mask |= AreaFlags::CACHEABLE;
+        }
+        if area.pages().checked_mul(PAGE_SIZE) != Some(size) || !st.flags.contains(mask) {
+            return Err(Error::PermissionDenied);
+        }
+        Ok(mask)
+    }
+
+    /// The share record of `area` (locked as `st`) with one more reference,
+    /// and whether this call made it: on the first share the pages mapped
+    /// so far enter its page map.
+    fn join_share(&self, area: &Area<M>, st: &mut AreaState<M>) -> (Arc<ShareInfo<M>>, bool) {
+        if let Some(share) = &st.share {
+            share.state.lock().refs += 1;
+            return (share.clone(), false);
+        }
+        let m = self.machine();
+        let mut pagemap = BTreeMap::new();
+        if area.backend.refcounted() {
+            for page in st.used.iter_pages() {
+                let (frame, _) = self
+                    .pt()
+                    .translate(m.memory(), page)
+                    .expect("used page is mapped");
+                m.frames().add_ref(frame);
+                pagemap.insert(page.pages_since(area.base), frame);
+            }
+        }
+        let share = Arc::new(ShareInfo::new(2, pagemap));
+        st.share = Some(share.clone());
+        (share, true)
+    }
+
+    /// Takes out the partial area `area` at `base` that a refused share had
+    /// created (it maps nothing and holds no share record).
+    fn remove_partial(&self, base: VirtAddr, area: &Arc<Area<M>>) {
+        let mut tree = self.areas.write();
+        let n = base.page().number();
+        let ours = tree
+            .find(n)
+            .is_some_and(|(start, _, slot)| start == n && Arc::ptr_eq(&slot.area, area));
+        // Gone already if another thread destroyed it.
+        if ours {
+            let _ = tree.remove(n);
+        }
     }
 
     /// The share record of the area containing `addr`, if it is shared.
@@ -689,8 +755,11 @@ impl<M: Machine> Drop for AddressSpace<M> {
             self.unmap_area(&slot.area, &mut batch);
         }
         batch.complete(&shared, self.id);
-        let released = shared.asids.lock().unregister(self.id);
-        if let Some((asid, cpus)) = released {
+        // The ASID goes back to the pool under the same hold of the
+        // allocator that takes it away, flushed first, so a switch elsewhere
+        // never finds it held by nobody (as a steal does, under that lock).
+        let mut asids = shared.asids.lock();
+        if let Some((asid, cpus)) = asids.unregister(self.id) {
             let tlb = m.tlb();
             let mut remote = cpus;
             if let Some(me) = tlb.current_cpu() {
@@ -701,8 +770,9 @@ impl<M: Machine> Drop for AddressSpace<M> {
                 let n = m.shootdown().shootdown(remote, Invalidation::Asid(asid));
                 Stats::add(&shared.counters().ipis, n as u64);
             }
-            shared.asids.lock().release(asid);
+            asids.release(asid);
         }
+        drop(asids);
         if let Some(pt) = self.pt.take() {
             pt.destroy(m.memory(), m.frames());
         }

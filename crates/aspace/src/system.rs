@@ -73,9 +73,12 @@ impl<M: Machine> System<M> {
     /// inactive one when the pool is empty), loads its page table and ASID,
     /// and flushes the ASID first if a shootdown left this CPU a lazy flush.
     ///
-    /// Fails with `InvalidArgument` when called outside any CPU or with an
-    /// address space of another system, and with `NoMemory` when no ASID can
-    /// be had.
+    /// All or nothing: on failure the CPU still runs `old` as far as the
+    /// subsystem is concerned, and nothing was loaded. Fails with
+    /// `InvalidArgument` when called outside any CPU or with an address
+    /// space of another system, and with `NoMemory` when no ASID can be had,
+    /// which cannot happen with at least as many ASIDs as CPUs ([`Config`]
+    /// requires that) as long as `old` names what the CPU runs.
     pub fn switch(&self, old: Option<&AddressSpace<M>>, new: &AddressSpace<M>) -> Result<Asid> {
         let tlb = self.shared.machine.tlb();
         let cpu = tlb.current_cpu().ok_or(Error::InvalidArgument)?;
@@ -84,10 +87,9 @@ impl<M: Machine> System<M> {
             return Err(Error::InvalidArgument);
         }
         let mut asids = self.shared.asids.lock();
-        if let Some(old) = old {
-            asids.deactivate(old.id(), cpu);
-        }
-        let plan = asids.activate(new.id(), cpu).ok_or(Error::NoMemory)?;
+        let plan = asids
+            .switch(old.map(|o| o.id()), new.id(), cpu)
+            .ok_or(Error::NoMemory)?;
         if plan.allocated {
             Stats::add(&self.shared.counters().asid_allocs, 1);
         }

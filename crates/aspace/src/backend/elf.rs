@@ -123,10 +123,18 @@ impl ElfBackend {
         &self.segment
     }
 
-    /// The image frame `page` maps directly, if it is one.
-    fn image_frame(&self, page: Page) -> Option<Frame> {
+    /// The segment address that page `index` of an area of this segment
+    /// stands for. The area may sit anywhere (a share maps it at another
+    /// address), so only the page's index within its area counts, never
+    /// its absolute address.
+    fn segment_address(&self, index: u64) -> u64 {
+        (self.segment.vaddr & !(PAGE_SIZE - 1)).wrapping_add(index.wrapping_mul(PAGE_SIZE))
+    }
+
+    /// The image frame that the page at segment address `a` maps directly,
+    /// if it is one.
+    fn image_frame(&self, a: u64) -> Option<Frame> {
         let s = &self.segment;
-        let a = page.start().as_u64();
         let congruent = s.offset % PAGE_SIZE == s.vaddr % PAGE_SIZE;
         let inside = a >= s.vaddr && a + PAGE_SIZE <= s.vaddr + s.filesz;
         if s.flags.contains(AreaFlags::WRITE) || !congruent || !inside {
@@ -147,17 +155,17 @@ impl<M: Machine> Backend<M> for ElfBackend {
     fn page_fault(
         &self,
         machine: &M,
-        _area: &AreaInfo,
+        area: &AreaInfo,
         page: Page,
         _access: Access,
     ) -> Result<Frame> {
-        if let Some(f) = self.image_frame(page) {
+        let a = self.segment_address(area.page_index(page));
+        if let Some(f) = self.image_frame(a) {
             machine.frames().add_ref(f);
             return Ok(f);
         }
         let frame = zeroed_frame(machine)?;
         let s = &self.segment;
-        let a = page.start().as_u64();
         let lo = a.max(s.vaddr);
         let hi = (a + PAGE_SIZE).min(s.vaddr + s.filesz);
         if lo < hi {

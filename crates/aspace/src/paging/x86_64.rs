@@ -120,8 +120,10 @@ fn entry_addr(table: Frame, index: u64) -> PhysAddr {
 }
 
 impl X86_64PageTable {
-    /// The leaf-table frame for `page`, creating missing levels; fails with
-    /// `NoMemory` when a table cannot be allocated.
+    /// The leaf-table frame for `page`, creating missing levels. All or
+    /// nothing: the tables every missing level needs are allocated (and
+    /// zeroed) before any is installed, so `NoMemory` leaves the table as
+    /// it was, not with a half-built path.
     fn leaf_table<P: PhysMemory, F: FrameAllocator>(
         &self,
         mem: &P,
@@ -129,30 +131,70 @@ impl X86_64PageTable {
         page: Page,
     ) -> Result<Frame> {
         let mut table = self.root;
-        for level in (2..=4).rev() {
+        let mut level = 4;
+        // The common case: every level present.
+        while level >= 2 {
+            let e = mem.read_u64(entry_addr(table, table_index(page, level)));
+            if e & PTE_PRESENT == 0 {
+                break;
+            }
+            table = PhysAddr::new(e & PTE_ADDR_MASK).frame();
+            level -= 1;
+        }
+        if level < 2 {
+            return Ok(table);
+        }
+        // Levels `level..=2` lack a table: take one frame for each first.
+        let mut spare = [None; 3];
+        for slot in spare.iter_mut().take(level as usize - 1) {
+            let Some(f) = frames.alloc() else {
+                spare.iter().flatten().for_each(|&f| {
+                    frames.release(f);
+                });
+                return Err(Error::NoMemory);
+            };
+            mem.zero_frame(f);
+            *slot = Some(f);
+        }
+        while level >= 2 {
             let addr = entry_addr(table, table_index(page, level));
             let mut e = mem.read_u64(addr);
             if e & PTE_PRESENT == 0 {
-                e = self.install_table(mem, frames, addr, e)?;
+                let slot = spare
+                    .iter_mut()
+                    .find(|s| s.is_some())
+                    .expect("one spare table per missing level");
+                let new = slot.expect("found above");
+                e = match self.install_table(mem, addr, e, new) {
+                    Ok(entry) => {
+                        *slot = None;
+                        entry
+                    }
+                    // Another CPU installed one; ours, never reachable,
+                    // stays spare.
+                    Err(found) => found,
+                };
             }
             table = PhysAddr::new(e & PTE_ADDR_MASK).frame();
+            level -= 1;
         }
+        spare.iter().flatten().for_each(|&f| {
+            frames.release(f);
+        });
         Ok(table)
     }
 
-    /// Puts a new, zeroed table into the empty entry at `addr` (holding
-    /// `old`), unless another CPU gets there first; returns the entry now
-    /// there. The zeroing happens before the compare-and-swap publishes the
-    /// table, so no walker ever sees it dirty.
-    fn install_table<P: PhysMemory, F: FrameAllocator>(
+    /// Puts the zeroed table `new` into the empty entry at `addr` (holding
+    /// `old`) with a compare-and-swap, so no walker ever sees it dirty;
+    /// returns the entry installed, or `Err` with the present entry another
+    /// CPU installed first (`new` then stays the caller's).
+    fn install_table<P: PhysMemory>(
         &self,
         mem: &P,
-        frames: &F,
         addr: PhysAddr,
         mut old: u64,
-    ) -> Result<u64> {
-        let new = frames.alloc().ok_or(Error::NoMemory)?;
-        mem.zero_frame(new);
+        new: Frame,
+    ) -> core::result::Result<u64, u64> {
         let entry = new.start().as_u64() | TABLE_ENTRY;
         loop {
             match mem.compare_exchange_u64(addr, old, entry) {
@@ -160,11 +202,7 @@ impl X86_64PageTable {
                     self.tables.fetch_add(1, Ordering::Relaxed);
                     return Ok(entry);
                 }
-                Err(found) if found & PTE_PRESENT != 0 => {
-                    // Another CPU installed one; ours was never reachable.
-                    frames.release(new);
-                    return Ok(found);
-                }
+                Err(found) if found & PTE_PRESENT != 0 => return Err(found),
                 // Not present but not the value read either: try again.
                 Err(found) => old = found,
             }
