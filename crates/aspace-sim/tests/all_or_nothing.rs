@@ -424,9 +424,26 @@ fn a_dying_spaces_asid_is_never_out_of_reach() {
                         panic!("seed {seed}: CPU {cpu} round {round}: switch refused: {e:?}")
                     });
                     switches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    // Leave entries in this CPU's TLB for the space.
+                    // Who runs what: this CPU runs the space, with the ASID
+                    // the switch gave (it cannot be stolen while it runs).
+                    let asid = space.asid();
+                    assert!(space.active_cpus().contains(cpu), "seed {seed}");
+                    assert_eq!(
+                        sim.hardware().loaded_asid(cpu),
+                        asid.unwrap(),
+                        "seed {seed}"
+                    );
+                    // Each space's first page holds its id: reading
+                    // anything else would be another space's data through
+                    // a stale entry of a stolen or recycled ASID.
                     let _ = c.run(|| space.area_create(va(A), PAGE_SIZE, RW));
-                    let _ = c.read_u64(va(A));
+                    let seen = c.read_u64(va(A)).unwrap();
+                    assert!(
+                        seen == 0 || seen == space.id(),
+                        "seed {seed}: CPU {cpu} read {seen} in space {}",
+                        space.id()
+                    );
+                    c.write_u64(va(A), space.id()).unwrap();
                     drop(space);
                     if next() % 2 == 0 {
                         c.idle();
