@@ -75,6 +75,14 @@ pub extern "C" fn kmain(magic: u32, mb_info: u32) -> ! {
         serial::exit_qemu(serial::EXIT_FAILURE);
     }
     mm::init_heap();
+    let cmdline = mm::command_line(mb_info);
+    if cmdline.contains(' ') {
+        kprintln!("command line: {cmdline}");
+    }
+    if let Err(e) = scenario::configure(&cmdline) {
+        kprintln!("FAIL: command line: {e}");
+        serial::exit_qemu(serial::EXIT_FAILURE);
+    }
     mm::init_frames(mb_info);
     kprintln!(
         "frames: {} free frames of 4 KiB above the kernel image (ends at {:#x})",

@@ -75,9 +75,61 @@ pub struct Scenario {
 
 use Expect::{Exit, Killed};
 
-/// A scenario still running after this many timer ticks of the boot CPU
-/// (60 s) fails, naming the tasks still alive, and the run ends.
-pub const TIMEOUT_TICKS: u64 = 60_000_000 / crate::TIMESLICE_US as u64;
+/// A scenario still running after this many seconds (by the boot CPU's
+/// timer) fails, naming the tasks still alive, and the run ends; the
+/// command line's `watchdog=SECONDS` changes it.
+pub const DEFAULT_TIMEOUT_S: u64 = 60;
+
+static TIMEOUT_S: AtomicU64 = AtomicU64::new(DEFAULT_TIMEOUT_S);
+
+fn timeout_ticks() -> u64 {
+    TIMEOUT_S.load(Ordering::Relaxed) * 1_000_000 / crate::TIMESLICE_US as u64
+}
+
+/// Scenarios run only when the command line names them.
+pub static ON_REQUEST: &[Scenario] = &[Scenario {
+    name: "hang",
+    min_cpus: 1,
+    spawns: &[run("spin", 0, Exit(0))],
+}];
+
+/// The scenarios to run, in order.
+static SELECTED: SpinLock<Vec<&'static Scenario>> = SpinLock::new(Vec::new());
+
+/// Applies the kernel command line (after the kernel's file name, which
+/// multiboot loaders put first): `scenarios=NAME,NAME,...` runs those
+/// (from [`SCENARIOS`] and [`ON_REQUEST`]) instead of every scenario of
+/// [`SCENARIOS`]; `watchdog=SECONDS` sets the scenario timeout.
+pub fn configure(cmdline: &str) -> Result<(), alloc::string::String> {
+    let mut selected: Vec<&'static Scenario> = SCENARIOS.iter().collect();
+    // The loader puts the kernel's file name first.
+    for word in cmdline.split_ascii_whitespace().skip(1) {
+        match word.split_once('=') {
+            Some(("scenarios", names)) => {
+                selected.clear();
+                for n in names.split(',') {
+                    let sc = SCENARIOS
+                        .iter()
+                        .chain(ON_REQUEST)
+                        .find(|s| s.name == n)
+                        .ok_or_else(|| alloc::format!("no scenario {n:?}"))?;
+                    selected.push(sc);
+                }
+            }
+            Some(("watchdog", secs)) => {
+                let s: u64 = secs
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=3600).contains(s))
+                    .ok_or_else(|| alloc::format!("watchdog={secs}: 1 to 3600 seconds"))?;
+                TIMEOUT_S.store(s, Ordering::Relaxed);
+            }
+            _ => return Err(alloc::format!("unknown option {word:?}")),
+        }
+    }
+    *SELECTED.lock() = selected;
+    Ok(())
+}
 
 /// Every scenario, in order.
 pub static SCENARIOS: &[Scenario] = &[
@@ -222,7 +274,8 @@ fn finish_run() -> ! {
 /// scenarios that need more CPUs than are running, saying why.
 fn start(st: &mut State, mut index: usize) {
     let cpus = crate::machine::CPU_COUNT.load(Ordering::Relaxed);
-    while let Some(sc) = SCENARIOS.get(index) {
+    let list = SELECTED.lock();
+    while let Some(sc) = list.get(index) {
         if cpus >= sc.min_cpus {
             break;
         }
@@ -235,9 +288,10 @@ fn start(st: &mut State, mut index: usize) {
         );
         index += 1;
     }
-    let Some(sc) = SCENARIOS.get(index) else {
+    let Some(&sc) = list.get(index) else {
         finish_run();
     };
+    drop(list);
     st.index = index;
     st.ok = true;
     st.report = Some(Report::start(sc.name));
@@ -318,7 +372,7 @@ pub fn start_all() {
 /// back).
 pub fn process_ended(scen: usize, pid: u64, code: i64, clean: bool, killed: bool) {
     let mut st = STATE.lock();
-    let sc = &SCENARIOS[scen];
+    let sc = SELECTED.lock()[scen];
     let got = if killed { Killed } else { Exit(code) };
     let task = st.tasks.iter_mut().find(|t| t.pid == pid && !t.ended);
     let (name, expect) = match task {
@@ -346,15 +400,17 @@ pub fn process_ended(scen: usize, pid: u64, code: i64, clean: bool, killed: bool
 }
 
 /// A timer tick of the boot CPU: a scenario running for longer than
-/// [`TIMEOUT_TICKS`] fails with the tasks still alive, and the run ends
+/// the timeout (`watchdog=`) fails with the tasks still alive, and the run ends
 /// (they cannot be trusted to end).
 pub fn watchdog() {
     let now = BSP_TICKS.fetch_add(1, Ordering::Relaxed) + 1;
     let Some(st) = STATE.try_lock() else { return };
-    if st.report.is_none() || now - st.started <= TIMEOUT_TICKS {
+    if st.report.is_none() || now - st.started <= timeout_ticks() {
         return;
     }
-    let sc = &SCENARIOS[st.index];
+    let Some(sc) = SELECTED.try_lock().map(|l| l[st.index]) else {
+        return;
+    };
     let alive: Vec<alloc::string::String> = st
         .tasks
         .iter()
@@ -364,7 +420,7 @@ pub fn watchdog() {
     kprintln!(
         "== scenario {}: FAIL: still running after {} s: tasks {}",
         sc.name,
-        TIMEOUT_TICKS * crate::TIMESLICE_US as u64 / 1_000_000,
+        TIMEOUT_S.load(Ordering::Relaxed),
         alive.join(", ")
     );
     FAILED.store(true, Ordering::SeqCst);

@@ -152,12 +152,23 @@ pub struct Run {
     pub elapsed: Duration,
 }
 
-/// Boots `image` with `cpus` CPUs and kills QEMU after `timeout` (with
+/// Boots `image` with `cpus` CPUs and the kernel command line `append`
+/// (none when empty; see `kernel/README.md`), and kills QEMU after
+/// `timeout` (with
 /// KVM, also when the kernel's banner has not appeared within
 /// [`KVM_BANNER_DEADLINE`], or KVM reports an emulation failure: the status
 /// is then `Some(-1)`).
-pub fn boot(image: &Path, cpus: u32, kvm: bool, timeout: Duration) -> Result<Run, String> {
+pub fn boot(
+    image: &Path,
+    cpus: u32,
+    append: &str,
+    kvm: bool,
+    timeout: Duration,
+) -> Result<Run, String> {
     let mut cmd = Command::new("qemu-system-x86_64");
+    if !append.is_empty() {
+        cmd.args(["-append", append]);
+    }
     cmd.arg("-kernel")
         .arg(image)
         .args(["-m", "256M", "-smp"])
@@ -261,9 +272,9 @@ pub fn boot(image: &Path, cpus: u32, kvm: bool, timeout: Duration) -> Result<Run
 /// Boots with KVM when usable, falling back to TCG when the KVM run does
 /// not report success (QEMU cannot start the guest, KVM fails to run it, or
 /// it times out); the KVM attempt's output goes to stderr.
-pub fn boot_best(image: &Path, cpus: u32, timeout: Duration) -> Result<Run, String> {
+pub fn boot_best(image: &Path, cpus: u32, append: &str, timeout: Duration) -> Result<Run, String> {
     if kvm_usable() {
-        let run = boot(image, cpus, true, timeout)?;
+        let run = boot(image, cpus, append, true, timeout)?;
         if run.status == Some(QEMU_SUCCESS) {
             return Ok(run);
         }
@@ -272,16 +283,20 @@ pub fn boot_best(image: &Path, cpus: u32, timeout: Duration) -> Result<Run, Stri
             run.status, run.serial
         );
     }
-    boot(image, cpus, false, timeout)
+    boot(image, cpus, append, false, timeout)
 }
 
-/// Boots `image` once for each CPU count of `cpus`, all at once (each
-/// with [`boot_best`]), and returns the runs in the same order.
-pub fn boot_each(image: &Path, cpus: &[u32], timeout: Duration) -> Vec<Result<Run, String>> {
+/// Boots `image` once for each (CPU count, command line) of `boots`, all at
+/// once (each with [`boot_best`]), and returns the runs in the same order.
+pub fn boot_each(
+    image: &Path,
+    boots: &[(u32, &str)],
+    timeout: Duration,
+) -> Vec<Result<Run, String>> {
     std::thread::scope(|s| {
-        let runs: Vec<_> = cpus
+        let runs: Vec<_> = boots
             .iter()
-            .map(|&n| s.spawn(move || boot_best(image, n, timeout)))
+            .map(|&(n, append)| s.spawn(move || boot_best(image, n, append, timeout)))
             .collect();
         runs.into_iter()
             .map(|h| {

@@ -1,16 +1,21 @@
 //! Builds the kernel once, boots it with 1, 2 and 4 CPUs at once, and
-//! checks every scenario's report in each run.
+//! checks every scenario's report in each run; a fourth boot, alongside,
+//! runs a scenario that never ends, which the kernel's watchdog must end.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use aspace_kernel_test::{
     boot, boot_each, build_kernel, kvm_unusable_reason, qemu_available, Run, KVM_BANNER_DEADLINE,
-    QEMU_SUCCESS,
+    QEMU_FAILURE, QEMU_SUCCESS,
 };
 
 /// The CPU counts booted.
 const CPUS: [u32; 3] = [1, 2, 4];
+
+/// The command line of the watchdog boot (1 CPU): a task that spins for
+/// ever, then one that would pass.
+const HANG: &str = "scenarios=hang,hello watchdog=2";
 
 /// Per boot; the three run at once on a machine shared with other tests.
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -18,6 +23,7 @@ const TIMEOUT: Duration = Duration::from_secs(240);
 struct Boots {
     image: std::path::PathBuf,
     runs: Vec<(u32, Run)>,
+    hang: Run,
 }
 
 /// The boots shared by the tests; `None` when QEMU is missing outside CI.
@@ -33,11 +39,18 @@ fn boots() -> Option<&'static Boots> {
                 return None;
             }
             let image = build_kernel().unwrap_or_else(|e| panic!("{e}"));
-            let runs = boot_each(&image, &CPUS, TIMEOUT)
+            let mut boots: Vec<(u32, &str)> = CPUS.iter().map(|&n| (n, "")).collect();
+            boots.push((1, HANG));
+            let mut runs = boot_each(&image, &boots, TIMEOUT)
                 .into_iter()
-                .zip(CPUS)
-                .map(|(r, n)| (n, r.unwrap_or_else(|e| panic!("{n} CPUs: {e}"))))
+                .zip(boots)
+                .map(|(r, (n, _))| (n, r.unwrap_or_else(|e| panic!("{n} CPUs: {e}"))))
                 .collect::<Vec<_>>();
+            let (_, hang) = runs.pop().expect("the watchdog boot");
+            eprintln!(
+                "---- serial output, {HANG} ({:?}, status {:?}) ----\n{}\n---- end ----",
+                hang.elapsed, hang.status, hang.serial
+            );
             for (n, run) in &runs {
                 eprintln!(
                     "---- serial output, {n} CPUs ({}, {:?}, status {:?}) ----\n{}\n---- end ----",
@@ -47,7 +60,7 @@ fn boots() -> Option<&'static Boots> {
                     run.serial
                 );
             }
-            Some(Boots { image, runs })
+            Some(Boots { image, runs, hang })
         })
         .as_ref()
 }
@@ -536,7 +549,7 @@ fn a_kvm_that_cannot_run_the_kernel_costs_at_most_the_banner_deadline() {
         return;
     }
     // Whatever the quick checks say, try KVM directly.
-    let run = boot(&b.image, 1, true, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    let run = boot(&b.image, 1, "", true, TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
         "KVM directly ({:?}, status {:?}); the quick checks say {:?}",
         run.elapsed,
@@ -551,4 +564,25 @@ fn a_kvm_that_cannot_run_the_kernel_costs_at_most_the_banner_deadline() {
             run.serial
         );
     }
+}
+
+/// Issue 13, item 12: a scenario that does not end (the shootdown scenario
+/// on 1 CPU used to spin for ever) fails after the watchdog's time with
+/// the tasks still alive, and the run ends with failure.
+#[test]
+fn a_scenario_that_never_ends_fails_after_the_watchdog_time() {
+    let Some(b) = boots() else { return };
+    let run = &b.hang;
+    has(run, "== scenario hang: start");
+    has(run, "spin: spinning for ever");
+    has_all(
+        run,
+        &[
+            "== scenario hang: FAIL: still running after 2 s: tasks ",
+            " (spin)",
+        ],
+    );
+    has(run, "SOME SCENARIOS FAILED");
+    assert!(!run.serial.contains("== scenario hello"), "{}", run.serial);
+    assert_eq!(run.status, Some(QEMU_FAILURE), "{}", run.serial);
 }
