@@ -109,6 +109,21 @@ impl TrapFrame {
     pub fn is_user(&self) -> bool {
         self.cs & 3 == 3
     }
+
+    /// Whether `iretq` can return to this ring-3 frame without faulting in
+    /// ring 0: the user selectors, an instruction and a stack pointer below
+    /// `user_end` (canonical), and flags with interrupts on, I/O privilege
+    /// level 0 and no virtual-8086 mode.
+    pub fn returnable(&self, user_end: u64) -> bool {
+        const IF: u64 = 1 << 9;
+        const IOPL: u64 = 3 << 12;
+        const VM: u64 = 1 << 17;
+        self.cs == UCODE as u64
+            && self.ss == UDATA as u64
+            && self.rip < user_end
+            && self.rsp < user_end
+            && self.rflags & (IF | IOPL | VM) == IF
+    }
 }
 
 global_asm!(

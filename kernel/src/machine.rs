@@ -118,7 +118,7 @@ impl X86Tlb {
         // table, whatever PCID tags it). Callers reach this only with PCIDE
         // on (`flush_asid` returns early and `invalidate_local` uses `invlpg`
         // otherwise), so the PCID bits and bit 63 are valid; aspace's ASIDs
-        // are 1..=ASIDS, below 4096.
+        // are 1..=ASIDS (at most 2 × MAX_CPUS = 16), below 4096.
         unsafe { set_cr3(root | asid.0 as u64 | if flush { 0 } else { CR3_NOFLUSH }) };
         f();
         // SAFETY: back to the same root with the original PCID, without a
@@ -136,7 +136,8 @@ impl X86Tlb {
         }
         if INVPCID.load(Ordering::Relaxed) {
             // SAFETY: INVPCID was reported by CPUID; type 1 (one PCID) ignores
-            // the address; aspace's ASIDs are 1..=ASIDS, below 4096.
+            // the address; aspace's ASIDs are 1..=ASIDS (at most 2 ×
+            // MAX_CPUS = 16), below 4096.
             unsafe { invpcid(1, asid.0 as u64, 0) };
         } else if (cr3() & 0xfff) as u16 == asid.0 {
             // SAFETY: same root table and same PCID (`asid` is the current
@@ -183,7 +184,7 @@ impl Tlb for X86Tlb {
                 } else if INVPCID.load(Ordering::Relaxed) {
                     for a in pages {
                         // SAFETY: INVPCID was reported by CPUID; type 0 with
-                        // an ASID of aspace (1..=ASIDS, below 4096) and a
+                        // an ASID of aspace (1..=ASIDS, at most 16, below 4096) and a
                         // page address of the range, a canonical user
                         // address (aspace's user half ends at 2^47).
                         unsafe { invpcid(0, asid.0 as u64, a) };

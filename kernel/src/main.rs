@@ -25,7 +25,7 @@ mod trap;
 
 use core::fmt::Write;
 use core::panic::PanicInfo;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU16, Ordering};
 
 use aspace::{
     AreaFlags, Config, FrameAllocator, Machine, PhysAddr, PhysMemory, VirtAddr, PAGE_SIZE,
@@ -35,9 +35,23 @@ use crate::machine::{KMachine, System, CPU_COUNT};
 use crate::mm::FRAMES;
 use crate::sync::Once;
 
-/// User ASIDs (PCIDs) the kernel allows: few, so that running more tasks
-/// than this exercises ASID stealing.
-pub const ASIDS: u16 = 4;
+/// User ASIDs (PCIDs) the kernel allows, sized from the CPUs found at boot
+/// ([`asids_for`]); set once before the scenarios start.
+pub static ASIDS: AtomicU16 = AtomicU16::new(0);
+
+/// The user ASIDs for `cpus` CPUs: few, so that running more tasks than
+/// this exercises ASID stealing, but two per CPU (at least 4): every CPU
+/// runs at most one space and drops at most one (a space being dropped
+/// still holds its ASID until it is released), so a switch always finds an
+/// ASID to take.
+pub const fn asids_for(cpus: usize) -> u16 {
+    let n = 2 * cpus;
+    if n < 4 {
+        4
+    } else {
+        n as u16
+    }
+}
 
 /// The address-space subsystem.
 pub static SYSTEM: Once<System> = Once::new();
@@ -61,6 +75,14 @@ pub extern "C" fn kmain(magic: u32, mb_info: u32) -> ! {
         serial::exit_qemu(serial::EXIT_FAILURE);
     }
     mm::init_heap();
+    let cmdline = mm::command_line(mb_info);
+    if cmdline.contains(' ') {
+        kprintln!("command line: {cmdline}");
+    }
+    if let Err(e) = scenario::configure(&cmdline) {
+        kprintln!("FAIL: command line: {e}");
+        serial::exit_qemu(serial::EXIT_FAILURE);
+    }
     mm::init_frames(mb_info);
     kprintln!(
         "frames: {} free frames of 4 KiB above the kernel image (ends at {:#x})",
@@ -92,7 +114,9 @@ pub extern "C" fn kmain(magic: u32, mb_info: u32) -> ! {
         on(f.smap)
     );
 
-    let system = match System::new(KMachine::new(), Config { asids: ASIDS }) {
+    let asids = asids_for(ids.len());
+    ASIDS.store(asids, Ordering::Relaxed);
+    let system = match System::new(KMachine::new(), Config { asids }) {
         Ok(s) => s,
         Err(e) => panic!("System::new: {e}"),
     };
@@ -106,7 +130,7 @@ pub extern "C" fn kmain(magic: u32, mb_info: u32) -> ! {
         "kernel address space: root {:#x}, ASID {:?}; {} user ASIDs",
         sys.kernel().root().start().as_u64(),
         sys.kernel().asid(),
-        ASIDS
+        asids
     );
 
     let cpus = CPU_COUNT.load(Ordering::Relaxed);

@@ -221,7 +221,8 @@ pub struct Region {
 // map) in low memory: QEMU puts them around 0x9000, below the frame
 // allocator's 2 MiB floor and outside the kernel image, so nothing has
 // written them, not even `add_range` while `memory_map` walks the map.
-// `memory_map` only reads fields that the flags and lengths there say exist.
+// `memory_map` only reads fields that the flags and lengths there say exist;
+// `command_line` reads the string the flags say exists, up to its NUL.
 
 /// The `u32` of the multiboot information at physical `pa` (see above).
 fn mb_u32(pa: u64) -> u32 {
@@ -231,12 +232,43 @@ fn mb_u32(pa: u64) -> u32 {
     unsafe { (phys_to_virt(pa) as *const u32).read_unaligned() }
 }
 
+/// The byte of the multiboot information at physical `pa` (see above).
+fn mb_u8(pa: u64) -> u8 {
+    // SAFETY: a readable, never-written byte of the loader's structures (the
+    // command line, read up to its NUL), outside any Rust allocation.
+    unsafe { phys_to_virt(pa).read() }
+}
+
 /// The `u64` of the multiboot information at physical `pa` (see above).
 fn mb_u64(pa: u64) -> u64 {
     // SAFETY: 8 readable, never-written bytes of the loader's structures
     // (see above), outside any Rust allocation; memory-map entries put their
     // 64-bit fields at offsets 4 and 12, hence `read_unaligned`.
     unsafe { (phys_to_virt(pa) as *const u64).read_unaligned() }
+}
+
+/// The kernel command line the loader passed (QEMU's `-append`), up to 255
+/// bytes; empty when there is none. Read before the frame allocator hands
+/// out anything, like the memory map.
+pub fn command_line(mb_info: u32) -> alloc::string::String {
+    let info = mb_info as u64;
+    let mut line = alloc::string::String::new();
+    if mb_u32(info) & (1 << 2) == 0 {
+        return line;
+    }
+    let at = mb_u32(info + 16) as u64;
+    for i in 0..255 {
+        let b = mb_u8(at + i);
+        if b == 0 {
+            break;
+        }
+        line.push(if b.is_ascii_graphic() || b == b' ' {
+            b as char
+        } else {
+            '?'
+        });
+    }
+    line
 }
 
 /// Reads the multiboot memory map and calls `f` on each region.

@@ -12,3 +12,9 @@ pub const SHARE_OFFER: u64 = 7;
 pub const SHARE_ACCEPT: u64 = 8;
 pub const THREAD_CREATE: u64 = 9;
 pub const CPU: u64 = 10;
+pub const PID: u64 = 11;
+
+/// Most share offers one process may have pending at once.
+pub const MAX_OFFERS: usize = 8;
+/// Most threads one process may have at once.
+pub const MAX_THREADS: usize = 32;

@@ -28,6 +28,14 @@ use crate::{apic, kprintln, scenario, stats, SYSTEM};
 pub const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
 /// Size of the main stack area (demand paged: pages appear on first touch).
 pub const STACK_SIZE: u64 = 256 * 1024;
+/// Most threads a process may have at once (`THREAD_CREATE` beyond this
+/// fails with `ENOMEM`): one task cannot exhaust the kernel heap with
+/// thread control blocks.
+pub use crate::syscall::nr::MAX_THREADS;
+/// The end of the user half: the lowest non-canonical address. Every user
+/// address the kernel hands to the CPU (an entry point, a stack pointer)
+/// is below it.
+pub const USER_END: u64 = aspace::Layout::X86_64.user_end;
 
 /// A user program instance: an address space and its threads.
 pub struct Process {
@@ -42,8 +50,6 @@ pub struct Process {
     threads: AtomicUsize,
     /// The scenario it belongs to.
     pub scenario: usize,
-    /// The argument it was started with.
-    pub arg: u64,
 }
 
 /// A thread of a process.
@@ -66,7 +72,14 @@ static SCHED: SpinLock<Sched> = SpinLock::new(Sched {
     loaded: [const { None }; MAX_CPUS],
 });
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_PID: AtomicU64 = AtomicU64::new(1);
+static NEXT_TID: AtomicU64 = AtomicU64::new(1);
+
+/// Reserves a process number for a process about to be spawned (so that
+/// the processes of a scenario can be told each other's numbers).
+pub fn reserve_pid() -> u64 {
+    NEXT_PID.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Why a spawn failed.
 #[derive(Debug)]
@@ -86,16 +99,17 @@ impl core::fmt::Display for SpawnError {
     }
 }
 
-/// Creates a process running `bytes` (a static ELF executable) with `arg`
-/// in `rdi`, and makes its first thread ready; returns its pid. (No
-/// reference to the process stays behind: its last thread ending destroys
-/// it, possibly on another CPU before this returns.)
+/// Creates process `pid` (from [`reserve_pid`]) running `bytes` (a static
+/// ELF executable) with `args` in `rdi`, `rsi` and `rdx`, and makes its
+/// first thread ready. (No reference to the process stays behind: its last
+/// thread ending destroys it, possibly on another CPU before this returns.)
 pub fn spawn(
     name: &'static str,
     bytes: &[u8],
-    arg: u64,
+    pid: u64,
+    args: [u64; 3],
     scenario: usize,
-) -> Result<u64, SpawnError> {
+) -> Result<(), SpawnError> {
     let sys = &*SYSTEM;
     let space = sys.create().map_err(SpawnError::Aspace)?;
     let image = ElfImage::load(sys.machine(), bytes).map_err(SpawnError::Aspace)?;
@@ -107,34 +121,39 @@ pub fn spawn(
             return Err(SpawnError::Elf(e));
         }
     };
-    space
-        .area_create(
-            VirtAddr::new(STACK_TOP - STACK_SIZE),
-            STACK_SIZE,
-            AreaFlags::READ | AreaFlags::WRITE | AreaFlags::CACHEABLE,
-        )
-        .map_err(SpawnError::Aspace)?;
+    if let Err(e) = space.area_create(
+        VirtAddr::new(STACK_TOP - STACK_SIZE),
+        STACK_SIZE,
+        AreaFlags::READ | AreaFlags::WRITE | AreaFlags::CACHEABLE,
+    ) {
+        drop(space);
+        let _ = image.release(sys.machine());
+        return Err(SpawnError::Aspace(e));
+    }
     let proc = Arc::new(Process {
-        pid: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        pid,
         name,
         space,
         image: SpinLock::new(Some(image)),
-        threads: AtomicUsize::new(0),
+        threads: AtomicUsize::new(1),
         scenario,
-        arg,
     });
+    // The loader checked the entry point (inside a segment, so in the user
+    // half) and the stack top is a constant below USER_END.
     let mut frame = Box::new(TrapFrame::new(loaded.entry.as_u64(), STACK_TOP, true));
-    frame.rdi = arg;
-    let pid = proc.pid;
+    frame.rdi = args[0];
+    frame.rsi = args[1];
+    frame.rdx = args[2];
     add_thread(&proc, frame);
     drop(proc);
-    Ok(pid)
+    Ok(())
 }
 
+/// Makes a thread of `proc` ready; the caller has counted it in
+/// `proc.threads` already (before it can run, so a thread ending cannot
+/// see zero early).
 fn add_thread(proc: &Arc<Process>, frame: Box<TrapFrame>) -> u64 {
-    // Counted before it can run, so a thread ending cannot see zero early.
-    proc.threads.fetch_add(1, Ordering::AcqRel);
-    let tid = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let tid = NEXT_TID.fetch_add(1, Ordering::Relaxed);
     let task = Box::new(Task {
         tid,
         proc: proc.clone(),
@@ -154,12 +173,44 @@ fn add_thread(proc: &Arc<Process>, frame: Box<TrapFrame>) -> u64 {
     tid
 }
 
-/// Starts a thread of the running task's process at `entry` with `stack`.
-pub fn spawn_thread(entry: u64, stack: u64, arg: u64) -> u64 {
-    let proc = current_process().expect("a task is running");
+/// Starts a thread of `proc` at `entry` with stack pointer `stack` and
+/// `arg` in `rdi`; returns its thread number. Both addresses reach `iretq`,
+/// which faults in ring 0 on a non-canonical one, so both must be user
+/// addresses (below [`USER_END`]), else `InvalidArgument`; beyond
+/// [`MAX_THREADS`] threads, `NoMemory`.
+pub fn spawn_thread(
+    proc: &Arc<Process>,
+    entry: u64,
+    stack: u64,
+    arg: u64,
+) -> Result<u64, aspace::Error> {
+    if entry >= USER_END || stack >= USER_END {
+        return Err(aspace::Error::InvalidArgument);
+    }
+    proc.threads
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < MAX_THREADS).then_some(n + 1)
+        })
+        .map_err(|_| aspace::Error::NoMemory)?;
     let mut frame = Box::new(TrapFrame::new(entry, stack, true));
     frame.rdi = arg;
-    add_thread(&proc, frame)
+    Ok(add_thread(proc, frame))
+}
+
+/// Called before a trap returns to `frame`: a user frame whose
+/// instruction or stack pointer is not a canonical user address (code
+/// that ran up to the end of the user half, or a stack pointer set there)
+/// would make `iretq` fault in ring 0, so its thread is killed instead and
+/// the next frame checked in turn.
+pub fn check_return(frame: &mut TrapFrame) {
+    while frame.is_user() && !frame.returnable(USER_END) {
+        let why = alloc::format!(
+            "cannot return to user mode at a non-canonical address (rip {:#x}, rsp {:#x})",
+            frame.rip,
+            frame.rsp
+        );
+        kill_current(frame, &why);
+    }
 }
 
 /// The process of the task running on this CPU.
@@ -183,8 +234,23 @@ fn run(s: &mut Sched, cpu: usize, frame: &mut TrapFrame, next: Option<Box<Task>>
             if !same {
                 let old = s.loaded[cpu].take();
                 let old_ref: &Space = old.as_deref().unwrap_or(sys.kernel());
-                sys.switch(Some(old_ref), target)
-                    .expect("an ASID is always available: there are more ASIDs than CPUs");
+                if let Err(e) = sys.switch(Some(old_ref), target) {
+                    // Cannot happen with two ASIDs per CPU (see
+                    // `asids_for`); should it, the task waits for the next
+                    // tick rather than the kernel stopping, and the space
+                    // loaded before stays loaded.
+                    stats::SWITCH_FAILURES.fetch_add(1, Ordering::Relaxed);
+                    kprintln!(
+                        "sched: cpu {cpu}: no ASID for task {} ({}): {e}; retried later",
+                        task.proc.pid,
+                        task.proc.name
+                    );
+                    s.loaded[cpu] = old;
+                    s.ready.push_back(task);
+                    *frame = idle_frame(cpu);
+                    s.current[cpu] = None;
+                    return;
+                }
                 s.loaded[cpu] = Some(target.clone());
             }
             s.current[cpu] = Some(task);
@@ -192,8 +258,14 @@ fn run(s: &mut Sched, cpu: usize, frame: &mut TrapFrame, next: Option<Box<Task>>
         None => {
             *frame = idle_frame(cpu);
             if let Some(old) = s.loaded[cpu].take() {
-                sys.switch(Some(&old), sys.kernel())
-                    .expect("the kernel space needs no ASID");
+                if let Err(e) = sys.switch(Some(&old), sys.kernel()) {
+                    // The kernel space needs no ASID; should it fail, the
+                    // idle loop runs on the user table (whose kernel half
+                    // is the kernel's).
+                    stats::SWITCH_FAILURES.fetch_add(1, Ordering::Relaxed);
+                    kprintln!("sched: cpu {cpu}: cannot switch to the kernel space: {e}");
+                    s.loaded[cpu] = Some(old);
+                }
             }
             s.current[cpu] = None;
         }
@@ -238,6 +310,7 @@ pub fn start(cpu: usize) -> ! {
         let next = s.ready.pop_front();
         run(&mut s, cpu, &mut frame, next);
     }
+    check_return(&mut frame);
     crate::cpu::enter(cpu, &frame)
 }
 
@@ -282,7 +355,7 @@ fn finish_process(proc: Arc<Process>, code: i64, killed: bool) {
     let resident = proc.space.resident_pages();
     let tables = proc.space.page_table_frames();
     let image = proc.image.lock().take();
-    let (pid, name, scen, arg) = (proc.pid, proc.name, proc.scenario, proc.arg);
+    let (pid, name, scen) = (proc.pid, proc.name, proc.scenario);
     // The spawner may still be returning with its reference (the process
     // can end on another CPU first): wait for such transient references.
     let mut spins = 0u64;
@@ -310,7 +383,7 @@ fn finish_process(proc: Arc<Process>, code: i64, killed: bool) {
         if ok { "" } else { " (ADDRESS SPACE OR IMAGE STILL REFERENCED)" },
         FRAMES.in_use()
     );
-    scenario::process_ended(scen, name, arg, code, ok, killed);
+    scenario::process_ended(scen, pid, code, ok, killed);
 }
 
 /// Kills the running thread, reporting `why`.

@@ -14,3 +14,5 @@ pub static USER_FAULTS: AtomicU64 = AtomicU64::new(0);
 pub static TICKS: AtomicU64 = AtomicU64::new(0);
 /// Preemptions (a task switched out by the timer).
 pub static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
+/// Address-space switches refused by aspace (the task waited for a tick).
+pub static SWITCH_FAILURES: AtomicU64 = AtomicU64::new(0);

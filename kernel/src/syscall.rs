@@ -1,42 +1,56 @@
 //! System calls (`int 0x80`): number in `rax`, arguments in `rdi`, `rsi`,
 //! `rdx`, `r10`, result in `rax`. Arguments that point into user memory are
 //! read with aspace's `copy_from_user`, so a bad pointer is an error
-//! (`EBADMEM`, -9), never a kernel fault.
+//! (`EBADMEM`, -9), never a kernel fault. Every argument is a full 64-bit
+//! word: a flag word with bits the call does not define (the high 32 bits
+//! included) is refused with `EINVAL`, never cut down to what is known.
 
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 
 use aspace::syscall::{
     sys_as_area_change_flags, sys_as_area_create, sys_as_area_destroy, sys_as_area_resize,
+    CREATE_FAILED,
 };
 use aspace::{AreaFlags, Error, VirtAddr};
 
 use crate::arch::cpu_id;
 use crate::cpu::TrapFrame;
 use crate::machine::Space;
-use crate::sched;
+use crate::sched::{self, Process};
 use crate::sync::SpinLock;
 
 /// System-call numbers.
 #[path = "nr.rs"]
 pub mod nr;
 
+/// An area offered by process `from` to process `to` under `key`.
 struct Offer {
+    from: u64,
+    to: u64,
     key: u64,
     space: Weak<Space>,
     addr: u64,
     size: u64,
 }
 
+/// Pending offers: at most [`nr::MAX_OFFERS`] per live offering process
+/// (those of processes that ended are dropped on the next offer or accept).
 static OFFERS: SpinLock<Vec<Offer>> = SpinLock::new(Vec::new());
 
 fn errno(e: Error) -> u64 {
     e.errno() as i64 as u64
 }
 
+/// A 64-bit flag word as the 32 bits aspace takes; bits above them are
+/// unknown, hence `InvalidArgument`.
+fn flag_word(w: u64) -> Result<u32, Error> {
+    u32::try_from(w).map_err(|_| Error::InvalidArgument)
+}
+
 /// Handles the system call in `frame`.
 pub fn dispatch(frame: &mut TrapFrame) {
-    let (n, a0, a1, a2) = (frame.rax, frame.rdi, frame.rsi, frame.rdx);
+    let (n, a0, a1, a2, a3) = (frame.rax, frame.rdi, frame.rsi, frame.rdx, frame.r10);
     if n == nr::EXIT {
         sched::exit_current(frame, a0 as i32 as i64, None);
         return;
@@ -50,31 +64,38 @@ pub fn dispatch(frame: &mut TrapFrame) {
     let space = &proc.space;
     frame.rax = match n {
         nr::PRINT => print(&proc, a0, a1),
-        nr::AREA_CREATE => sys_as_area_create(space, a0 as usize, a1 as usize, a2 as u32) as u64,
-        nr::AREA_RESIZE => sys_as_area_resize(space, a0 as usize, a1 as usize, a2 as u32) as u64,
-        nr::AREA_CHANGE_FLAGS => sys_as_area_change_flags(space, a0 as usize, a1 as u32) as u64,
+        nr::AREA_CREATE => match flag_word(a2) {
+            Ok(f) => sys_as_area_create(space, a0 as usize, a1 as usize, f) as u64,
+            Err(_) => CREATE_FAILED as u64,
+        },
+        // No resize flag is defined: any bit set is unknown.
+        nr::AREA_RESIZE if a2 != 0 => errno(Error::InvalidArgument),
+        nr::AREA_RESIZE => sys_as_area_resize(space, a0 as usize, a1 as usize, 0) as u64,
+        nr::AREA_CHANGE_FLAGS => match flag_word(a1) {
+            Ok(f) => sys_as_area_change_flags(space, a0 as usize, f) as u64,
+            Err(e) => errno(e),
+        },
         nr::AREA_DESTROY => sys_as_area_destroy(space, a0 as usize) as u64,
-        nr::SHARE_OFFER => {
-            if space.area_size(VirtAddr::new(a0)) == 0 {
-                errno(Error::NotFound)
-            } else {
-                OFFERS.lock().push(Offer {
-                    key: a2,
-                    space: Arc::downgrade(space),
-                    addr: a0,
-                    size: a1,
-                });
-                0
-            }
-        }
-        nr::SHARE_ACCEPT => accept(space, a0, a1, a2),
-        nr::THREAD_CREATE => sched::spawn_thread(a0, a1, a2),
+        nr::SHARE_OFFER => result(offer(&proc, a0, a1, a2, a3)),
+        nr::SHARE_ACCEPT => result(accept(&proc, a0, a1, a2, a3)),
+        nr::THREAD_CREATE => match sched::spawn_thread(&proc, a0, a1, a2) {
+            Ok(tid) => tid,
+            Err(e) => errno(e),
+        },
         nr::CPU => cpu_id() as u64,
+        nr::PID => proc.pid,
         _ => errno(Error::NotSupported),
     };
 }
 
-fn print(proc: &sched::Process, ptr: u64, len: u64) -> u64 {
+fn result(r: Result<(), Error>) -> u64 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => errno(e),
+    }
+}
+
+fn print(proc: &Process, ptr: u64, len: u64) -> u64 {
     let len = len.min(4096) as usize;
     let mut buf = [0u8; 4096];
     if let Err(e) = proc
@@ -93,31 +114,58 @@ fn print(proc: &sched::Process, ptr: u64, len: u64) -> u64 {
     0
 }
 
-/// Maps the area offered under `key` into `space` at `dst`.
-fn accept(space: &Arc<Space>, key: u64, dst: u64, flags: u64) -> u64 {
+/// Offers `size` bytes at `addr` (in an area of the caller) to process
+/// `to` under `key`. The same receiver and key again replaces the offer;
+/// beyond [`nr::MAX_OFFERS`] pending offers of the caller, `NoMemory`.
+fn offer(proc: &Arc<Process>, addr: u64, size: u64, to: u64, key: u64) -> Result<(), Error> {
+    if proc.space.area_size(VirtAddr::new(addr)) == 0 {
+        return Err(Error::NotFound);
+    }
+    let new = Offer {
+        from: proc.pid,
+        to,
+        key,
+        space: Arc::downgrade(&proc.space),
+        addr,
+        size,
+    };
+    let mut offers = OFFERS.lock();
+    offers.retain(|o| o.space.strong_count() > 0);
+    if let Some(o) = offers
+        .iter_mut()
+        .find(|o| o.from == new.from && o.to == to && o.key == key)
+    {
+        *o = new;
+        return Ok(());
+    }
+    if offers.iter().filter(|o| o.from == new.from).count() >= nr::MAX_OFFERS {
+        return Err(Error::NoMemory);
+    }
+    offers.try_reserve(1).map_err(|_| Error::NoMemory)?;
+    offers.push(new);
+    Ok(())
+}
+
+/// Maps the area that process `from` offered to the caller under `key` at
+/// `dst` with the rights `flags` (at most the source's). An offer made to
+/// another process is not found; the offer is used up by the attempt.
+fn accept(proc: &Arc<Process>, from: u64, key: u64, dst: u64, flags: u64) -> Result<(), Error> {
+    let mask = AreaFlags::from_user(flag_word(flags)?)?;
     let offer = {
         let mut offers = OFFERS.lock();
         offers.retain(|o| o.space.strong_count() > 0);
-        match offers.iter().position(|o| o.key == key) {
-            Some(i) => offers.remove(i),
-            None => return errno(Error::NotFound),
-        }
+        let i = offers
+            .iter()
+            .position(|o| o.from == from && o.to == proc.pid && o.key == key)
+            .ok_or(Error::NotFound)?;
+        offers.swap_remove(i)
     };
-    let Some(src) = offer.space.upgrade() else {
-        return errno(Error::NotFound);
-    };
-    let mask = match AreaFlags::from_user(flags as u32) {
-        Ok(m) => m,
-        Err(e) => return errno(e),
-    };
-    match src.area_share(
+    let src = offer.space.upgrade().ok_or(Error::NotFound)?;
+    src.area_share(
         VirtAddr::new(offer.addr),
         offer.size,
-        space,
+        &proc.space,
         VirtAddr::new(dst),
         mask,
-    ) {
-        Ok(()) => 0,
-        Err(e) => errno(e),
-    }
+    )
 }

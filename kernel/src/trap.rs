@@ -53,6 +53,9 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         VEC_TIMER => {
             apic::eoi();
             stats::TICKS.fetch_add(1, Ordering::Relaxed);
+            if cpu_id() == 0 {
+                crate::scenario::watchdog();
+            }
             sched::tick(frame);
         }
         VEC_SHOOTDOWN => {
@@ -77,6 +80,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         }
         _ => kernel_fault(frame, exception_name(v)),
     }
+    sched::check_return(frame);
 }
 
 fn page_fault(frame: &mut TrapFrame) {

@@ -85,20 +85,48 @@ pub fn qemu_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Whether to try KVM: `/dev/kvm` opens for reading and writing, unless
-/// `ASPACE_QEMU_ACCEL=tcg`. A KVM that cannot run the kernel (some nested or
-/// paravirtual ones, like PVM, stop with an emulation failure on SSE code in
-/// the higher half) is detected and the boot repeated with TCG.
-pub fn kvm_usable() -> bool {
+/// Kernel modules of KVMs known not to run this kernel: PVM (a paravirtual
+/// KVM for hosts without hardware virtualisation) emulates every guest
+/// instruction and stops with an emulation failure on SSE code in the
+/// higher half, after seconds.
+pub const UNFIT_KVM_MODULES: &[&str] = &["kvm_pvm"];
+
+/// Why KVM is not tried, or `None` when it is: `ASPACE_QEMU_ACCEL=tcg`,
+/// `/dev/kvm` does not open for reading and writing, or the KVM behind it
+/// is one of [`UNFIT_KVM_MODULES`] (found in `/sys/module`). Takes no time:
+/// nothing is booted.
+pub fn kvm_unusable_reason() -> Option<String> {
     if std::env::var("ASPACE_QEMU_ACCEL").is_ok_and(|v| v == "tcg") {
-        return false;
+        return Some("ASPACE_QEMU_ACCEL=tcg".into());
     }
-    std::fs::OpenOptions::new()
+    if let Err(e) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/kvm")
-        .is_ok()
+    {
+        return Some(format!("/dev/kvm: {e}"));
+    }
+    UNFIT_KVM_MODULES
+        .iter()
+        .find(|m| Path::new("/sys/module").join(m).exists())
+        .map(|m| format!("/dev/kvm is {m}, which cannot run this kernel"))
 }
+
+/// Whether to try KVM (see [`kvm_unusable_reason`]). A KVM that passes
+/// these checks but still cannot run the kernel is detected by [`boot`]
+/// (an emulation failure, or no boot banner within [`KVM_BANNER_DEADLINE`])
+/// and the boot repeated with TCG.
+pub fn kvm_usable() -> bool {
+    kvm_unusable_reason().is_none()
+}
+
+/// Under KVM the kernel's first line appears well within this (firmware and
+/// multiboot loading take a fraction of a second); a KVM that has not got
+/// there is emulating, and TCG is faster.
+pub const KVM_BANNER_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The kernel's first serial line starts with this.
+pub const BANNER: &str = "aspace kernel: booting";
 
 /// The accelerator arguments: KVM with the host CPU (PCID, INVPCID), or
 /// TCG with the richest emulated CPU.
@@ -124,9 +152,23 @@ pub struct Run {
     pub elapsed: Duration,
 }
 
-/// Boots `image` with `cpus` CPUs and kills QEMU after `timeout`.
-pub fn boot(image: &Path, cpus: u32, kvm: bool, timeout: Duration) -> Result<Run, String> {
+/// Boots `image` with `cpus` CPUs and the kernel command line `append`
+/// (none when empty; see `kernel/README.md`), and kills QEMU after
+/// `timeout` (with
+/// KVM, also when the kernel's banner has not appeared within
+/// [`KVM_BANNER_DEADLINE`], or KVM reports an emulation failure: the status
+/// is then `Some(-1)`).
+pub fn boot(
+    image: &Path,
+    cpus: u32,
+    append: &str,
+    kvm: bool,
+    timeout: Duration,
+) -> Result<Run, String> {
     let mut cmd = Command::new("qemu-system-x86_64");
+    if !append.is_empty() {
+        cmd.args(["-append", append]);
+    }
     cmd.arg("-kernel")
         .arg(image)
         .args(["-m", "256M", "-smp"])
@@ -151,9 +193,22 @@ pub fn boot(image: &Path, cpus: u32, kvm: bool, timeout: Duration) -> Result<Run
         .spawn()
         .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
     let mut stdout = child.stdout.take().expect("piped");
+    let bannered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = bannered.clone();
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if !seen.load(std::sync::atomic::Ordering::Relaxed)
+                && String::from_utf8_lossy(&buf).contains(BANNER)
+            {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         buf
     });
     let mut stderr = child.stderr.take().expect("piped");
@@ -177,8 +232,14 @@ pub fn boot(image: &Path, cpus: u32, kvm: bool, timeout: Duration) -> Result<Run
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break st.code(),
-            Ok(None) if broken.load(std::sync::atomic::Ordering::SeqCst) => {
-                // The accelerator gave up (QEMU would wait forever).
+            Ok(None)
+                if broken.load(std::sync::atomic::Ordering::SeqCst)
+                    || (kvm
+                        && start.elapsed() > KVM_BANNER_DEADLINE
+                        && !bannered.load(std::sync::atomic::Ordering::Relaxed)) =>
+            {
+                // The accelerator gave up (QEMU would wait forever), or
+                // it is too slow to be a hardware one.
                 std::thread::sleep(Duration::from_millis(200));
                 let _ = child.kill();
                 let _ = child.wait();
@@ -211,9 +272,9 @@ pub fn boot(image: &Path, cpus: u32, kvm: bool, timeout: Duration) -> Result<Run
 /// Boots with KVM when usable, falling back to TCG when the KVM run does
 /// not report success (QEMU cannot start the guest, KVM fails to run it, or
 /// it times out); the KVM attempt's output goes to stderr.
-pub fn boot_best(image: &Path, cpus: u32, timeout: Duration) -> Result<Run, String> {
+pub fn boot_best(image: &Path, cpus: u32, append: &str, timeout: Duration) -> Result<Run, String> {
     if kvm_usable() {
-        let run = boot(image, cpus, true, timeout)?;
+        let run = boot(image, cpus, append, true, timeout)?;
         if run.status == Some(QEMU_SUCCESS) {
             return Ok(run);
         }
@@ -222,5 +283,48 @@ pub fn boot_best(image: &Path, cpus: u32, timeout: Duration) -> Result<Run, Stri
             run.status, run.serial
         );
     }
-    boot(image, cpus, false, timeout)
+    boot(image, cpus, append, false, timeout)
+}
+
+/// Boots `image` once for each (CPU count, command line) of `boots`, all at
+/// once (each with [`boot_best`]), and returns the runs in the same order.
+pub fn boot_each(
+    image: &Path,
+    boots: &[(u32, &str)],
+    timeout: Duration,
+) -> Vec<Result<Run, String>> {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = boots
+            .iter()
+            .map(|&(n, append)| s.spawn(move || boot_best(image, n, append, timeout)))
+            .collect();
+        runs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("boot thread panicked".into()))
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a host whose `/dev/kvm` is PVM, KVM is ruled out without booting
+    /// anything (it used to cost ~11 s per boot before falling back).
+    #[test]
+    fn an_unfit_kvm_is_ruled_out_without_booting() {
+        let start = Instant::now();
+        let reason = kvm_unusable_reason();
+        assert!(start.elapsed() < Duration::from_millis(100));
+        if Path::new("/sys/module/kvm_pvm").exists() {
+            let reason = reason.expect("PVM must rule KVM out");
+            assert!(
+                reason.contains("kvm_pvm") || reason.contains("ASPACE_QEMU_ACCEL"),
+                "{reason}"
+            );
+            assert!(!kvm_usable());
+        }
+    }
 }

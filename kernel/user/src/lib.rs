@@ -8,6 +8,7 @@
 
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// System-call numbers, shared with the kernel.
 #[path = "../../src/nr.rs"]
@@ -40,8 +41,19 @@ extern "Rust" {
     fn main(arg: u64) -> i32;
 }
 
+/// The process numbers of the peers the kernel named at start (0: none).
+static PEERS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// The process number of peer `i` (0 or 1) the scenario gave this
+/// program (`rsi`, `rdx` at start), 0 when none.
+pub fn peer(i: usize) -> u64 {
+    PEERS.get(i).map_or(0, |p| p.load(Ordering::Relaxed))
+}
+
 #[no_mangle]
-extern "C" fn user_start(arg: u64) -> ! {
+extern "C" fn user_start(arg: u64, peer0: u64, peer1: u64) -> ! {
+    PEERS[0].store(peer0, Ordering::Relaxed);
+    PEERS[1].store(peer1, Ordering::Relaxed);
     // SAFETY: every program in src/bin defines `#[no_mangle] fn main(arg:
     // u64) -> i32` (the documented convention), the Rust-ABI function this
     // declaration names; a program without one fails to link.
@@ -107,31 +119,37 @@ pub fn yield_now() {
     syscall(nr::YIELD, 0, 0, 0, 0);
 }
 
-/// Offers the area at `addr` of `size` bytes for sharing under `key`.
-pub fn share_offer(addr: usize, size: usize, key: u64) -> isize {
-    syscall(nr::SHARE_OFFER, addr as u64, size as u64, key, 0) as isize
+/// Offers `size` bytes at `addr` (in an area of the caller) to process
+/// `to` under `key`; -2 (ENOMEM) with `nr::MAX_OFFERS` offers pending.
+pub fn share_offer(addr: usize, size: usize, to: u64, key: u64) -> isize {
+    syscall(nr::SHARE_OFFER, addr as u64, size as u64, to, key) as isize
 }
 
-/// Maps the area offered under `key` at `dst` with `flags`; -1 (ENOENT)
-/// while nothing is offered.
-pub fn share_accept(key: u64, dst: usize, flags: u32) -> isize {
-    syscall(nr::SHARE_ACCEPT, key, dst as u64, flags as u64, 0) as isize
+/// Maps what process `from` offered to this one under `key` at `dst` with
+/// `flags`; -1 (ENOENT) while no such offer is pending.
+pub fn share_accept(from: u64, key: u64, dst: usize, flags: u32) -> isize {
+    syscall(nr::SHARE_ACCEPT, from, key, dst as u64, flags as u64) as isize
 }
 
-/// Starts a thread in this address space at `entry(arg)` on `stack_top`.
+/// Starts a thread in this address space at `entry(arg)` on `stack_top`;
+/// returns its thread number or a negative errno.
 pub fn thread_create(entry: extern "C" fn(u64) -> !, stack_top: usize, arg: u64) -> isize {
-    syscall(
-        nr::THREAD_CREATE,
-        entry as usize as u64,
-        stack_top as u64,
-        arg,
-        0,
-    ) as isize
+    thread_create_raw(entry as usize as u64, stack_top as u64, arg)
+}
+
+/// `thread_create` with any entry address.
+pub fn thread_create_raw(entry: u64, stack_top: u64, arg: u64) -> isize {
+    syscall(nr::THREAD_CREATE, entry, stack_top, arg, 0) as isize
 }
 
 /// The CPU running the caller.
 pub fn cpu() -> u64 {
     syscall(nr::CPU, 0, 0, 0, 0)
+}
+
+/// The caller's process number.
+pub fn pid() -> u64 {
+    syscall(nr::PID, 0, 0, 0, 0)
 }
 
 /// A line buffer that prints on drop.

@@ -1,5 +1,5 @@
-//! Maps the area offered under key `arg` and reads what the writer wrote,
-//! then answers through the same pages.
+//! Maps the area its peer (the writer) offered it under key `arg` and reads
+//! what the writer wrote, then answers through the same pages.
 #![no_std]
 #![no_main]
 
@@ -11,7 +11,7 @@ const DST: usize = 0x5000_0000;
 fn main(arg: u64) -> i32 {
     let mut tries = 0u64;
     let r = loop {
-        let r = share_accept(arg, DST, READ | WRITE);
+        let r = share_accept(peer(0), arg, DST, READ | WRITE);
         if r != -1 {
             break r;
         }
@@ -22,7 +22,10 @@ fn main(arg: u64) -> i32 {
         }
         yield_now();
     };
-    println!("share-reader: accepted key {arg} at {DST:#x}: {r}");
+    println!(
+        "share-reader: accepted key {arg} from task {} at {DST:#x}: {r}",
+        peer(0)
+    );
     if r != 0 {
         return 1;
     }

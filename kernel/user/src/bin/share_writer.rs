@@ -1,5 +1,6 @@
-//! Creates an area, fills it, offers it for sharing under key `arg`, then
-//! waits until the reader writes its answer into the same pages.
+//! Creates an area, fills it, offers it to its peer (the reader) under key
+//! `arg`, then waits until the reader writes its answer into the same
+//! pages.
 #![no_std]
 #![no_main]
 
@@ -18,8 +19,11 @@ fn main(arg: u64) -> i32 {
     for p in 0..3 {
         write((AREA + p * PAGE) as *mut u64, 0xfeed_0000 + p as u64);
     }
-    let r = share_offer(AREA, PAGES * PAGE, arg);
-    println!("share-writer: wrote 3 pages, offered the area under key {arg}: {r}");
+    let r = share_offer(AREA, PAGES * PAGE, peer(0), arg);
+    println!(
+        "share-writer: wrote 3 pages, offered the area to task {} under key {arg}: {r}",
+        peer(0)
+    );
     let answer = (AREA + 3 * PAGE + 8) as *const u64;
     let mut waits = 0u64;
     while read(answer) != 0xa11_900d {
