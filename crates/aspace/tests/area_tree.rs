@@ -11,6 +11,21 @@ use proptest::test_runner::RngSeed;
 
 const MAX: u64 = u64::MAX;
 
+/// `n` at full size; a fiftieth (at least 64) under Miri, which runs these
+/// tests in CI and interprets every step.
+const fn sized(n: u64) -> u64 {
+    if cfg!(miri) {
+        let m = n / 50;
+        if m < 64 {
+            64
+        } else {
+            m
+        }
+    } else {
+        n
+    }
+}
+
 /// A tree from `(start, end)` insertions that must all succeed; the value
 /// of each entry is its start.
 fn tree(entries: &[(u64, u64)]) -> AreaTree<u64> {
@@ -220,7 +235,7 @@ fn set_end_semantics() {
 /// or not the entry itself is ignored.
 #[test]
 fn neighbours_across_leaves() {
-    let n = 2000u64;
+    let n = sized(2000);
     let mut t = tree(&(0..n).map(|i| (10 * i, 10 * i + 5)).collect::<Vec<_>>());
     assert!(t.height() >= 3);
     for i in 0..n {
@@ -325,7 +340,7 @@ fn sequential_tree(n: u64, descending: bool) -> AreaTree<u64> {
 /// removal in either order keeps every invariant and ends empty.
 #[test]
 fn sequential_inserts_fill_nodes() {
-    const N: u64 = 100_000;
+    const N: u64 = sized(100_000);
     for descending in [false, true] {
         let mut t = sequential_tree(N, descending);
         let n = N as usize;
@@ -359,7 +374,7 @@ fn sequential_inserts_fill_nodes() {
     // Exactly ceil(n / CAP) leaves after every single insertion, too.
     for descending in [false, true] {
         let mut t = AreaTree::new();
-        for j in 0..5000u64 {
+        for j in 0..sized(5000) {
             let k = if descending { (1 << 20) - j } else { j };
             t.insert(k, k + 1, ()).unwrap();
             let (leaves, inner) = t.node_counts();
@@ -384,7 +399,7 @@ fn sequential_inserts_fill_nodes() {
 /// nodes as well; so do two runs growing at once.
 #[test]
 fn runs_into_gaps_fill_nodes() {
-    const N: u64 = 50_000;
+    const N: u64 = sized(50_000);
     const TOP: u64 = 1 << 40;
     for pattern in 0..3 {
         let mut t = AreaTree::new();
@@ -423,7 +438,7 @@ fn runs_into_gaps_fill_nodes() {
 /// half-full nodes of plain splits.
 #[test]
 fn random_inserts_fill_nodes() {
-    const N: usize = 50_000;
+    const N: usize = sized(50_000) as usize;
     let mut rng = Rng(0x5eed_f111);
     let mut order: Vec<u64> = (0..N as u64).collect();
     rng.shuffle(&mut order);
@@ -450,7 +465,7 @@ fn hint_value(h: &Hint) -> String {
 
 #[test]
 fn sweep_mostly_hits_the_hint() {
-    let n = 10_000u64;
+    let n = sized(10_000);
     let t = tree(&(0..n).map(|i| (4 * i, 4 * i + 3)).collect::<Vec<_>>());
     let hint = Hint::default();
     let mut changes = 0;
@@ -499,7 +514,7 @@ fn stale_hints_never_mislead() {
     }
     t.check_invariants();
     for h in &hints {
-        for p in 0..6000 {
+        for p in 0..sized(6000) {
             assert_eq!(t.find_hinted(p, h), t.find(p), "point {p}");
         }
     }
@@ -528,7 +543,7 @@ fn stale_hints_never_mislead() {
 #[test]
 fn large_random_insert_lookup_remove() {
     const SEED: u64 = 0x0a5a_ce00_7ee5;
-    const N: usize = 200_000;
+    const N: usize = sized(200_000) as usize;
     let mut rng = Rng(SEED);
     // Entry i is [4i, 4i + len), len in 1..=3; 4i + len .. 4i + 4 is a gap.
     let lens: Vec<u64> = (0..N).map(|_| 1 + rng.next() % 3).collect();
@@ -740,7 +755,7 @@ fn config() -> ProptestConfig {
     cfg.cases = std::env::var("ASPACE_PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(128);
+        .unwrap_or(if cfg!(miri) { 4 } else { 128 });
     cfg
 }
 
