@@ -401,10 +401,15 @@ impl Engine {
     }
 
     fn no_task(&self, name: &str) -> Got {
-        Got::Unavailable(match self.lost.get(name) {
+        Got::Unavailable(self.lost_task(name))
+    }
+
+    /// Why there is no task `name`.
+    fn lost_task(&self, name: &str) -> String {
+        match self.lost.get(name) {
             Some(why) => format!("no task '{name}': {why}"),
             None => format!("no task '{name}'"),
-        })
+        }
     }
 
     /// The address space of task `name`.
@@ -578,10 +583,8 @@ impl Engine {
             Op::Map(names) => {
                 let (views, missing) = self.views(names);
                 if !missing.is_empty() {
-                    let m = format!(
-                        "not done: no task {} (its creation failed)",
-                        missing.join(", ")
-                    );
+                    let why: Vec<String> = missing.iter().map(|n| self.lost_task(n)).collect();
+                    let m = format!("not done: {}", why.join("; "));
                     self.out
                         .error_line(&format!("   {:<46} FAILED {m}", s.text));
                     self.record_failure(s, m.clone());
