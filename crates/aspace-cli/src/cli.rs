@@ -223,8 +223,9 @@ impl InputError {
 pub enum Outcome {
     /// Every check held: exit status 0.
     Passed,
-    /// A check or a step failed: exit status 1.
-    Failed,
+    /// A check or a step failed: exit status 1. One message per failure
+    /// (`file:line: what`), never empty.
+    Failed(Vec<String>),
     /// Bad input, nothing (or not everything) ran: exit status 2.
     Input {
         /// The messages, one per problem, never empty.
@@ -239,7 +240,7 @@ impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self {
             Outcome::Passed => 0,
-            Outcome::Failed => 1,
+            Outcome::Failed(_) => 1,
             Outcome::Input { .. } => 2,
         }
     }
@@ -251,10 +252,10 @@ impl Outcome {
         }
     }
 
-    fn from_result(r: Result<bool, InputError>) -> Outcome {
+    fn from_result(r: Result<Vec<String>, InputError>) -> Outcome {
         match r {
-            Ok(true) => Outcome::Passed,
-            Ok(false) => Outcome::Failed,
+            Ok(f) if f.is_empty() => Outcome::Passed,
+            Ok(f) => Outcome::Failed(f),
             Err(e) => Outcome::input(e),
         }
     }
@@ -318,8 +319,8 @@ fn report_input_error(json: bool, e: &InputError, structured: Option<&[ScriptErr
     }
 }
 
-/// Runs a parsed scenario; returns whether every check held.
-fn run_script(opts: &Opts, script: &Script, command: &str) -> Result<bool, InputError> {
+/// Runs a parsed scenario; returns the checks that failed.
+fn run_script(opts: &Opts, script: &Script, command: &str) -> Result<Vec<String>, InputError> {
     let spec = opts.spec(&script.machine);
     // Build once to report a bad machine before validating against it.
     let out = opts.out(Engine::work(script));
@@ -342,7 +343,11 @@ fn run_script(opts: &Opts, script: &Script, command: &str) -> Result<bool, Input
         );
         write_svg(opts, path, &pic)?;
     }
-    Ok(engine.ok())
+    Ok(engine
+        .failures()
+        .iter()
+        .map(|f| format!("{}: {}", f.at, f.message))
+        .collect())
 }
 
 /// Writes the picture to `path`, saying so unless in JSON mode.

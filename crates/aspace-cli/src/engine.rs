@@ -1360,6 +1360,11 @@ impl Engine {
         self.failures.is_empty()
     }
 
+    /// The checks that failed so far.
+    pub fn failures(&self) -> &[Failure] {
+        &self.failures
+    }
+
     /// The snapshots taken.
     pub fn snapshots(&self) -> &[Snapshot] {
         &self.snapshots

@@ -134,7 +134,7 @@ fn a_lost_task_in_process_ends_as_a_failed_run() {
     };
     let text = "machine cpus 1 asids 1 memory 1M\ntask A\ncpu 0 run A\narea A 0x400000 1M rw\ntouch A 0x400000 1M write\ntask B\narea B 0x400000 1p rw\n";
     let o = run_scenario_text(&opts, "t", text, Path::new("."));
-    assert!(matches!(o, Outcome::Failed), "{o:?}");
+    assert!(matches!(o, Outcome::Failed(_)), "{o:?}");
 }
 
 // ---- 7. `aspace elf` on a segment far bigger than memory ----
