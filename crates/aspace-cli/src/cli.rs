@@ -29,8 +29,9 @@ steals); a summary table ends the run.
 `aspace run FILE` drives the same engine from a scenario file (see `aspace run --help` for the \
 format), and `aspace elf PATH` loads any x86_64 executable and reports how its pages come in.
 
-Exit status: 0 when every check held, 1 when a check failed, 2 for bad input (options, \
-scenario files, unreadable files).";
+Exit status: 0 when every check held, 1 when a check or a step failed, 2 for bad input \
+(options, scenario files, unreadable files). Input files must be regular files of at most \
+16 MiB (scenarios) or 256 MiB (executables).";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -116,8 +117,9 @@ Loads an x86_64 ELF executable (ET_EXEC or ET_DYN; position-independent ones at 
 shows the areas. Then touches every page (a read, or an instruction fetch where the area is \
 not readable) and reports how many faults that took, how many pages got frames of their own \
 (copies: writable segments, partial pages, bss) and how many map the image's own frames \
-(read-only pages wholly inside the file: shared with the image, no copy). PATH may be \
-`builtin` for the small executable the tool carries.";
+(read-only pages wholly inside the file: shared with the image, no copy). Touching stops at \
+the first page refused for lack of memory (the exit status is then 1: raise --memory). PATH \
+may be `builtin` for the small executable the tool carries.";
 
 /// The parsed command line.
 #[derive(Parser, Debug)]
