@@ -49,7 +49,7 @@ pub fn escape(s: &str) -> String {
 }
 
 fn color(mode: &str) -> &'static str {
-    match &mode[..3] {
+    match mode.get(..3).unwrap_or("") {
         "r-x" | "--x" => "#e07b39",
         "rw-" | "-w-" => "#3b7dd8",
         "r--" => "#3ea55b",
