@@ -2,44 +2,59 @@
 //! every page, and report faults, private copies and shared image frames.
 
 use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
 
 use aspace::backend::elf::ElfImage;
-use aspace::{loader, AreaFlags, VirtAddr, PAGE_SIZE};
+use aspace::{loader, AreaFlags, FaultReason, VirtAddr, PAGE_SIZE};
 use serde_json::json;
 
+use crate::cli::{write_svg, InputError, Opts};
 use crate::engine::MachineSpec;
+use crate::input;
 use crate::maps::{self, ShareGroups};
 use crate::num::{human_bytes, rights_text};
-use crate::out::Out;
 use crate::script::MachineReq;
 use crate::svg::{self, Snapshot};
-use crate::{write_svg, InputError, Opts};
+
+/// At most this many refused accesses are listed one by one; the rest are
+/// counted.
+pub const REFUSALS_LISTED: usize = 16;
+
+/// An area that refuses this many pages in a row is not touched further
+/// (its other pages would be refused the same way).
+pub const REFUSALS_IN_A_ROW: u64 = 16;
 
 fn input(m: String) -> InputError {
     InputError(vec![m])
 }
 
-/// Runs the command; `Ok(false)` when a check of its own failed.
-pub fn run(opts: &Opts, path: &str) -> Result<bool, InputError> {
+/// Runs the command on `path` (or the built-in executable for `builtin`);
+/// returns the checks of its own that failed.
+pub fn run(opts: &Opts, path: &str) -> Result<Vec<String>, InputError> {
     let bytes = if path == "builtin" {
         crate::elfgen::builtin_elf()
     } else {
-        std::fs::read(path).map_err(|e| input(format!("cannot read {path}: {e}")))?
+        input::read_bounded(Path::new(path), input::MAX_ELF_BYTES, "ELF file").map_err(input)?
     };
+    run_bytes(opts, path, &bytes)
+}
+
+/// Runs the command on the executable `bytes`, named `path` in messages.
+pub fn run_bytes(opts: &Opts, path: &str, bytes: &[u8]) -> Result<Vec<String>, InputError> {
     let spec: MachineSpec = opts.spec(&MachineReq::default());
     let sim = spec.build().map_err(input)?;
     let baseline = sim.frames_in_use();
     // Check the file before copying it into frames.
-    loader::parse(&bytes, None, aspace::Layout::X86_64.user_end)
+    loader::parse(bytes, None, aspace::Layout::X86_64.user_end)
         .map_err(|e| input(format!("{path}: cannot load: {e}")))?;
-    let image = ElfImage::load(sim.system().machine(), &bytes).map_err(|e| {
+    let image = ElfImage::load(sim.system().machine(), bytes).map_err(|e| {
         input(format!(
             "{path}: {} bytes do not fit in memory ({e}); raise --memory",
             bytes.len()
         ))
     })?;
     let space = sim.system().create().map_err(|e| input(e.to_string()))?;
-    let loaded = loader::load(&space, &image, &bytes, None)
+    let loaded = loader::load(&space, &image, bytes, None)
         .map_err(|e| input(format!("{path}: cannot load: {e}")))?;
     let name = std::path::Path::new(path)
         .file_name()
@@ -58,8 +73,11 @@ pub fn run(opts: &Opts, path: &str) -> Result<bool, InputError> {
     let image_frames: HashSet<u64> = image.frames().iter().map(|f| f.number()).collect();
     let mut groups = ShareGroups::default();
     let before = maps::view(&name, &space, &labels, &image_frames, &mut groups);
-    let total_pages: u64 = space.areas().iter().map(|a| a.pages).sum();
-    let out = Out::new(opts.json, total_pages, !opts.no_progress);
+    let total_pages: u64 = space
+        .areas()
+        .iter()
+        .fold(0u64, |n, a| n.saturating_add(a.pages));
+    let out = opts.out(total_pages);
 
     out.line(&format!(
         "aspace elf {path}: {} ({} bytes, {} image frames), entry {}, bias {:#x}",
@@ -92,23 +110,64 @@ pub fn run(opts: &Opts, path: &str) -> Result<bool, InputError> {
     cpu.switch_to(&space).map_err(|e| input(e.to_string()))?;
     let stats0 = sim.system().stats();
     let mut touched = 0u64;
+    // Refused accesses: the first few listed, all counted.
     let mut refused = Vec::new();
-    for a in space.areas() {
+    let mut refusals = 0u64;
+    // Set when memory ran out: every later page would be refused the same
+    // way, so touching stops there.
+    let mut stopped: Option<String> = None;
+    let mut visited = 0u64;
+    // Pages of areas left after refusing REFUSALS_IN_A_ROW in a row.
+    let mut skipped = 0u64;
+    'areas: for a in space.areas() {
+        let fetch = if a.flags.contains(AreaFlags::READ) {
+            false
+        } else if a.flags.contains(AreaFlags::EXEC) {
+            true
+        } else {
+            visited = visited.saturating_add(a.pages);
+            out.tick(a.pages);
+            continue;
+        };
+        let mut in_a_row = 0u64;
         for i in 0..a.pages {
-            let addr = VirtAddr::new(a.base.as_u64() + i * PAGE_SIZE);
-            let r = if a.flags.contains(AreaFlags::READ) {
-                cpu.read(addr, &mut [0u8]).map(|_| ())
-            } else if a.flags.contains(AreaFlags::EXEC) {
+            if in_a_row >= REFUSALS_IN_A_ROW {
+                let rest = a.pages - i;
+                skipped = skipped.saturating_add(rest);
+                visited = visited.saturating_add(rest);
+                out.tick(rest);
+                break;
+            }
+            let addr = VirtAddr::new(a.base.as_u64().saturating_add(i.saturating_mul(PAGE_SIZE)));
+            let r = if fetch {
                 cpu.fetch(addr).map(|_| ())
             } else {
-                out.tick(1);
-                continue;
+                cpu.read(addr, &mut [0u8])
             };
-            match r {
-                Ok(()) => touched += 1,
-                Err(f) => refused.push(f.to_string()),
-            }
+            visited = visited.saturating_add(1);
             out.tick(1);
+            match r {
+                Ok(()) => {
+                    touched += 1;
+                    in_a_row = 0;
+                }
+                Err(f) => {
+                    refusals += 1;
+                    in_a_row += 1;
+                    if refused.len() < REFUSALS_LISTED {
+                        refused.push(f.to_string());
+                    }
+                    if f.reason == FaultReason::NoMemory {
+                        let left = total_pages.saturating_sub(visited);
+                        stopped = Some(format!(
+                            "out of memory at {}: stopped after touching {touched} pages, \
+                             {left} pages left untouched (raise --memory)",
+                            f.addr
+                        ));
+                        break 'areas;
+                    }
+                }
+            }
         }
     }
     out.finish();
@@ -154,6 +213,20 @@ pub fn run(opts: &Opts, path: &str) -> Result<bool, InputError> {
     for f in &refused {
         out.line(&format!("   refused: {f}"));
     }
+    if refusals > refused.len() as u64 {
+        out.line(&format!(
+            "   ... and {} more refused",
+            refusals - refused.len() as u64
+        ));
+    }
+    if skipped > 0 {
+        out.line(&format!(
+            "   skipped: {skipped} pages of areas that refused {REFUSALS_IN_A_ROW} pages in a row"
+        ));
+    }
+    if let Some(m) = &stopped {
+        out.line(&format!("   stopped: {m}"));
+    }
 
     // Tear down and check every frame comes back.
     drop(cpu);
@@ -172,6 +245,9 @@ pub fn run(opts: &Opts, path: &str) -> Result<bool, InputError> {
     let in_use = sim.frames_in_use();
     let stale = sim.hardware().stats().stale_accesses;
     let mut failures = Vec::new();
+    if let Some(m) = &stopped {
+        failures.push(m.clone());
+    }
     if !released {
         failures.push("the ELF image is still in use after its address space went".to_string());
     }
@@ -219,20 +295,20 @@ pub fn run(opts: &Opts, path: &str) -> Result<bool, InputError> {
             "image_frames": bytes.len().div_ceil(PAGE_SIZE as usize),
             "frames_peak": peak,
             "refused": refused,
+            "refusals": refusals,
+            "stopped": stopped,
+            "skipped": skipped,
             "failures": failures,
             "ok": failures.is_empty(),
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("JSON of plain values")
-        );
+        opts.print(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     }
     if let Some(p) = &opts.svg {
         write_svg(
+            opts,
             p,
             &svg::render(&snapshots, &format!("aspace elf {path}")),
-            opts.json,
         )?;
     }
-    Ok(failures.is_empty())
+    Ok(failures)
 }

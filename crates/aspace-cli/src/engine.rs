@@ -2,7 +2,7 @@
 //! step, checking what each step was expected to do, and ending with a
 //! summary. The demo and `aspace run` both go through it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use aspace::backend::elf::ElfImage;
@@ -11,7 +11,6 @@ use aspace_sim::{AccessFault, Cpu, HwStats, Sim, SimConfig, Space};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::elfgen;
 use crate::maps::{self, ShareGroups, TaskView};
 use crate::num::{human_bytes, rights_text};
 use crate::out::Out;
@@ -19,6 +18,10 @@ use crate::script::{
     reason_name, Check, Data, ElfSource, Expect, Kind, Op, ReadAs, Script, Stmt, COUNTERS,
 };
 use crate::svg::Snapshot;
+use crate::{elfgen, input};
+
+/// The most entries a simulated TLB may have (`--tlb-entries`).
+pub const MAX_TLB_ENTRIES: usize = 4096;
 
 /// The size of the simulated machine.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -67,8 +70,11 @@ impl MachineSpec {
                 human_bytes(self.memory)
             ));
         }
-        if self.tlb_entries == 0 {
-            return Err("--tlb-entries: a TLB needs at least one entry".into());
+        if self.tlb_entries == 0 || self.tlb_entries > MAX_TLB_ENTRIES {
+            return Err(format!(
+                "--tlb-entries {}: a TLB has 1 to {MAX_TLB_ENTRIES} entries",
+                self.tlb_entries
+            ));
         }
         Ok(())
     }
@@ -112,6 +118,9 @@ enum Got {
     Fault(AccessFault, Option<String>),
     /// A `check` did not hold.
     CheckFailed(String),
+    /// The step could not be carried out: its task does not exist or runs
+    /// on no CPU because an earlier step failed. Always a failed step.
+    Unavailable(String),
 }
 
 impl Got {
@@ -120,6 +129,7 @@ impl Got {
             Got::Done(d) => d.clone().unwrap_or_else(|| "done".into()),
             Got::Value(v) => format!("-> {v} ({v:#x})"),
             Got::CheckFailed(m) => m.clone(),
+            Got::Unavailable(m) => format!("not done: {m}"),
             Got::Text(b) => format!("-> {:?}", text_of(b)),
             Got::Refused(e, why) if *why == e.to_string() => format!("refused: {e}"),
             Got::Refused(e, why) => format!("refused: {why} ({})", e.errno_name()),
@@ -307,7 +317,16 @@ pub struct Engine {
     // the images, then the machine.
     cpus: Vec<Cpu>,
     running: Vec<Option<String>>,
-    tasks: Vec<Task>,
+    /// The tasks alive, in the order they were created.
+    tasks: BTreeMap<u64, Task>,
+    /// Name to key in `tasks`.
+    task_keys: HashMap<String, u64>,
+    next_task: u64,
+    /// Why a task the scenario names does not exist at run time (its
+    /// creation failed).
+    lost: HashMap<String, String>,
+    /// The line of the step running.
+    line: usize,
     images: Vec<Image>,
     sim: Sim,
     spec: MachineSpec,
@@ -351,7 +370,11 @@ impl Engine {
         Ok(Engine {
             cpus,
             running: vec![None; spec.cpus],
-            tasks: Vec::new(),
+            tasks: BTreeMap::new(),
+            task_keys: HashMap::new(),
+            next_task: 0,
+            lost: HashMap::new(),
+            line: 0,
             images: Vec::new(),
             sim,
             spec,
@@ -368,18 +391,47 @@ impl Engine {
         })
     }
 
-    fn task(&self, name: &str) -> &Task {
-        self.tasks
-            .iter()
-            .find(|t| t.name == name)
-            .expect("validated: the task exists")
+    /// The task `name`, or why there is none: validation saw it created,
+    /// but its creation may have failed at run time.
+    fn task(&self, name: &str) -> Result<&Task, Got> {
+        self.task_keys
+            .get(name)
+            .and_then(|k| self.tasks.get(k))
+            .ok_or_else(|| self.no_task(name))
     }
 
-    fn task_mut(&mut self, name: &str) -> &mut Task {
-        self.tasks
-            .iter_mut()
-            .find(|t| t.name == name)
-            .expect("validated: the task exists")
+    fn no_task(&self, name: &str) -> Got {
+        Got::Unavailable(self.lost_task(name))
+    }
+
+    /// Why there is no task `name`.
+    fn lost_task(&self, name: &str) -> String {
+        match self.lost.get(name) {
+            Some(why) => format!("no task '{name}': {why}"),
+            None => format!("no task '{name}'"),
+        }
+    }
+
+    /// The address space of task `name`.
+    fn space(&self, name: &str) -> Result<Arc<Space>, Got> {
+        self.task(name).map(|t| t.space.clone())
+    }
+
+    /// The labels of task `name`, when it exists.
+    fn labels_mut(&mut self, name: &str) -> Option<&mut BTreeMap<u64, String>> {
+        let k = self.task_keys.get(name)?;
+        self.tasks.get_mut(k).map(|t| &mut t.labels)
+    }
+
+    /// The lowest CPU running `task`, for a user access: validation saw one,
+    /// but switching it may have failed at run time.
+    fn access_cpu(&self, task: &str) -> Result<usize, Got> {
+        self.task(task)?;
+        self.cpu_of(task).ok_or_else(|| {
+            Got::Unavailable(format!(
+                "task '{task}' runs on no CPU (a 'cpu N run {task}' before failed)"
+            ))
+        })
     }
 
     fn cpu_of(&self, task: &str) -> Option<usize> {
@@ -402,21 +454,36 @@ impl Engine {
             .collect()
     }
 
-    /// Every task, listed.
-    fn views(&mut self, names: &[String]) -> Vec<TaskView> {
+    /// The tasks named (every task when none is), listed; and the names
+    /// of those that do not exist at run time.
+    fn views(&mut self, names: &[String]) -> (Vec<TaskView>, Vec<String>) {
         let frames = self.image_frames();
-        let names: Vec<String> = if names.is_empty() {
-            self.tasks.iter().map(|t| t.name.clone()).collect()
+        let keys: Vec<u64> = if names.is_empty() {
+            self.tasks.keys().copied().collect()
         } else {
-            names.to_vec()
+            names
+                .iter()
+                .filter_map(|n| self.task_keys.get(n).copied())
+                .collect()
         };
-        let mut out = Vec::new();
-        for n in names {
-            let t = self.task(&n);
-            let (space, labels) = (t.space.clone(), t.labels.clone());
-            out.push(maps::view(&n, &space, &labels, &frames, &mut self.groups));
+        let missing: Vec<String> = names
+            .iter()
+            .filter(|n| !self.task_keys.contains_key(n.as_str()))
+            .cloned()
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(t) = self.tasks.get(&k) {
+                out.push(maps::view(
+                    &t.name,
+                    &t.space,
+                    &t.labels,
+                    &frames,
+                    &mut self.groups,
+                ));
+            }
         }
-        out
+        (out, missing)
     }
 
     fn before(&self) -> Before {
@@ -428,7 +495,7 @@ impl Engine {
 
     fn delta(&self, b: &Before) -> (Vec<String>, Value) {
         let d = self.sim.system().stats().since(&b.stats);
-        let frames = self.sim.frames_in_use() as i64 - b.in_use as i64;
+        let frames = i128::from(self.sim.frames_in_use()) - i128::from(b.in_use);
         let mut parts = Vec::new();
         if d.faults_resolved > 0 {
             parts.push(n_of(d.faults_resolved, "fault", "faults"));
@@ -466,14 +533,12 @@ impl Engine {
 
     /// Number of steps of work in `script`, for the progress bar.
     pub fn work(script: &Script) -> u64 {
-        script
-            .stmts
-            .iter()
-            .map(|s| match &s.op {
+        script.stmts.iter().fold(0u64, |n, s| {
+            n.saturating_add(match &s.op {
                 Op::Touch { size, .. } => size.div_ceil(PAGE_SIZE),
                 _ => 1,
             })
-            .sum()
+        })
     }
 
     /// Runs every statement, then destroys what is left and checks that
@@ -501,6 +566,7 @@ impl Engine {
     }
 
     fn step(&mut self, s: &Stmt) {
+        self.line = s.line;
         match &s.op {
             Op::Say(t) => {
                 self.out.heading(&format!("\n== {t}"));
@@ -515,7 +581,19 @@ impl Engine {
                 return;
             }
             Op::Map(names) => {
-                let views = self.views(names);
+                let (views, missing) = self.views(names);
+                if !missing.is_empty() {
+                    let why: Vec<String> = missing.iter().map(|n| self.lost_task(n)).collect();
+                    let m = format!("not done: {}", why.join("; "));
+                    self.out
+                        .error_line(&format!("   {:<46} FAILED {m}", s.text));
+                    self.record_failure(s, m.clone());
+                    self.steps.push(json!({
+                        "line": s.line, "op": "map", "text": s.text, "ok": false, "failure": m,
+                    }));
+                    self.out.tick(1);
+                    return;
+                }
                 if self.echo {
                     let mut text = String::new();
                     for v in &views {
@@ -549,7 +627,7 @@ impl Engine {
                     .clone()
                     .unwrap_or_else(|| format!("{} line {}", self.name, s.line));
                 if self.want_snapshots {
-                    let tasks = self.views(&[]);
+                    let (tasks, _) = self.views(&[]);
                     self.snapshots.push(Snapshot {
                         title: title.clone(),
                         tasks,
@@ -569,6 +647,7 @@ impl Engine {
         let got = self.exec(&s.op);
         let (deltas, delta_json) = self.delta(&before);
         let verdict: Result<(), String> = match (&s.op, &s.expect, &got) {
+            (_, _, Got::Unavailable(m)) => Err(format!("not done: {m}")),
             (Op::Check(_), _, Got::Done(_)) => Ok(()),
             (Op::Check(_), _, other) => Err(other.describe()),
             (_, None, _) => Ok(()),
@@ -621,7 +700,7 @@ impl Engine {
                     "message": f.to_string(),
                 })
             }
-            Got::Done(_) | Got::CheckFailed(_) => {}
+            Got::Done(_) | Got::CheckFailed(_) | Got::Unavailable(_) => {}
         }
         if let Some(e) = &s.expect {
             rec["expect"] = json!(e.to_string());
@@ -640,23 +719,45 @@ impl Engine {
     }
 
     fn exec(&mut self, op: &Op) -> Got {
-        match op {
+        match self.try_exec(op) {
+            Ok(g) | Err(g) => g,
+        }
+    }
+
+    /// Carries out one operation; `Err` when it could not even start (its
+    /// task is missing at run time).
+    fn try_exec(&mut self, op: &Op) -> Result<Got, Got> {
+        Ok(match op {
             Op::Task(name) => match self.sim.system().create() {
                 Ok(space) => {
                     let id = space.id();
-                    self.tasks.push(Task {
-                        name: name.clone(),
-                        space,
-                        labels: BTreeMap::new(),
-                    });
+                    let key = self.next_task;
+                    self.next_task += 1;
+                    self.tasks.insert(
+                        key,
+                        Task {
+                            name: name.clone(),
+                            space,
+                            labels: BTreeMap::new(),
+                        },
+                    );
+                    self.task_keys.insert(name.clone(), key);
+                    self.lost.remove(name);
                     Got::Done(Some(format!("address space {id}")))
                 }
-                Err(e) => Self::refused(e),
+                Err(e) => {
+                    self.lost.insert(
+                        name.clone(),
+                        format!("creating it failed on line {} ({e})", self.line),
+                    );
+                    Self::refused(e)
+                }
             },
             Op::Exit(name) => {
                 // The task's threads stop; the address space is destroyed on
                 // the CPU that ran it (if one did), as the last thread's
                 // exit would.
+                self.task(name)?;
                 let home = self.cpu_of(name);
                 for (i, r) in self.running.iter_mut().enumerate() {
                     if r.as_deref() == Some(name.as_str()) {
@@ -664,12 +765,13 @@ impl Engine {
                         *r = None;
                     }
                 }
-                let pos = self
-                    .tasks
-                    .iter()
-                    .position(|t| &t.name == name)
-                    .expect("validated");
-                let t = self.tasks.remove(pos);
+                let Some(t) = self
+                    .task_keys
+                    .remove(name)
+                    .and_then(|k| self.tasks.remove(&k))
+                else {
+                    return Err(self.no_task(name));
+                };
                 let areas = t.space.areas().len();
                 let resident = t.space.resident_pages();
                 match home {
@@ -688,7 +790,7 @@ impl Engine {
                 Got::Done(Some(d))
             }
             Op::Run(cpu, name) => {
-                let space = self.task(name).space.clone();
+                let space = self.space(name)?;
                 match self.cpus[*cpu].switch_to(&space) {
                     Ok(asid) => {
                         self.running[*cpu] = Some(name.clone());
@@ -709,20 +811,20 @@ impl Engine {
                 rights,
                 label,
             } => {
-                let space = self.task(task).space.clone();
+                let space = self.space(task)?;
                 let r = self.as_task(task, || {
                     space.area_create(VirtAddr::new(*addr), *size, *rights)
                 });
                 match r {
                     Ok(_) => {
-                        if let Some(l) = label {
-                            self.task_mut(task).labels.insert(*addr, l.clone());
+                        if let (Some(l), Some(labels)) = (label, self.labels_mut(task)) {
+                            labels.insert(*addr, l.clone());
                         }
                         let pages = size.div_ceil(PAGE_SIZE);
                         Got::Done(Some(format!(
                             "{} ({}) {}, none resident yet",
                             n_of(pages, "page", "pages"),
-                            human_bytes(pages * PAGE_SIZE),
+                            human_bytes(pages.saturating_mul(PAGE_SIZE)),
                             rights_text(*rights)
                         )))
                     }
@@ -730,7 +832,7 @@ impl Engine {
                 }
             }
             Op::Resize(task, addr, size) => {
-                let space = self.task(task).space.clone();
+                let space = self.space(task)?;
                 let old = space.area(VirtAddr::new(*addr)).map(|a| a.pages);
                 let r = self.as_task(task, || space.area_resize(VirtAddr::new(*addr), *size));
                 match r {
@@ -746,13 +848,13 @@ impl Engine {
                 }
             }
             Op::Destroy(task, addr) => {
-                let space = self.task(task).space.clone();
+                let space = self.space(task)?;
                 let info = space.area(VirtAddr::new(*addr));
                 let r = self.as_task(task, || space.area_destroy(VirtAddr::new(*addr)));
                 match r {
                     Ok(()) => {
-                        if let Some(i) = info {
-                            self.task_mut(task).labels.remove(&i.base.as_u64());
+                        if let (Some(i), Some(labels)) = (info, self.labels_mut(task)) {
+                            labels.remove(&i.base.as_u64());
                         }
                         let released = self.release_images();
                         let mut d = info.map_or(String::new(), |i| {
@@ -778,7 +880,7 @@ impl Engine {
                 rights,
                 label,
             } => {
-                let (s, d) = (self.task(src).space.clone(), self.task(dst).space.clone());
+                let (s, d) = (self.space(src)?, self.space(dst)?);
                 let src_va = VirtAddr::new(*src_addr);
                 let size = s.area_size(src_va);
                 let r = self.as_task(src, || {
@@ -787,12 +889,14 @@ impl Engine {
                 match r {
                     Ok(()) => {
                         let base = s.area(src_va).map_or(*src_addr, |a| a.base.as_u64());
-                        let src_label = self.task(src).labels.get(&base).cloned();
+                        let src_label = self.task(src)?.labels.get(&base).cloned();
                         let l = label.clone().unwrap_or_else(|| match src_label {
                             Some(l) => format!("{l} (from {src})"),
                             None => format!("shared from {src}"),
                         });
-                        self.task_mut(dst).labels.insert(*dst_addr, l);
+                        if let Some(labels) = self.labels_mut(dst) {
+                            labels.insert(*dst_addr, l);
+                        }
                         let refs = s.share_info(src_va).map_or(0, |i| i.refs());
                         Got::Done(Some(format!(
                             "{dst} maps the same {} at {dst_addr:#x} ({}, {} areas share them)",
@@ -805,7 +909,7 @@ impl Engine {
                 }
             }
             Op::Flags(task, addr, rights) => {
-                let space = self.task(task).space.clone();
+                let space = self.space(task)?;
                 let old = space.area(VirtAddr::new(*addr)).map(|a| a.flags);
                 let r = self.as_task(task, || {
                     space.area_change_flags(VirtAddr::new(*addr), *rights)
@@ -819,9 +923,9 @@ impl Engine {
                     Err(e) => Self::refused(e),
                 }
             }
-            Op::Elf(task, source, bias) => self.load_elf(task, source, *bias),
+            Op::Elf(task, source, bias) => self.load_elf(task, source, *bias)?,
             Op::Write(task, addr, data) => {
-                let cpu = self.cpu_of(task).expect("validated: runs on a CPU");
+                let cpu = self.access_cpu(task)?;
                 let bytes = data.bytes();
                 match self.cpus[cpu].write(VirtAddr::new(*addr), &bytes) {
                     Ok(()) => Got::Done(Some(format!(
@@ -835,7 +939,7 @@ impl Engine {
                 }
             }
             Op::Read(task, addr, what) => {
-                let cpu = self.cpu_of(task).expect("validated: runs on a CPU");
+                let cpu = self.access_cpu(task)?;
                 let n = match what {
                     ReadAs::Int(w) => w.bytes(),
                     ReadAs::Str(n) => *n,
@@ -854,19 +958,19 @@ impl Engine {
                 }
             }
             Op::Fetch(task, addr) => {
-                let cpu = self.cpu_of(task).expect("validated: runs on a CPU");
+                let cpu = self.access_cpu(task)?;
                 match self.cpus[cpu].fetch(VirtAddr::new(*addr)) {
                     Ok(b) => Got::Value(b as u64),
                     Err(f) => Got::Fault(f, None),
                 }
             }
             Op::Fault(task, addr, kind) => {
-                let cpu = self.cpu_of(task).expect("validated: runs on a CPU");
+                let cpu = self.access_cpu(task)?;
                 let a = VirtAddr::new(*addr);
                 let r = match kind {
                     Kind::Read => self.cpus[cpu].read(a, &mut [0u8]),
                     Kind::Write => {
-                        let space = self.task(task).space.clone();
+                        let space = self.space(task)?;
                         self.store_same(cpu, &space, a)
                     }
                     Kind::Exec => self.cpus[cpu].fetch(a).map(|_| ()),
@@ -882,25 +986,33 @@ impl Engine {
                 size,
                 kind,
                 down,
-            } => self.touch(task, *addr, *size, *kind, *down),
-            Op::Check(c) => self.check(c),
+            } => self.touch(task, *addr, *size, *kind, *down)?,
+            Op::Check(c) => self.check(c)?,
             Op::Say(_) | Op::Echo(_) | Op::Map(_) | Op::Stats | Op::Snapshot(_) => Got::Done(None),
-        }
+        })
     }
 
-    fn touch(&mut self, task: &str, addr: u64, size: u64, kind: Kind, down: bool) -> Got {
-        let cpu = self.cpu_of(task).expect("validated: runs on a CPU");
+    fn touch(
+        &mut self,
+        task: &str,
+        addr: u64,
+        size: u64,
+        kind: Kind,
+        down: bool,
+    ) -> Result<Got, Got> {
+        let cpu = self.access_cpu(task)?;
         let first = addr / PAGE_SIZE;
-        let last = (addr + (size - 1)) / PAGE_SIZE;
+        // The parser refuses a range that wraps; saturate all the same.
+        let last = addr.saturating_add(size.saturating_sub(1)) / PAGE_SIZE;
         let count = last - first + 1;
         let before = self.sim.system().stats().faults_resolved;
-        let space = self.task(task).space.clone();
+        let space = self.space(task)?;
         let mut done = 0u64;
         for i in 0..count {
             let page = if down { last - i } else { first + i };
             // The first byte of the range in the first page, the page start
             // elsewhere.
-            let a = VirtAddr::new((page * PAGE_SIZE).max(addr));
+            let a = VirtAddr::new(page.saturating_mul(PAGE_SIZE).max(addr));
             let r = match kind {
                 Kind::Read => self.cpus[cpu].read(a, &mut [0u8]),
                 Kind::Write => self.store_same(cpu, &space, a),
@@ -909,17 +1021,25 @@ impl Engine {
             self.out.tick(1);
             if let Err(f) = r {
                 self.out.tick(count - i - 1);
-                return Got::Fault(f, Some(format!("(after {})", n_of(done, "page", "pages"))));
+                return Ok(Got::Fault(
+                    f,
+                    Some(format!("(after {})", n_of(done, "page", "pages"))),
+                ));
             }
             done += 1;
         }
-        let faults = self.sim.system().stats().faults_resolved - before;
-        Got::Done(Some(format!(
+        let faults = self
+            .sim
+            .system()
+            .stats()
+            .faults_resolved
+            .saturating_sub(before);
+        Ok(Got::Done(Some(format!(
             "CPU {cpu} touched {} {}, {} already resident",
             n_of(done, "page", "pages"),
             if down { "downwards" } else { "upwards" },
             done.saturating_sub(faults)
-        )))
+        ))))
     }
 
     /// A one-byte user store on `cpu` that keeps the byte as it was, so
@@ -948,7 +1068,8 @@ impl Engine {
         }
     }
 
-    fn load_elf(&mut self, task: &str, source: &ElfSource, bias: Option<u64>) -> Got {
+    fn load_elf(&mut self, task: &str, source: &ElfSource, bias: Option<u64>) -> Result<Got, Got> {
+        let space = self.space(task)?;
         let (key, short) = match source {
             ElfSource::Builtin => ("builtin".to_string(), "builtin".to_string()),
             ElfSource::Path(p) => (
@@ -964,15 +1085,12 @@ impl Engine {
             None => {
                 let bytes = match source {
                     ElfSource::Builtin => elfgen::builtin_elf(),
-                    ElfSource::Path(p) => match std::fs::read(p) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            return Got::Refused(
-                                aspace::Error::NotFound,
-                                format!("cannot read {}: {e}", p.display()),
-                            )
+                    ElfSource::Path(p) => {
+                        match input::read_bounded(p, input::MAX_ELF_BYTES, "ELF file") {
+                            Ok(b) => b,
+                            Err(m) => return Ok(Got::Refused(aspace::Error::NotFound, m)),
                         }
-                    },
+                    }
                 };
                 match ElfImage::load(self.sim.system().machine(), &bytes) {
                     Ok(image) => self.images.push(Image {
@@ -980,12 +1098,11 @@ impl Engine {
                         bytes,
                         image,
                     }),
-                    Err(e) => return Self::refused(e),
+                    Err(e) => return Ok(Self::refused(e)),
                 }
                 self.images.len() - 1
             }
         };
-        let space = self.task(task).space.clone();
         let (image, bytes) = (self.images[idx].image.clone(), &self.images[idx].bytes);
         let r = self.as_task(task, || loader::load(&space, &image, bytes, bias));
         let frames = image.frames().len();
@@ -1001,20 +1118,20 @@ impl Engine {
                         "rodata"
                     };
                     let base = s.vaddr & !(PAGE_SIZE - 1);
-                    self.task_mut(task)
-                        .labels
-                        .insert(base, format!("{short}:{kind}"));
+                    if let Some(labels) = self.labels_mut(task) {
+                        labels.insert(base, format!("{short}:{kind}"));
+                    }
                 }
-                Got::Done(Some(format!(
+                Ok(Got::Done(Some(format!(
                     "{} areas, entry {}, image of {} frames, nothing resident yet",
                     l.segments.len(),
                     l.entry,
                     frames
-                )))
+                ))))
             }
             Err(e) => {
                 self.release_images();
-                Got::Refused(e.into(), e.to_string())
+                Ok(Got::Refused(e.into(), e.to_string()))
             }
         }
     }
@@ -1040,11 +1157,12 @@ impl Engine {
         released
     }
 
-    fn counter(&self, name: &str) -> u64 {
+    /// The counter `name`; `None` for a name the parser does not admit.
+    fn counter(&self, name: &str) -> Option<u64> {
         let s = self.sim.system().stats();
         let hw: HwStats = self.sim.hardware().stats();
         let fr = self.sim.hardware().frames().stats();
-        match name {
+        Some(match name {
             "faults" => s.faults,
             "faults_resolved" => s.faults_resolved,
             "faults_raced" => s.faults_raced,
@@ -1063,17 +1181,17 @@ impl Engine {
             "tlb_misses" => hw.tlb_misses,
             "hw_faults" => hw.faults,
             "stale_accesses" => hw.stale_accesses,
-            _ => unreachable!("parser admits only {COUNTERS:?}"),
-        }
+            _ => return None,
+        })
     }
 
-    fn check(&mut self, c: &Check) -> Got {
-        match c {
+    fn check(&mut self, c: &Check) -> Result<Got, Got> {
+        Ok(match c {
             Check::Clean => {
                 self.release_images();
                 let mut wrong = Vec::new();
                 if !self.tasks.is_empty() {
-                    let names: Vec<&str> = self.tasks.iter().map(|t| t.name.as_str()).collect();
+                    let names: Vec<&str> = self.tasks.values().map(|t| t.name.as_str()).collect();
                     wrong.push(format!("tasks still alive: {}", names.join(", ")));
                 }
                 if !self.images.is_empty() {
@@ -1099,7 +1217,12 @@ impl Engine {
                 }
             }
             Check::Counter(name, cmp, v) => {
-                let got = self.counter(name);
+                let got = self.counter(name).ok_or_else(|| {
+                    Got::Unavailable(format!(
+                        "unknown counter '{name}' (known: {})",
+                        COUNTERS.join(", ")
+                    ))
+                })?;
                 if cmp.holds(got, *v) {
                     Got::Done(Some(format!("{name} = {got}")))
                 } else {
@@ -1107,7 +1230,7 @@ impl Engine {
                 }
             }
             Check::Resident(task, addr, cmp, v) => {
-                let space = &self.task(task).space;
+                let space = &self.task(task)?.space;
                 let got = match addr {
                     None => Some(space.resident_pages()),
                     Some(a) => space.area(VirtAddr::new(*a)).map(|i| i.resident),
@@ -1130,20 +1253,20 @@ impl Engine {
                     )),
                 }
             }
-        }
+        })
     }
 
     /// Destroys what the scenario left and checks every frame came back.
     fn finish(&mut self) {
         if self.want_snapshots && self.snapshots.is_empty() {
-            let tasks = self.views(&[]);
+            let (tasks, _) = self.views(&[]);
             self.snapshots.push(Snapshot {
                 title: format!("{}: end", self.name),
                 tasks,
             });
         }
         if !self.tasks.is_empty() {
-            let names: Vec<String> = self.tasks.iter().map(|t| t.name.clone()).collect();
+            let names: Vec<String> = self.tasks.values().map(|t| t.name.clone()).collect();
             self.out.heading(&format!(
                 "\n== End of scenario: destroying {} left ({})",
                 n_of(names.len() as u64, "task", "tasks"),
@@ -1241,6 +1364,11 @@ impl Engine {
     /// Whether every check held.
     pub fn ok(&self) -> bool {
         self.failures.is_empty()
+    }
+
+    /// The checks that failed so far.
+    pub fn failures(&self) -> &[Failure] {
+        &self.failures
     }
 
     /// The snapshots taken.

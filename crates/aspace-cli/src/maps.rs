@@ -1,7 +1,7 @@
 //! Address-space listings in the manner of `/proc/PID/maps` and `pmap -x`,
 //! as text and as JSON.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -14,20 +14,24 @@ use crate::num::rights_text;
 
 /// Numbers share records so that the areas of one group get one number,
 /// stable for the whole run. It keeps each record alive, so a number is
-/// never given to two records.
+/// never given to two records (and an address, the key it is found by,
+/// never to two records either).
 #[derive(Default)]
 pub struct ShareGroups {
     seen: Vec<Arc<ShareInfo<SimMachine>>>,
+    by_addr: HashMap<usize, usize>,
 }
 
 impl ShareGroups {
     /// The group number (from 1) of the area at `addr`, if it is shared.
     pub fn group(&mut self, space: &Space, addr: VirtAddr) -> Option<usize> {
         let info = space.share_info(addr)?;
-        if let Some(i) = self.seen.iter().position(|s| Arc::ptr_eq(s, &info)) {
-            return Some(i + 1);
+        let key = Arc::as_ptr(&info) as usize;
+        if let Some(&n) = self.by_addr.get(&key) {
+            return Some(n);
         }
         self.seen.push(info);
+        self.by_addr.insert(key, self.seen.len());
         Some(self.seen.len())
     }
 }

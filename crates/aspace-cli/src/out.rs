@@ -14,6 +14,7 @@ pub const PROGRESS_THRESHOLD: u64 = 20_000;
 /// The output channel of one command.
 pub struct Out {
     json: bool,
+    quiet: bool,
     bar: Option<ProgressBar>,
 }
 
@@ -35,10 +36,27 @@ impl Out {
                 b
             },
         );
-        Out { json, bar }
+        Out {
+            json,
+            quiet: false,
+            bar,
+        }
+    }
+
+    /// An output channel that prints nothing, not even failures (for
+    /// running scenarios in-process).
+    pub fn quiet() -> Out {
+        Out {
+            json: true,
+            quiet: true,
+            bar: None,
+        }
     }
 
     fn print(&self, text: &str, err: bool) {
+        if self.quiet {
+            return;
+        }
         let emit = || {
             if err {
                 eprint!("{text}");

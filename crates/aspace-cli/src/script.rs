@@ -5,11 +5,13 @@
 //! against the machine (tasks exist when used, CPUs exist, accesses happen
 //! on a CPU that runs the task) before anything runs.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use aspace::{AreaFlags, Error, FaultReason, Layout};
 
+use crate::input;
 use crate::num::{parse_rights, parse_size, parse_u64, NumError, SizeError};
 
 /// Every operation: name, synopsis, what it does.
@@ -1156,7 +1158,7 @@ pub struct MachineShape {
 /// a task that some CPU runs at that point.
 pub fn validate(script: &Script, shape: &MachineShape) -> Result<(), Vec<ScriptError>> {
     let mut errors = Vec::new();
-    let mut tasks: Vec<(String, usize)> = Vec::new(); // name, line created
+    let mut tasks: HashMap<String, usize> = HashMap::new(); // name -> line created
     let mut running: Vec<Option<String>> = vec![None; shape.cpus];
     for s in &script.stmts {
         let err = |message: String| ScriptError {
@@ -1165,8 +1167,8 @@ pub fn validate(script: &Script, shape: &MachineShape) -> Result<(), Vec<ScriptE
             message,
             source: s.text.clone(),
         };
-        let exists = |t: &str, tasks: &[(String, usize)]| -> Result<(), String> {
-            if tasks.iter().any(|(n, _)| n == t) {
+        let exists = |t: &str, tasks: &HashMap<String, usize>| -> Result<(), String> {
+            if tasks.contains_key(t) {
                 Ok(())
             } else {
                 Err(format!(
@@ -1174,7 +1176,7 @@ pub fn validate(script: &Script, shape: &MachineShape) -> Result<(), Vec<ScriptE
                 ))
             }
         };
-        let on_cpu = |t: &str, tasks: &[(String, usize)], running: &[Option<String>]| {
+        let on_cpu = |t: &str, tasks: &HashMap<String, usize>, running: &[Option<String>]| {
             exists(t, tasks)?;
             if running.iter().any(|r| r.as_deref() == Some(t)) {
                 Ok(())
@@ -1197,15 +1199,15 @@ pub fn validate(script: &Script, shape: &MachineShape) -> Result<(), Vec<ScriptE
             }
         };
         let r: Result<(), String> = match &s.op {
-            Op::Task(t) => match tasks.iter().find(|(n, _)| n == t) {
-                Some((_, l)) => Err(format!("task '{t}' already exists (created on line {l})")),
+            Op::Task(t) => match tasks.get(t) {
+                Some(l) => Err(format!("task '{t}' already exists (created on line {l})")),
                 None => {
-                    tasks.push((t.clone(), s.line));
+                    tasks.insert(t.clone(), s.line);
                     Ok(())
                 }
             },
             Op::Exit(t) => exists(t, &tasks).map(|()| {
-                tasks.retain(|(n, _)| n != t);
+                tasks.remove(t);
                 for r in running.iter_mut() {
                     if r.as_deref() == Some(t) {
                         *r = None;
@@ -1223,11 +1225,9 @@ pub fn validate(script: &Script, shape: &MachineShape) -> Result<(), Vec<ScriptE
             | Op::Check(Check::Resident(task, ..)) => exists(task, &tasks),
             Op::Elf(task, source, _) => exists(task, &tasks).and_then(|()| match source {
                 ElfSource::Builtin => Ok(()),
-                ElfSource::Path(p) => match std::fs::metadata(p) {
-                    Ok(m) if m.is_file() => Ok(()),
-                    Ok(_) => Err(format!("{} is not a file", p.display())),
-                    Err(e) => Err(format!("cannot read ELF file {}: {e}", p.display())),
-                },
+                ElfSource::Path(p) => {
+                    input::check_file(p, input::MAX_ELF_BYTES, "ELF file").map(|_| ())
+                }
             }),
             Op::Share { src, dst, .. } => exists(src, &tasks).and_then(|()| exists(dst, &tasks)),
             Op::Write(t, ..)

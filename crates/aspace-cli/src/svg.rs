@@ -9,7 +9,6 @@
 //! linear, so resident pages are shaded where they really are. Shared
 //! areas are linked across bands by curves.
 
-use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use crate::maps::TaskView;
@@ -50,7 +49,7 @@ pub fn escape(s: &str) -> String {
 }
 
 fn color(mode: &str) -> &'static str {
-    match &mode[..3] {
+    match mode.get(..3).unwrap_or("") {
         "r-x" | "--x" => "#e07b39",
         "rw-" | "-w-" => "#3b7dd8",
         "r--" => "#3ea55b",
@@ -58,33 +57,61 @@ fn color(mode: &str) -> &'static str {
     }
 }
 
+/// One past the last address of an area.
+fn area_end(base: u64, pages: u64) -> u64 {
+    base.saturating_add(pages.saturating_mul(aspace::PAGE_SIZE))
+}
+
 /// A piecewise-linear, log-compressed address axis.
 struct Axis {
     /// (address, x) at every edge, ascending.
     edges: Vec<(u64, f64)>,
+    /// Whether some area covers the stretch from edge `i` to edge `i + 1`.
+    covered: Vec<bool>,
 }
 
 impl Axis {
+    /// The axis for every area of every task of `s`, in O(n log n) for n
+    /// areas: the edges sorted, then how many areas cover each stretch
+    /// by one sweep over +1/-1 marks at the edges.
     fn new(s: &Snapshot) -> Option<Axis> {
-        let mut cuts = BTreeSet::new();
-        let mut spans = Vec::new();
+        let mut cuts = Vec::new();
         for t in &s.tasks {
             for a in &t.areas {
-                let end = a.base + a.pages * aspace::PAGE_SIZE;
-                cuts.insert(a.base);
-                cuts.insert(end);
-                spans.push((a.base, end));
+                cuts.push(a.base);
+                cuts.push(area_end(a.base, a.pages));
             }
         }
-        let cuts: Vec<u64> = cuts.into_iter().collect();
+        cuts.sort_unstable();
+        cuts.dedup();
         if cuts.len() < 2 {
             return None;
         }
+        // An area [b, e) covers exactly the stretches from the edge at b up
+        // to the one before e (both are edges).
+        let mut marks = vec![0i64; cuts.len()];
+        for t in &s.tasks {
+            for a in &t.areas {
+                let end = area_end(a.base, a.pages);
+                if end > a.base {
+                    marks[cuts.partition_point(|&c| c < a.base)] += 1;
+                    marks[cuts.partition_point(|&c| c < end)] -= 1;
+                }
+            }
+        }
+        let mut depth = 0i64;
+        let covered: Vec<bool> = marks[..cuts.len() - 1]
+            .iter()
+            .map(|m| {
+                depth += m;
+                depth > 0
+            })
+            .collect();
         let weights: Vec<f64> = cuts
             .windows(2)
-            .map(|w| {
+            .zip(&covered)
+            .map(|(w, &covered)| {
                 let pages = ((w[1] - w[0]) / aspace::PAGE_SIZE).max(1) as f64;
-                let covered = spans.iter().any(|&(b, e)| b <= w[0] && w[1] <= e);
                 if covered {
                     1.0 + 0.6 * pages.log2()
                 } else {
@@ -100,7 +127,7 @@ impl Axis {
             x += w / total * span;
             edges.push((cuts[i + 1], x));
         }
-        Some(Axis { edges })
+        Some(Axis { edges, covered })
     }
 
     fn x(&self, addr: u64) -> f64 {
@@ -173,7 +200,7 @@ fn panel(out: &mut String, s: &Snapshot, top: f64) -> f64 {
             y + BAND / 2.0
         );
         for a in &t.areas {
-            let end = a.base + a.pages * aspace::PAGE_SIZE;
+            let end = area_end(a.base, a.pages);
             let (x0, x1) = (axis.x(a.base), axis.x(end));
             let w = (x1 - x0).max(1.5);
             let c = color(&a.mode);
@@ -278,14 +305,8 @@ fn panel(out: &mut String, s: &Snapshot, top: f64) -> f64 {
             last_label = x;
         }
         // Mark stretches no area covers as compressed.
-        if let Some(&(next, nx)) = axis.edges.get(i + 1) {
-            let mid = (addr + next) / 2;
-            let covered = s.tasks.iter().any(|t| {
-                t.areas
-                    .iter()
-                    .any(|a| a.base <= mid && mid < a.base + a.pages * aspace::PAGE_SIZE)
-            });
-            if !covered && nx - x > 10.0 {
+        if let Some(&(_, nx)) = axis.edges.get(i + 1) {
+            if !axis.covered[i] && nx - x > 10.0 {
                 let cx = (x + nx) / 2.0;
                 let _ = writeln!(
                     out,
