@@ -467,3 +467,35 @@ fn many_huge_touches_do_not_overflow_the_work_counter() {
     let script = aspace_cli::script::parse("t", &text, Path::new(".")).unwrap();
     assert_eq!(aspace_cli::engine::Engine::work(&script), u64::MAX);
 }
+
+// ---- Core items 2 and 3, as a user of the tool meets them ----
+
+fn quiet() -> Opts {
+    Opts {
+        quiet: true,
+        ..Opts::default()
+    }
+}
+
+/// An ELF area shared into another task at another address reads the
+/// file's bytes there, and the source still reads its own.
+#[test]
+fn an_elf_area_shared_at_another_address_reads_the_file() {
+    let text = "task A\ntask B\nelf A builtin\ncpu 1 run B\n\
+                share A 0x402000 B 0x60002000 r\n\
+                read B 0x60002000 str 5 expect \"Hello\"\n\
+                cpu 0 run A\nread A 0x402000 str 5 expect \"Hello\"\n";
+    let o = run_scenario_text(&quiet(), "t", text, Path::new("."));
+    assert!(matches!(o, Outcome::Passed), "{o:?}");
+}
+
+/// A share refused at its destination leaves the source unshared: it can
+/// still grow.
+#[test]
+fn a_refused_share_leaves_the_source_resizable() {
+    let text = "task A\ntask B\narea A 0x400000 4p rw\narea B 0x800000 1p rw\n\
+                share A 0x400000 B 0x800000 r expect EADDRNOTAVAIL\n\
+                resize A 0x400000 8p expect ok\nflags A 0x400000 r expect ok\n";
+    let o = run_scenario_text(&quiet(), "t", text, Path::new("."));
+    assert!(matches!(o, Outcome::Passed), "{o:?}");
+}
