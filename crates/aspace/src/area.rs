@@ -3,13 +3,13 @@
 use alloc::sync::Arc;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{Page, VirtAddr, PAGE_SIZE};
 use crate::backend::Backend;
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::machine::Machine;
 use crate::share::ShareInfo;
+use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::used_space::UsedSpace;
 
 /// An area inside an address space (HelenOS `as_area_t`).

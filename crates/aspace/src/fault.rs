@@ -1,7 +1,5 @@
 //! The page-fault handler (HelenOS `as_page_fault`).
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::area::{Area, AreaState, Slot};
 use crate::flags::{Access, AreaAttrs};
@@ -9,6 +7,7 @@ use crate::machine::{FrameAllocator, Machine, Tlb};
 use crate::paging::PageTable;
 use crate::space::AddressSpace;
 use crate::stats::{Counters, Stats};
+use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Why a fault could not be resolved.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

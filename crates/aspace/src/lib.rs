@@ -69,6 +69,7 @@ mod shard_lock;
 pub mod share;
 pub mod space;
 pub mod stats;
+mod sync;
 pub mod syscall;
 pub mod system;
 pub mod tlb;
@@ -87,3 +88,12 @@ pub use machine::{
 pub use space::AddressSpace;
 pub use stats::StatsSnapshot;
 pub use system::{Config, System};
+
+/// What the schedule explorer (`tests/loom.rs`, built with
+/// `RUSTFLAGS="--cfg loom"`) checks beyond the public API: the sharded
+/// reader-writer lock. Not part of the API; absent from normal builds.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_internals {
+    pub use crate::shard_lock::{ReadGuard, ShardedRwLock, WriteGuard};
+}

@@ -215,6 +215,6 @@ pub trait Machine: Send + Sync + Sized + 'static {
     /// waiting for faults that hold prepared frames): a spin-loop hint by
     /// default; a kernel with sleeping locks may yield the CPU instead.
     fn relax(&self) {
-        core::hint::spin_loop();
+        crate::sync::hint::spin_loop();
     }
 }

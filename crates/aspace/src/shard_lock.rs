@@ -12,11 +12,12 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 
 use lock_api::RawRwLock;
+
+use crate::sync::cell::{ExclusiveAccess, SharedAccess, UnsafeCell};
 
 /// One shard, alone on its cache-line pair (adjacent-line prefetch
 /// would otherwise couple neighbours).
@@ -25,7 +26,7 @@ struct Shard<R>(R);
 
 /// A reader-writer lock over `T` with one shard per CPU (see the
 /// [module documentation](self)).
-pub(crate) struct ShardedRwLock<R: RawRwLock, T> {
+pub struct ShardedRwLock<R: RawRwLock, T> {
     /// Shard 0, kept in the lock itself: a one-CPU machine (and CPU 0)
     /// reads without following a pointer.
     first: Shard<R>,
@@ -48,7 +49,7 @@ unsafe impl<R: RawRwLock + Send, T: Send> Send for ShardedRwLock<R, T> {}
 impl<R: RawRwLock, T> ShardedRwLock<R, T> {
     /// A lock over `value` with `shards` shards, rounded up to a power of
     /// two (at least one).
-    pub(crate) fn new(value: T, shards: usize) -> Self {
+    pub fn new(value: T, shards: usize) -> Self {
         let n = shards.max(1).next_power_of_two();
         let rest: Vec<Shard<R>> = (1..n).map(|_| Shard(R::INIT)).collect();
         Self {
@@ -60,7 +61,7 @@ impl<R: RawRwLock, T> ShardedRwLock<R, T> {
     }
 
     /// Number of shards.
-    pub(crate) fn shards(&self) -> usize {
+    pub fn shards(&self) -> usize {
         self.mask + 1
     }
 
@@ -82,39 +83,43 @@ impl<R: RawRwLock, T> ShardedRwLock<R, T> {
     /// count, and callers outside any CPU, share shards by index modulo the
     /// count; any shard is correct, the CPU's own is just the fast one).
     #[inline]
-    pub(crate) fn read(&self, cpu: Option<usize>) -> ReadGuard<'_, R, T> {
+    pub fn read(&self, cpu: Option<usize>) -> ReadGuard<'_, R, T> {
         let shard = self.shard(cpu.unwrap_or(0) & self.mask);
         shard.lock_shared();
         ReadGuard {
             lock: self,
             shard,
+            access: self.data.shared(),
             _marker: PhantomData,
         }
     }
 
     /// Exclusive access: every shard locked, lowest first (the one order all
     /// writers use, so two writers cannot deadlock).
-    pub(crate) fn write(&self) -> WriteGuard<'_, R, T> {
+    pub fn write(&self) -> WriteGuard<'_, R, T> {
         for s in self.all() {
             s.lock_exclusive();
         }
         WriteGuard {
             lock: self,
+            access: self.data.exclusive(),
             _marker: PhantomData,
         }
     }
 
     /// The data, through exclusive ownership of the lock.
-    pub(crate) fn get_mut(&mut self) -> &mut T {
+    pub fn get_mut(&mut self) -> &mut T {
         self.data.get_mut()
     }
 }
 
 /// Shared access to the data of a [`ShardedRwLock`]; unlocks its shard when
 /// dropped.
-pub(crate) struct ReadGuard<'a, R: RawRwLock, T> {
+pub struct ReadGuard<'a, R: RawRwLock, T> {
     lock: &'a ShardedRwLock<R, T>,
     shard: &'a R,
+    /// The access to the data this guard makes (empty but under loom).
+    access: SharedAccess<T>,
     /// Not `Send` when the raw lock must be unlocked where it was locked.
     _marker: PhantomData<R::GuardMarker>,
 }
@@ -123,13 +128,15 @@ impl<R: RawRwLock, T> Deref for ReadGuard<'_, R, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: this guard holds a shard for reading, so no writer (who
-        // needs every shard exclusively) holds the data mutably.
-        unsafe { &*self.lock.data.get() }
+        // needs every shard exclusively) holds the data mutably; `access`
+        // was started on this lock's data and lasts until the drop.
+        unsafe { self.lock.data.get(&self.access) }
     }
 }
 
 impl<R: RawRwLock, T> Drop for ReadGuard<'_, R, T> {
     fn drop(&mut self) {
+        self.access.finish();
         // SAFETY: `read` locked this shard shared, and only this guard
         // unlocks it, once.
         unsafe { self.shard.unlock_shared() };
@@ -138,8 +145,10 @@ impl<R: RawRwLock, T> Drop for ReadGuard<'_, R, T> {
 
 /// Exclusive access to the data of a [`ShardedRwLock`]; unlocks every
 /// shard when dropped.
-pub(crate) struct WriteGuard<'a, R: RawRwLock, T> {
+pub struct WriteGuard<'a, R: RawRwLock, T> {
     lock: &'a ShardedRwLock<R, T>,
+    /// The access to the data this guard makes (empty but under loom).
+    access: ExclusiveAccess<T>,
     /// As for [`ReadGuard`].
     _marker: PhantomData<R::GuardMarker>,
 }
@@ -148,8 +157,9 @@ impl<R: RawRwLock, T> Deref for WriteGuard<'_, R, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: this guard holds every shard exclusively: no reader and no
-        // other writer can reach the data.
-        unsafe { &*self.lock.data.get() }
+        // other writer can reach the data; `access` was started on this
+        // lock's data and lasts until the drop.
+        unsafe { self.lock.data.get_excl(&self.access) }
     }
 }
 
@@ -157,12 +167,13 @@ impl<R: RawRwLock, T> DerefMut for WriteGuard<'_, R, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference
         // handed out by the guard.
-        unsafe { &mut *self.lock.data.get() }
+        unsafe { self.lock.data.get_excl_mut(&mut self.access) }
     }
 }
 
 impl<R: RawRwLock, T> Drop for WriteGuard<'_, R, T> {
     fn drop(&mut self) {
+        self.access.finish();
         for s in self.lock.all().rev() {
             // SAFETY: `write` locked every shard exclusively, and only this
             // guard unlocks them, once.

@@ -1,6 +1,6 @@
 //! Event counters that tests, the command-line tool and benchmarks read.
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Counter shards: CPU `c` updates shard `c % SHARDS`, so CPUs do not
 /// fight over one cache line on every fault.
