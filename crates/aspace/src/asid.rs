@@ -40,10 +40,11 @@ pub(crate) struct ShootdownPlan {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SwitchPlan {
     pub asid: Asid,
-    /// The CPU must flush the ASID before running the address space.
+    /// The CPU must flush the ASID once it has loaded it, before running
+    /// the address space (see [`AsidAllocator::switch`]).
     pub flush: bool,
-    /// An ASID was stolen and must be invalidated on these CPUs.
-    pub stolen: Option<(Asid, CpuSet)>,
+    /// The ASID was stolen from another address space.
+    pub stolen: bool,
     pub allocated: bool,
 }
 
@@ -212,7 +213,7 @@ impl AsidAllocator {
     /// Marks `id` as running on `cpu`, giving it an ASID if it has none.
     /// Returns `None` when the pool is empty and nothing can be stolen.
     fn activate(&mut self, id: u64, cpu: CpuId) -> Option<SwitchPlan> {
-        let mut stolen = None;
+        let mut stolen = false;
         let mut allocated = false;
         let needs_asid = {
             let slot = self.slots.get_mut(&id)?;
@@ -224,7 +225,7 @@ impl AsidAllocator {
         if needs_asid {
             let asid = if let Some(a) = self.free.pop() {
                 allocated = true;
-                a
+                (a, CpuSet::EMPTY)
             } else {
                 let (_, victim) = self.inactive.pop_first()?;
                 let v = self
@@ -233,15 +234,22 @@ impl AsidAllocator {
                     .expect("inactive space has a slot");
                 let a = v.asid.take().expect("inactive space holds an ASID");
                 v.lru = None;
-                stolen = Some((a, v.dirty));
-                v.dirty = CpuSet::EMPTY;
+                stolen = true;
+                // The victim's entries may linger, tagged with the ASID, on
+                // every CPU that ran it (this one included): each flushes
+                // the ASID when it first runs the new owner, after loading
+                // it. Flushing earlier would not do: a CPU still running the
+                // victim (this one, or one half-way through switching away
+                // from it) may refill entries until it loads another root.
+                let lingering = core::mem::take(&mut v.dirty);
                 v.pending = CpuSet::EMPTY;
-                a
+                (a, lingering)
             };
+            let (asid, lingering) = asid;
             let slot = self.slots.get_mut(&id).expect("checked above");
             slot.asid = Some(asid);
-            slot.dirty = CpuSet::EMPTY;
-            slot.pending = CpuSet::EMPTY;
+            slot.dirty = lingering;
+            slot.pending = lingering;
         }
         let slot = self.slots.get_mut(&id).expect("checked above");
         slot.active.insert(cpu);

@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::asid::AsidAllocator;
-use crate::machine::{Asid, Invalidation, Machine, Shootdown, Tlb};
+use crate::machine::{Asid, Invalidation, Machine, Tlb};
 use crate::space::{AddressSpace, LookupHints, Shared};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::{Error, Result};
@@ -71,7 +71,10 @@ impl<M: Machine> System<M> {
     /// Switches the current CPU from `old` to `new` (HelenOS `as_switch`):
     /// gives `new` an ASID if it has none (stealing the least recently used
     /// inactive one when the pool is empty), loads its page table and ASID,
-    /// and flushes the ASID first if a shootdown left this CPU a lazy flush.
+    /// and then flushes the ASID if this CPU may hold entries tagged with it
+    /// that are not `new`'s: a stolen ASID's, or ones a shootdown left to a
+    /// lazy flush. Every CPU that may hold the stolen ASID's entries does
+    /// the same when it first runs `new`, so a steal sends no IPI.
     ///
     /// All or nothing: on failure the CPU still runs `old` as far as the
     /// subsystem is concerned, and nothing was loaded. Fails with
@@ -93,28 +96,18 @@ impl<M: Machine> System<M> {
         if plan.allocated {
             Stats::add(&self.shared.counters().asid_allocs, 1);
         }
-        if let Some((asid, cpus)) = plan.stolen {
-            // The ASID must be clean everywhere before any CPU runs `new`
-            // with it, so this happens under the allocator lock.
+        if plan.stolen {
             Stats::add(&self.shared.counters().asid_steals, 1);
-            tlb.invalidate_local(Invalidation::Asid(asid));
-            let mut remote = cpus;
-            remote.remove(cpu);
-            if !remote.is_empty() {
-                let n = self
-                    .shared
-                    .machine
-                    .shootdown()
-                    .shootdown(remote, Invalidation::Asid(asid));
-                Stats::add(&self.shared.counters().ipis, n as u64);
-            }
         }
         drop(asids);
+        // Load first, then flush: until the new root is loaded this CPU may
+        // still refill entries of the space it leaves, under an ASID that
+        // may be the one just taken from it.
+        tlb.install(new.root(), plan.asid);
         if plan.flush {
             tlb.invalidate_local(Invalidation::Asid(plan.asid));
             Stats::add(&self.shared.counters().lazy_flushes, 1);
         }
-        tlb.install(new.root(), plan.asid);
         Ok(plan.asid)
     }
 

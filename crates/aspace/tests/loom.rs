@@ -33,8 +33,8 @@
 //!   more spaces than ASIDs (and dropping one): no switch fails, and no CPU
 //!   loads an ASID while its TLB still holds entries that another space
 //!   left under that ASID. [`asid_steal_while_victim_still_loaded`] does
-//!   the same on CPUs that fill their TLBs speculatively, and fails
-//!   (ignored: see its documentation).
+//!   the same on CPUs that fill their TLBs speculatively (it found the
+//!   flush-before-install hazard: see its documentation).
 //! - [`fault_against_destroy_with_shootdown`] and
 //!   [`fault_against_destroy_lazy_flush`]: a page fault (and the access
 //!   after it) on one CPU against destroying the area on the other, which
@@ -624,7 +624,9 @@ impl Tlb for Hw {
     fn install(&self, root: Frame, asid: Asid) {
         let cpu = self.current_cpu().expect("install runs on a CPU");
         let mut st = lock(&self.cpus[cpu]);
-        self.check_reachable(cpu, &st, root, asid, "switch");
+        // Checked when the switch returns (see `switch`), not here: the core
+        // flushes what a stolen or lazily flushed ASID may still tag only
+        // once the new root is loaded.
         st.loaded = Some((root, asid));
         // Running a space caches something of it at once.
         st.tlb.push(Entry {
@@ -692,36 +694,56 @@ fn system_on(hw: Hw, asids: u16) -> (Arc<System<LoomMachine>>, Arc<Hw>) {
     (Arc::new(sys), hw)
 }
 
+/// `System::switch`, then the check a return to user mode makes: every
+/// entry the CPU can use under the ASID it loaded was made by the space it
+/// now runs, and reaches a frame that is still that space's.
+fn switch(
+    sys: &System<LoomMachine>,
+    old: Option<&AddressSpace<LoomMachine>>,
+    new: &AddressSpace<LoomMachine>,
+) -> aspace::Result<Asid> {
+    let asid = sys.switch(old, new)?;
+    let hw = &sys.machine().0;
+    let cpu = hw.current_cpu().expect("switch runs on a CPU");
+    let st = lock(&hw.cpus[cpu]);
+    hw.check_reachable(cpu, &st, new.root(), asid, "return to user mode");
+    Ok(asid)
+}
+
 /// After the threads: each CPU in turn switches from what it runs to the
 /// kernel space, so the spaces can go (a space must not be dropped while
 /// it runs).
 fn park_cpus(sys: &System<LoomMachine>, running: &[(CpuId, &Space)]) {
     for &(cpu, space) in running {
         become_cpu(Some(cpu));
-        sys.switch(Some(space), sys.kernel())
-            .expect("switch to the kernel");
+        switch(&sys, Some(space), sys.kernel()).expect("switch to the kernel");
     }
     become_cpu(None);
 }
 
-/// No CPU holds an entry tagged with an ASID that a space other than the
-/// one that made it holds now.
-fn check_no_foreign_entries(hw: &Hw, spaces: &[&Space]) {
-    // The allocator is asked first: no loom step with a `std` lock held.
-    let holders: Vec<(Asid, Frame)> = spaces
-        .iter()
-        .filter_map(|s| Some((s.asid()?, s.root())))
-        .collect();
-    for (cpu, st) in hw.cpus.iter().enumerate() {
-        for e in &lock(st).tlb {
-            for &(asid, root) in &holders {
-                assert!(
-                    asid != e.asid || root == e.root,
-                    "CPU {cpu} ends with {e:?}, whose ASID the space rooted at {root:?} holds now"
-                );
-            }
+/// After the threads: every CPU, in turn, runs every space that holds an
+/// ASID and comes back to what it ran (`running`; the kernel for a CPU not
+/// listed), each switch checked as a return to user mode would be: entries
+/// another space left under an ASID may linger in a TLB, but no CPU may be
+/// able to use them when it runs the ASID's owner.
+fn check_no_usable_foreign_entries(
+    sys: &System<LoomMachine>,
+    spaces: &[&Space],
+    running: &[(CpuId, &Space)],
+) {
+    let cpus = sys.machine().0.cpus.len();
+    for cpu in 0..cpus {
+        become_cpu(Some(cpu));
+        let now: &AddressSpace<LoomMachine> = running
+            .iter()
+            .find(|(c, _)| *c == cpu)
+            .map_or(&**sys.kernel(), |(_, s)| &***s);
+        for s in spaces.iter().filter(|s| s.asid().is_some()) {
+            switch(sys, Some(now), s).expect("run a holder");
+            switch(sys, Some(s), now).expect("and back");
         }
     }
+    become_cpu(None);
 }
 
 // ---------------------------------------------------------------------------
@@ -738,28 +760,28 @@ fn check_no_foreign_entries(hw: &Hw, spaces: &[&Space]) {
 #[test]
 fn asid_steal_against_switch() {
     explore("asid_steal_against_switch", || {
-        let (sys, hw) = system(2, 2);
+        let (sys, _hw) = system(2, 2);
         let [a, b, c]: [Space; 3] = std::array::from_fn(|_| sys.create().unwrap());
         let t0 = {
             let (sys, a, b) = (sys.clone(), a.clone(), b.clone());
             loom::thread::spawn(move || {
                 become_cpu(Some(0));
-                sys.switch(None, &a).expect("CPU 0: switch to A");
-                sys.switch(Some(&a), &b).expect("CPU 0: switch A -> B");
+                switch(&sys, None, &a).expect("CPU 0: switch to A");
+                switch(&sys, Some(&a), &b).expect("CPU 0: switch A -> B");
             })
         };
         let t1 = {
             let (sys, a, c) = (sys.clone(), a.clone(), c.clone());
             loom::thread::spawn(move || {
                 become_cpu(Some(1));
-                sys.switch(None, &c).expect("CPU 1: switch to C");
-                sys.switch(Some(&c), &a).expect("CPU 1: switch C -> A");
+                switch(&sys, None, &c).expect("CPU 1: switch to C");
+                switch(&sys, Some(&c), &a).expect("CPU 1: switch C -> A");
             })
         };
         t0.join().unwrap();
         t1.join().unwrap();
-        check_no_foreign_entries(&hw, &[&a, &b, &c]);
         assert!(sys.stats().asid_steals >= 1, "the model must steal");
+        check_no_usable_foreign_entries(&sys, &[&a, &b, &c], &[(0, &b), (1, &a)]);
         park_cpus(&sys, &[(0, &b), (1, &a)]);
     });
 }
@@ -769,47 +791,42 @@ fn asid_steal_against_switch() {
 /// time). CPU 0 runs A, then B, then C; CPU 1 starts C meanwhile. Checked
 /// as above.
 ///
-/// Fails today, so it is ignored (run it with `-- --ignored`): a switch
-/// that steals an ASID flushes it (locally, and by IPI on the CPUs that
-/// ran the victim) *before* the switching CPU installs the new space, and
-/// the victim may still be loaded then under that very ASID: on the
-/// switching CPU itself when the victim is the space it leaves (with as
-/// many ASIDs as CPUs, the usual case: `A -> B` steals A's ASID), or on a
-/// remote CPU between the allocator work and the install of its own
-/// switch away from it. A speculative fill in between leaves an entry of
-/// the victim under the ASID, and the kernel's install loads the new
-/// space with `CR3_NOFLUSH`, so the new owner can use it. A fix: flush
-/// the ASID locally *after* installing the new space when it was stolen
-/// (or pending), and mark the victim's other dirty CPUs as pending on the
-/// new owner instead of only interrupting them; the checks here would then
-/// move from `install` to the return to user mode.
+/// This model found a hazard, since fixed: a switch that stole an ASID
+/// flushed it (locally, and by IPI on the CPUs that ran the victim)
+/// *before* the switching CPU loaded the new space, while the victim could
+/// still be loaded under that very ASID: on the switching CPU itself when
+/// the victim is the space it leaves (`A -> B` steals A's ASID), or on a
+/// remote CPU between the allocator work and the install of its own switch
+/// away from it. A speculative fill in between left an entry of the victim
+/// under the ASID for the new owner (the kernel loads CR3 with
+/// `CR3_NOFLUSH`). Now every CPU that ran the victim flushes the ASID when
+/// it first runs the new owner, after loading it.
 #[test]
-#[ignore = "finds the stolen-ASID flush-before-install hazard (see the doc comment)"]
 fn asid_steal_while_victim_still_loaded() {
     explore("asid_steal_while_victim_still_loaded", || {
         let mut hw = Hw::new(2, 24);
         hw.speculative = true;
-        let (sys, hw) = system_on(hw, 2);
+        let (sys, _hw) = system_on(hw, 2);
         let [a, b, c]: [Space; 3] = std::array::from_fn(|_| sys.create().unwrap());
         let t0 = {
             let (sys, a, b, c) = (sys.clone(), a.clone(), b.clone(), c.clone());
             loom::thread::spawn(move || {
                 become_cpu(Some(0));
-                sys.switch(None, &a).expect("CPU 0: switch to A");
-                sys.switch(Some(&a), &b).expect("CPU 0: switch A -> B");
-                sys.switch(Some(&b), &c).expect("CPU 0: switch B -> C");
+                switch(&sys, None, &a).expect("CPU 0: switch to A");
+                switch(&sys, Some(&a), &b).expect("CPU 0: switch A -> B");
+                switch(&sys, Some(&b), &c).expect("CPU 0: switch B -> C");
             })
         };
         let t1 = {
             let (sys, c) = (sys.clone(), c.clone());
             loom::thread::spawn(move || {
                 become_cpu(Some(1));
-                sys.switch(None, &c).expect("CPU 1: switch to C");
+                switch(&sys, None, &c).expect("CPU 1: switch to C");
             })
         };
         t0.join().unwrap();
         t1.join().unwrap();
-        check_no_foreign_entries(&hw, &[&a, &b, &c]);
+        check_no_usable_foreign_entries(&sys, &[&a, &b, &c], &[(0, &c), (1, &c)]);
         park_cpus(&sys, &[(0, &c), (1, &c)]);
     });
 }
@@ -822,14 +839,14 @@ fn asid_steal_while_victim_still_loaded() {
 #[test]
 fn dying_space_asid_release_against_switch() {
     explore("dying_space_asid_release_against_switch", || {
-        let (sys, hw) = system(2, 2);
+        let (sys, _hw) = system(2, 2);
         let [a, b, c, d]: [Space; 4] = std::array::from_fn(|_| sys.create().unwrap());
         let t0 = {
             let (sys, b) = (sys.clone(), b.clone());
             loom::thread::spawn(move || {
                 become_cpu(Some(0));
-                sys.switch(None, &a).expect("CPU 0: switch to A");
-                sys.switch(Some(&a), &b).expect("CPU 0: switch A -> B");
+                switch(&sys, None, &a).expect("CPU 0: switch to A");
+                switch(&sys, Some(&a), &b).expect("CPU 0: switch A -> B");
                 drop(a);
             })
         };
@@ -837,13 +854,13 @@ fn dying_space_asid_release_against_switch() {
             let (sys, c, d) = (sys.clone(), c.clone(), d.clone());
             loom::thread::spawn(move || {
                 become_cpu(Some(1));
-                sys.switch(None, &c).expect("CPU 1: switch to C");
-                sys.switch(Some(&c), &d).expect("CPU 1: switch C -> D");
+                switch(&sys, None, &c).expect("CPU 1: switch to C");
+                switch(&sys, Some(&c), &d).expect("CPU 1: switch C -> D");
             })
         };
         t0.join().unwrap();
         t1.join().unwrap();
-        check_no_foreign_entries(&hw, &[&b, &c, &d]);
+        check_no_usable_foreign_entries(&sys, &[&b, &c, &d], &[(0, &b), (1, &d)]);
         park_cpus(&sys, &[(0, &b), (1, &d)]);
         assert_eq!(sys.free_asids(), 0, "B and D hold the two ASIDs");
     });
@@ -879,7 +896,7 @@ fn fault_against_destroy_with_shootdown() {
             let (sys, hw, a) = (sys.clone(), hw.clone(), a.clone());
             loom::thread::spawn(move || {
                 become_cpu(Some(0));
-                sys.switch(None, &a).unwrap();
+                switch(&sys, None, &a).unwrap();
                 match a.page_fault(BASE, Access::Write, false) {
                     FaultOutcome::Ok => {
                         // Mapped, unless destroyed since.
@@ -894,7 +911,7 @@ fn fault_against_destroy_with_shootdown() {
             let (sys, a) = (sys.clone(), a.clone());
             loom::thread::spawn(move || {
                 become_cpu(Some(1));
-                sys.switch(None, &a).unwrap();
+                switch(&sys, None, &a).unwrap();
                 a.area_destroy(BASE).unwrap();
             })
         };
@@ -924,12 +941,12 @@ fn fault_against_destroy_lazy_flush() {
             let (sys, hw, a, b) = (sys.clone(), hw.clone(), a.clone(), b.clone());
             loom::thread::spawn(move || {
                 become_cpu(Some(0));
-                sys.switch(None, &a).unwrap();
+                switch(&sys, None, &a).unwrap();
                 if a.page_fault(BASE, Access::Write, false) == FaultOutcome::Ok {
                     hw.touch(&a, BASE.page());
                 }
-                sys.switch(Some(&a), &b).unwrap();
-                sys.switch(Some(&b), &a).unwrap();
+                switch(&sys, Some(&a), &b).unwrap();
+                switch(&sys, Some(&b), &a).unwrap();
                 hw.touch(&a, BASE.page());
             })
         };
@@ -968,7 +985,7 @@ fn share_last_reference_teardown() {
             let (sys, hw, s) = (sys.clone(), hw.clone(), s.clone());
             loom::thread::spawn(move || {
                 become_cpu(Some(cpu));
-                sys.switch(None, &s).unwrap();
+                switch(&sys, None, &s).unwrap();
                 assert_eq!(s.page_fault(BASE, Access::Write, false), FaultOutcome::Ok);
                 assert!(hw.touch(&s, BASE.page()));
                 s.area_destroy(BASE).unwrap();
