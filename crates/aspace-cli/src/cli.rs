@@ -362,10 +362,19 @@ pub(crate) fn write_svg(opts: &Opts, path: &Path, pic: &str) -> Result<(), Input
     Ok(())
 }
 
-fn validate(script: &Script, opts: &Opts) -> Result<(), Vec<ScriptError>> {
-    let spec = opts.spec(&script.machine);
-    script::validate(
-        script,
+/// Parses and checks a scenario against the machine `opts` and its
+/// `machine` line ask for: every parse error and every validation error
+/// of the lines that parsed, in line order.
+fn parse_and_check(
+    opts: &Opts,
+    name: &str,
+    text: &str,
+    dir: &Path,
+) -> Result<Script, Vec<ScriptError>> {
+    let parsed = script::parse_all(name, text, dir);
+    let spec = opts.spec(&parsed.script.machine);
+    script::check(
+        parsed,
         &MachineShape {
             cpus: spec.cpus.clamp(1, 64),
         },
@@ -375,7 +384,7 @@ fn validate(script: &Script, opts: &Opts) -> Result<(), Vec<ScriptError>> {
 /// Parses, checks and runs the scenario `text` (named `name` in messages;
 /// relative ELF paths are taken from `dir`).
 pub fn run_scenario_text(opts: &Opts, name: &str, text: &str, dir: &Path) -> Outcome {
-    match script::parse(name, text, dir).and_then(|s| validate(&s, opts).map(|()| s)) {
+    match parse_and_check(opts, name, text, dir) {
         Err(errs) => Outcome::Input {
             errors: script_errors(&errs),
             script: Some(errs),
@@ -425,9 +434,7 @@ fn run_demo(opts: &Opts, print_scenario: bool) -> Outcome {
         }
         return Outcome::Passed;
     }
-    match script::parse("<demo>", &text, Path::new("."))
-        .and_then(|s| validate(&s, opts).map(|()| s))
-    {
+    match parse_and_check(opts, "<demo>", &text, Path::new(".")) {
         Ok(script) => Outcome::from_result(run_script(opts, &script, "demo")),
         Err(errs) => Outcome::input(InputError(
             std::iter::once(format!(

@@ -18,7 +18,7 @@ use crate::script::{
     reason_name, Check, Data, ElfSource, Expect, Kind, Op, ReadAs, Script, Stmt, COUNTERS,
 };
 use crate::svg::Snapshot;
-use crate::{elfgen, input};
+use crate::{elfgen, elfnames, input};
 
 /// The most entries a simulated TLB may have (`--tlb-entries`).
 pub const MAX_TLB_ENTRIES: usize = 4096;
@@ -1225,17 +1225,11 @@ impl Engine {
         drop(image);
         match r {
             Ok(l) => {
-                for s in &l.segments {
-                    let kind = if s.flags.contains(AreaFlags::EXEC) {
-                        "text"
-                    } else if s.flags.contains(AreaFlags::WRITE) {
-                        "data"
-                    } else {
-                        "rodata"
-                    };
+                let names = elfnames::segment_names(&self.images[idx].bytes, &l);
+                for (s, n) in l.segments.iter().zip(names) {
                     let base = s.vaddr & !(PAGE_SIZE - 1);
                     if let Some(labels) = self.labels_mut(task) {
-                        labels.insert(base, format!("{short}:{kind}"));
+                        labels.insert(base, format!("{short}:{}", n.name));
                     }
                 }
                 Ok(Got::Done(Some(format!(
@@ -1392,7 +1386,11 @@ impl Engine {
                 let before = self.before();
                 let got = self.exec(&Op::Exit(n.clone()));
                 let (deltas, _) = self.delta(&before);
-                let mut line = format!("{} {}", step_prefix(&format!("exit {n}"), "ok"), got.describe());
+                let mut line = format!(
+                    "{} {}",
+                    step_prefix(&format!("exit {n}"), "ok"),
+                    got.describe()
+                );
                 if !deltas.is_empty() {
                     line.push_str(&format!("  [{}]", deltas.join(", ")));
                 }
