@@ -3,6 +3,7 @@
 //! one scenario or executable in-process, printing nothing when
 //! [`Opts::quiet`] is set.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,8 +24,8 @@ needed for the demo.
 With no command, `aspace` runs the demo: an ELF executable paged in on demand, a heap grown \
 and shrunk, a stack faulted in page by page, memory shared between tasks, rights changed from \
 RW to RX, bad accesses refused, ASIDs recycled, and every task destroyed with every frame \
-back. Each step is narrated with what it cost (faults, frames, shootdowns, IPIs, ASID \
-steals); a summary table ends the run.
+back. Each step is narrated with what it cost (faults, data pages and page-table frames \
+counted apart, shootdowns, IPIs, ASID steals); a summary table ends the run.
 
 `aspace run FILE` drives the same engine from a scenario file (see `aspace run --help` for the \
 format), and `aspace elf PATH` loads any x86_64 executable and reports how its pages come in.
@@ -96,9 +97,9 @@ ipis, local_invalidations, lazy_flushes, asid_allocs, asid_steals, frames_alloca
 frames_released, frames_in_use, frames_freed, tlb_hits, tlb_misses, hw_faults, \
 stale_accesses. CMP is one of == != < <= > >=.
 
-Before anything runs the whole file is checked; every bad line is reported as FILE:LINE: \
-message (unknown operation, bad number, missing task, a CPU the machine lacks, an access by a \
-task no CPU runs, an area address outside user space) and the exit status is 2. Whatever the \
+Before anything runs the whole file is checked; every bad line is reported, all in one run, \
+as FILE:LINE: message (unknown operation, bad number, missing task, a CPU the machine lacks, \
+an access by a task no CPU runs, an area address outside user space) and the exit status is 2. Whatever the \
 scenario leaves is destroyed at the end, and the run checks that every frame came back.
 
 Example:
@@ -114,7 +115,8 @@ Example:
 const ELF_ABOUT: &str = "\
 Loads an x86_64 ELF executable (ET_EXEC or ET_DYN; position-independent ones at \
 0x555555554000) into a fresh address space, one demand-paged area per PT_LOAD segment, and \
-shows the areas. Then touches every page (a read, or an instruction fetch where the area is \
+shows the areas, each named after the sections it holds (.text, .rodata, .eh_frame, .data...; \
+text, rodata or data from its rights when the file has no section headers). Then touches every page (a read, or an instruction fetch where the area is \
 not readable) and reports how many faults that took, how many pages got frames of their own \
 (copies: writable segments, partial pages, bss) and how many map the image's own frames \
 (read-only pages wholly inside the file: shared with the image, no copy). Touching stops at \
@@ -287,7 +289,8 @@ impl Opts {
     /// Prints a document (JSON, or a line) on stdout unless quiet.
     pub(crate) fn print(&self, text: &str) {
         if !self.quiet {
-            println!("{text}");
+            // Dropped on a closed pipe, never a panic.
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
         }
     }
 }
@@ -303,7 +306,7 @@ fn script_errors(errors: &[ScriptError]) -> InputError {
 
 fn report_input_error(json: bool, e: &InputError, structured: Option<&[ScriptError]>) {
     for m in &e.0 {
-        eprintln!("aspace: {m}");
+        let _ = writeln!(std::io::stderr().lock(), "aspace: {m}");
     }
     if json {
         let errors: Vec<_> = match structured {
@@ -313,7 +316,8 @@ fn report_input_error(json: bool, e: &InputError, structured: Option<&[ScriptErr
                 .collect(),
             None => e.0.iter().map(|m| json!({"message": m})).collect(),
         };
-        println!(
+        let _ = writeln!(
+            std::io::stdout().lock(),
             "{}",
             serde_json::to_string_pretty(&json!({"ok": false, "errors": errors}))
                 .unwrap_or_default()
@@ -430,7 +434,7 @@ fn run_demo(opts: &Opts, print_scenario: bool) -> Outcome {
         if opts.json {
             opts.print(&json!({"command": "demo", "scenario": text}).to_string());
         } else if !opts.quiet {
-            print!("{text}");
+            let _ = write!(std::io::stdout().lock(), "{text}");
         }
         return Outcome::Passed;
     }

@@ -2,7 +2,7 @@
 //! stdout carries the JSON document), failures also to stderr, and a
 //! progress bar on stderr for long runs when stderr is a terminal.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -57,12 +57,14 @@ impl Out {
         if self.quiet {
             return;
         }
+        // A closed pipe (`aspace | head`) is not an error of the run: what
+        // cannot be written is dropped, never a panic.
         let emit = || {
-            if err {
-                eprint!("{text}");
+            let _ = if err {
+                std::io::stderr().lock().write_all(text.as_bytes())
             } else {
-                print!("{text}");
-            }
+                std::io::stdout().lock().write_all(text.as_bytes())
+            };
         };
         match &self.bar {
             Some(b) => b.suspend(emit),
