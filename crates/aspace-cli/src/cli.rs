@@ -3,6 +3,7 @@
 //! one scenario or executable in-process, printing nothing when
 //! [`Opts::quiet`] is set.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,8 +24,8 @@ needed for the demo.
 With no command, `aspace` runs the demo: an ELF executable paged in on demand, a heap grown \
 and shrunk, a stack faulted in page by page, memory shared between tasks, rights changed from \
 RW to RX, bad accesses refused, ASIDs recycled, and every task destroyed with every frame \
-back. Each step is narrated with what it cost (faults, frames, shootdowns, IPIs, ASID \
-steals); a summary table ends the run.
+back. Each step is narrated with what it cost (faults, data pages and page-table frames \
+counted apart, shootdowns, IPIs, ASID steals); a summary table ends the run.
 
 `aspace run FILE` drives the same engine from a scenario file (see `aspace run --help` for the \
 format), and `aspace elf PATH` loads any x86_64 executable and reports how its pages come in.
@@ -96,9 +97,9 @@ ipis, local_invalidations, lazy_flushes, asid_allocs, asid_steals, frames_alloca
 frames_released, frames_in_use, frames_freed, tlb_hits, tlb_misses, hw_faults, \
 stale_accesses. CMP is one of == != < <= > >=.
 
-Before anything runs the whole file is checked; every bad line is reported as FILE:LINE: \
-message (unknown operation, bad number, missing task, a CPU the machine lacks, an access by a \
-task no CPU runs, an area address outside user space) and the exit status is 2. Whatever the \
+Before anything runs the whole file is checked; every bad line is reported, all in one run, \
+as FILE:LINE: message (unknown operation, bad number, missing task, a CPU the machine lacks, \
+an access by a task no CPU runs, an area address outside user space) and the exit status is 2. Whatever the \
 scenario leaves is destroyed at the end, and the run checks that every frame came back.
 
 Example:
@@ -114,7 +115,8 @@ Example:
 const ELF_ABOUT: &str = "\
 Loads an x86_64 ELF executable (ET_EXEC or ET_DYN; position-independent ones at \
 0x555555554000) into a fresh address space, one demand-paged area per PT_LOAD segment, and \
-shows the areas. Then touches every page (a read, or an instruction fetch where the area is \
+shows the areas, each named after the sections it holds (.text, .rodata, .eh_frame, .data...; \
+text, rodata or data from its rights when the file has no section headers). Then touches every page (a read, or an instruction fetch where the area is \
 not readable) and reports how many faults that took, how many pages got frames of their own \
 (copies: writable segments, partial pages, bss) and how many map the image's own frames \
 (read-only pages wholly inside the file: shared with the image, no copy). Touching stops at \
@@ -287,7 +289,8 @@ impl Opts {
     /// Prints a document (JSON, or a line) on stdout unless quiet.
     pub(crate) fn print(&self, text: &str) {
         if !self.quiet {
-            println!("{text}");
+            // Dropped on a closed pipe, never a panic.
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
         }
     }
 }
@@ -303,7 +306,7 @@ fn script_errors(errors: &[ScriptError]) -> InputError {
 
 fn report_input_error(json: bool, e: &InputError, structured: Option<&[ScriptError]>) {
     for m in &e.0 {
-        eprintln!("aspace: {m}");
+        let _ = writeln!(std::io::stderr().lock(), "aspace: {m}");
     }
     if json {
         let errors: Vec<_> = match structured {
@@ -313,7 +316,8 @@ fn report_input_error(json: bool, e: &InputError, structured: Option<&[ScriptErr
                 .collect(),
             None => e.0.iter().map(|m| json!({"message": m})).collect(),
         };
-        println!(
+        let _ = writeln!(
+            std::io::stdout().lock(),
             "{}",
             serde_json::to_string_pretty(&json!({"ok": false, "errors": errors}))
                 .unwrap_or_default()
@@ -362,10 +366,19 @@ pub(crate) fn write_svg(opts: &Opts, path: &Path, pic: &str) -> Result<(), Input
     Ok(())
 }
 
-fn validate(script: &Script, opts: &Opts) -> Result<(), Vec<ScriptError>> {
-    let spec = opts.spec(&script.machine);
-    script::validate(
-        script,
+/// Parses and checks a scenario against the machine `opts` and its
+/// `machine` line ask for: every parse error and every validation error
+/// of the lines that parsed, in line order.
+fn parse_and_check(
+    opts: &Opts,
+    name: &str,
+    text: &str,
+    dir: &Path,
+) -> Result<Script, Vec<ScriptError>> {
+    let parsed = script::parse_all(name, text, dir);
+    let spec = opts.spec(&parsed.script.machine);
+    script::check(
+        parsed,
         &MachineShape {
             cpus: spec.cpus.clamp(1, 64),
         },
@@ -375,7 +388,7 @@ fn validate(script: &Script, opts: &Opts) -> Result<(), Vec<ScriptError>> {
 /// Parses, checks and runs the scenario `text` (named `name` in messages;
 /// relative ELF paths are taken from `dir`).
 pub fn run_scenario_text(opts: &Opts, name: &str, text: &str, dir: &Path) -> Outcome {
-    match script::parse(name, text, dir).and_then(|s| validate(&s, opts).map(|()| s)) {
+    match parse_and_check(opts, name, text, dir) {
         Err(errs) => Outcome::Input {
             errors: script_errors(&errs),
             script: Some(errs),
@@ -421,13 +434,11 @@ fn run_demo(opts: &Opts, print_scenario: bool) -> Outcome {
         if opts.json {
             opts.print(&json!({"command": "demo", "scenario": text}).to_string());
         } else if !opts.quiet {
-            print!("{text}");
+            let _ = write!(std::io::stdout().lock(), "{text}");
         }
         return Outcome::Passed;
     }
-    match script::parse("<demo>", &text, Path::new("."))
-        .and_then(|s| validate(&s, opts).map(|()| s))
-    {
+    match parse_and_check(opts, "<demo>", &text, Path::new(".")) {
         Ok(script) => Outcome::from_result(run_script(opts, &script, "demo")),
         Err(errs) => Outcome::input(InputError(
             std::iter::once(format!(

@@ -10,11 +10,11 @@ use serde_json::json;
 
 use crate::cli::{write_svg, InputError, Opts};
 use crate::engine::MachineSpec;
-use crate::input;
 use crate::maps::{self, ShareGroups};
 use crate::num::{human_bytes, rights_text};
 use crate::script::MachineReq;
 use crate::svg::{self, Snapshot};
+use crate::{elfnames, input};
 
 /// At most this many refused accesses are listed one by one; the rest are
 /// counted.
@@ -59,16 +59,10 @@ pub fn run_bytes(opts: &Opts, path: &str, bytes: &[u8]) -> Result<Vec<String>, I
     let name = std::path::Path::new(path)
         .file_name()
         .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned());
+    let names = elfnames::segment_names(bytes, &loaded);
     let mut labels = BTreeMap::new();
-    for s in &loaded.segments {
-        let kind = if s.flags.contains(AreaFlags::EXEC) {
-            "text"
-        } else if s.flags.contains(AreaFlags::WRITE) {
-            "data"
-        } else {
-            "rodata"
-        };
-        labels.insert(s.vaddr & !(PAGE_SIZE - 1), format!("{name}:{kind}"));
+    for (s, n) in loaded.segments.iter().zip(&names) {
+        labels.insert(s.vaddr & !(PAGE_SIZE - 1), format!("{name}:{}", n.name));
     }
     let image_frames: HashSet<u64> = image.frames().iter().map(|f| f.number()).collect();
     let mut groups = ShareGroups::default();
@@ -89,18 +83,37 @@ pub fn run_bytes(opts: &Opts, path: &str, bytes: &[u8]) -> Result<Vec<String>, I
     ));
     out.line(&format!("Machine: {}", spec.describe()));
     out.line("\nLoadable segments:");
+    let cols: Vec<[String; 4]> = loaded
+        .segments
+        .iter()
+        .map(|s| [s.vaddr, s.memsz, s.filesz, s.offset].map(|v| format!("{v:#x}")))
+        .collect();
+    let w = |i: usize, min: usize| cols.iter().map(|c| c[i].len()).max().unwrap_or(0).max(min);
+    let (w0, w1, w2, w3) = (w(0, 18), w(1, 10), w(2, 10), w(3, 10));
+    let w4 = names
+        .iter()
+        .map(|n| n.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     out.line(&format!(
-        "   {:<18} {:>10} {:>10} {:>10}  rights",
-        "vaddr", "memsz", "filesz", "offset"
+        "   {:<w0$} {:>w1$} {:>w2$} {:>w3$}  {:<6}  {:<w4$}  sections",
+        "vaddr", "memsz", "filesz", "offset", "rights", "name",
     ));
-    for s in &loaded.segments {
+    for ((s, c), n) in loaded.segments.iter().zip(&cols).zip(&names) {
         out.line(&format!(
-            "   {:<18} {:>10} {:>10} {:>10}  {}",
-            format!("{:#x}", s.vaddr),
-            format!("{:#x}", s.memsz),
-            format!("{:#x}", s.filesz),
-            format!("{:#x}", s.offset),
-            rights_text(s.flags)
+            "   {:<w0$} {:>w1$} {:>w2$} {:>w3$}  {:<6}  {:<w4$}  {}",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            rights_text(s.flags),
+            n.name,
+            if n.sections.is_empty() {
+                "(no section headers)".to_string()
+            } else {
+                n.sections.join(" ")
+            }
         ));
     }
     out.line("\nAreas after loading (nothing is resident until touched):");
@@ -280,7 +293,9 @@ pub fn run_bytes(opts: &Opts, path: &str, bytes: &[u8]) -> Result<Vec<String>, I
             "entry": format!("{:#x}", loaded.entry.as_u64()),
             "bias": format!("{:#x}", loaded.bias),
             "machine": spec,
-            "segments": loaded.segments.iter().map(|s| json!({
+            "segments": loaded.segments.iter().zip(&names).map(|(s, n)| json!({
+                "name": n.name,
+                "sections": n.sections,
                 "vaddr": format!("{:#x}", s.vaddr),
                 "memsz": s.memsz,
                 "filesz": s.filesz,

@@ -1,7 +1,7 @@
 //! A small, valid x86_64 ELF64 executable built in memory, so that the demo
 //! and `elf TASK builtin` need no file.
 //!
-//! Layout (`ET_EXEC`, three `PT_LOAD` segments, no sections):
+//! Layout (`ET_EXEC`, three `PT_LOAD` segments):
 //!
 //! | segment | vaddr      | file offset | filesz  | memsz   | rights |
 //! |---------|------------|-------------|---------|---------|--------|
@@ -12,6 +12,11 @@
 //! The text segment holds the headers and, at the entry point `0x401000`, a
 //! real program (`write(1, msg, len); exit(0)`); rodata holds the message;
 //! data starts with [`DATA_MAGIC`], and its last `0x3000` bytes are bss.
+//!
+//! Section headers name what the segments hold, as a linker's would:
+//! `.text` (the program), `.rodata` (the message), `.data` and `.bss`,
+//! with their names in `.shstrtab`; the table and the names sit in the
+//! text segment's padding, before the program.
 
 /// First address of the text segment (ELF headers included).
 pub const TEXT: u64 = 0x40_0000;
@@ -37,9 +42,37 @@ const DATA_FILESZ: u64 = 0x1800;
 const DATA_MEMSZ: u64 = 0x4800;
 const FILE_LEN: usize = 0x4800;
 
+/// Where the section names are in the file.
+const SHSTRTAB_OFF: usize = 0x200;
+/// Where the section header table is in the file.
+const SHDRS_OFF: usize = 0x240;
+/// The section names, each ending in a NUL.
+const SHSTRTAB: &[u8] = b"\0.text\0.rodata\0.data\0.bss\0.shstrtab\0";
+
 const PF_X: u32 = 1;
 const PF_W: u32 = 2;
 const PF_R: u32 = 4;
+
+struct Shdr {
+    name: &'static str,
+    kind: u32,
+    flags: u64,
+    addr: u64,
+    offset: u64,
+    size: u64,
+}
+
+/// Where `name` starts in [`SHSTRTAB`].
+fn name_at(name: &str) -> u32 {
+    let mut at = 0;
+    for n in SHSTRTAB.split(|&b| b == 0) {
+        if n == name.as_bytes() {
+            return at as u32;
+        }
+        at += n.len() + 1;
+    }
+    0
+}
 
 struct Phdr {
     flags: u32,
@@ -97,6 +130,50 @@ pub fn builtin_elf() -> Vec<u8> {
             memsz: DATA_MEMSZ,
         },
     ];
+    // Sections (after the null section at index 0): SHT_PROGBITS 1,
+    // SHT_STRTAB 3, SHT_NOBITS 8; SHF_WRITE 1, SHF_ALLOC 2, SHF_EXECINSTR 4.
+    let shdrs = [
+        Shdr {
+            name: ".text",
+            kind: 1,
+            flags: 2 | 4,
+            addr: ENTRY,
+            offset: ENTRY - TEXT,
+            size: code().len() as u64,
+        },
+        Shdr {
+            name: ".rodata",
+            kind: 1,
+            flags: 2,
+            addr: RODATA,
+            offset: 0x2000,
+            size: MESSAGE.len() as u64,
+        },
+        Shdr {
+            name: ".data",
+            kind: 1,
+            flags: 1 | 2,
+            addr: DATA,
+            offset: 0x3000,
+            size: DATA_FILESZ,
+        },
+        Shdr {
+            name: ".bss",
+            kind: 8,
+            flags: 1 | 2,
+            addr: BSS,
+            offset: 0x3000 + DATA_FILESZ,
+            size: DATA_MEMSZ - DATA_FILESZ,
+        },
+        Shdr {
+            name: ".shstrtab",
+            kind: 3,
+            flags: 0,
+            addr: 0,
+            offset: SHSTRTAB_OFF as u64,
+            size: SHSTRTAB.len() as u64,
+        },
+    ];
     // ELF header.
     put(&mut f, 0, &[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]); // 64-bit, LE, v1, SysV
     put(&mut f, 16, &2u16.to_le_bytes()); // e_type: ET_EXEC
@@ -104,14 +181,14 @@ pub fn builtin_elf() -> Vec<u8> {
     put(&mut f, 20, &1u32.to_le_bytes()); // e_version
     put(&mut f, 24, &ENTRY.to_le_bytes()); // e_entry
     put(&mut f, 32, &64u64.to_le_bytes()); // e_phoff
-    put(&mut f, 40, &0u64.to_le_bytes()); // e_shoff
+    put(&mut f, 40, &(SHDRS_OFF as u64).to_le_bytes()); // e_shoff
     put(&mut f, 48, &0u32.to_le_bytes()); // e_flags
     put(&mut f, 52, &64u16.to_le_bytes()); // e_ehsize
     put(&mut f, 54, &56u16.to_le_bytes()); // e_phentsize
     put(&mut f, 56, &(phdrs.len() as u16).to_le_bytes()); // e_phnum
     put(&mut f, 58, &64u16.to_le_bytes()); // e_shentsize
-    put(&mut f, 60, &0u16.to_le_bytes()); // e_shnum
-    put(&mut f, 62, &0u16.to_le_bytes()); // e_shstrndx
+    put(&mut f, 60, &((shdrs.len() + 1) as u16).to_le_bytes()); // e_shnum
+    put(&mut f, 62, &(shdrs.len() as u16).to_le_bytes()); // e_shstrndx: the last
     for (i, p) in phdrs.iter().enumerate() {
         let at = 64 + i * 56;
         put(&mut f, at, &1u32.to_le_bytes()); // PT_LOAD
@@ -122,6 +199,17 @@ pub fn builtin_elf() -> Vec<u8> {
         put(&mut f, at + 32, &p.filesz.to_le_bytes());
         put(&mut f, at + 40, &p.memsz.to_le_bytes());
         put(&mut f, at + 48, &0x1000u64.to_le_bytes()); // p_align
+    }
+    put(&mut f, SHSTRTAB_OFF, SHSTRTAB);
+    for (i, sh) in shdrs.iter().enumerate() {
+        let at = SHDRS_OFF + (i + 1) * 64; // entry 0 stays all zero
+        put(&mut f, at, &name_at(sh.name).to_le_bytes());
+        put(&mut f, at + 4, &sh.kind.to_le_bytes());
+        put(&mut f, at + 8, &sh.flags.to_le_bytes());
+        put(&mut f, at + 16, &sh.addr.to_le_bytes());
+        put(&mut f, at + 24, &sh.offset.to_le_bytes());
+        put(&mut f, at + 32, &sh.size.to_le_bytes());
+        put(&mut f, at + 48, &1u64.to_le_bytes()); // sh_addralign
     }
     // Text: the program, then int3 up to the end of the segment.
     let entry_off = (ENTRY - TEXT) as usize;

@@ -13,12 +13,12 @@ use serde_json::{json, Value};
 
 use crate::maps::{self, ShareGroups, TaskView};
 use crate::num::{human_bytes, rights_text};
-use crate::out::Out;
+use crate::out::{step_prefix, Out};
 use crate::script::{
     reason_name, Check, Data, ElfSource, Expect, Kind, Op, ReadAs, Script, Stmt, COUNTERS,
 };
 use crate::svg::Snapshot;
-use crate::{elfgen, input};
+use crate::{elfgen, elfnames, input};
 
 /// The most entries a simulated TLB may have (`--tlb-entries`).
 pub const MAX_TLB_ENTRIES: usize = 4096;
@@ -182,6 +182,17 @@ pub struct Summary {
     pub hw_faults: u64,
     /// Frames allocated by the frame allocator (data, page tables, images).
     pub frames_allocated: u64,
+    /// Of those, data pages: faulted-in pages and private copies (summed
+    /// over the steps that took them).
+    pub pages_allocated: u64,
+    /// Of those, page-table frames: each task's root and the intermediate
+    /// tables its mappings needed.
+    pub page_table_frames_allocated: u64,
+    /// Of those, the frames ELF images were copied into.
+    pub image_frames_allocated: u64,
+    /// Of those, the frames allocated before the run: the kernel's page
+    /// table.
+    pub kernel_frames_allocated: u64,
     /// Frames given back to it.
     pub frames_freed: u64,
     /// The most frames in use at once.
@@ -221,7 +232,12 @@ pub struct Summary {
 impl Summary {
     /// The table for people.
     pub fn table(&self) -> String {
-        let rows: Vec<(&str, String, &str)> = vec![
+        let kinds = self
+            .kernel_frames_allocated
+            .saturating_add(self.pages_allocated)
+            .saturating_add(self.page_table_frames_allocated)
+            .saturating_add(self.image_frames_allocated);
+        let mut rows: Vec<(&str, String, &str)> = vec![
             (
                 "faults served",
                 self.faults_served.to_string(),
@@ -235,7 +251,27 @@ impl Summary {
             (
                 "frames allocated",
                 self.frames_allocated.to_string(),
-                "data, page tables and ELF images",
+                "from the frame allocator, of which:",
+            ),
+            (
+                "  kernel page table",
+                self.kernel_frames_allocated.to_string(),
+                "before the run; it stays",
+            ),
+            (
+                "  data pages",
+                self.pages_allocated.to_string(),
+                "faulted-in pages and private copies",
+            ),
+            (
+                "  page-table frames",
+                self.page_table_frames_allocated.to_string(),
+                "a root per task, then tables for its mappings",
+            ),
+            (
+                "  ELF image frames",
+                self.image_frames_allocated.to_string(),
+                "each executable copied in once",
             ),
             (
                 "frames freed",
@@ -299,12 +335,29 @@ impl Summary {
                 "",
             ),
         ];
+        if self.frames_allocated > kinds {
+            rows.insert(
+                7,
+                (
+                    "  others",
+                    (self.frames_allocated - kinds).to_string(),
+                    "freed again within the step that took them",
+                ),
+            );
+        }
+        let w = rows
+            .iter()
+            .filter(|(_, _, note)| !note.is_empty())
+            .map(|(_, v, _)| v.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(12);
         let mut s = String::from("== Summary\n");
         for (k, v, note) in rows {
             if note.is_empty() {
-                s.push_str(&format!("   {k:<20} {v:>12}\n"));
+                s.push_str(&format!("   {k:<20} {v:>w$}\n"));
             } else {
-                s.push_str(&format!("   {k:<20} {v:>12}   {note}\n"));
+                s.push_str(&format!("   {k:<20} {v:>w$}   {note}\n"));
             }
         }
         s
@@ -340,11 +393,31 @@ pub struct Engine {
     steps: Vec<Value>,
     snapshots: Vec<Snapshot>,
     want_snapshots: bool,
+    allocated: Allocated,
+    /// Frames the allocator had handed out before the run.
+    allocated_at_start: u64,
 }
 
 struct Before {
     stats: StatsSnapshot,
+    parts: FrameParts,
+}
+
+/// Frames in use, and how many of them page tables and ELF images hold.
+#[derive(Clone, Copy)]
+struct FrameParts {
     in_use: u64,
+    tables: u64,
+    images: u64,
+}
+
+/// Frames allocated during the run, by kind, summed over the steps that
+/// took them.
+#[derive(Clone, Copy, Default)]
+struct Allocated {
+    pages: u64,
+    tables: u64,
+    images: u64,
 }
 
 /// Singular or plural.
@@ -367,6 +440,7 @@ impl Engine {
         let sim = spec.build()?;
         let cpus = (0..spec.cpus).map(|i| sim.cpu(i)).collect();
         let baseline = sim.frames_in_use();
+        let allocated_at_start = sim.hardware().frames().stats().allocated;
         Ok(Engine {
             cpus,
             running: vec![None; spec.cpus],
@@ -388,6 +462,8 @@ impl Engine {
             steps: Vec::new(),
             snapshots: Vec::new(),
             want_snapshots,
+            allocated: Allocated::default(),
+            allocated_at_start,
         })
     }
 
@@ -486,26 +562,63 @@ impl Engine {
         (out, missing)
     }
 
-    fn before(&self) -> Before {
-        Before {
-            stats: self.sim.system().stats(),
-            in_use: self.sim.frames_in_use(),
+    /// Frames held now by page tables and by ELF images; the rest in use,
+    /// beyond the baseline, are data pages.
+    fn frame_parts(&self) -> FrameParts {
+        let in_use = self.sim.frames_in_use();
+        let tables = self
+            .tasks
+            .values()
+            .fold(0u64, |n, t| n.saturating_add(t.space.page_table_frames()));
+        let images = self
+            .images
+            .iter()
+            .fold(0u64, |n, i| n.saturating_add(i.image.frames().len() as u64));
+        FrameParts {
+            in_use,
+            tables,
+            images,
         }
     }
 
-    fn delta(&self, b: &Before) -> (Vec<String>, Value) {
+    fn before(&self) -> Before {
+        Before {
+            stats: self.sim.system().stats(),
+            parts: self.frame_parts(),
+        }
+    }
+
+    /// What a step cost: its parts for people (`1 fault, +1 page, +3
+    /// page-table frames`) and as JSON; counts the frames allocated by kind
+    /// for the summary.
+    fn delta(&mut self, b: &Before) -> (Vec<String>, Value) {
         let d = self.sim.system().stats().since(&b.stats);
-        let frames = i128::from(self.sim.frames_in_use()) - i128::from(b.in_use);
+        let now = self.frame_parts();
+        let frames = i128::from(now.in_use) - i128::from(b.parts.in_use);
+        let tables = i128::from(now.tables) - i128::from(b.parts.tables);
+        let images = i128::from(now.images) - i128::from(b.parts.images);
+        let pages = frames - tables - images;
+        for (n, total) in [
+            (pages, &mut self.allocated.pages),
+            (tables, &mut self.allocated.tables),
+            (images, &mut self.allocated.images),
+        ] {
+            if n > 0 {
+                *total = total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+            }
+        }
         let mut parts = Vec::new();
         if d.faults_resolved > 0 {
             parts.push(n_of(d.faults_resolved, "fault", "faults"));
         }
-        if frames != 0 {
-            parts.push(format!(
-                "{:+} {}",
-                frames,
-                if frames.abs() == 1 { "frame" } else { "frames" }
-            ));
+        for (n, one, many) in [
+            (pages, "page", "pages"),
+            (tables, "page-table frame", "page-table frames"),
+            (images, "image frame", "image frames"),
+        ] {
+            if n != 0 {
+                parts.push(format!("{n:+} {}", if n.abs() == 1 { one } else { many }));
+            }
         }
         if d.shootdown_rounds > 0 {
             parts.push(n_of(d.shootdown_rounds, "shootdown", "shootdowns"));
@@ -523,6 +636,9 @@ impl Engine {
             "faults_served": d.faults_resolved,
             "faults_refused": d.faults_failed,
             "frames": frames,
+            "pages": pages,
+            "page_table_frames": tables,
+            "image_frames": images,
             "shootdown_rounds": d.shootdown_rounds,
             "ipis": d.ipis,
             "asid_steals": d.asid_steals,
@@ -586,7 +702,7 @@ impl Engine {
                     let why: Vec<String> = missing.iter().map(|n| self.lost_task(n)).collect();
                     let m = format!("not done: {}", why.join("; "));
                     self.out
-                        .error_line(&format!("   {:<46} FAILED {m}", s.text));
+                        .error_line(&format!("{} {m}", step_prefix(&s.text, "FAILED")));
                     self.record_failure(s, m.clone());
                     self.steps.push(json!({
                         "line": s.line, "op": "map", "text": s.text, "ok": false, "failure": m,
@@ -658,7 +774,7 @@ impl Engine {
         let ok = verdict.is_ok();
         if self.echo || !ok {
             let status = if ok { "ok" } else { "FAILED" };
-            let mut line = format!("   {:<46} {status:<6}", s.text);
+            let mut line = step_prefix(&s.text, status);
             let desc = got.describe();
             if !(matches!(got, Got::Done(None))) {
                 line.push(' ');
@@ -1109,17 +1225,11 @@ impl Engine {
         drop(image);
         match r {
             Ok(l) => {
-                for s in &l.segments {
-                    let kind = if s.flags.contains(AreaFlags::EXEC) {
-                        "text"
-                    } else if s.flags.contains(AreaFlags::WRITE) {
-                        "data"
-                    } else {
-                        "rodata"
-                    };
+                let names = elfnames::segment_names(&self.images[idx].bytes, &l);
+                for (s, n) in l.segments.iter().zip(names) {
                     let base = s.vaddr & !(PAGE_SIZE - 1);
                     if let Some(labels) = self.labels_mut(task) {
-                        labels.insert(base, format!("{short}:{kind}"));
+                        labels.insert(base, format!("{short}:{}", n.name));
                     }
                 }
                 Ok(Got::Done(Some(format!(
@@ -1276,13 +1386,15 @@ impl Engine {
                 let before = self.before();
                 let got = self.exec(&Op::Exit(n.clone()));
                 let (deltas, _) = self.delta(&before);
-                self.out.line(&format!(
-                    "   {:<46} {:<6} {}  [{}]",
-                    format!("exit {n}"),
-                    "ok",
-                    got.describe(),
-                    deltas.join(", ")
-                ));
+                let mut line = format!(
+                    "{} {}",
+                    step_prefix(&format!("exit {n}"), "ok"),
+                    got.describe()
+                );
+                if !deltas.is_empty() {
+                    line.push_str(&format!("  [{}]", deltas.join(", ")));
+                }
+                self.out.line(&line);
             }
         }
         for i in 0..self.cpus.len() {
@@ -1341,6 +1453,10 @@ impl Engine {
             faults_raced: s.faults_raced,
             hw_faults: hw.faults,
             frames_allocated: fr.allocated,
+            pages_allocated: self.allocated.pages,
+            page_table_frames_allocated: self.allocated.tables,
+            image_frames_allocated: self.allocated.images,
+            kernel_frames_allocated: self.allocated_at_start,
             frames_freed: fr.freed,
             frames_peak: fr.peak,
             frames_in_use_at_start: self.baseline,

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod demo;
 pub mod elfcmd;
 pub mod elfgen;
+pub mod elfnames;
 pub mod engine;
 pub mod input;
 pub mod maps;

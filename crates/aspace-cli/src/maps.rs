@@ -173,16 +173,28 @@ pub fn render(v: &TaskView, indent: &str) -> String {
         let _ = writeln!(s, "{indent}  (no areas)");
         return s;
     }
+    let kb: u64 = v.areas.iter().map(|a| a.kbytes).sum();
+    let pages: u64 = v.areas.iter().map(|a| a.pages).sum();
+    let img: u64 = v.areas.iter().map(|a| a.image_pages).sum();
+    // Columns as wide as their widest number (the totals are), so huge
+    // areas do not push the rest of their line out of line.
+    let width = |total: u64, min: usize| total.to_string().len().max(min);
+    let (wk, wp, wr, wi) = (
+        width(kb, 8),
+        width(pages, 7),
+        width(v.resident_pages, 7),
+        width(img, 6),
+    );
     let _ = writeln!(
         s,
-        "{indent}  {:<16}  {:>8} {:>7} {:>7} {:>6}  {:<4}  {:<7} {:<6} Mapping",
+        "{indent}  {:<16}  {:>wk$} {:>wp$} {:>wr$} {:>wi$}  {:<4}  {:<7} {:<6} Mapping",
         "Address", "Kbytes", "Pages", "Resid.", "Image", "Mode", "Backend", "Share"
     );
     for a in &v.areas {
         let share = a.share_group.map_or("-".to_string(), |g| format!("s#{g}"));
         let _ = writeln!(
             s,
-            "{indent}  {:016x}  {:>8} {:>7} {:>7} {:>6}  {:<4}  {:<7} {:<6} {}",
+            "{indent}  {:016x}  {:>wk$} {:>wp$} {:>wr$} {:>wi$}  {:<4}  {:<7} {:<6} {}",
             a.base,
             a.kbytes,
             a.pages,
@@ -197,12 +209,9 @@ pub fn render(v: &TaskView, indent: &str) -> String {
             }
         );
     }
-    let kb: u64 = v.areas.iter().map(|a| a.kbytes).sum();
-    let pages: u64 = v.areas.iter().map(|a| a.pages).sum();
-    let img: u64 = v.areas.iter().map(|a| a.image_pages).sum();
     let _ = writeln!(
         s,
-        "{indent}  {:<16}  {:>8} {:>7} {:>7} {:>6}  page tables: {} frames",
+        "{indent}  {:<16}  {:>wk$} {:>wp$} {:>wr$} {:>wi$}  page tables: {} frames",
         "total", kb, pages, v.resident_pages, img, v.page_table_frames
     );
     s

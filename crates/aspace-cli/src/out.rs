@@ -2,7 +2,7 @@
 //! stdout carries the JSON document), failures also to stderr, and a
 //! progress bar on stderr for long runs when stderr is a terminal.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -57,12 +57,14 @@ impl Out {
         if self.quiet {
             return;
         }
+        // A closed pipe (`aspace | head`) is not an error of the run: what
+        // cannot be written is dropped, never a panic.
         let emit = || {
-            if err {
-                eprint!("{text}");
+            let _ = if err {
+                std::io::stderr().lock().write_all(text.as_bytes())
             } else {
-                print!("{text}");
-            }
+                std::io::stdout().lock().write_all(text.as_bytes())
+            };
         };
         match &self.bar {
             Some(b) => b.suspend(emit),
@@ -119,5 +121,55 @@ impl Out {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
+    }
+}
+
+/// Width of the command column of a step line.
+pub const COMMAND_WIDTH: usize = 46;
+
+/// The most characters of a command shown on a line of its own; a longer
+/// command is cut there and ends in `...`.
+pub const COMMAND_MAX: usize = 120;
+
+/// The start of a step line: `command` in a column of [`COMMAND_WIDTH`],
+/// then `status` in a column of 6; the caller appends what happened.
+///
+/// A command wider than its column goes on a line of its own (cut at
+/// [`COMMAND_MAX`] characters with `...`), and the columns follow on the
+/// next line, so every status starts in the same column. Tabs and other
+/// control characters show as spaces.
+pub fn step_prefix(command: &str, status: &str) -> String {
+    let clean: String = command
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let n = clean.chars().count();
+    if n <= COMMAND_WIDTH {
+        return format!("   {clean:<COMMAND_WIDTH$} {status:<6}");
+    }
+    let shown = if n <= COMMAND_MAX {
+        clean
+    } else {
+        let mut cut: String = clean.chars().take(COMMAND_MAX - 3).collect();
+        cut.push_str("...");
+        cut
+    };
+    format!("   {shown}\n   {:<COMMAND_WIDTH$} {status:<6}", "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_commands_keep_the_columns() {
+        let short = step_prefix("task A", "ok");
+        let long = step_prefix(&"x".repeat(300), "ok");
+        let last = long.lines().last().unwrap();
+        assert_eq!(short.find("ok"), last.find("ok"));
+        let first = long.lines().next().unwrap();
+        assert!(first.ends_with("..."));
+        assert_eq!(first.chars().count(), 3 + COMMAND_MAX);
+        assert!(!step_prefix("a\tb", "ok").contains('\t'));
     }
 }

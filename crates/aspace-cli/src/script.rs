@@ -3,9 +3,11 @@
 //! Parsing turns the text into [`Stmt`]s and reports every line it cannot
 //! read as `file:line: message`; [`validate`] then checks the statements
 //! against the machine (tasks exist when used, CPUs exist, accesses happen
-//! on a CPU that runs the task) before anything runs.
+//! on a CPU that runs the task) before anything runs. [`parse_all`] and
+//! [`check`] do both in one pass over a file with errors, so that every
+//! error, of either kind, is reported at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -1057,14 +1059,45 @@ fn parse_machine(toks: &[Tok], req: &mut MachineReq) -> Res<()> {
     Ok(())
 }
 
+/// A scenario parsed as far as it goes: the lines that parsed, an error
+/// for each line that did not, and what those lines may have named, so
+/// that checking the rest does not blame a line for what a bad line would
+/// have done (see [`check`]).
+#[derive(Clone, Debug, Default)]
+pub struct Parsed {
+    /// The lines that parsed.
+    pub script: Script,
+    /// One error per line that did not, in line order.
+    pub errors: Vec<ScriptError>,
+    /// The words of the lines that did not parse but meant to create, end
+    /// or run a task (`task`, `exit`, `cpu`, or a near miss of one): such
+    /// a task is not reported as missing, or as there already, after them.
+    pub unsure_names: HashSet<String>,
+    /// A `machine` line did not parse, so the number of CPUs is unknown.
+    pub machine_unsure: bool,
+}
+
 /// Parses a whole scenario. Relative ELF paths are taken relative to
 /// `base_dir`. Returns every error found, one per bad line.
 pub fn parse(name: &str, text: &str, base_dir: &Path) -> Result<Script, Vec<ScriptError>> {
+    let p = parse_all(name, text, base_dir);
+    if p.errors.is_empty() {
+        Ok(p.script)
+    } else {
+        Err(p.errors)
+    }
+}
+
+/// Parses every line it can: the good lines into a script, an error for
+/// each bad one (see [`Parsed`]). Never stops at the first error.
+pub fn parse_all(name: &str, text: &str, base_dir: &Path) -> Parsed {
     let mut script = Script {
         name: name.to_string(),
         ..Script::default()
     };
     let mut errors = Vec::new();
+    let mut unsure_names = HashSet::new();
+    let mut machine_unsure = false;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let err = |message: String| ScriptError {
@@ -1073,10 +1106,31 @@ pub fn parse(name: &str, text: &str, base_dir: &Path) -> Result<Script, Vec<Scri
             message,
             source: raw.trim().to_string(),
         };
+        // The words of a bad line that meant to create, end or run a
+        // task: checking the lines after it must not say that task is
+        // missing (or already there).
+        let mut unsure = |words: Vec<String>| {
+            let meant = words.first().map(|w| w.to_ascii_lowercase());
+            let op = meant.as_deref().and_then(|w| {
+                OPS.iter()
+                    .map(|(n, _, _)| *n)
+                    .find(|n| *n == w)
+                    .or_else(|| suggest(w))
+            });
+            if matches!(op, Some("task" | "exit" | "cpu")) {
+                unsure_names.extend(words.into_iter().skip(1));
+            }
+        };
         let toks = match tokenize(raw) {
             Ok(t) => t,
             Err(m) => {
                 errors.push(err(m));
+                unsure(
+                    strip_comment(raw)
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect(),
+                );
                 continue;
             }
         };
@@ -1090,6 +1144,7 @@ pub fn parse(name: &str, text: &str, base_dir: &Path) -> Result<Script, Vec<Scri
                 ));
             } else if let Err(m) = parse_machine(&toks, &mut script.machine) {
                 errors.push(err(m));
+                machine_unsure = true;
             }
             continue;
         }
@@ -1121,12 +1176,31 @@ pub fn parse(name: &str, text: &str, base_dir: &Path) -> Result<Script, Vec<Scri
         });
         match stmt {
             Ok(s) => script.stmts.push(s),
-            Err(m) => errors.push(err(m)),
+            Err(m) => {
+                errors.push(err(m));
+                unsure(toks.into_iter().map(|t| t.text).collect());
+            }
         }
     }
+    Parsed {
+        script,
+        errors,
+        unsure_names,
+        machine_unsure,
+    }
+}
+
+/// Every error of a scenario in one list, in line order: the lines that
+/// did not parse, and the lines that parsed but do not check against the
+/// machine (see [`validate`]); the script when there is none.
+pub fn check(parsed: Parsed, shape: &MachineShape) -> Result<Script, Vec<ScriptError>> {
+    let more = validate_with(&parsed.script, shape, &parsed).err();
+    let mut errors = parsed.errors;
+    errors.extend(more.into_iter().flatten());
     if errors.is_empty() {
-        Ok(script)
+        Ok(parsed.script)
     } else {
+        errors.sort_by_key(|e| e.line);
         Err(errors)
     }
 }
@@ -1157,6 +1231,17 @@ pub struct MachineShape {
 /// exist when used and not twice, CPUs exist, and every access is made by
 /// a task that some CPU runs at that point.
 pub fn validate(script: &Script, shape: &MachineShape) -> Result<(), Vec<ScriptError>> {
+    validate_with(script, shape, &Parsed::default())
+}
+
+/// [`validate`], giving the benefit of the doubt to the tasks and CPUs
+/// that lines which did not parse may have been about.
+fn validate_with(
+    script: &Script,
+    shape: &MachineShape,
+    unsure: &Parsed,
+) -> Result<(), Vec<ScriptError>> {
+    let doubt = |t: &str| unsure.unsure_names.contains(t);
     let mut errors = Vec::new();
     let mut tasks: HashMap<String, usize> = HashMap::new(); // name -> line created
     let mut running: Vec<Option<String>> = vec![None; shape.cpus];
@@ -1168,7 +1253,7 @@ pub fn validate(script: &Script, shape: &MachineShape) -> Result<(), Vec<ScriptE
             source: s.text.clone(),
         };
         let exists = |t: &str, tasks: &HashMap<String, usize>| -> Result<(), String> {
-            if tasks.contains_key(t) {
+            if tasks.contains_key(t) || doubt(t) {
                 Ok(())
             } else {
                 Err(format!(
@@ -1178,7 +1263,7 @@ pub fn validate(script: &Script, shape: &MachineShape) -> Result<(), Vec<ScriptE
         };
         let on_cpu = |t: &str, tasks: &HashMap<String, usize>, running: &[Option<String>]| {
             exists(t, tasks)?;
-            if running.iter().any(|r| r.as_deref() == Some(t)) {
+            if running.iter().any(|r| r.as_deref() == Some(t)) || doubt(t) {
                 Ok(())
             } else {
                 Err(format!(
@@ -1188,7 +1273,7 @@ pub fn validate(script: &Script, shape: &MachineShape) -> Result<(), Vec<ScriptE
             }
         };
         let cpu_ok = |c: usize| {
-            if c < shape.cpus {
+            if c < shape.cpus || unsure.machine_unsure {
                 Ok(())
             } else {
                 Err(format!(
@@ -1199,7 +1284,7 @@ pub fn validate(script: &Script, shape: &MachineShape) -> Result<(), Vec<ScriptE
             }
         };
         let r: Result<(), String> = match &s.op {
-            Op::Task(t) => match tasks.get(t) {
+            Op::Task(t) => match tasks.get(t).filter(|_| !doubt(t)) {
                 Some(l) => Err(format!("task '{t}' already exists (created on line {l})")),
                 None => {
                     tasks.insert(t.clone(), s.line);
@@ -1214,10 +1299,16 @@ pub fn validate(script: &Script, shape: &MachineShape) -> Result<(), Vec<ScriptE
                     }
                 }
             }),
-            Op::Run(c, t) => cpu_ok(*c)
-                .and_then(|()| exists(t, &tasks))
-                .map(|()| running[*c] = Some(t.clone())),
-            Op::Idle(c) => cpu_ok(*c).map(|()| running[*c] = None),
+            Op::Run(c, t) => cpu_ok(*c).and_then(|()| exists(t, &tasks)).map(|()| {
+                if let Some(r) = running.get_mut(*c) {
+                    *r = Some(t.clone());
+                }
+            }),
+            Op::Idle(c) => cpu_ok(*c).map(|()| {
+                if let Some(r) = running.get_mut(*c) {
+                    *r = None;
+                }
+            }),
             Op::Area { task, .. }
             | Op::Resize(task, ..)
             | Op::Destroy(task, _)

@@ -418,7 +418,7 @@ fn elf_builtin_counts_faults_copies_and_image_frames() {
         .assert()
         .success()
         .stdout(predicate::str::contains("Loadable segments"))
-        .stdout(predicate::str::contains("builtin:text"))
+        .stdout(predicate::str::contains("builtin:.text"))
         .stdout(predicate::str::contains("all frames back"));
     let out = aspace()
         .args(["elf", "builtin", "--json"])
