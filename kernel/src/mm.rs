@@ -80,7 +80,11 @@ impl Frames {
     }
 }
 
-impl FrameAllocator for Frames {
+// SAFETY: the pool holds only RAM the multiboot map calls available, above
+// the kernel image and below 512 MiB (`add_range`); a frame leaves it with
+// one reference and returns only when its last one is released (an
+// over-release asserts).
+unsafe impl FrameAllocator for Frames {
     fn alloc(&self) -> Option<Frame> {
         let mut list = self.free.lock();
         let n = list.head;
@@ -140,13 +144,32 @@ pub struct DirectMap;
 /// frame memory covered by the direct map, outside any Rust allocation;
 /// that memory lives as long as the kernel, hence `'static`.
 unsafe fn entry(addr: PhysAddr) -> &'static AtomicU64 {
+    mapped(addr, 8);
     // SAFETY: the caller's contract: aligned, mapped for the kernel's
     // lifetime, and accessed only atomically.
     unsafe { AtomicU64::from_ptr(phys_to_virt(addr.as_u64()) as *mut u64) }
 }
 
-impl PhysMemory for DirectMap {
+/// The direct map's bound, checked before every access: `[addr, addr +
+/// len)` must lie in the first 512 MiB, which it maps. A core bug (or a
+/// corrupted page-table entry) then stops the kernel here instead of
+/// reaching memory the direct map does not cover.
+fn mapped(addr: PhysAddr, len: usize) {
+    let end = addr.as_u64().checked_add(len as u64);
+    assert!(
+        end.is_some_and(|e| e <= MAX_FRAMES as u64 * PAGE_SIZE),
+        "physical access {:#x}+{len:#x} outside the direct map",
+        addr.as_u64()
+    );
+}
+
+// SAFETY: every access is bounds-checked against the direct map (`mapped`)
+// and goes to frame memory outside any Rust allocation (see `DirectMap`);
+// `write_u64` and `compare_exchange_u64` are single atomic operations with
+// release (and acquire) ordering.
+unsafe impl PhysMemory for DirectMap {
     fn read(&self, addr: PhysAddr, buf: &mut [u8]) {
+        mapped(addr, buf.len());
         // SAFETY: `addr..addr + buf.len()` is mapped frame memory outside
         // any Rust allocation (see `DirectMap`), so it cannot overlap `buf`;
         // `u8` needs no alignment.
@@ -155,6 +178,7 @@ impl PhysMemory for DirectMap {
         };
     }
     fn write(&self, addr: PhysAddr, data: &[u8]) {
+        mapped(addr, data.len());
         // SAFETY: `addr..addr + data.len()` is mapped frame memory outside
         // any Rust allocation (see `DirectMap`), so writing it invalidates
         // no Rust value and cannot overlap `data`.
@@ -177,6 +201,7 @@ impl PhysMemory for DirectMap {
         unsafe { entry(addr) }.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
     }
     fn zero_frame(&self, frame: Frame) {
+        mapped(frame.start(), PAGE_SIZE as usize);
         // SAFETY: the whole of `frame`, page-aligned and mapped, outside any
         // Rust allocation (see `DirectMap`).
         unsafe {
@@ -184,6 +209,8 @@ impl PhysMemory for DirectMap {
         };
     }
     fn copy_frame(&self, dst: Frame, src: Frame) {
+        mapped(dst.start(), PAGE_SIZE as usize);
+        mapped(src.start(), PAGE_SIZE as usize);
         // SAFETY: two whole mapped frames outside any Rust allocation (see
         // `DirectMap`), page-aligned; `copy` allows `dst == src`.
         unsafe {

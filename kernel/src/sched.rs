@@ -15,7 +15,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use aspace::backend::elf::ElfImage;
-use aspace::{Access, AreaFlags, FaultOutcome, FaultReason, VirtAddr};
+use aspace::{Access, AreaFlags, FaultContext, FaultOutcome, FaultReason, VirtAddr};
 
 use crate::arch::{cpu_id, MAX_CPUS};
 use crate::cpu::{idle_frame, TrapFrame, VEC_WAKE};
@@ -420,7 +420,7 @@ pub fn user_page_fault(frame: &mut TrapFrame, addr: VirtAddr, access: Access) {
             frame.rip
         )
     } else {
-        match proc.space.page_fault(addr, access, false) {
+        match proc.space.page_fault(addr, access, FaultContext::User) {
             FaultOutcome::Ok => return,
             FaultOutcome::Fault(r) | FaultOutcome::Defer(r) => {
                 let area = proc

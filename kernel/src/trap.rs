@@ -2,7 +2,7 @@
 
 use core::sync::atomic::Ordering;
 
-use aspace::{Access, FaultOutcome, VirtAddr};
+use aspace::{Access, FaultContext, FaultOutcome, VirtAddr};
 
 use crate::arch::{cpu_id, cr2};
 use crate::cpu::{TrapFrame, VEC_SHOOTDOWN, VEC_SPURIOUS, VEC_SYSCALL, VEC_TIMER, VEC_WAKE};
@@ -94,7 +94,11 @@ fn page_fault(frame: &mut TrapFrame) {
     // A kernel-mode fault: only kernel areas are demand paged.
     if addr >= aspace::Layout::X86_64.kernel_start {
         if let Some(sys) = crate::SYSTEM.get() {
-            if sys.kernel().page_fault(VirtAddr::new(addr), access, false) == FaultOutcome::Ok {
+            if sys
+                .kernel()
+                .page_fault(VirtAddr::new(addr), access, FaultContext::Kernel)
+                == FaultOutcome::Ok
+            {
                 stats::KERNEL_FAULTS.fetch_add(1, Ordering::Relaxed);
                 return;
             }

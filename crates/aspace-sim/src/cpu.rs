@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use aspace::{
-    Access, AddressSpace, Asid, Error, FaultOutcome, FaultReason, Layout, PhysAddr, PhysMemory,
-    System, VirtAddr, PAGE_SIZE,
+    Access, AddressSpace, Asid, Error, FaultContext, FaultOutcome, FaultReason, Layout, PhysAddr,
+    PhysMemory, System, VirtAddr, PAGE_SIZE,
 };
 
 use crate::hardware::{SimHardware, SimMachine};
@@ -193,7 +193,12 @@ impl Cpu {
             if !canonical {
                 return Err(refuse(FaultReason::NoArea));
             }
-            match space.page_fault(addr, access, in_copy) {
+            let context = if in_copy {
+                FaultContext::UserCopy
+            } else {
+                FaultContext::User
+            };
+            match space.page_fault(addr, access, context) {
                 FaultOutcome::Ok => continue,
                 FaultOutcome::Fault(r) | FaultOutcome::Defer(r) => return Err(refuse(r)),
             }

@@ -336,7 +336,11 @@ impl FramePool {
     }
 }
 
-impl FrameAllocator for FramePool {
+// SAFETY: a frame leaves a free list only in `alloc`, with one reference,
+// and goes back only when `release` drops its last one (a release more than
+// its references panics); frames are those of the simulated memory, which
+// nothing but the core uses, and frame 0 is never handed out.
+unsafe impl FrameAllocator for FramePool {
     fn alloc(&self) -> Option<Frame> {
         let me = my_shard();
         if self.limit.load(Ordering::Relaxed) == NO_LIMIT

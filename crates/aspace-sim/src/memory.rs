@@ -39,7 +39,11 @@ impl PhysMem {
     }
 }
 
-impl PhysMemory for PhysMem {
+// SAFETY: every access goes to this array's words (an address past its end
+// panics in `word`), stores and the compare-and-swap are single atomic
+// operations with release/acquire ordering, and the array is reached only
+// through this trait and the simulated MMU's atomic loads.
+unsafe impl PhysMemory for PhysMem {
     fn read(&self, addr: PhysAddr, buf: &mut [u8]) {
         let mut off = 0usize;
         while off < buf.len() {

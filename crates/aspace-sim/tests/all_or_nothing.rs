@@ -643,7 +643,7 @@ fn faults_that_move_between_cpus_leave_no_count_behind() {
     // is not fully resident), finds the page mapped and gives the frame back.
     let c0 = sim.cpu(0);
     assert_eq!(
-        c0.run(|| a.page_fault(va(A), Access::Write, false)),
+        c0.run(|| a.page_fault(va(A), Access::Write, aspace::FaultContext::User)),
         FaultOutcome::Ok
     );
     std::thread::scope(|sc| {
@@ -652,7 +652,10 @@ fn faults_that_move_between_cpus_leave_no_count_behind() {
             sc.spawn(move || {
                 c.run(|| {
                     for _ in 0..200_000 {
-                        assert_eq!(a.page_fault(va(A), Access::Write, false), FaultOutcome::Ok);
+                        assert_eq!(
+                            a.page_fault(va(A), Access::Write, aspace::FaultContext::User),
+                            FaultOutcome::Ok
+                        );
                     }
                 })
             });
@@ -663,7 +666,13 @@ fn faults_that_move_between_cpus_leave_no_count_behind() {
     let c = sim.cpu(0);
     sim.hardware().frames().fail_after(Some(0));
     let relaxes = sim.hardware().stats().relaxes;
-    let r = c.run(|| a.page_fault(va(A + 5 * PAGE_SIZE), Access::Write, false));
+    let r = c.run(|| {
+        a.page_fault(
+            va(A + 5 * PAGE_SIZE),
+            Access::Write,
+            aspace::FaultContext::User,
+        )
+    });
     sim.hardware().frames().fail_after(None);
     assert_eq!(r, FaultOutcome::Fault(FaultReason::NoMemory));
     let waited = sim.hardware().stats().relaxes - relaxes;

@@ -101,7 +101,7 @@ fn fault_racing_the_holder_of_the_last_frame_waits_and_succeeds() {
     // The first page brings the page-table levels in, without holding.
     let first = VirtAddr::new(BASE);
     assert_eq!(
-        space.page_fault(first, Access::Write, false),
+        space.page_fault(first, Access::Write, aspace::FaultContext::User),
         FaultOutcome::Ok
     );
     let frames = sim.hardware().frames();
@@ -110,9 +110,9 @@ fn fault_racing_the_holder_of_the_last_frame_waits_and_succeeds() {
     backend.armed.store(true, SeqCst);
     let page = VirtAddr::new(BASE + PAGE_SIZE);
     let (holder, other) = std::thread::scope(|s| {
-        let holder = s.spawn(|| space.page_fault(page, Access::Write, false));
+        let holder = s.spawn(|| space.page_fault(page, Access::Write, aspace::FaultContext::User));
         wait_for(&backend.holding);
-        let other = space.page_fault(page, Access::Write, false);
+        let other = space.page_fault(page, Access::Write, aspace::FaultContext::User);
         (holder.join().unwrap(), other)
     });
     assert_eq!(holder, FaultOutcome::Ok);
@@ -132,7 +132,7 @@ fn fault_racing_the_holder_of_the_last_frame_waits_and_succeeds() {
         .unwrap();
     frames.set_limit(Some(frames.in_use()));
     assert_eq!(
-        space.page_fault(more, Access::Write, false),
+        space.page_fault(more, Access::Write, aspace::FaultContext::User),
         FaultOutcome::Fault(aspace::FaultReason::NoMemory)
     );
     frames.set_limit(None);

@@ -694,7 +694,7 @@ fn kernel_space_pages_are_global_supervisor_pages() {
     let kaddr = 0xffff_9000_0000_0000;
     k.area_create(va(kaddr), PAGE_SIZE, RW).unwrap();
     assert_eq!(
-        k.page_fault(va(kaddr), Access::Write, false),
+        k.page_fault(va(kaddr), Access::Write, aspace::FaultContext::User),
         FaultOutcome::Ok
     );
     let (_, flags) = k.translate(va(kaddr).page()).unwrap();
@@ -717,7 +717,7 @@ fn fault_on_partial_area_fails() {
         )
         .unwrap();
     assert_eq!(
-        space.page_fault(va(BASE), Access::Read, false),
+        space.page_fault(va(BASE), Access::Read, aspace::FaultContext::User),
         FaultOutcome::Fault(FaultReason::Partial)
     );
     assert_eq!(space.resident_pages(), 0);
@@ -765,7 +765,7 @@ fn fault_on_a_page_already_mapped_keeps_its_frame_and_data() {
     let before = sim.system().stats();
     let frames = sim.hardware().frames().stats();
     assert_eq!(
-        space.page_fault(va(BASE + 16), Access::Read, false),
+        space.page_fault(va(BASE + 16), Access::Read, aspace::FaultContext::User),
         FaultOutcome::Ok
     );
     let d = sim.system().stats().since(&before);
@@ -789,7 +789,7 @@ fn fault_on_a_fully_resident_area_allocates_no_frame() {
     cpu.write_u64(va(BASE), 5).unwrap();
     let frames = sim.hardware().frames().stats();
     assert_eq!(
-        space.page_fault(va(BASE), Access::Write, false),
+        space.page_fault(va(BASE), Access::Write, aspace::FaultContext::User),
         FaultOutcome::Ok
     );
     assert_eq!(sim.hardware().frames().stats().allocated, frames.allocated);
@@ -805,7 +805,7 @@ fn protection_fault_allocates_no_frame() {
         .unwrap();
     let frames = sim.hardware().frames().stats();
     assert_eq!(
-        space.page_fault(va(BASE), Access::Write, false),
+        space.page_fault(va(BASE), Access::Write, aspace::FaultContext::User),
         FaultOutcome::Fault(FaultReason::Access)
     );
     assert_eq!(sim.hardware().frames().stats().allocated, frames.allocated);
@@ -865,7 +865,11 @@ fn two_cpus_racing_on_the_same_pages_map_each_once() {
 fn fault_inside_a_user_copy_is_deferred() {
     let (_sim, space, _cpu) = setup(1);
     assert_eq!(
-        space.page_fault(va(BASE + PAGE_SIZE), Access::Read, true),
+        space.page_fault(
+            va(BASE + PAGE_SIZE),
+            Access::Read,
+            aspace::FaultContext::UserCopy
+        ),
         FaultOutcome::Defer(FaultReason::NoArea)
     );
 }

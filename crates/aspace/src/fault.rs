@@ -23,6 +23,20 @@ pub enum FaultReason {
     NoMemory,
 }
 
+/// What the CPU was doing when it faulted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub enum FaultContext {
+    /// A user task's own access (user mode).
+    User,
+    /// The kernel's own access, in kernel mode (to the kernel's areas, or a
+    /// kernel bug touching user memory outside a user copy).
+    Kernel,
+    /// The kernel copying from or to user memory on a task's behalf
+    /// ([`copy_from_user`](crate::AddressSpace::copy_from_user) and
+    /// friends): a failure is the copy's, not the kernel's.
+    UserCopy,
+}
+
 /// What the low-level handler is to do after a fault.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum FaultOutcome {
@@ -36,9 +50,9 @@ pub enum FaultOutcome {
 }
 
 impl<M: Machine> AddressSpace<M> {
-    /// Handles a fault on `addr` caused by `access`. `in_user_copy` tells
-    /// that the kernel was copying from or to user memory, which turns a
-    /// failure into [`FaultOutcome::Defer`].
+    /// Handles a fault on `addr` caused by `access` in `context`; in a
+    /// [`FaultContext::UserCopy`] a failure is a
+    /// [`FaultOutcome::Defer`], the copy's to report.
     ///
     /// One area lookup, two locks each taken once (the area tree for
     /// reading, through this CPU's reader count, and the area; the page
@@ -53,7 +67,12 @@ impl<M: Machine> AddressSpace<M> {
     /// waiting for faults elsewhere that hold a prepared frame: the last
     /// free frame may be held, zeroed but not yet mapped, by another CPU's
     /// fault on the same page, whose mapping then satisfies this one.
-    pub fn page_fault(&self, addr: VirtAddr, access: Access, in_user_copy: bool) -> FaultOutcome {
+    pub fn page_fault(
+        &self,
+        addr: VirtAddr,
+        access: Access,
+        context: FaultContext,
+    ) -> FaultOutcome {
         // `faults` and `pages_mapped` are derived from the other counters
         // when read: one atomic increment per fault instead of three.
         // The CPU is looked up once: for the counter shard, the lookup hint
@@ -74,7 +93,7 @@ impl<M: Machine> AddressSpace<M> {
             Ok(()) => FaultOutcome::Ok,
             Err(reason) => {
                 Stats::add(&stats.faults_failed, 1);
-                if in_user_copy {
+                if context == FaultContext::UserCopy {
                     FaultOutcome::Defer(reason)
                 } else {
                     FaultOutcome::Fault(reason)

@@ -50,6 +50,9 @@
 //! ```
 #![no_std]
 #![warn(missing_docs)]
+// `unsafe` only where raw memory needs it: the sharded lock, its cell, and
+// the traits whose implementers make promises.
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
@@ -64,11 +67,15 @@ pub mod flags;
 pub mod loader;
 pub mod lookup;
 pub mod machine;
+#[allow(unsafe_code)]
+pub mod memory;
 pub mod paging;
+#[allow(unsafe_code)]
 mod shard_lock;
 pub mod share;
 pub mod space;
 pub mod stats;
+#[allow(unsafe_code)]
 mod sync;
 pub mod syscall;
 pub mod system;
@@ -79,7 +86,7 @@ pub mod used_space;
 pub use addr::{Frame, Page, PageRange, PhysAddr, VirtAddr, PAGE_SIZE};
 pub use area::AreaInfo;
 pub use error::{Error, Result};
-pub use fault::{FaultOutcome, FaultReason};
+pub use fault::{FaultContext, FaultOutcome, FaultReason};
 pub use flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 pub use lookup::AreaLookup;
 pub use machine::{

@@ -5,7 +5,8 @@
 //! format and the lock type. The hosted simulator (`aspace-sim`) and a real
 //! kernel each provide one implementation.
 
-use crate::addr::{Frame, PageRange, PhysAddr, PAGE_SIZE};
+use crate::addr::{Frame, PageRange};
+pub use crate::memory::{FrameAllocator, PhysMemory};
 use crate::paging::PageTable;
 
 /// Index of a CPU, `0 .. cpu_count`.
@@ -83,59 +84,6 @@ pub enum Invalidation {
     Asid(Asid),
     /// Every entry.
     All,
-}
-
-/// Access to physical memory (through the kernel's direct map on real
-/// hardware, or the simulator's memory array).
-pub trait PhysMemory: Send + Sync {
-    /// Reads `buf.len()` bytes at `addr`.
-    fn read(&self, addr: PhysAddr, buf: &mut [u8]);
-    /// Writes `data` at `addr`.
-    fn write(&self, addr: PhysAddr, data: &[u8]);
-    /// Reads the naturally aligned 64-bit word at `addr` (page-table entries).
-    fn read_u64(&self, addr: PhysAddr) -> u64;
-    /// Writes the naturally aligned 64-bit word at `addr` in one store, so a
-    /// concurrent page-table walker sees the old or the new entry.
-    fn write_u64(&self, addr: PhysAddr, value: u64);
-    /// Replaces the naturally aligned 64-bit word at `addr` with `new` if it
-    /// still holds `current`, atomically; returns the word found (`Ok` when
-    /// it was replaced). Installs intermediate page tables: two CPUs may race
-    /// to create the same one, and the loser must see the winner's. A success
-    /// also publishes the writes made before it (such as zeroing the new
-    /// table) to whoever reads the new word.
-    fn compare_exchange_u64(&self, addr: PhysAddr, current: u64, new: u64) -> Result<u64, u64>;
-    /// Fills a frame with zeros.
-    fn zero_frame(&self, frame: Frame) {
-        let zeros = [0u8; 512];
-        for i in 0..(PAGE_SIZE / 512) {
-            self.write(PhysAddr::new(frame.start().as_u64() + i * 512), &zeros);
-        }
-    }
-    /// Copies the contents of `src` into `dst`.
-    fn copy_frame(&self, dst: Frame, src: Frame) {
-        let mut buf = [0u8; 512];
-        for i in 0..(PAGE_SIZE / 512) {
-            let off = i * 512;
-            self.read(PhysAddr::new(src.start().as_u64() + off), &mut buf);
-            self.write(PhysAddr::new(dst.start().as_u64() + off), &buf);
-        }
-    }
-}
-
-/// The physical frame allocator, with a reference count per frame.
-///
-/// A frame comes out of [`alloc`](FrameAllocator::alloc) with one reference;
-/// [`add_ref`](FrameAllocator::add_ref) takes another (a second mapping, a
-/// share record); [`release`](FrameAllocator::release) drops one and frees
-/// the frame when none is left.
-pub trait FrameAllocator: Send + Sync {
-    /// A free frame with reference count one, or `None` when memory is out.
-    /// Its contents are unspecified.
-    fn alloc(&self) -> Option<Frame>;
-    /// Takes one more reference to an allocated frame.
-    fn add_ref(&self, frame: Frame);
-    /// Drops one reference; returns `true` when this freed the frame.
-    fn release(&self, frame: Frame) -> bool;
 }
 
 /// The TLB and translation registers of the CPU that runs the caller.

@@ -204,7 +204,7 @@ mod tests {
         assert!(!lock.shard(0).try_lock_exclusive());
         assert!(!lock.shard(1).try_lock_exclusive());
         assert!(lock.shard(2).try_lock_exclusive());
-        // SAFETY (test): locked just above, by this thread.
+        // SAFETY: (test) locked just above, by this thread.
         unsafe { lock.shard(2).unlock_exclusive() };
         drop((a, b, c));
         {
@@ -275,7 +275,7 @@ mod tests {
     /// them (`GuardNoSend`, as `parking_lot::RawRwLock`, the simulator's).
     struct NoSendRaw(AtomicUsize);
 
-    // SAFETY (test): a plain counting reader-writer spinlock.
+    // SAFETY: (test) a plain counting reader-writer spinlock.
     unsafe impl RawRwLock for NoSendRaw {
         #[allow(clippy::declare_interior_mutable_const)]
         const INIT: Self = NoSendRaw(AtomicUsize::new(0));

@@ -82,7 +82,7 @@ impl<M: Machine> AddressSpace<M> {
             if done {
                 return Ok(());
             }
-            if self.page_fault(addr, access, true) != FaultOutcome::Ok {
+            if self.page_fault(addr, access, crate::FaultContext::UserCopy) != FaultOutcome::Ok {
                 return Err(Error::BadMemory);
             }
         }

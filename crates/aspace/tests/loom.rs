@@ -522,7 +522,9 @@ impl Hw {
     }
 }
 
-impl PhysMemory for Hw {
+// SAFETY: the model's memory is this vector, reached by index (out of
+// range panics), each word access done under its mutex.
+unsafe impl PhysMemory for Hw {
     fn read(&self, addr: PhysAddr, buf: &mut [u8]) {
         let a = addr.as_u64() as usize;
         buf.copy_from_slice(&lock(&self.mem)[a..a + buf.len()]);
@@ -557,7 +559,9 @@ impl PhysMemory for Hw {
     }
 }
 
-impl FrameAllocator for Hw {
+// SAFETY: the model's frame table hands out only free frames of its own
+// memory and counts references exactly (over-release panics).
+unsafe impl FrameAllocator for Hw {
     fn alloc(&self) -> Option<Frame> {
         let _step = self.frame_lock.lock().unwrap();
         let mut table = lock(&self.table);
@@ -897,7 +901,7 @@ fn fault_against_destroy_with_shootdown() {
             loom::thread::spawn(move || {
                 become_cpu(Some(0));
                 switch(&sys, None, &a).unwrap();
-                match a.page_fault(BASE, Access::Write, false) {
+                match a.page_fault(BASE, Access::Write, aspace::FaultContext::User) {
                     FaultOutcome::Ok => {
                         // Mapped, unless destroyed since.
                         hw.touch(&a, BASE.page());
@@ -942,7 +946,8 @@ fn fault_against_destroy_lazy_flush() {
             loom::thread::spawn(move || {
                 become_cpu(Some(0));
                 switch(&sys, None, &a).unwrap();
-                if a.page_fault(BASE, Access::Write, false) == FaultOutcome::Ok {
+                if a.page_fault(BASE, Access::Write, aspace::FaultContext::User) == FaultOutcome::Ok
+                {
                     hw.touch(&a, BASE.page());
                 }
                 switch(&sys, Some(&a), &b).unwrap();
@@ -986,7 +991,10 @@ fn share_last_reference_teardown() {
             loom::thread::spawn(move || {
                 become_cpu(Some(cpu));
                 switch(&sys, None, &s).unwrap();
-                assert_eq!(s.page_fault(BASE, Access::Write, false), FaultOutcome::Ok);
+                assert_eq!(
+                    s.page_fault(BASE, Access::Write, aspace::FaultContext::User),
+                    FaultOutcome::Ok
+                );
                 assert!(hw.touch(&s, BASE.page()));
                 s.area_destroy(BASE).unwrap();
             })

@@ -42,7 +42,9 @@ impl TestMemory {
     }
 }
 
-impl PhysMemory for TestMemory {
+// SAFETY: a test memory of its own, reached by index (out of range
+// panics), words accessed atomically.
+unsafe impl PhysMemory for TestMemory {
     fn read(&self, addr: PhysAddr, buf: &mut [u8]) {
         let mem = self.bytes.lock().unwrap();
         buf.copy_from_slice(&mem[Self::range(addr, buf.len())]);
@@ -152,7 +154,9 @@ impl CountingFrames {
     }
 }
 
-impl FrameAllocator for CountingFrames {
+// SAFETY: hands out frames of the test memory only, each once until its
+// last reference is released.
+unsafe impl FrameAllocator for CountingFrames {
     fn alloc(&self) -> Option<Frame> {
         let frame = {
             let mut s = self.state.lock().unwrap();

@@ -79,8 +79,11 @@ pub fn bench(c: &mut Criterion<Clock>) {
                 .expect("free");
             cpu.run(|| {
                 for p in 0..TOUCH_PAGES {
-                    let r =
-                        space.page_fault(VirtAddr::new(BASE + p * PAGE_SIZE), Access::Write, false);
+                    let r = space.page_fault(
+                        VirtAddr::new(BASE + p * PAGE_SIZE),
+                        Access::Write,
+                        aspace::FaultContext::User,
+                    );
                     debug_assert_eq!(r, FaultOutcome::Ok);
                 }
                 space.area_destroy(base)
@@ -170,7 +173,7 @@ pub fn bench(c: &mut Criterion<Clock>) {
             cpu.run(|| {
                 for p in 0..WORKING_SET {
                     let addr = VirtAddr::new(BASE + p * PAGE_SIZE);
-                    let r = space.page_fault(addr, Access::Write, false);
+                    let r = space.page_fault(addr, Access::Write, aspace::FaultContext::User);
                     debug_assert_eq!(r, FaultOutcome::Ok);
                     black_box(r);
                 }
@@ -219,7 +222,7 @@ fn paired_first_touch() {
                 cpu2.run(|| {
                     for p in 0..n {
                         let a = VirtAddr::new(BASE + p * PAGE_SIZE);
-                        black_box(space2.page_fault(a, Access::Write, false));
+                        black_box(space2.page_fault(a, Access::Write, aspace::FaultContext::User));
                     }
                     space2.area_destroy(base)
                 })

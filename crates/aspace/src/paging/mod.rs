@@ -4,7 +4,7 @@ pub mod x86_64;
 
 use crate::addr::{Frame, Page};
 use crate::flags::PageFlags;
-use crate::machine::{FrameAllocator, PhysMemory};
+use crate::memory::{FrameAllocator, PhysMemory};
 use crate::Result;
 
 /// A mapping taken out of a page table.

@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{Frame, Page, PhysAddr};
 use crate::flags::PageFlags;
-use crate::machine::{FrameAllocator, PhysMemory};
+use crate::memory::{FrameAllocator, PhysMemory};
 use crate::paging::{PageTable, Unmapped};
 use crate::{Error, Result};
 

@@ -1,0 +1,85 @@
+//! Physical memory and frames: the two traits through which the core
+//! reaches RAM. Implementing them is the kernel's promise that the core
+//! touches nothing it was not given, hence `unsafe trait`s.
+
+use crate::addr::{Frame, PhysAddr, PAGE_SIZE};
+
+/// Access to physical memory (through the kernel's direct map on real
+/// hardware, or the simulator's memory array).
+///
+/// # Safety
+///
+/// The core writes page tables and page contents through this trait and
+/// trusts what it reads back, so an implementation must promise that:
+/// - every method reaches exactly the physical memory at the addresses
+///   given (for all frames the [`FrameAllocator`] can hand out and the
+///   page-table frames it handed out), never other memory, and either
+///   performs the access or panics — it never reads or writes elsewhere,
+///   even for an address outside physical memory;
+/// - [`write_u64`](PhysMemory::write_u64) is a single atomic store and
+///   [`compare_exchange_u64`](PhysMemory::compare_exchange_u64) an atomic
+///   compare-and-swap (with release ordering on success and acquire on the
+///   loads), as the page-table walker of every CPU may read the word
+///   concurrently;
+/// - no Rust reference to that memory is live while the core uses it (the
+///   kernel reaches it only through this trait).
+pub unsafe trait PhysMemory: Send + Sync {
+    /// Reads `buf.len()` bytes at `addr`.
+    fn read(&self, addr: PhysAddr, buf: &mut [u8]);
+    /// Writes `data` at `addr`.
+    fn write(&self, addr: PhysAddr, data: &[u8]);
+    /// Reads the naturally aligned 64-bit word at `addr` (page-table entries).
+    fn read_u64(&self, addr: PhysAddr) -> u64;
+    /// Writes the naturally aligned 64-bit word at `addr` in one store, so a
+    /// concurrent page-table walker sees the old or the new entry.
+    fn write_u64(&self, addr: PhysAddr, value: u64);
+    /// Replaces the naturally aligned 64-bit word at `addr` with `new` if it
+    /// still holds `current`, atomically; returns the word found (`Ok` when
+    /// it was replaced). Installs intermediate page tables: two CPUs may race
+    /// to create the same one, and the loser must see the winner's. A success
+    /// also publishes the writes made before it (such as zeroing the new
+    /// table) to whoever reads the new word.
+    fn compare_exchange_u64(&self, addr: PhysAddr, current: u64, new: u64) -> Result<u64, u64>;
+    /// Fills a frame with zeros.
+    fn zero_frame(&self, frame: Frame) {
+        let zeros = [0u8; 512];
+        for i in 0..(PAGE_SIZE / 512) {
+            self.write(PhysAddr::new(frame.start().as_u64() + i * 512), &zeros);
+        }
+    }
+    /// Copies the contents of `src` into `dst`.
+    fn copy_frame(&self, dst: Frame, src: Frame) {
+        let mut buf = [0u8; 512];
+        for i in 0..(PAGE_SIZE / 512) {
+            let off = i * 512;
+            self.read(PhysAddr::new(src.start().as_u64() + off), &mut buf);
+            self.write(PhysAddr::new(dst.start().as_u64() + off), &buf);
+        }
+    }
+}
+
+/// The physical frame allocator, with a reference count per frame.
+///
+/// A frame comes out of [`alloc`](FrameAllocator::alloc) with one reference;
+/// [`add_ref`](FrameAllocator::add_ref) takes another (a second mapping, a
+/// share record); [`release`](FrameAllocator::release) drops one and frees
+/// the frame when none is left.
+///
+/// # Safety
+///
+/// The core maps the frames it is given into user address spaces and uses
+/// them as page tables, so an implementation must promise that a frame
+/// [`alloc`](FrameAllocator::alloc) returns is real, usable RAM that nothing
+/// else uses (not the kernel's image or heap, not a device, not a frame
+/// handed out and not yet freed), and that a frame goes back into use only
+/// when its last reference is released: reference counts are exact and
+/// per frame.
+pub unsafe trait FrameAllocator: Send + Sync {
+    /// A free frame with reference count one, or `None` when memory is out.
+    /// Its contents are unspecified.
+    fn alloc(&self) -> Option<Frame>;
+    /// Takes one more reference to an allocated frame.
+    fn add_ref(&self, frame: Frame);
+    /// Drops one reference; returns `true` when this freed the frame.
+    fn release(&self, frame: Frame) -> bool;
+}
