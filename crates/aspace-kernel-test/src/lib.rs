@@ -1,7 +1,9 @@
 //! Builds the kernel in `kernel/` (its own cargo workspace, built for bare
 //! metal with the stable toolchain), turns it into the 32-bit ELF file that
 //! QEMU's multiboot loader accepts, boots it with a timeout and collects the
-//! serial output and the exit code of the `isa-debug-exit` device.
+//! serial output and the exit code of the `isa-debug-exit` device; or
+//! boots it under Bochs from a GRUB ISO ([`boot_bochs`]), whose CPU has
+//! PCID and INVPCID.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -307,6 +309,352 @@ pub fn boot_each(
     })
 }
 
+// ---------------------------------------------------------------------------
+// Bochs: a CPU with PCID and INVPCID.
+// ---------------------------------------------------------------------------
+
+/// The CPU model Bochs emulates: Skylake-X has PCID, INVPCID, SMEP and
+/// SMAP (QEMU's TCG has no PCID).
+pub const BOCHS_CPU_MODEL: &str = "corei7_skylake_x";
+
+/// Instructions per emulated second. Bochs runs with `clock: sync=none`
+/// (emulated time is the instruction count), so a small value makes the
+/// BIOS's and GRUB's waits short; the kernel calibrates its timer in
+/// emulated time, so its 5 ms time slice stays 5 ms of emulated time.
+/// 4 million gives the shortest run here (about 20 s for every scenario
+/// on 2 CPUs; 50 million: 34 s, 200 million: 70 s).
+pub const BOCHS_IPS: u64 = 4_000_000;
+
+/// Where Bochs looks for its plugins (the compile-time default on Debian
+/// and on a build from source), after `LTDL_LIBRARY_PATH`.
+const BOCHS_PLUGIN_DIRS: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/bochs/plugins",
+    "/usr/lib/bochs/plugins",
+    "/usr/local/lib/bochs/plugins",
+];
+
+/// The BIOS images Bochs boots (Debian's `bochsbios` and `vgabios`).
+pub const BOCHS_BIOS: &str = "/usr/share/bochs/BIOS-bochs-latest";
+/// See [`BOCHS_BIOS`].
+pub const BOCHS_VGA_BIOS: &str = "/usr/share/bochs/VGABIOS-lgpl-latest";
+
+/// What the Debian packages that boot the kernel under Bochs are called.
+pub const BOCHS_PACKAGES: &str =
+    "bochs bochs-term bochsbios vgabios grub-pc-bin grub-common xorriso mtools";
+
+/// A Bochs that can boot the kernel: its display library and whether it
+/// has the internal debugger (which stops at the first instruction unless
+/// told to continue).
+#[derive(Debug, Clone)]
+pub struct Bochs {
+    /// `term` (curses on a terminal, from `bochs-term`), `rfb` (a VNC
+    /// server on port 5900 and up, which Bochs told not to wait for a
+    /// client) or `nogui`.
+    pub display: &'static str,
+    /// Built with `--enable-debugger` (Debian's is).
+    pub debugger: bool,
+}
+
+fn runs(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Some(text)
+}
+
+/// Whether `name` (a shared object, any version suffix) is in one of
+/// Bochs's plugin directories; `None` when no plugin directory exists (a
+/// Bochs built without plugins has its display libraries built in).
+fn bochs_plugin(name: &str) -> Option<bool> {
+    let ltdl = std::env::var("LTDL_LIBRARY_PATH").ok();
+    let dirs: Vec<PathBuf> = ltdl
+        .iter()
+        .flat_map(|p| p.split(':'))
+        .chain(BOCHS_PLUGIN_DIRS.iter().copied())
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir())
+        .collect();
+    if dirs.is_empty() {
+        return None;
+    }
+    Some(dirs.iter().any(|d| {
+        std::fs::read_dir(d).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(name))
+        })
+    }))
+}
+
+/// The Bochs to boot the kernel with, or why there is none: `bochs`, its
+/// BIOS images, the [`BOCHS_CPU_MODEL`], a display library that runs
+/// without a screen, and `grub-mkrescue` with GRUB's BIOS modules and
+/// `xorriso` (for the boot ISO). Install them with
+/// `apt-get install` [`BOCHS_PACKAGES`].
+pub fn bochs() -> Result<Bochs, String> {
+    let help = runs("bochs", &["--help"]).ok_or("bochs not found")?;
+    let cpus = runs("bochs", &["--help", "cpu"]).unwrap_or_default();
+    if !cpus.lines().any(|l| l.trim() == BOCHS_CPU_MODEL) {
+        return Err(format!("this bochs has no CPU model {BOCHS_CPU_MODEL}"));
+    }
+    for f in [BOCHS_BIOS, BOCHS_VGA_BIOS] {
+        if !Path::new(f).exists() {
+            return Err(format!("{f} not found (bochsbios, vgabios)"));
+        }
+    }
+    let display = match (
+        bochs_plugin("libbx_term_gui"),
+        bochs_plugin("libbx_rfb_gui"),
+    ) {
+        (Some(true), _) => "term",
+        (_, Some(true)) => "rfb",
+        (None, None) => "nogui",
+        _ => return Err("no display library for bochs without a screen (bochs-term)".into()),
+    };
+    if runs("grub-mkrescue", &["--version"]).is_none() {
+        return Err("grub-mkrescue not found (grub-common)".into());
+    }
+    if !Path::new("/usr/lib/grub/i386-pc").is_dir() {
+        return Err("GRUB's BIOS modules /usr/lib/grub/i386-pc not found (grub-pc-bin)".into());
+    }
+    if runs("xorriso", &["--version"]).is_none() {
+        return Err("xorriso not found".into());
+    }
+    Ok(Bochs {
+        display,
+        debugger: help.contains("-rc filename"),
+    })
+}
+
+/// Builds a GRUB rescue ISO in `dir` that boots `image` by multiboot with
+/// the command line `cmdline` (the kernel's options, see
+/// `kernel/README.md`), GRUB's own output on the serial port too; returns
+/// the ISO's path.
+pub fn grub_iso(image: &Path, cmdline: &str, dir: &Path) -> Result<PathBuf, String> {
+    if !cmdline
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " =,-_.".contains(c))
+    {
+        return Err(format!(
+            "command line {cmdline:?}: only letters, digits and =,-_. "
+        ));
+    }
+    let root = dir.join("iso");
+    let _ = std::fs::remove_dir_all(&root);
+    let grub = root.join("boot/grub");
+    std::fs::create_dir_all(&grub).map_err(|e| format!("{}: {e}", grub.display()))?;
+    std::fs::copy(image, root.join("boot/aspace-kernel"))
+        .map_err(|e| format!("copying {}: {e}", image.display()))?;
+    let cfg = format!(
+        "set timeout=0\nset default=0\nserial --unit=0 --speed=115200\n\
+         terminal_input serial console\nterminal_output serial console\n\
+         menuentry \"aspace\" {{\n    multiboot /boot/aspace-kernel {cmdline}\n    boot\n}}\n"
+    );
+    std::fs::write(grub.join("grub.cfg"), cfg).map_err(|e| format!("grub.cfg: {e}"))?;
+    let iso = dir.join("aspace.iso");
+    let out = Command::new("grub-mkrescue")
+        .args(["-d", "/usr/lib/grub/i386-pc", "-o"])
+        .arg(&iso)
+        .arg(&root)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run grub-mkrescue: {e}"))?;
+    if !out.status.success() || !iso.exists() {
+        return Err(format!(
+            "grub-mkrescue failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(iso)
+}
+
+/// How a Bochs boot ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The kernel printed `ALL SCENARIOS PASSED`.
+    Passed,
+    /// It printed `SOME SCENARIOS FAILED`, `KERNEL PANIC` or a `FAIL:`
+    /// line of its own (a bad command line, no multiboot loader).
+    Failed,
+    /// Bochs stopped by itself (a triple fault, a Bochs panic) before a
+    /// verdict.
+    BochsExited,
+    /// No verdict within the timeout.
+    TimedOut,
+}
+
+/// One boot under Bochs.
+#[derive(Debug, Clone)]
+pub struct BochsRun {
+    /// Serial output (GRUB's, then the kernel's).
+    pub serial: String,
+    /// How it ended.
+    pub verdict: Verdict,
+    /// From Bochs's start to the verdict.
+    pub elapsed: Duration,
+    /// From Bochs's start to the kernel's [`BANNER`] (BIOS and GRUB).
+    pub banner_after: Option<Duration>,
+    /// The end of Bochs's log (its panics and errors).
+    pub log_tail: String,
+    /// The directory with the ISO, `bochsrc`, the serial output and the
+    /// log, to boot it again by hand (see `kernel/README.md`).
+    pub dir: PathBuf,
+}
+
+/// The kernel's verdict in its serial output so far.
+fn verdict(serial: &str) -> Option<Verdict> {
+    for line in serial.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.contains("ALL SCENARIOS PASSED") {
+            return Some(Verdict::Passed);
+        }
+        if line.contains("SOME SCENARIOS FAILED")
+            || line.contains("KERNEL PANIC")
+            || line.starts_with("FAIL: ")
+        {
+            return Some(Verdict::Failed);
+        }
+    }
+    None
+}
+
+/// Boots `image` under Bochs ([`BOCHS_CPU_MODEL`], `cpus` CPUs, 256 MiB)
+/// from a GRUB ISO with the kernel command line `cmdline`, reading COM1
+/// (a file) until the kernel's verdict, then stops Bochs: it has no
+/// `isa-debug-exit`, and the kernel halts. Stops it after `timeout`
+/// without one. Works in `kernel/target/bochs-<cpus>cpus/`, which keeps
+/// the files for a boot by hand.
+pub fn boot_bochs(
+    bochs: &Bochs,
+    image: &Path,
+    cpus: u32,
+    cmdline: &str,
+    timeout: Duration,
+) -> Result<BochsRun, String> {
+    let dir = image
+        .parent()
+        .ok_or("the kernel image has no directory")?
+        .join(format!("bochs-{cpus}cpus"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let iso = grub_iso(image, cmdline, &dir)?;
+    let serial_path = dir.join("serial.txt");
+    let log_path = dir.join("bochs.log");
+    let _ = std::fs::remove_file(&serial_path);
+    let _ = std::fs::remove_file(&log_path);
+    let display = match bochs.display {
+        // Without a client to wait for.
+        "rfb" => "rfb, options=\"timeout=0\"",
+        d => d,
+    };
+    let rc = format!(
+        "# Written by aspace-kernel-test (crates/aspace-kernel-test/src/lib.rs).\n\
+         # Boot by hand: cd {dir} && TERM=vt100 bochs -q -f bochsrc{rcflag}\n\
+         megs: 256\n\
+         cpu: model={BOCHS_CPU_MODEL}, count={cpus}, ips={BOCHS_IPS}, reset_on_triple_fault=0\n\
+         romimage: file={BOCHS_BIOS}\n\
+         vgaromimage: file={BOCHS_VGA_BIOS}\n\
+         ata0-master: type=cdrom, path={iso}, status=inserted\n\
+         boot: cdrom\n\
+         display_library: {display}\n\
+         com1: enabled=1, mode=file, dev={serial}\n\
+         speaker: enabled=0\n\
+         sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy\n\
+         clock: sync=none, time0=local\n\
+         log: {log}\n\
+         panic: action=fatal\n\
+         error: action=report\n\
+         info: action=report\n\
+         debug: action=ignore\n",
+        dir = dir.display(),
+        rcflag = if bochs.debugger {
+            " -rc continue.rc"
+        } else {
+            ""
+        },
+        iso = iso.display(),
+        serial = serial_path.display(),
+        log = log_path.display(),
+    );
+    std::fs::write(dir.join("bochsrc"), rc).map_err(|e| format!("bochsrc: {e}"))?;
+    let mut cmd = Command::new("bochs");
+    cmd.current_dir(&dir).args(["-q", "-f", "bochsrc"]);
+    if bochs.debugger {
+        // The debugger stops before the first instruction: continue.
+        std::fs::write(dir.join("continue.rc"), "continue\n")
+            .map_err(|e| format!("continue.rc: {e}"))?;
+        cmd.args(["-rc", "continue.rc"]);
+    }
+    let stderr = std::fs::File::create(dir.join("bochs.stderr"))
+        .map_err(|e| format!("bochs.stderr: {e}"))?;
+    // The term display draws the VGA screen with curses on stdout; nobody
+    // reads it (the kernel writes to COM1).
+    cmd.env("TERM", "vt100")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start bochs: {e}"))?;
+    let read_serial = || {
+        std::fs::read(&serial_path)
+            .map(|b| String::from_utf8_lossy(&b).replace('\r', ""))
+            .unwrap_or_default()
+    };
+    let mut banner_after = None;
+    let verdict = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let serial = read_serial();
+        if banner_after.is_none() && serial.contains(BANNER) {
+            banner_after = Some(start.elapsed());
+        }
+        if let Some(v) = verdict(&serial) {
+            break v;
+        }
+        match child.try_wait() {
+            Ok(Some(_)) => break verdict(&read_serial()).unwrap_or(Verdict::BochsExited),
+            Ok(None) if start.elapsed() > timeout => break Verdict::TimedOut,
+            Ok(None) => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("waiting for bochs: {e}"));
+            }
+        }
+    };
+    let elapsed = start.elapsed();
+    if verdict != Verdict::Passed {
+        // The rest of a panic message.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Debian's `bochs` is a shell script that `exec`s `bochs-bin`: this
+    // kills Bochs itself.
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let log_tail = log
+        .lines()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok(BochsRun {
+        serial: read_serial(),
+        verdict,
+        elapsed,
+        banner_after,
+        log_tail,
+        dir,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +673,35 @@ mod tests {
                 "{reason}"
             );
             assert!(!kvm_usable());
+        }
+    }
+
+    #[test]
+    fn the_verdict_is_the_kernels_last_word() {
+        assert_eq!(verdict("booting\n== scenario hello: PASS\n"), None);
+        assert_eq!(
+            verdict("x\r\nALL SCENARIOS PASSED\r\n"),
+            Some(Verdict::Passed)
+        );
+        assert_eq!(verdict("SOME SCENARIOS FAILED\n"), Some(Verdict::Failed));
+        assert_eq!(
+            verdict("KERNEL PANIC on cpu 1: oops\n"),
+            Some(Verdict::Failed)
+        );
+        assert_eq!(
+            verdict("FAIL: command line: unknown option\n"),
+            Some(Verdict::Failed)
+        );
+        // A scenario's own failure is not the end of the run.
+        assert_eq!(verdict("== scenario heap: FAIL\n"), None);
+    }
+
+    #[test]
+    fn a_command_line_that_could_break_grub_cfg_is_refused() {
+        let dir = std::env::temp_dir().join(format!("aspace-grub-{}", std::process::id()));
+        for bad in ["a\nb", "x\"y", "$root", "a;b", "{x}"] {
+            let e = grub_iso(Path::new("/nonexistent"), bad, &dir).unwrap_err();
+            assert!(e.contains("only letters"), "{bad:?}: {e}");
         }
     }
 }
