@@ -169,7 +169,10 @@ impl Rig {
         let s = self.system.create().unwrap();
         s.area_create(BASE, PAGE_SIZE, RW).unwrap();
         self.on(cpu);
-        assert_eq!(s.page_fault(BASE, Access::Write, false), FaultOutcome::Ok);
+        assert_eq!(
+            s.page_fault(BASE, Access::Write, aspace::FaultContext::User),
+            FaultOutcome::Ok
+        );
         let (frame, _) = s.translate(BASE.page()).expect("faulted in");
         aspace::PhysMemory::write_u64(
             self.sim.hardware().memory(),
