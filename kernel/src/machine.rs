@@ -5,7 +5,7 @@ use core::arch::asm;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use aspace::paging::x86_64::X86_64PageTable;
-use aspace::{Asid, CpuId, CpuSet, Frame, Invalidation, Machine, Shootdown, Tlb};
+use aspace::{Asid, CpuId, CpuSet, Cpus, Frame, Invalidation, Machine, Shootdown, Tlb};
 
 use crate::arch::{cpu_id, cpuid, cr3, cr4, set_cr3, set_cr4};
 use crate::mm::{DirectMap, Frames, FRAMES};
@@ -150,7 +150,7 @@ impl X86Tlb {
     }
 }
 
-impl Tlb for X86Tlb {
+impl Cpus for X86Tlb {
     fn cpu_count(&self) -> usize {
         CPU_COUNT.load(Ordering::Relaxed)
     }
@@ -158,7 +158,9 @@ impl Tlb for X86Tlb {
     fn current_cpu(&self) -> Option<CpuId> {
         Some(cpu_id())
     }
+}
 
+impl Tlb for X86Tlb {
     fn invalidate_local(&self, what: Invalidation) {
         crate::stats::LOCAL_FLUSHES.fetch_add(1, Ordering::Relaxed);
         match what {
@@ -199,7 +201,9 @@ impl Tlb for X86Tlb {
     fn install(&self, root: Frame, asid: Asid) {
         let mut v = root.start().as_u64();
         if PCID.load(Ordering::Relaxed) {
-            // Stale entries of the ASID were flushed by the core before.
+            // Entries of the ASID that are not this space's are flushed by
+            // the core right after this load (`System::switch`), once no
+            // refill can bring the old space's back.
             v |= asid.0 as u64 | CR3_NOFLUSH;
         }
         // SAFETY: `root` is the root table of an aspace address space that
@@ -243,6 +247,7 @@ impl Machine for KMachine {
     type RwLock = RawSpinRw;
     type Memory = DirectMap;
     type Frames = Frames;
+    type Cpus = X86Tlb;
     type Tlb = X86Tlb;
     type Shootdown = IpiShootdown;
     type PageTable = X86_64PageTable;
@@ -252,6 +257,9 @@ impl Machine for KMachine {
     }
     fn frames(&self) -> &Frames {
         &FRAMES
+    }
+    fn cpus(&self) -> &X86Tlb {
+        &self.tlb
     }
     fn tlb(&self) -> &X86Tlb {
         &self.tlb

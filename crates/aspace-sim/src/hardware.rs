@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use aspace::paging::x86_64::X86_64PageTable;
-use aspace::{Asid, CpuId, CpuSet, Frame, Invalidation, Layout, Machine, Shootdown, Tlb};
+use aspace::{Asid, CpuId, CpuSet, Cpus, Frame, Invalidation, Layout, Machine, Shootdown, Tlb};
 use parking_lot::Mutex;
 
 use crate::frames::FramePool;
@@ -166,7 +166,7 @@ impl SimHardware {
     }
 }
 
-impl Tlb for SimHardware {
+impl Cpus for SimHardware {
     fn cpu_count(&self) -> usize {
         self.cpus.len()
     }
@@ -176,7 +176,9 @@ impl Tlb for SimHardware {
         let (id, cpu) = CURRENT.with(|c| c.get());
         (id == self.id).then_some(cpu)
     }
+}
 
+impl Tlb for SimHardware {
     fn invalidate_local(&self, what: Invalidation) {
         if let Some(cpu) = self.current_cpu() {
             self.cpus[cpu].core.lock().tlb.invalidate(what);
@@ -226,6 +228,7 @@ impl Machine for SimMachine {
     type RwLock = parking_lot::RawRwLock;
     type Memory = PhysMem;
     type Frames = FramePool;
+    type Cpus = SimHardware;
     type Tlb = SimHardware;
     type Shootdown = SimHardware;
     type PageTable = X86_64PageTable;
@@ -235,6 +238,9 @@ impl Machine for SimMachine {
     }
     fn frames(&self) -> &FramePool {
         &self.0.frames
+    }
+    fn cpus(&self) -> &SimHardware {
+        &self.0
     }
     fn tlb(&self) -> &SimHardware {
         &self.0

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
 use aspace::backend::AnonBackend;
 use aspace::{
-    Access, AreaAttrs, AreaFlags, AreaInfo, Error, FaultOutcome, FaultReason, Frame, Page,
-    PageFlags, Tlb, VirtAddr, PAGE_SIZE,
+    Access, AreaAttrs, AreaFlags, AreaInfo, Cpus, Error, FaultOutcome, FaultReason, Frame, Page,
+    PageFlags, VirtAddr, PAGE_SIZE,
 };
 use aspace_sim::{Cpu, Sim, SimConfig, Space, TlbEntry};
 
@@ -717,6 +717,7 @@ impl aspace::Machine for HookMachine {
     type RwLock = parking_lot::RawRwLock;
     type Memory = aspace_sim::PhysMem;
     type Frames = aspace_sim::FramePool;
+    type Cpus = aspace_sim::SimHardware;
     type Tlb = aspace_sim::SimHardware;
     type Shootdown = HookShootdown;
     type PageTable = aspace::paging::x86_64::X86_64PageTable;
@@ -726,6 +727,9 @@ impl aspace::Machine for HookMachine {
     }
     fn frames(&self) -> &Self::Frames {
         self.base.hardware().frames()
+    }
+    fn cpus(&self) -> &Self::Cpus {
+        self.base.hardware()
     }
     fn tlb(&self) -> &Self::Tlb {
         self.base.hardware()

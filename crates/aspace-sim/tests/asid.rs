@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread;
 
-use aspace::{AreaFlags, Asid, Error, Tlb, VirtAddr, PAGE_SIZE};
+use aspace::{AreaFlags, Asid, Cpus, Error, VirtAddr, PAGE_SIZE};
 use aspace_sim::{Cpu, Sim, SimConfig, Space};
 
 mod common;

@@ -54,12 +54,6 @@ struct ForgetfulTlb {
 }
 
 impl Tlb for ForgetfulTlb {
-    fn cpu_count(&self) -> usize {
-        self.base.hardware().cpu_count()
-    }
-    fn current_cpu(&self) -> Option<CpuId> {
-        self.base.hardware().current_cpu()
-    }
     fn invalidate_local(&self, what: Invalidation) {
         if matches!(what, Invalidation::Asid(_)) && self.faults.local_asid_flushes.load(Relaxed) {
             self.faults.dropped.fetch_add(1, Relaxed);
@@ -100,6 +94,7 @@ impl Machine for ForgetfulMachine {
     type RwLock = parking_lot::RawRwLock;
     type Memory = aspace_sim::PhysMem;
     type Frames = aspace_sim::FramePool;
+    type Cpus = aspace_sim::SimHardware;
     type Tlb = ForgetfulTlb;
     type Shootdown = ForgetfulShootdown;
     type PageTable = aspace::paging::x86_64::X86_64PageTable;
@@ -109,6 +104,9 @@ impl Machine for ForgetfulMachine {
     }
     fn frames(&self) -> &Self::Frames {
         self.base.hardware().frames()
+    }
+    fn cpus(&self) -> &aspace_sim::SimHardware {
+        self.base.hardware()
     }
     fn tlb(&self) -> &ForgetfulTlb {
         &self.tlb

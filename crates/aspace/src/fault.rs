@@ -3,7 +3,7 @@
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::area::{Area, AreaState, Slot};
 use crate::flags::{Access, AreaAttrs};
-use crate::machine::{FrameAllocator, Machine, Tlb};
+use crate::machine::{Cpus, FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::space::AddressSpace;
 use crate::stats::{Counters, Stats};
@@ -77,7 +77,7 @@ impl<M: Machine> AddressSpace<M> {
         // when read: one atomic increment per fault instead of three.
         // The CPU is looked up once: for the counter shard, the lookup hint
         // and the count of faults holding prepared frames.
-        let cpu = self.shared.machine.tlb().current_cpu();
+        let cpu = self.shared.machine.cpus().current_cpu();
         let stats = self.shared.stats.shard(cpu);
         let mut result = self.resolve(addr, access, cpu, stats);
         for pause in [1u32 << 2, 1 << 5, 1 << 8, 1 << 11] {

@@ -90,7 +90,8 @@ pub use fault::{FaultContext, FaultOutcome, FaultReason};
 pub use flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 pub use lookup::AreaLookup;
 pub use machine::{
-    Asid, CpuId, CpuSet, FrameAllocator, Invalidation, Layout, Machine, PhysMemory, Shootdown, Tlb,
+    Asid, CpuId, CpuSet, Cpus, FrameAllocator, Invalidation, Layout, Machine, PhysMemory,
+    Shootdown, Tlb,
 };
 pub use space::AddressSpace;
 pub use stats::StatsSnapshot;

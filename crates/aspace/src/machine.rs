@@ -86,13 +86,17 @@ pub enum Invalidation {
     All,
 }
 
-/// The TLB and translation registers of the CPU that runs the caller.
-pub trait Tlb: Send + Sync {
+/// The CPUs: how many there are and which one runs the caller.
+pub trait Cpus: Send + Sync {
     /// Number of CPUs of the machine (at most 64).
     fn cpu_count(&self) -> usize;
     /// The CPU running the caller, or `None` outside any CPU (a host thread
     /// of the simulator, early boot).
     fn current_cpu(&self) -> Option<CpuId>;
+}
+
+/// The TLB and translation registers of the CPU that runs the caller.
+pub trait Tlb: Send + Sync {
     /// Invalidates entries of the current CPU's TLB.
     fn invalidate_local(&self, what: Invalidation);
     /// Loads the page-table root and ASID on the current CPU (CR3 with PCID).
@@ -140,6 +144,8 @@ pub trait Machine: Send + Sync + Sized + 'static {
     type Memory: PhysMemory;
     /// The frame allocator.
     type Frames: FrameAllocator;
+    /// CPU count and identity.
+    type Cpus: Cpus;
     /// Local TLB and translation registers.
     type Tlb: Tlb;
     /// Remote TLB shootdown.
@@ -151,6 +157,8 @@ pub trait Machine: Send + Sync + Sized + 'static {
     fn memory(&self) -> &Self::Memory;
     /// The frame allocator.
     fn frames(&self) -> &Self::Frames;
+    /// The CPUs.
+    fn cpus(&self) -> &Self::Cpus;
     /// The local TLB.
     fn tlb(&self) -> &Self::Tlb;
     /// Remote shootdown.

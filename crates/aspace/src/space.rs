@@ -34,7 +34,9 @@ use crate::backend::{AnonBackend, Backend};
 use crate::fault::Preparing;
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::lookup::AreaLookup;
-use crate::machine::{Asid, CpuSet, FrameAllocator, Invalidation, Layout, Machine, Shootdown, Tlb};
+use crate::machine::{
+    Asid, CpuSet, Cpus, FrameAllocator, Invalidation, Layout, Machine, Shootdown, Tlb,
+};
 use crate::paging::PageTable;
 use crate::shard_lock::{ReadGuard, ShardedRwLock};
 use crate::share::ShareInfo;
@@ -149,7 +151,7 @@ impl<M: Machine> AddressSpace<M> {
             kernel: kernel.is_none(),
             root: pt.root(),
             shared: shared.clone(),
-            areas: ShardedRwLock::new(AreaTree::new(), m.tlb().cpu_count().min(MAX_SHARDS)),
+            areas: ShardedRwLock::new(AreaTree::new(), m.cpus().cpu_count().min(MAX_SHARDS)),
             pt: Some(pt),
         }))
     }
@@ -210,7 +212,7 @@ impl<M: Machine> AddressSpace<M> {
     #[inline]
     fn read_areas_cpu(&self) -> (ReadGuard<'_, M::RwLock, Areas<M>>, Option<usize>) {
         let cpu = if self.areas.shards() > 1 {
-            self.machine().tlb().current_cpu()
+            self.machine().cpus().current_cpu()
         } else {
             None
         };
@@ -237,7 +239,7 @@ impl<M: Machine> AddressSpace<M> {
             // One leaf: nothing for a hint to save, so do not look up the CPU.
             return tree.find(n);
         }
-        self.slot_at_on(tree, n, self.machine().tlb().current_cpu())
+        self.slot_at_on(tree, n, self.machine().cpus().current_cpu())
     }
 
     /// [`slot_at`](Self::slot_at) for a caller that knows its CPU.
@@ -695,7 +697,7 @@ impl<M: Machine> AddressSpace<M> {
         // leaf (a one-leaf tree ignores hints, and cannot grow while locked).
         let (tree, mut cpu) = self.read_areas_cpu();
         if self.areas.shards() == 1 && tree.height() > 1 {
-            cpu = self.machine().tlb().current_cpu();
+            cpu = self.machine().cpus().current_cpu();
         }
         AreaLookup::new(tree, self.shared.hints.of(cpu))
     }
@@ -762,7 +764,7 @@ impl<M: Machine> Drop for AddressSpace<M> {
         if let Some((asid, cpus)) = asids.unregister(self.id) {
             let tlb = m.tlb();
             let mut remote = cpus;
-            if let Some(me) = tlb.current_cpu() {
+            if let Some(me) = m.cpus().current_cpu() {
                 remote.remove(me);
                 tlb.invalidate_local(Invalidation::Asid(asid));
             }

@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::asid::AsidAllocator;
-use crate::machine::{Asid, Invalidation, Machine, Tlb};
+use crate::machine::{Asid, Cpus, Invalidation, Machine, Tlb};
 use crate::space::{AddressSpace, LookupHints, Shared};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::{Error, Result};
@@ -35,7 +35,7 @@ impl<M: Machine> System<M> {
     /// Starts the subsystem on `machine` and creates the kernel address
     /// space, which lives as long as the system.
     pub fn new(machine: M, config: Config) -> Result<Self> {
-        let cpus = machine.tlb().cpu_count();
+        let cpus = machine.cpus().cpu_count();
         if cpus == 0 || cpus > 64 || (config.asids as usize) < cpus || config.asids > 4095 {
             return Err(Error::InvalidArgument);
         }
@@ -84,7 +84,12 @@ impl<M: Machine> System<M> {
     /// requires that) as long as `old` names what the CPU runs.
     pub fn switch(&self, old: Option<&AddressSpace<M>>, new: &AddressSpace<M>) -> Result<Asid> {
         let tlb = self.shared.machine.tlb();
-        let cpu = tlb.current_cpu().ok_or(Error::InvalidArgument)?;
+        let cpu = self
+            .shared
+            .machine
+            .cpus()
+            .current_cpu()
+            .ok_or(Error::InvalidArgument)?;
         let ours = |s: &AddressSpace<M>| Arc::ptr_eq(&s.shared, &self.shared);
         if !ours(new) || old.is_some_and(|o| !ours(o)) {
             return Err(Error::InvalidArgument);
@@ -125,7 +130,7 @@ impl<M: Machine> System<M> {
 impl<M: Machine> Shared<M> {
     /// The counter shard of the current CPU.
     pub(crate) fn counters(&self) -> &crate::stats::Counters {
-        self.stats.shard(self.machine.tlb().current_cpu())
+        self.stats.shard(self.machine.cpus().current_cpu())
     }
 
     pub(crate) fn new_id(&self) -> u64 {

@@ -15,7 +15,7 @@
 use alloc::vec::Vec;
 
 use crate::addr::{Frame, Page, PageRange};
-use crate::machine::{CpuSet, FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
+use crate::machine::{CpuSet, Cpus, FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
 use crate::paging::Unmapped;
 use crate::space::Shared;
 use crate::stats::Stats;
@@ -103,8 +103,8 @@ impl ShootdownBatch {
     fn shoot<M: Machine>(&self, shared: &Shared<M>, as_id: u64) {
         let range = self.range();
         let machine = &shared.machine;
-        let me = machine.tlb().current_cpu();
-        let all = CpuSet::first(machine.tlb().cpu_count());
+        let me = machine.cpus().current_cpu();
+        let all = CpuSet::first(machine.cpus().cpu_count());
         let plan = shared.asids.lock().plan_shootdown(as_id, me, all);
         if let Some(plan) = plan {
             let what = Invalidation::Pages {

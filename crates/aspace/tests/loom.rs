@@ -66,7 +66,7 @@ use std::time::Instant;
 use aspace::loom_internals::ShardedRwLock;
 use aspace::paging::x86_64::X86_64PageTable;
 use aspace::{
-    Access, AddressSpace, AreaFlags, Asid, Config, CpuId, CpuSet, FaultOutcome, Frame,
+    Access, AddressSpace, AreaFlags, Asid, Config, CpuId, CpuSet, Cpus, FaultOutcome, Frame,
     FrameAllocator, Invalidation, Machine, Page, PhysAddr, PhysMemory, Shootdown, System, Tlb,
     VirtAddr, PAGE_SIZE,
 };
@@ -610,7 +610,7 @@ unsafe impl FrameAllocator for Hw {
     }
 }
 
-impl Tlb for Hw {
+impl Cpus for Hw {
     fn cpu_count(&self) -> usize {
         self.cpus.len()
     }
@@ -618,7 +618,9 @@ impl Tlb for Hw {
     fn current_cpu(&self) -> Option<CpuId> {
         CPU.with(|c| c.get())
     }
+}
 
+impl Tlb for Hw {
     fn invalidate_local(&self, what: Invalidation) {
         if let Some(cpu) = self.current_cpu() {
             lock(&self.cpus[cpu]).invalidate(what, self.speculative);
@@ -663,6 +665,7 @@ impl Machine for LoomMachine {
     type RwLock = SpinRwLock;
     type Memory = Hw;
     type Frames = Hw;
+    type Cpus = Hw;
     type Tlb = Hw;
     type Shootdown = Hw;
     type PageTable = X86_64PageTable;
@@ -671,6 +674,9 @@ impl Machine for LoomMachine {
         &self.0
     }
     fn frames(&self) -> &Hw {
+        &self.0
+    }
+    fn cpus(&self) -> &Hw {
         &self.0
     }
     fn tlb(&self) -> &Hw {
