@@ -1,10 +1,10 @@
 //! Address-space areas: a run of pages with one set of rights and one backend.
 
 use alloc::sync::Arc;
-use core::fmt;
 use core::ops::{Deref, DerefMut};
 
-use crate::addr::{Page, VirtAddr, PAGE_SIZE};
+use crate::addr::Page;
+pub use crate::backend::AreaInfo;
 use crate::backend::Backend;
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::machine::Machine;
@@ -227,88 +227,5 @@ impl<M: Machine> Area<M> {
             summary: None,
             st: self.state.lock(),
         }
-    }
-}
-
-/// A snapshot of one area, for backends, listings and callers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AreaInfo {
-    /// First address.
-    pub base: VirtAddr,
-    /// Size in pages.
-    pub pages: u64,
-    /// Access rights.
-    pub flags: AreaFlags,
-    /// Attributes.
-    pub attrs: AreaAttrs,
-    /// The backend's name.
-    pub backend: &'static str,
-    /// Pages mapped now.
-    pub resident: u64,
-    /// Whether the area shares its pages with other areas.
-    pub shared: bool,
-}
-
-impl AreaInfo {
-    /// Size in bytes.
-    pub fn size(&self) -> u64 {
-        self.pages * PAGE_SIZE
-    }
-    /// One past the last address.
-    pub fn end(&self) -> VirtAddr {
-        VirtAddr::new(self.base.as_u64() + self.size())
-    }
-    /// Index of `page` within the area.
-    pub fn page_index(&self, page: Page) -> u64 {
-        page.pages_since(self.base.page())
-    }
-    /// `rwx` text in the manner of `/proc/PID/maps`, `p` for private, `s`
-    /// for shared.
-    pub fn rights(&self) -> [u8; 4] {
-        let f = self.flags;
-        [
-            if f.contains(AreaFlags::READ) {
-                b'r'
-            } else {
-                b'-'
-            },
-            if f.contains(AreaFlags::WRITE) {
-                b'w'
-            } else {
-                b'-'
-            },
-            if f.contains(AreaFlags::EXEC) {
-                b'x'
-            } else {
-                b'-'
-            },
-            if self.shared { b's' } else { b'p' },
-        ]
-    }
-}
-
-impl fmt::Display for AreaInfo {
-    /// One line of an address-space map:
-    /// `start-end rights backend resident/pages pages`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = self.rights();
-        write!(
-            f,
-            "{:016x}-{:016x} {}{}{}{} {:<5} {:>6}/{:<6} pages{}",
-            self.base.as_u64(),
-            self.end().as_u64(),
-            r[0] as char,
-            r[1] as char,
-            r[2] as char,
-            r[3] as char,
-            self.backend,
-            self.resident,
-            self.pages,
-            if self.attrs.contains(AreaAttrs::PARTIAL) {
-                " partial"
-            } else {
-                ""
-            }
-        )
     }
 }

@@ -7,7 +7,6 @@ use crate::machine::{Cpus, FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::space::AddressSpace;
 use crate::stats::{Counters, Stats};
-use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Why a fault could not be resolved.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -243,58 +242,5 @@ impl<M: Machine> AddressSpace<M> {
             return Err(FaultReason::NoMemory);
         }
         Ok(())
-    }
-}
-
-/// Faults between preparing a frame and mapping or releasing it, counted
-/// per CPU: a fault that runs out of memory waits for them before it tries
-/// again, as one of them may hold the last frame for the very same page.
-///
-/// CPUs 0–7 each have a counter of their own (on its own cache lines);
-/// other CPUs and threads outside any CPU share a ninth. Changes are atomic
-/// read-modify-writes of the counter that was entered, so a task that moves
-/// to another CPU between entering and leaving (under a sleeping lock) still
-/// leaves the count it raised. Read with relaxed loads: a count missed by a
-/// reordering only shortens the wait, which the bounded retries cover.
-#[derive(Default)]
-pub(crate) struct Preparing([PreparingCount; OWNED + 1]);
-
-const OWNED: usize = 8;
-
-/// Most [`Machine::relax`] calls one wait makes while faults still hold
-/// prepared frames.
-const WAIT_LIMIT: u32 = 1 << 16;
-
-#[derive(Default)]
-#[repr(align(128))]
-struct PreparingCount(AtomicU64);
-
-impl Preparing {
-    /// Counts a fault preparing a frame on `cpu`; returns the counter to
-    /// hand to [`leave`](Self::leave).
-    fn enter(&self, cpu: Option<usize>) -> usize {
-        let counter = cpu.filter(|&c| c < OWNED).unwrap_or(OWNED);
-        self.0[counter].0.fetch_add(1, Relaxed);
-        counter
-    }
-
-    /// Ends what [`enter`](Self::enter) counted on `counter`.
-    fn leave(&self, counter: usize) {
-        self.0[counter].0.fetch_sub(1, Relaxed);
-    }
-
-    /// Relaxes `pause` times, then while any fault (this one excepted: it
-    /// holds none now) has a prepared frame, up to [`WAIT_LIMIT`] more
-    /// times.
-    fn wait_idle(&self, pause: u32, relax: impl Fn()) {
-        for _ in 0..pause {
-            relax();
-        }
-        for _ in 0..WAIT_LIMIT {
-            if self.0.iter().all(|c| c.0.load(Relaxed) == 0) {
-                return;
-            }
-            relax();
-        }
     }
 }

@@ -73,6 +73,7 @@ pub mod paging;
 #[allow(unsafe_code)]
 mod shard_lock;
 pub mod share;
+mod shared;
 pub mod space;
 pub mod stats;
 #[allow(unsafe_code)]
@@ -84,7 +85,7 @@ pub mod uaccess;
 pub mod used_space;
 
 pub use addr::{Frame, Page, PageRange, PhysAddr, VirtAddr, PAGE_SIZE};
-pub use area::AreaInfo;
+pub use backend::AreaInfo;
 pub use error::{Error, Result};
 pub use fault::{FaultContext, FaultOutcome, FaultReason};
 pub use flags::{Access, AreaAttrs, AreaFlags, PageFlags};

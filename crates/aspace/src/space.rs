@@ -24,69 +24,34 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::area::{Area, AreaGuard, AreaInfo, AreaState, Slot};
-use crate::area_tree::{AreaTree, Hint};
-use crate::asid::AsidAllocator;
+use crate::area_tree::AreaTree;
 use crate::backend::{AnonBackend, Backend};
-use crate::fault::Preparing;
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::lookup::AreaLookup;
-use crate::machine::{
-    Asid, CpuSet, Cpus, FrameAllocator, Invalidation, Layout, Machine, Shootdown, Tlb,
-};
+use crate::machine::{Asid, CpuSet, Cpus, FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
 use crate::paging::PageTable;
 use crate::shard_lock::{ReadGuard, ShardedRwLock};
 use crate::share::ShareInfo;
+use crate::shared::Shared;
 use crate::stats::Stats;
 use crate::tlb::ShootdownBatch;
 use crate::used_space::UsedSpace;
 use crate::{Error, Result};
-
-/// State shared by the system and every address space.
-pub(crate) struct Shared<M: Machine> {
-    pub machine: M,
-    pub asids: lock_api::Mutex<M::Lock, AsidAllocator>,
-    pub stats: Stats,
-    pub hints: LookupHints,
-    pub preparing: Preparing,
-    pub next_id: AtomicU64,
-    pub layout: Layout,
-}
 
 /// The area tree: base page number to area, each entry knowing where its
 /// area ends and holding its summary (so a lookup touches no memory of the
 /// area itself).
 pub(crate) type Areas<M> = AreaTree<Slot<M>>;
 
-/// Last-hit hints for area lookups, one per CPU (CPU `c` uses `c %
-/// HINTS`), each alone on its cache-line pair. A hint only names a leaf and
-/// is checked against that leaf's contents before use, so one hint serves
-/// every address space's tree: a stale or foreign one costs a descent,
-/// never a wrong answer.
-#[derive(Default)]
-pub(crate) struct LookupHints([CpuHint; HINTS]);
-
-const HINTS: usize = 8;
-
 /// Most reader shards an area tree's lock gets (one per CPU, rounded up to
 /// a power of two; CPU `c` reads through shard `c` modulo the count):
 /// writers lock every shard, so more would make creating and destroying
 /// areas dearer on big machines.
 const MAX_SHARDS: usize = 16;
-
-#[derive(Default)]
-#[repr(align(128))]
-struct CpuHint(Hint);
-
-impl LookupHints {
-    /// The hint of CPU `cpu` (the first one outside any CPU).
-    pub(crate) fn of(&self, cpu: Option<usize>) -> &Hint {
-        &self.0[cpu.unwrap_or(0) % HINTS].0
-    }
-}
 
 /// One address space: its areas and its page table.
 ///

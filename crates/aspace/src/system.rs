@@ -2,11 +2,10 @@
 //! allocator and the counters, and the address-space switch.
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::asid::AsidAllocator;
 use crate::machine::{Asid, Cpus, Invalidation, Machine, Tlb};
-use crate::space::{AddressSpace, LookupHints, Shared};
+use crate::shared::Shared;
+use crate::space::AddressSpace;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::{Error, Result};
 
@@ -39,15 +38,7 @@ impl<M: Machine> System<M> {
         if cpus == 0 || cpus > 64 || (config.asids as usize) < cpus || config.asids > 4095 {
             return Err(Error::InvalidArgument);
         }
-        let shared = Arc::new(Shared {
-            layout: machine.layout(),
-            machine,
-            asids: lock_api::Mutex::new(AsidAllocator::new(config.asids)),
-            stats: Stats::default(),
-            hints: LookupHints::default(),
-            preparing: Default::default(),
-            next_id: AtomicU64::new(1),
-        });
+        let shared = Arc::new(Shared::new(machine, config.asids));
         let kernel = AddressSpace::create(&shared, None)?;
         Ok(Self { shared, kernel })
     }
@@ -124,16 +115,5 @@ impl<M: Machine> System<M> {
     /// ASIDs in the free pool.
     pub fn free_asids(&self) -> usize {
         self.shared.asids.lock().free_count()
-    }
-}
-
-impl<M: Machine> Shared<M> {
-    /// The counter shard of the current CPU.
-    pub(crate) fn counters(&self) -> &crate::stats::Counters {
-        self.stats.shard(self.machine.cpus().current_cpu())
-    }
-
-    pub(crate) fn new_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 }

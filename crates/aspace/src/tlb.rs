@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use crate::addr::{Frame, Page, PageRange};
 use crate::machine::{CpuSet, Cpus, FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
 use crate::paging::Unmapped;
-use crate::space::Shared;
+use crate::shared::Shared;
 use crate::stats::Stats;
 
 /// A pending TLB shootdown and the frames that wait for it.

@@ -1,7 +1,7 @@
 //! Anonymous memory: a fresh zeroed frame on the first touch of each page.
 
 use crate::addr::{Frame, Page};
-use crate::area::AreaInfo;
+use crate::backend::AreaInfo;
 use crate::backend::Backend;
 use crate::flags::Access;
 use crate::machine::{FrameAllocator, Machine, PhysMemory};

@@ -4,8 +4,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::addr::{Frame, Page, PhysAddr, PAGE_SIZE};
-use crate::area::AreaInfo;
 use crate::backend::anon::zeroed_frame;
+use crate::backend::AreaInfo;
 use crate::backend::Backend;
 use crate::flags::{Access, AreaFlags};
 use crate::machine::{FrameAllocator, Machine, PhysMemory};

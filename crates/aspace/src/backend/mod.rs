@@ -10,9 +10,10 @@ pub mod anon;
 pub mod elf;
 pub mod phys;
 
-use crate::addr::{Frame, Page};
-use crate::area::AreaInfo;
-use crate::flags::Access;
+use core::fmt;
+
+use crate::addr::{Frame, Page, VirtAddr, PAGE_SIZE};
+use crate::flags::{Access, AreaAttrs, AreaFlags};
 use crate::machine::Machine;
 use crate::Result;
 
@@ -63,5 +64,88 @@ pub trait Backend<M: Machine>: Send + Sync {
     /// Whether areas of this backend may be shared.
     fn can_share(&self) -> bool {
         true
+    }
+}
+
+/// A snapshot of one area, for backends, listings and callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AreaInfo {
+    /// First address.
+    pub base: VirtAddr,
+    /// Size in pages.
+    pub pages: u64,
+    /// Access rights.
+    pub flags: AreaFlags,
+    /// Attributes.
+    pub attrs: AreaAttrs,
+    /// The backend's name.
+    pub backend: &'static str,
+    /// Pages mapped now.
+    pub resident: u64,
+    /// Whether the area shares its pages with other areas.
+    pub shared: bool,
+}
+
+impl AreaInfo {
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.pages * PAGE_SIZE
+    }
+    /// One past the last address.
+    pub fn end(&self) -> VirtAddr {
+        VirtAddr::new(self.base.as_u64() + self.size())
+    }
+    /// Index of `page` within the area.
+    pub fn page_index(&self, page: Page) -> u64 {
+        page.pages_since(self.base.page())
+    }
+    /// `rwx` text in the manner of `/proc/PID/maps`, `p` for private, `s`
+    /// for shared.
+    pub fn rights(&self) -> [u8; 4] {
+        let f = self.flags;
+        [
+            if f.contains(AreaFlags::READ) {
+                b'r'
+            } else {
+                b'-'
+            },
+            if f.contains(AreaFlags::WRITE) {
+                b'w'
+            } else {
+                b'-'
+            },
+            if f.contains(AreaFlags::EXEC) {
+                b'x'
+            } else {
+                b'-'
+            },
+            if self.shared { b's' } else { b'p' },
+        ]
+    }
+}
+
+impl fmt::Display for AreaInfo {
+    /// One line of an address-space map:
+    /// `start-end rights backend resident/pages pages`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.rights();
+        write!(
+            f,
+            "{:016x}-{:016x} {}{}{}{} {:<5} {:>6}/{:<6} pages{}",
+            self.base.as_u64(),
+            self.end().as_u64(),
+            r[0] as char,
+            r[1] as char,
+            r[2] as char,
+            r[3] as char,
+            self.backend,
+            self.resident,
+            self.pages,
+            if self.attrs.contains(AreaAttrs::PARTIAL) {
+                " partial"
+            } else {
+                ""
+            }
+        )
     }
 }

@@ -1,7 +1,7 @@
 //! Physical (device) memory: an area that maps a fixed physical range.
 
 use crate::addr::{Frame, Page};
-use crate::area::AreaInfo;
+use crate::backend::AreaInfo;
 use crate::backend::Backend;
 use crate::flags::Access;
 use crate::machine::Machine;
