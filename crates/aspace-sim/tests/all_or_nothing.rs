@@ -604,26 +604,31 @@ fn unknown_flag_bits_are_refused_everywhere() {
 /// Anonymous memory whose frame preparation moves the faulting task to
 /// CPU 0 (as a sleeping lock may), so tasks that started on other CPUs end
 /// their faults there, side by side.
-struct WanderingAnon;
+struct WanderingAnon(aspace_sim::SimMachine);
 
-impl aspace::backend::Backend<aspace_sim::SimMachine> for WanderingAnon {
+impl aspace::backend::Backend<aspace_sim::PhysMem, aspace_sim::FramePool> for WanderingAnon {
     fn name(&self) -> &'static str {
         "wandering"
     }
 
     fn page_fault(
         &self,
-        m: &aspace_sim::SimMachine,
+        memory: &aspace_sim::PhysMem,
+        frames: &aspace_sim::FramePool,
         area: &AreaInfo,
         page: Page,
         access: Access,
     ) -> aspace::Result<Frame> {
-        AnonBackend.page_fault(m, area, page, access)
+        AnonBackend.page_fault(memory, frames, area, page, access)
     }
 
-    fn prepare(&self, m: &aspace_sim::SimMachine) -> Option<Frame> {
-        m.hardware().migrate_current(0);
-        AnonBackend.prepare(m)
+    fn prepare(
+        &self,
+        memory: &aspace_sim::PhysMem,
+        frames: &aspace_sim::FramePool,
+    ) -> Option<Frame> {
+        self.0.hardware().migrate_current(0);
+        AnonBackend.prepare(memory, frames)
     }
 }
 
@@ -636,7 +641,7 @@ fn faults_that_move_between_cpus_leave_no_count_behind() {
         8 * PAGE_SIZE,
         RW,
         AreaAttrs::empty(),
-        Arc::new(WanderingAnon),
+        Arc::new(WanderingAnon(sim.system().machine().clone())),
     )
     .unwrap();
     // One page resident: every later fault on it prepares a frame (the area

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use aspace::area::AreaInfo;
 use aspace::backend::Backend;
-use aspace::machine::{FrameAllocator, Machine, PhysMemory};
+use aspace::machine::{FrameAllocator, PhysMemory};
 use aspace::{Access, AreaAttrs, AreaFlags, Error, FaultOutcome, Frame, Page, VirtAddr, PAGE_SIZE};
-use aspace_sim::{Sim, SimConfig, SimMachine};
+use aspace_sim::{FramePool, PhysMem, Sim, SimConfig};
 
 const BASE: u64 = 0x40_0000;
 
@@ -25,9 +25,9 @@ struct HoldingAnon {
     supplied: AtomicU32,
 }
 
-fn zeroed(m: &SimMachine) -> Option<Frame> {
-    let f = m.frames().alloc()?;
-    m.memory().zero_frame(f);
+fn zeroed(memory: &PhysMem, frames: &FramePool) -> Option<Frame> {
+    let f = frames.alloc()?;
+    memory.zero_frame(f);
     Some(f)
 }
 
@@ -42,19 +42,20 @@ fn wait_for(flag: &AtomicBool) {
     }
 }
 
-impl Backend<SimMachine> for HoldingAnon {
+impl Backend<PhysMem, FramePool> for HoldingAnon {
     fn name(&self) -> &'static str {
         "holding"
     }
 
     fn page_fault(
         &self,
-        m: &SimMachine,
+        memory: &PhysMem,
+        frames: &FramePool,
         _: &AreaInfo,
         _: Page,
         _: Access,
     ) -> aspace::Result<Frame> {
-        let f = zeroed(m);
+        let f = zeroed(memory, frames);
         if f.is_none() {
             self.other_failed.store(true, SeqCst);
         } else {
@@ -63,8 +64,8 @@ impl Backend<SimMachine> for HoldingAnon {
         f.ok_or(Error::NoMemory)
     }
 
-    fn prepare(&self, m: &SimMachine) -> Option<Frame> {
-        let f = zeroed(m);
+    fn prepare(&self, memory: &PhysMem, frames: &FramePool) -> Option<Frame> {
+        let f = zeroed(memory, frames);
         if f.is_some() && self.armed.swap(false, SeqCst) {
             self.holding.store(true, SeqCst);
             wait_for(&self.other_failed);

@@ -20,7 +20,7 @@ use crate::used_space::UsedSpace;
 /// lock.
 pub(crate) struct Area<M: Machine> {
     pub base: Page,
-    pub backend: Arc<dyn Backend<M>>,
+    pub backend: Arc<dyn Backend<M::Memory, M::Frames>>,
     pub pages: AtomicU64,
     state: lock_api::Mutex<M::Lock, AreaState<M>>,
 }
@@ -97,7 +97,7 @@ impl<M: Machine> Slot<M> {
         pages: u64,
         flags: AreaFlags,
         attrs: AreaAttrs,
-        backend: Arc<dyn Backend<M>>,
+        backend: Arc<dyn Backend<M::Memory, M::Frames>>,
     ) -> Self {
         let summary = Summary {
             word: AtomicU64::new(Summary::pack_parts(flags, attrs, false, 0)),
@@ -176,7 +176,7 @@ impl<M: Machine> Area<M> {
         pages: u64,
         flags: AreaFlags,
         attrs: AreaAttrs,
-        backend: Arc<dyn Backend<M>>,
+        backend: Arc<dyn Backend<M::Memory, M::Frames>>,
     ) -> Self {
         Self {
             base,

@@ -2,6 +2,7 @@
 
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::area::{Area, AreaState, Slot};
+use crate::backend::BackendCaps;
 use crate::flags::{Access, AreaAttrs};
 use crate::machine::{Cpus, FrameAllocator, Machine};
 use crate::paging::PageTable;
@@ -131,7 +132,7 @@ impl<M: Machine> AddressSpace<M> {
         // then (a sleeping lock may move it to another CPU).
         let entered = prepare.then(|| self.shared.preparing.enter(cpu));
         let mut prepared = if prepare {
-            slot.area.backend.prepare(m)
+            slot.area.backend.prepare(m.memory(), m.frames())
         } else {
             None
         };
@@ -206,14 +207,14 @@ impl<M: Machine> AddressSpace<M> {
                 debug_assert!(info.resident > 0, "the page is in the used space");
                 info.resident = info.resident.saturating_sub(1);
                 area.backend
-                    .page_fault(m, &info, page, access)
+                    .page_fault(m.memory(), m.frames(), &info, page, access)
                     .map_err(|_| FaultReason::NoMemory)
             }
         };
         let frame = match &st.share {
             // Shared: every sharer maps the frame in the page map; the first
             // to touch a page puts it there (with a reference of its own).
-            Some(share) if area.backend.refcounted() => {
+            Some(share) if area.backend.caps().contains(BackendCaps::REFCOUNTED) => {
                 let mut sh = share.state.lock();
                 let index = page.pages_since(area.base);
                 match sh.pagemap.get(&index) {
@@ -236,7 +237,7 @@ impl<M: Machine> AddressSpace<M> {
         // page's entry; the table itself needs no lock.
         let mapped = self.pt().map(m.memory(), m.frames(), page, frame, flags);
         if mapped.is_err() {
-            if area.backend.refcounted() {
+            if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
                 m.frames().release(frame);
             }
             return Err(FaultReason::NoMemory);

@@ -4,6 +4,130 @@
 //! the local TLB of the running CPU, inter-processor shootdown, the page-table
 //! format and the lock type. The hosted simulator (`aspace-sim`) and a real
 //! kernel each provide one implementation.
+//!
+//! # A minimal machine
+//!
+//! What a kernel implements, in full, for one CPU with no TLB to speak of:
+//! physical memory as a vector of words, a free-list frame allocator with
+//! reference counts, no-op TLB control, no other CPU to interrupt, spin
+//! locks from the `spin` crate and the x86_64 page-table format. A real
+//! kernel reaches RAM through its direct map instead, loads CR3 in
+//! `install` and sends IPIs in `shootdown`.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+//! use std::sync::Mutex;
+//!
+//! use aspace::paging::x86_64::X86_64PageTable;
+//! use aspace::{Access, AreaFlags, Asid, Config, CpuId, CpuSet, Cpus, FaultContext, FaultOutcome,
+//!              Frame, FrameAllocator, Invalidation, Machine, PhysAddr, PhysMemory, Shootdown,
+//!              System, Tlb, VirtAddr, PAGE_SIZE};
+//!
+//! /// RAM: `frames` pages of 64-bit words.
+//! struct Ram(Vec<AtomicU64>);
+//! impl Ram {
+//!     fn word(&self, a: u64) -> &AtomicU64 { &self.0[(a / 8) as usize] }
+//! }
+//! // SAFETY: every access is to this vector (out of range panics), words
+//! // are atomics, and nothing else holds references into it.
+//! unsafe impl PhysMemory for Ram {
+//!     fn read(&self, addr: PhysAddr, buf: &mut [u8]) {
+//!         for (i, b) in buf.iter_mut().enumerate() {
+//!             let a = addr.as_u64() + i as u64;
+//!             *b = self.word(a).load(SeqCst).to_le_bytes()[(a % 8) as usize];
+//!         }
+//!     }
+//!     fn write(&self, addr: PhysAddr, data: &[u8]) {
+//!         for (i, &b) in data.iter().enumerate() {
+//!             let a = addr.as_u64() + i as u64;
+//!             let mut w = self.word(a).load(SeqCst).to_le_bytes();
+//!             w[(a % 8) as usize] = b;
+//!             self.word(a).store(u64::from_le_bytes(w), SeqCst);
+//!         }
+//!     }
+//!     fn read_u64(&self, addr: PhysAddr) -> u64 { self.word(addr.as_u64()).load(SeqCst) }
+//!     fn write_u64(&self, addr: PhysAddr, v: u64) { self.word(addr.as_u64()).store(v, SeqCst) }
+//!     fn compare_exchange_u64(&self, addr: PhysAddr, old: u64, new: u64) -> Result<u64, u64> {
+//!         self.word(addr.as_u64()).compare_exchange(old, new, SeqCst, SeqCst)
+//!     }
+//! }
+//!
+//! /// Free frames and a reference count per frame.
+//! struct FreeList(Mutex<(Vec<u64>, Vec<u32>)>);
+//! // SAFETY: hands out frames of `Ram` only, each once until its last
+//! // reference goes; frame 0 is never handed out.
+//! unsafe impl FrameAllocator for FreeList {
+//!     fn alloc(&self) -> Option<Frame> {
+//!         let mut l = self.0.lock().unwrap();
+//!         let n = l.0.pop()?;
+//!         l.1[n as usize] = 1;
+//!         Some(Frame::from_number(n))
+//!     }
+//!     fn add_ref(&self, f: Frame) { self.0.lock().unwrap().1[f.number() as usize] += 1; }
+//!     fn release(&self, f: Frame) -> bool {
+//!         let mut l = self.0.lock().unwrap();
+//!         l.1[f.number() as usize] -= 1;
+//!         let freed = l.1[f.number() as usize] == 0;
+//!         if freed { l.0.push(f.number()); }
+//!         freed
+//!     }
+//! }
+//!
+//! /// One CPU, no TLB to flush, nobody to interrupt.
+//! struct OneCpu;
+//! impl Cpus for OneCpu {
+//!     fn cpu_count(&self) -> usize { 1 }
+//!     fn current_cpu(&self) -> Option<CpuId> { Some(0) }
+//! }
+//! impl Tlb for OneCpu {
+//!     fn invalidate_local(&self, _: Invalidation) {}
+//!     fn install(&self, _root: Frame, _asid: Asid) {}
+//! }
+//! impl Shootdown for OneCpu {
+//!     fn shootdown(&self, _: CpuSet, _: Invalidation) -> usize { 0 }
+//! }
+//!
+//! struct Tiny { ram: Ram, frames: FreeList }
+//! impl Machine for Tiny {
+//!     type Lock = spin::Mutex<()>;
+//!     type RwLock = spin::RwLock<()>;
+//!     type Memory = Ram;
+//!     type Frames = FreeList;
+//!     type Cpus = OneCpu;
+//!     type Tlb = OneCpu;
+//!     type Shootdown = OneCpu;
+//!     type PageTable = X86_64PageTable;
+//!     fn memory(&self) -> &Ram { &self.ram }
+//!     fn frames(&self) -> &FreeList { &self.frames }
+//!     fn cpus(&self) -> &OneCpu { &OneCpu }
+//!     fn tlb(&self) -> &OneCpu { &OneCpu }
+//!     fn shootdown(&self) -> &OneCpu { &OneCpu }
+//! }
+//!
+//! let frames = 64;
+//! let machine = Tiny {
+//!     ram: Ram((0..frames * PAGE_SIZE / 8).map(|_| AtomicU64::new(0)).collect()),
+//!     frames: FreeList(Mutex::new(((1..frames).rev().collect(), vec![0; frames as usize]))),
+//! };
+//! let system = System::new(machine, Config { asids: 1 }).unwrap();
+//! let free = || system.machine().frames.0.lock().unwrap().0.len();
+//! let free_at_start = free();
+//! let space = system.create().unwrap();
+//! let heap = VirtAddr::new(0x40_0000);
+//! space.area_create(heap, 4 * PAGE_SIZE, AreaFlags::READ | AreaFlags::WRITE).unwrap();
+//! system.switch(None, &space).unwrap();
+//! // The trap handler's part: a user store faulted, the core maps a page.
+//! assert_eq!(space.page_fault(heap, Access::Write, FaultContext::User), FaultOutcome::Ok);
+//! let (frame, _) = space.translate(heap.page()).unwrap();
+//! system.machine().memory().write(frame.start(), b"hi");
+//! let mut buf = [0; 2];
+//! space.copy_from_user(heap, &mut buf).unwrap();
+//! assert_eq!(&buf, b"hi");
+//! // The scheduler leaves the space; its last reference going destroys it.
+//! system.switch(Some(&space), system.kernel()).unwrap();
+//! drop(space);
+//! assert_eq!(free(), free_at_start);
+//! ```
 
 use crate::addr::{Frame, PageRange};
 pub use crate::memory::{FrameAllocator, PhysMemory};

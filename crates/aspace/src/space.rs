@@ -29,7 +29,7 @@ use core::sync::atomic::Ordering;
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::area::{Area, AreaGuard, AreaInfo, AreaState, Slot};
 use crate::area_tree::AreaTree;
-use crate::backend::{AnonBackend, Backend};
+use crate::backend::{AnonBackend, Backend, BackendCaps};
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::lookup::AreaLookup;
 use crate::machine::{Asid, CpuSet, Cpus, FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
@@ -76,7 +76,7 @@ pub struct AddressSpace<M: Machine> {
 fn unmap_into<M: Machine>(
     machine: &M,
     pt: &M::PageTable,
-    backend: &dyn Backend<M>,
+    backend: &dyn Backend<M::Memory, M::Frames>,
     pages: impl Iterator<Item = Page>,
     batch: &mut ShootdownBatch,
 ) {
@@ -85,7 +85,7 @@ fn unmap_into<M: Machine>(
             debug_assert!(false, "used page {page:?} not mapped");
             continue;
         };
-        batch.defer(u, backend.refcounted());
+        batch.defer(u, backend.caps().contains(BackendCaps::REFCOUNTED));
     }
 }
 
@@ -293,7 +293,7 @@ impl<M: Machine> AddressSpace<M> {
         size: u64,
         flags: AreaFlags,
         attrs: AreaAttrs,
-        backend: Arc<dyn Backend<M>>,
+        backend: Arc<dyn Backend<M::Memory, M::Frames>>,
     ) -> Result<VirtAddr> {
         self.create_area(base, size, flags, attrs, backend)
             .map(|_| base)
@@ -307,7 +307,7 @@ impl<M: Machine> AddressSpace<M> {
         size: u64,
         flags: AreaFlags,
         attrs: AreaAttrs,
-        backend: Arc<dyn Backend<M>>,
+        backend: Arc<dyn Backend<M::Memory, M::Frames>>,
     ) -> Result<Arc<Area<M>>> {
         flags.validate()?;
         let range = Self::checked_range(base, size)?;
@@ -337,7 +337,7 @@ impl<M: Machine> AddressSpace<M> {
         let (base, pages) = {
             let (slot, mut st) = self.lock_whole(&tree, addr)?;
             let area = &slot.area;
-            if !area.backend.can_resize() || st.share.is_some() {
+            if !area.backend.caps().contains(BackendCaps::RESIZE) || st.share.is_some() {
                 return Err(Error::NotSupported);
             }
             let offset = addr.as_u64() - area.base.start().as_u64();
@@ -414,7 +414,7 @@ impl<M: Machine> AddressSpace<M> {
         let tree = self.read_areas();
         let (slot, mut st) = self.lock_whole(&tree, addr)?;
         let area = &slot.area;
-        if !area.backend.can_change_flags() || st.share.is_some() {
+        if !area.backend.caps().contains(BackendCaps::CHANGE_FLAGS) || st.share.is_some() {
             return Err(Error::NotSupported);
         }
         let m = self.machine();
@@ -439,7 +439,7 @@ impl<M: Machine> AddressSpace<M> {
         // fail; if it did, the page simply stops being resident.
         for (page, frame) in lost {
             let _ = st.used.remove(page, 1);
-            if area.backend.refcounted() {
+            if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
                 m.frames().release(frame);
             }
         }
@@ -564,7 +564,7 @@ impl<M: Machine> AddressSpace<M> {
         size: u64,
         mask: AreaFlags,
     ) -> Result<AreaFlags> {
-        if !area.backend.can_share() {
+        if !area.backend.caps().contains(BackendCaps::SHARE) {
             return Err(Error::NotSupported);
         }
         if mask.bits() & !AreaFlags::all().bits() != 0 {
@@ -590,7 +590,7 @@ impl<M: Machine> AddressSpace<M> {
         }
         let m = self.machine();
         let mut pagemap = BTreeMap::new();
-        if area.backend.refcounted() {
+        if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
             for page in st.used.iter_pages() {
                 let (frame, _) = self
                     .pt()

@@ -3,8 +3,9 @@
 use crate::addr::{Frame, Page};
 use crate::backend::AreaInfo;
 use crate::backend::Backend;
+use crate::backend::BackendCaps;
 use crate::flags::Access;
-use crate::machine::{FrameAllocator, Machine, PhysMemory};
+use crate::memory::{FrameAllocator, PhysMemory};
 use crate::{Error, Result};
 
 /// The anonymous-memory backend (HelenOS `anon_backend`).
@@ -12,32 +13,36 @@ use crate::{Error, Result};
 pub struct AnonBackend;
 
 /// A frame filled with zeros, with one reference.
-pub(crate) fn zeroed_frame<M: Machine>(machine: &M) -> Result<Frame> {
-    let frame = machine.frames().alloc().ok_or(Error::NoMemory)?;
-    machine.memory().zero_frame(frame);
+pub(crate) fn zeroed_frame<P: PhysMemory, F: FrameAllocator>(
+    memory: &P,
+    frames: &F,
+) -> Result<Frame> {
+    let frame = frames.alloc().ok_or(Error::NoMemory)?;
+    memory.zero_frame(frame);
     Ok(frame)
 }
 
-impl<M: Machine> Backend<M> for AnonBackend {
+impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for AnonBackend {
     fn name(&self) -> &'static str {
         "anon"
     }
 
     fn page_fault(
         &self,
-        machine: &M,
+        memory: &P,
+        frames: &F,
         _area: &AreaInfo,
         _page: Page,
         _access: Access,
     ) -> Result<Frame> {
-        zeroed_frame(machine)
+        zeroed_frame(memory, frames)
     }
 
-    fn prepare(&self, machine: &M) -> Option<Frame> {
-        zeroed_frame(machine).ok()
+    fn prepare(&self, memory: &P, frames: &F) -> Option<Frame> {
+        zeroed_frame(memory, frames).ok()
     }
 
-    fn can_change_flags(&self) -> bool {
-        true
+    fn caps(&self) -> BackendCaps {
+        BackendCaps::all()
     }
 }

@@ -147,31 +147,32 @@ impl ElfBackend {
     }
 }
 
-impl<M: Machine> Backend<M> for ElfBackend {
+impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ElfBackend {
     fn name(&self) -> &'static str {
         "elf"
     }
 
     fn page_fault(
         &self,
-        machine: &M,
+        memory: &P,
+        frames: &F,
         area: &AreaInfo,
         page: Page,
         _access: Access,
     ) -> Result<Frame> {
         let a = self.segment_address(area.page_index(page));
         if let Some(f) = self.image_frame(a) {
-            machine.frames().add_ref(f);
+            frames.add_ref(f);
             return Ok(f);
         }
-        let frame = zeroed_frame(machine)?;
+        let frame = zeroed_frame(memory, frames)?;
         let s = &self.segment;
         let lo = a.max(s.vaddr);
         let hi = (a + PAGE_SIZE).min(s.vaddr + s.filesz);
         if lo < hi {
             let dst = PhysAddr::new(frame.start().as_u64() + (lo - a));
             self.image
-                .copy_out(machine.memory(), s.offset + (lo - s.vaddr), dst, hi - lo);
+                .copy_out(memory, s.offset + (lo - s.vaddr), dst, hi - lo);
         }
         Ok(frame)
     }

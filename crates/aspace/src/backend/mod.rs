@@ -5,6 +5,46 @@
 //! (anonymous memory, ELF images) carry one reference per mapping and one
 //! per share record, and are freed by the last release; frames of other
 //! backends (device memory) are never counted nor freed.
+//!
+//! A new backend needs no change to the core: implement [`Backend`] and
+//! hand it to [`AddressSpace::area_create_with`](crate::AddressSpace::area_create_with).
+//! This one fills every page with one byte:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use aspace::backend::{AreaInfo, Backend, BackendCaps};
+//! use aspace::{Access, AreaAttrs, AreaFlags, Error, Frame, FrameAllocator, Page, PhysMemory,
+//!              VirtAddr, PAGE_SIZE};
+//! use aspace_sim::{Sim, SimConfig};
+//!
+//! /// Pages that read as `fill`, page after page.
+//! struct Pattern { fill: u8 }
+//!
+//! impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for Pattern {
+//!     fn name(&self) -> &'static str { "pattern" }
+//!     fn page_fault(&self, memory: &P, frames: &F, _area: &AreaInfo, _page: Page,
+//!                   _access: Access) -> aspace::Result<Frame> {
+//!         let frame = frames.alloc().ok_or(Error::NoMemory)?;
+//!         memory.write(frame.start(), &[self.fill; PAGE_SIZE as usize]);
+//!         Ok(frame)
+//!     }
+//!     // Read-only patterns: no growth, no sharing, no change of rights.
+//!     fn caps(&self) -> BackendCaps { BackendCaps::REFCOUNTED }
+//! }
+//!
+//! let sim = Sim::new(SimConfig::default()).unwrap();
+//! let space = sim.system().create().unwrap();
+//! let base = VirtAddr::new(0x40_0000);
+//! space
+//!     .area_create_with(base, 2 * PAGE_SIZE, AreaFlags::READ, AreaAttrs::empty(),
+//!                       Arc::new(Pattern { fill: 0xa5 }))
+//!     .unwrap();
+//! let mut cpu = sim.cpu(0);
+//! cpu.switch_to(&space).unwrap();
+//! assert_eq!(cpu.read_u64(VirtAddr::new(0x40_1000)).unwrap(), 0xa5a5_a5a5_a5a5_a5a5);
+//! assert_eq!(cpu.run(|| space.area_resize(base, PAGE_SIZE)), Err(Error::NotSupported));
+//! assert_eq!(space.area(base).unwrap().backend, "pattern");
+//! ```
 
 pub mod anon;
 pub mod elf;
@@ -14,24 +54,52 @@ use core::fmt;
 
 use crate::addr::{Frame, Page, VirtAddr, PAGE_SIZE};
 use crate::flags::{Access, AreaAttrs, AreaFlags};
-use crate::machine::Machine;
+use crate::memory::{FrameAllocator, PhysMemory};
 use crate::Result;
 
 pub use anon::AnonBackend;
 pub use elf::ElfBackend;
 pub use phys::PhysBackend;
 
-/// A source of pages for areas (HelenOS `mem_backend_t`).
-pub trait Backend<M: Machine>: Send + Sync {
+bitflags::bitflags! {
+    /// What a backend's areas can do, declared once by the backend.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+    pub struct BackendCaps: u32 {
+        /// Frames are reference counted by the frame allocator (released
+        /// when unmapped); without it they are borrowed (device memory),
+        /// never counted nor freed.
+        const REFCOUNTED = 1;
+        /// Areas may change size.
+        const RESIZE = 2;
+        /// Areas may change their rights in place.
+        const CHANGE_FLAGS = 4;
+        /// Areas may be shared.
+        const SHARE = 8;
+    }
+}
+
+/// A source of pages for areas (HelenOS `mem_backend_t`). Generic over
+/// what it uses, physical memory `P` and the frame allocator `F`, so one
+/// backend serves any machine with those.
+pub trait Backend<P: PhysMemory, F: FrameAllocator>: Send + Sync {
     /// Short name for listings (`anon`, `elf`, `phys`).
     fn name(&self) -> &'static str;
 
     /// Supplies the frame that `page` of `area` is to map after a fault with
-    /// `access`. For a [reference-counted](Backend::refcounted) backend the
-    /// frame comes with one reference, owned by the new mapping. Errors make
-    /// the fault fail (e.g. [`NoMemory`](crate::Error::NoMemory)).
-    fn page_fault(&self, machine: &M, area: &AreaInfo, page: Page, access: Access)
-        -> Result<Frame>;
+    /// `access`. A backend must key on the page's place in its area
+    /// ([`AreaInfo::page_index`]), never on its address: a share maps the
+    /// same backend elsewhere. For a [reference-counted](BackendCaps::REFCOUNTED)
+    /// backend the frame comes with one reference, owned by the new
+    /// mapping. Errors make the fault fail (e.g.
+    /// [`NoMemory`](crate::Error::NoMemory)).
+    fn page_fault(
+        &self,
+        memory: &P,
+        frames: &F,
+        area: &AreaInfo,
+        page: Page,
+        access: Access,
+    ) -> Result<Frame>;
 
     /// A frame this backend would supply for *any* page of an area, made
     /// ready before the fault handler takes the area's lock, so the slow
@@ -40,30 +108,15 @@ pub trait Backend<M: Machine>: Send + Sync {
     /// handler releases it if the page turns out to be mapped already.
     /// `None` (the default, and when memory is short): the frame depends on
     /// the page, and `page_fault` supplies it under the lock.
-    fn prepare(&self, machine: &M) -> Option<Frame> {
-        let _ = machine;
+    fn prepare(&self, memory: &P, frames: &F) -> Option<Frame> {
+        let _ = (memory, frames);
         None
     }
 
-    /// Whether frames of this backend are reference counted by the frame
-    /// allocator (released when unmapped) or borrowed (device memory).
-    fn refcounted(&self) -> bool {
-        true
-    }
-
-    /// Whether areas of this backend may change size.
-    fn can_resize(&self) -> bool {
-        true
-    }
-
-    /// Whether areas of this backend may change their rights in place.
-    fn can_change_flags(&self) -> bool {
-        false
-    }
-
-    /// Whether areas of this backend may be shared.
-    fn can_share(&self) -> bool {
-        true
+    /// What areas of this backend can do: by default reference-counted
+    /// frames, resizing and sharing, but no change of rights in place.
+    fn caps(&self) -> BackendCaps {
+        BackendCaps::REFCOUNTED | BackendCaps::RESIZE | BackendCaps::SHARE
     }
 }
 

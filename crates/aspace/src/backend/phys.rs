@@ -3,8 +3,9 @@
 use crate::addr::{Frame, Page};
 use crate::backend::AreaInfo;
 use crate::backend::Backend;
+use crate::backend::BackendCaps;
 use crate::flags::Access;
-use crate::machine::Machine;
+use crate::memory::{FrameAllocator, PhysMemory};
 use crate::{Error, Result};
 
 /// The physical-memory backend (HelenOS `phys_backend`): page `i` of the
@@ -23,14 +24,15 @@ impl PhysBackend {
     }
 }
 
-impl<M: Machine> Backend<M> for PhysBackend {
+impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for PhysBackend {
     fn name(&self) -> &'static str {
         "phys"
     }
 
     fn page_fault(
         &self,
-        _machine: &M,
+        _memory: &P,
+        _frames: &F,
         area: &AreaInfo,
         page: Page,
         _access: Access,
@@ -42,11 +44,7 @@ impl<M: Machine> Backend<M> for PhysBackend {
         Ok(Frame::from_number(self.base.number() + i))
     }
 
-    fn refcounted(&self) -> bool {
-        false
-    }
-
-    fn can_resize(&self) -> bool {
-        false
+    fn caps(&self) -> BackendCaps {
+        BackendCaps::SHARE
     }
 }
