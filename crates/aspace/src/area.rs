@@ -70,7 +70,7 @@ impl Summary {
 
     /// The area's rights, resident count and whether it is shared, read at
     /// once.
-    pub fn quick(&self) -> (AreaFlags, u64, bool) {
+    pub fn unlocked_view(&self) -> (AreaFlags, u64, bool) {
         let w = self.word.load(Ordering::Acquire);
         (
             AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff),
@@ -85,12 +85,12 @@ impl Summary {
 }
 
 /// An entry of the area tree: the area and its summary.
-pub(crate) struct Slot<M: Machine> {
+pub(crate) struct AreaEntry<M: Machine> {
     pub area: Arc<Area<M>>,
     pub summary: Summary,
 }
 
-impl<M: Machine> Slot<M> {
+impl<M: Machine> AreaEntry<M> {
     /// A slot for a new area: nothing resident, not shared.
     pub fn new(
         base: Page,

@@ -1,6 +1,8 @@
 //! [`AreaTree`]: a B+tree interval map from disjoint half-open page ranges
 //! `[start, end)` to values, built for fast point lookups ("which area holds
-//! page `n`?").
+//! page `n`?"). It is not a `BTreeMap` because its nodes can be reserved
+//! ahead ([`AreaTree::reserve`]), so recording a page in an area's used
+//! space during a page fault never allocates.
 //!
 //! # Layout
 //!
@@ -34,11 +36,8 @@
 //! is at most `u64::MAX - 1` (because `start < end <= u64::MAX`), so padding
 //! only counts for `n == u64::MAX`, and the count is clamped to the length
 //! anyway, which costs one more conditional move.
-//!
-//! (A plain count over the whole array, `keys.iter().map(|&k| (k <= n) as
-//! usize).sum()`, measured slower: baseline x86-64 has no 64-bit vector
-//! compare, so it becomes 16 scalar compares with register spills, and
-//! even with AVX2 it did not beat the narrowed count.)
+//! (Why not a plain count over the whole array: BENCHMARKS.md, "Area tree
+//! design choices".)
 //!
 //! Because separators are exact, the leaf reached by descending with a key
 //! `k` always holds the entry with the greatest start `<= k` if any entry
@@ -81,13 +80,9 @@
 //! insertion of `len` entries into an empty tree leaves exactly
 //! `ceil(len / CAP)` leaves, all full but the last one or two, and inner
 //! levels just as dense (a plain middle split leaves every node half
-//! full). Random insertion ends about 84% full instead of about 70%. The
-//! search within a node, the descent and the hint are unaffected.
-//!
-//! (A lower minimum, such as `CAP / 4`, would let a split at an end keep
-//! more in the full part, but with spilling it filled sequential insertions
-//! no better, and it left trees sparser after removals and weakened the
-//! height bound, so the minimum stays `CAP / 2`.)
+//! full); random insertion ends fuller too (figures and the case against a
+//! lower minimum: BENCHMARKS.md, "Area tree design choices"). The search
+//! within a node, the descent and the hint are unaffected.
 //!
 //! Removal refills a node that fell below the minimum from a sibling (the
 //! left one if it has one): if the two together have enough for both to
@@ -135,10 +130,8 @@ use core::iter::FusedIterator;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 /// Entries per leaf and separator keys per inner node (an inner node has up
-/// to `CAP + 1` children). 16 and 32 measured within noise of each other for
-/// lookups from 16 to a million entries (16 a little ahead for small trees,
-/// 32 for mid-sized ones); 16 halves the node size (a leaf is 392 bytes
-/// with 8-byte values) and the work of shifting entries.
+/// to `CAP + 1` children). 16 rather than 32: half the node size and the
+/// work of shifting entries, at lookup speed within noise (BENCHMARKS.md).
 pub const CAP: usize = 16;
 
 /// The least number of entries in a leaf other than the root.
@@ -191,9 +184,9 @@ fn rank(keys: &[u64; CAP], n: u64) -> usize {
 /// the last keys of the first three quarters are compared at once, which
 /// picks the quarter, and its keys are counted. Two dependent rounds of
 /// loads instead of three. Used for inner nodes, whose keys are the ones a
-/// lookup in a large tree is most likely to miss in the cache: in an A/B
-/// run it made the bare descent 4–24% faster from 256 areas up; for leaves
-/// (the only node of a small tree, mostly in the cache) it was slower.
+/// lookup in a large tree is most likely to miss in the cache; leaves
+/// (mostly in the cache) keep [`rank`], which measured faster for them
+/// (BENCHMARKS.md).
 #[inline(always)]
 fn rank_by_quarters(keys: &[u64; CAP], n: u64) -> usize {
     const Q: usize = CAP / 4;
@@ -423,7 +416,7 @@ impl<V> Leaf<V> {
 
     /// Moves the last `k` entries of this leaf to the front of `right` (its
     /// right sibling).
-    fn give_back(&mut self, right: &mut Leaf<V>, k: usize) {
+    fn move_tail_to(&mut self, right: &mut Leaf<V>, k: usize) {
         let (len, rn) = (self.len(), right.len());
         debug_assert!(k <= len && rn + k <= CAP);
         right.starts.copy_within(0..rn, k);
@@ -549,7 +542,7 @@ fn inner_take_front(left: &mut Inner, right: &mut Inner, sep: u64, k: usize) -> 
 /// Moves the last `k` children of `left` (and the keys between them) to
 /// the front of its right sibling `right`, rotating through `sep` like
 /// [`inner_take_front`]; returns the new separator.
-fn inner_give_back(left: &mut Inner, right: &mut Inner, sep: u64, k: usize) -> u64 {
+fn inner_move_tail_to(left: &mut Inner, right: &mut Inner, sep: u64, k: usize) -> u64 {
     let (ln, rn) = (left.nkeys(), right.nkeys());
     debug_assert!(k >= 1 && k <= ln && rn + k <= CAP);
     right.keys.copy_within(0..rn, k);
@@ -1084,7 +1077,7 @@ impl<V> AreaTree<V> {
                 Some(Spill::Right(k)) => {
                     let r = parent.children[c + 1];
                     let (leaf, sib) = pair_mut(&mut self.leaves, node as usize, r as usize);
-                    leaf.give_back(sib, k);
+                    leaf.move_tail_to(sib, k);
                     leaf.insert_at(i, start, end, value);
                     self.inners[p as usize].keys[c] = sib.starts[0];
                     return Ok(());
@@ -1146,7 +1139,7 @@ impl<V> AreaTree<V> {
                     Some(Spill::Right(k)) => {
                         let (r, sep) = (parent.children[c + 1], parent.keys[c]);
                         let (node, sib) = pair_mut(&mut self.inners, p as usize, r as usize);
-                        let sep = inner_give_back(node, sib, sep, k);
+                        let sep = inner_move_tail_to(node, sib, sep, k);
                         node.insert_at(i, key, child);
                         self.inners[pp as usize].keys[c] = sep;
                         return;
@@ -1258,7 +1251,7 @@ impl<V> AreaTree<V> {
         if ln < rn {
             left.take_front(right, half - ln);
         } else {
-            left.give_back(right, half - rn);
+            left.move_tail_to(right, half - rn);
         }
         self.inners[p as usize].keys[slot] = right.starts[0];
         false
@@ -1290,7 +1283,7 @@ impl<V> AreaTree<V> {
         let new_sep = if ln < rn {
             inner_take_front(left, right, sep, half - (ln + 1))
         } else {
-            inner_give_back(left, right, sep, half - (rn + 1))
+            inner_move_tail_to(left, right, sep, half - (rn + 1))
         };
         self.inners[p as usize].keys[slot] = new_sep;
         false

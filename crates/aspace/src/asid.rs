@@ -13,7 +13,7 @@ use crate::machine::{Asid, CpuId, CpuSet};
 
 /// Per-address-space state kept by the allocator.
 #[derive(Debug, Default)]
-struct Slot {
+struct SpaceRecord {
     asid: Option<Asid>,
     /// CPUs running the address space now.
     active: CpuSet,
@@ -52,7 +52,7 @@ pub(crate) struct SwitchPlan {
 #[derive(Debug)]
 pub struct AsidAllocator {
     free: Vec<Asid>,
-    slots: BTreeMap<u64, Slot>,
+    slots: BTreeMap<u64, SpaceRecord>,
     /// LRU stamp -> address-space id, for inactive spaces holding an ASID.
     inactive: BTreeMap<u64, u64>,
     clock: u64,
@@ -83,10 +83,10 @@ impl AsidAllocator {
     }
 
     pub(crate) fn register(&mut self, id: u64, kernel: bool) {
-        let slot = Slot {
+        let slot = SpaceRecord {
             asid: kernel.then_some(Asid::KERNEL),
             kernel,
-            ..Slot::default()
+            ..SpaceRecord::default()
         };
         self.slots.insert(id, slot);
     }

@@ -1,7 +1,7 @@
 //! The page-fault handler (HelenOS `as_page_fault`).
 
 use crate::addr::{Frame, Page, VirtAddr};
-use crate::area::{Area, AreaState, Slot};
+use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
 use crate::flags::{Access, AreaAttrs};
 use crate::machine::{Cpus, FrameAllocator, Machine};
@@ -115,7 +115,7 @@ impl<M: Machine> AddressSpace<M> {
         // its own and its range holds.
         let tree = self.areas.read(cpu);
         let (start, end, slot) = self
-            .slot_at_on(&tree, page.number(), cpu)
+            .entry_at_on_cpu(&tree, page.number(), cpu)
             .ok_or(FaultReason::NoArea)?;
         let m = &self.shared.machine;
         // The slow part (for anonymous memory: zeroing a frame) runs before
@@ -126,7 +126,7 @@ impl<M: Machine> AddressSpace<M> {
         // nothing.
         // A shared area's page may already be in the share record's page
         // map, so it is left to the backend under the lock.
-        let (flags, resident, shared) = slot.summary.quick();
+        let (flags, resident, shared) = slot.summary.unlocked_view();
         let prepare = flags.permits(access) && resident < end - start && !shared;
         // The counter entered is the one left, wherever the task runs by
         // then (a sleeping lock may move it to another CPU).
@@ -152,7 +152,7 @@ impl<M: Machine> AddressSpace<M> {
     /// if it maps it.
     fn resolve_locked(
         &self,
-        slot: &Slot<M>,
+        slot: &AreaEntry<M>,
         page: Page,
         access: Access,
         prepared: &mut Option<Frame>,

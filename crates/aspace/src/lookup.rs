@@ -50,7 +50,7 @@
 //! ```
 
 use crate::addr::{VirtAddr, PAGE_SIZE};
-use crate::area::{AreaInfo, Slot};
+use crate::area::{AreaEntry, AreaInfo};
 use crate::area_tree::Hint;
 use crate::flags::Access;
 use crate::machine::Machine;
@@ -75,7 +75,7 @@ impl<'a, M: Machine> AreaLookup<'a, M> {
 
     /// The entry whose area contains `addr`: `(first page, end page, slot)`.
     #[inline]
-    fn slot(&self, addr: VirtAddr) -> Option<(u64, u64, &Slot<M>)> {
+    fn slot(&self, addr: VirtAddr) -> Option<(u64, u64, &AreaEntry<M>)> {
         self.tree.find_hinted(addr.page().number(), self.hint)
     }
 

@@ -27,7 +27,7 @@ use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
-use crate::area::{Area, AreaGuard, AreaInfo, AreaState, Slot};
+use crate::area::{Area, AreaEntry, AreaGuard, AreaInfo, AreaState};
 use crate::area_tree::AreaTree;
 use crate::backend::{AnonBackend, Backend, BackendCaps};
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
@@ -45,7 +45,7 @@ use crate::{Error, Result};
 /// The area tree: base page number to area, each entry knowing where its
 /// area ends and holding its summary (so a lookup touches no memory of the
 /// area itself).
-pub(crate) type Areas<M> = AreaTree<Slot<M>>;
+pub(crate) type Areas<M> = AreaTree<AreaEntry<M>>;
 
 /// Most reader shards an area tree's lock gets (one per CPU, rounded up to
 /// a power of two; CPU `c` reads through shard `c` modulo the count):
@@ -195,25 +195,25 @@ impl<M: Machine> AddressSpace<M> {
     /// The entry of `tree` (this space's, locked) whose area contains page
     /// number `n`: one descent, or none when the current CPU's last-hit
     /// hint names the right leaf. Returns `(start, end, slot)`.
-    pub(crate) fn slot_at<'t>(
+    pub(crate) fn entry_at<'t>(
         &self,
         tree: &'t Areas<M>,
         n: u64,
-    ) -> Option<(u64, u64, &'t Slot<M>)> {
+    ) -> Option<(u64, u64, &'t AreaEntry<M>)> {
         if tree.height() <= 1 {
             // One leaf: nothing for a hint to save, so do not look up the CPU.
             return tree.find(n);
         }
-        self.slot_at_on(tree, n, self.machine().cpus().current_cpu())
+        self.entry_at_on_cpu(tree, n, self.machine().cpus().current_cpu())
     }
 
-    /// [`slot_at`](Self::slot_at) for a caller that knows its CPU.
-    pub(crate) fn slot_at_on<'t>(
+    /// [`entry_at`](Self::entry_at) for a caller that knows its CPU.
+    pub(crate) fn entry_at_on_cpu<'t>(
         &self,
         tree: &'t Areas<M>,
         n: u64,
         cpu: Option<usize>,
-    ) -> Option<(u64, u64, &'t Slot<M>)> {
+    ) -> Option<(u64, u64, &'t AreaEntry<M>)> {
         tree.find_hinted(n, self.shared.hints.of(cpu))
     }
 
@@ -221,11 +221,11 @@ impl<M: Machine> AddressSpace<M> {
     /// operation on the whole area: `NotFound` if there is none, or if it is
     /// a share destination still being set up (partial), which is there for
     /// nobody but the share that creates it.
-    fn lock_whole<'t>(
+    fn lock_for_change<'t>(
         &self,
         tree: &'t Areas<M>,
         addr: VirtAddr,
-    ) -> Result<(&'t Slot<M>, AreaGuard<'t, M>)> {
+    ) -> Result<(&'t AreaEntry<M>, AreaGuard<'t, M>)> {
         let slot = self
             .area_at(tree, addr.page().number())
             .ok_or(Error::NotFound)?;
@@ -237,8 +237,8 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// The slot of `tree` whose area contains page number `n`.
-    pub(crate) fn area_at<'t>(&self, tree: &'t Areas<M>, n: u64) -> Option<&'t Slot<M>> {
-        self.slot_at(tree, n).map(|(_, _, slot)| slot)
+    pub(crate) fn area_at<'t>(&self, tree: &'t Areas<M>, n: u64) -> Option<&'t AreaEntry<M>> {
+        self.entry_at(tree, n).map(|(_, _, slot)| slot)
     }
 
     /// The page range `[base, base+size)` checked for alignment, size and
@@ -295,13 +295,13 @@ impl<M: Machine> AddressSpace<M> {
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M::Memory, M::Frames>>,
     ) -> Result<VirtAddr> {
-        self.create_area(base, size, flags, attrs, backend)
+        self.insert_area(base, size, flags, attrs, backend)
             .map(|_| base)
     }
 
     /// Creates an area; returns it (so a caller can tell it from an area
     /// created later at the same place).
-    fn create_area(
+    fn insert_area(
         &self,
         base: VirtAddr,
         size: u64,
@@ -315,7 +315,7 @@ impl<M: Machine> AddressSpace<M> {
         if !self.check_conflicts(&tree, range, None) {
             return Err(Error::AddressNotAvailable);
         }
-        let slot = Slot::new(range.start, range.count, flags, attrs, backend);
+        let slot = AreaEntry::new(range.start, range.count, flags, attrs, backend);
         let area = slot.area.clone();
         let (start, end) = (range.start.number(), range.end().number());
         tree.insert(start, end, slot)
@@ -335,7 +335,7 @@ impl<M: Machine> AddressSpace<M> {
     pub fn area_resize(&self, addr: VirtAddr, size: u64) -> Result<()> {
         let mut tree = self.areas.write();
         let (base, pages) = {
-            let (slot, mut st) = self.lock_whole(&tree, addr)?;
+            let (slot, mut st) = self.lock_for_change(&tree, addr)?;
             let area = &slot.area;
             if !area.backend.caps().contains(BackendCaps::RESIZE) || st.share.is_some() {
                 return Err(Error::NotSupported);
@@ -375,7 +375,7 @@ impl<M: Machine> AddressSpace<M> {
     pub fn area_destroy(&self, addr: VirtAddr) -> Result<()> {
         let mut tree = self.areas.write();
         let (base, _, _) = self
-            .slot_at(&tree, addr.page().number())
+            .entry_at(&tree, addr.page().number())
             .ok_or(Error::NotFound)?;
         let (_, slot) = tree.remove(base).expect("found above");
         let mut batch = ShootdownBatch::new();
@@ -412,7 +412,7 @@ impl<M: Machine> AddressSpace<M> {
         flags.validate()?;
         // Read-locking the tree keeps the area in place (as for a fault).
         let tree = self.read_areas();
-        let (slot, mut st) = self.lock_whole(&tree, addr)?;
+        let (slot, mut st) = self.lock_for_change(&tree, addr)?;
         let area = &slot.area;
         if !area.backend.caps().contains(BackendCaps::CHANGE_FLAGS) || st.share.is_some() {
             return Err(Error::NotSupported);
@@ -476,21 +476,23 @@ impl<M: Machine> AddressSpace<M> {
         // marked shared. A refused destination leaves the source untouched.
         let (source, backend, mask) = {
             let tree = self.read_areas();
-            let (slot, st) = self.lock_whole(&tree, src_addr)?;
+            let (slot, st) = self.lock_for_change(&tree, src_addr)?;
             let mask = Self::check_share_source(&slot.area, &st, size, mask)?;
             (slot.area.clone(), slot.area.backend.clone(), mask)
         };
-        let created = dst.create_area(dst_base, size, mask, AreaAttrs::PARTIAL, backend)?;
+        let created = dst.insert_area(dst_base, size, mask, AreaAttrs::PARTIAL, backend)?;
         let (share, first) = {
             let tree = self.read_areas();
-            let found = self.lock_whole(&tree, src_addr).and_then(|(slot, mut st)| {
-                // Another thread may have changed the source meanwhile.
-                if !Arc::ptr_eq(&slot.area, &source) {
-                    return Err(Error::NotFound);
-                }
-                Self::check_share_source(&slot.area, &st, size, mask)?;
-                Ok(self.join_share(&slot.area, &mut st))
-            });
+            let found = self
+                .lock_for_change(&tree, src_addr)
+                .and_then(|(slot, mut st)| {
+                    // Another thread may have changed the source meanwhile.
+                    if !Arc::ptr_eq(&slot.area, &source) {
+                        return Err(Error::NotFound);
+                    }
+                    Self::check_share_source(&slot.area, &st, size, mask)?;
+                    Ok(self.join_share(&slot.area, &mut st))
+                });
             match found {
                 Ok(joined) => joined,
                 Err(e) => {
@@ -533,10 +535,13 @@ impl<M: Machine> AddressSpace<M> {
         let mut batch = ShootdownBatch::new();
         {
             let tree = self.read_areas();
-            let mut src = self.lock_whole(&tree, src_addr).ok().filter(|(slot, st)| {
-                Arc::ptr_eq(&slot.area, source)
-                    && st.share.as_ref().is_some_and(|s| Arc::ptr_eq(s, &share))
-            });
+            let mut src = self
+                .lock_for_change(&tree, src_addr)
+                .ok()
+                .filter(|(slot, st)| {
+                    Arc::ptr_eq(&slot.area, source)
+                        && st.share.as_ref().is_some_and(|s| Arc::ptr_eq(s, &share))
+                });
             let mut sh = share.state.lock();
             sh.refs -= 1;
             let detach = match &mut src {
