@@ -159,14 +159,14 @@ impl AsidAllocator {
         })
     }
 
-    /// Marks the address space `id` as no longer running on `cpu`; nothing
-    /// happens if it did not run there.
-    fn deactivate(&mut self, id: u64, cpu: CpuId) {
+    /// Marks the address space `id` as no longer running on `cpu`; returns
+    /// whether it ran there (nothing happens otherwise).
+    fn deactivate(&mut self, id: u64, cpu: CpuId) -> bool {
         let Some(slot) = self.slots.get_mut(&id) else {
-            return;
+            return false;
         };
         if !slot.active.contains(cpu) {
-            return;
+            return false;
         }
         slot.active.remove(cpu);
         if slot.active.is_empty() && !slot.kernel && slot.asid.is_some() && slot.lru.is_none() {
@@ -174,6 +174,7 @@ impl AsidAllocator {
             slot.lru = Some(self.clock);
             self.inactive.insert(self.clock, id);
         }
+        true
     }
 
     /// Undoes [`deactivate`](Self::deactivate) of `id` on `cpu` when the
@@ -194,16 +195,11 @@ impl AsidAllocator {
     /// running on `cpu`. `old` itself is a candidate for the steal, so with
     /// at least as many ASIDs as CPUs a switch always succeeds.
     pub(crate) fn switch(&mut self, old: Option<u64>, new: u64, cpu: CpuId) -> Option<SwitchPlan> {
-        if !self.slots.contains_key(&new) {
-            return None;
-        }
-        let old = old.filter(|&o| o != new && self.active_of(o).contains(cpu));
-        if let Some(o) = old {
-            self.deactivate(o, cpu);
-        }
+        // Left only if it ran here; undone if `new` cannot get an ASID.
+        let left = old.filter(|&o| o != new && self.deactivate(o, cpu));
         let plan = self.activate(new, cpu);
         if plan.is_none() {
-            if let Some(o) = old {
+            if let Some(o) = left {
                 self.reactivate(o, cpu);
             }
         }
