@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aspace::area::AreaInfo;
 use aspace::backend::Backend;
 use aspace::machine::{FrameAllocator, PhysMemory};
+use aspace::AreaInfo;
 use aspace::{Access, AreaAttrs, AreaFlags, Error, FaultOutcome, Frame, Page, VirtAddr, PAGE_SIZE};
 use aspace_sim::{FramePool, PhysMem, Sim, SimConfig};
 

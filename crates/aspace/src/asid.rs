@@ -56,7 +56,6 @@ pub struct AsidAllocator {
     /// LRU stamp -> address-space id, for inactive spaces holding an ASID.
     inactive: BTreeMap<u64, u64>,
     clock: u64,
-    capacity: u16,
 }
 
 impl AsidAllocator {
@@ -68,13 +67,7 @@ impl AsidAllocator {
             slots: BTreeMap::new(),
             inactive: BTreeMap::new(),
             clock: 0,
-            capacity: count,
         }
-    }
-
-    /// Number of user ASIDs in the pool.
-    pub fn capacity(&self) -> u16 {
-        self.capacity
     }
 
     /// ASIDs not held by any address space.

@@ -59,7 +59,7 @@ extern crate alloc;
 pub mod addr;
 pub mod area;
 pub mod area_tree;
-pub mod asid;
+mod asid;
 pub mod backend;
 pub mod error;
 pub mod fault;
