@@ -1,0 +1,136 @@
+//! The node arenas: taking nodes from the free lists or the end of the
+//! arenas and giving them back, and reserving ahead so that changes do not
+//! allocate.
+
+use alloc::vec::Vec;
+
+use super::node::{Inner, Leaf, MIN_KEYS, MIN_LEAF, NIL};
+use super::AreaTree;
+
+impl<V> AreaTree<V> {
+    /// The most leaves and inner nodes a tree of `len` entries can have:
+    /// every leaf but the root holds at least `MIN_LEAF` entries, and every
+    /// inner node but the root has at least `MIN_KEYS + 1` children, so a
+    /// level of `k > 1` nodes has at most `max(1, k / (MIN_KEYS + 1))`
+    /// parents.
+    fn max_nodes(len: usize) -> (usize, usize) {
+        if len == 0 {
+            return (0, 0);
+        }
+        let leaves = (len / MIN_LEAF).max(1);
+        let (mut inners, mut level) = (0, leaves);
+        while level > 1 {
+            level = (level / (MIN_KEYS + 1)).max(1);
+            inners += level;
+        }
+        (leaves, inners)
+    }
+
+    /// Makes room for `additional` more entries: afterwards no insertion
+    /// allocates (nor does anything else but [`clone`](Clone::clone) and
+    /// [`drain`](Self::drain)'s result) as long as the tree holds at most
+    /// `len() + additional` entries, whatever removals come in between.
+    ///
+    /// Why that suffices: node fills bound the live nodes of a tree of
+    /// `len` entries (at most `len / (CAP / 2)` leaves, and inner levels
+    /// above them that shrink by a factor `CAP / 2 + 1`), an insertion
+    /// allocates nodes only for the splits it makes (a leaf, an inner node
+    /// per level, and a new root) and frees none, so the tree right after
+    /// it obeys the bound, and a removal only frees. Freed nodes go on free
+    /// lists threaded through the nodes themselves, and a new node is taken
+    /// from there before the arena grows; so an arena whose capacity covers
+    /// the bound for the largest size the tree reaches never grows.
+    ///
+    /// Reserving on an empty arena reserves exactly; otherwise the arenas
+    /// grow as a `Vec` does, so that repeated small reservations stay
+    /// amortised O(1).
+    pub fn reserve(&mut self, additional: usize) {
+        let (leaves, inners) = Self::max_nodes(self.len.saturating_add(additional));
+        fn grow<T>(arena: &mut Vec<T>, capacity: usize) {
+            if capacity <= arena.capacity() {
+                return;
+            }
+            let more = capacity - arena.len();
+            if arena.capacity() == 0 {
+                arena.reserve_exact(more);
+            } else {
+                arena.reserve(more);
+            }
+        }
+        grow(&mut self.leaves, leaves);
+        grow(&mut self.inners, inners);
+    }
+
+    /// Stores `leaf` in a freed slot, or else at the end of the arena.
+    pub(super) fn alloc_leaf(&mut self, leaf: Leaf<V>) -> u32 {
+        let i = self.free_leaves;
+        if i != NIL {
+            let slot = &mut self.leaves[i as usize];
+            self.free_leaves = slot.next;
+            self.free_leaf_count -= 1;
+            *slot = leaf;
+            i
+        } else {
+            let i = index(self.leaves.len());
+            self.leaves.push(leaf);
+            i
+        }
+    }
+
+    /// Puts an emptied leaf on the free list (linked through its `next`).
+    /// Its length is 0, so hints naming it fail validation.
+    pub(super) fn free_leaf(&mut self, i: u32) {
+        let leaf = &mut self.leaves[i as usize];
+        debug_assert!(leaf.len == 0 && leaf.values.iter().all(Option::is_none));
+        leaf.len = 0;
+        leaf.next = self.free_leaves;
+        self.free_leaves = i;
+        self.free_leaf_count += 1;
+    }
+
+    /// Stores `inner` in a freed slot, or else at the end of the arena.
+    pub(super) fn alloc_inner(&mut self, inner: Inner) -> u32 {
+        let i = self.free_inners;
+        if i != NIL {
+            let slot = &mut self.inners[i as usize];
+            self.free_inners = slot.children[0];
+            self.free_inner_count -= 1;
+            *slot = inner;
+            i
+        } else {
+            let i = index(self.inners.len());
+            self.inners.push(inner);
+            i
+        }
+    }
+
+    /// Clears an inner node and puts it on the free list (linked through
+    /// its first child slot).
+    pub(super) fn free_inner(&mut self, i: u32) {
+        let node = &mut self.inners[i as usize];
+        *node = Inner::new();
+        node.children[0] = self.free_inners;
+        self.free_inners = i;
+        self.free_inner_count += 1;
+    }
+}
+
+/// A node index from an arena length.
+fn index(len: usize) -> u32 {
+    match u32::try_from(len) {
+        Ok(i) if i != NIL => i,
+        _ => panic!("area tree: more than 2^32 - 1 nodes"),
+    }
+}
+
+/// Mutable references to two distinct elements of a slice.
+pub(super) fn pair_mut<T>(v: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    assert_ne!(a, b, "pair_mut of one element");
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&mut lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&mut hi[0], &mut lo[b])
+    }
+}

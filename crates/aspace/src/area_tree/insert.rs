@@ -1,0 +1,220 @@
+//! Insertion: a new entry goes into its leaf; a full node first spills
+//! items into a sibling, and else splits, up to a new root.
+
+use super::arena::pair_mut;
+use super::node::{
+    inner_move_tail_to, inner_take_front, Inner, Leaf, CAP, MAX_INNER_LEVELS, MIN_KEYS, MIN_LEAF,
+};
+use super::search::Path;
+use super::AreaTree;
+
+/// Where a full node spills instead of splitting: a number of its items to
+/// one of its siblings.
+enum Spill {
+    /// The first `k` items to the end of the left sibling.
+    Left(usize),
+    /// The last `k` items to the front of the right sibling.
+    Right(usize),
+}
+
+/// Where a full node (`CAP` entries, or `CAP` keys) overflowing at
+/// position `i` spills, if it can: the items before `i` may go to the left
+/// sibling (if `c`, the node's slot in its parent of `nkeys` keys, is not
+/// the first), those from `i` on to the right one. The side with more of
+/// them is tried first, and the other if that sibling is full, so that
+/// mostly one sibling is read (`room(j)` reads the free space of the
+/// parent's child `j`). An insertion at an end of the node, as in a run of
+/// ascending or descending insertions, fills the sibling, which the run
+/// has left behind; one in the middle moves half of the sibling's room
+/// (rounded up), so that random insertions do not fill it at once.
+#[inline]
+fn spill(i: usize, c: usize, nkeys: usize, room: impl Fn(usize) -> usize) -> Option<Spill> {
+    let amount = |free: usize, movable: usize| {
+        if i == 0 || i == CAP {
+            free.min(movable)
+        } else {
+            free.div_ceil(2).min(movable)
+        }
+    };
+    let left = || if c > 0 { amount(room(c - 1), i) } else { 0 };
+    let right = || {
+        if c < nkeys {
+            amount(room(c + 1), CAP - i)
+        } else {
+            0
+        }
+    };
+    let (l, r) = if 2 * i >= CAP {
+        match left() {
+            0 => (0, right()),
+            k => (k, 0),
+        }
+    } else {
+        match right() {
+            0 => (left(), 0),
+            k => (0, k),
+        }
+    };
+    match (l, r) {
+        (0, 0) => None,
+        (0, k) => Some(Spill::Right(k)),
+        (k, _) => Some(Spill::Left(k)),
+    }
+}
+
+/// The split point of a full node overflowing at position `i`: `lo`, the
+/// least the left part may keep, for an insertion at the left end, so that
+/// the new item starts a short left part and the right part is as full as
+/// allowed; `hi`, the most, at the right end; `mid` in between.
+#[inline]
+fn split_point(i: usize, lo: usize, mid: usize, hi: usize) -> usize {
+    match i {
+        0 => lo,
+        CAP => hi,
+        _ => mid,
+    }
+}
+
+impl<V> AreaTree<V> {
+    /// Inserts `[start, end) -> value`. Refuses, handing the value back, if
+    /// the range is empty (`start >= end`) or intersects an entry.
+    pub fn insert(&mut self, start: u64, end: u64, value: V) -> Result<(), V> {
+        if start >= end {
+            return Err(value);
+        }
+        if self.height == 0 {
+            let mut leaf = Leaf::new();
+            leaf.insert_at(0, start, end, value);
+            self.root = self.alloc_leaf(leaf);
+            self.height = 1;
+            self.len = 1;
+            return Ok(());
+        }
+        let mut path = Path::new();
+        let (node, next_start) = self.descend_path(start, &mut path);
+        let leaf = &mut self.leaves[node as usize];
+        let i = leaf.rank(start);
+        // The entry before: the greatest start <= `start` (also catches an
+        // equal start, since its end is greater).
+        if i > 0 && leaf.ends[i - 1] > start {
+            return Err(value);
+        }
+        // The entry after: the least start > `start`.
+        let after = if i < leaf.len() {
+            leaf.starts[i]
+        } else {
+            next_start
+        };
+        if after < end {
+            return Err(value);
+        }
+        self.len += 1;
+        if leaf.len() < CAP {
+            leaf.insert_at(i, start, end, value);
+            return Ok(());
+        }
+        // A full leaf spills into a sibling if it can.
+        if path.len > 0 {
+            let (p, c) = path.steps[path.len - 1];
+            let parent = &self.inners[p as usize];
+            let room = |j: usize| CAP - self.leaves[parent.children[j] as usize].len();
+            match spill(i, c, parent.nkeys(), room) {
+                Some(Spill::Left(k)) => {
+                    let l = parent.children[c - 1];
+                    let (sib, leaf) = pair_mut(&mut self.leaves, l as usize, node as usize);
+                    sib.take_front(leaf, k);
+                    leaf.insert_at(i - k, start, end, value);
+                    self.inners[p as usize].keys[c - 1] = leaf.starts[0];
+                    return Ok(());
+                }
+                Some(Spill::Right(k)) => {
+                    let r = parent.children[c + 1];
+                    let (leaf, sib) = pair_mut(&mut self.leaves, node as usize, r as usize);
+                    leaf.move_tail_to(sib, k);
+                    leaf.insert_at(i, start, end, value);
+                    self.inners[p as usize].keys[c] = sib.starts[0];
+                    return Ok(());
+                }
+                None => {}
+            }
+        }
+
+        // Split the full leaf: the left part gets `at` of the CAP + 1
+        // entries, the right part the rest.
+        let mid = if i <= CAP / 2 { CAP / 2 + 1 } else { CAP / 2 };
+        let at = split_point(i, MIN_LEAF, mid, CAP + 1 - MIN_LEAF);
+        let leaf = &mut self.leaves[node as usize];
+        let mut right = if i < at {
+            let right = leaf.split_off(at - 1);
+            leaf.insert_at(i, start, end, value);
+            right
+        } else {
+            let mut right = leaf.split_off(at);
+            right.insert_at(i - at, start, end, value);
+            right
+        };
+        right.next = leaf.next;
+        let key = right.starts[0];
+        let r = self.alloc_leaf(right);
+        self.leaves[node as usize].next = r;
+        self.insert_upward(&path, key, r);
+        Ok(())
+    }
+
+    /// After the node at the end of `path` split, inserts the new right half
+    /// `child` (whose least start is `key`) beside it in its parent. A full
+    /// parent first tries to spill children into a sibling, like a full
+    /// leaf, and else splits, and so on up to the root.
+    fn insert_upward(&mut self, path: &Path, mut key: u64, mut child: u32) {
+        for level in (0..path.len).rev() {
+            let (p, i) = path.steps[level];
+            let node = &mut self.inners[p as usize];
+            if node.nkeys() < CAP {
+                node.insert_at(i, key, child);
+                return;
+            }
+            if level > 0 {
+                let (pp, c) = path.steps[level - 1];
+                let parent = &self.inners[pp as usize];
+                let room = |j: usize| CAP - self.inners[parent.children[j] as usize].nkeys();
+                // The new child goes to `children[i + 1]`: `i + 1` children
+                // are before it, of which `i` may move left (the one just
+                // before it stays), and `CAP - i` after it.
+                match spill(i, c, parent.nkeys(), room) {
+                    Some(Spill::Left(k)) => {
+                        let (l, sep) = (parent.children[c - 1], parent.keys[c - 1]);
+                        let (sib, node) = pair_mut(&mut self.inners, l as usize, p as usize);
+                        let sep = inner_take_front(sib, node, sep, k);
+                        node.insert_at(i - k, key, child);
+                        self.inners[pp as usize].keys[c - 1] = sep;
+                        return;
+                    }
+                    Some(Spill::Right(k)) => {
+                        let (r, sep) = (parent.children[c + 1], parent.keys[c]);
+                        let (node, sib) = pair_mut(&mut self.inners, p as usize, r as usize);
+                        let sep = inner_move_tail_to(node, sib, sep, k);
+                        node.insert_at(i, key, child);
+                        self.inners[pp as usize].keys[c] = sep;
+                        return;
+                    }
+                    None => {}
+                }
+            }
+            let m = split_point(i, MIN_KEYS, CAP / 2, CAP - MIN_KEYS);
+            let (up, right) = self.inners[p as usize].insert_split(i, key, child, m);
+            key = up;
+            child = self.alloc_inner(right);
+        }
+        assert!(
+            self.height <= MAX_INNER_LEVELS,
+            "area tree: height limit exceeded"
+        );
+        let mut root = Inner::new();
+        root.keys[0] = key;
+        root.children[0] = self.root;
+        root.children[1] = child;
+        root.nkeys = 1;
+        self.root = self.alloc_inner(root);
+        self.height += 1;
+    }
+}

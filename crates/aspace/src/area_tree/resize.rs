@@ -1,0 +1,137 @@
+//! Moving the ends of an entry in place: [`AreaTree::set_end`],
+//! [`AreaTree::set_start`] and [`AreaTree::grow_adjacent`] change no node's
+//! shape and allocate nothing.
+
+use super::AreaTree;
+
+impl<V> AreaTree<V> {
+    /// Changes the end of the entry starting at `start` to `end`. Refuses
+    /// (returns `false`, changing nothing) if there is no such entry, if
+    /// `end <= start`, or if the new range would intersect the next entry.
+    pub fn set_end(&mut self, start: u64, end: u64) -> bool {
+        if end <= start || self.height == 0 {
+            return false;
+        }
+        let b = self.descend_bounds(start);
+        let leaf = &mut self.leaves[b.leaf as usize];
+        let Some(i) = leaf.position(start) else {
+            return false;
+        };
+        let after = if i + 1 < leaf.len() {
+            leaf.starts[i + 1]
+        } else {
+            b.next_start
+        };
+        if after < end {
+            return false;
+        }
+        leaf.ends[i] = end;
+        true
+    }
+
+    /// Covers `[start, end)` by growing a neighbouring entry over it, in one
+    /// descent and without touching the tree's shape, when that is all it
+    /// takes (the used space's common case: a page next to pages already
+    /// used). Returns `Ok(())` if it did:
+    ///
+    /// * the entry ending exactly at `start` now ends at `end`, if nothing
+    ///   starts in `[start, end]`; or
+    /// * the entry starting exactly at `end` now starts at `start`, if
+    ///   nothing intersects `[start, end)` and that entry is not the first of
+    ///   its leaf (whose start routes the search).
+    ///
+    /// In every other case (`[start, end)` empty or intersecting an entry,
+    /// touching entries on both sides, touching none, or the second case
+    /// with the entry first in its leaf) it changes nothing and returns what
+    /// [`neighbors`](Self::neighbors)`(start)` would, as `(start, end)`
+    /// pairs, so the caller can finish the job without another search.
+    #[allow(clippy::type_complexity)]
+    pub fn grow_adjacent(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<(), (Option<(u64, u64)>, Option<(u64, u64)>)> {
+        if self.height == 0 {
+            return Err((None, None));
+        }
+        let b = self.descend_bounds(start);
+        let leaf = &self.leaves[b.leaf as usize];
+        // Entries `..r` start at or before `start`; the one at `r`, or else
+        // the first of the next leaf, starts after it.
+        let r = leaf.rank(start);
+        let before = (r > 0).then(|| (leaf.starts[r - 1], leaf.ends[r - 1]));
+        let after = if r < leaf.len() {
+            Some((leaf.starts[r], leaf.ends[r]))
+        } else {
+            // A live leaf's successor is live (or NIL, which is no index).
+            self.leaves
+                .get(leaf.next as usize)
+                .and_then(|next| next.entry(0))
+                .map(|(s, e, _)| (s, e))
+        };
+        let free = start < end
+            && after.is_none_or(|(s, _)| s >= end)
+            && before.is_none_or(|(_, e)| e <= start);
+        let leaf = &mut self.leaves[b.leaf as usize];
+        match (before, after) {
+            _ if !free => {}
+            // Touching the entry before (which is in this leaf), not the one
+            // after.
+            (Some((_, e)), a) if e == start && a.is_none_or(|(s, _)| s != end) => {
+                leaf.ends[r - 1] = end;
+                return Ok(());
+            }
+            // Touching the entry after, which is not the first of this leaf
+            // (`r > 0`), so its start is no separator; the entry before ends
+            // short of `start`.
+            (Some((_, e)), Some((s, _))) if e < start && s == end && r < leaf.len() => {
+                leaf.starts[r] = start;
+                return Ok(());
+            }
+            _ => {}
+        }
+        Err((before, after))
+    }
+
+    /// Changes the start of the entry starting at `start` to `new_start`,
+    /// keeping its end and value. Refuses (returns `false`, changing
+    /// nothing) if there is no such entry, if `new_start` is not below its
+    /// end, or if the new range would intersect the entry before it.
+    ///
+    /// The entry keeps its place in the order, so no node splits or
+    /// merges and nothing is allocated: one descent, and a second one only
+    /// when the entry is the first of its leaf and moves down (to find the
+    /// end of the entry before it, in another leaf).
+    pub fn set_start(&mut self, start: u64, new_start: u64) -> bool {
+        if self.height == 0 {
+            return false;
+        }
+        let b = self.descend_bounds(start);
+        let leaf = &self.leaves[b.leaf as usize];
+        let Some(i) = leaf.position(start) else {
+            return false;
+        };
+        if new_start >= leaf.ends[i] {
+            return false;
+        }
+        if new_start < start {
+            // `start > new_start >= 0`, so `start - 1` does not wrap.
+            let before_end = if i > 0 {
+                Some(leaf.ends[i - 1])
+            } else {
+                self.last_at_or_before(start - 1).map(|(_, e)| e)
+            };
+            if before_end.is_some_and(|e| e > new_start) {
+                return false;
+            }
+        }
+        self.leaves[b.leaf as usize].starts[i] = new_start;
+        // The separator naming the leaf's first start must follow.
+        if i == 0 {
+            if let Some((p, k)) = b.left_sep {
+                self.inners[p as usize].keys[k] = new_start;
+            }
+        }
+        true
+    }
+}
