@@ -236,6 +236,7 @@ impl UsedSpace {
     /// maximal and add up to [`pages`](Self::pages); panics if not. Costs
     /// O(intervals); for tests.
     #[doc(hidden)]
+    #[cfg(any(test, feature = "check-invariants"))]
     pub fn check_invariants(&self) {
         self.runs.check_invariants();
         let mut pages = 0u64;

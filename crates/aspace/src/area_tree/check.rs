@@ -11,7 +11,6 @@ use super::AreaTree;
 impl<V> AreaTree<V> {
     /// Live nodes: `(leaves, inner nodes)`, not counting freed ones. For
     /// tests and statistics.
-    #[cfg(any(test, feature = "check-invariants"))]
     #[doc(hidden)]
     pub fn node_counts(&self) -> (usize, usize) {
         (

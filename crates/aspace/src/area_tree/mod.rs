@@ -128,6 +128,8 @@ use alloc::vec::Vec;
 use core::fmt;
 
 mod arena;
+// The invariant checkers, for tests (and the `check-invariants` feature).
+#[cfg(any(test, feature = "check-invariants"))]
 mod check;
 mod insert;
 mod iter;
