@@ -7,10 +7,10 @@ use crate::addr::Page;
 pub use crate::backend::AreaInfo;
 use crate::backend::Backend;
 use crate::flags::{AreaAttrs, AreaFlags};
+use crate::internals::used_space::UsedSpace;
 use crate::machine::Machine;
 use crate::share::ShareInfo;
 use crate::sync::atomic::{AtomicU64, Ordering};
-use crate::used_space::UsedSpace;
 
 /// An area inside an address space (HelenOS `as_area_t`).
 ///

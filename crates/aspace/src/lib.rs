@@ -3,7 +3,7 @@
 //! An [`AddressSpace`] holds *areas* (runs of pages with one set of rights
 //! and one [`Backend`](backend::Backend)); pages are mapped lazily by the
 //! [page-fault handler](AddressSpace::page_fault), each area keeps its
-//! [used space](used_space::UsedSpace) equal to what the page table maps,
+//! [used space](internals::used_space::UsedSpace) equal to what the page table maps,
 //! ASIDs are handed out on [switch](System::switch) and stolen from inactive
 //! spaces when the pool runs dry, and every change that removes translations
 //! goes through a [TLB shootdown](tlb::ShootdownBatch) before its frames are
@@ -58,12 +58,12 @@ extern crate alloc;
 
 pub mod addr;
 pub mod area;
-pub mod area_tree;
 mod asid;
 pub mod backend;
 pub mod error;
 pub mod fault;
 pub mod flags;
+pub mod internals;
 pub mod loader;
 pub mod lookup;
 pub mod machine;
@@ -82,7 +82,6 @@ pub mod syscall;
 pub mod system;
 pub mod tlb;
 pub mod uaccess;
-pub mod used_space;
 
 pub use addr::{Frame, Page, PageRange, PhysAddr, VirtAddr, PAGE_SIZE};
 pub use backend::AreaInfo;

@@ -51,8 +51,8 @@
 
 use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::area::{AreaEntry, AreaInfo};
-use crate::area_tree::Hint;
 use crate::flags::Access;
+use crate::internals::area_tree::Hint;
 use crate::machine::Machine;
 use crate::shard_lock::ReadGuard;
 use crate::space::Areas;

@@ -7,8 +7,8 @@
 use core::sync::atomic::AtomicU64 as PlainAtomicU64;
 use core::sync::atomic::Ordering;
 
-use crate::area_tree::Hint;
 use crate::asid::AsidAllocator;
+use crate::internals::area_tree::Hint;
 use crate::machine::{Cpus, Layout, Machine};
 use crate::stats::Stats;
 use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};

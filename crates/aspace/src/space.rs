@@ -28,9 +28,10 @@ use core::sync::atomic::Ordering;
 
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::area::{Area, AreaEntry, AreaGuard, AreaInfo, AreaState};
-use crate::area_tree::AreaTree;
 use crate::backend::{AnonBackend, Backend, BackendCaps};
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
+use crate::internals::area_tree::AreaTree;
+use crate::internals::used_space::UsedSpace;
 use crate::lookup::AreaLookup;
 use crate::machine::{Asid, CpuSet, Cpus, FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
 use crate::paging::PageTable;
@@ -39,7 +40,6 @@ use crate::share::ShareInfo;
 use crate::shared::Shared;
 use crate::stats::Stats;
 use crate::tlb::ShootdownBatch;
-use crate::used_space::UsedSpace;
 use crate::{Error, Result};
 
 /// The area tree: base page number to area, each entry knowing where its

@@ -1,11 +1,11 @@
-//! Integration tests for `aspace::area_tree::AreaTree`: edge cases of the
+//! Integration tests for `aspace::internals::area_tree::AreaTree`: edge cases of the
 //! interval-map semantics, stale hints, a large deterministic insert/remove
 //! run with height checks, and a model-based property test against a
 //! `BTreeMap`.
 
 use std::collections::BTreeMap;
 
-use aspace::area_tree::{AreaTree, Hint, CAP};
+use aspace::internals::area_tree::{AreaTree, Hint, CAP};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 

@@ -1,10 +1,10 @@
-//! Integration tests for `aspace::used_space::UsedSpace`: the semantics of
+//! Integration tests for `aspace::internals::used_space::UsedSpace`: the semantics of
 //! HelenOS `used_space_insert` / `used_space_remove`, plus `split_off`, and a
 //! model-based property test against a `BTreeSet` of pages.
 
 use std::collections::BTreeSet;
 
-use aspace::used_space::{UsedSpace, UsedSpaceError};
+use aspace::internals::used_space::{UsedSpace, UsedSpaceError};
 use aspace::{Page, PageRange};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeSet;
 
-use aspace::area_tree::AreaTree;
-use aspace::used_space::{UsedSpace, UsedSpaceError};
+use aspace::internals::area_tree::AreaTree;
+use aspace::internals::used_space::{UsedSpace, UsedSpaceError};
 use aspace::{Page, PageRange};
 use aspace_sim::alloc_count::{allocations, CountingAlloc};
 use proptest::prelude::*;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::paired;
-use aspace::area_tree::{AreaTree, Hint};
+use aspace::internals::area_tree::{AreaTree, Hint};
 use aspace::{Access, VirtAddr};
 use aspace_bench::{layout, populate, random_queries, sequential_queries, sim, Settings};
 use aspace_sim::{Sim, Space};

@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use crate::clock::Clock;
 use crate::paired;
-use aspace::used_space::UsedSpace;
+use aspace::internals::used_space::UsedSpace;
 use aspace::Page;
 use aspace_bench::Rng;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};

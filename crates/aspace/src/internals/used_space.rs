@@ -20,7 +20,7 @@ use core::fmt;
 use core::iter::FusedIterator;
 
 use crate::addr::{Page, PageRange};
-use crate::area_tree::{self, AreaTree};
+use crate::internals::area_tree::{self, AreaTree};
 
 /// Why a used-space update was refused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

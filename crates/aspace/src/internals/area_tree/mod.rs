@@ -108,7 +108,7 @@
 //! hint, since its one-step descent is cheaper than the check.
 //!
 //! ```
-//! use aspace::area_tree::{AreaTree, Hint};
+//! use aspace::internals::area_tree::{AreaTree, Hint};
 //!
 //! let mut tree = AreaTree::new();
 //! tree.insert(0x400, 0x410, "text").unwrap();
