@@ -63,6 +63,7 @@ pub mod backend;
 pub mod error;
 pub mod fault;
 pub mod flags;
+pub mod hold;
 pub mod internals;
 pub mod loader;
 pub mod lookup;
@@ -88,6 +89,7 @@ pub use backend::AreaInfo;
 pub use error::{Error, Result};
 pub use fault::{FaultContext, FaultOutcome, FaultReason};
 pub use flags::{Access, AreaAttrs, AreaFlags, PageFlags};
+pub use hold::SpaceHold;
 pub use lookup::AreaLookup;
 pub use machine::{
     Asid, CpuId, CpuSet, Cpus, FrameAllocator, Invalidation, Layout, Machine, PhysMemory,

@@ -67,3 +67,120 @@ pub fn sys_as_area_change_flags<M: Machine>(
 pub fn sys_as_area_destroy<M: Machine>(space: &AddressSpace<M>, address: usize) -> isize {
     errno(space.area_destroy(VirtAddr::new(address as u64)))
 }
+
+/// What [`sys_as_area_get_info`] and [`sys_as_area_list`] write to user
+/// memory for one area: six little-endian words of 8 bytes (the C layout
+/// `struct { u64 base, size; u32 flags, backend; u64 resident, reserved; }`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserAreaInfo {
+    /// First address.
+    pub base: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Rights (`AreaFlags` bits, HelenOS values).
+    pub flags: u32,
+    /// The backend: one of the `BACKEND_*` constants.
+    pub backend: u32,
+    /// Pages mapped now.
+    pub resident: u64,
+    /// Pages reserved against the commit limit.
+    pub reserved: u64,
+}
+
+/// [`UserAreaInfo::backend`] of an anonymous area.
+pub const BACKEND_ANON: u32 = 1;
+/// [`UserAreaInfo::backend`] of an ELF segment.
+pub const BACKEND_ELF: u32 = 2;
+/// [`UserAreaInfo::backend`] of physical memory (device or framebuffer).
+pub const BACKEND_PHYS: u32 = 3;
+/// [`UserAreaInfo::backend`] of an area served by a user-space pager.
+pub const BACKEND_USER: u32 = 4;
+/// [`UserAreaInfo::backend`] of a backend the crate does not know (a
+/// kernel's own).
+pub const BACKEND_OTHER: u32 = 0;
+
+impl UserAreaInfo {
+    /// Bytes one record takes in user memory.
+    pub const SIZE: usize = 40;
+
+    /// The record of `info`.
+    pub fn new(info: &crate::AreaInfo) -> Self {
+        let backend = match info.backend {
+            "anon" => BACKEND_ANON,
+            "elf" => BACKEND_ELF,
+            "phys" => BACKEND_PHYS,
+            "user" => BACKEND_USER,
+            _ => BACKEND_OTHER,
+        };
+        Self {
+            base: info.base.as_u64(),
+            size: info.size(),
+            flags: info.flags.bits(),
+            backend,
+            resident: info.resident,
+            reserved: 0, // MERGE: info.reserved once reservation lands
+        }
+    }
+
+    /// The record as user memory holds it.
+    pub fn to_bytes(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.base.to_le_bytes());
+        b[8..16].copy_from_slice(&self.size.to_le_bytes());
+        b[16..20].copy_from_slice(&self.flags.to_le_bytes());
+        b[20..24].copy_from_slice(&self.backend.to_le_bytes());
+        b[24..32].copy_from_slice(&self.resident.to_le_bytes());
+        b[32..40].copy_from_slice(&self.reserved.to_le_bytes());
+        b
+    }
+
+    /// A record read back from user memory.
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or([0; 4]));
+        Self {
+            base: u64_at(0),
+            size: u64_at(8),
+            flags: u32_at(16),
+            backend: u32_at(20),
+            resident: u64_at(24),
+            reserved: u64_at(32),
+        }
+    }
+}
+
+/// Writes the [`UserAreaInfo`] of the area containing `address` to user
+/// memory at `dest` (HelenOS `as_area_get_info`). Returns 0, `ENOENT` when
+/// no area contains `address`, or `EBADMEM` when `dest` cannot take the
+/// record (nothing is written then but, as for any user copy, the bytes of
+/// pages before the failing one).
+pub fn sys_as_area_get_info<M: Machine>(
+    space: &AddressSpace<M>,
+    address: usize,
+    dest: usize,
+) -> isize {
+    let Some(info) = space.area(VirtAddr::new(address as u64)) else {
+        return errno(Err(crate::Error::NotFound));
+    };
+    let record = UserAreaInfo::new(&info).to_bytes();
+    errno(space.copy_to_user(VirtAddr::new(dest as u64), &record))
+}
+
+/// Writes the records of the space's areas, lowest first, to user memory
+/// at `dest`, at most `max` of them, and returns how many areas the space
+/// has (so a caller whose buffer was short can retry with a larger one), or
+/// `EBADMEM` when the buffer is not writable user memory.
+pub fn sys_as_area_list<M: Machine>(space: &AddressSpace<M>, dest: usize, max: usize) -> isize {
+    let areas = space.areas();
+    let n = areas.len().min(max);
+    let mut bytes = alloc::vec::Vec::with_capacity(n * UserAreaInfo::SIZE);
+    for info in &areas[..n] {
+        bytes.extend_from_slice(&UserAreaInfo::new(info).to_bytes());
+    }
+    if !bytes.is_empty() {
+        if let Err(e) = space.copy_to_user(VirtAddr::new(dest as u64), &bytes) {
+            return e.errno() as isize;
+        }
+    }
+    areas.len() as isize
+}
