@@ -123,6 +123,8 @@ pub struct Report {
     before: aspace::StatsSnapshot,
     frames: u64,
     kernel: [u64; 5],
+    /// The architecture's TLB counters at the start.
+    tlb: [u64; arch::TLB_COUNTERS],
 }
 
 fn kernel_counters() -> [u64; 5] {
@@ -144,6 +146,7 @@ impl Report {
             before: SYSTEM.stats(),
             frames: FRAMES.in_use(),
             kernel: kernel_counters(),
+            tlb: arch::tlb_counters().map(|(_, v)| v),
         }
     }
 
@@ -186,6 +189,12 @@ impl Report {
             k[3] - self.kernel[3],
             k[4] - self.kernel[4]
         );
+        let tlb: alloc::vec::Vec<alloc::string::String> = arch::tlb_counters()
+            .iter()
+            .zip(self.tlb)
+            .map(|((name, now), before)| alloc::format!("{name}={}", now - before))
+            .collect();
+        kprintln!("== scenario {}: tlb {}", self.name, tlb.join(" "));
         let pass = ok && balanced;
         kprintln!(
             "== scenario {}: {}",

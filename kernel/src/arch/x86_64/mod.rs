@@ -59,6 +59,17 @@ pub fn start_timer(us: u32) {
     apic::start_timer(us);
 }
 
+/// How many TLB counters [`tlb_counters`] reports.
+pub const TLB_COUNTERS: usize = 1;
+
+/// The kernel's TLB counters, for the scenario reports.
+pub fn tlb_counters() -> [(&'static str, u64); TLB_COUNTERS] {
+    [(
+        "local_flushes",
+        crate::stats::LOCAL_FLUSHES.load(Ordering::Relaxed),
+    )]
+}
+
 fn on(b: bool) -> &'static str {
     if b {
         "on"
