@@ -6,13 +6,13 @@
 //! intermediate entry points down, which rights it can express); each
 //! format then adds tests of its own entry bits.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
+use aspace::paging::aarch64::Aarch64PageTable;
 use aspace::paging::riscv64::{RiscvMode, RiscvPageTable};
 use aspace::paging::x86_64::X86_64PageTable;
 use aspace::paging::{Layout, PageTable, Unmapped};
 use aspace::{Error, Frame, FrameAllocator, Page, PageFlags, PhysAddr, PhysMemory, VirtAddr};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 // ---------------------------------------------------------------------------
 // Test machine: physical memory and frame allocator
@@ -289,6 +289,36 @@ macro_rules! riscv_format {
 riscv_format!(Sv39, RiscvMode::Sv39, 3);
 riscv_format!(Sv48, RiscvMode::Sv48, 4);
 
+struct Arm;
+impl Format for Arm {
+    type Table = Aarch64PageTable;
+    fn mode() {}
+    const LEVELS: u32 = 4;
+    const SHARED_ROOT: std::ops::Range<u64> = 0..0;
+    fn is_table(e: u64) -> bool {
+        e & 0b11 == 0b11
+    }
+    fn next_table(e: u64) -> Frame {
+        Frame::from_number((e & 0x0000_ffff_ffff_f000) >> 12)
+    }
+    fn expect(flags: PageFlags) -> PageFlags {
+        let mut f = flags | PageFlags::PRESENT;
+        // Device memory is never executable.
+        if !f.contains(PageFlags::CACHEABLE) {
+            f -= PageFlags::EXEC;
+        }
+        if !f.intersects(PageFlags::READ | PageFlags::WRITE | PageFlags::EXEC) {
+            return f;
+        }
+        // EL0 cannot write without reading; EL1 always reads.
+        if f.contains(PageFlags::WRITE) || !f.contains(PageFlags::USER) {
+            f |= PageFlags::READ;
+        }
+        f
+    }
+    const MAP_OVER: &'static str = "map over a mapped entry";
+}
+
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
@@ -405,8 +435,27 @@ fn machine<F: Format>() -> TestMachine<F> {
 }
 
 impl<F: Format> TestMachine<F> {
-    fn table(&self) -> F::Table {
+    /// A kernel table (created with no kernel table to share).
+    fn kernel_table(&self) -> F::Table {
         F::Table::create(&*self.mem, &self.frames, None, F::mode()).expect("create")
+    }
+
+    /// A table for user addresses, alone in this machine's memory. Where
+    /// root slots are shared that is a kernel table (which maps both
+    /// halves); where the user half has a table of its own (AArch64's
+    /// `TTBR0_EL1`), a user table, created beside a kernel table in
+    /// another memory, since creating it reads nothing of the kernel's.
+    fn table(&self) -> F::Table {
+        if F::SHARED_ROOT.is_empty() {
+            let other = machine::<F>();
+            let k = other.kernel_table();
+            let t = F::Table::create(&*self.mem, &self.frames, Some(&k), F::mode())
+                .expect("create user");
+            other.destroy(k);
+            t
+        } else {
+            self.kernel_table()
+        }
     }
 
     fn user_table(&self, kernel: &F::Table) -> F::Table {
@@ -510,7 +559,8 @@ mod generic {
     /// half they belong to), comes back as the format can express it.
     pub fn flags_round_trip_for_every_combination<F: Format>() {
         let m = machine::<F>();
-        let pt = m.table();
+        let k = m.kernel_table();
+        let u = m.user_table(&k);
         let bits = [
             PageFlags::READ,
             PageFlags::WRITE,
@@ -519,11 +569,12 @@ mod generic {
             PageFlags::CACHEABLE,
             PageFlags::GLOBAL,
         ];
-        let addr_of = |combo: u64, flags: PageFlags| {
-            if flags.contains(PageFlags::USER) || !F::SHARED_ROOT.is_empty() {
-                0x1000_0000 + combo * PAGE
+        // User pages in a user table, kernel pages in the kernel's.
+        let place = |combo: u64, flags: PageFlags| {
+            if flags.contains(PageFlags::USER) {
+                (&u, 0x1000_0000 + combo * PAGE)
             } else {
-                layout::<F>().kernel_start + 0x1000_0000 + combo * PAGE
+                (&k, layout::<F>().kernel_start + 0x1000_0000 + combo * PAGE)
             }
         };
         let combos: Vec<PageFlags> = (0u64..(1 << bits.len()))
@@ -535,20 +586,21 @@ mod generic {
             })
             .collect();
         for (combo, &flags) in combos.iter().enumerate() {
-            let addr = addr_of(combo as u64, flags);
-            m.map(&pt, addr, data_frame(combo as u64), flags);
+            let (pt, addr) = place(combo as u64, flags);
+            m.map(pt, addr, data_frame(combo as u64), flags);
             assert_eq!(
-                m.translate(&pt, addr),
+                m.translate(pt, addr),
                 Some((data_frame(combo as u64), F::expect(flags))),
                 "flags {flags:?}"
             );
         }
         for (combo, &flags) in combos.iter().enumerate() {
-            let u = m.unmap(&pt, addr_of(combo as u64, flags)).unwrap();
-            assert_eq!(u.frame(), data_frame(combo as u64));
-            assert_eq!(m.translate(&pt, addr_of(combo as u64, flags)), None);
+            let (pt, addr) = place(combo as u64, flags);
+            assert_eq!(m.unmap(pt, addr).unwrap().frame(), data_frame(combo as u64));
+            assert_eq!(m.translate(pt, addr), None);
         }
-        m.destroy(pt);
+        m.destroy(u);
+        m.destroy(k);
         assert_eq!(m.frames.in_use(), 0);
     }
 
@@ -888,7 +940,7 @@ mod generic {
 
     pub fn kernel_table_destroy_frees_kernel_half_too<F: Format>() {
         let m = machine::<F>();
-        let k = m.table();
+        let k = m.kernel_table();
         let addrs = kernel_pages::<F>();
         for (i, &a) in addrs.iter().enumerate() {
             m.map(&k, a, data_frame(i as u64), kflags());
@@ -909,7 +961,7 @@ mod generic {
     /// where the kernel half has its own table register, nothing).
     pub fn user_table_shares_the_kernel_half<F: Format>() {
         let m = machine::<F>();
-        let k = m.table();
+        let k = m.kernel_table();
         let addrs = kernel_pages::<F>();
         for (i, &a) in addrs.iter().enumerate() {
             m.map(&k, a, data_frame(i as u64), kflags());
@@ -943,7 +995,7 @@ mod generic {
 
     pub fn destroying_user_table_keeps_kernel_tables<F: Format>() {
         let m = machine::<F>();
-        let k = m.table();
+        let k = m.kernel_table();
         let [k0, _, ktop] = kernel_pages::<F>();
         m.map(&k, k0, data_frame(0), kflags());
         m.map(&k, ktop, data_frame(1), kflags());
@@ -1093,7 +1145,7 @@ mod generic {
     pub fn user_table_sees_later_kernel_mappings<F: Format>() {
         assert!(!F::SHARED_ROOT.is_empty());
         let m = machine::<F>();
-        let k = m.table();
+        let k = m.kernel_table();
         let k0 = layout::<F>().kernel_start;
         m.map(&k, k0, data_frame(0), kflags());
         let u = m.user_table(&k);
@@ -1168,6 +1220,7 @@ macro_rules! suite {
 suite!(x86_64, X86, [user_table_sees_later_kernel_mappings]);
 suite!(sv39, Sv39, [user_table_sees_later_kernel_mappings]);
 suite!(sv48, Sv48, [user_table_sees_later_kernel_mappings]);
+suite!(aarch64, Arm, []);
 
 // ---------------------------------------------------------------------------
 // x86_64 entry bits
@@ -1335,5 +1388,133 @@ mod riscv_bits {
         assert_eq!(u.mode(), RiscvMode::Sv48);
         m.destroy(u);
         m.destroy(k);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// AArch64 descriptor bits
+// ---------------------------------------------------------------------------
+
+mod aarch64_bits {
+    use super::*;
+    use aspace::paging::aarch64::{
+        ttbr, DESC_AF, DESC_AP_EL0, DESC_AP_RO, DESC_NG, DESC_PXN, DESC_SH_INNER, DESC_SW_MAPPED,
+        DESC_SW_USER, DESC_UXN, MAIR_EL1,
+    };
+    use aspace::Asid;
+
+    const PAGE_DESC: u64 = 0b11 | DESC_AF | DESC_SH_INNER;
+    const DEVICE: u64 = 1 << 2;
+
+    #[test]
+    fn leaf_descriptor_bits_match_flags() {
+        let m = machine::<Arm>();
+        let k = m.kernel_table();
+        let u = m.user_table(&k);
+        let c = PageFlags::CACHEABLE;
+        let usr = PageFlags::USER;
+        let (r, w, x) = (PageFlags::READ, PageFlags::WRITE, PageFlags::EXEC);
+        let user_cases = [
+            (
+                r | c | usr,
+                PAGE_DESC | DESC_NG | DESC_AP_EL0 | DESC_AP_RO | DESC_PXN | DESC_UXN,
+            ),
+            (
+                rw_user(),
+                PAGE_DESC | DESC_NG | DESC_AP_EL0 | DESC_PXN | DESC_UXN,
+            ),
+            (
+                r | x | c | usr,
+                PAGE_DESC | DESC_NG | DESC_AP_EL0 | DESC_AP_RO | DESC_PXN,
+            ),
+            // Execute-only at EL0: no EL0 data access, UXN clear.
+            (x | c | usr, PAGE_DESC | DESC_NG | DESC_AP_RO | DESC_PXN),
+            // Write-only: EL0 write implies read.
+            (
+                w | c | usr,
+                PAGE_DESC | DESC_NG | DESC_AP_EL0 | DESC_PXN | DESC_UXN,
+            ),
+            // Device memory: attribute 1, never executable.
+            (
+                r | x | usr,
+                PAGE_DESC | DESC_NG | DEVICE | DESC_AP_EL0 | DESC_AP_RO | DESC_PXN | DESC_UXN,
+            ),
+            // No right: invalid, the frame and marks kept.
+            (c | usr, DESC_NG | DESC_SW_MAPPED | DESC_SW_USER),
+        ];
+        let kernel_cases = [
+            (
+                r | w | c | PageFlags::GLOBAL,
+                PAGE_DESC | DESC_PXN | DESC_UXN,
+            ),
+            (
+                r | x | c | PageFlags::GLOBAL,
+                PAGE_DESC | DESC_AP_RO | DESC_UXN,
+            ),
+            (r | w, PAGE_DESC | DESC_NG | DEVICE | DESC_PXN | DESC_UXN),
+        ];
+        let kbase = Layout::AARCH64.kernel_start;
+        for (pt, base, cases) in [
+            (&u, 0x20_0000, &user_cases[..]),
+            (&k, kbase, &kernel_cases[..]),
+        ] {
+            for (i, &(flags, bits)) in cases.iter().enumerate() {
+                let addr = base + i as u64 * PAGE;
+                let frame = data_frame(100 + i as u64);
+                m.map(pt, addr, frame, flags);
+                let e = leaf_entry::<Arm>(&m.mem, pt.root(), addr);
+                assert_eq!(e, (frame.number() << 12) | bits, "{flags:?}: {e:#x}");
+                // Table descriptors: address and 0b11, no attributes.
+                for &t in &walk::<Arm>(&m.mem, pt.root(), addr)[..3] {
+                    assert_eq!(t & !0x0000_ffff_ffff_f000, 0b11, "{t:#x}");
+                }
+            }
+            for i in 0..cases.len() as u64 {
+                m.unmap_mapped(pt, base + i * PAGE);
+            }
+        }
+        m.destroy(u);
+        m.destroy(k);
+        assert_eq!(m.frames.in_use(), 0);
+    }
+
+    #[test]
+    fn each_table_maps_only_its_own_half() {
+        let m = machine::<Arm>();
+        let k = m.kernel_table();
+        let u = m.user_table(&k);
+        let kbase = Layout::AARCH64.kernel_start;
+        assert_eq!(
+            m.try_map(&u, kbase, data_frame(1), rw_user()),
+            Err(Error::InvalidArgument)
+        );
+        assert_eq!(
+            m.try_map(&k, PAGE, data_frame(1), PageFlags::READ),
+            Err(Error::InvalidArgument)
+        );
+        // The same table indices in the other half do not alias.
+        m.map(&u, PAGE, data_frame(2), rw_user());
+        assert_eq!(m.translate(&u, kbase + PAGE), None);
+        assert_eq!(m.unmap(&u, kbase + PAGE), None);
+        m.map(&k, kbase + PAGE, data_frame(3), PageFlags::READ);
+        assert_eq!(m.translate(&k, PAGE), None);
+        assert_eq!((u.table_frames(), k.table_frames()), (4, 4));
+        m.unmap_mapped(&u, PAGE);
+        m.unmap_mapped(&k, kbase + PAGE);
+        m.destroy(u);
+        m.destroy(k);
+        assert_eq!(m.frames.in_use(), 0);
+    }
+
+    #[test]
+    fn ttbr_holds_asid_and_root() {
+        let root = Frame::from_number(0x4_0123);
+        assert_eq!(ttbr(root, Asid(0xbeef)), (0xbeef << 48) | 0x4012_3000);
+        let m = machine::<Arm>();
+        let pt = m.table();
+        assert_eq!(pt.ttbr(Asid(7)), ttbr(pt.root(), Asid(7)));
+        m.destroy(pt);
+        assert_eq!(MAIR_EL1 & 0xff, 0xff);
+        assert_eq!((MAIR_EL1 >> 8) & 0xff, 0x04);
     }
 }

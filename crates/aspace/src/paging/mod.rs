@@ -1,6 +1,7 @@
 //! The page-table interface and its formats: x86_64 (4 levels), RISC-V
 //! (Sv39, Sv48) and AArch64 (4 KiB granule, 48-bit, 4 levels).
 
+pub mod aarch64;
 mod radix;
 pub mod riscv64;
 pub mod x86_64;
