@@ -24,7 +24,7 @@ use aspace::{CpuSet, FrameAllocator, Machine, PhysAddr, PhysMemory, PAGE_SIZE};
 
 pub use self::tlb::{flush_all, RiscvTlb as ArchTlb};
 pub use self::trap::{enter, idle_frame, TrapFrame};
-use crate::machine::{System, CPU_COUNT};
+use crate::machine::System;
 use crate::mm::{self, FRAMES};
 use crate::{kprintln, SYSTEM};
 

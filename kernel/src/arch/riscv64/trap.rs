@@ -25,8 +25,6 @@ use crate::{kprintln, sched, shootdown, stats, syscall};
 pub const SSTATUS_SPP: u64 = 1 << 8;
 /// `sstatus.SPIE`: interrupts on after `sret`.
 pub const SSTATUS_SPIE: u64 = 1 << 5;
-/// `sstatus.SIE`: interrupts on in S-mode.
-pub const SSTATUS_SIE: u64 = 1 << 1;
 /// `sstatus.FS` = Initial: floating-point registers usable.
 pub const SSTATUS_FS_INITIAL: u64 = 1 << 13;
 /// The `sstatus` bits a frame restores (`sret` target mode, interrupts
@@ -126,6 +124,8 @@ impl TrapFrame {
 global_asm!(
     r#"
     .text
+    .option push
+    .option arch, +d
     .balign 4
     .global trap_entry
 trap_entry:
@@ -260,7 +260,7 @@ trap_return:
     ld t0, 256(sp)
     csrw sepc, t0
     ld t0, 264(sp)
-    li t1, 0x6120
+    li t1, {restored}
     csrc sstatus, t1
     and t0, t0, t1
     csrs sstatus, t0
@@ -311,7 +311,9 @@ enter_frame:
 idle_loop:
     wfi
     j idle_loop
-    "#
+    .option pop
+    "#,
+    restored = const SSTATUS_RESTORED,
 );
 
 extern "C" {
