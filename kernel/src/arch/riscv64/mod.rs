@@ -20,7 +20,8 @@ mod trap;
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use aspace::{CpuSet, FrameAllocator, Machine, PhysAddr, PhysMemory, PAGE_SIZE};
+use aspace::paging::riscv64::{PTE_PPN_SHIFT, PTE_V};
+use aspace::{CpuSet, FrameAllocator, Machine, PhysAddr, PhysMemory};
 
 pub use self::tlb::{flush_all, RiscvTlb as ArchTlb};
 pub use self::trap::{enter, idle_frame, TrapFrame};
@@ -262,7 +263,7 @@ extern "C" fn rv_main(hartid: u64, dtb: u64) -> ! {
     let info = fdt::parse(dtb);
     // The loader's file name comes first on x86_64 (multiboot); the shared
     // parser skips one word.
-    crate::configure(&alloc::format!("kernel {}", info.bootargs));
+    crate::configure(alloc::format!("kernel {}", info.bootargs).trim_end());
     let (base, size) = info.memory.unwrap_or((RAM_BASE, 128 << 20));
     let floor = image_phys(&raw const __kernel_end);
     FRAMES.add_range(floor.max(base), base + size);
@@ -363,7 +364,6 @@ pub fn adopt_boot_mappings(sys: &System) {
     m.memory().zero_frame(table);
     let slot = (KERNEL_AREAS >> 30) & 511;
     // A pointer entry: V with R, W, X clear, the table's PPN.
-    let entry = table.start().as_u64() / PAGE_SIZE << 10 | 1;
-    m.memory()
-        .write_u64(PhysAddr::new(root + slot * 8), entry);
+    let entry = table.number() << PTE_PPN_SHIFT | PTE_V;
+    m.memory().write_u64(PhysAddr::new(root + slot * 8), entry);
 }

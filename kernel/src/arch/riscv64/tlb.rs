@@ -6,6 +6,7 @@
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use aspace::paging::riscv64::{satp, RiscvMode};
 use aspace::{Asid, CpuId, Cpus, Frame, Invalidation, Tlb};
 
 use super::cpu_id;
@@ -24,15 +25,8 @@ pub static SFENCE_PAGE: AtomicU64 = AtomicU64::new(0);
 /// `sfence.vma va` after a served page fault (see [`fence_fault`]).
 pub static SFENCE_FAULT: AtomicU64 = AtomicU64::new(0);
 
-/// `satp.MODE` for Sv39.
-const SATP_SV39: u64 = 8 << 60;
 /// Beyond this many pages a range flush drops the whole ASID instead.
 const RANGE_LIMIT: u64 = 64;
-
-/// The `satp` value for `root` under `asid`.
-pub fn satp_value(root: Frame, asid: Asid) -> u64 {
-    SATP_SV39 | (asid.0 as u64) << 44 | root.number()
-}
 
 /// `sfence.vma x0, x0`: drops every translation of this hart.
 pub fn flush_all() {
@@ -114,7 +108,7 @@ impl Tlb for RiscvTlb {
         if asid != Asid::KERNEL {
             SATP_USER_ASID.fetch_add(1, Ordering::Relaxed);
         }
-        let v = satp_value(root, asid);
+        let v = satp(RiscvMode::Sv39, asid, root);
         // SAFETY: `root` is the root table of an aspace address space the
         // core is switching to; its kernel half is the kernel space's
         // (copied when it was made), so the running code (in the direct
