@@ -27,7 +27,9 @@ fn main(arg: u64) -> i32 {
             let code: [u8; 16] = if cfg!(target_arch = "x86_64") {
                 [0xc3; 16]
             } else {
-                [0x67, 0x80, 0, 0, 0x67, 0x80, 0, 0, 0x67, 0x80, 0, 0, 0x67, 0x80, 0, 0]
+                [
+                    0x67, 0x80, 0, 0, 0x67, 0x80, 0, 0, 0x67, 0x80, 0, 0, 0x67, 0x80, 0, 0,
+                ]
             };
             // SAFETY: a deliberate bad access: the pointer is to `ret`
             // instructions (which would be a valid `extern "C" fn()`), but on
