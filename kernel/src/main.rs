@@ -1,4 +1,7 @@
-//! A small x86_64 kernel running user tasks on the `aspace` subsystem.
+//! A small kernel running user tasks on the `aspace` subsystem, for
+//! x86_64 and riscv64. This file and the modules it names at the top level
+//! are shared; `arch/<architecture>/` holds the boot code, traps, the TLB,
+//! the interrupt controller, the console and the other CPUs' start-up.
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -6,31 +9,23 @@
 
 extern crate alloc;
 
-mod acpi;
-mod apic;
 mod arch;
-mod boot;
-mod cpu;
+mod console;
 mod machine;
 mod mm;
 mod scenario;
 mod sched;
-mod serial;
 mod shootdown;
-mod smp;
 mod stats;
 mod sync;
 mod syscall;
-mod trap;
 
-use core::fmt::Write;
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicU16, Ordering};
 
-use aspace::{
-    AreaFlags, Config, FrameAllocator, Machine, PhysAddr, PhysMemory, VirtAddr, PAGE_SIZE,
-};
+use aspace::{AreaFlags, Config, VirtAddr, PAGE_SIZE};
 
+use crate::arch::KERNEL_AREAS;
 use crate::machine::{KMachine, System, CPU_COUNT};
 use crate::mm::FRAMES;
 use crate::sync::Once;
@@ -56,65 +51,13 @@ pub const fn asids_for(cpus: usize) -> u16 {
 /// The address-space subsystem.
 pub static SYSTEM: Once<System> = Once::new();
 
-/// Where kernel areas (demand-paged kernel memory) live: PML4 slot 384.
-pub const KERNEL_AREAS: u64 = 0xffff_c000_0000_0000;
-
-extern "C" {
-    static boot_pml4: u8;
-}
-
-/// Entered from the boot code on the boot CPU, in long mode, on the higher
-/// half, with the multiboot magic and the physical address of the multiboot
-/// information.
-#[no_mangle]
-pub extern "C" fn kmain(magic: u32, mb_info: u32) -> ! {
-    serial::init();
-    kprintln!("aspace kernel: booting (multiboot magic {magic:#x}, info at {mb_info:#x})");
-    if magic != 0x2BAD_B002 {
-        kprintln!("FAIL: not loaded by a multiboot loader");
-        serial::exit_qemu(serial::EXIT_FAILURE);
-    }
-    mm::init_heap();
-    let cmdline = mm::command_line(mb_info);
-    if cmdline.contains(' ') {
-        kprintln!("command line: {cmdline}");
-    }
-    if let Err(e) = scenario::configure(&cmdline) {
-        kprintln!("FAIL: command line: {e}");
-        serial::exit_qemu(serial::EXIT_FAILURE);
-    }
-    mm::init_frames(mb_info);
-    kprintln!(
-        "frames: {} free frames of 4 KiB above the kernel image (ends at {:#x})",
-        FRAMES.total(),
-        mm::kernel_end_phys()
-    );
-    cpu::init_idt();
-    cpu::init_cpu(0);
-    apic::disable_pic();
-    apic::init();
-    let bsp = apic::id();
-    let mut ids = acpi::processors().unwrap_or_default();
-    ids.retain(|&i| i != bsp);
-    ids.insert(0, bsp);
-    ids.truncate(arch::MAX_CPUS);
-    for (cpu, &id) in ids.iter().enumerate() {
-        apic::set_apic_id(cpu, id);
-    }
-    CPU_COUNT.store(ids.len(), Ordering::Relaxed);
-    arch::set_cpu_id(0);
-    let f = machine::init_features();
-    kprintln!(
-        "cpus: {} (APIC IDs {:?}); pcid={} invpcid={} smep={} smap={}",
-        ids.len(),
-        ids,
-        on(f.pcid),
-        on(f.invpcid),
-        on(f.smep),
-        on(f.smap)
-    );
-
-    let asids = asids_for(ids.len());
+/// Sets up the address-space subsystem for `cpus` CPUs (on the boot CPU,
+/// once the frame allocator is filled): its ASIDs, the kernel address
+/// space (which adopts the boot page tables' kernel half, see
+/// [`arch::adopt_boot_mappings`]), loaded on this CPU.
+pub fn init_system(cpus: usize) -> &'static System {
+    CPU_COUNT.store(cpus, Ordering::Relaxed);
+    let asids = asids_for(cpus);
     ASIDS.store(asids, Ordering::Relaxed);
     let system = match System::new(KMachine::new(), Config { asids }) {
         Ok(s) => s,
@@ -122,24 +65,27 @@ pub extern "C" fn kmain(magic: u32, mb_info: u32) -> ! {
     };
     SYSTEM.set(system);
     let sys = &*SYSTEM;
-    adopt_boot_mappings(sys);
+    arch::adopt_boot_mappings(sys);
     sys.switch(None, sys.kernel())
         .expect("switch to the kernel space");
-    machine::flush_all();
+    arch::flush_all();
     kprintln!(
         "kernel address space: root {:#x}, ASID {:?}; {} user ASIDs",
         sys.kernel().root().start().as_u64(),
         sys.kernel().asid(),
         asids
     );
+    sys
+}
 
-    let cpus = CPU_COUNT.load(Ordering::Relaxed);
-    let up = smp::start_aps();
-    kprintln!("smp: {} of {} application processors started", up, cpus - 1);
-    if up + 1 != cpus {
+/// The boot CPU's last step once every CPU that could be started runs
+/// (`all_up`: all of them came up): the kernel-fault scenario, then the
+/// user scenarios, then the scheduler for good.
+pub fn run_scenarios(all_up: bool) -> ! {
+    if !all_up {
         scenario::FAILED.store(true, Ordering::SeqCst);
     }
-    if !kernel_fault_scenario(sys) {
+    if !kernel_fault_scenario(&SYSTEM) {
         scenario::FAILED.store(true, Ordering::SeqCst);
     }
     kprintln!(
@@ -150,40 +96,26 @@ pub extern "C" fn kmain(magic: u32, mb_info: u32) -> ! {
             .collect::<alloc::vec::Vec<_>>()
             .join(", ")
     );
-    apic::start_timer(TIMESLICE_US);
+    arch::start_timer(TIMESLICE_US);
     scenario::start_all();
     sched::start(0)
 }
 
+/// Reads the kernel command line (`scenarios=`, `watchdog=`; the first word
+/// is the kernel's file name) before anything else needs it; a bad one
+/// ends the boot with a failure.
+pub fn configure(cmdline: &str) {
+    if cmdline.contains(' ') {
+        kprintln!("command line: {cmdline}");
+    }
+    if let Err(e) = scenario::configure(cmdline) {
+        kprintln!("FAIL: command line: {e}");
+        console::exit(false);
+    }
+}
+
 /// The scheduler's time slice.
 pub const TIMESLICE_US: u32 = 5_000;
-
-fn on(b: bool) -> &'static str {
-    if b {
-        "on"
-    } else {
-        "off"
-    }
-}
-
-/// Puts the boot page tables' kernel half (the direct map, the kernel
-/// image) into the kernel address space's table, and gives the kernel-area
-/// slot its table now, so every user table (which copies the kernel half
-/// when it is created) sees kernel areas made later.
-fn adopt_boot_mappings(sys: &System) {
-    let m = sys.machine();
-    let root = sys.kernel().root().start().as_u64();
-    let boot = &raw const boot_pml4 as u64;
-    for slot in [256u64, 511] {
-        let e = m.memory().read_u64(PhysAddr::new(boot + slot * 8));
-        m.memory().write_u64(PhysAddr::new(root + slot * 8), e);
-    }
-    let pdpt = FRAMES.alloc().expect("a frame for the kernel-area table");
-    m.memory().zero_frame(pdpt);
-    let slot = (KERNEL_AREAS >> 39) & 511;
-    m.memory()
-        .write_u64(PhysAddr::new(root + slot * 8), pdpt.start().as_u64() | 0x7);
-}
 
 /// Counters and frames around one scenario.
 pub struct Report {
@@ -191,6 +123,8 @@ pub struct Report {
     before: aspace::StatsSnapshot,
     frames: u64,
     kernel: [u64; 5],
+    /// The architecture's TLB counters at the start.
+    tlb: [u64; arch::TLB_COUNTERS],
 }
 
 fn kernel_counters() -> [u64; 5] {
@@ -212,6 +146,7 @@ impl Report {
             before: SYSTEM.stats(),
             frames: FRAMES.in_use(),
             kernel: kernel_counters(),
+            tlb: arch::tlb_counters().map(|(_, v)| v),
         }
     }
 
@@ -254,6 +189,12 @@ impl Report {
             k[3] - self.kernel[3],
             k[4] - self.kernel[4]
         );
+        let tlb: alloc::vec::Vec<alloc::string::String> = arch::tlb_counters()
+            .iter()
+            .zip(self.tlb)
+            .map(|((name, now), before)| alloc::format!("{name}={}", now - before))
+            .collect();
+        kprintln!("== scenario {}: tlb {}", self.name, tlb.join(" "));
         let pass = ok && balanced;
         kprintln!(
             "== scenario {}: {}",
@@ -313,13 +254,12 @@ fn kernel_fault_scenario(sys: &System) -> bool {
 fn panic(info: &PanicInfo) -> ! {
     // Bypass the console lock: a CPU may have died holding it. `Serial`
     // has no state, so a second one just writes the same UART.
-    let _ = writeln!(
-        serial::Serial,
-        "KERNEL PANIC on cpu {}: {}",
+    console::panic_print(format_args!(
+        "KERNEL PANIC on cpu {}: {}\n",
         arch::cpu_id(),
         info
-    );
-    serial::exit_qemu(serial::EXIT_FAILURE);
+    ));
+    console::exit(false);
 }
 
 /// Referenced by the precompiled `core`; never called (panics abort).

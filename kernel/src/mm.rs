@@ -1,4 +1,4 @@
-//! Physical memory: the multiboot memory map, the reference-counted frame
+//! Physical memory: the reference-counted frame
 //! allocator (aspace's `FrameAllocator`), the direct map (aspace's
 //! `PhysMemory`) and the kernel heap.
 
@@ -8,11 +8,14 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use aspace::{Frame, FrameAllocator, PhysAddr, PhysMemory, PAGE_SIZE};
 
-use crate::arch::{phys_to_virt, KERNEL_VMA};
+use crate::arch::{phys_to_virt, RAM_BASE};
 use crate::sync::SpinLock;
 
-/// Frames the allocator can manage: the first 512 MiB of physical memory.
+/// Frames the allocator can manage: 512 MiB of physical memory from
+/// [`RAM_BASE`] (x86_64: 0; riscv64 `virt`: 0x8000_0000).
 pub const MAX_FRAMES: usize = 128 * 1024;
+/// The number of the first frame the allocator can manage.
+const BASE_FRAME: u64 = RAM_BASE / PAGE_SIZE;
 const NONE: u64 = u64::MAX;
 
 /// The frame allocator: a reference count per frame and an intrusive free
@@ -53,24 +56,31 @@ impl Frames {
 
     /// Reference count of `frame`.
     pub fn refs(&self, frame: Frame) -> u32 {
-        self.refs[frame.number() as usize].load(Ordering::Relaxed)
+        self.slot(frame.number()).load(Ordering::Relaxed)
+    }
+
+    /// The reference count of frame number `n` (which must lie in the
+    /// managed window: an index out of it panics).
+    fn slot(&self, n: u64) -> &AtomicU32 {
+        &self.refs[n.wrapping_sub(BASE_FRAME) as usize]
     }
 
     /// Threads the free frame `n` onto `list` (whose lock the caller holds).
     fn push(&self, list: &mut FreeList, n: u64) {
         // SAFETY: frame `n` is free RAM owned by the allocator: available in
-        // the multiboot map and above the kernel image (`add_range`), or just
+        // the boot memory map (multiboot, or riscv64 `virt`'s fixed RAM) and above the kernel image (`add_range`), or just
         // released by its last reference (`release`), so nobody else uses
-        // it. It is below 512 MiB, inside the direct map, and its first word
+        // it. It is inside the managed window, covered by the direct map, and its first word
         // is page-aligned. Writers of the list hold its lock (`list`).
         unsafe { next_of(n).write_volatile(list.head) };
         list.head = n;
     }
 
     /// Adds the frames of `[start, end)` (bytes) to the pool.
-    fn add_range(&self, start: u64, end: u64) {
-        let first = start.div_ceil(PAGE_SIZE);
-        let last = (end / PAGE_SIZE).min(MAX_FRAMES as u64);
+    pub fn add_range(&self, start: u64, end: u64) {
+        // Frame numbers, clipped to the managed window.
+        let first = start.saturating_sub(RAM_BASE).div_ceil(PAGE_SIZE) + BASE_FRAME;
+        let last = (end.saturating_sub(RAM_BASE) / PAGE_SIZE).min(MAX_FRAMES as u64) + BASE_FRAME;
         let mut list = self.free.lock();
         // Pushed from the top so the lowest frames come out first.
         for n in (first..last).rev() {
@@ -80,8 +90,8 @@ impl Frames {
     }
 }
 
-// SAFETY: the pool holds only RAM the multiboot map calls available, above
-// the kernel image and below 512 MiB (`add_range`); a frame leaves it with
+// SAFETY: the pool holds only RAM the boot memory map calls available, above
+// the kernel image and inside the managed window (`add_range`); a frame leaves it with
 // one reference and returns only when its last one is released (an
 // over-release asserts).
 unsafe impl FrameAllocator for Frames {
@@ -96,20 +106,20 @@ unsafe impl FrameAllocator for Frames {
         // else touches it while the list's lock is held.
         list.head = unsafe { next_of(n).read_volatile() };
         drop(list);
-        let old = self.refs[n as usize].swap(1, Ordering::AcqRel);
+        let old = self.slot(n).swap(1, Ordering::AcqRel);
         assert_eq!(old, 0, "free frame {n:#x} had references");
         self.in_use.fetch_add(1, Ordering::Relaxed);
         Some(Frame::from_number(n))
     }
 
     fn add_ref(&self, frame: Frame) {
-        let old = self.refs[frame.number() as usize].fetch_add(1, Ordering::AcqRel);
+        let old = self.slot(frame.number()).fetch_add(1, Ordering::AcqRel);
         assert!(old > 0, "add_ref on free frame {frame:?}");
     }
 
     fn release(&self, frame: Frame) -> bool {
         let n = frame.number();
-        let old = self.refs[n as usize].fetch_sub(1, Ordering::AcqRel);
+        let old = self.slot(n).fetch_sub(1, Ordering::AcqRel);
         assert!(old > 0, "release of free frame {frame:?}");
         if old == 1 {
             self.in_use.fetch_sub(1, Ordering::Relaxed);
@@ -122,12 +132,12 @@ unsafe impl FrameAllocator for Frames {
     }
 }
 
-/// Physical memory through the direct map at `0xffff_8000_0000_0000`.
+/// Physical memory through the direct map (`arch::phys_to_virt`).
 ///
 /// aspace calls these methods only inside frames it holds a reference to
 /// (page tables, area pages, ELF images, all from [`FRAMES`]) and, for the
 /// kernel half, on the boot page tables that `adopt_boot_mappings` hands it:
-/// RAM below 512 MiB, inside the direct map, and never part of a Rust
+/// RAM of the managed window (512 MiB from `RAM_BASE`), inside the direct map, and never part of a Rust
 /// allocation (the frame allocator only gets RAM above the kernel image, and
 /// the boot tables are defined in assembly, not Rust statics). Each access
 /// stays inside one frame (copies are split at page boundaries).
@@ -151,11 +161,15 @@ unsafe fn entry(addr: PhysAddr) -> &'static AtomicU64 {
 }
 
 /// The direct map's bound, checked before every access: `[addr, addr +
-/// len)` must lie in the first 512 MiB, which it maps. A core bug (or a
+/// len)` must lie in the 512 MiB from `RAM_BASE` that the frame allocator
+/// can manage (the direct map covers them). A core bug (or a
 /// corrupted page-table entry) then stops the kernel here instead of
 /// reaching memory the direct map does not cover.
 fn mapped(addr: PhysAddr, len: usize) {
-    let end = addr.as_u64().checked_add(len as u64);
+    let end = addr
+        .as_u64()
+        .checked_sub(RAM_BASE)
+        .and_then(|offset| offset.checked_add(len as u64));
     assert!(
         end.is_some_and(|e| e <= MAX_FRAMES as u64 * PAGE_SIZE),
         "physical access {:#x}+{len:#x} outside the direct map",
@@ -220,130 +234,6 @@ unsafe impl PhysMemory for DirectMap {
                 PAGE_SIZE as usize,
             )
         };
-    }
-}
-
-extern "C" {
-    static __kernel_end: u8;
-}
-
-/// Physical address one past the kernel image (including its bss).
-pub fn kernel_end_phys() -> u64 {
-    &raw const __kernel_end as u64 - KERNEL_VMA
-}
-
-/// One region of the multiboot memory map.
-#[derive(Clone, Copy, Debug)]
-pub struct Region {
-    /// First byte.
-    pub base: u64,
-    /// Length in bytes.
-    pub len: u64,
-    /// 1 = available RAM.
-    pub kind: u32,
-}
-
-// `mb_u32` and `mb_u64` read the multiboot information and its memory map,
-// which the loader leaves at 32-bit physical addresses (inside the direct
-// map) in low memory: QEMU puts them around 0x9000, below the frame
-// allocator's 2 MiB floor and outside the kernel image, so nothing has
-// written them, not even `add_range` while `memory_map` walks the map.
-// `memory_map` only reads fields that the flags and lengths there say exist;
-// `command_line` reads the string the flags say exists, up to its NUL.
-
-/// The `u32` of the multiboot information at physical `pa` (see above).
-fn mb_u32(pa: u64) -> u32 {
-    // SAFETY: 4 readable, never-written bytes of the loader's structures
-    // (see above), outside any Rust allocation; they are only 4-byte
-    // aligned at best, hence `read_unaligned`.
-    unsafe { (phys_to_virt(pa) as *const u32).read_unaligned() }
-}
-
-/// The byte of the multiboot information at physical `pa` (see above).
-fn mb_u8(pa: u64) -> u8 {
-    // SAFETY: a readable, never-written byte of the loader's structures (the
-    // command line, read up to its NUL), outside any Rust allocation.
-    unsafe { phys_to_virt(pa).read() }
-}
-
-/// The `u64` of the multiboot information at physical `pa` (see above).
-fn mb_u64(pa: u64) -> u64 {
-    // SAFETY: 8 readable, never-written bytes of the loader's structures
-    // (see above), outside any Rust allocation; memory-map entries put their
-    // 64-bit fields at offsets 4 and 12, hence `read_unaligned`.
-    unsafe { (phys_to_virt(pa) as *const u64).read_unaligned() }
-}
-
-/// The kernel command line the loader passed (QEMU's `-append`), up to 255
-/// bytes; empty when there is none. Read before the frame allocator hands
-/// out anything, like the memory map.
-pub fn command_line(mb_info: u32) -> alloc::string::String {
-    let info = mb_info as u64;
-    let mut line = alloc::string::String::new();
-    if mb_u32(info) & (1 << 2) == 0 {
-        return line;
-    }
-    let at = mb_u32(info + 16) as u64;
-    for i in 0..255 {
-        let b = mb_u8(at + i);
-        if b == 0 {
-            break;
-        }
-        line.push(if b.is_ascii_graphic() || b == b' ' {
-            b as char
-        } else {
-            '?'
-        });
-    }
-    line
-}
-
-/// Reads the multiboot memory map and calls `f` on each region.
-pub fn memory_map(mb_info: u32, mut f: impl FnMut(Region)) -> bool {
-    let info = mb_info as u64;
-    let flags = mb_u32(info);
-    if flags & (1 << 6) == 0 {
-        return false;
-    }
-    let len = mb_u32(info + 44) as u64;
-    let addr = mb_u32(info + 48) as u64;
-    let mut off = 0;
-    while off < len {
-        let e = addr + off;
-        let size = mb_u32(e) as u64;
-        let base = mb_u64(e + 4);
-        let rlen = mb_u64(e + 12);
-        let kind = mb_u32(e + 20);
-        f(Region {
-            base,
-            len: rlen,
-            kind,
-        });
-        off += size + 4;
-    }
-    true
-}
-
-/// Feeds the available RAM above the kernel image to the frame allocator.
-pub fn init_frames(mb_info: u32) {
-    let floor = kernel_end_phys().max(0x20_0000);
-    let ok = memory_map(mb_info, |r| {
-        crate::kprintln!(
-            "  memory {:#012x}-{:#012x} {}",
-            r.base,
-            r.base + r.len,
-            if r.kind == 1 { "available" } else { "reserved" }
-        );
-        if r.kind == 1 {
-            let start = r.base.max(floor);
-            let end = (r.base + r.len).min(MAX_FRAMES as u64 * PAGE_SIZE);
-            if start < end {
-                FRAMES.add_range(start, end);
-            }
-        }
-    });
-    if !ok {
-        panic!("the multiboot loader gave no memory map");
     }
 }
 

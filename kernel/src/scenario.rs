@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::sync::SpinLock;
-use crate::{kprintln, sched, serial, Report};
+use crate::{console, kprintln, sched, Report};
 
 include!(concat!(env!("OUT_DIR"), "/user_programs.rs"));
 
@@ -263,11 +263,7 @@ fn finish_run() -> ! {
             "ALL SCENARIOS PASSED"
         }
     );
-    serial::exit_qemu(if failed {
-        serial::EXIT_FAILURE
-    } else {
-        serial::EXIT_SUCCESS
-    });
+    console::exit(!failed);
 }
 
 /// Starts scenario `index` (or ends the run after the last one); skips

@@ -17,15 +17,13 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use aspace::backend::elf::ElfImage;
 use aspace::{Access, AreaFlags, FaultContext, FaultOutcome, FaultReason, VirtAddr};
 
-use crate::arch::{cpu_id, MAX_CPUS};
-use crate::cpu::{idle_frame, TrapFrame, VEC_WAKE};
+pub use crate::arch::STACK_TOP;
+use crate::arch::{cpu_id, idle_frame, TrapFrame, MAX_CPUS};
 use crate::machine::Space;
 use crate::mm::FRAMES;
 use crate::sync::SpinLock;
-use crate::{apic, kprintln, scenario, stats, SYSTEM};
+use crate::{arch, kprintln, scenario, stats, SYSTEM};
 
-/// Top of every task's main stack.
-pub const STACK_TOP: u64 = 0x0000_7fff_ffff_0000;
 /// Size of the main stack area (demand paged: pages appear on first touch).
 pub const STACK_SIZE: u64 = 256 * 1024;
 /// Most threads a process may have at once (`THREAD_CREATE` beyond this
@@ -35,7 +33,7 @@ pub use crate::syscall::nr::MAX_THREADS;
 /// The end of the user half: the lowest non-canonical address. Every user
 /// address the kernel hands to the CPU (an entry point, a stack pointer)
 /// is below it.
-pub const USER_END: u64 = aspace::Layout::X86_64.user_end;
+pub const USER_END: u64 = arch::LAYOUT.user_end;
 
 /// A user program instance: an address space and its threads.
 pub struct Process {
@@ -140,10 +138,7 @@ pub fn spawn(
     });
     // The loader checked the entry point (inside a segment, so in the user
     // half) and the stack top is a constant below USER_END.
-    let mut frame = Box::new(TrapFrame::new(loaded.entry.as_u64(), STACK_TOP, true));
-    frame.rdi = args[0];
-    frame.rsi = args[1];
-    frame.rdx = args[2];
+    let frame = Box::new(TrapFrame::new_user(loaded.entry.as_u64(), STACK_TOP, args));
     add_thread(&proc, frame);
     drop(proc);
     Ok(())
@@ -164,11 +159,11 @@ fn add_thread(proc: &Arc<Process>, frame: Box<TrapFrame>) -> u64 {
         s.ready.push_back(task);
         let me = cpu_id();
         (0..crate::machine::CPU_COUNT.load(Ordering::Relaxed))
-            .filter(|&c| c != me && s.current[c].is_none() && apic::online().contains(c))
+            .filter(|&c| c != me && s.current[c].is_none() && arch::online().contains(c))
             .collect()
     };
     for c in idle {
-        apic::send_ipi(c, VEC_WAKE);
+        arch::wake(c);
     }
     tid
 }
@@ -192,8 +187,7 @@ pub fn spawn_thread(
             (n < MAX_THREADS).then_some(n + 1)
         })
         .map_err(|_| aspace::Error::NoMemory)?;
-    let mut frame = Box::new(TrapFrame::new(entry, stack, true));
-    frame.rdi = arg;
+    let frame = Box::new(TrapFrame::new_user(entry, stack, [arg, 0, 0]));
     Ok(add_thread(proc, frame))
 }
 
@@ -205,9 +199,11 @@ pub fn spawn_thread(
 pub fn check_return(frame: &mut TrapFrame) {
     while frame.is_user() && !frame.returnable(USER_END) {
         let why = alloc::format!(
-            "cannot return to user mode at a non-canonical address (rip {:#x}, rsp {:#x})",
-            frame.rip,
-            frame.rsp
+            "cannot return to user mode at a non-canonical address ({} {:#x}, {} {:#x})",
+            arch::PC_NAME,
+            frame.pc(),
+            arch::SP_NAME,
+            frame.sp()
         );
         kill_current(frame, &why);
     }
@@ -311,7 +307,7 @@ pub fn start(cpu: usize) -> ! {
         run(&mut s, cpu, &mut frame, next);
     }
     check_return(&mut frame);
-    crate::cpu::enter(cpu, &frame)
+    arch::enter(cpu, &frame)
 }
 
 /// Ends the running thread with `code` (`reason`: why it was killed).
@@ -415,9 +411,10 @@ pub fn user_page_fault(frame: &mut TrapFrame, addr: VirtAddr, access: Access) {
     };
     let why: String = if addr.as_u64() >= proc.space.user_end() {
         alloc::format!(
-            "page fault at {addr} ({}): kernel address, rip {:#x}",
+            "page fault at {addr} ({}): kernel address, {} {:#x}",
             access_text(access),
-            frame.rip
+            arch::PC_NAME,
+            frame.pc()
         )
     } else {
         match proc.space.page_fault(addr, access, FaultContext::User) {
@@ -439,11 +436,12 @@ pub fn user_page_fault(frame: &mut TrapFrame, addr: VirtAddr, access: Access) {
                     })
                     .unwrap_or_default();
                 alloc::format!(
-                    "page fault at {addr} ({}): {}{}, rip {:#x}",
+                    "page fault at {addr} ({}): {}{}, {} {:#x}",
                     access_text(access),
                     reason_text(r),
                     area,
-                    frame.rip
+                    arch::PC_NAME,
+                    frame.pc()
                 )
             }
         }

@@ -1,6 +1,7 @@
 //! TLB shootdown by inter-processor interrupts: one request at a time (a
 //! global lock), a fixed IPI vector, a per-CPU request generation and an
-//! acknowledgement counter. Targets serve the request in the IPI handler or,
+//! acknowledgement counter (the IPI itself is the architecture's:
+//! `arch::send_shootdown_ipi`). Targets serve the request in the IPI handler or,
 //! when they are spinning on a lock with interrupts off, in the spin loop
 //! ([`poll`]), so a shootdown issued under a lock never deadlocks.
 
@@ -8,8 +9,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use aspace::{Asid, CpuSet, Invalidation, Page, PageRange, Tlb};
 
-use crate::arch::{cpu_id, MAX_CPUS};
-use crate::machine::X86Tlb;
+use crate::arch::{cpu_id, ArchTlb, MAX_CPUS};
 
 static BUSY: AtomicBool = AtomicBool::new(false);
 static GEN: AtomicU64 = AtomicU64::new(0);
@@ -64,7 +64,7 @@ pub fn poll() {
 
 #[cold]
 fn serve(cpu: usize, req: u64) {
-    X86Tlb.invalidate_local(decode());
+    ArchTlb.invalidate_local(decode());
     DONE[cpu].store(req, Ordering::Relaxed);
     crate::stats::IPIS_SERVED.fetch_add(1, Ordering::Relaxed);
     ACKS.fetch_add(1, Ordering::AcqRel);
@@ -82,7 +82,7 @@ pub fn shootdown(targets: CpuSet, what: Invalidation) -> usize {
     let count = crate::machine::CPU_COUNT.load(Ordering::Relaxed);
     let mut t = targets;
     t.remove(me);
-    let targets: CpuSet = CpuSet(t.0 & CpuSet::first(count).0 & crate::apic::online().0);
+    let targets: CpuSet = CpuSet(t.0 & CpuSet::first(count).0 & crate::arch::online().0);
     if targets.is_empty() {
         return 0;
     }
@@ -98,7 +98,7 @@ pub fn shootdown(targets: CpuSet, what: Invalidation) -> usize {
     let n = targets.len();
     for cpu in targets.iter() {
         REQUEST[cpu].store(gen, Ordering::Release);
-        crate::apic::send_ipi(cpu, crate::cpu::VEC_SHOOTDOWN);
+        crate::arch::send_shootdown_ipi(cpu);
     }
     while ACKS.load(Ordering::Acquire) < n {
         core::hint::spin_loop();

@@ -1,5 +1,6 @@
-//! System calls (`int 0x80`): number in `rax`, arguments in `rdi`, `rsi`,
-//! `rdx`, `r10`, result in `rax`. Arguments that point into user memory are
+//! System calls (x86_64: `int 0x80`, number in `rax`, arguments in `rdi`,
+//! `rsi`, `rdx`, `r10`, result in `rax`; riscv64: `ecall`, number in `a7`,
+//! arguments in `a0` to `a3`, result in `a0`). Arguments that point into user memory are
 //! read with aspace's `copy_from_user`, so a bad pointer is an error
 //! (`EBADMEM`, -9), never a kernel fault. Every argument is a full 64-bit
 //! word: a flag word with bits the call does not define (the high 32 bits
@@ -14,8 +15,7 @@ use aspace::syscall::{
 };
 use aspace::{AreaFlags, Error, VirtAddr};
 
-use crate::arch::cpu_id;
-use crate::cpu::TrapFrame;
+use crate::arch::{cpu_id, TrapFrame};
 use crate::machine::Space;
 use crate::sched::{self, Process};
 use crate::sync::SpinLock;
@@ -50,19 +50,19 @@ fn flag_word(w: u64) -> Result<u32, Error> {
 
 /// Handles the system call in `frame`.
 pub fn dispatch(frame: &mut TrapFrame) {
-    let (n, a0, a1, a2, a3) = (frame.rax, frame.rdi, frame.rsi, frame.rdx, frame.r10);
+    let (n, [a0, a1, a2, a3]) = frame.syscall_args();
     if n == nr::EXIT {
         sched::exit_current(frame, a0 as i32 as i64, None);
         return;
     }
     if n == nr::YIELD {
-        frame.rax = 0;
+        frame.set_syscall_result(0);
         sched::yield_now(frame);
         return;
     }
     let proc = sched::current_process().expect("a task is running");
     let space = &proc.space;
-    frame.rax = match n {
+    let result = match n {
         nr::PRINT => print(&proc, a0, a1),
         nr::AREA_CREATE => match flag_word(a2) {
             Ok(f) => sys_as_area_create(space, a0 as usize, a1 as usize, f) as u64,
@@ -86,6 +86,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::PID => proc.pid,
         _ => errno(Error::NotSupported),
     };
+    frame.set_syscall_result(result);
 }
 
 fn result(r: Result<(), Error>) -> u64 {

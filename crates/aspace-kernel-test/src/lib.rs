@@ -3,7 +3,8 @@
 //! QEMU's multiboot loader accepts, boots it with a timeout and collects the
 //! serial output and the exit code of the `isa-debug-exit` device; or
 //! boots it under Bochs from a GRUB ISO ([`boot_bochs`]), whose CPU has
-//! PCID and INVPCID.
+//! PCID and INVPCID; or builds the riscv64 kernel with the nightly
+//! toolchain and boots it on QEMU's virt machine ([`boot_riscv64`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -186,14 +187,23 @@ pub fn boot(
             "-device",
             "isa-debug-exit,iobase=0xf4,iosize=0x04",
         ])
-        .args(accel_args(kvm))
-        .stdin(Stdio::null())
+        .args(accel_args(kvm));
+    run_qemu(cmd, kvm, timeout)
+}
+
+/// Runs the QEMU command `cmd` (stdout: the serial console) until it exits
+/// or `timeout` passes (then it is killed); with `kvm`, also stops it when
+/// the banner has not appeared within [`KVM_BANNER_DEADLINE`] or KVM
+/// reports an emulation failure (status `Some(-1)`).
+fn run_qemu(mut cmd: Command, kvm: bool, timeout: Duration) -> Result<Run, String> {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
+    let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
     let mut stdout = child.stdout.take().expect("piped");
     let bannered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let seen = bannered.clone();
@@ -307,6 +317,122 @@ pub fn boot_each(
             })
             .collect()
     })
+}
+
+// ---------------------------------------------------------------------------
+// riscv64: QEMU's virt machine with OpenSBI.
+// ---------------------------------------------------------------------------
+
+/// The bare-metal target of the riscv64 kernel (built with the nightly
+/// toolchain and `-Zbuild-std`).
+pub const RISCV64_TARGET: &str = "riscv64gc-unknown-none-elf";
+/// Exit status of `qemu-system-riscv64` when the kernel wrote the SiFive
+/// test device's pass value (every scenario passed).
+pub const RISCV64_SUCCESS: i32 = 0;
+/// Exit status for the failure value the kernel writes (a failed check or
+/// a panic).
+pub const RISCV64_FAILURE: i32 = 1;
+
+fn quiet_ok(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// What is missing to build and boot the riscv64 kernel here: the nightly
+/// toolchain (through rustup), its `rust-src` component (for
+/// `-Zbuild-std`), `qemu-system-riscv64` (Debian's `qemu-system-misc`);
+/// `None` when everything is there.
+pub fn riscv64_missing() -> Option<String> {
+    let mut missing = Vec::new();
+    let sysroot = Command::new("rustc")
+        .args(["+nightly", "--print", "sysroot"])
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match sysroot {
+        None => missing.push("the nightly toolchain (`rustc +nightly` fails)".to_string()),
+        Some(root) => {
+            let core = Path::new(&root).join("lib/rustlib/src/rust/library/core");
+            if !core.is_dir() {
+                missing.push(format!(
+                    "nightly's rust-src component ({} is missing)",
+                    core.display()
+                ));
+            }
+        }
+    }
+    if !quiet_ok(Command::new("qemu-system-riscv64").arg("--version")) {
+        missing.push("qemu-system-riscv64 (Debian package qemu-system-misc)".into());
+    }
+    (!missing.is_empty()).then(|| missing.join("; "))
+}
+
+/// Builds the riscv64 kernel (release, nightly, `-Zbuild-std=core,alloc`)
+/// and returns the path of its ELF file, which QEMU loads at its physical
+/// addresses.
+pub fn build_kernel_riscv64() -> Result<PathBuf, String> {
+    let kernel = repo_root().join("kernel");
+    // The rustup proxy, not the running cargo: `+nightly` picks the
+    // toolchain.
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(&kernel).args([
+        "+nightly",
+        "build",
+        "--release",
+        "-Zbuild-std=core,alloc",
+        "-Zbuild-std-features=compiler-builtins-mem",
+        "--target",
+        RISCV64_TARGET,
+    ]);
+    for v in CARGO_LEAKS
+        .iter()
+        .chain(&["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC", "CARGO"])
+    {
+        cmd.env_remove(v);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run cargo +nightly for the kernel: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "riscv64 kernel build failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(kernel.join(format!("target/{RISCV64_TARGET}/release/aspace-kernel")))
+}
+
+/// Boots the riscv64 kernel `image` on QEMU's virt machine (OpenSBI as
+/// firmware, 256 MiB) with `harts` harts and the command line `append`
+/// (none when empty), killing it after `timeout`.
+pub fn boot_riscv64(
+    image: &Path,
+    harts: u32,
+    append: &str,
+    timeout: Duration,
+) -> Result<Run, String> {
+    let mut cmd = Command::new("qemu-system-riscv64");
+    if !append.is_empty() {
+        cmd.args(["-append", append]);
+    }
+    cmd.args(["-machine", "virt", "-bios", "default", "-kernel"])
+        .arg(image)
+        .args(["-m", "256M", "-smp"])
+        .arg(harts.to_string())
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ]);
+    run_qemu(cmd, false, timeout)
 }
 
 // ---------------------------------------------------------------------------

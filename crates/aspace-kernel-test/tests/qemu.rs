@@ -320,7 +320,7 @@ fn a_return_to_a_non_canonical_address_kills_only_the_task() {
     for (_, run) in runs() {
         has(
             run,
-            "edge: int 0x80 at 0x7ffffffffffe, the last two bytes of the user half",
+            "edge: a system call at 0x7ffffffffffe, the last bytes of the user half",
         );
         has_all(
             run,

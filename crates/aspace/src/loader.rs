@@ -95,8 +95,10 @@ pub fn parse(
     if h.class != ::elf::file::Class::ELF64 {
         return Err(ElfError::Unsupported("not a 64-bit file"));
     }
-    if h.e_machine != abi::EM_X86_64 {
-        return Err(ElfError::Unsupported("not an x86_64 file"));
+    // The loader only places segments; which instruction set runs them is
+    // the kernel's business (it embeds programs built for its own).
+    if h.e_machine != abi::EM_X86_64 && h.e_machine != abi::EM_RISCV {
+        return Err(ElfError::Unsupported("not an x86_64 or riscv64 file"));
     }
     let bias = match (h.e_type, bias) {
         (abi::ET_EXEC, None) => 0,

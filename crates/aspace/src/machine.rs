@@ -131,6 +131,7 @@
 
 use crate::addr::{Frame, PageRange};
 pub use crate::memory::{FrameAllocator, PhysMemory};
+pub use crate::paging::Layout;
 use crate::paging::PageTable;
 
 /// Index of a CPU, `0 .. cpu_count`.
@@ -235,24 +236,6 @@ pub trait Shootdown: Send + Sync {
     fn shootdown(&self, targets: CpuSet, what: Invalidation) -> usize;
 }
 
-/// Where user and kernel areas may live.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
-    /// One past the highest user address (x86_64: `0x0000_8000_0000_0000`).
-    pub user_end: u64,
-    /// Lowest kernel address (x86_64: `0xffff_8000_0000_0000`); the kernel
-    /// range runs from here to the top of the address space.
-    pub kernel_start: u64,
-}
-
-impl Layout {
-    /// The canonical x86_64 split with 48-bit addresses.
-    pub const X86_64: Layout = Layout {
-        user_end: 0x0000_8000_0000_0000,
-        kernel_start: 0xffff_8000_0000_0000,
-    };
-}
-
 /// A machine the subsystem runs on: the bundle of the traits above.
 pub trait Machine: Send + Sync + Sized + 'static {
     /// The lock that protects address spaces and the ASID allocator: a
@@ -287,9 +270,16 @@ pub trait Machine: Send + Sync + Sized + 'static {
     fn tlb(&self) -> &Self::Tlb;
     /// Remote shootdown.
     fn shootdown(&self) -> &Self::Shootdown;
-    /// The user/kernel split.
+    /// The variant of the page-table format the kernel's table is created
+    /// in (RISC-V: Sv39 or Sv48), chosen at boot; the format's default
+    /// unless overridden. User tables take their kernel table's.
+    fn paging_mode(&self) -> <Self::PageTable as PageTable>::Mode {
+        Default::default()
+    }
+    /// The user/kernel split: by default the page-table format's in
+    /// [`paging_mode`](Self::paging_mode).
     fn layout(&self) -> Layout {
-        Layout::X86_64
+        <Self::PageTable as PageTable>::layout(self.paging_mode())
     }
     /// Called in each round of a wait for other CPUs (a fault out of memory
     /// waiting for faults that hold prepared frames): a spin-loop hint by

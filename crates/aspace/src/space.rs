@@ -106,8 +106,8 @@ impl<M: Machine> AddressSpace<M> {
     ) -> Result<Arc<Self>> {
         let m = &shared.machine;
         let pt = match kernel {
-            Some(k) => M::PageTable::create(m.memory(), m.frames(), Some(k.pt()))?,
-            None => M::PageTable::create(m.memory(), m.frames(), None)?,
+            Some(k) => M::PageTable::create(m.memory(), m.frames(), Some(k.pt()), m.paging_mode())?,
+            None => M::PageTable::create(m.memory(), m.frames(), None, m.paging_mode())?,
         };
         let id = shared.new_id();
         shared.asids.lock().register(id, kernel.is_none());

@@ -1,7 +1,11 @@
 //! The runtime of the user programs: entry point, system calls, printing.
 //!
-//! System calls use `int 0x80`: number in `rax`, arguments in `rdi`, `rsi`,
-//! `rdx`, `r10`, result in `rax`.
+//! System calls use `int 0x80` on x86_64 (number in `rax`, arguments in
+//! `rdi`, `rsi`, `rdx`, `r10`, result in `rax`) and `ecall` on riscv64
+//! (number in `a7`, arguments in `a0` to `a3`, result in `a0`). The same
+//! programs build for both; the few lines that differ per architecture
+//! (the entry point, the system-call instruction, the architecture-specific
+//! bad accesses of some programs) are chosen with `cfg(target_arch)`.
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -24,6 +28,7 @@ pub const CREATE_FAILED: usize = usize::MAX;
 
 pub const PAGE: usize = 4096;
 
+#[cfg(target_arch = "x86_64")]
 global_asm!(
     r#"
     .section .text._start, "ax"
@@ -35,6 +40,19 @@ _start:
     ud2
     "#,
     options(att_syntax)
+);
+
+#[cfg(target_arch = "riscv64")]
+global_asm!(
+    r#"
+    .section .text._start, "ax"
+    .global _start
+_start:
+    andi sp, sp, -16
+    li fp, 0
+    call user_start
+    unimp
+    "#
 );
 
 extern "Rust" {
@@ -62,6 +80,7 @@ extern "C" fn user_start(arg: u64, peer0: u64, peer1: u64) -> ! {
 }
 
 /// A raw system call.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub fn syscall(n: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     let r: u64;
@@ -77,6 +96,24 @@ pub fn syscall(n: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     // and `read`/`write`, never through Rust references.
     unsafe {
         asm!("int 0x80", inlateout("rax") n => r, in("rdi") a0, in("rsi") a1, in("rdx") a2, in("r10") a3, options(nostack));
+    }
+    r
+}
+
+/// A raw system call.
+#[cfg(target_arch = "riscv64")]
+#[inline(always)]
+pub fn syscall(n: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
+    let r: u64;
+    // SAFETY: `ecall` from U-mode traps into the kernel, which saves every
+    // register in its trap frame and restores it on return, changing only
+    // `a0` (the result, declared `inlateout`) and resuming after the
+    // `ecall`. The trap runs on the kernel's own stack, so the user stack is
+    // untouched (`nostack`). Memory is not declared untouched, for the same
+    // reasons as on x86_64: the kernel reads buffers passed by pointer and
+    // maps areas.
+    unsafe {
+        asm!("ecall", inlateout("a0") a0 => r, in("a1") a1, in("a2") a2, in("a3") a3, in("a7") n, options(nostack));
     }
     r
 }
@@ -244,5 +281,7 @@ pub fn write<T: Copy>(p: *mut T, v: T) {
     unsafe { core::ptr::write_volatile(p, v) }
 }
 
-// No libc: the memory functions the compiler calls, shared with the kernel.
+// No libc: the memory functions the compiler calls, shared with the kernel
+// (riscv64 builds `core` with `compiler-builtins-mem`, which has them).
+#[cfg(target_arch = "x86_64")]
 global_asm!(include_str!("../../memfuncs.s"), options(att_syntax));

@@ -1,11 +1,47 @@
-//! The page-table interface and the x86_64 4-level implementation.
+//! The page-table interface and its formats: x86_64 (4 levels), RISC-V
+//! (Sv39, Sv48) and AArch64 (4 KiB granule, 48-bit, 4 levels).
 
+pub mod aarch64;
+mod radix;
+pub mod riscv64;
 pub mod x86_64;
 
 use crate::addr::{Frame, Page};
 use crate::flags::PageFlags;
 use crate::memory::{FrameAllocator, PhysMemory};
 use crate::Result;
+
+/// Where user and kernel areas may live: a property of the page-table
+/// format (and its mode), which decides how many address bits translate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// One past the highest user address (x86_64: `0x0000_8000_0000_0000`).
+    pub user_end: u64,
+    /// Lowest kernel address (x86_64: `0xffff_8000_0000_0000`); the kernel
+    /// range runs from here to the top of the address space.
+    pub kernel_start: u64,
+}
+
+impl Layout {
+    /// The canonical x86_64 split with 48-bit addresses.
+    pub const X86_64: Layout = Layout {
+        user_end: 0x0000_8000_0000_0000,
+        kernel_start: 0xffff_8000_0000_0000,
+    };
+    /// RISC-V Sv39: 39-bit addresses, 256 GiB of user space.
+    pub const SV39: Layout = Layout {
+        user_end: 0x0000_0040_0000_0000,
+        kernel_start: 0xffff_ffc0_0000_0000,
+    };
+    /// RISC-V Sv48: 48-bit addresses, the same split as x86_64.
+    pub const SV48: Layout = Layout::X86_64;
+    /// AArch64 with 48-bit addresses in both halves: user space is all of
+    /// `TTBR0_EL1`'s range, the kernel all of `TTBR1_EL1`'s.
+    pub const AARCH64: Layout = Layout {
+        user_end: 0x0001_0000_0000_0000,
+        kernel_start: 0xffff_0000_0000_0000,
+    };
+}
 
 /// A mapping taken out of a page table.
 ///
@@ -52,20 +88,31 @@ impl Unmapped {
 /// [`compare_exchange_u64`](PhysMemory::compare_exchange_u64) and does not
 /// free before [`destroy`](Self::destroy).
 pub trait PageTable: Send + Sync + Sized {
+    /// A variant of the format chosen at run time (RISC-V: Sv39 or Sv48);
+    /// `()` for a format that has one.
+    type Mode: Copy + Default + PartialEq + core::fmt::Debug + Send + Sync + 'static;
+
+    /// The user/kernel split of the format in `mode`.
+    fn layout(mode: Self::Mode) -> Layout;
+
     /// A new, empty table. `kernel` is the kernel address space's table,
     /// whose kernel-range entries a user table shares (`None` when creating
-    /// the kernel's own table).
+    /// the kernel's own table). `mode` is the format's variant; a user
+    /// table takes its kernel table's, which `mode` must equal.
     fn create<P: PhysMemory, F: FrameAllocator>(
         mem: &P,
         frames: &F,
         kernel: Option<&Self>,
+        mode: Self::Mode,
     ) -> Result<Self>;
 
-    /// The root frame (the value for CR3).
+    /// The root frame (the value for CR3, `satp`'s PPN, `TTBR0_EL1`).
     fn root(&self) -> Frame;
 
     /// Maps the unmapped `page` to `frame` with `flags`. A new mapping
-    /// replaces no translation, so it needs no TLB flush. Fails with
+    /// replaces no translation, so it needs no TLB flush. The core never
+    /// changes a valid entry in place: changing rights unmaps, shoots down
+    /// and maps again, which is AArch64's break-before-make. Fails with
     /// `NoMemory` when an intermediate table cannot be allocated, leaving the
     /// table as it was for `page`.
     fn map<P: PhysMemory, F: FrameAllocator>(

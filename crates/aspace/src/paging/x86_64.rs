@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use crate::addr::{Frame, Page, PhysAddr};
 use crate::flags::PageFlags;
 use crate::memory::{FrameAllocator, PhysMemory};
-use crate::paging::{PageTable, Unmapped};
+use crate::paging::{Layout, PageTable, Unmapped};
 use crate::{Error, Result};
 
 /// Entry bit: present.
@@ -245,10 +245,17 @@ impl X86_64PageTable {
 }
 
 impl PageTable for X86_64PageTable {
+    type Mode = ();
+
+    fn layout((): ()) -> Layout {
+        Layout::X86_64
+    }
+
     fn create<P: PhysMemory, F: FrameAllocator>(
         mem: &P,
         frames: &F,
         kernel: Option<&Self>,
+        (): (),
     ) -> Result<Self> {
         let root = frames.alloc().ok_or(Error::NoMemory)?;
         mem.zero_frame(root);

@@ -23,7 +23,14 @@ fn main(arg: u64) -> i32 {
         }
         3 => {
             println!("bad: executing the stack");
-            let code = [0xc3u8; 16];
+            // x86_64: `ret`; riscv64: `ret` (`jalr x0, 0(ra)`, 0x00008067).
+            let code: [u8; 16] = if cfg!(target_arch = "x86_64") {
+                [0xc3; 16]
+            } else {
+                [
+                    0x67, 0x80, 0, 0, 0x67, 0x80, 0, 0, 0x67, 0x80, 0, 0, 0x67, 0x80, 0, 0,
+                ]
+            };
             // SAFETY: a deliberate bad access: the pointer is to `ret`
             // instructions (which would be a valid `extern "C" fn()`), but on
             // the stack, which is not executable, so the call faults on the
@@ -33,12 +40,27 @@ fn main(arg: u64) -> i32 {
         }
         _ => {
             println!("bad: executing a privileged instruction");
-            // SAFETY: a deliberate bad access: `cli` is privileged (IOPL is
-            // 0 for user tasks), so in ring 3 it raises #GP before doing
-            // anything and the kernel kills the task.
-            unsafe { core::arch::asm!("cli") };
+            privileged();
         }
     }
     println!("bad: BAD: still alive");
     1
+}
+
+/// Runs an instruction user mode may not run.
+#[cfg(target_arch = "x86_64")]
+fn privileged() {
+    // SAFETY: a deliberate bad access: `cli` is privileged (IOPL is 0 for
+    // user tasks), so in ring 3 it raises #GP before doing anything and the
+    // kernel kills the task.
+    unsafe { core::arch::asm!("cli") };
+}
+
+/// Runs an instruction user mode may not run.
+#[cfg(target_arch = "riscv64")]
+fn privileged() {
+    // SAFETY: a deliberate bad access: `sstatus` is a supervisor register,
+    // so reading it in U-mode raises an illegal-instruction exception
+    // before anything happens and the kernel kills the task.
+    unsafe { core::arch::asm!("csrr t0, sstatus", out("t0") _) };
 }

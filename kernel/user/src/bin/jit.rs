@@ -7,20 +7,41 @@ use aspace_user::*;
 
 const CODE: usize = 0x3000_0000;
 
+/// A function returning 42: `mov eax, 42; ret`.
+#[cfg(target_arch = "x86_64")]
+const CODE_BYTES: &[u8] = &[0xb8, 42, 0, 0, 0, 0xc3];
+/// A function returning 42: `li a0, 42` (0x02a00513); `ret` (0x00008067).
+#[cfg(target_arch = "riscv64")]
+const CODE_BYTES: &[u8] = &[0x13, 0x05, 0xa0, 0x02, 0x67, 0x80, 0x00, 0x00];
+
+/// Makes the code just written visible to instruction fetches: nothing to
+/// do on x86_64 (coherent instruction caches).
+#[cfg(target_arch = "x86_64")]
+fn sync_instructions() {}
+
+/// Makes the code just written visible to this hart's instruction fetches
+/// (`fence.i`; the task runs on one hart at a time, and the kernel's trap
+/// on a migration is no instruction fence, which QEMU does not need).
+#[cfg(target_arch = "riscv64")]
+fn sync_instructions() {
+    // SAFETY: `fence.i` only orders this hart's earlier stores before its
+    // later instruction fetches; it touches no register or memory.
+    unsafe { core::arch::asm!("fence.i", options(nostack)) };
+}
+
 #[no_mangle]
 fn main(arg: u64) -> i32 {
     let a = area_create(CODE, PAGE, READ | WRITE);
-    // mov eax, 42 ; ret
-    let code = [0xb8u8, 42, 0, 0, 0, 0xc3];
-    for (i, b) in code.iter().enumerate() {
+    for (i, b) in CODE_BYTES.iter().enumerate() {
         write((a + i) as *mut u8, *b);
     }
     let wx = area_change_flags(CODE, READ | WRITE | EXEC);
     println!("jit: change to write+exec = {wx} (EINVAL is -13)");
     let r = area_change_flags(CODE, READ | EXEC);
+    sync_instructions();
     // SAFETY: a `usize` and a function pointer have the same size. CODE's
-    // page holds `mov eax, 42; ret`, a complete `extern "C" fn() -> u32`
-    // (result in EAX, no stack use), now read+exec. Had a step failed, the
+    // page holds CODE_BYTES, a complete `extern "C" fn() -> u32` (result in
+    // EAX or a0, no stack use), now read+exec. Had a step failed, the
     // call faults (no area, or the page not executable) and the kernel kills
     // the task: it never returns into Rust code with a wrong state.
     let f: extern "C" fn() -> u32 = unsafe { core::mem::transmute(CODE) };

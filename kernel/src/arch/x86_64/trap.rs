@@ -4,9 +4,10 @@ use core::sync::atomic::Ordering;
 
 use aspace::{Access, FaultContext, FaultOutcome, VirtAddr};
 
-use crate::arch::{cpu_id, cr2};
-use crate::cpu::{TrapFrame, VEC_SHOOTDOWN, VEC_SPURIOUS, VEC_SYSCALL, VEC_TIMER, VEC_WAKE};
-use crate::{apic, kprintln, sched, shootdown, stats, syscall};
+use super::apic;
+use super::cpu::{TrapFrame, VEC_SHOOTDOWN, VEC_SPURIOUS, VEC_SYSCALL, VEC_TIMER, VEC_WAKE};
+use super::regs::{cpu_id, cr2};
+use crate::{kprintln, sched, shootdown, stats, syscall};
 
 /// Exception names by vector.
 pub fn exception_name(v: u64) -> &'static str {

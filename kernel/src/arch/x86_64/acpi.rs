@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use crate::arch::phys_to_virt;
+use super::regs::phys_to_virt;
 
 // The helpers below read firmware memory through the direct map. Their
 // callers pass only addresses of the BIOS data area, the EBDA, the BIOS

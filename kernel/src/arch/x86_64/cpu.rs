@@ -11,7 +11,7 @@
 use core::arch::{asm, global_asm};
 use core::mem::size_of;
 
-use crate::arch::MAX_CPUS;
+use super::regs::MAX_CPUS;
 
 /// Kernel code selector.
 pub const KCODE: u16 = 0x08;
@@ -103,6 +103,35 @@ impl TrapFrame {
             rsp,
             ss,
         }
+    }
+
+    /// A ring-3 frame starting at `pc` with stack `sp` and `args` in the
+    /// first three argument registers (`rdi`, `rsi`, `rdx`).
+    pub fn new_user(pc: u64, sp: u64, args: [u64; 3]) -> Self {
+        let mut f = Self::new(pc, sp, true);
+        [f.rdi, f.rsi, f.rdx] = args;
+        f
+    }
+
+    /// The instruction pointer.
+    pub fn pc(&self) -> u64 {
+        self.rip
+    }
+
+    /// The stack pointer.
+    pub fn sp(&self) -> u64 {
+        self.rsp
+    }
+
+    /// A system call's number (`rax`) and arguments (`rdi`, `rsi`, `rdx`,
+    /// `r10`).
+    pub fn syscall_args(&self) -> (u64, [u64; 4]) {
+        (self.rax, [self.rdi, self.rsi, self.rdx, self.r10])
+    }
+
+    /// Sets a system call's result (`rax`).
+    pub fn set_syscall_result(&mut self, v: u64) {
+        self.rax = v;
     }
 
     /// Whether the trap came from ring 3.

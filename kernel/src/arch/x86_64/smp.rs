@@ -5,8 +5,9 @@
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::arch::{phys_to_virt, MAX_CPUS};
-use crate::{apic, arch, cpu, kprintln, machine, sched, SYSTEM};
+use super::regs::{phys_to_virt, MAX_CPUS};
+use super::{apic, cpu, regs, tlb};
+use crate::{kprintln, sched, SYSTEM};
 
 /// Physical page of the trampoline (the SIPI vector is its page number).
 const TRAMPOLINE: u64 = 0x8000;
@@ -121,7 +122,7 @@ fn tramp_offset(sym: *const u8) -> u64 {
 /// Starts every other CPU; returns how many came up.
 #[allow(clippy::needless_range_loop)]
 pub fn start_aps() -> usize {
-    let count = machine::CPU_COUNT.load(Ordering::Relaxed);
+    let count = crate::machine::CPU_COUNT.load(Ordering::Relaxed);
     let len = tramp_offset(&raw const tramp_end) as usize;
     // SAFETY: the source is the trampoline's `len` bytes in the kernel's
     // read-only data (`tramp_start`..`tramp_end`, one global_asm block). The
@@ -175,13 +176,13 @@ extern "C" fn ap_main() -> ! {
     let c = BOOTING.load(Ordering::SeqCst);
     cpu::init_cpu(c);
     apic::init();
-    let f = machine::init_features();
+    let f = tlb::init_features();
     let sys = &*SYSTEM;
     // Not online yet: only this CPU's number is needed for the switch.
-    arch::set_cpu_id_only(c);
+    regs::set_cpu_id_only(c);
     sys.switch(None, sys.kernel())
         .expect("switch to the kernel space");
-    machine::flush_all();
+    tlb::flush_all();
     kprintln!(
         "smp: cpu {} up (APIC ID {}), pcid={}, kernel space loaded",
         c,

@@ -158,4 +158,4 @@ boot_stack_top:
 
 // Memory functions the compiler calls (no libc here), shared with the
 // user programs.
-global_asm!(include_str!("../memfuncs.s"), options(att_syntax));
+global_asm!(include_str!("../../../memfuncs.s"), options(att_syntax));

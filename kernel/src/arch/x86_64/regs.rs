@@ -140,7 +140,7 @@ const IA32_TSC_AUX: u32 = 0xC000_0103;
 /// online.
 pub fn set_cpu_id(id: usize) {
     set_cpu_id_only(id);
-    crate::apic::register_cpu(id);
+    super::apic::register_cpu(id);
 }
 
 /// Records this CPU's number where [`cpu_id`] finds it.
@@ -175,7 +175,7 @@ pub fn cpu_id() -> usize {
         }
         aux as usize
     } else {
-        crate::apic::cpu_from_apic_id()
+        super::apic::cpu_from_apic_id()
     }
 }
 

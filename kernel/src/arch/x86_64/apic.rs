@@ -5,7 +5,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use aspace::CpuSet;
 
-use crate::arch::{phys_to_virt, rdmsr, MAX_CPUS};
+use super::regs::{phys_to_virt, rdmsr, MAX_CPUS};
 
 const REG_ID: usize = 0x20;
 const REG_TPR: usize = 0x80;
@@ -84,7 +84,7 @@ pub fn cpu_from_apic_id() -> usize {
 /// Remaps the legacy 8259 PICs to vectors 0xe0-0xef (away from the
 /// exceptions) and masks every line: the local APICs deliver everything.
 pub fn disable_pic() {
-    use crate::arch::outb;
+    use super::regs::outb;
     // SAFETY: 0x20/0x21 and 0xa0/0xa1 are the command and data ports of the
     // master and slave 8259 PICs; this is their standard initialisation
     // (ICW1-ICW4: edge triggered, vectors 0xe0/0xe8, cascade on line 2,
@@ -111,7 +111,7 @@ pub fn init() {
     let base = unsafe { rdmsr(0x1b) } & 0xf_ffff_f000;
     BASE.store(base, Ordering::Relaxed);
     write(REG_TPR, 0);
-    write(REG_SVR, 0x100 | crate::cpu::VEC_SPURIOUS as u32);
+    write(REG_SVR, 0x100 | super::cpu::VEC_SPURIOUS as u32);
 }
 
 /// Signals the end of an interrupt.
@@ -164,6 +164,6 @@ pub fn delay_us(us: u32) {
 /// Starts the periodic timer interrupt every `us` microseconds.
 pub fn start_timer(us: u32) {
     write(REG_TIMER_DIV, 0x3);
-    write(REG_LVT_TIMER, crate::cpu::VEC_TIMER as u32 | 1 << 17);
+    write(REG_LVT_TIMER, super::cpu::VEC_TIMER as u32 | 1 << 17);
     write(REG_TIMER_INIT, us.saturating_mul(TICKS_PER_US));
 }

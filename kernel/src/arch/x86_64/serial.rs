@@ -2,13 +2,9 @@
 
 use core::fmt::{self, Write};
 
-use crate::arch::{inb, outb};
-use crate::sync::SpinLock;
+use super::regs::{inb, outb};
 
 const COM1: u16 = 0x3f8;
-
-/// Serialises whole lines from several CPUs.
-pub static CONSOLE: SpinLock<Serial> = SpinLock::new(Serial);
 
 /// The COM1 UART.
 pub struct Serial;
@@ -56,25 +52,6 @@ impl Write for Serial {
     }
 }
 
-#[doc(hidden)]
-pub fn _print(args: fmt::Arguments) {
-    let mut c = CONSOLE.lock();
-    let _ = c.write_fmt(args);
-}
-
-/// Prints to the serial console.
-#[macro_export]
-macro_rules! kprint {
-    ($($arg:tt)*) => { $crate::serial::_print(format_args!($($arg)*)) };
-}
-
-/// Prints a line to the serial console (one lock for the whole line).
-#[macro_export]
-macro_rules! kprintln {
-    () => { $crate::kprint!("\n") };
-    ($($arg:tt)*) => { $crate::serial::_print(format_args!("{}\n", format_args!($($arg)*))) };
-}
-
 /// Exit codes through `isa-debug-exit` (QEMU exits with `code << 1 | 1`).
 pub const EXIT_SUCCESS: u8 = 0x10;
 /// QEMU exits with 35.
@@ -86,5 +63,10 @@ pub fn exit_qemu(code: u8) -> ! {
     // emulator; without the device nothing decodes the port and the write
     // is dropped.
     unsafe { outb(0xf4, code) };
-    crate::arch::halt()
+    super::regs::halt()
+}
+
+/// Ends the run: QEMU exits with 33 on success, 35 on failure.
+pub fn exit(success: bool) -> ! {
+    exit_qemu(if success { EXIT_SUCCESS } else { EXIT_FAILURE })
 }

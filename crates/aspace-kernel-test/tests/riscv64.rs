@@ -1,0 +1,230 @@
+//! Builds the riscv64 kernel (nightly toolchain, `-Zbuild-std`) and boots
+//! it on QEMU's virt machine with OpenSBI: on two harts every scenario must
+//! pass, with its frames returned, and the hardware-ASID path must have
+//! run: user ASIDs written into `satp`, ASIDs stolen under pressure and
+//! flushed with `sfence.vma` by ASID, pages flushed by address and ASID,
+//! shootdown IPIs sent through the SBI and served as supervisor software
+//! interrupts. A second boot, alongside, reads its command line from the
+//! device tree (`-append`) and lets the watchdog end a task that spins.
+//!
+//! What this cannot show: a missing flush. QEMU's emulated TLB drops its
+//! entries whenever `satp` is written, ASID or not, so a stale translation
+//! never survives a switch there and a flush the kernel forgot would go
+//! unnoticed. The simulator (`crates/aspace-sim`), whose TLBs keep entries
+//! across switches, stays the detector of stale TLB entries
+//! (`crates/aspace-sim/tests/missing_flush.rs`); this test checks that the
+//! ASID path runs on a real (emulated) machine, by the kernel's counters.
+//!
+//! Without the nightly toolchain, its `rust-src` or `qemu-system-riscv64`
+//! the test is skipped with a message, unless `CI` is set: then it fails.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aspace_kernel_test::{
+    boot_riscv64, build_kernel_riscv64, riscv64_missing, Run, RISCV64_FAILURE, RISCV64_SUCCESS,
+};
+
+/// Harts of the main boot.
+const HARTS: u32 = 2;
+/// The command line of the watchdog boot (1 hart): a task that spins for
+/// ever, then one that would pass.
+const HANG: &str = "scenarios=hang,hello watchdog=2";
+/// Per boot (both at once, under TCG, on a shared machine).
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+/// The scenarios of a full run, in order (kernel-fault first).
+const SCENARIOS: [&str; 11] = [
+    "kernel-fault",
+    "hello",
+    "heap",
+    "stack",
+    "jit",
+    "bad-accesses",
+    "bad-arguments",
+    "share",
+    "share-guard",
+    "shootdown",
+    "asid-pressure",
+];
+
+struct Boots {
+    main: Run,
+    hang: Run,
+}
+
+/// The two boots, shared by the tests; `None` when the tools are missing
+/// outside CI.
+fn boots() -> Option<&'static Boots> {
+    static BOOTS: OnceLock<Option<Boots>> = OnceLock::new();
+    BOOTS
+        .get_or_init(|| {
+            if let Some(missing) = riscv64_missing() {
+                if std::env::var_os("CI").is_some() {
+                    panic!("CI is set but the riscv64 kernel cannot be built or booted: missing {missing}");
+                }
+                eprintln!("SKIPPED: missing {missing}");
+                return None;
+            }
+            let image = build_kernel_riscv64().unwrap_or_else(|e| panic!("{e}"));
+            let (main, hang) = std::thread::scope(|s| {
+                let main = s.spawn(|| boot_riscv64(&image, HARTS, "", TIMEOUT));
+                let hang = s.spawn(|| boot_riscv64(&image, 1, HANG, TIMEOUT));
+                (main.join().expect("boot thread"), hang.join().expect("boot thread"))
+            });
+            let main = main.unwrap_or_else(|e| panic!("{e}"));
+            let hang = hang.unwrap_or_else(|e| panic!("{e}"));
+            for (what, run) in [("2 harts", &main), (HANG, &hang)] {
+                eprintln!(
+                    "---- serial output, {what} ({:?}, status {:?}) ----\n{}\n---- end ----",
+                    run.elapsed, run.status, run.serial
+                );
+            }
+            Some(Boots { main, hang })
+        })
+        .as_ref()
+}
+
+fn has(run: &Run, text: &str) {
+    assert!(
+        run.serial.lines().any(|l| l.contains(text)),
+        "serial output lacks {text:?}:\n{}",
+        run.serial
+    );
+}
+
+/// The line of scenario `name` that starts with `== scenario name: tag`.
+fn line<'a>(run: &'a Run, name: &str, tag: &str) -> &'a str {
+    let start = format!("== scenario {name}: {tag}");
+    run.serial
+        .lines()
+        .find(|l| l.starts_with(&start))
+        .unwrap_or_else(|| panic!("no line {start:?}:\n{}", run.serial))
+}
+
+/// The value of `key=` in `line`.
+fn counter(line: &str, key: &str) -> u64 {
+    let at = format!(" {key}=");
+    let rest = &line[line
+        .find(&at)
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        + at.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {line:?} is not a number"))
+}
+
+#[test]
+fn boots_on_two_harts_and_every_scenario_passes() {
+    let Some(b) = boots() else { return };
+    let run = &b.main;
+    assert_eq!(run.status, Some(RISCV64_SUCCESS), "{}", run.serial);
+    has(run, "aspace kernel: booting (riscv64");
+    has(run, "cpus: 2 (hart IDs [");
+    has(run, "smp: 1 of 1 other harts started");
+    has(run, "smp: cpu 1 up (hart ");
+    has(run, "ALL SCENARIOS PASSED");
+    assert!(!run.serial.contains("KERNEL PANIC"), "{}", run.serial);
+    let starts: Vec<&str> = run
+        .serial
+        .lines()
+        .filter(|l| l.starts_with("== scenario ") && l.ends_with(": start"))
+        .collect();
+    let expected: Vec<String> = SCENARIOS
+        .iter()
+        .map(|s| format!("== scenario {s}: start"))
+        .collect();
+    assert_eq!(starts, expected, "{}", run.serial);
+    for s in SCENARIOS {
+        line(run, s, "PASS");
+        assert!(
+            line(run, s, "frames in use").ends_with("(all returned)"),
+            "{s}: {}",
+            run.serial
+        );
+    }
+    // Served by aspace from real traps: the kernel's page faults, U-mode
+    // page faults (scause 12, 13, 15), and the kills of bad accesses with
+    // their reasons.
+    has(
+        run,
+        "kernel-fault: 4 kernel-mode page faults served for 4 pages",
+    );
+    has(run, "(area 0x401000+0x1000 r--)");
+    has(run, "page fault at 0x0 (read): no area");
+    has(run, "illegal instruction (scause 2");
+    has(run, "(execute): access not permitted by the area");
+    has(
+        run,
+        "cannot return to user mode at a non-canonical address (sepc 0x4000000000",
+    );
+    has(run, ", sp 0x4000000000)");
+    has(
+        run,
+        "jit: change to read+exec = 0; generated code returned 42",
+    );
+}
+
+#[test]
+fn the_asid_path_runs() {
+    let Some(b) = boots() else { return };
+    let run = &b.main;
+    // The harts implement ASIDs (QEMU: 16 bits): `satp` keeps them.
+    let bits: u32 = run
+        .serial
+        .lines()
+        .find_map(|l| {
+            l.strip_suffix(" ASID bits")?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no ASID bit count:\n{}", run.serial));
+    assert!(bits >= 3, "{bits} ASID bits:\n{}", run.serial);
+    has(run, "; 4 user ASIDs");
+    // asid-pressure: 7 tasks on 4 user ASIDs, preempted by the SBI timer.
+    let core = line(run, "asid-pressure", "faults=");
+    assert!(counter(core, "asid_allocs") >= 4, "{core}");
+    assert!(counter(core, "asid_steals") > 0, "{core}");
+    assert!(counter(core, "lazy_flushes") > 0, "{core}");
+    let kernel = line(run, "asid-pressure", "kernel ");
+    assert!(counter(kernel, "preemptions") > 0, "{kernel}");
+    let tlb = line(run, "asid-pressure", "tlb ");
+    assert!(counter(tlb, "satp_user_asid") > 0, "{tlb}");
+    // Each steal's flush is an `sfence.vma x0, asid`.
+    assert!(
+        counter(tlb, "sfence_asid") >= counter(core, "lazy_flushes"),
+        "{core}\n{tlb}"
+    );
+    // heap: shrinking unmaps pages, flushed by address and ASID.
+    let heap = line(run, "heap", "tlb ");
+    assert!(counter(heap, "sfence_page") > 0, "{heap}");
+    // shootdown: the second hart is interrupted through the SBI, serves
+    // the request, and the writer's next write faults.
+    let k = line(run, "shootdown", "kernel ");
+    let sent = counter(k, "shootdown_ipis_sent");
+    assert!(sent > 0, "{k}");
+    assert_eq!(counter(k, "shootdown_ipis_served"), sent, "{k}");
+    has(
+        run,
+        "shootdown: area made read-only = 0; counter frozen after the change",
+    );
+}
+
+#[test]
+fn the_command_line_comes_from_the_device_tree_and_the_watchdog_ends_a_hang() {
+    let Some(b) = boots() else { return };
+    let run = &b.hang;
+    assert_eq!(run.status, Some(RISCV64_FAILURE), "{}", run.serial);
+    has(run, &format!("command line: kernel {HANG}"));
+    has(run, "cpus: 1 (hart IDs [");
+    has(run, "== scenario hang: start");
+    has(
+        run,
+        "== scenario hang: FAIL: still running after 2 s: tasks ",
+    );
+    has(run, "SOME SCENARIOS FAILED");
+    assert!(!run.serial.contains("== scenario hello"), "{}", run.serial);
+}

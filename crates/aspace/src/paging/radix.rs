@@ -1,0 +1,211 @@
+//! The walk, growth and teardown shared by the radix-tree formats with
+//! 512 eight-byte entries per 4 KiB table (RISC-V Sv39/Sv48, AArch64): a
+//! format says how its intermediate entries look, this module does the rest
+//! under [`PageTable`](super::PageTable)'s concurrency rules.
+//!
+//! Intermediate tables are installed with one compare-and-swap after being
+//! zeroed; a CPU that loses the race keeps its table spare. All tables a
+//! path lacks are allocated before any is installed, so running out of
+//! frames leaves the tree as it was. Intermediate tables stay when their
+//! last page goes and are freed only by the owner's destroy.
+
+use core::marker::PhantomData;
+use core::ops::Range;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::addr::{Frame, Page, PhysAddr};
+use crate::memory::{FrameAllocator, PhysMemory};
+use crate::{Error, Result};
+
+/// Entries per table.
+pub(crate) const ENTRIES: u64 = 512;
+
+/// How a format writes and reads the entries of its intermediate levels.
+pub(crate) trait TableEntry {
+    /// Whether an intermediate entry points to a next-level table.
+    fn is_table(e: u64) -> bool;
+    /// The entry pointing to the table in `frame`.
+    fn table_entry(frame: Frame) -> u64;
+    /// The table a table entry points to.
+    fn next_table(e: u64) -> Frame;
+}
+
+/// A radix tree of `levels` levels rooted at `root`.
+#[derive(Debug)]
+pub(crate) struct Radix<E> {
+    root: Frame,
+    levels: u32,
+    /// Frames of the root and the intermediate tables.
+    tables: AtomicU64,
+    _format: PhantomData<fn() -> E>,
+}
+
+fn entry_addr(table: Frame, index: u64) -> PhysAddr {
+    PhysAddr::new(table.start().as_u64() + index * 8)
+}
+
+impl<E: TableEntry> Radix<E> {
+    /// A tree with a zeroed root.
+    pub(crate) fn new<P: PhysMemory, F: FrameAllocator>(
+        mem: &P,
+        frames: &F,
+        levels: u32,
+    ) -> Result<Self> {
+        debug_assert!((2..=5).contains(&levels));
+        let root = frames.alloc().ok_or(Error::NoMemory)?;
+        mem.zero_frame(root);
+        Ok(Self {
+            root,
+            levels,
+            tables: AtomicU64::new(1),
+            _format: PhantomData,
+        })
+    }
+
+    /// The root table.
+    pub(crate) fn root(&self) -> Frame {
+        self.root
+    }
+
+    /// Frames the tree occupies.
+    pub(crate) fn table_frames(&self) -> u64 {
+        self.tables.load(Ordering::Relaxed)
+    }
+
+    /// Index into the table of `level` (`levels` = root .. 1 = leaf table).
+    pub(crate) fn index(page: Page, level: u32) -> u64 {
+        (page.number() >> (9 * (level - 1))) & (ENTRIES - 1)
+    }
+
+    /// Address of root slot `index`.
+    pub(crate) fn root_slot(&self, index: u64) -> PhysAddr {
+        entry_addr(self.root, index)
+    }
+
+    /// The address of `page`'s leaf entry, if its leaf table exists.
+    pub(crate) fn find_leaf<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<PhysAddr> {
+        let mut table = self.root;
+        for level in (2..=self.levels).rev() {
+            let e = mem.read_u64(entry_addr(table, Self::index(page, level)));
+            if !E::is_table(e) {
+                return None;
+            }
+            table = E::next_table(e);
+        }
+        Some(entry_addr(table, Self::index(page, 1)))
+    }
+
+    /// The address of `page`'s leaf entry, creating missing tables: all of
+    /// them allocated and zeroed before any is installed.
+    pub(crate) fn leaf<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        page: Page,
+    ) -> Result<PhysAddr> {
+        let mut table = self.root;
+        let mut level = self.levels;
+        while level >= 2 {
+            let e = mem.read_u64(entry_addr(table, Self::index(page, level)));
+            if !E::is_table(e) {
+                break;
+            }
+            table = E::next_table(e);
+            level -= 1;
+        }
+        if level < 2 {
+            return Ok(entry_addr(table, Self::index(page, 1)));
+        }
+        let mut spare = [None; 4];
+        for slot in spare.iter_mut().take(level as usize - 1) {
+            let Some(f) = frames.alloc() else {
+                spare.iter().flatten().for_each(|&f| {
+                    frames.release(f);
+                });
+                return Err(Error::NoMemory);
+            };
+            mem.zero_frame(f);
+            *slot = Some(f);
+        }
+        while level >= 2 {
+            let addr = entry_addr(table, Self::index(page, level));
+            let mut e = mem.read_u64(addr);
+            if !E::is_table(e) {
+                let slot = spare
+                    .iter_mut()
+                    .find(|s| s.is_some())
+                    .expect("one spare table per missing level");
+                let new = slot.expect("found above");
+                e = match self.install(mem, addr, e, new) {
+                    Ok(entry) => {
+                        *slot = None;
+                        entry
+                    }
+                    Err(found) => found,
+                };
+            }
+            table = E::next_table(e);
+            level -= 1;
+        }
+        spare.iter().flatten().for_each(|&f| {
+            frames.release(f);
+        });
+        Ok(entry_addr(table, Self::index(page, 1)))
+    }
+
+    /// Installs the zeroed table `new` in the empty entry at `addr` with a
+    /// compare-and-swap; `Err` with the table entry another CPU installed
+    /// first.
+    fn install<P: PhysMemory>(
+        &self,
+        mem: &P,
+        addr: PhysAddr,
+        mut old: u64,
+        new: Frame,
+    ) -> core::result::Result<u64, u64> {
+        let entry = E::table_entry(new);
+        loop {
+            match mem.compare_exchange_u64(addr, old, entry) {
+                Ok(_) => {
+                    self.tables.fetch_add(1, Ordering::Relaxed);
+                    return Ok(entry);
+                }
+                Err(found) if E::is_table(found) => return Err(found),
+                Err(found) => old = found,
+            }
+        }
+    }
+
+    fn free_subtree<P: PhysMemory, F: FrameAllocator>(
+        mem: &P,
+        frames: &F,
+        table: Frame,
+        level: u32,
+    ) {
+        if level > 1 {
+            for i in 0..ENTRIES {
+                let e = mem.read_u64(entry_addr(table, i));
+                if E::is_table(e) {
+                    Self::free_subtree(mem, frames, E::next_table(e), level - 1);
+                }
+            }
+        }
+        frames.release(table);
+    }
+
+    /// Frees the subtrees under root slots `owned`, then the root.
+    pub(crate) fn destroy<P: PhysMemory, F: FrameAllocator>(
+        self,
+        mem: &P,
+        frames: &F,
+        owned: Range<u64>,
+    ) {
+        for i in owned {
+            let e = mem.read_u64(entry_addr(self.root, i));
+            if E::is_table(e) {
+                Self::free_subtree(mem, frames, E::next_table(e), self.levels - 1);
+            }
+        }
+        frames.release(self.root);
+    }
+}
