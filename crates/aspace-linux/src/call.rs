@@ -3,6 +3,7 @@
 //! ```text
 //! mmap ADDR LEN PROT private|shared anon [fixed|noreplace] [populate] [noreserve] [growsdown]
 //! mmap ADDR LEN PROT private|shared file F OFFSET [fixed|noreplace] [...]
+//! mmap ... anon offset OFFSET ...     (an anonymous call's offset, if not 0)
 //! munmap ADDR LEN
 //! mprotect ADDR LEN PROT
 //! mremap OLD OLDLEN NEWLEN [maymove] [fixed NEW] [dontunmap]
@@ -131,6 +132,8 @@ impl Call {
                     if word == "file" {
                         file = Some(FileRef(it.need("file name")?.to_string()));
                         offset = it.len("OFFSET")?;
+                    } else if word == "offset" {
+                        offset = it.len("OFFSET")?;
                     } else if let Some(bits) = word.strip_prefix("bits=") {
                         let bits = parse_u64(bits).and_then(|b| u32::try_from(b).ok());
                         flags |= bits.ok_or_else(|| ParseError::Bad("bits", word.to_string()))?;
@@ -257,8 +260,10 @@ impl fmt::Display for Call {
                 if flags.anonymous() {
                     write!(f, " anon")?;
                 }
-                if let Some(FileRef(name)) = file {
-                    write!(f, " file {name} {}", Len(*offset))?;
+                match file {
+                    Some(FileRef(name)) => write!(f, " file {name} {}", Len(*offset))?,
+                    None if *offset != 0 => write!(f, " offset {}", Len(*offset))?,
+                    None => {}
                 }
                 MapFlags(words.0 & !MAP_ANONYMOUS).fmt_words(f)
             }

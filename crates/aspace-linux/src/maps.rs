@@ -310,7 +310,7 @@ mod tests {
         "7fa0e80f3000-7fa0e8249000 r-xp 00026000 fe:00 326279                     /usr/lib/x86_64-linux-gnu/libc.so.6",
         "7fa0e82b3000-7fa0e82ba000 r--s 00000000 fe:00 325745                     /usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache",
         "7f898a3bb000-7f898a3bd000 rw-s 00000000 00:01 76                         /memfd:F (deleted)",
-        "00400000-00401000 r-xp 00000000 08:02 1234567890123456789012345678 /x",
+        "ffffffffff600000-ffffffffff601000 r-xp 00000000 08:02 12345678901234567890  /x",
         "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]",
     ];
 

@@ -121,6 +121,16 @@ impl LinuxRef {
 
     /// Runs lines in batches of 32 (fewer round trips than one by one).
     pub fn run_all(&mut self, lines: &[Line]) -> io::Result<Vec<Response>> {
+        Ok(self
+            .run_all_raw(lines)?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect())
+    }
+
+    /// [`LinuxRef::run_all`], with each response's block as the runner
+    /// printed it (its lines, without the final `.`).
+    pub fn run_all_raw(&mut self, lines: &[Line]) -> io::Result<Vec<(Response, Vec<String>)>> {
         let mut out = Vec::with_capacity(lines.len());
         for chunk in lines.chunks(32) {
             let mut text = String::new();
@@ -132,7 +142,9 @@ impl LinuxRef {
             stdin.write_all(text.as_bytes())?;
             stdin.flush()?;
             for _ in chunk {
-                out.push(self.receive()?);
+                let block = self.read_block()?;
+                let lines: Vec<&str> = block.iter().map(String::as_str).collect();
+                out.push((Response::parse_block(&lines)?, block));
             }
         }
         Ok(out)
