@@ -135,12 +135,12 @@ impl Generator {
     fn page(&mut self) -> u64 {
         let total = self.pages();
         let hot = self.cfg.hot_pages.min(total);
-        let p = match self.rng.below(10) {
-            0..=3 if !self.marks.is_empty() => {
+        let p = match self.rng.below(100) {
+            0..=39 if !self.marks.is_empty() => {
                 let m = self.rng.pick(&self.marks);
                 (m + self.rng.below(5)).saturating_sub(2)
             }
-            0..=8 => total - hot + self.rng.below(hot),
+            0..=96 => total - hot + self.rng.below(hot),
             _ => self.rng.below(total),
         };
         p.min(total - 1)
@@ -251,7 +251,13 @@ impl Generator {
     }
 
     fn mremap(&mut self) -> Call {
-        let (old_addr, old_len) = self.range();
+        let (mut old_addr, mut old_len) = self.range();
+        if !self.marks.is_empty() && self.rng.chance(50) {
+            // Exactly at an earlier mapping's start or end, a few pages long.
+            let m = self.rng.pick(&self.marks).min(self.pages() - 1);
+            old_addr = self.cfg.window_start + m * PAGE_SIZE;
+            old_len = (1 + self.rng.below(4)).min(self.pages() - m) * PAGE_SIZE;
+        }
         let kind = self.rng.below(10);
         let new_len = match kind {
             0..=2 => self.rng.below(old_len / PAGE_SIZE).max(1) * PAGE_SIZE, // shrink (or same)
@@ -281,7 +287,12 @@ impl Generator {
         let mut call = match roll {
             0..=31 => self.mmap(),
             32..=45 => {
-                let (addr, len) = self.range();
+                let (addr, mut len) = self.range();
+                if self.rng.chance(10) {
+                    // A sweep across several mappings and holes.
+                    let room = self.cfg.window_start + self.cfg.window_len - addr;
+                    len = ((1 + self.rng.below(4 * self.cfg.max_pages)) * PAGE_SIZE).min(room);
+                }
                 Call::Munmap { addr, len }
             }
             46..=59 => {

@@ -96,8 +96,15 @@ impl Engine {
         &self.header
     }
 
+    /// Whether `[addr, addr + len)` (pages rounded up) lies in the window.
+    /// An unaligned `addr` passes: every call that takes a range (`munmap`,
+    /// `mprotect`, `madvise`, `mremap`, `mmap` with `MAP_FIXED*`) refuses it
+    /// with `EINVAL` before touching anything, and that answer is wanted.
     fn in_window(&self, addr: u64, len: u64) -> bool {
         let (lo, hi) = self.header.window;
+        if addr % PAGE_SIZE != 0 {
+            return true;
+        }
         match round_up(len).and_then(|l| addr.checked_add(l)) {
             Some(end) => addr >= lo && end <= hi,
             None => false,
@@ -352,18 +359,16 @@ impl Engine {
                             _ => state.bus.push((page, page + PAGE_SIZE)),
                         }
                     } else {
-                        let base = page as *const u64;
-                        let mut nonzero = false;
                         // SAFETY: the maps say the page is mapped readable and
-                        // within its object; volatile reads of plain memory.
-                        let words = (0..PAGE_SIZE as usize / 8).map(|i| {
-                            let w = unsafe { core::ptr::read_volatile(base.add(i)) };
-                            nonzero |= w != 0;
-                            w
-                        });
-                        let digest = words_digest(words);
-                        if nonzero {
-                            state.pages.push((page, digest));
+                        // within its object, and nothing writes it while this
+                        // single-threaded runner reads it.
+                        let words = unsafe {
+                            core::slice::from_raw_parts(page as *const u64, PAGE_SIZE as usize / 8)
+                        };
+                        if words.iter().any(|&w| w != 0) {
+                            state
+                                .pages
+                                .push((page, words_digest(words.iter().copied())));
                         }
                     }
                     page += PAGE_SIZE;

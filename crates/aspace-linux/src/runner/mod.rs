@@ -1,6 +1,6 @@
 //! The reference runner: executes call lines on this machine's Linux kernel
 //! inside a window of the process's address space and reports, after each,
-//! the outcome, the window's maps and its pages' digests (see [`protocol`]).
+//! the outcome, the window's maps and its pages' digests (see [`crate::protocol`]).
 //!
 //! It runs as the `linux-ref` binary, in a child process so the caller's own
 //! address space stays clean; [`LinuxRef`] starts it and exchanges lines.
