@@ -10,8 +10,10 @@
 //! window 0xLO 0xHI                 # the window calls may touch
 //! brk 0xSTART_BRK 0xBRK            # the break's start and its value now
 //! brk-span 0xLO 0xHI               # where brk calls may move it
-//! sysctl overcommit_memory 0       # policy the results depend on
-//! sysctl max_map_count 65530
+//! sysctl kernel.osrelease 6.18.44   # the kernel and the policies
+//! sysctl vm.overcommit_memory 0     # the results depend on
+//! sysctl vm.overcommit_ratio 50
+//! sysctl vm.max_map_count 65530
 //! .
 //! ```
 //!
@@ -52,7 +54,8 @@ pub struct Header {
     pub brk_now: u64,
     /// `[lo, hi)` that `brk` may move the break in; its maps are reported too.
     pub brk_span: (u64, u64),
-    /// Kernel settings the results depend on (`overcommit_memory`, ...).
+    /// Kernel settings the results depend on, by dotted name
+    /// (`kernel.osrelease`, `vm.overcommit_memory`, `vm.max_map_count`, ...).
     pub sysctl: Vec<(String, String)>,
 }
 
@@ -241,7 +244,7 @@ mod tests {
             brk_start: 0x5000,
             brk_now: 0x5000,
             brk_span: (0x4000, 0x6000),
-            sysctl: alloc::vec![("overcommit_memory".into(), "0".into())],
+            sysctl: alloc::vec![("vm.overcommit_memory".into(), "0".into())],
         };
         let mut out = String::new();
         h.write_block(&mut out);

@@ -134,6 +134,33 @@ fn adjacent_private_anonymous_mappings_with_the_same_rights_merge() {
 }
 
 #[test]
+fn faulted_neighbours_with_different_anon_vmas_do_not_merge() {
+    // Linux merges a new private anonymous mapping into a neighbour, but two
+    // neighbours that were each faulted on their own have different
+    // `anon_vma`s and stay apart: the maps show two lines with the same
+    // rights side by side. The aspace side either keeps that rule or the
+    // comparison coalesces (see `maps::coalesce`).
+    let mut t = Ref::new();
+    let a = t.top(6);
+    t.run(&format!("mmap {a:#x} 1p rw private anon fixed"));
+    t.run(&format!("write {a:#x} 1"));
+    t.run(&format!("mmap {:#x} 1p rw private anon fixed", a + 2 * P));
+    t.run(&format!("write {:#x} 1", a + 2 * P));
+    let r = t.run(&format!("mmap {:#x} 1p rw private anon fixed", a + P));
+    assert_eq!(
+        t.keys(&r),
+        vec![
+            key(a, a + 2 * P, Prot::RW),
+            key(a + 2 * P, a + 3 * P, Prot::RW)
+        ]
+    );
+    assert_eq!(
+        aspace_linux::maps::coalesce(&t.keys(&r)),
+        vec![key(a, a + 3 * P, Prot::RW)]
+    );
+}
+
+#[test]
 fn placement_without_a_hint_is_top_down_from_the_window_end() {
     let mut t = Ref::new();
     let (t1, t3) = (t.top(1), t.top(3));
@@ -232,6 +259,12 @@ fn brk_moves_the_break_in_its_span() {
     let mut t = Ref::new();
     let h = t.r.header().clone();
     assert_eq!(h.brk_now, h.brk_start, "nothing else moved the break");
+    assert!(
+        h.sysctl
+            .iter()
+            .any(|(k, v)| k == "vm.max_map_count" && v.parse::<u64>().is_ok()),
+        "{h:?}"
+    );
     let b = h.brk_start;
     let r = t.run(&format!("brk {:#x} expect {:#x}", b + 3 * P, b + 3 * P));
     let keys = r.state.keys(h.brk_span.0, h.brk_span.1);

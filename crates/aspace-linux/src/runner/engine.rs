@@ -55,8 +55,10 @@ fn start_brk() -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("no start_brk in /proc/self/stat"))
 }
 
+/// A setting under `/proc/sys`, by its dotted name (`vm.max_map_count`).
 fn sysctl(name: &str) -> String {
-    std::fs::read_to_string(std::format!("/proc/sys/vm/{name}"))
+    let path = std::format!("/proc/sys/{}", name.replace('.', "/"));
+    std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into())
 }
@@ -78,10 +80,15 @@ impl Engine {
             brk_start: start,
             brk_now: now,
             brk_span: (floor, floor + BRK_SPAN),
-            sysctl: ["overcommit_memory", "overcommit_ratio", "max_map_count"]
-                .iter()
-                .map(|k| (k.to_string(), sysctl(k)))
-                .collect(),
+            sysctl: [
+                "kernel.osrelease",
+                "vm.overcommit_memory",
+                "vm.overcommit_ratio",
+                "vm.max_map_count",
+            ]
+            .iter()
+            .map(|k| (k.to_string(), sysctl(k)))
+            .collect(),
         };
         Ok(Engine {
             header,
