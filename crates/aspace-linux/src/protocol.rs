@@ -232,6 +232,119 @@ impl From<ParseError> for BlockError {
     }
 }
 
+/// How [`compare`] compares maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapsMatch {
+    /// Line for line: the same mappings split at the same places.
+    Exact,
+    /// After [`coalesce`](crate::maps::coalesce): the same memory with the
+    /// same rights, sharing, backing and offsets, wherever the splits are.
+    Coalesced,
+}
+
+/// Where two sides' responses to the same step differ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    /// What differs: `"outcome"`, `"maps"`, `"pages"` or `"bus"`.
+    pub what: &'static str,
+    /// Linux's side, printed.
+    pub linux: String,
+    /// The other side, printed.
+    pub other: String,
+}
+
+impl core::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} differs:\n  linux: {}\n  other: {}",
+            self.what, self.linux, self.other
+        )
+    }
+}
+
+fn inside(ranges: &[(u64, u64)], addr: u64) -> bool {
+    ranges.iter().any(|&(lo, hi)| lo <= addr && addr < hi)
+}
+
+/// Compares one step's responses from Linux and from another implementation
+/// over the watched `ranges` (the window and the brk span): the outcome
+/// (an address outside every range counts only as "outside": placement there
+/// is each side's own policy), the maps keys of each range, the digests of
+/// the pages in the ranges, and the ranges past their objects' ends.
+pub fn compare(
+    linux: &Response,
+    other: &Response,
+    ranges: &[(u64, u64)],
+    maps: MapsMatch,
+) -> Result<(), Divergence> {
+    let norm = |o: Outcome| match o {
+        Outcome::Addr(a) if !inside(ranges, a) => Outcome::Addr(u64::MAX),
+        o => o,
+    };
+    if norm(linux.outcome) != norm(other.outcome) {
+        return Err(Divergence {
+            what: "outcome",
+            linux: linux.outcome.to_string(),
+            other: other.outcome.to_string(),
+        });
+    }
+    for &(lo, hi) in ranges {
+        let (mut a, mut b) = (linux.state.keys(lo, hi), other.state.keys(lo, hi));
+        if maps == MapsMatch::Coalesced {
+            a = crate::maps::coalesce(&a);
+            b = crate::maps::coalesce(&b);
+        }
+        if a != b {
+            let show = |keys: &[MapKey]| {
+                keys.iter()
+                    .map(|k| alloc::format!("\n    {k}"))
+                    .collect::<String>()
+            };
+            return Err(Divergence {
+                what: "maps",
+                linux: show(&a),
+                other: show(&b),
+            });
+        }
+    }
+    let pages = |s: &State| {
+        s.pages
+            .iter()
+            .filter(|p| inside(ranges, p.0))
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    let (pa, pb) = (pages(&linux.state), pages(&other.state));
+    if pa != pb {
+        let first = pa
+            .iter()
+            .zip(&pb)
+            .position(|(x, y)| x != y)
+            .unwrap_or(pa.len().min(pb.len()));
+        return Err(Divergence {
+            what: "pages",
+            linux: alloc::format!("{:x?}", pa.get(first)),
+            other: alloc::format!("{:x?}", pb.get(first)),
+        });
+    }
+    let bus = |s: &State| {
+        s.bus
+            .iter()
+            .filter(|r| inside(ranges, r.0))
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    if bus(&linux.state) != bus(&other.state) {
+        return Err(Divergence {
+            what: "bus",
+            linux: alloc::format!("{:x?}", bus(&linux.state)),
+            other: alloc::format!("{:x?}", bus(&other.state)),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,5 +382,66 @@ mod tests {
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(Response::parse_block(&lines[..lines.len() - 1]), Ok(r));
         assert!(Response::parse_block(&["> x", "= what"]).is_err());
+    }
+
+    #[test]
+    fn compare_finds_each_kind_of_divergence() {
+        let line = |t: &str| MapsLine::parse(t).unwrap();
+        let base = Response {
+            command: "mmap 0x0 2p rw- private anon".into(),
+            outcome: Outcome::Addr(0x8000),
+            expect_failed: None,
+            state: State {
+                maps: alloc::vec![
+                    line("00007000-00008000 rw-p 00000000 00:00 0 "),
+                    line("00008000-00009000 rw-p 00000000 00:00 0 "),
+                ],
+                pages: alloc::vec![(0x8000, 1)],
+                bus: alloc::vec![],
+            },
+        };
+        let ranges = [(0x1000, 0x9000)];
+        assert_eq!(compare(&base, &base, &ranges, MapsMatch::Exact), Ok(()));
+        let mut merged = base.clone();
+        merged.state.maps = alloc::vec![line("00007000-00009000 rw-p 00000000 00:00 0 ")];
+        assert_eq!(
+            compare(&base, &merged, &ranges, MapsMatch::Exact)
+                .unwrap_err()
+                .what,
+            "maps"
+        );
+        assert_eq!(
+            compare(&base, &merged, &ranges, MapsMatch::Coalesced),
+            Ok(())
+        );
+        let mut other = base.clone();
+        other.outcome = Outcome::Addr(0x7000);
+        assert_eq!(
+            compare(&base, &other, &ranges, MapsMatch::Exact)
+                .unwrap_err()
+                .what,
+            "outcome"
+        );
+        // Both outside the ranges: each side's own placement.
+        let (mut x, mut y) = (base.clone(), base.clone());
+        x.outcome = Outcome::Addr(0x10_0000);
+        y.outcome = Outcome::Addr(0x20_0000);
+        assert_eq!(compare(&x, &y, &ranges, MapsMatch::Exact), Ok(()));
+        let mut other = base.clone();
+        other.state.pages[0].1 = 2;
+        assert_eq!(
+            compare(&base, &other, &ranges, MapsMatch::Exact)
+                .unwrap_err()
+                .what,
+            "pages"
+        );
+        let mut other = base.clone();
+        other.state.bus.push((0x8000, 0x9000));
+        assert_eq!(
+            compare(&base, &other, &ranges, MapsMatch::Exact)
+                .unwrap_err()
+                .what,
+            "bus"
+        );
     }
 }

@@ -217,3 +217,34 @@ fn random_sequences_keep_the_runner_consistent() {
     let status = r.finish().expect("runner ends");
     assert!(status.success(), "runner exit status {status}");
 }
+
+/// The differential loop, Linux against Linux: two runners given the same
+/// seed agree step by step, line for line. This is the loop the aspace side
+/// plugs into (with its own responses in place of the second runner's), and
+/// it shows the reference is deterministic under the pinned policies.
+#[test]
+fn two_runners_agree_step_by_step() {
+    use aspace_linux::protocol::{compare, MapsMatch};
+    let seed = env_u64("ASPACE_LINUX_SEED").unwrap_or(0xd1ff);
+    let steps = env_u64("ASPACE_LINUX_STEPS").unwrap_or(2000) as usize / 2;
+    let bin = env!("CARGO_BIN_EXE_linux-ref");
+    let (mut a, mut b) = (
+        LinuxRef::spawn_at(bin).unwrap(),
+        LinuxRef::spawn_at(bin).unwrap(),
+    );
+    let h = a.header().clone();
+    assert_eq!(
+        h,
+        *b.header(),
+        "same window and break in both (no address randomisation)"
+    );
+    let mut cfg = GenConfig::new(h.window.0, h.window.1 - h.window.0);
+    cfg.brk_span = Some(h.brk_span);
+    let lines = Generator::new(cfg, seed).lines(steps);
+    let (ra, rb) = (a.run_all(&lines).unwrap(), b.run_all(&lines).unwrap());
+    for (i, (x, y)) in ra.iter().zip(&rb).enumerate() {
+        if let Err(d) = compare(x, y, &[h.window, h.brk_span], MapsMatch::Exact) {
+            panic!("seed {seed:#x}, step {i} `{}`: {d}", lines[i]);
+        }
+    }
+}
