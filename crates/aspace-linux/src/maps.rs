@@ -245,6 +245,45 @@ impl fmt::Display for MapKey {
     }
 }
 
+impl MapKey {
+    /// A maps line with this key, as an implementation other than Linux
+    /// prints its areas (`maps A --linux`): files and shared anonymous
+    /// objects on device `00:01` with the given `inode` (any non-zero number
+    /// naming the object), named as Linux names them (`/memfd:F (deleted)`,
+    /// `/dev/zero (deleted)`, `[heap]`, `[stack]`); anonymous memory on
+    /// `00:00`, inode 0, offset 0. `MapsLine::backing` gives the key's
+    /// backing back.
+    pub fn to_line(&self, inode: u64) -> MapsLine {
+        let (dev_minor, inode, path) = match &self.backing {
+            Backing::Anon => (0, 0, None),
+            Backing::Heap => (0, 0, Some("[heap]".to_string())),
+            Backing::Stack => (0, 0, Some("[stack]".to_string())),
+            Backing::SharedAnon => (1, inode.max(1), Some("/dev/zero (deleted)".to_string())),
+            Backing::File(name) => (
+                1,
+                inode.max(1),
+                Some(alloc::format!("/memfd:{name} (deleted)")),
+            ),
+            Backing::Other(name) => (1, inode.max(1), Some(name.clone())),
+        };
+        MapsLine {
+            start: self.start,
+            end: self.end,
+            prot: self.prot,
+            shared: self.shared,
+            offset: if self.backing.has_offset() {
+                self.offset
+            } else {
+                0
+            },
+            dev_major: 0,
+            dev_minor,
+            inode,
+            path,
+        }
+    }
+}
+
 /// The keys of the lines that meet `[lo, hi)`, cut to it (a cut file
 /// mapping's offset moves with its start), in address order.
 pub fn window_keys(lines: &[MapsLine], lo: u64, hi: u64) -> Vec<MapKey> {
@@ -331,6 +370,38 @@ mod tests {
         assert!(MapsLine::parse("0-1 rwq 0 00:00 0").is_err());
         assert!(MapsLine::parse("01 rw-p 0 00:00 0").is_err());
         assert!(MapsLine::parse("0-1 rw-p 0 00:00").is_err());
+    }
+
+    #[test]
+    fn keys_print_as_lines_that_read_back_as_the_same_keys() {
+        let mut k = MapKey {
+            start: 0x1000,
+            end: 0x3000,
+            prot: Prot::RX,
+            shared: false,
+            offset: 0,
+            backing: Backing::Anon,
+        };
+        for backing in [
+            Backing::Anon,
+            Backing::Heap,
+            Backing::Stack,
+            Backing::SharedAnon,
+            Backing::File("F1".into()),
+            Backing::Other("/bin/x".into()),
+        ] {
+            k.offset = if backing.has_offset() { 0x5000 } else { 0 };
+            k.shared = matches!(backing, Backing::SharedAnon | Backing::File(_));
+            k.backing = backing;
+            let line = k.to_line(42);
+            let text = line.to_string();
+            let back = MapsLine::parse(&text).unwrap();
+            assert_eq!(
+                window_keys(&[back], 0, u64::MAX),
+                alloc::vec![k.clone()],
+                "{text}"
+            );
+        }
     }
 
     fn line(start: u64, end: u64, prot: Prot, offset: u64, path: Option<&str>) -> MapsLine {
