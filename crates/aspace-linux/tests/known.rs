@@ -304,6 +304,26 @@ fn calls_outside_the_window_are_refused_and_bad_lines_reported() {
     );
 }
 
+#[test]
+fn spawn_finds_the_runner_next_to_the_test() {
+    let r = LinuxRef::spawn().expect("linux-ref found beside the test executable");
+    assert!(r.header().window.1 > r.header().window.0);
+}
+
+#[test]
+fn a_hint_in_the_guard_gap_below_a_grows_down_mapping_is_not_taken() {
+    // Linux keeps `stack_guard_gap` (256 pages) free below a grows-down
+    // mapping for placement: a hint there falls back to top-down placement.
+    let mut t = Ref::new();
+    let g = t.top(10);
+    t.run(&format!("mmap {g:#x} 1p rw private anon fixed growsdown"));
+    let h = g - 5 * P;
+    let r = t.run(&format!("mmap {h:#x} 1p rw private anon expect ok"));
+    assert_ne!(r.outcome, Outcome::Addr(h));
+    let far = g - 300 * P;
+    t.run(&format!("mmap {far:#x} 1p rw private anon expect {far:#x}"));
+}
+
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn the_constants_are_linuxs() {

@@ -160,36 +160,45 @@ fn random_sequences_keep_the_runner_consistent() {
     let h = r.header().clone();
     let mut cfg = GenConfig::new(h.window.0, h.window.1 - h.window.0);
     cfg.brk_span = Some(h.brk_span);
-    let lines = Generator::new(cfg, seed).lines(steps);
-    if std::env::var_os("ASPACE_LINUX_PRINT").is_some() {
-        for l in &lines {
-            println!("{l}");
-        }
-    }
-    let responses = r.run_all_raw(&lines).expect("runner answers");
+    let mut gen = Generator::new(cfg, seed);
+    let print = std::env::var_os("ASPACE_LINUX_PRINT").is_some();
     let mut tally: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, (line, (resp, raw))) in lines.iter().zip(&responses).enumerate() {
-        if let Err(why) = check(line, resp, raw, h.window) {
-            let from = i.saturating_sub(10);
-            let context: Vec<String> = lines[from..=i].iter().map(|l| l.to_string()).collect();
-            panic!(
-                "seed {seed:#x} (ASPACE_LINUX_SEED={seed:#x}), step {i}: {why}\nwindow {:#x}-{:#x}; last lines:\n{}",
-                h.window.0,
-                h.window.1,
-                context.join("\n")
-            );
+    // In chunks, so millions of steps (`ASPACE_LINUX_STEPS`) stay in bounded memory.
+    let mut recent: Vec<Line> = Vec::new();
+    let mut done = 0;
+    while done < steps {
+        let lines = gen.lines((steps - done).min(1000));
+        if print {
+            lines.iter().for_each(|l| println!("{l}"));
         }
-        let what = match (&line.command, resp.outcome) {
-            (Command::Call(c), Outcome::Err(e)) => format!("{} {e}", c.name()),
-            (Command::Call(c), _) => format!("{} ok", c.name()),
-            (Command::Write { .. }, o) | (Command::Read { .. }, o) => {
-                format!(
-                    "access {}",
-                    if o == Outcome::Fault { "fault" } else { "ok" }
-                )
+        let responses = r.run_all_raw(&lines).expect("runner answers");
+        for (line, (resp, raw)) in lines.iter().zip(&responses) {
+            recent.push(line.clone());
+            if recent.len() > 12 {
+                recent.remove(0);
             }
-        };
-        *tally.entry(what).or_default() += 1;
+            if let Err(why) = check(line, resp, raw, h.window) {
+                let context: Vec<String> = recent.iter().map(|l| l.to_string()).collect();
+                panic!(
+                    "seed {seed:#x} (ASPACE_LINUX_SEED={seed:#x}), step {done}: {why}\nwindow {:#x}-{:#x}; last lines:\n{}",
+                    h.window.0,
+                    h.window.1,
+                    context.join("\n")
+                );
+            }
+            let what = match (&line.command, resp.outcome) {
+                (Command::Call(c), Outcome::Err(e)) => format!("{} {e}", c.name()),
+                (Command::Call(c), _) => format!("{} ok", c.name()),
+                (Command::Write { .. }, o) | (Command::Read { .. }, o) => {
+                    format!(
+                        "access {}",
+                        if o == Outcome::Fault { "fault" } else { "ok" }
+                    )
+                }
+            };
+            *tally.entry(what).or_default() += 1;
+            done += 1;
+        }
     }
     println!("seed {seed:#x}: {tally:#?}");
     // The mix reaches the paths the differential test needs.
@@ -240,11 +249,16 @@ fn two_runners_agree_step_by_step() {
     );
     let mut cfg = GenConfig::new(h.window.0, h.window.1 - h.window.0);
     cfg.brk_span = Some(h.brk_span);
-    let lines = Generator::new(cfg, seed).lines(steps);
-    let (ra, rb) = (a.run_all(&lines).unwrap(), b.run_all(&lines).unwrap());
-    for (i, (x, y)) in ra.iter().zip(&rb).enumerate() {
-        if let Err(d) = compare(x, y, &[h.window, h.brk_span], MapsMatch::Exact) {
-            panic!("seed {seed:#x}, step {i} `{}`: {d}", lines[i]);
+    let mut gen = Generator::new(cfg, seed);
+    let mut done = 0;
+    while done < steps {
+        let lines = gen.lines((steps - done).min(1000));
+        let (ra, rb) = (a.run_all(&lines).unwrap(), b.run_all(&lines).unwrap());
+        for (line, (x, y)) in lines.iter().zip(ra.iter().zip(&rb)) {
+            if let Err(d) = compare(x, y, &[h.window, h.brk_span], MapsMatch::Exact) {
+                panic!("seed {seed:#x}, step {done} `{line}`: {d}");
+            }
+            done += 1;
         }
     }
 }
