@@ -1,0 +1,67 @@
+//! Linux's memory-call constants for x86_64, as `<sys/mman.h>` and
+//! `<linux/mman.h>` define them (the runner's tests check them against `libc`).
+
+/// The page size these calls work in (x86_64's base page).
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Pages may not be accessed.
+pub const PROT_NONE: u32 = 0x0;
+/// Pages may be read.
+pub const PROT_READ: u32 = 0x1;
+/// Pages may be written.
+pub const PROT_WRITE: u32 = 0x2;
+/// Pages may be executed.
+pub const PROT_EXEC: u32 = 0x4;
+/// `mprotect`: extend the change down to the start of a grows-down mapping.
+pub const PROT_GROWSDOWN: u32 = 0x0100_0000;
+
+/// Share the mapping: writes reach the object and every other mapping of it.
+pub const MAP_SHARED: u32 = 0x01;
+/// Private copy-on-write mapping.
+pub const MAP_PRIVATE: u32 = 0x02;
+/// `MAP_SHARED` that refuses unknown flags.
+pub const MAP_SHARED_VALIDATE: u32 = 0x03;
+/// The mask of the sharing type.
+pub const MAP_TYPE: u32 = 0x0f;
+/// Place exactly at `addr`, replacing what was there.
+pub const MAP_FIXED: u32 = 0x10;
+/// Not backed by a file: zero-filled; `fd` is ignored.
+pub const MAP_ANONYMOUS: u32 = 0x20;
+/// A stack-like mapping that grows down on faults below it.
+pub const MAP_GROWSDOWN: u32 = 0x0100;
+/// Ignored (historic).
+pub const MAP_DENYWRITE: u32 = 0x0800;
+/// Ignored (historic).
+pub const MAP_EXECUTABLE: u32 = 0x1000;
+/// Lock the pages in memory.
+pub const MAP_LOCKED: u32 = 0x2000;
+/// Do not reserve swap (overcommit accounting) for the mapping.
+pub const MAP_NORESERVE: u32 = 0x4000;
+/// Fault every page in now.
+pub const MAP_POPULATE: u32 = 0x8000;
+/// With `MAP_POPULATE`: do not block on I/O.
+pub const MAP_NONBLOCK: u32 = 0x1_0000;
+/// A hint that the mapping is a thread stack.
+pub const MAP_STACK: u32 = 0x2_0000;
+/// Back the mapping with huge pages.
+pub const MAP_HUGETLB: u32 = 0x4_0000;
+/// Synchronous page faults for DAX files.
+pub const MAP_SYNC: u32 = 0x8_0000;
+/// Place exactly at `addr`, but fail with `EEXIST` if anything is mapped there.
+pub const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
+
+/// `mremap`: the mapping may move if it cannot grow in place.
+pub const MREMAP_MAYMOVE: u32 = 1;
+/// `mremap`: move to `new_address` (needs `MREMAP_MAYMOVE`).
+pub const MREMAP_FIXED: u32 = 2;
+/// `mremap`: move, but leave the old range mapped (empty).
+pub const MREMAP_DONTUNMAP: u32 = 4;
+
+/// `madvise`: no special treatment.
+pub const MADV_NORMAL: i32 = 0;
+/// `madvise`: drop the pages now; private anonymous pages read as zero after.
+pub const MADV_DONTNEED: i32 = 4;
+/// `madvise`: the pages may be freed lazily (private anonymous only).
+pub const MADV_FREE: i32 = 8;
+/// `madvise`: free the range and its backing store (shared mappings).
+pub const MADV_REMOVE: i32 = 9;

@@ -1,0 +1,125 @@
+//! The flag words of `mmap`, `mremap` and `madvise`, typed, with their text.
+
+use crate::consts::*;
+use core::fmt;
+
+/// `mmap` flags: raw `MAP_*` bits. In text, each known bit is a word
+/// (`private`, `shared`, `anon`, `fixed`, `noreplace`, `populate`,
+/// `noreserve`, `growsdown`); any other bits print as `bits=0xN`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MapFlags(pub u32);
+
+/// The words of [`MapFlags`] in the order they are printed. `anon` is not
+/// among them: the call prints it in the backing's place (`anon` or `file F
+/// OFFSET`).
+pub const MAP_WORDS: &[(&str, u32)] = &[
+    ("private", MAP_PRIVATE),
+    ("shared", MAP_SHARED),
+    ("fixed", MAP_FIXED),
+    ("noreplace", MAP_FIXED_NOREPLACE),
+    ("populate", MAP_POPULATE),
+    ("noreserve", MAP_NORESERVE),
+    ("growsdown", MAP_GROWSDOWN),
+];
+
+impl MapFlags {
+    /// Whether every bit of `bits` is set.
+    pub fn has(self, bits: u32) -> bool {
+        self.0 & bits == bits
+    }
+    /// `MAP_SHARED` (and not private: `MAP_SHARED_VALIDATE` counts as shared).
+    pub fn shared(self) -> bool {
+        self.0 & MAP_TYPE == MAP_SHARED || self.0 & MAP_TYPE == MAP_SHARED_VALIDATE
+    }
+    /// `MAP_ANONYMOUS`.
+    pub fn anonymous(self) -> bool {
+        self.has(MAP_ANONYMOUS)
+    }
+    /// `MAP_FIXED` or `MAP_FIXED_NOREPLACE`: the address is not a hint.
+    pub fn fixed(self) -> bool {
+        self.0 & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0
+    }
+    /// The flag word for one bit, if it has one (`anon` included).
+    pub fn word_bit(word: &str) -> Option<u32> {
+        if word == "anon" {
+            return Some(MAP_ANONYMOUS);
+        }
+        MAP_WORDS.iter().find(|(w, _)| *w == word).map(|&(_, b)| b)
+    }
+    /// Prints the words of the bits other than `MAP_ANONYMOUS`, each preceded
+    /// by a space.
+    pub fn fmt_words(self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0 & !MAP_ANONYMOUS;
+        for &(word, bit) in MAP_WORDS {
+            if rest & bit == bit {
+                write!(f, " {word}")?;
+                rest &= !bit;
+            }
+        }
+        if rest != 0 {
+            write!(f, " bits={rest:#x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `mremap` flags: raw `MREMAP_*` bits; words `maymove`, `fixed NEW`,
+/// `dontunmap`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RemapFlags(pub u32);
+
+impl RemapFlags {
+    /// `MREMAP_MAYMOVE`.
+    pub fn may_move(self) -> bool {
+        self.0 & MREMAP_MAYMOVE != 0
+    }
+    /// `MREMAP_FIXED`.
+    pub fn fixed(self) -> bool {
+        self.0 & MREMAP_FIXED != 0
+    }
+    /// `MREMAP_DONTUNMAP`.
+    pub fn dont_unmap(self) -> bool {
+        self.0 & MREMAP_DONTUNMAP != 0
+    }
+}
+
+/// An `madvise` advice (`MADV_*`); words `dontneed`, `free`, `normal`,
+/// `remove`, any other value as its number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Advice(pub i32);
+
+impl Advice {
+    /// `MADV_DONTNEED`.
+    pub const DONTNEED: Advice = Advice(MADV_DONTNEED);
+    /// `MADV_FREE`.
+    pub const FREE: Advice = Advice(MADV_FREE);
+    /// `MADV_NORMAL`.
+    pub const NORMAL: Advice = Advice(MADV_NORMAL);
+    /// `MADV_REMOVE`.
+    pub const REMOVE: Advice = Advice(MADV_REMOVE);
+
+    const WORDS: &'static [(&'static str, i32)] = &[
+        ("dontneed", MADV_DONTNEED),
+        ("free", MADV_FREE),
+        ("normal", MADV_NORMAL),
+        ("remove", MADV_REMOVE),
+    ];
+
+    /// Parses a word or a decimal number.
+    pub fn parse(text: &str) -> Option<Advice> {
+        Self::WORDS
+            .iter()
+            .find(|(w, _)| *w == text)
+            .map(|&(_, v)| Advice(v))
+            .or_else(|| text.parse().ok().map(Advice))
+    }
+}
+
+impl fmt::Display for Advice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match Self::WORDS.iter().find(|&&(_, v)| v == self.0) {
+            Some((w, _)) => f.write_str(w),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Executes lines on the real kernel and observes the window afterwards.
+
+use super::window::{self, read_maps, WINDOW_LEN};
+use crate::call::{Call, FileRef};
+use crate::command::{Command, Line, Outcome};
+use crate::consts::PAGE_SIZE;
+use crate::digest::words_digest;
+use crate::errno::Errno;
+use crate::gen::MAX_FILE_OFFSET_PAGES;
+use crate::maps::MapsLine;
+use crate::protocol::{Header, Response, State};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::string::{String, ToString};
+
+/// How far above its start the break may be moved: 16 MiB.
+pub const BRK_SPAN: u64 = 16 << 20;
+
+/// The size of every in-memory file (sparse): 64 MiB, far past the offsets
+/// and lengths the generator uses.
+pub const FILE_SIZE: u64 = 64 << 20;
+
+const _: () = assert!(MAX_FILE_OFFSET_PAGES * PAGE_SIZE < FILE_SIZE / 2);
+
+fn round_up(len: u64) -> Option<u64> {
+    len.checked_add(PAGE_SIZE - 1).map(|l| l & !(PAGE_SIZE - 1))
+}
+
+fn errno() -> Errno {
+    Errno(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+/// The runner's state: the window, the break's span, the in-memory files and
+/// the sizes of the objects behind shared mappings.
+pub struct Engine {
+    header: Header,
+    /// File name -> descriptor.
+    files: HashMap<String, i32>,
+    /// Inode -> object size in bytes (files and shared anonymous objects).
+    sizes: HashMap<u64, u64>,
+    /// The lowest break `brk` may ask for without being refused.
+    brk_floor: u64,
+}
+
+fn start_brk() -> io::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name's closing parenthesis start at field 3;
+    // `start_brk` is field 47.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    after
+        .split_whitespace()
+        .nth(47 - 3)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| io::Error::other("no start_brk in /proc/self/stat"))
+}
+
+/// A setting under `/proc/sys`, by its dotted name (`vm.max_map_count`).
+fn sysctl(name: &str) -> String {
+    let path = std::format!("/proc/sys/{}", name.replace('.', "/"));
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn brk_now() -> u64 {
+    // SAFETY: brk(0) only asks for the current break.
+    unsafe { libc::syscall(libc::SYS_brk, 0u64) as u64 }
+}
+
+impl Engine {
+    /// Reserves the window (see [`window::reserve`]) and reads the break.
+    pub fn setup() -> io::Result<Engine> {
+        let win = window::reserve(WINDOW_LEN)?;
+        let start = start_brk()?;
+        let now = brk_now();
+        let floor = now.max(start);
+        let header = Header {
+            window: win,
+            brk_start: start,
+            brk_now: now,
+            brk_span: (floor, floor + BRK_SPAN),
+            sysctl: [
+                "kernel.osrelease",
+                "vm.overcommit_memory",
+                "vm.overcommit_ratio",
+                "vm.max_map_count",
+            ]
+            .iter()
+            .map(|k| (k.to_string(), sysctl(k)))
+            .collect(),
+        };
+        Ok(Engine {
+            header,
+            files: HashMap::new(),
+            sizes: HashMap::new(),
+            brk_floor: floor,
+        })
+    }
+
+    /// What the runner says at start.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Whether `[addr, addr + len)` (pages rounded up) lies in the window.
+    /// An unaligned `addr` passes: every call that takes a range (`munmap`,
+    /// `mprotect`, `madvise`, `mremap`, `mmap` with `MAP_FIXED*`) refuses it
+    /// with `EINVAL` before touching anything, and that answer is wanted.
+    fn in_window(&self, addr: u64, len: u64) -> bool {
+        let (lo, hi) = self.header.window;
+        if addr % PAGE_SIZE != 0 {
+            return true;
+        }
+        match round_up(len).and_then(|l| addr.checked_add(l)) {
+            Some(end) => addr >= lo && end <= hi,
+            None => false,
+        }
+    }
+
+    fn file(&mut self, FileRef(name): &FileRef) -> io::Result<i32> {
+        if let Some(&fd) = self.files.get(name) {
+            return Ok(fd);
+        }
+        let cname =
+            CString::new(name.as_str()).map_err(|_| io::Error::other("NUL in file name"))?;
+        // SAFETY: a valid C string; memfd_create touches no memory of ours.
+        let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is the descriptor just created; `st` is written by fstat.
+        let ino = unsafe {
+            if libc::ftruncate(fd, FILE_SIZE as libc::off_t) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut st: libc::stat = core::mem::zeroed();
+            if libc::fstat(fd, &mut st) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            st.st_ino
+        };
+        self.sizes.insert(ino, FILE_SIZE);
+        self.files.insert(name.clone(), fd);
+        Ok(fd)
+    }
+
+    /// Unmaps a placement that landed outside the window (keeps the process
+    /// clean); the outcome still reports where it landed.
+    fn evict_outside(&self, addr: u64, len: u64) {
+        if !self.in_window(addr, len) {
+            if let Some(len) = round_up(len) {
+                // SAFETY: the kernel just placed this mapping for us outside
+                // the window; nothing else uses it.
+                unsafe { libc::munmap(addr as *mut libc::c_void, len as usize) };
+            }
+        }
+    }
+
+    fn call(&mut self, call: &Call) -> Outcome {
+        match call {
+            Call::Mmap {
+                addr,
+                len,
+                prot,
+                flags,
+                file,
+                offset,
+            } => {
+                if flags.fixed() && *len != 0 && !self.in_window(*addr, *len) {
+                    return Outcome::Refused;
+                }
+                let fd = match file {
+                    Some(f) => match self.file(f) {
+                        Ok(fd) => fd,
+                        Err(_) => return Outcome::Refused,
+                    },
+                    None => -1,
+                };
+                // SAFETY: with MAP_FIXED the range lies in the window, which
+                // only the calls use; without it the kernel picks a free range.
+                let p = unsafe {
+                    libc::mmap(
+                        *addr as *mut libc::c_void,
+                        *len as usize,
+                        prot.0 as i32,
+                        flags.0 as i32,
+                        fd,
+                        *offset as libc::off_t,
+                    )
+                };
+                if p == libc::MAP_FAILED {
+                    return Outcome::Err(errno());
+                }
+                let got = p as u64;
+                if flags.shared() && file.is_none() {
+                    self.note_object(got, *len);
+                }
+                self.evict_outside(got, *len);
+                Outcome::Addr(got)
+            }
+            Call::Munmap { addr, len } => {
+                if *len != 0 && !self.in_window(*addr, *len) {
+                    return Outcome::Refused;
+                }
+                // SAFETY: the range lies in the window, which only the calls use.
+                Self::zero_or_errno(unsafe {
+                    libc::munmap(*addr as *mut libc::c_void, *len as usize)
+                })
+            }
+            Call::Mprotect { addr, len, prot } => {
+                if *len != 0 && !self.in_window(*addr, *len) {
+                    return Outcome::Refused;
+                }
+                // SAFETY: as for munmap.
+                Self::zero_or_errno(unsafe {
+                    libc::mprotect(*addr as *mut libc::c_void, *len as usize, prot.0 as i32)
+                })
+            }
+            Call::Madvise { addr, len, advice } => {
+                if *len != 0 && !self.in_window(*addr, *len) {
+                    return Outcome::Refused;
+                }
+                // SAFETY: as for munmap.
+                Self::zero_or_errno(unsafe {
+                    libc::madvise(*addr as *mut libc::c_void, *len as usize, advice.0)
+                })
+            }
+            Call::Mremap {
+                old_addr,
+                old_len,
+                new_len,
+                flags,
+                new_addr,
+            } => {
+                if !self.in_window(*old_addr, (*old_len).max(1))
+                    || (flags.fixed() && !self.in_window(*new_addr, *new_len))
+                {
+                    return Outcome::Refused;
+                }
+                // SAFETY: the old range (and a fixed target) lie in the window,
+                // which only the calls use; any other target is picked free by
+                // the kernel.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_mremap,
+                        *old_addr,
+                        *old_len,
+                        *new_len,
+                        flags.0 as u64,
+                        *new_addr,
+                    )
+                };
+                if r == -1 {
+                    return Outcome::Err(errno());
+                }
+                let got = r as u64;
+                self.evict_outside(got, *new_len);
+                Outcome::Addr(got)
+            }
+            Call::Brk { addr } => {
+                let (_, hi) = self.header.brk_span;
+                let below_floor =
+                    *addr != 0 && *addr < self.brk_floor && self.brk_floor != self.header.brk_start;
+                if below_floor || *addr >= hi {
+                    return Outcome::Refused;
+                }
+                // SAFETY: the break moves within its span, which nothing else
+                // in this process uses (see the module docs).
+                Outcome::Addr(unsafe { libc::syscall(libc::SYS_brk, *addr) } as u64)
+            }
+        }
+    }
+
+    fn zero_or_errno(r: i32) -> Outcome {
+        if r == 0 {
+            Outcome::Ok
+        } else {
+            Outcome::Err(errno())
+        }
+    }
+
+    /// Records the size of the shared anonymous object just mapped at `addr`.
+    fn note_object(&mut self, addr: u64, len: u64) {
+        if let Ok(maps) = read_maps() {
+            if let Some(l) = maps.iter().find(|l| l.start <= addr && addr < l.end) {
+                self.sizes.insert(l.inode, round_up(len).unwrap_or(0));
+            }
+        }
+    }
+
+    /// Whether the page at `page` of mapping `l` lies past its object's end.
+    fn past_end(&self, l: &MapsLine, page: u64) -> bool {
+        if l.inode == 0 {
+            return false;
+        }
+        match self.sizes.get(&l.inode) {
+            Some(&size) => l.offset + (page - l.start) >= size,
+            None => true,
+        }
+    }
+
+    fn access(&self, addr: u64, write: Option<u8>) -> io::Result<Outcome> {
+        let maps = read_maps()?;
+        let Some(l) = maps.iter().find(|l| l.start <= addr && addr < l.end) else {
+            return Ok(Outcome::Fault);
+        };
+        let (lo, hi) = self.header.window;
+        let allowed = if write.is_some() {
+            l.prot.write()
+        } else {
+            l.prot.read()
+        };
+        if !allowed || addr < lo || addr >= hi || self.past_end(l, addr & !(PAGE_SIZE - 1)) {
+            return Ok(Outcome::Fault);
+        }
+        Ok(match write {
+            Some(byte) => {
+                // SAFETY: the maps say this byte is mapped writable and within
+                // its object; it lies in the window, which only the calls use.
+                unsafe { core::ptr::write_volatile(addr as *mut u8, byte) };
+                Outcome::Ok
+            }
+            // SAFETY: the maps say this byte is mapped readable and within its object.
+            None => Outcome::Byte(unsafe { core::ptr::read_volatile(addr as *const u8) }),
+        })
+    }
+
+    /// Executes one line and observes the state after it.
+    pub fn run(&mut self, line: &Line) -> io::Result<Response> {
+        let outcome = match &line.command {
+            Command::Call(call) => self.call(call),
+            Command::Write { addr, byte } => self.access(*addr, Some(*byte))?,
+            Command::Read { addr } => self.access(*addr, None)?,
+        };
+        let expect_failed = line.expect.filter(|e| !e.matches(outcome));
+        Ok(Response {
+            command: line.command.to_string(),
+            outcome,
+            expect_failed,
+            state: self.state()?,
+        })
+    }
+
+    /// The maps meeting the window or the brk span, the digests of their
+    /// readable pages that are not all zeros, and the ranges past their
+    /// objects' ends.
+    pub fn state(&self) -> io::Result<State> {
+        let ranges = [self.header.window, self.header.brk_span];
+        let mut state = State::default();
+        for l in read_maps()? {
+            let mut meets = false;
+            for &(lo, hi) in &ranges {
+                if l.start >= hi || l.end <= lo {
+                    continue;
+                }
+                meets = true;
+                if !l.prot.read() {
+                    continue;
+                }
+                let mut page = l.start.max(lo);
+                while page < l.end.min(hi) {
+                    if self.past_end(&l, page) {
+                        match state.bus.last_mut() {
+                            Some(last) if last.1 == page => last.1 = page + PAGE_SIZE,
+                            _ => state.bus.push((page, page + PAGE_SIZE)),
+                        }
+                    } else {
+                        // SAFETY: the maps say the page is mapped readable and
+                        // within its object, and nothing writes it while this
+                        // single-threaded runner reads it.
+                        let words = unsafe {
+                            core::slice::from_raw_parts(page as *const u64, PAGE_SIZE as usize / 8)
+                        };
+                        if words.iter().any(|&w| w != 0) {
+                            state
+                                .pages
+                                .push((page, words_digest(words.iter().copied())));
+                        }
+                    }
+                    page += PAGE_SIZE;
+                }
+            }
+            if meets {
+                state.maps.push(l);
+            }
+        }
+        Ok(state)
+    }
+}
