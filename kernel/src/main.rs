@@ -116,7 +116,13 @@ pub extern "C" fn kmain(magic: u32, mb_info: u32) -> ! {
 
     let asids = asids_for(ids.len());
     ASIDS.store(asids, Ordering::Relaxed);
-    let system = match System::new(KMachine::new(), Config { asids }) {
+    let system = match System::new(
+        KMachine::new(),
+        Config {
+            asids,
+            ..Config::default()
+        },
+    ) {
         Ok(s) => s,
         Err(e) => panic!("System::new: {e}"),
     };

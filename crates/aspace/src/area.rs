@@ -11,6 +11,7 @@ use crate::internals::used_space::UsedSpace;
 use crate::machine::Machine;
 use crate::share::ShareInfo;
 use crate::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64 as PlainAtomicU64, Ordering::Relaxed};
 
 /// An area inside an address space (HelenOS `as_area_t`).
 ///
@@ -22,6 +23,10 @@ pub(crate) struct Area<M: Machine> {
     pub base: Page,
     pub backend: Arc<dyn Backend<M::Memory, M::Frames>>,
     pub pages: AtomicU64,
+    /// Pages reserved for the area (see [`crate::reserve`]): its own
+    /// reservation, or its share record's once shared. Changed under the
+    /// area's lock; read without it for listings.
+    pub reserved: PlainAtomicU64,
     state: lock_api::Mutex<M::Lock, AreaState<M>>,
 }
 
@@ -91,20 +96,22 @@ pub(crate) struct AreaEntry<M: Machine> {
 }
 
 impl<M: Machine> AreaEntry<M> {
-    /// A slot for a new area: nothing resident, not shared.
+    /// A slot for a new area: nothing resident, not shared, `reserved`
+    /// pages reserved for it.
     pub fn new(
         base: Page,
         pages: u64,
         flags: AreaFlags,
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M::Memory, M::Frames>>,
+        reserved: u64,
     ) -> Self {
         let summary = Summary {
             word: AtomicU64::new(Summary::pack_parts(flags, attrs, false, 0)),
             backend: backend.name(),
         };
         Self {
-            area: Arc::new(Area::new(base, pages, flags, attrs, backend)),
+            area: Arc::new(Area::new(base, pages, flags, attrs, backend, reserved)),
             summary,
         }
     }
@@ -129,6 +136,7 @@ impl<M: Machine> AreaEntry<M> {
             attrs: AreaAttrs::from_bits_truncate((w >> ATTRS_SHIFT) as u32 & 0xff),
             backend: self.summary.backend,
             resident: w >> RESIDENT_SHIFT,
+            reserved: self.area.reserved(),
             shared: w & SHARED_BIT != 0,
         }
     }
@@ -177,11 +185,13 @@ impl<M: Machine> Area<M> {
         flags: AreaFlags,
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M::Memory, M::Frames>>,
+        reserved: u64,
     ) -> Self {
         Self {
             base,
             backend,
             pages: AtomicU64::new(pages),
+            reserved: PlainAtomicU64::new(reserved),
             state: lock_api::Mutex::new(AreaState {
                 flags,
                 attrs,
@@ -196,6 +206,11 @@ impl<M: Machine> Area<M> {
     /// Size in pages (see the type's locking rule).
     pub fn pages(&self) -> u64 {
         self.pages.load(Ordering::Acquire)
+    }
+
+    /// Pages reserved for the area (see the field).
+    pub fn reserved(&self) -> u64 {
+        self.reserved.load(Relaxed)
     }
 
     /// One past the last page number.
@@ -217,6 +232,7 @@ impl<M: Machine> Area<M> {
             attrs: st.attrs,
             backend: self.backend.name(),
             resident: st.used.pages(),
+            reserved: self.reserved(),
             shared: st.share.is_some(),
         }
     }
