@@ -370,6 +370,7 @@ fn a_picture_of_100k_areas_is_drawn_and_well_formed() {
             cpus: vec![],
             areas: Vec::new(),
             resident_pages: 0,
+            reserved_pages: 0,
             page_table_frames: 1,
         })
         .collect();
@@ -384,6 +385,8 @@ fn a_picture_of_100k_areas_is_drawn_and_well_formed() {
             resident: i % 2,
             image_pages: 0,
             private_pages: i % 2,
+            reserved: pages,
+            late_reserve: false,
             mode: "rw-p".into(),
             backend: "anon",
             shared: i % 4 == 0,
