@@ -173,7 +173,14 @@ fn elf_stops_at_the_first_out_of_memory_refusal() {
     const NO_LIMIT: &str = "1048576T";
     for f in [&small, &huge] {
         let out = aspace()
-            .args(["elf", "--json", "--memory", "1M", "--commit-limit", NO_LIMIT])
+            .args([
+                "elf",
+                "--json",
+                "--memory",
+                "1M",
+                "--commit-limit",
+                NO_LIMIT,
+            ])
             .arg(f)
             .output()
             .unwrap();
