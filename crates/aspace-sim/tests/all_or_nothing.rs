@@ -211,6 +211,8 @@ fn drop_world(w: World, baseline: u64) {
     }
     assert_eq!(sim.hardware().stats().stale_accesses, 0);
     assert_eq!(sim.frames_in_use(), baseline, "frames left behind");
+    let committed = sim.system().reserve().committed();
+    assert_eq!(committed, 0, "pages still reserved");
 }
 
 #[test]
