@@ -189,7 +189,9 @@ impl<M: Machine> AddressSpace<M> {
         match result {
             Ok(()) => {
                 Stats::add(&stats.faults_resolved, 1);
-                area.reserved.fetch_add(late, Relaxed);
+                if late > 0 {
+                    area.reserved.fetch_add(late, Relaxed);
+                }
             }
             Err(_) => {
                 let _ = st.used.remove(page, 1);
