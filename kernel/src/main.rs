@@ -59,7 +59,13 @@ pub fn init_system(cpus: usize) -> &'static System {
     CPU_COUNT.store(cpus, Ordering::Relaxed);
     let asids = asids_for(cpus);
     ASIDS.store(asids, Ordering::Relaxed);
-    let system = match System::new(KMachine::new(), Config { asids }) {
+    let system = match System::new(
+        KMachine::new(),
+        Config {
+            asids,
+            ..Config::default()
+        },
+    ) {
         Ok(s) => s,
         Err(e) => panic!("System::new: {e}"),
     };

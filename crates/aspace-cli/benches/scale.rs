@@ -23,6 +23,7 @@ fn snapshot(areas: u64) -> Snapshot {
             cpus: vec![],
             areas: Vec::new(),
             resident_pages: 0,
+            reserved_pages: 0,
             page_table_frames: 1,
         })
         .collect();
@@ -36,6 +37,8 @@ fn snapshot(areas: u64) -> Snapshot {
             resident: i % 2,
             image_pages: 0,
             private_pages: i % 2,
+            reserved: 1,
+            late_reserve: false,
             mode: "rw-p".into(),
             backend: "anon",
             shared: i % 4 == 0,

@@ -55,12 +55,16 @@ Numbers: 4096, 0x1000, 0x7fff_f000. Sizes: bytes (4096, 0x1000), pages (16p) or 
 \\\", \\\\ escapes).
 
 Operations:
-  machine [cpus N] [memory SIZE] [asids N]   size the machine (before any other line; options
+  machine [cpus N] [memory SIZE] [asids N] [commit-limit SIZE]
+                                             size the machine (before any other line; options
                                              given on the command line win)
   task NAME                                  create a task (an empty address space)
   exit NAME                                  destroy it: areas, frames, ASID, page table
   cpu N run NAME | cpu N idle                switch CPU N to a task, or to the kernel
   area TASK ADDR SIZE RIGHTS [LABEL]         create an anonymous area (LABEL names it in maps)
+  area TASK ADDR SIZE RIGHTS late-reserve [LABEL]
+                                             ... reserving its memory page by page at fault
+                                             time instead of all at once
   resize TASK ADDR SIZE                      make the area at ADDR end at ADDR+SIZE
   destroy TASK ADDR                          destroy the area containing ADDR
   share SRC ADDR DST ADDR2 RIGHTS [LABEL]    DST maps SRC's whole area at ADDR2
@@ -95,7 +99,14 @@ goes on, and the exit status is 1.
 COUNTER is one of: faults, faults_resolved, faults_raced, faults_failed, shootdown_rounds, \
 ipis, local_invalidations, lazy_flushes, asid_allocs, asid_steals, frames_allocated, \
 frames_released, frames_in_use, frames_freed, tlb_hits, tlb_misses, hw_faults, \
-stale_accesses. CMP is one of == != < <= > >=.
+stale_accesses, pages_reserved, commit_limit. CMP is one of == != < <= > >=.
+
+Memory reservation: an anonymous area reserves its pages against the commit limit when it is \
+created or grown (ENOMEM beyond it, nothing changed) and gives them back when it shrinks or \
+goes; a shared area's pages count once; a late-reserve area reserves each page when a fault \
+maps it (no-memory beyond the limit). The limit is all free frames unless --commit-limit SIZE \
+or `machine commit-limit SIZE` sets it (e.g. 64p); maps show each area's reserved pages \
+(Resv.), stats the pages reserved of the limit.
 
 Before anything runs the whole file is checked; every bad line is reported, all in one run, \
 as FILE:LINE: message (unknown operation, bad number, missing task, a CPU the machine lacks, \
@@ -160,6 +171,10 @@ pub struct Opts {
     /// Entries per TLB (1-4096) [default: 64].
     #[arg(long, global = true, value_name = "N")]
     pub tlb_entries: Option<usize>,
+    /// The commit limit: memory anonymous areas may reserve, e.g. 256p,
+    /// 1M [default: all free frames].
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_memory)]
+    pub commit_limit: Option<u64>,
     /// Draw the address spaces as an SVG picture into FILE.
     #[arg(long, global = true, value_name = "FILE")]
     pub svg: Option<PathBuf>,
@@ -274,6 +289,10 @@ impl Opts {
             memory: self.memory.or(req.memory).unwrap_or(64 << 20),
             asids: self.asids.or(req.asids).unwrap_or(8),
             tlb_entries: self.tlb_entries.unwrap_or(64),
+            commit_limit: self
+                .commit_limit
+                .map(|bytes| bytes.div_ceil(aspace::PAGE_SIZE))
+                .or(req.commit_limit),
         }
     }
 

@@ -34,6 +34,8 @@ pub struct MachineSpec {
     pub asids: u16,
     /// Entries per TLB.
     pub tlb_entries: usize,
+    /// The commit limit in pages (`None`: the free frames).
+    pub commit_limit: Option<u64>,
 }
 
 impl MachineSpec {
@@ -41,13 +43,17 @@ impl MachineSpec {
     /// numbers do not fit together.
     pub fn build(&self) -> Result<Sim, String> {
         self.check()?;
-        Sim::new(SimConfig {
+        let sim = Sim::new(SimConfig {
             cpus: self.cpus,
             memory: self.memory,
             asids: self.asids,
             tlb_entries: self.tlb_entries,
         })
-        .map_err(|e| format!("cannot build the machine: {e}"))
+        .map_err(|e| format!("cannot build the machine: {e}"))?;
+        if let Some(limit) = self.commit_limit {
+            sim.system().reserve().set_limit(limit);
+        }
+        Ok(sim)
     }
 
     /// Whether the numbers fit together, with a message a person can act on.
@@ -81,8 +87,12 @@ impl MachineSpec {
 
     /// One line for people.
     pub fn describe(&self) -> String {
+        let limit = match self.commit_limit {
+            Some(l) => format!(", commit limit {l} pages"),
+            None => String::new(),
+        };
         format!(
-            "{} CPUs, {} of memory ({} frames), {} ASIDs, {}-entry TLBs",
+            "{} CPUs, {} of memory ({} frames), {} ASIDs, {}-entry TLBs{limit}",
             self.cpus,
             human_bytes(self.memory),
             self.memory / PAGE_SIZE,
@@ -227,6 +237,10 @@ pub struct Summary {
     pub checks_passed: usize,
     /// Checks that failed.
     pub checks_failed: usize,
+    /// Pages reserved against the commit limit now (see `aspace::reserve`).
+    pub pages_reserved: u64,
+    /// The commit limit in pages.
+    pub commit_limit: u64,
 }
 
 impl Summary {
@@ -325,6 +339,11 @@ impl Summary {
                 "stale TLB accesses",
                 self.stale_accesses.to_string(),
                 "must be 0",
+            ),
+            (
+                "pages reserved",
+                format!("{} of {}", self.pages_reserved, self.commit_limit),
+                "committed now, of the commit limit",
             ),
             (
                 "checks",
@@ -1291,6 +1310,8 @@ impl Engine {
             "tlb_misses" => hw.tlb_misses,
             "hw_faults" => hw.faults,
             "stale_accesses" => hw.stale_accesses,
+            "pages_reserved" => self.sim.system().reserve().committed(),
+            "commit_limit" => self.sim.system().reserve().limit(),
             _ => return None,
         })
     }
@@ -1474,6 +1495,8 @@ impl Engine {
             stale_accesses: hw.stale_accesses,
             checks_passed: self.passed,
             checks_failed: self.failures.len(),
+            pages_reserved: self.sim.system().reserve().committed(),
+            commit_limit: self.sim.system().reserve().limit(),
         }
     }
 

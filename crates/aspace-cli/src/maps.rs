@@ -53,6 +53,11 @@ pub struct AreaView {
     pub image_pages: u64,
     /// Resident pages with frames of their own (or of their share group).
     pub private_pages: u64,
+    /// Pages of memory reserved for the area against the commit limit (a
+    /// shared area shows its group's reservation, counted once).
+    pub reserved: u64,
+    /// Whether the area reserves its pages at fault time.
+    pub late_reserve: bool,
     /// `rwxp` / `rwxs`.
     pub mode: String,
     /// Backend name.
@@ -86,6 +91,8 @@ pub struct TaskView {
     pub areas: Vec<AreaView>,
     /// Pages mapped in all areas.
     pub resident_pages: u64,
+    /// Pages reserved for its areas (a shared group's in each sharer).
+    pub reserved_pages: u64,
     /// Frames of the page table itself.
     pub page_table_frames: u64,
 }
@@ -130,6 +137,8 @@ pub fn view(
             resident: a.resident,
             image_pages,
             private_pages: a.resident - image_pages,
+            reserved: a.reserved,
+            late_reserve: a.flags.contains(aspace::AreaFlags::LATE_RESERVE),
             mode: format!(
                 "{}{}",
                 rights_text(a.flags),
@@ -149,6 +158,7 @@ pub fn view(
         asid: space.asid().map(|a| a.0),
         cpus: space.active_cpus().iter().collect(),
         resident_pages: areas.iter().map(|a| a.resident).sum(),
+        reserved_pages: areas.iter().map(|a| a.reserved).sum(),
         areas,
         page_table_frames: space.page_table_frames(),
     }
@@ -179,26 +189,29 @@ pub fn render(v: &TaskView, indent: &str) -> String {
     // Columns as wide as their widest number (the totals are), so huge
     // areas do not push the rest of their line out of line.
     let width = |total: u64, min: usize| total.to_string().len().max(min);
-    let (wk, wp, wr, wi) = (
+    let (wk, wp, wr, wv, wi) = (
         width(kb, 8),
         width(pages, 7),
         width(v.resident_pages, 7),
+        width(v.reserved_pages, 6),
         width(img, 6),
     );
     let _ = writeln!(
         s,
-        "{indent}  {:<16}  {:>wk$} {:>wp$} {:>wr$} {:>wi$}  {:<4}  {:<7} {:<6} Mapping",
-        "Address", "Kbytes", "Pages", "Resid.", "Image", "Mode", "Backend", "Share"
+        "{indent}  {:<16}  {:>wk$} {:>wp$} {:>wr$} {:>wv$} {:>wi$}  {:<4}  {:<7} {:<6} Mapping",
+        "Address", "Kbytes", "Pages", "Resid.", "Resv.", "Image", "Mode", "Backend", "Share"
     );
     for a in &v.areas {
         let share = a.share_group.map_or("-".to_string(), |g| format!("s#{g}"));
-        let _ = writeln!(
+        let _ =
+            writeln!(
             s,
-            "{indent}  {:016x}  {:>wk$} {:>wp$} {:>wr$} {:>wi$}  {:<4}  {:<7} {:<6} {}",
+            "{indent}  {:016x}  {:>wk$} {:>wp$} {:>wr$} {:>wv$} {:>wi$}  {:<4}  {:<7} {:<6} {}{}",
             a.base,
             a.kbytes,
             a.pages,
             a.resident,
+            a.reserved,
             a.image_pages,
             a.mode,
             a.backend,
@@ -206,13 +219,14 @@ pub fn render(v: &TaskView, indent: &str) -> String {
             match &a.label {
                 Some(l) => l.clone(),
                 None => format!("[{}]", a.backend),
-            }
+            },
+            if a.late_reserve { " (late reserve)" } else { "" }
         );
     }
     let _ = writeln!(
         s,
-        "{indent}  {:<16}  {:>wk$} {:>wp$} {:>wr$} {:>wi$}  page tables: {} frames",
-        "total", kb, pages, v.resident_pages, img, v.page_table_frames
+        "{indent}  {:<16}  {:>wk$} {:>wp$} {:>wr$} {:>wv$} {:>wi$}  page tables: {} frames",
+        "total", kb, pages, v.resident_pages, v.reserved_pages, img, v.page_table_frames
     );
     s
 }

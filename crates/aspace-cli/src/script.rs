@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use aspace::{AreaFlags, Error, FaultReason, Layout};
+use aspace::{AreaFlags, Error, FaultReason, Layout, PAGE_SIZE};
 
 use crate::input;
 use crate::num::{parse_rights, parse_size, parse_u64, NumError, SizeError};
@@ -35,8 +35,8 @@ pub const OPS: &[(&str, &str, &str)] = &[
     ),
     (
         "area",
-        "area TASK ADDR SIZE RIGHTS [LABEL]",
-        "create an area of anonymous memory",
+        "area TASK ADDR SIZE RIGHTS [late-reserve] [LABEL]",
+        "create an area of anonymous memory (late-reserve: reserve pages at fault time)",
     ),
     (
         "resize",
@@ -112,7 +112,7 @@ pub const OPS: &[(&str, &str, &str)] = &[
     ),
     (
         "machine",
-        "machine [cpus N] [memory SIZE] [asids N]",
+        "machine [cpus N] [memory SIZE] [asids N] [commit-limit SIZE]",
         "size the machine (first lines only)",
     ),
 ];
@@ -137,6 +137,8 @@ pub const COUNTERS: &[&str] = &[
     "tlb_misses",
     "hw_faults",
     "stale_accesses",
+    "pages_reserved",
+    "commit_limit",
 ];
 
 /// A kind of user access.
@@ -467,6 +469,8 @@ pub struct MachineReq {
     pub memory: Option<u64>,
     /// ASIDs.
     pub asids: Option<u16>,
+    /// The commit limit in pages.
+    pub commit_limit: Option<u64>,
 }
 
 /// A parsed scenario.
@@ -682,6 +686,19 @@ impl<'a> Args<'a> {
         parse_rights(self.word("rights (e.g. rw)")?)
     }
 
+    /// Area options after the rights: `late-reserve`.
+    fn area_options(&mut self) -> AreaFlags {
+        let mut flags = AreaFlags::empty();
+        while let Some(t) = self.toks.get(self.pos) {
+            match t.text.as_str() {
+                "late-reserve" => flags |= AreaFlags::LATE_RESERVE,
+                _ => break,
+            }
+            self.pos += 1;
+        }
+        flags
+    }
+
     fn cpu(&mut self) -> Res<usize> {
         let t = self.word("a CPU number")?;
         let n = parse_u64(t).map_err(|_| format!("bad CPU number '{t}'"))?;
@@ -824,7 +841,7 @@ fn parse_op(toks: &[Tok], base_dir: &Path) -> Res<(Op, Expects)> {
                 task: a.task()?,
                 addr: a.user_addr()?,
                 size: a.size()?,
-                rights: a.rights()?,
+                rights: a.rights()? | a.area_options(),
                 label: a.label()?,
             },
             Expects::Errno,
@@ -1037,12 +1054,13 @@ fn parse_machine(toks: &[Tok], req: &mut MachineReq) -> Res<()> {
         pos: 0,
     };
     if a.done() {
-        return Err(a.missing("a setting (cpus N, memory SIZE or asids N)"));
+        return Err(a.missing("a setting (cpus N, memory SIZE, asids N or commit-limit SIZE)"));
     }
     while !a.done() {
         match a.word("a setting")? {
             "cpus" => req.cpus = Some(a.number("a CPU count")? as usize),
             "memory" => req.memory = Some(a.size()?),
+            "commit-limit" => req.commit_limit = Some(a.size()?.div_ceil(PAGE_SIZE)),
             "asids" => {
                 let n = a.number("an ASID count")?;
                 req.asids = Some(
@@ -1051,7 +1069,8 @@ fn parse_machine(toks: &[Tok], req: &mut MachineReq) -> Res<()> {
             }
             w => {
                 return Err(format!(
-                    "unknown machine setting '{w}': use cpus N, memory SIZE or asids N"
+                    "unknown machine setting '{w}': use cpus N, memory SIZE, asids N or \
+                     commit-limit SIZE"
                 ))
             }
         }

@@ -390,6 +390,8 @@ mod tests {
             resident: runs.iter().map(|r| r.1).sum(),
             image_pages: 0,
             private_pages: 0,
+            reserved: pages,
+            late_reserve: false,
             mode: "rw-p".into(),
             backend: "anon",
             shared: false,
@@ -420,6 +422,7 @@ mod tests {
                     area(0x4000_0000, 1 << 18, vec![(5, 10)]),
                 ],
                 resident_pages: 11,
+                reserved_pages: 1 + (1 << 18),
                 page_table_frames: 1,
             }],
         };

@@ -337,7 +337,7 @@ fn other_mistakes_say_what_is_wrong() {
     for (line, what) in [
         (
             2,
-            "'area' is missing a size (usage: area TASK ADDR SIZE RIGHTS [LABEL])",
+            "'area' is missing a size (usage: area TASK ADDR SIZE RIGHTS [late-reserve] [LABEL])",
         ),
         (3, "'area' can expect ok or an error"),
         (4, "'machine' must come before every other operation"),
@@ -518,4 +518,46 @@ fn bad_machine_options_are_refused() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("1 to 64 CPUs"));
+}
+
+#[test]
+fn the_commit_limit_refuses_areas_and_late_reserve_faults_and_shows_in_maps_and_json() {
+    let text = "task A\ncpu 0 run A\narea A 0x400000 4p rw heap\n\
+                area A 0x800000 8p rw late-reserve stack\n\
+                area A 0x1000000 3p rw expect ENOMEM\n\
+                touch A 0x800000 2p write\n\
+                fault A 0x802000 write expect no-memory\n\
+                check pages_reserved == 6\ncheck commit_limit == 6\nmap A\nstats\n";
+    let (code, out, err, _) = run_text(text, &["--commit-limit", "6p"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Resv."), "{out}");
+    assert!(out.contains("stack (late reserve)"), "{out}");
+    assert!(out.contains("6 of 6"), "{out}");
+    // The same limit from the scenario's machine line; JSON carries it.
+    let text = format!("machine commit-limit 24K\n{text}");
+    let (code, out, err, _) = run_text(&text, &["--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v = json_of(out.as_bytes());
+    assert_eq!(v["machine"]["commit_limit"], 6);
+    let steps = v["steps"].as_array().unwrap();
+    let map = steps.iter().find(|s| s["op"] == "map").unwrap();
+    let areas = map["maps"][0]["areas"].as_array().unwrap();
+    assert_eq!(areas[0]["reserved"], 4);
+    assert_eq!(areas[1]["reserved"], 2);
+    assert_eq!(areas[1]["late_reserve"], true);
+    assert_eq!(map["maps"][0]["reserved_pages"], 6);
+    let stats = steps.iter().find(|s| s["op"] == "stats").unwrap();
+    assert_eq!(stats["stats"]["pages_reserved"], 6);
+    assert_eq!(stats["stats"]["commit_limit"], 6);
+    // Everything given back by the end.
+    assert_eq!(v["summary"]["pages_reserved"], 0);
+    // A machine line needs a size.
+    let (code, _, err, _) = run_text("machine commit-limit\n", &[]);
+    assert_eq!(code, 2, "{err}");
+    aspace()
+        .args(["run", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("late-reserve"))
+        .stdout(predicate::str::contains("--commit-limit"));
 }

@@ -248,11 +248,18 @@ impl Gen<'_> {
     fn op(&mut self) {
         match self.rng.below(28) {
             26 | 27 => {
-                // An area filled with pages: memory runs out now and then.
+                // An area filled with pages: memory runs out now and then
+                // (late-reserving areas pass the commit limit's check at
+                // creation, so their faults do run out of frames).
                 let (t, a) = (self.running_task(), self.user_addr());
                 let s = self.rng.pick(&["64p", "256p", "1M", "2M"]);
+                let late = if self.rng.chance(60) {
+                    " late-reserve"
+                } else {
+                    ""
+                };
                 let e = self.expect(Can::Errno);
-                self.line(format!("area {t} {a} {s} rw{e}"));
+                self.line(format!("area {t} {a} {s} rw{late}{e}"));
                 let e = self.expect(Can::Fault);
                 self.line(format!("touch {t} {a} {s} write{e}"));
             }
@@ -424,7 +431,12 @@ fn grammar_scenario(rng: &mut Rng) -> String {
         } else {
             cpus as u64 + g.rng.below(4)
         };
-        g.line(format!("machine cpus {cpus} asids {asids}"));
+        let limit = if g.rng.chance(20) {
+            format!(" commit-limit {}p", g.rng.below(300))
+        } else {
+            String::new()
+        };
+        g.line(format!("machine cpus {cpus} asids {asids}{limit}"));
     } else {
         // The default machine has 4 CPUs.
         g.cpus = 4;

@@ -57,7 +57,7 @@ fn every_use_of_a_task_whose_creation_failed_is_a_failed_step() {
 machine cpus 1 asids 1 memory 1M
 task A
 cpu 0 run A
-area A 0x400000 1M rw
+area A 0x400000 1M rw late-reserve
 touch A 0x400000 1M write expect no-memory
 task B expect ENOMEM
 area B 0x400000 1p rw
@@ -132,7 +132,7 @@ fn a_lost_task_in_process_ends_as_a_failed_run() {
         quiet: true,
         ..Opts::default()
     };
-    let text = "machine cpus 1 asids 1 memory 1M\ntask A\ncpu 0 run A\narea A 0x400000 1M rw\ntouch A 0x400000 1M write\ntask B\narea B 0x400000 1p rw\n";
+    let text = "machine cpus 1 asids 1 memory 1M\ntask A\ncpu 0 run A\narea A 0x400000 1M rw late-reserve\ntouch A 0x400000 1M write\ntask B\narea B 0x400000 1p rw\n";
     let o = run_scenario_text(&opts, "t", text, Path::new("."));
     assert!(matches!(o, Outcome::Failed(_)), "{o:?}");
 }
@@ -161,9 +161,26 @@ fn elf_stops_at_the_first_out_of_memory_refusal() {
     // 1 TiB of bss: it used to touch 2^28 pages, for minutes.
     let huge = dir.path().join("bss1t");
     std::fs::write(&huge, elf_with_last_memsz(0x100_0000_0000)).unwrap();
+    // Within the commit limit (by default the free frames) the bss could
+    // not even be reserved: the load is refused up front.
+    aspace()
+        .args(["elf", "--memory", "1M"])
+        .arg(&small)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("out of memory (ENOMEM)"));
+    // With the limit lifted, the faults run out of frames instead.
+    const NO_LIMIT: &str = "1048576T";
     for f in [&small, &huge] {
         let out = aspace()
-            .args(["elf", "--json", "--memory", "1M"])
+            .args([
+                "elf",
+                "--json",
+                "--memory",
+                "1M",
+                "--commit-limit",
+                NO_LIMIT,
+            ])
             .arg(f)
             .output()
             .unwrap();
@@ -185,7 +202,7 @@ fn elf_stops_at_the_first_out_of_memory_refusal() {
     }
     // In text, once.
     aspace()
-        .args(["elf", "--memory", "1M"])
+        .args(["elf", "--memory", "1M", "--commit-limit", NO_LIMIT])
         .arg(&huge)
         .assert()
         .code(1)
@@ -370,6 +387,7 @@ fn a_picture_of_100k_areas_is_drawn_and_well_formed() {
             cpus: vec![],
             areas: Vec::new(),
             resident_pages: 0,
+            reserved_pages: 0,
             page_table_frames: 1,
         })
         .collect();
@@ -384,6 +402,8 @@ fn a_picture_of_100k_areas_is_drawn_and_well_formed() {
             resident: i % 2,
             image_pages: 0,
             private_pages: i % 2,
+            reserved: pages,
+            late_reserve: false,
             mode: "rw-p".into(),
             backend: "anon",
             shared: i % 4 == 0,

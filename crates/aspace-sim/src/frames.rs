@@ -402,4 +402,10 @@ unsafe impl FrameAllocator for FramePool {
         s.count_free(&self.folded.0);
         true
     }
+
+    /// The frames on the free lists (the commit limit a system on this
+    /// pool starts with).
+    fn free_frames(&self) -> Option<u64> {
+        Some(self.stats().free)
+    }
 }

@@ -87,6 +87,7 @@ impl Sim {
             SimMachine(hw.clone()),
             Config {
                 asids: config.asids,
+                ..Config::default()
             },
         )?;
         Ok(Sim {

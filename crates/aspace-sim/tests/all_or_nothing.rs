@@ -56,6 +56,8 @@ struct State {
     refcounts: Vec<u32>,
     free_asids: usize,
     tlbs: Vec<Vec<TlbEntry>>,
+    /// Pages reserved against the commit limit.
+    committed: u64,
 }
 
 fn space_state(s: &Space) -> SpaceState {
@@ -90,6 +92,7 @@ fn state(sim: &Sim, spaces: &[&Arc<Space>]) -> State {
             .collect(),
         free_asids: sim.system().free_asids(),
         tlbs: (0..hw.cpu_count()).map(|c| hw.tlb_entries(c)).collect(),
+        committed: sim.system().reserve().committed(),
     }
 }
 
@@ -208,6 +211,8 @@ fn drop_world(w: World, baseline: u64) {
     }
     assert_eq!(sim.hardware().stats().stale_accesses, 0);
     assert_eq!(sim.frames_in_use(), baseline, "frames left behind");
+    let committed = sim.system().reserve().committed();
+    assert_eq!(committed, 0, "pages still reserved");
 }
 
 #[test]
@@ -758,7 +763,10 @@ fn a_switch_during_a_dying_spaces_flush_gets_its_asid() {
                     hook: std::sync::Mutex::new(None),
                 },
             },
-            aspace::Config { asids: 2 },
+            aspace::Config {
+                asids: 2,
+                ..aspace::Config::default()
+            },
         )
         .unwrap(),
     );

@@ -148,7 +148,16 @@ impl Rig {
                 faults: faults.clone(),
             },
         };
-        let system = Arc::new(System::new(machine, aspace::Config { asids }).unwrap());
+        let system = Arc::new(
+            System::new(
+                machine,
+                aspace::Config {
+                    asids,
+                    ..aspace::Config::default()
+                },
+            )
+            .unwrap(),
+        );
         Rig {
             sim,
             system,

@@ -108,7 +108,8 @@ impl fmt::Debug for Hex {
     }
 }
 
-/// Area flags shown as `rw-`, `r-x+c` (cacheable) and so on.
+/// Area flags shown as `rw-`, `r-x+c` (cacheable), `rw-+late` (late
+/// reserve) and so on.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Fl(AreaFlags);
 
@@ -117,12 +118,17 @@ impl fmt::Debug for Fl {
         let g = |flag, c| if self.0.contains(flag) { c } else { '-' };
         write!(
             f,
-            "{}{}{}{}",
+            "{}{}{}{}{}",
             g(AreaFlags::READ, 'r'),
             g(AreaFlags::WRITE, 'w'),
             g(AreaFlags::EXEC, 'x'),
             if self.0.contains(AreaFlags::CACHEABLE) {
                 "+c"
+            } else {
+                ""
+            },
+            if self.0.contains(AreaFlags::LATE_RESERVE) {
+                "+late"
             } else {
                 ""
             }
@@ -523,6 +529,9 @@ struct Case {
     /// Tear down by dropping the spaces first (CPUs keep the ones they run)
     /// rather than the CPUs first.
     spaces_first: bool,
+    /// The commit limit in pages (`None`: the system's default, the free
+    /// frames).
+    commit_limit: Option<u64>,
     ops: Vec<Op>,
 }
 
@@ -531,10 +540,11 @@ impl fmt::Debug for Case {
         writeln!(
             f,
             "Case {{ cpus: {CPUS}, asids: {}, spaces: {SPACES}, tlb_entries: {}, \
-             teardown: {} first, {} ops:",
+             teardown: {} first, commit limit {:?}, {} ops:",
             self.asids,
             self.tlb_entries,
             if self.spaces_first { "spaces" } else { "cpus" },
+            self.commit_limit,
             self.ops.len()
         )?;
         for (i, op) in self.ops.iter().enumerate() {
@@ -552,8 +562,12 @@ fn flags() -> impl Strategy<Value = Fl> {
     (
         prop_oneof![2 => Just(R), 5 => Just(RW), 1 => Just(RX)],
         any::<bool>(),
+        prop::bool::weighted(0.2),
     )
-        .prop_map(|(f, c)| Fl(if c { f | AreaFlags::CACHEABLE } else { f }))
+        .prop_map(|(f, c, late)| {
+            let f = if c { f | AreaFlags::CACHEABLE } else { f };
+            Fl(if late { f | AreaFlags::LATE_RESERVE } else { f })
+        })
 }
 
 fn area_pages() -> impl Strategy<Value = u64> {
@@ -918,16 +932,17 @@ fn case(steps: usize) -> impl Strategy<Value = Case> {
     (
         prop_oneof![2 => Just(2u16), 1 => Just(3u16)],
         prop_oneof![Just(1usize), 2..=8usize, Just(64usize)],
-        any::<bool>(),
+        (any::<bool>(), prop::option::weighted(0.5, 0..=160u64)),
         prelude,
         prop::option::weighted(0.7, share),
         vec(op(), 1..=steps),
     )
         .prop_map(
-            |(asids, tlb_entries, spaces_first, prelude, share, ops)| Case {
+            |(asids, tlb_entries, (spaces_first, commit_limit), prelude, share, ops)| Case {
                 asids,
                 tlb_entries,
                 spaces_first,
+                commit_limit,
                 ops: prelude
                     .into_iter()
                     .flatten()
@@ -965,6 +980,9 @@ struct MArea {
 struct MGroup {
     /// Whether the core has a share record for the group.
     shared: bool,
+    /// Pages the share record reserves for the group (its first area's
+    /// size when it was first shared; shared areas cannot resize).
+    reserved: u64,
     /// Ids of the areas in the group.
     members: BTreeSet<u64>,
     /// Page indices (within the area) in the share record's page map; each
@@ -1039,14 +1057,58 @@ struct Model {
     last_store: Option<(u64, u64)>,
     /// What the last read access saw beyond plain data (coverage only).
     read_note: Option<&'static str>,
+    /// The system's commit limit in pages.
+    limit: u64,
 }
 
 impl Model {
-    fn new() -> Model {
+    fn new(limit: u64) -> Model {
         Model {
             spaces: (0..SPACES).map(|_| MSpace::default()).collect(),
+            limit,
             ..Model::default()
         }
+    }
+
+    /// Pages reserved for `area` (based at page `start` of `ms`): a shared
+    /// group's reservation, every page of a private area, or the mapped
+    /// pages of a late-reserving one.
+    fn reserved(&self, ms: &MSpace, start: u64, area: &MArea) -> u64 {
+        let g = &self.groups[&area.group];
+        if g.shared {
+            g.reserved
+        } else if area.flags.contains(AreaFlags::LATE_RESERVE) {
+            ms.resident.range(start..start + area.pages).count() as u64
+        } else {
+            area.pages
+        }
+    }
+
+    /// Pages reserved in the whole system: every private area's, and each
+    /// shared group's once.
+    fn committed(&self) -> u64 {
+        let private: u64 = self
+            .all_spaces()
+            .flat_map(|m| {
+                m.areas
+                    .iter()
+                    .filter(|(_, a)| !self.groups[&a.group].shared)
+                    .map(move |(&b, a)| (m, b, a))
+            })
+            .map(|(m, b, a)| self.reserved(m, b, a))
+            .sum();
+        let shared: u64 = self
+            .groups
+            .values()
+            .filter(|g| g.shared)
+            .map(|g| g.reserved)
+            .sum();
+        private + shared
+    }
+
+    /// Whether `pages` more can be reserved within the limit.
+    fn can_reserve(&self, pages: u64) -> bool {
+        self.committed() + pages <= self.limit
     }
 
     fn new_id(&mut self) -> u64 {
@@ -1084,6 +1146,16 @@ impl Model {
         let start = base / PAGE_SIZE;
         if !self.spaces[s].fits(start, pages, None) {
             return Err(Error::AddressNotAvailable);
+        }
+        // A share destination takes the group's reservation; a new area
+        // reserves its pages unless it reserves late.
+        let need = if group.is_some() || flags.contains(AreaFlags::LATE_RESERVE) {
+            0
+        } else {
+            pages
+        };
+        if !self.can_reserve(need) {
+            return Err(Error::NoMemory);
         }
         let id = self.new_id();
         let group = match group {
@@ -1128,6 +1200,10 @@ impl Model {
                 .ok_or(Error::InvalidArgument)?;
             if !self.spaces[s].fits(start, pages, Some(start)) {
                 return Err(Error::AddressNotAvailable);
+            }
+            let late = area.flags.contains(AreaFlags::LATE_RESERVE);
+            if !late && !self.can_reserve(pages - area.pages) {
+                return Err(Error::NoMemory);
             }
         }
         if pages < area.pages {
@@ -1195,7 +1271,10 @@ impl Model {
         if self.groups[&area.group].shared {
             return Err(Error::NotSupported);
         }
-        self.spaces[s].areas.get_mut(&start).expect("found").flags = flags;
+        // The area keeps its own way of reserving.
+        let late = AreaFlags::LATE_RESERVE;
+        self.spaces[s].areas.get_mut(&start).expect("found").flags =
+            (flags - late) | (area.flags & late);
         Ok(())
     }
 
@@ -1213,6 +1292,9 @@ impl Model {
         let Some((start, area)) = self.area_at(src, src_addr / PAGE_SIZE) else {
             return (Err(Error::NotFound), "no source");
         };
+        if area.flags.contains(AreaFlags::LATE_RESERVE) {
+            return (Err(Error::NotSupported), "late-reserving source");
+        }
         let mut mask = mask;
         if area.flags.contains(AreaFlags::CACHEABLE) {
             mask |= AreaFlags::CACHEABLE;
@@ -1235,6 +1317,7 @@ impl Model {
         let first = !g.shared;
         if first {
             g.shared = true;
+            g.reserved = area.pages;
             g.pagemap = ms
                 .resident
                 .range(start..start + area.pages)
@@ -1260,6 +1343,7 @@ impl Model {
                 if first {
                     let g = self.groups.get_mut(&area.group).expect("live group");
                     g.shared = false;
+                    g.reserved = 0;
                     self.pagemap_inserts -= g.pagemap.len() as u64;
                     g.pagemap.clear();
                 }
@@ -1297,6 +1381,11 @@ impl Model {
                 return Err(refuse(FaultReason::Access));
             }
             let idx = page - start;
+            // A late-reserving area reserves the page it maps.
+            let late = area.flags.contains(AreaFlags::LATE_RESERVE);
+            if late && !self.spaces[s].resident.contains(&page) && !self.can_reserve(1) {
+                return Err(refuse(FaultReason::NoMemory));
+            }
             let ms = &mut self.spaces[s];
             let g = self.groups.get_mut(&area.group).expect("live group");
             if ms.resident.insert(page) {
@@ -1524,7 +1613,12 @@ macro_rules! ensure {
 }
 
 impl World {
-    fn new(asids: u16, tlb_entries: usize, steps: usize) -> Result<World, String> {
+    fn new(
+        asids: u16,
+        tlb_entries: usize,
+        commit_limit: Option<u64>,
+        steps: usize,
+    ) -> Result<World, String> {
         // Each step maps at most `MAX_COPY / PAGE_SIZE + 1` pages; leave
         // room for page tables.
         let frames = (steps as u64 * (MAX_COPY / PAGE_SIZE + 1) + 512).max(1024);
@@ -1535,6 +1629,10 @@ impl World {
             tlb_entries,
         })
         .map_err(|e| format!("Sim::new: {e:?}"))?;
+        if let Some(limit) = commit_limit {
+            sim.system().reserve().set_limit(limit);
+        }
+        let limit = sim.system().reserve().limit();
         let baseline = sim.frames_in_use();
         let kernel_tables = sim.system().kernel().page_table_frames();
         ensure!(
@@ -1552,7 +1650,7 @@ impl World {
             baseline,
             spaces,
             cpus,
-            model: Model::new(),
+            model: Model::new(limit),
             running: [Run::Idle; CPUS],
             note: String::new(),
         })
@@ -2203,6 +2301,12 @@ impl World {
                 let g = groups
                     .get(&ma.group)
                     .ok_or_else(|| format!("model bug: {name}: area {a} in no group"))?;
+                let reserved = self.model.reserved(m, base, &ma);
+                ensure!(
+                    a.reserved == reserved,
+                    "{name}: area {a}: {} pages reserved, model expects {reserved}",
+                    a.reserved
+                );
                 match space.share_info(a.base) {
                     Some(info) => ensure!(
                         g.shared
@@ -2380,6 +2484,17 @@ impl World {
              {tables_total} + distinct data frames {data})",
             self.baseline
         );
+        // The reservation: every private area's pages (a late-reserving
+        // one's mapped pages) and each shared group's once.
+        let reserve = self.sim.system().reserve();
+        ensure!(
+            reserve.committed() == self.model.committed() && reserve.limit() == self.model.limit,
+            "{} of {} pages reserved, model expects {} of {}",
+            reserve.committed(),
+            reserve.limit(),
+            self.model.committed(),
+            self.model.limit
+        );
         // References taken and given back by the core: one per mapping made
         // (`pages_mapped`) and one per page-map entry, minus those
         // released (`frame_refs_released`), leaves those still held.
@@ -2526,6 +2641,23 @@ impl World {
         {
             cov.hit("state: a replaced space still running shares an area");
         }
+        let late_mapped = self.model.all_spaces().any(|m| {
+            m.areas.iter().any(|(&b, a)| {
+                a.flags.contains(AreaFlags::LATE_RESERVE)
+                    && m.resident.range(b..b + a.pages).next().is_some()
+            })
+        });
+        if late_mapped {
+            cov.hit("state: a late-reserving area with pages mapped");
+        }
+        if self
+            .model
+            .groups
+            .values()
+            .any(|g| g.shared && g.reserved > 0 && g.members.len() >= 3)
+        {
+            cov.hit("state: a shared group reserving once for 3+ sharers");
+        }
     }
 
     /// Drops everything; nothing may be left behind.
@@ -2566,6 +2698,11 @@ impl World {
             free == asids as usize,
             "after teardown {free} of {asids} ASIDs free"
         );
+        let committed = sim.system().reserve().committed();
+        ensure!(
+            committed == 0,
+            "after teardown {committed} pages still reserved"
+        );
         // Every reference taken (one per mapping made, one per page-map
         // entry) has been given back.
         ensure!(
@@ -2587,7 +2724,7 @@ fn run_case(
     cov: &mut Coverage,
     mut trace: Option<&mut Vec<String>>,
 ) -> Check {
-    let mut world = World::new(case.asids, case.tlb_entries, steps)?;
+    let mut world = World::new(case.asids, case.tlb_entries, case.commit_limit, steps)?;
     world.check().map_err(|e| format!("initially: {e}"))?;
     for (i, op) in case.ops.iter().enumerate() {
         world.note.clear();
@@ -2749,6 +2886,13 @@ fn model_based_random_operations() {
             "copy raw UserEnd: Ok",
             "copy raw UserEnd: Ok, empty",
             "copy raw Wrapping: Err(BadMemory)",
+            // Memory reservation.
+            "create: Err(NoMemory)",
+            "resize: Err(NoMemory)",
+            "Write: NoMemory",
+            "share late-reserving source: Err(NotSupported)",
+            "state: a late-reserving area with pages mapped",
+            "state: a shared group reserving once for 3+ sharers",
         ];
         let missing: Vec<&str> = must
             .iter()

@@ -11,6 +11,7 @@ use crate::internals::used_space::UsedSpace;
 use crate::machine::Machine;
 use crate::share::ShareInfo;
 use crate::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64 as PlainAtomicU64, Ordering::Relaxed};
 
 /// An area inside an address space (HelenOS `as_area_t`).
 ///
@@ -22,6 +23,10 @@ pub(crate) struct Area<M: Machine> {
     pub base: Page,
     pub backend: Arc<dyn Backend<M::Memory, M::Frames>>,
     pub pages: AtomicU64,
+    /// Pages reserved for the area (see [`crate::reserve`]): its own
+    /// reservation, or its share record's once shared. Changed under the
+    /// area's lock; read without it for listings.
+    pub reserved: PlainAtomicU64,
     state: lock_api::Mutex<M::Lock, AreaState<M>>,
 }
 
@@ -30,9 +35,10 @@ pub(crate) struct Area<M: Machine> {
 /// and is written when the area's lock guard drops, which happens with the
 /// tree locked: the summary cannot move meanwhile.
 ///
-/// Rights, attributes, share state and resident count are packed into one
-/// word, so a lookup reads them at once and the tree's entries stay small
-/// (32 bytes with the area and the backend's name).
+/// Rights, attributes, share state, resident count and how to tell the
+/// reserved count are packed into one word, so a lookup reads them at once
+/// and the tree's entries stay small (32 bytes with the area and the
+/// backend's name).
 pub(crate) struct Summary {
     word: AtomicU64,
     backend: &'static str,
@@ -44,21 +50,53 @@ const RIGHTS_SHIFT: u32 = 0;
 const ATTRS_SHIFT: u32 = 8;
 /// Bit 16: shared.
 const SHARED_BIT: u64 = 1 << 16;
-/// Bits 17–63: the resident count (saturating; 2^47 pages is more than a
-/// 57-bit address space holds).
-const RESIDENT_SHIFT: u32 = 17;
+/// Bits 17–18: how the pages reserved for the area follow from the rest,
+/// so that a lookup need not read the area: none, all its pages, its
+/// resident pages (the usual cases), or another number, read from the area.
+const RESERVED_SHIFT: u32 = 17;
+const RESERVED_NONE: u64 = 0;
+const RESERVED_ALL: u64 = 1;
+const RESERVED_RESIDENT: u64 = 2;
+const RESERVED_OTHER: u64 = 3;
+/// Bits 19–63: the resident count (saturating; 2^45 pages fill a 57-bit
+/// address space, which an area never does whole).
+const RESIDENT_SHIFT: u32 = 19;
 const _: () = assert!(AreaFlags::all().bits() <= 0xff && AreaAttrs::all().bits() <= 0xff);
+const _: () = assert!(RESERVED_OTHER < 1 << (RESIDENT_SHIFT - RESERVED_SHIFT));
 
 impl Summary {
-    fn pack<M: Machine>(st: &AreaState<M>) -> u64 {
-        Self::pack_parts(st.flags, st.attrs, st.share.is_some(), st.used.pages())
+    fn pack<M: Machine>(st: &AreaState<M>, area: &Area<M>) -> u64 {
+        let resident = st.used.pages();
+        let reserved = Self::reserved_kind(area.reserved(), area.pages(), resident);
+        Self::pack_parts(st.flags, st.attrs, st.share.is_some(), resident, reserved)
     }
 
-    fn pack_parts(flags: AreaFlags, attrs: AreaAttrs, shared: bool, resident: u64) -> u64 {
+    /// Which `RESERVED_*` describes `reserved` pages of an area of `pages`
+    /// pages with `resident` resident.
+    fn reserved_kind(reserved: u64, pages: u64, resident: u64) -> u64 {
+        if reserved == 0 {
+            RESERVED_NONE
+        } else if reserved == pages {
+            RESERVED_ALL
+        } else if reserved == resident && resident < u64::MAX >> RESIDENT_SHIFT {
+            RESERVED_RESIDENT
+        } else {
+            RESERVED_OTHER
+        }
+    }
+
+    fn pack_parts(
+        flags: AreaFlags,
+        attrs: AreaAttrs,
+        shared: bool,
+        resident: u64,
+        reserved: u64,
+    ) -> u64 {
         let resident = resident.min(u64::MAX >> RESIDENT_SHIFT);
         (u64::from(flags.bits() & 0xff) << RIGHTS_SHIFT)
             | (u64::from(attrs.bits() & 0xff) << ATTRS_SHIFT)
             | if shared { SHARED_BIT } else { 0 }
+            | (reserved << RESERVED_SHIFT)
             | (resident << RESIDENT_SHIFT)
     }
 
@@ -79,8 +117,8 @@ impl Summary {
         )
     }
 
-    fn publish<M: Machine>(&self, st: &AreaState<M>) {
-        self.word.store(Self::pack(st), Ordering::Release);
+    fn publish<M: Machine>(&self, st: &AreaState<M>, area: &Area<M>) {
+        self.word.store(Self::pack(st, area), Ordering::Release);
     }
 }
 
@@ -91,20 +129,23 @@ pub(crate) struct AreaEntry<M: Machine> {
 }
 
 impl<M: Machine> AreaEntry<M> {
-    /// A slot for a new area: nothing resident, not shared.
+    /// A slot for a new area: nothing resident, not shared, `reserved`
+    /// pages reserved for it.
     pub fn new(
         base: Page,
         pages: u64,
         flags: AreaFlags,
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M::Memory, M::Frames>>,
+        reserved: u64,
     ) -> Self {
+        let kind = Summary::reserved_kind(reserved, pages, 0);
         let summary = Summary {
-            word: AtomicU64::new(Summary::pack_parts(flags, attrs, false, 0)),
+            word: AtomicU64::new(Summary::pack_parts(flags, attrs, false, 0, kind)),
             backend: backend.name(),
         };
         Self {
-            area: Arc::new(Area::new(base, pages, flags, attrs, backend)),
+            area: Arc::new(Area::new(base, pages, flags, attrs, backend, reserved)),
             summary,
         }
     }
@@ -112,7 +153,7 @@ impl<M: Machine> AreaEntry<M> {
     /// Locks the area; the guard publishes the summary when dropped.
     pub fn lock(&self) -> AreaGuard<'_, M> {
         AreaGuard {
-            summary: Some(&self.summary),
+            summary: Some((&self.summary, &self.area)),
             st: self.area.state.lock(),
         }
     }
@@ -122,13 +163,21 @@ impl<M: Machine> AreaEntry<M> {
     /// moments a few instructions apart.
     pub fn snapshot(&self, start: u64, end: u64) -> AreaInfo {
         let w = self.summary.word.load(Ordering::Acquire);
+        let resident = w >> RESIDENT_SHIFT;
+        let reserved = match (w >> RESERVED_SHIFT) & 3 {
+            RESERVED_NONE => 0,
+            RESERVED_ALL => end - start,
+            RESERVED_RESIDENT => resident,
+            _ => self.area.reserved(),
+        };
         AreaInfo {
             base: Page::from_number(start).start(),
             pages: end - start,
             flags: AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff),
             attrs: AreaAttrs::from_bits_truncate((w >> ATTRS_SHIFT) as u32 & 0xff),
             backend: self.summary.backend,
-            resident: w >> RESIDENT_SHIFT,
+            resident,
+            reserved,
             shared: w & SHARED_BIT != 0,
         }
     }
@@ -137,7 +186,7 @@ impl<M: Machine> AreaEntry<M> {
 /// The locked state of an area; publishes the area's summary when dropped
 /// (if it was locked through its slot).
 pub(crate) struct AreaGuard<'a, M: Machine> {
-    summary: Option<&'a Summary>,
+    summary: Option<(&'a Summary, &'a Area<M>)>,
     st: lock_api::MutexGuard<'a, M::Lock, AreaState<M>>,
 }
 
@@ -156,8 +205,8 @@ impl<M: Machine> DerefMut for AreaGuard<'_, M> {
 
 impl<M: Machine> Drop for AreaGuard<'_, M> {
     fn drop(&mut self) {
-        if let Some(summary) = self.summary {
-            summary.publish(&self.st);
+        if let Some((summary, area)) = self.summary {
+            summary.publish(&self.st, area);
         }
     }
 }
@@ -177,11 +226,13 @@ impl<M: Machine> Area<M> {
         flags: AreaFlags,
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M::Memory, M::Frames>>,
+        reserved: u64,
     ) -> Self {
         Self {
             base,
             backend,
             pages: AtomicU64::new(pages),
+            reserved: PlainAtomicU64::new(reserved),
             state: lock_api::Mutex::new(AreaState {
                 flags,
                 attrs,
@@ -196,6 +247,11 @@ impl<M: Machine> Area<M> {
     /// Size in pages (see the type's locking rule).
     pub fn pages(&self) -> u64 {
         self.pages.load(Ordering::Acquire)
+    }
+
+    /// Pages reserved for the area (see the field).
+    pub fn reserved(&self) -> u64 {
+        self.reserved.load(Relaxed)
     }
 
     /// One past the last page number.
@@ -217,6 +273,7 @@ impl<M: Machine> Area<M> {
             attrs: st.attrs,
             backend: self.backend.name(),
             resident: st.used.pages(),
+            reserved: self.reserved(),
             shared: st.share.is_some(),
         }
     }

@@ -1,11 +1,14 @@
 //! The page-fault handler (HelenOS `as_page_fault`).
 
+use core::sync::atomic::Ordering::Relaxed;
+
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
 use crate::flags::{Access, AreaAttrs};
 use crate::machine::{Cpus, FrameAllocator, Machine};
 use crate::paging::PageTable;
+use crate::reserve;
 use crate::space::AddressSpace;
 use crate::stats::{Counters, Stats};
 
@@ -19,7 +22,8 @@ pub enum FaultReason {
     /// The area does not permit the access.
     Access,
     /// The backend could not supply a frame (out of memory or a backend
-    /// error).
+    /// error), or a [late-reserving](crate::AreaFlags::LATE_RESERVE) area
+    /// could not reserve the page within the commit limit.
     NoMemory,
 }
 
@@ -175,13 +179,23 @@ impl<M: Machine> AddressSpace<M> {
             Stats::add(&stats.faults_raced, 1);
             return Ok(());
         }
+        // A late-reserving area reserves the page now (see `crate::reserve`).
+        let late = reserve::per_page(&*area.backend, st.flags, page.pages_since(area.base), 1);
+        if !self.shared.reserve.try_reserve(late) {
+            let _ = st.used.remove(page, 1);
+            return Err(FaultReason::NoMemory);
+        }
         let result = self.map_new_page(area, &st, page, access, prepared);
         match result {
             Ok(()) => {
                 Stats::add(&stats.faults_resolved, 1);
+                if late > 0 {
+                    area.reserved.fetch_add(late, Relaxed);
+                }
             }
             Err(_) => {
                 let _ = st.used.remove(page, 1);
+                self.shared.reserve.release(late);
             }
         }
         result

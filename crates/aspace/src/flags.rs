@@ -19,6 +19,12 @@ bitflags! {
         const EXEC = 4;
         /// Pages are cached (normal memory rather than device memory).
         const CACHEABLE = 8;
+        /// Memory is reserved page by page when a fault maps it, instead of
+        /// for the whole area when it is created or grown (HelenOS
+        /// `AS_AREA_LATE_RESERVE`; see [`crate::reserve`]). Not a right:
+        /// a change of rights keeps the area's own bit. Such areas cannot
+        /// be shared (as in HelenOS).
+        const LATE_RESERVE = 0x20;
     }
 }
 

@@ -71,6 +71,7 @@ pub mod machine;
 #[allow(unsafe_code)]
 pub mod memory;
 pub mod paging;
+pub mod reserve;
 #[allow(unsafe_code)]
 mod shard_lock;
 pub mod share;
@@ -95,6 +96,7 @@ pub use machine::{
     Asid, CpuId, CpuSet, Cpus, FrameAllocator, Invalidation, Layout, Machine, PhysMemory,
     Shootdown, Tlb,
 };
+pub use reserve::{Reserve, ReserveSnapshot};
 pub use space::AddressSpace;
 pub use stats::StatsSnapshot;
 pub use system::{Config, System};

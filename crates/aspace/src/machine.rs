@@ -109,7 +109,7 @@
 //!     ram: Ram((0..frames * PAGE_SIZE / 8).map(|_| AtomicU64::new(0)).collect()),
 //!     frames: FreeList(Mutex::new(((1..frames).rev().collect(), vec![0; frames as usize]))),
 //! };
-//! let system = System::new(machine, Config { asids: 1 }).unwrap();
+//! let system = System::new(machine, Config { asids: 1, ..Config::default() }).unwrap();
 //! let free = || system.machine().frames.0.lock().unwrap().0.len();
 //! let free_at_start = free();
 //! let space = system.create().unwrap();

@@ -82,4 +82,11 @@ pub unsafe trait FrameAllocator: Send + Sync {
     fn add_ref(&self, frame: Frame);
     /// Drops one reference; returns `true` when this freed the frame.
     fn release(&self, frame: Frame) -> bool;
+    /// Frames free now, if the allocator can tell (by default it cannot).
+    /// A [`System`](crate::System) whose [`Config`](crate::Config) names no
+    /// commit limit takes this as its limit (see [`crate::reserve`]);
+    /// `None` means no limit.
+    fn free_frames(&self) -> Option<u64> {
+        None
+    }
 }

@@ -19,13 +19,24 @@ pub(crate) struct ShareState {
 /// The share record of a group of areas.
 pub struct ShareInfo<M: Machine> {
     pub(crate) state: lock_api::Mutex<M::Lock, ShareState>,
+    /// Pages reserved for the group (see [`crate::reserve`]): the first
+    /// area's reservation, taken over when it was first shared (shared
+    /// areas cannot resize, so it never changes), given back by the last
+    /// area to leave.
+    reserved: u64,
 }
 
 impl<M: Machine> ShareInfo<M> {
-    pub(crate) fn new(refs: usize, pagemap: BTreeMap<u64, Frame>) -> Self {
+    pub(crate) fn new(refs: usize, pagemap: BTreeMap<u64, Frame>, reserved: u64) -> Self {
         Self {
             state: lock_api::Mutex::new(ShareState { refs, pagemap }),
+            reserved,
         }
+    }
+
+    /// Pages reserved for the group, once for all its areas.
+    pub fn reserved(&self) -> u64 {
+        self.reserved
     }
 
     /// Number of areas sharing the record.
@@ -39,15 +50,16 @@ impl<M: Machine> ShareInfo<M> {
     }
 
     /// Drops one area's reference; when it was the last, returns the frames
-    /// whose page-map references are to be released (after a shootdown).
-    pub(crate) fn remove_reference(&self) -> Vec<Frame> {
+    /// whose page-map references are to be released (after a shootdown)
+    /// (the caller then gives back the [reservation](Self::reserved)).
+    pub(crate) fn remove_reference(&self) -> Option<Vec<Frame>> {
         let mut st = self.state.lock();
         debug_assert!(st.refs > 0);
         st.refs -= 1;
         if st.refs == 0 {
-            core::mem::take(&mut st.pagemap).into_values().collect()
+            Some(core::mem::take(&mut st.pagemap).into_values().collect())
         } else {
-            Vec::new()
+            None
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The state every address space of a system shares with the system: the
-//! machine, the ASID allocator, the counters, the per-CPU lookup hints and
-//! the count of faults holding prepared frames. Built by
+//! machine, the ASID allocator, the counters, the per-CPU lookup hints,
+//! the count of faults holding prepared frames and the memory reservation. Built by
 //! [`System::new`](crate::System::new); address spaces, the fault handler and
 //! the shootdown batch reach it through their `Arc`.
 
@@ -10,6 +10,7 @@ use core::sync::atomic::Ordering;
 use crate::asid::AsidAllocator;
 use crate::internals::area_tree::Hint;
 use crate::machine::{Cpus, Layout, Machine};
+use crate::reserve::Reserve;
 use crate::stats::Stats;
 use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -22,12 +23,14 @@ pub(crate) struct Shared<M: Machine> {
     pub preparing: Preparing,
     pub next_id: PlainAtomicU64,
     pub layout: Layout,
+    pub reserve: Reserve,
 }
 
 impl<M: Machine> Shared<M> {
     /// The shared state of a new system on `machine` with `asids` user ASIDs.
-    pub(crate) fn new(machine: M, asids: u16) -> Self {
+    pub(crate) fn new(machine: M, asids: u16, commit_limit: u64) -> Self {
         Self {
+            reserve: Reserve::new(commit_limit),
             layout: machine.layout(),
             machine,
             asids: lock_api::Mutex::new(AsidAllocator::new(asids)),

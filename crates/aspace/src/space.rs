@@ -35,6 +35,7 @@ use crate::internals::used_space::UsedSpace;
 use crate::lookup::AreaLookup;
 use crate::machine::{Asid, CpuSet, Cpus, FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
 use crate::paging::PageTable;
+use crate::reserve;
 use crate::shard_lock::{ReadGuard, ShardedRwLock};
 use crate::share::ShareInfo;
 use crate::shared::Shared;
@@ -89,14 +90,27 @@ fn unmap_into<M: Machine>(
     }
 }
 
-/// Drops a departing area's share reference; frames the record held go
-/// into `batch`.
-fn leave_share<M: Machine>(st: &mut AreaState<M>, batch: &mut ShootdownBatch) {
-    if let Some(share) = st.share.take() {
-        for f in share.remove_reference() {
-            batch.release_later(f);
+/// Drops a departing area's share reference (frames the record held go
+/// into `batch`) and gives back its reservation: its own, or the share
+/// record's when it was the last sharer.
+fn leave_share<M: Machine>(
+    shared: &Shared<M>,
+    area: &Area<M>,
+    st: &mut AreaState<M>,
+    batch: &mut ShootdownBatch,
+) {
+    match st.share.take() {
+        Some(share) => {
+            if let Some(frames) = share.remove_reference() {
+                for f in frames {
+                    batch.release_later(f);
+                }
+                shared.reserve.release(share.reserved());
+            }
         }
+        None => shared.reserve.release(area.reserved()),
     }
+    area.reserved.store(0, Ordering::Relaxed);
 }
 
 impl<M: Machine> AddressSpace<M> {
@@ -286,7 +300,9 @@ impl<M: Machine> AddressSpace<M> {
     /// Refuses an unaligned base, a zero or wrapping size and write+exec
     /// with `InvalidArgument`; overlap with another area, the NULL page, the
     /// other side of the user/kernel split, or a range past the end of the
-    /// address space with `AddressNotAvailable`.
+    /// address space with `AddressNotAvailable`; and, after those checks,
+    /// an area whose memory reservation ([`Backend::reserve_pages`]) would
+    /// pass the commit limit with `NoMemory` (see [`crate::reserve`]).
     pub fn area_create_with(
         &self,
         base: VirtAddr,
@@ -315,20 +331,34 @@ impl<M: Machine> AddressSpace<M> {
         if !self.check_conflicts(&tree, range, None) {
             return Err(Error::AddressNotAvailable);
         }
-        let slot = AreaEntry::new(range.start, range.count, flags, attrs, backend);
+        // A share destination (partial) takes its source's reservation
+        // when the share completes; it reserves nothing of its own.
+        let reserve = if attrs.contains(AreaAttrs::PARTIAL) {
+            0
+        } else {
+            reserve::up_front(&*backend, flags, 0, range.count)
+        };
+        if !self.shared.reserve.try_reserve(reserve) {
+            return Err(Error::NoMemory);
+        }
+        let slot = AreaEntry::new(range.start, range.count, flags, attrs, backend, reserve);
         let area = slot.area.clone();
         let (start, end) = (range.start.number(), range.end().number());
-        tree.insert(start, end, slot)
-            .map_err(|_| Error::AddressNotAvailable)?;
+        if tree.insert(start, end, slot).is_err() {
+            self.shared.reserve.release(reserve);
+            return Err(Error::AddressNotAvailable);
+        }
         Ok(area)
     }
 
     /// Changes the size of the area containing `addr` so that it ends at
     /// `addr + size` (HelenOS `as_area_resize`).
     ///
-    /// Growing checks for conflicts (`AddressNotAvailable`); shrinking
-    /// unmaps the pages above the new end, highest first, and releases their
-    /// frames after one TLB shootdown for the whole range. A new size of zero
+    /// Growing checks for conflicts (`AddressNotAvailable`) and reserves
+    /// memory for the new pages (`NoMemory` beyond the commit limit, see
+    /// [`crate::reserve`]); shrinking unmaps the pages above the new end,
+    /// highest first, releases their frames after one TLB shootdown for the
+    /// whole range and gives their reservation back. A new size of zero
     /// pages is `PermissionDenied`, as in HelenOS; shared areas and areas
     /// whose backend cannot resize get `NotSupported`; a share destination
     /// still being set up (partial) `NotFound`.
@@ -347,19 +377,30 @@ impl<M: Machine> AddressSpace<M> {
                 return Err(Error::PermissionDenied);
             }
             let old = area.pages();
+            let backend = &*area.backend;
             if pages > old {
                 let range = Self::checked_range(area.base.start(), bytes)?;
                 if !self.check_conflicts(&tree, range, Some(area.base.number())) {
                     return Err(Error::AddressNotAvailable);
                 }
+                let more = reserve::up_front(backend, st.flags, old, pages - old);
+                if !self.shared.reserve.try_reserve(more) {
+                    return Err(Error::NoMemory);
+                }
+                area.reserved.fetch_add(more, Ordering::Relaxed);
             } else if pages < old {
                 let removed = st.used.split_off(area.base.add(pages));
                 let mut batch = ShootdownBatch::new();
+                let mut less = reserve::up_front(backend, st.flags, pages, old - pages);
                 for r in removed {
+                    let index = r.start.pages_since(area.base);
+                    less += reserve::per_page(backend, st.flags, index, r.count);
                     let pages = (0..r.count).rev().map(|i| r.start.add(i));
-                    unmap_into(self.machine(), self.pt(), &*area.backend, pages, &mut batch);
+                    unmap_into(self.machine(), self.pt(), backend, pages, &mut batch);
                 }
                 batch.complete(&self.shared, self.id);
+                self.shared.reserve.release(less);
+                area.reserved.fetch_sub(less, Ordering::Relaxed);
             }
             area.pages.store(pages, Ordering::Release);
             (area.base.number(), pages)
@@ -398,7 +439,7 @@ impl<M: Machine> AddressSpace<M> {
                 batch,
             );
         }
-        leave_share(&mut st, batch);
+        leave_share(&self.shared, area, &mut st, batch);
     }
 
     /// Changes the rights of the area containing `addr`, keeping its data
@@ -427,8 +468,10 @@ impl<M: Machine> AddressSpace<M> {
             batch.defer(u, false);
         }
         batch.complete(&self.shared, self.id);
-        st.flags = flags;
-        let pflags = self.page_flags(flags);
+        // The area keeps its own way of reserving (not a right).
+        let late = AreaFlags::LATE_RESERVE;
+        st.flags = (flags - late) | (st.flags & late);
+        let pflags = self.page_flags(st.flags);
         let mut lost = Vec::new();
         for &(page, frame) in &frames {
             if pt.map(m.memory(), m.frames(), page, frame, pflags).is_err() {
@@ -442,6 +485,10 @@ impl<M: Machine> AddressSpace<M> {
             if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
                 m.frames().release(frame);
             }
+            let index = page.pages_since(area.base);
+            let less = reserve::per_page(&*area.backend, st.flags, index, 1);
+            self.shared.reserve.release(less);
+            area.reserved.fetch_sub(less, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -453,12 +500,15 @@ impl<M: Machine> AddressSpace<M> {
     /// `mask` the rights the new area gets; the cacheable attribute is
     /// inherited. Refusals: no source area (or a partial one, a share
     /// destination still being set up) `NotFound`; a backend that cannot
-    /// share `NotSupported`; a different size or rights the source lacks
+    /// share, or a [late-reserving](AreaFlags::LATE_RESERVE) source,
+    /// `NotSupported`; a different size or rights the source lacks
     /// `PermissionDenied`; a destination that cannot be created the
     /// creation's error (HelenOS reports `ENOMEM` for all of those); a
     /// destination of another system `InvalidArgument`.
     /// Both areas then map the same frames, also for pages first touched
-    /// later; the last area to go frees them.
+    /// later; the last area to go frees them. The source's memory
+    /// reservation becomes the group's, counted once and given back by the
+    /// last area to go; the destination reserves nothing more.
     pub fn area_share(
         &self,
         src_addr: VirtAddr,
@@ -516,6 +566,9 @@ impl<M: Machine> AddressSpace<M> {
         // Partial areas refuse share, resize and change of rights, so no
         // other share record can have arrived meanwhile.
         debug_assert!(st.share.is_none());
+        slot.area
+            .reserved
+            .store(share.reserved(), Ordering::Relaxed);
         st.share = Some(share);
         st.attrs.remove(AreaAttrs::PARTIAL);
         Ok(())
@@ -556,6 +609,12 @@ impl<M: Machine> AddressSpace<M> {
                     batch.release_later(f);
                 }
             }
+            // Nobody left: the group's reservation goes too. (A source
+            // taken off the record keeps its own, which the record only
+            // stood for.)
+            if sh.refs == 0 {
+                self.shared.reserve.release(share.reserved());
+            }
         }
         batch.complete(&self.shared, self.id);
     }
@@ -569,7 +628,12 @@ impl<M: Machine> AddressSpace<M> {
         size: u64,
         mask: AreaFlags,
     ) -> Result<AreaFlags> {
-        if !area.backend.caps().contains(BackendCaps::SHARE) {
+        // Late-reserving areas are not shared (as in HelenOS): their
+        // reservation follows their mapped pages, which a share record
+        // would have to count across sharers.
+        if !area.backend.caps().contains(BackendCaps::SHARE)
+            || st.flags.contains(AreaFlags::LATE_RESERVE)
+        {
             return Err(Error::NotSupported);
         }
         if mask.bits() & !AreaFlags::all().bits() != 0 {
@@ -605,7 +669,8 @@ impl<M: Machine> AddressSpace<M> {
                 pagemap.insert(page.pages_since(area.base), frame);
             }
         }
-        let share = Arc::new(ShareInfo::new(2, pagemap));
+        // The area's reservation becomes the group's.
+        let share = Arc::new(ShareInfo::new(2, pagemap, area.reserved()));
         st.share = Some(share.clone());
         (share, true)
     }

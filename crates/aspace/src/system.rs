@@ -4,6 +4,7 @@
 use alloc::sync::Arc;
 
 use crate::machine::{Asid, Cpus, Invalidation, Machine, Tlb};
+use crate::reserve::{self, Reserve};
 use crate::shared::Shared;
 use crate::space::AddressSpace;
 use crate::stats::{Stats, StatsSnapshot};
@@ -15,11 +16,19 @@ pub struct Config {
     /// Number of user ASIDs (x86_64 PCIDs 1..=4095). Must be at least the
     /// number of CPUs, so every CPU can run a different address space.
     pub asids: u16,
+    /// The commit limit in pages (see [`crate::reserve`]): `None` takes
+    /// the frames the allocator has free when the system starts
+    /// ([`FrameAllocator::free_frames`](crate::FrameAllocator::free_frames)),
+    /// or no limit if it cannot tell; `Some(u64::MAX)` is no limit.
+    pub commit_limit: Option<u64>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { asids: 4095 }
+        Self {
+            asids: 4095,
+            commit_limit: None,
+        }
     }
 }
 
@@ -38,7 +47,10 @@ impl<M: Machine> System<M> {
         if cpus == 0 || cpus > 64 || (config.asids as usize) < cpus || config.asids > 4095 {
             return Err(Error::InvalidArgument);
         }
-        let shared = Arc::new(Shared::new(machine, config.asids));
+        let limit = config
+            .commit_limit
+            .unwrap_or_else(|| reserve::default_limit(machine.frames()));
+        let shared = Arc::new(Shared::new(machine, config.asids, limit));
         let kernel = AddressSpace::create(&shared, None)?;
         Ok(Self { shared, kernel })
     }
@@ -110,6 +122,12 @@ impl<M: Machine> System<M> {
     /// The counters now.
     pub fn stats(&self) -> StatsSnapshot {
         self.shared.stats.snapshot()
+    }
+
+    /// The commit limit and the pages committed against it (see
+    /// [`crate::reserve`]).
+    pub fn reserve(&self) -> &Reserve {
+        &self.shared.reserve
     }
 
     /// ASIDs in the free pool.

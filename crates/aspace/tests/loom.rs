@@ -700,7 +700,14 @@ fn system(cpus: usize, asids: u16) -> (Arc<System<LoomMachine>>, Arc<Hw>) {
 /// A system on `hw` with `asids` ASIDs.
 fn system_on(hw: Hw, asids: u16) -> (Arc<System<LoomMachine>>, Arc<Hw>) {
     let hw = Arc::new(hw);
-    let sys = System::new(LoomMachine(hw.clone()), Config { asids }).expect("system");
+    let sys = System::new(
+        LoomMachine(hw.clone()),
+        Config {
+            asids,
+            ..Config::default()
+        },
+    )
+    .expect("system");
     (Arc::new(sys), hw)
 }
 

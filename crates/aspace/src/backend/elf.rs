@@ -145,6 +145,29 @@ impl ElfBackend {
             .get(((s.offset + (a - s.vaddr)) / PAGE_SIZE) as usize)
             .copied()
     }
+
+    /// The page indices (within an area of this segment) that map image
+    /// frames directly, as a range: the pages wholly inside the file part
+    /// of a read-only segment whose file offset is congruent with its
+    /// address. Every other page is a private copy.
+    fn direct_indices(&self) -> core::ops::Range<u64> {
+        let s = &self.segment;
+        let congruent = s.offset % PAGE_SIZE == s.vaddr % PAGE_SIZE;
+        if s.flags.contains(AreaFlags::WRITE) || !congruent {
+            return 0..0;
+        }
+        let lead = s.vaddr % PAGE_SIZE;
+        // Page i covers [page_start + i * PAGE_SIZE, +PAGE_SIZE) with
+        // page_start = vaddr - lead: inside the file part from the first
+        // page starting at or after vaddr to the last one ending by
+        // vaddr + filesz.
+        let lo = u64::from(lead != 0);
+        let hi = (lead + s.filesz) / PAGE_SIZE;
+        // Page i (i >= lo) maps image frame offset / PAGE_SIZE + i; pages
+        // past the image's frames are copies (zeros) too.
+        let in_image = (self.image.frames.len() as u64).saturating_sub(s.offset / PAGE_SIZE);
+        lo..hi.min(in_image).max(lo)
+    }
 }
 
 impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ElfBackend {
@@ -175,5 +198,13 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ElfBackend {
                 .copy_out(memory, s.offset + (lo - s.vaddr), dst, hi - lo);
         }
         Ok(frame)
+    }
+
+    /// The pages it copies: all but those mapping image frames directly.
+    fn reserve_pages(&self, first: u64, count: u64) -> u64 {
+        let end = first.saturating_add(count);
+        let direct = self.direct_indices();
+        let shared = end.min(direct.end).saturating_sub(first.max(direct.start));
+        count - shared
     }
 }

@@ -118,6 +118,31 @@ pub trait Backend<P: PhysMemory, F: FrameAllocator>: Send + Sync {
     fn caps(&self) -> BackendCaps {
         BackendCaps::REFCOUNTED | BackendCaps::RESIZE | BackendCaps::SHARE
     }
+
+    /// How many of the pages with indices `first..first + count` (within
+    /// an area) need memory reserved for them (see [`crate::reserve`]):
+    /// those for which [`page_fault`](Backend::page_fault) would allocate a
+    /// frame of its own. The core reserves this for an area's pages when it
+    /// is created or grown and gives it back when it shrinks or goes (or
+    /// page by page, at fault and unmap, for
+    /// [`LATE_RESERVE`](AreaFlags::LATE_RESERVE) areas), so the count for a
+    /// range must be the sum of the counts of its pages.
+    ///
+    /// Policies: anonymous memory reserves every page; device memory
+    /// ([`PhysBackend`]) none; an ELF segment ([`ElfBackend`]) the pages it
+    /// copies (all of a writable segment's; of a read-only one, those not
+    /// wholly inside the file part); a backend whose frames belong to
+    /// someone else (a user-space pager) none. By default: every page for a
+    /// [reference-counted](BackendCaps::REFCOUNTED) backend, whose frames
+    /// come from the allocator, none otherwise.
+    fn reserve_pages(&self, first: u64, count: u64) -> u64 {
+        let _ = first;
+        if self.caps().contains(BackendCaps::REFCOUNTED) {
+            count
+        } else {
+            0
+        }
+    }
 }
 
 /// A snapshot of one area, for backends, listings and callers.
@@ -135,6 +160,10 @@ pub struct AreaInfo {
     pub backend: &'static str,
     /// Pages mapped now.
     pub resident: u64,
+    /// Pages of memory reserved for the area (see [`crate::reserve`]); for
+    /// a shared area, those of its share record, which every sharer shows
+    /// and the system counts once.
+    pub reserved: u64,
     /// Whether the area shares its pages with other areas.
     pub shared: bool,
 }
@@ -179,12 +208,13 @@ impl AreaInfo {
 
 impl fmt::Display for AreaInfo {
     /// One line of an address-space map:
-    /// `start-end rights backend resident/pages pages`.
+    /// `start-end rights backend resident/pages pages reserved reserved`,
+    /// then `late-reserve` and `partial` where they apply.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = self.rights();
         write!(
             f,
-            "{:016x}-{:016x} {}{}{}{} {:<5} {:>6}/{:<6} pages{}",
+            "{:016x}-{:016x} {}{}{}{} {:<5} {:>6}/{:<6} pages {:>6} reserved{}{}",
             self.base.as_u64(),
             self.end().as_u64(),
             r[0] as char,
@@ -194,6 +224,12 @@ impl fmt::Display for AreaInfo {
             self.backend,
             self.resident,
             self.pages,
+            self.reserved,
+            if self.flags.contains(AreaFlags::LATE_RESERVE) {
+                " late-reserve"
+            } else {
+                ""
+            },
             if self.attrs.contains(AreaAttrs::PARTIAL) {
                 " partial"
             } else {

@@ -47,4 +47,9 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for PhysBackend {
     fn caps(&self) -> BackendCaps {
         BackendCaps::SHARE
     }
+
+    /// None: the frames are the device's, never allocated.
+    fn reserve_pages(&self, _first: u64, _count: u64) -> u64 {
+        0
+    }
 }
