@@ -44,7 +44,7 @@ fn get_info_copies_the_area_record_to_user_memory() {
     assert_eq!(rec.size, 4 * PAGE_SIZE);
     assert_eq!(rec.flags, RW.bits());
     assert_eq!(rec.backend, BACKEND_ANON);
-    assert_eq!(rec.resident, 2);
+    assert_eq!((rec.resident, rec.reserved), (2, 4));
     assert_eq!(rec, UserAreaInfo::new(&space.area(va(HEAP)).unwrap()));
 
     // No area there: ENOENT, and the buffer keeps the old record.

@@ -118,7 +118,7 @@ impl UserAreaInfo {
             flags: info.flags.bits(),
             backend,
             resident: info.resident,
-            reserved: 0, // MERGE: info.reserved once reservation lands
+            reserved: info.reserved,
         }
     }
 
