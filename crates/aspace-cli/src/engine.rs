@@ -46,6 +46,7 @@ impl MachineSpec {
             memory: self.memory,
             asids: self.asids,
             tlb_entries: self.tlb_entries,
+            ..SimConfig::default()
         })
         .map_err(|e| format!("cannot build the machine: {e}"))
     }

@@ -30,6 +30,7 @@ fn sim(cpus: usize, asids: u16) -> Sim {
         memory: 16 << 20,
         asids,
         tlb_entries: 64,
+        ..SimConfig::default()
     })
     .unwrap()
 }

@@ -255,6 +255,7 @@ fn race(
         memory: 32 << 20,
         asids: 16,
         tlb_entries: 64,
+        ..SimConfig::default()
     })
     .unwrap();
     let initial = sim.frames_in_use();
@@ -493,6 +494,7 @@ fn shootdown_sends_ipis_only_to_cpus_running_the_space() {
         memory: 16 << 20,
         asids: 8,
         tlb_entries: 64,
+        ..SimConfig::default()
     })
     .unwrap();
     let hw = sim.hardware();
@@ -605,6 +607,7 @@ fn lazy_flush_for_cpu_that_ran_the_space_before() {
         memory: 16 << 20,
         asids: 8,
         tlb_entries: 64,
+        ..SimConfig::default()
     })
     .unwrap();
     let hw = sim.hardware();
@@ -701,6 +704,7 @@ fn cpus_racing_to_install_the_same_page_tables_keep_everything() {
         memory: 64 << 20,
         asids: 16,
         tlb_entries: 64,
+        ..SimConfig::default()
     })
     .unwrap();
     let initial = sim.frames_in_use();
@@ -801,6 +805,7 @@ fn area_queries_stay_exact_while_areas_change() {
         memory: 16 << 20,
         asids: 16,
         tlb_entries: 64,
+        ..SimConfig::default()
     })
     .unwrap();
     let space = sim.system().create().unwrap();
