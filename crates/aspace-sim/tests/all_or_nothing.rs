@@ -36,7 +36,6 @@ fn sim(cpus: usize, asids: u16) -> Sim {
         asids,
         memory: 4 << 20,
         tlb_entries: 64,
-        ..SimConfig::default()
     })
     .unwrap()
 }

@@ -31,7 +31,6 @@ fn sim(cpus: usize, asids: u16) -> Sim {
         memory: 16 << 20,
         asids,
         tlb_entries: 64,
-        ..SimConfig::default()
     })
     .unwrap()
 }

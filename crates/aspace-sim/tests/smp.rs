@@ -256,7 +256,6 @@ fn race(
         memory: 32 << 20,
         asids: 16,
         tlb_entries: 64,
-        ..SimConfig::default()
     })
     .unwrap();
     let initial = sim.frames_in_use();
@@ -496,7 +495,6 @@ fn shootdown_sends_ipis_only_to_cpus_running_the_space() {
         memory: 16 << 20,
         asids: 8,
         tlb_entries: 64,
-        ..SimConfig::default()
     })
     .unwrap();
     let hw = sim.hardware();
@@ -610,7 +608,6 @@ fn lazy_flush_for_cpu_that_ran_the_space_before() {
         memory: 16 << 20,
         asids: 8,
         tlb_entries: 64,
-        ..SimConfig::default()
     })
     .unwrap();
     let hw = sim.hardware();
@@ -708,7 +705,6 @@ fn cpus_racing_to_install_the_same_page_tables_keep_everything() {
         memory: 64 << 20,
         asids: 16,
         tlb_entries: 64,
-        ..SimConfig::default()
     })
     .unwrap();
     let initial = sim.frames_in_use();
@@ -816,7 +812,6 @@ fn area_queries_stay_exact_while_areas_change() {
         memory: 16 << 20,
         asids: 16,
         tlb_entries: 64,
-        ..SimConfig::default()
     })
     .unwrap();
     let space = sim.system().create().unwrap();
