@@ -152,8 +152,8 @@ pub fn sim(cpus: usize, memory: u64, asids: u16, tlb_entries: usize) -> Sim {
         memory,
         asids,
         tlb_entries,
-    ..SimConfig::default()
-})
+        ..SimConfig::default()
+    })
     .expect("valid simulator configuration")
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aspace::backend::elf::ElfImage;
 use aspace::{loader, AreaFlags, PhysAddr, PhysMemory, StatsSnapshot, VirtAddr, PAGE_SIZE};
-use aspace_sim::{AccessFault, Cpu, HwStats, Sim, SimConfig, Space};
+use aspace_sim::{AccessFault, Arch, Cpu, HwStats, Sim, SimConfig, Space};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -26,6 +26,9 @@ pub const MAX_TLB_ENTRIES: usize = 4096;
 /// The size of the simulated machine.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct MachineSpec {
+    /// The architecture: page-table format, MMU and TLB instructions.
+    #[serde(serialize_with = "arch_name")]
+    pub arch: Arch,
     /// CPUs.
     pub cpus: usize,
     /// Bytes of physical memory.
@@ -36,17 +39,22 @@ pub struct MachineSpec {
     pub tlb_entries: usize,
 }
 
+/// Writes an architecture as its command-line name.
+fn arch_name<S: serde::Serializer>(arch: &Arch, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(arch.name())
+}
+
 impl MachineSpec {
     /// Builds the machine, with a message a person can act on when the
     /// numbers do not fit together.
     pub fn build(&self) -> Result<Sim, String> {
         self.check()?;
         Sim::new(SimConfig {
+            arch: self.arch,
             cpus: self.cpus,
             memory: self.memory,
             asids: self.asids,
             tlb_entries: self.tlb_entries,
-            ..SimConfig::default()
         })
         .map_err(|e| format!("cannot build the machine: {e}"))
     }
@@ -83,7 +91,8 @@ impl MachineSpec {
     /// One line for people.
     pub fn describe(&self) -> String {
         format!(
-            "{} CPUs, {} of memory ({} frames), {} ASIDs, {}-entry TLBs",
+            "{}, {} CPUs, {} of memory ({} frames), {} ASIDs, {}-entry TLBs",
+            self.arch,
             self.cpus,
             human_bytes(self.memory),
             self.memory / PAGE_SIZE,
@@ -662,7 +671,7 @@ impl Engine {
     /// every frame came back.
     pub fn run(&mut self, script: &Script) {
         self.out.heading(&format!(
-            "aspace: {} on a simulated x86_64 machine: {}",
+            "aspace: {} on a simulated machine: {}",
             script.name,
             self.spec.describe()
         ));
