@@ -154,6 +154,7 @@ pub fn sim(cpus: usize, memory: u64, asids: u16, tlb_entries: usize) -> Sim {
         memory,
         asids,
         tlb_entries,
+        ..SimConfig::default()
     })
     .expect("valid simulator configuration");
     sim.system().reserve().set_limit(u64::MAX);

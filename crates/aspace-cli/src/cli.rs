@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use aspace_sim::Arch;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
@@ -159,6 +160,10 @@ pub struct Opts {
     /// Print one JSON document on stdout instead of the narration.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Architecture of the simulated machine: x86_64, riscv64 (Sv39),
+    /// riscv64-sv48 or aarch64 [default: x86_64].
+    #[arg(long, global = true, value_name = "ARCH", value_parser = parse_arch)]
+    pub arch: Option<Arch>,
     /// CPUs of the simulated machine (1-64) [default: 4].
     #[arg(long, global = true, value_name = "N")]
     pub cpus: Option<usize>,
@@ -219,6 +224,14 @@ pub enum Command {
         /// The executable, or `builtin`.
         path: String,
     },
+}
+
+/// `--arch`: an architecture's name.
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    Arch::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = Arch::ALL.iter().map(|a| a.name()).collect();
+        format!("unknown architecture '{s}': use {}", names.join(", "))
+    })
 }
 
 fn parse_memory(s: &str) -> Result<u64, String> {
@@ -285,6 +298,7 @@ impl Opts {
     /// line, then the defaults.
     pub fn spec(&self, req: &script::MachineReq) -> MachineSpec {
         MachineSpec {
+            arch: self.arch.unwrap_or_default(),
             cpus: self.cpus.or(req.cpus).unwrap_or(4),
             memory: self.memory.or(req.memory).unwrap_or(64 << 20),
             asids: self.asids.or(req.asids).unwrap_or(8),
@@ -400,6 +414,7 @@ fn parse_and_check(
         parsed,
         &MachineShape {
             cpus: spec.cpus.clamp(1, 64),
+            user_end: spec.arch.layout().user_end,
         },
     )
 }

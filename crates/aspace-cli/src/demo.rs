@@ -49,6 +49,8 @@ impl Gen {
 /// The demo scenario for a machine of `spec`'s size.
 pub fn scenario(spec: &MachineSpec) -> String {
     let cpus = spec.cpus;
+    let layout = spec.arch.layout();
+    let kernel = layout.kernel_start;
     let mut g = Gen {
         s: String::new(),
         running: vec![None; cpus],
@@ -56,9 +58,9 @@ pub fn scenario(spec: &MachineSpec) -> String {
     let _ = writeln!(
         g.s,
         "# The built-in demo of `aspace` (aspace demo --print-scenario prints it).\n\
-         # Written for a machine of {} CPUs and {} ASIDs; run it with\n\
-         # `aspace run FILE` on a machine at least that size.\n",
-        cpus, spec.asids
+         # Written for a machine of {} CPUs and {} ASIDs ({}); run it with\n\
+         # `aspace run FILE` on a machine at least that size (--arch {}).\n",
+        cpus, spec.asids, spec.arch, spec.arch
     );
     let (logger_cpu, viewer_cpu) = (2.min(cpus - 1), 3.min(cpus - 1));
 
@@ -100,7 +102,7 @@ pub fn scenario(spec: &MachineSpec) -> String {
     g.line("\nsay 2. Bad accesses are refused");
     g.c("fault init 0x0 read expect no-area", "NULL");
     g.c(
-        "fault init 0xffff800000000000 read expect no-area",
+        &format!("fault init {kernel:#x} read expect no-area"),
         "the kernel's half",
     );
     g.c(
@@ -139,7 +141,7 @@ pub fn scenario(spec: &MachineSpec) -> String {
     g.line("map init");
 
     g.line("\nsay 4. A stack that grows by faults, downwards");
-    let stack_top: u64 = 0x8000_0000_0000;
+    let stack_top = layout.user_end;
     let stack = stack_top - 16 * 0x1000;
     g.c(
         &format!("area init {stack:#x} 16p rw stack"),

@@ -45,7 +45,7 @@ pub fn run_bytes(opts: &Opts, path: &str, bytes: &[u8]) -> Result<Vec<String>, I
     let sim = spec.build().map_err(input)?;
     let baseline = sim.frames_in_use();
     // Check the file before copying it into frames.
-    loader::parse(bytes, None, aspace::Layout::X86_64.user_end)
+    loader::parse(bytes, None, spec.arch.layout().user_end)
         .map_err(|e| input(format!("{path}: cannot load: {e}")))?;
     let image = ElfImage::load(sim.system().machine(), bytes).map_err(|e| {
         input(format!(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aspace::backend::elf::ElfImage;
 use aspace::{loader, AreaFlags, PhysAddr, PhysMemory, StatsSnapshot, VirtAddr, PAGE_SIZE};
-use aspace_sim::{AccessFault, Cpu, HwStats, Sim, SimConfig, Space};
+use aspace_sim::{AccessFault, Arch, Cpu, HwStats, Sim, SimConfig, Space};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -26,6 +26,9 @@ pub const MAX_TLB_ENTRIES: usize = 4096;
 /// The size of the simulated machine.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct MachineSpec {
+    /// The architecture: page-table format, MMU and TLB instructions.
+    #[serde(serialize_with = "arch_name")]
+    pub arch: Arch,
     /// CPUs.
     pub cpus: usize,
     /// Bytes of physical memory.
@@ -38,12 +41,18 @@ pub struct MachineSpec {
     pub commit_limit: Option<u64>,
 }
 
+/// Writes an architecture as its command-line name.
+fn arch_name<S: serde::Serializer>(arch: &Arch, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(arch.name())
+}
+
 impl MachineSpec {
     /// Builds the machine, with a message a person can act on when the
     /// numbers do not fit together.
     pub fn build(&self) -> Result<Sim, String> {
         self.check()?;
         let sim = Sim::new(SimConfig {
+            arch: self.arch,
             cpus: self.cpus,
             memory: self.memory,
             asids: self.asids,
@@ -92,7 +101,8 @@ impl MachineSpec {
             None => String::new(),
         };
         format!(
-            "{} CPUs, {} of memory ({} frames), {} ASIDs, {}-entry TLBs{limit}",
+            "{}, {} CPUs, {} of memory ({} frames), {} ASIDs, {}-entry TLBs{limit}",
+            self.arch,
             self.cpus,
             human_bytes(self.memory),
             self.memory / PAGE_SIZE,
@@ -680,7 +690,7 @@ impl Engine {
     /// every frame came back.
     pub fn run(&mut self, script: &Script) {
         self.out.heading(&format!(
-            "aspace: {} on a simulated x86_64 machine: {}",
+            "aspace: {} on a simulated machine: {}",
             script.name,
             self.spec.describe()
         ));

@@ -664,15 +664,14 @@ impl<'a> Args<'a> {
         })
     }
 
-    /// An address where an area can be: inside user space.
+    /// An address where an area can be: inside the widest user space of
+    /// any architecture (the machine's own is checked with the machine, in
+    /// [`check`]).
     fn user_addr(&mut self) -> Res<u64> {
         let a = self.addr()?;
-        let end = Layout::X86_64.user_end;
+        let end = WIDEST_USER_END;
         if a >= end {
-            return Err(format!(
-                "address {a:#x} is out of range: areas live in user space, \
-                 0x0..{end:#x}"
-            ));
+            return Err(past_user_space(a, end));
         }
         Ok(a)
     }
@@ -1240,10 +1239,39 @@ fn strip_comment(raw: &str) -> String {
     raw.trim().to_string()
 }
 
+/// One past the highest user address of any simulated architecture
+/// (AArch64's, 2^48).
+pub const WIDEST_USER_END: u64 = Layout::AARCH64.user_end;
+
+/// The message for an area address past user space.
+fn past_user_space(a: u64, end: u64) -> String {
+    format!("address {a:#x} is out of range: areas live in user space, 0x0..{end:#x}")
+}
+
 /// The machine a script runs on, as far as validation needs it.
 pub struct MachineShape {
     /// CPUs.
     pub cpus: usize,
+    /// One past the highest user address of its architecture.
+    pub user_end: u64,
+}
+
+impl Op {
+    /// The addresses of areas the operation names (which must lie in user
+    /// space).
+    fn area_addrs(&self) -> Vec<u64> {
+        match self {
+            Op::Area { addr, .. }
+            | Op::Resize(_, addr, _)
+            | Op::Destroy(_, addr)
+            | Op::Flags(_, addr, _)
+            | Op::Check(Check::Resident(_, Some(addr), ..)) => vec![*addr],
+            Op::Share {
+                src_addr, dst_addr, ..
+            } => vec![*src_addr, *dst_addr],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Checks the statements against the machine before anything runs: tasks
@@ -1348,6 +1376,13 @@ fn validate_with(
             Op::Map(ts) => ts.iter().try_for_each(|t| exists(t, &tasks)),
             Op::Say(_) | Op::Echo(_) | Op::Stats | Op::Snapshot(_) | Op::Check(_) => Ok(()),
         };
+        let r =
+            r.and_then(
+                |()| match s.op.area_addrs().into_iter().find(|&a| a >= shape.user_end) {
+                    Some(a) => Err(past_user_space(a, shape.user_end)),
+                    None => Ok(()),
+                },
+            );
         if let Err(m) = r {
             errors.push(err(m));
         }
@@ -1419,7 +1454,7 @@ mod tests {
         assert!(one("area A 0x400000 1q rw")
             .unwrap_err()
             .contains("bad size"));
-        assert!(one("area A 0x800000000000 1p rw")
+        assert!(one("area A 0x1000000000000 1p rw")
             .unwrap_err()
             .contains("out of range"));
         assert!(one("read A 0x1_0000_0000_0000_0000 u64")
@@ -1445,7 +1480,14 @@ mod tests {
             Path::new("."),
         )
         .unwrap();
-        let errs = validate(&s, &MachineShape { cpus: 2 }).unwrap_err();
+        let errs = validate(
+            &s,
+            &MachineShape {
+                cpus: 2,
+                user_end: Layout::X86_64.user_end,
+            },
+        )
+        .unwrap_err();
         let lines: Vec<_> = errs.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 3, 4, 6]);
         assert!(errs[0].message.contains("no task named 'B'"));

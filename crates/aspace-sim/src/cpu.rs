@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use aspace::{
-    Access, AddressSpace, Asid, Error, FaultContext, FaultOutcome, FaultReason, Layout, PhysAddr,
+    Access, AddressSpace, Asid, Error, FaultContext, FaultOutcome, FaultReason, PhysAddr,
     PhysMemory, System, VirtAddr, PAGE_SIZE,
 };
 
@@ -134,7 +134,7 @@ impl Cpu {
         };
         let _on = self.hw.enter(self.id);
         let page = addr.page();
-        let layout = Layout::X86_64;
+        let layout = self.hw.arch.layout();
         let canonical = addr.as_u64() < layout.user_end || addr.as_u64() >= layout.kernel_start;
         for _ in 0..MAX_RETRIES {
             if canonical {
@@ -144,7 +144,7 @@ impl Cpu {
                 let permitted = |e: &TlbEntry| {
                     e.user
                         && match access {
-                            Access::Read => true,
+                            Access::Read => e.readable,
                             Access::Write => e.writable,
                             Access::Exec => e.executable,
                         }
@@ -157,15 +157,18 @@ impl Cpu {
                     }
                     None => {
                         self.hw.tlb_misses.fetch_add(1, Relaxed);
-                        core.root
-                            .and_then(|root| mmu::walk(&self.hw.mem, root, page))
+                        // A walk that faults caches nothing.
+                        mmu::walk(self.hw.arch, &self.hw.mem, core.roots, addr)
+                            .ok()
                             .map(|w| TlbEntry {
                                 asid,
                                 page,
                                 frame: w.frame,
+                                readable: w.readable,
                                 writable: w.writable,
                                 executable: w.executable,
                                 user: w.user,
+                                global: w.global,
                                 generation: self.hw.frames.generation(w.frame),
                             })
                     }
@@ -272,19 +275,19 @@ impl Cpu {
     /// resolved through the normal handler; an inaccessible byte makes the
     /// whole copy fail with `BadMemory` (the handler's DEFER path).
     pub fn copy_from_user(&mut self, addr: VirtAddr, buf: &mut [u8]) -> aspace::Result<()> {
-        Self::check_user_range(addr, buf.len())?;
+        self.check_user_range(addr, buf.len())?;
         self.load(addr, buf, true).map_err(|_| Error::BadMemory)
     }
 
     /// Kernel copy to user memory; see [`copy_from_user`](Self::copy_from_user).
     pub fn copy_to_user(&mut self, addr: VirtAddr, data: &[u8]) -> aspace::Result<()> {
-        Self::check_user_range(addr, data.len())?;
+        self.check_user_range(addr, data.len())?;
         self.store(addr, data, true).map_err(|_| Error::BadMemory)
     }
 
-    fn check_user_range(addr: VirtAddr, len: usize) -> aspace::Result<()> {
+    fn check_user_range(&self, addr: VirtAddr, len: usize) -> aspace::Result<()> {
         match addr.as_u64().checked_add(len as u64) {
-            Some(end) if end <= Layout::X86_64.user_end => Ok(()),
+            Some(end) if end <= self.hw.arch.layout().user_end => Ok(()),
             _ => Err(Error::BadMemory),
         }
     }

@@ -13,12 +13,13 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use aspace::paging::x86_64::X86_64PageTable;
-use aspace::{Asid, CpuId, CpuSet, Cpus, Frame, Invalidation, Layout, Machine, Shootdown, Tlb};
+use aspace::{Asid, CpuId, CpuSet, Cpus, Frame, Invalidation, Machine, Shootdown, Tlb};
 use parking_lot::Mutex;
 
 use crate::frames::FramePool;
 use crate::memory::PhysMem;
+use crate::mmu::{self, Arch, Roots};
+use crate::paging::SimPageTable;
 use crate::tlb::{SimTlb, TlbEntry};
 
 thread_local! {
@@ -30,7 +31,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Translation state of one CPU.
 pub(crate) struct CoreState {
-    pub root: Option<Frame>,
+    pub roots: Roots,
     pub asid: Asid,
     pub tlb: SimTlb,
 }
@@ -62,6 +63,7 @@ pub struct HwStats {
 /// Memory, frames and CPUs of one simulated machine.
 pub struct SimHardware {
     id: u64,
+    pub(crate) arch: Arch,
     pub(crate) mem: PhysMem,
     pub(crate) frames: FramePool,
     pub(crate) cpus: Vec<CpuSlot>,
@@ -85,17 +87,18 @@ impl Drop for OnCpu {
 }
 
 impl SimHardware {
-    pub(crate) fn new(cpus: usize, memory: u64, tlb_entries: usize) -> Self {
+    pub(crate) fn new(arch: Arch, cpus: usize, memory: u64, tlb_entries: usize) -> Self {
         let mem = PhysMem::new(memory);
         let frames = FramePool::new(mem.frames());
         Self {
             id: NEXT_ID.fetch_add(1, Relaxed),
+            arch,
             mem,
             frames,
             cpus: (0..cpus)
                 .map(|_| CpuSlot {
                     core: Mutex::new(CoreState {
-                        root: None,
+                        roots: Roots::default(),
                         asid: Asid::KERNEL,
                         tlb: SimTlb::new(tlb_entries),
                     }),
@@ -115,6 +118,11 @@ impl SimHardware {
     pub(crate) fn enter(&self, cpu: usize) -> OnCpu {
         let prev = CURRENT.with(|c| c.replace((self.id, cpu)));
         OnCpu { prev }
+    }
+
+    /// The architecture: page-table format, MMU walk, TLB instructions.
+    pub fn arch(&self) -> Arch {
+        self.arch
     }
 
     /// Physical memory.
@@ -181,14 +189,23 @@ impl Cpus for SimHardware {
 impl Tlb for SimHardware {
     fn invalidate_local(&self, what: Invalidation) {
         if let Some(cpu) = self.current_cpu() {
-            self.cpus[cpu].core.lock().tlb.invalidate(what);
+            mmu::invalidate(self.arch, &mut self.cpus[cpu].core.lock().tlb, what);
         }
     }
 
     fn install(&self, root: Frame, asid: Asid) {
         let cpu = self.current_cpu().expect("install runs on a CPU");
         let mut core = self.cpus[cpu].core.lock();
-        core.root = Some(root);
+        if self.arch == Arch::Aarch64 && asid == Asid::KERNEL {
+            // The kernel's table is TTBR1_EL1's; its space has no low half
+            // (TTBR0 walks disabled).
+            core.roots = Roots {
+                user: None,
+                kernel: Some(root),
+            };
+        } else {
+            core.roots.user = Some(root);
+        }
         core.asid = asid;
     }
 }
@@ -203,7 +220,7 @@ impl Shootdown for SimHardware {
         {
             // Delivered between two instructions of the target: see the
             // module documentation.
-            self.cpus[cpu].core.lock().tlb.invalidate(what);
+            mmu::invalidate(self.arch, &mut self.cpus[cpu].core.lock().tlb, what);
             self.cpus[cpu].ipis_received.fetch_add(1, Relaxed);
             sent += 1;
         }
@@ -231,7 +248,7 @@ impl Machine for SimMachine {
     type Cpus = SimHardware;
     type Tlb = SimHardware;
     type Shootdown = SimHardware;
-    type PageTable = X86_64PageTable;
+    type PageTable = SimPageTable;
 
     fn memory(&self) -> &PhysMem {
         &self.0.mem
@@ -248,8 +265,8 @@ impl Machine for SimMachine {
     fn shootdown(&self) -> &SimHardware {
         &self.0
     }
-    fn layout(&self) -> Layout {
-        Layout::X86_64
+    fn paging_mode(&self) -> Arch {
+        self.0.arch
     }
 
     /// CPUs are host threads, fewer cores than CPUs: a waiting CPU lets the

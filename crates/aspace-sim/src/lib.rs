@@ -1,7 +1,8 @@
-//! A simulated multi-CPU x86_64 machine that runs the [`aspace`] core for
-//! real: physical memory, a frame allocator that counts frames, a software
-//! MMU per CPU that walks x86_64-format page tables and caches translations
-//! in an ASID-tagged TLB, and shootdown IPIs between CPUs.
+//! A simulated multi-CPU machine that runs the [`aspace`] core for real:
+//! physical memory, a frame allocator that counts frames, a software MMU
+//! per CPU that walks the page tables of the chosen architecture (x86_64,
+//! RISC-V Sv39 or Sv48, AArch64: [`Arch`]) and caches translations in an
+//! ASID-tagged TLB, and shootdown IPIs between CPUs.
 //!
 //! ```
 //! use aspace::{AreaFlags, VirtAddr};
@@ -27,6 +28,7 @@ pub mod frames;
 pub mod hardware;
 pub mod memory;
 pub mod mmu;
+pub mod paging;
 pub mod tlb;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -38,11 +40,15 @@ pub use cpu::{AccessFault, Cpu, Space};
 pub use frames::{FramePool, FrameStats};
 pub use hardware::{HwStats, SimHardware, SimMachine};
 pub use memory::PhysMem;
+pub use mmu::Arch;
+pub use paging::SimPageTable;
 pub use tlb::TlbEntry;
 
 /// Size of the simulated machine.
 #[derive(Clone, Copy, Debug)]
 pub struct SimConfig {
+    /// The architecture: page-table format, MMU walk and TLB instructions.
+    pub arch: Arch,
     /// Number of CPUs (1..=64).
     pub cpus: usize,
     /// Physical memory in bytes.
@@ -56,6 +62,7 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
+            arch: Arch::X86_64,
             cpus: 2,
             memory: 64 << 20,
             asids: 64,
@@ -79,6 +86,7 @@ impl Sim {
             return Err(aspace::Error::InvalidArgument);
         }
         let hw = Arc::new(SimHardware::new(
+            config.arch,
             config.cpus,
             config.memory,
             config.tlb_entries,

@@ -1,7 +1,7 @@
 //! A software TLB: a small fully associative array of translations tagged
 //! by ASID, with round-robin replacement.
 
-use aspace::{Asid, Frame, Invalidation, Page};
+use aspace::{Asid, Frame, Page};
 
 /// One cached translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,12 +12,16 @@ pub struct TlbEntry {
     pub page: Page,
     /// The frame it maps.
     pub frame: Frame,
+    /// Readable in user mode.
+    pub readable: bool,
     /// Writable.
     pub writable: bool,
     /// Executable.
     pub executable: bool,
     /// User accessible.
     pub user: bool,
+    /// Global: not tagged with the ASID (kept by ASID-wide invalidations).
+    pub global: bool,
     /// The frame's allocator generation when the entry was filled; a
     /// mismatch at use time means the frame was freed under the entry.
     pub generation: u32,
@@ -72,15 +76,11 @@ impl SimTlb {
         self.next = 0;
     }
 
-    /// Carries out an invalidation request.
-    pub fn invalidate(&mut self, what: Invalidation) {
-        match what {
-            Invalidation::Pages { asid, range } => self
-                .entries
-                .retain(|e| !((e.asid == asid || asid == Asid::KERNEL) && range.contains(e.page))),
-            Invalidation::Asid(asid) => self.entries.retain(|e| e.asid != asid),
-            Invalidation::All => self.entries.clear(),
-        }
+    /// Keeps only the entries `keep` accepts: the primitive each
+    /// architecture's invalidation instructions are built on (see
+    /// [`mmu`](crate::mmu)).
+    pub fn retain(&mut self, keep: impl FnMut(&TlbEntry) -> bool) {
+        self.entries.retain(keep);
         self.next = 0;
     }
 

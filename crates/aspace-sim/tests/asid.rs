@@ -26,6 +26,7 @@ fn seed() -> u64 {
 
 fn sim(cpus: usize, asids: u16) -> Sim {
     Sim::new(SimConfig {
+        arch: common::arch(),
         cpus,
         memory: 16 << 20,
         asids,
@@ -461,3 +462,12 @@ fn switch_to_a_space_of_another_system_is_refused() {
         "the local namesake was activated"
     );
 }
+
+other_archs!(
+    asids_recycled_round_robin_many_spaces,
+    stolen_asid_is_invalidated_in_every_tlb,
+    destroyed_space_returns_its_asid,
+    asid_assigned_on_first_switch_and_kept_while_active,
+    switch_fails_cleanly_outside_a_cpu,
+    switch_to_a_space_of_another_system_is_refused,
+);

@@ -256,6 +256,7 @@ fn refused(bytes: &[u8]) -> ElfError {
         cpus: 1,
         asids: 4,
         tlb_entries: 8,
+        ..SimConfig::default()
     })
     .unwrap();
     let image = ElfImage::load(sim.system().machine(), bytes).unwrap();
@@ -357,6 +358,7 @@ fn truncated_and_corrupted_images_give_errors_never_panics() {
         cpus: 1,
         asids: 4,
         tlb_entries: 8,
+        ..SimConfig::default()
     })
     .unwrap();
     let m = sim.system().machine();

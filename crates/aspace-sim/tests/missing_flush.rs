@@ -133,6 +133,7 @@ impl Rig {
             memory: 16 << 20,
             asids,
             tlb_entries: 64,
+            ..SimConfig::default()
         })
         .unwrap();
         let base = sim.system().machine().clone();

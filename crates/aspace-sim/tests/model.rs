@@ -29,16 +29,16 @@
 //! with the default amount of work it also asserts that every interesting
 //! outcome occurred at least once, so the generator cannot silently go blind.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Weak};
 
 use aspace::{
-    Access, AreaAttrs, AreaFlags, Asid, CpuSet, Error, FaultReason, Layout, Page, PageFlags,
-    PhysMemory, StatsSnapshot, VirtAddr, PAGE_SIZE,
+    Access, AreaAttrs, AreaFlags, Asid, CpuSet, Error, FaultReason, Page, PageFlags, PhysMemory,
+    StatsSnapshot, VirtAddr, PAGE_SIZE,
 };
-use aspace_sim::{AccessFault, Cpu, Sim, SimConfig, Space};
+use aspace_sim::{AccessFault, Arch, Cpu, Sim, SimConfig, Space};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{
@@ -59,15 +59,43 @@ const REACH_PAGES: u64 = 80;
 /// its areas use two leaf page tables.
 const GRID_BASE: u64 = 0x0ff8_0000;
 const GRID_END: u64 = GRID_BASE + ((TOP_SLOT as u64) * SLOT_PAGES + REACH_PAGES) * PAGE_SIZE;
-const USER_END: u64 = Layout::X86_64.user_end;
-const TOP_BASE: u64 = USER_END - SLOT_PAGES * PAGE_SIZE;
-const KERNEL_BASE: u64 = 0xffff_8000_0000_0000;
+
+thread_local! {
+    /// The architecture the current run simulates.
+    static ARCH: Cell<Arch> = const { Cell::new(Arch::X86_64) };
+}
+
+/// The architecture of the current run.
+fn arch() -> Arch {
+    ARCH.with(Cell::get)
+}
+
+/// One past the highest user address of the current architecture.
+fn user_end() -> u64 {
+    arch().layout().user_end
+}
+
+/// The base of the top slot: the last pages of user space.
+fn top_base() -> u64 {
+    user_end() - SLOT_PAGES * PAGE_SIZE
+}
+
+/// The lowest kernel address of the current architecture.
+fn kernel_base() -> u64 {
+    arch().layout().kernel_start
+}
+
+/// Whether the architecture's page tables can deny loads of a mapped page
+/// (all but x86_64): then execute-only areas are generated too.
+fn exact_reads() -> bool {
+    arch() != Arch::X86_64
+}
 /// Longest generated copy (3 pages, so a copy can span 4).
 const MAX_COPY: u64 = 3 * PAGE_SIZE;
 
 fn slot_base(slot: usize) -> u64 {
     if slot == TOP_SLOT {
-        TOP_BASE
+        top_base()
     } else {
         GRID_BASE + slot as u64 * SLOT_PAGES * PAGE_SIZE
     }
@@ -78,7 +106,7 @@ fn slot_base(slot: usize) -> u64 {
 fn scanned_pages() -> impl Iterator<Item = u64> {
     std::iter::once(0)
         .chain(GRID_BASE / PAGE_SIZE..GRID_END / PAGE_SIZE)
-        .chain(TOP_BASE / PAGE_SIZE..USER_END / PAGE_SIZE)
+        .chain(top_base() / PAGE_SIZE..user_end() / PAGE_SIZE)
 }
 
 const R: AreaFlags = AreaFlags::READ;
@@ -563,8 +591,15 @@ fn flags() -> impl Strategy<Value = Fl> {
         prop_oneof![2 => Just(R), 5 => Just(RW), 1 => Just(RX)],
         any::<bool>(),
         prop::bool::weighted(0.2),
+        0..10u8,
     )
-        .prop_map(|(f, c, late)| {
+        .prop_map(|(f, c, late, roll)| {
+            // Execute-only where the page table can deny loads.
+            let f = if roll == 0 && exact_reads() {
+                AreaFlags::EXEC
+            } else {
+                f
+            };
             let f = if c { f | AreaFlags::CACHEABLE } else { f };
             Fl(if late { f | AreaFlags::LATE_RESERVE } else { f })
         })
@@ -597,7 +632,7 @@ fn resize_size() -> impl Strategy<Value = Hex> {
         4 => (0..=REACH_PAGES).prop_map(|p| p * PAGE_SIZE),
         3 => 0..=REACH_PAGES * PAGE_SIZE,
         1 => Just(u64::MAX),
-        1 => Just(USER_END),
+        1 => Just(user_end()),
     ]
     .prop_map(Hex)
 }
@@ -640,7 +675,7 @@ fn bad_create() -> impl Strategy<Value = Op> {
         1 => (sp.clone(), 1..=4u64, flags())
             .prop_map(move |(s, p, fl)| raw(Bad::NullPage, s, 0, p * PAGE_SIZE, fl)),
         1 => (sp.clone(), 1..=4u64, flags())
-            .prop_map(move |(s, p, fl)| raw(Bad::Kernel, s, KERNEL_BASE, p * PAGE_SIZE, fl)),
+            .prop_map(move |(s, p, fl)| raw(Bad::Kernel, s, kernel_base(), p * PAGE_SIZE, fl)),
         1 => (sp.clone(), 0..SLOTS, 0..PAGE_SIZE, flags()).prop_map(move |(s, slot, k, fl)| raw(
             Bad::Wrapping,
             s,
@@ -651,7 +686,7 @@ fn bad_create() -> impl Strategy<Value = Op> {
         1 => (sp, 2..=8u64, flags()).prop_map(move |(s, p, fl)| raw(
             Bad::PastUserEnd,
             s,
-            USER_END - PAGE_SIZE,
+            user_end() - PAGE_SIZE,
             p * PAGE_SIZE,
             fl
         )),
@@ -724,9 +759,9 @@ fn raw_copy() -> impl Strategy<Value = Op> {
         prop_oneof![
             1 => (0..PAGE_SIZE, 0..=16u64).prop_map(|(a, l)| (RawAddr::Null, a, l)),
             1 => (0..4 * PAGE_SIZE, 0..=16u64)
-                .prop_map(|(a, l)| (RawAddr::Kernel, KERNEL_BASE + a, l)),
+                .prop_map(|(a, l)| (RawAddr::Kernel, kernel_base() + a, l)),
             1 => (0..4 * PAGE_SIZE, 1..=16u64)
-                .prop_map(|(a, l)| (RawAddr::NonCanonical, USER_END + a, l)),
+                .prop_map(|(a, l)| (RawAddr::NonCanonical, user_end() + a, l)),
             // `k` bytes below the end, ending there or up to 16 bytes past.
             3 => (
                 prop_oneof![
@@ -736,7 +771,7 @@ fn raw_copy() -> impl Strategy<Value = Op> {
                 ],
                 prop_oneof![2 => Just(0u64), 1 => 1..=16u64]
             )
-                .prop_map(|(k, d)| (RawAddr::UserEnd, USER_END - k, k + d)),
+                .prop_map(|(k, d)| (RawAddr::UserEnd, user_end() - k, k + d)),
             1 => (0..16u64, 0..=64u64).prop_map(|(k, l)| (RawAddr::Wrapping, u64::MAX - k, l)),
         ],
     )
@@ -830,8 +865,8 @@ fn op() -> impl Strategy<Value = Op> {
             cpu(),
             prop_oneof![
                 0..PAGE_SIZE - 8,
-                KERNEL_BASE..KERNEL_BASE + 4 * PAGE_SIZE,
-                USER_END..USER_END + 4 * PAGE_SIZE,
+                kernel_base()..kernel_base() + 4 * PAGE_SIZE,
+                user_end()..user_end() + 4 * PAGE_SIZE,
             ],
             any::<bool>()
         )
@@ -1026,7 +1061,7 @@ impl MSpace {
             return false;
         };
         start >= 1
-            && end <= USER_END / PAGE_SIZE
+            && end <= user_end() / PAGE_SIZE
             && self
                 .areas
                 .iter()
@@ -1511,9 +1546,14 @@ impl Model {
     }
 }
 
-/// Page-table frames an x86_64 table needs to map `pages`: the PML4 plus
-/// one table per distinct PDPT, PD and PT index prefix.
+/// Page-table frames a table of the current architecture needs to map
+/// `pages`: the root plus one table per distinct index prefix of each
+/// level below it.
 fn tables_for(pages: &BTreeSet<u64>) -> u64 {
+    let levels = match arch() {
+        Arch::Riscv64Sv39 => 3,
+        _ => 4,
+    };
     let distinct = |shift: u32| {
         pages
             .iter()
@@ -1521,13 +1561,17 @@ fn tables_for(pages: &BTreeSet<u64>) -> u64 {
             .collect::<BTreeSet<_>>()
             .len()
     };
-    1 + (distinct(27) + distinct(18) + distinct(9)) as u64
+    1 + (1..levels).map(|l| distinct(9 * l) as u64).sum::<u64>()
 }
 
 /// The rights a mapped page of an area with `flags` reads back with
-/// (x86_64 cannot deny reads, so `READ` is always there).
+/// (x86_64 cannot deny reads, so `READ` is always there; elsewhere a
+/// writable page is readable too).
 fn page_flags(flags: AreaFlags) -> PageFlags {
-    let mut f = PageFlags::PRESENT | PageFlags::USER | PageFlags::READ;
+    let mut f = PageFlags::PRESENT | PageFlags::USER;
+    if !exact_reads() || flags.intersects(AreaFlags::READ | AreaFlags::WRITE) {
+        f |= PageFlags::READ;
+    }
     if flags.contains(AreaFlags::WRITE) {
         f |= PageFlags::WRITE;
     }
@@ -1623,6 +1667,7 @@ impl World {
         // room for page tables.
         let frames = (steps as u64 * (MAX_COPY / PAGE_SIZE + 1) + 512).max(1024);
         let sim = Sim::new(SimConfig {
+            arch: arch(),
             cpus: CPUS,
             memory: frames * PAGE_SIZE,
             asids,
@@ -1766,6 +1811,41 @@ impl World {
             Err(f) => format!("{:?}", f.reason),
         };
         cov.hit(format!("{access:?}: {label}"));
+        // A fetch that mapped an execute-only page: a load from the same
+        // address must now be refused by the page table itself, where the
+        // architecture can deny loads of a mapped page.
+        if access == Access::Exec && got.is_ok() && exact_reads() {
+            let page = addr / PAGE_SIZE;
+            let xonly = self.model.area_at(space, page).is_some_and(|(_, a)| {
+                a.flags - AreaFlags::CACHEABLE - AreaFlags::LATE_RESERVE == AreaFlags::EXEC
+            });
+            let load = addr & !7;
+            if xonly && load / PAGE_SIZE == page {
+                let want = self.model.access(space, load, 8, Access::Read, None);
+                let got = self.cpus[c]
+                    .read_u64(VirtAddr::new(load))
+                    .map(|v| v.to_le_bytes().to_vec());
+                ensure!(
+                    got == want,
+                    "load after fetch at {load:#x}: got {got:x?}, model expects {want:x?}"
+                );
+                if got.as_ref().is_err_and(|f| f.reason == FaultReason::Access) {
+                    cov.hit("Read: Access, execute-only page mapped");
+                }
+            }
+        }
+        if let Err(f) = &got {
+            // A load refused by the page table itself, not for want of a
+            // mapping: an execute-only page that is mapped.
+            let page = f.addr.as_u64() / PAGE_SIZE;
+            let xonly = self.model.area_at(space, page).is_some_and(|(_, a)| {
+                a.flags - AreaFlags::CACHEABLE - AreaFlags::LATE_RESERVE == AreaFlags::EXEC
+            });
+            if access == Access::Read && xonly && self.model.spaces[space].resident.contains(&page)
+            {
+                cov.hit("Read: Access, execute-only page mapped");
+            }
+        }
         if access == Access::Read && got.is_ok() {
             let m = &self.model.spaces[space];
             if [addr, addr + 7]
@@ -1802,7 +1882,7 @@ impl World {
         cov: &mut Coverage,
     ) -> Check {
         let data = pattern(fill, len);
-        let in_range = addr.checked_add(len).is_some_and(|end| end <= USER_END);
+        let in_range = addr.checked_add(len).is_some_and(|end| end <= user_end());
         let mut first_pages_done = false;
         let want = if in_range {
             let (access, bytes) = if to_user {
@@ -1919,8 +1999,8 @@ impl World {
             Dst::LastCut => self.target(space, At::LastCut, 0, 0, true) / PAGE_SIZE * PAGE_SIZE,
             Dst::Unaligned(s, off) => slot_base(s) + off,
             Dst::Null => 0,
-            Dst::Kernel => KERNEL_BASE,
-            Dst::LastPage => USER_END - PAGE_SIZE,
+            Dst::Kernel => kernel_base(),
+            Dst::LastPage => user_end() - PAGE_SIZE,
         }
     }
 
@@ -2042,7 +2122,7 @@ impl World {
             } => self.create(
                 space,
                 if at == At::Slot(TOP_SLOT) {
-                    USER_END - pages * PAGE_SIZE
+                    user_end() - pages * PAGE_SIZE
                 } else {
                     self.target(space, at, 0, 0, true) / PAGE_SIZE * PAGE_SIZE
                 },
@@ -2766,30 +2846,49 @@ fn model_based_random_operations() {
     let cases = env_or("ASPACE_MODEL_CASES", 256) as u32;
     let steps = env_or("ASPACE_MODEL_STEPS", 60).max(1) as usize;
     let seed = env_or("ASPACE_MODEL_SEED", 0x0a5b_ace5);
-    let config = ProptestConfig {
-        cases,
-        failure_persistence: None,
-        rng_seed: RngSeed::Fixed(seed),
-        ..ProptestConfig::default()
-    };
+    let only = std::env::var("ASPACE_MODEL_ARCH").ok();
     let cov = RefCell::new(Coverage::default());
-    let mut runner = TestRunner::new(config);
-    let result = runner.run(&case(steps), |case| {
-        run_case(&case, steps, &mut cov.borrow_mut(), None).map_err(TestCaseError::fail)
-    });
-    match result {
-        Ok(()) => {}
-        Err(TestError::Fail(reason, case)) => {
-            let mut trace = Vec::new();
-            let again = run_case(&case, steps, &mut Coverage::default(), Some(&mut trace));
-            panic!(
-                "model test failed (ASPACE_MODEL_SEED={seed} ASPACE_MODEL_CASES={cases} \
-                 ASPACE_MODEL_STEPS={steps}).\n{reason}\nMinimal failing case:\n{case:#?}\n\
-                 Replay of it, step by step as resolved (replay result: {again:?}):\n{}",
-                trace.join("\n")
-            )
+    let mut exact_reads_cases = 0;
+    for a in Arch::ALL {
+        if only.as_deref().is_some_and(|o| o != a.name()) {
+            continue;
         }
-        Err(TestError::Abort(why)) => panic!("model test aborted: {why}"),
+        ARCH.with(|c| c.set(a));
+        // The other formats run a quarter of the cases each, to keep the
+        // test's time in bounds; ASPACE_MODEL_ARCH picks one to run fully.
+        let cases = if a == Arch::X86_64 || only.is_some() {
+            cases
+        } else {
+            (cases / 4).max(1)
+        };
+        if a != Arch::X86_64 {
+            exact_reads_cases += cases;
+        }
+        let config = ProptestConfig {
+            cases,
+            failure_persistence: None,
+            rng_seed: RngSeed::Fixed(seed),
+            ..ProptestConfig::default()
+        };
+        let mut runner = TestRunner::new(config);
+        let result = runner.run(&case(steps), |case| {
+            run_case(&case, steps, &mut cov.borrow_mut(), None).map_err(TestCaseError::fail)
+        });
+        match result {
+            Ok(()) => {}
+            Err(TestError::Fail(reason, case)) => {
+                let mut trace = Vec::new();
+                let again = run_case(&case, steps, &mut Coverage::default(), Some(&mut trace));
+                panic!(
+                    "model test failed on {a} (ASPACE_MODEL_ARCH={a} ASPACE_MODEL_SEED={seed} \
+                     ASPACE_MODEL_CASES={cases} ASPACE_MODEL_STEPS={steps}).\n{reason}\n\
+                     Minimal failing case:\n{case:#?}\n\
+                     Replay of it, step by step as resolved (replay result: {again:?}):\n{}",
+                    trace.join("\n")
+                )
+            }
+            Err(TestError::Abort(why)) => panic!("model test aborted on {a}: {why}"),
+        }
     }
 
     let cov = cov.into_inner();
@@ -2802,8 +2901,8 @@ fn model_based_random_operations() {
     }
     // With the default amount of work every interesting path must have been
     // taken at least once, or the generator has gone blind.
-    if cases >= 256 && steps >= 60 {
-        let must = [
+    if cases >= 256 && steps >= 60 && only.is_none() {
+        let mut must = vec![
             "create: Ok(())",
             "create: Err(AddressNotAvailable)",
             "create Overlap: Ok(())",
@@ -2894,6 +2993,9 @@ fn model_based_random_operations() {
             "state: a late-reserving area with pages mapped",
             "state: a shared group reserving once for 3+ sharers",
         ];
+        if exact_reads_cases > 0 {
+            must.push("Read: Access, execute-only page mapped");
+        }
         let missing: Vec<&str> = must
             .iter()
             .copied()

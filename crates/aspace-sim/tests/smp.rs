@@ -251,6 +251,7 @@ fn race(
 ) -> (StatsSnapshot, HwStats) {
     let seed = seed();
     let sim = Sim::new(SimConfig {
+        arch: common::arch(),
         cpus: 3,
         memory: 32 << 20,
         asids: 16,
@@ -489,6 +490,7 @@ fn shootdown_sends_ipis_only_to_cpus_running_the_space() {
     const PAGES: u64 = 32;
     const KEEP: u64 = 4;
     let sim = Sim::new(SimConfig {
+        arch: common::arch(),
         cpus: 3,
         memory: 16 << 20,
         asids: 8,
@@ -601,6 +603,7 @@ fn lazy_flush_for_cpu_that_ran_the_space_before() {
     const PAGES: u64 = 16;
     const KEEP: u64 = 4;
     let sim = Sim::new(SimConfig {
+        arch: common::arch(),
         cpus: 2,
         memory: 16 << 20,
         asids: 8,
@@ -697,6 +700,7 @@ fn cpus_racing_to_install_the_same_page_tables_keep_everything() {
     const PAGES: u64 = 32;
     let seed = seed();
     let sim = Sim::new(SimConfig {
+        arch: common::arch(),
         cpus: 2,
         memory: 64 << 20,
         asids: 16,
@@ -709,10 +713,16 @@ fn cpus_racing_to_install_the_same_page_tables_keep_everything() {
     for cpu in &mut cpus {
         cpu.switch_to(&space).unwrap();
     }
+    // A root slot spans 512 GiB (1 GiB with Sv39's three levels); below
+    // it, a table per level.
+    let (slot_shift, new_tables) = match common::arch() {
+        aspace_sim::Arch::Riscv64Sv39 => (30, 2),
+        _ => (39, 3),
+    };
     for round in 0..200u64 {
-        // A fresh 512 GiB slot (PML4 entry) each round: PDPT, PD and PT
-        // are all missing when the two CPUs start.
-        let base = (round + 1) << 39;
+        // A fresh root slot each round: every table below it is missing
+        // when the two CPUs start.
+        let base = (round + 1) << slot_shift;
         let area = |i: u64| base + i * PAGES * PAGE_SIZE;
         for i in 0..2 {
             space
@@ -745,7 +755,7 @@ fn cpus_racing_to_install_the_same_page_tables_keep_everything() {
         // One new table per level (PDPT, PD, PT), whoever installed it.
         assert_eq!(
             space.page_table_frames(),
-            tables_before + 3,
+            tables_before + new_tables,
             "seed {seed:#x} round {round}: tables"
         );
         assert_eq!(
@@ -797,6 +807,7 @@ fn area_queries_stay_exact_while_areas_change() {
     const CHURN_SLOTS: u64 = 400;
     let seed = seed();
     let sim = Sim::new(SimConfig {
+        arch: common::arch(),
         cpus: 2,
         memory: 16 << 20,
         asids: 16,
@@ -904,3 +915,12 @@ fn area_queries_stay_exact_while_areas_change() {
         "seed {seed:#x}: too little overlap"
     );
 }
+
+other_archs!(
+    faults_race_with_shrink_never_read_stale_frames,
+    destroy_area_while_other_cpu_reads,
+    shootdown_sends_ipis_only_to_cpus_running_the_space,
+    lazy_flush_for_cpu_that_ran_the_space_before,
+    cpus_racing_to_install_the_same_page_tables_keep_everything,
+    area_queries_stay_exact_while_areas_change,
+);

@@ -8,7 +8,9 @@ bitflags! {
     /// The fault handler enforces them exactly; the page table may be
     /// coarser: x86_64 cannot deny reads of a present page, so once a
     /// write-only or execute-only area has a page mapped, loads from it
-    /// succeed.
+    /// succeed. RISC-V and AArch64 keep execute-only pages unreadable but,
+    /// like x86_64, map write-only pages readable (see each format in
+    /// [`paging`](crate::paging)).
     #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
     pub struct AreaFlags: u32 {
         /// Pages may be read.

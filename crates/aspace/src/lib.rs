@@ -12,7 +12,9 @@
 //! The crate is `no_std` + `alloc` and generic over the [`Machine`]: the
 //! kernel supplies physical memory access, a frame allocator, the local TLB,
 //! inter-processor shootdown, the lock type and the page-table format
-//! ([`paging::x86_64::X86_64PageTable`] ships with the crate).
+//! (x86_64, RISC-V Sv39/Sv48 and AArch64 formats ship with the crate:
+//! [`paging::x86_64::X86_64PageTable`], [`paging::riscv64::RiscvPageTable`],
+//! [`paging::aarch64::Aarch64PageTable`]).
 //!
 //! # Example
 //!

@@ -303,10 +303,6 @@ impl Format for Arm {
     }
     fn expect(flags: PageFlags) -> PageFlags {
         let mut f = flags | PageFlags::PRESENT;
-        // Device memory is never executable.
-        if !f.contains(PageFlags::CACHEABLE) {
-            f -= PageFlags::EXEC;
-        }
         if !f.intersects(PageFlags::READ | PageFlags::WRITE | PageFlags::EXEC) {
             return f;
         }
@@ -1434,10 +1430,10 @@ mod aarch64_bits {
                 w | c | usr,
                 PAGE_DESC | DESC_NG | DESC_AP_EL0 | DESC_PXN | DESC_UXN,
             ),
-            // Device memory: attribute 1, never executable.
+            // Device memory: attribute 1.
             (
                 r | x | usr,
-                PAGE_DESC | DESC_NG | DEVICE | DESC_AP_EL0 | DESC_AP_RO | DESC_PXN | DESC_UXN,
+                PAGE_DESC | DESC_NG | DEVICE | DESC_AP_EL0 | DESC_AP_RO | DESC_PXN,
             ),
             // No right: invalid, the frame and marks kept.
             (c | usr, DESC_NG | DESC_SW_MAPPED | DESC_SW_USER),

@@ -111,3 +111,47 @@ impl SyncPoint {
         }
     }
 }
+
+thread_local! {
+    /// The architecture the running test simulates (see [`each_arch`]).
+    static ARCH: std::cell::Cell<aspace_sim::Arch> =
+        const { std::cell::Cell::new(aspace_sim::Arch::X86_64) };
+}
+
+/// The architecture the running test simulates: x86_64 unless the test
+/// runs under [`on_other_archs`]; read when a test builds its machine.
+pub fn arch() -> aspace_sim::Arch {
+    ARCH.with(|a| a.get())
+}
+
+/// Runs `test` once on every architecture but x86_64 (a plain `#[test]`
+/// runs it on x86_64), with [`arch`] telling which; a failure names the
+/// architecture.
+pub fn on_other_archs(test: fn()) {
+    for a in aspace_sim::Arch::ALL {
+        if a == aspace_sim::Arch::X86_64 {
+            continue;
+        }
+        ARCH.with(|c| c.set(a));
+        if let Err(e) = std::panic::catch_unwind(test) {
+            eprintln!("failed on {a}");
+            std::panic::resume_unwind(e);
+        }
+    }
+}
+
+/// For each test function named, a test of the same name in module
+/// `other_archs` that runs it on every architecture but x86_64.
+#[macro_export]
+macro_rules! other_archs {
+    ($($test:ident),* $(,)?) => {
+        mod other_archs {
+            $(
+                #[test]
+                fn $test() {
+                    super::common::on_other_archs(super::$test);
+                }
+            )*
+        }
+    };
+}

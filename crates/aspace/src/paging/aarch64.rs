@@ -35,10 +35,12 @@
 //!   mapped read-write, as on x86_64.
 //! - Kernel pages (EL1): always readable (`AP[1]` clear: no EL0 access;
 //!   `AP[2]` read-only); execute by `PXN`, `UXN` always set.
-//! - Device memory (not [`CACHEABLE`](crate::PageFlags::CACHEABLE)) is
-//!   always execute-never: the architecture does not prevent speculative
-//!   instruction fetches from device memory that is not, so an
-//!   executable non-cacheable mapping loses its execute right.
+//! - Device memory (not [`CACHEABLE`](crate::PageFlags::CACHEABLE)) gets
+//!   the rights asked for, execute included: the architecture allows it,
+//!   though it does not prevent speculative instruction fetches from
+//!   executable device memory and Arm recommends marking device memory
+//!   execute-never, which is the caller's choice (an area that is not
+//!   cacheable should not be executable).
 //! - No right at all: an invalid descriptor (bit 0 clear, which hardware
 //!   ignores in full) holding the frame and [`DESC_SW_MAPPED`], so any
 //!   access faults and [`PageTable::translate`] still reports the page.
@@ -113,8 +115,7 @@ pub fn encode_leaf(frame: Frame, flags: PageFlags) -> u64 {
     let cacheable = flags.contains(PageFlags::CACHEABLE);
     let read = flags.contains(PageFlags::READ);
     let write = flags.contains(PageFlags::WRITE);
-    // Device memory is never executable.
-    let exec = flags.contains(PageFlags::EXEC) && cacheable;
+    let exec = flags.contains(PageFlags::EXEC);
     let mut e = oa;
     if !flags.contains(PageFlags::GLOBAL) {
         e |= DESC_NG;

@@ -35,7 +35,9 @@
 //!
 //! As on x86_64, the root slots 256..512 (addresses with bit 38 (Sv39) or
 //! 47 (Sv48) set) are copied from the kernel's table into every user table
-//! and are owned by the kernel's. [`satp`] builds the register value with a
+//! and are owned by the kernel's; a kernel that maps kernel memory after
+//! creating user tables must fill those root slots first (a new root slot
+//! would not reach the copies). [`satp`] builds the register value with a
 //! 16-bit ASID; `sfence.vma` carries out the core's invalidations:
 //! [`Pages`](crate::Invalidation::Pages) as one `sfence.vma va, asid` per
 //! page (`sfence.vma va, x0` for the kernel's global pages),

@@ -9,6 +9,11 @@
 //! PML4 slots first. Intermediate tables stay when their last page is
 //! unmapped (so re-mapping never allocates) and are freed by
 //! [`destroy`](PageTable::destroy).
+//!
+//! Of [`AreaFlags`](crate::AreaFlags), x86_64 expresses read-only,
+//! read-write and read-execute exactly; it cannot deny loads of a present
+//! page, so write-only, execute-only and no-rights pages read back (and
+//! load) as readable. Non-cacheable memory sets PCD.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
