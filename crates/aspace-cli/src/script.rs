@@ -432,6 +432,8 @@ pub fn reason_name(r: FaultReason) -> &'static str {
         FaultReason::Partial => "partial",
         FaultReason::Access => "access",
         FaultReason::NoMemory => "no-memory",
+        FaultReason::PagerError => "pager-error",
+        FaultReason::PagerGone => "pager-gone",
     }
 }
 
@@ -760,6 +762,8 @@ fn parse_expect(kind: Expects, op: &str, toks: &[Tok]) -> Res<Expect> {
         "partial" => Some(FaultReason::Partial),
         "access" => Some(FaultReason::Access),
         "no-memory" => Some(FaultReason::NoMemory),
+        "pager-error" => Some(FaultReason::PagerError),
+        "pager-gone" => Some(FaultReason::PagerGone),
         _ => None,
     };
     if lower == "ok" && !first.quoted {

@@ -27,6 +27,7 @@ pub mod frames;
 pub mod hardware;
 pub mod memory;
 pub mod mmu;
+pub mod pager;
 pub mod tlb;
 
 use std::sync::atomic::Ordering::Relaxed;

@@ -69,6 +69,7 @@ pub mod lookup;
 pub mod machine;
 #[allow(unsafe_code)]
 pub mod memory;
+mod page_in;
 pub mod paging;
 #[allow(unsafe_code)]
 mod shard_lock;
