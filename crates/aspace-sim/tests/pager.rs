@@ -486,3 +486,52 @@ fn a_pager_space_of_another_system_is_refused() {
     assert_eq!(r, Err(aspace::Error::InvalidArgument));
     assert!(space.areas().is_empty());
 }
+
+#[test]
+fn a_fault_whose_area_was_replaced_while_it_waited_asks_the_new_areas_pager() {
+    let base = baseline();
+    let sim = sim(2);
+    let old = SimPager::file(&sim, vec![0x11; PAGE_SIZE as usize]).unwrap();
+    let new = SimPager::file(&sim, vec![0x22; PAGE_SIZE as usize]).unwrap();
+    let space = sim.system().create().unwrap();
+    paged(&space, A, 1, AreaFlags::READ, &old);
+    old.hold(0);
+    thread::scope(|s| {
+        let _unblock = ReleaseOnDrop(&old);
+        let waiting = s.spawn(|| {
+            let mut cpu = sim.cpu(0);
+            cpu.switch_to(&space).unwrap();
+            cpu.read_u64(va(A))
+        });
+        assert!(old.wait_until(PATIENCE, |p| p.held().len() == 1));
+        let cpu = sim.cpu(1);
+        cpu.run(|| space.area_destroy(va(A))).unwrap();
+        cpu.run(|| {
+            space.area_create_paged(
+                va(A),
+                PAGE_SIZE,
+                AreaFlags::READ,
+                new.link(),
+                new.space(),
+                ids(),
+            )
+        })
+        .unwrap();
+        old.release();
+        // The old pager's answer is given back; the new area's pager serves.
+        assert_eq!(waiting.join().unwrap().unwrap(), 0x2222_2222_2222_2222);
+    });
+    assert_eq!((old.requests(), old.answered()), (1, 1));
+    assert_eq!(new.requests(), 1);
+    let f = frame_of(old.space(), FILE_BASE).unwrap();
+    assert_eq!(refcount(&sim, f), 1, "the old answer's reference went back");
+    assert_eq!(
+        frame_of(&space, A),
+        frame_of(new.space(), FILE_BASE),
+        "the new pager's frame is mapped"
+    );
+    drop(space);
+    drop(old);
+    drop(new);
+    assert_eq!(sim.frames_in_use(), base);
+}

@@ -13,9 +13,10 @@
 //!    the area may have been destroyed (another area may even sit at the
 //!    address now), shrunk past the page, or lost the right to the access.
 //!    The first fault back takes the answer's frame (with the reference the
-//!    answer took) and maps it, or, if the fault cannot map it any more,
-//!    releases it: nothing leaks. Faults that joined the request find the
-//!    page mapped, or fail with the same error.
+//!    answer took) and maps it, or, if the area changed, releases it (so
+//!    nothing leaks) and starts over from phase 1, which judges the area as
+//!    it is now (a few rounds at most). Faults that joined the request find
+//!    the page mapped, or fail with the same error.
 //!
 //! Why polling with `relax` rather than a blocking call in [`Pager`]:
 //! the first fault and the ones that join its request wait for the same
@@ -40,9 +41,20 @@ use crate::space::AddressSpace;
 use crate::stats::{Counters, Stats};
 use crate::{Error, Result};
 
-/// How often one fault asks anew when the frame it waited for was taken by
-/// another fault that then could not map it.
+/// How often one fault starts over (the area changed while it waited, or
+/// the frame it waited for was taken by a fault that could not map it)
+/// before it gives up.
 const ROUNDS: usize = 4;
+
+/// Why phase 3 did not map the page.
+enum Unmapped {
+    /// A final answer.
+    Fail(FaultReason),
+    /// The area changed while the fault waited (or the frame went to a
+    /// fault that could not map it): start over from phase 1, which judges
+    /// the area as it is now; `reason` if this was the last round.
+    Retry(FaultReason),
+}
 
 /// What phase 1 found.
 enum Asked<M: Machine> {
@@ -95,7 +107,7 @@ impl<M: Machine> AddressSpace<M> {
         access: Access,
         stats: &Counters,
     ) -> core::result::Result<(), FaultReason> {
-        for _ in 0..ROUNDS {
+        for round in 1..=ROUNDS {
             let (area, slot, index) = match self.ask(page, access)? {
                 Asked::Mapped => {
                     Stats::add(&stats.faults_raced, 1);
@@ -112,8 +124,9 @@ impl<M: Machine> AddressSpace<M> {
             };
             slot.leave();
             match self.map_answer(&area, &slot, index, page, access, answer, stats) {
-                Err(None) => continue,
-                Err(Some(reason)) => return Err(reason),
+                Err(Unmapped::Retry(reason)) if round == ROUNDS => return Err(reason),
+                Err(Unmapped::Retry(_)) => continue,
+                Err(Unmapped::Fail(reason)) => return Err(reason),
                 Ok(()) => return Ok(()),
             }
         }
@@ -154,8 +167,7 @@ impl<M: Machine> AddressSpace<M> {
         Ok(asked)
     }
 
-    /// Phase 3: maps the answer if the area still wants it. `Err(None)`:
-    /// the frame was taken by a fault that could not map it; ask again.
+    /// Phase 3: maps the answer if the area still wants it.
     #[allow(clippy::too_many_arguments)]
     fn map_answer(
         &self,
@@ -166,7 +178,7 @@ impl<M: Machine> AddressSpace<M> {
         access: Access,
         answer: Answer,
         stats: &Counters,
-    ) -> core::result::Result<(), Option<FaultReason>> {
+    ) -> core::result::Result<(), Unmapped> {
         let m = &self.shared.machine;
         let backend = user_backend::<M>(area).expect("checked in phase 1");
         // Later faults on the page ask anew, whatever happens here. Where the
@@ -185,7 +197,7 @@ impl<M: Machine> AddressSpace<M> {
         };
         if let Some(reason) = failed {
             backend.retire(index, slot);
-            return Err(Some(reason));
+            return Err(Unmapped::Fail(reason));
         }
         let cpu = m.cpus().current_cpu();
         let tree = self.areas.read(cpu);
@@ -193,21 +205,22 @@ impl<M: Machine> AddressSpace<M> {
             .entry_at_on_cpu(&tree, page.number(), cpu)
             .filter(|(_, _, e)| Arc::ptr_eq(&e.area, area));
         let Some((_, _, entry)) = entry else {
-            // Destroyed (or shrunk past the page) while the pager worked.
+            // Destroyed (or shrunk past the page) while the pager worked;
+            // another area may be there now.
             backend.retire(index, slot);
             give_back();
-            return Err(Some(FaultReason::NoArea));
+            return Err(Unmapped::Retry(FaultReason::NoArea));
         };
         let mut st = entry.lock();
         backend.retire(index, slot);
         if st.attrs.contains(AreaAttrs::PARTIAL) {
             give_back();
-            return Err(Some(FaultReason::Partial));
+            return Err(Unmapped::Retry(FaultReason::Partial));
         }
         if !st.flags.permits(access) {
             // The rights changed while the pager worked.
             give_back();
-            return Err(Some(FaultReason::Access));
+            return Err(Unmapped::Retry(FaultReason::Access));
         }
         if st.used.insert(page, 1).is_err() {
             // Mapped by a fault that joined the same request.
@@ -218,7 +231,7 @@ impl<M: Machine> AddressSpace<M> {
         let Some(frame) = slot.take() else {
             // Another fault took the frame and could not map it.
             let _ = st.used.remove(page, 1);
-            return Err(None);
+            return Err(Unmapped::Retry(FaultReason::NoMemory));
         };
         let flags = self.page_flags(st.flags);
         if self
@@ -228,7 +241,7 @@ impl<M: Machine> AddressSpace<M> {
         {
             let _ = st.used.remove(page, 1);
             m.frames().release(frame);
-            return Err(Some(FaultReason::NoMemory));
+            return Err(Unmapped::Fail(FaultReason::NoMemory));
         }
         Stats::add(&stats.faults_resolved, 1);
         Ok(())
