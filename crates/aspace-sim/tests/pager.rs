@@ -4,6 +4,8 @@
 //! and the waits are checked to hold no lock (other faults and area
 //! operations complete while a fault waits for a held request).
 
+mod common;
+
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -534,4 +536,79 @@ fn a_fault_whose_area_was_replaced_while_it_waited_asks_the_new_areas_pager() {
     drop(old);
     drop(new);
     assert_eq!(sim.frames_in_use(), base);
+}
+
+/// Two CPUs read random pages of a paged area while a third destroys,
+/// recreates, shrinks and grows it, and the pager answers at its own pace:
+/// every read gives the file's bytes or fails for want of an area, no TLB
+/// ever reaches a freed frame, and every frame comes back.
+#[test]
+fn paged_faults_racing_area_changes_read_the_file_and_leak_nothing() {
+    let seed = common::seed(0x5eed_0015);
+    let base = baseline();
+    let sim = sim(3);
+    const PAGES: u64 = 8;
+    let word = |p: u64| 0x0101_0101_0101_0101u64.wrapping_mul(p + 1);
+    let bytes: Vec<u8> = (0..PAGES)
+        .flat_map(|p| word(p).to_le_bytes().repeat(PAGE_SIZE as usize / 8))
+        .collect();
+    let pager = SimPager::file(&sim, bytes).unwrap();
+    let space = sim.system().create().unwrap();
+    paged(&space, A, PAGES, AreaFlags::READ, &pager);
+    let stop = &std::sync::atomic::AtomicBool::new(false);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        thread::scope(|s| {
+            for c in 0..2usize {
+                let (sim, space) = (&sim, &space);
+                s.spawn(move || {
+                    let mut rng = common::XorShift::new(seed + c as u64);
+                    let mut cpu = sim.cpu(c);
+                    cpu.switch_to(space).unwrap();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let p = rng.below(PAGES);
+                        match cpu.read_u64(va(A + p * PAGE_SIZE + 8 * rng.below(512))) {
+                            Ok(v) => assert_eq!(v, word(p), "page {p}"),
+                            Err(e) => assert_eq!(e.reason, FaultReason::NoArea, "page {p}"),
+                        }
+                    }
+                });
+            }
+            let mut rng = common::XorShift::new(seed + 7);
+            let cpu = sim.cpu(2);
+            // The readers stop with the changes, even if one of them fails.
+            struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let _stop = Stop(stop);
+            for _ in 0..300 {
+                match rng.below(3) {
+                    0 => {
+                        let _ = cpu.run(|| space.area_destroy(va(A)));
+                        paged(&space, A, PAGES, AreaFlags::READ, &pager);
+                    }
+                    1 => {
+                        let pages = 1 + rng.below(PAGES);
+                        cpu.run(|| space.area_resize(va(A), pages * PAGE_SIZE))
+                            .unwrap();
+                    }
+                    _ => {}
+                }
+                thread::sleep(Duration::from_micros(200));
+            }
+        })
+    }));
+    if let Err(e) = outcome {
+        eprintln!("failed with seed {seed} (replay: ASPACE_SEED={seed})");
+        std::panic::resume_unwind(e);
+    }
+    assert_eq!(space.pager_requests_in_flight(va(A)), 0);
+    eprintln!("pager asked {} times", pager.requests());
+    assert!(pager.requests() > 2 * PAGES, "pages were asked for again");
+    drop(space);
+    drop(pager);
+    assert_eq!(sim.hardware().stats().stale_accesses, 0);
+    assert_eq!(sim.frames_in_use(), base, "every frame back");
 }

@@ -143,6 +143,10 @@ impl<M: Machine> AddressSpace<M> {
                 .entry_at_on_cpu(&tree, page.number(), cpu)
                 .ok_or(FaultReason::NoArea)?;
             let area = entry.area.clone();
+            // Another kind of area took this one's place since the caller
+            // looked: `page_fault` tries a fault that failed for lack of
+            // memory again (a bounded number of times) from the start, which
+            // resolves it the ordinary way.
             let backend = user_backend::<M>(&area).ok_or(FaultReason::NoMemory)?;
             let st = entry.lock();
             if st.attrs.contains(AreaAttrs::PARTIAL) {
