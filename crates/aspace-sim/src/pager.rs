@@ -55,7 +55,7 @@ pub enum Reply {
     /// Answer with an error.
     Error,
     /// Drop the request unanswered (as a pager that crashed on it).
-    Drop,
+    Unanswered,
 }
 
 /// How the pager thread decides: given its own space and the request.
@@ -298,7 +298,7 @@ fn run(rx: Receiver<Msg>, space: &Arc<Space>, state: &State, mut serve: Serve) {
             }
         },
         Reply::Error => req.fail(),
-        Reply::Drop => drop(req),
+        Reply::Unanswered => drop(req),
     };
     while let Ok(msg) = rx.recv() {
         match msg {

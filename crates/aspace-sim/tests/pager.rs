@@ -293,7 +293,7 @@ fn bad_answers_are_refused_and_take_no_reference() {
             2 => Reply::Page(va(DEVICE)),                // not the pager's to give
             3 => Reply::Foreign(foreign.clone(), va(B)), // another task's page
             4 => Reply::Error,
-            5 => Reply::Drop,
+            5 => Reply::Unanswered,
             _ => Reply::Page(va(FILE_BASE)),
         }),
     )
