@@ -393,6 +393,8 @@ fn reason_text(r: FaultReason) -> &'static str {
         FaultReason::Partial => "area being set up",
         FaultReason::Access => "access not permitted by the area",
         FaultReason::NoMemory => "out of memory",
+        FaultReason::PagerError => "the pager refused the page",
+        FaultReason::PagerGone => "the pager is gone",
     }
 }
 

@@ -66,6 +66,11 @@ Operations:
   area TASK ADDR SIZE RIGHTS late-reserve [LABEL]
                                              ... reserving its memory page by page at fault
                                              time instead of all at once
+  area TASK ADDR SIZE RIGHTS pager NAME [LABEL]
+                                             an area whose pages pager NAME supplies on faults
+  pager NAME file TEXT                       start a pager task serving TEXT as a file, page by
+                                             page from its own memory, when a fault asks
+  pager NAME kill                            the pager dies: later page-ins fail (pager-gone)
   resize TASK ADDR SIZE                      make the area at ADDR end at ADDR+SIZE
   destroy TASK ADDR                          destroy the area containing ADDR
   share SRC ADDR DST ADDR2 RIGHTS [LABEL]    DST maps SRC's whole area at ADDR2
@@ -93,7 +98,7 @@ Operations:
 Any operation that can fail may end with `expect OUTCOME`; without it, success is expected \
 (`fault` alone only reports). Outcomes: ok; an errno name for area operations (ENOENT, ENOMEM, \
 EPERM, EBADMEM, ENOTSUP, EADDRNOTAVAIL, EINVAL); a fault reason for accesses (no-area, access, \
-partial, no-memory); a value for read and fetch (expect 42); a text for read str \
+partial, no-memory, pager-error, pager-gone); a value for read and fetch (expect 42); a text for read str \
 (expect \"hi\"). A step whose outcome differs is reported as FAILED with file:line, the run \
 goes on, and the exit status is 1.
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use aspace::backend::elf::ElfImage;
 use aspace::{loader, AreaFlags, PhysAddr, PhysMemory, StatsSnapshot, VirtAddr, PAGE_SIZE};
+use aspace_sim::pager::SimPager;
 use aspace_sim::{AccessFault, Arch, Cpu, HwStats, Sim, SimConfig, Space};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -407,6 +408,9 @@ pub struct Engine {
     /// Why a task the scenario names does not exist at run time (its
     /// creation failed).
     lost: HashMap<String, String>,
+    /// The built-in pagers running, by name (each a thread with its own
+    /// address space); dropped after the tasks, before the machine.
+    pagers: HashMap<String, SimPager>,
     /// The line of the step running.
     line: usize,
     images: Vec<Image>,
@@ -477,6 +481,7 @@ impl Engine {
             task_keys: HashMap::new(),
             next_task: 0,
             lost: HashMap::new(),
+            pagers: HashMap::new(),
             line: 0,
             images: Vec::new(),
             sim,
@@ -549,6 +554,33 @@ impl Engine {
         match self.cpu_of(task) {
             Some(i) => self.cpus[i].run(f),
             None => f(),
+        }
+    }
+
+    /// Starts pager `name` serving `text` as a file, or (`None`) kills it:
+    /// its thread ends and its address space goes; pages it served stay
+    /// mapped where they are, and later page-ins fail.
+    fn pager(&mut self, name: &str, text: Option<&str>) -> Got {
+        match text {
+            Some(text) => match SimPager::file(&self.sim, text.as_bytes().to_vec()) {
+                Ok(p) => {
+                    let pages = p.space().resident_pages();
+                    let id = p.space().id();
+                    self.pagers.insert(name.to_string(), p);
+                    Got::Done(Some(format!(
+                        "serves {} as a file from address space {id} ({pages} resident)",
+                        n_of(text.len() as u64, "byte", "bytes")
+                    )))
+                }
+                Err(e) => Self::refused(e),
+            },
+            None => match self.pagers.remove(name) {
+                Some(p) => {
+                    drop(p);
+                    Got::Done(Some("killed: later page-ins fail".into()))
+                }
+                None => Got::Unavailable(format!("no pager '{name}'")),
+            },
         }
     }
 
@@ -976,6 +1008,45 @@ impl Engine {
                     Err(e) => Self::refused(e),
                 }
             }
+            Op::Pager(name, text) => self.pager(name, text.as_deref()),
+            Op::PagedArea {
+                task,
+                addr,
+                size,
+                rights,
+                pager,
+                label,
+            } => {
+                let space = self.space(task)?;
+                let Some(p) = self.pagers.get(pager) else {
+                    return Err(Got::Unavailable(format!("no pager '{pager}'")));
+                };
+                let (link, pager_space) = (p.link(), p.space().clone());
+                let ids = aspace::backend::PagerIds::default();
+                let r = self.as_task(task, || {
+                    space.area_create_paged(
+                        VirtAddr::new(*addr),
+                        *size,
+                        *rights,
+                        link,
+                        &pager_space,
+                        ids,
+                    )
+                });
+                match r {
+                    Ok(_) => {
+                        if let (Some(l), Some(labels)) = (label, self.labels_mut(task)) {
+                            labels.insert(*addr, l.clone());
+                        }
+                        Got::Done(Some(format!(
+                            "{} {}, served by pager {pager}, none resident yet",
+                            n_of(size.div_ceil(PAGE_SIZE), "page", "pages"),
+                            rights_text(*rights)
+                        )))
+                    }
+                    Err(e) => Self::refused(e),
+                }
+            }
             Op::Resize(task, addr, size) => {
                 let space = self.space(task)?;
                 let old = space.area(VirtAddr::new(*addr)).map(|a| a.pages);
@@ -1338,6 +1409,11 @@ impl Engine {
                 if !self.images.is_empty() {
                     wrong.push(format!("{} ELF images still in use", self.images.len()));
                 }
+                if !self.pagers.is_empty() {
+                    let mut names: Vec<&str> = self.pagers.keys().map(|n| n.as_str()).collect();
+                    names.sort_unstable();
+                    wrong.push(format!("pagers still running: {}", names.join(", ")));
+                }
                 let in_use = self.sim.frames_in_use();
                 if in_use != self.baseline {
                     wrong.push(format!(
@@ -1432,6 +1508,8 @@ impl Engine {
             self.cpus[i].idle();
             self.running[i] = None;
         }
+        // Pagers outlive their clients: the frames they lent are theirs.
+        self.pagers.clear();
         self.release_images();
         let in_use = self.sim.frames_in_use();
         let stale = self.sim.hardware().stats().stale_accesses;
@@ -1553,6 +1631,8 @@ fn op_name(op: &Op) -> &'static str {
         Op::Run(..) => "cpu-run",
         Op::Idle(_) => "cpu-idle",
         Op::Area { .. } => "area",
+        Op::Pager(..) => "pager",
+        Op::PagedArea { .. } => "area",
         Op::Resize(..) => "resize",
         Op::Destroy(..) => "destroy",
         Op::Share { .. } => "share",

@@ -39,6 +39,11 @@ pub const OPS: &[(&str, &str, &str)] = &[
         "create an area of anonymous memory (late-reserve: reserve pages at fault time)",
     ),
     (
+        "pager",
+        "pager NAME file TEXT | pager NAME kill",
+        "start a pager task serving TEXT as a file (areas: area TASK ADDR SIZE RIGHTS pager NAME), or kill it",
+    ),
+    (
         "resize",
         "resize TASK ADDR SIZE",
         "make the area at ADDR end at ADDR+SIZE",
@@ -346,6 +351,24 @@ pub enum Op {
         /// Name shown in maps.
         label: Option<String>,
     },
+    /// Start a built-in pager serving a text as a file (`Some`), or kill
+    /// it (`None`).
+    Pager(String, Option<String>),
+    /// Create an area whose pages a pager supplies.
+    PagedArea {
+        /// Task.
+        task: String,
+        /// Base.
+        addr: u64,
+        /// Bytes.
+        size: u64,
+        /// Rights.
+        rights: AreaFlags,
+        /// The pager's name.
+        pager: String,
+        /// Name shown in maps.
+        label: Option<String>,
+    },
     /// Resize an area.
     Resize(String, u64, u64),
     /// Destroy an area.
@@ -434,6 +457,8 @@ pub fn reason_name(r: FaultReason) -> &'static str {
         FaultReason::Partial => "partial",
         FaultReason::Access => "access",
         FaultReason::NoMemory => "no-memory",
+        FaultReason::PagerError => "pager-error",
+        FaultReason::PagerGone => "pager-gone",
     }
 }
 
@@ -776,6 +801,8 @@ fn parse_expect(kind: Expects, op: &str, toks: &[Tok]) -> Res<Expect> {
         "partial" => Some(FaultReason::Partial),
         "access" => Some(FaultReason::Access),
         "no-memory" => Some(FaultReason::NoMemory),
+        "pager-error" => Some(FaultReason::PagerError),
+        "pager-gone" => Some(FaultReason::PagerGone),
         _ => None,
     };
     if lower == "ok" && !first.quoted {
@@ -788,21 +815,59 @@ fn parse_expect(kind: Expects, op: &str, toks: &[Tok]) -> Res<Expect> {
             .find(|e| e.errno_name().eq_ignore_ascii_case(w))
             .map(|&e| Expect::Error(e))
             .ok_or_else(|| format!("'{op}' can expect ok or an error ({}), not '{w}'", errnos())),
-        Expects::Fault => reason.map(Expect::Fault).ok_or_else(|| {
-            format!("'{op}' can expect ok, no-area, access, partial or no-memory, not '{w}'")
-        }),
+        Expects::Fault => reason
+            .map(Expect::Fault)
+            .ok_or_else(|| format!("'{op}' can expect ok, {REASONS}, not '{w}'")),
         Expects::Value => {
             if let Some(r) = reason {
                 return Ok(Expect::Fault(r));
             }
-            parse_u64(w).map(Expect::Value).map_err(|e| {
-                format!("{e} (a '{op}' expects a value, ok, no-area, access, partial or no-memory)")
-            })
+            parse_u64(w)
+                .map(Expect::Value)
+                .map_err(|e| format!("{e} (a '{op}' expects a value, ok, {REASONS})"))
         }
         Expects::Text => match reason {
             Some(r) if !first.quoted => Ok(Expect::Fault(r)),
             _ => Ok(Expect::Text(first.text.clone())),
         },
+    }
+}
+
+/// The fault reasons an access may expect, for messages.
+const REASONS: &str = "no-area, access, partial, no-memory, pager-error or pager-gone";
+
+/// Most pagers a scenario may have alive at once (each is a thread).
+pub const MAX_PAGERS: usize = 16;
+
+/// `area TASK ADDR SIZE RIGHTS pager NAME [LABEL]`: an area a pager serves.
+fn is_paged_area(toks: &[Tok]) -> bool {
+    toks[0].text == "area" && toks.get(5).is_some_and(|t| t.text == "pager" && !t.quoted)
+}
+
+fn parse_paged_area(a: &mut Args<'_>) -> Res<Op> {
+    let (task, addr, size, rights) = (a.task()?, a.user_addr()?, a.size()?, a.rights()?);
+    a.word("'pager'")?;
+    Ok(Op::PagedArea {
+        task,
+        addr,
+        size,
+        rights,
+        pager: a.task()?,
+        label: a.label()?,
+    })
+}
+
+fn parse_pager(a: &mut Args<'_>) -> Res<Op> {
+    let name = a.task()?;
+    match a.word("'file TEXT' or 'kill'")? {
+        "file" => {
+            let text = a.next("a text")?.text.clone();
+            Ok(Op::Pager(name, Some(text)))
+        }
+        "kill" => Ok(Op::Pager(name, None)),
+        w => Err(format!(
+            "'pager {name}' takes 'file TEXT' or 'kill', not '{w}'"
+        )),
     }
 }
 
@@ -815,6 +880,8 @@ fn parse_op(toks: &[Tok], base_dir: &Path) -> Res<(Op, Expects)> {
         pos: 0,
     };
     let (op, expects) = match name {
+        _ if is_paged_area(toks) => (parse_paged_area(&mut a)?, Expects::Errno),
+        "pager" => (parse_pager(&mut a)?, Expects::Errno),
         "say" => (Op::Say(a.rest_text("a text")?), Expects::Nothing),
         "echo" => {
             let w = a.word("on or off")?;
@@ -1274,6 +1341,25 @@ impl Op {
     }
 }
 
+/// A `pager` line against the pagers alive: a new one must have a new name
+/// (and not too many may live), a killed one must exist.
+fn validate_pager(pagers: &mut HashSet<String>, name: &str, start: bool) -> Result<(), String> {
+    if start {
+        if pagers.contains(name) {
+            return Err(format!("pager '{name}' already runs"));
+        }
+        if pagers.len() >= MAX_PAGERS {
+            return Err(format!("at most {MAX_PAGERS} pagers may run at once"));
+        }
+        pagers.insert(name.to_string());
+        Ok(())
+    } else if pagers.remove(name) {
+        Ok(())
+    } else {
+        Err(format!("no pager named '{name}' at this point"))
+    }
+}
+
 /// Checks the statements against the machine before anything runs: tasks
 /// exist when used and not twice, CPUs exist, and every access is made by
 /// a task that some CPU runs at that point.
@@ -1292,6 +1378,7 @@ fn validate_with(
     let mut errors = Vec::new();
     let mut tasks: HashMap<String, usize> = HashMap::new(); // name -> line created
     let mut running: Vec<Option<String>> = vec![None; shape.cpus];
+    let mut pagers: HashSet<String> = HashSet::new();
     for s in &script.stmts {
         let err = |message: String| ScriptError {
             file: script.name.clone(),
@@ -1368,6 +1455,16 @@ fn validate_with(
                 }
             }),
             Op::Share { src, dst, .. } => exists(src, &tasks).and_then(|()| exists(dst, &tasks)),
+            Op::Pager(p, text) => validate_pager(&mut pagers, p, text.is_some()),
+            Op::PagedArea { task, pager, .. } => exists(task, &tasks).and_then(|()| {
+                if pagers.contains(pager) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "no pager named '{pager}' at this point (start it first with 'pager {pager} file TEXT')"
+                    ))
+                }
+            }),
             Op::Write(t, ..)
             | Op::Read(t, ..)
             | Op::Fetch(t, _)

@@ -561,3 +561,67 @@ fn the_commit_limit_refuses_areas_and_late_reserve_faults_and_shows_in_maps_and_
         .stdout(predicate::str::contains("late-reserve"))
         .stdout(predicate::str::contains("--commit-limit"));
 }
+
+#[test]
+fn the_pager_scenario_pages_a_file_in_and_survives_its_pager() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scenarios");
+    let out = aspace()
+        .args(["run", "--json"])
+        .arg(dir.join("pager.aspace"))
+        .output()
+        .unwrap();
+    let v = json_of(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    let steps = v["steps"].as_array().unwrap();
+    let step = |text: &str| {
+        steps
+            .iter()
+            .find(|s| s["text"].as_str().is_some_and(|t| t.starts_with(text)))
+            .unwrap_or_else(|| panic!("no step '{text}'"))
+    };
+    assert_eq!(step("pager files file")["op"], "pager");
+    assert_eq!(step("area reader")["op"], "area");
+    assert_eq!(step("read reader 0x40000000 str 9")["value"], "Once upon");
+    let past = step("read reader 0x40001000 u8 expect pager-error");
+    assert_eq!(past["fault"]["reason"], "pager-error");
+    let gone = step("read reader 0x40001000 u8 expect pager-gone");
+    assert_eq!(gone["fault"]["reason"], "pager-gone");
+    let map = step("map");
+    let areas = map["maps"][0]["areas"].as_array().unwrap();
+    assert_eq!(areas[0]["backend"], "pager");
+    assert!(steps.iter().all(|s| s["ok"] != false));
+    assert_eq!(
+        v["summary"]["frames_in_use_at_end"],
+        v["summary"]["frames_in_use_at_start"]
+    );
+}
+
+#[test]
+fn pager_lines_are_checked_before_anything_runs() {
+    let (code, _, err, path) = run_text(
+        "task A\narea A 0x400000 1p r pager P\npager Q file \"x\"\npager Q file \"y\"\n\
+         pager R kill\npager Q burn\ncheck clean\n",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("{path}:2: no pager named 'P'")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{path}:4: pager 'Q' already runs")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{path}:5: no pager named 'R'")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{path}:6: 'pager Q' takes 'file TEXT' or 'kill'")),
+        "{err}"
+    );
+    // A pager left running is not clean: its memory is still in use.
+    let (code, out, _, _) = run_text("pager Q file \"x\"\ncheck clean\n", &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("pagers still running: Q"), "{out}");
+}

@@ -43,6 +43,8 @@ impl fmt::Display for AccessFault {
             FaultReason::Partial => "area not ready",
             FaultReason::Access => "area does not allow it",
             FaultReason::NoMemory => "out of memory",
+            FaultReason::PagerError => "the pager refused the page",
+            FaultReason::PagerGone => "the pager is gone",
         };
         write!(f, "{what} at {} refused: {why}", self.addr)
     }

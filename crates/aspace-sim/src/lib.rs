@@ -28,6 +28,7 @@ pub mod frames;
 pub mod hardware;
 pub mod memory;
 pub mod mmu;
+pub mod pager;
 pub mod paging;
 pub mod tlb;
 

@@ -25,6 +25,12 @@ pub enum FaultReason {
     /// error), or a [late-reserving](crate::AreaFlags::LATE_RESERVE) area
     /// could not reserve the page within the commit limit.
     NoMemory,
+    /// The area's pager answered with an error, or with a page the core
+    /// refused (not mapped in the pager's own space, not its to give).
+    PagerError,
+    /// The area's pager is gone: it died with the request pending, or
+    /// before it was asked.
+    PagerGone,
 }
 
 /// What the CPU was doing when it faulted.
@@ -121,6 +127,11 @@ impl<M: Machine> AddressSpace<M> {
         let (start, end, slot) = self
             .entry_at_on_cpu(&tree, page.number(), cpu)
             .ok_or(FaultReason::NoArea)?;
+        if crate::page_in::user_backend::<M>(&slot.area).is_some() {
+            // A user pager's page: asked for and waited for with no lock held.
+            drop(tree);
+            return self.resolve_paged(page, access, stats);
+        }
         let m = &self.shared.machine;
         // The slow part (for anonymous memory: zeroing a frame) runs before
         // the area's lock is taken, so faults on other pages of the area

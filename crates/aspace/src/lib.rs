@@ -72,6 +72,7 @@ pub mod lookup;
 pub mod machine;
 #[allow(unsafe_code)]
 pub mod memory;
+mod page_in;
 pub mod paging;
 pub mod reserve;
 #[allow(unsafe_code)]

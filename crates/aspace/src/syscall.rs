@@ -109,7 +109,7 @@ impl UserAreaInfo {
             "anon" => BACKEND_ANON,
             "elf" => BACKEND_ELF,
             "phys" => BACKEND_PHYS,
-            "user" => BACKEND_USER,
+            "pager" => BACKEND_USER,
             _ => BACKEND_OTHER,
         };
         Self {

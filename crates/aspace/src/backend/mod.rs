@@ -49,6 +49,7 @@
 pub mod anon;
 pub mod elf;
 pub mod phys;
+pub mod user;
 
 use core::fmt;
 
@@ -60,6 +61,7 @@ use crate::Result;
 pub use anon::AnonBackend;
 pub use elf::ElfBackend;
 pub use phys::PhysBackend;
+pub use user::{PageIn, Pager, PagerIds, UserBackend};
 
 bitflags::bitflags! {
     /// What a backend's areas can do, declared once by the backend.
@@ -142,6 +144,14 @@ pub trait Backend<P: PhysMemory, F: FrameAllocator>: Send + Sync {
         } else {
             0
         }
+    }
+
+    /// The backend itself, for the few backends the fault handler resolves
+    /// in its own way (the [user pager](user::UserBackend), whose fault
+    /// waits for another task without the area's lock); `None` (the
+    /// default) for every other backend.
+    fn as_any(&self) -> Option<&dyn core::any::Any> {
+        None
     }
 }
 
