@@ -91,6 +91,23 @@
 //! propagate up; the root is replaced by its only child when it is left
 //! with one.
 //!
+//! # Free gaps and guards
+//!
+//! An entry may keep *guard pages* below its start
+//! ([`AreaTree::insert_guarded`]): no other entry, nor its guard, may take
+//! them, though lookups there find nothing ([`AreaTree::guarded_by`] names
+//! the entry guarding a page). A tree made with [`AreaTree::with_gaps`]
+//! also keeps, in every inner node and for every child, the largest free
+//! gap between consecutive entries of the child's subtree, its lowest page
+//! taken (guard included) and its end. [`AreaTree::lowest_fit`] and
+//! [`AreaTree::highest_fit`] then find the lowest (or highest) free range
+//! of a size, alignment and guard in a window, skipping every subtree whose
+//! largest gap is too small: O(log n) node visits rather than a scan of
+//! every entry (which is what a tree without gaps does). Every change
+//! recomputes the summaries on its route (and of the siblings a spill,
+//! refill or merge touched), stopping where one comes out unchanged. The
+//! used space's trees keep no gaps and pay nothing for them.
+//!
 //! # The lookup hint
 //!
 //! A [`Hint`] remembers the leaf of the last lookup. [`AreaTree::find_hinted`]
@@ -128,6 +145,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 mod arena;
+mod augment;
 // The invariant checkers, for tests (and the `check-invariants` feature).
 #[cfg(any(test, feature = "check-invariants"))]
 mod check;
@@ -138,6 +156,7 @@ mod remove;
 mod resize;
 mod search;
 
+pub use augment::Fit;
 pub use iter::Iter;
 pub use node::CAP;
 pub use search::Hint;
@@ -172,6 +191,9 @@ pub struct AreaTree<V> {
     height: usize,
     /// Number of entries.
     len: usize,
+    /// Whether inner nodes keep their children's summaries ([`Sum`]) for
+    /// the free-gap search ([`with_gaps`](Self::with_gaps)).
+    gaps: bool,
 }
 
 impl<V> Default for AreaTree<V> {
@@ -201,7 +223,26 @@ impl<V> AreaTree<V> {
             root: NIL,
             height: 0,
             len: 0,
+            gaps: false,
         }
+    }
+
+    /// An empty tree that also keeps, for every subtree, the largest free
+    /// gap between its entries, so that [`lowest_fit`](Self::lowest_fit)
+    /// and [`highest_fit`](Self::highest_fit) skip whole subtrees (see
+    /// [the module documentation](self#free-gaps-and-guards)). Changes cost a little
+    /// more (the summaries on the route are recomputed); lookups cost the
+    /// same.
+    pub const fn with_gaps() -> Self {
+        let mut t = Self::new();
+        t.gaps = true;
+        t
+    }
+
+    /// Whether this tree keeps free-gap summaries
+    /// ([`with_gaps`](Self::with_gaps)).
+    pub fn tracks_gaps(&self) -> bool {
+        self.gaps
     }
 
     /// Number of entries.
