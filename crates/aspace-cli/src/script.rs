@@ -432,6 +432,7 @@ pub fn reason_name(r: FaultReason) -> &'static str {
         FaultReason::Partial => "partial",
         FaultReason::Access => "access",
         FaultReason::NoMemory => "no-memory",
+        FaultReason::Guard => "guard",
     }
 }
 
@@ -760,6 +761,7 @@ fn parse_expect(kind: Expects, op: &str, toks: &[Tok]) -> Res<Expect> {
         "partial" => Some(FaultReason::Partial),
         "access" => Some(FaultReason::Access),
         "no-memory" => Some(FaultReason::NoMemory),
+        "guard" => Some(FaultReason::Guard),
         _ => None,
     };
     if lower == "ok" && !first.quoted {

@@ -43,6 +43,7 @@ impl fmt::Display for AccessFault {
             FaultReason::Partial => "area not ready",
             FaultReason::Access => "area does not allow it",
             FaultReason::NoMemory => "out of memory",
+            FaultReason::Guard => "guard page (stack overflow)",
         };
         write!(f, "{what} at {} refused: {why}", self.addr)
     }

@@ -3,10 +3,10 @@
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
-use crate::flags::{Access, AreaAttrs};
+use crate::flags::{Access, AreaAttrs, AreaFlags};
 use crate::machine::{Cpus, FrameAllocator, Machine};
 use crate::paging::PageTable;
-use crate::space::AddressSpace;
+use crate::space::{AddressSpace, Areas};
 use crate::stats::{Counters, Stats};
 
 /// Why a fault could not be resolved.
@@ -21,6 +21,12 @@ pub enum FaultReason {
     /// The backend could not supply a frame (out of memory or a backend
     /// error).
     NoMemory,
+    /// The address is an area's guard page ([`AreaFlags::GUARD`]): a stack
+    /// overflow, told apart from [`NoArea`](Self::NoArea). For a
+    /// [grows-down](AreaFlags::GROWS_DOWN) area, the area could not grow
+    /// over it (its limit reached, the page below taken, or the area
+    /// shared).
+    Guard,
 }
 
 /// What the CPU was doing when it faulted.
@@ -109,13 +115,110 @@ impl<M: Machine> AddressSpace<M> {
         cpu: Option<usize>,
         stats: &Counters,
     ) -> Result<(), FaultReason> {
-        let page = addr.page();
         // The tree stays read-locked for the whole fault: no area is
         // destroyed or resized meanwhile, so the area needs no reference of
         // its own and its range holds.
         let tree = self.areas.read(cpu);
+        match self.resolve_in(&tree, addr, access, cpu, stats) {
+            Err(FaultReason::NoArea) => {}
+            done => return done,
+        }
+        // A guard page: a stack overflow, or a stack to grow.
+        let n = addr.page().number();
+        let grows = tree
+            .guarded_by(n)
+            .map(|(_, _, slot)| slot.summary.flags().contains(AreaFlags::GROWS_DOWN));
+        drop(tree);
+        match grows {
+            None => Err(FaultReason::NoArea),
+            Some(false) => Err(FaultReason::Guard),
+            Some(true) => self.grow_down(addr, access, cpu, stats),
+        }
+    }
+
+    /// A fault in the guard page of a grows-down area: with the tree
+    /// written, the area's base moves down over the page (the guard with
+    /// it) and the page is mapped; all or nothing, so if mapping fails the
+    /// base moves back. Refused with [`FaultReason::Guard`] when the area
+    /// would pass its limit, the page below the new base (the new guard) is
+    /// taken or is the NULL page, or the area is shared or partial.
+    ///
+    /// The used space and the page table hold absolute pages, so they need
+    /// no change; anonymous pages do not depend on their index in the area
+    /// (only backends with [`BackendCaps::GROW_DOWN`] grow), and a shared
+    /// area, whose share record keys pages by index, does not grow.
+    fn grow_down(
+        &self,
+        addr: VirtAddr,
+        access: Access,
+        cpu: Option<usize>,
+        stats: &Counters,
+    ) -> Result<(), FaultReason> {
+        let n = addr.page().number();
+        let mut tree = self.areas.write();
+        // Another CPU may have grown the area (or changed the tree) meanwhile.
+        if tree.find(n).is_some() {
+            return self.resolve_in(&tree, addr, access, cpu, stats);
+        }
+        let (start, end) = {
+            let Some((start, end, slot)) = tree.guarded_by(n) else {
+                return Err(FaultReason::NoArea);
+            };
+            let area = &slot.area;
+            let st = slot.lock();
+            let growable = st.flags.contains(AreaFlags::GROWS_DOWN)
+                && area.backend.caps().contains(BackendCaps::GROW_DOWN)
+                && st.share.is_none()
+                && !st.attrs.contains(AreaAttrs::PARTIAL)
+                && end - n <= area.grow_limit
+                && n > 0;
+            if !growable {
+                return Err(FaultReason::Guard);
+            }
+            if !st.flags.permits(access) {
+                return Err(FaultReason::Access);
+            }
+            (start, end)
+        };
+        // The new guard page must be free (and not below page 0).
+        if !tree.set_start(start, n) {
+            return Err(FaultReason::Guard);
+        }
+        self.set_extent(&tree, n, end);
+        let result = self.resolve_in(&tree, addr, access, cpu, stats);
+        if result.is_err() {
+            let undone = tree.set_start(n, start);
+            debug_assert!(undone, "moving a start up always fits");
+            self.set_extent(&tree, start, end);
+        }
+        result
+    }
+
+    /// Records in the area the tree has at `[start, end)` its base and size
+    /// (the tree written; the area's lock taken for the store).
+    fn set_extent(&self, tree: &Areas<M>, start: u64, end: u64) {
+        if let Some((_, slot)) = tree.get(start) {
+            let _st = slot.lock();
+            slot.area.set_base(Page::from_number(start));
+            slot.area
+                .pages
+                .store(end - start, crate::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// [`resolve`](Self::resolve) in `tree`, locked by the caller (for
+    /// reading, or written by a growth).
+    fn resolve_in(
+        &self,
+        tree: &Areas<M>,
+        addr: VirtAddr,
+        access: Access,
+        cpu: Option<usize>,
+        stats: &Counters,
+    ) -> Result<(), FaultReason> {
+        let page = addr.page();
         let (start, end, slot) = self
-            .entry_at_on_cpu(&tree, page.number(), cpu)
+            .entry_at_on_cpu(tree, page.number(), cpu)
             .ok_or(FaultReason::NoArea)?;
         let m = &self.shared.machine;
         // The slow part (for anonymous memory: zeroing a frame) runs before
@@ -216,7 +319,7 @@ impl<M: Machine> AddressSpace<M> {
             // to touch a page puts it there (with a reference of its own).
             Some(share) if area.backend.caps().contains(BackendCaps::REFCOUNTED) => {
                 let mut sh = share.state.lock();
-                let index = page.pages_since(area.base);
+                let index = page.pages_since(area.base());
                 match sh.pagemap.get(&index) {
                     Some(&f) => {
                         m.frames().add_ref(f);
