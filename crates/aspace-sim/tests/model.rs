@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Weak};
 
+use aspace::space::Placement;
 use aspace::{
     Access, AreaAttrs, AreaFlags, Asid, CpuSet, Error, FaultReason, Layout, Page, PageFlags,
     PhysMemory, StatsSnapshot, VirtAddr, PAGE_SIZE,
@@ -288,6 +289,16 @@ enum Op {
         pages: u64,
         flags: Fl,
     },
+    /// `area_create_anywhere`: the lowest base at or above the target's
+    /// address (a slot, the last cut), or (`top_down`) the highest whose
+    /// area ends at or below it.
+    CreateAnywhere {
+        space: usize,
+        at: At,
+        pages: u64,
+        flags: Fl,
+        top_down: bool,
+    },
     /// `area_create` with raw arguments, mostly refused.
     CreateRaw {
         kind: Bad,
@@ -404,6 +415,17 @@ impl fmt::Debug for Op {
                 pages,
                 flags,
             } => write!(f, "s{space}.create({at:?}, {pages}p, {flags:?})"),
+            Op::CreateAnywhere {
+                space,
+                at,
+                pages,
+                flags,
+                top_down,
+            } => write!(
+                f,
+                "s{space}.create_anywhere({}{at:?}, {pages}p, {flags:?})",
+                if top_down { "below " } else { "above " }
+            ),
             Op::CreateRaw {
                 kind,
                 space,
@@ -764,6 +786,7 @@ fn op() -> impl Strategy<Value = Op> {
     let at_page = || prop_oneof![3 => Just(0u64), 1 => 0..SLOT_PAGES];
     prop_oneof![
         12 => sp().prop_flat_map(create),
+        3 => sp().prop_flat_map(create_anywhere),
         2 => bad_create(),
         6 => (sp(), cut_at(), at_page(), resize_size()).prop_map(|(space, at, at_page, size)| {
             Op::Resize {
@@ -870,6 +893,21 @@ fn create(space: usize) -> impl Strategy<Value = Op> {
         at,
         pages,
         flags,
+    })
+}
+
+/// An `area_create_anywhere` of `space` above or below a grid slot or the
+/// last cut.
+fn create_anywhere(space: usize) -> impl Strategy<Value = Op> {
+    let at = prop_oneof![3 => (0..SLOTS).prop_map(At::Slot), 1 => Just(At::LastCut)];
+    (at, area_pages(), flags(), any::<bool>()).prop_map(move |(at, pages, flags, top_down)| {
+        Op::CreateAnywhere {
+            space,
+            at,
+            pages,
+            flags,
+            top_down,
+        }
     })
 }
 
@@ -1109,6 +1147,35 @@ impl Model {
             },
         );
         Ok(())
+    }
+
+    /// Where `area_create_anywhere` puts `pages` pages in space `s`: a
+    /// scan of the gaps between its areas, lowest first (the lowest base at
+    /// or above `bound`) or highest first (the highest whose area ends at or
+    /// below `ceiling`); `NoMemory` when none fits.
+    fn anywhere(&self, s: usize, pages: u64, limit: u64, top_down: bool) -> Result<u64, Error> {
+        let (lo, hi) = (1, USER_END / PAGE_SIZE);
+        let mut gaps = Vec::new();
+        let mut prev = lo;
+        for (&b, a) in &self.spaces[s].areas {
+            gaps.push((prev, b));
+            prev = b + a.pages;
+        }
+        gaps.push((prev, hi));
+        let found = if top_down {
+            let ceiling = (limit / PAGE_SIZE).min(hi);
+            gaps.iter().rev().find_map(|&(a, b)| {
+                let b = b.min(ceiling);
+                (b >= a + pages).then(|| b - pages)
+            })
+        } else {
+            let bound = limit.div_ceil(PAGE_SIZE).max(lo);
+            gaps.iter().find_map(|&(a, b)| {
+                let base = a.max(bound);
+                (base + pages <= b).then_some(base)
+            })
+        };
+        found.ok_or(Error::NoMemory)
     }
 
     fn resize(&mut self, s: usize, addr: u64, size: u64) -> Result<(), Error> {
@@ -1960,6 +2027,44 @@ impl World {
                 size,
                 flags,
             } => self.create(space, base.0, size.0, flags.0, Some(kind), cov),
+            Op::CreateAnywhere {
+                space,
+                at,
+                pages,
+                flags,
+                top_down,
+            } => {
+                let limit = self.target(space, at, 0, 0, true);
+                let want = self.model.anywhere(space, pages, limit, top_down);
+                let placement = if top_down {
+                    Placement::HighestBelow {
+                        ceiling: VirtAddr::new(limit),
+                        align: 1,
+                    }
+                } else {
+                    Placement::above(VirtAddr::new(limit))
+                };
+                let got = self.spaces[space]
+                    .area_create_anywhere(placement, pages * PAGE_SIZE, flags.0)
+                    .map(|a| a.as_u64() / PAGE_SIZE);
+                self.note = format!("area_create_anywhere({placement:?}, {pages}p) = {got:?}");
+                ensure!(
+                    got == want,
+                    "area_create_anywhere: got {got:?}, model expects {want:?}"
+                );
+                if let Ok(start) = want {
+                    let made =
+                        self.model
+                            .create(space, start * PAGE_SIZE, pages * PAGE_SIZE, flags.0);
+                    ensure!(made.is_ok(), "model refused its own placement: {made:?}");
+                }
+                cov.hit(format!(
+                    "create anywhere {}: {}",
+                    if top_down { "top-down" } else { "bottom-up" },
+                    if got.is_ok() { "ok" } else { "no room" }
+                ));
+                Ok(())
+            }
             Op::Resize {
                 space,
                 at,
