@@ -367,3 +367,51 @@ fn placement_and_growth_are_all_or_nothing() {
     });
     assert!(n >= 2, "a fresh table chain and a frame: {n}");
 }
+
+/// HelenOS's `sys_as_area_create(base *, size, flags, bound)`: the base is
+/// read from user memory, `AS_AREA_ANY` places the area above the bound,
+/// and the base chosen is written back through the user copies.
+#[test]
+fn the_system_call_writes_the_chosen_base_back() {
+    use aspace::syscall::{sys_as_area_create, sys_as_area_create_any, AS_AREA_ANY, CREATE_FAILED};
+    let sim = sim();
+    let s = sim.system().create().unwrap();
+    let mut cpu = sim.cpu(0);
+    cpu.switch_to(&s).unwrap();
+    // A page of user memory holding the base word.
+    s.area_create(va(0x10_0000), P, RW).unwrap();
+    // And a read-only one that says "anywhere".
+    s.area_create(va(0x20_0000), P, RW).unwrap();
+    cpu.write_u64(va(0x20_0000), AS_AREA_ANY as u64).unwrap();
+    cpu.run(|| s.area_change_flags(va(0x20_0000), AreaFlags::READ))
+        .unwrap();
+    let word = va(0x10_0008);
+    cpu.write_u64(word, AS_AREA_ANY as u64).unwrap();
+    let got = cpu.run(|| sys_as_area_create_any(&*s, 0x10_0008, 2 * P as usize, 3, 0x10_0000));
+    assert_eq!(got, 0x10_1000);
+    assert_eq!(cpu.read_u64(word).unwrap(), 0x10_1000);
+    assert_eq!(s.area(va(0x10_1000)).unwrap().pages, 2);
+    // A fixed base in the word is used as it is.
+    cpu.write_u64(word, 0x30_0000).unwrap();
+    let got = cpu.run(|| sys_as_area_create_any(&*s, 0x10_0008, P as usize, 3 | 0x10, 0));
+    assert_eq!(got, 0x30_0000);
+    assert!(s
+        .area(va(0x30_0000))
+        .unwrap()
+        .flags
+        .contains(AreaFlags::GUARD));
+    // A word that cannot be read, or written back, fails the call and
+    // leaves no area behind.
+    let before = bases(&s);
+    let bad = cpu.run(|| sys_as_area_create_any(&*s, 0x50_0000, P as usize, 3, 0));
+    assert_eq!(bad, CREATE_FAILED);
+    let ro = cpu.run(|| sys_as_area_create_any(&*s, 0x20_0000, P as usize, 3, 0));
+    assert_eq!(ro, CREATE_FAILED);
+    assert_eq!(cpu.read_u64(va(0x20_0000)).unwrap(), AS_AREA_ANY as u64);
+    assert_eq!(bases(&s), before);
+    // The old entry point takes AS_AREA_ANY too (bound 0: page 1).
+    assert_eq!(
+        cpu.run(|| sys_as_area_create(&*s, AS_AREA_ANY, P as usize, 3)),
+        P as usize
+    );
+}
