@@ -60,7 +60,13 @@ Operations:
   task NAME                                  create a task (an empty address space)
   exit NAME                                  destroy it: areas, frames, ASID, page table
   cpu N run NAME | cpu N idle                switch CPU N to a task, or to the kernel
-  area TASK ADDR SIZE RIGHTS [LABEL]         create an anonymous area (LABEL names it in maps)
+  area TASK ADDR SIZE RIGHTS [LABEL]         create an anonymous area (LABEL names it in maps);
+                                             RIGHTS may be followed by `guard` (a free page is
+                                             kept below the area) and `grows-down` (a fault in
+                                             that page grows the area down a page, up to 8M)
+  area TASK any SIZE RIGHTS [above ADDR] [align SIZE] [guard] [grows-down] [LABEL]
+                                             create it at the lowest free place at or above ADDR
+                                             (default 0), aligned; prints the base chosen
   resize TASK ADDR SIZE                      make the area at ADDR end at ADDR+SIZE
   destroy TASK ADDR                          destroy the area containing ADDR
   share SRC ADDR DST ADDR2 RIGHTS [LABEL]    DST maps SRC's whole area at ADDR2
@@ -88,7 +94,7 @@ Operations:
 Any operation that can fail may end with `expect OUTCOME`; without it, success is expected \
 (`fault` alone only reports). Outcomes: ok; an errno name for area operations (ENOENT, ENOMEM, \
 EPERM, EBADMEM, ENOTSUP, EADDRNOTAVAIL, EINVAL); a fault reason for accesses (no-area, access, \
-partial, no-memory); a value for read and fetch (expect 42); a text for read str \
+partial, no-memory, guard); a value for read and fetch (expect 42); a text for read str \
 (expect \"hi\"). A step whose outcome differs is reported as FAILED with file:line, the run \
 goes on, and the exit status is 1.
 

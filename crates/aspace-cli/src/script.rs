@@ -36,7 +36,16 @@ pub const OPS: &[(&str, &str, &str)] = &[
     (
         "area",
         "area TASK ADDR SIZE RIGHTS [LABEL]",
-        "create an area of anonymous memory",
+        "create an area of anonymous memory; RIGHTS may be followed by \
+         'guard' (a free page is kept below the area, a fault there is \
+         'guard') and 'grows-down' (the area grows a page per fault in that \
+         page, up to 8M)",
+    ),
+    (
+        "area",
+        "area TASK any SIZE RIGHTS [above ADDR] [align SIZE] [guard] [grows-down] [LABEL]",
+        "create an area at the lowest free place at or above ADDR (default \
+         0), and print its base",
     ),
     (
         "resize",
@@ -340,6 +349,21 @@ pub enum Op {
         /// Bytes.
         size: u64,
         /// Rights.
+        rights: AreaFlags,
+        /// Name shown in maps.
+        label: Option<String>,
+    },
+    /// Create an anonymous area wherever there is room.
+    AreaAny {
+        /// Task.
+        task: String,
+        /// Least base.
+        bound: u64,
+        /// Alignment of the base in bytes (a power of two).
+        align: u64,
+        /// Bytes.
+        size: u64,
+        /// Rights (with the placement flags).
         rights: AreaFlags,
         /// Name shown in maps.
         label: Option<String>,
@@ -683,6 +707,28 @@ impl<'a> Args<'a> {
         parse_rights(self.word("rights (e.g. rw)")?)
     }
 
+    /// The next word, if it is `w` (consumed).
+    fn keyword(&mut self, w: &str) -> bool {
+        let hit = self.toks.get(self.pos).is_some_and(|t| t.text == w);
+        if hit {
+            self.pos += 1;
+        }
+        hit
+    }
+
+    /// `guard` and `grows-down` after the rights of an area.
+    fn placement_flags(&mut self, mut rights: AreaFlags) -> AreaFlags {
+        loop {
+            if self.keyword("guard") {
+                rights |= AreaFlags::GUARD;
+            } else if self.keyword("grows-down") {
+                rights |= AreaFlags::GROWS_DOWN;
+            } else {
+                return rights;
+            }
+        }
+    }
+
     fn cpu(&mut self) -> Res<usize> {
         let t = self.word("a CPU number")?;
         let n = parse_u64(t).map_err(|_| format!("bad CPU number '{t}'"))?;
@@ -821,16 +867,51 @@ fn parse_op(toks: &[Tok], base_dir: &Path) -> Res<(Op, Expects)> {
                 w => return Err(format!("'cpu {cpu}' takes 'run TASK' or 'idle', not '{w}'")),
             }
         }
-        "area" => (
-            Op::Area {
-                task: a.task()?,
-                addr: a.user_addr()?,
-                size: a.size()?,
-                rights: a.rights()?,
-                label: a.label()?,
-            },
-            Expects::Errno,
-        ),
+        "area" => {
+            let task = a.task()?;
+            if a.keyword("any") {
+                let size = a.size()?;
+                let rights = a.rights()?;
+                let (mut bound, mut align) = (0, 1);
+                loop {
+                    if a.keyword("above") {
+                        bound = a.user_addr()?;
+                    } else if a.keyword("align") {
+                        align = a.size()?;
+                        if !align.is_power_of_two() {
+                            return Err(format!("alignment {align:#x} is not a power of two"));
+                        }
+                    } else {
+                        break;
+                    }
+                }
+                let rights = a.placement_flags(rights);
+                let label = a.label()?;
+                let op = Op::AreaAny {
+                    task,
+                    bound,
+                    align,
+                    size,
+                    rights,
+                    label,
+                };
+                (op, Expects::Errno)
+            } else {
+                let addr = a.user_addr()?;
+                let size = a.size()?;
+                let rights = a.rights()?;
+                let rights = a.placement_flags(rights);
+                let label = a.label()?;
+                let op = Op::Area {
+                    task,
+                    addr,
+                    size,
+                    rights,
+                    label,
+                };
+                (op, Expects::Errno)
+            }
+        }
         "resize" => (
             Op::Resize(a.task()?, a.user_addr()?, a.size()?),
             Expects::Errno,
@@ -1312,6 +1393,7 @@ fn validate_with(
                 }
             }),
             Op::Area { task, .. }
+            | Op::AreaAny { task, .. }
             | Op::Resize(task, ..)
             | Op::Destroy(task, _)
             | Op::Flags(task, ..)
