@@ -1175,7 +1175,12 @@ fn gap_search_in_deep_trees() {
         assert!(m.insert(base, base + f.size, f.guard));
     }
     t.check_invariants();
-    assert!(t.height() >= 3, "deep enough: {}", t.height());
+    // Three levels at full size (Miri's smaller run makes two).
+    assert!(
+        t.height() >= if cfg!(miri) { 2 } else { 3 },
+        "deep enough: {}",
+        t.height()
+    );
     // Open random holes and find them, bottom-up and top-down.
     for k in 0..sized(2000) {
         let i = rng.below(m.0.len());
