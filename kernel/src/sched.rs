@@ -397,6 +397,7 @@ fn reason_text(r: FaultReason) -> &'static str {
         FaultReason::Partial => "area being set up",
         FaultReason::Access => "access not permitted by the area",
         FaultReason::NoMemory => "out of memory",
+        FaultReason::Guard => "guard page (stack overflow)",
     }
 }
 
