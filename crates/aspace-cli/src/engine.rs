@@ -1004,7 +1004,8 @@ impl Engine {
                 match r {
                     Ok(()) => {
                         if let (Some(i), Some(labels)) = (info, self.labels_mut(task)) {
-                            labels.remove(&i.base.as_u64());
+                            let area = i.base.as_u64()..i.end().as_u64();
+                            labels.retain(|at, _| !area.contains(at));
                         }
                         let released = self.release_images();
                         let mut d = info.map_or(String::new(), |i| {
