@@ -176,6 +176,9 @@ enum At {
     /// through any area) or of data a share just made visible, in an area
     /// of this space of that group (as `LastWrite` when there is none).
     Peer,
+    /// The page just below an area (its guard page, if it has one): where
+    /// a stack that grows downwards grows.
+    Below(usize),
 }
 
 impl fmt::Debug for At {
@@ -186,6 +189,7 @@ impl fmt::Debug for At {
             At::LastWrite => write!(f, "last_write"),
             At::LastCut => write!(f, "last_cut"),
             At::Peer => write!(f, "peer"),
+            At::Below(k) => write!(f, "below_area#{k}"),
         }
     }
 }
@@ -578,6 +582,12 @@ fn flags() -> impl Strategy<Value = Fl> {
         .prop_map(|(f, c)| Fl(if c { f | AreaFlags::CACHEABLE } else { f }))
 }
 
+/// Rights for a new area, now and then with a guard page or growing down.
+fn create_flags() -> impl Strategy<Value = Fl> {
+    (flags(), prop_oneof![6 => Just(AreaFlags::empty()), 1 => Just(AreaFlags::GUARD), 2 => Just(AreaFlags::GROWS_DOWN)])
+        .prop_map(|(f, p)| Fl(f.0 | p))
+}
+
 fn area_pages() -> impl Strategy<Value = u64> {
     prop_oneof![2 => 1..=8u64, 1 => 1..=SLOT_PAGES]
 }
@@ -763,6 +773,7 @@ fn op() -> impl Strategy<Value = Op> {
             3 => Just(At::LastWrite),
             2 => Just(At::LastCut),
             4 => Just(At::Peer),
+            3 => (0..4usize).prop_map(At::Below),
         ]
     };
     // Shrinks and destroys aim at written data more often.
@@ -888,7 +899,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// byte cut away (refused when it overlaps an area).
 fn create(space: usize) -> impl Strategy<Value = Op> {
     let at = prop_oneof![3 => (0..SLOTS).prop_map(At::Slot), 1 => Just(At::LastCut)];
-    (at, area_pages(), flags()).prop_map(move |(at, pages, flags)| Op::Create {
+    (at, area_pages(), create_flags()).prop_map(move |(at, pages, flags)| Op::Create {
         space,
         at,
         pages,
@@ -900,15 +911,15 @@ fn create(space: usize) -> impl Strategy<Value = Op> {
 /// last cut.
 fn create_anywhere(space: usize) -> impl Strategy<Value = Op> {
     let at = prop_oneof![3 => (0..SLOTS).prop_map(At::Slot), 1 => Just(At::LastCut)];
-    (at, area_pages(), flags(), any::<bool>()).prop_map(move |(at, pages, flags, top_down)| {
-        Op::CreateAnywhere {
+    (at, area_pages(), create_flags(), any::<bool>()).prop_map(
+        move |(at, pages, flags, top_down)| Op::CreateAnywhere {
             space,
             at,
             pages,
             flags,
             top_down,
-        }
-    })
+        },
+    )
 }
 
 fn case(steps: usize) -> impl Strategy<Value = Case> {
@@ -980,6 +991,14 @@ fn case(steps: usize) -> impl Strategy<Value = Case> {
 // The reference model
 // ---------------------------------------------------------------------------
 
+/// Guard pages kept below an area with `flags`.
+fn guard_of(flags: AreaFlags) -> u64 {
+    u64::from(flags.intersects(AreaFlags::GUARD | AreaFlags::GROWS_DOWN))
+}
+
+/// How far a grows-down area of the model may grow, in pages.
+const GROW_LIMIT: u64 = aspace::space::DEFAULT_GROW_LIMIT / PAGE_SIZE;
+
 #[derive(Clone, Copy, Debug)]
 struct MArea {
     pages: u64,
@@ -1040,17 +1059,17 @@ impl MSpace {
     }
 
     /// Whether `[start, start+pages)` lies in user space off the NULL page
-    /// and overlaps no area other than the one based at `avoid`.
-    fn fits(&self, start: u64, pages: u64, avoid: Option<u64>) -> bool {
+    /// and, with `guard` free pages below it, overlaps no area nor an
+    /// area's guard page, other than the area based at `avoid`.
+    fn fits(&self, start: u64, pages: u64, guard: u64, avoid: Option<u64>) -> bool {
         let Some(end) = start.checked_add(pages) else {
             return false;
         };
         start >= 1
             && end <= USER_END / PAGE_SIZE
-            && self
-                .areas
-                .iter()
-                .all(|(&b, a)| Some(b) == avoid || b + a.pages <= start || end <= b)
+            && self.areas.iter().all(|(&b, a)| {
+                Some(b) == avoid || b + a.pages <= start - guard || end <= b - guard_of(a.flags)
+            })
     }
 }
 
@@ -1077,6 +1096,8 @@ struct Model {
     last_store: Option<(u64, u64)>,
     /// What the last read access saw beyond plain data (coverage only).
     read_note: Option<&'static str>,
+    /// Pages grown-down areas grew by (coverage only).
+    growths: u64,
 }
 
 impl Model {
@@ -1120,7 +1141,12 @@ impl Model {
             return Err(Error::InvalidArgument);
         }
         let start = base / PAGE_SIZE;
-        if !self.spaces[s].fits(start, pages, None) {
+        let flags = if flags.contains(AreaFlags::GROWS_DOWN) {
+            flags | AreaFlags::GUARD
+        } else {
+            flags
+        };
+        if !self.spaces[s].fits(start, pages, guard_of(flags), None) {
             return Err(Error::AddressNotAvailable);
         }
         let id = self.new_id();
@@ -1153,12 +1179,21 @@ impl Model {
     /// scan of the gaps between its areas, lowest first (the lowest base at
     /// or above `bound`) or highest first (the highest whose area ends at or
     /// below `ceiling`); `NoMemory` when none fits.
-    fn anywhere(&self, s: usize, pages: u64, limit: u64, top_down: bool) -> Result<u64, Error> {
-        let (lo, hi) = (1, USER_END / PAGE_SIZE);
+    fn anywhere(
+        &self,
+        s: usize,
+        pages: u64,
+        flags: AreaFlags,
+        limit: u64,
+        top_down: bool,
+    ) -> Result<u64, Error> {
+        let hi = USER_END / PAGE_SIZE;
+        // The new area's guard, if any, may be the NULL page.
+        let g = guard_of(flags);
         let mut gaps = Vec::new();
-        let mut prev = lo;
+        let mut prev = 0;
         for (&b, a) in &self.spaces[s].areas {
-            gaps.push((prev, b));
+            gaps.push((prev, b - guard_of(a.flags)));
             prev = b + a.pages;
         }
         gaps.push((prev, hi));
@@ -1166,16 +1201,70 @@ impl Model {
             let ceiling = (limit / PAGE_SIZE).min(hi);
             gaps.iter().rev().find_map(|&(a, b)| {
                 let b = b.min(ceiling);
-                (b >= a + pages).then(|| b - pages)
+                let least = (a + g).max(1);
+                (b >= least + pages).then(|| b - pages)
             })
         } else {
-            let bound = limit.div_ceil(PAGE_SIZE).max(lo);
+            let bound = limit.div_ceil(PAGE_SIZE).max(1);
             gaps.iter().find_map(|&(a, b)| {
-                let base = a.max(bound);
+                let base = (a + g).max(bound);
                 (base + pages <= b).then_some(base)
             })
         };
         found.ok_or(Error::NoMemory)
+    }
+
+    /// A fault on `page`, in no area, of space `s`: the guard page of a
+    /// grows-down area grows it (moving its base and its pages' indices)
+    /// when the area is unshared, under its limit, and the page below is
+    /// free and not below page 0; any other guard page is a stack overflow.
+    fn guard_fault(&mut self, s: usize, page: u64, access: Access) -> Result<(), FaultReason> {
+        let ms = &self.spaces[s];
+        let Some((&base, &area)) = ms.areas.range(page + 1..).next() else {
+            return Err(FaultReason::NoArea);
+        };
+        if base - guard_of(area.flags) > page {
+            return Err(FaultReason::NoArea);
+        }
+        let below_free = ms
+            .areas
+            .range(..page)
+            .next_back()
+            .is_none_or(|(&b, a)| b + a.pages <= page - 1);
+        let growable = area.flags.contains(AreaFlags::GROWS_DOWN)
+            && !self.groups[&area.group].shared
+            && area.pages < GROW_LIMIT
+            && page >= 1;
+        if !growable {
+            return Err(FaultReason::Guard);
+        }
+        // The rights are checked before the room below (as the core does).
+        if !area.flags.permits(access) {
+            return Err(FaultReason::Access);
+        }
+        if !below_free {
+            return Err(FaultReason::Guard);
+        }
+        let ms = &mut self.spaces[s];
+        let mut grown = ms.areas.remove(&base).expect("found");
+        grown.pages += 1;
+        ms.areas.insert(page, grown);
+        let g = self.groups.get_mut(&area.group).expect("live group");
+        g.data = std::mem::take(&mut g.data)
+            .into_iter()
+            .map(|(i, d)| (i + 1, d))
+            .collect();
+        g.writer = std::mem::take(&mut g.writer)
+            .into_iter()
+            .map(|(i, w)| (i + 1, w))
+            .collect();
+        if let Some((grp, off)) = &mut self.last_store {
+            if *grp == area.group {
+                *off += PAGE_SIZE;
+            }
+        }
+        self.growths += 1;
+        Ok(())
     }
 
     fn resize(&mut self, s: usize, addr: u64, size: u64) -> Result<(), Error> {
@@ -1193,7 +1282,7 @@ impl Model {
             (start * PAGE_SIZE)
                 .checked_add(bytes)
                 .ok_or(Error::InvalidArgument)?;
-            if !self.spaces[s].fits(start, pages, Some(start)) {
+            if !self.spaces[s].fits(start, pages, guard_of(area.flags), Some(start)) {
                 return Err(Error::AddressNotAvailable);
             }
         }
@@ -1262,6 +1351,9 @@ impl Model {
         if self.groups[&area.group].shared {
             return Err(Error::NotSupported);
         }
+        // Guard and growth stay as they were made.
+        let placement = AreaFlags::GUARD | AreaFlags::GROWS_DOWN;
+        let flags = (flags - placement) | (area.flags & placement);
         self.spaces[s].areas.get_mut(&start).expect("found").flags = flags;
         Ok(())
     }
@@ -1359,6 +1451,9 @@ impl Model {
                 access,
                 reason,
             };
+            if self.area_at(s, page).is_none() {
+                self.guard_fault(s, page, access).map_err(refuse)?;
+            }
             let (start, area) = self.area_at(s, page).ok_or(refuse(FaultReason::NoArea))?;
             if !area.flags.permits(access) {
                 return Err(refuse(FaultReason::Access));
@@ -1699,6 +1794,7 @@ impl World {
         let c = self.cpu_for(space, cpu)?;
         let va = VirtAddr::new(addr);
         let bytes = value.to_le_bytes();
+        let grew = self.model.growths;
         let (want, got) = match access {
             Access::Read => (
                 self.model.access(space, addr, 8, access, None),
@@ -1735,6 +1831,9 @@ impl World {
             Err(f) => format!("{:?}", f.reason),
         };
         cov.hit(format!("{access:?}: {label}"));
+        if self.model.growths > grew {
+            cov.hit(format!("{access:?}: a grows-down area grew"));
+        }
         if access == Access::Read && got.is_ok() {
             let m = &self.model.spaces[space];
             if [addr, addr + 7]
@@ -1985,11 +2084,17 @@ impl World {
                 };
                 (base + index) * PAGE_SIZE + offset
             }
+            At::Below(k) if !m.areas.is_empty() => {
+                let (&base, _) = m.areas.iter().nth(k % m.areas.len()).expect("k < len");
+                (base - 1) * PAGE_SIZE + offset
+            }
             At::LastWrite if m.last_write.is_some() => m.last_write.expect("checked"),
             At::Area(k) => slot_base(k % SLOTS) + page * PAGE_SIZE + offset,
             At::Slot(s) => slot_base(s) + page * PAGE_SIZE + offset,
             At::LastCut if m.last_cut.is_some() => m.last_cut.expect("checked"),
-            At::LastWrite | At::LastCut | At::Peer => slot_base(0) + page * PAGE_SIZE + offset,
+            At::LastWrite | At::LastCut | At::Peer | At::Below(_) => {
+                slot_base(0) + page * PAGE_SIZE + offset
+            }
         }
     }
 
@@ -2035,7 +2140,7 @@ impl World {
                 top_down,
             } => {
                 let limit = self.target(space, at, 0, 0, true);
-                let want = self.model.anywhere(space, pages, limit, top_down);
+                let want = self.model.anywhere(space, pages, flags.0, limit, top_down);
                 let placement = if top_down {
                     Placement::HighestBelow {
                         ceiling: VirtAddr::new(limit),
