@@ -1230,7 +1230,7 @@ impl Model {
             .areas
             .range(..page)
             .next_back()
-            .is_none_or(|(&b, a)| b + a.pages <= page - 1);
+            .is_none_or(|(&b, a)| b + a.pages < page);
         let growable = area.flags.contains(AreaFlags::GROWS_DOWN)
             && !self.groups[&area.group].shared
             && area.pages < GROW_LIMIT
