@@ -15,7 +15,7 @@
 use std::hint::black_box;
 
 use aspace::internals::area_tree::{AreaTree, Fit};
-use aspace::space::Placement;
+use aspace::Placement;
 use aspace::{VirtAddr, PAGE_SIZE};
 use aspace_bench::{layout, populate, sim, test_mode, Settings, FIRST_PAGE, RW};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use aspace::backend::elf::ElfImage;
-use aspace::space::Placement;
+use aspace::Placement;
 use aspace::{loader, AreaFlags, PhysAddr, PhysMemory, StatsSnapshot, VirtAddr, PAGE_SIZE};
 use aspace_sim::{AccessFault, Cpu, HwStats, Sim, SimConfig, Space};
 use serde::Serialize;

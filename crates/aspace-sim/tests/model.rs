@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Weak};
 
-use aspace::space::Placement;
+use aspace::Placement;
 use aspace::{
     Access, AreaAttrs, AreaFlags, Asid, CpuSet, Error, FaultReason, Layout, Page, PageFlags,
     PhysMemory, StatsSnapshot, VirtAddr, PAGE_SIZE,
@@ -997,7 +997,7 @@ fn guard_of(flags: AreaFlags) -> u64 {
 }
 
 /// How far a grows-down area of the model may grow, in pages.
-const GROW_LIMIT: u64 = aspace::space::DEFAULT_GROW_LIMIT / PAGE_SIZE;
+const GROW_LIMIT: u64 = aspace::placement::DEFAULT_GROW_LIMIT / PAGE_SIZE;
 
 #[derive(Clone, Copy, Debug)]
 struct MArea {

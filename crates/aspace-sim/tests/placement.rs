@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use aspace::space::{Placement, DEFAULT_GROW_LIMIT};
+use aspace::placement::{Placement, DEFAULT_GROW_LIMIT};
 use aspace::{
     AreaFlags, AreaInfo, Error, FaultReason, Frame, Page, PageFlags, VirtAddr, PAGE_SIZE,
 };

@@ -70,6 +70,7 @@ pub mod machine;
 #[allow(unsafe_code)]
 pub mod memory;
 pub mod paging;
+pub mod placement;
 #[allow(unsafe_code)]
 mod shard_lock;
 pub mod share;
@@ -93,6 +94,7 @@ pub use machine::{
     Asid, CpuId, CpuSet, Cpus, FrameAllocator, Invalidation, Layout, Machine, PhysMemory,
     Shootdown, Tlb,
 };
+pub use placement::Placement;
 pub use space::AddressSpace;
 pub use stats::StatsSnapshot;
 pub use system::{Config, System};

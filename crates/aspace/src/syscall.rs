@@ -9,7 +9,8 @@
 use crate::addr::VirtAddr;
 use crate::flags::AreaFlags;
 use crate::machine::Machine;
-use crate::space::{AddressSpace, Placement};
+use crate::placement::Placement;
+use crate::space::AddressSpace;
 use crate::Result;
 
 /// The failure value of [`sys_as_area_create`] (HelenOS `AS_MAP_FAILED`).
