@@ -106,7 +106,7 @@ impl<V> AreaTree<V> {
         }
         for c in a..=b {
             let child = self.inners[p as usize].children[c];
-            self.inners[p as usize].sums[c] = self.leaves[child as usize].summary();
+            self.sums[p as usize][c] = self.leaves[child as usize].summary();
         }
     }
 
@@ -117,7 +117,8 @@ impl<V> AreaTree<V> {
         }
         for c in a..=b {
             let child = self.inners[p as usize].children[c];
-            self.inners[p as usize].sums[c] = self.inners[child as usize].summary();
+            let c_ = child as usize;
+            self.sums[p as usize][c] = self.inners[c_].summary(&self.sums[c_]);
         }
     }
 
@@ -130,10 +131,10 @@ impl<V> AreaTree<V> {
         }
         for l in (0..level).rev() {
             let child = path.steps[l + 1].0;
-            let sum = self.inners[child as usize].summary();
+            let sum = self.inners[child as usize].summary(&self.sums[child as usize]);
             let (p, c) = path.steps[l];
             debug_assert_eq!(self.inners[p as usize].children[c], child);
-            let slot = &mut self.inners[p as usize].sums[c];
+            let slot = &mut self.sums[p as usize][c];
             if *slot == sum {
                 return;
             }
@@ -150,7 +151,7 @@ impl<V> AreaTree<V> {
         let (p, c) = path.steps[path.len - 1];
         let leaf = self.inners[p as usize].children[c];
         let sum = self.leaves[leaf as usize].summary();
-        let slot = &mut self.inners[p as usize].sums[c];
+        let slot = &mut self.sums[p as usize][c];
         if *slot == sum {
             return;
         }
@@ -174,7 +175,8 @@ impl<V> AreaTree<V> {
         if self.height == 1 {
             self.leaves[self.root as usize].summary()
         } else {
-            self.inners[self.root as usize].summary()
+            let r = self.root as usize;
+            self.inners[r].summary(&self.sums[r])
         }
     }
 
@@ -328,10 +330,11 @@ impl<V> AreaTree<V> {
             return Step::Next;
         }
         let inner = &self.inners[node as usize];
+        let sums = &self.sums[node as usize];
         let n = inner.nkeys();
         let past_bound = q.bound.saturating_add(q.fit.size);
         for i in 0..=n {
-            let s = inner.sums[i];
+            let s = sums[i];
             // Every gap from here on starts at or above `s.lo`.
             if s.lo.saturating_add(need) > q.hi {
                 return Step::Stop;
@@ -343,7 +346,7 @@ impl<V> AreaTree<V> {
                 }
             }
             if i < n {
-                if let Some(b) = q.lowest_in(s.hi, inner.sums[i + 1].lo) {
+                if let Some(b) = q.lowest_in(s.hi, sums[i + 1].lo) {
                     return Step::Found(b);
                 }
             }
@@ -370,11 +373,12 @@ impl<V> AreaTree<V> {
             return Step::Next;
         }
         let inner = &self.inners[node as usize];
+        let sums = &self.sums[node as usize];
         let n = inner.nkeys();
         for i in (0..=n).rev() {
-            let s = inner.sums[i];
+            let s = sums[i];
             if i < n {
-                if let Some(b) = q.highest_in(s.hi, inner.sums[i + 1].lo) {
+                if let Some(b) = q.highest_in(s.hi, sums[i + 1].lo) {
                     return Step::Found(b);
                 }
             }

@@ -232,7 +232,7 @@ impl<V> AreaTree<V> {
         let mut whole: Option<(u64, u64, u64)> = None;
         for c in 0..=inner.nkeys() {
             let (gap, lo, hi) = self.check_sums(inner.children[c], depth + 1);
-            let stored = inner.sums[c];
+            let stored = self.sums[node as usize][c];
             assert_eq!(
                 (stored.gap, stored.lo, stored.hi),
                 (gap, lo, hi),

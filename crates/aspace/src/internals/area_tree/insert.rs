@@ -3,7 +3,7 @@
 
 use super::arena::pair_mut;
 use super::node::{
-    inner_move_tail_to, inner_take_front, Inner, Leaf, Sum, CAP, MAX_INNER_LEVELS, MIN_KEYS,
+    inner_move_tail_to, inner_take_front, Inner, Leaf, Sum, Sums, CAP, MAX_INNER_LEVELS, MIN_KEYS,
     MIN_LEAF,
 };
 use super::search::Path;
@@ -194,7 +194,7 @@ impl<V> AreaTree<V> {
             let (p, i) = path.steps[level];
             let node = &mut self.inners[p as usize];
             if node.nkeys() < CAP {
-                node.insert_at(i, key, child, sum);
+                node.insert_at(&mut self.sums[p as usize], i, key, child, sum);
                 self.refresh_up(path, level);
                 return;
             }
@@ -209,8 +209,9 @@ impl<V> AreaTree<V> {
                     Some(Spill::Left(k)) => {
                         let (l, sep) = (parent.children[c - 1], parent.keys[c - 1]);
                         let (sib, node) = pair_mut(&mut self.inners, l as usize, p as usize);
-                        let sep = inner_take_front(sib, node, sep, k);
-                        node.insert_at(i - k, key, child, sum);
+                        let (ss, ns) = pair_mut(&mut self.sums, l as usize, p as usize);
+                        let sep = inner_take_front((sib, ss), (&mut *node, &mut *ns), sep, k);
+                        node.insert_at(ns, i - k, key, child, sum);
                         self.inners[pp as usize].keys[c - 1] = sep;
                         self.refresh_inner_slots(pp, c - 1, c);
                         self.refresh_up(path, level - 1);
@@ -219,8 +220,9 @@ impl<V> AreaTree<V> {
                     Some(Spill::Right(k)) => {
                         let (r, sep) = (parent.children[c + 1], parent.keys[c]);
                         let (node, sib) = pair_mut(&mut self.inners, p as usize, r as usize);
-                        let sep = inner_move_tail_to(node, sib, sep, k);
-                        node.insert_at(i, key, child, sum);
+                        let (ns, ss) = pair_mut(&mut self.sums, p as usize, r as usize);
+                        let sep = inner_move_tail_to((&mut *node, &mut *ns), (sib, ss), sep, k);
+                        node.insert_at(ns, i, key, child, sum);
                         self.inners[pp as usize].keys[c] = sep;
                         self.refresh_inner_slots(pp, c, c + 1);
                         self.refresh_up(path, level - 1);
@@ -230,14 +232,16 @@ impl<V> AreaTree<V> {
                 }
             }
             let m = split_point(i, MIN_KEYS, CAP / 2, CAP - MIN_KEYS);
-            let (up, right) = self.inners[p as usize].insert_split(i, (key, child, sum), m);
+            let own = &mut self.sums[p as usize];
+            let (up, right, right_sums) =
+                self.inners[p as usize].insert_split(own, i, (key, child, sum), m);
             sum = if self.gaps {
-                right.summary()
+                right.summary(&right_sums)
             } else {
                 Sum::default()
             };
             key = up;
-            child = self.alloc_inner(right);
+            child = self.alloc_inner(right, right_sums);
             // The left part is still its parent's child.
             if level > 0 {
                 let (pp, c) = path.steps[level - 1];
@@ -253,15 +257,17 @@ impl<V> AreaTree<V> {
         root.children[0] = self.root;
         root.children[1] = child;
         root.nkeys = 1;
+        let mut sums = Sums::default();
         if self.gaps {
-            root.sums[0] = if self.height == 1 {
+            sums[0] = if self.height == 1 {
                 self.leaves[self.root as usize].summary()
             } else {
-                self.inners[self.root as usize].summary()
+                let r = self.root as usize;
+                self.inners[r].summary(&self.sums[r])
             };
-            root.sums[1] = sum;
+            sums[1] = sum;
         }
-        self.root = self.alloc_inner(root);
+        self.root = self.alloc_inner(root, sums);
         self.height += 1;
     }
 }

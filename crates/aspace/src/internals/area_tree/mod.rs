@@ -97,9 +97,11 @@
 //! ([`AreaTree::insert_guarded`]): no other entry, nor its guard, may take
 //! them, though lookups there find nothing ([`AreaTree::guarded_by`] names
 //! the entry guarding a page). A tree made with [`AreaTree::with_gaps`]
-//! also keeps, in every inner node and for every child, the largest free
-//! gap between consecutive entries of the child's subtree, its lowest page
-//! taken (guard included) and its end. [`AreaTree::lowest_fit`] and
+//! also keeps, for every child of every inner node, the largest free gap
+//! between consecutive entries of the child's subtree, its lowest page
+//! taken (guard included) and its end. These summaries sit in an arena of
+//! their own, indexed like the inner nodes', so a lookup's descent reads
+//! no more memory than without them. [`AreaTree::lowest_fit`] and
 //! [`AreaTree::highest_fit`] then find the lowest (or highest) free range
 //! of a size, alignment and guard in a window, skipping every subtree whose
 //! largest gap is too small: O(log n) node visits rather than a scan of
@@ -161,7 +163,7 @@ pub use iter::Iter;
 pub use node::CAP;
 pub use search::Hint;
 
-use node::{Inner, Leaf, MIN_KEYS, MIN_LEAF, NIL};
+use node::{Inner, Leaf, Sums, MIN_KEYS, MIN_LEAF, NIL};
 
 /// An entry as the queries return it: `(start, end, &value)`.
 pub type Entry<'a, V> = (u64, u64, &'a V);
@@ -175,6 +177,9 @@ pub type Entry<'a, V> = (u64, u64, &'a V);
 pub struct AreaTree<V> {
     leaves: Vec<Leaf<V>>,
     inners: Vec<Inner>,
+    /// The summaries of each inner node's children, by the node's index
+    /// (kept up to date only in trees [with gaps](Self::with_gaps)).
+    sums: Vec<Sums>,
     /// The first freed leaf, or `NIL`; the list runs through the freed
     /// leaves' `next` fields, so freeing a leaf never allocates.
     free_leaves: u32,
@@ -216,6 +221,7 @@ impl<V> AreaTree<V> {
         AreaTree {
             leaves: Vec::new(),
             inners: Vec::new(),
+            sums: Vec::new(),
             free_leaves: NIL,
             free_inners: NIL,
             free_leaf_count: 0,

@@ -49,6 +49,11 @@ impl Sum {
     }
 }
 
+/// The summaries of an inner node's children, kept in an arena of their
+/// own beside the nodes' (same index), so that a lookup's descent, which
+/// never reads them, touches no more memory than without them.
+pub(super) type Sums = [Sum; CAP + 1];
+
 /// The most inner levels a tree can have. With `u32` node indices a tree has
 /// fewer than 2^32 leaves, and height `h` needs at least
 /// `2 * (MIN_KEYS + 1)^(h - 2)` of them, so `h - 1 <= 10` for `CAP = 16`;
@@ -306,9 +311,6 @@ pub(super) struct Inner {
     /// Child indices (leaves on the lowest inner level, inner nodes above);
     /// `NIL` from `nkeys + 1` on.
     pub(super) children: [u32; CAP + 1],
-    /// The summary of each child's subtree (kept only by trees with gaps;
-    /// moved with the children in every tree).
-    pub(super) sums: [Sum; CAP + 1],
     /// Number of keys; 0 for a freed node.
     pub(super) nkeys: u32,
 }
@@ -318,7 +320,6 @@ impl Inner {
         Inner {
             keys: [PAD; CAP],
             children: [NIL; CAP + 1],
-            sums: [Sum::default(); CAP + 1],
             nkeys: 0,
         }
     }
@@ -328,11 +329,11 @@ impl Inner {
         self.nkeys as usize
     }
 
-    /// The summary of this node's subtree, from its children's.
-    pub(super) fn summary(&self) -> Sum {
+    /// The summary of this node's subtree, from its children's (`sums`).
+    pub(super) fn summary(&self, sums: &Sums) -> Sum {
         let n = self.nkeys();
-        let mut sum = self.sums[0];
-        for s in &self.sums[1..=n] {
+        let mut sum = sums[0];
+        for s in &sums[1..=n] {
             sum = sum.join(*s);
         }
         sum
@@ -346,28 +347,28 @@ impl Inner {
 
     /// Inserts `key` at `keys[i]` and `child` (with its summary `sum`) at
     /// `children[i + 1]`; the node must not be full.
-    pub(super) fn insert_at(&mut self, i: usize, key: u64, child: u32, sum: Sum) {
+    pub(super) fn insert_at(&mut self, sums: &mut Sums, i: usize, key: u64, child: u32, sum: Sum) {
         let n = self.nkeys();
         debug_assert!(n < CAP && i <= n);
         self.keys.copy_within(i..n, i + 1);
         self.children.copy_within(i + 1..n + 1, i + 2);
-        self.sums.copy_within(i + 1..n + 1, i + 2);
+        sums.copy_within(i + 1..n + 1, i + 2);
         self.keys[i] = key;
         self.children[i + 1] = child;
-        self.sums[i + 1] = sum;
+        sums[i + 1] = sum;
         self.nkeys += 1;
     }
 
     /// Removes `keys[i]` and `children[i + 1]`.
-    pub(super) fn remove_at(&mut self, i: usize) {
+    pub(super) fn remove_at(&mut self, sums: &mut Sums, i: usize) {
         let n = self.nkeys();
         debug_assert!(i < n);
         self.keys.copy_within(i + 1..n, i);
         self.children.copy_within(i + 2..n + 1, i + 1);
-        self.sums.copy_within(i + 2..n + 1, i + 1);
+        sums.copy_within(i + 2..n + 1, i + 1);
         self.keys[n - 1] = PAD;
         self.children[n] = NIL;
-        self.sums[n] = Sum::default();
+        sums[n] = Sum::default();
         self.nkeys -= 1;
     }
 
@@ -376,10 +377,11 @@ impl Inner {
     /// (to go up) and a new node with the upper `CAP - m`.
     pub(super) fn insert_split(
         &mut self,
+        own: &mut Sums,
         i: usize,
         (key, child, sum): (u64, u32, Sum),
         m: usize,
-    ) -> (u64, Inner) {
+    ) -> (u64, Inner, Sums) {
         debug_assert!(self.nkeys() == CAP && (MIN_KEYS..=CAP - MIN_KEYS).contains(&m));
         let mut keys = [PAD; CAP + 1];
         let mut children = [NIL; CAP + 2];
@@ -390,44 +392,51 @@ impl Inner {
         children[..=i].copy_from_slice(&self.children[..=i]);
         children[i + 1] = child;
         children[i + 2..].copy_from_slice(&self.children[i + 1..]);
-        sums[..=i].copy_from_slice(&self.sums[..=i]);
+        sums[..=i].copy_from_slice(&own[..=i]);
         sums[i + 1] = sum;
-        sums[i + 2..].copy_from_slice(&self.sums[i + 1..]);
+        sums[i + 2..].copy_from_slice(&own[i + 1..]);
 
         let mut right = Inner::new();
         right.keys[..CAP - m].copy_from_slice(&keys[m + 1..]);
         right.children[..=CAP - m].copy_from_slice(&children[m + 1..]);
-        right.sums[..=CAP - m].copy_from_slice(&sums[m + 1..]);
+        let mut right_sums = [Sum::default(); CAP + 1];
+        right_sums[..=CAP - m].copy_from_slice(&sums[m + 1..]);
         right.nkeys = (CAP - m) as u32;
         self.keys = [PAD; CAP];
         self.keys[..m].copy_from_slice(&keys[..m]);
         self.children = [NIL; CAP + 1];
         self.children[..=m].copy_from_slice(&children[..=m]);
-        self.sums = [Sum::default(); CAP + 1];
-        self.sums[..=m].copy_from_slice(&sums[..=m]);
+        *own = [Sum::default(); CAP + 1];
+        own[..=m].copy_from_slice(&sums[..=m]);
         self.nkeys = m as u32;
-        (keys[m], right)
+        (keys[m], right, right_sums)
     }
 }
 
-/// Moves the first `k` children of `right` (and the keys between them) to
+/// Moves the first `k` children of `right` (and the keys and summaries
+/// between and of them) to
 /// the end of its left sibling `left`, rotating through `sep`, the
 /// separator between the two in their parent; returns the new separator.
-pub(super) fn inner_take_front(left: &mut Inner, right: &mut Inner, sep: u64, k: usize) -> u64 {
+pub(super) fn inner_take_front(
+    (left, ls): (&mut Inner, &mut Sums),
+    (right, rs): (&mut Inner, &mut Sums),
+    sep: u64,
+    k: usize,
+) -> u64 {
     let (ln, rn) = (left.nkeys(), right.nkeys());
     debug_assert!(k >= 1 && k <= rn && ln + k <= CAP);
     left.keys[ln] = sep;
     left.keys[ln + 1..ln + k].copy_from_slice(&right.keys[..k - 1]);
     left.children[ln + 1..ln + 1 + k].copy_from_slice(&right.children[..k]);
-    left.sums[ln + 1..ln + 1 + k].copy_from_slice(&right.sums[..k]);
+    ls[ln + 1..ln + 1 + k].copy_from_slice(&rs[..k]);
     left.nkeys += k as u32;
     let new_sep = right.keys[k - 1];
     right.keys.copy_within(k..rn, 0);
     right.children.copy_within(k..rn + 1, 0);
-    right.sums.copy_within(k..rn + 1, 0);
+    rs.copy_within(k..rn + 1, 0);
     right.keys[rn - k..rn].fill(PAD);
     right.children[rn + 1 - k..=rn].fill(NIL);
-    right.sums[rn + 1 - k..=rn].fill(Sum::default());
+    rs[rn + 1 - k..=rn].fill(Sum::default());
     right.nkeys -= k as u32;
     new_sep
 }
@@ -435,21 +444,26 @@ pub(super) fn inner_take_front(left: &mut Inner, right: &mut Inner, sep: u64, k:
 /// Moves the last `k` children of `left` (and the keys between them) to
 /// the front of its right sibling `right`, rotating through `sep` like
 /// [`inner_take_front`]; returns the new separator.
-pub(super) fn inner_move_tail_to(left: &mut Inner, right: &mut Inner, sep: u64, k: usize) -> u64 {
+pub(super) fn inner_move_tail_to(
+    (left, ls): (&mut Inner, &mut Sums),
+    (right, rs): (&mut Inner, &mut Sums),
+    sep: u64,
+    k: usize,
+) -> u64 {
     let (ln, rn) = (left.nkeys(), right.nkeys());
     debug_assert!(k >= 1 && k <= ln && rn + k <= CAP);
     right.keys.copy_within(0..rn, k);
     right.children.copy_within(0..rn + 1, k);
-    right.sums.copy_within(0..rn + 1, k);
+    rs.copy_within(0..rn + 1, k);
     right.keys[..k - 1].copy_from_slice(&left.keys[ln + 1 - k..ln]);
     right.keys[k - 1] = sep;
     right.children[..k].copy_from_slice(&left.children[ln + 1 - k..=ln]);
-    right.sums[..k].copy_from_slice(&left.sums[ln + 1 - k..=ln]);
+    rs[..k].copy_from_slice(&ls[ln + 1 - k..=ln]);
     right.nkeys += k as u32;
     let new_sep = left.keys[ln - k];
     left.keys[ln - k..ln].fill(PAD);
     left.children[ln + 1 - k..=ln].fill(NIL);
-    left.sums[ln + 1 - k..=ln].fill(Sum::default());
+    ls[ln + 1 - k..=ln].fill(Sum::default());
     left.nkeys -= k as u32;
     new_sep
 }

@@ -93,7 +93,7 @@ impl<V> AreaTree<V> {
             left.take_front(right, rn);
             left.next = right.next;
             self.free_leaf(r);
-            self.inners[p as usize].remove_at(slot);
+            self.inners[p as usize].remove_at(&mut self.sums[p as usize], slot);
             self.refresh_leaf_slots(p, slot, slot);
             return true;
         }
@@ -120,24 +120,25 @@ impl<V> AreaTree<V> {
         let (l, r) = (parent.children[slot], parent.children[slot + 1]);
         let sep = parent.keys[slot];
         let (left, right) = pair_mut(&mut self.inners, l as usize, r as usize);
+        let (ls, rs) = pair_mut(&mut self.sums, l as usize, r as usize);
         let (ln, rn) = (left.nkeys(), right.nkeys());
         if ln + rn < 2 * MIN_KEYS {
             left.keys[ln] = sep;
             left.keys[ln + 1..ln + 1 + rn].copy_from_slice(&right.keys[..rn]);
             left.children[ln + 1..ln + 2 + rn].copy_from_slice(&right.children[..=rn]);
-            left.sums[ln + 1..ln + 2 + rn].copy_from_slice(&right.sums[..=rn]);
+            ls[ln + 1..ln + 2 + rn].copy_from_slice(&rs[..=rn]);
             left.nkeys = (ln + 1 + rn) as u32;
             self.free_inner(r);
-            self.inners[p as usize].remove_at(slot);
+            self.inners[p as usize].remove_at(&mut self.sums[p as usize], slot);
             self.refresh_inner_slots(p, slot, slot);
             return true;
         }
         // The underfull one is the smaller; it gets half the children.
         let half = (ln + rn + 2) / 2;
         let new_sep = if ln < rn {
-            inner_take_front(left, right, sep, half - (ln + 1))
+            inner_take_front((left, ls), (right, rs), sep, half - (ln + 1))
         } else {
-            inner_move_tail_to(left, right, sep, half - (rn + 1))
+            inner_move_tail_to((left, ls), (right, rs), sep, half - (rn + 1))
         };
         self.inners[p as usize].keys[slot] = new_sep;
         self.refresh_inner_slots(p, slot, slot + 1);
@@ -160,6 +161,7 @@ impl<V> AreaTree<V> {
         }
         self.leaves.clear();
         self.inners.clear();
+        self.sums.clear();
         self.free_leaves = NIL;
         self.free_inners = NIL;
         self.free_leaf_count = 0;
