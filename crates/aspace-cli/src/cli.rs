@@ -62,10 +62,15 @@ Operations:
   task NAME                                  create a task (an empty address space)
   exit NAME                                  destroy it: areas, frames, ASID, page table
   cpu N run NAME | cpu N idle                switch CPU N to a task, or to the kernel
-  area TASK ADDR SIZE RIGHTS [LABEL]         create an anonymous area (LABEL names it in maps)
-  area TASK ADDR SIZE RIGHTS late-reserve [LABEL]
-                                             ... reserving its memory page by page at fault
-                                             time instead of all at once
+  area TASK ADDR SIZE RIGHTS [LABEL]         create an anonymous area (LABEL names it in maps);
+                                             RIGHTS may be followed by `guard` (a free page is
+                                             kept below the area), `grows-down` (a fault in
+                                             that page grows the area down a page, up to 8M)
+                                             and `late-reserve` (memory reserved page by page
+                                             at fault time instead of all at once)
+  area TASK any SIZE RIGHTS [above ADDR] [align SIZE] [guard] [grows-down] [LABEL]
+                                             create it at the lowest free place at or above ADDR
+                                             (default 0), aligned; prints the base chosen
   area TASK ADDR SIZE RIGHTS pager NAME [LABEL]
                                              an area whose pages pager NAME supplies on faults
   pager NAME file TEXT                       start a pager task serving TEXT as a file, page by
@@ -98,7 +103,7 @@ Operations:
 Any operation that can fail may end with `expect OUTCOME`; without it, success is expected \
 (`fault` alone only reports). Outcomes: ok; an errno name for area operations (ENOENT, ENOMEM, \
 EPERM, EBADMEM, ENOTSUP, EADDRNOTAVAIL, EINVAL); a fault reason for accesses (no-area, access, \
-partial, no-memory, pager-error, pager-gone); a value for read and fetch (expect 42); a text for read str \
+partial, no-memory, guard, pager-error, pager-gone); a value for read and fetch (expect 42); a text for read str \
 (expect \"hi\"). A step whose outcome differs is reported as FAILED with file:line, the run \
 goes on, and the exit status is 1.
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use aspace::backend::elf::ElfImage;
+use aspace::Placement;
 use aspace::{loader, AreaFlags, PhysAddr, PhysMemory, StatsSnapshot, VirtAddr, PAGE_SIZE};
 use aspace_sim::pager::SimPager;
 use aspace_sim::{AccessFault, Arch, Cpu, HwStats, Sim, SimConfig, Space};
@@ -1047,6 +1048,39 @@ impl Engine {
                     Err(e) => Self::refused(e),
                 }
             }
+            Op::AreaAny {
+                task,
+                bound,
+                align,
+                size,
+                rights,
+                label,
+            } => {
+                let space = self.space(task)?;
+                let placement = Placement::LowestAbove {
+                    bound: VirtAddr::new(*bound),
+                    align: *align,
+                };
+                let r = self.as_task(task, || {
+                    space.area_create_anywhere(placement, *size, *rights)
+                });
+                match r {
+                    Ok(base) => {
+                        if let (Some(l), Some(labels)) = (label, self.labels_mut(task)) {
+                            labels.insert(base.as_u64(), l.clone());
+                        }
+                        let pages = size.div_ceil(PAGE_SIZE);
+                        Got::Done(Some(format!(
+                            "at {:#x}: {} ({}) {}, none resident yet",
+                            base.as_u64(),
+                            n_of(pages, "page", "pages"),
+                            human_bytes(pages.saturating_mul(PAGE_SIZE)),
+                            rights_text(*rights)
+                        )))
+                    }
+                    Err(e) => Self::refused(e),
+                }
+            }
             Op::Resize(task, addr, size) => {
                 let space = self.space(task)?;
                 let old = space.area(VirtAddr::new(*addr)).map(|a| a.pages);
@@ -1070,7 +1104,8 @@ impl Engine {
                 match r {
                     Ok(()) => {
                         if let (Some(i), Some(labels)) = (info, self.labels_mut(task)) {
-                            labels.remove(&i.base.as_u64());
+                            let area = i.base.as_u64()..i.end().as_u64();
+                            labels.retain(|at, _| !area.contains(at));
                         }
                         let released = self.release_images();
                         let mut d = info.map_or(String::new(), |i| {
@@ -1633,6 +1668,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Area { .. } => "area",
         Op::Pager(..) => "pager",
         Op::PagedArea { .. } => "area",
+        Op::AreaAny { .. } => "area-any",
         Op::Resize(..) => "resize",
         Op::Destroy(..) => "destroy",
         Op::Share { .. } => "share",

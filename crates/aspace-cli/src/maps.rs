@@ -147,7 +147,12 @@ pub fn view(
             backend: a.backend,
             shared: a.shared,
             share_group,
-            label: labels.get(&a.base.as_u64()).cloned(),
+            // By the address it was created at, which a grows-down area
+            // has left behind but still covers.
+            label: labels
+                .range(a.base.as_u64()..a.end().as_u64())
+                .next()
+                .map(|(_, l)| l.clone()),
             base: a.base.as_u64(),
             runs,
         });

@@ -35,8 +35,17 @@ pub const OPS: &[(&str, &str, &str)] = &[
     ),
     (
         "area",
-        "area TASK ADDR SIZE RIGHTS [late-reserve] [LABEL]",
-        "create an area of anonymous memory (late-reserve: reserve pages at fault time)",
+        "area TASK ADDR SIZE RIGHTS [guard] [grows-down] [late-reserve] [LABEL]",
+        "create an area of anonymous memory; after RIGHTS: 'guard' (a free page \
+         is kept below the area, a fault there is 'guard'), 'grows-down' (the \
+         area grows a page per fault in that page, up to 8M), 'late-reserve' \
+         (reserve pages at fault time)",
+    ),
+    (
+        "area",
+        "area TASK any SIZE RIGHTS [above ADDR] [align SIZE] [guard] [grows-down] [late-reserve] [LABEL]",
+        "create an area at the lowest free place at or above ADDR (default \
+         0), and print its base",
     ),
     (
         "pager",
@@ -369,6 +378,21 @@ pub enum Op {
         /// Name shown in maps.
         label: Option<String>,
     },
+    /// Create an anonymous area wherever there is room.
+    AreaAny {
+        /// Task.
+        task: String,
+        /// Least base.
+        bound: u64,
+        /// Alignment of the base in bytes (a power of two).
+        align: u64,
+        /// Bytes.
+        size: u64,
+        /// Rights (with the placement flags).
+        rights: AreaFlags,
+        /// Name shown in maps.
+        label: Option<String>,
+    },
     /// Resize an area.
     Resize(String, u64, u64),
     /// Destroy an area.
@@ -459,6 +483,7 @@ pub fn reason_name(r: FaultReason) -> &'static str {
         FaultReason::NoMemory => "no-memory",
         FaultReason::PagerError => "pager-error",
         FaultReason::PagerGone => "pager-gone",
+        FaultReason::Guard => "guard",
     }
 }
 
@@ -710,17 +735,28 @@ impl<'a> Args<'a> {
         parse_rights(self.word("rights (e.g. rw)")?)
     }
 
-    /// Area options after the rights: `late-reserve`.
-    fn area_options(&mut self) -> AreaFlags {
-        let mut flags = AreaFlags::empty();
-        while let Some(t) = self.toks.get(self.pos) {
-            match t.text.as_str() {
-                "late-reserve" => flags |= AreaFlags::LATE_RESERVE,
-                _ => break,
-            }
+    /// The next word, if it is `w` (consumed).
+    fn keyword(&mut self, w: &str) -> bool {
+        let hit = self.toks.get(self.pos).is_some_and(|t| t.text == w);
+        if hit {
             self.pos += 1;
         }
-        flags
+        hit
+    }
+
+    /// `guard`, `grows-down` and `late-reserve` after the rights of an area.
+    fn placement_flags(&mut self, mut rights: AreaFlags) -> AreaFlags {
+        loop {
+            if self.keyword("guard") {
+                rights |= AreaFlags::GUARD;
+            } else if self.keyword("grows-down") {
+                rights |= AreaFlags::GROWS_DOWN;
+            } else if self.keyword("late-reserve") {
+                rights |= AreaFlags::LATE_RESERVE;
+            } else {
+                return rights;
+            }
+        }
     }
 
     fn cpu(&mut self) -> Res<usize> {
@@ -803,6 +839,7 @@ fn parse_expect(kind: Expects, op: &str, toks: &[Tok]) -> Res<Expect> {
         "no-memory" => Some(FaultReason::NoMemory),
         "pager-error" => Some(FaultReason::PagerError),
         "pager-gone" => Some(FaultReason::PagerGone),
+        "guard" => Some(FaultReason::Guard),
         _ => None,
     };
     if lower == "ok" && !first.quoted {
@@ -902,16 +939,51 @@ fn parse_op(toks: &[Tok], base_dir: &Path) -> Res<(Op, Expects)> {
                 w => return Err(format!("'cpu {cpu}' takes 'run TASK' or 'idle', not '{w}'")),
             }
         }
-        "area" => (
-            Op::Area {
-                task: a.task()?,
-                addr: a.user_addr()?,
-                size: a.size()?,
-                rights: a.rights()? | a.area_options(),
-                label: a.label()?,
-            },
-            Expects::Errno,
-        ),
+        "area" => {
+            let task = a.task()?;
+            if a.keyword("any") {
+                let size = a.size()?;
+                let rights = a.rights()?;
+                let (mut bound, mut align) = (0, 1);
+                loop {
+                    if a.keyword("above") {
+                        bound = a.user_addr()?;
+                    } else if a.keyword("align") {
+                        align = a.size()?;
+                        if !align.is_power_of_two() {
+                            return Err(format!("alignment {align:#x} is not a power of two"));
+                        }
+                    } else {
+                        break;
+                    }
+                }
+                let rights = a.placement_flags(rights);
+                let label = a.label()?;
+                let op = Op::AreaAny {
+                    task,
+                    bound,
+                    align,
+                    size,
+                    rights,
+                    label,
+                };
+                (op, Expects::Errno)
+            } else {
+                let addr = a.user_addr()?;
+                let size = a.size()?;
+                let rights = a.rights()?;
+                let rights = a.placement_flags(rights);
+                let label = a.label()?;
+                let op = Op::Area {
+                    task,
+                    addr,
+                    size,
+                    rights,
+                    label,
+                };
+                (op, Expects::Errno)
+            }
+        }
         "resize" => (
             Op::Resize(a.task()?, a.user_addr()?, a.size()?),
             Expects::Errno,
@@ -1444,6 +1516,7 @@ fn validate_with(
                 }
             }),
             Op::Area { task, .. }
+            | Op::AreaAny { task, .. }
             | Op::Resize(task, ..)
             | Op::Destroy(task, _)
             | Op::Flags(task, ..)

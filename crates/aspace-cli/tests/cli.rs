@@ -226,6 +226,29 @@ fn example_scenarios_show_what_they_are_about() {
 }
 
 #[test]
+fn placement_scenario_prints_the_bases_chosen() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scenarios");
+    aspace()
+        .arg("run")
+        .arg(dir.join("placement.aspace"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("at 0x404000: 2 pages"))
+        .stdout(predicate::str::contains("at 0x500000: 1 page"))
+        .stdout(predicate::str::contains("at 0x1000: 1 page"))
+        .stdout(predicate::str::contains(
+            "refused: guard page (stack overflow)",
+        ))
+        .stdout(predicate::str::contains(
+            "0000000001fef000        72      18      17",
+        ));
+    // The parser refuses a bad alignment, at its line.
+    let (code, _, err, path) = run_text("task A\narea A any 1p rw align 3p\n", &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains(&format!("{path}:2: alignment")), "{err}");
+}
+
+#[test]
 fn machine_options_override_the_file() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scenarios");
     let out = aspace()
@@ -337,7 +360,7 @@ fn other_mistakes_say_what_is_wrong() {
     for (line, what) in [
         (
             2,
-            "'area' is missing a size (usage: area TASK ADDR SIZE RIGHTS [late-reserve] [LABEL])",
+            "'area' is missing a size (usage: area TASK ADDR SIZE RIGHTS [guard] [grows-down] [late-reserve] [LABEL])",
         ),
         (3, "'area' can expect ok or an error"),
         (4, "'machine' must come before every other operation"),

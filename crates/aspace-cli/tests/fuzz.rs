@@ -298,8 +298,22 @@ impl Gen<'_> {
             5..=7 => {
                 let (t, a, s, r) = (self.task(), self.user_addr(), self.size(), self.rights());
                 let label = if self.rng.chance(20) { " heap" } else { "" };
+                let place = self.rng.pick(&["", "", "", " guard", " grows-down"]);
                 let e = self.expect(Can::Errno);
-                self.line(format!("area {t} {a} {s} {r}{label}{e}"));
+                if self.rng.chance(25) {
+                    // Placed anywhere, above an address and aligned or not.
+                    let above = if self.rng.chance(50) {
+                        format!(" above {a}")
+                    } else {
+                        String::new()
+                    };
+                    let align = self.rng.pick(&["", "", " align 64K", " align 3p"]);
+                    self.line(format!(
+                        "area {t} any {s} {r}{above}{align}{place}{label}{e}"
+                    ));
+                } else {
+                    self.line(format!("area {t} {a} {s} {r}{place}{label}{e}"));
+                }
             }
             8 => {
                 let (t, a, s) = (self.task(), self.user_addr(), self.size());

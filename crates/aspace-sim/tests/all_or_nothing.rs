@@ -592,7 +592,7 @@ fn unknown_flag_bits_are_refused_everywhere() {
     let sim = sim(1, 4);
     let a = sim.system().create().unwrap();
     let b = sim.system().create().unwrap();
-    let odd = AreaFlags::from_bits_retain(0x11);
+    let odd = AreaFlags::from_bits_retain(0x81);
     assert_eq!(
         a.area_create(va(A), PAGE_SIZE, odd),
         Err(Error::InvalidArgument)
@@ -612,7 +612,7 @@ fn unknown_flag_bits_are_refused_everywhere() {
         Err(Error::InvalidArgument)
     );
     assert!(b.areas().is_empty() && !a.area(va(A)).unwrap().shared);
-    assert_eq!(AreaFlags::from_user(0x11), Err(Error::InvalidArgument));
+    assert_eq!(AreaFlags::from_user(0x81), Err(Error::InvalidArgument));
     assert_eq!(AreaFlags::from_user(0x3), Ok(RW));
 }
 

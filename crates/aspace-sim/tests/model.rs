@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Weak};
 
+use aspace::Placement;
 use aspace::{
     Access, AreaAttrs, AreaFlags, Asid, CpuSet, Error, FaultReason, Page, PageFlags, PhysMemory,
     StatsSnapshot, VirtAddr, PAGE_SIZE,
@@ -209,6 +210,9 @@ enum At {
     /// through any area) or of data a share just made visible, in an area
     /// of this space of that group (as `LastWrite` when there is none).
     Peer,
+    /// The page just below an area (its guard page, if it has one): where
+    /// a stack that grows downwards grows.
+    Below(usize),
 }
 
 impl fmt::Debug for At {
@@ -219,6 +223,7 @@ impl fmt::Debug for At {
             At::LastWrite => write!(f, "last_write"),
             At::LastCut => write!(f, "last_cut"),
             At::Peer => write!(f, "peer"),
+            At::Below(k) => write!(f, "below_area#{k}"),
         }
     }
 }
@@ -321,6 +326,16 @@ enum Op {
         at: At,
         pages: u64,
         flags: Fl,
+    },
+    /// `area_create_anywhere`: the lowest base at or above the target's
+    /// address (a slot, the last cut), or (`top_down`) the highest whose
+    /// area ends at or below it.
+    CreateAnywhere {
+        space: usize,
+        at: At,
+        pages: u64,
+        flags: Fl,
+        top_down: bool,
     },
     /// `area_create` with raw arguments, mostly refused.
     CreateRaw {
@@ -438,6 +453,17 @@ impl fmt::Debug for Op {
                 pages,
                 flags,
             } => write!(f, "s{space}.create({at:?}, {pages}p, {flags:?})"),
+            Op::CreateAnywhere {
+                space,
+                at,
+                pages,
+                flags,
+                top_down,
+            } => write!(
+                f,
+                "s{space}.create_anywhere({}{at:?}, {pages}p, {flags:?})",
+                if top_down { "below " } else { "above " }
+            ),
             Op::CreateRaw {
                 kind,
                 space,
@@ -603,6 +629,12 @@ fn flags() -> impl Strategy<Value = Fl> {
             let f = if c { f | AreaFlags::CACHEABLE } else { f };
             Fl(if late { f | AreaFlags::LATE_RESERVE } else { f })
         })
+}
+
+/// Rights for a new area, now and then with a guard page or growing down.
+fn create_flags() -> impl Strategy<Value = Fl> {
+    (flags(), prop_oneof![6 => Just(AreaFlags::empty()), 1 => Just(AreaFlags::GUARD), 2 => Just(AreaFlags::GROWS_DOWN)])
+        .prop_map(|(f, p)| Fl(f.0 | p))
 }
 
 fn area_pages() -> impl Strategy<Value = u64> {
@@ -790,6 +822,7 @@ fn op() -> impl Strategy<Value = Op> {
             3 => Just(At::LastWrite),
             2 => Just(At::LastCut),
             4 => Just(At::Peer),
+            3 => (0..4usize).prop_map(At::Below),
         ]
     };
     // Shrinks and destroys aim at written data more often.
@@ -813,6 +846,7 @@ fn op() -> impl Strategy<Value = Op> {
     let at_page = || prop_oneof![3 => Just(0u64), 1 => 0..SLOT_PAGES];
     prop_oneof![
         12 => sp().prop_flat_map(create),
+        3 => sp().prop_flat_map(create_anywhere),
         2 => bad_create(),
         6 => (sp(), cut_at(), at_page(), resize_size()).prop_map(|(space, at, at_page, size)| {
             Op::Resize {
@@ -914,12 +948,27 @@ fn op() -> impl Strategy<Value = Op> {
 /// byte cut away (refused when it overlaps an area).
 fn create(space: usize) -> impl Strategy<Value = Op> {
     let at = prop_oneof![3 => (0..SLOTS).prop_map(At::Slot), 1 => Just(At::LastCut)];
-    (at, area_pages(), flags()).prop_map(move |(at, pages, flags)| Op::Create {
+    (at, area_pages(), create_flags()).prop_map(move |(at, pages, flags)| Op::Create {
         space,
         at,
         pages,
         flags,
     })
+}
+
+/// An `area_create_anywhere` of `space` above or below a grid slot or the
+/// last cut.
+fn create_anywhere(space: usize) -> impl Strategy<Value = Op> {
+    let at = prop_oneof![3 => (0..SLOTS).prop_map(At::Slot), 1 => Just(At::LastCut)];
+    (at, area_pages(), create_flags(), any::<bool>()).prop_map(
+        move |(at, pages, flags, top_down)| Op::CreateAnywhere {
+            space,
+            at,
+            pages,
+            flags,
+            top_down,
+        },
+    )
 }
 
 fn case(steps: usize) -> impl Strategy<Value = Case> {
@@ -958,10 +1007,20 @@ fn case(steps: usize) -> impl Strategy<Value = Case> {
                 at: At::LastWrite,
                 at_page: 0,
             });
+            // After the writer's area is gone, the destination reads what
+            // it wrote (data the share record keeps for the other sharer).
+            let peek = destroy.is_some().then_some(Op::Read {
+                space: dst,
+                cpu: 0,
+                at: At::Peer,
+                page: 0,
+                offset: 0,
+            });
             write
                 .into_iter()
                 .chain(std::iter::once(share))
                 .chain(destroy)
+                .chain(peek)
                 .collect::<Vec<_>>()
         });
     (
@@ -991,6 +1050,14 @@ fn case(steps: usize) -> impl Strategy<Value = Case> {
 // ---------------------------------------------------------------------------
 // The reference model
 // ---------------------------------------------------------------------------
+
+/// Guard pages kept below an area with `flags`.
+fn guard_of(flags: AreaFlags) -> u64 {
+    u64::from(flags.intersects(AreaFlags::GUARD | AreaFlags::GROWS_DOWN))
+}
+
+/// How far a grows-down area of the model may grow, in pages.
+const GROW_LIMIT: u64 = aspace::placement::DEFAULT_GROW_LIMIT / PAGE_SIZE;
 
 #[derive(Clone, Copy, Debug)]
 struct MArea {
@@ -1055,17 +1122,17 @@ impl MSpace {
     }
 
     /// Whether `[start, start+pages)` lies in user space off the NULL page
-    /// and overlaps no area other than the one based at `avoid`.
-    fn fits(&self, start: u64, pages: u64, avoid: Option<u64>) -> bool {
+    /// and, with `guard` free pages below it, overlaps no area nor an
+    /// area's guard page, other than the area based at `avoid`.
+    fn fits(&self, start: u64, pages: u64, guard: u64, avoid: Option<u64>) -> bool {
         let Some(end) = start.checked_add(pages) else {
             return false;
         };
         start >= 1
             && end <= user_end() / PAGE_SIZE
-            && self
-                .areas
-                .iter()
-                .all(|(&b, a)| Some(b) == avoid || b + a.pages <= start || end <= b)
+            && self.areas.iter().all(|(&b, a)| {
+                Some(b) == avoid || b + a.pages <= start - guard || end <= b - guard_of(a.flags)
+            })
     }
 }
 
@@ -1094,6 +1161,8 @@ struct Model {
     read_note: Option<&'static str>,
     /// The system's commit limit in pages.
     limit: u64,
+    /// Pages grown-down areas grew by (coverage only).
+    growths: u64,
 }
 
 impl Model {
@@ -1179,7 +1248,12 @@ impl Model {
             return Err(Error::InvalidArgument);
         }
         let start = base / PAGE_SIZE;
-        if !self.spaces[s].fits(start, pages, None) {
+        let flags = if flags.contains(AreaFlags::GROWS_DOWN) {
+            flags | AreaFlags::GUARD
+        } else {
+            flags
+        };
+        if !self.spaces[s].fits(start, pages, guard_of(flags), None) {
             return Err(Error::AddressNotAvailable);
         }
         // A share destination takes the group's reservation; a new area
@@ -1218,6 +1292,104 @@ impl Model {
         Ok(())
     }
 
+    /// Where `area_create_anywhere` puts `pages` pages in space `s`: a
+    /// scan of the gaps between its areas, lowest first (the lowest base at
+    /// or above `bound`) or highest first (the highest whose area ends at or
+    /// below `ceiling`); `NoMemory` when none fits.
+    fn anywhere(
+        &self,
+        s: usize,
+        pages: u64,
+        flags: AreaFlags,
+        limit: u64,
+        top_down: bool,
+    ) -> Result<u64, Error> {
+        let hi = user_end() / PAGE_SIZE;
+        // The new area's guard, if any, may be the NULL page.
+        let g = guard_of(flags);
+        let mut gaps = Vec::new();
+        let mut prev = 0;
+        for (&b, a) in &self.spaces[s].areas {
+            gaps.push((prev, b - guard_of(a.flags)));
+            prev = b + a.pages;
+        }
+        gaps.push((prev, hi));
+        let found = if top_down {
+            let ceiling = (limit / PAGE_SIZE).min(hi);
+            gaps.iter().rev().find_map(|&(a, b)| {
+                let b = b.min(ceiling);
+                let least = (a + g).max(1);
+                (b >= least + pages).then(|| b - pages)
+            })
+        } else {
+            let bound = limit.div_ceil(PAGE_SIZE).max(1);
+            gaps.iter().find_map(|&(a, b)| {
+                let base = (a + g).max(bound);
+                (base + pages <= b).then_some(base)
+            })
+        };
+        found.ok_or(Error::NoMemory)
+    }
+
+    /// A fault on `page`, in no area, of space `s`: the guard page of a
+    /// grows-down area grows it (moving its base and its pages' indices)
+    /// when the area is unshared, under its limit, and the page below is
+    /// free and not below page 0; any other guard page is a stack overflow.
+    fn guard_fault(&mut self, s: usize, page: u64, access: Access) -> Result<(), FaultReason> {
+        let ms = &self.spaces[s];
+        let Some((&base, &area)) = ms.areas.range(page + 1..).next() else {
+            return Err(FaultReason::NoArea);
+        };
+        if base - guard_of(area.flags) > page {
+            return Err(FaultReason::NoArea);
+        }
+        let below_free = ms
+            .areas
+            .range(..page)
+            .next_back()
+            .is_none_or(|(&b, a)| b + a.pages < page);
+        let growable = area.flags.contains(AreaFlags::GROWS_DOWN)
+            && !self.groups[&area.group].shared
+            && area.pages < GROW_LIMIT
+            && page >= 1;
+        if !growable {
+            return Err(FaultReason::Guard);
+        }
+        // The rights are checked before the room below (as the core does).
+        if !area.flags.permits(access) {
+            return Err(FaultReason::Access);
+        }
+        // The new page reserves memory as a resize's would, before the
+        // room below is looked at.
+        let late = area.flags.contains(AreaFlags::LATE_RESERVE);
+        if !late && !self.can_reserve(1) {
+            return Err(FaultReason::NoMemory);
+        }
+        if !below_free {
+            return Err(FaultReason::Guard);
+        }
+        let ms = &mut self.spaces[s];
+        let mut grown = ms.areas.remove(&base).expect("found");
+        grown.pages += 1;
+        ms.areas.insert(page, grown);
+        let g = self.groups.get_mut(&area.group).expect("live group");
+        g.data = std::mem::take(&mut g.data)
+            .into_iter()
+            .map(|(i, d)| (i + 1, d))
+            .collect();
+        g.writer = std::mem::take(&mut g.writer)
+            .into_iter()
+            .map(|(i, w)| (i + 1, w))
+            .collect();
+        if let Some((grp, off)) = &mut self.last_store {
+            if *grp == area.group {
+                *off += PAGE_SIZE;
+            }
+        }
+        self.growths += 1;
+        Ok(())
+    }
+
     fn resize(&mut self, s: usize, addr: u64, size: u64) -> Result<(), Error> {
         let (start, area) = self.area_at(s, addr / PAGE_SIZE).ok_or(Error::NotFound)?;
         if self.groups[&area.group].shared {
@@ -1233,7 +1405,7 @@ impl Model {
             (start * PAGE_SIZE)
                 .checked_add(bytes)
                 .ok_or(Error::InvalidArgument)?;
-            if !self.spaces[s].fits(start, pages, Some(start)) {
+            if !self.spaces[s].fits(start, pages, guard_of(area.flags), Some(start)) {
                 return Err(Error::AddressNotAvailable);
             }
             let late = area.flags.contains(AreaFlags::LATE_RESERVE);
@@ -1306,10 +1478,11 @@ impl Model {
         if self.groups[&area.group].shared {
             return Err(Error::NotSupported);
         }
-        // The area keeps its own way of reserving.
-        let late = AreaFlags::LATE_RESERVE;
+        // The area keeps its own way of reserving; guard and growth stay
+        // as they were made.
+        let keep = AreaFlags::LATE_RESERVE | AreaFlags::GUARD | AreaFlags::GROWS_DOWN;
         self.spaces[s].areas.get_mut(&start).expect("found").flags =
-            (flags - late) | (area.flags & late);
+            (flags - keep) | (area.flags & keep);
         Ok(())
     }
 
@@ -1411,6 +1584,9 @@ impl Model {
                 access,
                 reason,
             };
+            if self.area_at(s, page).is_none() {
+                self.guard_fault(s, page, access).map_err(refuse)?;
+            }
             let (start, area) = self.area_at(s, page).ok_or(refuse(FaultReason::NoArea))?;
             if !area.flags.permits(access) {
                 return Err(refuse(FaultReason::Access));
@@ -1775,6 +1951,7 @@ impl World {
         let c = self.cpu_for(space, cpu)?;
         let va = VirtAddr::new(addr);
         let bytes = value.to_le_bytes();
+        let grew = self.model.growths;
         let (want, got) = match access {
             Access::Read => (
                 self.model.access(space, addr, 8, access, None),
@@ -1817,7 +1994,12 @@ impl World {
         if access == Access::Exec && got.is_ok() && exact_reads() {
             let page = addr / PAGE_SIZE;
             let xonly = self.model.area_at(space, page).is_some_and(|(_, a)| {
-                a.flags - AreaFlags::CACHEABLE - AreaFlags::LATE_RESERVE == AreaFlags::EXEC
+                a.flags
+                    - AreaFlags::CACHEABLE
+                    - AreaFlags::LATE_RESERVE
+                    - AreaFlags::GUARD
+                    - AreaFlags::GROWS_DOWN
+                    == AreaFlags::EXEC
             });
             let load = addr & !7;
             if xonly && load / PAGE_SIZE == page {
@@ -1839,12 +2021,20 @@ impl World {
             // mapping: an execute-only page that is mapped.
             let page = f.addr.as_u64() / PAGE_SIZE;
             let xonly = self.model.area_at(space, page).is_some_and(|(_, a)| {
-                a.flags - AreaFlags::CACHEABLE - AreaFlags::LATE_RESERVE == AreaFlags::EXEC
+                a.flags
+                    - AreaFlags::CACHEABLE
+                    - AreaFlags::LATE_RESERVE
+                    - AreaFlags::GUARD
+                    - AreaFlags::GROWS_DOWN
+                    == AreaFlags::EXEC
             });
             if access == Access::Read && xonly && self.model.spaces[space].resident.contains(&page)
             {
                 cov.hit("Read: Access, execute-only page mapped");
             }
+        }
+        if self.model.growths > grew {
+            cov.hit(format!("{access:?}: a grows-down area grew"));
         }
         if access == Access::Read && got.is_ok() {
             let m = &self.model.spaces[space];
@@ -2096,11 +2286,17 @@ impl World {
                 };
                 (base + index) * PAGE_SIZE + offset
             }
+            At::Below(k) if !m.areas.is_empty() => {
+                let (&base, _) = m.areas.iter().nth(k % m.areas.len()).expect("k < len");
+                (base - 1) * PAGE_SIZE + offset
+            }
             At::LastWrite if m.last_write.is_some() => m.last_write.expect("checked"),
             At::Area(k) => slot_base(k % SLOTS) + page * PAGE_SIZE + offset,
             At::Slot(s) => slot_base(s) + page * PAGE_SIZE + offset,
             At::LastCut if m.last_cut.is_some() => m.last_cut.expect("checked"),
-            At::LastWrite | At::LastCut | At::Peer => slot_base(0) + page * PAGE_SIZE + offset,
+            At::LastWrite | At::LastCut | At::Peer | At::Below(_) => {
+                slot_base(0) + page * PAGE_SIZE + offset
+            }
         }
     }
 
@@ -2138,6 +2334,59 @@ impl World {
                 size,
                 flags,
             } => self.create(space, base.0, size.0, flags.0, Some(kind), cov),
+            Op::CreateAnywhere {
+                space,
+                at,
+                pages,
+                flags,
+                top_down,
+            } => {
+                let limit = self.target(space, at, 0, 0, true);
+                let late = flags.0.contains(AreaFlags::LATE_RESERVE);
+                let want = self
+                    .model
+                    .anywhere(space, pages, flags.0, limit, top_down)
+                    .and_then(|start| {
+                        // Room found, then the memory reservation.
+                        if late || self.model.can_reserve(pages) {
+                            Ok(start)
+                        } else {
+                            Err(Error::NoMemory)
+                        }
+                    });
+                let placement = if top_down {
+                    Placement::HighestBelow {
+                        ceiling: VirtAddr::new(limit),
+                        align: 1,
+                    }
+                } else {
+                    Placement::above(VirtAddr::new(limit))
+                };
+                let got = self.spaces[space]
+                    .area_create_anywhere(placement, pages * PAGE_SIZE, flags.0)
+                    .map(|a| a.as_u64() / PAGE_SIZE);
+                self.note = format!("area_create_anywhere({placement:?}, {pages}p) = {got:?}");
+                ensure!(
+                    got == want,
+                    "area_create_anywhere: got {got:?}, model expects {want:?}"
+                );
+                if let Ok(start) = want {
+                    let made =
+                        self.model
+                            .create(space, start * PAGE_SIZE, pages * PAGE_SIZE, flags.0);
+                    ensure!(made.is_ok(), "model refused its own placement: {made:?}");
+                }
+                cov.hit(format!(
+                    "create anywhere {}: {}",
+                    if top_down { "top-down" } else { "bottom-up" },
+                    match &got {
+                        Ok(_) => "ok",
+                        Err(_) if late || self.model.can_reserve(pages) => "no room",
+                        Err(_) => "over the commit limit",
+                    }
+                ));
+                Ok(())
+            }
             Op::Resize {
                 space,
                 at,

@@ -153,6 +153,55 @@ fn a_growth_beyond_the_limit_fails_and_changes_nothing() {
 }
 
 #[test]
+fn a_stack_growing_down_reserves_each_page_and_stops_at_the_limit() {
+    let sim = sim();
+    sim.system().reserve().set_limit(4);
+    let space = sim.system().create().unwrap();
+    let top = 0x100_0000u64;
+    let base = top - 2 * PAGE_SIZE;
+    space
+        .area_create_grows_down(va(base), 2 * PAGE_SIZE, 16 * PAGE_SIZE, RW)
+        .unwrap();
+    assert_eq!(committed(&sim), 2);
+    // Two faults in the guard page grow the stack a page each, reserving it.
+    for grown in 1..=2u64 {
+        let at = base - grown * PAGE_SIZE;
+        assert_eq!(fault(&space, at + 8), FaultOutcome::Ok);
+        let a = space.area(va(at)).unwrap();
+        assert_eq!(
+            (a.base.as_u64(), a.pages, a.reserved),
+            (at, 2 + grown, 2 + grown)
+        );
+        assert_eq!(committed(&sim), 2 + grown);
+    }
+    // The limit is reached: the next growth is refused as out of memory
+    // and changes nothing (the guard page stays free).
+    let before = space.areas();
+    let frames = sim.frames_in_use();
+    let at = base - 3 * PAGE_SIZE;
+    assert_eq!(
+        fault(&space, at + 8),
+        FaultOutcome::Fault(FaultReason::NoMemory)
+    );
+    assert_eq!(space.areas(), before);
+    assert_eq!(sim.frames_in_use(), frames);
+    assert_eq!(committed(&sim), 4);
+    assert_eq!(accounted(&[&space]), 4);
+    // Frames running out mid-growth (the page's own frame, or a table)
+    // also give the page's reservation back.
+    sim.system().reserve().set_limit(8);
+    sim.hardware().frames().fail_after(Some(0));
+    assert_ne!(fault(&space, at + 8), FaultOutcome::Ok);
+    sim.hardware().frames().fail_after(None);
+    assert_eq!(space.areas(), before);
+    assert_eq!(committed(&sim), 4);
+    assert_eq!(fault(&space, at + 8), FaultOutcome::Ok);
+    assert_eq!(committed(&sim), 5);
+    drop(space);
+    assert_eq!(committed(&sim), 0);
+}
+
+#[test]
 fn destroy_and_dropping_spaces_give_everything_back() {
     let sim = sim();
     let mut spaces = Vec::new();

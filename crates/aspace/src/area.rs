@@ -15,18 +15,21 @@ use core::sync::atomic::{AtomicU64 as PlainAtomicU64, Ordering::Relaxed};
 
 /// An area inside an address space (HelenOS `as_area_t`).
 ///
-/// `base` and `backend` never change. `pages` changes only with both the
-/// address space's area-tree lock (written) and the area's lock held, so
-/// either lock is enough to read it; everything else is under the area's
-/// lock.
+/// `backend` and `grow_limit` never change. `base` (page number; only a
+/// [grows-down](AreaFlags::GROWS_DOWN) area's moves) and `pages` change
+/// only with both the address space's area-tree lock (written) and the
+/// area's lock held, so either lock is enough to read them; everything else
+/// is under the area's lock.
 pub(crate) struct Area<M: Machine> {
-    pub base: Page,
+    base: AtomicU64,
     pub backend: Arc<dyn Backend<M::Memory, M::Frames>>,
     pub pages: AtomicU64,
     /// Pages reserved for the area (see [`crate::reserve`]): its own
     /// reservation, or its share record's once shared. Changed under the
     /// area's lock; read without it for listings.
     pub reserved: PlainAtomicU64,
+    /// The most pages a grows-down area may reach by growing.
+    pub grow_limit: u64,
     state: lock_api::Mutex<M::Lock, AreaState<M>>,
 }
 
@@ -150,6 +153,15 @@ impl<M: Machine> AreaEntry<M> {
         }
     }
 
+    /// [`new`](Self::new) for an area that may grow down to `grow_limit`
+    /// pages.
+    pub fn with_grow_limit(mut self, grow_limit: u64) -> Self {
+        if let Some(area) = Arc::get_mut(&mut self.area) {
+            area.grow_limit = grow_limit;
+        }
+        self
+    }
+
     /// Locks the area; the guard publishes the summary when dropped.
     pub fn lock(&self) -> AreaGuard<'_, M> {
         AreaGuard {
@@ -229,10 +241,11 @@ impl<M: Machine> Area<M> {
         reserved: u64,
     ) -> Self {
         Self {
-            base,
+            base: AtomicU64::new(base.number()),
             backend,
             pages: AtomicU64::new(pages),
             reserved: PlainAtomicU64::new(reserved),
+            grow_limit: pages,
             state: lock_api::Mutex::new(AreaState {
                 flags,
                 attrs,
@@ -242,6 +255,17 @@ impl<M: Machine> Area<M> {
                 share: None,
             }),
         }
+    }
+
+    /// The first page (see the type's locking rule).
+    pub fn base(&self) -> Page {
+        Page::from_number(self.base.load(Ordering::Acquire))
+    }
+
+    /// Moves the first page (a grows-down area growing, or undoing it);
+    /// the caller holds the tree written and the area's lock.
+    pub fn set_base(&self, base: Page) {
+        self.base.store(base.number(), Ordering::Release);
     }
 
     /// Size in pages (see the type's locking rule).
@@ -256,18 +280,18 @@ impl<M: Machine> Area<M> {
 
     /// One past the last page number.
     pub fn end(&self) -> u64 {
-        self.base.number() + self.pages()
+        self.base().number() + self.pages()
     }
 
     /// Whether page number `n` lies inside the area.
     pub fn contains(&self, n: u64) -> bool {
-        n >= self.base.number() && n < self.end()
+        n >= self.base().number() && n < self.end()
     }
 
     /// A snapshot, given the area's locked state.
     pub fn info(&self, st: &AreaState<M>) -> AreaInfo {
         AreaInfo {
-            base: self.base.start(),
+            base: self.base().start(),
             pages: self.pages(),
             flags: st.flags,
             attrs: st.attrs,

@@ -5,11 +5,11 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
-use crate::flags::{Access, AreaAttrs};
+use crate::flags::{Access, AreaAttrs, AreaFlags};
 use crate::machine::{Cpus, FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::reserve;
-use crate::space::AddressSpace;
+use crate::space::{AddressSpace, Areas};
 use crate::stats::{Counters, Stats};
 
 /// Why a fault could not be resolved.
@@ -31,6 +31,12 @@ pub enum FaultReason {
     /// The area's pager is gone: it died with the request pending, or
     /// before it was asked.
     PagerGone,
+    /// The address is an area's guard page ([`AreaFlags::GUARD`]): a stack
+    /// overflow, told apart from [`NoArea`](Self::NoArea). For a
+    /// [grows-down](AreaFlags::GROWS_DOWN) area, the area could not grow
+    /// over it (its limit reached, the page below taken, or the area
+    /// shared).
+    Guard,
 }
 
 /// What the CPU was doing when it faulted.
@@ -119,19 +125,142 @@ impl<M: Machine> AddressSpace<M> {
         cpu: Option<usize>,
         stats: &Counters,
     ) -> Result<(), FaultReason> {
-        let page = addr.page();
         // The tree stays read-locked for the whole fault: no area is
         // destroyed or resized meanwhile, so the area needs no reference of
         // its own and its range holds.
         let tree = self.areas.read(cpu);
-        let (start, end, slot) = self
-            .entry_at_on_cpu(&tree, page.number(), cpu)
-            .ok_or(FaultReason::NoArea)?;
-        if crate::page_in::user_backend::<M>(&slot.area).is_some() {
-            // A user pager's page: asked for and waited for with no lock held.
-            drop(tree);
-            return self.resolve_paged(page, access, stats);
+        if let Some((_, _, slot)) = self.entry_at_on_cpu(&tree, addr.page().number(), cpu) {
+            if crate::page_in::user_backend::<M>(&slot.area).is_some() {
+                // A user pager's page: asked for and waited for with no
+                // lock held.
+                drop(tree);
+                return self.resolve_paged(addr.page(), access, stats);
+            }
         }
+        match self.resolve_in(&tree, addr, access, cpu, stats) {
+            Err(FaultReason::NoArea) => {}
+            done => return done,
+        }
+        // A guard page: a stack overflow, or a stack to grow.
+        let n = addr.page().number();
+        let grows = tree
+            .guarded_by(n)
+            .map(|(_, _, slot)| slot.summary.flags().contains(AreaFlags::GROWS_DOWN));
+        drop(tree);
+        match grows {
+            None => Err(FaultReason::NoArea),
+            Some(false) => Err(FaultReason::Guard),
+            Some(true) => self.grow_down(addr, access, cpu, stats),
+        }
+    }
+
+    /// A fault in the guard page of a grows-down area: with the tree
+    /// written, the area's base moves down over the page (the guard with
+    /// it) and the page is mapped; all or nothing, so if mapping fails the
+    /// base moves back. Refused with [`FaultReason::Guard`] when the area
+    /// would pass its limit, the page below the new base (the new guard) is
+    /// taken or is the NULL page, or the area is shared or partial.
+    ///
+    /// The used space and the page table hold absolute pages, so they need
+    /// no change; anonymous pages do not depend on their index in the area
+    /// (only backends with [`BackendCaps::GROW_DOWN`] grow), and a shared
+    /// area, whose share record keys pages by index, does not grow.
+    fn grow_down(
+        &self,
+        addr: VirtAddr,
+        access: Access,
+        cpu: Option<usize>,
+        stats: &Counters,
+    ) -> Result<(), FaultReason> {
+        let n = addr.page().number();
+        let mut tree = self.areas.write();
+        // Another CPU may have grown the area (or changed the tree)
+        // meanwhile: an ordinary fault then (which may be a pager's, so not
+        // under this lock).
+        if tree.find(n).is_some() {
+            drop(tree);
+            return self.resolve(addr, access, cpu, stats);
+        }
+        let (start, end, more) = {
+            let Some((start, end, slot)) = tree.guarded_by(n) else {
+                return Err(FaultReason::NoArea);
+            };
+            let area = &slot.area;
+            let st = slot.lock();
+            let growable = st.flags.contains(AreaFlags::GROWS_DOWN)
+                && area.backend.caps().contains(BackendCaps::GROW_DOWN)
+                && st.share.is_none()
+                && !st.attrs.contains(AreaAttrs::PARTIAL)
+                && end - n <= area.grow_limit
+                && n > 0;
+            if !growable {
+                return Err(FaultReason::Guard);
+            }
+            if !st.flags.permits(access) {
+                return Err(FaultReason::Access);
+            }
+            // The new pages reserve memory as a resize's would.
+            let more = reserve::up_front(&*area.backend, st.flags, 0, start - n);
+            (start, end, more)
+        };
+        if !self.shared.reserve.try_reserve(more) {
+            return Err(FaultReason::NoMemory);
+        }
+        // The new guard page must be free (and not below page 0).
+        if !tree.set_start(start, n) {
+            self.shared.reserve.release(more);
+            return Err(FaultReason::Guard);
+        }
+        self.set_extent(&tree, n, end, more as i64);
+        let result = self.resolve_in(&tree, addr, access, cpu, stats);
+        if result.is_err() {
+            let undone = tree.set_start(n, start);
+            debug_assert!(undone, "moving a start up always fits");
+            self.set_extent(&tree, start, end, -(more as i64));
+            self.shared.reserve.release(more);
+        }
+        result
+    }
+
+    /// Records in the area the tree has at `[start, end)` its base and size
+    /// (the tree written; the area's lock taken for the store).
+    /// `reserved` is added to (or, negative, taken from) the area's
+    /// reservation.
+    fn set_extent(&self, tree: &Areas<M>, start: u64, end: u64, reserved: i64) {
+        if let Some((_, slot)) = tree.get(start) {
+            let _st = slot.lock();
+            let r = &slot.area.reserved;
+            if reserved >= 0 {
+                r.fetch_add(reserved as u64, core::sync::atomic::Ordering::Relaxed);
+            } else {
+                r.fetch_sub(
+                    reserved.unsigned_abs(),
+                    core::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            slot.area.set_base(Page::from_number(start));
+            slot.area
+                .pages
+                .store(end - start, crate::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// [`resolve`](Self::resolve) in `tree`, locked by the caller (for
+    /// reading, or written by a growth), for an area not served by a user
+    /// pager (whose faults wait with no lock held: `resolve` sends them to
+    /// `resolve_paged` first).
+    fn resolve_in(
+        &self,
+        tree: &Areas<M>,
+        addr: VirtAddr,
+        access: Access,
+        cpu: Option<usize>,
+        stats: &Counters,
+    ) -> Result<(), FaultReason> {
+        let page = addr.page();
+        let (start, end, slot) = self
+            .entry_at_on_cpu(tree, page.number(), cpu)
+            .ok_or(FaultReason::NoArea)?;
         let m = &self.shared.machine;
         // The slow part (for anonymous memory: zeroing a frame) runs before
         // the area's lock is taken, so faults on other pages of the area
@@ -191,7 +320,7 @@ impl<M: Machine> AddressSpace<M> {
             return Ok(());
         }
         // A late-reserving area reserves the page now (see `crate::reserve`).
-        let late = reserve::per_page(&*area.backend, st.flags, page.pages_since(area.base), 1);
+        let late = reserve::per_page(&*area.backend, st.flags, page.pages_since(area.base()), 1);
         if !self.shared.reserve.try_reserve(late) {
             let _ = st.used.remove(page, 1);
             return Err(FaultReason::NoMemory);
@@ -241,7 +370,7 @@ impl<M: Machine> AddressSpace<M> {
             // to touch a page puts it there (with a reference of its own).
             Some(share) if area.backend.caps().contains(BackendCaps::REFCOUNTED) => {
                 let mut sh = share.state.lock();
-                let index = page.pages_since(area.base);
+                let index = page.pages_since(area.base());
                 match sh.pagemap.get(&index) {
                     Some(&f) => {
                         m.frames().add_ref(f);

@@ -27,6 +27,17 @@ bitflags! {
         /// a change of rights keeps the area's own bit. Such areas cannot
         /// be shared (as in HelenOS).
         const LATE_RESERVE = 0x20;
+        /// One unmapped guard page is kept below the area (HelenOS
+        /// `AS_AREA_GUARD`, same value): no other area may take it, fixed,
+        /// anywhere or by growing, and an access there faults with
+        /// [`FaultReason::Guard`](crate::FaultReason::Guard). Unlike
+        /// HelenOS, which keeps a page free on both sides of a guarded
+        /// area, only the page below is kept (where a stack overflows).
+        const GUARD = 0x10;
+        /// The area grows downwards (Linux `VM_GROWSDOWN`; our extension,
+        /// HelenOS has none): a fault in its guard page moves its base
+        /// down a page, up to its growth limit. Implies [`GUARD`](Self::GUARD).
+        const GROWS_DOWN = 0x40;
     }
 }
 
@@ -49,6 +60,16 @@ impl AreaFlags {
             return Err(crate::Error::InvalidArgument);
         }
         Ok(())
+    }
+
+    /// The flags that say where an area may lie rather than what it may
+    /// do: fixed at creation, kept by a change of rights.
+    pub const PLACEMENT: AreaFlags = AreaFlags::GUARD.union(AreaFlags::GROWS_DOWN);
+
+    /// Guard pages kept below an area with these flags: 1 with
+    /// [`GUARD`](Self::GUARD) or [`GROWS_DOWN`](Self::GROWS_DOWN), else 0.
+    pub fn guard_pages(self) -> u64 {
+        u64::from(self.intersects(AreaFlags::PLACEMENT))
     }
 
     /// Whether these rights permit `access`.

@@ -74,6 +74,7 @@ pub mod machine;
 pub mod memory;
 mod page_in;
 pub mod paging;
+pub mod placement;
 pub mod reserve;
 #[allow(unsafe_code)]
 mod shard_lock;
@@ -99,6 +100,7 @@ pub use machine::{
     Asid, CpuId, CpuSet, Cpus, FrameAllocator, Invalidation, Layout, Machine, PhysMemory,
     Shootdown, Tlb,
 };
+pub use placement::Placement;
 pub use reserve::{Reserve, ReserveSnapshot};
 pub use space::AddressSpace;
 pub use stats::StatsSnapshot;

@@ -158,7 +158,7 @@ impl<M: Machine> AddressSpace<M> {
             if st.used.contains(page) {
                 return Ok(Asked::Mapped);
             }
-            let index = page.pages_since(area.base);
+            let index = page.pages_since(area.base());
             let (slot, request) = backend.join(index, access);
             let pager = backend.pager.clone();
             drop(st);

@@ -130,7 +130,7 @@ impl<M: Machine> AddressSpace<M> {
             kernel: kernel.is_none(),
             root: pt.root(),
             shared: shared.clone(),
-            areas: ShardedRwLock::new(AreaTree::new(), m.cpus().cpu_count().min(MAX_SHARDS)),
+            areas: ShardedRwLock::new(AreaTree::with_gaps(), m.cpus().cpu_count().min(MAX_SHARDS)),
             pt: Some(pt),
         }))
     }
@@ -257,7 +257,7 @@ impl<M: Machine> AddressSpace<M> {
 
     /// The page range `[base, base+size)` checked for alignment, size and
     /// wrapping.
-    fn checked_range(base: VirtAddr, size: u64) -> Result<PageRange> {
+    pub(crate) fn checked_range(base: VirtAddr, size: u64) -> Result<PageRange> {
         let start = Page::from_start(base).ok_or(Error::InvalidArgument)?;
         base.checked_add(size).ok_or(Error::InvalidArgument)?;
         let pages = bytes_to_pages(size);
@@ -270,23 +270,38 @@ impl<M: Machine> AddressSpace<M> {
         }
     }
 
-    /// Whether `range` fits this space's part of the layout, stays off the
-    /// NULL page, and overlaps no area but the one based at `avoid`. Needs
-    /// the tree lock (which keeps every area's size still).
-    fn check_conflicts(&self, tree: &Areas<M>, range: PageRange, avoid: Option<u64>) -> bool {
-        let (lo, hi) = if self.kernel {
+    /// The pages areas of this space may take: `[1, user end)` (the NULL
+    /// page never) for a user space, `[kernel start, 2^52)` for the
+    /// kernel's.
+    pub(crate) fn page_window(&self) -> (u64, u64) {
+        if self.kernel {
             (
                 self.shared.layout.kernel_start >> PAGE_SHIFT,
                 1u64 << (64 - PAGE_SHIFT),
             )
         } else {
             (1, self.shared.layout.user_end >> PAGE_SHIFT)
-        };
+        }
+    }
+
+    /// Whether `range` fits this space's part of the layout, stays off the
+    /// NULL page, and overlaps no area nor any area's guard page but the
+    /// area based at `avoid`, with `guard` free pages below it (a user
+    /// area's guard may be the NULL page, which nothing maps). Needs the
+    /// tree lock (which keeps every area's size still).
+    pub(crate) fn check_conflicts(
+        &self,
+        tree: &Areas<M>,
+        range: PageRange,
+        guard: u64,
+        avoid: Option<u64>,
+    ) -> bool {
+        let (lo, hi) = self.page_window();
         let (start, end) = (range.start.number(), range.end().number());
-        if start < lo || end > hi {
+        if start < lo || end > hi || (self.kernel && start - guard < lo) {
             return false;
         }
-        !tree.overlaps(start, end, avoid)
+        !tree.overlaps(start - guard, end, avoid)
     }
 
     /// Creates an area of anonymous memory (HelenOS `as_area_create` with
@@ -325,30 +340,13 @@ impl<M: Machine> AddressSpace<M> {
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M::Memory, M::Frames>>,
     ) -> Result<Arc<Area<M>>> {
-        flags.validate()?;
+        let flags = Self::placement_flags(flags, &*backend)?;
         let range = Self::checked_range(base, size)?;
         let mut tree = self.areas.write();
-        if !self.check_conflicts(&tree, range, None) {
+        if !self.check_conflicts(&tree, range, flags.guard_pages(), None) {
             return Err(Error::AddressNotAvailable);
         }
-        // A share destination (partial) takes its source's reservation
-        // when the share completes; it reserves nothing of its own.
-        let reserve = if attrs.contains(AreaAttrs::PARTIAL) {
-            0
-        } else {
-            reserve::up_front(&*backend, flags, 0, range.count)
-        };
-        if !self.shared.reserve.try_reserve(reserve) {
-            return Err(Error::NoMemory);
-        }
-        let slot = AreaEntry::new(range.start, range.count, flags, attrs, backend, reserve);
-        let area = slot.area.clone();
-        let (start, end) = (range.start.number(), range.end().number());
-        if tree.insert(start, end, slot).is_err() {
-            self.shared.reserve.release(reserve);
-            return Err(Error::AddressNotAvailable);
-        }
-        Ok(area)
+        self.insert_checked(&mut tree, range, flags, attrs, backend, None)
     }
 
     /// Changes the size of the area containing `addr` so that it ends at
@@ -370,7 +368,7 @@ impl<M: Machine> AddressSpace<M> {
             if !area.backend.caps().contains(BackendCaps::RESIZE) || st.share.is_some() {
                 return Err(Error::NotSupported);
             }
-            let offset = addr.as_u64() - area.base.start().as_u64();
+            let offset = addr.as_u64() - area.base().start().as_u64();
             let bytes = offset.checked_add(size).ok_or(Error::InvalidArgument)?;
             let pages = bytes_to_pages(bytes);
             if pages == 0 {
@@ -379,8 +377,9 @@ impl<M: Machine> AddressSpace<M> {
             let old = area.pages();
             let backend = &*area.backend;
             if pages > old {
-                let range = Self::checked_range(area.base.start(), bytes)?;
-                if !self.check_conflicts(&tree, range, Some(area.base.number())) {
+                let range = Self::checked_range(area.base().start(), bytes)?;
+                let guard = st.flags.guard_pages();
+                if !self.check_conflicts(&tree, range, guard, Some(area.base().number())) {
                     return Err(Error::AddressNotAvailable);
                 }
                 let more = reserve::up_front(backend, st.flags, old, pages - old);
@@ -389,11 +388,11 @@ impl<M: Machine> AddressSpace<M> {
                 }
                 area.reserved.fetch_add(more, Ordering::Relaxed);
             } else if pages < old {
-                let removed = st.used.split_off(area.base.add(pages));
+                let removed = st.used.split_off(area.base().add(pages));
                 let mut batch = ShootdownBatch::new();
                 let mut less = reserve::up_front(backend, st.flags, pages, old - pages);
                 for r in removed {
-                    let index = r.start.pages_since(area.base);
+                    let index = r.start.pages_since(area.base());
                     less += reserve::per_page(backend, st.flags, index, r.count);
                     let pages = (0..r.count).rev().map(|i| r.start.add(i));
                     unmap_into(self.machine(), self.pt(), backend, pages, &mut batch);
@@ -403,7 +402,7 @@ impl<M: Machine> AddressSpace<M> {
                 area.reserved.fetch_sub(less, Ordering::Relaxed);
             }
             area.pages.store(pages, Ordering::Release);
-            (area.base.number(), pages)
+            (area.base().number(), pages)
         };
         let moved = tree.set_end(base, base + pages);
         debug_assert!(moved, "growth was checked for conflicts");
@@ -458,6 +457,8 @@ impl<M: Machine> AddressSpace<M> {
         if !area.backend.caps().contains(BackendCaps::CHANGE_FLAGS) || st.share.is_some() {
             return Err(Error::NotSupported);
         }
+        // Where the area may lie is fixed at creation.
+        let flags = (flags - AreaFlags::PLACEMENT) | (st.flags & AreaFlags::PLACEMENT);
         let m = self.machine();
         let mut batch = ShootdownBatch::new();
         let mut frames = Vec::with_capacity(st.used.pages() as usize);
@@ -485,7 +486,7 @@ impl<M: Machine> AddressSpace<M> {
             if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
                 m.frames().release(frame);
             }
-            let index = page.pages_since(area.base);
+            let index = page.pages_since(area.base());
             let less = reserve::per_page(&*area.backend, st.flags, index, 1);
             self.shared.reserve.release(less);
             area.reserved.fetch_sub(less, Ordering::Relaxed);
@@ -666,7 +667,7 @@ impl<M: Machine> AddressSpace<M> {
                     .translate(m.memory(), page)
                     .expect("used page is mapped");
                 m.frames().add_ref(frame);
-                pagemap.insert(page.pages_since(area.base), frame);
+                pagemap.insert(page.pages_since(area.base()), frame);
             }
         }
         // The area's reservation becomes the group's.

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use aspace::internals::area_tree::{AreaTree, Hint, CAP};
+use aspace::internals::area_tree::{AreaTree, Fit, Hint, CAP};
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
@@ -949,4 +949,320 @@ proptest! {
             prop_assert_eq!(t.get(s), Some((e, &v)));
         }
     }
+}
+
+// -- Free gaps and guards -----------------------------------------------------
+
+/// The gap-search model: entries `(start, end, guard)` in a sorted `Vec`,
+/// every question answered by a linear scan.
+#[derive(Default)]
+struct GapModel(Vec<(u64, u64, u64)>);
+
+impl GapModel {
+    /// Whether `[lo, hi)` meets an entry or an entry's guard, other than
+    /// the entry starting at `ignore`.
+    fn hits(&self, lo: u64, hi: u64, ignore: Option<u64>) -> bool {
+        self.0
+            .iter()
+            .any(|&(s, e, g)| Some(s) != ignore && s - g < hi && lo < e)
+    }
+
+    fn insert(&mut self, s: u64, e: u64, g: u64) -> bool {
+        if s >= e || s < g || self.hits(s - g, e, None) {
+            return false;
+        }
+        let i = self.0.partition_point(|&(x, _, _)| x < s);
+        self.0.insert(i, (s, e, g));
+        true
+    }
+
+    /// The free runs between entries (guards taken), lowest first.
+    fn gaps(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut prev = 0;
+        for &(s, e, g) in &self.0 {
+            out.push((prev, s - g));
+            prev = e;
+        }
+        out.push((prev, u64::MAX));
+        out
+    }
+
+    fn lowest(&self, lo: u64, hi: u64, bound: u64, f: Fit) -> Option<u64> {
+        self.gaps().into_iter().find_map(|(a, b)| {
+            let (a, b) = (a.max(lo), b.min(hi));
+            let least = (a + f.guard).max(bound);
+            let base = least.div_ceil(f.align) * f.align;
+            (base + f.size <= b).then_some(base)
+        })
+    }
+
+    fn highest(&self, lo: u64, hi: u64, f: Fit) -> Option<u64> {
+        self.gaps().into_iter().rev().find_map(|(a, b)| {
+            let (a, b) = (a.max(lo), b.min(hi));
+            let base = b.checked_sub(f.size)? / f.align * f.align;
+            (base >= a + f.guard).then_some(base)
+        })
+    }
+
+    /// Every base of `[lo, hi)` tried one by one: the definition itself.
+    fn brute(&self, lo: u64, hi: u64, bound: u64, f: Fit) -> Vec<u64> {
+        (lo..hi)
+            .filter(|&b| {
+                b >= bound
+                    && b % f.align == 0
+                    && b >= lo + f.guard
+                    && b + f.size <= hi
+                    && !self.hits(b - f.guard, b + f.size, None)
+            })
+            .collect()
+    }
+}
+
+fn fit_of(rng: &mut Rng) -> Fit {
+    Fit {
+        size: 1 + rng.below(12) as u64,
+        guard: rng.below(3).saturating_sub(1) as u64,
+        align: 1 << rng.below(4),
+    }
+}
+
+/// Random inserts (with and without guards), removals, moves of either end
+/// and searches, on a tree with gaps and one without, against the linear
+/// model; the invariant checker (summaries included) runs after every
+/// change in small trees and often in larger ones.
+#[test]
+fn gap_search_matches_linear_model() {
+    const SPACE: u64 = 6000;
+    for seed in [
+        0x5eed_0001_u64,
+        0x9a9_0ff5,
+        0xdead_beef_cafe,
+        0x1234_5678_9abc,
+    ] {
+        let mut rng = Rng(seed);
+        let mut gapped: AreaTree<u64> = AreaTree::with_gaps();
+        let mut plain: AreaTree<u64> = AreaTree::new();
+        let mut m = GapModel::default();
+        for step in 0..sized(6000) {
+            let ctx = format!("seed {seed:#x} step {step}");
+            match rng.below(10) {
+                0..=3 => {
+                    let s = rng.below(SPACE as usize) as u64;
+                    let e = s + 1 + rng.below(20) as u64;
+                    let g = rng.below(2) as u8;
+                    let ok = m.insert(s, e, u64::from(g));
+                    assert_eq!(gapped.insert_guarded(s, e, g, s).is_ok(), ok, "{ctx}");
+                    assert_eq!(plain.insert_guarded(s, e, g, s).is_ok(), ok, "{ctx}");
+                }
+                4 | 5 if !m.0.is_empty() => {
+                    let (s, e, _) = m.0.remove(rng.below(m.0.len()));
+                    assert_eq!(gapped.remove(s).map(|(e, _)| e), Some(e), "{ctx}");
+                    assert_eq!(plain.remove(s).map(|(e, _)| e), Some(e), "{ctx}");
+                }
+                6 if !m.0.is_empty() => {
+                    let i = rng.below(m.0.len());
+                    let (s, e, g) = m.0[i];
+                    let ne = (s + 1 + rng.below(30) as u64).min(e + 10);
+                    let ok = !m.hits(s, ne, Some(s));
+                    assert_eq!(gapped.set_end(s, ne), ok, "{ctx}: set_end {s} {ne}");
+                    assert_eq!(plain.set_end(s, ne), ok, "{ctx}");
+                    if ok {
+                        m.0[i] = (s, ne, g);
+                    }
+                }
+                7 if !m.0.is_empty() => {
+                    let i = rng.below(m.0.len());
+                    let (s, e, g) = m.0[i];
+                    let ns = (s + rng.below(4) as u64).saturating_sub(3).min(e - 1);
+                    let ok = ns >= g && (ns >= s || !m.hits(ns - g, s, Some(s)));
+                    assert_eq!(gapped.set_start(s, ns), ok, "{ctx}: set_start {s} {ns}");
+                    assert_eq!(plain.set_start(s, ns), ok, "{ctx}");
+                    if ok {
+                        m.0[i] = (ns, e, g);
+                    }
+                }
+                _ => {
+                    let f = fit_of(&mut rng);
+                    let lo = rng.below(SPACE as usize) as u64 / 2;
+                    let hi = lo + rng.below(SPACE as usize) as u64 + 1;
+                    let bound = lo + rng.below(200) as u64;
+                    let want = m.lowest(lo, hi, bound, f);
+                    assert_eq!(
+                        gapped.lowest_fit(lo..hi, bound, f),
+                        want,
+                        "{ctx}: {f:?} {lo}..{hi} >= {bound}"
+                    );
+                    assert_eq!(plain.lowest_fit(lo..hi, bound, f), want, "{ctx}");
+                    let want = m.highest(lo, hi, f);
+                    assert_eq!(
+                        gapped.highest_fit(lo..hi, f),
+                        want,
+                        "{ctx}: {f:?} {lo}..{hi}"
+                    );
+                    assert_eq!(plain.highest_fit(lo..hi, f), want, "{ctx}");
+                    // The model against the definition, on a small window.
+                    let small = lo..lo + 48;
+                    let all = m.brute(small.start, small.end, bound, f);
+                    assert_eq!(
+                        m.lowest(small.start, small.end, bound, f),
+                        all.first().copied(),
+                        "{ctx}"
+                    );
+                    assert_eq!(
+                        gapped.lowest_fit(small.clone(), bound, f),
+                        all.first().copied(),
+                        "{ctx}"
+                    );
+                    let all = m.brute(small.start, small.end, 0, f);
+                    assert_eq!(gapped.highest_fit(small, f), all.last().copied(), "{ctx}");
+                    // Overlap checks and guard lookups see guards.
+                    let (a, b) = (lo, lo + 1 + rng.below(8) as u64);
+                    assert_eq!(
+                        gapped.overlaps(a, b, None),
+                        m.hits(a, b, None),
+                        "{ctx}: overlaps {a} {b}"
+                    );
+                    let owner =
+                        m.0.iter()
+                            .find(|&&(s, _, g)| s - g <= a && a < s)
+                            .map(|&(s, e, _)| (s, e));
+                    assert_eq!(
+                        gapped.guarded_by(a).map(|(s, e, _)| (s, e)),
+                        owner,
+                        "{ctx}: guarded_by {a}"
+                    );
+                }
+            }
+            if m.0.len() < 200 || step % 97 == 0 {
+                gapped.check_invariants();
+                plain.check_invariants();
+            }
+            assert_eq!(gapped.len(), m.0.len(), "{ctx}");
+        }
+        gapped.check_invariants();
+        let got: Vec<_> = gapped.iter().map(|(s, e, _)| (s, e)).collect();
+        let want: Vec<_> = m.0.iter().map(|&(s, e, _)| (s, e)).collect();
+        assert_eq!(got, want, "seed {seed:#x}: final entries");
+    }
+}
+
+/// A large tree (several levels) filled in the orders placement makes:
+/// every search equals the model's, and each lowest fit found, inserted,
+/// keeps the summaries right; then removals open gaps that are found again.
+#[test]
+fn gap_search_in_deep_trees() {
+    let seed = 0x0dd_ba11_u64;
+    let mut rng = Rng(seed);
+    let mut t: AreaTree<u64> = AreaTree::with_gaps();
+    let mut m = GapModel::default();
+    let n = sized(20_000);
+    let (lo, hi) = (1, 1 << 40);
+    for k in 0..n {
+        let f = Fit {
+            size: 1 + rng.below(4) as u64,
+            guard: rng.below(2) as u64,
+            align: 1,
+        };
+        let base = t.lowest_fit(lo..hi, 1, f).expect("room");
+        assert_eq!(
+            Some(base),
+            m.lowest(lo, hi, 1, f),
+            "seed {seed:#x}: insert #{k}"
+        );
+        t.insert_guarded(base, base + f.size, f.guard as u8, base)
+            .unwrap();
+        assert!(m.insert(base, base + f.size, f.guard));
+    }
+    t.check_invariants();
+    // Three levels at full size (Miri's smaller run makes two).
+    assert!(
+        t.height() >= if cfg!(miri) { 2 } else { 3 },
+        "deep enough: {}",
+        t.height()
+    );
+    // Open random holes and find them, bottom-up and top-down.
+    for k in 0..sized(2000) {
+        let i = rng.below(m.0.len());
+        let (s, e, _) = m.0.remove(i);
+        assert_eq!(t.remove(s), Some((e, s)));
+        let f = fit_of(&mut rng);
+        let bound = rng.below(n as usize * 3) as u64;
+        assert_eq!(
+            t.lowest_fit(lo..hi, bound, f),
+            m.lowest(lo, hi, bound, f),
+            "seed {seed:#x}: #{k}"
+        );
+        let ceiling = 1 + rng.below(n as usize * 4) as u64;
+        assert_eq!(
+            t.highest_fit(lo..ceiling, f),
+            m.highest(lo, ceiling, f),
+            "seed {seed:#x}: #{k}"
+        );
+    }
+    t.check_invariants();
+}
+
+#[test]
+fn guards_refuse_neighbours_and_name_their_entry() {
+    let mut t: AreaTree<&str> = AreaTree::with_gaps();
+    t.insert_guarded(10, 20, 1, "stack").unwrap();
+    // Nothing may take page 9, the guard; an entry ending at 9 fits.
+    assert_eq!(t.insert(5, 10, "x"), Err("x"));
+    t.insert(5, 9, "below").unwrap();
+    assert_eq!(t.find(9), None);
+    assert_eq!(
+        t.guarded_by(9).map(|(s, _, v)| (s, *v)),
+        Some((10, "stack"))
+    );
+    assert_eq!(t.guarded_by(8), None);
+    assert!(t.overlaps(9, 10, None));
+    // The entry below cannot grow into the guard; the guarded one cannot
+    // move its start (and guard) down onto the entry below.
+    assert!(!t.set_end(5, 10));
+    assert!(!t.set_start(10, 9));
+    assert!(t.set_end(5, 8));
+    assert!(t.set_start(10, 9));
+    assert_eq!(t.guarded_by(8).map(|(s, _, _)| s), Some(9));
+    assert_eq!(t.guard_of(9), Some(1));
+    // A guard below page 0 is refused.
+    assert_eq!(t.insert_guarded(0, 2, 1, "low"), Err("low"));
+    t.check_invariants();
+    // Lowest fit of 1 page with a guard: below 5 there is room (page 4,
+    // guard 3); from 5 on, the first room is at 21 (guard 20), since the
+    // guard may not sit on a taken page nor on another entry's guard.
+    let f = Fit {
+        size: 1,
+        guard: 1,
+        align: 1,
+    };
+    assert_eq!(t.lowest_fit(0..100, 0, f), Some(1));
+    assert_eq!(t.lowest_fit(0..100, 4, f), Some(4));
+    assert_eq!(t.lowest_fit(0..100, 5, f), Some(21));
+    assert_eq!(t.highest_fit(0..100, f), Some(99));
+    assert_eq!(t.highest_fit(0..22, f), Some(21));
+    assert_eq!(
+        t.lowest_fit(
+            0..100,
+            0,
+            Fit {
+                size: 0,
+                guard: 0,
+                align: 1
+            }
+        ),
+        None
+    );
+    assert_eq!(
+        t.lowest_fit(
+            0..100,
+            0,
+            Fit {
+                size: 1,
+                guard: 0,
+                align: 3
+            }
+        ),
+        None
+    );
 }

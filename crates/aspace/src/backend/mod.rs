@@ -77,6 +77,11 @@ bitflags::bitflags! {
         const CHANGE_FLAGS = 4;
         /// Areas may be shared.
         const SHARE = 8;
+        /// A page's contents do not depend on its index in the area, so
+        /// the area may grow at its bottom
+        /// ([`AreaFlags::GROWS_DOWN`](crate::AreaFlags::GROWS_DOWN)): its
+        /// pages' indices shift, which only index-free backends allow.
+        const GROW_DOWN = 16;
     }
 }
 

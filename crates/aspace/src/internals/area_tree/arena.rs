@@ -4,7 +4,7 @@
 
 use alloc::vec::Vec;
 
-use super::node::{Inner, Leaf, MIN_KEYS, MIN_LEAF, NIL};
+use super::node::{Inner, Leaf, Sums, MIN_KEYS, MIN_LEAF, NIL};
 use super::AreaTree;
 
 impl<V> AreaTree<V> {
@@ -59,6 +59,7 @@ impl<V> AreaTree<V> {
         }
         grow(&mut self.leaves, leaves);
         grow(&mut self.inners, inners);
+        grow(&mut self.sums, inners);
     }
 
     /// Stores `leaf` in a freed slot, or else at the end of the arena.
@@ -88,18 +89,21 @@ impl<V> AreaTree<V> {
         self.free_leaf_count += 1;
     }
 
-    /// Stores `inner` in a freed slot, or else at the end of the arena.
-    pub(super) fn alloc_inner(&mut self, inner: Inner) -> u32 {
+    /// Stores `inner` with its children's summaries in a freed slot, or
+    /// else at the end of the arenas.
+    pub(super) fn alloc_inner(&mut self, inner: Inner, sums: Sums) -> u32 {
         let i = self.free_inners;
         if i != NIL {
             let slot = &mut self.inners[i as usize];
             self.free_inners = slot.children[0];
             self.free_inner_count -= 1;
             *slot = inner;
+            self.sums[i as usize] = sums;
             i
         } else {
             let i = index(self.inners.len());
             self.inners.push(inner);
+            self.sums.push(sums);
             i
         }
     }
@@ -107,6 +111,7 @@ impl<V> AreaTree<V> {
     /// Clears an inner node and puts it on the free list (linked through
     /// its first child slot).
     pub(super) fn free_inner(&mut self, i: u32) {
+        self.sums[i as usize] = Sums::default();
         let node = &mut self.inners[i as usize];
         *node = Inner::new();
         node.children[0] = self.free_inners;

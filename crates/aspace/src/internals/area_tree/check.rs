@@ -105,10 +105,14 @@ impl<V> AreaTree<V> {
                         "leaf {i}: empty entry at {j}"
                     );
                     assert!(leaf.values[j].is_some(), "leaf {i}: no value at {j}");
+                    assert!(
+                        u64::from(leaf.guards[j]) <= leaf.starts[j],
+                        "leaf {i}: guard below page 0 at {j}"
+                    );
                     if j + 1 < n {
                         assert!(
-                            leaf.ends[j] <= leaf.starts[j + 1],
-                            "leaf {i}: overlap at {j}"
+                            leaf.ends[j] <= leaf.low(j + 1),
+                            "leaf {i}: overlap (guards included) at {j}"
                         );
                     }
                     if let Some(hi) = hi {
@@ -122,6 +126,10 @@ impl<V> AreaTree<V> {
                 assert!(
                     leaf.values[n..].iter().all(Option::is_none),
                     "leaf {i}: stray value"
+                );
+                assert!(
+                    leaf.guards[n..].iter().all(|&g| g == 0),
+                    "leaf {i}: stray guard"
                 );
                 leaves_in_order.push(node);
             } else {
@@ -186,7 +194,7 @@ impl<V> AreaTree<V> {
             let next = leaves_in_order.get(j + 1).copied().unwrap_or(NIL);
             assert_eq!(l.next, next, "leaf {leaf}: broken chain");
             if let Some(e) = prev_end {
-                assert!(e <= l.starts[0], "leaf {leaf} overlaps the leaf before it");
+                assert!(e <= l.low(0), "leaf {leaf} overlaps the leaf before it");
             }
             prev_end = Some(l.ends[l.len() - 1]);
             count += l.len();
@@ -196,6 +204,9 @@ impl<V> AreaTree<V> {
             "len is {} but the leaves hold {count}",
             self.len
         );
+        if self.gaps {
+            self.check_sums(self.root, 1);
+        }
         assert!(
             self.height <= Self::max_height(self.len),
             "height {} above the bound {} for {} entries",
@@ -203,5 +214,35 @@ impl<V> AreaTree<V> {
             Self::max_height(self.len),
             self.len
         );
+    }
+
+    /// Checks, for a tree with gaps, that every inner node's summary of
+    /// each child equals the child's true summary, computed here from the
+    /// entries themselves (not from stored summaries); returns the true
+    /// summary of `node`'s subtree as `(largest gap, low, end)`.
+    fn check_sums(&self, node: u32, depth: usize) -> (u64, u64, u64) {
+        if depth == self.height {
+            let leaf = &self.leaves[node as usize];
+            let n = leaf.len();
+            let low = |j: usize| leaf.starts[j] - u64::from(leaf.guards[j]);
+            let gap = (1..n).map(|j| low(j) - leaf.ends[j - 1]).max().unwrap_or(0);
+            return (gap, low(0), leaf.ends[n - 1]);
+        }
+        let inner = &self.inners[node as usize];
+        let mut whole: Option<(u64, u64, u64)> = None;
+        for c in 0..=inner.nkeys() {
+            let (gap, lo, hi) = self.check_sums(inner.children[c], depth + 1);
+            let stored = self.sums[node as usize][c];
+            assert_eq!(
+                (stored.gap, stored.lo, stored.hi),
+                (gap, lo, hi),
+                "inner {node}: summary of child {c} (gap, low, end) is stale"
+            );
+            whole = Some(match whole {
+                None => (gap, lo, hi),
+                Some((g, l, h)) => (g.max(gap).max(lo - h), l, hi),
+            });
+        }
+        whole.expect("an inner node has children")
     }
 }

@@ -3,7 +3,8 @@
 
 use super::arena::pair_mut;
 use super::node::{
-    inner_move_tail_to, inner_take_front, Inner, Leaf, CAP, MAX_INNER_LEVELS, MIN_KEYS, MIN_LEAF,
+    inner_move_tail_to, inner_take_front, Inner, Leaf, Sum, Sums, CAP, MAX_INNER_LEVELS, MIN_KEYS,
+    MIN_LEAF,
 };
 use super::search::Path;
 use super::AreaTree;
@@ -77,40 +78,50 @@ fn split_point(i: usize, lo: usize, mid: usize, hi: usize) -> usize {
 
 impl<V> AreaTree<V> {
     /// Inserts `[start, end) -> value`. Refuses, handing the value back, if
-    /// the range is empty (`start >= end`) or intersects an entry.
+    /// the range is empty (`start >= end`) or intersects an entry (or an
+    /// entry's guard pages).
     pub fn insert(&mut self, start: u64, end: u64, value: V) -> Result<(), V> {
+        self.insert_guarded(start, end, 0, value)
+    }
+
+    /// Inserts `[start, end) -> value` with `guard` guard pages below it:
+    /// `[start - guard, start)` is kept free of other entries (and of their
+    /// guards), though lookups there find nothing. Refuses, handing the
+    /// value back, if the range is empty, `start < guard`, or
+    /// `[start - guard, end)` intersects an entry or an entry's guard.
+    pub fn insert_guarded(&mut self, start: u64, end: u64, guard: u8, value: V) -> Result<(), V> {
+        let Some(low) = start.checked_sub(u64::from(guard)) else {
+            return Err(value);
+        };
         if start >= end {
             return Err(value);
         }
         if self.height == 0 {
             let mut leaf = Leaf::new();
-            leaf.insert_at(0, start, end, value);
+            leaf.insert_at(0, start, end, guard, value);
             self.root = self.alloc_leaf(leaf);
             self.height = 1;
             self.len = 1;
             return Ok(());
         }
         let mut path = Path::new();
-        let (node, next_start) = self.descend_path(start, &mut path);
-        let leaf = &mut self.leaves[node as usize];
+        let (node, _) = self.descend_path(start, &mut path);
+        let leaf = &self.leaves[node as usize];
         let i = leaf.rank(start);
         // The entry before: the greatest start <= `start` (also catches an
         // equal start, since its end is greater).
-        if i > 0 && leaf.ends[i - 1] > start {
+        if i > 0 && leaf.ends[i - 1] > low {
             return Err(value);
         }
-        // The entry after: the least start > `start`.
-        let after = if i < leaf.len() {
-            leaf.starts[i]
-        } else {
-            next_start
-        };
-        if after < end {
+        // The entry after: the least start > `start`; its guard counts.
+        if self.low_after(node, i).is_some_and(|after| after < end) {
             return Err(value);
         }
         self.len += 1;
+        let leaf = &mut self.leaves[node as usize];
         if leaf.len() < CAP {
-            leaf.insert_at(i, start, end, value);
+            leaf.insert_at(i, start, end, guard, value);
+            self.refresh_leaf(&path);
             return Ok(());
         }
         // A full leaf spills into a sibling if it can.
@@ -123,16 +134,20 @@ impl<V> AreaTree<V> {
                     let l = parent.children[c - 1];
                     let (sib, leaf) = pair_mut(&mut self.leaves, l as usize, node as usize);
                     sib.take_front(leaf, k);
-                    leaf.insert_at(i - k, start, end, value);
+                    leaf.insert_at(i - k, start, end, guard, value);
                     self.inners[p as usize].keys[c - 1] = leaf.starts[0];
+                    self.refresh_leaf_slots(p, c - 1, c);
+                    self.refresh_up(&path, path.len - 1);
                     return Ok(());
                 }
                 Some(Spill::Right(k)) => {
                     let r = parent.children[c + 1];
                     let (leaf, sib) = pair_mut(&mut self.leaves, node as usize, r as usize);
                     leaf.move_tail_to(sib, k);
-                    leaf.insert_at(i, start, end, value);
+                    leaf.insert_at(i, start, end, guard, value);
                     self.inners[p as usize].keys[c] = sib.starts[0];
+                    self.refresh_leaf_slots(p, c, c + 1);
+                    self.refresh_up(&path, path.len - 1);
                     return Ok(());
                 }
                 None => {}
@@ -146,18 +161,27 @@ impl<V> AreaTree<V> {
         let leaf = &mut self.leaves[node as usize];
         let mut right = if i < at {
             let right = leaf.split_off(at - 1);
-            leaf.insert_at(i, start, end, value);
+            leaf.insert_at(i, start, end, guard, value);
             right
         } else {
             let mut right = leaf.split_off(at);
-            right.insert_at(i - at, start, end, value);
+            right.insert_at(i - at, start, end, guard, value);
             right
         };
         right.next = leaf.next;
         let key = right.starts[0];
+        let sum = if self.gaps {
+            right.summary()
+        } else {
+            Sum::default()
+        };
         let r = self.alloc_leaf(right);
         self.leaves[node as usize].next = r;
-        self.insert_upward(&path, key, r);
+        // The left part is still its parent's child `c`.
+        if let Some(&(p, c)) = path.steps[..path.len].last() {
+            self.refresh_leaf_slots(p, c, c);
+        }
+        self.insert_upward(&path, key, r, sum);
         Ok(())
     }
 
@@ -165,12 +189,13 @@ impl<V> AreaTree<V> {
     /// `child` (whose least start is `key`) beside it in its parent. A full
     /// parent first tries to spill children into a sibling, like a full
     /// leaf, and else splits, and so on up to the root.
-    fn insert_upward(&mut self, path: &Path, mut key: u64, mut child: u32) {
+    fn insert_upward(&mut self, path: &Path, mut key: u64, mut child: u32, mut sum: Sum) {
         for level in (0..path.len).rev() {
             let (p, i) = path.steps[level];
             let node = &mut self.inners[p as usize];
             if node.nkeys() < CAP {
-                node.insert_at(i, key, child);
+                node.insert_at(&mut self.sums[p as usize], i, key, child, sum);
+                self.refresh_up(path, level);
                 return;
             }
             if level > 0 {
@@ -184,26 +209,44 @@ impl<V> AreaTree<V> {
                     Some(Spill::Left(k)) => {
                         let (l, sep) = (parent.children[c - 1], parent.keys[c - 1]);
                         let (sib, node) = pair_mut(&mut self.inners, l as usize, p as usize);
-                        let sep = inner_take_front(sib, node, sep, k);
-                        node.insert_at(i - k, key, child);
+                        let (ss, ns) = pair_mut(&mut self.sums, l as usize, p as usize);
+                        let sep = inner_take_front((sib, ss), (&mut *node, &mut *ns), sep, k);
+                        node.insert_at(ns, i - k, key, child, sum);
                         self.inners[pp as usize].keys[c - 1] = sep;
+                        self.refresh_inner_slots(pp, c - 1, c);
+                        self.refresh_up(path, level - 1);
                         return;
                     }
                     Some(Spill::Right(k)) => {
                         let (r, sep) = (parent.children[c + 1], parent.keys[c]);
                         let (node, sib) = pair_mut(&mut self.inners, p as usize, r as usize);
-                        let sep = inner_move_tail_to(node, sib, sep, k);
-                        node.insert_at(i, key, child);
+                        let (ns, ss) = pair_mut(&mut self.sums, p as usize, r as usize);
+                        let sep = inner_move_tail_to((&mut *node, &mut *ns), (sib, ss), sep, k);
+                        node.insert_at(ns, i, key, child, sum);
                         self.inners[pp as usize].keys[c] = sep;
+                        self.refresh_inner_slots(pp, c, c + 1);
+                        self.refresh_up(path, level - 1);
                         return;
                     }
                     None => {}
                 }
             }
             let m = split_point(i, MIN_KEYS, CAP / 2, CAP - MIN_KEYS);
-            let (up, right) = self.inners[p as usize].insert_split(i, key, child, m);
+            let own = &mut self.sums[p as usize];
+            let (up, right, right_sums) =
+                self.inners[p as usize].insert_split(own, i, (key, child, sum), m);
+            sum = if self.gaps {
+                right.summary(&right_sums)
+            } else {
+                Sum::default()
+            };
             key = up;
-            child = self.alloc_inner(right);
+            child = self.alloc_inner(right, right_sums);
+            // The left part is still its parent's child.
+            if level > 0 {
+                let (pp, c) = path.steps[level - 1];
+                self.refresh_inner_slots(pp, c, c);
+            }
         }
         assert!(
             self.height <= MAX_INNER_LEVELS,
@@ -214,7 +257,17 @@ impl<V> AreaTree<V> {
         root.children[0] = self.root;
         root.children[1] = child;
         root.nkeys = 1;
-        self.root = self.alloc_inner(root);
+        let mut sums = Sums::default();
+        if self.gaps {
+            sums[0] = if self.height == 1 {
+                self.leaves[self.root as usize].summary()
+            } else {
+                let r = self.root as usize;
+                self.inners[r].summary(&self.sums[r])
+            };
+            sums[1] = sum;
+        }
+        self.root = self.alloc_inner(root, sums);
         self.height += 1;
     }
 }

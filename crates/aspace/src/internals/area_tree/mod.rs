@@ -91,6 +91,25 @@
 //! propagate up; the root is replaced by its only child when it is left
 //! with one.
 //!
+//! # Free gaps and guards
+//!
+//! An entry may keep *guard pages* below its start
+//! ([`AreaTree::insert_guarded`]): no other entry, nor its guard, may take
+//! them, though lookups there find nothing ([`AreaTree::guarded_by`] names
+//! the entry guarding a page). A tree made with [`AreaTree::with_gaps`]
+//! also keeps, for every child of every inner node, the largest free gap
+//! between consecutive entries of the child's subtree, its lowest page
+//! taken (guard included) and its end. These summaries sit in an arena of
+//! their own, indexed like the inner nodes', so a lookup's descent reads
+//! no more memory than without them. [`AreaTree::lowest_fit`] and
+//! [`AreaTree::highest_fit`] then find the lowest (or highest) free range
+//! of a size, alignment and guard in a window, skipping every subtree whose
+//! largest gap is too small: O(log n) node visits rather than a scan of
+//! every entry (which is what a tree without gaps does). Every change
+//! recomputes the summaries on its route (and of the siblings a spill,
+//! refill or merge touched), stopping where one comes out unchanged. The
+//! used space's trees keep no gaps and pay nothing for them.
+//!
 //! # The lookup hint
 //!
 //! A [`Hint`] remembers the leaf of the last lookup. [`AreaTree::find_hinted`]
@@ -128,6 +147,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 mod arena;
+mod augment;
 // The invariant checkers, for tests (and the `check-invariants` feature).
 #[cfg(any(test, feature = "check-invariants"))]
 mod check;
@@ -138,11 +158,12 @@ mod remove;
 mod resize;
 mod search;
 
+pub use augment::Fit;
 pub use iter::Iter;
 pub use node::CAP;
 pub use search::Hint;
 
-use node::{Inner, Leaf, MIN_KEYS, MIN_LEAF, NIL};
+use node::{Inner, Leaf, Sums, MIN_KEYS, MIN_LEAF, NIL};
 
 /// An entry as the queries return it: `(start, end, &value)`.
 pub type Entry<'a, V> = (u64, u64, &'a V);
@@ -156,6 +177,9 @@ pub type Entry<'a, V> = (u64, u64, &'a V);
 pub struct AreaTree<V> {
     leaves: Vec<Leaf<V>>,
     inners: Vec<Inner>,
+    /// The summaries of each inner node's children, by the node's index
+    /// (kept up to date only in trees [with gaps](Self::with_gaps)).
+    sums: Vec<Sums>,
     /// The first freed leaf, or `NIL`; the list runs through the freed
     /// leaves' `next` fields, so freeing a leaf never allocates.
     free_leaves: u32,
@@ -172,6 +196,9 @@ pub struct AreaTree<V> {
     height: usize,
     /// Number of entries.
     len: usize,
+    /// Whether inner nodes keep their children's summaries ([`Sum`]) for
+    /// the free-gap search ([`with_gaps`](Self::with_gaps)).
+    gaps: bool,
 }
 
 impl<V> Default for AreaTree<V> {
@@ -194,6 +221,7 @@ impl<V> AreaTree<V> {
         AreaTree {
             leaves: Vec::new(),
             inners: Vec::new(),
+            sums: Vec::new(),
             free_leaves: NIL,
             free_inners: NIL,
             free_leaf_count: 0,
@@ -201,7 +229,26 @@ impl<V> AreaTree<V> {
             root: NIL,
             height: 0,
             len: 0,
+            gaps: false,
         }
+    }
+
+    /// An empty tree that also keeps, for every subtree, the largest free
+    /// gap between its entries, so that [`lowest_fit`](Self::lowest_fit)
+    /// and [`highest_fit`](Self::highest_fit) skip whole subtrees (see
+    /// [the module documentation](self#free-gaps-and-guards)). Changes cost a little
+    /// more (the summaries on the route are recomputed); lookups cost the
+    /// same.
+    pub const fn with_gaps() -> Self {
+        let mut t = Self::new();
+        t.gaps = true;
+        t
+    }
+
+    /// Whether this tree keeps free-gap summaries
+    /// ([`with_gaps`](Self::with_gaps)).
+    pub fn tracks_gaps(&self) -> bool {
+        self.gaps
     }
 
     /// Number of entries.

@@ -43,6 +43,8 @@ impl<V> AreaTree<V> {
         }
         if remaining < MIN_LEAF {
             self.rebalance(&path);
+        } else {
+            self.refresh_leaf(&path);
         }
         Some((end, value))
     }
@@ -53,16 +55,19 @@ impl<V> AreaTree<V> {
     fn rebalance(&mut self, path: &Path) {
         let (p, c) = path.steps[path.len - 1];
         if !self.fix_leaf(p, c) {
+            self.refresh_up(path, path.len - 1);
             return;
         }
         // path.steps[level].0 lost a key.
         for level in (1..path.len).rev() {
             let node = path.steps[level].0;
             if self.inners[node as usize].nkeys() >= MIN_KEYS {
+                self.refresh_up(path, level);
                 return;
             }
             let (p, c) = path.steps[level - 1];
             if !self.fix_inner(p, c) {
+                self.refresh_up(path, level - 1);
                 return;
             }
         }
@@ -88,7 +93,8 @@ impl<V> AreaTree<V> {
             left.take_front(right, rn);
             left.next = right.next;
             self.free_leaf(r);
-            self.inners[p as usize].remove_at(slot);
+            self.inners[p as usize].remove_at(&mut self.sums[p as usize], slot);
+            self.refresh_leaf_slots(p, slot, slot);
             return true;
         }
         // The underfull one is the smaller; it gets half (rounded down).
@@ -99,6 +105,7 @@ impl<V> AreaTree<V> {
             left.move_tail_to(right, half - rn);
         }
         self.inners[p as usize].keys[slot] = right.starts[0];
+        self.refresh_leaf_slots(p, slot, slot + 1);
         false
     }
 
@@ -113,24 +120,28 @@ impl<V> AreaTree<V> {
         let (l, r) = (parent.children[slot], parent.children[slot + 1]);
         let sep = parent.keys[slot];
         let (left, right) = pair_mut(&mut self.inners, l as usize, r as usize);
+        let (ls, rs) = pair_mut(&mut self.sums, l as usize, r as usize);
         let (ln, rn) = (left.nkeys(), right.nkeys());
         if ln + rn < 2 * MIN_KEYS {
             left.keys[ln] = sep;
             left.keys[ln + 1..ln + 1 + rn].copy_from_slice(&right.keys[..rn]);
             left.children[ln + 1..ln + 2 + rn].copy_from_slice(&right.children[..=rn]);
+            ls[ln + 1..ln + 2 + rn].copy_from_slice(&rs[..=rn]);
             left.nkeys = (ln + 1 + rn) as u32;
             self.free_inner(r);
-            self.inners[p as usize].remove_at(slot);
+            self.inners[p as usize].remove_at(&mut self.sums[p as usize], slot);
+            self.refresh_inner_slots(p, slot, slot);
             return true;
         }
         // The underfull one is the smaller; it gets half the children.
         let half = (ln + rn + 2) / 2;
         let new_sep = if ln < rn {
-            inner_take_front(left, right, sep, half - (ln + 1))
+            inner_take_front((left, ls), (right, rs), sep, half - (ln + 1))
         } else {
-            inner_move_tail_to(left, right, sep, half - (rn + 1))
+            inner_move_tail_to((left, ls), (right, rs), sep, half - (rn + 1))
         };
         self.inners[p as usize].keys[slot] = new_sep;
+        self.refresh_inner_slots(p, slot, slot + 1);
         false
     }
 
@@ -150,6 +161,7 @@ impl<V> AreaTree<V> {
         }
         self.leaves.clear();
         self.inners.clear();
+        self.sums.clear();
         self.free_leaves = NIL;
         self.free_inners = NIL;
         self.free_leaf_count = 0;

@@ -13,19 +13,18 @@ impl<V> AreaTree<V> {
             return false;
         }
         let b = self.descend_bounds(start);
-        let leaf = &mut self.leaves[b.leaf as usize];
-        let Some(i) = leaf.position(start) else {
+        let Some(i) = self.leaves[b.leaf as usize].position(start) else {
             return false;
         };
-        let after = if i + 1 < leaf.len() {
-            leaf.starts[i + 1]
-        } else {
-            b.next_start
-        };
-        if after < end {
+        // The next entry's guard counts.
+        if self
+            .low_after(b.leaf, i + 1)
+            .is_some_and(|after| after < end)
+        {
             return false;
         }
-        leaf.ends[i] = end;
+        self.leaves[b.leaf as usize].ends[i] = end;
+        self.refresh_after_change(start);
         true
     }
 
@@ -69,8 +68,10 @@ impl<V> AreaTree<V> {
                 .and_then(|next| next.entry(0))
                 .map(|(s, e, _)| (s, e))
         };
+        // The entry after keeps its guard free too.
+        let after_low = self.low_after(b.leaf, r);
         let free = start < end
-            && after.is_none_or(|(s, _)| s >= end)
+            && after_low.is_none_or(|s| s >= end)
             && before.is_none_or(|(_, e)| e <= start);
         let leaf = &mut self.leaves[b.leaf as usize];
         match (before, after) {
@@ -79,6 +80,7 @@ impl<V> AreaTree<V> {
             // after.
             (Some((_, e)), a) if e == start && a.is_none_or(|(s, _)| s != end) => {
                 leaf.ends[r - 1] = end;
+                self.refresh_after_change(start);
                 return Ok(());
             }
             // Touching the entry after, which is not the first of this leaf
@@ -86,6 +88,7 @@ impl<V> AreaTree<V> {
             // short of `start`.
             (Some((_, e)), Some((s, _))) if e < start && s == end && r < leaf.len() => {
                 leaf.starts[r] = start;
+                self.refresh_after_change(start);
                 return Ok(());
             }
             _ => {}
@@ -94,9 +97,10 @@ impl<V> AreaTree<V> {
     }
 
     /// Changes the start of the entry starting at `start` to `new_start`,
-    /// keeping its end and value. Refuses (returns `false`, changing
+    /// keeping its end, guard and value. Refuses (returns `false`, changing
     /// nothing) if there is no such entry, if `new_start` is not below its
-    /// end, or if the new range would intersect the entry before it.
+    /// end or is below its guard, or if the new range with its guard would
+    /// intersect the entry before it.
     ///
     /// The entry keeps its place in the order, so no node splits or
     /// merges and nothing is allocated: one descent, and a second one only
@@ -114,6 +118,9 @@ impl<V> AreaTree<V> {
         if new_start >= leaf.ends[i] {
             return false;
         }
+        let Some(new_low) = new_start.checked_sub(u64::from(leaf.guards[i])) else {
+            return false;
+        };
         if new_start < start {
             // `start > new_start >= 0`, so `start - 1` does not wrap.
             let before_end = if i > 0 {
@@ -121,7 +128,7 @@ impl<V> AreaTree<V> {
             } else {
                 self.last_at_or_before(start - 1).map(|(_, e)| e)
             };
-            if before_end.is_some_and(|e| e > new_start) {
+            if before_end.is_some_and(|e| e > new_low) {
                 return false;
             }
         }
@@ -132,6 +139,7 @@ impl<V> AreaTree<V> {
                 self.inners[p as usize].keys[k] = new_start;
             }
         }
+        self.refresh_after_change(new_start);
         true
     }
 }

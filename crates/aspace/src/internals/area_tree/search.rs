@@ -213,20 +213,32 @@ impl<V> AreaTree<V> {
         (before, after)
     }
 
-    /// Whether `[start, end)` intersects any entry other than the one
-    /// starting at `ignore` (if there is one). An empty range (`start >= end`)
-    /// intersects nothing.
+    /// Whether `[start, end)` intersects any entry, or any entry's guard
+    /// pages, other than the entry starting at `ignore` (if there is one).
+    /// An empty range (`start >= end`) intersects nothing.
     ///
     /// Only the entry with the greatest start `< end` can intersect, since
     /// every earlier entry ends at or before that one's start; if that one
-    /// is ignored, only the entry before it can. So this is one descent, two
-    /// when the ignored entry is the first of its leaf.
+    /// is ignored, only the entry before it can. The guard of the entry
+    /// after it (the least start `>= end`) may reach below `end`. So this
+    /// is one descent, two when the ignored entry is the first of its leaf.
     pub fn overlaps(&self, start: u64, end: u64, ignore: Option<u64>) -> bool {
         if start >= end || self.height == 0 {
             return false;
         }
-        let leaf = &self.leaves[self.descend(end - 1) as usize];
+        let l = self.descend(end - 1);
+        let leaf = &self.leaves[l as usize];
         let i = leaf.rank(end - 1);
+        let next_guard_hit = match i < leaf.len() {
+            true => Some(leaf.starts[i]) != ignore && leaf.low(i) < end,
+            false => self
+                .leaves
+                .get(leaf.next as usize)
+                .is_some_and(|n| n.len() > 0 && Some(n.starts[0]) != ignore && n.low(0) < end),
+        };
+        if next_guard_hit {
+            return true;
+        }
         if i == 0 {
             return false;
         }
