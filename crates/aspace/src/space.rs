@@ -447,7 +447,10 @@ impl<M: Machine> AddressSpace<M> {
     /// rights, so no CPU ever reaches the area with old and new rights at
     /// once. Shared areas and backends that cannot (all but anonymous
     /// memory) get `NotSupported`; a partial area (a share destination
-    /// still being set up) `NotFound`.
+    /// still being set up) `NotFound`. Where the area may lie is fixed at
+    /// creation: its [`GUARD`](AreaFlags::GUARD) and
+    /// [`GROWS_DOWN`](AreaFlags::GROWS_DOWN) bits stay as they are, and
+    /// those bits in `flags` are ignored.
     pub fn area_change_flags(&self, addr: VirtAddr, flags: AreaFlags) -> Result<()> {
         flags.validate()?;
         // Read-locking the tree keeps the area in place (as for a fault).
