@@ -42,7 +42,8 @@ impl Gen {
     }
 
     fn c(&mut self, l: &str, comment: &str) {
-        self.line(&format!("{l:<44}# {comment}"));
+        let gap = if l.len() >= 44 { " " } else { "" };
+        self.line(&format!("{l:<44}{gap}# {comment}"));
     }
 }
 
@@ -121,8 +122,11 @@ pub fn scenario(spec: &MachineSpec) -> String {
         "past the end of the data",
     );
 
-    g.line("\nsay 3. A heap, grown and shrunk (area_resize)");
-    g.line("area init 0x10000000 4p rw heap");
+    g.line("\nsay 3. A heap placed anywhere, grown and shrunk (area_resize)");
+    g.c(
+        "area init any 4p rw above 0x10000000 heap",
+        "the lowest free place at or above the bound (HelenOS AS_AREA_ANY)",
+    );
     if cpus > 1 {
         g.run(1, "init", "a second thread of init, on CPU 1");
     }
@@ -138,21 +142,25 @@ pub fn scenario(spec: &MachineSpec) -> String {
         "fault init 0x10008000 write expect no-area",
         "above the new end",
     );
+    g.c(
+        "area init any 2p r above 0x10000000 table",
+        "placed anywhere again: just above the heap",
+    );
     g.line("map init");
 
-    g.line("\nsay 4. A stack that grows by faults, downwards");
+    g.line("\nsay 4. A stack that grows by faults, downwards, over a guard page");
     let stack_top = layout.user_end;
-    let stack = stack_top - 16 * 0x1000;
+    let stack = stack_top - 2 * 0x1000;
     g.c(
-        &format!("area init {stack:#x} 16p rw stack"),
-        "16 pages at the top of user space",
+        &format!("area init {stack:#x} 2p rw grows-down stack"),
+        "2 pages at the top of user space, a guard page below",
     );
     for i in 0..6u64 {
         let a = stack_top - 8 - i * 0x1000;
-        let why = if i == 0 {
-            "each push onto a new page: one fault, one frame"
-        } else {
-            ""
+        let why = match i {
+            0 => "each push onto a new page: one fault, one frame",
+            2 => "a push into the guard page: the stack grows down a page",
+            _ => "",
         };
         if why.is_empty() {
             g.line(&format!("write init {a:#x} u64 {}", 100 + i));
@@ -160,18 +168,60 @@ pub fn scenario(spec: &MachineSpec) -> String {
             g.c(&format!("write init {a:#x} u64 {}", 100 + i), why);
         }
     }
-    g.line(&format!("check resident init {stack:#x} == 6"));
+    let grown = stack_top - 6 * 0x1000;
+    g.line(&format!("check resident init {grown:#x} == 6"));
     g.c(
-        &format!("touch init {stack:#x} 16p write down"),
-        "the rest, from the top down",
+        &format!("read init {:#x} u64 expect 100", stack_top - 8),
+        "the first push, still there",
     );
-    g.line(&format!("check resident init {stack:#x} == 16"));
+    let guarded = stack_top - 64 * 0x1000;
     g.c(
-        &format!("fault init {:#x} write expect no-area", stack - 8),
-        "below the stack: overflow refused",
+        &format!("area init {guarded:#x} 4p rw guard fixed-stack"),
+        "a stack that does not grow: its guard page only refuses",
+    );
+    g.c(
+        &format!("fault init {:#x} write expect guard", guarded - 8),
+        "an overflow, told apart from a stray access",
+    );
+    g.c(
+        &format!(
+            "area init {:#x} 1p rw expect EADDRNOTAVAIL",
+            guarded - 0x1000
+        ),
+        "no other area may take the guard page",
     );
 
-    g.line("\nsay 5. Memory shared between two tasks (area_share)");
+    g.line("\nsay 5. Memory reserved up front, or page by page (HelenOS reserve.c)");
+    g.c(
+        "area init 0x30000000 16p rw reserved",
+        "16 pages reserved now against the commit limit",
+    );
+    g.c(
+        "area init 0x30100000 16p rw late-reserve lazy",
+        "reserves each page when a fault maps it",
+    );
+    g.c("touch init 0x30100000 2p write", "two pages reserved");
+    g.c("map init", "the Resv. column: 16 and 2");
+    g.line("destroy init 0x30000000");
+    g.line("destroy init 0x30100000");
+
+    g.line("\nsay 6. A user-space pager serves a file (HelenOS backend_user.c)");
+    g.c(
+        "pager books file \"It was a dark and stormy page fault.\"",
+        "a pager task: it answers page-ins from its own memory",
+    );
+    g.c(
+        "area init 0x40000000 1p r pager books novel",
+        "pages come from the pager, on demand",
+    );
+    g.c(
+        "read init 0x40000012 str 6 expect \"stormy\"",
+        "one fault, one page-in, the pager's own frame mapped",
+    );
+    g.c("pager books kill", "the pager dies");
+    g.line("destroy init 0x40000000");
+
+    g.line("\nsay 7. Memory shared between two tasks (area_share)");
     g.line("task logger");
     g.run(logger_cpu, "logger", "");
     g.ensure(0, "init");
@@ -205,7 +255,7 @@ pub fn scenario(spec: &MachineSpec) -> String {
     g.line("fault viewer 0x40000000 write expect access");
     g.line("map init logger viewer");
 
-    g.line("\nsay 6. Rights changed: RW -> RX, then fetched (a tiny JIT)");
+    g.line("\nsay 8. Rights changed: RW -> RX, then fetched (a tiny JIT)");
     g.ensure(0, "init");
     g.line("area init 0x50000000 1p rw jit");
     g.c("write init 0x50000000 u8 0xc3", "emit `ret`");
@@ -224,7 +274,7 @@ pub fn scenario(spec: &MachineSpec) -> String {
     // Each worker needs a page table (PML4 .. PT) and one data frame.
     let frames_needed = workers as u64 * 6 + 512;
     g.line(&format!(
-        "\nsay 7. ASIDs recycled: {workers} more tasks, {} ASIDs",
+        "\nsay 9. ASIDs recycled: {workers} more tasks, {} ASIDs",
         spec.asids
     ));
     if frames_needed > spec.memory / 4096 {
@@ -259,7 +309,7 @@ pub fn scenario(spec: &MachineSpec) -> String {
         );
     }
 
-    g.line("\nsay 8. Every task destroyed, every frame back");
+    g.line("\nsay 10. Every task destroyed, every frame back");
     if frames_needed <= spec.memory / 4096 {
         for i in 0..workers {
             if i == 1 {

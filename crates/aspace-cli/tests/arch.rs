@@ -47,7 +47,7 @@ fn the_demo_passes_on_every_architecture() {
     let (_, v) = json(&["--arch", "riscv64", "demo", "--print-scenario", "--json"]);
     let text = v["scenario"].as_str().unwrap();
     assert!(
-        text.contains("area init 0x3fffff0000 16p rw stack"),
+        text.contains("area init 0x3fffffe000 2p rw grows-down stack"),
         "{text}"
     );
     assert!(text.contains("fault init 0xffffffc000000000 read expect no-area"));

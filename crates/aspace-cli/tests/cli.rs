@@ -58,8 +58,17 @@ fn no_arguments_runs_the_demo_and_every_check_holds() {
         .stdout(predicate::str::contains(
             "1. An ELF executable, loaded on demand",
         ))
-        .stdout(predicate::str::contains("A heap, grown and shrunk"))
+        .stdout(predicate::str::contains(
+            "A heap placed anywhere, grown and shrunk",
+        ))
         .stdout(predicate::str::contains("A stack that grows by faults"))
+        .stdout(predicate::str::contains(
+            "refused: guard page (stack overflow)",
+        ))
+        .stdout(predicate::str::contains(
+            "Memory reserved up front, or page by page",
+        ))
+        .stdout(predicate::str::contains("A user-space pager serves a file"))
         .stdout(predicate::str::contains("Memory shared between two tasks"))
         .stdout(predicate::str::contains("RW -> RX"))
         .stdout(predicate::str::contains("ASIDs recycled"))
