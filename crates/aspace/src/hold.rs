@@ -3,7 +3,7 @@
 //!
 //! HelenOS counts holders of an `as_t` by hand and destroys the space when
 //! the count drops to zero. Here an address space lives in an
-//! [`Arc`](alloc::sync::Arc) and is torn down (every area unmapped, every
+//! [`Arc`] and is torn down (every area unmapped, every
 //! frame released after its shootdown, the ASID returned) when the last
 //! `Arc` goes, so a hold *is* a strong reference. [`SpaceHold`] names it:
 //! code that must keep a space alive while it works on it (IPC into
