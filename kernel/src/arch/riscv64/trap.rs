@@ -98,6 +98,13 @@ impl TrapFrame {
         self.x[2]
     }
 
+    /// Makes the system call just made run again when the frame returns
+    /// (a call that waits: the task yields, then retries it). The entry
+    /// moved `sepc` past the `ecall` already.
+    pub fn restart_syscall(&mut self) {
+        self.sepc -= 4;
+    }
+
     /// A system call's number (`a7`) and arguments (`a0` to `a3`).
     pub fn syscall_args(&self) -> (u64, [u64; 4]) {
         (self.x[17], [self.x[10], self.x[11], self.x[12], self.x[13]])
@@ -398,6 +405,7 @@ pub static WAKE: [core::sync::atomic::AtomicBool; MAX_CPUS] =
 /// Entered from `trap_entry` with the saved registers.
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    sched::trap_entered(frame.is_user());
     let cause = frame.scause;
     if cause & INTERRUPT != 0 {
         match cause & !INTERRUPT {

@@ -123,6 +123,13 @@ impl TrapFrame {
         self.rsp
     }
 
+    /// Makes the system call just made run again when the frame returns
+    /// (a call that waits: the task yields, then retries it).
+    pub fn restart_syscall(&mut self) {
+        // `int 0x80` is two bytes (CD 80).
+        self.rip -= 2;
+    }
+
     /// A system call's number (`rax`) and arguments (`rdi`, `rsi`, `rdx`,
     /// `r10`).
     pub fn syscall_args(&self) -> (u64, [u64; 4]) {
@@ -413,6 +420,23 @@ pub fn init_cpu(cpu: usize) {
     // to the trap stubs, on IST stacks that this CPU's TSS, loaded above,
     // provides. The asm only reads `ip`.
     unsafe { asm!("lidt [{}]", in(reg) &ip) };
+}
+
+/// The top of CPU `cpu`'s static exception stack (IST2).
+pub fn exception_stack_top(cpu: usize) -> u64 {
+    stack_tops(cpu).1
+}
+
+/// Makes `top` (16-aligned, the top of a stack of at least 64 KiB) CPU
+/// `cpu`'s exception stack (IST2); called by that CPU only.
+pub fn set_exception_stack(cpu: usize, top: u64) {
+    // SAFETY: only the address of TSS[cpu] is taken (bounds-checked index).
+    let tss = unsafe { &raw mut TSS[cpu] };
+    // SAFETY: CPU `cpu` alone writes its TSS after boot (this function is
+    // called by it, with interrupts off); the hardware reads IST2 only at
+    // the next exception, which this write precedes. The field is written
+    // in place (no reference to the packed struct).
+    unsafe { (*tss).ist[1] = top };
 }
 
 /// The frame slot at the top of this CPU's IST1 stack.
