@@ -20,8 +20,8 @@ use aspace::{Access, AreaFlags, FaultContext, FaultOutcome, FaultReason, SpaceHo
 pub use crate::arch::STACK_TOP;
 use crate::arch::{cpu_id, idle_frame, TrapFrame, MAX_CPUS};
 use crate::machine::{KMachine, Space};
-use crate::pager::KPager;
 use crate::mm::FRAMES;
+use crate::pager::KPager;
 use crate::sync::SpinLock;
 use crate::{arch, kprintln, kstack, scenario, stats, SYSTEM};
 
@@ -73,7 +73,10 @@ impl Process {
         if slot.closed {
             return Err(aspace::Error::NotFound);
         }
-        Ok(slot.pager.get_or_insert_with(|| Arc::new(KPager::new())).clone())
+        Ok(slot
+            .pager
+            .get_or_insert_with(|| Arc::new(KPager::new()))
+            .clone())
     }
 }
 
@@ -264,7 +267,7 @@ pub fn spawn_thread(
 pub fn check_return(frame: &mut TrapFrame) {
     loop {
         resume_parked();
-        if !(frame.is_user() && !frame.returnable(USER_END)) {
+        if !frame.is_user() || frame.returnable(USER_END) {
             return;
         }
         let why = alloc::format!(

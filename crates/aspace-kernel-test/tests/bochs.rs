@@ -29,11 +29,16 @@ const CPUS: u32 = 2;
 const TIMEOUT: Duration = Duration::from_secs(400);
 
 /// Every scenario the kernel runs without a command line.
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 16] = [
     "kernel-fault",
     "hello",
     "heap",
     "stack",
+    "stack-overflow",
+    "areas",
+    "pager",
+    "pager-slow",
+    "pager-dying",
     "jit",
     "bad-accesses",
     "bad-arguments",

@@ -197,7 +197,13 @@ pub fn thread_create_raw(entry: u64, stack_top: u64, arg: u64) -> isize {
 /// [`CREATE_FAILED`].
 pub fn area_create_any(base: &mut usize, size: usize, flags: u32, bound: usize) -> usize {
     let p = base as *mut usize as u64;
-    syscall(nr::AREA_CREATE_ANY, p, size as u64, flags as u64, bound as u64) as usize
+    syscall(
+        nr::AREA_CREATE_ANY,
+        p,
+        size as u64,
+        flags as u64,
+        bound as u64,
+    ) as usize
 }
 
 /// An area anywhere at or above `bound`: its base, or [`CREATE_FAILED`].
@@ -242,7 +248,13 @@ pub fn area_info(addr: usize) -> Result<AreaInfo, isize> {
 /// Fills `out` with this task's areas, lowest first; returns how many it
 /// has (possibly more than `out` holds) or a negative errno.
 pub fn area_list(out: &mut [AreaInfo]) -> isize {
-    syscall(nr::AREA_LIST, out.as_mut_ptr() as u64, out.len() as u64, 0, 0) as isize
+    syscall(
+        nr::AREA_LIST,
+        out.as_mut_ptr() as u64,
+        out.len() as u64,
+        0,
+        0,
+    ) as isize
 }
 
 /// An area at `base` whose pages process `pager` supplies, with the

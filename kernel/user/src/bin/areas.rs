@@ -22,14 +22,30 @@ fn main(_arg: u64) -> i32 {
     let mut base = ANY;
     let a = area_create_any(&mut base, 4 * PAGE, READ | WRITE, BOUND);
     println!("areas: anywhere above {BOUND:#x}: {a:#x} (written back {base:#x})");
-    check("placed at the bound, base written back", a == BOUND && base == a, &mut good);
+    check(
+        "placed at the bound, base written back",
+        a == BOUND && base == a,
+        &mut good,
+    );
     let b = area_anywhere(PAGE, READ | WRITE | GUARD, BOUND);
-    check("the next one right after, leaving its guard page", b == BOUND + 5 * PAGE, &mut good);
+    check(
+        "the next one right after, leaving its guard page",
+        b == BOUND + 5 * PAGE,
+        &mut good,
+    );
     let c = area_anywhere(PAGE, READ, BOUND + 4 * PAGE);
-    check("a guard page is not given to another area", c == BOUND + 6 * PAGE, &mut good);
+    check(
+        "a guard page is not given to another area",
+        c == BOUND + 6 * PAGE,
+        &mut good,
+    );
     let mut fixed = BOUND + 4 * PAGE;
     let r = area_create_any(&mut fixed, PAGE, READ, 0);
-    check("a fixed area over a guard page is refused", r == CREATE_FAILED, &mut good);
+    check(
+        "a fixed area over a guard page is refused",
+        r == CREATE_FAILED,
+        &mut good,
+    );
     for i in 0..3 {
         write((a + i * PAGE) as *mut u64, i as u64 + 1);
     }
@@ -74,26 +90,48 @@ fn main(_arg: u64) -> i32 {
         }
     }
     let l = &list[..(n.max(0) as usize).min(16)];
-    let text = l.iter().any(|i| i.backend == BACKEND_ELF && i.flags & 7 == READ | EXEC);
+    let text = l
+        .iter()
+        .any(|i| i.backend == BACKEND_ELF && i.flags & 7 == READ | EXEC);
     let stack = l
         .iter()
         .any(|i| i.backend == BACKEND_ANON && i.flags & 0x50 == 0x50 && i.size == 64 * 1024);
     let sorted = l.windows(2).all(|w| w[0].base < w[1].base);
-    check("the list: sorted, ELF text, the growing guarded stack, the 3 created", n == l.len() as isize && n >= 6 && text && stack && sorted, &mut good);
-    check("a list into a buffer of 0 still counts", area_list(&mut []) == n, &mut good);
+    check(
+        "the list: sorted, ELF text, the growing guarded stack, the 3 created",
+        n == l.len() as isize && n >= 6 && text && stack && sorted,
+        &mut good,
+    );
+    check(
+        "a list into a buffer of 0 still counts",
+        area_list(&mut []) == n,
+        &mut good,
+    );
     // Commit limit: more than memory is refused up front...
     let huge = area_anywhere(1 << 30, READ | WRITE, BOUND);
-    check("1 GiB refused by the commit limit", huge == CREATE_FAILED, &mut good);
+    check(
+        "1 GiB refused by the commit limit",
+        huge == CREATE_FAILED,
+        &mut good,
+    );
     // ...unless it reserves late, page by page.
     let late = area_anywhere(1 << 30, READ | WRITE | LATE_RESERVE, BOUND);
-    check("1 GiB late-reserving area created", late != CREATE_FAILED, &mut good);
+    check(
+        "1 GiB late-reserving area created",
+        late != CREATE_FAILED,
+        &mut good,
+    );
     if late != CREATE_FAILED {
         let r0 = area_info(late).map(|i| i.reserved).unwrap_or(99);
         write(late as *mut u64, 5);
         write((late + 100 * PAGE) as *mut u64, 6);
         let r2 = area_info(late).map(|i| i.reserved).unwrap_or(99);
         println!("areas: late-reserving area reserved {r0} pages, after 2 touches {r2}");
-        check("late reserve: 0, then 2 pages", r0 == 0 && r2 == 2, &mut good);
+        check(
+            "late reserve: 0, then 2 pages",
+            r0 == 0 && r2 == 2,
+            &mut good,
+        );
         check("late area destroyed", area_destroy(late) == 0, &mut good);
     }
     for x in [a, b, c] {
