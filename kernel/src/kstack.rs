@@ -14,7 +14,7 @@ use crate::arch::MAX_CPUS;
 use crate::sync::SpinLock;
 
 /// Bytes of a trap stack (as the static ones).
-const SIZE: usize = 64 * 1024;
+pub const SIZE: u64 = crate::arch::TRAP_STACK_SIZE;
 /// Bytes of a switch stack.
 const SWITCH_SIZE: usize = 16 * 1024;
 
@@ -35,7 +35,7 @@ pub fn alloc() -> Option<u64> {
     reused.or_else(|| {
         // Room in the pool for it to come back without allocating.
         POOL.lock().try_reserve(1).ok()?;
-        new_stack(SIZE)
+        new_stack(SIZE as usize)
     })
 }
 

@@ -281,9 +281,20 @@ pub fn check_return(frame: &mut TrapFrame) {
     }
 }
 
-/// Per CPU: a thread's user page fault is being served here, so `relax`
-/// may park it.
-static IN_USER_FAULT: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: the running thread is in a user page fault or a system call,
+/// holding no lock of the kernel's, so `relax` may park it.
+static PARKABLE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Runs `f` (a user page fault's or a system call's work, with no kernel
+/// lock held) letting `relax` park the thread in it; the thread may end
+/// on another CPU.
+pub fn parkable<R>(f: impl FnOnce() -> R) -> R {
+    PARKABLE[cpu_id()].store(true, Ordering::Relaxed);
+    let r = f();
+    PARKABLE[cpu_id()].store(false, Ordering::Relaxed);
+    r
+}
+
 /// Per CPU: the kernel stack of the parked thread this CPU resumed (top;
 /// 0: none). It is free again once the CPU takes a trap from user mode.
 static BORROWED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -302,52 +313,62 @@ pub fn trap_entered(from_user: bool) {
     }
 }
 
-/// `Machine::relax` of this kernel: in a user page fault waiting for a
-/// pager, parks the thread (its kernel stack goes with it) and runs
-/// other tasks on this CPU until the scheduler picks the thread again,
-/// possibly on another CPU; returns `false` (the caller spins) elsewhere,
-/// or when nothing else is ready to run.
+/// `Machine::relax` of this kernel: in a user page fault or a system call
+/// (a user copy) waiting for a pager, parks the thread (its kernel stack
+/// goes with it) and runs other tasks on this CPU until the scheduler
+/// picks the thread again, possibly on another CPU; returns `false` (the
+/// caller spins) elsewhere, or when nothing else is ready to run.
 pub fn relax_parked() -> bool {
     let cpu = cpu_id();
-    if !IN_USER_FAULT[cpu].load(Ordering::Relaxed) {
+    if !PARKABLE[cpu].load(Ordering::Relaxed) {
         return false;
     }
-    // The stack this CPU's user traps enter on from now, should the
-    // thread take the one it runs on.
+    // The stack the thread runs on: one of the CPU's trap stacks (the CPU
+    // gets a fresh one in its place) or the borrowed stack of a parked
+    // thread resumed here.
+    let sp = arch::stack_pointer();
+    let within = |top: u64| top != 0 && sp < top && sp >= top - kstack::SIZE;
+    let slot = arch::trap_stack_tops(cpu).iter().position(|&t| within(t));
     let borrowed = BORROWED[cpu].load(Ordering::Relaxed);
-    let fresh = if borrowed == 0 {
-        match kstack::alloc() {
+    if slot.is_none() && !within(borrowed) {
+        return false;
+    }
+    let fresh = match slot {
+        Some(_) => match kstack::alloc() {
             Some(t) => t,
             None => return false,
-        }
-    } else {
-        0
+        },
+        None => 0,
     };
-    let Some(switch_top) = kstack::switch_top(cpu) else {
+    let give_back = |fresh: u64| {
         if fresh != 0 {
             kstack::free(fresh);
         }
+    };
+    let Some(switch_top) = kstack::switch_top(cpu) else {
+        give_back(fresh);
         return false;
     };
     let mut task = {
         let mut s = SCHED.lock();
         if s.ready.is_empty() {
             drop(s);
-            if fresh != 0 {
-                kstack::free(fresh);
-            }
+            give_back(fresh);
             return false;
         }
         s.current[cpu].take().expect("a task is running")
     };
-    IN_USER_FAULT[cpu].store(false, Ordering::Relaxed);
-    let stack = if borrowed != 0 {
-        BORROWED[cpu].store(0, Ordering::Relaxed);
-        borrowed
-    } else {
-        let old = arch::trap_stack_top(cpu);
-        arch::set_trap_stack_top(cpu, fresh);
-        old
+    PARKABLE[cpu].store(false, Ordering::Relaxed);
+    let stack = match slot {
+        Some(i) => {
+            let old = arch::trap_stack_tops(cpu)[i];
+            arch::replace_trap_stack(cpu, i, fresh);
+            old
+        }
+        None => {
+            BORROWED[cpu].store(0, Ordering::Relaxed);
+            borrowed
+        }
     };
     stats::PARKS.fetch_add(1, Ordering::Relaxed);
     let parked = task.parked.insert(Parked { sp: 0, stack });
@@ -367,7 +388,7 @@ pub fn relax_parked() -> bool {
     if old != 0 {
         kstack::free(old);
     }
-    IN_USER_FAULT[cpu].store(true, Ordering::Relaxed);
+    PARKABLE[cpu].store(true, Ordering::Relaxed);
     true
 }
 
@@ -635,10 +656,8 @@ pub fn user_page_fault(frame: &mut TrapFrame, addr: VirtAddr, access: Access) {
             frame.pc()
         )
     } else {
-        IN_USER_FAULT[cpu_id()].store(true, Ordering::Relaxed);
-        let outcome = proc.space.page_fault(addr, access, FaultContext::User);
-        // The thread may have moved to another CPU while it was parked.
-        IN_USER_FAULT[cpu_id()].store(false, Ordering::Relaxed);
+        // The thread may move to another CPU while it is parked.
+        let outcome = parkable(|| proc.space.page_fault(addr, access, FaultContext::User));
         match outcome {
             FaultOutcome::Ok => return,
             FaultOutcome::Fault(r) | FaultOutcome::Defer(r) => {

@@ -66,9 +66,16 @@ pub fn dispatch(frame: &mut TrapFrame) {
         return;
     }
     let proc = sched::current_process().expect("a task is running");
+    // A user copy may wait for a pager: the thread may park meanwhile.
+    let result = sched::parkable(|| call(&proc, n, [a0, a1, a2, a3]));
+    frame.set_syscall_result(result);
+}
+
+/// The system calls that neither end nor switch the calling thread.
+fn call(proc: &Arc<Process>, n: u64, [a0, a1, a2, a3]: [u64; 4]) -> u64 {
     let space = &proc.space;
-    let result = match n {
-        nr::PRINT => print(&proc, a0, a1),
+    match n {
+        nr::PRINT => print(proc, a0, a1),
         nr::AREA_CREATE => match flag_word(a2) {
             Ok(f) => sys_as_area_create(space, a0 as usize, a1 as usize, f) as u64,
             Err(_) => CREATE_FAILED as u64,
@@ -81,9 +88,9 @@ pub fn dispatch(frame: &mut TrapFrame) {
             Err(e) => errno(e),
         },
         nr::AREA_DESTROY => sys_as_area_destroy(space, a0 as usize) as u64,
-        nr::SHARE_OFFER => result(offer(&proc, a0, a1, a2, a3)),
-        nr::SHARE_ACCEPT => result(accept(&proc, a0, a1, a2, a3)),
-        nr::THREAD_CREATE => match sched::spawn_thread(&proc, a0, a1, a2) {
+        nr::SHARE_OFFER => result(offer(proc, a0, a1, a2, a3)),
+        nr::SHARE_ACCEPT => result(accept(proc, a0, a1, a2, a3)),
+        nr::THREAD_CREATE => match sched::spawn_thread(proc, a0, a1, a2) {
             Ok(tid) => tid,
             Err(e) => errno(e),
         },
@@ -97,12 +104,11 @@ pub fn dispatch(frame: &mut TrapFrame) {
             Ok(base) => base,
             Err(e) => errno(e),
         },
-        nr::PAGER_ANSWER => result(pager_answer(&proc, a0, a1, a2)),
+        nr::PAGER_ANSWER => result(pager_answer(proc, a0, a1, a2)),
         nr::CPU => cpu_id() as u64,
         nr::PID => proc.pid,
         _ => errno(Error::NotSupported),
-    };
-    frame.set_syscall_result(result);
+    }
 }
 
 fn result(r: Result<(), Error>) -> u64 {
@@ -249,7 +255,8 @@ fn pager_receive(frame: &mut TrapFrame, dest: u64, flags: u64) {
     for (i, w) in words.iter().enumerate() {
         record[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
     }
-    let res = match proc.space.copy_to_user(VirtAddr::new(dest), &record) {
+    let copied = sched::parkable(|| proc.space.copy_to_user(VirtAddr::new(dest), &record));
+    let res = match copied {
         Ok(()) => 0,
         Err(e) => {
             pager.unreceive(r.handle);

@@ -187,6 +187,10 @@ fn boots_on_two_harts_and_every_scenario_passes() {
     has(run, "pager_client: read 16384 bytes: ok, again: ok");
     has(
         run,
+        "pager_client: print from an unread page of the area = 0",
+    );
+    has(
+        run,
         "pager_client: other work proceeded while faults waited (",
     );
     has(

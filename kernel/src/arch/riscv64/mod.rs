@@ -24,7 +24,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use aspace::paging::riscv64::{PTE_PPN_SHIFT, PTE_V};
 use aspace::{CpuSet, FrameAllocator, Machine, PhysAddr, PhysMemory};
 
-pub use self::park::{park_resume, park_switch, set_trap_stack_top, trap_stack_top};
+pub use self::park::{
+    park_resume, park_switch, replace_trap_stack, stack_pointer, trap_stack_tops, TRAP_STACK_SIZE,
+};
 pub use self::tlb::{flush_all, RiscvTlb as ArchTlb};
 pub use self::trap::{enter, idle_frame, TrapFrame};
 use crate::machine::System;

@@ -91,12 +91,26 @@ extern "C" {
     pub fn park_resume(sp: u64) -> !;
 }
 
-/// The top of the stack U-mode traps enter on, on `cpu`.
-pub fn trap_stack_top(cpu: usize) -> u64 {
-    super::hart(cpu).kstack_top
+/// Bytes of a trap stack (the hart's and their replacements).
+pub const TRAP_STACK_SIZE: u64 = 64 * 1024;
+
+/// The top of hart `cpu`'s trap stack (U-mode traps enter on it).
+pub fn trap_stack_tops(cpu: usize) -> [u64; 1] {
+    [super::hart(cpu).kstack_top]
 }
 
-/// Makes `top` the stack U-mode traps enter on, on this hart `cpu`.
-pub fn set_trap_stack_top(cpu: usize, top: u64) {
+/// Makes `top` (16-aligned, [`TRAP_STACK_SIZE`] bytes below it) the trap
+/// stack of this hart `cpu` (`slot` 0, the only one).
+pub fn replace_trap_stack(cpu: usize, slot: usize, top: u64) {
+    debug_assert_eq!(slot, 0);
     super::set_kstack_top(cpu, top);
+}
+
+/// The current stack pointer.
+#[inline(always)]
+pub fn stack_pointer() -> u64 {
+    let sp: u64;
+    // SAFETY: copies `sp` into a register; no memory touched.
+    unsafe { core::arch::asm!("mv {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
 }

@@ -335,9 +335,11 @@ extern "C" {
 pub fn enter(cpu: usize, frame: &TrapFrame) -> ! {
     let slot = (hart(cpu).kstack_top - size_of::<TrapFrame>() as u64) as *mut TrapFrame;
     // SAFETY: `slot` is the 16-aligned top of this hart's kernel trap stack
-    // (static memory of `hart(cpu)`), not in use: the only caller,
-    // `sched::start`, runs on the boot stack outside any trap, and `frame`
-    // is not there.
+    // (static memory of `hart(cpu)`, or a replacement from `kstack`), not
+    // in use: the callers, `sched::start` on the boot stack outside any
+    // trap and `sched::after_park` on the hart's switch stack after a
+    // thread parked (taking the stack it ran on with it), run on no trap
+    // stack, and `frame` is not there.
     unsafe { slot.write(frame.clone()) };
     // SAFETY: `slot` holds a complete frame (a task's from `new_user` or a
     // saved trap, or the idle frame); `enter_frame` makes it the stack and

@@ -50,19 +50,39 @@ extern "C" {
     pub fn park_resume(sp: u64) -> !;
 }
 
-/// The exception stack's top per CPU (mirrors TSS.IST2; 0: the boot one).
-static EXC_TOP: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Bytes of each trap stack (IST1, IST2 and their replacements).
+pub const TRAP_STACK_SIZE: u64 = 64 * 1024;
 
-/// The top of the stack user page faults enter on, on `cpu`.
-pub fn trap_stack_top(cpu: usize) -> u64 {
-    match EXC_TOP[cpu].load(Ordering::Relaxed) {
-        0 => super::cpu::exception_stack_top(cpu),
+/// The tops of each CPU's IST1 and IST2 stacks when replaced (0: the
+/// static ones).
+static TOPS: [[AtomicU64; 2]; MAX_CPUS] =
+    [const { [AtomicU64::new(0), AtomicU64::new(0)] }; MAX_CPUS];
+
+/// The tops of CPU `cpu`'s trap stacks: IST1 (interrupts and system
+/// calls) and IST2 (exceptions, user page faults among them).
+pub fn trap_stack_tops(cpu: usize) -> [u64; 2] {
+    let (ist1, ist2) = super::cpu::static_trap_stack_tops(cpu);
+    let get = |i: usize, d: u64| match TOPS[cpu][i].load(Ordering::Relaxed) {
+        0 => d,
         t => t,
-    }
+    };
+    [get(0, ist1), get(1, ist2)]
 }
 
-/// Makes `top` the stack user page faults enter on, on this CPU `cpu`.
-pub fn set_trap_stack_top(cpu: usize, top: u64) {
-    EXC_TOP[cpu].store(top, Ordering::Relaxed);
-    super::cpu::set_exception_stack(cpu, top);
+/// Makes `top` (16-aligned, [`TRAP_STACK_SIZE`] bytes below it) trap
+/// stack `slot` of this CPU `cpu` (0: IST1, 1: IST2).
+pub fn replace_trap_stack(cpu: usize, slot: usize, top: u64) {
+    TOPS[cpu][slot].store(top, Ordering::Relaxed);
+    super::cpu::set_ist(cpu, slot, top);
+}
+
+/// The current stack pointer.
+#[inline(always)]
+pub fn stack_pointer() -> u64 {
+    let sp: u64;
+    // SAFETY: reads RSP into a register; no memory, no flags touched.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
+    sp
 }

@@ -2,8 +2,9 @@
 //! 4-page "file" with `AREA_CREATE_PAGED` and reads it. Modes (the
 //! argument, as the pager's):
 //!
-//! - 0: reads every byte twice and checks them (the pager is asked once
-//!   per page);
+//! - 0: prints from the last page through a system call (the kernel's
+//!   copy waits for the pager), then reads every byte twice and checks
+//!   them (the pager is asked once per page);
 //! - 1 (slow pager): a second thread counts while the first waits in its
 //!   page faults for the slow answers: the count must have moved;
 //! - 2 (dying pager): page 0 reads fine; the fault on page 1 fails because
@@ -57,6 +58,13 @@ fn main(mode: u64) -> i32 {
     }
     match mode {
         0 => {
+            // A system call's copy from a page not read yet: the kernel's
+            // copy waits for the pager (the thread parked in the call).
+            let r = print_raw((FILE + 3 * PAGE) as *const u8, 16);
+            println!("pager_client: print from an unread page of the area = {r}");
+            if r != 0 {
+                return 1;
+            }
             let first = (0..PAGES).all(page_ok);
             let again = (0..PAGES).all(page_ok);
             let info = area_info(FILE).unwrap_or_default();
