@@ -1,7 +1,8 @@
 //! Kernel stacks for threads parked inside the kernel (`sched::relax_parked`).
 //!
-//! A thread that waits in a page fault for a pager keeps the stack it
-//! faulted on (the CPU's trap stack); the CPU gets another one from here.
+//! A thread that waits in a page fault (or a system call's user copy) for
+//! a pager keeps the stack it runs on (one of the CPU's trap stacks); the
+//! CPU gets another one from here.
 //! Stacks come from the kernel heap and are never given back to it: a
 //! stack no longer used goes to a pool (as many as threads ever parked at
 //! once, plus one per CPU). Each CPU also has a small switch stack, on
