@@ -37,12 +37,16 @@ pub struct KPager {
 
 /// A request as the pager receives it.
 pub struct Received {
-    /// The handle to answer it with.
+    /// The handle to answer it with (the request stays in the table of
+    /// received ones until answered).
     pub handle: u64,
-    /// The request itself (kept in the table until answered).
+    /// Byte offset of the page in its area.
     pub offset: u64,
+    /// Bytes asked for (a page).
     pub size: u64,
+    /// The area's three identifiers.
     pub ids: [u64; 3],
+    /// The access that faulted: 1 read, 2 write, 4 execute.
     pub access: u64,
 }
 
