@@ -183,6 +183,14 @@ pub static SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        name: "pager-refused",
+        min_cpus: 1,
+        spawns: &[
+            run("pager", 3, Exit(0)),
+            with_peers("pager_client", 3, Killed, &[0]),
+        ],
+    },
+    Scenario {
         name: "jit",
         min_cpus: 1,
         spawns: &[run("jit", 0, Exit(0))],

@@ -29,7 +29,7 @@ const CPUS: u32 = 2;
 const TIMEOUT: Duration = Duration::from_secs(400);
 
 /// Every scenario the kernel runs without a command line.
-const SCENARIOS: [&str; 16] = [
+const SCENARIOS: [&str; 17] = [
     "kernel-fault",
     "hello",
     "heap",
@@ -39,6 +39,7 @@ const SCENARIOS: [&str; 16] = [
     "pager",
     "pager-slow",
     "pager-dying",
+    "pager-refused",
     "jit",
     "bad-accesses",
     "bad-arguments",

@@ -172,8 +172,8 @@ fn every_cpu_count_gets_enough_asids_and_every_scenario_ends() {
             .filter(|l| l.starts_with("== scenario ") && l.ends_with(": start"))
             .count();
         assert_eq!(ends.len(), starts, "{n} CPUs: {ends:#?}\n{}", run.serial);
-        // kernel-fault, then fifteen scenarios of user tasks.
-        assert_eq!(starts, 16, "{n} CPUs:\n{}", run.serial);
+        // kernel-fault, then sixteen scenarios of user tasks.
+        assert_eq!(starts, 17, "{n} CPUs:\n{}", run.serial);
     }
 }
 
@@ -398,6 +398,23 @@ fn a_dying_pager_fails_the_waiting_fault_and_nothing_leaks() {
         );
         assert!(!run.serial.contains("page 1 read"), "{}", run.serial);
         passed(run, "pager-dying");
+    }
+}
+
+/// Issue 15: an answer the kernel refuses (not a page's address) fails
+/// the waiting fault with the pager's error; a handle is answered once.
+#[test]
+fn a_refused_pager_answer_fails_the_fault() {
+    for (_, run) in runs() {
+        has(
+            run,
+            "pager: answer with an unaligned address = -13; the same handle again = -1; an unknown handle = -1",
+        );
+        has(
+            run,
+            "killed: page fault at 0x50000000 (read): the pager refused the page (area 0x50000000+0x4000 r--)",
+        );
+        passed(run, "pager-refused");
     }
 }
 

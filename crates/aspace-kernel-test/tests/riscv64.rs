@@ -34,7 +34,7 @@ const HANG: &str = "scenarios=hang,hello watchdog=2";
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The scenarios of a full run, in order (kernel-fault first).
-const SCENARIOS: [&str; 16] = [
+const SCENARIOS: [&str; 17] = [
     "kernel-fault",
     "hello",
     "heap",
@@ -44,6 +44,7 @@ const SCENARIOS: [&str; 16] = [
     "pager",
     "pager-slow",
     "pager-dying",
+    "pager-refused",
     "jit",
     "bad-accesses",
     "bad-arguments",
@@ -196,6 +197,10 @@ fn boots_on_two_harts_and_every_scenario_passes() {
     has(
         run,
         "killed: page fault at 0x50001000 (read): the pager is gone",
+    );
+    has(
+        run,
+        "killed: page fault at 0x50000000 (read): the pager refused the page",
     );
     assert!(!run.serial.contains("BAD"), "{}", run.serial);
 }

@@ -9,7 +9,10 @@
 //! - 1 (slow): as 0, but each answer comes only after 200 yields, while
 //!   the client's other thread works;
 //! - 2 (dying): serve page 0, take the request for page 1, and end
-//!   without answering it (the client's fault fails: the pager is gone).
+//!   without answering it (the client's fault fails: the pager is gone);
+//! - 3 (refusing): answer the first request with an address that is not a
+//!   page's (refused: EINVAL, the client's fault fails with the pager's
+//!   error), and an unknown handle (ENOENT).
 #![no_std]
 #![no_main]
 
@@ -37,6 +40,22 @@ fn main(mode: u64) -> i32 {
     println!("pager: mode {mode}: serving {PAGES} pages from {file:#x}");
     let mut asked = [0u32; PAGES];
     let mut bad = 0;
+    if mode == 3 {
+        let Ok(req) = pager_receive() else {
+            return 1;
+        };
+        let r = pager_answer(req.handle, file + 1);
+        let again = pager_answer(req.handle, file);
+        let unknown = pager_answer(9999, file);
+        println!(
+            "pager: answer with an unaligned address = {r}; the same handle again = {again}; an unknown handle = {unknown}"
+        );
+        return if r == -13 && again == -1 && unknown == -1 {
+            0
+        } else {
+            1
+        };
+    }
     let serve = if mode == 2 { 1 } else { PAGES };
     for _ in 0..serve {
         let req = match pager_receive() {

@@ -8,7 +8,9 @@
 //! - 1 (slow pager): a second thread counts while the first waits in its
 //!   page faults for the slow answers: the count must have moved;
 //! - 2 (dying pager): page 0 reads fine; the fault on page 1 fails because
-//!   the pager ended holding its request, and the kernel kills this task.
+//!   the pager ended holding its request, and the kernel kills this task;
+//! - 3 (refusing pager): the fault on page 0 fails with the pager's error
+//!   (its answer was refused), and the kernel kills this task.
 #![no_std]
 #![no_main]
 
@@ -121,6 +123,11 @@ fn main(mode: u64) -> i32 {
             } else {
                 1
             }
+        }
+        3 => {
+            let v = read(FILE as *const u8);
+            println!("pager_client: page 0 read {v}: BAD (the pager's answer was refused)");
+            1
         }
         _ => {
             println!(
