@@ -68,6 +68,14 @@ impl Machine for KMachine {
     fn layout(&self) -> Layout {
         LAYOUT
     }
+    /// In a user page fault waiting for a pager: parks the thread so other
+    /// tasks run on this CPU (on one CPU a spin would never end: the pager
+    /// could not run); elsewhere, a spin that serves shootdown requests.
+    fn relax(&self) {
+        if !crate::sched::relax_parked() {
+            crate::sync::relax();
+        }
+    }
 }
 
 /// The subsystem on this machine.

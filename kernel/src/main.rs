@@ -11,8 +11,10 @@ extern crate alloc;
 
 mod arch;
 mod console;
+mod kstack;
 mod machine;
 mod mm;
+mod pager;
 mod scenario;
 mod sched;
 mod shootdown;
@@ -128,18 +130,19 @@ pub struct Report {
     name: &'static str,
     before: aspace::StatsSnapshot,
     frames: u64,
-    kernel: [u64; 5],
+    kernel: [u64; 6],
     /// The architecture's TLB counters at the start.
     tlb: [u64; arch::TLB_COUNTERS],
 }
 
-fn kernel_counters() -> [u64; 5] {
+fn kernel_counters() -> [u64; 6] {
     [
         stats::USER_FAULTS.load(Ordering::Relaxed),
         stats::PREEMPTIONS.load(Ordering::Relaxed),
         shootdown::SENT.load(Ordering::Relaxed),
         stats::IPIS_SERVED.load(Ordering::Relaxed),
         stats::TICKS.load(Ordering::Relaxed),
+        stats::PARKS.load(Ordering::Relaxed),
     ]
 }
 
@@ -187,13 +190,14 @@ impl Report {
         );
         let k = kernel_counters();
         kprintln!(
-            "== scenario {}: kernel user_faults={} preemptions={} shootdown_ipis_sent={} shootdown_ipis_served={} timer_ticks={}",
+            "== scenario {}: kernel user_faults={} preemptions={} shootdown_ipis_sent={} shootdown_ipis_served={} timer_ticks={} parks={}",
             self.name,
             k[0] - self.kernel[0],
             k[1] - self.kernel[1],
             k[2] - self.kernel[2],
             k[3] - self.kernel[3],
-            k[4] - self.kernel[4]
+            k[4] - self.kernel[4],
+            k[5] - self.kernel[5]
         );
         let tlb: alloc::vec::Vec<alloc::string::String> = arch::tlb_counters()
             .iter()

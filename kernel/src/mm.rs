@@ -130,6 +130,11 @@ unsafe impl FrameAllocator for Frames {
             false
         }
     }
+
+    /// The frames on the free list: the commit limit aspace starts with.
+    fn free_frames(&self) -> Option<u64> {
+        Some(self.total().saturating_sub(self.in_use()))
+    }
 }
 
 /// Physical memory through the direct map (`arch::phys_to_virt`).

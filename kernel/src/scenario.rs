@@ -149,6 +149,48 @@ pub static SCENARIOS: &[Scenario] = &[
         spawns: &[run("stack", 0, Exit(0))],
     },
     Scenario {
+        name: "stack-overflow",
+        min_cpus: 1,
+        spawns: &[run("stack_overflow", 0, Killed)],
+    },
+    Scenario {
+        name: "areas",
+        min_cpus: 1,
+        spawns: &[run("areas", 0, Exit(0))],
+    },
+    Scenario {
+        name: "pager",
+        min_cpus: 1,
+        spawns: &[
+            run("pager", 0, Exit(0)),
+            with_peers("pager_client", 0, Exit(0), &[0]),
+        ],
+    },
+    Scenario {
+        name: "pager-slow",
+        min_cpus: 1,
+        spawns: &[
+            run("pager", 1, Exit(0)),
+            with_peers("pager_client", 1, Exit(0), &[0]),
+        ],
+    },
+    Scenario {
+        name: "pager-dying",
+        min_cpus: 1,
+        spawns: &[
+            run("pager", 2, Exit(0)),
+            with_peers("pager_client", 2, Killed, &[0]),
+        ],
+    },
+    Scenario {
+        name: "pager-refused",
+        min_cpus: 1,
+        spawns: &[
+            run("pager", 3, Exit(0)),
+            with_peers("pager_client", 3, Killed, &[0]),
+        ],
+    },
+    Scenario {
         name: "jit",
         min_cpus: 1,
         spawns: &[run("jit", 0, Exit(0))],

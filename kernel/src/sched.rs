@@ -11,21 +11,27 @@
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::String;
-use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use alloc::sync::{Arc, Weak};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use aspace::backend::elf::ElfImage;
-use aspace::{Access, AreaFlags, FaultContext, FaultOutcome, FaultReason, VirtAddr};
+use aspace::{Access, AreaFlags, FaultContext, FaultOutcome, FaultReason, SpaceHold, VirtAddr};
 
 pub use crate::arch::STACK_TOP;
 use crate::arch::{cpu_id, idle_frame, TrapFrame, MAX_CPUS};
-use crate::machine::Space;
+use crate::machine::{KMachine, Space};
 use crate::mm::FRAMES;
+use crate::pager::KPager;
 use crate::sync::SpinLock;
-use crate::{arch, kprintln, scenario, stats, SYSTEM};
+use crate::{arch, kprintln, kstack, scenario, stats, SYSTEM};
 
-/// Size of the main stack area (demand paged: pages appear on first touch).
-pub const STACK_SIZE: u64 = 256 * 1024;
+/// Size of the main stack area at start (demand paged: pages appear on
+/// first touch). It grows downwards, a page per fault in the guard page
+/// below it, up to [`STACK_LIMIT`]; a fault in the guard page beyond that
+/// kills the thread as a stack overflow.
+pub const STACK_SIZE: u64 = 64 * 1024;
+/// The most the main stack grows to.
+pub const STACK_LIMIT: u64 = 1024 * 1024;
 /// Most threads a process may have at once (`THREAD_CREATE` beyond this
 /// fails with `ENOMEM`): one task cannot exhaust the kernel heap with
 /// thread control blocks.
@@ -48,6 +54,46 @@ pub struct Process {
     threads: AtomicUsize,
     /// The scenario it belongs to.
     pub scenario: usize,
+    /// Its pager object, made when it first serves or is named as a pager;
+    /// `closed` once the process ended (no new one is made then).
+    pager: SpinLock<PagerSlot>,
+}
+
+#[derive(Default)]
+struct PagerSlot {
+    pager: Option<Arc<KPager>>,
+    closed: bool,
+}
+
+impl Process {
+    /// The process's pager object (made on first use); `NotFound` once
+    /// the process has ended.
+    pub fn pager(&self) -> Result<Arc<KPager>, aspace::Error> {
+        let mut slot = self.pager.lock();
+        if slot.closed {
+            return Err(aspace::Error::NotFound);
+        }
+        Ok(slot
+            .pager
+            .get_or_insert_with(|| Arc::new(KPager::new()))
+            .clone())
+    }
+}
+
+/// Every process, to find a pager by its process number.
+static PROCS: SpinLock<alloc::vec::Vec<Weak<Process>>> = SpinLock::new(alloc::vec::Vec::new());
+
+/// The pager object of live process `pid` and a hold on its address space
+/// (the space a pager answers from); `NotFound` when there is none.
+pub fn pager_of(pid: u64) -> Result<(Arc<KPager>, SpaceHold<KMachine>), aspace::Error> {
+    let proc = PROCS
+        .lock()
+        .iter()
+        .filter_map(Weak::upgrade)
+        .find(|p| p.pid == pid)
+        .ok_or(aspace::Error::NotFound)?;
+    let pager = proc.pager()?;
+    Ok((pager, SpaceHold::new(&proc.space)))
 }
 
 /// A thread of a process.
@@ -55,6 +101,16 @@ pub struct Task {
     tid: u64,
     proc: Arc<Process>,
     frame: Box<TrapFrame>,
+    /// Parked inside the kernel (waiting in a page fault for a pager): its
+    /// registers are on its kernel stack, not in `frame`.
+    parked: Option<Parked>,
+}
+
+/// A thread parked inside the kernel: where its kernel stack is and the
+/// stack pointer `park_switch` saved there.
+struct Parked {
+    sp: u64,
+    stack: u64,
 }
 
 struct Sched {
@@ -119,9 +175,10 @@ pub fn spawn(
             return Err(SpawnError::Elf(e));
         }
     };
-    if let Err(e) = space.area_create(
+    if let Err(e) = space.area_create_grows_down(
         VirtAddr::new(STACK_TOP - STACK_SIZE),
         STACK_SIZE,
+        STACK_LIMIT,
         AreaFlags::READ | AreaFlags::WRITE | AreaFlags::CACHEABLE,
     ) {
         drop(space);
@@ -135,7 +192,15 @@ pub fn spawn(
         image: SpinLock::new(Some(image)),
         threads: AtomicUsize::new(1),
         scenario,
+        pager: SpinLock::new(PagerSlot::default()),
     });
+    {
+        let mut procs = PROCS.lock();
+        procs.retain(|p| p.strong_count() > 0);
+        if procs.try_reserve(1).is_ok() {
+            procs.push(Arc::downgrade(&proc));
+        }
+    }
     // The loader checked the entry point (inside a segment, so in the user
     // half) and the stack top is a constant below USER_END.
     let frame = Box::new(TrapFrame::new_user(loaded.entry.as_u64(), STACK_TOP, args));
@@ -153,6 +218,7 @@ fn add_thread(proc: &Arc<Process>, frame: Box<TrapFrame>) -> u64 {
         tid,
         proc: proc.clone(),
         frame,
+        parked: None,
     });
     let idle: alloc::vec::Vec<usize> = {
         let mut s = SCHED.lock();
@@ -191,13 +257,19 @@ pub fn spawn_thread(
     Ok(add_thread(proc, frame))
 }
 
-/// Called before a trap returns to `frame`: a user frame whose
+/// Called before a trap returns to `frame`: a task parked in the kernel
+/// that this CPU is to run now continues there instead (this never
+/// returns then); a user frame whose
 /// instruction or stack pointer is not a canonical user address (code
 /// that ran up to the end of the user half, or a stack pointer set there)
 /// would make `iretq` fault in ring 0, so its thread is killed instead and
 /// the next frame checked in turn.
 pub fn check_return(frame: &mut TrapFrame) {
-    while frame.is_user() && !frame.returnable(USER_END) {
+    loop {
+        resume_parked();
+        if !frame.is_user() || frame.returnable(USER_END) {
+            return;
+        }
         let why = alloc::format!(
             "cannot return to user mode at a non-canonical address ({} {:#x}, {} {:#x})",
             arch::PC_NAME,
@@ -207,6 +279,158 @@ pub fn check_return(frame: &mut TrapFrame) {
         );
         kill_current(frame, &why);
     }
+}
+
+/// Per CPU: the running thread is in a user page fault or a system call,
+/// holding no lock of the kernel's, so `relax` may park it.
+static PARKABLE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Runs `f` (a user page fault's or a system call's work, with no kernel
+/// lock held) letting `relax` park the thread in it; the thread may end
+/// on another CPU.
+pub fn parkable<R>(f: impl FnOnce() -> R) -> R {
+    PARKABLE[cpu_id()].store(true, Ordering::Relaxed);
+    let r = f();
+    PARKABLE[cpu_id()].store(false, Ordering::Relaxed);
+    r
+}
+
+/// Per CPU: the kernel stack of the parked thread this CPU resumed (top;
+/// 0: none). It is free again once the CPU takes a trap from user mode.
+static BORROWED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per CPU: a borrowed stack left behind by a switch to a parked thread,
+/// freed by that thread once it runs (on another stack).
+static TO_FREE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Called on every trap entry: one from user mode means no thread runs
+/// kernel code on a borrowed stack here any more, so that stack is free.
+pub fn trap_entered(from_user: bool) {
+    if from_user {
+        let top = BORROWED[cpu_id()].swap(0, Ordering::Relaxed);
+        if top != 0 {
+            kstack::free(top);
+        }
+    }
+}
+
+/// `Machine::relax` of this kernel: in a user page fault or a system call
+/// (a user copy) waiting for a pager, parks the thread (its kernel stack
+/// goes with it) and runs other tasks on this CPU until the scheduler
+/// picks the thread again, possibly on another CPU; returns `false` (the
+/// caller spins) elsewhere, or when nothing else is ready to run.
+pub fn relax_parked() -> bool {
+    let cpu = cpu_id();
+    if !PARKABLE[cpu].load(Ordering::Relaxed) {
+        return false;
+    }
+    // The stack the thread runs on: one of the CPU's trap stacks (the CPU
+    // gets a fresh one in its place) or the borrowed stack of a parked
+    // thread resumed here.
+    let sp = arch::stack_pointer();
+    let within = |top: u64| top != 0 && sp < top && sp >= top - kstack::SIZE;
+    let slot = arch::trap_stack_tops(cpu).iter().position(|&t| within(t));
+    let borrowed = BORROWED[cpu].load(Ordering::Relaxed);
+    if slot.is_none() && !within(borrowed) {
+        return false;
+    }
+    let fresh = match slot {
+        Some(_) => match kstack::alloc() {
+            Some(t) => t,
+            None => return false,
+        },
+        None => 0,
+    };
+    let give_back = |fresh: u64| {
+        if fresh != 0 {
+            kstack::free(fresh);
+        }
+    };
+    let Some(switch_top) = kstack::switch_top(cpu) else {
+        give_back(fresh);
+        return false;
+    };
+    let mut task = {
+        let mut s = SCHED.lock();
+        if s.ready.is_empty() {
+            drop(s);
+            give_back(fresh);
+            return false;
+        }
+        s.current[cpu].take().expect("a task is running")
+    };
+    PARKABLE[cpu].store(false, Ordering::Relaxed);
+    let stack = match slot {
+        Some(i) => {
+            let old = arch::trap_stack_tops(cpu)[i];
+            arch::replace_trap_stack(cpu, i, fresh);
+            old
+        }
+        None => {
+            BORROWED[cpu].store(0, Ordering::Relaxed);
+            borrowed
+        }
+    };
+    stats::PARKS.fetch_add(1, Ordering::Relaxed);
+    let parked = task.parked.insert(Parked { sp: 0, stack });
+    let save: *mut u64 = &mut parked.sp;
+    let raw = Box::into_raw(task);
+    // SAFETY: `save` points into the task's heap allocation, which stays
+    // put (the box is only turned into a raw pointer) and is not touched
+    // until `after_park` queues the task, after the switch wrote it.
+    // `switch_top` is the top of this CPU's switch stack, used only here and
+    // free (one park at a time per CPU, interrupts off); `after_park` takes
+    // the task back from `raw` and never returns. No lock is held, and
+    // nothing on this stack is touched until `park_resume` continues here.
+    unsafe { arch::park_switch(save, switch_top, after_park, raw as usize) };
+    // Resumed, on this CPU or another: this stack is the CPU's borrowed one.
+    let cpu = cpu_id();
+    let old = TO_FREE[cpu].swap(0, Ordering::Relaxed);
+    if old != 0 {
+        kstack::free(old);
+    }
+    PARKABLE[cpu].store(true, Ordering::Relaxed);
+    true
+}
+
+/// Runs on the switch stack after a thread parked: queues it and runs the
+/// next task on this CPU.
+extern "C" fn after_park(raw: usize) -> ! {
+    // SAFETY: `raw` is the `Box<Task>` `relax_parked` gave up with
+    // `Box::into_raw`, passed here once.
+    let task = unsafe { Box::from_raw(raw as *mut Task) };
+    let cpu = cpu_id();
+    let mut frame = idle_frame(cpu);
+    {
+        let mut s = SCHED.lock();
+        s.ready.push_back(task);
+        let next = s.ready.pop_front();
+        run(&mut s, cpu, &mut frame, next);
+    }
+    check_return(&mut frame);
+    arch::enter(cpu, &frame)
+}
+
+/// If the task this CPU is to run is parked in the kernel, continues it
+/// (never returning): its stack becomes this CPU's borrowed one.
+fn resume_parked() {
+    let cpu = cpu_id();
+    let parked = SCHED.lock().current[cpu]
+        .as_mut()
+        .and_then(|t| t.parked.take());
+    let Some(p) = parked else {
+        return;
+    };
+    let old = BORROWED[cpu].swap(p.stack, Ordering::Relaxed);
+    if old != 0 {
+        // Possibly the stack this runs on: freed by the resumed thread.
+        TO_FREE[cpu].store(old, Ordering::Relaxed);
+    }
+    // SAFETY: `p.sp` was saved by `park_switch` on the parked thread's own
+    // stack `p.stack`, which nothing has used since (it left this CPU's
+    // trap stacks when it parked); taking `parked` out under the lock makes
+    // this the one resumption. Nothing on the current stack is needed
+    // afterwards, and no lock is held.
+    unsafe { arch::park_resume(p.sp) }
 }
 
 /// The process of the task running on this CPU.
@@ -352,6 +576,18 @@ fn finish_process(proc: Arc<Process>, code: i64, killed: bool) {
     let tables = proc.space.page_table_frames();
     let image = proc.image.lock().take();
     let (pid, name, scen) = (proc.pid, proc.name, proc.scenario);
+    // A pager that ended: the faults waiting for it fail (PagerGone).
+    let pager = {
+        let mut slot = proc.pager.lock();
+        slot.closed = true;
+        slot.pager.take()
+    };
+    if let Some(p) = pager {
+        let dropped = p.close();
+        if dropped > 0 {
+            kprintln!("task {pid} ({name}): pager ended with {dropped} requests unanswered");
+        }
+    }
     // The spawner may still be returning with its reference (the process
     // can end on another CPU first): wait for such transient references.
     let mut spins = 0u64;
@@ -420,7 +656,9 @@ pub fn user_page_fault(frame: &mut TrapFrame, addr: VirtAddr, access: Access) {
             frame.pc()
         )
     } else {
-        match proc.space.page_fault(addr, access, FaultContext::User) {
+        // The thread may move to another CPU while it is parked.
+        let outcome = parkable(|| proc.space.page_fault(addr, access, FaultContext::User));
+        match outcome {
             FaultOutcome::Ok => return,
             FaultOutcome::Fault(r) | FaultOutcome::Defer(r) => {
                 let area = proc

@@ -16,3 +16,6 @@ pub static TICKS: AtomicU64 = AtomicU64::new(0);
 pub static PREEMPTIONS: AtomicU64 = AtomicU64::new(0);
 /// Address-space switches refused by aspace (the task waited for a tick).
 pub static SWITCH_FAILURES: AtomicU64 = AtomicU64::new(0);
+/// Threads parked in the kernel (a page fault waiting for a pager let
+/// other tasks run).
+pub static PARKS: AtomicU64 = AtomicU64::new(0);

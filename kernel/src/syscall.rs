@@ -9,9 +9,10 @@
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 
+use aspace::backend::PagerIds;
 use aspace::syscall::{
-    sys_as_area_change_flags, sys_as_area_create, sys_as_area_destroy, sys_as_area_resize,
-    CREATE_FAILED,
+    sys_as_area_change_flags, sys_as_area_create, sys_as_area_create_any, sys_as_area_destroy,
+    sys_as_area_get_info, sys_as_area_list, sys_as_area_resize, CREATE_FAILED,
 };
 use aspace::{AreaFlags, Error, VirtAddr};
 
@@ -60,10 +61,21 @@ pub fn dispatch(frame: &mut TrapFrame) {
         sched::yield_now(frame);
         return;
     }
+    if n == nr::PAGER_RECEIVE {
+        pager_receive(frame, a0, a1);
+        return;
+    }
     let proc = sched::current_process().expect("a task is running");
+    // A user copy may wait for a pager: the thread may park meanwhile.
+    let result = sched::parkable(|| call(&proc, n, [a0, a1, a2, a3]));
+    frame.set_syscall_result(result);
+}
+
+/// The system calls that neither end nor switch the calling thread.
+fn call(proc: &Arc<Process>, n: u64, [a0, a1, a2, a3]: [u64; 4]) -> u64 {
     let space = &proc.space;
-    let result = match n {
-        nr::PRINT => print(&proc, a0, a1),
+    match n {
+        nr::PRINT => print(proc, a0, a1),
         nr::AREA_CREATE => match flag_word(a2) {
             Ok(f) => sys_as_area_create(space, a0 as usize, a1 as usize, f) as u64,
             Err(_) => CREATE_FAILED as u64,
@@ -76,17 +88,27 @@ pub fn dispatch(frame: &mut TrapFrame) {
             Err(e) => errno(e),
         },
         nr::AREA_DESTROY => sys_as_area_destroy(space, a0 as usize) as u64,
-        nr::SHARE_OFFER => result(offer(&proc, a0, a1, a2, a3)),
-        nr::SHARE_ACCEPT => result(accept(&proc, a0, a1, a2, a3)),
-        nr::THREAD_CREATE => match sched::spawn_thread(&proc, a0, a1, a2) {
+        nr::SHARE_OFFER => result(offer(proc, a0, a1, a2, a3)),
+        nr::SHARE_ACCEPT => result(accept(proc, a0, a1, a2, a3)),
+        nr::THREAD_CREATE => match sched::spawn_thread(proc, a0, a1, a2) {
             Ok(tid) => tid,
             Err(e) => errno(e),
         },
+        nr::AREA_CREATE_ANY => match flag_word(a2) {
+            Ok(f) => sys_as_area_create_any(space, a0 as usize, a1 as usize, f, a3 as usize) as u64,
+            Err(_) => CREATE_FAILED as u64,
+        },
+        nr::AREA_GET_INFO => sys_as_area_get_info(space, a0 as usize, a1 as usize) as u64,
+        nr::AREA_LIST => sys_as_area_list(space, a0 as usize, a1 as usize) as u64,
+        nr::AREA_CREATE_PAGED => match create_paged(space, a0, a1, a2, a3) {
+            Ok(base) => base,
+            Err(e) => errno(e),
+        },
+        nr::PAGER_ANSWER => result(pager_answer(proc, a0, a1, a2)),
         nr::CPU => cpu_id() as u64,
         nr::PID => proc.pid,
         _ => errno(Error::NotSupported),
-    };
-    frame.set_syscall_result(result);
+    }
 }
 
 fn result(r: Result<(), Error>) -> u64 {
@@ -170,3 +192,93 @@ fn accept(proc: &Arc<Process>, from: u64, key: u64, dst: u64, flags: u64) -> Res
         mask,
     )
 }
+
+/// `AREA_CREATE_PAGED(base, size, flags, info)`: an area at `base` whose
+/// pages the pager process described at `info` (its process number and
+/// three identifiers, [`nr::PAGER_INFO`] bytes) supplies. Returns the base,
+/// or an errno: `ENOENT` when no such process lives.
+fn create_paged(space: &Space, base: u64, size: u64, flags: u64, info: u64) -> Result<u64, Error> {
+    let flags = AreaFlags::from_user(flag_word(flags)?)? | AreaFlags::CACHEABLE;
+    let mut raw = [0u8; nr::PAGER_INFO];
+    space.copy_from_user(VirtAddr::new(info), &mut raw)?;
+    let word = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    let ids = PagerIds {
+        id1: word(1),
+        id2: word(2),
+        id3: word(3),
+    };
+    let (pager, pager_space) = sched::pager_of(word(0))?;
+    let r = space.area_create_paged(
+        VirtAddr::new(base),
+        size,
+        flags,
+        crate::pager::as_dyn(&pager),
+        &pager_space,
+        ids,
+    );
+    // The hold goes now: the area keeps only the pager object.
+    pager_space.release();
+    r.map(|a| a.as_u64())
+}
+
+/// `PAGER_RECEIVE(dest, flags)`: copies the caller's next page-in request
+/// ([`nr::PAGE_IN_RECORD`] bytes) to `dest` and returns 0. With nothing
+/// queued it waits (the task yields and the call runs again), or, with
+/// [`nr::RECEIVE_NOWAIT`], returns `ENOENT`.
+fn pager_receive(frame: &mut TrapFrame, dest: u64, flags: u64) {
+    let proc = sched::current_process().expect("a task is running");
+    if flags & !nr::RECEIVE_NOWAIT != 0 {
+        frame.set_syscall_result(errno(Error::InvalidArgument));
+        return;
+    }
+    let pager = match proc.pager() {
+        Ok(p) => p,
+        Err(e) => {
+            frame.set_syscall_result(errno(e));
+            return;
+        }
+    };
+    let Some(r) = pager.receive() else {
+        if flags & nr::RECEIVE_NOWAIT != 0 {
+            frame.set_syscall_result(errno(Error::NotFound));
+        } else {
+            drop((pager, proc));
+            frame.restart_syscall();
+            sched::yield_now(frame);
+        }
+        return;
+    };
+    let words = [
+        r.handle, r.offset, r.size, r.ids[0], r.ids[1], r.ids[2], r.access,
+    ];
+    let mut record = [0u8; nr::PAGE_IN_RECORD];
+    for (i, w) in words.iter().enumerate() {
+        record[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    let copied = sched::parkable(|| proc.space.copy_to_user(VirtAddr::new(dest), &record));
+    let res = match copied {
+        Ok(()) => 0,
+        Err(e) => {
+            pager.unreceive(r.handle);
+            errno(e)
+        }
+    };
+    frame.set_syscall_result(res);
+}
+
+/// `PAGER_ANSWER(handle, addr, error)`: answers the received request
+/// `handle` with the caller's page at `addr`, or, when `error` is not 0,
+/// with an error (the faults waiting fail with `PagerError`). Returns 0, or
+/// the reason the answer was refused (the faults fail then too); `ENOENT`
+/// for an unknown handle.
+fn pager_answer(proc: &Arc<Process>, handle: u64, addr: u64, error: u64) -> Result<(), Error> {
+    let pager = proc.pager()?;
+    let req = pager.take(handle)?;
+    if error != 0 {
+        req.fail();
+        return Ok(());
+    }
+    req.answer(&proc.space, VirtAddr::new(addr))
+}
+
+const _: () = assert!(nr::AREA_INFO == aspace::syscall::UserAreaInfo::SIZE);

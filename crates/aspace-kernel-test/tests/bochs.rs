@@ -29,11 +29,17 @@ const CPUS: u32 = 2;
 const TIMEOUT: Duration = Duration::from_secs(400);
 
 /// Every scenario the kernel runs without a command line.
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 17] = [
     "kernel-fault",
     "hello",
     "heap",
     "stack",
+    "stack-overflow",
+    "areas",
+    "pager",
+    "pager-slow",
+    "pager-dying",
+    "pager-refused",
     "jit",
     "bad-accesses",
     "bad-arguments",

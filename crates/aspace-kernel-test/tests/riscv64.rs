@@ -34,11 +34,17 @@ const HANG: &str = "scenarios=hang,hello watchdog=2";
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The scenarios of a full run, in order (kernel-fault first).
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 17] = [
     "kernel-fault",
     "hello",
     "heap",
     "stack",
+    "stack-overflow",
+    "areas",
+    "pager",
+    "pager-slow",
+    "pager-dying",
+    "pager-refused",
     "jit",
     "bad-accesses",
     "bad-arguments",
@@ -164,6 +170,39 @@ fn boots_on_two_harts_and_every_scenario_passes() {
         run,
         "jit: change to read+exec = 0; generated code returned 42",
     );
+    // Issue 15: growing guarded stacks, placement anywhere, area info,
+    // the commit limit, and user-space pagers (the waiting fault parked).
+    has(run, "stack: grew downwards: ok");
+    has(run, "(write): guard page (stack overflow)");
+    has(
+        run,
+        "heap: created anywhere above 0x10000000: at 0x10000000",
+    );
+    has(run, "areas: 1 GiB refused by the commit limit: ok");
+    has(run, "areas: late reserve: 0, then 2 pages: ok");
+    has(
+        run,
+        "areas:   0x003ffffe0000+0x10000 flags 0x5b backend 1 resident 1 reserved 16",
+    );
+    has(run, "pager: served 4 pages, each asked for once: ok");
+    has(run, "pager_client: read 16384 bytes: ok, again: ok");
+    has(
+        run,
+        "pager_client: print from an unread page of the area = 0",
+    );
+    has(
+        run,
+        "pager_client: other work proceeded while faults waited (",
+    );
+    has(
+        run,
+        "killed: page fault at 0x50001000 (read): the pager is gone",
+    );
+    has(
+        run,
+        "killed: page fault at 0x50000000 (read): the pager refused the page",
+    );
+    assert!(!run.serial.contains("BAD"), "{}", run.serial);
 }
 
 #[test]

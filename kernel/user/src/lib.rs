@@ -22,6 +22,18 @@ pub mod nr;
 pub const READ: u32 = 1;
 pub const WRITE: u32 = 2;
 pub const EXEC: u32 = 4;
+/// An unmapped guard page below the area (HelenOS `AS_AREA_GUARD`).
+pub const GUARD: u32 = 0x10;
+/// Reserve memory page by page at fault time (`AS_AREA_LATE_RESERVE`).
+pub const LATE_RESERVE: u32 = 0x20;
+
+/// `AREA_CREATE_ANY`'s "place it anywhere" base (HelenOS `AS_AREA_ANY`).
+pub const ANY: usize = usize::MAX;
+
+/// `UserAreaInfo::backend` values.
+pub const BACKEND_ANON: u32 = 1;
+pub const BACKEND_ELF: u32 = 2;
+pub const BACKEND_USER: u32 = 4;
 
 /// `as_area_create`'s failure value.
 pub const CREATE_FAILED: usize = usize::MAX;
@@ -177,6 +189,134 @@ pub fn thread_create(entry: extern "C" fn(u64) -> !, stack_top: usize, arg: u64)
 /// `thread_create` with any entry address.
 pub fn thread_create_raw(entry: u64, stack_top: u64, arg: u64) -> isize {
     syscall(nr::THREAD_CREATE, entry, stack_top, arg, 0) as isize
+}
+
+/// HelenOS's `as_area_create(&base, size, flags, bound)`: `*base` is a
+/// fixed address or [`ANY`] (then the lowest free place at or above
+/// `bound`); the chosen base is written back to `*base` and returned, or
+/// [`CREATE_FAILED`].
+pub fn area_create_any(base: &mut usize, size: usize, flags: u32, bound: usize) -> usize {
+    let p = base as *mut usize as u64;
+    syscall(
+        nr::AREA_CREATE_ANY,
+        p,
+        size as u64,
+        flags as u64,
+        bound as u64,
+    ) as usize
+}
+
+/// An area anywhere at or above `bound`: its base, or [`CREATE_FAILED`].
+pub fn area_anywhere(size: usize, flags: u32, bound: usize) -> usize {
+    let mut base = ANY;
+    area_create_any(&mut base, size, flags, bound)
+}
+
+/// One area as `AREA_GET_INFO` and `AREA_LIST` describe it.
+#[derive(Clone, Copy, Default, Debug)]
+#[repr(C)]
+pub struct AreaInfo {
+    pub base: u64,
+    pub size: u64,
+    pub flags: u32,
+    pub backend: u32,
+    /// Pages mapped now.
+    pub resident: u64,
+    /// Pages reserved against the commit limit.
+    pub reserved: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<AreaInfo>() == nr::AREA_INFO);
+
+/// The area containing `addr`, or the negative errno (-1: none).
+pub fn area_info(addr: usize) -> Result<AreaInfo, isize> {
+    let mut info = AreaInfo::default();
+    let r = syscall(
+        nr::AREA_GET_INFO,
+        addr as u64,
+        &mut info as *mut AreaInfo as u64,
+        0,
+        0,
+    ) as isize;
+    if r == 0 {
+        Ok(info)
+    } else {
+        Err(r)
+    }
+}
+
+/// Fills `out` with this task's areas, lowest first; returns how many it
+/// has (possibly more than `out` holds) or a negative errno.
+pub fn area_list(out: &mut [AreaInfo]) -> isize {
+    syscall(
+        nr::AREA_LIST,
+        out.as_mut_ptr() as u64,
+        out.len() as u64,
+        0,
+        0,
+    ) as isize
+}
+
+/// An area at `base` whose pages process `pager` supplies, with the
+/// identifiers `ids`; returns the base or a negative errno.
+pub fn area_create_paged(base: usize, size: usize, flags: u32, pager: u64, ids: [u64; 3]) -> isize {
+    let info = [pager, ids[0], ids[1], ids[2]];
+    syscall(
+        nr::AREA_CREATE_PAGED,
+        base as u64,
+        size as u64,
+        flags as u64,
+        info.as_ptr() as u64,
+    ) as isize
+}
+
+/// A page-in request as the pager receives it.
+#[derive(Clone, Copy, Default, Debug)]
+#[repr(C)]
+pub struct PageIn {
+    /// Answer with this.
+    pub handle: u64,
+    /// Byte offset of the page in its area.
+    pub offset: u64,
+    pub size: u64,
+    pub ids: [u64; 3],
+    /// 1 read, 2 write, 4 execute.
+    pub access: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<PageIn>() == nr::PAGE_IN_RECORD);
+
+/// Waits for the next page-in request to this task (as a pager).
+pub fn pager_receive() -> Result<PageIn, isize> {
+    let mut r = PageIn::default();
+    let e = syscall(nr::PAGER_RECEIVE, &mut r as *mut PageIn as u64, 0, 0, 0) as isize;
+    if e == 0 {
+        Ok(r)
+    } else {
+        Err(e)
+    }
+}
+
+/// The next page-in request if one is queued (`Err(-1)`: none).
+pub fn pager_try_receive() -> Result<PageIn, isize> {
+    let mut r = PageIn::default();
+    let p = &mut r as *mut PageIn as u64;
+    let e = syscall(nr::PAGER_RECEIVE, p, nr::RECEIVE_NOWAIT, 0, 0) as isize;
+    if e == 0 {
+        Ok(r)
+    } else {
+        Err(e)
+    }
+}
+
+/// Answers request `handle` with this task's page at `addr`.
+pub fn pager_answer(handle: u64, addr: usize) -> isize {
+    syscall(nr::PAGER_ANSWER, handle, addr as u64, 0, 0) as isize
+}
+
+/// Answers request `handle` with an error.
+pub fn pager_fail(handle: u64) -> isize {
+    syscall(nr::PAGER_ANSWER, handle, 0, 1, 0) as isize
 }
 
 /// The CPU running the caller.

@@ -12,6 +12,7 @@
 
 mod boot;
 mod fdt;
+mod park;
 mod sbi;
 pub mod serial;
 mod tlb;
@@ -23,6 +24,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use aspace::paging::riscv64::{PTE_PPN_SHIFT, PTE_V};
 use aspace::{CpuSet, FrameAllocator, Machine, PhysAddr, PhysMemory};
 
+pub use self::park::{
+    park_resume, park_switch, replace_trap_stack, stack_pointer, trap_stack_tops, TRAP_STACK_SIZE,
+};
 pub use self::tlb::{flush_all, RiscvTlb as ArchTlb};
 pub use self::trap::{enter, idle_frame, TrapFrame};
 use crate::machine::System;
@@ -86,6 +90,12 @@ impl HartInfo {
     pub fn record(&self) -> u64 {
         self.rec as *const Hart as u64
     }
+}
+
+/// Makes `top` the kernel trap stack of hart `cpu` (U-mode traps enter on
+/// it); called by that hart, in the kernel.
+pub fn set_kstack_top(cpu: usize, top: u64) {
+    HARTS[cpu].kstack_top.store(top, Ordering::Relaxed);
 }
 
 /// CPU `cpu`'s record.

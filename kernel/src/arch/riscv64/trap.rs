@@ -98,6 +98,13 @@ impl TrapFrame {
         self.x[2]
     }
 
+    /// Makes the system call just made run again when the frame returns
+    /// (a call that waits: the task yields, then retries it). The entry
+    /// moved `sepc` past the `ecall` already.
+    pub fn restart_syscall(&mut self) {
+        self.sepc -= 4;
+    }
+
     /// A system call's number (`a7`) and arguments (`a0` to `a3`).
     pub fn syscall_args(&self) -> (u64, [u64; 4]) {
         (self.x[17], [self.x[10], self.x[11], self.x[12], self.x[13]])
@@ -328,9 +335,11 @@ extern "C" {
 pub fn enter(cpu: usize, frame: &TrapFrame) -> ! {
     let slot = (hart(cpu).kstack_top - size_of::<TrapFrame>() as u64) as *mut TrapFrame;
     // SAFETY: `slot` is the 16-aligned top of this hart's kernel trap stack
-    // (static memory of `hart(cpu)`), not in use: the only caller,
-    // `sched::start`, runs on the boot stack outside any trap, and `frame`
-    // is not there.
+    // (static memory of `hart(cpu)`, or a replacement from `kstack`), not
+    // in use: the callers, `sched::start` on the boot stack outside any
+    // trap and `sched::after_park` on the hart's switch stack after a
+    // thread parked (taking the stack it ran on with it), run on no trap
+    // stack, and `frame` is not there.
     unsafe { slot.write(frame.clone()) };
     // SAFETY: `slot` holds a complete frame (a task's from `new_user` or a
     // saved trap, or the idle frame); `enter_frame` makes it the stack and
@@ -398,6 +407,7 @@ pub static WAKE: [core::sync::atomic::AtomicBool; MAX_CPUS] =
 /// Entered from `trap_entry` with the saved registers.
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    sched::trap_entered(frame.is_user());
     let cause = frame.scause;
     if cause & INTERRUPT != 0 {
         match cause & !INTERRUPT {

@@ -123,6 +123,13 @@ impl TrapFrame {
         self.rsp
     }
 
+    /// Makes the system call just made run again when the frame returns
+    /// (a call that waits: the task yields, then retries it).
+    pub fn restart_syscall(&mut self) {
+        // `int 0x80` is two bytes (CD 80).
+        self.rip -= 2;
+    }
+
     /// A system call's number (`rax`) and arguments (`rdi`, `rsi`, `rdx`,
     /// `r10`).
     pub fn syscall_args(&self) -> (u64, [u64; 4]) {
@@ -415,9 +422,34 @@ pub fn init_cpu(cpu: usize) {
     unsafe { asm!("lidt [{}]", in(reg) &ip) };
 }
 
+/// The tops of CPU `cpu`'s static IST1 and IST2 stacks.
+pub fn static_trap_stack_tops(cpu: usize) -> (u64, u64) {
+    let (ist1, ist2, _, _) = stack_tops(cpu);
+    (ist1, ist2)
+}
+
+/// Makes `top` CPU `cpu`'s IST1 (`slot` 0, also the ring-0 stack of the
+/// TSS) or IST2 (`slot` 1); called by that CPU only.
+pub fn set_ist(cpu: usize, slot: usize, top: u64) {
+    // SAFETY: only the address of TSS[cpu] is taken (bounds-checked index).
+    let tss = unsafe { &raw mut TSS[cpu] };
+    // SAFETY: CPU `cpu` alone writes its TSS after boot (this is called by
+    // it, with interrupts off); the hardware reads the IST entries only at
+    // the next interrupt or exception, which this write precedes. The
+    // fields are written in place (no reference to the packed struct).
+    unsafe {
+        if slot == 0 {
+            (*tss).rsp[0] = top;
+            (*tss).ist[0] = top;
+        } else {
+            (*tss).ist[1] = top;
+        }
+    }
+}
+
 /// The frame slot at the top of this CPU's IST1 stack.
 fn ist1_frame(cpu: usize) -> *mut TrapFrame {
-    let (ist1, _, _, _) = stack_tops(cpu);
+    let ist1 = super::park::trap_stack_tops(cpu)[0];
     (ist1 - size_of::<TrapFrame>() as u64) as *mut TrapFrame
 }
 
@@ -426,10 +458,12 @@ fn ist1_frame(cpu: usize) -> *mut TrapFrame {
 pub fn enter(cpu: usize, frame: &TrapFrame) -> ! {
     let slot = ist1_frame(cpu);
     // SAFETY: `slot` is the 16-aligned top `size_of::<TrapFrame>()` bytes of
-    // this CPU's IST1 stack (ist1_frame), writable static memory. The only
-    // caller, `sched::start`, runs on the boot or AP stack outside any trap,
-    // so nothing live is on IST1 (and `frame` is not there): the write
-    // overwrites nothing in use.
+    // this CPU's IST1 stack (ist1_frame), writable static or heap memory
+    // (a replacement from `kstack`). The callers, `sched::start` on the
+    // boot or AP stack outside any trap and `sched::after_park` on the
+    // CPU's switch stack after a thread parked (taking the stack it ran on
+    // with it), run on no IST stack, so nothing live is on IST1 (and
+    // `frame` is not there): the write overwrites nothing in use.
     unsafe { slot.write(frame.clone()) };
     // SAFETY: `slot` holds a complete TrapFrame made by `TrapFrame::new` or
     // saved from a user trap (selectors, stack pointer and entry point valid

@@ -7,6 +7,7 @@ mod apic;
 mod boot;
 mod cpu;
 mod multiboot;
+mod park;
 pub mod regs;
 pub mod serial;
 mod smp;
@@ -18,6 +19,9 @@ use core::sync::atomic::Ordering;
 use aspace::{FrameAllocator, Machine, PhysAddr, PhysMemory};
 
 pub use self::cpu::{enter, idle_frame, TrapFrame};
+pub use self::park::{
+    park_resume, park_switch, replace_trap_stack, stack_pointer, trap_stack_tops, TRAP_STACK_SIZE,
+};
 pub use self::regs::{cpu_id, halt, phys_to_virt, MAX_CPUS};
 pub use self::tlb::{flush_all, X86Tlb as ArchTlb};
 use crate::kprintln;

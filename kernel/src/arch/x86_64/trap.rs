@@ -48,6 +48,7 @@ pub fn fault_access(error: u64) -> Access {
 /// Entered from the assembly stubs with the saved registers.
 #[no_mangle]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
+    sched::trap_entered(frame.is_user());
     let v = frame.vector;
     match v as u8 {
         14 => page_fault(frame),

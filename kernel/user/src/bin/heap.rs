@@ -1,4 +1,5 @@
-//! A heap that grows and shrinks through `as_area_resize`.
+//! A heap placed anywhere (HelenOS `AS_AREA_ANY` above a bound, the base
+//! written back) that grows and shrinks through `as_area_resize`.
 #![no_std]
 #![no_main]
 
@@ -18,9 +19,12 @@ fn check(pages: usize, seed: u64) -> bool {
 
 #[no_mangle]
 fn main(_arg: u64) -> i32 {
-    let a = area_create(HEAP, PAGE, READ | WRITE);
-    println!("heap: created at {a:#x}");
-    if a != HEAP {
+    // The lowest free place at or above HEAP: HEAP itself, as nothing is
+    // there.
+    let mut base = ANY;
+    let a = area_create_any(&mut base, PAGE, READ | WRITE, HEAP);
+    println!("heap: created anywhere above {HEAP:#x}: at {a:#x} (written back {base:#x})");
+    if a != HEAP || base != HEAP {
         return 1;
     }
     fill(1, 100);

@@ -1,0 +1,141 @@
+//! User-space pagers: a task that serves the pages of other tasks' areas
+//! (aspace's `Pager`, HelenOS's `backend_user.c`).
+//!
+//! Each pager task has one [`KPager`]: a queue of page-in requests not yet
+//! received and a table of requests received but not answered, keyed by
+//! a handle. The fault handler queues a request (`Pager::send`) and
+//! waits, parked, for the answer; the pager task takes it with
+//! `PAGER_RECEIVE` and answers with `PAGER_ANSWER`. When the pager task
+//! ends, every request it still holds is dropped, which fails the faults
+//! waiting for them with `PagerGone`, and later requests are dropped as
+//! they come.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use aspace::backend::{PageIn, Pager};
+use aspace::Error;
+
+use crate::sync::SpinLock;
+
+/// Most requests one pager holds (queued and received together); beyond,
+/// a request is dropped (its fault fails with `PagerGone`).
+pub const MAX_REQUESTS: usize = 64;
+
+struct State {
+    alive: bool,
+    queue: VecDeque<PageIn>,
+    received: BTreeMap<u64, PageIn>,
+    next_handle: u64,
+}
+
+/// The kernel's end of one pager task.
+pub struct KPager {
+    state: SpinLock<State>,
+}
+
+/// A request as the pager receives it.
+pub struct Received {
+    /// The handle to answer it with (the request stays in the table of
+    /// received ones until answered).
+    pub handle: u64,
+    /// Byte offset of the page in its area.
+    pub offset: u64,
+    /// Bytes asked for (a page).
+    pub size: u64,
+    /// The area's three identifiers.
+    pub ids: [u64; 3],
+    /// The access that faulted: 1 read, 2 write, 4 execute.
+    pub access: u64,
+}
+
+impl KPager {
+    /// A pager with nothing queued.
+    pub fn new() -> Self {
+        Self {
+            state: SpinLock::new(State {
+                alive: true,
+                queue: VecDeque::new(),
+                received: BTreeMap::new(),
+                next_handle: 1,
+            }),
+        }
+    }
+
+    /// Takes the next queued request into the table of received ones;
+    /// `None` when nothing is queued.
+    pub fn receive(&self) -> Option<Received> {
+        let mut st = self.state.lock();
+        let req = st.queue.pop_front()?;
+        let handle = st.next_handle;
+        st.next_handle += 1;
+        let r = Received {
+            handle,
+            offset: req.offset,
+            size: req.size,
+            ids: [req.ids.id1, req.ids.id2, req.ids.id3],
+            access: match req.access {
+                aspace::Access::Read => 1,
+                aspace::Access::Write => 2,
+                aspace::Access::Exec => 4,
+            },
+        };
+        st.received.insert(handle, req);
+        Some(r)
+    }
+
+    /// Puts a received request back at the head of the queue (its
+    /// record could not be copied to the pager).
+    pub fn unreceive(&self, handle: u64) {
+        let mut st = self.state.lock();
+        if let Some(req) = st.received.remove(&handle) {
+            st.queue.push_front(req);
+        }
+    }
+
+    /// Takes the received request `handle` out of the table, to answer it.
+    pub fn take(&self, handle: u64) -> Result<PageIn, Error> {
+        self.state
+            .lock()
+            .received
+            .remove(&handle)
+            .ok_or(Error::NotFound)
+    }
+
+    /// The pager task ended: every request it holds is dropped (outside
+    /// the lock), failing the faults waiting with `PagerGone`, and so are
+    /// later ones.
+    pub fn close(&self) -> usize {
+        let dropped: Vec<PageIn> = {
+            let mut st = self.state.lock();
+            st.alive = false;
+            let mut v: Vec<PageIn> = st.queue.drain(..).collect();
+            v.extend(core::mem::take(&mut st.received).into_values());
+            v
+        };
+        dropped.len()
+    }
+}
+
+impl Pager for KPager {
+    fn send(&self, request: PageIn) {
+        let mut st = self.state.lock();
+        if !st.alive || st.queue.len() + st.received.len() >= MAX_REQUESTS {
+            drop(st);
+            drop(request);
+            return;
+        }
+        if st.queue.try_reserve(1).is_err() {
+            drop(st);
+            drop(request);
+            return;
+        }
+        st.queue.push_back(request);
+    }
+}
+
+/// A pager handle for aspace.
+pub fn as_dyn(p: &Arc<KPager>) -> Arc<dyn Pager> {
+    p.clone()
+}

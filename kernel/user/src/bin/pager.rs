@@ -1,0 +1,110 @@
+//! A user-space pager serving a "file" of 4 pages to a client task
+//! (`pager_client`), which maps it as an area of this pager
+//! (`AREA_CREATE_PAGED`): each page is asked for on the client's first
+//! touch (`PAGER_RECEIVE`) and answered with this task's own page holding
+//! that part of the file (`PAGER_ANSWER`). Modes (the argument):
+//!
+//! - 0: serve the 4 pages; check each is asked for once, with the area's
+//!   identifiers; then end;
+//! - 1 (slow): as 0, but each answer comes only after 200 yields, while
+//!   the client's other thread works;
+//! - 2 (dying): serve page 0, take the request for page 1, and end
+//!   without answering it (the client's fault fails: the pager is gone);
+//! - 3 (refusing): answer the first request with an address that is not a
+//!   page's (refused: EINVAL, the client's fault fails with the pager's
+//!   error), and an unknown handle (ENOENT).
+#![no_std]
+#![no_main]
+
+use aspace_user::*;
+
+/// The file's pages.
+pub const PAGES: usize = 4;
+
+/// Byte `i` of the file.
+fn byte(i: usize) -> u8 {
+    (i.wrapping_mul(31) ^ (i / PAGE).wrapping_mul(0x5b)) as u8
+}
+
+#[no_mangle]
+fn main(mode: u64) -> i32 {
+    // The file, in this task's memory (placed anywhere).
+    let file = area_anywhere(PAGES * PAGE, READ | WRITE, 0x3000_0000);
+    if file == CREATE_FAILED {
+        println!("pager: no memory for the file");
+        return 1;
+    }
+    for i in 0..PAGES * PAGE {
+        write((file + i) as *mut u8, byte(i));
+    }
+    println!("pager: mode {mode}: serving {PAGES} pages from {file:#x}");
+    let mut asked = [0u32; PAGES];
+    let mut bad = 0;
+    if mode == 3 {
+        let Ok(req) = pager_receive() else {
+            return 1;
+        };
+        let r = pager_answer(req.handle, file + 1);
+        let again = pager_answer(req.handle, file);
+        let unknown = pager_answer(9999, file);
+        println!(
+            "pager: answer with an unaligned address = {r}; the same handle again = {again}; an unknown handle = {unknown}"
+        );
+        return if r == -13 && again == -1 && unknown == -1 {
+            0
+        } else {
+            1
+        };
+    }
+    let serve = if mode == 2 { 1 } else { PAGES };
+    for _ in 0..serve {
+        let req = match pager_receive() {
+            Ok(r) => r,
+            Err(e) => {
+                println!("pager: receive = {e}");
+                return 1;
+            }
+        };
+        let page = req.offset as usize / PAGE;
+        println!(
+            "pager: request {} for offset {:#x} size {:#x} ids {:?} access {}",
+            req.handle, req.offset, req.size, req.ids, req.access
+        );
+        if page >= PAGES || req.ids != [7, 42, mode] || req.size != PAGE as u64 {
+            bad += 1;
+            pager_fail(req.handle);
+            continue;
+        }
+        asked[page] += 1;
+        if mode == 1 {
+            for _ in 0..200 {
+                yield_now();
+            }
+        }
+        let r = pager_answer(req.handle, file + page * PAGE);
+        if r != 0 {
+            println!("pager: answer = {r}");
+            bad += 1;
+        }
+    }
+    if mode == 2 {
+        match pager_receive() {
+            Ok(req) => println!(
+                "pager: took the request for offset {:#x}; ending without an answer",
+                req.offset
+            ),
+            Err(e) => println!("pager: receive = {e}"),
+        }
+        return 0;
+    }
+    let once = asked.iter().all(|&n| n == 1);
+    println!(
+        "pager: served {PAGES} pages, each asked for once: {}",
+        if once && bad == 0 { "ok" } else { "BAD" }
+    );
+    if once && bad == 0 {
+        0
+    } else {
+        1
+    }
+}

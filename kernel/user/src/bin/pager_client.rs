@@ -1,0 +1,142 @@
+//! The client of `pager` (its process number is peer 0): maps the pager's
+//! 4-page "file" with `AREA_CREATE_PAGED` and reads it. Modes (the
+//! argument, as the pager's):
+//!
+//! - 0: prints from the last page through a system call (the kernel's
+//!   copy waits for the pager), then reads every byte twice and checks
+//!   them (the pager is asked once per page);
+//! - 1 (slow pager): a second thread counts while the first waits in its
+//!   page faults for the slow answers: the count must have moved;
+//! - 2 (dying pager): page 0 reads fine; the fault on page 1 fails because
+//!   the pager ended holding its request, and the kernel kills this task;
+//! - 3 (refusing pager): the fault on page 0 fails with the pager's error
+//!   (its answer was refused), and the kernel kills this task.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use aspace_user::*;
+
+const FILE: usize = 0x5000_0000;
+const PAGES: usize = 4;
+
+static COUNT: AtomicU64 = AtomicU64::new(0);
+static STOP: AtomicU64 = AtomicU64::new(0);
+static ENDED: AtomicU64 = AtomicU64::new(0);
+
+fn byte(i: usize) -> u8 {
+    (i.wrapping_mul(31) ^ (i / PAGE).wrapping_mul(0x5b)) as u8
+}
+
+fn page_ok(p: usize) -> bool {
+    (p * PAGE..(p + 1) * PAGE).all(|i| read((FILE + i) as *const u8) == byte(i))
+}
+
+extern "C" fn counter(_: u64) -> ! {
+    while STOP.load(Ordering::SeqCst) == 0 {
+        COUNT.fetch_add(1, Ordering::SeqCst);
+        yield_now();
+    }
+    ENDED.store(1, Ordering::SeqCst);
+    exit(0)
+}
+
+#[no_mangle]
+fn main(mode: u64) -> i32 {
+    let pager = peer(0);
+    // The pager may not have started yet: retry while it is unknown.
+    let mut r = -1;
+    for _ in 0..100_000 {
+        r = area_create_paged(FILE, PAGES * PAGE, READ, pager, [7, 42, mode]);
+        if r != -1 {
+            break;
+        }
+        yield_now();
+    }
+    println!("pager_client: mode {mode}: paged area of pager {pager} = {r:#x}");
+    if r != FILE as isize {
+        return 1;
+    }
+    match mode {
+        0 => {
+            // A system call's copy from a page not read yet: the kernel's
+            // copy waits for the pager (the thread parked in the call).
+            let r = print_raw((FILE + 3 * PAGE) as *const u8, 16);
+            println!("pager_client: print from an unread page of the area = {r}");
+            if r != 0 {
+                return 1;
+            }
+            let first = (0..PAGES).all(page_ok);
+            let again = (0..PAGES).all(page_ok);
+            let info = area_info(FILE).unwrap_or_default();
+            println!(
+                "pager_client: read {} bytes: {}, again: {}; area backend {} resident {}",
+                PAGES * PAGE,
+                if first { "ok" } else { "BAD" },
+                if again { "ok" } else { "BAD" },
+                info.backend,
+                info.resident
+            );
+            if first && again && info.backend == BACKEND_USER && info.resident == PAGES as u64 {
+                0
+            } else {
+                1
+            }
+        }
+        1 => {
+            let stack = area_anywhere(16 * PAGE, READ | WRITE, 0x6000_0000);
+            if stack == CREATE_FAILED || thread_create(counter, stack + 16 * PAGE, 0) < 0 {
+                return 1;
+            }
+            while COUNT.load(Ordering::SeqCst) == 0 {
+                yield_now();
+            }
+            let mut ok = true;
+            let mut moved = 0;
+            let mut total = 0;
+            for p in 0..PAGES {
+                let before = COUNT.load(Ordering::SeqCst);
+                ok &= page_ok(p);
+                let after = COUNT.load(Ordering::SeqCst);
+                moved += (after > before) as u32;
+                total += after - before;
+                println!(
+                    "pager_client: page {p} (slow pager): {}; the other thread counted {} meanwhile",
+                    if page_ok(p) { "ok" } else { "BAD" },
+                    after - before
+                );
+            }
+            STOP.store(1, Ordering::SeqCst);
+            while ENDED.load(Ordering::SeqCst) == 0 {
+                yield_now();
+            }
+            // On one CPU the counter runs only because the waiting thread
+            // lets it; with more, a host that stalls an emulated CPU can
+            // hold it back during a single wait, so the total is checked.
+            println!(
+                "pager_client: other work proceeded while faults waited ({moved} of {PAGES} waits, {total} counts): {}",
+                if total > 0 { "ok" } else { "BAD" }
+            );
+            if ok && total > 0 {
+                0
+            } else {
+                1
+            }
+        }
+        3 => {
+            let v = read(FILE as *const u8);
+            println!("pager_client: page 0 read {v}: BAD (the pager's answer was refused)");
+            1
+        }
+        _ => {
+            println!(
+                "pager_client: page 0: {}",
+                if page_ok(0) { "ok" } else { "BAD" }
+            );
+            let v = read((FILE + PAGE) as *const u8);
+            println!("pager_client: page 1 read {v}: BAD (the pager is gone)");
+            1
+        }
+    }
+}
