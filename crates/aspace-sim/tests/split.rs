@@ -47,7 +47,10 @@ fn assert_no_stale(sim: &Sim, space: &Space) {
             let Some((frame, flags)) = now else {
                 panic!("CPU {cpu}: TLB entry {e:?} for an unmapped page");
             };
-            assert_eq!(frame, e.frame, "CPU {cpu}: TLB entry {e:?} names another frame");
+            assert_eq!(
+                frame, e.frame,
+                "CPU {cpu}: TLB entry {e:?} names another frame"
+            );
             assert!(
                 !e.writable || flags.contains(PageFlags::WRITE),
                 "CPU {cpu}: TLB entry {e:?} writable, page is not"
@@ -81,7 +84,9 @@ fn split_keeps_pages_and_translations() {
     }
     let reserved = sim.system().reserve().committed();
     let frames = sim.frames_in_use();
-    let before: Vec<_> = (0..8).map(|i| s.translate(Page::from_number(A / P + i))).collect();
+    let before: Vec<_> = (0..8)
+        .map(|i| s.translate(Page::from_number(A / P + i)))
+        .collect();
     let faults = sim.system().stats().faults;
     let rounds = sim.system().stats().shootdown_rounds;
     assert_eq!(s.area_split(va(A + 3 * P + 1)), Err(Error::InvalidArgument));
@@ -93,7 +98,9 @@ fn split_keeps_pages_and_translations() {
     assert_eq!((info[0].resident, info[1].resident), (3, 5));
     assert_eq!((info[0].reserved, info[1].reserved), (3, 5));
     assert_eq!((info[0].offset, info[1].offset), (0, 3));
-    let after: Vec<_> = (0..8).map(|i| s.translate(Page::from_number(A / P + i))).collect();
+    let after: Vec<_> = (0..8)
+        .map(|i| s.translate(Page::from_number(A / P + i)))
+        .collect();
     assert_eq!(before, after);
     assert_eq!(sim.system().reserve().committed(), reserved);
     assert_eq!(sim.frames_in_use(), frames);
@@ -108,7 +115,10 @@ fn split_keeps_pages_and_translations() {
     assert!(c.run(|| s.area_merge(va(A))).unwrap());
     assert_eq!(areas(&s), [(A, 8, RW)]);
     let info = s.areas();
-    assert_eq!((info[0].resident, info[0].reserved, info[0].offset), (8, 8, 0));
+    assert_eq!(
+        (info[0].resident, info[0].reserved, info[0].offset),
+        (8, 8, 0)
+    );
     assert!(!c.run(|| s.area_merge(va(A))).unwrap());
     drop(c);
     drop(s);
@@ -149,7 +159,9 @@ fn file(pages: u64) -> Vec<u8> {
 fn read_text(c: &mut Cpu, a: u64) -> String {
     let mut buf = [0u8; 7];
     c.read(va(a), &mut buf).unwrap();
-    String::from_utf8_lossy(&buf).trim_end_matches('\0').to_string()
+    String::from_utf8_lossy(&buf)
+        .trim_end_matches('\0')
+        .to_string()
 }
 
 #[test]
@@ -245,7 +257,9 @@ fn split_grows_down_area() {
         .unwrap();
     c.run(|| s.area_split(va(top - 2 * P))).unwrap();
     let a = s.areas();
-    assert!(a[0].flags.contains(AreaFlags::GROWS_DOWN | AreaFlags::GUARD));
+    assert!(a[0]
+        .flags
+        .contains(AreaFlags::GROWS_DOWN | AreaFlags::GUARD));
     assert!(!a[1].flags.intersects(AreaFlags::PLACEMENT));
     // The lower part grows, up to the limit of the whole (8 pages).
     for i in 5..=8 {
@@ -271,4 +285,232 @@ fn merge_refuses_incompatible_neighbours() {
     assert!(c.run(|| s.area_merge(va(A + 4 * P))).unwrap());
     assert_eq!(areas(&s), [(A, 2, RW), (A + 2 * P, 4, R)]);
     assert_eq!(s.area_merge(va(B)), Err(Error::NotFound));
+}
+
+/// Writes `tag * 1000 + i` to page `i` of `[base, base + pages)`.
+fn fill(c: &mut Cpu, base: u64, pages: u64, tag: u64) {
+    for i in 0..pages {
+        c.write_u64(va(base + i * P), tag * 1000 + i).unwrap();
+    }
+}
+
+#[test]
+fn unmap_range_over_areas_parts_and_holes() {
+    let (sim, s, mut c) = setup(2);
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s).unwrap();
+    let empty = sim.frames_in_use();
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create(va(A + 6 * P), 4 * P, RW).unwrap();
+    s.area_create(va(A + 12 * P), 4 * P, RW).unwrap();
+    fill(&mut c, A, 4, 1);
+    fill(&mut c, A + 6 * P, 4, 2);
+    fill(&mut c, A + 12 * P, 4, 3);
+    // CPU 1 caches translations that are about to go.
+    for i in [2, 3, 6, 9, 12, 13] {
+        c1.read_u64(va(A + i * P)).unwrap();
+    }
+    let before = sim.system().stats();
+    // From the middle of the first area, over a hole, the second area, a
+    // hole, into the third.
+    c.run(|| s.unmap_range(va(A + 2 * P), 12 * P)).unwrap();
+    let d = sim.system().stats().since(&before);
+    assert_eq!(d.shootdown_rounds, 1);
+    assert_eq!(d.frame_refs_released, 2 + 4 + 2);
+    assert_eq!(areas(&s), [(A, 2, RW), (A + 14 * P, 2, RW)]);
+    assert_eq!(sim.system().reserve().committed(), 4);
+    assert_no_stale(&sim, &s);
+    assert_eq!(c1.read_u64(va(A + P)).unwrap(), 1001);
+    assert_eq!(c1.read_u64(va(A + 15 * P)).unwrap(), 3003);
+    for i in [2, 6, 9, 13] {
+        assert_eq!(
+            c1.read_u64(va(A + i * P)).unwrap_err().reason,
+            FaultReason::NoArea
+        );
+    }
+    // Nothing there at all: fine, nothing happens.
+    c.run(|| s.unmap_range(va(B), 4 * P)).unwrap();
+    assert_eq!(s.unmap_range(va(A + 1), P), Err(Error::InvalidArgument));
+    assert_eq!(s.unmap_range(va(A), 0), Err(Error::InvalidArgument));
+    c.run(|| s.unmap_range(va(A), 16 * P)).unwrap();
+    assert!(s.areas().is_empty());
+    assert_eq!(sim.system().reserve().committed(), 0);
+    // Page tables stay until the space goes.
+    assert_eq!(sim.frames_in_use(), empty + s.page_table_frames() - 1);
+}
+
+#[test]
+fn protect_range_splits_then_merges_back() {
+    let (sim, s, mut c) = setup(2);
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s).unwrap();
+    s.area_create(va(A), 8 * P, RW).unwrap();
+    fill(&mut c, A, 8, 1);
+    c1.write_u64(va(A + 3 * P), 77).unwrap();
+    let frames = sim.frames_in_use();
+    let before = sim.system().stats();
+    c.run(|| s.protect_range(va(A + 2 * P), 3 * P, R)).unwrap();
+    assert_eq!(sim.system().stats().since(&before).shootdown_rounds, 1);
+    assert_eq!(
+        areas(&s),
+        [(A, 2, RW), (A + 2 * P, 3, R), (A + 5 * P, 3, RW)]
+    );
+    assert_no_stale(&sim, &s);
+    assert_eq!(c1.read_u64(va(A + 3 * P)).unwrap(), 77);
+    assert_eq!(
+        c1.write_u64(va(A + 3 * P), 1).unwrap_err().reason,
+        FaultReason::Access
+    );
+    c1.write_u64(va(A + 5 * P), 55).unwrap();
+    // Over the boundary between two areas of different rights.
+    c.run(|| s.protect_range(va(A + P), 2 * P, R)).unwrap();
+    assert_eq!(areas(&s), [(A, 1, RW), (A + P, 4, R), (A + 5 * P, 3, RW)]);
+    // The inverse restores one area.
+    c.run(|| s.protect_range(va(A + P), 4 * P, RW)).unwrap();
+    assert_eq!(areas(&s), [(A, 8, RW)]);
+    assert_eq!(s.areas()[0].resident, 8);
+    assert_eq!(sim.frames_in_use(), frames);
+    for i in [0, 1, 2, 4, 6, 7] {
+        assert_eq!(c.read_u64(va(A + i * P)).unwrap(), 1000 + i);
+    }
+    assert_eq!(c.read_u64(va(A + 3 * P)).unwrap(), 77);
+    assert_eq!(c.read_u64(va(A + 5 * P)).unwrap(), 55);
+    assert_eq!(sim.system().reserve().committed(), 8);
+    assert_no_stale(&sim, &s);
+}
+
+#[test]
+fn protect_range_refuses_before_changing_anything() {
+    let (sim, s, mut c) = setup(1);
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create(va(A + 5 * P), 2 * P, RW).unwrap();
+    fill(&mut c, A, 4, 1);
+    let rounds = sim.system().stats().shootdown_rounds;
+    // A hole at A + 4P: nothing changes (Linux would change the first area).
+    assert_eq!(
+        c.run(|| s.protect_range(va(A + 2 * P), 4 * P, R)),
+        Err(Error::NotFound)
+    );
+    assert_eq!(areas(&s), [(A, 4, RW), (A + 5 * P, 2, RW)]);
+    assert_eq!(sim.system().stats().shootdown_rounds, rounds);
+    c.write_u64(va(A + 3 * P), 1).unwrap();
+    assert_eq!(
+        s.protect_range(va(A), P, RW | AreaFlags::EXEC),
+        Err(Error::InvalidArgument)
+    );
+    // A share destination cannot get rights beyond its mask.
+    let s1 = sim.system().create().unwrap();
+    s.area_share(va(A), 4 * P, &s1, va(B), R).unwrap();
+    assert_eq!(s1.protect_range(va(B), P, RW), Err(Error::PermissionDenied));
+    s1.protect_range(va(B), P, AreaFlags::empty()).unwrap();
+    s1.protect_range(va(B), P, R).unwrap();
+    assert_eq!(s1.areas().len(), 1);
+    // ELF areas cannot change rights.
+    let image = ElfImage::load(sim.system().machine(), &file(2)).unwrap();
+    let seg = Segment {
+        vaddr: B,
+        memsz: 2 * P,
+        filesz: 2 * P,
+        offset: 0,
+        flags: R,
+    };
+    s.area_create_with(
+        va(B),
+        2 * P,
+        R,
+        aspace::AreaAttrs::empty(),
+        Arc::new(ElfBackend::new(image.clone(), seg)),
+    )
+    .unwrap();
+    assert_eq!(s.protect_range(va(B), P, RW), Err(Error::NotSupported));
+    drop(c);
+    drop((s, s1));
+    image.release(sim.system().machine()).unwrap();
+}
+
+#[test]
+fn discard_range_zeroes_private_and_refetches_shared() {
+    let (sim, s, mut c) = setup(1);
+    let s1 = sim.system().create().unwrap();
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create(va(A + 4 * P), 4 * P, RW).unwrap();
+    fill(&mut c, A, 8, 1);
+    s.area_share(va(A + 4 * P), 4 * P, &s1, va(B), RW).unwrap();
+    let frames = sim.frames_in_use();
+    let before = sim.system().stats();
+    c.run(|| s.discard_range(va(A + 2 * P), 4 * P)).unwrap();
+    let d = sim.system().stats().since(&before);
+    assert_eq!(d.shootdown_rounds, 1);
+    // Two private frames freed; the shared ones live on in the record.
+    assert_eq!(sim.frames_in_use(), frames - 2);
+    assert_no_stale(&sim, &s);
+    assert_eq!(areas(&s).len(), 2);
+    assert_eq!(s.area(va(A)).unwrap().resident, 2);
+    assert_eq!(c.read_u64(va(A + 2 * P)).unwrap(), 0);
+    assert_eq!(c.read_u64(va(A + 3 * P)).unwrap(), 0);
+    assert_eq!(c.read_u64(va(A + 4 * P)).unwrap(), 1004);
+    assert_eq!(c.read_u64(va(A + 5 * P)).unwrap(), 1005);
+    assert_eq!(c.read_u64(va(A + P)).unwrap(), 1001);
+    assert_eq!(s.discard_range(va(A + 6 * P), 4 * P), Err(Error::NotFound));
+    assert_eq!(s.area(va(A + 4 * P)).unwrap().resident, 4);
+}
+
+#[test]
+fn move_range_moves_frames_without_copying() {
+    let (sim, s, mut c) = setup(2);
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s).unwrap();
+    s.area_create(va(A), 8 * P, RW).unwrap();
+    fill(&mut c, A, 8, 1);
+    c1.read_u64(va(A + 3 * P)).unwrap();
+    let frames: Vec<_> = (2..6)
+        .map(|i| s.translate(Page::from_number(A / P + i)).unwrap().0)
+        .collect();
+    let used = sim.frames_in_use();
+    let before = sim.system().stats();
+    // Pages 2..6 move to B and grow to 6 pages.
+    c.run(|| s.move_range(va(A + 2 * P), 4 * P, va(B), 6 * P))
+        .unwrap();
+    let d = sim.system().stats().since(&before);
+    assert_eq!(d.shootdown_rounds, 1);
+    assert_eq!(d.frame_refs_released, 0);
+    assert_eq!(areas(&s), [(A, 2, RW), (A + 6 * P, 2, RW), (B, 6, RW)]);
+    let moved: Vec<_> = (0..4)
+        .map(|i| s.translate(Page::from_number(B / P + i)).unwrap().0)
+        .collect();
+    assert_eq!(frames, moved);
+    assert_no_stale(&sim, &s);
+    for i in 0..4 {
+        assert_eq!(c1.read_u64(va(B + i * P)).unwrap(), 1002 + i);
+    }
+    assert_eq!(c1.read_u64(va(B + 5 * P)).unwrap(), 0);
+    assert_eq!(
+        c1.read_u64(va(A + 3 * P)).unwrap_err().reason,
+        FaultReason::NoArea
+    );
+    assert_eq!(sim.system().reserve().committed(), 10);
+    // Back, shrinking to 2 pages: the two pages past the end are freed.
+    let now = sim.frames_in_use();
+    c.run(|| s.move_range(va(B), 6 * P, va(A + 2 * P), 2 * P))
+        .unwrap();
+    // Pages 2, 3 and 5 of the six were resident (5 read above as zero).
+    assert_eq!(sim.frames_in_use(), now - 3);
+    assert_eq!(areas(&s), [(A, 4, RW), (A + 6 * P, 2, RW)]);
+    assert_eq!(sim.system().reserve().committed(), 6);
+    assert_eq!(c.read_u64(va(A + 3 * P)).unwrap(), 1003);
+    assert!(sim.frames_in_use() <= used);
+    // Refusals.
+    assert_eq!(
+        s.move_range(va(A), 4 * P, va(A + 2 * P), 4 * P),
+        Err(Error::AddressNotAvailable)
+    );
+    assert_eq!(
+        s.move_range(va(A), 4 * P, va(A + 6 * P), 2 * P),
+        Err(Error::AddressNotAvailable)
+    );
+    assert_eq!(
+        s.move_range(va(A + 2 * P), 4 * P, va(B), 4 * P),
+        Err(Error::NotFound)
+    );
+    assert_no_stale(&sim, &s);
 }

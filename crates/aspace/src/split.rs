@@ -129,13 +129,7 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Takes the pages `[n, end)` out of `area` (locked as `st`, spanning
     /// `[start, end)`) and returns the area they make.
-    fn split_state(
-        area: &Area<M>,
-        st: &mut AreaState<M>,
-        start: u64,
-        end: u64,
-        n: u64,
-    ) -> Area<M> {
+    fn split_state(area: &Area<M>, st: &mut AreaState<M>, start: u64, end: u64, n: u64) -> Area<M> {
         let (lower_pages, upper_pages) = (n - start, end - n);
         let offset = area.offset();
         let runs = st.used.split_off(Page::from_number(n));
@@ -265,9 +259,7 @@ impl<M: Machine> AddressSpace<M> {
         }
         let contiguous = l.offset() + l.pages() == r.offset();
         match (&lst.share, &rst.share) {
-            (None, None) => {
-                contiguous || l.backend.caps().contains(BackendCaps::GROW_DOWN)
-            }
+            (None, None) => contiguous || l.backend.caps().contains(BackendCaps::GROW_DOWN),
             (Some(a), Some(b)) => Arc::ptr_eq(a, b) && contiguous,
             _ => false,
         }
