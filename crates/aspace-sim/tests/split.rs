@@ -514,3 +514,241 @@ fn move_range_moves_frames_without_copying() {
     );
     assert_no_stale(&sim, &s);
 }
+
+// ---- All or nothing: each operation with frame allocations refused ----
+
+/// What a space shows: its areas, what each of their pages maps, their
+/// share records.
+#[derive(Debug, PartialEq)]
+struct Shown {
+    areas: Vec<aspace::AreaInfo>,
+    pages: Vec<(u64, Option<(aspace::Frame, PageFlags)>)>,
+    shares: Vec<Option<(usize, usize)>>,
+}
+
+/// The observable state of a world, page tables apart (see `State`).
+#[derive(Debug, PartialEq)]
+struct State {
+    spaces: Vec<Shown>,
+    /// Frames in use less the page tables'.
+    data_frames: u64,
+    /// The reference counts of every frame a page maps.
+    refcounts: Vec<u32>,
+    tlbs: Vec<Vec<aspace_sim::TlbEntry>>,
+    committed: u64,
+    /// Frames the page tables hold.
+    table_frames: u64,
+}
+
+struct World {
+    sim: Sim,
+    spaces: Vec<Arc<Space>>,
+    cpus: Vec<Cpu>,
+}
+
+impl World {
+    fn state(&self) -> State {
+        let mut spaces = Vec::new();
+        let mut refcounts = Vec::new();
+        let mut tables = 0;
+        let hw = self.sim.hardware();
+        for s in &self.spaces {
+            let areas = s.areas();
+            let mut pages = Vec::new();
+            let mut shares = Vec::new();
+            for a in &areas {
+                for i in 0..a.pages {
+                    let p = Page::from_number(a.base.page().number() + i);
+                    let t = s.translate(p);
+                    if let Some((f, _)) = t {
+                        refcounts.push(hw.frames().refcount(f));
+                    }
+                    pages.push((p.number(), t));
+                }
+                shares.push(s.share_info(a.base).map(|sh| (sh.refs(), sh.pages())));
+            }
+            tables += s.page_table_frames();
+            spaces.push(Shown {
+                areas,
+                pages,
+                shares,
+            });
+        }
+        State {
+            spaces,
+            data_frames: self.sim.frames_in_use() - tables,
+            refcounts,
+            tlbs: (0..hw.cpu_count()).map(|c| hw.tlb_entries(c)).collect(),
+            committed: self.sim.system().reserve().committed(),
+            table_frames: tables,
+        }
+    }
+}
+
+/// Space 0 (on CPU 0): an area at A of 8 pages, 6 resident, next to a
+/// read-only one of 2; an area at C shared into space 1 (on CPU 1) at B.
+fn world() -> World {
+    let sim = sim(2);
+    let s0 = sim.system().create().unwrap();
+    let s1 = sim.system().create().unwrap();
+    let mut c0 = sim.cpu(0);
+    let mut c1 = sim.cpu(1);
+    c0.switch_to(&s0).unwrap();
+    c1.switch_to(&s1).unwrap();
+    s0.area_create(va(A), 8 * P, RW).unwrap();
+    s0.area_create(va(A + 8 * P), 2 * P, R).unwrap();
+    fill(&mut c0, A, 6, 1);
+    c0.read_u64(va(A + 8 * P)).unwrap();
+    let c = 0x100_0000;
+    s0.area_create(va(c), 4 * P, RW).unwrap();
+    fill(&mut c0, c, 2, 2);
+    s0.area_share(va(c), 4 * P, &s1, va(B), RW).unwrap();
+    c1.read_u64(va(B + P)).unwrap();
+    World {
+        sim,
+        spaces: vec![s0, s1],
+        cpus: vec![c0, c1],
+    }
+}
+
+/// The top 64 GiB of user space: a first mapping there needs a table per
+/// level below the root.
+fn far() -> u64 {
+    common::arch().layout().user_end - (64 << 30)
+}
+
+/// Runs `op` in fresh worlds with the frame allocator failing after `n`
+/// allocations, n = 0, 1, ... until it succeeds; a refusal must leave the
+/// state as it was, page tables apart when `tables_may_stay` (empty
+/// intermediate tables stay until the space goes). Checks the teardown
+/// gives every frame and reservation back; returns the allocations needed.
+fn inject(name: &str, tables_may_stay: bool, op: impl Fn(&mut World) -> aspace::Result<()>) -> u64 {
+    let baseline = sim(1).frames_in_use();
+    for n in 0..32 {
+        let mut w = world();
+        let before = w.state();
+        w.sim.hardware().frames().fail_after(Some(n));
+        let result = op(&mut w);
+        w.sim.hardware().frames().fail_after(None);
+        match result {
+            Ok(()) => {
+                for s in &w.spaces {
+                    assert_no_stale(&w.sim, s);
+                }
+                let World { sim, spaces, cpus } = w;
+                drop(cpus);
+                drop(spaces);
+                assert_eq!(sim.frames_in_use(), baseline, "{name}: frames left");
+                assert_eq!(sim.system().reserve().committed(), 0, "{name}: reserved");
+                assert_eq!(sim.hardware().stats().stale_accesses, 0);
+                return n;
+            }
+            Err(e) => {
+                assert_eq!(e, Error::NoMemory, "{name}: refused at {n} with {e:?}");
+                let mut after = w.state();
+                if tables_may_stay {
+                    assert!(after.table_frames >= before.table_frames);
+                    after.table_frames = before.table_frames;
+                }
+                assert!(
+                    after == before,
+                    "{name}: refused at allocation {n} and changed the state:\n\
+                     before {before:#?}\nafter {after:#?}"
+                );
+            }
+        }
+    }
+    panic!("{name}: still refused after 32 allocations");
+}
+
+#[test]
+fn split_merge_unmap_protect_discard_need_no_frame() {
+    let ops: [(&str, fn(&mut World) -> aspace::Result<()>); 6] = [
+        ("split", |w| {
+            w.cpus[0].run(|| w.spaces[0].area_split(va(A + 3 * P)))
+        }),
+        ("merge", |w| {
+            // The change of rights merges by itself; so does a merge call.
+            w.spaces[0].protect_range(va(A + 8 * P), 2 * P, RW)?;
+            assert_eq!(w.spaces[0].areas().len(), 2);
+            w.spaces[0].area_split(va(A + 3 * P))?;
+            assert!(w.spaces[0].area_merge(va(A))?);
+            Ok(())
+        }),
+        ("unmap", |w| {
+            w.cpus[0].run(|| w.spaces[0].unmap_range(va(A + 2 * P), 7 * P))
+        }),
+        ("protect", |w| {
+            w.cpus[0].run(|| w.spaces[0].protect_range(va(A + 2 * P), 3 * P, R))
+        }),
+        ("protect shared", |w| {
+            w.cpus[1].run(|| w.spaces[1].protect_range(va(B + P), P, R))
+        }),
+        ("discard", |w| {
+            w.cpus[0].run(|| w.spaces[0].discard_range(va(A + P), 8 * P))
+        }),
+    ];
+    for (name, op) in ops {
+        assert_eq!(inject(name, false, op), 0, "{name}");
+    }
+}
+
+#[test]
+fn refused_range_operations_change_nothing() {
+    let w = world();
+    let before = w.state();
+    let s = &w.spaces[0];
+    let c0 = &w.cpus[0];
+    let hole = 0x100_0000 + 4 * P;
+    assert_eq!(
+        c0.run(|| s.protect_range(va(A), 16 * P, R)),
+        Err(Error::NotFound)
+    );
+    assert_eq!(s.discard_range(va(hole - P), 2 * P), Err(Error::NotFound));
+    assert_eq!(
+        s.protect_range(va(A + 1), P, R),
+        Err(Error::InvalidArgument)
+    );
+    assert_eq!(
+        s.move_range(va(A), 4 * P, va(A + 8 * P), 4 * P),
+        Err(Error::AddressNotAvailable)
+    );
+    assert_eq!(
+        s.move_range(va(A + 6 * P), 4 * P, va(far()), 4 * P),
+        Err(Error::NotFound)
+    );
+    // A shared area moves, but does not change size.
+    assert_eq!(
+        s.move_range(va(0x100_0000), 4 * P, va(far()), 8 * P),
+        Err(Error::NotSupported)
+    );
+    let limit = w.sim.system().reserve().limit();
+    w.sim.system().reserve().set_limit(before.committed);
+    assert_eq!(
+        s.move_range(va(A), 4 * P, va(far()), 8 * P),
+        Err(Error::NoMemory)
+    );
+    w.sim.system().reserve().set_limit(limit);
+    assert!(w.state() == before, "a refusal changed the state");
+}
+
+#[test]
+fn move_range_refused_at_any_allocation_changes_nothing() {
+    // Far away: page tables to allocate at every level.
+    let needed = inject("move far", true, |w| {
+        w.cpus[0].run(|| w.spaces[0].move_range(va(A + P), 6 * P, va(far()), 9 * P))?;
+        w.sim.hardware().frames().fail_after(None);
+        assert_eq!(w.cpus[0].read_u64(va(far() + 4 * P)).unwrap(), 1005);
+        assert_eq!(w.cpus[0].read_u64(va(far() + 8 * P)).unwrap(), 0);
+        Ok(())
+    });
+    assert!(needed >= 2, "{needed}");
+    let needed = inject("move shared", true, |w| {
+        w.cpus[1].run(|| w.spaces[1].move_range(va(B), 4 * P, va(far()), 4 * P))?;
+        w.sim.hardware().frames().fail_after(None);
+        w.cpus[0].write_u64(va(0x100_0000 + P), 9).unwrap();
+        assert_eq!(w.cpus[1].read_u64(va(far() + P)).unwrap(), 9);
+        Ok(())
+    });
+    assert!(needed >= 2, "{needed}");
+}
