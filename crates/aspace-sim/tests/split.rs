@@ -661,9 +661,12 @@ fn inject(name: &str, tables_may_stay: bool, op: impl Fn(&mut World) -> aspace::
     panic!("{name}: still refused after 32 allocations");
 }
 
+/// An operation on a world.
+type Op = fn(&mut World) -> aspace::Result<()>;
+
 #[test]
 fn split_merge_unmap_protect_discard_need_no_frame() {
-    let ops: [(&str, fn(&mut World) -> aspace::Result<()>); 6] = [
+    let ops: [(&str, Op); 6] = [
         ("split", |w| {
             w.cpus[0].run(|| w.spaces[0].area_split(va(A + 3 * P)))
         }),
