@@ -311,14 +311,14 @@ impl<M: Machine> AddressSpace<M> {
             }
             let area = &slot.area;
             let st = slot.lock();
+            if ns < oe && os < ne {
+                return Err(Error::AddressNotAvailable);
+            }
             Self::check_splittable(area, &st)?;
             if new_pages != old_pages
                 && (!area.backend.caps().contains(BackendCaps::RESIZE) || st.share.is_some())
             {
                 return Err(Error::NotSupported);
-            }
-            if ns < oe && os < ne {
-                return Err(Error::AddressNotAvailable);
             }
             let moved_flags = if os == start {
                 st.flags
