@@ -405,6 +405,23 @@ fn protect_range_refuses_before_changing_anything() {
     s1.protect_range(va(B), P, AreaFlags::empty()).unwrap();
     s1.protect_range(va(B), P, R).unwrap();
     assert_eq!(s1.areas().len(), 1);
+    // Rights an area may never get again.
+    s.area_create(va(A + 0x10_0000), 2 * P, R).unwrap();
+    assert_eq!(
+        s.area_restrict(va(A + 0x10_0000), AreaFlags::empty()),
+        Err(Error::PermissionDenied)
+    );
+    s.area_restrict(va(A + 0x10_0000), R | AreaFlags::EXEC)
+        .unwrap();
+    assert_eq!(
+        s.protect_range(va(A + 0x10_0000), P, RW),
+        Err(Error::PermissionDenied)
+    );
+    s.protect_range(va(A + 0x10_0000), P, AreaFlags::EXEC)
+        .unwrap();
+    s.protect_range(va(A + 0x10_0000), P, R).unwrap();
+    assert_eq!(s.area(va(A + 0x10_0000)).unwrap().pages, 2);
+    assert_eq!(s.area_restrict(va(B + 0x10_0000), R), Err(Error::NotFound));
     // ELF areas cannot change rights.
     let image = ElfImage::load(sim.system().machine(), &file(2)).unwrap();
     let seg = Segment {

@@ -190,6 +190,25 @@ impl<M: Machine> AddressSpace<M> {
         Ok(())
     }
 
+    /// Lowers the most rights the area containing `addr` may ever be given
+    /// by [`protect_range`](Self::protect_range) to `max` (the placement
+    /// and reservation bits do not count): what a Linux layer needs for a
+    /// shared mapping of a file opened read-only (`mprotect` asking for
+    /// write then fails with `PermissionDenied`, Linux `EACCES`). Rights
+    /// only go down: the result is the old maximum and `max` together. The
+    /// area's current rights must lie within it (`PermissionDenied`
+    /// otherwise); no area, or a partial one, `NotFound`.
+    pub fn area_restrict(&self, addr: VirtAddr, max: AreaFlags) -> Result<()> {
+        let tree = self.read_areas();
+        let (_, mut st) = self.lock_for_change(&tree, addr)?;
+        let max = (st.max_flags & max) | KEPT;
+        if !max.contains(st.flags) {
+            return Err(Error::PermissionDenied);
+        }
+        st.max_flags = max;
+        Ok(())
+    }
+
     /// Merges every area meeting `[s, e)` with compatible neighbours.
     fn merge_range(&self, tree: &mut Areas<M>, s: u64, e: u64) {
         let mut n = s;
