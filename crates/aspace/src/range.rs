@@ -90,6 +90,7 @@ impl<M: Machine> AddressSpace<M> {
         let mut tree = self.areas.write();
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
+        Self::reserve_entries(&mut tree, 2)?;
         self.split_at(&mut tree, s)?;
         self.split_at(&mut tree, e)?;
         let mut batch = ShootdownBatch::new();
@@ -136,6 +137,7 @@ impl<M: Machine> AddressSpace<M> {
         }
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
+        Self::reserve_entries(&mut tree, 2)?;
         self.split_at(&mut tree, s)?;
         self.split_at(&mut tree, e)?;
         let m = self.machine();
@@ -358,9 +360,20 @@ impl<M: Machine> AddressSpace<M> {
             } else {
                 0
             };
-            if !self.shared.reserve.try_reserve(more) {
-                return Err(Error::NoMemory);
-            }
+            (moved_flags, more)
+        };
+        // Room for two splits and the entry at its new place.
+        Self::reserve_entries(&mut tree, 3)?;
+        if !self.shared.reserve.try_reserve(more) {
+            return Err(Error::NoMemory);
+        }
+        // The new mappings (the only step that allocates frames).
+        {
+            let Some((_, _, slot)) = tree.find(os) else {
+                self.shared.reserve.release(more);
+                return Err(Error::NotFound);
+            };
+            let st = slot.lock();
             let pflags = self.page_flags(st.flags);
             let mut mapped: Vec<Page> = Vec::new();
             let mut failed = false;
@@ -394,8 +407,7 @@ impl<M: Machine> AddressSpace<M> {
                 self.shared.reserve.release(more);
                 return Err(Error::NoMemory);
             }
-            (moved_flags, more)
-        };
+        }
         // Nothing below fails.
         let split = self
             .split_at(&mut tree, os)
