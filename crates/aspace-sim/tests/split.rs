@@ -772,3 +772,38 @@ fn move_range_refused_at_any_allocation_changes_nothing() {
     });
     assert!(needed >= 2, "{needed}");
 }
+
+#[test]
+fn late_reserving_areas_split_with_their_resident_pages() {
+    let (sim, s, mut c) = setup(1);
+    let late = RW | AreaFlags::LATE_RESERVE;
+    s.area_create(va(A), 8 * P, late).unwrap();
+    for i in [0, 1, 5, 6, 7] {
+        c.write_u64(va(A + i * P), i).unwrap();
+    }
+    let r = sim.system().reserve();
+    assert_eq!(r.committed(), 5);
+    c.run(|| s.area_split(va(A + 4 * P))).unwrap();
+    let a = s.areas();
+    assert_eq!((a[0].reserved, a[1].reserved), (2, 3));
+    c.run(|| s.discard_range(va(A + 6 * P), P)).unwrap();
+    assert_eq!(s.area(va(A + 4 * P)).unwrap().reserved, 2);
+    c.run(|| s.move_range(va(A + 4 * P), 4 * P, va(B), 2 * P))
+        .unwrap();
+    // Pages 4 and 5 moved (5 resident); 7 went with the shrink.
+    assert_eq!(s.area(va(B)).unwrap().reserved, 1);
+    assert_eq!(c.read_u64(va(B + P)).unwrap(), 5);
+    assert_eq!(r.committed(), 3);
+    c.run(|| s.unmap_range(va(A + P), P)).unwrap();
+    assert_eq!(r.committed(), 2);
+    c.run(|| s.protect_range(va(A), P, R)).unwrap();
+    assert!(s
+        .area(va(A))
+        .unwrap()
+        .flags
+        .contains(AreaFlags::LATE_RESERVE));
+    assert_no_stale(&sim, &s);
+    drop(c);
+    drop(s);
+    assert_eq!(r.committed(), 0);
+}
