@@ -807,3 +807,27 @@ fn late_reserving_areas_split_with_their_resident_pages() {
     drop(s);
     assert_eq!(r.committed(), 0);
 }
+
+#[test]
+fn pager_areas_neither_split_nor_merge_nor_move() {
+    let (sim, s, mut c) = setup(1);
+    let pager = aspace_sim::pager::SimPager::file(&sim, vec![7u8; (4 * P) as usize]).unwrap();
+    let ids = aspace::backend::PagerIds::default();
+    s.area_create_paged(va(A), 4 * P, R, pager.link(), pager.space(), ids)
+        .unwrap();
+    s.area_create_paged(va(A + 4 * P), 4 * P, R, pager.link(), pager.space(), ids)
+        .unwrap();
+    assert_eq!(c.read(va(A + P), &mut [0u8; 1]).map(|_| ()), Ok(()));
+    assert_eq!(s.area_split(va(A + P)), Err(Error::NotSupported));
+    assert_eq!(s.unmap_range(va(A + P), P), Err(Error::NotSupported));
+    assert_eq!(
+        s.move_range(va(A), 4 * P, va(B), 4 * P),
+        Err(Error::NotSupported)
+    );
+    assert!(!s.area_merge(va(A)).unwrap());
+    // Whole areas go, and their pages may be given back.
+    c.run(|| s.discard_range(va(A), 4 * P)).unwrap();
+    c.run(|| s.unmap_range(va(A), 4 * P)).unwrap();
+    assert_eq!(areas(&s), [(A + 4 * P, 4, R)]);
+    assert_no_stale(&sim, &s);
+}
