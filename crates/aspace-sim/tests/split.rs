@@ -831,3 +831,103 @@ fn pager_areas_neither_split_nor_merge_nor_move() {
     assert_eq!(areas(&s), [(A + 4 * P, 4, R)]);
     assert_no_stale(&sim, &s);
 }
+
+/// The word CPU `cpu` writes at page `page` (never zero).
+fn pattern(cpu: u64, page: u64) -> u64 {
+    0xc0de << 48 | cpu << 32 | page << 8 | 1
+}
+
+#[test]
+fn range_operations_race_with_cpus_touching_pages() {
+    let seed = common::seed(0x5911_7ace);
+    let sim = sim(3);
+    let baseline = sim.frames_in_use();
+    let s = sim.system().create().unwrap();
+    let pages = 16;
+    s.area_create(va(A), pages * P, RW).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let started = std::sync::atomic::AtomicU64::new(0);
+    let stale_before = sim.hardware().stats().stale_accesses;
+    std::thread::scope(|scope| {
+        let mut workers = Vec::new();
+        for id in 1..3u64 {
+            let mut cpu = sim.cpu(id as usize);
+            let (s, stop, started) = (&s, &stop, &started);
+            workers.push(scope.spawn(move || {
+                cpu.switch_to(s).unwrap();
+                let mut rng = common::XorShift::new(seed + id);
+                let mut ops = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || ops < 2000 {
+                    ops += 1;
+                    if ops == 100 {
+                        started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    let page = rng.below(pages);
+                    let at = va(A + page * P + id * 8);
+                    if rng.chance(50) {
+                        match cpu.write_u64(at, pattern(id, page)) {
+                            Ok(()) => {}
+                            Err(f) => assert!(
+                                matches!(f.reason, FaultReason::Access | FaultReason::NoArea),
+                                "seed {seed}: CPU {id}: {f:?}"
+                            ),
+                        }
+                    } else {
+                        match cpu.read_u64(at) {
+                            Ok(v) => assert!(
+                                v == 0 || v == pattern(id, page),
+                                "seed {seed}: CPU {id} read {v:#x} at page {page}"
+                            ),
+                            Err(f) => assert_eq!(f.reason, FaultReason::NoArea, "seed {seed}"),
+                        }
+                    }
+                    if ops > 2_000_000 {
+                        break;
+                    }
+                }
+                ops
+            }));
+        }
+        let c0 = sim.cpu(0);
+        // The workers are running before the churn starts.
+        while started.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+            std::thread::yield_now();
+        }
+        let mut rng = common::XorShift::new(seed);
+        for round in 0..300 {
+            let a = rng.below(pages);
+            let n = 1 + rng.below(pages - a);
+            let (base, size) = (va(A + a * P), n * P);
+            let r = match round % 5 {
+                0 => c0.run(|| s.protect_range(base, size, R)),
+                1 => c0.run(|| s.protect_range(base, size, RW)),
+                2 => c0.run(|| s.discard_range(base, size)),
+                3 => c0.run(|| s.area_split(base)),
+                _ => {
+                    // Within the area holding `base`: away and back.
+                    let end = s.area(base).unwrap().end().as_u64();
+                    let size = size.min(end - base.as_u64());
+                    c0.run(|| s.move_range(base, size, va(B), size))
+                        .and_then(|()| c0.run(|| s.move_range(va(B), size, base, size)))
+                }
+            };
+            assert_eq!(r, Ok(()), "seed {seed}: round {round}");
+        }
+        // Every page back to one writable area.
+        c0.run(|| s.protect_range(va(A), pages * P, RW)).unwrap();
+        assert_eq!(areas(&s), [(A, pages, RW)], "seed {seed}");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in workers {
+            assert!(w.join().unwrap() >= 2000);
+        }
+    });
+    assert_eq!(
+        sim.hardware().stats().stale_accesses,
+        stale_before,
+        "seed {seed}"
+    );
+    assert_no_stale(&sim, &s);
+    drop(s);
+    assert_eq!(sim.frames_in_use(), baseline, "seed {seed}");
+    assert_eq!(sim.system().reserve().committed(), 0);
+}
