@@ -931,3 +931,53 @@ fn range_operations_race_with_cpus_touching_pages() {
     assert_eq!(sim.frames_in_use(), baseline, "seed {seed}");
     assert_eq!(sim.system().reserve().committed(), 0);
 }
+
+#[test]
+fn a_split_part_shares_with_its_offset() {
+    let sim = sim(2);
+    let s0 = sim.system().create().unwrap();
+    let s1 = sim.system().create().unwrap();
+    let mut c0 = sim.cpu(0);
+    let mut c1 = sim.cpu(1);
+    c0.switch_to(&s0).unwrap();
+    c1.switch_to(&s1).unwrap();
+    // Anonymous: pages touched before the split and the share.
+    s0.area_create(va(A), 6 * P, RW).unwrap();
+    fill(&mut c0, A, 6, 4);
+    c0.run(|| s0.area_split(va(A + 2 * P))).unwrap();
+    s0.area_share(va(A + 2 * P), 4 * P, &s1, va(B), RW).unwrap();
+    assert_eq!(s1.area(va(B)).unwrap().offset, 2);
+    for i in 0..4 {
+        assert_eq!(c1.read_u64(va(B + i * P)).unwrap(), 4002 + i);
+    }
+    c1.write_u64(va(B + 3 * P), 1).unwrap();
+    assert_eq!(c0.read_u64(va(A + 5 * P)).unwrap(), 1);
+    // An ELF segment: the destination reads the part's bytes.
+    let image = ElfImage::load(sim.system().machine(), &file(6)).unwrap();
+    let base = 0x200_0000;
+    let seg = Segment {
+        vaddr: base,
+        memsz: 6 * P,
+        filesz: 6 * P,
+        offset: 0,
+        flags: RW,
+    };
+    s0.area_create_with(
+        va(base),
+        6 * P,
+        RW,
+        aspace::AreaAttrs::empty(),
+        Arc::new(ElfBackend::new(image.clone(), seg)),
+    )
+    .unwrap();
+    c0.run(|| s0.area_split(va(base + 3 * P))).unwrap();
+    s0.area_share(va(base + 3 * P), 3 * P, &s1, va(base), R)
+        .unwrap();
+    for i in 0..3 {
+        assert_eq!(read_text(&mut c1, base + i * P), format!("page {}", i + 3));
+    }
+    drop((c0, c1));
+    drop((s0, s1));
+    image.release(sim.system().machine()).unwrap();
+    assert_eq!(sim.system().reserve().committed(), 0);
+}
