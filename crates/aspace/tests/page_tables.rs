@@ -251,10 +251,17 @@ impl Format for X86 {
         Frame::from_number((e & ADDR) / PAGE)
     }
     fn expect(flags: PageFlags) -> PageFlags {
-        // x86 cannot deny reads of a present page.
-        flags | PageFlags::PRESENT | PageFlags::READ
+        let rights = PageFlags::READ | PageFlags::WRITE | PageFlags::EXEC;
+        if flags.intersects(rights) {
+            // x86 cannot deny reads of a present page.
+            flags | PageFlags::PRESENT | PageFlags::READ
+        } else {
+            // No right at all: kept not present (PTE_SW_MAPPED), so it
+            // faults; the global bit is not kept for it.
+            (flags - PageFlags::GLOBAL) | PageFlags::PRESENT
+        }
     }
-    const MAP_OVER: &'static str = "map over a present entry";
+    const MAP_OVER: &'static str = "map over a mapped entry";
 }
 
 struct Sv39;

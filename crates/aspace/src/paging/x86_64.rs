@@ -41,6 +41,12 @@ pub const PTE_DIRTY: u64 = 1 << 6;
 pub const PTE_HUGE: u64 = 1 << 7;
 /// Entry bit: global translation.
 pub const PTE_GLOBAL: u64 = 1 << 8;
+/// Software bit (ignored by the MMU): in an entry with [`PTE_PRESENT`]
+/// clear, the page is mapped without any right. x86_64 cannot deny loads
+/// of a present page, so a page of an area whose rights were all taken away
+/// (Linux `PROT_NONE`) keeps its frame in a not-present entry: every access
+/// faults, and [`PageTable::translate`] still reports the page mapped.
+pub const PTE_SW_MAPPED: u64 = 1 << 9;
 /// Entry bit: no execute.
 pub const PTE_NO_EXECUTE: u64 = 1 << 63;
 /// Mask of the frame address in an entry.
@@ -59,8 +65,13 @@ pub const fn table_index(page: Page, level: u32) -> u64 {
 /// Encodes a leaf entry.
 pub fn encode_leaf(frame: Frame, flags: PageFlags) -> u64 {
     let mut e = frame.start().as_u64() & PTE_ADDR_MASK;
+    let rights = PageFlags::READ | PageFlags::WRITE | PageFlags::EXEC;
     if flags.contains(PageFlags::PRESENT) {
-        e |= PTE_PRESENT;
+        e |= if flags.intersects(rights) {
+            PTE_PRESENT
+        } else {
+            PTE_SW_MAPPED
+        };
     }
     if flags.contains(PageFlags::WRITE) {
         e |= PTE_WRITABLE;
@@ -80,10 +91,21 @@ pub fn encode_leaf(frame: Frame, flags: PageFlags) -> u64 {
     e
 }
 
-/// Decodes a leaf entry (x86_64 cannot deny reads of a present page).
+/// Decodes a leaf entry (x86_64 cannot deny reads of a present page; a
+/// page mapped with no right at all is not present, see [`PTE_SW_MAPPED`]).
 pub fn decode_leaf(e: u64) -> Option<(Frame, PageFlags)> {
     if e & PTE_PRESENT == 0 {
-        return None;
+        if e & PTE_SW_MAPPED == 0 {
+            return None;
+        }
+        let mut f = PageFlags::PRESENT;
+        if e & PTE_USER != 0 {
+            f |= PageFlags::USER;
+        }
+        if e & PTE_NO_CACHE == 0 {
+            f |= PageFlags::CACHEABLE;
+        }
+        return Some((PhysAddr::new(e & PTE_ADDR_MASK).frame(), f));
     }
     let mut f = PageFlags::PRESENT | PageFlags::READ;
     if e & PTE_WRITABLE != 0 {
@@ -292,9 +314,9 @@ impl PageTable for X86_64PageTable {
         let leaf = self.leaf_table(mem, frames, page)?;
         let addr = entry_addr(leaf, table_index(page, 1));
         debug_assert_eq!(
-            mem.read_u64(addr) & PTE_PRESENT,
+            mem.read_u64(addr) & (PTE_PRESENT | PTE_SW_MAPPED),
             0,
-            "map over a present entry"
+            "map over a mapped entry"
         );
         mem.write_u64(addr, encode_leaf(frame, flags | PageFlags::PRESENT));
         Ok(())
