@@ -35,6 +35,8 @@ pub mod errno;
 pub mod flags;
 pub mod gen;
 pub mod maps;
+#[cfg(feature = "aspace")]
+pub mod mm;
 pub mod num;
 pub mod prot;
 pub mod protocol;
