@@ -28,8 +28,17 @@ pub(crate) struct Area<M: Machine> {
     /// reservation, or its share record's once shared. Changed under the
     /// area's lock; read without it for listings.
     pub reserved: PlainAtomicU64,
-    /// The most pages a grows-down area may reach by growing.
-    pub grow_limit: u64,
+    /// The most pages a grows-down area may reach by growing (changed by a
+    /// split or merge, with the tree written and the area locked).
+    pub grow_limit: PlainAtomicU64,
+    /// The backend's index of the area's first page (see
+    /// [`AreaInfo::page_index`]): 0 for a new area, the distance from the
+    /// original base for the upper part of a split, so both parts keep
+    /// asking the backend (and the share record) for the same pages.
+    /// Changes with the tree written and the area locked, like `base`.
+    offset: PlainAtomicU64,
+    /// The backend's [`object_id`](Backend::object_id), read once.
+    object: usize,
     state: lock_api::Mutex<M::Lock, AreaState<M>>,
 }
 
@@ -157,9 +166,24 @@ impl<M: Machine> AreaEntry<M> {
     /// pages.
     pub fn with_grow_limit(mut self, grow_limit: u64) -> Self {
         if let Some(area) = Arc::get_mut(&mut self.area) {
-            area.grow_limit = grow_limit;
+            area.grow_limit.store(grow_limit, Relaxed);
         }
         self
+    }
+
+    /// The tree entry of `area` (its summary computed from its state).
+    pub fn of_area(area: Area<M>) -> Self {
+        let word = {
+            let st = area.state.lock();
+            Summary::pack(&st, &area)
+        };
+        Self {
+            summary: Summary {
+                word: AtomicU64::new(word),
+                backend: area.backend.name(),
+            },
+            area: Arc::new(area),
+        }
     }
 
     /// Locks the area; the guard publishes the summary when dropped.
@@ -191,6 +215,8 @@ impl<M: Machine> AreaEntry<M> {
             resident,
             reserved,
             shared: w & SHARED_BIT != 0,
+            offset: self.area.offset(),
+            object_id: self.area.object,
         }
     }
 }
@@ -226,6 +252,10 @@ impl<M: Machine> Drop for AreaGuard<'_, M> {
 /// The part of an area its lock protects.
 pub(crate) struct AreaState<M: Machine> {
     pub flags: AreaFlags,
+    /// The most rights the area may be given by a change of rights
+    /// ([`AddressSpace::protect_range`](crate::AddressSpace::protect_range)):
+    /// everything for an area of its own, the mask for a share destination.
+    pub max_flags: AreaFlags,
     pub attrs: AreaAttrs,
     pub used: UsedSpace,
     pub share: Option<Arc<ShareInfo<M>>>,
@@ -242,12 +272,15 @@ impl<M: Machine> Area<M> {
     ) -> Self {
         Self {
             base: AtomicU64::new(base.number()),
+            object: backend.object_id(),
             backend,
             pages: AtomicU64::new(pages),
             reserved: PlainAtomicU64::new(reserved),
-            grow_limit: pages,
+            grow_limit: PlainAtomicU64::new(pages),
+            offset: PlainAtomicU64::new(0),
             state: lock_api::Mutex::new(AreaState {
                 flags,
+                max_flags: AreaFlags::all(),
                 attrs,
                 // Room for the first run, so the first fault allocates
                 // nothing (later ones reuse freed nodes).
@@ -299,6 +332,54 @@ impl<M: Machine> Area<M> {
             resident: st.used.pages(),
             reserved: self.reserved(),
             shared: st.share.is_some(),
+            offset: self.offset(),
+            object_id: self.object,
+        }
+    }
+
+    /// The most pages the area may reach by growing down (see the field).
+    pub fn grow_limit(&self) -> u64 {
+        self.grow_limit.load(Relaxed)
+    }
+
+    /// The backend's index of the first page (see the field).
+    pub fn offset(&self) -> u64 {
+        self.offset.load(Relaxed)
+    }
+
+    /// Sets the backend's index of the first page; the caller holds the
+    /// tree written and the area's lock (or owns the area alone).
+    pub fn set_offset(&self, offset: u64) {
+        self.offset.store(offset, Relaxed);
+    }
+
+    /// The backend's index of `page` (in the area): the key of its frame in
+    /// the backend and in a share record.
+    pub fn index(&self, page: Page) -> u64 {
+        self.offset() + page.pages_since(self.base())
+    }
+
+    /// A new area of the same backend over `[base, base + pages)` with the
+    /// given state, offset, reservation and growth limit: the upper part
+    /// of a split, or an area that moved.
+    pub fn derived(
+        &self,
+        base: Page,
+        pages: u64,
+        offset: u64,
+        reserved: u64,
+        grow_limit: u64,
+        state: AreaState<M>,
+    ) -> Self {
+        Self {
+            base: AtomicU64::new(base.number()),
+            backend: self.backend.clone(),
+            pages: AtomicU64::new(pages),
+            reserved: PlainAtomicU64::new(reserved),
+            grow_limit: PlainAtomicU64::new(grow_limit),
+            offset: PlainAtomicU64::new(offset),
+            object: self.object,
+            state: lock_api::Mutex::new(state),
         }
     }
 

@@ -191,7 +191,7 @@ impl<M: Machine> AddressSpace<M> {
                 && area.backend.caps().contains(BackendCaps::GROW_DOWN)
                 && st.share.is_none()
                 && !st.attrs.contains(AreaAttrs::PARTIAL)
-                && end - n <= area.grow_limit
+                && end - n <= area.grow_limit()
                 && n > 0;
             if !growable {
                 return Err(FaultReason::Guard);
@@ -320,7 +320,7 @@ impl<M: Machine> AddressSpace<M> {
             return Ok(());
         }
         // A late-reserving area reserves the page now (see `crate::reserve`).
-        let late = reserve::per_page(&*area.backend, st.flags, page.pages_since(area.base()), 1);
+        let late = reserve::per_page(&*area.backend, st.flags, area.index(page), 1);
         if !self.shared.reserve.try_reserve(late) {
             let _ = st.used.remove(page, 1);
             return Err(FaultReason::NoMemory);
@@ -370,7 +370,7 @@ impl<M: Machine> AddressSpace<M> {
             // to touch a page puts it there (with a reference of its own).
             Some(share) if area.backend.caps().contains(BackendCaps::REFCOUNTED) => {
                 let mut sh = share.state.lock();
-                let index = page.pages_since(area.base());
+                let index = area.index(page);
                 match sh.pagemap.get(&index) {
                     Some(&f) => {
                         m.frames().add_ref(f);

@@ -75,12 +75,14 @@ pub mod memory;
 mod page_in;
 pub mod paging;
 pub mod placement;
+pub mod range;
 pub mod reserve;
 #[allow(unsafe_code)]
 mod shard_lock;
 pub mod share;
 mod shared;
 pub mod space;
+pub mod split;
 pub mod stats;
 #[allow(unsafe_code)]
 mod sync;

@@ -74,7 +74,7 @@ pub struct AddressSpace<M: Machine> {
 }
 
 /// Unmaps `pages` (all in the area's used space) into `batch`.
-fn unmap_into<M: Machine>(
+pub(crate) fn unmap_into<M: Machine>(
     machine: &M,
     pt: &M::PageTable,
     backend: &dyn Backend<M::Memory, M::Frames>,
@@ -93,7 +93,7 @@ fn unmap_into<M: Machine>(
 /// Drops a departing area's share reference (frames the record held go
 /// into `batch`) and gives back its reservation: its own, or the share
 /// record's when it was the last sharer.
-fn leave_share<M: Machine>(
+pub(crate) fn leave_share<M: Machine>(
     shared: &Shared<M>,
     area: &Area<M>,
     st: &mut AreaState<M>,
@@ -160,7 +160,7 @@ impl<M: Machine> AddressSpace<M> {
         self.shared.asids.lock().active_of(self.id)
     }
 
-    fn machine(&self) -> &M {
+    pub(crate) fn machine(&self) -> &M {
         &self.shared.machine
     }
 
@@ -235,7 +235,7 @@ impl<M: Machine> AddressSpace<M> {
     /// operation on the whole area: `NotFound` if there is none, or if it is
     /// a share destination still being set up (partial), which is there for
     /// nobody but the share that creates it.
-    fn lock_for_change<'t>(
+    pub(crate) fn lock_for_change<'t>(
         &self,
         tree: &'t Areas<M>,
         addr: VirtAddr,
@@ -382,7 +382,7 @@ impl<M: Machine> AddressSpace<M> {
                 if !self.check_conflicts(&tree, range, guard, Some(area.base().number())) {
                     return Err(Error::AddressNotAvailable);
                 }
-                let more = reserve::up_front(backend, st.flags, old, pages - old);
+                let more = reserve::up_front(backend, st.flags, area.offset() + old, pages - old);
                 if !self.shared.reserve.try_reserve(more) {
                     return Err(Error::NoMemory);
                 }
@@ -390,9 +390,10 @@ impl<M: Machine> AddressSpace<M> {
             } else if pages < old {
                 let removed = st.used.split_off(area.base().add(pages));
                 let mut batch = ShootdownBatch::new();
-                let mut less = reserve::up_front(backend, st.flags, pages, old - pages);
+                let mut less =
+                    reserve::up_front(backend, st.flags, area.offset() + pages, old - pages);
                 for r in removed {
-                    let index = r.start.pages_since(area.base());
+                    let index = area.index(r.start);
                     less += reserve::per_page(backend, st.flags, index, r.count);
                     let pages = (0..r.count).rev().map(|i| r.start.add(i));
                     unmap_into(self.machine(), self.pt(), backend, pages, &mut batch);
@@ -426,7 +427,7 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Unmaps every page of a departing area and drops its
     /// share reference.
-    fn unmap_area(&self, area: &Area<M>, batch: &mut ShootdownBatch) {
+    pub(crate) fn unmap_area(&self, area: &Area<M>, batch: &mut ShootdownBatch) {
         let mut st = area.lock_detached();
         let used = st.used.take();
         if !used.is_empty() {
@@ -486,7 +487,7 @@ impl<M: Machine> AddressSpace<M> {
             if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
                 m.frames().release(frame);
             }
-            let index = page.pages_since(area.base());
+            let index = area.index(page);
             let less = reserve::per_page(&*area.backend, st.flags, index, 1);
             self.shared.reserve.release(less);
             area.reserved.fetch_sub(less, Ordering::Relaxed);
@@ -531,6 +532,9 @@ impl<M: Machine> AddressSpace<M> {
             let mask = Self::check_share_source(&slot.area, &st, size, mask)?;
             (slot.area.clone(), slot.area.backend.clone(), mask)
         };
+        // The destination asks the share record (and the backend) for the
+        // source's pages: same offset.
+        let offset = source.offset();
         let created = dst.insert_area(dst_base, size, mask, AreaAttrs::PARTIAL, backend)?;
         let (share, first) = {
             let tree = self.read_areas();
@@ -571,6 +575,9 @@ impl<M: Machine> AddressSpace<M> {
             .reserved
             .store(share.reserved(), Ordering::Relaxed);
         st.share = Some(share);
+        slot.area.set_offset(offset);
+        // The destination may never be given rights beyond its mask.
+        st.max_flags = mask | AreaFlags::PLACEMENT | AreaFlags::LATE_RESERVE;
         st.attrs.remove(AreaAttrs::PARTIAL);
         Ok(())
     }
@@ -667,7 +674,7 @@ impl<M: Machine> AddressSpace<M> {
                     .translate(m.memory(), page)
                     .expect("used page is mapped");
                 m.frames().add_ref(frame);
-                pagemap.insert(page.pages_since(area.base()), frame);
+                pagemap.insert(area.index(page), frame);
             }
         }
         // The area's reservation becomes the group's.

@@ -46,6 +46,12 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for AnonBackend {
         BackendCaps::all()
     }
 
+    /// All anonymous memory is one object: any two anonymous areas' pages
+    /// come from the same place (fresh zeroed frames).
+    fn object_id(&self) -> usize {
+        0
+    }
+
     /// Every page: each may get a frame of its own.
     fn reserve_pages(&self, _first: u64, count: u64) -> u64 {
         count

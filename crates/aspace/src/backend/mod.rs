@@ -151,6 +151,18 @@ pub trait Backend<P: PhysMemory, F: FrameAllocator>: Send + Sync {
         }
     }
 
+    /// Which object the backend shows, for telling areas of the same
+    /// object (a file) from areas of different ones, in listings and when
+    /// adjacent areas are merged: areas whose backends have equal ids and
+    /// names are interchangeable as to where their pages come from (page
+    /// `i` of the object is the same wherever it is mapped). By default
+    /// the backend's own address (each backend value its own object);
+    /// anonymous memory answers 0 for all its instances (any anonymous
+    /// page is as good as another: they start zeroed).
+    fn object_id(&self) -> usize {
+        self as *const Self as *const u8 as usize
+    }
+
     /// The backend itself, for the few backends the fault handler resolves
     /// in its own way (the [user pager](user::UserBackend), whose fault
     /// waits for another task without the area's lock); `None` (the
@@ -181,6 +193,15 @@ pub struct AreaInfo {
     pub reserved: u64,
     /// Whether the area shares its pages with other areas.
     pub shared: bool,
+    /// The backend's index of the area's first page: 0 for an area as
+    /// created; after a split, the upper part's distance from the original
+    /// base (so an ELF or file area split in two reads the same bytes in
+    /// both parts). In pages.
+    pub offset: u64,
+    /// The identity of the object behind the backend
+    /// ([`Backend::object_id`]): two areas show the same object (the same
+    /// file, say) exactly when these are equal.
+    pub object_id: usize,
 }
 
 impl AreaInfo {
@@ -192,9 +213,10 @@ impl AreaInfo {
     pub fn end(&self) -> VirtAddr {
         VirtAddr::new(self.base.as_u64() + self.size())
     }
-    /// Index of `page` within the area.
+    /// The backend's index of `page`: the area's
+    /// [`offset`](Self::offset) plus the page's place in the area.
     pub fn page_index(&self, page: Page) -> u64 {
-        page.pages_since(self.base.page())
+        self.offset + page.pages_since(self.base.page())
     }
     /// `rwx` text in the manner of `/proc/PID/maps`, `p` for private, `s`
     /// for shared.

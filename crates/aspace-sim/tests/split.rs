@@ -1,0 +1,757 @@
+//! Areas that split and merge, and the range operations built on them
+//! (`unmap_range`, `protect_range`, `move_range`, `discard_range`): data
+//! read back through the simulated MMU, frames and reservations counted,
+//! TLBs checked for stale entries, and every operation refused at each
+//! frame allocation in turn leaving the state as it was.
+
+use std::sync::Arc;
+
+use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
+use aspace::{AreaFlags, Cpus, Error, FaultReason, Page, PageFlags, VirtAddr, PAGE_SIZE};
+use aspace_sim::{Cpu, Sim, SimConfig, Space};
+
+mod common;
+
+const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);
+const R: AreaFlags = AreaFlags::READ;
+const A: u64 = 0x40_0000;
+const B: u64 = 0x80_0000;
+const P: u64 = PAGE_SIZE;
+
+fn va(a: u64) -> VirtAddr {
+    VirtAddr::new(a)
+}
+
+fn sim(cpus: usize) -> Sim {
+    Sim::new(SimConfig {
+        arch: common::arch(),
+        cpus,
+        asids: 4,
+        memory: 4 << 20,
+        tlb_entries: 64,
+    })
+    .unwrap()
+}
+
+/// Every TLB entry of every CPU tagged with `space`'s ASID matches what the
+/// page table maps now, with no more rights.
+fn assert_no_stale(sim: &Sim, space: &Space) {
+    let Some(asid) = space.asid() else { return };
+    let hw = sim.hardware();
+    for cpu in 0..hw.cpu_count() {
+        for e in hw.tlb_entries(cpu) {
+            if e.asid != asid || e.global {
+                continue;
+            }
+            let now = space.translate(e.page);
+            let Some((frame, flags)) = now else {
+                panic!("CPU {cpu}: TLB entry {e:?} for an unmapped page");
+            };
+            assert_eq!(
+                frame, e.frame,
+                "CPU {cpu}: TLB entry {e:?} names another frame"
+            );
+            assert!(
+                !e.writable || flags.contains(PageFlags::WRITE),
+                "CPU {cpu}: TLB entry {e:?} writable, page is not"
+            );
+        }
+    }
+    assert_eq!(hw.stats().stale_accesses, 0);
+}
+
+fn areas(s: &Space) -> Vec<(u64, u64, AreaFlags)> {
+    s.areas()
+        .iter()
+        .map(|a| (a.base.as_u64(), a.pages, a.flags))
+        .collect()
+}
+
+fn setup(cpus: usize) -> (Sim, Arc<Space>, Cpu) {
+    let sim = sim(cpus);
+    let s = sim.system().create().unwrap();
+    let mut c = sim.cpu(0);
+    c.switch_to(&s).unwrap();
+    (sim, s, c)
+}
+
+#[test]
+fn split_keeps_pages_and_translations() {
+    let (sim, s, mut c) = setup(1);
+    s.area_create(va(A), 8 * P, RW).unwrap();
+    for i in 0..8 {
+        c.write_u64(va(A + i * P), 1000 + i).unwrap();
+    }
+    let reserved = sim.system().reserve().committed();
+    let frames = sim.frames_in_use();
+    let before: Vec<_> = (0..8)
+        .map(|i| s.translate(Page::from_number(A / P + i)))
+        .collect();
+    let faults = sim.system().stats().faults;
+    let rounds = sim.system().stats().shootdown_rounds;
+    assert_eq!(s.area_split(va(A + 3 * P + 1)), Err(Error::InvalidArgument));
+    assert_eq!(s.area_split(va(B)), Err(Error::NotFound));
+    c.run(|| s.area_split(va(A + 3 * P))).unwrap();
+    c.run(|| s.area_split(va(A + 3 * P))).unwrap(); // a base: nothing to do
+    assert_eq!(areas(&s), [(A, 3, RW), (A + 3 * P, 5, RW)]);
+    let info = s.areas();
+    assert_eq!((info[0].resident, info[1].resident), (3, 5));
+    assert_eq!((info[0].reserved, info[1].reserved), (3, 5));
+    assert_eq!((info[0].offset, info[1].offset), (0, 3));
+    let after: Vec<_> = (0..8)
+        .map(|i| s.translate(Page::from_number(A / P + i)))
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(sim.system().reserve().committed(), reserved);
+    assert_eq!(sim.frames_in_use(), frames);
+    for i in 0..8 {
+        assert_eq!(c.read_u64(va(A + i * P)).unwrap(), 1000 + i);
+    }
+    // No refault, no flush.
+    assert_eq!(sim.system().stats().faults, faults);
+    assert_eq!(sim.system().stats().shootdown_rounds, rounds);
+    assert_no_stale(&sim, &s);
+    // And back.
+    assert!(c.run(|| s.area_merge(va(A))).unwrap());
+    assert_eq!(areas(&s), [(A, 8, RW)]);
+    let info = s.areas();
+    assert_eq!(
+        (info[0].resident, info[0].reserved, info[0].offset),
+        (8, 8, 0)
+    );
+    assert!(!c.run(|| s.area_merge(va(A))).unwrap());
+    drop(c);
+    drop(s);
+    assert_eq!(sim.system().reserve().committed(), 0);
+}
+
+#[test]
+fn split_halves_are_areas_of_their_own() {
+    let (sim, s, mut c) = setup(1);
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    c.write_u64(va(A + 3 * P), 7).unwrap();
+    c.run(|| s.area_split(va(A + 2 * P))).unwrap();
+    // The lower half resizes without touching the upper one's pages.
+    c.run(|| s.area_resize(va(A), P)).unwrap();
+    assert_eq!(areas(&s), [(A, 1, RW), (A + 2 * P, 2, RW)]);
+    c.run(|| s.area_change_flags(va(A + 2 * P), R)).unwrap();
+    assert_eq!(c.read_u64(va(A + 3 * P)).unwrap(), 7);
+    assert_eq!(
+        c.write_u64(va(A + 3 * P), 8).unwrap_err().reason,
+        FaultReason::Access
+    );
+    c.write_u64(va(A), 1).unwrap();
+    c.run(|| s.area_destroy(va(A + 2 * P))).unwrap();
+    assert_eq!(sim.system().reserve().committed(), 1);
+    assert_no_stale(&sim, &s);
+}
+
+/// A file of `pages` pages whose page `i` starts with the text `page i`.
+fn file(pages: u64) -> Vec<u8> {
+    let mut f = vec![0u8; (pages * P) as usize];
+    for i in 0..pages {
+        let t = format!("page {i}");
+        f[(i * P) as usize..][..t.len()].copy_from_slice(t.as_bytes());
+    }
+    f
+}
+
+fn read_text(c: &mut Cpu, a: u64) -> String {
+    let mut buf = [0u8; 7];
+    c.read(va(a), &mut buf).unwrap();
+    String::from_utf8_lossy(&buf)
+        .trim_end_matches('\0')
+        .to_string()
+}
+
+#[test]
+fn split_elf_area_reads_the_right_bytes() {
+    let (sim, s, mut c) = setup(1);
+    let image = ElfImage::load(sim.system().machine(), &file(6)).unwrap();
+    for flags in [R, RW] {
+        let base = if flags == R { A } else { B };
+        let seg = Segment {
+            vaddr: base,
+            memsz: 5 * P,
+            filesz: 5 * P,
+            offset: P,
+            flags,
+        };
+        s.area_create_with(
+            va(base),
+            5 * P,
+            flags,
+            aspace::AreaAttrs::empty(),
+            Arc::new(ElfBackend::new(image.clone(), seg)),
+        )
+        .unwrap();
+        // One page touched before the split, the rest after.
+        assert_eq!(read_text(&mut c, base + P), "page 2");
+        c.run(|| s.area_split(va(base + 2 * P))).unwrap();
+        c.run(|| s.area_split(va(base + 4 * P))).unwrap();
+        for i in 0..5 {
+            assert_eq!(read_text(&mut c, base + i * P), format!("page {}", i + 1));
+        }
+        let info = s.area(va(base + 3 * P)).unwrap();
+        assert_eq!((info.offset, info.pages), (2, 2));
+        assert_eq!(info.page_index(Page::from_number(base / P + 3)), 3);
+        // The parts of one ELF backend merge back, offsets contiguous.
+        assert!(c.run(|| s.area_merge(va(base + 2 * P))).unwrap());
+        assert_eq!(s.area(va(base)).unwrap().pages, 5);
+    }
+    let committed = sim.system().reserve().committed();
+    // The writable segment copies every page: 5 reserved; the read-only one
+    // maps image frames.
+    assert_eq!(committed, 5);
+    drop(c);
+    drop(s);
+    assert_eq!(sim.system().reserve().committed(), 0);
+    image.release(sim.system().machine()).unwrap();
+}
+
+#[test]
+fn split_shared_area_stays_shared() {
+    let sim = sim(2);
+    let s0 = sim.system().create().unwrap();
+    let s1 = sim.system().create().unwrap();
+    let mut c0 = sim.cpu(0);
+    let mut c1 = sim.cpu(1);
+    c0.switch_to(&s0).unwrap();
+    c1.switch_to(&s1).unwrap();
+    s0.area_create(va(A), 4 * P, RW).unwrap();
+    c0.write_u64(va(A), 10).unwrap();
+    s0.area_share(va(A), 4 * P, &s1, va(B), RW).unwrap();
+    let share = s0.share_info(va(A)).unwrap();
+    assert_eq!(share.refs(), 2);
+    c0.run(|| s0.area_split(va(A + 2 * P))).unwrap();
+    assert_eq!(share.refs(), 3);
+    assert!(Arc::ptr_eq(&share, &s0.share_info(va(A + 3 * P)).unwrap()));
+    // Page for page: a page first touched after the split, in either half.
+    c0.write_u64(va(A + 3 * P), 33).unwrap();
+    assert_eq!(c1.read_u64(va(B + 3 * P)).unwrap(), 33);
+    c1.write_u64(va(B + 2 * P), 22).unwrap();
+    assert_eq!(c0.read_u64(va(A + 2 * P)).unwrap(), 22);
+    assert_eq!(c1.read_u64(va(B)).unwrap(), 10);
+    // The group's reservation is counted once.
+    assert_eq!(sim.system().reserve().committed(), 4);
+    // A share destination splits too.
+    c1.run(|| s1.area_split(va(B + P))).unwrap();
+    assert_eq!(share.refs(), 4);
+    assert!(c1.run(|| s1.area_merge(va(B))).unwrap());
+    assert!(c0.run(|| s0.area_merge(va(A))).unwrap());
+    assert_eq!(share.refs(), 2);
+    c0.run(|| s0.area_destroy(va(A))).unwrap();
+    assert_eq!(c1.read_u64(va(B + 3 * P)).unwrap(), 33);
+    assert_eq!(sim.system().reserve().committed(), 4);
+    drop(share);
+    drop((c0, c1));
+    drop((s0, s1));
+    assert_eq!(sim.system().reserve().committed(), 0);
+}
+
+#[test]
+fn split_grows_down_area() {
+    let (sim, s, mut c) = setup(1);
+    let top = 0x100_0000;
+    s.area_create_grows_down(va(top - 4 * P), 4 * P, 8 * P, RW)
+        .unwrap();
+    c.run(|| s.area_split(va(top - 2 * P))).unwrap();
+    let a = s.areas();
+    assert!(a[0]
+        .flags
+        .contains(AreaFlags::GROWS_DOWN | AreaFlags::GUARD));
+    assert!(!a[1].flags.intersects(AreaFlags::PLACEMENT));
+    // The lower part grows, up to the limit of the whole (8 pages).
+    for i in 5..=8 {
+        c.write_u64(va(top - i * P), i).unwrap();
+    }
+    assert_eq!(
+        c.write_u64(va(top - 9 * P), 9).unwrap_err().reason,
+        FaultReason::Guard
+    );
+    assert!(c.run(|| s.area_merge(va(top - P))).unwrap());
+    assert_eq!(areas(&s), [(top - 8 * P, 8, RW | AreaFlags::PLACEMENT)]);
+    assert_no_stale(&sim, &s);
+}
+
+#[test]
+fn merge_refuses_incompatible_neighbours() {
+    let (_sim, s, c) = setup(1);
+    s.area_create(va(A), 2 * P, RW).unwrap();
+    s.area_create(va(A + 2 * P), 2 * P, R).unwrap();
+    assert!(!c.run(|| s.area_merge(va(A))).unwrap());
+    // Two anonymous areas created apart merge: anonymous memory is one object.
+    s.area_create(va(A + 4 * P), 2 * P, R).unwrap();
+    assert!(c.run(|| s.area_merge(va(A + 4 * P))).unwrap());
+    assert_eq!(areas(&s), [(A, 2, RW), (A + 2 * P, 4, R)]);
+    assert_eq!(s.area_merge(va(B)), Err(Error::NotFound));
+}
+
+/// Writes `tag * 1000 + i` to page `i` of `[base, base + pages)`.
+fn fill(c: &mut Cpu, base: u64, pages: u64, tag: u64) {
+    for i in 0..pages {
+        c.write_u64(va(base + i * P), tag * 1000 + i).unwrap();
+    }
+}
+
+#[test]
+fn unmap_range_over_areas_parts_and_holes() {
+    let (sim, s, mut c) = setup(2);
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s).unwrap();
+    let empty = sim.frames_in_use();
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create(va(A + 6 * P), 4 * P, RW).unwrap();
+    s.area_create(va(A + 12 * P), 4 * P, RW).unwrap();
+    fill(&mut c, A, 4, 1);
+    fill(&mut c, A + 6 * P, 4, 2);
+    fill(&mut c, A + 12 * P, 4, 3);
+    // CPU 1 caches translations that are about to go.
+    for i in [2, 3, 6, 9, 12, 13] {
+        c1.read_u64(va(A + i * P)).unwrap();
+    }
+    let before = sim.system().stats();
+    // From the middle of the first area, over a hole, the second area, a
+    // hole, into the third.
+    c.run(|| s.unmap_range(va(A + 2 * P), 12 * P)).unwrap();
+    let d = sim.system().stats().since(&before);
+    assert_eq!(d.shootdown_rounds, 1);
+    assert_eq!(d.frame_refs_released, 2 + 4 + 2);
+    assert_eq!(areas(&s), [(A, 2, RW), (A + 14 * P, 2, RW)]);
+    assert_eq!(sim.system().reserve().committed(), 4);
+    assert_no_stale(&sim, &s);
+    assert_eq!(c1.read_u64(va(A + P)).unwrap(), 1001);
+    assert_eq!(c1.read_u64(va(A + 15 * P)).unwrap(), 3003);
+    for i in [2, 6, 9, 13] {
+        assert_eq!(
+            c1.read_u64(va(A + i * P)).unwrap_err().reason,
+            FaultReason::NoArea
+        );
+    }
+    // Nothing there at all: fine, nothing happens.
+    c.run(|| s.unmap_range(va(B), 4 * P)).unwrap();
+    assert_eq!(s.unmap_range(va(A + 1), P), Err(Error::InvalidArgument));
+    assert_eq!(s.unmap_range(va(A), 0), Err(Error::InvalidArgument));
+    c.run(|| s.unmap_range(va(A), 16 * P)).unwrap();
+    assert!(s.areas().is_empty());
+    assert_eq!(sim.system().reserve().committed(), 0);
+    // Page tables stay until the space goes.
+    assert_eq!(sim.frames_in_use(), empty + s.page_table_frames() - 1);
+}
+
+#[test]
+fn protect_range_splits_then_merges_back() {
+    let (sim, s, mut c) = setup(2);
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s).unwrap();
+    s.area_create(va(A), 8 * P, RW).unwrap();
+    fill(&mut c, A, 8, 1);
+    c1.write_u64(va(A + 3 * P), 77).unwrap();
+    let frames = sim.frames_in_use();
+    let before = sim.system().stats();
+    c.run(|| s.protect_range(va(A + 2 * P), 3 * P, R)).unwrap();
+    assert_eq!(sim.system().stats().since(&before).shootdown_rounds, 1);
+    assert_eq!(
+        areas(&s),
+        [(A, 2, RW), (A + 2 * P, 3, R), (A + 5 * P, 3, RW)]
+    );
+    assert_no_stale(&sim, &s);
+    assert_eq!(c1.read_u64(va(A + 3 * P)).unwrap(), 77);
+    assert_eq!(
+        c1.write_u64(va(A + 3 * P), 1).unwrap_err().reason,
+        FaultReason::Access
+    );
+    c1.write_u64(va(A + 5 * P), 55).unwrap();
+    // Over the boundary between two areas of different rights.
+    c.run(|| s.protect_range(va(A + P), 2 * P, R)).unwrap();
+    assert_eq!(areas(&s), [(A, 1, RW), (A + P, 4, R), (A + 5 * P, 3, RW)]);
+    // The inverse restores one area.
+    c.run(|| s.protect_range(va(A + P), 4 * P, RW)).unwrap();
+    assert_eq!(areas(&s), [(A, 8, RW)]);
+    assert_eq!(s.areas()[0].resident, 8);
+    assert_eq!(sim.frames_in_use(), frames);
+    for i in [0, 1, 2, 4, 6, 7] {
+        assert_eq!(c.read_u64(va(A + i * P)).unwrap(), 1000 + i);
+    }
+    assert_eq!(c.read_u64(va(A + 3 * P)).unwrap(), 77);
+    assert_eq!(c.read_u64(va(A + 5 * P)).unwrap(), 55);
+    assert_eq!(sim.system().reserve().committed(), 8);
+    assert_no_stale(&sim, &s);
+}
+
+#[test]
+fn protect_range_refuses_before_changing_anything() {
+    let (sim, s, mut c) = setup(1);
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create(va(A + 5 * P), 2 * P, RW).unwrap();
+    fill(&mut c, A, 4, 1);
+    let rounds = sim.system().stats().shootdown_rounds;
+    // A hole at A + 4P: nothing changes (Linux would change the first area).
+    assert_eq!(
+        c.run(|| s.protect_range(va(A + 2 * P), 4 * P, R)),
+        Err(Error::NotFound)
+    );
+    assert_eq!(areas(&s), [(A, 4, RW), (A + 5 * P, 2, RW)]);
+    assert_eq!(sim.system().stats().shootdown_rounds, rounds);
+    c.write_u64(va(A + 3 * P), 1).unwrap();
+    assert_eq!(
+        s.protect_range(va(A), P, RW | AreaFlags::EXEC),
+        Err(Error::InvalidArgument)
+    );
+    // A share destination cannot get rights beyond its mask.
+    let s1 = sim.system().create().unwrap();
+    s.area_share(va(A), 4 * P, &s1, va(B), R).unwrap();
+    assert_eq!(s1.protect_range(va(B), P, RW), Err(Error::PermissionDenied));
+    s1.protect_range(va(B), P, AreaFlags::empty()).unwrap();
+    s1.protect_range(va(B), P, R).unwrap();
+    assert_eq!(s1.areas().len(), 1);
+    // ELF areas cannot change rights.
+    let image = ElfImage::load(sim.system().machine(), &file(2)).unwrap();
+    let seg = Segment {
+        vaddr: B,
+        memsz: 2 * P,
+        filesz: 2 * P,
+        offset: 0,
+        flags: R,
+    };
+    s.area_create_with(
+        va(B),
+        2 * P,
+        R,
+        aspace::AreaAttrs::empty(),
+        Arc::new(ElfBackend::new(image.clone(), seg)),
+    )
+    .unwrap();
+    assert_eq!(s.protect_range(va(B), P, RW), Err(Error::NotSupported));
+    drop(c);
+    drop((s, s1));
+    image.release(sim.system().machine()).unwrap();
+}
+
+#[test]
+fn discard_range_zeroes_private_and_refetches_shared() {
+    let (sim, s, mut c) = setup(1);
+    let s1 = sim.system().create().unwrap();
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create(va(A + 4 * P), 4 * P, RW).unwrap();
+    fill(&mut c, A, 8, 1);
+    s.area_share(va(A + 4 * P), 4 * P, &s1, va(B), RW).unwrap();
+    let frames = sim.frames_in_use();
+    let before = sim.system().stats();
+    c.run(|| s.discard_range(va(A + 2 * P), 4 * P)).unwrap();
+    let d = sim.system().stats().since(&before);
+    assert_eq!(d.shootdown_rounds, 1);
+    // Two private frames freed; the shared ones live on in the record.
+    assert_eq!(sim.frames_in_use(), frames - 2);
+    assert_no_stale(&sim, &s);
+    assert_eq!(areas(&s).len(), 2);
+    assert_eq!(s.area(va(A)).unwrap().resident, 2);
+    assert_eq!(c.read_u64(va(A + 2 * P)).unwrap(), 0);
+    assert_eq!(c.read_u64(va(A + 3 * P)).unwrap(), 0);
+    assert_eq!(c.read_u64(va(A + 4 * P)).unwrap(), 1004);
+    assert_eq!(c.read_u64(va(A + 5 * P)).unwrap(), 1005);
+    assert_eq!(c.read_u64(va(A + P)).unwrap(), 1001);
+    assert_eq!(s.discard_range(va(A + 6 * P), 4 * P), Err(Error::NotFound));
+    assert_eq!(s.area(va(A + 4 * P)).unwrap().resident, 4);
+}
+
+#[test]
+fn move_range_moves_frames_without_copying() {
+    let (sim, s, mut c) = setup(2);
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s).unwrap();
+    s.area_create(va(A), 8 * P, RW).unwrap();
+    fill(&mut c, A, 8, 1);
+    c1.read_u64(va(A + 3 * P)).unwrap();
+    let frames: Vec<_> = (2..6)
+        .map(|i| s.translate(Page::from_number(A / P + i)).unwrap().0)
+        .collect();
+    let used = sim.frames_in_use();
+    let before = sim.system().stats();
+    // Pages 2..6 move to B and grow to 6 pages.
+    c.run(|| s.move_range(va(A + 2 * P), 4 * P, va(B), 6 * P))
+        .unwrap();
+    let d = sim.system().stats().since(&before);
+    assert_eq!(d.shootdown_rounds, 1);
+    assert_eq!(d.frame_refs_released, 0);
+    assert_eq!(areas(&s), [(A, 2, RW), (A + 6 * P, 2, RW), (B, 6, RW)]);
+    let moved: Vec<_> = (0..4)
+        .map(|i| s.translate(Page::from_number(B / P + i)).unwrap().0)
+        .collect();
+    assert_eq!(frames, moved);
+    assert_no_stale(&sim, &s);
+    for i in 0..4 {
+        assert_eq!(c1.read_u64(va(B + i * P)).unwrap(), 1002 + i);
+    }
+    assert_eq!(c1.read_u64(va(B + 5 * P)).unwrap(), 0);
+    assert_eq!(
+        c1.read_u64(va(A + 3 * P)).unwrap_err().reason,
+        FaultReason::NoArea
+    );
+    assert_eq!(sim.system().reserve().committed(), 10);
+    // Back, shrinking to 2 pages: the two pages past the end are freed.
+    let now = sim.frames_in_use();
+    c.run(|| s.move_range(va(B), 6 * P, va(A + 2 * P), 2 * P))
+        .unwrap();
+    // Pages 2, 3 and 5 of the six were resident (5 read above as zero).
+    assert_eq!(sim.frames_in_use(), now - 3);
+    assert_eq!(areas(&s), [(A, 4, RW), (A + 6 * P, 2, RW)]);
+    assert_eq!(sim.system().reserve().committed(), 6);
+    assert_eq!(c.read_u64(va(A + 3 * P)).unwrap(), 1003);
+    assert!(sim.frames_in_use() <= used);
+    // Refusals.
+    assert_eq!(
+        s.move_range(va(A), 4 * P, va(A + 2 * P), 4 * P),
+        Err(Error::AddressNotAvailable)
+    );
+    assert_eq!(
+        s.move_range(va(A), 4 * P, va(A + 6 * P), 2 * P),
+        Err(Error::AddressNotAvailable)
+    );
+    assert_eq!(
+        s.move_range(va(A + 2 * P), 4 * P, va(B), 4 * P),
+        Err(Error::NotFound)
+    );
+    assert_no_stale(&sim, &s);
+}
+
+// ---- All or nothing: each operation with frame allocations refused ----
+
+/// What a space shows: its areas, what each of their pages maps, their
+/// share records.
+#[derive(Debug, PartialEq)]
+struct Shown {
+    areas: Vec<aspace::AreaInfo>,
+    pages: Vec<(u64, Option<(aspace::Frame, PageFlags)>)>,
+    shares: Vec<Option<(usize, usize)>>,
+}
+
+/// The observable state of a world, page tables apart (see `State`).
+#[derive(Debug, PartialEq)]
+struct State {
+    spaces: Vec<Shown>,
+    /// Frames in use less the page tables'.
+    data_frames: u64,
+    /// The reference counts of every frame a page maps.
+    refcounts: Vec<u32>,
+    tlbs: Vec<Vec<aspace_sim::TlbEntry>>,
+    committed: u64,
+    /// Frames the page tables hold.
+    table_frames: u64,
+}
+
+struct World {
+    sim: Sim,
+    spaces: Vec<Arc<Space>>,
+    cpus: Vec<Cpu>,
+}
+
+impl World {
+    fn state(&self) -> State {
+        let mut spaces = Vec::new();
+        let mut refcounts = Vec::new();
+        let mut tables = 0;
+        let hw = self.sim.hardware();
+        for s in &self.spaces {
+            let areas = s.areas();
+            let mut pages = Vec::new();
+            let mut shares = Vec::new();
+            for a in &areas {
+                for i in 0..a.pages {
+                    let p = Page::from_number(a.base.page().number() + i);
+                    let t = s.translate(p);
+                    if let Some((f, _)) = t {
+                        refcounts.push(hw.frames().refcount(f));
+                    }
+                    pages.push((p.number(), t));
+                }
+                shares.push(s.share_info(a.base).map(|sh| (sh.refs(), sh.pages())));
+            }
+            tables += s.page_table_frames();
+            spaces.push(Shown {
+                areas,
+                pages,
+                shares,
+            });
+        }
+        State {
+            spaces,
+            data_frames: self.sim.frames_in_use() - tables,
+            refcounts,
+            tlbs: (0..hw.cpu_count()).map(|c| hw.tlb_entries(c)).collect(),
+            committed: self.sim.system().reserve().committed(),
+            table_frames: tables,
+        }
+    }
+}
+
+/// Space 0 (on CPU 0): an area at A of 8 pages, 6 resident, next to a
+/// read-only one of 2; an area at C shared into space 1 (on CPU 1) at B.
+fn world() -> World {
+    let sim = sim(2);
+    let s0 = sim.system().create().unwrap();
+    let s1 = sim.system().create().unwrap();
+    let mut c0 = sim.cpu(0);
+    let mut c1 = sim.cpu(1);
+    c0.switch_to(&s0).unwrap();
+    c1.switch_to(&s1).unwrap();
+    s0.area_create(va(A), 8 * P, RW).unwrap();
+    s0.area_create(va(A + 8 * P), 2 * P, R).unwrap();
+    fill(&mut c0, A, 6, 1);
+    c0.read_u64(va(A + 8 * P)).unwrap();
+    let c = 0x100_0000;
+    s0.area_create(va(c), 4 * P, RW).unwrap();
+    fill(&mut c0, c, 2, 2);
+    s0.area_share(va(c), 4 * P, &s1, va(B), RW).unwrap();
+    c1.read_u64(va(B + P)).unwrap();
+    World {
+        sim,
+        spaces: vec![s0, s1],
+        cpus: vec![c0, c1],
+    }
+}
+
+/// The top 64 GiB of user space: a first mapping there needs a table per
+/// level below the root.
+fn far() -> u64 {
+    common::arch().layout().user_end - (64 << 30)
+}
+
+/// Runs `op` in fresh worlds with the frame allocator failing after `n`
+/// allocations, n = 0, 1, ... until it succeeds; a refusal must leave the
+/// state as it was, page tables apart when `tables_may_stay` (empty
+/// intermediate tables stay until the space goes). Checks the teardown
+/// gives every frame and reservation back; returns the allocations needed.
+fn inject(name: &str, tables_may_stay: bool, op: impl Fn(&mut World) -> aspace::Result<()>) -> u64 {
+    let baseline = sim(1).frames_in_use();
+    for n in 0..32 {
+        let mut w = world();
+        let before = w.state();
+        w.sim.hardware().frames().fail_after(Some(n));
+        let result = op(&mut w);
+        w.sim.hardware().frames().fail_after(None);
+        match result {
+            Ok(()) => {
+                for s in &w.spaces {
+                    assert_no_stale(&w.sim, s);
+                }
+                let World { sim, spaces, cpus } = w;
+                drop(cpus);
+                drop(spaces);
+                assert_eq!(sim.frames_in_use(), baseline, "{name}: frames left");
+                assert_eq!(sim.system().reserve().committed(), 0, "{name}: reserved");
+                assert_eq!(sim.hardware().stats().stale_accesses, 0);
+                return n;
+            }
+            Err(e) => {
+                assert_eq!(e, Error::NoMemory, "{name}: refused at {n} with {e:?}");
+                let mut after = w.state();
+                if tables_may_stay {
+                    assert!(after.table_frames >= before.table_frames);
+                    after.table_frames = before.table_frames;
+                }
+                assert!(
+                    after == before,
+                    "{name}: refused at allocation {n} and changed the state:\n\
+                     before {before:#?}\nafter {after:#?}"
+                );
+            }
+        }
+    }
+    panic!("{name}: still refused after 32 allocations");
+}
+
+/// An operation on a world.
+type Op = fn(&mut World) -> aspace::Result<()>;
+
+#[test]
+fn split_merge_unmap_protect_discard_need_no_frame() {
+    let ops: [(&str, Op); 6] = [
+        ("split", |w| {
+            w.cpus[0].run(|| w.spaces[0].area_split(va(A + 3 * P)))
+        }),
+        ("merge", |w| {
+            // The change of rights merges by itself; so does a merge call.
+            w.spaces[0].protect_range(va(A + 8 * P), 2 * P, RW)?;
+            assert_eq!(w.spaces[0].areas().len(), 2);
+            w.spaces[0].area_split(va(A + 3 * P))?;
+            assert!(w.spaces[0].area_merge(va(A))?);
+            Ok(())
+        }),
+        ("unmap", |w| {
+            w.cpus[0].run(|| w.spaces[0].unmap_range(va(A + 2 * P), 7 * P))
+        }),
+        ("protect", |w| {
+            w.cpus[0].run(|| w.spaces[0].protect_range(va(A + 2 * P), 3 * P, R))
+        }),
+        ("protect shared", |w| {
+            w.cpus[1].run(|| w.spaces[1].protect_range(va(B + P), P, R))
+        }),
+        ("discard", |w| {
+            w.cpus[0].run(|| w.spaces[0].discard_range(va(A + P), 8 * P))
+        }),
+    ];
+    for (name, op) in ops {
+        assert_eq!(inject(name, false, op), 0, "{name}");
+    }
+}
+
+#[test]
+fn refused_range_operations_change_nothing() {
+    let w = world();
+    let before = w.state();
+    let s = &w.spaces[0];
+    let c0 = &w.cpus[0];
+    let hole = 0x100_0000 + 4 * P;
+    assert_eq!(
+        c0.run(|| s.protect_range(va(A), 16 * P, R)),
+        Err(Error::NotFound)
+    );
+    assert_eq!(s.discard_range(va(hole - P), 2 * P), Err(Error::NotFound));
+    assert_eq!(
+        s.protect_range(va(A + 1), P, R),
+        Err(Error::InvalidArgument)
+    );
+    assert_eq!(
+        s.move_range(va(A), 4 * P, va(A + 8 * P), 4 * P),
+        Err(Error::AddressNotAvailable)
+    );
+    assert_eq!(
+        s.move_range(va(A + 6 * P), 4 * P, va(far()), 4 * P),
+        Err(Error::NotFound)
+    );
+    // A shared area moves, but does not change size.
+    assert_eq!(
+        s.move_range(va(0x100_0000), 4 * P, va(far()), 8 * P),
+        Err(Error::NotSupported)
+    );
+    let limit = w.sim.system().reserve().limit();
+    w.sim.system().reserve().set_limit(before.committed);
+    assert_eq!(
+        s.move_range(va(A), 4 * P, va(far()), 8 * P),
+        Err(Error::NoMemory)
+    );
+    w.sim.system().reserve().set_limit(limit);
+    assert!(w.state() == before, "a refusal changed the state");
+}
+
+#[test]
+fn move_range_refused_at_any_allocation_changes_nothing() {
+    // Far away: page tables to allocate at every level.
+    let needed = inject("move far", true, |w| {
+        w.cpus[0].run(|| w.spaces[0].move_range(va(A + P), 6 * P, va(far()), 9 * P))?;
+        w.sim.hardware().frames().fail_after(None);
+        assert_eq!(w.cpus[0].read_u64(va(far() + 4 * P)).unwrap(), 1005);
+        assert_eq!(w.cpus[0].read_u64(va(far() + 8 * P)).unwrap(), 0);
+        Ok(())
+    });
+    assert!(needed >= 2, "{needed}");
+    let needed = inject("move shared", true, |w| {
+        w.cpus[1].run(|| w.spaces[1].move_range(va(B), 4 * P, va(far()), 4 * P))?;
+        w.sim.hardware().frames().fail_after(None);
+        w.cpus[0].write_u64(va(0x100_0000 + P), 9).unwrap();
+        assert_eq!(w.cpus[1].read_u64(va(far() + P)).unwrap(), 9);
+        Ok(())
+    });
+    assert!(needed >= 2, "{needed}");
+}

@@ -1,0 +1,441 @@
+//! Operations over any range of pages, which may cover several areas,
+//! parts of areas and holes (Linux's `munmap`, `mprotect`, `mremap`,
+//! `madvise`): see [`AddressSpace::unmap_range`] and the others.
+//!
+//! Each is one operation under the area tree's write lock: every check
+//! comes first, then the areas split at the ends of the range (nothing
+//! allocated but tree and used-space nodes from the heap), then one TLB
+//! shootdown round for every translation removed, and only after it are
+//! frames released. Where Linux applies an operation to the mapped parts of
+//! a range with holes and then reports `ENOMEM`, these refuse the whole
+//! range with `NotFound` and change nothing.
+//!
+//! Afterwards the areas the operation touched are merged with compatible
+//! neighbours (see [`crate::split`]), so a change of rights and its inverse
+//! restore the areas as they were.
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering::{Relaxed, Release};
+
+use crate::addr::{Frame, Page, PageRange, VirtAddr};
+use crate::backend::BackendCaps;
+use crate::flags::{AreaAttrs, AreaFlags};
+use crate::internals::used_space::UsedSpace;
+use crate::machine::{FrameAllocator, Machine};
+use crate::paging::PageTable;
+use crate::reserve;
+use crate::space::{unmap_into, AddressSpace, Areas};
+use crate::tlb::ShootdownBatch;
+use crate::{Error, Result};
+
+/// The bits of an area's flags a change of rights keeps: where it may lie
+/// and how it reserves.
+const KEPT: AreaFlags = AreaFlags::PLACEMENT.union(AreaFlags::LATE_RESERVE);
+
+impl<M: Machine> AddressSpace<M> {
+    /// The `(start, end)` of every area of `tree` that intersects pages
+    /// `[s, e)`, lowest first: O(k log n) for k areas.
+    pub(crate) fn entries_in(tree: &Areas<M>, s: u64, e: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut next = match tree.neighbors(s) {
+            (Some((start, end, _)), _) if end > s => Some((start, end)),
+            (_, after) => after.map(|(start, end, _)| (start, end)),
+        };
+        while let Some((start, end)) = next {
+            if start >= e {
+                break;
+            }
+            out.push((start, end));
+            next = tree.neighbors(end - 1).1.map(|(s, e, _)| (s, e));
+        }
+        out
+    }
+
+    /// Checks that every page of `[s, e)` lies in an area that is not
+    /// partial: `NotFound` otherwise.
+    fn check_covered(tree: &Areas<M>, s: u64, e: u64) -> Result<Vec<(u64, u64)>> {
+        let list = Self::entries_in(tree, s, e);
+        let mut at = s;
+        for &(start, end) in &list {
+            if start > at {
+                return Err(Error::NotFound);
+            }
+            at = end;
+            let (_, slot) = tree.get(start).ok_or(Error::NotFound)?;
+            if slot.lock().attrs.contains(AreaAttrs::PARTIAL) {
+                return Err(Error::NotFound);
+            }
+        }
+        if at < e {
+            return Err(Error::NotFound);
+        }
+        Ok(list)
+    }
+
+    /// Removes every page of `[base, base + size)` from the areas covering
+    /// it (Linux `munmap`): areas inside the range go, areas across its ends
+    /// are split there first and lose their part inside; holes are fine.
+    /// One TLB shootdown round for all the pages unmapped, frames released
+    /// after it, reservations given back (a share record's when its last
+    /// area goes).
+    ///
+    /// Refusals, each before anything changed: `base` unaligned or the
+    /// range empty or wrapping `InvalidArgument`; an area of a user-space
+    /// pager or a partial one to be split at an end of the range
+    /// `NotSupported` or `NotFound` (see [`area_split`](Self::area_split)).
+    /// Removing pages makes no new neighbours, so nothing merges.
+    pub fn unmap_range(&self, base: VirtAddr, size: u64) -> Result<()> {
+        let range = Self::checked_range(base, size)?;
+        let (s, e) = (range.start.number(), range.end().number());
+        let mut tree = self.areas.write();
+        self.check_split(&tree, s)?;
+        self.check_split(&tree, e)?;
+        self.split_at(&mut tree, s)?;
+        self.split_at(&mut tree, e)?;
+        let mut batch = ShootdownBatch::new();
+        for (start, _) in Self::entries_in(&tree, s, e) {
+            if let Some((_, slot)) = tree.remove(start) {
+                self.unmap_area(&slot.area, &mut batch);
+            }
+        }
+        batch.complete(&self.shared, self.id());
+        Ok(())
+    }
+
+    /// Changes the rights of every page of `[base, base + size)` to `flags`
+    /// (Linux `mprotect`), keeping the data: areas across the ends of the
+    /// range split there, each area inside has its mapped pages unmapped,
+    /// one shootdown round runs for all of them, and the same frames are
+    /// mapped back with the new rights (so no CPU reaches a page with old
+    /// and new rights at once); then the areas merge with compatible
+    /// neighbours. An area keeps its placement flags
+    /// ([`AreaFlags::PLACEMENT`]) and [`LATE_RESERVE`](AreaFlags::LATE_RESERVE)
+    /// bit whatever `flags` says.
+    ///
+    /// Refusals, each before anything changed (Linux changes the areas
+    /// before a hole and then fails; this changes none): bad flags or range
+    /// `InvalidArgument`; a page of the range in no area, or in a partial
+    /// one, `NotFound` (Linux `ENOMEM`); an area whose backend cannot
+    /// change rights, or of a user-space pager, `NotSupported`; rights
+    /// beyond what the area may have (a share destination: its share's
+    /// mask) `PermissionDenied` (Linux `EACCES`).
+    pub fn protect_range(&self, base: VirtAddr, size: u64, flags: AreaFlags) -> Result<()> {
+        flags.validate()?;
+        let range = Self::checked_range(base, size)?;
+        let (s, e) = (range.start.number(), range.end().number());
+        let mut tree = self.areas.write();
+        for (start, _) in Self::check_covered(&tree, s, e)? {
+            let (_, slot) = tree.get(start).ok_or(Error::NotFound)?;
+            let st = slot.lock();
+            if !slot.area.backend.caps().contains(BackendCaps::CHANGE_FLAGS) {
+                return Err(Error::NotSupported);
+            }
+            if !st.max_flags.contains(flags - KEPT) {
+                return Err(Error::PermissionDenied);
+            }
+        }
+        self.check_split(&tree, s)?;
+        self.check_split(&tree, e)?;
+        self.split_at(&mut tree, s)?;
+        self.split_at(&mut tree, e)?;
+        let m = self.machine();
+        let pt = self.pt();
+        let mut batch = ShootdownBatch::new();
+        let mut remap: Vec<(u64, Vec<(Page, Frame)>)> = Vec::new();
+        for (start, _) in Self::entries_in(&tree, s, e) {
+            let Some((_, slot)) = tree.get(start) else {
+                continue;
+            };
+            let mut st = slot.lock();
+            let new = (flags - KEPT) | (st.flags & KEPT);
+            if new == st.flags {
+                continue;
+            }
+            let mut frames = Vec::with_capacity(st.used.pages() as usize);
+            for page in st.used.iter_pages() {
+                let Some(u) = pt.unmap(m.memory(), page) else {
+                    debug_assert!(false, "used page {page:?} not mapped");
+                    continue;
+                };
+                frames.push((page, u.frame()));
+                batch.defer(u, false);
+            }
+            st.flags = new;
+            remap.push((start, frames));
+        }
+        batch.complete(&self.shared, self.id());
+        for (start, frames) in remap {
+            let Some((_, slot)) = tree.get(start) else {
+                continue;
+            };
+            let mut st = slot.lock();
+            let pflags = self.page_flags(st.flags);
+            for (page, frame) in frames {
+                // Intermediate tables stay after an unmap, so this does
+                // not allocate; should it fail, the page stops being
+                // resident (as in `area_change_flags`).
+                if pt.map(m.memory(), m.frames(), page, frame, pflags).is_err() {
+                    let area = &slot.area;
+                    let _ = st.used.remove(page, 1);
+                    if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
+                        m.frames().release(frame);
+                    }
+                    let less = reserve::per_page(&*area.backend, st.flags, area.index(page), 1);
+                    self.shared.reserve.release(less);
+                    area.reserved.fetch_sub(less, Relaxed);
+                }
+            }
+        }
+        self.merge_range(&mut tree, s, e);
+        Ok(())
+    }
+
+    /// Merges every area meeting `[s, e)` with compatible neighbours.
+    fn merge_range(&self, tree: &mut Areas<M>, s: u64, e: u64) {
+        let mut n = s;
+        if s > 0 && tree.find(s).is_none() {
+            // A hole at the start: the first area of the range.
+            match Self::entries_in(tree, s, e).first() {
+                Some(&(start, _)) => n = start,
+                None => return,
+            }
+        }
+        while n < e {
+            self.merge_at(tree, n);
+            match tree.find(n) {
+                Some((_, end, _)) => n = end,
+                None => match Self::entries_in(tree, n, e).first() {
+                    Some(&(start, _)) => n = start,
+                    None => break,
+                },
+            }
+        }
+        // The area past the end, split off or not, with the last one.
+        if tree.get(e).is_some() {
+            self.merge_at(tree, e);
+        }
+    }
+
+    /// Gives back the pages of `[base, base + size)` (Linux
+    /// `madvise(MADV_DONTNEED)`): every mapped page there is unmapped, one
+    /// shootdown round runs, and then the frames are released. A private
+    /// anonymous page reads as zero when touched again (a fresh frame); a
+    /// page of a share record or of a file-like backend is fetched again
+    /// from there (the record keeps its frame for the other sharers). A
+    /// [late-reserving](AreaFlags::LATE_RESERVE) area gives back the
+    /// pages' reservation. Areas do not change.
+    ///
+    /// Refusals, before anything changed: bad range `InvalidArgument`; a
+    /// page in no area, or a partial one, `NotFound` (Linux `ENOMEM`,
+    /// after discarding the mapped parts).
+    pub fn discard_range(&self, base: VirtAddr, size: u64) -> Result<()> {
+        let range = Self::checked_range(base, size)?;
+        let (s, e) = (range.start.number(), range.end().number());
+        let tree = self.areas.write();
+        let list = Self::check_covered(&tree, s, e)?;
+        let mut batch = ShootdownBatch::new();
+        for (start, end) in list {
+            let Some((_, slot)) = tree.get(start) else {
+                continue;
+            };
+            let area = &slot.area;
+            let mut st = slot.lock();
+            let (lo, hi) = (s.max(start), e.min(end));
+            let runs: Vec<PageRange> = st
+                .used
+                .iter()
+                .filter_map(|r| {
+                    let a = r.start.number().max(lo);
+                    let b = r.end().number().min(hi);
+                    (a < b).then(|| PageRange::new(Page::from_number(a), b - a))
+                })
+                .collect();
+            for r in runs {
+                let removed = st.used.remove(r.start, r.count);
+                debug_assert!(removed.is_ok(), "a part of one run");
+                let pages = (0..r.count).map(|i| r.start.add(i));
+                unmap_into(self.machine(), self.pt(), &*area.backend, pages, &mut batch);
+                let less =
+                    reserve::per_page(&*area.backend, st.flags, area.index(r.start), r.count);
+                self.shared.reserve.release(less);
+                area.reserved.fetch_sub(less, Relaxed);
+            }
+        }
+        batch.complete(&self.shared, self.id());
+        Ok(())
+    }
+
+    /// Moves the pages `[old, old + old_size)`, all in one area, to `new`
+    /// and makes them `new_size` bytes (Linux `mremap` with
+    /// `MREMAP_MAYMOVE | MREMAP_FIXED`): the area is split at the ends of
+    /// the old range, the part between moves, and its resident pages move
+    /// by mapping their frames at the new place (page-table work per
+    /// resident page, no data copied), the old translations shot down in
+    /// one round. Then it is resized: growth reserves memory as a resize
+    /// does, shrinking unmaps the pages past the new end (in the same
+    /// round). The moved area keeps everything else (backend, offset, share
+    /// record, rights), is merged with compatible neighbours at its new
+    /// place, and keeps its guard page only if it was its area's lower end.
+    ///
+    /// Refusals, each before anything changed: bad ranges
+    /// `InvalidArgument`; the old range not inside one area (or a partial
+    /// one) `NotFound` (Linux `EFAULT`); a new range that overlaps the old
+    /// one or anything else, or lies outside this space's part,
+    /// `AddressNotAvailable`; a change of size of a shared area or of a
+    /// backend that cannot resize, or an area of a user-space pager,
+    /// `NotSupported`; growth past the commit limit, or page tables for the
+    /// new place that cannot be allocated, `NoMemory`. In that last case
+    /// the intermediate page tables allocated so far stay (empty, as tables
+    /// do after any unmap, until the space goes); nothing else changed.
+    pub fn move_range(
+        &self,
+        old: VirtAddr,
+        old_size: u64,
+        new: VirtAddr,
+        new_size: u64,
+    ) -> Result<()> {
+        let orange = Self::checked_range(old, old_size)?;
+        let nrange = Self::checked_range(new, new_size)?;
+        let (os, oe) = (orange.start.number(), orange.end().number());
+        let (ns, ne) = (nrange.start.number(), nrange.end().number());
+        let (old_pages, new_pages) = (oe - os, ne - ns);
+        let keep = old_pages.min(new_pages);
+        let m = self.machine();
+        let pt = self.pt();
+        let mut tree = self.areas.write();
+        // Checks, the reservation of growth, and the new mappings.
+        let (moved_flags, more) = {
+            let (start, end, slot) = tree.find(os).ok_or(Error::NotFound)?;
+            if oe > end {
+                return Err(Error::NotFound);
+            }
+            let area = &slot.area;
+            let st = slot.lock();
+            Self::check_splittable(area, &st)?;
+            if new_pages != old_pages
+                && (!area.backend.caps().contains(BackendCaps::RESIZE) || st.share.is_some())
+            {
+                return Err(Error::NotSupported);
+            }
+            if ns < oe && os < ne {
+                return Err(Error::AddressNotAvailable);
+            }
+            let moved_flags = if os == start {
+                st.flags
+            } else {
+                st.flags - AreaFlags::PLACEMENT
+            };
+            if !self.check_conflicts(&tree, nrange, moved_flags.guard_pages(), None) {
+                return Err(Error::AddressNotAvailable);
+            }
+            let first = area.offset() + (os - start);
+            let more = if new_pages > old_pages {
+                reserve::up_front(
+                    &*area.backend,
+                    st.flags,
+                    first + old_pages,
+                    new_pages - old_pages,
+                )
+            } else {
+                0
+            };
+            if !self.shared.reserve.try_reserve(more) {
+                return Err(Error::NoMemory);
+            }
+            let pflags = self.page_flags(st.flags);
+            let mut mapped: Vec<Page> = Vec::new();
+            let mut failed = false;
+            'runs: for r in st.used.iter() {
+                let a = r.start.number().max(os);
+                let b = r.end().number().min(os + keep);
+                for n in a..b {
+                    let Some((frame, _)) = pt.translate(m.memory(), Page::from_number(n)) else {
+                        debug_assert!(false, "used page not mapped");
+                        continue;
+                    };
+                    let to = Page::from_number(ns + (n - os));
+                    if pt.map(m.memory(), m.frames(), to, frame, pflags).is_err() {
+                        failed = true;
+                        break 'runs;
+                    }
+                    mapped.push(to);
+                }
+            }
+            if failed {
+                // A CPU may have walked to a new mapping already: flush them
+                // (the frames stay the old mappings').
+                let mut batch = ShootdownBatch::new();
+                for to in mapped {
+                    if let Some(u) = pt.unmap(m.memory(), to) {
+                        batch.defer(u, false);
+                    }
+                }
+                drop(st);
+                batch.complete(&self.shared, self.id());
+                self.shared.reserve.release(more);
+                return Err(Error::NoMemory);
+            }
+            (moved_flags, more)
+        };
+        // Nothing below fails.
+        let split = self
+            .split_at(&mut tree, os)
+            .and_then(|()| self.split_at(&mut tree, oe));
+        debug_assert!(split.is_ok(), "checked splittable");
+        let Some((_, entry)) = tree.remove(os) else {
+            debug_assert!(false, "the old range is an area now");
+            return Err(Error::NotFound);
+        };
+        let mut batch = ShootdownBatch::new();
+        {
+            let area = &entry.area;
+            let backend = &*area.backend;
+            let mut st = entry.lock();
+            let old_used = st.used.take();
+            let mut used = UsedSpace::with_capacity(old_used.intervals().max(1));
+            let mut less = 0;
+            let counted = backend.caps().contains(BackendCaps::REFCOUNTED);
+            for r in old_used.iter() {
+                for i in 0..r.count {
+                    let page = r.start.add(i);
+                    let Some(u) = pt.unmap(m.memory(), page) else {
+                        continue;
+                    };
+                    let n = page.number() - os;
+                    if n < keep {
+                        // The frame's reference moved to the new mapping.
+                        batch.defer(u, false);
+                        let added = used.insert(Page::from_number(ns + n), 1);
+                        debug_assert!(added.is_ok());
+                    } else {
+                        batch.defer(u, counted);
+                        less += reserve::per_page(backend, st.flags, area.index(page), 1);
+                    }
+                }
+            }
+            if new_pages < old_pages {
+                less += reserve::up_front(
+                    backend,
+                    st.flags,
+                    area.offset() + new_pages,
+                    old_pages - new_pages,
+                );
+            }
+            self.shared.reserve.release(less);
+            area.reserved.fetch_sub(less, Relaxed);
+            area.reserved.fetch_add(more, Relaxed);
+            st.used = used;
+            st.flags = moved_flags;
+            area.set_base(Page::from_number(ns));
+            area.pages.store(new_pages, Release);
+            let limit = area.grow_limit().max(new_pages);
+            area.grow_limit.store(limit, Relaxed);
+        }
+        batch.complete(&self.shared, self.id());
+        let guard = moved_flags.guard_pages() as u8;
+        let inserted = tree.insert_guarded(ns, ne, guard, entry).is_ok();
+        debug_assert!(inserted, "the new range was checked free");
+        self.merge_at(&mut tree, ns);
+        Ok(())
+    }
+}

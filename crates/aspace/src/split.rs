@@ -1,0 +1,267 @@
+//! Areas that split in two and merge again (Linux's `vm_area_struct`
+//! splitting, which HelenOS areas never do).
+//!
+//! A split at page `n` of the area `[start, end)` shrinks it to
+//! `[start, n)` and inserts a new area `[n, end)` that carries, exactly,
+//! the upper pages' state: their used space (the page table is untouched,
+//! so no translation changes and nothing is flushed), the backend and its
+//! *offset* (the backend's index of the area's first page, see
+//! [`AreaInfo::page_index`](crate::AreaInfo::page_index), so an ELF or file
+//! area split in two reads the same bytes in both parts), the rights,
+//! attributes and the most rights it may get, the share record (one more
+//! reference: both parts stay shared page for page, each with its own
+//! offset into the record's page map), and its part of the memory
+//! reservation.
+//!
+//! Grows-down areas: the lower part keeps [`AreaFlags::GROWS_DOWN`] and its
+//! guard page (it is the part that grows), with its growth limit less the
+//! upper part's pages, so the stack as a whole still stops at its limit;
+//! the upper part loses both flags (a guard page below it would lie in the
+//! lower part) and cannot grow.
+//!
+//! A merge joins an area with its right neighbour when nothing tells them
+//! apart but their place: equal rights (the left may add the placement
+//! flags), attributes and most rights; backends of one object
+//! ([`Backend::object_id`](crate::backend::Backend::object_id) and name);
+//! contiguous offsets, unless the backend's pages do not depend on their
+//! index (anonymous memory) and neither part is shared; the same share
+//! record or none. A split followed by a merge at the same place restores
+//! the area as it was. Areas of a user-space pager (whose requests in
+//! flight are keyed by the area) and partial areas neither split nor merge.
+//!
+//! Both run with the area tree written, so no fault is in progress in the
+//! space and the area locks taken are free.
+
+use core::sync::atomic::Ordering::{Relaxed, Release};
+
+use alloc::sync::Arc;
+
+use crate::addr::{Page, VirtAddr};
+use crate::area::{Area, AreaEntry, AreaState};
+use crate::backend::BackendCaps;
+use crate::flags::{AreaAttrs, AreaFlags};
+use crate::internals::used_space::UsedSpace;
+use crate::machine::Machine;
+use crate::reserve;
+use crate::space::{AddressSpace, Areas};
+use crate::{Error, Result};
+
+impl<M: Machine> AddressSpace<M> {
+    /// Splits the area containing `at` into two areas at the page boundary
+    /// `at`; see the [module documentation](crate::split) for what each
+    /// part carries.
+    ///
+    /// Nothing is mapped, unmapped or flushed: translations do not change.
+    /// `at` unaligned: `InvalidArgument`; no area there, or a partial one:
+    /// `NotFound`; an area of a user-space pager: `NotSupported`; `at` the
+    /// base of an area: `Ok` with nothing done.
+    pub fn area_split(&self, at: VirtAddr) -> Result<()> {
+        let page = Page::from_start(at).ok_or(Error::InvalidArgument)?;
+        let mut tree = self.areas.write();
+        if tree.find(page.number()).is_none() {
+            return Err(Error::NotFound);
+        }
+        self.split_at(&mut tree, page.number())
+    }
+
+    /// Merges the area containing `addr` with its neighbours where they are
+    /// compatible (see the [module documentation](crate::split)); returns
+    /// whether it merged anything. No area there: `NotFound`. Nothing is
+    /// mapped, unmapped or flushed.
+    pub fn area_merge(&self, addr: VirtAddr) -> Result<bool> {
+        let n = addr.page().number();
+        let mut tree = self.areas.write();
+        if tree.find(n).is_none() {
+            return Err(Error::NotFound);
+        }
+        Ok(self.merge_at(&mut tree, n))
+    }
+
+    /// Whether the area `[start, ..)` locked as `st` may be split or
+    /// merged: `NotFound` if partial, `NotSupported` for a pager's area.
+    pub(crate) fn check_splittable(area: &Area<M>, st: &AreaState<M>) -> Result<()> {
+        if st.attrs.contains(AreaAttrs::PARTIAL) {
+            return Err(Error::NotFound);
+        }
+        if area.backend.as_any().is_some() {
+            return Err(Error::NotSupported);
+        }
+        Ok(())
+    }
+
+    /// Whether a split at page `n` of the written `tree` would succeed (or
+    /// has nothing to do: no area holds `n`, or one starts there).
+    #[allow(dead_code)]
+    pub(crate) fn check_split(&self, tree: &Areas<M>, n: u64) -> Result<()> {
+        match tree.find(n) {
+            Some((start, _, slot)) if start < n => {
+                let st = slot.lock();
+                Self::check_splittable(&slot.area, &st)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Splits the area of the written `tree` that holds page `n` at `n`;
+    /// nothing to do if none does or one starts there.
+    pub(crate) fn split_at(&self, tree: &mut Areas<M>, n: u64) -> Result<()> {
+        let (start, end, upper) = {
+            let Some((start, end, slot)) = tree.find(n) else {
+                return Ok(());
+            };
+            if start == n {
+                return Ok(());
+            }
+            let area = &slot.area;
+            let mut st = slot.lock();
+            Self::check_splittable(area, &st)?;
+            let upper = Self::split_state(area, &mut st, start, end, n);
+            (start, end, upper)
+        };
+        let shrunk = tree.set_end(start, n);
+        debug_assert!(shrunk, "shrinking an area always fits");
+        let inserted = tree
+            .insert_guarded(n, end, 0, AreaEntry::of_area(upper))
+            .is_ok();
+        debug_assert!(inserted, "the upper part takes the place it had");
+        Ok(())
+    }
+
+    /// Takes the pages `[n, end)` out of `area` (locked as `st`, spanning
+    /// `[start, end)`) and returns the area they make.
+    fn split_state(area: &Area<M>, st: &mut AreaState<M>, start: u64, end: u64, n: u64) -> Area<M> {
+        let (lower_pages, upper_pages) = (n - start, end - n);
+        let offset = area.offset();
+        let runs = st.used.split_off(Page::from_number(n));
+        let mut used = UsedSpace::with_capacity(runs.len().max(1));
+        for r in runs {
+            let added = used.insert(r.start, r.count);
+            debug_assert!(added.is_ok(), "runs are disjoint");
+        }
+        let total = area.reserved();
+        let (lower_res, upper_res) = match &st.share {
+            // The record's reservation is the group's, shown by each part
+            // and given back by the last to go: one more reference.
+            Some(share) => {
+                share.state.lock().refs += 1;
+                (total, total)
+            }
+            None => {
+                let backend = &*area.backend;
+                let lower = if st.flags.contains(AreaFlags::LATE_RESERVE) {
+                    st.used
+                        .iter()
+                        .map(|r| reserve::per_page(backend, st.flags, area.index(r.start), r.count))
+                        .sum()
+                } else {
+                    reserve::up_front(backend, st.flags, offset, lower_pages)
+                };
+                let lower = lower.min(total);
+                (lower, total - lower)
+            }
+        };
+        area.reserved.store(lower_res, Relaxed);
+        area.pages.store(lower_pages, Release);
+        let limit = area.grow_limit();
+        area.grow_limit
+            .store(limit.saturating_sub(upper_pages).max(lower_pages), Relaxed);
+        let state = AreaState {
+            flags: st.flags - AreaFlags::PLACEMENT,
+            max_flags: st.max_flags,
+            attrs: st.attrs,
+            used,
+            share: st.share.clone(),
+        };
+        area.derived(
+            Page::from_number(n),
+            upper_pages,
+            offset + lower_pages,
+            upper_res,
+            upper_pages,
+            state,
+        )
+    }
+
+    /// Merges the area of the written `tree` holding page `n` with its
+    /// right, then its left neighbour, where compatible; whether it did.
+    pub(crate) fn merge_at(&self, tree: &mut Areas<M>, n: u64) -> bool {
+        let Some((start, end, _)) = tree.find(n) else {
+            return false;
+        };
+        let mut merged = self.merge_pair(tree, start, end);
+        if let Some((left, left_end, _)) = start.checked_sub(1).and_then(|p| tree.find(p)) {
+            if left_end == start {
+                merged |= self.merge_pair(tree, left, start);
+            }
+        }
+        merged
+    }
+
+    /// Joins the area starting at `boundary` to the one at `left` (which
+    /// ends there) if they are compatible; whether it did.
+    fn merge_pair(&self, tree: &mut Areas<M>, left: u64, boundary: u64) -> bool {
+        {
+            let (Some((left_end, l)), Some((_, r))) = (tree.get(left), tree.get(boundary)) else {
+                return false;
+            };
+            debug_assert_eq!(left_end, boundary);
+            let (lst, rst) = (l.lock(), r.lock());
+            if !Self::compatible(&l.area, &lst, &r.area, &rst) {
+                return false;
+            }
+        }
+        let Some((end, right)) = tree.remove(boundary) else {
+            return false;
+        };
+        let grown = tree.set_end(left, end);
+        debug_assert!(grown, "the right neighbour's place is free");
+        let Some((_, slot)) = tree.get(left) else {
+            return false;
+        };
+        let area = &slot.area;
+        let mut st = slot.lock();
+        let mut rst = right.area.lock_detached();
+        let used = rst.used.take();
+        st.used.reserve(used.intervals());
+        for r in used.iter() {
+            let added = st.used.insert(r.start, r.count);
+            debug_assert!(added.is_ok(), "areas are disjoint");
+        }
+        let pages = end - area.base().number();
+        let right_pages = right.area.pages();
+        match rst.share.take() {
+            // Both showed the record's reservation; one reference goes.
+            Some(share) => share.state.lock().refs -= 1,
+            None => {
+                area.reserved.fetch_add(right.area.reserved(), Relaxed);
+            }
+        }
+        right.area.reserved.store(0, Relaxed);
+        area.pages.store(pages, Release);
+        area.grow_limit.fetch_add(right_pages, Relaxed);
+        true
+    }
+
+    /// Whether the areas `l` and `r` (locked as `lst`, `rst`; `r` starts
+    /// where `l` ends) may become one.
+    fn compatible(l: &Area<M>, lst: &AreaState<M>, r: &Area<M>, rst: &AreaState<M>) -> bool {
+        let plain = !lst.attrs.contains(AreaAttrs::PARTIAL)
+            && lst.attrs == rst.attrs
+            && !rst.flags.intersects(AreaFlags::PLACEMENT)
+            && lst.flags - AreaFlags::PLACEMENT == rst.flags
+            && lst.max_flags == rst.max_flags
+            && l.backend.as_any().is_none()
+            && r.backend.as_any().is_none()
+            && l.backend.name() == r.backend.name()
+            && l.backend.object_id() == r.backend.object_id();
+        if !plain {
+            return false;
+        }
+        let contiguous = l.offset() + l.pages() == r.offset();
+        match (&lst.share, &rst.share) {
+            (None, None) => contiguous || l.backend.caps().contains(BackendCaps::GROW_DOWN),
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) && contiguous,
+            _ => false,
+        }
+    }
+}
