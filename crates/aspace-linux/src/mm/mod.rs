@@ -3,23 +3,33 @@
 //! [`LinuxMm`] is one process's memory map: an `Arc<AddressSpace<M>>` of
 //! the core, the mmap base below which `mmap(NULL)` places top-down, the
 //! program break and the map-count limit (`vm.max_map_count`). Each call
-//! follows the Linux man page (`mmap(2)`, `munmap(2)`, `mprotect(2)`,
+//! follows its Linux man page (`mmap(2)`, `munmap(2)`, `mprotect(2)`,
 //! `mremap(2)`, `brk(2)`, `madvise(2)`) and returns Linux's errno values;
-//! every call documents its checks in the order Linux makes them.
+//! each documents its checks in the order Linux makes them.
 //!
-//! One Linux mapping ("VMA") is one core area. The layer keeps a record per
-//! mapping beside the core (rights, what backs it, the object offset, the
-//! `MAP_NORESERVE`/`MAP_GROWSDOWN` flags that Linux's merging looks at) and
-//! changes the core and the records together.
+//! The core does the memory work with its range operations, each one
+//! all-or-nothing with one TLB shootdown round:
+//! [`unmap_range`](AddressSpace::unmap_range) (`munmap`, `MAP_FIXED`'s
+//! replacement, shrinking), [`protect_range`](AddressSpace::protect_range)
+//! (`mprotect`), [`discard_range`](AddressSpace::discard_range)
+//! (`MADV_DONTNEED`), [`move_range`](AddressSpace::move_range) (`mremap`
+//! moves: page-table work per resident page, no data copied) and
+//! [`area_resize`](AddressSpace::area_resize) (growth in place). Beside the
+//! core the layer keeps Linux's view: one record per Linux mapping (VMA)
+//! with what `/proc/PID/maps` shows and what Linux's merging looks at but
+//! the maps do not (`MAP_NORESERVE`, `MAP_GROWSDOWN`, `VM_ACCOUNT`, the
+//! `anon_vma` a private mapping gets at its first written page), split and
+//! merged exactly when Linux splits and merges, so checks that depend on
+//! where Linux's mappings end (`mremap`'s `EFAULT`) and the map count agree
+//! with Linux. The core's own areas split and merge by the core's rules.
 //!
-//! What the core cannot do yet is refused with [`Errno::ENOSYS`] before
-//! anything changes (Linux never returns it for these calls): cutting a
-//! mapping's head or middle (a partial `munmap`, `mprotect`, `madvise`
-//! inside a mapping, `MAP_FIXED` over part of one) needs the core's area
-//! split, and a moving `mremap` its range move. Cutting a tail is done with
-//! [`AddressSpace::area_resize`].
-//!
-//! Differences from Linux, by design:
+//! Differences from Linux, by design (each pinned by the differential
+//! test's configuration, see `tests/differential.rs`):
+//! - **Holes**: Linux's `mprotect` changes the mappings before a hole and
+//!   then fails with `ENOMEM`; so does this layer (as Linux callers may
+//!   rely on it), running the core's all-or-nothing `protect_range` over
+//!   the part before the hole. `MADV_DONTNEED` likewise does every mapped
+//!   part and then reports `ENOMEM`.
 //! - **W^X**: the core refuses an area both writable and executable, so
 //!   `PROT_WRITE | PROT_EXEC` is `EACCES` (as on a Linux whose security
 //!   module denies `execmem`).
@@ -29,9 +39,10 @@
 //! - **`MADV_FREE`** keeps the data (as Linux does until memory is short).
 //! - **Private file mappings** copy a page at its first fault, read or
 //!   write (see [`object`]).
-//! - **Merging**: records are not merged; [`LinuxMm::maps`] prints
-//!   neighbours Linux would merge (same rights and backing, contiguous
-//!   offsets, same `MAP_NORESERVE`/`MAP_GROWSDOWN`) as one line.
+//! - **`MREMAP_DONTUNMAP`**, a move of a range that spans several mappings
+//!   (Linux 6.17+), or of a Linux mapping the core keeps as several areas
+//!   (two `mmap`s of a file at contiguous offsets): `ENOSYS` (Linux never
+//!   returns it for these calls), with nothing changed.
 
 pub mod object;
 #[cfg(feature = "sim")]
@@ -48,7 +59,9 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use aspace::backend::{AnonBackend, Backend};
-use aspace::{AddressSpace, AreaAttrs, AreaFlags, Error, Machine, System, VirtAddr};
+use aspace::{
+    Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, Machine, System, VirtAddr,
+};
 use object::{MemObject, ObjBackend};
 
 /// The size of every in-memory file: 64 MiB (as the reference runner's).
@@ -75,7 +88,8 @@ pub struct Layout {
 
 impl Layout {
     /// A layout with Linux's defaults around `mmap_base` and `brk_start`:
-    /// `mmap_min_addr` 64 KiB, `max_map_count` 65530, a 47-bit user space.
+    /// `mmap_min_addr` 64 KiB, `max_map_count` 65530, x86_64's 47-bit user
+    /// space less its last page.
     pub fn new(mmap_base: u64, brk_start: u64) -> Layout {
         Layout {
             mmap_base,
@@ -106,7 +120,17 @@ pub enum Kind {
     },
 }
 
-/// One mapping's record (Linux's VMA), beside its core area.
+impl Kind {
+    /// Whether the mapping is private (gets an `anon_vma` when written).
+    fn private(&self) -> bool {
+        match self {
+            Kind::Anon | Kind::Heap => true,
+            Kind::Object { private, .. } => *private,
+        }
+    }
+}
+
+/// One Linux mapping's record (a VMA).
 #[derive(Clone, Debug)]
 pub struct Vma {
     /// First address.
@@ -119,10 +143,18 @@ pub struct Vma {
     pub kind: Kind,
     /// The object's page at `start` (0 for anonymous memory).
     pub first: u64,
-    /// `MAP_NORESERVE`: memory reserved page by page at fault time.
+    /// `MAP_NORESERVE` (`VM_NORESERVE`).
     pub noreserve: bool,
-    /// `MAP_GROWSDOWN`.
+    /// `MAP_GROWSDOWN` (`VM_GROWSDOWN`).
     pub growsdown: bool,
+    /// `VM_ACCOUNT`: a private mapping that was writable (at creation or
+    /// since) without `MAP_NORESERVE`. Linux never takes it away, and
+    /// mappings that differ in it do not merge.
+    pub account: bool,
+    /// The `anon_vma` (a number) a private mapping gets when a page of it
+    /// is first written; split parts share it. Two neighbours merge only if
+    /// one has none or both the same.
+    pub anon: Option<u64>,
 }
 
 impl Vma {
@@ -160,6 +192,10 @@ impl Vma {
         }
     }
 
+    fn pages(&self) -> u64 {
+        (self.end - self.start) / PAGE_SIZE
+    }
+
     /// Whether Linux would merge `next` (starting at this one's end) into it.
     fn merges_with(&self, next: &Vma) -> bool {
         let same_backing = match (&self.kind, &next.kind) {
@@ -178,37 +214,31 @@ impl Vma {
             ) => Arc::ptr_eq(a, b) && pa == pb && self.first + self.pages() == next.first,
             _ => false,
         };
+        let anon = match (self.anon, next.anon) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
         self.end == next.start
             && same_backing
+            && anon
             && self.prot == next.prot
             && self.noreserve == next.noreserve
             && self.growsdown == next.growsdown
+            && self.account == next.account
     }
 
-    fn pages(&self) -> u64 {
-        (self.end - self.start) / PAGE_SIZE
-    }
-}
-
-/// How a range meets one mapping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cut {
-    /// The range covers it.
-    Whole,
-    /// The range covers its end from inside it.
-    Tail,
-    /// The range covers its start, not its end.
-    Head,
-    /// The range lies strictly inside it.
-    Middle,
-}
-
-fn cut(v: &Vma, lo: u64, hi: u64) -> Cut {
-    match (lo <= v.start, hi >= v.end) {
-        (true, true) => Cut::Whole,
-        (false, true) => Cut::Tail,
-        (true, false) => Cut::Head,
-        (false, false) => Cut::Middle,
+    /// Cuts it at `at` (inside it): it keeps the lower part, the upper part
+    /// is returned.
+    fn split_off(&mut self, at: u64) -> Vma {
+        let mut upper = self.clone();
+        upper.start = at;
+        if self.object().is_some() {
+            upper.first = self.first + (at - self.start) / PAGE_SIZE;
+        }
+        self.end = at;
+        // Linux keeps VM_GROWSDOWN on both; the core's guard page stays
+        // with the lower part only.
+        upper
     }
 }
 
@@ -242,11 +272,11 @@ pub struct LinuxMm<M: Machine> {
     layout: Layout,
     /// The program break (`mm->brk`, not rounded).
     brk: u64,
-    /// Mapping records by start address.
+    /// Linux's mappings by start address.
     vmas: BTreeMap<u64, Vma>,
     /// In-memory files by name.
     files: BTreeMap<String, Arc<MemObject>>,
-    /// The next object number.
+    /// The next object or `anon_vma` number.
     next_id: u64,
 }
 
@@ -281,7 +311,7 @@ impl<M: Machine> LinuxMm<M> {
         self.brk
     }
 
-    /// The mapping records, in address order.
+    /// Linux's mappings, in address order.
     pub fn vmas(&self) -> impl Iterator<Item = &Vma> {
         self.vmas.values()
     }
@@ -310,6 +340,25 @@ impl<M: Machine> LinuxMm<M> {
         self.next_id
     }
 
+    /// Tells the layer that a user access to `addr` succeeded: the first
+    /// write to a private mapping gives it an `anon_vma`, as on Linux
+    /// (which changes how it merges). The fault path or whoever drives the
+    /// accesses calls it; without it only merging differs.
+    pub fn touched(&mut self, addr: u64, write: bool) {
+        if !write {
+            return;
+        }
+        let Some(start) = self.vma_at(addr).map(|v| v.start) else {
+            return;
+        };
+        if self.vmas[&start].kind.private() && self.vmas[&start].anon.is_none() {
+            let id = self.new_id();
+            if let Some(v) = self.vmas.get_mut(&start) {
+                v.anon = Some(id);
+            }
+        }
+    }
+
     /// Runs one call; returns what the system call returns (an address, the
     /// break, or 0) or its errno.
     pub fn call(&mut self, call: &Call) -> MmResult {
@@ -336,59 +385,7 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    // ---- the core side ----
-
-    fn area_flags(prot: Prot, noreserve: bool, growsdown: bool) -> Result<AreaFlags, Errno> {
-        let mut f = AreaFlags::CACHEABLE;
-        if prot.read() {
-            f |= AreaFlags::READ;
-        }
-        if prot.write() {
-            f |= AreaFlags::WRITE;
-        }
-        if prot.exec() {
-            f |= AreaFlags::EXEC;
-        }
-        if f.contains(AreaFlags::WRITE | AreaFlags::EXEC) {
-            return Err(Errno::EACCES);
-        }
-        if noreserve {
-            f |= AreaFlags::LATE_RESERVE;
-        }
-        if growsdown {
-            f |= AreaFlags::GROWS_DOWN;
-        }
-        Ok(f)
-    }
-
-    fn backend(v: &Vma) -> Arc<dyn Backend<M::Memory, M::Frames>> {
-        match &v.kind {
-            Kind::Anon | Kind::Heap => Arc::new(AnonBackend),
-            Kind::Object {
-                object, private, ..
-            } => Arc::new(ObjBackend {
-                object: object.clone(),
-                first: v.first,
-                private: *private,
-            }),
-        }
-    }
-
-    /// Makes `v`'s core area and records it.
-    fn insert(&mut self, v: Vma) -> Result<(), Errno> {
-        let flags = Self::area_flags(v.prot, v.noreserve, v.growsdown)?;
-        self.space
-            .area_create_with(
-                VirtAddr::new(v.start),
-                v.end - v.start,
-                flags,
-                AreaAttrs::empty(),
-                Self::backend(&v),
-            )
-            .map_err(errno_of)?;
-        self.vmas.insert(v.start, v);
-        Ok(())
-    }
+    // ---- the records ----
 
     /// Starts of the mappings meeting `[lo, hi)`, in address order.
     fn meeting(&self, lo: u64, hi: u64) -> Vec<u64> {
@@ -409,85 +406,74 @@ impl<M: Machine> LinuxMm<M> {
         !self.meeting(lo, hi).is_empty()
     }
 
-    /// The extent of the mapping Linux would have around the record at
-    /// `start`: the record and every neighbour it would merge with.
-    fn merged_at(&self, start: u64) -> (u64, u64) {
-        let v = &self.vmas[&start];
-        let (mut lo, mut hi) = (v.start, v.end);
-        let mut cur = v;
-        for (_, p) in self.vmas.range(..start).rev() {
-            if !p.merges_with(cur) {
-                break;
-            }
-            lo = p.start;
-            cur = p;
-        }
-        let mut cur = v;
-        for (_, n) in self.vmas.range(start + 1..) {
-            if !cur.merges_with(n) {
-                break;
-            }
-            hi = n.end;
-            cur = n;
-        }
-        (lo, hi)
-    }
-
-    /// Whether `[lo, hi)` has a page no mapping covers.
-    fn has_hole(&self, lo: u64, hi: u64) -> bool {
+    /// The end of the run of mappings without a hole from `lo` (`lo`
+    /// itself when no mapping contains it), at most `hi`.
+    fn covered_to(&self, lo: u64, hi: u64) -> u64 {
         let mut at = lo;
         for s in self.meeting(lo, hi) {
             let v = &self.vmas[&s];
             if v.start > at {
-                return true;
+                break;
             }
             at = v.end;
         }
-        at < hi
+        at.min(hi)
     }
 
-    /// Checks that `[lo, hi)` can be unmapped (`ENOSYS` for a cut the core
-    /// cannot make yet; `ENOMEM` when a cut in the middle would pass the
-    /// map-count limit).
-    fn check_unmap(&self, lo: u64, hi: u64) -> Result<(), Errno> {
-        for s in self.meeting(lo, hi) {
-            match cut(&self.vmas[&s], lo, hi) {
-                Cut::Whole | Cut::Tail => {}
-                Cut::Middle if self.vmas.len() >= self.layout.max_map_count => {
-                    return Err(Errno::ENOMEM)
-                }
-                Cut::Head | Cut::Middle => return Err(Errno::ENOSYS),
-            }
+    /// Splits the record containing `at` there (nothing if `at` is a
+    /// boundary or in a hole).
+    fn split_rec(&mut self, at: u64) {
+        let Some(start) = self.vma_at(at).map(|v| v.start) else {
+            return;
+        };
+        if start == at {
+            return;
         }
-        Ok(())
+        let upper = self.vmas.get_mut(&start).expect("found").split_off(at);
+        self.vmas.insert(at, upper);
     }
 
-    /// Unmaps `[lo, hi)`, checked by [`check_unmap`](Self::check_unmap).
-    fn do_unmap(&mut self, lo: u64, hi: u64) {
-        let mut gone = Vec::new();
-        for s in self.meeting(lo, hi) {
-            let c = cut(&self.vmas[&s], lo, hi);
-            match c {
-                Cut::Whole => {
-                    let r = self.space.area_destroy(VirtAddr::new(s));
-                    debug_assert_eq!(r, Ok(()));
-                    if let Some(v) = self.vmas.remove(&s) {
-                        gone.extend(v.object().cloned());
-                    }
-                }
-                Cut::Tail => {
-                    let r = self.space.area_resize(VirtAddr::new(s), lo - s);
-                    debug_assert_eq!(r, Ok(()));
-                    if let Some(v) = self.vmas.get_mut(&s) {
-                        v.end = lo;
-                    }
-                }
-                Cut::Head | Cut::Middle => debug_assert!(false, "checked"),
+    /// Removes the records' parts in `[lo, hi)`; gives back shared
+    /// anonymous objects no mapping maps any more.
+    fn remove_recs(&mut self, lo: u64, hi: u64) {
+        self.split_rec(lo);
+        self.split_rec(hi);
+        let gone: Vec<Vma> = self
+            .meeting(lo, hi)
+            .into_iter()
+            .filter_map(|s| self.vmas.remove(&s))
+            .collect();
+        for v in gone {
+            if let Some(o) = v.object() {
+                self.drop_object_if_unused(o);
             }
         }
-        for object in gone {
-            self.drop_object_if_unused(&object);
+    }
+
+    /// Merges the record ending at `at` with the one starting there, if
+    /// Linux would.
+    fn merge_at(&mut self, at: u64) {
+        let Some(prev) = self.vmas.range(..at).next_back().map(|(_, v)| v) else {
+            return;
+        };
+        let Some(next) = self.vmas.get(&at) else {
+            return;
+        };
+        if prev.merges_with(next) {
+            let (pstart, anon) = (prev.start, prev.anon.or(next.anon));
+            let next = self.vmas.remove(&at).expect("found");
+            let p = self.vmas.get_mut(&pstart).expect("found");
+            p.end = next.end;
+            p.anon = anon;
         }
+    }
+
+    /// Records `v` and merges it with its neighbours as Linux would.
+    fn insert_rec(&mut self, v: Vma) {
+        let (start, end) = (v.start, v.end);
+        self.vmas.insert(start, v);
+        self.merge_at(start);
+        self.merge_at(end);
     }
 
     /// Gives back a shared anonymous object's frames once no mapping maps it.
@@ -500,6 +486,99 @@ impl<M: Machine> LinuxMm<M> {
         if !file && !mapped {
             object.release(self.system.machine().frames());
         }
+    }
+
+    // ---- the core side ----
+
+    fn rights(prot: Prot) -> Result<AreaFlags, Errno> {
+        let mut f = AreaFlags::CACHEABLE;
+        if prot.read() {
+            f |= AreaFlags::READ;
+        }
+        if prot.write() {
+            f |= AreaFlags::WRITE;
+        }
+        if prot.exec() {
+            f |= AreaFlags::EXEC;
+        }
+        if f.contains(AreaFlags::WRITE | AreaFlags::EXEC) {
+            return Err(Errno::EACCES);
+        }
+        Ok(f)
+    }
+
+    fn backend(v: &Vma) -> Arc<dyn Backend<M::Memory, M::Frames>> {
+        match &v.kind {
+            Kind::Anon | Kind::Heap => Arc::new(AnonBackend),
+            Kind::Object {
+                object, private, ..
+            } => Arc::new(ObjBackend {
+                object: object.clone(),
+                first: v.first,
+                private: *private,
+            }),
+        }
+    }
+
+    /// Pages of memory a mapping reserves up front.
+    fn reserves(v: &Vma) -> u64 {
+        if v.noreserve || !v.kind.private() {
+            0
+        } else {
+            v.pages()
+        }
+    }
+
+    /// Makes `v`'s core area (merged with compatible neighbours).
+    fn create_area(&self, v: &Vma) -> Result<(), Errno> {
+        let mut flags = Self::rights(v.prot)?;
+        if v.noreserve {
+            flags |= AreaFlags::LATE_RESERVE;
+        }
+        if v.growsdown {
+            flags |= AreaFlags::GROWS_DOWN;
+        }
+        self.space
+            .area_create_with(
+                VirtAddr::new(v.start),
+                v.end - v.start,
+                flags,
+                AreaAttrs::empty(),
+                Self::backend(v),
+            )
+            .map_err(errno_of)?;
+        let _ = self.space.area_merge(VirtAddr::new(v.start));
+        Ok(())
+    }
+
+    /// Unmaps `[lo, hi)` in the core (holes fine) and in the records.
+    fn unmap(&mut self, lo: u64, hi: u64) -> Result<(), Errno> {
+        if lo >= hi || !self.taken(lo, hi) {
+            return Ok(());
+        }
+        self.space
+            .unmap_range(VirtAddr::new(lo), hi - lo)
+            .map_err(errno_of)?;
+        self.remove_recs(lo, hi);
+        Ok(())
+    }
+
+    /// Faults in every page of `[lo, hi)` (`MAP_POPULATE`), writing where
+    /// a private mapping is writable as Linux does.
+    fn populate(&mut self, lo: u64, hi: u64, prot: Prot, private: bool) {
+        if !prot.read() && !prot.write() {
+            return;
+        }
+        let write = prot.write() && private;
+        let access = if write { Access::Write } else { Access::Read };
+        let mut at = lo;
+        while at < hi {
+            let _ = self
+                .space
+                .page_fault(VirtAddr::new(at), access, FaultContext::User);
+            at += PAGE_SIZE;
+        }
+        self.touched(lo, write);
     }
 
     // ---- placement ----
@@ -531,11 +610,8 @@ impl<M: Machine> LinuxMm<M> {
         let mut ceiling = self.layout.mmap_base;
         let floor = self.layout.mmap_min;
         for v in self.vmas.values().rev() {
-            if v.end <= ceiling {
-                // The gap [v.end, ceiling).
-                if ceiling - v.end >= len {
-                    return Some(ceiling - len);
-                }
+            if v.end <= ceiling && ceiling - v.end >= len {
+                return Some(ceiling - len);
             }
             ceiling = ceiling.min(Self::start_gap(v));
             if ceiling < floor + len {
@@ -549,20 +625,25 @@ impl<M: Machine> LinuxMm<M> {
 
     /// `mmap(2)`. Linux's checks in order: an unaligned `offset` `EINVAL`;
     /// `len` 0 `EINVAL`; `len` overflowing when rounded up `ENOMEM`; the
-    /// offset's page plus the length overflowing `EOVERFLOW`; over
+    /// offset's page plus the length overflowing `EOVERFLOW`; more than
     /// `vm.max_map_count` mappings `ENOMEM`; with `MAP_FIXED` or
-    /// `MAP_FIXED_NOREPLACE` an unaligned address `EINVAL` and one past the
-    /// user space `ENOMEM`; `MAP_FIXED_NOREPLACE` over a mapping `EEXIST`;
-    /// neither private nor shared `EINVAL`; a shared anonymous `MAP_GROWSDOWN`
-    /// `EINVAL`.
+    /// `MAP_FIXED_NOREPLACE` a range past the user space `ENOMEM` and an
+    /// unaligned address `EINVAL`; `MAP_FIXED_NOREPLACE` over a mapping
+    /// `EEXIST`; neither private nor shared `EINVAL`; a file mapping
+    /// without a file `EBADF`; a shared anonymous `MAP_GROWSDOWN` `EINVAL`.
     ///
-    /// Without `MAP_FIXED*` the address is a hint (rounded down to a page), taken when the range is
-    /// free (and off the gap below a grows-down mapping), else the range is
-    /// placed top-down below the mmap base; no room is `ENOMEM`. `MAP_FIXED`
-    /// replaces what was there. `MAP_NORESERVE` reserves memory page by page
-    /// ([`AreaFlags::LATE_RESERVE`]); `MAP_POPULATE` maps every page at once
-    /// (on the caller's next touch here: the simulator has no prefault;
-    /// contents are the same); `PROT_NONE` is an area with no rights.
+    /// Without `MAP_FIXED*` the address is a hint (rounded down to a page),
+    /// taken when the range is free (and off the gap below a grows-down
+    /// mapping), else the range is placed top-down below the mmap base; no
+    /// room is `ENOMEM`. `MAP_FIXED` replaces what was there in one step:
+    /// everything that can refuse is checked first (rights, memory to
+    /// reserve counting what the replaced mappings give back), then the
+    /// core unmaps the range and creates the area. `MAP_NORESERVE` reserves
+    /// memory page by page ([`AreaFlags::LATE_RESERVE`]); `MAP_POPULATE`
+    /// faults every page in (writing, for a private writable mapping);
+    /// `PROT_NONE` is an area with no rights. Shared anonymous memory is a
+    /// new object of the mapping's length; a file mapping maps the
+    /// in-memory file of that name.
     pub fn mmap(
         &mut self,
         addr: u64,
@@ -586,11 +667,10 @@ impl<M: Machine> LinuxMm<M> {
         if self.vmas.len() > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
-        let fixed = flags.fixed();
         if len > self.layout.task_size {
             return Err(Errno::ENOMEM);
         }
-        let base = if fixed {
+        let base = if flags.fixed() {
             if addr > self.layout.task_size - len {
                 return Err(Errno::ENOMEM);
             }
@@ -606,7 +686,8 @@ impl<M: Machine> LinuxMm<M> {
                 self.top_down(len).ok_or(Errno::ENOMEM)?
             }
         };
-        if flags.has(MAP_FIXED_NOREPLACE) && self.taken(base, base + len) {
+        let end = base + len;
+        if flags.has(MAP_FIXED_NOREPLACE) && self.taken(base, end) {
             return Err(Errno::EEXIST);
         }
         let private = match flags.0 & MAP_TYPE {
@@ -639,30 +720,51 @@ impl<M: Machine> LinuxMm<M> {
             Kind::Object { file: Some(_), .. } => pgoff,
             _ => 0,
         };
+        let noreserve = flags.has(MAP_NORESERVE);
         let vma = Vma {
             start: base,
-            end: base + len,
+            end,
             prot,
+            account: kind.private() && prot.write() && !noreserve,
             kind,
             first,
-            noreserve: flags.has(MAP_NORESERVE),
+            noreserve,
             growsdown,
+            anon: None,
         };
         // Everything that can refuse, before anything changes.
-        Self::area_flags(prot, vma.noreserve, growsdown)?;
-        self.check_unmap(base, base + len)?;
-        self.do_unmap(base, base + len);
-        if let Err(e) = self.insert(vma) {
-            // A refused creation after the unmap (memory ran out): Linux
-            // also leaves the old range unmapped when a MAP_FIXED fails late.
-            return Err(e);
+        Self::rights(prot)?;
+        let freed: u64 = self
+            .meeting(base, end)
+            .iter()
+            .map(|s| {
+                let v = &self.vmas[s];
+                let part = v.end.min(end) - v.start.max(base);
+                if Self::reserves(v) > 0 {
+                    part / PAGE_SIZE
+                } else {
+                    0
+                }
+            })
+            .sum();
+        if Self::reserves(&vma) > self.system.reserve().available() + freed {
+            return Err(Errno::ENOMEM);
+        }
+        self.unmap(base, end)?;
+        // Cannot fail after the checks above (a creation refused here would
+        // leave the range unmapped, as a late MAP_FIXED failure does on Linux).
+        self.create_area(&vma)?;
+        self.insert_rec(vma);
+        if flags.has(MAP_POPULATE) {
+            self.populate(base, end, prot, private);
         }
         Ok(base)
     }
 
     /// `munmap(2)`: an unaligned address, a range past the user space or a
     /// length of 0 `EINVAL`; holes in the range are fine; cutting a mapping
-    /// in the middle past `vm.max_map_count` `ENOMEM`.
+    /// in the middle past `vm.max_map_count` `ENOMEM`. The core unmaps the
+    /// whole range in one step.
     pub fn munmap(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
         let ts = self.layout.task_size;
         if !aligned(addr) || addr > ts || len > ts - addr {
@@ -672,17 +774,23 @@ impl<M: Machine> LinuxMm<M> {
         if len == 0 {
             return Err(Errno::EINVAL);
         }
-        self.check_unmap(addr, addr + len)?;
-        self.do_unmap(addr, addr + len);
-        Ok(())
+        let end = addr + len;
+        let middle = self
+            .vma_at(addr)
+            .is_some_and(|v| v.start < addr && end < v.end);
+        if middle && self.vmas.len() >= self.layout.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        self.unmap(addr, end)
     }
 
     /// `mprotect(2)`: an unaligned address `EINVAL`; a length of 0 does
     /// nothing; a range that overflows `ENOMEM`; unknown `PROT_*` bits
-    /// `EINVAL`; no mapping at the start `ENOMEM` (nothing changed). The
-    /// mappings are then changed from the start up to the first hole, and a
-    /// hole gives `ENOMEM` with the part before it changed, as Linux does
-    /// (not all-or-nothing: a Linux caller may rely on it).
+    /// `EINVAL`; no mapping at the start `ENOMEM` (nothing changed);
+    /// `PROT_WRITE | PROT_EXEC` `EACCES` (W^X, see the module docs). The
+    /// mappings from the start up to the first hole change (the core's
+    /// `protect_range` over that part, in one step), and a hole then gives
+    /// `ENOMEM`, as on Linux.
     pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
         if !aligned(addr) {
             return Err(Errno::EINVAL);
@@ -695,57 +803,76 @@ impl<M: Machine> LinuxMm<M> {
         if prot.0 & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
             return Err(Errno::EINVAL);
         }
-        // The run of mappings Linux walks: from the one at `addr` while
-        // they touch.
-        let mut run = Vec::new();
-        let mut at = addr;
-        for s in self.meeting(addr, end) {
-            let v = &self.vmas[&s];
-            if v.start > at {
-                break;
-            }
-            run.push(s);
-            at = v.end;
-        }
-        let hole = at < end;
-        if run.is_empty() {
+        let covered = self.covered_to(addr, end);
+        if covered == addr {
             return Err(Errno::ENOMEM);
         }
-        for &s in &run {
-            let v = &self.vmas[&s];
-            if cut(v, addr, end) != Cut::Whole && v.prot != prot {
-                return Err(Errno::ENOSYS);
-            }
-            Self::area_flags(prot, v.noreserve, v.growsdown)?;
-        }
-        for s in run {
-            let v = self.vmas.get_mut(&s).expect("listed");
-            if v.prot == prot {
-                continue;
-            }
-            let flags = Self::area_flags(prot, v.noreserve, v.growsdown)?;
+        let rights = Self::rights(prot)?;
+        let changes: Vec<u64> = self
+            .meeting(addr, covered)
+            .into_iter()
+            .filter(|s| {
+                let v = &self.vmas[s];
+                v.prot != prot || Self::account_after(v, prot) != v.account
+            })
+            .collect();
+        if !changes.is_empty() {
             self.space
-                .area_change_flags(VirtAddr::new(s), flags)
+                .protect_range(VirtAddr::new(addr), covered - addr, rights)
                 .map_err(errno_of)?;
-            v.prot = prot;
         }
-        if hole {
+        for s in changes {
+            // Linux's mprotect_fixup, mapping by mapping: cut the changed
+            // part out, change it, merge it with its neighbours.
+            let (lo, hi) = {
+                let v = &self.vmas[&s];
+                (v.start.max(addr), v.end.min(covered))
+            };
+            self.split_rec(lo);
+            self.split_rec(hi);
+            if let Some(v) = self.vmas.get_mut(&lo) {
+                v.account = Self::account_after(v, prot);
+                v.prot = prot;
+            }
+            self.merge_at(lo);
+            self.merge_at(hi);
+        }
+        if covered < end {
             Err(Errno::ENOMEM)
         } else {
             Ok(())
         }
     }
 
-    /// `mremap(2)`: unknown flags, `MREMAP_FIXED` or `MREMAP_DONTUNMAP`
-    /// without `MREMAP_MAYMOVE`, `MREMAP_DONTUNMAP` with a new size, an
-    /// unaligned address or a new length of 0 `EINVAL`; no mapping from the
-    /// address to the old end `EFAULT` (Linux 6.18 looks the mapping up
-    /// first, also for a shrink). A shrink unmaps the tail (any mappings and
-    /// holes) and returns the address. A growth
-    /// grows in place when the old range ends the mapping and the pages
-    /// above are free, else moves with `MREMAP_MAYMOVE` or fails with
-    /// `ENOMEM`. A shared anonymous mapping grown keeps its object's size:
-    /// the pages past it raise `SIGBUS`, as on Linux.
+    /// `VM_ACCOUNT` after `mprotect` to `prot` (Linux's `mprotect_fixup`):
+    /// a private mapping made writable is accounted (unless
+    /// `MAP_NORESERVE`); an anonymous one made read-only before any page
+    /// was written is not any more.
+    fn account_after(v: &Vma, prot: Prot) -> bool {
+        if prot.write() {
+            v.account || (v.kind.private() && !v.noreserve && !v.prot.write())
+        } else if v.account && matches!(v.kind, Kind::Anon | Kind::Heap) && v.anon.is_none() {
+            false
+        } else {
+            v.account
+        }
+    }
+
+    /// `mremap(2)`. Checks in Linux 6.18's order: unknown flags,
+    /// `MREMAP_FIXED` or `MREMAP_DONTUNMAP` without `MREMAP_MAYMOVE`,
+    /// `MREMAP_DONTUNMAP` with a new size, an unaligned address or a new
+    /// length of 0 `EINVAL`; with `MREMAP_FIXED` an unaligned new address,
+    /// a new range past the user space or overlapping the old one `EINVAL`;
+    /// no mapping at the address `EFAULT`. A shrink unmaps the tail (any
+    /// mappings and holes) and returns the address. A growth of a range
+    /// with a hole or spanning several mappings is `EFAULT`; it is made in
+    /// place when the range ends its mapping and the pages above are free;
+    /// else it fails with `ENOMEM` without `MREMAP_MAYMOVE`, or the pages
+    /// move (top-down placement, or the fixed target, whose old contents are
+    /// unmapped first): the core's `move_range` moves the resident pages'
+    /// translations, no data is copied. A shared anonymous mapping grown
+    /// keeps its object's size: the pages past it raise `SIGBUS`, as on
+    /// Linux.
     pub fn mremap(
         &mut self,
         old: u64,
@@ -754,7 +881,6 @@ impl<M: Machine> LinuxMm<M> {
         flags: RemapFlags,
         new_addr: u64,
     ) -> MmResult {
-        let _ = new_addr;
         if flags.0 & !(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP) != 0
             || (flags.fixed() && !flags.may_move())
             || (flags.dont_unmap() && (!flags.may_move() || old_len != new_len))
@@ -767,46 +893,109 @@ impl<M: Machine> LinuxMm<M> {
         if new_len == 0 {
             return Err(Errno::EINVAL);
         }
-        if flags.fixed() || flags.dont_unmap() || old_len == 0 {
-            // Moves to a given place need the core's range move.
+        let ts = self.layout.task_size;
+        if flags.fixed() {
+            if !aligned(new_addr)
+                || new_len > ts
+                || new_addr > ts - new_len
+                || (old < new_addr.saturating_add(new_len)
+                    && new_addr < old.saturating_add(old_len))
+            {
+                return Err(Errno::EINVAL);
+            }
+        }
+        if flags.dont_unmap() || old_len == 0 {
             return Err(Errno::ENOSYS);
         }
         let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
         let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
+        let vend = v.end;
+        if flags.fixed() {
+            if old_end.min(old + new_len) > vend {
+                // Linux 6.17+ moves a same-size range spanning mappings.
+                return Err(if old_len == new_len {
+                    Errno::ENOSYS
+                } else {
+                    Errno::EFAULT
+                });
+            }
+            return self.move_to(old, old_len, new_addr, new_len);
+        }
         if new_len <= old_len {
-            // The tail goes, whatever mappings and holes it spans.
-            self.check_unmap(old + new_len, old_end)?;
-            self.do_unmap(old + new_len, old_end);
+            self.unmap(old + new_len, old_end)?;
             return Ok(old);
         }
-        // Linux's mapping: this record and the neighbours it would merge.
-        let (start, end) = self.merged_at(v.start);
-        if self.has_hole(old, old_end) || old_end > end {
+        if self.covered_to(old, old_end) < old_end || old_end > vend {
             return Err(Errno::EFAULT);
         }
-        let new_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
         if self.vmas.len() > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
-        let last = self.vma_at(end - 1).map_or(start, |l| l.start);
-        if old_end == end
-            && new_end <= self.layout.task_size
-            && !self.taken(old_end, new_end)
-            && self
+        let new_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
+        if old_end == vend && new_end <= ts && !self.taken(old_end, new_end) {
+            let core_base = self
                 .space
-                .area_resize(VirtAddr::new(last), new_end - last)
-                .is_ok()
-        {
-            if let Some(v) = self.vmas.get_mut(&last) {
-                v.end = new_end;
+                .area(VirtAddr::new(old_end - PAGE_SIZE))
+                .map(|a| a.base.as_u64());
+            if let Some(cb) = core_base {
+                if self
+                    .space
+                    .area_resize(VirtAddr::new(cb), new_end - cb)
+                    .is_ok()
+                {
+                    let start = self.vma_at(old).map_or(old, |v| v.start);
+                    if let Some(v) = self.vmas.get_mut(&start) {
+                        v.end = new_end;
+                    }
+                    self.merge_at(new_end);
+                    return Ok(old);
+                }
             }
-            return Ok(old);
         }
         if !flags.may_move() {
             return Err(Errno::ENOMEM);
         }
-        // A move needs the core's range move.
-        Err(Errno::ENOSYS)
+        let to = self.top_down(new_len).ok_or(Errno::ENOMEM)?;
+        self.move_to(old, old_len, to, new_len)
+    }
+
+    /// Moves `[old, old + old_len)` (inside one mapping) to `to` with
+    /// `new_len` bytes: the target is unmapped, a shrink unmaps the old
+    /// tail, the core moves the rest. `ENOSYS` with nothing changed when the
+    /// core keeps the old range as several areas.
+    fn move_to(&mut self, old: u64, old_len: u64, to: u64, new_len: u64) -> MmResult {
+        let moved = old_len.min(new_len);
+        let _ = self.space.area_merge(VirtAddr::new(old));
+        let one_area = self
+            .space
+            .area(VirtAddr::new(old))
+            .is_some_and(|a| a.end().as_u64() >= old + moved);
+        if !one_area {
+            return Err(Errno::ENOSYS);
+        }
+        let v = self.vma_at(old).cloned().ok_or(Errno::EFAULT)?;
+        let grow = new_len.saturating_sub(old_len) / PAGE_SIZE;
+        if Self::reserves(&v) > 0 && grow > self.system.reserve().available() {
+            return Err(Errno::ENOMEM);
+        }
+        self.unmap(to, to + new_len)?;
+        if old_len > new_len {
+            self.unmap(old + new_len, old + old_len)?;
+        }
+        self.space
+            .move_range(VirtAddr::new(old), moved, VirtAddr::new(to), new_len)
+            .map_err(errno_of)?;
+        // The records: cut the moved part out and put it at `to`.
+        self.split_rec(old);
+        self.split_rec(old + moved);
+        let mut rec = self.vmas.remove(&old).expect("the moved mapping");
+        rec.start = to;
+        rec.end = to + new_len;
+        if rec.growsdown && v.start != old {
+            rec.growsdown = false;
+        }
+        self.insert_rec(rec);
+        Ok(to)
     }
 
     /// `brk(2)` as the kernel does it (the C library's wrapper differs):
@@ -827,53 +1016,56 @@ impl<M: Machine> LinuxMm<M> {
             return addr;
         }
         if addr <= self.brk {
-            // Shrink: unmap [new_top, old_top).
-            if new_top == start {
-                if self.vmas.contains_key(&start) {
-                    let _ = self.space.area_destroy(VirtAddr::new(start));
-                    self.vmas.remove(&start);
-                }
-            } else if self
-                .space
-                .area_resize(VirtAddr::new(start), new_top - start)
-                .is_err()
-            {
+            if self.unmap(new_top, old_top).is_err() {
                 return self.brk;
-            } else if let Some(v) = self.vmas.get_mut(&start) {
-                v.end = new_top;
             }
             self.brk = addr;
             return addr;
         }
         // Grow: one free page must stay below the next mapping.
-        let next = self.vmas.range(old_top..).next().map(|(_, v)| v);
+        let limit = new_top
+            .saturating_add(PAGE_SIZE)
+            .saturating_add(STACK_GUARD_GAP);
+        let next = self.vmas.range(old_top..limit).next().map(|(_, v)| v);
         if next.is_some_and(|n| new_top + PAGE_SIZE > Self::start_gap(n)) {
             return self.brk;
         }
         if self.vmas.len() > self.layout.max_map_count {
             return self.brk;
         }
-        let ok = if old_top == start {
-            self.insert(Vma {
-                start,
-                end: new_top,
-                prot: Prot::RW,
-                kind: Kind::Heap,
-                first: 0,
-                noreserve: false,
-                growsdown: false,
-            })
-            .is_ok()
-        } else {
-            let r = self
-                .space
-                .area_resize(VirtAddr::new(start), new_top - start);
-            if r.is_ok() {
-                if let Some(v) = self.vmas.get_mut(&start) {
-                    v.end = new_top;
+        let heap = self.vma_at(old_top - 1).filter(|v| matches!(v.kind, Kind::Heap));
+        let ok = match heap.map(|v| v.start) {
+            Some(hs) if old_top > start => {
+                let cb = self
+                    .space
+                    .area(VirtAddr::new(old_top - PAGE_SIZE))
+                    .map_or(hs, |a| a.base.as_u64());
+                let r = self.space.area_resize(VirtAddr::new(cb), new_top - cb);
+                if r.is_ok() {
+                    if let Some(v) = self.vmas.get_mut(&hs) {
+                        v.end = new_top;
+                    }
                 }
+                r.is_ok()
             }
-            r.is_ok()
+            _ => {
+                let v = Vma {
+                    start: old_top,
+                    end: new_top,
+                    prot: Prot::RW,
+                    kind: Kind::Heap,
+                    first: 0,
+                    noreserve: false,
+                    growsdown: false,
+                    account: true,
+                    anon: None,
+                };
+                let ok = self.create_area(&v).is_ok();
+                if ok {
+                    self.insert_rec(v);
+                }
+                ok
+            }
         };
         if ok {
             self.brk = addr;
@@ -888,7 +1080,7 @@ impl<M: Machine> LinuxMm<M> {
     /// data stays until memory is short, which here is never) and
     /// `MADV_NORMAL` (nothing). Unknown advice or an unaligned address
     /// `EINVAL`; a length of 0 does nothing; holes in the range `ENOMEM`
-    /// after every mapped part is done, as Linux does.
+    /// after every mapped part is done, as on Linux.
     pub fn madvise(&mut self, addr: u64, len: u64, advice: Advice) -> Result<(), Errno> {
         if !matches!(advice, Advice::DONTNEED | Advice::FREE | Advice::NORMAL) {
             return Err(Errno::EINVAL);
@@ -904,45 +1096,33 @@ impl<M: Machine> LinuxMm<M> {
         if end == addr {
             return Ok(());
         }
-        let run = self.meeting(addr, end);
-        let mut covered = addr;
+        let mut at = addr;
         let mut hole = false;
-        for &s in &run {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for s in self.meeting(addr, end) {
             let v = &self.vmas[&s];
-            if v.start > covered {
+            if v.start > at {
                 hole = true;
             }
-            covered = v.end;
             if advice == Advice::FREE && !matches!(v.kind, Kind::Anon | Kind::Heap) {
-                // Linux stops here with EINVAL; MADV_FREE changed nothing
-                // before (it keeps data), so stopping is all that matters.
+                // Linux stops here; MADV_FREE changed nothing before.
                 return Err(Errno::EINVAL);
             }
-            if advice == Advice::DONTNEED && cut(v, addr, end) != Cut::Whole {
-                if self.space.area(VirtAddr::new(s)).is_some_and(|a| a.resident == 0)
-                    && v.object().is_none()
-                {
-                    continue;
-                }
-                return Err(Errno::ENOSYS);
+            let lo = v.start.max(addr);
+            match runs.last_mut() {
+                Some(r) if r.1 == lo => r.1 = v.end.min(end),
+                _ => runs.push((lo, v.end.min(end))),
             }
+            at = v.end;
         }
-        if covered < end || run.is_empty() {
+        if at < end {
             hole = true;
         }
         if advice == Advice::DONTNEED {
-            for s in run {
-                let v = self.vmas[&s].clone();
-                if cut(&v, addr, end) != Cut::Whole {
-                    continue;
-                }
-                // Drop every page: the area again, empty.
-                let r = self.space.area_destroy(VirtAddr::new(s));
-                debug_assert_eq!(r, Ok(()));
-                self.vmas.remove(&s);
-                if let Err(e) = self.insert(v) {
-                    return Err(e);
-                }
+            for (lo, hi) in runs {
+                self.space
+                    .discard_range(VirtAddr::new(lo), hi - lo)
+                    .map_err(errno_of)?;
             }
         }
         if hole {
@@ -954,32 +1134,14 @@ impl<M: Machine> LinuxMm<M> {
 
     // ---- observing ----
 
-    /// The mappings as comparison keys, neighbours Linux would merge joined.
-    pub fn keys(&self) -> Vec<MapKey> {
-        let mut out: Vec<(MapKey, Vma)> = Vec::new();
-        for v in self.vmas.values() {
-            if let Some((k, last)) = out.last_mut() {
-                if last.merges_with(v) {
-                    k.end = v.end;
-                    last.end = v.end;
-                    continue;
-                }
-            }
-            out.push((v.key(), v.clone()));
-        }
-        out.into_iter().map(|(k, _)| k).collect()
-    }
-
-    /// The maps as Linux prints them (`/proc/PID/maps`), with merged
-    /// neighbours as one line; objects are named by their numbers as
-    /// inodes on device `00:01`.
+    /// The maps as Linux prints them (`/proc/PID/maps`): one line per
+    /// mapping; objects are named by their numbers as inodes on device
+    /// `00:01`.
     pub fn maps(&self) -> Vec<MapsLine> {
-        let mut lines = Vec::new();
-        for k in self.keys() {
-            let inode = self.vma_at(k.start).and_then(|v| v.object()).map_or(0, |o| o.id());
-            lines.push(k.to_line(inode));
-        }
-        lines
+        self.vmas
+            .values()
+            .map(|v| v.key().to_line(v.object().map_or(0, |o| o.id())))
+            .collect()
     }
 
     /// Whether page `page` of mapping `v` lies past its object's end (an
@@ -994,7 +1156,9 @@ impl<M: Machine> Drop for LinuxMm<M> {
     fn drop(&mut self) {
         let frames = self.system.machine().frames();
         for v in self.vmas.values() {
-            let _ = self.space.area_destroy(VirtAddr::new(v.start));
+            let _ = self
+                .space
+                .unmap_range(VirtAddr::new(v.start), v.end - v.start);
         }
         for v in core::mem::take(&mut self.vmas).into_values() {
             if let Some(o) = v.object() {

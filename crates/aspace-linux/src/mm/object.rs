@@ -19,7 +19,7 @@
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use aspace::backend::{AreaInfo, Backend, BackendCaps};
-use aspace::{Access, Error, Frame, FrameAllocator, Page, PhysMemory, PAGE_SIZE};
+use aspace::{Access, Error, Frame, FrameAllocator, Page, PhysMemory};
 use spin::Mutex;
 
 /// A memory object of a fixed number of pages (see the module docs).

@@ -184,7 +184,10 @@ impl SimEngine {
         let at = VirtAddr::new(addr);
         match write {
             Some(byte) => match cpu.write(at, &[byte]) {
-                Ok(()) => Outcome::Ok,
+                Ok(()) => {
+                    self.mm.touched(addr, true);
+                    Outcome::Ok
+                }
                 Err(_) => Outcome::Fault,
             },
             None => {
