@@ -26,6 +26,7 @@ use aspace_linux::Call;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name)
         .ok()
@@ -78,11 +79,9 @@ fn what(line: &Line, r: &Response) -> String {
     }
 }
 
-#[test]
-fn aspace_matches_linux_step_by_step() {
-    let seed = env_u64("ASPACE_LINUX_SEED").unwrap_or(0xa5ace);
-    let steps = env_u64("ASPACE_LINUX_STEPS").unwrap_or(20_000) as usize;
-    let started = Instant::now();
+/// Runs one sequence of `steps` lines from `seed` on both sides, comparing
+/// after each; returns the tally of outcomes or the divergence, printed.
+fn sequence(seed: u64, steps: usize) -> Result<BTreeMap<String, usize>, String> {
     let mut linux = LinuxRef::spawn_at(env!("CARGO_BIN_EXE_linux-ref")).expect("start linux-ref");
     let h = linux.header().clone();
     let mut ours = SimEngine::new(&h, 4).expect("simulated machine");
@@ -90,8 +89,8 @@ fn aspace_matches_linux_step_by_step() {
     let ranges = [h.window, h.brk_span];
     let mut tally: BTreeMap<String, usize> = BTreeMap::new();
     let mut recent: Vec<String> = Vec::new();
-    let (mut done, mut compared) = (0usize, 0usize);
     let mut before: Vec<String> = Vec::new();
+    let mut done = 0usize;
     while done < steps {
         let chunk: Vec<Line> = gen
             .lines((steps - done).min(500))
@@ -99,14 +98,16 @@ fn aspace_matches_linux_step_by_step() {
             .map(pin)
             .collect();
         // Our side first (it does not depend on Linux's answers); lines it
-        // cannot do yet are left out on both sides.
+        // cannot do yet (ENOSYS) are left out on both sides.
         let mut sent = Vec::new();
         let mut mine = Vec::new();
         for line in chunk {
             done += 1;
             let r = ours.run(&line);
             if unsupported(r.outcome) {
-                *tally.entry(format!("skipped {}", what(&line, &r))).or_default() += 1;
+                *tally
+                    .entry(format!("skipped {}", what(&line, &r)))
+                    .or_default() += 1;
                 continue;
             }
             sent.push((done, line));
@@ -120,33 +121,112 @@ fn aspace_matches_linux_step_by_step() {
                 recent.remove(0);
             }
             if let Err(d) = compare(l, a, &ranges, MapsMatch::Coalesced) {
-                panic!(
-                    "seed {seed:#x} (ASPACE_LINUX_SEED={seed:#x}), step {step}: `{line}`: {d}\n\
+                let show = |maps: &[aspace_linux::maps::MapsLine]| {
+                    maps.iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                return Err(format!(
+                    "ASPACE_LINUX_SEED={seed:#x} ASPACE_LINUX_STEPS={step}: step {step} `{line}`: {d}\n\
                      window {:#x}-{:#x}; last lines sent to both:\n{}\nLinux's maps before:\n{}\n\
                      aspace's maps after:\n{}",
                     h.window.0,
                     h.window.1,
                     recent.join("\n"),
                     before.join("\n"),
-                    a.state.maps.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("\n"),
-                );
+                    show(&a.state.maps),
+                ));
             }
             before = l.state.maps.iter().map(|m| m.to_string()).collect();
             *tally.entry(what(line, l)).or_default() += 1;
-            compared += 1;
         }
     }
+    let status = linux.finish().expect("runner ends");
+    if !status.success() {
+        return Err(format!("seed {seed:#x}: runner exit status {status}"));
+    }
+    Ok(tally)
+}
+
+/// Steps per sequence: each starts from an empty window (a fresh runner and
+/// machine), so the maps stay small enough to observe after every step.
+const SEQUENCE: usize = 2500;
+
+#[test]
+fn aspace_matches_linux_step_by_step() {
+    let started = Instant::now();
+    let steps = env_u64("ASPACE_LINUX_STEPS").unwrap_or(20_000) as usize;
+    // One seed replays one sequence of that many steps; without it, the
+    // steps are split into sequences of `SEQUENCE` from seeds 0xa5ace, ...
+    let plan: Vec<(u64, usize)> = match env_u64("ASPACE_LINUX_SEED") {
+        Some(seed) => vec![(seed, steps)],
+        None => (0..steps.div_ceil(SEQUENCE))
+            .map(|i| {
+                let n = SEQUENCE.min(steps - i * SEQUENCE);
+                (0xa5ace + i as u64, n)
+            })
+            .collect(),
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<BTreeMap<String, usize>, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(seed, n)) = plan.get(i) else {
+                            return out;
+                        };
+                        out.push(sequence(seed, n));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+    for r in results {
+        match r {
+            Ok(t) => t
+                .into_iter()
+                .for_each(|(k, v)| *tally.entry(k).or_default() += v),
+            Err(e) => panic!("divergence (replay with the variables below):\n{e}"),
+        }
+    }
+    let compared: usize = tally
+        .iter()
+        .filter(|(k, _)| !k.starts_with("skipped"))
+        .map(|(_, v)| v)
+        .sum();
     println!(
-        "seed {seed:#x}: {done} steps, {compared} compared in {:?}: {tally:#?}",
+        "{steps} steps in {} sequences, {compared} compared, in {:?}: {tally:#?}",
+        plan.len(),
         started.elapsed()
     );
     assert!(
-        compared * 10 >= done * 6,
-        "too many lines skipped: {compared} of {done} compared"
+        compared * 10 >= steps * 9,
+        "too many lines skipped: {compared} of {steps} compared"
     );
-    for wanted in ["mmap ok", "munmap ok", "mprotect ok", "brk ok", "access ok"] {
+    for wanted in [
+        "mmap ok",
+        "munmap ok",
+        "mprotect ok",
+        "mprotect ENOMEM",
+        "mremap ok",
+        "madvise ok",
+        "brk ok",
+        "access ok",
+        "access fault",
+        "mmap EEXIST",
+    ] {
         assert!(tally.contains_key(wanted), "no `{wanted}` in {tally:#?}");
     }
-    let status = linux.finish().expect("runner ends");
-    assert!(status.success(), "runner exit status {status}");
 }

@@ -89,6 +89,11 @@ impl MemObject {
         self.frames.lock().get(&index).copied()
     }
 
+    /// The indices in `lo..hi` of the pages that have a frame.
+    pub fn indices_in(&self, lo: u64, hi: u64) -> alloc::vec::Vec<u64> {
+        self.frames.lock().range(lo..hi).map(|(&i, _)| i).collect()
+    }
+
     /// Gives back every frame the object holds (a mapping still using one
     /// keeps its own reference).
     pub fn release<F: FrameAllocator>(&self, frames: &F) {

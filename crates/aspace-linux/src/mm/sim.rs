@@ -19,7 +19,6 @@ use crate::command::{Command, Line, Outcome};
 use crate::consts::PAGE_SIZE;
 use crate::digest::page_digest;
 use crate::errno::Errno;
-use crate::maps::MapsLine;
 use crate::protocol::{Header, Response, State};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -243,63 +242,76 @@ impl SimEngine {
 
     /// The maps meeting the window or the break's span, the digests of
     /// their readable pages that are not all zeros and the ranges past
-    /// their objects' ends.
+    /// their objects' ends. Only pages that can hold data are read: those
+    /// the core maps (its used space) and those whose object has a frame.
     pub fn state(&mut self) -> State {
         let ranges = [self.header.window, self.header.brk_span];
         let mut state = State::default();
-        let maps: Vec<MapsLine> = self.mm.maps();
-        for l in &maps {
+        let mut candidates: Vec<u64> = Vec::new();
+        let space = self.mm.space().clone();
+        for v in self.mm.vmas() {
             let mut meets = false;
             for &(lo, hi) in &ranges {
-                if l.start >= hi || l.end <= lo {
+                let (a, b) = (v.start.max(lo), v.end.min(hi));
+                if a >= b {
                     continue;
                 }
                 meets = true;
-                if !l.prot.read() {
+                if !v.prot.read() {
                     continue;
                 }
-                let mut page = l.start.max(lo);
-                while page < l.end.min(hi) {
-                    let past = self
-                        .mm
-                        .vma_at(page)
-                        .is_some_and(|v| LinuxMm::<SimMachine>::past_end(v, page));
-                    if past {
-                        match state.bus.last_mut() {
-                            Some(last) if last.1 == page => last.1 = page + PAGE_SIZE,
-                            _ => state.bus.push((page, page + PAGE_SIZE)),
-                        }
-                    } else if self.maybe_nonzero(page) {
-                        let bytes = self.page(page);
-                        if bytes.iter().any(|&b| b != 0) {
-                            state.pages.push((page, page_digest(&bytes)));
+                // Past the object's end: bus ranges.
+                let valid_end = match v.object() {
+                    Some(o) => {
+                        let end = v.start + o.pages().saturating_sub(v.first) * PAGE_SIZE;
+                        end.clamp(a, b)
+                    }
+                    None => b,
+                };
+                if valid_end < b {
+                    match state.bus.last_mut() {
+                        Some(last) if last.1 == valid_end => last.1 = b,
+                        _ => state.bus.push((valid_end, b)),
+                    }
+                }
+                let mut at = a;
+                while at < valid_end {
+                    let Some(used) = space.used_space(VirtAddr::new(at)) else {
+                        break;
+                    };
+                    let info = space.area(VirtAddr::new(at)).expect("an area");
+                    for p in used.iter_pages() {
+                        let p = p.start().as_u64();
+                        if p >= at && p < valid_end {
+                            candidates.push(p);
                         }
                     }
-                    page += PAGE_SIZE;
+                    at = info.end().as_u64();
+                }
+                if let Some(o) = v.object() {
+                    let first = v.first + (a - v.start) / PAGE_SIZE;
+                    let last = v.first + (valid_end - v.start) / PAGE_SIZE;
+                    for i in o.indices_in(first, last) {
+                        candidates.push(v.start + (i - v.first) * PAGE_SIZE);
+                    }
                 }
             }
             if meets {
-                state.maps.push(l.clone());
+                state
+                    .maps
+                    .push(v.key().to_line(v.object().map_or(0, |o| o.id())));
             }
         }
-        state
-    }
-
-    /// Whether a page may hold something other than zeros: it is resident,
-    /// or its object has a frame for it.
-    fn maybe_nonzero(&self, page: u64) -> bool {
-        if self
-            .mm
-            .space()
-            .translate(VirtAddr::new(page).page())
-            .is_some()
-        {
-            return true;
+        candidates.sort_unstable();
+        candidates.dedup();
+        for page in candidates {
+            let bytes = self.page(page);
+            if bytes.iter().any(|&b| b != 0) {
+                state.pages.push((page, page_digest(&bytes)));
+            }
         }
-        self.mm.vma_at(page).is_some_and(|v| {
-            v.object()
-                .is_some_and(|o| o.peek(v.first + (page - v.start) / PAGE_SIZE).is_some())
-        })
+        state.bus.sort_unstable();
+        state
     }
 }
 
