@@ -26,7 +26,6 @@ use aspace_linux::Call;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name)
         .ok()

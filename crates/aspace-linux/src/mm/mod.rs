@@ -894,15 +894,14 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::EINVAL);
         }
         let ts = self.layout.task_size;
-        if flags.fixed() {
-            if !aligned(new_addr)
+        if flags.fixed()
+            && (!aligned(new_addr)
                 || new_len > ts
                 || new_addr > ts - new_len
                 || (old < new_addr.saturating_add(new_len)
-                    && new_addr < old.saturating_add(old_len))
-            {
-                return Err(Errno::EINVAL);
-            }
+                    && new_addr < old.saturating_add(old_len)))
+        {
+            return Err(Errno::EINVAL);
         }
         if flags.dont_unmap() || old_len == 0 {
             return Err(Errno::ENOSYS);
@@ -1033,7 +1032,9 @@ impl<M: Machine> LinuxMm<M> {
         if self.vmas.len() > self.layout.max_map_count {
             return self.brk;
         }
-        let heap = self.vma_at(old_top - 1).filter(|v| matches!(v.kind, Kind::Heap));
+        let heap = self
+            .vma_at(old_top - 1)
+            .filter(|v| matches!(v.kind, Kind::Heap));
         let ok = match heap.map(|v| v.start) {
             Some(hs) if old_top > start => {
                 let cb = self

@@ -139,7 +139,10 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ObjBackend {
             return Err(Error::BadMemory);
         }
         if !self.private {
-            return self.object.frame(memory, frames, index).ok_or(Error::NoMemory);
+            return self
+                .object
+                .frame(memory, frames, index)
+                .ok_or(Error::NoMemory);
         }
         let copy = frames.alloc().ok_or(Error::NoMemory)?;
         match self.object.peek(index) {
@@ -163,4 +166,3 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ObjBackend {
         }
     }
 }
-
