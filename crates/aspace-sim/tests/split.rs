@@ -405,6 +405,23 @@ fn protect_range_refuses_before_changing_anything() {
     s1.protect_range(va(B), P, AreaFlags::empty()).unwrap();
     s1.protect_range(va(B), P, R).unwrap();
     assert_eq!(s1.areas().len(), 1);
+    // Rights an area may never get again.
+    s.area_create(va(A + 0x10_0000), 2 * P, R).unwrap();
+    assert_eq!(
+        s.area_restrict(va(A + 0x10_0000), AreaFlags::empty()),
+        Err(Error::PermissionDenied)
+    );
+    s.area_restrict(va(A + 0x10_0000), R | AreaFlags::EXEC)
+        .unwrap();
+    assert_eq!(
+        s.protect_range(va(A + 0x10_0000), P, RW),
+        Err(Error::PermissionDenied)
+    );
+    s.protect_range(va(A + 0x10_0000), P, AreaFlags::EXEC)
+        .unwrap();
+    s.protect_range(va(A + 0x10_0000), P, R).unwrap();
+    assert_eq!(s.area(va(A + 0x10_0000)).unwrap().pages, 2);
+    assert_eq!(s.area_restrict(va(B + 0x10_0000), R), Err(Error::NotFound));
     // ELF areas cannot change rights.
     let image = ElfImage::load(sim.system().machine(), &file(2)).unwrap();
     let seg = Segment {
@@ -754,4 +771,213 @@ fn move_range_refused_at_any_allocation_changes_nothing() {
         Ok(())
     });
     assert!(needed >= 2, "{needed}");
+}
+
+#[test]
+fn late_reserving_areas_split_with_their_resident_pages() {
+    let (sim, s, mut c) = setup(1);
+    let late = RW | AreaFlags::LATE_RESERVE;
+    s.area_create(va(A), 8 * P, late).unwrap();
+    for i in [0, 1, 5, 6, 7] {
+        c.write_u64(va(A + i * P), i).unwrap();
+    }
+    let r = sim.system().reserve();
+    assert_eq!(r.committed(), 5);
+    c.run(|| s.area_split(va(A + 4 * P))).unwrap();
+    let a = s.areas();
+    assert_eq!((a[0].reserved, a[1].reserved), (2, 3));
+    c.run(|| s.discard_range(va(A + 6 * P), P)).unwrap();
+    assert_eq!(s.area(va(A + 4 * P)).unwrap().reserved, 2);
+    c.run(|| s.move_range(va(A + 4 * P), 4 * P, va(B), 2 * P))
+        .unwrap();
+    // Pages 4 and 5 moved (5 resident); 7 went with the shrink.
+    assert_eq!(s.area(va(B)).unwrap().reserved, 1);
+    assert_eq!(c.read_u64(va(B + P)).unwrap(), 5);
+    assert_eq!(r.committed(), 3);
+    c.run(|| s.unmap_range(va(A + P), P)).unwrap();
+    assert_eq!(r.committed(), 2);
+    c.run(|| s.protect_range(va(A), P, R)).unwrap();
+    assert!(s
+        .area(va(A))
+        .unwrap()
+        .flags
+        .contains(AreaFlags::LATE_RESERVE));
+    assert_no_stale(&sim, &s);
+    drop(c);
+    drop(s);
+    assert_eq!(r.committed(), 0);
+}
+
+#[test]
+fn pager_areas_neither_split_nor_merge_nor_move() {
+    let (sim, s, mut c) = setup(1);
+    let pager = aspace_sim::pager::SimPager::file(&sim, vec![7u8; (4 * P) as usize]).unwrap();
+    let ids = aspace::backend::PagerIds::default();
+    s.area_create_paged(va(A), 4 * P, R, pager.link(), pager.space(), ids)
+        .unwrap();
+    s.area_create_paged(va(A + 4 * P), 4 * P, R, pager.link(), pager.space(), ids)
+        .unwrap();
+    assert_eq!(c.read(va(A + P), &mut [0u8; 1]).map(|_| ()), Ok(()));
+    assert_eq!(s.area_split(va(A + P)), Err(Error::NotSupported));
+    assert_eq!(s.unmap_range(va(A + P), P), Err(Error::NotSupported));
+    assert_eq!(
+        s.move_range(va(A), 4 * P, va(B), 4 * P),
+        Err(Error::NotSupported)
+    );
+    assert!(!s.area_merge(va(A)).unwrap());
+    // Whole areas go, and their pages may be given back.
+    c.run(|| s.discard_range(va(A), 4 * P)).unwrap();
+    c.run(|| s.unmap_range(va(A), 4 * P)).unwrap();
+    assert_eq!(areas(&s), [(A + 4 * P, 4, R)]);
+    assert_no_stale(&sim, &s);
+}
+
+/// The word CPU `cpu` writes at page `page` (never zero).
+fn pattern(cpu: u64, page: u64) -> u64 {
+    0xc0de << 48 | cpu << 32 | page << 8 | 1
+}
+
+#[test]
+fn range_operations_race_with_cpus_touching_pages() {
+    let seed = common::seed(0x5911_7ace);
+    let sim = sim(3);
+    let baseline = sim.frames_in_use();
+    let s = sim.system().create().unwrap();
+    let pages = 16;
+    s.area_create(va(A), pages * P, RW).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let started = std::sync::atomic::AtomicU64::new(0);
+    let stale_before = sim.hardware().stats().stale_accesses;
+    std::thread::scope(|scope| {
+        let mut workers = Vec::new();
+        for id in 1..3u64 {
+            let mut cpu = sim.cpu(id as usize);
+            let (s, stop, started) = (&s, &stop, &started);
+            workers.push(scope.spawn(move || {
+                cpu.switch_to(s).unwrap();
+                let mut rng = common::XorShift::new(seed + id);
+                let mut ops = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || ops < 2000 {
+                    ops += 1;
+                    if ops == 100 {
+                        started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    let page = rng.below(pages);
+                    let at = va(A + page * P + id * 8);
+                    if rng.chance(50) {
+                        match cpu.write_u64(at, pattern(id, page)) {
+                            Ok(()) => {}
+                            Err(f) => assert!(
+                                matches!(f.reason, FaultReason::Access | FaultReason::NoArea),
+                                "seed {seed}: CPU {id}: {f:?}"
+                            ),
+                        }
+                    } else {
+                        match cpu.read_u64(at) {
+                            Ok(v) => assert!(
+                                v == 0 || v == pattern(id, page),
+                                "seed {seed}: CPU {id} read {v:#x} at page {page}"
+                            ),
+                            Err(f) => assert_eq!(f.reason, FaultReason::NoArea, "seed {seed}"),
+                        }
+                    }
+                    if ops > 2_000_000 {
+                        break;
+                    }
+                }
+                ops
+            }));
+        }
+        let c0 = sim.cpu(0);
+        // The workers are running before the churn starts.
+        while started.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+            std::thread::yield_now();
+        }
+        let mut rng = common::XorShift::new(seed);
+        for round in 0..300 {
+            let a = rng.below(pages);
+            let n = 1 + rng.below(pages - a);
+            let (base, size) = (va(A + a * P), n * P);
+            let r = match round % 5 {
+                0 => c0.run(|| s.protect_range(base, size, R)),
+                1 => c0.run(|| s.protect_range(base, size, RW)),
+                2 => c0.run(|| s.discard_range(base, size)),
+                3 => c0.run(|| s.area_split(base)),
+                _ => {
+                    // Within the area holding `base`: away and back.
+                    let end = s.area(base).unwrap().end().as_u64();
+                    let size = size.min(end - base.as_u64());
+                    c0.run(|| s.move_range(base, size, va(B), size))
+                        .and_then(|()| c0.run(|| s.move_range(va(B), size, base, size)))
+                }
+            };
+            assert_eq!(r, Ok(()), "seed {seed}: round {round}");
+        }
+        // Every page back to one writable area.
+        c0.run(|| s.protect_range(va(A), pages * P, RW)).unwrap();
+        assert_eq!(areas(&s), [(A, pages, RW)], "seed {seed}");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in workers {
+            assert!(w.join().unwrap() >= 2000);
+        }
+    });
+    assert_eq!(
+        sim.hardware().stats().stale_accesses,
+        stale_before,
+        "seed {seed}"
+    );
+    assert_no_stale(&sim, &s);
+    drop(s);
+    assert_eq!(sim.frames_in_use(), baseline, "seed {seed}");
+    assert_eq!(sim.system().reserve().committed(), 0);
+}
+
+#[test]
+fn a_split_part_shares_with_its_offset() {
+    let sim = sim(2);
+    let s0 = sim.system().create().unwrap();
+    let s1 = sim.system().create().unwrap();
+    let mut c0 = sim.cpu(0);
+    let mut c1 = sim.cpu(1);
+    c0.switch_to(&s0).unwrap();
+    c1.switch_to(&s1).unwrap();
+    // Anonymous: pages touched before the split and the share.
+    s0.area_create(va(A), 6 * P, RW).unwrap();
+    fill(&mut c0, A, 6, 4);
+    c0.run(|| s0.area_split(va(A + 2 * P))).unwrap();
+    s0.area_share(va(A + 2 * P), 4 * P, &s1, va(B), RW).unwrap();
+    assert_eq!(s1.area(va(B)).unwrap().offset, 2);
+    for i in 0..4 {
+        assert_eq!(c1.read_u64(va(B + i * P)).unwrap(), 4002 + i);
+    }
+    c1.write_u64(va(B + 3 * P), 1).unwrap();
+    assert_eq!(c0.read_u64(va(A + 5 * P)).unwrap(), 1);
+    // An ELF segment: the destination reads the part's bytes.
+    let image = ElfImage::load(sim.system().machine(), &file(6)).unwrap();
+    let base = 0x200_0000;
+    let seg = Segment {
+        vaddr: base,
+        memsz: 6 * P,
+        filesz: 6 * P,
+        offset: 0,
+        flags: RW,
+    };
+    s0.area_create_with(
+        va(base),
+        6 * P,
+        RW,
+        aspace::AreaAttrs::empty(),
+        Arc::new(ElfBackend::new(image.clone(), seg)),
+    )
+    .unwrap();
+    c0.run(|| s0.area_split(va(base + 3 * P))).unwrap();
+    s0.area_share(va(base + 3 * P), 3 * P, &s1, va(base), R)
+        .unwrap();
+    for i in 0..3 {
+        assert_eq!(read_text(&mut c1, base + i * P), format!("page {}", i + 3));
+    }
+    drop((c0, c1));
+    drop((s0, s1));
+    image.release(sim.system().machine()).unwrap();
+    assert_eq!(sim.system().reserve().committed(), 0);
 }

@@ -90,6 +90,7 @@ impl<M: Machine> AddressSpace<M> {
         let mut tree = self.areas.write();
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
+        Self::reserve_entries(&mut tree, 2)?;
         self.split_at(&mut tree, s)?;
         self.split_at(&mut tree, e)?;
         let mut batch = ShootdownBatch::new();
@@ -136,6 +137,7 @@ impl<M: Machine> AddressSpace<M> {
         }
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
+        Self::reserve_entries(&mut tree, 2)?;
         self.split_at(&mut tree, s)?;
         self.split_at(&mut tree, e)?;
         let m = self.machine();
@@ -187,6 +189,25 @@ impl<M: Machine> AddressSpace<M> {
             }
         }
         self.merge_range(&mut tree, s, e);
+        Ok(())
+    }
+
+    /// Lowers the most rights the area containing `addr` may ever be given
+    /// by [`protect_range`](Self::protect_range) to `max` (the placement
+    /// and reservation bits do not count): what a Linux layer needs for a
+    /// shared mapping of a file opened read-only (`mprotect` asking for
+    /// write then fails with `PermissionDenied`, Linux `EACCES`). Rights
+    /// only go down: the result is the old maximum and `max` together. The
+    /// area's current rights must lie within it (`PermissionDenied`
+    /// otherwise); no area, or a partial one, `NotFound`.
+    pub fn area_restrict(&self, addr: VirtAddr, max: AreaFlags) -> Result<()> {
+        let tree = self.read_areas();
+        let (_, mut st) = self.lock_for_change(&tree, addr)?;
+        let max = (st.max_flags & max) | KEPT;
+        if !max.contains(st.flags) {
+            return Err(Error::PermissionDenied);
+        }
+        st.max_flags = max;
         Ok(())
     }
 
@@ -311,14 +332,14 @@ impl<M: Machine> AddressSpace<M> {
             }
             let area = &slot.area;
             let st = slot.lock();
+            if ns < oe && os < ne {
+                return Err(Error::AddressNotAvailable);
+            }
             Self::check_splittable(area, &st)?;
             if new_pages != old_pages
                 && (!area.backend.caps().contains(BackendCaps::RESIZE) || st.share.is_some())
             {
                 return Err(Error::NotSupported);
-            }
-            if ns < oe && os < ne {
-                return Err(Error::AddressNotAvailable);
             }
             let moved_flags = if os == start {
                 st.flags
@@ -339,9 +360,20 @@ impl<M: Machine> AddressSpace<M> {
             } else {
                 0
             };
-            if !self.shared.reserve.try_reserve(more) {
-                return Err(Error::NoMemory);
-            }
+            (moved_flags, more)
+        };
+        // Room for two splits and the entry at its new place.
+        Self::reserve_entries(&mut tree, 3)?;
+        if !self.shared.reserve.try_reserve(more) {
+            return Err(Error::NoMemory);
+        }
+        // The new mappings (the only step that allocates frames).
+        {
+            let Some((_, _, slot)) = tree.find(os) else {
+                self.shared.reserve.release(more);
+                return Err(Error::NotFound);
+            };
+            let st = slot.lock();
             let pflags = self.page_flags(st.flags);
             let mut mapped: Vec<Page> = Vec::new();
             let mut failed = false;
@@ -375,8 +407,7 @@ impl<M: Machine> AddressSpace<M> {
                 self.shared.reserve.release(more);
                 return Err(Error::NoMemory);
             }
-            (moved_flags, more)
-        };
+        }
         // Nothing below fails.
         let split = self
             .split_at(&mut tree, os)

@@ -61,6 +61,8 @@ impl<M: Machine> AddressSpace<M> {
         if tree.find(page.number()).is_none() {
             return Err(Error::NotFound);
         }
+        self.check_split(&tree, page.number())?;
+        Self::reserve_entries(&mut tree, 1)?;
         self.split_at(&mut tree, page.number())
     }
 
@@ -89,9 +91,21 @@ impl<M: Machine> AddressSpace<M> {
         Ok(())
     }
 
+    /// Makes room in `tree` for `entries` more entries, so that the
+    /// insertions of the splits that follow allocate nothing: `NoMemory`
+    /// (nothing changed) if the heap refuses. (Other heap allocations, an
+    /// area's record and its used-space nodes, abort when refused, as
+    /// everywhere in the crate.)
+    pub(crate) fn reserve_entries(tree: &mut Areas<M>, entries: usize) -> Result<()> {
+        if tree.try_reserve(entries) {
+            Ok(())
+        } else {
+            Err(Error::NoMemory)
+        }
+    }
+
     /// Whether a split at page `n` of the written `tree` would succeed (or
     /// has nothing to do: no area holds `n`, or one starts there).
-    #[allow(dead_code)]
     pub(crate) fn check_split(&self, tree: &Areas<M>, n: u64) -> Result<()> {
         match tree.find(n) {
             Some((start, _, slot)) if start < n => {

@@ -62,6 +62,28 @@ impl<V> AreaTree<V> {
         grow(&mut self.sums, inners);
     }
 
+    /// [`reserve`](Self::reserve) that reports a refused heap allocation
+    /// (`false`, the tree unchanged) instead of aborting: for operations
+    /// that must fail cleanly before they change anything (a split of an
+    /// area inserts an entry).
+    pub fn try_reserve(&mut self, additional: usize) -> bool {
+        let (leaves, inners) = Self::max_nodes(self.len.saturating_add(additional));
+        fn grow<T>(arena: &mut Vec<T>, capacity: usize) -> bool {
+            if capacity <= arena.capacity() {
+                return true;
+            }
+            let more = capacity - arena.len();
+            if arena.capacity() == 0 {
+                arena.try_reserve_exact(more).is_ok()
+            } else {
+                arena.try_reserve(more).is_ok()
+            }
+        }
+        grow(&mut self.leaves, leaves)
+            && grow(&mut self.inners, inners)
+            && grow(&mut self.sums, inners)
+    }
+
     /// Stores `leaf` in a freed slot, or else at the end of the arena.
     pub(super) fn alloc_leaf(&mut self, leaf: Leaf<V>) -> u32 {
         let i = self.free_leaves;

@@ -1,0 +1,632 @@
+//! Random sequences of area creation, sharing, splits, merges and range
+//! operations (`unmap_range`, `protect_range`, `move_range`,
+//! `discard_range`) on two address spaces, checked after every step against
+//! a page-level reference model: page -> (rights, backing, backing index,
+//! data). CPUs touch pages between operations; data is read back through
+//! the simulated MMU, every TLB is checked for stale entries, the used
+//! space against the page table, the reservation against the model, and
+//! at the end every frame and reservation must be back. Seeds are fixed;
+//! `ASPACE_SEED` replays one, and a failure prints its seed and step.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
+use aspace::{
+    AreaAttrs, AreaFlags, Cpus, Error, FaultReason, Page, PageFlags, VirtAddr, PAGE_SIZE,
+};
+use aspace_sim::{Cpu, Sim, SimConfig, Space};
+
+mod common;
+
+const P: u64 = PAGE_SIZE;
+/// The window the test works in: pages [W, W + N) of each space.
+const W: u64 = 0x1000;
+const N: u64 = 48;
+const FILE_PAGES: u64 = 8;
+
+const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);
+const R: AreaFlags = AreaFlags::READ;
+const RIGHTS: [AreaFlags; 3] = [R, RW, AreaFlags::empty()];
+
+fn va(page: u64) -> VirtAddr {
+    VirtAddr::new(page * P)
+}
+
+/// Where a page's contents come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backing {
+    /// Private anonymous memory, with the word at its start.
+    Anon(u64),
+    /// Shared anonymous memory: share group, index in it.
+    Shared(usize, u64),
+    /// The file, read-only: page index in the ELF segment (which starts at
+    /// file page `first`, and is `pages` long).
+    Elf { first: u64, pages: u64, index: u64 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PageModel {
+    rights: AreaFlags,
+    backing: Backing,
+}
+
+#[derive(Default)]
+struct Model {
+    /// Per space: page number -> page.
+    pages: [BTreeMap<u64, PageModel>; 2],
+    /// Share group -> (size in pages, index -> word).
+    groups: HashMap<usize, (u64, HashMap<u64, u64>)>,
+}
+
+impl Model {
+    fn free(&self, sp: usize, s: u64, e: u64) -> bool {
+        self.pages[sp].range(s..e).next().is_none()
+    }
+    fn covered(&self, sp: usize, s: u64, e: u64) -> bool {
+        self.pages[sp].range(s..e).count() as u64 == e - s
+    }
+    /// The word a read of `p` returns.
+    fn word(&self, p: &PageModel) -> u64 {
+        match p.backing {
+            Backing::Anon(w) => w,
+            Backing::Shared(g, i) => self.groups[&g].1.get(&i).copied().unwrap_or(0),
+            Backing::Elf {
+                first,
+                pages,
+                index,
+            } => {
+                if index < pages && first + index < FILE_PAGES {
+                    file_word(first + index)
+                } else {
+                    0
+                }
+            }
+        }
+    }
+    /// Pages reserved: a private anonymous page each, a live share group's
+    /// size, an ELF page past the segment's file part (a copy).
+    fn reserved(&self) -> u64 {
+        let mut n = 0;
+        let mut live = std::collections::HashSet::new();
+        for sp in &self.pages {
+            for p in sp.values() {
+                match p.backing {
+                    Backing::Anon(_) => n += 1,
+                    Backing::Shared(g, _) => {
+                        live.insert(g);
+                    }
+                    Backing::Elf { pages, index, .. } => n += u64::from(index >= pages),
+                }
+            }
+        }
+        n + live.iter().map(|g| self.groups[g].0).sum::<u64>()
+    }
+}
+
+fn file_word(page: u64) -> u64 {
+    0xf11e_0000 + page
+}
+
+fn file() -> Vec<u8> {
+    let mut f = vec![0u8; (FILE_PAGES * P) as usize];
+    for i in 0..FILE_PAGES {
+        f[(i * P) as usize..][..8].copy_from_slice(&file_word(i).to_le_bytes());
+    }
+    f
+}
+
+struct Rng(common::XorShift);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0.below(n)
+    }
+    fn range(&mut self) -> (u64, u64) {
+        let s = W + self.below(N);
+        let len = 1 + self.below(8.min(W + N - s));
+        (s, s + len)
+    }
+    fn short_range(&mut self) -> (u64, u64) {
+        let s = W + self.below(N);
+        let len = 1 + self.below(3.min(W + N - s));
+        (s, s + len)
+    }
+}
+
+struct World {
+    sim: Sim,
+    spaces: [Arc<Space>; 2],
+    /// CPU 0 and 2 run space 0, CPU 1 space 1.
+    cpus: Vec<Cpu>,
+    image: Arc<ElfImage>,
+    model: Model,
+    next_group: usize,
+    /// Operations that did something, by kind (so a run that tested
+    /// nothing fails).
+    done: HashMap<&'static str, u64>,
+}
+
+impl World {
+    fn new() -> Self {
+        let sim = Sim::new(SimConfig {
+            arch: common::arch(),
+            cpus: 3,
+            asids: 4,
+            memory: 8 << 20,
+            tlb_entries: 32,
+        })
+        .unwrap();
+        let spaces = [
+            sim.system().create().unwrap(),
+            sim.system().create().unwrap(),
+        ];
+        let mut cpus: Vec<Cpu> = (0..3).map(|c| sim.cpu(c)).collect();
+        cpus[0].switch_to(&spaces[0]).unwrap();
+        cpus[1].switch_to(&spaces[1]).unwrap();
+        cpus[2].switch_to(&spaces[0]).unwrap();
+        let image = ElfImage::load(sim.system().machine(), &file()).unwrap();
+        World {
+            sim,
+            spaces,
+            cpus,
+            image,
+            model: Model::default(),
+            next_group: 0,
+            done: HashMap::new(),
+        }
+    }
+
+    /// The CPU an operation on space `sp` runs on.
+    fn cpu_of(&self, sp: usize) -> &Cpu {
+        &self.cpus[if sp == 0 { 0 } else { 1 }]
+    }
+
+    fn step(&mut self, rng: &mut Rng) -> String {
+        let sp = rng.below(2) as usize;
+        let space = self.spaces[sp].clone();
+        match rng.below(15) {
+            0..=2 => {
+                let (s, e) = rng.range();
+                let rights = RIGHTS[rng.below(3) as usize];
+                let r = space.area_create(va(s), (e - s) * P, rights);
+                if self.model.free(sp, s, e) {
+                    r.unwrap();
+                    for p in s..e {
+                        let backing = Backing::Anon(0);
+                        self.model.pages[sp].insert(p, PageModel { rights, backing });
+                    }
+                } else {
+                    assert_eq!(r, Err(Error::AddressNotAvailable));
+                }
+                format!("create {sp} {s:#x}..{e:#x} {rights:?}")
+            }
+            3 => {
+                let (s, e) = rng.range();
+                let first = rng.below(FILE_PAGES);
+                let pages = e - s;
+                let seg = Segment {
+                    vaddr: s * P,
+                    memsz: pages * P,
+                    filesz: pages.min(FILE_PAGES - first) * P,
+                    offset: first * P,
+                    flags: R,
+                };
+                let backend = Arc::new(ElfBackend::new(self.image.clone(), seg));
+                let r = space.area_create_with(va(s), pages * P, R, AreaAttrs::empty(), backend);
+                if self.model.free(sp, s, e) {
+                    r.unwrap();
+                    let filed = pages.min(FILE_PAGES - first);
+                    for (i, p) in (s..e).enumerate() {
+                        let backing = Backing::Elf {
+                            first,
+                            pages: filed,
+                            index: i as u64,
+                        };
+                        self.model.pages[sp].insert(p, PageModel { rights: R, backing });
+                    }
+                } else {
+                    assert_eq!(r, Err(Error::AddressNotAvailable));
+                }
+                format!("elf {sp} {s:#x}..{e:#x} file page {first}")
+            }
+            4 => {
+                // A shared area: created in space 0, shared into space 1.
+                let (s, e) = rng.range();
+                let d = W + rng.below(N - (e - s));
+                let (de, pages) = (d + e - s, e - s);
+                if !self.model.free(0, s, e) || !self.model.free(1, d, de) {
+                    return "share skipped".into();
+                }
+                self.spaces[0].area_create(va(s), pages * P, RW).unwrap();
+                self.spaces[0]
+                    .area_share(va(s), pages * P, &self.spaces[1], va(d), RW)
+                    .unwrap();
+                let g = self.next_group;
+                self.next_group += 1;
+                self.model.groups.insert(g, (pages, HashMap::new()));
+                for i in 0..pages {
+                    let page = PageModel {
+                        rights: RW,
+                        backing: Backing::Shared(g, i),
+                    };
+                    self.model.pages[0].insert(s + i, page);
+                    self.model.pages[1].insert(d + i, page);
+                }
+                format!("share {s:#x}..{e:#x} -> {d:#x}")
+            }
+            5 | 6 => {
+                let p = W + rng.below(N);
+                let r = self.cpu_of(sp).run(|| space.area_split(va(p)));
+                if self.model.pages[sp].contains_key(&p) {
+                    r.unwrap();
+                    *self.done.entry("split").or_default() += 1;
+                } else {
+                    assert_eq!(r, Err(Error::NotFound));
+                }
+                format!("split {sp} {p:#x}")
+            }
+            7 => {
+                // Mostly an area's first page, which a split may have made.
+                let areas = space.areas();
+                let p = match areas.get(rng.below(areas.len() as u64 + 1) as usize) {
+                    Some(a) => a.base.page().number(),
+                    None => W + rng.below(N),
+                };
+                let r = self.cpu_of(sp).run(|| space.area_merge(va(p)));
+                if self.model.pages[sp].contains_key(&p) {
+                    if r.unwrap() {
+                        *self.done.entry("merge").or_default() += 1;
+                    }
+                } else {
+                    assert_eq!(r, Err(Error::NotFound));
+                }
+                format!("merge {sp} {p:#x}")
+            }
+            8 => {
+                let (s, e) = rng.range();
+                self.cpu_of(sp)
+                    .run(|| space.unmap_range(va(s), (e - s) * P))
+                    .unwrap();
+                let gone: Vec<u64> = self.model.pages[sp].range(s..e).map(|(&p, _)| p).collect();
+                if !gone.is_empty() {
+                    *self.done.entry("unmap").or_default() += 1;
+                }
+                for p in gone {
+                    self.model.pages[sp].remove(&p);
+                }
+                format!("unmap {sp} {s:#x}..{e:#x}")
+            }
+            9 | 10 => {
+                let (s, e) = rng.short_range();
+                let rights = RIGHTS[rng.below(3) as usize];
+                let r = self
+                    .cpu_of(sp)
+                    .run(|| space.protect_range(va(s), (e - s) * P, rights));
+                let m = &mut self.model.pages[sp];
+                if m.range(s..e).count() as u64 != e - s {
+                    assert_eq!(r, Err(Error::NotFound));
+                } else if m
+                    .range(s..e)
+                    .any(|(_, p)| matches!(p.backing, Backing::Elf { .. }))
+                {
+                    assert_eq!(r, Err(Error::NotSupported));
+                } else {
+                    r.unwrap();
+                    *self.done.entry("protect").or_default() += 1;
+                    for (_, p) in m.range_mut(s..e) {
+                        p.rights = rights;
+                    }
+                }
+                format!("protect {sp} {s:#x}..{e:#x} {rights:?}")
+            }
+            11 => {
+                let (s, e) = rng.short_range();
+                let r = self
+                    .cpu_of(sp)
+                    .run(|| space.discard_range(va(s), (e - s) * P));
+                if self.model.covered(sp, s, e) {
+                    r.unwrap();
+                    *self.done.entry("discard").or_default() += 1;
+                    for (_, p) in self.model.pages[sp].range_mut(s..e) {
+                        if let Backing::Anon(w) = &mut p.backing {
+                            *w = 0;
+                        }
+                    }
+                } else {
+                    assert_eq!(r, Err(Error::NotFound));
+                }
+                format!("discard {sp} {s:#x}..{e:#x}")
+            }
+            12 | 13 => self.moves(sp, rng),
+            _ => {
+                // Writes: a few words through a CPU of the space.
+                let mut done = String::from("writes");
+                for _ in 0..4 {
+                    let p = W + rng.below(N);
+                    let value = rng.below(1 << 40) + 1;
+                    let cpu = if sp == 0 {
+                        2 * rng.below(2) as usize
+                    } else {
+                        1
+                    };
+                    let r = self.cpus[cpu].write_u64(va(p), value);
+                    match self.model.pages[sp].get_mut(&p) {
+                        None => assert_eq!(r.unwrap_err().reason, FaultReason::NoArea),
+                        Some(m) if !m.rights.contains(AreaFlags::WRITE) => {
+                            assert_eq!(r.unwrap_err().reason, FaultReason::Access)
+                        }
+                        Some(m) => {
+                            r.unwrap();
+                            match &mut m.backing {
+                                Backing::Anon(w) => *w = value,
+                                Backing::Shared(g, i) => {
+                                    let (g, i) = (*g, *i);
+                                    self.model.groups.get_mut(&g).unwrap().1.insert(i, value);
+                                }
+                                Backing::Elf { .. } => unreachable!("ELF areas are read-only"),
+                            }
+                        }
+                    }
+                    done += &format!(" {sp}:{p:#x}={value:#x}");
+                }
+                done
+            }
+        }
+    }
+
+    /// A move of part of an area to a random place, resized.
+    fn moves(&mut self, sp: usize, rng: &mut Rng) -> String {
+        let space = self.spaces[sp].clone();
+        let p = W + rng.below(N);
+        let Some(info) = space.area(va(p)) else {
+            return "move skipped".into();
+        };
+        let (start, end) = (info.base.page().number(), info.end().page().number());
+        let os = start + rng.below(end - start);
+        let oe = os + 1 + rng.below(end - os);
+        let old = oe - os;
+        let new_pages = 1 + rng.below(8);
+        let ns = W + rng.below(N - new_pages + 1);
+        let ne = ns + new_pages;
+        let r = self
+            .cpu_of(sp)
+            .run(|| space.move_range(va(os), old * P, va(ns), new_pages * P));
+        let m = &self.model.pages[sp];
+        let sample = m[&os];
+        let shared = matches!(sample.backing, Backing::Shared(..));
+        let desc = format!("move {sp} {os:#x}..{oe:#x} -> {ns:#x}..{ne:#x}");
+        if ns < oe && os < ne {
+            assert_eq!(r, Err(Error::AddressNotAvailable), "{desc}");
+        } else if shared && new_pages != old {
+            assert_eq!(r, Err(Error::NotSupported), "{desc}");
+        } else if !self.model.free(sp, ns, ne) {
+            assert_eq!(r, Err(Error::AddressNotAvailable), "{desc}");
+        } else {
+            r.unwrap();
+            *self.done.entry("move").or_default() += 1;
+            let moved: Vec<PageModel> = (os..oe).map(|p| m[&p]).collect();
+            let m = &mut self.model.pages[sp];
+            for p in os..oe {
+                m.remove(&p);
+            }
+            let last = *moved.last().unwrap();
+            for i in 0..new_pages {
+                let page = match moved.get(i as usize) {
+                    Some(&page) => page,
+                    // Growth continues the backing past the last page.
+                    None => {
+                        let beyond = i - old + 1;
+                        let backing = match last.backing {
+                            Backing::Anon(_) => Backing::Anon(0),
+                            Backing::Elf {
+                                first,
+                                pages,
+                                index,
+                            } => Backing::Elf {
+                                first,
+                                pages,
+                                index: index + beyond,
+                            },
+                            Backing::Shared(..) => unreachable!(),
+                        };
+                        PageModel {
+                            rights: last.rights,
+                            backing,
+                        }
+                    }
+                };
+                m.insert(ns + i, page);
+            }
+        }
+        desc
+    }
+
+    /// CPUs touch random pages (to fill their TLBs), faults as the model says.
+    fn touch(&mut self, rng: &mut Rng) {
+        for _ in 0..6 {
+            let cpu = rng.below(3) as usize;
+            let sp = usize::from(cpu == 1);
+            let p = W + rng.below(N);
+            let r = self.cpus[cpu].read_u64(va(p));
+            self.expect_read(sp, p, r);
+        }
+    }
+
+    fn expect_read(&self, sp: usize, p: u64, r: Result<u64, aspace_sim::AccessFault>) {
+        match self.model.pages[sp].get(&p) {
+            None => assert_eq!(r.unwrap_err().reason, FaultReason::NoArea, "page {p:#x}"),
+            // x86_64 cannot deny loads of a present page (see its page
+            // table's documentation): a page whose area lost every right
+            // while it was resident still reads there.
+            Some(m) if !m.rights.contains(AreaFlags::READ) => match r {
+                Ok(w) if common::arch() == aspace_sim::Arch::X86_64 => {
+                    assert_eq!(w, self.model.word(m), "space {sp} page {p:#x}")
+                }
+                r => assert_eq!(r.unwrap_err().reason, FaultReason::Access, "page {p:#x}"),
+            },
+            Some(m) => assert_eq!(r.unwrap(), self.model.word(m), "space {sp} page {p:#x}"),
+        }
+    }
+
+    /// Everything the model says, without touching memory (no fault).
+    fn check(&self) {
+        for sp in 0..2 {
+            let s = &self.spaces[sp];
+            for p in W..W + N {
+                let info = s.area(va(p));
+                let mapped = s.translate(Page::from_number(p));
+                match self.model.pages[sp].get(&p) {
+                    None => {
+                        assert!(info.is_none(), "space {sp} page {p:#x}: an area {info:?}");
+                        assert!(mapped.is_none());
+                    }
+                    Some(m) => {
+                        let info =
+                            info.unwrap_or_else(|| panic!("space {sp} page {p:#x}: no area"));
+                        assert_eq!(info.flags, m.rights, "space {sp} page {p:#x}");
+                        let index = info.page_index(Page::from_number(p));
+                        match m.backing {
+                            Backing::Anon(_) => assert_eq!(info.backend, "anon"),
+                            Backing::Shared(_, i) => {
+                                assert!(info.shared);
+                                assert_eq!(index, i, "space {sp} page {p:#x}");
+                            }
+                            Backing::Elf { index: i, .. } => {
+                                assert_eq!(info.backend, "elf");
+                                assert_eq!(index, i, "space {sp} page {p:#x}");
+                            }
+                        }
+                        // Used space exactly when mapped.
+                        let used = s.used_space(va(p)).unwrap();
+                        assert_eq!(used.contains(Page::from_number(p)), mapped.is_some());
+                        if let Some((_, flags)) = mapped {
+                            assert_eq!(
+                                flags.contains(PageFlags::WRITE),
+                                m.rights.contains(AreaFlags::WRITE),
+                                "space {sp} page {p:#x}"
+                            );
+                        }
+                    }
+                }
+            }
+            // Areas are maximal only as far as merges ran; but they never
+            // overlap, and every area is in the model.
+            let areas = s.areas();
+            for w in areas.windows(2) {
+                assert!(w[0].end() <= w[1].base);
+            }
+            no_stale(&self.sim, s);
+        }
+        assert_eq!(
+            self.sim.system().reserve().committed(),
+            self.model.reserved(),
+            "reservation"
+        );
+        assert_eq!(self.sim.hardware().stats().stale_accesses, 0);
+    }
+
+    /// Reads every page of both spaces through the MMU.
+    fn read_all(&mut self) {
+        for p in W..W + N {
+            let r = self.cpus[2].read_u64(va(p));
+            self.expect_read(0, p, r);
+            let r = self.cpus[1].read_u64(va(p));
+            self.expect_read(1, p, r);
+        }
+    }
+}
+
+/// Every TLB entry of `space`'s ASID names what the page table maps, with
+/// no more rights.
+fn no_stale(sim: &Sim, space: &Space) {
+    let Some(asid) = space.asid() else { return };
+    let hw = sim.hardware();
+    for cpu in 0..hw.cpu_count() {
+        for e in hw.tlb_entries(cpu) {
+            if e.asid != asid || e.global {
+                continue;
+            }
+            match space.translate(e.page) {
+                Some((frame, flags)) => {
+                    assert_eq!(frame, e.frame, "CPU {cpu}: stale {e:?}");
+                    assert!(
+                        !e.writable || flags.contains(PageFlags::WRITE),
+                        "CPU {cpu}: {e:?}"
+                    );
+                }
+                None => panic!("CPU {cpu}: TLB entry {e:?} of an unmapped page"),
+            }
+        }
+    }
+}
+
+fn run(seed: u64, steps: usize) {
+    let baseline = Sim::new(SimConfig {
+        arch: common::arch(),
+        cpus: 1,
+        asids: 1,
+        memory: 8 << 20,
+        tlb_entries: 32,
+    })
+    .unwrap()
+    .frames_in_use();
+    let mut w = World::new();
+    let mut rng = Rng(common::XorShift::new(seed));
+    let mut log: Vec<String> = Vec::new();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for step in 0..steps {
+            let what = w.step(&mut rng);
+            log.push(what);
+            w.check();
+            w.touch(&mut rng);
+            if step % 16 == 15 {
+                w.read_all();
+            }
+        }
+        w.read_all();
+        w.check();
+    }));
+    if let Err(e) = outcome {
+        let tail = log.len().saturating_sub(12);
+        eprintln!(
+            "range model: seed {seed} failed at step {} (replay: ASPACE_SEED={seed}); last steps:\n  {}",
+            log.len(),
+            log[tail..].join("\n  ")
+        );
+        std::panic::resume_unwind(e);
+    }
+    for kind in ["split", "merge", "unmap", "protect", "discard", "move"] {
+        assert!(
+            w.done.get(kind).copied().unwrap_or(0) >= 3,
+            "seed {seed}: too few successful {kind}s: {:?}",
+            w.done
+        );
+    }
+    eprintln!("range model: seed {seed}: {:?}", w.done);
+    let World {
+        sim,
+        spaces,
+        cpus,
+        image,
+        ..
+    } = w;
+    drop(cpus);
+    drop(spaces);
+    image.release(sim.system().machine()).unwrap();
+    assert_eq!(sim.frames_in_use(), baseline, "seed {seed}: frames left");
+    assert_eq!(sim.system().reserve().committed(), 0, "seed {seed}");
+}
+
+#[test]
+fn range_operations_match_the_page_model() {
+    let seeds: Vec<u64> = match std::env::var("ASPACE_SEED") {
+        Ok(s) => vec![s.parse().expect("ASPACE_SEED is a number")],
+        Err(_) => (1..=8).collect(),
+    };
+    for seed in seeds {
+        run(seed, 800);
+    }
+}
+
+other_archs!(range_operations_match_the_page_model);
