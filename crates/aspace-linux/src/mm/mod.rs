@@ -732,25 +732,32 @@ impl<M: Machine> LinuxMm<M> {
             growsdown,
             anon: None,
         };
-        // Everything that can refuse, before anything changes.
+        // Everything that can refuse, before anything changes. A placed
+        // range is free: nothing to unmap, nothing given back.
         Self::rights(prot)?;
-        let freed: u64 = self
-            .meeting(base, end)
-            .iter()
-            .map(|s| {
-                let v = &self.vmas[s];
-                let part = v.end.min(end) - v.start.max(base);
-                if Self::reserves(v) > 0 {
-                    part / PAGE_SIZE
-                } else {
-                    0
-                }
-            })
-            .sum();
+        let fixed = flags.fixed();
+        let freed: u64 = if !fixed {
+            0
+        } else {
+            self.meeting(base, end)
+                .iter()
+                .map(|s| {
+                    let v = &self.vmas[s];
+                    let part = v.end.min(end) - v.start.max(base);
+                    if Self::reserves(v) > 0 {
+                        part / PAGE_SIZE
+                    } else {
+                        0
+                    }
+                })
+                .sum()
+        };
         if Self::reserves(&vma) > self.system.reserve().available() + freed {
             return Err(Errno::ENOMEM);
         }
-        self.unmap(base, end)?;
+        if fixed {
+            self.unmap(base, end)?;
+        }
         // Cannot fail after the checks above (a creation refused here would
         // leave the range unmapped, as a late MAP_FIXED failure does on Linux).
         self.create_area(&vma)?;
