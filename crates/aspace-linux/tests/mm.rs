@@ -277,3 +277,42 @@ fn a_move_refused_at_any_frame_allocation_changes_nothing() {
     }
     assert!(refused > 0 && done > 0, "{refused} refused, {done} done");
 }
+
+#[test]
+fn the_map_count_limit_is_enomem() {
+    let (sim, mm, cpu) = setup();
+    let mut layout = *mm.layout();
+    layout.max_map_count = 3;
+    let space = mm.space().clone();
+    drop(mm);
+    let mut mm = LinuxMm::new(sim.system().clone(), space, layout);
+    for i in 0..3 {
+        anon(&mut mm, &cpu, BASE + 2 * i * PAGE_SIZE, 1);
+    }
+    // Linux checks `map_count > max_map_count`: one more still goes.
+    anon(&mut mm, &cpu, BASE + 6 * PAGE_SIZE, 3);
+    assert_eq!(
+        cpu.run(|| mm.mmap(
+            BASE + 20 * PAGE_SIZE,
+            PAGE_SIZE,
+            Prot::RW,
+            flags(ANON | MAP_FIXED),
+            None,
+            0
+        )),
+        Err(Errno::ENOMEM)
+    );
+    // Cutting a mapping in the middle would make one more.
+    assert_eq!(
+        cpu.run(|| mm.munmap(BASE + 7 * PAGE_SIZE, PAGE_SIZE)),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(
+        cpu.run(|| mm.mprotect(BASE + 7 * PAGE_SIZE, PAGE_SIZE, Prot::R)),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(mm.maps().len(), 4, "nothing changed");
+    // Whole mappings still go.
+    assert_eq!(cpu.run(|| mm.munmap(BASE, 2 * PAGE_SIZE)), Ok(()));
+    assert_eq!(mm.maps().len(), 3);
+}

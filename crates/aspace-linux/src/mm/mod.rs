@@ -794,7 +794,8 @@ impl<M: Machine> LinuxMm<M> {
     /// `mprotect(2)`: an unaligned address `EINVAL`; a length of 0 does
     /// nothing; a range that overflows `ENOMEM`; unknown `PROT_*` bits
     /// `EINVAL`; no mapping at the start `ENOMEM` (nothing changed);
-    /// `PROT_WRITE | PROT_EXEC` `EACCES` (W^X, see the module docs). The
+    /// `PROT_WRITE | PROT_EXEC` `EACCES` (W^X, see the module docs); a cut
+    /// that would pass `vm.max_map_count` `ENOMEM` (before any change). The
     /// mappings from the start up to the first hole change (the core's
     /// `protect_range` over that part, in one step), and a hole then gives
     /// `ENOMEM`, as on Linux.
@@ -823,6 +824,18 @@ impl<M: Machine> LinuxMm<M> {
                 v.prot != prot || Self::account_after(v, prot) != v.account
             })
             .collect();
+        // Cutting a mapping past `vm.max_map_count` (Linux checks at each
+        // cut and stops there; this refuses before any change).
+        let cuts = changes
+            .iter()
+            .map(|s| {
+                let v = &self.vmas[s];
+                usize::from(v.start < addr) + usize::from(v.end > covered)
+            })
+            .sum::<usize>();
+        if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
         if !changes.is_empty() {
             self.space
                 .protect_range(VirtAddr::new(addr), covered - addr, rights)
