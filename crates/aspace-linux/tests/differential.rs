@@ -5,17 +5,20 @@
 //! and of the break's span, the digest of every non-zero readable page and
 //! the ranges past their objects' ends.
 //!
-//! `ASPACE_LINUX_SEED` replays one seed (printed on failure);
-//! `ASPACE_LINUX_STEPS` sets the number of steps (20,000 by default).
+//! 20,000 steps by default, as sequences of 2,500 from fresh runners and
+//! machines on parallel workers; `ASPACE_LINUX_STEPS` sets the number of
+//! steps, `ASPACE_LINUX_SEED` with it replays one sequence (a divergence
+//! prints both).
 //!
 //! Pinned policies (see the crate README): no `rwx` (aspace refuses W+X),
 //! no `MAP_GROWSDOWN` (aspace keeps a guard page below a stack, Linux a
-//! 256-page placement gap), no private file mappings (aspace copies a page
-//! at its first fault, Linux at its first write). Maps are compared after
+//! 256-page placement gap). Private file mappings are in (copy-on-write
+//! through `LinuxMm::cow_fault`; `ASPACE_LINUX_NO_PRIVATE_FILES=1` makes
+//! them shared). Maps are compared after
 //! coalescing ([`MapsMatch::Coalesced`]): Linux keeps some mergeable
 //! neighbours apart for reasons its maps do not show. A line the layer
-//! cannot do yet (`ENOSYS`: a cut the core's split would make) is skipped
-//! on both sides and counted.
+//! does not do (`ENOSYS`, see `aspace_linux::mm`) is skipped on both sides
+//! and counted.
 
 use aspace_linux::command::{Command, Line, Outcome};
 use aspace_linux::gen::{GenConfig, Generator};
@@ -41,7 +44,8 @@ fn config(h: &aspace_linux::protocol::Header) -> GenConfig {
     cfg
 }
 
-/// Private file mappings are pinned out: their lines become shared.
+/// Private file mappings made shared (`ASPACE_LINUX_NO_PRIVATE_FILES=1`,
+/// to tell a copy-on-write problem from others).
 fn pin(line: Line) -> Line {
     match line.command {
         Command::Call(Call::Mmap {
@@ -90,11 +94,12 @@ fn sequence(seed: u64, steps: usize) -> Result<BTreeMap<String, usize>, String> 
     let mut recent: Vec<String> = Vec::new();
     let mut before: Vec<String> = Vec::new();
     let mut done = 0usize;
+    let pin_private = std::env::var_os("ASPACE_LINUX_NO_PRIVATE_FILES").is_some();
     while done < steps {
         let chunk: Vec<Line> = gen
             .lines((steps - done).min(500))
             .into_iter()
-            .map(pin)
+            .map(|l| if pin_private { pin(l) } else { l })
             .collect();
         // Our side first (it does not depend on Linux's answers); lines it
         // cannot do yet (ENOSYS) are left out on both sides.

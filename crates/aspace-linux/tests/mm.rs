@@ -133,12 +133,37 @@ fn file_mappings_share_pages_private_ones_copy_them() {
         0xfeed,
         "the file's bytes"
     );
+    // Until its first write, the private mapping shows the file's page.
+    cpu.write_u64(VirtAddr::new(a + 8), 0xbeef).unwrap();
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(c + 8)).unwrap(),
+        0xbeef,
+        "not copied yet"
+    );
+    // A write faults (the core keeps the area read-only); the fault path
+    // hands it to cow_fault, which gives the page a copy of its own.
+    assert!(cpu.write_u64(VirtAddr::new(c + 8), 1).is_err());
+    assert!(
+        !cpu.run(|| mm.cow_fault(a + 8)),
+        "shared mappings need none"
+    );
+    assert!(cpu.run(|| mm.cow_fault(c + 8)));
     cpu.write_u64(VirtAddr::new(c + 8), 1).unwrap();
+    assert_eq!(cpu.read_u64(VirtAddr::new(c + 8)).unwrap(), 1);
     assert_eq!(
         cpu.read_u64(VirtAddr::new(a + 8)).unwrap(),
-        0xfeed,
+        0xbeef,
         "a private copy"
     );
+    cpu.write_u64(VirtAddr::new(a + 8), 0xfeed).unwrap();
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(c + 8)).unwrap(),
+        1,
+        "the copy stays"
+    );
+    // Its other page still shows the file.
+    cpu.write_u64(VirtAddr::new(a + PAGE_SIZE), 3).unwrap();
+    assert_eq!(cpu.read_u64(VirtAddr::new(c + PAGE_SIZE)).unwrap(), 3);
     // The file keeps its page after every mapping of it went.
     cpu.run(|| mm.munmap(a, 2 * PAGE_SIZE)).unwrap();
     cpu.run(|| mm.munmap(b, 4 * PAGE_SIZE)).unwrap();

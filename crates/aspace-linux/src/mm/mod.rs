@@ -37,8 +37,10 @@
 //!   its guard page (the page below it) free: a fixed mapping there is
 //!   refused (`ENOMEM`), where Linux allows it.
 //! - **`MADV_FREE`** keeps the data (as Linux does until memory is short).
-//! - **Private file mappings** copy a page at its first fault, read or
-//!   write (see [`object`]).
+//! - **Private file mappings** are read-only in the core: their pages map
+//!   the file's frames until a write fault, which the fault path hands to
+//!   [`LinuxMm::cow_fault`] (Linux's copy-on-write); a fault path that does
+//!   not sees a write refused (`FaultReason::Access`).
 //! - **`MREMAP_DONTUNMAP`**, a move of a range that spans several mappings
 //!   (Linux 6.17+), or of a Linux mapping the core keeps as several areas
 //!   (two `mmap`s of a file at contiguous offsets): `ENOSYS` (Linux never
@@ -507,6 +509,65 @@ impl<M: Machine> LinuxMm<M> {
         Ok(f)
     }
 
+    /// The core's rights for a mapping of `kind` with `prot`: a private file
+    /// mapping's area is never writable in the core, so its pages map the
+    /// file's frames until a write, which [`cow_fault`](Self::cow_fault)
+    /// turns into a private copy.
+    fn core_rights(kind: &Kind, prot: Prot) -> Result<AreaFlags, Errno> {
+        let f = Self::rights(prot)?;
+        Ok(if Self::copy_on_write(kind) {
+            f - AreaFlags::WRITE
+        } else {
+            f
+        })
+    }
+
+    /// Whether mappings of `kind` copy pages on their first write.
+    fn copy_on_write(kind: &Kind) -> bool {
+        matches!(
+            kind,
+            Kind::Object {
+                file: Some(_),
+                private: true,
+                ..
+            }
+        )
+    }
+
+    /// Resolves a write fault at `addr` that the core refused for lack of
+    /// the right, where the mapping allows it: a private file mapping's page
+    /// that still maps the file's frame (or nothing) gets its own copy, a
+    /// copied page its write right back. Returns whether it did (the access
+    /// is then retried); a kernel's fault path calls it when the core
+    /// answers `FaultReason::Access` to a write, as the simulator's driver
+    /// does. Linux's copy-on-write of a private file mapping, made of the
+    /// core's range operations: the page's translation is discarded (one
+    /// shootdown) and the page alone made writable, so its next fault copies
+    /// the file's page (see [`object::ObjBackend`]).
+    pub fn cow_fault(&mut self, addr: u64) -> bool {
+        let Some(v) = self.vma_at(addr) else {
+            return false;
+        };
+        if !Self::copy_on_write(&v.kind) || !v.prot.write() {
+            return false;
+        }
+        let page = addr & !(PAGE_SIZE - 1);
+        let index = v.first + (page - v.start) / PAGE_SIZE;
+        let file_frame = v.object().and_then(|o| o.peek(index));
+        let Ok(rights) = Self::rights(v.prot) else {
+            return false;
+        };
+        let at = VirtAddr::new(page);
+        let mapped = self.space.translate(at.page()).map(|(f, _)| f);
+        if mapped.is_some()
+            && mapped == file_frame
+            && self.space.discard_range(at, PAGE_SIZE).is_err()
+        {
+            return false;
+        }
+        self.space.protect_range(at, PAGE_SIZE, rights).is_ok()
+    }
+
     fn backend(v: &Vma) -> Arc<dyn Backend<M::Memory, M::Frames>> {
         match &v.kind {
             Kind::Anon | Kind::Heap => Arc::new(AnonBackend),
@@ -531,7 +592,7 @@ impl<M: Machine> LinuxMm<M> {
 
     /// Makes `v`'s core area (merged with compatible neighbours).
     fn create_area(&self, v: &Vma) -> Result<(), Errno> {
-        let mut flags = Self::rights(v.prot)?;
+        let mut flags = Self::core_rights(&v.kind, v.prot)?;
         if v.noreserve {
             flags |= AreaFlags::LATE_RESERVE;
         }
@@ -571,6 +632,16 @@ impl<M: Machine> LinuxMm<M> {
         }
         let write = prot.write() && private;
         let access = if write { Access::Write } else { Access::Read };
+        let cow = self
+            .vma_at(lo)
+            .is_some_and(|v| Self::copy_on_write(&v.kind));
+        if cow && write {
+            // Every page written: every page copied (the mapping is new,
+            // nothing of it is mapped yet).
+            if let Ok(r) = Self::rights(prot) {
+                let _ = self.space.protect_range(VirtAddr::new(lo), hi - lo, r);
+            }
+        }
         let mut at = lo;
         while at < hi {
             let _ = self
@@ -836,7 +907,21 @@ impl<M: Machine> LinuxMm<M> {
         if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
-        if !changes.is_empty() {
+        let cow = changes
+            .iter()
+            .any(|s| Self::copy_on_write(&self.vmas[s].kind));
+        if cow {
+            // Mapping by mapping: private file mappings stay read-only in
+            // the core (see `core_rights`).
+            for s in &changes {
+                let v = &self.vmas[s];
+                let (lo, hi) = (v.start.max(addr), v.end.min(covered));
+                let r = Self::core_rights(&v.kind, prot)?;
+                self.space
+                    .protect_range(VirtAddr::new(lo), hi - lo, r)
+                    .map_err(errno_of)?;
+            }
+        } else if !changes.is_empty() {
             self.space
                 .protect_range(VirtAddr::new(addr), covered - addr, rights)
                 .map_err(errno_of)?;

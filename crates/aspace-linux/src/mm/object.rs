@@ -9,12 +9,12 @@
 //! - shared: every mapping of the object maps the object's own frame for a
 //!   page (one more reference per mapping), so a write through one mapping
 //!   is seen by every other one and by the object;
-//! - private: the first fault of a page, read or write, copies the object's
-//!   page into a frame of the mapping's own. Linux shares the page cache's
-//!   page until the first *write*, so a private mapping that has only read a
-//!   page sees later writes to the file; here it keeps the contents of its
-//!   first fault (the core has no per-page copy-on-write). See the crate
-//!   README.
+//! - private: while its area is not writable, a page maps the object's
+//!   frame (so later writes to the file show through, as on Linux); a fault
+//!   in a writable area copies the object's page into a frame of the
+//!   mapping's own. `LinuxMm` keeps private file areas read-only in the
+//!   core and makes a page writable at its first write fault
+//!   (`LinuxMm::cow_fault`): Linux's copy-on-write.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -138,7 +138,8 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ObjBackend {
             // Past the object's end: SIGBUS on Linux.
             return Err(Error::BadMemory);
         }
-        if !self.private {
+        // Shared, or private but not writable (yet): the object's frame.
+        if !self.private || !area.flags.contains(aspace::AreaFlags::WRITE) {
             return self
                 .object
                 .frame(memory, frames, index)
@@ -156,8 +157,8 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ObjBackend {
         BackendCaps::REFCOUNTED | BackendCaps::RESIZE | BackendCaps::CHANGE_FLAGS
     }
 
-    /// A private mapping's pages each get a copy; a shared mapping's frames
-    /// are the object's.
+    /// A private mapping's pages may each get a copy; a shared mapping's
+    /// frames are the object's.
     fn reserve_pages(&self, _first: u64, count: u64) -> u64 {
         if self.private {
             count

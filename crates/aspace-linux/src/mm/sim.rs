@@ -182,13 +182,20 @@ impl SimEngine {
         let cpu = &mut self.cpus[self.turn];
         let at = VirtAddr::new(addr);
         match write {
-            Some(byte) => match cpu.write(at, &[byte]) {
-                Ok(()) => {
-                    self.mm.touched(addr, true);
-                    Outcome::Ok
+            Some(byte) => {
+                let mut r = cpu.write(at, &[byte]);
+                if r.is_err() && self.mm.cow_fault(addr) {
+                    // Copy-on-write of a private file page: again.
+                    r = self.cpus[self.turn].write(at, &[byte]);
                 }
-                Err(_) => Outcome::Fault,
-            },
+                match r {
+                    Ok(()) => {
+                        self.mm.touched(addr, true);
+                        Outcome::Ok
+                    }
+                    Err(_) => Outcome::Fault,
+                }
+            }
             None => {
                 let mut b = [0u8];
                 match cpu.read(at, &mut b) {
