@@ -95,6 +95,8 @@ fn sequence(seed: u64, steps: usize) -> Result<BTreeMap<String, usize>, String> 
     let mut before: Vec<String> = Vec::new();
     let mut done = 0usize;
     let pin_private = std::env::var_os("ASPACE_LINUX_NO_PRIVATE_FILES").is_some();
+    // `ASPACE_LINUX_PRINT=1`: every line, as it runs.
+    let print = std::env::var_os("ASPACE_LINUX_PRINT").is_some();
     while done < steps {
         let chunk: Vec<Line> = gen
             .lines((steps - done).min(500))
@@ -107,6 +109,9 @@ fn sequence(seed: u64, steps: usize) -> Result<BTreeMap<String, usize>, String> 
         let mut mine = Vec::new();
         for line in chunk {
             done += 1;
+            if print {
+                println!("{line}");
+            }
             let r = ours.run(&line);
             if unsupported(r.outcome) {
                 *tally

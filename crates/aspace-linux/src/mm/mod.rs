@@ -143,7 +143,11 @@ pub struct Vma {
     pub prot: Prot,
     /// What backs it.
     pub kind: Kind,
-    /// The object's page at `start` (0 for anonymous memory).
+    /// The page offset at `start` (Linux's `vm_pgoff`): the object's page
+    /// for a file or shared anonymous mapping; for private anonymous
+    /// memory the page number it was mapped at (which a move keeps once the
+    /// mapping has an `anon_vma`, and which merging neighbours must
+    /// continue). Maps lines show it only for objects.
     pub first: u64,
     /// `MAP_NORESERVE` (`VM_NORESERVE`).
     pub noreserve: bool,
@@ -201,7 +205,9 @@ impl Vma {
     /// Whether Linux would merge `next` (starting at this one's end) into it.
     fn merges_with(&self, next: &Vma) -> bool {
         let same_backing = match (&self.kind, &next.kind) {
-            (Kind::Anon, Kind::Anon) | (Kind::Heap, Kind::Heap) => true,
+            (Kind::Anon, Kind::Anon) | (Kind::Heap, Kind::Heap) => {
+                self.first + self.pages() == next.first
+            }
             (
                 Kind::Object {
                     object: a,
@@ -234,9 +240,7 @@ impl Vma {
     fn split_off(&mut self, at: u64) -> Vma {
         let mut upper = self.clone();
         upper.start = at;
-        if self.object().is_some() {
-            upper.first = self.first + (at - self.start) / PAGE_SIZE;
-        }
+        upper.first = self.first + (at - self.start) / PAGE_SIZE;
         self.end = at;
         // Linux keeps VM_GROWSDOWN on both; the core's guard page stays
         // with the lower part only.
@@ -568,6 +572,23 @@ impl<M: Machine> LinuxMm<M> {
         self.space.protect_range(at, PAGE_SIZE, rights).is_ok()
     }
 
+    /// Makes the private file mappings' parts of `[lo, hi)` read-only in
+    /// the core again (after their copies were dropped or the mapping grew
+    /// from a page made writable), so their pages map the file until a
+    /// write copies them.
+    fn reprotect_cow(&self, lo: u64, hi: u64) {
+        for s in self.meeting(lo, hi) {
+            let v = &self.vmas[&s];
+            if !Self::copy_on_write(&v.kind) {
+                continue;
+            }
+            if let Ok(r) = Self::core_rights(&v.kind, v.prot) {
+                let (a, b) = (v.start.max(lo), v.end.min(hi));
+                let _ = self.space.protect_range(VirtAddr::new(a), b - a, r);
+            }
+        }
+    }
+
     fn backend(v: &Vma) -> Arc<dyn Backend<M::Memory, M::Frames>> {
         match &v.kind {
             Kind::Anon | Kind::Heap => Arc::new(AnonBackend),
@@ -789,7 +810,8 @@ impl<M: Machine> LinuxMm<M> {
         };
         let first = match kind {
             Kind::Object { file: Some(_), .. } => pgoff,
-            _ => 0,
+            Kind::Object { file: None, .. } => 0,
+            Kind::Anon | Kind::Heap => base / PAGE_SIZE,
         };
         let noreserve = flags.has(MAP_NORESERVE);
         let vma = Vma {
@@ -907,7 +929,10 @@ impl<M: Machine> LinuxMm<M> {
         if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
-        let cow = changes
+        // Any private file mapping in the range (changed or not) must keep
+        // its own core rights: then only the changed mappings are touched.
+        let cow = self
+            .meeting(addr, covered)
             .iter()
             .any(|s| Self::copy_on_write(&self.vmas[s].kind));
         if cow {
@@ -1051,6 +1076,7 @@ impl<M: Machine> LinuxMm<M> {
                     if let Some(v) = self.vmas.get_mut(&start) {
                         v.end = new_end;
                     }
+                    self.reprotect_cow(old_end, new_end);
                     self.merge_at(new_end);
                     return Ok(old);
                 }
@@ -1095,6 +1121,12 @@ impl<M: Machine> LinuxMm<M> {
         let mut rec = self.vmas.remove(&old).expect("the moved mapping");
         rec.start = to;
         rec.end = to + new_len;
+        if matches!(rec.kind, Kind::Anon | Kind::Heap) && rec.anon.is_none() {
+            // Linux's copy_vma: an anonymous mapping never written takes
+            // the page offset of its new place (so it merges there); one
+            // with an anon_vma keeps its old one (and does not).
+            rec.first = to / PAGE_SIZE;
+        }
         if rec.growsdown && v.start != old {
             rec.growsdown = false;
         }
@@ -1160,7 +1192,7 @@ impl<M: Machine> LinuxMm<M> {
                     end: new_top,
                     prot: Prot::RW,
                     kind: Kind::Heap,
-                    first: 0,
+                    first: old_top / PAGE_SIZE,
                     noreserve: false,
                     growsdown: false,
                     account: true,
@@ -1229,6 +1261,7 @@ impl<M: Machine> LinuxMm<M> {
                 self.space
                     .discard_range(VirtAddr::new(lo), hi - lo)
                     .map_err(errno_of)?;
+                self.reprotect_cow(lo, hi);
             }
         }
         if hole {
