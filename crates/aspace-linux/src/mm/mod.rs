@@ -33,9 +33,11 @@
 //! - **W^X**: the core refuses an area both writable and executable, so
 //!   `PROT_WRITE | PROT_EXEC` is `EACCES` (as on a Linux whose security
 //!   module denies `execmem`).
-//! - **Stacks**: `MAP_GROWSDOWN` makes a core grows-down area, which keeps
-//!   its guard page (the page below it) free: a fixed mapping there is
-//!   refused (`ENOMEM`), where Linux allows it.
+//! - **Stacks**: a `MAP_GROWSDOWN` mapping is placed and merged as Linux
+//!   does (placement keeps `stack_guard_gap` free below it) but does not
+//!   grow on a fault below it: its core area is a plain one (a core
+//!   grows-down area would grow behind the layer's records, and keeps a
+//!   guard page a fixed mapping may not take, which Linux allows).
 //! - **`MADV_FREE`** keeps the data (as Linux does until memory is short).
 //! - **Private file mappings** are read-only in the core: their pages map
 //!   the file's frames until a write fault, which the fault path hands to
@@ -242,8 +244,7 @@ impl Vma {
         upper.start = at;
         upper.first = self.first + (at - self.start) / PAGE_SIZE;
         self.end = at;
-        // Linux keeps VM_GROWSDOWN on both; the core's guard page stays
-        // with the lower part only.
+        // Linux keeps VM_GROWSDOWN on both parts.
         upper
     }
 }
@@ -617,9 +618,6 @@ impl<M: Machine> LinuxMm<M> {
         if v.noreserve {
             flags |= AreaFlags::LATE_RESERVE;
         }
-        if v.growsdown {
-            flags |= AreaFlags::GROWS_DOWN;
-        }
         self.space
             .area_create_with(
                 VirtAddr::new(v.start),
@@ -697,20 +695,38 @@ impl<M: Machine> LinuxMm<M> {
     }
 
     /// The highest base of a free range of `len` bytes ending at or below
-    /// the mmap base (Linux's top-down `unmapped_area_topdown`).
+    /// the mmap base (Linux's top-down `unmapped_area_topdown`): the
+    /// highest gap that fits is taken unless the mapping right above it
+    /// grows down and its `stack_guard_gap` reaches into it; then the
+    /// search starts again below that gap's start.
     fn top_down(&self, len: u64) -> Option<u64> {
-        let mut ceiling = self.layout.mmap_base;
         let floor = self.layout.mmap_min;
-        for v in self.vmas.values().rev() {
-            if v.end <= ceiling && ceiling - v.end >= len {
-                return Some(ceiling - len);
+        let mut high = self.layout.mmap_base;
+        loop {
+            let mut top = high;
+            let mut found = None;
+            for v in self.vmas.range(..high).map(|(_, v)| v).rev() {
+                if v.end <= top && top - v.end >= len && top >= floor + len {
+                    found = Some(top);
+                    break;
+                }
+                top = top.min(v.start);
+                if top < floor + len {
+                    break;
+                }
             }
-            ceiling = ceiling.min(Self::start_gap(v));
-            if ceiling < floor + len {
-                return None;
+            if found.is_none() && top >= floor + len {
+                found = Some(top);
+            }
+            let gap_end = found?;
+            let next = self.vmas.range(gap_end..).next().map(|(_, v)| v);
+            match next {
+                Some(n) if n.growsdown && Self::start_gap(n) < gap_end => {
+                    high = Self::start_gap(n);
+                }
+                _ => return Some(gap_end - len),
             }
         }
-        (ceiling >= floor + len).then(|| ceiling - len)
     }
 
     // ---- the calls ----
@@ -1126,9 +1142,6 @@ impl<M: Machine> LinuxMm<M> {
             // the page offset of its new place (so it merges there); one
             // with an anon_vma keeps its old one (and does not).
             rec.first = to / PAGE_SIZE;
-        }
-        if rec.growsdown && v.start != old {
-            rec.growsdown = false;
         }
         self.insert_rec(rec);
         Ok(to)
