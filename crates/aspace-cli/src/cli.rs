@@ -100,6 +100,22 @@ Operations:
   say TEXT                                   print a heading
   echo on|off                                print each step, or only failures
 
+Linux's memory calls (Linux's semantics and errno names; the task's first call gives it a
+process map: break at a quarter of the user space, mmap(NULL) top-down from 256M below its top):
+  mmap TASK ADDR LEN PROT private|shared anon|file F OFFSET [fixed|noreplace] [populate]
+       [noreserve] [growsdown]               map (ADDR 0: placed top-down; a free hint is
+                                             taken); file F: an in-memory file, shared by
+                                             every mapping of F; prints the address
+  munmap TASK ADDR LEN                       unmap any range (several mappings, holes)
+  mprotect TASK ADDR LEN PROT                change rights (PROT: rw, r-x, none), splitting and
+                                             merging mappings as Linux does
+  mremap TASK OLD OLDLEN NEWLEN [maymove] [fixed NEW]
+                                             shrink, grow in place, or move the pages
+  brk TASK ADDR                              move the program break (0 asks for it)
+  madvise TASK ADDR LEN dontneed|free        drop pages (private ones read as zeros after)
+  maps TASK --linux                          the mappings as /proc/PID/maps prints them
+  These take `expect ok|ADDR|EEXIST|ENOMEM|EINVAL|EFAULT|EACCES|...` (Linux's names).
+
 Any operation that can fail may end with `expect OUTCOME`; without it, success is expected \
 (`fault` alone only reports). Outcomes: ok; an errno name for area operations (ENOENT, ENOMEM, \
 EPERM, EBADMEM, ENOTSUP, EADDRNOTAVAIL, EINVAL); a fault reason for accesses (no-area, access, \

@@ -430,6 +430,8 @@ pub struct Engine {
     allocated: Allocated,
     /// Frames the allocator had handed out before the run.
     allocated_at_start: u64,
+    /// The process maps of tasks that made Linux calls.
+    linux: crate::linux::Procs,
 }
 
 struct Before {
@@ -499,6 +501,7 @@ impl Engine {
             want_snapshots,
             allocated: Allocated::default(),
             allocated_at_start,
+            linux: crate::linux::Procs::default(),
         })
     }
 
@@ -800,6 +803,21 @@ impl Engine {
                 self.out.tick(1);
                 return;
             }
+            Op::LinuxMaps(task) => {
+                let text = self
+                    .linux
+                    .maps(task)
+                    .unwrap_or_else(|| "   (no Linux calls made)\n".into());
+                if self.echo {
+                    self.out.line(&step_prefix(&s.text, "ok"));
+                    self.out.block(&text);
+                }
+                self.steps.push(json!({
+                    "line": s.line, "op": "maps-linux", "text": s.text, "ok": true, "maps": text,
+                }));
+                self.out.tick(1);
+                return;
+            }
             Op::Snapshot(title) => {
                 let title = title
                     .clone()
@@ -826,13 +844,13 @@ impl Engine {
         let (deltas, delta_json) = self.delta(&before);
         let verdict: Result<(), String> = match (&s.op, &s.expect, &got) {
             (_, _, Got::Unavailable(m)) => Err(format!("not done: {m}")),
-            (Op::Check(_), _, Got::Done(_)) => Ok(()),
-            (Op::Check(_), _, other) => Err(other.describe()),
+            (Op::Check(_) | Op::Linux { .. }, _, Got::Done(_)) => Ok(()),
+            (Op::Check(_) | Op::Linux { .. }, _, other) => Err(other.describe()),
             (_, None, _) => Ok(()),
             (_, Some(e), g) if g.meets(e) => Ok(()),
             (_, Some(e), g) => Err(format!("expected {e}, got {}", g.describe())),
         };
-        let checked = s.expect.is_some() || matches!(s.op, Op::Check(_));
+        let checked = s.expect.is_some() || matches!(s.op, Op::Check(_) | Op::Linux { .. });
         let ok = verdict.is_ok();
         if self.echo || !ok {
             let status = if ok { "ok" } else { "FAILED" };
@@ -950,6 +968,11 @@ impl Engine {
                 else {
                     return Err(self.no_task(name));
                 };
+                let mm = self.linux.remove(name);
+                match home {
+                    Some(i) => self.cpus[i].run(|| drop(mm)),
+                    None => drop(mm),
+                }
                 let areas = t.space.areas().len();
                 let resident = t.space.resident_pages();
                 match home {
@@ -1178,7 +1201,14 @@ impl Engine {
             Op::Write(task, addr, data) => {
                 let cpu = self.access_cpu(task)?;
                 let bytes = data.bytes();
-                match self.cpus[cpu].write(VirtAddr::new(*addr), &bytes) {
+                let mut r = self.cpus[cpu].write(VirtAddr::new(*addr), &bytes);
+                // A private file mapping's first write (Linux's copy-on-write).
+                if matches!(&r, Err(f) if f.reason == aspace::FaultReason::Access)
+                    && self.linux.cow_fault(task, f_addr(&r), &self.cpus[cpu])
+                {
+                    r = self.cpus[cpu].write(VirtAddr::new(*addr), &bytes);
+                }
+                match r {
                     Ok(()) => Got::Done(Some(format!(
                         "CPU {cpu} stored {}",
                         match data {
@@ -1239,7 +1269,25 @@ impl Engine {
                 down,
             } => self.touch(task, *addr, *size, *kind, *down)?,
             Op::Check(c) => self.check(c)?,
-            Op::Say(_) | Op::Echo(_) | Op::Map(_) | Op::Stats | Op::Snapshot(_) => Got::Done(None),
+            Op::Linux { task, line } => {
+                let space = self.space(task)?;
+                let system = self.sim.system().clone();
+                let mm = self.linux.get(task, &system, &space);
+                let outcome = match self.running.iter().position(|r| r.as_deref() == Some(task)) {
+                    Some(i) => self.cpus[i].run(|| crate::linux::run(mm, line)),
+                    None => crate::linux::run(mm, line),
+                };
+                match crate::linux::verdict(line, outcome) {
+                    Ok(said) => Got::Done(Some(said)),
+                    Err(why) => Got::CheckFailed(why),
+                }
+            }
+            Op::Say(_)
+            | Op::Echo(_)
+            | Op::Map(_)
+            | Op::LinuxMaps(_)
+            | Op::Stats
+            | Op::Snapshot(_) => Got::Done(None),
         })
     }
 
@@ -1657,6 +1705,11 @@ impl Engine {
     }
 }
 
+/// The faulting address of a failed access (0 when it did not fail).
+fn f_addr(r: &Result<(), AccessFault>) -> u64 {
+    r.as_ref().err().map_or(0, |f| f.addr.as_u64())
+}
+
 fn op_name(op: &Op) -> &'static str {
     match op {
         Op::Say(_) => "say",
@@ -1683,5 +1736,10 @@ fn op_name(op: &Op) -> &'static str {
         Op::Stats => "stats",
         Op::Snapshot(_) => "snapshot",
         Op::Check(_) => "check",
+        Op::Linux { line, .. } => match &line.command {
+            aspace_linux::Command::Call(c) => c.name(),
+            _ => "linux",
+        },
+        Op::LinuxMaps(_) => "maps-linux",
     }
 }

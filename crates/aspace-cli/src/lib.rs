@@ -12,6 +12,7 @@ pub mod elfgen;
 pub mod elfnames;
 pub mod engine;
 pub mod input;
+pub mod linux;
 pub mod maps;
 pub mod num;
 pub mod out;

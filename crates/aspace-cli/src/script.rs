@@ -129,6 +129,24 @@ pub const OPS: &[(&str, &str, &str)] = &[
         "machine [cpus N] [memory SIZE] [asids N] [commit-limit SIZE]",
         "size the machine (first lines only)",
     ),
+    (
+        "mmap",
+        "mmap TASK ADDR LEN PROT private|shared anon|file F OFFSET [fixed|noreplace] ...",
+        "Linux's mmap",
+    ),
+    ("munmap", "munmap TASK ADDR LEN", "Linux's munmap"),
+    ("mprotect", "mprotect TASK ADDR LEN PROT", "Linux's mprotect"),
+    (
+        "mremap",
+        "mremap TASK OLD OLDLEN NEWLEN [maymove] [fixed NEW]",
+        "Linux's mremap",
+    ),
+    ("brk", "brk TASK ADDR", "Linux's brk"),
+    (
+        "madvise",
+        "madvise TASK ADDR LEN dontneed|free",
+        "Linux's madvise",
+    ),
 ];
 
 /// Counters `check` knows.
@@ -445,6 +463,16 @@ pub enum Op {
     Snapshot(Option<String>),
     /// Assert.
     Check(Check),
+    /// A Linux memory call on a task (see [`crate::linux`]); the line
+    /// carries its own `expect`.
+    Linux {
+        /// The task.
+        task: String,
+        /// The call and what it must give.
+        line: aspace_linux::Line,
+    },
+    /// `maps TASK --linux`: the task's Linux mappings.
+    LinuxMaps(String),
 }
 
 /// What a statement is expected to end with.
@@ -1305,6 +1333,26 @@ pub fn parse_all(name: &str, text: &str, base_dir: &Path) -> Parsed {
             }
             continue;
         }
+        // Linux calls (and `maps TASK --linux`) are read by aspace_linux,
+        // `expect` with Linux's errno names included.
+        let words: Vec<&str> = toks.iter().map(|t| t.text.as_str()).collect();
+        let linux = if crate::linux::is_call(&toks[0].text) {
+            Some(crate::linux::parse(&words).map(|(task, l)| Op::Linux { task, line: l }))
+        } else {
+            crate::linux::parse_maps(&words).map(|r| r.map(Op::LinuxMaps))
+        };
+        if let Some(op) = linux {
+            match op {
+                Ok(op) => script.stmts.push(Stmt {
+                    line,
+                    text: strip_comment(raw),
+                    op,
+                    expect: None,
+                }),
+                Err(m) => errors.push(err(m)),
+            }
+            continue;
+        }
         // `say` and `write ... str` take everything: "expect" is text there
         // unless it comes after the text in an operation that can expect.
         let split = if toks[0].text == "say" {
@@ -1544,6 +1592,7 @@ fn validate_with(
             | Op::Fault(t, ..)
             | Op::Touch { task: t, .. } => on_cpu(t, &tasks, &running),
             Op::Map(ts) => ts.iter().try_for_each(|t| exists(t, &tasks)),
+            Op::Linux { task, .. } | Op::LinuxMaps(task) => exists(task, &tasks),
             Op::Say(_) | Op::Echo(_) | Op::Stats | Op::Snapshot(_) | Op::Check(_) => Ok(()),
         };
         let r =

@@ -75,6 +75,9 @@ pub struct GenConfig {
     /// Percent of lines that are plainly invalid (unaligned, zero length),
     /// to compare errno paths.
     pub invalid_percent: u64,
+    /// Whether to ask for writable and executable pages at once (`rwx`);
+    /// without it `rwx` becomes `r-x` (aspace refuses W+X).
+    pub write_exec: bool,
 }
 
 /// The longest file offset the generator uses, in pages; the runner makes
@@ -94,6 +97,7 @@ impl GenConfig {
             shared_anon: true,
             growsdown: true,
             invalid_percent: 3,
+            write_exec: true,
         }
     }
 }
@@ -239,7 +243,7 @@ impl Generator {
         if self.cfg.growsdown && file.is_none() && self.rng.chance(3) {
             flags |= MAP_GROWSDOWN;
         }
-        let prot = self.rng.pick(PROTS);
+        let prot = self.prot();
         Call::Mmap {
             addr,
             len,
@@ -247,6 +251,16 @@ impl Generator {
             flags: MapFlags(flags),
             file,
             offset,
+        }
+    }
+
+    /// Rights for a call (the same random draws with or without `rwx`).
+    fn prot(&mut self) -> Prot {
+        let p = self.rng.pick(PROTS);
+        if p == Prot::RWX && !self.cfg.write_exec {
+            Prot::RX
+        } else {
+            p
         }
     }
 
@@ -300,7 +314,7 @@ impl Generator {
                 Call::Mprotect {
                     addr,
                     len,
-                    prot: self.rng.pick(PROTS),
+                    prot: self.prot(),
                 }
             }
             60..=69 => self.mremap(),

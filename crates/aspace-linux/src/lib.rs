@@ -21,6 +21,12 @@
 //! With the `runner` feature (default, Linux only): [`runner`] executes lines on
 //! this kernel, `linux-ref` is its binary, and [`runner::LinuxRef`] drives it in
 //! a child process.
+//!
+//! With the `aspace` feature (default; `no_std` + `alloc`): [`mm::LinuxMm`],
+//! the calls with Linux's semantics and errno values on an aspace address
+//! space. With `sim` (default): [`mm::sim::SimEngine`], `LinuxMm` on the
+//! simulated machine answering lines as the runner does: the aspace side of
+//! the differential test (`tests/differential.rs`).
 #![no_std]
 
 extern crate alloc;
@@ -35,6 +41,8 @@ pub mod errno;
 pub mod flags;
 pub mod gen;
 pub mod maps;
+#[cfg(feature = "aspace")]
+pub mod mm;
 pub mod num;
 pub mod prot;
 pub mod protocol;

@@ -1,0 +1,143 @@
+//! Linux's memory calls in scenarios: `mmap`, `munmap`, `mprotect`,
+//! `mremap`, `brk` and `madvise` on a task, with Linux's errno names in
+//! `expect`, and `maps TASK --linux` in `/proc/PID/maps` format.
+//!
+//! A line is the call text of [`aspace_linux::Line`] with the task after the
+//! call's name (`mmap A 0x10000000 4p rw private anon fixed expect ok`): the
+//! task is taken out and the rest is parsed by `aspace_linux`, so the
+//! scenario language and the differential test's runner read the same
+//! text. Each task gets its process map ([`LinuxMm`]) at its first call:
+//! the break starts at a quarter of the user space, `mmap(NULL)` places
+//! top-down from 256 MiB below its top. Such a task is best left to these
+//! calls (areas made with `area` are not Linux mappings the calls know).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aspace::System;
+use aspace_linux::mm::{Layout, LinuxMm};
+use aspace_linux::{Command, Expect, Line, Outcome};
+use aspace_sim::{SimMachine, Space};
+
+/// The calls' names, which start a Linux line.
+pub const CALLS: &[&str] = &["mmap", "munmap", "mprotect", "mremap", "brk", "madvise"];
+
+/// Whether `word` starts a Linux call line.
+pub fn is_call(word: &str) -> bool {
+    CALLS.contains(&word)
+}
+
+/// Parses the words of a Linux call line (`mmap A 0x1000 ...`): the task
+/// and the line without it.
+pub fn parse(words: &[&str]) -> Result<(String, Line), String> {
+    let (&call, rest) = words.split_first().ok_or("empty line")?;
+    let (&task, args) = rest
+        .split_first()
+        .ok_or_else(|| format!("'{call}' needs a task: {call} TASK ..."))?;
+    if task.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(format!(
+            "'{call}' takes the task first ({call} TASK ...), not '{task}'"
+        ));
+    }
+    let text = std::iter::once(call)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let line = Line::parse(&text).map_err(|e| format!("{call}: {e}"))?;
+    if !matches!(line.command, Command::Call(_)) {
+        return Err(format!("'{call}' is not a Linux call"));
+    }
+    Ok((task.to_string(), line))
+}
+
+/// Parses `maps TASK --linux` (or `map TASK --linux`): the task, or `None`
+/// when the words are not that.
+pub fn parse_maps(words: &[&str]) -> Option<Result<String, String>> {
+    match words {
+        ["map" | "maps", task, "--linux"] => Some(Ok(task.to_string())),
+        ["map" | "maps", .., "--linux"] => Some(Err(
+            "'maps --linux' takes one task: maps TASK --linux".into(),
+        )),
+        _ => None,
+    }
+}
+
+/// The process maps of the tasks that made Linux calls.
+#[derive(Default)]
+pub struct Procs {
+    procs: HashMap<String, LinuxMm<SimMachine>>,
+}
+
+impl Procs {
+    /// The map of `task`, made at its first call.
+    pub fn get(
+        &mut self,
+        task: &str,
+        system: &Arc<System<SimMachine>>,
+        space: &Arc<Space>,
+    ) -> &mut LinuxMm<SimMachine> {
+        self.procs.entry(task.to_string()).or_insert_with(|| {
+            let top = space.user_end();
+            let mut layout = Layout::new((top - (256 << 20)) & !0xfff, (top / 4) & !0xfff);
+            layout.task_size = top;
+            LinuxMm::new(system.clone(), space.clone(), layout)
+        })
+    }
+
+    /// Hands a write fault at `addr` refused for lack of the right to
+    /// `task`'s map, if it has one (Linux's copy-on-write of a private file
+    /// mapping); returns whether the write may be tried again.
+    pub fn cow_fault(&mut self, task: &str, addr: u64, cpu: &aspace_sim::Cpu) -> bool {
+        match self.procs.get_mut(task) {
+            Some(mm) => cpu.run(|| mm.cow_fault(addr)),
+            None => false,
+        }
+    }
+
+    /// Forgets `task`'s map (its task exits), returning it to drop.
+    pub fn remove(&mut self, task: &str) -> Option<LinuxMm<SimMachine>> {
+        self.procs.remove(task)
+    }
+
+    /// `task`'s maps in Linux's format, one line each; `None` if it made
+    /// no Linux call.
+    pub fn maps(&self, task: &str) -> Option<String> {
+        let mm = self.procs.get(task)?;
+        let mut text = String::new();
+        for l in mm.maps() {
+            text.push_str(&format!("   {l}\n"));
+        }
+        if text.is_empty() {
+            text.push_str("   (no mappings)\n");
+        }
+        Some(text)
+    }
+}
+
+/// Runs `line` on `mm`; returns its outcome.
+pub fn run(mm: &mut LinuxMm<SimMachine>, line: &Line) -> Outcome {
+    let Command::Call(call) = &line.command else {
+        return Outcome::Refused;
+    };
+    match mm.call(call) {
+        Ok(v) if call.returns_addr() => Outcome::Addr(v),
+        Ok(_) => Outcome::Ok,
+        Err(e) => Outcome::Err(e),
+    }
+}
+
+/// Whether `outcome` meets the line's `expect` (success when it has none),
+/// and the words to print.
+pub fn verdict(line: &Line, outcome: Outcome) -> Result<String, String> {
+    let expect = line.expect.unwrap_or(Expect::Ok);
+    let said = match outcome {
+        Outcome::Addr(a) => format!("-> {a:#x}"),
+        Outcome::Err(e) => format!("-> {e}"),
+        o => format!("-> {o}"),
+    };
+    if expect.matches(outcome) {
+        Ok(said)
+    } else {
+        Err(format!("expected {expect}, got {outcome}"))
+    }
+}

@@ -1,0 +1,103 @@
+//! The scenario language's Linux calls: `mmap`, `munmap`, `mprotect`,
+//! `mremap`, `brk`, `madvise` with Linux's errno names in `expect`, and
+//! `maps TASK --linux` in `/proc/PID/maps` format.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn aspace() -> Command {
+    let mut c = Command::cargo_bin("aspace").expect("the aspace binary is built");
+    c.env_remove("CI");
+    c
+}
+
+/// Runs `aspace run` on `text`; returns (exit code, stdout, stderr, path).
+fn run_text(text: &str) -> (i32, String, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("linux.aspace");
+    std::fs::write(&path, text).unwrap();
+    let out = aspace().arg("run").arg(&path).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        path.display().to_string(),
+    )
+}
+
+#[test]
+fn the_linux_example_splits_merges_and_prints_linux_maps() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scenarios");
+    aspace()
+        .arg("run")
+        .arg(dir.join("linux.aspace"))
+        .assert()
+        .success()
+        // mprotect of the middle splits the mapping in three ...
+        .stdout(predicate::str::contains(
+            "   10000000-10004000 rw-p 00000000 00:00 0 \n   10004000-10008000 r--p 00000000 00:00 0 \n   10008000-10010000 rw-p 00000000 00:00 0 \n",
+        ))
+        // ... and back merges it into one.
+        .stdout(predicate::str::contains(
+            "   10000000-10010000 rw-p 00000000 00:00 0 \n   7fff",
+        ))
+        .stdout(predicate::str::contains("expect EEXIST").and(predicate::str::contains("-> EEXIST")))
+        .stdout(predicate::str::contains(
+            "20000000-20002000 rw-s 00000000 00:01 2                                  /memfd:F (deleted)",
+        ))
+        .stdout(predicate::str::contains("read A 0x20100008 u64 expect 77"));
+}
+
+#[test]
+fn linux_expectations_use_linux_errno_names() {
+    let (code, out, _, path) = run_text(
+        "task A\ncpu 0 run A\n\
+         mmap A 0x10000000 2p rw private anon fixed\n\
+         mmap A 0x10001000 1p rw private anon noreplace expect ok\n\
+         munmap A 0x10000001 1p expect EINVAL\n\
+         mremap A 0x30000000 1p 2p expect EFAULT\n\
+         mprotect A 0x10000000 2p rwx expect EACCES\n\
+         brk A 0\n\
+         madvise A 0x10000000 3p dontneed expect ENOMEM\n\
+         exit A\ncheck clean\n",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("{path}:4: FAILED: expected ok, got err EEXIST")),
+        "{out}"
+    );
+    assert_eq!(out.matches("FAILED:").count(), 1, "{out}");
+}
+
+#[test]
+fn bad_linux_lines_are_reported_at_their_line() {
+    let (code, _, err, path) = run_text(
+        "task A\nmmap A 0x1000 1p rw private wat\nmmap 0x1000 1p rw private anon\nmaps A B --linux\nmunmap B 0x1000 1p\n",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("{path}:2: mmap: bad mmap flag: `wat`")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{path}:3: 'mmap' takes the task first")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{path}:4: 'maps --linux' takes one task")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{path}:5:")), "{err}");
+}
+
+#[test]
+fn help_lists_the_linux_calls() {
+    aspace()
+        .args(["run", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("maps TASK --linux"))
+        .stdout(predicate::str::contains("mremap TASK OLD OLDLEN NEWLEN"));
+}

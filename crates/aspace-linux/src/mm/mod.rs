@@ -1,0 +1,1324 @@
+//! Linux's memory calls on an aspace address space (feature `aspace`).
+//!
+//! [`LinuxMm`] is one process's memory map: an `Arc<AddressSpace<M>>` of
+//! the core, the mmap base below which `mmap(NULL)` places top-down, the
+//! program break and the map-count limit (`vm.max_map_count`). Each call
+//! follows its Linux man page (`mmap(2)`, `munmap(2)`, `mprotect(2)`,
+//! `mremap(2)`, `brk(2)`, `madvise(2)`) and returns Linux's errno values;
+//! each documents its checks in the order Linux makes them.
+//!
+//! The core does the memory work with its range operations, each one
+//! all-or-nothing with one TLB shootdown round:
+//! [`unmap_range`](AddressSpace::unmap_range) (`munmap`, `MAP_FIXED`'s
+//! replacement, shrinking), [`protect_range`](AddressSpace::protect_range)
+//! (`mprotect`), [`discard_range`](AddressSpace::discard_range)
+//! (`MADV_DONTNEED`), [`move_range`](AddressSpace::move_range) (`mremap`
+//! moves: page-table work per resident page, no data copied) and
+//! [`area_resize`](AddressSpace::area_resize) (growth in place). Beside the
+//! core the layer keeps Linux's view: one record per Linux mapping (VMA)
+//! with what `/proc/PID/maps` shows and what Linux's merging looks at but
+//! the maps do not (`MAP_NORESERVE`, `MAP_GROWSDOWN`, `VM_ACCOUNT`, the
+//! `anon_vma` a private mapping gets at its first written page), split and
+//! merged exactly when Linux splits and merges, so checks that depend on
+//! where Linux's mappings end (`mremap`'s `EFAULT`) and the map count agree
+//! with Linux. The core's own areas split and merge by the core's rules.
+//!
+//! Differences from Linux, by design (each pinned by the differential
+//! test's configuration, see `tests/differential.rs`):
+//! - **Holes**: Linux's `mprotect` changes the mappings before a hole and
+//!   then fails with `ENOMEM`; so does this layer (as Linux callers may
+//!   rely on it), running the core's all-or-nothing `protect_range` over
+//!   the part before the hole. `MADV_DONTNEED` likewise does every mapped
+//!   part and then reports `ENOMEM`.
+//! - **W^X**: the core refuses an area both writable and executable, so
+//!   `PROT_WRITE | PROT_EXEC` is `EACCES` (as on a Linux whose security
+//!   module denies `execmem`).
+//! - **Stacks**: a `MAP_GROWSDOWN` mapping is placed and merged as Linux
+//!   does (placement keeps `stack_guard_gap` free below it) but does not
+//!   grow on a fault below it: its core area is a plain one (a core
+//!   grows-down area would grow behind the layer's records, and keeps a
+//!   guard page a fixed mapping may not take, which Linux allows).
+//! - **`MADV_FREE`** keeps the data (as Linux does until memory is short).
+//! - **Private file mappings** are read-only in the core: their pages map
+//!   the file's frames until a write fault, which the fault path hands to
+//!   [`LinuxMm::cow_fault`] (Linux's copy-on-write); a fault path that does
+//!   not sees a write refused (`FaultReason::Access`).
+//! - **`MREMAP_DONTUNMAP`**, a move of a range that spans several mappings
+//!   (Linux 6.17+), or of a Linux mapping the core keeps as several areas
+//!   (two `mmap`s of a file at contiguous offsets): `ENOSYS` (Linux never
+//!   returns it for these calls), with nothing changed.
+
+pub mod object;
+#[cfg(feature = "sim")]
+pub mod sim;
+
+use crate::consts::*;
+use crate::errno::Errno;
+use crate::flags::{Advice, MapFlags, RemapFlags};
+use crate::maps::{Backing, MapKey, MapsLine};
+use crate::prot::Prot;
+use crate::{Call, FileRef};
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use aspace::backend::{AnonBackend, Backend};
+use aspace::{
+    Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, Machine, System, VirtAddr,
+};
+use object::{MemObject, ObjBackend};
+
+/// The size of every in-memory file: 64 MiB (as the reference runner's).
+pub const FILE_PAGES: u64 = (64 << 20) / PAGE_SIZE;
+
+/// Linux's `stack_guard_gap`: placement keeps 256 pages free below a
+/// grows-down mapping.
+pub const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
+
+/// Where a process's memory goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// `mmap(NULL)` places top-down below this address.
+    pub mmap_base: u64,
+    /// The lowest address placement uses (`vm.mmap_min_addr`).
+    pub mmap_min: u64,
+    /// One past the highest user address (`TASK_SIZE`).
+    pub task_size: u64,
+    /// Where the program break starts (`mm->start_brk`); page-aligned.
+    pub brk_start: u64,
+    /// The most mappings the process may have (`vm.max_map_count`).
+    pub max_map_count: usize,
+}
+
+impl Layout {
+    /// A layout with Linux's defaults around `mmap_base` and `brk_start`:
+    /// `mmap_min_addr` 64 KiB, `max_map_count` 65530, x86_64's 47-bit user
+    /// space less its last page.
+    pub fn new(mmap_base: u64, brk_start: u64) -> Layout {
+        Layout {
+            mmap_base,
+            mmap_min: 0x10000,
+            task_size: 0x7fff_ffff_f000,
+            brk_start,
+            max_map_count: 65530,
+        }
+    }
+}
+
+/// What backs a mapping.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// Private anonymous memory.
+    Anon,
+    /// The program break's memory (`[heap]`).
+    Heap,
+    /// A memory object: an in-memory file (`file: Some`) or the object of a
+    /// shared anonymous mapping.
+    Object {
+        /// The object.
+        object: Arc<MemObject>,
+        /// The file's name, if it is a file.
+        file: Option<String>,
+        /// `MAP_PRIVATE` (pages copied at first fault).
+        private: bool,
+    },
+}
+
+impl Kind {
+    /// Whether the mapping is private (gets an `anon_vma` when written).
+    fn private(&self) -> bool {
+        match self {
+            Kind::Anon | Kind::Heap => true,
+            Kind::Object { private, .. } => *private,
+        }
+    }
+}
+
+/// One Linux mapping's record (a VMA).
+#[derive(Clone, Debug)]
+pub struct Vma {
+    /// First address.
+    pub start: u64,
+    /// One past the last.
+    pub end: u64,
+    /// Rights.
+    pub prot: Prot,
+    /// What backs it.
+    pub kind: Kind,
+    /// The page offset at `start` (Linux's `vm_pgoff`): the object's page
+    /// for a file or shared anonymous mapping; for private anonymous
+    /// memory the page number it was mapped at (which a move keeps once the
+    /// mapping has an `anon_vma`, and which merging neighbours must
+    /// continue). Maps lines show it only for objects.
+    pub first: u64,
+    /// `MAP_NORESERVE` (`VM_NORESERVE`).
+    pub noreserve: bool,
+    /// `MAP_GROWSDOWN` (`VM_GROWSDOWN`).
+    pub growsdown: bool,
+    /// `VM_ACCOUNT`: a private mapping that was writable (at creation or
+    /// since) without `MAP_NORESERVE`. Linux never takes it away, and
+    /// mappings that differ in it do not merge.
+    pub account: bool,
+    /// The `anon_vma` (a number) a private mapping gets when a page of it
+    /// is first written; split parts share it. Two neighbours merge only if
+    /// one has none or both the same.
+    pub anon: Option<u64>,
+}
+
+impl Vma {
+    /// Its comparison key (see [`MapKey`]).
+    pub fn key(&self) -> MapKey {
+        let (shared, backing) = match &self.kind {
+            Kind::Anon => (false, Backing::Anon),
+            Kind::Heap => (false, Backing::Heap),
+            Kind::Object {
+                file: Some(name),
+                private,
+                ..
+            } => (!private, Backing::File(name.clone())),
+            Kind::Object { file: None, .. } => (true, Backing::SharedAnon),
+        };
+        MapKey {
+            start: self.start,
+            end: self.end,
+            prot: Prot(self.prot.0 & 7),
+            shared,
+            offset: if backing.has_offset() {
+                self.first * PAGE_SIZE
+            } else {
+                0
+            },
+            backing,
+        }
+    }
+
+    /// The object, if any.
+    pub fn object(&self) -> Option<&Arc<MemObject>> {
+        match &self.kind {
+            Kind::Object { object, .. } => Some(object),
+            _ => None,
+        }
+    }
+
+    fn pages(&self) -> u64 {
+        (self.end - self.start) / PAGE_SIZE
+    }
+
+    /// Whether Linux would merge `next` (starting at this one's end) into it.
+    fn merges_with(&self, next: &Vma) -> bool {
+        let same_backing = match (&self.kind, &next.kind) {
+            (Kind::Anon, Kind::Anon) | (Kind::Heap, Kind::Heap) => {
+                self.first + self.pages() == next.first
+            }
+            (
+                Kind::Object {
+                    object: a,
+                    private: pa,
+                    ..
+                },
+                Kind::Object {
+                    object: b,
+                    private: pb,
+                    ..
+                },
+            ) => Arc::ptr_eq(a, b) && pa == pb && self.first + self.pages() == next.first,
+            _ => false,
+        };
+        let anon = match (self.anon, next.anon) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        self.end == next.start
+            && same_backing
+            && anon
+            && self.prot == next.prot
+            && self.noreserve == next.noreserve
+            && self.growsdown == next.growsdown
+            && self.account == next.account
+    }
+
+    /// Cuts it at `at` (inside it): it keeps the lower part, the upper part
+    /// is returned.
+    fn split_off(&mut self, at: u64) -> Vma {
+        let mut upper = self.clone();
+        upper.start = at;
+        upper.first = self.first + (at - self.start) / PAGE_SIZE;
+        self.end = at;
+        // Linux keeps VM_GROWSDOWN on both parts.
+        upper
+    }
+}
+
+fn page_up(len: u64) -> Option<u64> {
+    len.checked_add(PAGE_SIZE - 1).map(|l| l & !(PAGE_SIZE - 1))
+}
+
+fn aligned(addr: u64) -> bool {
+    addr % PAGE_SIZE == 0
+}
+
+/// The core's error as Linux's errno for a mapping that cannot be made.
+fn errno_of(e: Error) -> Errno {
+    match e {
+        Error::InvalidArgument => Errno::EINVAL,
+        Error::PermissionDenied => Errno::EACCES,
+        Error::NotSupported => Errno::ENODEV,
+        Error::BadMemory => Errno::EFAULT,
+        // No memory, no room, no area.
+        Error::NoMemory | Error::AddressNotAvailable | Error::NotFound => Errno::ENOMEM,
+    }
+}
+
+/// Result of a call: the value Linux returns on success, or its errno.
+pub type MmResult = Result<u64, Errno>;
+
+/// One process's memory map with Linux's calls (see the module docs).
+pub struct LinuxMm<M: Machine> {
+    system: Arc<System<M>>,
+    space: Arc<AddressSpace<M>>,
+    layout: Layout,
+    /// The program break (`mm->brk`, not rounded).
+    brk: u64,
+    /// Linux's mappings by start address.
+    vmas: BTreeMap<u64, Vma>,
+    /// In-memory files by name.
+    files: BTreeMap<String, Arc<MemObject>>,
+    /// The next object or `anon_vma` number.
+    next_id: u64,
+}
+
+impl<M: Machine> LinuxMm<M> {
+    /// A process map over `space` (a user space of `system`, with no areas
+    /// the layer did not make) laid out as `layout`; the break starts at
+    /// `layout.brk_start`.
+    pub fn new(system: Arc<System<M>>, space: Arc<AddressSpace<M>>, layout: Layout) -> Self {
+        LinuxMm {
+            system,
+            space,
+            brk: layout.brk_start,
+            layout,
+            vmas: BTreeMap::new(),
+            files: BTreeMap::new(),
+            next_id: 1,
+        }
+    }
+
+    /// The address space.
+    pub fn space(&self) -> &Arc<AddressSpace<M>> {
+        &self.space
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The current program break.
+    pub fn brk_now(&self) -> u64 {
+        self.brk
+    }
+
+    /// Linux's mappings, in address order.
+    pub fn vmas(&self) -> impl Iterator<Item = &Vma> {
+        self.vmas.values()
+    }
+
+    /// The mapping containing `addr`.
+    pub fn vma_at(&self, addr: u64) -> Option<&Vma> {
+        self.vmas
+            .range(..=addr)
+            .next_back()
+            .map(|(_, v)| v)
+            .filter(|v| addr < v.end)
+    }
+
+    /// The in-memory file `name` (made on first use, 64 MiB of zeros).
+    pub fn file(&mut self, name: &str) -> Arc<MemObject> {
+        if let Some(f) = self.files.get(name) {
+            return f.clone();
+        }
+        let f = Arc::new(MemObject::new(FILE_PAGES, self.new_id()));
+        self.files.insert(name.to_string(), f.clone());
+        f
+    }
+
+    fn new_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Tells the layer that a user access to `addr` succeeded: the first
+    /// write to a private mapping gives it an `anon_vma`, as on Linux
+    /// (which changes how it merges). The fault path or whoever drives the
+    /// accesses calls it; without it only merging differs.
+    pub fn touched(&mut self, addr: u64, write: bool) {
+        if !write {
+            return;
+        }
+        let Some(start) = self.vma_at(addr).map(|v| v.start) else {
+            return;
+        };
+        if self.vmas[&start].kind.private() && self.vmas[&start].anon.is_none() {
+            let id = self.new_id();
+            if let Some(v) = self.vmas.get_mut(&start) {
+                v.anon = Some(id);
+            }
+        }
+    }
+
+    /// Runs one call; returns what the system call returns (an address, the
+    /// break, or 0) or its errno.
+    pub fn call(&mut self, call: &Call) -> MmResult {
+        match call {
+            Call::Mmap {
+                addr,
+                len,
+                prot,
+                flags,
+                file,
+                offset,
+            } => self.mmap(*addr, *len, *prot, *flags, file.as_ref(), *offset),
+            Call::Munmap { addr, len } => self.munmap(*addr, *len).map(|()| 0),
+            Call::Mprotect { addr, len, prot } => self.mprotect(*addr, *len, *prot).map(|()| 0),
+            Call::Mremap {
+                old_addr,
+                old_len,
+                new_len,
+                flags,
+                new_addr,
+            } => self.mremap(*old_addr, *old_len, *new_len, *flags, *new_addr),
+            Call::Brk { addr } => Ok(self.brk(*addr)),
+            Call::Madvise { addr, len, advice } => self.madvise(*addr, *len, *advice).map(|()| 0),
+        }
+    }
+
+    // ---- the records ----
+
+    /// Starts of the mappings meeting `[lo, hi)`, in address order.
+    fn meeting(&self, lo: u64, hi: u64) -> Vec<u64> {
+        let first = self
+            .vmas
+            .range(..lo)
+            .next_back()
+            .filter(|(_, v)| v.end > lo)
+            .map(|(&s, _)| s);
+        first
+            .into_iter()
+            .chain(self.vmas.range(lo..hi).map(|(&s, _)| s))
+            .collect()
+    }
+
+    /// Whether `[lo, hi)` meets any mapping.
+    fn taken(&self, lo: u64, hi: u64) -> bool {
+        !self.meeting(lo, hi).is_empty()
+    }
+
+    /// The end of the run of mappings without a hole from `lo` (`lo`
+    /// itself when no mapping contains it), at most `hi`.
+    fn covered_to(&self, lo: u64, hi: u64) -> u64 {
+        let mut at = lo;
+        for s in self.meeting(lo, hi) {
+            let v = &self.vmas[&s];
+            if v.start > at {
+                break;
+            }
+            at = v.end;
+        }
+        at.min(hi)
+    }
+
+    /// Splits the record containing `at` there (nothing if `at` is a
+    /// boundary or in a hole).
+    fn split_rec(&mut self, at: u64) {
+        let Some(start) = self.vma_at(at).map(|v| v.start) else {
+            return;
+        };
+        if start == at {
+            return;
+        }
+        let upper = self.vmas.get_mut(&start).expect("found").split_off(at);
+        self.vmas.insert(at, upper);
+    }
+
+    /// Removes the records' parts in `[lo, hi)`; gives back shared
+    /// anonymous objects no mapping maps any more.
+    fn remove_recs(&mut self, lo: u64, hi: u64) {
+        self.split_rec(lo);
+        self.split_rec(hi);
+        let gone: Vec<Vma> = self
+            .meeting(lo, hi)
+            .into_iter()
+            .filter_map(|s| self.vmas.remove(&s))
+            .collect();
+        for v in gone {
+            if let Some(o) = v.object() {
+                self.drop_object_if_unused(o);
+            }
+        }
+    }
+
+    /// Merges the record ending at `at` with the one starting there, if
+    /// Linux would.
+    fn merge_at(&mut self, at: u64) {
+        let Some(prev) = self.vmas.range(..at).next_back().map(|(_, v)| v) else {
+            return;
+        };
+        let Some(next) = self.vmas.get(&at) else {
+            return;
+        };
+        if prev.merges_with(next) {
+            let (pstart, anon) = (prev.start, prev.anon.or(next.anon));
+            let next = self.vmas.remove(&at).expect("found");
+            let p = self.vmas.get_mut(&pstart).expect("found");
+            p.end = next.end;
+            p.anon = anon;
+        }
+    }
+
+    /// Records `v` and merges it with its neighbours as Linux would.
+    fn insert_rec(&mut self, v: Vma) {
+        let (start, end) = (v.start, v.end);
+        self.vmas.insert(start, v);
+        self.merge_at(start);
+        self.merge_at(end);
+    }
+
+    /// Gives back a shared anonymous object's frames once no mapping maps it.
+    fn drop_object_if_unused(&self, object: &Arc<MemObject>) {
+        let file = self.files.values().any(|f| Arc::ptr_eq(f, object));
+        let mapped = self
+            .vmas
+            .values()
+            .any(|v| v.object().is_some_and(|o| Arc::ptr_eq(o, object)));
+        if !file && !mapped {
+            object.release(self.system.machine().frames());
+        }
+    }
+
+    // ---- the core side ----
+
+    fn rights(prot: Prot) -> Result<AreaFlags, Errno> {
+        let mut f = AreaFlags::CACHEABLE;
+        if prot.read() {
+            f |= AreaFlags::READ;
+        }
+        if prot.write() {
+            f |= AreaFlags::WRITE;
+        }
+        if prot.exec() {
+            f |= AreaFlags::EXEC;
+        }
+        if f.contains(AreaFlags::WRITE | AreaFlags::EXEC) {
+            return Err(Errno::EACCES);
+        }
+        Ok(f)
+    }
+
+    /// The core's rights for a mapping of `kind` with `prot`: a private file
+    /// mapping's area is never writable in the core, so its pages map the
+    /// file's frames until a write, which [`cow_fault`](Self::cow_fault)
+    /// turns into a private copy.
+    fn core_rights(kind: &Kind, prot: Prot) -> Result<AreaFlags, Errno> {
+        let f = Self::rights(prot)?;
+        Ok(if Self::copy_on_write(kind) {
+            f - AreaFlags::WRITE
+        } else {
+            f
+        })
+    }
+
+    /// Whether mappings of `kind` copy pages on their first write.
+    fn copy_on_write(kind: &Kind) -> bool {
+        matches!(
+            kind,
+            Kind::Object {
+                file: Some(_),
+                private: true,
+                ..
+            }
+        )
+    }
+
+    /// Resolves a write fault at `addr` that the core refused for lack of
+    /// the right, where the mapping allows it: a private file mapping's page
+    /// that still maps the file's frame (or nothing) gets its own copy, a
+    /// copied page its write right back. Returns whether it did (the access
+    /// is then retried); a kernel's fault path calls it when the core
+    /// answers `FaultReason::Access` to a write, as the simulator's driver
+    /// does. Linux's copy-on-write of a private file mapping, made of the
+    /// core's range operations: the page's translation is discarded (one
+    /// shootdown) and the page alone made writable, so its next fault copies
+    /// the file's page (see [`object::ObjBackend`]).
+    pub fn cow_fault(&mut self, addr: u64) -> bool {
+        let Some(v) = self.vma_at(addr) else {
+            return false;
+        };
+        if !Self::copy_on_write(&v.kind) || !v.prot.write() {
+            return false;
+        }
+        let page = addr & !(PAGE_SIZE - 1);
+        let index = v.first + (page - v.start) / PAGE_SIZE;
+        let file_frame = v.object().and_then(|o| o.peek(index));
+        let Ok(rights) = Self::rights(v.prot) else {
+            return false;
+        };
+        let at = VirtAddr::new(page);
+        let mapped = self.space.translate(at.page()).map(|(f, _)| f);
+        if mapped.is_some()
+            && mapped == file_frame
+            && self.space.discard_range(at, PAGE_SIZE).is_err()
+        {
+            return false;
+        }
+        self.space.protect_range(at, PAGE_SIZE, rights).is_ok()
+    }
+
+    /// Makes the private file mappings' parts of `[lo, hi)` read-only in
+    /// the core again (after their copies were dropped or the mapping grew
+    /// from a page made writable), so their pages map the file until a
+    /// write copies them.
+    fn reprotect_cow(&self, lo: u64, hi: u64) {
+        for s in self.meeting(lo, hi) {
+            let v = &self.vmas[&s];
+            if !Self::copy_on_write(&v.kind) {
+                continue;
+            }
+            if let Ok(r) = Self::core_rights(&v.kind, v.prot) {
+                let (a, b) = (v.start.max(lo), v.end.min(hi));
+                let _ = self.space.protect_range(VirtAddr::new(a), b - a, r);
+            }
+        }
+    }
+
+    fn backend(v: &Vma) -> Arc<dyn Backend<M::Memory, M::Frames>> {
+        match &v.kind {
+            Kind::Anon | Kind::Heap => Arc::new(AnonBackend),
+            Kind::Object {
+                object, private, ..
+            } => Arc::new(ObjBackend {
+                object: object.clone(),
+                first: v.first,
+                private: *private,
+            }),
+        }
+    }
+
+    /// Pages of memory a mapping reserves up front.
+    fn reserves(v: &Vma) -> u64 {
+        if v.noreserve || !v.kind.private() {
+            0
+        } else {
+            v.pages()
+        }
+    }
+
+    /// Makes `v`'s core area (merged with compatible neighbours).
+    fn create_area(&self, v: &Vma) -> Result<(), Errno> {
+        let mut flags = Self::core_rights(&v.kind, v.prot)?;
+        if v.noreserve {
+            flags |= AreaFlags::LATE_RESERVE;
+        }
+        self.space
+            .area_create_with(
+                VirtAddr::new(v.start),
+                v.end - v.start,
+                flags,
+                AreaAttrs::empty(),
+                Self::backend(v),
+            )
+            .map_err(errno_of)?;
+        let _ = self.space.area_merge(VirtAddr::new(v.start));
+        Ok(())
+    }
+
+    /// Unmaps `[lo, hi)` in the core (holes fine) and in the records.
+    fn unmap(&mut self, lo: u64, hi: u64) -> Result<(), Errno> {
+        if lo >= hi || !self.taken(lo, hi) {
+            return Ok(());
+        }
+        self.space
+            .unmap_range(VirtAddr::new(lo), hi - lo)
+            .map_err(errno_of)?;
+        self.remove_recs(lo, hi);
+        Ok(())
+    }
+
+    /// Faults in every page of `[lo, hi)` (`MAP_POPULATE`), writing where
+    /// a private mapping is writable as Linux does.
+    fn populate(&mut self, lo: u64, hi: u64, prot: Prot, private: bool) {
+        if !prot.read() && !prot.write() {
+            return;
+        }
+        let write = prot.write() && private;
+        let access = if write { Access::Write } else { Access::Read };
+        let cow = self
+            .vma_at(lo)
+            .is_some_and(|v| Self::copy_on_write(&v.kind));
+        if cow && write {
+            // Every page written: every page copied (the mapping is new,
+            // nothing of it is mapped yet).
+            if let Ok(r) = Self::rights(prot) {
+                let _ = self.space.protect_range(VirtAddr::new(lo), hi - lo, r);
+            }
+        }
+        let mut at = lo;
+        while at < hi {
+            let _ = self
+                .space
+                .page_fault(VirtAddr::new(at), access, FaultContext::User);
+            at += PAGE_SIZE;
+        }
+        self.touched(lo, write);
+    }
+
+    // ---- placement ----
+
+    /// The start of the gap Linux keeps below a mapping (`vm_start_gap`).
+    fn start_gap(v: &Vma) -> u64 {
+        if v.growsdown {
+            v.start.saturating_sub(STACK_GUARD_GAP)
+        } else {
+            v.start
+        }
+    }
+
+    /// Whether `[addr, addr + len)` is free for a hint (Linux's
+    /// `arch_get_unmapped_area_topdown` first test).
+    fn hint_free(&self, addr: u64, len: u64) -> bool {
+        if addr < self.layout.mmap_min || addr > self.layout.task_size - len {
+            return false;
+        }
+        let end = addr + len;
+        let next = self.vmas.range(addr..).next().map(|(_, v)| v);
+        let prev = self.vmas.range(..addr).next_back().map(|(_, v)| v);
+        next.is_none_or(|n| end <= Self::start_gap(n)) && prev.is_none_or(|p| addr >= p.end)
+    }
+
+    /// The highest base of a free range of `len` bytes ending at or below
+    /// the mmap base (Linux's top-down `unmapped_area_topdown`): the
+    /// highest gap that fits is taken unless the mapping right above it
+    /// grows down and its `stack_guard_gap` reaches into it; then the
+    /// search starts again below that gap's start.
+    fn top_down(&self, len: u64) -> Option<u64> {
+        let floor = self.layout.mmap_min;
+        let mut high = self.layout.mmap_base;
+        loop {
+            let mut top = high;
+            let mut found = None;
+            for v in self.vmas.range(..high).map(|(_, v)| v).rev() {
+                if v.end <= top && top - v.end >= len && top >= floor + len {
+                    found = Some(top);
+                    break;
+                }
+                top = top.min(v.start);
+                if top < floor + len {
+                    break;
+                }
+            }
+            if found.is_none() && top >= floor + len {
+                found = Some(top);
+            }
+            let gap_end = found?;
+            let next = self.vmas.range(gap_end..).next().map(|(_, v)| v);
+            match next {
+                Some(n) if n.growsdown && Self::start_gap(n) < gap_end => {
+                    high = Self::start_gap(n);
+                }
+                _ => return Some(gap_end - len),
+            }
+        }
+    }
+
+    // ---- the calls ----
+
+    /// `mmap(2)`. Linux's checks in order: an unaligned `offset` `EINVAL`;
+    /// `len` 0 `EINVAL`; `len` overflowing when rounded up `ENOMEM`; the
+    /// offset's page plus the length overflowing `EOVERFLOW`; more than
+    /// `vm.max_map_count` mappings `ENOMEM`; with `MAP_FIXED` or
+    /// `MAP_FIXED_NOREPLACE` a range past the user space `ENOMEM` and an
+    /// unaligned address `EINVAL`; `MAP_FIXED_NOREPLACE` over a mapping
+    /// `EEXIST`; neither private nor shared `EINVAL`; a file mapping
+    /// without a file `EBADF`; a shared anonymous `MAP_GROWSDOWN` `EINVAL`.
+    ///
+    /// Without `MAP_FIXED*` the address is a hint (rounded down to a page),
+    /// taken when the range is free (and off the gap below a grows-down
+    /// mapping), else the range is placed top-down below the mmap base; no
+    /// room is `ENOMEM`. `MAP_FIXED` replaces what was there in one step:
+    /// everything that can refuse is checked first (rights, memory to
+    /// reserve counting what the replaced mappings give back), then the
+    /// core unmaps the range and creates the area. `MAP_NORESERVE` reserves
+    /// memory page by page ([`AreaFlags::LATE_RESERVE`]); `MAP_POPULATE`
+    /// faults every page in (writing, for a private writable mapping);
+    /// `PROT_NONE` is an area with no rights. Shared anonymous memory is a
+    /// new object of the mapping's length; a file mapping maps the
+    /// in-memory file of that name.
+    pub fn mmap(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: MapFlags,
+        file: Option<&FileRef>,
+        offset: u64,
+    ) -> MmResult {
+        if !aligned(offset) {
+            return Err(Errno::EINVAL);
+        }
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        let pgoff = offset / PAGE_SIZE;
+        if pgoff.checked_add(len / PAGE_SIZE).is_none() {
+            return Err(Errno::EOVERFLOW);
+        }
+        if self.vmas.len() > self.layout.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        if len > self.layout.task_size {
+            return Err(Errno::ENOMEM);
+        }
+        let base = if flags.fixed() {
+            if addr > self.layout.task_size - len {
+                return Err(Errno::ENOMEM);
+            }
+            if !aligned(addr) {
+                return Err(Errno::EINVAL);
+            }
+            addr
+        } else {
+            let hint = addr & !(PAGE_SIZE - 1);
+            if hint != 0 && self.hint_free(hint, len) {
+                hint
+            } else {
+                self.top_down(len).ok_or(Errno::ENOMEM)?
+            }
+        };
+        let end = base + len;
+        if flags.has(MAP_FIXED_NOREPLACE) && self.taken(base, end) {
+            return Err(Errno::EEXIST);
+        }
+        let private = match flags.0 & MAP_TYPE {
+            MAP_PRIVATE => true,
+            MAP_SHARED | MAP_SHARED_VALIDATE => false,
+            _ => return Err(Errno::EINVAL),
+        };
+        let growsdown = flags.has(MAP_GROWSDOWN);
+        let kind = match (file, flags.anonymous()) {
+            (Some(FileRef(name)), false) => Kind::Object {
+                object: self.file(name),
+                file: Some(name.clone()),
+                private,
+            },
+            (None, false) => return Err(Errno::EBADF),
+            (_, true) if private => Kind::Anon,
+            (_, true) => {
+                if growsdown {
+                    return Err(Errno::EINVAL);
+                }
+                let id = self.new_id();
+                Kind::Object {
+                    object: Arc::new(MemObject::new(len / PAGE_SIZE, id)),
+                    file: None,
+                    private: false,
+                }
+            }
+        };
+        let first = match kind {
+            Kind::Object { file: Some(_), .. } => pgoff,
+            Kind::Object { file: None, .. } => 0,
+            Kind::Anon | Kind::Heap => base / PAGE_SIZE,
+        };
+        let noreserve = flags.has(MAP_NORESERVE);
+        let vma = Vma {
+            start: base,
+            end,
+            prot,
+            account: kind.private() && prot.write() && !noreserve,
+            kind,
+            first,
+            noreserve,
+            growsdown,
+            anon: None,
+        };
+        // Everything that can refuse, before anything changes. A placed
+        // range is free: nothing to unmap, nothing given back.
+        Self::rights(prot)?;
+        let fixed = flags.fixed();
+        let freed: u64 = if !fixed {
+            0
+        } else {
+            self.meeting(base, end)
+                .iter()
+                .map(|s| {
+                    let v = &self.vmas[s];
+                    let part = v.end.min(end) - v.start.max(base);
+                    if Self::reserves(v) > 0 {
+                        part / PAGE_SIZE
+                    } else {
+                        0
+                    }
+                })
+                .sum()
+        };
+        if Self::reserves(&vma) > self.system.reserve().available() + freed {
+            return Err(Errno::ENOMEM);
+        }
+        if fixed {
+            self.unmap(base, end)?;
+        }
+        // Cannot fail after the checks above (a creation refused here would
+        // leave the range unmapped, as a late MAP_FIXED failure does on Linux).
+        self.create_area(&vma)?;
+        self.insert_rec(vma);
+        if flags.has(MAP_POPULATE) {
+            self.populate(base, end, prot, private);
+        }
+        Ok(base)
+    }
+
+    /// `munmap(2)`: an unaligned address, a range past the user space or a
+    /// length of 0 `EINVAL`; holes in the range are fine; cutting a mapping
+    /// in the middle past `vm.max_map_count` `ENOMEM`. The core unmaps the
+    /// whole range in one step.
+    pub fn munmap(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
+        let ts = self.layout.task_size;
+        if !aligned(addr) || addr > ts || len > ts - addr {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_up(len).ok_or(Errno::EINVAL)?;
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = addr + len;
+        let middle = self
+            .vma_at(addr)
+            .is_some_and(|v| v.start < addr && end < v.end);
+        if middle && self.vmas.len() >= self.layout.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        self.unmap(addr, end)
+    }
+
+    /// `mprotect(2)`: an unaligned address `EINVAL`; a length of 0 does
+    /// nothing; a range that overflows `ENOMEM`; unknown `PROT_*` bits
+    /// `EINVAL`; no mapping at the start `ENOMEM` (nothing changed);
+    /// `PROT_WRITE | PROT_EXEC` `EACCES` (W^X, see the module docs); a cut
+    /// that would pass `vm.max_map_count` `ENOMEM` (before any change). The
+    /// mappings from the start up to the first hole change (the core's
+    /// `protect_range` over that part, in one step), and a hole then gives
+    /// `ENOMEM`, as on Linux.
+    pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
+        if !aligned(addr) {
+            return Err(Errno::EINVAL);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+        if prot.0 & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let covered = self.covered_to(addr, end);
+        if covered == addr {
+            return Err(Errno::ENOMEM);
+        }
+        let rights = Self::rights(prot)?;
+        let changes: Vec<u64> = self
+            .meeting(addr, covered)
+            .into_iter()
+            .filter(|s| {
+                let v = &self.vmas[s];
+                v.prot != prot || Self::account_after(v, prot) != v.account
+            })
+            .collect();
+        // Cutting a mapping past `vm.max_map_count` (Linux checks at each
+        // cut and stops there; this refuses before any change).
+        let cuts = changes
+            .iter()
+            .map(|s| {
+                let v = &self.vmas[s];
+                usize::from(v.start < addr) + usize::from(v.end > covered)
+            })
+            .sum::<usize>();
+        if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        // Any private file mapping in the range (changed or not) must keep
+        // its own core rights: then only the changed mappings are touched.
+        let cow = self
+            .meeting(addr, covered)
+            .iter()
+            .any(|s| Self::copy_on_write(&self.vmas[s].kind));
+        if cow {
+            // Mapping by mapping: private file mappings stay read-only in
+            // the core (see `core_rights`).
+            for s in &changes {
+                let v = &self.vmas[s];
+                let (lo, hi) = (v.start.max(addr), v.end.min(covered));
+                let r = Self::core_rights(&v.kind, prot)?;
+                self.space
+                    .protect_range(VirtAddr::new(lo), hi - lo, r)
+                    .map_err(errno_of)?;
+            }
+        } else if !changes.is_empty() {
+            self.space
+                .protect_range(VirtAddr::new(addr), covered - addr, rights)
+                .map_err(errno_of)?;
+        }
+        for s in changes {
+            // Linux's mprotect_fixup, mapping by mapping: cut the changed
+            // part out, change it, merge it with its neighbours.
+            let (lo, hi) = {
+                let v = &self.vmas[&s];
+                (v.start.max(addr), v.end.min(covered))
+            };
+            self.split_rec(lo);
+            self.split_rec(hi);
+            if let Some(v) = self.vmas.get_mut(&lo) {
+                v.account = Self::account_after(v, prot);
+                v.prot = prot;
+            }
+            self.merge_at(lo);
+            self.merge_at(hi);
+        }
+        if covered < end {
+            Err(Errno::ENOMEM)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `VM_ACCOUNT` after `mprotect` to `prot` (Linux's `mprotect_fixup`):
+    /// a private mapping made writable is accounted (unless
+    /// `MAP_NORESERVE`); an anonymous one made read-only before any page
+    /// was written is not any more.
+    fn account_after(v: &Vma, prot: Prot) -> bool {
+        if prot.write() {
+            v.account || (v.kind.private() && !v.noreserve && !v.prot.write())
+        } else if v.account && matches!(v.kind, Kind::Anon | Kind::Heap) && v.anon.is_none() {
+            false
+        } else {
+            v.account
+        }
+    }
+
+    /// `mremap(2)`. Checks in Linux 6.18's order: unknown flags,
+    /// `MREMAP_FIXED` or `MREMAP_DONTUNMAP` without `MREMAP_MAYMOVE`,
+    /// `MREMAP_DONTUNMAP` with a new size, an unaligned address or a new
+    /// length of 0 `EINVAL`; with `MREMAP_FIXED` an unaligned new address,
+    /// a new range past the user space or overlapping the old one `EINVAL`;
+    /// no mapping at the address `EFAULT`. A shrink unmaps the tail (any
+    /// mappings and holes) and returns the address. A growth of a range
+    /// with a hole or spanning several mappings is `EFAULT`; it is made in
+    /// place when the range ends its mapping and the pages above are free;
+    /// else it fails with `ENOMEM` without `MREMAP_MAYMOVE`, or the pages
+    /// move (top-down placement, or the fixed target, whose old contents are
+    /// unmapped first): the core's `move_range` moves the resident pages'
+    /// translations, no data is copied. A shared anonymous mapping grown
+    /// keeps its object's size: the pages past it raise `SIGBUS`, as on
+    /// Linux.
+    pub fn mremap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: RemapFlags,
+        new_addr: u64,
+    ) -> MmResult {
+        if flags.0 & !(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP) != 0
+            || (flags.fixed() && !flags.may_move())
+            || (flags.dont_unmap() && (!flags.may_move() || old_len != new_len))
+            || !aligned(old)
+        {
+            return Err(Errno::EINVAL);
+        }
+        let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
+        let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
+        if new_len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let ts = self.layout.task_size;
+        if flags.fixed()
+            && (!aligned(new_addr)
+                || new_len > ts
+                || new_addr > ts - new_len
+                || (old < new_addr.saturating_add(new_len)
+                    && new_addr < old.saturating_add(old_len)))
+        {
+            return Err(Errno::EINVAL);
+        }
+        if flags.dont_unmap() || old_len == 0 {
+            return Err(Errno::ENOSYS);
+        }
+        let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
+        let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
+        let vend = v.end;
+        if flags.fixed() {
+            if old_end.min(old + new_len) > vend {
+                // Linux 6.17+ moves a same-size range spanning mappings.
+                return Err(if old_len == new_len {
+                    Errno::ENOSYS
+                } else {
+                    Errno::EFAULT
+                });
+            }
+            return self.move_to(old, old_len, new_addr, new_len);
+        }
+        if new_len <= old_len {
+            self.unmap(old + new_len, old_end)?;
+            return Ok(old);
+        }
+        if self.covered_to(old, old_end) < old_end || old_end > vend {
+            return Err(Errno::EFAULT);
+        }
+        if self.vmas.len() > self.layout.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        let new_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
+        if old_end == vend && new_end <= ts && !self.taken(old_end, new_end) {
+            let core_base = self
+                .space
+                .area(VirtAddr::new(old_end - PAGE_SIZE))
+                .map(|a| a.base.as_u64());
+            if let Some(cb) = core_base {
+                if self
+                    .space
+                    .area_resize(VirtAddr::new(cb), new_end - cb)
+                    .is_ok()
+                {
+                    let start = self.vma_at(old).map_or(old, |v| v.start);
+                    if let Some(v) = self.vmas.get_mut(&start) {
+                        v.end = new_end;
+                    }
+                    self.reprotect_cow(old_end, new_end);
+                    self.merge_at(new_end);
+                    return Ok(old);
+                }
+            }
+        }
+        if !flags.may_move() {
+            return Err(Errno::ENOMEM);
+        }
+        let to = self.top_down(new_len).ok_or(Errno::ENOMEM)?;
+        self.move_to(old, old_len, to, new_len)
+    }
+
+    /// Moves `[old, old + old_len)` (inside one mapping) to `to` with
+    /// `new_len` bytes: the target is unmapped, a shrink unmaps the old
+    /// tail, the core moves the rest. `ENOSYS` with nothing changed when the
+    /// core keeps the old range as several areas.
+    fn move_to(&mut self, old: u64, old_len: u64, to: u64, new_len: u64) -> MmResult {
+        let moved = old_len.min(new_len);
+        let _ = self.space.area_merge(VirtAddr::new(old));
+        let one_area = self
+            .space
+            .area(VirtAddr::new(old))
+            .is_some_and(|a| a.end().as_u64() >= old + moved);
+        if !one_area {
+            return Err(Errno::ENOSYS);
+        }
+        let v = self.vma_at(old).cloned().ok_or(Errno::EFAULT)?;
+        let grow = new_len.saturating_sub(old_len) / PAGE_SIZE;
+        if Self::reserves(&v) > 0 && grow > self.system.reserve().available() {
+            return Err(Errno::ENOMEM);
+        }
+        self.unmap(to, to + new_len)?;
+        if old_len > new_len {
+            self.unmap(old + new_len, old + old_len)?;
+        }
+        self.space
+            .move_range(VirtAddr::new(old), moved, VirtAddr::new(to), new_len)
+            .map_err(errno_of)?;
+        // The records: cut the moved part out and put it at `to`.
+        self.split_rec(old);
+        self.split_rec(old + moved);
+        let mut rec = self.vmas.remove(&old).expect("the moved mapping");
+        rec.start = to;
+        rec.end = to + new_len;
+        if matches!(rec.kind, Kind::Anon | Kind::Heap) && rec.anon.is_none() {
+            // Linux's copy_vma: an anonymous mapping never written takes
+            // the page offset of its new place (so it merges there); one
+            // with an anon_vma keeps its old one (and does not).
+            rec.first = to / PAGE_SIZE;
+        }
+        self.insert_rec(rec);
+        Ok(to)
+    }
+
+    /// `brk(2)` as the kernel does it (the C library's wrapper differs):
+    /// returns the new break, or the current one when the request is
+    /// refused (below the break's start, into the page below another
+    /// mapping, or out of memory). The break itself need not be aligned;
+    /// the `[heap]` mapping ends at it rounded up.
+    pub fn brk(&mut self, addr: u64) -> u64 {
+        let start = self.layout.brk_start;
+        if addr < start {
+            return self.brk;
+        }
+        let (Some(new_top), Some(old_top)) = (page_up(addr), page_up(self.brk)) else {
+            return self.brk;
+        };
+        if new_top == old_top {
+            self.brk = addr;
+            return addr;
+        }
+        if addr <= self.brk {
+            if self.unmap(new_top, old_top).is_err() {
+                return self.brk;
+            }
+            self.brk = addr;
+            return addr;
+        }
+        // Grow: one free page must stay below the next mapping.
+        let limit = new_top
+            .saturating_add(PAGE_SIZE)
+            .saturating_add(STACK_GUARD_GAP);
+        let next = self.vmas.range(old_top..limit).next().map(|(_, v)| v);
+        if next.is_some_and(|n| new_top + PAGE_SIZE > Self::start_gap(n)) {
+            return self.brk;
+        }
+        if self.vmas.len() > self.layout.max_map_count {
+            return self.brk;
+        }
+        let heap = self
+            .vma_at(old_top - 1)
+            .filter(|v| matches!(v.kind, Kind::Heap));
+        let ok = match heap.map(|v| v.start) {
+            Some(hs) if old_top > start => {
+                let cb = self
+                    .space
+                    .area(VirtAddr::new(old_top - PAGE_SIZE))
+                    .map_or(hs, |a| a.base.as_u64());
+                let r = self.space.area_resize(VirtAddr::new(cb), new_top - cb);
+                if r.is_ok() {
+                    if let Some(v) = self.vmas.get_mut(&hs) {
+                        v.end = new_top;
+                    }
+                }
+                r.is_ok()
+            }
+            _ => {
+                let v = Vma {
+                    start: old_top,
+                    end: new_top,
+                    prot: Prot::RW,
+                    kind: Kind::Heap,
+                    first: old_top / PAGE_SIZE,
+                    noreserve: false,
+                    growsdown: false,
+                    account: true,
+                    anon: None,
+                };
+                let ok = self.create_area(&v).is_ok();
+                if ok {
+                    self.insert_rec(v);
+                }
+                ok
+            }
+        };
+        if ok {
+            self.brk = addr;
+        }
+        self.brk
+    }
+
+    /// `madvise(2)` with `MADV_DONTNEED` (the range's pages are dropped:
+    /// private anonymous memory reads as zeros afterwards, shared and file
+    /// mappings read their object again, private file mappings the file),
+    /// `MADV_FREE` (private anonymous mappings only, `EINVAL` elsewhere; the
+    /// data stays until memory is short, which here is never) and
+    /// `MADV_NORMAL` (nothing). Unknown advice or an unaligned address
+    /// `EINVAL`; a length of 0 does nothing; holes in the range `ENOMEM`
+    /// after every mapped part is done, as on Linux.
+    pub fn madvise(&mut self, addr: u64, len: u64, advice: Advice) -> Result<(), Errno> {
+        if !matches!(advice, Advice::DONTNEED | Advice::FREE | Advice::NORMAL) {
+            return Err(Errno::EINVAL);
+        }
+        if !aligned(addr) {
+            return Err(Errno::EINVAL);
+        }
+        let plen = page_up(len).ok_or(Errno::EINVAL)?;
+        if len != 0 && plen == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = addr.checked_add(plen).ok_or(Errno::EINVAL)?;
+        if end == addr {
+            return Ok(());
+        }
+        let mut at = addr;
+        let mut hole = false;
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for s in self.meeting(addr, end) {
+            let v = &self.vmas[&s];
+            if v.start > at {
+                hole = true;
+            }
+            if advice == Advice::FREE && !matches!(v.kind, Kind::Anon | Kind::Heap) {
+                // Linux stops here; MADV_FREE changed nothing before.
+                return Err(Errno::EINVAL);
+            }
+            let lo = v.start.max(addr);
+            match runs.last_mut() {
+                Some(r) if r.1 == lo => r.1 = v.end.min(end),
+                _ => runs.push((lo, v.end.min(end))),
+            }
+            at = v.end;
+        }
+        if at < end {
+            hole = true;
+        }
+        if advice == Advice::DONTNEED {
+            for (lo, hi) in runs {
+                self.space
+                    .discard_range(VirtAddr::new(lo), hi - lo)
+                    .map_err(errno_of)?;
+                self.reprotect_cow(lo, hi);
+            }
+        }
+        if hole {
+            Err(Errno::ENOMEM)
+        } else {
+            Ok(())
+        }
+    }
+
+    // ---- observing ----
+
+    /// The maps as Linux prints them (`/proc/PID/maps`): one line per
+    /// mapping; objects are named by their numbers as inodes on device
+    /// `00:01`.
+    pub fn maps(&self) -> Vec<MapsLine> {
+        self.vmas
+            .values()
+            .map(|v| v.key().to_line(v.object().map_or(0, |o| o.id())))
+            .collect()
+    }
+
+    /// Whether page `page` of mapping `v` lies past its object's end (an
+    /// access there is `SIGBUS` on Linux).
+    pub fn past_end(v: &Vma, page: u64) -> bool {
+        v.object()
+            .is_some_and(|o| v.first + (page - v.start) / PAGE_SIZE >= o.pages())
+    }
+}
+
+impl<M: Machine> Drop for LinuxMm<M> {
+    fn drop(&mut self) {
+        let frames = self.system.machine().frames();
+        for v in self.vmas.values() {
+            let _ = self
+                .space
+                .unmap_range(VirtAddr::new(v.start), v.end - v.start);
+        }
+        for v in core::mem::take(&mut self.vmas).into_values() {
+            if let Some(o) = v.object() {
+                o.release(frames);
+            }
+        }
+        for f in self.files.values() {
+            f.release(frames);
+        }
+    }
+}

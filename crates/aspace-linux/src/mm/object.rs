@@ -1,0 +1,169 @@
+//! In-memory objects behind shared and file mappings, and the backend that
+//! maps them.
+//!
+//! A [`MemObject`] is a fixed number of pages whose frames are made on first
+//! use and held by the object (one reference each) until
+//! [`MemObject::release`]: an in-memory file (`file F` in the call text) or
+//! the object behind a `MAP_SHARED | MAP_ANONYMOUS` mapping (Linux's shmem
+//! object, `/dev/zero (deleted)` in the maps). [`ObjBackend`] maps it:
+//! - shared: every mapping of the object maps the object's own frame for a
+//!   page (one more reference per mapping), so a write through one mapping
+//!   is seen by every other one and by the object;
+//! - private: while its area is not writable, a page maps the object's
+//!   frame (so later writes to the file show through, as on Linux); a fault
+//!   in a writable area copies the object's page into a frame of the
+//!   mapping's own. `LinuxMm` keeps private file areas read-only in the
+//!   core and makes a page writable at its first write fault
+//!   (`LinuxMm::cow_fault`): Linux's copy-on-write.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use aspace::backend::{AreaInfo, Backend, BackendCaps};
+use aspace::{Access, Error, Frame, FrameAllocator, Page, PhysMemory};
+use spin::Mutex;
+
+/// A memory object of a fixed number of pages (see the module docs).
+#[derive(Debug)]
+pub struct MemObject {
+    /// Pages in the object; an access past them is `SIGBUS` on Linux.
+    pages: u64,
+    /// Page index -> the object's frame (one reference held here).
+    frames: Mutex<BTreeMap<u64, Frame>>,
+    /// A number naming the object in maps lines (the inode).
+    id: u64,
+}
+
+impl MemObject {
+    /// An object of `pages` pages of zeros named `id`.
+    pub fn new(pages: u64, id: u64) -> MemObject {
+        MemObject {
+            pages,
+            frames: Mutex::new(BTreeMap::new()),
+            id,
+        }
+    }
+
+    /// Its length in pages.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// The number naming it (an inode number in maps lines).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Frames the object holds now.
+    pub fn resident(&self) -> usize {
+        self.frames.lock().len()
+    }
+
+    /// The frame of page `index` (made of zeros on first use), with one
+    /// more reference for the caller. `None` past the end or without memory.
+    pub fn frame<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        memory: &P,
+        frames: &F,
+        index: u64,
+    ) -> Option<Frame> {
+        if index >= self.pages {
+            return None;
+        }
+        let mut map = self.frames.lock();
+        let frame = match map.get(&index) {
+            Some(&f) => f,
+            None => {
+                let f = frames.alloc()?;
+                memory.zero_frame(f);
+                map.insert(index, f);
+                f
+            }
+        };
+        frames.add_ref(frame);
+        Some(frame)
+    }
+
+    /// The object's frame of page `index`, if it has one (no reference taken:
+    /// use it only while the object holds it).
+    pub fn peek(&self, index: u64) -> Option<Frame> {
+        self.frames.lock().get(&index).copied()
+    }
+
+    /// The indices in `lo..hi` of the pages that have a frame.
+    pub fn indices_in(&self, lo: u64, hi: u64) -> alloc::vec::Vec<u64> {
+        self.frames.lock().range(lo..hi).map(|(&i, _)| i).collect()
+    }
+
+    /// Gives back every frame the object holds (a mapping still using one
+    /// keeps its own reference).
+    pub fn release<F: FrameAllocator>(&self, frames: &F) {
+        let map = core::mem::take(&mut *self.frames.lock());
+        for (_, f) in map {
+            frames.release(f);
+        }
+    }
+}
+
+/// The backend of a mapping of a [`MemObject`]: page `i` of the area is page
+/// `first + i` of the object.
+#[derive(Debug, Clone)]
+pub struct ObjBackend {
+    /// The object.
+    pub object: Arc<MemObject>,
+    /// The object's page at the area's base.
+    pub first: u64,
+    /// Private (copy at first fault) rather than shared.
+    pub private: bool,
+}
+
+impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ObjBackend {
+    fn name(&self) -> &'static str {
+        if self.private {
+            "file-private"
+        } else {
+            "shared"
+        }
+    }
+
+    fn page_fault(
+        &self,
+        memory: &P,
+        frames: &F,
+        area: &AreaInfo,
+        page: Page,
+        _access: Access,
+    ) -> aspace::Result<Frame> {
+        let index = self.first + area.page_index(page);
+        if index >= self.object.pages {
+            // Past the object's end: SIGBUS on Linux.
+            return Err(Error::BadMemory);
+        }
+        // Shared, or private but not writable (yet): the object's frame.
+        if !self.private || !area.flags.contains(aspace::AreaFlags::WRITE) {
+            return self
+                .object
+                .frame(memory, frames, index)
+                .ok_or(Error::NoMemory);
+        }
+        let copy = frames.alloc().ok_or(Error::NoMemory)?;
+        match self.object.peek(index) {
+            Some(src) => memory.copy_frame(copy, src),
+            None => memory.zero_frame(copy),
+        }
+        Ok(copy)
+    }
+
+    fn caps(&self) -> BackendCaps {
+        BackendCaps::REFCOUNTED | BackendCaps::RESIZE | BackendCaps::CHANGE_FLAGS
+    }
+
+    /// A private mapping's pages may each get a copy; a shared mapping's
+    /// frames are the object's.
+    fn reserve_pages(&self, _first: u64, count: u64) -> u64 {
+        if self.private {
+            count
+        } else {
+            0
+        }
+    }
+}
