@@ -41,12 +41,12 @@ pub struct SimEngine {
 }
 
 impl SimEngine {
-    /// A machine of `cpus` CPUs and 256 MiB running one process laid out as
+    /// A machine of `cpus` CPUs and 64 MiB running one process laid out as
     /// the runner's `header` says, every CPU running it.
     pub fn new(header: &Header, cpus: usize) -> aspace::Result<SimEngine> {
         let sim = Sim::new(SimConfig {
             cpus,
-            memory: 256 << 20,
+            memory: 64 << 20,
             ..SimConfig::default()
         })?;
         let space = sim.system().create()?;
