@@ -129,20 +129,17 @@ impl<M: Machine> AddressSpace<M> {
         // destroyed or resized meanwhile, so the area needs no reference of
         // its own and its range holds.
         let tree = self.areas.read(cpu);
-        if let Some((_, _, slot)) = self.entry_at_on_cpu(&tree, addr.page().number(), cpu) {
-            if crate::page_in::user_backend::<M>(&slot.area).is_some() {
+        let n = addr.page().number();
+        if let Some(entry) = self.entry_at_on_cpu(&tree, n, cpu) {
+            if crate::page_in::user_backend::<M>(&entry.2.area).is_some() {
                 // A user pager's page: asked for and waited for with no
                 // lock held.
                 drop(tree);
                 return self.resolve_paged(addr.page(), access, stats);
             }
-        }
-        match self.resolve_in(&tree, addr, access, cpu, stats) {
-            Err(FaultReason::NoArea) => {}
-            done => return done,
+            return self.resolve_entry(entry, addr, access, cpu, stats);
         }
         // A guard page: a stack overflow, or a stack to grow.
-        let n = addr.page().number();
         let grows = tree
             .guarded_by(n)
             .map(|(_, _, slot)| slot.summary.flags().contains(AreaFlags::GROWS_DOWN));
@@ -212,7 +209,10 @@ impl<M: Machine> AddressSpace<M> {
             return Err(FaultReason::Guard);
         }
         self.set_extent(&tree, n, end, more as i64);
-        let result = self.resolve_in(&tree, addr, access, cpu, stats);
+        let result = match self.entry_at_on_cpu(&tree, n, cpu) {
+            Some(entry) => self.resolve_entry(entry, addr, access, cpu, stats),
+            None => Err(FaultReason::NoArea),
+        };
         if result.is_err() {
             let undone = tree.set_start(n, start);
             debug_assert!(undone, "moving a start up always fits");
@@ -245,22 +245,19 @@ impl<M: Machine> AddressSpace<M> {
         }
     }
 
-    /// [`resolve`](Self::resolve) in `tree`, locked by the caller (for
-    /// reading, or written by a growth), for an area not served by a user
-    /// pager (whose faults wait with no lock held: `resolve` sends them to
-    /// `resolve_paged` first).
-    fn resolve_in(
+    /// [`resolve`](Self::resolve) for the tree `entry` the page is in, the
+    /// tree locked by the caller (for reading, or written by a growth); not
+    /// for an area served by a user pager (whose faults wait with no lock
+    /// held: `resolve` sends them to `resolve_paged` first).
+    fn resolve_entry(
         &self,
-        tree: &Areas<M>,
+        (start, end, slot): (u64, u64, &AreaEntry<M>),
         addr: VirtAddr,
         access: Access,
         cpu: Option<usize>,
         stats: &Counters,
     ) -> Result<(), FaultReason> {
         let page = addr.page();
-        let (start, end, slot) = self
-            .entry_at_on_cpu(tree, page.number(), cpu)
-            .ok_or(FaultReason::NoArea)?;
         let m = &self.shared.machine;
         // The slow part (for anonymous memory: zeroing a frame) runs before
         // the area's lock is taken, so faults on other pages of the area
