@@ -266,30 +266,26 @@ impl PageTable for Aarch64PageTable {
         if !self.covers(page) {
             return Err(Error::InvalidArgument);
         }
-        let addr = self.tree.leaf(mem, frames, page)?;
-        debug_assert!(
-            decode_leaf(mem.read_u64(addr)).is_none(),
-            "map over a mapped entry (break-before-make)"
-        );
-        mem.write_u64(addr, encode_leaf(frame, flags));
-        Ok(())
+        // Break-before-make holds: a valid entry is never rewritten.
+        self.tree
+            .set_leaf(mem, frames, page, encode_leaf(frame, flags), |e| {
+                decode_leaf(e).is_some()
+            })
     }
 
     fn unmap<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<Unmapped> {
         if !self.covers(page) {
             return None;
         }
-        let addr = self.tree.find_leaf(mem, page)?;
-        let (frame, _) = decode_leaf(mem.read_u64(addr))?;
-        mem.write_u64(addr, 0);
-        Some(Unmapped::new(page, frame))
+        self.tree
+            .take_leaf(mem, page, |e| decode_leaf(e).map(|(f, _)| f))
     }
 
     fn translate<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<(Frame, PageFlags)> {
         if !self.covers(page) {
             return None;
         }
-        decode_leaf(mem.read_u64(self.tree.find_leaf(mem, page)?))
+        decode_leaf(self.tree.read_leaf(mem, page)?)
     }
 
     fn table_frames(&self) -> u64 {

@@ -1,5 +1,6 @@
 //! The walk, growth and teardown shared by the radix-tree formats with
-//! 512 eight-byte entries per 4 KiB table (RISC-V Sv39/Sv48, AArch64): a
+//! 512 eight-byte entries per 4 KiB table (x86_64, RISC-V Sv39/Sv48,
+//! AArch64): a
 //! format says how its intermediate entries look, this module does the rest
 //! under [`PageTable`](super::PageTable)'s concurrency rules.
 //!
@@ -15,6 +16,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{Frame, Page, PhysAddr};
 use crate::memory::{FrameAllocator, PhysMemory};
+use crate::paging::Unmapped;
 use crate::{Error, Result};
 
 /// Entries per table.
@@ -60,6 +62,62 @@ impl<E: TableEntry> Radix<E> {
             tables: AtomicU64::new(1),
             _format: PhantomData,
         })
+    }
+
+    /// A tree whose root slots `slots` (the kernel half) hold what
+    /// `kernel`'s do, the others zeroed: user tables borrow the kernel's
+    /// subtrees and never free them.
+    pub(crate) fn new_sharing<P: PhysMemory, F: FrameAllocator>(
+        mem: &P,
+        frames: &F,
+        levels: u32,
+        kernel: Option<&Self>,
+        slots: Range<u64>,
+    ) -> Result<Self> {
+        let tree = Self::new(mem, frames, levels)?;
+        if let Some(k) = kernel {
+            for i in slots {
+                mem.write_u64(tree.root_slot(i), mem.read_u64(k.root_slot(i)));
+            }
+        }
+        Ok(tree)
+    }
+
+    /// Writes the leaf entry `entry` for `page`, creating missing tables;
+    /// the entry must not map a page now (`mapped` says whether one does):
+    /// the core never rewrites a valid entry, so no CPU can hold a
+    /// translation of what it overwrites.
+    pub(crate) fn set_leaf<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        page: Page,
+        entry: u64,
+        mapped: impl Fn(u64) -> bool,
+    ) -> Result<()> {
+        let addr = self.leaf(mem, frames, page)?;
+        debug_assert!(!mapped(mem.read_u64(addr)), "map over a mapped entry");
+        mem.write_u64(addr, entry);
+        Ok(())
+    }
+
+    /// The leaf entry of `page`, if its leaf table exists.
+    pub(crate) fn read_leaf<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<u64> {
+        Some(mem.read_u64(self.find_leaf(mem, page)?))
+    }
+
+    /// Clears `page`'s leaf entry if it maps a frame (`frame_of` decodes
+    /// it) and returns what it mapped.
+    pub(crate) fn take_leaf<P: PhysMemory>(
+        &self,
+        mem: &P,
+        page: Page,
+        frame_of: impl Fn(u64) -> Option<Frame>,
+    ) -> Option<Unmapped> {
+        let addr = self.find_leaf(mem, page)?;
+        let frame = frame_of(mem.read_u64(addr))?;
+        mem.write_u64(addr, 0);
+        Some(Unmapped::new(page, frame))
     }
 
     /// The root table.

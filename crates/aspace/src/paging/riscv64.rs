@@ -230,14 +230,14 @@ impl PageTable for RiscvPageTable {
         mode: RiscvMode,
     ) -> Result<Self> {
         let mode = kernel.map_or(mode, |k| k.mode);
-        let tree = Radix::new(mem, frames, mode.levels())?;
-        if let Some(k) = kernel {
-            for i in KERNEL_ROOT_START..ENTRIES {
-                mem.write_u64(tree.root_slot(i), mem.read_u64(k.tree.root_slot(i)));
-            }
-        }
         Ok(Self {
-            tree,
+            tree: Radix::new_sharing(
+                mem,
+                frames,
+                mode.levels(),
+                kernel.map(|k| &k.tree),
+                KERNEL_ROOT_START..ENTRIES,
+            )?,
             mode,
             kernel: kernel.is_none(),
         })
@@ -255,24 +255,19 @@ impl PageTable for RiscvPageTable {
         frame: Frame,
         flags: PageFlags,
     ) -> Result<()> {
-        let addr = self.tree.leaf(mem, frames, page)?;
-        debug_assert!(
-            decode_leaf(mem.read_u64(addr)).is_none(),
-            "map over a mapped entry"
-        );
-        mem.write_u64(addr, encode_leaf(frame, flags));
-        Ok(())
+        self.tree
+            .set_leaf(mem, frames, page, encode_leaf(frame, flags), |e| {
+                decode_leaf(e).is_some()
+            })
     }
 
     fn unmap<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<Unmapped> {
-        let addr = self.tree.find_leaf(mem, page)?;
-        let (frame, _) = decode_leaf(mem.read_u64(addr))?;
-        mem.write_u64(addr, 0);
-        Some(Unmapped::new(page, frame))
+        self.tree
+            .take_leaf(mem, page, |e| decode_leaf(e).map(|(f, _)| f))
     }
 
     fn translate<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<(Frame, PageFlags)> {
-        decode_leaf(mem.read_u64(self.tree.find_leaf(mem, page)?))
+        decode_leaf(self.tree.read_leaf(mem, page)?)
     }
 
     fn table_frames(&self) -> u64 {

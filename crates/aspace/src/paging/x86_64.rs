@@ -15,13 +15,12 @@
 //! page, so write-only, execute-only and no-rights pages read back (and
 //! load) as readable. Non-cacheable memory sets PCD.
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use crate::addr::{Frame, Page, PhysAddr};
 use crate::flags::PageFlags;
 use crate::memory::{FrameAllocator, PhysMemory};
+use crate::paging::radix::{Radix, TableEntry};
 use crate::paging::{Layout, PageTable, Unmapped};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Entry bit: present.
 pub const PTE_PRESENT: u64 = 1 << 0;
@@ -53,7 +52,7 @@ pub const PTE_NO_EXECUTE: u64 = 1 << 63;
 pub const PTE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 
 /// Number of entries in each table.
-pub const ENTRIES: u64 = 512;
+pub const ENTRIES: u64 = super::radix::ENTRIES;
 /// First PML4 slot of the kernel half.
 pub const KERNEL_PML4_START: u64 = 256;
 
@@ -128,6 +127,22 @@ pub fn decode_leaf(e: u64) -> Option<(Frame, PageFlags)> {
 
 const TABLE_ENTRY: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
 
+/// The intermediate entries of the 4-level table.
+#[derive(Debug)]
+pub(crate) enum Pml {}
+
+impl TableEntry for Pml {
+    fn is_table(e: u64) -> bool {
+        e & PTE_PRESENT != 0
+    }
+    fn table_entry(frame: Frame) -> u64 {
+        frame.start().as_u64() | TABLE_ENTRY
+    }
+    fn next_table(e: u64) -> Frame {
+        PhysAddr::new(e & PTE_ADDR_MASK).frame()
+    }
+}
+
 /// An x86_64 4-level page table rooted at a PML4 frame.
 ///
 /// Changed without a lock (see [`PageTable`]'s concurrency rules): a missing
@@ -136,139 +151,12 @@ const TABLE_ENTRY: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
 /// ever reached.
 #[derive(Debug)]
 pub struct X86_64PageTable {
-    root: Frame,
-    /// Frames of the root and the intermediate tables.
-    tables: AtomicU64,
+    tree: Radix<Pml>,
     kernel: bool,
 }
 
-fn entry_addr(table: Frame, index: u64) -> PhysAddr {
-    PhysAddr::new(table.start().as_u64() + index * 8)
-}
-
-impl X86_64PageTable {
-    /// The leaf-table frame for `page`, creating missing levels. All or
-    /// nothing: the tables every missing level needs are allocated (and
-    /// zeroed) before any is installed, so `NoMemory` leaves the table as
-    /// it was, not with a half-built path.
-    fn leaf_table<P: PhysMemory, F: FrameAllocator>(
-        &self,
-        mem: &P,
-        frames: &F,
-        page: Page,
-    ) -> Result<Frame> {
-        let mut table = self.root;
-        let mut level = 4;
-        // The common case: every level present.
-        while level >= 2 {
-            let e = mem.read_u64(entry_addr(table, table_index(page, level)));
-            if e & PTE_PRESENT == 0 {
-                break;
-            }
-            table = PhysAddr::new(e & PTE_ADDR_MASK).frame();
-            level -= 1;
-        }
-        if level < 2 {
-            return Ok(table);
-        }
-        // Levels `level..=2` lack a table: take one frame for each first.
-        let mut spare = [None; 3];
-        for slot in spare.iter_mut().take(level as usize - 1) {
-            let Some(f) = frames.alloc() else {
-                spare.iter().flatten().for_each(|&f| {
-                    frames.release(f);
-                });
-                return Err(Error::NoMemory);
-            };
-            mem.zero_frame(f);
-            *slot = Some(f);
-        }
-        while level >= 2 {
-            let addr = entry_addr(table, table_index(page, level));
-            let mut e = mem.read_u64(addr);
-            if e & PTE_PRESENT == 0 {
-                let slot = spare
-                    .iter_mut()
-                    .find(|s| s.is_some())
-                    .expect("one spare table per missing level");
-                let new = slot.expect("found above");
-                e = match self.install_table(mem, addr, e, new) {
-                    Ok(entry) => {
-                        *slot = None;
-                        entry
-                    }
-                    // Another CPU installed one; ours, never reachable,
-                    // stays spare.
-                    Err(found) => found,
-                };
-            }
-            table = PhysAddr::new(e & PTE_ADDR_MASK).frame();
-            level -= 1;
-        }
-        spare.iter().flatten().for_each(|&f| {
-            frames.release(f);
-        });
-        Ok(table)
-    }
-
-    /// Puts the zeroed table `new` into the empty entry at `addr` (holding
-    /// `old`) with a compare-and-swap, so no walker ever sees it dirty;
-    /// returns the entry installed, or `Err` with the present entry another
-    /// CPU installed first (`new` then stays the caller's).
-    fn install_table<P: PhysMemory>(
-        &self,
-        mem: &P,
-        addr: PhysAddr,
-        mut old: u64,
-        new: Frame,
-    ) -> core::result::Result<u64, u64> {
-        let entry = new.start().as_u64() | TABLE_ENTRY;
-        loop {
-            match mem.compare_exchange_u64(addr, old, entry) {
-                Ok(_) => {
-                    self.tables.fetch_add(1, Ordering::Relaxed);
-                    return Ok(entry);
-                }
-                Err(found) if found & PTE_PRESENT != 0 => return Err(found),
-                // Not present but not the value read either: try again.
-                Err(found) => old = found,
-            }
-        }
-    }
-
-    fn find_leaf<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<PhysAddr> {
-        let mut table = self.root;
-        for level in (2..=4).rev() {
-            let e = mem.read_u64(entry_addr(table, table_index(page, level)));
-            if e & PTE_PRESENT == 0 {
-                return None;
-            }
-            table = PhysAddr::new(e & PTE_ADDR_MASK).frame();
-        }
-        Some(entry_addr(table, table_index(page, 1)))
-    }
-
-    fn free_subtree<P: PhysMemory, F: FrameAllocator>(
-        mem: &P,
-        frames: &F,
-        table: Frame,
-        level: u32,
-    ) {
-        if level > 1 {
-            for i in 0..ENTRIES {
-                let e = mem.read_u64(entry_addr(table, i));
-                if e & PTE_PRESENT != 0 {
-                    Self::free_subtree(
-                        mem,
-                        frames,
-                        PhysAddr::new(e & PTE_ADDR_MASK).frame(),
-                        level - 1,
-                    );
-                }
-            }
-        }
-        frames.release(table);
-    }
+fn leaf_frame(e: u64) -> Option<Frame> {
+    decode_leaf(e).map(|(f, _)| f)
 }
 
 impl PageTable for X86_64PageTable {
@@ -284,23 +172,20 @@ impl PageTable for X86_64PageTable {
         kernel: Option<&Self>,
         (): (),
     ) -> Result<Self> {
-        let root = frames.alloc().ok_or(Error::NoMemory)?;
-        mem.zero_frame(root);
-        if let Some(k) = kernel {
-            for i in KERNEL_PML4_START..ENTRIES {
-                let e = mem.read_u64(entry_addr(k.root, i));
-                mem.write_u64(entry_addr(root, i), e);
-            }
-        }
         Ok(Self {
-            root,
-            tables: AtomicU64::new(1),
+            tree: Radix::new_sharing(
+                mem,
+                frames,
+                4,
+                kernel.map(|k| &k.tree),
+                KERNEL_PML4_START..ENTRIES,
+            )?,
             kernel: kernel.is_none(),
         })
     }
 
     fn root(&self) -> Frame {
-        self.root
+        self.tree.root()
     }
 
     fn map<P: PhysMemory, F: FrameAllocator>(
@@ -311,46 +196,32 @@ impl PageTable for X86_64PageTable {
         frame: Frame,
         flags: PageFlags,
     ) -> Result<()> {
-        let leaf = self.leaf_table(mem, frames, page)?;
-        let addr = entry_addr(leaf, table_index(page, 1));
-        debug_assert_eq!(
-            mem.read_u64(addr) & (PTE_PRESENT | PTE_SW_MAPPED),
-            0,
-            "map over a mapped entry"
-        );
-        mem.write_u64(addr, encode_leaf(frame, flags | PageFlags::PRESENT));
-        Ok(())
+        let entry = encode_leaf(frame, flags | PageFlags::PRESENT);
+        self.tree.set_leaf(mem, frames, page, entry, |e| {
+            e & (PTE_PRESENT | PTE_SW_MAPPED) != 0
+        })
     }
 
     fn unmap<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<Unmapped> {
-        let addr = self.find_leaf(mem, page)?;
-        let (frame, _) = decode_leaf(mem.read_u64(addr))?;
-        mem.write_u64(addr, 0);
-        Some(Unmapped::new(page, frame))
+        self.tree.take_leaf(mem, page, leaf_frame)
     }
 
     fn translate<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<(Frame, PageFlags)> {
-        decode_leaf(mem.read_u64(self.find_leaf(mem, page)?))
+        decode_leaf(self.tree.read_leaf(mem, page)?)
     }
 
     fn table_frames(&self) -> u64 {
-        self.tables.load(Ordering::Relaxed)
+        self.tree.table_frames()
     }
 
     fn destroy<P: PhysMemory, F: FrameAllocator>(self, mem: &P, frames: &F) {
         // The kernel's own table also owns the kernel half; a user table only
         // borrows it.
-        let slots = if self.kernel {
-            ENTRIES
+        let owned = if self.kernel {
+            0..ENTRIES
         } else {
-            KERNEL_PML4_START
+            0..KERNEL_PML4_START
         };
-        for i in 0..slots {
-            let e = mem.read_u64(entry_addr(self.root, i));
-            if e & PTE_PRESENT != 0 {
-                Self::free_subtree(mem, frames, PhysAddr::new(e & PTE_ADDR_MASK).frame(), 3);
-            }
-        }
-        frames.release(self.root);
+        self.tree.destroy(mem, frames, owned);
     }
 }
