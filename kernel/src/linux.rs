@@ -15,6 +15,9 @@
 //! `mmap_min_addr`), above it `ENOMEM`; `mprotect` and `madvise` only ever
 //! see the window's mappings.
 //!
+//! A mapping longer than the machine's memory is `ENOMEM` ([`ram`]), as
+//! Linux's overcommit check would have it.
+//!
 //! Differences from Linux's argument checks, by this kernel's rule that a
 //! word with bits a call does not define is refused (not cut down): the
 //! `mmap` flags this layer does not implement (`MAP_LOCKED`,
@@ -70,6 +73,14 @@ fn layout() -> Layout {
         brk_start: nr::LINUX_START,
         max_map_count: nr::LINUX_MAX_MAPS,
     }
+}
+
+/// Bytes of memory the machine has: no mapping may be longer (`ENOMEM`).
+/// Private memory is bounded by the commit limit already; this bounds
+/// shared anonymous objects (which reserve nothing) and the page-by-page
+/// work of `MAP_POPULATE`, done with interrupts off.
+fn ram() -> u64 {
+    crate::mm::FRAMES.total() * aspace::PAGE_SIZE
 }
 
 /// Whether `[base, base + size)` meets the Linux window (a `size` of 0 is
@@ -156,6 +167,9 @@ fn mmap(proc: &Process, [addr, len, prot, flags, fd, offset]: [u64; 6]) -> Resul
     if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 || flags & !MAP_KNOWN != 0 {
         return Err(Errno::EINVAL);
     }
+    if len > ram() {
+        return Err(Errno::ENOMEM);
+    }
     let flags = MapFlags(flags);
     if flags.fixed() && addr < nr::LINUX_START {
         return Err(Errno::EPERM);
@@ -190,6 +204,9 @@ fn mremap(
     let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
     if old_end > nr::LINUX_END || (flags.fixed() && new_addr < nr::LINUX_START) {
         return Err(Errno::EINVAL);
+    }
+    if new_len > ram() {
+        return Err(Errno::ENOMEM);
     }
     with(proc, |mm| mm.mremap(old, old_len, new_len, flags, new_addr))
 }

@@ -243,6 +243,7 @@ pub static SCENARIOS: &[Scenario] = &[
             run("linux_alloc", 1, Killed),
             run("linux_alloc", 2, Killed),
             run("linux_alloc", 3, Killed),
+            run("linux_alloc", 4, Exit(0)),
         ],
     },
     Scenario {

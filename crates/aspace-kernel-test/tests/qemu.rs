@@ -241,7 +241,8 @@ fn heap_grows_and_shrinks_through_resize() {
 /// chunk with `mremap`, and uses `brk`, `madvise` and the kernel's file
 /// (private copy-on-write through the fault path, shared writes seen);
 /// the three accesses the kernel must refuse kill their tasks with the
-/// reason, and every frame comes back.
+/// reason; 3000 calls with random arguments are all answered and leave no
+/// area behind; and every frame comes back.
 #[test]
 fn a_linux_allocator_runs_on_mmap_munmap_mprotect_mremap_brk_and_madvise() {
     for (_, run) in runs() {
@@ -255,11 +256,12 @@ fn a_linux_allocator_runs_on_mmap_munmap_mprotect_mremap_brk_and_madvise() {
         assert!(!run.serial.contains(": FAIL"), "{}", run.serial);
         let lines = passed(run, "linux-alloc");
         // Every block page, the moved chunk's new pages and the file's
-        // pages were faulted in; four faults failed: the three refused
-        // accesses, and the private file write before the fault path's
-        // copy-on-write made it possible.
+        // pages were faulted in; at least four faults failed: the three
+        // refused accesses, and the private file write before the fault
+        // path's copy-on-write made it possible (the random calls'
+        // MAP_POPULATE adds some, past a shared object's end).
         assert!(counter(&lines, "resolved") >= 100, "{lines:#?}");
-        assert_eq!(counter(&lines, "failed"), 4, "{lines:#?}");
+        assert!(counter(&lines, "failed") >= 4, "{lines:#?}");
     }
 }
 

@@ -6,10 +6,11 @@
 //! block holds a pattern that is checked after each step; each step prints
 //! a `PASS` or `FAIL` line.
 //!
-//! `arg` 0 runs the checks (exit 0 when all pass). The others each make
-//! one access the kernel must refuse, killing the task: 1 reads the freed
+//! `arg` 0 runs the checks (exit 0 when all pass). 1 to 3 each make one
+//! access the kernel must refuse, killing the task: 1 reads the freed
 //! middle of a chunk, 2 writes a guard page, 3 writes a read-only private
-//! file mapping.
+//! file mapping. 4 makes thousands of calls with random arguments (fixed
+//! seed), then gives everything back and checks no area stays.
 #![no_std]
 #![no_main]
 
@@ -390,12 +391,144 @@ fn write_read_only_file() {
     write(c as *mut u64, 1);
 }
 
+/// A xorshift generator (fixed seed: the same calls every run).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick(&mut self, options: &[u64]) -> u64 {
+        options[self.below(options.len() as u64) as usize]
+    }
+}
+
+/// An address for a random call: in the window (mostly near its top,
+/// where `mmap(NULL)` places, or a place mapped before), or one the
+/// kernel must refuse or ignore.
+fn any_addr(r: &mut Rng, seen: &[u64]) -> u64 {
+    let top = LINUX_END - r.below(256) * P;
+    match r.below(10) {
+        0..=3 => top,
+        4 | 5 => seen[r.below(seen.len() as u64) as usize] + r.below(8) * P,
+        6 => top + r.below(P),
+        7 => LINUX_START + r.below(64) * P,
+        _ => r.pick(&[
+            0,
+            0x40_0000,
+            LINUX_START - P,
+            LINUX_END,
+            u64::MAX - P + 1,
+            0xffff_8000_0000_0000,
+            1 << 63,
+        ]),
+    }
+}
+
+fn any_len(r: &mut Rng) -> u64 {
+    match r.below(8) {
+        0..=4 => (r.below(16) + 1) * P,
+        5 => r.below(3 * P),
+        _ => r.pick(&[0, u64::MAX, u64::MAX - P + 2, 1 << 40, LINUX_END, 1 << 32]),
+    }
+}
+
+/// Random calls with random arguments (`MAP_POPULATE` included); the kernel must answer each, never fault. Then everything
+/// is given back and no area may stay in the window.
+fn random_calls(seed: u64, n: u32) -> bool {
+    let mut r = Rng(seed);
+    let mut seen = [LINUX_END - P; 16];
+    let mut ok_calls = 0u32;
+    for i in 0..n {
+        let a = any_addr(&mut r, &seen);
+        let len = any_len(&mut r);
+        let res = match r.below(6) {
+            0 | 1 => {
+                let prot = if r.below(8) == 0 {
+                    r.next()
+                } else {
+                    r.below(8)
+                };
+                let flags = match r.below(8) {
+                    0 => r.next() & 0xffff_ffff,
+                    1 => r.next(),
+                    _ => {
+                        r.pick(&[MAP_PRIVATE, MAP_SHARED, 3, 0])
+                            | r.pick(&[0, 0, MAP_FIXED, MAP_FIXED_NOREPLACE])
+                            | r.pick(&[MAP_ANONYMOUS, MAP_ANONYMOUS, 0])
+                            | r.pick(&[0, 0, 0, 0x8000, 0x4000, 0x100])
+                    }
+                };
+                let fd = r.pick(&[u64::MAX, BLOB_FD, 0, 7, 1 << 40]);
+                let offset = r.pick(&[0, P, 3 * P, 1, u64::MAX - P + 1, 1 << 40]);
+                let res = mmap(a, len, prot, flags, fd, offset);
+                if res > 0 {
+                    seen[i as usize % seen.len()] = res as u64;
+                }
+                res
+            }
+            2 => munmap(a, len),
+            3 => mprotect(
+                a,
+                len,
+                if r.below(8) == 0 {
+                    r.next()
+                } else {
+                    r.below(8)
+                },
+            ),
+            4 => {
+                let flags = r.pick(&[0, MREMAP_MAYMOVE, 3, 4, 5, 7, 1 << 40]);
+                let new_len = any_len(&mut r);
+                mremap(a, len, new_len, flags, any_addr(&mut r, &seen))
+            }
+            _ => {
+                if r.below(2) == 0 {
+                    brk(LINUX_START + r.below(64) * P + r.pick(&[0, 0, 1, 1 << 40])) as i64
+                } else {
+                    madvise(a, len, r.pick(&[MADV_DONTNEED, 8, 0, 9, 999, 1 << 40]))
+                }
+            }
+        };
+        if res >= 0 {
+            ok_calls += 1;
+        }
+    }
+    brk(LINUX_START);
+    let cleared = munmap(LINUX_START, LINUX_END - LINUX_START);
+    let mut areas = [AreaInfo::default(); 64];
+    let count = area_list(&mut areas);
+    let left = areas[..(count.max(0) as usize).min(areas.len())]
+        .iter()
+        .filter(|a| a.base < LINUX_END && a.base + a.size > LINUX_START)
+        .count();
+    let ok = cleared == 0 && count > 0 && left == 0;
+    println!(
+        "linux_alloc: {n} random calls (seed {seed:#x}): {ok_calls} succeeded, all answered; window cleared = {cleared}, areas left in it {left}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
 #[no_mangle]
 fn main(arg: u64) -> i32 {
     match arg {
         1 => touch_freed(),
         2 => touch_guard(),
         3 => write_read_only_file(),
+        4.. => {
+            return if random_calls(0x5eed_0016 + arg - 4, 3000) {
+                0
+            } else {
+                1
+            }
+        }
         _ => {}
     }
     if arg != 0 {
