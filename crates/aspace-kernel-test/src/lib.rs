@@ -783,9 +783,9 @@ pub fn boot_bochs(
 
 /// The lines (or parts of lines) `linux_alloc` prints in every run (issue
 /// 16): the allocator on Linux's memory calls, each step checked by the
-/// program itself, and the run of random calls that must all be answered
-/// and leave nothing behind.
-pub const LINUX_ALLOC_LINES: [&str; 12] = [
+/// program itself, the run of random calls that must all be answered and
+/// leave nothing behind, and two threads making calls and faults at once.
+pub const LINUX_ALLOC_LINES: [&str; 13] = [
     "linux_alloc: grow: 5 chunks, first at 0x1fffff0000, hinted at 0x1040000000, 48 blocks written and checked: PASS",
     "linux_alloc: partial munmap of 0x1ffffe6000..0x1ffffea000 = 0: other blocks intact true, range free true, again = 0: PASS",
     "linux_alloc: guard page at 0x1ffffdf000 = 0, read-only and back = 0, 0, data intact true; unaligned = -22, over a hole = -12: PASS",
@@ -798,6 +798,7 @@ pub const LINUX_ALLOC_LINES: [&str; 12] = [
     "linux_alloc: arena given back true; all: PASS",
     "linux_alloc: 3000 random calls (seed 0x5eed0016): ",
     "all answered; window cleared = 0, areas left in it 0: PASS",
+    "linux_alloc: two threads: the worker wrote 24 rounds of copy-on-write pages (done true, words as expected true) while the main thread made calls: PASS",
 ];
 
 /// The kill reasons of the three `linux_alloc` tasks that make an access

@@ -242,7 +242,8 @@ fn heap_grows_and_shrinks_through_resize() {
 /// (private copy-on-write through the fault path, shared writes seen);
 /// the three accesses the kernel must refuse kill their tasks with the
 /// reason; 3000 calls with random arguments are all answered and leave no
-/// area behind; and every frame comes back.
+/// area behind; two threads of one process make calls and copy-on-write
+/// faults at once (on 1, 2 and 4 CPUs); and every frame comes back.
 #[test]
 fn a_linux_allocator_runs_on_mmap_munmap_mprotect_mremap_brk_and_madvise() {
     for (_, run) in runs() {

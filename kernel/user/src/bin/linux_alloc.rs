@@ -10,13 +10,16 @@
 //! access the kernel must refuse, killing the task: 1 reads the freed
 //! middle of a chunk, 2 writes a guard page, 3 writes a read-only private
 //! file mapping. 4 makes thousands of calls with random arguments (fixed
-//! seed), then gives everything back and checks no area stays.
+//! seed), then gives everything back and checks no area stays. 5 runs two
+//! threads: one writes a private file mapping (copy-on-write faults) while
+//! the other drops its copies and maps and unmaps memory.
 #![no_std]
 #![no_main]
 
 use aspace_user::linux::*;
 use aspace_user::nr::{blob_byte, BLOB_FD, LINUX_END, LINUX_START};
 use aspace_user::*;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 const P: u64 = PAGE as u64;
 /// Pages per arena chunk.
@@ -516,19 +519,108 @@ fn random_calls(seed: u64, n: u32) -> bool {
     ok
 }
 
+/// The worker thread is done (1) and saw a word it did not expect (1).
+static DONE: AtomicU64 = AtomicU64::new(0);
+static BAD: AtomicU64 = AtomicU64::new(0);
+/// Rounds the worker writes every page of the file mapping.
+const ROUNDS: u64 = 24;
+/// Pages of the file mapping the two threads share.
+const SHARED_PAGES: u64 = 16;
+/// The worker's stack (an ordinary area, outside the Linux window).
+const WORKER_STACK: usize = 0x6100_0000;
+
+/// The file's first word of page `i` (its pattern, little-endian).
+fn blob_word(i: u64) -> u64 {
+    (0..8).fold(0, |w, b| w | u64::from(blob_byte(i * P + b)) << (8 * b))
+}
+
+/// The worker: writes every page of the private file mapping at `f`
+/// round after round (each write after the main thread dropped the copies
+/// faults and copies the page again), and maps, writes and unmaps memory
+/// of its own between rounds.
+extern "C" fn worker(f: u64) -> ! {
+    for round in 1..=ROUNDS {
+        for i in 0..SHARED_PAGES {
+            let p = (f + i * P) as *mut u64;
+            let w = round << 32 | i;
+            write(p, w);
+            let v = read(p);
+            // The main thread may drop the copy between the two: the
+            // file's word shows again then.
+            if v != w && v != blob_word(i) {
+                BAD.store(1, Ordering::SeqCst);
+            }
+        }
+        let m = mmap(0, 2 * P, RW, ANON, u64::MAX, 0);
+        if m < 0 {
+            BAD.store(1, Ordering::SeqCst);
+        } else {
+            fill(m as u64, 2 * P, round);
+            if !holds(m as u64, 2 * P, round) || munmap(m as u64, 2 * P) != 0 {
+                BAD.store(1, Ordering::SeqCst);
+            }
+        }
+    }
+    DONE.store(1, Ordering::SeqCst);
+    exit(0)
+}
+
+/// Two threads of one process make Linux calls and fault at once: the
+/// worker writes a private file mapping (copy-on-write faults) while the
+/// main thread keeps dropping its copies with `MADV_DONTNEED` and maps,
+/// guards and unmaps memory of its own (shootdowns to the worker's CPU).
+fn two_threads() -> bool {
+    let f = mmap(0, SHARED_PAGES * P, RW, MAP_PRIVATE, BLOB_FD, 0);
+    if f < 0 || area_create(WORKER_STACK, 16 * PAGE, READ | WRITE) != WORKER_STACK {
+        println!("linux_alloc: two threads: setup failed ({f}): FAIL");
+        return false;
+    }
+    let f = f as u64;
+    let t = thread_create(worker, WORKER_STACK + 16 * PAGE, f);
+    let mut calls = 0u64;
+    let mut ok = t > 0;
+    while ok && DONE.load(Ordering::SeqCst) == 0 && calls < 200_000 {
+        ok &= madvise(f, SHARED_PAGES * P, MADV_DONTNEED) == 0;
+        let m = mmap(0, 4 * P, RW, ANON, u64::MAX, 0);
+        ok &= m > 0;
+        if m > 0 {
+            let m = m as u64;
+            fill(m, 4 * P, 77);
+            ok &= mprotect(m + 3 * P, P, PROT_NONE) == 0;
+            ok &= holds(m, 3 * P, 77);
+            ok &= munmap(m, 4 * P) == 0;
+        }
+        calls += 5;
+    }
+    let done = DONE.load(Ordering::SeqCst) == 1;
+    let clean = BAD.load(Ordering::SeqCst) == 0;
+    // The copies the worker left, then the file's pattern again.
+    let last = (0..SHARED_PAGES).all(|i| {
+        let v = read((f + i * P) as *const u64);
+        v == ROUNDS << 32 | i || v == blob_word(i)
+    });
+    ok &= done && clean && last && munmap(f, SHARED_PAGES * P) == 0;
+    println!(
+        "linux_alloc: two threads: the worker wrote {ROUNDS} rounds of copy-on-write pages (done {done}, words as expected {clean}) while the main thread made calls: {}",
+        verdict(ok)
+    );
+    ok
+}
+
 #[no_mangle]
 fn main(arg: u64) -> i32 {
     match arg {
         1 => touch_freed(),
         2 => touch_guard(),
         3 => write_read_only_file(),
-        4.. => {
-            return if random_calls(0x5eed_0016 + arg - 4, 3000) {
+        4 => {
+            return if random_calls(0x5eed_0016, 3000) {
                 0
             } else {
                 1
             }
         }
+        5 => return if two_threads() { 0 } else { 1 },
         _ => {}
     }
     if arg != 0 {
