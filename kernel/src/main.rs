@@ -12,6 +12,7 @@ extern crate alloc;
 mod arch;
 mod console;
 mod kstack;
+mod linux;
 mod machine;
 mod mm;
 mod pager;
@@ -50,8 +51,9 @@ pub const fn asids_for(cpus: usize) -> u16 {
     }
 }
 
-/// The address-space subsystem.
-pub static SYSTEM: Once<System> = Once::new();
+/// The address-space subsystem (in an `Arc`: each process's Linux memory
+/// map, [`aspace_linux::mm::LinuxMm`], holds a reference).
+pub static SYSTEM: Once<alloc::sync::Arc<System>> = Once::new();
 
 /// Sets up the address-space subsystem for `cpus` CPUs (on the boot CPU,
 /// once the frame allocator is filled): its ASIDs, the kernel address
@@ -71,8 +73,8 @@ pub fn init_system(cpus: usize) -> &'static System {
         Ok(s) => s,
         Err(e) => panic!("System::new: {e}"),
     };
-    SYSTEM.set(system);
-    let sys = &*SYSTEM;
+    SYSTEM.set(alloc::sync::Arc::new(system));
+    let sys: &'static System = &SYSTEM;
     arch::adopt_boot_mappings(sys);
     sys.switch(None, sys.kernel())
         .expect("switch to the kernel space");

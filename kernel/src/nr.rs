@@ -20,6 +20,38 @@ pub const AREA_CREATE_PAGED: u64 = 15;
 pub const PAGER_RECEIVE: u64 = 16;
 pub const PAGER_ANSWER: u64 = 17;
 
+// Linux's memory calls, with Linux's arguments (`mmap` takes six: the fifth
+// in `r8` / `a4`, the sixth in `r9` / `a5`), flag values and errno values;
+// each returns an address, 0, or a negative Linux errno (`brk`: the break).
+pub const MMAP: u64 = 18;
+pub const MUNMAP: u64 = 19;
+pub const MPROTECT: u64 = 20;
+pub const MREMAP: u64 = 21;
+pub const BRK: u64 = 22;
+pub const MADVISE: u64 = 23;
+
+/// The Linux calls' window of the address space: every Linux mapping and
+/// the program break lie in `[LINUX_START, LINUX_END)` (64 GiB to 128 GiB,
+/// inside both architectures' user halves and clear of the ELF image, the
+/// stack and the areas the other calls make, which may not enter it).
+pub const LINUX_START: u64 = 0x10_0000_0000;
+/// One past the Linux window's last byte (the mmap base: `mmap(NULL)`
+/// places top-down below it).
+pub const LINUX_END: u64 = 0x20_0000_0000;
+/// The file descriptor of the in-kernel file every process can map:
+/// 64 MiB, its first [`BLOB_PAGES`] pages hold [`blob_byte`], the rest zeros.
+pub const BLOB_FD: u64 = 3;
+/// Pages of the file at [`BLOB_FD`] that hold the pattern.
+pub const BLOB_PAGES: u64 = 4;
+/// Most Linux mappings one process may have (its `vm.max_map_count`).
+pub const LINUX_MAX_MAPS: usize = 256;
+
+/// The byte at `offset` of the file at [`BLOB_FD`], within its first
+/// [`BLOB_PAGES`] pages.
+pub const fn blob_byte(offset: u64) -> u8 {
+    (offset / 4096 * 37 + offset * 7 + 1) as u8
+}
+
 /// `PAGER_RECEIVE` flag: return `ENOENT` at once when nothing is queued.
 pub const RECEIVE_NOWAIT: u64 = 1;
 /// Bytes of the record `PAGER_RECEIVE` writes: handle, offset, size, the

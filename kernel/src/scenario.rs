@@ -236,6 +236,18 @@ pub static SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        name: "linux-alloc",
+        min_cpus: 1,
+        spawns: &[
+            run("linux_alloc", 0, Exit(0)),
+            run("linux_alloc", 1, Killed),
+            run("linux_alloc", 2, Killed),
+            run("linux_alloc", 3, Killed),
+            run("linux_alloc", 4, Exit(0)),
+            run("linux_alloc", 5, Exit(0)),
+        ],
+    },
+    Scenario {
         name: "shootdown",
         min_cpus: 2,
         spawns: &[run("shootdown", 0, Exit(0))],

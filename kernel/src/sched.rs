@@ -57,6 +57,9 @@ pub struct Process {
     /// Its pager object, made when it first serves or is named as a pager;
     /// `closed` once the process ended (no new one is made then).
     pager: SpinLock<PagerSlot>,
+    /// Its Linux memory map, made by its first Linux memory call
+    /// ([`crate::linux`]).
+    pub linux: SpinLock<Option<Box<crate::linux::Mm>>>,
 }
 
 #[derive(Default)]
@@ -193,6 +196,7 @@ pub fn spawn(
         threads: AtomicUsize::new(1),
         scenario,
         pager: SpinLock::new(PagerSlot::default()),
+        linux: SpinLock::new(None),
     });
     {
         let mut procs = PROCS.lock();
@@ -574,6 +578,8 @@ pub fn exit_current(frame: &mut TrapFrame, code: i64, reason: Option<&str>) {
 fn finish_process(proc: Arc<Process>, code: i64, killed: bool) {
     let resident = proc.space.resident_pages();
     let tables = proc.space.page_table_frames();
+    // The Linux map holds the space too: it goes first.
+    crate::linux::release(&proc);
     let image = proc.image.lock().take();
     let (pid, name, scen) = (proc.pid, proc.name, proc.scenario);
     // A pager that ended: the faults waiting for it fail (PagerGone).
@@ -659,7 +665,19 @@ pub fn user_page_fault(frame: &mut TrapFrame, addr: VirtAddr, access: Access) {
         // The thread may move to another CPU while it is parked.
         let outcome = parkable(|| proc.space.page_fault(addr, access, FaultContext::User));
         match outcome {
-            FaultOutcome::Ok => return,
+            FaultOutcome::Ok => {
+                if access == Access::Write {
+                    crate::linux::touched(&proc, addr.as_u64());
+                }
+                return;
+            }
+            // A write the Linux map allows (copy-on-write of a private
+            // file mapping): made possible, the access is retried.
+            FaultOutcome::Fault(FaultReason::Access)
+                if access == Access::Write && crate::linux::fault_hook(&proc, addr.as_u64()) =>
+            {
+                return;
+            }
             FaultOutcome::Fault(r) | FaultOutcome::Defer(r) => {
                 let area = proc
                     .space

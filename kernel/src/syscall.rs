@@ -1,10 +1,13 @@
 //! System calls (x86_64: `int 0x80`, number in `rax`, arguments in `rdi`,
-//! `rsi`, `rdx`, `r10`, result in `rax`; riscv64: `ecall`, number in `a7`,
-//! arguments in `a0` to `a3`, result in `a0`). Arguments that point into user memory are
-//! read with aspace's `copy_from_user`, so a bad pointer is an error
-//! (`EBADMEM`, -9), never a kernel fault. Every argument is a full 64-bit
+//! `rsi`, `rdx`, `r10` (`r8`, `r9`), result in `rax`; riscv64: `ecall`,
+//! number in `a7`, arguments in `a0` to `a3` (`a4`, `a5`), result in `a0`).
+//! Arguments that point into user memory are read with aspace's
+//! `copy_from_user`, so a bad pointer is an error (`EBADMEM`, -9), never a
+//! kernel fault. Every argument is a full 64-bit
 //! word: a flag word with bits the call does not define (the high 32 bits
 //! included) is refused with `EINVAL`, never cut down to what is known.
+//! Linux's memory calls (`mmap` and the rest) are in [`crate::linux`]; the
+//! area calls here may not enter their window ([`crate::linux::owns`]).
 
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -51,7 +54,8 @@ fn flag_word(w: u64) -> Result<u32, Error> {
 
 /// Handles the system call in `frame`.
 pub fn dispatch(frame: &mut TrapFrame) {
-    let (n, [a0, a1, a2, a3]) = frame.syscall_args();
+    let (n, args) = frame.syscall_args();
+    let [a0, a1, a2, a3, _, _] = args;
     if n == nr::EXIT {
         sched::exit_current(frame, a0 as i32 as i64, None);
         return;
@@ -66,6 +70,10 @@ pub fn dispatch(frame: &mut TrapFrame) {
         return;
     }
     let proc = sched::current_process().expect("a task is running");
+    if crate::linux::is_linux_call(n) {
+        frame.set_syscall_result(crate::linux::call(&proc, n, args));
+        return;
+    }
     // A user copy may wait for a pager: the thread may park meanwhile.
     let result = sched::parkable(|| call(&proc, n, [a0, a1, a2, a3]));
     frame.set_syscall_result(result);
@@ -74,8 +82,19 @@ pub fn dispatch(frame: &mut TrapFrame) {
 /// The system calls that neither end nor switch the calling thread.
 fn call(proc: &Arc<Process>, n: u64, [a0, a1, a2, a3]: [u64; 4]) -> u64 {
     let space = &proc.space;
+    // The Linux window is the Linux calls' own: an area call that would
+    // make, change or share an area there is refused (`EPERM`).
+    let linux = crate::linux::owns;
+    let refused = errno(Error::PermissionDenied);
     match n {
         nr::PRINT => print(proc, a0, a1),
+        nr::AREA_CREATE | nr::AREA_CREATE_PAGED if linux(a0, a1) => match n {
+            nr::AREA_CREATE => CREATE_FAILED as u64,
+            _ => refused,
+        },
+        nr::AREA_CREATE_ANY if linux(a3, a1) => CREATE_FAILED as u64,
+        nr::AREA_RESIZE | nr::SHARE_OFFER if linux(a0, a1) => refused,
+        nr::AREA_CHANGE_FLAGS | nr::AREA_DESTROY if linux(a0, 1) => refused,
         nr::AREA_CREATE => match flag_word(a2) {
             Ok(f) => sys_as_area_create(space, a0 as usize, a1 as usize, f) as u64,
             Err(_) => CREATE_FAILED as u64,
@@ -184,6 +203,9 @@ fn accept(proc: &Arc<Process>, from: u64, key: u64, dst: u64, flags: u64) -> Res
         offers.swap_remove(i)
     };
     let src = offer.space.upgrade().ok_or(Error::NotFound)?;
+    if crate::linux::owns(dst, offer.size) {
+        return Err(Error::PermissionDenied);
+    }
     src.area_share(
         VirtAddr::new(offer.addr),
         offer.size,

@@ -781,6 +781,35 @@ pub fn boot_bochs(
     })
 }
 
+/// The lines (or parts of lines) `linux_alloc` prints in every run (issue
+/// 16): the allocator on Linux's memory calls, each step checked by the
+/// program itself, the run of random calls that must all be answered and
+/// leave nothing behind, and two threads making calls and faults at once.
+pub const LINUX_ALLOC_LINES: [&str; 13] = [
+    "linux_alloc: grow: 5 chunks, first at 0x1fffff0000, hinted at 0x1040000000, 48 blocks written and checked: PASS",
+    "linux_alloc: partial munmap of 0x1ffffe6000..0x1ffffea000 = 0: other blocks intact true, range free true, again = 0: PASS",
+    "linux_alloc: guard page at 0x1ffffdf000 = 0, read-only and back = 0, 0, data intact true; unaligned = -22, over a hole = -12: PASS",
+    "linux_alloc: mremap 0x1fffff0000 to 64 pages: in place = -12, may move = 0x1ffff80000, data moved true, old range free true: PASS",
+    "linux_alloc: brk from 0x1000000000: up 0x100000a000, down 0x1000002000 (data kept true), up again 0x1000004000 (fresh pages zero true), below the start refused true: PASS",
+    "linux_alloc: madvise DONTNEED = 0: pages read zero true, neighbours intact true; unknown advice = -22: PASS",
+    "linux_alloc: file: pattern read true, private write copied true, shared write seen true, bad fd = -9: PASS",
+    "linux_alloc: refused: length 0 = -22, fixed on the program = -1, bad prot = -22, high flag = -22, noreplace = -17",
+    "linux_alloc: refused: kernel munmap = -22, low munmap = -22, write+exec = -13, area in the window = -1: PASS",
+    "linux_alloc: arena given back true; all: PASS",
+    "linux_alloc: 3000 random calls (seed 0x5eed0016): ",
+    "all answered; window cleared = 0, areas left in it 0: PASS",
+    "linux_alloc: two threads: the worker wrote 24 rounds of copy-on-write pages (done true, words as expected true) while the main thread made calls: PASS",
+];
+
+/// The kill reasons of the three `linux_alloc` tasks that make an access
+/// the kernel must refuse: the freed middle of a chunk, a guard page, a
+/// read-only private file mapping.
+pub const LINUX_ALLOC_KILLS: [&str; 3] = [
+    "killed: page fault at 0x1fffffb000 (read): no area",
+    "killed: page fault at 0x1ffffff000 (write): access not permitted by the area (area 0x1ffffff000+0x1000 ---)",
+    "killed: page fault at 0x1ffffff000 (write): access not permitted by the area (area 0x1ffffff000+0x1000 r--)",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

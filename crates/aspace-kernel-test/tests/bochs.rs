@@ -29,7 +29,7 @@ const CPUS: u32 = 2;
 const TIMEOUT: Duration = Duration::from_secs(400);
 
 /// Every scenario the kernel runs without a command line.
-const SCENARIOS: [&str; 17] = [
+const SCENARIOS: [&str; 18] = [
     "kernel-fault",
     "hello",
     "heap",
@@ -45,6 +45,7 @@ const SCENARIOS: [&str; 17] = [
     "bad-arguments",
     "share",
     "share-guard",
+    "linux-alloc",
     "shootdown",
     "asid-pressure",
 ];

@@ -22,7 +22,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aspace_kernel_test::{
-    boot_riscv64, build_kernel_riscv64, riscv64_missing, Run, RISCV64_FAILURE, RISCV64_SUCCESS,
+    boot_riscv64, build_kernel_riscv64, riscv64_missing, Run, LINUX_ALLOC_KILLS, LINUX_ALLOC_LINES,
+    RISCV64_FAILURE, RISCV64_SUCCESS,
 };
 
 /// Harts of the main boot.
@@ -34,7 +35,7 @@ const HANG: &str = "scenarios=hang,hello watchdog=2";
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The scenarios of a full run, in order (kernel-fault first).
-const SCENARIOS: [&str; 17] = [
+const SCENARIOS: [&str; 18] = [
     "kernel-fault",
     "hello",
     "heap",
@@ -50,6 +51,7 @@ const SCENARIOS: [&str; 17] = [
     "bad-arguments",
     "share",
     "share-guard",
+    "linux-alloc",
     "shootdown",
     "asid-pressure",
 ];
@@ -202,6 +204,13 @@ fn boots_on_two_harts_and_every_scenario_passes() {
         run,
         "killed: page fault at 0x50000000 (read): the pager refused the page",
     );
+    // Issue 16: the allocator on Linux's memory calls, with the same
+    // addresses as on x86_64 (the Linux window is the same), and its three
+    // refused accesses.
+    for l in LINUX_ALLOC_LINES.iter().chain(&LINUX_ALLOC_KILLS) {
+        has(run, l);
+    }
+    assert!(!run.serial.contains(": FAIL"), "{}", run.serial);
     assert!(!run.serial.contains("BAD"), "{}", run.serial);
 }
 

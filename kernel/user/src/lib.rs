@@ -130,6 +130,77 @@ pub fn syscall(n: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     r
 }
 
+/// A raw system call with six arguments (Linux's `mmap`): the fifth in
+/// `r8`, the sixth in `r9`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn syscall6(n: u64, a: [u64; 6]) -> u64 {
+    let r: u64;
+    // SAFETY: as for `syscall`: the kernel saves and restores every
+    // register but RAX, and the trap runs on the kernel's stack.
+    unsafe {
+        asm!("int 0x80", inlateout("rax") n => r, in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5], options(nostack));
+    }
+    r
+}
+
+/// A raw system call with six arguments (Linux's `mmap`): the fifth in
+/// `a4`, the sixth in `a5`.
+#[cfg(target_arch = "riscv64")]
+#[inline(always)]
+pub fn syscall6(n: u64, a: [u64; 6]) -> u64 {
+    let r: u64;
+    // SAFETY: as for `syscall`: the kernel saves and restores every
+    // register but `a0`, and the trap runs on the kernel's stack.
+    unsafe {
+        asm!("ecall", inlateout("a0") a[0] => r, in("a1") a[1], in("a2") a[2], in("a3") a[3], in("a4") a[4], in("a5") a[5], in("a7") n, options(nostack));
+    }
+    r
+}
+
+/// Linux's memory calls (the kernel's `MMAP` to `MADVISE`) with Linux's
+/// constants; each returns what the Linux system call returns: an
+/// address, 0, or a negative errno (`brk`: the break).
+pub mod linux {
+    use super::{nr, syscall6};
+
+    pub const PROT_NONE: u64 = 0;
+    pub const PROT_READ: u64 = 1;
+    pub const PROT_WRITE: u64 = 2;
+    pub const PROT_EXEC: u64 = 4;
+    pub const MAP_SHARED: u64 = 0x01;
+    pub const MAP_PRIVATE: u64 = 0x02;
+    pub const MAP_FIXED: u64 = 0x10;
+    pub const MAP_ANONYMOUS: u64 = 0x20;
+    pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+    pub const MREMAP_MAYMOVE: u64 = 1;
+    pub const MADV_DONTNEED: u64 = 4;
+    pub const EPERM: i64 = -1;
+    pub const EBADF: i64 = -9;
+    pub const ENOMEM: i64 = -12;
+    pub const EEXIST: i64 = -17;
+    pub const EINVAL: i64 = -22;
+
+    pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, offset: u64) -> i64 {
+        syscall6(nr::MMAP, [addr, len, prot, flags, fd, offset]) as i64
+    }
+    pub fn munmap(addr: u64, len: u64) -> i64 {
+        syscall6(nr::MUNMAP, [addr, len, 0, 0, 0, 0]) as i64
+    }
+    pub fn mprotect(addr: u64, len: u64, prot: u64) -> i64 {
+        syscall6(nr::MPROTECT, [addr, len, prot, 0, 0, 0]) as i64
+    }
+    pub fn mremap(old: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64) -> i64 {
+        syscall6(nr::MREMAP, [old, old_len, new_len, flags, new_addr, 0]) as i64
+    }
+    pub fn brk(addr: u64) -> u64 {
+        syscall6(nr::BRK, [addr, 0, 0, 0, 0, 0])
+    }
+    pub fn madvise(addr: u64, len: u64, advice: u64) -> i64 {
+        syscall6(nr::MADVISE, [addr, len, advice, 0, 0, 0]) as i64
+    }
+}
+
 /// Ends the calling thread (the task ends with its last thread).
 pub fn exit(code: i32) -> ! {
     syscall(nr::EXIT, code as u64, 0, 0, 0);

@@ -105,9 +105,11 @@ impl TrapFrame {
         self.sepc -= 4;
     }
 
-    /// A system call's number (`a7`) and arguments (`a0` to `a3`).
-    pub fn syscall_args(&self) -> (u64, [u64; 4]) {
-        (self.x[17], [self.x[10], self.x[11], self.x[12], self.x[13]])
+    /// A system call's number (`a7`) and arguments (`a0` to `a5`; the
+    /// kernel's own calls take four, Linux's `mmap` six).
+    pub fn syscall_args(&self) -> (u64, [u64; 6]) {
+        let x = &self.x;
+        (x[17], [x[10], x[11], x[12], x[13], x[14], x[15]])
     }
 
     /// Sets a system call's result (`a0`).

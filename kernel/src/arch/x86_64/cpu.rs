@@ -131,9 +131,13 @@ impl TrapFrame {
     }
 
     /// A system call's number (`rax`) and arguments (`rdi`, `rsi`, `rdx`,
-    /// `r10`).
-    pub fn syscall_args(&self) -> (u64, [u64; 4]) {
-        (self.rax, [self.rdi, self.rsi, self.rdx, self.r10])
+    /// `r10`, `r8`, `r9`: the kernel's own calls take four, Linux's `mmap`
+    /// six, in Linux's registers).
+    pub fn syscall_args(&self) -> (u64, [u64; 6]) {
+        (
+            self.rax,
+            [self.rdi, self.rsi, self.rdx, self.r10, self.r8, self.r9],
+        )
     }
 
     /// Sets a system call's result (`rax`).

@@ -1,0 +1,262 @@
+//! Linux's memory calls as system calls: `mmap`, `munmap`, `mprotect`,
+//! `mremap`, `brk` and `madvise`, with Linux's arguments, flag values and
+//! errno values, done by `aspace-linux`'s [`LinuxMm`] on the process's
+//! address space.
+//!
+//! Each process gets its Linux memory map on its first Linux call (a
+//! process that never makes one pays nothing). The map owns the window
+//! `[nr::LINUX_START, nr::LINUX_END)` of the address space: its mappings,
+//! the program break (starting at the window's bottom) and `mmap(NULL)`'s
+//! top-down placement (from the window's top) stay inside it, and the other
+//! area calls may not enter it ([`owns`]), so neither side changes the
+//! other's areas behind its back. Ranges that reach out of the window are
+//! refused as on Linux for addresses outside the user space: `munmap` and
+//! `mremap` `EINVAL`, a fixed `mmap` below the window `EPERM` (Linux's
+//! `mmap_min_addr`), above it `ENOMEM`; `mprotect` and `madvise` only ever
+//! see the window's mappings.
+//!
+//! A mapping longer than the machine's memory is `ENOMEM` ([`ram`]), as
+//! Linux's overcommit check would have it.
+//!
+//! Differences from Linux's argument checks, by this kernel's rule that a
+//! word with bits a call does not define is refused (not cut down): the
+//! `mmap` flags this layer does not implement (`MAP_LOCKED`,
+//! `MAP_HUGETLB`, `MAP_SYNC`, unknown bits) and any `PROT_*` bit but read,
+//! write and execute are `EINVAL` (Linux ignores unknown `mmap` flags
+//! unless `MAP_SHARED_VALIDATE`); a file mapping's `fd` must be
+//! [`nr::BLOB_FD`], the one file (`EBADF` otherwise).
+//!
+//! The page-fault path calls [`fault_hook`] when aspace refuses a write:
+//! a write to a private file mapping copies the page there
+//! ([`LinuxMm::cow_fault`]); and [`touched`] after a write fault served in
+//! the window, as `LinuxMm` asks (it decides how mappings merge).
+
+use alloc::boxed::Box;
+use alloc::string::String;
+
+use aspace::{FrameAllocator, Machine, PhysMemory};
+use aspace_linux::consts::*;
+use aspace_linux::mm::{Layout, LinuxMm};
+use aspace_linux::{Advice, Errno, FileRef, MapFlags, Prot, RemapFlags};
+
+use crate::machine::KMachine;
+use crate::sched::Process;
+use crate::syscall::nr;
+use crate::SYSTEM;
+
+/// One process's Linux memory map.
+pub type Mm = LinuxMm<KMachine>;
+
+/// The name of the file at [`nr::BLOB_FD`] in the map's file table.
+const BLOB: &str = "blob";
+
+/// The `mmap` flags this kernel takes: the sharing type (checked by
+/// `LinuxMm`), those `LinuxMm` implements, and the ones Linux ignores.
+const MAP_KNOWN: u32 = MAP_TYPE
+    | MAP_FIXED
+    | MAP_ANONYMOUS
+    | MAP_GROWSDOWN
+    | MAP_DENYWRITE
+    | MAP_EXECUTABLE
+    | MAP_NORESERVE
+    | MAP_POPULATE
+    | MAP_NONBLOCK
+    | MAP_STACK
+    | MAP_FIXED_NOREPLACE;
+
+/// The layout of every process's Linux map (see the module docs).
+fn layout() -> Layout {
+    Layout {
+        mmap_base: nr::LINUX_END,
+        mmap_min: nr::LINUX_START,
+        task_size: nr::LINUX_END,
+        brk_start: nr::LINUX_START,
+        max_map_count: nr::LINUX_MAX_MAPS,
+    }
+}
+
+/// Bytes of memory the machine has: no mapping may be longer (`ENOMEM`).
+/// Private memory is bounded by the commit limit already; this bounds
+/// shared anonymous objects (which reserve nothing) and the page-by-page
+/// work of `MAP_POPULATE`, done with interrupts off.
+fn ram() -> u64 {
+    crate::mm::FRAMES.total() * aspace::PAGE_SIZE
+}
+
+/// Whether `[base, base + size)` meets the Linux window (a `size` of 0 is
+/// one byte: the address alone).
+pub fn owns(base: u64, size: u64) -> bool {
+    let end = base.saturating_add(size.max(1));
+    base < nr::LINUX_END && end > nr::LINUX_START
+}
+
+/// A new Linux map of `proc`'s space, its file filled with the pattern;
+/// `None` without memory for the file's pages.
+fn create(proc: &Process) -> Option<Box<Mm>> {
+    let sys = SYSTEM.clone();
+    let mut mm = Box::new(LinuxMm::new(sys.clone(), proc.space.clone(), layout()));
+    let file = mm.file(BLOB);
+    let (memory, frames) = (sys.machine().memory(), sys.machine().frames());
+    let mut page = [0u8; 4096];
+    for i in 0..nr::BLOB_PAGES {
+        // Dropping `mm` gives back the pages made so far.
+        let frame = file.frame(memory, frames, i)?;
+        for (j, b) in page.iter_mut().enumerate() {
+            *b = nr::blob_byte(i * 4096 + j as u64);
+        }
+        memory.write(frame.start(), &page);
+        frames.release(frame);
+    }
+    Some(mm)
+}
+
+/// Runs `f` on `proc`'s Linux map, made now if it has none; `ENOMEM` when
+/// it cannot be made.
+fn with<R>(proc: &Process, f: impl FnOnce(&mut Mm) -> Result<R, Errno>) -> Result<R, Errno> {
+    let mut slot = proc.linux.lock();
+    if slot.is_none() {
+        *slot = Some(create(proc).ok_or(Errno::ENOMEM)?);
+    }
+    match slot.as_mut() {
+        Some(mm) => f(mm),
+        None => Err(Errno::ENOMEM),
+    }
+}
+
+/// A 64-bit flag word as the 32 bits Linux defines; more is `EINVAL`.
+fn word32(w: u64) -> Result<u32, Errno> {
+    u32::try_from(w).map_err(|_| Errno::EINVAL)
+}
+
+/// Linux's return convention: the value, or the negative errno.
+fn ret(r: Result<u64, Errno>) -> u64 {
+    match r {
+        Ok(v) => v,
+        Err(e) => (-i64::from(e.0)) as u64,
+    }
+}
+
+/// Whether `n` is one of the Linux calls.
+pub fn is_linux_call(n: u64) -> bool {
+    (nr::MMAP..=nr::MADVISE).contains(&n)
+}
+
+/// Runs Linux call `n` with its six argument words for `proc`.
+///
+/// Not run as `sched::parkable`: it holds the process's map lock, and none
+/// of its work waits for a pager (the window holds no paged area, see
+/// [`owns`]).
+pub fn call(proc: &Process, n: u64, a: [u64; 6]) -> u64 {
+    ret(match n {
+        nr::MMAP => mmap(proc, a),
+        nr::MUNMAP => munmap(proc, a[0], a[1]),
+        nr::MPROTECT => {
+            word32(a[2]).and_then(|p| with(proc, |mm| mm.mprotect(a[0], a[1], Prot(p)).map(|()| 0)))
+        }
+        nr::MREMAP => mremap(proc, a),
+        nr::BRK => brk(proc, a[0]),
+        nr::MADVISE => madvise(proc, a[0], a[1], a[2]),
+        _ => Err(Errno::ENOSYS),
+    })
+}
+
+/// `mmap(addr, len, prot, flags, fd, offset)`.
+fn mmap(proc: &Process, [addr, len, prot, flags, fd, offset]: [u64; 6]) -> Result<u64, Errno> {
+    let prot = word32(prot)?;
+    let flags = word32(flags)?;
+    if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 || flags & !MAP_KNOWN != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if len > ram() {
+        return Err(Errno::ENOMEM);
+    }
+    let flags = MapFlags(flags);
+    if flags.fixed() && addr < nr::LINUX_START {
+        return Err(Errno::EPERM);
+    }
+    let file = match (flags.anonymous(), fd) {
+        (true, _) => None,
+        (false, nr::BLOB_FD) => Some(FileRef(String::from(BLOB))),
+        (false, _) => return Err(Errno::EBADF),
+    };
+    with(proc, |mm| {
+        mm.mmap(addr, len, Prot(prot), flags, file.as_ref(), offset)
+    })
+}
+
+/// `munmap(addr, len)`: below the window `EINVAL` (`LinuxMm` refuses
+/// above it).
+fn munmap(proc: &Process, addr: u64, len: u64) -> Result<u64, Errno> {
+    if addr < nr::LINUX_START {
+        return Err(Errno::EINVAL);
+    }
+    with(proc, |mm| mm.munmap(addr, len).map(|()| 0))
+}
+
+/// `mremap(old, old_len, new_len, flags, new_addr)`: an old range reaching
+/// past the window (which a shrink would unmap) or a fixed target below it
+/// `EINVAL`.
+fn mremap(
+    proc: &Process,
+    [old, old_len, new_len, flags, new_addr, _]: [u64; 6],
+) -> Result<u64, Errno> {
+    let flags = RemapFlags(word32(flags)?);
+    let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
+    if old_end > nr::LINUX_END || (flags.fixed() && new_addr < nr::LINUX_START) {
+        return Err(Errno::EINVAL);
+    }
+    if new_len > ram() {
+        return Err(Errno::ENOMEM);
+    }
+    with(proc, |mm| mm.mremap(old, old_len, new_len, flags, new_addr))
+}
+
+/// `brk(addr)`: the new break, or the current one when refused (past the
+/// window too).
+fn brk(proc: &Process, addr: u64) -> Result<u64, Errno> {
+    with(proc, |mm| {
+        Ok(if addr > nr::LINUX_END {
+            mm.brk_now()
+        } else {
+            mm.brk(addr)
+        })
+    })
+}
+
+/// `madvise(addr, len, advice)`: the advice is Linux's `int`; a word that
+/// is not one is `EINVAL`.
+fn madvise(proc: &Process, addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
+    let advice = i32::try_from(advice).map_err(|_| Errno::EINVAL)?;
+    with(proc, |mm| mm.madvise(addr, len, Advice(advice)).map(|()| 0))
+}
+
+/// A write fault at `addr` that aspace refused for lack of the right:
+/// whether the Linux map resolved it (a private file mapping's page made
+/// the process's own; the access is retried).
+pub fn fault_hook(proc: &Process, addr: u64) -> bool {
+    if !owns(addr, 1) {
+        return false;
+    }
+    proc.linux
+        .lock()
+        .as_mut()
+        .is_some_and(|mm| mm.cow_fault(addr))
+}
+
+/// A write fault at `addr` served: tells the Linux map (its first write
+/// gives a private mapping Linux's `anon_vma`).
+pub fn touched(proc: &Process, addr: u64) {
+    if !owns(addr, 1) {
+        return;
+    }
+    if let Some(mm) = proc.linux.lock().as_mut() {
+        mm.touched(addr, true);
+    }
+}
+
+/// Drops `proc`'s Linux map (its mappings and file go) before the process
+/// ends, so that only the process holds its address space.
+pub fn release(proc: &Process) {
+    let mm: Option<Box<Mm>> = proc.linux.lock().take();
+    drop(mm);
+}

@@ -1,0 +1,655 @@
+//! A small allocator on Linux's memory calls: its arena grows with `mmap`
+//! (placed anywhere, and at a hint), gives back the middle of a chunk with
+//! a partial `munmap`, guards pages with `mprotect(PROT_NONE)`, grows a
+//! chunk with `mremap(MREMAP_MAYMOVE)`; then `brk`, `madvise(MADV_DONTNEED)`
+//! and the kernel's file (private copy-on-write and shared mappings). Every
+//! block holds a pattern that is checked after each step; each step prints
+//! a `PASS` or `FAIL` line.
+//!
+//! `arg` 0 runs the checks (exit 0 when all pass). 1 to 3 each make one
+//! access the kernel must refuse, killing the task: 1 reads the freed
+//! middle of a chunk, 2 writes a guard page, 3 writes a read-only private
+//! file mapping. 4 makes thousands of calls with random arguments (fixed
+//! seed), then gives everything back and checks no area stays. 5 runs two
+//! threads: one writes a private file mapping (copy-on-write faults) while
+//! the other drops its copies and maps and unmaps memory.
+#![no_std]
+#![no_main]
+
+use aspace_user::linux::*;
+use aspace_user::nr::{blob_byte, BLOB_FD, LINUX_END, LINUX_START};
+use aspace_user::*;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+const P: u64 = PAGE as u64;
+/// Pages per arena chunk.
+const CHUNK: u64 = 16;
+const ANON: u64 = MAP_PRIVATE | MAP_ANONYMOUS;
+const RW: u64 = PROT_READ | PROT_WRITE;
+/// Where the hinted chunk goes (free: the window's middle).
+const HINT: u64 = LINUX_START + 0x4000_0000;
+
+/// A block handed out by the allocator.
+#[derive(Clone, Copy, Default)]
+struct Block {
+    addr: u64,
+    len: u64,
+    id: u64,
+}
+
+/// The allocator: chunks of [`CHUNK`] pages from `mmap`, blocks cut from
+/// the newest chunk, a new chunk when it is full.
+struct Arena {
+    chunks: [u64; 8],
+    nchunks: usize,
+    /// The next free byte of the newest chunk, and its end.
+    next: u64,
+    end: u64,
+    blocks: [Block; 64],
+    nblocks: usize,
+    /// Ranges given back or guarded: blocks meeting them are not checked.
+    holes: [(u64, u64); 4],
+    nholes: usize,
+}
+
+impl Arena {
+    const fn new() -> Self {
+        Arena {
+            chunks: [0; 8],
+            nchunks: 0,
+            next: 0,
+            end: 0,
+            blocks: [Block {
+                addr: 0,
+                len: 0,
+                id: 0,
+            }; 64],
+            nblocks: 0,
+            holes: [(0, 0); 4],
+            nholes: 0,
+        }
+    }
+
+    /// Grows the arena by a chunk at `hint` (0: anywhere); its address.
+    fn grow(&mut self, hint: u64) -> Option<u64> {
+        if self.nchunks == self.chunks.len() {
+            return None;
+        }
+        let r = mmap(hint, CHUNK * P, RW, ANON, u64::MAX, 0);
+        if r < 0 {
+            println!("linux_alloc: mmap of a chunk = {r}");
+            return None;
+        }
+        let c = r as u64;
+        self.chunks[self.nchunks] = c;
+        self.nchunks += 1;
+        self.next = c;
+        self.end = c + CHUNK * P;
+        Some(c)
+    }
+
+    /// A block of `len` bytes (8-aligned), written with its pattern.
+    fn alloc(&mut self, len: u64) -> Option<Block> {
+        let len = (len + 7) & !7;
+        if self.nblocks == self.blocks.len() || len > CHUNK * P {
+            return None;
+        }
+        if self.next + len > self.end {
+            self.grow(0)?;
+        }
+        let b = Block {
+            addr: self.next,
+            len,
+            id: self.nblocks as u64 + 1,
+        };
+        self.next += len;
+        self.blocks[self.nblocks] = b;
+        self.nblocks += 1;
+        fill(b.addr, b.len, b.id);
+        Some(b)
+    }
+
+    /// Records `[lo, hi)` as given back or guarded.
+    fn hole(&mut self, lo: u64, hi: u64) {
+        if self.nholes < self.holes.len() {
+            self.holes[self.nholes] = (lo, hi);
+            self.nholes += 1;
+        }
+    }
+
+    /// Whether every block holds its pattern (blocks that meet a hole are
+    /// skipped).
+    fn check(&self) -> bool {
+        let holes = &self.holes[..self.nholes];
+        self.blocks[..self.nblocks]
+            .iter()
+            .filter(|b| {
+                holes
+                    .iter()
+                    .all(|&(lo, hi)| b.addr + b.len <= lo || b.addr >= hi)
+            })
+            .all(|b| holds(b.addr, b.len, b.id))
+    }
+}
+
+fn word(id: u64, i: u64) -> u64 {
+    id << 32 | (i * 0x9e37) & 0xffff_ffff
+}
+
+/// Writes block `id`'s pattern over `[addr, addr + len)`.
+fn fill(addr: u64, len: u64, id: u64) {
+    for i in 0..len / 8 {
+        write((addr + i * 8) as *mut u64, word(id, i));
+    }
+}
+
+/// Whether `[addr, addr + len)` holds block `id`'s pattern.
+fn holds(addr: u64, len: u64, id: u64) -> bool {
+    (0..len / 8).all(|i| read((addr + i * 8) as *const u64) == word(id, i))
+}
+
+fn zeros(addr: u64, len: u64) -> bool {
+    (0..len / 8).all(|i| read((addr + i * 8) as *const u64) == 0)
+}
+
+/// Whether `[addr, addr + len)` is free: a `MAP_FIXED_NOREPLACE` there
+/// succeeds (and is given back).
+fn free(addr: u64, len: u64) -> bool {
+    let r = mmap(addr, len, RW, ANON | MAP_FIXED_NOREPLACE, u64::MAX, 0);
+    r == addr as i64 && munmap(addr, len) == 0
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// The arena: chunks anywhere (top-down from the window's end) and at a
+/// hint, blocks written and checked.
+fn grow(a: &mut Arena) -> bool {
+    let c0 = a.grow(0).unwrap_or(0);
+    let sizes = [24u64, 4096, 100, 8192, 4000, 12288, 640, 3 * 4096 + 8];
+    let mut ok = true;
+    for i in 0..40 {
+        ok &= a.alloc(sizes[i % sizes.len()]).is_some();
+    }
+    let hinted = a.grow(HINT).unwrap_or(0);
+    for _ in 0..8 {
+        ok &= a.alloc(4096).is_some();
+    }
+    let checked = a.check();
+    println!(
+        "linux_alloc: grow: {} chunks, first at {c0:#x}, hinted at {hinted:#x}, {} blocks written and checked: {}",
+        a.nchunks,
+        a.nblocks,
+        verdict(ok && checked)
+    );
+    ok && checked && c0 == LINUX_END - CHUNK * P && hinted == HINT && a.nchunks >= 4
+}
+
+/// Gives back the middle 4 pages of the second chunk: the rest keeps its
+/// data, the range is free again, a second `munmap` of it is fine.
+fn partial_munmap(a: &mut Arena) -> bool {
+    let c = a.chunks[1];
+    let (lo, hi) = (c + 6 * P, c + 10 * P);
+    let r = munmap(lo, hi - lo);
+    a.hole(lo, hi);
+    let kept = a.check();
+    let gone = free(lo, hi - lo);
+    let again = munmap(lo, hi - lo);
+    let ok = r == 0 && kept && gone && again == 0;
+    println!(
+        "linux_alloc: partial munmap of {lo:#x}..{hi:#x} = {r}: other blocks intact {kept}, range free {gone}, again = {again}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
+/// Guard pages: the last page of the third chunk `PROT_NONE`, a page made
+/// read-only and writable again; the data stays; bad calls refused.
+fn guard(a: &mut Arena) -> bool {
+    let c = a.chunks[2];
+    let g = c + (CHUNK - 1) * P;
+    let r1 = mprotect(g, P, PROT_NONE);
+    a.hole(g, g + P);
+    let r2 = mprotect(c + P, P, PROT_READ);
+    let ro = a.check();
+    let r3 = mprotect(c + P, P, RW);
+    write((c + P) as *mut u64, read((c + P) as *const u64));
+    let r4 = mprotect(c + 1, P, RW);
+    let r5 = mprotect(a.chunks[1] + 6 * P, 8 * P, RW);
+    let ok = r1 == 0 && r2 == 0 && ro && r3 == 0 && r4 == EINVAL && r5 == ENOMEM;
+    println!(
+        "linux_alloc: guard page at {g:#x} = {r1}, read-only and back = {r2}, {r3}, data intact {ro}; unaligned = {r4}, over a hole = {r5}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
+/// Grows the first chunk (at the window's top: it cannot grow in place)
+/// to 64 pages: refused without `MREMAP_MAYMOVE`, moved with it, its
+/// blocks' data at the new place, the old range free.
+fn remap(a: &mut Arena) -> bool {
+    let old = a.chunks[0];
+    let stay = mremap(old, CHUNK * P, 64 * P, 0, 0);
+    let r = mremap(old, CHUNK * P, 64 * P, MREMAP_MAYMOVE, 0);
+    let new = r as u64;
+    let mut moved = r > 0 && new != old;
+    if moved {
+        for b in &mut a.blocks[..a.nblocks] {
+            if b.addr >= old && b.addr < old + CHUNK * P {
+                b.addr = b.addr - old + new;
+            }
+        }
+        a.chunks[0] = new;
+        moved &= a.check();
+        // The grown part is fresh and usable.
+        moved &= zeros(new + CHUNK * P, 48 * P);
+        fill(new + CHUNK * P, 48 * P, 999);
+        moved &= holds(new + CHUNK * P, 48 * P, 999);
+    }
+    let vacated = free(old, CHUNK * P);
+    let ok = stay == ENOMEM && moved && vacated;
+    println!(
+        "linux_alloc: mremap {old:#x} to 64 pages: in place = {stay}, may move = {r:#x}, data moved {moved}, old range free {vacated}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
+/// The program break grows, shrinks (the data below stays) and grows
+/// again (the pages come back zeroed).
+fn brk_steps() -> bool {
+    let start = brk(0);
+    let up = brk(start + 10 * P);
+    fill(start, 10 * P, 7);
+    let down = brk(start + 2 * P);
+    let kept = holds(start, 2 * P, 7);
+    let again = brk(start + 4 * P);
+    let fresh = zeros(start + 2 * P, 2 * P);
+    let below = brk(start - P);
+    let ok = start == LINUX_START
+        && up == start + 10 * P
+        && down == start + 2 * P
+        && kept
+        && again == start + 4 * P
+        && fresh
+        && below == again;
+    println!(
+        "linux_alloc: brk from {start:#x}: up {up:#x}, down {down:#x} (data kept {kept}), up again {again:#x} (fresh pages zero {fresh}), below the start refused {}: {}",
+        below == again,
+        verdict(ok)
+    );
+    brk(start);
+    ok
+}
+
+/// `MADV_DONTNEED` on two pages of the hinted chunk (refilled first): they
+/// read zero, the neighbours keep their data.
+fn dontneed() -> bool {
+    let c = HINT;
+    fill(c, CHUNK * P, 55);
+    let r = madvise(c + 4 * P, 2 * P, MADV_DONTNEED);
+    let zero = zeros(c + 4 * P, 2 * P);
+    let kept = holds(c, 4 * P, 55);
+    let bad = madvise(c, P, 999);
+    let ok = r == 0 && zero && kept && bad == EINVAL;
+    println!(
+        "linux_alloc: madvise DONTNEED = {r}: pages read zero {zero}, neighbours intact {kept}; unknown advice = {bad}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
+fn blob_ok(addr: u64, page: u64) -> bool {
+    (0..P)
+        .step_by(64)
+        .all(|j| read((addr + j) as *const u8) == blob_byte(page * P + j))
+}
+
+/// The kernel's file: a private and two shared mappings read its pattern;
+/// a private write copies the page (the file and the shared mappings keep
+/// theirs); a shared write is seen by the other shared mapping and by the
+/// private mapping's page not yet copied.
+fn file() -> bool {
+    let pv = mmap(0, 2 * P, RW, MAP_PRIVATE, BLOB_FD, 0);
+    let sh = mmap(0, 2 * P, RW, MAP_SHARED, BLOB_FD, 0);
+    let sh2 = mmap(0, 2 * P, PROT_READ, MAP_SHARED, BLOB_FD, 0);
+    if pv < 0 || sh < 0 || sh2 < 0 {
+        println!("linux_alloc: file mappings = {pv}, {sh}, {sh2}: FAIL");
+        return false;
+    }
+    let (pv, sh, sh2) = (pv as u64, sh as u64, sh2 as u64);
+    let reads = blob_ok(pv, 0) && blob_ok(pv + P, 1) && blob_ok(sh, 0) && blob_ok(sh2 + P, 1);
+    write(pv as *mut u64, 0x1111);
+    let cow = read(pv as *const u64) == 0x1111 && blob_ok(sh, 0) && blob_ok(sh2, 0);
+    write((sh + P) as *mut u64, 0x2222);
+    let shared = read((sh2 + P) as *const u64) == 0x2222 && read((pv + P) as *const u64) == 0x2222;
+    let badf = mmap(0, P, PROT_READ, MAP_PRIVATE, 7, 0);
+    let unmapped = munmap(pv, 2 * P) == 0 && munmap(sh, 2 * P) == 0 && munmap(sh2, 2 * P) == 0;
+    let ok = reads && cow && shared && badf == EBADF && unmapped;
+    println!(
+        "linux_alloc: file: pattern read {reads}, private write copied {cow}, shared write seen {shared}, bad fd = {badf}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
+/// Arguments the kernel must refuse.
+fn refusals(a: &Arena) -> bool {
+    let zero = mmap(0, 0, RW, ANON, u64::MAX, 0);
+    let elf = mmap(0x40_0000, P, RW, ANON | MAP_FIXED, u64::MAX, 0);
+    let prot = mmap(0, P, 8, ANON, u64::MAX, 0);
+    let high = mmap(0, P, RW, ANON | 1 << 40, u64::MAX, 0);
+    let exists = mmap(a.chunks[2], P, RW, ANON | MAP_FIXED_NOREPLACE, u64::MAX, 0);
+    let kernel = munmap(0xffff_ffff_ffff_0000, P);
+    let low = munmap(0x1000, P);
+    let wx = mmap(0, P, RW | PROT_EXEC, ANON, u64::MAX, 0);
+    let area = area_create(LINUX_START as usize, PAGE, READ | WRITE);
+    let ok = zero == EINVAL
+        && elf == EPERM
+        && prot == EINVAL
+        && high == EINVAL
+        && exists == EEXIST
+        && kernel == EINVAL
+        && low == EINVAL
+        && wx == -13
+        && area == CREATE_FAILED;
+    println!(
+        "linux_alloc: refused: length 0 = {zero}, fixed on the program = {elf}, bad prot = {prot}, high flag = {high}, noreplace = {exists}"
+    );
+    println!(
+        "linux_alloc: refused: kernel munmap = {kernel}, low munmap = {low}, write+exec = {wx}, area in the window = {}: {}",
+        area as isize,
+        verdict(ok)
+    );
+    ok
+}
+
+/// A chunk of 8 pages with pages 2 and 3 given back; reads page 3.
+fn touch_freed() {
+    let c = mmap(0, 8 * P, RW, ANON, u64::MAX, 0) as u64;
+    fill(c, 8 * P, 3);
+    munmap(c + 2 * P, 2 * P);
+    println!("linux_alloc: reading the freed page at {:#x}", c + 3 * P);
+    read((c + 3 * P) as *const u64);
+}
+
+/// A chunk of 8 pages whose last is a guard; writes it.
+fn touch_guard() {
+    let c = mmap(0, 8 * P, RW, ANON, u64::MAX, 0) as u64;
+    mprotect(c + 7 * P, P, PROT_NONE);
+    println!("linux_alloc: writing the guard page at {:#x}", c + 7 * P);
+    write((c + 7 * P) as *mut u64, 1);
+}
+
+/// A read-only private mapping of the file; writes it.
+fn write_read_only_file() {
+    let c = mmap(0, P, PROT_READ, MAP_PRIVATE, BLOB_FD, 0) as u64;
+    let ok = blob_ok(c, 0);
+    println!("linux_alloc: writing the read-only file mapping at {c:#x} (pattern read {ok})");
+    write(c as *mut u64, 1);
+}
+
+/// A xorshift generator (fixed seed: the same calls every run).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick(&mut self, options: &[u64]) -> u64 {
+        options[self.below(options.len() as u64) as usize]
+    }
+}
+
+/// An address for a random call: in the window (mostly near its top,
+/// where `mmap(NULL)` places, or a place mapped before), or one the
+/// kernel must refuse or ignore.
+fn any_addr(r: &mut Rng, seen: &[u64]) -> u64 {
+    let top = LINUX_END - r.below(256) * P;
+    match r.below(10) {
+        0..=3 => top,
+        4 | 5 => seen[r.below(seen.len() as u64) as usize] + r.below(8) * P,
+        6 => top + r.below(P),
+        7 => LINUX_START + r.below(64) * P,
+        _ => r.pick(&[
+            0,
+            0x40_0000,
+            LINUX_START - P,
+            LINUX_END,
+            u64::MAX - P + 1,
+            0xffff_8000_0000_0000,
+            1 << 63,
+        ]),
+    }
+}
+
+fn any_len(r: &mut Rng) -> u64 {
+    match r.below(8) {
+        0..=4 => (r.below(16) + 1) * P,
+        5 => r.below(3 * P),
+        _ => r.pick(&[0, u64::MAX, u64::MAX - P + 2, 1 << 40, LINUX_END, 1 << 32]),
+    }
+}
+
+/// Random calls with random arguments (`MAP_POPULATE` included); the kernel must answer each, never fault. Then everything
+/// is given back and no area may stay in the window.
+fn random_calls(seed: u64, n: u32) -> bool {
+    let mut r = Rng(seed);
+    let mut seen = [LINUX_END - P; 16];
+    let mut ok_calls = 0u32;
+    for i in 0..n {
+        let a = any_addr(&mut r, &seen);
+        let len = any_len(&mut r);
+        let res = match r.below(6) {
+            0 | 1 => {
+                let prot = if r.below(8) == 0 {
+                    r.next()
+                } else {
+                    r.below(8)
+                };
+                let flags = match r.below(8) {
+                    0 => r.next() & 0xffff_ffff,
+                    1 => r.next(),
+                    _ => {
+                        r.pick(&[MAP_PRIVATE, MAP_SHARED, 3, 0])
+                            | r.pick(&[0, 0, MAP_FIXED, MAP_FIXED_NOREPLACE])
+                            | r.pick(&[MAP_ANONYMOUS, MAP_ANONYMOUS, 0])
+                            | r.pick(&[0, 0, 0, 0x8000, 0x4000, 0x100])
+                    }
+                };
+                let fd = r.pick(&[u64::MAX, BLOB_FD, 0, 7, 1 << 40]);
+                let offset = r.pick(&[0, P, 3 * P, 1, u64::MAX - P + 1, 1 << 40]);
+                let res = mmap(a, len, prot, flags, fd, offset);
+                if res > 0 {
+                    seen[i as usize % seen.len()] = res as u64;
+                }
+                res
+            }
+            2 => munmap(a, len),
+            3 => mprotect(
+                a,
+                len,
+                if r.below(8) == 0 {
+                    r.next()
+                } else {
+                    r.below(8)
+                },
+            ),
+            4 => {
+                let flags = r.pick(&[0, MREMAP_MAYMOVE, 3, 4, 5, 7, 1 << 40]);
+                let new_len = any_len(&mut r);
+                mremap(a, len, new_len, flags, any_addr(&mut r, &seen))
+            }
+            _ => {
+                if r.below(2) == 0 {
+                    brk(LINUX_START + r.below(64) * P + r.pick(&[0, 0, 1, 1 << 40])) as i64
+                } else {
+                    madvise(a, len, r.pick(&[MADV_DONTNEED, 8, 0, 9, 999, 1 << 40]))
+                }
+            }
+        };
+        if res >= 0 {
+            ok_calls += 1;
+        }
+    }
+    brk(LINUX_START);
+    let cleared = munmap(LINUX_START, LINUX_END - LINUX_START);
+    let mut areas = [AreaInfo::default(); 64];
+    let count = area_list(&mut areas);
+    let left = areas[..(count.max(0) as usize).min(areas.len())]
+        .iter()
+        .filter(|a| a.base < LINUX_END && a.base + a.size > LINUX_START)
+        .count();
+    let ok = cleared == 0 && count > 0 && left == 0;
+    println!(
+        "linux_alloc: {n} random calls (seed {seed:#x}): {ok_calls} succeeded, all answered; window cleared = {cleared}, areas left in it {left}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
+/// The worker thread is done (1) and saw a word it did not expect (1).
+static DONE: AtomicU64 = AtomicU64::new(0);
+static BAD: AtomicU64 = AtomicU64::new(0);
+/// Rounds the worker writes every page of the file mapping.
+const ROUNDS: u64 = 24;
+/// Pages of the file mapping the two threads share.
+const SHARED_PAGES: u64 = 16;
+/// The worker's stack (an ordinary area, outside the Linux window).
+const WORKER_STACK: usize = 0x6100_0000;
+
+/// The file's first word of page `i` (its pattern, little-endian).
+fn blob_word(i: u64) -> u64 {
+    (0..8).fold(0, |w, b| w | u64::from(blob_byte(i * P + b)) << (8 * b))
+}
+
+/// The worker: writes every page of the private file mapping at `f`
+/// round after round (each write after the main thread dropped the copies
+/// faults and copies the page again), and maps, writes and unmaps memory
+/// of its own between rounds.
+extern "C" fn worker(f: u64) -> ! {
+    for round in 1..=ROUNDS {
+        for i in 0..SHARED_PAGES {
+            let p = (f + i * P) as *mut u64;
+            let w = round << 32 | i;
+            write(p, w);
+            let v = read(p);
+            // The main thread may drop the copy between the two: the
+            // file's word shows again then.
+            if v != w && v != blob_word(i) {
+                BAD.store(1, Ordering::SeqCst);
+            }
+        }
+        let m = mmap(0, 2 * P, RW, ANON, u64::MAX, 0);
+        if m < 0 {
+            BAD.store(1, Ordering::SeqCst);
+        } else {
+            fill(m as u64, 2 * P, round);
+            if !holds(m as u64, 2 * P, round) || munmap(m as u64, 2 * P) != 0 {
+                BAD.store(1, Ordering::SeqCst);
+            }
+        }
+    }
+    DONE.store(1, Ordering::SeqCst);
+    exit(0)
+}
+
+/// Two threads of one process make Linux calls and fault at once: the
+/// worker writes a private file mapping (copy-on-write faults) while the
+/// main thread keeps dropping its copies with `MADV_DONTNEED` and maps,
+/// guards and unmaps memory of its own (shootdowns to the worker's CPU).
+fn two_threads() -> bool {
+    let f = mmap(0, SHARED_PAGES * P, RW, MAP_PRIVATE, BLOB_FD, 0);
+    if f < 0 || area_create(WORKER_STACK, 16 * PAGE, READ | WRITE) != WORKER_STACK {
+        println!("linux_alloc: two threads: setup failed ({f}): FAIL");
+        return false;
+    }
+    let f = f as u64;
+    let t = thread_create(worker, WORKER_STACK + 16 * PAGE, f);
+    let mut calls = 0u64;
+    let mut ok = t > 0;
+    while ok && DONE.load(Ordering::SeqCst) == 0 && calls < 200_000 {
+        ok &= madvise(f, SHARED_PAGES * P, MADV_DONTNEED) == 0;
+        let m = mmap(0, 4 * P, RW, ANON, u64::MAX, 0);
+        ok &= m > 0;
+        if m > 0 {
+            let m = m as u64;
+            fill(m, 4 * P, 77);
+            ok &= mprotect(m + 3 * P, P, PROT_NONE) == 0;
+            ok &= holds(m, 3 * P, 77);
+            ok &= munmap(m, 4 * P) == 0;
+        }
+        calls += 5;
+    }
+    let done = DONE.load(Ordering::SeqCst) == 1;
+    let clean = BAD.load(Ordering::SeqCst) == 0;
+    // The copies the worker left, then the file's pattern again.
+    let last = (0..SHARED_PAGES).all(|i| {
+        let v = read((f + i * P) as *const u64);
+        v == ROUNDS << 32 | i || v == blob_word(i)
+    });
+    ok &= done && clean && last && munmap(f, SHARED_PAGES * P) == 0;
+    println!(
+        "linux_alloc: two threads: the worker wrote {ROUNDS} rounds of copy-on-write pages (done {done}, words as expected {clean}) while the main thread made calls: {}",
+        verdict(ok)
+    );
+    ok
+}
+
+#[no_mangle]
+fn main(arg: u64) -> i32 {
+    match arg {
+        1 => touch_freed(),
+        2 => touch_guard(),
+        3 => write_read_only_file(),
+        4 => {
+            return if random_calls(0x5eed_0016, 3000) {
+                0
+            } else {
+                1
+            }
+        }
+        5 => return if two_threads() { 0 } else { 1 },
+        _ => {}
+    }
+    if arg != 0 {
+        println!("linux_alloc: the access was not refused: FAIL");
+        return 1;
+    }
+    let mut a = Arena::new();
+    let mut ok = grow(&mut a);
+    if !ok {
+        println!("linux_alloc: FAIL");
+        return 1;
+    }
+    ok &= partial_munmap(&mut a);
+    ok &= guard(&mut a);
+    ok &= remap(&mut a);
+    ok &= brk_steps();
+    ok &= dontneed();
+    ok &= file();
+    ok &= refusals(&a);
+    let mut gone = true;
+    for &c in &a.chunks[..a.nchunks] {
+        let len = if c == a.chunks[0] { 64 * P } else { CHUNK * P };
+        gone &= munmap(c, len) == 0;
+    }
+    ok &= gone;
+    println!("linux_alloc: arena given back {gone}; all: {}", verdict(ok));
+    if ok {
+        0
+    } else {
+        1
+    }
+}
