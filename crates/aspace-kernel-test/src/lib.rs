@@ -781,6 +781,44 @@ pub fn boot_bochs(
     })
 }
 
+/// Every scenario a kernel runs without a command line, in order (the
+/// kernel fault first); the same list on x86_64 and riscv64.
+pub const SCENARIOS: [&str; 18] = [
+    "kernel-fault",
+    "hello",
+    "heap",
+    "stack",
+    "stack-overflow",
+    "areas",
+    "pager",
+    "pager-slow",
+    "pager-dying",
+    "pager-refused",
+    "jit",
+    "bad-accesses",
+    "bad-arguments",
+    "share",
+    "share-guard",
+    "linux-alloc",
+    "shootdown",
+    "asid-pressure",
+];
+
+/// The number after ` key=` in the first of `lines` that has one; panics
+/// naming the key and the lines when none does.
+pub fn counter<S: AsRef<str> + core::fmt::Debug>(lines: &[S], key: &str) -> u64 {
+    let pat = format!(" {key}=");
+    lines
+        .iter()
+        .find_map(|l| {
+            let l = l.as_ref();
+            let i = l.find(&pat)? + pat.len();
+            let v: String = l[i..].chars().take_while(char::is_ascii_digit).collect();
+            v.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no counter {key} in {lines:#?}"))
+}
+
 /// The lines (or parts of lines) `linux_alloc` prints in every run (issue
 /// 16): the allocator on Linux's memory calls, each step checked by the
 /// program itself, the run of random calls that must all be answered and

@@ -18,7 +18,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aspace_kernel_test::{
-    bochs, boot_bochs, build_kernel, BochsRun, Verdict, BOCHS_CPU_MODEL, BOCHS_PACKAGES,
+    bochs, boot_bochs, build_kernel, counter, BochsRun, Verdict, BOCHS_CPU_MODEL, BOCHS_PACKAGES,
+    SCENARIOS,
 };
 
 /// CPUs booted (Debian's Bochs is built with SMP).
@@ -27,28 +28,6 @@ const CPUS: u32 = 2;
 /// The boot takes about 20 s alone on this 2-core host (4 s of BIOS and
 /// GRUB); other test binaries may run beside it.
 const TIMEOUT: Duration = Duration::from_secs(400);
-
-/// Every scenario the kernel runs without a command line.
-const SCENARIOS: [&str; 18] = [
-    "kernel-fault",
-    "hello",
-    "heap",
-    "stack",
-    "stack-overflow",
-    "areas",
-    "pager",
-    "pager-slow",
-    "pager-dying",
-    "pager-refused",
-    "jit",
-    "bad-accesses",
-    "bad-arguments",
-    "share",
-    "share-guard",
-    "linux-alloc",
-    "shootdown",
-    "asid-pressure",
-];
 
 /// The boot shared by the tests; `None` when Bochs is missing outside CI.
 fn run() -> Option<&'static BochsRun> {
@@ -100,19 +79,6 @@ fn has(run: &BochsRun, line: &str) {
 fn scenario<'a>(run: &'a BochsRun, name: &str) -> Vec<&'a str> {
     let tag = format!("== scenario {name}:");
     run.serial.lines().filter(|l| l.starts_with(&tag)).collect()
-}
-
-/// The value of counter `key` in a scenario's counter lines.
-fn counter(lines: &[&str], key: &str) -> u64 {
-    let pat = format!(" {key}=");
-    lines
-        .iter()
-        .find_map(|l| {
-            let i = l.find(&pat)? + pat.len();
-            let v: String = l[i..].chars().take_while(char::is_ascii_digit).collect();
-            v.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no counter {key} in {lines:#?}"))
 }
 
 #[test]

@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aspace_kernel_test::{
-    boot, boot_each, build_kernel, kvm_unusable_reason, qemu_available, Run, KVM_BANNER_DEADLINE,
-    LINUX_ALLOC_KILLS, LINUX_ALLOC_LINES, QEMU_FAILURE, QEMU_SUCCESS,
+    boot, boot_each, build_kernel, counter, kvm_unusable_reason, qemu_available, Run,
+    KVM_BANNER_DEADLINE, LINUX_ALLOC_KILLS, LINUX_ALLOC_LINES, QEMU_FAILURE, QEMU_SUCCESS,
 };
 
 /// The CPU counts booted.
@@ -114,19 +114,6 @@ fn passed(run: &Run, name: &str) -> Vec<String> {
         "scenario {name} leaked frames: {lines:#?}"
     );
     lines
-}
-
-/// The value of counter `key` in the scenario's counter line.
-fn counter(lines: &[String], key: &str) -> u64 {
-    let pat = format!(" {key}=");
-    lines
-        .iter()
-        .find_map(|l| {
-            let i = l.find(&pat)? + pat.len();
-            let v: String = l[i..].chars().take_while(char::is_ascii_digit).collect();
-            v.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no counter {key} in {lines:#?}"))
 }
 
 /// The user ASIDs the kernel reported.

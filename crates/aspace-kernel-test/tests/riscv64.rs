@@ -22,8 +22,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aspace_kernel_test::{
-    boot_riscv64, build_kernel_riscv64, riscv64_missing, Run, LINUX_ALLOC_KILLS, LINUX_ALLOC_LINES,
-    RISCV64_FAILURE, RISCV64_SUCCESS,
+    boot_riscv64, build_kernel_riscv64, counter, riscv64_missing, Run, LINUX_ALLOC_KILLS,
+    LINUX_ALLOC_LINES, RISCV64_FAILURE, RISCV64_SUCCESS, SCENARIOS,
 };
 
 /// Harts of the main boot.
@@ -33,28 +33,6 @@ const HARTS: u32 = 2;
 const HANG: &str = "scenarios=hang,hello watchdog=2";
 /// Per boot (both at once, under TCG, on a shared machine).
 const TIMEOUT: Duration = Duration::from_secs(180);
-
-/// The scenarios of a full run, in order (kernel-fault first).
-const SCENARIOS: [&str; 18] = [
-    "kernel-fault",
-    "hello",
-    "heap",
-    "stack",
-    "stack-overflow",
-    "areas",
-    "pager",
-    "pager-slow",
-    "pager-dying",
-    "pager-refused",
-    "jit",
-    "bad-accesses",
-    "bad-arguments",
-    "share",
-    "share-guard",
-    "linux-alloc",
-    "shootdown",
-    "asid-pressure",
-];
 
 struct Boots {
     main: Run,
@@ -108,19 +86,6 @@ fn line<'a>(run: &'a Run, name: &str, tag: &str) -> &'a str {
         .lines()
         .find(|l| l.starts_with(&start))
         .unwrap_or_else(|| panic!("no line {start:?}:\n{}", run.serial))
-}
-
-/// The value of `key=` in `line`.
-fn counter(line: &str, key: &str) -> u64 {
-    let at = format!(" {key}=");
-    let rest = &line[line
-        .find(&at)
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-        + at.len()..];
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{key} in {line:?} is not a number"))
 }
 
 #[test]
@@ -234,27 +199,27 @@ fn the_asid_path_runs() {
     has(run, "; 4 user ASIDs");
     // asid-pressure: 7 tasks on 4 user ASIDs, preempted by the SBI timer.
     let core = line(run, "asid-pressure", "faults=");
-    assert!(counter(core, "asid_allocs") >= 4, "{core}");
-    assert!(counter(core, "asid_steals") > 0, "{core}");
-    assert!(counter(core, "lazy_flushes") > 0, "{core}");
+    assert!(counter(&[core], "asid_allocs") >= 4, "{core}");
+    assert!(counter(&[core], "asid_steals") > 0, "{core}");
+    assert!(counter(&[core], "lazy_flushes") > 0, "{core}");
     let kernel = line(run, "asid-pressure", "kernel ");
-    assert!(counter(kernel, "preemptions") > 0, "{kernel}");
+    assert!(counter(&[kernel], "preemptions") > 0, "{kernel}");
     let tlb = line(run, "asid-pressure", "tlb ");
-    assert!(counter(tlb, "satp_user_asid") > 0, "{tlb}");
+    assert!(counter(&[tlb], "satp_user_asid") > 0, "{tlb}");
     // Each steal's flush is an `sfence.vma x0, asid`.
     assert!(
-        counter(tlb, "sfence_asid") >= counter(core, "lazy_flushes"),
+        counter(&[tlb], "sfence_asid") >= counter(&[core], "lazy_flushes"),
         "{core}\n{tlb}"
     );
     // heap: shrinking unmaps pages, flushed by address and ASID.
     let heap = line(run, "heap", "tlb ");
-    assert!(counter(heap, "sfence_page") > 0, "{heap}");
+    assert!(counter(&[heap], "sfence_page") > 0, "{heap}");
     // shootdown: the second hart is interrupted through the SBI, serves
     // the request, and the writer's next write faults.
     let k = line(run, "shootdown", "kernel ");
-    let sent = counter(k, "shootdown_ipis_sent");
+    let sent = counter(&[k], "shootdown_ipis_sent");
     assert!(sent > 0, "{k}");
-    assert_eq!(counter(k, "shootdown_ipis_served"), sent, "{k}");
+    assert_eq!(counter(&[k], "shootdown_ipis_served"), sent, "{k}");
     has(
         run,
         "shootdown: area made read-only = 0; counter frozen after the change",
