@@ -237,7 +237,6 @@ fn fault(w: &World, cpu: usize, addr: u64) -> Result<(), Error> {
 }
 
 #[test]
-#[ignore = "infallible heap allocations left (being fixed)"]
 fn area_creation() {
     inject("create", populated, |w| {
         w.s(0).area_create(va(FREE), pages(8), RW)
@@ -301,7 +300,6 @@ fn faults() {
 }
 
 #[test]
-#[ignore = "infallible heap allocations left (being fixed)"]
 fn split_and_merge() {
     inject("split", populated, |w| w.s(0).area_split(va(A2 + pages(3))));
     inject("merge", split_world, |w| w.s(0).area_merge(va(A2)));

@@ -35,6 +35,7 @@ use crate::backend::user::{Answer, Owner, Slot, UserBackend};
 use crate::backend::{Pager, PagerIds};
 use crate::fault::FaultReason;
 use crate::flags::{Access, AreaAttrs, AreaFlags};
+use crate::internals::try_arc::TryArc;
 use crate::machine::{Cpus, FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::space::AddressSpace;
@@ -62,7 +63,7 @@ enum Asked<M: Machine> {
     Mapped,
     /// Wait for `slot`, then map in `area` at page `index`.
     Wait {
-        area: Arc<crate::area::Area<M>>,
+        area: TryArc<crate::area::Area<M>>,
         slot: Arc<Slot>,
         index: u64,
     },
@@ -175,7 +176,7 @@ impl<M: Machine> AddressSpace<M> {
     #[allow(clippy::too_many_arguments)]
     fn map_answer(
         &self,
-        area: &Arc<crate::area::Area<M>>,
+        area: &TryArc<crate::area::Area<M>>,
         slot: &Arc<Slot>,
         index: u64,
         page: Page,
@@ -207,7 +208,7 @@ impl<M: Machine> AddressSpace<M> {
         let tree = self.areas.read(cpu);
         let entry = self
             .entry_at_on_cpu(&tree, page.number(), cpu)
-            .filter(|(_, _, e)| Arc::ptr_eq(&e.area, area));
+            .filter(|(_, _, e)| TryArc::ptr_eq(&e.area, area));
         let Some((_, _, entry)) = entry else {
             // Destroyed (or shrunk past the page) while the pager worked;
             // another area may be there now.

@@ -90,9 +90,9 @@ impl<M: Machine> AddressSpace<M> {
         let mut tree = self.areas.write();
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
-        Self::reserve_entries(&mut tree, 2)?;
-        self.split_at(&mut tree, s)?;
-        self.split_at(&mut tree, e)?;
+        let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
+        self.split_at(&mut tree, s, room_s)?;
+        self.split_at(&mut tree, e, room_e)?;
         let mut batch = ShootdownBatch::new();
         for (start, _) in Self::entries_in(&tree, s, e) {
             if let Some((_, slot)) = tree.remove(start) {
@@ -137,9 +137,9 @@ impl<M: Machine> AddressSpace<M> {
         }
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
-        Self::reserve_entries(&mut tree, 2)?;
-        self.split_at(&mut tree, s)?;
-        self.split_at(&mut tree, e)?;
+        let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
+        self.split_at(&mut tree, s, room_s)?;
+        self.split_at(&mut tree, e, room_e)?;
         let m = self.machine();
         let pt = self.pt();
         let mut batch = ShootdownBatch::new();
@@ -363,6 +363,7 @@ impl<M: Machine> AddressSpace<M> {
             (moved_flags, more)
         };
         // Room for two splits and the entry at its new place.
+        let [room_os, room_oe] = self.prepare_splits(&mut tree, [os, oe])?;
         Self::reserve_entries(&mut tree, 3)?;
         if !self.shared.reserve.try_reserve(more) {
             return Err(Error::NoMemory);
@@ -410,8 +411,8 @@ impl<M: Machine> AddressSpace<M> {
         }
         // Nothing below fails.
         let split = self
-            .split_at(&mut tree, os)
-            .and_then(|()| self.split_at(&mut tree, oe));
+            .split_at(&mut tree, os, room_os)
+            .and_then(|()| self.split_at(&mut tree, oe, room_oe));
         debug_assert!(split.is_ok(), "checked splittable");
         let Some((_, entry)) = tree.remove(os) else {
             debug_assert!(false, "the old range is an area now");

@@ -28,9 +28,10 @@ use core::sync::atomic::Ordering;
 
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::area::{Area, AreaEntry, AreaGuard, AreaInfo, AreaState};
-use crate::backend::{AnonBackend, Backend, BackendCaps};
+use crate::backend::{Backend, BackendCaps};
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::internals::area_tree::AreaTree;
+use crate::internals::try_arc::TryArc;
 use crate::internals::used_space::UsedSpace;
 use crate::lookup::AreaLookup;
 use crate::machine::{Asid, CpuSet, Cpus, FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
@@ -307,7 +308,13 @@ impl<M: Machine> AddressSpace<M> {
     /// Creates an area of anonymous memory (HelenOS `as_area_create` with
     /// `anon_backend`).
     pub fn area_create(&self, base: VirtAddr, size: u64, flags: AreaFlags) -> Result<VirtAddr> {
-        self.area_create_with(base, size, flags, AreaAttrs::empty(), Arc::new(AnonBackend))
+        self.area_create_with(
+            base,
+            size,
+            flags,
+            AreaAttrs::empty(),
+            self.shared.anon.clone(),
+        )
     }
 
     /// Creates an area with the given attributes and backend.
@@ -339,7 +346,7 @@ impl<M: Machine> AddressSpace<M> {
         flags: AreaFlags,
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M::Memory, M::Frames>>,
-    ) -> Result<Arc<Area<M>>> {
+    ) -> Result<TryArc<Area<M>>> {
         let flags = Self::placement_flags(flags, &*backend)?;
         let range = Self::checked_range(base, size)?;
         let mut tree = self.areas.write();
@@ -545,7 +552,7 @@ impl<M: Machine> AddressSpace<M> {
                 .lock_for_change(&tree, src_addr)
                 .and_then(|(slot, mut st)| {
                     // Another thread may have changed the source meanwhile.
-                    if !Arc::ptr_eq(&slot.area, &source) {
+                    if !TryArc::ptr_eq(&slot.area, &source) {
                         return Err(Error::NotFound);
                     }
                     Self::check_share_source(&slot.area, &st, size, mask)?;
@@ -563,7 +570,7 @@ impl<M: Machine> AddressSpace<M> {
         let tree = dst.read_areas();
         let slot = dst
             .area_at(&tree, dst_base.page().number())
-            .filter(|slot| Arc::ptr_eq(&slot.area, &created));
+            .filter(|slot| TryArc::ptr_eq(&slot.area, &created));
         let Some(slot) = slot else {
             // Another thread destroyed the destination while it was partial.
             drop(tree);
@@ -592,7 +599,7 @@ impl<M: Machine> AddressSpace<M> {
     fn leave_refused_share(
         &self,
         src_addr: VirtAddr,
-        source: &Arc<Area<M>>,
+        source: &TryArc<Area<M>>,
         share: Arc<ShareInfo<M>>,
         first: bool,
     ) {
@@ -603,7 +610,7 @@ impl<M: Machine> AddressSpace<M> {
                 .lock_for_change(&tree, src_addr)
                 .ok()
                 .filter(|(slot, st)| {
-                    Arc::ptr_eq(&slot.area, source)
+                    TryArc::ptr_eq(&slot.area, source)
                         && st.share.as_ref().is_some_and(|s| Arc::ptr_eq(s, &share))
                 });
             let mut sh = share.state.lock();
@@ -688,12 +695,12 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Takes out the partial area `area` at `base` that a refused share had
     /// created (it maps nothing and holds no share record).
-    fn remove_partial(&self, base: VirtAddr, area: &Arc<Area<M>>) {
+    fn remove_partial(&self, base: VirtAddr, area: &TryArc<Area<M>>) {
         let mut tree = self.areas.write();
         let n = base.page().number();
         let ours = tree
             .find(n)
-            .is_some_and(|(start, _, slot)| start == n && Arc::ptr_eq(&slot.area, area));
+            .is_some_and(|(start, _, slot)| start == n && TryArc::ptr_eq(&slot.area, area));
         // Gone already if another thread destroyed it.
         if ours {
             let _ = tree.remove(n);

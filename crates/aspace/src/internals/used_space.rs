@@ -97,6 +97,20 @@ impl UsedSpace {
         s
     }
 
+    /// [`with_capacity`](Self::with_capacity) that answers `None` instead
+    /// of aborting when the heap refuses.
+    pub fn try_with_capacity(intervals: usize) -> Option<Self> {
+        let mut s = Self::new();
+        s.try_reserve(intervals).then_some(s)
+    }
+
+    /// [`reserve`](Self::reserve) that answers `false` (the set unchanged)
+    /// instead of aborting when the heap refuses: operations reserve the
+    /// room an insertion needs before they change anything.
+    pub fn try_reserve(&mut self, additional: usize) -> bool {
+        self.runs.try_reserve(additional)
+    }
+
     /// Makes room for `additional` more intervals: afterwards no insertion
     /// or removal allocates as long as the set has at most
     /// `intervals() + additional` intervals. An area reserves one when it is
@@ -225,6 +239,38 @@ impl UsedSpace {
             }
         }
         out
+    }
+
+    /// How many intervals hold pages at or above `page` (what
+    /// [`split_off_into`](Self::split_off_into) moves).
+    pub fn intervals_from(&self, page: Page) -> usize {
+        let cut = page.number();
+        self.runs.iter().filter(|&(_, e, ())| e > cut).count()
+    }
+
+    /// [`split_off`](Self::split_off) into `into` (an empty set): moves
+    /// every page at or above `page` there. Allocates nothing if `into` has
+    /// room for [`intervals_from`](Self::intervals_from)`(page)` intervals.
+    pub fn split_off_into(&mut self, page: Page, into: &mut UsedSpace) {
+        let cut = page.number();
+        while let (Some((s, e, ())), _) = self.runs.neighbors(u64::MAX) {
+            if e <= cut {
+                break;
+            }
+            let from = s.max(cut);
+            if s >= cut {
+                self.runs.remove(s);
+            } else {
+                let done = self.runs.set_end(s, cut);
+                debug_assert!(done, "used space: shrinking refused");
+            }
+            self.pages -= e - from;
+            let added = into.insert(Page::from_number(from), e - from);
+            debug_assert!(added.is_ok(), "runs are disjoint");
+            if s < cut {
+                break;
+            }
+        }
     }
 
     /// Empties the set, returning the intervals it held.
