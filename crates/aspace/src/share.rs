@@ -4,7 +4,6 @@
 //! share.
 
 use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
 
 use crate::addr::Frame;
 use crate::machine::Machine;
@@ -52,12 +51,13 @@ impl<M: Machine> ShareInfo<M> {
     /// Drops one area's reference; when it was the last, returns the frames
     /// whose page-map references are to be released (after a shootdown)
     /// (the caller then gives back the [reservation](Self::reserved)).
-    pub(crate) fn remove_reference(&self) -> Option<Vec<Frame>> {
+    pub(crate) fn remove_reference(&self) -> Option<impl Iterator<Item = Frame>> {
         let mut st = self.state.lock();
         debug_assert!(st.refs > 0);
         st.refs -= 1;
         if st.refs == 0 {
-            Some(core::mem::take(&mut st.pagemap).into_values().collect())
+            // Taken out whole: allocates nothing.
+            Some(core::mem::take(&mut st.pagemap).into_values())
         } else {
             None
         }

@@ -74,20 +74,24 @@ pub struct AddressSpace<M: Machine> {
     pt: Option<M::PageTable>,
 }
 
-/// Unmaps `pages` (all in the area's used space) into `batch`.
+/// Unmaps `pages` (all in the area's used space) of address space
+/// `as_id` into `batch` (which never needs the heap: it flushes early if
+/// the heap refuses it room).
 pub(crate) fn unmap_into<M: Machine>(
-    machine: &M,
+    shared: &Shared<M>,
+    as_id: u64,
     pt: &M::PageTable,
     backend: &dyn Backend<M::Memory, M::Frames>,
     pages: impl Iterator<Item = Page>,
     batch: &mut ShootdownBatch,
 ) {
+    let counted = backend.caps().contains(BackendCaps::REFCOUNTED);
     for page in pages {
-        let Some(u) = pt.unmap(machine.memory(), page) else {
+        let Some(u) = pt.unmap(shared.machine.memory(), page) else {
             debug_assert!(false, "used page {page:?} not mapped");
             continue;
         };
-        batch.defer(u, backend.caps().contains(BackendCaps::REFCOUNTED));
+        batch.defer_or_flush(u, counted, shared, as_id);
     }
 }
 
@@ -96,6 +100,7 @@ pub(crate) fn unmap_into<M: Machine>(
 /// record's when it was the last sharer.
 pub(crate) fn leave_share<M: Machine>(
     shared: &Shared<M>,
+    as_id: u64,
     area: &Area<M>,
     st: &mut AreaState<M>,
     batch: &mut ShootdownBatch,
@@ -104,7 +109,7 @@ pub(crate) fn leave_share<M: Machine>(
         Some(share) => {
             if let Some(frames) = share.remove_reference() {
                 for f in frames {
-                    batch.release_later(f);
+                    batch.release_later_or_flush(f, shared, as_id);
                 }
                 shared.reserve.release(share.reserved());
             }
@@ -395,15 +400,19 @@ impl<M: Machine> AddressSpace<M> {
                 }
                 area.reserved.fetch_add(more, Ordering::Relaxed);
             } else if pages < old {
-                let removed = st.used.split_off(area.base().add(pages));
+                // The heap first: the runs removed go to a set of their own.
+                let cut = area.base().add(pages);
+                let mut removed = UsedSpace::try_with_capacity(st.used.intervals_from(cut))
+                    .ok_or(Error::NoMemory)?;
+                st.used.split_off_into(cut, &mut removed);
                 let mut batch = ShootdownBatch::new();
                 let mut less =
                     reserve::up_front(backend, st.flags, area.offset() + pages, old - pages);
-                for r in removed {
+                for r in removed.iter() {
                     let index = area.index(r.start);
                     less += reserve::per_page(backend, st.flags, index, r.count);
                     let pages = (0..r.count).rev().map(|i| r.start.add(i));
-                    unmap_into(self.machine(), self.pt(), backend, pages, &mut batch);
+                    unmap_into(&self.shared, self.id, self.pt(), backend, pages, &mut batch);
                 }
                 batch.complete(&self.shared, self.id);
                 self.shared.reserve.release(less);
@@ -439,14 +448,15 @@ impl<M: Machine> AddressSpace<M> {
         let used = st.used.take();
         if !used.is_empty() {
             unmap_into(
-                self.machine(),
+                &self.shared,
+                self.id,
                 self.pt(),
                 &*area.backend,
                 used.iter_pages(),
                 batch,
             );
         }
-        leave_share(&self.shared, area, &mut st, batch);
+        leave_share(&self.shared, self.id, area, &mut st, batch);
     }
 
     /// Changes the rights of the area containing `addr`, keeping its data
@@ -471,8 +481,11 @@ impl<M: Machine> AddressSpace<M> {
         // Where the area may lie is fixed at creation.
         let flags = (flags - AreaFlags::PLACEMENT) | (st.flags & AreaFlags::PLACEMENT);
         let m = self.machine();
+        let mut frames = Vec::new();
+        if frames.try_reserve_exact(st.used.pages() as usize).is_err() {
+            return Err(Error::NoMemory);
+        }
         let mut batch = ShootdownBatch::new();
-        let mut frames = Vec::with_capacity(st.used.pages() as usize);
         let pt = self.pt();
         for page in st.used.iter_pages() {
             let u = pt.unmap(m.memory(), page).expect("used page is mapped");
@@ -484,15 +497,12 @@ impl<M: Machine> AddressSpace<M> {
         let late = AreaFlags::LATE_RESERVE;
         st.flags = (flags - late) | (st.flags & late);
         let pflags = self.page_flags(st.flags);
-        let mut lost = Vec::new();
-        for &(page, frame) in &frames {
-            if pt.map(m.memory(), m.frames(), page, frame, pflags).is_err() {
-                lost.push((page, frame));
-            }
-        }
         // Intermediate tables are kept across unmaps, so mapping back cannot
         // fail; if it did, the page simply stops being resident.
-        for (page, frame) in lost {
+        for (page, frame) in frames {
+            if pt.map(m.memory(), m.frames(), page, frame, pflags).is_ok() {
+                continue;
+            }
             let _ = st.used.remove(page, 1);
             if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
                 m.frames().release(frame);
@@ -624,7 +634,7 @@ impl<M: Machine> AddressSpace<M> {
             };
             if detach {
                 for f in core::mem::take(&mut sh.pagemap).into_values() {
-                    batch.release_later(f);
+                    batch.release_later_or_flush(f, &self.shared, self.id);
                 }
             }
             // Nobody left: the group's reservation goes too. (A source

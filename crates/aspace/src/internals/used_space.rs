@@ -244,8 +244,23 @@ impl UsedSpace {
     /// How many intervals hold pages at or above `page` (what
     /// [`split_off_into`](Self::split_off_into) moves).
     pub fn intervals_from(&self, page: Page) -> usize {
-        let cut = page.number();
-        self.runs.iter().filter(|&(_, e, ())| e > cut).count()
+        self.overlap(page.number(), u64::MAX).0
+    }
+
+    /// How many intervals hold pages in `[lo, hi)` (page numbers), and how
+    /// many pages there are used: what an operation on that range needs
+    /// room for. O(intervals).
+    pub fn overlap(&self, lo: u64, hi: u64) -> (usize, u64) {
+        let mut intervals = 0;
+        let mut pages = 0;
+        for (s, e, ()) in &self.runs {
+            let (a, b) = (s.max(lo), e.min(hi));
+            if a < b {
+                intervals += 1;
+                pages += b - a;
+            }
+        }
+        (intervals, pages)
     }
 
     /// [`split_off`](Self::split_off) into `into` (an empty set): moves
