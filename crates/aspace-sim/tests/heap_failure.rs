@@ -107,6 +107,30 @@ fn populated() -> World {
     }
 }
 
+/// [`populated`] with an area at `FREE` of 64 pages, every fourth one
+/// resident (16 runs, a full leaf of the used space's tree).
+fn sparse() -> World {
+    let mut w = populated();
+    w.s(0).area_create(va(FREE), pages(64), RW).unwrap();
+    for i in (0..64).step_by(4) {
+        w.cpus[0].write_u64(va(FREE + pages(i)), i).unwrap();
+    }
+    w
+}
+
+/// [`sparse`] with the area shared into space 1 at the same address, where
+/// 15 more pages were touched since (31 pages in the share's page map).
+fn shared_sparse() -> World {
+    let mut w = sparse();
+    w.s(0)
+        .area_share(va(FREE), pages(64), w.s(1), va(FREE), RW)
+        .unwrap();
+    for i in 0..15 {
+        w.cpus[1].write_u64(va(FREE + pages(4 * i + 2)), i).unwrap();
+    }
+    w
+}
+
 /// [`populated`] with `A2` split in two at its fifth page.
 fn split_world() -> World {
     let w = populated();
@@ -268,7 +292,6 @@ fn resize_and_destroy() {
 }
 
 #[test]
-#[ignore = "infallible heap allocations left (being fixed)"]
 fn share() {
     inject("share", populated, |w| {
         w.s(0)
@@ -293,6 +316,12 @@ fn faults() {
     inject("fault", populated, |w| fault(w, 0, A2 + pages(7)));
     inject("fault, new run", populated, |w| fault(w, 0, A1 + pages(1)));
     inject("shared fault", populated, |w| fault(w, 1, B + pages(3)));
+    inject("fault, new run in a full tree", sparse, |w| {
+        fault(w, 0, FREE + pages(62))
+    });
+    inject("shared fault, a larger page map", shared_sparse, |w| {
+        fault(w, 1, FREE + pages(62))
+    });
 }
 
 #[test]

@@ -262,7 +262,7 @@ pub(crate) struct AreaState<M: Machine> {
     pub max_flags: AreaFlags,
     pub attrs: AreaAttrs,
     pub used: UsedSpace,
-    pub share: Option<Arc<ShareInfo<M>>>,
+    pub share: Option<TryArc<ShareInfo<M>>>,
 }
 
 impl<M: Machine> Area<M> {

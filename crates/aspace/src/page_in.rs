@@ -36,6 +36,7 @@ use crate::backend::{Pager, PagerIds};
 use crate::fault::FaultReason;
 use crate::flags::{Access, AreaAttrs, AreaFlags};
 use crate::internals::try_arc::TryArc;
+use crate::internals::used_space::UsedSpaceError;
 use crate::machine::{Cpus, FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::space::AddressSpace;
@@ -227,11 +228,18 @@ impl<M: Machine> AddressSpace<M> {
             give_back();
             return Err(Unmapped::Retry(FaultReason::Access));
         }
-        if st.used.insert(page, 1).is_err() {
-            // Mapped by a fault that joined the same request.
-            give_back();
-            Stats::add(&stats.faults_raced, 1);
-            return Ok(());
+        match st.used.insert(page, 1) {
+            Ok(()) => {}
+            Err(UsedSpaceError::NoMemory) => {
+                give_back();
+                return Err(Unmapped::Fail(FaultReason::NoMemory));
+            }
+            Err(_) => {
+                // Mapped by a fault that joined the same request.
+                give_back();
+                Stats::add(&stats.faults_raced, 1);
+                return Ok(());
+            }
         }
         let Some(frame) = slot.take() else {
             // Another fault took the frame and could not map it.

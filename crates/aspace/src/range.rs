@@ -292,12 +292,18 @@ impl<M: Machine> AddressSpace<M> {
         let list = Self::check_covered(&tree, s, e)?;
         // Room for the runs of the area with the most in the range, taken
         // before anything changes.
-        let most = list
-            .iter()
-            .filter_map(|&(start, _)| tree.get(start))
-            .map(|(_, slot)| slot.lock().used.overlap(s, e).0)
-            .max()
-            .unwrap_or(0);
+        let mut most = 0;
+        for &(start, end) in &list {
+            let Some((_, slot)) = tree.get(start) else {
+                continue;
+            };
+            let mut st = slot.lock();
+            most = most.max(st.used.overlap(s, e).0);
+            // A run across the end of the range is cut in two there.
+            if !st.used.try_reserve_cut(Page::from_number(e.min(end))) {
+                return Err(Error::NoMemory);
+            }
+        }
         let mut runs: Vec<PageRange> = Vec::new();
         runs.try_reserve_exact(most).map_err(|_| Error::NoMemory)?;
         let mut batch = ShootdownBatch::new();

@@ -19,7 +19,6 @@
 //! one address space proceed in parallel and, on up to 8 CPUs, share no
 //! lock and no counter.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -38,7 +37,7 @@ use crate::machine::{Asid, CpuSet, Cpus, FrameAllocator, Invalidation, Machine, 
 use crate::paging::PageTable;
 use crate::reserve;
 use crate::shard_lock::{ReadGuard, ShardedRwLock};
-use crate::share::ShareInfo;
+use crate::share::{PageMap, ShareInfo};
 use crate::shared::Shared;
 use crate::stats::Stats;
 use crate::tlb::ShootdownBatch;
@@ -107,8 +106,8 @@ pub(crate) fn leave_share<M: Machine>(
 ) {
     match st.share.take() {
         Some(share) => {
-            if let Some(frames) = share.remove_reference() {
-                for f in frames {
+            if let Some(map) = share.remove_reference() {
+                for f in map.frames() {
                     batch.release_later_or_flush(f, shared, as_id);
                 }
                 shared.reserve.release(share.reserved());
@@ -566,7 +565,7 @@ impl<M: Machine> AddressSpace<M> {
                         return Err(Error::NotFound);
                     }
                     Self::check_share_source(&slot.area, &st, size, mask)?;
-                    Ok(self.join_share(&slot.area, &mut st))
+                    self.join_share(&slot.area, &mut st)
                 });
             match found {
                 Ok(joined) => joined,
@@ -610,7 +609,7 @@ impl<M: Machine> AddressSpace<M> {
         &self,
         src_addr: VirtAddr,
         source: &TryArc<Area<M>>,
-        share: Arc<ShareInfo<M>>,
+        share: TryArc<ShareInfo<M>>,
         first: bool,
     ) {
         let mut batch = ShootdownBatch::new();
@@ -621,7 +620,7 @@ impl<M: Machine> AddressSpace<M> {
                 .ok()
                 .filter(|(slot, st)| {
                     TryArc::ptr_eq(&slot.area, source)
-                        && st.share.as_ref().is_some_and(|s| Arc::ptr_eq(s, &share))
+                        && st.share.as_ref().is_some_and(|s| TryArc::ptr_eq(s, &share))
                 });
             let mut sh = share.state.lock();
             sh.refs -= 1;
@@ -633,7 +632,7 @@ impl<M: Machine> AddressSpace<M> {
                 _ => sh.refs == 0,
             };
             if detach {
-                for f in core::mem::take(&mut sh.pagemap).into_values() {
+                for f in core::mem::take(&mut sh.pagemap).frames() {
                     batch.release_later_or_flush(f, &self.shared, self.id);
                 }
             }
@@ -680,14 +679,26 @@ impl<M: Machine> AddressSpace<M> {
     /// The share record of `area` (locked as `st`) with one more reference,
     /// and whether this call made it: on the first share the pages mapped
     /// so far enter its page map.
-    fn join_share(&self, area: &Area<M>, st: &mut AreaState<M>) -> (Arc<ShareInfo<M>>, bool) {
+    /// `NoMemory` (nothing changed) if the heap refuses the record.
+    fn join_share(
+        &self,
+        area: &Area<M>,
+        st: &mut AreaState<M>,
+    ) -> Result<(TryArc<ShareInfo<M>>, bool)> {
         if let Some(share) = &st.share {
             share.state.lock().refs += 1;
-            return (share.clone(), false);
+            return Ok((share.clone(), false));
         }
         let m = self.machine();
-        let mut pagemap = BTreeMap::new();
-        if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
+        let mut pagemap = PageMap::new();
+        let counted = area.backend.caps().contains(BackendCaps::REFCOUNTED);
+        // The heap first: the record, and room for the pages mapped so far.
+        if counted && !pagemap.try_reserve(st.used.pages() as usize) {
+            return Err(Error::NoMemory);
+        }
+        let share = TryArc::try_new(ShareInfo::new(2, PageMap::new(), area.reserved()))
+            .map_err(|_| Error::NoMemory)?;
+        if counted {
             for page in st.used.iter_pages() {
                 let (frame, _) = self
                     .pt()
@@ -698,9 +709,9 @@ impl<M: Machine> AddressSpace<M> {
             }
         }
         // The area's reservation becomes the group's.
-        let share = Arc::new(ShareInfo::new(2, pagemap, area.reserved()));
+        share.state.lock().pagemap = pagemap;
         st.share = Some(share.clone());
-        (share, true)
+        Ok((share, true))
     }
 
     /// Takes out the partial area `area` at `base` that a refused share had
@@ -718,7 +729,7 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// The share record of the area containing `addr`, if it is shared.
-    pub fn share_info(&self, addr: VirtAddr) -> Option<Arc<ShareInfo<M>>> {
+    pub fn share_info(&self, addr: VirtAddr) -> Option<TryArc<ShareInfo<M>>> {
         let tree = self.read_areas();
         let share = self
             .area_at(&tree, addr.page().number())?

@@ -34,8 +34,6 @@
 
 use core::sync::atomic::Ordering::{Relaxed, Release};
 
-use alloc::sync::Arc;
-
 use crate::addr::{Page, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
@@ -383,7 +381,7 @@ impl<M: Machine> AddressSpace<M> {
         let contiguous = l.offset() + l.pages() == r.offset();
         match (&lst.share, &rst.share) {
             (None, None) => contiguous || l.backend.caps().contains(BackendCaps::GROW_DOWN),
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b) && contiguous,
+            (Some(a), Some(b)) => TryArc::ptr_eq(a, b) && contiguous,
             _ => false,
         }
     }

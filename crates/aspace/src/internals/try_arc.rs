@@ -74,6 +74,12 @@ impl<T> TryArc<T> {
         a.ptr == b.ptr
     }
 
+    /// The address of the value: the same for every reference to it, and
+    /// never another live value's (an identity to key by).
+    pub fn as_ptr(this: &Self) -> *const T {
+        &this.inner().value
+    }
+
     /// The value, mutably, if `this` is its only reference.
     pub fn get_mut(this: &mut Self) -> Option<&mut T> {
         // Acquire: see every use made through references dropped before.

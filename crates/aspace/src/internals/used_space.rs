@@ -31,6 +31,8 @@ pub enum UsedSpaceError {
     NotUsed,
     /// Zero pages, or a range that wraps.
     Empty,
+    /// The heap refused a node the insertion needed; nothing changed.
+    NoMemory,
 }
 
 /// Set of used pages kept as disjoint, non-adjacent intervals; lookups and
@@ -111,6 +113,13 @@ impl UsedSpace {
         self.runs.try_reserve(additional)
     }
 
+    /// Makes sure that removing pages ending at `end` from the middle of an
+    /// interval (which splits it, a new interval from `end`) allocates
+    /// nothing; `false` (nothing changed) if the heap refuses.
+    pub fn try_reserve_cut(&mut self, end: Page) -> bool {
+        self.runs.try_reserve_insertion(end.number())
+    }
+
     /// Makes room for `additional` more intervals: afterwards no insertion
     /// or removal allocates as long as the set has at most
     /// `intervals() + additional` intervals. An area reserves one when it is
@@ -159,7 +168,8 @@ impl UsedSpace {
     /// Marks `count` pages from `page` as used.
     ///
     /// Allocates only if a new interval needs a tree node that was neither
-    /// reserved nor freed before.
+    /// reserved nor freed before; if the heap refuses it, `NoMemory` with
+    /// nothing changed.
     pub fn insert(&mut self, page: Page, count: u64) -> Result<(), UsedSpaceError> {
         let start = page.number();
         let end = start.checked_add(count).ok_or(UsedSpaceError::Empty)?;
@@ -183,7 +193,12 @@ impl UsedSpace {
             }
             (Some((ls, _)), None) => self.runs.set_end(ls, end),
             (None, Some((rs, _))) => self.runs.set_start(rs, start),
-            (None, None) => self.runs.insert(start, end, ()).is_ok(),
+            (None, None) => {
+                if !self.runs.try_reserve_insertion(start) {
+                    return Err(UsedSpaceError::NoMemory);
+                }
+                self.runs.insert(start, end, ()).is_ok()
+            }
         };
         debug_assert!(done, "used space: checked update refused");
         self.pages += count;
