@@ -356,7 +356,6 @@ fn range_operations() {
 }
 
 #[test]
-#[ignore = "infallible heap allocations left (being fixed)"]
 fn switch() {
     inject("switch to a space without an ASID", populated, |w| {
         let s2 = w.s(2).clone();

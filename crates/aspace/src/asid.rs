@@ -5,6 +5,10 @@
 //! (`active`, HelenOS's `cpu_refcount`) and on which CPUs its TLB entries may
 //! linger (`dirty`), so that shootdowns interrupt only the CPUs that run it
 //! and mark the others to flush lazily (`pending`).
+//!
+//! A switch allocates nothing: the least-recently-used order of inactive
+//! spaces is a list linked through their records, so a switch cannot fail
+//! for want of heap memory (only registering a new space adds a record).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -21,8 +25,12 @@ struct SpaceRecord {
     dirty: CpuSet,
     /// CPUs that must flush `asid` before they next run the address space.
     pending: CpuSet,
-    /// Position in the inactive list, when inactive with an ASID.
-    lru: Option<u64>,
+    /// Whether the space is in the inactive list (inactive with an ASID).
+    queued: bool,
+    /// Its neighbours there: the space made inactive just before it, and
+    /// just after it.
+    prev: Option<u64>,
+    next: Option<u64>,
     kernel: bool,
 }
 
@@ -53,9 +61,10 @@ pub(crate) struct SwitchPlan {
 pub struct AsidAllocator {
     free: Vec<Asid>,
     slots: BTreeMap<u64, SpaceRecord>,
-    /// LRU stamp -> address-space id, for inactive spaces holding an ASID.
-    inactive: BTreeMap<u64, u64>,
-    clock: u64,
+    /// The inactive spaces holding an ASID, least recently used first: the
+    /// ends of a list linked through their records.
+    head: Option<u64>,
+    tail: Option<u64>,
 }
 
 impl AsidAllocator {
@@ -65,8 +74,45 @@ impl AsidAllocator {
         Self {
             free: (1..=count).rev().map(Asid).collect(),
             slots: BTreeMap::new(),
-            inactive: BTreeMap::new(),
-            clock: 0,
+            head: None,
+            tail: None,
+        }
+    }
+
+    /// Puts `id` at the most recently used end of the inactive list.
+    fn enqueue(&mut self, id: u64) {
+        let tail = self.tail;
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        debug_assert!(!slot.queued);
+        slot.queued = true;
+        slot.prev = tail;
+        slot.next = None;
+        match tail.and_then(|t| self.slots.get_mut(&t)) {
+            Some(t) => t.next = Some(id),
+            None => self.head = Some(id),
+        }
+        self.tail = Some(id);
+    }
+
+    /// Takes `id` out of the inactive list, if it is there.
+    fn dequeue(&mut self, id: u64) {
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        if !slot.queued {
+            return;
+        }
+        slot.queued = false;
+        let (prev, next) = (slot.prev.take(), slot.next.take());
+        match prev.and_then(|p| self.slots.get_mut(&p)) {
+            Some(p) => p.next = next,
+            None => self.head = next,
+        }
+        match next.and_then(|n| self.slots.get_mut(&n)) {
+            Some(n) => n.prev = prev,
+            None => self.tail = prev,
         }
     }
 
@@ -100,14 +146,12 @@ impl AsidAllocator {
     /// letting go of the allocator in between, so a dying space's ASID is
     /// never held by nobody while a switch looks for one.
     pub(crate) fn unregister(&mut self, id: u64) -> Option<(Asid, CpuSet)> {
+        self.dequeue(id);
         let slot = self.slots.remove(&id)?;
         debug_assert!(
             slot.kernel || slot.active.is_empty(),
             "address space destroyed while running"
         );
-        if let Some(stamp) = slot.lru {
-            self.inactive.remove(&stamp);
-        }
         match slot.asid {
             Some(a) if !slot.kernel => Some((a, slot.dirty)),
             _ => None,
@@ -162,10 +206,8 @@ impl AsidAllocator {
             return false;
         }
         slot.active.remove(cpu);
-        if slot.active.is_empty() && !slot.kernel && slot.asid.is_some() && slot.lru.is_none() {
-            self.clock += 1;
-            slot.lru = Some(self.clock);
-            self.inactive.insert(self.clock, id);
+        if slot.active.is_empty() && !slot.kernel && slot.asid.is_some() && !slot.queued {
+            self.enqueue(id);
         }
         true
     }
@@ -173,13 +215,10 @@ impl AsidAllocator {
     /// Undoes [`deactivate`](Self::deactivate) of `id` on `cpu` when the
     /// switch it began failed: the space runs there again, as before.
     fn reactivate(&mut self, id: u64, cpu: CpuId) {
-        let Some(slot) = self.slots.get_mut(&id) else {
-            return;
-        };
-        if let Some(stamp) = slot.lru.take() {
-            self.inactive.remove(&stamp);
+        self.dequeue(id);
+        if let Some(slot) = self.slots.get_mut(&id) {
+            slot.active.insert(cpu);
         }
-        slot.active.insert(cpu);
     }
 
     /// Moves `cpu` from running `old` to running `new`, giving `new` an
@@ -204,25 +243,20 @@ impl AsidAllocator {
     fn activate(&mut self, id: u64, cpu: CpuId) -> Option<SwitchPlan> {
         let mut stolen = false;
         let mut allocated = false;
-        let needs_asid = {
-            let slot = self.slots.get_mut(&id)?;
-            if let Some(stamp) = slot.lru.take() {
-                self.inactive.remove(&stamp);
-            }
-            slot.asid.is_none()
-        };
+        let needs_asid = self.slots.get(&id)?.asid.is_none();
+        self.dequeue(id);
         if needs_asid {
             let asid = if let Some(a) = self.free.pop() {
                 allocated = true;
                 (a, CpuSet::EMPTY)
             } else {
-                let (_, victim) = self.inactive.pop_first()?;
+                let victim = self.head?;
+                self.dequeue(victim);
                 let v = self
                     .slots
                     .get_mut(&victim)
                     .expect("inactive space has a slot");
                 let a = v.asid.take().expect("inactive space holds an ASID");
-                v.lru = None;
                 stolen = true;
                 // The victim's entries may linger, tagged with the ASID, on
                 // every CPU that ran it (this one included): each flushes
