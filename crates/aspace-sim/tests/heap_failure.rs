@@ -230,6 +230,51 @@ fn inject<T>(
     panic!("{name}: still refused after 256 heap allocations");
 }
 
+/// The heap allocations `op` makes in a fresh `world()` when none is
+/// refused.
+fn count<T>(world: impl Fn() -> World, op: impl Fn(&mut World) -> Result<T, Error>) -> u64 {
+    let mut w = world();
+    heap::fail_from(u64::MAX - 1);
+    let r = op(&mut w);
+    let (made, _) = heap::disarm();
+    assert!(r.is_ok());
+    drop(r);
+    teardown(w, sim().frames_in_use());
+    made
+}
+
+/// [`inject`] for the refusals of the first `below` allocations only: each
+/// must be `NoMemory` with the state as it was.
+fn refuse_each<T>(
+    name: &str,
+    world: impl Fn() -> World,
+    op: impl Fn(&mut World) -> Result<T, Error>,
+    below: u64,
+) {
+    let baseline = sim().frames_in_use();
+    for n in 0..below {
+        let mut w = world();
+        let before = w.state();
+        heap::fail_from(n);
+        let result = op(&mut w);
+        let (_, refused) = heap::disarm();
+        let e = result.err();
+        assert_eq!(
+            e,
+            Some(Error::NoMemory),
+            "{name}: refused at allocation {n}"
+        );
+        assert!(refused > 0);
+        let after = w.state();
+        assert!(
+            after == before,
+            "{name}: refused at heap allocation {n} and changed the state:\n\
+             before {before:#?}\nafter {after:#?}"
+        );
+        teardown(w, baseline);
+    }
+}
+
 /// Drops the world and checks it gave back every frame and reservation.
 fn teardown(w: World, baseline: u64) {
     let World {
@@ -457,4 +502,17 @@ fn a_batch_refused_room_flushes_early() {
     assert_eq!(w.sim.hardware().stats().stale_accesses, 0);
     let baseline = sim().frames_in_use();
     teardown(w, baseline);
+}
+
+/// Creating an address space: every heap allocation but its last, the
+/// `Arc` of the space itself (the API hands out `Arc<AddressSpace>`, and
+/// stable Rust has no fallible `Arc` constructor), refused in turn, is
+/// `NoMemory` with nothing changed.
+#[test]
+fn space_creation() {
+    let create = |w: &mut World| w.sim.system().create().map(drop);
+    let made = count(populated, create);
+    eprintln!("create space: {made} heap allocations, the last the Arc");
+    assert!(made >= 2, "the lock's shards and the space: {made}");
+    refuse_each("create space", populated, create, made - 1);
 }

@@ -10,9 +10,9 @@
 //! spaces is a list linked through their records, so a switch cannot fail
 //! for want of heap memory (only registering a new space adds a record).
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use crate::internals::area_tree::AreaTree;
 use crate::machine::{Asid, CpuId, CpuSet};
 
 /// Per-address-space state kept by the allocator.
@@ -60,7 +60,9 @@ pub(crate) struct SwitchPlan {
 #[derive(Debug)]
 pub struct AsidAllocator {
     free: Vec<Asid>,
-    slots: BTreeMap<u64, SpaceRecord>,
+    /// Per address-space id `i`, its record, as the entry `[i, i + 1)` of
+    /// an arena tree (room for a new one is asked of the heap first).
+    slots: AreaTree<SpaceRecord>,
     /// The inactive spaces holding an ASID, least recently used first: the
     /// ends of a list linked through their records.
     head: Option<u64>,
@@ -73,7 +75,7 @@ impl AsidAllocator {
         let count = count.max(1);
         Self {
             free: (1..=count).rev().map(Asid).collect(),
-            slots: BTreeMap::new(),
+            slots: AreaTree::new(),
             head: None,
             tail: None,
         }
@@ -82,14 +84,14 @@ impl AsidAllocator {
     /// Puts `id` at the most recently used end of the inactive list.
     fn enqueue(&mut self, id: u64) {
         let tail = self.tail;
-        let Some(slot) = self.slots.get_mut(&id) else {
+        let Some(slot) = self.slot_mut(id) else {
             return;
         };
         debug_assert!(!slot.queued);
         slot.queued = true;
         slot.prev = tail;
         slot.next = None;
-        match tail.and_then(|t| self.slots.get_mut(&t)) {
+        match tail.and_then(|t| self.slot_mut(t)) {
             Some(t) => t.next = Some(id),
             None => self.head = Some(id),
         }
@@ -98,7 +100,7 @@ impl AsidAllocator {
 
     /// Takes `id` out of the inactive list, if it is there.
     fn dequeue(&mut self, id: u64) {
-        let Some(slot) = self.slots.get_mut(&id) else {
+        let Some(slot) = self.slot_mut(id) else {
             return;
         };
         if !slot.queued {
@@ -106,11 +108,11 @@ impl AsidAllocator {
         }
         slot.queued = false;
         let (prev, next) = (slot.prev.take(), slot.next.take());
-        match prev.and_then(|p| self.slots.get_mut(&p)) {
+        match prev.and_then(|p| self.slot_mut(p)) {
             Some(p) => p.next = next,
             None => self.head = next,
         }
-        match next.and_then(|n| self.slots.get_mut(&n)) {
+        match next.and_then(|n| self.slot_mut(n)) {
             Some(n) => n.prev = prev,
             None => self.tail = prev,
         }
@@ -121,23 +123,43 @@ impl AsidAllocator {
         self.free.len()
     }
 
+    /// The record of address space `id`.
+    fn slot(&self, id: u64) -> Option<&SpaceRecord> {
+        self.slots.get(id).map(|(_, r)| r)
+    }
+
+    /// The record of address space `id`, to change.
+    fn slot_mut(&mut self, id: u64) -> Option<&mut SpaceRecord> {
+        self.slots.get_mut(id).map(|(_, r)| r)
+    }
+
+    /// Makes room for the record of a new address space `id`, so that
+    /// [`register`](Self::register) allocates nothing; `false` (nothing
+    /// changed) if the heap refuses.
+    pub(crate) fn try_reserve_register(&mut self, id: u64) -> bool {
+        self.slots.try_reserve_insertion(id)
+    }
+
+    /// Starts keeping the record of the new address space `id` (allocates
+    /// nothing after [`try_reserve_register`](Self::try_reserve_register)).
     pub(crate) fn register(&mut self, id: u64, kernel: bool) {
         let slot = SpaceRecord {
             asid: kernel.then_some(Asid::KERNEL),
             kernel,
             ..SpaceRecord::default()
         };
-        self.slots.insert(id, slot);
+        let added = self.slots.insert(id, id + 1, slot).is_ok();
+        debug_assert!(added, "address space {id} registered twice");
     }
 
     /// The ASID the address space holds now.
     pub(crate) fn asid_of(&self, id: u64) -> Option<Asid> {
-        self.slots.get(&id).and_then(|s| s.asid)
+        self.slot(id).and_then(|s| s.asid)
     }
 
     /// CPUs running the address space now.
     pub(crate) fn active_of(&self, id: u64) -> CpuSet {
-        self.slots.get(&id).map(|s| s.active).unwrap_or_default()
+        self.slot(id).map(|s| s.active).unwrap_or_default()
     }
 
     /// Drops the address space's state; returns its ASID and the CPUs that
@@ -147,7 +169,7 @@ impl AsidAllocator {
     /// never held by nobody while a switch looks for one.
     pub(crate) fn unregister(&mut self, id: u64) -> Option<(Asid, CpuSet)> {
         self.dequeue(id);
-        let slot = self.slots.remove(&id)?;
+        let (_, slot) = self.slots.remove(id)?;
         debug_assert!(
             slot.kernel || slot.active.is_empty(),
             "address space destroyed while running"
@@ -172,7 +194,7 @@ impl AsidAllocator {
         me: Option<CpuId>,
         all: CpuSet,
     ) -> Option<ShootdownPlan> {
-        let slot = self.slots.get_mut(&id)?;
+        let slot = self.slot_mut(id)?;
         let asid = slot.asid?;
         let mut me_set = CpuSet::EMPTY;
         if let Some(c) = me {
@@ -199,7 +221,7 @@ impl AsidAllocator {
     /// Marks the address space `id` as no longer running on `cpu`; returns
     /// whether it ran there (nothing happens otherwise).
     fn deactivate(&mut self, id: u64, cpu: CpuId) -> bool {
-        let Some(slot) = self.slots.get_mut(&id) else {
+        let Some(slot) = self.slot_mut(id) else {
             return false;
         };
         if !slot.active.contains(cpu) {
@@ -216,7 +238,7 @@ impl AsidAllocator {
     /// switch it began failed: the space runs there again, as before.
     fn reactivate(&mut self, id: u64, cpu: CpuId) {
         self.dequeue(id);
-        if let Some(slot) = self.slots.get_mut(&id) {
+        if let Some(slot) = self.slot_mut(id) {
             slot.active.insert(cpu);
         }
     }
@@ -243,7 +265,7 @@ impl AsidAllocator {
     fn activate(&mut self, id: u64, cpu: CpuId) -> Option<SwitchPlan> {
         let mut stolen = false;
         let mut allocated = false;
-        let needs_asid = self.slots.get(&id)?.asid.is_none();
+        let needs_asid = self.slot(id)?.asid.is_none();
         self.dequeue(id);
         if needs_asid {
             let asid = if let Some(a) = self.free.pop() {
@@ -252,9 +274,7 @@ impl AsidAllocator {
             } else {
                 let victim = self.head?;
                 self.dequeue(victim);
-                let v = self
-                    .slots
-                    .get_mut(&victim)
+                let v = self.slot_mut(victim)
                     .expect("inactive space has a slot");
                 let a = v.asid.take().expect("inactive space holds an ASID");
                 stolen = true;
@@ -269,12 +289,12 @@ impl AsidAllocator {
                 (a, lingering)
             };
             let (asid, lingering) = asid;
-            let slot = self.slots.get_mut(&id).expect("checked above");
+            let slot = self.slot_mut(id).expect("checked above");
             slot.asid = Some(asid);
             slot.dirty = lingering;
             slot.pending = lingering;
         }
-        let slot = self.slots.get_mut(&id).expect("checked above");
+        let slot = self.slot_mut(id).expect("checked above");
         slot.active.insert(cpu);
         slot.dirty.insert(cpu);
         let flush = slot.pending.contains(cpu);

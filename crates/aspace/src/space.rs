@@ -124,18 +124,29 @@ impl<M: Machine> AddressSpace<M> {
         kernel: Option<&AddressSpace<M>>,
     ) -> Result<Arc<Self>> {
         let m = &shared.machine;
+        // The heap first (the lock's shards, room for the ASID record),
+        // then the page table's frames, so a refusal changes nothing. The
+        // one allocation that cannot be refused cleanly comes last:
+        // `Arc::new` (stable Rust has no fallible one), which aborts if the
+        // heap refuses it.
+        let shards = m.cpus().cpu_count().min(MAX_SHARDS);
+        let areas =
+            ShardedRwLock::try_new(AreaTree::with_gaps(), shards).map_err(|_| Error::NoMemory)?;
+        let id = shared.new_id();
+        if !shared.asids.lock().try_reserve_register(id) {
+            return Err(Error::NoMemory);
+        }
         let pt = match kernel {
             Some(k) => M::PageTable::create(m.memory(), m.frames(), Some(k.pt()), m.paging_mode())?,
             None => M::PageTable::create(m.memory(), m.frames(), None, m.paging_mode())?,
         };
-        let id = shared.new_id();
         shared.asids.lock().register(id, kernel.is_none());
         Ok(Arc::new(Self {
             id,
             kernel: kernel.is_none(),
             root: pt.root(),
             shared: shared.clone(),
-            areas: ShardedRwLock::new(AreaTree::with_gaps(), m.cpus().cpu_count().min(MAX_SHARDS)),
+            areas,
             pt: Some(pt),
         }))
     }
