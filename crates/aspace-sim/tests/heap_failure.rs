@@ -18,6 +18,7 @@ use aspace::{
     Placement, VirtAddr, PAGE_SIZE,
 };
 use aspace_sim::heap::{self, FailingHeap};
+use aspace_sim::pager::SimPager;
 use aspace_sim::{Cpu, Sim, SimConfig, Space};
 
 mod common;
@@ -57,6 +58,8 @@ struct World {
     images: Vec<Arc<ElfImage>>,
     /// A backend made beforehand, for an operation to use.
     elf: Option<Arc<ElfBackend>>,
+    /// A user-space pager serving an area.
+    pager: Option<SimPager>,
 }
 
 impl World {
@@ -109,6 +112,7 @@ fn populated() -> World {
         cpus: vec![c0, c1],
         images: Vec::new(),
         elf: None,
+        pager: None,
     }
 }
 
@@ -283,10 +287,12 @@ fn teardown(w: World, baseline: u64) {
         cpus,
         images,
         elf,
+        pager,
     } = w;
     drop(elf);
     drop(cpus);
     drop(spaces);
+    drop(pager);
     for image in images {
         image
             .release(sim.system().machine())
@@ -515,4 +521,43 @@ fn space_creation() {
     eprintln!("create space: {made} heap allocations, the last the Arc");
     assert!(made >= 2, "the lock's shards and the space: {made}");
     refuse_each("create space", populated, create, made - 1);
+}
+
+/// A fault on an area of a user-space pager: the request in flight is
+/// made fallibly. (Creating such an area makes its backend with `Arc::new`,
+/// like `loader::load`, so it is set up beforehand.)
+#[test]
+fn paged_fault() {
+    let paged = || {
+        let mut w = populated();
+        let bytes: Vec<u8> = (0..4 * PAGE_SIZE).map(|i| (i % 251) as u8).collect();
+        let pager = SimPager::file(&w.sim, bytes).unwrap();
+        let ids = aspace::backend::PagerIds {
+            id1: 1,
+            id2: 2,
+            id3: 3,
+        };
+        w.s(0)
+            .area_create_paged(
+                va(FREE),
+                pages(4),
+                AreaFlags::READ,
+                pager.link(),
+                pager.space(),
+                ids,
+            )
+            .unwrap();
+        w.pager = Some(pager);
+        w
+    };
+    inject("paged fault", paged, |w| {
+        let space = w.s(0).clone();
+        match w.cpus[0]
+            .run(|| space.page_fault(va(FREE + PAGE_SIZE), Access::Read, FaultContext::User))
+        {
+            FaultOutcome::Ok => Ok(()),
+            FaultOutcome::Fault(FaultReason::NoMemory) => Err(Error::NoMemory),
+            other => panic!("paged fault: {other:?}"),
+        }
+    });
 }

@@ -65,7 +65,7 @@ enum Asked<M: Machine> {
     /// Wait for `slot`, then map in `area` at page `index`.
     Wait {
         area: TryArc<crate::area::Area<M>>,
-        slot: Arc<Slot>,
+        slot: TryArc<Slot>,
         index: u64,
     },
 }
@@ -161,7 +161,7 @@ impl<M: Machine> AddressSpace<M> {
                 return Ok(Asked::Mapped);
             }
             let index = page.pages_since(area.base());
-            let (slot, request) = backend.join(index, access);
+            let (slot, request) = backend.join(index, access).ok_or(FaultReason::NoMemory)?;
             let pager = backend.pager.clone();
             drop(st);
             (pager, request, Asked::Wait { area, slot, index })
@@ -178,7 +178,7 @@ impl<M: Machine> AddressSpace<M> {
     fn map_answer(
         &self,
         area: &TryArc<crate::area::Area<M>>,
-        slot: &Arc<Slot>,
+        slot: &TryArc<Slot>,
         index: u64,
         page: Page,
         access: Access,
