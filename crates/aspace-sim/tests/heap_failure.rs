@@ -374,6 +374,23 @@ fn faults() {
     inject("fault", populated, |w| fault(w, 0, A2 + pages(7)));
     inject("fault, new run", populated, |w| fault(w, 0, A1 + pages(1)));
     inject("shared fault", populated, |w| fault(w, 1, B + pages(3)));
+    inject("copy_to_user", populated, |w| {
+        w.cpus[0].copy_to_user(va(A1 + PAGE_SIZE - 4), &[1; 8])
+    });
+    inject("copy_from_user across two pages", sparse, |w| {
+        let mut buf = [0u8; 16];
+        w.cpus[0].copy_from_user(va(FREE + pages(58) - 8), &mut buf)
+    });
+    let grows_down = || {
+        let w = populated();
+        w.s(0)
+            .area_create_grows_down(va(FREE + pages(8)), pages(2), pages(6), RW)
+            .unwrap();
+        w
+    };
+    inject("fault that grows an area down", grows_down, |w| {
+        fault(w, 0, FREE + pages(7))
+    });
     inject("fault, new run in a full tree", sparse, |w| {
         fault(w, 0, FREE + pages(62))
     });
