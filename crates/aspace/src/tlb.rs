@@ -13,8 +13,8 @@
 //! 3. *finalize*: only then do the frames go back to the allocator.
 //!
 //! The list of frames to release grows on the heap. The core adds to it with
-//! [`ShootdownBatch::defer_or_flush`] and
-//! [`ShootdownBatch::release_later_or_flush`], which never fail: if the heap
+//! `ShootdownBatch::defer_or_flush` and
+//! `ShootdownBatch::release_later_or_flush`, which never fail: if the heap
 //! refuses to grow the list, the batch completes what it gathered so far
 //! (one shootdown round for the translations removed until then, then their
 //! frames go) and carries on in the room that freed, as Linux's `mmu_gather`
