@@ -578,3 +578,18 @@ fn paged_fault() {
         }
     });
 }
+
+/// `sys_as_area_list` gathers the records in a buffer the heap may refuse:
+/// `ENOMEM`, nothing written.
+#[test]
+fn area_list_syscall() {
+    inject("sys_as_area_list", populated, |w| {
+        let space = w.s(0).clone();
+        let n = w.cpus[0].run(|| aspace::syscall::sys_as_area_list(&space, A1 as usize, 3));
+        match n {
+            3 => Ok(()),
+            -2 => Err(Error::NoMemory),
+            other => panic!("sys_as_area_list: {other}"),
+        }
+    });
+}

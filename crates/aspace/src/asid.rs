@@ -274,8 +274,7 @@ impl AsidAllocator {
             } else {
                 let victim = self.head?;
                 self.dequeue(victim);
-                let v = self.slot_mut(victim)
-                    .expect("inactive space has a slot");
+                let v = self.slot_mut(victim).expect("inactive space has a slot");
                 let a = v.asid.take().expect("inactive space holds an ASID");
                 stolen = true;
                 // The victim's entries may linger, tagged with the ASID, on

@@ -23,11 +23,11 @@ use alloc::sync::Arc;
 use core::any::Any;
 use core::fmt;
 
-use crate::internals::area_tree::AreaTree;
-use crate::internals::try_arc::TryArc;
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::backend::{AreaInfo, Backend, BackendCaps};
 use crate::flags::Access;
+use crate::internals::area_tree::AreaTree;
+use crate::internals::try_arc::TryArc;
 use crate::machine::{FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::space::AddressSpace;
