@@ -593,3 +593,41 @@ fn area_list_syscall() {
         }
     });
 }
+
+/// A used space on a heap that gives out: new runs go in until the heap
+/// refuses a node, then `NoMemory` with the set unchanged (never an abort:
+/// the room check allocates whenever an insertion could), while pages that
+/// extend a run still go in.
+#[test]
+fn used_space_insertions_refused_cleanly() {
+    use aspace::internals::used_space::{UsedSpace, UsedSpaceError};
+    use aspace::Page;
+    for budget in [0, 1, 2, 3, 5, 8] {
+        let mut s = UsedSpace::new();
+        heap::fail_from(budget);
+        let mut refused = None;
+        for i in 0..2000u64 {
+            let before: Vec<_> = heap::exempt(|| s.iter().collect());
+            match s.insert(Page::from_number(i * 3), 1) {
+                Ok(()) => {}
+                Err(UsedSpaceError::NoMemory) => {
+                    let after: Vec<_> = heap::exempt(|| s.iter().collect());
+                    assert!(after == before, "budget {budget}: changed");
+                    refused = Some(i);
+                    break;
+                }
+                Err(e) => panic!("budget {budget}: {e:?}"),
+            }
+        }
+        let runs = s.intervals();
+        // Extending runs needs no node.
+        for i in 0..runs as u64 {
+            assert_eq!(s.insert(Page::from_number(i * 3 + 1), 1), Ok(()));
+        }
+        let (made, _) = heap::disarm();
+        assert!(refused.is_some(), "budget {budget}: the heap never refused");
+        assert!(made > budget);
+        assert_eq!(s.intervals(), runs);
+        assert_eq!(s.pages(), 2 * runs as u64);
+    }
+}

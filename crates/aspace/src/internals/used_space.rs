@@ -264,16 +264,24 @@ impl UsedSpace {
 
     /// How many intervals hold pages in `[lo, hi)` (page numbers), and how
     /// many pages there are used: what an operation on that range needs
-    /// room for. O(intervals).
+    /// room for. O(k log n) for the k intervals met.
     pub fn overlap(&self, lo: u64, hi: u64) -> (usize, u64) {
         let mut intervals = 0;
         let mut pages = 0;
-        for (s, e, ()) in &self.runs {
-            let (a, b) = (s.max(lo), e.min(hi));
-            if a < b {
-                intervals += 1;
-                pages += b - a;
+        if lo >= hi {
+            return (0, 0);
+        }
+        let mut next = match self.runs.neighbors(lo) {
+            (Some((s, e, ())), _) if e > lo => Some((s, e)),
+            (_, after) => after.map(|(s, e, ())| (s, e)),
+        };
+        while let Some((s, e)) = next {
+            if s >= hi {
+                break;
             }
+            intervals += 1;
+            pages += e.min(hi) - s.max(lo);
+            next = self.runs.neighbors(e - 1).1.map(|(s, e, ())| (s, e));
         }
         (intervals, pages)
     }
