@@ -49,6 +49,12 @@ fn refuse() -> bool {
     if first == NEVER || EXEMPT.try_with(Cell::get).unwrap_or(0) > 0 {
         return false;
     }
+    // A panicking thread (from the moment the panic starts, before its
+    // message is formatted) gets what it asks, so a failed assertion while
+    // armed reports as usual instead of aborting.
+    if std::thread::panicking() {
+        return false;
+    }
     let n = COUNT.with(|c| c.replace(c.get() + 1));
     if n < first {
         return false;
@@ -116,6 +122,24 @@ pub fn fail_from(n: u64) {
 pub fn disarm() -> (u64, u64) {
     FIRST_REFUSED.with(|f| f.set(NEVER));
     (COUNT.with(Cell::get), REFUSED.with(Cell::get))
+}
+
+/// Runs `f` with the heap armed as by [`fail_from`]`(n)`, disarmed again
+/// afterwards even if `f` panics (so the test harness, which carries on on
+/// this thread, gets its memory); returns `f`'s result and (allocations
+/// counted, allocations refused).
+pub fn refusing_from<R>(n: u64, f: impl FnOnce() -> R) -> (R, (u64, u64)) {
+    struct Disarm;
+    impl Drop for Disarm {
+        fn drop(&mut self) {
+            disarm();
+        }
+    }
+    fail_from(n);
+    let guard = Disarm;
+    let r = f();
+    std::mem::forget(guard);
+    (r, disarm())
 }
 
 /// Runs `f` with the calling thread's allocations never refused: for the

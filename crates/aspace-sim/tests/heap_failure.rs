@@ -203,9 +203,7 @@ fn inject<T>(
     for n in 0..256 {
         let mut w = world();
         let before = w.state();
-        heap::fail_from(n);
-        let result = op(&mut w);
-        let (made, refused) = heap::disarm();
+        let (result, (made, refused)) = heap::refusing_from(n, || op(&mut w));
         match result {
             Ok(v) => {
                 drop(v);
@@ -238,9 +236,7 @@ fn inject<T>(
 /// refused.
 fn count<T>(world: impl Fn() -> World, op: impl Fn(&mut World) -> Result<T, Error>) -> u64 {
     let mut w = world();
-    heap::fail_from(u64::MAX - 1);
-    let r = op(&mut w);
-    let (made, _) = heap::disarm();
+    let (r, (made, _)) = heap::refusing_from(u64::MAX - 1, || op(&mut w));
     assert!(r.is_ok());
     drop(r);
     teardown(w, sim().frames_in_use());
@@ -259,9 +255,7 @@ fn refuse_each<T>(
     for n in 0..below {
         let mut w = world();
         let before = w.state();
-        heap::fail_from(n);
-        let result = op(&mut w);
-        let (_, refused) = heap::disarm();
+        let (result, (_, refused)) = heap::refusing_from(n, || op(&mut w));
         let e = result.err();
         assert_eq!(
             e,
@@ -512,9 +506,8 @@ fn a_batch_refused_room_flushes_early() {
     }
     let frames = w.sim.frames_in_use();
     let rounds = w.sim.system().stats().shootdown_rounds;
-    heap::fail_from(0);
-    let r = w.cpus[0].run(|| w.s(0).area_destroy(va(A2)));
-    let (_, refused) = heap::disarm();
+    let (r, (_, refused)) =
+        heap::refusing_from(0, || w.cpus[0].run(|| w.s(0).area_destroy(va(A2))));
     assert_eq!(r, Ok(()));
     assert!(refused > 0, "the heap was asked for room");
     assert!(w.s(0).area(va(A2)).is_none());
@@ -604,30 +597,58 @@ fn used_space_insertions_refused_cleanly() {
     use aspace::Page;
     for budget in [0, 1, 2, 3, 5, 8] {
         let mut s = UsedSpace::new();
-        heap::fail_from(budget);
-        let mut refused = None;
-        for i in 0..2000u64 {
-            let before: Vec<_> = heap::exempt(|| s.iter().collect());
-            match s.insert(Page::from_number(i * 3), 1) {
-                Ok(()) => {}
-                Err(UsedSpaceError::NoMemory) => {
-                    let after: Vec<_> = heap::exempt(|| s.iter().collect());
-                    assert!(after == before, "budget {budget}: changed");
-                    refused = Some(i);
-                    break;
+        let ((refused, runs), (made, _)) = heap::refusing_from(budget, || {
+            let mut refused = None;
+            for i in 0..2000u64 {
+                let before: Vec<_> = heap::exempt(|| s.iter().collect());
+                match s.insert(Page::from_number(i * 3), 1) {
+                    Ok(()) => {}
+                    Err(UsedSpaceError::NoMemory) => {
+                        let after: Vec<_> = heap::exempt(|| s.iter().collect());
+                        assert!(after == before, "budget {budget}: changed");
+                        refused = Some(i);
+                        break;
+                    }
+                    Err(e) => panic!("budget {budget}: {e:?}"),
                 }
-                Err(e) => panic!("budget {budget}: {e:?}"),
             }
-        }
-        let runs = s.intervals();
-        // Extending runs needs no node.
-        for i in 0..runs as u64 {
-            assert_eq!(s.insert(Page::from_number(i * 3 + 1), 1), Ok(()));
-        }
-        let (made, _) = heap::disarm();
+            let runs = s.intervals();
+            // Extending runs needs no node.
+            for i in 0..runs as u64 {
+                assert_eq!(s.insert(Page::from_number(i * 3 + 1), 1), Ok(()));
+            }
+            (refused, runs)
+        });
         assert!(refused.is_some(), "budget {budget}: the heap never refused");
         assert!(made > budget);
         assert_eq!(s.intervals(), runs);
         assert_eq!(s.pages(), 2 * runs as u64);
     }
 }
+
+/// A failed assertion while the heap refuses everything reports as usual
+/// (a panicking thread is never refused, and `refusing_from` disarms when
+/// the panic leaves it) instead of aborting the binary.
+#[test]
+#[should_panic(expected = "reported: 42")]
+fn a_panic_while_armed_is_reported() {
+    heap::refusing_from(0, || {
+        let n = std::hint::black_box(42);
+        panic!("reported: {n}");
+    });
+}
+
+other_archs!(
+    area_creation,
+    resize_and_destroy,
+    share,
+    change_of_rights,
+    faults,
+    split_and_merge,
+    range_operations,
+    switch,
+    elf,
+    space_creation,
+    paged_fault,
+    a_batch_refused_room_flushes_early,
+);
