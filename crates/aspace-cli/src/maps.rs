@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
-use std::sync::Arc;
 
 use aspace::share::ShareInfo;
+use aspace::TryArc;
 use aspace::{VirtAddr, PAGE_SIZE};
 use aspace_sim::{SimMachine, Space};
 use serde::Serialize;
@@ -18,7 +18,7 @@ use crate::num::rights_text;
 /// never to two records either).
 #[derive(Default)]
 pub struct ShareGroups {
-    seen: Vec<Arc<ShareInfo<SimMachine>>>,
+    seen: Vec<TryArc<ShareInfo<SimMachine>>>,
     by_addr: HashMap<usize, usize>,
 }
 
@@ -26,7 +26,7 @@ impl ShareGroups {
     /// The group number (from 1) of the area at `addr`, if it is shared.
     pub fn group(&mut self, space: &Space, addr: VirtAddr) -> Option<usize> {
         let info = space.share_info(addr)?;
-        let key = Arc::as_ptr(&info) as usize;
+        let key = TryArc::as_ptr(&info) as usize;
         if let Some(&n) = self.by_addr.get(&key) {
             return Some(n);
         }

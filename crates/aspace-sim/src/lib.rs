@@ -26,6 +26,7 @@ pub mod alloc_count;
 pub mod cpu;
 pub mod frames;
 pub mod hardware;
+pub mod heap;
 pub mod memory;
 pub mod mmu;
 pub mod pager;

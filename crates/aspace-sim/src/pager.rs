@@ -77,9 +77,12 @@ pub struct ChannelPager {
 
 impl Pager for ChannelPager {
     fn send(&self, request: PageIn) {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        // On error the message, and with it the request, is dropped.
-        let _ = tx.send(Msg::Request(request));
+        // The queue is the machine's, not the core's heap use.
+        crate::heap::exempt(|| {
+            let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+            // On error the message, and with it the request, is dropped.
+            let _ = tx.send(Msg::Request(request));
+        });
     }
 }
 

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
 use aspace::backend::AnonBackend;
 use aspace::{
-    Access, AreaAttrs, AreaFlags, AreaInfo, Cpus, Error, FaultOutcome, FaultReason, Frame, Page,
-    PageFlags, VirtAddr, PAGE_SIZE,
+    Access, AreaAttrs, AreaFlags, AreaInfo, Error, FaultOutcome, FaultReason, Frame, Page,
+    VirtAddr, PAGE_SIZE,
 };
-use aspace_sim::{Cpu, Sim, SimConfig, Space, TlbEntry};
+use aspace_sim::{Cpu, Sim, SimConfig, Space};
 
 mod common;
+mod snapshot;
+use snapshot::{state, State};
 
 const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);
 const A: u64 = 0x40_0000;
@@ -38,68 +40,6 @@ fn sim(cpus: usize, asids: u16) -> Sim {
         tlb_entries: 64,
     })
     .unwrap()
-}
-
-/// What one address space shows.
-#[derive(Debug, PartialEq)]
-struct SpaceState {
-    areas: Vec<AreaInfo>,
-    /// Every page of every area and what it maps to.
-    pages: Vec<(u64, Option<(Frame, PageFlags)>)>,
-    table_frames: u64,
-    /// Per area: the share record's references and page-map size.
-    shares: Vec<Option<(usize, usize)>>,
-    asid: Option<aspace::Asid>,
-    active: aspace::CpuSet,
-}
-
-/// The whole observable state of a machine and its spaces.
-#[derive(Debug, PartialEq)]
-struct State {
-    spaces: Vec<SpaceState>,
-    frames_in_use: u64,
-    /// Reference count of every frame of the machine.
-    refcounts: Vec<u32>,
-    free_asids: usize,
-    tlbs: Vec<Vec<TlbEntry>>,
-    /// Pages reserved against the commit limit.
-    committed: u64,
-}
-
-fn space_state(s: &Space) -> SpaceState {
-    let areas = s.areas();
-    let mut pages = Vec::new();
-    let mut shares = Vec::new();
-    for a in &areas {
-        for i in 0..a.pages {
-            let p = Page::from_number(a.base.page().number() + i);
-            pages.push((p.number(), s.translate(p)));
-        }
-        shares.push(s.share_info(a.base).map(|sh| (sh.refs(), sh.pages())));
-    }
-    SpaceState {
-        areas,
-        pages,
-        table_frames: s.page_table_frames(),
-        shares,
-        asid: s.asid(),
-        active: s.active_cpus(),
-    }
-}
-
-fn state(sim: &Sim, spaces: &[&Arc<Space>]) -> State {
-    let hw = sim.hardware();
-    let frames = hw.memory().frames();
-    State {
-        spaces: spaces.iter().map(|s| space_state(s)).collect(),
-        frames_in_use: sim.frames_in_use(),
-        refcounts: (0..frames)
-            .map(|n| hw.frames().refcount(Frame::from_number(n)))
-            .collect(),
-        free_asids: sim.system().free_asids(),
-        tlbs: (0..hw.cpu_count()).map(|c| hw.tlb_entries(c)).collect(),
-        committed: sim.system().reserve().committed(),
-    }
 }
 
 /// A world an operation runs in: the machine, the spaces whose state is

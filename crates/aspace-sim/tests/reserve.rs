@@ -51,7 +51,7 @@ fn accounted(spaces: &[&Arc<Space>]) -> u64 {
             match s.share_info(a.base) {
                 Some(sh) => {
                     assert_eq!(a.reserved, sh.reserved(), "{a}");
-                    if shares.insert(Arc::as_ptr(&sh) as usize) {
+                    if shares.insert(aspace::TryArc::as_ptr(&sh) as usize) {
                         total += sh.reserved();
                     }
                 }

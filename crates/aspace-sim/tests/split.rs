@@ -225,7 +225,10 @@ fn split_shared_area_stays_shared() {
     assert_eq!(share.refs(), 2);
     c0.run(|| s0.area_split(va(A + 2 * P))).unwrap();
     assert_eq!(share.refs(), 3);
-    assert!(Arc::ptr_eq(&share, &s0.share_info(va(A + 3 * P)).unwrap()));
+    assert!(aspace::TryArc::ptr_eq(
+        &share,
+        &s0.share_info(va(A + 3 * P)).unwrap()
+    ));
     // Page for page: a page first touched after the split, in either half.
     c0.write_u64(va(A + 3 * P), 33).unwrap();
     assert_eq!(c1.read_u64(va(B + 3 * P)).unwrap(), 33);

@@ -6,7 +6,9 @@ use core::ops::{Deref, DerefMut};
 use crate::addr::Page;
 pub use crate::backend::AreaInfo;
 use crate::backend::Backend;
+use crate::error::{Error, Result};
 use crate::flags::{AreaAttrs, AreaFlags};
+use crate::internals::try_arc::TryArc;
 use crate::internals::used_space::UsedSpace;
 use crate::machine::Machine;
 use crate::share::ShareInfo;
@@ -136,13 +138,13 @@ impl Summary {
 
 /// An entry of the area tree: the area and its summary.
 pub(crate) struct AreaEntry<M: Machine> {
-    pub area: Arc<Area<M>>,
+    pub area: TryArc<Area<M>>,
     pub summary: Summary,
 }
 
 impl<M: Machine> AreaEntry<M> {
     /// A slot for a new area: nothing resident, not shared, `reserved`
-    /// pages reserved for it.
+    /// pages reserved for it. `NoMemory` if the heap refuses the area.
     pub fn new(
         base: Page,
         pages: u64,
@@ -150,29 +152,31 @@ impl<M: Machine> AreaEntry<M> {
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M::Memory, M::Frames>>,
         reserved: u64,
-    ) -> Self {
+    ) -> Result<Self> {
         let kind = Summary::reserved_kind(reserved, pages, 0);
         let summary = Summary {
             word: AtomicU64::new(Summary::pack_parts(flags, attrs, false, 0, kind)),
             backend: backend.name(),
         };
-        Self {
-            area: Arc::new(Area::new(base, pages, flags, attrs, backend, reserved)),
+        let area = Area::new(base, pages, flags, attrs, backend, reserved)?;
+        Ok(Self {
+            area: TryArc::try_new(area).map_err(|_| Error::NoMemory)?,
             summary,
-        }
+        })
     }
 
     /// [`new`](Self::new) for an area that may grow down to `grow_limit`
     /// pages.
     pub fn with_grow_limit(mut self, grow_limit: u64) -> Self {
-        if let Some(area) = Arc::get_mut(&mut self.area) {
+        if let Some(area) = TryArc::get_mut(&mut self.area) {
             area.grow_limit.store(grow_limit, Relaxed);
         }
         self
     }
 
-    /// The tree entry of `area` (its summary computed from its state).
-    pub fn of_area(area: Area<M>) -> Self {
+    /// The tree entry of the area `area` already on the heap (its
+    /// summary computed from its state); allocates nothing.
+    pub fn of_shared(area: TryArc<Area<M>>) -> Self {
         let word = {
             let st = area.state.lock();
             Summary::pack(&st, &area)
@@ -182,7 +186,7 @@ impl<M: Machine> AreaEntry<M> {
                 word: AtomicU64::new(word),
                 backend: area.backend.name(),
             },
-            area: Arc::new(area),
+            area,
         }
     }
 
@@ -258,7 +262,7 @@ pub(crate) struct AreaState<M: Machine> {
     pub max_flags: AreaFlags,
     pub attrs: AreaAttrs,
     pub used: UsedSpace,
-    pub share: Option<Arc<ShareInfo<M>>>,
+    pub share: Option<TryArc<ShareInfo<M>>>,
 }
 
 impl<M: Machine> Area<M> {
@@ -269,8 +273,8 @@ impl<M: Machine> Area<M> {
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M::Memory, M::Frames>>,
         reserved: u64,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        Ok(Self {
             base: AtomicU64::new(base.number()),
             object: backend.object_id(),
             backend,
@@ -284,10 +288,10 @@ impl<M: Machine> Area<M> {
                 attrs,
                 // Room for the first run, so the first fault allocates
                 // nothing (later ones reuse freed nodes).
-                used: UsedSpace::with_capacity(1),
+                used: UsedSpace::try_with_capacity(1).ok_or(Error::NoMemory)?,
                 share: None,
             }),
-        }
+        })
     }
 
     /// The first page (see the type's locking rule).

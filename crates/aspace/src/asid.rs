@@ -5,10 +5,14 @@
 //! (`active`, HelenOS's `cpu_refcount`) and on which CPUs its TLB entries may
 //! linger (`dirty`), so that shootdowns interrupt only the CPUs that run it
 //! and mark the others to flush lazily (`pending`).
+//!
+//! A switch allocates nothing: the least-recently-used order of inactive
+//! spaces is a list linked through their records, so a switch cannot fail
+//! for want of heap memory (only registering a new space adds a record).
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use crate::internals::area_tree::AreaTree;
 use crate::machine::{Asid, CpuId, CpuSet};
 
 /// Per-address-space state kept by the allocator.
@@ -21,8 +25,12 @@ struct SpaceRecord {
     dirty: CpuSet,
     /// CPUs that must flush `asid` before they next run the address space.
     pending: CpuSet,
-    /// Position in the inactive list, when inactive with an ASID.
-    lru: Option<u64>,
+    /// Whether the space is in the inactive list (inactive with an ASID).
+    queued: bool,
+    /// Its neighbours there: the space made inactive just before it, and
+    /// just after it.
+    prev: Option<u64>,
+    next: Option<u64>,
     kernel: bool,
 }
 
@@ -52,10 +60,13 @@ pub(crate) struct SwitchPlan {
 #[derive(Debug)]
 pub struct AsidAllocator {
     free: Vec<Asid>,
-    slots: BTreeMap<u64, SpaceRecord>,
-    /// LRU stamp -> address-space id, for inactive spaces holding an ASID.
-    inactive: BTreeMap<u64, u64>,
-    clock: u64,
+    /// Per address-space id `i`, its record, as the entry `[i, i + 1)` of
+    /// an arena tree (room for a new one is asked of the heap first).
+    slots: AreaTree<SpaceRecord>,
+    /// The inactive spaces holding an ASID, least recently used first: the
+    /// ends of a list linked through their records.
+    head: Option<u64>,
+    tail: Option<u64>,
 }
 
 impl AsidAllocator {
@@ -64,9 +75,46 @@ impl AsidAllocator {
         let count = count.max(1);
         Self {
             free: (1..=count).rev().map(Asid).collect(),
-            slots: BTreeMap::new(),
-            inactive: BTreeMap::new(),
-            clock: 0,
+            slots: AreaTree::new(),
+            head: None,
+            tail: None,
+        }
+    }
+
+    /// Puts `id` at the most recently used end of the inactive list.
+    fn enqueue(&mut self, id: u64) {
+        let tail = self.tail;
+        let Some(slot) = self.slot_mut(id) else {
+            return;
+        };
+        debug_assert!(!slot.queued);
+        slot.queued = true;
+        slot.prev = tail;
+        slot.next = None;
+        match tail.and_then(|t| self.slot_mut(t)) {
+            Some(t) => t.next = Some(id),
+            None => self.head = Some(id),
+        }
+        self.tail = Some(id);
+    }
+
+    /// Takes `id` out of the inactive list, if it is there.
+    fn dequeue(&mut self, id: u64) {
+        let Some(slot) = self.slot_mut(id) else {
+            return;
+        };
+        if !slot.queued {
+            return;
+        }
+        slot.queued = false;
+        let (prev, next) = (slot.prev.take(), slot.next.take());
+        match prev.and_then(|p| self.slot_mut(p)) {
+            Some(p) => p.next = next,
+            None => self.head = next,
+        }
+        match next.and_then(|n| self.slot_mut(n)) {
+            Some(n) => n.prev = prev,
+            None => self.tail = prev,
         }
     }
 
@@ -75,23 +123,43 @@ impl AsidAllocator {
         self.free.len()
     }
 
+    /// The record of address space `id`.
+    fn slot(&self, id: u64) -> Option<&SpaceRecord> {
+        self.slots.get(id).map(|(_, r)| r)
+    }
+
+    /// The record of address space `id`, to change.
+    fn slot_mut(&mut self, id: u64) -> Option<&mut SpaceRecord> {
+        self.slots.get_mut(id).map(|(_, r)| r)
+    }
+
+    /// Makes room for the record of a new address space `id`, so that
+    /// [`register`](Self::register) allocates nothing; `false` (nothing
+    /// changed) if the heap refuses.
+    pub(crate) fn try_reserve_register(&mut self, id: u64) -> bool {
+        self.slots.try_reserve_insertion(id)
+    }
+
+    /// Starts keeping the record of the new address space `id` (allocates
+    /// nothing after [`try_reserve_register`](Self::try_reserve_register)).
     pub(crate) fn register(&mut self, id: u64, kernel: bool) {
         let slot = SpaceRecord {
             asid: kernel.then_some(Asid::KERNEL),
             kernel,
             ..SpaceRecord::default()
         };
-        self.slots.insert(id, slot);
+        let added = self.slots.insert(id, id + 1, slot).is_ok();
+        debug_assert!(added, "address space {id} registered twice");
     }
 
     /// The ASID the address space holds now.
     pub(crate) fn asid_of(&self, id: u64) -> Option<Asid> {
-        self.slots.get(&id).and_then(|s| s.asid)
+        self.slot(id).and_then(|s| s.asid)
     }
 
     /// CPUs running the address space now.
     pub(crate) fn active_of(&self, id: u64) -> CpuSet {
-        self.slots.get(&id).map(|s| s.active).unwrap_or_default()
+        self.slot(id).map(|s| s.active).unwrap_or_default()
     }
 
     /// Drops the address space's state; returns its ASID and the CPUs that
@@ -100,14 +168,12 @@ impl AsidAllocator {
     /// letting go of the allocator in between, so a dying space's ASID is
     /// never held by nobody while a switch looks for one.
     pub(crate) fn unregister(&mut self, id: u64) -> Option<(Asid, CpuSet)> {
-        let slot = self.slots.remove(&id)?;
+        self.dequeue(id);
+        let (_, slot) = self.slots.remove(id)?;
         debug_assert!(
             slot.kernel || slot.active.is_empty(),
             "address space destroyed while running"
         );
-        if let Some(stamp) = slot.lru {
-            self.inactive.remove(&stamp);
-        }
         match slot.asid {
             Some(a) if !slot.kernel => Some((a, slot.dirty)),
             _ => None,
@@ -128,7 +194,7 @@ impl AsidAllocator {
         me: Option<CpuId>,
         all: CpuSet,
     ) -> Option<ShootdownPlan> {
-        let slot = self.slots.get_mut(&id)?;
+        let slot = self.slot_mut(id)?;
         let asid = slot.asid?;
         let mut me_set = CpuSet::EMPTY;
         if let Some(c) = me {
@@ -155,17 +221,15 @@ impl AsidAllocator {
     /// Marks the address space `id` as no longer running on `cpu`; returns
     /// whether it ran there (nothing happens otherwise).
     fn deactivate(&mut self, id: u64, cpu: CpuId) -> bool {
-        let Some(slot) = self.slots.get_mut(&id) else {
+        let Some(slot) = self.slot_mut(id) else {
             return false;
         };
         if !slot.active.contains(cpu) {
             return false;
         }
         slot.active.remove(cpu);
-        if slot.active.is_empty() && !slot.kernel && slot.asid.is_some() && slot.lru.is_none() {
-            self.clock += 1;
-            slot.lru = Some(self.clock);
-            self.inactive.insert(self.clock, id);
+        if slot.active.is_empty() && !slot.kernel && slot.asid.is_some() && !slot.queued {
+            self.enqueue(id);
         }
         true
     }
@@ -173,13 +237,10 @@ impl AsidAllocator {
     /// Undoes [`deactivate`](Self::deactivate) of `id` on `cpu` when the
     /// switch it began failed: the space runs there again, as before.
     fn reactivate(&mut self, id: u64, cpu: CpuId) {
-        let Some(slot) = self.slots.get_mut(&id) else {
-            return;
-        };
-        if let Some(stamp) = slot.lru.take() {
-            self.inactive.remove(&stamp);
+        self.dequeue(id);
+        if let Some(slot) = self.slot_mut(id) {
+            slot.active.insert(cpu);
         }
-        slot.active.insert(cpu);
     }
 
     /// Moves `cpu` from running `old` to running `new`, giving `new` an
@@ -204,25 +265,17 @@ impl AsidAllocator {
     fn activate(&mut self, id: u64, cpu: CpuId) -> Option<SwitchPlan> {
         let mut stolen = false;
         let mut allocated = false;
-        let needs_asid = {
-            let slot = self.slots.get_mut(&id)?;
-            if let Some(stamp) = slot.lru.take() {
-                self.inactive.remove(&stamp);
-            }
-            slot.asid.is_none()
-        };
+        let needs_asid = self.slot(id)?.asid.is_none();
+        self.dequeue(id);
         if needs_asid {
             let asid = if let Some(a) = self.free.pop() {
                 allocated = true;
                 (a, CpuSet::EMPTY)
             } else {
-                let (_, victim) = self.inactive.pop_first()?;
-                let v = self
-                    .slots
-                    .get_mut(&victim)
-                    .expect("inactive space has a slot");
+                let victim = self.head?;
+                self.dequeue(victim);
+                let v = self.slot_mut(victim).expect("inactive space has a slot");
                 let a = v.asid.take().expect("inactive space holds an ASID");
-                v.lru = None;
                 stolen = true;
                 // The victim's entries may linger, tagged with the ASID, on
                 // every CPU that ran it (this one included): each flushes
@@ -235,12 +288,12 @@ impl AsidAllocator {
                 (a, lingering)
             };
             let (asid, lingering) = asid;
-            let slot = self.slots.get_mut(&id).expect("checked above");
+            let slot = self.slot_mut(id).expect("checked above");
             slot.asid = Some(asid);
             slot.dirty = lingering;
             slot.pending = lingering;
         }
-        let slot = self.slots.get_mut(&id).expect("checked above");
+        let slot = self.slot_mut(id).expect("checked above");
         slot.active.insert(cpu);
         slot.dirty.insert(cpu);
         let flush = slot.pending.contains(cpu);

@@ -6,6 +6,7 @@ use crate::addr::{Frame, Page, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
 use crate::flags::{Access, AreaAttrs, AreaFlags};
+use crate::internals::used_space::UsedSpaceError;
 use crate::machine::{Cpus, FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::reserve;
@@ -311,10 +312,15 @@ impl<M: Machine> AddressSpace<M> {
         // One used-space search both checks and records the page. The used
         // space equals the page table whenever the area's lock is free: a
         // failure below takes the page out again before the lock goes.
-        if st.used.insert(page, 1).is_err() {
-            // Mapped by another CPU after this one missed: nothing to do.
-            Stats::add(&stats.faults_raced, 1);
-            return Ok(());
+        match st.used.insert(page, 1) {
+            Ok(()) => {}
+            // The heap refused a node for a new run: nothing changed.
+            Err(UsedSpaceError::NoMemory) => return Err(FaultReason::NoMemory),
+            Err(_) => {
+                // Mapped by another CPU after this one missed: nothing to do.
+                Stats::add(&stats.faults_raced, 1);
+                return Ok(());
+            }
         }
         // A late-reserving area reserves the page now (see `crate::reserve`).
         let late = reserve::per_page(&*area.backend, st.flags, area.index(page), 1);
@@ -368,12 +374,17 @@ impl<M: Machine> AddressSpace<M> {
             Some(share) if area.backend.caps().contains(BackendCaps::REFCOUNTED) => {
                 let mut sh = share.state.lock();
                 let index = area.index(page);
-                match sh.pagemap.get(&index) {
-                    Some(&f) => {
+                match sh.pagemap.get(index) {
+                    Some(f) => {
                         m.frames().add_ref(f);
                         f
                     }
                     None => {
+                        // Room in the page map first (the prepared frame,
+                        // if any, stays unused and goes back).
+                        if !sh.pagemap.try_reserve_one(index) {
+                            return Err(FaultReason::NoMemory);
+                        }
                         let f = supply(prepared)?;
                         m.frames().add_ref(f);
                         sh.pagemap.insert(index, f);

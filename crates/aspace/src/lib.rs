@@ -97,6 +97,7 @@ pub use error::{Error, Result};
 pub use fault::{FaultContext, FaultOutcome, FaultReason};
 pub use flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 pub use hold::SpaceHold;
+pub use internals::try_arc::TryArc;
 pub use lookup::AreaLookup;
 pub use machine::{
     Asid, CpuId, CpuSet, Cpus, FrameAllocator, Invalidation, Layout, Machine, PhysMemory,

@@ -149,6 +149,9 @@ pub fn parse(
         if let Some(&(_, _, j)) = ranges.iter().find(|&&(a, b, _)| first < b && a < last) {
             return Err(ElfError::Overlap(j, i));
         }
+        if ranges.try_reserve(1).is_err() || segments.try_reserve(1).is_err() {
+            return Err(ElfError::Area(Error::NoMemory));
+        }
         ranges.push((first, last, i));
         segments.push(Segment {
             vaddr,
@@ -180,6 +183,9 @@ pub fn load<M: Machine>(
     }
     let (entry, bias, segments) = parse(bytes, bias, space.user_end())?;
     let mut created: Vec<VirtAddr> = Vec::new();
+    if created.try_reserve_exact(segments.len()).is_err() {
+        return Err(ElfError::Area(Error::NoMemory));
+    }
     for s in &segments {
         let base = VirtAddr::new(s.vaddr & !(PAGE_SIZE - 1));
         let size = s.vaddr + s.memsz - base.as_u64();

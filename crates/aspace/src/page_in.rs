@@ -35,6 +35,8 @@ use crate::backend::user::{Answer, Owner, Slot, UserBackend};
 use crate::backend::{Pager, PagerIds};
 use crate::fault::FaultReason;
 use crate::flags::{Access, AreaAttrs, AreaFlags};
+use crate::internals::try_arc::TryArc;
+use crate::internals::used_space::UsedSpaceError;
 use crate::machine::{Cpus, FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::space::AddressSpace;
@@ -62,8 +64,8 @@ enum Asked<M: Machine> {
     Mapped,
     /// Wait for `slot`, then map in `area` at page `index`.
     Wait {
-        area: Arc<crate::area::Area<M>>,
-        slot: Arc<Slot>,
+        area: TryArc<crate::area::Area<M>>,
+        slot: TryArc<Slot>,
         index: u64,
     },
 }
@@ -159,7 +161,7 @@ impl<M: Machine> AddressSpace<M> {
                 return Ok(Asked::Mapped);
             }
             let index = page.pages_since(area.base());
-            let (slot, request) = backend.join(index, access);
+            let (slot, request) = backend.join(index, access).ok_or(FaultReason::NoMemory)?;
             let pager = backend.pager.clone();
             drop(st);
             (pager, request, Asked::Wait { area, slot, index })
@@ -175,8 +177,8 @@ impl<M: Machine> AddressSpace<M> {
     #[allow(clippy::too_many_arguments)]
     fn map_answer(
         &self,
-        area: &Arc<crate::area::Area<M>>,
-        slot: &Arc<Slot>,
+        area: &TryArc<crate::area::Area<M>>,
+        slot: &TryArc<Slot>,
         index: u64,
         page: Page,
         access: Access,
@@ -207,7 +209,7 @@ impl<M: Machine> AddressSpace<M> {
         let tree = self.areas.read(cpu);
         let entry = self
             .entry_at_on_cpu(&tree, page.number(), cpu)
-            .filter(|(_, _, e)| Arc::ptr_eq(&e.area, area));
+            .filter(|(_, _, e)| TryArc::ptr_eq(&e.area, area));
         let Some((_, _, entry)) = entry else {
             // Destroyed (or shrunk past the page) while the pager worked;
             // another area may be there now.
@@ -226,11 +228,18 @@ impl<M: Machine> AddressSpace<M> {
             give_back();
             return Err(Unmapped::Retry(FaultReason::Access));
         }
-        if st.used.insert(page, 1).is_err() {
-            // Mapped by a fault that joined the same request.
-            give_back();
-            Stats::add(&stats.faults_raced, 1);
-            return Ok(());
+        match st.used.insert(page, 1) {
+            Ok(()) => {}
+            Err(UsedSpaceError::NoMemory) => {
+                give_back();
+                return Err(Unmapped::Fail(FaultReason::NoMemory));
+            }
+            Err(_) => {
+                // Mapped by a fault that joined the same request.
+                give_back();
+                Stats::add(&stats.faults_raced, 1);
+                return Ok(());
+            }
         }
         let Some(frame) = slot.take() else {
             // Another fault took the frame and could not map it.

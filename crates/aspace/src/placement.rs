@@ -15,9 +15,10 @@ use alloc::sync::Arc;
 
 use crate::addr::{bytes_to_pages, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::area::{Area, AreaEntry};
-use crate::backend::{AnonBackend, Backend, BackendCaps};
+use crate::backend::{Backend, BackendCaps};
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::internals::area_tree::Fit;
+use crate::internals::try_arc::TryArc;
 use crate::machine::Machine;
 use crate::reserve;
 use crate::space::{AddressSpace, Areas};
@@ -92,7 +93,7 @@ impl<M: Machine> AddressSpace<M> {
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M::Memory, M::Frames>>,
         grow_limit: Option<u64>,
-    ) -> Result<Arc<Area<M>>> {
+    ) -> Result<TryArc<Area<M>>> {
         let limit = grow_limit
             .unwrap_or(DEFAULT_GROW_LIMIT / PAGE_SIZE)
             .max(range.count);
@@ -104,11 +105,16 @@ impl<M: Machine> AddressSpace<M> {
         } else {
             reserve::up_front(&*backend, flags, 0, range.count)
         };
+        // The heap first (the area and room for its tree entry), then the
+        // reservation: a refusal changes nothing.
+        let slot = AreaEntry::new(range.start, range.count, flags, attrs, backend, reserve)?
+            .with_grow_limit(limit);
+        if !tree.try_reserve(1) {
+            return Err(Error::NoMemory);
+        }
         if !self.shared.reserve.try_reserve(reserve) {
             return Err(Error::NoMemory);
         }
-        let slot = AreaEntry::new(range.start, range.count, flags, attrs, backend, reserve)
-            .with_grow_limit(limit);
         let area = slot.area.clone();
         let (start, end) = (range.start.number(), range.end().number());
         let guard = flags.guard_pages() as u8;
@@ -143,7 +149,7 @@ impl<M: Machine> AddressSpace<M> {
             size,
             flags,
             AreaAttrs::empty(),
-            Arc::new(AnonBackend),
+            self.shared.anon.clone(),
         )
     }
 
@@ -202,7 +208,7 @@ impl<M: Machine> AddressSpace<M> {
         limit: u64,
         flags: AreaFlags,
     ) -> Result<VirtAddr> {
-        let backend: Arc<dyn Backend<M::Memory, M::Frames>> = Arc::new(AnonBackend);
+        let backend = self.shared.anon.clone();
         let flags = Self::placement_flags(flags | AreaFlags::GROWS_DOWN, &*backend)?;
         let range = Self::checked_range(base, size)?;
         let mut tree = self.areas.write();

@@ -34,27 +34,47 @@ const KEPT: AreaFlags = AreaFlags::PLACEMENT.union(AreaFlags::LATE_RESERVE);
 
 impl<M: Machine> AddressSpace<M> {
     /// The `(start, end)` of every area of `tree` that intersects pages
-    /// `[s, e)`, lowest first: O(k log n) for k areas.
-    pub(crate) fn entries_in(tree: &Areas<M>, s: u64, e: u64) -> Vec<(u64, u64)> {
+    /// `[s, e)`, lowest first: O(k log n) for k areas. `NoMemory` if the
+    /// heap refuses the list.
+    pub(crate) fn entries_in(tree: &Areas<M>, s: u64, e: u64) -> Result<Vec<(u64, u64)>> {
         let mut out = Vec::new();
-        let mut next = match tree.neighbors(s) {
-            (Some((start, end, _)), _) if end > s => Some((start, end)),
-            (_, after) => after.map(|(start, end, _)| (start, end)),
-        };
+        let mut next = Self::first_in(tree, s, e);
         while let Some((start, end)) = next {
-            if start >= e {
-                break;
-            }
+            out.try_reserve(1).map_err(|_| Error::NoMemory)?;
             out.push((start, end));
-            next = tree.neighbors(end - 1).1.map(|(s, e, _)| (s, e));
+            next = Self::first_in(tree, end, e);
         }
-        out
+        Ok(out)
+    }
+
+    /// [`entries_in`](Self::entries_in) again into `out`, which has room
+    /// for them (it held them before splits at `s` and `e`, which change
+    /// their ends but not their number): allocates nothing.
+    fn refill_entries(tree: &Areas<M>, s: u64, e: u64, out: &mut Vec<(u64, u64)>) {
+        let room = out.capacity();
+        out.clear();
+        let mut next = Self::first_in(tree, s, e);
+        while let Some((start, end)) = next {
+            debug_assert!(out.len() < room, "as many areas as before the splits");
+            out.push((start, end));
+            next = Self::first_in(tree, end, e);
+        }
+    }
+
+    /// The `(start, end)` of the lowest area of `tree` that intersects
+    /// pages `[s, e)`.
+    fn first_in(tree: &Areas<M>, s: u64, e: u64) -> Option<(u64, u64)> {
+        let (start, end) = match tree.neighbors(s) {
+            (Some((start, end, _)), _) if end > s => (start, end),
+            (_, after) => after.map(|(start, end, _)| (start, end))?,
+        };
+        (start < e).then_some((start, end))
     }
 
     /// Checks that every page of `[s, e)` lies in an area that is not
     /// partial: `NotFound` otherwise.
     fn check_covered(tree: &Areas<M>, s: u64, e: u64) -> Result<Vec<(u64, u64)>> {
-        let list = Self::entries_in(tree, s, e);
+        let list = Self::entries_in(tree, s, e)?;
         let mut at = s;
         for &(start, end) in &list {
             if start > at {
@@ -90,11 +110,13 @@ impl<M: Machine> AddressSpace<M> {
         let mut tree = self.areas.write();
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
-        Self::reserve_entries(&mut tree, 2)?;
-        self.split_at(&mut tree, s)?;
-        self.split_at(&mut tree, e)?;
+        let mut list = Self::entries_in(&tree, s, e)?;
+        let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
+        self.split_at(&mut tree, s, room_s)?;
+        self.split_at(&mut tree, e, room_e)?;
+        Self::refill_entries(&tree, s, e, &mut list);
         let mut batch = ShootdownBatch::new();
-        for (start, _) in Self::entries_in(&tree, s, e) {
+        for (start, _) in list {
             if let Some((_, slot)) = tree.remove(start) {
                 self.unmap_area(&slot.area, &mut batch);
             }
@@ -125,9 +147,14 @@ impl<M: Machine> AddressSpace<M> {
         let range = Self::checked_range(base, size)?;
         let (s, e) = (range.start.number(), range.end().number());
         let mut tree = self.areas.write();
-        for (start, _) in Self::check_covered(&tree, s, e)? {
+        let mut list = Self::check_covered(&tree, s, e)?;
+        // Room for every resident page's frame, taken before anything
+        // changes.
+        let mut resident = 0;
+        for &(start, _) in &list {
             let (_, slot) = tree.get(start).ok_or(Error::NotFound)?;
             let st = slot.lock();
+            resident += st.used.overlap(s, e).1 as usize;
             if !slot.area.backend.caps().contains(BackendCaps::CHANGE_FLAGS) {
                 return Err(Error::NotSupported);
             }
@@ -137,14 +164,22 @@ impl<M: Machine> AddressSpace<M> {
         }
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
-        Self::reserve_entries(&mut tree, 2)?;
-        self.split_at(&mut tree, s)?;
-        self.split_at(&mut tree, e)?;
+        // Per changed area, its start and how many of `frames` are its.
+        let mut remap: Vec<(u64, usize)> = Vec::new();
+        let mut frames: Vec<(Page, Frame)> = Vec::new();
+        if remap.try_reserve_exact(list.len()).is_err()
+            || frames.try_reserve_exact(resident).is_err()
+        {
+            return Err(Error::NoMemory);
+        }
+        let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
+        self.split_at(&mut tree, s, room_s)?;
+        self.split_at(&mut tree, e, room_e)?;
+        Self::refill_entries(&tree, s, e, &mut list);
         let m = self.machine();
         let pt = self.pt();
         let mut batch = ShootdownBatch::new();
-        let mut remap: Vec<(u64, Vec<(Page, Frame)>)> = Vec::new();
-        for (start, _) in Self::entries_in(&tree, s, e) {
+        for (start, _) in list {
             let Some((_, slot)) = tree.get(start) else {
                 continue;
             };
@@ -153,7 +188,7 @@ impl<M: Machine> AddressSpace<M> {
             if new == st.flags {
                 continue;
             }
-            let mut frames = Vec::with_capacity(st.used.pages() as usize);
+            let before = frames.len();
             for page in st.used.iter_pages() {
                 let Some(u) = pt.unmap(m.memory(), page) else {
                     debug_assert!(false, "used page {page:?} not mapped");
@@ -163,16 +198,17 @@ impl<M: Machine> AddressSpace<M> {
                 batch.defer(u, false);
             }
             st.flags = new;
-            remap.push((start, frames));
+            remap.push((start, frames.len() - before));
         }
         batch.complete(&self.shared, self.id());
-        for (start, frames) in remap {
+        let mut frames = frames.into_iter();
+        for (start, count) in remap {
             let Some((_, slot)) = tree.get(start) else {
                 continue;
             };
             let mut st = slot.lock();
             let pflags = self.page_flags(st.flags);
-            for (page, frame) in frames {
+            for (page, frame) in frames.by_ref().take(count) {
                 // Intermediate tables stay after an unmap, so this does
                 // not allocate; should it fail, the page stops being
                 // resident (as in `area_change_flags`).
@@ -216,8 +252,8 @@ impl<M: Machine> AddressSpace<M> {
         let mut n = s;
         if s > 0 && tree.find(s).is_none() {
             // A hole at the start: the first area of the range.
-            match Self::entries_in(tree, s, e).first() {
-                Some(&(start, _)) => n = start,
+            match Self::first_in(tree, s, e) {
+                Some((start, _)) => n = start,
                 None => return,
             }
         }
@@ -225,8 +261,8 @@ impl<M: Machine> AddressSpace<M> {
             self.merge_at(tree, n);
             match tree.find(n) {
                 Some((_, end, _)) => n = end,
-                None => match Self::entries_in(tree, n, e).first() {
-                    Some(&(start, _)) => n = start,
+                None => match Self::first_in(tree, n, e) {
+                    Some((start, _)) => n = start,
                     None => break,
                 },
             }
@@ -254,6 +290,22 @@ impl<M: Machine> AddressSpace<M> {
         let (s, e) = (range.start.number(), range.end().number());
         let tree = self.areas.write();
         let list = Self::check_covered(&tree, s, e)?;
+        // Room for the runs of the area with the most in the range, taken
+        // before anything changes.
+        let mut most = 0;
+        for &(start, end) in &list {
+            let Some((_, slot)) = tree.get(start) else {
+                continue;
+            };
+            let mut st = slot.lock();
+            most = most.max(st.used.overlap(s, e).0);
+            // A run across the end of the range is cut in two there.
+            if !st.used.try_reserve_cut(Page::from_number(e.min(end))) {
+                return Err(Error::NoMemory);
+            }
+        }
+        let mut runs: Vec<PageRange> = Vec::new();
+        runs.try_reserve_exact(most).map_err(|_| Error::NoMemory)?;
         let mut batch = ShootdownBatch::new();
         for (start, end) in list {
             let Some((_, slot)) = tree.get(start) else {
@@ -262,20 +314,24 @@ impl<M: Machine> AddressSpace<M> {
             let area = &slot.area;
             let mut st = slot.lock();
             let (lo, hi) = (s.max(start), e.min(end));
-            let runs: Vec<PageRange> = st
-                .used
-                .iter()
-                .filter_map(|r| {
-                    let a = r.start.number().max(lo);
-                    let b = r.end().number().min(hi);
-                    (a < b).then(|| PageRange::new(Page::from_number(a), b - a))
-                })
-                .collect();
-            for r in runs {
+            runs.clear();
+            runs.extend(st.used.iter().filter_map(|r| {
+                let a = r.start.number().max(lo);
+                let b = r.end().number().min(hi);
+                (a < b).then(|| PageRange::new(Page::from_number(a), b - a))
+            }));
+            for r in runs.drain(..) {
                 let removed = st.used.remove(r.start, r.count);
                 debug_assert!(removed.is_ok(), "a part of one run");
                 let pages = (0..r.count).map(|i| r.start.add(i));
-                unmap_into(self.machine(), self.pt(), &*area.backend, pages, &mut batch);
+                unmap_into(
+                    &self.shared,
+                    self.id(),
+                    self.pt(),
+                    &*area.backend,
+                    pages,
+                    &mut batch,
+                );
                 let less =
                     reserve::per_page(&*area.backend, st.flags, area.index(r.start), r.count);
                 self.shared.reserve.release(less);
@@ -362,7 +418,17 @@ impl<M: Machine> AddressSpace<M> {
             };
             (moved_flags, more)
         };
-        // Room for two splits and the entry at its new place.
+        // The heap first: room for two splits and the entry at its new
+        // place, the list of new mappings and the moved part's used space.
+        let (runs, resident) = tree
+            .find(os)
+            .map_or((0, 0), |(_, _, slot)| slot.lock().used.overlap(os, oe));
+        let mut mapped: Vec<Page> = Vec::new();
+        mapped
+            .try_reserve_exact(resident as usize)
+            .map_err(|_| Error::NoMemory)?;
+        let mut used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
+        let [room_os, room_oe] = self.prepare_splits(&mut tree, [os, oe])?;
         Self::reserve_entries(&mut tree, 3)?;
         if !self.shared.reserve.try_reserve(more) {
             return Err(Error::NoMemory);
@@ -375,7 +441,6 @@ impl<M: Machine> AddressSpace<M> {
             };
             let st = slot.lock();
             let pflags = self.page_flags(st.flags);
-            let mut mapped: Vec<Page> = Vec::new();
             let mut failed = false;
             'runs: for r in st.used.iter() {
                 let a = r.start.number().max(os);
@@ -410,8 +475,8 @@ impl<M: Machine> AddressSpace<M> {
         }
         // Nothing below fails.
         let split = self
-            .split_at(&mut tree, os)
-            .and_then(|()| self.split_at(&mut tree, oe));
+            .split_at(&mut tree, os, room_os)
+            .and_then(|()| self.split_at(&mut tree, oe, room_oe));
         debug_assert!(split.is_ok(), "checked splittable");
         let Some((_, entry)) = tree.remove(os) else {
             debug_assert!(false, "the old range is an area now");
@@ -423,7 +488,6 @@ impl<M: Machine> AddressSpace<M> {
             let backend = &*area.backend;
             let mut st = entry.lock();
             let old_used = st.used.take();
-            let mut used = UsedSpace::with_capacity(old_used.intervals().max(1));
             let mut less = 0;
             let counted = backend.caps().contains(BackendCaps::REFCOUNTED);
             for r in old_used.iter() {
@@ -439,7 +503,7 @@ impl<M: Machine> AddressSpace<M> {
                         let added = used.insert(Page::from_number(ns + n), 1);
                         debug_assert!(added.is_ok());
                     } else {
-                        batch.defer(u, counted);
+                        batch.defer_or_flush(u, counted, &self.shared, self.id());
                         less += reserve::per_page(backend, st.flags, area.index(page), 1);
                     }
                 }

@@ -48,7 +48,9 @@ unsafe impl<R: RawRwLock + Send, T: Send> Send for ShardedRwLock<R, T> {}
 
 impl<R: RawRwLock, T> ShardedRwLock<R, T> {
     /// A lock over `value` with `shards` shards, rounded up to a power of
-    /// two (at least one).
+    /// two (at least one). (The core uses [`try_new`](Self::try_new); this
+    /// is for the lock's own tests.)
+    #[cfg_attr(not(any(test, loom)), allow(dead_code))]
     pub fn new(value: T, shards: usize) -> Self {
         let n = shards.max(1).next_power_of_two();
         let rest: Vec<Shard<R>> = (1..n).map(|_| Shard(R::INIT)).collect();
@@ -58,6 +60,23 @@ impl<R: RawRwLock, T> ShardedRwLock<R, T> {
             mask: n - 1,
             data: UnsafeCell::new(value),
         }
+    }
+
+    /// [`new`](Self::new) that gives `value` back instead of aborting when
+    /// the heap refuses the shards.
+    pub fn try_new(value: T, shards: usize) -> Result<Self, T> {
+        let n = shards.max(1).next_power_of_two();
+        let mut rest: Vec<Shard<R>> = Vec::new();
+        if rest.try_reserve_exact(n - 1).is_err() {
+            return Err(value);
+        }
+        rest.extend((1..n).map(|_| Shard(R::INIT)));
+        Ok(Self {
+            first: Shard(R::INIT),
+            rest: rest.into_boxed_slice(),
+            mask: n - 1,
+            data: UnsafeCell::new(value),
+        })
     }
 
     /// Number of shards.

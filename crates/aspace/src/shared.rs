@@ -4,10 +4,12 @@
 //! [`System::new`](crate::System::new); address spaces, the fault handler and
 //! the shootdown batch reach it through their `Arc`.
 
+use alloc::sync::Arc;
 use core::sync::atomic::AtomicU64 as PlainAtomicU64;
 use core::sync::atomic::Ordering;
 
 use crate::asid::AsidAllocator;
+use crate::backend::{AnonBackend, Backend};
 use crate::internals::area_tree::Hint;
 use crate::machine::{Cpus, Layout, Machine};
 use crate::reserve::Reserve;
@@ -24,6 +26,9 @@ pub(crate) struct Shared<M: Machine> {
     pub next_id: PlainAtomicU64,
     pub layout: Layout,
     pub reserve: Reserve,
+    /// The one anonymous-memory backend every anonymous area shares, made
+    /// once so that creating an area allocates no backend.
+    pub anon: Arc<dyn Backend<M::Memory, M::Frames>>,
 }
 
 impl<M: Machine> Shared<M> {
@@ -38,6 +43,7 @@ impl<M: Machine> Shared<M> {
             hints: LookupHints::default(),
             preparing: Preparing::default(),
             next_id: PlainAtomicU64::new(1),
+            anon: Arc::new(AnonBackend),
         }
     }
 

@@ -19,7 +19,6 @@
 //! one address space proceed in parallel and, on up to 8 CPUs, share no
 //! lock and no counter.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -28,16 +27,17 @@ use core::sync::atomic::Ordering;
 
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::area::{Area, AreaEntry, AreaGuard, AreaInfo, AreaState};
-use crate::backend::{AnonBackend, Backend, BackendCaps};
+use crate::backend::{Backend, BackendCaps};
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::internals::area_tree::AreaTree;
+use crate::internals::try_arc::TryArc;
 use crate::internals::used_space::UsedSpace;
 use crate::lookup::AreaLookup;
 use crate::machine::{Asid, CpuSet, Cpus, FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
 use crate::paging::PageTable;
 use crate::reserve;
 use crate::shard_lock::{ReadGuard, ShardedRwLock};
-use crate::share::ShareInfo;
+use crate::share::{PageMap, ShareInfo};
 use crate::shared::Shared;
 use crate::stats::Stats;
 use crate::tlb::ShootdownBatch;
@@ -73,20 +73,24 @@ pub struct AddressSpace<M: Machine> {
     pt: Option<M::PageTable>,
 }
 
-/// Unmaps `pages` (all in the area's used space) into `batch`.
+/// Unmaps `pages` (all in the area's used space) of address space
+/// `as_id` into `batch` (which never needs the heap: it flushes early if
+/// the heap refuses it room).
 pub(crate) fn unmap_into<M: Machine>(
-    machine: &M,
+    shared: &Shared<M>,
+    as_id: u64,
     pt: &M::PageTable,
     backend: &dyn Backend<M::Memory, M::Frames>,
     pages: impl Iterator<Item = Page>,
     batch: &mut ShootdownBatch,
 ) {
+    let counted = backend.caps().contains(BackendCaps::REFCOUNTED);
     for page in pages {
-        let Some(u) = pt.unmap(machine.memory(), page) else {
+        let Some(u) = pt.unmap(shared.machine.memory(), page) else {
             debug_assert!(false, "used page {page:?} not mapped");
             continue;
         };
-        batch.defer(u, backend.caps().contains(BackendCaps::REFCOUNTED));
+        batch.defer_or_flush(u, counted, shared, as_id);
     }
 }
 
@@ -95,15 +99,16 @@ pub(crate) fn unmap_into<M: Machine>(
 /// record's when it was the last sharer.
 pub(crate) fn leave_share<M: Machine>(
     shared: &Shared<M>,
+    as_id: u64,
     area: &Area<M>,
     st: &mut AreaState<M>,
     batch: &mut ShootdownBatch,
 ) {
     match st.share.take() {
         Some(share) => {
-            if let Some(frames) = share.remove_reference() {
-                for f in frames {
-                    batch.release_later(f);
+            if let Some(map) = share.remove_reference() {
+                for f in map.frames() {
+                    batch.release_later_or_flush(f, shared, as_id);
                 }
                 shared.reserve.release(share.reserved());
             }
@@ -119,18 +124,29 @@ impl<M: Machine> AddressSpace<M> {
         kernel: Option<&AddressSpace<M>>,
     ) -> Result<Arc<Self>> {
         let m = &shared.machine;
+        // The heap first (the lock's shards, room for the ASID record),
+        // then the page table's frames, so a refusal changes nothing. The
+        // one allocation that cannot be refused cleanly comes last:
+        // `Arc::new` (stable Rust has no fallible one), which aborts if the
+        // heap refuses it.
+        let shards = m.cpus().cpu_count().min(MAX_SHARDS);
+        let areas =
+            ShardedRwLock::try_new(AreaTree::with_gaps(), shards).map_err(|_| Error::NoMemory)?;
+        let id = shared.new_id();
+        if !shared.asids.lock().try_reserve_register(id) {
+            return Err(Error::NoMemory);
+        }
         let pt = match kernel {
             Some(k) => M::PageTable::create(m.memory(), m.frames(), Some(k.pt()), m.paging_mode())?,
             None => M::PageTable::create(m.memory(), m.frames(), None, m.paging_mode())?,
         };
-        let id = shared.new_id();
         shared.asids.lock().register(id, kernel.is_none());
         Ok(Arc::new(Self {
             id,
             kernel: kernel.is_none(),
             root: pt.root(),
             shared: shared.clone(),
-            areas: ShardedRwLock::new(AreaTree::with_gaps(), m.cpus().cpu_count().min(MAX_SHARDS)),
+            areas,
             pt: Some(pt),
         }))
     }
@@ -307,7 +323,13 @@ impl<M: Machine> AddressSpace<M> {
     /// Creates an area of anonymous memory (HelenOS `as_area_create` with
     /// `anon_backend`).
     pub fn area_create(&self, base: VirtAddr, size: u64, flags: AreaFlags) -> Result<VirtAddr> {
-        self.area_create_with(base, size, flags, AreaAttrs::empty(), Arc::new(AnonBackend))
+        self.area_create_with(
+            base,
+            size,
+            flags,
+            AreaAttrs::empty(),
+            self.shared.anon.clone(),
+        )
     }
 
     /// Creates an area with the given attributes and backend.
@@ -339,7 +361,7 @@ impl<M: Machine> AddressSpace<M> {
         flags: AreaFlags,
         attrs: AreaAttrs,
         backend: Arc<dyn Backend<M::Memory, M::Frames>>,
-    ) -> Result<Arc<Area<M>>> {
+    ) -> Result<TryArc<Area<M>>> {
         let flags = Self::placement_flags(flags, &*backend)?;
         let range = Self::checked_range(base, size)?;
         let mut tree = self.areas.write();
@@ -388,15 +410,19 @@ impl<M: Machine> AddressSpace<M> {
                 }
                 area.reserved.fetch_add(more, Ordering::Relaxed);
             } else if pages < old {
-                let removed = st.used.split_off(area.base().add(pages));
+                // The heap first: the runs removed go to a set of their own.
+                let cut = area.base().add(pages);
+                let mut removed = UsedSpace::try_with_capacity(st.used.intervals_from(cut))
+                    .ok_or(Error::NoMemory)?;
+                st.used.split_off_into(cut, &mut removed);
                 let mut batch = ShootdownBatch::new();
                 let mut less =
                     reserve::up_front(backend, st.flags, area.offset() + pages, old - pages);
-                for r in removed {
+                for r in removed.iter() {
                     let index = area.index(r.start);
                     less += reserve::per_page(backend, st.flags, index, r.count);
                     let pages = (0..r.count).rev().map(|i| r.start.add(i));
-                    unmap_into(self.machine(), self.pt(), backend, pages, &mut batch);
+                    unmap_into(&self.shared, self.id, self.pt(), backend, pages, &mut batch);
                 }
                 batch.complete(&self.shared, self.id);
                 self.shared.reserve.release(less);
@@ -432,14 +458,15 @@ impl<M: Machine> AddressSpace<M> {
         let used = st.used.take();
         if !used.is_empty() {
             unmap_into(
-                self.machine(),
+                &self.shared,
+                self.id,
                 self.pt(),
                 &*area.backend,
                 used.iter_pages(),
                 batch,
             );
         }
-        leave_share(&self.shared, area, &mut st, batch);
+        leave_share(&self.shared, self.id, area, &mut st, batch);
     }
 
     /// Changes the rights of the area containing `addr`, keeping its data
@@ -464,8 +491,11 @@ impl<M: Machine> AddressSpace<M> {
         // Where the area may lie is fixed at creation.
         let flags = (flags - AreaFlags::PLACEMENT) | (st.flags & AreaFlags::PLACEMENT);
         let m = self.machine();
+        let mut frames = Vec::new();
+        if frames.try_reserve_exact(st.used.pages() as usize).is_err() {
+            return Err(Error::NoMemory);
+        }
         let mut batch = ShootdownBatch::new();
-        let mut frames = Vec::with_capacity(st.used.pages() as usize);
         let pt = self.pt();
         for page in st.used.iter_pages() {
             let u = pt.unmap(m.memory(), page).expect("used page is mapped");
@@ -477,15 +507,12 @@ impl<M: Machine> AddressSpace<M> {
         let late = AreaFlags::LATE_RESERVE;
         st.flags = (flags - late) | (st.flags & late);
         let pflags = self.page_flags(st.flags);
-        let mut lost = Vec::new();
-        for &(page, frame) in &frames {
-            if pt.map(m.memory(), m.frames(), page, frame, pflags).is_err() {
-                lost.push((page, frame));
-            }
-        }
         // Intermediate tables are kept across unmaps, so mapping back cannot
         // fail; if it did, the page simply stops being resident.
-        for (page, frame) in lost {
+        for (page, frame) in frames {
+            if pt.map(m.memory(), m.frames(), page, frame, pflags).is_ok() {
+                continue;
+            }
             let _ = st.used.remove(page, 1);
             if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
                 m.frames().release(frame);
@@ -545,11 +572,11 @@ impl<M: Machine> AddressSpace<M> {
                 .lock_for_change(&tree, src_addr)
                 .and_then(|(slot, mut st)| {
                     // Another thread may have changed the source meanwhile.
-                    if !Arc::ptr_eq(&slot.area, &source) {
+                    if !TryArc::ptr_eq(&slot.area, &source) {
                         return Err(Error::NotFound);
                     }
                     Self::check_share_source(&slot.area, &st, size, mask)?;
-                    Ok(self.join_share(&slot.area, &mut st))
+                    self.join_share(&slot.area, &mut st)
                 });
             match found {
                 Ok(joined) => joined,
@@ -563,7 +590,7 @@ impl<M: Machine> AddressSpace<M> {
         let tree = dst.read_areas();
         let slot = dst
             .area_at(&tree, dst_base.page().number())
-            .filter(|slot| Arc::ptr_eq(&slot.area, &created));
+            .filter(|slot| TryArc::ptr_eq(&slot.area, &created));
         let Some(slot) = slot else {
             // Another thread destroyed the destination while it was partial.
             drop(tree);
@@ -592,8 +619,8 @@ impl<M: Machine> AddressSpace<M> {
     fn leave_refused_share(
         &self,
         src_addr: VirtAddr,
-        source: &Arc<Area<M>>,
-        share: Arc<ShareInfo<M>>,
+        source: &TryArc<Area<M>>,
+        share: TryArc<ShareInfo<M>>,
         first: bool,
     ) {
         let mut batch = ShootdownBatch::new();
@@ -603,8 +630,8 @@ impl<M: Machine> AddressSpace<M> {
                 .lock_for_change(&tree, src_addr)
                 .ok()
                 .filter(|(slot, st)| {
-                    Arc::ptr_eq(&slot.area, source)
-                        && st.share.as_ref().is_some_and(|s| Arc::ptr_eq(s, &share))
+                    TryArc::ptr_eq(&slot.area, source)
+                        && st.share.as_ref().is_some_and(|s| TryArc::ptr_eq(s, &share))
                 });
             let mut sh = share.state.lock();
             sh.refs -= 1;
@@ -616,8 +643,8 @@ impl<M: Machine> AddressSpace<M> {
                 _ => sh.refs == 0,
             };
             if detach {
-                for f in core::mem::take(&mut sh.pagemap).into_values() {
-                    batch.release_later(f);
+                for f in core::mem::take(&mut sh.pagemap).frames() {
+                    batch.release_later_or_flush(f, &self.shared, self.id);
                 }
             }
             // Nobody left: the group's reservation goes too. (A source
@@ -663,14 +690,26 @@ impl<M: Machine> AddressSpace<M> {
     /// The share record of `area` (locked as `st`) with one more reference,
     /// and whether this call made it: on the first share the pages mapped
     /// so far enter its page map.
-    fn join_share(&self, area: &Area<M>, st: &mut AreaState<M>) -> (Arc<ShareInfo<M>>, bool) {
+    /// `NoMemory` (nothing changed) if the heap refuses the record.
+    fn join_share(
+        &self,
+        area: &Area<M>,
+        st: &mut AreaState<M>,
+    ) -> Result<(TryArc<ShareInfo<M>>, bool)> {
         if let Some(share) = &st.share {
             share.state.lock().refs += 1;
-            return (share.clone(), false);
+            return Ok((share.clone(), false));
         }
         let m = self.machine();
-        let mut pagemap = BTreeMap::new();
-        if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
+        let mut pagemap = PageMap::new();
+        let counted = area.backend.caps().contains(BackendCaps::REFCOUNTED);
+        // The heap first: the record, and room for the pages mapped so far.
+        if counted && !pagemap.try_reserve(st.used.pages() as usize) {
+            return Err(Error::NoMemory);
+        }
+        let share = TryArc::try_new(ShareInfo::new(2, PageMap::new(), area.reserved()))
+            .map_err(|_| Error::NoMemory)?;
+        if counted {
             for page in st.used.iter_pages() {
                 let (frame, _) = self
                     .pt()
@@ -681,19 +720,19 @@ impl<M: Machine> AddressSpace<M> {
             }
         }
         // The area's reservation becomes the group's.
-        let share = Arc::new(ShareInfo::new(2, pagemap, area.reserved()));
+        share.state.lock().pagemap = pagemap;
         st.share = Some(share.clone());
-        (share, true)
+        Ok((share, true))
     }
 
     /// Takes out the partial area `area` at `base` that a refused share had
     /// created (it maps nothing and holds no share record).
-    fn remove_partial(&self, base: VirtAddr, area: &Arc<Area<M>>) {
+    fn remove_partial(&self, base: VirtAddr, area: &TryArc<Area<M>>) {
         let mut tree = self.areas.write();
         let n = base.page().number();
         let ours = tree
             .find(n)
-            .is_some_and(|(start, _, slot)| start == n && Arc::ptr_eq(&slot.area, area));
+            .is_some_and(|(start, _, slot)| start == n && TryArc::ptr_eq(&slot.area, area));
         // Gone already if another thread destroyed it.
         if ours {
             let _ = tree.remove(n);
@@ -701,7 +740,7 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// The share record of the area containing `addr`, if it is shared.
-    pub fn share_info(&self, addr: VirtAddr) -> Option<Arc<ShareInfo<M>>> {
+    pub fn share_info(&self, addr: VirtAddr) -> Option<TryArc<ShareInfo<M>>> {
         let tree = self.read_areas();
         let share = self
             .area_at(&tree, addr.page().number())?

@@ -34,12 +34,11 @@
 
 use core::sync::atomic::Ordering::{Relaxed, Release};
 
-use alloc::sync::Arc;
-
 use crate::addr::{Page, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
 use crate::flags::{AreaAttrs, AreaFlags};
+use crate::internals::try_arc::TryArc;
 use crate::internals::used_space::UsedSpace;
 use crate::machine::Machine;
 use crate::reserve;
@@ -62,8 +61,8 @@ impl<M: Machine> AddressSpace<M> {
             return Err(Error::NotFound);
         }
         self.check_split(&tree, page.number())?;
-        Self::reserve_entries(&mut tree, 1)?;
-        self.split_at(&mut tree, page.number())
+        let [room] = self.prepare_splits(&mut tree, [page.number()])?;
+        self.split_at(&mut tree, page.number(), room)
     }
 
     /// Merges the area containing `addr` with its neighbours where they are
@@ -76,7 +75,7 @@ impl<M: Machine> AddressSpace<M> {
         if tree.find(n).is_none() {
             return Err(Error::NotFound);
         }
-        Ok(self.merge_at(&mut tree, n))
+        self.try_merge_at(&mut tree, n)
     }
 
     /// Whether the area `[start, ..)` locked as `st` may be split or
@@ -92,10 +91,8 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// Makes room in `tree` for `entries` more entries, so that the
-    /// insertions of the splits that follow allocate nothing: `NoMemory`
-    /// (nothing changed) if the heap refuses. (Other heap allocations, an
-    /// area's record and its used-space nodes, abort when refused, as
-    /// everywhere in the crate.)
+    /// insertions that follow allocate nothing: `NoMemory` (nothing
+    /// changed) if the heap refuses.
     pub(crate) fn reserve_entries(tree: &mut Areas<M>, entries: usize) -> Result<()> {
         if tree.try_reserve(entries) {
             Ok(())
@@ -104,6 +101,49 @@ impl<M: Machine> AddressSpace<M> {
         }
     }
 
+    /// Allocates, before anything changes, all the heap memory the splits
+    /// of the written `tree` at the pages `cuts` need (in that order, each
+    /// on the tree as the ones before it left it): room for one more tree
+    /// entry per cut, and per cut inside an area the upper part's record
+    /// with room for its used space. `NoMemory` (nothing changed) if the
+    /// heap refuses. Hand each room to [`split_at`](Self::split_at).
+    pub(crate) fn prepare_splits<const N: usize>(
+        &self,
+        tree: &mut Areas<M>,
+        cuts: [u64; N],
+    ) -> Result<[Option<SplitRoom<M>>; N]> {
+        Self::reserve_entries(tree, N)?;
+        let mut rooms = [const { None }; N];
+        for (room, n) in rooms.iter_mut().zip(cuts) {
+            let Some((start, _, slot)) = tree.find(n) else {
+                continue;
+            };
+            if start == n {
+                continue;
+            }
+            let area = &slot.area;
+            let runs = slot.lock().used.intervals_from(Page::from_number(n));
+            let used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
+            // A stand-in, replaced by the real upper part at the split.
+            let stand_in = area.derived(
+                Page::from_number(n),
+                0,
+                0,
+                0,
+                0,
+                AreaState {
+                    flags: AreaFlags::empty(),
+                    max_flags: AreaFlags::empty(),
+                    attrs: AreaAttrs::empty(),
+                    used: UsedSpace::new(),
+                    share: None,
+                },
+            );
+            let upper = TryArc::try_new(stand_in).map_err(|_| Error::NoMemory)?;
+            *room = Some(SplitRoom { upper, used });
+        }
+        Ok(rooms)
+    }
     /// Whether a split at page `n` of the written `tree` would succeed (or
     /// has nothing to do: no area holds `n`, or one starts there).
     pub(crate) fn check_split(&self, tree: &Areas<M>, n: u64) -> Result<()> {
@@ -116,9 +156,16 @@ impl<M: Machine> AddressSpace<M> {
         }
     }
 
-    /// Splits the area of the written `tree` that holds page `n` at `n`;
-    /// nothing to do if none does or one starts there.
-    pub(crate) fn split_at(&self, tree: &mut Areas<M>, n: u64) -> Result<()> {
+    /// Splits the area of the written `tree` that holds page `n` at `n`,
+    /// in the heap memory `room` that [`prepare_splits`](Self::prepare_splits)
+    /// set aside for it; nothing to do if no area holds `n` or one starts
+    /// there.
+    pub(crate) fn split_at(
+        &self,
+        tree: &mut Areas<M>,
+        n: u64,
+        room: Option<SplitRoom<M>>,
+    ) -> Result<()> {
         let (start, end, upper) = {
             let Some((start, end, slot)) = tree.find(n) else {
                 return Ok(());
@@ -129,29 +176,44 @@ impl<M: Machine> AddressSpace<M> {
             let area = &slot.area;
             let mut st = slot.lock();
             Self::check_splittable(area, &st)?;
-            let upper = Self::split_state(area, &mut st, start, end, n);
+            let Some(SplitRoom {
+                mut upper,
+                mut used,
+            }) = room
+            else {
+                debug_assert!(false, "a split without its room");
+                return Err(Error::NoMemory);
+            };
+            st.used.split_off_into(Page::from_number(n), &mut used);
+            let derived = Self::split_state(area, &mut st, start, end, n, used);
+            match TryArc::get_mut(&mut upper) {
+                Some(u) => *u = derived,
+                None => unreachable!("a prepared upper part has one reference"),
+            }
             (start, end, upper)
         };
         let shrunk = tree.set_end(start, n);
         debug_assert!(shrunk, "shrinking an area always fits");
         let inserted = tree
-            .insert_guarded(n, end, 0, AreaEntry::of_area(upper))
+            .insert_guarded(n, end, 0, AreaEntry::of_shared(upper))
             .is_ok();
         debug_assert!(inserted, "the upper part takes the place it had");
         Ok(())
     }
 
     /// Takes the pages `[n, end)` out of `area` (locked as `st`, spanning
-    /// `[start, end)`) and returns the area they make.
-    fn split_state(area: &Area<M>, st: &mut AreaState<M>, start: u64, end: u64, n: u64) -> Area<M> {
+    /// `[start, end)`; their used space, `used`, already moved out) and
+    /// returns the area they make.
+    fn split_state(
+        area: &Area<M>,
+        st: &mut AreaState<M>,
+        start: u64,
+        end: u64,
+        n: u64,
+        used: UsedSpace,
+    ) -> Area<M> {
         let (lower_pages, upper_pages) = (n - start, end - n);
         let offset = area.offset();
-        let runs = st.used.split_off(Page::from_number(n));
-        let mut used = UsedSpace::with_capacity(runs.len().max(1));
-        for r in runs {
-            let added = used.insert(r.start, r.count);
-            debug_assert!(added.is_ok(), "runs are disjoint");
-        }
         let total = area.reserved();
         let (lower_res, upper_res) = match &st.share {
             // The record's reservation is the group's, shown by each part
@@ -198,17 +260,62 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Merges the area of the written `tree` holding page `n` with its
     /// right, then its left neighbour, where compatible; whether it did.
+    /// If the heap refuses the room the joined used spaces need, nothing
+    /// is merged (the areas stay apart, which is correct, only less
+    /// compact).
     pub(crate) fn merge_at(&self, tree: &mut Areas<M>, n: u64) -> bool {
+        self.try_merge_at(tree, n).unwrap_or(false)
+    }
+
+    /// [`merge_at`](Self::merge_at), `NoMemory` (nothing changed) if the
+    /// heap refuses the room the joined used spaces need.
+    pub(crate) fn try_merge_at(&self, tree: &mut Areas<M>, n: u64) -> Result<bool> {
         let Some((start, end, _)) = tree.find(n) else {
-            return false;
+            return Ok(false);
         };
-        let mut merged = self.merge_pair(tree, start, end);
-        if let Some((left, left_end, _)) = start.checked_sub(1).and_then(|p| tree.find(p)) {
-            if left_end == start {
-                merged |= self.merge_pair(tree, left, start);
+        let left = start
+            .checked_sub(1)
+            .and_then(|p| tree.find(p))
+            .filter(|&(_, left_end, _)| left_end == start)
+            .map(|(left, _, _)| left);
+        // The heap first: the area that takes the right one's runs, and the
+        // left one that takes both, get room for them.
+        let right_ok = self.mergeable(tree, start, end);
+        let left_ok = left.is_some_and(|l| self.mergeable(tree, l, start));
+        let intervals = |at: u64| tree.get(at).map_or(0, |(_, e)| e.lock().used.intervals());
+        let right_runs = if right_ok { intervals(end) } else { 0 };
+        if right_ok && !Self::reserve_runs(tree, start, right_runs) {
+            return Err(Error::NoMemory);
+        }
+        if let (true, Some(l)) = (left_ok, left) {
+            if !Self::reserve_runs(tree, l, intervals(start) + right_runs) {
+                return Err(Error::NoMemory);
             }
         }
-        merged
+        let mut merged = right_ok && self.merge_pair(tree, start, end);
+        if let (true, Some(l)) = (left_ok, left) {
+            merged |= self.merge_pair(tree, l, start);
+        }
+        Ok(merged)
+    }
+
+    /// Whether the area at `left` of `tree` and the one at `boundary`
+    /// (where it ends) may become one.
+    fn mergeable(&self, tree: &Areas<M>, left: u64, boundary: u64) -> bool {
+        let (Some((left_end, l)), Some((_, r))) = (tree.get(left), tree.get(boundary)) else {
+            return false;
+        };
+        left_end == boundary && {
+            let (lst, rst) = (l.lock(), r.lock());
+            Self::compatible(&l.area, &lst, &r.area, &rst)
+        }
+    }
+
+    /// Makes room in the used space of the area at `at` for `runs` more
+    /// runs; whether the heap gave it.
+    fn reserve_runs(tree: &Areas<M>, at: u64, runs: usize) -> bool {
+        tree.get(at)
+            .is_some_and(|(_, e)| e.lock().used.try_reserve(runs))
     }
 
     /// Joins the area starting at `boundary` to the one at `left` (which
@@ -236,7 +343,7 @@ impl<M: Machine> AddressSpace<M> {
         let mut st = slot.lock();
         let mut rst = right.area.lock_detached();
         let used = rst.used.take();
-        st.used.reserve(used.intervals());
+        // Reserved by `try_merge_at`: allocates nothing.
         for r in used.iter() {
             let added = st.used.insert(r.start, r.count);
             debug_assert!(added.is_ok(), "areas are disjoint");
@@ -274,8 +381,16 @@ impl<M: Machine> AddressSpace<M> {
         let contiguous = l.offset() + l.pages() == r.offset();
         match (&lst.share, &rst.share) {
             (None, None) => contiguous || l.backend.caps().contains(BackendCaps::GROW_DOWN),
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b) && contiguous,
+            (Some(a), Some(b)) => TryArc::ptr_eq(a, b) && contiguous,
             _ => false,
         }
     }
+}
+
+/// The heap memory one split needs, set aside by
+/// [`AddressSpace::prepare_splits`] before anything changes: the upper
+/// part's record (a stand-in until the split) and its used space.
+pub(crate) struct SplitRoom<M: Machine> {
+    upper: TryArc<Area<M>>,
+    used: UsedSpace,
 }

@@ -220,18 +220,28 @@ pub fn sys_as_area_get_info<M: Machine>(
 /// Writes the records of the space's areas, lowest first, to user memory
 /// at `dest`, at most `max` of them, and returns how many areas the space
 /// has (so a caller whose buffer was short can retry with a larger one), or
-/// `EBADMEM` when the buffer is not writable user memory.
+/// `EBADMEM` when the buffer is not writable user memory, or `ENOMEM` when
+/// the kernel heap refuses the records' buffer (nothing written then).
 pub fn sys_as_area_list<M: Machine>(space: &AddressSpace<M>, dest: usize, max: usize) -> isize {
-    let areas = space.areas();
-    let n = areas.len().min(max);
-    let mut bytes = alloc::vec::Vec::with_capacity(n * UserAreaInfo::SIZE);
-    for info in &areas[..n] {
-        bytes.extend_from_slice(&UserAreaInfo::new(info).to_bytes());
-    }
+    // The records are gathered under one hold of the tree, into a buffer
+    // the heap may refuse (`ENOMEM`), then copied once the hold is gone.
+    let mut bytes = alloc::vec::Vec::new();
+    let count = {
+        let lookup = space.lookup();
+        let count = lookup.iter().count();
+        let n = count.min(max);
+        if bytes.try_reserve_exact(n * UserAreaInfo::SIZE).is_err() {
+            return errno(Err(crate::Error::NoMemory));
+        }
+        for info in lookup.iter().take(n) {
+            bytes.extend_from_slice(&UserAreaInfo::new(&info).to_bytes());
+        }
+        count
+    };
     if !bytes.is_empty() {
         if let Err(e) = space.copy_to_user(VirtAddr::new(dest as u64), &bytes) {
             return e.errno() as isize;
         }
     }
-    areas.len() as isize
+    count as isize
 }

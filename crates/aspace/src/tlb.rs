@@ -11,6 +11,14 @@
 //!    ran it before but do not now are marked to flush its ASID before they
 //!    next run it (no IPI needed).
 //! 3. *finalize*: only then do the frames go back to the allocator.
+//!
+//! The list of frames to release grows on the heap. The core adds to it with
+//! `ShootdownBatch::defer_or_flush` and
+//! `ShootdownBatch::release_later_or_flush`, which never fail: if the heap
+//! refuses to grow the list, the batch completes what it gathered so far
+//! (one shootdown round for the translations removed until then, then their
+//! frames go) and carries on in the room that freed, as Linux's `mmu_gather`
+//! does when its page list is full. Unmapping therefore never needs the heap.
 
 use alloc::vec::Vec;
 
@@ -62,6 +70,70 @@ impl ShootdownBatch {
         self.release.push(frame);
     }
 
+    /// [`defer`](Self::defer) for a batch of address space `as_id`: if the
+    /// heap refuses room for the frame, the batch is flushed first (see
+    /// the [module documentation](self)), so this never fails.
+    pub(crate) fn defer_or_flush<M: Machine>(
+        &mut self,
+        unmapped: Unmapped,
+        release: bool,
+        shared: &Shared<M>,
+        as_id: u64,
+    ) {
+        let n = unmapped.page().number();
+        self.low = self.low.min(n);
+        self.high = self.high.max(n + 1);
+        self.unmapped += 1;
+        if release {
+            self.push_or_flush(unmapped.frame(), shared, as_id);
+        }
+    }
+
+    /// [`release_later`](Self::release_later) that flushes instead of
+    /// failing, as [`defer_or_flush`](Self::defer_or_flush).
+    pub(crate) fn release_later_or_flush<M: Machine>(
+        &mut self,
+        frame: Frame,
+        shared: &Shared<M>,
+        as_id: u64,
+    ) {
+        self.push_or_flush(frame, shared, as_id);
+    }
+
+    fn push_or_flush<M: Machine>(&mut self, frame: Frame, shared: &Shared<M>, as_id: u64) {
+        if self.release.len() == self.release.capacity() && self.release.try_reserve(1).is_err() {
+            // Every translation removed so far leaves every TLB, then the
+            // frames gathered go, which frees room in the list.
+            self.flush(shared, as_id);
+            if self.release.capacity() == 0 {
+                // Never had room: this frame's translation (if any) was in
+                // the round just done, so it goes now.
+                shared.machine.frames().release(frame);
+                Stats::add(&shared.counters().frame_refs_released, 1);
+                return;
+            }
+        }
+        self.release.push(frame);
+    }
+
+    /// Completes what the batch holds now and empties it for more.
+    fn flush<M: Machine>(&mut self, shared: &Shared<M>, as_id: u64) {
+        if !self.is_empty() {
+            self.shoot(shared, as_id);
+        }
+        let frames = shared.machine.frames();
+        let released = self.release.len() as u64;
+        for f in self.release.drain(..) {
+            frames.release(f);
+        }
+        if released > 0 {
+            Stats::add(&shared.counters().frame_refs_released, released);
+        }
+        self.low = u64::MAX;
+        self.high = 0;
+        self.unmapped = 0;
+    }
+
     /// Number of translations removed.
     pub fn len(&self) -> u64 {
         self.unmapped
@@ -83,21 +155,8 @@ impl ShootdownBatch {
 
     /// Flushes every TLB that may hold the removed translations of address
     /// space `as_id`, then releases the frames.
-    pub(crate) fn complete<M: Machine>(self, shared: &Shared<M>, as_id: u64) {
-        if !self.is_empty() {
-            self.shoot(shared, as_id);
-        }
-        if self.release.is_empty() {
-            return;
-        }
-        let frames = shared.machine.frames();
-        for f in &self.release {
-            frames.release(*f);
-        }
-        Stats::add(
-            &shared.counters().frame_refs_released,
-            self.release.len() as u64,
-        );
+    pub(crate) fn complete<M: Machine>(mut self, shared: &Shared<M>, as_id: u64) {
+        self.flush(shared, as_id);
     }
 
     fn shoot<M: Machine>(&self, shared: &Shared<M>, as_id: u64) {

@@ -634,3 +634,37 @@ proptest! {
         }
     }
 }
+
+/// `overlap` counts the intervals and pages inside a range, as a scan of
+/// every interval would; `split_off_into` moves what `split_off` returns.
+#[test]
+fn overlap_and_split_off_into_agree_with_a_scan() {
+    // 40 runs of 1 to 3 pages, 2 apart: several leaves of the tree.
+    let runs: Vec<(u64, u64)> = (0..40).map(|i| (10 + i * 6, 1 + i % 3)).collect();
+    let s = space(&runs);
+    for lo in (0..260).step_by(7) {
+        for hi in (lo..270).step_by(11) {
+            let (mut n, mut pages) = (0, 0);
+            for &(start, count) in &runs {
+                let (a, b) = (start.max(lo), (start + count).min(hi));
+                if a < b {
+                    n += 1;
+                    pages += b - a;
+                }
+            }
+            assert_eq!(s.overlap(lo, hi), (n, pages), "[{lo}, {hi})");
+        }
+    }
+    for cut in (0..260).step_by(5) {
+        let mut a = space(&runs);
+        let mut b = space(&runs);
+        let moved = a.split_off(p(cut));
+        let mut into = UsedSpace::try_with_capacity(b.intervals_from(p(cut))).unwrap();
+        b.split_off_into(p(cut), &mut into);
+        assert_eq!(ivs(&a), ivs(&b), "cut {cut}: what stays");
+        let mut moved: Vec<_> = moved.iter().map(|r| (r.start.number(), r.count)).collect();
+        moved.sort();
+        assert_eq!(ivs(&into), moved, "cut {cut}: what moves");
+        assert_eq!(into.pages() + b.pages(), space(&runs).pages());
+    }
+}

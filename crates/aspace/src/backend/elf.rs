@@ -28,6 +28,12 @@ impl ElfImage {
     /// (having released what it took) when frames run out.
     pub fn load<M: Machine>(machine: &M, bytes: &[u8]) -> Result<Arc<ElfImage>> {
         let mut frames = Vec::new();
+        if frames
+            .try_reserve_exact(bytes.len().div_ceil(PAGE_SIZE as usize))
+            .is_err()
+        {
+            return Err(Error::NoMemory);
+        }
         for chunk in bytes.chunks(PAGE_SIZE as usize) {
             let Some(f) = machine.frames().alloc() else {
                 for f in frames {

@@ -19,7 +19,6 @@
 //! The fault side lives in `core/page_in.rs`; this file holds the backend,
 //! the request and the answer.
 
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use core::any::Any;
 use core::fmt;
@@ -27,6 +26,8 @@ use core::fmt;
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::backend::{AreaInfo, Backend, BackendCaps};
 use crate::flags::Access;
+use crate::internals::area_tree::AreaTree;
+use crate::internals::try_arc::TryArc;
 use crate::machine::{FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::space::AddressSpace;
@@ -168,7 +169,7 @@ pub struct PageIn {
     /// The access that faulted.
     pub access: Access,
     owner: Owner,
-    slot: Option<Arc<Slot>>,
+    slot: Option<TryArc<Slot>>,
 }
 
 impl fmt::Debug for PageIn {
@@ -275,7 +276,7 @@ pub struct UserBackend<M: Machine> {
     pub(crate) owner: Owner,
     /// Page index to the request in flight for it. A leaf lock: taken under
     /// the area's lock (or alone), never the other way round.
-    in_flight: lock_api::Mutex<M::Lock, BTreeMap<u64, Arc<Slot>>>,
+    in_flight: lock_api::Mutex<M::Lock, AreaTree<TryArc<Slot>>>,
 }
 
 impl<M: Machine> UserBackend<M> {
@@ -284,22 +285,31 @@ impl<M: Machine> UserBackend<M> {
             pager,
             ids,
             owner,
-            in_flight: lock_api::Mutex::new(BTreeMap::new()),
+            in_flight: lock_api::Mutex::new(AreaTree::new()),
         }
     }
 
     /// The request in flight for page `index`, joined (one more waiter);
     /// when there is none, a new one, with the request the caller is to
-    /// send once it has dropped its locks.
-    pub(crate) fn join(&self, index: u64, access: Access) -> (Arc<Slot>, Option<PageIn>) {
+    /// send once it has dropped its locks. `None` (nothing changed) if the
+    /// heap refuses the new request.
+    pub(crate) fn join(
+        &self,
+        index: u64,
+        access: Access,
+    ) -> Option<(TryArc<Slot>, Option<PageIn>)> {
         let mut table = self.in_flight.lock();
-        if let Some(slot) = table.get(&index) {
+        if let Some((_, slot)) = table.get(index) {
             slot.waiters.fetch_add(1, Ordering::Relaxed);
-            return (slot.clone(), None);
+            return Some((slot.clone(), None));
         }
-        let slot = Arc::new(Slot::new());
+        if !table.try_reserve_insertion(index) {
+            return None;
+        }
+        let slot = TryArc::try_new(Slot::new()).ok()?;
         slot.waiters.fetch_add(1, Ordering::Relaxed);
-        table.insert(index, slot.clone());
+        let added = table.insert(index, index + 1, slot.clone()).is_ok();
+        debug_assert!(added, "no request in flight for the page");
         let request = PageIn {
             offset: index * PAGE_SIZE,
             size: PAGE_SIZE,
@@ -308,15 +318,18 @@ impl<M: Machine> UserBackend<M> {
             owner: self.owner,
             slot: Some(slot.clone()),
         };
-        (slot, Some(request))
+        Some((slot, Some(request)))
     }
 
     /// Takes `slot` out of the table (if it is still there): later faults
     /// on the page ask anew.
-    pub(crate) fn retire(&self, index: u64, slot: &Arc<Slot>) {
+    pub(crate) fn retire(&self, index: u64, slot: &TryArc<Slot>) {
         let mut table = self.in_flight.lock();
-        if table.get(&index).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-            table.remove(&index);
+        if table
+            .get(index)
+            .is_some_and(|(_, s)| TryArc::ptr_eq(s, slot))
+        {
+            table.remove(index);
         }
     }
 

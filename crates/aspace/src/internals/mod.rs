@@ -5,7 +5,12 @@
 //!
 //! - [`area_tree`]: the B+tree interval map behind every address space's
 //!   areas and every area's used space;
-//! - [`used_space`]: an area's mapped pages as merged runs.
+//! - [`used_space`]: an area's mapped pages as merged runs;
+//! - [`try_arc`]: a reference-counted box whose creation can fail cleanly
+//!   (areas are made with it, so a full heap refuses an operation instead
+//!   of aborting).
 
 pub mod area_tree;
+#[allow(unsafe_code)]
+pub mod try_arc;
 pub mod used_space;

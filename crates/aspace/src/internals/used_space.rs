@@ -31,6 +31,8 @@ pub enum UsedSpaceError {
     NotUsed,
     /// Zero pages, or a range that wraps.
     Empty,
+    /// The heap refused a node the insertion needed; nothing changed.
+    NoMemory,
 }
 
 /// Set of used pages kept as disjoint, non-adjacent intervals; lookups and
@@ -97,6 +99,27 @@ impl UsedSpace {
         s
     }
 
+    /// [`with_capacity`](Self::with_capacity) that answers `None` instead
+    /// of aborting when the heap refuses.
+    pub fn try_with_capacity(intervals: usize) -> Option<Self> {
+        let mut s = Self::new();
+        s.try_reserve(intervals).then_some(s)
+    }
+
+    /// [`reserve`](Self::reserve) that answers `false` (the set unchanged)
+    /// instead of aborting when the heap refuses: operations reserve the
+    /// room an insertion needs before they change anything.
+    pub fn try_reserve(&mut self, additional: usize) -> bool {
+        self.runs.try_reserve(additional)
+    }
+
+    /// Makes sure that removing pages ending at `end` from the middle of an
+    /// interval (which splits it, a new interval from `end`) allocates
+    /// nothing; `false` (nothing changed) if the heap refuses.
+    pub fn try_reserve_cut(&mut self, end: Page) -> bool {
+        self.runs.try_reserve_insertion(end.number())
+    }
+
     /// Makes room for `additional` more intervals: afterwards no insertion
     /// or removal allocates as long as the set has at most
     /// `intervals() + additional` intervals. An area reserves one when it is
@@ -145,7 +168,8 @@ impl UsedSpace {
     /// Marks `count` pages from `page` as used.
     ///
     /// Allocates only if a new interval needs a tree node that was neither
-    /// reserved nor freed before.
+    /// reserved nor freed before; if the heap refuses it, `NoMemory` with
+    /// nothing changed.
     pub fn insert(&mut self, page: Page, count: u64) -> Result<(), UsedSpaceError> {
         let start = page.number();
         let end = start.checked_add(count).ok_or(UsedSpaceError::Empty)?;
@@ -169,7 +193,12 @@ impl UsedSpace {
             }
             (Some((ls, _)), None) => self.runs.set_end(ls, end),
             (None, Some((rs, _))) => self.runs.set_start(rs, start),
-            (None, None) => self.runs.insert(start, end, ()).is_ok(),
+            (None, None) => {
+                if !self.runs.try_reserve_insertion(start) {
+                    return Err(UsedSpaceError::NoMemory);
+                }
+                self.runs.insert(start, end, ()).is_ok()
+            }
         };
         debug_assert!(done, "used space: checked update refused");
         self.pages += count;
@@ -225,6 +254,61 @@ impl UsedSpace {
             }
         }
         out
+    }
+
+    /// How many intervals hold pages at or above `page` (what
+    /// [`split_off_into`](Self::split_off_into) moves).
+    pub fn intervals_from(&self, page: Page) -> usize {
+        self.overlap(page.number(), u64::MAX).0
+    }
+
+    /// How many intervals hold pages in `[lo, hi)` (page numbers), and how
+    /// many pages there are used: what an operation on that range needs
+    /// room for. O(k log n) for the k intervals met.
+    pub fn overlap(&self, lo: u64, hi: u64) -> (usize, u64) {
+        let mut intervals = 0;
+        let mut pages = 0;
+        if lo >= hi {
+            return (0, 0);
+        }
+        let mut next = match self.runs.neighbors(lo) {
+            (Some((s, e, ())), _) if e > lo => Some((s, e)),
+            (_, after) => after.map(|(s, e, ())| (s, e)),
+        };
+        while let Some((s, e)) = next {
+            if s >= hi {
+                break;
+            }
+            intervals += 1;
+            pages += e.min(hi) - s.max(lo);
+            next = self.runs.neighbors(e - 1).1.map(|(s, e, ())| (s, e));
+        }
+        (intervals, pages)
+    }
+
+    /// [`split_off`](Self::split_off) into `into` (an empty set): moves
+    /// every page at or above `page` there. Allocates nothing if `into` has
+    /// room for [`intervals_from`](Self::intervals_from)`(page)` intervals.
+    pub fn split_off_into(&mut self, page: Page, into: &mut UsedSpace) {
+        let cut = page.number();
+        while let (Some((s, e, ())), _) = self.runs.neighbors(u64::MAX) {
+            if e <= cut {
+                break;
+            }
+            let from = s.max(cut);
+            if s >= cut {
+                self.runs.remove(s);
+            } else {
+                let done = self.runs.set_end(s, cut);
+                debug_assert!(done, "used space: shrinking refused");
+            }
+            self.pages -= e - from;
+            let added = into.insert(Page::from_number(from), e - from);
+            debug_assert!(added.is_ok(), "runs are disjoint");
+            if s < cut {
+                break;
+            }
+        }
     }
 
     /// Empties the set, returning the intervals it held.

@@ -4,7 +4,7 @@
 
 use alloc::vec::Vec;
 
-use super::node::{Inner, Leaf, Sums, MIN_KEYS, MIN_LEAF, NIL};
+use super::node::{Inner, Leaf, Sums, CAP, MIN_KEYS, MIN_LEAF, NIL};
 use super::AreaTree;
 
 impl<V> AreaTree<V> {
@@ -82,6 +82,49 @@ impl<V> AreaTree<V> {
         grow(&mut self.leaves, leaves)
             && grow(&mut self.inners, inners)
             && grow(&mut self.sums, inners)
+    }
+
+    /// Makes sure an insertion at `start` allocates nothing: room for the
+    /// nodes its splits may take (a leaf if its leaf is full, an inner node
+    /// per full inner node above, a new root if the root is full too), from
+    /// the free lists or the arenas' spare capacity, growing the arenas
+    /// only if those fall short. `false` (the tree unchanged) if the heap
+    /// refuses. O(log n), and allocates nothing when there is room: cheap
+    /// enough to call before every insertion of a new entry.
+    pub fn try_reserve_insertion(&mut self, start: u64) -> bool {
+        let (bound_leaves, bound_inners) = Self::max_nodes(self.len.saturating_add(1));
+        if self.leaves.capacity() >= bound_leaves
+            && self.inners.capacity() >= bound_inners
+            && self.sums.capacity() >= bound_inners
+        {
+            // Covered by the bound `reserve` relies on.
+            return true;
+        }
+        let (leaves, inners) = if self.height == 0 {
+            (1, 0)
+        } else {
+            let mut path = super::search::Path::new();
+            let (node, _) = self.descend_path(start, &mut path);
+            if self.leaves[node as usize].len() < CAP {
+                return true;
+            }
+            // Each full inner node on the route may split; if all do (or
+            // the root is the leaf), a new root comes on top.
+            let full = path.steps[..path.len]
+                .iter()
+                .rev()
+                .take_while(|&&(p, _)| self.inners[p as usize].nkeys() >= CAP)
+                .count();
+            let new_root = usize::from(full == path.len);
+            (1, full + new_root)
+        };
+        fn room<T>(arena: &mut Vec<T>, free: usize, need: usize) -> bool {
+            let spare = arena.capacity() - arena.len() + free;
+            need <= spare || arena.try_reserve(need - spare).is_ok()
+        }
+        room(&mut self.leaves, self.free_leaf_count, leaves)
+            && room(&mut self.inners, self.free_inner_count, inners)
+            && room(&mut self.sums, self.free_inner_count, inners)
     }
 
     /// Stores `leaf` in a freed slot, or else at the end of the arena.

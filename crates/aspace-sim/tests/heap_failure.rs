@@ -1,0 +1,654 @@
+//! Every operation is all or nothing when the heap runs out, too: the
+//! core's heap allocations in an operation are fallible and made before it
+//! changes anything. For each operation the test heap ([`FailingHeap`],
+//! this binary's global allocator) refuses the operation's n-th heap
+//! allocation and every later one, for n = 0, 1, 2, ... until the operation
+//! succeeds; each refusal must be `Error::NoMemory` with the whole
+//! observable state (areas, used space, page tables, share records, frame
+//! counts and reference counts, ASIDs, TLB contents, reservations) as it
+//! was. An infallible allocation hit while refusing aborts this binary
+//! ("memory allocation failed"); run with `ASPACE_HEAP_TRACE=1` to see a
+//! backtrace of each refusal, the last one before the abort naming it.
+
+use std::sync::Arc;
+
+use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
+use aspace::{
+    loader, Access, AreaAttrs, AreaFlags, Error, FaultContext, FaultOutcome, FaultReason,
+    Placement, VirtAddr, PAGE_SIZE,
+};
+use aspace_sim::heap::{self, FailingHeap};
+use aspace_sim::pager::SimPager;
+use aspace_sim::{Cpu, Sim, SimConfig, Space};
+
+mod common;
+mod snapshot;
+use snapshot::{state, State};
+
+#[global_allocator]
+static HEAP: FailingHeap = FailingHeap;
+
+const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);
+/// A four-page area with three pages resident, shared into space 1 at `B`.
+const A: u64 = 0x40_0000;
+/// A two-page area with one page resident.
+const A1: u64 = 0x50_0000;
+/// An eight-page area with six pages resident, for the range operations.
+const A2: u64 = 0x60_0000;
+/// Where space 1 sees the share of `A`.
+const B: u64 = 0x80_0000;
+/// Free in every space.
+const FREE: u64 = 0x100_0000;
+/// Where an ELF segment goes.
+const ELF: u64 = 0x200_0000;
+
+fn va(a: u64) -> VirtAddr {
+    VirtAddr::new(a)
+}
+
+fn pages(n: u64) -> u64 {
+    n * PAGE_SIZE
+}
+
+/// A machine, the spaces whose state is compared and CPUs running them.
+struct World {
+    sim: Sim,
+    spaces: Vec<Arc<Space>>,
+    cpus: Vec<Cpu>,
+    images: Vec<Arc<ElfImage>>,
+    /// A backend made beforehand, for an operation to use.
+    elf: Option<Arc<ElfBackend>>,
+    /// A user-space pager serving an area.
+    pager: Option<SimPager>,
+}
+
+impl World {
+    fn state(&self) -> State {
+        let refs: Vec<&Arc<Space>> = self.spaces.iter().collect();
+        state(&self.sim, &refs)
+    }
+
+    fn s(&self, i: usize) -> &Arc<Space> {
+        &self.spaces[i]
+    }
+}
+
+fn sim() -> Sim {
+    Sim::new(SimConfig {
+        arch: common::arch(),
+        cpus: 2,
+        asids: 4,
+        memory: 4 << 20,
+        tlb_entries: 64,
+    })
+    .unwrap()
+}
+
+/// Space 0 runs on CPU 0 with the areas `A` (shared into space 1, which
+/// runs on CPU 1, at `B`), `A1` and `A2`; space 2 is empty and runs
+/// nowhere; the TLBs hold entries.
+fn populated() -> World {
+    let sim = sim();
+    let s: Vec<_> = (0..3).map(|_| sim.system().create().unwrap()).collect();
+    let mut c0 = sim.cpu(0);
+    let mut c1 = sim.cpu(1);
+    c0.switch_to(&s[0]).unwrap();
+    c1.switch_to(&s[1]).unwrap();
+    s[0].area_create(va(A), pages(4), RW).unwrap();
+    s[0].area_create(va(A1), pages(2), RW).unwrap();
+    s[0].area_create(va(A2), pages(8), RW).unwrap();
+    for i in 0..3 {
+        c0.write_u64(va(A + pages(i)), 100 + i).unwrap();
+    }
+    c0.write_u64(va(A1), 7).unwrap();
+    for i in 0..6 {
+        c0.write_u64(va(A2 + pages(i)), 200 + i).unwrap();
+    }
+    s[0].area_share(va(A), pages(4), &s[1], va(B), RW).unwrap();
+    assert_eq!(c1.read_u64(va(B + PAGE_SIZE)).unwrap(), 101);
+    World {
+        sim,
+        spaces: s,
+        cpus: vec![c0, c1],
+        images: Vec::new(),
+        elf: None,
+        pager: None,
+    }
+}
+
+/// [`populated`] with an area at `FREE` of 64 pages, every fourth one
+/// resident (16 runs, a full leaf of the used space's tree).
+fn sparse() -> World {
+    let mut w = populated();
+    w.s(0).area_create(va(FREE), pages(64), RW).unwrap();
+    for i in (0..64).step_by(4) {
+        w.cpus[0].write_u64(va(FREE + pages(i)), i).unwrap();
+    }
+    w
+}
+
+/// [`sparse`] with the area shared into space 1 at the same address, where
+/// 15 more pages were touched since (31 pages in the share's page map).
+fn shared_sparse() -> World {
+    let mut w = sparse();
+    w.s(0)
+        .area_share(va(FREE), pages(64), w.s(1), va(FREE), RW)
+        .unwrap();
+    for i in 0..15 {
+        w.cpus[1].write_u64(va(FREE + pages(4 * i + 2)), i).unwrap();
+    }
+    w
+}
+
+/// [`populated`] with `A2` split in two at its fifth page.
+fn split_world() -> World {
+    let w = populated();
+    w.s(0).area_split(va(A2 + pages(4))).unwrap();
+    w
+}
+
+/// A small executable: a read-only page of text at 0x70_0000 and a
+/// writable data segment of two pages (one from the file) at 0x70_2000.
+fn elf_bytes() -> Vec<u8> {
+    let mut b = vec![0u8; 3 * PAGE_SIZE as usize];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2; // 64-bit
+    b[5] = 1; // little-endian
+    b[6] = 1; // version
+    let put16 = |b: &mut [u8], at: usize, v: u16| b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 = |b: &mut [u8], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 = |b: &mut [u8], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put16(&mut b, 0x10, 2); // ET_EXEC
+    put16(&mut b, 0x12, 62); // EM_X86_64
+    put32(&mut b, 0x14, 1);
+    put64(&mut b, 0x18, 0x70_0000); // entry
+    put64(&mut b, 0x20, 64); // program headers
+    put16(&mut b, 0x34, 64); // header size
+    put16(&mut b, 0x36, 56); // program header size
+    put16(&mut b, 0x38, 2); // program headers
+    for (i, (flags, offset, vaddr, filesz, memsz)) in [
+        (4u32 | 1, PAGE_SIZE, 0x70_0000u64, PAGE_SIZE, PAGE_SIZE),
+        (4 | 2, 2 * PAGE_SIZE, 0x70_2000, PAGE_SIZE, 2 * PAGE_SIZE),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let o = 64 + 56 * i;
+        put32(&mut b, o, 1); // PT_LOAD
+        put32(&mut b, o + 4, flags);
+        put64(&mut b, o + 8, offset);
+        put64(&mut b, o + 16, vaddr);
+        put64(&mut b, o + 24, vaddr);
+        put64(&mut b, o + 32, filesz);
+        put64(&mut b, o + 40, memsz);
+        put64(&mut b, o + 48, PAGE_SIZE);
+    }
+    b[PAGE_SIZE as usize..][..5].copy_from_slice(b"Hello");
+    b[2 * PAGE_SIZE as usize..][..5].copy_from_slice(b"World");
+    b
+}
+
+/// Runs `op` in a fresh `world()` with the heap refusing the `n`-th
+/// allocation and every later one, for n = 0, 1, 2, ... until `op`
+/// succeeds without a refusal; every refusal must be `NoMemory` and leave
+/// the state as it was, and the world, torn down, must give back every
+/// frame and reservation. Returns the heap allocations `op` made when it
+/// succeeded.
+fn inject<T>(
+    name: &str,
+    world: impl Fn() -> World,
+    op: impl Fn(&mut World) -> Result<T, Error>,
+) -> u64 {
+    let baseline = sim().frames_in_use();
+    for n in 0..256 {
+        let mut w = world();
+        let before = w.state();
+        let (result, (made, refused)) = heap::refusing_from(n, || op(&mut w));
+        match result {
+            Ok(v) => {
+                drop(v);
+                if refused == 0 {
+                    eprintln!("{name}: done with {made} heap allocations");
+                    teardown(w, baseline);
+                    return made;
+                }
+                // It coped with a refused allocation (a cache it did
+                // without): fine, as long as it worked.
+                teardown(w, baseline);
+            }
+            Err(e) => {
+                assert_eq!(e, Error::NoMemory, "{name}: refused at allocation {n}");
+                assert!(refused > 0, "{name}: {e:?} without a refused allocation");
+                let after = w.state();
+                assert!(
+                    after == before,
+                    "{name}: refused at heap allocation {n} and changed the state:\n\
+                     before {before:#?}\nafter {after:#?}"
+                );
+                teardown(w, baseline);
+            }
+        }
+    }
+    panic!("{name}: still refused after 256 heap allocations");
+}
+
+/// The heap allocations `op` makes in a fresh `world()` when none is
+/// refused.
+fn count<T>(world: impl Fn() -> World, op: impl Fn(&mut World) -> Result<T, Error>) -> u64 {
+    let mut w = world();
+    let (r, (made, _)) = heap::refusing_from(u64::MAX - 1, || op(&mut w));
+    assert!(r.is_ok());
+    drop(r);
+    teardown(w, sim().frames_in_use());
+    made
+}
+
+/// [`inject`] for the refusals of the first `below` allocations only: each
+/// must be `NoMemory` with the state as it was.
+fn refuse_each<T>(
+    name: &str,
+    world: impl Fn() -> World,
+    op: impl Fn(&mut World) -> Result<T, Error>,
+    below: u64,
+) {
+    let baseline = sim().frames_in_use();
+    for n in 0..below {
+        let mut w = world();
+        let before = w.state();
+        let (result, (_, refused)) = heap::refusing_from(n, || op(&mut w));
+        let e = result.err();
+        assert_eq!(
+            e,
+            Some(Error::NoMemory),
+            "{name}: refused at allocation {n}"
+        );
+        assert!(refused > 0);
+        let after = w.state();
+        assert!(
+            after == before,
+            "{name}: refused at heap allocation {n} and changed the state:\n\
+             before {before:#?}\nafter {after:#?}"
+        );
+        teardown(w, baseline);
+    }
+}
+
+/// Drops the world and checks it gave back every frame and reservation.
+fn teardown(w: World, baseline: u64) {
+    let World {
+        sim,
+        spaces,
+        cpus,
+        images,
+        elf,
+        pager,
+    } = w;
+    drop(elf);
+    drop(cpus);
+    drop(spaces);
+    drop(pager);
+    for image in images {
+        image
+            .release(sim.system().machine())
+            .expect("no area uses the image any more");
+    }
+    assert_eq!(sim.hardware().stats().stale_accesses, 0);
+    assert_eq!(sim.frames_in_use(), baseline, "frames left behind");
+    assert_eq!(
+        sim.system().reserve().committed(),
+        0,
+        "pages still reserved"
+    );
+}
+
+/// A fault on `addr` by CPU `cpu`, as the MMU would raise it; a refusal
+/// for want of memory is `NoMemory`.
+fn fault(w: &World, cpu: usize, addr: u64) -> Result<(), Error> {
+    let space = w.cpus[cpu].current().expect("the CPU runs a space").clone();
+    match w.cpus[cpu].run(|| space.page_fault(va(addr), Access::Write, FaultContext::User)) {
+        FaultOutcome::Ok => Ok(()),
+        FaultOutcome::Fault(FaultReason::NoMemory) => Err(Error::NoMemory),
+        other => panic!("fault at {addr:#x}: {other:?}"),
+    }
+}
+
+#[test]
+fn area_creation() {
+    inject("create", populated, |w| {
+        w.s(0).area_create(va(FREE), pages(8), RW)
+    });
+    inject("create anywhere", populated, |w| {
+        w.s(0).area_create_anywhere(
+            Placement::LowestAbove {
+                bound: va(FREE),
+                align: PAGE_SIZE,
+            },
+            pages(4),
+            RW,
+        )
+    });
+    inject("create grows down", populated, |w| {
+        w.s(0)
+            .area_create_grows_down(va(FREE + pages(8)), pages(2), pages(6), RW)
+    });
+}
+
+#[test]
+fn resize_and_destroy() {
+    inject("grow", populated, |w| w.s(0).area_resize(va(A1), pages(16)));
+    inject("shrink", populated, |w| {
+        w.s(0).area_resize(va(A2), pages(2))
+    });
+    inject("destroy", populated, |w| w.s(0).area_destroy(va(A2)));
+    inject("destroy shared", populated, |w| w.s(1).area_destroy(va(B)));
+}
+
+#[test]
+fn share() {
+    inject("share", populated, |w| {
+        w.s(0)
+            .area_share(va(A1), pages(2), w.s(2), va(B), AreaFlags::READ)
+    });
+    inject("share again", populated, |w| {
+        w.s(0)
+            .area_share(va(A), pages(4), w.s(2), va(B), AreaFlags::READ)
+    });
+}
+
+#[test]
+fn change_of_rights() {
+    inject("change_flags", populated, |w| {
+        w.s(0).area_change_flags(va(A2), AreaFlags::READ)
+    });
+    inject("restrict", populated, |w| w.s(0).area_restrict(va(A2), RW));
+}
+
+#[test]
+fn faults() {
+    inject("fault", populated, |w| fault(w, 0, A2 + pages(7)));
+    inject("fault, new run", populated, |w| fault(w, 0, A1 + pages(1)));
+    inject("shared fault", populated, |w| fault(w, 1, B + pages(3)));
+    inject("copy_to_user", populated, |w| {
+        w.cpus[0].copy_to_user(va(A1 + PAGE_SIZE - 4), &[1; 8])
+    });
+    inject("copy_from_user across two pages", sparse, |w| {
+        let mut buf = [0u8; 16];
+        w.cpus[0].copy_from_user(va(FREE + pages(58) - 8), &mut buf)
+    });
+    let grows_down = || {
+        let w = populated();
+        w.s(0)
+            .area_create_grows_down(va(FREE + pages(8)), pages(2), pages(6), RW)
+            .unwrap();
+        w
+    };
+    inject("fault that grows an area down", grows_down, |w| {
+        fault(w, 0, FREE + pages(7))
+    });
+    inject("fault, new run in a full tree", sparse, |w| {
+        fault(w, 0, FREE + pages(62))
+    });
+    inject("shared fault, a larger page map", shared_sparse, |w| {
+        fault(w, 1, FREE + pages(62))
+    });
+}
+
+#[test]
+fn split_and_merge() {
+    inject("split", populated, |w| w.s(0).area_split(va(A2 + pages(3))));
+    inject("merge", split_world, |w| w.s(0).area_merge(va(A2)));
+}
+
+#[test]
+fn range_operations() {
+    inject("unmap_range", populated, |w| {
+        w.s(0).unmap_range(va(A2 + pages(2)), pages(2))
+    });
+    inject("protect_range", populated, |w| {
+        w.s(0)
+            .protect_range(va(A2 + pages(1)), pages(3), AreaFlags::READ)
+    });
+    inject("discard_range", populated, |w| {
+        w.s(0).discard_range(va(A2 + pages(1)), pages(2))
+    });
+    inject("move_range", populated, |w| {
+        w.s(0).move_range(va(A2), pages(8), va(FREE), pages(10))
+    });
+    inject("move_range, the middle", populated, |w| {
+        w.s(0)
+            .move_range(va(A2 + pages(2)), pages(3), va(FREE), pages(2))
+    });
+    inject("unmap_range across areas and holes", populated, |w| {
+        w.s(0)
+            .unmap_range(va(A1 + pages(1)), A2 + pages(3) - (A1 + pages(1)))
+    });
+}
+
+#[test]
+fn switch() {
+    inject("switch to a space without an ASID", populated, |w| {
+        let s2 = w.s(2).clone();
+        w.cpus[0].switch_to(&s2)
+    });
+    inject("switch to a space with its ASID", populated, |w| {
+        let s1 = w.s(1).clone();
+        w.cpus[0].switch_to(&s1)
+    });
+}
+
+/// An ELF segment's area, its backend made beforehand (see below), and
+/// faults on it; and the loader's own work.
+///
+/// `loader::load` itself is not run with the heap refusing: it makes each
+/// segment's backend with `Arc::new` (`Arc<dyn Backend>` is what an area
+/// takes, and stable Rust has no fallible `Arc` constructor), which aborts
+/// when refused. Everything else it allocates is fallible.
+#[test]
+fn elf() {
+    let bytes = elf_bytes();
+    let with_backend = |flags: AreaFlags, memsz: u64| {
+        let bytes = &bytes;
+        move || {
+            let mut w = populated();
+            let image = ElfImage::load(w.sim.system().machine(), bytes).unwrap();
+            let seg = Segment {
+                vaddr: ELF,
+                memsz,
+                filesz: pages(2),
+                offset: PAGE_SIZE,
+                flags,
+            };
+            w.elf = Some(Arc::new(ElfBackend::new(image.clone(), seg)));
+            w.images.push(image);
+            w
+        }
+    };
+    let create = |w: &mut World| {
+        let backend = w.elf.clone().expect("made by the world");
+        let size = pages(3);
+        w.s(0)
+            .area_create_with(va(ELF), size, RW, AreaAttrs::empty(), backend)
+    };
+    inject("elf area", with_backend(RW, pages(3)), create);
+    let with_area = || {
+        let mut w = with_backend(RW, pages(3))();
+        create(&mut w).unwrap();
+        w.elf = None;
+        w
+    };
+    // A private (writable) page is a copy of the file's.
+    inject("elf private fault", with_area, |w| {
+        fault(w, 0, ELF + PAGE_SIZE)
+    });
+    inject("elf zero-fill fault", with_area, |w| {
+        fault(w, 0, ELF + pages(2))
+    });
+    // The loader, with the heap giving what it asks: an area per segment.
+    let mut w = populated();
+    let image = ElfImage::load(w.sim.system().machine(), &bytes).unwrap();
+    let loaded = loader::load(w.s(2), &image, &bytes, None).unwrap();
+    assert_eq!(loaded.segments.len(), 2);
+    assert_eq!(w.s(2).areas().len(), 2);
+    w.images.push(image);
+    teardown(w, sim().frames_in_use());
+}
+
+/// A shootdown batch the heap refuses room for its frames completes what it
+/// gathered early (as Linux's `mmu_gather` does when full) instead of
+/// failing: destroying an area with the heap refusing everything still
+/// frees every frame, each only after its translation left every TLB.
+#[test]
+fn a_batch_refused_room_flushes_early() {
+    let mut w = populated();
+    // CPU 0 caches every resident page of `A2`.
+    for i in 0..6 {
+        assert_eq!(w.cpus[0].read_u64(va(A2 + pages(i))).unwrap(), 200 + i);
+    }
+    let frames = w.sim.frames_in_use();
+    let rounds = w.sim.system().stats().shootdown_rounds;
+    let (r, (_, refused)) =
+        heap::refusing_from(0, || w.cpus[0].run(|| w.s(0).area_destroy(va(A2))));
+    assert_eq!(r, Ok(()));
+    assert!(refused > 0, "the heap was asked for room");
+    assert!(w.s(0).area(va(A2)).is_none());
+    assert_eq!(w.sim.frames_in_use(), frames - 6, "every frame freed");
+    let more = w.sim.system().stats().shootdown_rounds - rounds;
+    assert!(more >= 6, "one early round per frame: {more}");
+    assert!(w.cpus[0].read_u64(va(A2)).is_err(), "the area is gone");
+    assert_eq!(w.sim.hardware().stats().stale_accesses, 0);
+    let baseline = sim().frames_in_use();
+    teardown(w, baseline);
+}
+
+/// Creating an address space: every heap allocation but its last, the
+/// `Arc` of the space itself (the API hands out `Arc<AddressSpace>`, and
+/// stable Rust has no fallible `Arc` constructor), refused in turn, is
+/// `NoMemory` with nothing changed.
+#[test]
+fn space_creation() {
+    let create = |w: &mut World| w.sim.system().create().map(drop);
+    let made = count(populated, create);
+    eprintln!("create space: {made} heap allocations, the last the Arc");
+    assert!(made >= 2, "the lock's shards and the space: {made}");
+    refuse_each("create space", populated, create, made - 1);
+}
+
+/// A fault on an area of a user-space pager: the request in flight is
+/// made fallibly. (Creating such an area makes its backend with `Arc::new`,
+/// like `loader::load`, so it is set up beforehand.)
+#[test]
+fn paged_fault() {
+    let paged = || {
+        let mut w = populated();
+        let bytes: Vec<u8> = (0..4 * PAGE_SIZE).map(|i| (i % 251) as u8).collect();
+        let pager = SimPager::file(&w.sim, bytes).unwrap();
+        let ids = aspace::backend::PagerIds {
+            id1: 1,
+            id2: 2,
+            id3: 3,
+        };
+        w.s(0)
+            .area_create_paged(
+                va(FREE),
+                pages(4),
+                AreaFlags::READ,
+                pager.link(),
+                pager.space(),
+                ids,
+            )
+            .unwrap();
+        w.pager = Some(pager);
+        w
+    };
+    inject("paged fault", paged, |w| {
+        let space = w.s(0).clone();
+        match w.cpus[0]
+            .run(|| space.page_fault(va(FREE + PAGE_SIZE), Access::Read, FaultContext::User))
+        {
+            FaultOutcome::Ok => Ok(()),
+            FaultOutcome::Fault(FaultReason::NoMemory) => Err(Error::NoMemory),
+            other => panic!("paged fault: {other:?}"),
+        }
+    });
+}
+
+/// `sys_as_area_list` gathers the records in a buffer the heap may refuse:
+/// `ENOMEM`, nothing written.
+#[test]
+fn area_list_syscall() {
+    inject("sys_as_area_list", populated, |w| {
+        let space = w.s(0).clone();
+        let n = w.cpus[0].run(|| aspace::syscall::sys_as_area_list(&space, A1 as usize, 3));
+        match n {
+            3 => Ok(()),
+            -2 => Err(Error::NoMemory),
+            other => panic!("sys_as_area_list: {other}"),
+        }
+    });
+}
+
+/// A used space on a heap that gives out: new runs go in until the heap
+/// refuses a node, then `NoMemory` with the set unchanged (never an abort:
+/// the room check allocates whenever an insertion could), while pages that
+/// extend a run still go in.
+#[test]
+fn used_space_insertions_refused_cleanly() {
+    use aspace::internals::used_space::{UsedSpace, UsedSpaceError};
+    use aspace::Page;
+    for budget in [0, 1, 2, 3, 5, 8] {
+        let mut s = UsedSpace::new();
+        let ((refused, runs), (made, _)) = heap::refusing_from(budget, || {
+            let mut refused = None;
+            for i in 0..2000u64 {
+                let before: Vec<_> = heap::exempt(|| s.iter().collect());
+                match s.insert(Page::from_number(i * 3), 1) {
+                    Ok(()) => {}
+                    Err(UsedSpaceError::NoMemory) => {
+                        let after: Vec<_> = heap::exempt(|| s.iter().collect());
+                        assert!(after == before, "budget {budget}: changed");
+                        refused = Some(i);
+                        break;
+                    }
+                    Err(e) => panic!("budget {budget}: {e:?}"),
+                }
+            }
+            let runs = s.intervals();
+            // Extending runs needs no node.
+            for i in 0..runs as u64 {
+                assert_eq!(s.insert(Page::from_number(i * 3 + 1), 1), Ok(()));
+            }
+            (refused, runs)
+        });
+        assert!(refused.is_some(), "budget {budget}: the heap never refused");
+        assert!(made > budget);
+        assert_eq!(s.intervals(), runs);
+        assert_eq!(s.pages(), 2 * runs as u64);
+    }
+}
+
+/// A failed assertion while the heap refuses everything reports as usual
+/// (a panicking thread is never refused, and `refusing_from` disarms when
+/// the panic leaves it) instead of aborting the binary.
+#[test]
+#[should_panic(expected = "reported: 42")]
+fn a_panic_while_armed_is_reported() {
+    heap::refusing_from(0, || {
+        let n = std::hint::black_box(42);
+        panic!("reported: {n}");
+    });
+}
+
+other_archs!(
+    area_creation,
+    resize_and_destroy,
+    share,
+    change_of_rights,
+    faults,
+    split_and_merge,
+    range_operations,
+    switch,
+    elf,
+    space_creation,
+    paged_fault,
+    a_batch_refused_room_flushes_early,
+);
