@@ -26,10 +26,14 @@
 //! Differences from Linux, by design (each pinned by the differential
 //! test's configuration, see `tests/differential.rs`):
 //! - **Holes**: Linux's `mprotect` changes the mappings before a hole and
-//!   then fails with `ENOMEM`; so does this layer (as Linux callers may
-//!   rely on it), running the core's all-or-nothing `protect_range` over
-//!   the part before the hole. `MADV_DONTNEED` likewise does every mapped
-//!   part and then reports `ENOMEM`.
+//!   then fails with `ENOMEM`; so does this layer by default
+//!   ([`HolePolicy::Linux`], as Linux callers may rely on it, and the
+//!   differential test compares it), running the core's all-or-nothing
+//!   `protect_range` over the part before the hole. `MADV_DONTNEED`
+//!   likewise does every mapped part and then reports `ENOMEM`. That breaks
+//!   the project's all-or-nothing rule, so it is a choice:
+//!   [`HolePolicy::Refuse`] (set with [`LinuxMm::set_hole_policy`]) checks
+//!   the whole range first and returns `ENOMEM` with nothing changed.
 //! - **W^X**: the core refuses an area both writable and executable, so
 //!   `PROT_WRITE | PROT_EXEC` is `EACCES` (as on a Linux whose security
 //!   module denies `execmem`).
@@ -269,6 +273,21 @@ fn errno_of(e: Error) -> Errno {
     }
 }
 
+/// What `mprotect` and `madvise(MADV_DONTNEED)` do with a range that has
+/// a hole (a page no mapping covers) after its start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HolePolicy {
+    /// As Linux: the mappings before the hole (`mprotect`) or every mapped
+    /// part (`MADV_DONTNEED`) change, then the call fails with `ENOMEM`.
+    /// Not all-or-nothing; the default, as the differential test against
+    /// Linux needs it.
+    #[default]
+    Linux,
+    /// All-or-nothing: the whole range is checked first, and a hole is
+    /// `ENOMEM` with nothing changed.
+    Refuse,
+}
+
 /// Result of a call: the value Linux returns on success, or its errno.
 pub type MmResult = Result<u64, Errno>;
 
@@ -285,6 +304,8 @@ pub struct LinuxMm<M: Machine> {
     files: BTreeMap<String, Arc<MemObject>>,
     /// The next object or `anon_vma` number.
     next_id: u64,
+    /// What a hole in an `mprotect` or `MADV_DONTNEED` range does.
+    holes: HolePolicy,
 }
 
 impl<M: Machine> LinuxMm<M> {
@@ -300,7 +321,19 @@ impl<M: Machine> LinuxMm<M> {
             vmas: BTreeMap::new(),
             files: BTreeMap::new(),
             next_id: 1,
+            holes: HolePolicy::Linux,
         }
+    }
+
+    /// Chooses what a hole in an `mprotect` or `madvise(MADV_DONTNEED)`
+    /// range does (see [`HolePolicy`]; Linux's way by default).
+    pub fn set_hole_policy(&mut self, policy: HolePolicy) {
+        self.holes = policy;
+    }
+
+    /// What a hole in an `mprotect` or `madvise(MADV_DONTNEED)` range does.
+    pub fn hole_policy(&self) -> HolePolicy {
+        self.holes
     }
 
     /// The address space.
@@ -907,7 +940,8 @@ impl<M: Machine> LinuxMm<M> {
     /// that would pass `vm.max_map_count` `ENOMEM` (before any change). The
     /// mappings from the start up to the first hole change (the core's
     /// `protect_range` over that part, in one step), and a hole then gives
-    /// `ENOMEM`, as on Linux.
+    /// `ENOMEM`, as on Linux; with [`HolePolicy::Refuse`] a hole is `ENOMEM`
+    /// before any change.
     pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
         if !aligned(addr) {
             return Err(Errno::EINVAL);
@@ -921,7 +955,7 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::EINVAL);
         }
         let covered = self.covered_to(addr, end);
-        if covered == addr {
+        if covered == addr || (covered < end && self.holes == HolePolicy::Refuse) {
             return Err(Errno::ENOMEM);
         }
         let rights = Self::rights(prot)?;
@@ -1231,7 +1265,8 @@ impl<M: Machine> LinuxMm<M> {
     /// data stays until memory is short, which here is never) and
     /// `MADV_NORMAL` (nothing). Unknown advice or an unaligned address
     /// `EINVAL`; a length of 0 does nothing; holes in the range `ENOMEM`
-    /// after every mapped part is done, as on Linux.
+    /// after every mapped part is done, as on Linux, or before anything is
+    /// done with [`HolePolicy::Refuse`].
     pub fn madvise(&mut self, addr: u64, len: u64, advice: Advice) -> Result<(), Errno> {
         if !matches!(advice, Advice::DONTNEED | Advice::FREE | Advice::NORMAL) {
             return Err(Errno::EINVAL);
@@ -1268,6 +1303,9 @@ impl<M: Machine> LinuxMm<M> {
         }
         if at < end {
             hole = true;
+        }
+        if hole && self.holes == HolePolicy::Refuse {
+            return Err(Errno::ENOMEM);
         }
         if advice == Advice::DONTNEED {
             for (lo, hi) in runs {
