@@ -88,12 +88,20 @@ impl<M: Machine> AddressSpace<M> {
         let range = Self::checked_range(base, size)?;
         let (s, e) = (range.start.number(), range.end().number());
         let mut tree = self.areas.write();
+        let mut batch = ShootdownBatch::new();
+        // The common case, one whole area: no split, no other search.
+        if matches!(tree.find(s), Some((start, end, _)) if start == s && end == e) {
+            if let Some((_, slot)) = tree.remove(s) {
+                self.unmap_area(&slot.area, &mut batch);
+            }
+            batch.complete(&self.shared, self.id());
+            return Ok(());
+        }
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
         Self::reserve_entries(&mut tree, 2)?;
         self.split_at(&mut tree, s)?;
         self.split_at(&mut tree, e)?;
-        let mut batch = ShootdownBatch::new();
         for (start, _) in Self::entries_in(&tree, s, e) {
             if let Some((_, slot)) = tree.remove(start) {
                 self.unmap_area(&slot.area, &mut batch);

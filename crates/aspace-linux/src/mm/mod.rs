@@ -210,6 +210,12 @@ impl Vma {
 
     /// Whether Linux would merge `next` (starting at this one's end) into it.
     fn merges_with(&self, next: &Vma) -> bool {
+        self.merges_as(self.anon, next)
+    }
+
+    /// [`merges_with`](Self::merges_with) for this mapping with `anon` as
+    /// its `anon_vma` (what it has once merged with the one below it).
+    fn merges_as(&self, anon: Option<u64>, next: &Vma) -> bool {
         let same_backing = match (&self.kind, &next.kind) {
             (Kind::Anon, Kind::Anon) | (Kind::Heap, Kind::Heap) => {
                 self.first + self.pages() == next.first
@@ -228,7 +234,7 @@ impl Vma {
             ) => Arc::ptr_eq(a, b) && pa == pb && self.first + self.pages() == next.first,
             _ => false,
         };
-        let anon = match (self.anon, next.anon) {
+        let anon = match (anon, next.anon) {
             (Some(a), Some(b)) => a == b,
             _ => true,
         };
@@ -288,6 +294,29 @@ pub enum HolePolicy {
     Refuse,
 }
 
+/// How a new record meets its neighbours (see `LinuxMm::neighbours`).
+#[derive(Clone, Copy, Default)]
+struct Neighbours {
+    /// A record ends where it starts or starts where it ends.
+    touching: bool,
+    /// The start of the record below that takes it in.
+    prev: Option<u64>,
+    /// The record above is merged into it.
+    next: bool,
+    /// Its `anon_vma` once merged with the one below.
+    anon: Option<u64>,
+}
+
+/// A mapping `mprotect` looked at.
+struct Seen {
+    start: u64,
+    end: u64,
+    /// Its rights or `VM_ACCOUNT` change.
+    change: bool,
+    /// A private file mapping.
+    cow: bool,
+}
+
 /// Result of a call: the value Linux returns on success, or its errno.
 pub type MmResult = Result<u64, Errno>;
 
@@ -306,6 +335,11 @@ pub struct LinuxMm<M: Machine> {
     next_id: u64,
     /// What a hole in an `mprotect` or `MADV_DONTNEED` range does.
     holes: HolePolicy,
+    /// Whether a `MAP_GROWSDOWN` mapping was ever made (placement looks
+    /// for the gap below one only then).
+    any_growsdown: bool,
+    /// The backend of every anonymous area (stateless: one for all).
+    anon: Arc<dyn Backend<M::Memory, M::Frames>>,
 }
 
 impl<M: Machine> LinuxMm<M> {
@@ -322,6 +356,8 @@ impl<M: Machine> LinuxMm<M> {
             files: BTreeMap::new(),
             next_id: 1,
             holes: HolePolicy::Linux,
+            any_growsdown: false,
+            anon: Arc::new(AnonBackend),
         }
     }
 
@@ -426,24 +462,32 @@ impl<M: Machine> LinuxMm<M> {
     }
 
     // ---- the records ----
+    //
+    // Each helper makes as few searches of the record tree as it can (one
+    // to find the records meeting a range, one per neighbour), as every
+    // call goes through them.
 
-    /// Starts of the mappings meeting `[lo, hi)`, in address order.
+    /// Starts of the mappings meeting `[lo, hi)`, in address order: one
+    /// search (from `hi` down: the mappings do not overlap, so their ends
+    /// fall with their starts).
     fn meeting(&self, lo: u64, hi: u64) -> Vec<u64> {
-        let first = self
+        let mut out: Vec<u64> = self
             .vmas
-            .range(..lo)
-            .next_back()
-            .filter(|(_, v)| v.end > lo)
-            .map(|(&s, _)| s);
-        first
-            .into_iter()
-            .chain(self.vmas.range(lo..hi).map(|(&s, _)| s))
-            .collect()
+            .range(..hi)
+            .rev()
+            .take_while(|(_, v)| v.end > lo)
+            .map(|(&s, _)| s)
+            .collect();
+        out.reverse();
+        out
     }
 
     /// Whether `[lo, hi)` meets any mapping.
     fn taken(&self, lo: u64, hi: u64) -> bool {
-        !self.meeting(lo, hi).is_empty()
+        self.vmas
+            .range(..hi)
+            .next_back()
+            .is_some_and(|(_, v)| v.end > lo)
     }
 
     /// The end of the run of mappings without a hole from `lo` (`lo`
@@ -463,26 +507,46 @@ impl<M: Machine> LinuxMm<M> {
     /// Splits the record containing `at` there (nothing if `at` is a
     /// boundary or in a hole).
     fn split_rec(&mut self, at: u64) {
-        let Some(start) = self.vma_at(at).map(|v| v.start) else {
+        let Some((&start, v)) = self.vmas.range_mut(..=at).next_back() else {
             return;
         };
-        if start == at {
+        if start == at || v.end <= at {
             return;
         }
-        let upper = self.vmas.get_mut(&start).expect("found").split_off(at);
+        let upper = v.split_off(at);
         self.vmas.insert(at, upper);
     }
 
-    /// Removes the records' parts in `[lo, hi)`; gives back shared
-    /// anonymous objects no mapping maps any more.
-    fn remove_recs(&mut self, lo: u64, hi: u64) {
-        self.split_rec(lo);
-        self.split_rec(hi);
-        let gone: Vec<Vma> = self
-            .meeting(lo, hi)
-            .into_iter()
-            .filter_map(|s| self.vmas.remove(&s))
-            .collect();
+    /// Removes the records' parts in `[lo, hi)` (`starts`: the records
+    /// meeting it, as [`meeting`](Self::meeting) gives them); gives back
+    /// shared anonymous objects no mapping maps any more.
+    fn remove_recs(&mut self, starts: &[u64], lo: u64, hi: u64) {
+        let mut gone: Vec<Vma> = Vec::new();
+        for &s in starts {
+            if s < lo {
+                // The first, across `lo`: it keeps its part below, and its
+                // part above `hi` when the range is inside it.
+                let Some(v) = self.vmas.get_mut(&s) else {
+                    continue;
+                };
+                let upper = (v.end > hi).then(|| v.split_off(hi));
+                v.end = lo;
+                if let Some(u) = upper {
+                    self.vmas.insert(hi, u);
+                }
+                continue;
+            }
+            let Some(mut v) = self.vmas.remove(&s) else {
+                continue;
+            };
+            if v.end > hi {
+                let upper = v.split_off(hi);
+                self.vmas.insert(hi, upper);
+            }
+            if v.object().is_some() {
+                gone.push(v);
+            }
+        }
         for v in gone {
             if let Some(o) = v.object() {
                 self.drop_object_if_unused(o);
@@ -493,14 +557,14 @@ impl<M: Machine> LinuxMm<M> {
     /// Merges the record ending at `at` with the one starting there, if
     /// Linux would.
     fn merge_at(&mut self, at: u64) {
-        let Some(prev) = self.vmas.range(..at).next_back().map(|(_, v)| v) else {
+        let Some((&pstart, prev)) = self.vmas.range(..at).next_back() else {
             return;
         };
         let Some(next) = self.vmas.get(&at) else {
             return;
         };
         if prev.merges_with(next) {
-            let (pstart, anon) = (prev.start, prev.anon.or(next.anon));
+            let anon = prev.anon.or(next.anon);
             let next = self.vmas.remove(&at).expect("found");
             let p = self.vmas.get_mut(&pstart).expect("found");
             p.end = next.end;
@@ -508,12 +572,61 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    /// Records `v` and merges it with its neighbours as Linux would.
+    /// What [`place`](Self::place) will do with `v`: whether records touch
+    /// it (so the core may merge areas), the record below it that takes it
+    /// in, and whether the record above it is merged too.
+    fn neighbours(&self, v: &Vma) -> Neighbours {
+        let mut nb = Neighbours::default();
+        let mut anon = v.anon;
+        if let Some((&ps, p)) = self.vmas.range(..v.start).next_back() {
+            if p.end == v.start {
+                nb.touching = true;
+                if p.merges_with(v) {
+                    nb.prev = Some(ps);
+                    anon = p.anon.or(v.anon);
+                }
+            }
+        }
+        if let Some(n) = self.vmas.get(&v.end) {
+            nb.touching = true;
+            // The record after merging with the one below differs from `v`
+            // only in where it starts and in its `anon_vma`.
+            nb.next = v.merges_as(anon, n);
+        }
+        nb.anon = anon;
+        nb
+    }
+
+    /// Records `v` and merges it with its neighbours as Linux would (the
+    /// one below first, then the one above).
     fn insert_rec(&mut self, v: Vma) {
-        let (start, end) = (v.start, v.end);
-        self.vmas.insert(start, v);
-        self.merge_at(start);
-        self.merge_at(end);
+        let nb = self.neighbours(&v);
+        self.place(v, nb);
+    }
+
+    /// Records `v` as [`neighbours`](Self::neighbours) found it.
+    fn place(&mut self, mut v: Vma, nb: Neighbours) {
+        let next = if nb.next {
+            self.vmas.remove(&v.end)
+        } else {
+            None
+        };
+        let end = next.as_ref().map_or(v.end, |n| n.end);
+        let anon = match &next {
+            Some(n) => nb.anon.or(n.anon),
+            None => nb.anon,
+        };
+        match nb.prev.and_then(|ps| self.vmas.get_mut(&ps)) {
+            Some(p) => {
+                p.end = end;
+                p.anon = anon;
+            }
+            None => {
+                v.end = end;
+                v.anon = anon;
+                self.vmas.insert(v.start, v);
+            }
+        }
     }
 
     /// Gives back a shared anonymous object's frames once no mapping maps it.
@@ -623,9 +736,9 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    fn backend(v: &Vma) -> Arc<dyn Backend<M::Memory, M::Frames>> {
+    fn backend(&self, v: &Vma) -> Arc<dyn Backend<M::Memory, M::Frames>> {
         match &v.kind {
-            Kind::Anon | Kind::Heap => Arc::new(AnonBackend),
+            Kind::Anon | Kind::Heap => self.anon.clone(),
             Kind::Object {
                 object, private, ..
             } => Arc::new(ObjBackend {
@@ -645,8 +758,9 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    /// Makes `v`'s core area (merged with compatible neighbours).
-    fn create_area(&self, v: &Vma) -> Result<(), Errno> {
+    /// Makes `v`'s core area, merged with compatible neighbours when a
+    /// record `touching` it (no record touching it, no area does either).
+    fn create_area(&self, v: &Vma, touching: bool) -> Result<(), Errno> {
         let mut flags = Self::core_rights(&v.kind, v.prot)?;
         if v.noreserve {
             flags |= AreaFlags::LATE_RESERVE;
@@ -657,22 +771,28 @@ impl<M: Machine> LinuxMm<M> {
                 v.end - v.start,
                 flags,
                 AreaAttrs::empty(),
-                Self::backend(v),
+                self.backend(v),
             )
             .map_err(errno_of)?;
-        let _ = self.space.area_merge(VirtAddr::new(v.start));
+        if touching {
+            let _ = self.space.area_merge(VirtAddr::new(v.start));
+        }
         Ok(())
     }
 
     /// Unmaps `[lo, hi)` in the core (holes fine) and in the records.
     fn unmap(&mut self, lo: u64, hi: u64) -> Result<(), Errno> {
-        if lo >= hi || !self.taken(lo, hi) {
+        if lo >= hi {
+            return Ok(());
+        }
+        let starts = self.meeting(lo, hi);
+        if starts.is_empty() {
             return Ok(());
         }
         self.space
             .unmap_range(VirtAddr::new(lo), hi - lo)
             .map_err(errno_of)?;
-        self.remove_recs(lo, hi);
+        self.remove_recs(&starts, lo, hi);
         Ok(())
     }
 
@@ -752,6 +872,9 @@ impl<M: Machine> LinuxMm<M> {
                 found = Some(top);
             }
             let gap_end = found?;
+            if !self.any_growsdown {
+                return Some(gap_end - len);
+            }
             let next = self.vmas.range(gap_end..).next().map(|(_, v)| v);
             match next {
                 Some(n) if n.growsdown && Self::start_gap(n) < gap_end => {
@@ -902,8 +1025,10 @@ impl<M: Machine> LinuxMm<M> {
         }
         // Cannot fail after the checks above (a creation refused here would
         // leave the range unmapped, as a late MAP_FIXED failure does on Linux).
-        self.create_area(&vma)?;
-        self.insert_rec(vma);
+        let nb = self.neighbours(&vma);
+        self.create_area(&vma, nb.touching)?;
+        self.any_growsdown |= vma.growsdown;
+        self.place(vma, nb);
         if flags.has(MAP_POPULATE) {
             self.populate(base, end, prot, private);
         }
@@ -924,10 +1049,11 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::EINVAL);
         }
         let end = addr + len;
-        let middle = self
-            .vma_at(addr)
-            .is_some_and(|v| v.start < addr && end < v.end);
-        if middle && self.vmas.len() >= self.layout.max_map_count {
+        if self.vmas.len() >= self.layout.max_map_count
+            && self
+                .vma_at(addr)
+                .is_some_and(|v| v.start < addr && end < v.end)
+        {
             return Err(Errno::ENOMEM);
         }
         self.unmap(addr, end)
@@ -954,74 +1080,105 @@ impl<M: Machine> LinuxMm<M> {
         if prot.0 & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
             return Err(Errno::EINVAL);
         }
-        let covered = self.covered_to(addr, end);
+        // The mappings from `addr` up to the first hole: one search.
+        let mut seen: Vec<Seen> = self
+            .vmas
+            .range(..end)
+            .rev()
+            .take_while(|(_, v)| v.end > addr)
+            .map(|(&start, v)| Seen {
+                start,
+                end: v.end,
+                change: v.prot != prot || Self::account_after(v, prot) != v.account,
+                cow: Self::copy_on_write(&v.kind),
+            })
+            .collect();
+        seen.reverse();
+        let mut covered = addr;
+        let mut upto = 0;
+        for v in &seen {
+            if v.start > covered {
+                break;
+            }
+            covered = v.end;
+            upto += 1;
+        }
+        seen.truncate(upto);
+        let covered = covered.min(end);
         if covered == addr || (covered < end && self.holes == HolePolicy::Refuse) {
             return Err(Errno::ENOMEM);
         }
         let rights = Self::rights(prot)?;
-        let changes: Vec<u64> = self
-            .meeting(addr, covered)
-            .into_iter()
-            .filter(|s| {
-                let v = &self.vmas[s];
-                v.prot != prot || Self::account_after(v, prot) != v.account
-            })
-            .collect();
         // Cutting a mapping past `vm.max_map_count` (Linux checks at each
         // cut and stops there; this refuses before any change).
-        let cuts = changes
+        let cuts = seen
             .iter()
-            .map(|s| {
-                let v = &self.vmas[s];
-                usize::from(v.start < addr) + usize::from(v.end > covered)
-            })
+            .filter(|v| v.change)
+            .map(|v| usize::from(v.start < addr) + usize::from(v.end > covered))
             .sum::<usize>();
         if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
         // Any private file mapping in the range (changed or not) must keep
         // its own core rights: then only the changed mappings are touched.
-        let cow = self
-            .meeting(addr, covered)
-            .iter()
-            .any(|s| Self::copy_on_write(&self.vmas[s].kind));
-        if cow {
+        if seen.iter().any(|v| v.cow) {
             // Mapping by mapping: private file mappings stay read-only in
             // the core (see `core_rights`).
-            for s in &changes {
-                let v = &self.vmas[s];
+            for v in seen.iter().filter(|v| v.change) {
                 let (lo, hi) = (v.start.max(addr), v.end.min(covered));
-                let r = Self::core_rights(&v.kind, prot)?;
+                let r = Self::core_rights(&self.vmas[&v.start].kind, prot)?;
                 self.space
                     .protect_range(VirtAddr::new(lo), hi - lo, r)
                     .map_err(errno_of)?;
             }
-        } else if !changes.is_empty() {
+        } else if seen.iter().any(|v| v.change) {
             self.space
                 .protect_range(VirtAddr::new(addr), covered - addr, rights)
                 .map_err(errno_of)?;
         }
-        for s in changes {
-            // Linux's mprotect_fixup, mapping by mapping: cut the changed
-            // part out, change it, merge it with its neighbours.
-            let (lo, hi) = {
-                let v = &self.vmas[&s];
-                (v.start.max(addr), v.end.min(covered))
+        // Linux's mprotect_fixup, mapping by mapping: cut the changed part
+        // out, change it, merge it with its neighbours. A mapping looked up
+        // again by address, as the one before may have taken it in.
+        let mut at = addr;
+        while at < covered {
+            let Some((&start, v)) = self.vmas.range(..=at).next_back() else {
+                break;
             };
-            self.split_rec(lo);
-            self.split_rec(hi);
-            if let Some(v) = self.vmas.get_mut(&lo) {
-                v.account = Self::account_after(v, prot);
-                v.prot = prot;
+            if v.end <= at {
+                break;
             }
-            self.merge_at(lo);
-            self.merge_at(hi);
+            let hi = v.end.min(covered);
+            if v.prot != prot || Self::account_after(v, prot) != v.account {
+                self.reprotect_rec(start, at, hi, prot);
+            }
+            at = hi;
         }
         if covered < end {
             Err(Errno::ENOMEM)
         } else {
             Ok(())
         }
+    }
+
+    /// Gives the part `[lo, hi)` of the record at `start` rights `prot`:
+    /// the parts below and above stay as they were, the changed part merges
+    /// with its neighbours as Linux would.
+    fn reprotect_rec(&mut self, start: u64, lo: u64, hi: u64, prot: Prot) {
+        let Some(mut v) = self.vmas.remove(&start) else {
+            return;
+        };
+        if v.end > hi {
+            let upper = v.split_off(hi);
+            self.vmas.insert(hi, upper);
+        }
+        if v.start < lo {
+            let mid = v.split_off(lo);
+            let lower = core::mem::replace(&mut v, mid);
+            self.vmas.insert(lower.start, lower);
+        }
+        v.account = Self::account_after(&v, prot);
+        v.prot = prot;
+        self.insert_rec(v);
     }
 
     /// `VM_ACCOUNT` after `mprotect` to `prot` (Linux's `mprotect_fixup`):
@@ -1245,9 +1402,10 @@ impl<M: Machine> LinuxMm<M> {
                     account: true,
                     anon: None,
                 };
-                let ok = self.create_area(&v).is_ok();
+                let nb = self.neighbours(&v);
+                let ok = self.create_area(&v, nb.touching).is_ok();
                 if ok {
-                    self.insert_rec(v);
+                    self.place(v, nb);
                 }
                 ok
             }
