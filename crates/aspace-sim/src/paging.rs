@@ -93,6 +93,28 @@ impl PageTable for SimPageTable {
         each!(self, t => t.translate(mem, page))
     }
 
+    fn unmap_run<P: PhysMemory>(
+        &self,
+        mem: &P,
+        first: Page,
+        count: u64,
+        out: &mut dyn FnMut(Unmapped),
+    ) {
+        each!(self, t => t.unmap_run(mem, first, count, out))
+    }
+
+    fn map_like<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        from: Page,
+        to: Page,
+        count: u64,
+        flags: PageFlags,
+    ) -> aspace::Result<()> {
+        each!(self, t => t.map_like(mem, frames, from, to, count, flags))
+    }
+
     fn table_frames(&self) -> u64 {
         each!(self, t => t.table_frames())
     }

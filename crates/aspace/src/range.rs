@@ -24,7 +24,7 @@ use crate::internals::used_space::UsedSpace;
 use crate::machine::{FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::reserve;
-use crate::space::{unmap_into, AddressSpace, Areas};
+use crate::space::{unmap_runs_into, AddressSpace, Areas};
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
@@ -282,8 +282,8 @@ impl<M: Machine> AddressSpace<M> {
             for r in runs {
                 let removed = st.used.remove(r.start, r.count);
                 debug_assert!(removed.is_ok(), "a part of one run");
-                let pages = (0..r.count).map(|i| r.start.add(i));
-                unmap_into(self.machine(), self.pt(), &*area.backend, pages, &mut batch);
+                let one = core::iter::once(r);
+                unmap_runs_into(self.machine(), self.pt(), &*area.backend, one, &mut batch);
                 let less =
                     reserve::per_page(&*area.backend, st.flags, area.index(r.start), r.count);
                 self.shared.reserve.release(less);
@@ -383,33 +383,30 @@ impl<M: Machine> AddressSpace<M> {
             };
             let st = slot.lock();
             let pflags = self.page_flags(st.flags);
-            let mut mapped: Vec<Page> = Vec::new();
             let mut failed = false;
-            'runs: for r in st.used.iter() {
+            for r in st.used.iter() {
                 let a = r.start.number().max(os);
                 let b = r.end().number().min(os + keep);
-                for n in a..b {
-                    let Some((frame, _)) = pt.translate(m.memory(), Page::from_number(n)) else {
-                        debug_assert!(false, "used page not mapped");
-                        continue;
-                    };
-                    let to = Page::from_number(ns + (n - os));
-                    if pt.map(m.memory(), m.frames(), to, frame, pflags).is_err() {
-                        failed = true;
-                        break 'runs;
-                    }
-                    mapped.push(to);
+                if a >= b {
+                    continue;
+                }
+                let (from, to) = (Page::from_number(a), Page::from_number(ns + (a - os)));
+                if pt
+                    .map_like(m.memory(), m.frames(), from, to, b - a, pflags)
+                    .is_err()
+                {
+                    failed = true;
+                    break;
                 }
             }
             if failed {
                 // A CPU may have walked to a new mapping already: flush them
-                // (the frames stay the old mappings').
+                // (the frames stay the old mappings'). The new range was
+                // free, so every mapping in it is one just made.
                 let mut batch = ShootdownBatch::new();
-                for to in mapped {
-                    if let Some(u) = pt.unmap(m.memory(), to) {
-                        batch.defer(u, false);
-                    }
-                }
+                pt.unmap_run(m.memory(), Page::from_number(ns), keep, &mut |u| {
+                    batch.defer(u, false)
+                });
                 drop(st);
                 batch.complete(&self.shared, self.id());
                 self.shared.reserve.release(more);
@@ -434,23 +431,36 @@ impl<M: Machine> AddressSpace<M> {
             let mut used = UsedSpace::with_capacity(old_used.intervals().max(1));
             let mut less = 0;
             let counted = backend.caps().contains(BackendCaps::REFCOUNTED);
+            let flags = st.flags;
             for r in old_used.iter() {
-                for i in 0..r.count {
-                    let page = r.start.add(i);
-                    let Some(u) = pt.unmap(m.memory(), page) else {
-                        continue;
-                    };
-                    let n = page.number() - os;
-                    if n < keep {
-                        // The frame's reference moved to the new mapping.
-                        batch.defer(u, false);
-                        let added = used.insert(Page::from_number(ns + n), 1);
-                        debug_assert!(added.is_ok());
+                let (a, b) = (r.start.number(), r.end().number());
+                let split = b.min(os + keep).max(a);
+                // The kept part: each frame's reference moved to the new
+                // mapping; the pages join the used space run by run.
+                let mut run = (0, 0);
+                let mem = m.memory();
+                pt.unmap_run(mem, r.start, split - a, &mut |u| {
+                    let n = ns + (u.page().number() - os);
+                    batch.defer(u, false);
+                    if run.1 > 0 && run.0 + run.1 == n {
+                        run.1 += 1;
                     } else {
-                        batch.defer(u, counted);
-                        less += reserve::per_page(backend, st.flags, area.index(page), 1);
+                        if run.1 > 0 {
+                            let added = used.insert(Page::from_number(run.0), run.1);
+                            debug_assert!(added.is_ok());
+                        }
+                        run = (n, 1);
                     }
+                });
+                if run.1 > 0 {
+                    let added = used.insert(Page::from_number(run.0), run.1);
+                    debug_assert!(added.is_ok());
                 }
+                // The part past the new size goes.
+                pt.unmap_run(mem, Page::from_number(split), b - split, &mut |u| {
+                    less += reserve::per_page(backend, flags, area.index(u.page()), 1);
+                    batch.defer(u, counted);
+                });
             }
             if new_pages < old_pages {
                 less += reserve::up_front(

@@ -90,6 +90,26 @@ pub(crate) fn unmap_into<M: Machine>(
     }
 }
 
+/// [`unmap_into`] for runs of pages, each unmapped with one walk per leaf
+/// table ([`PageTable::unmap_run`]).
+pub(crate) fn unmap_runs_into<M: Machine>(
+    machine: &M,
+    pt: &M::PageTable,
+    backend: &dyn Backend<M::Memory, M::Frames>,
+    runs: impl Iterator<Item = PageRange>,
+    batch: &mut ShootdownBatch,
+) {
+    let release = backend.caps().contains(BackendCaps::REFCOUNTED);
+    for r in runs {
+        let mut unmapped = 0;
+        pt.unmap_run(machine.memory(), r.start, r.count, &mut |u| {
+            unmapped += 1;
+            batch.defer(u, release);
+        });
+        debug_assert_eq!(unmapped, r.count, "used pages {r:?} not all mapped");
+    }
+}
+
 /// Drops a departing area's share reference (frames the record held go
 /// into `batch`) and gives back its reservation: its own, or the share
 /// record's when it was the last sharer.
@@ -431,11 +451,11 @@ impl<M: Machine> AddressSpace<M> {
         let mut st = area.lock_detached();
         let used = st.used.take();
         if !used.is_empty() {
-            unmap_into(
+            unmap_runs_into(
                 self.machine(),
                 self.pt(),
                 &*area.backend,
-                used.iter_pages(),
+                used.iter(),
                 batch,
             );
         }

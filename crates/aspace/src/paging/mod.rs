@@ -130,6 +130,48 @@ pub trait PageTable: Send + Sync + Sized {
     /// The frame and rights `page` maps, if any.
     fn translate<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<(Frame, PageFlags)>;
 
+    /// Removes the mappings of the `count` pages from `first`, handing each
+    /// one removed to `out` in page order: [`unmap`](Self::unmap) page by
+    /// page, which a format may do walking to each leaf table once.
+    fn unmap_run<P: PhysMemory>(
+        &self,
+        mem: &P,
+        first: Page,
+        count: u64,
+        out: &mut dyn FnMut(Unmapped),
+    ) {
+        for i in 0..count {
+            if let Some(u) = self.unmap(mem, first.add(i)) {
+                out(u);
+            }
+        }
+    }
+
+    /// Maps each page `to + i` (`i < count`) whose page `from + i` is
+    /// mapped to the same frame with `flags`, leaving `from`'s mappings as
+    /// they are (the first half of a move: the new translations exist
+    /// before the old ones go). The pages from `to` must be unmapped.
+    /// [`translate`](Self::translate) and [`map`](Self::map) page by page,
+    /// which a format may do walking to each leaf table once. `NoMemory`
+    /// when an intermediate table cannot be allocated: the pages mapped
+    /// before stay mapped (the caller unmaps the run from `to`).
+    fn map_like<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        from: Page,
+        to: Page,
+        count: u64,
+        flags: PageFlags,
+    ) -> Result<()> {
+        for i in 0..count {
+            if let Some((frame, _)) = self.translate(mem, from.add(i)) {
+                self.map(mem, frames, to.add(i), frame, flags)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Number of frames the table itself occupies (root and intermediate
     /// tables).
     fn table_frames(&self) -> u64;

@@ -333,6 +333,81 @@ impl PageTable for X86_64PageTable {
         decode_leaf(mem.read_u64(self.find_leaf(mem, page)?))
     }
 
+    /// One walk per leaf table: the entries of a run within one leaf
+    /// table are cleared in a row; a missing table skips its pages.
+    fn unmap_run<P: PhysMemory>(
+        &self,
+        mem: &P,
+        first: Page,
+        count: u64,
+        out: &mut dyn FnMut(Unmapped),
+    ) {
+        let mut i = 0;
+        while i < count {
+            let page = first.add(i);
+            let index = table_index(page, 1);
+            let chunk = (ENTRIES - index).min(count - i);
+            if let Some(at) = self.find_leaf(mem, page) {
+                for k in 0..chunk {
+                    let addr = PhysAddr::new(at.as_u64() + k * 8);
+                    let Some((frame, _)) = decode_leaf(mem.read_u64(addr)) else {
+                        continue;
+                    };
+                    mem.write_u64(addr, 0);
+                    out(Unmapped::new(page.add(k), frame));
+                }
+            }
+            i += chunk;
+        }
+    }
+
+    /// One walk per pair of leaf tables (source and target); the target's
+    /// path is made only where a source page is mapped.
+    fn map_like<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        from: Page,
+        to: Page,
+        count: u64,
+        flags: PageFlags,
+    ) -> Result<()> {
+        let mut i = 0;
+        while i < count {
+            let (src, dst) = (from.add(i), to.add(i));
+            let chunk = (ENTRIES - table_index(src, 1))
+                .min(ENTRIES - table_index(dst, 1))
+                .min(count - i);
+            if let Some(at) = self.find_leaf(mem, src) {
+                let mut target: Option<PhysAddr> = None;
+                for k in 0..chunk {
+                    let e = mem.read_u64(PhysAddr::new(at.as_u64() + k * 8));
+                    let Some((frame, _)) = decode_leaf(e) else {
+                        continue;
+                    };
+                    let base = match target {
+                        Some(t) => t,
+                        None => {
+                            let leaf = self.leaf_table(mem, frames, dst)?;
+                            let t = entry_addr(leaf, table_index(dst, 1));
+                            target = Some(t);
+                            t
+                        }
+                    };
+                    let addr = PhysAddr::new(base.as_u64() + k * 8);
+                    debug_assert_eq!(
+                        mem.read_u64(addr) & (PTE_PRESENT | PTE_SW_MAPPED),
+                        0,
+                        "map over a mapped entry"
+                    );
+                    mem.write_u64(addr, encode_leaf(frame, flags | PageFlags::PRESENT));
+                }
+            }
+            i += chunk;
+        }
+        Ok(())
+    }
+
     fn table_frames(&self) -> u64 {
         self.tables.load(Ordering::Relaxed)
     }
