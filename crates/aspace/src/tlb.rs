@@ -90,10 +90,7 @@ impl ShootdownBatch {
         if self.release.is_empty() {
             return;
         }
-        let frames = shared.machine.frames();
-        for f in &self.release {
-            frames.release(*f);
-        }
+        shared.machine.frames().release_many(&self.release);
         Stats::add(
             &shared.counters().frame_refs_released,
             self.release.len() as u64,
