@@ -103,16 +103,15 @@ impl PageTable for SimPageTable {
         each!(self, t => t.unmap_run(mem, first, count, out))
     }
 
-    fn map_like<P: PhysMemory, F: FrameAllocator>(
+    fn move_run<P: PhysMemory, F: FrameAllocator>(
         &self,
         mem: &P,
         frames: &F,
         from: Page,
         to: Page,
         count: u64,
-        flags: PageFlags,
-    ) -> aspace::Result<()> {
-        each!(self, t => t.map_like(mem, frames, from, to, count, flags))
+    ) -> aspace::Result<u64> {
+        each!(self, t => t.move_run(mem, frames, from, to, count))
     }
 
     fn table_frames(&self) -> u64 {

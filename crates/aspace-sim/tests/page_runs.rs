@@ -1,4 +1,4 @@
-//! The page tables' run operations (`unmap_run`, `map_like`) against the
+//! The page tables' run operations (`unmap_run`, `move_run`) against the
 //! page-by-page ones they stand for, across leaf-table boundaries and
 //! holes: x86_64's own (one walk per leaf table) and the default that the
 //! other formats use.
@@ -33,20 +33,22 @@ fn check(arch: Arch, to: u64) {
             .unwrap();
     }
     let page = Page::from_number;
-    pt.map_like(&mem, &frames, page(FROM), page(to), COUNT, FLAGS)
+    let before: Vec<_> = (FROM..FROM + COUNT)
+        .map(|n| pt.translate(&mem, page(n)))
+        .collect();
+    let moved = pt
+        .move_run(&mem, &frames, page(FROM), page(to), COUNT)
         .unwrap();
+    assert_eq!(moved, sources().len() as u64, "{arch:?}");
     for n in FROM..FROM + COUNT {
-        let src = pt.translate(&mem, page(n));
-        assert_eq!(
-            src.is_some(),
-            sources().contains(&n),
-            "{arch:?}: source page {n} kept"
+        assert!(
+            pt.translate(&mem, page(n)).is_none(),
+            "{arch:?}: source page {n} moved away"
         );
-        let dst = pt.translate(&mem, page(to + n - FROM));
         assert_eq!(
-            dst.map(|d| d.0),
-            src.map(|s| s.0),
-            "{arch:?}: page {n} mapped like its source"
+            pt.translate(&mem, page(to + n - FROM)),
+            before[(n - FROM) as usize],
+            "{arch:?}: page {n} moved with its rights"
         );
     }
     let mut got = Vec::new();
@@ -63,10 +65,10 @@ fn check(arch: Arch, to: u64) {
     for n in 0..COUNT {
         assert!(pt.translate(&mem, page(to + n)).is_none());
     }
-    // The source is still all there; an unmap of it by run, too.
+    // Nothing left anywhere.
     let mut left = 0;
     pt.unmap_run(&mem, page(0), 4096, &mut |_| left += 1);
-    assert_eq!(left, sources().len(), "{arch:?}");
+    assert_eq!(left, 0, "{arch:?}");
 }
 
 #[test]
@@ -79,25 +81,28 @@ fn runs_do_what_pages_do_on_every_format() {
 }
 
 #[test]
-fn map_like_refused_for_a_table_keeps_what_it_mapped() {
-    let mem = PhysMem::new(8 << 20);
-    let frames = FramePool::new(mem.frames());
-    let pt = SimPageTable::create(&mem, &frames, None, Arch::X86_64).unwrap();
-    let page = Page::from_number;
-    for n in [10, 600] {
-        pt.map(&mem, &frames, page(n), Frame::from_number(3000 + n), FLAGS)
-            .unwrap();
+fn a_move_refused_for_a_table_moves_everything_back() {
+    for arch in [Arch::X86_64, Arch::Riscv64Sv48] {
+        let mem = PhysMem::new(8 << 20);
+        let frames = FramePool::new(mem.frames());
+        let pt = SimPageTable::create(&mem, &frames, None, arch).unwrap();
+        let page = Page::from_number;
+        for n in [10, 11, 600] {
+            pt.map(&mem, &frames, page(n), Frame::from_number(3000 + n), FLAGS)
+                .unwrap();
+        }
+        let before: Vec<_> = (0..1024).map(|n| pt.translate(&mem, page(n))).collect();
+        // The target's first leaf path takes three tables (four levels
+        // both), the second one more: allow the first path only.
+        let to = 1 << 30;
+        frames.fail_after(Some(3));
+        let r = pt.move_run(&mem, &frames, page(0), page(to), 1024);
+        frames.fail_after(None);
+        assert!(r.is_err(), "{arch:?}");
+        let after: Vec<_> = (0..1024).map(|n| pt.translate(&mem, page(n))).collect();
+        assert_eq!(after, before, "{arch:?}: all moved back");
+        for n in 0..1024 {
+            assert!(pt.translate(&mem, page(to + n)).is_none(), "{arch:?}");
+        }
     }
-    // The target's first leaf path takes three tables, the second one
-    // more: allow the first three only.
-    frames.fail_after(Some(3));
-    let to = 1 << 30;
-    let r = pt.map_like(&mem, &frames, page(0), page(to), 1024, FLAGS);
-    frames.fail_after(None);
-    assert!(r.is_err());
-    assert_eq!(
-        pt.translate(&mem, page(to + 10)).map(|t| t.0),
-        Some(Frame::from_number(3010))
-    );
-    assert!(pt.translate(&mem, page(to + 600)).is_none());
 }

@@ -375,42 +375,43 @@ impl<M: Machine> AddressSpace<M> {
         if !self.shared.reserve.try_reserve(more) {
             return Err(Error::NoMemory);
         }
-        // The new mappings (the only step that allocates frames).
+        // The resident pages move (the only step that allocates frames:
+        // page tables for the new place).
         {
             let Some((_, _, slot)) = tree.find(os) else {
                 self.shared.reserve.release(more);
                 return Err(Error::NotFound);
             };
             let st = slot.lock();
-            let pflags = self.page_flags(st.flags);
-            let mut failed = false;
-            for r in st.used.iter() {
-                let a = r.start.number().max(os);
-                let b = r.end().number().min(os + keep);
-                if a >= b {
-                    continue;
+            let moved = pt.move_run(
+                m.memory(),
+                m.frames(),
+                Page::from_number(os),
+                Page::from_number(ns),
+                keep,
+            );
+            match moved {
+                Ok(n) => debug_assert_eq!(
+                    n,
+                    st.used
+                        .iter()
+                        .map(|r| {
+                            let a = r.start.number().max(os);
+                            r.end().number().min(os + keep).saturating_sub(a)
+                        })
+                        .sum::<u64>(),
+                    "the used pages are the mapped ones"
+                ),
+                Err(_) => {
+                    // Everything moved back; a CPU may have walked to a
+                    // new mapping already: flush them.
+                    drop(st);
+                    let mut batch = ShootdownBatch::new();
+                    batch.defer_moved(Page::from_number(ns), keep);
+                    batch.complete(&self.shared, self.id());
+                    self.shared.reserve.release(more);
+                    return Err(Error::NoMemory);
                 }
-                let (from, to) = (Page::from_number(a), Page::from_number(ns + (a - os)));
-                if pt
-                    .map_like(m.memory(), m.frames(), from, to, b - a, pflags)
-                    .is_err()
-                {
-                    failed = true;
-                    break;
-                }
-            }
-            if failed {
-                // A CPU may have walked to a new mapping already: flush them
-                // (the frames stay the old mappings'). The new range was
-                // free, so every mapping in it is one just made.
-                let mut batch = ShootdownBatch::new();
-                pt.unmap_run(m.memory(), Page::from_number(ns), keep, &mut |u| {
-                    batch.defer(u, false)
-                });
-                drop(st);
-                batch.complete(&self.shared, self.id());
-                self.shared.reserve.release(more);
-                return Err(Error::NoMemory);
             }
         }
         // Nothing below fails.
@@ -435,29 +436,15 @@ impl<M: Machine> AddressSpace<M> {
             for r in old_used.iter() {
                 let (a, b) = (r.start.number(), r.end().number());
                 let split = b.min(os + keep).max(a);
-                // The kept part: each frame's reference moved to the new
-                // mapping; the pages join the used space run by run.
-                let mut run = (0, 0);
-                let mem = m.memory();
-                pt.unmap_run(mem, r.start, split - a, &mut |u| {
-                    let n = ns + (u.page().number() - os);
-                    batch.defer(u, false);
-                    if run.1 > 0 && run.0 + run.1 == n {
-                        run.1 += 1;
-                    } else {
-                        if run.1 > 0 {
-                            let added = used.insert(Page::from_number(run.0), run.1);
-                            debug_assert!(added.is_ok());
-                        }
-                        run = (n, 1);
-                    }
-                });
-                if run.1 > 0 {
-                    let added = used.insert(Page::from_number(run.0), run.1);
+                // The kept part moved already: its old translations go in
+                // this round, its frames stay in use.
+                if a < split {
+                    batch.defer_moved(r.start, split - a);
+                    let added = used.insert(Page::from_number(ns + (a - os)), split - a);
                     debug_assert!(added.is_ok());
                 }
                 // The part past the new size goes.
-                pt.unmap_run(mem, Page::from_number(split), b - split, &mut |u| {
+                pt.unmap_run(m.memory(), Page::from_number(split), b - split, &mut |u| {
                     less += reserve::per_page(backend, flags, area.index(u.page()), 1);
                     batch.defer(u, counted);
                 });

@@ -56,6 +56,19 @@ impl ShootdownBatch {
         }
     }
 
+    /// Adds `count` removed translations from `first` whose frames were
+    /// mapped elsewhere ([`PageTable::move_run`](crate::paging::PageTable::move_run)):
+    /// nothing to release, but the TLBs must forget them all the same.
+    pub fn defer_moved(&mut self, first: Page, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let n = first.number();
+        self.low = self.low.min(n);
+        self.high = self.high.max(n + count);
+        self.unmapped += count;
+    }
+
     /// Releases one reference of `frame` once the shootdown is done (a
     /// share record's page-map reference, for instance).
     pub fn release_later(&mut self, frame: Frame) {

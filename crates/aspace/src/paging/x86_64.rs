@@ -362,16 +362,17 @@ impl PageTable for X86_64PageTable {
     }
 
     /// One walk per pair of leaf tables (source and target); the target's
-    /// path is made only where a source page is mapped.
-    fn map_like<P: PhysMemory, F: FrameAllocator>(
+    /// path is made only where a source page is mapped. Entries move as
+    /// they are (accessed and dirty bits too).
+    fn move_run<P: PhysMemory, F: FrameAllocator>(
         &self,
         mem: &P,
         frames: &F,
         from: Page,
         to: Page,
         count: u64,
-        flags: PageFlags,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        let mut moved = 0;
         let mut i = 0;
         while i < count {
             let (src, dst) = (from.add(i), to.add(i));
@@ -379,33 +380,42 @@ impl PageTable for X86_64PageTable {
                 .min(ENTRIES - table_index(dst, 1))
                 .min(count - i);
             if let Some(at) = self.find_leaf(mem, src) {
-                let mut target: Option<PhysAddr> = None;
+                let mut target: Option<u64> = None;
                 for k in 0..chunk {
-                    let e = mem.read_u64(PhysAddr::new(at.as_u64() + k * 8));
-                    let Some((frame, _)) = decode_leaf(e) else {
+                    let old = PhysAddr::new(at.as_u64() + k * 8);
+                    let e = mem.read_u64(old);
+                    if e & (PTE_PRESENT | PTE_SW_MAPPED) == 0 {
                         continue;
-                    };
+                    }
                     let base = match target {
                         Some(t) => t,
-                        None => {
-                            let leaf = self.leaf_table(mem, frames, dst)?;
-                            let t = entry_addr(leaf, table_index(dst, 1));
-                            target = Some(t);
-                            t
-                        }
+                        None => match self.leaf_table(mem, frames, dst) {
+                            Ok(leaf) => {
+                                let t = entry_addr(leaf, table_index(dst, 1)).as_u64();
+                                target = Some(t);
+                                t
+                            }
+                            Err(err) => {
+                                // Back: the old tables are there.
+                                let _ = self.move_run(mem, frames, to, from, i + k);
+                                return Err(err);
+                            }
+                        },
                     };
-                    let addr = PhysAddr::new(base.as_u64() + k * 8);
+                    let new = PhysAddr::new(base + k * 8);
                     debug_assert_eq!(
-                        mem.read_u64(addr) & (PTE_PRESENT | PTE_SW_MAPPED),
+                        mem.read_u64(new) & (PTE_PRESENT | PTE_SW_MAPPED),
                         0,
-                        "map over a mapped entry"
+                        "move over a mapped entry"
                     );
-                    mem.write_u64(addr, encode_leaf(frame, flags | PageFlags::PRESENT));
+                    mem.write_u64(new, e);
+                    mem.write_u64(old, 0);
+                    moved += 1;
                 }
             }
             i += chunk;
         }
-        Ok(())
+        Ok(moved)
     }
 
     fn table_frames(&self) -> u64 {
