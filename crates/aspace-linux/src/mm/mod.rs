@@ -1302,13 +1302,17 @@ impl<M: Machine> LinuxMm<M> {
     /// core keeps the old range as several areas.
     fn move_to(&mut self, old: u64, old_len: u64, to: u64, new_len: u64) -> MmResult {
         let moved = old_len.min(new_len);
-        let _ = self.space.area_merge(VirtAddr::new(old));
-        let one_area = self
-            .space
-            .area(VirtAddr::new(old))
-            .is_some_and(|a| a.end().as_u64() >= old + moved);
-        if !one_area {
-            return Err(Errno::ENOSYS);
+        let one_area = |space: &AddressSpace<M>| {
+            space
+                .area(VirtAddr::new(old))
+                .is_some_and(|a| a.end().as_u64() >= old + moved)
+        };
+        if !one_area(&self.space) {
+            // The core may keep the mapping as areas it has not merged yet.
+            let _ = self.space.area_merge(VirtAddr::new(old));
+            if !one_area(&self.space) {
+                return Err(Errno::ENOSYS);
+            }
         }
         let v = self.vma_at(old).cloned().ok_or(Errno::EFAULT)?;
         let grow = new_len.saturating_sub(old_len) / PAGE_SIZE;
