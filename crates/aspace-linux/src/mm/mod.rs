@@ -578,7 +578,19 @@ impl<M: Machine> LinuxMm<M> {
     fn neighbours(&self, v: &Vma) -> Neighbours {
         let mut nb = Neighbours::default();
         let mut anon = v.anon;
-        if let Some((&ps, p)) = self.vmas.range(..v.start).next_back() {
+        // One search for both: `v`'s range is free, so the record starting
+        // at its end (if any) and the last one before it are its neighbours.
+        let mut below = self.vmas.range(..=v.end);
+        let mut last = below.next_back();
+        let next = match last {
+            Some((&s, n)) if s == v.end => {
+                last = below.next_back();
+                Some(n)
+            }
+            _ => None,
+        };
+        if let Some((&ps, p)) = last {
+            debug_assert!(p.end <= v.start, "the new record's range is free");
             if p.end == v.start {
                 nb.touching = true;
                 if p.merges_with(v) {
@@ -587,7 +599,7 @@ impl<M: Machine> LinuxMm<M> {
                 }
             }
         }
-        if let Some(n) = self.vmas.get(&v.end) {
+        if let Some(n) = next {
             nb.touching = true;
             // The record after merging with the one below differs from `v`
             // only in where it starts and in its `anon_vma`.
