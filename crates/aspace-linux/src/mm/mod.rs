@@ -490,33 +490,6 @@ impl<M: Machine> LinuxMm<M> {
             .is_some_and(|(_, v)| v.end > lo)
     }
 
-    /// The end of the run of mappings without a hole from `lo` (`lo`
-    /// itself when no mapping contains it), at most `hi`.
-    fn covered_to(&self, lo: u64, hi: u64) -> u64 {
-        let mut at = lo;
-        for s in self.meeting(lo, hi) {
-            let v = &self.vmas[&s];
-            if v.start > at {
-                break;
-            }
-            at = v.end;
-        }
-        at.min(hi)
-    }
-
-    /// Splits the record containing `at` there (nothing if `at` is a
-    /// boundary or in a hole).
-    fn split_rec(&mut self, at: u64) {
-        let Some((&start, v)) = self.vmas.range_mut(..=at).next_back() else {
-            return;
-        };
-        if start == at || v.end <= at {
-            return;
-        }
-        let upper = v.split_off(at);
-        self.vmas.insert(at, upper);
-    }
-
     /// Removes the records' parts in `[lo, hi)` (`starts`: the records
     /// meeting it, as [`meeting`](Self::meeting) gives them); gives back
     /// shared anonymous objects no mapping maps any more.
@@ -1290,7 +1263,9 @@ impl<M: Machine> LinuxMm<M> {
             self.unmap(old + new_len, old_end)?;
             return Ok(old);
         }
-        if self.covered_to(old, old_end) < old_end || old_end > vend {
+        // A hole or a second mapping in the old range (the mapping at
+        // `old` covers it all otherwise).
+        if old_end > vend {
             return Err(Errno::EFAULT);
         }
         if self.vmas.len() > self.layout.max_map_count {
@@ -1343,9 +1318,10 @@ impl<M: Machine> LinuxMm<M> {
                 return Err(Errno::ENOSYS);
             }
         }
-        let v = self.vma_at(old).cloned().ok_or(Errno::EFAULT)?;
+        let reserves = self.vma_at(old).ok_or(Errno::EFAULT)?;
+        let reserves = Self::reserves(reserves) > 0;
         let grow = new_len.saturating_sub(old_len) / PAGE_SIZE;
-        if Self::reserves(&v) > 0 && grow > self.system.reserve().available() {
+        if reserves && grow > self.system.reserve().available() {
             return Err(Errno::ENOMEM);
         }
         self.unmap(to, to + new_len)?;
@@ -1356,9 +1332,22 @@ impl<M: Machine> LinuxMm<M> {
             .move_range(VirtAddr::new(old), moved, VirtAddr::new(to), new_len)
             .map_err(errno_of)?;
         // The records: cut the moved part out and put it at `to`.
-        self.split_rec(old);
-        self.split_rec(old + moved);
-        let mut rec = self.vmas.remove(&old).expect("the moved mapping");
+        let start = self
+            .vmas
+            .range(..=old)
+            .next_back()
+            .map(|(&s, _)| s)
+            .expect("the moved mapping");
+        let mut rec = self.vmas.remove(&start).expect("found");
+        if rec.end > old + moved {
+            let upper = rec.split_off(old + moved);
+            self.vmas.insert(upper.start, upper);
+        }
+        if rec.start < old {
+            let part = rec.split_off(old);
+            let lower = core::mem::replace(&mut rec, part);
+            self.vmas.insert(lower.start, lower);
+        }
         rec.start = to;
         rec.end = to + new_len;
         if matches!(rec.kind, Kind::Anon | Kind::Heap) && rec.anon.is_none() {
