@@ -107,12 +107,15 @@ process map: break at a quarter of the user space, mmap(NULL) top-down from 256M
                                              taken); file F: an in-memory file, shared by
                                              every mapping of F; prints the address
   munmap TASK ADDR LEN                       unmap any range (several mappings, holes)
-  mprotect TASK ADDR LEN PROT                change rights (PROT: rw, r-x, none), splitting and
-                                             merging mappings as Linux does
+  mprotect TASK ADDR LEN PROT [refuse-holes] change rights (PROT: rw, r-x, none), splitting and
+                                             merging mappings as Linux does; a hole: ENOMEM
+                                             after the part before it changed (Linux), or
+                                             with nothing changed (refuse-holes)
   mremap TASK OLD OLDLEN NEWLEN [maymove] [fixed NEW]
                                              shrink, grow in place, or move the pages
   brk TASK ADDR                              move the program break (0 asks for it)
-  madvise TASK ADDR LEN dontneed|free        drop pages (private ones read as zeros after)
+  madvise TASK ADDR LEN dontneed|free [refuse-holes]
+                                             drop pages (private ones read as zeros after)
   maps TASK --linux                          the mappings as /proc/PID/maps prints them
   These take `expect ok|ADDR|EEXIST|ENOMEM|EINVAL|EFAULT|EACCES|...` (Linux's names).
 

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aspace::System;
-use aspace_linux::mm::{Layout, LinuxMm};
+use aspace_linux::mm::{HolePolicy, Layout, LinuxMm};
 use aspace_linux::{Command, Expect, Line, Outcome};
 use aspace_sim::{SimMachine, Space};
 
@@ -114,11 +114,18 @@ impl Procs {
     }
 }
 
-/// Runs `line` on `mm`; returns its outcome.
+/// Runs `line` on `mm`; returns its outcome. A line ending in
+/// `refuse-holes` runs all-or-nothing ([`HolePolicy::Refuse`]): a hole in an
+/// `mprotect` or `madvise` range is `ENOMEM` with nothing changed.
 pub fn run(mm: &mut LinuxMm<SimMachine>, line: &Line) -> Outcome {
     let Command::Call(call) = &line.command else {
         return Outcome::Refused;
     };
+    mm.set_hole_policy(if line.refuse_holes {
+        HolePolicy::Refuse
+    } else {
+        HolePolicy::Linux
+    });
     match mm.call(call) {
         Ok(v) if call.returns_addr() => Outcome::Addr(v),
         Ok(_) => Outcome::Ok,

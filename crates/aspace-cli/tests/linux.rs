@@ -101,3 +101,26 @@ fn help_lists_the_linux_calls() {
         .stdout(predicate::str::contains("maps TASK --linux"))
         .stdout(predicate::str::contains("mremap TASK OLD OLDLEN NEWLEN"));
 }
+
+#[test]
+fn refuse_holes_makes_mprotect_and_madvise_all_or_nothing() {
+    let (code, out, err, _) = run_text(
+        "task A\ncpu 0 run A\n\
+         mmap A 0x10000000 2p rw private anon fixed\n\
+         mmap A 0x10003000 1p rw private anon fixed\n\
+         write A 0x10000000 u64 7\n\
+         mprotect A 0x10000000 4p r refuse-holes expect ENOMEM\n\
+         madvise A 0x10000000 4p dontneed refuse-holes expect ENOMEM\n\
+         read A 0x10000000 u64 expect 7\n\
+         write A 0x10000000 u64 8\n\
+         maps A --linux\n\
+         mprotect A 0x10000000 4p r expect ENOMEM\n\
+         write A 0x10000000 u64 9 expect access\n\
+         exit A\ncheck clean\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("   10000000-10002000 rw-p 00000000 00:00 0 \n   10003000-10004000 rw-p"),
+        "{out}"
+    );
+}

@@ -182,6 +182,10 @@ pub struct Line {
     pub command: Command,
     /// What it must give, if anything.
     pub expect: Option<Expect>,
+    /// `refuse-holes` (on `mprotect` and `madvise` only): run the call with
+    /// [`HolePolicy::Refuse`](crate::mm::HolePolicy) (all-or-nothing) on
+    /// aspace. Linux has no such mode: the reference runner ignores it.
+    pub refuse_holes: bool,
 }
 
 impl From<Call> for Line {
@@ -189,6 +193,7 @@ impl From<Call> for Line {
         Line {
             command: Command::Call(call),
             expect: None,
+            refuse_holes: false,
         }
     }
 }
@@ -198,6 +203,7 @@ impl From<Command> for Line {
         Line {
             command,
             expect: None,
+            refuse_holes: false,
         }
     }
 }
@@ -225,6 +231,16 @@ impl Line {
             }
             words.truncate(at);
         }
+        let refuse_holes = words.last() == Some(&"refuse-holes");
+        if refuse_holes {
+            words.pop();
+            if !matches!(words.first(), Some(&"mprotect" | &"madvise")) {
+                return Err(ParseError::Bad(
+                    "refuse-holes (mprotect and madvise only)",
+                    words.first().unwrap_or(&"").to_string(),
+                ));
+            }
+        }
         let command = match words[0] {
             "write" | "read" => {
                 let mut it = Words {
@@ -248,7 +264,11 @@ impl Line {
             }
             _ => Command::Call(Call::parse_words(&words)?),
         };
-        Ok(Line { command, expect })
+        Ok(Line {
+            command,
+            expect,
+            refuse_holes,
+        })
     }
 }
 
@@ -262,6 +282,9 @@ impl FromStr for Line {
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.command.fmt(f)?;
+        if self.refuse_holes {
+            write!(f, " refuse-holes")?;
+        }
         if let Some(e) = self.expect {
             write!(f, " expect {e}")?;
         }
@@ -286,6 +309,21 @@ mod tests {
             "{text} -> {printed}"
         );
         line
+    }
+
+    #[test]
+    fn refuse_holes_is_for_mprotect_and_madvise() {
+        let l = round_trip("mprotect 0x10000 4p r-- refuse-holes expect ENOMEM");
+        assert!(l.refuse_holes);
+        assert_eq!(l.expect, Some(Expect::Err(Errno::ENOMEM)));
+        assert_eq!(
+            l.to_string(),
+            "mprotect 0x10000 4p r-- refuse-holes expect ENOMEM"
+        );
+        assert!(round_trip("madvise 0x10000 4p dontneed refuse-holes").refuse_holes);
+        assert!(!round_trip("mprotect 0x10000 4p r").refuse_holes);
+        assert!(Line::parse("munmap 0x10000 4p refuse-holes").is_err());
+        assert!(Line::parse("refuse-holes").is_err());
     }
 
     #[test]

@@ -347,6 +347,7 @@ impl Generator {
                 return Line {
                     command,
                     expect: None,
+                    refuse_holes: false,
                 };
             }
         };

@@ -4,7 +4,7 @@
 
 use aspace::{PhysMemory, VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
-use aspace_linux::mm::{Layout, LinuxMm};
+use aspace_linux::mm::{HolePolicy, Layout, LinuxMm};
 use aspace_linux::{Errno, FileRef, MapFlags, Prot, RemapFlags};
 use aspace_sim::{Cpu, Sim, SimConfig, SimMachine};
 
@@ -340,4 +340,92 @@ fn the_map_count_limit_is_enomem() {
     // Whole mappings still go.
     assert_eq!(cpu.run(|| mm.munmap(BASE, 2 * PAGE_SIZE)), Ok(()));
     assert_eq!(mm.maps().len(), 3);
+}
+
+/// Two written 4-page mappings with a one-page hole between them; returns
+/// the range from the first's start to the second's end.
+fn holey(mm: &mut LinuxMm<SimMachine>, cpu: &mut Cpu) -> (u64, u64) {
+    anon(mm, cpu, BASE, 4);
+    anon(mm, cpu, BASE + 5 * PAGE_SIZE, 4);
+    for i in (0..9).filter(|&i| i != 4) {
+        cpu.write_u64(VirtAddr::new(BASE + i * PAGE_SIZE), 40 + i)
+            .unwrap();
+        mm.touched(BASE + i * PAGE_SIZE, true);
+    }
+    (BASE, 9 * PAGE_SIZE)
+}
+
+#[test]
+fn a_hole_changes_the_part_before_it_as_linux_does_by_default() {
+    let (_sim, mut mm, mut cpu) = setup();
+    assert_eq!(mm.hole_policy(), HolePolicy::Linux);
+    let (at, len) = holey(&mut mm, &mut cpu);
+    assert_eq!(
+        cpu.run(|| mm.mprotect(at, len, Prot::R)),
+        Err(Errno::ENOMEM)
+    );
+    let maps = mm.maps();
+    assert_eq!(maps[0].prot, Prot::R, "before the hole: changed");
+    assert_eq!(maps[1].prot, Prot::RW, "after it: not reached");
+    assert!(cpu.write_u64(VirtAddr::new(BASE), 1).is_err());
+    cpu.write_u64(VirtAddr::new(BASE + 5 * PAGE_SIZE), 1)
+        .unwrap();
+    // MADV_DONTNEED drops every mapped page, then reports the hole.
+    assert_eq!(
+        cpu.run(|| mm.madvise(at, len, aspace_linux::Advice::DONTNEED)),
+        Err(Errno::ENOMEM)
+    );
+    for i in [0, 3, 5, 8] {
+        assert_eq!(
+            cpu.read_u64(VirtAddr::new(BASE + i * PAGE_SIZE)).unwrap(),
+            0,
+            "page {i} dropped"
+        );
+    }
+}
+
+#[test]
+fn a_hole_refused_changes_nothing() {
+    let (sim, mut mm, mut cpu) = setup();
+    mm.set_hole_policy(HolePolicy::Refuse);
+    let (at, len) = holey(&mut mm, &mut cpu);
+    let before = observe(&sim, &mm);
+    assert_eq!(
+        cpu.run(|| mm.mprotect(at, len, Prot::R)),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(observe(&sim, &mm), before, "mprotect");
+    // The rights too: both mappings still take writes (of the same words).
+    for i in [0, 8] {
+        cpu.write_u64(VirtAddr::new(BASE + i * PAGE_SIZE), 40 + i)
+            .unwrap();
+    }
+    assert_eq!(
+        cpu.run(|| mm.madvise(at, len, aspace_linux::Advice::DONTNEED)),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(observe(&sim, &mm), before, "madvise");
+    for i in (0..9).filter(|&i| i != 4) {
+        assert_eq!(
+            cpu.read_u64(VirtAddr::new(BASE + i * PAGE_SIZE)).unwrap(),
+            40 + i,
+            "page {i} kept"
+        );
+    }
+    // A hole at the very end is refused as well; a range without one works.
+    assert_eq!(
+        cpu.run(|| mm.mprotect(BASE + 5 * PAGE_SIZE, 5 * PAGE_SIZE, Prot::R)),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(observe(&sim, &mm), before, "hole at the end");
+    assert_eq!(
+        cpu.run(|| mm.mprotect(BASE + 5 * PAGE_SIZE, 4 * PAGE_SIZE, Prot::R)),
+        Ok(())
+    );
+    assert_eq!(mm.maps()[1].prot, Prot::R);
+    assert_eq!(
+        cpu.run(|| mm.madvise(BASE, 4 * PAGE_SIZE, aspace_linux::Advice::DONTNEED)),
+        Ok(())
+    );
+    assert_eq!(cpu.read_u64(VirtAddr::new(BASE)).unwrap(), 0);
 }

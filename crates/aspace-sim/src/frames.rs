@@ -370,6 +370,51 @@ unsafe impl FrameAllocator for FramePool {
     }
 
     fn release(&self, frame: Frame) -> bool {
+        if !self.drop_ref(frame) {
+            return false;
+        }
+        let mut s = self.shards[my_shard()].0.lock();
+        s.free.push(frame.number());
+        s.count_free(&self.folded.0);
+        true
+    }
+
+    /// Drops the references as [`release`](Self::release) does, and puts
+    /// the frames freed on the free list under one lock per 64.
+    fn release_many(&self, frames: &[Frame]) -> u64 {
+        let mut freed = 0;
+        for chunk in frames.chunks(64) {
+            let mut gone = [0; 64];
+            let mut k = 0;
+            for &f in chunk {
+                if self.drop_ref(f) {
+                    gone[k] = f.number();
+                    k += 1;
+                }
+            }
+            if k > 0 {
+                let mut s = self.shards[my_shard()].0.lock();
+                for &n in &gone[..k] {
+                    s.free.push(n);
+                    s.count_free(&self.folded.0);
+                }
+            }
+            freed += k as u64;
+        }
+        freed
+    }
+
+    /// The frames on the free lists (the commit limit a system on this
+    /// pool starts with).
+    fn free_frames(&self) -> Option<u64> {
+        Some(self.stats().free)
+    }
+}
+
+impl FramePool {
+    /// Drops one reference of `frame`; whether it was the last (the frame
+    /// then has a new generation and goes on a free list next).
+    fn drop_ref(&self, frame: Frame) -> bool {
         let n = frame.number() as usize;
         let meta = &self.meta[n];
         let mut r = meta.refs.load(Ordering::Relaxed);
@@ -397,15 +442,6 @@ unsafe impl FrameAllocator for FramePool {
         // one (through the free list's lock), so no read-modify-write.
         let g = meta.generation.load(Ordering::Relaxed);
         meta.generation.store(g.wrapping_add(1), Ordering::Release);
-        let mut s = self.shards[my_shard()].0.lock();
-        s.free.push(frame.number());
-        s.count_free(&self.folded.0);
         true
-    }
-
-    /// The frames on the free lists (the commit limit a system on this
-    /// pool starts with).
-    fn free_frames(&self) -> Option<u64> {
-        Some(self.stats().free)
     }
 }

@@ -93,6 +93,27 @@ impl PageTable for SimPageTable {
         each!(self, t => t.translate(mem, page))
     }
 
+    fn unmap_run<P: PhysMemory>(
+        &self,
+        mem: &P,
+        first: Page,
+        count: u64,
+        out: &mut dyn FnMut(Unmapped),
+    ) {
+        each!(self, t => t.unmap_run(mem, first, count, out))
+    }
+
+    fn move_run<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        from: Page,
+        to: Page,
+        count: u64,
+    ) -> aspace::Result<u64> {
+        each!(self, t => t.move_run(mem, frames, from, to, count))
+    }
+
     fn table_frames(&self) -> u64 {
         each!(self, t => t.table_frames())
     }

@@ -422,3 +422,28 @@ fn stress_threads() {
     }
     assert_quiescent(&pool, FRAMES);
 }
+
+#[test]
+fn release_many_frees_the_last_references_only() {
+    let pool = FramePool::new(300);
+    let frames = alloc_all(&pool);
+    assert_eq!(frames.len(), 299);
+    // Every third frame has a second reference: it stays.
+    for f in frames.iter().step_by(3) {
+        pool.add_ref(*f);
+    }
+    let kept = frames.iter().step_by(3).count() as u64;
+    let before = pool.stats();
+    assert_eq!(pool.release_many(&frames), 299 - kept);
+    let after = pool.stats();
+    assert_eq!(after.free, before.free + 299 - kept);
+    assert_eq!(after.freed, before.freed + 299 - kept);
+    for (i, f) in frames.iter().enumerate() {
+        assert_eq!(pool.refcount(*f), u32::from(i % 3 == 0), "{f:?}");
+    }
+    let rest: Vec<Frame> = frames.iter().step_by(3).copied().collect();
+    assert_eq!(pool.release_many(&rest), kept);
+    assert_eq!(pool.stats().free, 299);
+    // The freed frames come out again, each once.
+    assert_eq!(alloc_all(&pool).len(), 299);
+}

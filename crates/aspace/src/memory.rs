@@ -82,6 +82,18 @@ pub unsafe trait FrameAllocator: Send + Sync {
     fn add_ref(&self, frame: Frame);
     /// Drops one reference; returns `true` when this freed the frame.
     fn release(&self, frame: Frame) -> bool;
+    /// Drops one reference of each of `frames` (a TLB shootdown's worth);
+    /// returns how many this freed. [`release`](Self::release) frame by
+    /// frame; an allocator may take its free list's lock once for all.
+    fn release_many(&self, frames: &[Frame]) -> u64 {
+        let mut freed = 0;
+        for &f in frames {
+            if self.release(f) {
+                freed += 1;
+            }
+        }
+        freed
+    }
     /// Frames free now, if the allocator can tell (by default it cannot).
     /// A [`System`](crate::System) whose [`Config`](crate::Config) names no
     /// commit limit takes this as its limit (see [`crate::reserve`]);

@@ -24,7 +24,7 @@ use crate::internals::used_space::UsedSpace;
 use crate::machine::{FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::reserve;
-use crate::space::{unmap_into, AddressSpace, Areas};
+use crate::space::{unmap_runs_into, AddressSpace, Areas};
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
@@ -108,6 +108,15 @@ impl<M: Machine> AddressSpace<M> {
         let range = Self::checked_range(base, size)?;
         let (s, e) = (range.start.number(), range.end().number());
         let mut tree = self.areas.write();
+        let mut batch = ShootdownBatch::new();
+        // The common case, one whole area: no split, no other search.
+        if matches!(tree.find(s), Some((start, end, _)) if start == s && end == e) {
+            if let Some((_, slot)) = tree.remove(s) {
+                self.unmap_area(&slot.area, &mut batch);
+            }
+            batch.complete(&self.shared, self.id());
+            return Ok(());
+        }
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
         let mut list = Self::entries_in(&tree, s, e)?;
@@ -115,7 +124,6 @@ impl<M: Machine> AddressSpace<M> {
         self.split_at(&mut tree, s, room_s)?;
         self.split_at(&mut tree, e, room_e)?;
         Self::refill_entries(&tree, s, e, &mut list);
-        let mut batch = ShootdownBatch::new();
         for (start, _) in list {
             if let Some((_, slot)) = tree.remove(start) {
                 self.unmap_area(&slot.area, &mut batch);
@@ -323,13 +331,13 @@ impl<M: Machine> AddressSpace<M> {
             for r in runs.drain(..) {
                 let removed = st.used.remove(r.start, r.count);
                 debug_assert!(removed.is_ok(), "a part of one run");
-                let pages = (0..r.count).map(|i| r.start.add(i));
-                unmap_into(
+                let one = core::iter::once(r);
+                unmap_runs_into(
                     &self.shared,
                     self.id(),
                     self.pt(),
                     &*area.backend,
-                    pages,
+                    one,
                     &mut batch,
                 );
                 let less =
@@ -419,58 +427,53 @@ impl<M: Machine> AddressSpace<M> {
             (moved_flags, more)
         };
         // The heap first: room for two splits and the entry at its new
-        // place, the list of new mappings and the moved part's used space.
-        let (runs, resident) = tree
+        // place, and the moved part's used space.
+        let (runs, _) = tree
             .find(os)
             .map_or((0, 0), |(_, _, slot)| slot.lock().used.overlap(os, oe));
-        let mut mapped: Vec<Page> = Vec::new();
-        mapped
-            .try_reserve_exact(resident as usize)
-            .map_err(|_| Error::NoMemory)?;
         let mut used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
         let [room_os, room_oe] = self.prepare_splits(&mut tree, [os, oe])?;
         Self::reserve_entries(&mut tree, 3)?;
         if !self.shared.reserve.try_reserve(more) {
             return Err(Error::NoMemory);
         }
-        // The new mappings (the only step that allocates frames).
+        // The resident pages move (the only step that allocates frames:
+        // page tables for the new place).
         {
             let Some((_, _, slot)) = tree.find(os) else {
                 self.shared.reserve.release(more);
                 return Err(Error::NotFound);
             };
             let st = slot.lock();
-            let pflags = self.page_flags(st.flags);
-            let mut failed = false;
-            'runs: for r in st.used.iter() {
-                let a = r.start.number().max(os);
-                let b = r.end().number().min(os + keep);
-                for n in a..b {
-                    let Some((frame, _)) = pt.translate(m.memory(), Page::from_number(n)) else {
-                        debug_assert!(false, "used page not mapped");
-                        continue;
-                    };
-                    let to = Page::from_number(ns + (n - os));
-                    if pt.map(m.memory(), m.frames(), to, frame, pflags).is_err() {
-                        failed = true;
-                        break 'runs;
-                    }
-                    mapped.push(to);
+            let moved = pt.move_run(
+                m.memory(),
+                m.frames(),
+                Page::from_number(os),
+                Page::from_number(ns),
+                keep,
+            );
+            match moved {
+                Ok(n) => debug_assert_eq!(
+                    n,
+                    st.used
+                        .iter()
+                        .map(|r| {
+                            let a = r.start.number().max(os);
+                            r.end().number().min(os + keep).saturating_sub(a)
+                        })
+                        .sum::<u64>(),
+                    "the used pages are the mapped ones"
+                ),
+                Err(_) => {
+                    // Everything moved back; a CPU may have walked to a
+                    // new mapping already: flush them.
+                    drop(st);
+                    let mut batch = ShootdownBatch::new();
+                    batch.defer_moved(Page::from_number(ns), keep);
+                    batch.complete(&self.shared, self.id());
+                    self.shared.reserve.release(more);
+                    return Err(Error::NoMemory);
                 }
-            }
-            if failed {
-                // A CPU may have walked to a new mapping already: flush them
-                // (the frames stay the old mappings').
-                let mut batch = ShootdownBatch::new();
-                for to in mapped {
-                    if let Some(u) = pt.unmap(m.memory(), to) {
-                        batch.defer(u, false);
-                    }
-                }
-                drop(st);
-                batch.complete(&self.shared, self.id());
-                self.shared.reserve.release(more);
-                return Err(Error::NoMemory);
             }
         }
         // Nothing below fails.
@@ -490,23 +493,22 @@ impl<M: Machine> AddressSpace<M> {
             let old_used = st.used.take();
             let mut less = 0;
             let counted = backend.caps().contains(BackendCaps::REFCOUNTED);
+            let flags = st.flags;
             for r in old_used.iter() {
-                for i in 0..r.count {
-                    let page = r.start.add(i);
-                    let Some(u) = pt.unmap(m.memory(), page) else {
-                        continue;
-                    };
-                    let n = page.number() - os;
-                    if n < keep {
-                        // The frame's reference moved to the new mapping.
-                        batch.defer(u, false);
-                        let added = used.insert(Page::from_number(ns + n), 1);
-                        debug_assert!(added.is_ok());
-                    } else {
-                        batch.defer_or_flush(u, counted, &self.shared, self.id());
-                        less += reserve::per_page(backend, st.flags, area.index(page), 1);
-                    }
+                let (a, b) = (r.start.number(), r.end().number());
+                let split = b.min(os + keep).max(a);
+                // The kept part moved already: its old translations go in
+                // this round, its frames stay in use.
+                if a < split {
+                    batch.defer_moved(r.start, split - a);
+                    let added = used.insert(Page::from_number(ns + (a - os)), split - a);
+                    debug_assert!(added.is_ok());
                 }
+                // The part past the new size goes.
+                pt.unmap_run(m.memory(), Page::from_number(split), b - split, &mut |u| {
+                    less += reserve::per_page(backend, flags, area.index(u.page()), 1);
+                    batch.defer_or_flush(u, counted, &self.shared, self.id());
+                });
             }
             if new_pages < old_pages {
                 less += reserve::up_front(

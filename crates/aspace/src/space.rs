@@ -73,24 +73,26 @@ pub struct AddressSpace<M: Machine> {
     pt: Option<M::PageTable>,
 }
 
-/// Unmaps `pages` (all in the area's used space) of address space
-/// `as_id` into `batch` (which never needs the heap: it flushes early if
-/// the heap refuses it room).
-pub(crate) fn unmap_into<M: Machine>(
+/// Unmaps `runs` (all in the area's used space) of address space `as_id`
+/// into `batch`, one page-table walk per leaf table
+/// ([`PageTable::unmap_run`]); the batch never needs the heap: it flushes
+/// early if the heap refuses it room.
+pub(crate) fn unmap_runs_into<M: Machine>(
     shared: &Shared<M>,
     as_id: u64,
     pt: &M::PageTable,
     backend: &dyn Backend<M::Memory, M::Frames>,
-    pages: impl Iterator<Item = Page>,
+    runs: impl Iterator<Item = PageRange>,
     batch: &mut ShootdownBatch,
 ) {
-    let counted = backend.caps().contains(BackendCaps::REFCOUNTED);
-    for page in pages {
-        let Some(u) = pt.unmap(shared.machine.memory(), page) else {
-            debug_assert!(false, "used page {page:?} not mapped");
-            continue;
-        };
-        batch.defer_or_flush(u, counted, shared, as_id);
+    let release = backend.caps().contains(BackendCaps::REFCOUNTED);
+    for r in runs {
+        let mut unmapped = 0;
+        pt.unmap_run(shared.machine.memory(), r.start, r.count, &mut |u| {
+            unmapped += 1;
+            batch.defer_or_flush(u, release, shared, as_id);
+        });
+        debug_assert_eq!(unmapped, r.count, "used pages {r:?} not all mapped");
     }
 }
 
@@ -421,8 +423,8 @@ impl<M: Machine> AddressSpace<M> {
                 for r in removed.iter() {
                     let index = area.index(r.start);
                     less += reserve::per_page(backend, st.flags, index, r.count);
-                    let pages = (0..r.count).rev().map(|i| r.start.add(i));
-                    unmap_into(&self.shared, self.id, self.pt(), backend, pages, &mut batch);
+                    let one = core::iter::once(r);
+                    unmap_runs_into(&self.shared, self.id, self.pt(), backend, one, &mut batch);
                 }
                 batch.complete(&self.shared, self.id);
                 self.shared.reserve.release(less);
@@ -457,12 +459,12 @@ impl<M: Machine> AddressSpace<M> {
         let mut st = area.lock_detached();
         let used = st.used.take();
         if !used.is_empty() {
-            unmap_into(
+            unmap_runs_into(
                 &self.shared,
                 self.id,
                 self.pt(),
                 &*area.backend,
-                used.iter_pages(),
+                used.iter(),
                 batch,
             );
         }

@@ -64,6 +64,19 @@ impl ShootdownBatch {
         }
     }
 
+    /// Adds `count` removed translations from `first` whose frames were
+    /// mapped elsewhere ([`PageTable::move_run`](crate::paging::PageTable::move_run)):
+    /// nothing to release, but the TLBs must forget them all the same.
+    pub fn defer_moved(&mut self, first: Page, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let n = first.number();
+        self.low = self.low.min(n);
+        self.high = self.high.max(n + count);
+        self.unmapped += count;
+    }
+
     /// Releases one reference of `frame` once the shootdown is done (a
     /// share record's page-map reference, for instance).
     pub fn release_later(&mut self, frame: Frame) {
@@ -121,13 +134,11 @@ impl ShootdownBatch {
         if !self.is_empty() {
             self.shoot(shared, as_id);
         }
-        let frames = shared.machine.frames();
-        let released = self.release.len() as u64;
-        for f in self.release.drain(..) {
-            frames.release(f);
-        }
-        if released > 0 {
+        if !self.release.is_empty() {
+            shared.machine.frames().release_many(&self.release);
+            let released = self.release.len() as u64;
             Stats::add(&shared.counters().frame_refs_released, released);
+            self.release.clear();
         }
         self.low = u64::MAX;
         self.high = 0;

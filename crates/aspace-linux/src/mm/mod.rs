@@ -26,10 +26,14 @@
 //! Differences from Linux, by design (each pinned by the differential
 //! test's configuration, see `tests/differential.rs`):
 //! - **Holes**: Linux's `mprotect` changes the mappings before a hole and
-//!   then fails with `ENOMEM`; so does this layer (as Linux callers may
-//!   rely on it), running the core's all-or-nothing `protect_range` over
-//!   the part before the hole. `MADV_DONTNEED` likewise does every mapped
-//!   part and then reports `ENOMEM`.
+//!   then fails with `ENOMEM`; so does this layer by default
+//!   ([`HolePolicy::Linux`], as Linux callers may rely on it, and the
+//!   differential test compares it), running the core's all-or-nothing
+//!   `protect_range` over the part before the hole. `MADV_DONTNEED`
+//!   likewise does every mapped part and then reports `ENOMEM`. That breaks
+//!   the project's all-or-nothing rule, so it is a choice:
+//!   [`HolePolicy::Refuse`] (set with [`LinuxMm::set_hole_policy`]) checks
+//!   the whole range first and returns `ENOMEM` with nothing changed.
 //! - **W^X**: the core refuses an area both writable and executable, so
 //!   `PROT_WRITE | PROT_EXEC` is `EACCES` (as on a Linux whose security
 //!   module denies `execmem`).
@@ -206,6 +210,12 @@ impl Vma {
 
     /// Whether Linux would merge `next` (starting at this one's end) into it.
     fn merges_with(&self, next: &Vma) -> bool {
+        self.merges_as(self.anon, next)
+    }
+
+    /// [`merges_with`](Self::merges_with) for this mapping with `anon` as
+    /// its `anon_vma` (what it has once merged with the one below it).
+    fn merges_as(&self, anon: Option<u64>, next: &Vma) -> bool {
         let same_backing = match (&self.kind, &next.kind) {
             (Kind::Anon, Kind::Anon) | (Kind::Heap, Kind::Heap) => {
                 self.first + self.pages() == next.first
@@ -224,7 +234,7 @@ impl Vma {
             ) => Arc::ptr_eq(a, b) && pa == pb && self.first + self.pages() == next.first,
             _ => false,
         };
-        let anon = match (self.anon, next.anon) {
+        let anon = match (anon, next.anon) {
             (Some(a), Some(b)) => a == b,
             _ => true,
         };
@@ -269,6 +279,44 @@ fn errno_of(e: Error) -> Errno {
     }
 }
 
+/// What `mprotect` and `madvise(MADV_DONTNEED)` do with a range that has
+/// a hole (a page no mapping covers) after its start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HolePolicy {
+    /// As Linux: the mappings before the hole (`mprotect`) or every mapped
+    /// part (`MADV_DONTNEED`) change, then the call fails with `ENOMEM`.
+    /// Not all-or-nothing; the default, as the differential test against
+    /// Linux needs it.
+    #[default]
+    Linux,
+    /// All-or-nothing: the whole range is checked first, and a hole is
+    /// `ENOMEM` with nothing changed.
+    Refuse,
+}
+
+/// How a new record meets its neighbours (see `LinuxMm::neighbours`).
+#[derive(Clone, Copy, Default)]
+struct Neighbours {
+    /// A record ends where it starts or starts where it ends.
+    touching: bool,
+    /// The start of the record below that takes it in.
+    prev: Option<u64>,
+    /// The record above is merged into it.
+    next: bool,
+    /// Its `anon_vma` once merged with the one below.
+    anon: Option<u64>,
+}
+
+/// A mapping `mprotect` looked at.
+struct Seen {
+    start: u64,
+    end: u64,
+    /// Its rights or `VM_ACCOUNT` change.
+    change: bool,
+    /// A private file mapping.
+    cow: bool,
+}
+
 /// Result of a call: the value Linux returns on success, or its errno.
 pub type MmResult = Result<u64, Errno>;
 
@@ -285,6 +333,13 @@ pub struct LinuxMm<M: Machine> {
     files: BTreeMap<String, Arc<MemObject>>,
     /// The next object or `anon_vma` number.
     next_id: u64,
+    /// What a hole in an `mprotect` or `MADV_DONTNEED` range does.
+    holes: HolePolicy,
+    /// Whether a `MAP_GROWSDOWN` mapping was ever made (placement looks
+    /// for the gap below one only then).
+    any_growsdown: bool,
+    /// The backend of every anonymous area (stateless: one for all).
+    anon: Arc<dyn Backend<M::Memory, M::Frames>>,
 }
 
 impl<M: Machine> LinuxMm<M> {
@@ -300,7 +355,21 @@ impl<M: Machine> LinuxMm<M> {
             vmas: BTreeMap::new(),
             files: BTreeMap::new(),
             next_id: 1,
+            holes: HolePolicy::Linux,
+            any_growsdown: false,
+            anon: Arc::new(AnonBackend),
         }
+    }
+
+    /// Chooses what a hole in an `mprotect` or `madvise(MADV_DONTNEED)`
+    /// range does (see [`HolePolicy`]; Linux's way by default).
+    pub fn set_hole_policy(&mut self, policy: HolePolicy) {
+        self.holes = policy;
+    }
+
+    /// What a hole in an `mprotect` or `madvise(MADV_DONTNEED)` range does.
+    pub fn hole_policy(&self) -> HolePolicy {
+        self.holes
     }
 
     /// The address space.
@@ -393,63 +462,64 @@ impl<M: Machine> LinuxMm<M> {
     }
 
     // ---- the records ----
+    //
+    // Each helper makes as few searches of the record tree as it can (one
+    // to find the records meeting a range, one per neighbour), as every
+    // call goes through them.
 
-    /// Starts of the mappings meeting `[lo, hi)`, in address order.
+    /// Starts of the mappings meeting `[lo, hi)`, in address order: one
+    /// search (from `hi` down: the mappings do not overlap, so their ends
+    /// fall with their starts).
     fn meeting(&self, lo: u64, hi: u64) -> Vec<u64> {
-        let first = self
+        let mut out: Vec<u64> = self
             .vmas
-            .range(..lo)
-            .next_back()
-            .filter(|(_, v)| v.end > lo)
-            .map(|(&s, _)| s);
-        first
-            .into_iter()
-            .chain(self.vmas.range(lo..hi).map(|(&s, _)| s))
-            .collect()
+            .range(..hi)
+            .rev()
+            .take_while(|(_, v)| v.end > lo)
+            .map(|(&s, _)| s)
+            .collect();
+        out.reverse();
+        out
     }
 
     /// Whether `[lo, hi)` meets any mapping.
     fn taken(&self, lo: u64, hi: u64) -> bool {
-        !self.meeting(lo, hi).is_empty()
+        self.vmas
+            .range(..hi)
+            .next_back()
+            .is_some_and(|(_, v)| v.end > lo)
     }
 
-    /// The end of the run of mappings without a hole from `lo` (`lo`
-    /// itself when no mapping contains it), at most `hi`.
-    fn covered_to(&self, lo: u64, hi: u64) -> u64 {
-        let mut at = lo;
-        for s in self.meeting(lo, hi) {
-            let v = &self.vmas[&s];
-            if v.start > at {
-                break;
+    /// Removes the records' parts in `[lo, hi)` (`starts`: the records
+    /// meeting it, as [`meeting`](Self::meeting) gives them); gives back
+    /// shared anonymous objects no mapping maps any more.
+    fn remove_recs(&mut self, starts: &[u64], lo: u64, hi: u64) {
+        let mut gone: Vec<Vma> = Vec::new();
+        for &s in starts {
+            if s < lo {
+                // The first, across `lo`: it keeps its part below, and its
+                // part above `hi` when the range is inside it.
+                let Some(v) = self.vmas.get_mut(&s) else {
+                    continue;
+                };
+                let upper = (v.end > hi).then(|| v.split_off(hi));
+                v.end = lo;
+                if let Some(u) = upper {
+                    self.vmas.insert(hi, u);
+                }
+                continue;
             }
-            at = v.end;
+            let Some(mut v) = self.vmas.remove(&s) else {
+                continue;
+            };
+            if v.end > hi {
+                let upper = v.split_off(hi);
+                self.vmas.insert(hi, upper);
+            }
+            if v.object().is_some() {
+                gone.push(v);
+            }
         }
-        at.min(hi)
-    }
-
-    /// Splits the record containing `at` there (nothing if `at` is a
-    /// boundary or in a hole).
-    fn split_rec(&mut self, at: u64) {
-        let Some(start) = self.vma_at(at).map(|v| v.start) else {
-            return;
-        };
-        if start == at {
-            return;
-        }
-        let upper = self.vmas.get_mut(&start).expect("found").split_off(at);
-        self.vmas.insert(at, upper);
-    }
-
-    /// Removes the records' parts in `[lo, hi)`; gives back shared
-    /// anonymous objects no mapping maps any more.
-    fn remove_recs(&mut self, lo: u64, hi: u64) {
-        self.split_rec(lo);
-        self.split_rec(hi);
-        let gone: Vec<Vma> = self
-            .meeting(lo, hi)
-            .into_iter()
-            .filter_map(|s| self.vmas.remove(&s))
-            .collect();
         for v in gone {
             if let Some(o) = v.object() {
                 self.drop_object_if_unused(o);
@@ -460,14 +530,14 @@ impl<M: Machine> LinuxMm<M> {
     /// Merges the record ending at `at` with the one starting there, if
     /// Linux would.
     fn merge_at(&mut self, at: u64) {
-        let Some(prev) = self.vmas.range(..at).next_back().map(|(_, v)| v) else {
+        let Some((&pstart, prev)) = self.vmas.range(..at).next_back() else {
             return;
         };
         let Some(next) = self.vmas.get(&at) else {
             return;
         };
         if prev.merges_with(next) {
-            let (pstart, anon) = (prev.start, prev.anon.or(next.anon));
+            let anon = prev.anon.or(next.anon);
             let next = self.vmas.remove(&at).expect("found");
             let p = self.vmas.get_mut(&pstart).expect("found");
             p.end = next.end;
@@ -475,12 +545,73 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    /// Records `v` and merges it with its neighbours as Linux would.
+    /// What [`place`](Self::place) will do with `v`: whether records touch
+    /// it (so the core may merge areas), the record below it that takes it
+    /// in, and whether the record above it is merged too.
+    fn neighbours(&self, v: &Vma) -> Neighbours {
+        let mut nb = Neighbours::default();
+        let mut anon = v.anon;
+        // One search for both: `v`'s range is free, so the record starting
+        // at its end (if any) and the last one before it are its neighbours.
+        let mut below = self.vmas.range(..=v.end);
+        let mut last = below.next_back();
+        let next = match last {
+            Some((&s, n)) if s == v.end => {
+                last = below.next_back();
+                Some(n)
+            }
+            _ => None,
+        };
+        if let Some((&ps, p)) = last {
+            debug_assert!(p.end <= v.start, "the new record's range is free");
+            if p.end == v.start {
+                nb.touching = true;
+                if p.merges_with(v) {
+                    nb.prev = Some(ps);
+                    anon = p.anon.or(v.anon);
+                }
+            }
+        }
+        if let Some(n) = next {
+            nb.touching = true;
+            // The record after merging with the one below differs from `v`
+            // only in where it starts and in its `anon_vma`.
+            nb.next = v.merges_as(anon, n);
+        }
+        nb.anon = anon;
+        nb
+    }
+
+    /// Records `v` and merges it with its neighbours as Linux would (the
+    /// one below first, then the one above).
     fn insert_rec(&mut self, v: Vma) {
-        let (start, end) = (v.start, v.end);
-        self.vmas.insert(start, v);
-        self.merge_at(start);
-        self.merge_at(end);
+        let nb = self.neighbours(&v);
+        self.place(v, nb);
+    }
+
+    /// Records `v` as [`neighbours`](Self::neighbours) found it.
+    fn place(&mut self, mut v: Vma, nb: Neighbours) {
+        let next = if nb.next {
+            self.vmas.remove(&v.end)
+        } else {
+            None
+        };
+        let end = next.as_ref().map_or(v.end, |n| n.end);
+        let anon = match &next {
+            Some(n) => nb.anon.or(n.anon),
+            None => nb.anon,
+        };
+        match nb.prev.and_then(|ps| self.vmas.get_mut(&ps)) {
+            Some(p) => {
+                p.end = end;
+                p.anon = anon;
+            }
+            None => {
+                v.end = end;
+                v.anon = anon;
+                self.vmas.insert(v.start, v);
+            }
+        }
     }
 
     /// Gives back a shared anonymous object's frames once no mapping maps it.
@@ -590,9 +721,9 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    fn backend(v: &Vma) -> Arc<dyn Backend<M::Memory, M::Frames>> {
+    fn backend(&self, v: &Vma) -> Arc<dyn Backend<M::Memory, M::Frames>> {
         match &v.kind {
-            Kind::Anon | Kind::Heap => Arc::new(AnonBackend),
+            Kind::Anon | Kind::Heap => self.anon.clone(),
             Kind::Object {
                 object, private, ..
             } => Arc::new(ObjBackend {
@@ -612,8 +743,9 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    /// Makes `v`'s core area (merged with compatible neighbours).
-    fn create_area(&self, v: &Vma) -> Result<(), Errno> {
+    /// Makes `v`'s core area, merged with compatible neighbours when a
+    /// record `touching` it (no record touching it, no area does either).
+    fn create_area(&self, v: &Vma, touching: bool) -> Result<(), Errno> {
         let mut flags = Self::core_rights(&v.kind, v.prot)?;
         if v.noreserve {
             flags |= AreaFlags::LATE_RESERVE;
@@ -624,22 +756,45 @@ impl<M: Machine> LinuxMm<M> {
                 v.end - v.start,
                 flags,
                 AreaAttrs::empty(),
-                Self::backend(v),
+                self.backend(v),
             )
             .map_err(errno_of)?;
-        let _ = self.space.area_merge(VirtAddr::new(v.start));
+        if touching {
+            let _ = self.space.area_merge(VirtAddr::new(v.start));
+        }
         Ok(())
     }
 
     /// Unmaps `[lo, hi)` in the core (holes fine) and in the records.
     fn unmap(&mut self, lo: u64, hi: u64) -> Result<(), Errno> {
-        if lo >= hi || !self.taken(lo, hi) {
+        if lo >= hi {
+            return Ok(());
+        }
+        // The common case, exactly one whole mapping: one search, no list.
+        if self
+            .vmas
+            .range(..hi)
+            .next_back()
+            .is_some_and(|(&s, v)| s == lo && v.end == hi)
+        {
+            self.space
+                .unmap_range(VirtAddr::new(lo), hi - lo)
+                .map_err(errno_of)?;
+            if let Some(v) = self.vmas.remove(&lo) {
+                if let Some(o) = v.object() {
+                    self.drop_object_if_unused(o);
+                }
+            }
+            return Ok(());
+        }
+        let starts = self.meeting(lo, hi);
+        if starts.is_empty() {
             return Ok(());
         }
         self.space
             .unmap_range(VirtAddr::new(lo), hi - lo)
             .map_err(errno_of)?;
-        self.remove_recs(lo, hi);
+        self.remove_recs(&starts, lo, hi);
         Ok(())
     }
 
@@ -719,6 +874,9 @@ impl<M: Machine> LinuxMm<M> {
                 found = Some(top);
             }
             let gap_end = found?;
+            if !self.any_growsdown {
+                return Some(gap_end - len);
+            }
             let next = self.vmas.range(gap_end..).next().map(|(_, v)| v);
             match next {
                 Some(n) if n.growsdown && Self::start_gap(n) < gap_end => {
@@ -869,8 +1027,10 @@ impl<M: Machine> LinuxMm<M> {
         }
         // Cannot fail after the checks above (a creation refused here would
         // leave the range unmapped, as a late MAP_FIXED failure does on Linux).
-        self.create_area(&vma)?;
-        self.insert_rec(vma);
+        let nb = self.neighbours(&vma);
+        self.create_area(&vma, nb.touching)?;
+        self.any_growsdown |= vma.growsdown;
+        self.place(vma, nb);
         if flags.has(MAP_POPULATE) {
             self.populate(base, end, prot, private);
         }
@@ -891,10 +1051,11 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::EINVAL);
         }
         let end = addr + len;
-        let middle = self
-            .vma_at(addr)
-            .is_some_and(|v| v.start < addr && end < v.end);
-        if middle && self.vmas.len() >= self.layout.max_map_count {
+        if self.vmas.len() >= self.layout.max_map_count
+            && self
+                .vma_at(addr)
+                .is_some_and(|v| v.start < addr && end < v.end)
+        {
             return Err(Errno::ENOMEM);
         }
         self.unmap(addr, end)
@@ -907,7 +1068,8 @@ impl<M: Machine> LinuxMm<M> {
     /// that would pass `vm.max_map_count` `ENOMEM` (before any change). The
     /// mappings from the start up to the first hole change (the core's
     /// `protect_range` over that part, in one step), and a hole then gives
-    /// `ENOMEM`, as on Linux.
+    /// `ENOMEM`, as on Linux; with [`HolePolicy::Refuse`] a hole is `ENOMEM`
+    /// before any change.
     pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
         if !aligned(addr) {
             return Err(Errno::EINVAL);
@@ -920,74 +1082,105 @@ impl<M: Machine> LinuxMm<M> {
         if prot.0 & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
             return Err(Errno::EINVAL);
         }
-        let covered = self.covered_to(addr, end);
-        if covered == addr {
+        // The mappings from `addr` up to the first hole: one search.
+        let mut seen: Vec<Seen> = self
+            .vmas
+            .range(..end)
+            .rev()
+            .take_while(|(_, v)| v.end > addr)
+            .map(|(&start, v)| Seen {
+                start,
+                end: v.end,
+                change: v.prot != prot || Self::account_after(v, prot) != v.account,
+                cow: Self::copy_on_write(&v.kind),
+            })
+            .collect();
+        seen.reverse();
+        let mut covered = addr;
+        let mut upto = 0;
+        for v in &seen {
+            if v.start > covered {
+                break;
+            }
+            covered = v.end;
+            upto += 1;
+        }
+        seen.truncate(upto);
+        let covered = covered.min(end);
+        if covered == addr || (covered < end && self.holes == HolePolicy::Refuse) {
             return Err(Errno::ENOMEM);
         }
         let rights = Self::rights(prot)?;
-        let changes: Vec<u64> = self
-            .meeting(addr, covered)
-            .into_iter()
-            .filter(|s| {
-                let v = &self.vmas[s];
-                v.prot != prot || Self::account_after(v, prot) != v.account
-            })
-            .collect();
         // Cutting a mapping past `vm.max_map_count` (Linux checks at each
         // cut and stops there; this refuses before any change).
-        let cuts = changes
+        let cuts = seen
             .iter()
-            .map(|s| {
-                let v = &self.vmas[s];
-                usize::from(v.start < addr) + usize::from(v.end > covered)
-            })
+            .filter(|v| v.change)
+            .map(|v| usize::from(v.start < addr) + usize::from(v.end > covered))
             .sum::<usize>();
         if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
         // Any private file mapping in the range (changed or not) must keep
         // its own core rights: then only the changed mappings are touched.
-        let cow = self
-            .meeting(addr, covered)
-            .iter()
-            .any(|s| Self::copy_on_write(&self.vmas[s].kind));
-        if cow {
+        if seen.iter().any(|v| v.cow) {
             // Mapping by mapping: private file mappings stay read-only in
             // the core (see `core_rights`).
-            for s in &changes {
-                let v = &self.vmas[s];
+            for v in seen.iter().filter(|v| v.change) {
                 let (lo, hi) = (v.start.max(addr), v.end.min(covered));
-                let r = Self::core_rights(&v.kind, prot)?;
+                let r = Self::core_rights(&self.vmas[&v.start].kind, prot)?;
                 self.space
                     .protect_range(VirtAddr::new(lo), hi - lo, r)
                     .map_err(errno_of)?;
             }
-        } else if !changes.is_empty() {
+        } else if seen.iter().any(|v| v.change) {
             self.space
                 .protect_range(VirtAddr::new(addr), covered - addr, rights)
                 .map_err(errno_of)?;
         }
-        for s in changes {
-            // Linux's mprotect_fixup, mapping by mapping: cut the changed
-            // part out, change it, merge it with its neighbours.
-            let (lo, hi) = {
-                let v = &self.vmas[&s];
-                (v.start.max(addr), v.end.min(covered))
+        // Linux's mprotect_fixup, mapping by mapping: cut the changed part
+        // out, change it, merge it with its neighbours. A mapping looked up
+        // again by address, as the one before may have taken it in.
+        let mut at = addr;
+        while at < covered {
+            let Some((&start, v)) = self.vmas.range(..=at).next_back() else {
+                break;
             };
-            self.split_rec(lo);
-            self.split_rec(hi);
-            if let Some(v) = self.vmas.get_mut(&lo) {
-                v.account = Self::account_after(v, prot);
-                v.prot = prot;
+            if v.end <= at {
+                break;
             }
-            self.merge_at(lo);
-            self.merge_at(hi);
+            let hi = v.end.min(covered);
+            if v.prot != prot || Self::account_after(v, prot) != v.account {
+                self.reprotect_rec(start, at, hi, prot);
+            }
+            at = hi;
         }
         if covered < end {
             Err(Errno::ENOMEM)
         } else {
             Ok(())
         }
+    }
+
+    /// Gives the part `[lo, hi)` of the record at `start` rights `prot`:
+    /// the parts below and above stay as they were, the changed part merges
+    /// with its neighbours as Linux would.
+    fn reprotect_rec(&mut self, start: u64, lo: u64, hi: u64, prot: Prot) {
+        let Some(mut v) = self.vmas.remove(&start) else {
+            return;
+        };
+        if v.end > hi {
+            let upper = v.split_off(hi);
+            self.vmas.insert(hi, upper);
+        }
+        if v.start < lo {
+            let mid = v.split_off(lo);
+            let lower = core::mem::replace(&mut v, mid);
+            self.vmas.insert(lower.start, lower);
+        }
+        v.account = Self::account_after(&v, prot);
+        v.prot = prot;
+        self.insert_rec(v);
     }
 
     /// `VM_ACCOUNT` after `mprotect` to `prot` (Linux's `mprotect_fixup`):
@@ -1070,7 +1263,9 @@ impl<M: Machine> LinuxMm<M> {
             self.unmap(old + new_len, old_end)?;
             return Ok(old);
         }
-        if self.covered_to(old, old_end) < old_end || old_end > vend {
+        // A hole or a second mapping in the old range (the mapping at
+        // `old` covers it all otherwise).
+        if old_end > vend {
             return Err(Errno::EFAULT);
         }
         if self.vmas.len() > self.layout.max_map_count {
@@ -1111,17 +1306,22 @@ impl<M: Machine> LinuxMm<M> {
     /// core keeps the old range as several areas.
     fn move_to(&mut self, old: u64, old_len: u64, to: u64, new_len: u64) -> MmResult {
         let moved = old_len.min(new_len);
-        let _ = self.space.area_merge(VirtAddr::new(old));
-        let one_area = self
-            .space
-            .area(VirtAddr::new(old))
-            .is_some_and(|a| a.end().as_u64() >= old + moved);
-        if !one_area {
-            return Err(Errno::ENOSYS);
+        let one_area = |space: &AddressSpace<M>| {
+            space
+                .area(VirtAddr::new(old))
+                .is_some_and(|a| a.end().as_u64() >= old + moved)
+        };
+        if !one_area(&self.space) {
+            // The core may keep the mapping as areas it has not merged yet.
+            let _ = self.space.area_merge(VirtAddr::new(old));
+            if !one_area(&self.space) {
+                return Err(Errno::ENOSYS);
+            }
         }
-        let v = self.vma_at(old).cloned().ok_or(Errno::EFAULT)?;
+        let reserves = self.vma_at(old).ok_or(Errno::EFAULT)?;
+        let reserves = Self::reserves(reserves) > 0;
         let grow = new_len.saturating_sub(old_len) / PAGE_SIZE;
-        if Self::reserves(&v) > 0 && grow > self.system.reserve().available() {
+        if reserves && grow > self.system.reserve().available() {
             return Err(Errno::ENOMEM);
         }
         self.unmap(to, to + new_len)?;
@@ -1132,9 +1332,22 @@ impl<M: Machine> LinuxMm<M> {
             .move_range(VirtAddr::new(old), moved, VirtAddr::new(to), new_len)
             .map_err(errno_of)?;
         // The records: cut the moved part out and put it at `to`.
-        self.split_rec(old);
-        self.split_rec(old + moved);
-        let mut rec = self.vmas.remove(&old).expect("the moved mapping");
+        let start = self
+            .vmas
+            .range(..=old)
+            .next_back()
+            .map(|(&s, _)| s)
+            .expect("the moved mapping");
+        let mut rec = self.vmas.remove(&start).expect("found");
+        if rec.end > old + moved {
+            let upper = rec.split_off(old + moved);
+            self.vmas.insert(upper.start, upper);
+        }
+        if rec.start < old {
+            let part = rec.split_off(old);
+            let lower = core::mem::replace(&mut rec, part);
+            self.vmas.insert(lower.start, lower);
+        }
         rec.start = to;
         rec.end = to + new_len;
         if matches!(rec.kind, Kind::Anon | Kind::Heap) && rec.anon.is_none() {
@@ -1211,9 +1424,10 @@ impl<M: Machine> LinuxMm<M> {
                     account: true,
                     anon: None,
                 };
-                let ok = self.create_area(&v).is_ok();
+                let nb = self.neighbours(&v);
+                let ok = self.create_area(&v, nb.touching).is_ok();
                 if ok {
-                    self.insert_rec(v);
+                    self.place(v, nb);
                 }
                 ok
             }
@@ -1231,7 +1445,8 @@ impl<M: Machine> LinuxMm<M> {
     /// data stays until memory is short, which here is never) and
     /// `MADV_NORMAL` (nothing). Unknown advice or an unaligned address
     /// `EINVAL`; a length of 0 does nothing; holes in the range `ENOMEM`
-    /// after every mapped part is done, as on Linux.
+    /// after every mapped part is done, as on Linux, or before anything is
+    /// done with [`HolePolicy::Refuse`].
     pub fn madvise(&mut self, addr: u64, len: u64, advice: Advice) -> Result<(), Errno> {
         if !matches!(advice, Advice::DONTNEED | Advice::FREE | Advice::NORMAL) {
             return Err(Errno::EINVAL);
@@ -1268,6 +1483,9 @@ impl<M: Machine> LinuxMm<M> {
         }
         if at < end {
             hole = true;
+        }
+        if hole && self.holes == HolePolicy::Refuse {
+            return Err(Errno::ENOMEM);
         }
         if advice == Advice::DONTNEED {
             for (lo, hi) in runs {

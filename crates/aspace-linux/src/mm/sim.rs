@@ -13,7 +13,7 @@
 //! is `refused`, and a placement that lands outside the window is unmapped
 //! at once.
 
-use super::{Kind, Layout, LinuxMm};
+use super::{HolePolicy, Kind, Layout, LinuxMm};
 use crate::call::Call;
 use crate::command::{Command, Line, Outcome};
 use crate::consts::PAGE_SIZE;
@@ -210,6 +210,11 @@ impl SimEngine {
     /// cannot do yet answers `err ENOSYS` (see [`LinuxMm`]) and changes
     /// nothing.
     pub fn run(&mut self, line: &Line) -> Response {
+        self.mm.set_hole_policy(if line.refuse_holes {
+            HolePolicy::Refuse
+        } else {
+            HolePolicy::Linux
+        });
         let outcome = match &line.command {
             Command::Call(call) => self.call(call),
             Command::Write { addr, byte } => self.access(*addr, Some(*byte)),

@@ -130,6 +130,59 @@ pub trait PageTable: Send + Sync + Sized {
     /// The frame and rights `page` maps, if any.
     fn translate<P: PhysMemory>(&self, mem: &P, page: Page) -> Option<(Frame, PageFlags)>;
 
+    /// Removes the mappings of the `count` pages from `first`, handing each
+    /// one removed to `out` in page order: [`unmap`](Self::unmap) page by
+    /// page, which a format may do walking to each leaf table once.
+    fn unmap_run<P: PhysMemory>(
+        &self,
+        mem: &P,
+        first: Page,
+        count: u64,
+        out: &mut dyn FnMut(Unmapped),
+    ) {
+        for i in 0..count {
+            if let Some(u) = self.unmap(mem, first.add(i)) {
+                out(u);
+            }
+        }
+    }
+
+    /// Moves the mappings of the `count` pages from `from` to the pages
+    /// from `to` (all unmapped; the ranges do not overlap), entries as they
+    /// are: each mapped page's frame is mapped at its new place and its old
+    /// entry cleared. Returns how many moved. The old translations may
+    /// still sit in TLBs: the caller shoots the old range down (the frames
+    /// stay in use, so that may come after). [`translate`](Self::translate),
+    /// [`map`](Self::map) and [`unmap`](Self::unmap) page by page, which a
+    /// format may do walking to each leaf table once (Linux's
+    /// `move_ptes`). `NoMemory` when a table for the target cannot be
+    /// allocated: every page moved is moved back first (no allocation: its
+    /// old tables are there), but a CPU may have reached a target page
+    /// meanwhile, so the caller flushes the target range.
+    fn move_run<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        from: Page,
+        to: Page,
+        count: u64,
+    ) -> Result<u64> {
+        let mut moved = 0;
+        for i in 0..count {
+            let Some((frame, flags)) = self.translate(mem, from.add(i)) else {
+                continue;
+            };
+            if let Err(e) = self.map(mem, frames, to.add(i), frame, flags) {
+                // Back: the old tables are there, so this allocates nothing.
+                let _ = self.move_run(mem, frames, to, from, i);
+                return Err(e);
+            }
+            let _ = self.unmap(mem, from.add(i));
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
     /// Number of frames the table itself occupies (root and intermediate
     /// tables).
     fn table_frames(&self) -> u64;

@@ -120,6 +120,90 @@ impl<E: TableEntry> Radix<E> {
         Some(Unmapped::new(page, frame))
     }
 
+    /// Clears the leaf entries of the `count` pages from `first` that map
+    /// a frame (`frame_of` decodes them), handing each to `out` in page
+    /// order: one walk per leaf table; a missing table skips its pages.
+    pub(crate) fn unmap_run<P: PhysMemory>(
+        &self,
+        mem: &P,
+        first: Page,
+        count: u64,
+        frame_of: impl Fn(u64) -> Option<Frame>,
+        out: &mut dyn FnMut(Unmapped),
+    ) {
+        let mut i = 0;
+        while i < count {
+            let page = first.add(i);
+            let chunk = (ENTRIES - Self::index(page, 1)).min(count - i);
+            if let Some(at) = self.find_leaf(mem, page) {
+                for k in 0..chunk {
+                    let addr = PhysAddr::new(at.as_u64() + k * 8);
+                    let Some(frame) = frame_of(mem.read_u64(addr)) else {
+                        continue;
+                    };
+                    mem.write_u64(addr, 0);
+                    out(Unmapped::new(page.add(k), frame));
+                }
+            }
+            i += chunk;
+        }
+    }
+
+    /// Moves the leaf entries that map a page (`mapped` says which) of the
+    /// `count` pages from `from` to the same places from `to`, as they are
+    /// (accessed and dirty bits too): one walk per pair of leaf tables, the
+    /// target's path made only where a source page is mapped. Returns how
+    /// many moved; on `NoMemory` every entry moved is moved back first
+    /// (which allocates nothing: the source tables are there).
+    pub(crate) fn move_run<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        from: Page,
+        to: Page,
+        count: u64,
+        mapped: &impl Fn(u64) -> bool,
+    ) -> Result<u64> {
+        let mut moved = 0;
+        let mut i = 0;
+        while i < count {
+            let (src, dst) = (from.add(i), to.add(i));
+            let chunk = (ENTRIES - Self::index(src, 1))
+                .min(ENTRIES - Self::index(dst, 1))
+                .min(count - i);
+            if let Some(at) = self.find_leaf(mem, src) {
+                let mut target: Option<u64> = None;
+                for k in 0..chunk {
+                    let old = PhysAddr::new(at.as_u64() + k * 8);
+                    let e = mem.read_u64(old);
+                    if !mapped(e) {
+                        continue;
+                    }
+                    let base = match target {
+                        Some(t) => t,
+                        None => match self.leaf(mem, frames, dst) {
+                            Ok(t) => {
+                                target = Some(t.as_u64());
+                                t.as_u64()
+                            }
+                            Err(err) => {
+                                let _ = self.move_run(mem, frames, to, from, i + k, mapped);
+                                return Err(err);
+                            }
+                        },
+                    };
+                    let new = PhysAddr::new(base + k * 8);
+                    debug_assert!(!mapped(mem.read_u64(new)), "move over a mapped entry");
+                    mem.write_u64(new, e);
+                    mem.write_u64(old, 0);
+                    moved += 1;
+                }
+            }
+            i += chunk;
+        }
+        Ok(moved)
+    }
+
     /// The root table.
     pub(crate) fn root(&self) -> Frame {
         self.root

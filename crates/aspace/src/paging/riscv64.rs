@@ -270,6 +270,31 @@ impl PageTable for RiscvPageTable {
         decode_leaf(self.tree.read_leaf(mem, page)?)
     }
 
+    /// One walk per leaf table.
+    fn unmap_run<P: PhysMemory>(
+        &self,
+        mem: &P,
+        first: Page,
+        count: u64,
+        out: &mut dyn FnMut(Unmapped),
+    ) {
+        self.tree
+            .unmap_run(mem, first, count, |e| decode_leaf(e).map(|(f, _)| f), out);
+    }
+
+    /// One walk per pair of leaf tables; entries move as they are.
+    fn move_run<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        from: Page,
+        to: Page,
+        count: u64,
+    ) -> Result<u64> {
+        self.tree
+            .move_run(mem, frames, from, to, count, &|e| decode_leaf(e).is_some())
+    }
+
     fn table_frames(&self) -> u64 {
         self.tree.table_frames()
     }

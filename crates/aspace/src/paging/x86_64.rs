@@ -210,6 +210,31 @@ impl PageTable for X86_64PageTable {
         decode_leaf(self.tree.read_leaf(mem, page)?)
     }
 
+    /// One walk per leaf table.
+    fn unmap_run<P: PhysMemory>(
+        &self,
+        mem: &P,
+        first: Page,
+        count: u64,
+        out: &mut dyn FnMut(Unmapped),
+    ) {
+        self.tree.unmap_run(mem, first, count, leaf_frame, out);
+    }
+
+    /// One walk per pair of leaf tables; entries move as they are.
+    fn move_run<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        from: Page,
+        to: Page,
+        count: u64,
+    ) -> Result<u64> {
+        self.tree.move_run(mem, frames, from, to, count, &|e| {
+            e & (PTE_PRESENT | PTE_SW_MAPPED) != 0
+        })
+    }
+
     fn table_frames(&self) -> u64 {
         self.tree.table_frames()
     }

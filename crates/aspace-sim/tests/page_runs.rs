@@ -1,0 +1,108 @@
+//! The page tables' run operations (`unmap_run`, `move_run`) against the
+//! page-by-page ones they stand for, across leaf-table boundaries and
+//! holes: x86_64's own (one walk per leaf table) and the default that the
+//! other formats use.
+
+use aspace::paging::PageTable;
+use aspace::{Frame, Page, PageFlags};
+use aspace_sim::{Arch, FramePool, PhysMem, SimPageTable};
+
+const FLAGS: PageFlags = PageFlags::READ
+    .union(PageFlags::WRITE)
+    .union(PageFlags::USER)
+    .union(PageFlags::CACHEABLE);
+
+/// Source pages, mapped: across the leaf tables around 512 and 1024, with
+/// holes, and one table (1536..2048) with nothing.
+fn sources() -> Vec<u64> {
+    let mut v: Vec<u64> = (500..530).filter(|n| n % 7 != 3).collect();
+    v.extend([1020, 1023, 1024, 1025, 2048, 2049]);
+    v
+}
+
+const FROM: u64 = 490;
+const COUNT: u64 = 1600;
+
+fn check(arch: Arch, to: u64) {
+    let mem = PhysMem::new(8 << 20);
+    let frames = FramePool::new(mem.frames());
+    let pt = SimPageTable::create(&mem, &frames, None, arch).unwrap();
+    for (i, &n) in sources().iter().enumerate() {
+        let frame = Frame::from_number(1500 + i as u64);
+        pt.map(&mem, &frames, Page::from_number(n), frame, FLAGS)
+            .unwrap();
+    }
+    let page = Page::from_number;
+    let before: Vec<_> = (FROM..FROM + COUNT)
+        .map(|n| pt.translate(&mem, page(n)))
+        .collect();
+    let moved = pt
+        .move_run(&mem, &frames, page(FROM), page(to), COUNT)
+        .unwrap();
+    assert_eq!(moved, sources().len() as u64, "{arch:?}");
+    for n in FROM..FROM + COUNT {
+        assert!(
+            pt.translate(&mem, page(n)).is_none(),
+            "{arch:?}: source page {n} moved away"
+        );
+        assert_eq!(
+            pt.translate(&mem, page(to + n - FROM)),
+            before[(n - FROM) as usize],
+            "{arch:?}: page {n} moved with its rights"
+        );
+    }
+    let mut got = Vec::new();
+    pt.unmap_run(&mem, page(to), COUNT, &mut |u| {
+        got.push((u.page().number(), u.frame().number()))
+    });
+    let want: Vec<(u64, u64)> = sources()
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n < FROM + COUNT)
+        .map(|(i, &n)| (to + n - FROM, 1500 + i as u64))
+        .collect();
+    assert_eq!(got, want, "{arch:?}: unmapped in page order");
+    for n in 0..COUNT {
+        assert!(pt.translate(&mem, page(to + n)).is_none());
+    }
+    // Nothing left anywhere.
+    let mut left = 0;
+    pt.unmap_run(&mem, page(0), 4096, &mut |_| left += 1);
+    assert_eq!(left, 0, "{arch:?}");
+}
+
+#[test]
+fn runs_do_what_pages_do_on_every_format() {
+    for arch in [Arch::X86_64, Arch::Riscv64Sv48, Arch::Riscv64Sv39] {
+        // A target in the same leaf-table alignment and in another one.
+        check(arch, 1 << 20);
+        check(arch, (1 << 20) + 77);
+    }
+}
+
+#[test]
+fn a_move_refused_for_a_table_moves_everything_back() {
+    for arch in [Arch::X86_64, Arch::Riscv64Sv48] {
+        let mem = PhysMem::new(8 << 20);
+        let frames = FramePool::new(mem.frames());
+        let pt = SimPageTable::create(&mem, &frames, None, arch).unwrap();
+        let page = Page::from_number;
+        for n in [10, 11, 600] {
+            pt.map(&mem, &frames, page(n), Frame::from_number(3000 + n), FLAGS)
+                .unwrap();
+        }
+        let before: Vec<_> = (0..1024).map(|n| pt.translate(&mem, page(n))).collect();
+        // The target's first leaf path takes three tables (four levels
+        // both), the second one more: allow the first path only.
+        let to = 1 << 30;
+        frames.fail_after(Some(3));
+        let r = pt.move_run(&mem, &frames, page(0), page(to), 1024);
+        frames.fail_after(None);
+        assert!(r.is_err(), "{arch:?}");
+        let after: Vec<_> = (0..1024).map(|n| pt.translate(&mem, page(n))).collect();
+        assert_eq!(after, before, "{arch:?}: all moved back");
+        for n in 0..1024 {
+            assert!(pt.translate(&mem, page(to + n)).is_none(), "{arch:?}");
+        }
+    }
+}
