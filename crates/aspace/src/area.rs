@@ -258,6 +258,10 @@ pub(crate) struct AreaState<M: Machine> {
     pub max_flags: AreaFlags,
     pub attrs: AreaAttrs,
     pub used: UsedSpace,
+    /// The used pages that are copy-on-write (see [`crate::cow`]): always
+    /// a part of `used`, mapped without write access whatever the rights,
+    /// empty while the area is shared.
+    pub cow: UsedSpace,
     pub share: Option<Arc<ShareInfo<M>>>,
 }
 
@@ -285,6 +289,7 @@ impl<M: Machine> Area<M> {
                 // Room for the first run, so the first fault allocates
                 // nothing (later ones reuse freed nodes).
                 used: UsedSpace::with_capacity(1),
+                cow: UsedSpace::new(),
                 share: None,
             }),
         }

@@ -308,6 +308,10 @@ impl<M: Machine> AddressSpace<M> {
         if !st.flags.permits(access) {
             return Err(FaultReason::Access);
         }
+        // A write to a copy-on-write page copies it (see `crate::cow`).
+        if access == Access::Write && !st.cow.is_empty() && st.cow.contains(page) {
+            return self.cow_write(&mut st, page, prepared, stats);
+        }
         // One used-space search both checks and records the page. The used
         // space equals the page table whenever the area's lock is free: a
         // failure below takes the page out again before the lock goes.

@@ -389,6 +389,7 @@ impl<M: Machine> AddressSpace<M> {
                 area.reserved.fetch_add(more, Ordering::Relaxed);
             } else if pages < old {
                 let removed = st.used.split_off(area.base().add(pages));
+                let _ = crate::cow::split_off(&mut st.cow, area.base().add(pages));
                 let mut batch = ShootdownBatch::new();
                 let mut less =
                     reserve::up_front(backend, st.flags, area.offset() + pages, old - pages);
@@ -430,6 +431,7 @@ impl<M: Machine> AddressSpace<M> {
     pub(crate) fn unmap_area(&self, area: &Area<M>, batch: &mut ShootdownBatch) {
         let mut st = area.lock_detached();
         let used = st.used.take();
+        st.cow = UsedSpace::new();
         if !used.is_empty() {
             unmap_into(
                 self.machine(),
@@ -479,6 +481,7 @@ impl<M: Machine> AddressSpace<M> {
         let pflags = self.page_flags(st.flags);
         let mut lost = Vec::new();
         for &(page, frame) in &frames {
+            let pflags = crate::cow::entry_flags(pflags, &st.cow, page);
             if pt.map(m.memory(), m.frames(), page, frame, pflags).is_err() {
                 lost.push((page, frame));
             }
@@ -549,6 +552,8 @@ impl<M: Machine> AddressSpace<M> {
                         return Err(Error::NotFound);
                     }
                     Self::check_share_source(&slot.area, &st, size, mask)?;
+                    // A share record holds no copy-on-write frame.
+                    self.cow_break_all(&slot.area, &mut st)?;
                     Ok(self.join_share(&slot.area, &mut st))
                 });
             match found {

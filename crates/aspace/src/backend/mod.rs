@@ -82,6 +82,13 @@ bitflags::bitflags! {
         /// ([`AreaFlags::GROWS_DOWN`](crate::AreaFlags::GROWS_DOWN)): its
         /// pages' indices shift, which only index-free backends allow.
         const GROW_DOWN = 16;
+        /// An area's pages are its own: a write to one changes no other
+        /// area's page (anonymous memory, an ELF segment's copies). A
+        /// [fork](crate::System::fork) makes such pages copy-on-write in
+        /// both spaces; an area without it (device memory, a backend
+        /// whose frames belong to an object every mapping sees) is mapped
+        /// anew by the child from the same backend.
+        const PRIVATE = 32;
     }
 }
 
