@@ -60,6 +60,10 @@ Operations:
                                              size the machine (before any other line; options
                                              given on the command line win)
   task NAME                                  create a task (an empty address space)
+  fork TASK NAME                             create task NAME as a copy of TASK (Unix fork):
+                                             private pages are shared copy-on-write (the first
+                                             write on either side copies one page), shared
+                                             areas stay shared
   exit NAME                                  destroy it: areas, frames, ASID, page table
   cpu N run NAME | cpu N idle                switch CPU N to a task, or to the kernel
   area TASK ADDR SIZE RIGHTS [LABEL]         create an anonymous area (LABEL names it in maps);
