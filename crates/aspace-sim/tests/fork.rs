@@ -520,6 +520,14 @@ fn state(sim: &Sim, spaces: &[&Arc<Space>]) -> State {
     s
 }
 
+/// `s` without any TLB entry of `page`.
+fn without_tlb_page(mut s: State, page: Page) -> State {
+    for t in &mut s.tlbs {
+        t.retain(|e| e.page != page);
+    }
+    s
+}
+
 /// A parent running on CPU 0 with resident pages in three areas far apart
 /// (so the child's page table needs several tables), one of them shared
 /// with a second space, and a child forked from it.
@@ -847,3 +855,140 @@ other_archs!(
     forks_and_range_operations_match_the_model,
     fork_maps_the_same_frames_and_a_write_copies_one
 );
+
+// ---------------------------------------------------------------------------
+// A backend that lends its frames (a file's cached pages in a private
+// mapping): read-only until the first write copies them.
+// ---------------------------------------------------------------------------
+
+mod lending {
+    use super::*;
+    use aspace::backend::{AreaInfo as Info, Backend, BackendCaps};
+    use aspace::{Access, FrameAllocator, PhysMemory};
+    use aspace_sim::{FramePool, PhysMem};
+
+    /// A "file" of cached frames: a read fault lends the file's frame, a
+    /// write fault on a page not yet resident gets a copy at once.
+    pub struct File {
+        pub frames: Vec<Frame>,
+    }
+
+    impl Backend<PhysMem, FramePool> for File {
+        fn name(&self) -> &'static str {
+            "file"
+        }
+
+        fn page_fault(
+            &self,
+            memory: &PhysMem,
+            frames: &FramePool,
+            area: &Info,
+            page: Page,
+            access: Access,
+        ) -> aspace::Result<Frame> {
+            let f = self.frames[area.page_index(page) as usize];
+            if access == Access::Write {
+                let copy = frames.alloc().ok_or(Error::NoMemory)?;
+                memory.copy_frame(copy, f);
+                return Ok(copy);
+            }
+            frames.add_ref(f);
+            Ok(f)
+        }
+
+        fn caps(&self) -> BackendCaps {
+            BackendCaps::REFCOUNTED | BackendCaps::PRIVATE
+        }
+
+        fn lends(&self, area: &Info, page: Page, frame: Frame) -> bool {
+            self.frames[area.page_index(page) as usize] == frame
+        }
+    }
+}
+
+#[test]
+fn a_lent_frame_is_read_only_until_the_first_write_copies_it() {
+    let sim = sim(2, 4 << 20);
+    let base = baseline();
+    let hw = sim.hardware();
+    let file: Vec<Frame> = (0..3)
+        .map(|i| {
+            let f = aspace::FrameAllocator::alloc(hw.frames()).unwrap();
+            aspace::PhysMemory::zero_frame(hw.memory(), f);
+            aspace::PhysMemory::write(hw.memory(), f.start(), &(1000u64 + i).to_le_bytes());
+            f
+        })
+        .collect();
+    let backend = Arc::new(lending::File {
+        frames: file.clone(),
+    });
+    let p = sim.system().create().unwrap();
+    let q = sim.system().create().unwrap();
+    for s in [&p, &q] {
+        s.area_create_with(
+            va(A),
+            3 * PAGE_SIZE,
+            RW,
+            AreaAttrs::empty(),
+            backend.clone(),
+        )
+        .unwrap();
+    }
+    let (mut c0, mut c1) = (sim.cpu(0), sim.cpu(1));
+    c0.switch_to(&p).unwrap();
+    c1.switch_to(&q).unwrap();
+    // A read maps the file's own frame, without write access.
+    assert_eq!(c0.read_u64(va(A)).unwrap(), 1000);
+    assert_eq!(frame_of(&p, A), file[0]);
+    assert!(!writable(&p, A));
+    assert_eq!(refcount(&sim, file[0]), 2);
+    assert!(p.cow_pages(va(A)).unwrap().contains(va(A).page()));
+    cow_invariants(&p);
+    // The first write copies exactly that page; the file keeps its bytes.
+    let n = sim.frames_in_use();
+    c0.write_u64(va(A + 8), 7).unwrap();
+    assert_eq!(sim.frames_in_use(), n + 1);
+    assert_eq!(refcount(&sim, file[0]), 1);
+    assert_eq!(c0.read_u64(va(A)).unwrap(), 1000);
+    assert_eq!(c1.read_u64(va(A + 8)).unwrap(), 0, "the file is untouched");
+    assert_eq!(c1.read_u64(va(A)).unwrap(), 1000);
+    // A first access that writes gets the backend's copy at once.
+    c0.write_u64(va(A + PAGE_SIZE + 8), 9).unwrap();
+    assert!(writable(&p, A + PAGE_SIZE));
+    assert_eq!(c0.read_u64(va(A + PAGE_SIZE)).unwrap(), 1001);
+    // Refused for want of a frame, the copy changes nothing.
+    assert_eq!(c0.read_u64(va(A + 2 * PAGE_SIZE)).unwrap(), 1002);
+    let before = state(&sim, &[&p, &q]);
+    hw.frames().fail_after(Some(0));
+    let r = c0.write_u64(va(A + 2 * PAGE_SIZE), 1);
+    hw.frames().fail_after(None);
+    assert!(r.is_err());
+    // The faulting CPU drops its read-only entry of the page (as a
+    // processor does on a protection fault); nothing else changes.
+    let page = va(A + 2 * PAGE_SIZE).page();
+    assert_eq!(
+        without_tlb_page(state(&sim, &[&p, &q]), page),
+        without_tlb_page(before, page)
+    );
+    // A fork keeps lent pages copy-on-write on both sides.
+    let c = c0.run(|| sim.system().fork(&p)).unwrap();
+    // The file's, the parent's and the child's references.
+    assert_eq!(refcount(&sim, file[2]), 3);
+    c0.write_u64(va(A + 2 * PAGE_SIZE), 5).unwrap();
+    assert_eq!(refcount(&sim, file[2]), 2);
+    c1.switch_to(&c).unwrap();
+    assert_eq!(c1.read_u64(va(A + 2 * PAGE_SIZE)).unwrap(), 1002);
+    assert_eq!(c1.read_u64(va(A + 8)).unwrap(), 7);
+    cow_invariants(&p);
+    cow_invariants(&c);
+    no_stale(&sim, &p);
+    c0.idle();
+    c1.idle();
+    drop((c0, c1));
+    drop((p, q, c));
+    for f in file {
+        assert!(aspace::FrameAllocator::release(hw.frames(), f));
+    }
+    assert_eq!(sim.frames_in_use(), base);
+    assert_eq!(hw.stats().stale_accesses, 0);
+}

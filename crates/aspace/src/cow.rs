@@ -19,6 +19,11 @@
 //! allocated before anything changes, `NoMemory` otherwise), so a share
 //! record never holds a frame another space still maps copy-on-write.
 //!
+//! A backend may also *lend* a frame on a fault
+//! ([`Backend::lends`](crate::backend::Backend::lends): a file's cached
+//! page in a private mapping): the fault handler maps it read-only and puts
+//! the page in the set, so the first write copies it like any other.
+//!
 //! A frame's reference count is not consulted: a write to a copy-on-write
 //! page copies even when no other space maps the frame any longer (the
 //! [`FrameAllocator`] cannot tell counts), and the old frame is freed by
@@ -149,8 +154,11 @@ impl<M: Machine> AddressSpace<M> {
             Some(f) => f,
             None => m.frames().alloc().ok_or(FaultReason::NoMemory)?,
         };
-        // Every mapping of `old` is read-only (copy-on-write everywhere, or
-        // an image's read-only frame), so it cannot change under the copy.
+        // Every mapping of `old` that fork or share made is read-only
+        // (copy-on-write everywhere, or an image's read-only frame); a
+        // frame a backend lends (`Backend::lends`, a file's page) may be
+        // written through another, shared mapping meanwhile: the copy then
+        // has the bytes of one moment, as a private file mapping's does.
         m.memory().copy_frame(new, old);
         let Some(u) = pt.unmap(m.memory(), page) else {
             m.frames().release(new);

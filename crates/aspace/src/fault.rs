@@ -5,7 +5,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
-use crate::flags::{Access, AreaAttrs, AreaFlags};
+use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::machine::{Cpus, FrameAllocator, Machine};
 use crate::paging::PageTable;
 use crate::reserve;
@@ -326,7 +326,7 @@ impl<M: Machine> AddressSpace<M> {
             let _ = st.used.remove(page, 1);
             return Err(FaultReason::NoMemory);
         }
-        let result = self.map_new_page(area, &st, page, access, prepared);
+        let result = self.map_new_page(area, &mut st, page, access, prepared);
         match result {
             Ok(()) => {
                 Stats::add(&stats.faults_resolved, 1);
@@ -347,26 +347,29 @@ impl<M: Machine> AddressSpace<M> {
     fn map_new_page(
         &self,
         area: &Area<M>,
-        st: &AreaState<M>,
+        st: &mut AreaState<M>,
         page: Page,
         access: Access,
         prepared: &mut Option<Frame>,
     ) -> Result<(), FaultReason> {
         let m = &self.shared.machine;
+        // The frame, and whether the backend lends it (`Backend::lends`).
         let supply = |prepared: &mut Option<Frame>| match prepared.take() {
-            Some(f) => Ok(f),
+            Some(f) => Ok((f, false)),
             // What the backend sees: the area as it is, this page not yet
             // resident (built only when the backend is asked).
             None => {
                 let mut info = area.info(st);
                 debug_assert!(info.resident > 0, "the page is in the used space");
                 info.resident = info.resident.saturating_sub(1);
-                area.backend
+                let f = area
+                    .backend
                     .page_fault(m.memory(), m.frames(), &info, page, access)
-                    .map_err(|_| FaultReason::NoMemory)
+                    .map_err(|_| FaultReason::NoMemory)?;
+                Ok((f, area.backend.lends(&info, page, f)))
             }
         };
-        let frame = match &st.share {
+        let (frame, lent) = match &st.share {
             // Shared: every sharer maps the frame in the page map; the first
             // to touch a page puts it there (with a reference of its own).
             Some(share) if area.backend.caps().contains(BackendCaps::REFCOUNTED) => {
@@ -375,19 +378,23 @@ impl<M: Machine> AddressSpace<M> {
                 match sh.pagemap.get(&index) {
                     Some(&f) => {
                         m.frames().add_ref(f);
-                        f
+                        (f, false)
                     }
                     None => {
-                        let f = supply(prepared)?;
+                        let (f, _) = supply(prepared)?;
                         m.frames().add_ref(f);
                         sh.pagemap.insert(index, f);
-                        f
+                        (f, false)
                     }
                 }
             }
             _ => supply(prepared)?,
         };
-        let flags = self.page_flags(st.flags);
+        let mut flags = self.page_flags(st.flags);
+        if lent {
+            // Read-only until its first write copies it (`crate::cow`).
+            flags -= PageFlags::WRITE;
+        }
         // The area's lock (held) makes this CPU the only one to change the
         // page's entry; the table itself needs no lock.
         let mapped = self.pt().map(m.memory(), m.frames(), page, frame, flags);
@@ -396,6 +403,10 @@ impl<M: Machine> AddressSpace<M> {
                 m.frames().release(frame);
             }
             return Err(FaultReason::NoMemory);
+        }
+        if lent {
+            let added = st.cow.insert(page, 1);
+            debug_assert!(added.is_ok(), "a new page");
         }
         Ok(())
     }

@@ -170,6 +170,21 @@ pub trait Backend<P: PhysMemory, F: FrameAllocator>: Send + Sync {
         self as *const Self as *const u8 as usize
     }
 
+    /// Whether `frame`, which [`page_fault`](Backend::page_fault) just
+    /// supplied for `page`, is *lent*: a frame the backend shares with
+    /// others (a file's cached page) that this area may read but must not
+    /// write. The core then maps it without write access and makes the
+    /// page copy-on-write (see [`crate::cow`]): the first write copies it
+    /// into a frame of the area's own, as a private file mapping does, with
+    /// no change of the area's rights. A backend that wants a write fault
+    /// on a page not yet resident to copy at once supplies the copy itself
+    /// (and answers `false` for it). Not asked for shared areas (their
+    /// share record holds the frames). By default `false`.
+    fn lends(&self, area: &AreaInfo, page: Page, frame: Frame) -> bool {
+        let _ = (area, page, frame);
+        false
+    }
+
     /// The backend itself, for the few backends the fault handler resolves
     /// in its own way (the [user pager](user::UserBackend), whose fault
     /// waits for another task without the area's lock); `None` (the
