@@ -24,8 +24,8 @@ needed for the demo.
 
 With no command, `aspace` runs the demo: an ELF executable paged in on demand, a heap grown \
 and shrunk, a stack faulted in page by page, memory shared between tasks, rights changed from \
-RW to RX, bad accesses refused, ASIDs recycled, and every task destroyed with every frame \
-back. Each step is narrated with what it cost (faults, data pages and page-table frames \
+RW to RX, a task forked copy-on-write, bad accesses refused, ASIDs recycled, and every task \
+destroyed with every frame back. Each step is narrated with what it cost (faults, data pages and page-table frames \
 counted apart, shootdowns, IPIs, ASID steals); a summary table ends the run.
 
 `aspace run FILE` drives the same engine from a scenario file (see `aspace run --help` for the \
@@ -230,7 +230,8 @@ pub enum Command {
     #[command(
         long_about = "Runs the built-in demo: an ELF executable loaded on demand, a heap grown \
         and shrunk, a stack that grows by faults, an area shared between tasks, rights changed \
-        RW -> RX, bad accesses refused, ASIDs recycled (one more task than --asids, plus one), \
+        RW -> RX, a task forked copy-on-write, bad accesses refused, ASIDs recycled (one more \
+        task than --asids, plus one), \
         every task destroyed with every frame back. Its own checks decide the exit status.",
         after_help = "Examples:\n  aspace demo\n  aspace demo --cpus 2 --asids 2\n  aspace demo --svg demo.svg\n  aspace demo --print-scenario"
     )]
