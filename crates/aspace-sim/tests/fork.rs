@@ -465,6 +465,89 @@ fn fork_past_the_commit_limit_is_refused() {
     finish(sim, vec![c0], vec![p]);
 }
 
+#[test]
+fn fork_while_another_cpu_writes_leaves_it_no_writable_entry() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    use std::time::{Duration, Instant};
+    let sim = sim(3, 8 << 20);
+    let p = sim.system().create().unwrap();
+    p.area_create(va(A), 8 * PAGE_SIZE, RW).unwrap();
+    let (c0, mut c1, mut c2) = (sim.cpu(0), sim.cpu(1), sim.cpu(2));
+    c1.switch_to(&p).unwrap();
+    for i in 0..8 {
+        c1.write_u64(va(A + i * PAGE_SIZE), 1).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    let progress = AtomicU64::new(0);
+    // Waits until the writer made `n` more stores.
+    let wait_for = |n: u64| {
+        let target = progress.load(Relaxed) + n;
+        let t0 = Instant::now();
+        while progress.load(Relaxed) < target {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the writer is stuck"
+            );
+            std::thread::yield_now();
+        }
+    };
+    let writes = std::thread::scope(|s| {
+        let (p, stop, progress) = (&p, &stop, &progress);
+        let writer = s.spawn(move || {
+            // CPU 1 keeps storing into every page of the parent, through
+            // its TLB, while CPU 0 forks.
+            let mut v = 1;
+            while !stop.load(Relaxed) {
+                for i in 0..8 {
+                    v += 1;
+                    c1.write_u64(va(A + i * PAGE_SIZE), v).unwrap();
+                    progress.fetch_add(1, Relaxed);
+                }
+            }
+            c1.idle();
+            v
+        });
+        let _stop = scopeguard(stop);
+        for _ in 0..16 {
+            wait_for(1);
+            let c = c0.run(|| sim.system().fork(p)).unwrap();
+            c2.switch_to(&c).unwrap();
+            let snap: Vec<u64> = (0..8)
+                .map(|i| c2.read_u64(va(A + i * PAGE_SIZE)).unwrap())
+                .collect();
+            // The parent goes on writing every page; the child's pages
+            // never change.
+            wait_for(24);
+            for (i, &v) in snap.iter().enumerate() {
+                let now = c2.read_u64(va(A + i as u64 * PAGE_SIZE)).unwrap();
+                assert_eq!(now, v, "page {i} of the child changed after the fork");
+            }
+            cow_invariants(&c);
+            c2.idle();
+            drop(c);
+        }
+        drop(_stop);
+        writer.join().unwrap()
+    });
+    assert!(writes > 16 * 24);
+    drop((c0, c2));
+    drop(p);
+    assert_eq!(sim.hardware().stats().stale_accesses, 0);
+    assert_eq!(sim.frames_in_use(), baseline());
+}
+
+/// Sets `flag` when dropped (also when the test fails), so a worker
+/// thread stops.
+fn scopeguard(flag: &std::sync::atomic::AtomicBool) -> impl Drop + '_ {
+    struct Set<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Set<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    Set(flag)
+}
+
 // ---------------------------------------------------------------------------
 // Failure injection.
 // ---------------------------------------------------------------------------
