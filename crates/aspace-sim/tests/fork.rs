@@ -1075,3 +1075,65 @@ fn a_lent_frame_is_read_only_until_the_first_write_copies_it() {
     assert_eq!(sim.frames_in_use(), base);
     assert_eq!(hw.stats().stale_accesses, 0);
 }
+
+#[test]
+fn a_pager_that_forked_lends_its_own_copy() {
+    use aspace::backend::PagerIds;
+    use aspace_sim::pager::{Reply, SimPager, FILE_BASE};
+    let sim = sim(2, 4 << 20);
+    let base = baseline();
+    let forked = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let pager = {
+        let (sim2, forked) = (sim.system().clone(), forked.clone());
+        SimPager::spawn(
+            &sim,
+            move |space| {
+                space.area_create(va(FILE_BASE), PAGE_SIZE, RW)?;
+                space.copy_to_user(va(FILE_BASE), &77u64.to_le_bytes())?;
+                // The pager forks: its page is copy-on-write now.
+                *forked.lock().unwrap() = Some(sim2.fork(space)?);
+                Ok(())
+            },
+            Box::new(|_, _| Reply::Page(va(FILE_BASE))),
+        )
+        .unwrap()
+    };
+    let child = forked.lock().unwrap().take().unwrap();
+    assert!(!writable(pager.space(), FILE_BASE));
+    let client = sim.system().create().unwrap();
+    let ids = PagerIds {
+        id1: 1,
+        id2: 2,
+        id3: 3,
+    };
+    client
+        .area_create_paged(va(A), PAGE_SIZE, RW, pager.link(), pager.space(), ids)
+        .unwrap();
+    let mut c0 = sim.cpu(0);
+    c0.switch_to(&client).unwrap();
+    assert_eq!(c0.read_u64(va(A)).unwrap(), 77);
+    // The pager's page was copied before it was lent: the client shares
+    // the pager's frame, not the frame the pager's fork still maps.
+    let lent = frame_of(&client, A);
+    assert_eq!(frame_of(pager.space(), FILE_BASE), lent);
+    assert_ne!(frame_of(&child, FILE_BASE), lent);
+    assert!(pager.space().cow_pages(va(FILE_BASE)).unwrap().is_empty());
+    c0.write_u64(va(A), 5).unwrap();
+    let mut back = [0u8; 8];
+    pager
+        .space()
+        .copy_from_user(va(FILE_BASE), &mut back)
+        .unwrap();
+    assert_eq!(
+        u64::from_le_bytes(back),
+        5,
+        "the pager sees the client's store"
+    );
+    child.copy_from_user(va(FILE_BASE), &mut back).unwrap();
+    assert_eq!(u64::from_le_bytes(back), 77, "its fork does not");
+    c0.idle();
+    drop(c0);
+    drop((client, child));
+    drop(pager);
+    assert_eq!(sim.frames_in_use(), base);
+}

@@ -130,13 +130,10 @@ impl<M: Machine> AddressSpace<M> {
             .map(|slot| slot.lock().cow.clone())
     }
 
-    /// A write fault on `page`, copy-on-write in `area` (locked as `st`,
-    /// the write permitted): copies the page into a new frame (the
-    /// prepared one if the fault prepared one), removes the read-only
-    /// translation and shoots it down, maps the copy with the area's
-    /// rights, and releases the old frame's reference after the flush.
-    /// Allocates no heap memory. Out of frames: `NoMemory`, nothing
-    /// changed.
+    /// A write fault on `page`, copy-on-write in the area locked as `st`
+    /// (the write permitted): [`cow_copy`](Self::cow_copy) into the
+    /// prepared frame if the fault prepared one. Allocates no heap memory.
+    /// Out of frames: `NoMemory`, nothing changed.
     pub(crate) fn cow_write(
         &self,
         st: &mut AreaState<M>,
@@ -144,15 +141,36 @@ impl<M: Machine> AddressSpace<M> {
         prepared: &mut Option<Frame>,
         stats: &Counters,
     ) -> core::result::Result<(), FaultReason> {
+        self.cow_copy(st, page, prepared.take())
+            .map_err(|_| FaultReason::NoMemory)?;
+        Stats::add(&stats.faults_resolved, 1);
+        Ok(())
+    }
+
+    /// Gives copy-on-write `page` of the area locked as `st` a frame of its
+    /// own: a new frame (`frame` if given, else one from the allocator) gets
+    /// the old one's bytes, the read-only translation is removed and shot
+    /// down, the copy is mapped with the area's rights, the page leaves the
+    /// set, and the old frame's reference is released after the flush.
+    /// Out of frames: `NoMemory`, nothing changed (`frame` is released).
+    pub(crate) fn cow_copy(
+        &self,
+        st: &mut AreaState<M>,
+        page: Page,
+        frame: Option<Frame>,
+    ) -> Result<()> {
         let m = self.machine();
         let pt = self.pt();
         let Some((old, _)) = pt.translate(m.memory(), page) else {
             debug_assert!(false, "copy-on-write page {page:?} not mapped");
-            return Err(FaultReason::NoMemory);
+            if let Some(f) = frame {
+                m.frames().release(f);
+            }
+            return Err(Error::NotFound);
         };
-        let new = match prepared.take() {
+        let new = match frame {
             Some(f) => f,
-            None => m.frames().alloc().ok_or(FaultReason::NoMemory)?,
+            None => m.frames().alloc().ok_or(Error::NoMemory)?,
         };
         // Every mapping of `old` that fork or share made is read-only
         // (copy-on-write everywhere, or an image's read-only frame); a
@@ -162,7 +180,7 @@ impl<M: Machine> AddressSpace<M> {
         m.memory().copy_frame(new, old);
         let Some(u) = pt.unmap(m.memory(), page) else {
             m.frames().release(new);
-            return Err(FaultReason::NoMemory);
+            return Err(Error::NotFound);
         };
         // The old translation leaves every TLB before the copy is mapped,
         // so no CPU reads the old frame once this one wrote the new.
@@ -176,7 +194,7 @@ impl<M: Machine> AddressSpace<M> {
             let back = pt.map(m.memory(), m.frames(), page, old, flags - PageFlags::WRITE);
             debug_assert!(back.is_ok(), "mapping back into a kept table");
             m.frames().release(new);
-            return Err(FaultReason::NoMemory);
+            return Err(Error::NoMemory);
         }
         let removed = st.cow.remove(page, 1);
         debug_assert!(removed.is_ok());
@@ -184,7 +202,6 @@ impl<M: Machine> AddressSpace<M> {
         let mut release = ShootdownBatch::new();
         release.release_later(old);
         release.complete(&self.shared, self.id());
-        Stats::add(&stats.faults_resolved, 1);
         Ok(())
     }
 
