@@ -128,7 +128,7 @@ partial, no-memory, guard, pager-error, pager-gone); a value for read and fetch 
 goes on, and the exit status is 1.
 
 COUNTER is one of: faults, faults_resolved, faults_raced, faults_failed, shootdown_rounds, \
-ipis, local_invalidations, lazy_flushes, asid_allocs, asid_steals, frames_allocated, \
+ipis, local_invalidations, lazy_flushes, asid_allocs, asid_steals, cow_copies, frames_allocated, \
 frames_released, frames_in_use, frames_freed, tlb_hits, tlb_misses, hw_faults, \
 stale_accesses, pages_reserved, commit_limit. CMP is one of == != < <= > >=.
 

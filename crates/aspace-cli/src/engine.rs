@@ -697,6 +697,13 @@ impl Engine {
         if d.lazy_flushes > 0 {
             parts.push(n_of(d.lazy_flushes, "lazy flush", "lazy flushes"));
         }
+        if d.cow_copies > 0 {
+            parts.push(n_of(
+                d.cow_copies,
+                "copy-on-write copy",
+                "copy-on-write copies",
+            ));
+        }
         let v = json!({
             "faults_served": d.faults_resolved,
             "faults_refused": d.faults_failed,
@@ -1503,6 +1510,7 @@ impl Engine {
             "lazy_flushes" => s.lazy_flushes,
             "asid_allocs" => s.asid_allocs,
             "asid_steals" => s.asid_steals,
+            "cow_copies" => s.cow_copies,
             "frames_allocated" => fr.allocated,
             "frames_released" => s.frame_refs_released,
             "frames_in_use" => fr.in_use,

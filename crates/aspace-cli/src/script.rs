@@ -168,6 +168,7 @@ pub const COUNTERS: &[&str] = &[
     "lazy_flushes",
     "asid_allocs",
     "asid_steals",
+    "cow_copies",
     "frames_allocated",
     "frames_released",
     "frames_in_use",

@@ -185,6 +185,7 @@ fn fork_maps_the_same_frames_and_a_write_copies_one() {
     );
     assert_eq!(refcount(&sim, frames[0]), 1);
     assert_ne!(frame_of(&c, A), frames[0]);
+    assert_eq!(sim.system().stats().cow_copies, 1);
     assert!(writable(&c, A));
     // A write in the parent copies too; the child keeps the old data.
     c1.write_u64(va(A + PAGE_SIZE), 9).unwrap();
@@ -384,6 +385,11 @@ fn shared_areas_stay_shared_and_a_share_copies_first() {
     c0.run(|| p.area_share(va(B), 2 * PAGE_SIZE, &other, va(B), RW))
         .unwrap();
     assert!(p.cow_pages(va(B)).unwrap().is_empty());
+    assert_eq!(
+        sim.system().stats().cow_copies,
+        1,
+        "the share copied B's page"
+    );
     assert_ne!(frame_of(&p, B), old);
     assert_eq!(refcount(&sim, old), 1, "the child's only");
     assert!(sim.frames_in_use() > n, "one copy");

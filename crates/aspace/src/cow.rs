@@ -39,7 +39,7 @@ use crate::backend::BackendCaps;
 use crate::fault::FaultReason;
 use crate::flags::{AreaAttrs, PageFlags};
 use crate::internals::used_space::UsedSpace;
-use crate::machine::{FrameAllocator, Machine, PhysMemory};
+use crate::machine::{Cpus, FrameAllocator, Machine, PhysMemory};
 use crate::paging::PageTable;
 use crate::reserve;
 use crate::space::AddressSpace;
@@ -202,7 +202,14 @@ impl<M: Machine> AddressSpace<M> {
         let mut release = ShootdownBatch::new();
         release.release_later(old);
         release.complete(&self.shared, self.id());
+        self.count_copies(1);
         Ok(())
+    }
+
+    /// Adds `n` to the `cow_copies` counter of this CPU's shard.
+    fn count_copies(&self, n: u64) {
+        let cpu = self.machine().cpus().current_cpu();
+        Stats::add(&self.shared.stats.shard(cpu).cow_copies, n);
     }
 
     /// Copies every copy-on-write page of `area` (locked as `st`) into a
@@ -242,6 +249,7 @@ impl<M: Machine> AddressSpace<M> {
             copied.push((page, new));
         }
         batch.complete(&self.shared, self.id());
+        self.count_copies(copied.len() as u64);
         st.cow = UsedSpace::new();
         let flags = self.page_flags(st.flags);
         for (page, new) in copied {
