@@ -942,7 +942,10 @@ fn forks_and_range_operations_match_the_model() {
 
 other_archs!(
     forks_and_range_operations_match_the_model,
-    fork_maps_the_same_frames_and_a_write_copies_one
+    fork_maps_the_same_frames_and_a_write_copies_one,
+    fork_refused_at_any_frame_allocation_changes_nothing,
+    copy_on_write_pages_through_range_operations,
+    fork_while_another_cpu_writes_leaves_it_no_writable_entry
 );
 
 // ---------------------------------------------------------------------------
