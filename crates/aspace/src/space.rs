@@ -490,6 +490,7 @@ impl<M: Machine> AddressSpace<M> {
         // fail; if it did, the page simply stops being resident.
         for (page, frame) in lost {
             let _ = st.used.remove(page, 1);
+            let _ = st.cow.remove(page, 1);
             if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
                 m.frames().release(frame);
             }
