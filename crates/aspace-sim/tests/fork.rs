@@ -1146,3 +1146,81 @@ fn a_pager_that_forked_lends_its_own_copy() {
     drop(pager);
     assert_eq!(sim.frames_in_use(), base);
 }
+
+/// Fresh zeroed frames, counted, but not private: a fork maps such an
+/// area anew in the child.
+struct NotPrivate;
+
+impl aspace::backend::Backend<aspace_sim::PhysMem, aspace_sim::FramePool> for NotPrivate {
+    fn name(&self) -> &'static str {
+        "not-private"
+    }
+
+    fn page_fault(
+        &self,
+        memory: &aspace_sim::PhysMem,
+        frames: &aspace_sim::FramePool,
+        _area: &AreaInfo,
+        _page: Page,
+        _access: aspace::Access,
+    ) -> aspace::Result<Frame> {
+        let f = aspace::FrameAllocator::alloc(frames).ok_or(Error::NoMemory)?;
+        aspace::PhysMemory::zero_frame(memory, f);
+        Ok(f)
+    }
+
+    fn caps(&self) -> aspace::backend::BackendCaps {
+        aspace::backend::BackendCaps::REFCOUNTED
+    }
+}
+
+#[test]
+fn device_and_other_areas_are_mapped_anew_by_the_child() {
+    use aspace::backend::PhysBackend;
+    let sim = sim(1, 4 << 20);
+    let hw = sim.hardware();
+    let device = aspace::FrameAllocator::alloc(hw.frames()).unwrap();
+    aspace::PhysMemory::write(hw.memory(), device.start(), &0xd0u64.to_le_bytes());
+    let p = sim.system().create().unwrap();
+    let phys = Arc::new(PhysBackend::new(device, 1));
+    p.area_create_with(va(A), PAGE_SIZE, RW, AreaAttrs::empty(), phys)
+        .unwrap();
+    let late = RW | AreaFlags::LATE_RESERVE;
+    p.area_create_with(
+        va(B),
+        4 * PAGE_SIZE,
+        late,
+        AreaAttrs::empty(),
+        Arc::new(NotPrivate),
+    )
+    .unwrap();
+    let mut c0 = sim.cpu(0);
+    c0.switch_to(&p).unwrap();
+    c0.write_u64(va(A + 8), 1).unwrap();
+    c0.write_u64(va(B), 2).unwrap();
+    c0.write_u64(va(B + PAGE_SIZE), 3).unwrap();
+    let committed = sim.system().reserve().committed();
+    assert_eq!(committed, 2, "two late-reserved pages");
+    let c = c0.run(|| sim.system().fork(&p)).unwrap();
+    // Nothing mapped in the child, nothing reserved for it yet.
+    assert_eq!(c.resident_pages(), 0);
+    assert_eq!(sim.system().reserve().committed(), committed);
+    assert!(
+        writable(&p, A) && writable(&p, B),
+        "the parent keeps its rights"
+    );
+    c0.switch_to(&c).unwrap();
+    // The device is the same device; the other area starts afresh.
+    assert_eq!(c0.read_u64(va(A)).unwrap(), 0xd0);
+    assert_eq!(c0.read_u64(va(A + 8)).unwrap(), 1);
+    assert_eq!(frame_of(&c, A), device);
+    assert_eq!(c0.read_u64(va(B)).unwrap(), 0);
+    assert_eq!(sim.system().reserve().committed(), committed + 1);
+    assert_eq!(c.area(va(B)).unwrap().reserved, 1);
+    c0.idle();
+    drop(c0);
+    drop((p, c));
+    assert_eq!(sim.system().reserve().committed(), 0);
+    assert!(aspace::FrameAllocator::release(hw.frames(), device));
+    assert_eq!(sim.frames_in_use(), baseline());
+}

@@ -304,7 +304,15 @@ impl<M: Machine> AddressSpace<M> {
                 // The group's reservation, counted once.
                 Some(share) => share.reserved(),
                 None => {
-                    let r = area.reserved();
+                    // A private copy reserves what the parent's area does
+                    // (its pages, or for a late-reserving area its resident
+                    // ones, which the child maps too); another area what a
+                    // new one would, as it starts with nothing mapped.
+                    let r = if private {
+                        area.reserved()
+                    } else {
+                        reserve::up_front(&*area.backend, st.flags, area.offset(), end - start)
+                    };
                     if !self.shared.reserve.try_reserve(r) {
                         return Err(Error::NoMemory);
                     }

@@ -90,7 +90,8 @@ impl<M: Machine> System<M> {
     ///   inherited: the child has a hole there.
     ///
     /// The child reserves what each private area reserved (the commit
-    /// limit counts both copies). All or nothing: the kernel space or a
+    /// limit counts both copies), and for its other unshared areas what a
+    /// new area would (nothing yet for a late-reserving one). All or nothing: the kernel space or a
     /// space of another system `InvalidArgument`; the reservation past
     /// the commit limit, or frames for the child's page table running out,
     /// `NoMemory`, with the parent as it was and no child left.
