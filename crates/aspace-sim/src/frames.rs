@@ -369,6 +369,10 @@ unsafe impl FrameAllocator for FramePool {
         }
     }
 
+    fn ref_count(&self, frame: Frame) -> Option<u32> {
+        Some(self.refcount(frame))
+    }
+
     fn release(&self, frame: Frame) -> bool {
         let n = frame.number() as usize;
         let meta = &self.meta[n];

@@ -24,10 +24,11 @@
 //! page in a private mapping): the fault handler maps it read-only and puts
 //! the page in the set, so the first write copies it like any other.
 //!
-//! A frame's reference count is not consulted: a write to a copy-on-write
-//! page copies even when no other space maps the frame any longer (the
-//! [`FrameAllocator`] cannot tell counts), and the old frame is freed by
-//! that release.
+//! A write to a copy-on-write page whose frame has no other reference
+//! left (the other side wrote its own copy, or went away) takes the frame
+//! over instead of copying it, if the allocator can tell
+//! ([`FrameAllocator::ref_count`]); otherwise it copies, and the release
+//! frees the old frame.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -168,6 +169,12 @@ impl<M: Machine> AddressSpace<M> {
             }
             return Err(Error::NotFound);
         };
+        if m.frames().ref_count(old) == Some(1) {
+            if let Some(f) = frame {
+                m.frames().release(f);
+            }
+            return self.cow_take_over(st, page, old);
+        }
         let new = match frame {
             Some(f) => f,
             None => m.frames().alloc().ok_or(Error::NoMemory)?,
@@ -203,6 +210,33 @@ impl<M: Machine> AddressSpace<M> {
         release.release_later(old);
         release.complete(&self.shared, self.id());
         self.count_copies(1);
+        Ok(())
+    }
+
+    /// Makes copy-on-write `page` (of the area locked as `st`) writable in
+    /// its own frame `old`, which has no other reference: nobody else maps
+    /// it, and nobody can take a new reference meanwhile (that needs this
+    /// area's lock or this space's tree written: a share, a fork, a pager's
+    /// answer). The read-only translation is shot down before the writable
+    /// one goes in, as for a copy.
+    fn cow_take_over(&self, st: &mut AreaState<M>, page: Page, old: Frame) -> Result<()> {
+        let m = self.machine();
+        let pt = self.pt();
+        let Some(u) = pt.unmap(m.memory(), page) else {
+            return Err(Error::NotFound);
+        };
+        let mut batch = ShootdownBatch::new();
+        batch.defer(u, false);
+        batch.complete(&self.shared, self.id());
+        let flags = self.page_flags(st.flags);
+        if pt.map(m.memory(), m.frames(), page, old, flags).is_err() {
+            // Tables stay after an unmap, so this does not happen.
+            let back = pt.map(m.memory(), m.frames(), page, old, flags - PageFlags::WRITE);
+            debug_assert!(back.is_ok(), "mapping back into a kept table");
+            return Err(Error::NoMemory);
+        }
+        let removed = st.cow.remove(page, 1);
+        debug_assert!(removed.is_ok());
         Ok(())
     }
 
