@@ -152,7 +152,8 @@ impl<M: Machine> AddressSpace<M> {
     /// own: a new frame (`frame` if given, else one from the allocator) gets
     /// the old one's bytes, the read-only translation is removed and shot
     /// down, the copy is mapped with the area's rights, the page leaves the
-    /// set, and the old frame's reference is released after the flush.
+    /// set, and the old frame's reference is released after the flush. A
+    /// frame nobody else holds is taken over instead (`frame` released).
     /// Out of frames: `NoMemory`, nothing changed (`frame` is released).
     pub(crate) fn cow_copy(
         &self,
