@@ -24,8 +24,8 @@ needed for the demo.
 
 With no command, `aspace` runs the demo: an ELF executable paged in on demand, a heap grown \
 and shrunk, a stack faulted in page by page, memory shared between tasks, rights changed from \
-RW to RX, bad accesses refused, ASIDs recycled, and every task destroyed with every frame \
-back. Each step is narrated with what it cost (faults, data pages and page-table frames \
+RW to RX, a task forked copy-on-write, bad accesses refused, ASIDs recycled, and every task \
+destroyed with every frame back. Each step is narrated with what it cost (faults, data pages and page-table frames \
 counted apart, shootdowns, IPIs, ASID steals); a summary table ends the run.
 
 `aspace run FILE` drives the same engine from a scenario file (see `aspace run --help` for the \
@@ -60,6 +60,10 @@ Operations:
                                              size the machine (before any other line; options
                                              given on the command line win)
   task NAME                                  create a task (an empty address space)
+  fork TASK NAME                             create task NAME as a copy of TASK (Unix fork):
+                                             private pages are shared copy-on-write (the first
+                                             write on either side copies one page), shared
+                                             areas stay shared
   exit NAME                                  destroy it: areas, frames, ASID, page table
   cpu N run NAME | cpu N idle                switch CPU N to a task, or to the kernel
   area TASK ADDR SIZE RIGHTS [LABEL]         create an anonymous area (LABEL names it in maps);
@@ -127,7 +131,7 @@ partial, no-memory, guard, pager-error, pager-gone); a value for read and fetch 
 goes on, and the exit status is 1.
 
 COUNTER is one of: faults, faults_resolved, faults_raced, faults_failed, shootdown_rounds, \
-ipis, local_invalidations, lazy_flushes, asid_allocs, asid_steals, frames_allocated, \
+ipis, local_invalidations, lazy_flushes, asid_allocs, asid_steals, cow_copies, frames_allocated, \
 frames_released, frames_in_use, frames_freed, tlb_hits, tlb_misses, hw_faults, \
 stale_accesses, pages_reserved, commit_limit. CMP is one of == != < <= > >=.
 
@@ -229,7 +233,8 @@ pub enum Command {
     #[command(
         long_about = "Runs the built-in demo: an ELF executable loaded on demand, a heap grown \
         and shrunk, a stack that grows by faults, an area shared between tasks, rights changed \
-        RW -> RX, bad accesses refused, ASIDs recycled (one more task than --asids, plus one), \
+        RW -> RX, a task forked copy-on-write, bad accesses refused, ASIDs recycled (one more \
+        task than --asids, plus one), \
         every task destroyed with every frame back. Its own checks decide the exit status.",
         after_help = "Examples:\n  aspace demo\n  aspace demo --cpus 2 --asids 2\n  aspace demo --svg demo.svg\n  aspace demo --print-scenario"
     )]

@@ -270,11 +270,49 @@ pub fn scenario(spec: &MachineSpec) -> String {
     );
     g.line("snapshot The demo's tasks after steps 1-6");
 
+    g.line("\nsay 9. init forks: private pages copy-on-write (System::fork)");
+    g.ensure(0, "init");
+    g.c(
+        "fork init child",
+        "same areas; private frames read-only in both, no data copied",
+    );
+    let child_cpu = 1.min(cpus - 1);
+    g.run(child_cpu, "child", "");
+    g.c(
+        &format!("read child {BSS:#x} u64 expect 7"),
+        "init's data, through init's frame",
+    );
+    g.c(
+        &format!("write child {BSS:#x} u64 8"),
+        "the first write copies that one page",
+    );
+    g.ensure(0, "init");
+    g.c(
+        &format!("read init {BSS:#x} u64 expect 7"),
+        "init keeps its own",
+    );
+    g.ensure(child_cpu, "child");
+    g.c(
+        "write child 0x20002000 u64 0xbeef",
+        "the ring is a shared area: shared by the child too",
+    );
+    g.ensure(logger_cpu, "logger");
+    g.line("read logger 0x30002000 u64 expect 0xbeef");
+    g.c(
+        "exit child",
+        "its copies freed; frames init still maps stay",
+    );
+    g.running.iter_mut().for_each(|r| {
+        if r.as_deref() == Some("child") {
+            *r = None;
+        }
+    });
+
     let workers = spec.asids as usize + 2;
     // Each worker needs a page table (PML4 .. PT) and one data frame.
     let frames_needed = workers as u64 * 6 + 512;
     g.line(&format!(
-        "\nsay 9. ASIDs recycled: {workers} more tasks, {} ASIDs",
+        "\nsay 10. ASIDs recycled: {workers} more tasks, {} ASIDs",
         spec.asids
     ));
     if frames_needed > spec.memory / 4096 {
@@ -309,7 +347,7 @@ pub fn scenario(spec: &MachineSpec) -> String {
         );
     }
 
-    g.line("\nsay 10. Every task destroyed, every frame back");
+    g.line("\nsay 11. Every task destroyed, every frame back");
     if frames_needed <= spec.memory / 4096 {
         for i in 0..workers {
             if i == 1 {

@@ -697,6 +697,13 @@ impl Engine {
         if d.lazy_flushes > 0 {
             parts.push(n_of(d.lazy_flushes, "lazy flush", "lazy flushes"));
         }
+        if d.cow_copies > 0 {
+            parts.push(n_of(
+                d.cow_copies,
+                "copy-on-write copy",
+                "copy-on-write copies",
+            ));
+        }
         let v = json!({
             "faults_served": d.faults_resolved,
             "faults_refused": d.faults_failed,
@@ -949,6 +956,43 @@ impl Engine {
                     Self::refused(e)
                 }
             },
+            Op::Fork(src, name) => {
+                let parent = self.space(src)?;
+                let labels = self.task(src)?.labels.clone();
+                match self.as_task(src, || self.sim.system().fork(&parent)) {
+                    Ok(space) => {
+                        let id = space.id();
+                        let key = self.next_task;
+                        self.next_task += 1;
+                        let name = name.clone();
+                        let task = Task {
+                            name: name.clone(),
+                            space,
+                            labels,
+                        };
+                        self.tasks.insert(key, task);
+                        self.task_keys.insert(name.clone(), key);
+                        self.lost.remove(&name);
+                        let cow: u64 = parent
+                            .areas()
+                            .iter()
+                            .filter_map(|a| parent.cow_pages(a.base))
+                            .map(|c| c.pages())
+                            .sum();
+                        Got::Done(Some(format!(
+                            "address space {id}, {} copy-on-write",
+                            n_of(cow, "page", "pages")
+                        )))
+                    }
+                    Err(e) => {
+                        self.lost.insert(
+                            name.clone(),
+                            format!("forking it failed on line {} ({e})", self.line),
+                        );
+                        Self::refused(e)
+                    }
+                }
+            }
             Op::Exit(name) => {
                 // The task's threads stop; the address space is destroyed on
                 // the CPU that ran it (if one did), as the last thread's
@@ -1466,6 +1510,7 @@ impl Engine {
             "lazy_flushes" => s.lazy_flushes,
             "asid_allocs" => s.asid_allocs,
             "asid_steals" => s.asid_steals,
+            "cow_copies" => s.cow_copies,
             "frames_allocated" => fr.allocated,
             "frames_released" => s.frame_refs_released,
             "frames_in_use" => fr.in_use,
@@ -1715,6 +1760,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Say(_) => "say",
         Op::Echo(_) => "echo",
         Op::Task(_) => "task",
+        Op::Fork(..) => "fork",
         Op::Exit(_) => "exit",
         Op::Run(..) => "cpu-run",
         Op::Idle(_) => "cpu-idle",

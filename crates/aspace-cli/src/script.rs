@@ -24,6 +24,13 @@ pub const OPS: &[(&str, &str, &str)] = &[
         "create an empty address space (a task)",
     ),
     (
+        "fork",
+        "fork TASK NAME",
+        "create task NAME as a copy of TASK (Unix fork): private pages are \
+         shared copy-on-write, the first write on either side copies one; \
+         shared areas stay shared",
+    ),
+    (
         "exit",
         "exit NAME",
         "destroy a task: its areas, frames, ASID and page table",
@@ -161,6 +168,7 @@ pub const COUNTERS: &[&str] = &[
     "lazy_flushes",
     "asid_allocs",
     "asid_steals",
+    "cow_copies",
     "frames_allocated",
     "frames_released",
     "frames_in_use",
@@ -359,6 +367,9 @@ pub enum Op {
     Echo(bool),
     /// Create a task.
     Task(String),
+    /// Create a task (the second name) as a copy-on-write copy of the
+    /// first.
+    Fork(String, String),
     /// Destroy a task.
     Exit(String),
     /// Switch a CPU to a task.
@@ -958,6 +969,7 @@ fn parse_op(toks: &[Tok], base_dir: &Path) -> Res<(Op, Expects)> {
             (Op::Echo(on), Expects::Nothing)
         }
         "task" => (Op::Task(a.task()?), Expects::Errno),
+        "fork" => (Op::Fork(a.task()?, a.task()?), Expects::Errno),
         "exit" => (Op::Exit(a.task()?), Expects::Nothing),
         "cpu" => {
             let cpu = a.cpu()?;
@@ -1302,7 +1314,7 @@ pub fn parse_all(name: &str, text: &str, base_dir: &Path) -> Parsed {
                     .find(|n| *n == w)
                     .or_else(|| suggest(w))
             });
-            if matches!(op, Some("task" | "exit" | "cpu")) {
+            if matches!(op, Some("task" | "fork" | "exit" | "cpu")) {
                 unsure_names.extend(words.into_iter().skip(1));
             }
         };
@@ -1545,6 +1557,15 @@ fn validate_with(
                     Ok(())
                 }
             },
+            Op::Fork(src, t) => exists(src, &tasks).and_then(|()| {
+                match tasks.get(t).filter(|_| !doubt(t)) {
+                    Some(l) => Err(format!("task '{t}' already exists (created on line {l})")),
+                    None => {
+                        tasks.insert(t.clone(), s.line);
+                        Ok(())
+                    }
+                }
+            }),
             Op::Exit(t) => exists(t, &tasks).map(|()| {
                 tasks.remove(t);
                 for r in running.iter_mut() {
@@ -1712,5 +1733,29 @@ mod tests {
         assert!(errs[0].message.contains("no task named 'B'"));
         assert!(errs[1].message.contains("no CPU 9"));
         assert!(errs[2].message.contains("runs on no CPU"));
+    }
+
+    #[test]
+    fn fork_needs_its_source_and_a_new_name() {
+        assert_eq!(
+            one("fork A B").unwrap().op,
+            Op::Fork("A".into(), "B".into())
+        );
+        assert!(one("fork A").unwrap_err().contains("missing"));
+        let s = parse(
+            "t",
+            "task A\nfork C D\nfork A B\nfork A B\nmap B\n",
+            Path::new("."),
+        )
+        .unwrap();
+        let shape = MachineShape {
+            cpus: 1,
+            user_end: Layout::X86_64.user_end,
+        };
+        let errs = validate(&s, &shape).unwrap_err();
+        let lines: Vec<_> = errs.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![2, 4]);
+        assert!(errs[0].message.contains("no task named 'C'"));
+        assert!(errs[1].message.contains("task 'B' already exists"));
     }
 }

@@ -369,6 +369,10 @@ unsafe impl FrameAllocator for FramePool {
         }
     }
 
+    fn ref_count(&self, frame: Frame) -> Option<u32> {
+        Some(self.refcount(frame))
+    }
+
     fn release(&self, frame: Frame) -> bool {
         if !self.drop_ref(frame) {
             return false;

@@ -262,6 +262,10 @@ pub(crate) struct AreaState<M: Machine> {
     pub max_flags: AreaFlags,
     pub attrs: AreaAttrs,
     pub used: UsedSpace,
+    /// The used pages that are copy-on-write (see [`crate::cow`]): always
+    /// a part of `used`, mapped without write access whatever the rights,
+    /// empty while the area is shared.
+    pub cow: UsedSpace,
     pub share: Option<TryArc<ShareInfo<M>>>,
 }
 
@@ -289,6 +293,7 @@ impl<M: Machine> Area<M> {
                 // Room for the first run, so the first fault allocates
                 // nothing (later ones reuse freed nodes).
                 used: UsedSpace::try_with_capacity(1).ok_or(Error::NoMemory)?,
+                cow: UsedSpace::new(),
                 share: None,
             }),
         })

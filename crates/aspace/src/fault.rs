@@ -5,7 +5,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
-use crate::flags::{Access, AreaAttrs, AreaFlags};
+use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::internals::used_space::UsedSpaceError;
 use crate::machine::{Cpus, FrameAllocator, Machine};
 use crate::paging::PageTable;
@@ -309,6 +309,10 @@ impl<M: Machine> AddressSpace<M> {
         if !st.flags.permits(access) {
             return Err(FaultReason::Access);
         }
+        // A write to a copy-on-write page copies it (see `crate::cow`).
+        if access == Access::Write && !st.cow.is_empty() && st.cow.contains(page) {
+            return self.cow_write(&mut st, page, prepared, stats);
+        }
         // One used-space search both checks and records the page. The used
         // space equals the page table whenever the area's lock is free: a
         // failure below takes the page out again before the lock goes.
@@ -328,7 +332,7 @@ impl<M: Machine> AddressSpace<M> {
             let _ = st.used.remove(page, 1);
             return Err(FaultReason::NoMemory);
         }
-        let result = self.map_new_page(area, &st, page, access, prepared);
+        let result = self.map_new_page(area, &mut st, page, access, prepared);
         match result {
             Ok(()) => {
                 Stats::add(&stats.faults_resolved, 1);
@@ -349,26 +353,29 @@ impl<M: Machine> AddressSpace<M> {
     fn map_new_page(
         &self,
         area: &Area<M>,
-        st: &AreaState<M>,
+        st: &mut AreaState<M>,
         page: Page,
         access: Access,
         prepared: &mut Option<Frame>,
     ) -> Result<(), FaultReason> {
         let m = &self.shared.machine;
+        // The frame, and whether the backend lends it (`Backend::lends`).
         let supply = |prepared: &mut Option<Frame>| match prepared.take() {
-            Some(f) => Ok(f),
+            Some(f) => Ok((f, false)),
             // What the backend sees: the area as it is, this page not yet
             // resident (built only when the backend is asked).
             None => {
                 let mut info = area.info(st);
                 debug_assert!(info.resident > 0, "the page is in the used space");
                 info.resident = info.resident.saturating_sub(1);
-                area.backend
+                let f = area
+                    .backend
                     .page_fault(m.memory(), m.frames(), &info, page, access)
-                    .map_err(|_| FaultReason::NoMemory)
+                    .map_err(|_| FaultReason::NoMemory)?;
+                Ok((f, area.backend.lends(&info, page, f)))
             }
         };
-        let frame = match &st.share {
+        let (frame, lent) = match &st.share {
             // Shared: every sharer maps the frame in the page map; the first
             // to touch a page puts it there (with a reference of its own).
             Some(share) if area.backend.caps().contains(BackendCaps::REFCOUNTED) => {
@@ -377,7 +384,7 @@ impl<M: Machine> AddressSpace<M> {
                 match sh.pagemap.get(index) {
                     Some(f) => {
                         m.frames().add_ref(f);
-                        f
+                        (f, false)
                     }
                     None => {
                         // Room in the page map first (the prepared frame,
@@ -385,16 +392,20 @@ impl<M: Machine> AddressSpace<M> {
                         if !sh.pagemap.try_reserve_one(index) {
                             return Err(FaultReason::NoMemory);
                         }
-                        let f = supply(prepared)?;
+                        let (f, _) = supply(prepared)?;
                         m.frames().add_ref(f);
                         sh.pagemap.insert(index, f);
-                        f
+                        (f, false)
                     }
                 }
             }
             _ => supply(prepared)?,
         };
-        let flags = self.page_flags(st.flags);
+        let mut flags = self.page_flags(st.flags);
+        if lent {
+            // Read-only until its first write copies it (`crate::cow`).
+            flags -= PageFlags::WRITE;
+        }
         // The area's lock (held) makes this CPU the only one to change the
         // page's entry; the table itself needs no lock.
         let mapped = self.pt().map(m.memory(), m.frames(), page, frame, flags);
@@ -403,6 +414,10 @@ impl<M: Machine> AddressSpace<M> {
                 m.frames().release(frame);
             }
             return Err(FaultReason::NoMemory);
+        }
+        if lent {
+            let added = st.cow.insert(page, 1);
+            debug_assert!(added.is_ok(), "a new page");
         }
         Ok(())
     }

@@ -62,6 +62,7 @@ pub mod addr;
 pub mod area;
 mod asid;
 pub mod backend;
+pub mod cow;
 pub mod error;
 pub mod fault;
 pub mod flags;

@@ -94,6 +94,14 @@ pub unsafe trait FrameAllocator: Send + Sync {
         }
         freed
     }
+    /// The references `frame` has now, if the allocator can tell (by
+    /// default it cannot). The core asks only about a frame it maps
+    /// copy-on-write: with one reference nobody else holds it, so a write
+    /// takes it over instead of copying it (see [`crate::cow`]).
+    fn ref_count(&self, frame: Frame) -> Option<u32> {
+        let _ = frame;
+        None
+    }
     /// Frames free now, if the allocator can tell (by default it cannot).
     /// A [`System`](crate::System) whose [`Config`](crate::Config) names no
     /// commit limit takes this as its limit (see [`crate::reserve`]);

@@ -220,9 +220,11 @@ impl<M: Machine> AddressSpace<M> {
                 // Intermediate tables stay after an unmap, so this does
                 // not allocate; should it fail, the page stops being
                 // resident (as in `area_change_flags`).
+                let pflags = crate::cow::entry_flags(pflags, &st.cow, page);
                 if pt.map(m.memory(), m.frames(), page, frame, pflags).is_err() {
                     let area = &slot.area;
                     let _ = st.used.remove(page, 1);
+                    let _ = st.cow.remove(page, 1);
                     if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
                         m.frames().release(frame);
                     }
@@ -331,6 +333,7 @@ impl<M: Machine> AddressSpace<M> {
             for r in runs.drain(..) {
                 let removed = st.used.remove(r.start, r.count);
                 debug_assert!(removed.is_ok(), "a part of one run");
+                crate::cow::remove_pages(&mut st.cow, r.start.number(), r.end().number());
                 let one = core::iter::once(r);
                 unmap_runs_into(
                     &self.shared,
@@ -522,6 +525,7 @@ impl<M: Machine> AddressSpace<M> {
             area.reserved.fetch_sub(less, Relaxed);
             area.reserved.fetch_add(more, Relaxed);
             st.used = used;
+            st.cow = crate::cow::moved(&st.cow, os, ns, keep);
             st.flags = moved_flags;
             area.set_base(Page::from_number(ns));
             area.pages.store(new_pages, Release);

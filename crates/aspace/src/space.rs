@@ -417,6 +417,7 @@ impl<M: Machine> AddressSpace<M> {
                 let mut removed = UsedSpace::try_with_capacity(st.used.intervals_from(cut))
                     .ok_or(Error::NoMemory)?;
                 st.used.split_off_into(cut, &mut removed);
+                let _ = crate::cow::split_off(&mut st.cow, cut);
                 let mut batch = ShootdownBatch::new();
                 let mut less =
                     reserve::up_front(backend, st.flags, area.offset() + pages, old - pages);
@@ -458,6 +459,7 @@ impl<M: Machine> AddressSpace<M> {
     pub(crate) fn unmap_area(&self, area: &Area<M>, batch: &mut ShootdownBatch) {
         let mut st = area.lock_detached();
         let used = st.used.take();
+        st.cow = UsedSpace::new();
         if !used.is_empty() {
             unmap_runs_into(
                 &self.shared,
@@ -512,10 +514,12 @@ impl<M: Machine> AddressSpace<M> {
         // Intermediate tables are kept across unmaps, so mapping back cannot
         // fail; if it did, the page simply stops being resident.
         for (page, frame) in frames {
+            let pflags = crate::cow::entry_flags(pflags, &st.cow, page);
             if pt.map(m.memory(), m.frames(), page, frame, pflags).is_ok() {
                 continue;
             }
             let _ = st.used.remove(page, 1);
+            let _ = st.cow.remove(page, 1);
             if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
                 m.frames().release(frame);
             }
@@ -578,6 +582,8 @@ impl<M: Machine> AddressSpace<M> {
                         return Err(Error::NotFound);
                     }
                     Self::check_share_source(&slot.area, &st, size, mask)?;
+                    // A share record holds no copy-on-write frame.
+                    self.cow_break_all(&slot.area, &mut st)?;
                     self.join_share(&slot.area, &mut st)
                 });
             match found {

@@ -136,6 +136,7 @@ impl<M: Machine> AddressSpace<M> {
                     max_flags: AreaFlags::empty(),
                     attrs: AreaAttrs::empty(),
                     used: UsedSpace::new(),
+                    cow: UsedSpace::new(),
                     share: None,
                 },
             );
@@ -241,11 +242,13 @@ impl<M: Machine> AddressSpace<M> {
         let limit = area.grow_limit();
         area.grow_limit
             .store(limit.saturating_sub(upper_pages).max(lower_pages), Relaxed);
+        let cow = crate::cow::split_off(&mut st.cow, Page::from_number(n));
         let state = AreaState {
             flags: st.flags - AreaFlags::PLACEMENT,
             max_flags: st.max_flags,
             attrs: st.attrs,
             used,
+            cow,
             share: st.share.clone(),
         };
         area.derived(
@@ -348,6 +351,7 @@ impl<M: Machine> AddressSpace<M> {
             let added = st.used.insert(r.start, r.count);
             debug_assert!(added.is_ok(), "areas are disjoint");
         }
+        crate::cow::absorb(&mut st.cow, rst.cow.take());
         let pages = end - area.base().number();
         let right_pages = right.area.pages();
         match rst.share.take() {

@@ -83,6 +83,10 @@ counters! {
     /// Frame references released after a shootdown: those of mappings and
     /// of share records' page maps. A frame is freed with its last one.
     frame_refs_released,
+    /// Copy-on-write pages given a frame of their own (see
+    /// [`crate::cow`]): by a write fault (also counted in
+    /// `faults_resolved`), a share or a pager's answer.
+    cow_copies,
 }
 
 impl StatsSnapshot {

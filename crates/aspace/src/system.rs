@@ -71,6 +71,37 @@ impl<M: Machine> System<M> {
         AddressSpace::create(&self.shared, Some(&self.kernel))
     }
 
+    /// A copy of `space` (Unix `fork`): a new user space with the same
+    /// areas, rights and contents, each mapped where it was.
+    ///
+    /// - Private areas (a [`PRIVATE`](crate::backend::BackendCaps::PRIVATE),
+    ///   reference-counted backend, not shared: anonymous memory, ELF
+    ///   segments) keep their frames: every resident page becomes
+    ///   copy-on-write in both spaces (see [`crate::cow`]), each frame gets
+    ///   one more reference, the child maps it read-only, and the parent's
+    ///   writable entries lose write access in one shootdown round. No data
+    ///   frame is allocated; the first write on either side copies the page.
+    /// - Shared areas join their share record (the child sees the same
+    ///   pages, counted once in the reservation); areas of other backends
+    ///   (device memory, objects every mapping sees) are mapped by the
+    ///   child from the same backend, page by page as it faults.
+    /// - Areas of a user-space pager (whose requests in flight are keyed by
+    ///   the area) and share destinations still being set up are not
+    ///   inherited: the child has a hole there.
+    ///
+    /// The child reserves what each private area reserved (the commit
+    /// limit counts both copies), and for its other unshared areas what a
+    /// new area would (nothing yet for a late-reserving one). All or nothing: the kernel space or a
+    /// space of another system `InvalidArgument`; the reservation past
+    /// the commit limit, or frames for the child's page table running out,
+    /// `NoMemory`, with the parent as it was and no child left.
+    pub fn fork(&self, space: &AddressSpace<M>) -> Result<Arc<AddressSpace<M>>> {
+        if !Arc::ptr_eq(&space.shared, &self.shared) {
+            return Err(Error::InvalidArgument);
+        }
+        space.fork_with(&self.kernel)
+    }
+
     /// Switches the current CPU from `old` to `new` (HelenOS `as_switch`):
     /// gives `new` an ASID if it has none (stealing the least recently used
     /// inactive one when the pool is empty), loads its page table and ASID,

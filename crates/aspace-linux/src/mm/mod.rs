@@ -372,6 +372,40 @@ impl<M: Machine> LinuxMm<M> {
         self.holes
     }
 
+    /// A copy of this process's memory (Linux `fork`) in a new address
+    /// space made by [`System::fork`]: the same mappings, break, layout and
+    /// files. Private pages (anonymous memory, the heap, private file
+    /// mappings' copies) are copy-on-write in both processes; shared
+    /// mappings (files, shared anonymous memory) show the same object's
+    /// pages in both. Each private mapping that has an `anon_vma` gets a
+    /// new one (Linux gives each child mapping its own, so the child's
+    /// split parts stop merging with each other; Linux sometimes reuses
+    /// one instead, which this does not model). `MADV_DONTFORK` is not
+    /// modelled. Refused (`ENOMEM`, nothing changed) when the child's
+    /// private pages pass the commit limit or frames run out.
+    pub fn fork(&mut self) -> Result<LinuxMm<M>, Errno> {
+        let space = self.system.fork(&self.space).map_err(errno_of)?;
+        let mut vmas = self.vmas.clone();
+        for v in vmas.values_mut() {
+            if v.anon.is_some() {
+                self.next_id += 1;
+                v.anon = Some(self.next_id);
+            }
+        }
+        Ok(LinuxMm {
+            system: self.system.clone(),
+            space,
+            layout: self.layout,
+            brk: self.brk,
+            vmas,
+            files: self.files.clone(),
+            next_id: self.next_id,
+            holes: self.holes,
+            any_growsdown: self.any_growsdown,
+            anon: self.anon.clone(),
+        })
+    }
+
     /// The address space.
     pub fn space(&self) -> &Arc<AddressSpace<M>> {
         &self.space

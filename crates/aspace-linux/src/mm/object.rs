@@ -153,8 +153,15 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ObjBackend {
         Ok(copy)
     }
 
+    /// A private mapping's pages are its own (a fork makes them
+    /// copy-on-write); a shared mapping's are the object's.
     fn caps(&self) -> BackendCaps {
-        BackendCaps::REFCOUNTED | BackendCaps::RESIZE | BackendCaps::CHANGE_FLAGS
+        let caps = BackendCaps::REFCOUNTED | BackendCaps::RESIZE | BackendCaps::CHANGE_FLAGS;
+        if self.private {
+            caps | BackendCaps::PRIVATE
+        } else {
+            caps
+        }
     }
 
     /// A private mapping's pages may each get a copy; a shared mapping's

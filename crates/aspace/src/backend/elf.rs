@@ -206,6 +206,13 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ElfBackend {
         Ok(frame)
     }
 
+    /// The default's (counted frames, resizing, sharing), and private:
+    /// a segment's pages are copies or the image's read-only frames.
+    fn caps(&self) -> crate::backend::BackendCaps {
+        use crate::backend::BackendCaps;
+        BackendCaps::REFCOUNTED | BackendCaps::RESIZE | BackendCaps::SHARE | BackendCaps::PRIVATE
+    }
+
     /// The pages it copies: all but those mapping image frames directly.
     fn reserve_pages(&self, first: u64, count: u64) -> u64 {
         let end = first.saturating_add(count);

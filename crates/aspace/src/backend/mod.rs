@@ -82,6 +82,13 @@ bitflags::bitflags! {
         /// ([`AreaFlags::GROWS_DOWN`](crate::AreaFlags::GROWS_DOWN)): its
         /// pages' indices shift, which only index-free backends allow.
         const GROW_DOWN = 16;
+        /// An area's pages are its own: a write to one changes no other
+        /// area's page (anonymous memory, an ELF segment's copies). A
+        /// [fork](crate::System::fork) makes such pages copy-on-write in
+        /// both spaces; an area without it (device memory, a backend
+        /// whose frames belong to an object every mapping sees) is mapped
+        /// anew by the child from the same backend.
+        const PRIVATE = 32;
     }
 }
 
@@ -161,6 +168,21 @@ pub trait Backend<P: PhysMemory, F: FrameAllocator>: Send + Sync {
     /// page is as good as another: they start zeroed).
     fn object_id(&self) -> usize {
         self as *const Self as *const u8 as usize
+    }
+
+    /// Whether `frame`, which [`page_fault`](Backend::page_fault) just
+    /// supplied for `page`, is *lent*: a frame the backend shares with
+    /// others (a file's cached page) that this area may read but must not
+    /// write. The core then maps it without write access and makes the
+    /// page copy-on-write (see [`crate::cow`]): the first write copies it
+    /// into a frame of the area's own, as a private file mapping does, with
+    /// no change of the area's rights. A backend that wants a write fault
+    /// on a page not yet resident to copy at once supplies the copy itself
+    /// (and answers `false` for it). Not asked for shared areas (their
+    /// share record holds the frames). By default `false`.
+    fn lends(&self, area: &AreaInfo, page: Page, frame: Frame) -> bool {
+        let _ = (area, page, frame);
+        false
     }
 
     /// The backend itself, for the few backends the fault handler resolves

@@ -230,12 +230,17 @@ impl PageIn {
         let slot = space.area_at(&tree, page.number()).ok_or(Error::NotFound)?;
         // The area's lock keeps the page mapped (every unmap takes it or the
         // tree's write lock) while the reference is taken.
-        let st = slot.lock();
+        let mut st = slot.lock();
         if !st.used.contains(page) {
             return Err(Error::NotFound);
         }
         if !slot.area.backend.caps().contains(BackendCaps::REFCOUNTED) {
             return Err(Error::PermissionDenied);
+        }
+        // A copy-on-write page (the pager forked) is copied first, so the
+        // frame lent is the pager's own, not one its fork still maps.
+        if st.cow.contains(page) {
+            space.cow_copy(&mut st, page, None)?;
         }
         let m = &space.shared.machine;
         let (frame, _) = space

@@ -1,0 +1,454 @@
+//! Copy-on-write pages and [`System::fork`](crate::System::fork).
+//!
+//! An area keeps, beside its used space, the set of its used pages that
+//! are *copy-on-write* (its `cow` set, which [`AddressSpace::cow_pages`]
+//! shows): their frames may be mapped by other spaces too, so they are
+//! mapped without write access whatever the area's rights. A write fault
+//! on such a page (see [`crate::fault`]) copies it: a new frame gets the old
+//! one's bytes, the old translation is removed and shot down, the new frame
+//! is mapped with the area's rights, and only then is the old frame's
+//! reference released. A read fault copies nothing (the page is mapped
+//! readable already).
+//!
+//! The set follows the used space through every operation: a split cuts
+//! it with the used space, a merge joins both parts', a move shifts it, an
+//! unmap, a discard or a shrinking resize drops the pages that leave; a
+//! change of rights (`area_change_flags`, `protect_range`, `move_range`)
+//! maps copy-on-write pages back without write access. A share of an area
+//! holding copy-on-write pages first copies every one of them (all frames
+//! allocated before anything changes, `NoMemory` otherwise), so a share
+//! record never holds a frame another space still maps copy-on-write.
+//!
+//! A backend may also *lend* a frame on a fault
+//! ([`Backend::lends`](crate::backend::Backend::lends): a file's cached
+//! page in a private mapping): the fault handler maps it read-only and puts
+//! the page in the set, so the first write copies it like any other.
+//!
+//! A write to a copy-on-write page whose frame has no other reference
+//! left (the other side wrote its own copy, or went away) takes the frame
+//! over instead of copying it, if the allocator can tell
+//! ([`FrameAllocator::ref_count`]); otherwise it copies, and the release
+//! frees the old frame.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::addr::{Frame, Page, PageRange, VirtAddr};
+use crate::area::{Area, AreaEntry, AreaState};
+use crate::backend::BackendCaps;
+use crate::fault::FaultReason;
+use crate::flags::{AreaAttrs, PageFlags};
+use crate::internals::try_arc::TryArc;
+use crate::internals::used_space::UsedSpace;
+use crate::machine::{Cpus, FrameAllocator, Machine, PhysMemory};
+use crate::paging::PageTable;
+use crate::reserve;
+use crate::space::AddressSpace;
+use crate::stats::{Counters, Stats};
+use crate::tlb::ShootdownBatch;
+use crate::{Error, Result};
+
+/// The entry flags for `page` of an area whose pages map with `flags` and
+/// whose copy-on-write set is `cow`: without write access if the page is
+/// copy-on-write.
+pub(crate) fn entry_flags(flags: PageFlags, cow: &UsedSpace, page: Page) -> PageFlags {
+    if !cow.is_empty() && cow.contains(page) {
+        flags - PageFlags::WRITE
+    } else {
+        flags
+    }
+}
+
+/// Takes the pages of `[lo, hi)` out of `set`, where they are in it.
+pub(crate) fn remove_pages(set: &mut UsedSpace, lo: u64, hi: u64) {
+    if set.is_empty() {
+        return;
+    }
+    let runs: Vec<PageRange> = set.iter().filter_map(|r| clip(r, lo, hi)).collect();
+    for r in runs {
+        let removed = set.remove(r.start, r.count);
+        debug_assert!(removed.is_ok(), "a part of one run");
+    }
+}
+
+/// The part of `r` inside `[lo, hi)`, if any.
+fn clip(r: PageRange, lo: u64, hi: u64) -> Option<PageRange> {
+    let a = r.start.number().max(lo);
+    let b = r.end().number().min(hi);
+    (a < b).then(|| PageRange::new(Page::from_number(a), b - a))
+}
+
+/// Takes the pages from `at` up out of `set` and returns them as a set
+/// (the upper part of a split).
+pub(crate) fn split_off(set: &mut UsedSpace, at: Page) -> UsedSpace {
+    let mut upper = UsedSpace::new();
+    if set.is_empty() {
+        return upper;
+    }
+    let runs = set.split_off(at);
+    upper.reserve(runs.len());
+    for r in runs {
+        let added = upper.insert(r.start, r.count);
+        debug_assert!(added.is_ok(), "runs are disjoint");
+    }
+    upper
+}
+
+/// Adds every page of `from` to `into` (a merge; the sets are disjoint).
+pub(crate) fn absorb(into: &mut UsedSpace, from: UsedSpace) {
+    if from.is_empty() {
+        return;
+    }
+    into.reserve(from.intervals());
+    for r in from.iter() {
+        let added = into.insert(r.start, r.count);
+        debug_assert!(added.is_ok(), "areas are disjoint");
+    }
+}
+
+/// The pages of `set` in `[old, old + keep)` moved to start at `new` (a
+/// moved range; pages past `keep` are dropped).
+pub(crate) fn moved(set: &UsedSpace, old: u64, new: u64, keep: u64) -> UsedSpace {
+    let mut out = UsedSpace::new();
+    if set.is_empty() {
+        return out;
+    }
+    out.reserve(set.intervals());
+    for r in set.iter().filter_map(|r| clip(r, old, old + keep)) {
+        let to = Page::from_number(new + (r.start.number() - old));
+        let added = out.insert(to, r.count);
+        debug_assert!(added.is_ok(), "runs are disjoint");
+    }
+    out
+}
+
+impl<M: Machine> AddressSpace<M> {
+    /// The copy-on-write pages of the area containing `addr` (a copy), or
+    /// `None` if no area is there.
+    pub fn cow_pages(&self, addr: VirtAddr) -> Option<UsedSpace> {
+        let tree = self.read_areas();
+        self.area_at(&tree, addr.page().number())
+            .map(|slot| slot.lock().cow.clone())
+    }
+
+    /// A write fault on `page`, copy-on-write in the area locked as `st`
+    /// (the write permitted): [`cow_copy`](Self::cow_copy) into the
+    /// prepared frame if the fault prepared one. Allocates no heap memory.
+    /// Out of frames: `NoMemory`, nothing changed.
+    pub(crate) fn cow_write(
+        &self,
+        st: &mut AreaState<M>,
+        page: Page,
+        prepared: &mut Option<Frame>,
+        stats: &Counters,
+    ) -> core::result::Result<(), FaultReason> {
+        self.cow_copy(st, page, prepared.take())
+            .map_err(|_| FaultReason::NoMemory)?;
+        Stats::add(&stats.faults_resolved, 1);
+        Ok(())
+    }
+
+    /// Gives copy-on-write `page` of the area locked as `st` a frame of its
+    /// own: a new frame (`frame` if given, else one from the allocator) gets
+    /// the old one's bytes, the read-only translation is removed and shot
+    /// down, the copy is mapped with the area's rights, the page leaves the
+    /// set, and the old frame's reference is released after the flush. A
+    /// frame nobody else holds is taken over instead (`frame` released).
+    /// Out of frames: `NoMemory`, nothing changed (`frame` is released).
+    pub(crate) fn cow_copy(
+        &self,
+        st: &mut AreaState<M>,
+        page: Page,
+        frame: Option<Frame>,
+    ) -> Result<()> {
+        let m = self.machine();
+        let pt = self.pt();
+        let Some((old, _)) = pt.translate(m.memory(), page) else {
+            debug_assert!(false, "copy-on-write page {page:?} not mapped");
+            if let Some(f) = frame {
+                m.frames().release(f);
+            }
+            return Err(Error::NotFound);
+        };
+        if m.frames().ref_count(old) == Some(1) {
+            if let Some(f) = frame {
+                m.frames().release(f);
+            }
+            return self.cow_take_over(st, page, old);
+        }
+        let new = match frame {
+            Some(f) => f,
+            None => m.frames().alloc().ok_or(Error::NoMemory)?,
+        };
+        // Every mapping of `old` that fork or share made is read-only
+        // (copy-on-write everywhere, or an image's read-only frame); a
+        // frame a backend lends (`Backend::lends`, a file's page) may be
+        // written through another, shared mapping meanwhile: the copy then
+        // has the bytes of one moment, as a private file mapping's does.
+        m.memory().copy_frame(new, old);
+        let Some(u) = pt.unmap(m.memory(), page) else {
+            m.frames().release(new);
+            return Err(Error::NotFound);
+        };
+        // The old translation leaves every TLB before the copy is mapped,
+        // so no CPU reads the old frame once this one wrote the new.
+        let mut batch = ShootdownBatch::new();
+        batch.defer(u, false);
+        batch.complete(&self.shared, self.id());
+        let flags = self.page_flags(st.flags);
+        if pt.map(m.memory(), m.frames(), page, new, flags).is_err() {
+            // Tables stay after an unmap, so this does not happen; if it
+            // did, the old frame goes back as it was.
+            let back = pt.map(m.memory(), m.frames(), page, old, flags - PageFlags::WRITE);
+            debug_assert!(back.is_ok(), "mapping back into a kept table");
+            m.frames().release(new);
+            return Err(Error::NoMemory);
+        }
+        let removed = st.cow.remove(page, 1);
+        debug_assert!(removed.is_ok());
+        // Flushed above: the old frame's reference may go now.
+        let mut release = ShootdownBatch::new();
+        release.release_later(old);
+        release.complete(&self.shared, self.id());
+        self.count_copies(1);
+        Ok(())
+    }
+
+    /// Makes copy-on-write `page` (of the area locked as `st`) writable in
+    /// its own frame `old`, which has no other reference: nobody else maps
+    /// it, and nobody can take a new reference meanwhile (that needs this
+    /// area's lock or this space's tree written: a share, a fork, a pager's
+    /// answer). The read-only translation is shot down before the writable
+    /// one goes in, as for a copy.
+    fn cow_take_over(&self, st: &mut AreaState<M>, page: Page, old: Frame) -> Result<()> {
+        let m = self.machine();
+        let pt = self.pt();
+        let Some(u) = pt.unmap(m.memory(), page) else {
+            return Err(Error::NotFound);
+        };
+        let mut batch = ShootdownBatch::new();
+        batch.defer(u, false);
+        batch.complete(&self.shared, self.id());
+        let flags = self.page_flags(st.flags);
+        if pt.map(m.memory(), m.frames(), page, old, flags).is_err() {
+            // Tables stay after an unmap, so this does not happen.
+            let back = pt.map(m.memory(), m.frames(), page, old, flags - PageFlags::WRITE);
+            debug_assert!(back.is_ok(), "mapping back into a kept table");
+            return Err(Error::NoMemory);
+        }
+        let removed = st.cow.remove(page, 1);
+        debug_assert!(removed.is_ok());
+        Ok(())
+    }
+
+    /// Adds `n` to the `cow_copies` counter of this CPU's shard.
+    fn count_copies(&self, n: u64) {
+        let cpu = self.machine().cpus().current_cpu();
+        Stats::add(&self.shared.stats.shard(cpu).cow_copies, n);
+    }
+
+    /// Copies every copy-on-write page of `area` (locked as `st`) into a
+    /// frame of its own, mapped with the area's rights: what a share does
+    /// first. Every frame is allocated before anything changes (`NoMemory`
+    /// otherwise); the old translations go in one shootdown round, and the
+    /// old frames' references after it.
+    pub(crate) fn cow_break_all(&self, area: &Area<M>, st: &mut AreaState<M>) -> Result<()> {
+        if st.cow.is_empty() {
+            return Ok(());
+        }
+        let m = self.machine();
+        let pt = self.pt();
+        let pages: Vec<Page> = st.cow.iter_pages().collect();
+        let mut fresh: Vec<Frame> = Vec::with_capacity(pages.len());
+        for _ in &pages {
+            match m.frames().alloc() {
+                Some(f) => fresh.push(f),
+                None => {
+                    for f in fresh {
+                        m.frames().release(f);
+                    }
+                    return Err(Error::NoMemory);
+                }
+            }
+        }
+        let mut batch = ShootdownBatch::new();
+        let mut copied: Vec<(Page, Frame)> = Vec::with_capacity(pages.len());
+        for (&page, &new) in pages.iter().zip(&fresh) {
+            let Some(u) = pt.unmap(m.memory(), page) else {
+                debug_assert!(false, "copy-on-write page {page:?} not mapped");
+                m.frames().release(new);
+                continue;
+            };
+            m.memory().copy_frame(new, u.frame());
+            batch.defer(u, area.backend.caps().contains(BackendCaps::REFCOUNTED));
+            copied.push((page, new));
+        }
+        batch.complete(&self.shared, self.id());
+        self.count_copies(copied.len() as u64);
+        st.cow = UsedSpace::new();
+        let flags = self.page_flags(st.flags);
+        for (page, new) in copied {
+            if pt.map(m.memory(), m.frames(), page, new, flags).is_err() {
+                // Tables stay after an unmap, so this does not happen; if
+                // it did, the page stops being resident.
+                let _ = st.used.remove(page, 1);
+                m.frames().release(new);
+                let less = reserve::per_page(&*area.backend, st.flags, area.index(page), 1);
+                self.shared.reserve.release(less);
+                area.reserved.fetch_sub(less, Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// A copy of this space whose private pages are copy-on-write in both;
+    /// see [`System::fork`](crate::System::fork). `kernel` is the system's
+    /// kernel space (for the new page table's kernel half).
+    pub(crate) fn fork_with(&self, kernel: &AddressSpace<M>) -> Result<Arc<Self>> {
+        if self.is_kernel() {
+            return Err(Error::InvalidArgument);
+        }
+        // Dropped last: on any failure below, after the locks, it gives
+        // back what it took (mappings' references, reservations, share
+        // references) as any space going away does.
+        let child = AddressSpace::create(&self.shared, Some(kernel))?;
+        let m = self.machine();
+        let pt = self.pt();
+        // Written: no fault, copy or operation runs in the parent.
+        let tree = self.areas.write();
+        let mut ctree = child.areas.write();
+        if !ctree.try_reserve(tree.len()) {
+            return Err(Error::NoMemory);
+        }
+        // Step 1: the child, allocating everything; the parent unchanged.
+        let mut cows: Vec<(u64, UsedSpace)> = Vec::new();
+        for (start, end, slot) in tree.iter() {
+            let area = &slot.area;
+            let st = slot.lock();
+            // A share destination still being set up, and a pager's area
+            // (its requests are keyed by the area), are not inherited.
+            if st.attrs.contains(AreaAttrs::PARTIAL) || area.backend.as_any().is_some() {
+                continue;
+            }
+            let private = st.share.is_none()
+                && area
+                    .backend
+                    .caps()
+                    .contains(BackendCaps::PRIVATE | BackendCaps::REFCOUNTED);
+            let reserved = match &st.share {
+                // The group's reservation, counted once.
+                Some(share) => share.reserved(),
+                None => {
+                    // A private copy reserves what the parent's area does
+                    // (its pages, or for a late-reserving area its resident
+                    // ones, which the child maps too); another area what a
+                    // new one would, as it starts with nothing mapped.
+                    let r = if private {
+                        area.reserved()
+                    } else {
+                        reserve::up_front(&*area.backend, st.flags, area.offset(), end - start)
+                    };
+                    if !self.shared.reserve.try_reserve(r) {
+                        return Err(Error::NoMemory);
+                    }
+                    r
+                }
+            };
+            if let Some(share) = &st.share {
+                share.state.lock().refs += 1;
+            }
+            let runs = if private { st.used.intervals() } else { 0 };
+            let state = AreaState {
+                flags: st.flags,
+                max_flags: st.max_flags,
+                attrs: st.attrs,
+                used: UsedSpace::with_capacity(runs.max(1)),
+                cow: UsedSpace::with_capacity(runs),
+                share: st.share.clone(),
+            };
+            let copy = area.derived(
+                Page::from_number(start),
+                end - start,
+                area.offset(),
+                reserved,
+                area.grow_limit(),
+                state,
+            );
+            let guard = st.flags.guard_pages() as u8;
+            let copy = TryArc::try_new(copy).map_err(|_| Error::NoMemory)?;
+            if ctree
+                .insert_guarded(start, end, guard, AreaEntry::of_shared(copy))
+                .is_err()
+            {
+                debug_assert!(false, "the parent's layout fits the empty child");
+                return Err(Error::NoMemory);
+            }
+            if !private {
+                // Faults in the child ask the share record or the backend.
+                continue;
+            }
+            let Some((_, cslot)) = ctree.get(start) else {
+                return Err(Error::NoMemory);
+            };
+            let mut cst = cslot.lock();
+            let flags = child.page_flags(st.flags) - PageFlags::WRITE;
+            for page in st.used.iter_pages() {
+                let Some((frame, _)) = pt.translate(m.memory(), page) else {
+                    debug_assert!(false, "used page {page:?} not mapped");
+                    continue;
+                };
+                child
+                    .pt()
+                    .map(m.memory(), m.frames(), page, frame, flags)
+                    .map_err(|_| Error::NoMemory)?;
+                m.frames().add_ref(frame);
+                let added = cst.used.insert(page, 1).and(cst.cow.insert(page, 1));
+                debug_assert!(added.is_ok());
+            }
+            cows.push((start, st.used.clone()));
+        }
+        drop(ctree);
+        // Step 2: the parent's private pages become copy-on-write; their
+        // writable entries lose write access in one shootdown round.
+        // Nothing here fails (tables stay after an unmap).
+        let mut batch = ShootdownBatch::new();
+        for (start, mut cow) in cows {
+            let Some((_, slot)) = tree.get(start) else {
+                continue;
+            };
+            let area = &slot.area;
+            let mut st = slot.lock();
+            let flags = self.page_flags(st.flags) - PageFlags::WRITE;
+            let mut lost = Vec::new();
+            for page in cow.iter_pages() {
+                let Some((frame, f)) = pt.translate(m.memory(), page) else {
+                    continue;
+                };
+                if !f.contains(PageFlags::WRITE) {
+                    continue;
+                }
+                let Some(u) = pt.unmap(m.memory(), page) else {
+                    continue;
+                };
+                batch.defer(u, false);
+                if pt.map(m.memory(), m.frames(), page, frame, flags).is_err() {
+                    lost.push((page, frame));
+                }
+            }
+            for (page, frame) in lost {
+                // Not expected; the page stops being resident here.
+                let _ = st.used.remove(page, 1);
+                let _ = cow.remove(page, 1);
+                batch.release_later(frame);
+                let less = reserve::per_page(&*area.backend, st.flags, area.index(page), 1);
+                self.shared.reserve.release(less);
+                area.reserved.fetch_sub(less, Relaxed);
+            }
+            st.cow = cow;
+        }
+        batch.complete(&self.shared, self.id());
+        drop(tree);
+        Ok(child)
+    }
+}
