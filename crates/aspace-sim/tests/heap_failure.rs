@@ -301,14 +301,19 @@ fn teardown(w: World, baseline: u64) {
     );
 }
 
-/// A fault on `addr` by CPU `cpu`, as the MMU would raise it; a refusal
-/// for want of memory is `NoMemory`.
+/// A write fault on `addr` by CPU `cpu`, as the MMU would raise it; a
+/// refusal for want of memory is `NoMemory`.
 fn fault(w: &World, cpu: usize, addr: u64) -> Result<(), Error> {
+    fault_on(w, cpu, addr, Access::Write)
+}
+
+/// [`fault`] with the access `access`.
+fn fault_on(w: &World, cpu: usize, addr: u64, access: Access) -> Result<(), Error> {
     let space = w.cpus[cpu].current().expect("the CPU runs a space").clone();
-    match w.cpus[cpu].run(|| space.page_fault(va(addr), Access::Write, FaultContext::User)) {
+    match w.cpus[cpu].run(|| space.page_fault(va(addr), access, FaultContext::User)) {
         FaultOutcome::Ok => Ok(()),
         FaultOutcome::Fault(FaultReason::NoMemory) => Err(Error::NoMemory),
-        other => panic!("fault at {addr:#x}: {other:?}"),
+        other => panic!("{access:?} fault at {addr:#x}: {other:?}"),
     }
 }
 
@@ -561,14 +566,7 @@ fn paged_fault() {
         w
     };
     inject("paged fault", paged, |w| {
-        let space = w.s(0).clone();
-        match w.cpus[0]
-            .run(|| space.page_fault(va(FREE + PAGE_SIZE), Access::Read, FaultContext::User))
-        {
-            FaultOutcome::Ok => Ok(()),
-            FaultOutcome::Fault(FaultReason::NoMemory) => Err(Error::NoMemory),
-            other => panic!("paged fault: {other:?}"),
-        }
+        fault_on(w, 0, FREE + PAGE_SIZE, Access::Read)
     });
 }
 
