@@ -43,8 +43,9 @@
 //!   grows-down area would grow behind the layer's records, and keeps a
 //!   guard page a fixed mapping may not take, which Linux allows).
 //! - **`MADV_FREE`** keeps the data (as Linux does until memory is short).
-//! - **Private file mappings** are copy-on-write in the core itself: their
-//!   areas have the mapping's real rights, and their backend *lends* the
+//! - **Private file mappings** (no difference left, only how it is done)
+//!   are copy-on-write in the core itself: their areas have the mapping's
+//!   real rights, and their backend *lends* the
 //!   file's frames ([`object::ObjBackend`], `Backend::lends`): a page maps
 //!   the file's frame without write access until its first write, which
 //!   the core's fault handler answers by copying it (`aspace::cow`). So a
@@ -131,7 +132,7 @@ pub enum Kind {
         object: Arc<MemObject>,
         /// The file's name, if it is a file.
         file: Option<String>,
-        /// `MAP_PRIVATE` (pages copied at first fault).
+        /// `MAP_PRIVATE` (pages copied at their first write).
         private: bool,
     },
 }
@@ -381,9 +382,9 @@ impl<M: Machine> LinuxMm<M> {
     /// A copy of this process's memory (Linux `fork`) in a new address
     /// space made by [`System::fork`]: the same mappings, break, layout and
     /// files. Private pages (anonymous memory, the heap, private file
-    /// mappings' copies) are copy-on-write in both processes; shared
-    /// mappings (files, shared anonymous memory) show the same object's
-    /// pages in both. Each private mapping that has an `anon_vma` gets a
+    /// mappings' copies and the file pages they borrow) are copy-on-write
+    /// in both processes; shared mappings (files, shared anonymous memory)
+    /// show the same object's pages in both. Each private mapping that has an `anon_vma` gets a
     /// new one (Linux gives each child mapping its own, so the child's
     /// split parts stop merging with each other; Linux sometimes reuses
     /// one instead, which this does not model). `MADV_DONTFORK` is not
