@@ -772,3 +772,22 @@ fn map_populate_copies_a_private_writable_file_mapping() {
     assert!(mm.vma_at(private).unwrap().anon.is_some());
     assert_eq!(file_words(&sim, &mut mm, 4), vec![0; 4]);
 }
+
+#[test]
+fn a_private_file_pages_first_write_refused_for_memory_changes_nothing() {
+    let (sim, mut mm, mut cpu) = setup();
+    let (shared, private) = (BASE, BASE + 0x10_0000);
+    file_pair(&mut mm, &mut cpu, shared, private, 2, Prot::RW, 0);
+    assert_eq!(cpu.read_u64(VirtAddr::new(private)).unwrap(), 1000);
+    let before = observe(&sim, &mm);
+    let lent = mm.space().cow_pages(VirtAddr::new(private)).unwrap();
+    sim.hardware().frames().fail_after(Some(0));
+    let r = cpu.write_u64(VirtAddr::new(private), 1);
+    sim.hardware().frames().fail_after(None);
+    assert!(r.is_err(), "no frame for the copy");
+    assert_eq!(observe(&sim, &mm), before);
+    assert_eq!(mm.space().cow_pages(VirtAddr::new(private)).unwrap(), lent);
+    cpu.write_u64(VirtAddr::new(private), 1).unwrap();
+    assert_eq!(cpu.read_u64(VirtAddr::new(private)).unwrap(), 1);
+    assert_eq!(cpu.read_u64(VirtAddr::new(shared)).unwrap(), 1000);
+}
