@@ -13,8 +13,8 @@
 //! Pinned policies (see the crate README): no `rwx` (aspace refuses W+X).
 //! `MAP_GROWSDOWN` mappings are in; the runner never touches below one, so
 //! stack growth (which `LinuxMm` does not do) is not compared. Private file mappings are in (copy-on-write
-//! through `LinuxMm::cow_fault`; `ASPACE_LINUX_NO_PRIVATE_FILES=1` makes
-//! them shared). Maps are compared after
+//! in the core: the file's frames lent, copied at the first write;
+//! `ASPACE_LINUX_NO_PRIVATE_FILES=1` makes them shared). Maps are compared after
 //! coalescing ([`MapsMatch::Coalesced`]): Linux keeps some mergeable
 //! neighbours apart for reasons its maps do not show. A line the layer
 //! does not do (`ENOSYS`, see `aspace_linux::mm`) is skipped on both sides

@@ -2,7 +2,7 @@
 //! see from Linux's side (frames moved rather than copied, objects shared
 //! between mappings, refusals that change nothing).
 
-use aspace::{PhysMemory, VirtAddr, PAGE_SIZE};
+use aspace::{AreaFlags, PhysMemory, VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
 use aspace_linux::mm::{HolePolicy, Layout, LinuxMm};
 use aspace_linux::{Errno, FileRef, MapFlags, Prot, RemapFlags};
@@ -140,15 +140,20 @@ fn file_mappings_share_pages_private_ones_copy_them() {
         0xbeef,
         "not copied yet"
     );
-    // A write faults (the core keeps the area read-only); the fault path
-    // hands it to cow_fault, which gives the page a copy of its own.
-    assert!(cpu.write_u64(VirtAddr::new(c + 8), 1).is_err());
-    assert!(
-        !cpu.run(|| mm.cow_fault(a + 8)),
-        "shared mappings need none"
-    );
-    assert!(cpu.run(|| mm.cow_fault(c + 8)));
+    // The page is the file's, lent to the mapping: read-only and
+    // copy-on-write in the core, whose fault handler copies it at the first
+    // write (the area itself is writable; `cow_fault` has nothing to do).
+    let cp = VirtAddr::new(c).page();
+    assert!(mm.space().cow_pages(VirtAddr::new(c)).unwrap().contains(cp));
+    assert!(mm
+        .space()
+        .area(VirtAddr::new(c))
+        .unwrap()
+        .flags
+        .contains(AreaFlags::WRITE));
     cpu.write_u64(VirtAddr::new(c + 8), 1).unwrap();
+    assert!(!mm.space().cow_pages(VirtAddr::new(c)).unwrap().contains(cp));
+    assert!(!cpu.run(|| mm.cow_fault(c + 8)), "a no-op now");
     assert_eq!(cpu.read_u64(VirtAddr::new(c + 8)).unwrap(), 1);
     assert_eq!(
         cpu.read_u64(VirtAddr::new(a + 8)).unwrap(),
@@ -428,4 +433,361 @@ fn a_hole_refused_changes_nothing() {
         Ok(())
     );
     assert_eq!(cpu.read_u64(VirtAddr::new(BASE)).unwrap(), 0);
+}
+
+/// A shared mapping of file `F` at `shared` and a private one at `private`,
+/// both of `pages` pages from the file's start, `prot` for the private one;
+/// each file page `i` holds `1000 + i` in its first word (written through
+/// the shared mapping).
+fn file_pair(
+    mm: &mut LinuxMm<SimMachine>,
+    cpu: &mut Cpu,
+    shared: u64,
+    private: u64,
+    pages: u64,
+    prot: Prot,
+    extra: u32,
+) {
+    let f = FileRef("F".into());
+    let len = pages * PAGE_SIZE;
+    cpu.run(|| {
+        mm.mmap(
+            shared,
+            len,
+            Prot::RW,
+            flags(MAP_SHARED | MAP_FIXED),
+            Some(&f),
+            0,
+        )
+    })
+    .unwrap();
+    for i in 0..pages {
+        cpu.write_u64(VirtAddr::new(shared + i * PAGE_SIZE), 1000 + i)
+            .unwrap();
+    }
+    cpu.run(|| {
+        mm.mmap(
+            private,
+            len,
+            prot,
+            flags(MAP_PRIVATE | MAP_FIXED | extra),
+            Some(&f),
+            0,
+        )
+    })
+    .unwrap();
+}
+
+/// The core areas meeting `[lo, hi)`.
+fn areas_in(mm: &LinuxMm<SimMachine>, lo: u64, hi: u64) -> usize {
+    mm.space()
+        .areas()
+        .iter()
+        .filter(|a| a.base.as_u64() < hi && a.end().as_u64() > lo)
+        .count()
+}
+
+/// The first word of each page of file `F` (as the object holds it).
+fn file_words(sim: &Sim, mm: &mut LinuxMm<SimMachine>, pages: u64) -> Vec<u64> {
+    let file = mm.file("F");
+    (0..pages)
+        .map(|i| {
+            file.peek(i)
+                .map_or(0, |f| sim.hardware().memory().read_u64(f.start()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_private_file_mapping_stays_one_core_area_however_many_pages_it_copies() {
+    let (sim, mut mm, mut cpu) = setup();
+    let (shared, private, pages) = (BASE, BASE + 0x10_0000, 32);
+    file_pair(&mut mm, &mut cpu, shared, private, pages, Prot::RW, 0);
+    let file_before = file_words(&sim, &mut mm, pages);
+    // Half the pages read first (the file's frames, lent), then every
+    // other page written: copied one by one, by the core.
+    for i in 0..pages / 2 {
+        assert_eq!(
+            cpu.read_u64(VirtAddr::new(private + i * PAGE_SIZE))
+                .unwrap(),
+            1000 + i
+        );
+    }
+    let lent = mm.space().cow_pages(VirtAddr::new(private)).unwrap();
+    assert_eq!(lent.pages(), pages / 2, "read pages map the file's frames");
+    let allocated = sim.hardware().frames().stats().allocated;
+    for i in (0..pages).step_by(2) {
+        let at = private + i * PAGE_SIZE;
+        cpu.write_u64(VirtAddr::new(at + 8), 7000 + i).unwrap();
+        mm.touched(at, true);
+    }
+    let copies = sim.hardware().frames().stats().allocated - allocated;
+    assert!(
+        copies >= pages / 2 && copies <= pages / 2 + 3,
+        "{copies} frames for {} copies (and page tables)",
+        pages / 2
+    );
+    assert_eq!(areas_in(&mm, private, private + pages * PAGE_SIZE), 1);
+    assert_eq!(mm.space().areas().len(), 2, "{:?}", mm.space().areas());
+    // Through the MMU: written pages hold the file's word and the write;
+    // the others still show the file, and follow it.
+    for i in 0..pages {
+        let at = private + i * PAGE_SIZE;
+        assert_eq!(
+            cpu.read_u64(VirtAddr::new(at)).unwrap(),
+            1000 + i,
+            "page {i}"
+        );
+        let second = cpu.read_u64(VirtAddr::new(at + 8)).unwrap();
+        assert_eq!(second, if i % 2 == 0 { 7000 + i } else { 0 }, "page {i}");
+    }
+    assert_eq!(
+        file_words(&sim, &mut mm, pages),
+        file_before,
+        "the file is unchanged"
+    );
+    for i in 0..pages {
+        assert_eq!(
+            cpu.read_u64(VirtAddr::new(shared + i * PAGE_SIZE + 8))
+                .unwrap(),
+            0,
+            "the file's page {i} never saw a private write"
+        );
+        cpu.write_u64(VirtAddr::new(shared + i * PAGE_SIZE), 5000 + i)
+            .unwrap();
+    }
+    for i in 0..pages {
+        let got = cpu
+            .read_u64(VirtAddr::new(private + i * PAGE_SIZE))
+            .unwrap();
+        assert_eq!(
+            got,
+            if i % 2 == 0 { 1000 + i } else { 5000 + i },
+            "page {i}"
+        );
+    }
+    // One Linux mapping, with an anon_vma.
+    let v = mm.vma_at(private).unwrap();
+    assert_eq!((v.start, v.end), (private, private + pages * PAGE_SIZE));
+    assert!(v.anon.is_some());
+    // A kernel's copy into a page not copied yet works like a user store.
+    let at = VirtAddr::new(private + PAGE_SIZE + 16);
+    cpu.copy_to_user(at, &77u64.to_le_bytes()).unwrap();
+    assert_eq!(cpu.read_u64(at).unwrap(), 77);
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(shared + PAGE_SIZE + 16))
+            .unwrap(),
+        0
+    );
+    assert_eq!(areas_in(&mm, private, private + pages * PAGE_SIZE), 1);
+    assert_eq!(sim.hardware().stats().stale_accesses, 0);
+}
+
+#[test]
+fn madv_dontneed_on_a_private_file_mapping_shows_the_file_again() {
+    let (_sim, mut mm, mut cpu) = setup();
+    let (shared, private) = (BASE, BASE + 0x10_0000);
+    file_pair(&mut mm, &mut cpu, shared, private, 4, Prot::RW, 0);
+    for i in 0..4 {
+        cpu.write_u64(VirtAddr::new(private + i * PAGE_SIZE), 1)
+            .unwrap();
+    }
+    cpu.write_u64(VirtAddr::new(shared), 9).unwrap();
+    assert_eq!(cpu.read_u64(VirtAddr::new(private)).unwrap(), 1);
+    cpu.run(|| mm.madvise(private, 2 * PAGE_SIZE, aspace_linux::Advice::DONTNEED))
+        .unwrap();
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(private)).unwrap(),
+        9,
+        "the file's"
+    );
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(private + PAGE_SIZE)).unwrap(),
+        1001
+    );
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(private + 2 * PAGE_SIZE))
+            .unwrap(),
+        1,
+        "not dropped: still the copy"
+    );
+    // Lent again: the file's later writes show, a write copies again.
+    cpu.write_u64(VirtAddr::new(shared), 10).unwrap();
+    assert_eq!(cpu.read_u64(VirtAddr::new(private)).unwrap(), 10);
+    cpu.write_u64(VirtAddr::new(private), 2).unwrap();
+    assert_eq!(cpu.read_u64(VirtAddr::new(shared)).unwrap(), 10);
+    assert_eq!(areas_in(&mm, private, private + 4 * PAGE_SIZE), 1);
+}
+
+#[test]
+fn mprotect_of_a_private_file_mapping_keeps_copy_on_write() {
+    let (sim, mut mm, mut cpu) = setup();
+    let (shared, private) = (BASE, BASE + 0x10_0000);
+    file_pair(&mut mm, &mut cpu, shared, private, 4, Prot::R, 0);
+    for i in 0..4 {
+        assert_eq!(
+            cpu.read_u64(VirtAddr::new(private + i * PAGE_SIZE))
+                .unwrap(),
+            1000 + i
+        );
+    }
+    assert!(
+        cpu.write_u64(VirtAddr::new(private), 1).is_err(),
+        "read-only"
+    );
+    cpu.run(|| mm.mprotect(private, 4 * PAGE_SIZE, Prot::RW))
+        .unwrap();
+    // Made writable, the resident pages are still the file's, read-only.
+    cpu.write_u64(VirtAddr::new(private), 1).unwrap();
+    assert_eq!(cpu.read_u64(VirtAddr::new(shared)).unwrap(), 1000);
+    cpu.run(|| mm.mprotect(private, 4 * PAGE_SIZE, Prot::R))
+        .unwrap();
+    assert!(cpu.write_u64(VirtAddr::new(private), 2).is_err());
+    assert!(cpu
+        .write_u64(VirtAddr::new(private + PAGE_SIZE), 2)
+        .is_err());
+    assert_eq!(cpu.read_u64(VirtAddr::new(private)).unwrap(), 1);
+    // Part of it writable again: the copy takes writes, the file's page
+    // copies at its first, the file sees none of them.
+    cpu.run(|| mm.mprotect(private, 2 * PAGE_SIZE, Prot::RW))
+        .unwrap();
+    cpu.write_u64(VirtAddr::new(private), 3).unwrap();
+    cpu.write_u64(VirtAddr::new(private + PAGE_SIZE), 4)
+        .unwrap();
+    assert_eq!(cpu.read_u64(VirtAddr::new(private)).unwrap(), 3);
+    assert_eq!(cpu.read_u64(VirtAddr::new(private + PAGE_SIZE)).unwrap(), 4);
+    assert_eq!(file_words(&sim, &mut mm, 4), vec![1000, 1001, 1002, 1003]);
+    assert_eq!(
+        mm.space()
+            .cow_pages(VirtAddr::new(private))
+            .unwrap()
+            .pages(),
+        0,
+        "both written pages are copies"
+    );
+    cpu.write_u64(VirtAddr::new(shared + 3 * PAGE_SIZE), 8)
+        .unwrap();
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(private + 3 * PAGE_SIZE))
+            .unwrap(),
+        8,
+        "an unwritten page follows the file"
+    );
+    assert_eq!(sim.hardware().stats().stale_accesses, 0);
+}
+
+#[test]
+fn mremap_moves_a_private_file_mappings_copies_and_lent_pages() {
+    let (sim, mut mm, mut cpu) = setup();
+    let (shared, private) = (BASE, BASE + 0x10_0000);
+    file_pair(&mut mm, &mut cpu, shared, private, 4, Prot::RW, 0);
+    cpu.write_u64(VirtAddr::new(private), 1).unwrap();
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(private + PAGE_SIZE)).unwrap(),
+        1001
+    );
+    // Something right after it: the growth moves it.
+    cpu.run(|| {
+        mm.mmap(
+            private + 4 * PAGE_SIZE,
+            PAGE_SIZE,
+            Prot::R,
+            flags(ANON | MAP_FIXED),
+            None,
+            0,
+        )
+    })
+    .unwrap();
+    let allocated = sim.hardware().frames().stats().allocated;
+    let to = cpu
+        .run(|| {
+            mm.mremap(
+                private,
+                4 * PAGE_SIZE,
+                6 * PAGE_SIZE,
+                RemapFlags(MREMAP_MAYMOVE),
+                0,
+            )
+        })
+        .unwrap();
+    assert_ne!(to, private);
+    assert!(
+        sim.hardware().frames().stats().allocated - allocated <= 3,
+        "no data copied"
+    );
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(to)).unwrap(),
+        1,
+        "the copy moved"
+    );
+    assert_eq!(cpu.read_u64(VirtAddr::new(to + PAGE_SIZE)).unwrap(), 1001);
+    cpu.write_u64(VirtAddr::new(shared + PAGE_SIZE), 2).unwrap();
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(to + PAGE_SIZE)).unwrap(),
+        2,
+        "a lent page moved still follows the file"
+    );
+    cpu.write_u64(VirtAddr::new(to + PAGE_SIZE), 3).unwrap();
+    cpu.write_u64(VirtAddr::new(to + 5 * PAGE_SIZE), 4).unwrap();
+    assert_eq!(cpu.read_u64(VirtAddr::new(shared + PAGE_SIZE)).unwrap(), 2);
+    assert_eq!(
+        file_words(&sim, &mut mm, 6),
+        vec![1000, 2, 1002, 1003, 0, 0]
+    );
+    assert_eq!(areas_in(&mm, to, to + 6 * PAGE_SIZE), 1);
+    assert_eq!(sim.hardware().stats().stale_accesses, 0);
+}
+
+#[test]
+fn map_populate_copies_a_private_writable_file_mapping() {
+    let (sim, mut mm, mut cpu) = setup();
+    let (shared, private) = (BASE, BASE + 0x10_0000);
+    file_pair(
+        &mut mm,
+        &mut cpu,
+        shared,
+        private,
+        4,
+        Prot::RW,
+        MAP_POPULATE,
+    );
+    assert_eq!(mm.space().area(VirtAddr::new(private)).unwrap().resident, 4);
+    assert_eq!(
+        mm.space()
+            .cow_pages(VirtAddr::new(private))
+            .unwrap()
+            .pages(),
+        0,
+        "every page copied"
+    );
+    for i in 0..4 {
+        cpu.write_u64(VirtAddr::new(shared + i * PAGE_SIZE), 0)
+            .unwrap();
+        assert_eq!(
+            cpu.read_u64(VirtAddr::new(private + i * PAGE_SIZE))
+                .unwrap(),
+            1000 + i
+        );
+    }
+    assert!(mm.vma_at(private).unwrap().anon.is_some());
+    assert_eq!(file_words(&sim, &mut mm, 4), vec![0; 4]);
+}
+
+#[test]
+fn a_private_file_pages_first_write_refused_for_memory_changes_nothing() {
+    let (sim, mut mm, mut cpu) = setup();
+    let (shared, private) = (BASE, BASE + 0x10_0000);
+    file_pair(&mut mm, &mut cpu, shared, private, 2, Prot::RW, 0);
+    assert_eq!(cpu.read_u64(VirtAddr::new(private)).unwrap(), 1000);
+    let before = observe(&sim, &mm);
+    let lent = mm.space().cow_pages(VirtAddr::new(private)).unwrap();
+    sim.hardware().frames().fail_after(Some(0));
+    let r = cpu.write_u64(VirtAddr::new(private), 1);
+    sim.hardware().frames().fail_after(None);
+    assert!(r.is_err(), "no frame for the copy");
+    assert_eq!(observe(&sim, &mm), before);
+    assert_eq!(mm.space().cow_pages(VirtAddr::new(private)).unwrap(), lent);
+    cpu.write_u64(VirtAddr::new(private), 1).unwrap();
+    assert_eq!(cpu.read_u64(VirtAddr::new(private)).unwrap(), 1);
+    assert_eq!(cpu.read_u64(VirtAddr::new(shared)).unwrap(), 1000);
 }

@@ -43,10 +43,18 @@
 //!   grows-down area would grow behind the layer's records, and keeps a
 //!   guard page a fixed mapping may not take, which Linux allows).
 //! - **`MADV_FREE`** keeps the data (as Linux does until memory is short).
-//! - **Private file mappings** are read-only in the core: their pages map
-//!   the file's frames until a write fault, which the fault path hands to
-//!   [`LinuxMm::cow_fault`] (Linux's copy-on-write); a fault path that does
-//!   not sees a write refused (`FaultReason::Access`).
+//! - **Private file mappings** (no difference left, only how it is done)
+//!   are copy-on-write in the core itself: their areas have the mapping's
+//!   real rights, and their backend *lends* the
+//!   file's frames ([`object::ObjBackend`], `Backend::lends`): a page maps
+//!   the file's frame without write access until its first write, which
+//!   the core's fault handler answers by copying it (`aspace::cow`). So a
+//!   mapping stays one core area however many pages it copies, a kernel's
+//!   `copy_to_user` into a page not yet copied works like any fault, and
+//!   `MADV_DONTNEED`, `mprotect`, `mremap` and fork keep the copies and the
+//!   file's pages apart with no help from this layer
+//!   ([`LinuxMm::cow_fault`] is left as a no-op for fault paths that still
+//!   call it).
 //! - **`MREMAP_DONTUNMAP`**, a move of a range that spans several mappings
 //!   (Linux 6.17+), or of a Linux mapping the core keeps as several areas
 //!   (two `mmap`s of a file at contiguous offsets): `ENOSYS` (Linux never
@@ -68,7 +76,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use aspace::backend::{AnonBackend, Backend};
 use aspace::{
-    Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, Machine, System, VirtAddr,
+    Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, FaultOutcome, Machine, System,
+    VirtAddr,
 };
 use object::{MemObject, ObjBackend};
 
@@ -123,7 +132,7 @@ pub enum Kind {
         object: Arc<MemObject>,
         /// The file's name, if it is a file.
         file: Option<String>,
-        /// `MAP_PRIVATE` (pages copied at first fault).
+        /// `MAP_PRIVATE` (pages copied at their first write).
         private: bool,
     },
 }
@@ -313,8 +322,6 @@ struct Seen {
     end: u64,
     /// Its rights or `VM_ACCOUNT` change.
     change: bool,
-    /// A private file mapping.
-    cow: bool,
 }
 
 /// Result of a call: the value Linux returns on success, or its errno.
@@ -375,9 +382,9 @@ impl<M: Machine> LinuxMm<M> {
     /// A copy of this process's memory (Linux `fork`) in a new address
     /// space made by [`System::fork`]: the same mappings, break, layout and
     /// files. Private pages (anonymous memory, the heap, private file
-    /// mappings' copies) are copy-on-write in both processes; shared
-    /// mappings (files, shared anonymous memory) show the same object's
-    /// pages in both. Each private mapping that has an `anon_vma` gets a
+    /// mappings' copies and the file pages they borrow) are copy-on-write
+    /// in both processes; shared mappings (files, shared anonymous memory)
+    /// show the same object's pages in both. Each private mapping that has an `anon_vma` gets a
     /// new one (Linux gives each child mapping its own, so the child's
     /// split parts stop merging with each other; Linux sometimes reuses
     /// one instead, which this does not model). `MADV_DONTFORK` is not
@@ -679,20 +686,9 @@ impl<M: Machine> LinuxMm<M> {
         Ok(f)
     }
 
-    /// The core's rights for a mapping of `kind` with `prot`: a private file
-    /// mapping's area is never writable in the core, so its pages map the
-    /// file's frames until a write, which [`cow_fault`](Self::cow_fault)
-    /// turns into a private copy.
-    fn core_rights(kind: &Kind, prot: Prot) -> Result<AreaFlags, Errno> {
-        let f = Self::rights(prot)?;
-        Ok(if Self::copy_on_write(kind) {
-            f - AreaFlags::WRITE
-        } else {
-            f
-        })
-    }
-
-    /// Whether mappings of `kind` copy pages on their first write.
+    /// Whether mappings of `kind` copy pages on their first write (private
+    /// file mappings: the core maps the file's frames lent, see
+    /// [`object::ObjBackend`]).
     fn copy_on_write(kind: &Kind) -> bool {
         matches!(
             kind,
@@ -704,55 +700,15 @@ impl<M: Machine> LinuxMm<M> {
         )
     }
 
-    /// Resolves a write fault at `addr` that the core refused for lack of
-    /// the right, where the mapping allows it: a private file mapping's page
-    /// that still maps the file's frame (or nothing) gets its own copy, a
-    /// copied page its write right back. Returns whether it did (the access
-    /// is then retried); a kernel's fault path calls it when the core
-    /// answers `FaultReason::Access` to a write, as the simulator's driver
-    /// does. Linux's copy-on-write of a private file mapping, made of the
-    /// core's range operations: the page's translation is discarded (one
-    /// shootdown) and the page alone made writable, so its next fault copies
-    /// the file's page (see [`object::ObjBackend`]).
+    /// Nothing to do, always `false`: kept for fault paths written when a
+    /// private file mapping was read-only in the core and its first write
+    /// came here. Such a mapping's area now has its real rights and the
+    /// core copies a lent file page at its first write (see the module
+    /// docs), so a write the core refuses for lack of the right is one the
+    /// mapping refuses too (`SIGSEGV` on Linux).
     pub fn cow_fault(&mut self, addr: u64) -> bool {
-        let Some(v) = self.vma_at(addr) else {
-            return false;
-        };
-        if !Self::copy_on_write(&v.kind) || !v.prot.write() {
-            return false;
-        }
-        let page = addr & !(PAGE_SIZE - 1);
-        let index = v.first + (page - v.start) / PAGE_SIZE;
-        let file_frame = v.object().and_then(|o| o.peek(index));
-        let Ok(rights) = Self::rights(v.prot) else {
-            return false;
-        };
-        let at = VirtAddr::new(page);
-        let mapped = self.space.translate(at.page()).map(|(f, _)| f);
-        if mapped.is_some()
-            && mapped == file_frame
-            && self.space.discard_range(at, PAGE_SIZE).is_err()
-        {
-            return false;
-        }
-        self.space.protect_range(at, PAGE_SIZE, rights).is_ok()
-    }
-
-    /// Makes the private file mappings' parts of `[lo, hi)` read-only in
-    /// the core again (after their copies were dropped or the mapping grew
-    /// from a page made writable), so their pages map the file until a
-    /// write copies them.
-    fn reprotect_cow(&self, lo: u64, hi: u64) {
-        for s in self.meeting(lo, hi) {
-            let v = &self.vmas[&s];
-            if !Self::copy_on_write(&v.kind) {
-                continue;
-            }
-            if let Ok(r) = Self::core_rights(&v.kind, v.prot) {
-                let (a, b) = (v.start.max(lo), v.end.min(hi));
-                let _ = self.space.protect_range(VirtAddr::new(a), b - a, r);
-            }
-        }
+        let _ = addr;
+        false
     }
 
     fn backend(&self, v: &Vma) -> Arc<dyn Backend<M::Memory, M::Frames>> {
@@ -780,7 +736,7 @@ impl<M: Machine> LinuxMm<M> {
     /// Makes `v`'s core area, merged with compatible neighbours when a
     /// record `touching` it (no record touching it, no area does either).
     fn create_area(&self, v: &Vma, touching: bool) -> Result<(), Errno> {
-        let mut flags = Self::core_rights(&v.kind, v.prot)?;
+        let mut flags = Self::rights(v.prot)?;
         if v.noreserve {
             flags |= AreaFlags::LATE_RESERVE;
         }
@@ -840,21 +796,20 @@ impl<M: Machine> LinuxMm<M> {
         }
         let write = prot.write() && private;
         let access = if write { Access::Write } else { Access::Read };
-        let cow = self
-            .vma_at(lo)
-            .is_some_and(|v| Self::copy_on_write(&v.kind));
-        if cow && write {
-            // Every page written: every page copied (the mapping is new,
-            // nothing of it is mapped yet).
-            if let Ok(r) = Self::rights(prot) {
-                let _ = self.space.protect_range(VirtAddr::new(lo), hi - lo, r);
-            }
-        }
+        // A private file mapping's write fault maps the file's page lent
+        // (read-only); a second one copies it, as Linux's populating write
+        // faults do (the mapping is new: nothing of it is mapped yet).
+        let cow = write
+            && self
+                .vma_at(lo)
+                .is_some_and(|v| Self::copy_on_write(&v.kind));
         let mut at = lo;
         while at < hi {
-            let _ = self
-                .space
-                .page_fault(VirtAddr::new(at), access, FaultContext::User);
+            let va = VirtAddr::new(at);
+            let first = self.space.page_fault(va, access, FaultContext::User);
+            if cow && first == FaultOutcome::Ok {
+                let _ = self.space.page_fault(va, access, FaultContext::User);
+            }
             at += PAGE_SIZE;
         }
         self.touched(lo, write);
@@ -1126,7 +1081,6 @@ impl<M: Machine> LinuxMm<M> {
                 start,
                 end: v.end,
                 change: v.prot != prot || Self::account_after(v, prot) != v.account,
-                cow: Self::copy_on_write(&v.kind),
             })
             .collect();
         seen.reverse();
@@ -1155,19 +1109,9 @@ impl<M: Machine> LinuxMm<M> {
         if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
-        // Any private file mapping in the range (changed or not) must keep
-        // its own core rights: then only the changed mappings are touched.
-        if seen.iter().any(|v| v.cow) {
-            // Mapping by mapping: private file mappings stay read-only in
-            // the core (see `core_rights`).
-            for v in seen.iter().filter(|v| v.change) {
-                let (lo, hi) = (v.start.max(addr), v.end.min(covered));
-                let r = Self::core_rights(&self.vmas[&v.start].kind, prot)?;
-                self.space
-                    .protect_range(VirtAddr::new(lo), hi - lo, r)
-                    .map_err(errno_of)?;
-            }
-        } else if seen.iter().any(|v| v.change) {
+        // One step for the whole part; the core keeps copy-on-write pages
+        // (a private file mapping's lent ones) read-only whatever the rights.
+        if seen.iter().any(|v| v.change) {
             self.space
                 .protect_range(VirtAddr::new(addr), covered - addr, rights)
                 .map_err(errno_of)?;
@@ -1321,7 +1265,6 @@ impl<M: Machine> LinuxMm<M> {
                     if let Some(v) = self.vmas.get_mut(&start) {
                         v.end = new_end;
                     }
-                    self.reprotect_cow(old_end, new_end);
                     self.merge_at(new_end);
                     return Ok(old);
                 }
@@ -1526,7 +1469,6 @@ impl<M: Machine> LinuxMm<M> {
                 self.space
                     .discard_range(VirtAddr::new(lo), hi - lo)
                     .map_err(errno_of)?;
-                self.reprotect_cow(lo, hi);
             }
         }
         if hole {

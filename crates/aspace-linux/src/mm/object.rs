@@ -9,13 +9,13 @@
 //! - shared: every mapping of the object maps the object's own frame for a
 //!   page (one more reference per mapping), so a write through one mapping
 //!   is seen by every other one and by the object;
-//! - private: while its area is not writable, a page maps the object's
-//!   frame (so later writes to the file show through, as on Linux); a fault
-//!   in a writable area copies the object's page into a frame of the
-//!   mapping's own. `LinuxMm` keeps private file areas read-only in the
-//!   core and makes a page writable at its first write fault
-//!   (`LinuxMm::cow_fault`): Linux's copy-on-write.
-
+//! - private: a page maps the object's frame too, but *lent*
+//!   ([`Backend::lends`]): the core maps it without write access and makes
+//!   it copy-on-write, so the mapping sees later writes to the file until
+//!   its own first write to the page, which the core answers by copying the
+//!   page into a frame of the mapping's own (Linux's copy-on-write of a
+//!   `MAP_PRIVATE` file mapping). The area keeps its real rights: many
+//!   copied pages stay one area.
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use aspace::backend::{AreaInfo, Backend, BackendCaps};
@@ -112,7 +112,8 @@ pub struct ObjBackend {
     pub object: Arc<MemObject>,
     /// The object's page at the area's base.
     pub first: u64,
-    /// Private (copy at first fault) rather than shared.
+    /// Private (the object's frames lent, copied at the first write) rather
+    /// than shared.
     pub private: bool,
 }
 
@@ -138,19 +139,20 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ObjBackend {
             // Past the object's end: SIGBUS on Linux.
             return Err(Error::BadMemory);
         }
-        // Shared, or private but not writable (yet): the object's frame.
-        if !self.private || !area.flags.contains(aspace::AreaFlags::WRITE) {
-            return self
-                .object
-                .frame(memory, frames, index)
-                .ok_or(Error::NoMemory);
-        }
-        let copy = frames.alloc().ok_or(Error::NoMemory)?;
-        match self.object.peek(index) {
-            Some(src) => memory.copy_frame(copy, src),
-            None => memory.zero_frame(copy),
-        }
-        Ok(copy)
+        // Shared or private, the object's frame: a private mapping's is
+        // lent (see `lends`), and the core copies it on the first write.
+        self.object
+            .frame(memory, frames, index)
+            .ok_or(Error::NoMemory)
+    }
+
+    /// A private mapping borrows the object's frame for any access: the
+    /// core maps it without write and copies it at the first write (so a
+    /// write fault on a page not yet resident maps the file's page first,
+    /// and the retried write copies it). A shared mapping's frame is the
+    /// object's own, never lent (and the core does not ask).
+    fn lends(&self, _area: &AreaInfo, _page: Page, _frame: Frame) -> bool {
+        self.private
     }
 
     /// A private mapping's pages are its own (a fork makes them

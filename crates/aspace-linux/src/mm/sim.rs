@@ -183,12 +183,8 @@ impl SimEngine {
         let at = VirtAddr::new(addr);
         match write {
             Some(byte) => {
-                let mut r = cpu.write(at, &[byte]);
-                if r.is_err() && self.mm.cow_fault(addr) {
-                    // Copy-on-write of a private file page: again.
-                    r = self.cpus[self.turn].write(at, &[byte]);
-                }
-                match r {
+                // A private file page's first write is copied by the core.
+                match cpu.write(at, &[byte]) {
                     Ok(()) => {
                         self.mm.touched(addr, true);
                         Outcome::Ok
