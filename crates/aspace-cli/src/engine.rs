@@ -1245,14 +1245,7 @@ impl Engine {
             Op::Write(task, addr, data) => {
                 let cpu = self.access_cpu(task)?;
                 let bytes = data.bytes();
-                let mut r = self.cpus[cpu].write(VirtAddr::new(*addr), &bytes);
-                // A private file mapping's first write (Linux's copy-on-write).
-                if matches!(&r, Err(f) if f.reason == aspace::FaultReason::Access)
-                    && self.linux.cow_fault(task, f_addr(&r), &self.cpus[cpu])
-                {
-                    r = self.cpus[cpu].write(VirtAddr::new(*addr), &bytes);
-                }
-                match r {
+                match self.cpus[cpu].write(VirtAddr::new(*addr), &bytes) {
                     Ok(()) => Got::Done(Some(format!(
                         "CPU {cpu} stored {}",
                         match data {
@@ -1748,11 +1741,6 @@ impl Engine {
     pub fn out(&self) -> &Out {
         &self.out
     }
-}
-
-/// The faulting address of a failed access (0 when it did not fail).
-fn f_addr(r: &Result<(), AccessFault>) -> u64 {
-    r.as_ref().err().map_or(0, |f| f.addr.as_u64())
 }
 
 fn op_name(op: &Op) -> &'static str {

@@ -84,16 +84,6 @@ impl Procs {
         })
     }
 
-    /// Hands a write fault at `addr` refused for lack of the right to
-    /// `task`'s map, if it has one (Linux's copy-on-write of a private file
-    /// mapping); returns whether the write may be tried again.
-    pub fn cow_fault(&mut self, task: &str, addr: u64, cpu: &aspace_sim::Cpu) -> bool {
-        match self.procs.get_mut(task) {
-            Some(mm) => cpu.run(|| mm.cow_fault(addr)),
-            None => false,
-        }
-    }
-
     /// Forgets `task`'s map (its task exits), returning it to drop.
     pub fn remove(&mut self, task: &str) -> Option<LinuxMm<SimMachine>> {
         self.procs.remove(task)
