@@ -2,33 +2,21 @@
 //! mappings) are copied on write, shared ones stay shared, the child's
 //! calls leave the parent alone, and every frame comes back.
 
+mod common;
+
 use aspace::{VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
-use aspace_linux::mm::{Layout, LinuxMm};
+use aspace_linux::mm::LinuxMm;
 use aspace_linux::{FileRef, MapFlags, Prot};
-use aspace_sim::{Cpu, Sim, SimConfig, SimMachine};
-
-const BASE: u64 = 0x7000_0000_0000;
+use aspace_sim::{Cpu, Sim, SimMachine};
+use common::BASE;
 
 fn va(a: u64) -> VirtAddr {
     VirtAddr::new(a)
 }
 
 fn setup() -> (Sim, LinuxMm<SimMachine>, Cpu, Cpu) {
-    let sim = Sim::new(SimConfig {
-        cpus: 2,
-        memory: 16 << 20,
-        ..SimConfig::default()
-    })
-    .unwrap();
-    let space = sim.system().create().unwrap();
-    let mut cpu = sim.cpu(0);
-    cpu.switch_to(&space).unwrap();
-    let mm = LinuxMm::new(
-        sim.system().clone(),
-        space,
-        Layout::new(BASE + (1 << 30), 0x5555_0000_0000),
-    );
+    let (sim, mm, cpu) = common::setup();
     let other = sim.cpu(1);
     (sim, mm, cpu, other)
 }

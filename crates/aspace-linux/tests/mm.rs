@@ -2,31 +2,15 @@
 //! see from Linux's side (frames moved rather than copied, objects shared
 //! between mappings, refusals that change nothing).
 
+mod common;
+
 use aspace::{AreaFlags, PhysMemory, VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
-use aspace_linux::mm::{HolePolicy, Layout, LinuxMm};
+use aspace_linux::mm::{HolePolicy, LinuxMm};
 use aspace_linux::{Errno, FileRef, MapFlags, Prot, RemapFlags};
-use aspace_sim::{Cpu, Sim, SimConfig, SimMachine};
+use aspace_sim::{Cpu, Sim, SimMachine};
 
-const BASE: u64 = 0x7000_0000_0000;
-
-fn setup() -> (Sim, LinuxMm<SimMachine>, Cpu) {
-    let sim = Sim::new(SimConfig {
-        cpus: 2,
-        memory: 16 << 20,
-        ..SimConfig::default()
-    })
-    .unwrap();
-    let space = sim.system().create().unwrap();
-    let mut cpu = sim.cpu(0);
-    cpu.switch_to(&space).unwrap();
-    let mm = LinuxMm::new(
-        sim.system().clone(),
-        space,
-        Layout::new(BASE + (1 << 30), 0x5555_0000_0000),
-    );
-    (sim, mm, cpu)
-}
+use common::{setup, BASE};
 
 fn flags(bits: u32) -> MapFlags {
     MapFlags(bits)

@@ -1,0 +1,27 @@
+//! Set-up shared by the tests that drive `LinuxMm` on the simulator.
+
+use aspace_linux::mm::{Layout, LinuxMm};
+use aspace_sim::{Cpu, Sim, SimConfig, SimMachine};
+
+/// Where the tests place their fixed mappings.
+pub const BASE: u64 = 0x7000_0000_0000;
+
+/// A 2-CPU, 16 MiB machine; a process map over a new space that CPU 0
+/// runs (mmap base 1 GiB above [`BASE`]).
+pub fn setup() -> (Sim, LinuxMm<SimMachine>, Cpu) {
+    let sim = Sim::new(SimConfig {
+        cpus: 2,
+        memory: 16 << 20,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let space = sim.system().create().unwrap();
+    let mut cpu = sim.cpu(0);
+    cpu.switch_to(&space).unwrap();
+    let mm = LinuxMm::new(
+        sim.system().clone(),
+        space,
+        Layout::new(BASE + (1 << 30), 0x5555_0000_0000),
+    );
+    (sim, mm, cpu)
+}
