@@ -783,7 +783,7 @@ pub fn boot_bochs(
 
 /// Every scenario a kernel runs without a command line, in order (the
 /// kernel fault first); the same list on x86_64 and riscv64.
-pub const SCENARIOS: [&str; 18] = [
+pub const SCENARIOS: [&str; 19] = [
     "kernel-fault",
     "hello",
     "heap",
@@ -800,6 +800,7 @@ pub const SCENARIOS: [&str; 18] = [
     "share",
     "share-guard",
     "linux-alloc",
+    "fork",
     "shootdown",
     "asid-pressure",
 ];
