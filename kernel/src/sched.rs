@@ -254,7 +254,8 @@ pub enum ForkError {
 /// `LinuxMm::fork` when `proc` has a Linux memory map, which the child
 /// gets a copy of), sharing the executable, with one thread: a copy of the
 /// caller's registers returning 0. Returns the child's process number;
-/// refused, nothing changed (but the process-number counter).
+/// refused, nothing changed (the child's number is taken only once the
+/// copy succeeded).
 pub fn fork(proc: &Arc<Process>, frame: &TrapFrame) -> Result<u64, ForkError> {
     use crate::syscall::nr;
     if LIVE.load(Ordering::Relaxed) >= nr::MAX_PROCESSES {
