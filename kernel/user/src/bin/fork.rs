@@ -1,5 +1,7 @@
 //! `FORK` and `WAIT`: the parent fills an area and a Linux `mmap`
-//! mapping, forks; the child sees the parent's data, writes its own,
+//! mapping, starts a second thread that keeps counting, forks; the child
+//! (without that thread: its copy of the counter stays still) sees the
+//! parent's data, writes its own,
 //! forks a grandchild that does the same to the child's, and exits; the
 //! parent waits and finds its data unchanged. Then the limits: the ninth
 //! child not waited for is refused (`-EAGAIN`), each child's exit status
@@ -24,6 +26,39 @@ const BIG: usize = 0x4000_0000;
 
 /// The Linux mapping's address (the child has the same: a copy).
 static MAP: AtomicU64 = AtomicU64::new(0);
+
+/// The parent's second thread: counts until told to stop, then says so.
+static COUNT: AtomicU64 = AtomicU64::new(0);
+static STOP: AtomicU64 = AtomicU64::new(0);
+static STOPPED: AtomicU64 = AtomicU64::new(0);
+/// The counting thread's stack (an ordinary area).
+const COUNTER_STACK: usize = 0x3000_0000;
+
+extern "C" fn counter(_: u64) -> ! {
+    while STOP.load(Ordering::SeqCst) == 0 {
+        COUNT.fetch_add(1, Ordering::SeqCst);
+        yield_now();
+    }
+    STOPPED.store(1, Ordering::SeqCst);
+    exit(0)
+}
+
+/// Whether `COUNT` moves within `spins` turns of a busy loop (yielding
+/// now and then). A loop, not a few yields: under QEMU's TCG another CPU
+/// may not run at all for a few system calls' time.
+fn count_moves(spins: u64) -> bool {
+    let before = COUNT.load(Ordering::SeqCst);
+    for i in 0..spins {
+        if COUNT.load(Ordering::SeqCst) != before {
+            return true;
+        }
+        if i % 4096 == 0 {
+            yield_now();
+        }
+        core::hint::spin_loop();
+    }
+    false
+}
 
 const PARENT: u64 = 0x1111_0000_0000;
 const CHILD: u64 = 0x2222_0000_0000;
@@ -66,6 +101,8 @@ fn grandchild() -> i32 {
 
 fn child(parent: u64) -> i32 {
     let other = pid() != parent;
+    // The parent's thread counts ~100 000 times in this long.
+    let alone = !count_moves(1_000_000);
     let saw = holds(PARENT);
     fill(CHILD);
     let own = holds(CHILD);
@@ -76,10 +113,10 @@ fn child(parent: u64) -> i32 {
     let status = if g > 0 { wait(g as u64) } else { g };
     let kept = holds(CHILD);
     println!(
-        "fork: child: own process number {other}, saw the parent's data {saw}, wrote its own {own}; \
+        "fork: child: own process number {other}, only the forking thread {alone}, saw the parent's data {saw}, wrote its own {own}; \
          grandchild status {status:#x}, own data unchanged {kept}"
     );
-    if other && saw && own && status == 0 && kept {
+    if other && alone && saw && own && status == 0 && kept {
         0
     } else {
         1
@@ -188,6 +225,12 @@ fn main(_arg: u64) -> i32 {
     }
     MAP.store(map as u64, Ordering::Relaxed);
     fill(PARENT);
+    let stack = area_create(COUNTER_STACK, 4 * PAGE, READ | WRITE);
+    let t = thread_create(counter, COUNTER_STACK + 4 * PAGE, 0);
+    if stack != COUNTER_STACK || t <= 0 {
+        println!("fork: cannot start the counting thread ({t}): FAIL");
+        return 1;
+    }
     let me = pid();
     let c = fork();
     if c == 0 {
@@ -199,18 +242,25 @@ fn main(_arg: u64) -> i32 {
     }
     let status = wait(c as u64);
     let kept = holds(PARENT);
+    // The parent's counting thread still runs; stopped now.
+    let counting = count_moves(50_000_000);
+    STOP.store(1, Ordering::SeqCst);
+    while STOPPED.load(Ordering::SeqCst) == 0 {
+        yield_now();
+    }
     // The child wrote its own copies: the parent's frames are its alone
     // again, so these writes take them over.
     fill(PARENT_AGAIN);
     let again = holds(PARENT_AGAIN);
-    let ok = status == 0 && kept && again;
+    let ok = status == 0 && kept && again && counting;
     println!(
-        "fork: child status {status:#x}; the parent's {HEAP_PAGES} area and {MAP_PAGES} mmap pages unchanged {kept}, written again {again}: {}",
+        "fork: child status {status:#x}; the parent's {HEAP_PAGES} area and {MAP_PAGES} mmap pages unchanged {kept}, written again {again}; its second thread still counting {counting}: {}",
         if ok { "PASS" } else { "FAIL" }
     );
     let limits = limits();
     let no_memory = no_memory(PARENT_AGAIN);
-    let freed = area_destroy(HEAP) == 0 && munmap(map as u64, len) == 0;
+    let freed =
+        area_destroy(HEAP) == 0 && area_destroy(COUNTER_STACK) == 0 && munmap(map as u64, len) == 0;
     let all = ok && limits && no_memory && freed;
     println!("fork: all: {}", if all { "PASS" } else { "FAIL" });
     if all {
