@@ -169,7 +169,7 @@ impl Report {
         let balanced = after == self.frames;
         kprintln!(
             "== scenario {}: faults={} resolved={} failed={} pages_mapped={} frame_refs_released={} \
-             shootdowns={} ipis={} local_invalidations={} lazy_flushes={} asid_allocs={} asid_steals={}",
+             shootdowns={} ipis={} local_invalidations={} lazy_flushes={} asid_allocs={} asid_steals={} cow_copies={}",
             self.name,
             d.faults,
             d.faults_resolved,
@@ -181,7 +181,8 @@ impl Report {
             d.local_invalidations,
             d.lazy_flushes,
             d.asid_allocs,
-            d.asid_steals
+            d.asid_steals,
+            d.cow_copies
         );
         kprintln!(
             "== scenario {}: frames in use before={} after={} {}",

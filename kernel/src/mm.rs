@@ -131,6 +131,14 @@ unsafe impl FrameAllocator for Frames {
         }
     }
 
+    /// The frame's reference count: a write to a copy-on-write page whose
+    /// frame nobody else holds takes it over instead of copying it.
+    /// Acquire: the other holder's last use of the frame (its release)
+    /// happens before the take-over's writes.
+    fn ref_count(&self, frame: Frame) -> Option<u32> {
+        Some(self.slot(frame.number()).load(Ordering::Acquire))
+    }
+
     /// The frames on the free list: the commit limit aspace starts with.
     fn free_frames(&self) -> Option<u64> {
         Some(self.total().saturating_sub(self.in_use()))

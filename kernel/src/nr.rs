@@ -30,6 +30,35 @@ pub const MREMAP: u64 = 21;
 pub const BRK: u64 = 22;
 pub const MADVISE: u64 = 23;
 
+// Processes, with Linux's conventions and errno values.
+/// `FORK()`: a new process whose address space is a copy-on-write copy of
+/// the caller's (and of its Linux memory map), running a copy of the
+/// calling thread only; returns 0 in the child and the child's process
+/// number in the caller, or `-ENOMEM`, or `-EAGAIN` with
+/// [`MAX_CHILDREN`] children not waited for or [`MAX_PROCESSES`] alive.
+pub const FORK: u64 = 24;
+/// `WAIT(pid, flags)`: waits until child `pid` of the caller has ended and
+/// returns its Linux wait status (`(code & 0xff) << 8` for an exit,
+/// [`KILLED_STATUS`] when the kernel killed it); `-ECHILD` when `pid` is
+/// not a child of the caller that was not waited for, `-EINVAL` for flags
+/// other than 0.
+pub const WAIT: u64 = 25;
+
+/// The wait status of a killed process (Linux: ended by `SIGKILL`).
+pub const KILLED_STATUS: u64 = 9;
+/// Most children one process may have that it has not waited for.
+pub const MAX_CHILDREN: usize = 8;
+/// Most processes alive at once past which `FORK` is refused.
+pub const MAX_PROCESSES: usize = 64;
+/// Linux errno values (`FORK` and `WAIT` return them negated).
+pub const ECHILD: i64 = 10;
+/// Linux `EAGAIN`: too many processes.
+pub const EAGAIN: i64 = 11;
+/// Linux `ENOMEM`.
+pub const ENOMEM: i64 = 12;
+/// Linux `EINVAL`.
+pub const EINVAL: i64 = 22;
+
 /// The Linux calls' window of the address space: every Linux mapping and
 /// the program break lie in `[LINUX_START, LINUX_END)` (64 GiB to 128 GiB,
 /// inside both architectures' user halves and clear of the ELF image, the

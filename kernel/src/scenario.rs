@@ -17,6 +17,9 @@ pub enum Expect {
     Exit(i64),
     /// Killed by the kernel (a fault).
     Killed,
+    /// Either: a process made by `FORK`, whose ending its parent checks
+    /// (`WAIT`).
+    Forked,
 }
 
 /// How many instances of a program to start.
@@ -248,6 +251,11 @@ pub static SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        name: "fork",
+        min_cpus: 1,
+        spawns: &[run("fork", 0, Exit(0))],
+    },
+    Scenario {
         name: "shootdown",
         min_cpus: 2,
         spawns: &[run("shootdown", 0, Exit(0))],
@@ -424,6 +432,7 @@ pub fn process_ended(scen: usize, pid: u64, code: i64, clean: bool, killed: bool
     let mut st = STATE.lock();
     let sc = SELECTED.lock()[scen];
     let got = if killed { Killed } else { Exit(code) };
+    let forked = |e: &Expect| *e == Expect::Forked;
     let task = st.tasks.iter_mut().find(|t| t.pid == pid && !t.ended);
     let (name, expect) = match task {
         Some(t) => {
@@ -432,7 +441,7 @@ pub fn process_ended(scen: usize, pid: u64, code: i64, clean: bool, killed: bool
         }
         None => ("?", None),
     };
-    if expect != Some(got) || !clean {
+    if !(expect == Some(got) || expect.as_ref().is_some_and(forked)) || !clean {
         kprintln!(
             "{}: task {} ({}) ended as {:?}, expected {:?}",
             sc.name,
@@ -447,6 +456,20 @@ pub fn process_ended(scen: usize, pid: u64, code: i64, clean: bool, killed: bool
     if st.live == 0 {
         end(&mut st);
     }
+}
+
+/// Process `pid` (running `prog`) was forked by a process of the running
+/// scenario: the scenario waits for it too; its ending is its parent's to
+/// check.
+pub fn process_forked(pid: u64, prog: &'static str) {
+    let mut st = STATE.lock();
+    st.tasks.push(Task {
+        pid,
+        prog,
+        expect: Expect::Forked,
+        ended: false,
+    });
+    st.live += 1;
 }
 
 /// A timer tick of the boot CPU: a scenario running for longer than

@@ -49,8 +49,9 @@ pub struct Process {
     pub name: &'static str,
     /// The address space (dropped with the process: destroyed then).
     pub space: Arc<Space>,
-    /// The executable, released when the address space is gone.
-    image: SpinLock<Option<Arc<ElfImage>>>,
+    /// The executable, shared with the processes forked from this one;
+    /// released when the last of them is gone, with its address space.
+    image: SpinLock<Option<Arc<Image>>>,
     threads: AtomicUsize,
     /// The scenario it belongs to.
     pub scenario: usize,
@@ -61,6 +62,10 @@ pub struct Process {
     /// ([`crate::linux`]).
     pub linux: SpinLock<Option<Box<crate::linux::Mm>>>,
 }
+
+/// An executable shared by a process and those forked from it: the last
+/// one to end releases it (see [`finish_process`]).
+struct Image(Arc<ElfImage>);
 
 #[derive(Default)]
 struct PagerSlot {
@@ -192,25 +197,163 @@ pub fn spawn(
         pid,
         name,
         space,
-        image: SpinLock::new(Some(image)),
+        image: SpinLock::new(Some(Arc::new(Image(image)))),
         threads: AtomicUsize::new(1),
         scenario,
         pager: SpinLock::new(PagerSlot::default()),
         linux: SpinLock::new(None),
     });
-    {
-        let mut procs = PROCS.lock();
-        procs.retain(|p| p.strong_count() > 0);
-        if procs.try_reserve(1).is_ok() {
-            procs.push(Arc::downgrade(&proc));
-        }
-    }
+    register(&proc);
     // The loader checked the entry point (inside a segment, so in the user
     // half) and the stack top is a constant below USER_END.
     let frame = Box::new(TrapFrame::new_user(loaded.entry.as_u64(), STACK_TOP, args));
     add_thread(&proc, frame);
     drop(proc);
     Ok(())
+}
+
+/// Lists `proc` in [`PROCS`] and counts it alive.
+fn register(proc: &Arc<Process>) {
+    LIVE.fetch_add(1, Ordering::Relaxed);
+    let mut procs = PROCS.lock();
+    procs.retain(|p| p.strong_count() > 0);
+    if procs.try_reserve(1).is_ok() {
+        procs.push(Arc::downgrade(proc));
+    }
+}
+
+/// Processes alive (spawned or forked, not yet ended).
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// A process made by `FORK`, until its parent waited for it or ended.
+struct Child {
+    parent: u64,
+    /// 0 while its fork is under way.
+    pid: u64,
+    /// Its Linux wait status, once it ended.
+    status: Option<u64>,
+}
+
+/// The children not waited for, of every process.
+static CHILDREN: SpinLock<alloc::vec::Vec<Child>> = SpinLock::new(alloc::vec::Vec::new());
+
+/// Why a fork was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForkError {
+    /// Frames, the commit limit or kernel memory ran out (Linux `ENOMEM`).
+    NoMemory,
+    /// [`nr::MAX_CHILDREN`](crate::syscall::nr::MAX_CHILDREN) children
+    /// not waited for, or
+    /// [`nr::MAX_PROCESSES`](crate::syscall::nr::MAX_PROCESSES) alive
+    /// (Linux `EAGAIN`).
+    TooMany,
+}
+
+/// `FORK` for the thread of `proc` whose system call is `frame`: a new
+/// process whose address space is `System::fork` of `proc`'s (through
+/// `LinuxMm::fork` when `proc` has a Linux memory map, which the child
+/// gets a copy of), sharing the executable, with one thread: a copy of the
+/// caller's registers returning 0. Returns the child's process number;
+/// refused, nothing changed (the child's number is taken only once the
+/// copy succeeded).
+pub fn fork(proc: &Arc<Process>, frame: &TrapFrame) -> Result<u64, ForkError> {
+    use crate::syscall::nr;
+    if LIVE.load(Ordering::Relaxed) >= nr::MAX_PROCESSES {
+        return Err(ForkError::TooMany);
+    }
+    // A place among the parent's children first (the limit holds for
+    // threads forking at once), given back on failure.
+    {
+        let mut ch = CHILDREN.lock();
+        if ch.iter().filter(|c| c.parent == proc.pid).count() >= nr::MAX_CHILDREN {
+            return Err(ForkError::TooMany);
+        }
+        ch.try_reserve(1).map_err(|_| ForkError::NoMemory)?;
+        ch.push(Child {
+            parent: proc.pid,
+            pid: 0,
+            status: None,
+        });
+    }
+    let unreserve = || {
+        let mut ch = CHILDREN.lock();
+        if let Some(i) = ch.iter().position(|c| c.parent == proc.pid && c.pid == 0) {
+            ch.swap_remove(i);
+        }
+    };
+    // The Linux map's lock is held across the copy: no Linux call of
+    // another thread changes the map meanwhile.
+    let copied = {
+        let mut slot = proc.linux.lock();
+        match slot.as_mut() {
+            Some(mm) => mm
+                .fork()
+                .map(|child| (child.space().clone(), Some(Box::new(child)))),
+            None => SYSTEM
+                .fork(&proc.space)
+                .map(|space| (space, None))
+                .map_err(|_| aspace_linux::Errno::ENOMEM),
+        }
+    };
+    let Ok((space, linux)) = copied else {
+        unreserve();
+        return Err(ForkError::NoMemory);
+    };
+    let pid = reserve_pid();
+    let child = Arc::new(Process {
+        pid,
+        name: proc.name,
+        space,
+        image: SpinLock::new(proc.image.lock().clone()),
+        threads: AtomicUsize::new(1),
+        scenario: proc.scenario,
+        pager: SpinLock::new(PagerSlot::default()),
+        linux: SpinLock::new(linux),
+    });
+    if let Some(c) = CHILDREN
+        .lock()
+        .iter_mut()
+        .find(|c| c.parent == proc.pid && c.pid == 0)
+    {
+        c.pid = pid;
+    }
+    register(&child);
+    // Counted in its scenario before it can run (and end).
+    scenario::process_forked(pid, proc.name);
+    kprintln!("task {} ({}) forked task {pid}", proc.pid, proc.name);
+    let mut regs = Box::new(frame.clone());
+    regs.set_syscall_result(0);
+    add_thread(&child, regs);
+    Ok(pid)
+}
+
+/// What [`reap`] found.
+pub enum Reaped {
+    /// The child ended with this wait status (its record is gone now).
+    Status(u64),
+    /// The child still runs.
+    Running,
+    /// `pid` is no child of the caller's not waited for.
+    NotChild,
+}
+
+/// Child `pid` of process `parent`: its status if it ended (then it is
+/// forgotten), or whether it runs.
+pub fn reap(parent: u64, pid: u64) -> Reaped {
+    let mut ch = CHILDREN.lock();
+    let Some(i) = ch
+        .iter()
+        .position(|c| pid != 0 && c.parent == parent && c.pid == pid)
+    else {
+        return Reaped::NotChild;
+    };
+    match ch[i].status {
+        Some(s) => {
+            ch.swap_remove(i);
+            Reaped::Status(s)
+        }
+        None => Reaped::Running,
+    }
 }
 
 /// Makes a thread of `proc` ready; the caller has counted it in
@@ -605,11 +748,26 @@ fn finish_process(proc: Arc<Process>, code: i64, killed: bool) {
     }
     let unique = Arc::strong_count(&proc) == 1 && Arc::strong_count(&proc.space) == 1;
     drop(proc);
-    let released = match image {
-        Some(img) => img.release(SYSTEM.machine()).is_ok(),
+    // The last process of those sharing the executable releases it (its
+    // address space gone, as those of the others ended before).
+    let released = match image.and_then(Arc::into_inner) {
+        Some(Image(img)) => img.release(SYSTEM.machine()).is_ok(),
         None => true,
     };
     let ok = unique && released;
+    LIVE.fetch_sub(1, Ordering::Relaxed);
+    {
+        // Its children can no longer be waited for; its parent can now.
+        let mut ch = CHILDREN.lock();
+        ch.retain(|c| c.parent != pid);
+        if let Some(c) = ch.iter_mut().find(|c| c.pid == pid) {
+            c.status = Some(if killed {
+                crate::syscall::nr::KILLED_STATUS
+            } else {
+                (code as u64 & 0xff) << 8
+            });
+        }
+    }
     kprintln!(
         "task {} ({}) {} with code {}: {} resident pages and {} table frames freed{}; frames in use now {}",
         pid,

@@ -69,7 +69,20 @@ pub fn dispatch(frame: &mut TrapFrame) {
         pager_receive(frame, a0, a1);
         return;
     }
+    if n == nr::WAIT {
+        wait(frame, a0, a1);
+        return;
+    }
     let proc = sched::current_process().expect("a task is running");
+    if n == nr::FORK {
+        let r = match sched::fork(&proc, frame) {
+            Ok(pid) => pid,
+            Err(sched::ForkError::NoMemory) => (-nr::ENOMEM) as u64,
+            Err(sched::ForkError::TooMany) => (-nr::EAGAIN) as u64,
+        };
+        frame.set_syscall_result(r);
+        return;
+    }
     if crate::linux::is_linux_call(n) {
         frame.set_syscall_result(crate::linux::call(&proc, n, args));
         return;
@@ -286,6 +299,26 @@ fn pager_receive(frame: &mut TrapFrame, dest: u64, flags: u64) {
         }
     };
     frame.set_syscall_result(res);
+}
+
+/// `WAIT(pid, flags)`: the wait status of child `pid` once it ended
+/// (waiting meanwhile: the task yields and the call runs again);
+/// `-ECHILD` when `pid` is no child of the caller's not waited for.
+fn wait(frame: &mut TrapFrame, pid: u64, flags: u64) {
+    let proc = sched::current_process().expect("a task is running");
+    if flags != 0 {
+        frame.set_syscall_result((-nr::EINVAL) as u64);
+        return;
+    }
+    match sched::reap(proc.pid, pid) {
+        sched::Reaped::Status(s) => frame.set_syscall_result(s),
+        sched::Reaped::NotChild => frame.set_syscall_result((-nr::ECHILD) as u64),
+        sched::Reaped::Running => {
+            drop(proc);
+            frame.restart_syscall();
+            sched::yield_now(frame);
+        }
+    }
 }
 
 /// `PAGER_ANSWER(handle, addr, error)`: answers the received request

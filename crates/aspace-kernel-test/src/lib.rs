@@ -783,7 +783,7 @@ pub fn boot_bochs(
 
 /// Every scenario a kernel runs without a command line, in order (the
 /// kernel fault first); the same list on x86_64 and riscv64.
-pub const SCENARIOS: [&str; 18] = [
+pub const SCENARIOS: [&str; 19] = [
     "kernel-fault",
     "hello",
     "heap",
@@ -800,6 +800,7 @@ pub const SCENARIOS: [&str; 18] = [
     "share",
     "share-guard",
     "linux-alloc",
+    "fork",
     "shootdown",
     "asid-pressure",
 ];
@@ -838,6 +839,33 @@ pub const LINUX_ALLOC_LINES: [&str; 13] = [
     "all answered; window cleared = 0, areas left in it 0: PASS",
     "linux_alloc: two threads: the worker wrote 24 rounds of copy-on-write pages (done true, words as expected true) while the main thread made calls: PASS",
 ];
+
+/// The lines the `fork` program prints in every run: the child (without
+/// the parent's second thread) sees the parent's data and writes its own, the grandchild the child's; the
+/// parent's data is unchanged; the ninth child not waited for is refused
+/// (`-EAGAIN`), every status comes back once (`WAIT`); a fork whose child
+/// could not reserve the parent's memory is refused (`-ENOMEM`).
+pub const FORK_LINES: [&str; 6] = [
+    "fork: grandchild: saw the child's data true, wrote its own true",
+    "fork: child: own process number true, only the forking thread true, saw the parent's data true, wrote its own true; grandchild status 0x0, own data unchanged true",
+    "fork: child status 0x0; the parent's 16 area and 8 mmap pages unchanged true, written again true; its second thread still counting true: PASS",
+    "fork: 8 children forked, one more refused = -11; statuses (killed 0x9, exits 0x100 to 0x700) true; waited again = -10, not a child = -10; then a fork = status 0x0: PASS",
+    "fork: more than half the free memory reserved: fork = -12, data intact true; given back: fork = status 0x0: PASS",
+    "fork: all: PASS",
+];
+
+/// Checks the `fork` scenario's copy-on-write copies (its counter line):
+/// the child's and the grandchild's writes to the 24 pages copy each
+/// (48); the parent's second writes, after both wrote their own copies,
+/// take its frames over and copy nothing (else 72 or more). The few
+/// stack pages the forked processes write add some.
+pub fn check_fork_copies(counters: &str) {
+    let copies = counter(&[counters], "cow_copies");
+    assert!(
+        (48..72).contains(&copies),
+        "cow_copies={copies}: {counters}"
+    );
+}
 
 /// The kill reasons of the three `linux_alloc` tasks that make an access
 /// the kernel must refuse: the freed middle of a chunk, a guard page, a

@@ -6,8 +6,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aspace_kernel_test::{
-    boot, boot_each, build_kernel, counter, kvm_unusable_reason, qemu_available, Run,
-    KVM_BANNER_DEADLINE, LINUX_ALLOC_KILLS, LINUX_ALLOC_LINES, QEMU_FAILURE, QEMU_SUCCESS,
+    boot, boot_each, build_kernel, check_fork_copies, counter, kvm_unusable_reason, qemu_available,
+    Run, FORK_LINES, KVM_BANNER_DEADLINE, LINUX_ALLOC_KILLS, LINUX_ALLOC_LINES, QEMU_FAILURE,
+    QEMU_SUCCESS, SCENARIOS,
 };
 
 /// The CPU counts booted.
@@ -159,8 +160,8 @@ fn every_cpu_count_gets_enough_asids_and_every_scenario_ends() {
             .filter(|l| l.starts_with("== scenario ") && l.ends_with(": start"))
             .count();
         assert_eq!(ends.len(), starts, "{n} CPUs: {ends:#?}\n{}", run.serial);
-        // kernel-fault, then seventeen scenarios of user tasks.
-        assert_eq!(starts, 18, "{n} CPUs:\n{}", run.serial);
+        // kernel-fault, then the scenarios of user tasks.
+        assert_eq!(starts, SCENARIOS.len(), "{n} CPUs:\n{}", run.serial);
     }
 }
 
@@ -250,6 +251,33 @@ fn a_linux_allocator_runs_on_mmap_munmap_mprotect_mremap_brk_and_madvise() {
         // MAP_POPULATE adds some, past a shared object's end).
         assert!(counter(&lines, "resolved") >= 100, "{lines:#?}");
         assert!(counter(&lines, "failed") >= 4, "{lines:#?}");
+    }
+}
+
+/// `FORK` and `WAIT`: a copy-on-write child, a grandchild, the parent's
+/// data unchanged, the limits (`-EAGAIN`, `-ENOMEM`), exit and kill
+/// statuses; copies counted (the parent's later writes take its frames
+/// over); every frame back, on 1, 2 and 4 CPUs.
+#[test]
+fn fork_copies_on_write_and_wait_returns_each_status() {
+    for (_, run) in runs() {
+        for l in FORK_LINES {
+            has(run, l);
+        }
+        has(run, "(fork) forked task ");
+        has_all(
+            run,
+            &[
+                "(fork) thread",
+                "killed: page fault at 0x0 (write): no area",
+            ],
+        );
+        let lines = passed(run, "fork");
+        let core = lines
+            .iter()
+            .find(|l| l.contains(" faults="))
+            .unwrap_or_else(|| panic!("{lines:#?}"));
+        check_fork_copies(core);
     }
 }
 

@@ -22,8 +22,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aspace_kernel_test::{
-    boot_riscv64, build_kernel_riscv64, counter, riscv64_missing, Run, LINUX_ALLOC_KILLS,
-    LINUX_ALLOC_LINES, RISCV64_FAILURE, RISCV64_SUCCESS, SCENARIOS,
+    boot_riscv64, build_kernel_riscv64, check_fork_copies, counter, riscv64_missing, Run,
+    FORK_LINES, LINUX_ALLOC_KILLS, LINUX_ALLOC_LINES, RISCV64_FAILURE, RISCV64_SUCCESS, SCENARIOS,
 };
 
 /// Harts of the main boot.
@@ -175,6 +175,11 @@ fn boots_on_two_harts_and_every_scenario_passes() {
     for l in LINUX_ALLOC_LINES.iter().chain(&LINUX_ALLOC_KILLS) {
         has(run, l);
     }
+    // FORK and WAIT: the same checks and copies as on x86_64.
+    for l in FORK_LINES {
+        has(run, l);
+    }
+    check_fork_copies(line(run, "fork", "faults="));
     assert!(!run.serial.contains(": FAIL"), "{}", run.serial);
     assert!(!run.serial.contains("BAD"), "{}", run.serial);
 }

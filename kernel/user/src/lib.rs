@@ -390,6 +390,19 @@ pub fn pager_fail(handle: u64) -> isize {
     syscall(nr::PAGER_ANSWER, handle, 0, 1, 0) as isize
 }
 
+/// Linux's `fork`: 0 in the new process (a copy-on-write copy of this
+/// one, running a copy of the calling thread only), the child's process
+/// number here, or a negative Linux errno (`-ENOMEM`, `-EAGAIN`).
+pub fn fork() -> i64 {
+    syscall(nr::FORK, 0, 0, 0, 0) as i64
+}
+
+/// Waits for child `pid` to end: its Linux wait status (`code << 8`, or
+/// `nr::KILLED_STATUS`), or a negative Linux errno (`-ECHILD`).
+pub fn wait(pid: u64) -> i64 {
+    syscall(nr::WAIT, pid, 0, 0, 0) as i64
+}
+
 /// The CPU running the caller.
 pub fn cpu() -> u64 {
     syscall(nr::CPU, 0, 0, 0, 0)

@@ -17,7 +17,7 @@
 #![no_main]
 
 use aspace_user::linux::*;
-use aspace_user::nr::{blob_byte, BLOB_FD, LINUX_END, LINUX_START};
+use aspace_user::nr::{blob_byte, BLOB_FD, BLOB_PAGES, LINUX_END, LINUX_START};
 use aspace_user::*;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -529,8 +529,12 @@ const SHARED_PAGES: u64 = 16;
 /// The worker's stack (an ordinary area, outside the Linux window).
 const WORKER_STACK: usize = 0x6100_0000;
 
-/// The file's first word of page `i` (its pattern, little-endian).
+/// The file's first word of page `i` (its pattern, little-endian; past
+/// the pattern's [`BLOB_PAGES`] pages the file holds zeros).
 fn blob_word(i: u64) -> u64 {
+    if i >= BLOB_PAGES {
+        return 0;
+    }
     (0..8).fold(0, |w, b| w | u64::from(blob_byte(i * P + b)) << (8 * b))
 }
 
