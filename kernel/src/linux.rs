@@ -26,10 +26,10 @@
 //! unless `MAP_SHARED_VALIDATE`); a file mapping's `fd` must be
 //! [`nr::BLOB_FD`], the one file (`EBADF` otherwise).
 //!
-//! The page-fault path calls [`fault_hook`] when aspace refuses a write:
-//! a write to a private file mapping copies the page there
-//! ([`LinuxMm::cow_fault`]); and [`touched`] after a write fault served in
-//! the window, as `LinuxMm` asks (it decides how mappings merge).
+//! A private file mapping's pages are the file's, lent to the mapping and
+//! copied by aspace's fault handler at the first write; the page-fault
+//! path calls [`touched`] after a write fault served in the window, as
+//! `LinuxMm` asks (it decides how mappings merge).
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -228,19 +228,6 @@ fn brk(proc: &Process, addr: u64) -> Result<u64, Errno> {
 fn madvise(proc: &Process, addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
     let advice = i32::try_from(advice).map_err(|_| Errno::EINVAL)?;
     with(proc, |mm| mm.madvise(addr, len, Advice(advice)).map(|()| 0))
-}
-
-/// A write fault at `addr` that aspace refused for lack of the right:
-/// whether the Linux map resolved it (a private file mapping's page made
-/// the process's own; the access is retried).
-pub fn fault_hook(proc: &Process, addr: u64) -> bool {
-    if !owns(addr, 1) {
-        return false;
-    }
-    proc.linux
-        .lock()
-        .as_mut()
-        .is_some_and(|mm| mm.cow_fault(addr))
 }
 
 /// A write fault at `addr` served: tells the Linux map (its first write

@@ -829,13 +829,6 @@ pub fn user_page_fault(frame: &mut TrapFrame, addr: VirtAddr, access: Access) {
                 }
                 return;
             }
-            // A write the Linux map allows (copy-on-write of a private
-            // file mapping): made possible, the access is retried.
-            FaultOutcome::Fault(FaultReason::Access)
-                if access == Access::Write && crate::linux::fault_hook(&proc, addr.as_u64()) =>
-            {
-                return;
-            }
             FaultOutcome::Fault(r) | FaultOutcome::Defer(r) => {
                 let area = proc
                     .space

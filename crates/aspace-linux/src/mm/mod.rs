@@ -52,9 +52,7 @@
 //!   mapping stays one core area however many pages it copies, a kernel's
 //!   `copy_to_user` into a page not yet copied works like any fault, and
 //!   `MADV_DONTNEED`, `mprotect`, `mremap` and fork keep the copies and the
-//!   file's pages apart with no help from this layer
-//!   ([`LinuxMm::cow_fault`] is left as a no-op for fault paths that still
-//!   call it).
+//!   file's pages apart with no help from this layer.
 //! - **`MREMAP_DONTUNMAP`**, a move of a range that spans several mappings
 //!   (Linux 6.17+), or of a Linux mapping the core keeps as several areas
 //!   (two `mmap`s of a file at contiguous offsets): `ENOSYS` (Linux never
@@ -698,17 +696,6 @@ impl<M: Machine> LinuxMm<M> {
                 ..
             }
         )
-    }
-
-    /// Nothing to do, always `false`: kept for fault paths written when a
-    /// private file mapping was read-only in the core and its first write
-    /// came here. Such a mapping's area now has its real rights and the
-    /// core copies a lent file page at its first write (see the module
-    /// docs), so a write the core refuses for lack of the right is one the
-    /// mapping refuses too (`SIGSEGV` on Linux).
-    pub fn cow_fault(&mut self, addr: u64) -> bool {
-        let _ = addr;
-        false
     }
 
     fn backend(&self, v: &Vma) -> Arc<dyn Backend<M::Memory, M::Frames>> {
