@@ -20,13 +20,21 @@ fn sources() -> Vec<u64> {
     v
 }
 
+/// A kernel table and a user table beside it (AArch64's user half is a
+/// table of its own, TTBR0).
+fn user_table(mem: &PhysMem, frames: &FramePool, arch: Arch) -> (SimPageTable, SimPageTable) {
+    let kernel = SimPageTable::create(mem, frames, None, arch).unwrap();
+    let user = SimPageTable::create(mem, frames, Some(&kernel), arch).unwrap();
+    (kernel, user)
+}
+
 const FROM: u64 = 490;
 const COUNT: u64 = 1600;
 
 fn check(arch: Arch, to: u64) {
     let mem = PhysMem::new(8 << 20);
     let frames = FramePool::new(mem.frames());
-    let pt = SimPageTable::create(&mem, &frames, None, arch).unwrap();
+    let (_kernel, pt) = user_table(&mem, &frames, arch);
     for (i, &n) in sources().iter().enumerate() {
         let frame = Frame::from_number(1500 + i as u64);
         pt.map(&mem, &frames, Page::from_number(n), frame, FLAGS)
@@ -73,7 +81,12 @@ fn check(arch: Arch, to: u64) {
 
 #[test]
 fn runs_do_what_pages_do_on_every_format() {
-    for arch in [Arch::X86_64, Arch::Riscv64Sv48, Arch::Riscv64Sv39] {
+    for arch in [
+        Arch::X86_64,
+        Arch::Riscv64Sv48,
+        Arch::Riscv64Sv39,
+        Arch::Aarch64,
+    ] {
         // A target in the same leaf-table alignment and in another one.
         check(arch, 1 << 20);
         check(arch, (1 << 20) + 77);
@@ -82,10 +95,10 @@ fn runs_do_what_pages_do_on_every_format() {
 
 #[test]
 fn a_move_refused_for_a_table_moves_everything_back() {
-    for arch in [Arch::X86_64, Arch::Riscv64Sv48] {
+    for arch in [Arch::X86_64, Arch::Riscv64Sv48, Arch::Aarch64] {
         let mem = PhysMem::new(8 << 20);
         let frames = FramePool::new(mem.frames());
-        let pt = SimPageTable::create(&mem, &frames, None, arch).unwrap();
+        let (_kernel, pt) = user_table(&mem, &frames, arch);
         let page = Page::from_number;
         for n in [10, 11, 600] {
             pt.map(&mem, &frames, page(n), Frame::from_number(3000 + n), FLAGS)

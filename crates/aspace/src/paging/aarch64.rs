@@ -288,6 +288,48 @@ impl PageTable for Aarch64PageTable {
         decode_leaf(self.tree.read_leaf(mem, page)?)
     }
 
+    /// One walk per leaf table; pages outside this table's half go page
+    /// by page (and map nothing).
+    fn unmap_run<P: PhysMemory>(
+        &self,
+        mem: &P,
+        first: Page,
+        count: u64,
+        out: &mut dyn FnMut(Unmapped),
+    ) {
+        if count > 0 && self.covers(first) && self.covers(first.add(count - 1)) {
+            let frame_of = |e| decode_leaf(e).map(|(f, _)| f);
+            self.tree.unmap_run(mem, first, count, frame_of, out);
+            return;
+        }
+        for i in 0..count {
+            if let Some(u) = self.unmap(mem, first.add(i)) {
+                out(u);
+            }
+        }
+    }
+
+    /// One walk per pair of leaf tables; entries move as they are (their
+    /// access flags too). Both ranges must lie in this table's half.
+    fn move_run<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        from: Page,
+        to: Page,
+        count: u64,
+    ) -> Result<u64> {
+        if count == 0 {
+            return Ok(0);
+        }
+        let covered = |p: Page| self.covers(p) && self.covers(p.add(count - 1));
+        if !covered(from) || !covered(to) {
+            return Err(Error::InvalidArgument);
+        }
+        self.tree
+            .move_run(mem, frames, from, to, count, &|e| decode_leaf(e).is_some())
+    }
+
     fn table_frames(&self) -> u64 {
         self.tree.table_frames()
     }
