@@ -774,3 +774,35 @@ fn a_private_file_pages_first_write_refused_for_memory_changes_nothing() {
     assert_eq!(cpu.read_u64(VirtAddr::new(private)).unwrap(), 1);
     assert_eq!(cpu.read_u64(VirtAddr::new(shared)).unwrap(), 1000);
 }
+
+/// A kernel's copy into a private file page nothing has touched yet (the
+/// core's `copy_to_user`, not the simulated CPU's store): the first fault
+/// lends the file's page, the second copies it, and the copy lands in the
+/// private page only.
+#[test]
+fn copy_to_user_into_an_untouched_private_file_page_copies_it() {
+    let (sim, mut mm, mut cpu) = setup();
+    let (shared, private, pages) = (BASE, BASE + 0x10_0000, 4);
+    file_pair(&mut mm, &mut cpu, shared, private, pages, Prot::RW, 0);
+    let file_before = file_words(&sim, &mut mm, pages);
+    let at = VirtAddr::new(private + 2 * PAGE_SIZE + 24);
+    let space = mm.space().clone();
+    cpu.run(|| space.copy_to_user(at, &4242u64.to_le_bytes()))
+        .expect("a kernel copy into an untouched private file page");
+    assert_eq!(cpu.read_u64(at).unwrap(), 4242);
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(private + 2 * PAGE_SIZE))
+            .unwrap(),
+        1002,
+        "the rest of the page is the file's"
+    );
+    let page = at.page();
+    assert!(!space.cow_pages(at).unwrap().contains(page), "copied");
+    assert_eq!(file_words(&sim, &mut mm, pages), file_before);
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(shared + 2 * PAGE_SIZE + 24))
+            .unwrap(),
+        0,
+        "the file never saw the private write"
+    );
+}

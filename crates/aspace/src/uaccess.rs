@@ -58,7 +58,10 @@ impl<M: Machine> AddressSpace<M> {
         op: impl FnOnce(PhysAddr),
     ) -> Result<()> {
         let mut op = Some(op);
-        for _ in 0..2 {
+        // Each fault makes progress; a page a backend lends needs two (the
+        // first maps it without write, the second copies it), and a third
+        // try finds it.
+        for _ in 0..3 {
             let mem = self.shared.machine.memory();
             let done = {
                 // The area's lock is held during the copy, so the frame cannot
