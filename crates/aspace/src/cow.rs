@@ -34,7 +34,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::addr::{Frame, Page, PageRange, VirtAddr};
+use crate::addr::{Frame, Page, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
 use crate::fault::FaultReason;
@@ -61,66 +61,45 @@ pub(crate) fn entry_flags(flags: PageFlags, cow: &UsedSpace, page: Page) -> Page
 }
 
 /// Takes the pages of `[lo, hi)` out of `set`, where they are in it.
+/// Allocates nothing, unless an interval runs across both `lo` and `hi`
+/// (cut in two at `hi`): reserve that with
+/// [`UsedSpace::try_reserve_cut`] first.
 pub(crate) fn remove_pages(set: &mut UsedSpace, lo: u64, hi: u64) {
-    if set.is_empty() {
-        return;
-    }
-    let runs: Vec<PageRange> = set.iter().filter_map(|r| clip(r, lo, hi)).collect();
-    for r in runs {
+    while let Some(r) = set.first_in(lo, hi) {
         let removed = set.remove(r.start, r.count);
         debug_assert!(removed.is_ok(), "a part of one run");
     }
 }
 
-/// The part of `r` inside `[lo, hi)`, if any.
-fn clip(r: PageRange, lo: u64, hi: u64) -> Option<PageRange> {
-    let a = r.start.number().max(lo);
-    let b = r.end().number().min(hi);
-    (a < b).then(|| PageRange::new(Page::from_number(a), b - a))
-}
-
-/// Takes the pages from `at` up out of `set` and returns them as a set
-/// (the upper part of a split).
-pub(crate) fn split_off(set: &mut UsedSpace, at: Page) -> UsedSpace {
-    let mut upper = UsedSpace::new();
-    if set.is_empty() {
-        return upper;
-    }
-    let runs = set.split_off(at);
-    upper.reserve(runs.len());
-    for r in runs {
-        let added = upper.insert(r.start, r.count);
-        debug_assert!(added.is_ok(), "runs are disjoint");
-    }
-    upper
-}
-
 /// Adds every page of `from` to `into` (a merge; the sets are disjoint).
+/// Allocates nothing if `into` has room for `from.intervals()` more
+/// intervals ([`UsedSpace::try_reserve`]).
 pub(crate) fn absorb(into: &mut UsedSpace, from: UsedSpace) {
-    if from.is_empty() {
-        return;
-    }
-    into.reserve(from.intervals());
     for r in from.iter() {
         let added = into.insert(r.start, r.count);
         debug_assert!(added.is_ok(), "areas are disjoint");
     }
 }
 
-/// The pages of `set` in `[old, old + keep)` moved to start at `new` (a
-/// moved range; pages past `keep` are dropped).
-pub(crate) fn moved(set: &UsedSpace, old: u64, new: u64, keep: u64) -> UsedSpace {
-    let mut out = UsedSpace::new();
-    if set.is_empty() {
-        return out;
-    }
-    out.reserve(set.intervals());
-    for r in set.iter().filter_map(|r| clip(r, old, old + keep)) {
+/// How many intervals [`moved_into`] fills in: those of `set` meeting
+/// `[old, old + keep)`.
+pub(crate) fn moved_runs(set: &UsedSpace, old: u64, keep: u64) -> usize {
+    set.overlap(old, old.saturating_add(keep)).0
+}
+
+/// Puts the pages of `set` in `[old, old + keep)` into `out` (an empty
+/// set), moved to start at `new` (a moved range; pages past `keep` are
+/// dropped). Allocates nothing if `out` has room for
+/// [`moved_runs`]`(set, old, keep)` intervals.
+pub(crate) fn moved_into(set: &UsedSpace, old: u64, new: u64, keep: u64, out: &mut UsedSpace) {
+    let hi = old.saturating_add(keep);
+    let mut at = old;
+    while let Some(r) = set.first_in(at, hi) {
         let to = Page::from_number(new + (r.start.number() - old));
         let added = out.insert(to, r.count);
         debug_assert!(added.is_ok(), "runs are disjoint");
+        at = r.end().number();
     }
-    out
 }
 
 impl<M: Machine> AddressSpace<M> {
@@ -155,7 +134,8 @@ impl<M: Machine> AddressSpace<M> {
     /// down, the copy is mapped with the area's rights, the page leaves the
     /// set, and the old frame's reference is released after the flush. A
     /// frame nobody else holds is taken over instead (`frame` released).
-    /// Out of frames: `NoMemory`, nothing changed (`frame` is released).
+    /// Out of frames or heap: `NoMemory`, nothing changed (`frame` is
+    /// released).
     pub(crate) fn cow_copy(
         &self,
         st: &mut AreaState<M>,
@@ -171,6 +151,14 @@ impl<M: Machine> AddressSpace<M> {
             }
             return Err(Error::NotFound);
         };
+        // The heap first: taking the page out of the middle of a run cuts
+        // it in two.
+        if !st.cow.try_reserve_cut(page.add(1)) {
+            if let Some(f) = frame {
+                m.frames().release(f);
+            }
+            return Err(Error::NoMemory);
+        }
         if m.frames().ref_count(old) == Some(1) {
             if let Some(f) = frame {
                 m.frames().release(f);
@@ -220,7 +208,8 @@ impl<M: Machine> AddressSpace<M> {
     /// it, and nobody can take a new reference meanwhile (that needs this
     /// area's lock or this space's tree written: a share, a fork, a pager's
     /// answer). The read-only translation is shot down before the writable
-    /// one goes in, as for a copy.
+    /// one goes in, as for a copy. The caller reserved the cut of the set
+    /// at the page's end.
     fn cow_take_over(&self, st: &mut AreaState<M>, page: Page, old: Frame) -> Result<()> {
         let m = self.machine();
         let pt = self.pt();
@@ -259,8 +248,18 @@ impl<M: Machine> AddressSpace<M> {
         }
         let m = self.machine();
         let pt = self.pt();
-        let pages: Vec<Page> = st.cow.iter_pages().collect();
-        let mut fresh: Vec<Frame> = Vec::with_capacity(pages.len());
+        // The heap first (three lists of one entry per page), then frames.
+        let n = usize::try_from(st.cow.pages()).map_err(|_| Error::NoMemory)?;
+        let mut pages: Vec<Page> = Vec::new();
+        let mut fresh: Vec<Frame> = Vec::new();
+        let mut copied: Vec<(Page, Frame)> = Vec::new();
+        if pages.try_reserve_exact(n).is_err()
+            || fresh.try_reserve_exact(n).is_err()
+            || copied.try_reserve_exact(n).is_err()
+        {
+            return Err(Error::NoMemory);
+        }
+        pages.extend(st.cow.iter_pages());
         for _ in &pages {
             match m.frames().alloc() {
                 Some(f) => fresh.push(f),
@@ -273,7 +272,6 @@ impl<M: Machine> AddressSpace<M> {
             }
         }
         let mut batch = ShootdownBatch::new();
-        let mut copied: Vec<(Page, Frame)> = Vec::with_capacity(pages.len());
         for (&page, &new) in pages.iter().zip(&fresh) {
             let Some(u) = pt.unmap(m.memory(), page) else {
                 debug_assert!(false, "copy-on-write page {page:?} not mapped");
@@ -323,6 +321,8 @@ impl<M: Machine> AddressSpace<M> {
         }
         // Step 1: the child, allocating everything; the parent unchanged.
         let mut cows: Vec<(u64, UsedSpace)> = Vec::new();
+        cows.try_reserve_exact(tree.len())
+            .map_err(|_| Error::NoMemory)?;
         for (start, end, slot) in tree.iter() {
             let area = &slot.area;
             let st = slot.lock();
@@ -336,6 +336,18 @@ impl<M: Machine> AddressSpace<M> {
                     .backend
                     .caps()
                     .contains(BackendCaps::PRIVATE | BackendCaps::REFCOUNTED);
+            let runs = if private { st.used.intervals() } else { 0 };
+            // The sets are filled below without allocating; the parent's
+            // copy-on-write set to be is made here too.
+            let room = |n: usize| UsedSpace::try_with_capacity(n).ok_or(Error::NoMemory);
+            let (used, cow) = (room(runs.max(1))?, room(runs)?);
+            let mut parent_cow = room(runs)?;
+            if private {
+                for r in st.used.iter() {
+                    let added = parent_cow.insert(r.start, r.count);
+                    debug_assert!(added.is_ok(), "runs are disjoint");
+                }
+            }
             let reserved = match &st.share {
                 // The group's reservation, counted once.
                 Some(share) => share.reserved(),
@@ -355,16 +367,17 @@ impl<M: Machine> AddressSpace<M> {
                     r
                 }
             };
+            // Taken after the heap: a failure above leaves the record's
+            // count and the reservation alone.
             if let Some(share) = &st.share {
                 share.state.lock().refs += 1;
             }
-            let runs = if private { st.used.intervals() } else { 0 };
             let state = AreaState {
                 flags: st.flags,
                 max_flags: st.max_flags,
                 attrs: st.attrs,
-                used: UsedSpace::with_capacity(runs.max(1)),
-                cow: UsedSpace::with_capacity(runs),
+                used,
+                cow,
                 share: st.share.clone(),
             };
             let copy = area.derived(
@@ -376,7 +389,14 @@ impl<M: Machine> AddressSpace<M> {
                 state,
             );
             let guard = st.flags.guard_pages() as u8;
-            let copy = TryArc::try_new(copy).map_err(|_| Error::NoMemory)?;
+            let Ok(copy) = TryArc::try_new(copy) else {
+                // Not in the child: what it took goes back here.
+                match &st.share {
+                    Some(share) => share.state.lock().refs -= 1,
+                    None => self.shared.reserve.release(reserved),
+                }
+                return Err(Error::NoMemory);
+            };
             if ctree
                 .insert_guarded(start, end, guard, AreaEntry::of_shared(copy))
                 .is_err()
@@ -406,7 +426,7 @@ impl<M: Machine> AddressSpace<M> {
                 let added = cst.used.insert(page, 1).and(cst.cow.insert(page, 1));
                 debug_assert!(added.is_ok());
             }
-            cows.push((start, st.used.clone()));
+            cows.push((start, parent_cow));
         }
         drop(ctree);
         // Step 2: the parent's private pages become copy-on-write; their

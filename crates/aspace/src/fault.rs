@@ -403,8 +403,16 @@ impl<M: Machine> AddressSpace<M> {
         };
         let mut flags = self.page_flags(st.flags);
         if lent {
-            // Read-only until its first write copies it (`crate::cow`).
+            // Read-only until its first write copies it (`crate::cow`);
+            // the set's room for the page first (O(log n), allocation-free
+            // when there is room).
             flags -= PageFlags::WRITE;
+            if !st.cow.try_reserve_cut(page) {
+                if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
+                    m.frames().release(frame);
+                }
+                return Err(FaultReason::NoMemory);
+            }
         }
         // The area's lock (held) makes this CPU the only one to change the
         // page's entry; the table itself needs no lock.

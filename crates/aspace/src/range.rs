@@ -310,7 +310,10 @@ impl<M: Machine> AddressSpace<M> {
             let mut st = slot.lock();
             most = most.max(st.used.overlap(s, e).0);
             // A run across the end of the range is cut in two there.
-            if !st.used.try_reserve_cut(Page::from_number(e.min(end))) {
+            // So is one of the copy-on-write set.
+            let cut = Page::from_number(e.min(end));
+            if !st.used.try_reserve_cut(cut) || !(st.cow.is_empty() || st.cow.try_reserve_cut(cut))
+            {
                 return Err(Error::NoMemory);
             }
         }
@@ -431,10 +434,15 @@ impl<M: Machine> AddressSpace<M> {
         };
         // The heap first: room for two splits and the entry at its new
         // place, and the moved part's used space.
-        let (runs, _) = tree
-            .find(os)
-            .map_or((0, 0), |(_, _, slot)| slot.lock().used.overlap(os, oe));
+        let (runs, cow_runs) = tree.find(os).map_or((0, 0), |(_, _, slot)| {
+            let st = slot.lock();
+            (
+                st.used.overlap(os, oe).0,
+                crate::cow::moved_runs(&st.cow, os, keep),
+            )
+        });
         let mut used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
+        let mut cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
         let [room_os, room_oe] = self.prepare_splits(&mut tree, [os, oe])?;
         Self::reserve_entries(&mut tree, 3)?;
         if !self.shared.reserve.try_reserve(more) {
@@ -525,7 +533,8 @@ impl<M: Machine> AddressSpace<M> {
             area.reserved.fetch_sub(less, Relaxed);
             area.reserved.fetch_add(more, Relaxed);
             st.used = used;
-            st.cow = crate::cow::moved(&st.cow, os, ns, keep);
+            crate::cow::moved_into(&st.cow, os, ns, keep, &mut cow);
+            st.cow = cow;
             st.flags = moved_flags;
             area.set_base(Page::from_number(ns));
             area.pages.store(new_pages, Release);

@@ -417,7 +417,8 @@ impl<M: Machine> AddressSpace<M> {
                 let mut removed = UsedSpace::try_with_capacity(st.used.intervals_from(cut))
                     .ok_or(Error::NoMemory)?;
                 st.used.split_off_into(cut, &mut removed);
-                let _ = crate::cow::split_off(&mut st.cow, cut);
+                // Cuts no run in two: allocates nothing.
+                crate::cow::remove_pages(&mut st.cow, cut.number(), u64::MAX);
                 let mut batch = ShootdownBatch::new();
                 let mut less =
                     reserve::up_front(backend, st.flags, area.offset() + pages, old - pages);

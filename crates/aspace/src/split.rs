@@ -105,7 +105,7 @@ impl<M: Machine> AddressSpace<M> {
     /// of the written `tree` at the pages `cuts` need (in that order, each
     /// on the tree as the ones before it left it): room for one more tree
     /// entry per cut, and per cut inside an area the upper part's record
-    /// with room for its used space. `NoMemory` (nothing changed) if the
+    /// with room for its used space and copy-on-write set. `NoMemory` (nothing changed) if the
     /// heap refuses. Hand each room to [`split_at`](Self::split_at).
     pub(crate) fn prepare_splits<const N: usize>(
         &self,
@@ -122,8 +122,13 @@ impl<M: Machine> AddressSpace<M> {
                 continue;
             }
             let area = &slot.area;
-            let runs = slot.lock().used.intervals_from(Page::from_number(n));
+            let (runs, cow_runs) = {
+                let st = slot.lock();
+                let at = Page::from_number(n);
+                (st.used.intervals_from(at), st.cow.intervals_from(at))
+            };
             let used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
+            let cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
             // A stand-in, replaced by the real upper part at the split.
             let stand_in = area.derived(
                 Page::from_number(n),
@@ -141,7 +146,7 @@ impl<M: Machine> AddressSpace<M> {
                 },
             );
             let upper = TryArc::try_new(stand_in).map_err(|_| Error::NoMemory)?;
-            *room = Some(SplitRoom { upper, used });
+            *room = Some(SplitRoom { upper, used, cow });
         }
         Ok(rooms)
     }
@@ -180,13 +185,15 @@ impl<M: Machine> AddressSpace<M> {
             let Some(SplitRoom {
                 mut upper,
                 mut used,
+                mut cow,
             }) = room
             else {
                 debug_assert!(false, "a split without its room");
                 return Err(Error::NoMemory);
             };
             st.used.split_off_into(Page::from_number(n), &mut used);
-            let derived = Self::split_state(area, &mut st, start, end, n, used);
+            st.cow.split_off_into(Page::from_number(n), &mut cow);
+            let derived = Self::split_state(area, &mut st, start, end, n, [used, cow]);
             match TryArc::get_mut(&mut upper) {
                 Some(u) => *u = derived,
                 None => unreachable!("a prepared upper part has one reference"),
@@ -203,15 +210,15 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// Takes the pages `[n, end)` out of `area` (locked as `st`, spanning
-    /// `[start, end)`; their used space, `used`, already moved out) and
-    /// returns the area they make.
+    /// `[start, end)`; their used space and copy-on-write set, `used` and
+    /// `cow`, already moved out) and returns the area they make.
     fn split_state(
         area: &Area<M>,
         st: &mut AreaState<M>,
         start: u64,
         end: u64,
         n: u64,
-        used: UsedSpace,
+        [used, cow]: [UsedSpace; 2],
     ) -> Area<M> {
         let (lower_pages, upper_pages) = (n - start, end - n);
         let offset = area.offset();
@@ -242,7 +249,6 @@ impl<M: Machine> AddressSpace<M> {
         let limit = area.grow_limit();
         area.grow_limit
             .store(limit.saturating_sub(upper_pages).max(lower_pages), Relaxed);
-        let cow = crate::cow::split_off(&mut st.cow, Page::from_number(n));
         let state = AreaState {
             flags: st.flags - AreaFlags::PLACEMENT,
             max_flags: st.max_flags,
@@ -285,13 +291,20 @@ impl<M: Machine> AddressSpace<M> {
         // left one that takes both, get room for them.
         let right_ok = self.mergeable(tree, start, end);
         let left_ok = left.is_some_and(|l| self.mergeable(tree, l, start));
-        let intervals = |at: u64| tree.get(at).map_or(0, |(_, e)| e.lock().used.intervals());
-        let right_runs = if right_ok { intervals(end) } else { 0 };
+        // Runs of the used space and of the copy-on-write set.
+        let intervals = |at: u64| {
+            tree.get(at).map_or((0, 0), |(_, e)| {
+                let st = e.lock();
+                (st.used.intervals(), st.cow.intervals())
+            })
+        };
+        let right_runs = if right_ok { intervals(end) } else { (0, 0) };
         if right_ok && !Self::reserve_runs(tree, start, right_runs) {
             return Err(Error::NoMemory);
         }
         if let (true, Some(l)) = (left_ok, left) {
-            if !Self::reserve_runs(tree, l, intervals(start) + right_runs) {
+            let (used, cow) = intervals(start);
+            if !Self::reserve_runs(tree, l, (used + right_runs.0, cow + right_runs.1)) {
                 return Err(Error::NoMemory);
             }
         }
@@ -314,11 +327,13 @@ impl<M: Machine> AddressSpace<M> {
         }
     }
 
-    /// Makes room in the used space of the area at `at` for `runs` more
-    /// runs; whether the heap gave it.
-    fn reserve_runs(tree: &Areas<M>, at: u64, runs: usize) -> bool {
-        tree.get(at)
-            .is_some_and(|(_, e)| e.lock().used.try_reserve(runs))
+    /// Makes room in the used space and the copy-on-write set of the area
+    /// at `at` for `runs` more runs (of each); whether the heap gave it.
+    fn reserve_runs(tree: &Areas<M>, at: u64, (used, cow): (usize, usize)) -> bool {
+        tree.get(at).is_some_and(|(_, e)| {
+            let mut st = e.lock();
+            st.used.try_reserve(used) && (cow == 0 || st.cow.try_reserve(cow))
+        })
     }
 
     /// Joins the area starting at `boundary` to the one at `left` (which
@@ -351,6 +366,7 @@ impl<M: Machine> AddressSpace<M> {
             let added = st.used.insert(r.start, r.count);
             debug_assert!(added.is_ok(), "areas are disjoint");
         }
+        // Reserved by `try_merge_at` too.
         crate::cow::absorb(&mut st.cow, rst.cow.take());
         let pages = end - area.base().number();
         let right_pages = right.area.pages();
@@ -393,8 +409,10 @@ impl<M: Machine> AddressSpace<M> {
 
 /// The heap memory one split needs, set aside by
 /// [`AddressSpace::prepare_splits`] before anything changes: the upper
-/// part's record (a stand-in until the split) and its used space.
+/// part's record (a stand-in until the split), its used space and its
+/// copy-on-write set.
 pub(crate) struct SplitRoom<M: Machine> {
     upper: TryArc<Area<M>>,
     used: UsedSpace,
+    cow: UsedSpace,
 }

@@ -14,6 +14,8 @@ pub struct SpaceState {
     pub areas: Vec<AreaInfo>,
     /// Per area: its used space as runs (first page, pages).
     used: Vec<Vec<(u64, u64)>>,
+    /// Per area: its copy-on-write pages as runs (first page, pages).
+    cow: Vec<Vec<(u64, u64)>>,
     /// Every page of every area and what it maps to.
     pages: Vec<(u64, Option<(Frame, PageFlags)>)>,
     table_frames: u64,
@@ -42,9 +44,12 @@ pub fn space_state(s: &Space) -> SpaceState {
     let mut pages = Vec::new();
     let mut shares = Vec::new();
     let mut used = Vec::new();
+    let mut cow = Vec::new();
     for a in &areas {
         let runs = s.used_space(a.base).expect("the area is there");
         used.push(runs.iter().map(|r| (r.start.number(), r.count)).collect());
+        let set = s.cow_pages(a.base).expect("the area is there");
+        cow.push(set.iter().map(|r| (r.start.number(), r.count)).collect());
         for i in 0..a.pages {
             let p = Page::from_number(a.base.page().number() + i);
             pages.push((p.number(), s.translate(p)));
@@ -54,6 +59,7 @@ pub fn space_state(s: &Space) -> SpaceState {
     SpaceState {
         areas,
         used,
+        cow,
         pages,
         table_frames: s.page_table_frames(),
         shares,

@@ -311,6 +311,20 @@ impl UsedSpace {
         }
     }
 
+    /// The first part of an interval that lies in `[lo, hi)` (page
+    /// numbers), if any: O(log n), allocates nothing.
+    pub fn first_in(&self, lo: u64, hi: u64) -> Option<PageRange> {
+        if lo >= hi {
+            return None;
+        }
+        let (s, e) = match self.runs.neighbors(lo) {
+            (Some((s, e, ())), _) if e > lo => (s, e),
+            (_, after) => after.map(|(s, e, ())| (s, e))?,
+        };
+        let (a, b) = (s.max(lo), e.min(hi));
+        (a < b).then(|| range(a, b))
+    }
+
     /// Empties the set, returning the intervals it held.
     pub fn take(&mut self) -> UsedSpace {
         core::mem::take(self)
