@@ -197,7 +197,7 @@ impl<M: Machine> AddressSpace<M> {
         debug_assert!(removed.is_ok());
         // Flushed above: the old frame's reference may go now.
         let mut release = ShootdownBatch::new();
-        release.release_later(old);
+        release.release_later_or_flush(old, &self.shared, self.id());
         release.complete(&self.shared, self.id());
         self.count_copies(1);
         Ok(())
@@ -279,7 +279,8 @@ impl<M: Machine> AddressSpace<M> {
                 continue;
             };
             m.memory().copy_frame(new, u.frame());
-            batch.defer(u, area.backend.caps().contains(BackendCaps::REFCOUNTED));
+            let counted = area.backend.caps().contains(BackendCaps::REFCOUNTED);
+            batch.defer_or_flush(u, counted, &self.shared, self.id());
             copied.push((page, new));
         }
         batch.complete(&self.shared, self.id());
@@ -460,7 +461,7 @@ impl<M: Machine> AddressSpace<M> {
                 // Not expected; the page stops being resident here.
                 let _ = st.used.remove(page, 1);
                 let _ = cow.remove(page, 1);
-                batch.release_later(frame);
+                batch.release_later_or_flush(frame, &self.shared, self.id());
                 let less = reserve::per_page(&*area.backend, st.flags, area.index(page), 1);
                 self.shared.reserve.release(less);
                 area.reserved.fetch_sub(less, Relaxed);
