@@ -1001,6 +1001,89 @@ mod lending {
             self.frames[area.page_index(page) as usize] == frame
         }
     }
+
+    /// The same "file", but counting no references (as device memory):
+    /// the mapping holds none of the lent frame.
+    pub struct Uncounted {
+        pub frames: Vec<Frame>,
+    }
+
+    impl Backend<PhysMem, FramePool> for Uncounted {
+        fn name(&self) -> &'static str {
+            "uncounted"
+        }
+
+        fn page_fault(
+            &self,
+            _memory: &PhysMem,
+            _frames: &FramePool,
+            area: &Info,
+            page: Page,
+            _access: Access,
+        ) -> aspace::Result<Frame> {
+            Ok(self.frames[area.page_index(page) as usize])
+        }
+
+        fn caps(&self) -> BackendCaps {
+            BackendCaps::empty()
+        }
+
+        fn lends(&self, area: &Info, page: Page, frame: Frame) -> bool {
+            self.frames[area.page_index(page) as usize] == frame
+        }
+    }
+}
+
+/// A backend that counts no references is not asked whether it lends
+/// (the core could neither release a copy nor leave the lent frame's count
+/// alone): its frame maps as it is, with the area's rights, and is never
+/// taken over nor released.
+#[test]
+fn a_lender_counting_no_references_keeps_its_frame() {
+    let sim = sim(1, 4 << 20);
+    let base = baseline();
+    let hw = sim.hardware();
+    let f = aspace::FrameAllocator::alloc(hw.frames()).unwrap();
+    aspace::PhysMemory::zero_frame(hw.memory(), f);
+    aspace::PhysMemory::write(hw.memory(), f.start(), &77u64.to_le_bytes());
+    let p = sim.system().create().unwrap();
+    p.area_create_with(
+        va(A),
+        PAGE_SIZE,
+        RW,
+        AreaAttrs::empty(),
+        Arc::new(lending::Uncounted { frames: vec![f] }),
+    )
+    .unwrap();
+    let mut c0 = sim.cpu(0);
+    c0.switch_to(&p).unwrap();
+    assert_eq!(c0.read_u64(va(A)).unwrap(), 77);
+    assert_eq!(frame_of(&p, A), f);
+    assert!(writable(&p, A), "not lent: mapped with the area's rights");
+    assert!(p.cow_pages(va(A)).unwrap().is_empty());
+    let n = sim.frames_in_use();
+    c0.write_u64(va(A + 8), 5).unwrap();
+    assert_eq!(frame_of(&p, A), f);
+    assert_eq!(sim.frames_in_use(), n);
+    assert_eq!(
+        refcount(&sim, f),
+        1,
+        "the backend's frame keeps its one reference"
+    );
+    let mut word = [0u8; 8];
+    aspace::PhysMemory::read(
+        hw.memory(),
+        aspace::PhysAddr::new(f.start().as_u64() + 8),
+        &mut word,
+    );
+    assert_eq!(u64::from_le_bytes(word), 5);
+    cow_invariants(&p);
+    c0.idle();
+    drop(c0);
+    drop(p);
+    assert!(aspace::FrameAllocator::release(hw.frames(), f));
+    assert_eq!(sim.frames_in_use(), base);
+    assert_eq!(hw.stats().stale_accesses, 0);
 }
 
 #[test]

@@ -372,7 +372,11 @@ impl<M: Machine> AddressSpace<M> {
                     .backend
                     .page_fault(m.memory(), m.frames(), &info, page, access)
                     .map_err(|_| FaultReason::NoMemory)?;
-                Ok((f, area.backend.lends(&info, page, f)))
+                // Only a reference-counted backend lends: the copy made at
+                // the first write is a frame the area owns and releases,
+                // and the lent frame's reference goes with the mapping.
+                let counted = area.backend.caps().contains(BackendCaps::REFCOUNTED);
+                Ok((f, counted && area.backend.lends(&info, page, f)))
             }
         };
         let (frame, lent) = match &st.share {

@@ -179,7 +179,10 @@ pub trait Backend<P: PhysMemory, F: FrameAllocator>: Send + Sync {
     /// no change of the area's rights. A backend that wants a write fault
     /// on a page not yet resident to copy at once supplies the copy itself
     /// (and answers `false` for it). Not asked for shared areas (their
-    /// share record holds the frames). By default `false`.
+    /// share record holds the frames), nor of a backend that is not
+    /// [reference-counted](BackendCaps::REFCOUNTED) (its frames map as
+    /// they are: the core could neither release a copy nor leave the lent
+    /// frame's count alone). By default `false`.
     fn lends(&self, area: &AreaInfo, page: Page, frame: Frame) -> bool {
         let _ = (area, page, frame);
         false
