@@ -583,8 +583,6 @@ impl<M: Machine> AddressSpace<M> {
                         return Err(Error::NotFound);
                     }
                     Self::check_share_source(&slot.area, &st, size, mask)?;
-                    // A share record holds no copy-on-write frame.
-                    self.cow_break_all(&slot.area, &mut st)?;
                     self.join_share(&slot.area, &mut st)
                 });
             match found {
@@ -718,6 +716,10 @@ impl<M: Machine> AddressSpace<M> {
         }
         let share = TryArc::try_new(ShareInfo::new(2, PageMap::new(), area.reserved()))
             .map_err(|_| Error::NoMemory)?;
+        // A share record holds no copy-on-write frame: each such page gets
+        // its own copy now, the last step that may fail (all or nothing by
+        // itself; what was allocated above is dropped if it refuses).
+        self.cow_break_all(area, st)?;
         if counted {
             for page in st.used.iter_pages() {
                 let (frame, _) = self
