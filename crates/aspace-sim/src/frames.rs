@@ -421,17 +421,26 @@ impl FramePool {
     fn drop_ref(&self, frame: Frame) -> bool {
         let n = frame.number() as usize;
         let meta = &self.meta[n];
-        let mut r = meta.refs.load(Ordering::Relaxed);
+        // Acquire: the other holders' accesses, published by their
+        // releases, happen before this free.
+        let mut r = meta.refs.load(Ordering::Acquire);
         loop {
             assert!(
                 r > 0,
                 "frame {frame:?} released more often than referenced (double free)"
             );
+            if r == 1 {
+                // The only reference, ours: nobody else holds the frame, so
+                // nobody can take or drop one meanwhile (`add_ref` needs a
+                // reference held): a plain store, no read-modify-write.
+                meta.refs.store(0, Ordering::Relaxed);
+                break;
+            }
             // Release: this holder's accesses to the frame happen before
-            // whoever frees it (Acquire below) reuses it.
+            // whoever frees it (Acquire above) reuses it.
             match meta
                 .refs
-                .compare_exchange_weak(r, r - 1, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange_weak(r, r - 1, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => break,
                 Err(now) => r = now,

@@ -103,6 +103,18 @@ impl PageTable for SimPageTable {
         each!(self, t => t.unmap_run(mem, first, count, out))
     }
 
+    fn protect_run<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        first: Page,
+        count: u64,
+        flags: &dyn Fn(Page) -> PageFlags,
+        out: &mut dyn FnMut(Page),
+    ) {
+        each!(self, t => t.protect_run(mem, frames, first, count, flags, out))
+    }
+
     fn move_run<P: PhysMemory, F: FrameAllocator>(
         &self,
         mem: &P,

@@ -1,7 +1,7 @@
-//! The page tables' run operations (`unmap_run`, `move_run`) against the
-//! page-by-page ones they stand for, across leaf-table boundaries and
-//! holes: x86_64's own (one walk per leaf table) and the default that the
-//! other formats use.
+//! The page tables' run operations (`unmap_run`, `move_run`,
+//! `protect_run`) against the page-by-page ones they stand for, across
+//! leaf-table boundaries and holes, on every format (each walks a leaf
+//! table once).
 
 use aspace::paging::PageTable;
 use aspace::{Frame, Page, PageFlags};
@@ -117,5 +117,73 @@ fn a_move_refused_for_a_table_moves_everything_back() {
         for n in 0..1024 {
             assert!(pt.translate(&mem, page(to + n)).is_none(), "{arch:?}");
         }
+    }
+}
+
+/// `protect_run` against unmap-and-map page by page (what it stands for):
+/// same frames and rights after it, exactly the pages whose entry changed
+/// reported, in order; and back again.
+#[test]
+fn protect_run_changes_rights_in_place_on_every_format() {
+    let page = Page::from_number;
+    // Read-only, unchanged, or no right at all, by page.
+    let rights = |p: Page| match p.number() % 3 {
+        0 => PageFlags::READ | PageFlags::USER | PageFlags::CACHEABLE,
+        1 => FLAGS,
+        _ => PageFlags::USER | PageFlags::CACHEABLE,
+    };
+    for arch in [
+        Arch::X86_64,
+        Arch::Riscv64Sv48,
+        Arch::Riscv64Sv39,
+        Arch::Aarch64,
+    ] {
+        let mem = PhysMem::new(8 << 20);
+        let frames = FramePool::new(mem.frames());
+        let (_k1, pt) = user_table(&mem, &frames, arch);
+        let (_k2, reference) = user_table(&mem, &frames, arch);
+        for (i, &n) in sources().iter().enumerate() {
+            let frame = Frame::from_number(1500 + i as u64);
+            for t in [&pt, &reference] {
+                t.map(&mem, &frames, page(n), frame, FLAGS).unwrap();
+            }
+        }
+        let original: Vec<_> = (FROM..FROM + COUNT)
+            .map(|n| pt.translate(&mem, page(n)))
+            .collect();
+        let all = |_: Page| FLAGS;
+        let steps: [&dyn Fn(Page) -> PageFlags; 2] = [&rights, &all];
+        for (step, flags) in steps.into_iter().enumerate() {
+            let mut want = Vec::new();
+            for n in FROM..FROM + COUNT {
+                let Some((frame, old)) = reference.translate(&mem, page(n)) else {
+                    continue;
+                };
+                let _ = reference.unmap(&mem, page(n)).unwrap();
+                reference
+                    .map(&mem, &frames, page(n), frame, flags(page(n)))
+                    .unwrap();
+                if reference.translate(&mem, page(n)) != Some((frame, old)) {
+                    want.push(n);
+                }
+            }
+            let mut got = Vec::new();
+            pt.protect_run(&mem, &frames, page(FROM), COUNT, flags, &mut |p| {
+                got.push(p.number())
+            });
+            assert_eq!(got, want, "{arch:?} step {step}: the pages changed");
+            assert!(!want.is_empty(), "{arch:?} step {step}");
+            for n in FROM..FROM + COUNT {
+                assert_eq!(
+                    pt.translate(&mem, page(n)),
+                    reference.translate(&mem, page(n)),
+                    "{arch:?} step {step}: page {n}"
+                );
+            }
+        }
+        let back: Vec<_> = (FROM..FROM + COUNT)
+            .map(|n| pt.translate(&mem, page(n)))
+            .collect();
+        assert_eq!(back, original, "{arch:?}: the old rights back");
     }
 }

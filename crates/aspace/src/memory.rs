@@ -78,7 +78,11 @@ pub unsafe trait FrameAllocator: Send + Sync {
     /// A free frame with reference count one, or `None` when memory is out.
     /// Its contents are unspecified.
     fn alloc(&self) -> Option<Frame>;
-    /// Takes one more reference to an allocated frame.
+    /// Takes one more reference to an allocated frame. The core calls it
+    /// only while it holds a reference to `frame` itself (a mapping's, a
+    /// share record's), so a frame whose count is one is held by its
+    /// releaser alone: an allocator may free such a frame without an
+    /// atomic read-modify-write.
     fn add_ref(&self, frame: Frame);
     /// Drops one reference; returns `true` when this freed the frame.
     fn release(&self, frame: Frame) -> bool;

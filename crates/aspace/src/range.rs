@@ -17,11 +17,11 @@
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering::{Relaxed, Release};
 
-use crate::addr::{Frame, Page, PageRange, VirtAddr};
+use crate::addr::{Page, PageRange, VirtAddr};
 use crate::backend::BackendCaps;
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::internals::used_space::UsedSpace;
-use crate::machine::{FrameAllocator, Machine};
+use crate::machine::Machine;
 use crate::paging::PageTable;
 use crate::reserve;
 use crate::space::{unmap_runs_into, AddressSpace, Areas};
@@ -135,11 +135,12 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Changes the rights of every page of `[base, base + size)` to `flags`
     /// (Linux `mprotect`), keeping the data: areas across the ends of the
-    /// range split there, each area inside has its mapped pages unmapped,
-    /// one shootdown round runs for all of them, and the same frames are
-    /// mapped back with the new rights (so no CPU reaches a page with old
-    /// and new rights at once); then the areas merge with compatible
-    /// neighbours. An area keeps its placement flags
+    /// range split there, each area inside has the entries of its mapped
+    /// pages rewritten with the new rights in place
+    /// ([`PageTable::protect_run`](crate::paging::PageTable::protect_run):
+    /// same frames, one walk per leaf table), one shootdown round runs for
+    /// every entry changed before the call returns; then the areas merge
+    /// with compatible neighbours. An area keeps its placement flags
     /// ([`AreaFlags::PLACEMENT`]) and [`LATE_RESERVE`](AreaFlags::LATE_RESERVE)
     /// bit whatever `flags` says.
     ///
@@ -156,13 +157,9 @@ impl<M: Machine> AddressSpace<M> {
         let (s, e) = (range.start.number(), range.end().number());
         let mut tree = self.areas.write();
         let mut list = Self::check_covered(&tree, s, e)?;
-        // Room for every resident page's frame, taken before anything
-        // changes.
-        let mut resident = 0;
         for &(start, _) in &list {
             let (_, slot) = tree.get(start).ok_or(Error::NotFound)?;
             let st = slot.lock();
-            resident += st.used.overlap(s, e).1 as usize;
             if !slot.area.backend.caps().contains(BackendCaps::CHANGE_FLAGS) {
                 return Err(Error::NotSupported);
             }
@@ -172,20 +169,14 @@ impl<M: Machine> AddressSpace<M> {
         }
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
-        // Per changed area, its start and how many of `frames` are its.
-        let mut remap: Vec<(u64, usize)> = Vec::new();
-        let mut frames: Vec<(Page, Frame)> = Vec::new();
-        if remap.try_reserve_exact(list.len()).is_err()
-            || frames.try_reserve_exact(resident).is_err()
-        {
-            return Err(Error::NoMemory);
-        }
         let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
         self.split_at(&mut tree, s, room_s)?;
         self.split_at(&mut tree, e, room_e)?;
         Self::refill_entries(&tree, s, e, &mut list);
         let m = self.machine();
         let pt = self.pt();
+        // The rights change in place, one walk per leaf table; the pages
+        // whose entry changed leave every TLB in one round.
         let mut batch = ShootdownBatch::new();
         for (start, _) in list {
             let Some((_, slot)) = tree.get(start) else {
@@ -196,44 +187,22 @@ impl<M: Machine> AddressSpace<M> {
             if new == st.flags {
                 continue;
             }
-            let before = frames.len();
-            for page in st.used.iter_pages() {
-                let Some(u) = pt.unmap(m.memory(), page) else {
-                    debug_assert!(false, "used page {page:?} not mapped");
-                    continue;
-                };
-                frames.push((page, u.frame()));
-                batch.defer(u, false);
+            let pflags = self.page_flags(new);
+            let cow = &st.cow;
+            let rights = |page| crate::cow::entry_flags(pflags, cow, page);
+            for r in st.used.iter() {
+                pt.protect_run(
+                    m.memory(),
+                    m.frames(),
+                    r.start,
+                    r.count,
+                    &rights,
+                    &mut |page| batch.defer_kept(page, 1),
+                );
             }
             st.flags = new;
-            remap.push((start, frames.len() - before));
         }
         batch.complete(&self.shared, self.id());
-        let mut frames = frames.into_iter();
-        for (start, count) in remap {
-            let Some((_, slot)) = tree.get(start) else {
-                continue;
-            };
-            let mut st = slot.lock();
-            let pflags = self.page_flags(st.flags);
-            for (page, frame) in frames.by_ref().take(count) {
-                // Intermediate tables stay after an unmap, so this does
-                // not allocate; should it fail, the page stops being
-                // resident (as in `area_change_flags`).
-                let pflags = crate::cow::entry_flags(pflags, &st.cow, page);
-                if pt.map(m.memory(), m.frames(), page, frame, pflags).is_err() {
-                    let area = &slot.area;
-                    let _ = st.used.remove(page, 1);
-                    let _ = st.cow.remove(page, 1);
-                    if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
-                        m.frames().release(frame);
-                    }
-                    let less = reserve::per_page(&*area.backend, st.flags, area.index(page), 1);
-                    self.shared.reserve.release(less);
-                    area.reserved.fetch_sub(less, Relaxed);
-                }
-            }
-        }
         self.merge_range(&mut tree, s, e);
         Ok(())
     }
@@ -480,7 +449,7 @@ impl<M: Machine> AddressSpace<M> {
                     // new mapping already: flush them.
                     drop(st);
                     let mut batch = ShootdownBatch::new();
-                    batch.defer_moved(Page::from_number(ns), keep);
+                    batch.defer_kept(Page::from_number(ns), keep);
                     batch.complete(&self.shared, self.id());
                     self.shared.reserve.release(more);
                     return Err(Error::NoMemory);
@@ -511,7 +480,7 @@ impl<M: Machine> AddressSpace<M> {
                 // The kept part moved already: its old translations go in
                 // this round, its frames stay in use.
                 if a < split {
-                    batch.defer_moved(r.start, split - a);
+                    batch.defer_kept(r.start, split - a);
                     let added = used.insert(Page::from_number(ns + (a - os)), split - a);
                     debug_assert!(added.is_ok());
                 }

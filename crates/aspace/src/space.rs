@@ -87,6 +87,9 @@ pub(crate) fn unmap_runs_into<M: Machine>(
 ) {
     let release = backend.caps().contains(BackendCaps::REFCOUNTED);
     for r in runs {
+        if release {
+            batch.reserve(usize::try_from(r.count).unwrap_or(usize::MAX));
+        }
         let mut unmapped = 0;
         pt.unmap_run(shared.machine.memory(), r.start, r.count, &mut |u| {
             unmapped += 1;

@@ -64,10 +64,12 @@ impl ShootdownBatch {
         }
     }
 
-    /// Adds `count` removed translations from `first` whose frames were
-    /// mapped elsewhere ([`PageTable::move_run`](crate::paging::PageTable::move_run)):
+    /// Adds `count` translations from `first` that were removed or changed
+    /// while their frames stay in use (mapped elsewhere by
+    /// [`PageTable::move_run`](crate::paging::PageTable::move_run), or given
+    /// other rights by [`PageTable::protect_run`](crate::paging::PageTable::protect_run)):
     /// nothing to release, but the TLBs must forget them all the same.
-    pub fn defer_moved(&mut self, first: Page, count: u64) {
+    pub fn defer_kept(&mut self, first: Page, count: u64) {
         if count == 0 {
             return;
         }
@@ -75,6 +77,13 @@ impl ShootdownBatch {
         self.low = self.low.min(n);
         self.high = self.high.max(n + count);
         self.unmapped += count;
+    }
+
+    /// Makes room, if the heap gives it, for `frames` more frames to
+    /// release, so a run of that many unmapped pages grows the list once
+    /// (if it does not, the list grows as pages come, or flushes early).
+    pub fn reserve(&mut self, frames: usize) {
+        let _ = self.release.try_reserve(frames);
     }
 
     /// Releases one reference of `frame` once the shootdown is done (a

@@ -309,6 +309,36 @@ impl PageTable for Aarch64PageTable {
         }
     }
 
+    /// One walk per leaf table; pages outside this table's half map
+    /// nothing and are skipped.
+    fn protect_run<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        _frames: &F,
+        first: Page,
+        count: u64,
+        flags: &dyn Fn(Page) -> PageFlags,
+        out: &mut dyn FnMut(Page),
+    ) {
+        let mapped = |e| decode_leaf(e).is_some();
+        let rewrite = |page, e| {
+            let (frame, _) = decode_leaf(e)?;
+            let new = encode_leaf(frame, flags(page));
+            (new != e).then_some(new)
+        };
+        if count > 0 && self.covers(first) && self.covers(first.add(count - 1)) {
+            self.tree
+                .rewrite_run(mem, first, count, mapped, rewrite, out);
+            return;
+        }
+        for i in 0..count {
+            let page = first.add(i);
+            if self.covers(page) {
+                self.tree.rewrite_run(mem, page, 1, mapped, rewrite, out);
+            }
+        }
+    }
+
     /// One walk per pair of leaf tables; entries move as they are (their
     /// access flags too). Both ranges must lie in this table's half.
     fn move_run<P: PhysMemory, F: FrameAllocator>(

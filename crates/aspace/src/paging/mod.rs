@@ -111,8 +111,9 @@ pub trait PageTable: Send + Sync + Sized {
 
     /// Maps the unmapped `page` to `frame` with `flags`. A new mapping
     /// replaces no translation, so it needs no TLB flush. The core never
-    /// changes a valid entry in place: changing rights unmaps, shoots down
-    /// and maps again, which is AArch64's break-before-make. Fails with
+    /// maps over a valid entry (another frame for a page is unmapped, shot
+    /// down and mapped again: AArch64's break-before-make); only rights
+    /// change in place, through [`protect_run`](Self::protect_run). Fails with
     /// `NoMemory` when an intermediate table cannot be allocated, leaving the
     /// table as it was for `page`.
     fn map<P: PhysMemory, F: FrameAllocator>(
@@ -144,6 +145,42 @@ pub trait PageTable: Send + Sync + Sized {
             if let Some(u) = self.unmap(mem, first.add(i)) {
                 out(u);
             }
+        }
+    }
+
+    /// Gives each mapped page among the `count` pages from `first` the
+    /// rights `flags(page)` in place, its frame kept (and, where the format
+    /// has them, its accessed and dirty bits), handing each page whose
+    /// entry changed to `out`. TLBs may still hold the old rights: the
+    /// caller shoots those pages down. Only rights change, which needs no
+    /// break-before-make on any of the formats (AArch64 requires it for a
+    /// change of output address, memory type or block size). By default
+    /// [`translate`](Self::translate), [`unmap`](Self::unmap) and
+    /// [`map`](Self::map) page by page (allocating nothing: the tables are
+    /// there); a format may rewrite each leaf table's entries in one walk
+    /// (Linux's `change_pte_range`).
+    fn protect_run<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        frames: &F,
+        first: Page,
+        count: u64,
+        flags: &dyn Fn(Page) -> PageFlags,
+        out: &mut dyn FnMut(Page),
+    ) {
+        for i in 0..count {
+            let page = first.add(i);
+            let Some((frame, old)) = self.translate(mem, page) else {
+                continue;
+            };
+            let new = flags(page);
+            if new == old {
+                continue;
+            }
+            let _ = self.unmap(mem, page);
+            let mapped = self.map(mem, frames, page, frame, new);
+            debug_assert!(mapped.is_ok(), "mapping into a kept table");
+            out(page);
         }
     }
 

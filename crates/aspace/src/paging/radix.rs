@@ -149,6 +149,41 @@ impl<E: TableEntry> Radix<E> {
         }
     }
 
+    /// Rewrites, in place, the leaf entries of the `count` pages from
+    /// `first` for which `rewrite(page, entry)` gives a new entry (`None`:
+    /// leave it; it is asked only of entries that map a page, `mapped`
+    /// says which), handing each page rewritten to `out`: one walk per leaf
+    /// table; a missing table skips its pages.
+    pub(crate) fn rewrite_run<P: PhysMemory>(
+        &self,
+        mem: &P,
+        first: Page,
+        count: u64,
+        mapped: impl Fn(u64) -> bool,
+        mut rewrite: impl FnMut(Page, u64) -> Option<u64>,
+        out: &mut dyn FnMut(Page),
+    ) {
+        let mut i = 0;
+        while i < count {
+            let page = first.add(i);
+            let chunk = (ENTRIES - Self::index(page, 1)).min(count - i);
+            if let Some(at) = self.find_leaf(mem, page) {
+                for k in 0..chunk {
+                    let addr = PhysAddr::new(at.as_u64() + k * 8);
+                    let e = mem.read_u64(addr);
+                    if !mapped(e) {
+                        continue;
+                    }
+                    if let Some(new) = rewrite(page.add(k), e) {
+                        mem.write_u64(addr, new);
+                        out(page.add(k));
+                    }
+                }
+            }
+            i += chunk;
+        }
+    }
+
     /// Moves the leaf entries that map a page (`mapped` says which) of the
     /// `count` pages from `from` to the same places from `to`, as they are
     /// (accessed and dirty bits too): one walk per pair of leaf tables, the

@@ -271,6 +271,26 @@ impl PageTable for RiscvPageTable {
     }
 
     /// One walk per leaf table.
+    fn protect_run<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        _frames: &F,
+        first: Page,
+        count: u64,
+        flags: &dyn Fn(Page) -> PageFlags,
+        out: &mut dyn FnMut(Page),
+    ) {
+        let mapped = |e| decode_leaf(e).is_some();
+        let rewrite = |page, e| {
+            let (frame, _) = decode_leaf(e)?;
+            let new = encode_leaf(frame, flags(page));
+            (new != e).then_some(new)
+        };
+        self.tree
+            .rewrite_run(mem, first, count, mapped, rewrite, out);
+    }
+
+    /// One walk per leaf table.
     fn unmap_run<P: PhysMemory>(
         &self,
         mem: &P,

@@ -221,6 +221,29 @@ impl PageTable for X86_64PageTable {
         self.tree.unmap_run(mem, first, count, leaf_frame, out);
     }
 
+    /// One walk per leaf table; the accessed and dirty bits stay.
+    fn protect_run<P: PhysMemory, F: FrameAllocator>(
+        &self,
+        mem: &P,
+        _frames: &F,
+        first: Page,
+        count: u64,
+        flags: &dyn Fn(Page) -> PageFlags,
+        out: &mut dyn FnMut(Page),
+    ) {
+        let mapped = |e| e & (PTE_PRESENT | PTE_SW_MAPPED) != 0;
+        let rewrite = |page, e| {
+            let frame = leaf_frame(e)?;
+            let mut new = encode_leaf(frame, flags(page) | PageFlags::PRESENT);
+            if new & PTE_PRESENT != 0 {
+                new |= e & (PTE_ACCESSED | PTE_DIRTY);
+            }
+            (new != e).then_some(new)
+        };
+        self.tree
+            .rewrite_run(mem, first, count, mapped, rewrite, out);
+    }
+
     /// One walk per pair of leaf tables; entries move as they are.
     fn move_run<P: PhysMemory, F: FrameAllocator>(
         &self,
