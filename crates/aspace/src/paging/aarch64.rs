@@ -320,21 +320,18 @@ impl PageTable for Aarch64PageTable {
         flags: &dyn Fn(Page) -> PageFlags,
         out: &mut dyn FnMut(Page),
     ) {
-        let mapped = |e| decode_leaf(e).is_some();
-        let rewrite = |page, e| {
-            let (frame, _) = decode_leaf(e)?;
-            let new = encode_leaf(frame, flags(page));
-            (new != e).then_some(new)
-        };
+        let frame_of = |e| decode_leaf(e).map(|(f, _)| f);
+        let encode = |_, frame, flags| encode_leaf(frame, flags);
         if count > 0 && self.covers(first) && self.covers(first.add(count - 1)) {
             self.tree
-                .rewrite_run(mem, first, count, mapped, rewrite, out);
+                .protect_run(mem, first, count, frame_of, encode, flags, out);
             return;
         }
         for i in 0..count {
             let page = first.add(i);
             if self.covers(page) {
-                self.tree.rewrite_run(mem, page, 1, mapped, rewrite, out);
+                self.tree
+                    .protect_run(mem, page, 1, frame_of, encode, flags, out);
             }
         }
     }

@@ -15,6 +15,7 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{Frame, Page, PhysAddr};
+use crate::flags::PageFlags;
 use crate::memory::{FrameAllocator, PhysMemory};
 use crate::paging::Unmapped;
 use crate::{Error, Result};
@@ -120,48 +121,17 @@ impl<E: TableEntry> Radix<E> {
         Some(Unmapped::new(page, frame))
     }
 
-    /// Clears the leaf entries of the `count` pages from `first` that map
-    /// a frame (`frame_of` decodes them), handing each to `out` in page
-    /// order: one walk per leaf table; a missing table skips its pages.
-    pub(crate) fn unmap_run<P: PhysMemory>(
+    /// Calls `visit(page, entry address, entry)` for each leaf entry of
+    /// the `count` pages from `first` that maps a frame (`frame_of` decodes
+    /// it), in page order: one walk per leaf table; a missing table skips
+    /// its pages.
+    fn each_mapped<P: PhysMemory>(
         &self,
         mem: &P,
         first: Page,
         count: u64,
         frame_of: impl Fn(u64) -> Option<Frame>,
-        out: &mut dyn FnMut(Unmapped),
-    ) {
-        let mut i = 0;
-        while i < count {
-            let page = first.add(i);
-            let chunk = (ENTRIES - Self::index(page, 1)).min(count - i);
-            if let Some(at) = self.find_leaf(mem, page) {
-                for k in 0..chunk {
-                    let addr = PhysAddr::new(at.as_u64() + k * 8);
-                    let Some(frame) = frame_of(mem.read_u64(addr)) else {
-                        continue;
-                    };
-                    mem.write_u64(addr, 0);
-                    out(Unmapped::new(page.add(k), frame));
-                }
-            }
-            i += chunk;
-        }
-    }
-
-    /// Rewrites, in place, the leaf entries of the `count` pages from
-    /// `first` for which `rewrite(page, entry)` gives a new entry (`None`:
-    /// leave it; it is asked only of entries that map a page, `mapped`
-    /// says which), handing each page rewritten to `out`: one walk per leaf
-    /// table; a missing table skips its pages.
-    pub(crate) fn rewrite_run<P: PhysMemory>(
-        &self,
-        mem: &P,
-        first: Page,
-        count: u64,
-        mapped: impl Fn(u64) -> bool,
-        mut rewrite: impl FnMut(Page, u64) -> Option<u64>,
-        out: &mut dyn FnMut(Page),
+        mut visit: impl FnMut(Page, PhysAddr, u64, Frame),
     ) {
         let mut i = 0;
         while i < count {
@@ -171,17 +141,55 @@ impl<E: TableEntry> Radix<E> {
                 for k in 0..chunk {
                     let addr = PhysAddr::new(at.as_u64() + k * 8);
                     let e = mem.read_u64(addr);
-                    if !mapped(e) {
-                        continue;
-                    }
-                    if let Some(new) = rewrite(page.add(k), e) {
-                        mem.write_u64(addr, new);
-                        out(page.add(k));
+                    if let Some(frame) = frame_of(e) {
+                        visit(page.add(k), addr, e, frame);
                     }
                 }
             }
             i += chunk;
         }
+    }
+
+    /// Clears the leaf entries of the `count` pages from `first` that map
+    /// a frame (`frame_of` decodes them), handing each to `out` in page
+    /// order: one walk per leaf table.
+    pub(crate) fn unmap_run<P: PhysMemory>(
+        &self,
+        mem: &P,
+        first: Page,
+        count: u64,
+        frame_of: impl Fn(u64) -> Option<Frame>,
+        out: &mut dyn FnMut(Unmapped),
+    ) {
+        self.each_mapped(mem, first, count, frame_of, |page, addr, _, frame| {
+            mem.write_u64(addr, 0);
+            out(Unmapped::new(page, frame));
+        });
+    }
+
+    /// Gives the leaf entries of the `count` pages from `first` that map a
+    /// frame (`frame_of` decodes them) the rights `flags(page)`, in place:
+    /// `encode(old entry, frame, rights)` makes the new entry, written only
+    /// if it differs, and each page rewritten goes to `out`. One walk per
+    /// leaf table.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn protect_run<P: PhysMemory>(
+        &self,
+        mem: &P,
+        first: Page,
+        count: u64,
+        frame_of: impl Fn(u64) -> Option<Frame>,
+        encode: impl Fn(u64, Frame, PageFlags) -> u64,
+        flags: &dyn Fn(Page) -> PageFlags,
+        out: &mut dyn FnMut(Page),
+    ) {
+        self.each_mapped(mem, first, count, frame_of, |page, addr, e, frame| {
+            let new = encode(e, frame, flags(page));
+            if new != e {
+                mem.write_u64(addr, new);
+                out(page);
+            }
+        });
     }
 
     /// Moves the leaf entries that map a page (`mapped` says which) of the

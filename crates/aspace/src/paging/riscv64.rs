@@ -280,14 +280,10 @@ impl PageTable for RiscvPageTable {
         flags: &dyn Fn(Page) -> PageFlags,
         out: &mut dyn FnMut(Page),
     ) {
-        let mapped = |e| decode_leaf(e).is_some();
-        let rewrite = |page, e| {
-            let (frame, _) = decode_leaf(e)?;
-            let new = encode_leaf(frame, flags(page));
-            (new != e).then_some(new)
-        };
+        let frame_of = |e| decode_leaf(e).map(|(f, _)| f);
+        let encode = |_, frame, flags| encode_leaf(frame, flags);
         self.tree
-            .rewrite_run(mem, first, count, mapped, rewrite, out);
+            .protect_run(mem, first, count, frame_of, encode, flags, out);
     }
 
     /// One walk per leaf table.

@@ -231,17 +231,16 @@ impl PageTable for X86_64PageTable {
         flags: &dyn Fn(Page) -> PageFlags,
         out: &mut dyn FnMut(Page),
     ) {
-        let mapped = |e| e & (PTE_PRESENT | PTE_SW_MAPPED) != 0;
-        let rewrite = |page, e| {
-            let frame = leaf_frame(e)?;
-            let mut new = encode_leaf(frame, flags(page) | PageFlags::PRESENT);
+        let encode = |e, frame, flags| {
+            let new = encode_leaf(frame, flags | PageFlags::PRESENT);
             if new & PTE_PRESENT != 0 {
-                new |= e & (PTE_ACCESSED | PTE_DIRTY);
+                new | e & (PTE_ACCESSED | PTE_DIRTY)
+            } else {
+                new
             }
-            (new != e).then_some(new)
         };
         self.tree
-            .rewrite_run(mem, first, count, mapped, rewrite, out);
+            .protect_run(mem, first, count, leaf_frame, encode, flags, out);
     }
 
     /// One walk per pair of leaf tables; entries move as they are.
