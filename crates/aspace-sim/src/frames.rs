@@ -97,8 +97,12 @@ impl ShardState {
     }
 
     fn count_free(&mut self, shared: &AtomicI64) {
-        self.freed += 1;
-        self.delta -= 1;
+        self.count_frees(1, shared);
+    }
+
+    fn count_frees(&mut self, n: u64, shared: &AtomicI64) {
+        self.freed += n;
+        self.delta -= n as i64;
         if self.delta <= -PUBLISH {
             self.fold(shared);
         }
@@ -398,10 +402,8 @@ unsafe impl FrameAllocator for FramePool {
             }
             if k > 0 {
                 let mut s = self.shards[my_shard()].0.lock();
-                for &n in &gone[..k] {
-                    s.free.push(n);
-                    s.count_free(&self.folded.0);
-                }
+                s.free.extend_from_slice(&gone[..k]);
+                s.count_frees(k as u64, &self.folded.0);
             }
             freed += k as u64;
         }

@@ -86,14 +86,10 @@ pub(crate) fn unmap_runs_into<M: Machine>(
     batch: &mut ShootdownBatch,
 ) {
     let release = backend.caps().contains(BackendCaps::REFCOUNTED);
+    let mem = shared.machine.memory();
     for r in runs {
-        if release {
-            batch.reserve(usize::try_from(r.count).unwrap_or(usize::MAX));
-        }
-        let mut unmapped = 0;
-        pt.unmap_run(shared.machine.memory(), r.start, r.count, &mut |u| {
-            unmapped += 1;
-            batch.defer_or_flush(u, release, shared, as_id);
+        let unmapped = batch.defer_run_or_flush(r.start, r.count, release, shared, as_id, |out| {
+            pt.unmap_run(mem, r.start, r.count, out)
         });
         debug_assert_eq!(unmapped, r.count, "used pages {r:?} not all mapped");
     }

@@ -80,10 +80,55 @@ impl ShootdownBatch {
     }
 
     /// Makes room, if the heap gives it, for `frames` more frames to
-    /// release, so a run of that many unmapped pages grows the list once
-    /// (if it does not, the list grows as pages come, or flushes early).
-    pub fn reserve(&mut self, frames: usize) {
-        let _ = self.release.try_reserve(frames);
+    /// release, so a run of that many unmapped pages grows the list once;
+    /// whether it did (if not, the list grows as pages come, or flushes
+    /// early).
+    pub fn reserve(&mut self, frames: usize) -> bool {
+        self.release.try_reserve(frames).is_ok()
+    }
+
+    /// Adds the translations of the run of `count` pages from `first`,
+    /// unmapped by `unmap` (which hands each frame to the function it is
+    /// given, in page order; `release`: whether their references are
+    /// dropped once the shootdown is done), with the range counted once
+    /// for the run; room for every frame is made first, and if the heap
+    /// refuses it, page by page as [`defer_or_flush`](Self::defer_or_flush).
+    /// Returns how many were unmapped.
+    pub(crate) fn defer_run_or_flush<M: Machine>(
+        &mut self,
+        first: Page,
+        count: u64,
+        release: bool,
+        shared: &Shared<M>,
+        as_id: u64,
+        unmap: impl FnOnce(&mut dyn FnMut(Unmapped)),
+    ) -> u64 {
+        let mut unmapped = 0;
+        let room = usize::try_from(count).is_ok_and(|n| !release || self.reserve(n));
+        if !room {
+            unmap(&mut |u| {
+                unmapped += 1;
+                self.defer_or_flush(u, release, shared, as_id);
+            });
+            return unmapped;
+        }
+        let release_list = &mut self.release;
+        unmap(&mut |u| {
+            unmapped += 1;
+            if release {
+                // Room made above: no allocation.
+                release_list.push(u.frame());
+            }
+        });
+        if unmapped > 0 {
+            // Pages in order: the first and the last unmapped bound them;
+            // the whole run bounds them too, which is as good a range.
+            let n = first.number();
+            self.low = self.low.min(n);
+            self.high = self.high.max(n + count);
+            self.unmapped += unmapped;
+        }
+        unmapped
     }
 
     /// Releases one reference of `frame` once the shootdown is done (a
