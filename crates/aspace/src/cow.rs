@@ -431,40 +431,25 @@ impl<M: Machine> AddressSpace<M> {
         }
         drop(ctree);
         // Step 2: the parent's private pages become copy-on-write; their
-        // writable entries lose write access in one shootdown round.
-        // Nothing here fails (tables stay after an unmap).
+        // writable entries lose write access in place (one walk per leaf
+        // table, same frames) and leave the TLBs in one shootdown round.
+        // Nothing here fails or allocates.
         let mut batch = ShootdownBatch::new();
-        for (start, mut cow) in cows {
+        for (start, cow) in cows {
             let Some((_, slot)) = tree.get(start) else {
                 continue;
             };
-            let area = &slot.area;
             let mut st = slot.lock();
             let flags = self.page_flags(st.flags) - PageFlags::WRITE;
-            let mut lost = Vec::new();
-            for page in cow.iter_pages() {
-                let Some((frame, f)) = pt.translate(m.memory(), page) else {
-                    continue;
-                };
-                if !f.contains(PageFlags::WRITE) {
-                    continue;
-                }
-                let Some(u) = pt.unmap(m.memory(), page) else {
-                    continue;
-                };
-                batch.defer(u, false);
-                if pt.map(m.memory(), m.frames(), page, frame, flags).is_err() {
-                    lost.push((page, frame));
-                }
-            }
-            for (page, frame) in lost {
-                // Not expected; the page stops being resident here.
-                let _ = st.used.remove(page, 1);
-                let _ = cow.remove(page, 1);
-                batch.release_later_or_flush(frame, &self.shared, self.id());
-                let less = reserve::per_page(&*area.backend, st.flags, area.index(page), 1);
-                self.shared.reserve.release(less);
-                area.reserved.fetch_sub(less, Relaxed);
+            for r in cow.iter() {
+                pt.protect_run(
+                    m.memory(),
+                    m.frames(),
+                    r.start,
+                    r.count,
+                    &|_| flags,
+                    &mut |p| batch.defer_kept(p, 1),
+                );
             }
             st.cow = cow;
         }
