@@ -31,6 +31,7 @@ impl PhysMem {
         self.size() / PAGE_SIZE
     }
 
+    #[inline]
     fn word(&self, addr: u64) -> &AtomicU64 {
         match self.words.get((addr / 8) as usize) {
             Some(w) => w,
@@ -79,6 +80,7 @@ unsafe impl PhysMemory for PhysMem {
         }
     }
 
+    #[inline]
     fn read_u64(&self, addr: PhysAddr) -> u64 {
         debug_assert_eq!(addr.as_u64() % 8, 0);
         // Acquire pairs with the release store of an entry, so a walker that
@@ -86,6 +88,7 @@ unsafe impl PhysMemory for PhysMem {
         self.word(addr.as_u64()).load(Acquire)
     }
 
+    #[inline]
     fn write_u64(&self, addr: PhysAddr, value: u64) {
         debug_assert_eq!(addr.as_u64() % 8, 0);
         self.word(addr.as_u64()).store(value, Release);
