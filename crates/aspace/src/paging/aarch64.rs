@@ -108,6 +108,7 @@ pub const fn ttbr(root: Frame, asid: Asid) -> u64 {
 }
 
 /// Encodes a leaf (level-3 page) descriptor.
+#[inline]
 pub fn encode_leaf(frame: Frame, flags: PageFlags) -> u64 {
     debug_assert!(frame.number() < 1 << 36, "frame beyond 48-bit output");
     let oa = (frame.number() << 12) & DESC_ADDR_MASK;
@@ -147,6 +148,7 @@ pub fn encode_leaf(frame: Frame, flags: PageFlags) -> u64 {
 }
 
 /// Decodes a leaf descriptor: `None` when it maps nothing.
+#[inline]
 pub fn decode_leaf(e: u64) -> Option<(Frame, PageFlags)> {
     let frame = Frame::from_number((e & DESC_ADDR_MASK) >> 12);
     let mut f = PageFlags::PRESENT;
@@ -196,12 +198,15 @@ pub fn decode_leaf(e: u64) -> Option<(Frame, PageFlags)> {
 pub(crate) enum Desc {}
 
 impl TableEntry for Desc {
+    #[inline]
     fn is_table(e: u64) -> bool {
         e & (DESC_VALID | DESC_TABLE_OR_PAGE) == DESC_VALID | DESC_TABLE_OR_PAGE
     }
+    #[inline]
     fn table_entry(frame: Frame) -> u64 {
         (frame.number() << 12) | DESC_VALID | DESC_TABLE_OR_PAGE
     }
+    #[inline]
     fn next_table(e: u64) -> Frame {
         Frame::from_number((e & DESC_ADDR_MASK) >> 12)
     }

@@ -43,6 +43,7 @@ pub(crate) struct Radix<E> {
     _format: PhantomData<fn() -> E>,
 }
 
+#[inline]
 fn entry_addr(table: Frame, index: u64) -> PhysAddr {
     PhysAddr::new(table.start().as_u64() + index * 8)
 }

@@ -114,17 +114,20 @@ pub const fn satp(mode: RiscvMode, asid: Asid, root: Frame) -> u64 {
     (mode.satp_mode() << 60) | ((asid.0 as u64) << 44) | (root.number() & ((1 << 44) - 1))
 }
 
+#[inline]
 fn ppn_entry(frame: Frame) -> u64 {
     debug_assert!(frame.number() < 1 << 44, "frame beyond Sv39/Sv48's PPN");
     (frame.number() << PTE_PPN_SHIFT) & PTE_PPN_MASK
 }
 
+#[inline]
 fn entry_frame(e: u64) -> Frame {
     Frame::from_number((e & PTE_PPN_MASK) >> PTE_PPN_SHIFT)
 }
 
 /// Encodes a leaf entry (see the module documentation for what is kept of
 /// `flags`).
+#[inline]
 pub fn encode_leaf(frame: Frame, flags: PageFlags) -> u64 {
     let mut e = ppn_entry(frame) | PTE_A | PTE_D;
     if flags.contains(PageFlags::READ) {
@@ -155,6 +158,7 @@ pub fn encode_leaf(frame: Frame, flags: PageFlags) -> u64 {
 }
 
 /// Decodes a leaf entry: `None` when it maps nothing.
+#[inline]
 pub fn decode_leaf(e: u64) -> Option<(Frame, PageFlags)> {
     if e & PTE_V == 0 && e & PTE_SW_MAPPED == 0 {
         return None;
@@ -182,12 +186,15 @@ pub fn decode_leaf(e: u64) -> Option<(Frame, PageFlags)> {
 pub(crate) enum Sv {}
 
 impl TableEntry for Sv {
+    #[inline]
     fn is_table(e: u64) -> bool {
         e & (PTE_V | PTE_R | PTE_W | PTE_X) == PTE_V
     }
+    #[inline]
     fn table_entry(frame: Frame) -> u64 {
         ppn_entry(frame) | PTE_V
     }
+    #[inline]
     fn next_table(e: u64) -> Frame {
         entry_frame(e)
     }

@@ -62,6 +62,7 @@ pub const fn table_index(page: Page, level: u32) -> u64 {
 }
 
 /// Encodes a leaf entry.
+#[inline]
 pub fn encode_leaf(frame: Frame, flags: PageFlags) -> u64 {
     let mut e = frame.start().as_u64() & PTE_ADDR_MASK;
     let rights = PageFlags::READ | PageFlags::WRITE | PageFlags::EXEC;
@@ -92,6 +93,7 @@ pub fn encode_leaf(frame: Frame, flags: PageFlags) -> u64 {
 
 /// Decodes a leaf entry (x86_64 cannot deny reads of a present page; a
 /// page mapped with no right at all is not present, see [`PTE_SW_MAPPED`]).
+#[inline]
 pub fn decode_leaf(e: u64) -> Option<(Frame, PageFlags)> {
     if e & PTE_PRESENT == 0 {
         if e & PTE_SW_MAPPED == 0 {
@@ -132,12 +134,15 @@ const TABLE_ENTRY: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
 pub(crate) enum Pml {}
 
 impl TableEntry for Pml {
+    #[inline]
     fn is_table(e: u64) -> bool {
         e & PTE_PRESENT != 0
     }
+    #[inline]
     fn table_entry(frame: Frame) -> u64 {
         frame.start().as_u64() | TABLE_ENTRY
     }
+    #[inline]
     fn next_table(e: u64) -> Frame {
         PhysAddr::new(e & PTE_ADDR_MASK).frame()
     }
@@ -155,6 +160,7 @@ pub struct X86_64PageTable {
     kernel: bool,
 }
 
+#[inline]
 fn leaf_frame(e: u64) -> Option<Frame> {
     decode_leaf(e).map(|(f, _)| f)
 }
