@@ -474,10 +474,11 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// Changes the rights of the area containing `addr`, keeping its data
-    /// (HelenOS `as_area_change_flags`): every mapped page is unmapped, one
-    /// shootdown runs, and the same frames are mapped back with the new
-    /// rights, so no CPU ever reaches the area with old and new rights at
-    /// once. Shared areas and backends that cannot (all but anonymous
+    /// (HelenOS `as_area_change_flags`): every mapped page's entry gets the
+    /// new rights in place ([`PageTable::protect_run`]: same frames, no
+    /// heap or frame allocated, so nothing can run out), and one shootdown
+    /// round runs before the call returns, after which no CPU reaches the
+    /// area with the old rights. Shared areas and backends that cannot (all but anonymous
     /// memory) get `NotSupported`; a partial area (a share destination
     /// still being set up) `NotFound`. Where the area may lie is fixed at
     /// creation: its [`GUARD`](AreaFlags::GUARD) and
@@ -494,40 +495,28 @@ impl<M: Machine> AddressSpace<M> {
         }
         // Where the area may lie is fixed at creation.
         let flags = (flags - AreaFlags::PLACEMENT) | (st.flags & AreaFlags::PLACEMENT);
-        let m = self.machine();
-        let mut frames = Vec::new();
-        if frames.try_reserve_exact(st.used.pages() as usize).is_err() {
-            return Err(Error::NoMemory);
-        }
-        let mut batch = ShootdownBatch::new();
-        let pt = self.pt();
-        for page in st.used.iter_pages() {
-            let u = pt.unmap(m.memory(), page).expect("used page is mapped");
-            frames.push((page, u.frame()));
-            batch.defer(u, false);
-        }
-        batch.complete(&self.shared, self.id);
         // The area keeps its own way of reserving (not a right).
         let late = AreaFlags::LATE_RESERVE;
         st.flags = (flags - late) | (st.flags & late);
         let pflags = self.page_flags(st.flags);
-        // Intermediate tables are kept across unmaps, so mapping back cannot
-        // fail; if it did, the page simply stops being resident.
-        for (page, frame) in frames {
-            let pflags = crate::cow::entry_flags(pflags, &st.cow, page);
-            if pt.map(m.memory(), m.frames(), page, frame, pflags).is_ok() {
-                continue;
-            }
-            let _ = st.used.remove(page, 1);
-            let _ = st.cow.remove(page, 1);
-            if area.backend.caps().contains(BackendCaps::REFCOUNTED) {
-                m.frames().release(frame);
-            }
-            let index = area.index(page);
-            let less = reserve::per_page(&*area.backend, st.flags, index, 1);
-            self.shared.reserve.release(less);
-            area.reserved.fetch_sub(less, Ordering::Relaxed);
+        // The rights change in place (one walk per leaf table, same
+        // frames); the changed entries leave every TLB before returning.
+        let m = self.machine();
+        let pt = self.pt();
+        let mut batch = ShootdownBatch::new();
+        let cow = &st.cow;
+        let rights = |page| crate::cow::entry_flags(pflags, cow, page);
+        for r in st.used.iter() {
+            pt.protect_run(
+                m.memory(),
+                m.frames(),
+                r.start,
+                r.count,
+                &rights,
+                &mut |page| batch.defer_kept(page, 1),
+            );
         }
+        batch.complete(&self.shared, self.id);
         Ok(())
     }
 
