@@ -10,7 +10,7 @@
 //! ("memory allocation failed"); run with `ASPACE_HEAP_TRACE=1` to see a
 //! backtrace of each refusal, the last one before the abort naming it.
 
-use std::sync::Arc;
+use aspace::TryArc;
 
 use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
 use aspace::{
@@ -19,7 +19,7 @@ use aspace::{
 };
 use aspace_sim::heap::{self, FailingHeap};
 use aspace_sim::pager::SimPager;
-use aspace_sim::{Cpu, Sim, SimConfig, Space};
+use aspace_sim::{Cpu, Sim, SimConfig, SpaceHandle};
 
 mod common;
 mod snapshot;
@@ -53,22 +53,22 @@ fn pages(n: u64) -> u64 {
 /// A machine, the spaces whose state is compared and CPUs running them.
 struct World {
     sim: Sim,
-    spaces: Vec<Arc<Space>>,
+    spaces: Vec<SpaceHandle>,
     cpus: Vec<Cpu>,
-    images: Vec<Arc<ElfImage>>,
+    images: Vec<TryArc<ElfImage>>,
     /// A backend made beforehand, for an operation to use.
-    elf: Option<Arc<ElfBackend>>,
+    elf: Option<aspace::BackendRef<aspace_sim::PhysMem, aspace_sim::FramePool>>,
     /// A user-space pager serving an area.
     pager: Option<SimPager>,
 }
 
 impl World {
     fn state(&self) -> State {
-        let refs: Vec<&Arc<Space>> = self.spaces.iter().collect();
+        let refs: Vec<&SpaceHandle> = self.spaces.iter().collect();
         state(&self.sim, &refs)
     }
 
-    fn s(&self, i: usize) -> &Arc<Space> {
+    fn s(&self, i: usize) -> &SpaceHandle {
         &self.spaces[i]
     }
 }
@@ -288,9 +288,7 @@ fn teardown(w: World, baseline: u64) {
     drop(spaces);
     drop(pager);
     for image in images {
-        image
-            .release(sim.system().machine())
-            .expect("no area uses the image any more");
+        ElfImage::release(image, sim.system().machine()).expect("no area uses the image any more");
     }
     assert_eq!(sim.hardware().stats().stale_accesses, 0);
     assert_eq!(sim.frames_in_use(), baseline, "frames left behind");
@@ -463,7 +461,7 @@ fn elf() {
                 offset: PAGE_SIZE,
                 flags,
             };
-            w.elf = Some(Arc::new(ElfBackend::new(image.clone(), seg)));
+            w.elf = Some(TryArc::try_backend(ElfBackend::new(image.clone(), seg)).unwrap());
             w.images.push(image);
             w
         }
