@@ -15,7 +15,10 @@ use alloc::sync::{Arc, Weak};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use aspace::backend::elf::ElfImage;
-use aspace::{Access, AreaFlags, FaultContext, FaultOutcome, FaultReason, SpaceHold, VirtAddr};
+use aspace::{
+    Access, AreaFlags, FaultContext, FaultOutcome, FaultReason, SpaceHold, SpaceRef, TryArc,
+    VirtAddr,
+};
 
 pub use crate::arch::STACK_TOP;
 use crate::arch::{cpu_id, idle_frame, TrapFrame, MAX_CPUS};
@@ -48,7 +51,7 @@ pub struct Process {
     /// Program name.
     pub name: &'static str,
     /// The address space (dropped with the process: destroyed then).
-    pub space: Arc<Space>,
+    pub space: SpaceRef<KMachine>,
     /// The executable, shared with the processes forked from this one;
     /// released when the last of them is gone, with its address space.
     image: SpinLock<Option<Arc<Image>>>,
@@ -65,7 +68,7 @@ pub struct Process {
 
 /// An executable shared by a process and those forked from it: the last
 /// one to end releases it (see [`finish_process`]).
-struct Image(Arc<ElfImage>);
+struct Image(TryArc<ElfImage>);
 
 #[derive(Default)]
 struct PagerSlot {
@@ -125,7 +128,7 @@ struct Sched {
     ready: VecDeque<Box<Task>>,
     current: [Option<Box<Task>>; MAX_CPUS],
     /// The user address space loaded on each CPU (`None`: the kernel's).
-    loaded: [Option<Arc<Space>>; MAX_CPUS],
+    loaded: [Option<SpaceRef<KMachine>>; MAX_CPUS],
 }
 
 static SCHED: SpinLock<Sched> = SpinLock::new(Sched {
@@ -179,7 +182,7 @@ pub fn spawn(
         Ok(l) => l,
         Err(e) => {
             drop(space);
-            let _ = image.release(sys.machine());
+            let _ = ElfImage::release(image, sys.machine());
             return Err(SpawnError::Elf(e));
         }
     };
@@ -190,7 +193,7 @@ pub fn spawn(
         AreaFlags::READ | AreaFlags::WRITE | AreaFlags::CACHEABLE,
     ) {
         drop(space);
-        let _ = image.release(sys.machine());
+        let _ = ElfImage::release(image, sys.machine());
         return Err(SpawnError::Aspace(e));
     }
     let proc = Arc::new(Process {
@@ -597,7 +600,7 @@ fn run(s: &mut Sched, cpu: usize, frame: &mut TrapFrame, next: Option<Box<Task>>
             let target = &task.proc.space;
             let same = s.loaded[cpu]
                 .as_ref()
-                .is_some_and(|l| Arc::ptr_eq(l, target));
+                .is_some_and(|l| TryArc::ptr_eq(l, target));
             if !same {
                 let old = s.loaded[cpu].take();
                 let old_ref: &Space = old.as_deref().unwrap_or(sys.kernel());
@@ -740,18 +743,16 @@ fn finish_process(proc: Arc<Process>, code: i64, killed: bool) {
     // The spawner may still be returning with its reference (the process
     // can end on another CPU first): wait for such transient references.
     let mut spins = 0u64;
-    while (Arc::strong_count(&proc) > 1 || Arc::strong_count(&proc.space) > 1)
-        && spins < 100_000_000
-    {
+    while (Arc::strong_count(&proc) > 1 || TryArc::refs(&proc.space) > 1) && spins < 100_000_000 {
         crate::sync::relax();
         spins += 1;
     }
-    let unique = Arc::strong_count(&proc) == 1 && Arc::strong_count(&proc.space) == 1;
+    let unique = Arc::strong_count(&proc) == 1 && TryArc::refs(&proc.space) == 1;
     drop(proc);
     // The last process of those sharing the executable releases it (its
     // address space gone, as those of the others ended before).
     let released = match image.and_then(Arc::into_inner) {
-        Some(Image(img)) => img.release(SYSTEM.machine()).is_ok(),
+        Some(Image(img)) => ElfImage::release(img, SYSTEM.machine()).is_ok(),
         None => true,
     };
     let ok = unique && released;

@@ -9,7 +9,7 @@
 //! Linux's memory calls (`mmap` and the rest) are in [`crate::linux`]; the
 //! area calls here may not enter their window ([`crate::linux::owns`]).
 
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use aspace::backend::PagerIds;
@@ -17,7 +17,7 @@ use aspace::syscall::{
     sys_as_area_change_flags, sys_as_area_create, sys_as_area_create_any, sys_as_area_destroy,
     sys_as_area_get_info, sys_as_area_list, sys_as_area_resize, CREATE_FAILED,
 };
-use aspace::{AreaFlags, Error, VirtAddr};
+use aspace::{AreaFlags, Error, TryArc, TryWeak, VirtAddr};
 
 use crate::arch::{cpu_id, TrapFrame};
 use crate::machine::Space;
@@ -33,7 +33,7 @@ struct Offer {
     from: u64,
     to: u64,
     key: u64,
-    space: Weak<Space>,
+    space: TryWeak<Space>,
     addr: u64,
     size: u64,
 }
@@ -180,7 +180,7 @@ fn offer(proc: &Arc<Process>, addr: u64, size: u64, to: u64, key: u64) -> Result
         from: proc.pid,
         to,
         key,
-        space: Arc::downgrade(&proc.space),
+        space: TryArc::downgrade(&proc.space),
         addr,
         size,
     };

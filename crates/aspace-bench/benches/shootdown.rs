@@ -8,12 +8,11 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aspace::{AreaFlags, StatsSnapshot, VirtAddr, PAGE_SIZE};
 use aspace_bench::{sim, RW};
-use aspace_sim::{Cpu, Sim, Space};
+use aspace_sim::{Cpu, Sim};
 
 const BASE: u64 = 0x40_0000;
 const REPS: usize = 3;
@@ -63,7 +62,7 @@ struct Outcome {
 
 struct Rig {
     cpus: Vec<Cpu>,
-    space: Arc<Space>,
+    space: aspace_sim::SpaceHandle,
     sim: Sim,
 }
 

@@ -8,11 +8,10 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aspace::{AreaFlags, VirtAddr, PAGE_SIZE};
-use aspace_sim::{Sim, SimConfig, Space};
+use aspace_sim::{Sim, SimConfig};
 
 /// A small, fast, deterministic generator (xorshift64*).
 #[derive(Clone, Debug)]
@@ -163,7 +162,7 @@ pub fn sim(cpus: usize, memory: u64, asids: u16, tlb_entries: usize) -> Sim {
 
 /// A fresh address space on `sim` holding every area of `layout` (no page
 /// mapped), and the time the creations took.
-pub fn populate(sim: &Sim, layout: &[AreaSpec]) -> (Arc<Space>, Duration) {
+pub fn populate(sim: &Sim, layout: &[AreaSpec]) -> (aspace_sim::SpaceHandle, Duration) {
     let space = sim.system().create().expect("address space");
     let t = Instant::now();
     for a in layout {

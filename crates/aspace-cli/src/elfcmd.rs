@@ -254,7 +254,7 @@ pub fn run_bytes(opts: &Opts, path: &str, bytes: &[u8]) -> Result<Vec<String>, I
         },
     ];
     drop(space);
-    let released = image.release(sim.system().machine()).is_ok();
+    let released = ElfImage::release(image, sim.system().machine()).is_ok();
     let in_use = sim.frames_in_use();
     let stale = sim.hardware().stats().stale_accesses;
     let mut failures = Vec::new();

@@ -3,7 +3,6 @@
 //! summary. The demo and `aspace run` both go through it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 
 use aspace::backend::elf::ElfImage;
 use aspace::Placement;
@@ -116,14 +115,14 @@ impl MachineSpec {
 
 struct Task {
     name: String,
-    space: Arc<Space>,
+    space: aspace_sim::SpaceHandle,
     labels: BTreeMap<u64, String>,
 }
 
 struct Image {
     key: String,
     bytes: Vec<u8>,
-    image: Arc<ElfImage>,
+    image: aspace::TryArc<ElfImage>,
 }
 
 /// How one step ended.
@@ -527,7 +526,7 @@ impl Engine {
     }
 
     /// The address space of task `name`.
-    fn space(&self, name: &str) -> Result<Arc<Space>, Got> {
+    fn space(&self, name: &str) -> Result<aspace_sim::SpaceHandle, Got> {
         self.task(name).map(|t| t.space.clone())
     }
 
@@ -1473,12 +1472,12 @@ impl Engine {
         let machine = self.sim.system().machine().clone();
         let mut keep = Vec::new();
         for img in self.images.drain(..) {
-            if Arc::strong_count(&img.image) != 1 {
+            if aspace::TryArc::refs(&img.image) != 1 {
                 keep.push(img);
                 continue;
             }
             let Image { key, bytes, image } = img;
-            match image.release(&machine) {
+            match ElfImage::release(image, &machine) {
                 Ok(()) => released.push(key),
                 Err(image) => keep.push(Image { key, bytes, image }),
             }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use aspace::System;
 use aspace_linux::mm::{HolePolicy, Layout, LinuxMm};
 use aspace_linux::{Command, Expect, Line, Outcome};
-use aspace_sim::{SimMachine, Space};
+use aspace_sim::SimMachine;
 
 /// The calls' names, which start a Linux line.
 pub const CALLS: &[&str] = &["mmap", "munmap", "mprotect", "mremap", "brk", "madvise"];
@@ -74,7 +74,7 @@ impl Procs {
         &mut self,
         task: &str,
         system: &Arc<System<SimMachine>>,
-        space: &Arc<Space>,
+        space: &aspace_sim::SpaceHandle,
     ) -> &mut LinuxMm<SimMachine> {
         self.procs.entry(task.to_string()).or_insert_with(|| {
             let top = space.user_end();

@@ -20,6 +20,10 @@ use crate::tlb::TlbEntry;
 /// An address space of the simulated machine.
 pub type Space = AddressSpace<SimMachine>;
 
+/// A shared handle on an address space of the simulated machine, as
+/// [`System::create`](aspace::System::create) hands it out.
+pub type SpaceHandle = aspace::SpaceRef<SimMachine>;
+
 /// A user access that faulted and that the core refused to resolve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccessFault {
@@ -61,7 +65,7 @@ pub struct Cpu {
     hw: Arc<SimHardware>,
     system: Arc<System<SimMachine>>,
     id: usize,
-    current: Option<Arc<Space>>,
+    current: Option<SpaceHandle>,
 }
 
 /// How often one access may fault before it is given up (another CPU may
@@ -84,12 +88,12 @@ impl Cpu {
     }
 
     /// The address space this CPU runs.
-    pub fn current(&self) -> Option<&Arc<Space>> {
+    pub fn current(&self) -> Option<&SpaceHandle> {
         self.current.as_ref()
     }
 
     /// Switches to `space` (the scheduler's part: HelenOS `as_switch`).
-    pub fn switch_to(&mut self, space: &Arc<Space>) -> aspace::Result<Asid> {
+    pub fn switch_to(&mut self, space: &SpaceHandle) -> aspace::Result<Asid> {
         let _on = self.hw.enter(self.id);
         let asid = self.system.switch(self.current.as_deref(), space)?;
         self.current = Some(space.clone());
@@ -102,7 +106,7 @@ impl Cpu {
         if !self
             .current
             .as_ref()
-            .is_some_and(|c| Arc::ptr_eq(c, &kernel))
+            .is_some_and(|c| aspace::TryArc::ptr_eq(c, &kernel))
         {
             self.switch_to(&kernel)
                 .expect("the kernel ASID is always available");

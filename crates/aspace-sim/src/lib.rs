@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use aspace::{Config, System};
 
-pub use cpu::{AccessFault, Cpu, Space};
+pub use cpu::{AccessFault, Cpu, Space, SpaceHandle};
 pub use frames::{FramePool, FrameStats};
 pub use hardware::{HwStats, SimHardware, SimMachine};
 pub use memory::PhysMem;

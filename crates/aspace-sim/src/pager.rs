@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use aspace::backend::{PageIn, Pager};
 use aspace::{AreaFlags, VirtAddr, PAGE_SIZE};
 
-use crate::cpu::Space;
+use crate::cpu::{Space, SpaceHandle};
 use crate::Sim;
 
 /// What the pager's serve function decides for one request.
@@ -51,7 +51,7 @@ pub enum Reply {
     Page(VirtAddr),
     /// Answer with the page at this address of *another* space, as a pager
     /// that tries to hand out memory it does not own (the core refuses).
-    Foreign(Arc<Space>, VirtAddr),
+    Foreign(SpaceHandle, VirtAddr),
     /// Answer with an error.
     Error,
     /// Drop the request unanswered (as a pager that crashed on it).
@@ -59,7 +59,7 @@ pub enum Reply {
 }
 
 /// How the pager thread decides: given its own space and the request.
-pub type Serve = Box<dyn FnMut(&Arc<Space>, &PageIn) -> Reply + Send>;
+pub type Serve = Box<dyn FnMut(&SpaceHandle, &PageIn) -> Reply + Send>;
 
 enum Msg {
     Request(PageIn),
@@ -106,7 +106,7 @@ pub struct SimPager {
     tx: Sender<Msg>,
     link: Arc<ChannelPager>,
     state: Arc<State>,
-    space: Arc<Space>,
+    space: SpaceHandle,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -119,7 +119,7 @@ impl SimPager {
     /// answering with `serve`.
     pub fn spawn(
         sim: &Sim,
-        setup: impl FnOnce(&Arc<Space>) -> aspace::Result<()>,
+        setup: impl FnOnce(&SpaceHandle) -> aspace::Result<()>,
         serve: Serve,
     ) -> aspace::Result<SimPager> {
         let space = sim.system().create()?;
@@ -183,7 +183,7 @@ impl SimPager {
     }
 
     /// The pager's own address space.
-    pub fn space(&self) -> &Arc<Space> {
+    pub fn space(&self) -> &SpaceHandle {
         &self.space
     }
 
@@ -282,7 +282,7 @@ fn fill(space: &Space, bytes: &[u8], offset: u64) -> aspace::Result<()> {
 /// The pager thread: serve requests until told to die or every sender is
 /// gone. Returning drops the held requests and (with the receiver) the
 /// queued ones, unanswered.
-fn run(rx: Receiver<Msg>, space: &Arc<Space>, state: &State, mut serve: Serve) {
+fn run(rx: Receiver<Msg>, space: &SpaceHandle, state: &State, mut serve: Serve) {
     let answer = |serve: &mut Serve, req: PageIn| match serve(space, &req) {
         Reply::Foreign(other, at) => match req.answer(&other, at) {
             Ok(()) => {

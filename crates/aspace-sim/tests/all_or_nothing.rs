@@ -4,6 +4,7 @@
 //! was. Also the regression tests of the holes found by trying to break the
 //! core (issue 13, items 1–5).
 
+use aspace::TryArc;
 use std::sync::Arc;
 
 use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
@@ -12,7 +13,7 @@ use aspace::{
     Access, AreaAttrs, AreaFlags, AreaInfo, Error, FaultOutcome, FaultReason, Frame, Page,
     VirtAddr, PAGE_SIZE,
 };
-use aspace_sim::{Cpu, Sim, SimConfig, Space};
+use aspace_sim::{Cpu, Sim, SimConfig, SpaceHandle};
 
 mod common;
 mod snapshot;
@@ -46,15 +47,15 @@ fn sim(cpus: usize, asids: u16) -> Sim {
 /// compared, and CPUs that run them.
 struct World {
     sim: Sim,
-    spaces: Vec<Arc<Space>>,
+    spaces: Vec<SpaceHandle>,
     cpus: Vec<Cpu>,
     /// ELF images to give back once the spaces are gone.
-    images: Vec<Arc<ElfImage>>,
+    images: Vec<TryArc<ElfImage>>,
 }
 
 impl World {
     fn state(&self) -> State {
-        let refs: Vec<&Arc<Space>> = self.spaces.iter().collect();
+        let refs: Vec<&SpaceHandle> = self.spaces.iter().collect();
         state(&self.sim, &refs)
     }
 }
@@ -151,9 +152,7 @@ fn drop_world(w: World, baseline: u64) {
     drop(cpus);
     drop(spaces);
     for image in images {
-        image
-            .release(sim.system().machine())
-            .expect("no area uses the image any more");
+        ElfImage::release(image, sim.system().machine()).expect("no area uses the image any more");
     }
     assert_eq!(sim.hardware().stats().stale_accesses, 0);
     assert_eq!(sim.frames_in_use(), baseline, "frames left behind");
@@ -271,7 +270,7 @@ fn elf_load_and_its_faults_refused_at_any_allocation_change_nothing() {
             2 * PAGE_SIZE,
             seg.flags,
             AreaAttrs::empty(),
-            Arc::new(ElfBackend::new(image, seg)),
+            TryArc::try_backend(ElfBackend::new(image, seg)).unwrap(),
         );
         assert!(r.is_ok());
         Ok::<_, Error>(())
@@ -295,7 +294,7 @@ fn elf_load_and_its_faults_refused_at_any_allocation_change_nothing() {
                 3 * PAGE_SIZE,
                 seg.flags,
                 AreaAttrs::empty(),
-                Arc::new(ElfBackend::new(image, seg)),
+                TryArc::try_backend(ElfBackend::new(image, seg)).unwrap(),
             )
             .unwrap();
         w
@@ -324,7 +323,7 @@ fn a_refused_switch_keeps_the_old_space_running() {
     c1.switch_to(&s[1]).unwrap();
     c0.run(|| s[0].area_create(va(A), PAGE_SIZE, RW)).unwrap();
     c0.write_u64(va(A), 1).unwrap();
-    let refs: Vec<&Arc<Space>> = s.iter().collect();
+    let refs: Vec<&SpaceHandle> = s.iter().collect();
     let before = state(&sim, &refs);
     // Switching CPU 0 to the third space without letting go of the first
     // (the caller does not say what CPU 0 runs): both ASIDs are in use.
@@ -444,7 +443,7 @@ fn an_elf_area_shared_elsewhere_reads_the_right_bytes() {
             2 * PAGE_SIZE,
             flags,
             AreaAttrs::empty(),
-            Arc::new(ElfBackend::new(image.clone(), seg)),
+            TryArc::try_backend(ElfBackend::new(image.clone(), seg)).unwrap(),
         )
         .unwrap();
     }
@@ -601,7 +600,7 @@ fn faults_that_move_between_cpus_leave_no_count_behind() {
         8 * PAGE_SIZE,
         RW,
         AreaAttrs::empty(),
-        Arc::new(WanderingAnon(sim.system().machine().clone())),
+        TryArc::try_backend(WanderingAnon(sim.system().machine().clone())).unwrap(),
     )
     .unwrap();
     // One page resident: every later fault on it prepares a frame (the area

@@ -7,11 +7,10 @@
 //! messages carry the seed. `ASPACE_SEED=<n>` overrides the default seed.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::thread;
 
 use aspace::{AreaFlags, Asid, Cpus, Error, VirtAddr, PAGE_SIZE};
-use aspace_sim::{Cpu, Sim, SimConfig, Space};
+use aspace_sim::{Cpu, Sim, SimConfig, SpaceHandle};
 
 mod common;
 use common::{va, SyncPoint, XorShift};
@@ -37,7 +36,7 @@ fn sim(cpus: usize, asids: u16) -> Sim {
 
 /// `n` spaces, each with one RW area of `pages` pages at the same virtual
 /// address, so only the ASID tells their TLB entries apart.
-fn spaces(sim: &Sim, n: usize, pages: u64) -> Vec<Arc<Space>> {
+fn spaces(sim: &Sim, n: usize, pages: u64) -> Vec<SpaceHandle> {
     (0..n)
         .map(|_| {
             let s = sim.system().create().unwrap();
@@ -62,7 +61,7 @@ fn value(space: usize, page: u64, version: u64) -> u64 {
 /// only ASIDs change hands.) Entries under other ASIDs may linger after a
 /// steal; a CPU flushes them when it first loads the ASID for its new
 /// owner, which the next call checks.
-fn assert_tlbs_coherent(sim: &Sim, spaces: &[Arc<Space>], ctx: &str) {
+fn assert_tlbs_coherent(sim: &Sim, spaces: &[SpaceHandle], ctx: &str) {
     for cpu in 0..sim.hardware().cpu_count() {
         let loaded = sim.hardware().loaded_asid(cpu);
         if loaded == Asid::KERNEL {

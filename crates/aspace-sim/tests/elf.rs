@@ -219,10 +219,10 @@ fn destroying_the_space_returns_every_frame_and_the_image_can_be_released() {
                 }
             }
         }
-        let image = image.release(m).unwrap_err(); // still mapped by areas
+        let image = ElfImage::release(image, m).unwrap_err(); // still mapped by areas
         drop(space);
         assert_eq!(sim.frames_in_use(), with_image);
-        image.release(m).unwrap();
+        ElfImage::release(image, m).unwrap();
         assert_eq!(sim.frames_in_use(), baseline);
     }
 }
@@ -402,8 +402,7 @@ fn truncated_and_corrupted_images_give_errors_never_panics() {
             Err(e) => assert!(!e.to_string().is_empty()),
         }
         drop(space);
-        image
-            .release(m)
+        ElfImage::release(image, m)
             .unwrap_or_else(|_| panic!("seed {seed:#x} round {round}: image still in use"));
         assert_eq!(
             sim.frames_in_use(),

@@ -6,14 +6,14 @@
 //! rights, move and unmap, a seeded model test, and failure injection at
 //! every frame allocation of a fork and of a copy-on-write fault.
 
+use aspace::TryArc;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
 use aspace::{
     AreaAttrs, AreaFlags, AreaInfo, Cpus, Error, Frame, Page, PageFlags, VirtAddr, PAGE_SIZE,
 };
-use aspace_sim::{Cpu, Sim, SimConfig, Space, TlbEntry};
+use aspace_sim::{Cpu, Sim, SimConfig, Space, SpaceHandle, TlbEntry};
 
 mod common;
 
@@ -104,7 +104,7 @@ fn cow_invariants(space: &Space) {
 
 /// Tears down what a test built and checks that every frame and every
 /// reserved page came back and no CPU used a freed frame.
-fn finish(sim: Sim, cpus: Vec<Cpu>, spaces: Vec<Arc<Space>>) {
+fn finish(sim: Sim, cpus: Vec<Cpu>, spaces: Vec<SpaceHandle>) {
     drop(cpus);
     drop(spaces);
     assert_eq!(sim.hardware().stats().stale_accesses, 0);
@@ -427,7 +427,7 @@ fn elf_segments_are_copy_on_write_and_the_kernel_space_is_refused() {
         offset: 0,
         flags,
     };
-    let backend = Arc::new(ElfBackend::new(image.clone(), seg(RW)));
+    let backend = TryArc::try_backend(ElfBackend::new(image.clone(), seg(RW))).unwrap();
     p.area_create_with(va(A), 2 * PAGE_SIZE, RW, AreaAttrs::empty(), backend)
         .unwrap();
     let mut c0 = sim.cpu(0);
@@ -449,7 +449,7 @@ fn elf_segments_are_copy_on_write_and_the_kernel_space_is_refused() {
     drop(c0);
     drop(p);
     drop(c);
-    image.release(sim.system().machine()).unwrap();
+    ElfImage::release(image, sim.system().machine()).unwrap();
     assert_eq!(sim.frames_in_use(), baseline());
     assert_eq!(sim.system().reserve().committed(), 0);
 }
@@ -578,7 +578,7 @@ struct State {
     committed: u64,
 }
 
-fn state(sim: &Sim, spaces: &[&Arc<Space>]) -> State {
+fn state(sim: &Sim, spaces: &[&SpaceHandle]) -> State {
     let hw = sim.hardware();
     let mut s = State {
         areas: Vec::new(),
@@ -625,7 +625,7 @@ fn without_tlb_page(mut s: State, page: Page) -> State {
 /// A parent running on CPU 0 with resident pages in three areas far apart
 /// (so the child's page table needs several tables), one of them shared
 /// with a second space, and a child forked from it.
-fn world() -> (Sim, Cpu, Arc<Space>, Arc<Space>) {
+fn world() -> (Sim, Cpu, SpaceHandle, SpaceHandle) {
     let sim = sim(2, 4 << 20);
     let p = sim.system().create().unwrap();
     let other = sim.system().create().unwrap();
@@ -724,7 +724,7 @@ type Model = BTreeMap<u64, (bool, u64)>;
 struct ModelWorld {
     sim: Sim,
     cpus: Vec<Cpu>,
-    spaces: Vec<Arc<Space>>,
+    spaces: Vec<SpaceHandle>,
     models: Vec<Model>,
     next: u64,
     forks: usize,
@@ -739,7 +739,7 @@ impl ModelWorld {
         let c = sp % self.cpus.len();
         let space = self.spaces[sp].clone();
         let cpu = &mut self.cpus[c];
-        if !cpu.current().is_some_and(|s| Arc::ptr_eq(s, &space)) {
+        if !cpu.current().is_some_and(|s| TryArc::ptr_eq(s, &space)) {
             cpu.switch_to(&space).unwrap();
         }
         cpu
@@ -780,7 +780,7 @@ impl ModelWorld {
                 } else {
                     let gone = self.spaces.remove(sp);
                     for c in &mut self.cpus {
-                        if c.current().is_some_and(|s| Arc::ptr_eq(s, &gone)) {
+                        if c.current().is_some_and(|s| TryArc::ptr_eq(s, &gone)) {
                             c.idle();
                         }
                     }
@@ -1099,9 +1099,10 @@ fn a_lent_frame_is_read_only_until_the_first_write_copies_it() {
             f
         })
         .collect();
-    let backend = Arc::new(lending::File {
+    let backend = TryArc::try_backend(lending::File {
         frames: file.clone(),
-    });
+    })
+    .unwrap();
     let p = sim.system().create().unwrap();
     let q = sim.system().create().unwrap();
     for s in [&p, &q] {
@@ -1270,7 +1271,7 @@ fn device_and_other_areas_are_mapped_anew_by_the_child() {
     let device = aspace::FrameAllocator::alloc(hw.frames()).unwrap();
     aspace::PhysMemory::write(hw.memory(), device.start(), &0xd0u64.to_le_bytes());
     let p = sim.system().create().unwrap();
-    let phys = Arc::new(PhysBackend::new(device, 1));
+    let phys = TryArc::try_backend(PhysBackend::new(device, 1)).unwrap();
     p.area_create_with(va(A), PAGE_SIZE, RW, AreaAttrs::empty(), phys)
         .unwrap();
     let late = RW | AreaFlags::LATE_RESERVE;
@@ -1279,7 +1280,7 @@ fn device_and_other_areas_are_mapped_anew_by_the_child() {
         4 * PAGE_SIZE,
         late,
         AreaAttrs::empty(),
-        Arc::new(NotPrivate),
+        TryArc::try_backend(NotPrivate).unwrap(),
     )
     .unwrap();
     let mut c0 = sim.cpu(0);

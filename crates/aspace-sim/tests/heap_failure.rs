@@ -10,7 +10,7 @@
 //! ("memory allocation failed"); run with `ASPACE_HEAP_TRACE=1` to see a
 //! backtrace of each refusal, the last one before the abort naming it.
 
-use std::sync::Arc;
+use aspace::TryArc;
 
 use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
 use aspace::{
@@ -19,7 +19,7 @@ use aspace::{
 };
 use aspace_sim::heap::{self, FailingHeap};
 use aspace_sim::pager::SimPager;
-use aspace_sim::{Cpu, Sim, SimConfig, Space};
+use aspace_sim::{Cpu, Sim, SimConfig, SpaceHandle};
 
 mod common;
 mod snapshot;
@@ -53,22 +53,22 @@ fn pages(n: u64) -> u64 {
 /// A machine, the spaces whose state is compared and CPUs running them.
 struct World {
     sim: Sim,
-    spaces: Vec<Arc<Space>>,
+    spaces: Vec<SpaceHandle>,
     cpus: Vec<Cpu>,
-    images: Vec<Arc<ElfImage>>,
+    images: Vec<TryArc<ElfImage>>,
     /// A backend made beforehand, for an operation to use.
-    elf: Option<Arc<ElfBackend>>,
+    elf: Option<aspace::BackendRef<aspace_sim::PhysMem, aspace_sim::FramePool>>,
     /// A user-space pager serving an area.
     pager: Option<SimPager>,
 }
 
 impl World {
     fn state(&self) -> State {
-        let refs: Vec<&Arc<Space>> = self.spaces.iter().collect();
+        let refs: Vec<&SpaceHandle> = self.spaces.iter().collect();
         state(&self.sim, &refs)
     }
 
-    fn s(&self, i: usize) -> &Arc<Space> {
+    fn s(&self, i: usize) -> &SpaceHandle {
         &self.spaces[i]
     }
 }
@@ -288,9 +288,7 @@ fn teardown(w: World, baseline: u64) {
     drop(spaces);
     drop(pager);
     for image in images {
-        image
-            .release(sim.system().machine())
-            .expect("no area uses the image any more");
+        ElfImage::release(image, sim.system().machine()).expect("no area uses the image any more");
     }
     assert_eq!(sim.hardware().stats().stale_accesses, 0);
     assert_eq!(sim.frames_in_use(), baseline, "frames left behind");
@@ -441,13 +439,9 @@ fn switch() {
     });
 }
 
-/// An ELF segment's area, its backend made beforehand (see below), and
-/// faults on it; and the loader's own work.
-///
-/// `loader::load` itself is not run with the heap refusing: it makes each
-/// segment's backend with `Arc::new` (`Arc<dyn Backend>` is what an area
-/// takes, and stable Rust has no fallible `Arc` constructor), which aborts
-/// when refused. Everything else it allocates is fallible.
+/// An ELF segment's area with its backend made beforehand, and faults on
+/// it; the loader (which makes each segment's backend itself, fallibly) and
+/// the image's load, each with every allocation refused in turn.
 #[test]
 fn elf() {
     let bytes = elf_bytes();
@@ -463,7 +457,7 @@ fn elf() {
                 offset: PAGE_SIZE,
                 flags,
             };
-            w.elf = Some(Arc::new(ElfBackend::new(image.clone(), seg)));
+            w.elf = Some(TryArc::try_backend(ElfBackend::new(image.clone(), seg)).unwrap());
             w.images.push(image);
             w
         }
@@ -488,14 +482,37 @@ fn elf() {
     inject("elf zero-fill fault", with_area, |w| {
         fault(w, 0, ELF + pages(2))
     });
-    // The loader, with the heap giving what it asks: an area per segment.
-    let mut w = populated();
-    let image = ElfImage::load(w.sim.system().machine(), &bytes).unwrap();
-    let loaded = loader::load(w.s(2), &image, &bytes, None).unwrap();
-    assert_eq!(loaded.segments.len(), 2);
-    assert_eq!(w.s(2).areas().len(), 2);
-    w.images.push(image);
-    teardown(w, sim().frames_in_use());
+    // The loader: an area per segment, each with its backend; a refusal
+    // at the second segment's destroys the first's area again.
+    let with_image = || {
+        let mut w = populated();
+        let image = ElfImage::load(w.sim.system().machine(), &bytes).unwrap();
+        w.images.push(image);
+        w
+    };
+    let made = inject("loader::load", with_image, |w| {
+        let loaded = loader::load(w.s(2), &w.images[0], &bytes, None).map_err(|e| match e {
+            loader::ElfError::Area(e) => e,
+            other => panic!("loader::load: {other}"),
+        })?;
+        assert_eq!(loaded.segments.len(), 2);
+        heap::exempt(|| assert_eq!(w.s(2).areas().len(), 2));
+        Ok(())
+    });
+    assert!(made >= 2, "a backend per segment: {made} heap allocations");
+    // The image: its handle, then its frame list, then its frames. The
+    // world has room for it beforehand (a push must not allocate).
+    let room = || {
+        let mut w = populated();
+        w.images.reserve(1);
+        w
+    };
+    inject("ElfImage::load", room, |w| {
+        let image = ElfImage::load(w.sim.system().machine(), &bytes)?;
+        assert_eq!(image.len(), bytes.len() as u64);
+        w.images.push(image);
+        Ok(())
+    });
 }
 
 /// A shootdown batch the heap refuses room for its frames completes what it
@@ -525,22 +542,136 @@ fn a_batch_refused_room_flushes_early() {
     teardown(w, baseline);
 }
 
-/// Creating an address space: every heap allocation but its last, the
-/// `Arc` of the space itself (the API hands out `Arc<AddressSpace>`, and
-/// stable Rust has no fallible `Arc` constructor), refused in turn, is
-/// `NoMemory` with nothing changed.
+/// Creating an address space: every heap allocation, the handle's block
+/// first, refused in turn, is `NoMemory` with nothing changed.
 #[test]
 fn space_creation() {
     let create = |w: &mut World| w.sim.system().create().map(drop);
     let made = count(populated, create);
-    eprintln!("create space: {made} heap allocations, the last the Arc");
-    assert!(made >= 2, "the lock's shards and the space: {made}");
-    refuse_each("create space", populated, create, made - 1);
+    assert!(made >= 2, "the handle and the lock's shards: {made}");
+    refuse_each("create space", populated, create, made);
+    inject("create space", populated, create);
+}
+
+/// [`populated`] forked (space 0's child is space 3, running nowhere):
+/// every resident private page of space 0 (`A1`, `A2`) is copy-on-write in
+/// both; `A`, shared, is shared by the child too.
+fn forked() -> World {
+    let mut w = populated();
+    let child = w.cpus[0].run(|| w.sim.system().fork(w.s(0))).unwrap();
+    w.spaces.push(child);
+    assert_eq!(w.s(0).cow_pages(va(A2)).unwrap().pages(), 6);
+    w
+}
+
+/// [`forked`] with the child gone again: space 0's pages are still marked
+/// copy-on-write, each frame with a single reference (a write takes it
+/// over instead of copying).
+fn forked_orphan() -> World {
+    let mut w = forked();
+    drop(w.spaces.pop());
+    assert_eq!(w.s(0).cow_pages(va(A2)).unwrap().pages(), 6);
+    w
+}
+
+/// [`forked`] with CPU 1 running the child.
+fn forked_child_running() -> World {
+    let mut w = forked();
+    let child = w.s(3).clone();
+    w.cpus[1].switch_to(&child).unwrap();
+    w
+}
+
+/// Fork: every heap allocation refused in turn (the child's handle first,
+/// then its lock's shards, its area tree, its areas, their copy-on-write
+/// sets and share references, the parent's sets) is `NoMemory` with the
+/// parent, its sharers and the machine as they were and no child left.
+#[test]
+fn fork() {
+    let fork = |w: &mut World| {
+        let child = w.cpus[0].run(|| w.sim.system().fork(w.s(0)))?;
+        // Outside the count: listing allocates.
+        heap::exempt(|| assert_eq!(child.areas().len(), 3));
+        Ok(child)
+    };
+    let made = inject("fork", populated, fork);
+    assert!(made >= 4, "fork: {made} heap allocations");
+    // Again, with every private page already copy-on-write (a sibling).
+    inject("fork of a forked space", forked, fork);
+    // The child itself, its pages copy-on-write and shared with its parent.
+    inject("fork of a child", forked, |w| {
+        let child = w.cpus[0].run(|| w.sim.system().fork(w.s(3)))?;
+        // Outside the count: listing allocates.
+        heap::exempt(|| assert_eq!(child.areas().len(), 3));
+        Ok(child)
+    });
+}
+
+/// A write to a copy-on-write page: the copy (both sides map the frame)
+/// and the take-over (the other side is gone), each heap allocation
+/// refused in turn.
+#[test]
+fn cow_faults() {
+    inject("cow fault, copy", forked, |w| fault(w, 0, A2 + pages(2)));
+    inject("cow fault, copy of a run's first page", forked, |w| {
+        fault(w, 0, A2)
+    });
+    inject("cow fault in the child, copy", forked_child_running, |w| {
+        fault(w, 1, A1)
+    });
+    inject("cow fault, take-over", forked_orphan, |w| {
+        fault(w, 0, A2 + pages(3))
+    });
+    inject("cow copy_to_user across two pages", forked, |w| {
+        w.cpus[0].copy_to_user(va(A2 + pages(2) - 4), &[9; 8])
+    });
+}
+
+/// Range operations over copy-on-write pages: their sets are cut, moved
+/// and shrunk with the areas, allocating first.
+#[test]
+fn range_operations_on_cow_pages() {
+    for (name, world) in [
+        ("forked", forked as fn() -> World),
+        ("forked, child gone", forked_orphan),
+    ] {
+        inject(&format!("split ({name})"), world, |w| {
+            w.s(0).area_split(va(A2 + pages(3)))
+        });
+        inject(&format!("protect_range ({name})"), world, |w| {
+            w.s(0)
+                .protect_range(va(A2 + pages(1)), pages(3), AreaFlags::READ)
+        });
+        inject(&format!("unmap_range ({name})"), world, |w| {
+            w.s(0).unmap_range(va(A2 + pages(2)), pages(2))
+        });
+        inject(&format!("discard_range ({name})"), world, |w| {
+            w.s(0).discard_range(va(A2 + pages(1)), pages(2))
+        });
+        inject(&format!("move_range ({name})"), world, |w| {
+            w.s(0).move_range(va(A2), pages(8), va(FREE), pages(10))
+        });
+        inject(&format!("move_range, the middle ({name})"), world, |w| {
+            w.s(0)
+                .move_range(va(A2 + pages(2)), pages(3), va(FREE), pages(2))
+        });
+        inject(&format!("shrink ({name})"), world, |w| {
+            w.s(0).area_resize(va(A2), pages(3))
+        });
+        inject(&format!("change_flags ({name})"), world, |w| {
+            w.s(0).area_change_flags(va(A2), AreaFlags::READ)
+        });
+    }
+    inject("split in the child", forked, |w| {
+        w.s(3).area_split(va(A2 + pages(5)))
+    });
+    inject("unmap_range in the child", forked, |w| {
+        w.s(3).unmap_range(va(A1), pages(1))
+    });
 }
 
 /// A fault on an area of a user-space pager: the request in flight is
-/// made fallibly. (Creating such an area makes its backend with `Arc::new`,
-/// like `loader::load`, so it is set up beforehand.)
+/// made fallibly. (The area itself is set up beforehand.)
 #[test]
 fn paged_fault() {
     let paged = || {
@@ -647,6 +778,9 @@ other_archs!(
     switch,
     elf,
     space_creation,
+    fork,
+    cow_faults,
+    range_operations_on_cow_pages,
     paged_fault,
     a_batch_refused_room_flushes_early,
 );

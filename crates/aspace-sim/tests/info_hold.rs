@@ -2,7 +2,7 @@
 //! `sys_as_area_list`) and holds on an address space (`SpaceHold`, HelenOS
 //! `as_hold`/`as_release`), destroy-while-held included.
 
-use std::sync::Arc;
+use aspace::TryArc;
 use std::thread;
 
 use aspace::backend::phys::PhysBackend;
@@ -73,7 +73,7 @@ fn list_reports_every_area_and_writes_at_most_max() {
     let space = sim.system().create().unwrap();
     space.area_create(va(BUF), PAGE_SIZE, RW).unwrap();
     space.area_create(va(HEAP), 2 * PAGE_SIZE, RW).unwrap();
-    let device = Arc::new(PhysBackend::new(Frame::from_number(0x10), 3));
+    let device = TryArc::try_backend(PhysBackend::new(Frame::from_number(0x10), 3)).unwrap();
     space
         .area_create_with(
             va(0x20_0000),

@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use aspace::{
-    Access, AddressSpace, AreaFlags, Asid, CpuId, CpuSet, FaultOutcome, Frame, Invalidation,
-    Machine, Shootdown, System, Tlb, VirtAddr, PAGE_SIZE,
+    Access, AreaFlags, Asid, CpuId, CpuSet, FaultOutcome, Frame, Invalidation, Machine, Shootdown,
+    System, Tlb, VirtAddr, PAGE_SIZE,
 };
 use aspace_sim::{Cpu, HwStats, Sim, SimConfig, SimMachine};
 
@@ -116,8 +116,6 @@ impl Machine for ForgetfulMachine {
     }
 }
 
-type Space = AddressSpace<ForgetfulMachine>;
-
 /// A simulated machine and a system of address spaces on it whose flushes
 /// can be dropped.
 struct Rig {
@@ -173,7 +171,7 @@ impl Rig {
     /// A space with one read-write page at [`BASE`], faulted in (on CPU
     /// `cpu`) and holding `data`, written to its frame directly so that no
     /// TLB is involved.
-    fn space(&self, cpu: CpuId, data: u64) -> Arc<Space> {
+    fn space(&self, cpu: CpuId, data: u64) -> aspace::SpaceRef<ForgetfulMachine> {
         let s = self.system.create().unwrap();
         s.area_create(BASE, PAGE_SIZE, RW).unwrap();
         self.on(cpu);
@@ -197,11 +195,16 @@ impl Rig {
 
     /// Switches CPU `cpu` from `old` (`None`: the kernel) to `new` (`None`:
     /// the kernel).
-    fn switch(&self, cpu: CpuId, old: Option<&Arc<Space>>, new: Option<&Arc<Space>>) -> Asid {
+    fn switch(
+        &self,
+        cpu: CpuId,
+        old: Option<&aspace::SpaceRef<ForgetfulMachine>>,
+        new: Option<&aspace::SpaceRef<ForgetfulMachine>>,
+    ) -> Asid {
         self.on(cpu);
         let kernel = self.system.kernel();
         self.system
-            .switch(Some(old.unwrap_or(kernel).as_ref()), new.unwrap_or(kernel))
+            .switch(Some(&**old.unwrap_or(kernel)), new.unwrap_or(kernel))
             .unwrap()
     }
 

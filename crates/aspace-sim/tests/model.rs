@@ -29,17 +29,17 @@
 //! with the default amount of work it also asserts that every interesting
 //! outcome occurred at least once, so the generator cannot silently go blind.
 
+use aspace::TryArc;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::{Arc, Weak};
 
 use aspace::Placement;
 use aspace::{
     Access, AreaAttrs, AreaFlags, Asid, CpuSet, Error, FaultReason, Page, PageFlags, PhysMemory,
     StatsSnapshot, VirtAddr, PAGE_SIZE,
 };
-use aspace_sim::{AccessFault, Arch, Cpu, Sim, SimConfig, Space};
+use aspace_sim::{AccessFault, Arch, Cpu, Sim, SimConfig, Space, SpaceHandle};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{
@@ -1139,7 +1139,7 @@ impl MSpace {
 /// A space replaced by `Recreate` while a CPU ran it: alive (with its
 /// areas, still members of their groups) until no CPU runs it any more.
 struct Zombie {
-    space: Weak<Space>,
+    space: aspace::TryWeak<Space>,
     m: MSpace,
 }
 
@@ -1811,7 +1811,7 @@ struct World {
     asids: u16,
     /// Frames in use right after `Sim::new` (the kernel's page table).
     baseline: u64,
-    spaces: Vec<Arc<Space>>,
+    spaces: Vec<SpaceHandle>,
     cpus: Vec<Cpu>,
     model: Model,
     running: [Run; CPUS],
@@ -1822,7 +1822,7 @@ struct World {
 type Check = Result<(), String>;
 
 /// A live space: its name in messages, the space, its model.
-type Live<'a> = (String, Arc<Space>, &'a MSpace);
+type Live<'a> = (String, SpaceHandle, &'a MSpace);
 
 macro_rules! ensure {
     ($cond:expr, $($arg:tt)+) => {
@@ -2465,7 +2465,7 @@ impl World {
                     .create()
                     .map_err(|e| format!("create space: {e:?}"))?;
                 let old = std::mem::replace(&mut self.spaces[space], new);
-                let weak = Arc::downgrade(&old);
+                let weak = TryArc::downgrade(&old);
                 drop(old);
                 let m = std::mem::take(&mut self.model.spaces[space]);
                 self.model.zombies.push(Zombie { space: weak, m });
@@ -2568,12 +2568,12 @@ impl World {
         let mut zombies = 0;
         for (c, cpu) in self.cpus.iter().enumerate() {
             if let Some(cur) = cpu.current() {
-                if !cur.is_kernel() && !live.iter().any(|(_, s, _)| Arc::ptr_eq(s, cur)) {
+                if !cur.is_kernel() && !live.iter().any(|(_, s, _)| TryArc::ptr_eq(s, cur)) {
                     let z = self
                         .model
                         .zombies
                         .iter()
-                        .find(|z| std::ptr::eq(z.space.as_ptr(), Arc::as_ptr(cur)))
+                        .find(|z| std::ptr::eq(z.space.as_ptr(), TryArc::as_ptr(cur)))
                         .ok_or_else(|| format!("cpu{c} runs a space the model does not know"))?;
                     live.push((format!("zombie on cpu{c}"), cur.clone(), &z.m));
                     zombies += 1;
@@ -2873,7 +2873,7 @@ impl World {
                     loaded.0
                 ),
                 Run::Space(i) => ensure!(
-                    cur.is_some_and(|s| Arc::ptr_eq(s, &self.spaces[i]))
+                    cur.is_some_and(|s| TryArc::ptr_eq(s, &self.spaces[i]))
                         && self.spaces[i].asid() == Some(loaded),
                     "cpu{c} should run s{i} (ASID {:?}), has ASID {} loaded",
                     self.spaces[i].asid(),
@@ -2881,7 +2881,7 @@ impl World {
                 ),
                 Run::Zombie => ensure!(
                     cur.is_some_and(|s| !s.is_kernel()
-                        && !self.spaces.iter().any(|m| Arc::ptr_eq(m, s))
+                        && !self.spaces.iter().any(|m| TryArc::ptr_eq(m, s))
                         && s.asid() == Some(loaded)),
                     "cpu{c} should run a replaced space with its ASID loaded ({})",
                     loaded.0
@@ -2891,7 +2891,7 @@ impl World {
         for (name, space, _) in &live {
             let mut want = CpuSet::EMPTY;
             for (c, cpu) in self.cpus.iter().enumerate() {
-                if cpu.current().is_some_and(|s| Arc::ptr_eq(s, space)) {
+                if cpu.current().is_some_and(|s| TryArc::ptr_eq(s, space)) {
                     want.insert(c);
                 }
             }

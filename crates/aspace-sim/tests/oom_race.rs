@@ -3,8 +3,8 @@
 //! then finds the page mapped. (Found in review: before the fix the second
 //! fault failed with `NoMemory` although the page ended up mapped.)
 
+use aspace::TryArc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aspace::backend::Backend;
@@ -83,12 +83,14 @@ fn fault_racing_the_holder_of_the_last_frame_waits_and_succeeds() {
     .unwrap();
     let baseline = sim.frames_in_use();
     let space = sim.system().create().unwrap();
-    let backend = Arc::new(HoldingAnon {
+    let backend = TryArc::try_new(HoldingAnon {
         armed: AtomicBool::new(false),
         holding: AtomicBool::new(false),
         other_failed: AtomicBool::new(false),
         supplied: AtomicU32::new(0),
-    });
+    })
+    .ok()
+    .unwrap();
     let rw = AreaFlags::READ | AreaFlags::WRITE;
     space
         .area_create_with(
@@ -96,7 +98,7 @@ fn fault_racing_the_holder_of_the_last_frame_waits_and_succeeds() {
             2 * PAGE_SIZE,
             rw,
             AreaAttrs::empty(),
-            backend.clone(),
+            TryArc::into_backend(backend.clone()),
         )
         .unwrap();
     // The first page brings the page-table levels in, without holding.
@@ -129,7 +131,13 @@ fn fault_racing_the_holder_of_the_last_frame_waits_and_succeeds() {
     // Truly out of memory, a fault still fails (after its retries).
     let more = VirtAddr::new(BASE + 2 * PAGE_SIZE);
     space
-        .area_create_with(more, PAGE_SIZE, rw, AreaAttrs::empty(), backend.clone())
+        .area_create_with(
+            more,
+            PAGE_SIZE,
+            rw,
+            AreaAttrs::empty(),
+            TryArc::into_backend(backend.clone()),
+        )
         .unwrap();
     frames.set_limit(Some(frames.in_use()));
     assert_eq!(

@@ -1,7 +1,7 @@
 //! One behaviour per test: every address-space operation and every refusal,
 //! observed through the simulated MMU, the frame allocator and the TLBs.
 
-use std::sync::Arc;
+use aspace::TryArc;
 
 use aspace::backend::AnonBackend;
 use aspace::syscall::{
@@ -12,7 +12,7 @@ use aspace::{
     Access, AreaAttrs, AreaFlags, Asid, Error, FaultOutcome, FaultReason, Page, PageFlags,
     VirtAddr, PAGE_SIZE,
 };
-use aspace_sim::{Sim, SimConfig, Space};
+use aspace_sim::{Sim, SimConfig, Space, SpaceHandle};
 
 const BASE: u64 = 0x40_0000;
 const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);
@@ -26,7 +26,7 @@ fn sim() -> Sim {
 }
 
 /// A sim, a space with one RW area of `pages` at BASE, and CPU 0 running it.
-fn setup(pages: u64) -> (Sim, Arc<Space>, aspace_sim::Cpu) {
+fn setup(pages: u64) -> (Sim, SpaceHandle, aspace_sim::Cpu) {
     let sim = sim();
     let space = sim.system().create().unwrap();
     space.area_create(va(BASE), pages * PAGE_SIZE, RW).unwrap();
@@ -713,7 +713,7 @@ fn fault_on_partial_area_fails() {
             PAGE_SIZE,
             RW,
             AreaAttrs::PARTIAL,
-            Arc::new(AnonBackend),
+            TryArc::try_backend(AnonBackend).unwrap(),
         )
         .unwrap();
     assert_eq!(
@@ -736,7 +736,7 @@ fn a_partial_area_refuses_resize_change_of_rights_and_share() {
             2 * PAGE_SIZE,
             RW,
             AreaAttrs::PARTIAL,
-            Arc::new(AnonBackend),
+            TryArc::try_backend(AnonBackend).unwrap(),
         )
         .unwrap();
     let other = sim.system().create().unwrap();

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use aspace::TryArc;
 use std::thread;
 use std::time::Duration;
 
@@ -284,7 +284,7 @@ fn bad_answers_are_refused_and_take_no_reference() {
                 PAGE_SIZE,
                 RW,
                 AreaAttrs::empty(),
-                Arc::new(PhysBackend::new(device, 1)),
+                TryArc::try_backend(PhysBackend::new(device, 1)).unwrap(),
             )?;
             space.copy_to_user(va(DEVICE), &[1; 8])
         },

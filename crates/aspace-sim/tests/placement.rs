@@ -3,13 +3,11 @@
 //! guard fault reason, a stack grown by a CPU writing downwards, its limit,
 //! and failure injection for placement and for growth faults.
 
-use std::sync::Arc;
-
 use aspace::placement::{Placement, DEFAULT_GROW_LIMIT};
 use aspace::{
     AreaFlags, AreaInfo, Error, FaultReason, Frame, Page, PageFlags, VirtAddr, PAGE_SIZE,
 };
-use aspace_sim::{Sim, SimConfig, Space};
+use aspace_sim::{Sim, SimConfig, Space, SpaceHandle};
 
 const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);
 const P: u64 = PAGE_SIZE;
@@ -315,7 +313,7 @@ fn state(sim: &Sim, s: &Space) -> State {
 /// the state as it was, and every world, dropped, every frame back.
 fn inject<T: std::fmt::Debug, E: std::fmt::Debug>(
     name: &str,
-    op: impl Fn(&Sim, &Arc<Space>, &mut aspace_sim::Cpu) -> Result<T, E>,
+    op: impl Fn(&Sim, &SpaceHandle, &mut aspace_sim::Cpu) -> Result<T, E>,
 ) -> u64 {
     let baseline = sim_frames_baseline();
     for n in 0..32 {

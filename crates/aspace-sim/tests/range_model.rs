@@ -8,14 +8,14 @@
 //! at the end every frame and reservation must be back. Seeds are fixed;
 //! `ASPACE_SEED` replays one, and a failure prints its seed and step.
 
+use aspace::TryArc;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
 use aspace::{
     AreaAttrs, AreaFlags, Cpus, Error, FaultReason, Page, PageFlags, VirtAddr, PAGE_SIZE,
 };
-use aspace_sim::{Cpu, Sim, SimConfig, Space};
+use aspace_sim::{Cpu, Sim, SimConfig, Space, SpaceHandle};
 
 mod common;
 
@@ -136,10 +136,10 @@ impl Rng {
 
 struct World {
     sim: Sim,
-    spaces: [Arc<Space>; 2],
+    spaces: [SpaceHandle; 2],
     /// CPU 0 and 2 run space 0, CPU 1 space 1.
     cpus: Vec<Cpu>,
-    image: Arc<ElfImage>,
+    image: TryArc<ElfImage>,
     model: Model,
     next_group: usize,
     /// Operations that did something, by kind (so a run that tested
@@ -212,7 +212,8 @@ impl World {
                     offset: first * P,
                     flags: R,
                 };
-                let backend = Arc::new(ElfBackend::new(self.image.clone(), seg));
+                let backend =
+                    TryArc::try_backend(ElfBackend::new(self.image.clone(), seg)).unwrap();
                 let r = space.area_create_with(va(s), pages * P, R, AreaAttrs::empty(), backend);
                 if self.model.free(sp, s, e) {
                     r.unwrap();
@@ -617,7 +618,7 @@ fn run(seed: u64, steps: usize) {
     } = w;
     drop(cpus);
     drop(spaces);
-    image.release(sim.system().machine()).unwrap();
+    ElfImage::release(image, sim.system().machine()).unwrap();
     assert_eq!(sim.frames_in_use(), baseline, "seed {seed}: frames left");
     assert_eq!(sim.system().reserve().committed(), 0, "seed {seed}");
 }

@@ -5,8 +5,8 @@
 //! reserve at fault time; and refused frame allocations leave the
 //! reservation as it was.
 
+use aspace::TryArc;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
 use aspace::backend::{Backend, PhysBackend};
@@ -14,7 +14,7 @@ use aspace::{
     Access, AreaAttrs, AreaFlags, AreaInfo, Config, Error, FaultContext, FaultOutcome, FaultReason,
     Frame, Page, System, VirtAddr, PAGE_SIZE,
 };
-use aspace_sim::{Sim, SimConfig, Space};
+use aspace_sim::{Sim, SimConfig, Space, SpaceHandle};
 
 const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);
 const LATE: AreaFlags = RW.union(AreaFlags::LATE_RESERVE);
@@ -43,7 +43,7 @@ fn fault(space: &Space, addr: u64) -> FaultOutcome {
 
 /// What `committed` must be: each private area's reservation and each
 /// share record's once.
-fn accounted(spaces: &[&Arc<Space>]) -> u64 {
+fn accounted(spaces: &[&SpaceHandle]) -> u64 {
     let mut shares = BTreeSet::new();
     let mut total = 0;
     for s in spaces {
@@ -117,7 +117,7 @@ fn a_creation_beyond_the_limit_fails_and_changes_nothing() {
     assert_eq!(sim.system().reserve().available(), 0);
     // Device memory reserves nothing, so it fits even now.
     let top = sim.hardware().memory().frames();
-    let phys = Arc::new(PhysBackend::new(Frame::from_number(top - 2), 2));
+    let phys = TryArc::try_backend(PhysBackend::new(Frame::from_number(top - 2), 2)).unwrap();
     space
         .area_create_with(va(0x100_0000), 2 * PAGE_SIZE, RW, AreaAttrs::empty(), phys)
         .unwrap();
@@ -217,7 +217,7 @@ fn destroy_and_dropping_spaces_give_everything_back() {
     }
     // 4 + 8 + 12 up front, 1 + 2 + 3 late.
     assert_eq!(committed(&sim), 24 + 6);
-    let refs: Vec<&Arc<Space>> = spaces.iter().collect();
+    let refs: Vec<&SpaceHandle> = spaces.iter().collect();
     assert_eq!(committed(&sim), accounted(&refs));
     spaces[1].area_destroy(va(A)).unwrap();
     assert_eq!(committed(&sim), 30 - 8);
@@ -246,7 +246,7 @@ fn a_shared_group_reserves_once_until_its_last_area_goes() {
         .unwrap();
     assert_eq!(committed(&sim), 4);
     for s in [&a, &b, &c] {
-        let base = if Arc::ptr_eq(s, &a) { A } else { B };
+        let base = if TryArc::ptr_eq(s, &a) { A } else { B };
         let info = s.area(va(base)).unwrap();
         assert!(info.shared && info.reserved == 4, "{info}");
     }
@@ -367,7 +367,7 @@ fn elf_segments_reserve_the_pages_they_copy() {
         let space = sim.system().create().unwrap();
         let base = vaddr & !(PAGE_SIZE - 1);
         let size = vaddr + memsz - base;
-        let backend = Arc::new(ElfBackend::new(image.clone(), seg));
+        let backend = TryArc::try_backend(ElfBackend::new(image.clone(), seg)).unwrap();
         let pages = size.div_ceil(PAGE_SIZE);
         let want = Backend::<aspace_sim::PhysMem, aspace_sim::FramePool>::reserve_pages(
             &*backend, 0, pages,
@@ -392,7 +392,7 @@ fn elf_segments_reserve_the_pages_they_copy() {
         drop(space);
         assert_eq!(committed(&sim), 0);
     }
-    image.release(sim.system().machine()).unwrap();
+    ElfImage::release(image, sim.system().machine()).unwrap();
 }
 
 /// Refuses the `n`-th frame allocation from now on, for every `n` until

@@ -1,6 +1,6 @@
 //! Sharing areas between address spaces, and the physical backend.
 
-use std::sync::Arc;
+use aspace::TryArc;
 
 use aspace::backend::PhysBackend;
 use aspace::{AreaAttrs, AreaFlags, Error, Frame, PhysMemory, VirtAddr, PAGE_SIZE};
@@ -213,7 +213,7 @@ fn shared_areas_refuse_resize_and_change_of_flags() {
 
 // ---- physical backend ----
 
-fn phys_area(sim: &Sim, frames: u64) -> (Arc<aspace_sim::Space>, Frame) {
+fn phys_area(sim: &Sim, frames: u64) -> (aspace_sim::SpaceHandle, Frame) {
     // Device memory: frames near the top of physical memory, filled by "the
     // device" through physical addresses.
     let top = sim.hardware().memory().frames();
@@ -229,7 +229,7 @@ fn phys_area(sim: &Sim, frames: u64) -> (Arc<aspace_sim::Space>, Frame) {
             frames * PAGE_SIZE,
             RW,
             AreaAttrs::empty(),
-            Arc::new(PhysBackend::new(base, frames)),
+            TryArc::try_backend(PhysBackend::new(base, frames)).unwrap(),
         )
         .unwrap();
     (space, base)

@@ -13,12 +13,11 @@
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use aspace::{AreaFlags, Asid, FaultReason, Page, StatsSnapshot, VirtAddr, PAGE_SIZE};
-use aspace_sim::{AccessFault, Cpu, HwStats, Sim, SimConfig, Space, TlbEntry};
+use aspace_sim::{AccessFault, Cpu, HwStats, Sim, SimConfig, SpaceHandle, TlbEntry};
 
 mod common;
 use common::{va, SyncPoint, XorShift};
@@ -115,9 +114,9 @@ fn check_refusal(f: AccessFault, seed: u64, cpu: usize) {
 /// exactly that word; cut-off pages may be refused with `NoArea`.
 fn worker(
     mut cpu: Cpu,
-    space: &Arc<Space>,
+    space: &SpaceHandle,
     regions: &[Region],
-    visit: Option<(&Arc<Space>, Region)>,
+    visit: Option<(&SpaceHandle, Region)>,
     seed: u64,
     ctl: &Control,
 ) -> WorkerCounts {
@@ -199,7 +198,7 @@ fn worker(
 /// area, faulting in fresh frames (most likely the ones just freed: the
 /// frame pool hands out the most recently freed frame first), and reads one
 /// word back.
-fn scribble_b(cpu: &mut Cpu, b: &Arc<Space>, area: Region, seed: u64) {
+fn scribble_b(cpu: &mut Cpu, b: &SpaceHandle, area: Region, seed: u64) {
     cpu.switch_to(b).unwrap();
     for page in 0..area.pages {
         for slot in 0..3 {
@@ -227,7 +226,7 @@ fn dirty_a(cpu: &mut Cpu, regions: &[Region], r: usize, pages: std::ops::Range<u
 
 /// Frames in use must be the kernel's plus the page tables and resident
 /// pages of the live spaces: nothing leaked, nothing freed twice.
-fn assert_frames_accounted(sim: &Sim, initial: u64, spaces: &[&Arc<Space>], seed: u64) {
+fn assert_frames_accounted(sim: &Sim, initial: u64, spaces: &[&SpaceHandle], seed: u64) {
     let held: u64 = spaces
         .iter()
         .map(|s| s.page_table_frames() + s.resident_pages())
@@ -247,7 +246,7 @@ fn race(
     regions: &[Region],
     b_area: Region,
     visit_b: bool,
-    mut churn: impl FnMut(&mut Cpu, &Arc<Space>, &Arc<Space>, &mut XorShift, u64) + Send,
+    mut churn: impl FnMut(&mut Cpu, &SpaceHandle, &SpaceHandle, &mut XorShift, u64) + Send,
 ) -> (StatsSnapshot, HwStats) {
     let seed = seed();
     let sim = Sim::new(SimConfig {

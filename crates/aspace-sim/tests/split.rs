@@ -4,11 +4,11 @@
 //! TLBs checked for stale entries, and every operation refused at each
 //! frame allocation in turn leaving the state as it was.
 
-use std::sync::Arc;
+use aspace::TryArc;
 
 use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
 use aspace::{AreaFlags, Cpus, Error, FaultReason, Page, PageFlags, VirtAddr, PAGE_SIZE};
-use aspace_sim::{Cpu, Sim, SimConfig, Space};
+use aspace_sim::{Cpu, Sim, SimConfig, Space, SpaceHandle};
 
 mod common;
 
@@ -67,7 +67,7 @@ fn areas(s: &Space) -> Vec<(u64, u64, AreaFlags)> {
         .collect()
 }
 
-fn setup(cpus: usize) -> (Sim, Arc<Space>, Cpu) {
+fn setup(cpus: usize) -> (Sim, SpaceHandle, Cpu) {
     let sim = sim(cpus);
     let s = sim.system().create().unwrap();
     let mut c = sim.cpu(0);
@@ -182,7 +182,7 @@ fn split_elf_area_reads_the_right_bytes() {
             5 * P,
             flags,
             aspace::AreaAttrs::empty(),
-            Arc::new(ElfBackend::new(image.clone(), seg)),
+            TryArc::try_backend(ElfBackend::new(image.clone(), seg)).unwrap(),
         )
         .unwrap();
         // One page touched before the split, the rest after.
@@ -206,7 +206,7 @@ fn split_elf_area_reads_the_right_bytes() {
     drop(c);
     drop(s);
     assert_eq!(sim.system().reserve().committed(), 0);
-    image.release(sim.system().machine()).unwrap();
+    ElfImage::release(image, sim.system().machine()).unwrap();
 }
 
 #[test]
@@ -439,13 +439,13 @@ fn protect_range_refuses_before_changing_anything() {
         2 * P,
         R,
         aspace::AreaAttrs::empty(),
-        Arc::new(ElfBackend::new(image.clone(), seg)),
+        TryArc::try_backend(ElfBackend::new(image.clone(), seg)).unwrap(),
     )
     .unwrap();
     assert_eq!(s.protect_range(va(B), P, RW), Err(Error::NotSupported));
     drop(c);
     drop((s, s1));
-    image.release(sim.system().machine()).unwrap();
+    ElfImage::release(image, sim.system().machine()).unwrap();
 }
 
 #[test]
@@ -562,7 +562,7 @@ struct State {
 
 struct World {
     sim: Sim,
-    spaces: Vec<Arc<Space>>,
+    spaces: Vec<SpaceHandle>,
     cpus: Vec<Cpu>,
 }
 
@@ -970,7 +970,7 @@ fn a_split_part_shares_with_its_offset() {
         6 * P,
         RW,
         aspace::AreaAttrs::empty(),
-        Arc::new(ElfBackend::new(image.clone(), seg)),
+        TryArc::try_backend(ElfBackend::new(image.clone(), seg)).unwrap(),
     )
     .unwrap();
     c0.run(|| s0.area_split(va(base + 3 * P))).unwrap();
@@ -981,6 +981,6 @@ fn a_split_part_shares_with_its_offset() {
     }
     drop((c0, c1));
     drop((s0, s1));
-    image.release(sim.system().machine()).unwrap();
+    ElfImage::release(image, sim.system().machine()).unwrap();
     assert_eq!(sim.system().reserve().committed(), 0);
 }

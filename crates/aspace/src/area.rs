@@ -1,11 +1,10 @@
 //! Address-space areas: a run of pages with one set of rights and one backend.
 
-use alloc::sync::Arc;
 use core::ops::{Deref, DerefMut};
 
 use crate::addr::Page;
 pub use crate::backend::AreaInfo;
-use crate::backend::Backend;
+use crate::backend::BackendRef;
 use crate::error::{Error, Result};
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::internals::try_arc::TryArc;
@@ -24,7 +23,7 @@ use core::sync::atomic::{AtomicU64 as PlainAtomicU64, Ordering::Relaxed};
 /// is under the area's lock.
 pub(crate) struct Area<M: Machine> {
     base: AtomicU64,
-    pub backend: Arc<dyn Backend<M::Memory, M::Frames>>,
+    pub backend: BackendRef<M::Memory, M::Frames>,
     pub pages: AtomicU64,
     /// Pages reserved for the area (see [`crate::reserve`]): its own
     /// reservation, or its share record's once shared. Changed under the
@@ -150,7 +149,7 @@ impl<M: Machine> AreaEntry<M> {
         pages: u64,
         flags: AreaFlags,
         attrs: AreaAttrs,
-        backend: Arc<dyn Backend<M::Memory, M::Frames>>,
+        backend: BackendRef<M::Memory, M::Frames>,
         reserved: u64,
     ) -> Result<Self> {
         let kind = Summary::reserved_kind(reserved, pages, 0);
@@ -275,7 +274,7 @@ impl<M: Machine> Area<M> {
         pages: u64,
         flags: AreaFlags,
         attrs: AreaAttrs,
-        backend: Arc<dyn Backend<M::Memory, M::Frames>>,
+        backend: BackendRef<M::Memory, M::Frames>,
         reserved: u64,
     ) -> Result<Self> {
         Ok(Self {

@@ -30,7 +30,6 @@
 //! ([`FrameAllocator::ref_count`]); otherwise it copies, and the release
 //! frees the old frame.
 
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -44,7 +43,7 @@ use crate::internals::used_space::UsedSpace;
 use crate::machine::{Cpus, FrameAllocator, Machine, PhysMemory};
 use crate::paging::PageTable;
 use crate::reserve;
-use crate::space::AddressSpace;
+use crate::space::{AddressSpace, SpaceRef};
 use crate::stats::{Counters, Stats};
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
@@ -304,7 +303,7 @@ impl<M: Machine> AddressSpace<M> {
     /// A copy of this space whose private pages are copy-on-write in both;
     /// see [`System::fork`](crate::System::fork). `kernel` is the system's
     /// kernel space (for the new page table's kernel half).
-    pub(crate) fn fork_with(&self, kernel: &AddressSpace<M>) -> Result<Arc<Self>> {
+    pub(crate) fn fork_with(&self, kernel: &AddressSpace<M>) -> Result<SpaceRef<M>> {
         if self.is_kernel() {
             return Err(Error::InvalidArgument);
         }

@@ -3,19 +3,19 @@
 //!
 //! HelenOS counts holders of an `as_t` by hand and destroys the space when
 //! the count drops to zero. Here an address space lives in an
-//! [`Arc`] and is torn down (every area unmapped, every
+//! [`SpaceRef`] and is torn down (every area unmapped, every
 //! frame released after its shootdown, the ASID returned) when the last
-//! `Arc` goes, so a hold *is* a strong reference. [`SpaceHold`] names it:
+//! handle goes, so a hold *is* a strong reference. [`SpaceHold`] names it:
 //! code that must keep a space alive while it works on it (IPC into
 //! another task, copying to a task that may be exiting) takes a hold, and
 //! the space cannot be destroyed underneath it. When the task drops its
 //! own handle meanwhile, teardown waits for the last hold's release.
 
-use alloc::sync::Arc;
 use core::ops::Deref;
 
+use crate::internals::try_arc::TryArc;
 use crate::machine::Machine;
-use crate::space::AddressSpace;
+use crate::space::{AddressSpace, SpaceRef};
 
 /// A hold on an address space: while it exists the space is not destroyed
 /// (HelenOS `as_hold`). Dropping it, or [`release`](Self::release), is
@@ -23,27 +23,27 @@ use crate::space::AddressSpace;
 /// destroys it.
 #[must_use = "a hold keeps the address space alive only while it exists"]
 pub struct SpaceHold<M: Machine> {
-    space: Arc<AddressSpace<M>>,
+    space: SpaceRef<M>,
 }
 
 impl<M: Machine> SpaceHold<M> {
     /// Takes a hold on `space`.
-    pub fn new(space: &Arc<AddressSpace<M>>) -> Self {
+    pub fn new(space: &SpaceRef<M>) -> Self {
         Self {
-            space: Arc::clone(space),
+            space: TryArc::clone(space),
         }
     }
 
     /// Gives the hold back (HelenOS `as_release`). Returns `true` when this
     /// was the last reference, so the space has just been destroyed.
     pub fn release(self) -> bool {
-        Arc::into_inner(self.space).is_some()
+        TryArc::into_inner(self.space).is_some()
     }
 
     /// How many references (handles and holds together) keep the space
     /// alive now.
     pub fn holders(&self) -> usize {
-        Arc::strong_count(&self.space)
+        TryArc::refs(&self.space)
     }
 }
 

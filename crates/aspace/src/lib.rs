@@ -93,12 +93,12 @@ pub mod tlb;
 pub mod uaccess;
 
 pub use addr::{Frame, Page, PageRange, PhysAddr, VirtAddr, PAGE_SIZE};
-pub use backend::AreaInfo;
+pub use backend::{AreaInfo, BackendRef};
 pub use error::{Error, Result};
 pub use fault::{FaultContext, FaultOutcome, FaultReason};
 pub use flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 pub use hold::SpaceHold;
-pub use internals::try_arc::TryArc;
+pub use internals::try_arc::{TryArc, TryWeak};
 pub use lookup::AreaLookup;
 pub use machine::{
     Asid, CpuId, CpuSet, Cpus, FrameAllocator, Invalidation, Layout, Machine, PhysMemory,
@@ -106,7 +106,7 @@ pub use machine::{
 };
 pub use placement::Placement;
 pub use reserve::{Reserve, ReserveSnapshot};
-pub use space::AddressSpace;
+pub use space::{AddressSpace, SpaceRef};
 pub use stats::StatsSnapshot;
 pub use system::{Config, System};
 

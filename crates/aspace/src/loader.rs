@@ -2,7 +2,6 @@
 //! backed by [`ElfBackend`], after checking the whole file first so that a
 //! refused image leaves the address space as it was.
 
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -13,6 +12,7 @@ use ::elf::ElfBytes;
 use crate::addr::{VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::backend::elf::{ElfBackend, ElfImage, Segment};
 use crate::flags::{AreaAttrs, AreaFlags};
+use crate::internals::try_arc::TryArc;
 use crate::machine::Machine;
 use crate::space::AddressSpace;
 use crate::Error;
@@ -174,7 +174,7 @@ pub fn parse(
 /// before it are destroyed again.
 pub fn load<M: Machine>(
     space: &AddressSpace<M>,
-    image: &Arc<ElfImage>,
+    image: &TryArc<ElfImage>,
     bytes: &[u8],
     bias: Option<u64>,
 ) -> Result<LoadedElf, ElfError> {
@@ -189,8 +189,11 @@ pub fn load<M: Machine>(
     for s in &segments {
         let base = VirtAddr::new(s.vaddr & !(PAGE_SIZE - 1));
         let size = s.vaddr + s.memsz - base.as_u64();
-        let backend = Arc::new(ElfBackend::new(image.clone(), *s));
-        if let Err(e) = space.area_create_with(base, size, s.flags, AreaAttrs::empty(), backend) {
+        let made = TryArc::try_backend(ElfBackend::new(image.clone(), *s));
+        let created_area = made.and_then(|backend| {
+            space.area_create_with(base, size, s.flags, AreaAttrs::empty(), backend)
+        });
+        if let Err(e) = created_area {
             for b in created {
                 let _ = space.area_destroy(b);
             }

@@ -89,7 +89,13 @@ impl<M: Machine> AddressSpace<M> {
             return Err(Error::InvalidArgument);
         }
         let backend = UserBackend::<M>::new(pager, ids, Owner::of(pager_space));
-        self.area_create_with(base, size, flags, AreaAttrs::empty(), Arc::new(backend))
+        self.area_create_with(
+            base,
+            size,
+            flags,
+            AreaAttrs::empty(),
+            TryArc::try_backend(backend)?,
+        )
     }
 
     /// Requests in flight for the user-pager area containing `addr`: 0 when

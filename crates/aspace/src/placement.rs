@@ -11,11 +11,9 @@
 //! [`AreaTree::lowest_fit`]: crate::internals::area_tree::AreaTree::lowest_fit
 //! [`AreaTree::highest_fit`]: crate::internals::area_tree::AreaTree::highest_fit
 
-use alloc::sync::Arc;
-
 use crate::addr::{bytes_to_pages, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::area::{Area, AreaEntry};
-use crate::backend::{Backend, BackendCaps};
+use crate::backend::{Backend, BackendCaps, BackendRef};
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::internals::area_tree::Fit;
 use crate::internals::try_arc::TryArc;
@@ -91,7 +89,7 @@ impl<M: Machine> AddressSpace<M> {
         range: PageRange,
         flags: AreaFlags,
         attrs: AreaAttrs,
-        backend: Arc<dyn Backend<M::Memory, M::Frames>>,
+        backend: BackendRef<M::Memory, M::Frames>,
         grow_limit: Option<u64>,
     ) -> Result<TryArc<Area<M>>> {
         let limit = grow_limit
@@ -161,7 +159,7 @@ impl<M: Machine> AddressSpace<M> {
         size: u64,
         flags: AreaFlags,
         attrs: AreaAttrs,
-        backend: Arc<dyn Backend<M::Memory, M::Frames>>,
+        backend: BackendRef<M::Memory, M::Frames>,
     ) -> Result<VirtAddr> {
         let flags = Self::placement_flags(flags, &*backend)?;
         let pages = bytes_to_pages(size);

@@ -4,17 +4,18 @@
 //! [`System::new`](crate::System::new); address spaces, the fault handler and
 //! the shootdown batch reach it through their `Arc`.
 
-use alloc::sync::Arc;
 use core::sync::atomic::AtomicU64 as PlainAtomicU64;
 use core::sync::atomic::Ordering;
 
 use crate::asid::AsidAllocator;
-use crate::backend::{AnonBackend, Backend};
+use crate::backend::{AnonBackend, BackendRef};
 use crate::internals::area_tree::Hint;
+use crate::internals::try_arc::TryArc;
 use crate::machine::{Cpus, Layout, Machine};
 use crate::reserve::Reserve;
 use crate::stats::Stats;
 use crate::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::Result;
 
 /// State shared by the system and every address space.
 pub(crate) struct Shared<M: Machine> {
@@ -28,13 +29,14 @@ pub(crate) struct Shared<M: Machine> {
     pub reserve: Reserve,
     /// The one anonymous-memory backend every anonymous area shares, made
     /// once so that creating an area allocates no backend.
-    pub anon: Arc<dyn Backend<M::Memory, M::Frames>>,
+    pub anon: BackendRef<M::Memory, M::Frames>,
 }
 
 impl<M: Machine> Shared<M> {
     /// The shared state of a new system on `machine` with `asids` user ASIDs.
-    pub(crate) fn new(machine: M, asids: u16, commit_limit: u64) -> Self {
-        Self {
+    /// `NoMemory` if the heap refuses the anonymous backend.
+    pub(crate) fn new(machine: M, asids: u16, commit_limit: u64) -> Result<Self> {
+        Ok(Self {
             reserve: Reserve::new(commit_limit),
             layout: machine.layout(),
             machine,
@@ -43,8 +45,8 @@ impl<M: Machine> Shared<M> {
             hints: LookupHints::default(),
             preparing: Preparing::default(),
             next_id: PlainAtomicU64::new(1),
-            anon: Arc::new(AnonBackend),
-        }
+            anon: TryArc::try_backend(AnonBackend)?,
+        })
     }
 
     /// The counter shard of the current CPU.

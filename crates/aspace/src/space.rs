@@ -27,7 +27,7 @@ use core::sync::atomic::Ordering;
 
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::area::{Area, AreaEntry, AreaGuard, AreaInfo, AreaState};
-use crate::backend::{Backend, BackendCaps};
+use crate::backend::{Backend, BackendCaps, BackendRef};
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::internals::area_tree::AreaTree;
 use crate::internals::try_arc::TryArc;
@@ -54,9 +54,14 @@ pub(crate) type Areas<M> = AreaTree<AreaEntry<M>>;
 /// areas dearer on big machines.
 const MAX_SHARDS: usize = 16;
 
+/// A shared handle on an address space, as [`System::create`](crate::System::create)
+/// and [`System::fork`](crate::System::fork) hand it out (made fallibly: a
+/// refused heap is `NoMemory`).
+pub type SpaceRef<M> = TryArc<AddressSpace<M>>;
+
 /// One address space: its areas and its page table.
 ///
-/// Shared as `Arc<AddressSpace>`; the last reference going destroys it
+/// Shared as a [`SpaceRef`]; the last reference going destroys it
 /// (every area, every frame, the ASID, the page table). The kernel address
 /// space is held by the [`System`](crate::System) and lives as long as it.
 pub struct AddressSpace<M: Machine> {
@@ -123,13 +128,16 @@ impl<M: Machine> AddressSpace<M> {
     pub(crate) fn create(
         shared: &Arc<Shared<M>>,
         kernel: Option<&AddressSpace<M>>,
-    ) -> Result<Arc<Self>> {
+    ) -> Result<SpaceRef<M>> {
+        // The heap first (the handle's block, the lock's shards, room for
+        // the ASID record), then the page table's frames, so a refusal
+        // changes nothing.
+        TryArc::try_new_with(|| Self::new(shared, kernel))
+    }
+
+    /// The space [`create`](Self::create) puts in its handle.
+    fn new(shared: &Arc<Shared<M>>, kernel: Option<&AddressSpace<M>>) -> Result<Self> {
         let m = &shared.machine;
-        // The heap first (the lock's shards, room for the ASID record),
-        // then the page table's frames, so a refusal changes nothing. The
-        // one allocation that cannot be refused cleanly comes last:
-        // `Arc::new` (stable Rust has no fallible one), which aborts if the
-        // heap refuses it.
         let shards = m.cpus().cpu_count().min(MAX_SHARDS);
         let areas =
             ShardedRwLock::try_new(AreaTree::with_gaps(), shards).map_err(|_| Error::NoMemory)?;
@@ -142,14 +150,14 @@ impl<M: Machine> AddressSpace<M> {
             None => M::PageTable::create(m.memory(), m.frames(), None, m.paging_mode())?,
         };
         shared.asids.lock().register(id, kernel.is_none());
-        Ok(Arc::new(Self {
+        Ok(Self {
             id,
             kernel: kernel.is_none(),
             root: pt.root(),
             shared: shared.clone(),
             areas,
             pt: Some(pt),
-        }))
+        })
     }
 
     /// A number unique among the system's address spaces.
@@ -347,7 +355,7 @@ impl<M: Machine> AddressSpace<M> {
         size: u64,
         flags: AreaFlags,
         attrs: AreaAttrs,
-        backend: Arc<dyn Backend<M::Memory, M::Frames>>,
+        backend: BackendRef<M::Memory, M::Frames>,
     ) -> Result<VirtAddr> {
         self.insert_area(base, size, flags, attrs, backend)
             .map(|_| base)
@@ -361,7 +369,7 @@ impl<M: Machine> AddressSpace<M> {
         size: u64,
         flags: AreaFlags,
         attrs: AreaAttrs,
-        backend: Arc<dyn Backend<M::Memory, M::Frames>>,
+        backend: BackendRef<M::Memory, M::Frames>,
     ) -> Result<TryArc<Area<M>>> {
         let flags = Self::placement_flags(flags, &*backend)?;
         let range = Self::checked_range(base, size)?;

@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 use crate::machine::{Asid, Cpus, Invalidation, Machine, Tlb};
 use crate::reserve::{self, Reserve};
 use crate::shared::Shared;
-use crate::space::AddressSpace;
+use crate::space::{AddressSpace, SpaceRef};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::{Error, Result};
 
@@ -36,7 +36,7 @@ impl Default for Config {
 /// globals of `as.c`).
 pub struct System<M: Machine> {
     shared: Arc<Shared<M>>,
-    kernel: Arc<AddressSpace<M>>,
+    kernel: SpaceRef<M>,
 }
 
 impl<M: Machine> System<M> {
@@ -50,7 +50,7 @@ impl<M: Machine> System<M> {
         let limit = config
             .commit_limit
             .unwrap_or_else(|| reserve::default_limit(machine.frames()));
-        let shared = Arc::new(Shared::new(machine, config.asids, limit));
+        let shared = Arc::new(Shared::new(machine, config.asids, limit)?);
         let kernel = AddressSpace::create(&shared, None)?;
         Ok(Self { shared, kernel })
     }
@@ -61,13 +61,15 @@ impl<M: Machine> System<M> {
     }
 
     /// The kernel address space.
-    pub fn kernel(&self) -> &Arc<AddressSpace<M>> {
+    pub fn kernel(&self) -> &SpaceRef<M> {
         &self.kernel
     }
 
     /// A new, empty user address space. It is destroyed — every area, frame,
-    /// its ASID and page table released — when the last `Arc` to it goes.
-    pub fn create(&self) -> Result<Arc<AddressSpace<M>>> {
+    /// its ASID and page table released — when the last handle to it goes.
+    /// All or nothing: the heap or frames for its page table running out
+    /// is `NoMemory` with nothing changed.
+    pub fn create(&self) -> Result<SpaceRef<M>> {
         AddressSpace::create(&self.shared, Some(&self.kernel))
     }
 
@@ -94,8 +96,9 @@ impl<M: Machine> System<M> {
     /// new area would (nothing yet for a late-reserving one). All or nothing: the kernel space or a
     /// space of another system `InvalidArgument`; the reservation past
     /// the commit limit, or frames for the child's page table running out,
-    /// `NoMemory`, with the parent as it was and no child left.
-    pub fn fork(&self, space: &AddressSpace<M>) -> Result<Arc<AddressSpace<M>>> {
+    /// `NoMemory`, with the parent as it was and no child left; so is the
+    /// heap running out at any of its allocations.
+    pub fn fork(&self, space: &AddressSpace<M>) -> Result<SpaceRef<M>> {
         if !Arc::ptr_eq(&space.shared, &self.shared) {
             return Err(Error::InvalidArgument);
         }

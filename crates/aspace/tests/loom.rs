@@ -690,7 +690,7 @@ impl Machine for LoomMachine {
     }
 }
 
-type Space = Arc<AddressSpace<LoomMachine>>;
+type Space = aspace::SpaceRef<LoomMachine>;
 
 /// A system of `cpus` CPUs, `asids` ASIDs and 24 frames.
 fn system(cpus: usize, asids: u16) -> (Arc<System<LoomMachine>>, Arc<Hw>) {

@@ -1,8 +1,12 @@
-//! `TryArc`, the fallible reference-counted box areas live in: one drop
-//! with the last reference, unique access only while unique, identity.
+//! `TryArc`, the fallible reference-counted box areas, spaces and backends
+//! live in: one drop with the last reference, unique access only while
+//! unique, identity, weak references, unsized (trait-object) values.
 //! Small enough for Miri.
 
+use aspace::backend::{AreaInfo, Backend, BackendRef};
 use aspace::internals::try_arc::TryArc;
+use aspace::{Access, Frame, FrameAllocator, Page, PhysMemory};
+use aspace_sim::{FramePool, PhysMem};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Counts its drops.
@@ -47,4 +51,97 @@ fn zero_sized_and_large_values() {
     let _u2 = unit.clone();
     let big = TryArc::try_new([3u8; 4096]).ok().unwrap();
     assert!(big.iter().all(|&b| b == 3));
+}
+
+#[test]
+fn weak_references_upgrade_only_while_the_value_lives() {
+    let drops = AtomicUsize::new(0);
+    let a = TryArc::try_new(Counted(&drops)).ok().unwrap();
+    let w = TryArc::downgrade(&a);
+    let w2 = w.clone();
+    assert_eq!(w.strong_count(), 1);
+    assert_eq!(w.as_ptr(), TryArc::as_ptr(&a));
+    let mut b = w.upgrade().expect("alive");
+    assert_eq!(TryArc::refs(&a), 2);
+    drop(a);
+    // A weak reference alone makes no handle unique.
+    assert!(TryArc::get_mut(&mut b).is_none());
+    drop(b);
+    assert_eq!(drops.load(Ordering::Relaxed), 1);
+    assert_eq!(w.strong_count(), 0);
+    assert!(w.upgrade().is_none());
+    drop(w);
+    assert!(w2.upgrade().is_none());
+    drop(w2);
+    let mut c = TryArc::try_new(5u32).ok().unwrap();
+    drop(TryArc::downgrade(&c));
+    assert_eq!(TryArc::get_mut(&mut c), Some(&mut 5));
+}
+
+#[test]
+fn into_inner_and_try_unwrap_give_the_value_back_once() {
+    let a = TryArc::try_new(String::from("x")).ok().unwrap();
+    let b = a.clone();
+    let w = TryArc::downgrade(&a);
+    let a = TryArc::try_unwrap(a).expect_err("two references");
+    assert_eq!(TryArc::into_inner(a), None);
+    assert_eq!(TryArc::into_inner(b).as_deref(), Some("x"));
+    assert!(w.upgrade().is_none());
+    let c = TryArc::try_new(vec![1u8, 2]).ok().unwrap();
+    assert_eq!(TryArc::try_unwrap(c).ok(), Some(vec![1, 2]));
+    let made = TryArc::try_new_with(|| Ok(7u64)).unwrap();
+    assert_eq!(*made, 7);
+    let refused = TryArc::<u64>::try_new_with(|| Err(aspace::Error::NotSupported));
+    assert_eq!(refused.err(), Some(aspace::Error::NotSupported));
+}
+
+/// Drops of [`Loud`] (only the unsized test makes them).
+static LOUD_DROPS: AtomicUsize = AtomicUsize::new(0);
+
+/// A backend that counts its drops, with a large alignment (the value's
+/// offset in the block depends on it, and so does the block's layout).
+#[repr(align(64))]
+struct Loud {
+    word: u64,
+}
+
+impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for Loud {
+    fn name(&self) -> &'static str {
+        if self.word == 42 {
+            "loud"
+        } else {
+            "quiet"
+        }
+    }
+
+    fn page_fault(&self, _: &P, _: &F, _: &AreaInfo, _: Page, _: Access) -> aspace::Result<Frame> {
+        Err(aspace::Error::NotSupported)
+    }
+}
+
+impl Drop for Loud {
+    fn drop(&mut self) {
+        LOUD_DROPS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn an_unsized_value_is_dropped_and_freed_with_its_own_layout() {
+    let typed = TryArc::try_new(Loud { word: 42 }).ok().unwrap();
+    let addr = TryArc::as_ptr(&typed) as *const u8;
+    let dynamic: BackendRef<PhysMem, FramePool> = TryArc::into_backend(typed);
+    assert_eq!(TryArc::as_ptr(&dynamic) as *const u8, addr);
+    assert_eq!(dynamic.name(), "loud");
+    let clone = dynamic.clone();
+    assert!(TryArc::ptr_eq(&clone, &dynamic));
+    assert_eq!(TryArc::refs(&clone), 2);
+    drop(dynamic);
+    assert_eq!(LOUD_DROPS.load(Ordering::Relaxed), 0);
+    drop(clone);
+    assert_eq!(LOUD_DROPS.load(Ordering::Relaxed), 1);
+    // Made directly as a trait object; unique access through it.
+    let mut made: BackendRef<PhysMem, FramePool> = TryArc::try_backend(Loud { word: 1 }).unwrap();
+    assert_eq!(TryArc::get_mut(&mut made).map(|b| b.name()), Some("quiet"));
+    drop(made);
+    assert_eq!(LOUD_DROPS.load(Ordering::Relaxed), 2);
 }

@@ -2,19 +2,18 @@
 //! switched round-robin on one CPU, with a pool of 2–8 ASIDs.
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use crate::clock::Clock;
 use aspace::{VirtAddr, PAGE_SIZE};
 use aspace_bench::{sim, RW};
-use aspace_sim::{Cpu, Sim, Space};
+use aspace_sim::{Cpu, Sim};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 const BASE: u64 = 0x40_0000;
 
 struct Rig {
     cpu: Cpu,
-    spaces: Vec<Arc<Space>>,
+    spaces: Vec<aspace_sim::SpaceHandle>,
     next: usize,
     sim: Sim,
 }

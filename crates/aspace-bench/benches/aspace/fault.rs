@@ -5,13 +5,12 @@
 
 use std::hint::black_box;
 use std::ptr;
-use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::paired;
 use aspace::{Access, FaultOutcome, Frame, PhysMemory, VirtAddr, PAGE_SIZE};
 use aspace_bench::{sim, RW};
-use aspace_sim::{Cpu, Sim, Space};
+use aspace_sim::{Cpu, Sim};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 /// Pages touched per first-touch iteration (1 MiB).
@@ -23,7 +22,7 @@ const COLD_BYTES: usize = 512 << 20;
 
 const BASE: u64 = 0x40_0000;
 
-fn machine(tlb_entries: usize) -> (Sim, Arc<Space>, Cpu) {
+fn machine(tlb_entries: usize) -> (Sim, aspace_sim::SpaceHandle, Cpu) {
     let sim = sim(1, 64 << 20, 64, tlb_entries);
     let space = sim.system().create().expect("address space");
     let mut cpu = sim.cpu(0);
@@ -32,7 +31,7 @@ fn machine(tlb_entries: usize) -> (Sim, Arc<Space>, Cpu) {
 }
 
 /// A machine whose space holds one area of `pages` pages, all touched.
-fn resident(tlb_entries: usize, pages: u64) -> (Sim, Arc<Space>, Cpu) {
+fn resident(tlb_entries: usize, pages: u64) -> (Sim, aspace_sim::SpaceHandle, Cpu) {
     let (sim, space, mut cpu) = machine(tlb_entries);
     space
         .area_create(VirtAddr::new(BASE), pages * PAGE_SIZE, RW)

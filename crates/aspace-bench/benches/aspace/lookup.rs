@@ -9,14 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::paired;
 use aspace::internals::area_tree::{AreaTree, Hint};
 use aspace::{Access, VirtAddr};
 use aspace_bench::{layout, populate, random_queries, sequential_queries, sim, Settings};
-use aspace_sim::{Sim, Space};
+use aspace_sim::Sim;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use nodit::interval::ie;
 use nodit::{Interval, NoditMap};
@@ -39,7 +38,7 @@ struct Meta {
 /// costs a plain `BTreeMap`.
 struct Contenders {
     _sim: Sim,
-    space: Arc<Space>,
+    space: aspace_sim::SpaceHandle,
     btree: BTreeMap<u64, (u64, Meta)>,
     nodit: NoditMap<u64, Interval<u64>, Meta>,
     rangemap: RangeMap<u64, Meta>,

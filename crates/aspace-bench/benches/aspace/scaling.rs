@@ -5,14 +5,14 @@
 //! whatever the clock of the other benchmarks.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Barrier};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 use std::{ptr, thread};
 
 use crate::clock::Clock;
 use aspace::{FrameAllocator, VirtAddr, PAGE_SIZE};
 use aspace_bench::{sim, RW};
-use aspace_sim::{Cpu, Sim, Space};
+use aspace_sim::{Cpu, Sim};
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 
 /// Pages each CPU touches per iteration (32 MiB): milliseconds of work, so
@@ -25,7 +25,7 @@ const STRIDE: u64 = 0x1000_0000;
 struct Rig {
     cpus: Vec<Cpu>,
     /// The space each CPU runs (the same one, or one each).
-    spaces: Vec<Arc<Space>>,
+    spaces: Vec<aspace_sim::SpaceHandle>,
     _sims: Vec<Sim>,
 }
 
@@ -44,7 +44,7 @@ impl Rig {
     fn new(sharing: Sharing) -> Self {
         let mut sims = Vec::new();
         let mut cpus = Vec::new();
-        let mut spaces: Vec<Arc<Space>> = Vec::new();
+        let mut spaces: Vec<aspace_sim::SpaceHandle> = Vec::new();
         for i in 0..2 {
             if i == 0 || sharing == Sharing::Nothing {
                 sims.push(sim(2, 128 << 20, 64, 64));
@@ -260,7 +260,12 @@ const LOOKUP_AREAS: u64 = 64;
 /// thread runs as one of the machine's CPUs and reads the tree through its
 /// own reader count; without, no thread is on a CPU and all share the first
 /// reader count, as a single reader-writer lock would have them.
-fn lookup_round(cpus: &[Cpu], space: &Arc<Space>, k: usize, on_cpus: bool) -> Duration {
+fn lookup_round(
+    cpus: &[Cpu],
+    space: &aspace_sim::SpaceHandle,
+    k: usize,
+    on_cpus: bool,
+) -> Duration {
     let barrier = Barrier::new(k);
     let spans: Vec<(Instant, Instant)> = thread::scope(|s| {
         let handles: Vec<_> = cpus[..k]

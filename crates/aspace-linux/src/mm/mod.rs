@@ -1,6 +1,6 @@
 //! Linux's memory calls on an aspace address space (feature `aspace`).
 //!
-//! [`LinuxMm`] is one process's memory map: an `Arc<AddressSpace<M>>` of
+//! [`LinuxMm`] is one process's memory map: a `SpaceRef<M>` of
 //! the core, the mmap base below which `mmap(NULL)` places top-down, the
 //! program break and the map-count limit (`vm.max_map_count`). Each call
 //! follows its Linux man page (`mmap(2)`, `munmap(2)`, `mprotect(2)`,
@@ -72,10 +72,10 @@ use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use aspace::backend::{AnonBackend, Backend};
+use aspace::backend::{AnonBackend, BackendRef};
 use aspace::{
-    Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, FaultOutcome, Machine, System,
-    VirtAddr,
+    Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, FaultOutcome, Machine,
+    SpaceRef, System, TryArc, VirtAddr,
 };
 use object::{MemObject, ObjBackend};
 
@@ -328,7 +328,7 @@ pub type MmResult = Result<u64, Errno>;
 /// One process's memory map with Linux's calls (see the module docs).
 pub struct LinuxMm<M: Machine> {
     system: Arc<System<M>>,
-    space: Arc<AddressSpace<M>>,
+    space: SpaceRef<M>,
     layout: Layout,
     /// The program break (`mm->brk`, not rounded).
     brk: u64,
@@ -344,14 +344,14 @@ pub struct LinuxMm<M: Machine> {
     /// for the gap below one only then).
     any_growsdown: bool,
     /// The backend of every anonymous area (stateless: one for all).
-    anon: Arc<dyn Backend<M::Memory, M::Frames>>,
+    anon: BackendRef<M::Memory, M::Frames>,
 }
 
 impl<M: Machine> LinuxMm<M> {
     /// A process map over `space` (a user space of `system`, with no areas
     /// the layer did not make) laid out as `layout`; the break starts at
     /// `layout.brk_start`.
-    pub fn new(system: Arc<System<M>>, space: Arc<AddressSpace<M>>, layout: Layout) -> Self {
+    pub fn new(system: Arc<System<M>>, space: SpaceRef<M>, layout: Layout) -> Self {
         LinuxMm {
             system,
             space,
@@ -362,7 +362,7 @@ impl<M: Machine> LinuxMm<M> {
             next_id: 1,
             holes: HolePolicy::Linux,
             any_growsdown: false,
-            anon: Arc::new(AnonBackend),
+            anon: TryArc::into_backend(TryArc::new(AnonBackend)),
         }
     }
 
@@ -412,7 +412,7 @@ impl<M: Machine> LinuxMm<M> {
     }
 
     /// The address space.
-    pub fn space(&self) -> &Arc<AddressSpace<M>> {
+    pub fn space(&self) -> &SpaceRef<M> {
         &self.space
     }
 
@@ -698,12 +698,12 @@ impl<M: Machine> LinuxMm<M> {
         )
     }
 
-    fn backend(&self, v: &Vma) -> Arc<dyn Backend<M::Memory, M::Frames>> {
+    fn backend(&self, v: &Vma) -> aspace::Result<BackendRef<M::Memory, M::Frames>> {
         match &v.kind {
-            Kind::Anon | Kind::Heap => self.anon.clone(),
+            Kind::Anon | Kind::Heap => Ok(self.anon.clone()),
             Kind::Object {
                 object, private, ..
-            } => Arc::new(ObjBackend {
+            } => TryArc::try_backend(ObjBackend {
                 object: object.clone(),
                 first: v.first,
                 private: *private,
@@ -727,13 +727,14 @@ impl<M: Machine> LinuxMm<M> {
         if v.noreserve {
             flags |= AreaFlags::LATE_RESERVE;
         }
+        let backend = self.backend(v).map_err(errno_of)?;
         self.space
             .area_create_with(
                 VirtAddr::new(v.start),
                 v.end - v.start,
                 flags,
                 AreaAttrs::empty(),
-                self.backend(v),
+                backend,
             )
             .map_err(errno_of)?;
         if touching {

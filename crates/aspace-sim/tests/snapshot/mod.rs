@@ -2,10 +2,8 @@
 //! tests that check a refused operation changed nothing (frame and heap
 //! failure injection).
 
-use std::sync::Arc;
-
 use aspace::{AreaInfo, Cpus, Frame, Page, PageFlags};
-use aspace_sim::{Sim, Space, TlbEntry};
+use aspace_sim::{Sim, Space, SpaceHandle, TlbEntry};
 
 /// What one address space shows.
 #[derive(Debug, PartialEq)]
@@ -69,7 +67,7 @@ pub fn space_state(s: &Space) -> SpaceState {
 }
 
 /// What the machine of `sim` and `spaces` show now.
-pub fn state(sim: &Sim, spaces: &[&Arc<Space>]) -> State {
+pub fn state(sim: &Sim, spaces: &[&SpaceHandle]) -> State {
     let hw = sim.hardware();
     let frames = hw.memory().frames();
     State {

@@ -1,6 +1,5 @@
 //! ELF segments paged on demand from an image held in physical memory.
 
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::addr::{Frame, Page, PhysAddr, PAGE_SIZE};
@@ -8,6 +7,7 @@ use crate::backend::anon::zeroed_frame;
 use crate::backend::AreaInfo;
 use crate::backend::Backend;
 use crate::flags::{Access, AreaFlags};
+use crate::internals::try_arc::TryArc;
 use crate::machine::{FrameAllocator, Machine, PhysMemory};
 use crate::{Error, Result};
 
@@ -25,30 +25,33 @@ pub struct ElfImage {
 
 impl ElfImage {
     /// Copies `bytes` into newly allocated frames. Fails with `NoMemory`
-    /// (having released what it took) when frames run out.
-    pub fn load<M: Machine>(machine: &M, bytes: &[u8]) -> Result<Arc<ElfImage>> {
-        let mut frames = Vec::new();
-        if frames
-            .try_reserve_exact(bytes.len().div_ceil(PAGE_SIZE as usize))
-            .is_err()
-        {
-            return Err(Error::NoMemory);
-        }
-        for chunk in bytes.chunks(PAGE_SIZE as usize) {
-            let Some(f) = machine.frames().alloc() else {
-                for f in frames {
-                    machine.frames().release(f);
-                }
+    /// (having released what it took) when frames or the heap run out.
+    pub fn load<M: Machine>(machine: &M, bytes: &[u8]) -> Result<TryArc<ElfImage>> {
+        // The handle's block first, then the frame list, then the frames.
+        TryArc::try_new_with(|| {
+            let mut frames = Vec::new();
+            if frames
+                .try_reserve_exact(bytes.len().div_ceil(PAGE_SIZE as usize))
+                .is_err()
+            {
                 return Err(Error::NoMemory);
-            };
-            machine.memory().zero_frame(f);
-            machine.memory().write(f.start(), chunk);
-            frames.push(f);
-        }
-        Ok(Arc::new(ElfImage {
-            frames,
-            len: bytes.len() as u64,
-        }))
+            }
+            for chunk in bytes.chunks(PAGE_SIZE as usize) {
+                let Some(f) = machine.frames().alloc() else {
+                    for f in frames {
+                        machine.frames().release(f);
+                    }
+                    return Err(Error::NoMemory);
+                };
+                machine.memory().zero_frame(f);
+                machine.memory().write(f.start(), chunk);
+                frames.push(f);
+            }
+            Ok(ElfImage {
+                frames,
+                len: bytes.len() as u64,
+            })
+        })
     }
 
     /// Size of the file in bytes.
@@ -81,13 +84,14 @@ impl ElfImage {
         }
     }
 
-    /// Gives the image's frame references back. Fails, returning the image,
-    /// while an area still uses it.
+    /// Gives the image's frame references back (`image.release` of an
+    /// `Arc`; a [`TryArc`] cannot be a method receiver on stable Rust).
+    /// Fails, returning the image, while an area still uses it.
     pub fn release<M: Machine>(
-        self: Arc<Self>,
+        image: TryArc<Self>,
         machine: &M,
-    ) -> core::result::Result<(), Arc<Self>> {
-        let image = Arc::try_unwrap(self)?;
+    ) -> core::result::Result<(), TryArc<Self>> {
+        let image = TryArc::try_unwrap(image)?;
         for f in image.frames {
             machine.frames().release(f);
         }
@@ -114,13 +118,13 @@ pub struct Segment {
 /// part of a read-only segment map the image's own frames; every other page
 /// gets a private frame with the file bytes it covers and zeros elsewhere.
 pub struct ElfBackend {
-    image: Arc<ElfImage>,
+    image: TryArc<ElfImage>,
     segment: Segment,
 }
 
 impl ElfBackend {
     /// A backend for `segment` of `image` (bounds checked by the loader).
-    pub fn new(image: Arc<ElfImage>, segment: Segment) -> Self {
+    pub fn new(image: TryArc<ElfImage>, segment: Segment) -> Self {
         Self { image, segment }
     }
 

@@ -11,10 +11,9 @@
 //! This one fills every page with one byte:
 //!
 //! ```
-//! use std::sync::Arc;
 //! use aspace::backend::{AreaInfo, Backend, BackendCaps};
 //! use aspace::{Access, AreaAttrs, AreaFlags, Error, Frame, FrameAllocator, Page, PhysMemory,
-//!              VirtAddr, PAGE_SIZE};
+//!              TryArc, VirtAddr, PAGE_SIZE};
 //! use aspace_sim::{Sim, SimConfig};
 //!
 //! /// Pages that read as `fill`, page after page.
@@ -37,7 +36,7 @@
 //! let base = VirtAddr::new(0x40_0000);
 //! space
 //!     .area_create_with(base, 2 * PAGE_SIZE, AreaFlags::READ, AreaAttrs::empty(),
-//!                       Arc::new(Pattern { fill: 0xa5 }))
+//!                       TryArc::try_backend(Pattern { fill: 0xa5 }).unwrap())
 //!     .unwrap();
 //! let mut cpu = sim.cpu(0);
 //! cpu.switch_to(&space).unwrap();
@@ -91,6 +90,12 @@ bitflags::bitflags! {
         const PRIVATE = 32;
     }
 }
+
+/// A shared handle on a backend, as an area holds it: made fallibly (a
+/// refused heap is `NoMemory`, never an abort) with
+/// [`TryArc::try_backend`](crate::TryArc::try_backend), or from a typed
+/// handle with [`TryArc::into_backend`](crate::TryArc::into_backend).
+pub type BackendRef<P, F> = crate::TryArc<dyn Backend<P, F>>;
 
 /// A source of pages for areas (HelenOS `mem_backend_t`). Generic over
 /// what it uses, physical memory `P` and the frame allocator `F`, so one

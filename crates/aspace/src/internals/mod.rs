@@ -7,8 +7,9 @@
 //!   areas and every area's used space;
 //! - [`used_space`]: an area's mapped pages as merged runs;
 //! - [`try_arc`]: a reference-counted box whose creation can fail cleanly
-//!   (areas are made with it, so a full heap refuses an operation instead
-//!   of aborting).
+//!   (areas, address spaces, backends and ELF images live in it, so a full
+//!   heap refuses an operation instead of aborting; re-exported at the
+//!   crate root as [`TryArc`](crate::TryArc), since the API hands it out).
 
 pub mod area_tree;
 #[allow(unsafe_code)]
