@@ -3,8 +3,9 @@
 //! QEMU's multiboot loader accepts, boots it with a timeout and collects the
 //! serial output and the exit code of the `isa-debug-exit` device; or
 //! boots it under Bochs from a GRUB ISO ([`boot_bochs`]), whose CPU has
-//! PCID and INVPCID; or builds the riscv64 kernel with the nightly
-//! toolchain and boots it on QEMU's virt machine ([`boot_riscv64`]).
+//! PCID and INVPCID; or builds the riscv64 or aarch64 kernel with the
+//! nightly toolchain and boots it on QEMU's virt machine
+//! ([`boot_riscv64`], [`boot_aarch64`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -340,11 +341,11 @@ fn quiet_ok(cmd: &mut Command) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// What is missing to build and boot the riscv64 kernel here: the nightly
-/// toolchain (through rustup), its `rust-src` component (for
-/// `-Zbuild-std`), `qemu-system-riscv64` (Debian's `qemu-system-misc`);
+/// What is missing to build and boot a nightly-built kernel here: the
+/// nightly toolchain (through rustup), its `rust-src` component (for
+/// `-Zbuild-std`), and the emulator `qemu` (from Debian's `package`);
 /// `None` when everything is there.
-pub fn riscv64_missing() -> Option<String> {
+fn nightly_missing(qemu: &str, package: &str) -> Option<String> {
     let mut missing = Vec::new();
     let sysroot = Command::new("rustc")
         .args(["+nightly", "--print", "sysroot"])
@@ -365,16 +366,24 @@ pub fn riscv64_missing() -> Option<String> {
             }
         }
     }
-    if !quiet_ok(Command::new("qemu-system-riscv64").arg("--version")) {
-        missing.push("qemu-system-riscv64 (Debian package qemu-system-misc)".into());
+    if !quiet_ok(Command::new(qemu).arg("--version")) {
+        missing.push(format!("{qemu} (Debian package {package})"));
     }
     (!missing.is_empty()).then(|| missing.join("; "))
 }
 
-/// Builds the riscv64 kernel (release, nightly, `-Zbuild-std=core,alloc`)
-/// and returns the path of its ELF file, which QEMU loads at its physical
-/// addresses.
-pub fn build_kernel_riscv64() -> Result<PathBuf, String> {
+/// What is missing to build and boot the riscv64 kernel here: the nightly
+/// toolchain (through rustup), its `rust-src` component (for
+/// `-Zbuild-std`), `qemu-system-riscv64` (Debian's `qemu-system-misc`);
+/// `None` when everything is there.
+pub fn riscv64_missing() -> Option<String> {
+    nightly_missing("qemu-system-riscv64", "qemu-system-misc")
+}
+
+/// Builds the kernel for the bare-metal `target` (release, nightly,
+/// `-Zbuild-std=core,alloc`) and returns the path of its ELF file, which
+/// QEMU loads at its physical addresses.
+fn build_kernel_nightly(target: &str) -> Result<PathBuf, String> {
     let kernel = repo_root().join("kernel");
     // The rustup proxy, not the running cargo: `+nightly` picks the
     // toolchain.
@@ -386,7 +395,7 @@ pub fn build_kernel_riscv64() -> Result<PathBuf, String> {
         "-Zbuild-std=core,alloc",
         "-Zbuild-std-features=compiler-builtins-mem",
         "--target",
-        RISCV64_TARGET,
+        target,
     ]);
     for v in CARGO_LEAKS
         .iter()
@@ -399,11 +408,51 @@ pub fn build_kernel_riscv64() -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot run cargo +nightly for the kernel: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "riscv64 kernel build failed:\n{}",
+            "{target} kernel build failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(kernel.join(format!("target/{RISCV64_TARGET}/release/aspace-kernel")))
+    Ok(kernel.join(format!("target/{target}/release/aspace-kernel")))
+}
+
+/// Builds the riscv64 kernel (release, nightly, `-Zbuild-std=core,alloc`)
+/// and returns the path of its ELF file, which QEMU loads at its physical
+/// addresses.
+pub fn build_kernel_riscv64() -> Result<PathBuf, String> {
+    build_kernel_nightly(RISCV64_TARGET)
+}
+
+/// Boots `image` with `qemu` on its `virt` machine (`machine`: the
+/// machine's own arguments; 256 MiB) with `cpus` CPUs and the command line
+/// `append` (none when empty), killing it after `timeout`.
+fn boot_virt(
+    qemu: &str,
+    machine: &[&str],
+    image: &Path,
+    cpus: u32,
+    append: &str,
+    timeout: Duration,
+) -> Result<Run, String> {
+    let mut cmd = Command::new(qemu);
+    if !append.is_empty() {
+        cmd.args(["-append", append]);
+    }
+    cmd.args(["-machine", "virt"])
+        .args(machine)
+        .arg("-kernel")
+        .arg(image)
+        .args(["-m", "256M", "-smp"])
+        .arg(cpus.to_string())
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ]);
+    run_qemu(cmd, false, timeout)
 }
 
 /// Boots the riscv64 kernel `image` on QEMU's virt machine (OpenSBI as
@@ -415,24 +464,63 @@ pub fn boot_riscv64(
     append: &str,
     timeout: Duration,
 ) -> Result<Run, String> {
-    let mut cmd = Command::new("qemu-system-riscv64");
-    if !append.is_empty() {
-        cmd.args(["-append", append]);
-    }
-    cmd.args(["-machine", "virt", "-bios", "default", "-kernel"])
-        .arg(image)
-        .args(["-m", "256M", "-smp"])
-        .arg(harts.to_string())
-        .args([
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-            "-no-reboot",
-        ]);
-    run_qemu(cmd, false, timeout)
+    boot_virt(
+        "qemu-system-riscv64",
+        &["-bios", "default"],
+        image,
+        harts,
+        append,
+        timeout,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// aarch64: QEMU's virt machine, the kernel at EL1.
+// ---------------------------------------------------------------------------
+
+/// The bare-metal target of the aarch64 kernel (built with the nightly
+/// toolchain and `-Zbuild-std`).
+pub const AARCH64_TARGET: &str = "aarch64-unknown-none";
+/// Exit status of `qemu-system-aarch64` when the kernel reported success
+/// through semihosting's `SYS_EXIT` (every scenario passed).
+pub const AARCH64_SUCCESS: i32 = 0;
+/// Exit status for the failure the kernel reports (a failed check or a
+/// panic).
+pub const AARCH64_FAILURE: i32 = 1;
+
+/// What is missing to build and boot the aarch64 kernel here: the nightly
+/// toolchain (through rustup), its `rust-src` component (for
+/// `-Zbuild-std`), `qemu-system-aarch64` (Debian's `qemu-system-arm`);
+/// `None` when everything is there.
+pub fn aarch64_missing() -> Option<String> {
+    nightly_missing("qemu-system-aarch64", "qemu-system-arm")
+}
+
+/// Builds the aarch64 kernel (release, nightly, `-Zbuild-std=core,alloc`)
+/// and returns the path of its ELF file, which QEMU loads at its physical
+/// addresses.
+pub fn build_kernel_aarch64() -> Result<PathBuf, String> {
+    build_kernel_nightly(AARCH64_TARGET)
+}
+
+/// Boots the aarch64 kernel `image` on QEMU's virt machine (a Cortex-A57:
+/// EL1 without EL2 or EL3, PSCI through `hvc`, GICv2; semihosting on for
+/// the exit status; 256 MiB) with `cpus` CPUs and the command line
+/// `append` (none when empty), killing it after `timeout`.
+pub fn boot_aarch64(
+    image: &Path,
+    cpus: u32,
+    append: &str,
+    timeout: Duration,
+) -> Result<Run, String> {
+    boot_virt(
+        "qemu-system-aarch64",
+        &["-cpu", "cortex-a57", "-semihosting"],
+        image,
+        cpus,
+        append,
+        timeout,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -782,7 +870,7 @@ pub fn boot_bochs(
 }
 
 /// Every scenario a kernel runs without a command line, in order (the
-/// kernel fault first); the same list on x86_64 and riscv64.
+/// kernel fault first); the same list on x86_64, riscv64 and aarch64.
 pub const SCENARIOS: [&str; 19] = [
     "kernel-fault",
     "hello",
