@@ -66,7 +66,11 @@ fn main() {
         // friends (no libc, and memfuncs.s is x86_64 assembly). lld's
         // default page size for aarch64 is 64 KiB: the programs' segments
         // are laid out for 4 KiB pages.
-        let flags = if arm { "-Clink-arg=-zmax-page-size=4096" } else { "" };
+        let flags = if arm {
+            "-Clink-arg=-zmax-page-size=4096"
+        } else {
+            ""
+        };
         cmd.args([
             "-Zbuild-std=core",
             "-Zbuild-std-features=compiler-builtins-mem",

@@ -135,7 +135,10 @@ fn every_scenario_passes(run: &Run, cpus: usize) {
     );
     has(run, "(area 0x402000+0x1000 r--)");
     has(run, "page fault at 0x0 (read): no area");
-    has(run, "page fault at 0xffffffff80100000 (read): kernel address");
+    has(
+        run,
+        "page fault at 0xffffffff80100000 (read): kernel address",
+    );
     has(run, "undefined instruction (ESR 0x2000000");
     has(run, "(execute): access not permitted by the area");
     has(

@@ -26,15 +26,7 @@ use super::DIRECT_MAP;
 /// `TCR_EL1` but for IPS and AS: T0SZ = T1SZ = 16 (48 bits), 4 KiB
 /// granules (TG0 = 0, TG1 = 2), walks inner/outer write-back cacheable
 /// and inner shareable, the ASID from `TTBR0_EL1` (A1 = 0).
-const TCR: u64 = 16
-    | 1 << 8
-    | 1 << 10
-    | 3 << 12
-    | 16 << 16
-    | 1 << 24
-    | 1 << 26
-    | 3 << 28
-    | 2 << 30;
+const TCR: u64 = 16 | 1 << 8 | 1 << 10 | 3 << 12 | 16 << 16 | 1 << 24 | 1 << 26 | 3 << 28 | 2 << 30;
 /// `TCR_EL1.AS`: 16-bit ASIDs.
 pub const TCR_AS: u64 = 1 << 36;
 /// `SCTLR_EL1`: the ARMv8.0 RES1 bits (11, 20, 22, 23, 28, 29), the MMU

@@ -79,6 +79,8 @@ pub fn replace_trap_stack(cpu: usize, slot: usize, top: u64) {
 pub fn stack_pointer() -> u64 {
     let sp: u64;
     // SAFETY: copies `sp` into a register; no memory touched.
-    unsafe { core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
     sp
 }

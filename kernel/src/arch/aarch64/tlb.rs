@@ -45,7 +45,15 @@ pub fn flush_all() {
     // SAFETY: TLB maintenance only drops cached translations; the DSBs
     // order it after earlier table stores and complete it before later
     // accesses. No register or memory is touched.
-    unsafe { asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack)) };
+    unsafe {
+        asm!(
+            "dsb ishst",
+            "tlbi vmalle1is",
+            "dsb ish",
+            "isb",
+            options(nostack)
+        )
+    };
 }
 
 fn tlbi_asid(asid: u64) {

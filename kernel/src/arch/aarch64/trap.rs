@@ -395,7 +395,8 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame, kind: u64) {
         1 => irq(frame),
         _ => {
             if frame.is_user() {
-                let why = alloc::format!("unexpected exception (kind {kind}, ESR {:#x})", frame.esr);
+                let why =
+                    alloc::format!("unexpected exception (kind {kind}, ESR {:#x})", frame.esr);
                 sched::kill_current(frame, &why);
             } else {
                 kernel_fault(frame, "unexpected exception");

@@ -67,11 +67,7 @@ fn main(_arg: u64) -> i32 {
         println!("threads: entry {entry:#x} = {r}");
         ok &= r == -13;
     }
-    for sp in [
-        PAST_USER,
-        0x1234_5678_9abc_def0,
-        0xffff_8000_0000_0000,
-    ] {
+    for sp in [PAST_USER, 0x1234_5678_9abc_def0, 0xffff_8000_0000_0000] {
         let r = thread_create_raw(good, sp, 0);
         println!("threads: stack {sp:#x} = {r}");
         ok &= r == -13;
