@@ -893,6 +893,93 @@ pub const SCENARIOS: [&str; 19] = [
     "asid-pressure",
 ];
 
+/// Panics, showing the serial output, unless some line of `run` contains
+/// `text`.
+pub fn has(run: &Run, text: &str) {
+    assert!(
+        run.serial.lines().any(|l| l.contains(text)),
+        "serial output lacks {text:?}:\n{}",
+        run.serial
+    );
+}
+
+/// The line of scenario `name` that starts with `== scenario name: tag`;
+/// panics, showing the serial output, when there is none.
+pub fn scenario_line<'a>(run: &'a Run, name: &str, tag: &str) -> &'a str {
+    let start = format!("== scenario {name}: {tag}");
+    run.serial
+        .lines()
+        .find(|l| l.starts_with(&start))
+        .unwrap_or_else(|| panic!("no line {start:?}:\n{}", run.serial))
+}
+
+/// Checks a run of every scenario: each of [`SCENARIOS`] started, in
+/// order, and passed with every frame returned; the kernel said so, did
+/// not panic, and no program printed `BAD`.
+pub fn every_scenario_passed(run: &Run) {
+    has(run, "ALL SCENARIOS PASSED");
+    assert!(!run.serial.contains("KERNEL PANIC"), "{}", run.serial);
+    let starts: Vec<&str> = run
+        .serial
+        .lines()
+        .filter(|l| l.starts_with("== scenario ") && l.ends_with(": start"))
+        .collect();
+    let expected: Vec<String> = SCENARIOS
+        .iter()
+        .map(|s| format!("== scenario {s}: start"))
+        .collect();
+    assert_eq!(starts, expected, "{}", run.serial);
+    for s in SCENARIOS {
+        scenario_line(run, s, "PASS");
+        assert!(
+            scenario_line(run, s, "frames in use").ends_with("(all returned)"),
+            "{s}: {}",
+            run.serial
+        );
+    }
+    assert!(!run.serial.contains(": FAIL"), "{}", run.serial);
+    assert!(!run.serial.contains("BAD"), "{}", run.serial);
+}
+
+/// Lines the user programs print alike on riscv64 and aarch64 (whose
+/// user halves, unlike x86_64's, differ only in the stack's place): the
+/// JIT's code, growing guarded stacks, placement anywhere, the commit
+/// limit, late reservation, the pagers and their refused pages, and
+/// `linux_alloc`'s and `fork`'s checks.
+pub fn check_portable_lines(run: &Run) {
+    for l in [
+        "jit: change to read+exec = 0; generated code returned 42",
+        "stack: grew downwards: ok",
+        "(write): guard page (stack overflow)",
+        "heap: created anywhere above 0x10000000: at 0x10000000",
+        "areas: 1 GiB refused by the commit limit: ok",
+        "areas: late reserve: 0, then 2 pages: ok",
+        "pager: served 4 pages, each asked for once: ok",
+        "pager_client: read 16384 bytes: ok, again: ok",
+        "pager_client: print from an unread page of the area = 0",
+        "pager_client: other work proceeded while faults waited (",
+        "killed: page fault at 0x50001000 (read): the pager is gone",
+        "killed: page fault at 0x50000000 (read): the pager refused the page",
+        "page fault at 0x0 (read): no area",
+        "(execute): access not permitted by the area",
+        "shootdown: area made read-only = 0; counter frozen after the change",
+    ]
+    .iter()
+    .chain(&LINUX_ALLOC_LINES)
+    .chain(&LINUX_ALLOC_KILLS)
+    .chain(&FORK_LINES)
+    {
+        has(run, l);
+    }
+    check_fork_copies(scenario_line(run, "fork", "faults="));
+    // The shootdown scenario: the other CPU is interrupted, serves the
+    // request, and the writer's next write faults.
+    let k = scenario_line(run, "shootdown", "kernel ");
+    let sent = counter(&[k], "shootdown_ipis_sent");
+    assert!(sent > 0, "{k}");
+    assert_eq!(counter(&[k], "shootdown_ipis_served"), sent, "{k}");
+}
+
 /// The number after ` key=` in the first of `lines` that has one; panics
 /// naming the key and the lines when none does.
 pub fn counter<S: AsRef<str> + core::fmt::Debug>(lines: &[S], key: &str) -> u64 {

@@ -4,8 +4,8 @@
 //! path must have run: user ASIDs written into `TTBR0_EL1`, ASIDs stolen
 //! under pressure and flushed with `TLBI ASIDE1IS`, pages flushed with
 //! `TLBI VAE1IS` (by address and ASID), shootdown IPIs sent as GIC
-//! software-generated interrupts and served. A third boot, alongside, on
-//! one CPU, reads its command line from the device tree (`-append`) and
+//! software-generated interrupts and served. A third boot, on one CPU,
+//! reads its command line from the device tree (`-append`) and
 //! lets the watchdog end a task that spins.
 //!
 //! What this cannot show: a missing flush. QEMU's emulated TLB is not a
@@ -22,14 +22,14 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aspace_kernel_test::{
-    aarch64_missing, boot_aarch64, build_kernel_aarch64, check_fork_copies, counter, Run,
-    AARCH64_FAILURE, AARCH64_SUCCESS, FORK_LINES, LINUX_ALLOC_KILLS, LINUX_ALLOC_LINES, SCENARIOS,
+    aarch64_missing, boot_aarch64, build_kernel_aarch64, check_portable_lines, counter,
+    every_scenario_passed, has, scenario_line as line, Run, AARCH64_FAILURE, AARCH64_SUCCESS,
 };
 
 /// The command line of the watchdog boot (1 CPU): a task that spins for
 /// ever, then one that would pass.
 const HANG: &str = "scenarios=hang,hello watchdog=2";
-/// Per boot (all at once, under TCG, on a shared machine).
+/// Per boot (under TCG, on a shared machine).
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 struct Boots {
@@ -52,16 +52,13 @@ fn boots() -> Option<&'static Boots> {
                 return None;
             }
             let image = build_kernel_aarch64().unwrap_or_else(|e| panic!("{e}"));
-            let (two, four, hang) = std::thread::scope(|s| {
-                let two = s.spawn(|| boot_aarch64(&image, 2, "", TIMEOUT));
-                let four = s.spawn(|| boot_aarch64(&image, 4, "", TIMEOUT));
-                let hang = s.spawn(|| boot_aarch64(&image, 1, HANG, TIMEOUT));
-                (
-                    two.join().expect("boot thread"),
-                    four.join().expect("boot thread"),
-                    hang.join().expect("boot thread"),
-                )
-            });
+            // One after the other: the shootdown scenario needs its two
+            // threads' CPUs to run at once, and QEMU's CPU threads starved
+            // by other boots on a small host can let the thread that must
+            // fault first lag behind the other one's end.
+            let two = boot_aarch64(&image, 2, "", TIMEOUT);
+            let four = boot_aarch64(&image, 4, "", TIMEOUT);
+            let hang = boot_aarch64(&image, 1, HANG, TIMEOUT);
             let two = two.unwrap_or_else(|e| panic!("{e}"));
             let four = four.unwrap_or_else(|e| panic!("{e}"));
             let hang = hang.unwrap_or_else(|e| panic!("{e}"));
@@ -74,23 +71,6 @@ fn boots() -> Option<&'static Boots> {
             Some(Boots { two, four, hang })
         })
         .as_ref()
-}
-
-fn has(run: &Run, text: &str) {
-    assert!(
-        run.serial.lines().any(|l| l.contains(text)),
-        "serial output lacks {text:?}:\n{}",
-        run.serial
-    );
-}
-
-/// The line of scenario `name` that starts with `== scenario name: tag`.
-fn line<'a>(run: &'a Run, name: &str, tag: &str) -> &'a str {
-    let start = format!("== scenario {name}: {tag}");
-    run.serial
-        .lines()
-        .find(|l| l.starts_with(&start))
-        .unwrap_or_else(|| panic!("no line {start:?}:\n{}", run.serial))
 }
 
 /// Every scenario ran in order and passed with its frames returned, on
@@ -106,26 +86,8 @@ fn every_scenario_passes(run: &Run, cpus: usize) {
     for c in 1..cpus {
         has(run, &format!("smp: cpu {c} up (MPIDR {c:#x})"));
     }
-    has(run, "ALL SCENARIOS PASSED");
-    assert!(!run.serial.contains("KERNEL PANIC"), "{}", run.serial);
-    let starts: Vec<&str> = run
-        .serial
-        .lines()
-        .filter(|l| l.starts_with("== scenario ") && l.ends_with(": start"))
-        .collect();
-    let expected: Vec<String> = SCENARIOS
-        .iter()
-        .map(|s| format!("== scenario {s}: start"))
-        .collect();
-    assert_eq!(starts, expected, "{}", run.serial);
-    for s in SCENARIOS {
-        line(run, s, "PASS");
-        assert!(
-            line(run, s, "frames in use").ends_with("(all returned)"),
-            "{s}: {}",
-            run.serial
-        );
-    }
+    every_scenario_passed(run);
+    check_portable_lines(run);
     // Served by aspace from real exceptions: the kernel's data aborts in
     // kernel areas, EL0 instruction and data aborts, and the kills of bad
     // accesses with their reasons.
@@ -134,13 +96,11 @@ fn every_scenario_passes(run: &Run, cpus: usize) {
         "kernel-fault: 4 kernel-mode page faults served for 4 pages at 0xffff800000000000",
     );
     has(run, "(area 0x402000+0x1000 r--)");
-    has(run, "page fault at 0x0 (read): no area");
     has(
         run,
         "page fault at 0xffffffff80100000 (read): kernel address",
     );
     has(run, "undefined instruction (ESR 0x2000000");
-    has(run, "(execute): access not permitted by the area");
     has(
         run,
         "cannot return to user mode at a non-canonical address (elr 0x1000000000000",
@@ -150,53 +110,8 @@ fn every_scenario_passes(run: &Run, cpus: usize) {
     has(run, "threads: stack 0x1000000000000 = -13");
     has(
         run,
-        "jit: change to read+exec = 0; generated code returned 42",
-    );
-    // Growing guarded stacks, placement anywhere, area info, the commit
-    // limit, and user-space pagers (the waiting fault parked).
-    has(run, "stack: grew downwards: ok");
-    has(run, "(write): guard page (stack overflow)");
-    has(
-        run,
-        "heap: created anywhere above 0x10000000: at 0x10000000",
-    );
-    has(run, "areas: 1 GiB refused by the commit limit: ok");
-    has(run, "areas: late reserve: 0, then 2 pages: ok");
-    has(
-        run,
         "areas:   0x7ffffffe0000+0x10000 flags 0x5b backend 1 resident 1 reserved 16",
     );
-    has(run, "pager: served 4 pages, each asked for once: ok");
-    has(run, "pager_client: read 16384 bytes: ok, again: ok");
-    has(
-        run,
-        "killed: page fault at 0x50001000 (read): the pager is gone",
-    );
-    has(
-        run,
-        "killed: page fault at 0x50000000 (read): the pager refused the page",
-    );
-    // The allocator on Linux's memory calls, with the same addresses as on
-    // the other architectures, and its three refused accesses.
-    for l in LINUX_ALLOC_LINES.iter().chain(&LINUX_ALLOC_KILLS) {
-        has(run, l);
-    }
-    for l in FORK_LINES {
-        has(run, l);
-    }
-    check_fork_copies(line(run, "fork", "faults="));
-    // The shootdown scenario: the second CPU is interrupted by an SGI,
-    // serves the request, and the writer's next write faults.
-    let k = line(run, "shootdown", "kernel ");
-    let sent = counter(&[k], "shootdown_ipis_sent");
-    assert!(sent > 0, "{k}");
-    assert_eq!(counter(&[k], "shootdown_ipis_served"), sent, "{k}");
-    has(
-        run,
-        "shootdown: area made read-only = 0; counter frozen after the change",
-    );
-    assert!(!run.serial.contains(": FAIL"), "{}", run.serial);
-    assert!(!run.serial.contains("BAD"), "{}", run.serial);
 }
 
 #[test]
