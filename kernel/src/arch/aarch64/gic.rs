@@ -92,8 +92,8 @@ pub fn acknowledge() -> Option<u32> {
     (iar & 0x3ff != SPURIOUS).then_some(iar)
 }
 
-/// Ends the interrupt `iar` (before serving it, so that another of the
-/// same kind arriving meanwhile is not lost).
+/// Ends the interrupt `iar` (an SGI before serving it, so that another
+/// one arriving meanwhile is not lost; the timer once rearmed).
 pub fn end(iar: u32) {
     write(GICC, GICC_EOIR, iar);
 }

@@ -420,10 +420,12 @@ fn irq(frame: &mut TrapFrame) {
     let Some(id) = gic::acknowledge() else {
         return;
     };
-    gic::end(id);
     match id & 0x3ff {
         gic::TIMER_PPI => {
+            // The timer's line stays up until it is rearmed: end the
+            // interrupt after.
             super::rearm_timer();
+            gic::end(id);
             stats::TICKS.fetch_add(1, Ordering::Relaxed);
             if cpu_id() == 0 {
                 crate::scenario::watchdog();
@@ -431,12 +433,13 @@ fn irq(frame: &mut TrapFrame) {
             sched::tick(frame);
         }
         gic::SGI_IPI => {
+            gic::end(id);
             shootdown::ipi();
             if WAKE[cpu_id()].swap(false, Ordering::AcqRel) {
                 sched::tick(frame);
             }
         }
-        _ => {}
+        _ => gic::end(id),
     }
 }
 
