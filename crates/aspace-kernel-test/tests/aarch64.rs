@@ -56,12 +56,10 @@ fn boots() -> Option<&'static Boots> {
             // threads' CPUs to run at once, and QEMU's CPU threads starved
             // by other boots on a small host can let the thread that must
             // fault first lag behind the other one's end.
-            let two = boot_aarch64(&image, 2, "", TIMEOUT);
-            let four = boot_aarch64(&image, 4, "", TIMEOUT);
-            let hang = boot_aarch64(&image, 1, HANG, TIMEOUT);
-            let two = two.unwrap_or_else(|e| panic!("{e}"));
-            let four = four.unwrap_or_else(|e| panic!("{e}"));
-            let hang = hang.unwrap_or_else(|e| panic!("{e}"));
+            let boot = |cpus, append| {
+                boot_aarch64(&image, cpus, append, TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+            };
+            let (two, four, hang) = (boot(2, ""), boot(4, ""), boot(1, HANG));
             for (what, run) in [("2 CPUs", &two), ("4 CPUs", &four), (HANG, &hang)] {
                 eprintln!(
                     "---- serial output, {what} ({:?}, status {:?}) ----\n{}\n---- end ----",
