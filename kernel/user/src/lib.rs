@@ -148,6 +148,27 @@ pub fn syscall(n: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     r
 }
 
+/// Makes code just written at `addr` (one cache line) visible to this
+/// CPU's instruction fetches: the data cache line cleaned to the point of
+/// unification, the instruction cache's invalidated (EL0 may:
+/// `SCTLR_EL1.UCI`). The page must be readable.
+#[cfg(target_arch = "aarch64")]
+pub fn sync_icache(addr: usize) {
+    // SAFETY: cache maintenance by address of a line the caller mapped
+    // readable, then barriers; no register or memory changes.
+    unsafe {
+        asm!(
+            "dc cvau, {a}",
+            "dsb ish",
+            "ic ivau, {a}",
+            "dsb ish",
+            "isb",
+            a = in(reg) addr,
+            options(nostack)
+        )
+    };
+}
+
 /// A raw system call.
 #[cfg(target_arch = "aarch64")]
 #[inline(always)]

@@ -249,35 +249,20 @@ trap_return:
     msr elr_el1, x2
     msr spsr_el1, x1
     ldr x2, [sp, #248]
+    /* the flags of this test decide below too (loads keep them) */
     tst x1, #0xf
     b.ne 3f
     /* to EL0: its stack pointer; page-table stores done before its
        accesses walk the tables */
     msr sp_el0, x2
     dsb ish
-    ldp x2, x3, [sp, #16]
-    ldp x4, x5, [sp, #32]
-    ldp x6, x7, [sp, #48]
-    ldp x8, x9, [sp, #64]
-    ldp x10, x11, [sp, #80]
-    ldp x12, x13, [sp, #96]
-    ldp x14, x15, [sp, #112]
-    ldp x16, x17, [sp, #128]
-    ldp x18, x19, [sp, #144]
-    ldp x20, x21, [sp, #160]
-    ldp x22, x23, [sp, #176]
-    ldp x24, x25, [sp, #192]
-    ldp x26, x27, [sp, #208]
-    ldp x28, x29, [sp, #224]
-    ldr x30, [sp, #240]
-    ldp x0, x1, [sp, #0]
-    add sp, sp, #{frame}
-    eret
+    b 4f
 3:
     /* to EL1: SP_EL0 (unused at EL1; the next return to EL0 sets it)
        carries x0 while sp becomes the frame's */
     ldr x0, [sp, #0]
     msr sp_el0, x0
+4:
     ldp x2, x3, [sp, #16]
     ldp x4, x5, [sp, #32]
     ldp x6, x7, [sp, #48]
@@ -293,6 +278,11 @@ trap_return:
     ldp x26, x27, [sp, #208]
     ldp x28, x29, [sp, #224]
     ldr x30, [sp, #240]
+    b.ne 5f
+    ldp x0, x1, [sp, #0]
+    add sp, sp, #{frame}
+    eret
+5:
     ldr x1, [sp, #8]
     ldr x0, [sp, #248]
     mov sp, x0

@@ -117,23 +117,13 @@ fn syscall_with_stack(sp: u64) -> ! {
 /// Jumps to the system call at `at` with the number of `CPU` loaded.
 #[cfg(target_arch = "aarch64")]
 fn jump_to(at: usize) -> ! {
-    // SAFETY: deliberate: jumps to the `svc` just written (and made
-    // executable; its cache line cleaned to the point of unification and
-    // the instruction cache invalidated first, so this CPU fetches what
-    // was written); the system call returns past the user half, so the
-    // kernel kills the task and control never comes back.
+    sync_icache(at);
+    // SAFETY: deliberate: jumps to the `svc` just written (made executable
+    // and, just above, visible to this CPU's instruction fetches); the
+    // system call returns past the user half, so the kernel kills the task
+    // and control never comes back.
     unsafe {
-        core::arch::asm!(
-            "dc cvau, {a}",
-            "dsb ish",
-            "ic ivau, {a}",
-            "dsb ish",
-            "isb",
-            "br {a}",
-            a = in(reg) at,
-            in("x8") nr::CPU,
-            options(noreturn)
-        );
+        core::arch::asm!("br {}", in(reg) at, in("x8") nr::CPU, options(noreturn));
     }
 }
 

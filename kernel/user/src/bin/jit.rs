@@ -32,25 +32,11 @@ fn sync_instructions() {
     unsafe { core::arch::asm!("fence.i", options(nostack)) };
 }
 
-/// Makes the code just written visible to this CPU's instruction fetches:
-/// the data cache line cleaned to the point of unification, the
-/// instruction cache's invalidated (EL0 may: `SCTLR_EL1.UCI`).
+/// Makes the code just written visible to this CPU's instruction fetches
+/// (CODE's page is read+exec now).
 #[cfg(target_arch = "aarch64")]
 fn sync_instructions() {
-    // SAFETY: cache maintenance by address of CODE's first line, which is
-    // mapped readable (read+exec) when this runs; then barriers. No
-    // register or memory changes.
-    unsafe {
-        core::arch::asm!(
-            "dc cvau, {a}",
-            "dsb ish",
-            "ic ivau, {a}",
-            "dsb ish",
-            "isb",
-            a = in(reg) CODE,
-            options(nostack)
-        )
-    };
+    sync_icache(CODE);
 }
 
 #[no_mangle]
