@@ -980,6 +980,47 @@ pub fn check_portable_lines(run: &Run) {
     assert_eq!(counter(&[k], "shootdown_ipis_served"), sent, "{k}");
 }
 
+/// Checks the hardware-ASID path of a run of every scenario on 2 CPUs
+/// with 4 user ASIDs, by the kernel's counters: in asid-pressure (7 tasks
+/// on 4 ASIDs, preempted by the timer) ASIDs allocated, stolen and flushed
+/// lazily, user ASIDs loaded (the TLB counter `user_asid_loads`), each
+/// steal's flush one by ASID (`asid_flushes`); in heap, pages flushed by
+/// address and ASID as it shrinks (`page_flushes`).
+pub fn check_asid_path(run: &Run, user_asid_loads: &str, asid_flushes: &str, page_flushes: &str) {
+    has(run, "; 4 user ASIDs");
+    let core = scenario_line(run, "asid-pressure", "faults=");
+    assert!(counter(&[core], "asid_allocs") >= 4, "{core}");
+    assert!(counter(&[core], "asid_steals") > 0, "{core}");
+    assert!(counter(&[core], "lazy_flushes") > 0, "{core}");
+    let kernel = scenario_line(run, "asid-pressure", "kernel ");
+    assert!(counter(&[kernel], "preemptions") > 0, "{kernel}");
+    let tlb = scenario_line(run, "asid-pressure", "tlb ");
+    assert!(counter(&[tlb], user_asid_loads) > 0, "{tlb}");
+    assert!(
+        counter(&[tlb], asid_flushes) >= counter(&[core], "lazy_flushes"),
+        "{core}\n{tlb}"
+    );
+    let heap = scenario_line(run, "heap", "tlb ");
+    assert!(counter(&[heap], page_flushes) > 0, "{heap}");
+}
+
+/// Checks a run on one CPU with the command line `hang` (`scenarios=hang,
+/// hello watchdog=2`), read from the device tree: the CPU line starts with
+/// `cpus`, the watchdog failed the spinning task's scenario and ended the
+/// run (QEMU's status `failure`) before `hello`.
+pub fn check_watchdog_hang(run: &Run, hang: &str, cpus: &str, failure: i32) {
+    assert_eq!(run.status, Some(failure), "{}", run.serial);
+    has(run, &format!("command line: kernel {hang}"));
+    has(run, cpus);
+    has(run, "== scenario hang: start");
+    has(
+        run,
+        "== scenario hang: FAIL: still running after 2 s: tasks ",
+    );
+    has(run, "SOME SCENARIOS FAILED");
+    assert!(!run.serial.contains("== scenario hello"), "{}", run.serial);
+}
+
 /// The number after ` key=` in the first of `lines` that has one; panics
 /// naming the key and the lines when none does.
 pub fn counter<S: AsRef<str> + core::fmt::Debug>(lines: &[S], key: &str) -> u64 {

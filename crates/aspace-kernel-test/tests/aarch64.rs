@@ -22,8 +22,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aspace_kernel_test::{
-    aarch64_missing, boot_aarch64, build_kernel_aarch64, check_portable_lines, counter,
-    every_scenario_passed, has, scenario_line as line, Run, AARCH64_FAILURE, AARCH64_SUCCESS,
+    aarch64_missing, boot_aarch64, build_kernel_aarch64, check_asid_path, check_portable_lines,
+    check_watchdog_hang, counter, every_scenario_passed, has, scenario_line as line, Run,
+    AARCH64_FAILURE, AARCH64_SUCCESS,
 };
 
 /// The command line of the watchdog boot (1 CPU): a task that spins for
@@ -131,24 +132,9 @@ fn the_asid_path_runs() {
     // The CPU implements 16-bit ASIDs (ID_AA64MMFR0_EL1), turned on with
     // TCR_EL1.AS.
     has(run, "48-bit VA, 4 KiB granule, 16 ASID bits");
-    has(run, "; 4 user ASIDs");
-    // asid-pressure: 7 tasks on 4 user ASIDs, preempted by the timer.
-    let core = line(run, "asid-pressure", "faults=");
-    assert!(counter(&[core], "asid_allocs") >= 4, "{core}");
-    assert!(counter(&[core], "asid_steals") > 0, "{core}");
-    assert!(counter(&[core], "lazy_flushes") > 0, "{core}");
-    let kernel = line(run, "asid-pressure", "kernel ");
-    assert!(counter(&[kernel], "preemptions") > 0, "{kernel}");
-    let tlb = line(run, "asid-pressure", "tlb ");
-    assert!(counter(&[tlb], "ttbr0_user_asid") > 0, "{tlb}");
-    // Each steal's flush is a `TLBI ASIDE1IS`.
-    assert!(
-        counter(&[tlb], "tlbi_asid") >= counter(&[core], "lazy_flushes"),
-        "{core}\n{tlb}"
-    );
-    // heap: shrinking unmaps pages, flushed by address and ASID.
-    let heap = line(run, "heap", "tlb ");
-    assert!(counter(&[heap], "tlbi_page") > 0, "{heap}");
+    // asid-pressure's steals and their flushes by ASID, heap's flushes
+    // by address and ASID.
+    check_asid_path(run, "ttbr0_user_asid", "tlbi_asid", "tlbi_page");
     // kernel-fault: the kernel area's global pages, by address for every
     // ASID.
     let kf = line(run, "kernel-fault", "tlb ");
@@ -158,15 +144,5 @@ fn the_asid_path_runs() {
 #[test]
 fn the_command_line_comes_from_the_device_tree_and_the_watchdog_ends_a_hang() {
     let Some(b) = boots() else { return };
-    let run = &b.hang;
-    assert_eq!(run.status, Some(AARCH64_FAILURE), "{}", run.serial);
-    has(run, &format!("command line: kernel {HANG}"));
-    has(run, "cpus: 1 (MPIDRs [");
-    has(run, "== scenario hang: start");
-    has(
-        run,
-        "== scenario hang: FAIL: still running after 2 s: tasks ",
-    );
-    has(run, "SOME SCENARIOS FAILED");
-    assert!(!run.serial.contains("== scenario hello"), "{}", run.serial);
+    check_watchdog_hang(&b.hang, HANG, "cpus: 1 (MPIDRs [", AARCH64_FAILURE);
 }

@@ -22,8 +22,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aspace_kernel_test::{
-    boot_riscv64, build_kernel_riscv64, check_portable_lines, counter, every_scenario_passed, has,
-    riscv64_missing, scenario_line as line, Run, RISCV64_FAILURE, RISCV64_SUCCESS,
+    boot_riscv64, build_kernel_riscv64, check_asid_path, check_portable_lines, check_watchdog_hang,
+    every_scenario_passed, has, riscv64_missing, Run, RISCV64_FAILURE, RISCV64_SUCCESS,
 };
 
 /// Harts of the main boot.
@@ -119,42 +119,13 @@ fn the_asid_path_runs() {
         })
         .unwrap_or_else(|| panic!("no ASID bit count:\n{}", run.serial));
     assert!(bits >= 3, "{bits} ASID bits:\n{}", run.serial);
-    has(run, "; 4 user ASIDs");
-    // asid-pressure: 7 tasks on 4 user ASIDs, preempted by the SBI timer.
-    let core = line(run, "asid-pressure", "faults=");
-    assert!(counter(&[core], "asid_allocs") >= 4, "{core}");
-    assert!(counter(&[core], "asid_steals") > 0, "{core}");
-    assert!(counter(&[core], "lazy_flushes") > 0, "{core}");
-    let kernel = line(run, "asid-pressure", "kernel ");
-    assert!(counter(&[kernel], "preemptions") > 0, "{kernel}");
-    let tlb = line(run, "asid-pressure", "tlb ");
-    assert!(counter(&[tlb], "satp_user_asid") > 0, "{tlb}");
-    // Each steal's flush is an `sfence.vma x0, asid`.
-    assert!(
-        counter(&[tlb], "sfence_asid") >= counter(&[core], "lazy_flushes"),
-        "{core}\n{tlb}"
-    );
-    // heap: shrinking unmaps pages, flushed by address and ASID.
-    let heap = line(run, "heap", "tlb ");
-    assert!(counter(&[heap], "sfence_page") > 0, "{heap}");
-    // shootdown: the second hart is interrupted through the SBI (the
-    // counts are checked with the other portable lines).
-    let k = line(run, "shootdown", "kernel ");
-    assert!(counter(&[k], "shootdown_ipis_sent") > 0, "{k}");
+    // asid-pressure's steals and their flushes by ASID, heap's flushes
+    // by address and ASID.
+    check_asid_path(run, "satp_user_asid", "sfence_asid", "sfence_page");
 }
 
 #[test]
 fn the_command_line_comes_from_the_device_tree_and_the_watchdog_ends_a_hang() {
     let Some(b) = boots() else { return };
-    let run = &b.hang;
-    assert_eq!(run.status, Some(RISCV64_FAILURE), "{}", run.serial);
-    has(run, &format!("command line: kernel {HANG}"));
-    has(run, "cpus: 1 (hart IDs [");
-    has(run, "== scenario hang: start");
-    has(
-        run,
-        "== scenario hang: FAIL: still running after 2 s: tasks ",
-    );
-    has(run, "SOME SCENARIOS FAILED");
-    assert!(!run.serial.contains("== scenario hello"), "{}", run.serial);
+    check_watchdog_hang(&b.hang, HANG, "cpus: 1 (hart IDs [", RISCV64_FAILURE);
 }
