@@ -2,18 +2,23 @@
 //! it on QEMU's virt machine at EL1: on two and on four CPUs every
 //! scenario must pass, with its frames returned, and the hardware-ASID
 //! path must have run: user ASIDs written into `TTBR0_EL1`, ASIDs stolen
-//! under pressure and flushed with `TLBI ASIDE1IS`, pages flushed with
-//! `TLBI VAE1IS` (by address and ASID), shootdown IPIs sent as GIC
+//! under pressure and flushed with `TLBI ASIDE1`, pages flushed with
+//! `TLBI VAE1` (by address and ASID), shootdown IPIs sent as GIC
 //! software-generated interrupts and served. A third boot, on one CPU,
 //! reads its command line from the device tree (`-append`) and
 //! lets the watchdog end a task that spins.
 //!
-//! What this cannot show: a missing flush. QEMU's emulated TLB is not a
-//! stale-entry detector (and the inner-shareable `TLBI`s reach every CPU
-//! anyway); the simulator (`crates/aspace-sim`), whose TLBs keep entries
-//! across switches, stays the detector of stale TLB entries
-//! (`crates/aspace-sim/tests/missing_flush.rs`); this test checks that the
-//! ASID path runs on a real (emulated) machine, by the kernel's counters.
+//! What this shows of stale entries: the kernel's `TLBI`s are the local
+//! (non-shareable) ones, and QEMU keeps a CPU's entry until that CPU
+//! flushes it, so the shootdown scenario's writer on the other CPU keeps
+//! writing through a stale entry when the shootdown does not reach it
+//! (tried: a target that acknowledges without flushing makes it print
+//! "counter STILL MOVING (stale TLB)"). A missing flush of a stolen ASID
+//! cannot show: QEMU's TLB has no ASID tags and is dropped whenever the
+//! ASID in `TTBR0_EL1` changes; the simulator (`crates/aspace-sim`), whose
+//! TLBs keep entries across switches, detects those
+//! (`crates/aspace-sim/tests/missing_flush.rs`); here the kernel's
+//! counters show the ASID path run.
 //!
 //! Without the nightly toolchain, its `rust-src` or `qemu-system-aarch64`
 //! the test is skipped with a message, unless `CI` is set: then it fails.

@@ -2,11 +2,17 @@
 //! writes `TTBR0_EL1` (a user table with its 16-bit ASID) or, for the
 //! kernel space, `TTBR1_EL1` with the kernel's table and `TTBR0_EL1` with
 //! an empty one under ASID 0 (the kernel's pages are global, the user half
-//! then maps nothing). Invalidations are the inner-shareable `TLBI`s the
-//! core's `paging::aarch64` documents (`VAE1IS` per page and ASID,
-//! `VAAE1IS` per kernel page, `ASIDE1IS`, `VMALLE1IS`), each between
-//! `DSB ISHST` (the table stores first) and `DSB ISH; ISB`. Each kind is
-//! counted, so a test can see the ASID path run.
+//! then maps nothing). Invalidations are what the core's `Tlb` asks:
+//! this CPU's, by the non-shareable `TLBI`s (`VAE1` per page and ASID,
+//! `VAAE1` per kernel page, `ASIDE1`, `VMALLE1`), each between `DSB ISHST`
+//! (the table stores first) and `DSB ISH; ISB`; the other CPUs flush their
+//! own when the shootdown IPI asks them to. (The inner-shareable forms
+//! the core's `paging::aarch64` names would reach every CPU by
+//! themselves, and so hide a shootdown that never arrived: with these,
+//! QEMU keeps a CPU's stale entry until that CPU flushes, and the
+//! shootdown scenario fails, "counter STILL MOVING", when a target acks
+//! without flushing.) Each kind is counted, so a test can see the ASID
+//! path run.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -21,13 +27,13 @@ use crate::machine::CPU_COUNT;
 pub static TTBR0_WRITES: AtomicU64 = AtomicU64::new(0);
 /// `TTBR0_EL1` writes with an ASID other than 0 (user spaces).
 pub static TTBR0_USER_ASID: AtomicU64 = AtomicU64::new(0);
-/// `TLBI VMALLE1IS`: everything.
+/// `TLBI VMALLE1`: everything.
 pub static TLBI_ALL: AtomicU64 = AtomicU64::new(0);
-/// `TLBI ASIDE1IS`: one ASID.
+/// `TLBI ASIDE1`: one ASID.
 pub static TLBI_ASID: AtomicU64 = AtomicU64::new(0);
-/// `TLBI VAE1IS`: one page of one ASID.
+/// `TLBI VAE1`: one page of one ASID.
 pub static TLBI_PAGE: AtomicU64 = AtomicU64::new(0);
-/// `TLBI VAAE1IS`: one page under every ASID (the kernel's global pages).
+/// `TLBI VAAE1`: one page under every ASID (the kernel's global pages).
 pub static TLBI_KERNEL_PAGE: AtomicU64 = AtomicU64::new(0);
 
 /// Beyond this many pages a range flush drops the whole ASID instead.
@@ -38,8 +44,7 @@ const RANGE_LIMIT: u64 = 64;
 struct Empty([u64; 512]);
 static EMPTY: Empty = Empty([0; 512]);
 
-/// `TLBI VMALLE1IS`: drops every translation (of every CPU of the inner
-/// shareable domain).
+/// `TLBI VMALLE1`: drops every translation of this CPU.
 pub fn flush_all() {
     TLBI_ALL.fetch_add(1, Ordering::Relaxed);
     // SAFETY: TLB maintenance only drops cached translations; the DSBs
@@ -48,7 +53,7 @@ pub fn flush_all() {
     unsafe {
         asm!(
             "dsb ishst",
-            "tlbi vmalle1is",
+            "tlbi vmalle1",
             "dsb ish",
             "isb",
             options(nostack)
@@ -61,7 +66,7 @@ fn tlbi_asid(asid: u64) {
     // SAFETY: as in `flush_all`, for the non-global translations of one
     // ASID (bits 63:48 of the operand).
     unsafe {
-        asm!("dsb ishst", "tlbi aside1is, {}", "dsb ish", "isb",
+        asm!("dsb ishst", "tlbi aside1, {}", "dsb ish", "isb",
              in(reg) asid << 48, options(nostack))
     };
 }
@@ -73,14 +78,14 @@ fn tlbi_page(va: u64, asid: u64) {
         // SAFETY: as in `flush_all`, for one address under every ASID,
         // global translations included (the kernel's pages).
         unsafe {
-            asm!("dsb ishst", "tlbi vaae1is, {}", "dsb ish", "isb",
+            asm!("dsb ishst", "tlbi vaae1, {}", "dsb ish", "isb",
                  in(reg) op, options(nostack))
         };
     } else {
         TLBI_PAGE.fetch_add(1, Ordering::Relaxed);
         // SAFETY: as in `flush_all`, for one address of one ASID.
         unsafe {
-            asm!("dsb ishst", "tlbi vae1is, {}", "dsb ish", "isb",
+            asm!("dsb ishst", "tlbi vae1, {}", "dsb ish", "isb",
                  in(reg) op | asid << 48, options(nostack))
         };
     }
