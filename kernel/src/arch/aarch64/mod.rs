@@ -77,8 +77,8 @@ static CPUS: [Cpu; MAX_CPUS] = [const {
     }
 }; MAX_CPUS];
 
-/// What `hart` returns: the fields the trap code needs.
-pub struct HartInfo {
+/// A CPU's stack tops, as the trap code needs them.
+pub struct CpuStacks {
     /// Top of the kernel trap stack (EL0 traps enter on it).
     pub kstack_top: u64,
     /// Top of the idle loop's stack.
@@ -91,10 +91,10 @@ pub fn set_kstack_top(cpu: usize, top: u64) {
     CPUS[cpu].kstack_top.store(top, Ordering::Relaxed);
 }
 
-/// CPU `cpu`'s record.
-pub fn hart(cpu: usize) -> HartInfo {
+/// CPU `cpu`'s stack tops.
+pub fn stacks(cpu: usize) -> CpuStacks {
     let rec = &CPUS[cpu];
-    HartInfo {
+    CpuStacks {
         kstack_top: rec.kstack_top.load(Ordering::Relaxed),
         idle_top: rec.idle_top.load(Ordering::Relaxed),
     }

@@ -64,7 +64,7 @@ pub const TRAP_STACK_SIZE: u64 = 64 * 1024;
 
 /// The top of CPU `cpu`'s trap stack (EL0 exceptions enter on it).
 pub fn trap_stack_tops(cpu: usize) -> [u64; 1] {
-    [super::hart(cpu).kstack_top]
+    [super::stacks(cpu).kstack_top]
 }
 
 /// Makes `top` (16-aligned, [`TRAP_STACK_SIZE`] bytes below it) the trap

@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use aspace::{Access, FaultContext, FaultOutcome, VirtAddr};
 
-use super::{cpu_id, gic, hart, tlb, MAX_CPUS};
+use super::{cpu_id, gic, stacks, tlb, MAX_CPUS};
 use crate::{kprintln, sched, shootdown, stats, syscall};
 
 /// `SPSR_EL1` of an EL0 frame: AArch64 EL0t, interrupts unmasked.
@@ -312,9 +312,9 @@ extern "C" {
 /// Leaves the boot path (or the current stack) for good: runs `frame` (a
 /// task or the idle loop) on this CPU, from the top of its trap stack.
 pub fn enter(cpu: usize, frame: &TrapFrame) -> ! {
-    let slot = (hart(cpu).kstack_top - size_of::<TrapFrame>() as u64) as *mut TrapFrame;
+    let slot = (stacks(cpu).kstack_top - size_of::<TrapFrame>() as u64) as *mut TrapFrame;
     // SAFETY: `slot` is the 16-aligned top of this CPU's trap stack
-    // (static memory of `hart(cpu)`, or a replacement from `kstack`), not
+    // (static memory of `stacks(cpu)`, or a replacement from `kstack`), not
     // in use: the callers (`sched::start` on the boot stack, `after_park`
     // on the switch stack, and `trap_dispatch` on a stack that is not the
     // trap stack, or below a frame that is not at its top only on another
@@ -330,7 +330,7 @@ pub fn enter(cpu: usize, frame: &TrapFrame) -> ! {
 /// The frame of this CPU's idle loop (EL1h, interrupts on after `eret`,
 /// its own stack).
 pub fn idle_frame(cpu: usize) -> TrapFrame {
-    let h = hart(cpu);
+    let h = stacks(cpu);
     let mut f = TrapFrame::zeroed();
     f.elr = idle_loop as *const () as u64;
     f.sp = h.idle_top;
@@ -399,7 +399,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame, kind: u64) {
         // must be there when `eret` leaves it.
         let cpu = cpu_id();
         let at = frame as *const TrapFrame as u64;
-        if at + FRAME as u64 != hart(cpu).kstack_top {
+        if at + FRAME as u64 != stacks(cpu).kstack_top {
             let f = frame.clone();
             enter(cpu, &f);
         }
