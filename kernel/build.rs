@@ -1,9 +1,9 @@
 //! Links the kernel with its architecture's linker script, and builds the
 //! user programs (`user/`, its own cargo workspace) first, for the same
 //! target, embedding each one. x86_64 builds on stable for the host target;
-//! riscv64 (`riscv64gc-unknown-none-elf`) on nightly with `-Zbuild-std`,
-//! and the user programs then too (the `cargo` running this script is the
-//! nightly one).
+//! riscv64 (`riscv64gc-unknown-none-elf`) and aarch64
+//! (`aarch64-unknown-none`) on nightly with `-Zbuild-std`, and the user
+//! programs then too (the `cargo` running this script is the nightly one).
 
 use std::path::Path;
 use std::process::Command;
@@ -31,8 +31,11 @@ fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
     let target = std::env::var("TARGET").unwrap();
     let riscv = target.starts_with("riscv64");
+    let arm = target.starts_with("aarch64");
     let script = if riscv {
         "src/arch/riscv64/kernel.ld"
+    } else if arm {
+        "src/arch/aarch64/kernel.ld"
     } else {
         "kernel.ld"
     };
@@ -58,14 +61,21 @@ fn main() {
         .args(["build", "--release", "--bins", "--target", &target])
         .arg("--target-dir")
         .arg(&target_dir);
-    if riscv {
+    if riscv || arm {
         // `core` from source; its `compiler-builtins` provides memcpy and
-        // friends (no libc, and memfuncs.s is x86_64 assembly).
+        // friends (no libc, and memfuncs.s is x86_64 assembly). lld's
+        // default page size for aarch64 is 64 KiB: the programs' segments
+        // are laid out for 4 KiB pages.
+        let flags = if arm {
+            "-Clink-arg=-zmax-page-size=4096"
+        } else {
+            ""
+        };
         cmd.args([
             "-Zbuild-std=core",
             "-Zbuild-std-features=compiler-builtins-mem",
         ])
-        .env("CARGO_ENCODED_RUSTFLAGS", "");
+        .env("CARGO_ENCODED_RUSTFLAGS", flags);
     } else {
         cmd.env("CARGO_ENCODED_RUSTFLAGS", USER_FLAGS.join("\x1f"));
     }

@@ -1,5 +1,5 @@
 //! A small kernel running user tasks on the `aspace` subsystem, for
-//! x86_64 and riscv64. This file and the modules it names at the top level
+//! x86_64, riscv64 and aarch64. This file and the modules it names at the top level
 //! are shared; `arch/<architecture>/` holds the boot code, traps, the TLB,
 //! the interrupt controller, the console and the other CPUs' start-up.
 #![no_std]

@@ -12,7 +12,8 @@ use crate::arch::{phys_to_virt, RAM_BASE};
 use crate::sync::SpinLock;
 
 /// Frames the allocator can manage: 512 MiB of physical memory from
-/// [`RAM_BASE`] (x86_64: 0; riscv64 `virt`: 0x8000_0000).
+/// [`RAM_BASE`] (x86_64: 0; riscv64 `virt`: 0x8000_0000; aarch64 `virt`:
+/// 0x4000_0000).
 pub const MAX_FRAMES: usize = 128 * 1024;
 /// The number of the first frame the allocator can manage.
 const BASE_FRAME: u64 = RAM_BASE / PAGE_SIZE;

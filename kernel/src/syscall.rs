@@ -1,6 +1,8 @@
 //! System calls (x86_64: `int 0x80`, number in `rax`, arguments in `rdi`,
 //! `rsi`, `rdx`, `r10` (`r8`, `r9`), result in `rax`; riscv64: `ecall`,
-//! number in `a7`, arguments in `a0` to `a3` (`a4`, `a5`), result in `a0`).
+//! number in `a7`, arguments in `a0` to `a3` (`a4`, `a5`), result in `a0`;
+//! aarch64: `svc #0`, number in `x8`, arguments in `x0` to `x3` (`x4`,
+//! `x5`), result in `x0`).
 //! Arguments that point into user memory are read with aspace's
 //! `copy_from_user`, so a bad pointer is an error (`EBADMEM`, -9), never a
 //! kernel fault. Every argument is a full 64-bit

@@ -3,8 +3,9 @@
 //! QEMU's multiboot loader accepts, boots it with a timeout and collects the
 //! serial output and the exit code of the `isa-debug-exit` device; or
 //! boots it under Bochs from a GRUB ISO ([`boot_bochs`]), whose CPU has
-//! PCID and INVPCID; or builds the riscv64 kernel with the nightly
-//! toolchain and boots it on QEMU's virt machine ([`boot_riscv64`]).
+//! PCID and INVPCID; or builds the riscv64 or aarch64 kernel with the
+//! nightly toolchain and boots it on QEMU's virt machine
+//! ([`boot_riscv64`], [`boot_aarch64`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -340,11 +341,11 @@ fn quiet_ok(cmd: &mut Command) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// What is missing to build and boot the riscv64 kernel here: the nightly
-/// toolchain (through rustup), its `rust-src` component (for
-/// `-Zbuild-std`), `qemu-system-riscv64` (Debian's `qemu-system-misc`);
+/// What is missing to build and boot a nightly-built kernel here: the
+/// nightly toolchain (through rustup), its `rust-src` component (for
+/// `-Zbuild-std`), and the emulator `qemu` (from Debian's `package`);
 /// `None` when everything is there.
-pub fn riscv64_missing() -> Option<String> {
+fn nightly_missing(qemu: &str, package: &str) -> Option<String> {
     let mut missing = Vec::new();
     let sysroot = Command::new("rustc")
         .args(["+nightly", "--print", "sysroot"])
@@ -365,16 +366,24 @@ pub fn riscv64_missing() -> Option<String> {
             }
         }
     }
-    if !quiet_ok(Command::new("qemu-system-riscv64").arg("--version")) {
-        missing.push("qemu-system-riscv64 (Debian package qemu-system-misc)".into());
+    if !quiet_ok(Command::new(qemu).arg("--version")) {
+        missing.push(format!("{qemu} (Debian package {package})"));
     }
     (!missing.is_empty()).then(|| missing.join("; "))
 }
 
-/// Builds the riscv64 kernel (release, nightly, `-Zbuild-std=core,alloc`)
-/// and returns the path of its ELF file, which QEMU loads at its physical
-/// addresses.
-pub fn build_kernel_riscv64() -> Result<PathBuf, String> {
+/// What is missing to build and boot the riscv64 kernel here: the nightly
+/// toolchain (through rustup), its `rust-src` component (for
+/// `-Zbuild-std`), `qemu-system-riscv64` (Debian's `qemu-system-misc`);
+/// `None` when everything is there.
+pub fn riscv64_missing() -> Option<String> {
+    nightly_missing("qemu-system-riscv64", "qemu-system-misc")
+}
+
+/// Builds the kernel for the bare-metal `target` (release, nightly,
+/// `-Zbuild-std=core,alloc`) and returns the path of its ELF file, which
+/// QEMU loads at its physical addresses.
+fn build_kernel_nightly(target: &str) -> Result<PathBuf, String> {
     let kernel = repo_root().join("kernel");
     // The rustup proxy, not the running cargo: `+nightly` picks the
     // toolchain.
@@ -386,7 +395,7 @@ pub fn build_kernel_riscv64() -> Result<PathBuf, String> {
         "-Zbuild-std=core,alloc",
         "-Zbuild-std-features=compiler-builtins-mem",
         "--target",
-        RISCV64_TARGET,
+        target,
     ]);
     for v in CARGO_LEAKS
         .iter()
@@ -399,11 +408,51 @@ pub fn build_kernel_riscv64() -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot run cargo +nightly for the kernel: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "riscv64 kernel build failed:\n{}",
+            "{target} kernel build failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(kernel.join(format!("target/{RISCV64_TARGET}/release/aspace-kernel")))
+    Ok(kernel.join(format!("target/{target}/release/aspace-kernel")))
+}
+
+/// Builds the riscv64 kernel (release, nightly, `-Zbuild-std=core,alloc`)
+/// and returns the path of its ELF file, which QEMU loads at its physical
+/// addresses.
+pub fn build_kernel_riscv64() -> Result<PathBuf, String> {
+    build_kernel_nightly(RISCV64_TARGET)
+}
+
+/// Boots `image` with `qemu` on its `virt` machine (`machine`: the
+/// machine's own arguments; 256 MiB) with `cpus` CPUs and the command line
+/// `append` (none when empty), killing it after `timeout`.
+fn boot_virt(
+    qemu: &str,
+    machine: &[&str],
+    image: &Path,
+    cpus: u32,
+    append: &str,
+    timeout: Duration,
+) -> Result<Run, String> {
+    let mut cmd = Command::new(qemu);
+    if !append.is_empty() {
+        cmd.args(["-append", append]);
+    }
+    cmd.args(["-machine", "virt"])
+        .args(machine)
+        .arg("-kernel")
+        .arg(image)
+        .args(["-m", "256M", "-smp"])
+        .arg(cpus.to_string())
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ]);
+    run_qemu(cmd, false, timeout)
 }
 
 /// Boots the riscv64 kernel `image` on QEMU's virt machine (OpenSBI as
@@ -415,24 +464,63 @@ pub fn boot_riscv64(
     append: &str,
     timeout: Duration,
 ) -> Result<Run, String> {
-    let mut cmd = Command::new("qemu-system-riscv64");
-    if !append.is_empty() {
-        cmd.args(["-append", append]);
-    }
-    cmd.args(["-machine", "virt", "-bios", "default", "-kernel"])
-        .arg(image)
-        .args(["-m", "256M", "-smp"])
-        .arg(harts.to_string())
-        .args([
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-            "-no-reboot",
-        ]);
-    run_qemu(cmd, false, timeout)
+    boot_virt(
+        "qemu-system-riscv64",
+        &["-bios", "default"],
+        image,
+        harts,
+        append,
+        timeout,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// aarch64: QEMU's virt machine, the kernel at EL1.
+// ---------------------------------------------------------------------------
+
+/// The bare-metal target of the aarch64 kernel (built with the nightly
+/// toolchain and `-Zbuild-std`).
+pub const AARCH64_TARGET: &str = "aarch64-unknown-none";
+/// Exit status of `qemu-system-aarch64` when the kernel reported success
+/// through semihosting's `SYS_EXIT` (every scenario passed).
+pub const AARCH64_SUCCESS: i32 = 0;
+/// Exit status for the failure the kernel reports (a failed check or a
+/// panic).
+pub const AARCH64_FAILURE: i32 = 1;
+
+/// What is missing to build and boot the aarch64 kernel here: the nightly
+/// toolchain (through rustup), its `rust-src` component (for
+/// `-Zbuild-std`), `qemu-system-aarch64` (Debian's `qemu-system-arm`);
+/// `None` when everything is there.
+pub fn aarch64_missing() -> Option<String> {
+    nightly_missing("qemu-system-aarch64", "qemu-system-arm")
+}
+
+/// Builds the aarch64 kernel (release, nightly, `-Zbuild-std=core,alloc`)
+/// and returns the path of its ELF file, which QEMU loads at its physical
+/// addresses.
+pub fn build_kernel_aarch64() -> Result<PathBuf, String> {
+    build_kernel_nightly(AARCH64_TARGET)
+}
+
+/// Boots the aarch64 kernel `image` on QEMU's virt machine (a Cortex-A57:
+/// EL1 without EL2 or EL3, PSCI through `hvc`, GICv2; semihosting on for
+/// the exit status; 256 MiB) with `cpus` CPUs and the command line
+/// `append` (none when empty), killing it after `timeout`.
+pub fn boot_aarch64(
+    image: &Path,
+    cpus: u32,
+    append: &str,
+    timeout: Duration,
+) -> Result<Run, String> {
+    boot_virt(
+        "qemu-system-aarch64",
+        &["-cpu", "cortex-a57", "-semihosting"],
+        image,
+        cpus,
+        append,
+        timeout,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -782,7 +870,7 @@ pub fn boot_bochs(
 }
 
 /// Every scenario a kernel runs without a command line, in order (the
-/// kernel fault first); the same list on x86_64 and riscv64.
+/// kernel fault first); the same list on x86_64, riscv64 and aarch64.
 pub const SCENARIOS: [&str; 19] = [
     "kernel-fault",
     "hello",
@@ -804,6 +892,134 @@ pub const SCENARIOS: [&str; 19] = [
     "shootdown",
     "asid-pressure",
 ];
+
+/// Panics, showing the serial output, unless some line of `run` contains
+/// `text`.
+pub fn has(run: &Run, text: &str) {
+    assert!(
+        run.serial.lines().any(|l| l.contains(text)),
+        "serial output lacks {text:?}:\n{}",
+        run.serial
+    );
+}
+
+/// The line of scenario `name` that starts with `== scenario name: tag`;
+/// panics, showing the serial output, when there is none.
+pub fn scenario_line<'a>(run: &'a Run, name: &str, tag: &str) -> &'a str {
+    let start = format!("== scenario {name}: {tag}");
+    run.serial
+        .lines()
+        .find(|l| l.starts_with(&start))
+        .unwrap_or_else(|| panic!("no line {start:?}:\n{}", run.serial))
+}
+
+/// Checks a run of every scenario: each of [`SCENARIOS`] started, in
+/// order, and passed with every frame returned; the kernel said so, did
+/// not panic, and no program printed `BAD`.
+pub fn every_scenario_passed(run: &Run) {
+    has(run, "ALL SCENARIOS PASSED");
+    assert!(!run.serial.contains("KERNEL PANIC"), "{}", run.serial);
+    let starts: Vec<&str> = run
+        .serial
+        .lines()
+        .filter(|l| l.starts_with("== scenario ") && l.ends_with(": start"))
+        .collect();
+    let expected: Vec<String> = SCENARIOS
+        .iter()
+        .map(|s| format!("== scenario {s}: start"))
+        .collect();
+    assert_eq!(starts, expected, "{}", run.serial);
+    for s in SCENARIOS {
+        scenario_line(run, s, "PASS");
+        assert!(
+            scenario_line(run, s, "frames in use").ends_with("(all returned)"),
+            "{s}: {}",
+            run.serial
+        );
+    }
+    assert!(!run.serial.contains(": FAIL"), "{}", run.serial);
+    assert!(!run.serial.contains("BAD"), "{}", run.serial);
+}
+
+/// Lines the user programs print alike on riscv64 and aarch64 (whose
+/// user halves, unlike x86_64's, differ only in the stack's place): the
+/// JIT's code, growing guarded stacks, placement anywhere, the commit
+/// limit, late reservation, the pagers and their refused pages, and
+/// `linux_alloc`'s and `fork`'s checks.
+pub fn check_portable_lines(run: &Run) {
+    for l in [
+        "jit: change to read+exec = 0; generated code returned 42",
+        "stack: grew downwards: ok",
+        "(write): guard page (stack overflow)",
+        "heap: created anywhere above 0x10000000: at 0x10000000",
+        "areas: 1 GiB refused by the commit limit: ok",
+        "areas: late reserve: 0, then 2 pages: ok",
+        "pager: served 4 pages, each asked for once: ok",
+        "pager_client: read 16384 bytes: ok, again: ok",
+        "pager_client: print from an unread page of the area = 0",
+        "pager_client: other work proceeded while faults waited (",
+        "killed: page fault at 0x50001000 (read): the pager is gone",
+        "killed: page fault at 0x50000000 (read): the pager refused the page",
+        "page fault at 0x0 (read): no area",
+        "(execute): access not permitted by the area",
+        "shootdown: area made read-only = 0; counter frozen after the change",
+    ]
+    .iter()
+    .chain(&LINUX_ALLOC_LINES)
+    .chain(&LINUX_ALLOC_KILLS)
+    .chain(&FORK_LINES)
+    {
+        has(run, l);
+    }
+    check_fork_copies(scenario_line(run, "fork", "faults="));
+    // The shootdown scenario: the other CPU is interrupted, serves the
+    // request, and the writer's next write faults.
+    let k = scenario_line(run, "shootdown", "kernel ");
+    let sent = counter(&[k], "shootdown_ipis_sent");
+    assert!(sent > 0, "{k}");
+    assert_eq!(counter(&[k], "shootdown_ipis_served"), sent, "{k}");
+}
+
+/// Checks the hardware-ASID path of a run of every scenario on 2 CPUs
+/// with 4 user ASIDs, by the kernel's counters: in asid-pressure (7 tasks
+/// on 4 ASIDs, preempted by the timer) ASIDs allocated, stolen and flushed
+/// lazily, user ASIDs loaded (the TLB counter `user_asid_loads`), each
+/// steal's flush one by ASID (`asid_flushes`); in heap, pages flushed by
+/// address and ASID as it shrinks (`page_flushes`).
+pub fn check_asid_path(run: &Run, user_asid_loads: &str, asid_flushes: &str, page_flushes: &str) {
+    has(run, "; 4 user ASIDs");
+    let core = scenario_line(run, "asid-pressure", "faults=");
+    assert!(counter(&[core], "asid_allocs") >= 4, "{core}");
+    assert!(counter(&[core], "asid_steals") > 0, "{core}");
+    assert!(counter(&[core], "lazy_flushes") > 0, "{core}");
+    let kernel = scenario_line(run, "asid-pressure", "kernel ");
+    assert!(counter(&[kernel], "preemptions") > 0, "{kernel}");
+    let tlb = scenario_line(run, "asid-pressure", "tlb ");
+    assert!(counter(&[tlb], user_asid_loads) > 0, "{tlb}");
+    assert!(
+        counter(&[tlb], asid_flushes) >= counter(&[core], "lazy_flushes"),
+        "{core}\n{tlb}"
+    );
+    let heap = scenario_line(run, "heap", "tlb ");
+    assert!(counter(&[heap], page_flushes) > 0, "{heap}");
+}
+
+/// Checks a run on one CPU with the command line `hang` (`scenarios=hang,
+/// hello watchdog=2`), read from the device tree: the CPU line starts with
+/// `cpus`, the watchdog failed the spinning task's scenario and ended the
+/// run (QEMU's status `failure`) before `hello`.
+pub fn check_watchdog_hang(run: &Run, hang: &str, cpus: &str, failure: i32) {
+    assert_eq!(run.status, Some(failure), "{}", run.serial);
+    has(run, &format!("command line: kernel {hang}"));
+    has(run, cpus);
+    has(run, "== scenario hang: start");
+    has(
+        run,
+        "== scenario hang: FAIL: still running after 2 s: tasks ",
+    );
+    has(run, "SOME SCENARIOS FAILED");
+    assert!(!run.serial.contains("== scenario hello"), "{}", run.serial);
+}
 
 /// The number after ` key=` in the first of `lines` that has one; panics
 /// naming the key and the lines when none does.

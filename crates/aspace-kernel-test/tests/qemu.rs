@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aspace_kernel_test::{
-    boot, boot_each, build_kernel, check_fork_copies, counter, kvm_unusable_reason, qemu_available,
-    Run, FORK_LINES, KVM_BANNER_DEADLINE, LINUX_ALLOC_KILLS, LINUX_ALLOC_LINES, QEMU_FAILURE,
-    QEMU_SUCCESS, SCENARIOS,
+    boot, boot_each, build_kernel, check_fork_copies, counter, has, kvm_unusable_reason,
+    qemu_available, Run, FORK_LINES, KVM_BANNER_DEADLINE, LINUX_ALLOC_KILLS, LINUX_ALLOC_LINES,
+    QEMU_FAILURE, QEMU_SUCCESS, SCENARIOS,
 };
 
 /// The CPU counts booted.
@@ -80,14 +80,6 @@ fn has_all(run: &Run, parts: &[&str]) {
             .lines()
             .any(|l| parts.iter().all(|p| l.contains(p))),
         "no serial line contains all of {parts:?}:\n{}",
-        run.serial
-    );
-}
-
-fn has(run: &Run, line: &str) {
-    assert!(
-        run.serial.lines().any(|l| l.contains(line)),
-        "serial output lacks {line:?}:\n{}",
         run.serial
     );
 }

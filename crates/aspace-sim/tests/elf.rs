@@ -313,6 +313,15 @@ fn hostile_program_headers_are_refused_with_a_clear_error() {
     b[0x12] = 0x28; // e_machine = ARM
     b[0x13] = 0;
     assert!(matches!(refused(&b), ElfError::Unsupported(_)));
+    // The instruction sets the kernels run are placed alike: RISC-V and
+    // AArch64 files pass the same checks.
+    for machine in [0xf3u8, 0xb7] {
+        b[0x12] = machine;
+        assert!(
+            loader::parse(&b, None, 0x8000_0000_0000).is_ok(),
+            "{machine:#x}"
+        );
+    }
 
     let mut b = good.clone();
     b[0x10] = 1; // ET_REL

@@ -13,6 +13,11 @@
 //! - `adopt_boot_mappings` (the boot page tables' kernel half into the
 //!   kernel address space), `serial` (the UART and the emulator's exit).
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::*;
+
 #[cfg(target_arch = "riscv64")]
 mod riscv64;
 #[cfg(target_arch = "riscv64")]

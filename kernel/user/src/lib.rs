@@ -1,8 +1,10 @@
 //! The runtime of the user programs: entry point, system calls, printing.
 //!
 //! System calls use `int 0x80` on x86_64 (number in `rax`, arguments in
-//! `rdi`, `rsi`, `rdx`, `r10`, result in `rax`) and `ecall` on riscv64
-//! (number in `a7`, arguments in `a0` to `a3`, result in `a0`). The same
+//! `rdi`, `rsi`, `rdx`, `r10`, result in `rax`), `ecall` on riscv64
+//! (number in `a7`, arguments in `a0` to `a3`, result in `a0`) and
+//! `svc #0` on aarch64 (number in `x8`, arguments in `x0` to `x3`, result
+//! in `x0`). The same
 //! programs build for both; the few lines that differ per architecture
 //! (the entry point, the system-call instruction, the architecture-specific
 //! bad accesses of some programs) are chosen with `cfg(target_arch)`.
@@ -64,6 +66,22 @@ _start:
     li fp, 0
     call user_start
     unimp
+    "#
+);
+
+#[cfg(target_arch = "aarch64")]
+global_asm!(
+    r#"
+    .section .text._start, "ax"
+    .global _start
+_start:
+    mov x9, sp
+    and x9, x9, #-16
+    mov sp, x9
+    mov x29, #0
+    mov x30, #0
+    bl user_start
+    udf #0
     "#
 );
 
@@ -130,6 +148,45 @@ pub fn syscall(n: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
     r
 }
 
+/// Makes code just written at `addr` (one cache line) visible to this
+/// CPU's instruction fetches: the data cache line cleaned to the point of
+/// unification, the instruction cache's invalidated (EL0 may:
+/// `SCTLR_EL1.UCI`). The page must be readable.
+#[cfg(target_arch = "aarch64")]
+pub fn sync_icache(addr: usize) {
+    // SAFETY: cache maintenance by address of a line the caller mapped
+    // readable, then barriers; no register or memory changes.
+    unsafe {
+        asm!(
+            "dc cvau, {a}",
+            "dsb ish",
+            "ic ivau, {a}",
+            "dsb ish",
+            "isb",
+            a = in(reg) addr,
+            options(nostack)
+        )
+    };
+}
+
+/// A raw system call.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+pub fn syscall(n: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> u64 {
+    let r: u64;
+    // SAFETY: `svc #0` at EL0 traps into the kernel, which saves every
+    // register in its trap frame and restores it on return, changing only
+    // `x0` (the result, declared `inlateout`) and resuming after the `svc`.
+    // The exception runs on the kernel's own stack, so the user stack is
+    // untouched (`nostack`). Memory is not declared untouched, for the same
+    // reasons as on x86_64: the kernel reads buffers passed by pointer and
+    // maps areas.
+    unsafe {
+        asm!("svc #0", inlateout("x0") a0 => r, in("x1") a1, in("x2") a2, in("x3") a3, in("x8") n, options(nostack));
+    }
+    r
+}
+
 /// A raw system call with six arguments (Linux's `mmap`): the fifth in
 /// `r8`, the sixth in `r9`.
 #[cfg(target_arch = "x86_64")]
@@ -154,6 +211,20 @@ pub fn syscall6(n: u64, a: [u64; 6]) -> u64 {
     // register but `a0`, and the trap runs on the kernel's stack.
     unsafe {
         asm!("ecall", inlateout("a0") a[0] => r, in("a1") a[1], in("a2") a[2], in("a3") a[3], in("a4") a[4], in("a5") a[5], in("a7") n, options(nostack));
+    }
+    r
+}
+
+/// A raw system call with six arguments (Linux's `mmap`): the fifth in
+/// `x4`, the sixth in `x5`.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+pub fn syscall6(n: u64, a: [u64; 6]) -> u64 {
+    let r: u64;
+    // SAFETY: as for `syscall`: the kernel saves and restores every
+    // register but `x0`, and the exception runs on the kernel's stack.
+    unsafe {
+        asm!("svc #0", inlateout("x0") a[0] => r, in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5], in("x8") n, options(nostack));
     }
     r
 }

@@ -23,9 +23,15 @@ fn main(arg: u64) -> i32 {
         }
         3 => {
             println!("bad: executing the stack");
-            // x86_64: `ret`; riscv64: `ret` (`jalr x0, 0(ra)`, 0x00008067).
+            // x86_64: `ret`; riscv64: `ret` (`jalr x0, 0(ra)`, 0x00008067);
+            // aarch64: `ret` (0xd65f03c0).
             let code: [u8; 16] = if cfg!(target_arch = "x86_64") {
                 [0xc3; 16]
+            } else if cfg!(target_arch = "aarch64") {
+                [
+                    0xc0, 0x03, 0x5f, 0xd6, 0xc0, 0x03, 0x5f, 0xd6, 0xc0, 0x03, 0x5f, 0xd6, 0xc0,
+                    0x03, 0x5f, 0xd6,
+                ]
             } else {
                 [
                     0x67, 0x80, 0, 0, 0x67, 0x80, 0, 0, 0x67, 0x80, 0, 0, 0x67, 0x80, 0, 0,
@@ -63,4 +69,13 @@ fn privileged() {
     // so reading it in U-mode raises an illegal-instruction exception
     // before anything happens and the kernel kills the task.
     unsafe { core::arch::asm!("csrr t0, sstatus", out("t0") _) };
+}
+
+/// Runs an instruction user mode may not run.
+#[cfg(target_arch = "aarch64")]
+fn privileged() {
+    // SAFETY: a deliberate bad access: `SCTLR_EL1` is an EL1 register, so
+    // reading it at EL0 is an undefined instruction before anything
+    // happens and the kernel kills the task.
+    unsafe { core::arch::asm!("mrs x0, sctlr_el1", out("x0") _) };
 }

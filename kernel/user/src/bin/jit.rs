@@ -13,6 +13,9 @@ const CODE_BYTES: &[u8] = &[0xb8, 42, 0, 0, 0, 0xc3];
 /// A function returning 42: `li a0, 42` (0x02a00513); `ret` (0x00008067).
 #[cfg(target_arch = "riscv64")]
 const CODE_BYTES: &[u8] = &[0x13, 0x05, 0xa0, 0x02, 0x67, 0x80, 0x00, 0x00];
+/// A function returning 42: `mov w0, #42` (0x52800540); `ret` (0xd65f03c0).
+#[cfg(target_arch = "aarch64")]
+const CODE_BYTES: &[u8] = &[0x40, 0x05, 0x80, 0x52, 0xc0, 0x03, 0x5f, 0xd6];
 
 /// Makes the code just written visible to instruction fetches: nothing to
 /// do on x86_64 (coherent instruction caches).
@@ -27,6 +30,13 @@ fn sync_instructions() {
     // SAFETY: `fence.i` only orders this hart's earlier stores before its
     // later instruction fetches; it touches no register or memory.
     unsafe { core::arch::asm!("fence.i", options(nostack)) };
+}
+
+/// Makes the code just written visible to this CPU's instruction fetches
+/// (CODE's page is read+exec now).
+#[cfg(target_arch = "aarch64")]
+fn sync_instructions() {
+    sync_icache(CODE);
 }
 
 #[no_mangle]

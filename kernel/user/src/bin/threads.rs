@@ -11,6 +11,14 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use aspace_user::*;
 
 const STACKS: usize = 0x6200_0000;
+/// An address past the user half: non-canonical on x86_64, beyond Sv39's
+/// user half on riscv64.
+#[cfg(not(target_arch = "aarch64"))]
+const PAST_USER: u64 = 0x0000_8000_0000_0000;
+/// An address past the user half: the gap between `TTBR0_EL1`'s 48 bits
+/// and `TTBR1_EL1`'s.
+#[cfg(target_arch = "aarch64")]
+const PAST_USER: u64 = 0x0001_0000_0000_0000;
 const STACK_PAGES: usize = 40;
 
 static STARTED: AtomicU64 = AtomicU64::new(0);
@@ -50,7 +58,7 @@ fn main(_arg: u64) -> i32 {
     let good = worker as extern "C" fn(u64) -> ! as usize as u64;
     let mut ok = true;
     for entry in [
-        0x0000_8000_0000_0000u64,
+        PAST_USER,
         0xdead_beef_0000_0000,
         0xffff_ffff_8010_0000,
         u64::MAX,
@@ -59,11 +67,7 @@ fn main(_arg: u64) -> i32 {
         println!("threads: entry {entry:#x} = {r}");
         ok &= r == -13;
     }
-    for sp in [
-        0x0000_8000_0000_0000u64,
-        0x1234_5678_9abc_def0,
-        0xffff_8000_0000_0000,
-    ] {
+    for sp in [PAST_USER, 0x1234_5678_9abc_def0, 0xffff_8000_0000_0000] {
         let r = thread_create_raw(good, sp, 0);
         println!("threads: stack {sp:#x} = {r}");
         ok &= r == -13;
