@@ -1052,7 +1052,7 @@ fn a_lender_counting_no_references_keeps_its_frame() {
         PAGE_SIZE,
         RW,
         AreaAttrs::empty(),
-        Arc::new(lending::Uncounted { frames: vec![f] }),
+        TryArc::try_backend(lending::Uncounted { frames: vec![f] }).unwrap(),
     )
     .unwrap();
     let mut c0 = sim.cpu(0);
