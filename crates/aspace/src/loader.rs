@@ -98,7 +98,9 @@ pub fn parse(
     // The loader only places segments; which instruction set runs them is
     // the kernel's business (it embeds programs built for its own).
     if ![abi::EM_X86_64, abi::EM_RISCV, abi::EM_AARCH64].contains(&h.e_machine) {
-        return Err(ElfError::Unsupported("not an x86_64, riscv64 or aarch64 file"));
+        return Err(ElfError::Unsupported(
+            "not an x86_64, riscv64 or aarch64 file",
+        ));
     }
     let bias = match (h.e_type, bias) {
         (abi::ET_EXEC, None) => 0,

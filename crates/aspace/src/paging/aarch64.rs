@@ -49,14 +49,19 @@
 //!
 //! The architecture requires an invalid entry and a TLB invalidation
 //! between two valid entries of different output address or attributes.
-//! The core never changes a valid entry in place: `map` only fills an
-//! empty entry (asserted in debug builds), `unmap` clears one, and a change
-//! of rights unmaps, shoots down and maps again. The core's invalidations
-//! become `TLBI VAE1IS` (by address and ASID) for
-//! [`Pages`](crate::Invalidation::Pages), `TLBI VAAE1IS` (by address, all
-//! ASIDs) for the kernel's pages, `TLBI ASIDE1IS` for
-//! [`Asid`](crate::Invalidation::Asid) and `TLBI VMALLE1IS` for
-//! [`All`](crate::Invalidation::All), each followed by `DSB ISH; ISB`.
+//! The core never maps over a valid entry: `map` only fills an empty entry
+//! (asserted in debug builds), `unmap` clears one, and another frame for a
+//! page is unmapped, shot down and mapped again. Only rights (AP, UXN/PXN)
+//! change in place ([`PageTable::protect_run`]), which needs no
+//! break-before-make; the memory attributes of an area never change. A
+//! machine's [`Tlb`](crate::Tlb) invalidates on the current CPU only: the
+//! kernel in `kernel/` uses `TLBI VAE1` (by address and ASID) for
+//! [`Pages`](crate::Invalidation::Pages), `TLBI VAAE1` (by address, all
+//! ASIDs) for the kernel's pages, `TLBI ASIDE1` for
+//! [`Asid`](crate::Invalidation::Asid) and `TLBI VMALLE1` for
+//! [`All`](crate::Invalidation::All), between `DSB ISHST` and `DSB ISH; ISB`, and
+//! reaches the other CPUs by the shootdown's IPIs (the broadcast `…IS`
+//! forms would do the remote part themselves, and hide a lost IPI).
 
 use crate::addr::{Frame, Page};
 use crate::flags::PageFlags;
