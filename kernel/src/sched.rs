@@ -64,6 +64,13 @@ pub struct Process {
     /// Its Linux memory map, made by its first Linux memory call
     /// ([`crate::linux`]).
     pub linux: SpinLock<Option<Box<crate::linux::Mm>>>,
+    /// Its first thread (`u64::MAX` until it is made).
+    main_tid: AtomicU64,
+    /// How its first thread ended (code, killed), once it did: the
+    /// process's status, whichever thread ends last (as Linux, where the
+    /// main thread's end is the process's, and a thread still running then
+    /// cannot turn a clean exit into a kill by faulting afterwards).
+    main_end: SpinLock<Option<(i64, bool)>>,
 }
 
 /// An executable shared by a process and those forked from it: the last
@@ -205,6 +212,8 @@ pub fn spawn(
         scenario,
         pager: SpinLock::new(PagerSlot::default()),
         linux: SpinLock::new(None),
+        main_tid: AtomicU64::new(u64::MAX),
+        main_end: SpinLock::new(None),
     });
     register(&proc);
     // The loader checked the entry point (inside a segment, so in the user
@@ -312,6 +321,8 @@ pub fn fork(proc: &Arc<Process>, frame: &TrapFrame) -> Result<u64, ForkError> {
         scenario: proc.scenario,
         pager: SpinLock::new(PagerSlot::default()),
         linux: SpinLock::new(linux),
+        main_tid: AtomicU64::new(u64::MAX),
+        main_end: SpinLock::new(None),
     });
     if let Some(c) = CHILDREN
         .lock()
@@ -364,6 +375,10 @@ pub fn reap(parent: u64, pid: u64) -> Reaped {
 /// see zero early).
 fn add_thread(proc: &Arc<Process>, frame: Box<TrapFrame>) -> u64 {
     let tid = NEXT_TID.fetch_add(1, Ordering::Relaxed);
+    // The process's first thread is its main one.
+    let _ = proc
+        .main_tid
+        .compare_exchange(u64::MAX, tid, Ordering::AcqRel, Ordering::Relaxed);
     let task = Box::new(Task {
         tid,
         proc: proc.clone(),
@@ -706,10 +721,15 @@ pub fn exit_current(frame: &mut TrapFrame, code: i64, reason: Option<&str>) {
             why
         );
     }
+    if tid == proc.main_tid.load(Ordering::Acquire) {
+        *proc.main_end.lock() = Some((code, reason.is_some()));
+    }
     if proc.threads.fetch_sub(1, Ordering::AcqRel) > 1 {
         return;
     }
-    finish_process(proc, code, reason.is_some());
+    let main_end = *proc.main_end.lock();
+    let (code, killed) = main_end.unwrap_or((code, reason.is_some()));
+    finish_process(proc, code, killed);
     // Starting the next scenario may have made tasks ready while this CPU
     // went idle.
     let mut s = SCHED.lock();

@@ -59,9 +59,8 @@ fn boots() -> Option<&'static Boots> {
             }
             let image = build_kernel_aarch64().unwrap_or_else(|e| panic!("{e}"));
             // One after the other: the shootdown scenario needs its two
-            // threads' CPUs to run at once, and QEMU's CPU threads starved
-            // by other boots on a small host can let the thread that must
-            // fault first lag behind the other one's end.
+            // threads' CPUs to run at once, which QEMU's CPU threads
+            // starved by other boots on a small host do not give.
             let boot = |cpus, append| {
                 boot_aarch64(&image, cpus, append, TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
             };
