@@ -173,8 +173,6 @@ impl<M: Machine> AddressSpace<M> {
         self.split_at(&mut tree, s, room_s)?;
         self.split_at(&mut tree, e, room_e)?;
         Self::refill_entries(&tree, s, e, &mut list);
-        let m = self.machine();
-        let pt = self.pt();
         // The rights change in place, one walk per leaf table; the pages
         // whose entry changed leave every TLB in one round.
         let mut batch = ShootdownBatch::new();
@@ -187,20 +185,8 @@ impl<M: Machine> AddressSpace<M> {
             if new == st.flags {
                 continue;
             }
-            let pflags = self.page_flags(new);
-            let cow = &st.cow;
-            let rights = |page| crate::cow::entry_flags(pflags, cow, page);
-            for r in st.used.iter() {
-                pt.protect_run(
-                    m.memory(),
-                    m.frames(),
-                    r.start,
-                    r.count,
-                    &rights,
-                    &mut |page| batch.defer_kept(page, 1),
-                );
-            }
             st.flags = new;
+            self.reprotect_pages(&st, &mut batch);
         }
         batch.complete(&self.shared, self.id());
         self.merge_range(&mut tree, s, e);

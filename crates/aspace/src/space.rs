@@ -506,16 +506,25 @@ impl<M: Machine> AddressSpace<M> {
         // The area keeps its own way of reserving (not a right).
         let late = AreaFlags::LATE_RESERVE;
         st.flags = (flags - late) | (st.flags & late);
-        let pflags = self.page_flags(st.flags);
-        // The rights change in place (one walk per leaf table, same
-        // frames); the changed entries leave every TLB before returning.
-        let m = self.machine();
-        let pt = self.pt();
+        // The rights change in place; the changed entries leave every TLB
+        // before returning.
         let mut batch = ShootdownBatch::new();
-        let cow = &st.cow;
-        let rights = |page| crate::cow::entry_flags(pflags, cow, page);
+        self.reprotect_pages(&st, &mut batch);
+        batch.complete(&self.shared, self.id);
+        Ok(())
+    }
+
+    /// Gives every mapped page of the area locked as `st` the rights of
+    /// `st.flags` in place ([`PageTable::protect_run`]: same frames, one
+    /// walk per leaf table; copy-on-write pages stay without write), and
+    /// adds each changed page to `batch`, whose completion the caller owes
+    /// before relying on the new rights. Allocates nothing.
+    pub(crate) fn reprotect_pages(&self, st: &AreaState<M>, batch: &mut ShootdownBatch) {
+        let m = self.machine();
+        let pflags = self.page_flags(st.flags);
+        let rights = |page| crate::cow::entry_flags(pflags, &st.cow, page);
         for r in st.used.iter() {
-            pt.protect_run(
+            self.pt().protect_run(
                 m.memory(),
                 m.frames(),
                 r.start,
@@ -524,8 +533,6 @@ impl<M: Machine> AddressSpace<M> {
                 &mut |page| batch.defer_kept(page, 1),
             );
         }
-        batch.complete(&self.shared, self.id);
-        Ok(())
     }
 
     /// Shares the area containing `src_addr` with `dst` (this or another
