@@ -108,8 +108,19 @@ impl<T> TryArc<T> {
         let Some(ptr) = Self::alloc_block() else {
             return Err(value);
         };
-        // SAFETY: `ptr` is a fresh allocation of `Inner<T>`'s layout,
-        // valid for writes and not yet initialised.
+        // SAFETY: a block just allocated, not yet initialised.
+        Ok(unsafe { Self::fill(ptr, value) })
+    }
+
+    /// Writes `value` with one reference into the block `ptr` and makes
+    /// it the handle.
+    ///
+    /// # Safety
+    /// `ptr` comes from [`alloc_block`](Self::alloc_block) and is not yet
+    /// initialised nor owned by anything else.
+    unsafe fn fill(ptr: NonNull<Inner<T>>, value: T) -> Self {
+        // SAFETY: by the caller, a fresh allocation of `Inner<T>`'s layout,
+        // valid for writes.
         unsafe {
             ptr.as_ptr().write(Inner {
                 refs: AtomicUsize::new(1),
@@ -117,7 +128,7 @@ impl<T> TryArc<T> {
                 value,
             })
         };
-        Ok(Self::from_block(ptr))
+        Self::from_block(ptr)
     }
 
     /// Puts `value` on the heap with one reference, ending the program
@@ -141,15 +152,8 @@ impl<T> TryArc<T> {
         let unwritten = Unwritten { ptr };
         let value = make()?;
         core::mem::forget(unwritten);
-        // SAFETY: as in `try_new`: a fresh block, not yet initialised.
-        unsafe {
-            ptr.as_ptr().write(Inner {
-                refs: AtomicUsize::new(1),
-                weak: AtomicUsize::new(1),
-                value,
-            })
-        };
-        Ok(Self::from_block(ptr))
+        // SAFETY: a block just allocated, not yet initialised.
+        Ok(unsafe { Self::fill(ptr, value) })
     }
 
     /// The value, if `this` was its last reference (as
