@@ -13,6 +13,9 @@
 //! - `adopt_boot_mappings` (the boot page tables' kernel half into the
 //!   kernel address space), `serial` (the UART and the emulator's exit).
 
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
+mod cpu_stacks;
+
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "aarch64")]

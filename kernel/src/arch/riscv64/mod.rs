@@ -21,8 +21,10 @@ mod trap;
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use super::cpu_stacks;
+
 use aspace::paging::riscv64::{PTE_PPN_SHIFT, PTE_V};
-use aspace::{CpuSet, FrameAllocator, Machine, PhysAddr, PhysMemory};
+use aspace::{FrameAllocator, Machine, PhysAddr, PhysMemory};
 
 pub use self::park::{
     park_resume, park_switch, replace_trap_stack, stack_pointer, trap_stack_tops, TRAP_STACK_SIZE,
@@ -108,48 +110,14 @@ pub fn hart(cpu: usize) -> HartInfo {
     }
 }
 
-const KSTACK: usize = 64 * 1024;
-const IDLE: usize = 4096;
-const BOOT: usize = 64 * 1024;
-
-#[repr(C, align(16))]
-struct Stacks {
-    kernel: [u8; KSTACK],
-    idle: [u8; IDLE],
-    boot: [u8; BOOT],
-}
-
-static mut STACKS: [Stacks; MAX_CPUS] = [const {
-    Stacks {
-        kernel: [0; KSTACK],
-        idle: [0; IDLE],
-        boot: [0; BOOT],
-    }
-}; MAX_CPUS];
-
-/// The boot stack of each AP (read by `_ap_start`).
-#[no_mangle]
-static AP_STACK_TOPS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-
 /// Fills CPU `cpu`'s record (on the boot hart, before that CPU runs).
 fn init_record(cpu: usize, hartid: u64) {
-    // SAFETY: only addresses are computed (`&raw`, bounds-checked index);
-    // nothing is read or referenced.
-    let s = unsafe { &raw const STACKS[cpu] };
-    // SAFETY: field projections of the same place, addresses only.
-    let (k, i, b) = unsafe {
-        (
-            (&raw const (*s).kernel) as u64 + KSTACK as u64,
-            (&raw const (*s).idle) as u64 + IDLE as u64,
-            (&raw const (*s).boot) as u64 + BOOT as u64,
-        )
-    };
+    let (k, i) = cpu_stacks::stack_tops(cpu);
     let r = &HARTS[cpu];
     r.kstack_top.store(k, Ordering::Relaxed);
     r.idle_top.store(i, Ordering::Relaxed);
     r.cpu.store(cpu as u64, Ordering::Relaxed);
     r.hartid.store(hartid, Ordering::Relaxed);
-    AP_STACK_TOPS[cpu].store(b, Ordering::Release);
 }
 
 /// Points `tp` at CPU `cpu`'s record: from now on [`cpu_id`] is `cpu`.
@@ -188,12 +156,7 @@ pub fn phys_to_virt(pa: u64) -> *mut u8 {
     (DIRECT_MAP + pa) as *mut u8
 }
 
-static ONLINE: AtomicU64 = AtomicU64::new(0);
-
-/// The CPUs started.
-pub fn online() -> CpuSet {
-    CpuSet(ONLINE.load(Ordering::Acquire))
-}
+pub use super::cpu_stacks::online;
 
 fn hart_mask(cpu: usize) -> u64 {
     1 << HARTS[cpu].hartid.load(Ordering::Relaxed)
@@ -297,7 +260,7 @@ extern "C" fn rv_main(hartid: u64, dtb: u64) -> ! {
     for (cpu, &h) in harts.iter().enumerate().skip(1) {
         init_record(cpu, h);
     }
-    ONLINE.fetch_or(1, Ordering::AcqRel);
+    cpu_stacks::set_online(0);
     kprintln!(
         "cpus: {} (hart IDs {:?}); satp mode Sv39, {} ASID bits",
         harts.len(),
@@ -353,7 +316,7 @@ extern "C" fn ap_main(cpu: usize) -> ! {
         cpu,
         HARTS[cpu].hartid.load(Ordering::Relaxed)
     );
-    ONLINE.fetch_or(1 << cpu, Ordering::AcqRel);
+    cpu_stacks::set_online(cpu);
     start_timer(crate::TIMESLICE_US);
     crate::sched::start(cpu)
 }
