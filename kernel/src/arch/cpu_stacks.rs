@@ -1,8 +1,9 @@
-//! The static stacks of each CPU and the set of CPUs started, for the
-//! ports whose CPUs start on a stack the boot CPU hands them (riscv64,
-//! aarch64): a kernel trap stack, the idle loop's stack, and the boot stack
-//! a secondary CPU starts on (its top published in `AP_STACK_TOPS`, which
-//! the port's start-up assembly reads by that name).
+//! The static stacks of each CPU and the set of CPUs started (and the wait
+//! for one to start), for the ports whose CPUs start on a stack the boot
+//! CPU hands them (riscv64, aarch64): a kernel trap stack, the idle loop's
+//! stack, and the boot stack a secondary CPU starts on (its top published
+//! in `AP_STACK_TOPS`, which the port's start-up assembly reads by that
+//! name).
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -60,4 +61,15 @@ pub fn online() -> CpuSet {
 /// Counts CPU `cpu` as started.
 pub fn set_online(cpu: usize) {
     ONLINE.fetch_or(1 << cpu, Ordering::AcqRel);
+}
+
+/// Waits (a bounded spin) until CPU `cpu`, just asked to start, counts
+/// itself started; whether it did.
+pub fn wait_online(cpu: usize) -> bool {
+    let mut spins = 0u64;
+    while !online().contains(cpu) && spins < 200_000_000 {
+        core::hint::spin_loop();
+        spins += 1;
+    }
+    online().contains(cpu)
 }

@@ -290,12 +290,7 @@ fn start_aps(cpus: &[u64]) -> usize {
             kprintln!("smp: CPU {m:#x} did not start: PSCI error {err}");
             continue;
         }
-        let mut spins = 0u64;
-        while !online().contains(cpu) && spins < 200_000_000 {
-            core::hint::spin_loop();
-            spins += 1;
-        }
-        if online().contains(cpu) {
+        if cpu_stacks::wait_online(cpu) {
             up += 1;
         } else {
             kprintln!("smp: CPU {m:#x} (cpu {cpu}) did not come up");

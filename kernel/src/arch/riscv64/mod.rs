@@ -287,12 +287,7 @@ fn start_aps(harts: &[u64]) -> usize {
             kprintln!("smp: hart {h} did not start: SBI error {err}");
             continue;
         }
-        let mut spins = 0u64;
-        while !online().contains(cpu) && spins < 200_000_000 {
-            core::hint::spin_loop();
-            spins += 1;
-        }
-        if online().contains(cpu) {
+        if cpu_stacks::wait_online(cpu) {
             up += 1;
         } else {
             kprintln!("smp: hart {h} (cpu {cpu}) did not come up");
