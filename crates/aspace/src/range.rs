@@ -18,6 +18,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering::{Relaxed, Release};
 
 use crate::addr::{Page, PageRange, VirtAddr};
+use crate::area::AreaEntry;
 use crate::backend::BackendCaps;
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::internals::used_space::UsedSpace;
@@ -117,6 +118,16 @@ impl<M: Machine> AddressSpace<M> {
             batch.complete(&self.shared, self.id());
             return Ok(());
         }
+        // The top of one area: it shrinks, as a split at `s` and the
+        // removal of the upper part would leave it, with no upper part made.
+        if let Some((start, end, slot)) = tree.find(s) {
+            if start < s && end == e && self.unmap_tail(slot, s, &mut batch)? {
+                let shrunk = tree.set_end(start, s);
+                debug_assert!(shrunk, "shrinking an area always fits");
+                batch.complete(&self.shared, self.id());
+                return Ok(());
+            }
+        }
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
         let mut list = Self::entries_in(&tree, s, e)?;
@@ -131,6 +142,42 @@ impl<M: Machine> AddressSpace<M> {
         }
         batch.complete(&self.shared, self.id());
         Ok(())
+    }
+
+    /// Unmaps the pages of the area `slot` (in the written tree) from page
+    /// `s` to its end into `batch` and makes it end at `s` (the caller
+    /// moves its end in the tree): its used space, copy-on-write set,
+    /// reservation and growth limit become what a split at `s` leaves the
+    /// lower part. Allocates nothing. `Ok(false)` with nothing done for a
+    /// shared area (the general path splits it); refusals as a split's.
+    fn unmap_tail(&self, slot: &AreaEntry<M>, s: u64, batch: &mut ShootdownBatch) -> Result<bool> {
+        let area = &slot.area;
+        let mut st = slot.lock();
+        Self::check_splittable(area, &st)?;
+        if st.share.is_some() {
+            return Ok(false);
+        }
+        // Whole runs and the top of the one across `s`: no allocation.
+        while let Some(r) = st.used.first_in(s, u64::MAX) {
+            let removed = st.used.remove(r.start, r.count);
+            debug_assert!(removed.is_ok(), "a part of one run");
+            let one = core::iter::once(r);
+            unmap_runs_into(
+                &self.shared,
+                self.id(),
+                self.pt(),
+                &*area.backend,
+                one,
+                batch,
+            );
+        }
+        crate::cow::remove_pages(&mut st.cow, s, u64::MAX);
+        let pages = s - area.base().number();
+        let kept = Self::kept_reservation(area, &st, pages);
+        self.shared.reserve.release(area.reserved() - kept);
+        area.reserved.store(kept, Relaxed);
+        Self::shrink_to(area, pages);
+        Ok(true)
     }
 
     /// Changes the rights of every page of `[base, base + size)` to `flags`

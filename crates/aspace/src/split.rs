@@ -231,24 +231,12 @@ impl<M: Machine> AddressSpace<M> {
                 (total, total)
             }
             None => {
-                let backend = &*area.backend;
-                let lower = if st.flags.contains(AreaFlags::LATE_RESERVE) {
-                    st.used
-                        .iter()
-                        .map(|r| reserve::per_page(backend, st.flags, area.index(r.start), r.count))
-                        .sum()
-                } else {
-                    reserve::up_front(backend, st.flags, offset, lower_pages)
-                };
-                let lower = lower.min(total);
+                let lower = Self::kept_reservation(area, st, lower_pages);
                 (lower, total - lower)
             }
         };
         area.reserved.store(lower_res, Relaxed);
-        area.pages.store(lower_pages, Release);
-        let limit = area.grow_limit();
-        area.grow_limit
-            .store(limit.saturating_sub(upper_pages).max(lower_pages), Relaxed);
+        Self::shrink_to(area, lower_pages);
         let state = AreaState {
             flags: st.flags - AreaFlags::PLACEMENT,
             max_flags: st.max_flags,
@@ -265,6 +253,33 @@ impl<M: Machine> AddressSpace<M> {
             upper_pages,
             state,
         )
+    }
+
+    /// The part of the reservation of `area` (locked as `st`, not shared)
+    /// its first `pages` pages keep when the rest is cut off: their pages
+    /// (up front) or their resident ones ([`AreaFlags::LATE_RESERVE`], the
+    /// used space already cut), at most what the area has.
+    pub(crate) fn kept_reservation(area: &Area<M>, st: &AreaState<M>, pages: u64) -> u64 {
+        let backend = &*area.backend;
+        let kept = if st.flags.contains(AreaFlags::LATE_RESERVE) {
+            st.used
+                .iter()
+                .map(|r| reserve::per_page(backend, st.flags, area.index(r.start), r.count))
+                .sum()
+        } else {
+            reserve::up_front(backend, st.flags, area.offset(), pages)
+        };
+        kept.min(area.reserved())
+    }
+
+    /// Makes `area` (locked, the tree written) its first `pages` pages: a
+    /// grows-down area's limit loses the pages cut off.
+    pub(crate) fn shrink_to(area: &Area<M>, pages: u64) {
+        let cut = area.pages() - pages;
+        area.pages.store(pages, Release);
+        let limit = area.grow_limit();
+        area.grow_limit
+            .store(limit.saturating_sub(cut).max(pages), Relaxed);
     }
 
     /// Merges the area of the written `tree` holding page `n` with its

@@ -748,22 +748,15 @@ impl<M: Machine> LinuxMm<M> {
         if lo >= hi {
             return Ok(());
         }
-        // The common case, exactly one whole mapping: one search, no list.
-        if self
-            .vmas
-            .range(..hi)
-            .next_back()
-            .is_some_and(|(&s, v)| s == lo && v.end == hi)
-        {
-            self.space
-                .unmap_range(VirtAddr::new(lo), hi - lo)
-                .map_err(errno_of)?;
-            if let Some(v) = self.vmas.remove(&lo) {
-                if let Some(o) = v.object() {
-                    self.drop_object_if_unused(o);
-                }
+        // The common case, a range inside one mapping: one search, no list.
+        if let Some((&s, v)) = self.vmas.range(..hi).next_back() {
+            if s <= lo && v.end >= hi {
+                self.space
+                    .unmap_range(VirtAddr::new(lo), hi - lo)
+                    .map_err(errno_of)?;
+                self.remove_recs(&[s], lo, hi);
+                return Ok(());
             }
-            return Ok(());
         }
         let starts = self.meeting(lo, hi);
         if starts.is_empty() {
