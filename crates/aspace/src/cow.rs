@@ -340,8 +340,12 @@ impl<M: Machine> AddressSpace<M> {
             // The sets are filled below without allocating; the parent's
             // copy-on-write set to be is made here too.
             let room = |n: usize| UsedSpace::try_with_capacity(n).ok_or(Error::NoMemory);
-            let (used, cow) = (room(runs.max(1))?, room(runs)?);
-            let mut parent_cow = room(runs)?;
+            // A copy-on-write set gets room for one cut more, so the first
+            // copy of a page inside a run allocates nothing (a set with
+            // room for two is a tree, whose node has room for more).
+            let cow_room = |n: usize| room(if n == 0 { 0 } else { n + 1 });
+            let (used, cow) = (room(runs.max(1))?, cow_room(runs)?);
+            let mut parent_cow = cow_room(runs)?;
             if private {
                 for r in st.used.iter() {
                     let added = parent_cow.insert(r.start, r.count);

@@ -7,7 +7,8 @@
 //! already used; a removal must lie inside one interval and may shrink it
 //! from either end or split it in two.
 //!
-//! The intervals live in an [`AreaTree<()>`](AreaTree), the crate's arena
+//! One interval (an area's usual used space: none, or one run) is kept
+//! inline; more live in an [`AreaTree<()>`](AreaTree), the crate's arena
 //! B+tree, as half-open ranges of page numbers. Its nodes are reused after
 //! removals, so a page fault (which inserts one page) allocates nothing once
 //! the tree has been as large as it needs to be, or once
@@ -37,20 +38,40 @@ pub enum UsedSpaceError {
 
 /// Set of used pages kept as disjoint, non-adjacent intervals; lookups and
 /// updates are O(log n) in the number of intervals.
+///
+/// Most areas hold one run of pages or none, so a set of at most one
+/// interval keeps it inline (no heap, a few words in the area); the tree
+/// comes with the second interval, or when room for more is reserved, and
+/// stays until the set is emptied with [`take`](Self::take).
 #[derive(Clone, Default)]
 pub struct UsedSpace {
-    /// The intervals as `[first page number, one past the last)`.
-    runs: AreaTree<()>,
+    runs: Runs,
     /// Pages in all intervals.
     pages: u64,
 }
 
+/// Where the intervals live, each as `[first page number, one past the
+/// last)`.
+#[derive(Clone)]
+enum Runs {
+    /// At most one interval, inline.
+    One(Option<(u64, u64)>),
+    /// Any number, in the crate's arena B+tree.
+    Tree(AreaTree<()>),
+}
+
+impl Default for Runs {
+    fn default() -> Self {
+        Runs::One(None)
+    }
+}
+
 /// Equal when the same pages are used (the intervals are maximal, so
-/// they are the same too), whatever the trees' shapes.
+/// they are the same too), whatever the representations.
 impl PartialEq for UsedSpace {
     fn eq(&self, other: &Self) -> bool {
         self.pages == other.pages
-            && self.runs.len() == other.runs.len()
+            && self.intervals() == other.intervals()
             && self.iter().eq(other.iter())
     }
 }
@@ -61,18 +82,18 @@ impl fmt::Debug for UsedSpace {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UsedSpace")
             .field("pages", &self.pages)
-            .field("intervals", &DebugRuns(&self.runs))
+            .field("intervals", &DebugRuns(self))
             .finish()
     }
 }
 
 /// The intervals of a used space as a list of page-number ranges.
-struct DebugRuns<'a>(&'a AreaTree<()>);
+struct DebugRuns<'a>(&'a UsedSpace);
 
 impl fmt::Debug for DebugRuns<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.0.iter().map(|(s, e, ())| s..e))
+            .entries(self.0.iter().map(|r| r.start.number()..r.end().number()))
             .finish()
     }
 }
@@ -82,11 +103,17 @@ fn range(start: u64, end: u64) -> PageRange {
     PageRange::new(Page::from_number(start), end - start)
 }
 
+/// The part of `[s, e)` in `[lo, hi)`, if any.
+fn clip((s, e): (u64, u64), lo: u64, hi: u64) -> Option<(u64, u64)> {
+    let (a, b) = (s.max(lo), e.min(hi));
+    (a < b).then_some((a, b))
+}
+
 impl UsedSpace {
     /// An empty set; allocates nothing.
     pub const fn new() -> Self {
         Self {
-            runs: AreaTree::new(),
+            runs: Runs::One(None),
             pages: 0,
         }
     }
@@ -106,18 +133,46 @@ impl UsedSpace {
         s.try_reserve(intervals).then_some(s)
     }
 
+    /// The intervals in a tree with room for `room` of them (the inline
+    /// one moved in); `false` (nothing changed) if the heap refuses.
+    fn try_into_tree(&mut self, room: usize) -> bool {
+        let Runs::One(one) = self.runs else {
+            return true;
+        };
+        let mut tree = AreaTree::new();
+        if !tree.try_reserve(room.max(1)) {
+            return false;
+        }
+        if let Some((s, e)) = one {
+            let added = tree.insert(s, e, ()).is_ok();
+            debug_assert!(added, "an empty tree takes any interval");
+        }
+        self.runs = Runs::Tree(tree);
+        true
+    }
+
     /// [`reserve`](Self::reserve) that answers `false` (the set unchanged)
     /// instead of aborting when the heap refuses: operations reserve the
     /// room an insertion needs before they change anything.
     pub fn try_reserve(&mut self, additional: usize) -> bool {
-        self.runs.try_reserve(additional)
+        match &mut self.runs {
+            Runs::One(one) => {
+                let want = usize::from(one.is_some()).saturating_add(additional);
+                want <= 1 || self.try_into_tree(want)
+            }
+            Runs::Tree(t) => t.try_reserve(additional),
+        }
     }
 
     /// Makes sure that removing pages ending at `end` from the middle of an
     /// interval (which splits it, a new interval from `end`) allocates
     /// nothing; `false` (nothing changed) if the heap refuses.
     pub fn try_reserve_cut(&mut self, end: Page) -> bool {
-        self.runs.try_reserve_insertion(end.number())
+        match &mut self.runs {
+            Runs::One(None) => true,
+            Runs::One(Some(_)) => self.try_into_tree(2),
+            Runs::Tree(t) => t.try_reserve_insertion(end.number()),
+        }
     }
 
     /// Makes room for `additional` more intervals: afterwards no insertion
@@ -125,7 +180,7 @@ impl UsedSpace {
     /// `intervals() + additional` intervals. An area reserves one when it is
     /// created, so its first page fault does not allocate.
     pub fn reserve(&mut self, additional: usize) {
-        self.runs.reserve(additional);
+        assert!(self.try_reserve(additional), "used space: out of memory");
     }
 
     /// Total number of used pages.
@@ -135,23 +190,29 @@ impl UsedSpace {
 
     /// Number of intervals.
     pub fn intervals(&self) -> usize {
-        self.runs.len()
+        match &self.runs {
+            Runs::One(one) => usize::from(one.is_some()),
+            Runs::Tree(t) => t.len(),
+        }
     }
 
     /// Whether no page is used.
     pub fn is_empty(&self) -> bool {
-        self.runs.is_empty()
+        self.pages == 0
     }
 
     /// The intervals in ascending order (double-ended: stepping from the
     /// back costs a tree descent per interval).
     pub fn iter(&self) -> Iter<'_> {
-        Iter {
-            runs: &self.runs,
-            front: self.runs.iter(),
-            back: None,
-            remaining: self.runs.len(),
-        }
+        Iter(match &self.runs {
+            Runs::One(one) => IterRuns::One(one.map(|(s, e)| range(s, e))),
+            Runs::Tree(t) => IterRuns::Tree {
+                runs: t,
+                front: t.iter(),
+                back: None,
+                remaining: t.len(),
+            },
+        })
     }
 
     /// The pages in ascending order.
@@ -162,7 +223,11 @@ impl UsedSpace {
 
     /// Whether `page` is used.
     pub fn contains(&self, page: Page) -> bool {
-        self.runs.find(page.number()).is_some()
+        let n = page.number();
+        match &self.runs {
+            Runs::One(one) => one.is_some_and(|(s, e)| s <= n && n < e),
+            Runs::Tree(t) => t.find(n).is_some(),
+        }
     }
 
     /// Marks `count` pages from `page` as used.
@@ -176,9 +241,29 @@ impl UsedSpace {
         if count == 0 {
             return Err(UsedSpaceError::Empty);
         }
+        if let Runs::One(one) = &mut self.runs {
+            match *one {
+                None => *one = Some((start, end)),
+                Some((s, e)) if start < e && s < end => return Err(UsedSpaceError::Overlap),
+                Some((s, e)) if end == s => *one = Some((start, e)),
+                Some((s, e)) if start == e => *one = Some((s, end)),
+                Some(_) => {
+                    // A second interval: the tree, with room for it.
+                    if !self.try_into_tree(2) {
+                        return Err(UsedSpaceError::NoMemory);
+                    }
+                    return self.insert(page, count);
+                }
+            }
+            self.pages += count;
+            return Ok(());
+        }
+        let Runs::Tree(runs) = &mut self.runs else {
+            unreachable!("the inline form returned above")
+        };
         // Mostly the page extends a run, and this one descent does it all;
         // else it tells the runs around the page.
-        let Err((left, right)) = self.runs.grow_adjacent(start, end) else {
+        let Err((left, right)) = runs.grow_adjacent(start, end) else {
             self.pages += count;
             return Ok(());
         };
@@ -188,16 +273,14 @@ impl UsedSpace {
         let merge_left = left.filter(|&(_, e)| e == start);
         let merge_right = right.filter(|&(s, _)| s == end);
         let done = match (merge_left, merge_right) {
-            (Some((ls, _)), Some((rs, re))) => {
-                self.runs.remove(rs).is_some() && self.runs.set_end(ls, re)
-            }
-            (Some((ls, _)), None) => self.runs.set_end(ls, end),
-            (None, Some((rs, _))) => self.runs.set_start(rs, start),
+            (Some((ls, _)), Some((rs, re))) => runs.remove(rs).is_some() && runs.set_end(ls, re),
+            (Some((ls, _)), None) => runs.set_end(ls, end),
+            (None, Some((rs, _))) => runs.set_start(rs, start),
             (None, None) => {
-                if !self.runs.try_reserve_insertion(start) {
+                if !runs.try_reserve_insertion(start) {
                     return Err(UsedSpaceError::NoMemory);
                 }
-                self.runs.insert(start, end, ()).is_ok()
+                runs.insert(start, end, ()).is_ok()
             }
         };
         debug_assert!(done, "used space: checked update refused");
@@ -216,40 +299,79 @@ impl UsedSpace {
         if count == 0 {
             return Err(UsedSpaceError::Empty);
         }
-        let (s, e, ()) = self.runs.find(start).ok_or(UsedSpaceError::NotUsed)?;
+        if let Runs::One(one) = &mut self.runs {
+            let (s, e) = one.ok_or(UsedSpaceError::NotUsed)?;
+            if start < s || end > e {
+                return Err(UsedSpaceError::NotUsed);
+            }
+            match (s == start, end == e) {
+                (true, true) => *one = None,
+                (true, false) => *one = Some((end, e)),
+                (false, true) => *one = Some((s, start)),
+                (false, false) => {
+                    // Two intervals: the tree (the caller reserves it with
+                    // `try_reserve_cut` where it must not allocate).
+                    self.reserve(1);
+                    return self.remove(page, count);
+                }
+            }
+            self.pages -= count;
+            return Ok(());
+        }
+        let Runs::Tree(runs) = &mut self.runs else {
+            unreachable!("the inline form returned above")
+        };
+        let (s, e, ()) = runs.find(start).ok_or(UsedSpaceError::NotUsed)?;
         if end > e {
             return Err(UsedSpaceError::NotUsed);
         }
         let done = match (s == start, end == e) {
-            (true, true) => self.runs.remove(s).is_some(),
-            (true, false) => self.runs.set_start(s, end),
-            (false, true) => self.runs.set_end(s, start),
-            (false, false) => self.runs.set_end(s, start) && self.runs.insert(end, e, ()).is_ok(),
+            (true, true) => runs.remove(s).is_some(),
+            (true, false) => runs.set_start(s, end),
+            (false, true) => runs.set_end(s, start),
+            (false, false) => runs.set_end(s, start) && runs.insert(end, e, ()).is_ok(),
         };
         debug_assert!(done, "used space: checked update refused");
         self.pages -= count;
         Ok(())
     }
 
+    /// The last interval, if any.
+    fn last(&self) -> Option<(u64, u64)> {
+        match &self.runs {
+            Runs::One(one) => *one,
+            Runs::Tree(t) => t.neighbors(u64::MAX).0.map(|(s, e, ())| (s, e)),
+        }
+    }
+
+    /// Takes the pages at or above `cut` off the last interval (which ends
+    /// above it); returns the part taken, and whether the interval went
+    /// whole. Allocates nothing.
+    fn cut_last(&mut self, cut: u64) -> Option<((u64, u64), bool)> {
+        let (s, e) = self.last().filter(|&(_, e)| e > cut)?;
+        let from = s.max(cut);
+        match &mut self.runs {
+            Runs::One(one) => *one = (s < cut).then_some((s, cut)),
+            Runs::Tree(t) => {
+                let done = if s >= cut {
+                    t.remove(s).is_some()
+                } else {
+                    t.set_end(s, cut)
+                };
+                debug_assert!(done, "used space: shrinking refused");
+            }
+        }
+        self.pages -= e - from;
+        Some(((from, e), s >= cut))
+    }
+
     /// Removes and returns every interval at or above `page`, splitting the
     /// one that straddles it; highest first.
     pub fn split_off(&mut self, page: Page) -> Vec<PageRange> {
-        let cut = page.number();
         let mut out = Vec::new();
-        // The last interval, while it ends above the cut.
-        while let (Some((s, e, ())), _) = self.runs.neighbors(u64::MAX) {
-            if e <= cut {
-                break;
-            }
-            if s >= cut {
-                self.runs.remove(s);
-                self.pages -= e - s;
-                out.push(range(s, e));
-            } else {
-                let done = self.runs.set_end(s, cut);
-                debug_assert!(done, "used space: shrinking refused");
-                self.pages -= e - cut;
-                out.push(range(cut, e));
+        while let Some(((s, e), whole)) = self.cut_last(page.number()) {
+            out.push(range(s, e));
+            if !whole {
                 break;
             }
         }
@@ -266,12 +388,20 @@ impl UsedSpace {
     /// many pages there are used: what an operation on that range needs
     /// room for. O(k log n) for the k intervals met.
     pub fn overlap(&self, lo: u64, hi: u64) -> (usize, u64) {
-        let mut intervals = 0;
-        let mut pages = 0;
         if lo >= hi {
             return (0, 0);
         }
-        let mut next = match self.runs.neighbors(lo) {
+        let runs = match &self.runs {
+            Runs::One(one) => {
+                return one
+                    .and_then(|r| clip(r, lo, hi))
+                    .map_or((0, 0), |(a, b)| (1, b - a))
+            }
+            Runs::Tree(t) => t,
+        };
+        let mut intervals = 0;
+        let mut pages = 0;
+        let mut next = match runs.neighbors(lo) {
             (Some((s, e, ())), _) if e > lo => Some((s, e)),
             (_, after) => after.map(|(s, e, ())| (s, e)),
         };
@@ -281,7 +411,7 @@ impl UsedSpace {
             }
             intervals += 1;
             pages += e.min(hi) - s.max(lo);
-            next = self.runs.neighbors(e - 1).1.map(|(s, e, ())| (s, e));
+            next = runs.neighbors(e - 1).1.map(|(s, e, ())| (s, e));
         }
         (intervals, pages)
     }
@@ -290,22 +420,10 @@ impl UsedSpace {
     /// every page at or above `page` there. Allocates nothing if `into` has
     /// room for [`intervals_from`](Self::intervals_from)`(page)` intervals.
     pub fn split_off_into(&mut self, page: Page, into: &mut UsedSpace) {
-        let cut = page.number();
-        while let (Some((s, e, ())), _) = self.runs.neighbors(u64::MAX) {
-            if e <= cut {
-                break;
-            }
-            let from = s.max(cut);
-            if s >= cut {
-                self.runs.remove(s);
-            } else {
-                let done = self.runs.set_end(s, cut);
-                debug_assert!(done, "used space: shrinking refused");
-            }
-            self.pages -= e - from;
-            let added = into.insert(Page::from_number(from), e - from);
+        while let Some(((s, e), whole)) = self.cut_last(page.number()) {
+            let added = into.insert(Page::from_number(s), e - s);
             debug_assert!(added.is_ok(), "runs are disjoint");
-            if s < cut {
+            if !whole {
                 break;
             }
         }
@@ -317,12 +435,14 @@ impl UsedSpace {
         if lo >= hi {
             return None;
         }
-        let (s, e) = match self.runs.neighbors(lo) {
-            (Some((s, e, ())), _) if e > lo => (s, e),
-            (_, after) => after.map(|(s, e, ())| (s, e))?,
+        let run = match &self.runs {
+            Runs::One(one) => (*one)?,
+            Runs::Tree(t) => match t.neighbors(lo) {
+                (Some((s, e, ())), _) if e > lo => (s, e),
+                (_, after) => after.map(|(s, e, ())| (s, e))?,
+            },
         };
-        let (a, b) = (s.max(lo), e.min(hi));
-        (a < b).then(|| range(a, b))
+        clip(run, lo, hi).map(|(a, b)| range(a, b))
     }
 
     /// Empties the set, returning the intervals it held.
@@ -336,10 +456,14 @@ impl UsedSpace {
     #[doc(hidden)]
     #[cfg(any(test, feature = "check-invariants"))]
     pub fn check_invariants(&self) {
-        self.runs.check_invariants();
+        if let Runs::Tree(t) = &self.runs {
+            t.check_invariants();
+        }
         let mut pages = 0u64;
         let mut prev_end = None;
-        for (s, e, ()) in &self.runs {
+        for r in self.iter() {
+            let (s, e) = (r.start.number(), r.end().number());
+            assert!(s < e, "used space: an empty interval at {s}");
             assert!(
                 prev_end.is_none_or(|p| p < s),
                 "used space: intervals touch or overlap at {s}"
@@ -355,43 +479,73 @@ impl UsedSpace {
 /// returned by [`UsedSpace::iter`]. From the front it walks the leaves;
 /// from the back each step is one descent.
 #[derive(Clone)]
-pub struct Iter<'a> {
-    runs: &'a AreaTree<()>,
-    front: area_tree::Iter<'a, ()>,
-    /// The first page of the interval last taken from the back, if any.
-    back: Option<u64>,
-    /// Intervals not yet taken from either end.
-    remaining: usize,
+pub struct Iter<'a>(IterRuns<'a>);
+
+/// The two forms of [`Iter`], after the set's.
+#[derive(Clone)]
+enum IterRuns<'a> {
+    /// The inline interval, until taken.
+    One(Option<PageRange>),
+    /// The tree's intervals.
+    Tree {
+        runs: &'a AreaTree<()>,
+        front: area_tree::Iter<'a, ()>,
+        /// The first page of the interval last taken from the back, if any.
+        back: Option<u64>,
+        /// Intervals not yet taken from either end.
+        remaining: usize,
+    },
 }
 
 impl Iterator for Iter<'_> {
     type Item = PageRange;
 
     fn next(&mut self) -> Option<PageRange> {
-        if self.remaining == 0 {
-            return None;
+        match &mut self.0 {
+            IterRuns::One(one) => one.take(),
+            IterRuns::Tree {
+                front, remaining, ..
+            } => {
+                if *remaining == 0 {
+                    return None;
+                }
+                *remaining -= 1;
+                front.next().map(|(s, e, ())| range(s, e))
+            }
         }
-        self.remaining -= 1;
-        self.front.next().map(|(s, e, ())| range(s, e))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
+        let n = match &self.0 {
+            IterRuns::One(one) => usize::from(one.is_some()),
+            IterRuns::Tree { remaining, .. } => *remaining,
+        };
+        (n, Some(n))
     }
 }
 
 impl DoubleEndedIterator for Iter<'_> {
     fn next_back(&mut self) -> Option<PageRange> {
-        if self.remaining == 0 {
-            return None;
+        match &mut self.0 {
+            IterRuns::One(one) => one.take(),
+            IterRuns::Tree {
+                runs,
+                back,
+                remaining,
+                ..
+            } => {
+                if *remaining == 0 {
+                    return None;
+                }
+                *remaining -= 1;
+                // An interval remains before the one last taken, so that one
+                // does not start at page 0.
+                let key = back.map_or(u64::MAX, |b| b - 1);
+                let (s, e, ()) = runs.neighbors(key).0?;
+                *back = Some(s);
+                Some(range(s, e))
+            }
         }
-        self.remaining -= 1;
-        // An interval remains before the one last taken, so that one does
-        // not start at page 0.
-        let key = self.back.map_or(u64::MAX, |b| b - 1);
-        let (s, e, ()) = self.runs.neighbors(key).0?;
-        self.back = Some(s);
-        Some(range(s, e))
     }
 }
 

@@ -216,36 +216,56 @@ impl<E: TableEntry> Radix<E> {
                 .min(ENTRIES - Self::index(dst, 1))
                 .min(count - i);
             if let Some(at) = self.find_leaf(mem, src) {
-                let mut target: Option<u64> = None;
-                for k in 0..chunk {
-                    let old = PhysAddr::new(at.as_u64() + k * 8);
-                    let e = mem.read_u64(old);
-                    if !mapped(e) {
-                        continue;
-                    }
-                    let base = match target {
-                        Some(t) => t,
-                        None => match self.leaf(mem, frames, dst) {
-                            Ok(t) => {
-                                target = Some(t.as_u64());
-                                t.as_u64()
-                            }
-                            Err(err) => {
-                                let _ = self.move_run(mem, frames, to, from, i + k, mapped);
-                                return Err(err);
-                            }
-                        },
+                // The first mapped entry decides whether the target's
+                // leaf table is needed (made only then).
+                let first = (0..chunk).find(|&k| mapped(mem.read_u64(Self::slot(at, k))));
+                if let Some(k0) = first {
+                    let target = match self.leaf(mem, frames, dst) {
+                        Ok(t) => t,
+                        Err(err) => {
+                            let _ = self.move_run(mem, frames, to, from, i, mapped);
+                            return Err(err);
+                        }
                     };
-                    let new = PhysAddr::new(base + k * 8);
-                    debug_assert!(!mapped(mem.read_u64(new)), "move over a mapped entry");
-                    mem.write_u64(new, e);
-                    mem.write_u64(old, 0);
-                    moved += 1;
+                    moved += Self::move_entries(mem, at, target, k0, chunk, mapped);
                 }
             }
             i += chunk;
         }
         Ok(moved)
+    }
+
+    /// The address of entry `k` of the table at `table`.
+    #[inline]
+    fn slot(table: PhysAddr, k: u64) -> PhysAddr {
+        PhysAddr::new(table.as_u64() + k * 8)
+    }
+
+    /// Moves the entries `[k0, end)` of the leaf table at `src` that map a
+    /// page to the same slots of the one at `dst`; how many moved. A loop
+    /// of its own, so its counters stay in registers.
+    #[inline]
+    fn move_entries<P: PhysMemory>(
+        mem: &P,
+        src: PhysAddr,
+        dst: PhysAddr,
+        k0: u64,
+        end: u64,
+        mapped: &impl Fn(u64) -> bool,
+    ) -> u64 {
+        let mut moved = 0;
+        for k in k0..end {
+            let old = Self::slot(src, k);
+            let e = mem.read_u64(old);
+            if mapped(e) {
+                let new = Self::slot(dst, k);
+                debug_assert!(!mapped(mem.read_u64(new)), "move over a mapped entry");
+                mem.write_u64(new, e);
+                mem.write_u64(old, 0);
+                moved += 1;
+            }
+        }
+        moved
     }
 
     /// The root table.
