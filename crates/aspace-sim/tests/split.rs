@@ -342,6 +342,62 @@ fn unmap_range_over_areas_parts_and_holes() {
     assert_eq!(sim.frames_in_use(), empty + s.page_table_frames() - 1);
 }
 
+/// `unmap_range` of an area's top shrinks the area in place; it must
+/// leave exactly what a split there and the removal of the upper part
+/// leave: the same area (size, reservation, resident pages, used space),
+/// the same frames and reservations given back, one shootdown round, no
+/// stale translation, the lower pages' data intact. Checked for an area
+/// that reserves up front and one that reserves page by page, with a run
+/// of resident pages across the cut.
+#[test]
+fn unmap_of_an_areas_top_leaves_what_a_split_leaves() {
+    for flags in [RW, RW | AreaFlags::LATE_RESERVE] {
+        let mut seen = Vec::new();
+        for split_first in [true, false] {
+            let (sim, s, mut c) = setup(2);
+            let mut c1 = sim.cpu(1);
+            c1.switch_to(&s).unwrap();
+            let empty = sim.frames_in_use();
+            s.area_create(va(A), 16 * P, flags).unwrap();
+            fill(&mut c, A, 3, 1);
+            fill(&mut c, A + 5 * P, 6, 2);
+            fill(&mut c, A + 13 * P, 2, 3);
+            for i in [1, 6, 9, 13] {
+                c1.read_u64(va(A + i * P)).unwrap();
+            }
+            if split_first {
+                s.area_split(va(A + 8 * P)).unwrap();
+            }
+            let before = sim.system().stats();
+            c.run(|| s.unmap_range(va(A + 8 * P), 8 * P)).unwrap();
+            let d = sim.system().stats().since(&before);
+            assert_eq!(d.shootdown_rounds, 1, "{flags:?}");
+            assert_eq!(d.frame_refs_released, 3 + 2, "{flags:?}");
+            assert_no_stale(&sim, &s);
+            assert_eq!(areas(&s), [(A, 8, flags)], "{flags:?}");
+            for (i, value) in [(0, 1000), (2, 1002), (5, 2000), (7, 2002)] {
+                assert_eq!(c1.read_u64(va(A + i * P)).unwrap(), value, "{flags:?}");
+            }
+            for i in [8, 9, 13, 15] {
+                let e = c1.read_u64(va(A + i * P)).unwrap_err();
+                assert_eq!(e.reason, FaultReason::NoArea, "{flags:?}");
+            }
+            let info = s.area(va(A)).unwrap();
+            seen.push((
+                info.pages,
+                info.reserved,
+                info.resident,
+                s.used_space(va(A)),
+                sim.system().reserve().committed(),
+                sim.frames_in_use() - empty,
+            ));
+            c.run(|| s.unmap_range(va(A), 8 * P)).unwrap();
+            assert_eq!(sim.system().reserve().committed(), 0, "{flags:?}");
+        }
+        assert_eq!(seen[0], seen[1], "{flags:?}: split and remove, then shrink");
+    }
+}
+
 #[test]
 fn protect_range_splits_then_merges_back() {
     let (sim, s, mut c) = setup(2);
