@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering::{Relaxed, Release};
 
 use crate::addr::{Page, PageRange, VirtAddr};
-use crate::area::AreaEntry;
+use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::internals::used_space::UsedSpace;
@@ -159,17 +159,7 @@ impl<M: Machine> AddressSpace<M> {
         }
         // Whole runs and the top of the one across `s`: no allocation.
         while let Some(r) = st.used.first_in(s, u64::MAX) {
-            let removed = st.used.remove(r.start, r.count);
-            debug_assert!(removed.is_ok(), "a part of one run");
-            let one = core::iter::once(r);
-            unmap_runs_into(
-                &self.shared,
-                self.id(),
-                self.pt(),
-                &*area.backend,
-                one,
-                batch,
-            );
+            self.unmap_used(area, &mut st, r, batch);
         }
         crate::cow::remove_pages(&mut st.cow, s, u64::MAX);
         let pages = s - area.base().number();
@@ -178,6 +168,30 @@ impl<M: Machine> AddressSpace<M> {
         area.reserved.store(kept, Relaxed);
         Self::shrink_to(area, pages);
         Ok(true)
+    }
+
+    /// Takes the pages `r` (a part of one run of the used space) out of
+    /// `area`'s used space and copy-on-write set (the area locked as `st`)
+    /// and unmaps them into `batch`. Allocates nothing.
+    fn unmap_used(
+        &self,
+        area: &Area<M>,
+        st: &mut AreaState<M>,
+        r: PageRange,
+        batch: &mut ShootdownBatch,
+    ) {
+        let removed = st.used.remove(r.start, r.count);
+        debug_assert!(removed.is_ok(), "a part of one run");
+        crate::cow::remove_pages(&mut st.cow, r.start.number(), r.end().number());
+        let one = core::iter::once(r);
+        unmap_runs_into(
+            &self.shared,
+            self.id(),
+            self.pt(),
+            &*area.backend,
+            one,
+            batch,
+        );
     }
 
     /// Changes the rights of every page of `[base, base + size)` to `flags`
@@ -336,18 +350,7 @@ impl<M: Machine> AddressSpace<M> {
                 (a < b).then(|| PageRange::new(Page::from_number(a), b - a))
             }));
             for r in runs.drain(..) {
-                let removed = st.used.remove(r.start, r.count);
-                debug_assert!(removed.is_ok(), "a part of one run");
-                crate::cow::remove_pages(&mut st.cow, r.start.number(), r.end().number());
-                let one = core::iter::once(r);
-                unmap_runs_into(
-                    &self.shared,
-                    self.id(),
-                    self.pt(),
-                    &*area.backend,
-                    one,
-                    &mut batch,
-                );
+                self.unmap_used(&slot.area, &mut st, r, &mut batch);
                 let less =
                     reserve::per_page(&*area.backend, st.flags, area.index(r.start), r.count);
                 self.shared.reserve.release(less);
