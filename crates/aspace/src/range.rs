@@ -157,11 +157,11 @@ impl<M: Machine> AddressSpace<M> {
         if st.share.is_some() {
             return Ok(false);
         }
-        // Whole runs and the top of the one across `s`: no allocation.
+        // Whole runs and the top of the one across `s` (their copy-on-write
+        // pages with them, a subset of the mapped ones): no allocation.
         while let Some(r) = st.used.first_in(s, u64::MAX) {
             self.unmap_used(area, &mut st, r, batch);
         }
-        crate::cow::remove_pages(&mut st.cow, s, u64::MAX);
         let pages = s - area.base().number();
         let kept = Self::kept_reservation(area, &st, pages);
         self.shared.reserve.release(area.reserved() - kept);
