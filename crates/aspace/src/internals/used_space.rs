@@ -16,9 +16,11 @@
 //! at either end changes one bound in place, and a new interval takes a
 //! slot in a leaf or a reserved or freed node.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 use core::iter::FusedIterator;
+use core::ops::{Deref, DerefMut};
 
 use crate::addr::{Page, PageRange};
 use crate::internals::area_tree::{self, AreaTree};
@@ -56,8 +58,38 @@ pub struct UsedSpace {
 enum Runs {
     /// At most one interval, inline.
     One(Option<(u64, u64)>),
-    /// Any number, in the crate's arena B+tree.
-    Tree(AreaTree<()>),
+    /// Any number, in the crate's arena B+tree (boxed, so that a set, and
+    /// the area holding two of them, stays a few words).
+    Tree(BoxedTree),
+}
+
+/// An [`AreaTree<()>`] on the heap, allocated fallibly.
+#[derive(Clone)]
+struct BoxedTree(Box<[AreaTree<()>; 1]>);
+
+impl BoxedTree {
+    /// `tree` moved to the heap; `None` (and `tree` dropped) if the heap
+    /// refuses.
+    fn try_new(tree: AreaTree<()>) -> Option<Self> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(1).ok()?;
+        v.push(tree);
+        // Exactly one element: the conversion cannot fail or reallocate.
+        v.into_boxed_slice().try_into().ok().map(BoxedTree)
+    }
+}
+
+impl Deref for BoxedTree {
+    type Target = AreaTree<()>;
+    fn deref(&self) -> &AreaTree<()> {
+        &self.0[0]
+    }
+}
+
+impl DerefMut for BoxedTree {
+    fn deref_mut(&mut self) -> &mut AreaTree<()> {
+        &mut self.0[0]
+    }
 }
 
 impl Default for Runs {
@@ -147,6 +179,9 @@ impl UsedSpace {
             let added = tree.insert(s, e, ()).is_ok();
             debug_assert!(added, "an empty tree takes any interval");
         }
+        let Some(tree) = BoxedTree::try_new(tree) else {
+            return false;
+        };
         self.runs = Runs::Tree(tree);
         true
     }
