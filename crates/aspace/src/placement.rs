@@ -80,8 +80,9 @@ impl<M: Machine> AddressSpace<M> {
         Ok(flags | AreaFlags::GUARD)
     }
 
-    /// Inserts an area over `range`, checked free (guard included), into
-    /// the written `tree`; a grows-down area may reach `grow_limit` pages
+    /// Inserts an area over `range` (inside the space's window) into the
+    /// written `tree`, `AddressNotAvailable` with nothing changed if it or
+    /// its guard meets another area or guard; a grows-down area may reach `grow_limit` pages
     /// (by default [`DEFAULT_GROW_LIMIT`] bytes, or its size if larger).
     pub(crate) fn insert_checked(
         &self,
@@ -192,6 +193,26 @@ impl<M: Machine> AddressSpace<M> {
         debug_assert!(self.check_conflicts(&tree, range, guard, None));
         self.insert_checked(&mut tree, range, flags, attrs, backend, None)?;
         Ok(range.start.start())
+    }
+
+    /// The highest base of `size` free bytes (no area, no area's guard
+    /// page) in `[floor, ceiling)` of this space's part, as
+    /// [`Placement::HighestBelow`] would choose it, without creating
+    /// anything: for a layer that keeps its own records of the same ranges
+    /// (a Linux `mmap(NULL, ...)` checking its stack gaps before it maps).
+    /// `None` if nothing fits or `size` is 0. O(log n).
+    pub fn highest_free(&self, floor: VirtAddr, ceiling: VirtAddr, size: u64) -> Option<VirtAddr> {
+        let fit = Fit {
+            size: bytes_to_pages(size),
+            guard: 0,
+            align: 1,
+        };
+        let (lo, hi) = self.page_window();
+        let floor = floor.as_u64().div_ceil(PAGE_SIZE).max(lo);
+        let ceiling = (ceiling.as_u64() >> PAGE_SHIFT).min(hi);
+        let tree = self.read_areas();
+        let start = tree.highest_fit(floor..ceiling, fit)?;
+        Some(Page::from_number(start).start())
     }
 
     /// Creates an anonymous [grows-down](AreaFlags::GROWS_DOWN) area at

@@ -111,10 +111,8 @@ impl<M: Machine> AddressSpace<M> {
         let mut tree = self.areas.write();
         let mut batch = ShootdownBatch::new();
         // The common case, one whole area: no split, no other search.
-        if matches!(tree.find(s), Some((start, end, _)) if start == s && end == e) {
-            if let Some((_, slot)) = tree.remove(s) {
-                self.unmap_area(&slot.area, &mut batch);
-            }
+        if let Some((_, slot)) = tree.remove_if(s, |end, _| end == e) {
+            self.unmap_area(&slot.area, &mut batch);
             batch.complete(&self.shared, self.id());
             return Ok(());
         }

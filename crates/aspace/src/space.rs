@@ -321,12 +321,17 @@ impl<M: Machine> AddressSpace<M> {
         guard: u64,
         avoid: Option<u64>,
     ) -> bool {
+        let (start, end) = (range.start.number(), range.end().number());
+        self.in_window(range, guard) && !tree.overlaps(start - guard, end, avoid)
+    }
+
+    /// Whether `range` with `guard` free pages below it fits this space's
+    /// part of the layout and stays off the NULL page (the part of
+    /// [`check_conflicts`](Self::check_conflicts) that needs no tree).
+    pub(crate) fn in_window(&self, range: PageRange, guard: u64) -> bool {
         let (lo, hi) = self.page_window();
         let (start, end) = (range.start.number(), range.end().number());
-        if start < lo || end > hi || (self.kernel && start - guard < lo) {
-            return false;
-        }
-        !tree.overlaps(start - guard, end, avoid)
+        start >= lo && end <= hi && !(self.kernel && start - guard < lo)
     }
 
     /// Creates an area of anonymous memory (HelenOS `as_area_create` with
@@ -374,10 +379,20 @@ impl<M: Machine> AddressSpace<M> {
         let flags = Self::placement_flags(flags, &*backend)?;
         let range = Self::checked_range(base, size)?;
         let mut tree = self.areas.write();
-        if !self.check_conflicts(&tree, range, flags.guard_pages(), None) {
+        let guard = flags.guard_pages();
+        if !self.in_window(range, guard) {
             return Err(Error::AddressNotAvailable);
         }
-        self.insert_checked(&mut tree, range, flags, attrs, backend, None)
+        // Overlaps are the insertion's own check (a refused one undoes the
+        // reservation and frees the new record): one descent fewer. A
+        // conflict still comes before running out, as HelenOS checks it
+        // first.
+        match self.insert_checked(&mut tree, range, flags, attrs, backend, None) {
+            Err(Error::NoMemory) if !self.check_conflicts(&tree, range, guard, None) => {
+                Err(Error::AddressNotAvailable)
+            }
+            r => r,
+        }
     }
 
     /// Changes the size of the area containing `addr` so that it ends at

@@ -59,6 +59,7 @@
 //!   returns it for these calls), with nothing changed.
 
 pub mod object;
+mod records;
 #[cfg(feature = "sim")]
 pub mod sim;
 
@@ -78,6 +79,7 @@ use aspace::{
     SpaceRef, System, TryArc, VirtAddr,
 };
 use object::{MemObject, ObjBackend};
+use records::Records;
 
 /// The size of every in-memory file: 64 MiB (as the reference runner's).
 pub const FILE_PAGES: u64 = (64 << 20) / PAGE_SIZE;
@@ -257,10 +259,17 @@ impl Vma {
     /// Cuts it at `at` (inside it): it keeps the lower part, the upper part
     /// is returned.
     fn split_off(&mut self, at: u64) -> Vma {
+        let upper = self.above(at);
+        self.end = at;
+        upper
+    }
+
+    /// Its part from `at` (inside it) up, as [`split_off`](Self::split_off)
+    /// returns it, leaving it unchanged.
+    fn above(&self, at: u64) -> Vma {
         let mut upper = self.clone();
         upper.start = at;
         upper.first = self.first + (at - self.start) / PAGE_SIZE;
-        self.end = at;
         // Linux keeps VM_GROWSDOWN on both parts.
         upper
     }
@@ -333,7 +342,7 @@ pub struct LinuxMm<M: Machine> {
     /// The program break (`mm->brk`, not rounded).
     brk: u64,
     /// Linux's mappings by start address.
-    vmas: BTreeMap<u64, Vma>,
+    vmas: Records,
     /// In-memory files by name.
     files: BTreeMap<String, Arc<MemObject>>,
     /// The next object or `anon_vma` number.
@@ -357,7 +366,7 @@ impl<M: Machine> LinuxMm<M> {
             space,
             brk: layout.brk_start,
             layout,
-            vmas: BTreeMap::new(),
+            vmas: Records::new(),
             files: BTreeMap::new(),
             next_id: 1,
             holes: HolePolicy::Linux,
@@ -391,9 +400,14 @@ impl<M: Machine> LinuxMm<M> {
     pub fn fork(&mut self) -> Result<LinuxMm<M>, Errno> {
         let space = self.system.fork(&self.space).map_err(errno_of)?;
         let mut vmas = self.vmas.clone();
-        for v in vmas.values_mut() {
-            if v.anon.is_some() {
-                self.next_id += 1;
+        let starts: Vec<u64> = vmas
+            .values()
+            .filter(|v| v.anon.is_some())
+            .map(|v| v.start)
+            .collect();
+        for start in starts {
+            self.next_id += 1;
+            if let Some(v) = vmas.get_mut(start) {
                 v.anon = Some(self.next_id);
             }
         }
@@ -433,11 +447,7 @@ impl<M: Machine> LinuxMm<M> {
 
     /// The mapping containing `addr`.
     pub fn vma_at(&self, addr: u64) -> Option<&Vma> {
-        self.vmas
-            .range(..=addr)
-            .next_back()
-            .map(|(_, v)| v)
-            .filter(|v| addr < v.end)
+        self.vmas.at_or_below(addr).filter(|v| addr < v.end)
     }
 
     /// The in-memory file `name` (made on first use, 64 MiB of zeros).
@@ -466,9 +476,13 @@ impl<M: Machine> LinuxMm<M> {
         let Some(start) = self.vma_at(addr).map(|v| v.start) else {
             return;
         };
-        if self.vmas[&start].kind.private() && self.vmas[&start].anon.is_none() {
+        if self
+            .vmas
+            .get(start)
+            .is_some_and(|v| v.kind.private() && v.anon.is_none())
+        {
             let id = self.new_id();
-            if let Some(v) = self.vmas.get_mut(&start) {
+            if let Some(v) = self.vmas.get_mut(start) {
                 v.anon = Some(id);
             }
         }
@@ -507,15 +521,14 @@ impl<M: Machine> LinuxMm<M> {
     // call goes through them.
 
     /// Starts of the mappings meeting `[lo, hi)`, in address order: one
-    /// search (from `hi` down: the mappings do not overlap, so their ends
-    /// fall with their starts).
+    /// search per mapping, from `hi` down (the mappings do not overlap, so
+    /// their ends fall with their starts).
     fn meeting(&self, lo: u64, hi: u64) -> Vec<u64> {
         let mut out: Vec<u64> = self
             .vmas
-            .range(..hi)
-            .rev()
-            .take_while(|(_, v)| v.end > lo)
-            .map(|(&s, _)| s)
+            .rev_below(hi)
+            .take_while(|v| v.end > lo)
+            .map(|v| v.start)
             .collect();
         out.reverse();
         out
@@ -523,10 +536,7 @@ impl<M: Machine> LinuxMm<M> {
 
     /// Whether `[lo, hi)` meets any mapping.
     fn taken(&self, lo: u64, hi: u64) -> bool {
-        self.vmas
-            .range(..hi)
-            .next_back()
-            .is_some_and(|(_, v)| v.end > lo)
+        self.vmas.below(hi).is_some_and(|v| v.end > lo)
     }
 
     /// Removes the records' parts in `[lo, hi)` (`starts`: the records
@@ -538,22 +548,24 @@ impl<M: Machine> LinuxMm<M> {
             if s < lo {
                 // The first, across `lo`: it keeps its part below, and its
                 // part above `hi` when the range is inside it.
-                let Some(v) = self.vmas.get_mut(&s) else {
+                let Some(v) = self.vmas.get_mut(s) else {
                     continue;
                 };
-                let upper = (v.end > hi).then(|| v.split_off(hi));
-                v.end = lo;
+                // `split_off` leaves the lower part's end at `hi`; the tree
+                // learns it at `set_end`.
+                let upper = (v.end > hi).then(|| v.above(hi));
+                self.vmas.set_end(s, lo);
                 if let Some(u) = upper {
-                    self.vmas.insert(hi, u);
+                    self.vmas.insert(u);
                 }
                 continue;
             }
-            let Some(mut v) = self.vmas.remove(&s) else {
+            let Some(mut v) = self.vmas.remove(s) else {
                 continue;
             };
             if v.end > hi {
                 let upper = v.split_off(hi);
-                self.vmas.insert(hi, upper);
+                self.vmas.insert(upper);
             }
             if v.object().is_some() {
                 gone.push(v);
@@ -569,18 +581,18 @@ impl<M: Machine> LinuxMm<M> {
     /// Merges the record ending at `at` with the one starting there, if
     /// Linux would.
     fn merge_at(&mut self, at: u64) {
-        let Some((&pstart, prev)) = self.vmas.range(..at).next_back() else {
-            return;
-        };
-        let Some(next) = self.vmas.get(&at) else {
+        let (Some(prev), Some(next)) = (self.vmas.below(at), self.vmas.get(at)) else {
             return;
         };
         if prev.merges_with(next) {
-            let anon = prev.anon.or(next.anon);
-            let next = self.vmas.remove(&at).expect("found");
-            let p = self.vmas.get_mut(&pstart).expect("found");
-            p.end = next.end;
-            p.anon = anon;
+            let (pstart, anon) = (prev.start, prev.anon.or(next.anon));
+            let Some(next) = self.vmas.remove(at) else {
+                return;
+            };
+            self.vmas.set_end(pstart, next.end);
+            if let Some(p) = self.vmas.get_mut(pstart) {
+                p.anon = anon;
+            }
         }
     }
 
@@ -590,18 +602,13 @@ impl<M: Machine> LinuxMm<M> {
     fn neighbours(&self, v: &Vma) -> Neighbours {
         let mut nb = Neighbours::default();
         let mut anon = v.anon;
-        // One search for both: `v`'s range is free, so the record starting
-        // at its end (if any) and the last one before it are its neighbours.
-        let mut below = self.vmas.range(..=v.end);
-        let mut last = below.next_back();
-        let next = match last {
-            Some((&s, n)) if s == v.end => {
-                last = below.next_back();
-                Some(n)
-            }
-            _ => None,
-        };
-        if let Some((&ps, p)) = last {
+        // One search for both: `v`'s range is free, so the last record
+        // starting at or below its start and the first one above are its
+        // neighbours (the latter if it starts at its end).
+        let (last, next) = self.vmas.around(v.start);
+        let next = next.filter(|n| n.start == v.end);
+        if let Some(p) = last {
+            let ps = p.start;
             debug_assert!(p.end <= v.start, "the new record's range is free");
             if p.end == v.start {
                 nb.touching = true;
@@ -631,7 +638,7 @@ impl<M: Machine> LinuxMm<M> {
     /// Records `v` as [`neighbours`](Self::neighbours) found it.
     fn place(&mut self, mut v: Vma, nb: Neighbours) {
         let next = if nb.next {
-            self.vmas.remove(&v.end)
+            self.vmas.remove(v.end)
         } else {
             None
         };
@@ -640,15 +647,17 @@ impl<M: Machine> LinuxMm<M> {
             Some(n) => nb.anon.or(n.anon),
             None => nb.anon,
         };
-        match nb.prev.and_then(|ps| self.vmas.get_mut(&ps)) {
-            Some(p) => {
-                p.end = end;
-                p.anon = anon;
+        match nb.prev.filter(|&ps| self.vmas.get(ps).is_some()) {
+            Some(ps) => {
+                self.vmas.set_end(ps, end);
+                if let Some(p) = self.vmas.get_mut(ps) {
+                    p.anon = anon;
+                }
             }
             None => {
                 v.end = end;
                 v.anon = anon;
-                self.vmas.insert(v.start, v);
+                self.vmas.insert(v);
             }
         }
     }
@@ -749,7 +758,8 @@ impl<M: Machine> LinuxMm<M> {
             return Ok(());
         }
         // The common case, a range inside one mapping: one search, no list.
-        if let Some((&s, v)) = self.vmas.range(..hi).next_back() {
+        if let Some(v) = self.vmas.below(hi) {
+            let s = v.start;
             if s <= lo && v.end >= hi {
                 self.space
                     .unmap_range(VirtAddr::new(lo), hi - lo)
@@ -814,8 +824,8 @@ impl<M: Machine> LinuxMm<M> {
             return false;
         }
         let end = addr + len;
-        let next = self.vmas.range(addr..).next().map(|(_, v)| v);
-        let prev = self.vmas.range(..addr).next_back().map(|(_, v)| v);
+        let next = self.vmas.from(addr);
+        let prev = self.vmas.below(addr);
         next.is_none_or(|n| end <= Self::start_gap(n)) && prev.is_none_or(|p| addr >= p.end)
     }
 
@@ -823,32 +833,23 @@ impl<M: Machine> LinuxMm<M> {
     /// the mmap base (Linux's top-down `unmapped_area_topdown`): the
     /// highest gap that fits is taken unless the mapping right above it
     /// grows down and its `stack_guard_gap` reaches into it; then the
-    /// search starts again below that gap's start.
+    /// search starts again below that gap's start. Each round is one
+    /// search of the core's free-gap summaries, O(log n).
     fn top_down(&self, len: u64) -> Option<u64> {
         let floor = self.layout.mmap_min;
         let mut high = self.layout.mmap_base;
         loop {
-            let mut top = high;
-            let mut found = None;
-            for v in self.vmas.range(..high).map(|(_, v)| v).rev() {
-                if v.end <= top && top - v.end >= len && top >= floor + len {
-                    found = Some(top);
-                    break;
-                }
-                top = top.min(v.start);
-                if top < floor + len {
-                    break;
-                }
-            }
-            if found.is_none() && top >= floor + len {
-                found = Some(top);
-            }
-            let gap_end = found?;
+            // The core's areas cover exactly the records' ranges.
+            let gap_end = self
+                .space
+                .highest_free(VirtAddr::new(floor), VirtAddr::new(high), len)?
+                .as_u64()
+                + len;
+            debug_assert!(!self.taken(gap_end - len, gap_end), "a free gap");
             if !self.any_growsdown {
                 return Some(gap_end - len);
             }
-            let next = self.vmas.range(gap_end..).next().map(|(_, v)| v);
-            match next {
+            match self.vmas.from(gap_end) {
                 Some(n) if n.growsdown && Self::start_gap(n) < gap_end => {
                     high = Self::start_gap(n);
                 }
@@ -976,10 +977,10 @@ impl<M: Machine> LinuxMm<M> {
         let freed: u64 = if !fixed {
             0
         } else {
-            self.meeting(base, end)
-                .iter()
-                .map(|s| {
-                    let v = &self.vmas[s];
+            self.vmas
+                .rev_below(end)
+                .take_while(|v| v.end > base)
+                .map(|v| {
                     let part = v.end.min(end) - v.start.max(base);
                     if Self::reserves(v) > 0 {
                         part / PAGE_SIZE
@@ -1055,11 +1056,10 @@ impl<M: Machine> LinuxMm<M> {
         // The mappings from `addr` up to the first hole: one search.
         let mut seen: Vec<Seen> = self
             .vmas
-            .range(..end)
-            .rev()
-            .take_while(|(_, v)| v.end > addr)
-            .map(|(&start, v)| Seen {
-                start,
+            .rev_below(end)
+            .take_while(|v| v.end > addr)
+            .map(|v| Seen {
+                start: v.start,
                 end: v.end,
                 change: v.prot != prot || Self::account_after(v, prot) != v.account,
             })
@@ -1102,9 +1102,10 @@ impl<M: Machine> LinuxMm<M> {
         // again by address, as the one before may have taken it in.
         let mut at = addr;
         while at < covered {
-            let Some((&start, v)) = self.vmas.range(..=at).next_back() else {
+            let Some(v) = self.vmas.at_or_below(at) else {
                 break;
             };
+            let start = v.start;
             if v.end <= at {
                 break;
             }
@@ -1125,17 +1126,17 @@ impl<M: Machine> LinuxMm<M> {
     /// the parts below and above stay as they were, the changed part merges
     /// with its neighbours as Linux would.
     fn reprotect_rec(&mut self, start: u64, lo: u64, hi: u64, prot: Prot) {
-        let Some(mut v) = self.vmas.remove(&start) else {
+        let Some(mut v) = self.vmas.remove(start) else {
             return;
         };
         if v.end > hi {
             let upper = v.split_off(hi);
-            self.vmas.insert(hi, upper);
+            self.vmas.insert(upper);
         }
         if v.start < lo {
             let mid = v.split_off(lo);
             let lower = core::mem::replace(&mut v, mid);
-            self.vmas.insert(lower.start, lower);
+            self.vmas.insert(lower);
         }
         v.account = Self::account_after(&v, prot);
         v.prot = prot;
@@ -1243,9 +1244,7 @@ impl<M: Machine> LinuxMm<M> {
                     .is_ok()
                 {
                     let start = self.vma_at(old).map_or(old, |v| v.start);
-                    if let Some(v) = self.vmas.get_mut(&start) {
-                        v.end = new_end;
-                    }
+                    self.vmas.set_end(start, new_end);
                     self.merge_at(new_end);
                     return Ok(old);
                 }
@@ -1292,19 +1291,18 @@ impl<M: Machine> LinuxMm<M> {
         // The records: cut the moved part out and put it at `to`.
         let start = self
             .vmas
-            .range(..=old)
-            .next_back()
-            .map(|(&s, _)| s)
+            .at_or_below(old)
+            .map(|v| v.start)
             .expect("the moved mapping");
-        let mut rec = self.vmas.remove(&start).expect("found");
+        let mut rec = self.vmas.remove(start).expect("found");
         if rec.end > old + moved {
             let upper = rec.split_off(old + moved);
-            self.vmas.insert(upper.start, upper);
+            self.vmas.insert(upper);
         }
         if rec.start < old {
             let part = rec.split_off(old);
             let lower = core::mem::replace(&mut rec, part);
-            self.vmas.insert(lower.start, lower);
+            self.vmas.insert(lower);
         }
         rec.start = to;
         rec.end = to + new_len;
@@ -1346,7 +1344,7 @@ impl<M: Machine> LinuxMm<M> {
         let limit = new_top
             .saturating_add(PAGE_SIZE)
             .saturating_add(STACK_GUARD_GAP);
-        let next = self.vmas.range(old_top..limit).next().map(|(_, v)| v);
+        let next = self.vmas.from(old_top).filter(|v| v.start < limit);
         if next.is_some_and(|n| new_top + PAGE_SIZE > Self::start_gap(n)) {
             return self.brk;
         }
@@ -1364,9 +1362,7 @@ impl<M: Machine> LinuxMm<M> {
                     .map_or(hs, |a| a.base.as_u64());
                 let r = self.space.area_resize(VirtAddr::new(cb), new_top - cb);
                 if r.is_ok() {
-                    if let Some(v) = self.vmas.get_mut(&hs) {
-                        v.end = new_top;
-                    }
+                    self.vmas.set_end(hs, new_top);
                 }
                 r.is_ok()
             }
@@ -1424,7 +1420,9 @@ impl<M: Machine> LinuxMm<M> {
         let mut hole = false;
         let mut runs: Vec<(u64, u64)> = Vec::new();
         for s in self.meeting(addr, end) {
-            let v = &self.vmas[&s];
+            let Some(v) = self.vmas.get(s) else {
+                continue;
+            };
             if v.start > at {
                 hole = true;
             }
@@ -1487,7 +1485,7 @@ impl<M: Machine> Drop for LinuxMm<M> {
                 .space
                 .unmap_range(VirtAddr::new(v.start), v.end - v.start);
         }
-        for v in core::mem::take(&mut self.vmas).into_values() {
+        for v in core::mem::replace(&mut self.vmas, Records::new()).values() {
             if let Some(o) = v.object() {
                 o.release(frames);
             }

@@ -13,6 +13,16 @@ impl<V> AreaTree<V> {
     /// Removes the entry starting exactly at `start`, returning its end and
     /// value.
     pub fn remove(&mut self, start: u64) -> Option<(u64, V)> {
+        self.remove_if(start, |_, _| true)
+    }
+
+    /// Removes the entry starting exactly at `start` if `take` says so
+    /// of its end and value, returning them; one descent either way.
+    pub fn remove_if(
+        &mut self,
+        start: u64,
+        take: impl FnOnce(u64, &V) -> bool,
+    ) -> Option<(u64, V)> {
         if self.height == 0 {
             return None;
         }
@@ -20,6 +30,9 @@ impl<V> AreaTree<V> {
         let (node, _) = self.descend_path(start, &mut path);
         let leaf = &mut self.leaves[node as usize];
         let pos = leaf.position(start)?;
+        if !take(leaf.ends[pos], leaf.values[pos].as_ref()?) {
+            return None;
+        }
         let (_, end, value) = leaf.remove_at(pos);
         let remaining = leaf.len();
         self.len -= 1;

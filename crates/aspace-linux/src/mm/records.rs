@@ -1,0 +1,120 @@
+//! The layer's records of Linux mappings (VMAs) by address, in the core's
+//! arena B+tree: one descent answers "the mapping at or below this address
+//! and the one above". The tree keeps no free-gap summaries: the records
+//! cover exactly the core's areas, so top-down placement asks the core's
+//! tree (`AddressSpace::highest_free`), which keeps them anyway.
+//!
+//! The tree keys each record by its page range; a record's `start` and
+//! `end` change only through [`Records::set_end`] (or by taking it out and
+//! putting it back), so the two never disagree.
+
+use aspace::internals::area_tree::AreaTree;
+use aspace::PAGE_SIZE;
+
+use super::Vma;
+
+/// The mappings, by start address.
+#[derive(Clone)]
+pub(super) struct Records {
+    tree: AreaTree<Vma>,
+}
+
+/// The page holding byte address `a`.
+fn page(a: u64) -> u64 {
+    a / PAGE_SIZE
+}
+
+impl Records {
+    /// No mappings.
+    pub fn new() -> Self {
+        Records {
+            tree: AreaTree::new(),
+        }
+    }
+
+    /// How many mappings there are.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// The mapping starting at `start`.
+    pub fn get(&self, start: u64) -> Option<&Vma> {
+        debug_assert!(start % PAGE_SIZE == 0);
+        self.tree.get(page(start)).map(|(_, v)| v)
+    }
+
+    /// The mapping starting at `start`, to change anything but its range
+    /// (which [`set_end`](Self::set_end) changes).
+    pub fn get_mut(&mut self, start: u64) -> Option<&mut Vma> {
+        self.tree.get_mut(page(start)).map(|(_, v)| v)
+    }
+
+    /// Records `v`, whose range must be free (else it is dropped: a bug,
+    /// caught in debug builds).
+    pub fn insert(&mut self, v: Vma) {
+        let (s, e) = (page(v.start), page(v.end));
+        let inserted = self.tree.insert(s, e, v).is_ok();
+        debug_assert!(inserted, "a record's range is free");
+    }
+
+    /// Takes the mapping starting at `start` out.
+    pub fn remove(&mut self, start: u64) -> Option<Vma> {
+        // Starts are whole pages: the entry at `start`'s page starts there.
+        self.tree.remove(page(start)).map(|(_, v)| v)
+    }
+
+    /// Moves the end of the mapping starting at `start` to `end` (above
+    /// its start; growth only into free addresses).
+    pub fn set_end(&mut self, start: u64, end: u64) {
+        let Some(v) = self.get_mut(start) else {
+            debug_assert!(false, "no record at {start:#x}");
+            return;
+        };
+        v.end = end;
+        let moved = self.tree.set_end(page(start), page(end));
+        debug_assert!(moved, "a record's new end leaves it free of the next");
+    }
+
+    /// The mappings in address order.
+    pub fn values(&self) -> impl Iterator<Item = &Vma> {
+        self.tree.iter().map(|(_, _, v)| v)
+    }
+
+    /// The mapping with the greatest start at or below `a`.
+    pub fn at_or_below(&self, a: u64) -> Option<&Vma> {
+        self.tree.neighbors(page(a)).0.map(|(_, _, v)| v)
+    }
+
+    /// The mapping with the greatest start at or below `a` and the one
+    /// with the least start above it: one descent.
+    pub fn around(&self, a: u64) -> (Option<&Vma>, Option<&Vma>) {
+        let (lo, hi) = self.tree.neighbors(page(a));
+        (lo.map(|(_, _, v)| v), hi.map(|(_, _, v)| v))
+    }
+
+    /// The mapping with the greatest start below `a`.
+    pub fn below(&self, a: u64) -> Option<&Vma> {
+        self.at_or_below(a.checked_sub(1)?)
+    }
+
+    /// The mapping with the least start at or above `a`.
+    pub fn from(&self, a: u64) -> Option<&Vma> {
+        match a.checked_sub(1) {
+            // Starts are pages: a start above `a - 1` is at or above `a`.
+            Some(b) => self.tree.neighbors(page(b)).1,
+            None => self.tree.neighbors(0).0.or(self.tree.neighbors(0).1),
+        }
+        .map(|(_, _, v)| v)
+        .filter(|v| v.start >= a)
+    }
+
+    /// The mappings that start below `a`, highest first.
+    pub fn rev_below(&self, a: u64) -> impl Iterator<Item = &Vma> {
+        let mut next = self.below(a);
+        core::iter::from_fn(move || {
+            let v = next?;
+            next = self.below(v.start);
+            Some(v)
+        })
+    }
+}
