@@ -302,24 +302,49 @@ impl<M: Machine> AddressSpace<M> {
             .and_then(|p| tree.find(p))
             .filter(|&(_, left_end, _)| left_end == start)
             .map(|(left, _, _)| left);
-        // The heap first: the area that takes the right one's runs, and the
-        // left one that takes both, get room for them.
         let right_ok = self.mergeable(tree, start, end);
         let left_ok = left.is_some_and(|l| self.mergeable(tree, l, start));
-        // Runs of the used space and of the copy-on-write set.
-        let intervals = |at: u64| {
-            tree.get(at).map_or((0, 0), |(_, e)| {
-                let st = e.lock();
-                (st.used.intervals(), st.cow.intervals())
-            })
+        if !right_ok && !left_ok {
+            return Ok(false);
+        }
+        // The heap first: the area that takes the right one's runs, and the
+        // left one that takes both, get room for exactly the runs they gain
+        // (none where a run continues across the boundary: an area's single
+        // inline run stays inline).
+        let runs = |at: u64| {
+            tree.get(at)
+                .map_or(Runs::default(), |(_, e)| Runs::of(&e.lock()))
         };
-        let right_runs = if right_ok { intervals(end) } else { (0, 0) };
-        if right_ok && !Self::reserve_runs(tree, start, right_runs) {
-            return Err(Error::NoMemory);
+        let mid = runs(start);
+        let mut joined = mid;
+        if right_ok {
+            let right = runs(end);
+            let mut gained = (0, 0);
+            let room = Self::reserve_runs(tree, start, |st| {
+                gained = (
+                    st.used.added_by_join(end, right.used, right.used_first),
+                    st.cow.added_by_join(end, right.cow, right.cow_first),
+                );
+                gained
+            });
+            if !room {
+                return Err(Error::NoMemory);
+            }
+            joined = Runs {
+                used: mid.used + gained.0,
+                used_first: mid.used_first.or(right.used_first),
+                cow: mid.cow + gained.1,
+                cow_first: mid.cow_first.or(right.cow_first),
+            };
         }
         if let (true, Some(l)) = (left_ok, left) {
-            let (used, cow) = intervals(start);
-            if !Self::reserve_runs(tree, l, (used + right_runs.0, cow + right_runs.1)) {
+            let room = Self::reserve_runs(tree, l, |st| {
+                (
+                    st.used.added_by_join(start, joined.used, joined.used_first),
+                    st.cow.added_by_join(start, joined.cow, joined.cow_first),
+                )
+            });
+            if !room {
                 return Err(Error::NoMemory);
             }
         }
@@ -331,22 +356,31 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// Whether the area at `left` of `tree` and the one at `boundary`
-    /// (where it ends) may become one.
+    /// (where it ends) may become one. The rights in the areas' summaries
+    /// (kept current by every locked change) rule most pairs out without
+    /// taking a lock.
     fn mergeable(&self, tree: &Areas<M>, left: u64, boundary: u64) -> bool {
         let (Some((left_end, l)), Some((_, r))) = (tree.get(left), tree.get(boundary)) else {
             return false;
         };
-        left_end == boundary && {
-            let (lst, rst) = (l.lock(), r.lock());
-            Self::compatible(&l.area, &lst, &r.area, &rst)
+        if left_end != boundary || l.summary.flags() - AreaFlags::PLACEMENT != r.summary.flags() {
+            return false;
         }
+        let (lst, rst) = (l.lock(), r.lock());
+        Self::compatible(&l.area, &lst, &r.area, &rst)
     }
 
     /// Makes room in the used space and the copy-on-write set of the area
-    /// at `at` for `runs` more runs (of each); whether the heap gave it.
-    fn reserve_runs(tree: &Areas<M>, at: u64, (used, cow): (usize, usize)) -> bool {
+    /// at `at` for the runs `more` asks of its locked state (of each);
+    /// whether the heap gave it.
+    fn reserve_runs(
+        tree: &Areas<M>,
+        at: u64,
+        more: impl FnOnce(&AreaState<M>) -> (usize, usize),
+    ) -> bool {
         tree.get(at).is_some_and(|(_, e)| {
             let mut st = e.lock();
+            let (used, cow) = more(&st);
             st.used.try_reserve(used) && (cow == 0 || st.cow.try_reserve(cow))
         })
     }
@@ -430,4 +464,25 @@ pub(crate) struct SplitRoom<M: Machine> {
     upper: TryArc<Area<M>>,
     used: UsedSpace,
     cow: UsedSpace,
+}
+
+/// An area's runs as a merge counts them: how many its used space and
+/// copy-on-write set hold, and where the lowest of each starts.
+#[derive(Clone, Copy, Default)]
+struct Runs {
+    used: usize,
+    used_first: Option<u64>,
+    cow: usize,
+    cow_first: Option<u64>,
+}
+
+impl Runs {
+    fn of<M: Machine>(st: &AreaState<M>) -> Self {
+        Runs {
+            used: st.used.intervals(),
+            used_first: st.used.first_page(),
+            cow: st.cow.intervals(),
+            cow_first: st.cow.first_page(),
+        }
+    }
 }

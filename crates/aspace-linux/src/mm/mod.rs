@@ -1126,21 +1126,31 @@ impl<M: Machine> LinuxMm<M> {
     /// the parts below and above stay as they were, the changed part merges
     /// with its neighbours as Linux would.
     fn reprotect_rec(&mut self, start: u64, lo: u64, hi: u64, prot: Prot) {
-        let Some(mut v) = self.vmas.remove(start) else {
+        // The record keeps its place in the tree as its lowest part; the
+        // parts cut off above go in as new records.
+        let Some(v) = self.vmas.get(start) else {
             return;
         };
-        if v.end > hi {
-            let upper = v.split_off(hi);
-            self.vmas.insert(upper);
+        let (upper, mid) = (
+            (v.end > hi).then(|| v.above(hi)),
+            (start < lo).then(|| v.above(lo)),
+        );
+        if let Some(u) = upper {
+            self.vmas.set_end(start, hi);
+            self.vmas.insert(u);
         }
-        if v.start < lo {
-            let mid = v.split_off(lo);
-            let lower = core::mem::replace(&mut v, mid);
-            self.vmas.insert(lower);
+        if let Some(mut m) = mid {
+            m.end = hi;
+            self.vmas.set_end(start, lo);
+            self.vmas.insert(m);
         }
-        v.account = Self::account_after(&v, prot);
-        v.prot = prot;
-        self.insert_rec(v);
+        if let Some(m) = self.vmas.get_mut(lo) {
+            m.account = Self::account_after(m, prot);
+            m.prot = prot;
+        }
+        // Merged with the one below, then (as that) with the one above.
+        self.merge_at(lo);
+        self.merge_at(hi);
     }
 
     /// `VM_ACCOUNT` after `mprotect` to `prot` (Linux's `mprotect_fixup`):

@@ -371,6 +371,20 @@ impl UsedSpace {
         Ok(())
     }
 
+    /// How many more intervals this set holds once it has taken in the
+    /// `runs` intervals of a set lying wholly at or above page `boundary`
+    /// (this one wholly below it), whose lowest interval starts at
+    /// `first`: one fewer when that interval continues this set's last.
+    pub fn added_by_join(&self, boundary: u64, runs: usize, first: Option<u64>) -> usize {
+        let joins = first == Some(boundary) && self.last().is_some_and(|(_, e)| e == boundary);
+        runs - usize::from(joins)
+    }
+
+    /// The first page of the lowest interval, if any.
+    pub fn first_page(&self) -> Option<u64> {
+        self.first_in(0, u64::MAX).map(|r| r.start.number())
+    }
+
     /// The last interval, if any.
     fn last(&self) -> Option<(u64, u64)> {
         match &self.runs {
