@@ -271,29 +271,34 @@ impl<M: Machine> AddressSpace<M> {
         Ok(())
     }
 
-    /// Merges every area meeting `[s, e)` with compatible neighbours.
+    /// Merges every area meeting `[s, e)` with compatible neighbours: one
+    /// pass up the boundaries from the first such area's start to `e`,
+    /// each pair looked at once (a heap that refuses a join leaves that
+    /// pair apart, which is correct, only less compact).
     fn merge_range(&self, tree: &mut Areas<M>, s: u64, e: u64) {
-        let mut n = s;
-        if s > 0 && tree.find(s).is_none() {
-            // A hole at the start: the first area of the range.
-            match Self::first_in(tree, s, e) {
-                Some((start, _)) => n = start,
+        let Some((first, first_end)) = Self::first_in(tree, s, e) else {
+            return;
+        };
+        // `cur`: the area left of boundary `b`.
+        let (mut cur, mut b) = match first.checked_sub(1).and_then(|p| tree.find(p)) {
+            Some((l, l_end, _)) if l_end == first => (l, first),
+            _ => (first, first_end),
+        };
+        while b <= e {
+            if !self.join_pair(tree, cur, b) {
+                // Apart (or a hole at `b`): the next area on is the left one.
+                match tree.get(b) {
+                    Some(_) => cur = b,
+                    None => match Self::first_in(tree, b, e) {
+                        Some((start, _)) => cur = start,
+                        None => return,
+                    },
+                }
+            }
+            match tree.get(cur) {
+                Some((end, _)) => b = end,
                 None => return,
             }
-        }
-        while n < e {
-            self.merge_at(tree, n);
-            match tree.find(n) {
-                Some((_, end, _)) => n = end,
-                None => match Self::first_in(tree, n, e) {
-                    Some((start, _)) => n = start,
-                    None => break,
-                },
-            }
-        }
-        // The area past the end, split off or not, with the last one.
-        if tree.get(e).is_some() {
-            self.merge_at(tree, e);
         }
     }
 

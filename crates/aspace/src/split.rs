@@ -370,6 +370,35 @@ impl<M: Machine> AddressSpace<M> {
         Self::compatible(&l.area, &lst, &r.area, &rst)
     }
 
+    /// Joins the area starting at `boundary` to the one at `left` (which
+    /// must end there) if they are compatible and the heap gives the left
+    /// one room for the runs it gains; whether it did. Changes nothing
+    /// otherwise. One lock of each area for the checks.
+    pub(crate) fn join_pair(&self, tree: &mut Areas<M>, left: u64, boundary: u64) -> bool {
+        {
+            let (Some((left_end, l)), Some((_, r))) = (tree.get(left), tree.get(boundary)) else {
+                return false;
+            };
+            if left_end != boundary || l.summary.flags() - AreaFlags::PLACEMENT != r.summary.flags()
+            {
+                return false;
+            }
+            let (mut lst, rst) = (l.lock(), r.lock());
+            if !Self::compatible(&l.area, &lst, &r.area, &rst) {
+                return false;
+            }
+            let right = Runs::of(&rst);
+            let used = lst
+                .used
+                .added_by_join(boundary, right.used, right.used_first);
+            let cow = lst.cow.added_by_join(boundary, right.cow, right.cow_first);
+            if !lst.used.try_reserve(used) || (cow != 0 && !lst.cow.try_reserve(cow)) {
+                return false;
+            }
+        }
+        self.merge_pair(tree, left, boundary)
+    }
+
     /// Makes room in the used space and the copy-on-write set of the area
     /// at `at` for the runs `more` asks of its locked state (of each);
     /// whether the heap gave it.
