@@ -21,6 +21,7 @@ use crate::addr::{Page, PageRange, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
 use crate::flags::{AreaAttrs, AreaFlags};
+use crate::internals::area_tree::Entry;
 use crate::internals::used_space::UsedSpace;
 use crate::machine::Machine;
 use crate::paging::PageTable;
@@ -65,11 +66,32 @@ impl<M: Machine> AddressSpace<M> {
     /// The `(start, end)` of the lowest area of `tree` that intersects
     /// pages `[s, e)`.
     fn first_in(tree: &Areas<M>, s: u64, e: u64) -> Option<(u64, u64)> {
-        let (start, end) = match tree.neighbors(s) {
-            (Some((start, end, _)), _) if end > s => (start, end),
-            (_, after) => after.map(|(start, end, _)| (start, end))?,
+        Self::first_entry_in(tree, s, e).map(|(start, end, _)| (start, end))
+    }
+
+    /// The lowest area of `tree` that intersects pages `[s, e)`, with its
+    /// entry.
+    fn first_entry_in(tree: &Areas<M>, s: u64, e: u64) -> Option<Entry<'_, AreaEntry<M>>> {
+        let entry = match tree.neighbors(s) {
+            (Some(entry), _) if entry.1 > s => entry,
+            (_, after) => after?,
         };
-        (start < e).then_some((start, end))
+        (entry.0 < e).then_some(entry)
+    }
+
+    /// Every area of `tree` that intersects pages `[s, e)`, lowest first,
+    /// with its entry: one search each, nothing allocated.
+    fn areas_in(
+        tree: &Areas<M>,
+        s: u64,
+        e: u64,
+    ) -> impl Iterator<Item = Entry<'_, AreaEntry<M>>> + '_ {
+        let mut next = Self::first_entry_in(tree, s, e);
+        core::iter::from_fn(move || {
+            let cur = next?;
+            next = Self::first_entry_in(tree, cur.1, e);
+            Some(cur)
+        })
     }
 
     /// Checks that every page of `[s, e)` lies in an area that is not
@@ -215,9 +237,20 @@ impl<M: Machine> AddressSpace<M> {
         let range = Self::checked_range(base, size)?;
         let (s, e) = (range.start.number(), range.end().number());
         let mut tree = self.areas.write();
-        let mut list = Self::check_covered(&tree, s, e)?;
-        for &(start, _) in &list {
-            let (_, slot) = tree.get(start).ok_or(Error::NotFound)?;
+        // Every page covered by an area (a hole anywhere comes first), then
+        // every area able to take the rights: passes over the areas, no
+        // list kept.
+        let mut at = s;
+        for (start, end, slot) in Self::areas_in(&tree, s, e) {
+            if start > at || slot.lock().attrs.contains(AreaAttrs::PARTIAL) {
+                return Err(Error::NotFound);
+            }
+            at = end;
+        }
+        if at < e {
+            return Err(Error::NotFound);
+        }
+        for (_, _, slot) in Self::areas_in(&tree, s, e) {
             let st = slot.lock();
             if !slot.area.backend.caps().contains(BackendCaps::CHANGE_FLAGS) {
                 return Err(Error::NotSupported);
@@ -231,14 +264,10 @@ impl<M: Machine> AddressSpace<M> {
         let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
         self.split_at(&mut tree, s, room_s)?;
         self.split_at(&mut tree, e, room_e)?;
-        Self::refill_entries(&tree, s, e, &mut list);
         // The rights change in place, one walk per leaf table; the pages
         // whose entry changed leave every TLB in one round.
         let mut batch = ShootdownBatch::new();
-        for (start, _) in list {
-            let Some((_, slot)) = tree.get(start) else {
-                continue;
-            };
+        for (_, _, slot) in Self::areas_in(&tree, s, e) {
             let mut st = slot.lock();
             let new = (flags - KEPT) | (st.flags & KEPT);
             if new == st.flags {

@@ -323,14 +323,6 @@ struct Neighbours {
     anon: Option<u64>,
 }
 
-/// A mapping `mprotect` looked at.
-struct Seen {
-    start: u64,
-    end: u64,
-    /// Its rights or `VM_ACCOUNT` change.
-    change: bool,
-}
-
 /// Result of a call: the value Linux returns on success, or its errno.
 pub type MmResult = Result<u64, Errno>;
 
@@ -1053,46 +1045,38 @@ impl<M: Machine> LinuxMm<M> {
         if prot.0 & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
             return Err(Errno::EINVAL);
         }
-        // The mappings from `addr` up to the first hole: one search.
-        let mut seen: Vec<Seen> = self
-            .vmas
-            .rev_below(end)
-            .take_while(|v| v.end > addr)
-            .map(|v| Seen {
-                start: v.start,
-                end: v.end,
-                change: v.prot != prot || Self::account_after(v, prot) != v.account,
-            })
-            .collect();
-        seen.reverse();
+        // The mappings from `addr` up to the first hole (or `end`): one
+        // search each, nothing collected. `cuts`: where a changing mapping
+        // is cut (below `addr`, above the covered part).
         let mut covered = addr;
-        let mut upto = 0;
-        for v in &seen {
-            if v.start > covered {
+        let (mut any_change, mut cuts, mut last_change) = (false, 0usize, false);
+        let mut next = self.vmas.at_or_below(addr).filter(|v| v.end > addr);
+        while let Some(v) = next {
+            let change = v.prot != prot || Self::account_after(v, prot) != v.account;
+            any_change |= change;
+            cuts += usize::from(change && v.start < addr);
+            last_change = change;
+            covered = v.end;
+            if covered >= end {
                 break;
             }
-            covered = v.end;
-            upto += 1;
+            next = self.vmas.get(covered);
         }
-        seen.truncate(upto);
+        let last_end = covered;
         let covered = covered.min(end);
+        cuts += usize::from(last_change && last_end > covered);
         if covered == addr || (covered < end && self.holes == HolePolicy::Refuse) {
             return Err(Errno::ENOMEM);
         }
         let rights = Self::rights(prot)?;
         // Cutting a mapping past `vm.max_map_count` (Linux checks at each
         // cut and stops there; this refuses before any change).
-        let cuts = seen
-            .iter()
-            .filter(|v| v.change)
-            .map(|v| usize::from(v.start < addr) + usize::from(v.end > covered))
-            .sum::<usize>();
         if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
         // One step for the whole part; the core keeps copy-on-write pages
         // (a private file mapping's lent ones) read-only whatever the rights.
-        if seen.iter().any(|v| v.change) {
+        if any_change {
             self.space
                 .protect_range(VirtAddr::new(addr), covered - addr, rights)
                 .map_err(errno_of)?;

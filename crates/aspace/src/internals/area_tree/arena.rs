@@ -4,7 +4,7 @@
 
 use alloc::vec::Vec;
 
-use super::node::{Inner, Leaf, Sums, CAP, MIN_KEYS, MIN_LEAF, NIL};
+use super::node::{Inner, Leaf, Sums, CAP, MIN_KEYS, MIN_LEAF, NIL, PAD};
 use super::AreaTree;
 
 impl<V> AreaTree<V> {
@@ -141,6 +141,25 @@ impl<V> AreaTree<V> {
             self.leaves.push(leaf);
             i
         }
+    }
+
+    /// An empty leaf: a freed one reset in place (a leaf is large: no copy
+    /// of a new one into the slot), or else a new one at the end of the
+    /// arena.
+    pub(super) fn alloc_empty_leaf(&mut self) -> u32 {
+        let i = self.free_leaves;
+        if i == NIL {
+            return self.alloc_leaf(Leaf::new());
+        }
+        let slot = &mut self.leaves[i as usize];
+        self.free_leaves = slot.next;
+        self.free_leaf_count -= 1;
+        debug_assert!(slot.len == 0 && slot.values.iter().all(Option::is_none));
+        slot.starts = [PAD; CAP];
+        slot.ends = [0; CAP];
+        slot.guards = [0; CAP];
+        slot.next = NIL;
+        i
     }
 
     /// Puts an emptied leaf on the free list (linked through its `next`).

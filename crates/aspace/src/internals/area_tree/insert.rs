@@ -3,7 +3,7 @@
 
 use super::arena::pair_mut;
 use super::node::{
-    inner_move_tail_to, inner_take_front, Inner, Leaf, Sum, Sums, CAP, MAX_INNER_LEVELS, MIN_KEYS,
+    inner_move_tail_to, inner_take_front, Inner, Sum, Sums, CAP, MAX_INNER_LEVELS, MIN_KEYS,
     MIN_LEAF,
 };
 use super::search::Path;
@@ -97,9 +97,9 @@ impl<V> AreaTree<V> {
             return Err(value);
         }
         if self.height == 0 {
-            let mut leaf = Leaf::new();
-            leaf.insert_at(0, start, end, guard, value);
-            self.root = self.alloc_leaf(leaf);
+            let root = self.alloc_empty_leaf();
+            self.leaves[root as usize].insert_at(0, start, end, guard, value);
+            self.root = root;
             self.height = 1;
             self.len = 1;
             return Ok(());
