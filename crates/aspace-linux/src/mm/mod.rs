@@ -749,7 +749,18 @@ impl<M: Machine> LinuxMm<M> {
         if lo >= hi {
             return Ok(());
         }
-        // The common case, a range inside one mapping: one search, no list.
+        // The commonest case, a whole mapping: one search.
+        if let Some(v) = self.vmas.remove_exact(lo, hi) {
+            if let Err(e) = self.space.unmap_range(VirtAddr::new(lo), hi - lo) {
+                self.vmas.insert(v);
+                return Err(errno_of(e));
+            }
+            if let Some(o) = v.object() {
+                self.drop_object_if_unused(o);
+            }
+            return Ok(());
+        }
+        // A range inside one mapping: one search, no list.
         if let Some(v) = self.vmas.below(hi) {
             let s = v.start;
             if s <= lo && v.end >= hi {

@@ -63,6 +63,15 @@ impl Records {
         self.tree.remove(page(start)).map(|(_, v)| v)
     }
 
+    /// Takes out the mapping that spans exactly `[start, end)`, if there is
+    /// one: one descent.
+    pub fn remove_exact(&mut self, start: u64, end: u64) -> Option<Vma> {
+        let last = page(end);
+        self.tree
+            .remove_if(page(start), |e, v| e == last && v.start == start)
+            .map(|(_, v)| v)
+    }
+
     /// Moves the end of the mapping starting at `start` to `end` (above
     /// its start; growth only into free addresses).
     pub fn set_end(&mut self, start: u64, end: u64) {
