@@ -1286,7 +1286,9 @@ impl<M: Machine> LinuxMm<M> {
         if reserves && grow > self.system.reserve().available() {
             return Err(Errno::ENOMEM);
         }
-        self.unmap(to, to + new_len)?;
+        if self.taken(to, to + new_len) {
+            self.unmap(to, to + new_len)?;
+        }
         if old_len > new_len {
             self.unmap(old + new_len, old + old_len)?;
         }
