@@ -415,17 +415,15 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// Joins the area starting at `boundary` to the one at `left` (which
-    /// ends there) if they are compatible; whether it did.
+    /// ends there), found compatible under this write lock of the tree
+    /// (which keeps them so) and with room reserved for the runs the left
+    /// one gains; whether it did.
     fn merge_pair(&self, tree: &mut Areas<M>, left: u64, boundary: u64) -> bool {
-        {
-            let (Some((left_end, l)), Some((_, r))) = (tree.get(left), tree.get(boundary)) else {
-                return false;
-            };
+        #[cfg(debug_assertions)]
+        if let (Some((left_end, l)), Some((_, r))) = (tree.get(left), tree.get(boundary)) {
             debug_assert_eq!(left_end, boundary);
             let (lst, rst) = (l.lock(), r.lock());
-            if !Self::compatible(&l.area, &lst, &r.area, &rst) {
-                return false;
-            }
+            debug_assert!(Self::compatible(&l.area, &lst, &r.area, &rst));
         }
         let Some((end, right)) = tree.remove(boundary) else {
             return false;

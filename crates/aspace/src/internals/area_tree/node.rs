@@ -207,7 +207,11 @@ impl<V> Leaf<V> {
         self.starts.copy_within(i..len, i + 1);
         self.ends.copy_within(i..len, i + 1);
         self.guards.copy_within(i..len, i + 1);
-        self.values[i..=len].rotate_right(1);
+        // Adjacent swaps: a few entries at most, moved inline (a rotation
+        // goes through a general copy routine).
+        for j in (i..len).rev() {
+            self.values.swap(j, j + 1);
+        }
         self.starts[i] = start;
         self.ends[i] = end;
         self.guards[i] = guard;
@@ -226,7 +230,9 @@ impl<V> Leaf<V> {
         self.starts.copy_within(i + 1..len, i);
         self.ends.copy_within(i + 1..len, i);
         self.guards.copy_within(i + 1..len, i);
-        self.values[i..len].rotate_left(1);
+        for j in i..len - 1 {
+            self.values.swap(j, j + 1);
+        }
         self.starts[len - 1] = PAD;
         self.ends[len - 1] = 0;
         self.guards[len - 1] = 0;
