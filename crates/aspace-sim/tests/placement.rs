@@ -414,3 +414,58 @@ fn the_system_call_writes_the_chosen_base_back() {
         P as usize
     );
 }
+
+/// `highest_free` against a brute-force model: random areas (some with a
+/// guard page) in a window of 64 pages, then every (floor, ceiling, size)
+/// asked of both; each answer is then checked by creating an area there.
+#[test]
+fn highest_free_matches_a_scan_of_the_pages() {
+    const SEED: u64 = 0x5eed_0016;
+    const LO: u64 = 0x40_0000;
+    const PAGES: u64 = 64;
+    let mut rng = SEED;
+    let mut next = |n: u64| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng >> 33) % n
+    };
+    for round in 0..40 {
+        let sim = sim();
+        let s = sim.system().create().unwrap();
+        // taken[i]: page LO/P + i is an area's or a guard's.
+        let mut taken = [false; PAGES as usize];
+        for _ in 0..8 {
+            let (at, len) = (1 + next(PAGES - 4), 1 + next(4));
+            let guard = next(3) == 0;
+            let flags = if guard { RW | AreaFlags::GUARD } else { RW };
+            if s.area_create(va(LO + at * P), len * P, flags).is_ok() {
+                let from = at - u64::from(guard);
+                for p in from..(at + len).min(PAGES) {
+                    taken[p as usize] = true;
+                }
+            }
+        }
+        for _ in 0..20 {
+            let (floor, ceiling, size) = (next(PAGES), next(PAGES + 1), 1 + next(6));
+            let model = (floor..ceiling.saturating_sub(size - 1))
+                .rev()
+                .find(|&b| (b..b + size).all(|p| !taken[p as usize]));
+            let got = s.highest_free(va(LO + floor * P), va(LO + ceiling * P), size * P);
+            assert_eq!(
+                got,
+                model.map(|b| va(LO + b * P)),
+                "seed {SEED:#x} round {round}: floor {floor} ceiling {ceiling} size {size}, taken {taken:?}"
+            );
+        }
+    }
+    // Nothing to fit, and a fit that is then really free.
+    let sim = sim();
+    let s = sim.system().create().unwrap();
+    assert_eq!(s.highest_free(va(LO), va(LO + 4 * P), 0), None);
+    assert_eq!(s.highest_free(va(LO), va(LO + 4 * P), 5 * P), None);
+    let b = s.highest_free(va(LO), va(LO + 8 * P), 3 * P).unwrap();
+    assert_eq!(b, va(LO + 5 * P));
+    assert_eq!(s.area_create(b, 3 * P, RW), Ok(b));
+    assert_eq!(s.highest_free(va(LO), va(LO + 8 * P), 6 * P), None);
+}

@@ -1268,3 +1268,36 @@ fn guards_refuse_neighbours_and_name_their_entry() {
         None
     );
 }
+
+#[test]
+fn remove_if_takes_out_only_what_it_is_told() {
+    let mut t = tree(&[(10, 20), (20, 25), (30, 40)]);
+    // Refused: the entry stays, nothing else changes.
+    assert_eq!(t.remove_if(20, |end, _| end == 30), None);
+    assert_eq!(t.get(20).map(|(e, _)| e), Some(25));
+    // No entry starting there: the predicate is not asked.
+    assert_eq!(t.remove_if(21, |_, _| panic!("asked")), None);
+    // Taken: the predicate sees the end and the value.
+    let mut seen = None;
+    let v20 = *t.get(20).unwrap().1;
+    assert_eq!(
+        t.remove_if(20, |end, v| {
+            seen = Some((end, *v));
+            true
+        }),
+        Some((25, v20))
+    );
+    assert_eq!(seen, Some((25, v20)));
+    assert_eq!(t.len(), 2);
+    assert_eq!(t.find(22), None);
+    t.check_invariants();
+    // The last one out empties the tree, and a new first entry reuses it.
+    assert!(t.remove_if(10, |_, _| true).is_some());
+    assert!(t.remove_if(30, |_, _| true).is_some());
+    assert!(t.is_empty());
+    t.check_invariants();
+    assert!(t.insert(50, 60, 7).is_ok());
+    assert_eq!(t.find(55), Some((50, 60, &7)));
+    assert_eq!(t.node_counts(), (1, 0));
+    t.check_invariants();
+}

@@ -389,3 +389,38 @@ proptest! {
         c.check_invariants();
     }
 }
+
+/// A merge reserves exactly the runs the left set gains: a run that
+/// continues across the boundary adds none, and taking it in then
+/// allocates nothing (an inline run stays inline).
+#[test]
+fn a_join_across_the_boundary_adds_no_run_and_allocates_nothing() {
+    let mut left = UsedSpace::new();
+    left.insert(p(0), 6).unwrap();
+    let mut right = UsedSpace::new();
+    right.insert(p(6), 4).unwrap();
+    right.insert(p(12), 2).unwrap();
+    assert_eq!(right.first_page(), Some(6));
+    // Continues: one of the two runs is new.
+    assert_eq!(
+        left.added_by_join(6, right.intervals(), right.first_page()),
+        1
+    );
+    // A gap at the boundary, or an empty side: every run is new.
+    assert_eq!(left.added_by_join(6, 2, Some(7)), 2);
+    assert_eq!(UsedSpace::new().added_by_join(6, 2, Some(6)), 2);
+    assert_eq!(left.added_by_join(6, 0, None), 0);
+    let mut one = UsedSpace::new();
+    one.insert(p(6), 4).unwrap();
+    let added = left.added_by_join(6, one.intervals(), one.first_page());
+    assert_eq!(added, 0);
+    let (n, ()) = allocations(|| {
+        assert!(left.try_reserve(added));
+        for r in one.iter() {
+            left.insert(r.start, r.count).unwrap();
+        }
+    });
+    assert_eq!(n, 0, "the joined run stays inline");
+    assert_eq!(left.intervals(), 1);
+    assert_eq!(left.pages(), 10);
+}
