@@ -72,6 +72,9 @@ impl<M: Machine> AddressSpace<M> {
     /// The lowest area of `tree` that intersects pages `[s, e)`, with its
     /// entry.
     fn first_entry_in(tree: &Areas<M>, s: u64, e: u64) -> Option<Entry<'_, AreaEntry<M>>> {
+        if s >= e {
+            return None;
+        }
         let entry = match tree.neighbors(s) {
             (Some(entry), _) if entry.1 > s => entry,
             (_, after) => after?,
@@ -237,28 +240,29 @@ impl<M: Machine> AddressSpace<M> {
         let range = Self::checked_range(base, size)?;
         let (s, e) = (range.start.number(), range.end().number());
         let mut tree = self.areas.write();
-        // Every page covered by an area (a hole anywhere comes first), then
-        // every area able to take the rights: passes over the areas, no
-        // list kept.
+        // Every page covered by an area (a hole anywhere is the error that
+        // comes first), every area able to take the rights: one pass over
+        // the areas, no list kept.
         let mut at = s;
+        let mut refused = Ok(());
         for (start, end, slot) in Self::areas_in(&tree, s, e) {
-            if start > at || slot.lock().attrs.contains(AreaAttrs::PARTIAL) {
+            let st = slot.lock();
+            if start > at || st.attrs.contains(AreaAttrs::PARTIAL) {
                 return Err(Error::NotFound);
             }
             at = end;
+            if refused.is_ok() {
+                if !slot.area.backend.caps().contains(BackendCaps::CHANGE_FLAGS) {
+                    refused = Err(Error::NotSupported);
+                } else if !st.max_flags.contains(flags - KEPT) {
+                    refused = Err(Error::PermissionDenied);
+                }
+            }
         }
         if at < e {
             return Err(Error::NotFound);
         }
-        for (_, _, slot) in Self::areas_in(&tree, s, e) {
-            let st = slot.lock();
-            if !slot.area.backend.caps().contains(BackendCaps::CHANGE_FLAGS) {
-                return Err(Error::NotSupported);
-            }
-            if !st.max_flags.contains(flags - KEPT) {
-                return Err(Error::PermissionDenied);
-            }
-        }
+        refused?;
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
         let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
