@@ -573,7 +573,7 @@ impl<M: Machine> LinuxMm<M> {
     /// Merges the record ending at `at` with the one starting there, if
     /// Linux would.
     fn merge_at(&mut self, at: u64) {
-        let (Some(prev), Some(next)) = (self.vmas.below(at), self.vmas.get(at)) else {
+        let (Some(prev), Some(next)) = self.vmas.meeting_at(at) else {
             return;
         };
         if prev.merges_with(next) {
@@ -581,8 +581,7 @@ impl<M: Machine> LinuxMm<M> {
             let Some(next) = self.vmas.remove(at) else {
                 return;
             };
-            self.vmas.set_end(pstart, next.end);
-            if let Some(p) = self.vmas.get_mut(pstart) {
+            if let Some(p) = self.vmas.set_end(pstart, next.end) {
                 p.anon = anon;
             }
         }
@@ -1130,22 +1129,33 @@ impl<M: Machine> LinuxMm<M> {
             (v.end > hi).then(|| v.above(hi)),
             (start < lo).then(|| v.above(lo)),
         );
+        let (cut_above, cut_below) = (upper.is_some(), mid.is_some());
+        if cut_above || cut_below {
+            let _ = self.vmas.set_end(start, if cut_below { lo } else { hi });
+        }
+        let mut changed = match mid {
+            Some(mut m) => {
+                m.end = hi;
+                m
+            }
+            None => match self.vmas.remove(start) {
+                Some(m) => m,
+                None => return,
+            },
+        };
         if let Some(u) = upper {
-            self.vmas.set_end(start, hi);
             self.vmas.insert(u);
         }
-        if let Some(mut m) = mid {
-            m.end = hi;
-            self.vmas.set_end(start, lo);
-            self.vmas.insert(m);
+        changed.account = Self::account_after(&changed, prot);
+        changed.prot = prot;
+        if cut_above && cut_below {
+            // Between two parts that keep the old rights: nothing merges.
+            self.vmas.insert(changed);
+            return;
         }
-        if let Some(m) = self.vmas.get_mut(lo) {
-            m.account = Self::account_after(m, prot);
-            m.prot = prot;
-        }
-        // Merged with the one below, then (as that) with the one above.
-        self.merge_at(lo);
-        self.merge_at(hi);
+        // Merged with the one below, then (as that) with the one above
+        // (a part cut off keeps the old rights: no merge with it).
+        self.insert_rec(changed);
     }
 
     /// `VM_ACCOUNT` after `mprotect` to `prot` (Linux's `mprotect_fixup`):

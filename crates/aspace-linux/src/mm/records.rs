@@ -73,15 +73,25 @@ impl Records {
     }
 
     /// Moves the end of the mapping starting at `start` to `end` (above
-    /// its start; growth only into free addresses).
-    pub fn set_end(&mut self, start: u64, end: u64) {
-        let Some(v) = self.get_mut(start) else {
-            debug_assert!(false, "no record at {start:#x}");
-            return;
+    /// its start; growth only into free addresses); hands it back to be
+    /// changed further.
+    pub fn set_end(&mut self, start: u64, end: u64) -> Option<&mut Vma> {
+        let Some(v) = self.tree.set_end_mut(page(start), page(end)) else {
+            debug_assert!(false, "no record at {start:#x}, or no room to {end:#x}");
+            return None;
         };
         v.end = end;
-        let moved = self.tree.set_end(page(start), page(end));
-        debug_assert!(moved, "a record's new end leaves it free of the next");
+        Some(v)
+    }
+
+    /// The mapping ending at `at` (the one with the greatest start below
+    /// it, if it ends there) and the one starting at `at`: one descent.
+    pub fn meeting_at(&self, at: u64) -> (Option<&Vma>, Option<&Vma>) {
+        let Some(b) = at.checked_sub(1) else {
+            return (None, self.get(at));
+        };
+        let (lo, hi) = self.around(b);
+        (lo.filter(|v| v.end == at), hi.filter(|v| v.start == at))
     }
 
     /// The mappings in address order.

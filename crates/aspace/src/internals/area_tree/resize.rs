@@ -9,23 +9,34 @@ impl<V> AreaTree<V> {
     /// (returns `false`, changing nothing) if there is no such entry, if
     /// `end <= start`, or if the new range would intersect the next entry.
     pub fn set_end(&mut self, start: u64, end: u64) -> bool {
+        self.set_end_at(start, end).is_some()
+    }
+
+    /// [`set_end`](Self::set_end), handing back the entry's value to be
+    /// changed with its range (`None`: refused, nothing changed).
+    pub fn set_end_mut(&mut self, start: u64, end: u64) -> Option<&mut V> {
+        let (leaf, i) = self.set_end_at(start, end)?;
+        self.leaves[leaf as usize].values[i].as_mut()
+    }
+
+    /// [`set_end`](Self::set_end): the leaf and position of the entry
+    /// changed.
+    fn set_end_at(&mut self, start: u64, end: u64) -> Option<(u32, usize)> {
         if end <= start || self.height == 0 {
-            return false;
+            return None;
         }
         let b = self.descend_bounds(start);
-        let Some(i) = self.leaves[b.leaf as usize].position(start) else {
-            return false;
-        };
+        let i = self.leaves[b.leaf as usize].position(start)?;
         // The next entry's guard counts.
         if self
             .low_after(b.leaf, i + 1)
             .is_some_and(|after| after < end)
         {
-            return false;
+            return None;
         }
         self.leaves[b.leaf as usize].ends[i] = end;
         self.refresh_after_change(start);
-        true
+        Some((b.leaf, i))
     }
 
     /// Covers `[start, end)` by growing a neighbouring entry over it, in one
