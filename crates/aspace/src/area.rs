@@ -391,6 +391,27 @@ impl<M: Machine> Area<M> {
         }
     }
 
+    /// Makes this area, held alone and of the same backend as the one it
+    /// was [`derived`](Self::derived) from, that area's part
+    /// `[base, base + pages)` with the given state, offset, reservation
+    /// and growth limit: a split fills the record it prepared in place.
+    pub fn become_part(
+        &mut self,
+        base: Page,
+        pages: u64,
+        offset: u64,
+        reserved: u64,
+        grow_limit: u64,
+        state: AreaState<M>,
+    ) {
+        *self.base.get_mut() = base.number();
+        *self.pages.get_mut() = pages;
+        *self.offset.get_mut() = offset;
+        *self.reserved.get_mut() = reserved;
+        *self.grow_limit.get_mut() = grow_limit;
+        *self.state.get_mut() = state;
+    }
+
     /// Locks an area that is no longer in its tree (nothing to publish).
     pub fn lock_detached(&self) -> AreaGuard<'_, M> {
         AreaGuard {

@@ -193,11 +193,10 @@ impl<M: Machine> AddressSpace<M> {
             };
             st.used.split_off_into(Page::from_number(n), &mut used);
             st.cow.split_off_into(Page::from_number(n), &mut cow);
-            let derived = Self::split_state(area, &mut st, start, end, n, [used, cow]);
-            match TryArc::get_mut(&mut upper) {
-                Some(u) => *u = derived,
-                None => unreachable!("a prepared upper part has one reference"),
-            }
+            let Some(u) = TryArc::get_mut(&mut upper) else {
+                unreachable!("a prepared upper part has one reference")
+            };
+            Self::split_state(area, &mut st, start, end, n, [used, cow], u);
             (start, end, upper)
         };
         let shrunk = tree.set_end(start, n);
@@ -211,7 +210,8 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Takes the pages `[n, end)` out of `area` (locked as `st`, spanning
     /// `[start, end)`; their used space and copy-on-write set, `used` and
-    /// `cow`, already moved out) and returns the area they make.
+    /// `cow`, already moved out) and makes `upper` (prepared from `area`)
+    /// the area they make.
     fn split_state(
         area: &Area<M>,
         st: &mut AreaState<M>,
@@ -219,7 +219,8 @@ impl<M: Machine> AddressSpace<M> {
         end: u64,
         n: u64,
         [used, cow]: [UsedSpace; 2],
-    ) -> Area<M> {
+        upper: &mut Area<M>,
+    ) {
         let (lower_pages, upper_pages) = (n - start, end - n);
         let offset = area.offset();
         let total = area.reserved();
@@ -245,14 +246,14 @@ impl<M: Machine> AddressSpace<M> {
             cow,
             share: st.share.clone(),
         };
-        area.derived(
+        upper.become_part(
             Page::from_number(n),
             upper_pages,
             offset + lower_pages,
             upper_res,
             upper_pages,
             state,
-        )
+        );
     }
 
     /// The part of the reservation of `area` (locked as `st`, not shared)

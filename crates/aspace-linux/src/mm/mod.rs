@@ -22,6 +22,10 @@
 //! merged exactly when Linux splits and merges, so checks that depend on
 //! where Linux's mappings end (`mremap`'s `EFAULT`) and the map count agree
 //! with Linux. The core's own areas split and merge by the core's rules.
+//! The records live in the core's arena B+tree (one search for a mapping
+//! and its neighbours); as they cover exactly the core's areas, top-down
+//! placement asks the core's free-gap summaries
+//! ([`highest_free`](AddressSpace::highest_free)).
 //!
 //! Differences from Linux, by design (each pinned by the differential
 //! test's configuration, see `tests/differential.rs`):
