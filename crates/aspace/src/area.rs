@@ -404,8 +404,9 @@ impl<M: Machine> Area<M> {
         grow_limit: u64,
         state: AreaState<M>,
     ) {
-        *self.base.get_mut() = base.number();
-        *self.pages.get_mut() = pages;
+        // Stores, not `get_mut`: under loom the first two are its atomics.
+        self.base.store(base.number(), Relaxed);
+        self.pages.store(pages, Relaxed);
         *self.offset.get_mut() = offset;
         *self.reserved.get_mut() = reserved;
         *self.grow_limit.get_mut() = grow_limit;
