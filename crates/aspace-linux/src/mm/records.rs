@@ -118,13 +118,16 @@ impl Records {
 
     /// The mapping with the least start at or above `a`.
     pub fn from(&self, a: u64) -> Option<&Vma> {
-        match a.checked_sub(1) {
+        let found = match a.checked_sub(1) {
             // Starts are pages: a start above `a - 1` is at or above `a`.
             Some(b) => self.tree.neighbors(page(b)).1,
-            None => self.tree.neighbors(0).0.or(self.tree.neighbors(0).1),
-        }
-        .map(|(_, _, v)| v)
-        .filter(|v| v.start >= a)
+            // The greatest start at or below 0 is 0.
+            None => {
+                let (at0, above) = self.tree.neighbors(0);
+                at0.or(above)
+            }
+        };
+        found.map(|(_, _, v)| v).filter(|v| v.start >= a)
     }
 
     /// The mappings that start below `a`, highest first.
