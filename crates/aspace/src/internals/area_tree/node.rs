@@ -204,9 +204,11 @@ impl<V> Leaf<V> {
     pub(super) fn insert_at(&mut self, i: usize, start: u64, end: u64, guard: u8, value: V) {
         let len = self.len();
         debug_assert!(len < CAP && i <= len);
-        self.starts.copy_within(i..len, i + 1);
-        self.ends.copy_within(i..len, i + 1);
-        self.guards.copy_within(i..len, i + 1);
+        if i < len {
+            self.starts.copy_within(i..len, i + 1);
+            self.ends.copy_within(i..len, i + 1);
+            self.guards.copy_within(i..len, i + 1);
+        }
         // Adjacent swaps: a few entries at most, moved inline (a rotation
         // goes through a general copy routine).
         for j in (i..len).rev() {
@@ -227,9 +229,11 @@ impl<V> Leaf<V> {
         let value = self.values[i]
             .take()
             .expect("area tree: live entry without a value");
-        self.starts.copy_within(i + 1..len, i);
-        self.ends.copy_within(i + 1..len, i);
-        self.guards.copy_within(i + 1..len, i);
+        if i + 1 < len {
+            self.starts.copy_within(i + 1..len, i);
+            self.ends.copy_within(i + 1..len, i);
+            self.guards.copy_within(i + 1..len, i);
+        }
         for j in i..len - 1 {
             self.values.swap(j, j + 1);
         }
