@@ -364,11 +364,17 @@ impl<M: Machine> AddressSpace<M> {
         let (Some((left_end, l)), Some((_, r))) = (tree.get(left), tree.get(boundary)) else {
             return false;
         };
-        if left_end != boundary || l.summary.flags() - AreaFlags::PLACEMENT != r.summary.flags() {
+        if left_end != boundary || Self::rights_differ(l, r) {
             return false;
         }
         let (lst, rst) = (l.lock(), r.lock());
         Self::compatible(&l.area, &lst, &r.area, &rst)
+    }
+
+    /// Whether the published summaries of `l` and `r` already rule a merge
+    /// out: rights that differ (besides the left one's placement bits).
+    fn rights_differ(l: &AreaEntry<M>, r: &AreaEntry<M>) -> bool {
+        l.summary.flags() - AreaFlags::PLACEMENT != r.summary.flags()
     }
 
     /// Joins the area starting at `boundary` to the one at `left` (which
@@ -380,8 +386,7 @@ impl<M: Machine> AddressSpace<M> {
             let (Some((left_end, l)), Some((_, r))) = (tree.get(left), tree.get(boundary)) else {
                 return false;
             };
-            if left_end != boundary || l.summary.flags() - AreaFlags::PLACEMENT != r.summary.flags()
-            {
+            if left_end != boundary || Self::rights_differ(l, r) {
                 return false;
             }
             let (mut lst, rst) = (l.lock(), r.lock());
