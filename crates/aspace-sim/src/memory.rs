@@ -4,6 +4,7 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
+use aspace::memory::WORDS_PER_FRAME;
 use aspace::{Frame, PhysAddr, PhysMemory, PAGE_SIZE};
 
 /// Physical memory of a fixed size.
@@ -41,10 +42,22 @@ impl PhysMem {
 }
 
 // SAFETY: every access goes to this array's words (an address past its end
-// panics in `word`), stores and the compare-and-swap are single atomic
-// operations with release/acquire ordering, and the array is reached only
-// through this trait and the simulated MMU's atomic loads.
+// panics in `word`; `frame_words` lends a frame's own words or none), stores
+// and the compare-and-swap are single atomic operations with release/acquire
+// ordering, and the array is reached only through this trait and the
+// simulated MMU's atomic loads.
 unsafe impl PhysMemory for PhysMem {
+    #[inline]
+    fn frame_words(&self, frame: Frame) -> Option<&[AtomicU64; WORDS_PER_FRAME]> {
+        let first = usize::try_from(frame.number())
+            .ok()?
+            .checked_mul(WORDS_PER_FRAME)?;
+        self.words
+            .get(first..first.checked_add(WORDS_PER_FRAME)?)?
+            .try_into()
+            .ok()
+    }
+
     fn read(&self, addr: PhysAddr, buf: &mut [u8]) {
         let mut off = 0usize;
         while off < buf.len() {

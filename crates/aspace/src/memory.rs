@@ -2,7 +2,12 @@
 //! reaches RAM. Implementing them is the kernel's promise that the core
 //! touches nothing it was not given, hence `unsafe trait`s.
 
+use core::sync::atomic::AtomicU64;
+
 use crate::addr::{Frame, PhysAddr, PAGE_SIZE};
+
+/// 64-bit words in a frame (a page table's entries).
+pub const WORDS_PER_FRAME: usize = (PAGE_SIZE / 8) as usize;
 
 /// Access to physical memory (through the kernel's direct map on real
 /// hardware, or the simulator's memory array).
@@ -22,8 +27,19 @@ use crate::addr::{Frame, PhysAddr, PAGE_SIZE};
 ///   loads), as the page-table walker of every CPU may read the word
 ///   concurrently;
 /// - no Rust reference to that memory is live while the core uses it (the
-///   kernel reaches it only through this trait).
+///   kernel reaches it only through this trait), but for the atomics
+///   [`frame_words`](PhysMemory::frame_words) lends: those are the frame's
+///   words themselves, reached by the other methods too.
 pub unsafe trait PhysMemory: Send + Sync {
+    /// The 512 words of `frame` as atomics, if this memory can lend them:
+    /// the core then walks a page table through them, with one bounds
+    /// check per table instead of one per entry (moving a run of entries).
+    /// The default lends nothing; the core then uses the methods below.
+    fn frame_words(&self, frame: Frame) -> Option<&[AtomicU64; WORDS_PER_FRAME]> {
+        let _ = frame;
+        None
+    }
+
     /// Reads `buf.len()` bytes at `addr`.
     fn read(&self, addr: PhysAddr, buf: &mut [u8]);
     /// Writes `data` at `addr`.

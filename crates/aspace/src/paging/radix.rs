@@ -14,11 +14,41 @@ use core::marker::PhantomData;
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::addr::{Frame, Page, PhysAddr};
+use crate::addr::{Frame, Page, PhysAddr, PAGE_SIZE};
 use crate::flags::PageFlags;
 use crate::memory::{FrameAllocator, PhysMemory};
 use crate::paging::Unmapped;
 use crate::{Error, Result};
+
+/// The frame holding physical address `a` (a page table, for an entry's
+/// address).
+fn frame_of_addr(a: PhysAddr) -> Frame {
+    Frame::from_number(a.as_u64() / PAGE_SIZE)
+}
+
+/// The index of the word at `a` in its frame (an entry's in its table).
+fn word_of_addr(a: PhysAddr) -> usize {
+    (a.as_u64() % PAGE_SIZE / 8) as usize
+}
+
+/// A leaf entry being visited: its address, and its word when the memory
+/// lends the table ([`PhysMemory::frame_words`]).
+#[derive(Clone, Copy)]
+struct Slot<'a> {
+    addr: PhysAddr,
+    word: Option<&'a AtomicU64>,
+}
+
+impl Slot<'_> {
+    /// Stores `value` in the entry: one atomic store either way.
+    #[inline]
+    fn write<P: PhysMemory>(self, mem: &P, value: u64) {
+        match self.word {
+            Some(w) => w.store(value, Ordering::Release),
+            None => mem.write_u64(self.addr, value),
+        }
+    }
+}
 
 /// Entries per table.
 pub(crate) const ENTRIES: u64 = 512;
@@ -132,18 +162,38 @@ impl<E: TableEntry> Radix<E> {
         first: Page,
         count: u64,
         frame_of: impl Fn(u64) -> Option<Frame>,
-        mut visit: impl FnMut(Page, PhysAddr, u64, Frame),
+        mut visit: impl FnMut(Page, Slot<'_>, u64, Frame),
     ) {
         let mut i = 0;
         while i < count {
             let page = first.add(i);
             let chunk = (ENTRIES - Self::index(page, 1)).min(count - i);
             if let Some(at) = self.find_leaf(mem, page) {
-                for k in 0..chunk {
-                    let addr = PhysAddr::new(at.as_u64() + k * 8);
-                    let e = mem.read_u64(addr);
-                    if let Some(frame) = frame_of(e) {
-                        visit(page.add(k), addr, e, frame);
+                match mem.frame_words(frame_of_addr(at)) {
+                    // The table's words lent: one bounds check for the run.
+                    Some(words) => {
+                        let w0 = word_of_addr(at);
+                        for (k, w) in words[w0..w0 + chunk as usize].iter().enumerate() {
+                            let e = w.load(Ordering::Acquire);
+                            if let Some(frame) = frame_of(e) {
+                                let k = k as u64;
+                                let addr = PhysAddr::new(at.as_u64() + k * 8);
+                                let slot = Slot {
+                                    addr,
+                                    word: Some(w),
+                                };
+                                visit(page.add(k), slot, e, frame);
+                            }
+                        }
+                    }
+                    None => {
+                        for k in 0..chunk {
+                            let addr = PhysAddr::new(at.as_u64() + k * 8);
+                            let e = mem.read_u64(addr);
+                            if let Some(frame) = frame_of(e) {
+                                visit(page.add(k), Slot { addr, word: None }, e, frame);
+                            }
+                        }
                     }
                 }
             }
@@ -162,8 +212,8 @@ impl<E: TableEntry> Radix<E> {
         frame_of: impl Fn(u64) -> Option<Frame>,
         out: &mut dyn FnMut(Unmapped),
     ) {
-        self.each_mapped(mem, first, count, frame_of, |page, addr, _, frame| {
-            mem.write_u64(addr, 0);
+        self.each_mapped(mem, first, count, frame_of, |page, slot, _, frame| {
+            slot.write(mem, 0);
             out(Unmapped::new(page, frame));
         });
     }
@@ -184,10 +234,10 @@ impl<E: TableEntry> Radix<E> {
         flags: &dyn Fn(Page) -> PageFlags,
         out: &mut dyn FnMut(Page),
     ) {
-        self.each_mapped(mem, first, count, frame_of, |page, addr, e, frame| {
+        self.each_mapped(mem, first, count, frame_of, |page, slot, e, frame| {
             let new = encode(e, frame, flags(page));
             if new != e {
-                mem.write_u64(addr, new);
+                slot.write(mem, new);
                 out(page);
             }
         });
@@ -253,6 +303,31 @@ impl<E: TableEntry> Radix<E> {
         end: u64,
         mapped: &impl Fn(u64) -> bool,
     ) -> u64 {
+        // `src` and `dst` are the first entries' addresses, anywhere in
+        // their tables.
+        let lent = (
+            mem.frame_words(frame_of_addr(src)),
+            mem.frame_words(frame_of_addr(dst)),
+        );
+        if let (Some(s), Some(d)) = lent {
+            // The same atomic loads and stores, on lent words.
+            let (k0, end) = (k0 as usize, end as usize);
+            let (s, d) = (&s[word_of_addr(src)..], &d[word_of_addr(dst)..]);
+            let mut moved = 0;
+            for (old, new) in s[k0..end].iter().zip(&d[k0..end]) {
+                let e = old.load(Ordering::Acquire);
+                if mapped(e) {
+                    debug_assert!(
+                        !mapped(new.load(Ordering::Acquire)),
+                        "move over a mapped entry"
+                    );
+                    new.store(e, Ordering::Release);
+                    old.store(0, Ordering::Release);
+                    moved += 1;
+                }
+            }
+            return moved;
+        }
         let mut moved = 0;
         for k in k0..end {
             let old = Self::slot(src, k);
