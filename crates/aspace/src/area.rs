@@ -268,6 +268,22 @@ pub(crate) struct AreaState<M: Machine> {
     pub share: Option<TryArc<ShareInfo<M>>>,
 }
 
+/// Where a part of an area lies and what it carries of the whole: what
+/// [`Area::derived`] and [`Area::become_part`] take.
+#[derive(Clone, Copy)]
+pub(crate) struct AreaPart {
+    /// The part's first page.
+    pub base: Page,
+    /// Its size in pages.
+    pub pages: u64,
+    /// The backend's index of its first page.
+    pub offset: u64,
+    /// Pages of the memory reservation it holds.
+    pub reserved: u64,
+    /// How far it may grow, in pages.
+    pub grow_limit: u64,
+}
+
 impl<M: Machine> Area<M> {
     pub fn new(
         base: Page,
@@ -367,49 +383,31 @@ impl<M: Machine> Area<M> {
         self.offset() + page.pages_since(self.base())
     }
 
-    /// A new area of the same backend over `[base, base + pages)` with the
-    /// given state, offset, reservation and growth limit: the upper part
-    /// of a split, or an area that moved.
-    pub fn derived(
-        &self,
-        base: Page,
-        pages: u64,
-        offset: u64,
-        reserved: u64,
-        grow_limit: u64,
-        state: AreaState<M>,
-    ) -> Self {
+    /// A new area of the same backend over `part`, with `state`: the upper
+    /// part of a split, or an area that moved.
+    pub fn derived(&self, part: AreaPart, state: AreaState<M>) -> Self {
         Self {
-            base: AtomicU64::new(base.number()),
+            base: AtomicU64::new(part.base.number()),
             backend: self.backend.clone(),
-            pages: AtomicU64::new(pages),
-            reserved: PlainAtomicU64::new(reserved),
-            grow_limit: PlainAtomicU64::new(grow_limit),
-            offset: PlainAtomicU64::new(offset),
+            pages: AtomicU64::new(part.pages),
+            reserved: PlainAtomicU64::new(part.reserved),
+            grow_limit: PlainAtomicU64::new(part.grow_limit),
+            offset: PlainAtomicU64::new(part.offset),
             object: self.object,
             state: lock_api::Mutex::new(state),
         }
     }
 
     /// Makes this area, held alone and of the same backend as the one it
-    /// was [`derived`](Self::derived) from, that area's part
-    /// `[base, base + pages)` with the given state, offset, reservation
-    /// and growth limit: a split fills the record it prepared in place.
-    pub fn become_part(
-        &mut self,
-        base: Page,
-        pages: u64,
-        offset: u64,
-        reserved: u64,
-        grow_limit: u64,
-        state: AreaState<M>,
-    ) {
+    /// was [`derived`](Self::derived) from, that area's `part` with
+    /// `state`: a split fills the record it prepared in place.
+    pub fn become_part(&mut self, part: AreaPart, state: AreaState<M>) {
         // Stores, not `get_mut`: under loom the first two are its atomics.
-        self.base.store(base.number(), Relaxed);
-        self.pages.store(pages, Relaxed);
-        *self.offset.get_mut() = offset;
-        *self.reserved.get_mut() = reserved;
-        *self.grow_limit.get_mut() = grow_limit;
+        self.base.store(part.base.number(), Relaxed);
+        self.pages.store(part.pages, Relaxed);
+        *self.offset.get_mut() = part.offset;
+        *self.reserved.get_mut() = part.reserved;
+        *self.grow_limit.get_mut() = part.grow_limit;
         *self.state.get_mut() = state;
     }
 

@@ -34,7 +34,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Frame, Page, VirtAddr};
-use crate::area::{Area, AreaEntry, AreaState};
+use crate::area::{Area, AreaEntry, AreaPart, AreaState};
 use crate::backend::BackendCaps;
 use crate::fault::FaultReason;
 use crate::flags::{AreaAttrs, PageFlags};
@@ -384,14 +384,14 @@ impl<M: Machine> AddressSpace<M> {
                 cow,
                 share: st.share.clone(),
             };
-            let copy = area.derived(
-                Page::from_number(start),
-                end - start,
-                area.offset(),
+            let part = AreaPart {
+                base: Page::from_number(start),
+                pages: end - start,
+                offset: area.offset(),
                 reserved,
-                area.grow_limit(),
-                state,
-            );
+                grow_limit: area.grow_limit(),
+            };
+            let copy = area.derived(part, state);
             let guard = st.flags.guard_pages() as u8;
             let Ok(copy) = TryArc::try_new(copy) else {
                 // Not in the child: what it took goes back here.

@@ -35,7 +35,7 @@
 use core::sync::atomic::Ordering::{Relaxed, Release};
 
 use crate::addr::{Page, VirtAddr};
-use crate::area::{Area, AreaEntry, AreaState};
+use crate::area::{Area, AreaEntry, AreaPart, AreaState};
 use crate::backend::BackendCaps;
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::internals::try_arc::TryArc;
@@ -130,12 +130,15 @@ impl<M: Machine> AddressSpace<M> {
             let used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
             let cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
             // A stand-in, replaced by the real upper part at the split.
+            let nowhere = AreaPart {
+                base: Page::from_number(n),
+                pages: 0,
+                offset: 0,
+                reserved: 0,
+                grow_limit: 0,
+            };
             let stand_in = area.derived(
-                Page::from_number(n),
-                0,
-                0,
-                0,
-                0,
+                nowhere,
                 AreaState {
                     flags: AreaFlags::empty(),
                     max_flags: AreaFlags::empty(),
@@ -246,14 +249,14 @@ impl<M: Machine> AddressSpace<M> {
             cow,
             share: st.share.clone(),
         };
-        upper.become_part(
-            Page::from_number(n),
-            upper_pages,
-            offset + lower_pages,
-            upper_res,
-            upper_pages,
-            state,
-        );
+        let part = AreaPart {
+            base: Page::from_number(n),
+            pages: upper_pages,
+            offset: offset + lower_pages,
+            reserved: upper_res,
+            grow_limit: upper_pages,
+        };
+        upper.become_part(part, state);
     }
 
     /// The part of the reservation of `area` (locked as `st`, not shared)
