@@ -82,8 +82,9 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Inserts an area over `range` (inside the space's window) into the
     /// written `tree`, `AddressNotAvailable` with nothing changed if it or
-    /// its guard meets another area or guard; a grows-down area may reach `grow_limit` pages
-    /// (by default [`DEFAULT_GROW_LIMIT`] bytes, or its size if larger).
+    /// its guard meets another area or guard; a grows-down area may reach
+    /// `grow_limit` pages (by default [`DEFAULT_GROW_LIMIT`] bytes, or its
+    /// size if larger).
     pub(crate) fn insert_checked(
         &self,
         tree: &mut Areas<M>,

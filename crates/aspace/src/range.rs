@@ -318,20 +318,20 @@ impl<M: Machine> AddressSpace<M> {
             _ => (first, first_end),
         };
         while b <= e {
-            if !self.join_pair(tree, cur, b) {
+            let next = if self.join_pair(tree, cur, b) {
+                // `cur` took the area at `b` in: its new end is next.
+                tree.get(cur).map(|(end, _)| (cur, end))
+            } else {
                 // Apart (or a hole at `b`): the next area on is the left one.
                 match tree.get(b) {
-                    Some(_) => cur = b,
-                    None => match Self::first_in(tree, b, e) {
-                        Some((start, _)) => cur = start,
-                        None => return,
-                    },
+                    Some((end, _)) => Some((b, end)),
+                    None => Self::first_in(tree, b, e),
                 }
-            }
-            match tree.get(cur) {
-                Some((end, _)) => b = end,
-                None => return,
-            }
+            };
+            let Some(step) = next else {
+                return;
+            };
+            (cur, b) = step;
         }
     }
 

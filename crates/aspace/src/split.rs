@@ -315,42 +315,17 @@ impl<M: Machine> AddressSpace<M> {
         // left one that takes both, get room for exactly the runs they gain
         // (none where a run continues across the boundary: an area's single
         // inline run stays inline).
-        let runs = |at: u64| {
-            tree.get(at)
-                .map_or(Runs::default(), |(_, e)| Runs::of(&e.lock()))
+        let locked = |at: u64, join: &dyn Fn(&mut AreaState<M>) -> Option<Runs>| {
+            tree.get(at).and_then(|(_, e)| join(&mut e.lock()))
         };
-        let mid = runs(start);
-        let mut joined = mid;
-        if right_ok {
-            let right = runs(end);
-            let mut gained = (0, 0);
-            let room = Self::reserve_runs(tree, start, |st| {
-                gained = (
-                    st.used.added_by_join(end, right.used, right.used_first),
-                    st.cow.added_by_join(end, right.cow, right.cow_first),
-                );
-                gained
-            });
-            if !room {
-                return Err(Error::NoMemory);
-            }
-            joined = Runs {
-                used: mid.used + gained.0,
-                used_first: mid.used_first.or(right.used_first),
-                cow: mid.cow + gained.1,
-                cow_first: mid.cow_first.or(right.cow_first),
-            };
-        }
+        let joined = if right_ok {
+            let right = locked(end, &|st| Some(Runs::of(st))).unwrap_or_default();
+            locked(start, &|st| Self::reserve_join(st, end, right)).ok_or(Error::NoMemory)?
+        } else {
+            locked(start, &|st| Some(Runs::of(st))).unwrap_or_default()
+        };
         if let (true, Some(l)) = (left_ok, left) {
-            let room = Self::reserve_runs(tree, l, |st| {
-                (
-                    st.used.added_by_join(start, joined.used, joined.used_first),
-                    st.cow.added_by_join(start, joined.cow, joined.cow_first),
-                )
-            });
-            if !room {
-                return Err(Error::NoMemory);
-            }
+            locked(l, &|st| Self::reserve_join(st, start, joined)).ok_or(Error::NoMemory)?;
         }
         let mut merged = right_ok && self.merge_pair(tree, start, end);
         if let (true, Some(l)) = (left_ok, left) {
@@ -393,33 +368,34 @@ impl<M: Machine> AddressSpace<M> {
                 return false;
             }
             let (mut lst, rst) = (l.lock(), r.lock());
-            if !Self::compatible(&l.area, &lst, &r.area, &rst) {
-                return false;
-            }
-            let right = Runs::of(&rst);
-            let used = lst
-                .used
-                .added_by_join(boundary, right.used, right.used_first);
-            let cow = lst.cow.added_by_join(boundary, right.cow, right.cow_first);
-            if !lst.used.try_reserve(used) || (cow != 0 && !lst.cow.try_reserve(cow)) {
+            if !Self::compatible(&l.area, &lst, &r.area, &rst)
+                || Self::reserve_join(&mut lst, boundary, Runs::of(&rst)).is_none()
+            {
                 return false;
             }
         }
         self.merge_pair(tree, left, boundary)
     }
 
-    /// Makes room in the used space and the copy-on-write set of the area
-    /// at `at` for the runs `more` asks of its locked state (of each);
-    /// whether the heap gave it.
-    fn reserve_runs(
-        tree: &Areas<M>,
-        at: u64,
-        more: impl FnOnce(&AreaState<M>) -> (usize, usize),
-    ) -> bool {
-        tree.get(at).is_some_and(|(_, e)| {
-            let mut st = e.lock();
-            let (used, cow) = more(&st);
-            st.used.try_reserve(used) && (cow == 0 || st.cow.try_reserve(cow))
+    /// Makes room in `st` (an area's state, below page `boundary`) for the
+    /// runs it gains by taking in `right` (the runs of the area from
+    /// `boundary` on): exactly those that do not continue one of its own
+    /// across the boundary. Returns its runs once joined; `None` (nothing
+    /// changed that matters: room only grows) if the heap refuses.
+    fn reserve_join(st: &mut AreaState<M>, boundary: u64, right: Runs) -> Option<Runs> {
+        let mine = Runs::of(st);
+        let used = st
+            .used
+            .added_by_join(boundary, right.used, right.used_first);
+        let cow = st.cow.added_by_join(boundary, right.cow, right.cow_first);
+        if !st.used.try_reserve(used) || (cow != 0 && !st.cow.try_reserve(cow)) {
+            return None;
+        }
+        Some(Runs {
+            used: mine.used + used,
+            used_first: mine.used_first.or(right.used_first),
+            cow: mine.cow + cow,
+            cow_first: mine.cow_first.or(right.cow_first),
         })
     }
 

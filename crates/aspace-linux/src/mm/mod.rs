@@ -547,8 +547,8 @@ impl<M: Machine> LinuxMm<M> {
                 let Some(v) = self.vmas.get_mut(s) else {
                     continue;
                 };
-                // `split_off` leaves the lower part's end at `hi`; the tree
-                // learns it at `set_end`.
+                // The part above is copied out first; the record's end
+                // moves in the tree and in the record together.
                 let upper = (v.end > hi).then(|| v.above(hi));
                 self.vmas.set_end(s, lo);
                 if let Some(u) = upper {
@@ -642,13 +642,8 @@ impl<M: Machine> LinuxMm<M> {
             Some(n) => nb.anon.or(n.anon),
             None => nb.anon,
         };
-        match nb.prev.filter(|&ps| self.vmas.get(ps).is_some()) {
-            Some(ps) => {
-                self.vmas.set_end(ps, end);
-                if let Some(p) = self.vmas.get_mut(ps) {
-                    p.anon = anon;
-                }
-            }
+        match nb.prev.and_then(|ps| self.vmas.set_end(ps, end)) {
+            Some(p) => p.anon = anon,
             None => {
                 v.end = end;
                 v.anon = anon;

@@ -14,21 +14,15 @@ use core::marker::PhantomData;
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::addr::{Frame, Page, PhysAddr, PAGE_SIZE};
+use crate::addr::{Frame, Page, PhysAddr};
 use crate::flags::PageFlags;
 use crate::memory::{FrameAllocator, PhysMemory};
 use crate::paging::Unmapped;
 use crate::{Error, Result};
 
-/// The frame holding physical address `a` (a page table, for an entry's
-/// address).
-fn frame_of_addr(a: PhysAddr) -> Frame {
-    Frame::from_number(a.as_u64() / PAGE_SIZE)
-}
-
 /// The index of the word at `a` in its frame (an entry's in its table).
 fn word_of_addr(a: PhysAddr) -> usize {
-    (a.as_u64() % PAGE_SIZE / 8) as usize
+    (a.frame_offset() / 8) as usize
 }
 
 /// A leaf entry being visited: its address, and its word when the memory
@@ -169,7 +163,7 @@ impl<E: TableEntry> Radix<E> {
             let page = first.add(i);
             let chunk = (ENTRIES - Self::index(page, 1)).min(count - i);
             if let Some(at) = self.find_leaf(mem, page) {
-                match mem.frame_words(frame_of_addr(at)) {
+                match mem.frame_words(at.frame()) {
                     // The table's words lent: one bounds check for the run.
                     Some(words) => {
                         let w0 = word_of_addr(at);
@@ -305,10 +299,7 @@ impl<E: TableEntry> Radix<E> {
     ) -> u64 {
         // `src` and `dst` are the first entries' addresses, anywhere in
         // their tables.
-        let lent = (
-            mem.frame_words(frame_of_addr(src)),
-            mem.frame_words(frame_of_addr(dst)),
-        );
+        let lent = (mem.frame_words(src.frame()), mem.frame_words(dst.frame()));
         if let (Some(s), Some(d)) = lent {
             // The same atomic loads and stores, on lent words.
             let (k0, end) = (k0 as usize, end as usize);
