@@ -27,6 +27,7 @@ use crate::machine::Machine;
 use crate::paging::PageTable;
 use crate::reserve;
 use crate::space::{unmap_runs_into, AddressSpace, Areas};
+use crate::split::Join;
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
@@ -243,12 +244,26 @@ impl<M: Machine> AddressSpace<M> {
         // Every page covered by an area (a hole anywhere is the error that
         // comes first), every area able to take the rights: one pass over
         // the areas, no list kept.
+        // The areas across the ends are checked for a split here too (a
+        // split's refusal comes after the others); `cut`: whether the range
+        // cuts an area at `s` and at `e`, `changes`: whether the first and
+        // the last area get new rights.
         let mut at = s;
         let mut refused = Ok(());
+        let mut unsplittable = Ok(());
+        let (mut cut, mut changes) = ([false; 2], [false; 2]);
         for (start, end, slot) in Self::areas_in(&tree, s, e) {
             let st = slot.lock();
             if start > at || st.attrs.contains(AreaAttrs::PARTIAL) {
                 return Err(Error::NotFound);
+            }
+            let change = (flags - KEPT) | (st.flags & KEPT) != st.flags;
+            if at == s {
+                (cut[0], changes[0]) = (start < s, change);
+            }
+            (cut[1], changes[1]) = (end > e, change);
+            if (start < s || end > e) && unsplittable.is_ok() {
+                unsplittable = Self::check_splittable(&slot.area, &st);
             }
             at = end;
             if refused.is_ok() {
@@ -263,11 +278,12 @@ impl<M: Machine> AddressSpace<M> {
             return Err(Error::NotFound);
         }
         refused?;
-        self.check_split(&tree, s)?;
-        self.check_split(&tree, e)?;
-        let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
-        self.split_at(&mut tree, s, room_s)?;
-        self.split_at(&mut tree, e, room_e)?;
+        unsplittable?;
+        if cut[0] || cut[1] {
+            let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
+            self.split_at(&mut tree, s, room_s)?;
+            self.split_at(&mut tree, e, room_e)?;
+        }
         // The rights change in place, one walk per leaf table; the pages
         // whose entry changed leave every TLB in one round.
         let mut batch = ShootdownBatch::new();
@@ -281,7 +297,14 @@ impl<M: Machine> AddressSpace<M> {
             self.reprotect_pages(&st, &mut batch);
         }
         batch.complete(&self.shared, self.id());
-        self.merge_range(&mut tree, s, e);
+        // A part cut off keeps the old rights: where the part next to it
+        // got new ones, that boundary cannot merge.
+        self.merge_range(
+            &mut tree,
+            s,
+            e,
+            [cut[0] && changes[0], cut[1] && changes[1]],
+        );
         Ok(())
     }
 
@@ -307,31 +330,31 @@ impl<M: Machine> AddressSpace<M> {
     /// Merges every area meeting `[s, e)` with compatible neighbours: one
     /// pass up the boundaries from the first such area's start to `e`,
     /// each pair looked at once (a heap that refuses a join leaves that
-    /// pair apart, which is correct, only less compact).
-    fn merge_range(&self, tree: &mut Areas<M>, s: u64, e: u64) {
+    /// pair apart, which is correct, only less compact). `skip`: the
+    /// boundaries at `s` and at `e` that the caller knows cannot merge.
+    fn merge_range(&self, tree: &mut Areas<M>, s: u64, e: u64, skip: [bool; 2]) {
         let Some((first, first_end)) = Self::first_in(tree, s, e) else {
             return;
         };
         // `cur`: the area left of boundary `b`.
         let (mut cur, mut b) = match first.checked_sub(1).and_then(|p| tree.find(p)) {
-            Some((l, l_end, _)) if l_end == first => (l, first),
+            Some((l, l_end, _)) if l_end == first && !(skip[0] && first == s) => (l, first),
             _ => (first, first_end),
         };
-        while b <= e {
-            let next = if self.join_pair(tree, cur, b) {
+        let last = if skip[1] { e - 1 } else { e };
+        while b <= last {
+            let next = match self.join_pair(tree, cur, b) {
                 // `cur` took the area at `b` in: its new end is next.
-                tree.get(cur).map(|(end, _)| (cur, end))
-            } else {
-                // Apart (or a hole at `b`): the next area on is the left one.
-                match tree.get(b) {
-                    Some((end, _)) => Some((b, end)),
-                    None => Self::first_in(tree, b, e),
-                }
+                Join::Merged(end) => (cur, end),
+                // Apart: the next area on is the left one.
+                Join::Apart(Some(end)) => (b, end),
+                // A hole at `b`.
+                Join::Apart(None) => match Self::first_in(tree, b, e) {
+                    Some(step) => step,
+                    None => return,
+                },
             };
-            let Some(step) = next else {
-                return;
-            };
-            (cur, b) = step;
+            (cur, b) = next;
         }
     }
 

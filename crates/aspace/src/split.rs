@@ -327,9 +327,9 @@ impl<M: Machine> AddressSpace<M> {
         if let (true, Some(l)) = (left_ok, left) {
             locked(l, &|st| Self::reserve_join(st, start, joined)).ok_or(Error::NoMemory)?;
         }
-        let mut merged = right_ok && self.merge_pair(tree, start, end);
+        let mut merged = right_ok && self.merge_pair(tree, start, end).is_some();
         if let (true, Some(l)) = (left_ok, left) {
-            merged |= self.merge_pair(tree, l, start);
+            merged |= self.merge_pair(tree, l, start).is_some();
         }
         Ok(merged)
     }
@@ -357,24 +357,38 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Joins the area starting at `boundary` to the one at `left` (which
     /// must end there) if they are compatible and the heap gives the left
-    /// one room for the runs it gains; whether it did. Changes nothing
-    /// otherwise. One lock of each area for the checks.
-    pub(crate) fn join_pair(&self, tree: &mut Areas<M>, left: u64, boundary: u64) -> bool {
+    /// one room for the runs it gains: [`Join::Merged`] with the joined
+    /// area's end, or (nothing changed) [`Join::Apart`] with the end of the
+    /// area at `boundary`, if there is one. One lock of each area for the
+    /// checks.
+    pub(crate) fn join_pair(&self, tree: &mut Areas<M>, left: u64, boundary: u64) -> Join {
         {
-            let (Some((left_end, l)), Some((_, r))) = (tree.get(left), tree.get(boundary)) else {
-                return false;
+            // One search for both: the area before `boundary` and the next.
+            let (before, after) = match boundary.checked_sub(1) {
+                Some(p) => tree.neighbors(p),
+                None => (None, tree.get(0).map(|(end, r)| (0, end, r))),
             };
-            if left_end != boundary || Self::rights_differ(l, r) {
-                return false;
+            let Some((_, right_end, r)) = after.filter(|a| a.0 == boundary) else {
+                return Join::Apart(None);
+            };
+            let apart = Join::Apart(Some(right_end));
+            let Some((_, _, l)) = before.filter(|b| b.0 == left && b.1 == boundary) else {
+                return apart;
+            };
+            if Self::rights_differ(l, r) {
+                return apart;
             }
             let (mut lst, rst) = (l.lock(), r.lock());
             if !Self::compatible(&l.area, &lst, &r.area, &rst)
                 || Self::reserve_join(&mut lst, boundary, Runs::of(&rst)).is_none()
             {
-                return false;
+                return apart;
             }
         }
-        self.merge_pair(tree, left, boundary)
+        match self.merge_pair(tree, left, boundary) {
+            Some(end) => Join::Merged(end),
+            None => Join::Apart(None),
+        }
     }
 
     /// Makes room in `st` (an area's state, below page `boundary`) for the
@@ -402,22 +416,20 @@ impl<M: Machine> AddressSpace<M> {
     /// Joins the area starting at `boundary` to the one at `left` (which
     /// ends there), found compatible under this write lock of the tree
     /// (which keeps them so) and with room reserved for the runs the left
-    /// one gains; whether it did.
-    fn merge_pair(&self, tree: &mut Areas<M>, left: u64, boundary: u64) -> bool {
+    /// one gains; the joined area's end if it did.
+    fn merge_pair(&self, tree: &mut Areas<M>, left: u64, boundary: u64) -> Option<u64> {
         #[cfg(debug_assertions)]
         if let (Some((left_end, l)), Some((_, r))) = (tree.get(left), tree.get(boundary)) {
             debug_assert_eq!(left_end, boundary);
             let (lst, rst) = (l.lock(), r.lock());
             debug_assert!(Self::compatible(&l.area, &lst, &r.area, &rst));
         }
-        let Some((end, right)) = tree.remove(boundary) else {
-            return false;
+        let (end, right) = tree.remove(boundary)?;
+        let Some(slot) = tree.set_end_mut(left, end) else {
+            debug_assert!(false, "the right neighbour's place is free");
+            return None;
         };
-        let grown = tree.set_end(left, end);
-        debug_assert!(grown, "the right neighbour's place is free");
-        let Some((_, slot)) = tree.get(left) else {
-            return false;
-        };
+        let slot = &*slot;
         let area = &slot.area;
         let mut st = slot.lock();
         let mut rst = right.area.lock_detached();
@@ -441,7 +453,7 @@ impl<M: Machine> AddressSpace<M> {
         right.area.reserved.store(0, Relaxed);
         area.pages.store(pages, Release);
         area.grow_limit.fetch_add(right_pages, Relaxed);
-        true
+        Some(end)
     }
 
     /// Whether the areas `l` and `r` (locked as `lst`, `rst`; `r` starts
@@ -476,6 +488,14 @@ pub(crate) struct SplitRoom<M: Machine> {
     upper: TryArc<Area<M>>,
     used: UsedSpace,
     cow: UsedSpace,
+}
+
+/// What [`AddressSpace::join_pair`] did.
+pub(crate) enum Join {
+    /// The two areas are one now, ending where this says.
+    Merged(u64),
+    /// They stay apart; the end of the area at the boundary, if there is one.
+    Apart(Option<u64>),
 }
 
 /// An area's runs as a merge counts them: how many its used space and
