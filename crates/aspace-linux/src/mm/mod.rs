@@ -1060,6 +1060,8 @@ impl<M: Machine> LinuxMm<M> {
         let mut covered = addr;
         let (mut any_change, mut cuts, mut last_change) = (false, 0usize, false);
         let mut next = self.vmas.at_or_below(addr).filter(|v| v.end > addr);
+        // The common case, one mapping holding the whole range: its start.
+        let single = next.filter(|v| v.end >= end).map(|v| v.start);
         while let Some(v) = next {
             let change = v.prot != prot || Self::account_after(v, prot) != v.account;
             any_change |= change;
@@ -1093,6 +1095,12 @@ impl<M: Machine> LinuxMm<M> {
         // Linux's mprotect_fixup, mapping by mapping: cut the changed part
         // out, change it, merge it with its neighbours. A mapping looked up
         // again by address, as the one before may have taken it in.
+        if let Some(start) = single {
+            if any_change {
+                self.reprotect_rec(start, addr, end, prot);
+            }
+            return Ok(());
+        }
         let mut at = addr;
         while at < covered {
             let Some(v) = self.vmas.at_or_below(at) else {

@@ -57,13 +57,18 @@ pub(super) type Sums = [Sum; CAP + 1];
 /// The most inner levels a tree can have. With `u32` node indices a tree has
 /// fewer than 2^32 leaves, and height `h` needs at least
 /// `2 * (MIN_KEYS + 1)^(h - 2)` of them, so `h - 1 <= 10` for `CAP = 16`;
-/// the path arrays leave room to spare.
-pub(super) const MAX_INNER_LEVELS: usize = 24;
+/// the path arrays leave room to spare (and no more: every insertion and
+/// removal fills one).
+pub(super) const MAX_INNER_LEVELS: usize = 12;
 
 // `rank` halves CAP down to a run of 4; a merge of an underfull node with a
 // sibling at the minimum fits in one node; a non-root leaf keeps an entry
 // after a removal.
 const _: () = assert!(CAP.is_power_of_two() && CAP >= 8);
+// One more inner level than the path arrays hold would take more leaves
+// than `u32` indices can name.
+const _: () =
+    assert!(2 * ((MIN_KEYS + 1) as u128).pow(MAX_INNER_LEVELS as u32 - 1) > u32::MAX as u128);
 const _: () = assert!(2 * MIN_LEAF <= CAP + 1 && 2 * MIN_KEYS <= CAP && MIN_LEAF >= 2);
 
 /// How many of `keys` (sorted, padded with `u64::MAX`) are `<= n`, without
