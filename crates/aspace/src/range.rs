@@ -459,7 +459,7 @@ impl<M: Machine> AddressSpace<M> {
         let pt = self.pt();
         let mut tree = self.areas.write();
         // Checks, the reservation of growth, and the new mappings.
-        let (moved_flags, more) = {
+        let (moved_flags, more, runs, cow_runs) = {
             let (start, end, slot) = tree.find(os).ok_or(Error::NotFound)?;
             if oe > end {
                 return Err(Error::NotFound);
@@ -494,17 +494,13 @@ impl<M: Machine> AddressSpace<M> {
             } else {
                 0
             };
-            (moved_flags, more)
+            // What the moved part's used space and copy-on-write set take.
+            let runs = st.used.overlap(os, oe).0;
+            let cow_runs = crate::cow::moved_runs(&st.cow, os, keep);
+            (moved_flags, more, runs, cow_runs)
         };
         // The heap first: room for two splits and the entry at its new
         // place, and the moved part's used space.
-        let (runs, cow_runs) = tree.find(os).map_or((0, 0), |(_, _, slot)| {
-            let st = slot.lock();
-            (
-                st.used.overlap(os, oe).0,
-                crate::cow::moved_runs(&st.cow, os, keep),
-            )
-        });
         let mut used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
         let mut cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
         let [room_os, room_oe] = self.prepare_splits(&mut tree, [os, oe])?;
@@ -515,11 +511,6 @@ impl<M: Machine> AddressSpace<M> {
         // The resident pages move (the only step that allocates frames:
         // page tables for the new place).
         {
-            let Some((_, _, slot)) = tree.find(os) else {
-                self.shared.reserve.release(more);
-                return Err(Error::NotFound);
-            };
-            let st = slot.lock();
             let moved = pt.move_run(
                 m.memory(),
                 m.frames(),
@@ -528,21 +519,23 @@ impl<M: Machine> AddressSpace<M> {
                 keep,
             );
             match moved {
-                Ok(n) => debug_assert_eq!(
-                    n,
-                    st.used
-                        .iter()
-                        .map(|r| {
+                #[cfg(debug_assertions)]
+                Ok(n) => {
+                    let used_pages = tree.find(os).map(|(_, _, slot)| {
+                        let st = slot.lock();
+                        let in_moved = |r: PageRange| {
                             let a = r.start.number().max(os);
                             r.end().number().min(os + keep).saturating_sub(a)
-                        })
-                        .sum::<u64>(),
-                    "the used pages are the mapped ones"
-                ),
+                        };
+                        st.used.iter().map(in_moved).sum::<u64>()
+                    });
+                    debug_assert_eq!(Some(n), used_pages, "the used pages are the mapped ones");
+                }
+                #[cfg(not(debug_assertions))]
+                Ok(_) => {}
                 Err(_) => {
                     // Everything moved back; a CPU may have walked to a
                     // new mapping already: flush them.
-                    drop(st);
                     let mut batch = ShootdownBatch::new();
                     batch.defer_kept(Page::from_number(ns), keep);
                     batch.complete(&self.shared, self.id());

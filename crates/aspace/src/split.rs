@@ -465,9 +465,11 @@ impl<M: Machine> AddressSpace<M> {
             && lst.flags - AreaFlags::PLACEMENT == rst.flags
             && lst.max_flags == rst.max_flags
             && l.backend.as_any().is_none()
-            && r.backend.as_any().is_none()
-            && l.backend.name() == r.backend.name()
-            && l.backend.object_id() == r.backend.object_id();
+            // Parts of one split share their backend: nothing to compare.
+            && (TryArc::ptr_eq(&l.backend, &r.backend)
+                || (r.backend.as_any().is_none()
+                    && l.backend.name() == r.backend.name()
+                    && l.backend.object_id() == r.backend.object_id()));
         if !plain {
             return false;
         }
