@@ -542,6 +542,26 @@ fn a_batch_refused_room_flushes_early() {
     teardown(w, baseline);
 }
 
+/// Unmapping whole areas (and the holes between) needs no heap at all: with
+/// every allocation refused, `unmap_range` over `A1`, `A2` and the gap
+/// between them still removes both and frees their frames (the shootdown
+/// batch flushing early where it cannot grow its list).
+#[test]
+fn unmapping_whole_areas_needs_no_heap() {
+    let mut w = populated();
+    let frames = w.sim.frames_in_use();
+    let (r, _) = heap::refusing_from(0, || {
+        w.cpus[0].run(|| w.s(0).unmap_range(va(A1), A2 + pages(8) - A1))
+    });
+    assert_eq!(r, Ok(()));
+    assert!(w.s(0).area(va(A1)).is_none() && w.s(0).area(va(A2)).is_none());
+    assert!(w.s(0).area(va(A)).is_some(), "the area below stays");
+    assert_eq!(w.sim.frames_in_use(), frames - 7, "every frame freed");
+    assert!(w.cpus[0].read_u64(va(A2)).is_err());
+    let baseline = sim().frames_in_use();
+    teardown(w, baseline);
+}
+
 /// Creating an address space: every heap allocation, the handle's block
 /// first, refused in turn, is `NoMemory` with nothing changed.
 #[test]

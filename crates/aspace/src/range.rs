@@ -36,34 +36,6 @@ use crate::{Error, Result};
 const KEPT: AreaFlags = AreaFlags::PLACEMENT.union(AreaFlags::LATE_RESERVE);
 
 impl<M: Machine> AddressSpace<M> {
-    /// The `(start, end)` of every area of `tree` that intersects pages
-    /// `[s, e)`, lowest first: O(k log n) for k areas. `NoMemory` if the
-    /// heap refuses the list.
-    pub(crate) fn entries_in(tree: &Areas<M>, s: u64, e: u64) -> Result<Vec<(u64, u64)>> {
-        let mut out = Vec::new();
-        let mut next = Self::first_in(tree, s, e);
-        while let Some((start, end)) = next {
-            out.try_reserve(1).map_err(|_| Error::NoMemory)?;
-            out.push((start, end));
-            next = Self::first_in(tree, end, e);
-        }
-        Ok(out)
-    }
-
-    /// [`entries_in`](Self::entries_in) again into `out`, which has room
-    /// for them (it held them before splits at `s` and `e`, which change
-    /// their ends but not their number): allocates nothing.
-    fn refill_entries(tree: &Areas<M>, s: u64, e: u64, out: &mut Vec<(u64, u64)>) {
-        let room = out.capacity();
-        out.clear();
-        let mut next = Self::first_in(tree, s, e);
-        while let Some((start, end)) = next {
-            debug_assert!(out.len() < room, "as many areas as before the splits");
-            out.push((start, end));
-            next = Self::first_in(tree, end, e);
-        }
-    }
-
     /// The `(start, end)` of the lowest area of `tree` that intersects
     /// pages `[s, e)`.
     fn first_in(tree: &Areas<M>, s: u64, e: u64) -> Option<(u64, u64)> {
@@ -99,24 +71,20 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// Checks that every page of `[s, e)` lies in an area that is not
-    /// partial: `NotFound` otherwise.
-    fn check_covered(tree: &Areas<M>, s: u64, e: u64) -> Result<Vec<(u64, u64)>> {
-        let list = Self::entries_in(tree, s, e)?;
+    /// partial: `NotFound` otherwise. One search per area, nothing
+    /// allocated.
+    fn check_covered(tree: &Areas<M>, s: u64, e: u64) -> Result<()> {
         let mut at = s;
-        for &(start, end) in &list {
-            if start > at {
+        for (start, end, slot) in Self::areas_in(tree, s, e) {
+            if start > at || slot.lock().attrs.contains(AreaAttrs::PARTIAL) {
                 return Err(Error::NotFound);
             }
             at = end;
-            let (_, slot) = tree.get(start).ok_or(Error::NotFound)?;
-            if slot.lock().attrs.contains(AreaAttrs::PARTIAL) {
-                return Err(Error::NotFound);
-            }
         }
         if at < e {
             return Err(Error::NotFound);
         }
-        Ok(list)
+        Ok(())
     }
 
     /// Removes every page of `[base, base + size)` from the areas covering
@@ -129,7 +97,9 @@ impl<M: Machine> AddressSpace<M> {
     /// Refusals, each before anything changed: `base` unaligned or the
     /// range empty or wrapping `InvalidArgument`; an area of a user-space
     /// pager or a partial one to be split at an end of the range
-    /// `NotSupported` or `NotFound` (see [`area_split`](Self::area_split)).
+    /// `NotSupported` or `NotFound` (see [`area_split`](Self::area_split));
+    /// the heap refusing a cut area's new record `NoMemory`. Only such a
+    /// cut needs the heap: areas wholly inside the range go without it.
     /// Removing pages makes no new neighbours, so nothing merges.
     pub fn unmap_range(&self, base: VirtAddr, size: u64) -> Result<()> {
         let range = Self::checked_range(base, size)?;
@@ -154,15 +124,16 @@ impl<M: Machine> AddressSpace<M> {
         }
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
-        let mut list = Self::entries_in(&tree, s, e)?;
         let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
         self.split_at(&mut tree, s, room_s)?;
         self.split_at(&mut tree, e, room_e)?;
-        Self::refill_entries(&tree, s, e, &mut list);
-        for (start, _) in list {
-            if let Some((_, slot)) = tree.remove(start) {
-                self.unmap_area(&slot.area, &mut batch);
-            }
+        // Every area left meeting the range lies inside it: each goes, one
+        // search each, nothing allocated.
+        while let Some((start, _)) = Self::first_in(&tree, s, e) {
+            let Some((_, slot)) = tree.remove(start) else {
+                break;
+            };
+            self.unmap_area(&slot.area, &mut batch);
         }
         batch.complete(&self.shared, self.id());
         Ok(())
@@ -374,14 +345,11 @@ impl<M: Machine> AddressSpace<M> {
         let range = Self::checked_range(base, size)?;
         let (s, e) = (range.start.number(), range.end().number());
         let tree = self.areas.write();
-        let list = Self::check_covered(&tree, s, e)?;
+        Self::check_covered(&tree, s, e)?;
         // Room for the runs of the area with the most in the range, taken
         // before anything changes.
         let mut most = 0;
-        for &(start, end) in &list {
-            let Some((_, slot)) = tree.get(start) else {
-                continue;
-            };
+        for (_, end, slot) in Self::areas_in(&tree, s, e) {
             let mut st = slot.lock();
             most = most.max(st.used.overlap(s, e).0);
             // A run across the end of the range is cut in two there.
@@ -395,10 +363,7 @@ impl<M: Machine> AddressSpace<M> {
         let mut runs: Vec<PageRange> = Vec::new();
         runs.try_reserve_exact(most).map_err(|_| Error::NoMemory)?;
         let mut batch = ShootdownBatch::new();
-        for (start, end) in list {
-            let Some((_, slot)) = tree.get(start) else {
-                continue;
-            };
+        for (start, end, slot) in Self::areas_in(&tree, s, e) {
             let area = &slot.area;
             let mut st = slot.lock();
             let (lo, hi) = (s.max(start), e.min(end));
