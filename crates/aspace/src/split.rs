@@ -175,7 +175,7 @@ impl<M: Machine> AddressSpace<M> {
         n: u64,
         room: Option<SplitRoom<M>>,
     ) -> Result<()> {
-        let (start, end, upper) = {
+        let (start, upper) = {
             let Some((start, end, slot)) = tree.find(n) else {
                 return Ok(());
             };
@@ -200,14 +200,13 @@ impl<M: Machine> AddressSpace<M> {
                 unreachable!("a prepared upper part has one reference")
             };
             Self::split_state(area, &mut st, start, end, n, [used, cow], u);
-            (start, end, upper)
+            (start, upper)
         };
-        let shrunk = tree.set_end(start, n);
-        debug_assert!(shrunk, "shrinking an area always fits");
-        let inserted = tree
-            .insert_guarded(n, end, 0, AreaEntry::of_shared(upper))
+        // Room reserved by `prepare_splits`: allocates nothing.
+        let cut = tree
+            .split_entry(start, n, AreaEntry::of_shared(upper))
             .is_ok();
-        debug_assert!(inserted, "the upper part takes the place it had");
+        debug_assert!(cut, "the upper part takes the place it had");
         Ok(())
     }
 
@@ -327,9 +326,9 @@ impl<M: Machine> AddressSpace<M> {
         if let (true, Some(l)) = (left_ok, left) {
             locked(l, &|st| Self::reserve_join(st, start, joined)).ok_or(Error::NoMemory)?;
         }
-        let mut merged = right_ok && self.merge_pair(tree, start, end).is_some();
+        let mut merged = right_ok && self.merge_pair(tree, start).is_some();
         if let (true, Some(l)) = (left_ok, left) {
-            merged |= self.merge_pair(tree, l, start).is_some();
+            merged |= self.merge_pair(tree, l).is_some();
         }
         Ok(merged)
     }
@@ -385,7 +384,7 @@ impl<M: Machine> AddressSpace<M> {
                 return apart;
             }
         }
-        match self.merge_pair(tree, left, boundary) {
+        match self.merge_pair(tree, left) {
             Some(end) => Join::Merged(end),
             None => Join::Apart(None),
         }
@@ -413,22 +412,18 @@ impl<M: Machine> AddressSpace<M> {
         })
     }
 
-    /// Joins the area starting at `boundary` to the one at `left` (which
-    /// ends there), found compatible under this write lock of the tree
-    /// (which keeps them so) and with room reserved for the runs the left
-    /// one gains; the joined area's end if it did.
-    fn merge_pair(&self, tree: &mut Areas<M>, left: u64, boundary: u64) -> Option<u64> {
+    /// Joins the area starting where the one at `left` ends to it, found
+    /// compatible under this write lock of the tree (which keeps them so)
+    /// and with room reserved for the runs the left one gains; the joined
+    /// area's end if it did.
+    fn merge_pair(&self, tree: &mut Areas<M>, left: u64) -> Option<u64> {
         #[cfg(debug_assertions)]
-        if let (Some((left_end, l)), Some((_, r))) = (tree.get(left), tree.get(boundary)) {
-            debug_assert_eq!(left_end, boundary);
+        if let Some((boundary, l)) = tree.get(left) {
+            let (_, r) = tree.get(boundary).expect("merging with no area");
             let (lst, rst) = (l.lock(), r.lock());
             debug_assert!(Self::compatible(&l.area, &lst, &r.area, &rst));
         }
-        let (end, right) = tree.remove(boundary)?;
-        let Some(slot) = tree.set_end_mut(left, end) else {
-            debug_assert!(false, "the right neighbour's place is free");
-            return None;
-        };
+        let (end, right, slot) = tree.join_next(left)?;
         let slot = &*slot;
         let area = &slot.area;
         let mut st = slot.lock();

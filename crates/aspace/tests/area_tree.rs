@@ -676,6 +676,10 @@ enum Op {
     },
     SetEnd(u64, u64),
     GrowAdjacent(u64, u64),
+    /// Cuts the entry at the first key at the second.
+    SplitEntry(u64, u64),
+    /// Joins the entry after the one at the key to it.
+    JoinNext(u64),
     Find(u64),
     FindHinted(u64),
     Get(u64),
@@ -725,6 +729,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(start, count, descending)| Op::RemoveRun { start, count, descending }),
         10 => end_for().prop_map(|(s, e)| Op::SetEnd(s, e)),
         10 => end_for().prop_map(|(s, e)| Op::GrowAdjacent(s, e)),
+        8 => (key(), 1u64..6).prop_map(|(s, d)| Op::SplitEntry(s, s.saturating_add(d))),
+        8 => key().prop_map(Op::JoinNext),
         10 => key().prop_map(Op::Find),
         10 => key().prop_map(Op::FindHinted),
         4 => key().prop_map(Op::Get),
@@ -892,6 +898,29 @@ proptest! {
                     let all: Vec<(u64, u64, u32)> = t.iter().map(|(s, e, &v)| (s, e, v)).collect();
                     let want: Vec<(u64, u64, u32)> = m.iter().map(|(&s, &(e, v))| (s, e, v)).collect();
                     prop_assert_eq!(all, want, "step {}: {:?}", step, op);
+                }
+                Op::SplitEntry(s, at) => {
+                    let ok = m.get(&s).is_some_and(|&(e, _)| s < at && at < e);
+                    let got = t.split_entry(s, at, next_val).map(|lower| *lower);
+                    let want = if ok { Ok(m[&s].1) } else { Err(next_val) };
+                    prop_assert_eq!(got, want, "step {}: {:?}", step, op);
+                    if ok {
+                        let e = std::mem::replace(&mut m.get_mut(&s).unwrap().0, at);
+                        m.insert(at, (e, next_val));
+                    }
+                    next_val += 1;
+                    t.check_invariants();
+                }
+                Op::JoinNext(s) => {
+                    let next = m.get(&s).and_then(|&(e, _)| m.get(&e).map(|&(end, v)| (e, end, v)));
+                    let got = t.join_next(s).map(|(end, v, grown)| (end, v, *grown));
+                    let want = next.map(|(_, end, v)| (end, v, m[&s].1));
+                    prop_assert_eq!(got, want, "step {}: {:?}", step, op);
+                    if let Some((e, end, _)) = next {
+                        m.remove(&e);
+                        m.get_mut(&s).unwrap().0 = end;
+                    }
+                    t.check_invariants();
                 }
                 Op::Find(n) => {
                     let got = t.find(n).map(|(s, e, &v)| (s, e, v));

@@ -1132,14 +1132,33 @@ impl<M: Machine> LinuxMm<M> {
         let Some(v) = self.vmas.get(start) else {
             return;
         };
-        let (upper, mid) = (
-            (v.end > hi).then(|| v.above(hi)),
-            (start < lo).then(|| v.above(lo)),
-        );
-        let (cut_above, cut_below) = (upper.is_some(), mid.is_some());
-        if cut_above || cut_below {
-            let _ = self.vmas.set_end(start, if cut_below { lo } else { hi });
+        let (cut_above, cut_below) = (v.end > hi, start < lo);
+        if !cut_above && !cut_below {
+            // All of it: changed in place, then merged with its neighbours.
+            let Some(v) = self.vmas.get_mut(start) else {
+                return;
+            };
+            v.account = Self::account_after(v, prot);
+            v.prot = prot;
+            self.merge_in_place(start);
+            return;
         }
+        if cut_above && cut_below {
+            // Between two parts that keep the old rights: nothing merges.
+            let upper = v.above(hi);
+            let mut changed = v.above(lo);
+            changed.end = hi;
+            changed.account = Self::account_after(&changed, prot);
+            changed.prot = prot;
+            self.vmas.split(start, hi, upper);
+            self.vmas.split(start, lo, changed);
+            return;
+        }
+        let (upper, mid) = (
+            cut_above.then(|| v.above(hi)),
+            cut_below.then(|| v.above(lo)),
+        );
+        let _ = self.vmas.set_end(start, if cut_below { lo } else { hi });
         let mut changed = match mid {
             Some(mut m) => {
                 m.end = hi;
@@ -1155,14 +1174,34 @@ impl<M: Machine> LinuxMm<M> {
         }
         changed.account = Self::account_after(&changed, prot);
         changed.prot = prot;
-        if cut_above && cut_below {
-            // Between two parts that keep the old rights: nothing merges.
-            self.vmas.insert(changed);
-            return;
-        }
         // Merged with the one below, then (as that) with the one above
         // (a part cut off keeps the old rights: no merge with it).
         self.insert_rec(changed);
+    }
+
+    /// Merges the record at `start`, changed where it lies, with its
+    /// neighbours as [`insert_rec`](Self::insert_rec) would merge it: the
+    /// one below first, then (as that) the one above.
+    fn merge_in_place(&mut self, start: u64) {
+        let (prev, Some(v)) = self.vmas.meeting_at(start) else {
+            return;
+        };
+        let prev = prev.filter(|p| p.merges_with(v));
+        let mut anon = prev.map_or(v.anon, |p| p.anon.or(v.anon));
+        let next = self.vmas.get(v.end).filter(|n| v.merges_as(anon, n));
+        if let Some(n) = next {
+            anon = anon.or(n.anon);
+        }
+        let (left, joins) = match (prev.map(|p| p.start), next.is_some()) {
+            (None, false) => return,
+            (Some(p), next) => (p, 1 + usize::from(next)),
+            (None, true) => (start, 1),
+        };
+        for _ in 0..joins {
+            if let Some((_, grown)) = self.vmas.join_next(left) {
+                grown.anon = anon;
+            }
+        }
     }
 
     /// `VM_ACCOUNT` after `mprotect` to `prot` (Linux's `mprotect_fixup`):

@@ -84,6 +84,27 @@ impl Records {
         Some(v)
     }
 
+    /// Cuts the mapping starting at `start` at `at` (inside it): it ends at
+    /// `at`, and `upper` (which must span `[at, its old end)`) follows it.
+    /// One descent while its leaf of the tree has room.
+    pub fn split(&mut self, start: u64, at: u64, upper: Vma) {
+        debug_assert!(upper.start == at && upper.end > at);
+        match self.tree.split_entry(page(start), page(at), upper) {
+            Ok(lower) => lower.end = at,
+            Err(_) => debug_assert!(false, "no record at {start:#x} holding {at:#x}"),
+        }
+    }
+
+    /// Joins the mapping that starts where the one at `start` ends to it
+    /// (its range only: the caller settles the rest); hands back the one
+    /// taken out and the one grown. One descent while the leaf keeps its
+    /// minimum.
+    pub fn join_next(&mut self, start: u64) -> Option<(Vma, &mut Vma)> {
+        let (_, next, grown) = self.tree.join_next(page(start))?;
+        grown.end = next.end;
+        Some((next, grown))
+    }
+
     /// The mapping ending at `at` (the one with the greatest start below
     /// it, if it ends there) and the one starting at `at`: one descent.
     pub fn meeting_at(&self, at: u64) -> (Option<&Vma>, Option<&Vma>) {

@@ -157,6 +157,7 @@ mod node;
 mod remove;
 mod resize;
 mod search;
+mod splice;
 
 pub use augment::Fit;
 pub use iter::Iter;

@@ -1,0 +1,90 @@
+//! An entry cut in two, and two adjacent entries joined: the tree's side of
+//! an area split and merge, in one descent when the leaf allows it.
+//!
+//! Neither changes a free gap: the two parts of a cut meet (no gap between
+//! them, no guard above the cut), and so do two entries that join. So the
+//! leaf's summary (largest gap, lowest page, last end) stays as it was and
+//! nothing is refreshed up the tree; only a leaf too full to take the
+//! second part, or one that would fall below its minimum by losing an
+//! entry, goes the general way (a separate insertion or removal).
+
+use super::node::{CAP, MIN_LEAF};
+use super::AreaTree;
+
+impl<V> AreaTree<V> {
+    /// Cuts the entry starting at `start` at `at`: it ends at `at`, and
+    /// `[at, end) -> value`, without guard pages, follows it; returns the
+    /// value of the entry cut, to be changed with its range. Refuses,
+    /// handing the value back, if no entry starts at `start` or `at` is not
+    /// inside it (`start < at < end`). Allocates only when the leaf is full
+    /// (then as [`insert`](Self::insert) does, which may refuse too).
+    pub fn split_entry(&mut self, start: u64, at: u64, value: V) -> Result<&mut V, V> {
+        if self.height == 0 {
+            return Err(value);
+        }
+        let l = self.descend(start) as usize;
+        let leaf = &mut self.leaves[l];
+        let Some(i) = leaf.position(start) else {
+            return Err(value);
+        };
+        let end = leaf.ends[i];
+        if !(start < at && at < end) {
+            return Err(value);
+        }
+        if leaf.len() < CAP {
+            leaf.ends[i] = at;
+            leaf.insert_at(i + 1, at, end, 0, value);
+            self.len += 1;
+            return match self.leaves[l].values[i].as_mut() {
+                Some(v) => Ok(v),
+                None => unreachable!("a live entry has a value"),
+            };
+        }
+        // A full leaf: the end moves (which frees `[at, end)`), then the
+        // upper part goes in as any insertion, splitting or spilling.
+        let shrunk = self.set_end(start, at);
+        debug_assert!(shrunk, "shrinking an entry always fits");
+        if let Err(value) = self.insert(at, end, value) {
+            // The heap refused a node: the entry takes its end back.
+            let grown = self.set_end(start, end);
+            debug_assert!(grown, "the entry's own pages are free");
+            return Err(value);
+        }
+        match self.get_mut(start) {
+            Some((_, v)) => Ok(v),
+            None => unreachable!("the entry cut is still there"),
+        }
+    }
+
+    /// Joins the entry that starts where the one starting at `left` ends
+    /// to it: `left`'s entry grows to the other's end, and the other goes.
+    /// Returns the new end, the value of the entry taken out and the value
+    /// of the one grown; `None` (nothing changed) if no entry starts at
+    /// `left` or none starts at its end. Allocates nothing.
+    pub fn join_next(&mut self, left: u64) -> Option<(u64, V, &mut V)> {
+        if self.height == 0 {
+            return None;
+        }
+        let l = self.descend(left) as usize;
+        let leaf = &self.leaves[l];
+        let i = leaf.position(left)?;
+        let boundary = leaf.ends[i];
+        let in_leaf = i + 1 < leaf.len() && leaf.starts[i + 1] == boundary;
+        if in_leaf && (self.height == 1 || leaf.len() > MIN_LEAF) {
+            // Both here, and the leaf keeps its minimum: no separator
+            // names the entry taken out (it is not the leaf's first).
+            let leaf = &mut self.leaves[l];
+            let (_, end, value) = leaf.remove_at(i + 1);
+            leaf.ends[i] = end;
+            self.len -= 1;
+            return Some((end, value, leaf.values[i].as_mut()?));
+        }
+        if !in_leaf && self.get(boundary).is_none() {
+            return None;
+        }
+        let (end, value) = self.remove(boundary)?;
+        let grown = self.set_end_mut(left, end);
+        debug_assert!(grown.is_some(), "the pages of the entry taken out are free");
+        Some((end, value, grown?))
+    }
+}
