@@ -249,6 +249,16 @@ unsafe impl PhysMemory for DirectMap {
             )
         };
     }
+    #[cfg(target_arch = "aarch64")]
+    fn sync_icache(&self, frame: Frame) {
+        mapped(frame.start(), PAGE_SIZE as usize);
+        crate::arch::sync_icache(phys_to_virt(frame.start().as_u64()), PAGE_SIZE as usize);
+    }
+    #[cfg(target_arch = "riscv64")]
+    fn sync_icache(&self, _frame: Frame) {
+        crate::arch::sync_icache();
+    }
+    // x86: instruction fetches see earlier stores (the default, nothing).
 }
 
 const HEAP_SIZE: usize = 8 * 1024 * 1024;

@@ -129,6 +129,19 @@ fn boots_on_four_cpus_and_every_scenario_passes() {
     every_scenario_passes(&b.four, 4);
 }
 
+/// Frames the kernel fills for code (the user programs' text, faulted in
+/// executable) are synced for instruction fetches before they are mapped
+/// (`PhysMemory::sync_icache`: `DC CVAU`/`IC IVAU`). QEMU keeps its caches
+/// coherent, so this checks the calls are made, not their effect (the
+/// simulator's `tests/icache.rs` checks the core makes them where they are
+/// needed).
+#[test]
+fn code_pages_are_synced_for_instruction_fetches() {
+    let Some(b) = boots() else { return };
+    let tlb = line(&b.two, "heap", "tlb ");
+    assert!(counter(&[tlb], "icache_syncs") > 0, "{tlb}");
+}
+
 #[test]
 fn the_asid_path_runs() {
     let Some(b) = boots() else { return };

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use aspace_kernel_test::{
     boot_riscv64, build_kernel_riscv64, check_asid_path, check_portable_lines, check_watchdog_hang,
-    every_scenario_passed, has, riscv64_missing, Run, RISCV64_FAILURE, RISCV64_SUCCESS,
+    counter, every_scenario_passed, has, riscv64_missing, scenario_line as line, Run,
+    RISCV64_FAILURE, RISCV64_SUCCESS,
 };
 
 /// Harts of the main boot.
@@ -100,6 +101,19 @@ fn boots_on_two_harts_and_every_scenario_passes() {
         run,
         "areas:   0x003ffffe0000+0x10000 flags 0x5b backend 1 resident 1 reserved 16",
     );
+}
+
+/// Frames the kernel fills for code (the user programs' text, faulted in
+/// executable) are synced for instruction fetches before they are mapped
+/// (`PhysMemory::sync_icache`: `fence.i` here and on the other harts
+/// through the SBI). QEMU keeps its caches coherent, so this checks the
+/// calls are made, not their effect (the simulator's `tests/icache.rs`
+/// checks the core makes them where they are needed).
+#[test]
+fn code_pages_are_synced_for_instruction_fetches() {
+    let Some(b) = boots() else { return };
+    let tlb = line(&b.main, "heap", "tlb ");
+    assert!(counter(&[tlb], "icache_syncs") > 0, "{tlb}");
 }
 
 #[test]

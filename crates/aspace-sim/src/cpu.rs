@@ -243,7 +243,12 @@ impl Cpu {
     fn store(&mut self, addr: VirtAddr, data: &[u8], in_copy: bool) -> Result<(), AccessFault> {
         for (a, off, n) in Self::pieces(addr, data.len()) {
             self.with_phys(a, Access::Write, in_copy, |hw, pa| {
-                hw.mem.write(pa, &data[off..off + n])
+                if in_copy {
+                    // The kernel's copy into user memory.
+                    hw.mem.write(pa, &data[off..off + n])
+                } else {
+                    hw.mem.write_user(pa, &data[off..off + n])
+                }
             })?;
         }
         Ok(())
@@ -274,7 +279,12 @@ impl Cpu {
     /// A user-mode instruction fetch of one byte.
     pub fn fetch(&mut self, addr: VirtAddr) -> Result<u8, AccessFault> {
         let mut b = [0u8; 1];
-        self.with_phys(addr, Access::Exec, false, |hw, pa| hw.mem.read(pa, &mut b))?;
+        self.with_phys(addr, Access::Exec, false, |hw, pa| {
+            if hw.mem.unsynced(pa.frame()) {
+                hw.stale_fetches.fetch_add(1, Relaxed);
+            }
+            hw.mem.read(pa, &mut b)
+        })?;
         Ok(b[0])
     }
 

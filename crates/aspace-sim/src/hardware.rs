@@ -56,6 +56,10 @@ pub struct HwStats {
     /// Accesses through a TLB entry whose frame had been freed since the
     /// entry was filled. Must stay zero.
     pub stale_accesses: u64,
+    /// Instruction fetches from a frame the kernel wrote and did not sync
+    /// for instruction fetches since ([`aspace::PhysMemory::sync_icache`];
+    /// see [`PhysMem`]). Must stay zero.
+    pub stale_fetches: u64,
     /// Rounds the core spent waiting for other CPUs ([`Machine::relax`]).
     pub relaxes: u64,
 }
@@ -72,6 +76,7 @@ pub struct SimHardware {
     pub(crate) faults: AtomicU64,
     pub(crate) ipis: AtomicU64,
     pub(crate) stale: AtomicU64,
+    pub(crate) stale_fetches: AtomicU64,
     pub(crate) relaxes: AtomicU64,
 }
 
@@ -111,6 +116,7 @@ impl SimHardware {
             faults: AtomicU64::new(0),
             ipis: AtomicU64::new(0),
             stale: AtomicU64::new(0),
+            stale_fetches: AtomicU64::new(0),
             relaxes: AtomicU64::new(0),
         }
     }
@@ -143,6 +149,7 @@ impl SimHardware {
             faults: self.faults.load(Relaxed),
             ipis: self.ipis.load(Relaxed),
             stale_accesses: self.stale.load(Relaxed),
+            stale_fetches: self.stale_fetches.load(Relaxed),
             relaxes: self.relaxes.load(Relaxed),
         }
     }

@@ -8,8 +8,19 @@ use aspace::memory::WORDS_PER_FRAME;
 use aspace::{Frame, PhysAddr, PhysMemory, PAGE_SIZE};
 
 /// Physical memory of a fixed size.
+///
+/// It also models the hazard of split instruction and data caches: a frame
+/// the kernel writes through [`PhysMemory`] (`write`, `zero_frame`,
+/// `copy_frame`) is marked *unsynced* until [`PhysMemory::sync_icache`]
+/// names it, and the simulated CPU counts an instruction fetch from an
+/// unsynced frame as stale (`HwStats::stale_fetches`), where real AArch64
+/// or RISC-V hardware could execute old instructions. Stores a task makes
+/// through its own mappings ([`write_user`](Self::write_user)) do not
+/// mark it: making those visible is the task's job, as on those machines.
 pub struct PhysMem {
     words: Box<[AtomicU64]>,
+    /// One bit per frame: written by the kernel since its last sync.
+    unsynced: Box<[AtomicU64]>,
 }
 
 impl PhysMem {
@@ -19,6 +30,66 @@ impl PhysMem {
         let words = (frames * PAGE_SIZE / 8) as usize;
         Self {
             words: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            unsynced: (0..frames.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    /// The bit of frame `n` in `unsynced`: its word and mask.
+    fn sync_bit(&self, n: u64) -> Option<(&AtomicU64, u64)> {
+        let word = self.unsynced.get(usize::try_from(n / 64).ok()?)?;
+        Some((word, 1 << (n % 64)))
+    }
+
+    fn mark_unsynced(&self, first: PhysAddr, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let (a, b) = (
+            first.as_u64() / PAGE_SIZE,
+            (first.as_u64() + len as u64 - 1) / PAGE_SIZE,
+        );
+        for n in a..=b {
+            if let Some((word, bit)) = self.sync_bit(n) {
+                word.fetch_or(bit, Relaxed);
+            }
+        }
+    }
+
+    /// Whether the kernel wrote `frame` since it last synced it for
+    /// instruction fetches.
+    pub fn unsynced(&self, frame: Frame) -> bool {
+        self.sync_bit(frame.number())
+            .is_some_and(|(word, bit)| word.load(Relaxed) & bit != 0)
+    }
+
+    /// A store of a task through its own mapping: as
+    /// [`PhysMemory::write`], without marking the frame unsynced.
+    pub fn write_user(&self, addr: PhysAddr, data: &[u8]) {
+        self.store_bytes(addr, data);
+    }
+
+    fn store_bytes(&self, addr: PhysAddr, data: &[u8]) {
+        let mut off = 0usize;
+        while off < data.len() {
+            let a = addr.as_u64() + off as u64;
+            let b = (a % 8) as usize;
+            let n = (8 - b).min(data.len() - off);
+            let w = self.word(a);
+            if n == 8 {
+                w.store(
+                    u64::from_le_bytes(data[off..off + 8].try_into().unwrap()),
+                    Relaxed,
+                );
+            } else {
+                let _ = w.fetch_update(Relaxed, Relaxed, |old| {
+                    let mut v = old.to_le_bytes();
+                    v[b..b + n].copy_from_slice(&data[off..off + n]);
+                    Some(u64::from_le_bytes(v))
+                });
+            }
+            off += n;
         }
     }
 
@@ -71,26 +142,8 @@ unsafe impl PhysMemory for PhysMem {
     }
 
     fn write(&self, addr: PhysAddr, data: &[u8]) {
-        let mut off = 0usize;
-        while off < data.len() {
-            let a = addr.as_u64() + off as u64;
-            let b = (a % 8) as usize;
-            let n = (8 - b).min(data.len() - off);
-            let w = self.word(a);
-            if n == 8 {
-                w.store(
-                    u64::from_le_bytes(data[off..off + 8].try_into().unwrap()),
-                    Relaxed,
-                );
-            } else {
-                let _ = w.fetch_update(Relaxed, Relaxed, |old| {
-                    let mut v = old.to_le_bytes();
-                    v[b..b + n].copy_from_slice(&data[off..off + n]);
-                    Some(u64::from_le_bytes(v))
-                });
-            }
-            off += n;
-        }
+        self.store_bytes(addr, data);
+        self.mark_unsynced(addr, data.len());
     }
 
     #[inline]
@@ -120,6 +173,7 @@ unsafe impl PhysMemory for PhysMem {
         for w in &self.words[first..first + (PAGE_SIZE / 8) as usize] {
             w.store(0, Relaxed);
         }
+        self.mark_unsynced(frame.start(), PAGE_SIZE as usize);
     }
 
     fn copy_frame(&self, dst: Frame, src: Frame) {
@@ -129,6 +183,13 @@ unsafe impl PhysMemory for PhysMem {
         );
         for i in 0..(PAGE_SIZE / 8) as usize {
             self.words[d + i].store(self.words[s + i].load(Relaxed), Relaxed);
+        }
+        self.mark_unsynced(dst.start(), PAGE_SIZE as usize);
+    }
+
+    fn sync_icache(&self, frame: Frame) {
+        if let Some((word, bit)) = self.sync_bit(frame.number()) {
+            word.fetch_and(!bit, Relaxed);
         }
     }
 }

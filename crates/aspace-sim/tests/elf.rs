@@ -174,8 +174,10 @@ fn read_only_segments_refuse_writes_and_code_runs_only_where_executable() {
                 "{path} {a}"
             );
         }
-        // The entry point lies in an executable segment.
+        // The entry point lies in an executable segment, whose image frame
+        // was synced for instruction fetches before it was mapped.
         assert_eq!(cpu.fetch(loaded.entry).map(|_| ()), Ok(()), "{path}");
+        assert_eq!(sim.hardware().stats().stale_fetches, 0, "{path}");
     }
 }
 

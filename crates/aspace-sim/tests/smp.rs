@@ -326,6 +326,7 @@ fn race(
             faults: hw.faults - hw0.faults,
             ipis: hw.ipis - hw0.ipis,
             stale_accesses: hw.stale_accesses - hw0.stale_accesses,
+            stale_fetches: hw.stale_fetches - hw0.stale_fetches,
             relaxes: hw.relaxes - hw0.relaxes,
         };
         eprintln!("{name}: core {sys:?}\n{name}: hardware {hw:?}");

@@ -184,6 +184,7 @@ impl<M: Machine> AddressSpace<M> {
         batch.defer(u, false);
         batch.complete(&self.shared, self.id());
         let flags = self.page_flags(st.flags);
+        self.sync_if_exec(new, flags);
         if pt.map(m.memory(), m.frames(), page, new, flags).is_err() {
             // Tables stay after an unmap, so this does not happen; if it
             // did, the old frame goes back as it was.
@@ -287,6 +288,7 @@ impl<M: Machine> AddressSpace<M> {
         st.cow = UsedSpace::new();
         let flags = self.page_flags(st.flags);
         for (page, new) in copied {
+            self.sync_if_exec(new, flags);
             if pt.map(m.memory(), m.frames(), page, new, flags).is_err() {
                 // Tables stay after an unmap, so this does not happen; if
                 // it did, the page stops being resident.

@@ -420,6 +420,7 @@ impl<M: Machine> AddressSpace<M> {
         }
         // The area's lock (held) makes this CPU the only one to change the
         // page's entry; the table itself needs no lock.
+        self.sync_if_exec(frame, flags);
         let mapped = self.pt().map(m.memory(), m.frames(), page, frame, flags);
         if mapped.is_err() {
             if area.backend.caps().contains(BackendCaps::REFCOUNTED) {

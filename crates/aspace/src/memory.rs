@@ -72,6 +72,19 @@ pub unsafe trait PhysMemory: Send + Sync {
             self.write(PhysAddr::new(dst.start().as_u64() + off), &buf);
         }
     }
+    /// Makes what was written into `frame` through this memory visible to
+    /// instruction fetches, on every CPU: the core calls it before it maps a
+    /// frame executable into a task whose contents the kernel just wrote (a
+    /// page a backend filled, zeroed or read in, a copy-on-write copy). On
+    /// AArch64 that is the data cache cleaned to the point of unification
+    /// and the instruction cache invalidated for the frame; on RISC-V a
+    /// `fence.i` on every hart. The default does nothing, which is right
+    /// where instruction fetches see earlier stores (x86) and for memory no
+    /// CPU executes from (a simulator). What a task writes into its own
+    /// pages (a JIT) it makes visible itself.
+    fn sync_icache(&self, frame: Frame) {
+        let _ = frame;
+    }
 }
 
 /// The physical frame allocator, with a reference count per frame.

@@ -253,6 +253,7 @@ impl<M: Machine> AddressSpace<M> {
             return Err(Unmapped::Retry(FaultReason::NoMemory));
         };
         let flags = self.page_flags(st.flags);
+        self.sync_if_exec(frame, flags);
         if self
             .pt()
             .map(m.memory(), m.frames(), page, frame, flags)

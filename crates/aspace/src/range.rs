@@ -264,8 +264,8 @@ impl<M: Machine> AddressSpace<M> {
             if new == st.flags {
                 continue;
             }
-            st.flags = new;
-            self.reprotect_pages(&st, &mut batch);
+            let old = core::mem::replace(&mut st.flags, new);
+            self.reprotect_pages(&st, old, &mut batch);
         }
         batch.complete(&self.shared, self.id());
         // A part cut off keeps the old rights: where the part next to it

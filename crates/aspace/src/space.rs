@@ -33,7 +33,9 @@ use crate::internals::area_tree::AreaTree;
 use crate::internals::try_arc::TryArc;
 use crate::internals::used_space::UsedSpace;
 use crate::lookup::AreaLookup;
-use crate::machine::{Asid, CpuSet, Cpus, FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
+use crate::machine::{
+    Asid, CpuSet, Cpus, FrameAllocator, Invalidation, Machine, PhysMemory, Shootdown, Tlb,
+};
 use crate::paging::PageTable;
 use crate::reserve;
 use crate::shard_lock::{ReadGuard, ShardedRwLock};
@@ -187,6 +189,15 @@ impl<M: Machine> AddressSpace<M> {
 
     pub(crate) fn machine(&self) -> &M {
         &self.shared.machine
+    }
+
+    /// Makes what the kernel just wrote into `frame` visible to
+    /// instruction fetches ([`PhysMemory::sync_icache`]) if it is about to
+    /// be mapped with `flags` that let it execute.
+    pub(crate) fn sync_if_exec(&self, frame: Frame, flags: PageFlags) {
+        if flags.contains(PageFlags::EXEC) {
+            self.machine().memory().sync_icache(frame);
+        }
     }
 
     /// The rights pages of an area with `flags` get in this space: user
@@ -520,22 +531,38 @@ impl<M: Machine> AddressSpace<M> {
         let flags = (flags - AreaFlags::PLACEMENT) | (st.flags & AreaFlags::PLACEMENT);
         // The area keeps its own way of reserving (not a right).
         let late = AreaFlags::LATE_RESERVE;
+        let old = st.flags;
         st.flags = (flags - late) | (st.flags & late);
         // The rights change in place; the changed entries leave every TLB
         // before returning.
         let mut batch = ShootdownBatch::new();
-        self.reprotect_pages(&st, &mut batch);
+        self.reprotect_pages(&st, old, &mut batch);
         batch.complete(&self.shared, self.id);
         Ok(())
     }
 
     /// Gives every mapped page of the area locked as `st` the rights of
-    /// `st.flags` in place ([`PageTable::protect_run`]: same frames, one
-    /// walk per leaf table; copy-on-write pages stay without write), and
-    /// adds each changed page to `batch`, whose completion the caller owes
-    /// before relying on the new rights. Allocates nothing.
-    pub(crate) fn reprotect_pages(&self, st: &AreaState<M>, batch: &mut ShootdownBatch) {
+    /// `st.flags` (which were `old`) in place ([`PageTable::protect_run`]:
+    /// same frames, one walk per leaf table; copy-on-write pages stay
+    /// without write), and adds each changed page to `batch`, whose
+    /// completion the caller owes before relying on the new rights. Pages
+    /// that become executable have their frames synced for instruction
+    /// fetches first ([`sync_if_exec`](Self::sync_if_exec)). Allocates
+    /// nothing.
+    pub(crate) fn reprotect_pages(
+        &self,
+        st: &AreaState<M>,
+        old: AreaFlags,
+        batch: &mut ShootdownBatch,
+    ) {
         let m = self.machine();
+        if st.flags.contains(AreaFlags::EXEC) && !old.contains(AreaFlags::EXEC) {
+            for page in st.used.iter_pages() {
+                if let Some((frame, _)) = self.pt().translate(m.memory(), page) {
+                    m.memory().sync_icache(frame);
+                }
+            }
+        }
         let pflags = self.page_flags(st.flags);
         let rights = |page| crate::cow::entry_flags(pflags, &st.cow, page);
         for r in st.used.iter() {

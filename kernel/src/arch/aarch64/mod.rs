@@ -34,7 +34,7 @@ use aspace::{Machine, PhysAddr, PhysMemory};
 pub use self::park::{
     park_resume, park_switch, replace_trap_stack, stack_pointer, trap_stack_tops, TRAP_STACK_SIZE,
 };
-pub use self::tlb::{flush_all, ArmTlb as ArchTlb};
+pub use self::tlb::{flush_all, sync_icache, ArmTlb as ArchTlb};
 pub use self::trap::{enter, idle_frame, TrapFrame};
 use crate::machine::System;
 use crate::mm::{self, FRAMES};
@@ -193,7 +193,7 @@ fn rearm_timer() {
 }
 
 /// How many TLB counters [`tlb_counters`] reports.
-pub const TLB_COUNTERS: usize = 6;
+pub const TLB_COUNTERS: usize = 7;
 
 /// The kernel's TLB counters, for the scenario reports.
 pub fn tlb_counters() -> [(&'static str, u64); TLB_COUNTERS] {
@@ -205,6 +205,7 @@ pub fn tlb_counters() -> [(&'static str, u64); TLB_COUNTERS] {
         ("tlbi_asid", c(&tlb::TLBI_ASID)),
         ("tlbi_page", c(&tlb::TLBI_PAGE)),
         ("tlbi_kernel_page", c(&tlb::TLBI_KERNEL_PAGE)),
+        ("icache_syncs", c(&tlb::ICACHE_SYNCS)),
     ]
 }
 

@@ -36,6 +36,52 @@ pub static TLBI_PAGE: AtomicU64 = AtomicU64::new(0);
 /// `TLBI VAAE1`: one page under every ASID (the kernel's global pages).
 pub static TLBI_KERNEL_PAGE: AtomicU64 = AtomicU64::new(0);
 
+/// Frames synced for instruction fetches (`sync_icache`).
+pub static ICACHE_SYNCS: AtomicU64 = AtomicU64::new(0);
+
+/// Makes the `len` bytes at `va` (the direct map of a frame the kernel
+/// wrote) visible to instruction fetches on every CPU, as the architecture
+/// asks after code is written through the data side: each data-cache line
+/// cleaned to the point of unification (`DC CVAU`, unless `CTR_EL0.IDC`
+/// says no clean is needed), `DSB ISH`, each instruction-cache line
+/// invalidated (`IC IVAU`, unless `CTR_EL0.DIC` says so), `DSB ISH`, `ISB`.
+/// Both maintenance operations reach every CPU of the inner-shareable
+/// domain; the others synchronise their fetches when they return to a
+/// task (`ERET`).
+pub fn sync_icache(va: *const u8, len: usize) {
+    ICACHE_SYNCS.fetch_add(1, Ordering::Relaxed);
+    let ctr: u64;
+    // SAFETY: reads an identification register; no memory touched.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    let (start, end) = (va as u64, va as u64 + len as u64);
+    // Line sizes: log2 of the number of 4-byte words.
+    let (dline, iline) = (4u64 << ((ctr >> 16) & 0xf), 4u64 << (ctr & 0xf));
+    if ctr & (1 << 28) == 0 {
+        let mut a = start & !(dline - 1);
+        while a < end {
+            // SAFETY: cache maintenance of a mapped line (the caller's
+            // direct-map range); it changes no memory contents.
+            unsafe { asm!("dc cvau, {}", in(reg) a, options(nostack)) };
+            a += dline;
+        }
+    }
+    // SAFETY: a barrier; no memory touched.
+    unsafe { asm!("dsb ish", options(nostack)) };
+    if ctr & (1 << 29) == 0 {
+        let mut a = start & !(iline - 1);
+        while a < end {
+            // SAFETY: as for `dc cvau` above: an instruction-cache line
+            // dropped, no memory contents changed.
+            unsafe { asm!("ic ivau, {}", in(reg) a, options(nostack)) };
+            a += iline;
+        }
+        // SAFETY: a barrier; no memory touched.
+        unsafe { asm!("dsb ish", options(nostack)) };
+    }
+    // SAFETY: a context synchronisation; no memory touched.
+    unsafe { asm!("isb", options(nostack)) };
+}
+
 /// Beyond this many pages a range flush drops the whole ASID instead.
 const RANGE_LIMIT: u64 = 64;
 

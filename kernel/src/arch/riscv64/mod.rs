@@ -29,7 +29,7 @@ use aspace::{FrameAllocator, Machine, PhysAddr, PhysMemory};
 pub use self::park::{
     park_resume, park_switch, replace_trap_stack, stack_pointer, trap_stack_tops, TRAP_STACK_SIZE,
 };
-pub use self::tlb::{flush_all, RiscvTlb as ArchTlb};
+pub use self::tlb::{flush_all, sync_icache, RiscvTlb as ArchTlb};
 pub use self::trap::{enter, idle_frame, TrapFrame};
 use crate::machine::System;
 use crate::mm::{self, FRAMES};
@@ -197,7 +197,7 @@ fn rearm_timer() {
 }
 
 /// How many TLB counters [`tlb_counters`] reports.
-pub const TLB_COUNTERS: usize = 6;
+pub const TLB_COUNTERS: usize = 7;
 
 /// The kernel's TLB counters, for the scenario reports.
 pub fn tlb_counters() -> [(&'static str, u64); TLB_COUNTERS] {
@@ -209,6 +209,7 @@ pub fn tlb_counters() -> [(&'static str, u64); TLB_COUNTERS] {
         ("sfence_asid", c(&tlb::SFENCE_ASID)),
         ("sfence_page", c(&tlb::SFENCE_PAGE)),
         ("sfence_fault", c(&tlb::SFENCE_FAULT)),
+        ("icache_syncs", c(&tlb::ICACHE_SYNCS)),
     ]
 }
 

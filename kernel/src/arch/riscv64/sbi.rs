@@ -11,6 +11,8 @@ const EXT_IPI: u64 = 0x0073_5049;
 const EXT_HSM: u64 = 0x0048_534D;
 /// The System Reset extension ("SRST").
 const EXT_SRST: u64 = 0x5352_5354;
+/// The Remote Fence extension ("RFNC").
+const EXT_RFENCE: u64 = 0x5246_4E43;
 
 /// An SBI call: `(error, value)`; error 0 is success.
 fn call(ext: u64, fid: u64, a0: u64, a1: u64, a2: u64) -> (i64, u64) {
@@ -19,7 +21,8 @@ fn call(ext: u64, fid: u64, a0: u64, a1: u64, a2: u64) -> (i64, u64) {
     // SBI calling convention: it reads a0-a2, a6 (function) and a7
     // (extension) and returns the error in a0 and the value in a1, leaving
     // every other register as it was. The calls made here (timer, IPI, hart
-    // start and status, reset) touch no memory of the kernel.
+    // start and status, remote fence.i, reset) touch no memory of the
+    // kernel.
     unsafe {
         asm!("ecall", inlateout("a0") a0 => err, inlateout("a1") a1 => val,
              in("a2") a2, in("a6") fid, in("a7") ext, options(nostack));
@@ -49,6 +52,12 @@ pub fn hart_start(hart: u64, start: u64, opaque: u64) -> i64 {
 pub fn hart_status(hart: u64) -> Option<u64> {
     let (err, v) = call(EXT_HSM, 2, hart, 0, 0);
     (err == 0).then_some(v)
+}
+
+/// Makes every started hart execute `fence.i` (`sbi_remote_fence_i`
+/// with a hart-mask base of -1: all of them, this one included).
+pub fn remote_fence_i_all() {
+    call(EXT_RFENCE, 0, 0, u64::MAX, 0);
 }
 
 /// Shuts the machine down (`failure`: reports a system failure).

@@ -25,6 +25,23 @@ pub static SFENCE_PAGE: AtomicU64 = AtomicU64::new(0);
 /// `sfence.vma va` after a served page fault (see [`fence_fault`]).
 pub static SFENCE_FAULT: AtomicU64 = AtomicU64::new(0);
 
+/// Frames synced for instruction fetches (`sync_icache`).
+pub static ICACHE_SYNCS: AtomicU64 = AtomicU64::new(0);
+
+/// Makes what the kernel wrote into a frame visible to instruction
+/// fetches on every hart: `fence.i` orders this hart's fetches after its
+/// stores, and the SBI's remote `fence.i` does the same on every other
+/// hart (Zifencei has no broadcast form).
+pub fn sync_icache() {
+    ICACHE_SYNCS.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: `fence.i` only synchronises this hart's instruction fetches
+    // with its earlier stores; it touches no register or memory.
+    unsafe { asm!("fence.i", options(nostack)) };
+    if CPU_COUNT.load(Ordering::Relaxed) > 1 {
+        super::sbi::remote_fence_i_all();
+    }
+}
+
 /// Beyond this many pages a range flush drops the whole ASID instead.
 const RANGE_LIMIT: u64 = 64;
 
