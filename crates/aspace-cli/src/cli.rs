@@ -133,7 +133,7 @@ goes on, and the exit status is 1.
 COUNTER is one of: faults, faults_resolved, faults_raced, faults_failed, shootdown_rounds, \
 ipis, local_invalidations, lazy_flushes, asid_allocs, asid_steals, cow_copies, frames_allocated, \
 frames_released, frames_in_use, frames_freed, tlb_hits, tlb_misses, hw_faults, \
-stale_accesses, pages_reserved, commit_limit. CMP is one of == != < <= > >=.
+stale_accesses, stale_fetches, pages_reserved, commit_limit. CMP is one of == != < <= > >=.
 
 Memory reservation: an anonymous area reserves its pages against the commit limit when it is \
 created or grown (ENOMEM beyond it, nothing changed) and gives them back when it shrinks or \

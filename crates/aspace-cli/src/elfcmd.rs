@@ -257,6 +257,7 @@ pub fn run_bytes(opts: &Opts, path: &str, bytes: &[u8]) -> Result<Vec<String>, I
     let released = ElfImage::release(image, sim.system().machine()).is_ok();
     let in_use = sim.frames_in_use();
     let stale = sim.hardware().stats().stale_accesses;
+    let stale_fetches = sim.hardware().stats().stale_fetches;
     let mut failures = Vec::new();
     if let Some(m) = &stopped {
         failures.push(m.clone());
@@ -271,6 +272,11 @@ pub fn run_bytes(opts: &Opts, path: &str, bytes: &[u8]) -> Result<Vec<String>, I
     }
     if stale != 0 {
         failures.push(format!("{stale} accesses through stale TLB entries"));
+    }
+    if stale_fetches != 0 {
+        failures.push(format!(
+            "{stale_fetches} instruction fetches from code the kernel wrote and did not sync"
+        ));
     }
     if d.faults_resolved != touched {
         failures.push(format!(

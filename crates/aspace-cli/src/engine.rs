@@ -244,6 +244,9 @@ pub struct Summary {
     pub tlb_misses: u64,
     /// Accesses through stale TLB entries (must be 0).
     pub stale_accesses: u64,
+    /// Instruction fetches from frames the kernel wrote and did not sync
+    /// for instruction fetches (must be 0).
+    pub stale_fetches: u64,
     /// Checks that held.
     pub checks_passed: usize,
     /// Checks that failed.
@@ -350,6 +353,11 @@ impl Summary {
                 "stale TLB accesses",
                 self.stale_accesses.to_string(),
                 "must be 0",
+            ),
+            (
+                "stale code fetches",
+                self.stale_fetches.to_string(),
+                "must be 0: code the kernel wrote, fetched unsynced",
             ),
             (
                 "pages reserved",
@@ -1511,6 +1519,7 @@ impl Engine {
             "tlb_misses" => hw.tlb_misses,
             "hw_faults" => hw.faults,
             "stale_accesses" => hw.stale_accesses,
+            "stale_fetches" => hw.stale_fetches,
             "pages_reserved" => self.sim.system().reserve().committed(),
             "commit_limit" => self.sim.system().reserve().limit(),
             _ => return None,
@@ -1541,9 +1550,12 @@ impl Engine {
                         self.baseline
                     ));
                 }
-                let stale = self.sim.hardware().stats().stale_accesses;
-                if stale != 0 {
-                    wrong.push(format!("{stale} stale TLB accesses"));
+                let hw = self.sim.hardware().stats();
+                if hw.stale_accesses != 0 {
+                    wrong.push(format!("{} stale TLB accesses", hw.stale_accesses));
+                }
+                if hw.stale_fetches != 0 {
+                    wrong.push(format!("{} stale instruction fetches", hw.stale_fetches));
                 }
                 if wrong.is_empty() {
                     Got::Done(Some(format!(
@@ -1632,7 +1644,7 @@ impl Engine {
         self.pagers.clear();
         self.release_images();
         let in_use = self.sim.frames_in_use();
-        let stale = self.sim.hardware().stats().stale_accesses;
+        let hw = self.sim.hardware().stats();
         let end = Stmt {
             line: 0,
             text: "(end of run)".into(),
@@ -1650,10 +1662,14 @@ impl Engine {
                 ),
             );
         }
-        if stale == 0 {
+        if hw.stale_accesses == 0 && hw.stale_fetches == 0 {
             self.passed += 1;
         } else {
-            self.record_failure(&end, format!("{stale} accesses through stale TLB entries"));
+            let message = format!(
+                "{} accesses through stale TLB entries, {} stale instruction fetches",
+                hw.stale_accesses, hw.stale_fetches
+            );
+            self.record_failure(&end, message);
         }
         let sum = self.summary();
         self.out.block(&format!("\n{}", sum.table()));
@@ -1701,6 +1717,7 @@ impl Engine {
             tlb_hits: hw.tlb_hits,
             tlb_misses: hw.tlb_misses,
             stale_accesses: hw.stale_accesses,
+            stale_fetches: hw.stale_fetches,
             checks_passed: self.passed,
             checks_failed: self.failures.len(),
             pages_reserved: self.sim.system().reserve().committed(),

@@ -177,6 +177,7 @@ pub const COUNTERS: &[&str] = &[
     "tlb_misses",
     "hw_faults",
     "stale_accesses",
+    "stale_fetches",
     "pages_reserved",
     "commit_limit",
 ];
