@@ -57,29 +57,34 @@ pub fn sync_icache(va: *const u8, len: usize) {
     // Line sizes: log2 of the number of 4-byte words.
     let (dline, iline) = (4u64 << ((ctr >> 16) & 0xf), 4u64 << (ctr & 0xf));
     if ctr & (1 << 28) == 0 {
-        let mut a = start & !(dline - 1);
-        while a < end {
-            // SAFETY: cache maintenance of a mapped line (the caller's
-            // direct-map range); it changes no memory contents.
-            unsafe { asm!("dc cvau, {}", in(reg) a, options(nostack)) };
-            a += dline;
-        }
+        // SAFETY: cache maintenance of a mapped line (the caller's
+        // direct-map range); it changes no memory contents.
+        each_line(start, end, dline, |a| unsafe {
+            asm!("dc cvau, {}", in(reg) a, options(nostack))
+        });
     }
     // SAFETY: a barrier; no memory touched.
     unsafe { asm!("dsb ish", options(nostack)) };
     if ctr & (1 << 29) == 0 {
-        let mut a = start & !(iline - 1);
-        while a < end {
-            // SAFETY: as for `dc cvau` above: an instruction-cache line
-            // dropped, no memory contents changed.
-            unsafe { asm!("ic ivau, {}", in(reg) a, options(nostack)) };
-            a += iline;
-        }
+        // SAFETY: as for `dc cvau` above: an instruction-cache line
+        // dropped, no memory contents changed.
+        each_line(start, end, iline, |a| unsafe {
+            asm!("ic ivau, {}", in(reg) a, options(nostack))
+        });
         // SAFETY: a barrier; no memory touched.
         unsafe { asm!("dsb ish", options(nostack)) };
     }
     // SAFETY: a context synchronisation; no memory touched.
     unsafe { asm!("isb", options(nostack)) };
+}
+
+/// Calls `op` with the address of each `line`-byte line of `[start, end)`.
+fn each_line(start: u64, end: u64, line: u64, op: impl Fn(u64)) {
+    let mut a = start & !(line - 1);
+    while a < end {
+        op(a);
+        a += line;
+    }
 }
 
 /// Beyond this many pages a range flush drops the whole ASID instead.
