@@ -6,6 +6,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use aspace::memory::WORDS_PER_FRAME;
 use aspace::{Frame, FrameAllocator, PhysAddr, PhysMemory, PAGE_SIZE};
 
 use crate::arch::{phys_to_virt, RAM_BASE};
@@ -196,6 +197,21 @@ fn mapped(addr: PhysAddr, len: usize) {
 // `write_u64` and `compare_exchange_u64` are single atomic operations with
 // release (and acquire) ordering.
 unsafe impl PhysMemory for DirectMap {
+    fn frame_words(&self, frame: Frame) -> Option<&[AtomicU64; WORDS_PER_FRAME]> {
+        let start = frame.start().as_u64();
+        let inside = start
+            .checked_sub(RAM_BASE)
+            .is_some_and(|offset| offset + PAGE_SIZE <= MAX_FRAMES as u64 * PAGE_SIZE);
+        if !inside {
+            return None;
+        }
+        // SAFETY: a whole frame of the managed window, page-aligned (each
+        // word naturally aligned), mapped for the kernel's lifetime and
+        // outside any Rust allocation (see `DirectMap`); the core uses a
+        // lent frame's words for page-table entries, which every CPU reads
+        // and writes only atomically (as through `entry`).
+        Some(unsafe { &*(phys_to_virt(start) as *const [AtomicU64; WORDS_PER_FRAME]) })
+    }
     fn read(&self, addr: PhysAddr, buf: &mut [u8]) {
         mapped(addr, buf.len());
         // SAFETY: `addr..addr + buf.len()` is mapped frame memory outside
