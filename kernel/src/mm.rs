@@ -229,6 +229,7 @@ unsafe impl PhysMemory for DirectMap {
         unsafe {
             core::ptr::copy_nonoverlapping(data.as_ptr(), phys_to_virt(addr.as_u64()), data.len())
         };
+        mark_unsynced(addr, data.len());
     }
     fn read_u64(&self, addr: PhysAddr) -> u64 {
         // SAFETY: see `entry`.
@@ -251,6 +252,7 @@ unsafe impl PhysMemory for DirectMap {
         unsafe {
             core::ptr::write_bytes(phys_to_virt(frame.start().as_u64()), 0, PAGE_SIZE as usize)
         };
+        mark_unsynced(frame.start(), PAGE_SIZE as usize);
     }
     fn copy_frame(&self, dst: Frame, src: Frame) {
         mapped(dst.start(), PAGE_SIZE as usize);
@@ -264,17 +266,59 @@ unsafe impl PhysMemory for DirectMap {
                 PAGE_SIZE as usize,
             )
         };
+        mark_unsynced(dst.start(), PAGE_SIZE as usize);
     }
     #[cfg(target_arch = "aarch64")]
     fn sync_icache(&self, frame: Frame) {
         mapped(frame.start(), PAGE_SIZE as usize);
-        crate::arch::sync_icache(phys_to_virt(frame.start().as_u64()), PAGE_SIZE as usize);
+        if take_unsynced(frame) {
+            crate::arch::sync_icache(phys_to_virt(frame.start().as_u64()), PAGE_SIZE as usize);
+        }
     }
     #[cfg(target_arch = "riscv64")]
-    fn sync_icache(&self, _frame: Frame) {
-        crate::arch::sync_icache();
+    fn sync_icache(&self, frame: Frame) {
+        mapped(frame.start(), PAGE_SIZE as usize);
+        if take_unsynced(frame) {
+            crate::arch::sync_icache();
+        }
     }
     // x86: instruction fetches see earlier stores (the default, nothing).
+}
+
+/// One bit per frame of the managed window: written through the direct map
+/// since it was last synced for instruction fetches. All set at boot, when
+/// nothing is known. Lets `sync_icache` skip a frame nothing wrote since
+/// (an ELF text page mapped by task after task), as Linux's
+/// `PG_dcache_clean` does. x86 keeps no such record: it needs no sync.
+#[cfg(not(target_arch = "x86_64"))]
+static UNSYNCED: [AtomicU64; MAX_FRAMES / 64] =
+    [const { AtomicU64::new(u64::MAX) }; MAX_FRAMES / 64];
+
+/// Marks the frames of `[addr, addr + len)` (checked by `mapped`) as written.
+#[cfg(not(target_arch = "x86_64"))]
+fn mark_unsynced(addr: PhysAddr, len: usize) {
+    if len == 0 {
+        return;
+    }
+    let first = (addr.as_u64() - RAM_BASE) / PAGE_SIZE;
+    let last = (addr.as_u64() - RAM_BASE + len as u64 - 1) / PAGE_SIZE;
+    for n in first..=last {
+        // Release: the data written comes before the mark for the CPU that
+        // takes it (`take_unsynced`) and syncs.
+        UNSYNCED[n as usize / 64].fetch_or(1 << (n % 64), Ordering::Release);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn mark_unsynced(_addr: PhysAddr, _len: usize) {}
+
+/// Clears `frame`'s mark (checked by `mapped`); whether it was set, i.e.
+/// whether the frame needs a sync. A write after this sets it again.
+#[cfg(not(target_arch = "x86_64"))]
+fn take_unsynced(frame: Frame) -> bool {
+    let n = (frame.start().as_u64() - RAM_BASE) / PAGE_SIZE;
+    let bit = 1u64 << (n % 64);
+    UNSYNCED[n as usize / 64].fetch_and(!bit, Ordering::AcqRel) & bit != 0
 }
 
 const HEAP_SIZE: usize = 8 * 1024 * 1024;
