@@ -403,7 +403,7 @@ impl<M: Machine> LinuxMm<M> {
             .collect();
         for start in starts {
             self.next_id += 1;
-            if let Some(v) = vmas.get_mut(start) {
+            if let Some(mut v) = vmas.get_mut(start) {
                 v.anon = Some(self.next_id);
             }
         }
@@ -478,7 +478,7 @@ impl<M: Machine> LinuxMm<M> {
             .is_some_and(|v| v.kind.private() && v.anon.is_none())
         {
             let id = self.new_id();
-            if let Some(v) = self.vmas.get_mut(start) {
+            if let Some(mut v) = self.vmas.get_mut(start) {
                 v.anon = Some(id);
             }
         }
@@ -544,7 +544,7 @@ impl<M: Machine> LinuxMm<M> {
             if s < lo {
                 // The first, across `lo`: it keeps its part below, and its
                 // part above `hi` when the range is inside it.
-                let Some(v) = self.vmas.get_mut(s) else {
+                let Some(v) = self.vmas.get(s) else {
                     continue;
                 };
                 // The part above is copied out first; the record's end
@@ -1135,11 +1135,12 @@ impl<M: Machine> LinuxMm<M> {
         let (cut_above, cut_below) = (v.end > hi, start < lo);
         if !cut_above && !cut_below {
             // All of it: changed in place, then merged with its neighbours.
-            let Some(v) = self.vmas.get_mut(start) else {
+            let Some(mut v) = self.vmas.get_mut(start) else {
                 return;
             };
-            v.account = Self::account_after(v, prot);
+            v.account = Self::account_after(&v, prot);
             v.prot = prot;
+            drop(v);
             self.merge_in_place(start);
             return;
         }

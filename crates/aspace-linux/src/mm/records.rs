@@ -5,8 +5,10 @@
 //! tree (`AddressSpace::highest_free`), which keeps them anyway.
 //!
 //! The tree keys each record by its page range; a record's `start` and
-//! `end` change only through [`Records::set_end`] (or by taking it out and
-//! putting it back), so the two never disagree.
+//! `end` change only through [`Records::set_end`], [`Records::split`] and
+//! [`Records::join_next`] (or by taking it out and putting it back), so the
+//! two never disagree ([`Records::get_mut`] lends the rest, checked in
+//! debug builds).
 
 use aspace::internals::area_tree::AreaTree;
 use aspace::PAGE_SIZE;
@@ -17,6 +19,36 @@ use super::Vma;
 #[derive(Clone)]
 pub(super) struct Records {
     tree: AreaTree<Vma>,
+}
+
+/// A record lent for a change of anything but its range: the tree keys it
+/// by its range, so the two must not disagree.
+pub(super) struct RecordMut<'a> {
+    v: &'a mut Vma,
+    range: (u64, u64),
+}
+
+impl core::ops::Deref for RecordMut<'_> {
+    type Target = Vma;
+    fn deref(&self) -> &Vma {
+        self.v
+    }
+}
+
+impl core::ops::DerefMut for RecordMut<'_> {
+    fn deref_mut(&mut self) -> &mut Vma {
+        self.v
+    }
+}
+
+impl Drop for RecordMut<'_> {
+    fn drop(&mut self) {
+        debug_assert_eq!(
+            (self.v.start, self.v.end),
+            self.range,
+            "a record's range changes only through Records::set_end"
+        );
+    }
 }
 
 /// The page holding byte address `a`.
@@ -44,9 +76,13 @@ impl Records {
     }
 
     /// The mapping starting at `start`, to change anything but its range
-    /// (which [`set_end`](Self::set_end) changes).
-    pub fn get_mut(&mut self, start: u64) -> Option<&mut Vma> {
-        self.tree.get_mut(page(start)).map(|(_, v)| v)
+    /// (which [`set_end`](Self::set_end) changes; debug builds check that
+    /// the range is as it was when the handle goes).
+    pub fn get_mut(&mut self, start: u64) -> Option<RecordMut<'_>> {
+        self.tree.get_mut(page(start)).map(|(_, v)| RecordMut {
+            range: (v.start, v.end),
+            v,
+        })
     }
 
     /// Records `v`, whose range must be free (else it is dropped: a bug,
@@ -159,5 +195,52 @@ impl Records {
             next = self.below(v.start);
             Some(v)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::Kind;
+    use crate::Prot;
+    use alloc::vec::Vec;
+
+    fn anon(start: u64, end: u64) -> Vma {
+        Vma {
+            start,
+            end,
+            prot: Prot::RW,
+            kind: Kind::Anon,
+            first: start / PAGE_SIZE,
+            noreserve: false,
+            growsdown: false,
+            account: true,
+            anon: None,
+        }
+    }
+
+    #[test]
+    fn split_and_join_keep_ranges_and_keys_together() {
+        let mut r = Records::new();
+        r.insert(anon(0x1000, 0x9000));
+        r.split(0x1000, 0x4000, anon(0x4000, 0x9000));
+        let got: Vec<_> = r.values().map(|v| (v.start, v.end)).collect();
+        assert_eq!(got, [(0x1000, 0x4000), (0x4000, 0x9000)]);
+        assert_eq!(r.at_or_below(0x3fff).map(|v| v.start), Some(0x1000));
+        let (gone, grown) = r.join_next(0x1000).unwrap();
+        assert_eq!((gone.start, gone.end), (0x4000, 0x9000));
+        assert_eq!((grown.start, grown.end), (0x1000, 0x9000));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.at_or_below(0x8fff).map(|v| v.end), Some(0x9000));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "only through Records::set_end")]
+    fn a_lent_record_whose_range_changes_is_caught() {
+        let mut r = Records::new();
+        r.insert(anon(0x1000, 0x9000));
+        let mut v = r.get_mut(0x1000).unwrap();
+        v.end = 0x5000;
     }
 }
