@@ -79,9 +79,7 @@ impl<V> AreaTree<V> {
             self.len -= 1;
             return Some((end, value, leaf.values[i].as_mut()?));
         }
-        if !in_leaf && self.get(boundary).is_none() {
-            return None;
-        }
+        // No entry at `boundary`: the removal finds none and changes nothing.
         let (end, value) = self.remove(boundary)?;
         let grown = self.set_end_mut(left, end);
         debug_assert!(grown.is_some(), "the pages of the entry taken out are free");
