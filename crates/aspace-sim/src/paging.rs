@@ -5,7 +5,7 @@
 use aspace::paging::aarch64::Aarch64PageTable;
 use aspace::paging::riscv64::{RiscvMode, RiscvPageTable};
 use aspace::paging::x86_64::X86_64PageTable;
-use aspace::paging::{Layout, PageTable, Unmapped};
+use aspace::paging::{Layout, PageTable, Rewritten, Unmapped};
 use aspace::{Error, Frame, FrameAllocator, Page, PageFlags, PhysMemory};
 
 use crate::mmu::Arch;
@@ -109,10 +109,9 @@ impl PageTable for SimPageTable {
         frames: &F,
         first: Page,
         count: u64,
-        flags: &dyn Fn(Page) -> PageFlags,
-        out: &mut dyn FnMut(Page),
-    ) {
-        each!(self, t => t.protect_run(mem, frames, first, count, flags, out))
+        flags: PageFlags,
+    ) -> Rewritten {
+        each!(self, t => t.protect_run(mem, frames, first, count, flags))
     }
 
     fn move_run<P: PhysMemory, F: FrameAllocator>(

@@ -122,16 +122,20 @@ fn a_move_refused_for_a_table_moves_everything_back() {
 
 /// `protect_run` against unmap-and-map page by page (what it stands for):
 /// same frames and rights after it, exactly the pages whose entry changed
-/// reported, in order; and back again.
+/// counted and spanned; and back again.
 #[test]
 fn protect_run_changes_rights_in_place_on_every_format() {
     let page = Page::from_number;
-    // Read-only, unchanged, or no right at all, by page.
-    let rights = |p: Page| match p.number() % 3 {
-        0 => PageFlags::READ | PageFlags::USER | PageFlags::CACHEABLE,
-        1 => FLAGS,
-        _ => PageFlags::USER | PageFlags::CACHEABLE,
-    };
+    let read = PageFlags::READ | PageFlags::USER | PageFlags::CACHEABLE;
+    let none = PageFlags::USER | PageFlags::CACHEABLE;
+    // (first page, pages, rights): all read-only; part with no right; all
+    // read-only again (only that part changes); all as they were.
+    let steps = [
+        (FROM, COUNT, read),
+        (510, 520, none),
+        (FROM, COUNT, read),
+        (FROM, COUNT, FLAGS),
+    ];
     for arch in [
         Arch::X86_64,
         Arch::Riscv64Sv48,
@@ -151,28 +155,27 @@ fn protect_run_changes_rights_in_place_on_every_format() {
         let original: Vec<_> = (FROM..FROM + COUNT)
             .map(|n| pt.translate(&mem, page(n)))
             .collect();
-        let all = |_: Page| FLAGS;
-        let steps: [&dyn Fn(Page) -> PageFlags; 2] = [&rights, &all];
-        for (step, flags) in steps.into_iter().enumerate() {
+        for (step, &(first, count, flags)) in steps.iter().enumerate() {
             let mut want = Vec::new();
-            for n in FROM..FROM + COUNT {
+            for n in first..first + count {
                 let Some((frame, old)) = reference.translate(&mem, page(n)) else {
                     continue;
                 };
                 let _ = reference.unmap(&mem, page(n)).unwrap();
-                reference
-                    .map(&mem, &frames, page(n), frame, flags(page(n)))
-                    .unwrap();
+                reference.map(&mem, &frames, page(n), frame, flags).unwrap();
                 if reference.translate(&mem, page(n)) != Some((frame, old)) {
                     want.push(n);
                 }
             }
-            let mut got = Vec::new();
-            pt.protect_run(&mem, &frames, page(FROM), COUNT, flags, &mut |p| {
-                got.push(p.number())
-            });
-            assert_eq!(got, want, "{arch:?} step {step}: the pages changed");
+            let got = pt.protect_run(&mem, &frames, page(first), count, flags);
             assert!(!want.is_empty(), "{arch:?} step {step}");
+            assert_eq!(got.count(), want.len() as u64, "{arch:?} step {step}");
+            let span = got.span().expect("pages changed");
+            assert_eq!(
+                (span.start.number(), span.end().number()),
+                (want[0], want[want.len() - 1] + 1),
+                "{arch:?} step {step}: the span of the pages changed"
+            );
             for n in FROM..FROM + COUNT {
                 assert_eq!(
                     pt.translate(&mem, page(n)),
@@ -181,6 +184,9 @@ fn protect_run_changes_rights_in_place_on_every_format() {
                 );
             }
         }
+        let unchanged = pt.protect_run(&mem, &frames, page(FROM), COUNT, FLAGS);
+        assert_eq!(unchanged.count(), 0, "{arch:?}: nothing to rewrite");
+        assert_eq!(unchanged.span(), None, "{arch:?}");
         let back: Vec<_> = (FROM..FROM + COUNT)
             .map(|n| pt.translate(&mem, page(n)))
             .collect();

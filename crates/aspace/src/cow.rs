@@ -33,7 +33,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::addr::{Frame, Page, VirtAddr};
+use crate::addr::{Frame, Page, PageRange, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaPart, AreaState};
 use crate::backend::BackendCaps;
 use crate::fault::FaultReason;
@@ -48,14 +48,22 @@ use crate::stats::{Counters, Stats};
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
-/// The entry flags for `page` of an area whose pages map with `flags` and
-/// whose copy-on-write set is `cow`: without write access if the page is
-/// copy-on-write.
-pub(crate) fn entry_flags(flags: PageFlags, cow: &UsedSpace, page: Page) -> PageFlags {
-    if !cow.is_empty() && cow.contains(page) {
-        flags - PageFlags::WRITE
-    } else {
-        flags
+/// Cuts `run` into its maximal parts inside and outside `set` and hands
+/// each to `f` in order, with whether it lies in the set. Allocates
+/// nothing; one search per part.
+pub(crate) fn each_part(set: &UsedSpace, run: PageRange, mut f: impl FnMut(PageRange, bool)) {
+    let (mut at, end) = (run.start.number(), run.end().number());
+    while at < end {
+        let Some(inside) = set.first_in(at, end) else {
+            f(PageRange::new(Page::from_number(at), end - at), false);
+            return;
+        };
+        let from = inside.start.number();
+        if from > at {
+            f(PageRange::new(Page::from_number(at), from - at), false);
+        }
+        f(inside, true);
+        at = inside.end().number();
     }
 }
 
@@ -447,14 +455,8 @@ impl<M: Machine> AddressSpace<M> {
             let mut st = slot.lock();
             let flags = self.page_flags(st.flags) - PageFlags::WRITE;
             for r in cow.iter() {
-                pt.protect_run(
-                    m.memory(),
-                    m.frames(),
-                    r.start,
-                    r.count,
-                    &|_| flags,
-                    &mut |p| batch.defer_kept(p, 1),
-                );
+                let done = pt.protect_run(m.memory(), m.frames(), r.start, r.count, flags);
+                batch.defer_rewritten(done);
             }
             st.cow = cow;
         }

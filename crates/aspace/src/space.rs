@@ -36,7 +36,7 @@ use crate::lookup::AreaLookup;
 use crate::machine::{
     Asid, CpuSet, Cpus, FrameAllocator, Invalidation, Machine, PhysMemory, Shootdown, Tlb,
 };
-use crate::paging::PageTable;
+use crate::paging::{PageTable, Rewritten};
 use crate::reserve;
 use crate::shard_lock::{ReadGuard, ShardedRwLock};
 use crate::share::{PageMap, ShareInfo};
@@ -564,17 +564,21 @@ impl<M: Machine> AddressSpace<M> {
             }
         }
         let pflags = self.page_flags(st.flags);
-        let rights = |page| crate::cow::entry_flags(pflags, &st.cow, page);
+        let mut rewritten = Rewritten::new();
         for r in st.used.iter() {
-            self.pt().protect_run(
-                m.memory(),
-                m.frames(),
-                r.start,
-                r.count,
-                &rights,
-                &mut |page| batch.defer_kept(page, 1),
-            );
+            // Copy-on-write pages keep write access off.
+            crate::cow::each_part(&st.cow, r, |part, cow| {
+                let flags = if cow {
+                    pflags - PageFlags::WRITE
+                } else {
+                    pflags
+                };
+                let pt = self.pt();
+                let done = pt.protect_run(m.memory(), m.frames(), part.start, part.count, flags);
+                rewritten = rewritten.join(done);
+            });
         }
+        batch.defer_rewritten(rewritten);
     }
 
     /// Shares the area containing `src_addr` with `dst` (this or another

@@ -24,7 +24,7 @@ use alloc::vec::Vec;
 
 use crate::addr::{Frame, Page, PageRange};
 use crate::machine::{CpuSet, Cpus, FrameAllocator, Invalidation, Machine, Shootdown, Tlb};
-use crate::paging::Unmapped;
+use crate::paging::{Rewritten, Unmapped};
 use crate::shared::Shared;
 use crate::stats::Stats;
 
@@ -66,8 +66,7 @@ impl ShootdownBatch {
 
     /// Adds `count` translations from `first` that were removed or changed
     /// while their frames stay in use (mapped elsewhere by
-    /// [`PageTable::move_run`](crate::paging::PageTable::move_run), or given
-    /// other rights by [`PageTable::protect_run`](crate::paging::PageTable::protect_run)):
+    /// [`PageTable::move_run`](crate::paging::PageTable::move_run)):
     /// nothing to release, but the TLBs must forget them all the same.
     pub fn defer_kept(&mut self, first: Page, count: u64) {
         if count == 0 {
@@ -77,6 +76,16 @@ impl ShootdownBatch {
         self.low = self.low.min(n);
         self.high = self.high.max(n + count);
         self.unmapped += count;
+    }
+
+    /// Adds the entries a [`PageTable::protect_run`](crate::paging::PageTable::protect_run)
+    /// gave other rights: the TLBs must forget their old rights.
+    pub fn defer_rewritten(&mut self, rewritten: Rewritten) {
+        if let Some(span) = rewritten.span() {
+            self.low = self.low.min(span.start.number());
+            self.high = self.high.max(span.end().number());
+            self.unmapped += rewritten.count();
+        }
     }
 
     /// Makes room, if the heap gives it, for `frames` more frames to

@@ -68,7 +68,7 @@ use crate::flags::PageFlags;
 use crate::machine::Asid;
 use crate::memory::{FrameAllocator, PhysMemory};
 use crate::paging::radix::{Radix, TableEntry, ENTRIES};
-use crate::paging::{Layout, PageTable, Unmapped};
+use crate::paging::{Layout, PageTable, Rewritten, Unmapped};
 use crate::{Error, Result};
 
 /// Descriptor bit: valid.
@@ -319,31 +319,31 @@ impl PageTable for Aarch64PageTable {
         }
     }
 
-    /// One walk per leaf table; pages outside this table's half map
-    /// nothing and are skipped.
+    /// One walk per leaf table, the new rights encoded once; pages outside
+    /// this table's half map nothing and are skipped.
     fn protect_run<P: PhysMemory, F: FrameAllocator>(
         &self,
         mem: &P,
         _frames: &F,
         first: Page,
         count: u64,
-        flags: &dyn Fn(Page) -> PageFlags,
-        out: &mut dyn FnMut(Page),
-    ) {
+        flags: PageFlags,
+    ) -> Rewritten {
         let frame_of = |e| decode_leaf(e).map(|(f, _)| f);
-        let encode = |_, frame, flags| encode_leaf(frame, flags);
+        let rights = encode_leaf(Frame::from_number(0), flags);
+        let rewrite = |e| (e & DESC_ADDR_MASK) | rights;
         if count > 0 && self.covers(first) && self.covers(first.add(count - 1)) {
-            self.tree
-                .protect_run(mem, first, count, frame_of, encode, flags, out);
-            return;
+            return self.tree.protect_run(mem, first, count, frame_of, rewrite);
         }
+        let mut rewritten = Rewritten::new();
         for i in 0..count {
             let page = first.add(i);
             if self.covers(page) {
-                self.tree
-                    .protect_run(mem, page, 1, frame_of, encode, flags, out);
+                let one = self.tree.protect_run(mem, page, 1, frame_of, rewrite);
+                rewritten = rewritten.join(one);
             }
         }
+        rewritten
     }
 
     /// One walk per pair of leaf tables; entries move as they are (their

@@ -6,7 +6,7 @@ mod radix;
 pub mod riscv64;
 pub mod x86_64;
 
-use crate::addr::{Frame, Page};
+use crate::addr::{Frame, Page, PageRange};
 use crate::flags::PageFlags;
 use crate::memory::{FrameAllocator, PhysMemory};
 use crate::Result;
@@ -69,6 +69,62 @@ impl Unmapped {
     /// The frame it mapped.
     pub fn frame(&self) -> Frame {
         self.frame
+    }
+}
+
+/// The leaf entries a [`PageTable::protect_run`] gave other rights: how
+/// many, and the least run of pages that holds them all.
+///
+/// Those pages may still sit in TLBs with their old rights, so the token
+/// goes to a [`ShootdownBatch`](crate::tlb::ShootdownBatch)
+/// ([`defer_rewritten`](crate::tlb::ShootdownBatch::defer_rewritten)).
+#[must_use = "entries given other rights must go through a TLB shootdown"]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rewritten {
+    count: u64,
+    low: u64,
+    high: u64,
+}
+
+impl Rewritten {
+    /// No entry rewritten.
+    pub const fn new() -> Self {
+        Self {
+            count: 0,
+            low: u64::MAX,
+            high: 0,
+        }
+    }
+    /// Records that the entry of `page` was rewritten.
+    #[inline]
+    pub fn note(&mut self, page: Page) {
+        let n = page.number();
+        self.count += 1;
+        self.low = self.low.min(n);
+        self.high = self.high.max(n + 1);
+    }
+    /// Both tokens' entries in one.
+    pub fn join(self, other: Rewritten) -> Rewritten {
+        Rewritten {
+            count: self.count + other.count,
+            low: self.low.min(other.low),
+            high: self.high.max(other.high),
+        }
+    }
+    /// How many entries were rewritten.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+    /// The least run of pages holding every rewritten entry; `None` if
+    /// there is none.
+    pub fn span(&self) -> Option<PageRange> {
+        (self.count > 0).then(|| PageRange::new(Page::from_number(self.low), self.high - self.low))
+    }
+}
+
+impl Default for Rewritten {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -149,39 +205,39 @@ pub trait PageTable: Send + Sync + Sized {
     }
 
     /// Gives each mapped page among the `count` pages from `first` the
-    /// rights `flags(page)` in place, its frame kept (and, where the format
-    /// has them, its accessed and dirty bits), handing each page whose
-    /// entry changed to `out`. TLBs may still hold the old rights: the
-    /// caller shoots those pages down. Only rights change, which needs no
-    /// break-before-make on any of the formats (AArch64 requires it for a
-    /// change of output address, memory type or block size). By default
-    /// [`translate`](Self::translate), [`unmap`](Self::unmap) and
-    /// [`map`](Self::map) page by page (allocating nothing: the tables are
-    /// there); a format may rewrite each leaf table's entries in one walk
-    /// (Linux's `change_pte_range`).
+    /// rights `flags` in place, its frame kept (and, where the format has
+    /// them, its accessed and dirty bits); returns which entries changed.
+    /// TLBs may still hold the old rights: the caller hands the result to
+    /// a [`ShootdownBatch`](crate::tlb::ShootdownBatch). Only rights
+    /// change, which needs no break-before-make on any of the formats
+    /// (AArch64 requires it for a change of output address, memory type or
+    /// block size). By default [`translate`](Self::translate),
+    /// [`unmap`](Self::unmap) and [`map`](Self::map) page by page
+    /// (allocating nothing: the tables are there); a format may rewrite
+    /// each leaf table's entries in one walk (Linux's `change_pte_range`).
     fn protect_run<P: PhysMemory, F: FrameAllocator>(
         &self,
         mem: &P,
         frames: &F,
         first: Page,
         count: u64,
-        flags: &dyn Fn(Page) -> PageFlags,
-        out: &mut dyn FnMut(Page),
-    ) {
+        flags: PageFlags,
+    ) -> Rewritten {
+        let mut rewritten = Rewritten::new();
         for i in 0..count {
             let page = first.add(i);
             let Some((frame, old)) = self.translate(mem, page) else {
                 continue;
             };
-            let new = flags(page);
-            if new == old {
+            if flags == old {
                 continue;
             }
             let _ = self.unmap(mem, page);
-            let mapped = self.map(mem, frames, page, frame, new);
+            let mapped = self.map(mem, frames, page, frame, flags);
             debug_assert!(mapped.is_ok(), "mapping into a kept table");
-            out(page);
+            rewritten.note(page);
         }
+        rewritten
     }
 
     /// Moves the mappings of the `count` pages from `from` to the pages

@@ -15,9 +15,8 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{Frame, Page, PhysAddr};
-use crate::flags::PageFlags;
 use crate::memory::{FrameAllocator, PhysMemory};
-use crate::paging::Unmapped;
+use crate::paging::{Rewritten, Unmapped};
 use crate::{Error, Result};
 
 /// The index of the word at `a` in its frame (an entry's in its table).
@@ -212,29 +211,27 @@ impl<E: TableEntry> Radix<E> {
         });
     }
 
-    /// Gives the leaf entries of the `count` pages from `first` that map a
-    /// frame (`frame_of` decodes them) the rights `flags(page)`, in place:
-    /// `encode(old entry, frame, rights)` makes the new entry, written only
-    /// if it differs, and each page rewritten goes to `out`. One walk per
-    /// leaf table.
-    #[allow(clippy::too_many_arguments)]
+    /// Rewrites the leaf entry of each of the `count` pages from `first`
+    /// that maps a frame (`frame_of` decodes them) to `rewrite(entry)`
+    /// where that differs, noting each page rewritten. One walk per leaf
+    /// table.
     pub(crate) fn protect_run<P: PhysMemory>(
         &self,
         mem: &P,
         first: Page,
         count: u64,
         frame_of: impl Fn(u64) -> Option<Frame>,
-        encode: impl Fn(u64, Frame, PageFlags) -> u64,
-        flags: &dyn Fn(Page) -> PageFlags,
-        out: &mut dyn FnMut(Page),
-    ) {
-        self.each_mapped(mem, first, count, frame_of, |page, slot, e, frame| {
-            let new = encode(e, frame, flags(page));
+        rewrite: impl Fn(u64) -> u64,
+    ) -> Rewritten {
+        let mut rewritten = Rewritten::new();
+        self.each_mapped(mem, first, count, frame_of, |page, slot, e, _| {
+            let new = rewrite(e);
             if new != e {
                 slot.write(mem, new);
-                out(page);
+                rewritten.note(page);
             }
         });
+        rewritten
     }
 
     /// Moves the leaf entries that map a page (`mapped` says which) of the

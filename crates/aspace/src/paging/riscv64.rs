@@ -49,7 +49,7 @@ use crate::flags::PageFlags;
 use crate::machine::Asid;
 use crate::memory::{FrameAllocator, PhysMemory};
 use crate::paging::radix::{Radix, TableEntry, ENTRIES};
-use crate::paging::{Layout, PageTable, Unmapped};
+use crate::paging::{Layout, PageTable, Rewritten, Unmapped};
 use crate::Result;
 
 /// Entry bit: valid.
@@ -277,20 +277,19 @@ impl PageTable for RiscvPageTable {
         decode_leaf(self.tree.read_leaf(mem, page)?)
     }
 
-    /// One walk per leaf table.
+    /// One walk per leaf table; the new rights encoded once.
     fn protect_run<P: PhysMemory, F: FrameAllocator>(
         &self,
         mem: &P,
         _frames: &F,
         first: Page,
         count: u64,
-        flags: &dyn Fn(Page) -> PageFlags,
-        out: &mut dyn FnMut(Page),
-    ) {
+        flags: PageFlags,
+    ) -> Rewritten {
         let frame_of = |e| decode_leaf(e).map(|(f, _)| f);
-        let encode = |_, frame, flags| encode_leaf(frame, flags);
+        let rights = encode_leaf(Frame::from_number(0), flags);
         self.tree
-            .protect_run(mem, first, count, frame_of, encode, flags, out);
+            .protect_run(mem, first, count, frame_of, |e| (e & PTE_PPN_MASK) | rights)
     }
 
     /// One walk per leaf table.

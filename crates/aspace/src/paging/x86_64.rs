@@ -19,7 +19,7 @@ use crate::addr::{Frame, Page, PhysAddr};
 use crate::flags::PageFlags;
 use crate::memory::{FrameAllocator, PhysMemory};
 use crate::paging::radix::{Radix, TableEntry};
-use crate::paging::{Layout, PageTable, Unmapped};
+use crate::paging::{Layout, PageTable, Rewritten, Unmapped};
 use crate::Result;
 
 /// Entry bit: present.
@@ -227,26 +227,23 @@ impl PageTable for X86_64PageTable {
         self.tree.unmap_run(mem, first, count, leaf_frame, out);
     }
 
-    /// One walk per leaf table; the accessed and dirty bits stay.
+    /// One walk per leaf table; the accessed and dirty bits stay. The new
+    /// rights are encoded once: an entry is its frame's bits and theirs.
     fn protect_run<P: PhysMemory, F: FrameAllocator>(
         &self,
         mem: &P,
         _frames: &F,
         first: Page,
         count: u64,
-        flags: &dyn Fn(Page) -> PageFlags,
-        out: &mut dyn FnMut(Page),
-    ) {
-        let encode = |e, frame, flags| {
-            let new = encode_leaf(frame, flags | PageFlags::PRESENT);
-            if new & PTE_PRESENT != 0 {
-                new | e & (PTE_ACCESSED | PTE_DIRTY)
-            } else {
-                new
-            }
+        flags: PageFlags,
+    ) -> Rewritten {
+        let rights = encode_leaf(Frame::from_number(0), flags | PageFlags::PRESENT);
+        let keep = match rights & PTE_PRESENT != 0 {
+            true => PTE_ADDR_MASK | PTE_ACCESSED | PTE_DIRTY,
+            false => PTE_ADDR_MASK,
         };
         self.tree
-            .protect_run(mem, first, count, leaf_frame, encode, flags, out);
+            .protect_run(mem, first, count, leaf_frame, |e| (e & keep) | rights)
     }
 
     /// One walk per pair of leaf tables; entries move as they are.
