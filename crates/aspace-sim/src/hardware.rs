@@ -92,7 +92,10 @@ impl Drop for OnCpu {
 }
 
 impl SimHardware {
-    pub(crate) fn new(arch: Arch, cpus: usize, memory: u64, tlb_entries: usize) -> Self {
+    /// A machine of `arch` with `cpus` CPUs, `memory` bytes of physical
+    /// memory and `tlb_entries` entries in each CPU's TLB, its subsystem not
+    /// started ([`Sim::new`](crate::Sim::new) does both).
+    pub fn new(arch: Arch, cpus: usize, memory: u64, tlb_entries: usize) -> Self {
         let mem = PhysMem::new(memory);
         let frames = FramePool::new(mem.frames());
         Self {
@@ -241,6 +244,11 @@ impl Shootdown for SimHardware {
 pub struct SimMachine(pub(crate) Arc<SimHardware>);
 
 impl SimMachine {
+    /// The machine made of `hw` (what [`Sim::new`](crate::Sim::new) starts
+    /// the subsystem on; for starting one by hand).
+    pub fn new(hw: Arc<SimHardware>) -> Self {
+        Self(hw)
+    }
     /// The hardware.
     pub fn hardware(&self) -> &SimHardware {
         &self.0

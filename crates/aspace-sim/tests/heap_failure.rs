@@ -13,13 +13,14 @@
 use aspace::TryArc;
 
 use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
+use aspace::system::{Config, System};
 use aspace::{
     loader, Access, AreaAttrs, AreaFlags, Error, FaultContext, FaultOutcome, FaultReason,
     Placement, VirtAddr, PAGE_SIZE,
 };
 use aspace_sim::heap::{self, FailingHeap};
 use aspace_sim::pager::SimPager;
-use aspace_sim::{Cpu, Sim, SimConfig, SpaceHandle};
+use aspace_sim::{Cpu, Sim, SimConfig, SimHardware, SimMachine, SpaceHandle};
 
 mod common;
 mod snapshot;
@@ -571,6 +572,43 @@ fn space_creation() {
     assert!(made >= 2, "the handle and the lock's shards: {made}");
     refuse_each("create space", populated, create, made);
     inject("create space", populated, create);
+}
+
+/// Starting the subsystem (its shared state, ASID table and kernel space):
+/// every heap allocation refused in turn is `NoMemory`, and what was made
+/// up to then goes back (no frame left in use).
+#[test]
+fn system_start() {
+    let hw = std::sync::Arc::new(SimHardware::new(common::arch(), 2, 4 << 20, 64));
+    let config = Config {
+        asids: 4,
+        ..Config::default()
+    };
+    let start = || System::new(SimMachine::new(hw.clone()), config);
+    for n in 0..256 {
+        let (result, (made, refused)) = heap::refusing_from(n, start);
+        match result {
+            Ok(system) => {
+                assert!(system.kernel().areas().is_empty());
+                drop(system);
+                assert_eq!(hw.frames().in_use(), 0, "frames left behind");
+                if refused == 0 {
+                    assert!(made >= 2, "the shared state and the kernel space: {made}");
+                    return;
+                }
+            }
+            Err(e) => {
+                assert_eq!(e, Error::NoMemory, "refused at allocation {n}");
+                assert!(refused > 0);
+                assert_eq!(
+                    hw.frames().in_use(),
+                    0,
+                    "refused at {n}: frames left behind"
+                );
+            }
+        }
+    }
+    panic!("still refused after 256 heap allocations");
 }
 
 /// [`populated`] forked (space 0's child is space 3, running nowhere):

@@ -14,6 +14,7 @@ use alloc::vec::Vec;
 
 use crate::internals::area_tree::AreaTree;
 use crate::machine::{Asid, CpuId, CpuSet};
+use crate::{Error, Result};
 
 /// Per-address-space state kept by the allocator.
 #[derive(Debug, Default)]
@@ -70,15 +71,20 @@ pub struct AsidAllocator {
 }
 
 impl AsidAllocator {
-    /// A pool of ASIDs `1..=count` (ASID 0 is the kernel's).
-    pub fn new(count: u16) -> Self {
+    /// A pool of ASIDs `1..=count` (ASID 0 is the kernel's); `NoMemory` if
+    /// the heap refuses its free list.
+    pub fn new(count: u16) -> Result<Self> {
         let count = count.max(1);
-        Self {
-            free: (1..=count).rev().map(Asid).collect(),
+        let mut free = Vec::new();
+        free.try_reserve_exact(usize::from(count))
+            .map_err(|_| Error::NoMemory)?;
+        free.extend((1..=count).rev().map(Asid));
+        Ok(Self {
+            free,
             slots: AreaTree::new(),
             head: None,
             tail: None,
-        }
+        })
     }
 
     /// Puts `id` at the most recently used end of the inactive list.

@@ -85,7 +85,7 @@ impl<M: Machine> AddressSpace<M> {
         pager_space: &AddressSpace<M>,
         ids: PagerIds,
     ) -> Result<VirtAddr> {
-        if !Arc::ptr_eq(&self.shared, &pager_space.shared) {
+        if !TryArc::ptr_eq(&self.shared, &pager_space.shared) {
             return Err(Error::InvalidArgument);
         }
         let backend = UserBackend::<M>::new(pager, ids, Owner::of(pager_space));

@@ -40,7 +40,7 @@ impl<M: Machine> Shared<M> {
             reserve: Reserve::new(commit_limit),
             layout: machine.layout(),
             machine,
-            asids: lock_api::Mutex::new(AsidAllocator::new(asids)),
+            asids: lock_api::Mutex::new(AsidAllocator::new(asids)?),
             stats: Stats::default(),
             hints: LookupHints::default(),
             preparing: Preparing::default(),

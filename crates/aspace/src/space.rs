@@ -20,7 +20,6 @@
 //! lock and no counter.
 
 use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
@@ -70,7 +69,7 @@ pub struct AddressSpace<M: Machine> {
     id: u64,
     kernel: bool,
     root: Frame,
-    pub(crate) shared: Arc<Shared<M>>,
+    pub(crate) shared: TryArc<Shared<M>>,
     /// The areas, behind a lock with a reader count per CPU: faults on
     /// different CPUs read it without sharing a cache line.
     pub(crate) areas: ShardedRwLock<M::RwLock, Areas<M>>,
@@ -128,7 +127,7 @@ pub(crate) fn leave_share<M: Machine>(
 
 impl<M: Machine> AddressSpace<M> {
     pub(crate) fn create(
-        shared: &Arc<Shared<M>>,
+        shared: &TryArc<Shared<M>>,
         kernel: Option<&AddressSpace<M>>,
     ) -> Result<SpaceRef<M>> {
         // The heap first (the handle's block, the lock's shards, room for
@@ -138,7 +137,7 @@ impl<M: Machine> AddressSpace<M> {
     }
 
     /// The space [`create`](Self::create) puts in its handle.
-    fn new(shared: &Arc<Shared<M>>, kernel: Option<&AddressSpace<M>>) -> Result<Self> {
+    fn new(shared: &TryArc<Shared<M>>, kernel: Option<&AddressSpace<M>>) -> Result<Self> {
         let m = &shared.machine;
         let shards = m.cpus().cpu_count().min(MAX_SHARDS);
         let areas =
@@ -605,7 +604,7 @@ impl<M: Machine> AddressSpace<M> {
         dst_base: VirtAddr,
         mask: AreaFlags,
     ) -> Result<()> {
-        if !Arc::ptr_eq(&self.shared, &dst.shared) {
+        if !TryArc::ptr_eq(&self.shared, &dst.shared) {
             return Err(Error::InvalidArgument);
         }
         // First the checks alone, so the source's refusals come first (as in

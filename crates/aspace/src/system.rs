@@ -1,7 +1,7 @@
 //! The subsystem instance: the machine, the kernel address space, the ASID
 //! allocator and the counters, and the address-space switch.
 
-use alloc::sync::Arc;
+use crate::internals::try_arc::TryArc;
 
 use crate::machine::{Asid, Cpus, Invalidation, Machine, Tlb};
 use crate::reserve::{self, Reserve};
@@ -35,7 +35,7 @@ impl Default for Config {
 /// The address-space subsystem of one machine (HelenOS `as_init` and the
 /// globals of `as.c`).
 pub struct System<M: Machine> {
-    shared: Arc<Shared<M>>,
+    shared: TryArc<Shared<M>>,
     kernel: SpaceRef<M>,
 }
 
@@ -50,7 +50,7 @@ impl<M: Machine> System<M> {
         let limit = config
             .commit_limit
             .unwrap_or_else(|| reserve::default_limit(machine.frames()));
-        let shared = Arc::new(Shared::new(machine, config.asids, limit)?);
+        let shared = TryArc::try_new_with(|| Shared::new(machine, config.asids, limit))?;
         let kernel = AddressSpace::create(&shared, None)?;
         Ok(Self { shared, kernel })
     }
@@ -99,7 +99,7 @@ impl<M: Machine> System<M> {
     /// `NoMemory`, with the parent as it was and no child left; so is the
     /// heap running out at any of its allocations.
     pub fn fork(&self, space: &AddressSpace<M>) -> Result<SpaceRef<M>> {
-        if !Arc::ptr_eq(&space.shared, &self.shared) {
+        if !TryArc::ptr_eq(&space.shared, &self.shared) {
             return Err(Error::InvalidArgument);
         }
         space.fork_with(&self.kernel)
@@ -127,7 +127,7 @@ impl<M: Machine> System<M> {
             .cpus()
             .current_cpu()
             .ok_or(Error::InvalidArgument)?;
-        let ours = |s: &AddressSpace<M>| Arc::ptr_eq(&s.shared, &self.shared);
+        let ours = |s: &AddressSpace<M>| TryArc::ptr_eq(&s.shared, &self.shared);
         if !ours(new) || old.is_some_and(|o| !ours(o)) {
             return Err(Error::InvalidArgument);
         }

@@ -76,7 +76,7 @@ impl Owner {
     pub(crate) fn of<M: Machine>(space: &AddressSpace<M>) -> Self {
         Self {
             space: space.id(),
-            system: Arc::as_ptr(&space.shared) as usize,
+            system: TryArc::as_ptr(&space.shared) as usize,
         }
     }
 }
