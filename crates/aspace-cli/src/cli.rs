@@ -118,8 +118,15 @@ process map: break at a quarter of the user space, mmap(NULL) top-down from 256M
   mremap TASK OLD OLDLEN NEWLEN [maymove] [fixed NEW]
                                              shrink, grow in place, or move the pages
   brk TASK ADDR                              move the program break (0 asks for it)
-  madvise TASK ADDR LEN dontneed|free [refuse-holes]
-                                             drop pages (private ones read as zeros after)
+  madvise TASK ADDR LEN ADVICE [refuse-holes]
+                                             ADVICE is MADV_* in lower case without MADV_:
+                                             dontneed drops pages (private ones read as
+                                             zeros after), free; random, sequential,
+                                             dontfork, wipeonfork, dontdump, hugepage,
+                                             mergeable, ... (and their undoing) set hints
+                                             that split and merge mappings; populate_read,
+                                             populate_write fault pages in; willneed, cold,
+                                             pageout do nothing here
   maps TASK --linux                          the mappings as /proc/PID/maps prints them
   These take `expect ok|ADDR|EEXIST|ENOMEM|EINVAL|EFAULT|EACCES|...` (Linux's names).
 

@@ -151,7 +151,7 @@ pub const OPS: &[(&str, &str, &str)] = &[
     ("brk", "brk TASK ADDR", "Linux's brk"),
     (
         "madvise",
-        "madvise TASK ADDR LEN dontneed|free",
+        "madvise TASK ADDR LEN ADVICE (dontneed, free, random, dontfork, populate_write, ...)",
         "Linux's madvise",
     ),
 ];

@@ -1060,13 +1060,16 @@ pub const LINUX_ALLOC_LINES: [&str; 13] = [
 /// the parent's second thread) sees the parent's data and writes its own, the grandchild the child's; the
 /// parent's data is unchanged; the ninth child not waited for is refused
 /// (`-EAGAIN`), every status comes back once (`WAIT`); a fork whose child
-/// could not reserve the parent's memory is refused (`-ENOMEM`).
-pub const FORK_LINES: [&str; 6] = [
+/// could not reserve the parent's memory is refused (`-ENOMEM`); a
+/// `MADV_DONTFORK` page is left out of a child, a `MADV_WIPEONFORK` one
+/// given to it zero-filled.
+pub const FORK_LINES: [&str; 7] = [
     "fork: grandchild: saw the child's data true, wrote its own true",
     "fork: child: own process number true, only the forking thread true, saw the parent's data true, wrote its own true; grandchild status 0x0, own data unchanged true",
     "fork: child status 0x0; the parent's 16 area and 8 mmap pages unchanged true, written again true; its second thread still counting true: PASS",
     "fork: 8 children forked, one more refused = -11; statuses (killed 0x9, exits 0x100 to 0x700) true; waited again = -10, not a child = -10; then a fork = status 0x0: PASS",
     "fork: more than half the free memory reserved: fork = -12, data intact true; given back: fork = status 0x0: PASS",
+    "fork: hints: dontfork = 0, wipeonfork = 0; child status 0x0 (page left out, page wiped, others copied); parent's pages kept true: PASS",
     "fork: all: PASS",
 ];
 

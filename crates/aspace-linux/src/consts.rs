@@ -65,3 +65,40 @@ pub const MADV_DONTNEED: i32 = 4;
 pub const MADV_FREE: i32 = 8;
 /// `madvise`: free the range and its backing store (shared mappings).
 pub const MADV_REMOVE: i32 = 9;
+/// `madvise`: expect references in random order (`VM_RAND_READ`).
+pub const MADV_RANDOM: i32 = 1;
+/// `madvise`: expect references in order (`VM_SEQ_READ`).
+pub const MADV_SEQUENTIAL: i32 = 2;
+/// `madvise`: the range will be needed soon (read ahead).
+pub const MADV_WILLNEED: i32 = 3;
+/// `madvise`: a forked child does not get the range (`VM_DONTCOPY`).
+pub const MADV_DONTFORK: i32 = 10;
+/// `madvise`: undoes `MADV_DONTFORK`.
+pub const MADV_DOFORK: i32 = 11;
+/// `madvise`: the range's pages may be merged with equal ones (KSM).
+pub const MADV_MERGEABLE: i32 = 12;
+/// `madvise`: undoes `MADV_MERGEABLE`.
+pub const MADV_UNMERGEABLE: i32 = 13;
+/// `madvise`: prefer transparent huge pages (`VM_HUGEPAGE`).
+pub const MADV_HUGEPAGE: i32 = 14;
+/// `madvise`: no transparent huge pages (`VM_NOHUGEPAGE`).
+pub const MADV_NOHUGEPAGE: i32 = 15;
+/// `madvise`: leave the range out of core dumps (`VM_DONTDUMP`).
+pub const MADV_DONTDUMP: i32 = 16;
+/// `madvise`: undoes `MADV_DONTDUMP`.
+pub const MADV_DODUMP: i32 = 17;
+/// `madvise`: a forked child gets the range zero-filled (`VM_WIPEONFORK`;
+/// private anonymous memory only).
+pub const MADV_WIPEONFORK: i32 = 18;
+/// `madvise`: undoes `MADV_WIPEONFORK`.
+pub const MADV_KEEPONFORK: i32 = 19;
+/// `madvise`: the range's pages are cold (reclaim them first).
+pub const MADV_COLD: i32 = 20;
+/// `madvise`: reclaim the range's pages now.
+pub const MADV_PAGEOUT: i32 = 21;
+/// `madvise`: fault the range in as reads would.
+pub const MADV_POPULATE_READ: i32 = 22;
+/// `madvise`: fault the range in as writes would.
+pub const MADV_POPULATE_WRITE: i32 = 23;
+/// `madvise`: `MADV_DONTNEED`, locked pages too.
+pub const MADV_DONTNEED_LOCKED: i32 = 24;

@@ -83,8 +83,9 @@ impl RemapFlags {
     }
 }
 
-/// An `madvise` advice (`MADV_*`); words `dontneed`, `free`, `normal`,
-/// `remove`, any other value as its number.
+/// An `madvise` advice (`MADV_*`): in text its name without `MADV_` in
+/// lower case (`dontneed`, `populate_write`, ...; see
+/// [`WORDS`](Self::WORDS)), any other value as its number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Advice(pub i32);
 
@@ -98,11 +99,30 @@ impl Advice {
     /// `MADV_REMOVE`.
     pub const REMOVE: Advice = Advice(MADV_REMOVE);
 
-    const WORDS: &'static [(&'static str, i32)] = &[
+    /// Every advice with a word, in `MADV_*` order.
+    pub const WORDS: &'static [(&'static str, i32)] = &[
+        ("normal", MADV_NORMAL),
+        ("random", MADV_RANDOM),
+        ("sequential", MADV_SEQUENTIAL),
+        ("willneed", MADV_WILLNEED),
         ("dontneed", MADV_DONTNEED),
         ("free", MADV_FREE),
-        ("normal", MADV_NORMAL),
         ("remove", MADV_REMOVE),
+        ("dontfork", MADV_DONTFORK),
+        ("dofork", MADV_DOFORK),
+        ("mergeable", MADV_MERGEABLE),
+        ("unmergeable", MADV_UNMERGEABLE),
+        ("hugepage", MADV_HUGEPAGE),
+        ("nohugepage", MADV_NOHUGEPAGE),
+        ("dontdump", MADV_DONTDUMP),
+        ("dodump", MADV_DODUMP),
+        ("wipeonfork", MADV_WIPEONFORK),
+        ("keeponfork", MADV_KEEPONFORK),
+        ("cold", MADV_COLD),
+        ("pageout", MADV_PAGEOUT),
+        ("populate_read", MADV_POPULATE_READ),
+        ("populate_write", MADV_POPULATE_WRITE),
+        ("dontneed_locked", MADV_DONTNEED_LOCKED),
     ];
 
     /// Parses a word or a decimal number.

@@ -1,7 +1,8 @@
 //! A seeded generator of random call sequences confined to a window, with
 //! the mix the differential test needs: `mmap` fixed, no-replace, with a
 //! hint and without; partial `munmap`/`mprotect` across several mappings
-//! and holes; `mremap` shrink, grow, may-move and fixed; `madvise`; `brk`;
+//! and holes; `mremap` shrink, grow, may-move and fixed; `madvise` (every
+//! advice but `MADV_REMOVE` and `MADV_COLLAPSE`); `brk`;
 //! and `write`/`read` between calls so page contents diverge.
 //!
 //! The same seed and [`GenConfig`] give the same lines, with addresses
@@ -17,6 +18,24 @@ use crate::flags::{Advice, MapFlags, RemapFlags};
 use crate::prot::Prot;
 use alloc::format;
 use alloc::vec::Vec;
+
+/// The advice that set or clear a mapping's hint flags (and so split and
+/// merge mappings).
+const HINTS: [i32; 13] = [
+    MADV_NORMAL,
+    MADV_RANDOM,
+    MADV_SEQUENTIAL,
+    MADV_DONTFORK,
+    MADV_DOFORK,
+    MADV_DONTDUMP,
+    MADV_DODUMP,
+    MADV_WIPEONFORK,
+    MADV_KEEPONFORK,
+    MADV_HUGEPAGE,
+    MADV_NOHUGEPAGE,
+    MADV_MERGEABLE,
+    MADV_UNMERGEABLE,
+];
 
 /// A small, fast, seedable PRNG (SplitMix64): the same seed gives the same
 /// numbers on every machine.
@@ -320,10 +339,17 @@ impl Generator {
             60..=69 => self.mremap(),
             70..=75 => {
                 let (addr, len) = self.range();
-                let advice = if self.rng.chance(60) {
-                    Advice::DONTNEED
-                } else {
-                    Advice::FREE
+                let advice = match self.rng.below(20) {
+                    0..=6 => Advice::DONTNEED,
+                    7..=9 => Advice::FREE,
+                    10..=15 => Advice(self.rng.pick(&HINTS)),
+                    16..=18 => Advice(self.rng.pick(&[MADV_POPULATE_READ, MADV_POPULATE_WRITE])),
+                    _ => Advice(self.rng.pick(&[
+                        MADV_WILLNEED,
+                        MADV_COLD,
+                        MADV_PAGEOUT,
+                        MADV_DONTNEED_LOCKED,
+                    ])),
                 };
                 Call::Madvise { addr, len, advice }
             }

@@ -7,7 +7,7 @@ mod common;
 use aspace::{VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
 use aspace_linux::mm::LinuxMm;
-use aspace_linux::{FileRef, MapFlags, Prot};
+use aspace_linux::{Advice, FileRef, MapFlags, Prot};
 use aspace_sim::{Cpu, Sim, SimMachine};
 use common::BASE;
 
@@ -134,6 +134,87 @@ fn fork_copies_private_mappings_on_write_and_shares_shared_ones() {
     drop(child);
     drop(mm);
     file.release(sim.hardware().frames());
+    assert_eq!(sim.frames_in_use(), baseline);
+    assert_eq!(sim.system().reserve().committed(), 0);
+    assert_eq!(sim.hardware().stats().stale_accesses, 0);
+}
+
+/// `MADV_DONTFORK` leaves its range out of the child, `MADV_WIPEONFORK`
+/// gives it to the child empty; the parent keeps both as they were, the
+/// rest of the mapping is copied as usual, and every frame comes back.
+#[test]
+fn fork_leaves_out_dontfork_ranges_and_wipes_wipeonfork_ones() {
+    let (sim, mut mm, mut c0, mut c1) = setup();
+    let baseline = sim.frames_in_use() - mm.space().page_table_frames();
+    let anon = MapFlags(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
+    c0.run(|| mm.mmap(BASE, 8 * PAGE_SIZE, Prot::RW, anon, None, 0))
+        .unwrap();
+    for i in 0..8 {
+        store(&mut mm, &mut c0, BASE + i * PAGE_SIZE, 100 + i);
+    }
+    let page = |i: u64| BASE + i * PAGE_SIZE;
+    c0.run(|| mm.madvise(page(2), 2 * PAGE_SIZE, Advice(MADV_DONTFORK)))
+        .unwrap();
+    c0.run(|| mm.madvise(page(5), 2 * PAGE_SIZE, Advice(MADV_WIPEONFORK)))
+        .unwrap();
+    // The hints split the mapping: [0,2) [2,4) dontfork, [4,5), [5,7)
+    // wipe-on-fork, [7,8).
+    assert_eq!(mm.maps().len(), 5);
+    let frames = sim.frames_in_use();
+    let mut child = c0.run(|| mm.fork()).unwrap();
+    // The dontfork range is gone from the child, the rest is there.
+    let spans: Vec<(u64, u64)> = child.vmas().map(|v| (v.start, v.end)).collect();
+    assert_eq!(
+        spans,
+        [
+            (page(0), page(2)),
+            (page(4), page(5)),
+            (page(5), page(7)),
+            (page(7), page(8))
+        ]
+    );
+    c1.switch_to(child.space()).unwrap();
+    for i in [0, 1, 4, 7] {
+        assert_eq!(c1.read_u64(va(page(i))).unwrap(), 100 + i, "child page {i}");
+    }
+    for i in [2, 3] {
+        assert!(
+            c1.read_u64(va(page(i))).is_err(),
+            "child page {i} is not mapped"
+        );
+    }
+    for i in [5, 6] {
+        assert_eq!(c1.read_u64(va(page(i))).unwrap(), 0, "child page {i} wiped");
+    }
+    assert!(child.vma_at(page(5)).is_some_and(|v| v.anon.is_none()));
+    // The child shares no frame of the ranges it did not get.
+    let child_tables = child.space().page_table_frames();
+    assert_eq!(
+        sim.frames_in_use() - frames,
+        child_tables + 2,
+        "only the child's tables and its two zero-filled pages are new"
+    );
+    // The parent's pages are all there, and its writes stay its own.
+    for i in 0..8 {
+        assert_eq!(
+            c0.read_u64(va(page(i))).unwrap(),
+            100 + i,
+            "parent page {i}"
+        );
+    }
+    store(&mut mm, &mut c0, page(2), 7);
+    store(&mut child, &mut c1, page(0), 9);
+    assert_eq!(c0.read_u64(va(page(0))).unwrap(), 100);
+    // The hints stay with the parent's mappings; DOFORK clears one.
+    c0.run(|| mm.madvise(page(2), 2 * PAGE_SIZE, Advice(MADV_DOFORK)))
+        .unwrap();
+    c0.run(|| mm.madvise(page(5), 2 * PAGE_SIZE, Advice(MADV_KEEPONFORK)))
+        .unwrap();
+    assert_eq!(mm.maps().len(), 1, "no hint left: one mapping again");
+    c1.idle();
+    c0.idle();
+    drop(child);
+    drop(mm);
     assert_eq!(sim.frames_in_use(), baseline);
     assert_eq!(sim.system().reserve().committed(), 0);
     assert_eq!(sim.hardware().stats().stale_accesses, 0);

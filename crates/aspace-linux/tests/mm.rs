@@ -6,6 +6,7 @@ mod common;
 
 use aspace::{AreaFlags, PhysMemory, VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
+use aspace_linux::mm::hints::Hints;
 use aspace_linux::mm::{HolePolicy, LinuxMm};
 use aspace_linux::{Errno, FileRef, MapFlags, Prot, RemapFlags};
 use aspace_sim::{Cpu, Sim, SimMachine};
@@ -805,4 +806,202 @@ fn copy_to_user_into_an_untouched_private_file_page_copies_it() {
         0,
         "the file never saw the private write"
     );
+}
+
+/// Hint advice splits a mapping where it starts and ends and merges it
+/// again once the hints agree; a mapping that refuses the advice stops the
+/// walk (Linux keeps the change before it; [`HolePolicy::Refuse`] makes
+/// none); a split past the map-count limit is `ENOMEM` with nothing
+/// changed.
+#[test]
+fn hint_advice_splits_and_merges_and_refusals_follow_the_hole_policy() {
+    use aspace_linux::Advice;
+    let (sim, mut mm, cpu) = setup();
+    anon(&mut mm, &cpu, BASE, 8);
+    let page = |i: u64| BASE + i * PAGE_SIZE;
+    for (advice, lines) in [(MADV_RANDOM, 3), (MADV_SEQUENTIAL, 3), (MADV_NORMAL, 1)] {
+        assert_eq!(
+            cpu.run(|| mm.madvise(page(2), 3 * PAGE_SIZE, Advice(advice))),
+            Ok(())
+        );
+        assert_eq!(mm.maps().len(), lines, "after advice {advice}");
+    }
+    // An anonymous mapping, then a private file mapping right after it:
+    // MADV_WIPEONFORK takes the first and refuses the second.
+    cpu.run(|| {
+        mm.mmap(
+            page(8),
+            2 * PAGE_SIZE,
+            Prot::RW,
+            flags(MAP_PRIVATE | MAP_FIXED),
+            Some(&FileRef("F".into())),
+            0,
+        )
+    })
+    .unwrap();
+    let wipe = Advice(MADV_WIPEONFORK);
+    mm.set_hole_policy(HolePolicy::Refuse);
+    let before = observe(&sim, &mm);
+    assert_eq!(
+        cpu.run(|| mm.madvise(page(4), 6 * PAGE_SIZE, wipe)),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(observe(&sim, &mm), before, "refused: nothing changed");
+    mm.set_hole_policy(HolePolicy::Linux);
+    assert_eq!(
+        cpu.run(|| mm.madvise(page(4), 6 * PAGE_SIZE, wipe)),
+        Err(Errno::EINVAL)
+    );
+    let spans: Vec<(u64, u64)> = mm.vmas().map(|v| (v.start, v.end)).collect();
+    assert_eq!(
+        spans,
+        [(page(0), page(4)), (page(4), page(8)), (page(8), page(10))],
+        "as Linux: the anonymous part before the refusal changed"
+    );
+    assert!(mm
+        .vma_at(page(4))
+        .unwrap()
+        .hints
+        .contains(Hints::WIPEONFORK));
+    // Unknown advice and advice this layer does not take.
+    for advice in [MADV_REMOVE, 25, 102, 1000] {
+        assert_eq!(
+            cpu.run(|| mm.madvise(page(0), PAGE_SIZE, Advice(advice))),
+            Err(Errno::EINVAL),
+            "advice {advice}"
+        );
+    }
+    // The map-count limit: a cut in the middle of a mapping is two more.
+    let mut layout = *mm.layout();
+    layout.max_map_count = 4;
+    let space = mm.space().clone();
+    drop(mm);
+    let mut mm = LinuxMm::new(sim.system().clone(), space.clone(), layout);
+    cpu.run(|| mm.munmap(BASE, 10 * PAGE_SIZE)).unwrap();
+    anon(&mut mm, &cpu, BASE, 8);
+    anon(&mut mm, &cpu, page(9), 1);
+    anon(&mut mm, &cpu, page(11), 1);
+    let before = observe(&sim, &mm);
+    assert_eq!(
+        cpu.run(|| mm.madvise(page(2), PAGE_SIZE, Advice(MADV_DONTDUMP))),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(observe(&sim, &mm), before);
+    assert_eq!(
+        cpu.run(|| mm.madvise(page(0), PAGE_SIZE, Advice(MADV_DONTDUMP))),
+        Ok(()),
+        "one cut still fits"
+    );
+    assert_eq!(mm.maps().len(), 4);
+}
+
+/// `MADV_POPULATE_READ`/`_WRITE` fault pages in (a write one gives a private
+/// mapping its `anon_vma`), stop at a hole (`ENOMEM`), at a mapping without
+/// the right (`EINVAL`) or past an object's end (`EFAULT`), the pages
+/// before staying populated.
+#[test]
+fn populate_advice_faults_pages_in_and_stops_where_linux_does() {
+    use aspace_linux::Advice;
+    let (sim, mut mm, cpu) = setup();
+    let page = |i: u64| BASE + i * PAGE_SIZE;
+    anon(&mut mm, &cpu, BASE, 4);
+    let resident = |mm: &LinuxMm<SimMachine>, i: u64| {
+        mm.space()
+            .translate(VirtAddr::new(page(i)).page())
+            .is_some()
+    };
+    let frames = sim.frames_in_use();
+    assert_eq!(
+        cpu.run(|| mm.madvise(page(0), 2 * PAGE_SIZE, Advice(MADV_POPULATE_WRITE))),
+        Ok(())
+    );
+    assert!(resident(&mm, 0) && resident(&mm, 1) && !resident(&mm, 2));
+    assert!(sim.frames_in_use() >= frames + 2);
+    assert!(
+        mm.vma_at(page(0)).unwrap().anon.is_some(),
+        "written: an anon_vma"
+    );
+    // Read-only after a hole: the pages before the hole are populated.
+    cpu.run(|| {
+        mm.mmap(
+            page(5),
+            PAGE_SIZE,
+            Prot::R,
+            flags(ANON | MAP_FIXED),
+            None,
+            0,
+        )
+    })
+    .unwrap();
+    assert_eq!(
+        cpu.run(|| mm.madvise(page(2), 4 * PAGE_SIZE, Advice(MADV_POPULATE_READ))),
+        Err(Errno::ENOMEM)
+    );
+    assert!(resident(&mm, 2) && resident(&mm, 3) && !resident(&mm, 5));
+    assert_eq!(
+        cpu.run(|| mm.madvise(page(5), PAGE_SIZE, Advice(MADV_POPULATE_WRITE))),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cpu.run(|| mm.madvise(page(5), PAGE_SIZE, Advice(MADV_POPULATE_READ))),
+        Ok(())
+    );
+    // A shared anonymous mapping grown past its object: EFAULT there.
+    let at = cpu
+        .run(|| {
+            mm.mmap(
+                page(20),
+                PAGE_SIZE,
+                Prot::RW,
+                flags(MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),
+                None,
+                0,
+            )
+        })
+        .unwrap();
+    cpu.run(|| mm.mremap(at, PAGE_SIZE, 2 * PAGE_SIZE, RemapFlags(0), 0))
+        .unwrap();
+    assert_eq!(
+        cpu.run(|| mm.madvise(at, 2 * PAGE_SIZE, Advice(MADV_POPULATE_READ))),
+        Err(Errno::EFAULT)
+    );
+    assert!(resident(&mm, 20) && !resident(&mm, 21));
+}
+
+/// The break grows its last mapping only while the new part would merge
+/// with it: a hinted heap gets a mapping of its own above, as on Linux.
+#[test]
+fn brk_does_not_grow_a_hinted_heap_mapping() {
+    use aspace_linux::Advice;
+    let (_sim, mut mm, mut cpu) = setup();
+    let start = mm.layout().brk_start;
+    assert_eq!(
+        cpu.run(|| mm.brk(start + 2 * PAGE_SIZE)),
+        start + 2 * PAGE_SIZE
+    );
+    assert_eq!(
+        cpu.run(|| mm.madvise(start, 2 * PAGE_SIZE, Advice(MADV_DONTDUMP))),
+        Ok(())
+    );
+    assert_eq!(
+        cpu.run(|| mm.brk(start + 4 * PAGE_SIZE)),
+        start + 4 * PAGE_SIZE
+    );
+    let spans: Vec<(u64, u64)> = mm.vmas().map(|v| (v.start, v.end)).collect();
+    assert_eq!(
+        spans,
+        [
+            (start, start + 2 * PAGE_SIZE),
+            (start + 2 * PAGE_SIZE, start + 4 * PAGE_SIZE)
+        ]
+    );
+    assert!(cpu
+        .write_u64(VirtAddr::new(start + 3 * PAGE_SIZE), 1)
+        .is_ok());
+    // Without the hint the two merge again.
+    assert_eq!(
+        cpu.run(|| mm.madvise(start, 2 * PAGE_SIZE, Advice(MADV_DODUMP))),
+        Ok(())
+    );
+    assert_eq!(mm.maps().len(), 1);
 }

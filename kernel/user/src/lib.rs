@@ -245,7 +245,10 @@ pub mod linux {
     pub const MAP_ANONYMOUS: u64 = 0x20;
     pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
     pub const MREMAP_MAYMOVE: u64 = 1;
+    pub const MADV_WILLNEED: u64 = 3;
     pub const MADV_DONTNEED: u64 = 4;
+    pub const MADV_DONTFORK: u64 = 10;
+    pub const MADV_WIPEONFORK: u64 = 18;
     pub const EPERM: i64 = -1;
     pub const EBADF: i64 = -9;
     pub const ENOMEM: i64 = -12;

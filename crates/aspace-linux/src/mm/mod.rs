@@ -47,6 +47,11 @@
 //!   grows-down area would grow behind the layer's records, and keeps a
 //!   guard page a fixed mapping may not take, which Linux allows).
 //! - **`MADV_FREE`** keeps the data (as Linux does until memory is short).
+//! - **`madvise` hints** (`MADV_RANDOM`, `MADV_HUGEPAGE`, ...) are recorded
+//!   in the mappings ([`hints`]: they split and merge them as on Linux) and
+//!   `fork` honours `MADV_DONTFORK` and `MADV_WIPEONFORK`; none changes what
+//!   the core maps. `MADV_REMOVE`, `MADV_COLLAPSE` and the guard-page advice
+//!   are `EINVAL`.
 //! - **Private file mappings** (no difference left, only how it is done)
 //!   are copy-on-write in the core itself: their areas have the mapping's
 //!   real rights, and their backend *lends* the
@@ -62,6 +67,7 @@
 //!   (two `mmap`s of a file at contiguous offsets): `ENOSYS` (Linux never
 //!   returns it for these calls), with nothing changed.
 
+pub mod hints;
 pub mod object;
 mod records;
 #[cfg(feature = "sim")]
@@ -82,6 +88,7 @@ use aspace::{
     Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, FaultOutcome, Machine,
     SpaceRef, System, TryArc, VirtAddr,
 };
+use hints::Hints;
 use object::{MemObject, ObjBackend};
 use records::Records;
 
@@ -180,6 +187,9 @@ pub struct Vma {
     /// is first written; split parts share it. Two neighbours merge only if
     /// one has none or both the same.
     pub anon: Option<u64>,
+    /// The flags `madvise` sets (see [`hints`]); mappings that differ in
+    /// them do not merge.
+    pub hints: Hints,
 }
 
 impl Vma {
@@ -258,6 +268,7 @@ impl Vma {
             && self.noreserve == next.noreserve
             && self.growsdown == next.growsdown
             && self.account == next.account
+            && self.hints == next.hints
     }
 
     /// Cuts it at `at` (inside it): it keeps the lower part, the upper part
@@ -312,6 +323,40 @@ pub enum HolePolicy {
     /// All-or-nothing: the whole range is checked first, and a hole is
     /// `ENOMEM` with nothing changed.
     Refuse,
+}
+
+/// What an `madvise` advice does, by kind (see [`LinuxMm::madvise`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Effect {
+    /// Drops the pages (`MADV_DONTNEED`, `MADV_DONTNEED_LOCKED`).
+    Drop,
+    /// `MADV_FREE`: private anonymous memory only; the data stays.
+    Free,
+    /// Sets or clears a hint flag of the mappings.
+    Hint,
+    /// A hint with nothing to do (`MADV_WILLNEED`, `MADV_COLD`,
+    /// `MADV_PAGEOUT`).
+    Nothing,
+    /// Faults the pages in (`MADV_POPULATE_READ`, `MADV_POPULATE_WRITE`).
+    Populate {
+        /// As writes.
+        write: bool,
+    },
+}
+
+impl Effect {
+    /// The effect of `advice`; `None` for advice this layer refuses.
+    fn of(advice: Advice) -> Option<Effect> {
+        Some(match advice.0 {
+            MADV_DONTNEED | MADV_DONTNEED_LOCKED => Effect::Drop,
+            MADV_FREE => Effect::Free,
+            MADV_WILLNEED | MADV_COLD | MADV_PAGEOUT => Effect::Nothing,
+            MADV_POPULATE_READ => Effect::Populate { write: false },
+            MADV_POPULATE_WRITE => Effect::Populate { write: true },
+            _ if hints::after(advice, Hints::NONE, true, false).is_some() => Effect::Hint,
+            _ => return None,
+        })
+    }
 }
 
 /// How a new record meets its neighbours (see `LinuxMm::neighbours`).
@@ -390,12 +435,39 @@ impl<M: Machine> LinuxMm<M> {
     /// show the same object's pages in both. Each private mapping that has an `anon_vma` gets a
     /// new one (Linux gives each child mapping its own, so the child's
     /// split parts stop merging with each other; Linux sometimes reuses
-    /// one instead, which this does not model). `MADV_DONTFORK` is not
-    /// modelled. Refused (`ENOMEM`, nothing changed) when the child's
-    /// private pages pass the commit limit or frames run out.
+    /// one instead, which this does not model). Mappings marked
+    /// `MADV_DONTFORK` are not in the child; those marked `MADV_WIPEONFORK`
+    /// are, empty (zero-filled pages, no `anon_vma`), as Linux's `dup_mmap`
+    /// leaves them. Refused (`ENOMEM`, nothing changed in this process) when the child's
+    /// private pages pass the commit limit or frames or the heap run out.
     pub fn fork(&mut self) -> Result<LinuxMm<M>, Errno> {
         let space = self.system.fork(&self.space).map_err(errno_of)?;
         let mut vmas = self.vmas.clone();
+        // The child's address space is a full copy: the ranges it must not
+        // have, or have empty, go now (nothing of this process changes).
+        let (mut gone, mut wiped) = (Vec::new(), Vec::new());
+        for v in vmas.values() {
+            if v.hints.contains(Hints::DONTCOPY) {
+                gone.push((v.start, v.end));
+            } else if v.hints.contains(Hints::WIPEONFORK) {
+                wiped.push(v.start);
+            }
+        }
+        for &(lo, hi) in &gone {
+            space
+                .unmap_range(VirtAddr::new(lo), hi - lo)
+                .map_err(errno_of)?;
+            let _ = vmas.remove(lo);
+        }
+        for &start in &wiped {
+            let Some(mut v) = vmas.get_mut(start) else {
+                continue;
+            };
+            space
+                .discard_range(VirtAddr::new(v.start), v.end - v.start)
+                .map_err(errno_of)?;
+            v.anon = None;
+        }
         let starts: Vec<u64> = vmas
             .values()
             .filter(|v| v.anon.is_some())
@@ -970,6 +1042,7 @@ impl<M: Machine> LinuxMm<M> {
             noreserve,
             growsdown,
             anon: None,
+            hints: Hints::NONE,
         };
         // Everything that can refuse, before anything changes. A placed
         // range is free: nothing to unmap, nothing given back.
@@ -1127,6 +1200,16 @@ impl<M: Machine> LinuxMm<M> {
     /// the parts below and above stay as they were, the changed part merges
     /// with its neighbours as Linux would.
     fn reprotect_rec(&mut self, start: u64, lo: u64, hi: u64, prot: Prot) {
+        self.modify_rec(start, lo, hi, |v| {
+            v.account = Self::account_after(v, prot);
+            v.prot = prot;
+        });
+    }
+
+    /// Applies `change` to the part `[lo, hi)` of the record at `start`
+    /// (Linux's `vma_modify`): the parts below and above stay as they were,
+    /// the changed part merges with its neighbours as Linux would.
+    fn modify_rec(&mut self, start: u64, lo: u64, hi: u64, change: impl Fn(&mut Vma)) {
         // The record keeps its place in the tree as its lowest part; the
         // parts cut off above go in as new records.
         let Some(v) = self.vmas.get(start) else {
@@ -1138,19 +1221,17 @@ impl<M: Machine> LinuxMm<M> {
             let Some(mut v) = self.vmas.get_mut(start) else {
                 return;
             };
-            v.account = Self::account_after(&v, prot);
-            v.prot = prot;
+            change(&mut v);
             drop(v);
             self.merge_in_place(start);
             return;
         }
         if cut_above && cut_below {
-            // Between two parts that keep the old rights: nothing merges.
+            // Between two parts that stay as they were: nothing merges.
             let upper = v.above(hi);
             let mut changed = v.above(lo);
             changed.end = hi;
-            changed.account = Self::account_after(&changed, prot);
-            changed.prot = prot;
+            change(&mut changed);
             self.vmas.split(start, hi, upper);
             self.vmas.split(start, lo, changed);
             return;
@@ -1173,10 +1254,9 @@ impl<M: Machine> LinuxMm<M> {
         if let Some(u) = upper {
             self.vmas.insert(u);
         }
-        changed.account = Self::account_after(&changed, prot);
-        changed.prot = prot;
+        change(&mut changed);
         // Merged with the one below, then (as that) with the one above
-        // (a part cut off keeps the old rights: no merge with it).
+        // (a part cut off stays as it was: no merge with it).
         self.insert_rec(changed);
     }
 
@@ -1415,9 +1495,23 @@ impl<M: Machine> LinuxMm<M> {
         if self.vmas.len() > self.layout.max_map_count {
             return self.brk;
         }
+        let grown = Vma {
+            start: old_top,
+            end: new_top,
+            prot: Prot::RW,
+            kind: Kind::Heap,
+            first: old_top / PAGE_SIZE,
+            noreserve: false,
+            growsdown: false,
+            account: true,
+            anon: None,
+            hints: Hints::NONE,
+        };
+        // Linux's do_brk_flags grows the heap's last mapping only if the
+        // new part would merge with it (same rights, flags, hints).
         let heap = self
             .vma_at(old_top - 1)
-            .filter(|v| matches!(v.kind, Kind::Heap));
+            .filter(|v| matches!(v.kind, Kind::Heap) && v.merges_with(&grown));
         let ok = match heap.map(|v| v.start) {
             Some(hs) if old_top > start => {
                 let cb = self
@@ -1431,21 +1525,10 @@ impl<M: Machine> LinuxMm<M> {
                 r.is_ok()
             }
             _ => {
-                let v = Vma {
-                    start: old_top,
-                    end: new_top,
-                    prot: Prot::RW,
-                    kind: Kind::Heap,
-                    first: old_top / PAGE_SIZE,
-                    noreserve: false,
-                    growsdown: false,
-                    account: true,
-                    anon: None,
-                };
-                let nb = self.neighbours(&v);
-                let ok = self.create_area(&v, nb.touching).is_ok();
+                let nb = self.neighbours(&grown);
+                let ok = self.create_area(&grown, nb.touching).is_ok();
                 if ok {
-                    self.place(v, nb);
+                    self.place(grown, nb);
                 }
                 ok
             }
@@ -1456,19 +1539,39 @@ impl<M: Machine> LinuxMm<M> {
         self.brk
     }
 
-    /// `madvise(2)` with `MADV_DONTNEED` (the range's pages are dropped:
-    /// private anonymous memory reads as zeros afterwards, shared and file
-    /// mappings read their object again, private file mappings the file),
-    /// `MADV_FREE` (private anonymous mappings only, `EINVAL` elsewhere; the
-    /// data stays until memory is short, which here is never) and
-    /// `MADV_NORMAL` (nothing). Unknown advice or an unaligned address
-    /// `EINVAL`; a length of 0 does nothing; holes in the range `ENOMEM`
-    /// after every mapped part is done, as on Linux, or before anything is
-    /// done with [`HolePolicy::Refuse`].
+    /// `madvise(2)`, as Linux 6.18 takes each advice:
+    /// - `MADV_DONTNEED`, `MADV_DONTNEED_LOCKED`: the range's pages are
+    ///   dropped (private anonymous memory reads as zeros afterwards, shared
+    ///   and file mappings read their object again, private file mappings
+    ///   the file);
+    /// - `MADV_FREE`: private anonymous mappings only, `EINVAL` elsewhere;
+    ///   the data stays until memory is short, which here is never;
+    /// - `MADV_NORMAL`, `MADV_RANDOM`, `MADV_SEQUENTIAL`, `MADV_DONTFORK`,
+    ///   `MADV_DOFORK`, `MADV_DONTDUMP`, `MADV_DODUMP`, `MADV_WIPEONFORK`
+    ///   (private anonymous memory only, `EINVAL` elsewhere),
+    ///   `MADV_KEEPONFORK`, `MADV_HUGEPAGE`, `MADV_NOHUGEPAGE`,
+    ///   `MADV_MERGEABLE`, `MADV_UNMERGEABLE`: set or clear the mappings'
+    ///   [`Hints`], splitting and merging them as Linux does (a split past
+    ///   `vm.max_map_count` is `ENOMEM`, checked before any change); `fork`
+    ///   leaves `MADV_DONTFORK` ranges out of the child and gives it
+    ///   `MADV_WIPEONFORK` ranges empty;
+    /// - `MADV_WILLNEED`, `MADV_COLD`, `MADV_PAGEOUT`: hints with nothing to
+    ///   do here (no read-ahead, no reclaim);
+    /// - `MADV_POPULATE_READ`, `MADV_POPULATE_WRITE`: the pages are faulted
+    ///   in as reads or writes would, in order, stopping at the first page
+    ///   that cannot be: a hole `ENOMEM`, a mapping without the right
+    ///   (`PROT_READ`, `PROT_WRITE`) `EINVAL`, a page past its object's end
+    ///   `EFAULT`.
+    ///
+    /// Other advice (`MADV_REMOVE`, `MADV_COLLAPSE`, guard pages, ...) or an
+    /// unaligned address is `EINVAL`; a length of 0 does nothing. A mapping
+    /// that refuses the advice stops the walk with its error (the mappings
+    /// before it changed, as on Linux); holes in the range are `ENOMEM`
+    /// after every mapped part is done, as on Linux. With
+    /// [`HolePolicy::Refuse`] the whole range is checked first and either
+    /// refusal comes with nothing changed.
     pub fn madvise(&mut self, addr: u64, len: u64, advice: Advice) -> Result<(), Errno> {
-        if !matches!(advice, Advice::DONTNEED | Advice::FREE | Advice::NORMAL) {
-            return Err(Errno::EINVAL);
-        }
+        let effect = Effect::of(advice).ok_or(Errno::EINVAL)?;
         if !aligned(addr) {
             return Err(Errno::EINVAL);
         }
@@ -1480,8 +1583,15 @@ impl<M: Machine> LinuxMm<M> {
         if end == addr {
             return Ok(());
         }
+        if let Effect::Populate { write } = effect {
+            return self.populate_advice(addr, end, write);
+        }
+        // Linux's madvise_walk_vmas: the mappings in order; one that
+        // refuses stops the walk; a hole is reported once all is done.
         let mut at = addr;
         let mut hole = false;
+        let mut cuts = 0;
+        let mut refused: Option<(u64, Errno)> = None;
         let mut runs: Vec<(u64, u64)> = Vec::new();
         for s in self.meeting(addr, end) {
             let Some(v) = self.vmas.get(s) else {
@@ -1490,9 +1600,26 @@ impl<M: Machine> LinuxMm<M> {
             if v.start > at {
                 hole = true;
             }
-            if advice == Advice::FREE && !matches!(v.kind, Kind::Anon | Kind::Heap) {
-                // Linux stops here; MADV_FREE changed nothing before.
-                return Err(Errno::EINVAL);
+            let anonymous = matches!(v.kind, Kind::Anon | Kind::Heap);
+            match effect {
+                Effect::Free if !anonymous => {
+                    refused = Some((v.start.max(addr), Errno::EINVAL));
+                    break;
+                }
+                Effect::Hint => {
+                    let shared = !v.kind.private();
+                    match hints::after(advice, v.hints, anonymous, shared) {
+                        Some(Err(e)) => {
+                            refused = Some((v.start.max(addr), e));
+                            break;
+                        }
+                        Some(Ok(h)) if h != v.hints => {
+                            cuts += usize::from(v.start < addr) + usize::from(v.end > end);
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
             }
             let lo = v.start.max(addr);
             match runs.last_mut() {
@@ -1501,24 +1628,122 @@ impl<M: Machine> LinuxMm<M> {
             }
             at = v.end;
         }
-        if at < end {
+        if refused.is_none() && at < end {
             hole = true;
         }
-        if hole && self.holes == HolePolicy::Refuse {
+        let refuse_all = self.holes == HolePolicy::Refuse;
+        if let Some((_, e)) = refused {
+            // MADV_FREE changed nothing before on Linux either.
+            if refuse_all || effect == Effect::Free {
+                return Err(e);
+            }
+        } else if hole && refuse_all {
             return Err(Errno::ENOMEM);
         }
-        if advice == Advice::DONTNEED {
-            for (lo, hi) in runs {
-                self.space
-                    .discard_range(VirtAddr::new(lo), hi - lo)
-                    .map_err(errno_of)?;
+        if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        let stop = refused.map_or(end, |(at, _)| at);
+        match effect {
+            Effect::Drop => {
+                for (lo, hi) in runs {
+                    self.space
+                        .discard_range(VirtAddr::new(lo), hi - lo)
+                        .map_err(errno_of)?;
+                }
             }
+            Effect::Hint => self.rehint(addr, stop, advice),
+            Effect::Free | Effect::Nothing | Effect::Populate { .. } => {}
         }
-        if hole {
-            Err(Errno::ENOMEM)
-        } else {
-            Ok(())
+        match refused {
+            Some((_, e)) => Err(e),
+            None if hole => Err(Errno::ENOMEM),
+            None => Ok(()),
         }
+    }
+
+    /// Sets the hints `advice` gives (none refuses it) on every mapping's
+    /// part in `[lo, hi)`, holes skipped: Linux's `madvise_update_vma`,
+    /// mapping by mapping, each looked up again as the one before may have
+    /// taken it in.
+    fn rehint(&mut self, lo: u64, hi: u64, advice: Advice) {
+        let mut at = lo;
+        while at < hi {
+            let v = match self.vmas.at_or_below(at).filter(|v| v.end > at) {
+                Some(v) => v,
+                None => match self.vmas.from(at).filter(|n| n.start < hi) {
+                    Some(n) => n,
+                    None => return,
+                },
+            };
+            let (start, from, to) = (v.start, v.start.max(at), v.end.min(hi));
+            let anonymous = matches!(v.kind, Kind::Anon | Kind::Heap);
+            if let Some(Ok(h)) = hints::after(advice, v.hints, anonymous, !v.kind.private()) {
+                if h != v.hints {
+                    self.modify_rec(start, from, to, |v| v.hints = h);
+                }
+            }
+            at = to;
+        }
+    }
+
+    /// `MADV_POPULATE_READ`/`_WRITE` over `[lo, hi)` (see
+    /// [`madvise`](Self::madvise)): Linux faults the pages in order and
+    /// stops at the first it cannot, the ones before staying populated.
+    fn populate_advice(&mut self, lo: u64, hi: u64, write: bool) -> Result<(), Errno> {
+        let (at, failed) = self.populate_check(lo, hi, write);
+        if failed.is_some() && self.holes == HolePolicy::Refuse {
+            return Err(failed.unwrap_or(Errno::ENOMEM));
+        }
+        let access = if write { Access::Write } else { Access::Read };
+        let mut page = lo;
+        while page < at {
+            let Some(v) = self.vma_at(page) else {
+                break;
+            };
+            let (start, to) = (v.start, v.end.min(at));
+            let cow = write && Self::copy_on_write(&v.kind);
+            while page < to {
+                let va = VirtAddr::new(page);
+                let first = self.space.page_fault(va, access, FaultContext::User);
+                if first != FaultOutcome::Ok {
+                    return Err(Errno::ENOMEM);
+                }
+                // A private file page lent on the first write fault is
+                // copied by a second, as Linux's write faults do.
+                if cow && self.space.page_fault(va, access, FaultContext::User) != FaultOutcome::Ok
+                {
+                    return Err(Errno::ENOMEM);
+                }
+                page += PAGE_SIZE;
+            }
+            self.touched(start.max(lo), write);
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// How far `MADV_POPULATE_*` over `[lo, hi)` gets: the end of the pages
+    /// it can fault in, and the error at that point (`None`: all of them).
+    fn populate_check(&self, lo: u64, hi: u64, write: bool) -> (u64, Option<Errno>) {
+        let mut at = lo;
+        while at < hi {
+            let Some(v) = self.vma_at(at) else {
+                return (at, Some(Errno::ENOMEM));
+            };
+            if !(if write { v.prot.write() } else { v.prot.read() }) {
+                return (at, Some(Errno::EINVAL));
+            }
+            let to = v.end.min(hi);
+            let mut page = at;
+            while page < to {
+                if Self::past_end(v, page) {
+                    return (page, Some(Errno::EFAULT));
+                }
+                page += PAGE_SIZE;
+            }
+            at = to;
+        }
+        (hi, None)
     }
 
     // ---- observing ----
@@ -1533,7 +1758,7 @@ impl<M: Machine> LinuxMm<M> {
             .collect()
     }
 
-    /// Whether page `page` of mapping `v` lies past its object's end (an
+    /// Whether the page at address `page` of mapping `v` lies past its object's end (an
     /// access there is `SIGBUS` on Linux).
     pub fn past_end(v: &Vma, page: u64) -> bool {
         v.object()

@@ -7,11 +7,16 @@
 //! child not waited for is refused (`-EAGAIN`), each child's exit status
 //! (and a killed one's) comes back once through `WAIT`; a fork whose
 //! child could not reserve the parent's memory is refused (`-ENOMEM`)
-//! with the parent unchanged. Exit 0 when every check passes.
+//! with the parent unchanged; a page marked `MADV_DONTFORK` is not in the
+//! child and one marked `MADV_WIPEONFORK` is there zero-filled. Exit 0
+//! when every check passes.
 #![no_std]
 #![no_main]
 
-use aspace_user::linux::{mmap, munmap, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE};
+use aspace_user::linux::{
+    madvise, mmap, munmap, MADV_DONTFORK, MADV_WILLNEED, MADV_WIPEONFORK, MAP_ANONYMOUS,
+    MAP_PRIVATE, PROT_READ, PROT_WRITE,
+};
 use aspace_user::nr::{EAGAIN, ECHILD, ENOMEM, KILLED_STATUS, MAX_CHILDREN};
 use aspace_user::*;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -204,6 +209,50 @@ fn no_memory(seed: u64) -> bool {
     ok
 }
 
+/// `MADV_DONTFORK` on page 1 of a 4-page mapping and `MADV_WIPEONFORK` on
+/// page 2: the child has no page 1 (`madvise(MADV_WILLNEED)` there is
+/// `ENOMEM`, as for any unmapped range), reads page 2 as zeros and pages 0
+/// and 3 as the parent wrote them; the parent keeps all four.
+fn fork_hints() -> bool {
+    let len = 4 * PAGE as u64;
+    let m = mmap(
+        0,
+        len,
+        PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS,
+        u64::MAX,
+        0,
+    );
+    if m < 0 {
+        println!("fork: hints: mmap = {m}: FAIL");
+        return false;
+    }
+    let m = m as usize;
+    let word = |i: usize| (m + i * PAGE) as *mut u64;
+    for i in 0..4 {
+        write(word(i), 0x5eed_0000 + i as u64);
+    }
+    let dontfork = madvise((m + PAGE) as u64, PAGE as u64, MADV_DONTFORK);
+    let wipe = madvise((m + 2 * PAGE) as u64, PAGE as u64, MADV_WIPEONFORK);
+    let c = fork();
+    if c == 0 {
+        let gone =
+            madvise((m + PAGE) as u64, PAGE as u64, MADV_WILLNEED) == aspace_user::linux::ENOMEM;
+        let wiped = read(word(2)) == 0;
+        let kept = read(word(0)) == 0x5eed_0000 && read(word(3)) == 0x5eed_0003;
+        exit(if gone && wiped && kept { 0 } else { 1 });
+    }
+    let status = if c > 0 { wait(c as u64) } else { c };
+    let parent = (0..4).all(|i| read(word(i)) == 0x5eed_0000 + i as u64);
+    let freed = munmap(m as u64, len) == 0;
+    let ok = dontfork == 0 && wipe == 0 && status == 0 && parent && freed;
+    println!(
+        "fork: hints: dontfork = {dontfork}, wipeonfork = {wipe}; child status {status:#x} (page left out, page wiped, others copied); parent's pages kept {parent}: {}",
+        if ok { "PASS" } else { "FAIL" }
+    );
+    ok
+}
+
 #[no_mangle]
 fn main(_arg: u64) -> i32 {
     if area_create(HEAP, HEAP_PAGES * PAGE, READ | WRITE) != HEAP {
@@ -261,7 +310,8 @@ fn main(_arg: u64) -> i32 {
     let no_memory = no_memory(PARENT_AGAIN);
     let freed =
         area_destroy(HEAP) == 0 && area_destroy(COUNTER_STACK) == 0 && munmap(map as u64, len) == 0;
-    let all = ok && limits && no_memory && freed;
+    let hints = fork_hints();
+    let all = ok && limits && no_memory && freed && hints;
     println!("fork: all: {}", if all { "PASS" } else { "FAIL" });
     if all {
         0

@@ -495,7 +495,11 @@ fn random_calls(seed: u64, n: u32) -> bool {
                 if r.below(2) == 0 {
                     brk(LINUX_START + r.below(64) * P + r.pick(&[0, 0, 1, 1 << 40])) as i64
                 } else {
-                    madvise(a, len, r.pick(&[MADV_DONTNEED, 8, 0, 9, 999, 1 << 40]))
+                    madvise(
+                        a,
+                        len,
+                        r.pick(&[MADV_DONTNEED, 8, 0, 9, 999, 1 << 40, 1, 10, 18, 22, 23]),
+                    )
                 }
             }
         };
