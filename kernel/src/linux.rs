@@ -37,7 +37,7 @@ use alloc::string::String;
 use aspace::{FrameAllocator, Machine, PhysMemory};
 use aspace_linux::consts::*;
 use aspace_linux::mm::{Layout, LinuxMm};
-use aspace_linux::{Advice, Errno, FileRef, MapFlags, Prot, RemapFlags};
+use aspace_linux::{Advice, Errno, FileRef, LockFlags, MapFlags, Prot, RemapFlags, SyncFlags};
 
 use crate::machine::KMachine;
 use crate::sched::Process;
@@ -138,7 +138,7 @@ fn ret(r: Result<u64, Errno>) -> u64 {
 
 /// Whether `n` is one of the Linux calls.
 pub fn is_linux_call(n: u64) -> bool {
-    (nr::MMAP..=nr::MADVISE).contains(&n)
+    (nr::MMAP..=nr::MADVISE).contains(&n) || (nr::MSYNC..=nr::MUNLOCK).contains(&n)
 }
 
 /// Runs Linux call `n` with its six argument words for `proc`.
@@ -156,6 +156,11 @@ pub fn call(proc: &Process, n: u64, a: [u64; 6]) -> u64 {
         nr::MREMAP => mremap(proc, a),
         nr::BRK => brk(proc, a[0]),
         nr::MADVISE => madvise(proc, a[0], a[1], a[2]),
+        nr::MSYNC => word32(a[2])
+            .and_then(|f| with(proc, |mm| mm.msync(a[0], a[1], SyncFlags(f)).map(|()| 0))),
+        nr::MLOCK => word32(a[2])
+            .and_then(|f| with(proc, |mm| mm.mlock(a[0], a[1], LockFlags(f)).map(|()| 0))),
+        nr::MUNLOCK => with(proc, |mm| mm.munlock(a[0], a[1]).map(|()| 0)),
         _ => Err(Errno::ENOSYS),
     })
 }

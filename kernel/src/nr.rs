@@ -44,6 +44,12 @@ pub const FORK: u64 = 24;
 /// other than 0.
 pub const WAIT: u64 = 25;
 
+// More of Linux's memory calls, as `MMAP` to `MADVISE`.
+pub const MSYNC: u64 = 26;
+/// Linux's `mlock2(addr, len, flags)` (`mlock` with flags 0).
+pub const MLOCK: u64 = 27;
+pub const MUNLOCK: u64 = 28;
+
 /// The wait status of a killed process (Linux: ended by `SIGKILL`).
 pub const KILLED_STATUS: u64 = 9;
 /// Most children one process may have that it has not waited for.

@@ -127,6 +127,12 @@ process map: break at a quarter of the user space, mmap(NULL) top-down from 256M
                                              that split and merge mappings; populate_read,
                                              populate_write fault pages in; willneed, cold,
                                              pageout do nothing here
+  msync TASK ADDR LEN [async] [invalidate] [sync]
+                                             Linux's checks (the objects live in memory:
+                                             nothing to write back)
+  mlock TASK ADDR LEN [onfault]              lock (mlock2): splits and merges mappings,
+                                             faults the pages in (not with onfault)
+  munlock TASK ADDR LEN                      unlock
   maps TASK --linux                          the mappings as /proc/PID/maps prints them
   These take `expect ok|ADDR|EEXIST|ENOMEM|EINVAL|EFAULT|EACCES|...` (Linux's names).
 

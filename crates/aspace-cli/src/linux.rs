@@ -20,7 +20,9 @@ use aspace_linux::{Command, Expect, Line, Outcome};
 use aspace_sim::SimMachine;
 
 /// The calls' names, which start a Linux line.
-pub const CALLS: &[&str] = &["mmap", "munmap", "mprotect", "mremap", "brk", "madvise"];
+pub const CALLS: &[&str] = &[
+    "mmap", "munmap", "mprotect", "mremap", "brk", "madvise", "msync", "mlock", "munlock",
+];
 
 /// Whether `word` starts a Linux call line.
 pub fn is_call(word: &str) -> bool {

@@ -154,6 +154,13 @@ pub const OPS: &[(&str, &str, &str)] = &[
         "madvise TASK ADDR LEN ADVICE (dontneed, free, random, dontfork, populate_write, ...)",
         "Linux's madvise",
     ),
+    (
+        "msync",
+        "msync TASK ADDR LEN [async] [invalidate] [sync]",
+        "Linux's msync",
+    ),
+    ("mlock", "mlock TASK ADDR LEN [onfault]", "Linux's mlock2"),
+    ("munlock", "munlock TASK ADDR LEN", "Linux's munlock"),
 ];
 
 /// Counters `check` knows.

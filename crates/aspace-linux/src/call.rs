@@ -8,8 +8,13 @@
 //! mprotect ADDR LEN PROT
 //! mremap OLD OLDLEN NEWLEN [maymove] [fixed NEW] [dontunmap]
 //! brk ADDR
-//! madvise ADDR LEN dontneed|free|normal|remove
+//! madvise ADDR LEN ADVICE                    (dontneed, free, random, ...)
+//! msync ADDR LEN [async] [invalidate] [sync]
+//! mlock ADDR LEN [onfault]                   (mlock2; no flag: mlock)
+//! munlock ADDR LEN
 //! ```
+//!
+//! Flag words also take `bits=0xN` for bits without a word.
 //!
 //! Addresses are `0x...` or decimal, lengths also `16p`, `64K`, `1M`, rights
 //! `rw`, `r-x`, `none`. Flag words may come in any order; printing uses one
@@ -17,7 +22,7 @@
 
 use crate::command::ParseError;
 use crate::consts::{MAP_ANONYMOUS, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
-use crate::flags::{Advice, MapFlags, RemapFlags};
+use crate::flags::{Advice, FlagWords, LockFlags, MapFlags, RemapFlags, SyncFlags};
 use crate::num::{parse_len, parse_u64, Addr, Len};
 use crate::prot::Prot;
 use alloc::string::{String, ToString};
@@ -89,6 +94,31 @@ pub enum Call {
         /// The advice.
         advice: Advice,
     },
+    /// `msync(addr, len, flags)`.
+    Msync {
+        /// Start (page-aligned to be valid).
+        addr: u64,
+        /// Bytes.
+        len: u64,
+        /// `MS_*` bits.
+        flags: SyncFlags,
+    },
+    /// `mlock2(addr, len, flags)` (`mlock` with no flag).
+    Mlock {
+        /// Start (rounded down to its page).
+        addr: u64,
+        /// Bytes (from `addr`, rounded up to pages).
+        len: u64,
+        /// `MLOCK_*` bits.
+        flags: LockFlags,
+    },
+    /// `munlock(addr, len)`.
+    Munlock {
+        /// Start (rounded down to its page).
+        addr: u64,
+        /// Bytes (from `addr`, rounded up to pages).
+        len: u64,
+    },
 }
 
 impl Call {
@@ -101,6 +131,9 @@ impl Call {
             Call::Mremap { .. } => "mremap",
             Call::Brk { .. } => "brk",
             Call::Madvise { .. } => "madvise",
+            Call::Msync { .. } => "msync",
+            Call::Mlock { .. } => "mlock",
+            Call::Munlock { .. } => "munlock",
         }
     }
 
@@ -196,6 +229,20 @@ impl Call {
                     .ok_or_else(|| ParseError::Bad("advice", word.to_string()))?;
                 Call::Madvise { addr, len, advice }
             }
+            "msync" => Call::Msync {
+                addr: it.addr("ADDR")?,
+                len: it.len("LEN")?,
+                flags: SyncFlags(it.flag_words::<SyncFlags>("msync flag")?),
+            },
+            "mlock" => Call::Mlock {
+                addr: it.addr("ADDR")?,
+                len: it.len("LEN")?,
+                flags: LockFlags(it.flag_words::<LockFlags>("mlock flag")?),
+            },
+            "munlock" => Call::Munlock {
+                addr: it.addr("ADDR")?,
+                len: it.len("LEN")?,
+            },
             _ => return Err(ParseError::Unknown(name.to_string())),
         };
         match it.next() {
@@ -227,6 +274,14 @@ impl<'b> Words<'_, 'b> {
     fn len(&mut self, what: &'static str) -> Result<u64, ParseError> {
         let w = self.need(what)?;
         parse_len(w).ok_or_else(|| ParseError::Bad(what, w.to_string()))
+    }
+    /// The rest of the words as flag words of `F`, or-ed.
+    fn flag_words<F: FlagWords>(&mut self, what: &'static str) -> Result<u32, ParseError> {
+        let mut bits = 0;
+        while let Some(word) = self.next() {
+            bits |= F::word_bits(word).ok_or_else(|| ParseError::Bad(what, word.to_string()))?;
+        }
+        Ok(bits)
     }
     fn prot(&mut self) -> Result<Prot, ParseError> {
         let w = self.need("PROT")?;
@@ -300,6 +355,15 @@ impl fmt::Display for Call {
             Call::Madvise { addr, len, advice } => {
                 write!(f, "madvise {} {} {}", Addr(*addr), Len(*len), advice)
             }
+            Call::Msync { addr, len, flags } => {
+                write!(f, "msync {} {}", Addr(*addr), Len(*len))?;
+                flags.fmt_words(f)
+            }
+            Call::Mlock { addr, len, flags } => {
+                write!(f, "mlock {} {}", Addr(*addr), Len(*len))?;
+                flags.fmt_words(f)
+            }
+            Call::Munlock { addr, len } => write!(f, "munlock {} {}", Addr(*addr), Len(*len)),
         }
     }
 }

@@ -102,3 +102,13 @@ pub const MADV_POPULATE_READ: i32 = 22;
 pub const MADV_POPULATE_WRITE: i32 = 23;
 /// `madvise`: `MADV_DONTNEED`, locked pages too.
 pub const MADV_DONTNEED_LOCKED: i32 = 24;
+
+/// `msync`: schedule the write-back and return.
+pub const MS_ASYNC: u32 = 1;
+/// `msync`: invalidate other mappings of the same file.
+pub const MS_INVALIDATE: u32 = 2;
+/// `msync`: write back and wait.
+pub const MS_SYNC: u32 = 4;
+
+/// `mlock2`: lock pages as they are faulted in, not all at once.
+pub const MLOCK_ONFAULT: u32 = 1;

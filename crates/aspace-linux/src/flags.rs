@@ -1,11 +1,12 @@
-//! The flag words of `mmap`, `mremap` and `madvise`, typed, with their text.
+//! The flag words of `mmap`, `mremap`, `madvise`, `msync` and `mlock2`,
+//! typed, with their text.
 
 use crate::consts::*;
 use core::fmt;
 
 /// `mmap` flags: raw `MAP_*` bits. In text, each known bit is a word
 /// (`private`, `shared`, `anon`, `fixed`, `noreplace`, `populate`,
-/// `noreserve`, `growsdown`); any other bits print as `bits=0xN`.
+/// `noreserve`, `growsdown`, `locked`); any other bits print as `bits=0xN`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MapFlags(pub u32);
 
@@ -20,6 +21,7 @@ pub const MAP_WORDS: &[(&str, u32)] = &[
     ("populate", MAP_POPULATE),
     ("noreserve", MAP_NORESERVE),
     ("growsdown", MAP_GROWSDOWN),
+    ("locked", MAP_LOCKED),
 ];
 
 impl MapFlags {
@@ -141,5 +143,72 @@ impl fmt::Display for Advice {
             Some((w, _)) => f.write_str(w),
             None => write!(f, "{}", self.0),
         }
+    }
+}
+
+/// Flag bits whose known bits have words: parses and prints them.
+pub trait FlagWords: Sized + Copy {
+    /// The words, in the order they print.
+    const WORDS: &'static [(&'static str, u32)];
+    /// The raw bits.
+    fn bits(self) -> u32;
+    /// The flags of raw bits.
+    fn of(bits: u32) -> Self;
+    /// The bit of `word` (a word of [`WORDS`](Self::WORDS) or `bits=0xN`).
+    fn word_bits(word: &str) -> Option<u32> {
+        if let Some(b) = word.strip_prefix("bits=") {
+            return crate::num::parse_u64(b).and_then(|b| u32::try_from(b).ok());
+        }
+        Self::WORDS
+            .iter()
+            .find(|(w, _)| *w == word)
+            .map(|&(_, b)| b)
+    }
+    /// Prints each known bit's word, then any other bits as `bits=0xN`,
+    /// each preceded by a space.
+    fn fmt_words(self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.bits();
+        for &(word, bit) in Self::WORDS {
+            if rest & bit == bit {
+                write!(f, " {word}")?;
+                rest &= !bit;
+            }
+        }
+        if rest != 0 {
+            write!(f, " bits={rest:#x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `msync` flags: raw `MS_*` bits; words `async`, `invalidate`, `sync`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SyncFlags(pub u32);
+
+impl FlagWords for SyncFlags {
+    const WORDS: &'static [(&'static str, u32)] = &[
+        ("async", MS_ASYNC),
+        ("invalidate", MS_INVALIDATE),
+        ("sync", MS_SYNC),
+    ];
+    fn bits(self) -> u32 {
+        self.0
+    }
+    fn of(bits: u32) -> Self {
+        SyncFlags(bits)
+    }
+}
+
+/// `mlock2` flags: raw `MLOCK_*` bits; word `onfault`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LockFlags(pub u32);
+
+impl FlagWords for LockFlags {
+    const WORDS: &'static [(&'static str, u32)] = &[("onfault", MLOCK_ONFAULT)];
+    fn bits(self) -> u32 {
+        self.0
+    }
+    fn of(bits: u32) -> Self {
+        LockFlags(bits)
     }
 }

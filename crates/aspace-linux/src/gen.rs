@@ -2,7 +2,8 @@
 //! the mix the differential test needs: `mmap` fixed, no-replace, with a
 //! hint and without; partial `munmap`/`mprotect` across several mappings
 //! and holes; `mremap` shrink, grow, may-move and fixed; `madvise` (every
-//! advice but `MADV_REMOVE` and `MADV_COLLAPSE`); `brk`;
+//! advice but `MADV_REMOVE` and `MADV_COLLAPSE`); `msync`, `mlock2`,
+//! `munlock`; `brk`;
 //! and `write`/`read` between calls so page contents diverge.
 //!
 //! The same seed and [`GenConfig`] give the same lines, with addresses
@@ -14,7 +15,7 @@
 use crate::call::{Call, FileRef};
 use crate::command::{Command, Line};
 use crate::consts::*;
-use crate::flags::{Advice, MapFlags, RemapFlags};
+use crate::flags::{Advice, LockFlags, MapFlags, RemapFlags, SyncFlags};
 use crate::prot::Prot;
 use alloc::format;
 use alloc::vec::Vec;
@@ -209,7 +210,10 @@ impl Generator {
             },
             Call::Munmap { addr, len }
             | Call::Mprotect { addr, len, .. }
-            | Call::Madvise { addr, len, .. } => {
+            | Call::Madvise { addr, len, .. }
+            | Call::Msync { addr, len, .. }
+            | Call::Mlock { addr, len, .. }
+            | Call::Munlock { addr, len } => {
                 if self.rng.chance(50) {
                     *addr += 8;
                 } else {
@@ -261,6 +265,9 @@ impl Generator {
         }
         if self.cfg.growsdown && file.is_none() && self.rng.chance(3) {
             flags |= MAP_GROWSDOWN;
+        }
+        if self.rng.chance(3) {
+            flags |= MAP_LOCKED;
         }
         let prot = self.prot();
         Call::Mmap {
@@ -353,6 +360,32 @@ impl Generator {
                 };
                 Call::Madvise { addr, len, advice }
             }
+            80..=83 => {
+                let (addr, len) = self.range();
+                match self.rng.below(10) {
+                    0..=3 => {
+                        // Any address: mlock takes its page.
+                        let addr = addr + self.rng.pick(&[0, 0, 0, 1, PAGE_SIZE - 1]);
+                        let flags = self.rng.pick(&[0, 0, 0, 0, MLOCK_ONFAULT, 2]);
+                        Call::Mlock {
+                            addr,
+                            len,
+                            flags: LockFlags(flags),
+                        }
+                    }
+                    4..=7 => Call::Munlock { addr, len },
+                    _ => {
+                        let flags =
+                            self.rng
+                                .pick(&[0, MS_ASYNC, MS_SYNC, MS_INVALIDATE, 3, 6, 5, 8]);
+                        Call::Msync {
+                            addr,
+                            len,
+                            flags: SyncFlags(flags),
+                        }
+                    }
+                }
+            }
             76..=79 if self.cfg.brk_span.is_some() => {
                 let (lo, hi) = self.cfg.brk_span.unwrap_or_default();
                 Call::Brk {
@@ -440,7 +473,10 @@ mod tests {
                 Command::Call(
                     Call::Munmap { addr, len }
                     | Call::Mprotect { addr, len, .. }
-                    | Call::Madvise { addr, len, .. },
+                    | Call::Madvise { addr, len, .. }
+                    | Call::Msync { addr, len, .. }
+                    | Call::Mlock { addr, len, .. }
+                    | Call::Munlock { addr, len },
                 ) => {
                     kinds[1] += 1;
                     assert!(inside(*addr, *len), "{text}");

@@ -8,9 +8,11 @@
 //!
 //! The vocabulary (everything but [`runner`]) is `no_std` + `alloc`, so a
 //! kernel can use the same types and errno values:
-//! - [`consts`]: `PROT_*`, `MAP_*`, `MREMAP_*`, `MADV_*` for x86_64 Linux;
+//! - [`consts`]: `PROT_*`, `MAP_*`, `MREMAP_*`, `MADV_*`, `MS_*`, `MLOCK_*`
+//!   for x86_64 Linux;
 //! - [`Errno`]: Linux errno numbers and names;
-//! - [`Prot`], [`MapFlags`], [`RemapFlags`], [`Advice`] and the typed [`Call`];
+//! - [`Prot`], [`MapFlags`], [`RemapFlags`], [`Advice`], [`SyncFlags`],
+//!   [`LockFlags`] and the typed [`Call`];
 //! - [`Command`], [`Line`], [`Expect`], [`Outcome`]: the line protocol's text;
 //! - [`maps`]: `/proc/PID/maps` lines printed and parsed exactly as Linux does,
 //!   and the comparison key ([`maps::MapKey`]) of a window;
@@ -52,5 +54,5 @@ pub mod runner;
 pub use call::{Call, FileRef};
 pub use command::{Command, Expect, Line, Outcome, ParseError};
 pub use errno::Errno;
-pub use flags::{Advice, MapFlags, RemapFlags};
+pub use flags::{Advice, FlagWords, LockFlags, MapFlags, RemapFlags, SyncFlags};
 pub use prot::Prot;

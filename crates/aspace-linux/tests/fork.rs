@@ -219,3 +219,30 @@ fn fork_leaves_out_dontfork_ranges_and_wipes_wipeonfork_ones() {
     assert_eq!(sim.system().reserve().committed(), 0);
     assert_eq!(sim.hardware().stats().stale_accesses, 0);
 }
+
+/// A forked child's mappings are not locked (Linux's `dup_mmap`), and it
+/// can drop the pages the parent keeps locked.
+#[test]
+fn a_forked_child_is_not_locked() {
+    let (_sim, mut mm, mut c0, mut c1) = setup();
+    let anon = MapFlags(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
+    c0.run(|| mm.mmap(BASE, 4 * PAGE_SIZE, Prot::RW, anon, None, 0))
+        .unwrap();
+    store(&mut mm, &mut c0, BASE, 5);
+    c0.run(|| mm.mlock(BASE, 4 * PAGE_SIZE, aspace_linux::LockFlags(0)))
+        .unwrap();
+    let mut child = c0.run(|| mm.fork()).unwrap();
+    assert!(child.vmas().all(|v| v.flags.is_empty()));
+    c1.switch_to(child.space()).unwrap();
+    assert_eq!(
+        c1.run(|| child.madvise(BASE, PAGE_SIZE, Advice::DONTNEED)),
+        Ok(())
+    );
+    assert_eq!(c1.read_u64(va(BASE)).unwrap(), 0);
+    assert_eq!(
+        c0.run(|| mm.madvise(BASE, PAGE_SIZE, Advice::DONTNEED)),
+        Err(aspace_linux::Errno::EINVAL)
+    );
+    assert_eq!(c0.read_u64(va(BASE)).unwrap(), 5);
+    c1.idle();
+}

@@ -351,6 +351,10 @@ fn the_constants_are_linuxs() {
         (MREMAP_MAYMOVE, libc::MREMAP_MAYMOVE),
         (MREMAP_FIXED, libc::MREMAP_FIXED),
         (MREMAP_DONTUNMAP, libc::MREMAP_DONTUNMAP),
+        (MS_ASYNC, libc::MS_ASYNC),
+        (MS_INVALIDATE, libc::MS_INVALIDATE),
+        (MS_SYNC, libc::MS_SYNC),
+        (MLOCK_ONFAULT, libc::MLOCK_ONFAULT as i32),
     ];
     for &(ours, theirs) in pairs {
         assert_eq!(ours as i32, theirs);
@@ -360,6 +364,23 @@ fn the_constants_are_linuxs() {
         (MADV_DONTNEED, libc::MADV_DONTNEED),
         (MADV_FREE, libc::MADV_FREE),
         (MADV_REMOVE, libc::MADV_REMOVE),
+        (MADV_RANDOM, libc::MADV_RANDOM),
+        (MADV_SEQUENTIAL, libc::MADV_SEQUENTIAL),
+        (MADV_WILLNEED, libc::MADV_WILLNEED),
+        (MADV_DONTFORK, libc::MADV_DONTFORK),
+        (MADV_DOFORK, libc::MADV_DOFORK),
+        (MADV_MERGEABLE, libc::MADV_MERGEABLE),
+        (MADV_UNMERGEABLE, libc::MADV_UNMERGEABLE),
+        (MADV_HUGEPAGE, libc::MADV_HUGEPAGE),
+        (MADV_NOHUGEPAGE, libc::MADV_NOHUGEPAGE),
+        (MADV_DONTDUMP, libc::MADV_DONTDUMP),
+        (MADV_DODUMP, libc::MADV_DODUMP),
+        (MADV_WIPEONFORK, libc::MADV_WIPEONFORK),
+        (MADV_KEEPONFORK, libc::MADV_KEEPONFORK),
+        (MADV_COLD, libc::MADV_COLD),
+        (MADV_PAGEOUT, libc::MADV_PAGEOUT),
+        (MADV_POPULATE_READ, libc::MADV_POPULATE_READ),
+        (MADV_POPULATE_WRITE, libc::MADV_POPULATE_WRITE),
     ] {
         assert_eq!(ours, theirs);
     }

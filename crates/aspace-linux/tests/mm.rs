@@ -6,7 +6,7 @@ mod common;
 
 use aspace::{AreaFlags, PhysMemory, VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
-use aspace_linux::mm::hints::Hints;
+use aspace_linux::mm::vm_flags::VmFlags;
 use aspace_linux::mm::{HolePolicy, LinuxMm};
 use aspace_linux::{Errno, FileRef, MapFlags, Prot, RemapFlags};
 use aspace_sim::{Cpu, Sim, SimMachine};
@@ -861,8 +861,8 @@ fn hint_advice_splits_and_merges_and_refusals_follow_the_hole_policy() {
     assert!(mm
         .vma_at(page(4))
         .unwrap()
-        .hints
-        .contains(Hints::WIPEONFORK));
+        .flags
+        .contains(VmFlags::WIPEONFORK));
     // Unknown advice and advice this layer does not take.
     for advice in [MADV_REMOVE, 25, 102, 1000] {
         assert_eq!(
@@ -1004,4 +1004,88 @@ fn brk_does_not_grow_a_hinted_heap_mapping() {
         Ok(())
     );
     assert_eq!(mm.maps().len(), 1);
+}
+
+/// `mlock` locks the mappings' parts it covers (splitting them), faults
+/// their pages in (a private writable mapping written: it gets its
+/// `anon_vma`) and makes them refuse `MADV_DONTNEED`; `MLOCK_ONFAULT`
+/// faults nothing in; `munlock` merges them back; a hole is `ENOMEM`;
+/// `msync` answers as Linux does.
+#[test]
+fn mlock_locks_and_faults_in_munlock_undoes_it() {
+    use aspace_linux::{Advice, LockFlags, SyncFlags};
+    let (sim, mut mm, cpu) = setup();
+    let page = |i: u64| BASE + i * PAGE_SIZE;
+    anon(&mut mm, &cpu, BASE, 8);
+    let resident = |mm: &LinuxMm<SimMachine>, i: u64| {
+        mm.space()
+            .translate(VirtAddr::new(page(i)).page())
+            .is_some()
+    };
+    let frames = sim.frames_in_use();
+    // An unaligned start takes its page; the length counts from it.
+    assert_eq!(
+        cpu.run(|| mm.mlock(page(2) + 5, 2 * PAGE_SIZE, LockFlags(0))),
+        Ok(())
+    );
+    assert_eq!(mm.maps().len(), 3);
+    assert!((2..5).all(|i| resident(&mm, i)) && !resident(&mm, 1) && !resident(&mm, 5));
+    assert!(sim.frames_in_use() >= frames + 3);
+    let v = mm.vma_at(page(2)).unwrap();
+    assert!(v.flags.contains(VmFlags::LOCKED) && v.anon.is_some());
+    assert_eq!(
+        cpu.run(|| mm.madvise(page(3), PAGE_SIZE, Advice::DONTNEED)),
+        Err(Errno::EINVAL)
+    );
+    assert!(resident(&mm, 3), "locked pages stay");
+    assert_eq!(
+        cpu.run(|| mm.madvise(page(3), PAGE_SIZE, Advice(MADV_DONTNEED_LOCKED))),
+        Ok(())
+    );
+    assert!(!resident(&mm, 3));
+    // msync: flags checked, locked pages not invalidated, holes ENOMEM.
+    for (flags, want) in [
+        (MS_SYNC, Ok(())),
+        (MS_ASYNC | MS_SYNC, Err(Errno::EINVAL)),
+        (8, Err(Errno::EINVAL)),
+        (MS_INVALIDATE, Err(Errno::EBUSY)),
+    ] {
+        assert_eq!(
+            cpu.run(|| mm.msync(BASE, 8 * PAGE_SIZE, SyncFlags(flags))),
+            want,
+            "msync {flags}"
+        );
+    }
+    assert_eq!(
+        cpu.run(|| mm.msync(BASE, 9 * PAGE_SIZE, SyncFlags(MS_SYNC))),
+        Err(Errno::ENOMEM)
+    );
+    // Unlocked: one mapping again, and its pages can be dropped.
+    assert_eq!(cpu.run(|| mm.munlock(BASE, 8 * PAGE_SIZE)), Ok(()));
+    assert_eq!(mm.maps().len(), 1);
+    assert_eq!(
+        cpu.run(|| mm.madvise(page(2), PAGE_SIZE, Advice::DONTNEED)),
+        Ok(())
+    );
+    // MLOCK_ONFAULT faults nothing in; unknown flags and holes refused.
+    assert_eq!(
+        cpu.run(|| mm.mlock(page(6), 2 * PAGE_SIZE, LockFlags(MLOCK_ONFAULT))),
+        Ok(())
+    );
+    assert!(!resident(&mm, 6) && !resident(&mm, 7));
+    assert_eq!(
+        cpu.run(|| mm.mlock(page(0), PAGE_SIZE, LockFlags(2))),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cpu.run(|| mm.mlock(page(8), PAGE_SIZE, LockFlags(0))),
+        Err(Errno::ENOMEM),
+        "a hole at the start"
+    );
+    assert_eq!(
+        cpu.run(|| mm.mlock(page(0), 9 * PAGE_SIZE, LockFlags(0))),
+        Err(Errno::ENOMEM),
+        "a hole at the end, after locking the rest (as Linux)"
+    );
+    assert!(mm.vma_at(page(0)).unwrap().flags.contains(VmFlags::LOCKED));
 }

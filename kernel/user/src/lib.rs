@@ -229,7 +229,8 @@ pub fn syscall6(n: u64, a: [u64; 6]) -> u64 {
     r
 }
 
-/// Linux's memory calls (the kernel's `MMAP` to `MADVISE`) with Linux's
+/// Linux's memory calls (the kernel's `MMAP` to `MADVISE`, `MSYNC` to
+/// `MUNLOCK`) with Linux's
 /// constants; each returns what the Linux system call returns: an
 /// address, 0, or a negative errno (`brk`: the break).
 pub mod linux {
@@ -272,6 +273,16 @@ pub mod linux {
     }
     pub fn madvise(addr: u64, len: u64, advice: u64) -> i64 {
         syscall6(nr::MADVISE, [addr, len, advice, 0, 0, 0]) as i64
+    }
+    pub fn msync(addr: u64, len: u64, flags: u64) -> i64 {
+        syscall6(nr::MSYNC, [addr, len, flags, 0, 0, 0]) as i64
+    }
+    /// `mlock2` (`mlock` with flags 0).
+    pub fn mlock(addr: u64, len: u64, flags: u64) -> i64 {
+        syscall6(nr::MLOCK, [addr, len, flags, 0, 0, 0]) as i64
+    }
+    pub fn munlock(addr: u64, len: u64) -> i64 {
+        syscall6(nr::MUNLOCK, [addr, len, 0, 0, 0, 0]) as i64
     }
 }
 

@@ -4,7 +4,8 @@
 //! the core, the mmap base below which `mmap(NULL)` places top-down, the
 //! program break and the map-count limit (`vm.max_map_count`). Each call
 //! follows its Linux man page (`mmap(2)`, `munmap(2)`, `mprotect(2)`,
-//! `mremap(2)`, `brk(2)`, `madvise(2)`) and returns Linux's errno values;
+//! `mremap(2)`, `brk(2)`, `madvise(2)`, `msync(2)`, `mlock(2)`) and
+//! returns Linux's errno values;
 //! each documents its checks in the order Linux makes them.
 //!
 //! The core does the memory work with its range operations, each one
@@ -48,7 +49,7 @@
 //!   guard page a fixed mapping may not take, which Linux allows).
 //! - **`MADV_FREE`** keeps the data (as Linux does until memory is short).
 //! - **`madvise` hints** (`MADV_RANDOM`, `MADV_HUGEPAGE`, ...) are recorded
-//!   in the mappings ([`hints`]: they split and merge them as on Linux) and
+//!   in the mappings ([`vm_flags`]: they split and merge them as on Linux) and
 //!   `fork` honours `MADV_DONTFORK` and `MADV_WIPEONFORK`; none changes what
 //!   the core maps. `MADV_REMOVE`, `MADV_COLLAPSE` and the guard-page advice
 //!   are `EINVAL`.
@@ -67,15 +68,15 @@
 //!   (two `mmap`s of a file at contiguous offsets): `ENOSYS` (Linux never
 //!   returns it for these calls), with nothing changed.
 
-pub mod hints;
 pub mod object;
 mod records;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod vm_flags;
 
 use crate::consts::*;
 use crate::errno::Errno;
-use crate::flags::{Advice, MapFlags, RemapFlags};
+use crate::flags::{Advice, LockFlags, MapFlags, RemapFlags, SyncFlags};
 use crate::maps::{Backing, MapKey, MapsLine};
 use crate::prot::Prot;
 use crate::{Call, FileRef};
@@ -88,9 +89,9 @@ use aspace::{
     Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, FaultOutcome, Machine,
     SpaceRef, System, TryArc, VirtAddr,
 };
-use hints::Hints;
 use object::{MemObject, ObjBackend};
 use records::Records;
+use vm_flags::VmFlags;
 
 /// The size of every in-memory file: 64 MiB (as the reference runner's).
 pub const FILE_PAGES: u64 = (64 << 20) / PAGE_SIZE;
@@ -187,9 +188,9 @@ pub struct Vma {
     /// is first written; split parts share it. Two neighbours merge only if
     /// one has none or both the same.
     pub anon: Option<u64>,
-    /// The flags `madvise` sets (see [`hints`]); mappings that differ in
+    /// The `VM_*` flags `madvise` and `mlock` set (see [`vm_flags`]); mappings that differ in
     /// them do not merge.
-    pub hints: Hints,
+    pub flags: VmFlags,
 }
 
 impl Vma {
@@ -268,7 +269,7 @@ impl Vma {
             && self.noreserve == next.noreserve
             && self.growsdown == next.growsdown
             && self.account == next.account
-            && self.hints == next.hints
+            && self.flags == next.flags
     }
 
     /// Cuts it at `at` (inside it): it keeps the lower part, the upper part
@@ -353,7 +354,7 @@ impl Effect {
             MADV_WILLNEED | MADV_COLD | MADV_PAGEOUT => Effect::Nothing,
             MADV_POPULATE_READ => Effect::Populate { write: false },
             MADV_POPULATE_WRITE => Effect::Populate { write: true },
-            _ if hints::after(advice, Hints::NONE, true, false).is_some() => Effect::Hint,
+            _ if vm_flags::after(advice, VmFlags::NONE, true, false).is_some() => Effect::Hint,
             _ => return None,
         })
     }
@@ -447,9 +448,9 @@ impl<M: Machine> LinuxMm<M> {
         // have, or have empty, go now (nothing of this process changes).
         let (mut gone, mut wiped) = (Vec::new(), Vec::new());
         for v in vmas.values() {
-            if v.hints.contains(Hints::DONTCOPY) {
+            if v.flags.contains(VmFlags::DONTCOPY) {
                 gone.push((v.start, v.end));
-            } else if v.hints.contains(Hints::WIPEONFORK) {
+            } else if v.flags.contains(VmFlags::WIPEONFORK) {
                 wiped.push(v.start);
             }
         }
@@ -458,6 +459,17 @@ impl<M: Machine> LinuxMm<M> {
                 .unmap_range(VirtAddr::new(lo), hi - lo)
                 .map_err(errno_of)?;
             let _ = vmas.remove(lo);
+        }
+        // Linux's dup_mmap: the child's mappings are not locked.
+        let locked: Vec<u64> = vmas
+            .values()
+            .filter(|v| v.flags.intersects(VmFlags::LOCK_MASK))
+            .map(|v| v.start)
+            .collect();
+        for start in locked {
+            if let Some(mut v) = vmas.get_mut(start) {
+                v.flags = v.flags - VmFlags::LOCK_MASK;
+            }
         }
         for &start in &wiped {
             let Some(mut v) = vmas.get_mut(start) else {
@@ -579,6 +591,9 @@ impl<M: Machine> LinuxMm<M> {
             } => self.mremap(*old_addr, *old_len, *new_len, *flags, *new_addr),
             Call::Brk { addr } => Ok(self.brk(*addr)),
             Call::Madvise { addr, len, advice } => self.madvise(*addr, *len, *advice).map(|()| 0),
+            Call::Msync { addr, len, flags } => self.msync(*addr, *len, *flags).map(|()| 0),
+            Call::Mlock { addr, len, flags } => self.mlock(*addr, *len, *flags).map(|()| 0),
+            Call::Munlock { addr, len } => self.munlock(*addr, *len).map(|()| 0),
         }
     }
 
@@ -1042,7 +1057,11 @@ impl<M: Machine> LinuxMm<M> {
             noreserve,
             growsdown,
             anon: None,
-            hints: Hints::NONE,
+            flags: if flags.has(MAP_LOCKED) {
+                VmFlags::LOCKED
+            } else {
+                VmFlags::NONE
+            },
         };
         // Everything that can refuse, before anything changes. A placed
         // range is free: nothing to unmap, nothing given back.
@@ -1076,7 +1095,10 @@ impl<M: Machine> LinuxMm<M> {
         self.create_area(&vma, nb.touching)?;
         self.any_growsdown |= vma.growsdown;
         self.place(vma, nb);
-        if flags.has(MAP_POPULATE) {
+        if flags.has(MAP_LOCKED) {
+            // As mlock: faulted in now (errors ignored, as mm_populate).
+            let _ = self.populate_locked(base, end);
+        } else if flags.has(MAP_POPULATE) {
             self.populate(base, end, prot, private);
         }
         Ok(base)
@@ -1200,10 +1222,23 @@ impl<M: Machine> LinuxMm<M> {
     /// the parts below and above stay as they were, the changed part merges
     /// with its neighbours as Linux would.
     fn reprotect_rec(&mut self, start: u64, lo: u64, hi: u64, prot: Prot) {
+        // Linux's mprotect_fixup faults in a locked private mapping made
+        // writable (breaking copy-on-write now, as mlock would have).
+        let fault_in = prot.write()
+            && self.vmas.get(start).is_some_and(|v| {
+                v.flags.contains(VmFlags::LOCKED)
+                    && !v.flags.contains(VmFlags::LOCKONFAULT)
+                    && v.kind.private()
+                    && !v.prot.write()
+            });
         self.modify_rec(start, lo, hi, |v| {
             v.account = Self::account_after(v, prot);
             v.prot = prot;
         });
+        if fault_in {
+            let _ = self.fault_in(lo, hi, Access::Write);
+            self.touched(lo, true);
+        }
     }
 
     /// Applies `change` to the part `[lo, hi)` of the record at `start`
@@ -1315,6 +1350,31 @@ impl<M: Machine> LinuxMm<M> {
     /// keeps its object's size: the pages past it raise `SIGBUS`, as on
     /// Linux.
     pub fn mremap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        flags: RemapFlags,
+        new_addr: u64,
+    ) -> MmResult {
+        let at = self.remap(old, old_len, new_len, flags, new_addr)?;
+        // A locked mapping grown: its new pages are faulted in (Linux's
+        // mremap ends with mm_populate of them, errors ignored).
+        if let (Some(o), Some(n)) = (page_up(old_len), page_up(new_len)) {
+            if n > o
+                && self
+                    .vma_at(at)
+                    .is_some_and(|v| v.flags.contains(VmFlags::LOCKED))
+            {
+                let _ = self.populate_locked(at + o, at + n);
+            }
+        }
+        Ok(at)
+    }
+
+    /// [`mremap`](Self::mremap) but for faulting in a locked mapping's new
+    /// pages.
+    fn remap(
         &mut self,
         old: u64,
         old_len: u64,
@@ -1505,7 +1565,7 @@ impl<M: Machine> LinuxMm<M> {
             growsdown: false,
             account: true,
             anon: None,
-            hints: Hints::NONE,
+            flags: VmFlags::NONE,
         };
         // Linux's do_brk_flags grows the heap's last mapping only if the
         // new part would merge with it (same rights, flags, hints).
@@ -1551,7 +1611,7 @@ impl<M: Machine> LinuxMm<M> {
     ///   (private anonymous memory only, `EINVAL` elsewhere),
     ///   `MADV_KEEPONFORK`, `MADV_HUGEPAGE`, `MADV_NOHUGEPAGE`,
     ///   `MADV_MERGEABLE`, `MADV_UNMERGEABLE`: set or clear the mappings'
-    ///   [`Hints`], splitting and merging them as Linux does (a split past
+    ///   [`VmFlags`], splitting and merging them as Linux does (a split past
     ///   `vm.max_map_count` is `ENOMEM`, checked before any change); `fork`
     ///   leaves `MADV_DONTFORK` ranges out of the child and gives it
     ///   `MADV_WIPEONFORK` ranges empty;
@@ -1601,6 +1661,16 @@ impl<M: Machine> LinuxMm<M> {
                 hole = true;
             }
             let anonymous = matches!(v.kind, Kind::Anon | Kind::Heap);
+            // Locked pages are not dropped nor reclaimed (Linux's
+            // can_madv_lru_vma); MADV_DONTNEED_LOCKED is for them.
+            let lru = matches!(
+                advice.0,
+                MADV_DONTNEED | MADV_FREE | MADV_COLD | MADV_PAGEOUT
+            );
+            if lru && v.flags.contains(VmFlags::LOCKED) {
+                refused = Some((v.start.max(addr), Errno::EINVAL));
+                break;
+            }
             match effect {
                 Effect::Free if !anonymous => {
                     refused = Some((v.start.max(addr), Errno::EINVAL));
@@ -1608,12 +1678,12 @@ impl<M: Machine> LinuxMm<M> {
                 }
                 Effect::Hint => {
                     let shared = !v.kind.private();
-                    match hints::after(advice, v.hints, anonymous, shared) {
+                    match vm_flags::after(advice, v.flags, anonymous, shared) {
                         Some(Err(e)) => {
                             refused = Some((v.start.max(addr), e));
                             break;
                         }
-                        Some(Ok(h)) if h != v.hints => {
+                        Some(Ok(h)) if h != v.flags => {
                             cuts += usize::from(v.start < addr) + usize::from(v.end > end);
                         }
                         _ => {}
@@ -1662,7 +1732,7 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    /// Sets the hints `advice` gives (none refuses it) on every mapping's
+    /// Sets the flags `advice` gives (none refuses it) on every mapping's
     /// part in `[lo, hi)`, holes skipped: Linux's `madvise_update_vma`,
     /// mapping by mapping, each looked up again as the one before may have
     /// taken it in.
@@ -1678,9 +1748,9 @@ impl<M: Machine> LinuxMm<M> {
             };
             let (start, from, to) = (v.start, v.start.max(at), v.end.min(hi));
             let anonymous = matches!(v.kind, Kind::Anon | Kind::Heap);
-            if let Some(Ok(h)) = hints::after(advice, v.hints, anonymous, !v.kind.private()) {
-                if h != v.hints {
-                    self.modify_rec(start, from, to, |v| v.hints = h);
+            if let Some(Ok(h)) = vm_flags::after(advice, v.flags, anonymous, !v.kind.private()) {
+                if h != v.flags {
+                    self.modify_rec(start, from, to, |v| v.flags = h);
                 }
             }
             at = to;
@@ -1702,22 +1772,9 @@ impl<M: Machine> LinuxMm<M> {
                 break;
             };
             let (start, to) = (v.start, v.end.min(at));
-            let cow = write && Self::copy_on_write(&v.kind);
-            while page < to {
-                let va = VirtAddr::new(page);
-                let first = self.space.page_fault(va, access, FaultContext::User);
-                if first != FaultOutcome::Ok {
-                    return Err(Errno::ENOMEM);
-                }
-                // A private file page lent on the first write fault is
-                // copied by a second, as Linux's write faults do.
-                if cow && self.space.page_fault(va, access, FaultContext::User) != FaultOutcome::Ok
-                {
-                    return Err(Errno::ENOMEM);
-                }
-                page += PAGE_SIZE;
-            }
+            self.fault_in(page, to, access)?;
             self.touched(start.max(lo), write);
+            page = to;
         }
         failed.map_or(Ok(()), Err)
     }
@@ -1744,6 +1801,195 @@ impl<M: Machine> LinuxMm<M> {
             at = to;
         }
         (hi, None)
+    }
+
+    /// `msync(2)`, as Linux 6.18 checks it: unknown flags, an unaligned
+    /// address, or `MS_ASYNC` with `MS_SYNC` `EINVAL`; a length that wraps
+    /// `ENOMEM`; `MS_INVALIDATE` over a locked mapping `EBUSY`; holes
+    /// `ENOMEM` (at once with `MS_ASYNC` alone, else after the rest).
+    /// Nothing to write back: the objects live in memory, so a mapping is
+    /// always in sync with its object.
+    pub fn msync(&mut self, addr: u64, len: u64, flags: SyncFlags) -> Result<(), Errno> {
+        let f = flags.0;
+        if f & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+            || !aligned(addr)
+            || (f & MS_ASYNC != 0 && f & MS_SYNC != 0)
+        {
+            return Err(Errno::EINVAL);
+        }
+        // Linux rounds the length with wrapping arithmetic.
+        let len = len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let end = addr.wrapping_add(len);
+        if end < addr {
+            return Err(Errno::ENOMEM);
+        }
+        let mut at = addr;
+        let mut unmapped = false;
+        while at < end {
+            let Some(v) = self.first_ending_above(at) else {
+                return Err(Errno::ENOMEM);
+            };
+            if at < v.start {
+                if f == MS_ASYNC || v.start >= end {
+                    return Err(Errno::ENOMEM);
+                }
+                unmapped = true;
+            }
+            if f & MS_INVALIDATE != 0 && v.flags.contains(VmFlags::LOCKED) {
+                return Err(Errno::EBUSY);
+            }
+            at = v.end;
+        }
+        if unmapped {
+            Err(Errno::ENOMEM)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `mlock2(2)` (`mlock` with no flag): the range is `[addr rounded down,
+    /// addr + len rounded up)`. Unknown flags `EINVAL`; a hole at its start
+    /// `ENOMEM` with nothing changed, a later one `ENOMEM` after the
+    /// mappings before it are locked (or nothing changed with
+    /// [`HolePolicy::Refuse`]). The mappings get `VM_LOCKED` (and
+    /// `VM_LOCKONFAULT` with `MLOCK_ONFAULT`), splitting and merging as
+    /// Linux does; without `MLOCK_ONFAULT` their pages are then faulted in
+    /// (written where a private mapping is writable, breaking
+    /// copy-on-write), and a page that cannot be (no access right, past its
+    /// object's end) is `ENOMEM`. No `RLIMIT_MEMLOCK`: this is a process
+    /// with `CAP_IPC_LOCK`, and pages are never paged out here anyway.
+    pub fn mlock(&mut self, addr: u64, len: u64, flags: LockFlags) -> Result<(), Errno> {
+        if flags.0 & !MLOCK_ONFAULT != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let lock = if flags.0 & MLOCK_ONFAULT != 0 {
+            VmFlags::LOCKED | VmFlags::LOCKONFAULT
+        } else {
+            VmFlags::LOCKED
+        };
+        let (start, end) = Self::lock_range(addr, len)?;
+        self.apply_lock(start, end, lock)?;
+        self.populate_locked(start, end)
+    }
+
+    /// `munlock(2)`: the range as [`mlock`](Self::mlock) takes it loses
+    /// `VM_LOCKED` and `VM_LOCKONFAULT`, with the same refusals.
+    pub fn munlock(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
+        let (start, end) = Self::lock_range(addr, len)?;
+        self.apply_lock(start, end, VmFlags::NONE)
+    }
+
+    /// The pages `mlock(addr, len)` covers: `addr`'s page up to `addr +
+    /// len` rounded up, in Linux's wrapping arithmetic; `EINVAL` if the end
+    /// wraps past the top.
+    fn lock_range(addr: u64, len: u64) -> Result<(u64, u64), Errno> {
+        let len = len
+            .wrapping_add(addr & (PAGE_SIZE - 1))
+            .wrapping_add(PAGE_SIZE - 1)
+            & !(PAGE_SIZE - 1);
+        let start = addr & !(PAGE_SIZE - 1);
+        let end = start.wrapping_add(len);
+        if end < start {
+            return Err(Errno::EINVAL);
+        }
+        Ok((start, end))
+    }
+
+    /// Gives every mapping's part in `[start, end)` the lock flags `lock`
+    /// (Linux's `apply_vma_lock_flags`): a hole `ENOMEM`, the parts before
+    /// it changed unless [`HolePolicy::Refuse`].
+    fn apply_lock(&mut self, start: u64, end: u64, lock: VmFlags) -> Result<(), Errno> {
+        if start == end {
+            return Ok(());
+        }
+        if self.holes == HolePolicy::Refuse {
+            let mut at = start;
+            while at < end {
+                at = self.vma_at(at).ok_or(Errno::ENOMEM)?.end;
+            }
+        }
+        let mut at = start;
+        while at < end {
+            let v = self.vma_at(at).ok_or(Errno::ENOMEM)?;
+            let (s, to) = (v.start, v.end.min(end));
+            let new = (v.flags - VmFlags::LOCK_MASK) | lock;
+            if new != v.flags {
+                self.modify_rec(s, at, to, |r| r.flags = new);
+            }
+            // Past the record now holding `at` (it may have merged on).
+            at = self.vma_at(at).map_or(to, |v| v.end).max(to);
+        }
+        Ok(())
+    }
+
+    /// Faults in the locked mappings' pages in `[lo, hi)` as Linux's
+    /// `__mm_populate` does for `mlock`: holes and `VM_LOCKONFAULT`
+    /// mappings skipped, a private writable mapping written (it gets its
+    /// `anon_vma`), others read; a page that cannot be faulted in stops it
+    /// with `ENOMEM` (Linux's `EFAULT` as `mlock` reports it).
+    fn populate_locked(&mut self, lo: u64, hi: u64) -> Result<(), Errno> {
+        let mut at = lo;
+        while at < hi {
+            let Some(v) = self.first_ending_above(at).filter(|v| v.start < hi) else {
+                return Ok(());
+            };
+            let (from, to) = (v.start.max(at), v.end.min(hi));
+            at = to;
+            if v.flags.contains(VmFlags::LOCKONFAULT) {
+                continue;
+            }
+            let write = v.prot.write() && v.kind.private();
+            let access = if write {
+                Access::Write
+            } else if v.prot.read() || v.prot.write() {
+                Access::Read
+            } else if v.prot.exec() {
+                Access::Exec
+            } else {
+                return Err(Errno::ENOMEM);
+            };
+            let past = (from..to)
+                .step_by(PAGE_SIZE as usize)
+                .find(|&p| Self::past_end(v, p));
+            let done = self.fault_in(from, past.unwrap_or(to), access);
+            if write {
+                self.touched(from, true);
+            }
+            if done.is_err() || past.is_some() {
+                return Err(Errno::ENOMEM);
+            }
+        }
+        Ok(())
+    }
+
+    /// Faults in `[lo, hi)` page by page with `access` (a private file
+    /// page lent on a write fault is copied by a second one, as Linux's
+    /// write faults do); `ENOMEM` at the first page the core refuses.
+    fn fault_in(&mut self, lo: u64, hi: u64, access: Access) -> Result<(), Errno> {
+        let cow = access == Access::Write
+            && self
+                .vma_at(lo)
+                .is_some_and(|v| Self::copy_on_write(&v.kind));
+        let mut page = lo;
+        while page < hi {
+            let va = VirtAddr::new(page);
+            if self.space.page_fault(va, access, FaultContext::User) != FaultOutcome::Ok
+                || (cow
+                    && self.space.page_fault(va, access, FaultContext::User) != FaultOutcome::Ok)
+            {
+                return Err(Errno::ENOMEM);
+            }
+            page += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// The first mapping ending above `at` (Linux's `find_vma`).
+    fn first_ending_above(&self, at: u64) -> Option<&Vma> {
+        self.vmas
+            .at_or_below(at)
+            .filter(|v| v.end > at)
+            .or_else(|| self.vmas.from(at))
     }
 
     // ---- observing ----

@@ -216,7 +216,7 @@ mod tests {
             growsdown: false,
             account: true,
             anon: None,
-            hints: crate::mm::Hints::NONE,
+            flags: crate::mm::VmFlags::NONE,
         }
     }
 

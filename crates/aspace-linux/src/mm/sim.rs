@@ -127,7 +127,10 @@ impl SimEngine {
             } => flags.fixed() && *len != 0 && !self.in_window(*addr, *len),
             Call::Munmap { addr, len }
             | Call::Mprotect { addr, len, .. }
-            | Call::Madvise { addr, len, .. } => *len != 0 && !self.in_window(*addr, *len),
+            | Call::Madvise { addr, len, .. }
+            | Call::Msync { addr, len, .. }
+            | Call::Mlock { addr, len, .. }
+            | Call::Munlock { addr, len } => *len != 0 && !self.in_window(*addr, *len),
             Call::Mremap {
                 old_addr,
                 old_len,

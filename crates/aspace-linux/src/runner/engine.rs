@@ -226,6 +226,33 @@ impl Engine {
                     libc::madvise(*addr as *mut libc::c_void, *len as usize, advice.0)
                 })
             }
+            Call::Msync { addr, len, flags } => {
+                if *len != 0 && !self.in_window(*addr, *len) {
+                    return Outcome::Refused;
+                }
+                // SAFETY: as for munmap; msync changes no mapping.
+                Self::zero_or_errno(unsafe {
+                    libc::msync(*addr as *mut libc::c_void, *len as usize, flags.0 as i32)
+                })
+            }
+            Call::Mlock { addr, len, flags } => {
+                if *len != 0 && !self.in_window(*addr, *len) {
+                    return Outcome::Refused;
+                }
+                // SAFETY: as for munmap; locking changes no contents.
+                Self::zero_or_errno(unsafe {
+                    libc::syscall(libc::SYS_mlock2, *addr, *len, flags.0) as i32
+                })
+            }
+            Call::Munlock { addr, len } => {
+                if *len != 0 && !self.in_window(*addr, *len) {
+                    return Outcome::Refused;
+                }
+                // SAFETY: as for munmap.
+                Self::zero_or_errno(unsafe {
+                    libc::munlock(*addr as *const libc::c_void, *len as usize)
+                })
+            }
             Call::Mremap {
                 old_addr,
                 old_len,

@@ -304,6 +304,38 @@ fn dontneed() -> bool {
     ok
 }
 
+/// `mlock` on two pages of the hinted chunk: `MADV_DONTNEED` there is
+/// refused (`EINVAL`) and the data stays; `msync` checks its flags
+/// (`MS_ASYNC` with `MS_SYNC` `EINVAL`, `MS_INVALIDATE` over locked pages
+/// `EBUSY`); once `munlock`ed the pages can be dropped again.
+fn locked() -> bool {
+    let c = HINT;
+    fill(c, CHUNK * P, 66);
+    let lock = mlock(c + 2 * P, 2 * P, 0);
+    let refused = madvise(c + 2 * P, P, MADV_DONTNEED);
+    let kept = holds(c, 4 * P, 66);
+    let sync = msync(c, 4 * P, 4);
+    let both = msync(c, 4 * P, 5);
+    let busy = msync(c, 4 * P, 2);
+    let unlock = munlock(c, CHUNK * P);
+    let dropped = madvise(c + 2 * P, P, MADV_DONTNEED);
+    let zero = zeros(c + 2 * P, P);
+    let ok = lock == 0
+        && refused == EINVAL
+        && kept
+        && sync == 0
+        && both == EINVAL
+        && busy == -16
+        && unlock == 0
+        && dropped == 0
+        && zero;
+    println!(
+        "linux_alloc: mlock = {lock}: MADV_DONTNEED refused = {refused}, data kept {kept}; msync = {sync}, async+sync = {both}, invalidate = {busy}; munlock = {unlock}, then dropped = {dropped}, zero {zero}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
 fn blob_ok(addr: u64, page: u64) -> bool {
     (0..P)
         .step_by(64)
@@ -451,7 +483,7 @@ fn random_calls(seed: u64, n: u32) -> bool {
     for i in 0..n {
         let a = any_addr(&mut r, &seen);
         let len = any_len(&mut r);
-        let res = match r.below(6) {
+        let res = match r.below(7) {
             0 | 1 => {
                 let prot = if r.below(8) == 0 {
                     r.next()
@@ -491,6 +523,11 @@ fn random_calls(seed: u64, n: u32) -> bool {
                 let new_len = any_len(&mut r);
                 mremap(a, len, new_len, flags, any_addr(&mut r, &seen))
             }
+            5 => match r.below(3) {
+                0 => msync(a, len, r.pick(&[0, 1, 2, 4, 5, 8, 1 << 40])),
+                1 => mlock(a + r.pick(&[0, 1]), len, r.pick(&[0, 0, 1, 2, 1 << 40])),
+                _ => munlock(a, len),
+            },
             _ => {
                 if r.below(2) == 0 {
                     brk(LINUX_START + r.below(64) * P + r.pick(&[0, 0, 1, 1 << 40])) as i64
@@ -646,6 +683,7 @@ fn main(arg: u64) -> i32 {
     ok &= remap(&mut a);
     ok &= brk_steps();
     ok &= dontneed();
+    ok &= locked();
     ok &= file();
     ok &= refusals(&a);
     let mut gone = true;
