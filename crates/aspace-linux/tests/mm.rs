@@ -1089,3 +1089,47 @@ fn mlock_locks_and_faults_in_munlock_undoes_it() {
     );
     assert!(mm.vma_at(page(0)).unwrap().flags.contains(VmFlags::LOCKED));
 }
+
+/// A locked private mapping made writable is faulted in by writes (it gets
+/// its `anon_vma`, as Linux's `mprotect_fixup` leaves it), and a locked
+/// mapping grown by `mremap` has its new pages faulted in.
+#[test]
+fn locked_mappings_are_faulted_in_by_mprotect_and_mremap() {
+    use aspace_linux::LockFlags;
+    let (_sim, mut mm, cpu) = setup();
+    let page = |i: u64| BASE + i * PAGE_SIZE;
+    let resident = |mm: &LinuxMm<SimMachine>, i: u64| {
+        mm.space()
+            .translate(VirtAddr::new(page(i)).page())
+            .is_some()
+    };
+    cpu.run(|| {
+        mm.mmap(
+            BASE,
+            2 * PAGE_SIZE,
+            Prot::R,
+            flags(ANON | MAP_FIXED),
+            None,
+            0,
+        )
+    })
+    .unwrap();
+    cpu.run(|| mm.mlock(BASE, 2 * PAGE_SIZE, LockFlags(0)))
+        .unwrap();
+    assert!(resident(&mm, 0) && resident(&mm, 1));
+    assert!(mm.vma_at(BASE).unwrap().anon.is_none(), "read faults only");
+    cpu.run(|| mm.mprotect(BASE, 2 * PAGE_SIZE, Prot::RW))
+        .unwrap();
+    assert!(
+        mm.vma_at(BASE).unwrap().anon.is_some(),
+        "written when made writable"
+    );
+    let at = cpu
+        .run(|| mm.mremap(BASE, 2 * PAGE_SIZE, 4 * PAGE_SIZE, RemapFlags(0), 0))
+        .unwrap();
+    assert_eq!(at, BASE, "grown in place");
+    assert!(
+        resident(&mm, 2) && resident(&mm, 3),
+        "the new pages faulted in"
+    );
+}

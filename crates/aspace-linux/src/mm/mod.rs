@@ -394,6 +394,9 @@ pub struct LinuxMm<M: Machine> {
     /// Whether a `MAP_GROWSDOWN` mapping was ever made (placement looks
     /// for the gap below one only then).
     any_growsdown: bool,
+    /// Whether a mapping was ever locked (a grown mapping is looked at for
+    /// its lock only then).
+    any_locked: bool,
     /// The backend of every anonymous area (stateless: one for all).
     anon: BackendRef<M::Memory, M::Frames>,
 }
@@ -413,6 +416,7 @@ impl<M: Machine> LinuxMm<M> {
             next_id: 1,
             holes: HolePolicy::Linux,
             any_growsdown: false,
+            any_locked: false,
             anon: TryArc::into_backend(TryArc::new(AnonBackend)),
         }
     }
@@ -501,6 +505,7 @@ impl<M: Machine> LinuxMm<M> {
             next_id: self.next_id,
             holes: self.holes,
             any_growsdown: self.any_growsdown,
+            any_locked: false,
             anon: self.anon.clone(),
         })
     }
@@ -1096,6 +1101,7 @@ impl<M: Machine> LinuxMm<M> {
         self.any_growsdown |= vma.growsdown;
         self.place(vma, nb);
         if flags.has(MAP_LOCKED) {
+            self.any_locked = true;
             // As mlock: faulted in now (errors ignored, as mm_populate).
             let _ = self.populate_locked(base, end);
         } else if flags.has(MAP_POPULATE) {
@@ -1224,18 +1230,19 @@ impl<M: Machine> LinuxMm<M> {
     fn reprotect_rec(&mut self, start: u64, lo: u64, hi: u64, prot: Prot) {
         // Linux's mprotect_fixup faults in a locked private mapping made
         // writable (breaking copy-on-write now, as mlock would have).
-        let fault_in = prot.write()
-            && self.vmas.get(start).is_some_and(|v| {
-                v.flags.contains(VmFlags::LOCKED)
-                    && !v.flags.contains(VmFlags::LOCKONFAULT)
-                    && v.kind.private()
-                    && !v.prot.write()
-            });
+        let fault_in = core::cell::Cell::new(false);
         self.modify_rec(start, lo, hi, |v| {
+            fault_in.set(
+                prot.write()
+                    && !v.prot.write()
+                    && v.flags.contains(VmFlags::LOCKED)
+                    && !v.flags.contains(VmFlags::LOCKONFAULT)
+                    && v.kind.private(),
+            );
             v.account = Self::account_after(v, prot);
             v.prot = prot;
         });
-        if fault_in {
+        if fault_in.get() {
             let _ = self.fault_in(lo, hi, Access::Write);
             self.touched(lo, true);
         }
@@ -1360,7 +1367,7 @@ impl<M: Machine> LinuxMm<M> {
         let at = self.remap(old, old_len, new_len, flags, new_addr)?;
         // A locked mapping grown: its new pages are faulted in (Linux's
         // mremap ends with mm_populate of them, errors ignored).
-        if let (Some(o), Some(n)) = (page_up(old_len), page_up(new_len)) {
+        if let (true, Some(o), Some(n)) = (self.any_locked, page_up(old_len), page_up(new_len)) {
             if n > o
                 && self
                     .vma_at(at)
@@ -1902,6 +1909,7 @@ impl<M: Machine> LinuxMm<M> {
         if start == end {
             return Ok(());
         }
+        self.any_locked |= !lock.is_empty();
         if self.holes == HolePolicy::Refuse {
             let mut at = start;
             while at < end {
