@@ -37,7 +37,9 @@ use alloc::string::String;
 use aspace::{FrameAllocator, Machine, PhysMemory};
 use aspace_linux::consts::*;
 use aspace_linux::mm::{Layout, LinuxMm};
-use aspace_linux::{Advice, Errno, FileRef, LockFlags, MapFlags, Prot, RemapFlags, SyncFlags};
+use aspace_linux::{
+    Advice, Errno, FileRef, LockAllFlags, LockFlags, MapFlags, Prot, RemapFlags, SyncFlags,
+};
 
 use crate::machine::KMachine;
 use crate::sched::Process;
@@ -138,7 +140,7 @@ fn ret(r: Result<u64, Errno>) -> u64 {
 
 /// Whether `n` is one of the Linux calls.
 pub fn is_linux_call(n: u64) -> bool {
-    (nr::MMAP..=nr::MADVISE).contains(&n) || (nr::MSYNC..=nr::MUNLOCK).contains(&n)
+    (nr::MMAP..=nr::MADVISE).contains(&n) || (nr::MSYNC..=nr::MUNLOCKALL).contains(&n)
 }
 
 /// Runs Linux call `n` with its six argument words for `proc`.
@@ -161,6 +163,10 @@ pub fn call(proc: &Process, n: u64, a: [u64; 6]) -> u64 {
         nr::MLOCK => word32(a[2])
             .and_then(|f| with(proc, |mm| mm.mlock(a[0], a[1], LockFlags(f)).map(|()| 0))),
         nr::MUNLOCK => with(proc, |mm| mm.munlock(a[0], a[1]).map(|()| 0)),
+        nr::MLOCKALL => {
+            word32(a[0]).and_then(|f| with(proc, |mm| mm.mlockall(LockAllFlags(f)).map(|()| 0)))
+        }
+        nr::MUNLOCKALL => with(proc, |mm| mm.munlockall().map(|()| 0)),
         _ => Err(Errno::ENOSYS),
     })
 }

@@ -49,6 +49,8 @@ pub const MSYNC: u64 = 26;
 /// Linux's `mlock2(addr, len, flags)` (`mlock` with flags 0).
 pub const MLOCK: u64 = 27;
 pub const MUNLOCK: u64 = 28;
+pub const MLOCKALL: u64 = 29;
+pub const MUNLOCKALL: u64 = 30;
 
 /// The wait status of a killed process (Linux: ended by `SIGKILL`).
 pub const KILLED_STATUS: u64 = 9;

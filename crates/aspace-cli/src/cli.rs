@@ -133,6 +133,8 @@ process map: break at a quarter of the user space, mmap(NULL) top-down from 256M
   mlock TASK ADDR LEN [onfault]              lock (mlock2): splits and merges mappings,
                                              faults the pages in (not with onfault)
   munlock TASK ADDR LEN                      unlock
+  mlockall TASK [current] [future] [onfault] lock every mapping now, or later ones as made
+  munlockall TASK                            unlock all, and stop locking new ones
   maps TASK --linux                          the mappings as /proc/PID/maps prints them
   These take `expect ok|ADDR|EEXIST|ENOMEM|EINVAL|EFAULT|EACCES|...` (Linux's names).
 

@@ -21,7 +21,17 @@ use aspace_sim::SimMachine;
 
 /// The calls' names, which start a Linux line.
 pub const CALLS: &[&str] = &[
-    "mmap", "munmap", "mprotect", "mremap", "brk", "madvise", "msync", "mlock", "munlock",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "mremap",
+    "brk",
+    "madvise",
+    "msync",
+    "mlock",
+    "munlock",
+    "mlockall",
+    "munlockall",
 ];
 
 /// Whether `word` starts a Linux call line.

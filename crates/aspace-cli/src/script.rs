@@ -161,6 +161,12 @@ pub const OPS: &[(&str, &str, &str)] = &[
     ),
     ("mlock", "mlock TASK ADDR LEN [onfault]", "Linux's mlock2"),
     ("munlock", "munlock TASK ADDR LEN", "Linux's munlock"),
+    (
+        "mlockall",
+        "mlockall TASK [current] [future] [onfault]",
+        "Linux's mlockall",
+    ),
+    ("munlockall", "munlockall TASK", "Linux's munlockall"),
 ];
 
 /// Counters `check` knows.

@@ -12,6 +12,8 @@
 //! msync ADDR LEN [async] [invalidate] [sync]
 //! mlock ADDR LEN [onfault]                   (mlock2; no flag: mlock)
 //! munlock ADDR LEN
+//! mlockall [current] [future] [onfault]
+//! munlockall
 //! ```
 //!
 //! Flag words also take `bits=0xN` for bits without a word.
@@ -22,7 +24,7 @@
 
 use crate::command::ParseError;
 use crate::consts::{MAP_ANONYMOUS, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE};
-use crate::flags::{Advice, FlagWords, LockFlags, MapFlags, RemapFlags, SyncFlags};
+use crate::flags::{Advice, FlagWords, LockAllFlags, LockFlags, MapFlags, RemapFlags, SyncFlags};
 use crate::num::{parse_len, parse_u64, Addr, Len};
 use crate::prot::Prot;
 use alloc::string::{String, ToString};
@@ -119,6 +121,13 @@ pub enum Call {
         /// Bytes (from `addr`, rounded up to pages).
         len: u64,
     },
+    /// `mlockall(flags)`.
+    Mlockall {
+        /// `MCL_*` bits.
+        flags: LockAllFlags,
+    },
+    /// `munlockall()`.
+    Munlockall,
 }
 
 impl Call {
@@ -134,6 +143,8 @@ impl Call {
             Call::Msync { .. } => "msync",
             Call::Mlock { .. } => "mlock",
             Call::Munlock { .. } => "munlock",
+            Call::Mlockall { .. } => "mlockall",
+            Call::Munlockall => "munlockall",
         }
     }
 
@@ -243,6 +254,10 @@ impl Call {
                 addr: it.addr("ADDR")?,
                 len: it.len("LEN")?,
             },
+            "mlockall" => Call::Mlockall {
+                flags: LockAllFlags(it.flag_words::<LockAllFlags>("mlockall flag")?),
+            },
+            "munlockall" => Call::Munlockall,
             _ => return Err(ParseError::Unknown(name.to_string())),
         };
         match it.next() {
@@ -364,6 +379,11 @@ impl fmt::Display for Call {
                 flags.fmt_words(f)
             }
             Call::Munlock { addr, len } => write!(f, "munlock {} {}", Addr(*addr), Len(*len)),
+            Call::Mlockall { flags } => {
+                write!(f, "mlockall")?;
+                flags.fmt_words(f)
+            }
+            Call::Munlockall => write!(f, "munlockall"),
         }
     }
 }

@@ -112,3 +112,10 @@ pub const MS_SYNC: u32 = 4;
 
 /// `mlock2`: lock pages as they are faulted in, not all at once.
 pub const MLOCK_ONFAULT: u32 = 1;
+
+/// `mlockall`: lock every current mapping.
+pub const MCL_CURRENT: u32 = 1;
+/// `mlockall`: lock every later mapping as it is made.
+pub const MCL_FUTURE: u32 = 2;
+/// `mlockall`: lock pages as they are faulted in.
+pub const MCL_ONFAULT: u32 = 4;

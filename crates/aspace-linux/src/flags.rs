@@ -212,3 +212,22 @@ impl FlagWords for LockFlags {
         LockFlags(bits)
     }
 }
+
+/// `mlockall` flags: raw `MCL_*` bits; words `current`, `future`,
+/// `onfault`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LockAllFlags(pub u32);
+
+impl FlagWords for LockAllFlags {
+    const WORDS: &'static [(&'static str, u32)] = &[
+        ("current", MCL_CURRENT),
+        ("future", MCL_FUTURE),
+        ("onfault", MCL_ONFAULT),
+    ];
+    fn bits(self) -> u32 {
+        self.0
+    }
+    fn of(bits: u32) -> Self {
+        LockAllFlags(bits)
+    }
+}

@@ -15,7 +15,7 @@
 use crate::call::{Call, FileRef};
 use crate::command::{Command, Line};
 use crate::consts::*;
-use crate::flags::{Advice, LockFlags, MapFlags, RemapFlags, SyncFlags};
+use crate::flags::{Advice, LockAllFlags, LockFlags, MapFlags, RemapFlags, SyncFlags};
 use crate::prot::Prot;
 use alloc::format;
 use alloc::vec::Vec;
@@ -98,6 +98,13 @@ pub struct GenConfig {
     /// Whether to ask for writable and executable pages at once (`rwx`);
     /// without it `rwx` becomes `r-x` (aspace refuses W+X).
     pub write_exec: bool,
+    /// Whether to make `mlockall` and `munlockall` calls (on Linux they
+    /// meet `RLIMIT_MEMLOCK` over the whole process unless the caller has
+    /// `CAP_IPC_LOCK`).
+    pub lock_all: bool,
+    /// Whether `mlockall` may have `MCL_CURRENT` (on Linux it faults in
+    /// every mapping of the whole process, the runner's own too).
+    pub lock_current: bool,
 }
 
 /// The longest file offset the generator uses, in pages; the runner makes
@@ -118,6 +125,8 @@ impl GenConfig {
             growsdown: true,
             invalid_percent: 3,
             write_exec: true,
+            lock_all: true,
+            lock_current: true,
         }
     }
 }
@@ -230,6 +239,8 @@ impl Generator {
                 }
             }
             Call::Brk { addr } => *addr = addr.saturating_sub(3 * PAGE_SIZE) + 5,
+            Call::Mlockall { flags } => flags.0 = 0,
+            Call::Munlockall => {}
         }
     }
 
@@ -359,6 +370,28 @@ impl Generator {
                     ])),
                 };
                 Call::Madvise { addr, len, advice }
+            }
+            80..=83 if self.cfg.lock_all && self.rng.chance(8) => {
+                if self.rng.chance(35) {
+                    let mut flags = self.rng.pick(&[
+                        MCL_CURRENT,
+                        MCL_FUTURE,
+                        MCL_CURRENT | MCL_FUTURE,
+                        MCL_CURRENT | MCL_ONFAULT,
+                        MCL_FUTURE | MCL_ONFAULT,
+                        MCL_ONFAULT,
+                        0,
+                        8,
+                    ]);
+                    if !self.cfg.lock_current {
+                        flags &= !MCL_CURRENT;
+                    }
+                    Call::Mlockall {
+                        flags: LockAllFlags(flags),
+                    }
+                } else {
+                    Call::Munlockall
+                }
             }
             80..=83 => {
                 let (addr, len) = self.range();
@@ -492,7 +525,9 @@ mod tests {
                     assert!(inside(*old_addr, *old_len), "{text}");
                     assert!(!flags.fixed() || inside(*new_addr, *new_len), "{text}");
                 }
-                Command::Call(Call::Brk { .. }) => kinds[3] += 1,
+                Command::Call(Call::Brk { .. } | Call::Mlockall { .. } | Call::Munlockall) => {
+                    kinds[3] += 1
+                }
                 Command::Write { addr, .. } | Command::Read { addr } => {
                     kinds[4] += 1;
                     assert!(inside(*addr, 1), "{text}");

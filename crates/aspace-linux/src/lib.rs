@@ -12,7 +12,7 @@
 //!   for x86_64 Linux;
 //! - [`Errno`]: Linux errno numbers and names;
 //! - [`Prot`], [`MapFlags`], [`RemapFlags`], [`Advice`], [`SyncFlags`],
-//!   [`LockFlags`] and the typed [`Call`];
+//!   [`LockFlags`], [`LockAllFlags`] and the typed [`Call`];
 //! - [`Command`], [`Line`], [`Expect`], [`Outcome`]: the line protocol's text;
 //! - [`maps`]: `/proc/PID/maps` lines printed and parsed exactly as Linux does,
 //!   and the comparison key ([`maps::MapKey`]) of a window;
@@ -54,5 +54,5 @@ pub mod runner;
 pub use call::{Call, FileRef};
 pub use command::{Command, Expect, Line, Outcome, ParseError};
 pub use errno::Errno;
-pub use flags::{Advice, FlagWords, LockFlags, MapFlags, RemapFlags, SyncFlags};
+pub use flags::{Advice, FlagWords, LockAllFlags, LockFlags, MapFlags, RemapFlags, SyncFlags};
 pub use prot::Prot;

@@ -55,7 +55,9 @@ pub struct Header {
     /// `[lo, hi)` that `brk` may move the break in; its maps are reported too.
     pub brk_span: (u64, u64),
     /// Kernel settings the results depend on, by dotted name
-    /// (`kernel.osrelease`, `vm.overcommit_memory`, `vm.max_map_count`, ...).
+    /// (`kernel.osrelease`, `vm.overcommit_memory`, `vm.max_map_count`, ...),
+    /// and `memlock.unlimited` (`1` when the runner may lock any amount of
+    /// memory: `CAP_IPC_LOCK` or no `RLIMIT_MEMLOCK`).
     pub sysctl: Vec<(String, String)>,
 }
 

@@ -40,6 +40,15 @@ fn config(h: &aspace_linux::protocol::Header) -> GenConfig {
     let mut cfg = GenConfig::new(h.window.0, h.window.1 - h.window.0);
     cfg.brk_span = Some(h.brk_span);
     cfg.write_exec = false;
+    // mlockall(MCL_CURRENT) meets RLIMIT_MEMLOCK over the whole process,
+    // which aspace does not model: only where Linux has no limit.
+    cfg.lock_all = h
+        .sysctl
+        .iter()
+        .any(|(k, v)| k == "memlock.unlimited" && v == "1");
+    // MCL_CURRENT would fault in the runner's own 4 GiB heap arena
+    // (`runner::alloc`): tests/mm.rs checks it on aspace alone.
+    cfg.lock_current = false;
     cfg
 }
 

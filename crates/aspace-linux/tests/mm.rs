@@ -1133,3 +1133,48 @@ fn locked_mappings_are_faulted_in_by_mprotect_and_mremap() {
         "the new pages faulted in"
     );
 }
+
+/// `mlockall(MCL_CURRENT)` locks and faults in every mapping (merging what
+/// only the lock told apart); `MCL_FUTURE` locks later mappings and the
+/// break's growth; `munlockall` undoes both; bad flags are `EINVAL`.
+#[test]
+fn mlockall_locks_every_mapping_now_or_later() {
+    use aspace_linux::{LockAllFlags, LockFlags};
+    let (_sim, mut mm, cpu) = setup();
+    let page = |i: u64| BASE + i * PAGE_SIZE;
+    let resident = |mm: &LinuxMm<SimMachine>, i: u64| {
+        mm.space()
+            .translate(VirtAddr::new(page(i)).page())
+            .is_some()
+    };
+    let locked =
+        |mm: &LinuxMm<SimMachine>, a: u64| mm.vma_at(a).unwrap().flags.contains(VmFlags::LOCKED);
+    anon(&mut mm, &cpu, BASE, 4);
+    cpu.run(|| mm.mlock(page(1), PAGE_SIZE, LockFlags(MLOCK_ONFAULT)))
+        .unwrap();
+    assert_eq!(mm.maps().len(), 3);
+    for bad in [0, MCL_ONFAULT, 8] {
+        assert_eq!(
+            cpu.run(|| mm.mlockall(LockAllFlags(bad))),
+            Err(Errno::EINVAL),
+            "flags {bad}"
+        );
+    }
+    assert_eq!(cpu.run(|| mm.mlockall(LockAllFlags(MCL_CURRENT))), Ok(()));
+    assert_eq!(mm.maps().len(), 1, "all locked alike: one mapping again");
+    assert!((0..4).all(|i| resident(&mm, i)));
+    // Not for the future: a new mapping is not locked.
+    anon(&mut mm, &cpu, page(10), 1);
+    assert!(!locked(&mm, page(10)) && !resident(&mm, 10));
+    assert_eq!(cpu.run(|| mm.mlockall(LockAllFlags(MCL_FUTURE))), Ok(()));
+    anon(&mut mm, &cpu, page(12), 2);
+    assert!(locked(&mm, page(12)) && resident(&mm, 12) && resident(&mm, 13));
+    let start = mm.layout().brk_start;
+    assert_eq!(cpu.run(|| mm.brk(start + PAGE_SIZE)), start + PAGE_SIZE);
+    assert!(locked(&mm, start));
+    assert!(mm.space().translate(VirtAddr::new(start).page()).is_some());
+    assert_eq!(cpu.run(|| mm.munlockall()), Ok(()));
+    assert!(mm.vmas().all(|v| !v.flags.intersects(VmFlags::LOCK_MASK)));
+    anon(&mut mm, &cpu, page(20), 1);
+    assert!(!locked(&mm, page(20)));
+}

@@ -230,7 +230,7 @@ pub fn syscall6(n: u64, a: [u64; 6]) -> u64 {
 }
 
 /// Linux's memory calls (the kernel's `MMAP` to `MADVISE`, `MSYNC` to
-/// `MUNLOCK`) with Linux's
+/// `MUNLOCKALL`) with Linux's
 /// constants; each returns what the Linux system call returns: an
 /// address, 0, or a negative errno (`brk`: the break).
 pub mod linux {
@@ -283,6 +283,12 @@ pub mod linux {
     }
     pub fn munlock(addr: u64, len: u64) -> i64 {
         syscall6(nr::MUNLOCK, [addr, len, 0, 0, 0, 0]) as i64
+    }
+    pub fn mlockall(flags: u64) -> i64 {
+        syscall6(nr::MLOCKALL, [flags, 0, 0, 0, 0, 0]) as i64
+    }
+    pub fn munlockall() -> i64 {
+        syscall6(nr::MUNLOCKALL, [0; 6]) as i64
     }
 }
 

@@ -76,7 +76,7 @@ pub mod vm_flags;
 
 use crate::consts::*;
 use crate::errno::Errno;
-use crate::flags::{Advice, LockFlags, MapFlags, RemapFlags, SyncFlags};
+use crate::flags::{Advice, LockAllFlags, LockFlags, MapFlags, RemapFlags, SyncFlags};
 use crate::maps::{Backing, MapKey, MapsLine};
 use crate::prot::Prot;
 use crate::{Call, FileRef};
@@ -397,6 +397,9 @@ pub struct LinuxMm<M: Machine> {
     /// Whether a mapping was ever locked (a grown mapping is looked at for
     /// its lock only then).
     any_locked: bool,
+    /// The lock flags every new mapping gets (`mlockall(MCL_FUTURE)`:
+    /// Linux's `mm->def_flags`).
+    def_lock: VmFlags,
     /// The backend of every anonymous area (stateless: one for all).
     anon: BackendRef<M::Memory, M::Frames>,
 }
@@ -417,6 +420,7 @@ impl<M: Machine> LinuxMm<M> {
             holes: HolePolicy::Linux,
             any_growsdown: false,
             any_locked: false,
+            def_lock: VmFlags::NONE,
             anon: TryArc::into_backend(TryArc::new(AnonBackend)),
         }
     }
@@ -506,6 +510,7 @@ impl<M: Machine> LinuxMm<M> {
             holes: self.holes,
             any_growsdown: self.any_growsdown,
             any_locked: false,
+            def_lock: VmFlags::NONE,
             anon: self.anon.clone(),
         })
     }
@@ -599,6 +604,8 @@ impl<M: Machine> LinuxMm<M> {
             Call::Msync { addr, len, flags } => self.msync(*addr, *len, *flags).map(|()| 0),
             Call::Mlock { addr, len, flags } => self.mlock(*addr, *len, *flags).map(|()| 0),
             Call::Munlock { addr, len } => self.munlock(*addr, *len).map(|()| 0),
+            Call::Mlockall { flags } => self.mlockall(*flags).map(|()| 0),
+            Call::Munlockall => self.munlockall().map(|()| 0),
         }
     }
 
@@ -1062,10 +1069,12 @@ impl<M: Machine> LinuxMm<M> {
             noreserve,
             growsdown,
             anon: None,
+            // MAP_LOCKED, and what mlockall(MCL_FUTURE) asks of every
+            // new mapping (Linux's mm->def_flags).
             flags: if flags.has(MAP_LOCKED) {
-                VmFlags::LOCKED
+                VmFlags::LOCKED | self.def_lock
             } else {
-                VmFlags::NONE
+                self.def_lock
             },
         };
         // Everything that can refuse, before anything changes. A placed
@@ -1099,11 +1108,13 @@ impl<M: Machine> LinuxMm<M> {
         let nb = self.neighbours(&vma);
         self.create_area(&vma, nb.touching)?;
         self.any_growsdown |= vma.growsdown;
+        let lock = vma.flags;
         self.place(vma, nb);
-        if flags.has(MAP_LOCKED) {
+        if lock.contains(VmFlags::LOCKED) {
             self.any_locked = true;
-            // As mlock: faulted in now (errors ignored, as mm_populate).
-            let _ = self.populate_locked(base, end);
+            // As mlock: faulted in now (errors ignored, as mm_populate),
+            // not at all with VM_LOCKONFAULT (MAP_POPULATE neither).
+            let _ = self.populate_vmas(base, end, true);
         } else if flags.has(MAP_POPULATE) {
             self.populate(base, end, prot, private);
         }
@@ -1244,7 +1255,6 @@ impl<M: Machine> LinuxMm<M> {
         });
         if fault_in.get() {
             let _ = self.fault_in(lo, hi, Access::Write);
-            self.touched(lo, true);
         }
     }
 
@@ -1373,7 +1383,7 @@ impl<M: Machine> LinuxMm<M> {
                     .vma_at(at)
                     .is_some_and(|v| v.flags.contains(VmFlags::LOCKED))
             {
-                let _ = self.populate_locked(at + o, at + n);
+                let _ = self.populate_vmas(at + o, at + n, true);
             }
         }
         Ok(at)
@@ -1572,7 +1582,7 @@ impl<M: Machine> LinuxMm<M> {
             growsdown: false,
             account: true,
             anon: None,
-            flags: VmFlags::NONE,
+            flags: self.def_lock,
         };
         // Linux's do_brk_flags grows the heap's last mapping only if the
         // new part would merge with it (same rights, flags, hints).
@@ -1602,6 +1612,10 @@ impl<M: Machine> LinuxMm<M> {
         };
         if ok {
             self.brk = addr;
+            if self.def_lock.contains(VmFlags::LOCKED) {
+                // mlockall(MCL_FUTURE): the new part faulted in.
+                let _ = self.populate_vmas(old_top, new_top, true);
+            }
         }
         self.brk
     }
@@ -1778,9 +1792,10 @@ impl<M: Machine> LinuxMm<M> {
             let Some(v) = self.vma_at(page) else {
                 break;
             };
-            let (start, to) = (v.start, v.end.min(at));
-            self.fault_in(page, to, access)?;
-            self.touched(start.max(lo), write);
+            let to = v.end.min(at);
+            if self.fault_in(page, to, access) < to {
+                return Err(Errno::ENOMEM);
+            }
             page = to;
         }
         failed.map_or(Ok(()), Err)
@@ -1886,6 +1901,55 @@ impl<M: Machine> LinuxMm<M> {
         self.apply_lock(start, end, VmFlags::NONE)
     }
 
+    /// `mlockall(2)`: flags 0, unknown bits or `MCL_ONFAULT` alone
+    /// `EINVAL`. `MCL_FUTURE` makes every later mapping (and the break's
+    /// growth) locked (with `VM_LOCKONFAULT` given `MCL_ONFAULT`), or stops
+    /// that without it; `MCL_CURRENT` locks every mapping now and faults
+    /// their pages in (errors ignored, as Linux's `mm_populate`). No limit
+    /// (see [`mlock`](Self::mlock)).
+    pub fn mlockall(&mut self, flags: LockAllFlags) -> Result<(), Errno> {
+        let f = flags.0;
+        if f == 0 || f & !(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0 || f == MCL_ONFAULT {
+            return Err(Errno::EINVAL);
+        }
+        let lock = match f & MCL_ONFAULT {
+            0 => VmFlags::LOCKED,
+            _ => VmFlags::LOCKED | VmFlags::LOCKONFAULT,
+        };
+        self.def_lock = if f & MCL_FUTURE != 0 {
+            lock
+        } else {
+            VmFlags::NONE
+        };
+        self.any_locked = true;
+        if f & MCL_CURRENT != 0 {
+            self.relock_all(lock);
+            let _ = self.populate_vmas(0, u64::MAX, true);
+        }
+        Ok(())
+    }
+
+    /// `munlockall(2)`: every mapping unlocked, and later ones are not
+    /// locked any more.
+    pub fn munlockall(&mut self) -> Result<(), Errno> {
+        self.def_lock = VmFlags::NONE;
+        self.relock_all(VmFlags::NONE);
+        Ok(())
+    }
+
+    /// Gives every mapping the lock flags `lock`, merging as Linux does.
+    fn relock_all(&mut self, lock: VmFlags) {
+        let mut at = 0;
+        while let Some(v) = self.first_ending_above(at) {
+            let (s, e) = (v.start, v.end);
+            let new = (v.flags - VmFlags::LOCK_MASK) | lock;
+            if new != v.flags {
+                self.modify_rec(s, s, e, |r| r.flags = new);
+            }
+            at = self.vma_at(s).map_or(e, |v| v.end).max(e);
+        }
+    }
+
     /// The pages `mlock(addr, len)` covers: `addr`'s page up to `addr +
     /// len` rounded up, in Linux's wrapping arithmetic; `EINVAL` if the end
     /// wraps past the top.
@@ -1936,6 +2000,15 @@ impl<M: Machine> LinuxMm<M> {
     /// `anon_vma`), others read; a page that cannot be faulted in stops it
     /// with `ENOMEM` (Linux's `EFAULT` as `mlock` reports it).
     fn populate_locked(&mut self, lo: u64, hi: u64) -> Result<(), Errno> {
+        self.populate_vmas(lo, hi, false)
+    }
+
+    /// Linux's `__mm_populate` over `[lo, hi)`: each mapping's pages but
+    /// `VM_LOCKONFAULT` ones faulted in, a private writable mapping written,
+    /// others read; a mapping that cannot be (no access right, a page past
+    /// its object's end, no memory) stops it with `ENOMEM`, or with
+    /// `ignore_errors` (`mm_populate`) is left for the next.
+    fn populate_vmas(&mut self, lo: u64, hi: u64, ignore_errors: bool) -> Result<(), Errno> {
         let mut at = lo;
         while at < hi {
             let Some(v) = self.first_ending_above(at).filter(|v| v.start < hi) else {
@@ -1953,27 +2026,28 @@ impl<M: Machine> LinuxMm<M> {
                 Access::Read
             } else if v.prot.exec() {
                 Access::Exec
+            } else if ignore_errors {
+                continue;
             } else {
                 return Err(Errno::ENOMEM);
             };
             let past = (from..to)
                 .step_by(PAGE_SIZE as usize)
                 .find(|&p| Self::past_end(v, p));
-            let done = self.fault_in(from, past.unwrap_or(to), access);
-            if write {
-                self.touched(from, true);
-            }
-            if done.is_err() || past.is_some() {
+            let until = past.unwrap_or(to);
+            if (self.fault_in(from, until, access) < until || past.is_some()) && !ignore_errors {
                 return Err(Errno::ENOMEM);
             }
         }
         Ok(())
     }
 
-    /// Faults in `[lo, hi)` page by page with `access` (a private file
-    /// page lent on a write fault is copied by a second one, as Linux's
-    /// write faults do); `ENOMEM` at the first page the core refuses.
-    fn fault_in(&mut self, lo: u64, hi: u64, access: Access) -> Result<(), Errno> {
+    /// Faults in `[lo, hi)` (one mapping's) page by page with `access` (a
+    /// private file page lent on a write fault is copied by a second one,
+    /// as Linux's write faults do), stopping at the first page the core
+    /// refuses; returns where it stopped (`hi` if it did them all). A
+    /// private mapping written hears of it ([`touched`](Self::touched)).
+    fn fault_in(&mut self, lo: u64, hi: u64, access: Access) -> u64 {
         let cow = access == Access::Write
             && self
                 .vma_at(lo)
@@ -1985,11 +2059,14 @@ impl<M: Machine> LinuxMm<M> {
                 || (cow
                     && self.space.page_fault(va, access, FaultContext::User) != FaultOutcome::Ok)
             {
-                return Err(Errno::ENOMEM);
+                break;
             }
             page += PAGE_SIZE;
         }
-        Ok(())
+        if page > lo {
+            self.touched(lo, access == Access::Write);
+        }
+        page
     }
 
     /// The first mapping ending above `at` (Linux's `find_vma`).

@@ -142,6 +142,7 @@ impl SimEngine {
                     || (flags.fixed() && !self.in_window(*new_addr, *new_len))
             }
             Call::Brk { addr } => *addr >= self.header.brk_span.1,
+            Call::Mlockall { .. } | Call::Munlockall => false,
         }
     }
 

@@ -63,6 +63,30 @@ fn sysctl(name: &str) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// Whether this process may lock any amount of memory (`CAP_IPC_LOCK` in
+/// its effective set, or no `RLIMIT_MEMLOCK`): `mlockall` and locked
+/// mappings then never meet a limit, as on the aspace side.
+fn memlock_unlimited() -> bool {
+    let cap = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))?
+                .trim()
+                .to_string();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps >> 14 & 1 == 1);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the limit into `lim`, which it may.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    cap || (r == 0 && lim.rlim_cur == libc::RLIM_INFINITY)
+}
+
 fn brk_now() -> u64 {
     // SAFETY: brk(0) only asks for the current break.
     unsafe { libc::syscall(libc::SYS_brk, 0u64) as u64 }
@@ -88,6 +112,10 @@ impl Engine {
             ]
             .iter()
             .map(|k| (k.to_string(), sysctl(k)))
+            .chain([(
+                "memlock.unlimited".to_string(),
+                if memlock_unlimited() { "1" } else { "0" }.to_string(),
+            )])
             .collect(),
         };
         Ok(Engine {
@@ -253,6 +281,13 @@ impl Engine {
                     libc::munlock(*addr as *const libc::c_void, *len as usize)
                 })
             }
+            // SAFETY: locking changes no mapping's contents; the whole
+            // process's mappings get locked (or unlocked), which is allowed.
+            Call::Mlockall { flags } => {
+                Self::zero_or_errno(unsafe { libc::mlockall(flags.0 as i32) })
+            }
+            // SAFETY: as above.
+            Call::Munlockall => Self::zero_or_errno(unsafe { libc::munlockall() }),
             Call::Mremap {
                 old_addr,
                 old_len,

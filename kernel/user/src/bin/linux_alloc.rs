@@ -320,6 +320,20 @@ fn locked() -> bool {
     let unlock = munlock(c, CHUNK * P);
     let dropped = madvise(c + 2 * P, P, MADV_DONTNEED);
     let zero = zeros(c + 2 * P, P);
+    // mlockall(MCL_FUTURE): a mapping made now is locked; munlockall ends it.
+    let future = mlockall(2);
+    let m = mmap(
+        0,
+        P,
+        PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS,
+        u64::MAX,
+        0,
+    );
+    let new_refused = madvise(m as u64, P, MADV_DONTNEED);
+    let all = munlockall();
+    let new_dropped = madvise(m as u64, P, MADV_DONTNEED);
+    let unmapped = munmap(m as u64, P);
     let ok = lock == 0
         && refused == EINVAL
         && kept
@@ -328,9 +342,19 @@ fn locked() -> bool {
         && busy == -16
         && unlock == 0
         && dropped == 0
-        && zero;
+        && zero
+        && future == 0
+        && m > 0
+        && new_refused == EINVAL
+        && all == 0
+        && new_dropped == 0
+        && unmapped == 0;
+    // Two lines: the console prints at most 200 bytes at once.
     println!(
-        "linux_alloc: mlock = {lock}: MADV_DONTNEED refused = {refused}, data kept {kept}; msync = {sync}, async+sync = {both}, invalidate = {busy}; munlock = {unlock}, then dropped = {dropped}, zero {zero}: {}",
+        "linux_alloc: mlock = {lock}: MADV_DONTNEED refused = {refused}, data kept {kept}; msync = {sync}, async+sync = {both}, invalidate = {busy}; munlock = {unlock}, then dropped = {dropped}, zero {zero}"
+    );
+    println!(
+        "linux_alloc: mlockall(MCL_FUTURE) = {future}: a new mapping refuses MADV_DONTNEED ({new_refused}) until munlockall = {all} ({new_dropped}): {}",
         verdict(ok)
     );
     ok
