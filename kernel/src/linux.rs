@@ -1,5 +1,6 @@
 //! Linux's memory calls as system calls: `mmap`, `munmap`, `mprotect`,
-//! `mremap`, `brk` and `madvise`, with Linux's arguments, flag values and
+//! `mremap`, `brk`, `madvise`, `msync`, `mlock2`, `munlock`, `mlockall`
+//! and `munlockall`, with Linux's arguments, flag values and
 //! errno values, done by `aspace-linux`'s [`LinuxMm`] on the process's
 //! address space.
 //!
@@ -20,8 +21,8 @@
 //!
 //! Differences from Linux's argument checks, by this kernel's rule that a
 //! word with bits a call does not define is refused (not cut down): the
-//! `mmap` flags this layer does not implement (`MAP_LOCKED`,
-//! `MAP_HUGETLB`, `MAP_SYNC`, unknown bits) and any `PROT_*` bit but read,
+//! `mmap` flags this layer does not implement (`MAP_HUGETLB`, `MAP_SYNC`,
+//! unknown bits) and any `PROT_*` bit but read,
 //! write and execute are `EINVAL` (Linux ignores unknown `mmap` flags
 //! unless `MAP_SHARED_VALIDATE`); a file mapping's `fd` must be
 //! [`nr::BLOB_FD`], the one file (`EBADF` otherwise).
@@ -61,6 +62,7 @@ const MAP_KNOWN: u32 = MAP_TYPE
     | MAP_DENYWRITE
     | MAP_EXECUTABLE
     | MAP_NORESERVE
+    | MAP_LOCKED
     | MAP_POPULATE
     | MAP_NONBLOCK
     | MAP_STACK

@@ -884,7 +884,14 @@ fn hint_advice_splits_and_merges_and_refusals_follow_the_hole_policy() {
     let before = observe(&sim, &mm);
     assert_eq!(
         cpu.run(|| mm.madvise(page(2), PAGE_SIZE, Advice(MADV_DONTDUMP))),
-        Err(Errno::ENOMEM)
+        Err(Errno::EAGAIN),
+        "Linux's madvise reports a split past the limit as EAGAIN"
+    );
+    assert_eq!(observe(&sim, &mm), before);
+    assert_eq!(
+        cpu.run(|| mm.mlock(page(2), PAGE_SIZE, aspace_linux::LockFlags(0))),
+        Err(Errno::ENOMEM),
+        "mlock's is ENOMEM"
     );
     assert_eq!(observe(&sim, &mm), before);
     assert_eq!(
@@ -1001,6 +1008,45 @@ fn brk_does_not_grow_a_hinted_heap_mapping() {
     // Without the hint the two merge again.
     assert_eq!(
         cpu.run(|| mm.madvise(start, 2 * PAGE_SIZE, Advice(MADV_DODUMP))),
+        Ok(())
+    );
+    assert_eq!(mm.maps().len(), 1);
+    // A break with nothing mapped below it any more does not shrink.
+    cpu.run(|| mm.munmap(start + 2 * PAGE_SIZE, 2 * PAGE_SIZE))
+        .unwrap();
+    assert_eq!(
+        cpu.run(|| mm.brk(start + PAGE_SIZE + 1)),
+        start + 4 * PAGE_SIZE
+    );
+    assert_eq!(cpu.run(|| mm.brk(start + PAGE_SIZE)), start + PAGE_SIZE);
+}
+
+/// `MAP_STACK` gives a mapping `VM_NOHUGEPAGE` (Linux 6.7+): it stays apart
+/// from a plain neighbour until that one gets the same hint.
+#[test]
+fn map_stack_mappings_do_not_take_huge_pages() {
+    use aspace_linux::Advice;
+    let (_sim, mut mm, cpu) = setup();
+    anon(&mut mm, &cpu, BASE, 2);
+    cpu.run(|| {
+        mm.mmap(
+            BASE + 2 * PAGE_SIZE,
+            2 * PAGE_SIZE,
+            Prot::RW,
+            flags(ANON | MAP_FIXED | MAP_STACK),
+            None,
+            0,
+        )
+    })
+    .unwrap();
+    assert_eq!(mm.maps().len(), 2);
+    assert!(mm
+        .vma_at(BASE + 2 * PAGE_SIZE)
+        .unwrap()
+        .flags
+        .contains(VmFlags::NOHUGEPAGE));
+    assert_eq!(
+        cpu.run(|| mm.madvise(BASE, 2 * PAGE_SIZE, Advice(MADV_NOHUGEPAGE))),
         Ok(())
     );
     assert_eq!(mm.maps().len(), 1);

@@ -311,18 +311,20 @@ fn errno_of(e: Error) -> Errno {
     }
 }
 
-/// What `mprotect` and `madvise(MADV_DONTNEED)` do with a range that has
-/// a hole (a page no mapping covers) after its start.
+/// What `mprotect`, `madvise` and `mlock`/`munlock` do with a range that
+/// has a hole (a page no mapping covers) after its start, and `madvise`
+/// with a mapping that refuses the advice part way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HolePolicy {
-    /// As Linux: the mappings before the hole (`mprotect`) or every mapped
-    /// part (`MADV_DONTNEED`) change, then the call fails with `ENOMEM`.
-    /// Not all-or-nothing; the default, as the differential test against
-    /// Linux needs it.
+    /// As Linux: the mappings before the hole or the refusal (`mprotect`,
+    /// `mlock`, `munlock`, a refused `madvise`) or every mapped part
+    /// (`madvise` over holes) change, then the call fails (`ENOMEM` for a
+    /// hole). Not all-or-nothing; the default, as the differential test
+    /// against Linux needs it.
     #[default]
     Linux,
-    /// All-or-nothing: the whole range is checked first, and a hole is
-    /// `ENOMEM` with nothing changed.
+    /// All-or-nothing: the whole range is checked first, and a hole (or a
+    /// refusal) comes with nothing changed.
     Refuse,
 }
 
@@ -389,7 +391,7 @@ pub struct LinuxMm<M: Machine> {
     files: BTreeMap<String, Arc<MemObject>>,
     /// The next object or `anon_vma` number.
     next_id: u64,
-    /// What a hole in an `mprotect` or `MADV_DONTNEED` range does.
+    /// What a hole in a range does (see [`HolePolicy`]).
     holes: HolePolicy,
     /// Whether a `MAP_GROWSDOWN` mapping was ever made (placement looks
     /// for the gap below one only then).
@@ -425,13 +427,14 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    /// Chooses what a hole in an `mprotect` or `madvise(MADV_DONTNEED)`
-    /// range does (see [`HolePolicy`]; Linux's way by default).
+    /// Chooses what a hole in an `mprotect`, `madvise`, `mlock` or
+    /// `munlock` range does (see [`HolePolicy`]; Linux's way by default).
     pub fn set_hole_policy(&mut self, policy: HolePolicy) {
         self.holes = policy;
     }
 
-    /// What a hole in an `mprotect` or `madvise(MADV_DONTNEED)` range does.
+    /// What a hole in an `mprotect`, `madvise`, `mlock` or `munlock` range
+    /// does.
     pub fn hole_policy(&self) -> HolePolicy {
         self.holes
     }
@@ -447,8 +450,15 @@ impl<M: Machine> LinuxMm<M> {
     /// one instead, which this does not model). Mappings marked
     /// `MADV_DONTFORK` are not in the child; those marked `MADV_WIPEONFORK`
     /// are, empty (zero-filled pages, no `anon_vma`), as Linux's `dup_mmap`
-    /// leaves them. Refused (`ENOMEM`, nothing changed in this process) when the child's
-    /// private pages pass the commit limit or frames or the heap run out.
+    /// leaves them; the child's mappings are not locked. Refused (`ENOMEM`,
+    /// nothing changed in this process) when the child's private pages pass
+    /// the commit limit or frames or the heap run out. Unlike Linux, the
+    /// core's fork copies the `MADV_DONTFORK` ranges too before the child
+    /// drops them: their private pages count against the commit limit for
+    /// the fork and are copy-on-write in the parent until its next write
+    /// (no data changes). Linux 6.18 also keeps a child's mapping whose
+    /// `anon_vma` was inherited from merging with a neighbour that has none
+    /// (`vma_had_uncowed_parents`); this does not model that.
     pub fn fork(&mut self) -> Result<LinuxMm<M>, Errno> {
         let space = self.system.fork(&self.space).map_err(errno_of)?;
         let mut vmas = self.vmas.clone();
@@ -1069,12 +1079,18 @@ impl<M: Machine> LinuxMm<M> {
             noreserve,
             growsdown,
             anon: None,
-            // MAP_LOCKED, and what mlockall(MCL_FUTURE) asks of every
-            // new mapping (Linux's mm->def_flags).
-            flags: if flags.has(MAP_LOCKED) {
-                VmFlags::LOCKED | self.def_lock
-            } else {
-                self.def_lock
+            // MAP_LOCKED, what mlockall(MCL_FUTURE) asks of every new
+            // mapping (Linux's mm->def_flags), and MAP_STACK's
+            // VM_NOHUGEPAGE (Linux 6.7+).
+            flags: {
+                let mut f = self.def_lock;
+                if flags.has(MAP_LOCKED) {
+                    f = f | VmFlags::LOCKED;
+                }
+                if flags.has(MAP_STACK) {
+                    f = f | VmFlags::NOHUGEPAGE;
+                }
+                f
             },
         };
         // Everything that can refuse, before anything changes. A placed
@@ -1555,7 +1571,8 @@ impl<M: Machine> LinuxMm<M> {
             return addr;
         }
         if addr <= self.brk {
-            if self.unmap(new_top, old_top).is_err() {
+            // Linux shrinks only a break that still has a mapping there.
+            if !self.taken(new_top, old_top) || self.unmap(new_top, old_top).is_err() {
                 return self.brk;
             }
             self.brk = addr;
@@ -1731,8 +1748,10 @@ impl<M: Machine> LinuxMm<M> {
         } else if hole && refuse_all {
             return Err(Errno::ENOMEM);
         }
+        // A split past `vm.max_map_count`: Linux's madvise reports it as
+        // `EAGAIN` (after the splits before it; this refuses before any).
         if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
-            return Err(Errno::ENOMEM);
+            return Err(Errno::EAGAIN);
         }
         let stop = refused.map_or(end, |(at, _)| at);
         match effect {
@@ -1891,7 +1910,12 @@ impl<M: Machine> LinuxMm<M> {
         };
         let (start, end) = Self::lock_range(addr, len)?;
         self.apply_lock(start, end, lock)?;
-        self.populate_locked(start, end)
+        // Linux's __mlock_posix_error_return: a page that cannot be faulted
+        // in is ENOMEM, memory running out EAGAIN.
+        self.populate_vmas(start, end, false).map_err(|e| match e {
+            Errno::EFAULT => Errno::ENOMEM,
+            _ => Errno::EAGAIN,
+        })
     }
 
     /// `munlock(2)`: the range as [`mlock`](Self::mlock) takes it loses
@@ -1974,11 +1998,24 @@ impl<M: Machine> LinuxMm<M> {
             return Ok(());
         }
         self.any_locked |= !lock.is_empty();
-        if self.holes == HolePolicy::Refuse {
-            let mut at = start;
-            while at < end {
-                at = self.vma_at(at).ok_or(Errno::ENOMEM)?.end;
+        // The splits it makes, counted against `vm.max_map_count` before
+        // any change (Linux checks at each split, after the ones before);
+        // with HolePolicy::Refuse, a hole anywhere refuses it too.
+        let (mut at, mut cuts) = (start, 0);
+        while at < end {
+            let Some(v) = self.vma_at(at) else {
+                if self.holes == HolePolicy::Refuse {
+                    return Err(Errno::ENOMEM);
+                }
+                break;
+            };
+            if (v.flags - VmFlags::LOCK_MASK) | lock != v.flags {
+                cuts += usize::from(v.start < at) + usize::from(v.end > end);
             }
+            at = v.end;
+        }
+        if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
+            return Err(Errno::ENOMEM);
         }
         let mut at = start;
         while at < end {
@@ -1994,20 +2031,11 @@ impl<M: Machine> LinuxMm<M> {
         Ok(())
     }
 
-    /// Faults in the locked mappings' pages in `[lo, hi)` as Linux's
-    /// `__mm_populate` does for `mlock`: holes and `VM_LOCKONFAULT`
-    /// mappings skipped, a private writable mapping written (it gets its
-    /// `anon_vma`), others read; a page that cannot be faulted in stops it
-    /// with `ENOMEM` (Linux's `EFAULT` as `mlock` reports it).
-    fn populate_locked(&mut self, lo: u64, hi: u64) -> Result<(), Errno> {
-        self.populate_vmas(lo, hi, false)
-    }
-
     /// Linux's `__mm_populate` over `[lo, hi)`: each mapping's pages but
     /// `VM_LOCKONFAULT` ones faulted in, a private writable mapping written,
-    /// others read; a mapping that cannot be (no access right, a page past
-    /// its object's end, no memory) stops it with `ENOMEM`, or with
-    /// `ignore_errors` (`mm_populate`) is left for the next.
+    /// others read; a mapping that cannot be stops it, with `EFAULT` (no
+    /// access right, a page past its object's end) or `ENOMEM` (no memory),
+    /// or with `ignore_errors` (`mm_populate`) is left for the next.
     fn populate_vmas(&mut self, lo: u64, hi: u64, ignore_errors: bool) -> Result<(), Errno> {
         let mut at = lo;
         while at < hi {
@@ -2029,14 +2057,15 @@ impl<M: Machine> LinuxMm<M> {
             } else if ignore_errors {
                 continue;
             } else {
-                return Err(Errno::ENOMEM);
+                return Err(Errno::EFAULT);
             };
             let past = (from..to)
                 .step_by(PAGE_SIZE as usize)
                 .find(|&p| Self::past_end(v, p));
             let until = past.unwrap_or(to);
-            if (self.fault_in(from, until, access) < until || past.is_some()) && !ignore_errors {
-                return Err(Errno::ENOMEM);
+            let short = self.fault_in(from, until, access) < until;
+            if !ignore_errors && (short || past.is_some()) {
+                return Err(if short { Errno::ENOMEM } else { Errno::EFAULT });
             }
         }
         Ok(())
