@@ -130,9 +130,10 @@ process map: break at a quarter of the user space, mmap(NULL) top-down from 256M
   msync TASK ADDR LEN [async] [invalidate] [sync]
                                              Linux's checks (the objects live in memory:
                                              nothing to write back)
-  mlock TASK ADDR LEN [onfault]              lock (mlock2): splits and merges mappings,
+  mlock TASK ADDR LEN [onfault] [refuse-holes]
+                                             lock (mlock2): splits and merges mappings,
                                              faults the pages in (not with onfault)
-  munlock TASK ADDR LEN                      unlock
+  munlock TASK ADDR LEN [refuse-holes]       unlock
   mlockall TASK [current] [future] [onfault] lock every mapping now, or later ones as made
   munlockall TASK                            unlock all, and stop locking new ones
   maps TASK --linux                          the mappings as /proc/PID/maps prints them

@@ -243,19 +243,19 @@ impl Call {
             "msync" => Call::Msync {
                 addr: it.addr("ADDR")?,
                 len: it.len("LEN")?,
-                flags: SyncFlags(it.flag_words::<SyncFlags>("msync flag")?),
+                flags: it.flag_words("msync flag")?,
             },
             "mlock" => Call::Mlock {
                 addr: it.addr("ADDR")?,
                 len: it.len("LEN")?,
-                flags: LockFlags(it.flag_words::<LockFlags>("mlock flag")?),
+                flags: it.flag_words("mlock flag")?,
             },
             "munlock" => Call::Munlock {
                 addr: it.addr("ADDR")?,
                 len: it.len("LEN")?,
             },
             "mlockall" => Call::Mlockall {
-                flags: LockAllFlags(it.flag_words::<LockAllFlags>("mlockall flag")?),
+                flags: it.flag_words("mlockall flag")?,
             },
             "munlockall" => Call::Munlockall,
             _ => return Err(ParseError::Unknown(name.to_string())),
@@ -291,12 +291,12 @@ impl<'b> Words<'_, 'b> {
         parse_len(w).ok_or_else(|| ParseError::Bad(what, w.to_string()))
     }
     /// The rest of the words as flag words of `F`, or-ed.
-    fn flag_words<F: FlagWords>(&mut self, what: &'static str) -> Result<u32, ParseError> {
+    fn flag_words<F: FlagWords>(&mut self, what: &'static str) -> Result<F, ParseError> {
         let mut bits = 0;
         while let Some(word) = self.next() {
             bits |= F::word_bits(word).ok_or_else(|| ParseError::Bad(what, word.to_string()))?;
         }
-        Ok(bits)
+        Ok(F::of(bits))
     }
     fn prot(&mut self) -> Result<Prot, ParseError> {
         let w = self.need("PROT")?;

@@ -182,7 +182,8 @@ pub struct Line {
     pub command: Command,
     /// What it must give, if anything.
     pub expect: Option<Expect>,
-    /// `refuse-holes` (on `mprotect` and `madvise` only): run the call with
+    /// `refuse-holes` (on `mprotect`, `madvise`, `mlock` and `munlock`
+    /// only): run the call with
     /// [`HolePolicy::Refuse`](crate::mm::HolePolicy) (all-or-nothing) on
     /// aspace. Linux has no such mode: the reference runner ignores it.
     pub refuse_holes: bool,
@@ -234,9 +235,12 @@ impl Line {
         let refuse_holes = words.last() == Some(&"refuse-holes");
         if refuse_holes {
             words.pop();
-            if !matches!(words.first(), Some(&"mprotect" | &"madvise")) {
+            if !matches!(
+                words.first(),
+                Some(&"mprotect" | &"madvise" | &"mlock" | &"munlock")
+            ) {
                 return Err(ParseError::Bad(
-                    "refuse-holes (mprotect and madvise only)",
+                    "refuse-holes (mprotect, madvise, mlock, munlock only)",
                     words.first().unwrap_or(&"").to_string(),
                 ));
             }
@@ -324,6 +328,42 @@ mod tests {
         assert!(!round_trip("mprotect 0x10000 4p r").refuse_holes);
         assert!(Line::parse("munmap 0x10000 4p refuse-holes").is_err());
         assert!(Line::parse("refuse-holes").is_err());
+    }
+
+    #[test]
+    fn msync_and_the_lock_calls_round_trip() {
+        use crate::flags::{LockAllFlags, LockFlags, SyncFlags};
+        let l = round_trip("msync 0x10000 4p sync invalidate");
+        assert_eq!(
+            l.command,
+            Command::Call(Call::Msync {
+                addr: 0x10000,
+                len: 4 * PAGE_SIZE,
+                flags: SyncFlags(MS_SYNC | MS_INVALIDATE),
+            })
+        );
+        assert_eq!(l.to_string(), "msync 0x10000 4p invalidate sync");
+        let l = round_trip("mlock 0x10001 2p onfault bits=0x8 refuse-holes");
+        assert!(l.refuse_holes);
+        assert_eq!(
+            l.command,
+            Command::Call(Call::Mlock {
+                addr: 0x10001,
+                len: 2 * PAGE_SIZE,
+                flags: LockFlags(MLOCK_ONFAULT | 8),
+            })
+        );
+        assert_eq!(
+            round_trip("mlockall future current").command,
+            Command::Call(Call::Mlockall {
+                flags: LockAllFlags(MCL_CURRENT | MCL_FUTURE)
+            })
+        );
+        round_trip("munlock 0x10000 1p");
+        round_trip("munlockall expect ok");
+        round_trip("madvise 0x10000 1p populate_write expect EINVAL");
+        assert!(Line::parse("mlockall sometimes").is_err());
+        assert!(Line::parse("msync 0x10000 1p refuse-holes").is_err());
     }
 
     #[test]

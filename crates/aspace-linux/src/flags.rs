@@ -51,17 +51,17 @@ impl MapFlags {
     /// Prints the words of the bits other than `MAP_ANONYMOUS`, each preceded
     /// by a space.
     pub fn fmt_words(self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0 & !MAP_ANONYMOUS;
-        for &(word, bit) in MAP_WORDS {
-            if rest & bit == bit {
-                write!(f, " {word}")?;
-                rest &= !bit;
-            }
-        }
-        if rest != 0 {
-            write!(f, " bits={rest:#x}")?;
-        }
-        Ok(())
+        FlagWords::fmt_words(MapFlags(self.0 & !MAP_ANONYMOUS), f)
+    }
+}
+
+impl FlagWords for MapFlags {
+    const WORDS: &'static [(&'static str, u32)] = MAP_WORDS;
+    fn bits(self) -> u32 {
+        self.0
+    }
+    fn of(bits: u32) -> Self {
+        MapFlags(bits)
     }
 }
 
