@@ -47,7 +47,8 @@
 //!   grow on a fault below it: its core area is a plain one (a core
 //!   grows-down area would grow behind the layer's records, and keeps a
 //!   guard page a fixed mapping may not take, which Linux allows).
-//! - **`MADV_FREE`** keeps the data (as Linux does until memory is short).
+//! - **`MADV_FREE`** keeps the data (as Linux does until memory is short,
+//!   or until `MADV_PAGEOUT` reclaims the pages, which here does nothing).
 //! - **`madvise` hints** (`MADV_RANDOM`, `MADV_HUGEPAGE`, ...) are recorded
 //!   in the mappings ([`vm_flags`]: they split and merge them as on Linux) and
 //!   `fork` honours `MADV_DONTFORK` and `MADV_WIPEONFORK`; none changes what
