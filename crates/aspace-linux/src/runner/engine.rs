@@ -281,13 +281,15 @@ impl Engine {
                     libc::munlock(*addr as *const libc::c_void, *len as usize)
                 })
             }
-            // SAFETY: locking changes no mapping's contents; the whole
-            // process's mappings get locked (or unlocked), which is allowed.
             Call::Mlockall { flags } => {
+                // SAFETY: locking changes no mapping's contents; the whole
+                // process's mappings get locked, which is allowed.
                 Self::zero_or_errno(unsafe { libc::mlockall(flags.0 as i32) })
             }
-            // SAFETY: as above.
-            Call::Munlockall => Self::zero_or_errno(unsafe { libc::munlockall() }),
+            Call::Munlockall => {
+                // SAFETY: unlocking changes no mapping's contents.
+                Self::zero_or_errno(unsafe { libc::munlockall() })
+            }
             Call::Mremap {
                 old_addr,
                 old_len,
