@@ -7,10 +7,10 @@
 //! huge-page and page-merging hints; `fork` honours two (`MADV_DONTFORK`:
 //! the child does not get the range; `MADV_WIPEONFORK`: the child gets it
 //! empty); locked pages are faulted in when locked and refuse
-//! `MADV_DONTNEED` (nothing is ever paged out here). But mappings that differ in them are
-//! different VMAs on Linux: a hint given to part of a mapping splits it, and
-//! neighbours merge again only once their flags agree, which
-//! `/proc/PID/maps` shows.
+//! `MADV_DONTNEED` (nothing is ever paged out here). But mappings that
+//! differ in them are different VMAs on Linux: a flag given to part of a
+//! mapping splits it, and neighbours merge again only once their flags
+//! agree, which `/proc/PID/maps` shows.
 
 use core::ops::{BitOr, Sub};
 
@@ -78,7 +78,7 @@ impl Sub for VmFlags {
     }
 }
 
-/// What `madvise(advice)` makes of the hints `hints` of a mapping that is
+/// What `madvise(advice)` makes of the flags `flags` of a mapping that is
 /// `anonymous` (private anonymous memory or the heap: no file, not shared)
 /// and `shared` (`MAP_SHARED`), as Linux 6.18's `madvise_vma_behavior`
 /// computes its new flags: `None` if `advice` sets no hint; `EINVAL` for
@@ -86,28 +86,28 @@ impl Sub for VmFlags {
 /// a shared mapping is ignored, as Linux's `ksm_madvise` does.
 pub fn after(
     advice: Advice,
-    hints: VmFlags,
+    flags: VmFlags,
     anonymous: bool,
     shared: bool,
 ) -> Option<Result<VmFlags, Errno>> {
     let read_ahead = VmFlags::RAND_READ | VmFlags::SEQ_READ;
     let huge = VmFlags::HUGEPAGE | VmFlags::NOHUGEPAGE;
     let new = match advice.0 {
-        MADV_NORMAL => hints - read_ahead,
-        MADV_RANDOM => (hints - read_ahead) | VmFlags::RAND_READ,
-        MADV_SEQUENTIAL => (hints - read_ahead) | VmFlags::SEQ_READ,
-        MADV_DONTFORK => hints | VmFlags::DONTCOPY,
-        MADV_DOFORK => hints - VmFlags::DONTCOPY,
-        MADV_DONTDUMP => hints | VmFlags::DONTDUMP,
-        MADV_DODUMP => hints - VmFlags::DONTDUMP,
+        MADV_NORMAL => flags - read_ahead,
+        MADV_RANDOM => (flags - read_ahead) | VmFlags::RAND_READ,
+        MADV_SEQUENTIAL => (flags - read_ahead) | VmFlags::SEQ_READ,
+        MADV_DONTFORK => flags | VmFlags::DONTCOPY,
+        MADV_DOFORK => flags - VmFlags::DONTCOPY,
+        MADV_DONTDUMP => flags | VmFlags::DONTDUMP,
+        MADV_DODUMP => flags - VmFlags::DONTDUMP,
         MADV_WIPEONFORK if !anonymous => return Some(Err(Errno::EINVAL)),
-        MADV_WIPEONFORK => hints | VmFlags::WIPEONFORK,
-        MADV_KEEPONFORK => hints - VmFlags::WIPEONFORK,
-        MADV_HUGEPAGE => (hints - huge) | VmFlags::HUGEPAGE,
-        MADV_NOHUGEPAGE => (hints - huge) | VmFlags::NOHUGEPAGE,
-        MADV_MERGEABLE if shared => hints,
-        MADV_MERGEABLE => hints | VmFlags::MERGEABLE,
-        MADV_UNMERGEABLE => hints - VmFlags::MERGEABLE,
+        MADV_WIPEONFORK => flags | VmFlags::WIPEONFORK,
+        MADV_KEEPONFORK => flags - VmFlags::WIPEONFORK,
+        MADV_HUGEPAGE => (flags - huge) | VmFlags::HUGEPAGE,
+        MADV_NOHUGEPAGE => (flags - huge) | VmFlags::NOHUGEPAGE,
+        MADV_MERGEABLE if shared => flags,
+        MADV_MERGEABLE => flags | VmFlags::MERGEABLE,
+        MADV_UNMERGEABLE => flags - VmFlags::MERGEABLE,
         _ => return None,
     };
     Some(Ok(new))
