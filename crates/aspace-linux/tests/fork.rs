@@ -246,3 +246,37 @@ fn a_forked_child_is_not_locked() {
     assert_eq!(c0.read_u64(va(BASE)).unwrap(), 5);
     c1.idle();
 }
+
+/// Linux 6.18 keeps a child's mapping whose `anon_vma` came with the fork
+/// from merging with a neighbour that has none (`vma_had_uncowed_parents`):
+/// the child's heap grows by a mapping of its own, and a new mapping next
+/// to a written one stays apart, where the parent's merge (checked against
+/// Linux with small C programs).
+#[test]
+fn a_childs_inherited_anon_vma_does_not_merge_with_fresh_memory() {
+    let (_sim, mut mm, mut c0, mut c1) = setup();
+    let anon = MapFlags(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
+    c0.run(|| mm.mmap(BASE, 2 * PAGE_SIZE, Prot::RW, anon, None, 0))
+        .unwrap();
+    store(&mut mm, &mut c0, BASE, 1);
+    let brk = c0.run(|| mm.brk(0));
+    c0.run(|| mm.brk(brk + PAGE_SIZE));
+    store(&mut mm, &mut c0, brk, 2);
+    let mut child = c0.run(|| mm.fork()).unwrap();
+    c1.switch_to(child.space()).unwrap();
+    for m in [&mut mm, &mut child] {
+        let cpu = if m.vma_at(BASE).unwrap().anon.unwrap().inherited {
+            &mut c1
+        } else {
+            &mut c0
+        };
+        cpu.run(|| m.brk(brk + 2 * PAGE_SIZE));
+        cpu.run(|| m.mmap(BASE + 2 * PAGE_SIZE, PAGE_SIZE, Prot::RW, anon, None, 0))
+            .unwrap();
+    }
+    // The parent: one heap, one anonymous mapping.
+    assert_eq!(mm.maps().len(), 2, "{:?}", mm.maps());
+    // The child: each split where fresh memory met inherited memory.
+    assert_eq!(child.maps().len(), 4, "{:?}", child.maps());
+    c1.idle();
+}

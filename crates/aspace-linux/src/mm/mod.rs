@@ -185,13 +185,26 @@ pub struct Vma {
     /// since) without `MAP_NORESERVE`. Linux never takes it away, and
     /// mappings that differ in it do not merge.
     pub account: bool,
-    /// The `anon_vma` (a number) a private mapping gets when a page of it
-    /// is first written; split parts share it. Two neighbours merge only if
-    /// one has none or both the same.
-    pub anon: Option<u64>,
-    /// The `VM_*` flags `madvise` and `mlock` set (see [`vm_flags`]); mappings that differ in
-    /// them do not merge.
+    /// The `anon_vma` a private mapping gets when a page of it is first
+    /// written; split parts share it. Two neighbours merge only if both
+    /// have the same, or one has none and the other's did not come with a
+    /// fork.
+    pub anon: Option<AnonVma>,
+    /// The `VM_*` flags `madvise` and `mlock` set (see [`vm_flags`]);
+    /// mappings that differ in them do not merge.
     pub flags: VmFlags,
+}
+
+/// A private mapping's `anon_vma`, as far as merging looks at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AnonVma {
+    /// The number naming it.
+    pub id: u64,
+    /// Whether the mapping got it in a fork: Linux's chain then links the
+    /// parent's `anon_vma` too (`vma_had_uncowed_parents`), and Linux 6.18
+    /// merges such a mapping only with one sharing its `anon_vma`, not with
+    /// one that has none.
+    pub inherited: bool,
 }
 
 impl Vma {
@@ -240,7 +253,7 @@ impl Vma {
 
     /// [`merges_with`](Self::merges_with) for this mapping with `anon` as
     /// its `anon_vma` (what it has once merged with the one below it).
-    fn merges_as(&self, anon: Option<u64>, next: &Vma) -> bool {
+    fn merges_as(&self, anon: Option<AnonVma>, next: &Vma) -> bool {
         let same_backing = match (&self.kind, &next.kind) {
             (Kind::Anon, Kind::Anon) | (Kind::Heap, Kind::Heap) => {
                 self.first + self.pages() == next.first
@@ -260,8 +273,10 @@ impl Vma {
             _ => false,
         };
         let anon = match (anon, next.anon) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
+            (Some(a), Some(b)) => a.id == b.id,
+            (Some(a), None) => !a.inherited,
+            (None, Some(b)) => !b.inherited,
+            (None, None) => true,
         };
         self.end == next.start
             && same_backing
@@ -373,7 +388,7 @@ struct Neighbours {
     /// The record above is merged into it.
     next: bool,
     /// Its `anon_vma` once merged with the one below.
-    anon: Option<u64>,
+    anon: Option<AnonVma>,
 }
 
 /// Result of a call: the value Linux returns on success, or its errno.
@@ -457,9 +472,9 @@ impl<M: Machine> LinuxMm<M> {
     /// core's fork copies the `MADV_DONTFORK` ranges too before the child
     /// drops them: their private pages count against the commit limit for
     /// the fork and are copy-on-write in the parent until its next write
-    /// (no data changes). Linux 6.18 also keeps a child's mapping whose
-    /// `anon_vma` was inherited from merging with a neighbour that has none
-    /// (`vma_had_uncowed_parents`); this does not model that.
+    /// (no data changes). A child's mapping whose `anon_vma` came with the
+    /// fork merges only with mappings sharing it, not with ones that have
+    /// none (Linux 6.18's `vma_had_uncowed_parents`, see [`AnonVma`]).
     pub fn fork(&mut self) -> Result<LinuxMm<M>, Errno> {
         let space = self.system.fork(&self.space).map_err(errno_of)?;
         let mut vmas = self.vmas.clone();
@@ -507,7 +522,10 @@ impl<M: Machine> LinuxMm<M> {
         for start in starts {
             self.next_id += 1;
             if let Some(mut v) = vmas.get_mut(start) {
-                v.anon = Some(self.next_id);
+                v.anon = Some(AnonVma {
+                    id: self.next_id,
+                    inherited: true,
+                });
             }
         }
         Ok(LinuxMm {
@@ -584,7 +602,10 @@ impl<M: Machine> LinuxMm<M> {
         {
             let id = self.new_id();
             if let Some(mut v) = self.vmas.get_mut(start) {
-                v.anon = Some(id);
+                v.anon = Some(AnonVma {
+                    id,
+                    inherited: false,
+                });
             }
         }
     }
