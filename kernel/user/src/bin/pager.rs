@@ -77,7 +77,9 @@ fn main(mode: u64) -> i32 {
         }
         asked[page] += 1;
         if mode == 1 {
-            for _ in 0..200 {
+            // Long enough that a host running the emulated CPUs on fewer
+            // cores still gives the client's other thread a turn meanwhile.
+            for _ in 0..2000 {
                 yield_now();
             }
         }
