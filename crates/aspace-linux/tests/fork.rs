@@ -128,7 +128,7 @@ fn fork_copies_private_mappings_on_write_and_shares_shared_ones() {
     assert_eq!(c1.read_u64(va(private)).unwrap(), 40);
     assert_ne!(child.maps(), mm.maps());
     // Everything back once both are gone and the file is dropped.
-    let file = mm.file("F");
+    let file = mm.file("F").unwrap();
     c1.idle();
     c0.idle();
     drop(child);

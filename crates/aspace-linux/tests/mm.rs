@@ -473,7 +473,7 @@ fn areas_in(mm: &LinuxMm<SimMachine>, lo: u64, hi: u64) -> usize {
 
 /// The first word of each page of file `F` (as the object holds it).
 fn file_words(sim: &Sim, mm: &mut LinuxMm<SimMachine>, pages: u64) -> Vec<u64> {
-    let file = mm.file("F");
+    let file = mm.file("F").unwrap();
     (0..pages)
         .map(|i| {
             file.peek(i)

@@ -31,6 +31,7 @@ pub mod memory;
 pub mod mmu;
 pub mod pager;
 pub mod paging;
+pub mod snapshot;
 pub mod tlb;
 
 use std::sync::atomic::Ordering::Relaxed;

@@ -16,8 +16,7 @@ use aspace::{
 use aspace_sim::{Cpu, Sim, SimConfig, SpaceHandle};
 
 mod common;
-mod snapshot;
-use snapshot::{state, State};
+use aspace_sim::snapshot::{state, State};
 
 const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);
 const A: u64 = 0x40_0000;

@@ -23,8 +23,7 @@ use aspace_sim::pager::SimPager;
 use aspace_sim::{Cpu, Sim, SimConfig, SimHardware, SimMachine, SpaceHandle};
 
 mod common;
-mod snapshot;
-use snapshot::{state, State};
+use aspace_sim::snapshot::{state, State};
 
 #[global_allocator]
 static HEAP: FailingHeap = FailingHeap;

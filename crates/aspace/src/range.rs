@@ -342,10 +342,31 @@ impl<M: Machine> AddressSpace<M> {
     /// page in no area, or a partial one, `NotFound` (Linux `ENOMEM`,
     /// after discarding the mapped parts).
     pub fn discard_range(&self, base: VirtAddr, size: u64) -> Result<()> {
+        self.discard(base, size, false)
+    }
+
+    /// [`discard_range`](Self::discard_range) of the pages of `[base, base
+    /// + size)` that lie in areas, holes skipped (Linux's
+    /// `madvise(MADV_DONTNEED)` over a range with holes: every mapped part
+    /// in one step, one shootdown round). Refusals, before anything
+    /// changed: bad range `InvalidArgument`; a partial area in the range
+    /// `NotFound`; the heap refusing room for a cut run `NoMemory`.
+    pub fn discard_mapped(&self, base: VirtAddr, size: u64) -> Result<()> {
+        self.discard(base, size, true)
+    }
+
+    /// [`discard_range`](Self::discard_range), holes allowed or not.
+    fn discard(&self, base: VirtAddr, size: u64, holes: bool) -> Result<()> {
         let range = Self::checked_range(base, size)?;
         let (s, e) = (range.start.number(), range.end().number());
         let tree = self.areas.write();
-        Self::check_covered(&tree, s, e)?;
+        if !holes {
+            Self::check_covered(&tree, s, e)?;
+        } else if Self::areas_in(&tree, s, e)
+            .any(|(_, _, slot)| slot.lock().attrs.contains(AreaAttrs::PARTIAL))
+        {
+            return Err(Error::NotFound);
+        }
         // Room for the runs of the area with the most in the range, taken
         // before anything changes.
         let mut most = 0;

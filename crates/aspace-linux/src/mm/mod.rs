@@ -81,8 +81,7 @@ use crate::flags::{Advice, LockAllFlags, LockFlags, MapFlags, RemapFlags, SyncFl
 use crate::maps::{Backing, MapKey, MapsLine};
 use crate::prot::Prot;
 use crate::{Call, FileRef};
-use alloc::collections::BTreeMap;
-use alloc::string::{String, ToString};
+use alloc::string::ToString;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use aspace::backend::{AnonBackend, BackendRef};
@@ -138,13 +137,13 @@ pub enum Kind {
     Anon,
     /// The program break's memory (`[heap]`).
     Heap,
-    /// A memory object: an in-memory file (`file: Some`) or the object of a
-    /// shared anonymous mapping.
+    /// A memory object: an in-memory file (`file`, named by the object) or
+    /// the object of a shared anonymous mapping.
     Object {
         /// The object.
-        object: Arc<MemObject>,
-        /// The file's name, if it is a file.
-        file: Option<String>,
+        object: TryArc<MemObject>,
+        /// Whether it is a file ([`MemObject::name`] has its name).
+        file: bool,
         /// `MAP_PRIVATE` (pages copied at their first write).
         private: bool,
     },
@@ -214,11 +213,14 @@ impl Vma {
             Kind::Anon => (false, Backing::Anon),
             Kind::Heap => (false, Backing::Heap),
             Kind::Object {
-                file: Some(name),
+                object,
+                file: true,
                 private,
-                ..
-            } => (!private, Backing::File(name.clone())),
-            Kind::Object { file: None, .. } => (true, Backing::SharedAnon),
+            } => (
+                !private,
+                Backing::File(object.name().unwrap_or_default().to_string()),
+            ),
+            Kind::Object { file: false, .. } => (true, Backing::SharedAnon),
         };
         MapKey {
             start: self.start,
@@ -235,7 +237,7 @@ impl Vma {
     }
 
     /// The object, if any.
-    pub fn object(&self) -> Option<&Arc<MemObject>> {
+    pub fn object(&self) -> Option<&TryArc<MemObject>> {
         match &self.kind {
             Kind::Object { object, .. } => Some(object),
             _ => None,
@@ -269,7 +271,7 @@ impl Vma {
                     private: pb,
                     ..
                 },
-            ) => Arc::ptr_eq(a, b) && pa == pb && self.first + self.pages() == next.first,
+            ) => TryArc::ptr_eq(a, b) && pa == pb && self.first + self.pages() == next.first,
             _ => false,
         };
         let anon = match (anon, next.anon) {
@@ -403,8 +405,8 @@ pub struct LinuxMm<M: Machine> {
     brk: u64,
     /// Linux's mappings by start address.
     vmas: Records,
-    /// In-memory files by name.
-    files: BTreeMap<String, Arc<MemObject>>,
+    /// The in-memory files (named by [`MemObject::name`]; few).
+    files: Vec<TryArc<MemObject>>,
     /// The next object or `anon_vma` number.
     next_id: u64,
     /// What a hole in a range does (see [`HolePolicy`]).
@@ -433,7 +435,7 @@ impl<M: Machine> LinuxMm<M> {
             brk: layout.brk_start,
             layout,
             vmas: Records::new(),
-            files: BTreeMap::new(),
+            files: Vec::new(),
             next_id: 1,
             holes: HolePolicy::Linux,
             any_growsdown: false,
@@ -476,52 +478,43 @@ impl<M: Machine> LinuxMm<M> {
     /// fork merges only with mappings sharing it, not with ones that have
     /// none (Linux 6.18's `vma_had_uncowed_parents`, see [`AnonVma`]).
     pub fn fork(&mut self) -> Result<LinuxMm<M>, Errno> {
+        // The heap first (the child's records and file list), then the
+        // core's fork: a refusal leaves this process as it was.
+        let mut vmas = self.vmas.try_clone().ok_or(Errno::ENOMEM)?;
+        let mut files = Vec::new();
+        files
+            .try_reserve_exact(self.files.len())
+            .map_err(|_| Errno::ENOMEM)?;
+        files.extend(self.files.iter().cloned());
         let space = self.system.fork(&self.space).map_err(errno_of)?;
-        let mut vmas = self.vmas.clone();
         // The child's address space is a full copy: the ranges it must not
-        // have, or have empty, go now (nothing of this process changes).
-        let (mut gone, mut wiped) = (Vec::new(), Vec::new());
-        for v in vmas.values() {
+        // have go, those it must have empty are emptied, its mappings are
+        // not locked (Linux's dup_mmap), and each private one that has an
+        // anon_vma gets one of its own, inherited. One pass, no list: each
+        // record is looked up by where the last one ended.
+        let mut at = 0;
+        while let Some(v) = vmas.from(at) {
+            let (start, end) = (v.start, v.end);
+            at = end;
             if v.flags.contains(VmFlags::DONTCOPY) {
-                gone.push((v.start, v.end));
-            } else if v.flags.contains(VmFlags::WIPEONFORK) {
-                wiped.push(v.start);
+                space
+                    .unmap_range(VirtAddr::new(start), end - start)
+                    .map_err(errno_of)?;
+                let _ = vmas.remove(start);
+                continue;
             }
-        }
-        for &(lo, hi) in &gone {
-            space
-                .unmap_range(VirtAddr::new(lo), hi - lo)
-                .map_err(errno_of)?;
-            let _ = vmas.remove(lo);
-        }
-        // Linux's dup_mmap: the child's mappings are not locked.
-        let locked: Vec<u64> = vmas
-            .values()
-            .filter(|v| v.flags.intersects(VmFlags::LOCK_MASK))
-            .map(|v| v.start)
-            .collect();
-        for start in locked {
-            if let Some(mut v) = vmas.get_mut(start) {
-                v.flags = v.flags - VmFlags::LOCK_MASK;
-            }
-        }
-        for &start in &wiped {
             let Some(mut v) = vmas.get_mut(start) else {
                 continue;
             };
-            space
-                .discard_range(VirtAddr::new(v.start), v.end - v.start)
-                .map_err(errno_of)?;
-            v.anon = None;
-        }
-        let starts: Vec<u64> = vmas
-            .values()
-            .filter(|v| v.anon.is_some())
-            .map(|v| v.start)
-            .collect();
-        for start in starts {
-            self.next_id += 1;
-            if let Some(mut v) = vmas.get_mut(start) {
+            if v.flags.contains(VmFlags::WIPEONFORK) {
+                space
+                    .discard_range(VirtAddr::new(start), end - start)
+                    .map_err(errno_of)?;
+                v.anon = None;
+            }
+            v.flags = v.flags - VmFlags::LOCK_MASK;
+            if v.anon.is_some() {
+                self.next_id += 1;
                 v.anon = Some(AnonVma {
                     id: self.next_id,
                     inherited: true,
@@ -534,7 +527,7 @@ impl<M: Machine> LinuxMm<M> {
             layout: self.layout,
             brk: self.brk,
             vmas,
-            files: self.files.clone(),
+            files,
             next_id: self.next_id,
             holes: self.holes,
             any_growsdown: self.any_growsdown,
@@ -569,14 +562,19 @@ impl<M: Machine> LinuxMm<M> {
         self.vmas.at_or_below(addr).filter(|v| addr < v.end)
     }
 
-    /// The in-memory file `name` (made on first use, 64 MiB of zeros).
-    pub fn file(&mut self, name: &str) -> Arc<MemObject> {
-        if let Some(f) = self.files.get(name) {
-            return f.clone();
+    /// The in-memory file `name` (made on first use, 64 MiB of zeros);
+    /// `ENOMEM` if the heap refuses a new one.
+    pub fn file(&mut self, name: &str) -> Result<TryArc<MemObject>, Errno> {
+        if let Some(f) = self.files.iter().find(|f| f.name() == Some(name)) {
+            return Ok(f.clone());
         }
-        let f = Arc::new(MemObject::new(FILE_PAGES, self.new_id()));
-        self.files.insert(name.to_string(), f.clone());
-        f
+        self.files.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+        let id = self.next_id + 1;
+        let object = MemObject::file(FILE_PAGES, id, name).ok_or(Errno::ENOMEM)?;
+        let f = TryArc::try_new(object).map_err(|_| Errno::ENOMEM)?;
+        self.next_id = id;
+        self.files.push(f.clone());
+        Ok(f)
     }
 
     fn new_id(&mut self) -> u64 {
@@ -649,16 +647,29 @@ impl<M: Machine> LinuxMm<M> {
 
     /// Starts of the mappings meeting `[lo, hi)`, in address order: one
     /// search per mapping, from `hi` down (the mappings do not overlap, so
-    /// their ends fall with their starts).
-    fn meeting(&self, lo: u64, hi: u64) -> Vec<u64> {
-        let mut out: Vec<u64> = self
-            .vmas
-            .rev_below(hi)
-            .take_while(|v| v.end > lo)
-            .map(|v| v.start)
-            .collect();
+    /// their ends fall with their starts). `ENOMEM` if the heap refuses
+    /// the list.
+    fn meeting(&self, lo: u64, hi: u64) -> Result<Vec<u64>, Errno> {
+        let mut out: Vec<u64> = Vec::new();
+        for v in self.vmas.rev_below(hi).take_while(|v| v.end > lo) {
+            if out.len() == out.capacity() {
+                out.try_reserve(out.len().max(4))
+                    .map_err(|_| Errno::ENOMEM)?;
+            }
+            out.push(v.start);
+        }
         out.reverse();
-        out
+        Ok(out)
+    }
+
+    /// Room for `more` new records, taken before a call changes anything
+    /// (then no record update allocates): `ENOMEM` if the heap refuses.
+    fn room(&mut self, more: usize) -> Result<(), Errno> {
+        if self.vmas.try_reserve(more) {
+            Ok(())
+        } else {
+            Err(Errno::ENOMEM)
+        }
     }
 
     /// Whether `[lo, hi)` meets any mapping.
@@ -668,9 +679,9 @@ impl<M: Machine> LinuxMm<M> {
 
     /// Removes the records' parts in `[lo, hi)` (`starts`: the records
     /// meeting it, as [`meeting`](Self::meeting) gives them); gives back
-    /// shared anonymous objects no mapping maps any more.
+    /// shared anonymous objects no mapping maps any more. Needs room for
+    /// one record (the part above `hi` of a mapping holding the range).
     fn remove_recs(&mut self, starts: &[u64], lo: u64, hi: u64) {
-        let mut gone: Vec<Vma> = Vec::new();
         for &s in starts {
             if s < lo {
                 // The first, across `lo`: it keeps its part below, and its
@@ -694,11 +705,8 @@ impl<M: Machine> LinuxMm<M> {
                 let upper = v.split_off(hi);
                 self.vmas.insert(upper);
             }
-            if v.object().is_some() {
-                gone.push(v);
-            }
-        }
-        for v in gone {
+            // Given back once its last mapping goes (a later one in the
+            // range still maps it until then).
             if let Some(o) = v.object() {
                 self.drop_object_if_unused(o);
             }
@@ -784,12 +792,12 @@ impl<M: Machine> LinuxMm<M> {
     }
 
     /// Gives back a shared anonymous object's frames once no mapping maps it.
-    fn drop_object_if_unused(&self, object: &Arc<MemObject>) {
-        let file = self.files.values().any(|f| Arc::ptr_eq(f, object));
+    fn drop_object_if_unused(&self, object: &TryArc<MemObject>) {
+        let file = self.files.iter().any(|f| TryArc::ptr_eq(f, object));
         let mapped = self
             .vmas
             .values()
-            .any(|v| v.object().is_some_and(|o| Arc::ptr_eq(o, object)));
+            .any(|v| v.object().is_some_and(|o| TryArc::ptr_eq(o, object)));
         if !file && !mapped {
             object.release(self.system.machine().frames());
         }
@@ -821,7 +829,7 @@ impl<M: Machine> LinuxMm<M> {
         matches!(
             kind,
             Kind::Object {
-                file: Some(_),
+                file: true,
                 private: true,
                 ..
             }
@@ -850,14 +858,20 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    /// Makes `v`'s core area, merged with compatible neighbours when a
-    /// record `touching` it (no record touching it, no area does either).
-    fn create_area(&self, v: &Vma, touching: bool) -> Result<(), Errno> {
+    /// Makes `v`'s core area over `backend` (made by
+    /// [`backend`](Self::backend) beforehand, so that nothing but the core
+    /// can refuse here), merged with compatible neighbours when a record
+    /// `touching` it (no record touching it, no area does either).
+    fn create_area(
+        &self,
+        v: &Vma,
+        backend: BackendRef<M::Memory, M::Frames>,
+        touching: bool,
+    ) -> Result<(), Errno> {
         let mut flags = Self::rights(v.prot)?;
         if v.noreserve {
             flags |= AreaFlags::LATE_RESERVE;
         }
-        let backend = self.backend(v).map_err(errno_of)?;
         self.space
             .area_create_with(
                 VirtAddr::new(v.start),
@@ -878,6 +892,7 @@ impl<M: Machine> LinuxMm<M> {
         if lo >= hi {
             return Ok(());
         }
+        self.room(1)?;
         // The commonest case, a whole mapping: one search.
         if let Some(v) = self.vmas.remove_exact(lo, hi) {
             if let Err(e) = self.space.unmap_range(VirtAddr::new(lo), hi - lo) {
@@ -900,7 +915,7 @@ impl<M: Machine> LinuxMm<M> {
                 return Ok(());
             }
         }
-        let starts = self.meeting(lo, hi);
+        let starts = self.meeting(lo, hi)?;
         if starts.is_empty() {
             return Ok(());
         }
@@ -1059,6 +1074,8 @@ impl<M: Machine> LinuxMm<M> {
         if flags.has(MAP_FIXED_NOREPLACE) && self.taken(base, end) {
             return Err(Errno::EEXIST);
         }
+        // Room for the records (a mapping cut by MAP_FIXED, the new one).
+        self.room(2)?;
         let private = match flags.0 & MAP_TYPE {
             MAP_PRIVATE => true,
             MAP_SHARED | MAP_SHARED_VALIDATE => false,
@@ -1067,8 +1084,8 @@ impl<M: Machine> LinuxMm<M> {
         let growsdown = flags.has(MAP_GROWSDOWN);
         let kind = match (file, flags.anonymous()) {
             (Some(FileRef(name)), false) => Kind::Object {
-                object: self.file(name),
-                file: Some(name.clone()),
+                object: self.file(name)?,
+                file: true,
                 private,
             },
             (None, false) => return Err(Errno::EBADF),
@@ -1077,17 +1094,20 @@ impl<M: Machine> LinuxMm<M> {
                 if growsdown {
                     return Err(Errno::EINVAL);
                 }
-                let id = self.new_id();
+                let id = self.next_id + 1;
+                let object = TryArc::try_new(MemObject::new(len / PAGE_SIZE, id))
+                    .map_err(|_| Errno::ENOMEM)?;
+                self.next_id = id;
                 Kind::Object {
-                    object: Arc::new(MemObject::new(len / PAGE_SIZE, id)),
-                    file: None,
+                    object,
+                    file: false,
                     private: false,
                 }
             }
         };
         let first = match kind {
-            Kind::Object { file: Some(_), .. } => pgoff,
-            Kind::Object { file: None, .. } => 0,
+            Kind::Object { file: true, .. } => pgoff,
+            Kind::Object { file: false, .. } => 0,
             Kind::Anon | Kind::Heap => base / PAGE_SIZE,
         };
         let noreserve = flags.has(MAP_NORESERVE);
@@ -1138,13 +1158,14 @@ impl<M: Machine> LinuxMm<M> {
         if Self::reserves(&vma) > self.system.reserve().available() + freed {
             return Err(Errno::ENOMEM);
         }
+        let backend = self.backend(&vma).map_err(errno_of)?;
         if fixed {
             self.unmap(base, end)?;
         }
         // Cannot fail after the checks above (a creation refused here would
         // leave the range unmapped, as a late MAP_FIXED failure does on Linux).
         let nb = self.neighbours(&vma);
-        self.create_area(&vma, nb.touching)?;
+        self.create_area(&vma, backend, nb.touching)?;
         self.any_growsdown |= vma.growsdown;
         let lock = vma.flags;
         self.place(vma, nb);
@@ -1235,6 +1256,7 @@ impl<M: Machine> LinuxMm<M> {
         if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
+        self.room(cuts)?;
         // One step for the whole part; the core keeps copy-on-write pages
         // (a private file mapping's lent ones) read-only whatever the rights.
         if any_change {
@@ -1519,6 +1541,9 @@ impl<M: Machine> LinuxMm<M> {
     /// tail, the core moves the rest. `ENOSYS` with nothing changed when the
     /// core keeps the old range as several areas.
     fn move_to(&mut self, old: u64, old_len: u64, to: u64, new_len: u64) -> MmResult {
+        // The mapping cut at both ends of the moved part, its target cut
+        // at both ends, the moved record: at most four more at once.
+        self.room(4)?;
         let moved = old_len.min(new_len);
         let one_area = |space: &AddressSpace<M>| {
             space
@@ -1642,7 +1667,10 @@ impl<M: Machine> LinuxMm<M> {
             }
             _ => {
                 let nb = self.neighbours(&grown);
-                let ok = self.create_area(&grown, nb.touching).is_ok();
+                let ok = self.room(1).is_ok()
+                    && self
+                        .backend(&grown)
+                        .is_ok_and(|b| self.create_area(&grown, b, nb.touching).is_ok());
                 if ok {
                     self.place(grown, nb);
                 }
@@ -1712,11 +1740,9 @@ impl<M: Machine> LinuxMm<M> {
         let mut hole = false;
         let mut cuts = 0;
         let mut refused: Option<(u64, Errno)> = None;
-        let mut runs: Vec<(u64, u64)> = Vec::new();
-        for s in self.meeting(addr, end) {
-            let Some(v) = self.vmas.get(s) else {
-                continue;
-            };
+        let mut next = self.first_ending_above(addr).filter(|v| v.start < end);
+        while let Some(v) = next {
+            next = self.vmas.from(v.end).filter(|n| n.start < end);
             if v.start > at {
                 hole = true;
             }
@@ -1751,11 +1777,6 @@ impl<M: Machine> LinuxMm<M> {
                 }
                 _ => {}
             }
-            let lo = v.start.max(addr);
-            match runs.last_mut() {
-                Some(r) if r.1 == lo => r.1 = v.end.min(end),
-                _ => runs.push((lo, v.end.min(end))),
-            }
             at = v.end;
         }
         if refused.is_none() && at < end {
@@ -1777,15 +1798,17 @@ impl<M: Machine> LinuxMm<M> {
         }
         let stop = refused.map_or(end, |(at, _)| at);
         match effect {
-            Effect::Drop => {
-                for (lo, hi) in runs {
-                    self.space
-                        .discard_range(VirtAddr::new(lo), hi - lo)
-                        .map_err(errno_of)?;
-                }
+            // The mapped parts before the stop, in one step.
+            Effect::Drop if stop > addr => {
+                self.space
+                    .discard_mapped(VirtAddr::new(addr), stop - addr)
+                    .map_err(errno_of)?;
             }
-            Effect::Hint => self.rehint(addr, stop, advice),
-            Effect::Free | Effect::Nothing | Effect::Populate { .. } => {}
+            Effect::Hint => {
+                self.room(cuts)?;
+                self.rehint(addr, stop, advice);
+            }
+            Effect::Drop | Effect::Free | Effect::Nothing | Effect::Populate { .. } => {}
         }
         match refused {
             Some((_, e)) => Err(e),
@@ -2039,6 +2062,7 @@ impl<M: Machine> LinuxMm<M> {
         if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
+        self.room(cuts)?;
         let mut at = start;
         while at < end {
             let v = self.vma_at(at).ok_or(Errno::ENOMEM)?;
@@ -2161,7 +2185,7 @@ impl<M: Machine> Drop for LinuxMm<M> {
                 o.release(frames);
             }
         }
-        for f in self.files.values() {
+        for f in &self.files {
             f.release(frames);
         }
     }

@@ -16,9 +16,10 @@
 //!   page into a frame of the mapping's own (Linux's copy-on-write of a
 //!   `MAP_PRIVATE` file mapping). The area keeps its real rights: many
 //!   copied pages stay one area.
-use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
+use alloc::string::String;
+use alloc::vec::Vec;
 use aspace::backend::{AreaInfo, Backend, BackendCaps};
+use aspace::TryArc;
 use aspace::{Access, Error, Frame, FrameAllocator, Page, PhysMemory};
 use spin::Mutex;
 
@@ -27,20 +28,41 @@ use spin::Mutex;
 pub struct MemObject {
     /// Pages in the object; an access past them is `SIGBUS` on Linux.
     pages: u64,
-    /// Page index -> the object's frame (one reference held here).
-    frames: Mutex<BTreeMap<u64, Frame>>,
+    /// The object's frames (one reference each held here).
+    frames: Mutex<FrameTable>,
     /// A number naming the object in maps lines (the inode).
     id: u64,
+    /// The file's name, for an in-memory file.
+    name: Option<String>,
 }
 
 impl MemObject {
-    /// An object of `pages` pages of zeros named `id`.
+    /// An object of `pages` pages of zeros numbered `id` (the object of a
+    /// shared anonymous mapping).
     pub fn new(pages: u64, id: u64) -> MemObject {
         MemObject {
             pages,
-            frames: Mutex::new(BTreeMap::new()),
+            frames: Mutex::new(FrameTable::default()),
             id,
+            name: None,
         }
+    }
+
+    /// The in-memory file `name` of `pages` pages of zeros numbered `id`;
+    /// `None` if the heap refuses the name.
+    pub fn file(pages: u64, id: u64, name: &str) -> Option<MemObject> {
+        let mut owned = String::new();
+        owned.try_reserve_exact(name.len()).ok()?;
+        owned.push_str(name);
+        Some(MemObject {
+            name: Some(owned),
+            ..MemObject::new(pages, id)
+        })
+    }
+
+    /// The file's name, for an in-memory file.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// Its length in pages.
@@ -69,13 +91,16 @@ impl MemObject {
         if index >= self.pages {
             return None;
         }
-        let mut map = self.frames.lock();
-        let frame = match map.get(&index) {
-            Some(&f) => f,
+        let mut table = self.frames.lock();
+        let frame = match table.get(index) {
+            Some(f) => f,
             None => {
+                // Room first: a refused heap leaves no frame taken.
+                let slot = table.slot(index)?;
                 let f = frames.alloc()?;
                 memory.zero_frame(f);
-                map.insert(index, f);
+                *slot = f.number() + 1;
+                table.len += 1;
                 f
             }
         };
@@ -86,21 +111,81 @@ impl MemObject {
     /// The object's frame of page `index`, if it has one (no reference taken:
     /// use it only while the object holds it).
     pub fn peek(&self, index: u64) -> Option<Frame> {
-        self.frames.lock().get(&index).copied()
+        self.frames.lock().get(index)
     }
 
     /// The indices in `lo..hi` of the pages that have a frame.
     pub fn indices_in(&self, lo: u64, hi: u64) -> alloc::vec::Vec<u64> {
-        self.frames.lock().range(lo..hi).map(|(&i, _)| i).collect()
+        let table = self.frames.lock();
+        (lo..hi).filter(|&i| table.get(i).is_some()).collect()
     }
 
     /// Gives back every frame the object holds (a mapping still using one
     /// keeps its own reference).
     pub fn release<F: FrameAllocator>(&self, frames: &F) {
-        let map = core::mem::take(&mut *self.frames.lock());
-        for (_, f) in map {
+        let table = core::mem::take(&mut *self.frames.lock());
+        for f in table.frames() {
             frames.release(f);
         }
+    }
+}
+
+/// Pages in one chunk of a [`FrameTable`].
+const CHUNK: u64 = 512;
+
+/// An object's frames by page index: chunks of [`CHUNK`] slots made on
+/// first use (sorted by chunk number), each slot a frame number plus one
+/// (0: no frame). Taking a slot asks the heap fallibly, so a fault on an
+/// object refused memory fails cleanly instead of aborting.
+#[derive(Debug, Default)]
+struct FrameTable {
+    chunks: Vec<(u64, Vec<u64>)>,
+    len: usize,
+}
+
+impl FrameTable {
+    /// The frame of page `index`, if it has one.
+    fn get(&self, index: u64) -> Option<Frame> {
+        let c = self
+            .chunks
+            .binary_search_by_key(&(index / CHUNK), |(n, _)| *n)
+            .ok()?;
+        match self.chunks[c].1[(index % CHUNK) as usize] {
+            0 => None,
+            n => Some(Frame::from_number(n - 1)),
+        }
+    }
+
+    /// The slot of page `index` (the caller fills it and counts it in
+    /// `len`); `None` with nothing changed if the heap refuses its chunk.
+    fn slot(&mut self, index: u64) -> Option<&mut u64> {
+        let key = index / CHUNK;
+        let c = match self.chunks.binary_search_by_key(&key, |(n, _)| *n) {
+            Ok(c) => c,
+            Err(c) => {
+                let mut chunk = Vec::new();
+                chunk.try_reserve_exact(CHUNK as usize).ok()?;
+                self.chunks.try_reserve(1).ok()?;
+                chunk.resize(CHUNK as usize, 0);
+                self.chunks.insert(c, (key, chunk));
+                c
+            }
+        };
+        Some(&mut self.chunks[c].1[(index % CHUNK) as usize])
+    }
+
+    /// How many pages have a frame.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Every frame held.
+    fn frames(&self) -> impl Iterator<Item = Frame> + '_ {
+        self.chunks
+            .iter()
+            .flat_map(|(_, c)| c.iter())
+            .filter(|&&n| n != 0)
+            .map(|&n| Frame::from_number(n - 1))
     }
 }
 
@@ -109,7 +194,7 @@ impl MemObject {
 #[derive(Debug, Clone)]
 pub struct ObjBackend {
     /// The object.
-    pub object: Arc<MemObject>,
+    pub object: TryArc<MemObject>,
     /// The object's page at the area's base.
     pub first: u64,
     /// Private (the object's frames lent, copied at the first write) rather

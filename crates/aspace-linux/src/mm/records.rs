@@ -16,7 +16,6 @@ use aspace::PAGE_SIZE;
 use super::Vma;
 
 /// The mappings, by start address.
-#[derive(Clone)]
 pub(super) struct Records {
     tree: AreaTree<Vma>,
 }
@@ -62,6 +61,22 @@ impl Records {
         Records {
             tree: AreaTree::new(),
         }
+    }
+
+    /// Makes room for `more` records: until the count passes `len() +
+    /// more`, no insertion or split allocates, whatever removals come in
+    /// between. `false` (nothing changed) if the heap refuses. Every call
+    /// takes the room its record changes need before it changes anything.
+    pub fn try_reserve(&mut self, more: usize) -> bool {
+        self.tree.try_reserve(more)
+    }
+
+    /// A copy, or `None` if the heap refuses it (a record's clone does not
+    /// allocate: objects are shared by reference).
+    pub fn try_clone(&self) -> Option<Self> {
+        Some(Records {
+            tree: self.tree.try_clone()?,
+        })
     }
 
     /// How many mappings there are.

@@ -84,6 +84,35 @@ impl<V> AreaTree<V> {
             && grow(&mut self.sums, inners)
     }
 
+    /// A copy of the tree, or `None` (nothing kept) if the heap refuses
+    /// the copy's nodes: for a copy that must fail cleanly (a forked
+    /// process's records). The values are cloned as they are; a value
+    /// whose clone allocates infallibly defeats the purpose.
+    pub fn try_clone(&self) -> Option<Self>
+    where
+        V: Clone,
+    {
+        fn copy<T: Clone>(from: &[T]) -> Option<Vec<T>> {
+            let mut to = Vec::new();
+            to.try_reserve_exact(from.len()).ok()?;
+            to.extend_from_slice(from);
+            Some(to)
+        }
+        Some(AreaTree {
+            leaves: copy(&self.leaves)?,
+            inners: copy(&self.inners)?,
+            sums: copy(&self.sums)?,
+            free_leaves: self.free_leaves,
+            free_inners: self.free_inners,
+            free_leaf_count: self.free_leaf_count,
+            free_inner_count: self.free_inner_count,
+            root: self.root,
+            height: self.height,
+            len: self.len,
+            gaps: self.gaps,
+        })
+    }
+
     /// Makes sure an insertion at `start` allocates nothing: room for the
     /// nodes its splits may take (a leaf if its leaf is full, an inner node
     /// per full inner node above, a new root if the root is full too), from

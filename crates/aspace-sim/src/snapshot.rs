@@ -2,8 +2,8 @@
 //! tests that check a refused operation changed nothing (frame and heap
 //! failure injection).
 
+use crate::{Sim, Space, SpaceHandle, TlbEntry};
 use aspace::{AreaInfo, Cpus, Frame, Page, PageFlags};
-use aspace_sim::{Sim, Space, SpaceHandle, TlbEntry};
 
 /// What one address space shows.
 #[derive(Debug, PartialEq)]
