@@ -421,6 +421,28 @@ fn range_operations() {
         w.s(0)
             .move_range(va(A2 + pages(2)), pages(3), va(FREE), pages(2))
     });
+    // The new area's backend is made beforehand.
+    let with_anon = || {
+        let mut w = populated();
+        w.elf = Some(TryArc::into_backend(TryArc::new(
+            aspace::backend::AnonBackend,
+        )));
+        w
+    };
+    inject("area_replace_with inside an area", with_anon, |w| {
+        let anon = w.elf.clone().expect("made");
+        w.s(0)
+            .area_replace_with(va(A2 + pages(2)), pages(2), RW, AreaAttrs::empty(), anon)
+    });
+    inject(
+        "area_replace_with over areas, a share and holes",
+        with_anon,
+        |w| {
+            let anon = w.elf.clone().expect("made");
+            w.s(0)
+                .area_replace_with(va(A), A2 + pages(3) - A, RW, AreaAttrs::empty(), anon)
+        },
+    );
     inject("unmap_range across areas and holes", populated, |w| {
         w.s(0)
             .unmap_range(va(A1 + pages(1)), A2 + pages(3) - (A1 + pages(1)))

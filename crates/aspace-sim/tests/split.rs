@@ -7,7 +7,9 @@
 use aspace::TryArc;
 
 use aspace::backend::elf::{ElfBackend, ElfImage, Segment};
-use aspace::{AreaFlags, Cpus, Error, FaultReason, Page, PageFlags, VirtAddr, PAGE_SIZE};
+use aspace::{
+    AreaAttrs, AreaFlags, Cpus, Error, FaultReason, Page, PageFlags, VirtAddr, PAGE_SIZE,
+};
 use aspace_sim::{Cpu, Sim, SimConfig, Space, SpaceHandle};
 
 mod common;
@@ -340,6 +342,89 @@ fn unmap_range_over_areas_parts_and_holes() {
     assert_eq!(sim.system().reserve().committed(), 0);
     // Page tables stay until the space goes.
     assert_eq!(sim.frames_in_use(), empty + s.page_table_frames() - 1);
+}
+
+/// A backend of anonymous memory.
+fn anon() -> aspace::BackendRef<aspace_sim::PhysMem, aspace_sim::FramePool> {
+    TryArc::into_backend(TryArc::new(aspace::backend::AnonBackend))
+}
+
+#[test]
+fn area_replace_takes_the_range_in_one_step() {
+    let (sim, s, mut c) = setup(2);
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s).unwrap();
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create(va(A + 6 * P), 4 * P, RW).unwrap();
+    s.area_create(va(A + 12 * P), 4 * P, RW).unwrap();
+    fill(&mut c, A, 4, 1);
+    fill(&mut c, A + 6 * P, 4, 2);
+    fill(&mut c, A + 12 * P, 4, 3);
+    for i in [2, 3, 6, 9, 12, 13] {
+        c1.read_u64(va(A + i * P)).unwrap();
+    }
+    let before = sim.system().stats();
+    // From the middle of the first area, over a hole, the second area, a
+    // hole, into the third: 12 pages of new memory, reserved up front.
+    let r = c.run(|| s.area_replace_with(va(A + 2 * P), 12 * P, R, AreaAttrs::empty(), anon()));
+    assert_eq!(r, Ok(va(A + 2 * P)));
+    let d = sim.system().stats().since(&before);
+    assert_eq!(d.shootdown_rounds, 1);
+    assert_eq!(d.frame_refs_released, 2 + 4 + 2);
+    assert_eq!(
+        areas(&s),
+        [(A, 2, RW), (A + 2 * P, 12, R), (A + 14 * P, 2, RW)]
+    );
+    assert_eq!(sim.system().reserve().committed(), 2 + 12 + 2);
+    assert_no_stale(&sim, &s);
+    // Old data outside, zeros inside, the new rights.
+    assert_eq!(c1.read_u64(va(A + P)).unwrap(), 1001);
+    assert_eq!(c1.read_u64(va(A + 15 * P)).unwrap(), 3003);
+    for i in [2, 6, 9, 13] {
+        assert_eq!(c1.read_u64(va(A + i * P)).unwrap(), 0);
+        assert_eq!(
+            c1.write_u64(va(A + i * P), 1).unwrap_err().reason,
+            FaultReason::Access
+        );
+    }
+    // Refusals change nothing.
+    let shown = areas(&s);
+    let e = AreaAttrs::empty();
+    assert_eq!(
+        s.area_replace_with(va(A + 1), P, RW, e, anon()),
+        Err(Error::InvalidArgument)
+    );
+    assert_eq!(
+        s.area_replace_with(va(A), 0, RW, e, anon()),
+        Err(Error::InvalidArgument)
+    );
+    assert_eq!(
+        s.area_replace_with(va(A), P, RW | AreaFlags::EXEC, e, anon()),
+        Err(Error::InvalidArgument)
+    );
+    assert_eq!(
+        s.area_replace_with(va(0), P, RW, e, anon()),
+        Err(Error::AddressNotAvailable)
+    );
+    assert_eq!(areas(&s), shown);
+    // Replacing whole areas by as much memory hands their reservation
+    // over: nothing more from the commit limit, even at the limit.
+    let free = sim.system().reserve().available();
+    let hog = c
+        .run(|| s.area_create(va(A + 32 * P), free * P, RW))
+        .unwrap();
+    assert_eq!(sim.system().reserve().available(), 0);
+    c.run(|| s.area_replace_with(hog, free * P, R, e, anon()))
+        .unwrap();
+    assert_eq!(sim.system().reserve().available(), 0);
+    // A part cut off an area gives its reservation back only afterwards:
+    // at the limit, that is refused.
+    assert_eq!(
+        c.run(|| s.area_replace_with(va(A + 2 * P), 2 * P, RW, e, anon())),
+        Err(Error::NoMemory)
+    );
+    c.run(|| s.unmap_range(va(A), 64 * P + free * P)).unwrap();
+    assert_eq!(sim.system().reserve().committed(), 0);
 }
 
 /// `unmap_range` of an area's top shrinks the area in place; it must
@@ -742,7 +827,7 @@ type Op = fn(&mut World) -> aspace::Result<()>;
 
 #[test]
 fn split_merge_unmap_protect_discard_need_no_frame() {
-    let ops: [(&str, Op); 6] = [
+    let ops: [(&str, Op); 7] = [
         ("split", |w| {
             w.cpus[0].run(|| w.spaces[0].area_split(va(A + 3 * P)))
         }),
@@ -765,6 +850,11 @@ fn split_merge_unmap_protect_discard_need_no_frame() {
         }),
         ("discard", |w| {
             w.cpus[0].run(|| w.spaces[0].discard_range(va(A + P), 8 * P))
+        }),
+        ("replace", |w| {
+            let e = AreaAttrs::empty();
+            w.cpus[0].run(|| w.spaces[0].area_replace_with(va(A + 2 * P), 7 * P, R, e, anon()))?;
+            Ok(())
         }),
     ];
     for (name, op) in ops {

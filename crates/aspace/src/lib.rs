@@ -77,6 +77,7 @@ mod page_in;
 pub mod paging;
 pub mod placement;
 pub mod range;
+pub mod replace;
 pub mod reserve;
 #[allow(unsafe_code)]
 mod shard_lock;

@@ -38,7 +38,7 @@ const KEPT: AreaFlags = AreaFlags::PLACEMENT.union(AreaFlags::LATE_RESERVE);
 impl<M: Machine> AddressSpace<M> {
     /// The `(start, end)` of the lowest area of `tree` that intersects
     /// pages `[s, e)`.
-    fn first_in(tree: &Areas<M>, s: u64, e: u64) -> Option<(u64, u64)> {
+    pub(crate) fn first_in(tree: &Areas<M>, s: u64, e: u64) -> Option<(u64, u64)> {
         Self::first_entry_in(tree, s, e).map(|(start, end, _)| (start, end))
     }
 

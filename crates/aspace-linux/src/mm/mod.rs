@@ -858,6 +858,17 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
+    /// The core area flags of `v`: its rights, and late reservation for
+    /// `MAP_NORESERVE`.
+    fn area_flags(v: &Vma) -> Result<AreaFlags, Errno> {
+        let flags = Self::rights(v.prot)?;
+        Ok(if v.noreserve {
+            flags | AreaFlags::LATE_RESERVE
+        } else {
+            flags
+        })
+    }
+
     /// Makes `v`'s core area over `backend` (made by
     /// [`backend`](Self::backend) beforehand, so that nothing but the core
     /// can refuse here), merged with compatible neighbours when a record
@@ -868,10 +879,7 @@ impl<M: Machine> LinuxMm<M> {
         backend: BackendRef<M::Memory, M::Frames>,
         touching: bool,
     ) -> Result<(), Errno> {
-        let mut flags = Self::rights(v.prot)?;
-        if v.noreserve {
-            flags |= AreaFlags::LATE_RESERVE;
-        }
+        let flags = Self::area_flags(v)?;
         self.space
             .area_create_with(
                 VirtAddr::new(v.start),
@@ -1159,13 +1167,25 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::ENOMEM);
         }
         let backend = self.backend(&vma).map_err(errno_of)?;
-        if fixed {
-            self.unmap(base, end)?;
-        }
-        // Cannot fail after the checks above (a creation refused here would
-        // leave the range unmapped, as a late MAP_FIXED failure does on Linux).
-        let nb = self.neighbours(&vma);
-        self.create_area(&vma, backend, nb.touching)?;
+        let nb = if fixed && self.taken(base, end) {
+            // What was there goes and the new area comes in one core step
+            // (a refusal changes nothing), then the records follow.
+            let starts = self.meeting(base, end)?;
+            let flags = Self::area_flags(&vma)?;
+            self.space
+                .area_replace_with(VirtAddr::new(base), len, flags, AreaAttrs::empty(), backend)
+                .map_err(errno_of)?;
+            self.remove_recs(&starts, base, end);
+            let nb = self.neighbours(&vma);
+            if nb.touching {
+                let _ = self.space.area_merge(VirtAddr::new(base));
+            }
+            nb
+        } else {
+            let nb = self.neighbours(&vma);
+            self.create_area(&vma, backend, nb.touching)?;
+            nb
+        };
         self.any_growsdown |= vma.growsdown;
         let lock = vma.flags;
         self.place(vma, nb);

@@ -1,0 +1,463 @@
+//! Every call of the Linux layer is all or nothing when the heap runs out,
+//! as the core's operations are: for each call the test heap
+//! ([`FailingHeap`], this binary's global allocator) refuses the call's
+//! n-th heap allocation and every later one, for n = 0, 1, 2, ... until the
+//! call succeeds without a refusal. A refused call must answer `ENOMEM`
+//! (the break: stay where it was) with everything as it was: the layer's
+//! records and break, and the machine's whole observable state (areas,
+//! used space, page tables, frames and their reference counts, TLBs,
+//! reservations). A call that copes with a refusal (a merge of the core's
+//! areas it does without) must leave the records a clean run leaves.
+//!
+//! Calls that fault pages in after their change (`MAP_POPULATE`,
+//! `MAP_LOCKED`, `mlock`, `mlockall`, `MADV_POPULATE_*`) do so as Linux
+//! does, page by page, best effort: memory refused there leaves the change
+//! made and fewer pages resident (Linux's populate is best effort too, and
+//! `mlock` says `EAGAIN`). For them the records must be as before or as a
+//! clean run leaves them, never anything else.
+//!
+//! Every world, torn down, must give back every frame and reservation. An
+//! infallible allocation hit while refusing aborts this binary ("memory
+//! allocation failed"); `ASPACE_HEAP_TRACE=1` prints a backtrace of each
+//! refusal, the last one before the abort naming the culprit.
+
+mod common;
+
+use aspace::PAGE_SIZE;
+use aspace_linux::consts::*;
+use aspace_linux::flags::{Advice, LockAllFlags, LockFlags, SyncFlags};
+use aspace_linux::mm::{HolePolicy, LinuxMm};
+use aspace_linux::{Errno, FileRef, MapFlags, Prot, RemapFlags};
+use aspace_sim::heap::{self, FailingHeap};
+use aspace_sim::snapshot::{state, State};
+use aspace_sim::{Cpu, Sim, SimMachine};
+
+use common::{setup, BASE};
+
+#[global_allocator]
+static HEAP: FailingHeap = FailingHeap;
+
+const ANON: u32 = MAP_PRIVATE | MAP_ANONYMOUS;
+
+fn p(n: u64) -> u64 {
+    n * PAGE_SIZE
+}
+
+/// `A`: 8 private pages, 0..6 written. `B`: 4 private pages, untouched,
+/// `MADV_HUGEPAGE` on its second. `S`: 4 shared anonymous pages, 2
+/// written. `F`: file `F` mapped private (page 0 read, page 1 written:
+/// copied). `G`: file `F` from its page 4, shared, page 0 written. `L`: 2
+/// locked pages. The break grown by 3 pages, one written.
+const A: u64 = BASE;
+const B: u64 = BASE + 16 * PAGE_SIZE;
+const S: u64 = BASE + 32 * PAGE_SIZE;
+const F: u64 = BASE + 48 * PAGE_SIZE;
+const G: u64 = BASE + 64 * PAGE_SIZE;
+const L: u64 = BASE + 80 * PAGE_SIZE;
+/// Free.
+const FREE: u64 = BASE + 128 * PAGE_SIZE;
+const BRK: u64 = 0x5555_0000_0000;
+
+struct World {
+    sim: Sim,
+    mm: LinuxMm<SimMachine>,
+    cpu: Cpu,
+}
+
+/// What a refused call must leave as it was.
+#[derive(Debug, PartialEq)]
+struct Everything {
+    records: String,
+    brk: u64,
+    machine: State,
+}
+
+impl World {
+    fn everything(&self) -> Everything {
+        Everything {
+            records: self.records(),
+            brk: self.mm.brk_now(),
+            machine: state(&self.sim, &[self.mm.space()]),
+        }
+    }
+
+    fn records(&self) -> String {
+        format!("{:#?}", self.mm.vmas().collect::<Vec<_>>())
+    }
+
+    fn write(&mut self, addr: u64, v: u64) {
+        let va = aspace::VirtAddr::new(addr);
+        self.cpu.write_u64(va, v).unwrap();
+        self.mm.touched(addr, true);
+    }
+}
+
+fn mmap(mm: &mut LinuxMm<SimMachine>, addr: u64, pages: u64, flags: u32) -> Result<u64, Errno> {
+    mm.mmap(addr, p(pages), Prot::RW, MapFlags(flags), None, 0)
+}
+
+fn file(
+    mm: &mut LinuxMm<SimMachine>,
+    addr: u64,
+    pages: u64,
+    flags: u32,
+    name: &FileRef,
+    offset: u64,
+) -> Result<u64, Errno> {
+    mm.mmap(
+        addr,
+        p(pages),
+        Prot::RW,
+        MapFlags(flags),
+        Some(name),
+        offset,
+    )
+}
+
+/// A file name made outside the refusing heap.
+fn name(n: &str) -> FileRef {
+    FileRef(n.to_string())
+}
+
+fn world() -> World {
+    let (sim, mm, cpu) = setup();
+    let mut w = World { sim, mm, cpu };
+    let fixed = MAP_FIXED;
+    w.cpu.run(|| {
+        let mm = &mut w.mm;
+        mmap(mm, A, 8, ANON | fixed).unwrap();
+        mmap(mm, B, 4, ANON | fixed).unwrap();
+        mm.madvise(B + p(1), p(1), Advice(MADV_HUGEPAGE)).unwrap();
+        mmap(mm, S, 4, MAP_SHARED | MAP_ANONYMOUS | fixed).unwrap();
+        file(mm, F, 4, MAP_PRIVATE | fixed, &name("F"), 0).unwrap();
+        file(mm, G, 4, MAP_SHARED | fixed, &name("F"), p(4)).unwrap();
+        mmap(mm, L, 2, ANON | fixed | MAP_LOCKED).unwrap();
+        assert_eq!(mm.brk(BRK + p(3)), BRK + p(3));
+    });
+    for i in 0..6 {
+        w.write(A + p(i), 100 + i);
+    }
+    w.write(S, 7);
+    w.write(S + p(2), 8);
+    w.cpu.read_u64(aspace::VirtAddr::new(F)).unwrap();
+    w.write(F + p(1), 9);
+    w.write(G, 10);
+    w.write(BRK + p(1), 11);
+    w
+}
+
+/// How a call may end when the heap refuses it.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// `ENOMEM` with everything as it was.
+    Whole,
+    /// Faults pages in after its change: the records as before or as a
+    /// clean run leaves them.
+    Populates,
+}
+
+/// A call's result: an address or break, or its errno.
+type Outcome = Result<u64, Errno>;
+
+/// Runs `op` in fresh worlds with the heap refusing from its n-th
+/// allocation on, for n = 0, 1, ... until it runs without a refusal (see
+/// the module documentation); returns the allocations it made then.
+fn inject(name: &str, kind: Kind, op: impl Fn(&mut LinuxMm<SimMachine>) -> Outcome) -> u64 {
+    inject_in(name, kind, world, op)
+}
+
+/// [`inject`] in worlds made by `make`.
+fn inject_in(
+    name: &str,
+    kind: Kind,
+    make: impl Fn() -> World,
+    op: impl Fn(&mut LinuxMm<SimMachine>) -> Outcome,
+) -> u64 {
+    let baseline = {
+        let (sim, mm, cpu) = setup();
+        drop((mm, cpu));
+        sim.frames_in_use()
+    };
+    // What a clean run gives and leaves.
+    let (clean, clean_records) = {
+        let mut w = make();
+        let r = w.cpu.run(|| op(&mut w.mm));
+        let records = w.records();
+        teardown(w, baseline);
+        (r, records)
+    };
+    for n in 0..512 {
+        let mut w = make();
+        let before = w.everything();
+        let old_brk = w.mm.brk_now();
+        let (result, (made, refused)) = {
+            let (mm, cpu) = (&mut w.mm, &w.cpu);
+            heap::refusing_from(n, || cpu.run(|| op(mm)))
+        };
+        if refused == 0 {
+            assert_eq!(result, clean, "{name}: a run without refusal differs");
+            eprintln!("{name}: done with {made} heap allocations");
+            teardown(w, baseline);
+            return made;
+        }
+        // The break answers a refusal with the old break.
+        let refused_brk = clean != Ok(old_brk) && result == Ok(old_brk) && name.starts_with("brk");
+        let after = w.everything();
+        if refused_brk || (result.is_err() && kind == Kind::Whole) {
+            if !refused_brk {
+                assert_eq!(
+                    result,
+                    Err(Errno::ENOMEM),
+                    "{name}: refused at allocation {n}"
+                );
+            }
+            assert!(
+                after == before,
+                "{name}: refused at heap allocation {n} and changed the state:\n\
+                 before {before:#?}\nafter {after:#?}"
+            );
+        } else if kind == Kind::Populates {
+            assert!(
+                after.records == before.records || after.records == clean_records,
+                "{name}: refused at heap allocation {n} ({result:?}) and left records \
+                 neither as they were nor as a clean run does:\nbefore {}\nafter {}\nclean {}",
+                before.records,
+                after.records,
+                clean_records
+            );
+        } else {
+            // Coped with a refusal: as a clean run, but for what the core
+            // may keep apart.
+            assert_eq!(result, clean, "{name}: coped at {n} but answered otherwise");
+            assert!(
+                after.records == clean_records,
+                "{name}: coped with a refusal at {n} but left other records:\n{}\nclean {}",
+                after.records,
+                clean_records
+            );
+        }
+        teardown(w, baseline);
+    }
+    panic!("{name}: still refused after 512 heap allocations");
+}
+
+/// Drops the world and checks it gave back every frame and reservation.
+fn teardown(w: World, baseline: u64) {
+    let World { sim, mm, cpu } = w;
+    drop(mm);
+    drop(cpu);
+    assert_eq!(sim.hardware().stats().stale_accesses, 0);
+    assert_eq!(sim.frames_in_use(), baseline, "frames left behind");
+    assert_eq!(
+        sim.system().reserve().committed(),
+        0,
+        "pages still reserved"
+    );
+}
+
+#[test]
+fn mmap_placed_and_fixed() {
+    use Kind::*;
+    inject("mmap anywhere", Whole, |mm| mmap(mm, 0, 16, ANON));
+    inject("mmap a hint", Whole, |mm| mmap(mm, FREE, 4, ANON));
+    inject("mmap next to A, merging", Whole, |mm| {
+        mmap(mm, A + p(8), 2, ANON | MAP_FIXED)
+    });
+    inject("mmap fixed inside A", Whole, |mm| {
+        mmap(mm, A + p(2), 2, ANON | MAP_FIXED)
+    });
+    inject("mmap fixed over A's top, a hole, B", Whole, |mm| {
+        mmap(mm, A + p(6), 12, ANON | MAP_FIXED)
+    });
+    inject("mmap fixed over S (its object goes)", Whole, |mm| {
+        mmap(mm, S, 4, ANON | MAP_FIXED)
+    });
+    inject("mmap shared anonymous", Whole, |mm| {
+        mmap(mm, FREE, 4, MAP_SHARED | MAP_ANONYMOUS)
+    });
+    let (f, h) = (name("F"), name("H"));
+    inject("mmap a file mapped already", Whole, |mm| {
+        file(mm, FREE, 4, MAP_PRIVATE, &f, p(8))
+    });
+    inject("mmap a new file", Whole, |mm| {
+        file(mm, FREE, 4, MAP_SHARED, &h, 0)
+    });
+    inject("mmap noreplace refused", Whole, |mm| {
+        mmap(mm, A, 1, ANON | MAP_FIXED_NOREPLACE)
+    });
+    inject("mmap populate", Populates, |mm| {
+        mmap(mm, FREE, 4, ANON | MAP_POPULATE)
+    });
+    inject("mmap locked", Populates, |mm| {
+        mmap(mm, FREE, 4, ANON | MAP_LOCKED)
+    });
+}
+
+#[test]
+fn munmap() {
+    use Kind::*;
+    inject("munmap A", Whole, |mm| mm.munmap(A, p(8)).map(|()| 0));
+    inject("munmap inside A", Whole, |mm| {
+        mm.munmap(A + p(2), p(3)).map(|()| 0)
+    });
+    inject("munmap A's top, a hole, B's bottom", Whole, |mm| {
+        mm.munmap(A + p(5), p(13)).map(|()| 0)
+    });
+    inject("munmap S", Whole, |mm| mm.munmap(S, p(4)).map(|()| 0));
+    inject("munmap everything", Whole, |mm| {
+        mm.munmap(A, L + p(2) - A).map(|()| 0)
+    });
+}
+
+#[test]
+fn mprotect() {
+    use Kind::*;
+    inject("mprotect inside A", Whole, |mm| {
+        mm.mprotect(A + p(2), p(3), Prot::R).map(|()| 0)
+    });
+    inject("mprotect A's bottom", Whole, |mm| {
+        mm.mprotect(A, p(3), Prot::R).map(|()| 0)
+    });
+    inject("mprotect all of B", Whole, |mm| {
+        mm.mprotect(B, p(4), Prot::R).map(|()| 0)
+    });
+    inject("mprotect the file mappings", Whole, |mm| {
+        mm.mprotect(F + p(1), p(2), Prot::R).map(|()| 0)
+    });
+    let read_only_lock = || {
+        let mut w = world();
+        w.cpu.run(|| w.mm.mprotect(L, p(2), Prot::R)).unwrap();
+        w
+    };
+    inject_in(
+        "mprotect a locked mapping writable",
+        Populates,
+        read_only_lock,
+        |mm| mm.mprotect(L, p(1), Prot::RW).map(|()| 0),
+    );
+}
+
+#[test]
+fn mremap() {
+    use Kind::*;
+    let none = RemapFlags(0);
+    let may = RemapFlags(MREMAP_MAYMOVE);
+    let fixed = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED);
+    inject("mremap shrink A", Whole, |mm| {
+        mm.mremap(A, p(8), p(3), none, 0)
+    });
+    inject("mremap grow B in place", Whole, |mm| {
+        mm.mremap(B, p(4), p(8), none, 0)
+    });
+    inject("mremap move A", Whole, |mm| {
+        mm.mremap(A, p(8), p(12), may, 0)
+    });
+    inject("mremap move part of A", Whole, |mm| {
+        mm.mremap(A + p(2), p(2), p(2), fixed, FREE)
+    });
+    inject("mremap move A onto B", Whole, |mm| {
+        mm.mremap(A, p(4), p(4), fixed, B)
+    });
+    inject("mremap move and shrink A", Whole, |mm| {
+        mm.mremap(A, p(8), p(4), fixed, FREE)
+    });
+    inject("mremap grow the locked one", Populates, |mm| {
+        mm.mremap(L, p(2), p(4), none, 0)
+    });
+}
+
+#[test]
+fn brk() {
+    use Kind::*;
+    inject("brk grow", Whole, |mm| Ok(mm.brk(BRK + p(8))));
+    inject("brk shrink", Whole, |mm| Ok(mm.brk(BRK + p(1))));
+}
+
+#[test]
+fn madvise() {
+    use Kind::*;
+    let advise = |a, len, advice| {
+        move |mm: &mut LinuxMm<SimMachine>| mm.madvise(a, len, Advice(advice)).map(|()| 0)
+    };
+    inject(
+        "madvise dontneed A",
+        Whole,
+        advise(A + p(1), p(4), MADV_DONTNEED),
+    );
+    inject("madvise dontneed across mappings", Whole, |mm| {
+        mm.set_hole_policy(HolePolicy::Refuse);
+        mm.madvise(F, p(8), Advice(MADV_DONTNEED)).map(|()| 0)
+    });
+    inject("madvise free", Whole, advise(A, p(8), MADV_FREE));
+    inject(
+        "madvise dontfork inside A",
+        Whole,
+        advise(A + p(2), p(2), MADV_DONTFORK),
+    );
+    inject(
+        "madvise nohugepage over B",
+        Whole,
+        advise(B, p(4), MADV_NOHUGEPAGE),
+    );
+    inject(
+        "madvise wipeonfork",
+        Whole,
+        advise(A, p(3), MADV_WIPEONFORK),
+    );
+    inject(
+        "madvise populate write",
+        Populates,
+        advise(B, p(4), MADV_POPULATE_WRITE),
+    );
+}
+
+#[test]
+fn locks_and_sync() {
+    use Kind::*;
+    inject("mlock inside A", Populates, |mm| {
+        mm.mlock(A + p(2), p(2), LockFlags(0)).map(|()| 0)
+    });
+    inject("mlock on fault", Whole, |mm| {
+        mm.mlock(A + p(2), p(2), LockFlags(MLOCK_ONFAULT))
+            .map(|()| 0)
+    });
+    inject("munlock", Whole, |mm| mm.munlock(L, p(1)).map(|()| 0));
+    inject("mlockall", Populates, |mm| {
+        mm.mlockall(LockAllFlags(MCL_CURRENT | MCL_FUTURE))
+            .map(|()| 0)
+    });
+    inject("munlockall", Whole, |mm| mm.munlockall().map(|()| 0));
+    inject("msync", Whole, |mm| {
+        mm.msync(A, p(8), SyncFlags(MS_SYNC)).map(|()| 0)
+    });
+}
+
+#[test]
+fn fork() {
+    inject("fork", Kind::Whole, |mm| {
+        mm.fork().map(|child| {
+            drop(child);
+            0
+        })
+    });
+    let hinted = || {
+        let mut w = world();
+        w.cpu.run(|| {
+            let mm = &mut w.mm;
+            mm.madvise(A + p(2), p(2), Advice(MADV_DONTFORK)).unwrap();
+            mm.madvise(B, p(4), Advice(MADV_WIPEONFORK)).unwrap();
+        });
+        w
+    };
+    inject_in(
+        "fork with dontfork and wipeonfork",
+        Kind::Whole,
+        hinted,
+        |mm| {
+            mm.fork().map(|child| {
+                drop(child);
+                0
+            })
+        },
+    );
+}
