@@ -362,6 +362,107 @@ fn copy_on_write_pages_through_range_operations() {
 }
 
 #[test]
+fn fork_except_leaves_ranges_out_or_empty() {
+    use aspace::{ForkRange, Inherit};
+    const P: u64 = PAGE_SIZE;
+    let sim = sim(2, 4 << 20);
+    let p = sim.system().create().unwrap();
+    let mut c0 = sim.cpu(0);
+    c0.switch_to(&p).unwrap();
+    p.area_create(va(A), 8 * P, RW).unwrap();
+    p.area_create(va(B), 2 * P, RW).unwrap();
+    for i in 0..8 {
+        c0.write_u64(va(A + i * P), 100 + i).unwrap();
+    }
+    // B shared with a second space: the child joins the share anyway.
+    let other = sim.system().create().unwrap();
+    c0.write_u64(va(B), 7).unwrap();
+    c0.run(|| p.area_share(va(B), 2 * P, &other, va(B), RW))
+        .unwrap();
+    let committed = sim.system().reserve().committed();
+    let frames = sim.frames_in_use();
+    let range = |a: u64, pages: u64, inherit| ForkRange {
+        base: va(a),
+        size: pages * P,
+        inherit,
+    };
+    // Pages 2..4 of A not inherited, 5 inherited empty, B empty (shared:
+    // seen anyway).
+    let ranges = [
+        range(A + 2 * P, 2, Inherit::Nothing),
+        range(A + 5 * P, 1, Inherit::Empty),
+        range(B, 2, Inherit::Empty),
+    ];
+    let c = c0.run(|| sim.system().fork_except(&p, &ranges)).unwrap();
+    let areas: Vec<_> = c
+        .areas()
+        .iter()
+        .map(|a| (a.base.as_u64(), a.pages))
+        .collect();
+    assert_eq!(areas, [(A, 2), (A + 4 * P, 4), (B, 2)]);
+    // The child reserved its 6 private pages, B's share none more.
+    assert_eq!(sim.system().reserve().committed(), committed + 6);
+    // The parent's pages outside the copied ones stay writable, its own.
+    for i in 0..8 {
+        let copied = !matches!(i, 2 | 3 | 5);
+        assert_eq!(writable(&p, A + i * P), !copied, "page {i}");
+    }
+    cow_invariants(&p);
+    cow_invariants(&c);
+    no_stale(&sim, &p);
+    // What the child reads.
+    c0.switch_to(&c).unwrap();
+    for i in [0, 1, 4, 6, 7] {
+        assert_eq!(c0.read_u64(va(A + i * P)).unwrap(), 100 + i);
+    }
+    for i in [2, 3] {
+        assert_eq!(
+            c0.read_u64(va(A + i * P)).unwrap_err().reason,
+            aspace::FaultReason::NoArea
+        );
+    }
+    assert_eq!(c0.read_u64(va(A + 5 * P)).unwrap(), 0);
+    assert_eq!(c0.read_u64(va(B)).unwrap(), 7);
+    // No data frame came with the fork but the zero page read at 5 (and
+    // the child's page tables).
+    assert_eq!(
+        sim.frames_in_use() - frames,
+        1 + c.page_table_frames(),
+        "only tables and the page read"
+    );
+    // Bad lists change nothing.
+    c0.switch_to(&p).unwrap();
+    let n = sim.frames_in_use();
+    for bad in [
+        [
+            range(A + 4 * P, 1, Inherit::Empty),
+            range(A, 1, Inherit::Empty),
+        ],
+        [
+            range(A, 2, Inherit::Empty),
+            range(A + P, 1, Inherit::Nothing),
+        ],
+    ] {
+        assert_eq!(
+            c0.run(|| sim.system().fork_except(&p, &bad)).err(),
+            Some(Error::InvalidArgument)
+        );
+    }
+    let unaligned = [ForkRange {
+        base: va(A + 1),
+        size: P,
+        inherit: Inherit::Nothing,
+    }];
+    assert_eq!(
+        c0.run(|| sim.system().fork_except(&p, &unaligned)).err(),
+        Some(Error::InvalidArgument)
+    );
+    assert_eq!(sim.frames_in_use(), n);
+    c0.idle();
+    finish(sim, vec![c0], vec![p, c, other]);
+}
+
+#[test]
 fn shared_areas_stay_shared_and_a_share_copies_first() {
     let sim = sim(2, 4 << 20);
     let p = sim.system().create().unwrap();

@@ -677,6 +677,24 @@ fn fork() {
     assert!(made >= 4, "fork: {made} heap allocations");
     // Again, with every private page already copy-on-write (a sibling).
     inject("fork of a forked space", forked, fork);
+    // With ranges left out and given empty (a hole cut into A2, A1 empty).
+    inject("fork_except", populated, |w| {
+        let ranges = [
+            aspace::ForkRange {
+                base: va(A1),
+                size: pages(2),
+                inherit: aspace::Inherit::Empty,
+            },
+            aspace::ForkRange {
+                base: va(A2 + pages(2)),
+                size: pages(3),
+                inherit: aspace::Inherit::Nothing,
+            },
+        ];
+        let child = w.cpus[0].run(|| w.sim.system().fork_except(w.s(0), &ranges))?;
+        heap::exempt(|| assert_eq!(child.areas().len(), 4));
+        Ok(child)
+    });
     // The child itself, its pages copy-on-write and shared with its parent.
     inject("fork of a child", forked, |w| {
         let child = w.cpus[0].run(|| w.sim.system().fork(w.s(3)))?;

@@ -34,16 +34,15 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Frame, Page, PageRange, VirtAddr};
-use crate::area::{Area, AreaEntry, AreaPart, AreaState};
+use crate::area::{Area, AreaState};
 use crate::backend::BackendCaps;
 use crate::fault::FaultReason;
-use crate::flags::{AreaAttrs, PageFlags};
-use crate::internals::try_arc::TryArc;
+use crate::flags::PageFlags;
 use crate::internals::used_space::UsedSpace;
 use crate::machine::{Cpus, FrameAllocator, Machine, PhysMemory};
 use crate::paging::PageTable;
 use crate::reserve;
-use crate::space::{AddressSpace, SpaceRef};
+use crate::space::AddressSpace;
 use crate::stats::{Counters, Stats};
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
@@ -308,160 +307,5 @@ impl<M: Machine> AddressSpace<M> {
             }
         }
         Ok(())
-    }
-
-    /// A copy of this space whose private pages are copy-on-write in both;
-    /// see [`System::fork`](crate::System::fork). `kernel` is the system's
-    /// kernel space (for the new page table's kernel half).
-    pub(crate) fn fork_with(&self, kernel: &AddressSpace<M>) -> Result<SpaceRef<M>> {
-        if self.is_kernel() {
-            return Err(Error::InvalidArgument);
-        }
-        // Dropped last: on any failure below, after the locks, it gives
-        // back what it took (mappings' references, reservations, share
-        // references) as any space going away does.
-        let child = AddressSpace::create(&self.shared, Some(kernel))?;
-        let m = self.machine();
-        let pt = self.pt();
-        // Written: no fault, copy or operation runs in the parent.
-        let tree = self.areas.write();
-        let mut ctree = child.areas.write();
-        if !ctree.try_reserve(tree.len()) {
-            return Err(Error::NoMemory);
-        }
-        // Step 1: the child, allocating everything; the parent unchanged.
-        let mut cows: Vec<(u64, UsedSpace)> = Vec::new();
-        cows.try_reserve_exact(tree.len())
-            .map_err(|_| Error::NoMemory)?;
-        for (start, end, slot) in tree.iter() {
-            let area = &slot.area;
-            let st = slot.lock();
-            // A share destination still being set up, and a pager's area
-            // (its requests are keyed by the area), are not inherited.
-            if st.attrs.contains(AreaAttrs::PARTIAL) || area.backend.as_any().is_some() {
-                continue;
-            }
-            let private = st.share.is_none()
-                && area
-                    .backend
-                    .caps()
-                    .contains(BackendCaps::PRIVATE | BackendCaps::REFCOUNTED);
-            let runs = if private { st.used.intervals() } else { 0 };
-            // The sets are filled below without allocating; the parent's
-            // copy-on-write set to be is made here too.
-            let room = |n: usize| UsedSpace::try_with_capacity(n).ok_or(Error::NoMemory);
-            // A copy-on-write set gets room for one cut more, so the first
-            // copy of a page inside a run allocates nothing (a set with
-            // room for two is a tree, whose node has room for more).
-            let cow_room = |n: usize| room(if n == 0 { 0 } else { n + 1 });
-            let (used, cow) = (room(runs.max(1))?, cow_room(runs)?);
-            let mut parent_cow = cow_room(runs)?;
-            if private {
-                for r in st.used.iter() {
-                    let added = parent_cow.insert(r.start, r.count);
-                    debug_assert!(added.is_ok(), "runs are disjoint");
-                }
-            }
-            let reserved = match &st.share {
-                // The group's reservation, counted once.
-                Some(share) => share.reserved(),
-                None => {
-                    // A private copy reserves what the parent's area does
-                    // (its pages, or for a late-reserving area its resident
-                    // ones, which the child maps too); another area what a
-                    // new one would, as it starts with nothing mapped.
-                    let r = if private {
-                        area.reserved()
-                    } else {
-                        reserve::up_front(&*area.backend, st.flags, area.offset(), end - start)
-                    };
-                    if !self.shared.reserve.try_reserve(r) {
-                        return Err(Error::NoMemory);
-                    }
-                    r
-                }
-            };
-            // Taken after the heap: a failure above leaves the record's
-            // count and the reservation alone.
-            if let Some(share) = &st.share {
-                share.state.lock().refs += 1;
-            }
-            let state = AreaState {
-                flags: st.flags,
-                max_flags: st.max_flags,
-                attrs: st.attrs,
-                used,
-                cow,
-                share: st.share.clone(),
-            };
-            let part = AreaPart {
-                base: Page::from_number(start),
-                pages: end - start,
-                offset: area.offset(),
-                reserved,
-                grow_limit: area.grow_limit(),
-            };
-            let copy = area.derived(part, state);
-            let guard = st.flags.guard_pages() as u8;
-            let Ok(copy) = TryArc::try_new(copy) else {
-                // Not in the child: what it took goes back here.
-                match &st.share {
-                    Some(share) => share.state.lock().refs -= 1,
-                    None => self.shared.reserve.release(reserved),
-                }
-                return Err(Error::NoMemory);
-            };
-            if ctree
-                .insert_guarded(start, end, guard, AreaEntry::of_shared(copy))
-                .is_err()
-            {
-                debug_assert!(false, "the parent's layout fits the empty child");
-                return Err(Error::NoMemory);
-            }
-            if !private {
-                // Faults in the child ask the share record or the backend.
-                continue;
-            }
-            let Some((_, cslot)) = ctree.get(start) else {
-                return Err(Error::NoMemory);
-            };
-            let mut cst = cslot.lock();
-            let flags = child.page_flags(st.flags) - PageFlags::WRITE;
-            for page in st.used.iter_pages() {
-                let Some((frame, _)) = pt.translate(m.memory(), page) else {
-                    debug_assert!(false, "used page {page:?} not mapped");
-                    continue;
-                };
-                child
-                    .pt()
-                    .map(m.memory(), m.frames(), page, frame, flags)
-                    .map_err(|_| Error::NoMemory)?;
-                m.frames().add_ref(frame);
-                let added = cst.used.insert(page, 1).and(cst.cow.insert(page, 1));
-                debug_assert!(added.is_ok());
-            }
-            cows.push((start, parent_cow));
-        }
-        drop(ctree);
-        // Step 2: the parent's private pages become copy-on-write; their
-        // writable entries lose write access in place (one walk per leaf
-        // table, same frames) and leave the TLBs in one shootdown round.
-        // Nothing here fails or allocates.
-        let mut batch = ShootdownBatch::new();
-        for (start, cow) in cows {
-            let Some((_, slot)) = tree.get(start) else {
-                continue;
-            };
-            let mut st = slot.lock();
-            let flags = self.page_flags(st.flags) - PageFlags::WRITE;
-            for r in cow.iter() {
-                let done = pt.protect_run(m.memory(), m.frames(), r.start, r.count, flags);
-                batch.defer_rewritten(done);
-            }
-            st.cow = cow;
-        }
-        batch.complete(&self.shared, self.id());
-        drop(tree);
-        Ok(child)
     }
 }

@@ -1,6 +1,7 @@
 //! The subsystem instance: the machine, the kernel address space, the ASID
 //! allocator and the counters, and the address-space switch.
 
+use crate::fork::ForkRange;
 use crate::internals::try_arc::TryArc;
 
 use crate::machine::{Asid, Cpus, Invalidation, Machine, Tlb};
@@ -99,10 +100,27 @@ impl<M: Machine> System<M> {
     /// `NoMemory`, with the parent as it was and no child left; so is the
     /// heap running out at any of its allocations.
     pub fn fork(&self, space: &AddressSpace<M>) -> Result<SpaceRef<M>> {
+        self.fork_except(space, &[])
+    }
+
+    /// [`fork`](Self::fork), but the child gets nothing of `ranges` marked
+    /// [`Inherit::Nothing`](crate::Inherit::Nothing) (a hole: areas across its ends are cut there in
+    /// the child) and no private pages of those marked [`Inherit::Empty`](crate::Inherit::Empty)
+    /// (the areas, reading as new memory): Linux's `MADV_DONTFORK` and
+    /// `MADV_WIPEONFORK`. The parent's pages in either stay its own, not
+    /// copy-on-write, and the child's reservation counts only what it got.
+    /// `ranges` must be page-aligned, non-empty and in ascending order
+    /// without overlaps (`InvalidArgument`); refusals otherwise as
+    /// [`fork`](Self::fork)'s, all or nothing.
+    pub fn fork_except(
+        &self,
+        space: &AddressSpace<M>,
+        ranges: &[ForkRange],
+    ) -> Result<SpaceRef<M>> {
         if !TryArc::ptr_eq(&space.shared, &self.shared) {
             return Err(Error::InvalidArgument);
         }
-        space.fork_with(&self.kernel)
+        space.fork_with(&self.kernel, ranges)
     }
 
     /// Switches the current CPU from `old` to `new` (HelenOS `as_switch`):

@@ -86,8 +86,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use aspace::backend::{AnonBackend, BackendRef};
 use aspace::{
-    Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, FaultOutcome, Machine,
-    SpaceRef, System, TryArc, VirtAddr,
+    Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, FaultOutcome, ForkRange,
+    Inherit, Machine, SpaceRef, System, TryArc, VirtAddr,
 };
 use object::{MemObject, ObjBackend};
 use records::Records;
@@ -470,11 +470,9 @@ impl<M: Machine> LinuxMm<M> {
     /// are, empty (zero-filled pages, no `anon_vma`), as Linux's `dup_mmap`
     /// leaves them; the child's mappings are not locked. Refused (`ENOMEM`,
     /// nothing changed in this process) when the child's private pages pass
-    /// the commit limit or frames or the heap run out. Unlike Linux, the
-    /// core's fork copies the `MADV_DONTFORK` ranges too before the child
-    /// drops them: their private pages count against the commit limit for
-    /// the fork and are copy-on-write in the parent until its next write
-    /// (no data changes). A child's mapping whose `anon_vma` came with the
+    /// the commit limit or frames or the heap run out. The core's
+    /// [`System::fork_except`] leaves those ranges out (nothing copied or
+    /// counted for them, the parent's pages there stay writable). A child's mapping whose `anon_vma` came with the
     /// fork merges only with mappings sharing it, not with ones that have
     /// none (Linux 6.18's `vma_had_uncowed_parents`, see [`AnonVma`]).
     pub fn fork(&mut self) -> Result<LinuxMm<M>, Errno> {
@@ -486,20 +484,37 @@ impl<M: Machine> LinuxMm<M> {
             .try_reserve_exact(self.files.len())
             .map_err(|_| Errno::ENOMEM)?;
         files.extend(self.files.iter().cloned());
-        let space = self.system.fork(&self.space).map_err(errno_of)?;
-        // The child's address space is a full copy: the ranges it must not
-        // have go, those it must have empty are emptied, its mappings are
-        // not locked (Linux's dup_mmap), and each private one that has an
-        // anon_vma gets one of its own, inherited. One pass, no list: each
-        // record is looked up by where the last one ended.
+        // The ranges the child does not get, or gets empty, in order.
+        let mut ranges = Vec::new();
+        for v in self.vmas.values() {
+            let inherit = if v.flags.contains(VmFlags::DONTCOPY) {
+                Inherit::Nothing
+            } else if v.flags.contains(VmFlags::WIPEONFORK) {
+                Inherit::Empty
+            } else {
+                continue;
+            };
+            ranges.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+            ranges.push(ForkRange {
+                base: VirtAddr::new(v.start),
+                size: v.end - v.start,
+                inherit,
+            });
+        }
+        let space = self
+            .system
+            .fork_except(&self.space, &ranges)
+            .map_err(errno_of)?;
+        // The records follow (nothing below fails): the ranges the child
+        // does not have go, those it has empty lose their anon_vma, its
+        // mappings are not locked (Linux's dup_mmap), and each private one
+        // that has an anon_vma gets one of its own, inherited. One pass, no
+        // list: each record is looked up by where the last one ended.
         let mut at = 0;
         while let Some(v) = vmas.from(at) {
             let (start, end) = (v.start, v.end);
             at = end;
             if v.flags.contains(VmFlags::DONTCOPY) {
-                space
-                    .unmap_range(VirtAddr::new(start), end - start)
-                    .map_err(errno_of)?;
                 let _ = vmas.remove(start);
                 continue;
             }
@@ -507,9 +522,6 @@ impl<M: Machine> LinuxMm<M> {
                 continue;
             };
             if v.flags.contains(VmFlags::WIPEONFORK) {
-                space
-                    .discard_range(VirtAddr::new(start), end - start)
-                    .map_err(errno_of)?;
                 v.anon = None;
             }
             v.flags = v.flags - VmFlags::LOCK_MASK;
