@@ -443,6 +443,13 @@ fn range_operations() {
                 .area_replace_with(va(A), A2 + pages(3) - A, RW, AreaAttrs::empty(), anon)
         },
     );
+    inject("move_range_over areas and a hole", populated, |w| {
+        w.s(0)
+            .move_range_over(va(A2 + pages(1)), pages(3), va(A1 + pages(1)), pages(4))
+    });
+    inject("move_range_over, shrinking", populated, |w| {
+        w.s(0).move_range_over(va(A2), pages(8), va(A1), pages(2))
+    });
     inject("unmap_range across areas and holes", populated, |w| {
         w.s(0)
             .unmap_range(va(A1 + pages(1)), A2 + pages(3) - (A1 + pages(1)))

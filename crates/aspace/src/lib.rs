@@ -78,6 +78,7 @@ mod page_in;
 pub mod paging;
 pub mod placement;
 pub mod range;
+pub mod remap;
 pub mod replace;
 pub mod reserve;
 #[allow(unsafe_code)]

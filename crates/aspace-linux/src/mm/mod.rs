@@ -1577,15 +1577,15 @@ impl<M: Machine> LinuxMm<M> {
         // at both ends, the moved record: at most four more at once.
         self.room(4)?;
         let moved = old_len.min(new_len);
-        let one_area = |space: &AddressSpace<M>| {
+        let one_area = |space: &AddressSpace<M>, len: u64| {
             space
                 .area(VirtAddr::new(old))
-                .is_some_and(|a| a.end().as_u64() >= old + moved)
+                .is_some_and(|a| a.end().as_u64() >= old + len)
         };
-        if !one_area(&self.space) {
+        if !one_area(&self.space, moved) {
             // The core may keep the mapping as areas it has not merged yet.
             let _ = self.space.area_merge(VirtAddr::new(old));
-            if !one_area(&self.space) {
+            if !one_area(&self.space, moved) {
                 return Err(Errno::ENOSYS);
             }
         }
@@ -1595,15 +1595,47 @@ impl<M: Machine> LinuxMm<M> {
         if reserves && grow > self.system.reserve().available() {
             return Err(Errno::ENOMEM);
         }
-        if self.taken(to, to + new_len) {
-            self.unmap(to, to + new_len)?;
+        // One core step where it can be: the target's contents replaced
+        // and the old range's tail dropped with the move. The tail goes
+        // first, on its own, when it reaches past the moved area or the
+        // area cannot change size (a refusal there changes nothing).
+        let (lo, hi, tail) = (to, to + new_len, old + new_len..old + old_len);
+        let target = if self.taken(lo, hi) {
+            Some(self.meeting(lo, hi)?)
+        } else {
+            None
+        };
+        let mut tail_recs = None;
+        if old_len > new_len && one_area(&self.space, old_len) {
+            tail_recs = Some(self.meeting(tail.start, tail.end)?);
         }
-        if old_len > new_len {
-            self.unmap(old + new_len, old + old_len)?;
+        let step = |space: &AddressSpace<M>, size: u64| {
+            let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
+            match target {
+                Some(_) => space.move_range_over(from, size, at, new_len),
+                None => space.move_range(from, size, at, new_len),
+            }
+        };
+        let mut done = false;
+        if tail_recs.is_some() {
+            match step(&self.space, old_len) {
+                Ok(()) => done = true,
+                Err(Error::NotSupported) => tail_recs = None,
+                Err(e) => return Err(errno_of(e)),
+            }
         }
-        self.space
-            .move_range(VirtAddr::new(old), moved, VirtAddr::new(to), new_len)
-            .map_err(errno_of)?;
+        if !done {
+            if old_len > new_len {
+                self.unmap(tail.start, tail.end)?;
+            }
+            step(&self.space, moved).map_err(errno_of)?;
+        }
+        if let Some(starts) = target {
+            self.remove_recs(&starts, lo, hi);
+        }
+        if let Some(starts) = tail_recs {
+            self.remove_recs(&starts, tail.start, tail.end);
+        }
         // The records: cut the moved part out and put it at `to`.
         let start = self
             .vmas

@@ -1,0 +1,317 @@
+//! Moving a range of pages to another place (Linux's `mremap` when the
+//! pages move): see [`AddressSpace::move_range`] and
+//! [`AddressSpace::move_range_over`].
+//!
+//! The resident pages move by mapping their frames at the new place, page
+//! table entry by entry, and the old translations are shot down in one
+//! round: no data is copied. Everything that can refuse comes first (the
+//! checks, the heap, the reservation of growth); of the rest only the page
+//! tables of the new place can run out of frames, and then everything moves
+//! back before anything else changed.
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering::{Relaxed, Release};
+
+use crate::addr::{Page, PageRange, VirtAddr};
+use crate::backend::BackendCaps;
+use crate::flags::{AreaFlags, PageFlags};
+use crate::internals::used_space::UsedSpace;
+use crate::machine::Machine;
+use crate::paging::{PageTable, Unmapped};
+use crate::reserve;
+use crate::space::AddressSpace;
+use crate::tlb::ShootdownBatch;
+use crate::{Error, Result};
+
+impl<M: Machine> AddressSpace<M> {
+    /// Moves the pages `[old, old + old_size)`, all in one area, to `new`
+    /// and makes them `new_size` bytes (Linux `mremap` with
+    /// `MREMAP_MAYMOVE | MREMAP_FIXED`): the area is split at the ends of
+    /// the old range, the part between moves, and its resident pages move
+    /// by mapping their frames at the new place (page-table work per
+    /// resident page, no data copied), the old translations shot down in
+    /// one round. Then it is resized: growth reserves memory as a resize
+    /// does, shrinking unmaps the pages past the new end (in the same
+    /// round). The moved area keeps everything else (backend, offset, share
+    /// record, rights), is merged with compatible neighbours at its new
+    /// place, and keeps its guard page only if it was its area's lower end.
+    ///
+    /// Refusals, each before anything changed: bad ranges
+    /// `InvalidArgument`; the old range not inside one area (or a partial
+    /// one) `NotFound` (Linux `EFAULT`); a new range that overlaps the old
+    /// one or anything else, or lies outside this space's part,
+    /// `AddressNotAvailable`; a change of size of a shared area or of a
+    /// backend that cannot resize, or an area of a user-space pager,
+    /// `NotSupported`; growth past the commit limit, or page tables for the
+    /// new place that cannot be allocated, `NoMemory`. In that last case
+    /// the intermediate page tables allocated so far stay (empty, as tables
+    /// do after any unmap, until the space goes); nothing else changed.
+    pub fn move_range(
+        &self,
+        old: VirtAddr,
+        old_size: u64,
+        new: VirtAddr,
+        new_size: u64,
+    ) -> Result<()> {
+        self.move_pages(old, old_size, new, new_size, false)
+    }
+
+    /// [`move_range`](Self::move_range) onto a new range that may hold
+    /// areas: what lies there is replaced in the same step, as
+    /// [`unmap_range`](Self::unmap_range) would remove it (areas across its
+    /// ends split there, holes fine), one shootdown round for both the old
+    /// translations and the replaced ones (Linux `mremap` with
+    /// `MREMAP_FIXED` onto mappings). Refusals, each before anything
+    /// changed, as `move_range`'s, but an area of the new range that cannot
+    /// be split at its ends is `NotSupported` or `NotFound` (as for
+    /// `unmap_range`), and the new range may not overlap the old one
+    /// (`AddressNotAvailable`). If the page tables of the new place run out
+    /// of frames, the replaced translations are put back as they were.
+    pub fn move_range_over(
+        &self,
+        old: VirtAddr,
+        old_size: u64,
+        new: VirtAddr,
+        new_size: u64,
+    ) -> Result<()> {
+        self.move_pages(old, old_size, new, new_size, true)
+    }
+
+    /// [`move_range`](Self::move_range), or with `over`
+    /// [`move_range_over`](Self::move_range_over).
+    fn move_pages(
+        &self,
+        old: VirtAddr,
+        old_size: u64,
+        new: VirtAddr,
+        new_size: u64,
+        over: bool,
+    ) -> Result<()> {
+        let orange = Self::checked_range(old, old_size)?;
+        let nrange = Self::checked_range(new, new_size)?;
+        let (os, oe) = (orange.start.number(), orange.end().number());
+        let (ns, ne) = (nrange.start.number(), nrange.end().number());
+        let (old_pages, new_pages) = (oe - os, ne - ns);
+        let keep = old_pages.min(new_pages);
+        let m = self.machine();
+        let pt = self.pt();
+        let mut tree = self.areas.write();
+        // Checks, the reservation of growth, and the new mappings.
+        let (moved_flags, more, runs, cow_runs) = {
+            let (start, end, slot) = tree.find(os).ok_or(Error::NotFound)?;
+            if oe > end {
+                return Err(Error::NotFound);
+            }
+            let area = &slot.area;
+            let st = slot.lock();
+            if ns < oe && os < ne {
+                return Err(Error::AddressNotAvailable);
+            }
+            Self::check_splittable(area, &st)?;
+            if new_pages != old_pages
+                && (!area.backend.caps().contains(BackendCaps::RESIZE) || st.share.is_some())
+            {
+                return Err(Error::NotSupported);
+            }
+            let moved_flags = if os == start {
+                st.flags
+            } else {
+                st.flags - AreaFlags::PLACEMENT
+            };
+            let guard = moved_flags.guard_pages();
+            if over {
+                if !self.in_window(nrange, guard)
+                    || (guard > 0 && tree.overlaps(ns - guard, ns, None))
+                {
+                    return Err(Error::AddressNotAvailable);
+                }
+            } else if !self.check_conflicts(&tree, nrange, guard, None) {
+                return Err(Error::AddressNotAvailable);
+            }
+            let first = area.offset() + (os - start);
+            let more = if new_pages > old_pages {
+                reserve::up_front(
+                    &*area.backend,
+                    st.flags,
+                    first + old_pages,
+                    new_pages - old_pages,
+                )
+            } else {
+                0
+            };
+            // What the moved part's used space and copy-on-write set take.
+            let runs = st.used.overlap(os, oe).0;
+            let cow_runs = crate::cow::moved_runs(&st.cow, os, keep);
+            (moved_flags, more, runs, cow_runs)
+        };
+        if over {
+            self.check_split(&tree, ns)?;
+            self.check_split(&tree, ne)?;
+        }
+        // The heap first: room for two splits (four over a new range that
+        // holds areas) and the entry at its new place, the moved part's
+        // used space, and a list of the translations replaced.
+        let mut used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
+        let mut cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
+        let [room_os, room_oe, room_ns, room_ne] = if over {
+            self.prepare_splits(&mut tree, [os, oe, ns, ne])?
+        } else {
+            let [a, b] = self.prepare_splits(&mut tree, [os, oe])?;
+            [a, b, None, None]
+        };
+        Self::reserve_entries(&mut tree, 5)?;
+        let mut replaced: Vec<(Unmapped, PageFlags, bool)> = Vec::new();
+        if over {
+            let mut pages = 0;
+            for (_, _, slot) in Self::areas_in(&tree, ns, ne) {
+                for r in slot.lock().used.iter() {
+                    let (a, b) = (r.start.number().max(ns), r.end().number().min(ne));
+                    pages += b.saturating_sub(a);
+                }
+            }
+            replaced
+                .try_reserve_exact(pages as usize)
+                .map_err(|_| Error::NoMemory)?;
+        }
+        if !self.shared.reserve.try_reserve(more) {
+            return Err(Error::NoMemory);
+        }
+        // The translations of the new range go (kept aside, their frames
+        // still in use) to make way.
+        for (_, _, slot) in Self::areas_in(&tree, ns, ne).filter(|_| over) {
+            let st = slot.lock();
+            let release = slot.area.backend.caps().contains(BackendCaps::REFCOUNTED);
+            for r in st.used.iter() {
+                let (a, b) = (r.start.number().max(ns), r.end().number().min(ne));
+                for n in a..b {
+                    let page = Page::from_number(n);
+                    let Some((_, flags)) = pt.translate(m.memory(), page) else {
+                        debug_assert!(false, "used page {page:?} not mapped");
+                        continue;
+                    };
+                    if let Some(u) = pt.unmap(m.memory(), page) {
+                        replaced.push((u, flags, release));
+                    }
+                }
+            }
+        }
+        // The resident pages move (the only step that allocates frames:
+        // page tables for the new place).
+        {
+            let moved = pt.move_run(
+                m.memory(),
+                m.frames(),
+                Page::from_number(os),
+                Page::from_number(ns),
+                keep,
+            );
+            match moved {
+                #[cfg(debug_assertions)]
+                Ok(n) => {
+                    let used_pages = tree.find(os).map(|(_, _, slot)| {
+                        let st = slot.lock();
+                        let in_moved = |r: PageRange| {
+                            let a = r.start.number().max(os);
+                            r.end().number().min(os + keep).saturating_sub(a)
+                        };
+                        st.used.iter().map(in_moved).sum::<u64>()
+                    });
+                    debug_assert_eq!(Some(n), used_pages, "the used pages are the mapped ones");
+                }
+                #[cfg(not(debug_assertions))]
+                Ok(_) => {}
+                Err(_) => {
+                    // Everything moved back; a CPU may have walked to a
+                    // new mapping already: flush them. The replaced
+                    // translations come back as they were (their tables
+                    // are there: nothing allocated); a CPU that cached one
+                    // cached what it is again.
+                    let mut batch = ShootdownBatch::new();
+                    batch.defer_kept(Page::from_number(ns), keep);
+                    batch.complete(&self.shared, self.id());
+                    for (u, flags, _) in replaced {
+                        let back = pt.map(m.memory(), m.frames(), u.page(), u.frame(), flags);
+                        debug_assert!(back.is_ok(), "a table that was there");
+                    }
+                    self.shared.reserve.release(more);
+                    return Err(Error::NoMemory);
+                }
+            }
+        }
+        // Nothing below fails.
+        let split = self
+            .split_at(&mut tree, os, room_os)
+            .and_then(|()| self.split_at(&mut tree, oe, room_oe))
+            .and_then(|()| self.split_at(&mut tree, ns, room_ns))
+            .and_then(|()| self.split_at(&mut tree, ne, room_ne));
+        debug_assert!(split.is_ok(), "checked splittable");
+        let mut batch = ShootdownBatch::new();
+        // What the new range held goes: its translations (gone already)
+        // in this round, its areas (used space emptied: nothing mapped)
+        // with their reservations and share references.
+        for (u, _, release) in replaced {
+            batch.defer_or_flush(u, release, &self.shared, self.id());
+        }
+        while let Some((start, _)) = Self::first_in(&tree, ns, ne).filter(|_| over) {
+            let Some((_, gone)) = tree.remove(start) else {
+                break;
+            };
+            gone.lock().used = UsedSpace::new();
+            self.unmap_area(&gone.area, &mut batch);
+        }
+        let Some((_, entry)) = tree.remove(os) else {
+            debug_assert!(false, "the old range is an area now");
+            return Err(Error::NotFound);
+        };
+        {
+            let area = &entry.area;
+            let backend = &*area.backend;
+            let mut st = entry.lock();
+            let old_used = st.used.take();
+            let mut less = 0;
+            let counted = backend.caps().contains(BackendCaps::REFCOUNTED);
+            let flags = st.flags;
+            for r in old_used.iter() {
+                let (a, b) = (r.start.number(), r.end().number());
+                let split = b.min(os + keep).max(a);
+                // The kept part moved already: its old translations go in
+                // this round, its frames stay in use.
+                if a < split {
+                    batch.defer_kept(r.start, split - a);
+                    let added = used.insert(Page::from_number(ns + (a - os)), split - a);
+                    debug_assert!(added.is_ok());
+                }
+                // The part past the new size goes.
+                pt.unmap_run(m.memory(), Page::from_number(split), b - split, &mut |u| {
+                    less += reserve::per_page(backend, flags, area.index(u.page()), 1);
+                    batch.defer_or_flush(u, counted, &self.shared, self.id());
+                });
+            }
+            if new_pages < old_pages {
+                less += reserve::up_front(
+                    backend,
+                    st.flags,
+                    area.offset() + new_pages,
+                    old_pages - new_pages,
+                );
+            }
+            self.shared.reserve.release(less);
+            area.reserved.fetch_sub(less, Relaxed);
+            area.reserved.fetch_add(more, Relaxed);
+            st.used = used;
+            crate::cow::moved_into(&st.cow, os, ns, keep, &mut cow);
+            st.cow = cow;
+            st.flags = moved_flags;
+            area.set_base(Page::from_number(ns));
+            area.pages.store(new_pages, Release);
+            let limit = area.grow_limit().max(new_pages);
+            area.grow_limit.store(limit, Relaxed);
+        }
+        batch.complete(&self.shared, self.id());
+        let guard = moved_flags.guard_pages() as u8;
+        let inserted = tree.insert_guarded(ns, ne, guard, entry).is_ok();
+        debug_assert!(inserted, "the new range was checked free");
+        self.merge_at(&mut tree, ns);
+        Ok(())
+    }
+}
