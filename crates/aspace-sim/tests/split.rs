@@ -603,7 +603,7 @@ fn discard_range_zeroes_private_and_refetches_shared() {
     let d = sim.system().stats().since(&before);
     assert_eq!(d.shootdown_rounds, 1);
     // Two private frames freed; the shared ones live on in the record.
-    assert_eq!(sim.frames_in_use(), frames - 4);
+    assert_eq!(sim.frames_in_use(), frames - 2);
     assert_no_stale(&sim, &s);
     assert_eq!(areas(&s).len(), 2);
     assert_eq!(s.area(va(A)).unwrap().resident, 2);
