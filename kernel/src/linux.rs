@@ -99,7 +99,7 @@ pub fn owns(base: u64, size: u64) -> bool {
 fn create(proc: &Process) -> Option<Box<Mm>> {
     let sys = SYSTEM.clone();
     let mut mm = Box::new(LinuxMm::new(sys.clone(), proc.space.clone(), layout()));
-    let file = mm.file(BLOB);
+    let file = mm.file(BLOB).ok()?;
     let (memory, frames) = (sys.machine().memory(), sys.machine().frames());
     let mut page = [0u8; 4096];
     for i in 0..nr::BLOB_PAGES {

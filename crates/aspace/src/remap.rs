@@ -12,7 +12,7 @@
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering::{Relaxed, Release};
 
-use crate::addr::{Page, PageRange, VirtAddr};
+use crate::addr::{Page, VirtAddr};
 use crate::backend::BackendCaps;
 use crate::flags::{AreaFlags, PageFlags};
 use crate::internals::used_space::UsedSpace;
@@ -210,7 +210,7 @@ impl<M: Machine> AddressSpace<M> {
                 Ok(n) => {
                     let used_pages = tree.find(os).map(|(_, _, slot)| {
                         let st = slot.lock();
-                        let in_moved = |r: PageRange| {
+                        let in_moved = |r: crate::addr::PageRange| {
                             let a = r.start.number().max(os);
                             r.end().number().min(os + keep).saturating_sub(a)
                         };
