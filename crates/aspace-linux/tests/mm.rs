@@ -1224,3 +1224,35 @@ fn mlockall_locks_every_mapping_now_or_later() {
     anon(&mut mm, &cpu, page(20), 1);
     assert!(!locked(&mm, page(20)));
 }
+
+/// A kernel may keep areas of its own in the space beside the layer's (a
+/// program's text and stack): `MADV_DONTNEED` over a range reaching them
+/// drops only the layer's mappings' pages, and says `ENOMEM` for the rest
+/// as for a hole.
+#[test]
+fn madvise_dontneed_leaves_areas_the_layer_did_not_make() {
+    let (_sim, mut mm, mut cpu) = setup();
+    anon(&mut mm, &cpu, BASE, 2);
+    let own = BASE + 4 * PAGE_SIZE;
+    mm.space()
+        .area_create(
+            VirtAddr::new(own),
+            PAGE_SIZE,
+            AreaFlags::READ | AreaFlags::WRITE,
+        )
+        .unwrap();
+    cpu.write_u64(VirtAddr::new(BASE), 1).unwrap();
+    cpu.write_u64(VirtAddr::new(own), 2).unwrap();
+    let r = cpu.run(|| {
+        mm.madvise(
+            BASE,
+            8 * PAGE_SIZE,
+            aspace_linux::flags::Advice(MADV_DONTNEED),
+        )
+    });
+    assert_eq!(r, Err(Errno::ENOMEM));
+    assert_eq!(cpu.read_u64(VirtAddr::new(BASE)).unwrap(), 0);
+    assert_eq!(cpu.read_u64(VirtAddr::new(own)).unwrap(), 2);
+    cpu.run(|| mm.space().unmap_range(VirtAddr::new(own), PAGE_SIZE))
+        .unwrap();
+}

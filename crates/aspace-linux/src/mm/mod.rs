@@ -10,12 +10,19 @@
 //!
 //! The core does the memory work with its range operations, each one
 //! all-or-nothing with one TLB shootdown round:
-//! [`unmap_range`](AddressSpace::unmap_range) (`munmap`, `MAP_FIXED`'s
-//! replacement, shrinking), [`protect_range`](AddressSpace::protect_range)
-//! (`mprotect`), [`discard_range`](AddressSpace::discard_range)
-//! (`MADV_DONTNEED`), [`move_range`](AddressSpace::move_range) (`mremap`
-//! moves: page-table work per resident page, no data copied) and
-//! [`area_resize`](AddressSpace::area_resize) (growth in place). Beside the
+//! [`unmap_range`](AddressSpace::unmap_range) (`munmap`, shrinking),
+//! [`area_replace_with`](AddressSpace::area_replace_with) (`MAP_FIXED`
+//! over mappings), [`protect_range`](AddressSpace::protect_range)
+//! (`mprotect`), [`discard_mapped`](AddressSpace::discard_mapped)
+//! (`MADV_DONTNEED`), [`move_range`](AddressSpace::move_range) and
+//! [`move_range_over`](AddressSpace::move_range_over) (`mremap` moves:
+//! page-table work per resident page, no data copied),
+//! [`area_resize`](AddressSpace::area_resize) (growth in place) and
+//! [`System::fork_except`] (`fork`). Each call is one such operation plus
+//! the layer's records, whose room it takes before changing anything, so a
+//! call refused for want of heap or frames changes nothing (faulting pages
+//! in afterwards, as `MAP_POPULATE` and `mlock` do, is best effort, as on
+//! Linux). Beside the
 //! core the layer keeps Linux's view: one record per Linux mapping (VMA)
 //! with what `/proc/PID/maps` shows and what Linux's merging looks at but
 //! the maps do not (`MAP_NORESERVE`, `MAP_GROWSDOWN`, `VM_ACCOUNT`, the
@@ -1804,6 +1811,9 @@ impl<M: Machine> LinuxMm<M> {
         let mut hole = false;
         let mut cuts = 0;
         let mut refused: Option<(u64, Errno)> = None;
+        // The span of the mappings walked: what the core may drop is only
+        // theirs (a kernel may keep areas of its own beside the layer's).
+        let mut span: Option<(u64, u64)> = None;
         let mut next = self.first_ending_above(addr).filter(|v| v.start < end);
         while let Some(v) = next {
             next = self.vmas.from(v.end).filter(|n| n.start < end);
@@ -1842,6 +1852,8 @@ impl<M: Machine> LinuxMm<M> {
                 _ => {}
             }
             at = v.end;
+            let (lo, hi) = (v.start.max(addr), v.end.min(end));
+            span = Some(span.map_or((lo, hi), |(first, _)| (first, hi)));
         }
         if refused.is_none() && at < end {
             hole = true;
@@ -1863,16 +1875,20 @@ impl<M: Machine> LinuxMm<M> {
         let stop = refused.map_or(end, |(at, _)| at);
         match effect {
             // The mapped parts before the stop, in one step.
-            Effect::Drop if stop > addr => {
-                self.space
-                    .discard_mapped(VirtAddr::new(addr), stop - addr)
-                    .map_err(errno_of)?;
+            Effect::Drop => {
+                if let Some((lo, hi)) = span.map(|(lo, hi)| (lo, hi.min(stop))) {
+                    if lo < hi {
+                        self.space
+                            .discard_mapped(VirtAddr::new(lo), hi - lo)
+                            .map_err(errno_of)?;
+                    }
+                }
             }
             Effect::Hint => {
                 self.room(cuts)?;
                 self.rehint(addr, stop, advice);
             }
-            Effect::Drop | Effect::Free | Effect::Nothing | Effect::Populate { .. } => {}
+            Effect::Free | Effect::Nothing | Effect::Populate { .. } => {}
         }
         match refused {
             Some((_, e)) => Err(e),
