@@ -966,8 +966,29 @@ impl Engine {
             Op::Fork(src, name) => {
                 let parent = self.space(src)?;
                 let labels = self.task(src)?.labels.clone();
-                match self.as_task(src, || self.sim.system().fork(&parent)) {
-                    Ok(space) => {
+                // A task that made Linux calls forks as Linux does (its
+                // mappings, break, MADV_DONTFORK / WIPEONFORK ranges).
+                let mut linux = self.linux.take(src);
+                let forked = match linux.as_mut() {
+                    Some(mm) => self
+                        .as_task(src, || mm.fork())
+                        .map(|child| {
+                            let space = child.space().clone();
+                            (space, Some(child))
+                        })
+                        .map_err(|_| aspace::Error::NoMemory),
+                    None => self
+                        .as_task(src, || self.sim.system().fork(&parent))
+                        .map(|space| (space, None)),
+                };
+                if let Some(mm) = linux {
+                    self.linux.put(src, mm);
+                }
+                match forked {
+                    Ok((space, child_mm)) => {
+                        if let Some(mm) = child_mm {
+                            self.linux.put(name, mm);
+                        }
                         let id = space.id();
                         let key = self.next_task;
                         self.next_task += 1;

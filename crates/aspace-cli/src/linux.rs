@@ -96,6 +96,16 @@ impl Procs {
         })
     }
 
+    /// Takes `task`'s map out, if it has one (to be put back).
+    pub fn take(&mut self, task: &str) -> Option<LinuxMm<SimMachine>> {
+        self.procs.remove(task)
+    }
+
+    /// Gives `task` the map `mm` (taken out, or a forked child's).
+    pub fn put(&mut self, task: &str, mm: LinuxMm<SimMachine>) {
+        self.procs.insert(task.to_string(), mm);
+    }
+
     /// Forgets `task`'s map (its task exits), returning it to drop.
     pub fn remove(&mut self, task: &str) -> Option<LinuxMm<SimMachine>> {
         self.procs.remove(task)

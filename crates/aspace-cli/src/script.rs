@@ -28,7 +28,8 @@ pub const OPS: &[(&str, &str, &str)] = &[
         "fork TASK NAME",
         "create task NAME as a copy of TASK (Unix fork): private pages are \
          shared copy-on-write, the first write on either side copies one; \
-         shared areas stay shared",
+         shared areas stay shared; a task that made Linux calls forks as \
+         Linux does (MADV_DONTFORK ranges left out, MADV_WIPEONFORK ones empty)",
     ),
     (
         "exit",
