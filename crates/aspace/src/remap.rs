@@ -159,7 +159,7 @@ impl<M: Machine> AddressSpace<M> {
             let [a, b] = self.prepare_splits(&mut tree, [os, oe])?;
             [a, b, None, None]
         };
-        Self::reserve_entries(&mut tree, 5)?;
+        Self::reserve_entries(&mut tree, if over { 5 } else { 3 })?;
         let mut replaced: Vec<(Unmapped, PageFlags, bool)> = Vec::new();
         if over {
             let mut pages = 0;
@@ -178,7 +178,12 @@ impl<M: Machine> AddressSpace<M> {
         }
         // The translations of the new range go (kept aside, their frames
         // still in use) to make way.
-        for (_, _, slot) in Self::areas_in(&tree, ns, ne).filter(|_| over) {
+        let target = if over {
+            Some(Self::areas_in(&tree, ns, ne))
+        } else {
+            None
+        };
+        for (_, _, slot) in target.into_iter().flatten() {
             let st = slot.lock();
             let release = slot.area.backend.caps().contains(BackendCaps::REFCOUNTED);
             for r in st.used.iter() {
@@ -239,11 +244,14 @@ impl<M: Machine> AddressSpace<M> {
             }
         }
         // Nothing below fails.
-        let split = self
+        let mut split = self
             .split_at(&mut tree, os, room_os)
-            .and_then(|()| self.split_at(&mut tree, oe, room_oe))
-            .and_then(|()| self.split_at(&mut tree, ns, room_ns))
-            .and_then(|()| self.split_at(&mut tree, ne, room_ne));
+            .and_then(|()| self.split_at(&mut tree, oe, room_oe));
+        if over {
+            split = split
+                .and_then(|()| self.split_at(&mut tree, ns, room_ns))
+                .and_then(|()| self.split_at(&mut tree, ne, room_ne));
+        }
         debug_assert!(split.is_ok(), "checked splittable");
         let mut batch = ShootdownBatch::new();
         // What the new range held goes: its translations (gone already)
@@ -252,7 +260,7 @@ impl<M: Machine> AddressSpace<M> {
         for (u, _, release) in replaced {
             batch.defer_or_flush(u, release, &self.shared, self.id());
         }
-        while let Some((start, _)) = Self::first_in(&tree, ns, ne).filter(|_| over) {
+        while let Some((start, _)) = over.then(|| Self::first_in(&tree, ns, ne)).flatten() {
             let Some((_, gone)) = tree.remove(start) else {
                 break;
             };
