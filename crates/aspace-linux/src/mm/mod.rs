@@ -432,9 +432,12 @@ pub struct LinuxMm<M: Machine> {
 }
 
 impl<M: Machine> LinuxMm<M> {
-    /// A process map over `space` (a user space of `system`, with no areas
-    /// the layer did not make) laid out as `layout`; the break starts at
-    /// `layout.brk_start`.
+    /// A process map over `space` (a user space of `system`) laid out as
+    /// `layout`; the break starts at `layout.brk_start`. A kernel may keep
+    /// areas of its own in the space (a program's text and stack) where it
+    /// lets no call reach: the layer's calls change only the ranges they
+    /// are given (`munmap` and `MAP_FIXED` remove whatever lies there, as
+    /// on Linux), and `madvise` only its mappings' pages.
     pub fn new(system: Arc<System<M>>, space: SpaceRef<M>, layout: Layout) -> Self {
         LinuxMm {
             system,
