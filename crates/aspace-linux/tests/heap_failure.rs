@@ -371,6 +371,9 @@ fn mremap() {
     inject("mremap move and shrink A", Whole, |mm| {
         mm.mremap(A, p(8), p(4), fixed, FREE)
     });
+    inject("mremap shrink A, its tail across B, onto F", Whole, |mm| {
+        mm.mremap(A, p(20), p(2), fixed, F + p(1))
+    });
     inject("mremap move the shared file mapping onto A", Whole, |mm| {
         mm.mremap(G, p(4), p(4), fixed, A + p(2))
     });

@@ -1233,6 +1233,10 @@ fn mlockall_locks_every_mapping_now_or_later() {
 fn madvise_dontneed_leaves_areas_the_layer_did_not_make() {
     let (_sim, mut mm, mut cpu) = setup();
     anon(&mut mm, &cpu, BASE, 2);
+    // A mapping past the kernel's area too: the area lies between two.
+    anon(&mut mm, &cpu, BASE + 6 * PAGE_SIZE, 2);
+    cpu.write_u64(VirtAddr::new(BASE + 7 * PAGE_SIZE), 3)
+        .unwrap();
     let own = BASE + 4 * PAGE_SIZE;
     mm.space()
         .area_create(
@@ -1253,6 +1257,73 @@ fn madvise_dontneed_leaves_areas_the_layer_did_not_make() {
     assert_eq!(r, Err(Errno::ENOMEM));
     assert_eq!(cpu.read_u64(VirtAddr::new(BASE)).unwrap(), 0);
     assert_eq!(cpu.read_u64(VirtAddr::new(own)).unwrap(), 2);
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(BASE + 7 * PAGE_SIZE)).unwrap(),
+        0
+    );
     cpu.run(|| mm.space().unmap_range(VirtAddr::new(own), PAGE_SIZE))
         .unwrap();
+}
+
+/// The page ranges of the records and of the core's areas, to compare.
+fn covered(mm: &LinuxMm<SimMachine>) -> (Vec<u64>, Vec<u64>) {
+    let mut recs = Vec::new();
+    for v in mm.vmas() {
+        recs.extend(v.start / PAGE_SIZE..v.end / PAGE_SIZE);
+    }
+    let mut areas = Vec::new();
+    for a in mm.space().areas() {
+        let first = a.base.as_u64() / PAGE_SIZE;
+        areas.extend(first..first + a.pages);
+    }
+    (recs, areas)
+}
+
+/// A shrinking `MREMAP_FIXED` move removes its tail with the move, in one
+/// core step, and the records follow the core's areas however the target,
+/// the tail and the moved part lie (the target inside the same mapping; a
+/// tail reaching into another mapping that the target meets too).
+#[test]
+fn shrinking_moves_keep_the_records_on_the_core() {
+    let p = |n: u64| n * PAGE_SIZE;
+    let fixed = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED);
+    let (_sim, mut mm, cpu) = setup();
+    anon(&mut mm, &cpu, BASE, 20);
+    let r = cpu.run(|| mm.mremap(BASE + p(10), p(6), p(2), fixed, BASE + p(2)));
+    assert_eq!(r, Ok(BASE + p(2)));
+    let (recs, areas) = covered(&mm);
+    assert_eq!(recs, areas);
+    let want: Vec<u64> = (0..10)
+        .chain(16..20)
+        .map(|i| BASE / PAGE_SIZE + i)
+        .collect();
+    assert_eq!(recs, want);
+
+    let (_sim, mut mm, cpu) = setup();
+    anon(&mut mm, &cpu, BASE, 4);
+    let shared = flags(MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED);
+    cpu.run(|| mm.mmap(BASE + p(4), p(16), Prot::RW, shared, None, 0))
+        .unwrap();
+    let r = cpu.run(|| mm.mremap(BASE, p(8), p(2), fixed, BASE + p(8)));
+    assert_eq!(r, Ok(BASE + p(8)));
+    let (recs, areas) = covered(&mm);
+    assert_eq!(recs, areas);
+    let want: Vec<u64> = (8..20).map(|i| BASE / PAGE_SIZE + i).collect();
+    assert_eq!(recs, want);
+    assert_eq!(mm.vmas().count(), 2, "the moved part and the shared rest");
+}
+
+/// `MAP_FIXED` over part of a mapping needs nothing more from the commit
+/// limit (Linux charges the new pages less the accounted ones replaced).
+#[test]
+fn map_fixed_over_part_of_a_mapping_at_the_commit_limit() {
+    let p = |n: u64| n * PAGE_SIZE;
+    let (sim, mut mm, cpu) = setup();
+    anon(&mut mm, &cpu, BASE, 16);
+    let reserve = sim.system().reserve();
+    reserve.set_limit(reserve.committed());
+    assert_eq!(anon(&mut mm, &cpu, BASE + p(4), 4), BASE + p(4));
+    assert_eq!(anon(&mut mm, &cpu, BASE + p(12), 4), BASE + p(12));
+    assert_eq!(anon(&mut mm, &cpu, BASE, 2), BASE);
+    assert_eq!(reserve.committed(), 16);
 }

@@ -450,6 +450,22 @@ fn range_operations() {
     inject("move_range_over, shrinking", populated, |w| {
         w.s(0).move_range_over(va(A2), pages(8), va(A1), pages(2))
     });
+    inject(
+        "move_range_over, shrinking across areas and a hole",
+        populated,
+        |w| {
+            w.s(0)
+                .move_range_over(va(A1), A2 + pages(3) - A1, va(FREE), pages(1))
+        },
+    );
+    inject("discard_ranges over areas and holes", populated, |w| {
+        let ranges = [
+            (va(A1), pages(1)),
+            (va(A2 + pages(1)), pages(1)),
+            (va(A2 + pages(3)), pages(7)),
+        ];
+        w.s(0).discard_ranges(&ranges)
+    });
     inject("unmap_range across areas and holes", populated, |w| {
         w.s(0)
             .unmap_range(va(A1 + pages(1)), A2 + pages(3) - (A1 + pages(1)))

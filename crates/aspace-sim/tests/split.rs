@@ -417,12 +417,22 @@ fn area_replace_takes_the_range_in_one_step() {
     c.run(|| s.area_replace_with(hog, free * P, R, e, anon()))
         .unwrap();
     assert_eq!(sim.system().reserve().available(), 0);
-    // A part cut off an area gives its reservation back only afterwards:
-    // at the limit, that is refused.
+    // So does the part of an area cut out (at both ends, or one), and a
+    // larger area than what it replaces takes only the difference: at the
+    // limit, that is refused, with nothing changed.
+    let hog_at = hog.as_u64();
+    c.run(|| s.area_replace_with(va(hog_at + 2 * P), 2 * P, RW, e, anon()))
+        .unwrap();
+    c.run(|| s.area_replace_with(va(hog_at), 3 * P, RW, e, anon()))
+        .unwrap();
+    assert_eq!(sim.system().reserve().available(), 0);
+    let shown = areas(&s);
     assert_eq!(
-        c.run(|| s.area_replace_with(va(A + 2 * P), 2 * P, RW, e, anon())),
+        c.run(|| s.area_replace_with(va(hog_at + (free - 1) * P), 2 * P, RW, e, anon())),
         Err(Error::NoMemory)
     );
+    assert_eq!(areas(&s), shown);
+    assert_eq!(sim.system().reserve().available(), 0);
     c.run(|| s.unmap_range(va(A), 64 * P + free * P)).unwrap();
     assert_eq!(sim.system().reserve().committed(), 0);
 }
@@ -614,6 +624,51 @@ fn discard_range_zeroes_private_and_refetches_shared() {
     assert_eq!(c.read_u64(va(A + P)).unwrap(), 1001);
     assert_eq!(s.discard_range(va(A + 6 * P), 4 * P), Err(Error::NotFound));
     assert_eq!(s.area(va(A + 4 * P)).unwrap().resident, 4);
+}
+
+#[test]
+fn discard_ranges_drops_only_the_ranges_given() {
+    let (sim, s, mut c) = setup(1);
+    s.area_create(va(A), 8 * P, RW).unwrap();
+    fill(&mut c, A, 8, 1);
+    let frames = sim.frames_in_use();
+    let before = sim.system().stats();
+    // Pages 1-2 and 5-6 (and a hole past the area): 3, 4 and 7 stay.
+    let ranges = [
+        (va(A + P), 2 * P),
+        (va(A + 5 * P), 2 * P),
+        (va(A + 9 * P), P),
+    ];
+    c.run(|| s.discard_ranges(&ranges)).unwrap();
+    assert_eq!(sim.system().stats().since(&before).shootdown_rounds, 1);
+    assert_eq!(sim.frames_in_use(), frames - 4);
+    for (i, kept) in [
+        (0, true),
+        (1, false),
+        (2, false),
+        (3, true),
+        (4, true),
+        (5, false),
+        (6, false),
+        (7, true),
+    ] {
+        let want = if kept { 1000 + i } else { 0 };
+        assert_eq!(c.read_u64(va(A + i * P)).unwrap(), want, "page {i}");
+    }
+    assert_no_stale(&sim, &s);
+    // Out of order or overlapping: refused, nothing changed.
+    let resident = s.resident_pages();
+    for bad in [
+        [(va(A + 4 * P), P), (va(A), P)],
+        [(va(A), 2 * P), (va(A + P), P)],
+    ] {
+        assert_eq!(s.discard_ranges(&bad), Err(Error::InvalidArgument));
+    }
+    assert_eq!(
+        s.discard_ranges(&[(va(A + 1), P)]),
+        Err(Error::InvalidArgument)
+    );
+    assert_eq!(s.resident_pages(), resident);
 }
 
 #[test]
@@ -1004,6 +1059,62 @@ fn move_range_over_replaces_what_was_there() {
     );
     assert_eq!(areas(&s), shown);
     c.run(|| s.unmap_range(va(B), 10 * P)).unwrap();
+    assert_eq!(sim.system().reserve().committed(), 0);
+}
+
+#[test]
+fn replacing_stops_at_the_guard_page_of_an_area_above() {
+    let (sim, s, mut c) = setup(1);
+    s.area_create(va(B), 4 * P, RW | AreaFlags::GROWS_DOWN)
+        .unwrap();
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    fill(&mut c, A, 4, 1);
+    let shown = areas(&s);
+    let committed = sim.system().reserve().committed();
+    // B's guard page is B - P: neither may take it.
+    let e = AreaAttrs::empty();
+    assert_eq!(
+        c.run(|| s.area_replace_with(va(B - 4 * P), 4 * P, RW, e, anon())),
+        Err(Error::AddressNotAvailable)
+    );
+    assert_eq!(
+        c.run(|| s.move_range_over(va(A), 4 * P, va(B - 4 * P), 4 * P)),
+        Err(Error::AddressNotAvailable)
+    );
+    assert_eq!(areas(&s), shown);
+    assert_eq!(sim.system().reserve().committed(), committed);
+    // One page lower, both fit.
+    c.run(|| s.move_range_over(va(A), 4 * P, va(B - 5 * P), 4 * P))
+        .unwrap();
+    assert_eq!(c.read_u64(va(B - 5 * P)).unwrap(), 1000);
+    c.run(|| s.area_replace_with(va(B - 5 * P), 4 * P, RW, e, anon()))
+        .unwrap();
+    assert_eq!(c.read_u64(va(B - 5 * P)).unwrap(), 0);
+    c.run(|| s.unmap_range(va(A), B + 4 * P - A)).unwrap();
+    assert_eq!(sim.system().reserve().committed(), 0);
+}
+
+#[test]
+fn a_shrinking_move_over_drops_its_tail_across_areas_and_holes() {
+    let (sim, s, mut c) = setup(1);
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create(va(A + 6 * P), 4 * P, R).unwrap();
+    fill(&mut c, A, 4, 1);
+    c.read_u64(va(A + 6 * P)).unwrap();
+    let data = || sim.frames_in_use() - s.page_table_frames();
+    let frames = data();
+    let before = sim.system().stats();
+    // Old range: A's 4 pages, a hole, the R area's first 2; keep 2 pages.
+    c.run(|| s.move_range_over(va(A), 8 * P, va(B), 2 * P))
+        .unwrap();
+    let d = sim.system().stats().since(&before);
+    assert_eq!(d.shootdown_rounds, 1);
+    assert_eq!(areas(&s), [(A + 8 * P, 2, R), (B, 2, RW)]);
+    // Pages 2 and 3 of A and the R page read: three frames freed.
+    assert_eq!(data(), frames - 3);
+    assert_eq!(c.read_u64(va(B + P)).unwrap(), 1001);
+    assert_no_stale(&sim, &s);
+    c.run(|| s.unmap_range(va(A), B + 2 * P - A)).unwrap();
     assert_eq!(sim.system().reserve().committed(), 0);
 }
 

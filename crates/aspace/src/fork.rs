@@ -292,8 +292,10 @@ impl<M: Machine> AddressSpace<M> {
                     pages: pe - ps,
                     offset: area.offset() + delta,
                     reserved,
+                    // As a split leaves it: the pages cut off above no
+                    // longer count.
                     grow_limit: if ps == start {
-                        area.grow_limit().max(pe - ps)
+                        area.grow_limit().saturating_sub(end - pe).max(pe - ps)
                     } else {
                         pe - ps
                     },

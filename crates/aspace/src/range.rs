@@ -340,64 +340,101 @@ impl<M: Machine> AddressSpace<M> {
     /// page in no area, or a partial one, `NotFound` (Linux `ENOMEM`,
     /// after discarding the mapped parts).
     pub fn discard_range(&self, base: VirtAddr, size: u64) -> Result<()> {
-        self.discard(base, size, false)
-    }
-
-    /// [`discard_range`](Self::discard_range) of the pages of `[base, base
-    /// + size)` that lie in areas, holes skipped (Linux's
-    /// `madvise(MADV_DONTNEED)` over a range with holes: every mapped part
-    /// in one step, one shootdown round). Refusals, before anything
-    /// changed: bad range `InvalidArgument`; a partial area in the range
-    /// `NotFound`; the heap refusing room for a cut run `NoMemory`.
-    pub fn discard_mapped(&self, base: VirtAddr, size: u64) -> Result<()> {
-        self.discard(base, size, true)
-    }
-
-    /// [`discard_range`](Self::discard_range), holes allowed or not.
-    fn discard(&self, base: VirtAddr, size: u64, holes: bool) -> Result<()> {
         let range = Self::checked_range(base, size)?;
-        let (s, e) = (range.start.number(), range.end().number());
-        let tree = self.areas.write();
-        if !holes {
-            Self::check_covered(&tree, s, e)?;
-        } else if Self::areas_in(&tree, s, e)
-            .any(|(_, _, slot)| slot.lock().attrs.contains(AreaAttrs::PARTIAL))
-        {
-            return Err(Error::NotFound);
+        let one = (range.start.number(), range.end().number());
+        self.discard(core::iter::once(one), false)
+    }
+
+    /// [`discard_range`](Self::discard_range) of the pages that lie in
+    /// areas in each of `ranges` (ascending and apart), holes skipped, all
+    /// in one step with one shootdown round (Linux's
+    /// `madvise(MADV_DONTNEED)` over several mappings with holes between
+    /// them, where pages that are not the mappings' must stay). Refusals,
+    /// before anything changed: a bad range, or ranges out of order or
+    /// overlapping, `InvalidArgument`; a partial area in a range
+    /// `NotFound`; the heap refusing room for cut runs `NoMemory`.
+    pub fn discard_ranges(&self, ranges: &[(VirtAddr, u64)]) -> Result<()> {
+        let mut floor = 0;
+        for &(base, size) in ranges {
+            let r = Self::checked_range(base, size)?;
+            if r.start.number() < floor {
+                return Err(Error::InvalidArgument);
+            }
+            floor = r.end().number();
         }
-        // Room for the runs of the area with the most in the range, taken
-        // before anything changes.
-        let mut most = 0;
-        for (_, end, slot) in Self::areas_in(&tree, s, e) {
-            let mut st = slot.lock();
-            most = most.max(st.used.overlap(s, e).0);
-            // A run across the end of the range is cut in two there.
-            // So is one of the copy-on-write set.
-            let cut = Page::from_number(e.min(end));
-            if !st.used.try_reserve_cut(cut) || !(st.cow.is_empty() || st.cow.try_reserve_cut(cut))
+        let pages = |&(base, size): &(VirtAddr, u64)| {
+            let first = base.as_u64() / crate::PAGE_SIZE;
+            (first, first + size.div_ceil(crate::PAGE_SIZE))
+        };
+        self.discard(ranges.iter().map(pages), true)
+    }
+
+    /// [`discard_range`](Self::discard_range) over the page ranges
+    /// `ranges` (ascending, apart), holes allowed or not.
+    fn discard(&self, ranges: impl Iterator<Item = (u64, u64)> + Clone, holes: bool) -> Result<()> {
+        let tree = self.areas.write();
+        for (s, e) in ranges.clone() {
+            if !holes {
+                Self::check_covered(&tree, s, e)?;
+            } else if Self::areas_in(&tree, s, e)
+                .any(|(_, _, slot)| slot.lock().attrs.contains(AreaAttrs::PARTIAL))
             {
+                return Err(Error::NotFound);
+            }
+        }
+        // Room, taken before anything changes: per area, one more run for
+        // each range meeting it (a run across a range's end is cut in two
+        // there; so is one of the copy-on-write set); the runs of the
+        // area with the most in one range.
+        let mut most = 0;
+        let mut meeting: Option<(u64, usize)> = None;
+        let room = |tree: &Areas<M>, (start, k): (u64, usize)| -> Result<()> {
+            let Some((_, slot)) = tree.get(start) else {
+                return Ok(());
+            };
+            let mut st = slot.lock();
+            if !st.used.try_reserve(k) || !(st.cow.is_empty() || st.cow.try_reserve(k)) {
                 return Err(Error::NoMemory);
             }
+            Ok(())
+        };
+        for (s, e) in ranges.clone() {
+            for (start, _, slot) in Self::areas_in(&tree, s, e) {
+                most = most.max(slot.lock().used.overlap(s, e).0);
+                meeting = match meeting {
+                    Some((a, k)) if a == start => Some((a, k + 1)),
+                    Some(done) => {
+                        room(&tree, done)?;
+                        Some((start, 1))
+                    }
+                    None => Some((start, 1)),
+                };
+            }
+        }
+        if let Some(done) = meeting {
+            room(&tree, done)?;
         }
         let mut runs: Vec<PageRange> = Vec::new();
         runs.try_reserve_exact(most).map_err(|_| Error::NoMemory)?;
         let mut batch = ShootdownBatch::new();
-        for (start, end, slot) in Self::areas_in(&tree, s, e) {
-            let area = &slot.area;
-            let mut st = slot.lock();
-            let (lo, hi) = (s.max(start), e.min(end));
-            runs.clear();
-            runs.extend(st.used.iter().filter_map(|r| {
-                let a = r.start.number().max(lo);
-                let b = r.end().number().min(hi);
-                (a < b).then(|| PageRange::new(Page::from_number(a), b - a))
-            }));
-            for r in runs.drain(..) {
-                self.unmap_used(&slot.area, &mut st, r, &mut batch);
-                let less =
-                    reserve::per_page(&*area.backend, st.flags, area.index(r.start), r.count);
-                self.shared.reserve.release(less);
-                area.reserved.fetch_sub(less, Relaxed);
+        for (s, e) in ranges {
+            for (start, end, slot) in Self::areas_in(&tree, s, e) {
+                let area = &slot.area;
+                let mut st = slot.lock();
+                let (lo, hi) = (s.max(start), e.min(end));
+                runs.clear();
+                runs.extend(st.used.iter().filter_map(|r| {
+                    let a = r.start.number().max(lo);
+                    let b = r.end().number().min(hi);
+                    (a < b).then(|| PageRange::new(Page::from_number(a), b - a))
+                }));
+                for r in runs.drain(..) {
+                    self.unmap_used(&slot.area, &mut st, r, &mut batch);
+                    let less =
+                        reserve::per_page(&*area.backend, st.flags, area.index(r.start), r.count);
+                    self.shared.reserve.release(less);
+                    area.reserved.fetch_sub(less, Relaxed);
+                }
             }
         }
         batch.complete(&self.shared, self.id());

@@ -13,6 +13,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering::{Relaxed, Release};
 
 use crate::addr::{Page, VirtAddr};
+use crate::area::AreaEntry;
 use crate::backend::BackendCaps;
 use crate::flags::{AreaFlags, PageFlags};
 use crate::internals::used_space::UsedSpace;
@@ -24,6 +25,34 @@ use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
 impl<M: Machine> AddressSpace<M> {
+    /// Unmaps the mapped pages of `slot`'s area in `[lo, hi)` into
+    /// `replaced` (which has room), each with its rights and whether its
+    /// frame's reference goes with it, to be put back or released.
+    fn take_aside(
+        pt: &M::PageTable,
+        mem: &M::Memory,
+        slot: &AreaEntry<M>,
+        lo: u64,
+        hi: u64,
+        replaced: &mut Vec<(Unmapped, PageFlags, bool)>,
+    ) {
+        let st = slot.lock();
+        let release = slot.area.backend.caps().contains(BackendCaps::REFCOUNTED);
+        for r in st.used.iter() {
+            let (a, b) = (r.start.number().max(lo), r.end().number().min(hi));
+            for n in a..b {
+                let page = Page::from_number(n);
+                let Some((_, flags)) = pt.translate(mem, page) else {
+                    debug_assert!(false, "used page {page:?} not mapped");
+                    continue;
+                };
+                if let Some(u) = pt.unmap(mem, page) {
+                    replaced.push((u, flags, release));
+                }
+            }
+        }
+    }
+
     /// Moves the pages `[old, old + old_size)`, all in one area, to `new`
     /// and makes them `new_size` bytes (Linux `mremap` with
     /// `MREMAP_MAYMOVE | MREMAP_FIXED`): the area is split at the ends of
@@ -67,6 +96,11 @@ impl<M: Machine> AddressSpace<M> {
     /// `unmap_range`), and the new range may not overlap the old one
     /// (`AddressNotAvailable`). If the page tables of the new place run out
     /// of frames, the replaced translations are put back as they were.
+    ///
+    /// A shrinking move (`new_size < old_size`) moves the old range's first
+    /// `new_size` bytes, which must lie in one area, and removes the rest
+    /// as `unmap_range` would, in the same step: other areas and holes
+    /// there are fine (Linux's `mremap` unmaps that tail first).
     pub fn move_range_over(
         &self,
         old: VirtAddr,
@@ -89,8 +123,15 @@ impl<M: Machine> AddressSpace<M> {
     ) -> Result<()> {
         let orange = Self::checked_range(old, old_size)?;
         let nrange = Self::checked_range(new, new_size)?;
-        let (os, oe) = (orange.start.number(), orange.end().number());
+        let (os, full_oe) = (orange.start.number(), orange.end().number());
         let (ns, ne) = (nrange.start.number(), nrange.end().number());
+        // Over: a shrinking move's tail `[oe, te)` goes as unmap_range
+        // removes it; the part that moves is the first `new_size` bytes.
+        let (oe, te) = if over && full_oe - os > ne - ns {
+            (os + (ne - ns), full_oe)
+        } else {
+            (full_oe, full_oe)
+        };
         let (old_pages, new_pages) = (oe - os, ne - ns);
         let keep = old_pages.min(new_pages);
         let m = self.machine();
@@ -104,7 +145,7 @@ impl<M: Machine> AddressSpace<M> {
             }
             let area = &slot.area;
             let st = slot.lock();
-            if ns < oe && os < ne {
+            if ns < full_oe && os < ne {
                 return Err(Error::AddressNotAvailable);
             }
             Self::check_splittable(area, &st)?;
@@ -120,8 +161,11 @@ impl<M: Machine> AddressSpace<M> {
             };
             let guard = moved_flags.guard_pages();
             if over {
+                // The new range replaces what is in it, but no area below
+                // its guard and no guard page of an area above it.
                 if !self.in_window(nrange, guard)
                     || (guard > 0 && tree.overlaps(ns - guard, ns, None))
+                    || tree.guarded_by(ne - 1).is_some()
                 {
                     return Err(Error::AddressNotAvailable);
                 }
@@ -144,29 +188,42 @@ impl<M: Machine> AddressSpace<M> {
             let cow_runs = crate::cow::moved_runs(&st.cow, os, keep);
             (moved_flags, more, runs, cow_runs)
         };
+        // What goes: the new range's contents and the tail (empty ranges
+        // when there is nothing to replace).
+        let cleared = if over {
+            [(ns, ne), (oe, te)]
+        } else {
+            [(ns, ns), (oe, oe)]
+        };
         if over {
             self.check_split(&tree, ns)?;
             self.check_split(&tree, ne)?;
+            self.check_split(&tree, te)?;
         }
-        // The heap first: room for two splits (four over a new range that
-        // holds areas) and the entry at its new place, the moved part's
-        // used space, and a list of the translations replaced.
+        // The heap first: room for two splits (five over a new range that
+        // holds areas, with a tail) and the entry at its new place, the
+        // moved part's used space, and a list of the translations replaced.
         let mut used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
         let mut cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
-        let [room_os, room_oe, room_ns, room_ne] = if over {
-            self.prepare_splits(&mut tree, [os, oe, ns, ne])?
+        // No area holds page `u64::MAX`: a cut there is none.
+        let none = u64::MAX;
+        let [room_os, room_oe, room_ns, room_ne, room_te] = if over {
+            let te_cut = if te > oe { te } else { none };
+            self.prepare_splits(&mut tree, [os, oe, ns, ne, te_cut])?
         } else {
             let [a, b] = self.prepare_splits(&mut tree, [os, oe])?;
-            [a, b, None, None]
+            [a, b, None, None, None]
         };
-        Self::reserve_entries(&mut tree, if over { 5 } else { 3 })?;
+        Self::reserve_entries(&mut tree, if over { 6 } else { 3 })?;
         let mut replaced: Vec<(Unmapped, PageFlags, bool)> = Vec::new();
         if over {
             let mut pages = 0;
-            for (_, _, slot) in Self::areas_in(&tree, ns, ne) {
-                for r in slot.lock().used.iter() {
-                    let (a, b) = (r.start.number().max(ns), r.end().number().min(ne));
-                    pages += b.saturating_sub(a);
+            for (lo, hi) in cleared {
+                for (_, _, slot) in Self::areas_in(&tree, lo, hi) {
+                    for r in slot.lock().used.iter() {
+                        let (a, b) = (r.start.number().max(lo), r.end().number().min(hi));
+                        pages += b.saturating_sub(a);
+                    }
                 }
             }
             replaced
@@ -176,28 +233,11 @@ impl<M: Machine> AddressSpace<M> {
         if !self.shared.reserve.try_reserve(more) {
             return Err(Error::NoMemory);
         }
-        // The translations of the new range go (kept aside, their frames
-        // still in use) to make way.
-        let target = if over {
-            Some(Self::areas_in(&tree, ns, ne))
-        } else {
-            None
-        };
-        for (_, _, slot) in target.into_iter().flatten() {
-            let st = slot.lock();
-            let release = slot.area.backend.caps().contains(BackendCaps::REFCOUNTED);
-            for r in st.used.iter() {
-                let (a, b) = (r.start.number().max(ns), r.end().number().min(ne));
-                for n in a..b {
-                    let page = Page::from_number(n);
-                    let Some((_, flags)) = pt.translate(m.memory(), page) else {
-                        debug_assert!(false, "used page {page:?} not mapped");
-                        continue;
-                    };
-                    if let Some(u) = pt.unmap(m.memory(), page) {
-                        replaced.push((u, flags, release));
-                    }
-                }
+        // The translations of the new range and the tail go (kept aside,
+        // their frames still in use) to make way.
+        for (lo, hi) in cleared.into_iter().filter(|_| over) {
+            for (_, _, slot) in Self::areas_in(&tree, lo, hi) {
+                Self::take_aside(pt, m.memory(), slot, lo, hi, &mut replaced);
             }
         }
         // The resident pages move (the only step that allocates frames:
@@ -250,22 +290,25 @@ impl<M: Machine> AddressSpace<M> {
         if over {
             split = split
                 .and_then(|()| self.split_at(&mut tree, ns, room_ns))
-                .and_then(|()| self.split_at(&mut tree, ne, room_ne));
+                .and_then(|()| self.split_at(&mut tree, ne, room_ne))
+                .and_then(|()| self.split_at(&mut tree, te, room_te));
         }
         debug_assert!(split.is_ok(), "checked splittable");
         let mut batch = ShootdownBatch::new();
-        // What the new range held goes: its translations (gone already)
-        // in this round, its areas (used space emptied: nothing mapped)
-        // with their reservations and share references.
+        // What the new range and the tail held goes: their translations
+        // (gone already) in this round, their areas (used space emptied:
+        // nothing mapped) with their reservations and share references.
         for (u, _, release) in replaced {
             batch.defer_or_flush(u, release, &self.shared, self.id());
         }
-        while let Some((start, _)) = over.then(|| Self::first_in(&tree, ns, ne)).flatten() {
-            let Some((_, gone)) = tree.remove(start) else {
-                break;
-            };
-            gone.lock().used = UsedSpace::new();
-            self.unmap_area(&gone.area, &mut batch);
+        for (lo, hi) in cleared.into_iter().filter(|_| over) {
+            while let Some((start, _)) = Self::first_in(&tree, lo, hi) {
+                let Some((_, gone)) = tree.remove(start) else {
+                    break;
+                };
+                gone.lock().used = UsedSpace::new();
+                self.unmap_area(&gone.area, &mut batch);
+            }
         }
         let Some((_, entry)) = tree.remove(os) else {
             debug_assert!(false, "the old range is an area now");

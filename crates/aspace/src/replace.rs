@@ -25,6 +25,55 @@ use crate::tlb::ShootdownBatch;
 use crate::{Error, Result, PAGE_SIZE};
 
 impl<M: Machine> AddressSpace<M> {
+    /// The reservation the part `[s, e)` of `area` (locked as `st`, not
+    /// shared, spanning from page `start`) holds once the area is split at
+    /// `s` and then at `e`, by the rule of [`split_at`](Self::split_at):
+    /// the part below a cut keeps what its pages (or, reserving late, its
+    /// resident pages) reserve, at most what the area holds, and the part
+    /// above the rest.
+    fn part_reservation(
+        area: &crate::area::Area<M>,
+        st: &crate::area::AreaState<M>,
+        start: u64,
+        s: u64,
+        e: u64,
+    ) -> u64 {
+        let backend = &*area.backend;
+        let end = start + area.pages();
+        // What pages `[from, to)` of the area reserve, by themselves.
+        let own = |from: u64, to: u64| -> u64 {
+            if st.flags.contains(AreaFlags::LATE_RESERVE) {
+                st.used
+                    .iter()
+                    .map(|r| {
+                        let (a, b) = (r.start.number().max(from), r.end().number().min(to));
+                        if a < b {
+                            let first = area.index(crate::addr::Page::from_number(a));
+                            reserve::per_page(backend, st.flags, first, b - a)
+                        } else {
+                            0
+                        }
+                    })
+                    .sum()
+            } else {
+                reserve::up_front(backend, st.flags, area.offset() + (from - start), to - from)
+            }
+        };
+        let total = area.reserved();
+        // A cut at `s` leaves the part above it the rest.
+        let (lo, above) = if start < s {
+            (s, total - own(start, s).min(total))
+        } else {
+            (start, total)
+        };
+        // A cut at `e` leaves the part below it what it reserves.
+        if end > e {
+            own(lo, e).min(above)
+        } else {
+            above
+        }
+    }
+
     /// Makes `[base, base + size)` a new area with `flags`, `attrs` and
     /// `backend`, replacing what was there (areas inside go, areas across
     /// the ends are split there and lose their part inside, holes are
@@ -56,18 +105,16 @@ impl<M: Machine> AddressSpace<M> {
         let (s, e) = (range.start.number(), range.end().number());
         let guard = flags.guard_pages();
         let mut tree = self.areas.write();
-        if !self.in_window(range, guard) || (guard > 0 && tree.overlaps(s - guard, s, None)) {
+        // No area below the new one's guard, no guard page of an area
+        // above it (both stay).
+        if !self.in_window(range, guard)
+            || (guard > 0 && tree.overlaps(s - guard, s, None))
+            || tree.guarded_by(e - 1).is_some()
+        {
             return Err(Error::AddressNotAvailable);
         }
         self.check_split(&tree, s)?;
         self.check_split(&tree, e)?;
-        // Whether an area runs across `s`, or across `e`: its part inside
-        // is cut off, not handed over.
-        let across_s = tree.find(s).is_some_and(|(start, _, _)| start < s);
-        let across_e = tree.find(e - 1).is_some_and(|(_, end, _)| end > e);
-        let whole = |start: u64, end: u64| {
-            start >= s && end <= e && !(across_s && start == s) && !(across_e && end == e)
-        };
         // The heap: the new record, the splits, the new entry.
         let reserve = if attrs.contains(AreaAttrs::PARTIAL) {
             0
@@ -79,16 +126,16 @@ impl<M: Machine> AddressSpace<M> {
             .with_grow_limit(limit);
         let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
         Self::reserve_entries(&mut tree, 3)?;
-        // The reservation: what the areas wholly inside hold is carried
-        // over, the rest taken now.
+        // The reservation: what the areas' parts inside will hold once
+        // split out (by the splits' own rule) is carried over, the rest
+        // taken now.
         let mut carried = 0;
         let mut at = s;
         while let Some((start, end)) = Self::first_in(&tree, at, e) {
-            if start >= s && end <= e {
-                if let Some((_, slot)) = tree.get(start) {
-                    if slot.lock().share.is_none() {
-                        carried += slot.area.reserved();
-                    }
+            if let Some((_, slot)) = tree.get(start) {
+                let st = slot.lock();
+                if st.share.is_none() {
+                    carried += Self::part_reservation(&slot.area, &st, start, s, e);
                 }
             }
             at = end;
@@ -103,21 +150,21 @@ impl<M: Machine> AddressSpace<M> {
             .and_then(|()| self.split_at(&mut tree, e, room_e));
         debug_assert!(split.is_ok(), "checked splittable");
         let mut batch = ShootdownBatch::new();
-        while let Some((start, end)) = Self::first_in(&tree, s, e) {
+        let mut handed = 0;
+        while let Some((start, _)) = Self::first_in(&tree, s, e) {
             let Some((_, old)) = tree.remove(start) else {
                 break;
             };
-            let st = old.lock();
-            if whole(start, end) && st.share.is_none() {
+            if old.lock().share.is_none() {
                 // Handed over, not given back.
-                old.area.reserved.store(0, Relaxed);
+                handed += old.area.reserved.swap(0, Relaxed);
             }
-            drop(st);
             self.unmap_area(&old.area, &mut batch);
         }
-        // The parts cut off at the ends were areas inside the range after
-        // the splits but not before: they gave their reservation back.
-        self.shared.reserve.release(carried.saturating_sub(reserve));
+        debug_assert_eq!(handed, carried, "the splits left what was foreseen");
+        self.shared
+            .reserve
+            .release((take + handed).saturating_sub(reserve));
         let inserted = tree.insert_guarded(s, e, guard as u8, slot);
         debug_assert!(inserted.is_ok(), "the range was emptied");
         batch.complete(&self.shared, self.id());

@@ -13,7 +13,7 @@
 //! [`unmap_range`](AddressSpace::unmap_range) (`munmap`, shrinking),
 //! [`area_replace_with`](AddressSpace::area_replace_with) (`MAP_FIXED`
 //! over mappings), [`protect_range`](AddressSpace::protect_range)
-//! (`mprotect`), [`discard_mapped`](AddressSpace::discard_mapped)
+//! (`mprotect`), [`discard_ranges`](AddressSpace::discard_ranges)
 //! (`MADV_DONTNEED`), [`move_range`](AddressSpace::move_range) and
 //! [`move_range_over`](AddressSpace::move_range_over) (`mremap` moves:
 //! page-table work per resident page, no data copied),
@@ -434,10 +434,10 @@ pub struct LinuxMm<M: Machine> {
 impl<M: Machine> LinuxMm<M> {
     /// A process map over `space` (a user space of `system`) laid out as
     /// `layout`; the break starts at `layout.brk_start`. A kernel may keep
-    /// areas of its own in the space (a program's text and stack) where it
-    /// lets no call reach: the layer's calls change only the ranges they
-    /// are given (`munmap` and `MAP_FIXED` remove whatever lies there, as
-    /// on Linux), and `madvise` only its mappings' pages.
+    /// areas of its own in the space (a program's text and stack), outside
+    /// the ranges it lets calls name: the layer changes nothing outside the
+    /// range a call names, and `madvise` nothing but its own mappings'
+    /// pages.
     pub fn new(system: Arc<System<M>>, space: SpaceRef<M>, layout: Layout) -> Self {
         LinuxMm {
             system,
@@ -667,23 +667,6 @@ impl<M: Machine> LinuxMm<M> {
     // to find the records meeting a range, one per neighbour), as every
     // call goes through them.
 
-    /// Starts of the mappings meeting `[lo, hi)`, in address order: one
-    /// search per mapping, from `hi` down (the mappings do not overlap, so
-    /// their ends fall with their starts). `ENOMEM` if the heap refuses
-    /// the list.
-    fn meeting(&self, lo: u64, hi: u64) -> Result<Vec<u64>, Errno> {
-        let mut out: Vec<u64> = Vec::new();
-        for v in self.vmas.rev_below(hi).take_while(|v| v.end > lo) {
-            if out.len() == out.capacity() {
-                out.try_reserve(out.len().max(4))
-                    .map_err(|_| Errno::ENOMEM)?;
-            }
-            out.push(v.start);
-        }
-        out.reverse();
-        Ok(out)
-    }
-
     /// Room for `more` new records, taken before a call changes anything
     /// (then no record update allocates): `ENOMEM` if the heap refuses.
     fn room(&mut self, more: usize) -> Result<(), Errno> {
@@ -699,20 +682,17 @@ impl<M: Machine> LinuxMm<M> {
         self.vmas.below(hi).is_some_and(|v| v.end > lo)
     }
 
-    /// Removes the records' parts in `[lo, hi)` (`starts`: the records
-    /// meeting it, as [`meeting`](Self::meeting) gives them); gives back
-    /// shared anonymous objects no mapping maps any more. Needs room for
-    /// one record (the part above `hi` of a mapping holding the range).
-    fn remove_recs(&mut self, starts: &[u64], lo: u64, hi: u64) {
-        for &s in starts {
+    /// Removes the records' parts in `[lo, hi)`, each record looked up
+    /// afresh (one removal may cut or re-key the next); gives back shared
+    /// anonymous objects no mapping maps any more. Needs room for one
+    /// record (the part above `hi` of a mapping holding the range).
+    fn remove_recs(&mut self, lo: u64, hi: u64) {
+        while let Some(v) = self.first_ending_above(lo).filter(|v| v.start < hi) {
+            let s = v.start;
             if s < lo {
-                // The first, across `lo`: it keeps its part below, and its
-                // part above `hi` when the range is inside it.
-                let Some(v) = self.vmas.get(s) else {
-                    continue;
-                };
-                // The part above is copied out first; the record's end
-                // moves in the tree and in the record together.
+                // Across `lo`: it keeps its part below, and its part above
+                // `hi` when the range is inside it (copied out first; the
+                // record's end moves in the tree and in the record together).
                 let upper = (v.end > hi).then(|| v.above(hi));
                 self.vmas.set_end(s, lo);
                 if let Some(u) = upper {
@@ -721,7 +701,7 @@ impl<M: Machine> LinuxMm<M> {
                 continue;
             }
             let Some(mut v) = self.vmas.remove(s) else {
-                continue;
+                return;
             };
             if v.end > hi {
                 let upper = v.split_off(hi);
@@ -941,18 +921,17 @@ impl<M: Machine> LinuxMm<M> {
                 self.space
                     .unmap_range(VirtAddr::new(lo), hi - lo)
                     .map_err(errno_of)?;
-                self.remove_recs(&[s], lo, hi);
+                self.remove_recs(lo, hi);
                 return Ok(());
             }
         }
-        let starts = self.meeting(lo, hi)?;
-        if starts.is_empty() {
+        if !self.taken(lo, hi) {
             return Ok(());
         }
         self.space
             .unmap_range(VirtAddr::new(lo), hi - lo)
             .map_err(errno_of)?;
-        self.remove_recs(&starts, lo, hi);
+        self.remove_recs(lo, hi);
         Ok(())
     }
 
@@ -1192,12 +1171,11 @@ impl<M: Machine> LinuxMm<M> {
         let nb = if fixed && self.taken(base, end) {
             // What was there goes and the new area comes in one core step
             // (a refusal changes nothing), then the records follow.
-            let starts = self.meeting(base, end)?;
             let flags = Self::area_flags(&vma)?;
             self.space
                 .area_replace_with(VirtAddr::new(base), len, flags, AreaAttrs::empty(), backend)
                 .map_err(errno_of)?;
-            self.remove_recs(&starts, base, end);
+            self.remove_recs(base, end);
             let nb = self.neighbours(&vma);
             if nb.touching {
                 let _ = self.space.area_merge(VirtAddr::new(base));
@@ -1605,46 +1583,21 @@ impl<M: Machine> LinuxMm<M> {
         if reserves && grow > self.system.reserve().available() {
             return Err(Errno::ENOMEM);
         }
-        // One core step where it can be: the target's contents replaced
-        // and the old range's tail dropped with the move. The tail goes
-        // first, on its own, when it reaches past the moved area or the
-        // area cannot change size (a refusal there changes nothing).
+        // One core step: the target's contents replaced and a shrinking
+        // move's tail dropped with the move (Linux unmaps the tail first).
         let (lo, hi, tail) = (to, to + new_len, old + new_len..old + old_len);
-        let target = if self.taken(lo, hi) {
-            Some(self.meeting(lo, hi)?)
+        let shrink = old_len > new_len && self.taken(tail.start, tail.end);
+        let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
+        if shrink || self.taken(lo, hi) {
+            let size = if shrink { old_len } else { moved };
+            self.space.move_range_over(from, size, at, new_len)
         } else {
-            None
-        };
-        let mut tail_recs = None;
-        if old_len > new_len && one_area(&self.space, old_len) {
-            tail_recs = Some(self.meeting(tail.start, tail.end)?);
+            self.space.move_range(from, moved, at, new_len)
         }
-        let step = |space: &AddressSpace<M>, size: u64| {
-            let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
-            match target {
-                Some(_) => space.move_range_over(from, size, at, new_len),
-                None => space.move_range(from, size, at, new_len),
-            }
-        };
-        let mut done = false;
-        if tail_recs.is_some() {
-            match step(&self.space, old_len) {
-                Ok(()) => done = true,
-                Err(Error::NotSupported) => tail_recs = None,
-                Err(e) => return Err(errno_of(e)),
-            }
-        }
-        if !done {
-            if old_len > new_len {
-                self.unmap(tail.start, tail.end)?;
-            }
-            step(&self.space, moved).map_err(errno_of)?;
-        }
-        if let Some(starts) = target {
-            self.remove_recs(&starts, lo, hi);
-        }
-        if let Some(starts) = tail_recs {
-            self.remove_recs(&starts, tail.start, tail.end);
+        .map_err(errno_of)?;
+        self.remove_recs(lo, hi);
+        if shrink {
+            self.remove_recs(tail.start, tail.end);
         }
         // The records: cut the moved part out and put it at `to`.
         let start = self
@@ -1814,9 +1767,10 @@ impl<M: Machine> LinuxMm<M> {
         let mut hole = false;
         let mut cuts = 0;
         let mut refused: Option<(u64, Errno)> = None;
-        // The span of the mappings walked: what the core may drop is only
-        // theirs (a kernel may keep areas of its own beside the layer's).
-        let mut span: Option<(u64, u64)> = None;
+        // The mappings walked, as runs of contiguous ones: what the core
+        // may drop is only theirs (a kernel may keep areas of its own in
+        // the holes).
+        let mut runs: Vec<(VirtAddr, u64)> = Vec::new();
         let mut next = self.first_ending_above(addr).filter(|v| v.start < end);
         while let Some(v) = next {
             next = self.vmas.from(v.end).filter(|n| n.start < end);
@@ -1855,8 +1809,16 @@ impl<M: Machine> LinuxMm<M> {
                 _ => {}
             }
             at = v.end;
-            let (lo, hi) = (v.start.max(addr), v.end.min(end));
-            span = Some(span.map_or((lo, hi), |(first, _)| (first, hi)));
+            if effect == Effect::Drop {
+                let (lo, hi) = (v.start.max(addr), v.end.min(end));
+                match runs.last_mut() {
+                    Some((base, size)) if base.as_u64() + *size == lo => *size += hi - lo,
+                    _ => {
+                        runs.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+                        runs.push((VirtAddr::new(lo), hi - lo));
+                    }
+                }
+            }
         }
         if refused.is_none() && at < end {
             hole = true;
@@ -1878,20 +1840,14 @@ impl<M: Machine> LinuxMm<M> {
         let stop = refused.map_or(end, |(at, _)| at);
         match effect {
             // The mapped parts before the stop, in one step.
-            Effect::Drop => {
-                if let Some((lo, hi)) = span.map(|(lo, hi)| (lo, hi.min(stop))) {
-                    if lo < hi {
-                        self.space
-                            .discard_mapped(VirtAddr::new(lo), hi - lo)
-                            .map_err(errno_of)?;
-                    }
-                }
+            Effect::Drop if !runs.is_empty() => {
+                self.space.discard_ranges(&runs).map_err(errno_of)?;
             }
             Effect::Hint => {
                 self.room(cuts)?;
                 self.rehint(addr, stop, advice);
             }
-            Effect::Free | Effect::Nothing | Effect::Populate { .. } => {}
+            Effect::Drop | Effect::Free | Effect::Nothing | Effect::Populate { .. } => {}
         }
         match refused {
             Some((_, e)) => Err(e),
