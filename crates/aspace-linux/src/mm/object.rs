@@ -116,8 +116,7 @@ impl MemObject {
 
     /// The indices in `lo..hi` of the pages that have a frame.
     pub fn indices_in(&self, lo: u64, hi: u64) -> alloc::vec::Vec<u64> {
-        let table = self.frames.lock();
-        (lo..hi).filter(|&i| table.get(i).is_some()).collect()
+        self.frames.lock().indices_in(lo, hi).collect()
     }
 
     /// Gives back every frame the object holds (a mapping still using one
@@ -172,6 +171,23 @@ impl FrameTable {
             }
         };
         Some(&mut self.chunks[c].1[(index % CHUNK) as usize])
+    }
+
+    /// The indices in `lo..hi` of the pages that have a frame: only the
+    /// chunks made are looked at.
+    fn indices_in(&self, lo: u64, hi: u64) -> impl Iterator<Item = u64> + '_ {
+        let from = self.chunks.partition_point(|(n, _)| (n + 1) * CHUNK <= lo);
+        self.chunks[from..]
+            .iter()
+            .take_while(move |(n, _)| n * CHUNK < hi)
+            .flat_map(move |(n, chunk)| {
+                chunk
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &f)| f != 0)
+                    .map(move |(i, _)| n * CHUNK + i as u64)
+            })
+            .filter(move |i| (lo..hi).contains(i))
     }
 
     /// How many pages have a frame.
@@ -259,5 +275,29 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ObjBackend {
         } else {
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_table_finds_what_it_holds() {
+        let mut t = FrameTable::default();
+        for (i, f) in [(3u64, 10u64), (600, 11), (1500, 12)] {
+            *t.slot(i).expect("room") = f + 1;
+            t.len += 1;
+        }
+        assert_eq!(t.indices_in(0, 2000).collect::<Vec<_>>(), [3, 600, 1500]);
+        assert_eq!(t.indices_in(4, 1500).collect::<Vec<_>>(), [600]);
+        assert_eq!(t.indices_in(1501, 4000).count(), 0);
+        assert_eq!(t.get(600), Some(Frame::from_number(11)));
+        assert_eq!(t.get(601), None);
+        assert_eq!(t.get(9000), None);
+        assert_eq!(t.len(), 3);
+        let mut all: Vec<_> = t.frames().map(|f| f.number()).collect();
+        all.sort_unstable();
+        assert_eq!(all, [10, 11, 12]);
     }
 }
