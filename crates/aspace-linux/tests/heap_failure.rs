@@ -483,3 +483,113 @@ fn fork() {
         },
     );
 }
+
+/// Random calls (the differential test's generator, seeded) with the heap
+/// refusing from a random allocation of each: a call refused (`ENOMEM`
+/// with a refusal seen) must leave everything as it was, and after every
+/// call the layer's records must cover exactly the pages the core's areas
+/// do. Holes refuse whole calls here ([`HolePolicy::Refuse`]); calls that
+/// fault pages in afterwards are only held to the invariant.
+/// `ASPACE_HEAP_STEPS` and `ASPACE_HEAP_SEED` change the run.
+#[test]
+fn random_calls_are_all_or_nothing() {
+    use aspace_linux::gen::{GenConfig, Generator, Rng};
+    use aspace_linux::mm::vm_flags::VmFlags;
+    use aspace_linux::{Call, Command};
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (steps, seed) = (
+        env("ASPACE_HEAP_STEPS", 1000),
+        env("ASPACE_HEAP_SEED", 0x5eed),
+    );
+    let baseline = {
+        let (sim, mm, cpu) = setup();
+        drop((mm, cpu));
+        sim.frames_in_use()
+    };
+    let mut cfg = GenConfig::new(BASE, 1 << 30);
+    cfg.brk_span = Some((BRK, BRK + p(64)));
+    cfg.lock_all = false;
+    cfg.lock_current = false;
+    cfg.write_exec = false;
+    let mut gen = Generator::new(cfg, seed);
+    let mut rng = Rng::new(seed ^ 0xa11);
+    let (sim, mm, cpu) = setup();
+    let mut w = World { sim, mm, cpu };
+    w.mm.set_hole_policy(HolePolicy::Refuse);
+    let covered = |w: &World| {
+        let recs: Vec<u64> =
+            w.mm.vmas()
+                .flat_map(|v| v.start / PAGE_SIZE..v.end / PAGE_SIZE)
+                .collect();
+        let areas: Vec<u64> =
+            w.mm.space()
+                .areas()
+                .iter()
+                .flat_map(|a| a.base.as_u64() / PAGE_SIZE..a.base.as_u64() / PAGE_SIZE + a.pages)
+                .collect();
+        (recs, areas)
+    };
+    let mut refused_calls = 0;
+    for step in 0..steps {
+        let line = gen.next_line();
+        let call = match line.command {
+            Command::Call(call) => call,
+            Command::Write { addr, byte } => {
+                let va = aspace::VirtAddr::new(addr);
+                if w.cpu.write(va, &[byte]).is_ok() {
+                    w.mm.touched(addr, true);
+                }
+                continue;
+            }
+            Command::Read { addr } => {
+                let _ = w.cpu.read(aspace::VirtAddr::new(addr), &mut [0]);
+                continue;
+            }
+        };
+        let locked = w.mm.vmas().any(|v| v.flags.intersects(VmFlags::LOCK_MASK));
+        let populates = match &call {
+            Call::Mmap { flags, .. } => flags.has(MAP_POPULATE) || flags.has(MAP_LOCKED),
+            Call::Mlock { .. } | Call::Mlockall { .. } => true,
+            Call::Madvise { advice, .. } => {
+                matches!(advice.0, MADV_POPULATE_READ | MADV_POPULATE_WRITE)
+            }
+            Call::Mprotect { .. } | Call::Mremap { .. } | Call::Brk { .. } => locked,
+            _ => false,
+        };
+        let n = rng.below(10);
+        let before = w.everything();
+        let old_brk = w.mm.brk_now();
+        let (result, (_, refused)) = {
+            let (mm, cpu) = (&mut w.mm, &w.cpu);
+            heap::refusing_from(n, || cpu.run(|| mm.call(&call)))
+        };
+        let after = w.everything();
+        let what = format!("seed {seed:#x} step {step}: {call} refused from allocation {n}");
+        if refused > 0 && !populates {
+            let failed = match call {
+                Call::Brk { .. } => w.mm.brk_now() == old_brk,
+                _ => result.is_err(),
+            };
+            if failed {
+                refused_calls += 1;
+                if !matches!(call, Call::Brk { .. }) {
+                    assert_eq!(result, Err(Errno::ENOMEM), "{what}");
+                }
+                assert!(after == before, "{what}: changed the state");
+            }
+        }
+        let (recs, areas) = covered(&w);
+        assert_eq!(recs, areas, "{what} ({result:?}): records and areas differ");
+    }
+    eprintln!("{steps} steps, {refused_calls} calls refused whole");
+    assert!(
+        refused_calls > 0,
+        "no call was refused: the test tests nothing"
+    );
+    teardown(w, baseline);
+}
