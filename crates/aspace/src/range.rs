@@ -191,7 +191,7 @@ impl<M: Machine> AddressSpace<M> {
     /// (Linux `mprotect`), keeping the data: areas across the ends of the
     /// range split there, each area inside has the entries of its mapped
     /// pages rewritten with the new rights in place
-    /// ([`PageTable::protect_run`]:
+    /// ([`PageTable::protect_run`](crate::paging::PageTable::protect_run):
     /// same frames, one walk per leaf table), one shootdown round runs for
     /// every entry changed before the call returns; then the areas merge
     /// with compatible neighbours. An area keeps its placement flags
