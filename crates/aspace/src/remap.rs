@@ -138,7 +138,7 @@ impl<M: Machine> AddressSpace<M> {
         let pt = self.pt();
         let mut tree = self.areas.write();
         // Checks, the reservation of growth, and the new mappings.
-        let (moved_flags, more, runs, cow_runs) = {
+        let (moved_flags, more, runs, cow_runs, whole) = {
             let (start, end, slot) = tree.find(os).ok_or(Error::NotFound)?;
             if oe > end {
                 return Err(Error::NotFound);
@@ -186,7 +186,7 @@ impl<M: Machine> AddressSpace<M> {
             // What the moved part's used space and copy-on-write set take.
             let runs = st.used.overlap(os, oe).0;
             let cow_runs = crate::cow::moved_runs(&st.cow, os, keep);
-            (moved_flags, more, runs, cow_runs)
+            (moved_flags, more, runs, cow_runs, os == start && oe == end)
         };
         // What goes: the new range's contents and the tail (empty ranges
         // when there is nothing to replace).
@@ -210,6 +210,9 @@ impl<M: Machine> AddressSpace<M> {
         let [room_os, room_oe, room_ns, room_ne, room_te] = if over {
             let te_cut = if te > oe { te } else { none };
             self.prepare_splits(&mut tree, [os, oe, ns, ne, te_cut])?
+        } else if whole {
+            // A whole area moves: no cut.
+            [None, None, None, None, None]
         } else {
             let [a, b] = self.prepare_splits(&mut tree, [os, oe])?;
             [a, b, None, None, None]
@@ -284,9 +287,12 @@ impl<M: Machine> AddressSpace<M> {
             }
         }
         // Nothing below fails.
-        let mut split = self
-            .split_at(&mut tree, os, room_os)
-            .and_then(|()| self.split_at(&mut tree, oe, room_oe));
+        let mut split = Ok(());
+        if !whole {
+            split = self
+                .split_at(&mut tree, os, room_os)
+                .and_then(|()| self.split_at(&mut tree, oe, room_oe));
+        }
         if over {
             split = split
                 .and_then(|()| self.split_at(&mut tree, ns, room_ns))
