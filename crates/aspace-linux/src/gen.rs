@@ -310,8 +310,12 @@ impl Generator {
             old_len = (1 + self.rng.below(4)).min(self.pages() - m) * PAGE_SIZE;
         }
         let kind = self.rng.below(10);
+        let shrink = |rng: &mut Rng| rng.below(old_len / PAGE_SIZE).max(1) * PAGE_SIZE;
         let new_len = match kind {
-            0..=2 => self.rng.below(old_len / PAGE_SIZE).max(1) * PAGE_SIZE, // shrink (or same)
+            0..=2 => shrink(&mut self.rng), // shrink (or same)
+            // A fixed move shrinks, keeps its size or grows.
+            8 | 9 if self.rng.chance(25) => shrink(&mut self.rng),
+            8 | 9 if self.rng.chance(15) => old_len,
             _ => old_len + (1 + self.rng.below(self.cfg.max_pages)) * PAGE_SIZE, // grow
         };
         let (flags, new_addr) = match kind {

@@ -88,10 +88,11 @@ impl<M: Machine> AddressSpace<M> {
     /// [`unmap_range`](Self::unmap_range) refuses (an area that cannot be
     /// split at an end `NotSupported` or `NotFound`), and `NoMemory` when
     /// the heap refuses the new record or room for the tree's entries, or
-    /// the new area's reservation passes the commit limit. Areas wholly
-    /// inside the range (not shared) hand their reservation over; the parts
-    /// of areas cut at the ends give theirs back afterwards, so only the
-    /// former count for the limit.
+    /// the new area's reservation passes the commit limit. What the areas
+    /// in the range (not shared) reserve there is handed over: areas wholly
+    /// inside their whole reservation, areas cut at the ends what their
+    /// parts inside hold after the cuts (the splits' own rule); only the
+    /// rest of the new area's reservation counts for the limit.
     pub fn area_replace_with(
         &self,
         base: VirtAddr,
