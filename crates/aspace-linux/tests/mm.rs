@@ -19,6 +19,11 @@ fn flags(bits: u32) -> MapFlags {
 
 const ANON: u32 = MAP_PRIVATE | MAP_ANONYMOUS;
 
+/// Whether the page at `addr` is mapped.
+fn resident_at(mm: &LinuxMm<SimMachine>, addr: u64) -> bool {
+    mm.space().translate(VirtAddr::new(addr).page()).is_some()
+}
+
 fn anon(mm: &mut LinuxMm<SimMachine>, cpu: &Cpu, addr: u64, pages: u64) -> u64 {
     cpu.run(|| {
         mm.mmap(
@@ -912,11 +917,7 @@ fn populate_advice_faults_pages_in_and_stops_where_linux_does() {
     let (sim, mut mm, cpu) = setup();
     let page = |i: u64| BASE + i * PAGE_SIZE;
     anon(&mut mm, &cpu, BASE, 4);
-    let resident = |mm: &LinuxMm<SimMachine>, i: u64| {
-        mm.space()
-            .translate(VirtAddr::new(page(i)).page())
-            .is_some()
-    };
+    let resident = |mm: &LinuxMm<SimMachine>, i: u64| resident_at(mm, page(i));
     let frames = sim.frames_in_use();
     assert_eq!(
         cpu.run(|| mm.madvise(page(0), 2 * PAGE_SIZE, Advice(MADV_POPULATE_WRITE))),
@@ -1063,11 +1064,7 @@ fn mlock_locks_and_faults_in_munlock_undoes_it() {
     let (sim, mut mm, cpu) = setup();
     let page = |i: u64| BASE + i * PAGE_SIZE;
     anon(&mut mm, &cpu, BASE, 8);
-    let resident = |mm: &LinuxMm<SimMachine>, i: u64| {
-        mm.space()
-            .translate(VirtAddr::new(page(i)).page())
-            .is_some()
-    };
+    let resident = |mm: &LinuxMm<SimMachine>, i: u64| resident_at(mm, page(i));
     let frames = sim.frames_in_use();
     // An unaligned start takes its page; the length counts from it.
     assert_eq!(
@@ -1144,11 +1141,7 @@ fn locked_mappings_are_faulted_in_by_mprotect_and_mremap() {
     use aspace_linux::LockFlags;
     let (_sim, mut mm, cpu) = setup();
     let page = |i: u64| BASE + i * PAGE_SIZE;
-    let resident = |mm: &LinuxMm<SimMachine>, i: u64| {
-        mm.space()
-            .translate(VirtAddr::new(page(i)).page())
-            .is_some()
-    };
+    let resident = |mm: &LinuxMm<SimMachine>, i: u64| resident_at(mm, page(i));
     cpu.run(|| {
         mm.mmap(
             BASE,
@@ -1188,11 +1181,7 @@ fn mlockall_locks_every_mapping_now_or_later() {
     use aspace_linux::{LockAllFlags, LockFlags};
     let (_sim, mut mm, cpu) = setup();
     let page = |i: u64| BASE + i * PAGE_SIZE;
-    let resident = |mm: &LinuxMm<SimMachine>, i: u64| {
-        mm.space()
-            .translate(VirtAddr::new(page(i)).page())
-            .is_some()
-    };
+    let resident = |mm: &LinuxMm<SimMachine>, i: u64| resident_at(mm, page(i));
     let locked =
         |mm: &LinuxMm<SimMachine>, a: u64| mm.vma_at(a).unwrap().flags.contains(VmFlags::LOCKED);
     anon(&mut mm, &cpu, BASE, 4);

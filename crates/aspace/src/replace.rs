@@ -28,9 +28,9 @@ impl<M: Machine> AddressSpace<M> {
     /// The reservation the part `[s, e)` of `area` (locked as `st`, not
     /// shared, spanning from page `start`) holds once the area is split at
     /// `s` and then at `e`, by the rule of [`split_at`](Self::split_at):
-    /// the part below a cut keeps what its pages (or, reserving late, its
-    /// resident pages) reserve, at most what the area holds, and the part
-    /// above the rest.
+    /// the part below a cut keeps what its pages reserve
+    /// ([`pages_reservation`](Self::pages_reservation)), at most what the
+    /// area holds, and the part above the rest.
     fn part_reservation(
         area: &crate::area::Area<M>,
         st: &crate::area::AreaState<M>,
@@ -38,27 +38,8 @@ impl<M: Machine> AddressSpace<M> {
         s: u64,
         e: u64,
     ) -> u64 {
-        let backend = &*area.backend;
         let end = start + area.pages();
-        // What pages `[from, to)` of the area reserve, by themselves.
-        let own = |from: u64, to: u64| -> u64 {
-            if st.flags.contains(AreaFlags::LATE_RESERVE) {
-                st.used
-                    .iter()
-                    .map(|r| {
-                        let (a, b) = (r.start.number().max(from), r.end().number().min(to));
-                        if a < b {
-                            let first = area.index(crate::addr::Page::from_number(a));
-                            reserve::per_page(backend, st.flags, first, b - a)
-                        } else {
-                            0
-                        }
-                    })
-                    .sum()
-            } else {
-                reserve::up_front(backend, st.flags, area.offset() + (from - start), to - from)
-            }
-        };
+        let own = |from: u64, to: u64| Self::pages_reservation(area, st, from, to);
         let total = area.reserved();
         // A cut at `s` leaves the part above it the rest.
         let (lo, above) = if start < s {

@@ -263,16 +263,33 @@ impl<M: Machine> AddressSpace<M> {
     /// (up front) or their resident ones ([`AreaFlags::LATE_RESERVE`], the
     /// used space already cut), at most what the area has.
     pub(crate) fn kept_reservation(area: &Area<M>, st: &AreaState<M>, pages: u64) -> u64 {
+        let base = area.base().number();
+        Self::pages_reservation(area, st, base, base + pages).min(area.reserved())
+    }
+
+    /// What pages `[from, to)` of `area` (locked as `st`) reserve by
+    /// themselves: their pages (up front), or their resident ones
+    /// ([`AreaFlags::LATE_RESERVE`]). The rule a split divides a
+    /// reservation by.
+    pub(crate) fn pages_reservation(area: &Area<M>, st: &AreaState<M>, from: u64, to: u64) -> u64 {
         let backend = &*area.backend;
-        let kept = if st.flags.contains(AreaFlags::LATE_RESERVE) {
+        if st.flags.contains(AreaFlags::LATE_RESERVE) {
             st.used
                 .iter()
-                .map(|r| reserve::per_page(backend, st.flags, area.index(r.start), r.count))
+                .map(|r| {
+                    let (a, b) = (r.start.number().max(from), r.end().number().min(to));
+                    if a < b {
+                        let first = area.index(Page::from_number(a));
+                        reserve::per_page(backend, st.flags, first, b - a)
+                    } else {
+                        0
+                    }
+                })
                 .sum()
         } else {
-            reserve::up_front(backend, st.flags, area.offset(), pages)
-        };
-        kept.min(area.reserved())
+            let first = area.offset() + (from - area.base().number());
+            reserve::up_front(backend, st.flags, first, to - from)
+        }
     }
 
     /// Makes `area` (locked, the tree written) its first `pages` pages: a

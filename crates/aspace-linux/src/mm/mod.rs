@@ -1442,8 +1442,10 @@ impl<M: Machine> LinuxMm<M> {
     /// place when the range ends its mapping and the pages above are free;
     /// else it fails with `ENOMEM` without `MREMAP_MAYMOVE`, or the pages
     /// move (top-down placement, or the fixed target, whose old contents are
-    /// unmapped first): the core's `move_range` moves the resident pages'
-    /// translations, no data is copied. A shared anonymous mapping grown
+    /// replaced in the same step): the core's `move_range` or
+    /// `move_range_over` moves the resident pages' translations, no data is
+    /// copied; a shrinking fixed move drops the old range's tail in that
+    /// step too. A shared anonymous mapping grown
     /// keeps its object's size: the pages past it raise `SIGBUS`, as on
     /// Linux.
     pub fn mremap(
