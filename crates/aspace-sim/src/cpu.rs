@@ -191,7 +191,11 @@ impl Cpu {
                         op(&self.hw, pa);
                         return Ok(());
                     }
-                    Some(_) if hit.is_some() => core.tlb.remove(asid, page),
+                    // A refused entry stays cached where the architecture
+                    // allows it (see `Arch::fault_drops_entry`).
+                    Some(_) if hit.is_some() && self.hw.arch.fault_drops_entry() => {
+                        core.tlb.remove(asid, page)
+                    }
                     _ => {}
                 }
             }

@@ -533,6 +533,53 @@ fn protect_range_splits_then_merges_back() {
     assert_no_stale(&sim, &s);
 }
 
+/// Rights that only grow flush nothing (Linux's `pte_needs_flush`): a CPU
+/// whose TLB still holds the page read-only faults on its next write, and
+/// the fault handler drops that entry (which RISC-V and AArch64 keep after
+/// the fault) and lets the write through. Rights taken away are flushed
+/// in one round.
+#[test]
+fn protect_range_widening_flushes_nothing() {
+    let (sim, s, mut c) = setup(2);
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s).unwrap();
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    fill(&mut c, A, 4, 1);
+    c.run(|| s.protect_range(va(A + P), 2 * P, R)).unwrap();
+    assert_eq!(c1.read_u64(va(A + P)).unwrap(), 1001);
+    let cached = |c: &Cpu, page: u64| {
+        c.tlb_entries()
+            .into_iter()
+            .find(|e| e.page == va(page).page())
+            .map(|e| e.writable)
+    };
+    assert_eq!(cached(&c1, A + P), Some(false));
+    let before = sim.system().stats();
+    c.run(|| s.protect_range(va(A + P), 2 * P, RW)).unwrap();
+    let since = sim.system().stats().since(&before);
+    assert_eq!((since.shootdown_rounds, since.ipis), (0, 0));
+    assert_eq!(areas(&s), [(A, 4, RW)]);
+    // The read-only entry is still cached, and a write passes after one
+    // spurious fault.
+    assert_eq!(cached(&c1, A + P), Some(false));
+    let before = sim.system().stats();
+    c1.write_u64(va(A + P), 7).unwrap();
+    let since = sim.system().stats().since(&before);
+    assert_eq!((since.faults_raced, since.pages_mapped), (1, 0));
+    assert_eq!(cached(&c1, A + P), Some(true));
+    assert_eq!(c.read_u64(va(A + P)).unwrap(), 7);
+    assert_no_stale(&sim, &s);
+    // Taking write away again is flushed everywhere.
+    let before = sim.system().stats();
+    c.run(|| s.protect_range(va(A), 4 * P, R)).unwrap();
+    assert_eq!(sim.system().stats().since(&before).shootdown_rounds, 1);
+    assert_no_stale(&sim, &s);
+    assert_eq!(
+        c1.write_u64(va(A + P), 1).unwrap_err().reason,
+        FaultReason::Access
+    );
+}
+
 #[test]
 fn protect_range_refuses_before_changing_anything() {
     let (sim, s, mut c) = setup(1);
@@ -1326,3 +1373,5 @@ fn a_split_part_shares_with_its_offset() {
     ElfImage::release(image, sim.system().machine()).unwrap();
     assert_eq!(sim.system().reserve().committed(), 0);
 }
+
+other_archs!(protect_range_widening_flushes_nothing);

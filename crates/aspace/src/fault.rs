@@ -2,12 +2,12 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::addr::{Frame, Page, VirtAddr};
+use crate::addr::{Frame, Page, PageRange, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::internals::used_space::UsedSpaceError;
-use crate::machine::{Cpus, FrameAllocator, Machine};
+use crate::machine::{Cpus, FrameAllocator, Invalidation, Machine, Tlb};
 use crate::paging::PageTable;
 use crate::reserve;
 use crate::space::{AddressSpace, Areas};
@@ -38,6 +38,15 @@ pub enum FaultReason {
     /// over it (its limit reached, the page below taken, or the area
     /// shared).
     Guard,
+}
+
+/// How a fault that succeeded was resolved.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Resolved {
+    /// The page was mapped (or copied) now.
+    Mapped,
+    /// The page was mapped already, with the rights the access needs.
+    Present,
 }
 
 /// What the CPU was doing when it faulted.
@@ -279,6 +288,9 @@ impl<M: Machine> AddressSpace<M> {
             None
         };
         let result = self.resolve_locked(slot, page, access, &mut prepared, stats);
+        if result == Ok(Resolved::Present) {
+            self.forget_local(page);
+        }
         if let Some(frame) = prepared {
             // Not used (the page was mapped meanwhile, or the fault failed):
             // never mapped, so no TLB can reach it.
@@ -287,7 +299,26 @@ impl<M: Machine> AddressSpace<M> {
         if let Some(counter) = entered {
             self.shared.preparing.leave(counter);
         }
-        result
+        result.map(|_| ())
+    }
+
+    /// Drops this CPU's TLB entry for `page` of this space, after a fault
+    /// on a page that was already mapped with the rights asked for: either
+    /// another CPU mapped it meanwhile (there is no entry), or this CPU's
+    /// TLB held older, fewer rights (a rights change that only added some
+    /// flushes nothing, see [`PageFlags::widens`](crate::PageFlags::widens)).
+    /// x86 drops such an entry on the fault itself; RISC-V and AArch64 may
+    /// keep it, so the retried access would fault forever.
+    pub(crate) fn forget_local(&self, page: Page) {
+        let asid = self.shared.asids.lock().asid_of(self.id());
+        if let Some(asid) = asid {
+            let range = PageRange::new(page, 1);
+            self.shared
+                .machine
+                .tlb()
+                .invalidate_local(Invalidation::Pages { asid, range });
+            Stats::add(&self.shared.counters().local_invalidations, 1);
+        }
     }
 
     /// The fault under the area's lock; takes the frame out of `prepared`
@@ -299,7 +330,7 @@ impl<M: Machine> AddressSpace<M> {
         access: Access,
         prepared: &mut Option<Frame>,
         stats: &Counters,
-    ) -> Result<(), FaultReason> {
+    ) -> Result<Resolved, FaultReason> {
         let area = &slot.area;
         let mut st = slot.lock();
         debug_assert!(area.contains(page.number()));
@@ -311,7 +342,9 @@ impl<M: Machine> AddressSpace<M> {
         }
         // A write to a copy-on-write page copies it (see `crate::cow`).
         if access == Access::Write && !st.cow.is_empty() && st.cow.contains(page) {
-            return self.cow_write(&mut st, page, prepared, stats);
+            return self
+                .cow_write(&mut st, page, prepared, stats)
+                .map(|()| Resolved::Mapped);
         }
         // One used-space search both checks and records the page. The used
         // space equals the page table whenever the area's lock is free: a
@@ -321,9 +354,11 @@ impl<M: Machine> AddressSpace<M> {
             // The heap refused a node for a new run: nothing changed.
             Err(UsedSpaceError::NoMemory) => return Err(FaultReason::NoMemory),
             Err(_) => {
-                // Mapped by another CPU after this one missed: nothing to do.
+                // Mapped by another CPU after this one missed, or mapped
+                // all along with the rights asked for and this CPU's TLB
+                // held fewer: nothing to map.
                 Stats::add(&stats.faults_raced, 1);
-                return Ok(());
+                return Ok(Resolved::Present);
             }
         }
         // A late-reserving area reserves the page now (see `crate::reserve`).
@@ -332,9 +367,11 @@ impl<M: Machine> AddressSpace<M> {
             let _ = st.used.remove(page, 1);
             return Err(FaultReason::NoMemory);
         }
-        let result = self.map_new_page(area, &mut st, page, access, prepared);
+        let result = self
+            .map_new_page(area, &mut st, page, access, prepared)
+            .map(|()| Resolved::Mapped);
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 Stats::add(&stats.faults_resolved, 1);
                 if late > 0 {
                     area.reserved.fetch_add(late, Relaxed);

@@ -132,6 +132,23 @@ bitflags! {
 }
 
 impl PageFlags {
+    /// The bits that grant an access; the others (user, cacheable, global)
+    /// say how the page is mapped.
+    const ACCESS: PageFlags = PageFlags::PRESENT
+        .union(PageFlags::READ)
+        .union(PageFlags::WRITE)
+        .union(PageFlags::EXEC);
+
+    /// Whether rewriting an entry from `old` to these rights only adds
+    /// access (Linux's `pte_needs_flush` is false): a TLB still holding
+    /// `old` can then only refuse an access the new entry allows, a
+    /// spurious fault the fault handler resolves by dropping that entry
+    /// (see [`AddressSpace::page_fault`](crate::AddressSpace::page_fault)),
+    /// so no shootdown is needed.
+    pub fn widens(self, old: PageFlags) -> bool {
+        self.contains(old) && (self - Self::ACCESS) == (old - Self::ACCESS)
+    }
+
     /// Whether a mapping with these rights satisfies `access`.
     pub fn permits(self, access: Access) -> bool {
         self.contains(PageFlags::PRESENT)

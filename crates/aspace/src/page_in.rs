@@ -119,6 +119,7 @@ impl<M: Machine> AddressSpace<M> {
             let (area, slot, index) = match self.ask(page, access)? {
                 Asked::Mapped => {
                     Stats::add(&stats.faults_raced, 1);
+                    self.forget_local(page);
                     return Ok(());
                 }
                 Asked::Wait { area, slot, index } => (area, slot, index),

@@ -544,7 +544,9 @@ impl<M: Machine> AddressSpace<M> {
     /// `st.flags` (which were `old`) in place ([`PageTable::protect_run`]:
     /// same frames, one walk per leaf table; copy-on-write pages stay
     /// without write), and adds each changed page to `batch`, whose
-    /// completion the caller owes before relying on the new rights. Pages
+    /// completion the caller owes before relying on the new rights; when
+    /// the rights only grow ([`PageFlags::widens`]) nothing is added (a
+    /// stale entry faults spuriously, and the fault handler drops it). Pages
     /// that become executable have their frames synced for instruction
     /// fetches first ([`sync_if_exec`](Self::sync_if_exec)). Allocates
     /// nothing.
@@ -563,6 +565,7 @@ impl<M: Machine> AddressSpace<M> {
             }
         }
         let pflags = self.page_flags(st.flags);
+        let widened = pflags.widens(self.page_flags(old));
         let mut rewritten = Rewritten::new();
         for r in st.used.iter() {
             // Copy-on-write pages keep write access off.
@@ -577,7 +580,14 @@ impl<M: Machine> AddressSpace<M> {
                 rewritten = rewritten.join(done);
             });
         }
-        batch.defer_rewritten(rewritten);
+        if widened {
+            // Rights only added: a TLB entry with the old ones grants less
+            // than the new entry, and an access it refuses faults
+            // spuriously; the fault handler drops it. Nothing to flush.
+            let _ = rewritten;
+        } else {
+            batch.defer_rewritten(rewritten);
+        }
     }
 
     /// Shares the area containing `src_addr` with `dst` (this or another

@@ -64,7 +64,10 @@ counters! {
     }
     /// Faults resolved by a backend (a page newly mapped).
     faults_resolved,
-    /// Faults on a page another CPU had just mapped: nothing to do.
+    /// Faults on a page already mapped with the rights asked for: another
+    /// CPU had just mapped it, or this CPU's TLB held fewer rights (after a
+    /// change that only added some, which flushes nothing): nothing to map,
+    /// the CPU's entry for the page dropped.
     faults_raced,
     /// Faults refused (no area, rights, partial area, no memory).
     faults_failed,

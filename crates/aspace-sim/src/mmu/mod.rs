@@ -41,6 +41,15 @@ impl Arch {
         Arch::Aarch64,
     ];
 
+    /// Whether a fault drops the TLB entry that refused the access: x86
+    /// does (a page fault invalidates the faulting address's entries);
+    /// RISC-V and AArch64 may keep it, so the fault handler must drop it
+    /// itself after a spurious fault (one on a page whose rights grew
+    /// without a flush).
+    pub const fn fault_drops_entry(self) -> bool {
+        matches!(self, Arch::X86_64)
+    }
+
     /// The name used on the command line (`x86_64`, `riscv64`,
     /// `riscv64-sv48`, `aarch64`).
     pub const fn name(self) -> &'static str {
