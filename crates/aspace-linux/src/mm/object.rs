@@ -24,7 +24,6 @@ use aspace::{Access, Error, Frame, FrameAllocator, Page, PhysMemory};
 use spin::Mutex;
 
 /// A memory object of a fixed number of pages (see the module docs).
-#[derive(Debug)]
 pub struct MemObject {
     /// Pages in the object; an access past them is `SIGBUS` on Linux.
     pages: u64,
@@ -34,6 +33,18 @@ pub struct MemObject {
     id: u64,
     /// The file's name, for an in-memory file.
     name: Option<String>,
+}
+
+impl core::fmt::Debug for MemObject {
+    /// Its number, name, size and resident pages (not each frame).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MemObject")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("pages", &self.pages)
+            .field("resident", &self.resident())
+            .finish()
+    }
 }
 
 impl MemObject {

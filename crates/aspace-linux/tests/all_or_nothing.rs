@@ -1,14 +1,15 @@
-//! Every call of the Linux layer is all or nothing when the heap runs out,
-//! as the core's operations are: for each call the test heap
-//! ([`FailingHeap`], this binary's global allocator) refuses the call's
-//! n-th heap allocation and every later one, for n = 0, 1, 2, ... until the
-//! call succeeds without a refusal. A refused call must answer `ENOMEM`
-//! (the break: stay where it was) with everything as it was: the layer's
-//! records and break, and the machine's whole observable state (areas,
-//! used space, page tables, frames and their reference counts, TLBs,
-//! reservations). A call that copes with a refusal (a merge of the core's
-//! areas it does without, a shootdown batch that flushes early) must
-//! answer as a clean run does and leave the records a clean run leaves.
+//! Every call of the Linux layer is all or nothing when memory runs out,
+//! as the core's operations are: for each call, first the test heap
+//! ([`FailingHeap`], this binary's global allocator) and then the
+//! simulator's frame allocator refuse the call's n-th allocation and every
+//! later one, for n = 0, 1, 2, ... until the call succeeds without a
+//! refusal. A refused call must answer `ENOMEM` (the break: stay where it
+//! was) with everything as it was: the layer's records and break, and the
+//! machine's whole observable state (areas, used space, page tables,
+//! frames and their reference counts, TLBs, reservations). A call that
+//! copes with a refusal (a merge of the core's areas it does without, a
+//! shootdown batch that flushes early) must answer as a clean run does and
+//! leave the records a clean run leaves.
 //!
 //! Calls that fault pages in after their change (`MAP_POPULATE`,
 //! `MAP_LOCKED`, `mlock`, `mlockall`, `MADV_POPULATE_*`) do so as Linux
@@ -18,16 +19,16 @@
 //! clean run leaves them, never anything else.
 //!
 //! Every world, torn down, must give back every frame and reservation. An
-//! infallible allocation hit while refusing aborts this binary ("memory
-//! allocation failed"); `ASPACE_HEAP_TRACE=1` prints a backtrace of each
-//! refusal, the last one before the abort naming the culprit.
+//! infallible heap allocation hit while refusing aborts this binary
+//! ("memory allocation failed"); `ASPACE_HEAP_TRACE=1` prints a backtrace
+//! of each refusal, the last one before the abort naming the culprit.
 
 mod common;
 
 use aspace::PAGE_SIZE;
 use aspace_linux::consts::*;
 use aspace_linux::flags::{Advice, LockAllFlags, LockFlags, SyncFlags};
-use aspace_linux::mm::{HolePolicy, LinuxMm};
+use aspace_linux::mm::{HolePolicy, Kind as Backing, LinuxMm};
 use aspace_linux::{Errno, FileRef, MapFlags, Prot, RemapFlags};
 use aspace_sim::heap::{self, FailingHeap};
 use aspace_sim::snapshot::{state, State};
@@ -82,8 +83,29 @@ impl World {
         }
     }
 
+    /// The records, an object named by its number and name (its resident
+    /// pages are the machine's state, compared there).
     fn records(&self) -> String {
-        format!("{:#?}", self.mm.vmas().collect::<Vec<_>>())
+        let mut out = String::new();
+        for v in self.mm.vmas() {
+            let kind = match &v.kind {
+                Backing::Object {
+                    object,
+                    file,
+                    private,
+                } => format!(
+                    "object {} {:?} file {file} private {private}",
+                    object.id(),
+                    object.name()
+                ),
+                other => format!("{other:?}"),
+            };
+            out += &format!(
+                "{:#x}-{:#x} {:?} {kind} first {} noreserve {} growsdown {} account {} anon {:?} {:?}\n",
+                v.start, v.end, v.prot, v.first, v.noreserve, v.growsdown, v.account, v.anon, v.flags
+            );
+        }
+        out
     }
 
     fn write(&mut self, addr: u64, v: u64) {
@@ -160,9 +182,19 @@ enum Kind {
 /// A call's result: an address or break, or its errno.
 type Outcome = Result<u64, Errno>;
 
+/// What runs out.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Refused {
+    /// The heap.
+    Heap,
+    /// Frames.
+    Frames,
+}
+
 /// Runs `op` in fresh worlds with the heap refusing from its n-th
-/// allocation on, for n = 0, 1, ... until it runs without a refusal (see
-/// the module documentation); returns the allocations it made then.
+/// allocation on, for n = 0, 1, ... until it runs without a refusal, and
+/// then the same with frames (see the module documentation); returns the
+/// heap allocations it made.
 fn inject(name: &str, kind: Kind, op: impl Fn(&mut LinuxMm<SimMachine>) -> Outcome) -> u64 {
     inject_in(name, kind, world, op)
 }
@@ -174,18 +206,41 @@ fn inject_in(
     make: impl Fn() -> World,
     op: impl Fn(&mut LinuxMm<SimMachine>) -> Outcome,
 ) -> u64 {
+    let made = refusing(Refused::Heap, name, kind, &make, &op);
+    refusing(Refused::Frames, name, kind, &make, &op);
+    made
+}
+
+/// Runs `op` in worlds made by `make` with `what` refusing from the n-th
+/// allocation on, for every n until none is refused; returns the
+/// allocations of `what` made then.
+fn refusing(
+    what: Refused,
+    name: &str,
+    kind: Kind,
+    make: &impl Fn() -> World,
+    op: &impl Fn(&mut LinuxMm<SimMachine>) -> Outcome,
+) -> u64 {
+    let name = &format!("{name} ({what:?} refused)");
     let baseline = {
         let (sim, mm, cpu) = setup();
         drop((mm, cpu));
         sim.frames_in_use()
     };
     // What a clean run gives and leaves.
-    let (clean, clean_records) = {
+    // The frames it allocates: the runs below refuse one of them exactly
+    // when they let fewer through.
+    let (clean, clean_records, clean_frames) = {
         let mut w = make();
+        let frames = w.sim.hardware().frames();
+        const ANY: u64 = 1 << 40;
+        frames.fail_after(Some(ANY));
         let r = w.cpu.run(|| op(&mut w.mm));
+        let allocated = ANY - frames.allocations_left().unwrap_or(0);
+        frames.fail_after(None);
         let records = w.records();
         teardown(w, baseline);
-        (r, records)
+        (r, records, allocated)
     };
     for n in 0..512 {
         let mut w = make();
@@ -193,11 +248,20 @@ fn inject_in(
         let old_brk = w.mm.brk_now();
         let (result, (made, refused)) = {
             let (mm, cpu) = (&mut w.mm, &w.cpu);
-            heap::refusing_from(n, || cpu.run(|| op(mm)))
+            match what {
+                Refused::Heap => heap::refusing_from(n, || cpu.run(|| op(mm))),
+                Refused::Frames => {
+                    let frames = w.sim.hardware().frames();
+                    frames.fail_after(Some(n));
+                    let result = cpu.run(|| op(mm));
+                    frames.fail_after(None);
+                    (result, (n.min(clean_frames), u64::from(n < clean_frames)))
+                }
+            }
         };
         if refused == 0 {
             assert_eq!(result, clean, "{name}: a run without refusal differs");
-            eprintln!("{name}: done with {made} heap allocations");
+            eprintln!("{name}: done with {made} allocations");
             teardown(w, baseline);
             return made;
         }
@@ -217,13 +281,28 @@ fn inject_in(
             let coped = result == clean && after.records == clean_records;
             assert!(
                 after == before || coped,
-                "{name}: refused at heap allocation {n} and changed the state:\n\
+                "{name}: refused at allocation {n} and changed the state:\n\
                  before {before:#?}\nafter {after:#?}"
             );
         } else if kind == Kind::Populates {
+            // Frames refused while faulting pages in: the pages written
+            // before the refusal gave their mappings an `anon_vma`, the
+            // others not (Linux alike).
+            let anon = |r: &str| -> String {
+                r.lines()
+                    .map(|l| {
+                        l.split(" anon ").next().unwrap_or(l).to_string()
+                            + &l[l.rfind(' ').unwrap_or(0)..]
+                            + "\n"
+                    })
+                    .collect()
+            };
+            let partly = what == Refused::Frames
+                && (anon(&after.records) == anon(&before.records)
+                    || anon(&after.records) == anon(&clean_records));
             assert!(
-                after.records == before.records || after.records == clean_records,
-                "{name}: refused at heap allocation {n} ({result:?}) and left records \
+                after.records == before.records || after.records == clean_records || partly,
+                "{name}: refused at allocation {n} ({result:?}) and left records \
                  neither as they were nor as a clean run does:\nbefore {}\nafter {}\nclean {}",
                 before.records,
                 after.records,
@@ -242,7 +321,7 @@ fn inject_in(
         }
         teardown(w, baseline);
     }
-    panic!("{name}: still refused after 512 heap allocations");
+    panic!("{name}: still refused after 512 allocations");
 }
 
 /// Drops the world and checks it gave back every frame and reservation.
@@ -364,6 +443,10 @@ fn mremap() {
     });
     inject("mremap move part of A", Whole, |mm| {
         mm.mremap(A + p(2), p(2), p(2), fixed, FREE)
+    });
+    // 1 GiB on: the target needs page tables of its own (frames).
+    inject("mremap move A far, to new page tables", Whole, |mm| {
+        mm.mremap(A, p(8), p(8), fixed, A + (1 << 30))
     });
     inject("mremap move A onto B", Whole, |mm| {
         mm.mremap(A, p(4), p(4), fixed, B)
