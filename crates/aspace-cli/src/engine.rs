@@ -1347,6 +1347,14 @@ impl Engine {
                     Err(why) => Got::CheckFailed(why),
                 }
             }
+            Op::LinuxMemlock(task, pages) => {
+                let space = self.space(task)?;
+                let system = self.sim.system().clone();
+                self.linux
+                    .get(task, &system, &space)
+                    .set_memlock_limit(*pages);
+                Got::Done(None)
+            }
             Op::Say(_)
             | Op::Echo(_)
             | Op::Map(_)
@@ -1812,5 +1820,6 @@ fn op_name(op: &Op) -> &'static str {
             _ => "linux",
         },
         Op::LinuxMaps(_) => "maps-linux",
+        Op::LinuxMemlock(..) => "rlimit",
     }
 }

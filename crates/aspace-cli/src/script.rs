@@ -168,6 +168,11 @@ pub const OPS: &[(&str, &str, &str)] = &[
         "Linux's mlockall",
     ),
     ("munlockall", "munlockall TASK", "Linux's munlockall"),
+    (
+        "rlimit",
+        "rlimit TASK memlock PAGES|unlimited",
+        "RLIMIT_MEMLOCK for the task's locking calls",
+    ),
 ];
 
 /// Counters `check` knows.
@@ -499,6 +504,8 @@ pub enum Op {
     },
     /// `maps TASK --linux`: the task's Linux mappings.
     LinuxMaps(String),
+    /// `rlimit TASK memlock PAGES|unlimited`: the task's `RLIMIT_MEMLOCK`.
+    LinuxMemlock(String, Option<u64>),
 }
 
 /// What a statement is expected to end with.
@@ -1365,6 +1372,8 @@ pub fn parse_all(name: &str, text: &str, base_dir: &Path) -> Parsed {
         let words: Vec<&str> = toks.iter().map(|t| t.text.as_str()).collect();
         let linux = if crate::linux::is_call(&toks[0].text) {
             Some(crate::linux::parse(&words).map(|(task, l)| Op::Linux { task, line: l }))
+        } else if let Some(r) = crate::linux::parse_rlimit(&words) {
+            Some(r.map(|(task, pages)| Op::LinuxMemlock(task, pages)))
         } else {
             crate::linux::parse_maps(&words).map(|r| r.map(Op::LinuxMaps))
         };
@@ -1628,7 +1637,9 @@ fn validate_with(
             | Op::Fault(t, ..)
             | Op::Touch { task: t, .. } => on_cpu(t, &tasks, &running),
             Op::Map(ts) => ts.iter().try_for_each(|t| exists(t, &tasks)),
-            Op::Linux { task, .. } | Op::LinuxMaps(task) => exists(task, &tasks),
+            Op::Linux { task, .. } | Op::LinuxMaps(task) | Op::LinuxMemlock(task, _) => {
+                exists(task, &tasks)
+            }
             Op::Say(_) | Op::Echo(_) | Op::Stats | Op::Snapshot(_) | Op::Check(_) => Ok(()),
         };
         let r =

@@ -56,8 +56,9 @@ pub struct Header {
     pub brk_span: (u64, u64),
     /// Kernel settings the results depend on, by dotted name
     /// (`kernel.osrelease`, `vm.overcommit_memory`, `vm.max_map_count`, ...),
-    /// and `memlock.unlimited` (`1` when the runner may lock any amount of
-    /// memory: `CAP_IPC_LOCK` or no `RLIMIT_MEMLOCK`).
+    /// `memlock.unlimited` (`1` when the runner may lock any amount of
+    /// memory: `CAP_IPC_LOCK` or no `RLIMIT_MEMLOCK`) and `memlock.pages`
+    /// (`RLIMIT_MEMLOCK` in pages, or `unlimited`).
     pub sysctl: Vec<(String, String)>,
 }
 

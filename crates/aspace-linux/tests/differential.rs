@@ -6,9 +6,11 @@
 //! the ranges past their objects' ends.
 //!
 //! 20,000 steps by default, as sequences of 2,500 from fresh runners and
-//! machines on parallel workers; `ASPACE_LINUX_STEPS` sets the number of
-//! steps, `ASPACE_LINUX_SEED` with it replays one sequence (a divergence
-//! prints both).
+//! machines on parallel workers, every other one with an `RLIMIT_MEMLOCK`
+//! of 24 pages binding on both sides (the runner drops `CAP_IPC_LOCK`);
+//! `ASPACE_LINUX_STEPS` sets the number of steps, `ASPACE_LINUX_SEED` with
+//! it replays one sequence, `ASPACE_LINUX_MEMLOCK` its limit (a divergence
+//! prints all three).
 //!
 //! Pinned policies (see the crate README): no `rwx` (aspace refuses W+X).
 //! `MAP_GROWSDOWN` mappings are in; the runner never touches below one, so
@@ -40,14 +42,9 @@ fn config(h: &aspace_linux::protocol::Header) -> GenConfig {
     let mut cfg = GenConfig::new(h.window.0, h.window.1 - h.window.0);
     cfg.brk_span = Some(h.brk_span);
     cfg.write_exec = false;
-    // mlockall(MCL_CURRENT) meets RLIMIT_MEMLOCK over the whole process,
-    // which aspace does not model: only where Linux has no limit.
-    cfg.lock_all = h
-        .sysctl
-        .iter()
-        .any(|(k, v)| k == "memlock.unlimited" && v == "1");
     // MCL_CURRENT would fault in the runner's own 4 GiB heap arena
-    // (`runner::alloc`): tests/mm.rs checks it on aspace alone.
+    // (`runner::alloc`), and with RLIMIT_MEMLOCK it counts every mapping of
+    // the runner's process: tests/mm.rs checks it on aspace alone.
     cfg.lock_current = false;
     cfg
 }
@@ -91,9 +88,21 @@ fn what(line: &Line, r: &Response) -> String {
 }
 
 /// Runs one sequence of `steps` lines from `seed` on both sides, comparing
-/// after each; returns the tally of outcomes or the divergence, printed.
-fn sequence(seed: u64, steps: usize) -> Result<BTreeMap<String, usize>, String> {
-    let mut linux = LinuxRef::spawn_at(env!("CARGO_BIN_EXE_linux-ref")).expect("start linux-ref");
+/// after each, with `RLIMIT_MEMLOCK` binding at `memlock` pages if given
+/// (the runner drops `CAP_IPC_LOCK`); returns the tally of outcomes or the
+/// divergence, printed.
+fn sequence(
+    seed: u64,
+    steps: usize,
+    memlock: Option<u64>,
+) -> Result<BTreeMap<String, usize>, String> {
+    let limit = memlock.map(|p| p.to_string());
+    let args: Vec<&str> = match &limit {
+        Some(p) => vec!["--memlock", p],
+        None => vec![],
+    };
+    let mut linux =
+        LinuxRef::spawn_with(env!("CARGO_BIN_EXE_linux-ref"), &args).expect("start linux-ref");
     let h = linux.header().clone();
     let mut ours = SimEngine::new(&h, 4).expect("simulated machine");
     let mut gen = Generator::new(config(&h), seed);
@@ -144,8 +153,10 @@ fn sequence(seed: u64, steps: usize) -> Result<BTreeMap<String, usize>, String> 
                         .collect::<Vec<_>>()
                         .join("\n")
                 };
+                let memlock =
+                    memlock.map_or(String::new(), |p| format!(" ASPACE_LINUX_MEMLOCK={p}"));
                 return Err(format!(
-                    "ASPACE_LINUX_SEED={seed:#x} ASPACE_LINUX_STEPS={step}: step {step} `{line}`: {d}\n\
+                    "ASPACE_LINUX_SEED={seed:#x} ASPACE_LINUX_STEPS={step}{memlock}: step {step} `{line}`: {d}\n\
                      window {:#x}-{:#x}; last lines sent to both:\n{}\nLinux's maps before:\n{}\n\
                      aspace's maps after:\n{}",
                     h.window.0,
@@ -170,18 +181,24 @@ fn sequence(seed: u64, steps: usize) -> Result<BTreeMap<String, usize>, String> 
 /// machine), so the maps stay small enough to observe after every step.
 const SEQUENCE: usize = 2500;
 
+/// `RLIMIT_MEMLOCK` of every other sequence, in pages: small enough that
+/// locked mappings meet it.
+const MEMLOCK: u64 = 24;
+
 #[test]
 fn aspace_matches_linux_step_by_step() {
     let started = Instant::now();
     let steps = env_u64("ASPACE_LINUX_STEPS").unwrap_or(20_000) as usize;
-    // One seed replays one sequence of that many steps; without it, the
-    // steps are split into sequences of `SEQUENCE` from seeds 0xa5ace, ...
-    let plan: Vec<(u64, usize)> = match env_u64("ASPACE_LINUX_SEED") {
-        Some(seed) => vec![(seed, steps)],
+    // One seed replays one sequence of that many steps (with
+    // `ASPACE_LINUX_MEMLOCK` pages of RLIMIT_MEMLOCK if set); without it,
+    // the steps are split into sequences of `SEQUENCE` from seeds 0xa5ace,
+    // ..., every other one with `MEMLOCK`.
+    let plan: Vec<(u64, usize, Option<u64>)> = match env_u64("ASPACE_LINUX_SEED") {
+        Some(seed) => vec![(seed, steps, env_u64("ASPACE_LINUX_MEMLOCK"))],
         None => (0..steps.div_ceil(SEQUENCE))
             .map(|i| {
                 let n = SEQUENCE.min(steps - i * SEQUENCE);
-                (0xa5ace + i as u64, n)
+                (0xa5ace + i as u64, n, (i % 2 == 1).then_some(MEMLOCK))
             })
             .collect(),
     };
@@ -196,10 +213,10 @@ fn aspace_matches_linux_step_by_step() {
                     let mut out = Vec::new();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(seed, n)) = plan.get(i) else {
+                        let Some(&(seed, n, memlock)) = plan.get(i) else {
                             return out;
                         };
-                        out.push(sequence(seed, n));
+                        out.push(sequence(seed, n, memlock));
                     }
                 })
             })

@@ -1316,3 +1316,97 @@ fn map_fixed_over_part_of_a_mapping_at_the_commit_limit() {
     assert_eq!(anon(&mut mm, &cpu, BASE, 2), BASE);
     assert_eq!(reserve.committed(), 16);
 }
+
+/// `RLIMIT_MEMLOCK` binds as on Linux (the differential test compares the
+/// common cases with a limit of 24 pages): what it sees least, checked
+/// here with exact counts.
+#[test]
+fn rlimit_memlock_binds_locking_calls() {
+    use aspace_linux::{LockAllFlags, LockFlags};
+    let (_sim, mut mm, cpu) = setup();
+    let page = |i: u64| BASE + i * PAGE_SIZE;
+    let locked_map = |mm: &mut LinuxMm<SimMachine>, at: u64, pages: u64| {
+        cpu.run(|| {
+            mm.mmap(
+                at,
+                pages * PAGE_SIZE,
+                Prot::RW,
+                flags(ANON | MAP_FIXED | MAP_LOCKED),
+                None,
+                0,
+            )
+        })
+    };
+    // No limit by default (CAP_IPC_LOCK).
+    assert_eq!(mm.memlock_limit(), None);
+    // A limit of 0: nothing may be locked at all.
+    mm.set_memlock_limit(Some(0));
+    assert_eq!(locked_map(&mut mm, page(0), 1), Err(Errno::EPERM));
+    anon(&mut mm, &cpu, page(0), 8);
+    let lock = |mm: &mut LinuxMm<SimMachine>, i: u64, n: u64| {
+        cpu.run(|| mm.mlock(page(i), n * PAGE_SIZE, LockFlags(0)))
+    };
+    assert_eq!(lock(&mut mm, 0, 1), Err(Errno::EPERM));
+    assert_eq!(
+        cpu.run(|| mm.mlockall(LockAllFlags(MCL_FUTURE))),
+        Err(Errno::EPERM)
+    );
+    // Four pages.
+    mm.set_memlock_limit(Some(4));
+    assert_eq!(lock(&mut mm, 0, 3), Ok(()));
+    assert_eq!(mm.locked_pages(), 3);
+    // Two more would be five: refused with nothing changed; over pages
+    // locked already, only the new ones count.
+    let maps = mm.maps();
+    assert_eq!(lock(&mut mm, 2, 3), Err(Errno::ENOMEM));
+    assert_eq!(mm.maps(), maps);
+    assert_eq!(lock(&mut mm, 1, 3), Ok(()));
+    assert_eq!(mm.locked_pages(), 4);
+    // A locked mapping past it: EAGAIN, also over the pages it replaces.
+    assert_eq!(locked_map(&mut mm, page(16), 1), Err(Errno::EAGAIN));
+    assert_eq!(locked_map(&mut mm, page(0), 1), Err(Errno::EAGAIN));
+    // Unlocking gives room back; a locked mapping grown past it is EAGAIN.
+    cpu.run(|| mm.munlock(page(0), 4 * PAGE_SIZE)).unwrap();
+    assert_eq!(mm.locked_pages(), 0);
+    assert_eq!(locked_map(&mut mm, page(16), 3), Ok(page(16)));
+    let grow = |mm: &mut LinuxMm<SimMachine>, pages: u64| {
+        cpu.run(|| mm.mremap(page(16), 3 * PAGE_SIZE, pages * PAGE_SIZE, RemapFlags(0), 0))
+    };
+    assert_eq!(grow(&mut mm, 5), Err(Errno::EAGAIN));
+    assert_eq!(grow(&mut mm, 4), Ok(page(16)));
+    assert_eq!(mm.locked_pages(), 4);
+    // MCL_CURRENT with more mapped than the limit: ENOMEM; MCL_FUTURE then
+    // keeps the break and new mappings within it.
+    assert_eq!(
+        cpu.run(|| mm.mlockall(LockAllFlags(MCL_CURRENT))),
+        Err(Errno::ENOMEM)
+    );
+    cpu.run(|| mm.munmap(page(16), 4 * PAGE_SIZE)).unwrap();
+    mm.set_memlock_limit(Some(2));
+    cpu.run(|| mm.mlockall(LockAllFlags(MCL_FUTURE))).unwrap();
+    let brk = mm.brk_now();
+    assert_eq!(cpu.run(|| mm.brk(brk + 3 * PAGE_SIZE)), brk);
+    assert_eq!(anon_result(&mut mm, &cpu, page(32), 3), Err(Errno::EAGAIN));
+    assert_eq!(anon_result(&mut mm, &cpu, page(32), 2), Ok(page(32)));
+    // A fork keeps the limit (its mappings are not locked).
+    let child = cpu.run(|| mm.fork()).unwrap();
+    assert_eq!((child.memlock_limit(), child.locked_pages()), (Some(2), 0));
+}
+
+fn anon_result(
+    mm: &mut LinuxMm<SimMachine>,
+    cpu: &Cpu,
+    addr: u64,
+    pages: u64,
+) -> Result<u64, Errno> {
+    cpu.run(|| {
+        mm.mmap(
+            addr,
+            pages * PAGE_SIZE,
+            Prot::RW,
+            flags(ANON | MAP_FIXED),
+            None,
+            0,
+        )
+    })
+}

@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Options: `--aslr` keeps address randomisation (by default the runner
-//! re-executes itself without it, so windows and breaks repeat).
+//! re-executes itself without it, so windows and breaks repeat);
+//! `--memlock PAGES` sets `RLIMIT_MEMLOCK` and drops `CAP_IPC_LOCK`, so
+//! the limit binds (the header's `memlock.pages` says it).
 //! Exit status: 0, or 1 when a line could not be read or an `expect` failed.
 
 use aspace_linux::runner::{ArenaAlloc, Engine};
@@ -53,6 +55,20 @@ fn reexec() {
 
 fn main() {
     reexec();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--memlock") {
+        let pages = args
+            .get(i + 1)
+            .and_then(|n| aspace_linux::num::parse_u64(n));
+        let Some(pages) = pages else {
+            eprintln!("linux-ref: --memlock takes a number of pages");
+            std::process::exit(2);
+        };
+        if let Err(e) = aspace_linux::runner::engine::limit_memlock(pages) {
+            eprintln!("linux-ref: cannot limit locked memory: {e}");
+            std::process::exit(2);
+        }
+    }
     let mut engine = match Engine::setup() {
         Ok(e) => e,
         Err(e) => {

@@ -427,6 +427,9 @@ pub struct LinuxMm<M: Machine> {
     /// The lock flags every new mapping gets (`mlockall(MCL_FUTURE)`:
     /// Linux's `mm->def_flags`).
     def_lock: VmFlags,
+    /// `RLIMIT_MEMLOCK` in pages; `None`: no limit (a process with
+    /// `CAP_IPC_LOCK`, or an unlimited one).
+    memlock: Option<u64>,
     /// The backend of every anonymous area (stateless: one for all).
     anon: BackendRef<M::Memory, M::Frames>,
 }
@@ -451,6 +454,7 @@ impl<M: Machine> LinuxMm<M> {
             any_growsdown: false,
             any_locked: false,
             def_lock: VmFlags::NONE,
+            memlock: None,
             anon: TryArc::into_backend(TryArc::new(AnonBackend)),
         }
     }
@@ -465,6 +469,58 @@ impl<M: Machine> LinuxMm<M> {
     /// does.
     pub fn hole_policy(&self) -> HolePolicy {
         self.holes
+    }
+
+    /// Sets `RLIMIT_MEMLOCK` to `pages` pages for a process without
+    /// `CAP_IPC_LOCK` (`None`, the default: no limit, as for a process with
+    /// it). With a limit, as Linux: `mlock` past it is `ENOMEM`, a locked
+    /// `mmap` (`MAP_LOCKED`, or after `mlockall(MCL_FUTURE)`) or a locked
+    /// mapping grown by `mremap` past it `EAGAIN`, the break grown past it
+    /// stays, `mlockall(MCL_CURRENT)` with more mapped than it `ENOMEM`;
+    /// with a limit of 0, `mlock`, `mlockall` and `MAP_LOCKED` are `EPERM`.
+    /// A fork keeps it.
+    pub fn set_memlock_limit(&mut self, pages: Option<u64>) {
+        self.memlock = pages;
+    }
+
+    /// `RLIMIT_MEMLOCK` in pages (`None`: no limit).
+    pub fn memlock_limit(&self) -> Option<u64> {
+        self.memlock
+    }
+
+    /// Pages in locked mappings (Linux's `mm->locked_vm`, `VmLck` in
+    /// `/proc/PID/status`): what `RLIMIT_MEMLOCK` is checked against.
+    pub fn locked_pages(&self) -> u64 {
+        self.locked_in(0, u64::MAX)
+    }
+
+    /// Pages of locked mappings in `[lo, hi)`.
+    fn locked_in(&self, lo: u64, hi: u64) -> u64 {
+        self.vmas
+            .values()
+            .filter(|v| v.flags.contains(VmFlags::LOCKED) && v.end > lo && v.start < hi)
+            .map(|v| (v.end.min(hi) - v.start.max(lo)) / PAGE_SIZE)
+            .sum()
+    }
+
+    /// Linux's `mlock_future_ok`: whether `pages` more pages of a mapping
+    /// with flags `flags` stay within `RLIMIT_MEMLOCK` (always, unless the
+    /// mapping is locked and there is a limit).
+    fn lock_fits(&self, flags: VmFlags, pages: u64) -> bool {
+        match self.memlock {
+            Some(limit) if flags.contains(VmFlags::LOCKED) => {
+                self.locked_pages().saturating_add(pages) <= limit
+            }
+            _ => true,
+        }
+    }
+
+    /// Linux's `can_do_mlock`: `EPERM` with a limit of 0.
+    fn may_lock(&self) -> Result<(), Errno> {
+        match self.memlock {
+            Some(0) => Err(Errno::EPERM),
+            _ => Ok(()),
+        }
     }
 
     /// A copy of this process's memory (Linux `fork`) in a new address
@@ -555,6 +611,7 @@ impl<M: Machine> LinuxMm<M> {
             any_growsdown: self.any_growsdown,
             any_locked: false,
             def_lock: VmFlags::NONE,
+            memlock: self.memlock,
             anon: self.anon.clone(),
         })
     }
@@ -1022,7 +1079,10 @@ impl<M: Machine> LinuxMm<M> {
     /// `vm.max_map_count` mappings `ENOMEM`; with `MAP_FIXED` or
     /// `MAP_FIXED_NOREPLACE` a range past the user space `ENOMEM` and an
     /// unaligned address `EINVAL`; `MAP_FIXED_NOREPLACE` over a mapping
-    /// `EEXIST`; neither private nor shared `EINVAL`; a file mapping
+    /// `EEXIST`; `MAP_LOCKED` with an `RLIMIT_MEMLOCK` of 0 `EPERM`, a
+    /// locked mapping (`MAP_LOCKED`, or after `mlockall(MCL_FUTURE)`) past
+    /// the limit `EAGAIN` (see [`set_memlock_limit`](Self::set_memlock_limit));
+    /// neither private nor shared `EINVAL`; a file mapping
     /// without a file `EBADF`; a shared anonymous `MAP_GROWSDOWN` `EINVAL`.
     ///
     /// Without `MAP_FIXED*` the address is a hint (rounded down to a page),
@@ -1083,6 +1143,19 @@ impl<M: Machine> LinuxMm<M> {
         if flags.has(MAP_FIXED_NOREPLACE) && self.taken(base, end) {
             return Err(Errno::EEXIST);
         }
+        // RLIMIT_MEMLOCK, as do_mmap checks it (the whole length counts,
+        // even over locked pages MAP_FIXED replaces).
+        if flags.has(MAP_LOCKED) {
+            self.may_lock()?;
+        }
+        let lock = if flags.has(MAP_LOCKED) {
+            self.def_lock | VmFlags::LOCKED
+        } else {
+            self.def_lock
+        };
+        if !self.lock_fits(lock, len / PAGE_SIZE) {
+            return Err(Errno::EAGAIN);
+        }
         // Room for the records (a mapping cut by MAP_FIXED, the new one).
         self.room(2)?;
         let private = match flags.0 & MAP_TYPE {
@@ -1134,10 +1207,7 @@ impl<M: Machine> LinuxMm<M> {
             // mapping (Linux's mm->def_flags), and MAP_STACK's
             // VM_NOHUGEPAGE (Linux 6.7+).
             flags: {
-                let mut f = self.def_lock;
-                if flags.has(MAP_LOCKED) {
-                    f = f | VmFlags::LOCKED;
-                }
+                let mut f = lock;
                 if flags.has(MAP_STACK) {
                     f = f | VmFlags::NOHUGEPAGE;
                 }
@@ -1438,7 +1508,8 @@ impl<M: Machine> LinuxMm<M> {
     /// a new range past the user space or overlapping the old one `EINVAL`;
     /// no mapping at the address `EFAULT`. A shrink unmaps the tail (any
     /// mappings and holes) and returns the address. A growth of a range
-    /// with a hole or spanning several mappings is `EFAULT`; it is made in
+    /// with a hole or spanning several mappings is `EFAULT`, of a locked
+    /// mapping past `RLIMIT_MEMLOCK` `EAGAIN`; it is made in
     /// place when the range ends its mapping and the pages above are free;
     /// else it fails with `ENOMEM` without `MREMAP_MAYMOVE`, or the pages
     /// move (top-down placement, or the fixed target, whose old contents are
@@ -1518,6 +1589,9 @@ impl<M: Machine> LinuxMm<M> {
                     Errno::EFAULT
                 });
             }
+            if new_len > old_len && !self.lock_fits(v.flags, (new_len - old_len) / PAGE_SIZE) {
+                return Err(Errno::EAGAIN);
+            }
             return self.move_to(old, old_len, new_addr, new_len);
         }
         if new_len <= old_len {
@@ -1528,6 +1602,11 @@ impl<M: Machine> LinuxMm<M> {
         // `old` covers it all otherwise).
         if old_end > vend {
             return Err(Errno::EFAULT);
+        }
+        // A locked mapping grown past RLIMIT_MEMLOCK.
+        let lock = self.vma_at(old).map_or(VmFlags::NONE, |v| v.flags);
+        if !self.lock_fits(lock, (new_len - old_len) / PAGE_SIZE) {
+            return Err(Errno::EAGAIN);
         }
         if self.vmas.len() > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
@@ -1632,7 +1711,8 @@ impl<M: Machine> LinuxMm<M> {
     /// `brk(2)` as the kernel does it (the C library's wrapper differs):
     /// returns the new break, or the current one when the request is
     /// refused (below the break's start, into the page below another
-    /// mapping, or out of memory). The break itself need not be aligned;
+    /// mapping, past `RLIMIT_MEMLOCK` after `mlockall(MCL_FUTURE)`, or out
+    /// of memory). The break itself need not be aligned;
     /// the `[heap]` mapping ends at it rounded up.
     pub fn brk(&mut self, addr: u64) -> u64 {
         let start = self.layout.brk_start;
@@ -1654,7 +1734,11 @@ impl<M: Machine> LinuxMm<M> {
             self.brk = addr;
             return addr;
         }
-        // Grow: one free page must stay below the next mapping.
+        // Grow, within RLIMIT_MEMLOCK after mlockall(MCL_FUTURE), and
+        // with one free page below the next mapping.
+        if !self.lock_fits(self.def_lock, (new_top - old_top) / PAGE_SIZE) {
+            return self.brk;
+        }
         let limit = new_top
             .saturating_add(PAGE_SIZE)
             .saturating_add(STACK_GUARD_GAP);
@@ -1983,8 +2067,9 @@ impl<M: Machine> LinuxMm<M> {
     /// Linux does; without `MLOCK_ONFAULT` their pages are then faulted in
     /// (written where a private mapping is writable, breaking
     /// copy-on-write), and a page that cannot be (no access right, past its
-    /// object's end) is `ENOMEM`. No `RLIMIT_MEMLOCK`: this is a process
-    /// with `CAP_IPC_LOCK`, and pages are never paged out here anyway.
+    /// object's end) is `ENOMEM`. With an `RLIMIT_MEMLOCK` set
+    /// ([`set_memlock_limit`](Self::set_memlock_limit)): 0 `EPERM`, more
+    /// pages locked than it `ENOMEM`, with nothing changed.
     pub fn mlock(&mut self, addr: u64, len: u64, flags: LockFlags) -> Result<(), Errno> {
         if flags.0 & !MLOCK_ONFAULT != 0 {
             return Err(Errno::EINVAL);
@@ -1994,7 +2079,19 @@ impl<M: Machine> LinuxMm<M> {
         } else {
             VmFlags::LOCKED
         };
+        self.may_lock()?;
         let (start, end) = Self::lock_range(addr, len)?;
+        // RLIMIT_MEMLOCK, as do_mlock: the range's pages and those locked
+        // already, less the ones in the range that are.
+        if let Some(limit) = self.memlock {
+            let mut locked = (end - start) / PAGE_SIZE + self.locked_pages();
+            if locked > limit {
+                locked -= self.locked_in(start, end);
+            }
+            if locked > limit {
+                return Err(Errno::ENOMEM);
+            }
+        }
         self.apply_lock(start, end, lock)?;
         // Linux's __mlock_posix_error_return: a page that cannot be faulted
         // in is ENOMEM, memory running out EAGAIN.
@@ -2015,12 +2112,25 @@ impl<M: Machine> LinuxMm<M> {
     /// `EINVAL`. `MCL_FUTURE` makes every later mapping (and the break's
     /// growth) locked (with `VM_LOCKONFAULT` given `MCL_ONFAULT`), or stops
     /// that without it; `MCL_CURRENT` locks every mapping now and faults
-    /// their pages in (errors ignored, as Linux's `mm_populate`). No limit
-    /// (see [`mlock`](Self::mlock)).
+    /// their pages in (errors ignored, as Linux's `mm_populate`). With an
+    /// `RLIMIT_MEMLOCK` of 0 `EPERM`; `MCL_CURRENT` with more pages mapped
+    /// than the limit `ENOMEM`.
     pub fn mlockall(&mut self, flags: LockAllFlags) -> Result<(), Errno> {
         let f = flags.0;
         if f == 0 || f & !(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) != 0 || f == MCL_ONFAULT {
             return Err(Errno::EINVAL);
+        }
+        self.may_lock()?;
+        // Linux's check: everything mapped (`total_vm`) within the limit.
+        if let (Some(limit), true) = (self.memlock, f & MCL_CURRENT != 0) {
+            let total: u64 = self
+                .vmas
+                .values()
+                .map(|v| (v.end - v.start) / PAGE_SIZE)
+                .sum();
+            if total > limit {
+                return Err(Errno::ENOMEM);
+            }
         }
         let lock = match f & MCL_ONFAULT {
             0 => VmFlags::LOCKED,

@@ -59,6 +59,12 @@ impl SimEngine {
             all.push(cpu);
         }
         let mut mm = LinuxMm::new(sim.system().clone(), space, layout);
+        // The runner's RLIMIT_MEMLOCK, where it binds.
+        let setting = |k: &str| header.sysctl.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+        if setting("memlock.unlimited").is_some_and(|v| v == "0") {
+            let pages = setting("memlock.pages").and_then(|v| v.parse().ok());
+            mm.set_memlock_limit(pages);
+        }
         // The runner's guard page above the window (a shared mapping: it
         // merges with nothing), so nothing grows out of the window.
         let guard = Call::Mmap {

@@ -52,7 +52,14 @@ impl LinuxRef {
 
     /// Starts the binary at `path` and reads its header.
     pub fn spawn_at(path: impl AsRef<Path>) -> io::Result<LinuxRef> {
+        Self::spawn_with(path, &[])
+    }
+
+    /// [`spawn_at`](Self::spawn_at) with options for the binary
+    /// (`--memlock PAGES`, ...).
+    pub fn spawn_with(path: impl AsRef<Path>, args: &[&str]) -> io::Result<LinuxRef> {
         let mut child = Command::new(path.as_ref())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -87,6 +87,71 @@ fn memlock_unlimited() -> bool {
     cap || (r == 0 && lim.rlim_cur == libc::RLIM_INFINITY)
 }
 
+/// `RLIMIT_MEMLOCK` in pages, as the header gives it (`memlock.pages`):
+/// the soft limit, or `unlimited`.
+fn memlock_pages() -> String {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the limit into `lim`, which it may.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    match (r, lim.rlim_cur) {
+        (0, libc::RLIM_INFINITY) => "unlimited".into(),
+        (0, bytes) => (bytes / 4096).to_string(),
+        _ => "?".into(),
+    }
+}
+
+/// Makes this process one that `RLIMIT_MEMLOCK` binds: the limit set to
+/// `pages` pages (soft and hard) and `CAP_IPC_LOCK` dropped from its
+/// capability sets (a root process keeps every other capability).
+pub fn limit_memlock(pages: u64) -> io::Result<()> {
+    let bytes = pages.saturating_mul(4096);
+    let lim = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    // SAFETY: setrlimit reads `lim` only.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    /// `struct __user_cap_header_struct`.
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    /// `struct __user_cap_data_struct`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_IPC_LOCK: u32 = 14;
+    let mut head = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget writes two data structs (version 3) and the header.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut head, data.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let bit = !(1u32 << CAP_IPC_LOCK);
+    data[0].effective &= bit;
+    data[0].permitted &= bit;
+    data[0].inheritable &= bit;
+    // SAFETY: capset reads the header and two data structs.
+    if unsafe { libc::syscall(libc::SYS_capset, &head, data.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn brk_now() -> u64 {
     // SAFETY: brk(0) only asks for the current break.
     unsafe { libc::syscall(libc::SYS_brk, 0u64) as u64 }
@@ -112,10 +177,13 @@ impl Engine {
             ]
             .iter()
             .map(|k| (k.to_string(), sysctl(k)))
-            .chain([(
-                "memlock.unlimited".to_string(),
-                if memlock_unlimited() { "1" } else { "0" }.to_string(),
-            )])
+            .chain([
+                (
+                    "memlock.unlimited".to_string(),
+                    if memlock_unlimited() { "1" } else { "0" }.to_string(),
+                ),
+                ("memlock.pages".to_string(), memlock_pages()),
+            ])
             .collect(),
         };
         Ok(Engine {
