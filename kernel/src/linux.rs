@@ -1,6 +1,6 @@
 //! Linux's memory calls as system calls: `mmap`, `munmap`, `mprotect`,
-//! `mremap`, `brk`, `madvise`, `msync`, `mlock2`, `munlock`, `mlockall`
-//! and `munlockall`, with Linux's arguments, flag values and
+//! `mremap`, `brk`, `madvise`, `msync`, `mlock2`, `munlock`, `mlockall`,
+//! `munlockall` and `setrlimit(RLIMIT_MEMLOCK)` ([`nr::MEMLOCK_LIMIT`]), with Linux's arguments, flag values and
 //! errno values, done by `aspace-linux`'s [`LinuxMm`] on the process's
 //! address space.
 //!
@@ -142,7 +142,7 @@ fn ret(r: Result<u64, Errno>) -> u64 {
 
 /// Whether `n` is one of the Linux calls.
 pub fn is_linux_call(n: u64) -> bool {
-    (nr::MMAP..=nr::MADVISE).contains(&n) || (nr::MSYNC..=nr::MUNLOCKALL).contains(&n)
+    (nr::MMAP..=nr::MADVISE).contains(&n) || (nr::MSYNC..=nr::MEMLOCK_LIMIT).contains(&n)
 }
 
 /// Runs Linux call `n` with its six argument words for `proc`.
@@ -169,6 +169,11 @@ pub fn call(proc: &Process, n: u64, a: [u64; 6]) -> u64 {
             word32(a[0]).and_then(|f| with(proc, |mm| mm.mlockall(LockAllFlags(f)).map(|()| 0)))
         }
         nr::MUNLOCKALL => with(proc, |mm| mm.munlockall().map(|()| 0)),
+        nr::MEMLOCK_LIMIT => with(proc, |mm| {
+            let pages = (a[0] != u64::MAX).then_some(a[0] / aspace::PAGE_SIZE);
+            mm.set_memlock_limit(pages);
+            Ok(0)
+        }),
         _ => Err(Errno::ENOSYS),
     })
 }

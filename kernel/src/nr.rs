@@ -51,6 +51,12 @@ pub const MLOCK: u64 = 27;
 pub const MUNLOCK: u64 = 28;
 pub const MLOCKALL: u64 = 29;
 pub const MUNLOCKALL: u64 = 30;
+/// `MEMLOCK_LIMIT(bytes)`: Linux's `setrlimit(RLIMIT_MEMLOCK)` in this
+/// kernel's form (the limit in a register, soft and hard alike;
+/// `u64::MAX` for none), for a process without `CAP_IPC_LOCK`: its
+/// `mlock` past it is `ENOMEM`, a locked `mmap` or `mremap` growth past it
+/// `EAGAIN`. No limit until set. Returns 0.
+pub const MEMLOCK_LIMIT: u64 = 31;
 
 /// The wait status of a killed process (Linux: ended by `SIGKILL`).
 pub const KILLED_STATUS: u64 = 9;

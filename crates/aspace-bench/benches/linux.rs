@@ -9,8 +9,10 @@
 //! - `munmap_half_256`: `munmap` of the upper half of a 256-page mapping
 //!   whose pages are all resident (set up untimed);
 //! - `mremap_move_256`: `mremap` of a 256-page resident mapping to 512
-//!   pages with `MREMAP_MAYMOVE`, with the page after it taken, so the
-//!   pages move (set up untimed).
+//!   pages with `MREMAP_MAYMOVE`, with the page after it taken (a
+//!   read-only mapping), so the pages move (set up untimed);
+//!   `mremap_move_256_of_257` the same of the first 256 pages of a
+//!   257-page mapping, which the move also splits.
 //!
 //! The simulator has no trap: an aspace call is a function call, a Linux
 //! call a system call (and Linux's `munmap`/`mremap` also free or move real
@@ -29,7 +31,7 @@ use aspace_linux::Prot;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 mod linux_calls;
-use linux_calls::{linux, ours, BASE};
+use linux_calls::{linux, ours, ours_remap_setup, BASE};
 
 /// Runs `timed` `iters` times with `setup` before and `cleanup` after each,
 /// untimed; returns the time of the timed parts.
@@ -131,20 +133,17 @@ fn bench(c: &mut Criterion) {
         });
     }
 
-    // mremap growth that moves 256 resident pages.
-    {
+    // mremap growth that moves 256 resident pages: a whole mapping (the
+    // page after it read-only, so it cannot grow in place), and the first
+    // 256 pages of a 257-page mapping (a split too).
+    for (name, whole) in [("mremap_move_256", true), ("mremap_move_256_of_257", false)] {
         let mut o = ours();
         let o = std::cell::RefCell::new(&mut o);
-        g.bench_function("mremap_move_256/aspace", |b| {
+        g.bench_function(format!("{name}/aspace"), |b| {
             b.iter_custom(|iters| {
                 timed_only(
                     iters,
-                    || {
-                        let mut o = o.borrow_mut();
-                        let a = o.mmap(BASE, 256, MAP_FIXED | MAP_POPULATE);
-                        o.mmap(BASE + 256 * PAGE_SIZE, 1, MAP_FIXED);
-                        a
-                    },
+                    || ours_remap_setup(&mut o.borrow_mut(), whole),
                     |&a| {
                         let to = o.borrow_mut().mremap(a, 256, 512);
                         assert_ne!(to, a);
@@ -158,17 +157,11 @@ fn bench(c: &mut Criterion) {
                 )
             })
         });
-        g.bench_function("mremap_move_256/linux", |b| {
+        g.bench_function(format!("{name}/linux"), |b| {
             b.iter_custom(|iters| {
                 timed_only(
                     iters,
-                    || {
-                        // 257 pages, the last one made read-only so the
-                        // mapping cannot grow in place.
-                        let a = linux::mmap(0, 257, libc::MAP_POPULATE);
-                        linux::mprotect(a + 256 * PAGE_SIZE, 1, libc::PROT_READ);
-                        a
-                    },
+                    || linux::remap_setup(whole),
                     |&a| {
                         let to = linux::mremap(a, 256, 512);
                         assert_ne!(to, a);

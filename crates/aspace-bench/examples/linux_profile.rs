@@ -1,6 +1,6 @@
 //! Loops one of the four calls of `benches/linux.rs` on the aspace side
 //! only, for a profiler (BENCHMARKS.md says how it was used):
-//! `cargo run --release -p aspace-bench --example linux_profile -- mmap|mprotect|munmap|mremap [SECONDS]`.
+//! `cargo run --release -p aspace-bench --example linux_profile -- mmap|mprotect|munmap|mremap|mremap-split [SECONDS]`.
 use std::time::{Duration, Instant};
 
 use aspace::PAGE_SIZE;
@@ -11,7 +11,7 @@ use aspace_linux::Prot;
 #[allow(dead_code)]
 #[path = "../benches/linux_calls/mod.rs"]
 mod linux_calls;
-use linux_calls::{ours, BASE};
+use linux_calls::{ours, ours_remap_setup, BASE};
 
 fn main() {
     let name = std::env::args().nth(1).unwrap_or_default();
@@ -53,10 +53,9 @@ fn main() {
                 n += 1;
             }
         }
-        "mremap" => {
+        "mremap" | "mremap-split" => {
             while Instant::now() < end {
-                let at = o.mmap(BASE, 256, MAP_FIXED | MAP_POPULATE);
-                o.mmap(BASE + 256 * PAGE_SIZE, 1, MAP_FIXED);
+                let at = ours_remap_setup(&mut o, name == "mremap");
                 let to = o.mremap(at, 256, 512);
                 o.munmap(to, 512);
                 o.munmap(BASE, 257);
@@ -64,7 +63,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: linux_profile mmap|mprotect|munmap|mremap [SECONDS]");
+            eprintln!("usage: linux_profile mmap|mprotect|munmap|mremap|mremap-split [SECONDS]");
             std::process::exit(2);
         }
     }

@@ -230,7 +230,7 @@ pub fn syscall6(n: u64, a: [u64; 6]) -> u64 {
 }
 
 /// Linux's memory calls (the kernel's `MMAP` to `MADVISE`, `MSYNC` to
-/// `MUNLOCKALL`) with Linux's
+/// `MEMLOCK_LIMIT`) with Linux's
 /// constants; each returns what the Linux system call returns: an
 /// address, 0, or a negative errno (`brk`: the break).
 pub mod linux {
@@ -245,6 +245,7 @@ pub mod linux {
     pub const MAP_FIXED: u64 = 0x10;
     pub const MAP_ANONYMOUS: u64 = 0x20;
     pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+    pub const MAP_LOCKED: u64 = 0x2000;
     pub const MREMAP_MAYMOVE: u64 = 1;
     pub const MADV_WILLNEED: u64 = 3;
     pub const MADV_DONTNEED: u64 = 4;
@@ -252,6 +253,7 @@ pub mod linux {
     pub const MADV_WIPEONFORK: u64 = 18;
     pub const EPERM: i64 = -1;
     pub const EBADF: i64 = -9;
+    pub const EAGAIN: i64 = -11;
     pub const ENOMEM: i64 = -12;
     pub const EEXIST: i64 = -17;
     pub const EINVAL: i64 = -22;
@@ -289,6 +291,10 @@ pub mod linux {
     }
     pub fn munlockall() -> i64 {
         syscall6(nr::MUNLOCKALL, [0; 6]) as i64
+    }
+    /// `setrlimit(RLIMIT_MEMLOCK)`: `bytes`, or `u64::MAX` for none.
+    pub fn memlock_limit(bytes: u64) -> i64 {
+        syscall6(nr::MEMLOCK_LIMIT, [bytes, 0, 0, 0, 0, 0]) as i64
     }
 }
 

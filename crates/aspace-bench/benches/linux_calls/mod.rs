@@ -86,9 +86,31 @@ impl Ours {
     }
 }
 
+/// The `mremap` benchmarks' set-up on the aspace side: 257 resident
+/// pages at `BASE`, the last made read-only if `whole` (so the first 256
+/// are a mapping of their own, moved whole; otherwise they are part of the
+/// 257-page mapping, which the move splits). Returns `BASE`.
+pub fn ours_remap_setup(o: &mut Ours, whole: bool) -> u64 {
+    let at = o.mmap(BASE, 257, MAP_FIXED | MAP_POPULATE);
+    if whole {
+        o.mprotect(at + 256 * PAGE_SIZE, 1, Prot::R);
+    }
+    at
+}
+
 /// Linux, in this process.
 pub mod linux {
     use super::PAGE_SIZE;
+
+    /// [`ours_remap_setup`](super::ours_remap_setup) on Linux, placed
+    /// anywhere.
+    pub fn remap_setup(whole: bool) -> u64 {
+        let at = mmap(0, 257, libc::MAP_POPULATE);
+        if whole {
+            mprotect(at + 256 * PAGE_SIZE, 1, libc::PROT_READ);
+        }
+        at
+    }
 
     pub fn mmap(addr: u64, pages: u64, flags: i32) -> u64 {
         // SAFETY: without MAP_FIXED the kernel picks free memory; with

@@ -334,7 +334,23 @@ fn locked() -> bool {
     let all = munlockall();
     let new_dropped = madvise(m as u64, P, MADV_DONTNEED);
     let unmapped = munmap(m as u64, P);
-    let ok = lock == 0
+    // RLIMIT_MEMLOCK of 4 pages: 3 locked pass, 3 more (one of them
+    // locked already) do not, nor does a locked mapping of 2.
+    let limited = memlock_limit(4 * P);
+    let three = mlock(c, 3 * P, 0);
+    let over = mlock(c + 2 * P, 3 * P, 0);
+    let locked_map = mmap(
+        0,
+        2 * P,
+        PROT_READ | PROT_WRITE,
+        MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED,
+        u64::MAX,
+        0,
+    );
+    let relock = munlock(c, 3 * P) + memlock_limit(u64::MAX);
+    let limit_ok = limited == 0 && three == 0 && over == ENOMEM && locked_map == EAGAIN && relock == 0;
+    let ok = limit_ok
+        && lock == 0
         && refused == EINVAL
         && kept
         && sync == 0
@@ -354,7 +370,10 @@ fn locked() -> bool {
         "linux_alloc: mlock = {lock}: MADV_DONTNEED refused = {refused}, data kept {kept}; msync = {sync}, async+sync = {both}, invalidate = {busy}; munlock = {unlock}, then dropped = {dropped}, zero {zero}"
     );
     println!(
-        "linux_alloc: mlockall(MCL_FUTURE) = {future}: a new mapping refuses MADV_DONTNEED ({new_refused}) until munlockall = {all} ({new_dropped}): {}",
+        "linux_alloc: mlockall(MCL_FUTURE) = {future}: a new mapping refuses MADV_DONTNEED ({new_refused}) until munlockall = {all} ({new_dropped})"
+    );
+    println!(
+        "linux_alloc: RLIMIT_MEMLOCK 4 pages = {limited}: mlock 3 = {three}, 3 more = {over}, locked mmap of 2 = {locked_map}: {}",
         verdict(ok)
     );
     ok
