@@ -314,15 +314,20 @@ impl<M: Machine> AddressSpace<M> {
     /// [`merge_at`](Self::merge_at), `NoMemory` (nothing changed) if the
     /// heap refuses the room the joined used spaces need.
     pub(crate) fn try_merge_at(&self, tree: &mut Areas<M>, n: u64) -> Result<bool> {
-        let Some((start, end, _)) = tree.find(n) else {
-            return Ok(false);
+        // The area and whether the next one starts where it ends, in one
+        // search; the one before it in another.
+        let (start, end, right_adjacent) = match tree.neighbors(n) {
+            (Some((start, end, _)), next) if end > n => {
+                (start, end, next.is_some_and(|(s, _, _)| s == end))
+            }
+            _ => return Ok(false),
         };
         let left = start
             .checked_sub(1)
             .and_then(|p| tree.find(p))
             .filter(|&(_, left_end, _)| left_end == start)
             .map(|(left, _, _)| left);
-        let right_ok = self.mergeable(tree, start, end);
+        let right_ok = right_adjacent && self.mergeable(tree, start, end);
         let left_ok = left.is_some_and(|l| self.mergeable(tree, l, start));
         if !right_ok && !left_ok {
             return Ok(false);

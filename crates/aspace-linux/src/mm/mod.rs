@@ -1579,7 +1579,7 @@ impl<M: Machine> LinuxMm<M> {
         }
         let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
         let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
-        let vend = v.end;
+        let (vend, vflags) = (v.end, v.flags);
         if flags.fixed() {
             if old_end.min(old + new_len) > vend {
                 // Linux 6.17+ moves a same-size range spanning mappings.
@@ -1589,10 +1589,10 @@ impl<M: Machine> LinuxMm<M> {
                     Errno::EFAULT
                 });
             }
-            if new_len > old_len && !self.lock_fits(v.flags, (new_len - old_len) / PAGE_SIZE) {
+            if new_len > old_len && !self.lock_fits(vflags, (new_len - old_len) / PAGE_SIZE) {
                 return Err(Errno::EAGAIN);
             }
-            return self.move_to(old, old_len, new_addr, new_len);
+            return self.move_to(old, old_len, new_addr, new_len, false);
         }
         if new_len <= old_len {
             self.unmap(old + new_len, old_end)?;
@@ -1604,8 +1604,7 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::EFAULT);
         }
         // A locked mapping grown past RLIMIT_MEMLOCK.
-        let lock = self.vma_at(old).map_or(VmFlags::NONE, |v| v.flags);
-        if !self.lock_fits(lock, (new_len - old_len) / PAGE_SIZE) {
+        if !self.lock_fits(vflags, (new_len - old_len) / PAGE_SIZE) {
             return Err(Errno::EAGAIN);
         }
         if self.vmas.len() > self.layout.max_map_count {
@@ -1634,59 +1633,72 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::ENOMEM);
         }
         let to = self.top_down(new_len).ok_or(Errno::ENOMEM)?;
-        self.move_to(old, old_len, to, new_len)
+        self.move_to(old, old_len, to, new_len, true)
     }
 
     /// Moves `[old, old + old_len)` (inside one mapping) to `to` with
     /// `new_len` bytes: the target is unmapped, a shrink unmaps the old
     /// tail, the core moves the rest. `ENOSYS` with nothing changed when the
-    /// core keeps the old range as several areas.
-    fn move_to(&mut self, old: u64, old_len: u64, to: u64, new_len: u64) -> MmResult {
+    /// core keeps the old range as several areas. `placed`: the target was
+    /// placed (free, nothing to replace there).
+    fn move_to(&mut self, old: u64, old_len: u64, to: u64, new_len: u64, placed: bool) -> MmResult {
         // The mapping cut at both ends of the moved part, its target cut
         // at both ends, the moved record: at most four more at once.
         self.room(4)?;
         let moved = old_len.min(new_len);
-        let one_area = |space: &AddressSpace<M>, len: u64| {
-            space
-                .area(VirtAddr::new(old))
-                .is_some_and(|a| a.end().as_u64() >= old + len)
-        };
-        if !one_area(&self.space, moved) {
-            // The core may keep the mapping as areas it has not merged yet.
-            let _ = self.space.area_merge(VirtAddr::new(old));
-            if !one_area(&self.space, moved) {
-                return Err(Errno::ENOSYS);
-            }
-        }
-        let reserves = self.vma_at(old).ok_or(Errno::EFAULT)?;
-        let reserves = Self::reserves(reserves) > 0;
+        let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
+        let (start, reserves) = (v.start, Self::reserves(v) > 0);
         let grow = new_len.saturating_sub(old_len) / PAGE_SIZE;
         if reserves && grow > self.system.reserve().available() {
             return Err(Errno::ENOMEM);
         }
         // One core step: the target's contents replaced and a shrinking
         // move's tail dropped with the move (Linux unmaps the tail first).
+        // A placed target is free.
         let (lo, hi, tail) = (to, to + new_len, old + new_len..old + old_len);
         let shrink = old_len > new_len && self.taken(tail.start, tail.end);
+        let over = shrink || (!placed && self.taken(lo, hi));
         let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
-        if shrink || self.taken(lo, hi) {
-            let size = if shrink { old_len } else { moved };
-            self.space.move_range_over(from, size, at, new_len)
-        } else {
-            self.space.move_range(from, moved, at, new_len)
+        let step = |space: &AddressSpace<M>| {
+            if over {
+                let size = if shrink { old_len } else { moved };
+                space.move_range_over(from, size, at, new_len)
+            } else {
+                space.move_range(from, moved, at, new_len)
+            }
+        };
+        let one_area = |space: &AddressSpace<M>| {
+            space
+                .area(from)
+                .is_some_and(|a| a.end().as_u64() >= old + moved)
+        };
+        match step(&self.space) {
+            // The core may keep the mapping as areas it has not merged
+            // yet: merged, or `ENOSYS` with nothing changed.
+            Err(aspace::Error::NotFound) if !one_area(&self.space) => {
+                let _ = self.space.area_merge(from);
+                if !one_area(&self.space) {
+                    return Err(Errno::ENOSYS);
+                }
+                step(&self.space)
+            }
+            r => r,
         }
         .map_err(errno_of)?;
-        self.remove_recs(lo, hi);
+        if over {
+            self.remove_recs(lo, hi);
+        }
         if shrink {
             self.remove_recs(tail.start, tail.end);
         }
-        // The records: cut the moved part out and put it at `to`.
-        let start = self
-            .vmas
-            .at_or_below(old)
-            .map(|v| v.start)
-            .expect("the moved mapping");
-        let mut rec = self.vmas.remove(start).expect("found");
+        // The records: cut the moved part out and put it at `to` (a target
+        // replaced may have cut the mapping's lower part: its start is
+        // looked up again then).
+        let start = match over {
+            true => self.vmas.at_or_below(old).map_or(start, |v| v.start),
+            false => start,
+        };
+        let mut rec = self.vmas.remove(start).expect("the moved mapping");
         if rec.end > old + moved {
             let upper = rec.split_off(old + moved);
             self.vmas.insert(upper);
