@@ -25,6 +25,16 @@ fn resident_at(mm: &LinuxMm<SimMachine>, addr: u64) -> bool {
 }
 
 fn anon(mm: &mut LinuxMm<SimMachine>, cpu: &Cpu, addr: u64, pages: u64) -> u64 {
+    anon_result(mm, cpu, addr, pages).unwrap()
+}
+
+/// A fixed private anonymous read-write mapping of `pages` at `addr`.
+fn anon_result(
+    mm: &mut LinuxMm<SimMachine>,
+    cpu: &Cpu,
+    addr: u64,
+    pages: u64,
+) -> Result<u64, Errno> {
     cpu.run(|| {
         mm.mmap(
             addr,
@@ -35,7 +45,6 @@ fn anon(mm: &mut LinuxMm<SimMachine>, cpu: &Cpu, addr: u64, pages: u64) -> u64 {
             0,
         )
     })
-    .unwrap()
 }
 
 #[test]
@@ -1391,22 +1400,4 @@ fn rlimit_memlock_binds_locking_calls() {
     // A fork keeps the limit (its mappings are not locked).
     let child = cpu.run(|| mm.fork()).unwrap();
     assert_eq!((child.memlock_limit(), child.locked_pages()), (Some(2), 0));
-}
-
-fn anon_result(
-    mm: &mut LinuxMm<SimMachine>,
-    cpu: &Cpu,
-    addr: u64,
-    pages: u64,
-) -> Result<u64, Errno> {
-    cpu.run(|| {
-        mm.mmap(
-            addr,
-            pages * PAGE_SIZE,
-            Prot::RW,
-            flags(ANON | MAP_FIXED),
-            None,
-            0,
-        )
-    })
 }
