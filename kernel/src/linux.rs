@@ -170,8 +170,7 @@ pub fn call(proc: &Process, n: u64, a: [u64; 6]) -> u64 {
         }
         nr::MUNLOCKALL => with(proc, |mm| mm.munlockall().map(|()| 0)),
         nr::MEMLOCK_LIMIT => with(proc, |mm| {
-            let pages = (a[0] != u64::MAX).then_some(a[0] / aspace::PAGE_SIZE);
-            mm.set_memlock_limit(pages);
+            mm.set_memlock_limit((a[0] != u64::MAX).then_some(a[0]));
             Ok(0)
         }),
         _ => Err(Errno::ENOSYS),

@@ -1,4 +1,4 @@
-//! Loops one of the four calls of `benches/linux.rs` on the aspace side
+//! Loops one of the calls of `benches/linux.rs` on the aspace side
 //! only, for a profiler (BENCHMARKS.md says how it was used):
 //! `cargo run --release -p aspace-bench --example linux_profile -- mmap|mprotect|munmap|mremap|mremap-split [SECONDS]`.
 use std::time::{Duration, Instant};

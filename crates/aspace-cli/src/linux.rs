@@ -74,17 +74,18 @@ pub fn parse_maps(words: &[&str]) -> Option<Result<String, String>> {
     }
 }
 
-/// Parses `rlimit TASK memlock PAGES|unlimited` (`RLIMIT_MEMLOCK` of a
-/// process without `CAP_IPC_LOCK`): the task and the limit in pages
-/// (`None`: unlimited), or `None` when the words are not that.
+/// Parses `rlimit TASK memlock SIZE|unlimited` (`RLIMIT_MEMLOCK` of a
+/// process without `CAP_IPC_LOCK`; SIZE in bytes or with a unit, `4p`,
+/// `64K`): the task and the limit in bytes (`None`: unlimited), or `None`
+/// when the words are not that.
 pub fn parse_rlimit(words: &[&str]) -> Option<Result<(String, Option<u64>), String>> {
-    let usage = "rlimit TASK memlock PAGES|unlimited";
+    let usage = "rlimit TASK memlock SIZE|unlimited";
     match words {
         ["rlimit", task, "memlock", "unlimited"] => Some(Ok((task.to_string(), None))),
         ["rlimit", task, "memlock", n] => Some(
-            aspace_linux::num::parse_u64(n.trim_end_matches('p'))
-                .map(|p| (task.to_string(), Some(p)))
-                .ok_or_else(|| format!("'{n}' is not a number of pages: {usage}")),
+            aspace_linux::num::parse_len(n)
+                .map(|b| (task.to_string(), Some(b)))
+                .ok_or_else(|| format!("'{n}' is not a size: {usage}")),
         ),
         ["rlimit", ..] => Some(Err(format!("usage: {usage}"))),
         _ => None,

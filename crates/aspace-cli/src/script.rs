@@ -170,7 +170,7 @@ pub const OPS: &[(&str, &str, &str)] = &[
     ("munlockall", "munlockall TASK", "Linux's munlockall"),
     (
         "rlimit",
-        "rlimit TASK memlock PAGES|unlimited",
+        "rlimit TASK memlock SIZE|unlimited",
         "RLIMIT_MEMLOCK for the task's locking calls",
     ),
 ];

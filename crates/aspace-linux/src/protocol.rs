@@ -57,8 +57,8 @@ pub struct Header {
     /// Kernel settings the results depend on, by dotted name
     /// (`kernel.osrelease`, `vm.overcommit_memory`, `vm.max_map_count`, ...),
     /// `memlock.unlimited` (`1` when the runner may lock any amount of
-    /// memory: `CAP_IPC_LOCK` or no `RLIMIT_MEMLOCK`) and `memlock.pages`
-    /// (`RLIMIT_MEMLOCK` in pages, or `unlimited`).
+    /// memory: `CAP_IPC_LOCK` or no `RLIMIT_MEMLOCK`) and `memlock.bytes`
+    /// (`RLIMIT_MEMLOCK`, or `unlimited`).
     pub sysctl: Vec<(String, String)>,
 }
 

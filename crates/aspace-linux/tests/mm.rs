@@ -1360,8 +1360,20 @@ fn rlimit_memlock_binds_locking_calls() {
         cpu.run(|| mm.mlockall(LockAllFlags(MCL_FUTURE))),
         Err(Errno::EPERM)
     );
-    // Four pages.
-    mm.set_memlock_limit(Some(4));
+    // Less than a page is not 0: locking is allowed, and no page fits.
+    mm.set_memlock_limit(Some(100));
+    assert_eq!(lock(&mut mm, 0, 1), Err(Errno::ENOMEM));
+    assert_eq!(locked_map(&mut mm, page(16), 1), Err(Errno::EAGAIN));
+    // Four pages. A length that wraps is ENOMEM under a limit (Linux
+    // checks the limit first), EINVAL without one.
+    mm.set_memlock_limit(Some(4 * PAGE_SIZE));
+    let wrap = |mm: &mut LinuxMm<SimMachine>| {
+        cpu.run(|| mm.mlock(page(0), 0u64.wrapping_sub(PAGE_SIZE), LockFlags(0)))
+    };
+    assert_eq!(wrap(&mut mm), Err(Errno::ENOMEM));
+    mm.set_memlock_limit(None);
+    assert_eq!(wrap(&mut mm), Err(Errno::EINVAL));
+    mm.set_memlock_limit(Some(4 * PAGE_SIZE));
     assert_eq!(lock(&mut mm, 0, 3), Ok(()));
     assert_eq!(mm.locked_pages(), 3);
     // Two more would be five: refused with nothing changed; over pages
@@ -1391,7 +1403,7 @@ fn rlimit_memlock_binds_locking_calls() {
         Err(Errno::ENOMEM)
     );
     cpu.run(|| mm.munmap(page(16), 4 * PAGE_SIZE)).unwrap();
-    mm.set_memlock_limit(Some(2));
+    mm.set_memlock_limit(Some(2 * PAGE_SIZE + 100));
     cpu.run(|| mm.mlockall(LockAllFlags(MCL_FUTURE))).unwrap();
     let brk = mm.brk_now();
     assert_eq!(cpu.run(|| mm.brk(brk + 3 * PAGE_SIZE)), brk);
@@ -1399,5 +1411,8 @@ fn rlimit_memlock_binds_locking_calls() {
     assert_eq!(anon_result(&mut mm, &cpu, page(32), 2), Ok(page(32)));
     // A fork keeps the limit (its mappings are not locked).
     let child = cpu.run(|| mm.fork()).unwrap();
-    assert_eq!((child.memlock_limit(), child.locked_pages()), (Some(2), 0));
+    assert_eq!(
+        (child.memlock_limit(), child.locked_pages()),
+        (Some(2 * PAGE_SIZE + 100), 0)
+    );
 }

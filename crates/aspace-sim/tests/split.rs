@@ -533,7 +533,7 @@ fn protect_range_splits_then_merges_back() {
     assert_no_stale(&sim, &s);
 }
 
-/// Rights that only grow flush nothing (Linux's `pte_needs_flush`): a CPU
+/// Rights that only grow flush nothing (see `PageFlags::widens`): a CPU
 /// whose TLB still holds the page read-only faults on its next write, and
 /// the fault handler drops that entry (which RISC-V and AArch64 keep after
 /// the fault) and lets the write through. Rights taken away are flushed

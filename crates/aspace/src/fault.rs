@@ -310,6 +310,10 @@ impl<M: Machine> AddressSpace<M> {
     /// x86 drops such an entry on the fault itself; RISC-V and AArch64 may
     /// keep it, so the retried access would fault forever.
     pub(crate) fn forget_local(&self, page: Page) {
+        // Outside any CPU (a host thread, early boot) no TLB is involved.
+        if self.shared.machine.cpus().current_cpu().is_none() {
+            return;
+        }
         let asid = self.shared.asids.lock().asid_of(self.id());
         if let Some(asid) = asid {
             let range = PageRange::new(page, 1);

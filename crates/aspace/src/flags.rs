@@ -140,11 +140,14 @@ impl PageFlags {
         .union(PageFlags::EXEC);
 
     /// Whether rewriting an entry from `old` to these rights only adds
-    /// access (Linux's `pte_needs_flush` is false): a TLB still holding
-    /// `old` can then only refuse an access the new entry allows, a
-    /// spurious fault the fault handler resolves by dropping that entry
-    /// (see [`AddressSpace::page_fault`](crate::AddressSpace::page_fault)),
-    /// so no shootdown is needed.
+    /// access: a TLB still holding `old` can then only refuse an access
+    /// the new entry allows, a spurious fault the fault handler resolves
+    /// by dropping that entry (see
+    /// [`AddressSpace::page_fault`](crate::AddressSpace::page_fault)), so
+    /// no shootdown is needed. The architectures allow it (Intel's SDM
+    /// lists R/W going from 0 to 1 among the changes software need not
+    /// invalidate); Linux flushes here anyway on x86 (its
+    /// `pte_needs_flush` skips only an old entry that was not present).
     pub fn widens(self, old: PageFlags) -> bool {
         self.contains(old) && (self - Self::ACCESS) == (old - Self::ACCESS)
     }

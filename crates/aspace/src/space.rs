@@ -511,7 +511,8 @@ impl<M: Machine> AddressSpace<M> {
     /// new rights in place ([`PageTable::protect_run`]: same frames, no
     /// heap or frame allocated, so nothing can run out), and one shootdown
     /// round runs before the call returns, after which no CPU reaches the
-    /// area with the old rights. Shared areas and backends that cannot (all but anonymous
+    /// area with rights it lost (rights only added need no round: see
+    /// [`PageFlags::widens`]). Shared areas and backends that cannot (all but anonymous
     /// memory) get `NotSupported`; a partial area (a share destination
     /// still being set up) `NotFound`. Where the area may lie is fixed at
     /// creation: its [`GUARD`](AreaFlags::GUARD) and

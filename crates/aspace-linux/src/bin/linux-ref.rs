@@ -9,7 +9,7 @@
 //! Options: `--aslr` keeps address randomisation (by default the runner
 //! re-executes itself without it, so windows and breaks repeat);
 //! `--memlock PAGES` sets `RLIMIT_MEMLOCK` and drops `CAP_IPC_LOCK`, so
-//! the limit binds (the header's `memlock.pages` says it).
+//! the limit binds (the header's `memlock.bytes` says it).
 //! Exit status: 0, or 1 when a line could not be read or an `expect` failed.
 
 use aspace_linux::runner::{ArenaAlloc, Engine};

@@ -427,7 +427,7 @@ pub struct LinuxMm<M: Machine> {
     /// The lock flags every new mapping gets (`mlockall(MCL_FUTURE)`:
     /// Linux's `mm->def_flags`).
     def_lock: VmFlags,
-    /// `RLIMIT_MEMLOCK` in pages; `None`: no limit (a process with
+    /// `RLIMIT_MEMLOCK` in bytes; `None`: no limit (a process with
     /// `CAP_IPC_LOCK`, or an unlimited one).
     memlock: Option<u64>,
     /// The backend of every anonymous area (stateless: one for all).
@@ -471,21 +471,27 @@ impl<M: Machine> LinuxMm<M> {
         self.holes
     }
 
-    /// Sets `RLIMIT_MEMLOCK` to `pages` pages for a process without
+    /// Sets `RLIMIT_MEMLOCK` to `bytes` for a process without
     /// `CAP_IPC_LOCK` (`None`, the default: no limit, as for a process with
-    /// it). With a limit, as Linux: `mlock` past it is `ENOMEM`, a locked
-    /// `mmap` (`MAP_LOCKED`, or after `mlockall(MCL_FUTURE)`) or a locked
-    /// mapping grown by `mremap` past it `EAGAIN`, the break grown past it
-    /// stays, `mlockall(MCL_CURRENT)` with more mapped than it `ENOMEM`;
-    /// with a limit of 0, `mlock`, `mlockall` and `MAP_LOCKED` are `EPERM`.
+    /// it). With a limit, as Linux (which counts whole pages, the limit
+    /// rounded down): `mlock` past it is `ENOMEM`, a locked `mmap`
+    /// (`MAP_LOCKED`, or after `mlockall(MCL_FUTURE)`) or a locked mapping
+    /// grown by `mremap` past it `EAGAIN`, the break grown past it stays,
+    /// `mlockall(MCL_CURRENT)` with more mapped than it `ENOMEM`; with a
+    /// limit of 0 bytes, `mlock`, `mlockall` and `MAP_LOCKED` are `EPERM`.
     /// A fork keeps it.
-    pub fn set_memlock_limit(&mut self, pages: Option<u64>) {
-        self.memlock = pages;
+    pub fn set_memlock_limit(&mut self, bytes: Option<u64>) {
+        self.memlock = bytes;
     }
 
-    /// `RLIMIT_MEMLOCK` in pages (`None`: no limit).
+    /// `RLIMIT_MEMLOCK` in bytes (`None`: no limit).
     pub fn memlock_limit(&self) -> Option<u64> {
         self.memlock
+    }
+
+    /// `RLIMIT_MEMLOCK` in whole pages, as Linux checks it.
+    fn memlock_pages(&self) -> Option<u64> {
+        self.memlock.map(|b| b / PAGE_SIZE)
     }
 
     /// Pages in locked mappings (Linux's `mm->locked_vm`, `VmLck` in
@@ -507,7 +513,7 @@ impl<M: Machine> LinuxMm<M> {
     /// with flags `flags` stay within `RLIMIT_MEMLOCK` (always, unless the
     /// mapping is locked and there is a limit).
     fn lock_fits(&self, flags: VmFlags, pages: u64) -> bool {
-        match self.memlock {
+        match self.memlock_pages() {
             Some(limit) if flags.contains(VmFlags::LOCKED) => {
                 self.locked_pages().saturating_add(pages) <= limit
             }
@@ -515,7 +521,7 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    /// Linux's `can_do_mlock`: `EPERM` with a limit of 0.
+    /// Linux's `can_do_mlock`: `EPERM` with a limit of 0 bytes.
     fn may_lock(&self) -> Result<(), Errno> {
         match self.memlock {
             Some(0) => Err(Errno::EPERM),
@@ -1074,7 +1080,7 @@ impl<M: Machine> LinuxMm<M> {
     // ---- the calls ----
 
     /// `mmap(2)`. Linux's checks in order: an unaligned `offset` `EINVAL`;
-    /// `len` 0 `EINVAL`; `len` overflowing when rounded up `ENOMEM`; the
+    /// a file mapping without a file `EBADF`; `len` 0 `EINVAL`; `len` overflowing when rounded up `ENOMEM`; the
     /// offset's page plus the length overflowing `EOVERFLOW`; more than
     /// `vm.max_map_count` mappings `ENOMEM`; with `MAP_FIXED` or
     /// `MAP_FIXED_NOREPLACE` a range past the user space `ENOMEM` and an
@@ -1082,8 +1088,8 @@ impl<M: Machine> LinuxMm<M> {
     /// `EEXIST`; `MAP_LOCKED` with an `RLIMIT_MEMLOCK` of 0 `EPERM`, a
     /// locked mapping (`MAP_LOCKED`, or after `mlockall(MCL_FUTURE)`) past
     /// the limit `EAGAIN` (see [`set_memlock_limit`](Self::set_memlock_limit));
-    /// neither private nor shared `EINVAL`; a file mapping
-    /// without a file `EBADF`; a shared anonymous `MAP_GROWSDOWN` `EINVAL`.
+    /// neither private nor shared `EINVAL`; a shared anonymous
+    /// `MAP_GROWSDOWN` `EINVAL`.
     ///
     /// Without `MAP_FIXED*` the address is a hint (rounded down to a page),
     /// taken when the range is free (and off the gap below a grows-down
@@ -1108,6 +1114,10 @@ impl<M: Machine> LinuxMm<M> {
     ) -> MmResult {
         if !aligned(offset) {
             return Err(Errno::EINVAL);
+        }
+        // No file for a file mapping: Linux's fget, before do_mmap.
+        if file.is_none() && !flags.anonymous() {
+            return Err(Errno::EBADF);
         }
         if len == 0 {
             return Err(Errno::EINVAL);
@@ -2092,18 +2102,20 @@ impl<M: Machine> LinuxMm<M> {
             VmFlags::LOCKED
         };
         self.may_lock()?;
-        let (start, end) = Self::lock_range(addr, len)?;
-        // RLIMIT_MEMLOCK, as do_mlock: the range's pages and those locked
-        // already, less the ones in the range that are.
-        if let Some(limit) = self.memlock {
-            let mut locked = (end - start) / PAGE_SIZE + self.locked_pages();
-            if locked > limit {
-                locked -= self.locked_in(start, end);
+        // RLIMIT_MEMLOCK, as do_mlock, before the range is checked (a
+        // wrapping length is this ENOMEM under a limit): the range's pages
+        // and those locked already, less the ones in the range that are.
+        if let Some(limit) = self.memlock_pages() {
+            let (start, len) = Self::lock_span(addr, len);
+            let mut locked = (len / PAGE_SIZE).saturating_add(self.locked_pages());
+            if locked > limit && start.checked_add(len).is_some() {
+                locked -= self.locked_in(start, start + len);
             }
             if locked > limit {
                 return Err(Errno::ENOMEM);
             }
         }
+        let (start, end) = Self::lock_range(addr, len)?;
         self.apply_lock(start, end, lock)?;
         // Linux's __mlock_posix_error_return: a page that cannot be faulted
         // in is ENOMEM, memory running out EAGAIN.
@@ -2134,7 +2146,7 @@ impl<M: Machine> LinuxMm<M> {
         }
         self.may_lock()?;
         // Linux's check: everything mapped (`total_vm`) within the limit.
-        if let (Some(limit), true) = (self.memlock, f & MCL_CURRENT != 0) {
+        if let (Some(limit), true) = (self.memlock_pages(), f & MCL_CURRENT != 0) {
             let total: u64 = self
                 .vmas
                 .values()
@@ -2186,16 +2198,22 @@ impl<M: Machine> LinuxMm<M> {
     /// len` rounded up, in Linux's wrapping arithmetic; `EINVAL` if the end
     /// wraps past the top.
     fn lock_range(addr: u64, len: u64) -> Result<(u64, u64), Errno> {
-        let len = len
-            .wrapping_add(addr & (PAGE_SIZE - 1))
-            .wrapping_add(PAGE_SIZE - 1)
-            & !(PAGE_SIZE - 1);
-        let start = addr & !(PAGE_SIZE - 1);
+        let (start, len) = Self::lock_span(addr, len);
         let end = start.wrapping_add(len);
         if end < start {
             return Err(Errno::EINVAL);
         }
         Ok((start, end))
+    }
+
+    /// `addr`'s page and the length from it rounded up to pages, in
+    /// Linux's wrapping arithmetic (`do_mlock`'s `start` and `len`).
+    fn lock_span(addr: u64, len: u64) -> (u64, u64) {
+        let len = len
+            .wrapping_add(addr & (PAGE_SIZE - 1))
+            .wrapping_add(PAGE_SIZE - 1)
+            & !(PAGE_SIZE - 1);
+        (addr & !(PAGE_SIZE - 1), len)
     }
 
     /// Gives every mapping's part in `[start, end)` the lock flags `lock`
@@ -2290,13 +2308,17 @@ impl<M: Machine> LinuxMm<M> {
             && self
                 .vma_at(lo)
                 .is_some_and(|v| Self::copy_on_write(&v.kind));
+        // A page mapped with the access already needs no fault (one would
+        // find it mapped and drop this CPU's TLB entry for nothing).
+        let fault = |space: &SpaceRef<M>, va: VirtAddr| {
+            let mapped = space.translate(va.page());
+            mapped.is_some_and(|(_, f)| f.permits(access))
+                || space.page_fault(va, access, FaultContext::User) == FaultOutcome::Ok
+        };
         let mut page = lo;
         while page < hi {
             let va = VirtAddr::new(page);
-            if self.space.page_fault(va, access, FaultContext::User) != FaultOutcome::Ok
-                || (cow
-                    && self.space.page_fault(va, access, FaultContext::User) != FaultOutcome::Ok)
-            {
+            if !fault(&self.space, va) || (cow && !fault(&self.space, va)) {
                 break;
             }
             page += PAGE_SIZE;

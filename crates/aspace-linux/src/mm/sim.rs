@@ -62,8 +62,8 @@ impl SimEngine {
         // The runner's RLIMIT_MEMLOCK, where it binds.
         let setting = |k: &str| header.sysctl.iter().find(|(n, _)| n == k).map(|(_, v)| v);
         if setting("memlock.unlimited").is_some_and(|v| v == "0") {
-            let pages = setting("memlock.pages").and_then(|v| v.parse().ok());
-            mm.set_memlock_limit(pages);
+            let bytes = setting("memlock.bytes").and_then(|v| v.parse().ok());
+            mm.set_memlock_limit(bytes);
         }
         // The runner's guard page above the window (a shared mapping: it
         // merges with nothing), so nothing grows out of the window.

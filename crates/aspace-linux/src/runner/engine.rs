@@ -87,9 +87,9 @@ fn memlock_unlimited() -> bool {
     cap || (r == 0 && lim.rlim_cur == libc::RLIM_INFINITY)
 }
 
-/// `RLIMIT_MEMLOCK` in pages, as the header gives it (`memlock.pages`):
+/// `RLIMIT_MEMLOCK` in bytes, as the header gives it (`memlock.bytes`):
 /// the soft limit, or `unlimited`.
-fn memlock_pages() -> String {
+fn memlock_bytes() -> String {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -98,7 +98,7 @@ fn memlock_pages() -> String {
     let r = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
     match (r, lim.rlim_cur) {
         (0, libc::RLIM_INFINITY) => "unlimited".into(),
-        (0, bytes) => (bytes / 4096).to_string(),
+        (0, bytes) => bytes.to_string(),
         _ => "?".into(),
     }
 }
@@ -182,7 +182,7 @@ impl Engine {
                     "memlock.unlimited".to_string(),
                     if memlock_unlimited() { "1" } else { "0" }.to_string(),
                 ),
-                ("memlock.pages".to_string(), memlock_pages()),
+                ("memlock.bytes".to_string(), memlock_bytes()),
             ])
             .collect(),
         };
