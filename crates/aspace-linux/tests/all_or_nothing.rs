@@ -617,7 +617,10 @@ fn random_calls_are_all_or_nothing() {
                 .collect();
         (recs, areas)
     };
-    let mut refused_calls = 0;
+    // Calls that met a refusal, and calls refused whole, with the heap and
+    // with frames refused (few calls allocate frames: populating ones,
+    // moves to new page tables, fork).
+    let (mut met, mut refused_calls) = ([0; 2], [0; 2]);
     for step in 0..steps {
         let line = gen.next_line();
         let call = match line.command {
@@ -644,22 +647,43 @@ fn random_calls_are_all_or_nothing() {
             Call::Mprotect { .. } | Call::Mremap { .. } | Call::Brk { .. } => locked,
             _ => false,
         };
+        // Every other step refuses frames instead of heap.
         let n = rng.below(10);
+        let kind = if step % 2 == 0 {
+            Refused::Heap
+        } else {
+            Refused::Frames
+        };
         let before = w.everything();
         let old_brk = w.mm.brk_now();
-        let (result, (_, refused)) = {
+        let (result, refused) = {
             let (mm, cpu) = (&mut w.mm, &w.cpu);
-            heap::refusing_from(n, || cpu.run(|| mm.call(&call)))
+            match kind {
+                Refused::Heap => {
+                    let (r, (_, refused)) = heap::refusing_from(n, || cpu.run(|| mm.call(&call)));
+                    (r, refused)
+                }
+                Refused::Frames => {
+                    let frames = w.sim.hardware().frames();
+                    let was = frames.refused();
+                    frames.fail_after(Some(n));
+                    let r = cpu.run(|| mm.call(&call));
+                    frames.fail_after(None);
+                    (r, frames.refused() - was)
+                }
+            }
         };
         let after = w.everything();
-        let what = format!("seed {seed:#x} step {step}: {call} refused from allocation {n}");
+        let what =
+            format!("seed {seed:#x} step {step}: {call} with {kind:?} refused from allocation {n}");
+        met[usize::from(kind == Refused::Frames)] += usize::from(refused > 0);
         if refused > 0 && !populates {
             let failed = match call {
                 Call::Brk { .. } => w.mm.brk_now() == old_brk,
                 _ => result.is_err(),
             };
             if failed {
-                refused_calls += 1;
+                refused_calls[usize::from(kind == Refused::Frames)] += 1;
                 if !matches!(call, Call::Brk { .. }) {
                     assert_eq!(result, Err(Errno::ENOMEM), "{what}");
                 }
@@ -669,10 +693,12 @@ fn random_calls_are_all_or_nothing() {
         let (recs, areas) = covered(&w);
         assert_eq!(recs, areas, "{what} ({result:?}): records and areas differ");
     }
-    eprintln!("{steps} steps, {refused_calls} calls refused whole");
+    eprintln!(
+        "{steps} steps; calls that met a refusal (heap, frames): {met:?}, refused whole: {refused_calls:?}"
+    );
     assert!(
-        refused_calls > 0,
-        "no call was refused: the test tests nothing"
+        refused_calls[0] > 0 && met[1] > 0,
+        "too few refusals ({met:?}, {refused_calls:?}): the test tests nothing"
     );
     teardown(w, baseline);
 }

@@ -135,6 +135,9 @@ pub struct FramePool {
     /// such bound. Set by `fail_after`, counted down under every shard's
     /// lock.
     budget: AtomicU64,
+    /// Allocations refused by `budget` (failure injection), counted under
+    /// every shard's lock.
+    refused: AtomicU64,
 }
 
 /// Counters of the frame allocator.
@@ -201,6 +204,7 @@ impl FramePool {
             folded: Padded(AtomicI64::new(0)),
             limit: AtomicU64::new(NO_LIMIT),
             budget: AtomicU64::new(NO_LIMIT),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -277,6 +281,12 @@ impl FramePool {
         self.budget.store(n, Ordering::Relaxed);
     }
 
+    /// Allocations refused so far by [`fail_after`](Self::fail_after)'s
+    /// bound: whether an operation run under it met the bound.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
     /// Allocations left before [`fail_after`](Self::fail_after)'s bound
     /// (`None` when none is set).
     pub fn allocations_left(&self) -> Option<u64> {
@@ -300,6 +310,7 @@ impl FramePool {
         let mut shards = self.lock_all();
         let budget = self.budget.load(Ordering::Relaxed);
         if budget == 0 {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         let limit = self.limit.load(Ordering::Relaxed);
