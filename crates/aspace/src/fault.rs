@@ -82,7 +82,8 @@ impl<M: Machine> AddressSpace<M> {
     ///
     /// One area lookup, two locks each taken once (the area tree for
     /// reading, through this CPU's reader count, and the area; the page
-    /// table takes none). No heap allocation once the area's used space has
+    /// table takes none); a fault on a page mapped already with the access
+    /// also takes the ASID allocator's, to drop this CPU's stale entry. No heap allocation once the area's used space has
     /// room for its runs (an area is created with room for one; the nodes
     /// of runs that were removed are reused). For anonymous memory the frame
     /// is zeroed before the area's lock is taken. A page another CPU mapped
