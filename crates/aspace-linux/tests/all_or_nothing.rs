@@ -228,19 +228,12 @@ fn refusing(
         sim.frames_in_use()
     };
     // What a clean run gives and leaves.
-    // The frames it allocates: the runs below refuse one of them exactly
-    // when they let fewer through.
-    let (clean, clean_records, clean_frames) = {
+    let (clean, clean_records) = {
         let mut w = make();
-        let frames = w.sim.hardware().frames();
-        const ANY: u64 = 1 << 40;
-        frames.fail_after(Some(ANY));
         let r = w.cpu.run(|| op(&mut w.mm));
-        let allocated = ANY - frames.allocations_left().unwrap_or(0);
-        frames.fail_after(None);
         let records = w.records();
         teardown(w, baseline);
-        (r, records, allocated)
+        (r, records)
     };
     for n in 0..512 {
         let mut w = make();
@@ -250,13 +243,7 @@ fn refusing(
             let (mm, cpu) = (&mut w.mm, &w.cpu);
             match what {
                 Refused::Heap => heap::refusing_from(n, || cpu.run(|| op(mm))),
-                Refused::Frames => {
-                    let frames = w.sim.hardware().frames();
-                    frames.fail_after(Some(n));
-                    let result = cpu.run(|| op(mm));
-                    frames.fail_after(None);
-                    (result, (n.min(clean_frames), u64::from(n < clean_frames)))
-                }
+                Refused::Frames => frames_refusing_from(&w.sim, n, || cpu.run(|| op(mm))),
             }
         };
         if refused == 0 {
@@ -322,6 +309,19 @@ fn refusing(
         teardown(w, baseline);
     }
     panic!("{name}: still refused after 512 allocations");
+}
+
+/// Runs `f` with the frame allocator letting `n` allocations through and
+/// refusing every later one, as [`heap::refusing_from`] does for the heap:
+/// its result, the allocations made and how many were refused.
+fn frames_refusing_from<R>(sim: &Sim, n: u64, f: impl FnOnce() -> R) -> (R, (u64, u64)) {
+    let frames = sim.hardware().frames();
+    let was = frames.refused();
+    frames.fail_after(Some(n));
+    let r = f();
+    let made = n - frames.allocations_left().unwrap_or(0);
+    frames.fail_after(None);
+    (r, (made, frames.refused() - was))
 }
 
 /// Drops the world and checks it gave back every frame and reservation.
@@ -664,12 +664,9 @@ fn random_calls_are_all_or_nothing() {
                     (r, refused)
                 }
                 Refused::Frames => {
-                    let frames = w.sim.hardware().frames();
-                    let was = frames.refused();
-                    frames.fail_after(Some(n));
-                    let r = cpu.run(|| mm.call(&call));
-                    frames.fail_after(None);
-                    (r, frames.refused() - was)
+                    let (r, (_, refused)) =
+                        frames_refusing_from(&w.sim, n, || cpu.run(|| mm.call(&call)));
+                    (r, refused)
                 }
             }
         };

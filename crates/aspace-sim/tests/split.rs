@@ -299,22 +299,27 @@ fn fill(c: &mut Cpu, base: u64, pages: u64, tag: u64) {
     }
 }
 
-#[test]
-fn unmap_range_over_areas_parts_and_holes() {
-    let (sim, s, mut c) = setup(2);
+/// Three written areas of 4 pages at `A`, `A + 6P` and `A + 12P` (holes
+/// between), and CPU 1 running `s` with some of their translations
+/// cached (the ones the range tests below take away).
+fn three_areas(sim: &Sim, s: &SpaceHandle, c: &mut Cpu) -> Cpu {
     let mut c1 = sim.cpu(1);
-    c1.switch_to(&s).unwrap();
-    let empty = sim.frames_in_use();
-    s.area_create(va(A), 4 * P, RW).unwrap();
-    s.area_create(va(A + 6 * P), 4 * P, RW).unwrap();
-    s.area_create(va(A + 12 * P), 4 * P, RW).unwrap();
-    fill(&mut c, A, 4, 1);
-    fill(&mut c, A + 6 * P, 4, 2);
-    fill(&mut c, A + 12 * P, 4, 3);
-    // CPU 1 caches translations that are about to go.
+    c1.switch_to(s).unwrap();
+    for (k, base) in [A, A + 6 * P, A + 12 * P].into_iter().enumerate() {
+        s.area_create(va(base), 4 * P, RW).unwrap();
+        fill(c, base, 4, k as u64 + 1);
+    }
     for i in [2, 3, 6, 9, 12, 13] {
         c1.read_u64(va(A + i * P)).unwrap();
     }
+    c1
+}
+
+#[test]
+fn unmap_range_over_areas_parts_and_holes() {
+    let (sim, s, mut c) = setup(2);
+    let empty = sim.frames_in_use();
+    let mut c1 = three_areas(&sim, &s, &mut c);
     let before = sim.system().stats();
     // From the middle of the first area, over a hole, the second area, a
     // hole, into the third.
@@ -352,17 +357,7 @@ fn anon() -> aspace::BackendRef<aspace_sim::PhysMem, aspace_sim::FramePool> {
 #[test]
 fn area_replace_takes_the_range_in_one_step() {
     let (sim, s, mut c) = setup(2);
-    let mut c1 = sim.cpu(1);
-    c1.switch_to(&s).unwrap();
-    s.area_create(va(A), 4 * P, RW).unwrap();
-    s.area_create(va(A + 6 * P), 4 * P, RW).unwrap();
-    s.area_create(va(A + 12 * P), 4 * P, RW).unwrap();
-    fill(&mut c, A, 4, 1);
-    fill(&mut c, A + 6 * P, 4, 2);
-    fill(&mut c, A + 12 * P, 4, 3);
-    for i in [2, 3, 6, 9, 12, 13] {
-        c1.read_u64(va(A + i * P)).unwrap();
-    }
+    let mut c1 = three_areas(&sim, &s, &mut c);
     let before = sim.system().stats();
     // From the middle of the first area, over a hole, the second area, a
     // hole, into the third: 12 pages of new memory, reserved up front.

@@ -268,6 +268,22 @@ pub(crate) struct AreaState<M: Machine> {
     pub share: Option<TryArc<ShareInfo<M>>>,
 }
 
+impl<M: Machine> AreaState<M> {
+    /// The state of a part of this area with rights `flags` and the part's
+    /// `used` and `cow` sets: the most rights, attributes and share record
+    /// (one more handle; the record's count is the caller's) as this one's.
+    pub fn part(&self, flags: AreaFlags, used: UsedSpace, cow: UsedSpace) -> Self {
+        AreaState {
+            flags,
+            max_flags: self.max_flags,
+            attrs: self.attrs,
+            used,
+            cow,
+            share: self.share.clone(),
+        }
+    }
+}
+
 /// Where a part of an area lies and what it carries of the whole: what
 /// [`Area::derived`] and [`Area::become_part`] take.
 #[derive(Clone, Copy)]

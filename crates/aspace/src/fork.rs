@@ -15,7 +15,7 @@
 use alloc::vec::Vec;
 
 use crate::addr::{Page, PageRange, VirtAddr};
-use crate::area::{AreaEntry, AreaPart, AreaState};
+use crate::area::{AreaEntry, AreaPart};
 use crate::backend::BackendCaps;
 use crate::cow::each_part;
 use crate::flags::{AreaAttrs, AreaFlags, PageFlags};
@@ -279,14 +279,7 @@ impl<M: Machine> AddressSpace<M> {
                 } else {
                     st.flags - AreaFlags::PLACEMENT
                 };
-                let state = AreaState {
-                    flags,
-                    max_flags: st.max_flags,
-                    attrs: st.attrs,
-                    used,
-                    cow,
-                    share: st.share.clone(),
-                };
+                let state = st.part(flags, used, cow);
                 let part = AreaPart {
                     base: Page::from_number(ps),
                     pages: pe - ps,

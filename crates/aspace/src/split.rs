@@ -240,14 +240,7 @@ impl<M: Machine> AddressSpace<M> {
         };
         area.reserved.store(lower_res, Relaxed);
         Self::shrink_to(area, lower_pages);
-        let state = AreaState {
-            flags: st.flags - AreaFlags::PLACEMENT,
-            max_flags: st.max_flags,
-            attrs: st.attrs,
-            used,
-            cow,
-            share: st.share.clone(),
-        };
+        let state = st.part(st.flags - AreaFlags::PLACEMENT, used, cow);
         let part = AreaPart {
             base: Page::from_number(n),
             pages: upper_pages,
