@@ -221,7 +221,10 @@ impl<M: Machine> AddressSpace<M> {
         let mut refused = Ok(());
         let mut unsplittable = Ok(());
         let (mut cut, mut changes) = ([false; 2], [false; 2]);
+        // The area, if one alone holds the range.
+        let mut only = None;
         for (start, end, slot) in Self::areas_in(&tree, s, e) {
+            only = (start <= s && end >= e).then_some(slot);
             let st = slot.lock();
             if start > at || st.attrs.contains(AreaAttrs::PARTIAL) {
                 return Err(Error::NotFound);
@@ -248,22 +251,30 @@ impl<M: Machine> AddressSpace<M> {
         }
         refused?;
         unsplittable?;
-        if cut[0] || cut[1] {
-            let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
-            self.split_at(&mut tree, s, room_s)?;
-            self.split_at(&mut tree, e, room_e)?;
-        }
         // The rights change in place, one walk per leaf table; the pages
         // whose entry changed leave every TLB in one round.
         let mut batch = ShootdownBatch::new();
-        for (_, _, slot) in Self::areas_in(&tree, s, e) {
+        let reprotect = |slot: &AreaEntry<M>, batch: &mut ShootdownBatch| {
             let mut st = slot.lock();
             let new = (flags - KEPT) | (st.flags & KEPT);
-            if new == st.flags {
-                continue;
+            if new != st.flags {
+                let old = core::mem::replace(&mut st.flags, new);
+                self.reprotect_pages(&st, old, batch);
             }
-            let old = core::mem::replace(&mut st.flags, new);
-            self.reprotect_pages(&st, old, &mut batch);
+        };
+        match only {
+            // One whole area: the one found above, no search again.
+            Some(slot) if !cut[0] && !cut[1] => reprotect(slot, &mut batch),
+            _ => {
+                if cut[0] || cut[1] {
+                    let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
+                    self.split_at(&mut tree, s, room_s)?;
+                    self.split_at(&mut tree, e, room_e)?;
+                }
+                for (_, _, slot) in Self::areas_in(&tree, s, e) {
+                    reprotect(slot, &mut batch);
+                }
+            }
         }
         batch.complete(&self.shared, self.id());
         // A part cut off keeps the old rights: where the part next to it
@@ -302,13 +313,29 @@ impl<M: Machine> AddressSpace<M> {
     /// pair apart, which is correct, only less compact). `skip`: the
     /// boundaries at `s` and at `e` that the caller knows cannot merge.
     fn merge_range(&self, tree: &mut Areas<M>, s: u64, e: u64, skip: [bool; 2]) {
-        let Some((first, first_end)) = Self::first_in(tree, s, e) else {
-            return;
-        };
-        // `cur`: the area left of boundary `b`.
-        let (mut cur, mut b) = match first.checked_sub(1).and_then(|p| tree.find(p)) {
-            Some((l, l_end, _)) if l_end == first && !(skip[0] && first == s) => (l, first),
-            _ => (first, first_end),
+        // `cur`: the area left of boundary `b`. Where no area runs across
+        // `s` (the usual case: the operation split there), the first area
+        // and the one before it come from one search.
+        let around = s.checked_sub(1).map(|p| tree.neighbors(p));
+        let (mut cur, mut b) = match around {
+            Some((before, after)) if before.is_none_or(|(_, end, _)| end <= s) => {
+                let Some((first, first_end, _)) = after.filter(|a| a.0 < e) else {
+                    return;
+                };
+                match before {
+                    Some((l, l_end, _)) if l_end == first && !skip[0] => (l, first),
+                    _ => (first, first_end),
+                }
+            }
+            _ => {
+                let Some((first, first_end)) = Self::first_in(tree, s, e) else {
+                    return;
+                };
+                match first.checked_sub(1).and_then(|p| tree.find(p)) {
+                    Some((l, l_end, _)) if l_end == first && !(skip[0] && first == s) => (l, first),
+                    _ => (first, first_end),
+                }
+            }
         };
         let last = if skip[1] { e - 1 } else { e };
         while b <= last {

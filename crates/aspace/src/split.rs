@@ -113,9 +113,18 @@ impl<M: Machine> AddressSpace<M> {
         cuts: [u64; N],
     ) -> Result<[Option<SplitRoom<M>>; N]> {
         Self::reserve_entries(tree, N)?;
+        let tree: &Areas<M> = tree;
         let mut rooms = [const { None }; N];
+        // The area the last cut fell in: the next cut in the same area
+        // needs no search (a range inside one area cuts it twice).
+        let mut last = None;
         for (room, n) in rooms.iter_mut().zip(cuts) {
-            let Some((start, _, slot)) = tree.find(n) else {
+            let found = match last {
+                Some((start, end, _)) if start <= n && n < end => last,
+                _ => tree.find(n),
+            };
+            last = found;
+            let Some((start, _, slot)) = found else {
                 continue;
             };
             if start == n {
