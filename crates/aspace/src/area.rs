@@ -285,7 +285,7 @@ impl<M: Machine> AreaState<M> {
 }
 
 /// Where a part of an area lies and what it carries of the whole: what
-/// [`Area::derived`] and [`Area::become_part`] take.
+/// [`Area::derived`] takes.
 #[derive(Clone, Copy)]
 pub(crate) struct AreaPart {
     /// The part's first page.
@@ -412,19 +412,6 @@ impl<M: Machine> Area<M> {
             object: self.object,
             state: lock_api::Mutex::new(state),
         }
-    }
-
-    /// Makes this area, held alone and of the same backend as the one it
-    /// was [`derived`](Self::derived) from, that area's `part` with
-    /// `state`: a split fills the record it prepared in place.
-    pub fn become_part(&mut self, part: AreaPart, state: AreaState<M>) {
-        // Stores, not `get_mut`: under loom the first two are its atomics.
-        self.base.store(part.base.number(), Relaxed);
-        self.pages.store(part.pages, Relaxed);
-        *self.offset.get_mut() = part.offset;
-        *self.reserved.get_mut() = part.reserved;
-        *self.grow_limit.get_mut() = part.grow_limit;
-        *self.state.get_mut() = state;
     }
 
     /// Locks an area that is no longer in its tree (nothing to publish).

@@ -38,7 +38,7 @@ use crate::addr::{Page, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaPart, AreaState};
 use crate::backend::BackendCaps;
 use crate::flags::{AreaAttrs, AreaFlags};
-use crate::internals::try_arc::TryArc;
+use crate::internals::try_arc::{TryArc, Unwritten};
 use crate::internals::used_space::UsedSpace;
 use crate::machine::Machine;
 use crate::reserve;
@@ -130,7 +130,6 @@ impl<M: Machine> AddressSpace<M> {
             if start == n {
                 continue;
             }
-            let area = &slot.area;
             let (runs, cow_runs) = {
                 let st = slot.lock();
                 let at = Page::from_number(n);
@@ -138,26 +137,8 @@ impl<M: Machine> AddressSpace<M> {
             };
             let used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
             let cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
-            // A stand-in, replaced by the real upper part at the split.
-            let nowhere = AreaPart {
-                base: Page::from_number(n),
-                pages: 0,
-                offset: 0,
-                reserved: 0,
-                grow_limit: 0,
-            };
-            let stand_in = area.derived(
-                nowhere,
-                AreaState {
-                    flags: AreaFlags::empty(),
-                    max_flags: AreaFlags::empty(),
-                    attrs: AreaAttrs::empty(),
-                    used: UsedSpace::new(),
-                    cow: UsedSpace::new(),
-                    share: None,
-                },
-            );
-            let upper = TryArc::try_new(stand_in).map_err(|_| Error::NoMemory)?;
+            // The upper part's record, written at the split.
+            let upper = Unwritten::try_new().ok_or(Error::NoMemory)?;
             *room = Some(SplitRoom { upper, used, cow });
         }
         Ok(rooms)
@@ -195,7 +176,7 @@ impl<M: Machine> AddressSpace<M> {
             let mut st = slot.lock();
             Self::check_splittable(area, &st)?;
             let Some(SplitRoom {
-                mut upper,
+                upper,
                 mut used,
                 mut cow,
             }) = room
@@ -205,11 +186,8 @@ impl<M: Machine> AddressSpace<M> {
             };
             st.used.split_off_into(Page::from_number(n), &mut used);
             st.cow.split_off_into(Page::from_number(n), &mut cow);
-            let Some(u) = TryArc::get_mut(&mut upper) else {
-                unreachable!("a prepared upper part has one reference")
-            };
-            Self::split_state(area, &mut st, start, end, n, [used, cow], u);
-            (start, upper)
+            let part = Self::split_state(area, &mut st, start, end, n, [used, cow]);
+            (start, upper.fill(part))
         };
         // Room reserved by `prepare_splits`: allocates nothing.
         let cut = tree
@@ -221,8 +199,7 @@ impl<M: Machine> AddressSpace<M> {
 
     /// Takes the pages `[n, end)` out of `area` (locked as `st`, spanning
     /// `[start, end)`; their used space and copy-on-write set, `used` and
-    /// `cow`, already moved out) and makes `upper` (prepared from `area`)
-    /// the area they make.
+    /// `cow`, already moved out) and returns the area they make.
     fn split_state(
         area: &Area<M>,
         st: &mut AreaState<M>,
@@ -230,8 +207,7 @@ impl<M: Machine> AddressSpace<M> {
         end: u64,
         n: u64,
         [used, cow]: [UsedSpace; 2],
-        upper: &mut Area<M>,
-    ) {
+    ) -> Area<M> {
         let (lower_pages, upper_pages) = (n - start, end - n);
         let offset = area.offset();
         let total = area.reserved();
@@ -257,7 +233,7 @@ impl<M: Machine> AddressSpace<M> {
             reserved: upper_res,
             grow_limit: upper_pages,
         };
-        upper.become_part(part, state);
+        area.derived(part, state)
     }
 
     /// The part of the reservation of `area` (locked as `st`, not shared)
@@ -502,11 +478,11 @@ impl<M: Machine> AddressSpace<M> {
 }
 
 /// The heap memory one split needs, set aside by
-/// [`AddressSpace::prepare_splits`] before anything changes: the upper
-/// part's record (a stand-in until the split), its used space and its
-/// copy-on-write set.
+/// [`AddressSpace::prepare_splits`] before anything changes: the block
+/// of the upper part's record (written at the split), its used space and
+/// its copy-on-write set.
 pub(crate) struct SplitRoom<M: Machine> {
-    upper: TryArc<Area<M>>,
+    upper: Unwritten<Area<M>>,
     used: UsedSpace,
     cow: UsedSpace,
 }

@@ -71,10 +71,35 @@ unsafe impl<T: ?Sized + Send + Sync> Send for TryArc<T> {}
 // thread.
 unsafe impl<T: ?Sized + Send + Sync> Sync for TryArc<T> {}
 
-/// Frees a block whose value was never written (a failed or panicking
-/// [`TryArc::try_new_with`]), unless disarmed.
-struct Unwritten<T> {
+/// A heap block for a `T` not yet written: taken before an operation
+/// changes anything, so that the value, made later, goes on the heap
+/// without a refusal possible ([`fill`](Self::fill)). Freed, never having
+/// held a value, if dropped unfilled (a failed or panicking
+/// [`TryArc::try_new_with`], an operation that did not need it).
+pub struct Unwritten<T> {
     ptr: NonNull<Inner<T>>,
+}
+
+// SAFETY: the block holds no `T` (nothing shared, nothing to drop): only
+// its memory, which may be freed on any thread.
+unsafe impl<T> Send for Unwritten<T> {}
+// SAFETY: `&Unwritten<T>` gives access to nothing.
+unsafe impl<T> Sync for Unwritten<T> {}
+
+impl<T> Unwritten<T> {
+    /// A block for a `T`, or `None` if the heap refuses.
+    pub fn try_new() -> Option<Self> {
+        TryArc::alloc_block().map(|ptr| Unwritten { ptr })
+    }
+
+    /// Writes `value` into the block: the handle of its one reference.
+    pub fn fill(self, value: T) -> TryArc<T> {
+        let ptr = self.ptr;
+        core::mem::forget(self);
+        // SAFETY: a block from `alloc_block`, never written, owned by this
+        // `Unwritten` alone (consumed, its drop skipped).
+        unsafe { TryArc::fill(ptr, value) }
+    }
 }
 
 impl<T> Drop for Unwritten<T> {
