@@ -197,6 +197,12 @@ impl<M: Machine> AreaEntry<M> {
         }
     }
 
+    /// Locks the area to read its state: nothing can change through the
+    /// guard, so nothing is published when it drops.
+    pub fn lock_read(&self) -> lock_api::MutexGuard<'_, M::Lock, AreaState<M>> {
+        self.area.state.lock()
+    }
+
     /// A snapshot of the area `[start, end)` (page numbers, from the tree)
     /// without its lock: while the area changes, fields may come from
     /// moments a few instructions apart.

@@ -74,7 +74,7 @@ impl<M: Machine> AddressSpace<M> {
     fn check_covered(tree: &Areas<M>, s: u64, e: u64) -> Result<()> {
         let mut at = s;
         for (start, end, slot) in Self::areas_in(tree, s, e) {
-            if start > at || slot.lock().attrs.contains(AreaAttrs::PARTIAL) {
+            if start > at || slot.lock_read().attrs.contains(AreaAttrs::PARTIAL) {
                 return Err(Error::NotFound);
             }
             at = end;
@@ -225,7 +225,7 @@ impl<M: Machine> AddressSpace<M> {
         let mut only = None;
         for (start, end, slot) in Self::areas_in(&tree, s, e) {
             only = (start <= s && end >= e).then_some(slot);
-            let st = slot.lock();
+            let st = slot.lock_read();
             if start > at || st.attrs.contains(AreaAttrs::PARTIAL) {
                 return Err(Error::NotFound);
             }
@@ -404,7 +404,7 @@ impl<M: Machine> AddressSpace<M> {
             if !holes {
                 Self::check_covered(&tree, s, e)?;
             } else if Self::areas_in(&tree, s, e)
-                .any(|(_, _, slot)| slot.lock().attrs.contains(AreaAttrs::PARTIAL))
+                .any(|(_, _, slot)| slot.lock_read().attrs.contains(AreaAttrs::PARTIAL))
             {
                 return Err(Error::NotFound);
             }
@@ -427,7 +427,7 @@ impl<M: Machine> AddressSpace<M> {
         };
         for (s, e) in ranges.clone() {
             for (start, _, slot) in Self::areas_in(&tree, s, e) {
-                most = most.max(slot.lock().used.overlap(s, e).0);
+                most = most.max(slot.lock_read().used.overlap(s, e).0);
                 meeting = match meeting {
                     Some((a, k)) if a == start => Some((a, k + 1)),
                     Some(done) => {

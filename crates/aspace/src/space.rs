@@ -29,7 +29,7 @@ use crate::area::{Area, AreaEntry, AreaGuard, AreaInfo, AreaState};
 use crate::backend::{Backend, BackendCaps, BackendRef};
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::internals::area_tree::AreaTree;
-use crate::internals::try_arc::TryArc;
+use crate::internals::try_arc::{TryArc, Unwritten};
 use crate::internals::used_space::UsedSpace;
 use crate::lookup::AreaLookup;
 use crate::machine::{
@@ -46,8 +46,58 @@ use crate::{Error, Result};
 
 /// The area tree: base page number to area, each entry knowing where its
 /// area ends and holding its summary (so a lookup touches no memory of the
-/// area itself).
-pub(crate) type Areas<M> = AreaTree<AreaEntry<M>>;
+/// area itself); and the heap block of the last area record a merge gave
+/// up, for the next split to fill (see [`Areas::take_block`]).
+pub(crate) struct Areas<M: Machine> {
+    tree: AreaTree<AreaEntry<M>>,
+    /// At most one block, holding no area (the record's value was dropped
+    /// when it was kept, its backend reference with it).
+    spare: Option<Unwritten<Area<M>>>,
+}
+
+impl<M: Machine> Areas<M> {
+    /// No areas, the tree keeping its gap summaries (placement asks them).
+    fn new() -> Self {
+        Areas {
+            tree: AreaTree::with_gaps(),
+            spare: None,
+        }
+    }
+
+    /// A block for a new area record: the spare one, or one from the heap
+    /// (`None` if the heap refuses).
+    pub(crate) fn take_block(&mut self) -> Option<Unwritten<Area<M>>> {
+        self.spare.take().or_else(Unwritten::try_new)
+    }
+
+    /// Drops `area`, an area record out of the tree, keeping its block as
+    /// the spare if it was the record's last reference and no spare is
+    /// kept yet (a merge gives one up, a split takes one).
+    pub(crate) fn give_up(&mut self, area: TryArc<Area<M>>) {
+        if self.spare.is_none() {
+            self.spare = TryArc::recycle(area);
+        }
+    }
+}
+
+impl<M: Machine> Default for Areas<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<M: Machine> core::ops::Deref for Areas<M> {
+    type Target = AreaTree<AreaEntry<M>>;
+    fn deref(&self) -> &Self::Target {
+        &self.tree
+    }
+}
+
+impl<M: Machine> core::ops::DerefMut for Areas<M> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tree
+    }
+}
 
 /// Most reader shards an area tree's lock gets (one per CPU, rounded up to
 /// a power of two; CPU `c` reads through shard `c` modulo the count):
@@ -140,8 +190,7 @@ impl<M: Machine> AddressSpace<M> {
     fn new(shared: &TryArc<Shared<M>>, kernel: Option<&AddressSpace<M>>) -> Result<Self> {
         let m = &shared.machine;
         let shards = m.cpus().cpu_count().min(MAX_SHARDS);
-        let areas =
-            ShardedRwLock::try_new(AreaTree::with_gaps(), shards).map_err(|_| Error::NoMemory)?;
+        let areas = ShardedRwLock::try_new(Areas::new(), shards).map_err(|_| Error::NoMemory)?;
         let id = shared.new_id();
         if !shared.asids.lock().try_reserve_register(id) {
             return Err(Error::NoMemory);

@@ -113,32 +113,39 @@ impl<M: Machine> AddressSpace<M> {
         cuts: [u64; N],
     ) -> Result<[Option<SplitRoom<M>>; N]> {
         Self::reserve_entries(tree, N)?;
-        let tree: &Areas<M> = tree;
-        let mut rooms = [const { None }; N];
-        // The area the last cut fell in: the next cut in the same area
-        // needs no search (a range inside one area cuts it twice).
-        let mut last = None;
-        for (room, n) in rooms.iter_mut().zip(cuts) {
-            let found = match last {
-                Some((start, end, _)) if start <= n && n < end => last,
-                _ => tree.find(n),
-            };
-            last = found;
-            let Some((start, _, slot)) = found else {
-                continue;
-            };
-            if start == n {
-                continue;
-            }
-            let (runs, cow_runs) = {
-                let st = slot.lock();
+        // The runs each cut inside an area moves to the upper part.
+        let mut moved = [None; N];
+        {
+            let tree: &Areas<M> = tree;
+            // The area the last cut fell in: the next cut in the same area
+            // needs no search (a range inside one area cuts it twice).
+            let mut last = None;
+            for (runs, n) in moved.iter_mut().zip(cuts) {
+                let found = match last {
+                    Some((start, end, _)) if start <= n && n < end => last,
+                    _ => tree.find(n),
+                };
+                last = found;
+                let Some((start, _, slot)) = found else {
+                    continue;
+                };
+                if start == n {
+                    continue;
+                }
+                let st = slot.lock_read();
                 let at = Page::from_number(n);
-                (st.used.intervals_from(at), st.cow.intervals_from(at))
+                *runs = Some((st.used.intervals_from(at), st.cow.intervals_from(at)));
+            }
+        }
+        let mut rooms = [const { None }; N];
+        for (room, runs) in rooms.iter_mut().zip(moved) {
+            let Some((runs, cow_runs)) = runs else {
+                continue;
             };
             let used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
             let cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
             // The upper part's record, written at the split.
-            let upper = Unwritten::try_new().ok_or(Error::NoMemory)?;
+            let upper = tree.take_block().ok_or(Error::NoMemory)?;
             *room = Some(SplitRoom { upper, used, cow });
         }
         Ok(rooms)
@@ -148,7 +155,7 @@ impl<M: Machine> AddressSpace<M> {
     pub(crate) fn check_split(&self, tree: &Areas<M>, n: u64) -> Result<()> {
         match tree.find(n) {
             Some((start, _, slot)) if start < n => {
-                let st = slot.lock();
+                let st = slot.lock_read();
                 Self::check_splittable(&slot.area, &st)
             }
             _ => Ok(()),
@@ -344,7 +351,7 @@ impl<M: Machine> AddressSpace<M> {
         if left_end != boundary || Self::rights_differ(l, r) {
             return false;
         }
-        let (lst, rst) = (l.lock(), r.lock());
+        let (lst, rst) = (l.lock_read(), r.lock_read());
         Self::compatible(&l.area, &lst, &r.area, &rst)
     }
 
@@ -377,7 +384,7 @@ impl<M: Machine> AddressSpace<M> {
             if Self::rights_differ(l, r) {
                 return apart;
             }
-            let (mut lst, rst) = (l.lock(), r.lock());
+            let (mut lst, rst) = (l.lock(), r.lock_read());
             if !Self::compatible(&l.area, &lst, &r.area, &rst)
                 || Self::reserve_join(&mut lst, boundary, Runs::of(&rst)).is_none()
             {
@@ -420,7 +427,7 @@ impl<M: Machine> AddressSpace<M> {
         #[cfg(debug_assertions)]
         if let Some((boundary, l)) = tree.get(left) {
             let (_, r) = tree.get(boundary).expect("merging with no area");
-            let (lst, rst) = (l.lock(), r.lock());
+            let (lst, rst) = (l.lock_read(), r.lock_read());
             debug_assert!(Self::compatible(&l.area, &lst, &r.area, &rst));
         }
         let (end, right, slot) = tree.join_next(left)?;
@@ -448,6 +455,9 @@ impl<M: Machine> AddressSpace<M> {
         right.area.reserved.store(0, Relaxed);
         area.pages.store(pages, Release);
         area.grow_limit.fetch_add(right_pages, Relaxed);
+        drop(st);
+        drop(rst);
+        tree.give_up(right.area);
         Some(end)
     }
 

@@ -50,6 +50,29 @@ fn an_unwritten_block_holds_no_value_until_filled() {
 }
 
 #[test]
+fn recycle_drops_the_value_and_keeps_the_block_only_when_alone() {
+    let drops = AtomicUsize::new(0);
+    // Alone: the value dropped, its block filled again.
+    let a = TryArc::try_new(Counted(&drops)).ok().unwrap();
+    let block = TryArc::recycle(a).expect("the only reference");
+    assert_eq!(drops.load(Ordering::Relaxed), 1);
+    let b = block.fill(Counted(&drops));
+    // Another strong reference: nothing dropped, the value stays.
+    let c = b.clone();
+    assert!(TryArc::recycle(b).is_none());
+    assert_eq!(drops.load(Ordering::Relaxed), 1);
+    assert_eq!(TryArc::refs(&c), 1);
+    // A weak reference: the value is dropped (the last strong one went),
+    // the block stays for the weak one, which no longer upgrades and frees
+    // it when dropped (Miri reports a leak or a double free otherwise).
+    let weak = TryArc::downgrade(&c);
+    assert!(TryArc::recycle(c).is_none());
+    assert_eq!(drops.load(Ordering::Relaxed), 2);
+    assert!(weak.upgrade().is_none());
+    drop(weak);
+}
+
+#[test]
 fn get_mut_only_while_unique() {
     let mut a = TryArc::try_new(7u64).ok().unwrap();
     *TryArc::get_mut(&mut a).unwrap() += 1;

@@ -232,6 +232,42 @@ impl<T> TryArc<T> {
         }
     }
 
+    /// Drops the value and hands its block back for another value, if
+    /// `this` was its only reference and no weak one exists (`None`, the
+    /// reference dropped as usual, otherwise): a record given up and one
+    /// made soon after share the allocation.
+    pub fn recycle(this: Self) -> Option<Unwritten<T>> {
+        // Acquire, as `try_unwrap`: see every use made through references
+        // dropped before.
+        if this
+            .inner()
+            .refs
+            .compare_exchange(1, 0, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return None;
+        }
+        let this = ManuallyDrop::new(this);
+        let ptr = this.ptr;
+        // SAFETY: the strong count went from 1 (ours) to 0: no one else
+        // reads the value (a weak reference no longer upgrades); it is
+        // dropped here once, and never read again.
+        unsafe { core::ptr::drop_in_place(core::ptr::addr_of_mut!((*ptr.as_ptr()).value)) };
+        // Acquire: a weak reference dropped on another thread is seen.
+        let weak = &this.inner().weak;
+        if weak.load(Ordering::Acquire) == 1 {
+            // Only the strong references' share: no weak reference exists,
+            // and none can be made (that takes a strong one). The block is
+            // ours alone, its value dropped.
+            return Some(Unwritten { ptr });
+        }
+        // SAFETY: weak references remain; give up the strong references'
+        // share, as the last strong reference's drop does (the value is
+        // dropped already).
+        unsafe { release_weak(ptr, Layout::new::<Inner<T>>()) };
+        None
+    }
+
     /// A weak reference to the value: it does not keep the value alive,
     /// and [`upgrade`](TryWeak::upgrade)s while some strong reference
     /// does. Allocates nothing.
