@@ -384,16 +384,27 @@ impl<M: Machine> AddressSpace<M> {
             if Self::rights_differ(l, r) {
                 return apart;
             }
-            let (mut lst, rst) = (l.lock(), r.lock_read());
+            // The right one leaves the tree below: nothing of it to publish.
+            let (mut lst, mut rst) = (l.lock(), r.area.lock_detached());
             if !Self::compatible(&l.area, &lst, &r.area, &rst)
                 || Self::reserve_join(&mut lst, boundary, Runs::of(&rst)).is_none()
             {
                 return apart;
             }
+            // The left one takes the right one's state under these locks
+            // (the tree, written, shows neither meanwhile); the tree's
+            // entries join after them.
+            Self::absorb_right(&l.area, &mut lst, &r.area, &mut rst, right_end);
         }
-        match self.merge_pair(tree, left) {
-            Some(end) => Join::Merged(end),
-            None => Join::Apart(None),
+        match tree.join_next(left) {
+            Some((end, right, _)) => {
+                tree.give_up(right.area);
+                Join::Merged(end)
+            }
+            None => {
+                debug_assert!(false, "the two entries were there");
+                Join::Apart(None)
+            }
         }
     }
 
@@ -432,33 +443,43 @@ impl<M: Machine> AddressSpace<M> {
         }
         let (end, right, slot) = tree.join_next(left)?;
         let slot = &*slot;
-        let area = &slot.area;
         let mut st = slot.lock();
         let mut rst = right.area.lock_detached();
-        let used = rst.used.take();
-        // Reserved by `try_merge_at`: allocates nothing.
-        for r in used.iter() {
-            let added = st.used.insert(r.start, r.count);
-            debug_assert!(added.is_ok(), "areas are disjoint");
-        }
-        // Reserved by `try_merge_at` too.
-        crate::cow::absorb(&mut st.cow, rst.cow.take());
-        let pages = end - area.base().number();
-        let right_pages = right.area.pages();
-        match rst.share.take() {
-            // Both showed the record's reservation; one reference goes.
-            Some(share) => share.state.lock().refs -= 1,
-            None => {
-                area.reserved.fetch_add(right.area.reserved(), Relaxed);
-            }
-        }
-        right.area.reserved.store(0, Relaxed);
-        area.pages.store(pages, Release);
-        area.grow_limit.fetch_add(right_pages, Relaxed);
+        Self::absorb_right(&slot.area, &mut st, &right.area, &mut rst, end);
         drop(st);
         drop(rst);
         tree.give_up(right.area);
         Some(end)
+    }
+
+    /// Moves the state of `right` (locked as `rst`, the area after `area`,
+    /// ending at page `end`) into `area` (locked as `st`): its used space
+    /// and copy-on-write set (room reserved by
+    /// [`reserve_join`](Self::reserve_join): allocates nothing), its share
+    /// reference or reservation, its pages. The tree written, before or
+    /// after its entries join.
+    fn absorb_right(
+        area: &Area<M>,
+        st: &mut AreaState<M>,
+        right: &Area<M>,
+        rst: &mut AreaState<M>,
+        end: u64,
+    ) {
+        for r in rst.used.take().iter() {
+            let added = st.used.insert(r.start, r.count);
+            debug_assert!(added.is_ok(), "areas are disjoint");
+        }
+        crate::cow::absorb(&mut st.cow, rst.cow.take());
+        match rst.share.take() {
+            // Both showed the record's reservation; one reference goes.
+            Some(share) => share.state.lock().refs -= 1,
+            None => {
+                area.reserved.fetch_add(right.reserved(), Relaxed);
+            }
+        }
+        right.reserved.store(0, Relaxed);
+        area.pages.store(end - area.base().number(), Release);
+        area.grow_limit.fetch_add(right.pages(), Relaxed);
     }
 
     /// Whether the areas `l` and `r` (locked as `lst`, `rst`; `r` starts
