@@ -7,7 +7,7 @@ pub use crate::backend::AreaInfo;
 use crate::backend::BackendRef;
 use crate::error::{Error, Result};
 use crate::flags::{AreaAttrs, AreaFlags};
-use crate::internals::try_arc::TryArc;
+use crate::internals::try_arc::{TryArc, Unwritten};
 use crate::internals::used_space::UsedSpace;
 use crate::machine::Machine;
 use crate::share::ShareInfo;
@@ -79,8 +79,14 @@ const _: () = assert!(RESERVED_OTHER < 1 << (RESIDENT_SHIFT - RESERVED_SHIFT));
 
 impl Summary {
     fn pack<M: Machine>(st: &AreaState<M>, area: &Area<M>) -> u64 {
+        Self::pack_state(st, area.pages(), area.reserved())
+    }
+
+    /// [`pack`](Self::pack) of an area of `pages` pages with `reserved`
+    /// reserved and state `st`.
+    fn pack_state<M: Machine>(st: &AreaState<M>, pages: u64, reserved: u64) -> u64 {
         let resident = st.used.pages();
-        let reserved = Self::reserved_kind(area.reserved(), area.pages(), resident);
+        let reserved = Self::reserved_kind(reserved, pages, resident);
         Self::pack_parts(st.flags, st.attrs, st.share.is_some(), resident, reserved)
     }
 
@@ -171,6 +177,22 @@ impl<M: Machine> AreaEntry<M> {
             area.grow_limit.store(grow_limit, Relaxed);
         }
         self
+    }
+
+    /// The tree entry of `area`, a new record put in `block` (its summary
+    /// computed from its state, which no one else can reach yet: no lock
+    /// taken); allocates nothing.
+    pub fn of_new(block: Unwritten<Area<M>>, mut area: Area<M>) -> Self {
+        let (pages, reserved) = (area.pages(), area.reserved());
+        let backend = area.backend.name();
+        let word = Summary::pack_state(area.state.get_mut(), pages, reserved);
+        Self {
+            summary: Summary {
+                word: AtomicU64::new(word),
+                backend,
+            },
+            area: block.fill(area),
+        }
     }
 
     /// The tree entry of the area `area` already on the heap (its

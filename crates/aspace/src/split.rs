@@ -194,12 +194,10 @@ impl<M: Machine> AddressSpace<M> {
             st.used.split_off_into(Page::from_number(n), &mut used);
             st.cow.split_off_into(Page::from_number(n), &mut cow);
             let part = Self::split_state(area, &mut st, start, end, n, [used, cow]);
-            (start, upper.fill(part))
+            (start, AreaEntry::of_new(upper, part))
         };
         // Room reserved by `prepare_splits`: allocates nothing.
-        let cut = tree
-            .split_entry(start, n, AreaEntry::of_shared(upper))
-            .is_ok();
+        let cut = tree.split_entry(start, n, upper).is_ok();
         debug_assert!(cut, "the upper part takes the place it had");
         Ok(())
     }
