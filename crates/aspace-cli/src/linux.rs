@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use aspace::System;
 use aspace_linux::mm::{HolePolicy, Layout, LinuxMm};
-use aspace_linux::{Command, Expect, Line, Outcome};
+use aspace_linux::{Call, Command, Expect, Line, Outcome, Residency};
 use aspace_sim::SimMachine;
 
 /// The calls' names, which start a Linux line.
@@ -32,6 +32,7 @@ pub const CALLS: &[&str] = &[
     "munlock",
     "mlockall",
     "munlockall",
+    "mincore",
 ];
 
 /// Whether `word` starts a Linux call line.
@@ -147,29 +148,74 @@ impl Procs {
 /// Runs `line` on `mm`; returns its outcome. A line ending in
 /// `refuse-holes` runs all-or-nothing ([`HolePolicy::Refuse`]): a hole in an
 /// `mprotect` or `madvise` range is `ENOMEM` with nothing changed.
-pub fn run(mm: &mut LinuxMm<SimMachine>, line: &Line) -> Outcome {
+pub fn run(mm: &mut LinuxMm<SimMachine>, line: &Line) -> Ran {
     let Command::Call(call) = &line.command else {
-        return Outcome::Refused;
+        return Ran::of(Outcome::Refused);
     };
     mm.set_hole_policy(if line.refuse_holes {
         HolePolicy::Refuse
     } else {
         HolePolicy::Linux
     });
-    match mm.call(call) {
+    if let Call::Mincore { addr, len } = *call {
+        let mut answer = Residency::new();
+        let mut bits = String::new();
+        let r = mm.mincore_check(addr, len).and_then(|pages| {
+            mm.mincore_walk(addr, pages, |i, resident| {
+                answer.push(resident);
+                if i < SHOWN_PAGES {
+                    bits.push(if resident { '1' } else { '0' });
+                }
+            })
+        });
+        return match r {
+            Ok(()) => Ran {
+                outcome: Outcome::Resident(answer),
+                bits,
+            },
+            Err(e) => Ran::of(Outcome::Err(e)),
+        };
+    }
+    Ran::of(match mm.call(call) {
         Ok(v) if call.returns_addr() => Outcome::Addr(v),
         Ok(_) => Outcome::Ok,
         Err(e) => Outcome::Err(e),
+    })
+}
+
+/// The pages of a `mincore` answer printed one by one (the rest counted).
+const SHOWN_PAGES: u64 = 128;
+
+/// What a Linux line did: its outcome, and for `mincore` the first
+/// [`SHOWN_PAGES`] answers as `0`/`1`.
+pub struct Ran {
+    /// How the call ended.
+    pub outcome: Outcome,
+    /// `mincore`'s answers, page by page.
+    pub bits: String,
+}
+
+impl Ran {
+    fn of(outcome: Outcome) -> Ran {
+        Ran {
+            outcome,
+            bits: String::new(),
+        }
     }
 }
 
-/// Whether `outcome` meets the line's `expect` (success when it has none),
-/// and the words to print.
-pub fn verdict(line: &Line, outcome: Outcome) -> Result<String, String> {
+/// Whether the line's outcome meets its `expect` (success when it has
+/// none), and the words to print.
+pub fn verdict(line: &Line, ran: Ran) -> Result<String, String> {
     let expect = line.expect.unwrap_or(Expect::Ok);
+    let outcome = ran.outcome;
     let said = match outcome {
         Outcome::Addr(a) => format!("-> {a:#x}"),
         Outcome::Err(e) => format!("-> {e}"),
+        Outcome::Resident(r) => {
+            let more = if r.pages > SHOWN_PAGES { " ..." } else { "" };
+            format!("-> {}/{} resident: {}{more}", r.resident, r.pages, ran.bits)
+        }
         o => format!("-> {o}"),
     };
     if expect.matches(outcome) {

@@ -169,6 +169,11 @@ pub const OPS: &[(&str, &str, &str)] = &[
     ),
     ("munlockall", "munlockall TASK", "Linux's munlockall"),
     (
+        "mincore",
+        "mincore TASK ADDR LEN",
+        "Linux's mincore: which pages are resident",
+    ),
+    (
         "rlimit",
         "rlimit TASK memlock SIZE|unlimited",
         "RLIMIT_MEMLOCK for the task's locking calls",

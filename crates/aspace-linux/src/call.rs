@@ -14,6 +14,7 @@
 //! munlock ADDR LEN
 //! mlockall [current] [future] [onfault]
 //! munlockall
+//! mincore ADDR LEN                           (which pages are resident)
 //! ```
 //!
 //! Flag words also take `bits=0xN` for bits without a word.
@@ -128,6 +129,14 @@ pub enum Call {
     },
     /// `munlockall()`.
     Munlockall,
+    /// `mincore(addr, len, vec)`: which pages of the range are resident
+    /// (the vector is the caller's: see `LinuxMm::mincore`).
+    Mincore {
+        /// Start (page-aligned to be valid).
+        addr: u64,
+        /// Bytes (rounded up to pages).
+        len: u64,
+    },
 }
 
 impl Call {
@@ -145,6 +154,7 @@ impl Call {
             Call::Munlock { .. } => "munlock",
             Call::Mlockall { .. } => "mlockall",
             Call::Munlockall => "munlockall",
+            Call::Mincore { .. } => "mincore",
         }
     }
 
@@ -258,6 +268,10 @@ impl Call {
                 flags: it.flag_words("mlockall flag")?,
             },
             "munlockall" => Call::Munlockall,
+            "mincore" => Call::Mincore {
+                addr: it.addr("ADDR")?,
+                len: it.len("LEN")?,
+            },
             _ => return Err(ParseError::Unknown(name.to_string())),
         };
         match it.next() {
@@ -384,6 +398,7 @@ impl fmt::Display for Call {
                 flags.fmt_words(f)
             }
             Call::Munlockall => write!(f, "munlockall"),
+            Call::Mincore { addr, len } => write!(f, "mincore {} {}", Addr(*addr), Len(*len)),
         }
     }
 }

@@ -92,6 +92,39 @@ pub enum Outcome {
     /// The runner would not run it: it reaches outside the window it may
     /// touch (nothing was done).
     Refused,
+    /// What `mincore` answered.
+    Resident(Residency),
+}
+
+/// A `mincore` vector in brief: its pages, how many are resident, and a
+/// hash of which (equal vectors, equal hashes; the aspace tool prints the
+/// vector itself).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Residency {
+    /// Pages answered.
+    pub pages: u64,
+    /// Of them resident.
+    pub resident: u64,
+    /// FNV-1a over the answers, in order.
+    pub hash: u64,
+}
+
+impl Residency {
+    /// No page answered yet.
+    pub fn new() -> Self {
+        Residency {
+            pages: 0,
+            resident: 0,
+            hash: 0xcbf2_9ce4_8422_2325,
+        }
+    }
+
+    /// Adds the next page's answer.
+    pub fn push(&mut self, resident: bool) {
+        self.pages += 1;
+        self.resident += u64::from(resident);
+        self.hash = (self.hash ^ u64::from(resident)).wrapping_mul(0x100_0000_01b3);
+    }
 }
 
 impl fmt::Display for Outcome {
@@ -103,6 +136,9 @@ impl fmt::Display for Outcome {
             Outcome::Err(e) => write!(f, "err {e}"),
             Outcome::Fault => write!(f, "fault"),
             Outcome::Refused => write!(f, "refused"),
+            Outcome::Resident(r) => {
+                write!(f, "resident {}/{} {:#x}", r.resident, r.pages, r.hash)
+            }
         }
     }
 }
@@ -122,6 +158,14 @@ impl FromStr for Outcome {
                 .map(Outcome::Byte)
                 .ok_or_else(bad),
             ["err", e] => Errno::parse(e).map(Outcome::Err).ok_or_else(bad),
+            ["resident", counts, hash] => {
+                let (r, p) = counts.split_once('/').ok_or_else(bad)?;
+                Ok(Outcome::Resident(Residency {
+                    pages: parse_u64(p).ok_or_else(bad)?,
+                    resident: parse_u64(r).ok_or_else(bad)?,
+                    hash: parse_u64(hash).ok_or_else(bad)?,
+                }))
+            }
             _ => Err(bad()),
         }
     }
@@ -144,7 +188,10 @@ impl Expect {
     /// Whether `outcome` is what this expects.
     pub fn matches(self, outcome: Outcome) -> bool {
         match (self, outcome) {
-            (Expect::Ok, Outcome::Ok | Outcome::Addr(_) | Outcome::Byte(_)) => true,
+            (
+                Expect::Ok,
+                Outcome::Ok | Outcome::Addr(_) | Outcome::Byte(_) | Outcome::Resident(_),
+            ) => true,
             (Expect::Err(e), Outcome::Err(got)) => e == got,
             (Expect::Fault, Outcome::Fault) => true,
             (Expect::Value(v), Outcome::Addr(a)) => v == a,

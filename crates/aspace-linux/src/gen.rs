@@ -3,7 +3,7 @@
 //! hint and without; partial `munmap`/`mprotect` across several mappings
 //! and holes; `mremap` shrink, grow, may-move and fixed; `madvise` (every
 //! advice but `MADV_REMOVE`, `MADV_COLLAPSE` and `MADV_PAGEOUT`); `msync`, `mlock2`,
-//! `munlock`; `brk`;
+//! `munlock`; `mincore`; `brk`;
 //! and `write`/`read` between calls so page contents diverge.
 //!
 //! The same seed and [`GenConfig`] give the same lines, with addresses
@@ -222,7 +222,8 @@ impl Generator {
             | Call::Madvise { addr, len, .. }
             | Call::Msync { addr, len, .. }
             | Call::Mlock { addr, len, .. }
-            | Call::Munlock { addr, len } => {
+            | Call::Munlock { addr, len }
+            | Call::Mincore { addr, len } => {
                 if self.rng.chance(50) {
                     *addr += 8;
                 } else {
@@ -429,6 +430,13 @@ impl Generator {
                     addr: lo + self.rng.below((hi - lo) / PAGE_SIZE / 4) * PAGE_SIZE,
                 }
             }
+            _ if self.rng.chance(15) => {
+                // Which pages are resident: a length in bytes (rounded up
+                // to pages), over mappings and holes.
+                let (addr, len) = self.range();
+                let len = len - self.rng.pick(&[0, 0, 0, 1, PAGE_SIZE - 1]).min(len);
+                Call::Mincore { addr, len }
+            }
             _ => {
                 let (addr, _) = self.range();
                 let addr = addr + self.rng.below(PAGE_SIZE);
@@ -518,6 +526,10 @@ mod tests {
                     kinds[1] += 1;
                     assert!(inside(*addr, *len), "{text}");
                 }
+                Command::Call(Call::Mincore { addr, len }) => {
+                    kinds[5] += 1;
+                    assert!(inside(*addr, *len), "{text}");
+                }
                 Command::Call(Call::Mremap {
                     old_addr,
                     old_len,
@@ -538,6 +550,6 @@ mod tests {
                 }
             }
         }
-        assert!(kinds[..5].iter().all(|&k| k > 50), "{kinds:?}");
+        assert!(kinds[..6].iter().all(|&k| k > 50), "{kinds:?}");
     }
 }

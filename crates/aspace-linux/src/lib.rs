@@ -52,7 +52,7 @@ pub mod protocol;
 pub mod runner;
 
 pub use call::{Call, FileRef};
-pub use command::{Command, Expect, Line, Outcome, ParseError};
+pub use command::{Command, Expect, Line, Outcome, ParseError, Residency};
 pub use errno::Errno;
 pub use flags::{Advice, FlagWords, LockAllFlags, LockFlags, MapFlags, RemapFlags, SyncFlags};
 pub use prot::Prot;

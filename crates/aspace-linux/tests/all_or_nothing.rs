@@ -535,6 +535,10 @@ fn locks_and_sync() {
     inject("msync", Whole, |mm| {
         mm.msync(A, p(8), SyncFlags(MS_SYNC)).map(|()| 0)
     });
+    inject("mincore", Whole, |mm| {
+        let mut v = [0u8; 8];
+        mm.mincore(A, p(8), &mut v).map(|()| 0)
+    });
 }
 
 #[test]

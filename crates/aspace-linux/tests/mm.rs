@@ -184,6 +184,68 @@ fn file_mappings_share_pages_private_ones_copy_them() {
     assert_eq!(line.offset, PAGE_SIZE);
 }
 
+/// `mincore`: a page the page table maps is resident; a file page is
+/// resident while the file holds it, mapped here or not; private anonymous
+/// memory only while mapped. Checks and holes as Linux orders them.
+#[test]
+fn mincore_answers_residency_as_linux_does() {
+    let (_sim, mut mm, mut cpu) = setup();
+    let core = |mm: &LinuxMm<SimMachine>, addr: u64, pages: u64| {
+        let mut v = vec![7u8; pages as usize];
+        mm.mincore(addr, pages * PAGE_SIZE, &mut v).map(|()| v)
+    };
+    anon(&mut mm, &cpu, BASE, 4);
+    assert_eq!(core(&mm, BASE, 4), Ok(vec![0, 0, 0, 0]));
+    cpu.write_u64(VirtAddr::new(BASE + PAGE_SIZE), 1).unwrap();
+    cpu.read_u64(VirtAddr::new(BASE + 3 * PAGE_SIZE)).unwrap();
+    assert_eq!(core(&mm, BASE, 4), Ok(vec![0, 1, 0, 1]));
+    // Private anonymous pages given back are not resident any more.
+    cpu.run(|| mm.madvise(BASE, 4 * PAGE_SIZE, aspace_linux::Advice::DONTNEED))
+        .unwrap();
+    assert_eq!(core(&mm, BASE, 4), Ok(vec![0, 0, 0, 0]));
+    // A file page stays resident in the file after MADV_DONTNEED, and shows
+    // in a mapping that never touched it.
+    let f = FileRef("F".into());
+    let (a, b) = (BASE + 0x10_0000, BASE + 0x20_0000);
+    let shared = flags(MAP_SHARED | MAP_FIXED);
+    cpu.run(|| mm.mmap(a, 2 * PAGE_SIZE, Prot::RW, shared, Some(&f), 0))
+        .unwrap();
+    let private = flags(MAP_PRIVATE | MAP_FIXED);
+    cpu.run(|| mm.mmap(b, 2 * PAGE_SIZE, Prot::R, private, Some(&f), PAGE_SIZE))
+        .unwrap();
+    cpu.write_u64(VirtAddr::new(a + PAGE_SIZE), 5).unwrap();
+    assert_eq!(core(&mm, a, 2), Ok(vec![0, 1]));
+    assert_eq!(
+        core(&mm, b, 2),
+        Ok(vec![1, 0]),
+        "the file's page 1, unmapped here"
+    );
+    cpu.run(|| mm.madvise(a, 2 * PAGE_SIZE, aspace_linux::Advice::DONTNEED))
+        .unwrap();
+    assert_eq!(core(&mm, a, 2), Ok(vec![0, 1]));
+    // Checks: an unaligned address, a range past the user space, a short
+    // vector; a length of 0 answers nothing; a length is rounded up.
+    let mut v = [9u8; 2];
+    assert_eq!(mm.mincore(a + 1, PAGE_SIZE, &mut v), Err(Errno::EINVAL));
+    assert_eq!(mm.mincore(a, u64::MAX - a + 1, &mut v), Err(Errno::ENOMEM));
+    assert_eq!(mm.mincore(a, 3 * PAGE_SIZE, &mut v), Err(Errno::EFAULT));
+    assert_eq!(mm.mincore(BASE + 0x40_0000, 0, &mut v), Ok(()));
+    assert_eq!(v, [9, 9]);
+    assert_eq!(mm.mincore(a, PAGE_SIZE + 1, &mut v), Ok(()));
+    assert_eq!(v, [0, 1]);
+    // A hole: ENOMEM, the pages before it answered already.
+    let mut v = [9u8; 4];
+    assert_eq!(
+        mm.mincore(b + PAGE_SIZE, 4 * PAGE_SIZE, &mut v),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(v, [0, 9, 9, 9]);
+    assert_eq!(
+        mm.mincore(BASE + 0x40_0000, PAGE_SIZE, &mut v),
+        Err(Errno::ENOMEM)
+    );
+}
+
 #[test]
 fn a_shared_anonymous_mapping_grown_past_its_object_faults_there() {
     let (_sim, mut mm, mut cpu) = setup();

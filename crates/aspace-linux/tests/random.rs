@@ -72,6 +72,7 @@ fn check(line: &Line, r: &Response, raw: &[String], window: (u64, u64)) -> Resul
             matches!(o, Outcome::Addr(_) | Outcome::Err(_))
         }
         Command::Call(Call::Brk { .. }) => matches!(o, Outcome::Addr(_)),
+        Command::Call(Call::Mincore { .. }) => matches!(o, Outcome::Resident(_) | Outcome::Err(_)),
         Command::Call(_) => matches!(o, Outcome::Ok | Outcome::Err(_)),
         Command::Write { .. } => matches!(o, Outcome::Ok | Outcome::Fault),
         Command::Read { .. } => matches!(o, Outcome::Byte(_) | Outcome::Fault),
@@ -121,6 +122,18 @@ fn check(line: &Line, r: &Response, raw: &[String], window: (u64, u64)) -> Resul
                 if l.prot.0 != prot.0 & 7 {
                     return Err(format!("mprotect {prot} left {l}"));
                 }
+            }
+        }
+        (Command::Call(Call::Mincore { addr, len }), Outcome::Resident(r)) => {
+            // One answer per page; a page holding data is resident.
+            let end = addr + len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+            let with_data = s
+                .pages
+                .iter()
+                .filter(|&&(p, _)| p >= *addr && p < end)
+                .count();
+            if r.pages != len.div_ceil(PAGE_SIZE) || (r.resident as usize) < with_data {
+                return Err(format!("mincore {o} where {with_data} pages hold data"));
             }
         }
         (Command::Write { addr, .. }, o) => {

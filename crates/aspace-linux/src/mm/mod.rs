@@ -721,6 +721,11 @@ impl<M: Machine> LinuxMm<M> {
             Call::Munlock { addr, len } => self.munlock(*addr, *len).map(|()| 0),
             Call::Mlockall { flags } => self.mlockall(*flags).map(|()| 0),
             Call::Munlockall => self.munlockall().map(|()| 0),
+            // The answers go nowhere here: see `mincore`.
+            Call::Mincore { addr, len } => {
+                let pages = self.mincore_check(*addr, *len)?;
+                self.mincore_walk(*addr, pages, |_, _| {}).map(|()| 0)
+            }
         }
     }
 
@@ -2034,6 +2039,71 @@ impl<M: Machine> LinuxMm<M> {
             at = to;
         }
         (hi, None)
+    }
+
+    /// `mincore(2)`: for each page of `[addr, addr + len)` (`len` rounded
+    /// up to pages), whether it is resident, in `vec[i]` (1 or 0), as Linux
+    /// 6.18 answers: a page the page table maps is resident; one it does
+    /// not map is resident only in a file or shared anonymous mapping whose
+    /// object holds it (Linux's page cache), never in private anonymous
+    /// memory. Checks in Linux's order: an unaligned address `EINVAL`; a
+    /// range that wraps or passes the user space `ENOMEM`; `vec` shorter
+    /// than the pages `EFAULT`; then mapping by mapping, a hole `ENOMEM`,
+    /// the pages before it answered already (as Linux copies them out).
+    /// A length of 0 answers nothing, wherever it points. Changes nothing,
+    /// allocates nothing.
+    pub fn mincore(&self, addr: u64, len: u64, vec: &mut [u8]) -> Result<(), Errno> {
+        let pages = self.mincore_check(addr, len)?;
+        if (vec.len() as u64) < pages {
+            return Err(Errno::EFAULT);
+        }
+        self.mincore_walk(addr, pages, |i, resident| {
+            vec[i as usize] = u8::from(resident)
+        })
+    }
+
+    /// The checks of [`mincore`](Self::mincore) before its vector's: the
+    /// number of pages to answer.
+    pub fn mincore_check(&self, addr: u64, len: u64) -> Result<u64, Errno> {
+        if !aligned(addr) {
+            return Err(Errno::EINVAL);
+        }
+        // Linux's access_ok: the range's end must be a user address.
+        match addr.checked_add(len) {
+            Some(end) if end < self.layout.task_size => {}
+            _ => return Err(Errno::ENOMEM),
+        }
+        Ok(len.div_ceil(PAGE_SIZE))
+    }
+
+    /// [`mincore`](Self::mincore) after its checks, each page's answer
+    /// handed to `answer` (its index from `addr`, whether resident), in
+    /// order: `ENOMEM` at the first hole, the pages before it answered.
+    pub fn mincore_walk(
+        &self,
+        addr: u64,
+        pages: u64,
+        mut answer: impl FnMut(u64, bool),
+    ) -> Result<(), Errno> {
+        let mut i = 0;
+        while i < pages {
+            let at = addr + i * PAGE_SIZE;
+            let v = self.vma_at(at).ok_or(Errno::ENOMEM)?;
+            let object = match &v.kind {
+                Kind::Object { object, .. } => Some(object),
+                Kind::Anon | Kind::Heap => None,
+            };
+            let first = (at - v.start) / PAGE_SIZE;
+            let count = ((v.end - at) / PAGE_SIZE).min(pages - i);
+            for k in 0..count {
+                let page = VirtAddr::new(at + k * PAGE_SIZE).page();
+                let mapped = self.space.translate(page).is_some();
+                let cached = || object.is_some_and(|o| o.peek(v.first + first + k).is_some());
+                answer(i + k, mapped || cached());
+            }
+            i += count;
+        }
+        Ok(())
     }
 
     /// `msync(2)`, as Linux 6.18 checks it: unknown flags, an unaligned

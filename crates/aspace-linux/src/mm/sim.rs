@@ -15,7 +15,7 @@
 
 use super::{HolePolicy, Kind, Layout, LinuxMm};
 use crate::call::Call;
-use crate::command::{Command, Line, Outcome};
+use crate::command::{Command, Line, Outcome, Residency};
 use crate::consts::PAGE_SIZE;
 use crate::digest::page_digest;
 use crate::errno::Errno;
@@ -149,6 +149,7 @@ impl SimEngine {
             }
             Call::Brk { addr } => *addr >= self.header.brk_span.1,
             Call::Mlockall { .. } | Call::Munlockall => false,
+            Call::Mincore { addr, len } => *len != 0 && !self.in_window(*addr, *len),
         }
     }
 
@@ -158,6 +159,17 @@ impl SimEngine {
         }
         let cpu = &self.cpus[0];
         let mm = &mut self.mm;
+        if let Call::Mincore { addr, len } = *call {
+            let mut answer = Residency::new();
+            let r = cpu.run(|| {
+                let pages = mm.mincore_check(addr, len)?;
+                mm.mincore_walk(addr, pages, |_, resident| answer.push(resident))
+            });
+            return match r {
+                Ok(()) => Outcome::Resident(answer),
+                Err(e) => Outcome::Err(e),
+            };
+        }
         let r = cpu.run(|| mm.call(call));
         match r {
             Err(e) => Outcome::Err(e),

@@ -2,7 +2,7 @@
 
 use super::window::{self, read_maps, WINDOW_LEN};
 use crate::call::{Call, FileRef};
-use crate::command::{Command, Line, Outcome};
+use crate::command::{Command, Line, Outcome, Residency};
 use crate::consts::PAGE_SIZE;
 use crate::digest::words_digest;
 use crate::errno::Errno;
@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
 use std::string::{String, ToString};
+use std::vec;
 
 /// How far above its start the break may be moved: 16 MiB.
 pub const BRK_SPAN: u64 = 16 << 20;
@@ -160,6 +161,14 @@ fn brk_now() -> u64 {
 impl Engine {
     /// Reserves the window (see [`window::reserve`]) and reads the break.
     pub fn setup() -> io::Result<Engine> {
+        // No transparent huge pages in this process: a fault in a
+        // `MADV_HUGEPAGE` mapping would make 512 pages resident at once
+        // (and `khugepaged` collapse others later), which `mincore` shows;
+        // aspace maps pages one by one.
+        // SAFETY: prctl with these arguments reads nothing of ours.
+        if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         let win = window::reserve(WINDOW_LEN)?;
         let start = start_brk()?;
         let now = brk_now();
@@ -358,6 +367,26 @@ impl Engine {
                 // SAFETY: unlocking changes no mapping's contents.
                 Self::zero_or_errno(unsafe { libc::munlockall() })
             }
+            Call::Mincore { addr, len } => {
+                if *len != 0 && !self.in_window(*addr, *len) {
+                    return Outcome::Refused;
+                }
+                // At most the window's pages (checked above).
+                let mut vec = vec![0u8; len.div_ceil(PAGE_SIZE) as usize];
+                // SAFETY: mincore only reads the page tables and writes
+                // `vec`, which has a byte for every page of the range.
+                let r = unsafe {
+                    libc::mincore(*addr as *mut libc::c_void, *len as usize, vec.as_mut_ptr())
+                };
+                if r != 0 {
+                    return Outcome::Err(errno());
+                }
+                let mut answer = Residency::new();
+                for b in vec {
+                    answer.push(b & 1 != 0);
+                }
+                Outcome::Resident(answer)
+            }
             Call::Mremap {
                 old_addr,
                 old_len,
@@ -490,14 +519,33 @@ impl Engine {
                 if !l.prot.read() {
                     continue;
                 }
-                let mut page = l.start.max(lo);
-                while page < l.end.min(hi) {
+                let (from, to) = (l.start.max(lo), l.end.min(hi));
+                // Only resident pages are read: a read would make a page
+                // resident (the zero page, a shared object's new page),
+                // which `mincore` would show and aspace's observer does not
+                // do. A page that is not resident reads as zeros anyway.
+                let mut resident = vec![1u8; ((to - from) / PAGE_SIZE) as usize];
+                // SAFETY: mincore reads the page tables of `[from, to)`, a
+                // mapped range, and writes a byte per page into `resident`.
+                let r = unsafe {
+                    libc::mincore(
+                        from as *mut libc::c_void,
+                        (to - from) as usize,
+                        resident.as_mut_ptr(),
+                    )
+                };
+                if r != 0 {
+                    resident.fill(1);
+                }
+                let mut page = from;
+                while page < to {
+                    let unread = resident[((page - from) / PAGE_SIZE) as usize] & 1 == 0;
                     if self.past_end(&l, page) {
                         match state.bus.last_mut() {
                             Some(last) if last.1 == page => last.1 = page + PAGE_SIZE,
                             _ => state.bus.push((page, page + PAGE_SIZE)),
                         }
-                    } else {
+                    } else if !unread {
                         // SAFETY: the maps say the page is mapped readable and
                         // within its object, and nothing writes it while this
                         // single-threaded runner reads it.
