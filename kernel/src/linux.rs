@@ -1,6 +1,6 @@
 //! Linux's memory calls as system calls: `mmap`, `munmap`, `mprotect`,
 //! `mremap`, `brk`, `madvise`, `msync`, `mlock2`, `munlock`, `mlockall`,
-//! `munlockall` and `setrlimit(RLIMIT_MEMLOCK)` ([`nr::MEMLOCK_LIMIT`]), with Linux's arguments, flag values and
+//! `munlockall`, `setrlimit(RLIMIT_MEMLOCK)` ([`nr::MEMLOCK_LIMIT`]) and `mincore`, with Linux's arguments, flag values and
 //! errno values, done by `aspace-linux`'s [`LinuxMm`] on the process's
 //! address space.
 //!
@@ -35,7 +35,7 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 
-use aspace::{FrameAllocator, Machine, PhysMemory};
+use aspace::{FrameAllocator, Machine, PhysMemory, VirtAddr};
 use aspace_linux::consts::*;
 use aspace_linux::mm::{Layout, LinuxMm};
 use aspace_linux::{
@@ -142,7 +142,7 @@ fn ret(r: Result<u64, Errno>) -> u64 {
 
 /// Whether `n` is one of the Linux calls.
 pub fn is_linux_call(n: u64) -> bool {
-    (nr::MMAP..=nr::MADVISE).contains(&n) || (nr::MSYNC..=nr::MEMLOCK_LIMIT).contains(&n)
+    (nr::MMAP..=nr::MADVISE).contains(&n) || (nr::MSYNC..=nr::MINCORE).contains(&n)
 }
 
 /// Runs Linux call `n` with its six argument words for `proc`.
@@ -173,6 +173,7 @@ pub fn call(proc: &Process, n: u64, a: [u64; 6]) -> u64 {
             mm.set_memlock_limit((a[0] != u64::MAX).then_some(a[0]));
             Ok(0)
         }),
+        nr::MINCORE => mincore(proc, a[0], a[1], a[2]),
         _ => Err(Errno::ENOSYS),
     })
 }
@@ -245,6 +246,34 @@ fn brk(proc: &Process, addr: u64) -> Result<u64, Errno> {
 fn madvise(proc: &Process, addr: u64, len: u64, advice: u64) -> Result<u64, Errno> {
     let advice = i32::try_from(advice).map_err(|_| Errno::EINVAL)?;
     with(proc, |mm| mm.madvise(addr, len, Advice(advice)).map(|()| 0))
+}
+
+/// `mincore(addr, len, vec)`: the answers gathered under the map's lock,
+/// then copied to `vec` (a `vec` past the user space is `EFAULT` before
+/// anything, as Linux's `access_ok`; one the copy cannot write, `EFAULT`
+/// after). A hole is `ENOMEM` with the answers before it copied, as on
+/// Linux; a kernel buffer the heap refuses, `EAGAIN` (Linux's, when it
+/// cannot get its page).
+fn mincore(proc: &Process, addr: u64, len: u64, vec: u64) -> Result<u64, Errno> {
+    let mut answers = alloc::vec::Vec::new();
+    let walked = with(proc, |mm| {
+        let pages = mm.mincore_check(addr, len)?;
+        if vec
+            .checked_add(pages)
+            .is_none_or(|end| end > proc.space.user_end())
+        {
+            return Err(Errno::EFAULT);
+        }
+        answers
+            .try_reserve_exact(pages as usize)
+            .map_err(|_| Errno::EAGAIN)?;
+        Ok(mm.mincore_walk(addr, pages, |_, resident| answers.push(u8::from(resident))))
+    })?;
+    if !answers.is_empty() {
+        crate::sched::parkable(|| proc.space.copy_to_user(VirtAddr::new(vec), &answers))
+            .map_err(|_| Errno::EFAULT)?;
+    }
+    walked.map(|()| 0)
 }
 
 /// A write fault at `addr` served: tells the Linux map (its first write

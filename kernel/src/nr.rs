@@ -57,6 +57,9 @@ pub const MUNLOCKALL: u64 = 30;
 /// `mlock` past it is `ENOMEM`, a locked `mmap` or `mremap` growth past it
 /// `EAGAIN`. No limit until set. Returns 0.
 pub const MEMLOCK_LIMIT: u64 = 31;
+/// Linux's `mincore(addr, len, vec)`: a byte per page of the range written
+/// to `vec` (1 resident, 0 not).
+pub const MINCORE: u64 = 32;
 
 /// The wait status of a killed process (Linux: ended by `SIGKILL`).
 pub const KILLED_STATUS: u64 = 9;

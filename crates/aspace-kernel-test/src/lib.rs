@@ -1046,7 +1046,7 @@ pub const LINUX_ALLOC_LINES: [&str; 16] = [
     "linux_alloc: guard page at 0x1ffffdf000 = 0, read-only and back = 0, 0, data intact true; unaligned = -22, over a hole = -12: PASS",
     "linux_alloc: mremap 0x1fffff0000 to 64 pages: in place = -12, may move = 0x1ffff80000, data moved true, old range free true: PASS",
     "linux_alloc: brk from 0x1000000000: up 0x100000a000, down 0x1000002000 (data kept true), up again 0x1000004000 (fresh pages zero true), below the start refused true: PASS",
-    "linux_alloc: madvise DONTNEED = 0: pages read zero true, neighbours intact true; unknown advice = -22: PASS",
+    "linux_alloc: madvise DONTNEED = 0: pages read zero true, neighbours intact true; unknown advice = -22; mincore [1, 1, 1] then [1, 0, 0], kernel vector = -14: PASS",
     "linux_alloc: mlock = 0: MADV_DONTNEED refused = -22, data kept true; msync = 0, async+sync = -22, invalidate = -16; munlock = 0, then dropped = 0, zero true",
     "linux_alloc: mlockall(MCL_FUTURE) = 0: a new mapping refuses MADV_DONTNEED (-22) until munlockall = 0 (0)",
     "linux_alloc: RLIMIT_MEMLOCK 4 pages = 0: mlock 3 = 0, 3 more = -12, locked mmap of 2 = -11: PASS",

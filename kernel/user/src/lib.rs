@@ -230,7 +230,7 @@ pub fn syscall6(n: u64, a: [u64; 6]) -> u64 {
 }
 
 /// Linux's memory calls (the kernel's `MMAP` to `MADVISE`, `MSYNC` to
-/// `MEMLOCK_LIMIT`) with Linux's
+/// `MINCORE`) with Linux's
 /// constants; each returns what the Linux system call returns: an
 /// address, 0, or a negative errno (`brk`: the break).
 pub mod linux {
@@ -295,6 +295,10 @@ pub mod linux {
     /// `setrlimit(RLIMIT_MEMLOCK)`: `bytes`, or `u64::MAX` for none.
     pub fn memlock_limit(bytes: u64) -> i64 {
         syscall6(nr::MEMLOCK_LIMIT, [bytes, 0, 0, 0, 0, 0]) as i64
+    }
+    /// `mincore`: a byte per page of `[addr, addr + len)` into `vec`.
+    pub fn mincore(addr: u64, len: u64, vec: *mut u8) -> i64 {
+        syscall6(nr::MINCORE, [addr, len, vec as u64, 0, 0, 0]) as i64
     }
 }
 

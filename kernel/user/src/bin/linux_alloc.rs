@@ -292,13 +292,24 @@ fn brk_steps() -> bool {
 fn dontneed() -> bool {
     let c = HINT;
     fill(c, CHUNK * P, 55);
+    let mut before = [9u8; 3];
+    let in_before = mincore(c + 3 * P, 3 * P, before.as_mut_ptr());
     let r = madvise(c + 4 * P, 2 * P, MADV_DONTNEED);
+    // mincore: the pages given back are not resident until read again.
+    let mut after = [9u8; 3];
+    let in_after = mincore(c + 3 * P, 3 * P, after.as_mut_ptr());
     let zero = zeros(c + 4 * P, 2 * P);
     let kept = holds(c, 4 * P, 55);
     let bad = madvise(c, P, 999);
-    let ok = r == 0 && zero && kept && bad == EINVAL;
+    let bad_vec = mincore(c, P, 0xffff_8000_0000_0000 as *mut u8);
+    let resident_ok = in_before == 0
+        && before == [1, 1, 1]
+        && in_after == 0
+        && after == [1, 0, 0]
+        && bad_vec == -14;
+    let ok = r == 0 && zero && kept && bad == EINVAL && resident_ok;
     println!(
-        "linux_alloc: madvise DONTNEED = {r}: pages read zero {zero}, neighbours intact {kept}; unknown advice = {bad}: {}",
+        "linux_alloc: madvise DONTNEED = {r}: pages read zero {zero}, neighbours intact {kept}; unknown advice = {bad}; mincore {before:?} then {after:?}, kernel vector = {bad_vec}: {}",
         verdict(ok)
     );
     ok
@@ -348,7 +359,8 @@ fn locked() -> bool {
         0,
     );
     let relock = munlock(c, 3 * P) + memlock_limit(u64::MAX);
-    let limit_ok = limited == 0 && three == 0 && over == ENOMEM && locked_map == EAGAIN && relock == 0;
+    let limit_ok =
+        limited == 0 && three == 0 && over == ENOMEM && locked_map == EAGAIN && relock == 0;
     let ok = limit_ok
         && lock == 0
         && refused == EINVAL
