@@ -1368,6 +1368,12 @@ impl Model {
         if !below_free {
             return Err(FaultReason::Guard);
         }
+        // A late-reserving area reserves the new page when the same fault
+        // maps it; the core grows and maps in one step, so a page that
+        // cannot be reserved leaves the area as it was.
+        if late && !self.can_reserve(1) {
+            return Err(FaultReason::NoMemory);
+        }
         let ms = &mut self.spaces[s];
         let mut grown = ms.areas.remove(&base).expect("found");
         grown.pages += 1;
@@ -1883,6 +1889,9 @@ impl World {
             .map_err(|e| format!("cpu{cpu}.switch_to(s{space}) failed: {e:?}"))?;
         ensure!(asid != Asid::KERNEL, "user space got the kernel ASID");
         self.running[cpu] = Run::Space(space);
+        // The space this CPU ran may have been replaced: gone now, it gave
+        // its reservation back before anything the step does next.
+        self.model.reap();
         Ok(())
     }
 
@@ -2073,6 +2082,12 @@ impl World {
     ) -> Check {
         let data = pattern(fill, len);
         let in_range = addr.checked_add(len).is_some_and(|end| end <= user_end());
+        // The CPU first: switching it may end a replaced space it ran,
+        // whose reservation the copy's faults may then use.
+        let on = match via {
+            Via::Cpu(cpu) => Some(self.cpu_for(space, cpu)?),
+            Via::Core => None,
+        };
         let mut first_pages_done = false;
         let want = if in_range {
             let (access, bytes) = if to_user {
@@ -2091,9 +2106,8 @@ impl World {
         };
         let va = VirtAddr::new(addr);
         let mut buf = vec![0u8; len as usize];
-        let (got, by) = match via {
-            Via::Cpu(cpu) => {
-                let c = self.cpu_for(space, cpu)?;
+        let (got, by) = match on {
+            Some(c) => {
                 let cpu = &mut self.cpus[c];
                 let got = if to_user {
                     cpu.copy_to_user(va, &data)
@@ -2102,7 +2116,7 @@ impl World {
                 };
                 (got, format!("cpu{c}"))
             }
-            Via::Core => {
+            None => {
                 let s = &self.spaces[space];
                 let got = if to_user {
                     s.copy_to_user(va, &data)
