@@ -246,6 +246,35 @@ fn mincore_answers_residency_as_linux_does() {
     );
 }
 
+/// A private mapping's first write takes the `anon_vma` of a neighbour
+/// that differs from it only in rights (Linux's `find_mergeable_anon_vma`),
+/// so the two merge once their rights agree; a mapping whose neighbour has
+/// none gets one of its own.
+#[test]
+fn a_first_write_shares_a_compatible_neighbours_anon_vma() {
+    let (_sim, mut mm, mut cpu) = setup();
+    let lines = |mm: &LinuxMm<SimMachine>| mm.maps().len();
+    anon(&mut mm, &cpu, BASE, 1);
+    cpu.write_u64(VirtAddr::new(BASE), 1).unwrap();
+    mm.touched(BASE, true);
+    cpu.run(|| mm.mprotect(BASE, PAGE_SIZE, Prot::R)).unwrap();
+    // A new writable mapping right after it: apart (other rights).
+    anon(&mut mm, &cpu, BASE + PAGE_SIZE, 1);
+    assert_eq!(lines(&mm), 2);
+    cpu.write_u64(VirtAddr::new(BASE + PAGE_SIZE), 2).unwrap();
+    mm.touched(BASE + PAGE_SIZE, true);
+    let anon_of = |mm: &LinuxMm<SimMachine>, a| mm.vma_at(a).and_then(|v| v.anon).map(|a| a.id);
+    assert_eq!(anon_of(&mm, BASE + PAGE_SIZE), anon_of(&mm, BASE));
+    cpu.run(|| mm.mprotect(BASE, PAGE_SIZE, Prot::RW)).unwrap();
+    assert_eq!(lines(&mm), 1, "one anon_vma: they merge");
+    // Not so across a gap: its own.
+    anon(&mut mm, &cpu, BASE + 3 * PAGE_SIZE, 1);
+    cpu.write_u64(VirtAddr::new(BASE + 3 * PAGE_SIZE), 3)
+        .unwrap();
+    mm.touched(BASE + 3 * PAGE_SIZE, true);
+    assert_ne!(anon_of(&mm, BASE + 3 * PAGE_SIZE), anon_of(&mm, BASE));
+}
+
 #[test]
 fn a_shared_anonymous_mapping_grown_past_its_object_faults_there() {
     let (_sim, mut mm, mut cpu) = setup();

@@ -678,19 +678,65 @@ impl<M: Machine> LinuxMm<M> {
         let Some(start) = self.vma_at(addr).map(|v| v.start) else {
             return;
         };
-        if self
-            .vmas
-            .get(start)
-            .is_some_and(|v| v.kind.private() && v.anon.is_none())
-        {
-            let id = self.new_id();
-            if let Some(mut v) = self.vmas.get_mut(start) {
-                v.anon = Some(AnonVma {
-                    id,
-                    inherited: false,
-                });
-            }
+        let Some(v) = self.vmas.get(start) else {
+            return;
+        };
+        if !v.kind.private() || v.anon.is_some() {
+            return;
         }
+        let anon = match self.reusable_anon(v) {
+            Some(a) => a,
+            None => AnonVma {
+                id: self.new_id(),
+                inherited: false,
+            },
+        };
+        if let Some(mut v) = self.vmas.get_mut(start) {
+            v.anon = Some(anon);
+        }
+    }
+
+    /// The `anon_vma` a private mapping `v` takes at its first write
+    /// (Linux's `find_mergeable_anon_vma`): the next mapping's, else the
+    /// previous one's, if that mapping is compatible with `v` (Linux's
+    /// `anon_vma_compatible`: adjacent, the same backing at continuous
+    /// offsets, the same flags but for the rights) and its `anon_vma` is
+    /// its own, not linked to a parent's in a fork (Linux's
+    /// `list_is_singular` of its chain). So neighbours that differ only in
+    /// rights share an `anon_vma`, and merge once their rights agree.
+    fn reusable_anon(&self, v: &Vma) -> Option<AnonVma> {
+        let compatible = |a: &Vma, b: &Vma| {
+            let same_backing = match (&a.kind, &b.kind) {
+                (Kind::Anon, Kind::Anon) | (Kind::Heap, Kind::Heap) => true,
+                (
+                    Kind::Object {
+                        object: x,
+                        private: px,
+                        ..
+                    },
+                    Kind::Object {
+                        object: y,
+                        private: py,
+                        ..
+                    },
+                ) => TryArc::ptr_eq(x, y) && px == py,
+                _ => false,
+            };
+            a.end == b.start
+                && same_backing
+                && a.first + a.pages() == b.first
+                && a.noreserve == b.noreserve
+                && a.growsdown == b.growsdown
+                && a.account == b.account
+                && a.flags == b.flags
+        };
+        let own = |a: Option<AnonVma>| a.filter(|a| !a.inherited);
+        let next = self.vmas.get(v.end).filter(|n| compatible(v, n));
+        if let Some(a) = next.and_then(|n| own(n.anon)) {
+            return Some(a);
+        }
+        let prev = self.vmas.below(v.start).filter(|p| compatible(p, v));
+        prev.and_then(|p| own(p.anon))
     }
 
     /// Runs one call; returns what the system call returns (an address, the
