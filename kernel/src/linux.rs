@@ -248,33 +248,45 @@ fn madvise(proc: &Process, addr: u64, len: u64, advice: u64) -> Result<u64, Errn
     with(proc, |mm| mm.madvise(addr, len, Advice(advice)).map(|()| 0))
 }
 
-/// `mincore(addr, len, vec)`: the answers gathered under the map's lock,
-/// then copied to `vec` (a `vec` past the user space is `EFAULT` before
-/// anything, as Linux's `access_ok`; one the copy cannot write, `EFAULT`
-/// after). A hole is `ENOMEM` with the answers before it copied, as on
-/// Linux; a kernel buffer the heap refuses, `EAGAIN` (Linux's, when it
-/// cannot get its page).
+/// `mincore(addr, len, vec)`, in chunks of [`MINCORE_CHUNK`] pages as
+/// Linux does (a page of answers at a time): each chunk's answers gathered
+/// under the map's lock, then copied to `vec` with the lock released. A
+/// `vec` past the user space is `EFAULT` before anything (Linux's
+/// `access_ok`), one the copy cannot write `EFAULT` then; a hole is
+/// `ENOMEM` with the answers before it copied, as on Linux.
 fn mincore(proc: &Process, addr: u64, len: u64, vec: u64) -> Result<u64, Errno> {
-    let mut answers = alloc::vec::Vec::new();
-    let walked = with(proc, |mm| {
-        let pages = mm.mincore_check(addr, len)?;
-        if vec
-            .checked_add(pages)
-            .is_none_or(|end| end > proc.space.user_end())
-        {
-            return Err(Errno::EFAULT);
-        }
-        answers
-            .try_reserve_exact(pages as usize)
-            .map_err(|_| Errno::EAGAIN)?;
-        Ok(mm.mincore_walk(addr, pages, |_, resident| answers.push(u8::from(resident))))
-    })?;
-    if !answers.is_empty() {
-        crate::sched::parkable(|| proc.space.copy_to_user(VirtAddr::new(vec), &answers))
-            .map_err(|_| Errno::EFAULT)?;
+    let pages = with(proc, |mm| mm.mincore_check(addr, len))?;
+    if vec
+        .checked_add(pages)
+        .is_none_or(|end| end > proc.space.user_end())
+    {
+        return Err(Errno::EFAULT);
     }
-    walked.map(|()| 0)
+    let mut done = 0;
+    while done < pages {
+        let n = (pages - done).min(MINCORE_CHUNK);
+        let mut answers = [0u8; MINCORE_CHUNK as usize];
+        let mut got = 0;
+        let walked = with(proc, |mm| {
+            let at = addr + done * aspace::PAGE_SIZE;
+            Ok(mm.mincore_walk(at, n, |i, resident| {
+                answers[i as usize] = u8::from(resident);
+                got = i + 1;
+            }))
+        })?;
+        if got > 0 {
+            let to = VirtAddr::new(vec + done);
+            crate::sched::parkable(|| proc.space.copy_to_user(to, &answers[..got as usize]))
+                .map_err(|_| Errno::EFAULT)?;
+        }
+        walked?;
+        done += n;
+    }
+    Ok(0)
 }
+
+/// Pages [`mincore`] answers per hold of the map's lock.
+const MINCORE_CHUNK: u64 = 512;
 
 /// A write fault at `addr` served: tells the Linux map (its first write
 /// gives a private mapping Linux's `anon_vma`).

@@ -230,6 +230,15 @@ fn mincore_answers_residency_as_linux_does() {
     assert_eq!(mm.mincore(a, u64::MAX - a + 1, &mut v), Err(Errno::ENOMEM));
     assert_eq!(mm.mincore(a, 3 * PAGE_SIZE, &mut v), Err(Errno::EFAULT));
     assert_eq!(mm.mincore(BASE + 0x40_0000, 0, &mut v), Ok(()));
+    // A range may end at the top of the user space (Linux 6.12's
+    // access_ok), not past it.
+    let top = mm.layout().task_size;
+    assert_eq!(mm.mincore(top, 0, &mut v), Ok(()));
+    assert_eq!(
+        mm.mincore(top - PAGE_SIZE, PAGE_SIZE, &mut v),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(mm.mincore(top, PAGE_SIZE, &mut v), Err(Errno::ENOMEM));
     assert_eq!(v, [9, 9]);
     assert_eq!(mm.mincore(a, PAGE_SIZE + 1, &mut v), Ok(()));
     assert_eq!(v, [0, 1]);

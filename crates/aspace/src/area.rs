@@ -219,10 +219,11 @@ impl<M: Machine> AreaEntry<M> {
         }
     }
 
-    /// Locks the area to read its state: nothing can change through the
-    /// guard, so nothing is published when it drops.
-    pub fn lock_read(&self) -> lock_api::MutexGuard<'_, M::Lock, AreaState<M>> {
-        self.area.state.lock()
+    /// Locks the area to read its state: the guard lends it only shared,
+    /// so nothing changes through it and nothing is published when it
+    /// drops.
+    pub fn lock_read(&self) -> AreaReadGuard<'_, M> {
+        AreaReadGuard(self.area.state.lock())
     }
 
     /// A snapshot of the area `[start, end)` (page numbers, from the tree)
@@ -249,6 +250,16 @@ impl<M: Machine> AreaEntry<M> {
             offset: self.area.offset(),
             object_id: self.area.object,
         }
+    }
+}
+
+/// An area's state locked to be read ([`AreaEntry::lock_read`]).
+pub(crate) struct AreaReadGuard<'a, M: Machine>(lock_api::MutexGuard<'a, M::Lock, AreaState<M>>);
+
+impl<M: Machine> Deref for AreaReadGuard<'_, M> {
+    type Target = AreaState<M>;
+    fn deref(&self) -> &AreaState<M> {
+        &self.0
     }
 }
 

@@ -399,6 +399,8 @@ impl<M: Machine> AddressSpace<M> {
                 tree.give_up(right.area);
                 Join::Merged(end)
             }
+            // Unreachable: the search above found both entries under this
+            // write lock, and nothing has changed the tree since.
             None => {
                 debug_assert!(false, "the two entries were there");
                 Join::Apart(None)

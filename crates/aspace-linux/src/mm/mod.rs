@@ -2096,8 +2096,8 @@ impl<M: Machine> LinuxMm<M> {
     /// range that wraps or passes the user space `ENOMEM`; `vec` shorter
     /// than the pages `EFAULT`; then mapping by mapping, a hole `ENOMEM`,
     /// the pages before it answered already (as Linux copies them out).
-    /// A length of 0 answers nothing, wherever it points. Changes nothing,
-    /// allocates nothing.
+    /// A length of 0 passes the address checks and answers nothing, mapped
+    /// or not. Changes nothing, allocates nothing.
     pub fn mincore(&self, addr: u64, len: u64, vec: &mut [u8]) -> Result<(), Errno> {
         let pages = self.mincore_check(addr, len)?;
         if (vec.len() as u64) < pages {
@@ -2114,9 +2114,10 @@ impl<M: Machine> LinuxMm<M> {
         if !aligned(addr) {
             return Err(Errno::EINVAL);
         }
-        // Linux's access_ok: the range's end must be a user address.
+        // Linux's access_ok (6.12 on): the range may end at the top of the
+        // user space, not past it, and must not wrap.
         match addr.checked_add(len) {
-            Some(end) if end < self.layout.task_size => {}
+            Some(end) if end <= self.layout.task_size => {}
             _ => return Err(Errno::ENOMEM),
         }
         Ok(len.div_ceil(PAGE_SIZE))

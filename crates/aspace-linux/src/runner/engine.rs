@@ -523,7 +523,11 @@ impl Engine {
                 // Only resident pages are read: a read would make a page
                 // resident (the zero page, a shared object's new page),
                 // which `mincore` would show and aspace's observer does not
-                // do. A page that is not resident reads as zeros anyway.
+                // do. A page that is not resident reads as zeros anyway,
+                // unless it was swapped out (not resident, but holding
+                // data): the comparison assumes nothing of the runner's is
+                // swapped out, as on a machine without swap or not short of
+                // memory (the calls use a few MiB).
                 let mut resident = vec![1u8; ((to - from) / PAGE_SIZE) as usize];
                 // SAFETY: mincore reads the page tables of `[from, to)`, a
                 // mapped range, and writes a byte per page into `resident`.

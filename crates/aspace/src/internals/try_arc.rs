@@ -71,10 +71,11 @@ unsafe impl<T: ?Sized + Send + Sync> Send for TryArc<T> {}
 // thread.
 unsafe impl<T: ?Sized + Send + Sync> Sync for TryArc<T> {}
 
-/// A heap block for a `T` not yet written: taken before an operation
-/// changes anything, so that the value, made later, goes on the heap
-/// without a refusal possible ([`fill`](Self::fill)). Freed, never having
-/// held a value, if dropped unfilled (a failed or panicking
+/// A heap block for a `T`, holding none: taken before an operation
+/// changes anything (fresh, or one [`TryArc::recycle`] handed back after
+/// dropping its value), so that the value, made later, goes on the heap
+/// without a refusal possible ([`fill`](Self::fill)). Freed without a
+/// value to drop if dropped unfilled (a failed or panicking
 /// [`TryArc::try_new_with`], an operation that did not need it).
 pub struct Unwritten<T> {
     ptr: NonNull<Inner<T>>,
