@@ -160,13 +160,11 @@ pub fn run(mm: &mut LinuxMm<SimMachine>, line: &Line) -> Ran {
     if let Call::Mincore { addr, len } = *call {
         let mut answer = Residency::new();
         let mut bits = String::new();
-        let r = mm.mincore_check(addr, len).and_then(|pages| {
-            mm.mincore_walk(addr, pages, |i, resident| {
-                answer.push(resident);
-                if i < SHOWN_PAGES {
-                    bits.push(if resident { '1' } else { '0' });
-                }
-            })
+        let r = mm.mincore_each(addr, len, |i, resident| {
+            answer.push(resident);
+            if i < SHOWN_PAGES {
+                bits.push(if resident { '1' } else { '0' });
+            }
         });
         return match r {
             Ok(()) => Ran {

@@ -768,10 +768,7 @@ impl<M: Machine> LinuxMm<M> {
             Call::Mlockall { flags } => self.mlockall(*flags).map(|()| 0),
             Call::Munlockall => self.munlockall().map(|()| 0),
             // The answers go nowhere here: see `mincore`.
-            Call::Mincore { addr, len } => {
-                let pages = self.mincore_check(*addr, *len)?;
-                self.mincore_walk(*addr, pages, |_, _| {}).map(|()| 0)
-            }
+            Call::Mincore { addr, len } => self.mincore_each(*addr, *len, |_, _| {}).map(|()| 0),
         }
     }
 
@@ -2106,6 +2103,19 @@ impl<M: Machine> LinuxMm<M> {
         self.mincore_walk(addr, pages, |i, resident| {
             vec[i as usize] = u8::from(resident)
         })
+    }
+
+    /// [`mincore`](Self::mincore) with each page's answer handed to
+    /// `answer` (its index, whether resident) instead of a vector, which is
+    /// not checked.
+    pub fn mincore_each(
+        &self,
+        addr: u64,
+        len: u64,
+        answer: impl FnMut(u64, bool),
+    ) -> Result<(), Errno> {
+        let pages = self.mincore_check(addr, len)?;
+        self.mincore_walk(addr, pages, answer)
     }
 
     /// The checks of [`mincore`](Self::mincore) before its vector's: the

@@ -161,10 +161,7 @@ impl SimEngine {
         let mm = &mut self.mm;
         if let Call::Mincore { addr, len } = *call {
             let mut answer = Residency::new();
-            let r = cpu.run(|| {
-                let pages = mm.mincore_check(addr, len)?;
-                mm.mincore_walk(addr, pages, |_, resident| answer.push(resident))
-            });
+            let r = cpu.run(|| mm.mincore_each(addr, len, |_, resident| answer.push(resident)));
             return match r {
                 Ok(()) => Outcome::Resident(answer),
                 Err(e) => Outcome::Err(e),
