@@ -453,6 +453,12 @@ impl<M: Machine> Area<M> {
         }
     }
 
+    /// The state of an area no one else can reach yet (a part being cut
+    /// off, not in its tree): no lock needed.
+    pub fn state_mut(&mut self) -> &mut AreaState<M> {
+        self.state.get_mut()
+    }
+
     /// Locks an area that is no longer in its tree (nothing to publish).
     pub fn lock_detached(&self) -> AreaGuard<'_, M> {
         AreaGuard {

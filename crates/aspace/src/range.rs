@@ -254,27 +254,45 @@ impl<M: Machine> AddressSpace<M> {
         // The rights change in place, one walk per leaf table; the pages
         // whose entry changed leave every TLB in one round.
         let mut batch = ShootdownBatch::new();
-        let reprotect = |slot: &AreaEntry<M>, batch: &mut ShootdownBatch| {
-            let mut st = slot.lock();
+        let change = |st: &mut AreaState<M>, batch: &mut ShootdownBatch| {
             let new = (flags - KEPT) | (st.flags & KEPT);
             if new != st.flags {
                 let old = core::mem::replace(&mut st.flags, new);
-                self.reprotect_pages(&st, old, batch);
+                self.reprotect_pages(st, old, batch);
             }
         };
+        let reprotect = |slot: &AreaEntry<M>, batch: &mut ShootdownBatch| {
+            change(&mut slot.lock(), batch);
+        };
+        let inside = only.is_some() && cut[0] && cut[1];
         match only {
-            // One whole area: the one found above, no search again.
-            Some(slot) if !cut[0] && !cut[1] => reprotect(slot, &mut batch),
-            _ => {
-                if cut[0] || cut[1] {
-                    let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
-                    self.split_at(&mut tree, s, room_s)?;
-                    self.split_at(&mut tree, e, room_e)?;
-                }
-                for (_, _, slot) in Self::areas_in(&tree, s, e) {
-                    reprotect(slot, &mut batch);
-                }
+            // One whole area: the one found above, no search again; then
+            // its neighbours.
+            Some(slot) if !cut[0] && !cut[1] => {
+                reprotect(slot, &mut batch);
+                batch.complete(&self.shared, self.id());
+                self.merge_whole(&mut tree, s, e);
+                return Ok(());
             }
+            // Inside one area whose rights stay: a split and the merge
+            // after it would leave it as it is.
+            Some(_) if inside && !changes[0] => return Ok(()),
+            _ => {}
+        }
+        if inside {
+            // Cut out of one area, changed before it goes in; both cuts
+            // keep the old rights on the other side: nothing merges.
+            self.split_twice(&mut tree, [s, e], |st| change(st, &mut batch))?;
+            batch.complete(&self.shared, self.id());
+            return Ok(());
+        }
+        if cut[0] || cut[1] {
+            let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
+            self.split_at(&mut tree, s, room_s)?;
+            self.split_at(&mut tree, e, room_e)?;
+        }
+        for (_, _, slot) in Self::areas_in(&tree, s, e) {
+            reprotect(slot, &mut batch);
         }
         batch.complete(&self.shared, self.id());
         // A part cut off keeps the old rights: where the part next to it

@@ -46,13 +46,14 @@ use crate::{Error, Result};
 
 /// The area tree: base page number to area, each entry knowing where its
 /// area ends and holding its summary (so a lookup touches no memory of the
-/// area itself); and the heap block of the last area record a merge gave
-/// up, for the next split to fill (see [`Areas::take_block`]).
+/// area itself); and the heap blocks of the last two area records merges
+/// gave up, for the next splits to fill (see [`Areas::take_block`]): a
+/// range cut out of an area and merged back takes and gives up two.
 pub(crate) struct Areas<M: Machine> {
     tree: AreaTree<AreaEntry<M>>,
-    /// At most one block, holding no area (the record's value was dropped
+    /// At most two blocks, holding no area (the record's value was dropped
     /// when it was kept, its backend reference with it).
-    spare: Option<Unwritten<Area<M>>>,
+    spare: [Option<Unwritten<Area<M>>>; 2],
 }
 
 impl<M: Machine> Areas<M> {
@@ -60,22 +61,23 @@ impl<M: Machine> Areas<M> {
     fn new() -> Self {
         Areas {
             tree: AreaTree::with_gaps(),
-            spare: None,
+            spare: [None, None],
         }
     }
 
-    /// A block for a new area record: the spare one, or one from the heap
+    /// A block for a new area record: a spare one, or one from the heap
     /// (`None` if the heap refuses).
     pub(crate) fn take_block(&mut self) -> Option<Unwritten<Area<M>>> {
-        self.spare.take().or_else(Unwritten::try_new)
+        let [a, b] = &mut self.spare;
+        b.take().or_else(|| a.take()).or_else(Unwritten::try_new)
     }
 
     /// Drops `area`, an area record out of the tree, keeping its block as
-    /// the spare if it was the record's last reference and no spare is
-    /// kept yet (a merge gives one up, a split takes one).
+    /// a spare if it was the record's last reference and fewer than two
+    /// are kept (a merge gives one up, a split takes one).
     pub(crate) fn give_up(&mut self, area: TryArc<Area<M>>) {
-        if self.spare.is_none() {
-            self.spare = TryArc::recycle(area);
+        if let Some(free) = self.spare.iter_mut().find(|s| s.is_none()) {
+            *free = TryArc::recycle(area);
         }
     }
 }

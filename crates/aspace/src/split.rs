@@ -202,6 +202,58 @@ impl<M: Machine> AddressSpace<M> {
         Ok(())
     }
 
+    /// Cuts the area of the written `tree` holding pages `[lo, hi)`,
+    /// strictly inside it, in three, as splits at `lo` and at `hi` would
+    /// (a range cut out of an area's middle, the usual `mprotect`), and
+    /// applies `change` to the middle part's state before it goes in (no
+    /// one else reaches the part yet: no lock). Less work than two
+    /// [`split_at`](Self::split_at): one search for the area, one lock,
+    /// one tree descent for both cuts. The heap first (tree room, both
+    /// parts' records and used spaces): `NoMemory`, and no area changed,
+    /// if it refuses. Refusals as [`area_split`](Self::area_split)'s.
+    pub(crate) fn split_twice(
+        &self,
+        tree: &mut Areas<M>,
+        [lo, hi]: [u64; 2],
+        change: impl FnOnce(&mut AreaState<M>),
+    ) -> Result<()> {
+        Self::reserve_entries(tree, 2)?;
+        let (Some(mid_block), Some(upper_block)) = (tree.take_block(), tree.take_block()) else {
+            return Err(Error::NoMemory);
+        };
+        let (start, parts) = {
+            let Some((start, end, slot)) = tree.find(lo).filter(|f| f.0 < lo && hi < f.1) else {
+                return Err(Error::NotFound);
+            };
+            let area = &slot.area;
+            let mut st = slot.lock();
+            Self::check_splittable(area, &st)?;
+            let (lo_page, hi_page) = (Page::from_number(lo), Page::from_number(hi));
+            // Each part's runs: at most those from its first page on.
+            let room = |runs: usize| UsedSpace::try_with_capacity(runs).ok_or(Error::NoMemory);
+            let mut upper_used = room(st.used.intervals_from(hi_page).max(1))?;
+            let mut upper_cow = room(st.cow.intervals_from(hi_page))?;
+            let mut mid_used = room(st.used.intervals_from(lo_page).max(1))?;
+            let mut mid_cow = room(st.cow.intervals_from(lo_page))?;
+            st.used.split_off_into(hi_page, &mut upper_used);
+            st.cow.split_off_into(hi_page, &mut upper_cow);
+            let upper = Self::split_state(area, &mut st, start, end, hi, [upper_used, upper_cow]);
+            st.used.split_off_into(lo_page, &mut mid_used);
+            st.cow.split_off_into(lo_page, &mut mid_cow);
+            let mut mid = Self::split_state(area, &mut st, start, hi, lo, [mid_used, mid_cow]);
+            change(mid.state_mut());
+            let parts = [
+                AreaEntry::of_new(mid_block, mid),
+                AreaEntry::of_new(upper_block, upper),
+            ];
+            (start, parts)
+        };
+        // Room reserved above: allocates nothing.
+        let cut = tree.split_entry_twice(start, [lo, hi], parts).is_ok();
+        debug_assert!(cut, "the parts take the places they had");
+        Ok(())
+    }
+
     /// Takes the pages `[n, end)` out of `area` (locked as `st`, spanning
     /// `[start, end)`; their used space and copy-on-write set, `used` and
     /// `cow`, already moved out) and returns the area they make.
@@ -408,26 +460,78 @@ impl<M: Machine> AddressSpace<M> {
         }
     }
 
+    /// Merges the area `[s, e)` of the written `tree` with its neighbours
+    /// where compatible (an area whose rights changed whole): where both
+    /// are, the three become one in one step (one search for all three,
+    /// the checks and the join under the same locks, one tree descent);
+    /// else the one that is, as [`join_pair`](Self::join_pair) does. A
+    /// heap that refuses the room for the runs the left one gains leaves
+    /// them apart (correct, only less compact).
+    pub(crate) fn merge_whole(&self, tree: &mut Areas<M>, s: u64, e: u64) {
+        let left = {
+            let [before, at, after] = tree.around(s);
+            let Some((_, _, m)) = at.filter(|a| a.0 == s && a.1 == e) else {
+                return;
+            };
+            let left = before.filter(|b| b.1 == s && !Self::rights_differ(b.2, m));
+            let right = after.filter(|a| a.0 == e && !Self::rights_differ(m, a.2));
+            let (Some((l_start, _, l)), Some((_, r_end, r))) = (left, right) else {
+                // One side at most: a pair or nothing.
+                let pair = match (left, right) {
+                    (Some((l_start, _, _)), None) => Some((l_start, s)),
+                    (None, Some(_)) => Some((s, e)),
+                    _ => None,
+                };
+                if let Some((a, b)) = pair {
+                    self.join_pair(tree, a, b);
+                }
+                return;
+            };
+            let (mut lst, mut mst, mut rst) =
+                (l.lock(), m.area.lock_detached(), r.area.lock_detached());
+            let (l_ok, r_ok) = (
+                Self::compatible(&l.area, &lst, &m.area, &mst),
+                Self::compatible(&m.area, &mst, &r.area, &rst),
+            );
+            if !(l_ok && r_ok) {
+                drop((lst, mst, rst));
+                match (l_ok, r_ok) {
+                    (true, false) => self.join_pair(tree, l_start, s),
+                    (false, true) => self.join_pair(tree, s, e),
+                    _ => return,
+                };
+                return;
+            }
+            let (middle_and_right, _, _) = Runs::joined(&mst, e, Runs::of(&rst));
+            if Self::reserve_join(&mut lst, s, middle_and_right).is_none() {
+                return;
+            }
+            Self::absorb_right(&l.area, &mut lst, &m.area, &mut mst, e);
+            Self::absorb_right(&l.area, &mut lst, &r.area, &mut rst, r_end);
+            l_start
+        };
+        match tree.join_next_two(left) {
+            Some((_, [m, r], _)) => {
+                tree.give_up(m.area);
+                tree.give_up(r.area);
+            }
+            // Unreachable: the search above found all three under this
+            // write lock, and nothing has changed the tree since.
+            None => debug_assert!(false, "the three entries were there"),
+        }
+    }
+
     /// Makes room in `st` (an area's state, below page `boundary`) for the
     /// runs it gains by taking in `right` (the runs of the area from
     /// `boundary` on): exactly those that do not continue one of its own
     /// across the boundary. Returns its runs once joined; `None` (nothing
     /// changed that matters: room only grows) if the heap refuses.
     fn reserve_join(st: &mut AreaState<M>, boundary: u64, right: Runs) -> Option<Runs> {
-        let mine = Runs::of(st);
-        let used = st
-            .used
-            .added_by_join(boundary, right.used, right.used_first);
-        let cow = st.cow.added_by_join(boundary, right.cow, right.cow_first);
+        let (joined, used, cow) = Runs::joined(st, boundary, right);
         if !st.used.try_reserve(used) || (cow != 0 && !st.cow.try_reserve(cow)) {
             return None;
         }
-        Some(Runs {
-            used: mine.used + used,
-            used_first: mine.used_first.or(right.used_first),
-            cow: mine.cow + cow,
-            cow_first: mine.cow_first.or(right.cow_first),
-        })
+        Some(joined)
     }
 
     /// Joins the area starting where the one at `left` ends to it, found
@@ -544,5 +648,24 @@ impl Runs {
             cow: st.cow.intervals(),
             cow_first: st.cow.first_page(),
         }
+    }
+
+    /// The runs of the area locked as `st` (below page `boundary`) once it
+    /// has taken in `right` (the runs of the area from `boundary` on), and
+    /// how many used and copy-on-write runs it gains: those that do not
+    /// continue one of its own across the boundary.
+    fn joined<M: Machine>(st: &AreaState<M>, boundary: u64, right: Runs) -> (Self, usize, usize) {
+        let mine = Runs::of(st);
+        let used = st
+            .used
+            .added_by_join(boundary, right.used, right.used_first);
+        let cow = st.cow.added_by_join(boundary, right.cow, right.cow_first);
+        let joined = Runs {
+            used: mine.used + used,
+            used_first: mine.used_first.or(right.used_first),
+            cow: mine.cow + cow,
+            cow_first: mine.cow_first.or(right.cow_first),
+        };
+        (joined, used, cow)
     }
 }

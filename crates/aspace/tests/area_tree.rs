@@ -680,6 +680,12 @@ enum Op {
     SplitEntry(u64, u64),
     /// Joins the entry after the one at the key to it.
     JoinNext(u64),
+    /// Cuts the entry at the key at two points (start + a, start + a + b).
+    SplitEntryTwice(u64, u64, u64),
+    /// Joins the two entries after the one at the key to it.
+    JoinNextTwo(u64),
+    /// The entry at or before the key with its neighbours.
+    Around(u64),
     Find(u64),
     FindHinted(u64),
     Get(u64),
@@ -731,6 +737,9 @@ fn op() -> impl Strategy<Value = Op> {
         10 => end_for().prop_map(|(s, e)| Op::GrowAdjacent(s, e)),
         8 => (key(), 1u64..6).prop_map(|(s, d)| Op::SplitEntry(s, s.saturating_add(d))),
         8 => key().prop_map(Op::JoinNext),
+        6 => (key(), 1u64..4, 1u64..4).prop_map(|(s, a, b)| Op::SplitEntryTwice(s, a, b)),
+        6 => key().prop_map(Op::JoinNextTwo),
+        6 => key().prop_map(Op::Around),
         10 => key().prop_map(Op::Find),
         10 => key().prop_map(Op::FindHinted),
         4 => key().prop_map(Op::Get),
@@ -921,6 +930,45 @@ proptest! {
                         m.get_mut(&s).unwrap().0 = end;
                     }
                     t.check_invariants();
+                }
+                Op::SplitEntryTwice(s, a, b) => {
+                    let (lo, hi) = (s.saturating_add(a), s.saturating_add(a).saturating_add(b));
+                    let ok = m.get(&s).is_some_and(|&(e, _)| s < lo && lo < hi && hi < e);
+                    let vals = [next_val, next_val + 1];
+                    let got = t.split_entry_twice(s, [lo, hi], vals).map(|lower| *lower);
+                    let want = if ok { Ok(m[&s].1) } else { Err(vals) };
+                    prop_assert_eq!(got, want, "step {}: {:?}", step, op);
+                    if ok {
+                        let e = std::mem::replace(&mut m.get_mut(&s).unwrap().0, lo);
+                        m.insert(lo, (hi, vals[0]));
+                        m.insert(hi, (e, vals[1]));
+                    }
+                    next_val += 2;
+                    t.check_invariants();
+                }
+                Op::JoinNextTwo(s) => {
+                    let first = m.get(&s).and_then(|&(e, _)| m.get(&e).map(|&(end, v)| (e, end, v)));
+                    let second = first.and_then(|(_, e, _)| m.get(&e).map(|&(end, v)| (e, end, v)));
+                    let got = t.join_next_two(s).map(|(end, vs, grown)| (end, vs, *grown));
+                    let want = first.zip(second).map(|(f, g)| (g.1, [f.2, g.2], m[&s].1));
+                    prop_assert_eq!(got, want, "step {}: {:?}", step, op);
+                    if let (Some(f), Some(g)) = (first, second) {
+                        m.remove(&f.0);
+                        m.remove(&g.0);
+                        m.get_mut(&s).unwrap().0 = g.1;
+                    }
+                    t.check_invariants();
+                }
+                Op::Around(n) => {
+                    let entry = |(&s, &(e, v)): (&u64, &(u64, u32))| (s, e, v);
+                    let at = m.range(..=n).next_back().map(entry);
+                    let before = at.and_then(|(s, _, _)| m.range(..s).next_back().map(entry));
+                    let after = m
+                        .range((std::ops::Bound::Excluded(n), std::ops::Bound::Unbounded))
+                        .next()
+                        .map(entry);
+                    let got = t.around(n).map(|e| e.map(|(s, e, &v)| (s, e, v)));
+                    prop_assert_eq!(got, [before, at, after], "step {}: {:?}", step, op);
                 }
                 Op::Find(n) => {
                     let got = t.find(n).map(|(s, e, &v)| (s, e, v));

@@ -1472,15 +1472,12 @@ impl<M: Machine> LinuxMm<M> {
     fn modify_rec(&mut self, start: u64, lo: u64, hi: u64, change: impl Fn(&mut Vma)) {
         // The record keeps its place in the tree as its lowest part; the
         // parts cut off above go in as new records.
-        let Some(v) = self.vmas.get(start) else {
+        let Some(mut v) = self.vmas.get_mut(start) else {
             return;
         };
         let (cut_above, cut_below) = (v.end > hi, start < lo);
         if !cut_above && !cut_below {
             // All of it: changed in place, then merged with its neighbours.
-            let Some(mut v) = self.vmas.get_mut(start) else {
-                return;
-            };
             change(&mut v);
             drop(v);
             self.merge_in_place(start);
@@ -1490,16 +1487,17 @@ impl<M: Machine> LinuxMm<M> {
             // Between two parts that stay as they were: nothing merges.
             let upper = v.above(hi);
             let mut changed = v.above(lo);
+            drop(v);
             changed.end = hi;
             change(&mut changed);
-            self.vmas.split(start, hi, upper);
-            self.vmas.split(start, lo, changed);
+            self.vmas.split_twice(start, changed, upper);
             return;
         }
         let (upper, mid) = (
             cut_above.then(|| v.above(hi)),
             cut_below.then(|| v.above(lo)),
         );
+        drop(v);
         let _ = self.vmas.set_end(start, if cut_below { lo } else { hi });
         let mut changed = match mid {
             Some(mut m) => {
@@ -1524,24 +1522,23 @@ impl<M: Machine> LinuxMm<M> {
     /// neighbours as [`insert_rec`](Self::insert_rec) would merge it: the
     /// one below first, then (as that) the one above.
     fn merge_in_place(&mut self, start: u64) {
-        let (prev, Some(v)) = self.vmas.meeting_at(start) else {
+        let [prev, Some(v), next] = self.vmas.with_neighbours(start) else {
             return;
         };
         let prev = prev.filter(|p| p.merges_with(v));
         let mut anon = prev.map_or(v.anon, |p| p.anon.or(v.anon));
-        let next = self.vmas.get(v.end).filter(|n| v.merges_as(anon, n));
+        let next = next.filter(|n| v.merges_as(anon, n));
         if let Some(n) = next {
             anon = anon.or(n.anon);
         }
-        let (left, joins) = match (prev.map(|p| p.start), next.is_some()) {
+        let grown = match (prev.map(|p| p.start), next.is_some()) {
             (None, false) => return,
-            (Some(p), next) => (p, 1 + usize::from(next)),
-            (None, true) => (start, 1),
+            (Some(p), true) => self.vmas.join_next_two(p),
+            (Some(p), false) => self.vmas.join_next(p).map(|(_, g)| g),
+            (None, true) => self.vmas.join_next(start).map(|(_, g)| g),
         };
-        for _ in 0..joins {
-            if let Some((_, grown)) = self.vmas.join_next(left) {
-                grown.anon = anon;
-            }
+        if let Some(grown) = grown {
+            grown.anon = anon;
         }
     }
 

@@ -135,15 +135,37 @@ impl Records {
         Some(v)
     }
 
-    /// Cuts the mapping starting at `start` at `at` (inside it): it ends at
-    /// `at`, and `upper` (which must span `[at, its old end)`) follows it.
-    /// One descent while its leaf of the tree has room.
-    pub fn split(&mut self, start: u64, at: u64, upper: Vma) {
-        debug_assert!(upper.start == at && upper.end > at);
-        match self.tree.split_entry(page(start), page(at), upper) {
-            Ok(lower) => lower.end = at,
-            Err(_) => debug_assert!(false, "no record at {start:#x} holding {at:#x}"),
+    /// Cuts the mapping starting at `start` in three: it ends where `mid`
+    /// starts, and `mid` and `upper` (which must span the rest, in two
+    /// parts) follow it. One descent while its leaf of the tree has room
+    /// for both.
+    pub fn split_twice(&mut self, start: u64, mid: Vma, upper: Vma) {
+        let (lo, hi) = (mid.start, upper.start);
+        debug_assert!(lo < hi && mid.end == hi && upper.end > hi);
+        let cuts = [page(lo), page(hi)];
+        match self.tree.split_entry_twice(page(start), cuts, [mid, upper]) {
+            Ok(lower) => lower.end = lo,
+            Err(_) => debug_assert!(false, "no record at {start:#x} holding {lo:#x}..{hi:#x}"),
         }
+    }
+
+    /// Joins the two mappings that follow the one at `start` (each
+    /// starting where the one before ends) to it (their ranges only: the
+    /// caller settles the rest); hands back the one grown. One descent
+    /// while the leaf keeps its minimum.
+    pub fn join_next_two(&mut self, start: u64) -> Option<&mut Vma> {
+        let (_, [_, last], grown) = self.tree.join_next_two(page(start))?;
+        grown.end = last.end;
+        Some(grown)
+    }
+
+    /// The mapping starting at `start` (`None` in the middle if none
+    /// does) with the ones just before and just after it, wherever they
+    /// end or start: one descent.
+    pub fn with_neighbours(&self, start: u64) -> [Option<&Vma>; 3] {
+        let [before, at, after] = self.tree.around(page(start));
+        let at = at.filter(|&(s, _, _)| s == page(start));
+        [before, at, after].map(|e| e.map(|(_, _, v)| v))
     }
 
     /// Joins the mapping that starts where the one at `start` ends to it
@@ -239,12 +261,25 @@ mod tests {
     fn split_and_join_keep_ranges_and_keys_together() {
         let mut r = Records::new();
         r.insert(anon(0x1000, 0x9000));
-        r.split(0x1000, 0x4000, anon(0x4000, 0x9000));
+        r.split_twice(0x1000, anon(0x4000, 0x6000), anon(0x6000, 0x9000));
         let got: Vec<_> = r.values().map(|v| (v.start, v.end)).collect();
-        assert_eq!(got, [(0x1000, 0x4000), (0x4000, 0x9000)]);
+        assert_eq!(got, [(0x1000, 0x4000), (0x4000, 0x6000), (0x6000, 0x9000)]);
         assert_eq!(r.at_or_below(0x3fff).map(|v| v.start), Some(0x1000));
-        let (gone, grown) = r.join_next(0x1000).unwrap();
-        assert_eq!((gone.start, gone.end), (0x4000, 0x9000));
+        assert_eq!(r.at_or_below(0x5fff).map(|v| v.start), Some(0x4000));
+        let [before, at, after] = r.with_neighbours(0x4000).map(|v| v.map(|v| v.start));
+        assert_eq!(
+            [before, at, after],
+            [Some(0x1000), Some(0x4000), Some(0x6000)]
+        );
+        assert_eq!(r.with_neighbours(0x5000)[1].map(|v| v.start), None);
+        let grown = r.join_next_two(0x1000).unwrap();
+        assert_eq!((grown.start, grown.end), (0x1000, 0x9000));
+        assert_eq!(r.len(), 1);
+        r.split_twice(0x1000, anon(0x2000, 0x3000), anon(0x3000, 0x9000));
+        let (gone, grown) = r.join_next(0x2000).unwrap();
+        assert_eq!((gone.start, gone.end), (0x3000, 0x9000));
+        assert_eq!((grown.start, grown.end), (0x2000, 0x9000));
+        let (_, grown) = r.join_next(0x1000).unwrap();
         assert_eq!((grown.start, grown.end), (0x1000, 0x9000));
         assert_eq!(r.len(), 1);
         assert_eq!(r.at_or_below(0x8fff).map(|v| v.end), Some(0x9000));

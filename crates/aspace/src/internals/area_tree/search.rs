@@ -213,6 +213,41 @@ impl<V> AreaTree<V> {
         (before, after)
     }
 
+    /// The entry with the greatest start `<= n` (the one containing `n`,
+    /// if any does) with the entries just before and just after it, each
+    /// as `(start, end, &value)`: `[before, at, after]`. One descent unless
+    /// the entry at `n` is the first of its leaf and not the first of all
+    /// (then a second one finds the entry before it).
+    pub fn around(&self, n: u64) -> [Option<Entry<'_, V>>; 3] {
+        if self.height == 0 {
+            return [None, None, None];
+        }
+        let leaf = &self.leaves[self.descend(n) as usize];
+        let i = leaf.rank(n);
+        let after = if i < leaf.len() {
+            leaf.entry(i)
+        } else {
+            self.leaves
+                .get(leaf.next as usize)
+                .and_then(|next| next.entry(0))
+        };
+        let at = if i > 0 { leaf.entry(i - 1) } else { None };
+        let before = match i {
+            0 | 1 => at.and_then(|(s, _, _)| {
+                let p = s.checked_sub(1)?;
+                let leaf = &self.leaves[self.descend(p) as usize];
+                let j = leaf.rank(p);
+                if j > 0 {
+                    leaf.entry(j - 1)
+                } else {
+                    None
+                }
+            }),
+            _ => leaf.entry(i - 2),
+        };
+        [before, at, after]
+    }
+
     /// Whether `[start, end)` intersects any entry, or any entry's guard
     /// pages, other than the entry starting at `ignore` (if there is one).
     /// An empty range (`start >= end`) intersects nothing.
