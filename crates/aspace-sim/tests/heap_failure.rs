@@ -147,6 +147,41 @@ fn split_world() -> World {
     w
 }
 
+/// `populated` with pages 1 to 3 of the area at `A2` made read-only: three
+/// areas, which a change back to read-write merges into one again; pages
+/// 2 and 5 given back first, so the joined used space has several runs
+/// (room the heap must give).
+fn protected_middle() -> World {
+    let w = populated();
+    for p in [2, 5] {
+        w.s(0).discard_range(va(A2 + pages(p)), pages(1)).unwrap();
+    }
+    w.s(0)
+        .protect_range(va(A2 + pages(1)), pages(3), AreaFlags::READ)
+        .unwrap();
+    w
+}
+
+/// `populated` with three anonymous areas made apart at `FREE`: one
+/// read-write page (written), one read-only page, and 16 read-write pages
+/// with every other one written. Made read-write, the middle one merges
+/// with both, and the first takes in nine runs (room from the heap).
+fn three_apart() -> World {
+    let mut w = populated();
+    let s = w.s(0).clone();
+    s.area_create(va(FREE), pages(1), RW).unwrap();
+    s.area_create(va(FREE + pages(1)), pages(1), AreaFlags::READ)
+        .unwrap();
+    s.area_create(va(FREE + pages(2)), pages(16), RW).unwrap();
+    w.cpus[0].write_u64(va(FREE), 1).unwrap();
+    for i in (0..16).step_by(2) {
+        w.cpus[0]
+            .write_u64(va(FREE + pages(2 + i)), 300 + i)
+            .unwrap();
+    }
+    w
+}
+
 /// A small executable: a read-only page of text at 0x70_0000 and a
 /// writable data segment of two pages (one from the file) at 0x70_2000.
 fn elf_bytes() -> Vec<u8> {
@@ -410,6 +445,33 @@ fn range_operations() {
     inject("protect_range", populated, |w| {
         w.s(0)
             .protect_range(va(A2 + pages(1)), pages(3), AreaFlags::READ)
+    });
+    // A heap refusing the room a merge needs leaves the areas apart; the
+    // change itself goes through.
+    inject("protect_range back, merging three", protected_middle, |w| {
+        w.s(0).protect_range(va(A2 + pages(1)), pages(3), RW)
+    });
+    let made = inject(
+        "protect_range merging three areas apart",
+        three_apart,
+        |w| w.s(0).protect_range(va(FREE + pages(1)), pages(1), RW),
+    );
+    assert!(
+        made > 0,
+        "the first area's used space needs room for the runs"
+    );
+    // Without a refusal the three are one, its data where it was.
+    let mut w = three_apart();
+    w.s(0)
+        .protect_range(va(FREE + pages(1)), pages(1), RW)
+        .unwrap();
+    let one = w.s(0).area(va(FREE + pages(10))).unwrap();
+    assert_eq!((one.base, one.pages), (va(FREE), 18));
+    assert_eq!(w.cpus[0].read_u64(va(FREE + pages(6))).unwrap(), 304);
+    w.cpus[0].write_u64(va(FREE + pages(1)), 5).unwrap();
+    teardown(w, sim().frames_in_use());
+    inject("protect_range of a whole area", populated, |w| {
+        w.s(0).protect_range(va(A2), pages(8), AreaFlags::READ)
     });
     inject("discard_range", populated, |w| {
         w.s(0).discard_range(va(A2 + pages(1)), pages(2))

@@ -77,6 +77,7 @@ pub mod memory;
 mod page_in;
 pub mod paging;
 pub mod placement;
+mod protect;
 pub mod range;
 pub mod remap;
 pub mod replace;

@@ -29,9 +29,7 @@ use crate::split::Join;
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
-/// The bits of an area's flags a change of rights keeps: where it may lie
-/// and how it reserves.
-const KEPT: AreaFlags = AreaFlags::PLACEMENT.union(AreaFlags::LATE_RESERVE);
+use crate::protect::KEPT;
 
 impl<M: Machine> AddressSpace<M> {
     /// The `(start, end)` of the lowest area of `tree` that intersects
@@ -210,6 +208,12 @@ impl<M: Machine> AddressSpace<M> {
         let range = Self::checked_range(base, size)?;
         let (s, e) = (range.start.number(), range.end().number());
         let mut tree = self.areas.write();
+        let mut batch = ShootdownBatch::new();
+        // One area holding the range: one pass (see `crate::protect`).
+        if let Some(done) = self.protect_in_one(&mut tree, [s, e], flags, &mut batch) {
+            batch.complete(&self.shared, self.id());
+            return done;
+        }
         // Every page covered by an area (a hole anywhere is the error that
         // comes first), every area able to take the rights: one pass over
         // the areas, no list kept.
@@ -253,37 +257,17 @@ impl<M: Machine> AddressSpace<M> {
         unsplittable?;
         // The rights change in place, one walk per leaf table; the pages
         // whose entry changed leave every TLB in one round.
-        let mut batch = ShootdownBatch::new();
-        let change = |st: &mut AreaState<M>, batch: &mut ShootdownBatch| {
+        let reprotect = |slot: &AreaEntry<M>, batch: &mut ShootdownBatch| {
+            let mut st = slot.lock();
             let new = (flags - KEPT) | (st.flags & KEPT);
             if new != st.flags {
                 let old = core::mem::replace(&mut st.flags, new);
-                self.reprotect_pages(st, old, batch);
+                self.reprotect_pages(&st, old, batch);
             }
         };
-        let reprotect = |slot: &AreaEntry<M>, batch: &mut ShootdownBatch| {
-            change(&mut slot.lock(), batch);
-        };
-        let inside = only.is_some() && cut[0] && cut[1];
-        match only {
-            // One whole area: the one found above, no search again; then
-            // its neighbours.
-            Some(slot) if !cut[0] && !cut[1] => {
-                reprotect(slot, &mut batch);
-                batch.complete(&self.shared, self.id());
-                self.merge_whole(&mut tree, s, e);
-                return Ok(());
-            }
-            // Inside one area whose rights stay: a split and the merge
-            // after it would leave it as it is.
-            Some(_) if inside && !changes[0] => return Ok(()),
-            _ => {}
-        }
-        if inside {
-            // Cut out of one area, changed before it goes in; both cuts
-            // keep the old rights on the other side: nothing merges.
-            self.split_twice(&mut tree, [s, e], |st| change(st, &mut batch))?;
-            batch.complete(&self.shared, self.id());
+        // Inside one area whose rights stay: a split and the merge after
+        // it would leave it as it is.
+        if only.is_some() && cut[0] && cut[1] && !changes[0] {
             return Ok(());
         }
         if cut[0] || cut[1] {

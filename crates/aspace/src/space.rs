@@ -72,6 +72,23 @@ impl<M: Machine> Areas<M> {
         b.take().or_else(|| a.take()).or_else(Unwritten::try_new)
     }
 
+    /// The spare blocks, taken out (none allocated): for an operation
+    /// that holds the tree while it may fill them, and gives back the
+    /// ones it did not fill with [`keep_spares`](Self::keep_spares).
+    pub(crate) fn take_spares(&mut self) -> [Option<Unwritten<Area<M>>>; 2] {
+        core::mem::take(&mut self.spare)
+    }
+
+    /// Keeps `blocks` (unwritten) as spares, as many as there is room for;
+    /// the rest go back to the heap.
+    pub(crate) fn keep_spares(&mut self, blocks: [Option<Unwritten<Area<M>>>; 2]) {
+        for block in blocks.into_iter().flatten() {
+            if let Some(free) = self.spare.iter_mut().find(|s| s.is_none()) {
+                *free = Some(block);
+            }
+        }
+    }
+
     /// Drops `area`, an area record out of the tree, keeping its block as
     /// a spare if it was the record's last reference and fewer than two
     /// are kept (a merge gives one up, a split takes one).

@@ -202,56 +202,50 @@ impl<M: Machine> AddressSpace<M> {
         Ok(())
     }
 
-    /// Cuts the area of the written `tree` holding pages `[lo, hi)`,
-    /// strictly inside it, in three, as splits at `lo` and at `hi` would
-    /// (a range cut out of an area's middle, the usual `mprotect`), and
-    /// applies `change` to the middle part's state before it goes in (no
-    /// one else reaches the part yet: no lock). Less work than two
-    /// [`split_at`](Self::split_at): one search for the area, one lock,
-    /// one tree descent for both cuts. The heap first (tree room, both
-    /// parts' records and used spaces): `NoMemory`, and no area changed,
-    /// if it refuses. Refusals as [`area_split`](Self::area_split)'s.
-    pub(crate) fn split_twice(
-        &self,
-        tree: &mut Areas<M>,
+    /// Cuts `area` (locked as `st`, spanning pages `[start, end)`) in
+    /// three at `lo` and `hi`, strictly inside it, as splits at `hi` and
+    /// then at `lo` would (a range cut out of an area's middle, the usual
+    /// `mprotect`), and applies `change` to the middle part's state before
+    /// its summary is computed (no one else reaches the part yet: no lock).
+    /// The two parts above are written into the blocks in `blocks` (taken
+    /// out of it); returns their tree entries, for the caller to put in
+    /// with [`AreaTree::split_entry_twice`](crate::internals::area_tree::AreaTree::split_entry_twice)
+    /// once the lock is gone (the tree must have room for them). The heap
+    /// first: `NoMemory`, nothing changed and `blocks` as they were, if it
+    /// refuses the parts' used spaces or `blocks` lacks one.
+    pub(crate) fn cut_three(
+        area: &Area<M>,
+        st: &mut AreaState<M>,
+        [start, end]: [u64; 2],
         [lo, hi]: [u64; 2],
+        blocks: &mut [Option<Unwritten<Area<M>>>; 2],
         change: impl FnOnce(&mut AreaState<M>),
-    ) -> Result<()> {
-        Self::reserve_entries(tree, 2)?;
-        let (Some(mid_block), Some(upper_block)) = (tree.take_block(), tree.take_block()) else {
+    ) -> Result<[AreaEntry<M>; 2]> {
+        debug_assert!(start < lo && lo < hi && hi < end);
+        if blocks.iter().any(Option::is_none) {
             return Err(Error::NoMemory);
+        }
+        let (lo_page, hi_page) = (Page::from_number(lo), Page::from_number(hi));
+        // Each part's runs: at most those from its first page on.
+        let room = |runs: usize| UsedSpace::try_with_capacity(runs).ok_or(Error::NoMemory);
+        let mut upper_used = room(st.used.intervals_from(hi_page).max(1))?;
+        let mut upper_cow = room(st.cow.intervals_from(hi_page))?;
+        let mut mid_used = room(st.used.intervals_from(lo_page).max(1))?;
+        let mut mid_cow = room(st.cow.intervals_from(lo_page))?;
+        let [Some(mid_block), Some(upper_block)] = core::mem::take(blocks) else {
+            unreachable!("both blocks checked above");
         };
-        let (start, parts) = {
-            let Some((start, end, slot)) = tree.find(lo).filter(|f| f.0 < lo && hi < f.1) else {
-                return Err(Error::NotFound);
-            };
-            let area = &slot.area;
-            let mut st = slot.lock();
-            Self::check_splittable(area, &st)?;
-            let (lo_page, hi_page) = (Page::from_number(lo), Page::from_number(hi));
-            // Each part's runs: at most those from its first page on.
-            let room = |runs: usize| UsedSpace::try_with_capacity(runs).ok_or(Error::NoMemory);
-            let mut upper_used = room(st.used.intervals_from(hi_page).max(1))?;
-            let mut upper_cow = room(st.cow.intervals_from(hi_page))?;
-            let mut mid_used = room(st.used.intervals_from(lo_page).max(1))?;
-            let mut mid_cow = room(st.cow.intervals_from(lo_page))?;
-            st.used.split_off_into(hi_page, &mut upper_used);
-            st.cow.split_off_into(hi_page, &mut upper_cow);
-            let upper = Self::split_state(area, &mut st, start, end, hi, [upper_used, upper_cow]);
-            st.used.split_off_into(lo_page, &mut mid_used);
-            st.cow.split_off_into(lo_page, &mut mid_cow);
-            let mut mid = Self::split_state(area, &mut st, start, hi, lo, [mid_used, mid_cow]);
-            change(mid.state_mut());
-            let parts = [
-                AreaEntry::of_new(mid_block, mid),
-                AreaEntry::of_new(upper_block, upper),
-            ];
-            (start, parts)
-        };
-        // Room reserved above: allocates nothing.
-        let cut = tree.split_entry_twice(start, [lo, hi], parts).is_ok();
-        debug_assert!(cut, "the parts take the places they had");
-        Ok(())
+        st.used.split_off_into(hi_page, &mut upper_used);
+        st.cow.split_off_into(hi_page, &mut upper_cow);
+        let upper = Self::split_state(area, st, start, end, hi, [upper_used, upper_cow]);
+        st.used.split_off_into(lo_page, &mut mid_used);
+        st.cow.split_off_into(lo_page, &mut mid_cow);
+        let mut mid = Self::split_state(area, st, start, hi, lo, [mid_used, mid_cow]);
+        change(mid.state_mut());
+        Ok([
+            AreaEntry::of_new(mid_block, mid),
+            AreaEntry::of_new(upper_block, upper),
+        ])
     }
 
     /// Takes the pages `[n, end)` out of `area` (locked as `st`, spanning
@@ -408,7 +402,7 @@ impl<M: Machine> AddressSpace<M> {
     /// Whether the published summaries of `l` and `r` already rule a merge
     /// out: rights that differ (besides the left one's placement bits).
     fn rights_differ(l: &AreaEntry<M>, r: &AreaEntry<M>) -> bool {
-        l.summary.flags() - AreaFlags::PLACEMENT != r.summary.flags()
+        Self::rights_rule_out(l.summary.flags(), r.summary.flags())
     }
 
     /// Joins the area starting at `boundary` to the one at `left` (which
@@ -460,65 +454,74 @@ impl<M: Machine> AddressSpace<M> {
         }
     }
 
-    /// Merges the area `[s, e)` of the written `tree` with its neighbours
-    /// where compatible (an area whose rights changed whole): where both
-    /// are, the three become one in one step (one search for all three,
-    /// the checks and the join under the same locks, one tree descent);
-    /// else the one that is, as [`join_pair`](Self::join_pair) does. A
-    /// heap that refuses the room for the runs the left one gains leaves
-    /// them apart (correct, only less compact).
-    pub(crate) fn merge_whole(&self, tree: &mut Areas<M>, s: u64, e: u64) {
-        let left = {
-            let [before, at, after] = tree.around(s);
-            let Some((_, _, m)) = at.filter(|a| a.0 == s && a.1 == e) else {
-                return;
-            };
-            let left = before.filter(|b| b.1 == s && !Self::rights_differ(b.2, m));
-            let right = after.filter(|a| a.0 == e && !Self::rights_differ(m, a.2));
-            let (Some((l_start, _, l)), Some((_, r_end, r))) = (left, right) else {
-                // One side at most: a pair or nothing.
-                let pair = match (left, right) {
-                    (Some((l_start, _, _)), None) => Some((l_start, s)),
-                    (None, Some(_)) => Some((s, e)),
-                    _ => None,
-                };
-                if let Some((a, b)) = pair {
-                    self.join_pair(tree, a, b);
+    /// Joins the area `middle` (locked, spanning pages `[s, e)`) with
+    /// its neighbours where compatible, each under the lock the caller
+    /// holds (nothing searched, nothing locked again): `left`, ending at
+    /// `s`, and `right`, starting at `e`, either absent if there is none
+    /// or it cannot merge. The states move into the area that stays (the
+    /// left one, else `middle`); returns the joins to make in the tree once
+    /// the locks are gone. A heap that refuses the room for the runs the
+    /// staying area gains leaves them apart (correct, only less compact).
+    pub(crate) fn join_locked(
+        left: Option<(u64, &Area<M>, &mut AreaState<M>)>,
+        (s, e, middle, mst): (u64, u64, &Area<M>, &mut AreaState<M>),
+        right: Option<(u64, &Area<M>, &mut AreaState<M>)>,
+    ) -> Joins {
+        let left = left.filter(|(_, l, lst)| Self::compatible(l, lst, middle, mst));
+        let right = right.filter(|(_, r, rst)| Self::compatible(middle, mst, r, rst));
+        match (left, right) {
+            (Some((l_start, l, lst)), Some((r_end, r, rst))) => {
+                let (joined, _, _) = Runs::joined(mst, e, Runs::of(rst));
+                if Self::reserve_join(lst, s, joined).is_none() {
+                    return Joins::None;
                 }
-                return;
-            };
-            let (mut lst, mut mst, mut rst) =
-                (l.lock(), m.area.lock_detached(), r.area.lock_detached());
-            let (l_ok, r_ok) = (
-                Self::compatible(&l.area, &lst, &m.area, &mst),
-                Self::compatible(&m.area, &mst, &r.area, &rst),
-            );
-            if !(l_ok && r_ok) {
-                drop((lst, mst, rst));
-                match (l_ok, r_ok) {
-                    (true, false) => self.join_pair(tree, l_start, s),
-                    (false, true) => self.join_pair(tree, s, e),
-                    _ => return,
-                };
-                return;
+                Self::absorb_right(l, lst, middle, mst, e);
+                Self::absorb_right(l, lst, r, rst, r_end);
+                Joins::Both(l_start)
             }
-            let (middle_and_right, _, _) = Runs::joined(&mst, e, Runs::of(&rst));
-            if Self::reserve_join(&mut lst, s, middle_and_right).is_none() {
-                return;
+            (Some((l_start, l, lst)), None) => {
+                if Self::reserve_join(lst, s, Runs::of(mst)).is_none() {
+                    return Joins::None;
+                }
+                Self::absorb_right(l, lst, middle, mst, e);
+                Joins::One(l_start)
             }
-            Self::absorb_right(&l.area, &mut lst, &m.area, &mut mst, e);
-            Self::absorb_right(&l.area, &mut lst, &r.area, &mut rst, r_end);
-            l_start
-        };
-        match tree.join_next_two(left) {
-            Some((_, [m, r], _)) => {
-                tree.give_up(m.area);
-                tree.give_up(r.area);
+            (None, Some((r_end, r, rst))) => {
+                if Self::reserve_join(mst, e, Runs::of(rst)).is_none() {
+                    return Joins::None;
+                }
+                Self::absorb_right(middle, mst, r, rst, r_end);
+                Joins::One(s)
             }
-            // Unreachable: the search above found all three under this
-            // write lock, and nothing has changed the tree since.
-            None => debug_assert!(false, "the three entries were there"),
+            (None, None) => Joins::None,
         }
+    }
+
+    /// Makes the tree's side of `joins` (which [`join_locked`](Self::join_locked)
+    /// made under the areas' locks, now released; the tree written since):
+    /// the entries taken in go, their records' blocks kept as spares.
+    pub(crate) fn join_entries(tree: &mut Areas<M>, joins: Joins) {
+        match joins {
+            Joins::None => {}
+            Joins::One(left) => match tree.join_next(left) {
+                Some((_, right, _)) => tree.give_up(right.area),
+                None => debug_assert!(false, "the two entries were there"),
+            },
+            Joins::Both(left) => match tree.join_next_two(left) {
+                Some((_, [middle, right], _)) => {
+                    tree.give_up(middle.area);
+                    tree.give_up(right.area);
+                }
+                None => debug_assert!(false, "the three entries were there"),
+            },
+        }
+    }
+
+    /// Whether rights `l` of an area and `r` of the one after it rule a
+    /// merge of the two out: they differ (besides the left one's placement
+    /// bits).
+    pub(crate) fn rights_rule_out(l: AreaFlags, r: AreaFlags) -> bool {
+        l - AreaFlags::PLACEMENT != r
     }
 
     /// Makes room in `st` (an area's state, below page `boundary`) for the
@@ -577,13 +580,16 @@ impl<M: Machine> AddressSpace<M> {
         match rst.share.take() {
             // Both showed the record's reservation; one reference goes.
             Some(share) => share.state.lock().refs -= 1,
-            None => {
-                area.reserved.fetch_add(right.reserved(), Relaxed);
-            }
+            // The one writer (the tree written, the area locked): a load
+            // and a store, no read-modify-write.
+            None => area
+                .reserved
+                .store(area.reserved() + right.reserved(), Relaxed),
         }
         right.reserved.store(0, Relaxed);
         area.pages.store(end - area.base().number(), Release);
-        area.grow_limit.fetch_add(right.pages(), Relaxed);
+        area.grow_limit
+            .store(area.grow_limit() + right.pages(), Relaxed);
     }
 
     /// Whether the areas `l` and `r` (locked as `lst`, `rst`; `r` starts
@@ -620,6 +626,17 @@ pub(crate) struct SplitRoom<M: Machine> {
     upper: Unwritten<Area<M>>,
     used: UsedSpace,
     cow: UsedSpace,
+}
+
+/// The joins [`AddressSpace::join_locked`] made under the areas' locks,
+/// for the tree to follow.
+pub(crate) enum Joins {
+    /// Nothing joined.
+    None,
+    /// The area starting here took the one after it in.
+    One(u64),
+    /// The area starting here took the two after it in.
+    Both(u64),
 }
 
 /// What [`AddressSpace::join_pair`] did.

@@ -62,6 +62,16 @@ impl<V> AreaTree<V> {
         grow(&mut self.sums, inners);
     }
 
+    /// Whether `additional` more entries fit without the arenas growing:
+    /// what [`try_reserve`](Self::try_reserve) would find without
+    /// allocating, asked without changing anything.
+    pub fn has_room(&self, additional: usize) -> bool {
+        let (leaves, inners) = Self::max_nodes(self.len.saturating_add(additional));
+        self.leaves.capacity() >= leaves
+            && self.inners.capacity() >= inners
+            && self.sums.capacity() >= inners
+    }
+
     /// [`reserve`](Self::reserve) that reports a refused heap allocation
     /// (`false`, the tree unchanged) instead of aborting: for operations
     /// that must fail cleanly before they change anything (a split of an
