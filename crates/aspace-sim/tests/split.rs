@@ -279,6 +279,43 @@ fn split_grows_down_area() {
     assert_no_stale(&sim, &s);
 }
 
+/// A change of rights cut out of the middle of a grows-down area: the
+/// part cut out and the one above it lose the placement flags, as a split
+/// leaves them, and the change back merges the three into the stack again.
+#[test]
+fn protect_inside_grows_down_area_and_back() {
+    let (sim, s, mut c) = setup(1);
+    let top = 0x100_0000;
+    s.area_create_grows_down(va(top - 8 * P), 8 * P, 16 * P, RW)
+        .unwrap();
+    fill(&mut c, top - 8 * P, 8, 3);
+    c.run(|| s.protect_range(va(top - 6 * P), 2 * P, R))
+        .unwrap();
+    assert_eq!(
+        areas(&s),
+        [
+            (top - 8 * P, 2, RW | AreaFlags::PLACEMENT),
+            (top - 6 * P, 2, R),
+            (top - 4 * P, 4, RW),
+        ]
+    );
+    c.run(|| s.protect_range(va(top - 6 * P), 2 * P, RW))
+        .unwrap();
+    assert_eq!(areas(&s), [(top - 8 * P, 8, RW | AreaFlags::PLACEMENT)]);
+    for i in 0..8 {
+        assert_eq!(c.read_u64(va(top - 8 * P + i * P)).unwrap(), 3000 + i);
+    }
+    // The stack still grows, page by page, to its limit and no further.
+    for i in 9..=16 {
+        c.write_u64(va(top - i * P), i).unwrap();
+    }
+    assert_eq!(
+        c.write_u64(va(top - 17 * P), 17).unwrap_err().reason,
+        FaultReason::Guard
+    );
+    assert_no_stale(&sim, &s);
+}
+
 #[test]
 fn merge_refuses_incompatible_neighbours() {
     let (_sim, s, c) = setup(1);

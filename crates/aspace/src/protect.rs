@@ -5,8 +5,9 @@
 //! tree descent follows. [`AddressSpace::protect_range`] takes this path
 //! where it applies and its general one otherwise (a range over several
 //! areas or holes, one cut at one end only, rights that stay); both leave
-//! the same areas, refuse in the same order and change nothing when they
-//! refuse.
+//! the same areas (unless the heap refuses the room a merge needs: then
+//! each leaves correct areas, apart where it could not join them), refuse
+//! in the same order and change nothing when they refuse.
 
 use crate::area::{Area, AreaState};
 use crate::backend::BackendCaps;
@@ -83,7 +84,8 @@ impl<M: Machine> AddressSpace<M> {
             return None;
         }
         // The neighbours that may merge with the area once changed, by
-        // their published rights, locked first (address order).
+        // their published rights; locked in address order (the left one
+        // before the area, the right one after the area's change).
         let new = (flags - KEPT) | (m.summary.flags() & KEPT);
         let left = before
             .filter(|b| !inside && b.1 == s && !Self::rights_rule_out(b.2.summary.flags(), new));
@@ -112,7 +114,11 @@ impl<M: Machine> AddressSpace<M> {
             // Nothing changes: the general path (which may still merge).
             return None;
         }
+        // The new rights of an area or part from its own flags: a part cut
+        // off above has no placement bits (`split_state`), the area keeps
+        // its own.
         let change = |st: &mut AreaState<M>, batch: &mut ShootdownBatch| {
+            let new = (flags - KEPT) | (st.flags & KEPT);
             let old = core::mem::replace(&mut st.flags, new);
             self.reprotect_pages(st, old, batch);
         };

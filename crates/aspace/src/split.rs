@@ -472,12 +472,22 @@ impl<M: Machine> AddressSpace<M> {
         match (left, right) {
             (Some((l_start, l, lst)), Some((r_end, r, rst))) => {
                 let (joined, _, _) = Runs::joined(mst, e, Runs::of(rst));
-                if Self::reserve_join(lst, s, joined).is_none() {
-                    return Joins::None;
+                if Self::reserve_join(lst, s, joined).is_some() {
+                    Self::absorb_right(l, lst, middle, mst, e);
+                    Self::absorb_right(l, lst, r, rst, r_end);
+                    return Joins::Both(l_start);
                 }
-                Self::absorb_right(l, lst, middle, mst, e);
-                Self::absorb_right(l, lst, r, rst, r_end);
-                Joins::Both(l_start)
+                // No room for both: one pair, as a merge pair by pair
+                // would leave them.
+                if Self::reserve_join(lst, s, Runs::of(mst)).is_some() {
+                    Self::absorb_right(l, lst, middle, mst, e);
+                    return Joins::One(l_start);
+                }
+                if Self::reserve_join(mst, e, Runs::of(rst)).is_some() {
+                    Self::absorb_right(middle, mst, r, rst, r_end);
+                    return Joins::One(s);
+                }
+                Joins::None
             }
             (Some((l_start, l, lst)), None) => {
                 if Self::reserve_join(lst, s, Runs::of(mst)).is_none() {

@@ -5,8 +5,9 @@
 //! tree (`AddressSpace::highest_free`), which keeps them anyway.
 //!
 //! The tree keys each record by its page range; a record's `start` and
-//! `end` change only through [`Records::set_end`], [`Records::split`] and
-//! [`Records::join_next`] (or by taking it out and putting it back), so the
+//! `end` change only through [`Records::set_end`], [`Records::split_twice`],
+//! [`Records::join_next`] and [`Records::join_next_two`] (or by taking it
+//! out and putting it back), so the
 //! two never disagree ([`Records::get_mut`] lends the rest, checked in
 //! debug builds).
 

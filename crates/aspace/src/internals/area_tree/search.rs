@@ -216,8 +216,8 @@ impl<V> AreaTree<V> {
     /// The entry with the greatest start `<= n` (the one containing `n`,
     /// if any does) with the entries just before and just after it, each
     /// as `(start, end, &value)`: `[before, at, after]`. One descent unless
-    /// the entry at `n` is the first of its leaf and not the first of all
-    /// (then a second one finds the entry before it).
+    /// the entry at `n` is the first of its leaf (then a second one looks
+    /// for the entry before it).
     pub fn around(&self, n: u64) -> [Option<Entry<'_, V>>; 3] {
         if self.height == 0 {
             return [None, None, None];
