@@ -5,7 +5,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
-use super::node::{MAX_INNER_LEVELS, NIL, PAD};
+use super::node::{Leaf, MAX_INNER_LEVELS, NIL, PAD};
 use super::{AreaTree, Entry};
 
 /// The route of a descent: for each inner level from the root, the node and
@@ -202,15 +202,20 @@ impl<V> AreaTree<V> {
         let leaf = &self.leaves[self.descend(n) as usize];
         let i = leaf.rank(n);
         let before = if i > 0 { leaf.entry(i - 1) } else { None };
-        let after = if i < leaf.len() {
+        (before, self.entry_from(leaf, i))
+    }
+
+    /// The entry at rank `i` of `leaf`, or the first entry of the next leaf
+    /// when `i` is past the leaf's last entry.
+    fn entry_from<'a>(&'a self, leaf: &'a Leaf<V>, i: usize) -> Option<Entry<'a, V>> {
+        if i < leaf.len() {
             leaf.entry(i)
         } else {
             // A live leaf's successor is live (or NIL, which is no index).
             self.leaves
                 .get(leaf.next as usize)
                 .and_then(|next| next.entry(0))
-        };
-        (before, after)
+        }
     }
 
     /// The entry with the greatest start `<= n` (the one containing `n`,
@@ -224,13 +229,7 @@ impl<V> AreaTree<V> {
         }
         let leaf = &self.leaves[self.descend(n) as usize];
         let i = leaf.rank(n);
-        let after = if i < leaf.len() {
-            leaf.entry(i)
-        } else {
-            self.leaves
-                .get(leaf.next as usize)
-                .and_then(|next| next.entry(0))
-        };
+        let after = self.entry_from(leaf, i);
         let at = if i > 0 { leaf.entry(i - 1) } else { None };
         let before = match i {
             0 | 1 => at.and_then(|(s, _, _)| {
