@@ -1,8 +1,10 @@
-//! Random sequences of area creation, sharing, splits, merges and range
-//! operations (`unmap_range`, `protect_range`, `move_range`,
-//! `discard_range`) on two address spaces, checked after every step against
-//! a page-level reference model: page -> (rights, backing, backing index,
-//! data). CPUs touch pages between operations; data is read back through
+//! Random sequences of area creation (plain, guarded, growing down),
+//! sharing, splits, merges and range operations (`unmap_range`,
+//! `protect_range`, `move_range`, `discard_range`) on two address spaces,
+//! checked after every step against a page-level reference model: page ->
+//! (rights, backing, backing index, data), and the guarded areas by base.
+//! Accesses to a guard page fault, or grow the area down over it, as the
+//! model says. CPUs touch pages between operations; data is read back through
 //! the simulated MMU, every TLB is checked for stale entries, the used
 //! space against the page table, the reservation against the model, and
 //! at the end every frame and reservation must be back. Seeds are fixed;
@@ -51,17 +53,68 @@ struct PageModel {
     backing: Backing,
 }
 
+/// A guarded area (its guard page is the page below `base`, the key it is
+/// kept under). Only the part holding the base keeps the guard: a split,
+/// cut or move of any other part makes a plain area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Guarded {
+    /// For an area that grows down, the lowest page it may grow to: its
+    /// end less its growth limit, which splits, merges and cuts of its
+    /// upper pages keep (each changes the limit by the pages its end
+    /// moves). `None` for a guard that never grows.
+    floor: Option<u64>,
+}
+
 #[derive(Default)]
 struct Model {
     /// Per space: page number -> page.
     pages: [BTreeMap<u64, PageModel>; 2],
+    /// Per space: base page -> guarded area.
+    guards: [BTreeMap<u64, Guarded>; 2],
     /// Share group -> (size in pages, index -> word).
     groups: HashMap<usize, (u64, HashMap<u64, u64>)>,
 }
 
 impl Model {
+    /// Whether no page of `[s, e)` is in an area or is an area's guard page.
     fn free(&self, sp: usize, s: u64, e: u64) -> bool {
         self.pages[sp].range(s..e).next().is_none()
+            && self.guards[sp].range(s + 1..e + 1).next().is_none()
+    }
+    /// Whether a new area may take `[s, e)`: free, and with a guard page
+    /// (`guarded`) the page below it in no area.
+    fn fits(&self, sp: usize, s: u64, e: u64, guarded: bool) -> bool {
+        self.free(sp, s, e) && !(guarded && self.pages[sp].contains_key(&(s - 1)))
+    }
+    /// An access to page `g`, in no area: `NoArea`, or `Guard` for a guard
+    /// page, unless its area grows down over it (within its floor, with
+    /// the rights for the access, the page below free): then `Ok`, and the
+    /// page is the area's new base, anonymous and zero.
+    fn guard_fault(&mut self, sp: usize, g: u64, write: bool) -> Result<(), FaultReason> {
+        let Some(&guard) = self.guards[sp].get(&(g + 1)) else {
+            return Err(FaultReason::NoArea);
+        };
+        match guard.floor {
+            Some(floor) if g >= floor => {}
+            _ => return Err(FaultReason::Guard),
+        }
+        let rights = self.pages[sp][&(g + 1)].rights;
+        let need = if write {
+            AreaFlags::WRITE
+        } else {
+            AreaFlags::READ
+        };
+        if !rights.contains(need) {
+            return Err(FaultReason::Access);
+        }
+        if g == 0 || self.pages[sp].contains_key(&(g - 1)) {
+            return Err(FaultReason::Guard);
+        }
+        let backing = Backing::Anon(0);
+        self.pages[sp].insert(g, PageModel { rights, backing });
+        self.guards[sp].remove(&(g + 1));
+        self.guards[sp].insert(g, guard);
+        Ok(())
     }
     fn covered(&self, sp: usize, s: u64, e: u64) -> bool {
         self.pages[sp].range(s..e).count() as u64 == e - s
@@ -189,17 +242,33 @@ impl World {
             0..=2 => {
                 let (s, e) = rng.range();
                 let rights = RIGHTS[rng.below(3) as usize];
-                let r = space.area_create(va(s), (e - s) * P, rights);
-                if self.model.free(sp, s, e) {
+                let size = (e - s) * P;
+                let (kind, r, guard) = match rng.below(6) {
+                    0 => {
+                        let r = space.area_create(va(s), size, rights | AreaFlags::GUARD);
+                        ("guarded", r, Some(Guarded { floor: None }))
+                    }
+                    1 => {
+                        let limit = e - s + rng.below(4);
+                        let r = space.area_create_grows_down(va(s), size, limit * P, rights);
+                        let floor = Some(e - limit);
+                        ("grows-down", r, Some(Guarded { floor }))
+                    }
+                    _ => ("create", space.area_create(va(s), size, rights), None),
+                };
+                if self.model.fits(sp, s, e, guard.is_some()) {
                     r.unwrap();
                     for p in s..e {
                         let backing = Backing::Anon(0);
                         self.model.pages[sp].insert(p, PageModel { rights, backing });
                     }
+                    if let Some(guard) = guard {
+                        self.model.guards[sp].insert(s, guard);
+                    }
                 } else {
-                    assert_eq!(r, Err(Error::AddressNotAvailable));
+                    assert_eq!(r, Err(Error::AddressNotAvailable), "{kind}");
                 }
-                format!("create {sp} {s:#x}..{e:#x} {rights:?}")
+                format!("{kind} {sp} {s:#x}..{e:#x} {rights:?}")
             }
             3 => {
                 let (s, e) = rng.range();
@@ -296,6 +365,8 @@ impl World {
                 for p in gone {
                     self.model.pages[sp].remove(&p);
                 }
+                // An area that lost its base lost its guard.
+                self.model.guards[sp].retain(|&base, _| !(s..e).contains(&base));
                 format!("unmap {sp} {s:#x}..{e:#x}")
             }
             9 | 10 => {
@@ -352,8 +423,18 @@ impl World {
                         1
                     };
                     let r = self.cpus[cpu].write_u64(va(p), value);
+                    done += &format!(" {sp}:{p:#x}={value:#x}");
+                    if !self.model.pages[sp].contains_key(&p) {
+                        if let Err(reason) = self.model.guard_fault(sp, p, true) {
+                            assert_eq!(r.unwrap_err().reason, reason, "{done}");
+                            self.count_fault(reason);
+                            continue;
+                        }
+                        *self.done.entry("grow").or_default() += 1;
+                        done += " (grew)";
+                    }
                     match self.model.pages[sp].get_mut(&p) {
-                        None => assert_eq!(r.unwrap_err().reason, FaultReason::NoArea),
+                        None => unreachable!("a page in no area was handled above"),
                         Some(m) if !m.rights.contains(AreaFlags::WRITE) => {
                             assert_eq!(r.unwrap_err().reason, FaultReason::Access)
                         }
@@ -369,7 +450,6 @@ impl World {
                             }
                         }
                     }
-                    done += &format!(" {sp}:{p:#x}={value:#x}");
                 }
                 done
             }
@@ -384,7 +464,12 @@ impl World {
             return "move skipped".into();
         };
         let (start, end) = (info.base.page().number(), info.end().page().number());
-        let os = start + rng.below(end - start);
+        // Half the time from the area's base (which takes a guard along).
+        let os = if rng.below(2) == 0 {
+            start
+        } else {
+            start + rng.below(end - start)
+        };
         let oe = os + 1 + rng.below(end - os);
         let old = oe - os;
         let new_pages = 1 + rng.below(8);
@@ -396,12 +481,18 @@ impl World {
         let m = &self.model.pages[sp];
         let sample = m[&os];
         let shared = matches!(sample.backing, Backing::Shared(..));
+        // The part holding a guarded area's base takes the guard along.
+        let guard = if os == start {
+            self.model.guards[sp].get(&os).copied()
+        } else {
+            None
+        };
         let desc = format!("move {sp} {os:#x}..{oe:#x} -> {ns:#x}..{ne:#x}");
         if ns < oe && os < ne {
             assert_eq!(r, Err(Error::AddressNotAvailable), "{desc}");
         } else if shared && new_pages != old {
             assert_eq!(r, Err(Error::NotSupported), "{desc}");
-        } else if !self.model.free(sp, ns, ne) {
+        } else if !self.model.fits(sp, ns, ne, guard.is_some()) {
             assert_eq!(r, Err(Error::AddressNotAvailable), "{desc}");
         } else {
             r.unwrap();
@@ -439,6 +530,14 @@ impl World {
                 };
                 m.insert(ns + i, page);
             }
+            if let Some(guard) = guard {
+                *self.done.entry("guarded move").or_default() += 1;
+                // The moved part's limit: the pages up to its old end from
+                // the floor, at least its new size.
+                let floor = guard.floor.map(|f| ne - (oe - f).max(new_pages));
+                self.model.guards[sp].remove(&os);
+                self.model.guards[sp].insert(ns, Guarded { floor });
+            }
         }
         desc
     }
@@ -454,9 +553,29 @@ impl World {
         }
     }
 
-    fn expect_read(&self, sp: usize, p: u64, r: Result<u64, aspace_sim::AccessFault>) {
+    /// Counts a fault on a guard page (of an area that could not grow, or
+    /// without the right).
+    fn count_fault(&mut self, reason: FaultReason) {
+        if reason != FaultReason::NoArea {
+            *self.done.entry("guard fault").or_default() += 1;
+        }
+    }
+
+    /// Checks the read `r` of page `p` of space `sp` against the model,
+    /// which grows a grows-down area where the read did.
+    fn expect_read(&mut self, sp: usize, p: u64, r: Result<u64, aspace_sim::AccessFault>) {
+        if !self.model.pages[sp].contains_key(&p) {
+            match self.model.guard_fault(sp, p, false) {
+                Err(reason) => {
+                    assert_eq!(r.unwrap_err().reason, reason, "space {sp} page {p:#x}");
+                    self.count_fault(reason);
+                    return;
+                }
+                Ok(()) => *self.done.entry("grow").or_default() += 1,
+            }
+        }
         match self.model.pages[sp].get(&p) {
-            None => assert_eq!(r.unwrap_err().reason, FaultReason::NoArea, "page {p:#x}"),
+            None => unreachable!("a page in no area was handled above"),
             // x86_64 cannot deny loads of a present page (see its page
             // table's documentation): a write-only or execute-only page
             // that is resident still reads there (one with no right at all
@@ -489,7 +608,8 @@ impl World {
                     Some(m) => {
                         let info =
                             info.unwrap_or_else(|| panic!("space {sp} page {p:#x}: no area"));
-                        assert_eq!(info.flags, m.rights, "space {sp} page {p:#x}");
+                        let rights = info.flags - AreaFlags::PLACEMENT;
+                        assert_eq!(rights, m.rights, "space {sp} page {p:#x}");
                         let index = info.page_index(Page::from_number(p));
                         match m.backing {
                             Backing::Anon(_) => assert_eq!(info.backend, "anon"),
@@ -521,6 +641,25 @@ impl World {
             for w in areas.windows(2) {
                 assert!(w[0].end() <= w[1].base);
             }
+            // The guarded areas are the model's, by base, each growing
+            // down exactly when the model's does.
+            let guarded: BTreeMap<u64, bool> = areas
+                .iter()
+                .filter(|a| a.flags.intersects(AreaFlags::PLACEMENT))
+                .map(|a| {
+                    assert!(a.flags.contains(AreaFlags::GUARD), "{a:?}");
+                    let grows = a.flags.contains(AreaFlags::GROWS_DOWN);
+                    (a.base.page().number(), grows)
+                })
+                .collect();
+            let model: BTreeMap<u64, bool> = self.model.guards[sp]
+                .iter()
+                .map(|(&base, g)| (base, g.floor.is_some()))
+                .collect();
+            assert_eq!(
+                guarded, model,
+                "space {sp}: guarded areas (base, grows down)"
+            );
             no_stale(&self.sim, s);
         }
         assert_eq!(
@@ -566,7 +705,8 @@ fn no_stale(sim: &Sim, space: &Space) {
     }
 }
 
-fn run(seed: u64, steps: usize) {
+/// Runs `steps` random steps from `seed`; what succeeded, by kind.
+fn run(seed: u64, steps: usize) -> HashMap<&'static str, u64> {
     let baseline = Sim::new(SimConfig {
         arch: common::arch(),
         cpus: 1,
@@ -614,6 +754,7 @@ fn run(seed: u64, steps: usize) {
         spaces,
         cpus,
         image,
+        done,
         ..
     } = w;
     drop(cpus);
@@ -621,6 +762,7 @@ fn run(seed: u64, steps: usize) {
     ElfImage::release(image, sim.system().machine()).unwrap();
     assert_eq!(sim.frames_in_use(), baseline, "seed {seed}: frames left");
     assert_eq!(sim.system().reserve().committed(), 0, "seed {seed}");
+    done
 }
 
 #[test]
@@ -629,8 +771,21 @@ fn range_operations_match_the_page_model() {
         Ok(s) => vec![s.parse().expect("ASPACE_SEED is a number")],
         Err(_) => (1..=8).collect(),
     };
-    for seed in seeds {
-        run(seed, 800);
+    let mut total: HashMap<&str, u64> = HashMap::new();
+    for seed in seeds.iter().copied() {
+        for (kind, n) in run(seed, 800) {
+            *total.entry(kind).or_default() += n;
+        }
+    }
+    // Guarded areas are rarer: over the seeds, some grew, some faulted on
+    // their guard page, some moved with their guard.
+    if seeds.len() > 1 {
+        for kind in ["grow", "guard fault", "guarded move"] {
+            assert!(
+                total.get(kind).copied().unwrap_or(0) >= 3,
+                "{kind}: {total:?}"
+            );
+        }
     }
 }
 
