@@ -7,6 +7,7 @@
 //! the same run measures the same areas and addresses for every contender.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
 
 use std::time::{Duration, Instant};
 

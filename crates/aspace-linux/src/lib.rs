@@ -30,6 +30,7 @@
 //! simulated machine answering lines as the runner does: the aspace side of
 //! the differential test (`tests/differential.rs`).
 #![no_std]
+#![warn(missing_docs)]
 
 extern crate alloc;
 #[cfg(feature = "std")]
