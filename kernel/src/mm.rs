@@ -282,6 +282,18 @@ unsafe impl PhysMemory for DirectMap {
             crate::arch::sync_icache();
         }
     }
+    /// One `fence.i` here and one remote `fence.i` for every frame that
+    /// needs it: the fence covers the whole instruction cache.
+    #[cfg(target_arch = "riscv64")]
+    fn sync_icache_frames(&self, frames: &mut dyn Iterator<Item = Frame>) {
+        let synced = frames.fold(false, |any, frame| {
+            mapped(frame.start(), PAGE_SIZE as usize);
+            take_unsynced(frame) | any
+        });
+        if synced {
+            crate::arch::sync_icache();
+        }
+    }
     // x86: instruction fetches see earlier stores (the default, nothing).
 }
 

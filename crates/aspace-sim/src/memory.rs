@@ -21,6 +21,8 @@ pub struct PhysMem {
     words: Box<[AtomicU64]>,
     /// One bit per frame: written by the kernel since its last sync.
     unsynced: Box<[AtomicU64]>,
+    /// Syncs that found a frame to sync (see [`sync_rounds`](Self::sync_rounds)).
+    sync_rounds: AtomicU64,
 }
 
 impl PhysMem {
@@ -33,7 +35,22 @@ impl PhysMem {
             unsynced: (0..frames.div_ceil(64))
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            sync_rounds: AtomicU64::new(0),
         }
+    }
+
+    /// Calls of [`PhysMemory::sync_icache`] or
+    /// [`PhysMemory::sync_icache_frames`] that found at least one frame
+    /// unsynced: the instruction-cache fences a RISC-V machine, whose
+    /// `fence.i` covers every frame, would send to every hart.
+    pub fn sync_rounds(&self) -> u64 {
+        self.sync_rounds.load(Relaxed)
+    }
+
+    /// Clears frame `n`'s unsynced bit; whether it was set.
+    fn take_unsynced(&self, n: u64) -> bool {
+        self.sync_bit(n)
+            .is_some_and(|(word, bit)| word.fetch_and(!bit, Relaxed) & bit != 0)
     }
 
     /// The bit of frame `n` in `unsynced`: its word and mask.
@@ -188,8 +205,16 @@ unsafe impl PhysMemory for PhysMem {
     }
 
     fn sync_icache(&self, frame: Frame) {
-        if let Some((word, bit)) = self.sync_bit(frame.number()) {
-            word.fetch_and(!bit, Relaxed);
+        if self.take_unsynced(frame.number()) {
+            self.sync_rounds.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn sync_icache_frames(&self, frames: &mut dyn Iterator<Item = Frame>) {
+        // Every frame's bit is taken (no short cut): one round for them all.
+        let synced = frames.fold(false, |any, f| self.take_unsynced(f.number()) | any);
+        if synced {
+            self.sync_rounds.fetch_add(1, Relaxed);
         }
     }
 }

@@ -106,3 +106,36 @@ fn pages_made_executable_by_a_change_of_rights_are_synced() {
         assert_eq!(stale(&sim), 0);
     }
 }
+
+/// Making many resident pages executable syncs them in one round (one
+/// `fence.i` broadcast on RISC-V, `PhysMemory::sync_icache_frames`), not
+/// one per page; pages synced already need none.
+#[test]
+fn a_change_of_rights_syncs_its_pages_in_one_round() {
+    let sim = sim();
+    let space = sim.system().create().unwrap();
+    let mut cpu = sim.cpu(0);
+    cpu.switch_to(&space).unwrap();
+    let mem = sim.hardware().memory();
+    space
+        .area_create(VirtAddr::new(BASE), 8 * PAGE_SIZE, RW)
+        .unwrap();
+    for i in 0..8 {
+        cpu.write_u64(VirtAddr::new(BASE + i * PAGE_SIZE), 0xc3 + i)
+            .unwrap();
+    }
+    let rounds = mem.sync_rounds();
+    space.area_change_flags(VirtAddr::new(BASE), RX).unwrap();
+    assert_eq!(mem.sync_rounds(), rounds + 1, "eight pages, one round");
+    for i in 0..8 {
+        let va = VirtAddr::new(BASE + i * PAGE_SIZE);
+        assert!(!mem.unsynced(space.translate(va.page()).unwrap().0));
+        assert_eq!(cpu.fetch(va), Ok(0xc3 + i as u8));
+    }
+    assert_eq!(stale(&sim), 0);
+    // Back to writable and executable again: nothing the kernel wrote
+    // since, nothing to sync.
+    space.area_change_flags(VirtAddr::new(BASE), RW).unwrap();
+    space.area_change_flags(VirtAddr::new(BASE), RX).unwrap();
+    assert_eq!(mem.sync_rounds(), rounds + 1);
+}

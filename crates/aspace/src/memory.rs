@@ -85,6 +85,17 @@ pub unsafe trait PhysMemory: Send + Sync {
     fn sync_icache(&self, frame: Frame) {
         let _ = frame;
     }
+    /// [`sync_icache`](Self::sync_icache) for every frame of `frames`: the
+    /// core calls it when a change of rights makes an area's resident pages
+    /// executable. The default syncs them one by one; a machine whose sync
+    /// costs the same for one frame as for many (RISC-V, whose `fence.i`
+    /// covers the whole cache and is sent to every other hart) overrides it
+    /// to sync once.
+    fn sync_icache_frames(&self, frames: &mut dyn Iterator<Item = Frame>) {
+        for frame in frames {
+            self.sync_icache(frame);
+        }
+    }
 }
 
 /// The physical frame allocator, with a reference count per frame.

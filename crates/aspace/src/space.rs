@@ -627,11 +627,12 @@ impl<M: Machine> AddressSpace<M> {
     ) {
         let m = self.machine();
         if st.flags.contains(AreaFlags::EXEC) && !old.contains(AreaFlags::EXEC) {
-            for page in st.used.iter_pages() {
-                if let Some((frame, _)) = self.pt().translate(m.memory(), page) {
-                    m.memory().sync_icache(frame);
-                }
-            }
+            let mut frames = st
+                .used
+                .iter_pages()
+                .filter_map(|page| self.pt().translate(m.memory(), page))
+                .map(|(frame, _)| frame);
+            m.memory().sync_icache_frames(&mut frames);
         }
         let pflags = self.page_flags(st.flags);
         let widened = pflags.widens(self.page_flags(old));
