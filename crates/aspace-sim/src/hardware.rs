@@ -78,6 +78,8 @@ pub struct SimHardware {
     pub(crate) stale: AtomicU64,
     pub(crate) stale_fetches: AtomicU64,
     pub(crate) relaxes: AtomicU64,
+    /// Faults waiting for a user pager poll with `relax` rather than sleep.
+    pager_polls: AtomicBool,
 }
 
 /// Guard that makes the current thread execute as a CPU until dropped.
@@ -121,7 +123,16 @@ impl SimHardware {
             stale: AtomicU64::new(0),
             stale_fetches: AtomicU64::new(0),
             relaxes: AtomicU64::new(0),
+            pager_polls: AtomicBool::new(false),
         }
+    }
+
+    /// Whether faults waiting for a user pager poll, calling
+    /// [`Machine::relax`] in each round, instead of sleeping in
+    /// [`PAGER_SLEEP`](crate::sleep::PAGER_SLEEP) (the default): both ways
+    /// of [`Machine::pager_sleep`] can be tested.
+    pub fn set_pager_polling(&self, poll: bool) {
+        self.pager_polls.store(poll, Relaxed);
     }
 
     pub(crate) fn enter(&self, cpu: usize) -> OnCpu {
@@ -289,5 +300,15 @@ impl Machine for SimMachine {
     fn relax(&self) {
         self.0.relaxes.fetch_add(1, Relaxed);
         std::thread::yield_now();
+    }
+
+    /// Faults waiting for a pager sleep on a host condition variable,
+    /// unless [`SimHardware::set_pager_polling`] says poll.
+    fn pager_sleep(&self) -> Option<&'static dyn aspace::Sleep> {
+        if self.0.pager_polls.load(Relaxed) {
+            None
+        } else {
+            Some(&crate::sleep::PAGER_SLEEP)
+        }
     }
 }

@@ -31,6 +31,7 @@ pub mod memory;
 pub mod mmu;
 pub mod pager;
 pub mod paging;
+pub mod sleep;
 pub mod snapshot;
 pub mod tlb;
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use aspace::backend::{PagerIds, PhysBackend};
 use aspace::{AreaAttrs, AreaFlags, FaultReason, Frame, Page, PageFlags, VirtAddr, PAGE_SIZE};
 use aspace_sim::pager::{Reply, SimPager, FILE_BASE};
+use aspace_sim::sleep::PAGER_SLEEP;
 use aspace_sim::{Sim, SimConfig, Space};
 
 const RW: AreaFlags = AreaFlags::READ.union(AreaFlags::WRITE);
@@ -243,6 +244,8 @@ fn a_dying_pager_fails_pending_and_later_faults_and_leaks_nothing() {
         let e = pending.join().unwrap().unwrap_err();
         assert_eq!(e.reason, FaultReason::PagerGone, "the pending fault fails");
     });
+    // The requests dropped with the pager woke the fault asleep.
+    assert_eq!(PAGER_SLEEP.stats().timeouts, 0, "a lost wake");
     assert!(!pager.alive());
     let e = cpu.read_u64(va(A + PAGE_SIZE)).unwrap_err();
     assert_eq!(e.reason, FaultReason::PagerGone, "a later fault fails");
@@ -612,4 +615,64 @@ fn paged_faults_racing_area_changes_read_the_file_and_leak_nothing() {
     drop(pager);
     assert_eq!(sim.hardware().stats().stale_accesses, 0);
     assert_eq!(sim.frames_in_use(), base, "every frame back");
+}
+
+/// Faults waiting for a pager's answers sleep (the machine's `Sleep`), and
+/// every answer wakes them: none waits out the sleep's time limit (a lost
+/// wake). The same faults with the machine polling instead (`relax` in each
+/// round) read the same data.
+#[test]
+fn faults_waiting_for_a_pager_sleep_until_its_answer_or_poll() {
+    for poll in [false, true] {
+        let base = baseline();
+        let sim = sim(3);
+        sim.hardware().set_pager_polling(poll);
+        let bytes = file(6 * PAGE_SIZE as usize);
+        let pager = SimPager::file(&sim, bytes.clone()).unwrap();
+        let space = sim.system().create().unwrap();
+        paged(&space, A, 6, AreaFlags::READ, &pager);
+        pager.hold_all();
+        let (before, relaxes) = (PAGER_SLEEP.stats(), sim.hardware().stats().relaxes);
+        thread::scope(|s| {
+            let _unblock = ReleaseOnDrop(&pager);
+            let readers: Vec<_> = (0..3u64)
+                .map(|c| {
+                    let (sim, space) = (&sim, &space);
+                    s.spawn(move || {
+                        let mut cpu = sim.cpu(c as usize);
+                        cpu.switch_to(space).unwrap();
+                        // Two pages each: a second wait after the first.
+                        (0..2)
+                            .map(|k| cpu.read_u64(va(A + (2 * c + k) * PAGE_SIZE + 8)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            // Three faults wait for three held requests; then they go.
+            let held = pager.wait_until(PATIENCE, |p| p.held().len() == 3);
+            assert!(held, "held: {:?}", pager.held());
+            pager.release();
+            for (c, r) in readers.into_iter().enumerate() {
+                for (k, got) in r.join().unwrap().into_iter().enumerate() {
+                    let at = (2 * c + k) * PAGE_SIZE as usize + 8;
+                    let want = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+                    assert_eq!(got.unwrap(), want, "cpu {c} page {k}, poll {poll}");
+                }
+            }
+        });
+        let after = PAGER_SLEEP.stats();
+        assert_eq!(after.timeouts, 0, "a lost wake (poll {poll})");
+        if poll {
+            assert!(sim.hardware().stats().relaxes > relaxes, "polled");
+        } else {
+            assert!(after.sleeps > before.sleeps, "slept: {after:?}");
+            assert!(
+                after.wakes >= before.wakes + 6,
+                "a wake per answer: {after:?}"
+            );
+        }
+        drop(space);
+        drop(pager);
+        assert_eq!(sim.frames_in_use(), base);
+    }
 }

@@ -107,7 +107,7 @@ pub use internals::try_arc::{TryArc, TryWeak};
 pub use lookup::AreaLookup;
 pub use machine::{
     Asid, CpuId, CpuSet, Cpus, FrameAllocator, Invalidation, Layout, Machine, PhysMemory,
-    Shootdown, Tlb,
+    Shootdown, Sleep, Tlb,
 };
 pub use placement::Placement;
 pub use reserve::{Reserve, ReserveSnapshot};

@@ -236,6 +236,30 @@ pub trait Shootdown: Send + Sync {
     fn shootdown(&self, targets: CpuSet, what: Invalidation) -> usize;
 }
 
+/// A way for a page fault to sleep while a user pager works on its page
+/// ([`Machine::pager_sleep`]), instead of polling with [`Machine::relax`].
+///
+/// The core reads a [`token`](Self::token), looks whether the answer is
+/// in, and if not calls [`sleep`](Self::sleep) with the token; after it
+/// records any answer (a page, an error, a request dropped unanswered) it
+/// calls [`wake`](Self::wake), from whatever thread answered and with no
+/// lock of the core held. An implementation keeps a counter that `wake`
+/// advances: `sleep(t)` returns at once if the counter is no longer `t`,
+/// and otherwise once a later `wake` has run, so a wake that comes between
+/// the core's look and its sleep is not lost. It may return early (the
+/// core looks again). One `Sleep` serves every waiting fault: a wake may
+/// rouse faults waiting for other answers, which sleep again.
+pub trait Sleep: Sync {
+    /// The wake counter now (read with sequentially consistent ordering,
+    /// before the core looks at the answer).
+    fn token(&self) -> u64;
+    /// Sleeps until the wake counter is no longer `token` (see the trait).
+    fn sleep(&self, token: u64);
+    /// Advances the wake counter (sequentially consistent) and rouses
+    /// every sleeper.
+    fn wake(&self);
+}
+
 /// A machine the subsystem runs on: the bundle of the traits above.
 pub trait Machine: Send + Sync + Sized + 'static {
     /// The lock that protects address spaces and the ASID allocator: a
@@ -286,5 +310,12 @@ pub trait Machine: Send + Sync + Sized + 'static {
     /// default; a kernel with sleeping locks may yield the CPU instead.
     fn relax(&self) {
         crate::sync::hint::spin_loop();
+    }
+    /// How a fault waits for a user pager's answer: `None` (the default)
+    /// polls, calling [`relax`](Self::relax) in each round; a kernel that
+    /// can put a thread to sleep returns its [`Sleep`], so a waiting
+    /// thread takes no CPU time until an answer comes.
+    fn pager_sleep(&self) -> Option<&'static dyn Sleep> {
+        None
     }
 }

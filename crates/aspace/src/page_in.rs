@@ -5,10 +5,12 @@
 //!    be ready and permit the access, and the page must not be mapped yet.
 //!    The page's request in flight is joined, or a new one made. Both locks
 //!    are dropped, and only then is a new request sent to the pager.
-//! 2. **Wait.** Until the answer arrives, the CPU calls [`Machine::relax`]
-//!    (a yield on a kernel, so the pager task runs; the simulator's relax
-//!    yields the host thread). No lock is held: faults on other pages and
-//!    areas, and operations that write the area tree, proceed.
+//! 2. **Wait.** Until the answer arrives, the thread sleeps, if the machine
+//!    has a [`Sleep`](crate::machine::Sleep) ([`Machine::pager_sleep`]: the
+//!    answer wakes it), or else polls, calling [`Machine::relax`] (a yield
+//!    on a kernel, so the pager task runs). No lock is held: faults on
+//!    other pages and areas, and operations that write the area tree,
+//!    proceed.
 //! 3. **Map.** The locks are taken again and everything is checked anew:
 //!    the area may have been destroyed (another area may even sit at the
 //!    address now), shrunk past the page, or lost the right to the access.
@@ -18,13 +20,13 @@
 //!    it is now (a few rounds at most). Faults that joined the request find
 //!    the page mapped, or fail with the same error.
 //!
-//! Why polling with `relax` rather than a blocking call in [`Pager`]:
-//! the first fault and the ones that join its request wait for the same
-//! answer, which the core records lock-free in the request's slot; a poll on
-//! that slot needs nothing from the kernel but a way to let other work run,
-//! which `Machine::relax` already is, so the core stays free of any
-//! scheduler's wait queues and a kernel wires a pager with two system calls
-//! and a queue.
+//! Why no blocking call in [`Pager`]: the first fault and the ones that
+//! join its request wait for the same answer, which the core records
+//! lock-free in the request's slot. Waiting on that slot needs from the
+//! kernel only a way to let other work run (`Machine::relax`) or, better,
+//! a sleep with a wake counter (`Sleep`: the core wakes it after it
+//! records an answer), so the core keeps no scheduler's wait queues and a
+//! kernel wires a pager with two system calls and a queue.
 //!
 //! [`Pager`]: crate::backend::Pager
 
@@ -125,11 +127,18 @@ impl<M: Machine> AddressSpace<M> {
                 Asked::Wait { area, slot, index } => (area, slot, index),
             };
             let m = &self.shared.machine;
+            let sleep = m.pager_sleep();
             let answer = loop {
+                // The token before the look, so an answer after the look
+                // wakes the sleep (see `Sleep`).
+                let token = sleep.map(|s| s.token());
                 if let Some(a) = slot.answer() {
                     break a;
                 }
-                m.relax();
+                match (sleep, token) {
+                    (Some(s), Some(t)) => s.sleep(t),
+                    _ => m.relax(),
+                }
             };
             slot.leave();
             match self.map_answer(&area, &slot, index, page, access, answer, stats) {
@@ -168,7 +177,10 @@ impl<M: Machine> AddressSpace<M> {
                 return Ok(Asked::Mapped);
             }
             let index = page.pages_since(area.base());
-            let (slot, request) = backend.join(index, access).ok_or(FaultReason::NoMemory)?;
+            let sleep = self.shared.machine.pager_sleep();
+            let (slot, request) = backend
+                .join(index, access, sleep)
+                .ok_or(FaultReason::NoMemory)?;
             let pager = backend.pager.clone();
             drop(st);
             (pager, request, Asked::Wait { area, slot, index })

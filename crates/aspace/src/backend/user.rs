@@ -28,7 +28,7 @@ use crate::backend::{AreaInfo, Backend, BackendCaps};
 use crate::flags::Access;
 use crate::internals::area_tree::AreaTree;
 use crate::internals::try_arc::TryArc;
-use crate::machine::{FrameAllocator, Machine};
+use crate::machine::{FrameAllocator, Machine, Sleep};
 use crate::paging::PageTable;
 use crate::space::AddressSpace;
 use crate::sync::atomic::{AtomicU64, Ordering};
@@ -56,7 +56,8 @@ pub struct PagerIds {
 /// [`PageIn::fail`]). The simulator's pager is a thread reading a channel.
 pub trait Pager: Send + Sync {
     /// Delivers `request`. Must not wait for the answer: the faulting CPU
-    /// waits for it itself, polling with [`Machine::relax`]. A pager that is
+    /// waits for it itself, polling with [`Machine::relax`] or asleep
+    /// ([`Machine::pager_sleep`]). A pager that is
     /// gone (or cannot take more requests) simply drops the request, which
     /// fails every fault waiting for it with
     /// [`PagerGone`](crate::FaultReason::PagerGone).
@@ -109,25 +110,33 @@ pub(crate) struct Slot {
     state: AtomicU64,
     frame: AtomicU64,
     waiters: AtomicU64,
+    /// Where the faults waiting for the answer sleep, if they do.
+    sleep: Option<&'static dyn Sleep>,
 }
 
 impl Slot {
-    fn new() -> Self {
+    fn new(sleep: Option<&'static dyn Sleep>) -> Self {
         Self {
             state: AtomicU64::new(PENDING),
             frame: AtomicU64::new(0),
             waiters: AtomicU64::new(0),
+            sleep,
         }
     }
 
-    /// Records the answer (once; later calls are ignored).
+    /// Records the answer (once; later calls are ignored) and wakes the
+    /// faults asleep waiting for it.
     fn complete(&self, state: u64, frame: Option<Frame>) {
         if let Some(f) = frame {
             self.frame.store(f.number(), Ordering::Relaxed);
         }
-        let _ = self
+        let recorded = self
             .state
-            .compare_exchange(PENDING, state, Ordering::Release, Ordering::Relaxed);
+            .compare_exchange(PENDING, state, Ordering::Release, Ordering::Relaxed)
+            .is_ok();
+        if let (true, Some(sleep)) = (recorded, self.sleep) {
+            sleep.wake();
+        }
     }
 
     /// The answer, or `None` while the pager has not answered.
@@ -297,11 +306,12 @@ impl<M: Machine> UserBackend<M> {
     /// The request in flight for page `index`, joined (one more waiter);
     /// when there is none, a new one, with the request the caller is to
     /// send once it has dropped its locks. `None` (nothing changed) if the
-    /// heap refuses the new request.
+    /// heap refuses the new request. A new request's answer wakes `sleep`.
     pub(crate) fn join(
         &self,
         index: u64,
         access: Access,
+        sleep: Option<&'static dyn Sleep>,
     ) -> Option<(TryArc<Slot>, Option<PageIn>)> {
         let mut table = self.in_flight.lock();
         if let Some((_, slot)) = table.get(index) {
@@ -311,7 +321,7 @@ impl<M: Machine> UserBackend<M> {
         if !table.try_reserve_insertion(index) {
             return None;
         }
-        let slot = TryArc::try_new(Slot::new()).ok()?;
+        let slot = TryArc::try_new(Slot::new(sleep)).ok()?;
         slot.waiters.fetch_add(1, Ordering::Relaxed);
         let added = table.insert(index, index + 1, slot.clone()).is_ok();
         debug_assert!(added, "no request in flight for the page");
