@@ -275,23 +275,32 @@ unsafe impl PhysMemory for DirectMap {
             crate::arch::sync_icache(phys_to_virt(frame.start().as_u64()), PAGE_SIZE as usize);
         }
     }
+    /// The fence before the mark is cleared (see `sync_icache_frames`).
     #[cfg(target_arch = "riscv64")]
     fn sync_icache(&self, frame: Frame) {
         mapped(frame.start(), PAGE_SIZE as usize);
-        if take_unsynced(frame) {
+        if is_unsynced(frame) {
             crate::arch::sync_icache();
+            take_unsynced(frame);
         }
     }
-    /// One `fence.i` here and one remote `fence.i` for every frame that
-    /// needs it: the fence covers the whole instruction cache.
+    /// One local and one remote `fence.i` for all the frames that need one
+    /// (none if none does): the fence covers the whole instruction cache
+    /// and every store made before it. It runs at the first frame found
+    /// unsynced, and each mark is cleared only after it, so a hart that
+    /// finds a mark cleared knows the fence is done.
     #[cfg(target_arch = "riscv64")]
     fn sync_icache_frames(&self, frames: &mut dyn Iterator<Item = Frame>) {
-        let synced = frames.fold(false, |any, frame| {
+        let mut fenced = false;
+        for frame in frames {
             mapped(frame.start(), PAGE_SIZE as usize);
-            take_unsynced(frame) | any
-        });
-        if synced {
-            crate::arch::sync_icache();
+            if !fenced && is_unsynced(frame) {
+                crate::arch::sync_icache();
+                fenced = true;
+            }
+            if fenced {
+                take_unsynced(frame);
+            }
         }
     }
     // x86: instruction fetches see earlier stores (the default, nothing).
@@ -323,6 +332,14 @@ fn mark_unsynced(addr: PhysAddr, len: usize) {
 
 #[cfg(target_arch = "x86_64")]
 fn mark_unsynced(_addr: PhysAddr, _len: usize) {}
+
+/// Whether `frame` (checked by `mapped`) was written since its last sync.
+#[cfg(target_arch = "riscv64")]
+fn is_unsynced(frame: Frame) -> bool {
+    let n = (frame.start().as_u64() - RAM_BASE) / PAGE_SIZE;
+    // Acquire: the data written before the mark, for the fence after.
+    UNSYNCED[n as usize / 64].load(Ordering::Acquire) & (1 << (n % 64)) != 0
+}
 
 /// Clears `frame`'s mark (checked by `mapped`); whether it was set, i.e.
 /// whether the frame needs a sync. A write after this sets it again.

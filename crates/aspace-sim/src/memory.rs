@@ -12,7 +12,7 @@ use aspace::{Frame, PhysAddr, PhysMemory, PAGE_SIZE};
 /// It also models the hazard of split instruction and data caches: a frame
 /// the kernel writes through [`PhysMemory`] (`write`, `zero_frame`,
 /// `copy_frame`) is marked *unsynced* until [`PhysMemory::sync_icache`]
-/// names it, and the simulated CPU counts an instruction fetch from an
+/// (or [`PhysMemory::sync_icache_frames`]) names it, and the simulated CPU counts an instruction fetch from an
 /// unsynced frame as stale (`HwStats::stale_fetches`), where real AArch64
 /// or RISC-V hardware could execute old instructions. Stores a task makes
 /// through its own mappings ([`write_user`](Self::write_user)) do not

@@ -138,4 +138,21 @@ fn a_change_of_rights_syncs_its_pages_in_one_round() {
     space.area_change_flags(VirtAddr::new(BASE), RW).unwrap();
     space.area_change_flags(VirtAddr::new(BASE), RX).unwrap();
     assert_eq!(mem.sync_rounds(), rounds + 1);
+    // The kernel writes three of the pages while they are writable: the
+    // next change to executable syncs those three, in one round.
+    space.area_change_flags(VirtAddr::new(BASE), RW).unwrap();
+    let frame = |i: u64| {
+        let va = VirtAddr::new(BASE + i * PAGE_SIZE);
+        space.translate(va.page()).unwrap().0
+    };
+    for i in [1, 4, 6] {
+        mem.write(frame(i).start(), &[0x90]);
+    }
+    space.area_change_flags(VirtAddr::new(BASE), RX).unwrap();
+    assert_eq!(mem.sync_rounds(), rounds + 2, "three pages, one round");
+    assert!((0..8).all(|i| !mem.unsynced(frame(i))));
+    for i in 0..8 {
+        cpu.fetch(VirtAddr::new(BASE + i * PAGE_SIZE)).unwrap();
+    }
+    assert_eq!(stale(&sim), 0);
 }

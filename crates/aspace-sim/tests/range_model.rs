@@ -95,7 +95,7 @@ impl Model {
             return Err(FaultReason::NoArea);
         };
         match guard.floor {
-            Some(floor) if g >= floor => {}
+            Some(floor) if g >= floor && g > 0 => {}
             _ => return Err(FaultReason::Guard),
         }
         let rights = self.pages[sp][&(g + 1)].rights;
@@ -107,7 +107,7 @@ impl Model {
         if !rights.contains(need) {
             return Err(FaultReason::Access);
         }
-        if g == 0 || self.pages[sp].contains_key(&(g - 1)) {
+        if self.pages[sp].contains_key(&(g - 1)) {
             return Err(FaultReason::Guard);
         }
         let backing = Backing::Anon(0);
@@ -241,7 +241,7 @@ impl World {
         match rng.below(15) {
             0..=2 => {
                 let (s, e) = rng.range();
-                let rights = RIGHTS[rng.below(3) as usize];
+                let mut rights = RIGHTS[rng.below(3) as usize];
                 let size = (e - s) * P;
                 let (kind, r, guard) = match rng.below(6) {
                     0 => {
@@ -249,7 +249,11 @@ impl World {
                         ("guarded", r, Some(Guarded { floor: None }))
                     }
                     1 => {
-                        let limit = e - s + rng.below(4);
+                        // Mostly a writable stack, which writes grow.
+                        if rng.below(2) == 0 {
+                            rights = RW;
+                        }
+                        let limit = e - s + rng.below(8);
                         let r = space.area_create_grows_down(va(s), size, limit * P, rights);
                         let floor = Some(e - limit);
                         ("grows-down", r, Some(Guarded { floor }))
@@ -415,7 +419,12 @@ impl World {
                 // Writes: a few words through a CPU of the space.
                 let mut done = String::from("writes");
                 for _ in 0..4 {
-                    let p = W + rng.below(N);
+                    // Now and then a guard page (where a stack grows).
+                    let guards: Vec<u64> = self.model.guards[sp].keys().copied().collect();
+                    let p = match guards.get(rng.below(2 * guards.len() as u64 + 1) as usize) {
+                        Some(&base) => base - 1,
+                        None => W + rng.below(N),
+                    };
                     let value = rng.below(1 << 40) + 1;
                     let cpu = if sp == 0 {
                         2 * rng.below(2) as usize
@@ -430,7 +439,7 @@ impl World {
                             self.count_fault(reason);
                             continue;
                         }
-                        *self.done.entry("grow").or_default() += 1;
+                        *self.done.entry("grow (write)").or_default() += 1;
                         done += " (grew)";
                     }
                     match self.model.pages[sp].get_mut(&p) {
@@ -571,7 +580,7 @@ impl World {
                     self.count_fault(reason);
                     return;
                 }
-                Ok(()) => *self.done.entry("grow").or_default() += 1,
+                Ok(()) => *self.done.entry("grow (read)").or_default() += 1,
             }
         }
         match self.model.pages[sp].get(&p) {
@@ -780,7 +789,7 @@ fn range_operations_match_the_page_model() {
     // Guarded areas are rarer: over the seeds, some grew, some faulted on
     // their guard page, some moved with their guard.
     if seeds.len() > 1 {
-        for kind in ["grow", "guard fault", "guarded move"] {
+        for kind in ["grow (read)", "grow (write)", "guard fault", "guarded move"] {
             assert!(
                 total.get(kind).copied().unwrap_or(0) >= 3,
                 "{kind}: {total:?}"

@@ -617,8 +617,9 @@ impl<M: Machine> AddressSpace<M> {
     /// the rights only grow ([`PageFlags::widens`]) nothing is added (a
     /// stale entry faults spuriously, and the fault handler drops it). Pages
     /// that become executable have their frames synced for instruction
-    /// fetches first ([`sync_if_exec`](Self::sync_if_exec)). Allocates
-    /// nothing.
+    /// fetches first, in one call
+    /// ([`PhysMemory::sync_icache_frames`](crate::PhysMemory::sync_icache_frames)).
+    /// Allocates nothing.
     pub(crate) fn reprotect_pages(
         &self,
         st: &AreaState<M>,

@@ -25,7 +25,8 @@ pub static SFENCE_PAGE: AtomicU64 = AtomicU64::new(0);
 /// `sfence.vma va` after a served page fault (see [`fence_fault`]).
 pub static SFENCE_FAULT: AtomicU64 = AtomicU64::new(0);
 
-/// Instruction-cache syncs (`sync_icache`): each a local and a remote `fence.i`.
+/// Instruction-cache syncs (`sync_icache`): each a local `fence.i`, and a
+/// remote one when there is more than one hart.
 pub static ICACHE_SYNCS: AtomicU64 = AtomicU64::new(0);
 
 /// Makes what the kernel wrote into a frame visible to instruction
