@@ -68,13 +68,18 @@ impl Machine for KMachine {
     fn layout(&self) -> Layout {
         LAYOUT
     }
-    /// In a user page fault waiting for a pager: parks the thread so other
-    /// tasks run on this CPU (on one CPU a spin would never end: the pager
-    /// could not run); elsewhere, a spin that serves shootdown requests.
+    /// In a user page fault or system call waiting for other CPUs: parks
+    /// the thread so other tasks run on this CPU; elsewhere, a spin that
+    /// serves shootdown requests.
     fn relax(&self) {
         if !crate::sched::relax_parked() {
             crate::sync::relax();
         }
+    }
+    /// A fault waiting for a user pager sleeps, parked off the ready
+    /// queue until the answer (see [`crate::sched::PagerSleep`]).
+    fn pager_sleep(&self) -> Option<&'static dyn aspace::Sleep> {
+        Some(&crate::sched::PagerSleep)
     }
 }
 

@@ -132,12 +132,12 @@ pub struct Report {
     name: &'static str,
     before: aspace::StatsSnapshot,
     frames: u64,
-    kernel: [u64; 6],
+    kernel: [u64; 7],
     /// The architecture's TLB counters at the start.
     tlb: [u64; arch::TLB_COUNTERS],
 }
 
-fn kernel_counters() -> [u64; 6] {
+fn kernel_counters() -> [u64; 7] {
     [
         stats::USER_FAULTS.load(Ordering::Relaxed),
         stats::PREEMPTIONS.load(Ordering::Relaxed),
@@ -145,6 +145,7 @@ fn kernel_counters() -> [u64; 6] {
         stats::IPIS_SERVED.load(Ordering::Relaxed),
         stats::TICKS.load(Ordering::Relaxed),
         stats::PARKS.load(Ordering::Relaxed),
+        stats::SLEEPS.load(Ordering::Relaxed),
     ]
 }
 
@@ -193,14 +194,15 @@ impl Report {
         );
         let k = kernel_counters();
         kprintln!(
-            "== scenario {}: kernel user_faults={} preemptions={} shootdown_ipis_sent={} shootdown_ipis_served={} timer_ticks={} parks={}",
+            "== scenario {}: kernel user_faults={} preemptions={} shootdown_ipis_sent={} shootdown_ipis_served={} timer_ticks={} parks={} sleeps={}",
             self.name,
             k[0] - self.kernel[0],
             k[1] - self.kernel[1],
             k[2] - self.kernel[2],
             k[3] - self.kernel[3],
             k[4] - self.kernel[4],
-            k[5] - self.kernel[5]
+            k[5] - self.kernel[5],
+            k[6] - self.kernel[6]
         );
         let tlb: alloc::vec::Vec<alloc::string::String> = arch::tlb_counters()
             .iter()

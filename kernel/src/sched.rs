@@ -133,6 +133,9 @@ struct Parked {
 
 struct Sched {
     ready: VecDeque<Box<Task>>,
+    /// Threads parked in a page fault until a pager answers (see
+    /// [`PagerSleep`]): off the ready queue until a wake moves them back.
+    sleeping: VecDeque<Box<Task>>,
     current: [Option<Box<Task>>; MAX_CPUS],
     /// The user address space loaded on each CPU (`None`: the kernel's).
     loaded: [Option<SpaceRef<KMachine>>; MAX_CPUS],
@@ -140,6 +143,7 @@ struct Sched {
 
 static SCHED: SpinLock<Sched> = SpinLock::new(Sched {
     ready: VecDeque::new(),
+    sleeping: VecDeque::new(),
     current: [const { None }; MAX_CPUS],
     loaded: [const { None }; MAX_CPUS],
 });
@@ -386,7 +390,7 @@ fn add_thread(proc: &Arc<Process>, frame: Box<TrapFrame>) -> u64 {
         parked: None,
     });
     let idle: alloc::vec::Vec<usize> = {
-        let mut s = SCHED.lock();
+        let mut s = lock_sched();
         s.ready.push_back(task);
         let me = cpu_id();
         (0..crate::machine::CPU_COUNT.load(Ordering::Relaxed))
@@ -446,6 +450,68 @@ pub fn check_return(frame: &mut TrapFrame) {
     }
 }
 
+/// The scheduler, locked, with the threads a pager answer woke back on the
+/// ready queue ([`wake_sleepers`]). Every scheduling decision takes it so.
+fn lock_sched() -> crate::sync::SpinLockGuard<'static, Sched> {
+    let mut s = SCHED.lock();
+    wake_sleepers(&mut s);
+    s
+}
+
+/// Pager answers recorded so far: the wake counter of [`PagerSleep`].
+static PAGER_EPOCH: AtomicU64 = AtomicU64::new(0);
+/// A wake ran whose sleepers may not be back on the ready queue yet: the
+/// next holder of the scheduler lock moves them.
+static WAKE_PENDING: AtomicBool = AtomicBool::new(false);
+/// The token of a park that only yields (not a sleep).
+const NO_TOKEN: u64 = u64::MAX;
+/// Per CPU: the wake counter the thread parking now sleeps on, or
+/// `NO_TOKEN`; read by `after_park` on the same CPU.
+static PARK_TOKEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NO_TOKEN) }; MAX_CPUS];
+
+/// Moves every sleeping thread back to the ready queue if a wake is
+/// pending (they look at their answer again; those without one sleep
+/// again).
+fn wake_sleepers(s: &mut Sched) {
+    if WAKE_PENDING.swap(false, Ordering::SeqCst) && !s.sleeping.is_empty() {
+        stats::WAKES.fetch_add(s.sleeping.len() as u64, Ordering::Relaxed);
+        let Sched {
+            ready, sleeping, ..
+        } = s;
+        ready.append(sleeping);
+    }
+}
+
+/// Where a page fault waiting for a user pager sleeps (aspace's `Sleep`):
+/// its thread parks off the ready queue, and the core's wake after an
+/// answer puts it back. A wake never waits for the scheduler lock (it may
+/// come from any context): it advances the counter, marks the wake
+/// pending, and moves the sleepers itself only if the lock is free; else
+/// the holder, or the next one (a timer tick at the latest), does. A
+/// thread about to sleep looks at the counter under the lock, so a wake
+/// after its token was read sends it to the ready queue instead.
+pub struct PagerSleep;
+
+impl aspace::Sleep for PagerSleep {
+    fn token(&self) -> u64 {
+        PAGER_EPOCH.load(Ordering::SeqCst)
+    }
+
+    fn sleep(&self, token: u64) {
+        if !park(token) {
+            crate::sync::relax();
+        }
+    }
+
+    fn wake(&self) {
+        PAGER_EPOCH.fetch_add(1, Ordering::SeqCst);
+        WAKE_PENDING.store(true, Ordering::SeqCst);
+        if let Some(mut s) = SCHED.try_lock() {
+            wake_sleepers(&mut s);
+        }
+    }
+}
+
 /// Per CPU: the running thread is in a user page fault or a system call,
 /// holding no lock of the kernel's, so `relax` may park it.
 static PARKABLE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
@@ -479,11 +545,18 @@ pub fn trap_entered(from_user: bool) {
 }
 
 /// `Machine::relax` of this kernel: in a user page fault or a system call
-/// (a user copy) waiting for a pager, parks the thread (its kernel stack
+/// (a user copy) waiting for other CPUs, parks the thread (its kernel stack
 /// goes with it) and runs other tasks on this CPU until the scheduler
 /// picks the thread again, possibly on another CPU; returns `false` (the
 /// caller spins) elsewhere, or when nothing else is ready to run.
 pub fn relax_parked() -> bool {
+    park(NO_TOKEN)
+}
+
+/// Parks the running thread as [`relax_parked`] says; with a `token`
+/// other than `NO_TOKEN` it sleeps (off the ready queue) unless a pager
+/// answer came since the token was read.
+fn park(token: u64) -> bool {
     let cpu = cpu_id();
     if !PARKABLE[cpu].load(Ordering::Relaxed) {
         return false;
@@ -515,7 +588,7 @@ pub fn relax_parked() -> bool {
         return false;
     };
     let mut task = {
-        let mut s = SCHED.lock();
+        let mut s = lock_sched();
         if s.ready.is_empty() {
             drop(s);
             give_back(fresh);
@@ -524,6 +597,7 @@ pub fn relax_parked() -> bool {
         s.current[cpu].take().expect("a task is running")
     };
     PARKABLE[cpu].store(false, Ordering::Relaxed);
+    PARK_TOKEN[cpu].store(token, Ordering::Relaxed);
     let stack = match slot {
         Some(i) => {
             let old = arch::trap_stack_tops(cpu)[i];
@@ -565,11 +639,26 @@ extern "C" fn after_park(raw: usize) -> ! {
     let task = unsafe { Box::from_raw(raw as *mut Task) };
     let cpu = cpu_id();
     let mut frame = idle_frame(cpu);
+    let token = PARK_TOKEN[cpu].swap(NO_TOKEN, Ordering::Relaxed);
     {
-        let mut s = SCHED.lock();
-        s.ready.push_back(task);
+        let mut s = lock_sched();
+        // Under the lock: a wake that advanced the counter before this
+        // look sends the thread to the ready queue; one after it finds
+        // the thread asleep.
+        if token != NO_TOKEN && PAGER_EPOCH.load(Ordering::SeqCst) == token {
+            stats::SLEEPS.fetch_add(1, Ordering::Relaxed);
+            s.sleeping.push_back(task);
+        } else {
+            s.ready.push_back(task);
+        }
         let next = s.ready.pop_front();
         run(&mut s, cpu, &mut frame, next);
+    }
+    // A wake that found the lock taken above: its sleepers go now.
+    if WAKE_PENDING.load(Ordering::SeqCst) {
+        if let Some(mut s) = SCHED.try_lock() {
+            wake_sleepers(&mut s);
+        }
     }
     check_return(&mut frame);
     arch::enter(cpu, &frame)
@@ -579,7 +668,7 @@ extern "C" fn after_park(raw: usize) -> ! {
 /// (never returning): its stack becomes this CPU's borrowed one.
 fn resume_parked() {
     let cpu = cpu_id();
-    let parked = SCHED.lock().current[cpu]
+    let parked = lock_sched().current[cpu]
         .as_mut()
         .and_then(|t| t.parked.take());
     let Some(p) = parked else {
@@ -600,7 +689,7 @@ fn resume_parked() {
 
 /// The process of the task running on this CPU.
 pub fn current_process() -> Option<Arc<Process>> {
-    SCHED.lock().current[cpu_id()]
+    lock_sched().current[cpu_id()]
         .as_ref()
         .map(|t| t.proc.clone())
 }
@@ -660,7 +749,7 @@ fn run(s: &mut Sched, cpu: usize, frame: &mut TrapFrame, next: Option<Box<Task>>
 /// Timer tick or wake-up: round robin.
 pub fn tick(frame: &mut TrapFrame) {
     let cpu = cpu_id();
-    let mut s = SCHED.lock();
+    let mut s = lock_sched();
     if s.ready.is_empty() {
         return;
     }
@@ -676,7 +765,7 @@ pub fn tick(frame: &mut TrapFrame) {
 /// The running task gives up the CPU.
 pub fn yield_now(frame: &mut TrapFrame) {
     let cpu = cpu_id();
-    let mut s = SCHED.lock();
+    let mut s = lock_sched();
     if s.ready.is_empty() {
         return;
     }
@@ -691,7 +780,7 @@ pub fn yield_now(frame: &mut TrapFrame) {
 pub fn start(cpu: usize) -> ! {
     let mut frame = idle_frame(cpu);
     {
-        let mut s = SCHED.lock();
+        let mut s = lock_sched();
         let next = s.ready.pop_front();
         run(&mut s, cpu, &mut frame, next);
     }
@@ -703,7 +792,7 @@ pub fn start(cpu: usize) -> ! {
 pub fn exit_current(frame: &mut TrapFrame, code: i64, reason: Option<&str>) {
     let cpu = cpu_id();
     let task = {
-        let mut s = SCHED.lock();
+        let mut s = lock_sched();
         let task = s.current[cpu].take().expect("a task is running");
         let next = s.ready.pop_front();
         run(&mut s, cpu, frame, next);
@@ -732,7 +821,7 @@ pub fn exit_current(frame: &mut TrapFrame, code: i64, reason: Option<&str>) {
     finish_process(proc, code, killed);
     // Starting the next scenario may have made tasks ready while this CPU
     // went idle.
-    let mut s = SCHED.lock();
+    let mut s = lock_sched();
     if s.current[cpu].is_none() && !s.ready.is_empty() {
         let next = s.ready.pop_front();
         run(&mut s, cpu, frame, next);

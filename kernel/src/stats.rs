@@ -19,3 +19,8 @@ pub static SWITCH_FAILURES: AtomicU64 = AtomicU64::new(0);
 /// Threads parked in the kernel (a page fault waiting for a pager let
 /// other tasks run).
 pub static PARKS: AtomicU64 = AtomicU64::new(0);
+/// Parks that slept: a fault waiting for a pager left the ready queue
+/// until an answer woke it.
+pub static SLEEPS: AtomicU64 = AtomicU64::new(0);
+/// Threads a pager answer moved from sleeping back to ready.
+pub static WAKES: AtomicU64 = AtomicU64::new(0);

@@ -128,6 +128,8 @@ unsafe impl lock_api::RawRwLock for RawSpinRw {
 
 /// A spinlock around a value.
 pub type SpinLock<T> = lock_api::Mutex<RawSpin, T>;
+/// A held [`SpinLock`].
+pub type SpinLockGuard<'a, T> = lock_api::MutexGuard<'a, RawSpin, T>;
 
 /// A value written once during boot, then read-only.
 pub struct Once<T> {

@@ -390,7 +390,8 @@ fn a_pager_task_serves_a_file_lazily() {
 
 /// Issue 15: while a fault waits for a slow pager, its thread is parked
 /// in the kernel and other work runs, also on one CPU (where a spin would
-/// never let the pager run).
+/// never let the pager run); there the waiting thread sleeps off the ready
+/// queue until the answer wakes it (`sleeps`), not polling.
 #[test]
 fn a_slow_pager_lets_other_work_proceed() {
     for (n, run) in runs() {
@@ -414,6 +415,7 @@ fn a_slow_pager_lets_other_work_proceed() {
                 "pager_client: other work proceeded while faults waited (4 of 4 waits",
             );
             assert!(counter(&lines, "parks") >= 4, "{lines:#?}");
+            assert!(counter(&lines, "sleeps") >= 4, "{lines:#?}");
         }
     }
 }

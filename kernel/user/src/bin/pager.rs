@@ -6,7 +6,7 @@
 //!
 //! - 0: serve the 4 pages; check each is asked for once, with the area's
 //!   identifiers; then end;
-//! - 1 (slow): as 0, but each answer comes only after 200 yields, while
+//! - 1 (slow): as 0, but each answer comes only after 2000 yields, while
 //!   the client's other thread works;
 //! - 2 (dying): serve page 0, take the request for page 1, and end
 //!   without answering it (the client's fault fails: the pager is gone);
