@@ -43,6 +43,11 @@
 //! - [`share_last_reference_teardown`]: both sides of a share fault the
 //!   page and destroy their area at once: the shared frame is freed exactly
 //!   once, by whichever goes last, after the flush.
+//! - [`pager_answer_against_sleeping_fault`]: a fault on a user pager's
+//!   area sleeps on the machine's `Sleep` while the pager answers (or
+//!   fails) the request on the other CPU: the fault always wakes (a lost
+//!   wake would spin the sleep forever, which loom reports), and the
+//!   answered page is mapped with its one reference.
 //!
 //! The model machine keeps physical memory, the TLBs and the frame table in
 //! plain `std` mutexes that loom does not see: each access to them is
@@ -441,6 +446,28 @@ struct Hw {
     /// Whether a CPU refills its TLB from what it has loaded right after
     /// every invalidation (speculative page walks).
     speculative: bool,
+    /// Where faults waiting for a pager sleep (`Machine::pager_sleep`).
+    sleep: Option<&'static LoomSleep>,
+}
+
+/// A `Sleep` over a loom atomic: `sleep` spins (yielding to loom) while
+/// the wake counter is still the token, so a lost wake never ends.
+struct LoomSleep {
+    epoch: loom::sync::atomic::AtomicU64,
+}
+
+impl aspace::Sleep for LoomSleep {
+    fn token(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+    fn sleep(&self, token: u64) {
+        while self.epoch.load(Ordering::SeqCst) == token {
+            loom::thread::yield_now();
+        }
+    }
+    fn wake(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 fn lock<T>(m: &StdMutex<T>) -> StdMutexGuard<'_, T> {
@@ -460,6 +487,7 @@ impl Hw {
             }),
             cpus: (0..cpus).map(|_| StdMutex::default()).collect(),
             speculative: false,
+            sleep: None,
         }
     }
 
@@ -687,6 +715,9 @@ impl Machine for LoomMachine {
     }
     fn relax(&self) {
         loom::thread::yield_now();
+    }
+    fn pager_sleep(&self) -> Option<&'static dyn aspace::Sleep> {
+        self.0.sleep.map(|s| s as &'static dyn aspace::Sleep)
     }
 }
 
@@ -1019,4 +1050,109 @@ fn share_last_reference_teardown() {
         assert_eq!(hw.frames_in_use(), table_frames(&sys, &[&a, &b]));
         park_cpus(&sys, &[(0, &a), (1, &b)]);
     });
+}
+
+/// The pager of [`pager_answer_against_sleeping_fault`]: keeps the request
+/// for the pager thread.
+struct LoomPager {
+    request: loom::sync::Mutex<Option<aspace::backend::PageIn>>,
+}
+
+impl aspace::backend::Pager for LoomPager {
+    fn send(&self, request: aspace::backend::PageIn) {
+        *self.request.lock().unwrap() = Some(request);
+    }
+}
+
+/// CPU 0 faults on a page of a user pager's area in space A and sleeps on
+/// the machine's `Sleep` for the answer; CPU 1, the pager, takes the
+/// request as soon as it is sent and answers it with a page of its own
+/// space P (or, in the second round, fails it). Checked: the fault always
+/// returns (the core reads the sleep's token before it looks at the answer
+/// and the answer wakes it, so no wake is lost: a lost one spins the sleep
+/// until loom gives up on the model), with the page mapped (the pager's
+/// frame, one more reference) or `PagerError`; every frame is back after
+/// teardown but the page tables'.
+#[test]
+fn pager_answer_against_sleeping_fault() {
+    for fail in [false, true] {
+        let name = if fail {
+            "pager_fail_against_sleeping_fault"
+        } else {
+            "pager_answer_against_sleeping_fault"
+        };
+        explore(name, move || {
+            let mut hw = Hw::new(2, 24);
+            let sleep = Box::leak(Box::new(LoomSleep {
+                epoch: loom::sync::atomic::AtomicU64::new(0),
+            }));
+            hw.sleep = Some(sleep);
+            let (sys, hw) = system_on(hw, 2);
+            let a = sys.create().unwrap();
+            let p = sys.create().unwrap();
+            let rw = AreaFlags::READ | AreaFlags::WRITE;
+            // The pager's page, resident.
+            p.area_create(BASE, PAGE_SIZE, rw).unwrap();
+            assert_eq!(
+                p.page_fault(BASE, Access::Write, aspace::FaultContext::Kernel),
+                FaultOutcome::Ok
+            );
+            let pager = Arc::new(LoomPager {
+                request: loom::sync::Mutex::new(None),
+            });
+            a.area_create_paged(
+                BASE,
+                PAGE_SIZE,
+                AreaFlags::READ,
+                pager.clone(),
+                &p,
+                aspace::backend::PagerIds::default(),
+            )
+            .unwrap();
+            // First use of the area's lock before the threads.
+            assert_eq!(a.resident_pages(), 0);
+            let t0 = {
+                let (sys, a) = (sys.clone(), a.clone());
+                loom::thread::spawn(move || {
+                    become_cpu(Some(0));
+                    switch(&sys, None, &a).unwrap();
+                    a.page_fault(BASE, Access::Read, aspace::FaultContext::User)
+                })
+            };
+            let t1 = {
+                let (p, pager) = (p.clone(), pager.clone());
+                loom::thread::spawn(move || {
+                    become_cpu(Some(1));
+                    let request = loop {
+                        if let Some(r) = pager.request.lock().unwrap().take() {
+                            break r;
+                        }
+                        loom::thread::yield_now();
+                    };
+                    if fail {
+                        request.fail();
+                    } else {
+                        request.answer(&p, BASE).unwrap();
+                    }
+                })
+            };
+            let outcome = t0.join().unwrap();
+            t1.join().unwrap();
+            if fail {
+                assert_eq!(
+                    outcome,
+                    FaultOutcome::Fault(aspace::FaultReason::PagerError)
+                );
+                assert!(a.translate(BASE.page()).is_none());
+            } else {
+                assert_eq!(outcome, FaultOutcome::Ok);
+                let (frame, _) = a.translate(BASE.page()).expect("mapped");
+                assert_eq!(Some(frame), p.translate(BASE.page()).map(|(f, _)| f));
+                assert_eq!(lock(&hw.table).refs[frame.number() as usize], 2);
+            }
+            park_cpus(&sys, &[(0, &a)]);
+            drop((a, p, pager));
+            assert_eq!(hw.frames_in_use(), table_frames(&sys, &[]));
+        });
+    }
 }
