@@ -651,23 +651,24 @@ impl World {
                 assert!(w[0].end() <= w[1].base);
             }
             // The guarded areas are the model's, by base, each growing
-            // down exactly when the model's does.
-            let guarded: BTreeMap<u64, bool> = areas
+            // down exactly when the model's does, as far (its end less its
+            // growth limit is the model's floor).
+            let guarded: BTreeMap<u64, Guarded> = areas
                 .iter()
                 .filter(|a| a.flags.intersects(AreaFlags::PLACEMENT))
                 .map(|a| {
                     assert!(a.flags.contains(AreaFlags::GUARD), "{a:?}");
-                    let grows = a.flags.contains(AreaFlags::GROWS_DOWN);
-                    (a.base.page().number(), grows)
+                    let end = a.end().page().number();
+                    let floor = a
+                        .flags
+                        .contains(AreaFlags::GROWS_DOWN)
+                        .then(|| end - a.grow_limit);
+                    (a.base.page().number(), Guarded { floor })
                 })
                 .collect();
-            let model: BTreeMap<u64, bool> = self.model.guards[sp]
-                .iter()
-                .map(|(&base, g)| (base, g.floor.is_some()))
-                .collect();
             assert_eq!(
-                guarded, model,
-                "space {sp}: guarded areas (base, grows down)"
+                guarded, self.model.guards[sp],
+                "space {sp}: guarded areas (base, floor)"
             );
             no_stale(&self.sim, s);
         }

@@ -238,10 +238,11 @@ impl<M: Machine> AreaEntry<M> {
             RESERVED_RESIDENT => resident,
             _ => self.area.reserved(),
         };
+        let flags = AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff);
         AreaInfo {
             base: Page::from_number(start).start(),
             pages: end - start,
-            flags: AreaFlags::from_bits_truncate((w >> RIGHTS_SHIFT) as u32 & 0xff),
+            flags,
             attrs: AreaAttrs::from_bits_truncate((w >> ATTRS_SHIFT) as u32 & 0xff),
             backend: self.summary.backend,
             resident,
@@ -249,6 +250,11 @@ impl<M: Machine> AreaEntry<M> {
             shared: w & SHARED_BIT != 0,
             offset: self.area.offset(),
             object_id: self.area.object,
+            grow_limit: if flags.contains(AreaFlags::GROWS_DOWN) {
+                self.area.grow_limit()
+            } else {
+                0
+            },
         }
     }
 }
@@ -413,6 +419,11 @@ impl<M: Machine> Area<M> {
             shared: st.share.is_some(),
             offset: self.offset(),
             object_id: self.object,
+            grow_limit: if st.flags.contains(AreaFlags::GROWS_DOWN) {
+                self.grow_limit()
+            } else {
+                0
+            },
         }
     }
 

@@ -232,6 +232,10 @@ pub struct AreaInfo {
     /// ([`Backend::object_id`]): two areas show the same object (the same
     /// file, say) exactly when these are equal.
     pub object_id: usize,
+    /// For a [grows-down](AreaFlags::GROWS_DOWN) area, the most pages it
+    /// may span by growing (its end less this is the lowest page it can
+    /// reach); 0 for any other area.
+    pub grow_limit: u64,
 }
 
 impl AreaInfo {
