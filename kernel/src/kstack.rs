@@ -1,4 +1,5 @@
-//! Kernel stacks for threads parked inside the kernel (`sched::relax_parked`).
+//! Kernel stacks for threads parked inside the kernel (`sched::relax_parked`,
+//! `sched::PagerSleep`).
 //!
 //! A thread that waits in a page fault (or a system call's user copy) for
 //! a pager keeps the stack it runs on (one of the CPU's trap stacks); the

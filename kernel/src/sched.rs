@@ -471,23 +471,25 @@ static PARK_TOKEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NO_TOKEN) }; 
 
 /// Moves every sleeping thread back to the ready queue if a wake is
 /// pending (they look at their answer again; those without one sleep
-/// again).
-fn wake_sleepers(s: &mut Sched) {
+/// again); whether it moved any.
+fn wake_sleepers(s: &mut Sched) -> bool {
     if WAKE_PENDING.swap(false, Ordering::SeqCst) && !s.sleeping.is_empty() {
-        stats::WAKES.fetch_add(s.sleeping.len() as u64, Ordering::Relaxed);
         let Sched {
             ready, sleeping, ..
         } = s;
         ready.append(sleeping);
+        return true;
     }
+    false
 }
 
 /// Where a page fault waiting for a user pager sleeps (aspace's `Sleep`):
 /// its thread parks off the ready queue, and the core's wake after an
 /// answer puts it back. A wake never waits for the scheduler lock (it may
-/// come from any context): it advances the counter, marks the wake
-/// pending, and moves the sleepers itself only if the lock is free; else
-/// the holder, or the next one (a timer tick at the latest), does. A
+/// come from any context, this CPU's holding it included): it advances the
+/// counter, marks the wake pending, and moves the sleepers itself only if
+/// the lock is free (waking an idle CPU for them); else the next taker of
+/// the lock (`lock_sched`: every trap return and timer tick) does. A
 /// thread about to sleep looks at the counter under the lock, so a wake
 /// after its token was read sends it to the ready queue instead.
 pub struct PagerSleep;
@@ -504,10 +506,21 @@ impl aspace::Sleep for PagerSleep {
     }
 
     fn wake(&self) {
+        // The counter first: a taker of the lock that clears the pending
+        // mark then finds the thread asleep, or the thread finds the new
+        // counter.
         PAGER_EPOCH.fetch_add(1, Ordering::SeqCst);
         WAKE_PENDING.store(true, Ordering::SeqCst);
-        if let Some(mut s) = SCHED.try_lock() {
-            wake_sleepers(&mut s);
+        let idle = SCHED.try_lock().and_then(|mut s| {
+            if !wake_sleepers(&mut s) {
+                return None;
+            }
+            let me = cpu_id();
+            (0..crate::machine::CPU_COUNT.load(Ordering::Relaxed))
+                .find(|&c| c != me && s.current[c].is_none() && arch::online().contains(c))
+        });
+        if let Some(c) = idle {
+            arch::wake(c);
         }
     }
 }
@@ -654,12 +667,8 @@ extern "C" fn after_park(raw: usize) -> ! {
         let next = s.ready.pop_front();
         run(&mut s, cpu, &mut frame, next);
     }
-    // A wake that found the lock taken above: its sleepers go now.
-    if WAKE_PENDING.load(Ordering::SeqCst) {
-        if let Some(mut s) = SCHED.try_lock() {
-            wake_sleepers(&mut s);
-        }
-    }
+    // A wake that found the lock taken above is taken up by the next
+    // `lock_sched`: `check_return` just below, or any CPU's.
     check_return(&mut frame);
     arch::enter(cpu, &frame)
 }

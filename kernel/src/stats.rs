@@ -22,5 +22,3 @@ pub static PARKS: AtomicU64 = AtomicU64::new(0);
 /// Parks that slept: a fault waiting for a pager left the ready queue
 /// until an answer woke it.
 pub static SLEEPS: AtomicU64 = AtomicU64::new(0);
-/// Threads a pager answer moved from sleeping back to ready.
-pub static WAKES: AtomicU64 = AtomicU64::new(0);

@@ -20,6 +20,7 @@ use crate::frames::FramePool;
 use crate::memory::PhysMem;
 use crate::mmu::{self, Arch, Roots};
 use crate::paging::SimPageTable;
+use crate::sleep::{HostSleep, SleepStats};
 use crate::tlb::{SimTlb, TlbEntry};
 
 thread_local! {
@@ -80,6 +81,10 @@ pub struct SimHardware {
     pub(crate) relaxes: AtomicU64,
     /// Faults waiting for a user pager poll with `relax` rather than sleep.
     pager_polls: AtomicBool,
+    /// Where they sleep otherwise: one per machine, made with it (not in a
+    /// fault, where a test may refuse the heap) and kept for the rest of
+    /// the process (the core keeps `&'static` ones): a few dozen bytes.
+    pager_sleep: &'static HostSleep,
 }
 
 /// Guard that makes the current thread execute as a CPU until dropped.
@@ -124,13 +129,20 @@ impl SimHardware {
             stale_fetches: AtomicU64::new(0),
             relaxes: AtomicU64::new(0),
             pager_polls: AtomicBool::new(false),
+            pager_sleep: Box::leak(Box::default()),
         }
     }
 
+    /// The counters of this machine's pager sleep.
+    pub fn sleep_stats(&self) -> SleepStats {
+        self.pager_sleep.stats()
+    }
+
     /// Whether faults waiting for a user pager poll, calling
-    /// [`Machine::relax`] in each round, instead of sleeping in
-    /// [`PAGER_SLEEP`](crate::sleep::PAGER_SLEEP) (the default): both ways
-    /// of [`Machine::pager_sleep`] can be tested.
+    /// [`Machine::relax`] in each round, instead of sleeping on the
+    /// machine's [`HostSleep`] (the default): both ways
+    /// of [`Machine::pager_sleep`] can be tested. A request keeps the way
+    /// it was made with.
     pub fn set_pager_polling(&self, poll: bool) {
         self.pager_polls.store(poll, Relaxed);
     }
@@ -306,9 +318,8 @@ impl Machine for SimMachine {
     /// unless [`SimHardware::set_pager_polling`] says poll.
     fn pager_sleep(&self) -> Option<&'static dyn aspace::Sleep> {
         if self.0.pager_polls.load(Relaxed) {
-            None
-        } else {
-            Some(&crate::sleep::PAGER_SLEEP)
+            return None;
         }
+        Some(self.0.pager_sleep)
     }
 }

@@ -1,7 +1,8 @@
 //! Where a simulated CPU's page fault sleeps while a user pager works on
 //! its page: the core's [`Sleep`], over a host mutex and condition
-//! variable (one for the whole process, shared by every simulated machine:
-//! a wake rouses faults of other machines too, which sleep again).
+//! variable, one per simulated machine (made, and kept for the rest of the
+//! process, when the machine's first pager request is made:
+//! [`SimHardware::sleep_stats`](crate::SimHardware::sleep_stats)).
 //!
 //! A sleep that waits [`SLEEP_LIMIT`] without a wake gives up and is
 //! counted ([`SleepStats::timeouts`]): with the core keeping its side of
@@ -33,24 +34,23 @@ struct State {
     stats: SleepStats,
 }
 
-/// The process's pager sleep.
+/// A machine's pager sleep.
 pub struct HostSleep {
     state: Mutex<State>,
     woken: Condvar,
 }
 
-/// The one [`HostSleep`] of this process.
-pub static PAGER_SLEEP: HostSleep = HostSleep {
-    state: Mutex::new(State {
-        epoch: 0,
-        stats: SleepStats {
-            sleeps: 0,
-            wakes: 0,
-            timeouts: 0,
-        },
-    }),
-    woken: Condvar::new(),
-};
+impl Default for HostSleep {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State {
+                epoch: 0,
+                stats: SleepStats::default(),
+            }),
+            woken: Condvar::new(),
+        }
+    }
+}
 
 impl HostSleep {
     /// The counters now.

@@ -314,7 +314,9 @@ pub trait Machine: Send + Sync + Sized + 'static {
     /// How a fault waits for a user pager's answer: `None` (the default)
     /// polls, calling [`relax`](Self::relax) in each round; a kernel that
     /// can put a thread to sleep returns its [`Sleep`], so a waiting
-    /// thread takes no CPU time until an answer comes.
+    /// thread need not be scheduled again until an answer comes. A request
+    /// keeps the `Sleep` it was made with: every fault waiting for it
+    /// sleeps there.
     fn pager_sleep(&self) -> Option<&'static dyn Sleep> {
         None
     }

@@ -127,7 +127,8 @@ impl<M: Machine> AddressSpace<M> {
                 Asked::Wait { area, slot, index } => (area, slot, index),
             };
             let m = &self.shared.machine;
-            let sleep = m.pager_sleep();
+            // The sleep the answer wakes: the one the request was made with.
+            let sleep = slot.sleep();
             let answer = loop {
                 // The token before the look, so an answer after the look
                 // wakes the sleep (see `Sleep`).

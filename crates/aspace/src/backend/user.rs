@@ -139,6 +139,12 @@ impl Slot {
         }
     }
 
+    /// Where the faults waiting for this answer sleep (the one its
+    /// completion wakes), if they do.
+    pub(crate) fn sleep(&self) -> Option<&'static dyn Sleep> {
+        self.sleep
+    }
+
     /// The answer, or `None` while the pager has not answered.
     pub(crate) fn answer(&self) -> Option<Answer> {
         match self.state.load(Ordering::Acquire) {
