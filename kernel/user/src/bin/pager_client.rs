@@ -5,8 +5,10 @@
 //! - 0: prints from the last page through a system call (the kernel's
 //!   copy waits for the pager), then reads every byte twice and checks
 //!   them (the pager is asked once per page);
-//! - 1 (slow pager): a second thread counts while the first waits in its
-//!   page faults for the slow answers: the count must have moved;
+//! - 1 (slow pager): three more threads count while the first waits in its
+//!   page faults for the slow answers: the count must have moved (with
+//!   more threads ready than CPUs, the waiting thread sleeps in the kernel
+//!   on every CPU count);
 //! - 2 (dying pager): page 0 reads fine; the fault on page 1 fails because
 //!   the pager ended holding its request, and the kernel kills this task;
 //! - 3 (refusing pager): the fault on page 0 fails with the pager's error
@@ -20,6 +22,9 @@ use aspace_user::*;
 
 const FILE: usize = 0x5000_0000;
 const PAGES: usize = 4;
+
+/// Threads that count while the main one waits for the slow pager.
+const COUNTERS: u64 = 3;
 
 static COUNT: AtomicU64 = AtomicU64::new(0);
 static STOP: AtomicU64 = AtomicU64::new(0);
@@ -38,7 +43,7 @@ extern "C" fn counter(_: u64) -> ! {
         COUNT.fetch_add(1, Ordering::SeqCst);
         yield_now();
     }
-    ENDED.store(1, Ordering::SeqCst);
+    ENDED.fetch_add(1, Ordering::SeqCst);
     exit(0)
 }
 
@@ -85,9 +90,11 @@ fn main(mode: u64) -> i32 {
             }
         }
         1 => {
-            let stack = area_anywhere(16 * PAGE, READ | WRITE, 0x6000_0000);
-            if stack == CREATE_FAILED || thread_create(counter, stack + 16 * PAGE, 0) < 0 {
-                return 1;
+            for t in 0..COUNTERS as usize {
+                let stack = area_anywhere(16 * PAGE, READ | WRITE, 0x6000_0000 + t * 0x10_0000);
+                if stack == CREATE_FAILED || thread_create(counter, stack + 16 * PAGE, 0) < 0 {
+                    return 1;
+                }
             }
             while COUNT.load(Ordering::SeqCst) == 0 {
                 yield_now();
@@ -102,13 +109,13 @@ fn main(mode: u64) -> i32 {
                 moved += (after > before) as u32;
                 total += after - before;
                 println!(
-                    "pager_client: page {p} (slow pager): {}; the other thread counted {} meanwhile",
+                    "pager_client: page {p} (slow pager): {}; the other threads counted {} meanwhile",
                     if page_ok(p) { "ok" } else { "BAD" },
                     after - before
                 );
             }
             STOP.store(1, Ordering::SeqCst);
-            while ENDED.load(Ordering::SeqCst) == 0 {
+            while ENDED.load(Ordering::SeqCst) < COUNTERS {
                 yield_now();
             }
             // On one CPU the counter runs only because the waiting thread
