@@ -90,7 +90,9 @@ pub unsafe trait PhysMemory: Send + Sync {
     /// executable. The default syncs them one by one; a machine whose sync
     /// costs the same for one frame as for many (RISC-V, whose `fence.i`
     /// covers the whole cache and is sent to every other hart) overrides it
-    /// to sync once.
+    /// to sync once. The frames are looked up (a page-table walk each) as
+    /// the iterator runs: a machine that needs no sync (x86) leaves it
+    /// unused.
     fn sync_icache_frames(&self, frames: &mut dyn Iterator<Item = Frame>) {
         for frame in frames {
             self.sync_icache(frame);
