@@ -584,6 +584,11 @@ fn park(token: u64) -> bool {
     if slot.is_none() && !within(borrowed) {
         return false;
     }
+    // Nothing else to run: spin, without taking a stack to give back
+    // (looked at again under the lock below).
+    if lock_sched().ready.is_empty() {
+        return false;
+    }
     let fresh = match slot {
         Some(_) => match kstack::alloc() {
             Some(t) => t,
