@@ -473,7 +473,12 @@ static PARK_TOKEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(NO_TOKEN) }; 
 /// pending (they look at their answer again; those without one sleep
 /// again); whether it moved any.
 fn wake_sleepers(s: &mut Sched) -> bool {
-    if WAKE_PENDING.swap(false, Ordering::SeqCst) && !s.sleeping.is_empty() {
+    // A load first: every trap return takes the lock, and most find no
+    // wake pending (one missed here is the next taker's).
+    if WAKE_PENDING.load(Ordering::Relaxed)
+        && WAKE_PENDING.swap(false, Ordering::SeqCst)
+        && !s.sleeping.is_empty()
+    {
         let Sched {
             ready, sleeping, ..
         } = s;

@@ -250,11 +250,7 @@ impl<M: Machine> AreaEntry<M> {
             shared: w & SHARED_BIT != 0,
             offset: self.area.offset(),
             object_id: self.area.object,
-            grow_limit: if flags.contains(AreaFlags::GROWS_DOWN) {
-                self.area.grow_limit()
-            } else {
-                0
-            },
+            grow_limit: self.area.shown_grow_limit(flags),
         }
     }
 }
@@ -419,11 +415,17 @@ impl<M: Machine> Area<M> {
             shared: st.share.is_some(),
             offset: self.offset(),
             object_id: self.object,
-            grow_limit: if st.flags.contains(AreaFlags::GROWS_DOWN) {
-                self.grow_limit()
-            } else {
-                0
-            },
+            grow_limit: self.shown_grow_limit(st.flags),
+        }
+    }
+
+    /// [`AreaInfo::grow_limit`] of the area with flags `flags`: its growth
+    /// limit if it grows down, else 0.
+    fn shown_grow_limit(&self, flags: AreaFlags) -> u64 {
+        if flags.contains(AreaFlags::GROWS_DOWN) {
+            self.grow_limit()
+        } else {
+            0
         }
     }
 

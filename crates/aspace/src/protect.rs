@@ -23,6 +23,12 @@ use crate::{Error, Result};
 /// and how it reserves.
 pub(crate) const KEPT: AreaFlags = AreaFlags::PLACEMENT.union(AreaFlags::LATE_RESERVE);
 
+/// The flags an area (or part) whose flags are `old` gets from a change of
+/// rights to `flags`: the new rights, its own [`KEPT`] bits.
+pub(crate) fn new_flags(flags: AreaFlags, old: AreaFlags) -> AreaFlags {
+    (flags - KEPT) | (old & KEPT)
+}
+
 /// What the tree does once the areas' locks are gone.
 enum Step<M: Machine> {
     /// The entry at the first field is cut in three at the second's pages,
@@ -86,7 +92,7 @@ impl<M: Machine> AddressSpace<M> {
         // The neighbours that may merge with the area once changed, by
         // their published rights; locked in address order (the left one
         // before the area, the right one after the area's change).
-        let new = (flags - KEPT) | (m.summary.flags() & KEPT);
+        let new = new_flags(flags, m.summary.flags());
         let left = before
             .filter(|b| !inside && b.1 == s && !Self::rights_rule_out(b.2.summary.flags(), new));
         let right = after
@@ -109,8 +115,7 @@ impl<M: Machine> AddressSpace<M> {
                 return Some(Err(err));
             }
         }
-        let new = (flags - KEPT) | (mst.flags & KEPT);
-        if new == mst.flags {
+        if new_flags(flags, mst.flags) == mst.flags {
             // Nothing changes: the general path (which may still merge).
             return None;
         }
@@ -118,7 +123,7 @@ impl<M: Machine> AddressSpace<M> {
         // off above has no placement bits (`split_state`), the area keeps
         // its own.
         let change = |st: &mut AreaState<M>, batch: &mut ShootdownBatch| {
-            let new = (flags - KEPT) | (st.flags & KEPT);
+            let new = new_flags(flags, st.flags);
             let old = core::mem::replace(&mut st.flags, new);
             self.reprotect_pages(st, old, batch);
         };

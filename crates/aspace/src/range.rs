@@ -29,7 +29,7 @@ use crate::split::Join;
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
-use crate::protect::KEPT;
+use crate::protect::{new_flags, KEPT};
 
 impl<M: Machine> AddressSpace<M> {
     /// The `(start, end)` of the lowest area of `tree` that intersects
@@ -233,7 +233,7 @@ impl<M: Machine> AddressSpace<M> {
             if start > at || st.attrs.contains(AreaAttrs::PARTIAL) {
                 return Err(Error::NotFound);
             }
-            let change = (flags - KEPT) | (st.flags & KEPT) != st.flags;
+            let change = new_flags(flags, st.flags) != st.flags;
             if at == s {
                 (cut[0], changes[0]) = (start < s, change);
             }
@@ -259,7 +259,7 @@ impl<M: Machine> AddressSpace<M> {
         // whose entry changed leave every TLB in one round.
         let reprotect = |slot: &AreaEntry<M>, batch: &mut ShootdownBatch| {
             let mut st = slot.lock();
-            let new = (flags - KEPT) | (st.flags & KEPT);
+            let new = new_flags(flags, st.flags);
             if new != st.flags {
                 let old = core::mem::replace(&mut st.flags, new);
                 self.reprotect_pages(&st, old, batch);

@@ -479,32 +479,31 @@ impl<M: Machine> AddressSpace<M> {
                 }
                 // No room for both: one pair, as a merge pair by pair
                 // would leave them.
-                if Self::reserve_join(lst, s, Runs::of(mst)).is_some() {
-                    Self::absorb_right(l, lst, middle, mst, e);
-                    return Joins::One(l_start);
+                match Self::join_one((l_start, l, lst), (s, middle, mst, e)) {
+                    Joins::None => Self::join_one((s, middle, mst), (e, r, rst, r_end)),
+                    one => one,
                 }
-                if Self::reserve_join(mst, e, Runs::of(rst)).is_some() {
-                    Self::absorb_right(middle, mst, r, rst, r_end);
-                    return Joins::One(s);
-                }
-                Joins::None
             }
             (Some((l_start, l, lst)), None) => {
-                if Self::reserve_join(lst, s, Runs::of(mst)).is_none() {
-                    return Joins::None;
-                }
-                Self::absorb_right(l, lst, middle, mst, e);
-                Joins::One(l_start)
+                Self::join_one((l_start, l, lst), (s, middle, mst, e))
             }
-            (None, Some((r_end, r, rst))) => {
-                if Self::reserve_join(mst, e, Runs::of(rst)).is_none() {
-                    return Joins::None;
-                }
-                Self::absorb_right(middle, mst, r, rst, r_end);
-                Joins::One(s)
-            }
+            (None, Some((r_end, r, rst))) => Self::join_one((s, middle, mst), (e, r, rst, r_end)),
             (None, None) => Joins::None,
         }
+    }
+
+    /// Joins `r` (locked as `rst`, spanning pages `[boundary, r_end)`) to
+    /// `l` (locked as `lst`, starting at `l_start`, ending at `boundary`),
+    /// if the heap gives `lst` room for the runs it gains.
+    fn join_one(
+        (l_start, l, lst): (u64, &Area<M>, &mut AreaState<M>),
+        (boundary, r, rst, r_end): (u64, &Area<M>, &mut AreaState<M>, u64),
+    ) -> Joins {
+        if Self::reserve_join(lst, boundary, Runs::of(rst)).is_none() {
+            return Joins::None;
+        }
+        Self::absorb_right(l, lst, r, rst, r_end);
+        Joins::One(l_start)
     }
 
     /// Makes the tree's side of `joins` (which [`join_locked`](Self::join_locked)
