@@ -4,7 +4,7 @@ use core::ops::{Deref, DerefMut};
 
 use crate::addr::Page;
 pub use crate::backend::AreaInfo;
-use crate::backend::BackendRef;
+use crate::backend::{Backend, BackendRef};
 use crate::error::{Error, Result};
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::internals::try_arc::{TryArc, Unwritten};
@@ -149,7 +149,8 @@ pub(crate) struct AreaEntry<M: Machine> {
 
 impl<M: Machine> AreaEntry<M> {
     /// A slot for a new area: nothing resident, not shared, `reserved`
-    /// pages reserved for it. `NoMemory` if the heap refuses the area.
+    /// pages reserved for it, growing down to `grow_limit` pages if it
+    /// grows down. `NoMemory` if the heap refuses the area.
     pub fn new(
         base: Page,
         pages: u64,
@@ -157,26 +158,19 @@ impl<M: Machine> AreaEntry<M> {
         attrs: AreaAttrs,
         backend: BackendRef<M::Memory, M::Frames>,
         reserved: u64,
+        grow_limit: u64,
     ) -> Result<Self> {
         let kind = Summary::reserved_kind(reserved, pages, 0);
         let summary = Summary {
             word: AtomicU64::new(Summary::pack_parts(flags, attrs, false, 0, kind)),
             backend: backend.name(),
         };
-        let area = Area::new(base, pages, flags, attrs, backend, reserved)?;
+        let mut area = Area::new(base, pages, flags, attrs, backend, reserved)?;
+        area.grow_limit = PlainAtomicU64::new(grow_limit);
         Ok(Self {
             area: TryArc::try_new(area).map_err(|_| Error::NoMemory)?,
             summary,
         })
-    }
-
-    /// [`new`](Self::new) for an area that may grow down to `grow_limit`
-    /// pages.
-    pub fn with_grow_limit(mut self, grow_limit: u64) -> Self {
-        if let Some(area) = TryArc::get_mut(&mut self.area) {
-            area.grow_limit.store(grow_limit, Relaxed);
-        }
-        self
     }
 
     /// The tree entry of `area`, a new record put in `block` (its summary
@@ -478,5 +472,17 @@ impl<M: Machine> Area<M> {
             summary: None,
             st: self.state.lock(),
         }
+    }
+
+    /// The state of an area owned alone (out of the tree, no other
+    /// reference), without a lock; its backend and reservation beside it.
+    pub fn owned_parts(
+        &mut self,
+    ) -> (
+        &dyn Backend<M::Memory, M::Frames>,
+        &PlainAtomicU64,
+        &mut AreaState<M>,
+    ) {
+        (&*self.backend, &self.reserved, self.state.get_mut())
     }
 }

@@ -16,11 +16,11 @@ use crate::area::{Area, AreaEntry};
 use crate::backend::{Backend, BackendCaps, BackendRef};
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::internals::area_tree::Fit;
-use crate::internals::try_arc::TryArc;
 use crate::machine::Machine;
 use crate::reserve;
 use crate::space::{AddressSpace, Areas};
 use crate::{Error, Result};
+use core::sync::atomic::AtomicU64 as PlainAtomicU64;
 
 /// How far a [grows-down](AreaFlags::GROWS_DOWN) area created without a
 /// limit of its own may grow: 8 MiB, Linux's default stack limit.
@@ -93,7 +93,7 @@ impl<M: Machine> AddressSpace<M> {
         attrs: AreaAttrs,
         backend: BackendRef<M::Memory, M::Frames>,
         grow_limit: Option<u64>,
-    ) -> Result<TryArc<Area<M>>> {
+    ) -> Result<()> {
         let limit = grow_limit
             .unwrap_or(DEFAULT_GROW_LIMIT / PAGE_SIZE)
             .max(range.count);
@@ -105,24 +105,25 @@ impl<M: Machine> AddressSpace<M> {
         } else {
             reserve::up_front(&*backend, flags, 0, range.count)
         };
-        // The heap first (the area and room for its tree entry), then the
-        // reservation: a refusal changes nothing.
-        let slot = AreaEntry::new(range.start, range.count, flags, attrs, backend, reserve)?
-            .with_grow_limit(limit);
-        if !tree.try_reserve(1) {
+        let mut area = Area::new(range.start, range.count, flags, attrs, backend, reserve)?;
+        area.grow_limit = PlainAtomicU64::new(limit);
+        // The heap first (a block for the record, a spare one if a removed
+        // area left it, and room for its tree entry), then the
+        // reservation: a refusal changes nothing (the block goes back).
+        let block = tree.take_block().ok_or(Error::NoMemory)?;
+        if !tree.try_reserve(1) || !self.shared.reserve.try_reserve(reserve) {
+            tree.keep_spares([Some(block), None]);
             return Err(Error::NoMemory);
         }
-        if !self.shared.reserve.try_reserve(reserve) {
-            return Err(Error::NoMemory);
-        }
-        let area = slot.area.clone();
+        let slot = AreaEntry::of_new(block, area);
         let (start, end) = (range.start.number(), range.end().number());
         let guard = flags.guard_pages() as u8;
-        if tree.insert_guarded(start, end, guard, slot).is_err() {
+        if let Err(slot) = tree.insert_guarded(start, end, guard, slot) {
+            tree.give_up(slot.area);
             self.shared.reserve.release(reserve);
             return Err(Error::AddressNotAvailable);
         }
-        Ok(area)
+        Ok(())
     }
 
     /// Creates an area of anonymous memory wherever `placement` finds room

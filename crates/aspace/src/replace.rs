@@ -104,8 +104,15 @@ impl<M: Machine> AddressSpace<M> {
             reserve::up_front(&*backend, flags, 0, range.count)
         };
         let limit = (DEFAULT_GROW_LIMIT / PAGE_SIZE).max(range.count);
-        let slot = AreaEntry::new(range.start, range.count, flags, attrs, backend, reserve)?
-            .with_grow_limit(limit);
+        let slot = AreaEntry::new(
+            range.start,
+            range.count,
+            flags,
+            attrs,
+            backend,
+            reserve,
+            limit,
+        )?;
         let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
         Self::reserve_entries(&mut tree, 3)?;
         // The reservation: what the areas' parts inside will hold once

@@ -22,14 +22,14 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64 as PlainAtomicU64, Ordering};
 
 use crate::addr::{bytes_to_pages, Frame, Page, PageRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use crate::area::{Area, AreaEntry, AreaGuard, AreaInfo, AreaState};
 use crate::backend::{Backend, BackendCaps, BackendRef};
 use crate::flags::{Access, AreaAttrs, AreaFlags, PageFlags};
 use crate::internals::area_tree::AreaTree;
-use crate::internals::try_arc::{TryArc, Unwritten};
+use crate::internals::try_arc::{TryArc, Unique, Unwritten};
 use crate::internals::used_space::UsedSpace;
 use crate::lookup::AreaLookup;
 use crate::machine::{
@@ -95,6 +95,13 @@ impl<M: Machine> Areas<M> {
     pub(crate) fn give_up(&mut self, area: TryArc<Area<M>>) {
         if let Some(free) = self.spare.iter_mut().find(|s| s.is_none()) {
             *free = TryArc::recycle(area);
+        }
+    }
+
+    /// [`give_up`](Self::give_up) for a record already owned alone.
+    pub(crate) fn retire(&mut self, area: Unique<Area<M>>) {
+        if let Some(free) = self.spare.iter_mut().find(|s| s.is_none()) {
+            *free = area.recycle();
         }
     }
 }
@@ -176,7 +183,7 @@ pub(crate) fn unmap_runs_into<M: Machine>(
 pub(crate) fn leave_share<M: Machine>(
     shared: &Shared<M>,
     as_id: u64,
-    area: &Area<M>,
+    reserved: &PlainAtomicU64,
     st: &mut AreaState<M>,
     batch: &mut ShootdownBatch,
 ) {
@@ -189,9 +196,9 @@ pub(crate) fn leave_share<M: Machine>(
                 shared.reserve.release(share.reserved());
             }
         }
-        None => shared.reserve.release(area.reserved()),
+        None => shared.reserve.release(reserved.load(Ordering::Relaxed)),
     }
-    area.reserved.store(0, Ordering::Relaxed);
+    reserved.store(0, Ordering::Relaxed);
 }
 
 impl<M: Machine> AddressSpace<M> {
@@ -440,12 +447,12 @@ impl<M: Machine> AddressSpace<M> {
         attrs: AreaAttrs,
         backend: BackendRef<M::Memory, M::Frames>,
     ) -> Result<VirtAddr> {
-        self.insert_area(base, size, flags, attrs, backend)
+        self.insert_area(base, size, flags, attrs, backend, false)
             .map(|_| base)
     }
 
-    /// Creates an area; returns it (so a caller can tell it from an area
-    /// created later at the same place).
+    /// Creates an area; returns it if `handle` (so a caller can tell it
+    /// from an area created later at the same place).
     fn insert_area(
         &self,
         base: VirtAddr,
@@ -453,7 +460,8 @@ impl<M: Machine> AddressSpace<M> {
         flags: AreaFlags,
         attrs: AreaAttrs,
         backend: BackendRef<M::Memory, M::Frames>,
-    ) -> Result<TryArc<Area<M>>> {
+        handle: bool,
+    ) -> Result<Option<TryArc<Area<M>>>> {
         let flags = Self::placement_flags(flags, &*backend)?;
         let range = Self::checked_range(base, size)?;
         let mut tree = self.areas.write();
@@ -469,7 +477,11 @@ impl<M: Machine> AddressSpace<M> {
             Err(Error::NoMemory) if !self.check_conflicts(&tree, range, guard, None) => {
                 Err(Error::AddressNotAvailable)
             }
-            r => r,
+            Err(e) => Err(e),
+            Ok(()) if handle => Ok(tree
+                .get(range.start.number())
+                .map(|(_, slot)| slot.area.clone())),
+            Ok(()) => Ok(None),
         }
     }
 
@@ -559,6 +571,25 @@ impl<M: Machine> AddressSpace<M> {
     /// share reference.
     pub(crate) fn unmap_area(&self, area: &Area<M>, batch: &mut ShootdownBatch) {
         let mut st = area.lock_detached();
+        self.unmap_state(&*area.backend, &area.reserved, &mut st, batch);
+    }
+
+    /// [`unmap_area`](Self::unmap_area) of an area this call owns alone
+    /// (out of the tree, its last reference given up): no lock to take.
+    pub(crate) fn unmap_owned(&self, area: &mut Area<M>, batch: &mut ShootdownBatch) {
+        let (backend, reserved, st) = area.owned_parts();
+        self.unmap_state(backend, reserved, st, batch);
+    }
+
+    /// Unmaps the pages of a departing area's state `st` (its backend and
+    /// reservation given) and drops its share reference.
+    fn unmap_state(
+        &self,
+        backend: &dyn Backend<M::Memory, M::Frames>,
+        reserved: &PlainAtomicU64,
+        st: &mut AreaState<M>,
+        batch: &mut ShootdownBatch,
+    ) {
         let used = st.used.take();
         st.cow = UsedSpace::new();
         if !used.is_empty() {
@@ -566,12 +597,12 @@ impl<M: Machine> AddressSpace<M> {
                 &self.shared,
                 self.id,
                 self.pt(),
-                &*area.backend,
+                backend,
                 used.iter(),
                 batch,
             );
         }
-        leave_share(&self.shared, self.id, area, &mut st, batch);
+        leave_share(&self.shared, self.id, reserved, st, batch);
     }
 
     /// Changes the rights of the area containing `addr`, keeping its data
@@ -701,7 +732,9 @@ impl<M: Machine> AddressSpace<M> {
         // The destination asks the share record (and the backend) for the
         // source's pages: same offset.
         let offset = source.offset();
-        let created = dst.insert_area(dst_base, size, mask, AreaAttrs::PARTIAL, backend)?;
+        let created = dst
+            .insert_area(dst_base, size, mask, AreaAttrs::PARTIAL, backend, true)?
+            .ok_or(Error::NotFound)?;
         let (share, first) = {
             let tree = self.read_areas();
             let found = self

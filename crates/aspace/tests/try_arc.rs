@@ -73,6 +73,40 @@ fn recycle_drops_the_value_and_keeps_the_block_only_when_alone() {
 }
 
 #[test]
+fn take_unique_owns_the_value_only_when_alone() {
+    let drops = AtomicUsize::new(0);
+    // Another strong reference: the handle comes back, nothing dropped.
+    let a = TryArc::try_new((Counted(&drops), 5u64)).ok().unwrap();
+    let b = a.clone();
+    let a = TryArc::take_unique(a).err().expect("two references");
+    drop(b);
+    // Alone: changed in place without a lock, then dropped with the block.
+    let mut u = TryArc::take_unique(a).ok().expect("the only reference");
+    u.1 += 1;
+    assert_eq!(u.1, 6);
+    assert_eq!(drops.load(Ordering::Relaxed), 0);
+    drop(u);
+    assert_eq!(drops.load(Ordering::Relaxed), 1);
+    // Alone, recycled: the value dropped, the block filled again.
+    let c = TryArc::try_new((Counted(&drops), 1u64)).ok().unwrap();
+    let block = TryArc::take_unique(c)
+        .ok()
+        .unwrap()
+        .recycle()
+        .expect("no weak one");
+    assert_eq!(drops.load(Ordering::Relaxed), 2);
+    let d = block.fill((Counted(&drops), 2u64));
+    // A weak reference: no upgrade once the value is owned; the block stays
+    // for it (recycle gives none) and goes with it (Miri checks the free).
+    let weak = TryArc::downgrade(&d);
+    let u = TryArc::take_unique(d).ok().expect("weak ones do not count");
+    assert!(weak.upgrade().is_none());
+    assert!(u.recycle().is_none());
+    assert_eq!(drops.load(Ordering::Relaxed), 3);
+    drop(weak);
+}
+
+#[test]
 fn get_mut_only_while_unique() {
     let mut a = TryArc::try_new(7u64).ok().unwrap();
     *TryArc::get_mut(&mut a).unwrap() += 1;

@@ -111,6 +111,73 @@ impl<T> Drop for Unwritten<T> {
     }
 }
 
+/// The value of a [`TryArc`] whose only strong reference was given up
+/// ([`TryArc::take_unique`]): owned here, in place on its block, which no
+/// weak reference can reach the value through any more. Dropping it drops
+/// the value; [`recycle`](Self::recycle) keeps the block too.
+pub struct Unique<T> {
+    ptr: NonNull<Inner<T>>,
+}
+
+// SAFETY: a `Unique<T>` owns its `T` as a `Box<T>` does (weak references
+// reach only the counts): sending it sends the `T`.
+unsafe impl<T: Send> Send for Unique<T> {}
+// SAFETY: `&Unique<T>` gives only `&T`.
+unsafe impl<T: Sync> Sync for Unique<T> {}
+
+impl<T> Deref for Unique<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the value is initialised and reachable only through this
+        // handle (the strong count is zero: no weak reference upgrades).
+        unsafe { &(*self.ptr.as_ptr()).value }
+    }
+}
+
+impl<T> core::ops::DerefMut for Unique<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, and `self` is borrowed mutably.
+        unsafe { &mut (*self.ptr.as_ptr()).value }
+    }
+}
+
+impl<T> Unique<T> {
+    /// Drops the value and hands the block back for another value, if no
+    /// weak reference is left (else the block goes with the last one).
+    pub fn recycle(self) -> Option<Unwritten<T>> {
+        let this = ManuallyDrop::new(self);
+        let ptr = this.ptr;
+        // SAFETY: the value is ours alone (see `deref`); it is dropped here
+        // once, and never read again (`this`'s drop is skipped).
+        unsafe { core::ptr::drop_in_place(core::ptr::addr_of_mut!((*ptr.as_ptr()).value)) };
+        // SAFETY: the block stays allocated while we hold the strong
+        // references' weak share; only the count is read.
+        let weak = unsafe { &*core::ptr::addr_of!((*ptr.as_ptr()).weak) };
+        // Acquire: a weak reference dropped on another thread is seen.
+        if weak.load(Ordering::Acquire) == 1 {
+            // Only the strong references' share: no weak reference exists,
+            // and none can be made (that takes a strong one). The block is
+            // ours alone, its value dropped.
+            return Some(Unwritten { ptr });
+        }
+        // SAFETY: weak references remain; give up the strong references'
+        // share (the value is dropped already).
+        unsafe { release_weak(ptr, Layout::new::<Inner<T>>()) };
+        None
+    }
+}
+
+impl<T> Drop for Unique<T> {
+    fn drop(&mut self) {
+        // SAFETY: as in `recycle`: the value is ours alone and dropped
+        // once; then the strong references' weak share goes.
+        unsafe {
+            core::ptr::drop_in_place(core::ptr::addr_of_mut!((*self.ptr.as_ptr()).value));
+            release_weak(self.ptr, Layout::new::<Inner<T>>());
+        }
+    }
+}
+
 impl<T> TryArc<T> {
     /// Allocates an uninitialised block for a `T`, or `None` if the heap
     /// refuses.
@@ -238,6 +305,15 @@ impl<T> TryArc<T> {
     /// reference dropped as usual, otherwise): a record given up and one
     /// made soon after share the allocation.
     pub fn recycle(this: Self) -> Option<Unwritten<T>> {
+        Self::take_unique(this).ok()?.recycle()
+    }
+
+    /// The value, owned in place on its block, if `this` is its only
+    /// strong reference (else `this` back): one atomic step, after which
+    /// no weak reference can give out another (the strong count is zero),
+    /// so the value is changed without a lock and dropped, or its block
+    /// recycled, when the [`Unique`] goes.
+    pub fn take_unique(this: Self) -> Result<Unique<T>, Self> {
         // Acquire, as `try_unwrap`: see every use made through references
         // dropped before.
         if this
@@ -246,27 +322,10 @@ impl<T> TryArc<T> {
             .compare_exchange(1, 0, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            return None;
+            return Err(this);
         }
         let this = ManuallyDrop::new(this);
-        let ptr = this.ptr;
-        // SAFETY: the strong count went from 1 (ours) to 0: no one else
-        // reads the value (a weak reference no longer upgrades); it is
-        // dropped here once, and never read again.
-        unsafe { core::ptr::drop_in_place(core::ptr::addr_of_mut!((*ptr.as_ptr()).value)) };
-        // Acquire: a weak reference dropped on another thread is seen.
-        let weak = &this.inner().weak;
-        if weak.load(Ordering::Acquire) == 1 {
-            // Only the strong references' share: no weak reference exists,
-            // and none can be made (that takes a strong one). The block is
-            // ours alone, its value dropped.
-            return Some(Unwritten { ptr });
-        }
-        // SAFETY: weak references remain; give up the strong references'
-        // share, as the last strong reference's drop does (the value is
-        // dropped already).
-        unsafe { release_weak(ptr, Layout::new::<Inner<T>>()) };
-        None
+        Ok(Unique { ptr: this.ptr })
     }
 
     /// A weak reference to the value: it does not keep the value alive,
