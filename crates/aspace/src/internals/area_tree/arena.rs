@@ -77,7 +77,11 @@ impl<V> AreaTree<V> {
     /// that must fail cleanly before they change anything (a split of an
     /// area inserts an entry).
     pub fn try_reserve(&mut self, additional: usize) -> bool {
-        let (leaves, inners) = Self::max_nodes(self.len.saturating_add(additional));
+        let want = self.len.saturating_add(additional);
+        if want <= self.covered {
+            return true;
+        }
+        let (leaves, inners) = Self::max_nodes(want);
         fn grow<T>(arena: &mut Vec<T>, capacity: usize) -> bool {
             if capacity <= arena.capacity() {
                 return true;
@@ -89,9 +93,13 @@ impl<V> AreaTree<V> {
                 arena.try_reserve(more).is_ok()
             }
         }
-        grow(&mut self.leaves, leaves)
+        let done = grow(&mut self.leaves, leaves)
             && grow(&mut self.inners, inners)
-            && grow(&mut self.sums, inners)
+            && grow(&mut self.sums, inners);
+        if done {
+            self.covered = want;
+        }
+        done
     }
 
     /// A copy of the tree, or `None` (nothing kept) if the heap refuses
@@ -120,6 +128,8 @@ impl<V> AreaTree<V> {
             height: self.height,
             len: self.len,
             gaps: self.gaps,
+            // The copies' capacity is their length: checked afresh.
+            covered: 0,
         })
     }
 

@@ -200,6 +200,10 @@ pub struct AreaTree<V> {
     /// Whether inner nodes keep their children's summaries ([`Sum`]) for
     /// the free-gap search ([`with_gaps`](Self::with_gaps)).
     gaps: bool,
+    /// A count of entries the arenas' capacity is known to cover (see
+    /// [`try_reserve`](Self::try_reserve)): capacity never shrinks, so a
+    /// reservation up to it has nothing to check.
+    covered: usize,
 }
 
 impl<V> Default for AreaTree<V> {
@@ -231,6 +235,7 @@ impl<V> AreaTree<V> {
             height: 0,
             len: 0,
             gaps: false,
+            covered: 0,
         }
     }
 
