@@ -386,6 +386,23 @@ impl<M: Machine> Area<M> {
         self.reserved.load(Relaxed)
     }
 
+    /// Adds `more` pages to the area's reservation count, its lock held
+    /// (every change of the count is made under it, so a load and a store
+    /// do: no atomic read-modify-write).
+    pub fn add_reserved(&self, more: u64) {
+        if more > 0 {
+            self.reserved.store(self.reserved() + more, Relaxed);
+        }
+    }
+
+    /// Takes `less` pages off the area's reservation count, its lock held
+    /// (as [`add_reserved`](Self::add_reserved)).
+    pub fn sub_reserved(&self, less: u64) {
+        if less > 0 {
+            self.reserved.store(self.reserved() - less, Relaxed);
+        }
+    }
+
     /// One past the last page number.
     pub fn end(&self) -> u64 {
         self.base().number() + self.pages()

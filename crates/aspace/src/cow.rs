@@ -31,7 +31,6 @@
 //! frees the old frame.
 
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering::Relaxed;
 
 use crate::addr::{Frame, Page, PageRange, VirtAddr};
 use crate::area::{Area, AreaState};
@@ -303,7 +302,7 @@ impl<M: Machine> AddressSpace<M> {
                 m.frames().release(new);
                 let less = reserve::per_page(&*area.backend, st.flags, area.index(page), 1);
                 self.shared.reserve.release(less);
-                area.reserved.fetch_sub(less, Relaxed);
+                area.sub_reserved(less);
             }
         }
         Ok(())

@@ -1,7 +1,5 @@
 //! The page-fault handler (HelenOS `as_page_fault`).
 
-use core::sync::atomic::Ordering::Relaxed;
-
 use crate::addr::{Frame, Page, PageRange, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
@@ -379,7 +377,7 @@ impl<M: Machine> AddressSpace<M> {
             Ok(_) => {
                 Stats::add(&stats.faults_resolved, 1);
                 if late > 0 {
-                    area.reserved.fetch_add(late, Relaxed);
+                    area.add_reserved(late);
                 }
             }
             Err(_) => {

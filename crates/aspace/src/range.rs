@@ -475,7 +475,7 @@ impl<M: Machine> AddressSpace<M> {
                     let less =
                         reserve::per_page(&*area.backend, st.flags, area.index(r.start), r.count);
                     self.shared.reserve.release(less);
-                    area.reserved.fetch_sub(less, Relaxed);
+                    area.sub_reserved(less);
                 }
             }
         }

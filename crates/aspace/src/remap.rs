@@ -353,8 +353,8 @@ impl<M: Machine> AddressSpace<M> {
                 );
             }
             self.shared.reserve.release(less);
-            area.reserved.fetch_sub(less, Relaxed);
-            area.reserved.fetch_add(more, Relaxed);
+            area.sub_reserved(less);
+            area.add_reserved(more);
             st.used = used;
             crate::cow::moved_into(&st.cow, os, ns, keep, &mut cow);
             st.cow = cow;

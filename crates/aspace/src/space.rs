@@ -522,7 +522,7 @@ impl<M: Machine> AddressSpace<M> {
                 if !self.shared.reserve.try_reserve(more) {
                     return Err(Error::NoMemory);
                 }
-                area.reserved.fetch_add(more, Ordering::Relaxed);
+                area.add_reserved(more);
             } else if pages < old {
                 // The heap first: the runs removed go to a set of their own.
                 let cut = area.base().add(pages);
@@ -542,7 +542,7 @@ impl<M: Machine> AddressSpace<M> {
                 }
                 batch.complete(&self.shared, self.id);
                 self.shared.reserve.release(less);
-                area.reserved.fetch_sub(less, Ordering::Relaxed);
+                area.sub_reserved(less);
             }
             area.pages.store(pages, Ordering::Release);
             (area.base().number(), pages)

@@ -69,7 +69,9 @@ impl Ours {
             .run(|| mm.mprotect(addr, pages * PAGE_SIZE, prot))
             .expect("mprotect");
     }
-    /// `mremap` with `MREMAP_MAYMOVE`.
+    /// `mremap` with `MREMAP_MAYMOVE` (out of line, so that a profile
+    /// names it).
+    #[inline(never)]
     pub fn mremap(&mut self, addr: u64, old: u64, new: u64) -> u64 {
         let mm = &mut self.mm;
         self.cpu
