@@ -669,6 +669,52 @@ fn unmapping_whole_areas_needs_no_heap() {
     teardown(w, baseline);
 }
 
+/// [`populated`] with `A1` unmapped whole: nothing else held its record,
+/// whose heap block the space keeps as a spare.
+fn with_spare() -> World {
+    let w = populated();
+    w.cpus[0]
+        .run(|| w.s(0).unmap_range(va(A1), pages(2)))
+        .unwrap();
+    w
+}
+
+/// The heap allocations of creating an area at `FREE` in `w`.
+fn creation_allocations(w: &World) -> u64 {
+    let (r, (made, _)) =
+        heap::refusing_from(u64::MAX - 1, || w.s(0).area_create(va(FREE), pages(8), RW));
+    assert!(r.is_ok());
+    made
+}
+
+/// A new area takes the block a whole area's removal left (here the
+/// tree has room too: no heap at all), and a creation refused for a
+/// conflict or for the commit limit keeps it for the next one.
+#[test]
+fn a_removed_areas_block_makes_the_next_area() {
+    inject("create over a spare", with_spare, |w| {
+        w.s(0).area_create(va(FREE), pages(8), RW)
+    });
+    assert!(creation_allocations(&populated()) > 0);
+    assert_eq!(creation_allocations(&with_spare()), 0);
+    // Refused for a conflict, then for the commit limit: the spare stays.
+    let w = with_spare();
+    let before = w.state();
+    let r = w.s(0).area_create(va(A), pages(1), RW);
+    assert_eq!(r, Err(Error::AddressNotAvailable));
+    let limit = w.sim.system().reserve().limit();
+    w.sim
+        .system()
+        .reserve()
+        .set_limit(w.sim.system().reserve().committed() + 4);
+    let r = w.s(0).area_create(va(FREE), pages(8), RW);
+    assert_eq!(r, Err(Error::NoMemory));
+    w.sim.system().reserve().set_limit(limit);
+    assert!(w.state() == before, "refusals changed nothing");
+    assert_eq!(creation_allocations(&w), 0);
+    teardown(w, sim().frames_in_use());
+}
+
 /// Creating an address space: every heap allocation, the handle's block
 /// first, refused in turn, is `NoMemory` with nothing changed.
 #[test]

@@ -109,7 +109,8 @@ impl<M: Machine> AddressSpace<M> {
         area.grow_limit = PlainAtomicU64::new(limit);
         // The heap first (a block for the record, a spare one if a removed
         // area left it, and room for its tree entry), then the
-        // reservation: a refusal changes nothing (the block goes back).
+        // reservation: a refusal changes nothing (the block is kept as a
+        // spare).
         let block = tree.take_block().ok_or(Error::NoMemory)?;
         if !tree.try_reserve(1) || !self.shared.reserve.try_reserve(reserve) {
             tree.keep_spares([Some(block), None]);

@@ -11,8 +11,6 @@
 //! area instead of giving it back, so a replacement of memory by as much
 //! memory needs nothing more from the commit limit.
 
-use core::sync::atomic::Ordering::Relaxed;
-
 use crate::addr::VirtAddr;
 use crate::area::AreaEntry;
 use crate::backend::BackendRef;
@@ -144,10 +142,13 @@ impl<M: Machine> AddressSpace<M> {
             let Some((_, old)) = tree.remove(start) else {
                 break;
             };
-            if old.lock().share.is_none() {
+            let st = old.lock();
+            if st.share.is_none() {
                 // Handed over, not given back.
-                handed += old.area.reserved.swap(0, Relaxed);
+                handed += old.area.reserved();
+                old.area.sub_reserved(old.area.reserved());
             }
+            drop(st);
             self.unmap_area(&old.area, &mut batch);
         }
         debug_assert_eq!(handed, carried, "the splits left what was foreseen");

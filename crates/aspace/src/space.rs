@@ -470,14 +470,15 @@ impl<M: Machine> AddressSpace<M> {
             return Err(Error::AddressNotAvailable);
         }
         // Overlaps are the insertion's own check (a refused one undoes the
-        // reservation and frees the new record): one descent fewer. A
-        // conflict still comes before running out, as HelenOS checks it
-        // first.
+        // reservation and keeps the new record's block as a spare): one
+        // descent fewer. A conflict still comes before running out, as
+        // HelenOS checks it first.
         match self.insert_checked(&mut tree, range, flags, attrs, backend, None) {
             Err(Error::NoMemory) if !self.check_conflicts(&tree, range, guard, None) => {
                 Err(Error::AddressNotAvailable)
             }
             Err(e) => Err(e),
+            // Still under the lock: the entry just inserted.
             Ok(()) if handle => Ok(tree
                 .get(range.start.number())
                 .map(|(_, slot)| slot.area.clone())),
@@ -732,9 +733,12 @@ impl<M: Machine> AddressSpace<M> {
         // The destination asks the share record (and the backend) for the
         // source's pages: same offset.
         let offset = source.offset();
-        let created = dst
-            .insert_area(dst_base, size, mask, AreaAttrs::PARTIAL, backend, true)?
-            .ok_or(Error::NotFound)?;
+        let Some(created) =
+            dst.insert_area(dst_base, size, mask, AreaAttrs::PARTIAL, backend, true)?
+        else {
+            debug_assert!(false, "a handle was asked for");
+            return Err(Error::NotFound);
+        };
         let (share, first) = {
             let tree = self.read_areas();
             let found = self

@@ -114,6 +114,28 @@ fn empty_tree() {
     t.check_invariants();
 }
 
+/// A reservation holds across removals and is found again without
+/// growing; a copy's arenas hold only what it uses, so the same
+/// reservation on the copy grows them (it must not trust the original's).
+#[test]
+fn reservations_and_copies() {
+    let mut t: AreaTree<u64> = AreaTree::with_gaps();
+    assert!(t.try_reserve(300));
+    assert!(t.has_room(300));
+    for i in 0..200 {
+        t.insert(2 * i, 2 * i + 1, i).unwrap();
+    }
+    for i in 0..100 {
+        t.remove(2 * i).unwrap();
+    }
+    assert!(t.try_reserve(200) && t.has_room(200));
+    let mut copy = t.clone();
+    assert!(!copy.has_room(200), "a copy's arenas hold only its nodes");
+    assert!(copy.try_reserve(200));
+    assert!(copy.has_room(200));
+    assert_eq!(entries(&copy), entries(&t));
+}
+
 #[test]
 fn insert_find_get_remove() {
     let mut t = tree(&[(10, 20), (20, 25), (30, 40)]);

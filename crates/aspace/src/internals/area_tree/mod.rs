@@ -174,7 +174,6 @@ pub type Entry<'a, V> = (u64, u64, &'a V);
 /// `n`?" with one descent through dense nodes, or none with a [`Hint`].
 ///
 /// See the [module documentation](self) for the layout and its guarantees.
-#[derive(Clone)]
 pub struct AreaTree<V> {
     leaves: Vec<Leaf<V>>,
     inners: Vec<Inner>,
@@ -204,6 +203,27 @@ pub struct AreaTree<V> {
     /// [`try_reserve`](Self::try_reserve)): capacity never shrinks, so a
     /// reservation up to it has nothing to check.
     covered: usize,
+}
+
+/// A copy whose arenas hold only what the tree uses: the room it knows of
+/// is checked afresh (`covered` 0), so a reservation on the copy grows it.
+impl<V: Clone> Clone for AreaTree<V> {
+    fn clone(&self) -> Self {
+        AreaTree {
+            leaves: self.leaves.clone(),
+            inners: self.inners.clone(),
+            sums: self.sums.clone(),
+            free_leaves: self.free_leaves,
+            free_inners: self.free_inners,
+            free_leaf_count: self.free_leaf_count,
+            free_inner_count: self.free_inner_count,
+            root: self.root,
+            height: self.height,
+            len: self.len,
+            gaps: self.gaps,
+            covered: 0,
+        }
+    }
 }
 
 impl<V> Default for AreaTree<V> {
