@@ -116,10 +116,22 @@ impl<V> AreaTree<V> {
             to.extend_from_slice(from);
             Some(to)
         }
-        Some(AreaTree {
-            leaves: copy(&self.leaves)?,
-            inners: copy(&self.inners)?,
-            sums: copy(&self.sums)?,
+        Some(self.copy_with(copy(&self.leaves)?, copy(&self.inners)?, copy(&self.sums)?))
+    }
+
+    /// This tree over the arenas `leaves`, `inners` and `sums` (copies of
+    /// its own): the room it knows of is checked afresh (`covered` 0), as
+    /// a copy's arenas hold only the nodes.
+    pub(super) fn copy_with<W>(
+        &self,
+        leaves: Vec<Leaf<W>>,
+        inners: Vec<Inner>,
+        sums: Vec<Sums>,
+    ) -> AreaTree<W> {
+        AreaTree {
+            leaves,
+            inners,
+            sums,
             free_leaves: self.free_leaves,
             free_inners: self.free_inners,
             free_leaf_count: self.free_leaf_count,
@@ -128,9 +140,8 @@ impl<V> AreaTree<V> {
             height: self.height,
             len: self.len,
             gaps: self.gaps,
-            // The copies' capacity is their length: checked afresh.
             covered: 0,
-        })
+        }
     }
 
     /// Makes sure an insertion at `start` allocates nothing: room for the

@@ -205,24 +205,11 @@ pub struct AreaTree<V> {
     covered: usize,
 }
 
-/// A copy whose arenas hold only what the tree uses: the room it knows of
-/// is checked afresh (`covered` 0), so a reservation on the copy grows it.
+/// A copy whose arenas hold only what the tree uses (see
+/// [`try_clone`](AreaTree::try_clone) for one that reports a refused heap).
 impl<V: Clone> Clone for AreaTree<V> {
     fn clone(&self) -> Self {
-        AreaTree {
-            leaves: self.leaves.clone(),
-            inners: self.inners.clone(),
-            sums: self.sums.clone(),
-            free_leaves: self.free_leaves,
-            free_inners: self.free_inners,
-            free_leaf_count: self.free_leaf_count,
-            free_inner_count: self.free_inner_count,
-            root: self.root,
-            height: self.height,
-            len: self.len,
-            gaps: self.gaps,
-            covered: 0,
-        }
+        self.copy_with(self.leaves.clone(), self.inners.clone(), self.sums.clone())
     }
 }
 
