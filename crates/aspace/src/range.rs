@@ -22,7 +22,6 @@ use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::internals::area_tree::Entry;
-use crate::internals::try_arc::TryArc;
 use crate::machine::Machine;
 use crate::reserve;
 use crate::space::{unmap_runs_into, AddressSpace, Areas};
@@ -105,20 +104,7 @@ impl<M: Machine> AddressSpace<M> {
         let mut batch = ShootdownBatch::new();
         // The common case, one whole area: no split, no other search.
         if let Some((_, slot)) = tree.remove_if(s, |end, _| end == e) {
-            // Mostly no one else holds the area: it is unmapped without its
-            // lock and its block kept for the next area (dropped only
-            // after the shootdown, with anything its backend holds).
-            match TryArc::take_unique(slot.area) {
-                Ok(mut area) => {
-                    self.unmap_owned(&mut area, &mut batch);
-                    batch.complete(&self.shared, self.id());
-                    tree.retire(area);
-                }
-                Err(area) => {
-                    self.unmap_area(&area, &mut batch);
-                    batch.complete(&self.shared, self.id());
-                }
-            }
+            self.retire_area(&mut tree, slot.area, batch);
             return Ok(());
         }
         // The top of one area: it shrinks, as a split at `s` and the

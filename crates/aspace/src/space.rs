@@ -562,10 +562,33 @@ impl<M: Machine> AddressSpace<M> {
             .entry_at(&tree, addr.page().number())
             .ok_or(Error::NotFound)?;
         let (_, slot) = tree.remove(base).expect("found above");
-        let mut batch = ShootdownBatch::new();
-        self.unmap_area(&slot.area, &mut batch);
-        batch.complete(&self.shared, self.id);
+        self.retire_area(&mut tree, slot.area, ShootdownBatch::new());
         Ok(())
+    }
+
+    /// Unmaps `area`, just taken out of the written `tree` whole, into
+    /// `batch` and completes it. Mostly nothing else holds the area: then
+    /// no lock is taken ([`TryArc::take_unique`]) and its block becomes a
+    /// spare for the next area, the value (and anything its backend
+    /// holds) dropped only after the shootdown; else the area is locked to
+    /// be unmapped and goes with its last holder.
+    pub(crate) fn retire_area(
+        &self,
+        tree: &mut Areas<M>,
+        area: TryArc<Area<M>>,
+        mut batch: ShootdownBatch,
+    ) {
+        match TryArc::take_unique(area) {
+            Ok(mut area) => {
+                self.unmap_owned(&mut area, &mut batch);
+                batch.complete(&self.shared, self.id);
+                tree.retire(area);
+            }
+            Err(area) => {
+                self.unmap_area(&area, &mut batch);
+                batch.complete(&self.shared, self.id);
+            }
+        }
     }
 
     /// Unmaps every page of a departing area and drops its
