@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::hint::black_box;
 use std::time::Instant;
 
-use aspace::PAGE_SIZE;
+use aspace::{AreaFlags, Placement, VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
 use aspace_linux::Prot;
 
@@ -96,7 +96,35 @@ fn main() {
             linux::munmap(black_box(at), 16);
         });
         linux::munmap(region, 8192);
-        report("mmap_munmap_16p", a, b);
+        // The core alone under the same layer's space: the top-down
+        // placement and the removal it makes for this pair, without the
+        // layer's records and checks (what the layer adds is the rest).
+        let core = {
+            let space = o.mm.space().clone();
+            let (ceiling, flags) = (BASE + (1 << 32), AreaFlags::READ | AreaFlags::WRITE);
+            let place = Placement::HighestBelow {
+                ceiling: VirtAddr::new(ceiling),
+                align: 1,
+            };
+            batches(50, || {
+                let at = o
+                    .cpu
+                    .run(|| space.area_create_anywhere(place, 16 * PAGE_SIZE, flags))
+                    .expect("create");
+                o.cpu
+                    .run(|| space.unmap_range(black_box(at), 16 * PAGE_SIZE))
+                    .expect("unmap");
+            })
+        };
+        report("mmap_munmap_16p", a, b.clone());
+        let (c, l) = (quantiles(core), quantiles(b));
+        println!(
+            "  of which the core      {:7.0} {:7.0} {:7.0}  (area_create_anywhere + unmap_range; Linux's pair / this (p10) {:.1})",
+            c.0,
+            c.1,
+            c.2,
+            l.1 / c.1
+        );
     }
     if "mprotect_split_merge".contains(&only) {
         let mut o = ours();

@@ -16,7 +16,8 @@ pub const BASE: u64 = 0x7000_0000_0000;
 /// The aspace side: a `LinuxMm` on a one-CPU simulated machine.
 pub struct Ours {
     _sim: Sim,
-    cpu: Cpu,
+    /// The CPU the calls run on.
+    pub cpu: Cpu,
     /// The process map.
     pub mm: LinuxMm<SimMachine>,
 }
