@@ -150,7 +150,8 @@ pub(crate) struct AreaEntry<M: Machine> {
 impl<M: Machine> AreaEntry<M> {
     /// A slot for a new area: nothing resident, not shared, `reserved`
     /// pages reserved for it, growing down to `grow_limit` pages if it
-    /// grows down. `NoMemory` if the heap refuses the area.
+    /// grows down, on a block from the heap. `NoMemory` if the heap
+    /// refuses the area.
     pub fn new(
         base: Page,
         pages: u64,
@@ -160,17 +161,9 @@ impl<M: Machine> AreaEntry<M> {
         reserved: u64,
         grow_limit: u64,
     ) -> Result<Self> {
-        let kind = Summary::reserved_kind(reserved, pages, 0);
-        let summary = Summary {
-            word: AtomicU64::new(Summary::pack_parts(flags, attrs, false, 0, kind)),
-            backend: backend.name(),
-        };
-        let mut area = Area::new(base, pages, flags, attrs, backend, reserved)?;
-        area.grow_limit = PlainAtomicU64::new(grow_limit);
-        Ok(Self {
-            area: TryArc::try_new(area).map_err(|_| Error::NoMemory)?,
-            summary,
-        })
+        let area = Area::new(base, pages, flags, attrs, backend, reserved, grow_limit)?;
+        let block = Unwritten::try_new().ok_or(Error::NoMemory)?;
+        Ok(Self::of_new(block, area))
     }
 
     /// The tree entry of `area`, a new record put in `block` (its summary
@@ -343,6 +336,7 @@ impl<M: Machine> Area<M> {
         attrs: AreaAttrs,
         backend: BackendRef<M::Memory, M::Frames>,
         reserved: u64,
+        grow_limit: u64,
     ) -> Result<Self> {
         Ok(Self {
             base: AtomicU64::new(base.number()),
@@ -350,7 +344,7 @@ impl<M: Machine> Area<M> {
             backend,
             pages: AtomicU64::new(pages),
             reserved: PlainAtomicU64::new(reserved),
-            grow_limit: PlainAtomicU64::new(pages),
+            grow_limit: PlainAtomicU64::new(grow_limit),
             offset: PlainAtomicU64::new(0),
             state: lock_api::Mutex::new(AreaState {
                 flags,

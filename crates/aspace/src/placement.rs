@@ -20,7 +20,6 @@ use crate::machine::Machine;
 use crate::reserve;
 use crate::space::{AddressSpace, Areas};
 use crate::{Error, Result};
-use core::sync::atomic::AtomicU64 as PlainAtomicU64;
 
 /// How far a [grows-down](AreaFlags::GROWS_DOWN) area created without a
 /// limit of its own may grow: 8 MiB, Linux's default stack limit.
@@ -105,8 +104,15 @@ impl<M: Machine> AddressSpace<M> {
         } else {
             reserve::up_front(&*backend, flags, 0, range.count)
         };
-        let mut area = Area::new(range.start, range.count, flags, attrs, backend, reserve)?;
-        area.grow_limit = PlainAtomicU64::new(limit);
+        let area = Area::new(
+            range.start,
+            range.count,
+            flags,
+            attrs,
+            backend,
+            reserve,
+            limit,
+        )?;
         // The heap first (a block for the record, a spare one if a removed
         // area left it, and room for its tree entry), then the
         // reservation: a refusal changes nothing (the block is kept as a

@@ -145,8 +145,9 @@ impl<M: Machine> AddressSpace<M> {
             let st = old.lock();
             if st.share.is_none() {
                 // Handed over, not given back.
-                handed += old.area.reserved();
-                old.area.sub_reserved(old.area.reserved());
+                let reserved = old.area.reserved();
+                handed += reserved;
+                old.area.sub_reserved(reserved);
             }
             drop(st);
             self.unmap_area(&old.area, &mut batch);

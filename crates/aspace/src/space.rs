@@ -93,8 +93,8 @@ impl<M: Machine> Areas<M> {
     /// a spare if it was the record's last reference and fewer than two
     /// are kept (a merge gives one up, a split takes one).
     pub(crate) fn give_up(&mut self, area: TryArc<Area<M>>) {
-        if let Some(free) = self.spare.iter_mut().find(|s| s.is_none()) {
-            *free = TryArc::recycle(area);
+        if let Ok(area) = TryArc::take_unique(area) {
+            self.retire(area);
         }
     }
 
