@@ -18,14 +18,33 @@ use std::vec;
 /// How far above its start the break may be moved: 16 MiB.
 pub const BRK_SPAN: u64 = 16 << 20;
 
-/// The size of every in-memory file (sparse): 64 MiB, far past the offsets
-/// and lengths the generator uses.
+/// The size of every in-memory file: 64 MiB, far past the offsets and
+/// lengths the generator uses (allocated up front, see [`keep_pages`]).
 pub const FILE_SIZE: u64 = 64 << 20;
 
 const _: () = assert!(MAX_FILE_OFFSET_PAGES * PAGE_SIZE < FILE_SIZE / 2);
 
 fn round_up(len: u64) -> Option<u64> {
     len.checked_add(PAGE_SIZE - 1).map(|l| l & !(PAGE_SIZE - 1))
+}
+
+/// Allocates every page of the shmem object behind `fd` (`len` bytes, its
+/// size kept), so that Linux keeps each page it hands out. A page of a
+/// memfd or shared anonymous object that a read fault allocated is clean,
+/// and once no page table maps it Linux may drop it from the page cache
+/// whenever it drops caches (`drop_caches`, reclaim): its contents were
+/// zero, so only `mincore` could tell, but that made the differential
+/// test's answers depend on when the machine dropped caches (aspace keeps
+/// the page). A page `fallocate` made is dirty, so it stays; until it is
+/// first touched it is not up to date, and `mincore` reports it absent, as
+/// it does a hole.
+fn keep_pages(fd: i32, len: u64) -> io::Result<()> {
+    // SAFETY: fallocate changes only the object behind `fd`, which the
+    // caller owns; mode 0 within the size keeps the size.
+    if unsafe { libc::fallocate(fd, 0, 0, len as libc::off_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn errno() -> Errno {
@@ -245,6 +264,7 @@ impl Engine {
             }
             st.st_ino
         };
+        keep_pages(fd, FILE_SIZE)?;
         self.sizes.insert(ino, FILE_SIZE);
         self.files.insert(name.clone(), fd);
         Ok(fd)
@@ -441,11 +461,24 @@ impl Engine {
         }
     }
 
-    /// Records the size of the shared anonymous object just mapped at `addr`.
+    /// Records the size of the shared anonymous object just mapped at `addr`
+    /// and allocates its pages ([`keep_pages`], through the mapping's entry
+    /// in `/proc/self/map_files`, which needs `CAP_SYS_ADMIN`; without it
+    /// the object stays sparse).
     fn note_object(&mut self, addr: u64, len: u64) {
         if let Ok(maps) = read_maps() {
             if let Some(l) = maps.iter().find(|l| l.start <= addr && addr < l.end) {
-                self.sizes.insert(l.inode, round_up(len).unwrap_or(0));
+                let size = round_up(len).unwrap_or(0);
+                self.sizes.insert(l.inode, size);
+                let path = std::format!("/proc/self/map_files/{:x}-{:x}", l.start, l.end);
+                if let Ok(f) = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                {
+                    use std::os::fd::AsRawFd;
+                    let _ = keep_pages(f.as_raw_fd(), size);
+                }
             }
         }
     }
