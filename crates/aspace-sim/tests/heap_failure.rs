@@ -505,6 +505,26 @@ fn range_operations() {
                 .area_replace_with(va(A), A2 + pages(3) - A, RW, AreaAttrs::empty(), anon)
         },
     );
+    // Guard pages over parts of several areas (one cut in two places, a
+    // share, a hole), and an anonymous area, in one step.
+    inject("area_replace_many, guards and an area", with_anon, |w| {
+        let guard = || TryArc::try_backend(aspace::backend::GuardBackend);
+        let anon = w.elf.clone().expect("made");
+        let part = |base: u64, n: u64, backend| aspace::replace::Replacement {
+            base: va(base),
+            size: pages(n),
+            flags: RW,
+            attrs: AreaAttrs::empty(),
+            backend,
+        };
+        w.s(0).area_replace_many(&[
+            part(A + pages(1), 2, guard()?),
+            part(A1 + pages(1), 1, guard()?),
+            part(A1 + pages(2), 2, anon),
+            part(A2 + pages(1), 2, guard()?),
+            part(A2 + pages(4), 1, guard()?),
+        ])
+    });
     inject("move_range_over areas and a hole", populated, |w| {
         w.s(0)
             .move_range_over(va(A2 + pages(1)), pages(3), va(A1 + pages(1)), pages(4))

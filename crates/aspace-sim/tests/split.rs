@@ -469,6 +469,114 @@ fn area_replace_takes_the_range_in_one_step() {
     assert_eq!(sim.system().reserve().committed(), 0);
 }
 
+fn guard() -> aspace::BackendRef<aspace_sim::PhysMem, aspace_sim::FramePool> {
+    TryArc::into_backend(TryArc::new(aspace::backend::GuardBackend))
+}
+
+fn part(
+    base: u64,
+    n: u64,
+    flags: AreaFlags,
+    backend: aspace::BackendRef<aspace_sim::PhysMem, aspace_sim::FramePool>,
+) -> aspace::replace::Replacement<aspace_sim::SimMachine> {
+    aspace::replace::Replacement {
+        base: va(base),
+        size: n * P,
+        flags,
+        attrs: AreaAttrs::empty(),
+        backend,
+    }
+}
+
+/// Several ranges replaced in one step (guard pages put in over parts of
+/// areas and taken out again): one shootdown round, the pages inside gone
+/// and their frames released, every access to a guard page a fault whatever
+/// its rights, the data outside kept, reservations handed over (guard pages
+/// reserve nothing, so they give theirs back, and taking them out reserves
+/// again), and malformed or refused calls changing nothing.
+#[test]
+fn area_replace_many_puts_guard_pages_in_and_takes_them_out() {
+    let (sim, s, mut c) = setup(2);
+    let empty = sim.frames_in_use();
+    let mut c1 = three_areas(&sim, &s, &mut c);
+    let frames = sim.frames_in_use();
+    assert_eq!(sim.system().reserve().committed(), 12);
+    let before = sim.system().stats();
+    // Two ranges in the first area, one across the hole into the second.
+    let parts = [
+        part(A + P, 1, RW, guard()),
+        part(A + 3 * P, 1, RW, guard()),
+        part(A + 5 * P, 2, R, guard()),
+    ];
+    c.run(|| s.area_replace_many(&parts)).unwrap();
+    let d = sim.system().stats().since(&before);
+    assert_eq!(d.shootdown_rounds, 1);
+    assert_eq!(d.frame_refs_released, 3);
+    assert_eq!(sim.frames_in_use(), frames - 3);
+    assert_eq!(
+        areas(&s),
+        [
+            (A, 1, RW),
+            (A + P, 1, RW),
+            (A + 2 * P, 1, RW),
+            (A + 3 * P, 1, RW),
+            (A + 5 * P, 2, R),
+            (A + 7 * P, 3, RW),
+            (A + 12 * P, 4, RW)
+        ]
+    );
+    assert_eq!(s.area(va(A + 5 * P)).unwrap().backend, "guard");
+    // Guard pages reserve nothing: three of the twelve pages given back.
+    assert_eq!(sim.system().reserve().committed(), 9);
+    assert_no_stale(&sim, &s);
+    for g in [1, 3, 5, 6] {
+        assert!(c1.read_u64(va(A + g * P)).is_err(), "page {g} guarded");
+        assert!(c1.write_u64(va(A + g * P), 1).is_err(), "page {g} guarded");
+    }
+    assert_eq!(c1.read_u64(va(A)).unwrap(), 1000);
+    assert_eq!(c1.read_u64(va(A + 2 * P)).unwrap(), 1002);
+    assert_eq!(c1.read_u64(va(A + 7 * P)).unwrap(), 2001);
+    // Rights change on guard pages like any area's; they still fault.
+    c.run(|| s.protect_range(va(A), 4 * P, R)).unwrap();
+    assert!(c1.read_u64(va(A + 3 * P)).is_err());
+    c.run(|| s.protect_range(va(A), 4 * P, RW)).unwrap();
+    // Malformed parts: out of order, overlapping; nothing changes.
+    let shown = areas(&s);
+    let e = Err(Error::InvalidArgument);
+    let twice = [part(A + 3 * P, 2, RW, anon()), part(A + P, 1, RW, anon())];
+    assert_eq!(s.area_replace_many(&twice), e);
+    let overlapping = [part(A, 2, RW, anon()), part(A + P, 1, RW, anon())];
+    assert_eq!(s.area_replace_many(&overlapping), e);
+    assert_eq!(s.area_replace_many(&[]), Ok(()));
+    assert_eq!(areas(&s), shown);
+    assert_eq!(sim.system().reserve().committed(), 9);
+    // Taken out: anonymous memory again, zeros, reserved again.
+    let back = [
+        part(A + P, 1, RW, anon()),
+        part(A + 3 * P, 1, RW, anon()),
+        part(A + 5 * P, 1, RW, anon()),
+    ];
+    c.run(|| s.area_replace_many(&back)).unwrap();
+    assert_eq!(sim.system().reserve().committed(), 12);
+    assert_eq!(c1.read_u64(va(A + P)).unwrap(), 0);
+    c1.write_u64(va(A + 5 * P), 9).unwrap();
+    assert!(c1.read_u64(va(A + 6 * P)).is_err(), "page 6 still guarded");
+    // At the commit limit, taking guard pages out is refused whole.
+    let free = sim.system().reserve().available();
+    let hog = c
+        .run(|| s.area_create(va(A + 32 * P), free * P, RW))
+        .unwrap();
+    let shown = areas(&s);
+    let last = [part(A + 6 * P, 1, RW, anon())];
+    assert_eq!(c.run(|| s.area_replace_many(&last)), Err(Error::NoMemory));
+    assert_eq!(areas(&s), shown);
+    c.run(|| s.unmap_range(hog, free * P)).unwrap();
+    c.run(|| s.unmap_range(va(A), 16 * P)).unwrap();
+    assert_eq!(sim.system().reserve().committed(), 0);
+    // Page tables stay until the space goes.
+    assert_eq!(sim.frames_in_use(), empty + s.page_table_frames() - 1);
+}
+
 /// `unmap_range` of an area's top shrinks the area in place; it must
 /// leave exactly what a split there and the removal of the upper part
 /// leave: the same area (size, reservation, resident pages, used space),

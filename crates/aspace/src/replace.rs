@@ -1,6 +1,8 @@
 //! Replacing whatever lies in a range with a new area in one operation
 //! (Linux's `mmap(MAP_FIXED)` over existing mappings): see
-//! [`AddressSpace::area_replace_with`].
+//! [`AddressSpace::area_replace_with`], and several ranges at once, each
+//! with its own new area ([`AddressSpace::area_replace_many`]: guard pages
+//! put in or taken out across mappings).
 //!
 //! Done as an unmap of the range followed by a creation, a failure of the
 //! creation (the heap refusing the new area's record, the commit limit)
@@ -13,44 +15,62 @@
 
 use crate::addr::VirtAddr;
 use crate::area::AreaEntry;
+use alloc::vec::Vec;
+
 use crate::backend::BackendRef;
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::machine::Machine;
 use crate::placement::DEFAULT_GROW_LIMIT;
 use crate::reserve;
-use crate::space::AddressSpace;
+use crate::space::{AddressSpace, Areas};
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result, PAGE_SIZE};
 
+/// One new area of [`AddressSpace::area_replace_many`]: what
+/// [`area_replace_with`](AddressSpace::area_replace_with) takes.
+pub struct Replacement<M: Machine> {
+    /// Its first address.
+    pub base: VirtAddr,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its rights and flags.
+    pub flags: AreaFlags,
+    /// Its attributes.
+    pub attrs: AreaAttrs,
+    /// Its backend.
+    pub backend: BackendRef<M::Memory, M::Frames>,
+}
+
 impl<M: Machine> AddressSpace<M> {
-    /// The reservation the part `[s, e)` of `area` (locked as `st`, not
-    /// shared, spanning from page `start`) holds once the area is split at
-    /// `s` and then at `e`, by the rule of [`split_at`](Self::split_at):
-    /// the part below a cut keeps what its pages reserve
-    /// ([`pages_reservation`](Self::pages_reservation)), at most what the
-    /// area holds, and the part above the rest.
-    fn part_reservation(
+    /// What the parts of `area` (locked as `st`, not shared, spanning from
+    /// page `start`) that lie inside `ranges` hold once the area is split
+    /// at every page of `cuts` inside it, lowest first, by the rule of
+    /// [`split_at`](Self::split_at): the part below a cut keeps what its
+    /// pages reserve ([`pages_reservation`](Self::pages_reservation)), at
+    /// most what is left, and the part above the rest. `cuts` and `ranges`
+    /// are sorted; every range's ends are among the cuts.
+    fn parts_reservation(
         area: &crate::area::Area<M>,
         st: &crate::area::AreaState<M>,
         start: u64,
-        s: u64,
-        e: u64,
+        cuts: &[u64],
+        ranges: &[(u64, u64)],
     ) -> u64 {
         let end = start + area.pages();
-        let own = |from: u64, to: u64| Self::pages_reservation(area, st, from, to);
-        let total = area.reserved();
-        // A cut at `s` leaves the part above it the rest.
-        let (lo, above) = if start < s {
-            (s, total - own(start, s).min(total))
-        } else {
-            (start, total)
-        };
-        // A cut at `e` leaves the part below it what it reserves.
-        if end > e {
-            own(lo, e).min(above)
-        } else {
-            above
+        let inside = |p: u64| ranges.iter().any(|&(s, e)| s <= p && p < e);
+        let (mut rest, mut lo, mut carried) = (area.reserved(), start, 0);
+        for &c in cuts.iter().filter(|&&c| start < c && c < end) {
+            let keep = Self::pages_reservation(area, st, lo, c).min(rest);
+            if inside(lo) {
+                carried += keep;
+            }
+            rest -= keep;
+            lo = c;
         }
+        if inside(lo) {
+            carried += rest;
+        }
+        carried
     }
 
     /// Makes `[base, base + size)` a new area with `flags`, `attrs` and
@@ -80,85 +100,170 @@ impl<M: Machine> AddressSpace<M> {
         attrs: AreaAttrs,
         backend: BackendRef<M::Memory, M::Frames>,
     ) -> Result<VirtAddr> {
-        let flags = Self::placement_flags(flags, &*backend)?;
-        let range = Self::checked_range(base, size)?;
-        let (s, e) = (range.start.number(), range.end().number());
-        let guard = flags.guard_pages();
-        let mut tree = self.areas.write();
-        // No area below the new one's guard, no guard page of an area
-        // above it (both stay).
-        if !self.in_window(range, guard)
-            || (guard > 0 && tree.overlaps(s - guard, s, None))
-            || tree.guarded_by(e - 1).is_some()
-        {
-            return Err(Error::AddressNotAvailable);
-        }
-        self.check_split(&tree, s)?;
-        self.check_split(&tree, e)?;
-        // The heap: the new record, the splits, the new entry.
-        let reserve = if attrs.contains(AreaAttrs::PARTIAL) {
-            0
-        } else {
-            reserve::up_front(&*backend, flags, 0, range.count)
-        };
-        let limit = (DEFAULT_GROW_LIMIT / PAGE_SIZE).max(range.count);
-        let slot = AreaEntry::new(
-            range.start,
-            range.count,
+        self.area_replace_many(&[Replacement {
+            base,
+            size,
             flags,
             attrs,
             backend,
-            reserve,
-            limit,
-        )?;
-        let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
-        Self::reserve_entries(&mut tree, 3)?;
+        }])?;
+        Ok(base)
+    }
+
+    /// [`area_replace_with`](Self::area_replace_with) of several ranges in
+    /// one step, each with its own new area: all of them or, on any
+    /// refusal, none (the same refusals, for any part; parts not in
+    /// ascending order or overlapping are `InvalidArgument`). One TLB
+    /// shootdown round for every page unmapped. What the areas in all the
+    /// ranges reserve there is handed over as one sum, so only what the new
+    /// areas reserve beyond it counts for the commit limit, and what they
+    /// reserve less is given back.
+    pub fn area_replace_many(&self, parts: &[Replacement<M>]) -> Result<()> {
+        // Every part's checks, before the tree is locked.
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        let mut flags: Vec<AreaFlags> = Vec::new();
+        ranges
+            .try_reserve(parts.len())
+            .map_err(|_| Error::NoMemory)?;
+        flags
+            .try_reserve(parts.len())
+            .map_err(|_| Error::NoMemory)?;
+        for p in parts {
+            let f = Self::placement_flags(p.flags, &*p.backend)?;
+            let range = Self::checked_range(p.base, p.size)?;
+            let (s, e) = (range.start.number(), range.end().number());
+            if ranges
+                .last()
+                .is_some_and(|&(_, prev)| prev + f.guard_pages() > s)
+            {
+                return Err(Error::InvalidArgument);
+            }
+            ranges.push((s, e));
+            flags.push(f);
+        }
+        // The cuts: every range's ends, each once, lowest first.
+        let mut cuts: Vec<u64> = Vec::new();
+        cuts.try_reserve(2 * parts.len())
+            .map_err(|_| Error::NoMemory)?;
+        for &(s, e) in &ranges {
+            if cuts.last() != Some(&s) {
+                cuts.push(s);
+            }
+            cuts.push(e);
+        }
+        let mut tree = self.areas.write();
+        for (p, (&(s, e), f)) in parts.iter().zip(ranges.iter().zip(&flags)) {
+            let guard = f.guard_pages();
+            let range = Self::checked_range(p.base, p.size)?;
+            // No area below the new one's guard, no guard page of an area
+            // above it (both stay).
+            if !self.in_window(range, guard)
+                || (guard > 0 && tree.overlaps(s - guard, s, None))
+                || tree.guarded_by(e - 1).is_some()
+            {
+                return Err(Error::AddressNotAvailable);
+            }
+        }
+        for &c in &cuts {
+            self.check_split(&tree, c)?;
+        }
+        // The heap: the new records, the splits, the new entries.
+        let mut reserve = 0u64;
+        let mut slots = Vec::new();
+        slots
+            .try_reserve(parts.len())
+            .map_err(|_| Error::NoMemory)?;
+        for (p, (&(s, e), &f)) in parts.iter().zip(ranges.iter().zip(&flags)) {
+            let count = e - s;
+            let own = if p.attrs.contains(AreaAttrs::PARTIAL) {
+                0
+            } else {
+                reserve::up_front(&*p.backend, f, 0, count)
+            };
+            reserve += own;
+            let limit = (DEFAULT_GROW_LIMIT / PAGE_SIZE).max(count);
+            slots.push(AreaEntry::new(
+                p.base.page(),
+                count,
+                f,
+                p.attrs,
+                p.backend.clone(),
+                own,
+                limit,
+            )?);
+        }
+        let mut rooms = Vec::new();
+        rooms.try_reserve(cuts.len()).map_err(|_| Error::NoMemory)?;
+        for &c in &cuts {
+            let [room] = self.prepare_splits(&mut tree, [c])?;
+            rooms.push(room);
+        }
+        Self::reserve_entries(&mut tree, cuts.len() + 2 * parts.len() + 1)?;
         // The reservation: what the areas' parts inside will hold once
         // split out (by the splits' own rule) is carried over, the rest
         // taken now.
-        let mut carried = 0;
-        let mut at = s;
-        while let Some((start, end)) = Self::first_in(&tree, at, e) {
-            if let Some((_, slot)) = tree.get(start) {
-                let st = slot.lock();
-                if st.share.is_none() {
-                    carried += Self::part_reservation(&slot.area, &st, start, s, e);
-                }
-            }
-            at = end;
-        }
+        let carried = Self::carried(&tree, &cuts, &ranges);
         let take = reserve.saturating_sub(carried);
         if !self.shared.reserve.try_reserve(take) {
             return Err(Error::NoMemory);
         }
         // Nothing below fails.
-        let split = self
-            .split_at(&mut tree, s, room_s)
-            .and_then(|()| self.split_at(&mut tree, e, room_e));
-        debug_assert!(split.is_ok(), "checked splittable");
+        for (&c, room) in cuts.iter().zip(rooms) {
+            let split = self.split_at(&mut tree, c, room);
+            debug_assert!(split.is_ok(), "checked splittable");
+        }
         let mut batch = ShootdownBatch::new();
         let mut handed = 0;
-        while let Some((start, _)) = Self::first_in(&tree, s, e) {
-            let Some((_, old)) = tree.remove(start) else {
-                break;
-            };
-            let st = old.lock();
-            if st.share.is_none() {
-                // Handed over, not given back.
-                let reserved = old.area.reserved();
-                handed += reserved;
-                old.area.sub_reserved(reserved);
+        for &(s, e) in &ranges {
+            while let Some((start, _)) = Self::first_in(&tree, s, e) {
+                let Some((_, old)) = tree.remove(start) else {
+                    break;
+                };
+                let st = old.lock();
+                if st.share.is_none() {
+                    // Handed over, not given back.
+                    let reserved = old.area.reserved();
+                    handed += reserved;
+                    old.area.sub_reserved(reserved);
+                }
+                drop(st);
+                self.unmap_area(&old.area, &mut batch);
             }
-            drop(st);
-            self.unmap_area(&old.area, &mut batch);
         }
         debug_assert_eq!(handed, carried, "the splits left what was foreseen");
         self.shared
             .reserve
             .release((take + handed).saturating_sub(reserve));
-        let inserted = tree.insert_guarded(s, e, guard as u8, slot);
-        debug_assert!(inserted.is_ok(), "the range was emptied");
+        for ((&(s, e), f), slot) in ranges.iter().zip(&flags).zip(slots) {
+            let inserted = tree.insert_guarded(s, e, f.guard_pages() as u8, slot);
+            debug_assert!(inserted.is_ok(), "the range was emptied");
+        }
         batch.complete(&self.shared, self.id());
-        Ok(base)
+        Ok(())
+    }
+
+    /// What the areas of `tree` (not shared) will hold inside `ranges` once
+    /// split at `cuts` ([`parts_reservation`](Self::parts_reservation) of
+    /// each area the ranges meet).
+    fn carried(tree: &Areas<M>, cuts: &[u64], ranges: &[(u64, u64)]) -> u64 {
+        let mut carried = 0;
+        for &(s, e) in ranges {
+            let mut at = s;
+            while let Some((start, end)) = Self::first_in(tree, at, e) {
+                // An area across several ranges counts once, at the first.
+                let first_range = ranges.iter().find(|&&(rs, re)| rs < end && start < re);
+                if first_range == Some(&(s, e)) {
+                    if let Some((_, slot)) = tree.get(start) {
+                        let st = slot.lock();
+                        if st.share.is_none() {
+                            carried +=
+                                Self::parts_reservation(&slot.area, &st, start, cuts, ranges);
+                        }
+                    }
+                }
+                at = end;
+            }
+        }
+        carried
     }
 }

@@ -47,6 +47,7 @@
 
 pub mod anon;
 pub mod elf;
+pub mod guard;
 pub mod phys;
 pub mod user;
 
@@ -59,6 +60,7 @@ use crate::Result;
 
 pub use anon::AnonBackend;
 pub use elf::ElfBackend;
+pub use guard::GuardBackend;
 pub use phys::PhysBackend;
 pub use user::{PageIn, Pager, PagerIds, UserBackend};
 

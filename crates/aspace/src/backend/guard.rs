@@ -1,0 +1,42 @@
+//! Guard pages: an area whose every access faults (Linux's guard regions,
+//! `MADV_GUARD_INSTALL`), without a mapping of its own in the caller's view.
+
+use crate::addr::{Frame, Page};
+use crate::backend::{AreaInfo, Backend, BackendCaps};
+use crate::flags::Access;
+use crate::memory::{FrameAllocator, PhysMemory};
+use crate::{Error, Result};
+
+/// The guard backend: no page is ever mapped, so every access to the area
+/// faults (`PermissionDenied`) whatever its rights. It reserves no memory
+/// and maps no frame; its areas may change rights (so a range of guard
+/// pages follows the rights of what it lies in), never grow, and a fork
+/// gives the child the same guard pages.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GuardBackend;
+
+impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for GuardBackend {
+    fn name(&self) -> &'static str {
+        "guard"
+    }
+
+    fn page_fault(
+        &self,
+        _memory: &P,
+        _frames: &F,
+        _area: &AreaInfo,
+        _page: Page,
+        _access: Access,
+    ) -> Result<Frame> {
+        Err(Error::PermissionDenied)
+    }
+
+    fn caps(&self) -> BackendCaps {
+        BackendCaps::CHANGE_FLAGS
+    }
+
+    /// None: no page is ever mapped.
+    fn reserve_pages(&self, _first: u64, _count: u64) -> u64 {
+        0
+    }
+}
