@@ -125,7 +125,9 @@ process map: break at a quarter of the user space, mmap(NULL) top-down from 256M
                                              dontfork, wipeonfork, dontdump, hugepage,
                                              mergeable, ... (and their undoing) set hints
                                              that split and merge mappings; populate_read,
-                                             populate_write fault pages in; willneed, cold,
+                                             populate_write fault pages in; guard_install
+                                             makes guard pages (every access faults),
+                                             guard_remove empty pages again; willneed, cold,
                                              pageout do nothing here
   msync TASK ADDR LEN [async] [invalidate] [sync]
                                              Linux's checks (the objects live in memory:

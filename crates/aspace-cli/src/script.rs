@@ -152,7 +152,7 @@ pub const OPS: &[(&str, &str, &str)] = &[
     ("brk", "brk TASK ADDR", "Linux's brk"),
     (
         "madvise",
-        "madvise TASK ADDR LEN ADVICE (dontneed, free, random, dontfork, populate_write, ...)",
+        "madvise TASK ADDR LEN ADVICE (dontneed, free, random, dontfork, populate_write, guard_install, ...)",
         "Linux's madvise",
     ),
     (

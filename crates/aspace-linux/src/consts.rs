@@ -102,6 +102,10 @@ pub const MADV_POPULATE_READ: i32 = 22;
 pub const MADV_POPULATE_WRITE: i32 = 23;
 /// `madvise`: `MADV_DONTNEED`, locked pages too.
 pub const MADV_DONTNEED_LOCKED: i32 = 24;
+/// `madvise`: make the pages guard pages, every access a fault (Linux 6.13+).
+pub const MADV_GUARD_INSTALL: i32 = 102;
+/// `madvise`: guard pages back to ordinary ones, empty (Linux 6.13+).
+pub const MADV_GUARD_REMOVE: i32 = 103;
 
 /// `msync`: schedule the write-back and return.
 pub const MS_ASYNC: u32 = 1;

@@ -125,6 +125,8 @@ impl Advice {
         ("populate_read", MADV_POPULATE_READ),
         ("populate_write", MADV_POPULATE_WRITE),
         ("dontneed_locked", MADV_DONTNEED_LOCKED),
+        ("guard_install", MADV_GUARD_INSTALL),
+        ("guard_remove", MADV_GUARD_REMOVE),
     ];
 
     /// Parses a word or a decimal number.

@@ -2,7 +2,8 @@
 //! the mix the differential test needs: `mmap` fixed, no-replace, with a
 //! hint and without; partial `munmap`/`mprotect` across several mappings
 //! and holes; `mremap` shrink, grow, may-move and fixed; `madvise` (every
-//! advice but `MADV_REMOVE`, `MADV_COLLAPSE` and `MADV_PAGEOUT`); `msync`, `mlock2`,
+//! advice but `MADV_REMOVE`, `MADV_COLLAPSE` and `MADV_PAGEOUT`, guard
+//! pages in and out unless [`GenConfig::guards`] is off); `msync`, `mlock2`,
 //! `munlock`; `mincore`; `brk`;
 //! and `write`/`read` between calls so page contents diverge.
 //!
@@ -105,6 +106,9 @@ pub struct GenConfig {
     /// Whether `mlockall` may have `MCL_CURRENT` (on Linux it faults in
     /// every mapping of the whole process, the runner's own too).
     pub lock_current: bool,
+    /// Whether `madvise` may put guard pages in and take them out
+    /// (`MADV_GUARD_INSTALL`, `MADV_GUARD_REMOVE`: Linux 6.13+).
+    pub guards: bool,
 }
 
 /// The longest file offset the generator uses, in pages; the runner makes
@@ -127,6 +131,7 @@ impl GenConfig {
             write_exec: true,
             lock_all: true,
             lock_current: true,
+            guards: true,
         }
     }
 }
@@ -363,6 +368,11 @@ impl Generator {
             70..=75 => {
                 let (addr, len) = self.range();
                 let advice = match self.rng.below(20) {
+                    5..=6 if self.cfg.guards => Advice(if self.rng.chance(60) {
+                        MADV_GUARD_INSTALL
+                    } else {
+                        MADV_GUARD_REMOVE
+                    }),
                     0..=6 => Advice::DONTNEED,
                     7..=9 => Advice::FREE,
                     10..=15 => Advice(self.rng.pick(&HINTS)),

@@ -514,6 +514,34 @@ fn madvise() {
         Populates,
         advise(B, p(4), MADV_POPULATE_WRITE),
     );
+    // Guard pages over parts of two mappings and the hole between (one
+    // core step for both parts), in private and shared file mappings, and
+    // taken out again over a world that has some.
+    inject(
+        "madvise guard install across mappings and a hole",
+        Whole,
+        advise(A + p(2), p(18), MADV_GUARD_INSTALL),
+    );
+    inject(
+        "madvise guard install in file mappings",
+        Whole,
+        advise(F + p(1), p(18), MADV_GUARD_INSTALL),
+    );
+    let guarded = || {
+        let mut w = world();
+        w.cpu.run(|| {
+            for (at, n) in [(A + p(1), 2), (A + p(6), 1), (B, 1), (F + p(2), 1), (G, 2)] {
+                w.mm.madvise(at, p(n), Advice(MADV_GUARD_INSTALL)).unwrap();
+            }
+        });
+        w
+    };
+    inject_in(
+        "madvise guard remove",
+        Whole,
+        guarded,
+        advise(A, p(70), MADV_GUARD_REMOVE),
+    );
 }
 
 #[test]

@@ -49,6 +49,8 @@ fn config(h: &aspace_linux::protocol::Header) -> GenConfig {
     // (`runner::alloc`), and with RLIMIT_MEMLOCK it counts every mapping of
     // the runner's process: tests/mm.rs checks it on aspace alone.
     cfg.lock_current = false;
+    // Guard pages where this kernel has them (and shows them to the runner).
+    cfg.guards = h.sysctl.iter().any(|(k, v)| k == "madv.guard" && v == "1");
     cfg
 }
 

@@ -480,3 +480,42 @@ fn pages_read_from_shared_objects_stay_when_linux_drops_caches() {
         t.run(&format!("read {:#x} expect 5", a + P));
     }
 }
+
+/// Guard pages on Linux (6.13+; the runner reads them from
+/// `/proc/self/pagemap`, 6.14+): an access there is a fault, which the
+/// runner answers without touching the page; the maps do not change; a
+/// private page is gone once they are taken out, a file's page is not.
+#[test]
+fn guard_pages_fault_and_the_maps_do_not_change() {
+    let mut t = Ref::new();
+    let guards =
+        t.r.header()
+            .sysctl
+            .iter()
+            .any(|(k, v)| k == "madv.guard" && v == "1");
+    if !guards {
+        eprintln!("this kernel has no guard pages the runner can see");
+        return;
+    }
+    let (a, f) = (t.top(4), t.top(8));
+    t.run(&format!("mmap {a:#x} 4p rw private anon fixed"));
+    t.run(&format!("mmap {f:#x} 2p rw shared file F 0 fixed"));
+    t.run(&format!("write {:#x} 5", a + P));
+    t.run(&format!("write {f:#x} 6"));
+    let before = t.run(&format!("mincore {a:#x} 4p"));
+    let r = t.run(&format!("madvise {a:#x} 2p guard_install expect ok"));
+    assert_eq!(t.keys(&r), t.keys(&before));
+    t.run(&format!("read {:#x} expect fault", a + P));
+    t.run(&format!("write {a:#x} 1 expect fault"));
+    t.run(&format!("read {:#x} expect 0", a + 2 * P));
+    t.run(&format!("madvise {a:#x} 4p dontneed expect ok"));
+    t.run(&format!("read {:#x} expect fault", a + P));
+    t.run(&format!("madvise {a:#x} 4p populate_read expect EFAULT"));
+    t.run(&format!("madvise {a:#x} 4p guard_remove expect ok"));
+    t.run(&format!("read {:#x} expect 0", a + P));
+    t.run(&format!("madvise {f:#x} 1p guard_install expect ok"));
+    t.run(&format!("read {f:#x} expect fault"));
+    assert_eq!(resident(&t.run(&format!("mincore {f:#x} 2p"))).0, 1);
+    t.run(&format!("madvise {f:#x} 1p guard_remove expect ok"));
+    t.run(&format!("read {f:#x} expect 6"));
+}

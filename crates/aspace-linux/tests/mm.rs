@@ -978,7 +978,7 @@ fn hint_advice_splits_and_merges_and_refusals_follow_the_hole_policy() {
         .flags
         .contains(VmFlags::WIPEONFORK));
     // Unknown advice and advice this layer does not take.
-    for advice in [MADV_REMOVE, 25, 102, 1000] {
+    for advice in [MADV_REMOVE, 25, 104, 1000] {
         assert_eq!(
             cpu.run(|| mm.madvise(page(0), PAGE_SIZE, Advice(advice))),
             Err(Errno::EINVAL),
@@ -1515,4 +1515,120 @@ fn rlimit_memlock_binds_locking_calls() {
         (child.memlock_limit(), child.locked_pages()),
         (Some(2 * PAGE_SIZE + 100), 0)
     );
+}
+
+/// Guard pages (`MADV_GUARD_INSTALL`): every access faults while the maps
+/// stay as they were (no split); the pages' frames are gone; `MADV_DONTNEED`
+/// and `mprotect` keep them; populating stops there (`EFAULT` for
+/// `MADV_POPULATE_*`, `ENOMEM` for `mlock`, as Linux says); a locked
+/// mapping refuses them; `mremap` growing a mapping that holds some is
+/// `ENOSYS` with nothing changed; a fork's child has them too;
+/// `MADV_GUARD_REMOVE` gives empty pages back (zeros in private anonymous
+/// memory, the file's contents in a file mapping, which `mincore` showed
+/// resident all along); the break grows past a guard page at its top.
+#[test]
+fn guard_pages_fault_until_removed() {
+    use aspace_linux::Advice;
+    let (sim, mut mm, mut cpu) = setup();
+    let p = |i: u64| BASE + i * PAGE_SIZE;
+    let va = VirtAddr::new;
+    anon(&mut mm, &cpu, BASE, 8);
+    for i in 0..8 {
+        cpu.write_u64(va(p(i)), 100 + i).unwrap();
+    }
+    let maps = mm.maps();
+    let frames = sim.frames_in_use();
+    let advise = |mm: &mut LinuxMm<SimMachine>, cpu: &Cpu, at: u64, n: u64, advice: i32| {
+        cpu.run(|| mm.madvise(at, n * PAGE_SIZE, Advice(advice)))
+    };
+    assert_eq!(advise(&mut mm, &cpu, p(2), 2, MADV_GUARD_INSTALL), Ok(()));
+    assert_eq!(mm.maps(), maps, "no split");
+    assert_eq!(sim.frames_in_use(), frames - 2, "the guarded pages' frames");
+    let guarded = |cpu: &mut Cpu, i: u64| {
+        cpu.read_u64(va(p(i))).is_err() && cpu.write_u64(va(p(i)), 1).is_err()
+    };
+    assert!(guarded(&mut cpu, 2) && guarded(&mut cpu, 3));
+    assert_eq!(cpu.read_u64(va(p(1))).unwrap(), 101);
+    assert_eq!(cpu.read_u64(va(p(4))).unwrap(), 104);
+    assert!(mm.is_guard(p(3)) && !mm.is_guard(p(4)));
+    // Dropping pages and changing rights keep them.
+    assert_eq!(advise(&mut mm, &cpu, BASE, 8, MADV_DONTNEED), Ok(()));
+    cpu.run(|| mm.mprotect(BASE, 8 * PAGE_SIZE, Prot::R))
+        .unwrap();
+    cpu.run(|| mm.mprotect(BASE, 8 * PAGE_SIZE, Prot::RW))
+        .unwrap();
+    assert!(guarded(&mut cpu, 2));
+    assert_eq!(cpu.read_u64(va(p(1))).unwrap(), 0);
+    // Populating stops at them.
+    assert_eq!(
+        advise(&mut mm, &cpu, BASE, 8, MADV_POPULATE_WRITE),
+        Err(Errno::EFAULT)
+    );
+    assert!(resident_at(&mm, p(1)) && !resident_at(&mm, p(4)));
+    let whole = 8 * PAGE_SIZE;
+    assert_eq!(
+        cpu.run(|| mm.mlock(BASE, whole, aspace_linux::flags::LockFlags(0))),
+        Err(Errno::ENOMEM)
+    );
+    // Locked now: no more guard pages there (those in stay).
+    assert_eq!(
+        advise(&mut mm, &cpu, p(5), 1, MADV_GUARD_INSTALL),
+        Err(Errno::EINVAL)
+    );
+    cpu.run(|| mm.munlock(BASE, whole)).unwrap();
+    // No move nor growth of a mapping with guard pages here.
+    let maps = mm.maps();
+    let grow = RemapFlags(MREMAP_MAYMOVE);
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE, whole, 2 * whole, grow, 0)),
+        Err(Errno::ENOSYS)
+    );
+    assert_eq!(mm.maps(), maps);
+    // A fork's child has them.
+    let child = mm.fork().unwrap();
+    assert!(child.is_guard(p(2)) && !child.is_guard(p(1)));
+    drop(child);
+    // Taken out: empty pages, merged back into one area.
+    assert_eq!(advise(&mut mm, &cpu, p(3), 1, MADV_GUARD_REMOVE), Ok(()));
+    assert_eq!(cpu.read_u64(va(p(3))).unwrap(), 0);
+    cpu.write_u64(va(p(3)), 7).unwrap();
+    assert!(guarded(&mut cpu, 2));
+    assert_eq!(advise(&mut mm, &cpu, BASE, 8, MADV_GUARD_REMOVE), Ok(()));
+    assert_eq!(cpu.read_u64(va(p(2))).unwrap(), 0);
+    assert_eq!(mm.space().areas().len(), 1, "the core's areas merged again");
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE, whole, 2 * whole, grow, 0)),
+        Ok(BASE)
+    );
+    // A shared file mapping: the file keeps its page, mincore shows it.
+    let (shared, private) = (BASE + 0x10_0000, BASE + 0x20_0000);
+    file_pair(&mut mm, &mut cpu, shared, private, 4, Prot::RW, 0);
+    assert_eq!(
+        advise(&mut mm, &cpu, shared + PAGE_SIZE, 1, MADV_GUARD_INSTALL),
+        Ok(())
+    );
+    assert!(cpu.read_u64(va(shared + PAGE_SIZE)).is_err());
+    let mut vec = [0u8; 4];
+    cpu.run(|| mm.mincore(shared, 4 * PAGE_SIZE, &mut vec))
+        .unwrap();
+    assert_eq!(vec, [1, 1, 1, 1]);
+    assert_eq!(
+        advise(&mut mm, &cpu, shared + PAGE_SIZE, 1, MADV_GUARD_REMOVE),
+        Ok(())
+    );
+    assert_eq!(cpu.read_u64(va(shared + PAGE_SIZE)).unwrap(), 1001);
+    // The break grows past a guard page at its top.
+    let b0 = mm.brk_now();
+    assert_eq!(cpu.run(|| mm.brk(b0 + 4 * PAGE_SIZE)), b0 + 4 * PAGE_SIZE);
+    let top = b0 + 3 * PAGE_SIZE;
+    assert_eq!(advise(&mut mm, &cpu, top, 1, MADV_GUARD_INSTALL), Ok(()));
+    assert_eq!(cpu.run(|| mm.brk(b0 + 8 * PAGE_SIZE)), b0 + 8 * PAGE_SIZE);
+    cpu.write_u64(va(b0 + 6 * PAGE_SIZE), 9).unwrap();
+    assert!(cpu.read_u64(va(top)).is_err());
+    let heap: Vec<_> = mm
+        .maps()
+        .into_iter()
+        .filter(|l| l.start < b0 + 8 * PAGE_SIZE && l.end > b0)
+        .collect();
+    assert_eq!(heap.len(), 1, "one [heap] line: {heap:?}");
 }

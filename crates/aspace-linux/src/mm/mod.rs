@@ -59,8 +59,13 @@
 //! - **`madvise` hints** (`MADV_RANDOM`, `MADV_HUGEPAGE`, ...) are recorded
 //!   in the mappings ([`vm_flags`]: they split and merge them as on Linux) and
 //!   `fork` honours `MADV_DONTFORK` and `MADV_WIPEONFORK`; none changes what
-//!   the core maps. `MADV_REMOVE`, `MADV_COLLAPSE` and the guard-page advice
-//!   are `EINVAL`.
+//!   the core maps. `MADV_REMOVE` and `MADV_COLLAPSE` are `EINVAL`.
+//! - **Guard pages** (`MADV_GUARD_INSTALL`): areas of the core's
+//!   [`GuardBackend`] under the unchanged records. They reserve no memory
+//!   (Linux keeps charging them), so `MADV_GUARD_REMOVE` reserves again and
+//!   can be `ENOMEM` at the commit limit; `mremap` growing or moving a
+//!   mapping that holds some is `ENOSYS`; a fork's child keeps those of
+//!   file mappings too (Linux 6.18 drops them, 6.19 keeps them).
 //! - **Private file mappings** (no difference left, only how it is done)
 //!   are copy-on-write in the core itself: their areas have the mapping's
 //!   real rights, and their backend *lends* the
@@ -91,7 +96,8 @@ use crate::{Call, FileRef};
 use alloc::string::ToString;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use aspace::backend::{AnonBackend, BackendRef};
+use aspace::backend::{AnonBackend, BackendRef, GuardBackend};
+use aspace::replace::Replacement;
 use aspace::{
     Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, FaultOutcome, ForkRange,
     Inherit, Machine, SpaceRef, System, TryArc, VirtAddr,
@@ -370,6 +376,10 @@ enum Effect {
         /// As writes.
         write: bool,
     },
+    /// `MADV_GUARD_INSTALL`: the pages become guard pages.
+    GuardInstall,
+    /// `MADV_GUARD_REMOVE`: guard pages become ordinary, empty ones.
+    GuardRemove,
 }
 
 impl Effect {
@@ -381,6 +391,8 @@ impl Effect {
             MADV_WILLNEED | MADV_COLD | MADV_PAGEOUT => Effect::Nothing,
             MADV_POPULATE_READ => Effect::Populate { write: false },
             MADV_POPULATE_WRITE => Effect::Populate { write: true },
+            MADV_GUARD_INSTALL => Effect::GuardInstall,
+            MADV_GUARD_REMOVE => Effect::GuardRemove,
             _ if vm_flags::after(advice, VmFlags::NONE, true, false).is_some() => Effect::Hint,
             _ => return None,
         })
@@ -432,6 +444,8 @@ pub struct LinuxMm<M: Machine> {
     memlock: Option<u64>,
     /// The backend of every anonymous area (stateless: one for all).
     anon: BackendRef<M::Memory, M::Frames>,
+    /// The backend of every guard page ([`GuardBackend`]).
+    guard: BackendRef<M::Memory, M::Frames>,
 }
 
 impl<M: Machine> LinuxMm<M> {
@@ -456,6 +470,7 @@ impl<M: Machine> LinuxMm<M> {
             def_lock: VmFlags::NONE,
             memlock: None,
             anon: TryArc::into_backend(TryArc::new(AnonBackend)),
+            guard: TryArc::into_backend(TryArc::new(GuardBackend)),
         }
     }
 
@@ -619,6 +634,7 @@ impl<M: Machine> LinuxMm<M> {
             def_lock: VmFlags::NONE,
             memlock: self.memlock,
             anon: self.anon.clone(),
+            guard: self.guard.clone(),
         })
     }
 
@@ -1647,6 +1663,9 @@ impl<M: Machine> LinuxMm<M> {
             if new_len > old_len && !self.lock_fits(vflags, (new_len - old_len) / PAGE_SIZE) {
                 return Err(Errno::EAGAIN);
             }
+            if self.any_guard(old, old_end) {
+                return Err(Errno::ENOSYS);
+            }
             return self.move_to(old, old_len, new_addr, new_len, false);
         }
         if new_len <= old_len {
@@ -1664,6 +1683,10 @@ impl<M: Machine> LinuxMm<M> {
         }
         if self.vmas.len() > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
+        }
+        // Guard pages do not grow or move here (see the module docs).
+        if self.any_guard(old, old_end) {
+            return Err(Errno::ENOSYS);
         }
         let new_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
         if old_end == vend && new_end <= ts && !self.taken(old_end, new_end) {
@@ -1834,7 +1857,8 @@ impl<M: Machine> LinuxMm<M> {
             .vma_at(old_top - 1)
             .filter(|v| matches!(v.kind, Kind::Heap) && v.merges_with(&grown));
         let ok = match heap.map(|v| v.start) {
-            Some(hs) if old_top > start => {
+            // A guard page at the top does not grow: a new area does.
+            Some(hs) if old_top > start && !self.is_guard(old_top - PAGE_SIZE) => {
                 let cb = self
                     .space
                     .area(VirtAddr::new(old_top - PAGE_SIZE))
@@ -1891,7 +1915,12 @@ impl<M: Machine> LinuxMm<M> {
     ///   (`PROT_READ`, `PROT_WRITE`) `EINVAL`, a page past its object's end
     ///   `EFAULT`.
     ///
-    /// Other advice (`MADV_REMOVE`, `MADV_COLLAPSE`, guard pages, ...) or an
+    /// - `MADV_GUARD_INSTALL`: the pages become guard pages (their contents
+    ///   gone, every access a fault, the maps unchanged; a locked mapping
+    ///   `EINVAL`); `MADV_GUARD_REMOVE`: ordinary empty pages again (see
+    ///   `guard_parts`); all the mappings' parts in one core step.
+    ///
+    /// Other advice (`MADV_REMOVE`, `MADV_COLLAPSE`, ...) or an
     /// unaligned address is `EINVAL`; a length of 0 does nothing. A mapping
     /// that refuses the advice stops the walk with its error (the mappings
     /// before it changed, as on Linux); holes in the range are `ENOMEM`
@@ -1924,6 +1953,8 @@ impl<M: Machine> LinuxMm<M> {
         // may drop is only theirs (a kernel may keep areas of its own in
         // the holes).
         let mut runs: Vec<(VirtAddr, u64)> = Vec::new();
+        // Guard advice: each mapping's part walked, with its start.
+        let mut parts: Vec<(u64, u64, u64)> = Vec::new();
         let mut next = self.first_ending_above(addr).filter(|v| v.start < end);
         while let Some(v) = next {
             next = self.vmas.from(v.end).filter(|n| n.start < end);
@@ -1937,7 +1968,10 @@ impl<M: Machine> LinuxMm<M> {
                 advice.0,
                 MADV_DONTNEED | MADV_FREE | MADV_COLD | MADV_PAGEOUT
             );
-            if lru && v.flags.contains(VmFlags::LOCKED) {
+            // Nor are guard pages put in locked mappings (Linux's
+            // is_valid_guard_vma).
+            let guard_refused = effect == Effect::GuardInstall;
+            if (lru || guard_refused) && v.flags.contains(VmFlags::LOCKED) {
                 refused = Some((v.start.max(addr), Errno::EINVAL));
                 break;
             }
@@ -1962,6 +1996,10 @@ impl<M: Machine> LinuxMm<M> {
                 _ => {}
             }
             at = v.end;
+            if matches!(effect, Effect::GuardInstall | Effect::GuardRemove) {
+                parts.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+                parts.push((v.start.max(addr), v.end.min(end), v.start));
+            }
             if effect == Effect::Drop {
                 let (lo, hi) = (v.start.max(addr), v.end.min(end));
                 match runs.last_mut() {
@@ -2000,6 +2038,9 @@ impl<M: Machine> LinuxMm<M> {
                 self.room(cuts)?;
                 self.rehint(addr, stop, advice);
             }
+            Effect::GuardInstall | Effect::GuardRemove => {
+                self.guard_parts(&parts, effect == Effect::GuardInstall)?;
+            }
             Effect::Drop | Effect::Free | Effect::Nothing | Effect::Populate { .. } => {}
         }
         match refused {
@@ -2032,6 +2073,102 @@ impl<M: Machine> LinuxMm<M> {
             }
             at = to;
         }
+    }
+
+    /// `MADV_GUARD_INSTALL` (`install`) or `MADV_GUARD_REMOVE` over the
+    /// mappings' parts `parts` (`(from, to, the mapping's start)`), in one
+    /// core step ([`area_replace_many`](AddressSpace::area_replace_many)):
+    /// a part put in becomes a guard area (its pages gone, as Linux zaps
+    /// them), a guard area taken out an ordinary area of its mapping again
+    /// (empty: private pages read as zeros, a file's as the file has them),
+    /// merged with its neighbours where the core allows. Guard pages put
+    /// in a private anonymous mapping give it its `anon_vma`, as on Linux.
+    fn guard_parts(&mut self, parts: &[(u64, u64, u64)], install: bool) -> Result<(), Errno> {
+        let mut new: Vec<Replacement<M>> = Vec::new();
+        for &(lo, hi, start) in parts {
+            let Some(v) = self.vmas.get(start) else {
+                continue;
+            };
+            let flags = Self::area_flags(v)?;
+            let mut at = lo;
+            while at < hi {
+                let to = if install {
+                    hi
+                } else {
+                    match self.space.area(VirtAddr::new(at)) {
+                        Some(a) => a.end().as_u64().min(hi),
+                        None => break,
+                    }
+                };
+                if install || self.is_guard(at) {
+                    let backend = if install {
+                        self.guard.clone()
+                    } else {
+                        // The mapping's backend as a mapping starting at
+                        // `at` would have it.
+                        let mut part = v.clone();
+                        part.first = v.first + (at - v.start) / PAGE_SIZE;
+                        part.start = at;
+                        self.backend(&part).map_err(errno_of)?
+                    };
+                    new.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+                    new.push(Replacement {
+                        base: VirtAddr::new(at),
+                        size: to - at,
+                        flags,
+                        attrs: AreaAttrs::empty(),
+                        backend,
+                    });
+                }
+                at = to;
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.space.area_replace_many(&new).map_err(errno_of)?;
+        if install {
+            for &(lo, _, start) in parts {
+                if self
+                    .vmas
+                    .get(start)
+                    .is_some_and(|v| matches!(v.kind, Kind::Anon | Kind::Heap))
+                {
+                    self.touched(lo, true);
+                }
+            }
+        } else {
+            for r in &new {
+                let _ = self.space.area_merge(r.base);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the page at `addr` is a guard page (`MADV_GUARD_INSTALL`).
+    pub fn is_guard(&self, addr: u64) -> bool {
+        self.space
+            .area(VirtAddr::new(addr))
+            .is_some_and(|a| a.backend == GuardBackend::NAME)
+    }
+
+    /// Whether any page of `[lo, hi)` is a guard page.
+    fn any_guard(&self, lo: u64, hi: u64) -> bool {
+        self.first_guard(lo, hi).is_some()
+    }
+
+    /// The first guard page of `[lo, hi)` (a range the mappings cover), by
+    /// a walk over the core's areas there.
+    fn first_guard(&self, lo: u64, hi: u64) -> Option<u64> {
+        let mut at = lo;
+        while at < hi {
+            match self.space.area(VirtAddr::new(at)) {
+                Some(a) if a.backend == GuardBackend::NAME => return Some(at),
+                Some(a) => at = a.end().as_u64(),
+                None => at += PAGE_SIZE,
+            }
+        }
+        None
     }
 
     /// `MADV_POPULATE_READ`/`_WRITE` over `[lo, hi)` (see
@@ -2069,12 +2206,13 @@ impl<M: Machine> LinuxMm<M> {
                 return (at, Some(Errno::EINVAL));
             }
             let to = v.end.min(hi);
-            let mut page = at;
-            while page < to {
-                if Self::past_end(v, page) {
-                    return (page, Some(Errno::EFAULT));
-                }
-                page += PAGE_SIZE;
+            // A page past the object's end or a guard page cannot be.
+            let past = (at..to)
+                .step_by(PAGE_SIZE as usize)
+                .find(|&p| Self::past_end(v, p));
+            let guard = self.first_guard(at, past.unwrap_or(to));
+            if let Some(page) = guard.or(past) {
+                return (page, Some(Errno::EFAULT));
             }
             at = to;
         }
@@ -2385,7 +2523,8 @@ impl<M: Machine> LinuxMm<M> {
     /// Linux's `__mm_populate` over `[lo, hi)`: each mapping's pages but
     /// `VM_LOCKONFAULT` ones faulted in, a private writable mapping written,
     /// others read; a mapping that cannot be stops it, with `EFAULT` (no
-    /// access right, a page past its object's end) or `ENOMEM` (no memory),
+    /// access right, a page past its object's end, a guard page) or
+    /// `ENOMEM` (no memory),
     /// or with `ignore_errors` (`mm_populate`) is left for the next.
     fn populate_vmas(&mut self, lo: u64, hi: u64, ignore_errors: bool) -> Result<(), Errno> {
         let mut at = lo;
@@ -2410,9 +2549,11 @@ impl<M: Machine> LinuxMm<M> {
             } else {
                 return Err(Errno::EFAULT);
             };
+            // A page past the object's end, or a guard page, stops it.
             let past = (from..to)
                 .step_by(PAGE_SIZE as usize)
                 .find(|&p| Self::past_end(v, p));
+            let past = self.first_guard(from, past.unwrap_or(to)).or(past);
             let until = past.unwrap_or(to);
             let short = self.fault_in(from, until, access) < until;
             if !ignore_errors && (short || past.is_some()) {

@@ -3,7 +3,7 @@
 use super::window::{self, read_maps, WINDOW_LEN};
 use crate::call::{Call, FileRef};
 use crate::command::{Command, Line, Outcome, Residency};
-use crate::consts::PAGE_SIZE;
+use crate::consts::{MADV_GUARD_INSTALL, PAGE_SIZE};
 use crate::digest::words_digest;
 use crate::errno::Errno;
 use crate::gen::MAX_FILE_OFFSET_PAGES;
@@ -19,7 +19,8 @@ use std::vec;
 pub const BRK_SPAN: u64 = 16 << 20;
 
 /// The size of every in-memory file: 64 MiB, far past the offsets and
-/// lengths the generator uses (allocated up front, see [`keep_pages`]).
+/// lengths the generator uses (every page allocated when the file is made,
+/// so that Linux keeps each page it hands out).
 pub const FILE_SIZE: u64 = 64 << 20;
 
 const _: () = assert!(MAX_FILE_OFFSET_PAGES * PAGE_SIZE < FILE_SIZE / 2);
@@ -61,7 +62,13 @@ pub struct Engine {
     sizes: HashMap<u64, u64>,
     /// The lowest break `brk` may ask for without being refused.
     brk_floor: u64,
+    /// `/proc/self/pagemap`, which tells guard pages.
+    pagemap: std::fs::File,
 }
+
+/// Bit 58 of a `/proc/PID/pagemap` entry: the page is a guard page
+/// (`MADV_GUARD_INSTALL`; Linux 6.14+).
+const PM_GUARD_REGION: u64 = 1 << 58;
 
 fn start_brk() -> io::Result<u64> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
@@ -81,6 +88,36 @@ fn sysctl(name: &str) -> String {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into())
+}
+
+/// Whether this kernel has guard pages as the runner needs them:
+/// `MADV_GUARD_INSTALL` (Linux 6.13+) and their bit in
+/// `/proc/self/pagemap` (6.14+), tried on a page of its own.
+fn guards_supported() -> bool {
+    use std::os::unix::fs::FileExt;
+    // SAFETY: a new private anonymous page, placed by the kernel.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            PAGE_SIZE as usize,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return false;
+    }
+    // SAFETY: the page just mapped, which nothing else uses.
+    let installed = unsafe { libc::madvise(p, PAGE_SIZE as usize, MADV_GUARD_INSTALL) } == 0;
+    let mut entry = [0u8; 8];
+    let seen = std::fs::File::open("/proc/self/pagemap")
+        .and_then(|f| f.read_exact_at(&mut entry, p as u64 / PAGE_SIZE * 8))
+        .is_ok_and(|()| u64::from_le_bytes(entry) & PM_GUARD_REGION != 0);
+    // SAFETY: unmaps the page just mapped.
+    unsafe { libc::munmap(p, PAGE_SIZE as usize) };
+    installed && seen
 }
 
 /// Whether this process may lock any amount of memory (`CAP_IPC_LOCK` in
@@ -211,6 +248,10 @@ impl Engine {
                     if memlock_unlimited() { "1" } else { "0" }.to_string(),
                 ),
                 ("memlock.bytes".to_string(), memlock_bytes()),
+                (
+                    "madv.guard".to_string(),
+                    if guards_supported() { "1" } else { "0" }.to_string(),
+                ),
             ])
             .collect(),
         };
@@ -219,6 +260,7 @@ impl Engine {
             files: HashMap::new(),
             sizes: HashMap::new(),
             brk_floor: floor,
+            pagemap: std::fs::File::open("/proc/self/pagemap")?,
         })
     }
 
@@ -494,6 +536,16 @@ impl Engine {
         }
     }
 
+    /// Whether the page at `page` is a guard page, which the runner must not
+    /// touch (the access would kill it with `SIGSEGV`).
+    fn guarded(&self, page: u64) -> bool {
+        use std::os::unix::fs::FileExt;
+        let mut entry = [0u8; 8];
+        self.pagemap
+            .read_exact_at(&mut entry, page / PAGE_SIZE * 8)
+            .is_ok_and(|()| u64::from_le_bytes(entry) & PM_GUARD_REGION != 0)
+    }
+
     fn access(&self, addr: u64, write: Option<u8>) -> io::Result<Outcome> {
         let maps = read_maps()?;
         let Some(l) = maps.iter().find(|l| l.start <= addr && addr < l.end) else {
@@ -505,17 +557,18 @@ impl Engine {
         } else {
             l.prot.read()
         };
-        if !allowed || addr < lo || addr >= hi || self.past_end(l, addr & !(PAGE_SIZE - 1)) {
+        let page = addr & !(PAGE_SIZE - 1);
+        if !allowed || addr < lo || addr >= hi || self.past_end(l, page) || self.guarded(page) {
             return Ok(Outcome::Fault);
         }
         Ok(match write {
             Some(byte) => {
-                // SAFETY: the maps say this byte is mapped writable and within
+                // SAFETY: the maps say this byte is mapped writable, not a guard page, within
                 // its object; it lies in the window, which only the calls use.
                 unsafe { core::ptr::write_volatile(addr as *mut u8, byte) };
                 Outcome::Ok
             }
-            // SAFETY: the maps say this byte is mapped readable and within its object.
+            // SAFETY: the maps say this byte is mapped readable, not a guard page, within its object.
             None => Outcome::Byte(unsafe { core::ptr::read_volatile(addr as *const u8) }),
         })
     }
@@ -582,8 +635,8 @@ impl Engine {
                             Some(last) if last.1 == page => last.1 = page + PAGE_SIZE,
                             _ => state.bus.push((page, page + PAGE_SIZE)),
                         }
-                    } else if !unread {
-                        // SAFETY: the maps say the page is mapped readable and
+                    } else if !unread && !self.guarded(page) {
+                        // SAFETY: the maps say the page is mapped readable (no guard page) and
                         // within its object, and nothing writes it while this
                         // single-threaded runner reads it.
                         let words = unsafe {

@@ -15,9 +15,14 @@ use crate::{Error, Result};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GuardBackend;
 
+impl GuardBackend {
+    /// Its [`name`](Backend::name), as [`AreaInfo::backend`] shows it.
+    pub const NAME: &'static str = "guard";
+}
+
 impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for GuardBackend {
     fn name(&self) -> &'static str {
-        "guard"
+        Self::NAME
     }
 
     fn page_fault(
