@@ -248,6 +248,7 @@ pub static SCENARIOS: &[Scenario] = &[
             run("linux_alloc", 3, Killed),
             run("linux_alloc", 4, Exit(0)),
             run("linux_alloc", 5, Exit(0)),
+            run("linux_alloc", 6, Killed),
         ],
     },
     Scenario {

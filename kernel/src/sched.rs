@@ -924,7 +924,7 @@ fn reason_text(r: FaultReason) -> &'static str {
         FaultReason::NoMemory => "out of memory",
         FaultReason::PagerError => "the pager refused the page",
         FaultReason::PagerGone => "the pager is gone",
-        FaultReason::Guard => "guard page (stack overflow)",
+        FaultReason::Guard => "guard page",
     }
 }
 

@@ -301,7 +301,7 @@ fn the_stack_grows_downwards_by_faults_in_its_guard_page() {
 }
 
 /// Issue 15: unbounded recursion reaches the stack's limit and dies in its
-/// guard page, reported as a stack overflow rather than "no area".
+/// guard page, reported as a guard page rather than "no area".
 #[test]
 fn a_stack_overflow_is_killed_with_the_guard_reason() {
     for (_, run) in runs() {
@@ -310,7 +310,7 @@ fn a_stack_overflow_is_killed_with_the_guard_reason() {
             &[
                 "(stack_overflow) thread",
                 "killed: page fault at 0x7fffffeef",
-                "(write): guard page (stack overflow)",
+                "(write): guard page",
             ],
         );
         has(run, "stack_overflow: depth 1792");

@@ -49,7 +49,7 @@ impl fmt::Display for AccessFault {
             FaultReason::NoMemory => "out of memory",
             FaultReason::PagerError => "the pager refused the page",
             FaultReason::PagerGone => "the pager is gone",
-            FaultReason::Guard => "guard page (stack overflow)",
+            FaultReason::Guard => "guard page",
         };
         write!(f, "{what} at {} refused: {why}", self.addr)
     }

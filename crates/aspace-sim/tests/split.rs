@@ -530,7 +530,8 @@ fn area_replace_many_puts_guard_pages_in_and_takes_them_out() {
     assert_eq!(sim.system().reserve().committed(), 9);
     assert_no_stale(&sim, &s);
     for g in [1, 3, 5, 6] {
-        assert!(c1.read_u64(va(A + g * P)).is_err(), "page {g} guarded");
+        let e = c1.read_u64(va(A + g * P)).unwrap_err();
+        assert_eq!(e.reason, aspace::FaultReason::Guard, "page {g} guarded");
         assert!(c1.write_u64(va(A + g * P), 1).is_err(), "page {g} guarded");
     }
     assert_eq!(c1.read_u64(va(A)).unwrap(), 1000);

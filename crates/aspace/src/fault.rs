@@ -10,6 +10,7 @@ use crate::paging::PageTable;
 use crate::reserve;
 use crate::space::{AddressSpace, Areas};
 use crate::stats::{Counters, Stats};
+use crate::Error;
 
 /// Why a fault could not be resolved.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -31,7 +32,9 @@ pub enum FaultReason {
     /// before it was asked.
     PagerGone,
     /// The address is an area's guard page ([`AreaFlags::GUARD`]): a stack
-    /// overflow, told apart from [`NoArea`](Self::NoArea). For a
+    /// overflow, told apart from [`NoArea`](Self::NoArea); or a page whose
+    /// backend refuses it for good (`PermissionDenied`: a
+    /// [`GuardBackend`](crate::backend::GuardBackend) page). For a
     /// [grows-down](AreaFlags::GROWS_DOWN) area, the area could not grow
     /// over it (its limit reached, the page below taken, or the area
     /// shared).
@@ -411,7 +414,10 @@ impl<M: Machine> AddressSpace<M> {
                 let f = area
                     .backend
                     .page_fault(m.memory(), m.frames(), &info, page, access)
-                    .map_err(|_| FaultReason::NoMemory)?;
+                    .map_err(|e| match e {
+                        Error::PermissionDenied => FaultReason::Guard,
+                        _ => FaultReason::NoMemory,
+                    })?;
                 // Only a reference-counted backend lends: the copy made at
                 // the first write is a frame the area owns and releases,
                 // and the lent frame's reference goes with the mapping.

@@ -251,6 +251,9 @@ pub mod linux {
     pub const MADV_DONTNEED: u64 = 4;
     pub const MADV_DONTFORK: u64 = 10;
     pub const MADV_WIPEONFORK: u64 = 18;
+    pub const MADV_POPULATE_READ: u64 = 22;
+    pub const MADV_GUARD_INSTALL: u64 = 102;
+    pub const MADV_GUARD_REMOVE: u64 = 103;
     pub const EPERM: i64 = -1;
     pub const EBADF: i64 = -9;
     pub const EAGAIN: i64 = -11;

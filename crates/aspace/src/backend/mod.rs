@@ -111,8 +111,12 @@ pub trait Backend<P: PhysMemory, F: FrameAllocator>: Send + Sync {
     /// ([`AreaInfo::page_index`]), never on its address: a share maps the
     /// same backend elsewhere. For a [reference-counted](BackendCaps::REFCOUNTED)
     /// backend the frame comes with one reference, owned by the new
-    /// mapping. Errors make the fault fail (e.g.
-    /// [`NoMemory`](crate::Error::NoMemory)).
+    /// mapping. Errors make the fault fail: `PermissionDenied` at once, as
+    /// a [`FaultReason::Guard`](crate::FaultReason::Guard) (the page is
+    /// never to be mapped: [`GuardBackend`]); any other (e.g.
+    /// [`NoMemory`](crate::Error::NoMemory)) as
+    /// [`FaultReason::NoMemory`](crate::FaultReason::NoMemory), after the
+    /// fault handler has tried again a few times.
     fn page_fault(
         &self,
         memory: &P,

@@ -9,7 +9,8 @@
 //! `arg` 0 runs the checks (exit 0 when all pass). 1 to 3 each make one
 //! access the kernel must refuse, killing the task: 1 reads the freed
 //! middle of a chunk, 2 writes a guard page, 3 writes a read-only private
-//! file mapping. 4 makes thousands of calls with random arguments (fixed
+//! file mapping (6, after 5, reads a page made a guard page with
+//! `MADV_GUARD_INSTALL`). 4 makes thousands of calls with random arguments (fixed
 //! seed), then gives everything back and checks no area stays. 5 runs two
 //! threads: one writes a private file mapping (copy-on-write faults) while
 //! the other drops its copies and maps and unmaps memory.
@@ -209,7 +210,10 @@ fn partial_munmap(a: &mut Arena) -> bool {
 }
 
 /// Guard pages: the last page of the third chunk `PROT_NONE`, a page made
-/// read-only and writable again; the data stays; bad calls refused.
+/// read-only and writable again; the data stays; bad calls refused. Then
+/// the page below it made a guard page (`MADV_GUARD_INSTALL`): populating
+/// stops there (`EFAULT`), `mincore` says it is not resident, the data
+/// around it stays; taken out again (`MADV_GUARD_REMOVE`) it reads as zeros.
 fn guard(a: &mut Arena) -> bool {
     let c = a.chunks[2];
     let g = c + (CHUNK - 1) * P;
@@ -226,7 +230,21 @@ fn guard(a: &mut Arena) -> bool {
         "linux_alloc: guard page at {g:#x} = {r1}, read-only and back = {r2}, {r3}, data intact {ro}; unaligned = {r4}, over a hole = {r5}: {}",
         verdict(ok)
     );
-    ok
+    let m = g - P;
+    let g1 = madvise(m, P, MADV_GUARD_INSTALL);
+    a.hole(m, g);
+    let populate = madvise(m - 2 * P, 3 * P, MADV_POPULATE_READ);
+    let mut vec = [7u8; 2];
+    let mc = mincore(m - P, 2 * P, vec.as_mut_ptr());
+    let kept = a.check();
+    let g2 = madvise(m, P, MADV_GUARD_REMOVE);
+    let zero = read(m as *const u64) == 0 && read((m + P - 8) as *const u64) == 0;
+    let ok2 = g1 == 0 && populate == -14 && mc == 0 && vec == [1, 0] && kept && g2 == 0 && zero;
+    println!(
+        "linux_alloc: MADV_GUARD_INSTALL at {m:#x} = {g1}: populate = {populate}, mincore {vec:?}, data around intact {kept}; MADV_GUARD_REMOVE = {g2}, reads zero {zero}: {}",
+        verdict(ok2)
+    );
+    ok && ok2
 }
 
 /// Grows the first chunk (at the window's top: it cannot grow in place)
@@ -471,6 +489,15 @@ fn touch_guard() {
     mprotect(c + 7 * P, P, PROT_NONE);
     println!("linux_alloc: writing the guard page at {:#x}", c + 7 * P);
     write((c + 7 * P) as *mut u64, 1);
+}
+
+/// A page made a guard page (`MADV_GUARD_INSTALL`); reads it.
+fn touch_madv_guard() {
+    let c = mmap(0, 4 * P, RW, ANON, u64::MAX, 0) as u64;
+    write((c + P) as *mut u64, 5);
+    madvise(c + P, P, MADV_GUARD_INSTALL);
+    println!("linux_alloc: reading the guard page at {:#x}", c + P);
+    read((c + P) as *const u64);
 }
 
 /// A read-only private mapping of the file; writes it.
@@ -721,6 +748,7 @@ fn main(arg: u64) -> i32 {
             }
         }
         5 => return if two_threads() { 0 } else { 1 },
+        6 => touch_madv_guard(),
         _ => {}
     }
     if arg != 0 {
