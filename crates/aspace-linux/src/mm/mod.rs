@@ -64,8 +64,8 @@
 //!   [`GuardBackend`] under the unchanged records. They reserve no memory
 //!   (Linux keeps charging them), so `MADV_GUARD_REMOVE` reserves again and
 //!   can be `ENOMEM` at the commit limit; `mremap` growing or moving a
-//!   mapping that holds some is `ENOSYS`; a fork's child keeps those of
-//!   file mappings too (Linux 6.18 drops them, 6.19 keeps them).
+//!   mapping that holds some is `ENOSYS`; a fork's child has them as on
+//!   Linux, but also in `MADV_WIPEONFORK` ranges (where Linux's has none).
 //! - **Private file mappings** (no difference left, only how it is done)
 //!   are copy-on-write in the core itself: their areas have the mapping's
 //!   real rights, and their backend *lends* the
