@@ -2157,15 +2157,19 @@ impl<M: Machine> LinuxMm<M> {
         self.first_guard(lo, hi).is_some()
     }
 
-    /// The first guard page of `[lo, hi)` (a range the mappings cover), by
-    /// a walk over the core's areas there.
+    /// The first guard page of `[lo, hi)`, by a walk over the core's areas
+    /// there (holes skipped by the records).
     fn first_guard(&self, lo: u64, hi: u64) -> Option<u64> {
         let mut at = lo;
         while at < hi {
             match self.space.area(VirtAddr::new(at)) {
                 Some(a) if a.backend == GuardBackend::NAME => return Some(at),
                 Some(a) => at = a.end().as_u64(),
-                None => at += PAGE_SIZE,
+                // A hole: on to the next mapping (whose areas cover it).
+                None => match self.vmas.from(at) {
+                    Some(v) if v.start < hi => at = v.start,
+                    _ => return None,
+                },
             }
         }
         None
