@@ -1584,6 +1584,20 @@ fn guard_pages_fault_until_removed() {
         Err(Errno::ENOSYS)
     );
     assert_eq!(mm.maps(), maps);
+    // A move that shrinks unmaps the tail first: guard pages there are no
+    // matter (as on Linux).
+    let (m, to) = (BASE + 0x40_0000, BASE + 0x50_0000);
+    anon(&mut mm, &cpu, m, 4);
+    assert_eq!(
+        advise(&mut mm, &cpu, m + 3 * PAGE_SIZE, 1, MADV_GUARD_INSTALL),
+        Ok(())
+    );
+    let fixed = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED);
+    assert_eq!(
+        cpu.run(|| mm.mremap(m, 4 * PAGE_SIZE, PAGE_SIZE, fixed, to)),
+        Ok(to)
+    );
+    cpu.run(|| mm.munmap(to, PAGE_SIZE)).unwrap();
     // A fork's child has them.
     let child = mm.fork().unwrap();
     assert!(child.is_guard(p(2)) && !child.is_guard(p(1)));

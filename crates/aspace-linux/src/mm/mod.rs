@@ -1663,7 +1663,8 @@ impl<M: Machine> LinuxMm<M> {
             if new_len > old_len && !self.lock_fits(vflags, (new_len - old_len) / PAGE_SIZE) {
                 return Err(Errno::EAGAIN);
             }
-            if self.any_guard(old, old_end) {
+            // What moves (a shrink unmaps the rest first).
+            if self.any_guard(old, old + old_len.min(new_len)) {
                 return Err(Errno::ENOSYS);
             }
             return self.move_to(old, old_len, new_addr, new_len, false);

@@ -91,18 +91,37 @@ fn sysctl(name: &str) -> String {
 }
 
 /// Whether this kernel has guard pages as the runner needs them:
-/// `MADV_GUARD_INSTALL` (Linux 6.13+) and their bit in
-/// `/proc/self/pagemap` (6.14+), tried on a page of its own.
+/// `MADV_GUARD_INSTALL` in private anonymous memory (Linux 6.13+) and in
+/// shared file memory (6.15+), and their bit in `/proc/self/pagemap`
+/// (6.14+), each tried on a page of its own.
 fn guards_supported() -> bool {
+    // SAFETY: memfd_create touches no memory of ours; the descriptor is
+    // closed below.
+    let fd = unsafe { libc::memfd_create(c"guard-probe".as_ptr(), libc::MFD_CLOEXEC) };
+    // SAFETY: sizes the memfd just made.
+    let sized = fd >= 0 && unsafe { libc::ftruncate(fd, PAGE_SIZE as libc::off_t) } == 0;
+    let ok = sized
+        && guard_probe(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)
+        && guard_probe(libc::MAP_SHARED, fd);
+    if fd >= 0 {
+        // SAFETY: the descriptor made above, used by nothing else.
+        unsafe { libc::close(fd) };
+    }
+    ok
+}
+
+/// Whether a page mapped with `flags` (of `fd`) takes a guard page that
+/// `/proc/self/pagemap` shows.
+fn guard_probe(flags: i32, fd: i32) -> bool {
     use std::os::unix::fs::FileExt;
-    // SAFETY: a new private anonymous page, placed by the kernel.
+    // SAFETY: a new page placed by the kernel, which nothing else uses.
     let p = unsafe {
         libc::mmap(
             core::ptr::null_mut(),
             PAGE_SIZE as usize,
             libc::PROT_READ,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
+            flags,
+            fd,
             0,
         )
     };
@@ -536,14 +555,16 @@ impl Engine {
         }
     }
 
-    /// Whether the page at `page` is a guard page, which the runner must not
-    /// touch (the access would kill it with `SIGSEGV`).
+    /// Whether the page at `page` may be a guard page, which the runner must
+    /// not touch (the access would kill it with `SIGSEGV`): its pagemap
+    /// entry says so, or cannot be read (then it is taken for one).
     fn guarded(&self, page: u64) -> bool {
         use std::os::unix::fs::FileExt;
         let mut entry = [0u8; 8];
-        self.pagemap
-            .read_exact_at(&mut entry, page / PAGE_SIZE * 8)
-            .is_ok_and(|()| u64::from_le_bytes(entry) & PM_GUARD_REGION != 0)
+        match self.pagemap.read_exact_at(&mut entry, page / PAGE_SIZE * 8) {
+            Ok(()) => u64::from_le_bytes(entry) & PM_GUARD_REGION != 0,
+            Err(_) => true,
+        }
     }
 
     fn access(&self, addr: u64, write: Option<u8>) -> io::Result<Outcome> {
@@ -563,12 +584,14 @@ impl Engine {
         }
         Ok(match write {
             Some(byte) => {
-                // SAFETY: the maps say this byte is mapped writable, not a guard page, within
-                // its object; it lies in the window, which only the calls use.
+                // SAFETY: the maps say this byte is mapped writable and within its
+                // object, its pagemap entry that it is no guard page; it lies in the
+                // window, which only the calls use.
                 unsafe { core::ptr::write_volatile(addr as *mut u8, byte) };
                 Outcome::Ok
             }
-            // SAFETY: the maps say this byte is mapped readable, not a guard page, within its object.
+            // SAFETY: the maps say this byte is mapped readable and within its
+            // object, its pagemap entry that it is no guard page.
             None => Outcome::Byte(unsafe { core::ptr::read_volatile(addr as *const u8) }),
         })
     }
@@ -636,8 +659,9 @@ impl Engine {
                             _ => state.bus.push((page, page + PAGE_SIZE)),
                         }
                     } else if !unread && !self.guarded(page) {
-                        // SAFETY: the maps say the page is mapped readable (no guard page) and
-                        // within its object, and nothing writes it while this
+                        // SAFETY: the maps say the page is mapped readable and
+                        // within its object, its pagemap entry that it is no
+                        // guard page, and nothing writes it while this
                         // single-threaded runner reads it.
                         let words = unsafe {
                             core::slice::from_raw_parts(page as *const u64, PAGE_SIZE as usize / 8)

@@ -8,7 +8,9 @@ use crate::memory::{FrameAllocator, PhysMemory};
 use crate::{Error, Result};
 
 /// The guard backend: no page is ever mapped, so every access to the area
-/// faults (`PermissionDenied`) whatever its rights. It reserves no memory
+/// faults: one its rights allow with [`FaultReason::Guard`](crate::FaultReason::Guard)
+/// (the backend refuses with `PermissionDenied`), others as in any area
+/// ([`FaultReason::Access`](crate::FaultReason::Access)). It reserves no memory
 /// and maps no frame; its areas may change rights (so a range of guard
 /// pages follows the rights of what it lies in), never grow, and a fork
 /// gives the child the same guard pages.
