@@ -11,7 +11,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as HostMutex};
 
 use aspace::{Asid, CpuId, CpuSet, Cpus, Frame, Invalidation, Machine, Shootdown, Tlb};
 use parking_lot::Mutex;
@@ -81,10 +81,29 @@ pub struct SimHardware {
     pub(crate) relaxes: AtomicU64,
     /// Faults waiting for a user pager poll with `relax` rather than sleep.
     pager_polls: AtomicBool,
-    /// Where they sleep otherwise: one per machine, made with it (not in a
-    /// fault, where a test may refuse the heap) and kept for the rest of
-    /// the process (the core keeps `&'static` ones): a few dozen bytes.
+    /// Where they sleep otherwise: one per machine, taken with it (not in a
+    /// fault, where a test may refuse the heap) from the sleeps of machines
+    /// that are gone ([`SPARE_SLEEPS`]), or made and kept for the rest of
+    /// the process (the core keeps `&'static` ones).
     pager_sleep: &'static HostSleep,
+}
+
+/// The pager sleeps of simulated machines that are gone, for the next ones
+/// to take: the process keeps as many as machines ever lived at once, not
+/// one per machine made.
+static SPARE_SLEEPS: HostMutex<Vec<&'static HostSleep>> = HostMutex::new(Vec::new());
+
+impl Drop for SimHardware {
+    fn drop(&mut self) {
+        // Nothing of this machine sleeps on it any more (a sleeping fault
+        // holds the machine); a stale wake from a pager handle kept past
+        // the machine only makes a fault of the next one look again.
+        // (Kept for good instead if the heap refuses the room.)
+        let mut spare = SPARE_SLEEPS.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.try_reserve(1).is_ok() {
+            spare.push(self.pager_sleep);
+        }
+    }
 }
 
 /// Guard that makes the current thread execute as a CPU until dropped.
@@ -129,7 +148,20 @@ impl SimHardware {
             stale_fetches: AtomicU64::new(0),
             relaxes: AtomicU64::new(0),
             pager_polls: AtomicBool::new(false),
-            pager_sleep: Box::leak(Box::default()),
+            pager_sleep: Self::spare_sleep(),
+        }
+    }
+
+    /// A pager sleep for a new machine: a gone machine's, its counters
+    /// cleared, or a new one.
+    fn spare_sleep() -> &'static HostSleep {
+        let spare = SPARE_SLEEPS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match spare {
+            Some(s) => {
+                s.clear_stats();
+                s
+            }
+            None => Box::leak(Box::default()),
         }
     }
 

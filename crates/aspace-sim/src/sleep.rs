@@ -1,7 +1,7 @@
 //! Where a simulated CPU's page fault sleeps while a user pager works on
 //! its page: the core's [`Sleep`], over a host mutex and condition
-//! variable, one per simulated machine (made, and kept for the rest of the
-//! process, when the machine's first pager request is made:
+//! variable, one per simulated machine (made with it, passed on to a later
+//! machine when it goes, never freed:
 //! [`SimHardware::sleep_stats`](crate::SimHardware::sleep_stats)).
 //!
 //! A sleep that waits [`SLEEP_LIMIT`] without a wake gives up and is
@@ -56,6 +56,12 @@ impl HostSleep {
     /// The counters now.
     pub fn stats(&self) -> SleepStats {
         self.lock().stats
+    }
+
+    /// Counters back to zero (for the next machine to use this sleep; the
+    /// wake counter goes on, so a token of the last one stays stale).
+    pub(crate) fn clear_stats(&self) {
+        self.lock().stats = SleepStats::default();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
