@@ -33,8 +33,9 @@ pub(crate) struct Area<M: Machine> {
     /// split or merge, with the tree written and the area locked).
     pub grow_limit: PlainAtomicU64,
     /// The backend's index of the area's first page (see
-    /// [`AreaInfo::page_index`]): 0 for a new area, the distance from the
-    /// original base for the upper part of a split, so both parts keep
+    /// [`AreaInfo::page_index`]): the backend's `first_index` for a new
+    /// area, plus the distance from the original base for the upper part
+    /// of a split, so both parts keep
     /// asking the backend (and the share record) for the same pages.
     /// Changes with the tree written and the area locked, like `base`.
     offset: PlainAtomicU64,
@@ -341,11 +342,11 @@ impl<M: Machine> Area<M> {
         Ok(Self {
             base: AtomicU64::new(base.number()),
             object: backend.object_id(),
+            offset: PlainAtomicU64::new(backend.first_index()),
             backend,
             pages: AtomicU64::new(pages),
             reserved: PlainAtomicU64::new(reserved),
             grow_limit: PlainAtomicU64::new(grow_limit),
-            offset: PlainAtomicU64::new(0),
             state: lock_api::Mutex::new(AreaState {
                 flags,
                 max_flags: AreaFlags::all(),

@@ -102,7 +102,7 @@ impl<M: Machine> AddressSpace<M> {
         let reserve = if attrs.contains(AreaAttrs::PARTIAL) {
             0
         } else {
-            reserve::up_front(&*backend, flags, 0, range.count)
+            reserve::up_front(&*backend, flags, backend.first_index(), range.count)
         };
         let area = Area::new(
             range.start,

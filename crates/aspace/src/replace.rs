@@ -178,7 +178,7 @@ impl<M: Machine> AddressSpace<M> {
             let own = if p.attrs.contains(AreaAttrs::PARTIAL) {
                 0
             } else {
-                reserve::up_front(&*p.backend, f, 0, count)
+                reserve::up_front(&*p.backend, f, p.backend.first_index(), count)
             };
             reserve += own;
             let limit = (DEFAULT_GROW_LIMIT / PAGE_SIZE).max(count);

@@ -217,7 +217,11 @@ impl FrameTable {
 }
 
 /// The backend of a mapping of a [`MemObject`]: page `i` of the area is page
-/// `first + i` of the object.
+/// `first + i` of the object (the area's offset starts at `first`:
+/// [`Backend::first_index`]). Every mapping of one object, private or
+/// shared, shows it as one object ([`Backend::object_id`]); private and
+/// shared ones have different names, so the core merges areas of one
+/// object only with the same kind at contiguous pages of it.
 #[derive(Debug, Clone)]
 pub struct ObjBackend {
     /// The object.
@@ -246,7 +250,7 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ObjBackend {
         page: Page,
         _access: Access,
     ) -> aspace::Result<Frame> {
-        let index = self.first + area.page_index(page);
+        let index = area.page_index(page);
         if index >= self.object.pages {
             // Past the object's end: SIGBUS on Linux.
             return Err(Error::BadMemory);
@@ -276,6 +280,16 @@ impl<P: PhysMemory, F: FrameAllocator> Backend<P, F> for ObjBackend {
         } else {
             caps
         }
+    }
+
+    /// The object's page at a new area's base.
+    fn first_index(&self) -> u64 {
+        self.first
+    }
+
+    /// The object's address.
+    fn object_id(&self) -> usize {
+        TryArc::as_ptr(&self.object) as *const u8 as usize
     }
 
     /// A private mapping's pages may each get a copy; a shared mapping's

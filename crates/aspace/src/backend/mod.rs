@@ -169,6 +169,16 @@ pub trait Backend<P: PhysMemory, F: FrameAllocator>: Send + Sync {
         }
     }
 
+    /// The backend's index of a new area's first page (the area's offset,
+    /// see [`AreaInfo::page_index`]): 0 by default; a backend over an
+    /// object mapped from some page on (a file at an offset) names that
+    /// page, so that its areas at contiguous indices of one object
+    /// ([`object_id`](Backend::object_id)) can merge, and a page's index is
+    /// its page of the object wherever the area was made.
+    fn first_index(&self) -> u64 {
+        0
+    }
+
     /// Which object the backend shows, for telling areas of the same
     /// object (a file) from areas of different ones, in listings and when
     /// adjacent areas are merged: areas whose backends have equal ids and
@@ -229,10 +239,11 @@ pub struct AreaInfo {
     pub reserved: u64,
     /// Whether the area shares its pages with other areas.
     pub shared: bool,
-    /// The backend's index of the area's first page: 0 for an area as
-    /// created; after a split, the upper part's distance from the original
-    /// base (so an ELF or file area split in two reads the same bytes in
-    /// both parts). In pages.
+    /// The backend's index of the area's first page: the backend's
+    /// [`first_index`](Backend::first_index) (mostly 0) for an area as
+    /// created; after a split, the upper part's plus its distance from the
+    /// original base (so an ELF or file area split in two reads the same
+    /// bytes in both parts). In pages.
     pub offset: u64,
     /// The identity of the object behind the backend
     /// ([`Backend::object_id`]): two areas show the same object (the same
