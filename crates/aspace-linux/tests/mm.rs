@@ -1646,3 +1646,46 @@ fn guard_pages_fault_until_removed() {
         .collect();
     assert_eq!(heap.len(), 1, "one [heap] line: {heap:?}");
 }
+
+/// Two `mmap`s of a file at contiguous offsets are one Linux mapping and
+/// one core area (so `mremap` moves them as one); a private and a shared
+/// mapping of the same file side by side stay two areas.
+#[test]
+fn mappings_of_a_file_at_contiguous_offsets_are_one_area() {
+    let (_sim, mut mm, mut cpu) = setup();
+    let f = FileRef("F".into());
+    let (a, len) = (BASE, 2 * PAGE_SIZE);
+    let map = |mm: &mut LinuxMm<SimMachine>, cpu: &Cpu, at: u64, off: u64, kind: u32| {
+        cpu.run(|| mm.mmap(at, len, Prot::RW, flags(kind | MAP_FIXED), Some(&f), off))
+    };
+    map(&mut mm, &cpu, a + len, len, MAP_SHARED).unwrap();
+    map(&mut mm, &cpu, a, 0, MAP_SHARED).unwrap();
+    for i in 0..4 {
+        cpu.write_u64(VirtAddr::new(a + i * PAGE_SIZE), 50 + i)
+            .unwrap();
+    }
+    assert_eq!(mm.maps().len(), 1);
+    assert_eq!(mm.space().areas().len(), 1, "the core merged them too");
+    let to = BASE + 0x10_0000;
+    let flags_move = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED);
+    assert_eq!(
+        cpu.run(|| mm.mremap(a, 2 * len, 2 * len, flags_move, to)),
+        Ok(to)
+    );
+    for i in 0..4 {
+        assert_eq!(
+            cpu.read_u64(VirtAddr::new(to + i * PAGE_SIZE)).unwrap(),
+            50 + i
+        );
+    }
+    // Private beside shared: one object, two kinds, two areas.
+    map(&mut mm, &cpu, a, 0, MAP_SHARED).unwrap();
+    map(&mut mm, &cpu, a + len, len, MAP_PRIVATE).unwrap();
+    assert_eq!(mm.space().area(VirtAddr::new(a)).unwrap().pages, 2);
+    cpu.write_u64(VirtAddr::new(a + len), 7).unwrap();
+    assert_eq!(
+        cpu.read_u64(VirtAddr::new(to + len)).unwrap(),
+        52,
+        "the file kept its page"
+    );
+}

@@ -78,8 +78,11 @@
 //!   file's pages apart with no help from this layer.
 //! - **`MREMAP_DONTUNMAP`**, a move of a range that spans several mappings
 //!   (Linux 6.17+), or of a Linux mapping the core keeps as several areas
-//!   (two `mmap`s of a file at contiguous offsets): `ENOSYS` (Linux never
-//!   returns it for these calls), with nothing changed.
+//!   (guard pages in it, or neighbours the core's merge rules keep
+//!   apart): `ENOSYS` (Linux never returns it for these calls),
+//!   with nothing changed. Two `mmap`s of one file at contiguous offsets
+//!   are one core area (the object backend's
+//!   [`first_index`](aspace::backend::Backend::first_index)).
 
 pub mod object;
 mod records;
