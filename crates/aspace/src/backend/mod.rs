@@ -174,7 +174,9 @@ pub trait Backend<P: PhysMemory, F: FrameAllocator>: Send + Sync {
     /// object mapped from some page on (a file at an offset) names that
     /// page, so that its areas at contiguous indices of one object
     /// ([`object_id`](Backend::object_id)) can merge, and a page's index is
-    /// its page of the object wherever the area was made.
+    /// its page of the object wherever the area was made. (Not for a
+    /// backend whose areas grow down, which must be index-free, nor a user
+    /// pager's, whose requests name a page by its place in the area.)
     fn first_index(&self) -> u64 {
         0
     }
