@@ -1,7 +1,8 @@
 //! A seeded generator of random call sequences confined to a window, with
 //! the mix the differential test needs: `mmap` fixed, no-replace, with a
 //! hint and without; partial `munmap`/`mprotect` across several mappings
-//! and holes; `mremap` shrink, grow, may-move and fixed; `madvise` (every
+//! and holes; `mremap` shrink, grow, may-move and fixed (and with an old
+//! length of 0: a second mapping of a shared object); `madvise` (every
 //! advice but `MADV_REMOVE`, `MADV_COLLAPSE` and `MADV_PAGEOUT`, guard
 //! pages in and out unless [`GenConfig::guards`] is off); `msync`, `mlock2`,
 //! `munlock`; `mincore`; `brk`;
@@ -316,6 +317,24 @@ impl Generator {
             old_len = (1 + self.rng.below(4)).min(self.pages() - m) * PAGE_SIZE;
         }
         let kind = self.rng.below(10);
+        if kind >= 5 && self.rng.chance(8) {
+            // An old length of 0: a second mapping of a shared object.
+            let new_len = (1 + self.rng.below(self.cfg.max_pages)) * PAGE_SIZE;
+            let (flags, new_addr) = if kind >= 8 {
+                let (to, _) = self.range();
+                let room = self.cfg.window_start + self.cfg.window_len - new_len;
+                (MREMAP_MAYMOVE | MREMAP_FIXED, to.min(room))
+            } else {
+                (MREMAP_MAYMOVE, 0)
+            };
+            return Call::Mremap {
+                old_addr,
+                old_len: 0,
+                new_len,
+                flags: RemapFlags(flags),
+                new_addr,
+            };
+        }
         let shrink = |rng: &mut Rng| rng.below(old_len / PAGE_SIZE).max(1) * PAGE_SIZE;
         let new_len = match kind {
             0..=2 => shrink(&mut self.rng), // shrink (or same)

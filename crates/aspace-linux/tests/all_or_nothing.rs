@@ -463,6 +463,14 @@ fn mremap() {
     inject("mremap grow the locked one", Populates, |mm| {
         mm.mremap(L, p(2), p(4), none, 0)
     });
+    // An old length of 0: a second mapping of a shared object, placed or
+    // over what is there.
+    inject("mremap of nothing: the shared object again", Whole, |mm| {
+        mm.mremap(S + p(1), 0, p(2), may, 0)
+    });
+    inject("mremap of nothing onto A", Whole, |mm| {
+        mm.mremap(G + p(1), 0, p(3), fixed, A + p(2))
+    });
 }
 
 #[test]

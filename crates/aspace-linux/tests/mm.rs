@@ -1689,3 +1689,67 @@ fn mappings_of_a_file_at_contiguous_offsets_are_one_area() {
         "the file kept its page"
     );
 }
+
+/// `mremap` with an old length of 0: a second mapping of a shared object
+/// from that page of it (the pages are the object's: writes show through
+/// both), placed or at a fixed address; a private mapping `EINVAL`, no
+/// `MREMAP_MAYMOVE` `ENOMEM`, nothing changed.
+#[test]
+fn mremap_of_nothing_maps_a_shared_object_again() {
+    let (_sim, mut mm, mut cpu) = setup();
+    let va = VirtAddr::new;
+    let shared = BASE;
+    cpu.run(|| {
+        mm.mmap(
+            shared,
+            4 * PAGE_SIZE,
+            Prot::RW,
+            flags(MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),
+            None,
+            0,
+        )
+    })
+    .unwrap();
+    anon(&mut mm, &cpu, BASE + 0x10_0000, 2);
+    cpu.write_u64(va(shared + PAGE_SIZE), 11).unwrap();
+    let maps = mm.maps();
+    let stay = RemapFlags(0);
+    let may = RemapFlags(MREMAP_MAYMOVE);
+    assert_eq!(
+        cpu.run(|| mm.mremap(shared + PAGE_SIZE, 0, 2 * PAGE_SIZE, stay, 0)),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE + 0x10_0000, 0, PAGE_SIZE, may, 0)),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(mm.maps(), maps);
+    let copy = cpu
+        .run(|| mm.mremap(shared + PAGE_SIZE, 0, 2 * PAGE_SIZE, may, 0))
+        .unwrap();
+    assert_eq!(cpu.read_u64(va(copy)).unwrap(), 11);
+    cpu.write_u64(va(copy + PAGE_SIZE), 22).unwrap();
+    assert_eq!(cpu.read_u64(va(shared + 2 * PAGE_SIZE)).unwrap(), 22);
+    let line = mm.maps().into_iter().find(|l| l.start == copy).unwrap();
+    assert_eq!(
+        (line.end - line.start, line.offset),
+        (2 * PAGE_SIZE, PAGE_SIZE)
+    );
+    // Fixed: what was at the target goes.
+    let to = BASE + 0x10_0000;
+    let fixed = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED);
+    assert_eq!(
+        cpu.run(|| mm.mremap(shared, 0, PAGE_SIZE, fixed, to)),
+        Ok(to)
+    );
+    cpu.write_u64(va(to), 33).unwrap();
+    assert_eq!(cpu.read_u64(va(shared)).unwrap(), 33);
+    // A fixed target at the page itself: Linux unmaps the target (the
+    // page with it) and then finds no mapping there.
+    let last = shared + 3 * PAGE_SIZE;
+    assert_eq!(
+        cpu.run(|| mm.mremap(last, 0, PAGE_SIZE, fixed, last)),
+        Err(Errno::EFAULT)
+    );
+    assert!(mm.vma_at(last).is_none() && mm.vma_at(last - PAGE_SIZE).is_some());
+}

@@ -1314,13 +1314,38 @@ impl<M: Machine> LinuxMm<M> {
         if Self::reserves(&vma) > self.system.reserve().available() + freed {
             return Err(Errno::ENOMEM);
         }
+        let lock = vma.flags;
+        self.install(vma, fixed)?;
+        if lock.contains(VmFlags::LOCKED) {
+            self.any_locked = true;
+            // As mlock: faulted in now (errors ignored, as mm_populate),
+            // not at all with VM_LOCKONFAULT (MAP_POPULATE neither).
+            let _ = self.populate_vmas(base, end, true);
+        } else if flags.has(MAP_POPULATE) {
+            self.populate(base, end, prot, private);
+        }
+        Ok(base)
+    }
+
+    /// Makes the mapping `vma` (checked, with room for its records) in the
+    /// core and the records: over what is there (`fixed`) in one core step,
+    /// the records following, or in a free range; merged with its
+    /// neighbours as Linux merges it.
+    fn install(&mut self, vma: Vma, fixed: bool) -> Result<(), Errno> {
+        let (base, end) = (vma.start, vma.end);
         let backend = self.backend(&vma).map_err(errno_of)?;
         let nb = if fixed && self.taken(base, end) {
             // What was there goes and the new area comes in one core step
             // (a refusal changes nothing), then the records follow.
             let flags = Self::area_flags(&vma)?;
             self.space
-                .area_replace_with(VirtAddr::new(base), len, flags, AreaAttrs::empty(), backend)
+                .area_replace_with(
+                    VirtAddr::new(base),
+                    end - base,
+                    flags,
+                    AreaAttrs::empty(),
+                    backend,
+                )
                 .map_err(errno_of)?;
             self.remove_recs(base, end);
             let nb = self.neighbours(&vma);
@@ -1334,17 +1359,8 @@ impl<M: Machine> LinuxMm<M> {
             nb
         };
         self.any_growsdown |= vma.growsdown;
-        let lock = vma.flags;
         self.place(vma, nb);
-        if lock.contains(VmFlags::LOCKED) {
-            self.any_locked = true;
-            // As mlock: faulted in now (errors ignored, as mm_populate),
-            // not at all with VM_LOCKONFAULT (MAP_POPULATE neither).
-            let _ = self.populate_vmas(base, end, true);
-        } else if flags.has(MAP_POPULATE) {
-            self.populate(base, end, prot, private);
-        }
-        Ok(base)
+        Ok(())
     }
 
     /// `munmap(2)`: an unaligned address, a range past the user space or a
@@ -1592,7 +1608,8 @@ impl<M: Machine> LinuxMm<M> {
     /// copied; a shrinking fixed move drops the old range's tail in that
     /// step too. A shared anonymous mapping grown
     /// keeps its object's size: the pages past it raise `SIGBUS`, as on
-    /// Linux.
+    /// Linux. An old length of 0 maps a shared object a second time
+    /// (`duplicate`; a private mapping `EINVAL`).
     pub fn mremap(
         &mut self,
         old: u64,
@@ -1648,11 +1665,14 @@ impl<M: Machine> LinuxMm<M> {
         {
             return Err(Errno::EINVAL);
         }
-        if flags.dont_unmap() || old_len == 0 {
+        if flags.dont_unmap() {
             return Err(Errno::ENOSYS);
         }
         let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
         let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
+        if old_len == 0 {
+            return self.duplicate(old, new_len, flags, new_addr);
+        }
         let (vend, vflags) = (v.end, v.flags);
         if flags.fixed() {
             if old_end.min(old + new_len) > vend {
@@ -1716,6 +1736,58 @@ impl<M: Machine> LinuxMm<M> {
         }
         let to = self.top_down(new_len).ok_or(Errno::ENOMEM)?;
         self.move_to(old, old_len, to, new_len, true)
+    }
+
+    /// `mremap` with an old length of 0 (after the common checks, `old`
+    /// inside a mapping): a second mapping of the same shared object, from
+    /// `old`'s page of it, `new_len` bytes long, at `new_addr` with
+    /// `MREMAP_FIXED` (replacing what is there) or placed top-down. Linux's
+    /// refusals in order: a private mapping `EINVAL`; a locked one past
+    /// `RLIMIT_MEMLOCK` `EAGAIN`; without `MREMAP_MAYMOVE` (it cannot grow
+    /// in place from nothing) or past `vm.max_map_count`, or no room,
+    /// `ENOMEM`; a fixed target at `old` itself `EFAULT` (Linux unmaps the
+    /// target first, and the page it copies from with it: so does this
+    /// layer but with [`HolePolicy::Refuse`]). A locked mapping's copy is
+    /// locked and faulted in.
+    fn duplicate(&mut self, old: u64, new_len: u64, flags: RemapFlags, new_addr: u64) -> MmResult {
+        let Some(v) = self.vma_at(old) else {
+            return Err(Errno::EFAULT);
+        };
+        if v.kind.private() {
+            return Err(Errno::EINVAL);
+        }
+        if !self.lock_fits(v.flags, new_len / PAGE_SIZE) {
+            return Err(Errno::EAGAIN);
+        }
+        if !flags.may_move() || self.vmas.len() >= self.layout.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        if flags.fixed() && new_addr == old {
+            // Linux unmaps the target, then finds no mapping at `old` any
+            // more: `EFAULT`, the target gone (with HolePolicy::Refuse:
+            // nothing changed).
+            if self.holes == HolePolicy::Linux {
+                self.unmap(new_addr, new_addr + new_len)?;
+            }
+            return Err(Errno::EFAULT);
+        }
+        let mut copy = v.clone();
+        copy.first = v.first + (old - v.start) / PAGE_SIZE;
+        copy.anon = None;
+        let to = if flags.fixed() {
+            new_addr
+        } else {
+            self.top_down(new_len).ok_or(Errno::ENOMEM)?
+        };
+        copy.start = to;
+        copy.end = to + new_len;
+        self.room(2)?;
+        let lock = copy.flags;
+        self.install(copy, flags.fixed())?;
+        if lock.contains(VmFlags::LOCKED) && !lock.contains(VmFlags::LOCKONFAULT) {
+            let _ = self.populate_vmas(to, to + new_len, true);
+        }
+        Ok(to)
     }
 
     /// Moves `[old, old + old_len)` (inside one mapping) to `to` with
