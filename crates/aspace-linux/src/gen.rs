@@ -335,6 +335,23 @@ impl Generator {
                 new_addr,
             };
         }
+        if kind >= 5 && self.rng.chance(8) {
+            // MREMAP_DONTUNMAP: the same size, the old range left empty.
+            let new_addr = if kind >= 8 {
+                let (to, _) = self.range();
+                to.min(self.cfg.window_start + self.cfg.window_len - old_len)
+            } else {
+                0
+            };
+            let fixed = if kind >= 8 { MREMAP_FIXED } else { 0 };
+            return Call::Mremap {
+                old_addr,
+                old_len,
+                new_len: old_len,
+                flags: RemapFlags(MREMAP_MAYMOVE | MREMAP_DONTUNMAP | fixed),
+                new_addr,
+            };
+        }
         let shrink = |rng: &mut Rng| rng.below(old_len / PAGE_SIZE).max(1) * PAGE_SIZE;
         let new_len = match kind {
             0..=2 => shrink(&mut self.rng), // shrink (or same)

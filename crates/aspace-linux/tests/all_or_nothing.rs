@@ -471,6 +471,17 @@ fn mremap() {
     inject("mremap of nothing onto A", Whole, |mm| {
         mm.mremap(G + p(1), 0, p(3), fixed, A + p(2))
     });
+    // MREMAP_DONTUNMAP: the old range stays, empty.
+    let leave = RemapFlags(MREMAP_MAYMOVE | MREMAP_DONTUNMAP);
+    let leave_fixed = RemapFlags(MREMAP_MAYMOVE | MREMAP_DONTUNMAP | MREMAP_FIXED);
+    inject("mremap dontunmap part of A", Whole, |mm| {
+        mm.mremap(A + p(2), p(3), p(3), leave, 0)
+    });
+    inject(
+        "mremap dontunmap the private file mapping onto B",
+        Whole,
+        |mm| mm.mremap(F, p(2), p(2), leave_fixed, B + p(1)),
+    );
 }
 
 #[test]

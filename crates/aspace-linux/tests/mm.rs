@@ -1753,3 +1753,71 @@ fn mremap_of_nothing_maps_a_shared_object_again() {
     );
     assert!(mm.vma_at(last).is_none() && mm.vma_at(last - PAGE_SIZE).is_some());
 }
+
+/// `MREMAP_DONTUNMAP`: the pages move without a copy, the old range stays
+/// mapped and empty (zeros in private anonymous memory, the file's
+/// contents in a file mapping); the old mapping loses its lock, and a
+/// locked range stays counted against `RLIMIT_MEMLOCK`, as on Linux.
+#[test]
+fn mremap_dontunmap_moves_the_pages_and_leaves_the_range() {
+    let (sim, mut mm, mut cpu) = setup();
+    let va = VirtAddr::new;
+    anon(&mut mm, &cpu, BASE, 4);
+    for i in 0..4 {
+        cpu.write_u64(va(BASE + i * PAGE_SIZE), 40 + i).unwrap();
+    }
+    let frame = mm.space().translate(va(BASE + PAGE_SIZE).page()).unwrap().0;
+    let frames = sim.frames_in_use();
+    let flags_du = RemapFlags(MREMAP_MAYMOVE | MREMAP_DONTUNMAP);
+    let to = cpu
+        .run(|| mm.mremap(BASE + PAGE_SIZE, 2 * PAGE_SIZE, 2 * PAGE_SIZE, flags_du, 0))
+        .unwrap();
+    assert_eq!(mm.space().translate(va(to).page()).unwrap().0, frame);
+    assert!(
+        sim.frames_in_use() <= frames + 2,
+        "page tables at most, no copy"
+    );
+    assert_eq!(cpu.read_u64(va(to + PAGE_SIZE)).unwrap(), 42);
+    assert_eq!(cpu.read_u64(va(BASE + PAGE_SIZE)).unwrap(), 0);
+    assert_eq!(cpu.read_u64(va(BASE + 3 * PAGE_SIZE)).unwrap(), 43);
+    assert!(mm.vma_at(BASE + PAGE_SIZE).is_some(), "still mapped");
+    // Not the same size, or without MREMAP_MAYMOVE: EINVAL.
+    let bad = RemapFlags(MREMAP_DONTUNMAP);
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE, PAGE_SIZE, PAGE_SIZE, bad, 0)),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE, PAGE_SIZE, 2 * PAGE_SIZE, flags_du, 0)),
+        Err(Errno::EINVAL)
+    );
+    // A locked mapping: the old one is not locked after, the pages stay
+    // counted.
+    let l = BASE + 0x10_0000;
+    cpu.run(|| {
+        mm.mmap(
+            l,
+            2 * PAGE_SIZE,
+            Prot::RW,
+            flags(ANON | MAP_FIXED | MAP_LOCKED),
+            None,
+            0,
+        )
+    })
+    .unwrap();
+    let locked = mm.locked_pages();
+    let moved = cpu
+        .run(|| mm.mremap(l, 2 * PAGE_SIZE, 2 * PAGE_SIZE, flags_du, 0))
+        .unwrap();
+    assert!(!mm.vma_at(l).unwrap().flags.contains(VmFlags::LOCKED));
+    assert!(mm.vma_at(moved).unwrap().flags.contains(VmFlags::LOCKED));
+    assert_eq!(mm.locked_pages(), locked + 2);
+    // A shared file mapping: the old range reads the file again.
+    let (shared, private) = (BASE + 0x20_0000, BASE + 0x30_0000);
+    file_pair(&mut mm, &mut cpu, shared, private, 4, Prot::RW, 0);
+    let f = cpu
+        .run(|| mm.mremap(shared, 2 * PAGE_SIZE, 2 * PAGE_SIZE, flags_du, 0))
+        .unwrap();
+    assert_eq!(cpu.read_u64(va(f + PAGE_SIZE)).unwrap(), 1001);
+    assert_eq!(cpu.read_u64(va(shared + PAGE_SIZE)).unwrap(), 1001);
+}

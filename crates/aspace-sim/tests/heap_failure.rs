@@ -525,6 +525,14 @@ fn range_operations() {
             part(A2 + pages(4), 1, guard()?),
         ])
     });
+    inject("move_range_leaving, the middle", populated, |w| {
+        w.s(0)
+            .move_range_leaving(va(A2 + pages(2)), pages(3), va(FREE), false)
+    });
+    inject("move_range_leaving onto an area", populated, |w| {
+        w.s(0)
+            .move_range_leaving(va(A2 + pages(1)), pages(2), va(A1), true)
+    });
     inject("move_range_over areas and a hole", populated, |w| {
         w.s(0)
             .move_range_over(va(A2 + pages(1)), pages(3), va(A1 + pages(1)), pages(4))

@@ -578,6 +578,61 @@ fn area_replace_many_puts_guard_pages_in_and_takes_them_out() {
     assert_eq!(sim.frames_in_use(), empty + s.page_table_frames() - 1);
 }
 
+/// `move_range_leaving` (Linux's `MREMAP_DONTUNMAP`): the resident pages
+/// move (the same frames, no copy), the old range stays an area, empty
+/// (zeros on a read), reserving its pages again; one shootdown round; no
+/// stale TLB entry; at the commit limit, or for a shared area, refused with
+/// nothing changed.
+#[test]
+fn move_range_leaving_moves_the_pages_and_keeps_the_range() {
+    let (sim, s, mut c) = setup(2);
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s).unwrap();
+    s.area_create(va(A), 8 * P, RW).unwrap();
+    fill(&mut c, A, 8, 1);
+    c1.read_u64(va(A + 3 * P)).unwrap();
+    let (frames, tables) = (sim.frames_in_use(), s.page_table_frames());
+    let frame = s.translate(Page::from_number(A / P + 3)).unwrap().0;
+    assert_eq!(sim.system().reserve().committed(), 8);
+    let before = sim.system().stats();
+    c.run(|| s.move_range_leaving(va(A + 2 * P), 3 * P, va(B), false))
+        .unwrap();
+    assert_eq!(sim.system().stats().since(&before).shootdown_rounds, 1);
+    assert_eq!(s.translate(Page::from_number(B / P + 1)).unwrap().0, frame);
+    let tables = s.page_table_frames() - tables;
+    assert_eq!(sim.frames_in_use(), frames + tables, "no page copied");
+    assert_eq!(sim.system().reserve().committed(), 8 + 3);
+    assert_no_stale(&sim, &s);
+    assert_eq!(c1.read_u64(va(B + P)).unwrap(), 1003);
+    assert_eq!(
+        c1.read_u64(va(A + 3 * P)).unwrap(),
+        0,
+        "the old range, empty"
+    );
+    assert_eq!(c1.read_u64(va(A + 5 * P)).unwrap(), 1005);
+    assert_eq!(areas(&s), [(A, 8, RW), (B, 3, RW)], "merged back in place");
+    // At the commit limit: refused, nothing changed.
+    let free = sim.system().reserve().available();
+    let hog = c
+        .run(|| s.area_create(va(0x4000_0000), free * P, RW))
+        .unwrap();
+    let shown = areas(&s);
+    assert_eq!(
+        c.run(|| s.move_range_leaving(va(B), P, va(B + 16 * P), false)),
+        Err(Error::NoMemory)
+    );
+    assert_eq!(areas(&s), shown);
+    c.run(|| s.unmap_range(hog, free * P)).unwrap();
+    // A shared area: not supported.
+    let other = sim.system().create().unwrap();
+    s.area_share(va(B), 3 * P, &other, va(B), RW).unwrap();
+    assert_eq!(
+        c.run(|| s.move_range_leaving(va(B), P, va(B + 16 * P), false)),
+        Err(Error::NotSupported)
+    );
+    assert_eq!(c1.read_u64(va(B + P)).unwrap(), 1003);
+}
+
 /// `unmap_range` of an area's top shrinks the area in place; it must
 /// leave exactly what a split there and the removal of the upper part
 /// leave: the same area (size, reservation, resident pages, used space),

@@ -82,7 +82,27 @@ impl<M: Machine> AddressSpace<M> {
         new: VirtAddr,
         new_size: u64,
     ) -> Result<()> {
-        self.move_pages(old, old_size, new, new_size, false)
+        self.move_pages(old, old_size, new, new_size, false, false)
+    }
+
+    /// [`move_range`](Self::move_range) of `size` bytes that leaves the old
+    /// range mapped, empty (Linux `mremap` with `MREMAP_DONTUNMAP`): the
+    /// resident pages move, and a new area takes the old range with what
+    /// the moved part had (backend and its offset, rights, attributes) but
+    /// no page, reserving memory as a new area does. With `over`, the new
+    /// range's contents are replaced, as [`move_range_over`](Self::move_range_over)
+    /// replaces them. Refusals, before anything changed: those of the move;
+    /// a shared area, or one with a guard page or growing down,
+    /// `NotSupported`; the old range's new reservation past the commit
+    /// limit `NoMemory`.
+    pub fn move_range_leaving(
+        &self,
+        old: VirtAddr,
+        size: u64,
+        new: VirtAddr,
+        over: bool,
+    ) -> Result<()> {
+        self.move_pages(old, size, new, size, over, true)
     }
 
     /// [`move_range`](Self::move_range) onto a new range that may hold
@@ -108,11 +128,12 @@ impl<M: Machine> AddressSpace<M> {
         new: VirtAddr,
         new_size: u64,
     ) -> Result<()> {
-        self.move_pages(old, old_size, new, new_size, true)
+        self.move_pages(old, old_size, new, new_size, true, false)
     }
 
     /// [`move_range`](Self::move_range), or with `over`
-    /// [`move_range_over`](Self::move_range_over).
+    /// [`move_range_over`](Self::move_range_over); with `leave` the old
+    /// range stays an empty area ([`move_range_leaving`](Self::move_range_leaving)).
     fn move_pages(
         &self,
         old: VirtAddr,
@@ -120,6 +141,7 @@ impl<M: Machine> AddressSpace<M> {
         new: VirtAddr,
         new_size: u64,
         over: bool,
+        leave: bool,
     ) -> Result<()> {
         let orange = Self::checked_range(old, old_size)?;
         let nrange = Self::checked_range(new, new_size)?;
@@ -138,7 +160,7 @@ impl<M: Machine> AddressSpace<M> {
         let pt = self.pt();
         let mut tree = self.areas.write();
         // Checks, the reservation of growth, and the new mappings.
-        let (moved_flags, more, runs, cow_runs, whole) = {
+        let (moved_flags, more, runs, cow_runs, whole, left) = {
             let (start, end, slot) = tree.find(os).ok_or(Error::NotFound)?;
             if oe > end {
                 return Err(Error::NotFound);
@@ -186,7 +208,39 @@ impl<M: Machine> AddressSpace<M> {
             // What the moved part's used space and copy-on-write set take.
             let runs = st.used.overlap(os, oe).0;
             let cow_runs = crate::cow::moved_runs(&st.cow, os, keep);
-            (moved_flags, more, runs, cow_runs, os == start && oe == end)
+            // The empty area left behind: what it takes of the heap and of
+            // the commit limit, at the old part's place in the backend.
+            let left = if leave {
+                if new_pages != old_pages
+                    || st.share.is_some()
+                    || st.flags.intersects(AreaFlags::PLACEMENT)
+                {
+                    return Err(Error::NotSupported);
+                }
+                let reserve = reserve::up_front(&*area.backend, st.flags, first, old_pages);
+                let limit = area.grow_limit().max(old_pages);
+                let entry = AreaEntry::new(
+                    Page::from_number(os),
+                    old_pages,
+                    st.flags,
+                    st.attrs,
+                    area.backend.clone(),
+                    reserve,
+                    limit,
+                )?;
+                entry.area.set_offset(first);
+                Some((entry, reserve))
+            } else {
+                None
+            };
+            (
+                moved_flags,
+                more,
+                runs,
+                cow_runs,
+                os == start && oe == end,
+                left,
+            )
         };
         // What goes: the new range's contents and the tail (empty ranges
         // when there is nothing to replace).
@@ -217,7 +271,7 @@ impl<M: Machine> AddressSpace<M> {
             let [a, b] = self.prepare_splits(&mut tree, [os, oe])?;
             [a, b, None, None, None]
         };
-        Self::reserve_entries(&mut tree, if over { 6 } else { 3 })?;
+        Self::reserve_entries(&mut tree, if over { 6 } else { 3 } + usize::from(leave))?;
         let mut replaced: Vec<(Unmapped, PageFlags, bool)> = Vec::new();
         if over {
             let mut pages = 0;
@@ -233,7 +287,9 @@ impl<M: Machine> AddressSpace<M> {
                 .try_reserve_exact(pages as usize)
                 .map_err(|_| Error::NoMemory)?;
         }
-        if !self.shared.reserve.try_reserve(more) {
+        // The growth's reservation and the left area's, taken at once.
+        let left_reserve = left.as_ref().map_or(0, |&(_, r)| r);
+        if !self.shared.reserve.try_reserve(more + left_reserve) {
             return Err(Error::NoMemory);
         }
         // The translations of the new range and the tail go (kept aside,
@@ -281,7 +337,7 @@ impl<M: Machine> AddressSpace<M> {
                         let back = pt.map(m.memory(), m.frames(), u.page(), u.frame(), flags);
                         debug_assert!(back.is_ok(), "a table that was there");
                     }
-                    self.shared.reserve.release(more);
+                    self.shared.reserve.release(more + left_reserve);
                     return Err(Error::NoMemory);
                 }
             }
@@ -368,6 +424,12 @@ impl<M: Machine> AddressSpace<M> {
         let guard = moved_flags.guard_pages() as u8;
         let inserted = tree.insert_guarded(ns, ne, guard, entry).is_ok();
         debug_assert!(inserted, "the new range was checked free");
+        if let Some((area, _)) = left {
+            // The old range, emptied above, takes the left area.
+            let inserted = tree.insert_guarded(os, oe, 0, area).is_ok();
+            debug_assert!(inserted, "the old range is free now");
+            self.merge_at(&mut tree, os);
+        }
         self.merge_at(&mut tree, ns);
         Ok(())
     }

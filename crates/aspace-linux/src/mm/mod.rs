@@ -76,7 +76,9 @@
 //!   `copy_to_user` into a page not yet copied works like any fault, and
 //!   `MADV_DONTNEED`, `mprotect`, `mremap` and fork keep the copies and the
 //!   file's pages apart with no help from this layer.
-//! - **`MREMAP_DONTUNMAP`**, a move of a range that spans several mappings
+//! - **`MREMAP_DONTUNMAP`** reserves the old range's memory again (Linux
+//!   moves the charge to the new mapping).
+//! - A move of a range that spans several mappings
 //!   (Linux 6.17+), or of a Linux mapping the core keeps as several areas
 //!   (guard pages in it, or neighbours the core's merge rules keep
 //!   apart): `ENOSYS` (Linux never returns it for these calls),
@@ -445,6 +447,10 @@ pub struct LinuxMm<M: Machine> {
     /// `RLIMIT_MEMLOCK` in bytes; `None`: no limit (a process with
     /// `CAP_IPC_LOCK`, or an unlimited one).
     memlock: Option<u64>,
+    /// Pages Linux still counts as locked though no mapping is: an
+    /// `MREMAP_DONTUNMAP` move of a locked range counts the new range and
+    /// never takes the old one off (`move_leaving`).
+    locked_leak: u64,
     /// The backend of every anonymous area (stateless: one for all).
     anon: BackendRef<M::Memory, M::Frames>,
     /// The backend of every guard page ([`GuardBackend`]).
@@ -472,6 +478,7 @@ impl<M: Machine> LinuxMm<M> {
             any_locked: false,
             def_lock: VmFlags::NONE,
             memlock: None,
+            locked_leak: 0,
             anon: TryArc::into_backend(TryArc::new(AnonBackend)),
             guard: TryArc::into_backend(TryArc::new(GuardBackend)),
         }
@@ -515,7 +522,7 @@ impl<M: Machine> LinuxMm<M> {
     /// Pages in locked mappings (Linux's `mm->locked_vm`, `VmLck` in
     /// `/proc/PID/status`): what `RLIMIT_MEMLOCK` is checked against.
     pub fn locked_pages(&self) -> u64 {
-        self.locked_in(0, u64::MAX)
+        self.locked_in(0, u64::MAX) + self.locked_leak
     }
 
     /// Pages of locked mappings in `[lo, hi)`.
@@ -636,6 +643,7 @@ impl<M: Machine> LinuxMm<M> {
             any_locked: false,
             def_lock: VmFlags::NONE,
             memlock: self.memlock,
+            locked_leak: 0,
             anon: self.anon.clone(),
             guard: self.guard.clone(),
         })
@@ -1665,13 +1673,16 @@ impl<M: Machine> LinuxMm<M> {
         {
             return Err(Errno::EINVAL);
         }
-        if flags.dont_unmap() {
-            return Err(Errno::ENOSYS);
-        }
         let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
         let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
         if old_len == 0 {
+            if flags.dont_unmap() {
+                return Err(Errno::ENOSYS);
+            }
             return self.duplicate(old, new_len, flags, new_addr);
+        }
+        if flags.dont_unmap() {
+            return self.move_leaving(old, old_len, flags, new_addr);
         }
         let (vend, vflags) = (v.end, v.flags);
         if flags.fixed() {
@@ -1787,6 +1798,92 @@ impl<M: Machine> LinuxMm<M> {
         if lock.contains(VmFlags::LOCKED) && !lock.contains(VmFlags::LOCKONFAULT) {
             let _ = self.populate_vmas(to, to + new_len, true);
         }
+        Ok(to)
+    }
+
+    /// `mremap` with `MREMAP_DONTUNMAP` (after the common checks: a move of
+    /// the same size, `old` inside a mapping): the pages of `[old, old +
+    /// len)` move (to `new_addr` with `MREMAP_FIXED`, replacing what is
+    /// there, else placed top-down) and the old range stays mapped, empty
+    /// (private pages read as zeros, a file's as the file has them), in one
+    /// core step ([`move_range_leaving`](AddressSpace::move_range_leaving)).
+    /// The range past its mapping's end `EFAULT` (`ENOSYS` with
+    /// `MREMAP_FIXED`: Linux 6.17+ moves such a range); past
+    /// `vm.max_map_count` or no room `ENOMEM`; a mapping the core keeps as
+    /// several areas there `ENOSYS`. As Linux: the new mapping keeps the
+    /// old one's flags and `anon_vma`; the old mapping loses `VM_LOCKED`
+    /// and `VM_ACCOUNT`, and its `anon_vma` if the range was all of it;
+    /// a locked range's pages stay counted against `RLIMIT_MEMLOCK`
+    /// (Linux does not take them off).
+    /// (The core reserves the old range's memory again: Linux moves the
+    /// charge.)
+    fn move_leaving(&mut self, old: u64, len: u64, flags: RemapFlags, new_addr: u64) -> MmResult {
+        let Some(v) = self.vma_at(old) else {
+            return Err(Errno::EFAULT);
+        };
+        if old + len > v.end {
+            // Linux 6.17+ moves a fixed range spanning mappings.
+            return Err(if flags.fixed() {
+                Errno::ENOSYS
+            } else {
+                Errno::EFAULT
+            });
+        }
+        if self.vmas.len() >= self.layout.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        let mut copy = v.clone();
+        let start = v.start;
+        let whole = v.start == old && v.end == old + len;
+        let to = if flags.fixed() {
+            new_addr
+        } else {
+            self.top_down(len).ok_or(Errno::ENOMEM)?
+        };
+        self.room(3)?;
+        if self.any_guard(old, old + len) {
+            return Err(Errno::ENOSYS);
+        }
+        let over = flags.fixed() && self.taken(to, to + len);
+        let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
+        let step = |space: &AddressSpace<M>| space.move_range_leaving(from, len, at, over);
+        match step(&self.space) {
+            Err(aspace::Error::NotFound) => {
+                let _ = self.space.area_merge(from);
+                step(&self.space)
+            }
+            r => r,
+        }
+        .map_err(|e| match e {
+            aspace::Error::NotFound => Errno::ENOSYS,
+            e => errno_of(e),
+        })?;
+        if over {
+            self.remove_recs(to, to + len);
+        }
+        // The old mapping (looked up again: a target replaced may have cut
+        // it) loses its locks and its accounting, and its anon_vma when the
+        // range was all of it.
+        let start = self.vmas.at_or_below(old).map_or(start, |v| v.start);
+        if copy.flags.contains(VmFlags::LOCKED) {
+            self.locked_leak += len / PAGE_SIZE;
+        }
+        if let Some(mut v) = self.vmas.get_mut(start) {
+            v.flags = v.flags - VmFlags::LOCK_MASK;
+            v.account = false;
+            if whole {
+                v.anon = None;
+            }
+        }
+        copy.first += (old - copy.start) / PAGE_SIZE;
+        if matches!(copy.kind, Kind::Anon | Kind::Heap) && copy.anon.is_none() {
+            copy.first = to / PAGE_SIZE;
+        }
+        copy.start = to;
+        copy.end = to + len;
+        // The old mapping's flags change in place (no merge, as on Linux);
+        // the new one merges with its neighbours.
+        self.insert_rec(copy);
         Ok(to)
     }
 
