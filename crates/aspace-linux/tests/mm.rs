@@ -1812,6 +1812,41 @@ fn mremap_dontunmap_moves_the_pages_and_leaves_the_range() {
     assert!(!mm.vma_at(l).unwrap().flags.contains(VmFlags::LOCKED));
     assert!(mm.vma_at(moved).unwrap().flags.contains(VmFlags::LOCKED));
     assert_eq!(mm.locked_pages(), locked + 2);
+    // The middle of a locked mapping: the whole old mapping is unlocked,
+    // all its pages stay counted (Linux's VmLck goes 4 -> 6).
+    let l4 = BASE + 0x18_0000;
+    cpu.run(|| {
+        mm.mmap(
+            l4,
+            4 * PAGE_SIZE,
+            Prot::RW,
+            flags(ANON | MAP_FIXED | MAP_LOCKED),
+            None,
+            0,
+        )
+    })
+    .unwrap();
+    let locked = mm.locked_pages();
+    cpu.run(|| mm.mremap(l4 + PAGE_SIZE, 2 * PAGE_SIZE, 2 * PAGE_SIZE, flags_du, 0))
+        .unwrap();
+    assert!(!mm
+        .vma_at(l4 + 3 * PAGE_SIZE)
+        .unwrap()
+        .flags
+        .contains(VmFlags::LOCKED));
+    assert_eq!(mm.locked_pages(), locked + 2);
+    // The old mapping keeps its charge: a new neighbour merges with it.
+    let one = BASE + 0x1c_0000;
+    anon(&mut mm, &cpu, one, 1);
+    cpu.run(|| mm.mremap(one, PAGE_SIZE, PAGE_SIZE, flags_du, 0))
+        .unwrap();
+    anon(&mut mm, &cpu, one + PAGE_SIZE, 1);
+    let lines = mm
+        .maps()
+        .into_iter()
+        .filter(|m| m.start < one + 2 * PAGE_SIZE && m.end > one)
+        .count();
+    assert_eq!(lines, 1, "one line, as on Linux");
     // A shared file mapping: the old range reads the file again.
     let (shared, private) = (BASE + 0x20_0000, BASE + 0x30_0000);
     file_pair(&mut mm, &mut cpu, shared, private, 4, Prot::RW, 0);

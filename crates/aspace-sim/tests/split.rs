@@ -623,6 +623,15 @@ fn move_range_leaving_moves_the_pages_and_keeps_the_range() {
     );
     assert_eq!(areas(&s), shown);
     c.run(|| s.unmap_range(hog, free * P)).unwrap();
+    // The left area keeps the most rights the part had.
+    s.area_create(va(A + 32 * P), 4 * P, R).unwrap();
+    s.area_restrict(va(A + 32 * P), R).unwrap();
+    c.run(|| s.move_range_leaving(va(A + 33 * P), 2 * P, va(A + 48 * P), false))
+        .unwrap();
+    assert_eq!(
+        c.run(|| s.protect_range(va(A + 33 * P), P, RW)),
+        Err(Error::PermissionDenied)
+    );
     // A shared area: not supported.
     let other = sim.system().create().unwrap();
     s.area_share(va(B), 3 * P, &other, va(B), RW).unwrap();

@@ -88,8 +88,9 @@ impl<M: Machine> AddressSpace<M> {
     /// [`move_range`](Self::move_range) of `size` bytes that leaves the old
     /// range mapped, empty (Linux `mremap` with `MREMAP_DONTUNMAP`): the
     /// resident pages move, and a new area takes the old range with what
-    /// the moved part had (backend and its offset, rights, attributes) but
-    /// no page, reserving memory as a new area does. With `over`, the new
+    /// the moved part had (backend and its offset, rights, the most rights
+    /// it may get, attributes) but no page, reserving memory as a new area
+    /// does. With `over`, the new
     /// range's contents are replaced, as [`move_range_over`](Self::move_range_over)
     /// replaces them. Refusals, before anything changed: those of the move;
     /// a shared area, or one with a guard page or growing down,
@@ -229,6 +230,8 @@ impl<M: Machine> AddressSpace<M> {
                     limit,
                 )?;
                 entry.area.set_offset(first);
+                // The most rights it may get, as the part it replaces.
+                entry.lock().max_flags = st.max_flags;
                 Some((entry, reserve))
             } else {
                 None

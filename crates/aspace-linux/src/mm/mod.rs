@@ -76,8 +76,6 @@
 //!   `copy_to_user` into a page not yet copied works like any fault, and
 //!   `MADV_DONTNEED`, `mprotect`, `mremap` and fork keep the copies and the
 //!   file's pages apart with no help from this layer.
-//! - **`MREMAP_DONTUNMAP`** reserves the old range's memory again (Linux
-//!   moves the charge to the new mapping).
 //! - A move of a range that spans several mappings
 //!   (Linux 6.17+), or of a Linux mapping the core keeps as several areas
 //!   (guard pages in it, or neighbours the core's merge rules keep
@@ -1676,9 +1674,7 @@ impl<M: Machine> LinuxMm<M> {
         let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
         let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
         if old_len == 0 {
-            if flags.dont_unmap() {
-                return Err(Errno::ENOSYS);
-            }
+            // (MREMAP_DONTUNMAP needs the same sizes: refused above.)
             return self.duplicate(old, new_len, flags, new_addr);
         }
         if flags.dont_unmap() {
@@ -1811,12 +1807,11 @@ impl<M: Machine> LinuxMm<M> {
     /// `MREMAP_FIXED`: Linux 6.17+ moves such a range); past
     /// `vm.max_map_count` or no room `ENOMEM`; a mapping the core keeps as
     /// several areas there `ENOSYS`. As Linux: the new mapping keeps the
-    /// old one's flags and `anon_vma`; the old mapping loses `VM_LOCKED`
-    /// and `VM_ACCOUNT`, and its `anon_vma` if the range was all of it;
-    /// a locked range's pages stay counted against `RLIMIT_MEMLOCK`
-    /// (Linux does not take them off).
-    /// (The core reserves the old range's memory again: Linux moves the
-    /// charge.)
+    /// old one's flags and `anon_vma` and is charged as new memory; the old
+    /// mapping keeps its charge, loses `VM_LOCKED` (its pages staying
+    /// counted against `RLIMIT_MEMLOCK`: Linux does not take them off), and
+    /// its `anon_vma` if the range was all of it (after a fixed target cut
+    /// it).
     fn move_leaving(&mut self, old: u64, len: u64, flags: RemapFlags, new_addr: u64) -> MmResult {
         let Some(v) = self.vma_at(old) else {
             return Err(Errno::EFAULT);
@@ -1834,7 +1829,6 @@ impl<M: Machine> LinuxMm<M> {
         }
         let mut copy = v.clone();
         let start = v.start;
-        let whole = v.start == old && v.end == old + len;
         let to = if flags.fixed() {
             new_addr
         } else {
@@ -1862,16 +1856,15 @@ impl<M: Machine> LinuxMm<M> {
             self.remove_recs(to, to + len);
         }
         // The old mapping (looked up again: a target replaced may have cut
-        // it) loses its locks and its accounting, and its anon_vma when the
-        // range was all of it.
+        // it) loses its locks, and its anon_vma when the range was all of
+        // it; its pages stay counted as locked if they were.
         let start = self.vmas.at_or_below(old).map_or(start, |v| v.start);
-        if copy.flags.contains(VmFlags::LOCKED) {
-            self.locked_leak += len / PAGE_SIZE;
-        }
         if let Some(mut v) = self.vmas.get_mut(start) {
+            if v.flags.contains(VmFlags::LOCKED) {
+                self.locked_leak += (v.end - v.start) / PAGE_SIZE;
+            }
             v.flags = v.flags - VmFlags::LOCK_MASK;
-            v.account = false;
-            if whole {
+            if v.start == old && v.end == old + len {
                 v.anon = None;
             }
         }
