@@ -578,6 +578,19 @@ fn area_replace_many_puts_guard_pages_in_and_takes_them_out() {
     assert_eq!(sim.frames_in_use(), empty + s.page_table_frames() - 1);
 }
 
+/// A 2-CPU machine with an 8-page area at `A` written by CPU 0 (page `i`
+/// holds `1000 + i`), and CPU 1 running the space with page 3's
+/// translation cached.
+fn eight_written_pages() -> (Sim, SpaceHandle, Cpu, Cpu) {
+    let (sim, s, mut c) = setup(2);
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s).unwrap();
+    s.area_create(va(A), 8 * P, RW).unwrap();
+    fill(&mut c, A, 8, 1);
+    c1.read_u64(va(A + 3 * P)).unwrap();
+    (sim, s, c, c1)
+}
+
 /// `move_range_leaving` (Linux's `MREMAP_DONTUNMAP`): the resident pages
 /// move (the same frames, no copy), the old range stays an area, empty
 /// (zeros on a read), reserving its pages again; one shootdown round; no
@@ -585,12 +598,7 @@ fn area_replace_many_puts_guard_pages_in_and_takes_them_out() {
 /// nothing changed.
 #[test]
 fn move_range_leaving_moves_the_pages_and_keeps_the_range() {
-    let (sim, s, mut c) = setup(2);
-    let mut c1 = sim.cpu(1);
-    c1.switch_to(&s).unwrap();
-    s.area_create(va(A), 8 * P, RW).unwrap();
-    fill(&mut c, A, 8, 1);
-    c1.read_u64(va(A + 3 * P)).unwrap();
+    let (sim, s, c, mut c1) = eight_written_pages();
     let (frames, tables) = (sim.frames_in_use(), s.page_table_frames());
     let frame = s.translate(Page::from_number(A / P + 3)).unwrap().0;
     assert_eq!(sim.system().reserve().committed(), 8);
@@ -925,12 +933,7 @@ fn discard_ranges_drops_only_the_ranges_given() {
 
 #[test]
 fn move_range_moves_frames_without_copying() {
-    let (sim, s, mut c) = setup(2);
-    let mut c1 = sim.cpu(1);
-    c1.switch_to(&s).unwrap();
-    s.area_create(va(A), 8 * P, RW).unwrap();
-    fill(&mut c, A, 8, 1);
-    c1.read_u64(va(A + 3 * P)).unwrap();
+    let (sim, s, mut c, mut c1) = eight_written_pages();
     let frames: Vec<_> = (2..6)
         .map(|i| s.translate(Page::from_number(A / P + i)).unwrap().0)
         .collect();

@@ -1797,6 +1797,35 @@ impl<M: Machine> LinuxMm<M> {
         Ok(to)
     }
 
+    /// Runs `step`, a core move of `[old, old + size)` (one mapping's
+    /// part): if the core refuses it because it keeps that range as areas
+    /// it has not merged yet, they are merged and the move tried again, or
+    /// it is `ENOSYS` with nothing changed (see the module docs).
+    fn core_move(
+        &self,
+        old: u64,
+        size: u64,
+        step: impl Fn(&AddressSpace<M>) -> aspace::Result<()>,
+    ) -> Result<(), Errno> {
+        let from = VirtAddr::new(old);
+        let one_area = |space: &AddressSpace<M>| {
+            space
+                .area(from)
+                .is_some_and(|a| a.end().as_u64() >= old + size)
+        };
+        match step(&self.space) {
+            Err(aspace::Error::NotFound) if !one_area(&self.space) => {
+                let _ = self.space.area_merge(from);
+                if !one_area(&self.space) {
+                    return Err(Errno::ENOSYS);
+                }
+                step(&self.space)
+            }
+            r => r,
+        }
+        .map_err(errno_of)
+    }
+
     /// `mremap` with `MREMAP_DONTUNMAP` (after the common checks: a move of
     /// the same size, `old` inside a mapping): the pages of `[old, old +
     /// len)` move (to `new_addr` with `MREMAP_FIXED`, replacing what is
@@ -1840,17 +1869,8 @@ impl<M: Machine> LinuxMm<M> {
         }
         let over = flags.fixed() && self.taken(to, to + len);
         let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
-        let step = |space: &AddressSpace<M>| space.move_range_leaving(from, len, at, over);
-        match step(&self.space) {
-            Err(aspace::Error::NotFound) => {
-                let _ = self.space.area_merge(from);
-                step(&self.space)
-            }
-            r => r,
-        }
-        .map_err(|e| match e {
-            aspace::Error::NotFound => Errno::ENOSYS,
-            e => errno_of(e),
+        self.core_move(old, len, |space| {
+            space.move_range_leaving(from, len, at, over)
         })?;
         if over {
             self.remove_recs(to, to + len);
@@ -1911,24 +1931,7 @@ impl<M: Machine> LinuxMm<M> {
                 space.move_range(from, moved, at, new_len)
             }
         };
-        let one_area = |space: &AddressSpace<M>| {
-            space
-                .area(from)
-                .is_some_and(|a| a.end().as_u64() >= old + moved)
-        };
-        match step(&self.space) {
-            // The core may keep the mapping as areas it has not merged
-            // yet: merged, or `ENOSYS` with nothing changed.
-            Err(aspace::Error::NotFound) if !one_area(&self.space) => {
-                let _ = self.space.area_merge(from);
-                if !one_area(&self.space) {
-                    return Err(Errno::ENOSYS);
-                }
-                step(&self.space)
-            }
-            r => r,
-        }
-        .map_err(errno_of)?;
+        self.core_move(old, moved, step)?;
         if over {
             self.remove_recs(lo, hi);
         }
@@ -2258,15 +2261,16 @@ impl<M: Machine> LinuxMm<M> {
             let flags = Self::area_flags(v)?;
             let mut at = lo;
             while at < hi {
-                let to = if install {
-                    hi
+                // Put in: the whole part; taken out: each guard area in it.
+                let (to, guard) = if install {
+                    (hi, true)
                 } else {
                     match self.space.area(VirtAddr::new(at)) {
-                        Some(a) => a.end().as_u64().min(hi),
+                        Some(a) => (a.end().as_u64().min(hi), a.backend == GuardBackend::NAME),
                         None => break,
                     }
                 };
-                if install || self.is_guard(at) {
+                if guard {
                     let backend = if install {
                         self.guard.clone()
                     } else {
@@ -2316,6 +2320,16 @@ impl<M: Machine> LinuxMm<M> {
         self.space
             .area(VirtAddr::new(addr))
             .is_some_and(|a| a.backend == GuardBackend::NAME)
+    }
+
+    /// The first page of `[lo, hi)` (in mapping `v`) that no fault can
+    /// fill: past the object's end, or a guard page (Linux's populating
+    /// stops there with `EFAULT`).
+    fn first_unfillable(&self, v: &Vma, lo: u64, hi: u64) -> Option<u64> {
+        let past = (lo..hi)
+            .step_by(PAGE_SIZE as usize)
+            .find(|&p| Self::past_end(v, p));
+        self.first_guard(lo, past.unwrap_or(hi)).or(past)
     }
 
     /// Whether any page of `[lo, hi)` is a guard page.
@@ -2376,12 +2390,7 @@ impl<M: Machine> LinuxMm<M> {
                 return (at, Some(Errno::EINVAL));
             }
             let to = v.end.min(hi);
-            // A page past the object's end or a guard page cannot be.
-            let past = (at..to)
-                .step_by(PAGE_SIZE as usize)
-                .find(|&p| Self::past_end(v, p));
-            let guard = self.first_guard(at, past.unwrap_or(to));
-            if let Some(page) = guard.or(past) {
+            if let Some(page) = self.first_unfillable(v, at, to) {
                 return (page, Some(Errno::EFAULT));
             }
             at = to;
@@ -2719,11 +2728,7 @@ impl<M: Machine> LinuxMm<M> {
             } else {
                 return Err(Errno::EFAULT);
             };
-            // A page past the object's end, or a guard page, stops it.
-            let past = (from..to)
-                .step_by(PAGE_SIZE as usize)
-                .find(|&p| Self::past_end(v, p));
-            let past = self.first_guard(from, past.unwrap_or(to)).or(past);
+            let past = self.first_unfillable(v, from, to);
             let until = past.unwrap_or(to);
             let short = self.fault_in(from, until, access) < until;
             if !ignore_errors && (short || past.is_some()) {
