@@ -115,8 +115,10 @@ process map: break at a quarter of the user space, mmap(NULL) top-down from 256M
                                              merging mappings as Linux does; a hole: ENOMEM
                                              after the part before it changed (Linux), or
                                              with nothing changed (refuse-holes)
-  mremap TASK OLD OLDLEN NEWLEN [maymove] [fixed NEW]
-                                             shrink, grow in place, or move the pages
+  mremap TASK OLD OLDLEN NEWLEN [maymove] [fixed NEW] [dontunmap]
+                                             shrink, grow in place, or move the pages;
+                                             dontunmap leaves the old range mapped and
+                                             empty; OLDLEN 0 maps a shared page again
   brk TASK ADDR                              move the program break (0 asks for it)
   madvise TASK ADDR LEN ADVICE [refuse-holes]
                                              ADVICE is MADV_* in lower case without MADV_:

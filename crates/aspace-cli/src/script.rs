@@ -146,7 +146,7 @@ pub const OPS: &[(&str, &str, &str)] = &[
     ("mprotect", "mprotect TASK ADDR LEN PROT", "Linux's mprotect"),
     (
         "mremap",
-        "mremap TASK OLD OLDLEN NEWLEN [maymove] [fixed NEW]",
+        "mremap TASK OLD OLDLEN NEWLEN [maymove] [fixed NEW] [dontunmap]",
         "Linux's mremap",
     ),
     ("brk", "brk TASK ADDR", "Linux's brk"),

@@ -247,6 +247,8 @@ pub mod linux {
     pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
     pub const MAP_LOCKED: u64 = 0x2000;
     pub const MREMAP_MAYMOVE: u64 = 1;
+    pub const MREMAP_FIXED: u64 = 2;
+    pub const MREMAP_DONTUNMAP: u64 = 4;
     pub const MADV_WILLNEED: u64 = 3;
     pub const MADV_DONTNEED: u64 = 4;
     pub const MADV_DONTFORK: u64 = 10;

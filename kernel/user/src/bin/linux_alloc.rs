@@ -1,7 +1,9 @@
 //! A small allocator on Linux's memory calls: its arena grows with `mmap`
 //! (placed anywhere, and at a hint), gives back the middle of a chunk with
 //! a partial `munmap`, guards pages with `mprotect(PROT_NONE)`, grows a
-//! chunk with `mremap(MREMAP_MAYMOVE)`; then `brk`, `madvise(MADV_DONTNEED)`
+//! chunk with `mremap(MREMAP_MAYMOVE)`, moves one with `MREMAP_DONTUNMAP`
+//! and maps a shared page twice (`mremap` of length 0); then `brk`,
+//! `madvise(MADV_DONTNEED)`
 //! and the kernel's file (private copy-on-write and shared mappings). Every
 //! block holds a pattern that is checked after each step; each step prints
 //! a `PASS` or `FAIL` line.
@@ -273,6 +275,47 @@ fn remap(a: &mut Arena) -> bool {
     let ok = stay == ENOMEM && moved && vacated;
     println!(
         "linux_alloc: mremap {old:#x} to 64 pages: in place = {stay}, may move = {r:#x}, data moved {moved}, old range free {vacated}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
+/// `MREMAP_DONTUNMAP`: a private chunk's pages move (data at the new
+/// place) and its old range stays mapped, empty (reads zero); an old length
+/// of 0 maps a shared page a second time (each mapping sees the other's
+/// writes), and is refused for a private mapping (`EINVAL`) and without
+/// `MREMAP_MAYMOVE` (`ENOMEM`).
+fn remap_leaving() -> bool {
+    let c = mmap(0, 4 * P, RW, ANON, u64::MAX, 0);
+    let s = mmap(0, 2 * P, RW, MAP_SHARED | MAP_ANONYMOUS, u64::MAX, 0);
+    if c < 0 || s < 0 {
+        println!("linux_alloc: mmap for mremap = {c}, {s}: FAIL");
+        return false;
+    }
+    let (c, s) = (c as u64, s as u64);
+    fill(c, 4 * P, 41);
+    let r = mremap(c, 4 * P, 4 * P, MREMAP_MAYMOVE | MREMAP_DONTUNMAP, 0);
+    let new = r as u64;
+    let moved = r > 0 && new != c && holds(new, 4 * P, 41);
+    let left = zeros(c, 4 * P);
+    let nomove = mremap(c, 4 * P, 4 * P, MREMAP_DONTUNMAP, 0);
+    write((s + P) as *mut u64, 0x5151);
+    let d = mremap(s + P, 0, P, MREMAP_MAYMOVE, 0);
+    let mut twice = d > 0 && d as u64 != s + P && read(d as *const u64) == 0x5151;
+    if twice {
+        write(d as *mut u64, 0x6262);
+        twice = read((s + P) as *const u64) == 0x6262;
+    }
+    let private = mremap(c, 0, P, MREMAP_MAYMOVE, 0);
+    let stay = mremap(s, 0, P, 0, 0);
+    let gone = munmap(c, 4 * P) == 0
+        && munmap(new, 4 * P) == 0
+        && munmap(s, 2 * P) == 0
+        && (d < 0 || munmap(d as u64, P) == 0);
+    let ok =
+        moved && left && nomove == EINVAL && twice && private == EINVAL && stay == ENOMEM && gone;
+    println!(
+        "linux_alloc: MREMAP_DONTUNMAP: moved {moved}, old range zero {left}, no MAYMOVE = {nomove}; old length 0: shared page twice {twice}, private = {private}, no MAYMOVE = {stay}: {}",
         verdict(ok)
     );
     ok
@@ -764,6 +807,7 @@ fn main(arg: u64) -> i32 {
     ok &= partial_munmap(&mut a);
     ok &= guard(&mut a);
     ok &= remap(&mut a);
+    ok &= remap_leaving();
     ok &= brk_steps();
     ok &= dontneed();
     ok &= locked();
