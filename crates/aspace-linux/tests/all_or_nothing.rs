@@ -605,16 +605,34 @@ fn fork() {
         });
         w
     };
+    let fork = |mm: &mut LinuxMm<SimMachine>| {
+        mm.fork().map(|child| {
+            drop(child);
+            0
+        })
+    };
     inject_in(
         "fork with dontfork and wipeonfork",
         Kind::Whole,
         hinted,
-        |mm| {
-            mm.fork().map(|child| {
-                drop(child);
-                0
-            })
-        },
+        fork,
+    );
+    // The child's guard pages in a wiped range go after the core's fork.
+    let guarded = || {
+        let mut w = hinted();
+        w.cpu.run(|| {
+            let mm = &mut w.mm;
+            mm.madvise(B + p(1), p(1), Advice(MADV_GUARD_INSTALL))
+                .unwrap();
+            mm.madvise(A, p(1), Advice(MADV_GUARD_INSTALL)).unwrap();
+        });
+        w
+    };
+    inject_in(
+        "fork with guard pages in and out of a wipeonfork range",
+        Kind::Whole,
+        guarded,
+        fork,
     );
 }
 

@@ -280,3 +280,54 @@ fn a_childs_inherited_anon_vma_does_not_merge_with_fresh_memory() {
     assert_eq!(child.maps().len(), 4, "{:?}", child.maps());
     c1.idle();
 }
+
+/// A guard page stays one in the child, but not in a `MADV_WIPEONFORK`
+/// range (Linux copies no page table entry there: the child's page reads
+/// zero); the parent keeps both, and every frame and reservation comes
+/// back.
+#[test]
+fn a_childs_wipeonfork_range_has_no_guard_page() {
+    let (sim, mut mm, mut c0, mut c1) = setup();
+    let baseline = sim.frames_in_use() - mm.space().page_table_frames();
+    let anon = MapFlags(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
+    let page = |i: u64| BASE + i * PAGE_SIZE;
+    c0.run(|| mm.mmap(BASE, 8 * PAGE_SIZE, Prot::RW, anon, None, 0))
+        .unwrap();
+    for i in 0..8 {
+        store(&mut mm, &mut c0, page(i), 100 + i);
+    }
+    c0.run(|| mm.madvise(page(4), 4 * PAGE_SIZE, Advice(MADV_WIPEONFORK)))
+        .unwrap();
+    for i in [1, 5] {
+        c0.run(|| mm.madvise(page(i), PAGE_SIZE, Advice(MADV_GUARD_INSTALL)))
+            .unwrap();
+    }
+    let child = c0.run(|| mm.fork()).unwrap();
+    assert_eq!(
+        child.maps(),
+        mm.maps(),
+        "the same mappings (guard pages do not show)"
+    );
+    assert!(
+        child.is_guard(page(1)),
+        "a guard page outside the range stays"
+    );
+    assert!(!child.is_guard(page(5)), "none in the wiped range");
+    c1.switch_to(child.space()).unwrap();
+    assert!(c1.read_u64(va(page(1))).is_err());
+    for i in 4..8 {
+        assert_eq!(c1.read_u64(va(page(i))).unwrap(), 0, "child page {i} wiped");
+    }
+    assert_eq!(c1.read_u64(va(page(0))).unwrap(), 100);
+    // The parent keeps both guard pages and its data.
+    assert!(mm.is_guard(page(1)) && mm.is_guard(page(5)));
+    assert!(c0.read_u64(va(page(5))).is_err());
+    assert_eq!(c0.read_u64(va(page(6))).unwrap(), 106);
+    c1.idle();
+    c0.idle();
+    drop(child);
+    drop(mm);
+    assert_eq!(sim.frames_in_use(), baseline);
+    assert_eq!(sim.system().reserve().committed(), 0);
+    assert_eq!(sim.hardware().stats().stale_accesses, 0);
+}

@@ -462,6 +462,94 @@ fn fork_except_leaves_ranges_out_or_empty() {
     finish(sim, vec![c0], vec![p, c, other]);
 }
 
+/// `fork_replacing`: the child gets a new, empty area where the parent
+/// has a guard area and written pages (a wiped range, as Linux's child of
+/// a `MADV_WIPEONFORK` mapping with guard pages), reserving it anew; the
+/// parent's pages there stay its own and writable; bad lists change
+/// nothing.
+#[test]
+fn fork_replacing_gives_the_child_new_areas() {
+    use aspace::backend::{AnonBackend, GuardBackend};
+    use aspace::replace::Replacement;
+    use aspace::{ForkRange, Inherit};
+    const P: u64 = PAGE_SIZE;
+    let sim = sim(2, 4 << 20);
+    let p = sim.system().create().unwrap();
+    let mut c0 = sim.cpu(0);
+    c0.switch_to(&p).unwrap();
+    p.area_create(va(A), 8 * P, RW).unwrap();
+    for i in 0..8 {
+        c0.write_u64(va(A + i * P), 100 + i).unwrap();
+    }
+    let anon = || TryArc::into_backend(TryArc::new(AnonBackend));
+    let guard = || TryArc::into_backend(TryArc::new(GuardBackend));
+    let part = |a: u64, pages: u64, backend| Replacement {
+        base: va(a),
+        size: pages * P,
+        flags: RW,
+        attrs: AreaAttrs::empty(),
+        backend,
+    };
+    c0.run(|| p.area_replace_many(&[part(A + 5 * P, 1, guard())]))
+        .unwrap();
+    let committed = sim.system().reserve().committed();
+    let fresh = [part(A + 4 * P, 4, anon())];
+    let c = c0
+        .run(|| sim.system().fork_replacing(&p, &[], &fresh))
+        .unwrap();
+    let areas: Vec<_> = c
+        .areas()
+        .iter()
+        .map(|a| (a.base.as_u64(), a.pages, a.backend))
+        .collect();
+    assert_eq!(areas, [(A, 4, "anon"), (A + 4 * P, 4, "anon")]);
+    // The child's 4 copied pages and its 4 new ones.
+    assert_eq!(sim.system().reserve().committed(), committed + 8);
+    for i in 0..8 {
+        assert_eq!(writable(&p, A + i * P), i >= 4 && i != 5, "page {i}");
+    }
+    cow_invariants(&p);
+    cow_invariants(&c);
+    c0.switch_to(&c).unwrap();
+    for i in 0..4 {
+        assert_eq!(c0.read_u64(va(A + i * P)).unwrap(), 100 + i);
+    }
+    for i in 4..8 {
+        assert_eq!(c0.read_u64(va(A + i * P)).unwrap(), 0, "child page {i}");
+    }
+    c0.switch_to(&p).unwrap();
+    assert_eq!(
+        c0.read_u64(va(A + 5 * P)).unwrap_err().reason,
+        aspace::FaultReason::Guard
+    );
+    assert_eq!(c0.read_u64(va(A + 6 * P)).unwrap(), 106);
+    // Bad lists change nothing: a new area over a range left out, one
+    // growing down (guard pages), one outside the user window.
+    let n = (sim.frames_in_use(), sim.system().reserve().committed());
+    let over = [ForkRange {
+        base: va(A + 6 * P),
+        size: P,
+        inherit: Inherit::Nothing,
+    }];
+    assert_eq!(
+        c0.run(|| sim.system().fork_replacing(&p, &over, &fresh))
+            .err(),
+        Some(Error::InvalidArgument)
+    );
+    let mut down = part(A + 4 * P, 4, anon());
+    down.flags |= AreaFlags::GROWS_DOWN;
+    assert!(c0
+        .run(|| sim.system().fork_replacing(&p, &[], &[down]))
+        .is_err());
+    let high = [part(u64::MAX - 16 * P + 1, 1, anon())];
+    assert!(c0
+        .run(|| sim.system().fork_replacing(&p, &[], &high))
+        .is_err());
+    assert_eq!((sim.frames_in_use(), sim.system().reserve().committed()), n);
+    c0.idle();
+    finish(sim, vec![c0], vec![p, c]);
+}
+
 #[test]
 fn shared_areas_stay_shared_and_a_share_copies_first() {
     let sim = sim(2, 4 << 20);

@@ -854,6 +854,32 @@ fn fork() {
         heap::exempt(|| assert_eq!(child.areas().len(), 4));
         Ok(child)
     });
+    // With a new area in the child in place of the middle of A2 (its
+    // backend made beforehand), and A1 left out.
+    let with_anon = || {
+        let mut w = populated();
+        w.elf = Some(TryArc::into_backend(TryArc::new(
+            aspace::backend::AnonBackend,
+        )));
+        w
+    };
+    inject("fork_replacing", with_anon, |w| {
+        let fresh = [aspace::replace::Replacement {
+            base: va(A2 + pages(2)),
+            size: pages(3),
+            flags: RW,
+            attrs: AreaAttrs::empty(),
+            backend: w.elf.clone().expect("made"),
+        }];
+        let ranges = [aspace::ForkRange {
+            base: va(A1),
+            size: pages(2),
+            inherit: aspace::Inherit::Nothing,
+        }];
+        let child = w.cpus[0].run(|| w.sim.system().fork_replacing(w.s(0), &ranges, &fresh))?;
+        heap::exempt(|| assert_eq!(child.areas().len(), 4));
+        Ok(child)
+    });
     // The child itself, its pages copy-on-write and shared with its parent.
     inject("fork of a child", forked, |w| {
         let child = w.cpus[0].run(|| w.sim.system().fork(w.s(3)))?;

@@ -3,7 +3,7 @@
 //! address space whose private pages become copy-on-write in both (see
 //! [`crate::cow`]), leaving out the ranges the caller names or giving them
 //! to the child empty ([`ForkRange`]: Linux's `MADV_DONTFORK` and
-//! `MADV_WIPEONFORK`).
+//! `MADV_WIPEONFORK`), or as new areas ([`System::fork_replacing`](crate::System::fork_replacing)).
 //!
 //! Two steps under both spaces' tree locks. The first builds the child and
 //! allocates everything (its areas, used spaces, copy-on-write sets, page
@@ -23,6 +23,8 @@ use crate::internals::try_arc::TryArc;
 use crate::internals::used_space::UsedSpace;
 use crate::machine::{FrameAllocator, Machine};
 use crate::paging::PageTable;
+use crate::placement::DEFAULT_GROW_LIMIT;
+use crate::replace::Replacement;
 use crate::reserve;
 use crate::space::{AddressSpace, SpaceRef};
 use crate::tlb::ShootdownBatch;
@@ -139,19 +141,98 @@ impl<M: Machine> AddressSpace<M> {
         Ok(())
     }
 
+    /// `ranges` and the ranges of `fresh` (given as [`Inherit::Nothing`]:
+    /// the new areas take their place) in one list, in ascending order;
+    /// `InvalidArgument` if one of `fresh` is malformed (as
+    /// [`area_replace_many`](Self::area_replace_many) checks it, and with
+    /// no guard pages) or overlaps another range.
+    fn with_fresh(ranges: &[ForkRange], fresh: &[Replacement<M>]) -> Result<Vec<ForkRange>> {
+        let mut all: Vec<ForkRange> = Vec::new();
+        all.try_reserve_exact(ranges.len() + fresh.len())
+            .map_err(|_| Error::NoMemory)?;
+        all.extend_from_slice(ranges);
+        for p in fresh {
+            let f = Self::placement_flags(p.flags, &*p.backend)?;
+            if f.guard_pages() > 0 {
+                return Err(Error::InvalidArgument);
+            }
+            all.push(ForkRange {
+                base: p.base,
+                size: p.size,
+                inherit: Inherit::Nothing,
+            });
+        }
+        // Few ranges: an insertion sort allocates nothing.
+        for i in 1..all.len() {
+            let mut j = i;
+            while j > 0 && all[j - 1].base > all[j].base {
+                all.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        Self::check_ranges(&all)?;
+        Ok(all)
+    }
+
+    /// Puts each of `fresh` (checked by [`with_fresh`](Self::with_fresh))
+    /// into the written tree `ctree` of the `child` being built: a new area
+    /// reserving what a new area does; `AddressNotAvailable` outside the
+    /// window, `NoMemory` past the commit limit or the heap, with what was
+    /// taken for it given back.
+    fn fresh_areas(
+        child: &AddressSpace<M>,
+        ctree: &mut crate::space::Areas<M>,
+        fresh: &[Replacement<M>],
+    ) -> Result<()> {
+        for p in fresh {
+            let range = Self::checked_range(p.base, p.size)?;
+            if !child.in_window(range, 0) {
+                return Err(Error::AddressNotAvailable);
+            }
+            let (s, e) = (range.start.number(), range.end().number());
+            let own = if p.attrs.contains(AreaAttrs::PARTIAL) {
+                0
+            } else {
+                reserve::up_front(&*p.backend, p.flags, p.backend.first_index(), e - s)
+            };
+            let limit = (DEFAULT_GROW_LIMIT / crate::PAGE_SIZE).max(e - s);
+            let entry = AreaEntry::new(
+                range.start,
+                e - s,
+                p.flags,
+                p.attrs,
+                p.backend.clone(),
+                own,
+                limit,
+            )?;
+            if !child.shared.reserve.try_reserve(own) {
+                return Err(Error::NoMemory);
+            }
+            // In the tree, the child's going gives the reservation back.
+            if ctree.insert_guarded(s, e, 0, entry).is_err() {
+                child.shared.reserve.release(own);
+                return Err(Error::AddressNotAvailable);
+            }
+        }
+        Ok(())
+    }
+
     /// A copy of this space whose private pages are copy-on-write in both,
-    /// but for `ranges` (checked, sorted); see
-    /// [`System::fork_except`](crate::System::fork_except). `kernel` is the
-    /// system's kernel space (for the new page table's kernel half).
+    /// but for `ranges` (checked, sorted) and the new areas `fresh`; see
+    /// [`System::fork_replacing`](crate::System::fork_replacing). `kernel`
+    /// is the system's kernel space (for the new page table's kernel half).
     pub(crate) fn fork_with(
         &self,
         kernel: &AddressSpace<M>,
         ranges: &[ForkRange],
+        fresh: &[Replacement<M>],
     ) -> Result<SpaceRef<M>> {
         if self.is_kernel() {
             return Err(Error::InvalidArgument);
         }
         Self::check_ranges(ranges)?;
+        let all = Self::with_fresh(ranges, fresh)?;
+        let ranges = &all[..];
         // Dropped last: on any failure below, after the locks, it gives
         // back what it took (mappings' references, reservations, share
         // references) as any space going away does.
@@ -166,7 +247,7 @@ impl<M: Machine> AddressSpace<M> {
             .iter()
             .filter(|r| r.inherit == Inherit::Nothing)
             .count();
-        if !ctree.try_reserve(tree.len() + holes) {
+        if !ctree.try_reserve(tree.len() + holes + fresh.len()) {
             return Err(Error::NoMemory);
         }
         // Step 1: the child, allocating everything; the parent unchanged.
@@ -364,6 +445,7 @@ impl<M: Machine> AddressSpace<M> {
                 cows.push((start, parent_cow));
             }
         }
+        Self::fresh_areas(&child, &mut ctree, fresh)?;
         drop(ctree);
         // Step 2: the parent's copied pages become copy-on-write; their
         // writable entries lose write access in place (one walk per leaf

@@ -3,6 +3,7 @@
 
 use crate::fork::ForkRange;
 use crate::internals::try_arc::TryArc;
+use crate::replace::Replacement;
 
 use crate::machine::{Asid, Cpus, Invalidation, Machine, Tlb};
 use crate::reserve::{self, Reserve};
@@ -117,10 +118,29 @@ impl<M: Machine> System<M> {
         space: &AddressSpace<M>,
         ranges: &[ForkRange],
     ) -> Result<SpaceRef<M>> {
+        self.fork_replacing(space, ranges, &[])
+    }
+
+    /// [`fork_except`](Self::fork_except), and the child gets each of
+    /// `fresh` as a new area, empty, in place of what `space` has there
+    /// (nothing of it: the parent's pages there stay its own), reserving
+    /// what a new area does: Linux's child of a `MADV_WIPEONFORK` mapping
+    /// that holds guard pages, which gets a plain empty mapping. `fresh`
+    /// is checked as [`AddressSpace::area_replace_many`] checks its parts
+    /// (an area with guard pages, or a part overlapping another or one of
+    /// `ranges`, `InvalidArgument`; outside the user window
+    /// `AddressNotAvailable`); refusals otherwise as `fork`'s, all or
+    /// nothing.
+    pub fn fork_replacing(
+        &self,
+        space: &AddressSpace<M>,
+        ranges: &[ForkRange],
+        fresh: &[Replacement<M>],
+    ) -> Result<SpaceRef<M>> {
         if !TryArc::ptr_eq(&space.shared, &self.shared) {
             return Err(Error::InvalidArgument);
         }
-        space.fork_with(&self.kernel, ranges)
+        space.fork_with(&self.kernel, ranges, fresh)
     }
 
     /// Switches the current CPU from `old` to `new` (HelenOS `as_switch`):

@@ -18,7 +18,7 @@
 //! [`move_range_over`](AddressSpace::move_range_over) (`mremap` moves:
 //! page-table work per resident page, no data copied),
 //! [`area_resize`](AddressSpace::area_resize) (growth in place) and
-//! [`System::fork_except`] (`fork`). Each call is one such operation plus
+//! [`System::fork_replacing`] (`fork`). Each call is one such operation plus
 //! the layer's records, whose room it takes before changing anything, so a
 //! call refused for want of heap or frames changes nothing (faulting pages
 //! in afterwards, as `MAP_POPULATE` and `mlock` do, is best effort, as on
@@ -65,7 +65,7 @@
 //!   (Linux keeps charging them), so `MADV_GUARD_REMOVE` reserves again and
 //!   can be `ENOMEM` at the commit limit; `mremap` growing or moving a
 //!   mapping that holds some is `ENOSYS`; a fork's child has them as on
-//!   Linux, but also in `MADV_WIPEONFORK` ranges (where Linux's has none).
+//!   Linux (none in `MADV_WIPEONFORK` ranges: those are empty mappings).
 //! - **Private file mappings** (no difference left, only how it is done)
 //!   are copy-on-write in the core itself: their areas have the mapping's
 //!   real rights, and their backend *lends* the
@@ -562,11 +562,12 @@ impl<M: Machine> LinuxMm<M> {
     /// split parts stop merging with each other; Linux sometimes reuses
     /// one instead, which this does not model). Mappings marked
     /// `MADV_DONTFORK` are not in the child; those marked `MADV_WIPEONFORK`
-    /// are, empty (zero-filled pages, no `anon_vma`), as Linux's `dup_mmap`
-    /// leaves them; the child's mappings are not locked. Refused (`ENOMEM`,
+    /// are, empty (zero-filled pages, no `anon_vma`, no guard page), as
+    /// Linux's `dup_mmap` leaves them; the child's mappings are not locked.
+    /// Guard pages elsewhere stay guard pages in the child. Refused (`ENOMEM`,
     /// nothing changed in this process) when the child's private pages pass
     /// the commit limit or frames or the heap run out. The core's
-    /// [`System::fork_except`] leaves those ranges out (nothing copied or
+    /// [`System::fork_replacing`] leaves those ranges out (nothing copied or
     /// counted for them, the parent's pages there stay writable). A child's mapping whose `anon_vma` came with the
     /// fork merges only with mappings sharing it, not with ones that have
     /// none (Linux 6.18's `vma_had_uncowed_parents`, see [`AnonVma`]).
@@ -579,12 +580,26 @@ impl<M: Machine> LinuxMm<M> {
             .try_reserve_exact(self.files.len())
             .map_err(|_| Errno::ENOMEM)?;
         files.extend(self.files.iter().cloned());
-        // The ranges the child does not get, or gets empty, in order.
+        // The ranges the child does not get, or gets empty, in order; a
+        // wiped range with guard pages is a new area in the child (Linux
+        // copies no page table entry there: no guard page).
         let mut ranges = Vec::new();
+        let mut fresh: Vec<Replacement<M>> = Vec::new();
         for v in self.vmas.values() {
             let inherit = if v.flags.contains(VmFlags::DONTCOPY) {
                 Inherit::Nothing
             } else if v.flags.contains(VmFlags::WIPEONFORK) {
+                if self.any_guard(v.start, v.end) {
+                    fresh.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+                    fresh.push(Replacement {
+                        base: VirtAddr::new(v.start),
+                        size: v.end - v.start,
+                        flags: Self::area_flags(v)?,
+                        attrs: AreaAttrs::empty(),
+                        backend: self.backend(v).map_err(errno_of)?,
+                    });
+                    continue;
+                }
                 Inherit::Empty
             } else {
                 continue;
@@ -598,7 +613,7 @@ impl<M: Machine> LinuxMm<M> {
         }
         let space = self
             .system
-            .fork_except(&self.space, &ranges)
+            .fork_replacing(&self.space, &ranges, &fresh)
             .map_err(errno_of)?;
         // The records follow (nothing below fails): the ranges the child
         // does not have go, those it has empty lose their anon_vma, its
