@@ -1521,8 +1521,9 @@ fn rlimit_memlock_binds_locking_calls() {
 /// stay as they were (no split); the pages' frames are gone; `MADV_DONTNEED`
 /// and `mprotect` keep them; populating stops there (`EFAULT` for
 /// `MADV_POPULATE_*`, `ENOMEM` for `mlock`, as Linux says); a locked
-/// mapping refuses them; `mremap` growing a mapping that holds some is
-/// `ENOSYS` with nothing changed; a fork's child has them too;
+/// mapping refuses them; `mremap` moves them with their mapping (growing
+/// one whose top page is one is `ENOSYS` with nothing changed); a fork's
+/// child has them too;
 /// `MADV_GUARD_REMOVE` gives empty pages back (zeros in private anonymous
 /// memory, the file's contents in a file mapping, which `mincore` showed
 /// resident all along); the break grows past a guard page at its top.
@@ -1576,14 +1577,33 @@ fn guard_pages_fault_until_removed() {
         Err(Errno::EINVAL)
     );
     cpu.run(|| mm.munlock(BASE, whole)).unwrap();
-    // No move nor growth of a mapping with guard pages here.
+    // A move carries the guard pages along (Linux moves their page table
+    // entries), and back.
     let maps = mm.maps();
+    let away = BASE + 0x60_0000;
+    let there = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED);
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE, whole, whole, there, away)),
+        Ok(away)
+    );
+    assert!(mm.is_guard(away + 2 * PAGE_SIZE) && mm.is_guard(away + 3 * PAGE_SIZE));
+    assert!(!mm.is_guard(away + PAGE_SIZE) && !mm.is_guard(away + 4 * PAGE_SIZE));
+    assert!(cpu.read_u64(va(away + 2 * PAGE_SIZE)).is_err());
+    assert_eq!(
+        cpu.run(|| mm.mremap(away, whole, whole, there, BASE)),
+        Ok(BASE)
+    );
+    assert_eq!(mm.maps(), maps);
+    // A guard page at the top does not grow here (nothing changed).
     let grow = RemapFlags(MREMAP_MAYMOVE);
+    assert_eq!(advise(&mut mm, &cpu, p(7), 1, MADV_GUARD_INSTALL), Ok(()));
     assert_eq!(
         cpu.run(|| mm.mremap(BASE, whole, 2 * whole, grow, 0)),
         Err(Errno::ENOSYS)
     );
     assert_eq!(mm.maps(), maps);
+    assert!(mm.is_guard(p(7)));
+    assert_eq!(advise(&mut mm, &cpu, p(7), 1, MADV_GUARD_REMOVE), Ok(()));
     // A move that shrinks unmaps the tail first: guard pages there are no
     // matter (as on Linux).
     let (m, to) = (BASE + 0x40_0000, BASE + 0x50_0000);

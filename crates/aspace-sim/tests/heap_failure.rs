@@ -483,6 +483,19 @@ fn range_operations() {
         w.s(0)
             .move_range(va(A2 + pages(2)), pages(3), va(FREE), pages(2))
     });
+    // Several areas and the hole between them, the same size, grown (the
+    // last area takes the growth), and over a new range.
+    let span = A2 + pages(8) - A1;
+    inject("move_range of several areas", populated, |w| {
+        w.s(0).move_range(va(A1), span, va(FREE), span)
+    });
+    inject("move_range of several areas, grown", populated, |w| {
+        w.s(0)
+            .move_range(va(A1 + pages(1)), span - pages(5), va(FREE), span)
+    });
+    inject("move_range_over of several areas", populated, |w| {
+        w.s(0).move_range_over(va(A1), span, va(FREE), span)
+    });
     // The new area's backend is made beforehand.
     let with_anon = || {
         let mut w = populated();

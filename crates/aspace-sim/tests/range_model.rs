@@ -479,44 +479,89 @@ impl World {
         } else {
             start + rng.below(end - start)
         };
-        let oe = os + 1 + rng.below(end - os);
+        // A quarter of the time on past the area's end: several areas (and
+        // the holes between them) move together.
+        // A fifth of the time up to the end of the next area: several
+        // areas (and the hole between them) move together.
+        let next_end = space
+            .areas()
+            .iter()
+            .map(|a| (a.base.page().number(), a.end().page().number()))
+            .find(|&(s, _)| s >= end)
+            .map(|(_, e)| e);
+        // (Not for a guarded area: its moves are rarer.)
+        let span =
+            next_end.is_some() && !self.model.guards[sp].contains_key(&start) && rng.below(5) == 0;
+        let oe = match next_end {
+            Some(e) if span => e,
+            _ => os + 1 + rng.below(end - os),
+        };
         let old = oe - os;
-        let new_pages = 1 + rng.below(8);
+        // Half of those keep their size (several areas do not shrink).
+        let new_pages = if span && rng.below(2) == 0 {
+            old
+        } else {
+            1 + rng.below(8)
+        };
         let ns = W + rng.below(N - new_pages + 1);
         let ne = ns + new_pages;
+        // The areas after the first one in the old range.
+        let others: Vec<u64> = space
+            .areas()
+            .iter()
+            .map(|a| a.base.page().number())
+            .filter(|&s| s >= end && s < oe)
+            .collect();
         let r = self
             .cpu_of(sp)
             .run(|| space.move_range(va(os), old * P, va(ns), new_pages * P));
         let m = &self.model.pages[sp];
-        let sample = m[&os];
-        let shared = matches!(sample.backing, Backing::Shared(..));
+        // A resize is the last page's area's.
+        let shared = matches!(
+            m.get(&(oe - 1)).map(|p| p.backing),
+            Some(Backing::Shared(..))
+        );
+        let guards = &self.model.guards[sp];
         // The part holding a guarded area's base takes the guard along.
         let guard = if os == start {
-            self.model.guards[sp].get(&os).copied()
+            guards.get(&os).copied()
         } else {
             None
         };
+        let grows_down = guards.get(&start).is_some_and(|g| g.floor.is_some());
+        let multi = !others.is_empty();
         let desc = format!("move {sp} {os:#x}..{oe:#x} -> {ns:#x}..{ne:#x}");
-        if ns < oe && os < ne {
+        if oe > end && !multi {
+            assert_eq!(r, Err(Error::NotFound), "{desc}");
+        } else if multi && (new_pages < old || others.iter().any(|s| guards.contains_key(s))) {
+            assert_eq!(r, Err(Error::NotSupported), "{desc}");
+        } else if multi && new_pages != old && !m.contains_key(&(oe - 1)) {
+            assert_eq!(r, Err(Error::NotFound), "{desc}");
+        } else if ns < oe && os < ne {
             assert_eq!(r, Err(Error::AddressNotAvailable), "{desc}");
-        } else if shared && new_pages != old {
+        } else if (multi && grows_down) || (shared && new_pages != old) {
             assert_eq!(r, Err(Error::NotSupported), "{desc}");
         } else if !self.model.fits(sp, ns, ne, guard.is_some()) {
             assert_eq!(r, Err(Error::AddressNotAvailable), "{desc}");
         } else {
             r.unwrap();
             *self.done.entry("move").or_default() += 1;
-            let moved: Vec<PageModel> = (os..oe).map(|p| m[&p]).collect();
+            if multi {
+                *self.done.entry("move of several areas").or_default() += 1;
+            }
+            let moved: Vec<Option<PageModel>> = (os..oe).map(|p| m.get(&p).copied()).collect();
             let m = &mut self.model.pages[sp];
             for p in os..oe {
                 m.remove(&p);
             }
-            let last = *moved.last().unwrap();
             for i in 0..new_pages {
                 let page = match moved.get(i as usize) {
-                    Some(&page) => page,
+                    Some(&Some(page)) => page,
+                    // A hole stays one.
+                    Some(None) => continue,
                     // Growth continues the backing past the last page.
                     None => {
+                        let last = moved.last().copied().flatten().expect("checked");
                         let beyond = i - old + 1;
                         let backing = match last.backing {
                             Backing::Anon(_) => Backing::Anon(0),
@@ -783,14 +828,20 @@ fn range_operations_match_the_page_model() {
     };
     let mut total: HashMap<&str, u64> = HashMap::new();
     for seed in seeds.iter().copied() {
-        for (kind, n) in run(seed, 800) {
+        for (kind, n) in run(seed, 1000) {
             *total.entry(kind).or_default() += n;
         }
     }
     // Guarded areas are rarer: over the seeds, some grew, some faulted on
     // their guard page, some moved with their guard.
     if seeds.len() > 1 {
-        for kind in ["grow (read)", "grow (write)", "guard fault", "guarded move"] {
+        for kind in [
+            "grow (read)",
+            "grow (write)",
+            "guard fault",
+            "guarded move",
+            "move of several areas",
+        ] {
             assert!(
                 total.get(kind).copied().unwrap_or(0) >= 3,
                 "{kind}: {total:?}"

@@ -591,6 +591,111 @@ fn eight_written_pages() -> (Sim, SpaceHandle, Cpu, Cpu) {
     (sim, s, c, c1)
 }
 
+/// `move_range` over several areas (Linux's `mremap` of a mapping the core
+/// keeps as several areas, or of several mappings): every area and the
+/// holes between them move by the same distance (the same frames, no
+/// copy, one shootdown round), each keeping its rights; a growth goes to
+/// the last area; a shrink of several without a new range replaced, a
+/// growth of a range ending in a hole, or an area with guard pages after
+/// the first, refused with nothing changed.
+#[test]
+fn move_range_moves_several_areas_and_the_holes_between() {
+    let (sim, s, mut c) = setup(2);
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s).unwrap();
+    // [A, A+4P) rw, [A+4P, A+6P) r, a hole of 2 pages, [A+8P, A+10P) rw.
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create(va(A + 4 * P), 2 * P, RW).unwrap();
+    s.area_create(va(A + 8 * P), 2 * P, RW).unwrap();
+    fill(&mut c, A, 6, 1);
+    fill(&mut c, A + 8 * P, 2, 2);
+    c.run(|| s.protect_range(va(A + 4 * P), 2 * P, R)).unwrap();
+    c1.read_u64(va(A + 5 * P)).unwrap();
+    c1.read_u64(va(A + 9 * P)).unwrap();
+    let frame = s.translate(Page::from_number(A / P + 9)).unwrap().0;
+    let (frames, tables) = (sim.frames_in_use(), s.page_table_frames());
+    let committed = sim.system().reserve().committed();
+    let before = sim.system().stats();
+    c.run(|| s.move_range(va(A + P), 9 * P, va(B), 9 * P))
+        .unwrap();
+    assert_eq!(sim.system().stats().since(&before).shootdown_rounds, 1);
+    assert_eq!(
+        areas(&s),
+        [
+            (A, 1, RW),
+            (B, 3, RW),
+            (B + 3 * P, 2, R),
+            (B + 7 * P, 2, RW)
+        ]
+    );
+    assert_eq!(s.translate(Page::from_number(B / P + 8)).unwrap().0, frame);
+    let tables = s.page_table_frames() - tables;
+    assert_eq!(sim.frames_in_use(), frames + tables, "no page copied");
+    assert_eq!(sim.system().reserve().committed(), committed);
+    assert_no_stale(&sim, &s);
+    for i in 0..5 {
+        assert_eq!(c1.read_u64(va(B + i * P)).unwrap(), 1001 + i);
+    }
+    assert_eq!(c1.read_u64(va(B + 8 * P)).unwrap(), 2001);
+    assert!(c1.read_u64(va(B + 5 * P)).is_err(), "the hole moved too");
+    assert!(c1.write_u64(va(B + 3 * P), 9).is_err(), "read-only still");
+    assert!(c1.read_u64(va(A + 5 * P)).is_err(), "the old range is free");
+    // A growth goes to the last area (pages fresh, reserved now).
+    c.run(|| s.move_range(va(B + 3 * P), 6 * P, va(A + 32 * P), 9 * P))
+        .unwrap();
+    assert_eq!(
+        areas(&s),
+        [
+            (A, 1, RW),
+            (A + 32 * P, 2, R),
+            (A + 36 * P, 5, RW),
+            (B, 3, RW)
+        ]
+    );
+    assert_eq!(sim.system().reserve().committed(), committed + 3);
+    assert_eq!(c1.read_u64(va(A + 37 * P)).unwrap(), 2001);
+    assert_eq!(c1.read_u64(va(A + 40 * P)).unwrap(), 0);
+    // Refusals change nothing.
+    let shown = areas(&s);
+    let n = sim.frames_in_use();
+    assert_eq!(
+        c.run(|| s.move_range(va(B), 8 * P, va(A + 64 * P), 4 * P)),
+        Err(Error::NotFound),
+        "a hole at the old range's end"
+    );
+    assert_eq!(
+        c.run(|| s.move_range(va(A + 32 * P), 9 * P, va(A + 64 * P), 4 * P)),
+        Err(Error::NotSupported),
+        "several areas shrink only over a new range"
+    );
+    assert_eq!(
+        c.run(|| s.move_range(va(A + 32 * P), 10 * P, va(A + 64 * P), 12 * P)),
+        Err(Error::NotFound),
+        "a growth of a range ending in a hole"
+    );
+    let guarded = AreaFlags::GUARD | RW;
+    c.run(|| s.area_create(va(A + 42 * P), 2 * P, guarded))
+        .unwrap();
+    assert_eq!(
+        c.run(|| s.move_range(va(A + 36 * P), 8 * P, va(A + 64 * P), 8 * P)),
+        Err(Error::NotSupported),
+        "an area with a guard page after the first"
+    );
+    c.run(|| s.unmap_range(va(A + 42 * P), 2 * P)).unwrap();
+    assert_eq!(areas(&s), shown);
+    assert_eq!(sim.frames_in_use(), n);
+    // Over a new range holding an area: replaced in the same step.
+    s.area_create(va(A + 80 * P), 16 * P, RW).unwrap();
+    fill(&mut c, A + 80 * P, 16, 3);
+    c.run(|| s.move_range_over(va(A + 32 * P), 9 * P, va(A + 84 * P), 9 * P))
+        .unwrap();
+    assert_eq!(c1.read_u64(va(A + 83 * P)).unwrap(), 3003);
+    assert_eq!(c1.read_u64(va(A + 89 * P)).unwrap(), 2001);
+    assert!(c1.read_u64(va(A + 86 * P)).is_err(), "the hole moved over");
+    assert_eq!(c1.read_u64(va(A + 93 * P)).unwrap(), 3013);
+    assert_no_stale(&sim, &s);
+}
+
 /// `move_range_leaving` (Linux's `MREMAP_DONTUNMAP`): the resident pages
 /// move (the same frames, no copy), the old range stays an area, empty
 /// (zeros on a read), reserving its pages again; one shootdown round; no
@@ -1210,8 +1315,9 @@ fn refused_range_operations_change_nothing() {
         s.move_range(va(A), 4 * P, va(A + 8 * P), 4 * P),
         Err(Error::AddressNotAvailable)
     );
+    // No area at the range's start.
     assert_eq!(
-        s.move_range(va(A + 6 * P), 4 * P, va(far()), 4 * P),
+        s.move_range(va(hole), 2 * P, va(far()), 2 * P),
         Err(Error::NotFound)
     );
     // A shared area moves, but does not change size.
@@ -1237,6 +1343,16 @@ fn move_range_refused_at_any_allocation_changes_nothing() {
         w.sim.hardware().frames().fail_after(None);
         assert_eq!(w.cpus[0].read_u64(va(far() + 4 * P)).unwrap(), 1005);
         assert_eq!(w.cpus[0].read_u64(va(far() + 8 * P)).unwrap(), 0);
+        Ok(())
+    });
+    assert!(needed >= 2, "{needed}");
+    // Both areas at A (the read-only one grown), far away.
+    let needed = inject("move of two areas far", true, |w| {
+        w.cpus[0].run(|| w.spaces[0].move_range(va(A + P), 9 * P, va(far()), 11 * P))?;
+        w.sim.hardware().frames().fail_after(None);
+        assert_eq!(w.cpus[0].read_u64(va(far() + 4 * P)).unwrap(), 1005);
+        assert_eq!(w.cpus[0].read_u64(va(far() + 10 * P)).unwrap(), 0);
+        assert!(w.cpus[0].write_u64(va(far() + 8 * P), 1).is_err());
         Ok(())
     });
     assert!(needed >= 2, "{needed}");

@@ -24,6 +24,19 @@ use crate::space::AddressSpace;
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
+/// How [`AddressSpace::move_state`] moves an area.
+#[derive(Clone, Copy)]
+struct Moved {
+    /// Pages on (wrapping: back) the area goes.
+    delta: u64,
+    /// Its first pages that move; used pages past them are unmapped.
+    keep: u64,
+    /// Its size after the move, in pages.
+    pages: u64,
+    /// Pages of growth reserved for it already.
+    more: u64,
+}
+
 impl<M: Machine> AddressSpace<M> {
     /// Unmaps the mapped pages of `slot`'s area in `[lo, hi)` into
     /// `replaced` (which has room), each with its rights and whether its
@@ -53,28 +66,38 @@ impl<M: Machine> AddressSpace<M> {
         }
     }
 
-    /// Moves the pages `[old, old + old_size)`, all in one area, to `new`
-    /// and makes them `new_size` bytes (Linux `mremap` with
-    /// `MREMAP_MAYMOVE | MREMAP_FIXED`): the area is split at the ends of
-    /// the old range, the part between moves, and its resident pages move
-    /// by mapping their frames at the new place (page-table work per
-    /// resident page, no data copied), the old translations shot down in
-    /// one round. Then it is resized: growth reserves memory as a resize
-    /// does, shrinking unmaps the pages past the new end (in the same
-    /// round). The moved area keeps everything else (backend, offset, share
+    /// Moves the pages `[old, old + old_size)` to `new` and makes them
+    /// `new_size` bytes (Linux `mremap` with `MREMAP_MAYMOVE |
+    /// MREMAP_FIXED`): the areas are split at the ends of the old range,
+    /// the parts between move, and their resident pages move by mapping
+    /// their frames at the new place (page-table work per resident page,
+    /// no data copied), the old translations shot down in one round. Then
+    /// the last part is resized: growth reserves memory as a resize does,
+    /// shrinking unmaps the pages past the new end (in the same round).
+    /// Each moved area keeps everything else (backend, offset, share
     /// record, rights), is merged with compatible neighbours at its new
     /// place, and keeps its guard page only if it was its area's lower end.
     ///
+    /// The old range may span several areas and the holes between them
+    /// (Linux moves a mapping the core keeps as several areas, guard pages
+    /// in it, and since 6.17 a same-size range over several mappings): they
+    /// all move by the same distance, holes staying holes, and a growth
+    /// goes to the area holding the range's last page. Several areas do
+    /// not shrink (but over a new range, [`move_range_over`](Self::move_range_over)),
+    /// and those after the first may not have guard pages nor grow down.
+    ///
     /// Refusals, each before anything changed: bad ranges
-    /// `InvalidArgument`; the old range not inside one area (or a partial
-    /// one) `NotFound` (Linux `EFAULT`); a new range that overlaps the old
-    /// one or anything else, or lies outside this space's part,
-    /// `AddressNotAvailable`; a change of size of a shared area or of a
-    /// backend that cannot resize, or an area of a user-space pager,
-    /// `NotSupported`; growth past the commit limit, or page tables for the
-    /// new place that cannot be allocated, `NoMemory`. In that last case
-    /// the intermediate page tables allocated so far stay (empty, as tables
-    /// do after any unmap, until the space goes); nothing else changed.
+    /// `InvalidArgument`; no area at the old range's start (or a partial
+    /// one), a part past the only area there, or a resize of a range
+    /// ending in a hole, `NotFound` (Linux `EFAULT`); a new range that
+    /// overlaps the old one or anything else, or lies outside this space's
+    /// part, `AddressNotAvailable`; a change of size of a shared area or of
+    /// a backend that cannot resize, an area of a user-space pager, or
+    /// several areas that cannot move together (above), `NotSupported`;
+    /// growth past the commit limit, or page tables for the new place that
+    /// cannot be allocated, `NoMemory`. In that last case the intermediate
+    /// page tables allocated so far stay (empty, as tables do after any
+    /// unmap, until the space goes); nothing else changed.
     pub fn move_range(
         &self,
         old: VirtAddr,
@@ -92,10 +115,10 @@ impl<M: Machine> AddressSpace<M> {
     /// it may get, attributes) but no page, reserving memory as a new area
     /// does. With `over`, the new
     /// range's contents are replaced, as [`move_range_over`](Self::move_range_over)
-    /// replaces them. Refusals, before anything changed: those of the move;
-    /// a shared area, or one with a guard page or growing down,
-    /// `NotSupported`; the old range's new reservation past the commit
-    /// limit `NoMemory`.
+    /// replaces them. Refusals, before anything changed: those of the move,
+    /// but the old range must lie in one area (`NotFound`); a shared area,
+    /// or one with a guard page or growing down, `NotSupported`; the old
+    /// range's new reservation past the commit limit `NoMemory`.
     pub fn move_range_leaving(
         &self,
         old: VirtAddr,
@@ -119,7 +142,7 @@ impl<M: Machine> AddressSpace<M> {
     /// of frames, the replaced translations are put back as they were.
     ///
     /// A shrinking move (`new_size < old_size`) moves the old range's first
-    /// `new_size` bytes, which must lie in one area, and removes the rest
+    /// `new_size` bytes (in one area or several), and removes the rest
     /// as `unmap_range` would, in the same step: other areas and holes
     /// there are fine (Linux's `mremap` unmaps that tail first).
     pub fn move_range_over(
@@ -157,13 +180,50 @@ impl<M: Machine> AddressSpace<M> {
         };
         let (old_pages, new_pages) = (oe - os, ne - ns);
         let keep = old_pages.min(new_pages);
+        // Every moved page goes this many pages up (wrapping: down).
+        let delta = ns.wrapping_sub(os);
         let m = self.machine();
         let pt = self.pt();
         let mut tree = self.areas.write();
+        let (first_start, first_end, _) = tree.find(os).ok_or(Error::NotFound)?;
+        // The areas of `[os, oe)` after the first (holes between them
+        // move too); `last_end`: the end of the last one.
+        let mut others = 0;
+        let mut last_end = first_end;
+        if oe > first_end {
+            for (_, end, slot) in Self::areas_in(&tree, first_end, oe) {
+                let st = slot.lock_read();
+                Self::check_splittable(&slot.area, &st)?;
+                // An area left behind is one area's part.
+                if leave {
+                    return Err(Error::NotFound);
+                }
+                // Several areas move only as they are: no shrink but over
+                // a new range, no placement (guard pages, growing down).
+                if (!over && new_pages < old_pages)
+                    || st.flags.guard_pages() > 0
+                    || st.flags.contains(AreaFlags::GROWS_DOWN)
+                {
+                    return Err(Error::NotSupported);
+                }
+                others += 1;
+                last_end = end;
+            }
+            // A resize needs the old range's last page in an area.
+            if new_pages != old_pages && last_end < oe {
+                return Err(Error::NotFound);
+            }
+        }
+        let multi = others > 0;
+        let last_start = if multi {
+            tree.find(last_end - 1).map_or(first_start, |(s, _, _)| s)
+        } else {
+            first_start
+        };
         // Checks, the reservation of growth, and the new mappings.
-        let (moved_flags, more, runs, cow_runs, whole, left) = {
-            let (start, end, slot) = tree.find(os).ok_or(Error::NotFound)?;
-            if oe > end {
+        let (moved_flags, more, runs, cow_runs, left) = {
+            let (_, _, slot) = tree.find(os).ok_or(Error::NotFound)?;
+            if !multi && oe > first_end {
                 return Err(Error::NotFound);
             }
             let area = &slot.area;
@@ -172,12 +232,28 @@ impl<M: Machine> AddressSpace<M> {
                 return Err(Error::AddressNotAvailable);
             }
             Self::check_splittable(area, &st)?;
-            if new_pages != old_pages
-                && (!area.backend.caps().contains(BackendCaps::RESIZE) || st.share.is_some())
-            {
+            if multi && st.flags.contains(AreaFlags::GROWS_DOWN) {
                 return Err(Error::NotSupported);
             }
-            let moved_flags = if os == start {
+            // A resize is the last area's (the first's, alone).
+            let more = {
+                let (_, _, last) = tree.find(last_start).ok_or(Error::NotFound)?;
+                let lst = if multi { Some(last.lock_read()) } else { None };
+                let lst = lst.as_deref().unwrap_or(&st);
+                let larea = &last.area;
+                if new_pages != old_pages
+                    && (!larea.backend.caps().contains(BackendCaps::RESIZE) || lst.share.is_some())
+                {
+                    return Err(Error::NotSupported);
+                }
+                if new_pages > old_pages {
+                    let at = larea.offset() + (oe - last_start);
+                    reserve::up_front(&*larea.backend, lst.flags, at, new_pages - old_pages)
+                } else {
+                    0
+                }
+            };
+            let moved_flags = if os == first_start {
                 st.flags
             } else {
                 st.flags - AreaFlags::PLACEMENT
@@ -195,20 +271,11 @@ impl<M: Machine> AddressSpace<M> {
             } else if !self.check_conflicts(&tree, nrange, guard, None) {
                 return Err(Error::AddressNotAvailable);
             }
-            let first = area.offset() + (os - start);
-            let more = if new_pages > old_pages {
-                reserve::up_front(
-                    &*area.backend,
-                    st.flags,
-                    first + old_pages,
-                    new_pages - old_pages,
-                )
-            } else {
-                0
-            };
-            // What the moved part's used space and copy-on-write set take.
-            let runs = st.used.overlap(os, oe).0;
-            let cow_runs = crate::cow::moved_runs(&st.cow, os, keep);
+            let first = area.offset() + (os - first_start);
+            // What the first area's moved part's used space and
+            // copy-on-write set take.
+            let runs = st.used.overlap(os, oe.min(first_end)).0;
+            let cow_runs = crate::cow::moved_runs(&st.cow, os, keep.min(first_end - os));
             // The empty area left behind: what it takes of the heap and of
             // the commit limit, at the old part's place in the backend.
             let left = if leave {
@@ -236,15 +303,9 @@ impl<M: Machine> AddressSpace<M> {
             } else {
                 None
             };
-            (
-                moved_flags,
-                more,
-                runs,
-                cow_runs,
-                os == start && oe == end,
-                left,
-            )
+            (moved_flags, more, runs, cow_runs, left)
         };
+        let whole = os == first_start && oe == last_end;
         // What goes: the new range's contents and the tail (empty ranges
         // when there is nothing to replace).
         let cleared = if over {
@@ -258,17 +319,39 @@ impl<M: Machine> AddressSpace<M> {
             self.check_split(&tree, te)?;
         }
         // The heap first: room for two splits (five over a new range that
-        // holds areas, with a tail) and the entry at its new place, the
-        // moved part's used space, and a list of the translations replaced.
-        let mut used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
-        let mut cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
+        // holds areas, with a tail) and the entries at their new place,
+        // the moved parts' used spaces, and a list of the translations
+        // replaced.
+        let used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
+        let cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
+        // The other areas' sets (whole areas once split at `oe`), and room
+        // for their entries while they move.
+        let mut sets: Vec<(UsedSpace, UsedSpace)> = Vec::new();
+        let mut entries: Vec<(u64, u64, AreaEntry<M>)> = Vec::new();
+        if multi {
+            sets.try_reserve_exact(others)
+                .map_err(|_| Error::NoMemory)?;
+            entries
+                .try_reserve_exact(others)
+                .map_err(|_| Error::NoMemory)?;
+            for (start, end, slot) in Self::areas_in(&tree, first_end, oe) {
+                let st = slot.lock_read();
+                let hi = end.min(oe);
+                let runs = st.used.overlap(start, hi).0;
+                let cow_runs = crate::cow::moved_runs(&st.cow, start, hi - start);
+                sets.push((
+                    UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?,
+                    UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?,
+                ));
+            }
+        }
         // No area holds page `u64::MAX`: a cut there is none.
         let none = u64::MAX;
         let [room_os, room_oe, room_ns, room_ne, room_te] = if over {
             let te_cut = if te > oe { te } else { none };
             self.prepare_splits(&mut tree, [os, oe, ns, ne, te_cut])?
         } else if whole {
-            // A whole area moves: no cut.
+            // Whole areas move: no cut.
             [None, None, None, None, None]
         } else {
             let [a, b] = self.prepare_splits(&mut tree, [os, oe])?;
@@ -315,15 +398,14 @@ impl<M: Machine> AddressSpace<M> {
             match moved {
                 #[cfg(debug_assertions)]
                 Ok(n) => {
-                    let used_pages = tree.find(os).map(|(_, _, slot)| {
-                        let st = slot.lock();
-                        let in_moved = |r: crate::addr::PageRange| {
+                    let mut used_pages = 0;
+                    for (_, _, slot) in Self::areas_in(&tree, os, os + keep) {
+                        for r in slot.lock().used.iter() {
                             let a = r.start.number().max(os);
-                            r.end().number().min(os + keep).saturating_sub(a)
-                        };
-                        st.used.iter().map(in_moved).sum::<u64>()
-                    });
-                    debug_assert_eq!(Some(n), used_pages, "the used pages are the mapped ones");
+                            used_pages += r.end().number().min(os + keep).saturating_sub(a);
+                        }
+                    }
+                    debug_assert_eq!(n, used_pages, "the used pages are the mapped ones");
                 }
                 #[cfg(not(debug_assertions))]
                 Ok(_) => {}
@@ -375,58 +457,59 @@ impl<M: Machine> AddressSpace<M> {
                 self.unmap_area(&gone.area, &mut batch);
             }
         }
+        // The areas of `[os, oe)` (whole ones now) leave the tree and move;
+        // the last one (the first, alone) takes the new size.
         let Some((_, entry)) = tree.remove(os) else {
             debug_assert!(false, "the old range is an area now");
             return Err(Error::NotFound);
         };
-        {
-            let area = &entry.area;
-            let backend = &*area.backend;
-            let mut st = entry.lock();
-            let old_used = st.used.take();
-            let mut less = 0;
-            let counted = backend.caps().contains(BackendCaps::REFCOUNTED);
-            let flags = st.flags;
-            for r in old_used.iter() {
-                let (a, b) = (r.start.number(), r.end().number());
-                let split = b.min(os + keep).max(a);
-                // The kept part moved already: its old translations go in
-                // this round, its frames stay in use.
-                if a < split {
-                    batch.defer_kept(r.start, split - a);
-                    let added = used.insert(Page::from_number(ns + (a - os)), split - a);
-                    debug_assert!(added.is_ok());
-                }
-                // The part past the new size goes.
-                pt.unmap_run(m.memory(), Page::from_number(split), b - split, &mut |u| {
-                    less += reserve::per_page(backend, flags, area.index(u.page()), 1);
-                    batch.defer_or_flush(u, counted, &self.shared, self.id());
-                });
+        let resized = |last: bool, pages: u64| {
+            if last {
+                pages + new_pages - old_pages
+            } else {
+                pages
             }
-            if new_pages < old_pages {
-                less += reserve::up_front(
-                    backend,
-                    st.flags,
-                    area.offset() + new_pages,
-                    old_pages - new_pages,
-                );
-            }
-            self.shared.reserve.release(less);
-            area.sub_reserved(less);
-            area.add_reserved(more);
-            st.used = used;
-            crate::cow::moved_into(&st.cow, os, ns, keep, &mut cow);
-            st.cow = cow;
-            st.flags = moved_flags;
-            area.set_base(Page::from_number(ns));
-            area.pages.store(new_pages, Release);
-            let limit = area.grow_limit().max(new_pages);
-            area.grow_limit.store(limit, Relaxed);
+        };
+        let first_top = first_end.min(oe);
+        let first_pages = resized(!multi, first_top - os);
+        let moved = Moved {
+            delta,
+            keep: if multi { first_top - os } else { keep },
+            pages: first_pages,
+            more: if multi { 0 } else { more },
+        };
+        self.move_state(&entry, os, first_top, moved, (used, cow), &mut batch);
+        entry.lock().flags = moved_flags;
+        let mut sets = sets.into_iter();
+        while let Some((start, _)) = Self::first_in(&tree, os, oe) {
+            let (Some((end, e)), Some(set)) = (tree.remove(start), sets.next()) else {
+                debug_assert!(false, "one set per area");
+                break;
+            };
+            let last = entries.len() + 1 == others;
+            let pages = resized(last, end - start);
+            let moved = Moved {
+                delta,
+                keep: end - start,
+                pages,
+                more: if last { more } else { 0 },
+            };
+            self.move_state(&e, start, end, moved, set, &mut batch);
+            let at = start.wrapping_add(delta);
+            entries.push((at, at + pages, e));
         }
         batch.complete(&self.shared, self.id());
         let guard = moved_flags.guard_pages() as u8;
-        let inserted = tree.insert_guarded(ns, ne, guard, entry).is_ok();
+        let inserted = tree
+            .insert_guarded(ns, ns + first_pages, guard, entry)
+            .is_ok();
         debug_assert!(inserted, "the new range was checked free");
+        let mut last_new = ns;
+        for (s, e, moved) in entries {
+            let inserted = tree.insert_guarded(s, e, 0, moved).is_ok();
+            debug_assert!(inserted, "the new range was checked free");
+            last_new = s;
+        }
         if let Some((area, _)) = left {
             // The old range, emptied above, takes the left area.
             let inserted = tree.insert_guarded(os, oe, 0, area).is_ok();
@@ -434,6 +517,81 @@ impl<M: Machine> AddressSpace<M> {
             self.merge_at(&mut tree, os);
         }
         self.merge_at(&mut tree, ns);
+        if last_new != ns {
+            self.merge_at(&mut tree, last_new);
+        }
         Ok(())
+    }
+
+    /// Moves the state of the area of `entry` (out of the tree, on pages
+    /// `[lo, top)` before the move) as `moved` says: its used pages below
+    /// `lo + moved.keep` go `moved.delta` pages on into `sets.0` (their old
+    /// translations shot down in `batch`, their frames kept: the page
+    /// tables moved them already), the rest are unmapped and freed after
+    /// the shootdown; its copy-on-write set follows into `sets.1`; its
+    /// size becomes `moved.pages`, its reservation what that keeps, plus
+    /// `moved.more` (taken already).
+    fn move_state(
+        &self,
+        entry: &AreaEntry<M>,
+        lo: u64,
+        top: u64,
+        moved: Moved,
+        sets: (UsedSpace, UsedSpace),
+        batch: &mut ShootdownBatch,
+    ) {
+        let m = self.machine();
+        let pt = self.pt();
+        let (mut used, mut cow) = sets;
+        let area = &entry.area;
+        let backend = &*area.backend;
+        let mut st = entry.lock();
+        let old_used = st.used.take();
+        let mut less = 0;
+        let counted = backend.caps().contains(BackendCaps::REFCOUNTED);
+        let flags = st.flags;
+        let kept_end = lo + moved.keep;
+        for r in old_used.iter() {
+            let (a, b) = (r.start.number(), r.end().number());
+            let split = b.min(kept_end).max(a);
+            // The kept part moved already: its old translations go in
+            // this round, its frames stay in use.
+            if a < split {
+                batch.defer_kept(r.start, split - a);
+                let to = Page::from_number(a.wrapping_add(moved.delta));
+                let added = used.insert(to, split - a);
+                debug_assert!(added.is_ok());
+            }
+            // The part past the new size goes.
+            pt.unmap_run(m.memory(), Page::from_number(split), b - split, &mut |u| {
+                less += reserve::per_page(backend, flags, area.index(u.page()), 1);
+                batch.defer_or_flush(u, counted, &self.shared, self.id());
+            });
+        }
+        let old_pages = top - lo;
+        if moved.pages < old_pages {
+            less += reserve::up_front(
+                backend,
+                st.flags,
+                area.offset() + moved.pages,
+                old_pages - moved.pages,
+            );
+        }
+        self.shared.reserve.release(less);
+        area.sub_reserved(less);
+        area.add_reserved(moved.more);
+        st.used = used;
+        crate::cow::moved_into(
+            &st.cow,
+            lo,
+            lo.wrapping_add(moved.delta),
+            moved.keep,
+            &mut cow,
+        );
+        st.cow = cow;
+        area.set_base(Page::from_number(lo.wrapping_add(moved.delta)));
+        area.pages.store(moved.pages, Release);
+        let limit = area.grow_limit().max(moved.pages);
+        area.grow_limit.store(limit, Relaxed);
     }
 }

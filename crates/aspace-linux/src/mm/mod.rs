@@ -63,9 +63,10 @@
 //! - **Guard pages** (`MADV_GUARD_INSTALL`): areas of the core's
 //!   [`GuardBackend`] under the unchanged records. They reserve no memory
 //!   (Linux keeps charging them), so `MADV_GUARD_REMOVE` reserves again and
-//!   can be `ENOMEM` at the commit limit; `mremap` growing or moving a
-//!   mapping that holds some is `ENOSYS`; a fork's child has them as on
-//!   Linux (none in `MADV_WIPEONFORK` ranges: those are empty mappings).
+//!   can be `ENOMEM` at the commit limit; `mremap` moves them with their
+//!   mapping (the core moves its areas together) but does not grow a
+//!   mapping whose top page is one (`ENOSYS`); a fork's child has them as
+//!   on Linux (none in `MADV_WIPEONFORK` ranges: those are empty mappings).
 //! - **Private file mappings** (no difference left, only how it is done)
 //!   are copy-on-write in the core itself: their areas have the mapping's
 //!   real rights, and their backend *lends* the
@@ -76,13 +77,15 @@
 //!   `copy_to_user` into a page not yet copied works like any fault, and
 //!   `MADV_DONTNEED`, `mprotect`, `mremap` and fork keep the copies and the
 //!   file's pages apart with no help from this layer.
-//! - A move of a range that spans several mappings
-//!   (Linux 6.17+), or of a Linux mapping the core keeps as several areas
-//!   (guard pages in it, or neighbours the core's merge rules keep
-//!   apart): `ENOSYS` (Linux never returns it for these calls),
-//!   with nothing changed. Two `mmap`s of one file at contiguous offsets
-//!   are one core area (the object backend's
-//!   [`first_index`](aspace::backend::Backend::first_index)).
+//! - **`mremap` over several mappings** (a same-size `MREMAP_FIXED` move,
+//!   Linux 6.17+) moves them and the holes between them in one core step,
+//!   as a mapping the core keeps as several areas moves. `ENOSYS` (Linux
+//!   never returns it; nothing changed) where Linux does what one core
+//!   step cannot: such a move with `MREMAP_DONTUNMAP`, or onto a target
+//!   that has mappings where the old range has holes (Linux keeps those,
+//!   the core's move replaces the whole new range); `MREMAP_DONTUNMAP` of
+//!   a mapping with guard pages; growing a mapping whose top page is a
+//!   guard page.
 
 pub mod object;
 mod records;
@@ -343,6 +346,13 @@ fn errno_of(e: Error) -> Errno {
         // No memory, no room, no area.
         Error::NoMemory | Error::AddressNotAvailable | Error::NotFound => Errno::ENOMEM,
     }
+}
+
+/// A record's range, copied out of the tree.
+#[derive(Clone, Copy)]
+struct Span {
+    start: u64,
+    end: u64,
 }
 
 /// What `mprotect`, `madvise` and `mlock`/`munlock` do with a range that
@@ -1699,17 +1709,17 @@ impl<M: Machine> LinuxMm<M> {
         if flags.fixed() {
             if old_end.min(old + new_len) > vend {
                 // Linux 6.17+ moves a same-size range spanning mappings.
-                return Err(if old_len == new_len {
-                    Errno::ENOSYS
+                return if old_len == new_len {
+                    self.move_many(old, old_len, new_addr)
                 } else {
-                    Errno::EFAULT
-                });
+                    Err(Errno::EFAULT)
+                };
             }
             if new_len > old_len && !self.lock_fits(vflags, (new_len - old_len) / PAGE_SIZE) {
                 return Err(Errno::EAGAIN);
             }
-            // What moves (a shrink unmaps the rest first).
-            if self.any_guard(old, old + old_len.min(new_len)) {
+            // A guard page at the top of what grows (see the module docs).
+            if new_len > old_len && self.is_guard(old_end - PAGE_SIZE) {
                 return Err(Errno::ENOSYS);
             }
             return self.move_to(old, old_len, new_addr, new_len, false);
@@ -1730,8 +1740,8 @@ impl<M: Machine> LinuxMm<M> {
         if self.vmas.len() > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
-        // Guard pages do not grow or move here (see the module docs).
-        if self.any_guard(old, old_end) {
+        // A guard page at the top does not grow here (see the module docs).
+        if self.is_guard(old_end - PAGE_SIZE) {
             return Err(Errno::ENOSYS);
         }
         let new_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
@@ -1917,9 +1927,9 @@ impl<M: Machine> LinuxMm<M> {
 
     /// Moves `[old, old + old_len)` (inside one mapping) to `to` with
     /// `new_len` bytes: the target is unmapped, a shrink unmaps the old
-    /// tail, the core moves the rest. `ENOSYS` with nothing changed when the
-    /// core keeps the old range as several areas. `placed`: the target was
-    /// placed (free, nothing to replace there).
+    /// tail, the core moves the rest (in one area or several: guard pages
+    /// move along). `placed`: the target was placed (free, nothing to
+    /// replace there).
     fn move_to(&mut self, old: u64, old_len: u64, to: u64, new_len: u64, placed: bool) -> MmResult {
         // The mapping cut at both ends of the moved part, its target cut
         // at both ends, the moved record: at most four more at once.
@@ -1980,6 +1990,94 @@ impl<M: Machine> LinuxMm<M> {
         }
         self.insert_rec(rec);
         Ok(to)
+    }
+
+    /// A same-size `MREMAP_FIXED` move of `[old, old + len)` spanning
+    /// several mappings (Linux 6.17+; `old` in a mapping): each mapping's
+    /// part and the holes between them move to `to`, replacing what is
+    /// there, in one core step (the core's `move_range` of several areas);
+    /// the records follow, cut at both ends, each merged at its new place
+    /// with its neighbours as Linux's `copy_vma` merges it.
+    fn move_many(&mut self, old: u64, len: u64, to: u64) -> MmResult {
+        let end = old + len;
+        // Linux moves each mapping by itself, replacing only what lies
+        // where one lands: what lies under a hole stays. The core replaces
+        // the whole new range, so that case is `ENOSYS` (see the module
+        // docs).
+        let kept_under =
+            |mm: &Self, lo: u64, hi: u64| lo < hi && mm.taken(lo - old + to, hi - old + to);
+        let mut count = 0;
+        let mut at = old;
+        while let Some(v) = self.next_rec(at, end) {
+            if kept_under(self, at, v.start) {
+                return Err(Errno::ENOSYS);
+            }
+            count += 1;
+            at = v.end;
+        }
+        if kept_under(self, at, end) {
+            return Err(Errno::ENOSYS);
+        }
+        // A hole at the end moves nothing.
+        let moved_len = at.min(end) - old;
+        // The records moved, and room for cuts at both ends of both ranges.
+        let mut moved: Vec<Vma> = Vec::new();
+        moved.try_reserve_exact(count).map_err(|_| Errno::ENOMEM)?;
+        self.room(count + 4)?;
+        let over = self.taken(to, to + moved_len);
+        let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
+        let r = if over {
+            self.space.move_range_over(from, moved_len, at, moved_len)
+        } else {
+            self.space.move_range(from, moved_len, at, moved_len)
+        };
+        r.map_err(errno_of)?;
+        if over {
+            self.remove_recs(to, to + moved_len);
+        }
+        let mut at = old;
+        while let Some(v) = self.next_rec(at, end) {
+            let Some(mut rec) = self.vmas.remove(v.start) else {
+                break;
+            };
+            if rec.start < old {
+                let part = rec.split_off(old);
+                let lower = core::mem::replace(&mut rec, part);
+                self.vmas.insert(lower);
+            }
+            if rec.end > end {
+                let upper = rec.split_off(end);
+                self.vmas.insert(upper);
+            }
+            at = rec.end;
+            rec.start = rec.start - old + to;
+            rec.end = rec.end - old + to;
+            if matches!(rec.kind, Kind::Anon | Kind::Heap) && rec.anon.is_none() {
+                // As move_to: an anonymous mapping never written takes the
+                // page offset of its new place.
+                rec.first = rec.start / PAGE_SIZE;
+            }
+            moved.push(rec);
+        }
+        for rec in moved {
+            self.insert_rec(rec);
+        }
+        Ok(to)
+    }
+
+    /// The first record meeting `[at, end)` (its start and end).
+    fn next_rec(&self, at: u64, end: u64) -> Option<Span> {
+        if at >= end {
+            return None;
+        }
+        self.vmas
+            .at_or_below(at)
+            .filter(|v| v.end > at)
+            .or_else(|| self.vmas.from(at).filter(|v| v.start < end))
+            .map(|v| Span {
+                start: v.start,
+                end: v.end,
+            })
     }
 
     /// `brk(2)` as the kernel does it (the C library's wrapper differs):

@@ -321,6 +321,41 @@ fn remap_leaving() -> bool {
     ok
 }
 
+/// `mremap` moves a mapping with a guard page in it (the guard page goes
+/// along: populating the moved range stops there) and, with
+/// `MREMAP_FIXED` and the same size, several mappings at once (Linux
+/// 6.17+): the data and the rights come along.
+fn remap_several() -> bool {
+    let c = mmap(0, 4 * P, RW, ANON, u64::MAX, 0);
+    let t = mmap(0, 4 * P, PROT_NONE, ANON, u64::MAX, 0);
+    if c < 0 || t < 0 {
+        println!("linux_alloc: mmap for mremap = {c}, {t}: FAIL");
+        return false;
+    }
+    let (c, t) = (c as u64, t as u64);
+    fill(c, 4 * P, 43);
+    let g = madvise(c + P, P, MADV_GUARD_INSTALL);
+    let split = mprotect(c + 2 * P, P, PROT_READ);
+    let fixed = MREMAP_MAYMOVE | MREMAP_FIXED;
+    let r = mremap(c, 4 * P, 4 * P, fixed, t);
+    let first = |k: u64| read((t + k * P) as *const u64) == word(43, k * P / 8);
+    let moved = r == t as i64
+        && holds(t, P, 43)
+        && first(2)
+        && first(3)
+        && madvise(t, 4 * P, MADV_POPULATE_READ) == -14
+        && mprotect(t + 2 * P, P, RW) == 0
+        && free(c, 4 * P);
+    let gone = munmap(t, 4 * P) == 0;
+    let ok = g == 0 && split == 0 && moved && gone;
+    println!(
+        "linux_alloc: mremap of three mappings with a guard page to the fixed target = {}: data, guard page and rights moved {moved}: {}",
+        r == t as i64,
+        verdict(ok)
+    );
+    ok
+}
+
 /// The program break grows, shrinks (the data below stays) and grows
 /// again (the pages come back zeroed).
 fn brk_steps() -> bool {
@@ -808,6 +843,7 @@ fn main(arg: u64) -> i32 {
     ok &= guard(&mut a);
     ok &= remap(&mut a);
     ok &= remap_leaving();
+    ok &= remap_several();
     ok &= brk_steps();
     ok &= dontneed();
     ok &= locked();
