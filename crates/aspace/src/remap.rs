@@ -185,7 +185,7 @@ impl<M: Machine> AddressSpace<M> {
         let m = self.machine();
         let pt = self.pt();
         let mut tree = self.areas.write();
-        let (first_start, first_end, _) = tree.find(os).ok_or(Error::NotFound)?;
+        let (first_start, first_end, slot) = tree.find(os).ok_or(Error::NotFound)?;
         // The areas of `[os, oe)` after the first (holes between them
         // move too); `last_end`: the end of the last one.
         let mut others = 0;
@@ -215,14 +215,10 @@ impl<M: Machine> AddressSpace<M> {
             }
         }
         let multi = others > 0;
-        let last_start = if multi {
-            tree.find(last_end - 1).map_or(first_start, |(s, _, _)| s)
-        } else {
-            first_start
-        };
+        // The area a resize is for: the last one (the first, alone).
+        let last = if multi { tree.find(last_end - 1) } else { None };
         // Checks, the reservation of growth, and the new mappings.
         let (moved_flags, more, runs, cow_runs, left) = {
-            let (_, _, slot) = tree.find(os).ok_or(Error::NotFound)?;
             if !multi && oe > first_end {
                 return Err(Error::NotFound);
             }
@@ -235,9 +231,8 @@ impl<M: Machine> AddressSpace<M> {
             if multi && st.flags.contains(AreaFlags::GROWS_DOWN) {
                 return Err(Error::NotSupported);
             }
-            // A resize is the last area's (the first's, alone).
             let more = {
-                let (_, _, last) = tree.find(last_start).ok_or(Error::NotFound)?;
+                let (last_start, last) = last.map_or((first_start, slot), |(s, _, l)| (s, l));
                 let lst = if multi { Some(last.lock_read()) } else { None };
                 let lst = lst.as_deref().unwrap_or(&st);
                 let larea = &last.area;
