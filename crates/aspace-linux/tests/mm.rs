@@ -1876,3 +1876,69 @@ fn mremap_dontunmap_moves_the_pages_and_leaves_the_range() {
     assert_eq!(cpu.read_u64(va(f + PAGE_SIZE)).unwrap(), 1001);
     assert_eq!(cpu.read_u64(va(shared + PAGE_SIZE)).unwrap(), 1001);
 }
+
+/// `mremap` with `MREMAP_FIXED` and the same size over several mappings
+/// (Linux 6.17+): the mappings and the hole between them move (the same
+/// frames), each keeping its rights; with `MREMAP_DONTUNMAP` each old
+/// mapping stays, empty; what lies at the target under the old range's
+/// hole makes it `ENOSYS` with nothing changed (Linux would keep it).
+#[test]
+fn mremap_moves_several_mappings_at_once() {
+    let (sim, mut mm, mut cpu) = setup();
+    let p = |i: u64| BASE + i * PAGE_SIZE;
+    let va = VirtAddr::new;
+    anon(&mut mm, &cpu, BASE, 4);
+    anon(&mut mm, &cpu, p(5), 2);
+    for i in [0, 1, 2, 3, 5, 6] {
+        cpu.write_u64(va(p(i)), 100 + i).unwrap();
+        mm.touched(p(i), true);
+    }
+    cpu.run(|| mm.mprotect(p(2), 2 * PAGE_SIZE, Prot::R))
+        .unwrap();
+    let frame = mm.space().translate(va(p(6)).page()).unwrap().0;
+    let frames = sim.frames_in_use();
+    let fixed = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED);
+    let to = BASE + 0x10_0000;
+    let q = |i: u64| to + i * PAGE_SIZE;
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE, 7 * PAGE_SIZE, 7 * PAGE_SIZE, fixed, to)),
+        Ok(to)
+    );
+    let spans: Vec<(u64, u64, Prot)> = mm.vmas().map(|v| (v.start, v.end, v.prot)).collect();
+    assert_eq!(
+        spans,
+        [
+            (q(0), q(2), Prot::RW),
+            (q(2), q(4), Prot::R),
+            (q(5), q(7), Prot::RW)
+        ]
+    );
+    assert_eq!(mm.space().translate(va(q(6)).page()).unwrap().0, frame);
+    let tables = mm.space().page_table_frames();
+    assert!(sim.frames_in_use() <= frames + tables, "no page copied");
+    for i in [0, 1, 2, 3, 5, 6] {
+        assert_eq!(cpu.read_u64(va(q(i))).unwrap(), 100 + i);
+    }
+    assert!(cpu.read_u64(va(q(4))).is_err() && cpu.read_u64(va(p(0))).is_err());
+    // Leaving the old mappings, empty, in place.
+    let dont = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP);
+    assert_eq!(
+        cpu.run(|| mm.mremap(to, 7 * PAGE_SIZE, 7 * PAGE_SIZE, dont, BASE)),
+        Ok(BASE)
+    );
+    assert_eq!(mm.vmas().count(), 6);
+    for i in [0, 3, 6] {
+        assert_eq!(cpu.read_u64(va(p(i))).unwrap(), 100 + i);
+        assert_eq!(cpu.read_u64(va(q(i))).unwrap(), 0, "left page {i}");
+    }
+    assert!(cpu.write_u64(va(q(2)), 1).is_err(), "left read-only");
+    // A mapping at the target under the hole: ENOSYS, nothing changed.
+    anon(&mut mm, &cpu, BASE + 0x20_0000 + 4 * PAGE_SIZE, 1);
+    let maps = mm.maps();
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE, 7 * PAGE_SIZE, 7 * PAGE_SIZE, fixed, BASE + 0x20_0000)),
+        Err(Errno::ENOSYS)
+    );
+    assert_eq!(mm.maps(), maps);
+    assert_eq!(cpu.read_u64(va(p(5))).unwrap(), 105);
+}

@@ -496,6 +496,10 @@ fn range_operations() {
     inject("move_range_over of several areas", populated, |w| {
         w.s(0).move_range_over(va(A1), span, va(FREE), span)
     });
+    inject("move_range_leaving of several areas", populated, |w| {
+        w.s(0)
+            .move_range_leaving(va(A1 + pages(1)), span - pages(1), va(FREE), false)
+    });
     // The new area's backend is made beforehand.
     let with_anon = || {
         let mut w = populated();

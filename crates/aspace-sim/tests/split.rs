@@ -696,6 +696,59 @@ fn move_range_moves_several_areas_and_the_holes_between() {
     assert_no_stale(&sim, &s);
 }
 
+/// `move_range_leaving` over several areas (Linux 6.17+'s
+/// `MREMAP_DONTUNMAP` over several mappings): the pages move, each part
+/// leaves an empty area of its own with its rights (reserving again),
+/// holes stay holes; a shared area among them refused with nothing
+/// changed.
+#[test]
+fn move_range_leaving_over_several_areas_leaves_each_part_empty() {
+    let (sim, s, mut c) = setup(2);
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create(va(A + 4 * P), 2 * P, RW).unwrap();
+    s.area_create(va(A + 8 * P), 2 * P, RW).unwrap();
+    fill(&mut c, A, 6, 1);
+    fill(&mut c, A + 8 * P, 2, 2);
+    c.run(|| s.protect_range(va(A + 4 * P), 2 * P, R)).unwrap();
+    let committed = sim.system().reserve().committed();
+    c.run(|| s.move_range_leaving(va(A + P), 9 * P, va(B), false))
+        .unwrap();
+    assert_eq!(
+        areas(&s),
+        [
+            (A, 4, RW),
+            (A + 4 * P, 2, R),
+            (A + 8 * P, 2, RW),
+            (B, 3, RW),
+            (B + 3 * P, 2, R),
+            (B + 7 * P, 2, RW)
+        ]
+    );
+    assert_eq!(sim.system().reserve().committed(), committed + 7);
+    assert_no_stale(&sim, &s);
+    for i in 0..5 {
+        assert_eq!(c.read_u64(va(B + i * P)).unwrap(), 1001 + i);
+    }
+    assert_eq!(c.read_u64(va(B + 8 * P)).unwrap(), 2001);
+    assert_eq!(c.read_u64(va(A)).unwrap(), 1000, "the part not moved");
+    for i in [1, 3, 5, 8, 9] {
+        assert_eq!(c.read_u64(va(A + i * P)).unwrap(), 0, "left page {i}");
+    }
+    assert!(c.read_u64(va(A + 6 * P)).is_err(), "the hole stays one");
+    assert!(c.write_u64(va(A + 4 * P), 1).is_err(), "left read-only");
+    // A shared area among them: refused, nothing changed.
+    let other = sim.system().create().unwrap();
+    s.area_share(va(B + 7 * P), 2 * P, &other, va(B), RW)
+        .unwrap();
+    let shown = areas(&s);
+    assert_eq!(
+        c.run(|| s.move_range_leaving(va(B), 9 * P, va(A + 64 * P), false)),
+        Err(Error::NotSupported)
+    );
+    assert_eq!(areas(&s), shown);
+    assert_eq!(c.read_u64(va(B + 8 * P)).unwrap(), 2001);
+}
+
 /// `move_range_leaving` (Linux's `MREMAP_DONTUNMAP`): the resident pages
 /// move (the same frames, no copy), the old range stays an area, empty
 /// (zeros on a read), reserving its pages again; one shootdown round; no
@@ -1353,6 +1406,14 @@ fn move_range_refused_at_any_allocation_changes_nothing() {
         assert_eq!(w.cpus[0].read_u64(va(far() + 4 * P)).unwrap(), 1005);
         assert_eq!(w.cpus[0].read_u64(va(far() + 10 * P)).unwrap(), 0);
         assert!(w.cpus[0].write_u64(va(far() + 8 * P), 1).is_err());
+        Ok(())
+    });
+    assert!(needed >= 2, "{needed}");
+    let needed = inject("move of two areas far, leaving them", true, |w| {
+        w.cpus[0].run(|| w.spaces[0].move_range_leaving(va(A + P), 9 * P, va(far()), false))?;
+        w.sim.hardware().frames().fail_after(None);
+        assert_eq!(w.cpus[0].read_u64(va(far() + 4 * P)).unwrap(), 1005);
+        assert_eq!(w.cpus[0].read_u64(va(A + 5 * P)).unwrap(), 0);
         Ok(())
     });
     assert!(needed >= 2, "{needed}");

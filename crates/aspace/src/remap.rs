@@ -115,10 +115,11 @@ impl<M: Machine> AddressSpace<M> {
     /// it may get, attributes) but no page, reserving memory as a new area
     /// does. With `over`, the new
     /// range's contents are replaced, as [`move_range_over`](Self::move_range_over)
-    /// replaces them. Refusals, before anything changed: those of the move,
-    /// but the old range must lie in one area (`NotFound`); a shared area,
-    /// or one with a guard page or growing down, `NotSupported`; the old
-    /// range's new reservation past the commit limit `NoMemory`.
+    /// replaces them. Over several areas, each moved part leaves an area of
+    /// its own (holes stay holes). Refusals, before anything changed: those
+    /// of the move; a shared area, or one with a guard page or growing
+    /// down, `NotSupported`; the old range's new reservation past the
+    /// commit limit `NoMemory`.
     pub fn move_range_leaving(
         &self,
         old: VirtAddr,
@@ -194,13 +195,11 @@ impl<M: Machine> AddressSpace<M> {
             for (_, end, slot) in Self::areas_in(&tree, first_end, oe) {
                 let st = slot.lock_read();
                 Self::check_splittable(&slot.area, &st)?;
-                // An area left behind is one area's part.
-                if leave {
-                    return Err(Error::NotFound);
-                }
                 // Several areas move only as they are: no shrink but over
-                // a new range, no placement (guard pages, growing down).
+                // a new range, no placement (guard pages, growing down); a
+                // shared one leaves no area behind.
                 if (!over && new_pages < old_pages)
+                    || (leave && st.share.is_some())
                     || st.flags.guard_pages() > 0
                     || st.flags.contains(AreaFlags::GROWS_DOWN)
                 {
@@ -280,21 +279,13 @@ impl<M: Machine> AddressSpace<M> {
                 {
                     return Err(Error::NotSupported);
                 }
-                let reserve = reserve::up_front(&*area.backend, st.flags, first, old_pages);
-                let limit = area.grow_limit().max(old_pages);
-                let entry = AreaEntry::new(
-                    Page::from_number(os),
-                    old_pages,
-                    st.flags,
-                    st.attrs,
-                    area.backend.clone(),
-                    reserve,
-                    limit,
-                )?;
-                entry.area.set_offset(first);
-                // The most rights it may get, as the part it replaces.
-                entry.lock().max_flags = st.max_flags;
-                Some((entry, reserve))
+                Some(Self::left_entry(
+                    area,
+                    &st,
+                    os,
+                    oe.min(first_end) - os,
+                    first,
+                )?)
             } else {
                 None
             };
@@ -323,12 +314,20 @@ impl<M: Machine> AddressSpace<M> {
         // for their entries while they move.
         let mut sets: Vec<(UsedSpace, UsedSpace)> = Vec::new();
         let mut entries: Vec<(u64, u64, AreaEntry<M>)> = Vec::new();
+        // The areas they leave behind (with `leave`), and what they reserve.
+        let mut lefts: Vec<(u64, u64, AreaEntry<M>)> = Vec::new();
+        let mut left_reserve = left.as_ref().map_or(0, |&(_, r)| r);
         if multi {
             sets.try_reserve_exact(others)
                 .map_err(|_| Error::NoMemory)?;
             entries
                 .try_reserve_exact(others)
                 .map_err(|_| Error::NoMemory)?;
+            if leave {
+                lefts
+                    .try_reserve_exact(others)
+                    .map_err(|_| Error::NoMemory)?;
+            }
             for (start, end, slot) in Self::areas_in(&tree, first_end, oe) {
                 let st = slot.lock_read();
                 let hi = end.min(oe);
@@ -338,6 +337,13 @@ impl<M: Machine> AddressSpace<M> {
                     UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?,
                     UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?,
                 ));
+                if leave {
+                    let area = &slot.area;
+                    let (entry, reserve) =
+                        Self::left_entry(area, &st, start, hi - start, area.offset())?;
+                    left_reserve += reserve;
+                    lefts.push((start, hi, entry));
+                }
             }
         }
         // No area holds page `u64::MAX`: a cut there is none.
@@ -352,7 +358,8 @@ impl<M: Machine> AddressSpace<M> {
             let [a, b] = self.prepare_splits(&mut tree, [os, oe])?;
             [a, b, None, None, None]
         };
-        Self::reserve_entries(&mut tree, if over { 6 } else { 3 } + usize::from(leave))?;
+        let left_entries = if leave { 1 + others } else { 0 };
+        Self::reserve_entries(&mut tree, if over { 6 } else { 3 } + left_entries)?;
         let mut replaced: Vec<(Unmapped, PageFlags, bool)> = Vec::new();
         if over {
             let mut pages = 0;
@@ -368,8 +375,7 @@ impl<M: Machine> AddressSpace<M> {
                 .try_reserve_exact(pages as usize)
                 .map_err(|_| Error::NoMemory)?;
         }
-        // The growth's reservation and the left area's, taken at once.
-        let left_reserve = left.as_ref().map_or(0, |&(_, r)| r);
+        // The growth's reservation and the left areas', taken at once.
         if !self.shared.reserve.try_reserve(more + left_reserve) {
             return Err(Error::NoMemory);
         }
@@ -506,16 +512,54 @@ impl<M: Machine> AddressSpace<M> {
             last_new = s;
         }
         if let Some((area, _)) = left {
-            // The old range, emptied above, takes the left area.
-            let inserted = tree.insert_guarded(os, oe, 0, area).is_ok();
+            // The old range, emptied above, takes the left areas.
+            let inserted = tree.insert_guarded(os, first_top, 0, area).is_ok();
             debug_assert!(inserted, "the old range is free now");
+            let mut last_left = os;
+            for (s, e, area) in lefts {
+                let inserted = tree.insert_guarded(s, e, 0, area).is_ok();
+                debug_assert!(inserted, "the old range is free now");
+                last_left = s;
+            }
             self.merge_at(&mut tree, os);
+            if last_left != os {
+                self.merge_at(&mut tree, last_left);
+            }
         }
         self.merge_at(&mut tree, ns);
         if last_new != ns {
             self.merge_at(&mut tree, last_new);
         }
         Ok(())
+    }
+
+    /// The empty area `[lo, lo + pages)` that a move leaving its range
+    /// mapped puts there in place of the part of `area` (locked as `st`)
+    /// that moves, at page `first` of its backend: the same backend,
+    /// rights, most rights and attributes, reserving as a new area does;
+    /// and that reservation (not taken yet).
+    fn left_entry(
+        area: &crate::area::Area<M>,
+        st: &crate::area::AreaState<M>,
+        lo: u64,
+        pages: u64,
+        first: u64,
+    ) -> Result<(AreaEntry<M>, u64)> {
+        let reserve = reserve::up_front(&*area.backend, st.flags, first, pages);
+        let limit = area.grow_limit().max(pages);
+        let entry = AreaEntry::new(
+            Page::from_number(lo),
+            pages,
+            st.flags,
+            st.attrs,
+            area.backend.clone(),
+            reserve,
+            limit,
+        )?;
+        entry.area.set_offset(first);
+        // The most rights it may get, as the part it replaces.
+        entry.lock().max_flags = st.max_flags;
+        Ok((entry, reserve))
     }
 
     /// Moves the state of the area of `entry` (out of the tree, on pages

@@ -78,14 +78,15 @@
 //!   `MADV_DONTNEED`, `mprotect`, `mremap` and fork keep the copies and the
 //!   file's pages apart with no help from this layer.
 //! - **`mremap` over several mappings** (a same-size `MREMAP_FIXED` move,
-//!   Linux 6.17+) moves them and the holes between them in one core step,
-//!   as a mapping the core keeps as several areas moves. `ENOSYS` (Linux
-//!   never returns it; nothing changed) where Linux does what one core
-//!   step cannot: such a move with `MREMAP_DONTUNMAP`, or onto a target
-//!   that has mappings where the old range has holes (Linux keeps those,
-//!   the core's move replaces the whole new range); `MREMAP_DONTUNMAP` of
-//!   a mapping with guard pages; growing a mapping whose top page is a
-//!   guard page.
+//!   Linux 6.17+, with or without `MREMAP_DONTUNMAP`) moves them and the
+//!   holes between them in one core step, as a mapping the core keeps as
+//!   several areas moves. `ENOSYS` (Linux never returns it; nothing
+//!   changed) where Linux does what one core step cannot: such a move onto
+//!   a target that has mappings where the old range has holes (Linux keeps
+//!   those, the core's move replaces the whole new range);
+//!   `MREMAP_DONTUNMAP` of a range with guard pages (the core would leave
+//!   guard areas behind); growing a mapping whose top page is a guard
+//!   page.
 
 pub mod object;
 mod records;
@@ -1710,7 +1711,7 @@ impl<M: Machine> LinuxMm<M> {
             if old_end.min(old + new_len) > vend {
                 // Linux 6.17+ moves a same-size range spanning mappings.
                 return if old_len == new_len {
-                    self.move_many(old, old_len, new_addr)
+                    self.move_many(old, old_len, new_addr, false)
                 } else {
                     Err(Errno::EFAULT)
                 };
@@ -1872,11 +1873,14 @@ impl<M: Machine> LinuxMm<M> {
         };
         if old + len > v.end {
             // Linux 6.17+ moves a fixed range spanning mappings.
-            return Err(if flags.fixed() {
-                Errno::ENOSYS
+            return if flags.fixed() {
+                if self.vmas.len() >= self.layout.max_map_count {
+                    return Err(Errno::ENOMEM);
+                }
+                self.move_many(old, len, new_addr, true)
             } else {
-                Errno::EFAULT
-            });
+                Err(Errno::EFAULT)
+            };
         }
         if self.vmas.len() >= self.layout.max_map_count {
             return Err(Errno::ENOMEM);
@@ -1998,8 +2002,12 @@ impl<M: Machine> LinuxMm<M> {
     /// there, in one core step (the core's `move_range` of several areas);
     /// the records follow, cut at both ends, each merged at its new place
     /// with its neighbours as Linux's `copy_vma` merges it.
-    fn move_many(&mut self, old: u64, len: u64, to: u64) -> MmResult {
+    fn move_many(&mut self, old: u64, len: u64, to: u64, leave: bool) -> MmResult {
         let end = old + len;
+        if leave && self.any_guard(old, end) {
+            // The core would leave guard areas behind (Linux leaves none).
+            return Err(Errno::ENOSYS);
+        }
         // Linux moves each mapping by itself, replacing only what lies
         // where one lands: what lies under a hole stays. The core replaces
         // the whole new range, so that case is `ENOSYS` (see the module
@@ -2026,7 +2034,9 @@ impl<M: Machine> LinuxMm<M> {
         self.room(count + 4)?;
         let over = self.taken(to, to + moved_len);
         let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
-        let r = if over {
+        let r = if leave {
+            self.space.move_range_leaving(from, moved_len, at, over)
+        } else if over {
             self.space.move_range_over(from, moved_len, at, moved_len)
         } else {
             self.space.move_range(from, moved_len, at, moved_len)
@@ -2034,6 +2044,13 @@ impl<M: Machine> LinuxMm<M> {
         r.map_err(errno_of)?;
         if over {
             self.remove_recs(to, to + moved_len);
+        }
+        if leave {
+            self.leave_recs(old, end, to, &mut moved);
+            for rec in moved {
+                self.insert_rec(rec);
+            }
+            return Ok(to);
         }
         let mut at = old;
         while let Some(v) = self.next_rec(at, end) {
@@ -2063,6 +2080,39 @@ impl<M: Machine> LinuxMm<M> {
             self.insert_rec(rec);
         }
         Ok(to)
+    }
+
+    /// The records of a move of `[old, end)` to `to` leaving the old range
+    /// mapped (`MREMAP_DONTUNMAP`, after the core's step): each mapping's
+    /// part gets a copy at its new place, into `moved` (which has room),
+    /// and the old mapping stays whole, as Linux 6.18 leaves it: without
+    /// `VM_LOCKED` (its pages still counted against `RLIMIT_MEMLOCK`: Linux
+    /// does not take them off), and without its `anon_vma` when the part
+    /// was all of it.
+    fn leave_recs(&mut self, old: u64, end: u64, to: u64, moved: &mut Vec<Vma>) {
+        let mut at = old;
+        while let Some(span) = self.next_rec(at, end) {
+            at = span.end;
+            let Some(mut v) = self.vmas.get_mut(span.start) else {
+                break;
+            };
+            let (lo, hi) = (span.start.max(old), span.end.min(end));
+            let mut copy = v.clone();
+            if v.flags.contains(VmFlags::LOCKED) {
+                self.locked_leak += (span.end - span.start) / PAGE_SIZE;
+            }
+            v.flags = v.flags - VmFlags::LOCK_MASK;
+            if (lo, hi) == (span.start, span.end) {
+                v.anon = None;
+            }
+            copy.first += (lo - span.start) / PAGE_SIZE;
+            copy.start = lo - old + to;
+            copy.end = hi - old + to;
+            if matches!(copy.kind, Kind::Anon | Kind::Heap) && copy.anon.is_none() {
+                copy.first = copy.start / PAGE_SIZE;
+            }
+            moved.push(copy);
+        }
     }
 
     /// The first record meeting `[at, end)` (its start and end).
