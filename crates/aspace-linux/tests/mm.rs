@@ -1942,3 +1942,48 @@ fn mremap_moves_several_mappings_at_once() {
     assert_eq!(mm.maps(), maps);
     assert_eq!(cpu.read_u64(va(p(5))).unwrap(), 105);
 }
+
+/// Guard pages in a mapping that reserves memory keep its reservation (as
+/// Linux keeps charging them): putting them in and taking them out changes
+/// nothing committed, and works at the commit limit; in a shared mapping
+/// (which reserves nothing) they reserve nothing either.
+#[test]
+fn guard_pages_keep_their_mappings_reservation() {
+    use aspace_linux::Advice;
+    let (sim, mut mm, cpu) = setup();
+    let reserve = sim.system().reserve();
+    anon(&mut mm, &cpu, BASE, 8);
+    let committed = reserve.committed();
+    let advise = |mm: &mut LinuxMm<SimMachine>, at: u64, n: u64, advice: i32| {
+        cpu.run(|| mm.madvise(at, n * PAGE_SIZE, Advice(advice)))
+    };
+    assert_eq!(
+        advise(&mut mm, BASE + PAGE_SIZE, 3, MADV_GUARD_INSTALL),
+        Ok(())
+    );
+    assert_eq!(reserve.committed(), committed);
+    // At the commit limit, taking them out needs nothing more.
+    let limit = reserve.limit();
+    reserve.set_limit(reserve.committed());
+    assert_eq!(advise(&mut mm, BASE, 8, MADV_GUARD_REMOVE), Ok(()));
+    assert!(!mm.is_guard(BASE + 2 * PAGE_SIZE));
+    assert_eq!(reserve.committed(), committed);
+    reserve.set_limit(limit);
+    let shared = BASE + 0x10_0000;
+    cpu.run(|| {
+        mm.mmap(
+            shared,
+            4 * PAGE_SIZE,
+            Prot::RW,
+            flags(MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),
+            None,
+            0,
+        )
+    })
+    .unwrap();
+    let committed = reserve.committed();
+    assert_eq!(advise(&mut mm, shared, 2, MADV_GUARD_INSTALL), Ok(()));
+    assert_eq!(reserve.committed(), committed);
+    assert_eq!(advise(&mut mm, shared, 2, MADV_GUARD_REMOVE), Ok(()));
+    assert_eq!(reserve.committed(), committed);
+}

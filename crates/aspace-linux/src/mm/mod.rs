@@ -61,9 +61,10 @@
 //!   `fork` honours `MADV_DONTFORK` and `MADV_WIPEONFORK`; none changes what
 //!   the core maps. `MADV_REMOVE` and `MADV_COLLAPSE` are `EINVAL`.
 //! - **Guard pages** (`MADV_GUARD_INSTALL`): areas of the core's
-//!   [`GuardBackend`] under the unchanged records. They reserve no memory
-//!   (Linux keeps charging them), so `MADV_GUARD_REMOVE` reserves again and
-//!   can be `ENOMEM` at the commit limit; `mremap` moves them with their
+//!   [`GuardBackend`] under the unchanged records, or of its
+//!   [`ReservingGuardBackend`] in a mapping that reserves memory (which
+//!   keeps it, as Linux keeps charging them: `MADV_GUARD_REMOVE` needs
+//!   none); `mremap` moves them with their
 //!   mapping (the core moves its areas together) but does not grow a
 //!   mapping whose top page is one (`ENOSYS`); a fork's child has them as
 //!   on Linux (none in `MADV_WIPEONFORK` ranges: those are empty mappings).
@@ -103,7 +104,7 @@ use crate::{Call, FileRef};
 use alloc::string::ToString;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use aspace::backend::{AnonBackend, BackendRef, GuardBackend};
+use aspace::backend::{AnonBackend, BackendRef, GuardBackend, ReservingGuardBackend};
 use aspace::replace::Replacement;
 use aspace::{
     Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, FaultOutcome, ForkRange,
@@ -462,8 +463,13 @@ pub struct LinuxMm<M: Machine> {
     locked_leak: u64,
     /// The backend of every anonymous area (stateless: one for all).
     anon: BackendRef<M::Memory, M::Frames>,
-    /// The backend of every guard page ([`GuardBackend`]).
+    /// The backend of the guard pages of mappings that reserve no memory
+    /// ([`GuardBackend`]).
     guard: BackendRef<M::Memory, M::Frames>,
+    /// The backend of the guard pages of mappings that reserve memory
+    /// ([`ReservingGuardBackend`]: the pages stay reserved, as Linux keeps
+    /// charging them).
+    reserving_guard: BackendRef<M::Memory, M::Frames>,
 }
 
 impl<M: Machine> LinuxMm<M> {
@@ -490,6 +496,7 @@ impl<M: Machine> LinuxMm<M> {
             locked_leak: 0,
             anon: TryArc::into_backend(TryArc::new(AnonBackend)),
             guard: TryArc::into_backend(TryArc::new(GuardBackend)),
+            reserving_guard: TryArc::into_backend(TryArc::new(ReservingGuardBackend)),
         }
     }
 
@@ -670,6 +677,7 @@ impl<M: Machine> LinuxMm<M> {
             locked_leak: 0,
             anon: self.anon.clone(),
             guard: self.guard.clone(),
+            reserving_guard: self.reserving_guard.clone(),
         })
     }
 
@@ -2434,7 +2442,9 @@ impl<M: Machine> LinuxMm<M> {
                     }
                 };
                 if guard {
-                    let backend = if install {
+                    let backend = if install && Self::reserves(v) > 0 {
+                        self.reserving_guard.clone()
+                    } else if install {
                         self.guard.clone()
                     } else {
                         // The mapping's backend as a mapping starting at

@@ -60,7 +60,7 @@ use crate::Result;
 
 pub use anon::AnonBackend;
 pub use elf::ElfBackend;
-pub use guard::GuardBackend;
+pub use guard::{GuardBackend, ReservingGuardBackend};
 pub use phys::PhysBackend;
 pub use user::{PageIn, Pager, PagerIds, UserBackend};
 
