@@ -482,6 +482,26 @@ fn mremap() {
         Whole,
         |mm| mm.mremap(F, p(2), p(2), leave_fixed, B + p(1)),
     );
+    // Several mappings and the holes between them (Linux 6.17+): to a free
+    // place, over S (which lies under a hole: kept), down over A and B,
+    // and leaving them.
+    // (Refused only for memory.)
+    let moved = |r: Outcome| {
+        assert!(matches!(r, Ok(_) | Err(Errno::ENOMEM)), "{r:?}");
+        r
+    };
+    inject("mremap A, a hole and B to a free place", Whole, |mm| {
+        moved(mm.mremap(A, p(20), p(20), fixed, FREE))
+    });
+    inject("mremap A, a hole and B, S under the hole", Whole, |mm| {
+        moved(mm.mremap(A, p(20), p(20), fixed, A + p(24)))
+    });
+    inject("mremap S, a hole and F down over A and B", Whole, |mm| {
+        moved(mm.mremap(S, p(20), p(20), fixed, A))
+    });
+    inject("mremap dontunmap part of A, a hole and B", Whole, |mm| {
+        moved(mm.mremap(A + p(4), p(14), p(14), leave_fixed, FREE))
+    });
 }
 
 #[test]

@@ -1881,7 +1881,7 @@ fn mremap_dontunmap_moves_the_pages_and_leaves_the_range() {
 /// (Linux 6.17+): the mappings and the hole between them move (the same
 /// frames), each keeping its rights; with `MREMAP_DONTUNMAP` each old
 /// mapping stays, empty; what lies at the target under the old range's
-/// hole makes it `ENOSYS` with nothing changed (Linux would keep it).
+/// hole stays (Linux moves each mapping by itself).
 #[test]
 fn mremap_moves_several_mappings_at_once() {
     let (sim, mut mm, mut cpu) = setup();
@@ -1932,15 +1932,21 @@ fn mremap_moves_several_mappings_at_once() {
         assert_eq!(cpu.read_u64(va(q(i))).unwrap(), 0, "left page {i}");
     }
     assert!(cpu.write_u64(va(q(2)), 1).is_err(), "left read-only");
-    // A mapping at the target under the hole: ENOSYS, nothing changed.
-    anon(&mut mm, &cpu, BASE + 0x20_0000 + 4 * PAGE_SIZE, 1);
-    let maps = mm.maps();
+    // A mapping at the target across the landing places and under the
+    // hole: replaced where the mappings land, kept under the hole.
+    let t = |i: u64| BASE + 0x20_0000 + i * PAGE_SIZE;
+    anon(&mut mm, &cpu, t(3), 3);
+    cpu.write_u64(va(t(4)), 44).unwrap();
     assert_eq!(
-        cpu.run(|| mm.mremap(BASE, 7 * PAGE_SIZE, 7 * PAGE_SIZE, fixed, BASE + 0x20_0000)),
-        Err(Errno::ENOSYS)
+        cpu.run(|| mm.mremap(BASE, 7 * PAGE_SIZE, 7 * PAGE_SIZE, fixed, t(0))),
+        Ok(t(0))
     );
-    assert_eq!(mm.maps(), maps);
-    assert_eq!(cpu.read_u64(va(p(5))).unwrap(), 105);
+    assert_eq!(cpu.read_u64(va(t(4))).unwrap(), 44, "under the hole");
+    assert_eq!(cpu.read_u64(va(t(5))).unwrap(), 105);
+    assert_eq!(cpu.read_u64(va(t(3))).unwrap(), 103);
+    let at = |a: u64| mm.vma_at(a).map(|v| (v.start, v.end, v.prot));
+    assert_eq!(at(t(4)), Some((t(4), t(5), Prot::RW)));
+    assert_eq!(at(t(3)), Some((t(2), t(4), Prot::R)));
 }
 
 /// Guard pages in a mapping that reserves memory keep its reservation (as

@@ -462,6 +462,47 @@ fn fork_except_leaves_ranges_out_or_empty() {
     finish(sim, vec![c0], vec![p, c, other]);
 }
 
+/// After a fork, a move of several areas (and the hole between them,
+/// down to a lower address) keeps every copy-on-write page copy-on-write:
+/// a write in the parent copies the page, the child still reads its own.
+#[test]
+fn a_move_of_several_areas_keeps_copy_on_write_pages() {
+    const P: u64 = PAGE_SIZE;
+    let sim = sim(2, 4 << 20);
+    let p = sim.system().create().unwrap();
+    let mut c0 = sim.cpu(0);
+    c0.switch_to(&p).unwrap();
+    p.area_create(va(B), 3 * P, RW).unwrap();
+    p.area_create(va(B + 4 * P), 3 * P, RW).unwrap();
+    for i in [0, 1, 2, 4, 5, 6] {
+        c0.write_u64(va(B + i * P), 10 + i).unwrap();
+    }
+    let c = c0.run(|| sim.system().fork(&p)).unwrap();
+    c0.run(|| p.move_range(va(B + P), 6 * P, va(A), 6 * P))
+        .unwrap();
+    cow_invariants(&p);
+    for i in [0, 1, 3, 4, 5] {
+        assert!(!writable(&p, A + i * P), "page {i} still copy-on-write");
+        c0.write_u64(va(A + i * P), 100 + i).unwrap();
+    }
+    cow_invariants(&p);
+    c0.switch_to(&c).unwrap();
+    for i in [0, 1, 2, 4, 5, 6] {
+        assert_eq!(
+            c0.read_u64(va(B + i * P)).unwrap(),
+            10 + i,
+            "child page {i}"
+        );
+    }
+    c0.switch_to(&p).unwrap();
+    assert_eq!(c0.read_u64(va(B)).unwrap(), 10);
+    for i in [0, 1, 3, 4, 5] {
+        assert_eq!(c0.read_u64(va(A + i * P)).unwrap(), 100 + i);
+    }
+    c0.idle();
+    finish(sim, vec![c0], vec![p, c]);
+}
+
 /// `fork_replacing`: the child gets a new, empty area where the parent
 /// has a guard area and written pages (a wiped range, as Linux's child of
 /// a `MADV_WIPEONFORK` mapping with guard pages), reserving it anew; the

@@ -496,6 +496,22 @@ fn range_operations() {
     inject("move_range_over of several areas", populated, |w| {
         w.s(0).move_range_over(va(A1), span, va(FREE), span)
     });
+    // Onto areas under the hole (kept) and across where A2 lands (cut).
+    let targets = || {
+        let w = populated();
+        w.s(0)
+            .area_create(va(FREE + pages(8)), pages(4), RW)
+            .unwrap();
+        w.s(0)
+            .area_create(va(FREE + (A2 - A1) - pages(1)), pages(3), RW)
+            .unwrap();
+        w
+    };
+    inject(
+        "move_range_over of several areas onto areas",
+        targets,
+        |w| w.s(0).move_range_over(va(A1), span, va(FREE), span),
+    );
     inject("move_range_leaving of several areas", populated, |w| {
         w.s(0)
             .move_range_leaving(va(A1 + pages(1)), span - pages(1), va(FREE), false)

@@ -133,7 +133,9 @@ impl<M: Machine> AddressSpace<M> {
     /// [`move_range`](Self::move_range) onto a new range that may hold
     /// areas: what lies there is replaced in the same step, as
     /// [`unmap_range`](Self::unmap_range) would remove it (areas across its
-    /// ends split there, holes fine), one shootdown round for both the old
+    /// ends split there, holes fine), but for what lies under the holes
+    /// between several areas moved, which stays (as Linux moves each
+    /// mapping by itself); one shootdown round for both the old
     /// translations and the replaced ones (Linux `mremap` with
     /// `MREMAP_FIXED` onto mappings). Refusals, each before anything
     /// changed, as `move_range`'s, but an area of the new range that cannot
@@ -292,17 +294,33 @@ impl<M: Machine> AddressSpace<M> {
             (moved_flags, more, runs, cow_runs, left)
         };
         let whole = os == first_start && oe == last_end;
-        // What goes: the new range's contents and the tail (empty ranges
-        // when there is nothing to replace).
-        let cleared = if over {
-            [(ns, ne), (oe, te)]
-        } else {
-            [(ns, ns), (oe, oe)]
-        };
+        // What goes (over a new range): what lies where the moved areas
+        // land (the new range but under the old one's holes) and the tail.
+        let mut cleared: Vec<(u64, u64)> = Vec::new();
         if over {
-            self.check_split(&tree, ns)?;
-            self.check_split(&tree, ne)?;
-            self.check_split(&tree, te)?;
+            cleared
+                .try_reserve_exact(others + 2)
+                .map_err(|_| Error::NoMemory)?;
+            let first = core::iter::once((os, first_end.min(oe)));
+            let rest = Self::areas_in(&tree, first_end, oe).map(|(s, e, _)| (s, e.min(oe)));
+            for (lo, hi) in first.chain(rest) {
+                let (lo, hi) = (lo.wrapping_add(delta), hi.wrapping_add(delta));
+                match cleared.last_mut() {
+                    Some((_, end)) if *end == lo => *end = hi,
+                    _ => cleared.push((lo, hi)),
+                }
+            }
+            // A growth lands past the last area's old end.
+            if let Some((_, end)) = cleared.last_mut() {
+                *end = ne;
+            }
+            if te > oe {
+                cleared.push((oe, te));
+            }
+            for &(lo, hi) in &cleared {
+                self.check_split(&tree, lo)?;
+                self.check_split(&tree, hi)?;
+            }
         }
         // The heap first: room for two splits (five over a new range that
         // holds areas, with a tail) and the entries at their new place,
@@ -346,24 +364,28 @@ impl<M: Machine> AddressSpace<M> {
                 }
             }
         }
-        // No area holds page `u64::MAX`: a cut there is none.
-        let none = u64::MAX;
-        let [room_os, room_oe, room_ns, room_ne, room_te] = if over {
-            let te_cut = if te > oe { te } else { none };
-            self.prepare_splits(&mut tree, [os, oe, ns, ne, te_cut])?
-        } else if whole {
+        let [room_os, room_oe] = if whole && !over {
             // Whole areas move: no cut.
-            [None, None, None, None, None]
+            [None, None]
         } else {
-            let [a, b] = self.prepare_splits(&mut tree, [os, oe])?;
-            [a, b, None, None, None]
+            self.prepare_splits(&mut tree, [os, oe])?
         };
+        // The cuts at the ends of what goes, each with its room.
+        let mut cuts = Vec::new();
+        cuts.try_reserve_exact(2 * cleared.len())
+            .map_err(|_| Error::NoMemory)?;
+        for &(lo, hi) in &cleared {
+            for c in [lo, hi] {
+                let [room] = self.prepare_splits(&mut tree, [c])?;
+                cuts.push((c, room));
+            }
+        }
         let left_entries = if leave { 1 + others } else { 0 };
-        Self::reserve_entries(&mut tree, if over { 6 } else { 3 } + left_entries)?;
+        Self::reserve_entries(&mut tree, 3 + cuts.len() + left_entries)?;
         let mut replaced: Vec<(Unmapped, PageFlags, bool)> = Vec::new();
         if over {
             let mut pages = 0;
-            for (lo, hi) in cleared {
+            for &(lo, hi) in &cleared {
                 for (_, _, slot) in Self::areas_in(&tree, lo, hi) {
                     for r in slot.lock().used.iter() {
                         let (a, b) = (r.start.number().max(lo), r.end().number().min(hi));
@@ -381,7 +403,7 @@ impl<M: Machine> AddressSpace<M> {
         }
         // The translations of the new range and the tail go (kept aside,
         // their frames still in use) to make way.
-        for (lo, hi) in cleared.into_iter().filter(|_| over) {
+        for &(lo, hi) in &cleared {
             for (_, _, slot) in Self::areas_in(&tree, lo, hi) {
                 Self::take_aside(pt, m.memory(), slot, lo, hi, &mut replaced);
             }
@@ -435,11 +457,8 @@ impl<M: Machine> AddressSpace<M> {
                 .split_at(&mut tree, os, room_os)
                 .and_then(|()| self.split_at(&mut tree, oe, room_oe));
         }
-        if over {
-            split = split
-                .and_then(|()| self.split_at(&mut tree, ns, room_ns))
-                .and_then(|()| self.split_at(&mut tree, ne, room_ne))
-                .and_then(|()| self.split_at(&mut tree, te, room_te));
+        for (c, room) in cuts {
+            split = split.and_then(|()| self.split_at(&mut tree, c, room));
         }
         debug_assert!(split.is_ok(), "checked splittable");
         let mut batch = ShootdownBatch::new();
@@ -449,7 +468,7 @@ impl<M: Machine> AddressSpace<M> {
         for (u, _, release) in replaced {
             batch.defer_or_flush(u, release, &self.shared, self.id());
         }
-        for (lo, hi) in cleared.into_iter().filter(|_| over) {
+        for &(lo, hi) in &cleared {
             while let Some((start, _)) = Self::first_in(&tree, lo, hi) {
                 let Some((_, gone)) = tree.remove(start) else {
                     break;

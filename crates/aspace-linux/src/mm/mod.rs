@@ -81,10 +81,9 @@
 //! - **`mremap` over several mappings** (a same-size `MREMAP_FIXED` move,
 //!   Linux 6.17+, with or without `MREMAP_DONTUNMAP`) moves them and the
 //!   holes between them in one core step, as a mapping the core keeps as
-//!   several areas moves. `ENOSYS` (Linux never returns it; nothing
-//!   changed) where Linux does what one core step cannot: such a move onto
-//!   a target that has mappings where the old range has holes (Linux keeps
-//!   those, the core's move replaces the whole new range);
+//!   several areas moves (what lies at the target under the old range's
+//!   holes stays, as on Linux). `ENOSYS` (Linux never returns it; nothing
+//!   changed) where Linux does what one core step cannot:
 //!   `MREMAP_DONTUNMAP` of a range with guard pages (the core would leave
 //!   guard areas behind); growing a mapping whose top page is a guard
 //!   page.
@@ -2016,30 +2015,25 @@ impl<M: Machine> LinuxMm<M> {
             // The core would leave guard areas behind (Linux leaves none).
             return Err(Errno::ENOSYS);
         }
-        // Linux moves each mapping by itself, replacing only what lies
-        // where one lands: what lies under a hole stays. The core replaces
-        // the whole new range, so that case is `ENOSYS` (see the module
-        // docs).
-        let kept_under =
-            |mm: &Self, lo: u64, hi: u64| lo < hi && mm.taken(lo - old + to, hi - old + to);
-        let mut count = 0;
+        // The mappings' parts, where they land: Linux moves each mapping
+        // by itself, replacing only what lies where one lands (what lies
+        // under a hole stays), and so does the core's move over several
+        // areas.
+        let mut parts: Vec<(u64, u64)> = Vec::new();
         let mut at = old;
         while let Some(v) = self.next_rec(at, end) {
-            if kept_under(self, at, v.start) {
-                return Err(Errno::ENOSYS);
-            }
-            count += 1;
+            parts.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+            parts.push((v.start.max(old), v.end.min(end)));
             at = v.end;
         }
-        if kept_under(self, at, end) {
-            return Err(Errno::ENOSYS);
-        }
+        let count = parts.len();
         // A hole at the end moves nothing.
         let moved_len = at.min(end) - old;
-        // The records moved, and room for cuts at both ends of both ranges.
+        // The records moved, and room for cuts at both ends of every part
+        // of both ranges.
         let mut moved: Vec<Vma> = Vec::new();
         moved.try_reserve_exact(count).map_err(|_| Errno::ENOMEM)?;
-        self.room(count + 4)?;
+        self.room(3 * count + 4)?;
         let over = self.taken(to, to + moved_len);
         let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
         let r = if leave {
@@ -2051,7 +2045,9 @@ impl<M: Machine> LinuxMm<M> {
         };
         r.map_err(errno_of)?;
         if over {
-            self.remove_recs(to, to + moved_len);
+            for &(lo, hi) in &parts {
+                self.remove_recs(lo - old + to, hi - old + to);
+            }
         }
         if leave {
             self.leave_recs(old, end, to, &mut moved);
