@@ -15,6 +15,18 @@ fn va(a: u64) -> VirtAddr {
     VirtAddr::new(a)
 }
 
+/// Gives every CPU, process and frame back: no frame but the baseline's,
+/// nothing reserved, no stale access.
+fn finish(sim: Sim, mms: [LinuxMm<SimMachine>; 2], cpus: [Cpu; 2], baseline: u64) {
+    for mut c in cpus {
+        c.idle();
+    }
+    drop(mms);
+    assert_eq!(sim.frames_in_use(), baseline);
+    assert_eq!(sim.system().reserve().committed(), 0);
+    assert_eq!(sim.hardware().stats().stale_accesses, 0);
+}
+
 fn setup() -> (Sim, LinuxMm<SimMachine>, Cpu, Cpu) {
     let (sim, mm, cpu) = common::setup();
     let other = sim.cpu(1);
@@ -211,13 +223,7 @@ fn fork_leaves_out_dontfork_ranges_and_wipes_wipeonfork_ones() {
     c0.run(|| mm.madvise(page(5), 2 * PAGE_SIZE, Advice(MADV_KEEPONFORK)))
         .unwrap();
     assert_eq!(mm.maps().len(), 1, "no hint left: one mapping again");
-    c1.idle();
-    c0.idle();
-    drop(child);
-    drop(mm);
-    assert_eq!(sim.frames_in_use(), baseline);
-    assert_eq!(sim.system().reserve().committed(), 0);
-    assert_eq!(sim.hardware().stats().stale_accesses, 0);
+    finish(sim, [mm, child], [c0, c1], baseline);
 }
 
 /// A forked child's mappings are not locked (Linux's `dup_mmap`), and it
@@ -323,11 +329,5 @@ fn a_childs_wipeonfork_range_has_no_guard_page() {
     assert!(mm.is_guard(page(1)) && mm.is_guard(page(5)));
     assert!(c0.read_u64(va(page(5))).is_err());
     assert_eq!(c0.read_u64(va(page(6))).unwrap(), 106);
-    c1.idle();
-    c0.idle();
-    drop(child);
-    drop(mm);
-    assert_eq!(sim.frames_in_use(), baseline);
-    assert_eq!(sim.system().reserve().committed(), 0);
-    assert_eq!(sim.hardware().stats().stale_accesses, 0);
+    finish(sim, [mm, child], [c0, c1], baseline);
 }

@@ -28,6 +28,21 @@ fn anon(mm: &mut LinuxMm<SimMachine>, cpu: &Cpu, addr: u64, pages: u64) -> u64 {
     anon_result(mm, cpu, addr, pages).unwrap()
 }
 
+/// A fixed shared anonymous read-write mapping of `pages` at `addr`.
+fn shared_anon(mm: &mut LinuxMm<SimMachine>, cpu: &Cpu, addr: u64, pages: u64) {
+    cpu.run(|| {
+        mm.mmap(
+            addr,
+            pages * PAGE_SIZE,
+            Prot::RW,
+            flags(MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),
+            None,
+            0,
+        )
+    })
+    .unwrap();
+}
+
 /// A fixed private anonymous read-write mapping of `pages` at `addr`.
 fn anon_result(
     mm: &mut LinuxMm<SimMachine>,
@@ -1719,17 +1734,7 @@ fn mremap_of_nothing_maps_a_shared_object_again() {
     let (_sim, mut mm, mut cpu) = setup();
     let va = VirtAddr::new;
     let shared = BASE;
-    cpu.run(|| {
-        mm.mmap(
-            shared,
-            4 * PAGE_SIZE,
-            Prot::RW,
-            flags(MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),
-            None,
-            0,
-        )
-    })
-    .unwrap();
+    shared_anon(&mut mm, &cpu, shared, 4);
     anon(&mut mm, &cpu, BASE + 0x10_0000, 2);
     cpu.write_u64(va(shared + PAGE_SIZE), 11).unwrap();
     let maps = mm.maps();
@@ -1976,17 +1981,7 @@ fn guard_pages_keep_their_mappings_reservation() {
     assert_eq!(reserve.committed(), committed);
     reserve.set_limit(limit);
     let shared = BASE + 0x10_0000;
-    cpu.run(|| {
-        mm.mmap(
-            shared,
-            4 * PAGE_SIZE,
-            Prot::RW,
-            flags(MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),
-            None,
-            0,
-        )
-    })
-    .unwrap();
+    shared_anon(&mut mm, &cpu, shared, 4);
     let committed = reserve.committed();
     assert_eq!(advise(&mut mm, shared, 2, MADV_GUARD_INSTALL), Ok(()));
     assert_eq!(reserve.committed(), committed);

@@ -361,19 +361,26 @@ fn copy_on_write_pages_through_range_operations() {
     finish(sim, vec![c0, c1], vec![p, c]);
 }
 
-#[test]
-fn fork_except_leaves_ranges_out_or_empty() {
-    use aspace::{ForkRange, Inherit};
-    const P: u64 = PAGE_SIZE;
+/// A 2-CPU machine with a space on CPU 0 and an 8-page area at `A` whose
+/// page `i` holds `100 + i`.
+fn eight_written_pages() -> (Sim, SpaceHandle, Cpu) {
     let sim = sim(2, 4 << 20);
     let p = sim.system().create().unwrap();
     let mut c0 = sim.cpu(0);
     c0.switch_to(&p).unwrap();
-    p.area_create(va(A), 8 * P, RW).unwrap();
-    p.area_create(va(B), 2 * P, RW).unwrap();
+    p.area_create(va(A), 8 * PAGE_SIZE, RW).unwrap();
     for i in 0..8 {
-        c0.write_u64(va(A + i * P), 100 + i).unwrap();
+        c0.write_u64(va(A + i * PAGE_SIZE), 100 + i).unwrap();
     }
+    (sim, p, c0)
+}
+
+#[test]
+fn fork_except_leaves_ranges_out_or_empty() {
+    use aspace::{ForkRange, Inherit};
+    const P: u64 = PAGE_SIZE;
+    let (sim, p, mut c0) = eight_written_pages();
+    p.area_create(va(B), 2 * P, RW).unwrap();
     // B shared with a second space: the child joins the share anyway.
     let other = sim.system().create().unwrap();
     c0.write_u64(va(B), 7).unwrap();
@@ -514,14 +521,7 @@ fn fork_replacing_gives_the_child_new_areas() {
     use aspace::replace::Replacement;
     use aspace::{ForkRange, Inherit};
     const P: u64 = PAGE_SIZE;
-    let sim = sim(2, 4 << 20);
-    let p = sim.system().create().unwrap();
-    let mut c0 = sim.cpu(0);
-    c0.switch_to(&p).unwrap();
-    p.area_create(va(A), 8 * P, RW).unwrap();
-    for i in 0..8 {
-        c0.write_u64(va(A + i * P), 100 + i).unwrap();
-    }
+    let (sim, p, mut c0) = eight_written_pages();
     let anon = || TryArc::into_backend(TryArc::new(AnonBackend));
     let guard = || TryArc::into_backend(TryArc::new(GuardBackend));
     let part = |a: u64, pages: u64, backend| Replacement {

@@ -591,6 +591,23 @@ fn eight_written_pages() -> (Sim, SpaceHandle, Cpu, Cpu) {
     (sim, s, c, c1)
 }
 
+/// A 2-CPU machine, CPU 1 running the space too, with three written areas:
+/// `[A, A+4P)` read-write, `[A+4P, A+6P)` read-only, a hole of 2 pages,
+/// `[A+8P, A+10P)` read-write (page `i` of the first two holds `1000 + i`,
+/// of the last `2000 + i`).
+fn three_areas_and_a_hole() -> (Sim, SpaceHandle, Cpu, Cpu) {
+    let (sim, s, mut c) = setup(2);
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s).unwrap();
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create(va(A + 4 * P), 2 * P, RW).unwrap();
+    s.area_create(va(A + 8 * P), 2 * P, RW).unwrap();
+    fill(&mut c, A, 6, 1);
+    fill(&mut c, A + 8 * P, 2, 2);
+    c.run(|| s.protect_range(va(A + 4 * P), 2 * P, R)).unwrap();
+    (sim, s, c, c1)
+}
+
 /// `move_range` over several areas (Linux's `mremap` of a mapping the core
 /// keeps as several areas, or of several mappings): every area and the
 /// holes between them move by the same distance (the same frames, no
@@ -600,16 +617,7 @@ fn eight_written_pages() -> (Sim, SpaceHandle, Cpu, Cpu) {
 /// the first, refused with nothing changed.
 #[test]
 fn move_range_moves_several_areas_and_the_holes_between() {
-    let (sim, s, mut c) = setup(2);
-    let mut c1 = sim.cpu(1);
-    c1.switch_to(&s).unwrap();
-    // [A, A+4P) rw, [A+4P, A+6P) r, a hole of 2 pages, [A+8P, A+10P) rw.
-    s.area_create(va(A), 4 * P, RW).unwrap();
-    s.area_create(va(A + 4 * P), 2 * P, RW).unwrap();
-    s.area_create(va(A + 8 * P), 2 * P, RW).unwrap();
-    fill(&mut c, A, 6, 1);
-    fill(&mut c, A + 8 * P, 2, 2);
-    c.run(|| s.protect_range(va(A + 4 * P), 2 * P, R)).unwrap();
+    let (sim, s, mut c, mut c1) = three_areas_and_a_hole();
     c1.read_u64(va(A + 5 * P)).unwrap();
     c1.read_u64(va(A + 9 * P)).unwrap();
     let frame = s.translate(Page::from_number(A / P + 9)).unwrap().0;
@@ -707,13 +715,7 @@ fn move_range_moves_several_areas_and_the_holes_between() {
 /// changed.
 #[test]
 fn move_range_leaving_over_several_areas_leaves_each_part_empty() {
-    let (sim, s, mut c) = setup(2);
-    s.area_create(va(A), 4 * P, RW).unwrap();
-    s.area_create(va(A + 4 * P), 2 * P, RW).unwrap();
-    s.area_create(va(A + 8 * P), 2 * P, RW).unwrap();
-    fill(&mut c, A, 6, 1);
-    fill(&mut c, A + 8 * P, 2, 2);
-    c.run(|| s.protect_range(va(A + 4 * P), 2 * P, R)).unwrap();
+    let (sim, s, mut c, _c1) = three_areas_and_a_hole();
     let committed = sim.system().reserve().committed();
     c.run(|| s.move_range_leaving(va(A + P), 9 * P, va(B), false))
         .unwrap();
