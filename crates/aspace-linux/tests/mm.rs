@@ -1609,12 +1609,30 @@ fn guard_pages_fault_until_removed() {
         Ok(BASE)
     );
     assert_eq!(mm.maps(), maps);
-    // A guard page at the top does not grow here (nothing changed).
+    // A guard page at the top: no move that grows here (nothing changed),
+    // but in place the mapping grows past it (a new area above it).
     let grow = RemapFlags(MREMAP_MAYMOVE);
     assert_eq!(advise(&mut mm, &cpu, p(7), 1, MADV_GUARD_INSTALL), Ok(()));
+    anon(&mut mm, &cpu, p(8), 1);
+    let blocked = mm.maps();
     assert_eq!(
         cpu.run(|| mm.mremap(BASE, whole, 2 * whole, grow, 0)),
         Err(Errno::ENOSYS)
+    );
+    assert_eq!(mm.maps(), blocked);
+    cpu.run(|| mm.munmap(p(8), PAGE_SIZE)).unwrap();
+    let in_place = RemapFlags(0);
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE, whole, 2 * whole, in_place, 0)),
+        Ok(BASE)
+    );
+    assert!(mm.is_guard(p(7)) && !mm.is_guard(p(8)));
+    assert!(mm.vma_at(p(15)).is_some_and(|v| v.start == BASE));
+    cpu.write_u64(va(p(9)), 9).unwrap();
+    assert_eq!(cpu.read_u64(va(p(9))).unwrap(), 9);
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE, 2 * whole, whole, in_place, 0)),
+        Ok(BASE)
     );
     assert_eq!(mm.maps(), maps);
     assert!(mm.is_guard(p(7)));

@@ -65,8 +65,9 @@
 //!   [`ReservingGuardBackend`] in a mapping that reserves memory (which
 //!   keeps it, as Linux keeps charging them: `MADV_GUARD_REMOVE` needs
 //!   none); `mremap` moves them with their
-//!   mapping (the core moves its areas together) but does not grow a
-//!   mapping whose top page is one (`ENOSYS`); a fork's child has them as
+//!   mapping (the core moves its areas together) but does not move and
+//!   grow a mapping whose top page is one (`ENOSYS`; in place it grows, a
+//!   new area above the guard page); a fork's child has them as
 //!   on Linux (none in `MADV_WIPEONFORK` ranges: those are empty mappings).
 //! - **Private file mappings** (no difference left, only how it is done)
 //!   are copy-on-write in the core itself: their areas have the mapping's
@@ -85,8 +86,8 @@
 //!   holes stays, as on Linux). `ENOSYS` (Linux never returns it; nothing
 //!   changed) where Linux does what one core step cannot:
 //!   `MREMAP_DONTUNMAP` of a range with guard pages (the core would leave
-//!   guard areas behind); growing a mapping whose top page is a guard
-//!   page.
+//!   guard areas behind); moving and growing a mapping whose top page is
+//!   a guard page.
 
 pub mod object;
 mod records;
@@ -1748,12 +1749,14 @@ impl<M: Machine> LinuxMm<M> {
         if self.vmas.len() > self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
-        // A guard page at the top does not grow here (see the module docs).
-        if self.is_guard(old_end - PAGE_SIZE) {
-            return Err(Errno::ENOSYS);
-        }
+        let guard_top = self.is_guard(old_end - PAGE_SIZE);
         let new_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
-        if old_end == vend && new_end <= ts && !self.taken(old_end, new_end) {
+        if old_end == vend && new_end <= ts && !self.taken(old_end, new_end) && guard_top {
+            // A guard page at the top does not grow: a new area does.
+            if self.grow_above(old, old_end, new_end).is_ok() {
+                return Ok(old);
+            }
+        } else if old_end == vend && new_end <= ts && !self.taken(old_end, new_end) {
             let core_base = self
                 .space
                 .area(VirtAddr::new(old_end - PAGE_SIZE))
@@ -1774,8 +1777,31 @@ impl<M: Machine> LinuxMm<M> {
         if !flags.may_move() {
             return Err(Errno::ENOMEM);
         }
+        // A guard page at the top of what moves and grows (see the module
+        // docs).
+        if guard_top {
+            return Err(Errno::ENOSYS);
+        }
         let to = self.top_down(new_len).ok_or(Errno::ENOMEM)?;
         self.move_to(old, old_len, to, new_len, true)
+    }
+
+    /// Grows the mapping holding `old` from `old_end` (its end, a guard
+    /// page below it) to `new_end` (free) in place: a new core area over
+    /// the mapping's backend from that page of it, in one core step, and
+    /// the record follows.
+    fn grow_above(&mut self, old: u64, old_end: u64, new_end: u64) -> Result<(), Errno> {
+        let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
+        let start = v.start;
+        let mut part = v.clone();
+        part.first = v.first + (old_end - v.start) / PAGE_SIZE;
+        part.start = old_end;
+        part.end = new_end;
+        let backend = self.backend(&part).map_err(errno_of)?;
+        self.create_area(&part, backend, true)?;
+        self.vmas.set_end(start, new_end);
+        self.merge_at(new_end);
+        Ok(())
     }
 
     /// `mremap` with an old length of 0 (after the common checks, `old`
