@@ -502,6 +502,21 @@ fn mremap() {
     inject("mremap dontunmap part of A, a hole and B", Whole, |mm| {
         moved(mm.mremap(A + p(4), p(14), p(14), leave_fixed, FREE))
     });
+    // B with a guard page at its top grows in place (a new area above).
+    let guarded_top = || {
+        let mut w = world();
+        w.cpu.run(|| {
+            w.mm.madvise(B + p(3), p(1), Advice(MADV_GUARD_INSTALL))
+                .unwrap()
+        });
+        w
+    };
+    inject_in(
+        "mremap grow B past its top guard page",
+        Whole,
+        guarded_top,
+        |mm| moved(mm.mremap(B + p(2), p(2), p(6), none, 0)),
+    );
 }
 
 #[test]
