@@ -1766,3 +1766,83 @@ fn a_split_part_shares_with_its_offset() {
 }
 
 other_archs!(protect_range_widening_flushes_nothing);
+
+/// A `move_range_over` of several areas refused for want of a page table
+/// (frames) changes nothing, also under the old range's hole: the areas'
+/// runs move one by one (a page-table rollback over the whole range would
+/// move the kept area's entries into the hole; found by review).
+#[test]
+fn a_refused_move_of_several_areas_keeps_what_lies_under_the_hole() {
+    let (sim, s, mut c) = setup(1);
+    // Leaf tables cover 512 pages; T is aligned to one.
+    const T: u64 = 0x120_0000;
+    // Source: X [A, A+2P), hole [A+2P, A+3P), Y [A+3P, A+6P), all written.
+    s.area_create(va(A), 2 * P, RW).unwrap();
+    s.area_create(va(A + 3 * P), 3 * P, RW).unwrap();
+    fill(&mut c, A, 2, 1);
+    fill(&mut c, A + 3 * P, 3, 2);
+    // Target: C over T+509..T+512 written; the hole of the old range lands
+    // on its last page (T+511), Y lands in the next leaf (none yet).
+    s.area_create(va(T + 509 * P), 3 * P, RW).unwrap();
+    fill(&mut c, T + 509 * P, 3, 3);
+    let before_c = s.translate(Page::from_number(T / P + 511));
+    assert!(before_c.is_some());
+    sim.hardware().frames().fail_after(Some(0));
+    let r = c.run(|| s.move_range_over(va(A), 6 * P, va(T + 509 * P), 6 * P));
+    sim.hardware().frames().fail_after(None);
+    assert_eq!(r, Err(Error::NoMemory));
+    assert_eq!(
+        s.translate(Page::from_number(A / P + 2)),
+        None,
+        "a translation appeared in the old range's hole"
+    );
+    assert_eq!(
+        s.translate(Page::from_number(T / P + 511)),
+        before_c,
+        "the page under the hole lost its translation"
+    );
+    assert_eq!(c.read_u64(va(T + 511 * P)).unwrap(), 3002);
+    assert!(c.read_u64(va(A + 2 * P)).is_err(), "no area there");
+}
+
+/// Over a new range, an area kept under the old range's hole may have a
+/// guard page where an area before the hole lands: refused
+/// (`AddressNotAvailable`, nothing changed; found by review).
+#[test]
+fn a_move_of_several_areas_onto_a_guard_page_under_a_hole_is_refused() {
+    let (_sim, s, mut c) = setup(1);
+    const T: u64 = 0x120_0000;
+    // Source: X [A, A+2P), hole [A+2P, A+4P), Y [A+4P, A+5P).
+    s.area_create(va(A), 2 * P, RW).unwrap();
+    s.area_create(va(A + 4 * P), P, RW).unwrap();
+    fill(&mut c, A, 2, 1);
+    // Target: C [T+2P, T+4P) with a guard page at T+P, where X's second
+    // page lands.
+    s.area_create(va(T + 2 * P), 2 * P, AreaFlags::GUARD | RW)
+        .unwrap();
+    let shown = areas(&s);
+    let r = c.run(|| s.move_range_over(va(A), 5 * P, va(T), 5 * P));
+    assert_eq!(r, Err(Error::AddressNotAvailable));
+    assert_eq!(areas(&s), shown);
+    assert_eq!(c.read_u64(va(A + P)).unwrap(), 1001);
+}
+
+/// A same-size move over a new range of several areas whose old range
+/// ends in a hole keeps what lies under that trailing hole (only a growth
+/// lands past the last area; found by review).
+#[test]
+fn a_move_of_several_areas_keeps_what_lies_under_a_trailing_hole() {
+    let (_sim, s, mut c) = setup(1);
+    const T: u64 = 0x120_0000;
+    s.area_create(va(A), P, RW).unwrap();
+    s.area_create(va(A + 2 * P), P, RW).unwrap();
+    s.area_create(va(T + 3 * P), 2 * P, RW).unwrap();
+    fill(&mut c, T + 3 * P, 2, 3);
+    c.run(|| s.move_range_over(va(A), 5 * P, va(T), 5 * P))
+        .unwrap();
+    assert_eq!(
+        c.read_u64(va(T + 4 * P)).unwrap(),
+        3001,
+        "under the trailing hole"
+    );
+}

@@ -294,25 +294,45 @@ impl<M: Machine> AddressSpace<M> {
             (moved_flags, more, runs, cow_runs, left)
         };
         let whole = os == first_start && oe == last_end;
+        // Several areas: the runs of pages they hold in the old range
+        // (neighbours joined), which move run by run, holes left alone.
+        let mut segs: Vec<(u64, u64)> = Vec::new();
+        if multi {
+            segs.try_reserve_exact(others + 1)
+                .map_err(|_| Error::NoMemory)?;
+            let first = core::iter::once((os, first_end.min(oe)));
+            let rest = Self::areas_in(&tree, first_end, oe).map(|(s, e, _)| (s, e.min(oe)));
+            for (lo, hi) in first.chain(rest) {
+                match segs.last_mut() {
+                    Some((_, end)) if *end == lo => *end = hi,
+                    _ => segs.push((lo, hi)),
+                }
+            }
+        }
         // What goes (over a new range): what lies where the moved areas
         // land (the new range but under the old one's holes) and the tail.
         let mut cleared: Vec<(u64, u64)> = Vec::new();
         if over {
             cleared
-                .try_reserve_exact(others + 2)
+                .try_reserve_exact(segs.len() + 2)
                 .map_err(|_| Error::NoMemory)?;
-            let first = core::iter::once((os, first_end.min(oe)));
-            let rest = Self::areas_in(&tree, first_end, oe).map(|(s, e, _)| (s, e.min(oe)));
-            for (lo, hi) in first.chain(rest) {
-                let (lo, hi) = (lo.wrapping_add(delta), hi.wrapping_add(delta));
-                match cleared.last_mut() {
-                    Some((_, end)) if *end == lo => *end = hi,
-                    _ => cleared.push((lo, hi)),
+            if multi {
+                let landing =
+                    |&(lo, hi): &(u64, u64)| (lo.wrapping_add(delta), hi.wrapping_add(delta));
+                cleared.extend(segs.iter().map(landing));
+                // A growth lands past the last area's old end.
+                if let Some((_, end)) = cleared.last_mut().filter(|_| new_pages > old_pages) {
+                    *end = ne;
                 }
+            } else {
+                cleared.push((ns, ne));
             }
-            // A growth lands past the last area's old end.
-            if let Some((_, end)) = cleared.last_mut() {
-                *end = ne;
+            // No area kept under a hole may have its guard pages where an
+            // area lands (the last range's end is checked above).
+            for &(_, hi) in &cleared {
+                if tree.guarded_by(hi - 1).is_some() {
+                    return Err(Error::AddressNotAvailable);
+                }
             }
             if te > oe {
                 cleared.push((oe, te));
@@ -411,13 +431,32 @@ impl<M: Machine> AddressSpace<M> {
         // The resident pages move (the only step that allocates frames:
         // page tables for the new place).
         {
-            let moved = pt.move_run(
-                m.memory(),
-                m.frames(),
-                Page::from_number(os),
-                Page::from_number(ns),
-                keep,
-            );
+            let run = |from: u64, to: u64, count: u64| {
+                let (from, to) = (Page::from_number(from), Page::from_number(to));
+                pt.move_run(m.memory(), m.frames(), from, to, count)
+            };
+            let moved = if multi {
+                // Run by run: a refused one moves back itself, and those
+                // before it are moved back (the old place's tables are
+                // there), so what lies under the holes is never touched.
+                let mut total = Ok(0);
+                for (i, &(lo, hi)) in segs.iter().enumerate() {
+                    match run(lo, lo.wrapping_add(delta), hi - lo) {
+                        Ok(n) => total = total.map(|t| t + n),
+                        Err(e) => {
+                            for &(lo, hi) in segs[..i].iter().rev() {
+                                let back = run(lo.wrapping_add(delta), lo, hi - lo);
+                                debug_assert!(back.is_ok(), "the old tables are there");
+                            }
+                            total = Err(e);
+                            break;
+                        }
+                    }
+                }
+                total
+            } else {
+                run(os, ns, keep)
+            };
             match moved {
                 #[cfg(debug_assertions)]
                 Ok(n) => {
