@@ -23,7 +23,6 @@ use crate::internals::try_arc::TryArc;
 use crate::internals::used_space::UsedSpace;
 use crate::machine::{FrameAllocator, Machine};
 use crate::paging::PageTable;
-use crate::placement::DEFAULT_GROW_LIMIT;
 use crate::replace::Replacement;
 use crate::reserve;
 use crate::space::{AddressSpace, SpaceRef};
@@ -190,21 +189,7 @@ impl<M: Machine> AddressSpace<M> {
                 return Err(Error::AddressNotAvailable);
             }
             let (s, e) = (range.start.number(), range.end().number());
-            let own = if p.attrs.contains(AreaAttrs::PARTIAL) {
-                0
-            } else {
-                reserve::up_front(&*p.backend, p.flags, p.backend.first_index(), e - s)
-            };
-            let limit = (DEFAULT_GROW_LIMIT / crate::PAGE_SIZE).max(e - s);
-            let entry = AreaEntry::new(
-                range.start,
-                e - s,
-                p.flags,
-                p.attrs,
-                p.backend.clone(),
-                own,
-                limit,
-            )?;
+            let (entry, own) = p.entry(p.flags, e - s)?;
             if !child.shared.reserve.try_reserve(own) {
                 return Err(Error::NoMemory);
             }

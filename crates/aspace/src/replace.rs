@@ -41,6 +41,30 @@ pub struct Replacement<M: Machine> {
     pub backend: BackendRef<M::Memory, M::Frames>,
 }
 
+impl<M: Machine> Replacement<M> {
+    /// Its area of `pages` pages with `flags` (checked), not in a tree yet,
+    /// and what it reserves, as a new area does (not taken yet: the
+    /// caller takes it, and gives it back if the area does not go in).
+    pub(crate) fn entry(&self, flags: AreaFlags, pages: u64) -> Result<(AreaEntry<M>, u64)> {
+        let own = if self.attrs.contains(AreaAttrs::PARTIAL) {
+            0
+        } else {
+            reserve::up_front(&*self.backend, flags, self.backend.first_index(), pages)
+        };
+        let limit = (DEFAULT_GROW_LIMIT / PAGE_SIZE).max(pages);
+        let entry = AreaEntry::new(
+            self.base.page(),
+            pages,
+            flags,
+            self.attrs,
+            self.backend.clone(),
+            own,
+            limit,
+        )?;
+        Ok((entry, own))
+    }
+}
+
 impl<M: Machine> AddressSpace<M> {
     /// What the parts of `area` (locked as `st`, not shared, spanning from
     /// page `start`) that lie inside `ranges` hold once the area is split
@@ -174,23 +198,9 @@ impl<M: Machine> AddressSpace<M> {
             .try_reserve(parts.len())
             .map_err(|_| Error::NoMemory)?;
         for (p, (&(s, e), &f)) in parts.iter().zip(ranges.iter().zip(&flags)) {
-            let count = e - s;
-            let own = if p.attrs.contains(AreaAttrs::PARTIAL) {
-                0
-            } else {
-                reserve::up_front(&*p.backend, f, p.backend.first_index(), count)
-            };
+            let (entry, own) = p.entry(f, e - s)?;
             reserve += own;
-            let limit = (DEFAULT_GROW_LIMIT / PAGE_SIZE).max(count);
-            slots.push(AreaEntry::new(
-                p.base.page(),
-                count,
-                f,
-                p.attrs,
-                p.backend.clone(),
-                own,
-                limit,
-            )?);
+            slots.push(entry);
         }
         let mut rooms = Vec::new();
         rooms.try_reserve(cuts.len()).map_err(|_| Error::NoMemory)?;

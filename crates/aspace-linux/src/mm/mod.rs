@@ -350,13 +350,6 @@ fn errno_of(e: Error) -> Errno {
     }
 }
 
-/// A record's range, copied out of the tree.
-#[derive(Clone, Copy)]
-struct Span {
-    start: u64,
-    end: u64,
-}
-
 /// What `mprotect`, `madvise` and `mlock`/`munlock` do with a range that
 /// has a hole (a page no mapping covers) after its start, and `madvise`
 /// with a mapping that refuses the advice part way.
@@ -1856,45 +1849,16 @@ impl<M: Machine> LinuxMm<M> {
         Ok(to)
     }
 
-    /// Runs `step`, a core move of `[old, old + size)` (one mapping's
-    /// part): if the core refuses it because it keeps that range as areas
-    /// it has not merged yet, they are merged and the move tried again, or
-    /// it is `ENOSYS` with nothing changed (see the module docs).
-    fn core_move(
-        &self,
-        old: u64,
-        size: u64,
-        step: impl Fn(&AddressSpace<M>) -> aspace::Result<()>,
-    ) -> Result<(), Errno> {
-        let from = VirtAddr::new(old);
-        let one_area = |space: &AddressSpace<M>| {
-            space
-                .area(from)
-                .is_some_and(|a| a.end().as_u64() >= old + size)
-        };
-        match step(&self.space) {
-            Err(aspace::Error::NotFound) if !one_area(&self.space) => {
-                let _ = self.space.area_merge(from);
-                if !one_area(&self.space) {
-                    return Err(Errno::ENOSYS);
-                }
-                step(&self.space)
-            }
-            r => r,
-        }
-        .map_err(errno_of)
-    }
-
     /// `mremap` with `MREMAP_DONTUNMAP` (after the common checks: a move of
     /// the same size, `old` inside a mapping): the pages of `[old, old +
     /// len)` move (to `new_addr` with `MREMAP_FIXED`, replacing what is
     /// there, else placed top-down) and the old range stays mapped, empty
     /// (private pages read as zeros, a file's as the file has them), in one
     /// core step ([`move_range_leaving`](AddressSpace::move_range_leaving)).
-    /// The range past its mapping's end `EFAULT` (`ENOSYS` with
-    /// `MREMAP_FIXED`: Linux 6.17+ moves such a range); past
-    /// `vm.max_map_count` or no room `ENOMEM`; a mapping the core keeps as
-    /// several areas there `ENOSYS`. As Linux: the new mapping keeps the
+    /// The range past its mapping's end `EFAULT`, but with `MREMAP_FIXED`
+    /// moved with the mappings after it (Linux 6.17+, [`move_many`](Self::move_many));
+    /// past `vm.max_map_count` or no room `ENOMEM`; a range holding guard
+    /// pages `ENOSYS`. As Linux, for each mapping: the new mapping keeps the
     /// old one's flags and `anon_vma` and is charged as new memory; the old
     /// mapping keeps its charge, loses `VM_LOCKED` (its pages staying
     /// counted against `RLIMIT_MEMLOCK`: Linux does not take them off), and
@@ -1904,62 +1868,19 @@ impl<M: Machine> LinuxMm<M> {
         let Some(v) = self.vma_at(old) else {
             return Err(Errno::EFAULT);
         };
-        if old + len > v.end {
-            // Linux 6.17+ moves a fixed range spanning mappings.
-            return if flags.fixed() {
-                if self.vmas.len() >= self.layout.max_map_count {
-                    return Err(Errno::ENOMEM);
-                }
-                self.move_many(old, len, new_addr, true)
-            } else {
-                Err(Errno::EFAULT)
-            };
+        // Linux 6.17+ moves a fixed range spanning mappings.
+        if old + len > v.end && !flags.fixed() {
+            return Err(Errno::EFAULT);
         }
         if self.vmas.len() >= self.layout.max_map_count {
             return Err(Errno::ENOMEM);
         }
-        let mut copy = v.clone();
-        let start = v.start;
         let to = if flags.fixed() {
             new_addr
         } else {
             self.top_down(len).ok_or(Errno::ENOMEM)?
         };
-        self.room(3)?;
-        if self.any_guard(old, old + len) {
-            return Err(Errno::ENOSYS);
-        }
-        let over = flags.fixed() && self.taken(to, to + len);
-        let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
-        self.core_move(old, len, |space| {
-            space.move_range_leaving(from, len, at, over)
-        })?;
-        if over {
-            self.remove_recs(to, to + len);
-        }
-        // The old mapping (looked up again: a target replaced may have cut
-        // it) loses its locks, and its anon_vma when the range was all of
-        // it; its pages stay counted as locked if they were.
-        let start = self.vmas.at_or_below(old).map_or(start, |v| v.start);
-        if let Some(mut v) = self.vmas.get_mut(start) {
-            if v.flags.contains(VmFlags::LOCKED) {
-                self.locked_leak += (v.end - v.start) / PAGE_SIZE;
-            }
-            v.flags = v.flags - VmFlags::LOCK_MASK;
-            if v.start == old && v.end == old + len {
-                v.anon = None;
-            }
-        }
-        copy.first += (old - copy.start) / PAGE_SIZE;
-        if matches!(copy.kind, Kind::Anon | Kind::Heap) && copy.anon.is_none() {
-            copy.first = to / PAGE_SIZE;
-        }
-        copy.start = to;
-        copy.end = to + len;
-        // The old mapping's flags change in place (no merge, as on Linux);
-        // the new one merges with its neighbours.
-        self.insert_rec(copy);
-        Ok(to)
+        self.move_many(old, len, to, true)
     }
 
     /// Moves `[old, old + old_len)` (inside one mapping) to `to` with
@@ -1993,7 +1914,7 @@ impl<M: Machine> LinuxMm<M> {
                 space.move_range(from, moved, at, new_len)
             }
         };
-        self.core_move(old, moved, step)?;
+        step(&self.space).map_err(errno_of)?;
         if over {
             self.remove_recs(lo, hi);
         }
@@ -2007,25 +1928,10 @@ impl<M: Machine> LinuxMm<M> {
             true => self.vmas.at_or_below(old).map_or(start, |v| v.start),
             false => start,
         };
-        let mut rec = self.vmas.remove(start).expect("the moved mapping");
-        if rec.end > old + moved {
-            let upper = rec.split_off(old + moved);
-            self.vmas.insert(upper);
-        }
-        if rec.start < old {
-            let part = rec.split_off(old);
-            let lower = core::mem::replace(&mut rec, part);
-            self.vmas.insert(lower);
-        }
-        rec.start = to;
-        rec.end = to + new_len;
-        if matches!(rec.kind, Kind::Anon | Kind::Heap) && rec.anon.is_none() {
-            // Linux's copy_vma: an anonymous mapping never written takes
-            // the page offset of its new place (so it merges there); one
-            // with an anon_vma keeps its old one (and does not).
-            rec.first = to / PAGE_SIZE;
-        }
-        self.insert_rec(rec);
+        let rec = self
+            .cut_out(start, old, old + moved)
+            .expect("the moved mapping");
+        self.insert_rec(Self::placed(rec, to, to + new_len));
         Ok(to)
     }
 
@@ -2047,10 +1953,10 @@ impl<M: Machine> LinuxMm<M> {
         // areas.
         let mut parts: Vec<(u64, u64)> = Vec::new();
         let mut at = old;
-        while let Some(v) = self.next_rec(at, end) {
+        while let Some((start, stop)) = self.next_span(at, end) {
             parts.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
-            parts.push((v.start.max(old), v.end.min(end)));
-            at = v.end;
+            parts.push((start.max(old), stop.min(end)));
+            at = stop;
         }
         let count = parts.len();
         // A hole at the end moves nothing.
@@ -2083,28 +1989,13 @@ impl<M: Machine> LinuxMm<M> {
             return Ok(to);
         }
         let mut at = old;
-        while let Some(v) = self.next_rec(at, end) {
-            let Some(mut rec) = self.vmas.remove(v.start) else {
+        while let Some((start, _)) = self.next_span(at, end) {
+            let Some(rec) = self.cut_out(start, old, end) else {
                 break;
             };
-            if rec.start < old {
-                let part = rec.split_off(old);
-                let lower = core::mem::replace(&mut rec, part);
-                self.vmas.insert(lower);
-            }
-            if rec.end > end {
-                let upper = rec.split_off(end);
-                self.vmas.insert(upper);
-            }
             at = rec.end;
-            rec.start = rec.start - old + to;
-            rec.end = rec.end - old + to;
-            if matches!(rec.kind, Kind::Anon | Kind::Heap) && rec.anon.is_none() {
-                // As move_to: an anonymous mapping never written takes the
-                // page offset of its new place.
-                rec.first = rec.start / PAGE_SIZE;
-            }
-            moved.push(rec);
+            let (lo, hi) = (rec.start - old + to, rec.end - old + to);
+            moved.push(Self::placed(rec, lo, hi));
         }
         for rec in moved {
             self.insert_rec(rec);
@@ -2121,32 +2012,56 @@ impl<M: Machine> LinuxMm<M> {
     /// was all of it.
     fn leave_recs(&mut self, old: u64, end: u64, to: u64, moved: &mut Vec<Vma>) {
         let mut at = old;
-        while let Some(span) = self.next_rec(at, end) {
-            at = span.end;
-            let Some(mut v) = self.vmas.get_mut(span.start) else {
+        while let Some((start, stop)) = self.next_span(at, end) {
+            at = stop;
+            let Some(mut v) = self.vmas.get_mut(start) else {
                 break;
             };
-            let (lo, hi) = (span.start.max(old), span.end.min(end));
+            let (lo, hi) = (start.max(old), stop.min(end));
             let mut copy = v.clone();
             if v.flags.contains(VmFlags::LOCKED) {
-                self.locked_leak += (span.end - span.start) / PAGE_SIZE;
+                self.locked_leak += (stop - start) / PAGE_SIZE;
             }
             v.flags = v.flags - VmFlags::LOCK_MASK;
-            if (lo, hi) == (span.start, span.end) {
+            if (lo, hi) == (start, stop) {
                 v.anon = None;
             }
-            copy.first += (lo - span.start) / PAGE_SIZE;
-            copy.start = lo - old + to;
-            copy.end = hi - old + to;
-            if matches!(copy.kind, Kind::Anon | Kind::Heap) && copy.anon.is_none() {
-                copy.first = copy.start / PAGE_SIZE;
-            }
-            moved.push(copy);
+            copy.first += (lo - start) / PAGE_SIZE;
+            moved.push(Self::placed(copy, lo - old + to, hi - old + to));
         }
     }
 
-    /// The first record meeting `[at, end)` (its start and end).
-    fn next_rec(&self, at: u64, end: u64) -> Option<Span> {
+    /// Takes the record at `start` out, its parts below `lo` and above
+    /// `hi` put back (room for them taken), and returns the rest.
+    fn cut_out(&mut self, start: u64, lo: u64, hi: u64) -> Option<Vma> {
+        let mut rec = self.vmas.remove(start)?;
+        if rec.end > hi {
+            let upper = rec.split_off(hi);
+            self.vmas.insert(upper);
+        }
+        if rec.start < lo {
+            let part = rec.split_off(lo);
+            let lower = core::mem::replace(&mut rec, part);
+            self.vmas.insert(lower);
+        }
+        Some(rec)
+    }
+
+    /// `rec` moved to `[start, end)`: Linux's copy_vma gives an anonymous
+    /// mapping never written the page offset of its new place (so it
+    /// merges there); one with an anon_vma keeps its old one (and does
+    /// not).
+    fn placed(mut rec: Vma, start: u64, end: u64) -> Vma {
+        rec.start = start;
+        rec.end = end;
+        if matches!(rec.kind, Kind::Anon | Kind::Heap) && rec.anon.is_none() {
+            rec.first = start / PAGE_SIZE;
+        }
+        rec
+    }
+
+    /// The first record meeting `[at, end)`.
+    fn next_rec(&self, at: u64, end: u64) -> Option<&Vma> {
         if at >= end {
             return None;
         }
@@ -2154,10 +2069,11 @@ impl<M: Machine> LinuxMm<M> {
             .at_or_below(at)
             .filter(|v| v.end > at)
             .or_else(|| self.vmas.from(at).filter(|v| v.start < end))
-            .map(|v| Span {
-                start: v.start,
-                end: v.end,
-            })
+    }
+
+    /// [`next_rec`](Self::next_rec)'s start and end.
+    fn next_span(&self, at: u64, end: u64) -> Option<(u64, u64)> {
+        self.next_rec(at, end).map(|v| (v.start, v.end))
     }
 
     /// `brk(2)` as the kernel does it (the C library's wrapper differs):
@@ -2418,14 +2334,7 @@ impl<M: Machine> LinuxMm<M> {
     /// taken it in.
     fn rehint(&mut self, lo: u64, hi: u64, advice: Advice) {
         let mut at = lo;
-        while at < hi {
-            let v = match self.vmas.at_or_below(at).filter(|v| v.end > at) {
-                Some(v) => v,
-                None => match self.vmas.from(at).filter(|n| n.start < hi) {
-                    Some(n) => n,
-                    None => return,
-                },
-            };
+        while let Some(v) = self.next_rec(at, hi) {
             let (start, from, to) = (v.start, v.start.max(at), v.end.min(hi));
             let anonymous = matches!(v.kind, Kind::Anon | Kind::Heap);
             if let Some(Ok(h)) = vm_flags::after(advice, v.flags, anonymous, !v.kind.private()) {

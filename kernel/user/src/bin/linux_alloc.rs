@@ -1,8 +1,9 @@
 //! A small allocator on Linux's memory calls: its arena grows with `mmap`
 //! (placed anywhere, and at a hint), gives back the middle of a chunk with
 //! a partial `munmap`, guards pages with `mprotect(PROT_NONE)`, grows a
-//! chunk with `mremap(MREMAP_MAYMOVE)`, moves one with `MREMAP_DONTUNMAP`
-//! and maps a shared page twice (`mremap` of length 0); then `brk`,
+//! chunk with `mremap(MREMAP_MAYMOVE)`, moves one with `MREMAP_DONTUNMAP`,
+//! maps a shared page twice (`mremap` of length 0) and moves three mappings
+//! with a guard page at once (`MREMAP_FIXED`, Linux 6.17+); then `brk`,
 //! `madvise(MADV_DONTNEED)`
 //! and the kernel's file (private copy-on-write and shared mappings). Every
 //! block holds a pattern that is checked after each step; each step prints
