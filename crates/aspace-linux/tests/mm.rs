@@ -458,6 +458,20 @@ fn the_map_count_limit_is_enomem() {
     // Whole mappings still go.
     assert_eq!(cpu.run(|| mm.munmap(BASE, 2 * PAGE_SIZE)), Ok(()));
     assert_eq!(mm.maps().len(), 3);
+    // A move to a new address wants room for both ranges cut in three,
+    // four below the limit (Linux's check_mremap_params), before looking.
+    let fixed = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED);
+    let to = BASE + 40 * PAGE_SIZE;
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE + 4 * PAGE_SIZE, PAGE_SIZE, PAGE_SIZE, fixed, to)),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE + 30 * PAGE_SIZE, PAGE_SIZE, PAGE_SIZE, fixed, to)),
+        Err(Errno::ENOMEM),
+        "even with no mapping there"
+    );
+    assert_eq!(mm.maps().len(), 3);
 }
 
 /// Two written 4-page mappings with a one-page hole between them; returns

@@ -1629,7 +1629,9 @@ impl<M: Machine> LinuxMm<M> {
     /// `MREMAP_DONTUNMAP` with a new size, an unaligned address or a new
     /// length of 0 `EINVAL`; with `MREMAP_FIXED` an unaligned new address,
     /// a new range past the user space or overlapping the old one `EINVAL`;
-    /// no mapping at the address `EFAULT`. A shrink unmaps the tail (any
+    /// with either flag, a map count that leaves no room for both ranges
+    /// cut in three, four maps below `vm.max_map_count`, `ENOMEM`; no
+    /// mapping at the address `EFAULT`. A shrink unmaps the tail (any
     /// mappings and holes) and returns the address. A growth of a range
     /// with a hole or spanning several mappings is `EFAULT`, of a locked
     /// mapping past `RLIMIT_MEMLOCK` `EAGAIN`; it is made in
@@ -1697,6 +1699,13 @@ impl<M: Machine> LinuxMm<M> {
                     && new_addr < old.saturating_add(old_len)))
         {
             return Err(Errno::EINVAL);
+        }
+        // A move to a new address: Linux wants room for both ranges cut in
+        // three, four maps below vm.max_map_count, before anything else.
+        if (flags.fixed() || flags.dont_unmap())
+            && self.vmas.len() + 2 >= self.layout.max_map_count.saturating_sub(3)
+        {
+            return Err(Errno::ENOMEM);
         }
         let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
         let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
