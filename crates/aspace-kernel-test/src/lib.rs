@@ -1075,7 +1075,7 @@ pub const FORK_LINES: [&str; 7] = [
     "fork: child status 0x0; the parent's 16 area and 8 mmap pages unchanged true, written again true; its second thread still counting true: PASS",
     "fork: 8 children forked, one more refused = -11; statuses (killed 0x9, exits 0x100 to 0x700) true; waited again = -10, not a child = -10; then a fork = status 0x0: PASS",
     "fork: more than half the free memory reserved: fork = -12, data intact true; given back: fork = status 0x0: PASS",
-    "fork: hints: dontfork = 0, wipeonfork = 0; child status 0x0 (page left out, page wiped, others copied); parent's pages kept true: PASS",
+    "fork: hints: dontfork = 0, wipeonfork = 0, guard = 0; child status 0x0 (page left out, pages wiped, no guard page, others copied); parent's kept true, guard page true: PASS",
     "fork: all: PASS",
 ];
 

@@ -8,14 +8,15 @@
 //! (and a killed one's) comes back once through `WAIT`; a fork whose
 //! child could not reserve the parent's memory is refused (`-ENOMEM`)
 //! with the parent unchanged; a page marked `MADV_DONTFORK` is not in the
-//! child and one marked `MADV_WIPEONFORK` is there zero-filled. Exit 0
+//! child and one marked `MADV_WIPEONFORK` is there zero-filled (without
+//! the parent's guard page, as on Linux). Exit 0
 //! when every check passes.
 #![no_std]
 #![no_main]
 
 use aspace_user::linux::{
-    madvise, mmap, munmap, MADV_DONTFORK, MADV_WILLNEED, MADV_WIPEONFORK, MAP_ANONYMOUS,
-    MAP_PRIVATE, PROT_READ, PROT_WRITE,
+    madvise, mmap, munmap, MADV_DONTFORK, MADV_GUARD_INSTALL, MADV_POPULATE_READ, MADV_WILLNEED,
+    MADV_WIPEONFORK, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE,
 };
 use aspace_user::nr::{EAGAIN, ECHILD, ENOMEM, KILLED_STATUS, MAX_CHILDREN};
 use aspace_user::*;
@@ -209,12 +210,14 @@ fn no_memory(seed: u64) -> bool {
     ok
 }
 
-/// `MADV_DONTFORK` on page 1 of a 4-page mapping and `MADV_WIPEONFORK` on
-/// page 2: the child has no page 1 (`madvise(MADV_WILLNEED)` there is
-/// `ENOMEM`, as for any unmapped range), reads page 2 as zeros and pages 0
-/// and 3 as the parent wrote them; the parent keeps all four.
+/// `MADV_DONTFORK` on page 1 of a 5-page mapping and `MADV_WIPEONFORK` on
+/// pages 2 and 3, with a guard page at 3 (`MADV_GUARD_INSTALL`): the child
+/// has no page 1 (`madvise(MADV_WILLNEED)` there is `ENOMEM`, as for any
+/// unmapped range), reads pages 2 and 3 as zeros (no guard page in a wiped
+/// mapping, as Linux's child) and pages 0 and 4 as the parent wrote them;
+/// the parent keeps its pages and its guard page (populating it `EFAULT`).
 fn fork_hints() -> bool {
-    let len = 4 * PAGE as u64;
+    let len = 5 * PAGE as u64;
     let m = mmap(
         0,
         len,
@@ -229,25 +232,29 @@ fn fork_hints() -> bool {
     }
     let m = m as usize;
     let word = |i: usize| (m + i * PAGE) as *mut u64;
-    for i in 0..4 {
+    for i in 0..5 {
         write(word(i), 0x5eed_0000 + i as u64);
     }
     let dontfork = madvise((m + PAGE) as u64, PAGE as u64, MADV_DONTFORK);
-    let wipe = madvise((m + 2 * PAGE) as u64, PAGE as u64, MADV_WIPEONFORK);
+    let wipe = madvise((m + 2 * PAGE) as u64, 2 * PAGE as u64, MADV_WIPEONFORK);
+    let guard = madvise((m + 3 * PAGE) as u64, PAGE as u64, MADV_GUARD_INSTALL);
     let c = fork();
     if c == 0 {
         let gone =
             madvise((m + PAGE) as u64, PAGE as u64, MADV_WILLNEED) == aspace_user::linux::ENOMEM;
-        let wiped = read(word(2)) == 0;
-        let kept = read(word(0)) == 0x5eed_0000 && read(word(3)) == 0x5eed_0003;
+        let wiped = read(word(2)) == 0 && read(word(3)) == 0;
+        let kept = read(word(0)) == 0x5eed_0000 && read(word(4)) == 0x5eed_0004;
         exit(if gone && wiped && kept { 0 } else { 1 });
     }
     let status = if c > 0 { wait(c as u64) } else { c };
-    let parent = (0..4).all(|i| read(word(i)) == 0x5eed_0000 + i as u64);
+    let parent = [0, 1, 2, 4]
+        .iter()
+        .all(|&i| read(word(i)) == 0x5eed_0000 + i as u64);
+    let guarded = madvise((m + 3 * PAGE) as u64, PAGE as u64, MADV_POPULATE_READ) == -14;
     let freed = munmap(m as u64, len) == 0;
-    let ok = dontfork == 0 && wipe == 0 && status == 0 && parent && freed;
+    let ok = dontfork == 0 && wipe == 0 && guard == 0 && status == 0 && parent && guarded && freed;
     println!(
-        "fork: hints: dontfork = {dontfork}, wipeonfork = {wipe}; child status {status:#x} (page left out, page wiped, others copied); parent's pages kept {parent}: {}",
+        "fork: hints: dontfork = {dontfork}, wipeonfork = {wipe}, guard = {guard}; child status {status:#x} (page left out, pages wiped, no guard page, others copied); parent's kept {parent}, guard page {guarded}: {}",
         if ok { "PASS" } else { "FAIL" }
     );
     ok
