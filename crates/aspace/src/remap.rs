@@ -295,17 +295,48 @@ impl<M: Machine> AddressSpace<M> {
         };
         let whole = os == first_start && oe == last_end;
         // Several areas: the runs of pages they hold in the old range
-        // (neighbours joined), which move run by run, holes left alone.
+        // (neighbours joined), which move run by run, holes left alone;
+        // the other areas' sets (whole areas once split at `oe`), room for
+        // their entries while they move, and the areas they leave behind
+        // (with `leave`) with what those reserve.
         let mut segs: Vec<(u64, u64)> = Vec::new();
+        let mut sets: Vec<(UsedSpace, UsedSpace)> = Vec::new();
+        let mut entries: Vec<(u64, u64, AreaEntry<M>)> = Vec::new();
+        let mut lefts: Vec<(u64, u64, AreaEntry<M>)> = Vec::new();
+        let mut left_reserve = left.as_ref().map_or(0, |&(_, r)| r);
         if multi {
             segs.try_reserve_exact(others + 1)
                 .map_err(|_| Error::NoMemory)?;
-            let first = core::iter::once((os, first_end.min(oe)));
-            let rest = Self::areas_in(&tree, first_end, oe).map(|(s, e, _)| (s, e.min(oe)));
-            for (lo, hi) in first.chain(rest) {
+            sets.try_reserve_exact(others)
+                .map_err(|_| Error::NoMemory)?;
+            entries
+                .try_reserve_exact(others)
+                .map_err(|_| Error::NoMemory)?;
+            if leave {
+                lefts
+                    .try_reserve_exact(others)
+                    .map_err(|_| Error::NoMemory)?;
+            }
+            segs.push((os, first_end.min(oe)));
+            for (start, end, slot) in Self::areas_in(&tree, first_end, oe) {
+                let st = slot.lock_read();
+                let hi = end.min(oe);
                 match segs.last_mut() {
-                    Some((_, end)) if *end == lo => *end = hi,
-                    _ => segs.push((lo, hi)),
+                    Some((_, seg_end)) if *seg_end == start => *seg_end = hi,
+                    _ => segs.push((start, hi)),
+                }
+                let runs = st.used.overlap(start, hi).0;
+                let cow_runs = crate::cow::moved_runs(&st.cow, start, hi - start);
+                sets.push((
+                    UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?,
+                    UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?,
+                ));
+                if leave {
+                    let area = &slot.area;
+                    let (entry, reserve) =
+                        Self::left_entry(area, &st, start, hi - start, area.offset())?;
+                    left_reserve += reserve;
+                    lefts.push((start, hi, entry));
                 }
             }
         }
@@ -328,8 +359,8 @@ impl<M: Machine> AddressSpace<M> {
                 cleared.push((ns, ne));
             }
             // No area kept under a hole may have its guard pages where an
-            // area lands (the last range's end is checked above).
-            for &(_, hi) in &cleared {
+            // area lands (the new range's end is checked above).
+            for &(_, hi) in cleared.iter().filter(|_| multi) {
                 if tree.guarded_by(hi - 1).is_some() {
                     return Err(Error::AddressNotAvailable);
                 }
@@ -348,42 +379,6 @@ impl<M: Machine> AddressSpace<M> {
         // replaced.
         let used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
         let cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
-        // The other areas' sets (whole areas once split at `oe`), and room
-        // for their entries while they move.
-        let mut sets: Vec<(UsedSpace, UsedSpace)> = Vec::new();
-        let mut entries: Vec<(u64, u64, AreaEntry<M>)> = Vec::new();
-        // The areas they leave behind (with `leave`), and what they reserve.
-        let mut lefts: Vec<(u64, u64, AreaEntry<M>)> = Vec::new();
-        let mut left_reserve = left.as_ref().map_or(0, |&(_, r)| r);
-        if multi {
-            sets.try_reserve_exact(others)
-                .map_err(|_| Error::NoMemory)?;
-            entries
-                .try_reserve_exact(others)
-                .map_err(|_| Error::NoMemory)?;
-            if leave {
-                lefts
-                    .try_reserve_exact(others)
-                    .map_err(|_| Error::NoMemory)?;
-            }
-            for (start, end, slot) in Self::areas_in(&tree, first_end, oe) {
-                let st = slot.lock_read();
-                let hi = end.min(oe);
-                let runs = st.used.overlap(start, hi).0;
-                let cow_runs = crate::cow::moved_runs(&st.cow, start, hi - start);
-                sets.push((
-                    UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?,
-                    UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?,
-                ));
-                if leave {
-                    let area = &slot.area;
-                    let (entry, reserve) =
-                        Self::left_entry(area, &st, start, hi - start, area.offset())?;
-                    left_reserve += reserve;
-                    lefts.push((start, hi, entry));
-                }
-            }
-        }
         let [room_os, room_oe] = if whole && !over {
             // Whole areas move: no cut.
             [None, None]
