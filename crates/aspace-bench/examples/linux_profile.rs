@@ -1,6 +1,6 @@
 //! Loops one of the calls of `benches/linux.rs` on the aspace side
 //! only, for a profiler (BENCHMARKS.md says how it was used):
-//! `cargo run --release -p aspace-bench --example linux_profile -- mmap|mprotect|munmap|mremap|mremap-split [SECONDS]`.
+//! `cargo run --release -p aspace-bench --example linux_profile -- mmap|mprotect|munmap|mremap|mremap-split|mremap-loop [SECONDS]`.
 use std::time::{Duration, Instant};
 
 use aspace::PAGE_SIZE;
@@ -62,8 +62,27 @@ fn main() {
                 n += 1;
             }
         }
+        "mremap-loop" => {
+            // The move alone, round after round: the moved 256 resident
+            // pages shrink back in place (nothing resident is cut) and a
+            // read-only page above them blocks growth in place again.
+            let mut at = ours_remap_setup(&mut o, true);
+            while Instant::now() < end {
+                for _ in 0..10 {
+                    let to = o.mremap(at, 256, 512);
+                    o.mremap(to, 512, 256);
+                    o.mmap(to + 256 * PAGE_SIZE, 1, MAP_FIXED);
+                    o.mprotect(to + 256 * PAGE_SIZE, 1, Prot::R);
+                    o.munmap(at + 256 * PAGE_SIZE, 1);
+                    at = to;
+                }
+                n += 10;
+            }
+        }
         _ => {
-            eprintln!("usage: linux_profile mmap|mprotect|munmap|mremap|mremap-split [SECONDS]");
+            eprintln!(
+                "usage: linux_profile mmap|mprotect|munmap|mremap|mremap-split|mremap-loop [SECONDS]"
+            );
             std::process::exit(2);
         }
     }

@@ -226,12 +226,19 @@ impl<M: Machine> AddressSpace<M> {
             return Err(Error::NoMemory);
         }
         let (lo_page, hi_page) = (Page::from_number(lo), Page::from_number(hi));
-        // Each part's runs: at most those from its first page on.
-        let room = |runs: usize| UsedSpace::try_with_capacity(runs).ok_or(Error::NoMemory);
-        let mut upper_used = room(st.used.intervals_from(hi_page).max(1))?;
-        let mut upper_cow = room(st.cow.intervals_from(hi_page))?;
-        let mut mid_used = room(st.used.intervals_from(lo_page).max(1))?;
-        let mut mid_cow = room(st.cow.intervals_from(lo_page))?;
+        // Each part's runs: at most those from its first page on. (Sets
+        // are taken out of `Option`s, not `Result`s: a `Result`'s error
+        // shares the set's first word, and moving the set out of it copies
+        // unaligned bytes that stall on the stores just made.)
+        let room = UsedSpace::try_with_capacity;
+        let (Some(mut upper_used), Some(mut upper_cow), Some(mut mid_used), Some(mut mid_cow)) = (
+            room(st.used.intervals_from(hi_page).max(1)),
+            room(st.cow.intervals_from(hi_page)),
+            room(st.used.intervals_from(lo_page).max(1)),
+            room(st.cow.intervals_from(lo_page)),
+        ) else {
+            return Err(Error::NoMemory);
+        };
         let [Some(mid_block), Some(upper_block)] = core::mem::take(blocks) else {
             unreachable!("both blocks checked above");
         };
