@@ -517,6 +517,28 @@ fn mremap() {
         guarded_top,
         |mm| moved(mm.mremap(B + p(2), p(2), p(6), none, 0)),
     );
+    // And moved while it grows (the growth a new area at the new place),
+    // placed or to a fixed place over A.
+    let guarded_blocked = || {
+        let mut w = guarded_top();
+        let flags = MapFlags(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE);
+        w.cpu
+            .run(|| w.mm.mmap(B + p(5), p(1), Prot::RW, flags, None, 0))
+            .unwrap();
+        w
+    };
+    inject_in(
+        "mremap move and grow B past its top guard page",
+        Whole,
+        guarded_blocked,
+        |mm| moved(mm.mremap(B + p(2), p(2), p(6), RemapFlags(MREMAP_MAYMOVE), 0)),
+    );
+    inject_in(
+        "mremap grow B past its top guard page over A",
+        Whole,
+        guarded_top,
+        |mm| moved(mm.mremap(B + p(2), p(2), p(6), fixed, A + p(1))),
+    );
 }
 
 #[test]

@@ -1550,8 +1550,9 @@ fn rlimit_memlock_binds_locking_calls() {
 /// stay as they were (no split); the pages' frames are gone; `MADV_DONTNEED`
 /// and `mprotect` keep them; populating stops there (`EFAULT` for
 /// `MADV_POPULATE_*`, `ENOMEM` for `mlock`, as Linux says); a locked
-/// mapping refuses them; `mremap` moves them with their mapping (growing
-/// one whose top page is one is `ENOSYS` with nothing changed); a fork's
+/// mapping refuses them; `mremap` moves them with their mapping (one whose
+/// top page is one grows, moved or in place, by ordinary pages above it,
+/// the guard page kept where it was in the mapping); a fork's
 /// child has them too;
 /// `MADV_GUARD_REMOVE` gives empty pages back (zeros in private anonymous
 /// memory, the file's contents in a file mapping, which `mincore` showed
@@ -1623,17 +1624,53 @@ fn guard_pages_fault_until_removed() {
         Ok(BASE)
     );
     assert_eq!(mm.maps(), maps);
-    // A guard page at the top: no move that grows here (nothing changed),
-    // but in place the mapping grows past it (a new area above it).
+    // A guard page at the top: a move that grows keeps it where it was in
+    // the mapping and grows by ordinary pages above it (one core step);
+    // and back, the same (to a fixed place, growing again, then shrunk).
     let grow = RemapFlags(MREMAP_MAYMOVE);
     assert_eq!(advise(&mut mm, &cpu, p(7), 1, MADV_GUARD_INSTALL), Ok(()));
     anon(&mut mm, &cpu, p(8), 1);
-    let blocked = mm.maps();
+    let blocker = mm.maps();
+    let committed = sim.system().reserve().committed();
+    let moved = cpu
+        .run(|| mm.mremap(BASE, whole, 2 * whole, grow, 0))
+        .unwrap();
+    assert_ne!(moved, BASE);
+    let q = |i: u64| moved + i * PAGE_SIZE;
+    assert!(mm.is_guard(q(7)) && !mm.is_guard(q(8)) && !mm.is_guard(q(15)));
+    assert!(cpu.read_u64(va(q(7))).is_err() && cpu.write_u64(va(q(7)), 1).is_err());
+    assert_eq!(cpu.read_u64(va(q(6))).unwrap(), 0);
+    cpu.write_u64(va(q(8)), 88).unwrap();
+    cpu.write_u64(va(q(15)), 1515).unwrap();
+    assert_eq!(cpu.read_u64(va(q(8))).unwrap(), 88);
+    assert!(mm
+        .vma_at(q(15))
+        .is_some_and(|v| v.start == moved && v.end == q(16)));
     assert_eq!(
-        cpu.run(|| mm.mremap(BASE, whole, 2 * whole, grow, 0)),
-        Err(Errno::ENOSYS)
+        sim.system().reserve().committed(),
+        committed + 8,
+        "the growth reserves its pages"
     );
-    assert_eq!(mm.maps(), blocked);
+    // Shrunk in place, then back to a fixed place over the blocker,
+    // growing again.
+    assert_eq!(
+        cpu.run(|| mm.mremap(moved, 2 * whole, whole, RemapFlags(0), 0)),
+        Ok(moved)
+    );
+    assert_eq!(sim.system().reserve().committed(), committed);
+    assert_eq!(
+        cpu.run(|| mm.mremap(moved, whole, 2 * whole, there, BASE)),
+        Ok(BASE)
+    );
+    assert!(mm.is_guard(p(7)) && !mm.is_guard(p(8)));
+    assert_eq!(cpu.read_u64(va(p(8))).unwrap(), 0, "the blocker replaced");
+    assert!(cpu.read_u64(va(q(8))).is_err(), "the old place is free");
+    assert_eq!(
+        cpu.run(|| mm.mremap(BASE, 2 * whole, whole, RemapFlags(0), 0)),
+        Ok(BASE)
+    );
+    anon(&mut mm, &cpu, p(8), 1);
+    assert_eq!(mm.maps(), blocker);
     cpu.run(|| mm.munmap(p(8), PAGE_SIZE)).unwrap();
     let in_place = RemapFlags(0);
     assert_eq!(

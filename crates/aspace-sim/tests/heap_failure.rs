@@ -529,6 +529,36 @@ fn range_operations() {
         w.s(0)
             .area_replace_with(va(A2 + pages(2)), pages(2), RW, AreaAttrs::empty(), anon)
     });
+    // A move that grows by a new area (the last area keeps its size),
+    // of one area and of several, and over a new range holding areas.
+    let growth = |w: &World, at: u64| aspace::replace::Replacement {
+        base: va(at),
+        size: pages(3),
+        flags: RW,
+        attrs: AreaAttrs::empty(),
+        backend: w.elf.clone().expect("made"),
+    };
+    inject("move_range_growing", with_anon, |w| {
+        let g = growth(w, FREE + pages(8));
+        w.s(0)
+            .move_range_growing(va(A2), pages(8), va(FREE), &g, false)
+    });
+    inject("move_range_growing of several areas", with_anon, |w| {
+        let g = growth(w, FREE + span);
+        w.s(0).move_range_growing(va(A1), span, va(FREE), &g, false)
+    });
+    let with_target = || {
+        let w = with_anon();
+        w.s(0)
+            .area_create(va(FREE + pages(6)), pages(8), RW)
+            .unwrap();
+        w
+    };
+    inject("move_range_growing over areas", with_target, |w| {
+        let g = growth(w, FREE + pages(8));
+        w.s(0)
+            .move_range_growing(va(A2), pages(8), va(FREE), &g, true)
+    });
     inject(
         "area_replace_with over areas, a share and holes",
         with_anon,

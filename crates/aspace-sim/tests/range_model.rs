@@ -512,9 +512,19 @@ impl World {
             .map(|a| a.base.page().number())
             .filter(|&s| s >= end && s < oe)
             .collect();
-        let r = self
-            .cpu_of(sp)
-            .run(|| space.move_range(va(os), old * P, va(ns), new_pages * P));
+        // A third of the growths are a new anonymous area of their own
+        // (`move_range_growing`), with rights of their own.
+        let growth = (new_pages > old && rng.below(3) == 0).then(|| aspace::replace::Replacement {
+            base: va(ns + old),
+            size: (new_pages - old) * P,
+            flags: RIGHTS[rng.below(RIGHTS.len() as u64) as usize],
+            attrs: AreaAttrs::empty(),
+            backend: TryArc::into_backend(TryArc::new(aspace::backend::AnonBackend)),
+        });
+        let r = self.cpu_of(sp).run(|| match &growth {
+            Some(g) => space.move_range_growing(va(os), old * P, va(ns), g, false),
+            None => space.move_range(va(os), old * P, va(ns), new_pages * P),
+        });
         let m = &self.model.pages[sp];
         // A resize is the last page's area's.
         let shared = matches!(
@@ -530,7 +540,9 @@ impl World {
         };
         let grows_down = guards.get(&start).is_some_and(|g| g.floor.is_some());
         let multi = !others.is_empty();
-        let desc = format!("move {sp} {os:#x}..{oe:#x} -> {ns:#x}..{ne:#x}");
+        let grown = growth.as_ref().map(|g| g.flags);
+        let how = if grown.is_some() { " growing" } else { "" };
+        let desc = format!("move{how} {sp} {os:#x}..{oe:#x} -> {ns:#x}..{ne:#x}");
         if oe > end && !multi {
             assert_eq!(r, Err(Error::NotFound), "{desc}");
         } else if multi && (new_pages < old || others.iter().any(|s| guards.contains_key(s))) {
@@ -539,7 +551,7 @@ impl World {
             assert_eq!(r, Err(Error::NotFound), "{desc}");
         } else if ns < oe && os < ne {
             assert_eq!(r, Err(Error::AddressNotAvailable), "{desc}");
-        } else if (multi && grows_down) || (shared && new_pages != old) {
+        } else if (multi && grows_down) || (shared && new_pages != old && grown.is_none()) {
             assert_eq!(r, Err(Error::NotSupported), "{desc}");
         } else if !self.model.fits(sp, ns, ne, guard.is_some()) {
             assert_eq!(r, Err(Error::AddressNotAvailable), "{desc}");
@@ -548,6 +560,9 @@ impl World {
             *self.done.entry("move").or_default() += 1;
             if multi {
                 *self.done.entry("move of several areas").or_default() += 1;
+            }
+            if grown.is_some() {
+                *self.done.entry("move growing by a new area").or_default() += 1;
             }
             let moved: Vec<Option<PageModel>> = (os..oe).map(|p| m.get(&p).copied()).collect();
             let m = &mut self.model.pages[sp];
@@ -559,6 +574,11 @@ impl World {
                     Some(&Some(page)) => page,
                     // A hole stays one.
                     Some(None) => continue,
+                    // A growth of its own: new, empty memory.
+                    None if grown.is_some() => PageModel {
+                        rights: grown.expect("checked"),
+                        backing: Backing::Anon(0),
+                    },
                     // Growth continues the backing past the last page.
                     None => {
                         let last = moved.last().copied().flatten().expect("checked");

@@ -1846,3 +1846,72 @@ fn a_move_of_several_areas_keeps_what_lies_under_a_trailing_hole() {
         "under the trailing hole"
     );
 }
+
+/// `move_range_growing` (Linux's `mremap` moving and growing a mapping
+/// whose top page is a guard page): the areas move as `move_range` moves
+/// them (the same frames, one shootdown round) and the growth is a new,
+/// empty area above them that reserves its pages, the guard page staying
+/// one page; a refusal for want of a page table, a growth that does not
+/// start where the moved range ends, or one with guard pages changes
+/// nothing.
+#[test]
+fn move_range_growing_adds_an_area_above_the_moved_range() {
+    let (sim, s, mut c) = setup(2);
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create_with(va(A + 4 * P), P, RW, AreaAttrs::empty(), guard())
+        .unwrap();
+    fill(&mut c, A, 4, 1);
+    let frame = s.translate(Page::from_number(A / P + 3)).unwrap().0;
+    let committed = sim.system().reserve().committed();
+    let shown = areas(&s);
+    // Refusals first, nothing changed.
+    let misplaced = part(B + 6 * P, 3, RW, anon());
+    assert_eq!(
+        c.run(|| s.move_range_growing(va(A), 5 * P, va(B), &misplaced, false)),
+        Err(Error::InvalidArgument)
+    );
+    let guarded = part(B + 5 * P, 3, RW | AreaFlags::GUARD, anon());
+    assert_eq!(
+        c.run(|| s.move_range_growing(va(A), 5 * P, va(B), &guarded, false)),
+        Err(Error::InvalidArgument)
+    );
+    // Leaf tables cover 512 pages: a target in a region with none yet.
+    const T: u64 = 0x1_0000_0000;
+    sim.hardware().frames().fail_after(Some(0));
+    let far = part(T + 5 * P, 3, RW, anon());
+    let r = c.run(|| s.move_range_growing(va(A), 5 * P, va(T), &far, false));
+    sim.hardware().frames().fail_after(None);
+    assert_eq!(r, Err(Error::NoMemory));
+    assert_eq!(areas(&s), shown);
+    assert_eq!(sim.system().reserve().committed(), committed);
+    assert_eq!(c.read_u64(va(A + 3 * P)).unwrap(), 1003);
+    // The move.
+    let (frames, tables) = (sim.frames_in_use(), s.page_table_frames());
+    let before = sim.system().stats();
+    let growth = part(B + 5 * P, 3, RW, anon());
+    c.run(|| s.move_range_growing(va(A), 5 * P, va(B), &growth, false))
+        .unwrap();
+    assert_eq!(sim.system().stats().since(&before).shootdown_rounds, 1);
+    assert_eq!(
+        areas(&s),
+        [(B, 4, RW), (B + 4 * P, 1, RW), (B + 5 * P, 3, RW)]
+    );
+    assert_eq!(s.translate(Page::from_number(B / P + 3)).unwrap().0, frame);
+    let new_tables = s.page_table_frames() - tables;
+    assert_eq!(sim.frames_in_use(), frames + new_tables, "no page copied");
+    assert_eq!(
+        sim.system().reserve().committed(),
+        committed + 3,
+        "the growth reserves its pages, the guard page none"
+    );
+    assert_no_stale(&sim, &s);
+    for i in 0..4 {
+        assert_eq!(c.read_u64(va(B + i * P)).unwrap(), 1000 + i);
+    }
+    assert!(c.read_u64(va(B + 4 * P)).is_err(), "the guard page moved");
+    assert_eq!(c.read_u64(va(B + 5 * P)).unwrap(), 0);
+    c.write_u64(va(B + 7 * P), 7).unwrap();
+    assert!(c.read_u64(va(A)).is_err(), "the old range is free");
+    c.run(|| s.unmap_range(va(B), 8 * P)).unwrap();
+    assert_eq!(sim.system().reserve().committed(), committed - 4);
+}

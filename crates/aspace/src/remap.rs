@@ -19,6 +19,7 @@ use crate::flags::{AreaFlags, PageFlags};
 use crate::internals::used_space::UsedSpace;
 use crate::machine::Machine;
 use crate::paging::{PageTable, Unmapped};
+use crate::replace::Replacement;
 use crate::reserve;
 use crate::space::AddressSpace;
 use crate::tlb::ShootdownBatch;
@@ -105,7 +106,49 @@ impl<M: Machine> AddressSpace<M> {
         new: VirtAddr,
         new_size: u64,
     ) -> Result<()> {
-        self.move_pages(old, old_size, new, new_size, false, false)
+        self.move_pages(old, old_size, new, new_size, false, false, None)
+    }
+
+    /// [`move_range`](Self::move_range) of `old_size` bytes to `new` (with
+    /// `over`, [`move_range_over`](Self::move_range_over)) that grows by a
+    /// new area rather than by the last moved area growing: `growth`, which
+    /// must start where the moved range ends at its new place (`new +
+    /// old_size`), goes in empty in the same step, reserving as a new area
+    /// does (Linux's `mremap` growing a mapping whose top page is a guard
+    /// page: what it gains is ordinary memory of the mapping, which the
+    /// caller's backend for it gives, not more guard). Refusals, before
+    /// anything changed: those of the move (but the last area need not be
+    /// able to resize); `growth` not starting there, empty, with guard
+    /// pages or with bad flags `InvalidArgument` (`NotSupported` for a
+    /// growing-down one its backend cannot grow); its record or its
+    /// reservation refused `NoMemory`.
+    pub fn move_range_growing(
+        &self,
+        old: VirtAddr,
+        old_size: u64,
+        new: VirtAddr,
+        growth: &Replacement<M>,
+        over: bool,
+    ) -> Result<()> {
+        let flags = Self::placement_flags(growth.flags, &*growth.backend)?;
+        let grown = Self::checked_range(growth.base, growth.size)?;
+        if flags.guard_pages() > 0
+            || Some(growth.base.as_u64()) != new.as_u64().checked_add(old_size)
+        {
+            return Err(Error::InvalidArgument);
+        }
+        let new_size = old_size
+            .checked_add(grown.count * crate::PAGE_SIZE)
+            .ok_or(Error::InvalidArgument)?;
+        self.move_pages(
+            old,
+            old_size,
+            new,
+            new_size,
+            over,
+            false,
+            Some((growth, flags)),
+        )
     }
 
     /// [`move_range`](Self::move_range) of `size` bytes that leaves the old
@@ -127,7 +170,7 @@ impl<M: Machine> AddressSpace<M> {
         new: VirtAddr,
         over: bool,
     ) -> Result<()> {
-        self.move_pages(old, size, new, size, over, true)
+        self.move_pages(old, size, new, size, over, true, None)
     }
 
     /// [`move_range`](Self::move_range) onto a new range that may hold
@@ -155,12 +198,15 @@ impl<M: Machine> AddressSpace<M> {
         new: VirtAddr,
         new_size: u64,
     ) -> Result<()> {
-        self.move_pages(old, old_size, new, new_size, true, false)
+        self.move_pages(old, old_size, new, new_size, true, false, None)
     }
 
     /// [`move_range`](Self::move_range), or with `over`
     /// [`move_range_over`](Self::move_range_over); with `leave` the old
-    /// range stays an empty area ([`move_range_leaving`](Self::move_range_leaving)).
+    /// range stays an empty area ([`move_range_leaving`](Self::move_range_leaving));
+    /// with `growth` (and its checked flags) the growth is that new area
+    /// ([`move_range_growing`](Self::move_range_growing)).
+    #[allow(clippy::too_many_arguments)]
     fn move_pages(
         &self,
         old: VirtAddr,
@@ -169,6 +215,7 @@ impl<M: Machine> AddressSpace<M> {
         new_size: u64,
         over: bool,
         leave: bool,
+        growth: Option<(&Replacement<M>, AreaFlags)>,
     ) -> Result<()> {
         let orange = Self::checked_range(old, old_size)?;
         let nrange = Self::checked_range(new, new_size)?;
@@ -237,12 +284,15 @@ impl<M: Machine> AddressSpace<M> {
                 let lst = if multi { Some(last.lock_read()) } else { None };
                 let lst = lst.as_deref().unwrap_or(&st);
                 let larea = &last.area;
-                if new_pages != old_pages
+                if growth.is_some() {
+                    // The last area keeps its size: the growth is an area
+                    // of its own, which reserves for itself.
+                    0
+                } else if new_pages != old_pages
                     && (!larea.backend.caps().contains(BackendCaps::RESIZE) || lst.share.is_some())
                 {
                     return Err(Error::NotSupported);
-                }
-                if new_pages > old_pages {
+                } else if new_pages > old_pages {
                     let at = larea.offset() + (oe - last_start);
                     reserve::up_front(&*larea.backend, lst.flags, at, new_pages - old_pages)
                 } else {
@@ -379,6 +429,12 @@ impl<M: Machine> AddressSpace<M> {
         // replaced.
         let used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
         let cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
+        // The growth's own area, and what it reserves.
+        let grown = match growth {
+            Some((g, flags)) => Some(g.entry(flags, new_pages - old_pages)?),
+            None => None,
+        };
+        let grown_reserve = grown.as_ref().map_or(0, |&(_, r)| r);
         let [room_os, room_oe] = if whole && !over {
             // Whole areas move: no cut.
             [None, None]
@@ -396,7 +452,8 @@ impl<M: Machine> AddressSpace<M> {
             }
         }
         let left_entries = if leave { 1 + others } else { 0 };
-        Self::reserve_entries(&mut tree, 3 + cuts.len() + left_entries)?;
+        let new_entries = usize::from(grown.is_some());
+        Self::reserve_entries(&mut tree, 3 + cuts.len() + left_entries + new_entries)?;
         let mut replaced: Vec<(Unmapped, PageFlags, bool)> = Vec::new();
         if over {
             let mut pages = 0;
@@ -413,7 +470,8 @@ impl<M: Machine> AddressSpace<M> {
                 .map_err(|_| Error::NoMemory)?;
         }
         // The growth's reservation and the left areas', taken at once.
-        if !self.shared.reserve.try_reserve(more + left_reserve) {
+        let reserved = more + left_reserve + grown_reserve;
+        if !self.shared.reserve.try_reserve(reserved) {
             return Err(Error::NoMemory);
         }
         // The translations of the new range and the tail go (kept aside,
@@ -479,7 +537,7 @@ impl<M: Machine> AddressSpace<M> {
                         let back = pt.map(m.memory(), m.frames(), u.page(), u.frame(), flags);
                         debug_assert!(back.is_ok(), "a table that was there");
                     }
-                    self.shared.reserve.release(more + left_reserve);
+                    self.shared.reserve.release(reserved);
                     return Err(Error::NoMemory);
                 }
             }
@@ -518,7 +576,7 @@ impl<M: Machine> AddressSpace<M> {
             return Err(Error::NotFound);
         };
         let resized = |last: bool, pages: u64| {
-            if last {
+            if last && grown.is_none() {
                 pages + new_pages - old_pages
             } else {
                 pages
@@ -563,6 +621,13 @@ impl<M: Machine> AddressSpace<M> {
             let inserted = tree.insert_guarded(s, e, 0, moved).is_ok();
             debug_assert!(inserted, "the new range was checked free");
             last_new = s;
+        }
+        if let Some((area, _)) = grown {
+            // Above the moved range, in the part checked free (or cleared).
+            let at = ns + old_pages;
+            let inserted = tree.insert_guarded(at, ne, 0, area).is_ok();
+            debug_assert!(inserted, "the new range was checked free");
+            self.merge_at(&mut tree, at);
         }
         if let Some((area, _)) = left {
             // The old range, emptied above, takes the left areas.

@@ -65,9 +65,9 @@
 //!   [`ReservingGuardBackend`] in a mapping that reserves memory (which
 //!   keeps it, as Linux keeps charging them: `MADV_GUARD_REMOVE` needs
 //!   none); `mremap` moves them with their
-//!   mapping (the core moves its areas together) but does not move and
-//!   grow a mapping whose top page is one (`ENOSYS`; in place it grows, a
-//!   new area above the guard page); a fork's child has them as
+//!   mapping (the core moves its areas together), and grows a mapping
+//!   whose top page is one by a new area above it, in place or moved (the
+//!   core's `move_range_growing`: one step); a fork's child has them as
 //!   on Linux (none in `MADV_WIPEONFORK` ranges: those are empty mappings).
 //! - **Private file mappings** (no difference left, only how it is done)
 //!   are copy-on-write in the core itself: their areas have the mapping's
@@ -86,8 +86,7 @@
 //!   holes stays, as on Linux). `ENOSYS` (Linux never returns it; nothing
 //!   changed) where Linux does what one core step cannot:
 //!   `MREMAP_DONTUNMAP` of a range with guard pages (the core would leave
-//!   guard areas behind); moving and growing a mapping whose top page is
-//!   a guard page.
+//!   guard areas behind).
 
 pub mod object;
 mod records;
@@ -1729,10 +1728,6 @@ impl<M: Machine> LinuxMm<M> {
             if new_len > old_len && !self.lock_fits(vflags, (new_len - old_len) / PAGE_SIZE) {
                 return Err(Errno::EAGAIN);
             }
-            // A guard page at the top of what grows (see the module docs).
-            if new_len > old_len && self.is_guard(old_end - PAGE_SIZE) {
-                return Err(Errno::ENOSYS);
-            }
             return self.move_to(old, old_len, new_addr, new_len, false);
         }
         if new_len <= old_len {
@@ -1778,11 +1773,6 @@ impl<M: Machine> LinuxMm<M> {
         }
         if !flags.may_move() {
             return Err(Errno::ENOMEM);
-        }
-        // A guard page at the top of what moves and grows (see the module
-        // docs).
-        if guard_top {
-            return Err(Errno::ENOSYS);
         }
         let to = self.top_down(new_len).ok_or(Errno::ENOMEM)?;
         self.move_to(old, old_len, to, new_len, true)
@@ -1915,8 +1905,27 @@ impl<M: Machine> LinuxMm<M> {
         let shrink = old_len > new_len && self.taken(tail.start, tail.end);
         let over = shrink || (!placed && self.taken(lo, hi));
         let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
+        // A guard page at the top of what grows stays one page: the growth
+        // is a new area of the mapping above it, made in the same step.
+        let growth = if grow > 0 && self.is_guard(old + old_len - PAGE_SIZE) {
+            let mut part = v.clone();
+            part.first = v.first + (old + old_len - v.start) / PAGE_SIZE;
+            part.start = to + old_len;
+            part.end = hi;
+            Some(Replacement {
+                base: VirtAddr::new(part.start),
+                size: hi - part.start,
+                flags: Self::area_flags(&part)?,
+                attrs: AreaAttrs::empty(),
+                backend: self.backend(&part).map_err(errno_of)?,
+            })
+        } else {
+            None
+        };
         let step = |space: &AddressSpace<M>| {
-            if over {
+            if let Some(growth) = &growth {
+                space.move_range_growing(from, old_len, at, growth, over)
+            } else if over {
                 let size = if shrink { old_len } else { moved };
                 space.move_range_over(from, size, at, new_len)
             } else {

@@ -3,7 +3,8 @@
 //! a partial `munmap`, guards pages with `mprotect(PROT_NONE)`, grows a
 //! chunk with `mremap(MREMAP_MAYMOVE)`, moves one with `MREMAP_DONTUNMAP`,
 //! maps a shared page twice (`mremap` of length 0) and moves three mappings
-//! with a guard page at once (`MREMAP_FIXED`, Linux 6.17+); then `brk`,
+//! with a guard page at once (`MREMAP_FIXED`, Linux 6.17+) and grows one
+//! whose top page is a guard page while moving it; then `brk`,
 //! `madvise(MADV_DONTNEED)`
 //! and the kernel's file (private copy-on-write and shared mappings). Every
 //! block holds a pattern that is checked after each step; each step prints
@@ -351,6 +352,39 @@ fn remap_several() -> bool {
     let ok = g == 0 && split == 0 && moved && gone;
     println!(
         "linux_alloc: mremap of three mappings with a guard page to the fixed target = {}: data, guard page and rights moved {moved}: {}",
+        r == t as i64,
+        verdict(ok)
+    );
+    ok
+}
+
+/// `mremap` moves and grows a mapping whose top page is a guard page
+/// (`MREMAP_FIXED` over a reserved range): the guard page stays where it
+/// was in the mapping, and the growth above it is ordinary memory, zero
+/// and writable.
+fn remap_grow_guarded() -> bool {
+    let c = mmap(0, 3 * P, RW, ANON, u64::MAX, 0);
+    let t = mmap(0, 6 * P, PROT_NONE, ANON, u64::MAX, 0);
+    if c < 0 || t < 0 {
+        println!("linux_alloc: mmap for mremap = {c}, {t}: FAIL");
+        return false;
+    }
+    let (c, t) = (c as u64, t as u64);
+    fill(c, 2 * P, 44);
+    let g = madvise(c + 2 * P, P, MADV_GUARD_INSTALL);
+    let fixed = MREMAP_MAYMOVE | MREMAP_FIXED;
+    let r = mremap(c, 3 * P, 6 * P, fixed, t);
+    let moved = r == t as i64 && holds(t, 2 * P, 44) && free(c, 3 * P);
+    // Populating stops at the guard page; above it the pages are fresh.
+    let guarded = madvise(t, 6 * P, MADV_POPULATE_READ) == -14;
+    let grown = zeros(t + 3 * P, 3 * P) && {
+        write((t + 5 * P) as *mut u64, 55);
+        read((t + 5 * P) as *const u64) == 55
+    };
+    let gone = munmap(t, 6 * P) == 0;
+    let ok = g == 0 && moved && guarded && grown && gone;
+    println!(
+        "linux_alloc: mremap 3 to 6 pages with a guard page on top to the fixed target = {}: data moved {moved}, guard page kept {guarded}, growth fresh {grown}: {}",
         r == t as i64,
         verdict(ok)
     );
@@ -845,6 +879,7 @@ fn main(arg: u64) -> i32 {
     ok &= remap(&mut a);
     ok &= remap_leaving();
     ok &= remap_several();
+    ok &= remap_grow_guarded();
     ok &= brk_steps();
     ok &= dontneed();
     ok &= locked();
