@@ -533,6 +533,20 @@ fn mremap() {
         guarded_blocked,
         |mm| moved(mm.mremap(B + p(2), p(2), p(6), RemapFlags(MREMAP_MAYMOVE), 0)),
     );
+    // Leaving B's range without its guard page (it goes with the pages),
+    // placed and over A and its neighbours.
+    inject_in(
+        "mremap dontunmap B with a guard page",
+        Whole,
+        guarded_top,
+        |mm| moved(mm.mremap(B + p(2), p(2), p(2), leave, 0)),
+    );
+    inject_in(
+        "mremap dontunmap A, a hole and B with a guard page to a fixed place",
+        Whole,
+        guarded_top,
+        |mm| moved(mm.mremap(A + p(4), p(14), p(14), leave_fixed, FREE)),
+    );
     inject_in(
         "mremap grow B past its top guard page over A",
         Whole,

@@ -2057,3 +2057,53 @@ fn guard_pages_keep_their_mappings_reservation() {
     assert_eq!(advise(&mut mm, shared, 2, MADV_GUARD_REMOVE), Ok(()));
     assert_eq!(reserve.committed(), committed);
 }
+
+/// `MREMAP_DONTUNMAP` of a range holding a guard page (placed, and to a
+/// fixed place over several mappings): the guard page goes with the pages,
+/// as Linux moves its page table entry, and the old range stays its
+/// mappings, empty, with no guard page left.
+#[test]
+fn dontunmap_takes_guard_pages_along() {
+    use aspace_linux::Advice;
+    let (_sim, mut mm, mut cpu) = setup();
+    let p = |i: u64| BASE + i * PAGE_SIZE;
+    let va = VirtAddr::new;
+    anon(&mut mm, &cpu, BASE, 4);
+    for i in 0..4 {
+        cpu.write_u64(va(p(i)), 100 + i).unwrap();
+    }
+    let guard = |mm: &mut LinuxMm<SimMachine>, cpu: &Cpu, at: u64| {
+        cpu.run(|| mm.madvise(at, PAGE_SIZE, Advice(MADV_GUARD_INSTALL)))
+    };
+    assert_eq!(guard(&mut mm, &cpu, p(1)), Ok(()));
+    let maps = mm.maps();
+    let leave = RemapFlags(MREMAP_MAYMOVE | MREMAP_DONTUNMAP);
+    let whole = 4 * PAGE_SIZE;
+    let to = cpu.run(|| mm.mremap(BASE, whole, whole, leave, 0)).unwrap();
+    assert!(mm.is_guard(to + PAGE_SIZE) && !mm.is_guard(p(1)));
+    assert_eq!(cpu.read_u64(va(to)).unwrap(), 100);
+    assert_eq!(cpu.read_u64(va(to + 3 * PAGE_SIZE)).unwrap(), 103);
+    assert!(cpu.read_u64(va(to + PAGE_SIZE)).is_err());
+    for i in 0..4 {
+        assert_eq!(cpu.read_u64(va(p(i))).unwrap(), 0, "old page {i}");
+    }
+    assert!(mm
+        .vma_at(p(3))
+        .is_some_and(|v| v.start == BASE && v.end == p(4)));
+    // Back to a fixed place over the old range (two mappings there now:
+    // the read-only page cuts it), the guard page again along.
+    cpu.run(|| mm.mprotect(p(2), PAGE_SIZE, Prot::R)).unwrap();
+    let fixed = RemapFlags(MREMAP_MAYMOVE | MREMAP_DONTUNMAP | MREMAP_FIXED);
+    assert_eq!(
+        cpu.run(|| mm.mremap(to, whole, whole, fixed, BASE)),
+        Ok(BASE)
+    );
+    assert!(mm.is_guard(p(1)) && !mm.is_guard(to + PAGE_SIZE));
+    assert_eq!(cpu.read_u64(va(p(3))).unwrap(), 103);
+    assert_eq!(cpu.read_u64(va(to + PAGE_SIZE)).unwrap(), 0);
+    // The place it left: one mapping, empty; without it, the maps are as
+    // at the start.
+    assert!(mm.vma_at(to).is_some_and(|v| v.end == to + whole));
+    cpu.run(|| mm.munmap(to, whole)).unwrap();
+    assert_eq!(mm.maps(), maps);
+}

@@ -547,6 +547,16 @@ fn range_operations() {
         let g = growth(w, FREE + span);
         w.s(0).move_range_growing(va(A1), span, va(FREE), &g, false)
     });
+    // Leaving the caller's areas: one for each area (A1 and A2; the hole
+    // between them stays one).
+    inject("move_range_leaving_as of several areas", with_anon, |w| {
+        let left = [growth(w, A1), growth(w, A2)].map(|mut g| {
+            g.size = if g.base == va(A1) { pages(2) } else { pages(8) };
+            g
+        });
+        w.s(0)
+            .move_range_leaving_as(va(A1), span, va(FREE), false, &left)
+    });
     let with_target = || {
         let w = with_anon();
         w.s(0)

@@ -607,8 +607,13 @@ impl World {
             if let Some(guard) = guard {
                 *self.done.entry("guarded move").or_default() += 1;
                 // The moved part's limit: the pages up to its old end from
-                // the floor, at least its new size.
-                let floor = guard.floor.map(|f| ne - (oe - f).max(new_pages));
+                // the floor, at least its new size (its old one when the
+                // growth is an area of its own).
+                let (top, size) = match grown {
+                    Some(_) => (ns + old, old),
+                    None => (ne, new_pages),
+                };
+                let floor = guard.floor.map(|f| top - (oe - f).max(size));
                 self.model.guards[sp].remove(&os);
                 self.model.guards[sp].insert(ns, Guarded { floor });
             }

@@ -1915,3 +1915,73 @@ fn move_range_growing_adds_an_area_above_the_moved_range() {
     c.run(|| s.unmap_range(va(B), 8 * P)).unwrap();
     assert_eq!(sim.system().reserve().committed(), committed - 4);
 }
+
+/// `move_range_leaving_as` (Linux's `MREMAP_DONTUNMAP` of a mapping with
+/// a guard page): the pages and the guard area move, and the old range
+/// takes the caller's areas, empty, without a guard page, reserving their
+/// pages; `left` that does not cover exactly what the areas hold (a part
+/// missing, one over a hole, out of order) or has guard pages is refused
+/// with nothing changed.
+#[test]
+fn move_range_leaving_as_leaves_the_callers_areas() {
+    let (sim, s, mut c) = setup(2);
+    // X [A, A+2P), guard [A+2P, A+3P), Y [A+3P, A+4P), hole, Z [A+5P, A+6P).
+    s.area_create(va(A), 2 * P, RW).unwrap();
+    s.area_create_with(va(A + 2 * P), P, RW, AreaAttrs::empty(), guard())
+        .unwrap();
+    s.area_create(va(A + 3 * P), P, RW).unwrap();
+    s.area_create(va(A + 5 * P), P, R).unwrap();
+    fill(&mut c, A, 2, 1);
+    fill(&mut c, A + 3 * P, 1, 2);
+    let committed = sim.system().reserve().committed();
+    let shown = areas(&s);
+    let refused = |left: &[aspace::replace::Replacement<aspace_sim::SimMachine>]| {
+        let r = c.run(|| s.move_range_leaving_as(va(A), 6 * P, va(B), false, left));
+        assert_eq!(r, Err(Error::InvalidArgument));
+        assert_eq!(areas(&s), shown);
+    };
+    refused(&[part(A, 4, RW, anon())]);
+    refused(&[part(A, 6, RW, anon())]);
+    refused(&[part(A + 5 * P, 1, R, anon()), part(A, 4, RW, anon())]);
+    refused(&[
+        part(A, 4, RW | AreaFlags::GUARD, anon()),
+        part(A + 5 * P, 1, R, anon()),
+    ]);
+    assert_eq!(sim.system().reserve().committed(), committed);
+    let left = [
+        part(A, 3, RW, anon()),
+        part(A + 3 * P, 1, RW, anon()),
+        part(A + 5 * P, 1, R, anon()),
+    ];
+    c.run(|| s.move_range_leaving_as(va(A), 6 * P, va(B), false, &left))
+        .unwrap();
+    assert_no_stale(&sim, &s);
+    // The old range: one area of the first four pages (merged), the hole,
+    // the read-only one; no guard page, nothing resident.
+    assert_eq!(
+        areas(&s),
+        [
+            (A, 4, RW),
+            (A + 5 * P, 1, R),
+            (B, 2, RW),
+            (B + 2 * P, 1, RW),
+            (B + 3 * P, 1, RW),
+            (B + 5 * P, 1, R)
+        ]
+    );
+    for i in [0, 1, 2, 3, 5] {
+        assert_eq!(c.read_u64(va(A + i * P)).unwrap(), 0, "page {i}");
+    }
+    assert!(c.read_u64(va(A + 4 * P)).is_err(), "the hole stays");
+    assert_eq!(c.read_u64(va(B + P)).unwrap(), 1001);
+    assert_eq!(c.read_u64(va(B + 3 * P)).unwrap(), 2000);
+    assert!(c.read_u64(va(B + 2 * P)).is_err(), "the guard page moved");
+    assert_eq!(
+        sim.system().reserve().committed(),
+        committed + 5,
+        "the left areas reserve their pages, as new areas"
+    );
+    c.run(|| s.unmap_range(va(A), 6 * P)).unwrap();
+    c.run(|| s.unmap_range(va(B), 6 * P)).unwrap();
+    assert_eq!(sim.system().reserve().committed(), 0);
+}

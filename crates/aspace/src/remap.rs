@@ -25,6 +25,18 @@ use crate::space::AddressSpace;
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
+/// New areas a move puts in besides the moved ones, the caller's.
+#[derive(Clone, Copy)]
+enum Fresh<'a, M: Machine> {
+    /// None.
+    No,
+    /// The growth, with its checked flags.
+    Growth(&'a Replacement<M>, AreaFlags),
+    /// The areas left at the old range (with `leave`), in place of those
+    /// the moved ones would leave.
+    Left(&'a [Replacement<M>]),
+}
+
 /// How [`AddressSpace::move_state`] moves an area.
 #[derive(Clone, Copy)]
 struct Moved {
@@ -106,7 +118,7 @@ impl<M: Machine> AddressSpace<M> {
         new: VirtAddr,
         new_size: u64,
     ) -> Result<()> {
-        self.move_pages(old, old_size, new, new_size, false, false, None)
+        self.move_pages(old, old_size, new, new_size, false, false, Fresh::No)
     }
 
     /// [`move_range`](Self::move_range) of `old_size` bytes to `new` (with
@@ -147,7 +159,7 @@ impl<M: Machine> AddressSpace<M> {
             new_size,
             over,
             false,
-            Some((growth, flags)),
+            Fresh::Growth(growth, flags),
         )
     }
 
@@ -170,7 +182,35 @@ impl<M: Machine> AddressSpace<M> {
         new: VirtAddr,
         over: bool,
     ) -> Result<()> {
-        self.move_pages(old, size, new, size, over, true, None)
+        self.move_pages(old, size, new, size, over, true, Fresh::No)
+    }
+
+    /// [`move_range_leaving`](Self::move_range_leaving) that leaves the
+    /// caller's areas `left` at the old range rather than areas like the
+    /// moved parts (Linux's `MREMAP_DONTUNMAP` of a mapping with guard
+    /// pages: the guard pages go with the pages, and the old range stays
+    /// ordinary, empty memory of the mapping, which the caller's backends
+    /// give). `left` must be in ascending order and cover exactly what the
+    /// areas of the old range hold there (its holes stay holes), each part
+    /// without guard pages; each reserves as a new area does. Refusals, before
+    /// anything changed: those of `move_range_leaving`; `left` not as said
+    /// `InvalidArgument`.
+    pub fn move_range_leaving_as(
+        &self,
+        old: VirtAddr,
+        size: u64,
+        new: VirtAddr,
+        over: bool,
+        left: &[Replacement<M>],
+    ) -> Result<()> {
+        for p in left {
+            let flags = Self::placement_flags(p.flags, &*p.backend)?;
+            Self::checked_range(p.base, p.size)?;
+            if flags.guard_pages() > 0 {
+                return Err(Error::InvalidArgument);
+            }
+        }
+        self.move_pages(old, size, new, size, over, true, Fresh::Left(left))
     }
 
     /// [`move_range`](Self::move_range) onto a new range that may hold
@@ -198,14 +238,15 @@ impl<M: Machine> AddressSpace<M> {
         new: VirtAddr,
         new_size: u64,
     ) -> Result<()> {
-        self.move_pages(old, old_size, new, new_size, true, false, None)
+        self.move_pages(old, old_size, new, new_size, true, false, Fresh::No)
     }
 
     /// [`move_range`](Self::move_range), or with `over`
     /// [`move_range_over`](Self::move_range_over); with `leave` the old
     /// range stays an empty area ([`move_range_leaving`](Self::move_range_leaving));
-    /// with `growth` (and its checked flags) the growth is that new area
-    /// ([`move_range_growing`](Self::move_range_growing)).
+    /// `fresh`: a growth that is a new area of its own
+    /// ([`move_range_growing`](Self::move_range_growing)) or the areas left
+    /// ([`move_range_leaving_as`](Self::move_range_leaving_as)).
     #[allow(clippy::too_many_arguments)]
     fn move_pages(
         &self,
@@ -215,8 +256,16 @@ impl<M: Machine> AddressSpace<M> {
         new_size: u64,
         over: bool,
         leave: bool,
-        growth: Option<(&Replacement<M>, AreaFlags)>,
+        fresh: Fresh<'_, M>,
     ) -> Result<()> {
+        let growth = match fresh {
+            Fresh::Growth(g, flags) => Some((g, flags)),
+            _ => None,
+        };
+        let given = match fresh {
+            Fresh::Left(left) if leave => Some(left),
+            _ => None,
+        };
         let orange = Self::checked_range(old, old_size)?;
         let nrange = Self::checked_range(new, new_size)?;
         let (os, full_oe) = (orange.start.number(), orange.end().number());
@@ -331,13 +380,16 @@ impl<M: Machine> AddressSpace<M> {
                 {
                     return Err(Error::NotSupported);
                 }
-                Some(Self::left_entry(
-                    area,
-                    &st,
-                    os,
-                    oe.min(first_end) - os,
-                    first,
-                )?)
+                match given {
+                    Some(_) => None,
+                    None => Some(Self::left_entry(
+                        area,
+                        &st,
+                        os,
+                        oe.min(first_end) - os,
+                        first,
+                    )?),
+                }
             } else {
                 None
             };
@@ -362,7 +414,7 @@ impl<M: Machine> AddressSpace<M> {
             entries
                 .try_reserve_exact(others)
                 .map_err(|_| Error::NoMemory)?;
-            if leave {
+            if leave && given.is_none() {
                 lefts
                     .try_reserve_exact(others)
                     .map_err(|_| Error::NoMemory)?;
@@ -381,13 +433,46 @@ impl<M: Machine> AddressSpace<M> {
                     UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?,
                     UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?,
                 ));
-                if leave {
+                if leave && given.is_none() {
                     let area = &slot.area;
                     let (entry, reserve) =
                         Self::left_entry(area, &st, start, hi - start, area.offset())?;
                     left_reserve += reserve;
                     lefts.push((start, hi, entry));
                 }
+            }
+        }
+        // The caller's areas left at the old range: exactly over what the
+        // areas hold there (runs of them joined), and what they reserve.
+        let mut given_entries: Vec<(u64, u64, AreaEntry<M>)> = Vec::new();
+        if let Some(left) = given {
+            let one = [(os, oe)];
+            let held = if multi { &segs[..] } else { &one[..] };
+            let mut runs = held.iter().copied();
+            let mut run: Option<(u64, u64)> = None;
+            for p in left {
+                let r = Self::checked_range(p.base, p.size)?;
+                let (s, e) = (r.start.number(), r.end().number());
+                run = match run {
+                    Some((a, b)) if b == s => Some((a, e)),
+                    Some(done) if Some(done) != runs.next() => {
+                        return Err(Error::InvalidArgument);
+                    }
+                    _ => Some((s, e)),
+                };
+            }
+            if run != runs.next() || runs.next().is_some() {
+                return Err(Error::InvalidArgument);
+            }
+            given_entries
+                .try_reserve_exact(left.len())
+                .map_err(|_| Error::NoMemory)?;
+            for p in left {
+                let r = Self::checked_range(p.base, p.size)?;
+                let (entry, reserve) = p.entry(p.flags, r.count)?;
+                left_reserve += reserve;
+                let s = r.start.number();
+                given_entries.push((s, s + r.count, entry));
             }
         }
         // What goes (over a new range): what lies where the moved areas
@@ -451,7 +536,11 @@ impl<M: Machine> AddressSpace<M> {
                 cuts.push((c, room));
             }
         }
-        let left_entries = if leave { 1 + others } else { 0 };
+        let left_entries = match given {
+            Some(left) => left.len(),
+            None if leave => 1 + others,
+            None => 0,
+        };
         let new_entries = usize::from(grown.is_some());
         Self::reserve_entries(&mut tree, 3 + cuts.len() + left_entries + new_entries)?;
         let mut replaced: Vec<(Unmapped, PageFlags, bool)> = Vec::new();
@@ -642,6 +731,14 @@ impl<M: Machine> AddressSpace<M> {
             self.merge_at(&mut tree, os);
             if last_left != os {
                 self.merge_at(&mut tree, last_left);
+            }
+        }
+        if !given_entries.is_empty() {
+            // The old range, emptied above, takes the caller's areas.
+            for (s, e, area) in given_entries {
+                let inserted = tree.insert_guarded(s, e, 0, area).is_ok();
+                debug_assert!(inserted, "the old range is free now");
+                self.merge_at(&mut tree, s);
             }
         }
         self.merge_at(&mut tree, ns);

@@ -83,10 +83,10 @@
 //!   Linux 6.17+, with or without `MREMAP_DONTUNMAP`) moves them and the
 //!   holes between them in one core step, as a mapping the core keeps as
 //!   several areas moves (what lies at the target under the old range's
-//!   holes stays, as on Linux). `ENOSYS` (Linux never returns it; nothing
-//!   changed) where Linux does what one core step cannot:
-//!   `MREMAP_DONTUNMAP` of a range with guard pages (the core would leave
-//!   guard areas behind).
+//!   holes stays, as on Linux). With `MREMAP_DONTUNMAP` the guard pages
+//!   go with the pages and the old range stays each mapping's part, empty,
+//!   without them (the core's `move_range_leaving_as`, one step), as Linux
+//!   moves their page table entries.
 
 pub mod object;
 mod records;
@@ -1856,8 +1856,8 @@ impl<M: Machine> LinuxMm<M> {
     /// core step ([`move_range_leaving`](AddressSpace::move_range_leaving)).
     /// The range past its mapping's end `EFAULT`, but with `MREMAP_FIXED`
     /// moved with the mappings after it (Linux 6.17+, [`move_many`](Self::move_many));
-    /// past `vm.max_map_count` or no room `ENOMEM`; a range holding guard
-    /// pages `ENOSYS`. As Linux, for each mapping: the new mapping keeps the
+    /// past `vm.max_map_count` or no room `ENOMEM`. Guard pages go with the
+    /// pages (the old range keeps none). As Linux, for each mapping: the new mapping keeps the
     /// old one's flags and `anon_vma` and is charged as new memory; the old
     /// mapping keeps its charge, loses `VM_LOCKED` (its pages staying
     /// counted against `RLIMIT_MEMLOCK`: Linux does not take them off), and
@@ -1961,10 +1961,6 @@ impl<M: Machine> LinuxMm<M> {
     /// with its neighbours as Linux's `copy_vma` merges it.
     fn move_many(&mut self, old: u64, len: u64, to: u64, leave: bool) -> MmResult {
         let end = old + len;
-        if leave && self.any_guard(old, end) {
-            // The core would leave guard areas behind (Linux leaves none).
-            return Err(Errno::ENOSYS);
-        }
         // The mappings' parts, where they land: Linux moves each mapping
         // by itself, replacing only what lies where one lands (what lies
         // under a hole stays), and so does the core's move over several
@@ -1986,7 +1982,13 @@ impl<M: Machine> LinuxMm<M> {
         self.room(3 * count + 4)?;
         let over = self.taken(to, to + moved_len);
         let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
-        let r = if leave {
+        let r = if leave && self.any_guard(old, end) {
+            // The guard pages go with the pages (Linux moves their page
+            // table entries): what stays is each mapping's part, empty.
+            let left = self.left_parts(&parts)?;
+            self.space
+                .move_range_leaving_as(from, moved_len, at, over, &left)
+        } else if leave {
             self.space.move_range_leaving(from, moved_len, at, over)
         } else if over {
             self.space.move_range_over(from, moved_len, at, moved_len)
@@ -2019,6 +2021,30 @@ impl<M: Machine> LinuxMm<M> {
             self.insert_rec(rec);
         }
         Ok(to)
+    }
+
+    /// The core areas a move leaving `parts` (each inside one mapping, in
+    /// order) puts there: each part of its mapping, empty, without its
+    /// guard pages.
+    fn left_parts(&self, parts: &[(u64, u64)]) -> Result<Vec<Replacement<M>>, Errno> {
+        let mut left = Vec::new();
+        left.try_reserve_exact(parts.len())
+            .map_err(|_| Errno::ENOMEM)?;
+        for &(lo, hi) in parts {
+            let v = self.vma_at(lo).ok_or(Errno::EFAULT)?;
+            let mut part = v.clone();
+            part.first = v.first + (lo - v.start) / PAGE_SIZE;
+            part.start = lo;
+            part.end = hi;
+            left.push(Replacement {
+                base: VirtAddr::new(lo),
+                size: hi - lo,
+                flags: Self::area_flags(&part)?,
+                attrs: AreaAttrs::empty(),
+                backend: self.backend(&part).map_err(errno_of)?,
+            });
+        }
+        Ok(left)
     }
 
     /// The records of a move of `[old, end)` to `to` leaving the old range

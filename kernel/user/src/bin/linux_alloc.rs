@@ -391,6 +391,33 @@ fn remap_grow_guarded() -> bool {
     ok
 }
 
+/// `MREMAP_DONTUNMAP` of a mapping with a guard page: the guard page goes
+/// with the pages, and the old range stays mapped, empty, with none.
+fn remap_leaving_guarded() -> bool {
+    let c = mmap(0, 3 * P, RW, ANON, u64::MAX, 0);
+    if c < 0 {
+        println!("linux_alloc: mmap for mremap = {c}: FAIL");
+        return false;
+    }
+    let c = c as u64;
+    fill(c, 3 * P, 45);
+    let g = madvise(c + P, P, MADV_GUARD_INSTALL);
+    let r = mremap(c, 3 * P, 3 * P, MREMAP_MAYMOVE | MREMAP_DONTUNMAP, 0);
+    let t = r as u64;
+    let third =
+        (0..P / 8).all(|i| read((t + 2 * P + i * 8) as *const u64) == word(45, 2 * P / 8 + i));
+    let moved = r > 0 && holds(t, P, 45) && third && madvise(t, 3 * P, MADV_POPULATE_READ) == -14;
+    let left = r > 0 && zeros(c, 3 * P) && madvise(c, 3 * P, MADV_POPULATE_READ) == 0;
+    let gone = r > 0 && munmap(t, 3 * P) == 0 && munmap(c, 3 * P) == 0;
+    let ok = g == 0 && moved && left && gone;
+    println!(
+        "linux_alloc: MREMAP_DONTUNMAP of 3 pages with a guard page = {}: data and guard page moved {moved}, old range empty without it {left}: {}",
+        r > 0,
+        verdict(ok)
+    );
+    ok
+}
+
 /// The program break grows, shrinks (the data below stays) and grows
 /// again (the pages come back zeroed).
 fn brk_steps() -> bool {
@@ -880,6 +907,7 @@ fn main(arg: u64) -> i32 {
     ok &= remap_leaving();
     ok &= remap_several();
     ok &= remap_grow_guarded();
+    ok &= remap_leaving_guarded();
     ok &= brk_steps();
     ok &= dontneed();
     ok &= locked();
