@@ -1728,7 +1728,8 @@ impl<M: Machine> LinuxMm<M> {
             if new_len > old_len && !self.lock_fits(vflags, (new_len - old_len) / PAGE_SIZE) {
                 return Err(Errno::EAGAIN);
             }
-            return self.move_to(old, old_len, new_addr, new_len, false);
+            let guard_top = new_len > old_len && self.is_guard(old_end - PAGE_SIZE);
+            return self.move_to(old, old_len, new_addr, new_len, false, guard_top);
         }
         if new_len <= old_len {
             self.unmap(old + new_len, old_end)?;
@@ -1775,7 +1776,7 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::ENOMEM);
         }
         let to = self.top_down(new_len).ok_or(Errno::ENOMEM)?;
-        self.move_to(old, old_len, to, new_len, true)
+        self.move_to(old, old_len, to, new_len, true, guard_top)
     }
 
     /// Grows the mapping holding `old` from `old_end` (its end, a guard
@@ -1886,8 +1887,17 @@ impl<M: Machine> LinuxMm<M> {
     /// `new_len` bytes: the target is unmapped, a shrink unmaps the old
     /// tail, the core moves the rest (in one area or several: guard pages
     /// move along). `placed`: the target was placed (free, nothing to
-    /// replace there).
-    fn move_to(&mut self, old: u64, old_len: u64, to: u64, new_len: u64, placed: bool) -> MmResult {
+    /// replace there); `guard_top`: the old range's top page is a guard
+    /// page (a growth is then a new area above it).
+    fn move_to(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        to: u64,
+        new_len: u64,
+        placed: bool,
+        guard_top: bool,
+    ) -> MmResult {
         // The mapping cut at both ends of the moved part, its target cut
         // at both ends, the moved record: at most four more at once.
         self.room(4)?;
@@ -1907,7 +1917,7 @@ impl<M: Machine> LinuxMm<M> {
         let (from, at) = (VirtAddr::new(old), VirtAddr::new(to));
         // A guard page at the top of what grows stays one page: the growth
         // is a new area of the mapping above it, made in the same step.
-        let growth = if grow > 0 && self.is_guard(old + old_len - PAGE_SIZE) {
+        let growth = if grow > 0 && guard_top {
             let mut part = v.clone();
             part.first = v.first + (old + old_len - v.start) / PAGE_SIZE;
             part.start = to + old_len;
