@@ -25,6 +25,9 @@ use crate::space::AddressSpace;
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
+/// Areas not in the tree yet, each with the pages `[start, end)` it goes on.
+type Placed<M> = Vec<(u64, u64, AreaEntry<M>)>;
+
 /// New areas a move puts in besides the moved ones, the caller's.
 #[derive(Clone, Copy)]
 enum Fresh<'a, M: Machine> {
@@ -444,36 +447,13 @@ impl<M: Machine> AddressSpace<M> {
         }
         // The caller's areas left at the old range: exactly over what the
         // areas hold there (runs of them joined), and what they reserve.
-        let mut given_entries: Vec<(u64, u64, AreaEntry<M>)> = Vec::new();
+        let mut given_entries: Placed<M> = Vec::new();
         if let Some(left) = given {
             let one = [(os, oe)];
             let held = if multi { &segs[..] } else { &one[..] };
-            let mut runs = held.iter().copied();
-            let mut run: Option<(u64, u64)> = None;
-            for p in left {
-                let r = Self::checked_range(p.base, p.size)?;
-                let (s, e) = (r.start.number(), r.end().number());
-                run = match run {
-                    Some((a, b)) if b == s => Some((a, e)),
-                    Some(done) if Some(done) != runs.next() => {
-                        return Err(Error::InvalidArgument);
-                    }
-                    _ => Some((s, e)),
-                };
-            }
-            if run != runs.next() || runs.next().is_some() {
-                return Err(Error::InvalidArgument);
-            }
-            given_entries
-                .try_reserve_exact(left.len())
-                .map_err(|_| Error::NoMemory)?;
-            for p in left {
-                let r = Self::checked_range(p.base, p.size)?;
-                let (entry, reserve) = p.entry(p.flags, r.count)?;
-                left_reserve += reserve;
-                let s = r.start.number();
-                given_entries.push((s, s + r.count, entry));
-            }
+            let (entries, reserve) = Self::given_left(held, left)?;
+            given_entries = entries;
+            left_reserve += reserve;
         }
         // What goes (over a new range): what lies where the moved areas
         // land (the new range but under the old one's holes) and the tail.
@@ -746,6 +726,43 @@ impl<M: Machine> AddressSpace<M> {
             self.merge_at(&mut tree, last_new);
         }
         Ok(())
+    }
+
+    /// The caller's areas `left` a move leaves at its old range, checked to
+    /// cover exactly `held` (the runs of pages the range's areas hold,
+    /// ascending), as tree entries, and what they reserve (not taken yet).
+    #[cold]
+    #[inline(never)]
+    fn given_left(held: &[(u64, u64)], left: &[Replacement<M>]) -> Result<(Placed<M>, u64)> {
+        let mut runs = held.iter().copied();
+        let mut run: Option<(u64, u64)> = None;
+        for p in left {
+            let r = Self::checked_range(p.base, p.size)?;
+            let (s, e) = (r.start.number(), r.end().number());
+            run = match run {
+                Some((a, b)) if b == s => Some((a, e)),
+                Some(done) if Some(done) != runs.next() => {
+                    return Err(Error::InvalidArgument);
+                }
+                _ => Some((s, e)),
+            };
+        }
+        if run != runs.next() || runs.next().is_some() {
+            return Err(Error::InvalidArgument);
+        }
+        let mut entries = Vec::new();
+        entries
+            .try_reserve_exact(left.len())
+            .map_err(|_| Error::NoMemory)?;
+        let mut reserved = 0;
+        for p in left {
+            let r = Self::checked_range(p.base, p.size)?;
+            let (entry, reserve) = p.entry(p.flags, r.count)?;
+            reserved += reserve;
+            let s = r.start.number();
+            entries.push((s, s + r.count, entry));
+        }
+        Ok((entries, reserved))
     }
 
     /// The empty area `[lo, lo + pages)` that a move leaving its range
