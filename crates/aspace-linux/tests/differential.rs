@@ -22,8 +22,8 @@
 //! `ASPACE_LINUX_NO_PRIVATE_FILES=1` makes them shared). Maps are compared after
 //! coalescing ([`MapsMatch::Coalesced`]): Linux keeps some mergeable
 //! neighbours apart for reasons its maps do not show. A line the layer
-//! does not do (`ENOSYS`, see `aspace_linux::mm`) is skipped on both sides
-//! and counted.
+//! would not do (`ENOSYS`, see `aspace_linux::mm`; none is left) would be
+//! skipped on both sides and counted.
 
 use aspace_linux::command::{Command, Line, Outcome};
 use aspace_linux::gen::{GenConfig, Generator};
@@ -125,8 +125,8 @@ fn sequence(
             .into_iter()
             .map(|l| if pin_private { pin(l) } else { l })
             .collect();
-        // Our side first (it does not depend on Linux's answers); lines it
-        // cannot do yet (ENOSYS) are left out on both sides.
+        // Our side first (it does not depend on Linux's answers); a line it
+        // could not do (ENOSYS: none now) would be left out on both sides.
         let mut sent = Vec::new();
         let mut mine = Vec::new();
         for line in chunk {

@@ -557,6 +557,12 @@ fn range_operations() {
         w.s(0)
             .move_range_leaving_as(va(A1), span, va(FREE), false, &left)
     });
+    inject("move_range_leaving_as of one area", with_anon, |w| {
+        let mut g = growth(w, A2);
+        g.size = pages(8);
+        w.s(0)
+            .move_range_leaving_as(va(A2), pages(8), va(FREE), false, &[g])
+    });
     let with_target = || {
         let w = with_anon();
         w.s(0)
@@ -564,6 +570,12 @@ fn range_operations() {
             .unwrap();
         w
     };
+    inject("move_range_leaving_as over areas", with_target, |w| {
+        let mut g = growth(w, A2);
+        g.size = pages(8);
+        w.s(0)
+            .move_range_leaving_as(va(A2), pages(8), va(FREE), true, &[g])
+    });
     inject("move_range_growing over areas", with_target, |w| {
         let g = growth(w, FREE + pages(8));
         w.s(0)

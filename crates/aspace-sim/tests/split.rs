@@ -1985,3 +1985,121 @@ fn move_range_leaving_as_leaves_the_callers_areas() {
     c.run(|| s.unmap_range(va(B), 6 * P)).unwrap();
     assert_eq!(sim.system().reserve().committed(), 0);
 }
+
+/// What a space shows of itself agrees: the areas' reservations add up to
+/// what the system has committed, and each area's resident count is the
+/// number of its pages the page table maps.
+fn assert_accounts(sim: &Sim, s: &Space) {
+    let infos = s.areas();
+    let reserved: u64 = infos.iter().map(|a| a.reserved).sum();
+    assert_eq!(
+        reserved,
+        sim.system().reserve().committed(),
+        "{:?}",
+        areas(s)
+    );
+    for a in &infos {
+        let first = a.base.page().number();
+        let mapped = (first..first + a.pages)
+            .filter(|&n| s.translate(Page::from_number(n)).is_some())
+            .count() as u64;
+        assert_eq!(mapped, a.resident, "area at {:#x}", a.base.as_u64());
+    }
+}
+
+/// Edge cases of the moves with areas of the caller's (from a review):
+/// the growth of a growing-down area; over a target area that sticks out
+/// on both sides; onto the moved area's own upper part, growing and
+/// leaving; leaving over a target; the growth of a share destination
+/// (the share kept, only the growth reserved). Data read back, the
+/// accounts agreeing after each.
+#[test]
+fn moves_with_areas_of_the_callers_keep_the_accounts() {
+    // A growing-down area grows by an area of its own above it.
+    let (sim, s, mut c) = setup(1);
+    s.area_create(va(A + 8 * P), 4 * P, RW | AreaFlags::GROWS_DOWN)
+        .unwrap();
+    c.write_u64(va(A + 9 * P), 9).unwrap();
+    let g = part(B + 4 * P, 2, RW, anon());
+    c.run(|| s.move_range_growing(va(A + 8 * P), 4 * P, va(B), &g, false))
+        .unwrap();
+    assert_accounts(&sim, &s);
+    assert_eq!(c.read_u64(va(B + P)).unwrap(), 9);
+    assert_eq!(c.read_u64(va(B + 5 * P)).unwrap(), 0);
+    // Over a target sticking out at both ends: cut there, its pages in
+    // between gone.
+    let (sim, s, mut c) = setup(1);
+    s.area_create(va(A), 4 * P, RW).unwrap();
+    s.area_create_with(va(A + 4 * P), P, RW, AreaAttrs::empty(), guard())
+        .unwrap();
+    s.area_create(va(B - 2 * P), 12 * P, R).unwrap();
+    c.write_u64(va(A), 1).unwrap();
+    c.read_u64(va(B + 7 * P)).unwrap();
+    c.read_u64(va(B + 9 * P)).unwrap();
+    let g = part(B + 5 * P, 3, RW, anon());
+    c.run(|| s.move_range_growing(va(A), 5 * P, va(B), &g, true))
+        .unwrap();
+    assert_accounts(&sim, &s);
+    assert_eq!(c.read_u64(va(B)).unwrap(), 1);
+    assert_eq!(c.read_u64(va(B + 7 * P)).unwrap(), 0);
+    assert_eq!(s.area(va(B + 9 * P)).map(|a| a.flags), Some(R));
+    // Onto the moved area's own upper part, growing, then leaving.
+    for leaving in [false, true] {
+        let (sim, s, mut c) = setup(1);
+        s.area_create(va(A), 10 * P, RW).unwrap();
+        fill(&mut c, A, 10, 1);
+        if leaving {
+            let left = [part(A, 2, RW, anon())];
+            c.run(|| s.move_range_leaving_as(va(A), 2 * P, va(A + 2 * P), true, &left))
+                .unwrap();
+            assert_eq!(c.read_u64(va(A)).unwrap(), 0);
+            assert_eq!(c.read_u64(va(A + 4 * P)).unwrap(), 1004);
+        } else {
+            let g = part(A + 4 * P, 2, R, anon());
+            c.run(|| s.move_range_growing(va(A), 2 * P, va(A + 2 * P), &g, true))
+                .unwrap();
+            assert!(c.read_u64(va(A)).is_err());
+            assert_eq!(c.read_u64(va(A + 4 * P)).unwrap(), 0);
+            assert_eq!(c.read_u64(va(A + 6 * P)).unwrap(), 1006);
+        }
+        assert_eq!(c.read_u64(va(A + 3 * P)).unwrap(), 1001);
+        assert_accounts(&sim, &s);
+    }
+    // Leaving over a target area.
+    let (sim, s, mut c) = setup(1);
+    s.area_create(va(A), 2 * P, RW).unwrap();
+    s.area_create_with(va(A + 2 * P), P, RW, AreaAttrs::empty(), guard())
+        .unwrap();
+    s.area_create(va(A + 3 * P), 3 * P, RW).unwrap();
+    s.area_create(va(B - P), 4 * P, R).unwrap();
+    c.write_u64(va(A + 4 * P), 4).unwrap();
+    c.read_u64(va(B)).unwrap();
+    let left = [part(A + P, 5, RW, anon())];
+    c.run(|| s.move_range_leaving_as(va(A + P), 5 * P, va(B), true, &left))
+        .unwrap();
+    assert_accounts(&sim, &s);
+    assert_eq!(c.read_u64(va(B + 3 * P)).unwrap(), 4);
+    assert!(c.read_u64(va(B + P)).is_err(), "the guard page moved");
+    assert_eq!(c.read_u64(va(A + 4 * P)).unwrap(), 0);
+    // A share destination grows by an area of its own: only the growth
+    // reserves, and the shared pages stay shared.
+    let (sim, s0, mut c0) = setup(2);
+    let s1 = sim.system().create().unwrap();
+    let mut c1 = sim.cpu(1);
+    c1.switch_to(&s1).unwrap();
+    s0.area_create(va(A), 4 * P, RW).unwrap();
+    c0.write_u64(va(A), 10).unwrap();
+    s0.area_share(va(A), 4 * P, &s1, va(B), RW).unwrap();
+    let committed = sim.system().reserve().committed();
+    let to = B + 0x10_0000;
+    let g = part(to + 4 * P, 2, RW, anon());
+    c1.run(|| s1.move_range_growing(va(B), 4 * P, va(to), &g, false))
+        .unwrap();
+    assert_eq!(sim.system().reserve().committed(), committed + 2);
+    c1.write_u64(va(to + P), 7).unwrap();
+    assert_eq!(c0.read_u64(va(A + P)).unwrap(), 7, "still shared");
+    assert_eq!(c1.read_u64(va(to)).unwrap(), 10);
+    c1.write_u64(va(to + 5 * P), 5).unwrap();
+    c1.run(|| s1.unmap_range(va(to), 6 * P)).unwrap();
+    assert_eq!(sim.system().reserve().committed(), committed);
+}

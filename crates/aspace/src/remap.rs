@@ -128,7 +128,8 @@ impl<M: Machine> AddressSpace<M> {
     /// `over`, [`move_range_over`](Self::move_range_over)) that grows by a
     /// new area rather than by the last moved area growing: `growth`, which
     /// must start where the moved range ends at its new place (`new +
-    /// old_size`), goes in empty in the same step, reserving as a new area
+    /// old_size`, rounded up to a page), goes in empty in the same step,
+    /// reserving as a new area
     /// does (Linux's `mremap` growing a mapping whose top page is a guard
     /// page: what it gains is ordinary memory of the mapping, which the
     /// caller's backend for it gives, not more guard). Refusals, before
@@ -147,12 +148,13 @@ impl<M: Machine> AddressSpace<M> {
     ) -> Result<()> {
         let flags = Self::placement_flags(growth.flags, &*growth.backend)?;
         let grown = Self::checked_range(growth.base, growth.size)?;
-        if flags.guard_pages() > 0
-            || Some(growth.base.as_u64()) != new.as_u64().checked_add(old_size)
+        // The moved range's size in whole pages (the move rounds it up).
+        let moved = Self::checked_range(old, old_size)?.count * crate::PAGE_SIZE;
+        if flags.guard_pages() > 0 || Some(growth.base.as_u64()) != new.as_u64().checked_add(moved)
         {
             return Err(Error::InvalidArgument);
         }
-        let new_size = old_size
+        let new_size = moved
             .checked_add(grown.count * crate::PAGE_SIZE)
             .ok_or(Error::InvalidArgument)?;
         self.move_pages(
@@ -196,8 +198,9 @@ impl<M: Machine> AddressSpace<M> {
     /// give). `left` must be in ascending order and cover exactly what the
     /// areas of the old range hold there (its holes stay holes), each part
     /// without guard pages; each reserves as a new area does. Refusals, before
-    /// anything changed: those of `move_range_leaving`; `left` not as said
-    /// `InvalidArgument`.
+    /// anything changed: those of `move_range_leaving`; `left` not as said,
+    /// or a part with bad flags or growing down, `InvalidArgument`
+    /// (`NotSupported` for a growing-down part its backend cannot grow).
     pub fn move_range_leaving_as(
         &self,
         old: VirtAddr,

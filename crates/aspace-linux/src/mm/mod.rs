@@ -67,7 +67,9 @@
 //!   none); `mremap` moves them with their
 //!   mapping (the core moves its areas together), and grows a mapping
 //!   whose top page is one by a new area above it, in place or moved (the
-//!   core's `move_range_growing`: one step); a fork's child has them as
+//!   core's `move_range_growing`: one step); with `MREMAP_DONTUNMAP` they
+//!   go with the pages and the old range stays each mapping's part, empty,
+//!   without them (the core's `move_range_leaving_as`); a fork's child has them as
 //!   on Linux (none in `MADV_WIPEONFORK` ranges: those are empty mappings).
 //! - **Private file mappings** (no difference left, only how it is done)
 //!   are copy-on-write in the core itself: their areas have the mapping's
@@ -83,10 +85,7 @@
 //!   Linux 6.17+, with or without `MREMAP_DONTUNMAP`) moves them and the
 //!   holes between them in one core step, as a mapping the core keeps as
 //!   several areas moves (what lies at the target under the old range's
-//!   holes stays, as on Linux). With `MREMAP_DONTUNMAP` the guard pages
-//!   go with the pages and the old range stays each mapping's part, empty,
-//!   without them (the core's `move_range_leaving_as`, one step), as Linux
-//!   moves their page table entries.
+//!   holes stays, as on Linux).
 
 pub mod object;
 mod records;
@@ -1640,7 +1639,9 @@ impl<M: Machine> LinuxMm<M> {
     /// replaced in the same step): the core's `move_range` or
     /// `move_range_over` moves the resident pages' translations, no data is
     /// copied; a shrinking fixed move drops the old range's tail in that
-    /// step too. A shared anonymous mapping grown
+    /// step too; guard pages move along, and a mapping whose top page is
+    /// one grows by a new area above it (`move_range_growing`, in place
+    /// `grow_above`). `MREMAP_DONTUNMAP`: see `move_leaving`. A shared anonymous mapping grown
     /// keeps its object's size: the pages past it raise `SIGBUS`, as on
     /// Linux. An old length of 0 maps a shared object a second time
     /// (`duplicate`; a private mapping `EINVAL`).

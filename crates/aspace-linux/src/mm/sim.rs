@@ -222,8 +222,8 @@ impl SimEngine {
     }
 
     /// Executes one line and observes the state after it. A call the layer
-    /// cannot do yet answers `err ENOSYS` (see [`LinuxMm`]) and changes
-    /// nothing.
+    /// could not do would answer `err ENOSYS` and change nothing (none
+    /// does now; see [`LinuxMm`]).
     pub fn run(&mut self, line: &Line) -> Response {
         self.mm.set_hole_policy(if line.refuse_holes {
             HolePolicy::Refuse
