@@ -323,18 +323,27 @@ fn remap_leaving() -> bool {
     ok
 }
 
+/// A read-write chunk of `pages` pages and an inaccessible target of
+/// `target` pages for it to move to, both placed anywhere (`None`, said,
+/// if either mapping fails).
+fn chunk_and_target(pages: u64, target: u64) -> Option<(u64, u64)> {
+    let c = mmap(0, pages * P, RW, ANON, u64::MAX, 0);
+    let t = mmap(0, target * P, PROT_NONE, ANON, u64::MAX, 0);
+    if c < 0 || t < 0 {
+        println!("linux_alloc: mmap for mremap = {c}, {t}: FAIL");
+        return None;
+    }
+    Some((c as u64, t as u64))
+}
+
 /// `mremap` moves a mapping with a guard page in it (the guard page goes
 /// along: populating the moved range stops there) and, with
 /// `MREMAP_FIXED` and the same size, several mappings at once (Linux
 /// 6.17+): the data and the rights come along.
 fn remap_several() -> bool {
-    let c = mmap(0, 4 * P, RW, ANON, u64::MAX, 0);
-    let t = mmap(0, 4 * P, PROT_NONE, ANON, u64::MAX, 0);
-    if c < 0 || t < 0 {
-        println!("linux_alloc: mmap for mremap = {c}, {t}: FAIL");
+    let Some((c, t)) = chunk_and_target(4, 4) else {
         return false;
-    }
-    let (c, t) = (c as u64, t as u64);
+    };
     fill(c, 4 * P, 43);
     let g = madvise(c + P, P, MADV_GUARD_INSTALL);
     let split = mprotect(c + 2 * P, P, PROT_READ);
@@ -363,13 +372,9 @@ fn remap_several() -> bool {
 /// was in the mapping, and the growth above it is ordinary memory, zero
 /// and writable.
 fn remap_grow_guarded() -> bool {
-    let c = mmap(0, 3 * P, RW, ANON, u64::MAX, 0);
-    let t = mmap(0, 6 * P, PROT_NONE, ANON, u64::MAX, 0);
-    if c < 0 || t < 0 {
-        println!("linux_alloc: mmap for mremap = {c}, {t}: FAIL");
+    let Some((c, t)) = chunk_and_target(3, 6) else {
         return false;
-    }
-    let (c, t) = (c as u64, t as u64);
+    };
     fill(c, 2 * P, 44);
     let g = madvise(c + 2 * P, P, MADV_GUARD_INSTALL);
     let fixed = MREMAP_MAYMOVE | MREMAP_FIXED;
