@@ -1,6 +1,8 @@
 //! Random sequences of area creation (plain, guarded, growing down),
 //! sharing, splits, merges and range operations (`unmap_range`,
-//! `protect_range`, `move_range`, `discard_range`) on two address spaces,
+//! `protect_range`, `move_range` and its variants that grow by an area of
+//! the caller's or leave the old range mapped, `discard_range`) on two
+//! address spaces,
 //! checked after every step against a page-level reference model: page ->
 //! (rights, backing, backing index, data), and the guarded areas by base.
 //! Accesses to a guard page fault, or grow the area down over it, as the
@@ -503,6 +505,12 @@ impl World {
         } else {
             1 + rng.below(8)
         };
+        // A fifth of the moves keep their size and leave the old range
+        // mapped, empty (`move_range_leaving`); half of those leave areas
+        // of the caller's there (`move_range_leaving_as`).
+        let leave = rng.below(5) == 0;
+        let given = leave && rng.below(2) == 0;
+        let new_pages = if leave { old } else { new_pages };
         let ns = W + rng.below(N - new_pages + 1);
         let ne = ns + new_pages;
         // The areas after the first one in the old range.
@@ -521,8 +529,28 @@ impl World {
             attrs: AreaAttrs::empty(),
             backend: TryArc::into_backend(TryArc::new(aspace::backend::AnonBackend)),
         });
+        // The caller's areas: one per area's part, with its rights.
+        let rights = AreaFlags::READ | AreaFlags::WRITE | AreaFlags::EXEC;
+        let left: Vec<_> = space
+            .areas()
+            .iter()
+            .map(|a| (a.base.page().number(), a.end().page().number(), a.flags))
+            .filter(|&(s, e, _)| s < oe && e > os)
+            .map(|(s, e, flags)| {
+                let (s, e) = (s.max(os), e.min(oe));
+                aspace::replace::Replacement {
+                    base: va(s),
+                    size: (e - s) * P,
+                    flags: flags & rights,
+                    attrs: AreaAttrs::empty(),
+                    backend: TryArc::into_backend(TryArc::new(aspace::backend::AnonBackend)),
+                }
+            })
+            .collect();
         let r = self.cpu_of(sp).run(|| match &growth {
             Some(g) => space.move_range_growing(va(os), old * P, va(ns), g, false),
+            None if given => space.move_range_leaving_as(va(os), old * P, va(ns), false, &left),
+            None if leave => space.move_range_leaving(va(os), old * P, va(ns), false),
             None => space.move_range(va(os), old * P, va(ns), new_pages * P),
         });
         let m = &self.model.pages[sp];
@@ -541,11 +569,22 @@ impl World {
         let grows_down = guards.get(&start).is_some_and(|g| g.floor.is_some());
         let multi = !others.is_empty();
         let grown = growth.as_ref().map(|g| g.flags);
-        let how = if grown.is_some() { " growing" } else { "" };
+        let how = match (grown, leave, given) {
+            (Some(_), _, _) => " growing",
+            (_, true, true) => " leaving the caller's areas",
+            (_, true, false) => " leaving",
+            _ => "",
+        };
+        let is_shared = |p: u64| matches!(m.get(&p).map(|p| p.backing), Some(Backing::Shared(..)));
+        let others_shared = others.iter().any(|&s| is_shared(s));
         let desc = format!("move{how} {sp} {os:#x}..{oe:#x} -> {ns:#x}..{ne:#x}");
         if oe > end && !multi {
             assert_eq!(r, Err(Error::NotFound), "{desc}");
-        } else if multi && (new_pages < old || others.iter().any(|s| guards.contains_key(s))) {
+        } else if multi
+            && (new_pages < old
+                || others.iter().any(|s| guards.contains_key(s))
+                || (leave && others_shared))
+        {
             assert_eq!(r, Err(Error::NotSupported), "{desc}");
         } else if multi && new_pages != old && !m.contains_key(&(oe - 1)) {
             assert_eq!(r, Err(Error::NotFound), "{desc}");
@@ -555,6 +594,10 @@ impl World {
             assert_eq!(r, Err(Error::NotSupported), "{desc}");
         } else if !self.model.fits(sp, ns, ne, guard.is_some()) {
             assert_eq!(r, Err(Error::AddressNotAvailable), "{desc}");
+        } else if leave && (guards.contains_key(&start) || is_shared(os)) {
+            // A guarded or growing-down area, or a shared one, leaves no
+            // area behind.
+            assert_eq!(r, Err(Error::NotSupported), "{desc}");
         } else {
             r.unwrap();
             *self.done.entry("move").or_default() += 1;
@@ -563,6 +606,9 @@ impl World {
             }
             if grown.is_some() {
                 *self.done.entry("move growing by a new area").or_default() += 1;
+            }
+            if leave {
+                *self.done.entry("move leaving").or_default() += 1;
             }
             let moved: Vec<Option<PageModel>> = (os..oe).map(|p| m.get(&p).copied()).collect();
             let m = &mut self.model.pages[sp];
@@ -603,6 +649,20 @@ impl World {
                     }
                 };
                 m.insert(ns + i, page);
+            }
+            if leave {
+                // The old range's pages in areas stay, empty: a file's
+                // pages read from the file again (the left area keeps the
+                // backend), the caller's areas are anonymous.
+                for (i, page) in moved.iter().enumerate() {
+                    let Some(page) = page else { continue };
+                    let backing = match page.backing {
+                        Backing::Elf { .. } if !given => page.backing,
+                        _ => Backing::Anon(0),
+                    };
+                    let rights = page.rights;
+                    m.insert(os + i as u64, PageModel { rights, backing });
+                }
             }
             if let Some(guard) = guard {
                 *self.done.entry("guarded move").or_default() += 1;
