@@ -410,8 +410,17 @@ impl<M: Machine> AddressSpace<M> {
         let mut segs: Vec<(u64, u64)> = Vec::new();
         let mut sets: Vec<(UsedSpace, UsedSpace)> = Vec::new();
         let mut entries: Vec<(u64, u64, AreaEntry<M>)> = Vec::new();
-        let mut lefts: Vec<(u64, u64, AreaEntry<M>)> = Vec::new();
-        let mut left_reserve = left.as_ref().map_or(0, |&(_, r)| r);
+        // The areas left at the old range (with `leave`), in order, the
+        // first area's part's first.
+        let mut lefts: Placed<M> = Vec::new();
+        let mut left_reserve = 0;
+        if let Some((entry, reserve)) = left {
+            lefts
+                .try_reserve_exact(1 + others)
+                .map_err(|_| Error::NoMemory)?;
+            lefts.push((os, first_end.min(oe), entry));
+            left_reserve = reserve;
+        }
         if multi {
             segs.try_reserve_exact(others + 1)
                 .map_err(|_| Error::NoMemory)?;
@@ -420,11 +429,6 @@ impl<M: Machine> AddressSpace<M> {
             entries
                 .try_reserve_exact(others)
                 .map_err(|_| Error::NoMemory)?;
-            if leave && given.is_none() {
-                lefts
-                    .try_reserve_exact(others)
-                    .map_err(|_| Error::NoMemory)?;
-            }
             segs.push((os, first_end.min(oe)));
             for (start, end, slot) in Self::areas_in(&tree, first_end, oe) {
                 let st = slot.lock_read();
@@ -450,13 +454,10 @@ impl<M: Machine> AddressSpace<M> {
         }
         // The caller's areas left at the old range: exactly over what the
         // areas hold there (runs of them joined), and what they reserve.
-        let mut given_entries: Placed<M> = Vec::new();
         if let Some(left) = given {
             let one = [(os, oe)];
             let held = if multi { &segs[..] } else { &one[..] };
-            let (entries, reserve) = Self::given_left(held, left)?;
-            given_entries = entries;
-            left_reserve += reserve;
+            (lefts, left_reserve) = Self::given_left(held, left)?;
         }
         // What goes (over a new range): what lies where the moved areas
         // land (the new range but under the old one's holes) and the tail.
@@ -519,13 +520,8 @@ impl<M: Machine> AddressSpace<M> {
                 cuts.push((c, room));
             }
         }
-        let left_entries = match given {
-            Some(left) => left.len(),
-            None if leave => 1 + others,
-            None => 0,
-        };
-        let new_entries = usize::from(grown.is_some());
-        Self::reserve_entries(&mut tree, 3 + cuts.len() + left_entries + new_entries)?;
+        let new_entries = lefts.len() + usize::from(grown.is_some());
+        Self::reserve_entries(&mut tree, 3 + cuts.len() + new_entries)?;
         let mut replaced: Vec<(Unmapped, PageFlags, bool)> = Vec::new();
         if over {
             let mut pages = 0;
@@ -701,28 +697,12 @@ impl<M: Machine> AddressSpace<M> {
             debug_assert!(inserted, "the new range was checked free");
             self.merge_at(&mut tree, at);
         }
-        if let Some((area, _)) = left {
-            // The old range, emptied above, takes the left areas.
-            let inserted = tree.insert_guarded(os, first_top, 0, area).is_ok();
+        // The old range, emptied above, takes the left areas, each merged
+        // with what lies below it (the last also with what lies above).
+        for (s, e, area) in lefts {
+            let inserted = tree.insert_guarded(s, e, 0, area).is_ok();
             debug_assert!(inserted, "the old range is free now");
-            let mut last_left = os;
-            for (s, e, area) in lefts {
-                let inserted = tree.insert_guarded(s, e, 0, area).is_ok();
-                debug_assert!(inserted, "the old range is free now");
-                last_left = s;
-            }
-            self.merge_at(&mut tree, os);
-            if last_left != os {
-                self.merge_at(&mut tree, last_left);
-            }
-        }
-        if !given_entries.is_empty() {
-            // The old range, emptied above, takes the caller's areas.
-            for (s, e, area) in given_entries {
-                let inserted = tree.insert_guarded(s, e, 0, area).is_ok();
-                debug_assert!(inserted, "the old range is free now");
-                self.merge_at(&mut tree, s);
-            }
+            self.merge_at(&mut tree, s);
         }
         self.merge_at(&mut tree, ns);
         if last_new != ns {
