@@ -600,13 +600,7 @@ impl<M: Machine> LinuxMm<M> {
             } else if v.flags.contains(VmFlags::WIPEONFORK) {
                 if self.any_guard(v.start, v.end) {
                     fresh.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
-                    fresh.push(Replacement {
-                        base: VirtAddr::new(v.start),
-                        size: v.end - v.start,
-                        flags: Self::area_flags(v)?,
-                        attrs: AreaAttrs::empty(),
-                        backend: self.backend(v).map_err(errno_of)?,
-                    });
+                    fresh.push(self.fresh_part(v, v.start, v.start, v.end - v.start)?);
                     continue;
                 }
                 Inherit::Empty
@@ -1010,6 +1004,34 @@ impl<M: Machine> LinuxMm<M> {
                 private: *private,
             }),
         }
+    }
+
+    /// The backend of mapping `v` as a mapping of it starting at its
+    /// address `at` would have it (from that page of its object).
+    fn backend_from(&self, v: &Vma, at: u64) -> Result<BackendRef<M::Memory, M::Frames>, Errno> {
+        let mut part = v.clone();
+        part.first = v.first + (at - v.start) / PAGE_SIZE;
+        part.start = at;
+        self.backend(&part).map_err(errno_of)
+    }
+
+    /// A new, empty core area of `size` bytes at `base` holding mapping
+    /// `v`'s memory from its address `from` on (its rights, its backend
+    /// from that page).
+    fn fresh_part(
+        &self,
+        v: &Vma,
+        from: u64,
+        base: u64,
+        size: u64,
+    ) -> Result<Replacement<M>, Errno> {
+        Ok(Replacement {
+            base: VirtAddr::new(base),
+            size,
+            flags: Self::area_flags(v)?,
+            attrs: AreaAttrs::empty(),
+            backend: self.backend_from(v, from)?,
+        })
     }
 
     /// Pages of memory a mapping reserves up front.
@@ -1919,17 +1941,8 @@ impl<M: Machine> LinuxMm<M> {
         // A guard page at the top of what grows stays one page: the growth
         // is a new area of the mapping above it, made in the same step.
         let growth = if grow > 0 && guard_top {
-            let mut part = v.clone();
-            part.first = v.first + (old + old_len - v.start) / PAGE_SIZE;
-            part.start = to + old_len;
-            part.end = hi;
-            Some(Replacement {
-                base: VirtAddr::new(part.start),
-                size: hi - part.start,
-                flags: Self::area_flags(&part)?,
-                attrs: AreaAttrs::empty(),
-                backend: self.backend(&part).map_err(errno_of)?,
-            })
+            let base = to + old_len;
+            Some(self.fresh_part(v, old + old_len, base, hi - base)?)
         } else {
             None
         };
@@ -2043,17 +2056,7 @@ impl<M: Machine> LinuxMm<M> {
             .map_err(|_| Errno::ENOMEM)?;
         for &(lo, hi) in parts {
             let v = self.vma_at(lo).ok_or(Errno::EFAULT)?;
-            let mut part = v.clone();
-            part.first = v.first + (lo - v.start) / PAGE_SIZE;
-            part.start = lo;
-            part.end = hi;
-            left.push(Replacement {
-                base: VirtAddr::new(lo),
-                size: hi - lo,
-                flags: Self::area_flags(&part)?,
-                attrs: AreaAttrs::empty(),
-                backend: self.backend(&part).map_err(errno_of)?,
-            });
+            left.push(self.fresh_part(v, lo, lo, hi - lo)?);
         }
         Ok(left)
     }
@@ -2433,12 +2436,7 @@ impl<M: Machine> LinuxMm<M> {
                     } else if install {
                         self.guard.clone()
                     } else {
-                        // The mapping's backend as a mapping starting at
-                        // `at` would have it.
-                        let mut part = v.clone();
-                        part.first = v.first + (at - v.start) / PAGE_SIZE;
-                        part.start = at;
-                        self.backend(&part).map_err(errno_of)?
+                        self.backend_from(v, at)?
                     };
                     new.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
                     new.push(Replacement {
