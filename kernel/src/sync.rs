@@ -4,7 +4,7 @@
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Called in every spin loop.
 #[inline]
@@ -13,118 +13,23 @@ pub fn relax() {
     core::hint::spin_loop();
 }
 
-/// A test-and-test-and-set spinlock, the kernel's `lock_api` raw mutex.
-pub struct RawSpin(AtomicBool);
+/// The kernel's waiting: serve shootdown requests, then pause.
+pub struct Poll;
 
-// SAFETY: the lock is exclusive: `lock` and `try_lock` take it only by a
-// compare-exchange of the flag from false to true (Acquire), so of several
-// CPUs racing at most one succeeds until `unlock` (called by lock_api only
-// for the holder) stores false again (Release, so the holder's writes are
-// seen by the next one). The flag is not tied to a CPU, so a guard may be
-// released on another CPU (`GuardSend`).
-unsafe impl lock_api::RawMutex for RawSpin {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: RawSpin = RawSpin(AtomicBool::new(false));
-    type GuardMarker = lock_api::GuardSend;
-
-    fn lock(&self) {
-        while !self.try_lock() {
-            while self.0.load(Ordering::Relaxed) {
-                relax();
-            }
-        }
-    }
-
-    fn try_lock(&self) -> bool {
-        self.0
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    unsafe fn unlock(&self) {
-        self.0.store(false, Ordering::Release);
+impl aspace::spin::Relax for Poll {
+    #[inline]
+    fn relax() {
+        relax();
     }
 }
 
-/// A reader-writer spinlock, the kernel's `lock_api` raw rwlock (the area
-/// trees: faults read, area changes write). A waiting writer sets `PENDING`
-/// so new readers hold back and a stream of faults cannot starve it.
-pub struct RawSpinRw(AtomicUsize);
+/// The kernel's `lock_api` raw mutex: the core's spinlock, waiting with
+/// [`relax`].
+pub type RawSpin = aspace::spin::RawSpin<Poll>;
 
-const WRITER: usize = 1;
-const PENDING: usize = 2;
-const READER: usize = 4;
-
-// SAFETY: a writer enters only by a compare-exchange from a state with no
-// writer and no reader (`s & !PENDING == 0`) to WRITER (Acquire), and a
-// reader only by a compare-exchange that adds READER to a state without
-// WRITER (Acquire); so while WRITER is set there is no reader and no other
-// writer, and readers only share with readers. `unlock_exclusive` clears
-// the state and `unlock_shared` removes one READER (Release both, so the
-// holder's writes are seen by the next one). Not tied to a CPU
-// (`GuardSend`).
-unsafe impl lock_api::RawRwLock for RawSpinRw {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: RawSpinRw = RawSpinRw(AtomicUsize::new(0));
-    type GuardMarker = lock_api::GuardSend;
-
-    fn lock_shared(&self) {
-        while !self.try_lock_shared() {
-            relax();
-        }
-    }
-
-    fn try_lock_shared(&self) -> bool {
-        // Fails only for a writer, holding or waiting; other readers coming
-        // and going just make the exchange try again.
-        let mut s = self.0.load(Ordering::Relaxed);
-        while s & (WRITER | PENDING) == 0 {
-            match self
-                .0
-                .compare_exchange_weak(s, s + READER, Ordering::Acquire, Ordering::Relaxed)
-            {
-                Ok(_) => return true,
-                Err(now) => s = now,
-            }
-        }
-        false
-    }
-
-    unsafe fn unlock_shared(&self) {
-        self.0.fetch_sub(READER, Ordering::Release);
-    }
-
-    fn lock_exclusive(&self) {
-        loop {
-            let s = self.0.load(Ordering::Relaxed);
-            if s & !PENDING == 0 {
-                if self
-                    .0
-                    .compare_exchange_weak(s, WRITER, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return;
-                }
-            } else if s & PENDING == 0 {
-                self.0.fetch_or(PENDING, Ordering::Relaxed);
-            }
-            relax();
-        }
-    }
-
-    fn try_lock_exclusive(&self) -> bool {
-        let s = self.0.load(Ordering::Relaxed);
-        s & !PENDING == 0
-            && self
-                .0
-                .compare_exchange(s, WRITER, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-    }
-
-    unsafe fn unlock_exclusive(&self) {
-        self.0.store(0, Ordering::Release);
-    }
-}
+/// The kernel's `lock_api` raw rwlock (the area trees: faults read, area
+/// changes write): the core's, waiting with [`relax`].
+pub type RawSpinRw = aspace::spin::RawSpinRw<Poll>;
 
 /// A spinlock around a value.
 pub type SpinLock<T> = lock_api::Mutex<RawSpin, T>;

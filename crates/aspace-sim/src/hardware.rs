@@ -310,9 +310,22 @@ impl SimMachine {
     }
 }
 
+/// How a simulated CPU waits for a lock: its CPUs are host threads, more
+/// of them than cores, so it lets the holder run.
+pub struct YieldThread;
+
+impl aspace::spin::Relax for YieldThread {
+    fn relax() {
+        std::thread::yield_now();
+    }
+}
+
 impl Machine for SimMachine {
-    type Lock = parking_lot::RawMutex;
-    type RwLock = parking_lot::RawRwLock;
+    /// A spinning lock, as a kernel's, released by a store (see
+    /// [`aspace::spin`]).
+    type Lock = aspace::spin::RawSpin<YieldThread>;
+    /// A spinning reader-writer lock, as a kernel's.
+    type RwLock = aspace::spin::RawSpinRw<YieldThread>;
     type Memory = PhysMem;
     type Frames = FramePool;
     type Cpus = SimHardware;

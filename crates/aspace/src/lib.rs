@@ -52,8 +52,9 @@
 //! ```
 #![no_std]
 #![warn(missing_docs)]
-// `unsafe` only where raw memory needs it: the sharded lock, its cell, and
-// the traits whose implementers make promises.
+// `unsafe` only where raw memory needs it: the sharded lock, its cell, the
+// ready-made spinning locks (`lock_api`'s traits are `unsafe`), and the
+// traits whose implementers make promises.
 #![deny(unsafe_code)]
 
 extern crate alloc;
@@ -87,6 +88,8 @@ mod shard_lock;
 pub mod share;
 mod shared;
 pub mod space;
+#[allow(unsafe_code)]
+pub mod spin;
 pub mod split;
 pub mod stats;
 #[allow(unsafe_code)]

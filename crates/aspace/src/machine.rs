@@ -263,13 +263,14 @@ pub trait Sleep: Sync {
 /// A machine the subsystem runs on: the bundle of the traits above.
 pub trait Machine: Send + Sync + Sized + 'static {
     /// The lock that protects address spaces and the ASID allocator: a
-    /// spinlock or a sleeping mutex, as the kernel prefers.
+    /// spinlock or a sleeping mutex, as the kernel prefers
+    /// ([`crate::spin`] has a spinning one, released by a store).
     type Lock: lock_api::RawMutex + Send + Sync;
     /// The reader-writer lock of an address space's area tree: page faults
     /// and lookups read it (in parallel), creating, resizing and destroying
     /// areas write it. A spinning or a sleeping one, as for `Lock`. Each
     /// tree has one per CPU (up to 16): a reader takes its CPU's, a writer
-    /// all of them.
+    /// all of them. ([`crate::spin`] has a spinning one.)
     type RwLock: lock_api::RawRwLock + Send + Sync;
     /// Physical memory access.
     type Memory: PhysMemory;
