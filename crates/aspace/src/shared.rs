@@ -10,7 +10,6 @@ use core::sync::atomic::Ordering;
 use crate::asid::AsidAllocator;
 use crate::backend::{AnonBackend, BackendRef};
 use crate::internals::area_tree::Hint;
-use crate::internals::try_arc::TryArc;
 use crate::machine::{Cpus, Layout, Machine};
 use crate::reserve::Reserve;
 use crate::stats::Stats;
@@ -45,7 +44,7 @@ impl<M: Machine> Shared<M> {
             hints: LookupHints::default(),
             preparing: Preparing::default(),
             next_id: PlainAtomicU64::new(1),
-            anon: TryArc::try_backend(AnonBackend)?,
+            anon: BackendRef::stateless(AnonBackend),
         })
     }
 

@@ -36,7 +36,7 @@ use core::sync::atomic::Ordering::{Relaxed, Release};
 
 use crate::addr::{Page, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaPart, AreaState};
-use crate::backend::BackendCaps;
+use crate::backend::{BackendCaps, BackendRef};
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::internals::try_arc::{TryArc, Unwritten};
 use crate::internals::used_space::UsedSpace;
@@ -618,7 +618,7 @@ impl<M: Machine> AddressSpace<M> {
             && lst.max_flags == rst.max_flags
             && l.backend.as_any().is_none()
             // Parts of one split share their backend: nothing to compare.
-            && (TryArc::ptr_eq(&l.backend, &r.backend)
+            && (BackendRef::ptr_eq(&l.backend, &r.backend)
                 || (r.backend.as_any().is_none()
                     && l.backend.name() == r.backend.name()
                     && l.backend.object_id() == r.backend.object_id()));

@@ -204,18 +204,36 @@ fn an_unsized_value_is_dropped_and_freed_with_its_own_layout() {
     let typed = TryArc::try_new(Loud { word: 42 }).ok().unwrap();
     let addr = TryArc::as_ptr(&typed) as *const u8;
     let dynamic: BackendRef<PhysMem, FramePool> = TryArc::into_backend(typed);
-    assert_eq!(TryArc::as_ptr(&dynamic) as *const u8, addr);
+    let counted = dynamic.as_counted().unwrap();
+    assert_eq!(TryArc::as_ptr(counted) as *const u8, addr);
     assert_eq!(dynamic.name(), "loud");
     let clone = dynamic.clone();
-    assert!(TryArc::ptr_eq(&clone, &dynamic));
-    assert_eq!(TryArc::refs(&clone), 2);
+    assert!(BackendRef::ptr_eq(&clone, &dynamic));
+    assert_eq!(TryArc::refs(clone.as_counted().unwrap()), 2);
     drop(dynamic);
     assert_eq!(LOUD_DROPS.load(Ordering::Relaxed), 0);
     drop(clone);
     assert_eq!(LOUD_DROPS.load(Ordering::Relaxed), 1);
     // Made directly as a trait object; unique access through it.
     let mut made: BackendRef<PhysMem, FramePool> = TryArc::try_backend(Loud { word: 1 }).unwrap();
-    assert_eq!(TryArc::get_mut(&mut made).map(|b| b.name()), Some("quiet"));
+    let unique = TryArc::get_mut(made.as_counted_mut().unwrap());
+    assert_eq!(unique.map(|b| b.name()), Some("quiet"));
     drop(made);
     assert_eq!(LOUD_DROPS.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn stateless_backends_are_not_counted_and_stay_apart() {
+    use aspace::backend::{AnonBackend, GuardBackend};
+    let anon = BackendRef::<PhysMem, FramePool>::stateless(AnonBackend);
+    let guard = BackendRef::<PhysMem, FramePool>::stateless(GuardBackend);
+    assert!(anon.as_counted().is_none());
+    let copy = anon.clone();
+    assert!(BackendRef::ptr_eq(&copy, &anon));
+    assert_eq!(copy.name(), "anon");
+    // Both are zero-sized, at one address: still two backends.
+    assert!(!BackendRef::ptr_eq(&anon, &guard));
+    assert_eq!(guard.name(), GuardBackend::NAME);
+    let counted: BackendRef<PhysMem, FramePool> = TryArc::try_backend(AnonBackend).unwrap();
+    assert!(!BackendRef::ptr_eq(&counted, &anon));
 }

@@ -485,9 +485,9 @@ impl<M: Machine> LinuxMm<M> {
             def_lock: VmFlags::NONE,
             memlock: None,
             locked_leak: 0,
-            anon: TryArc::into_backend(TryArc::new(AnonBackend)),
-            guard: TryArc::into_backend(TryArc::new(GuardBackend)),
-            reserving_guard: TryArc::into_backend(TryArc::new(ReservingGuardBackend)),
+            anon: BackendRef::stateless(AnonBackend),
+            guard: BackendRef::stateless(GuardBackend),
+            reserving_guard: BackendRef::stateless(ReservingGuardBackend),
         }
     }
 

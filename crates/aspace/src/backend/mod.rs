@@ -48,6 +48,7 @@
 pub mod anon;
 pub mod elf;
 pub mod guard;
+mod handle;
 pub mod phys;
 pub mod user;
 
@@ -61,6 +62,7 @@ use crate::Result;
 pub use anon::AnonBackend;
 pub use elf::ElfBackend;
 pub use guard::{GuardBackend, ReservingGuardBackend};
+pub use handle::BackendRef;
 pub use phys::PhysBackend;
 pub use user::{PageIn, Pager, PagerIds, UserBackend};
 
@@ -92,12 +94,6 @@ bitflags::bitflags! {
         const PRIVATE = 32;
     }
 }
-
-/// A shared handle on a backend, as an area holds it: made fallibly (a
-/// refused heap is `NoMemory`, never an abort) with
-/// [`TryArc::try_backend`](crate::TryArc::try_backend), or from a typed
-/// handle with [`TryArc::into_backend`](crate::TryArc::into_backend).
-pub type BackendRef<P, F> = crate::TryArc<dyn Backend<P, F>>;
 
 /// A source of pages for areas (HelenOS `mem_backend_t`). Generic over
 /// what it uses, physical memory `P` and the frame allocator `F`, so one

@@ -9,7 +9,7 @@
 //! anything, and answers `Error::NoMemory` if the heap refuses.
 //!
 //! The value may be unsized: a backend is kept as a
-//! [`TryArc<dyn Backend>`](crate::backend::BackendRef), made with
+//! [`BackendRef`](crate::backend::BackendRef) (counted), made with
 //! [`TryArc::try_backend`] or turned from a typed handle with
 //! [`TryArc::into_backend`] (stable Rust cannot unsize a user-defined
 //! smart pointer in general, but it can a raw pointer to a block whose
@@ -28,7 +28,7 @@ use core::ops::Deref;
 use core::ptr::NonNull;
 use core::sync::atomic::{fence, AtomicUsize, Ordering};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendRef};
 use crate::memory::{FrameAllocator, PhysMemory};
 use crate::Error;
 
@@ -355,9 +355,9 @@ impl<T> TryArc<T> {
         }
     }
 
-    /// This handle as a handle on the value as a backend trait object
-    /// (the same block, the same count): what an area takes.
-    pub fn into_backend<P, F>(this: Self) -> TryArc<dyn Backend<P, F>>
+    /// This handle as a counted handle on the value as a backend trait
+    /// object (the same block, the same count): what an area takes.
+    pub fn into_backend<P, F>(this: Self) -> BackendRef<P, F>
     where
         P: PhysMemory,
         F: FrameAllocator,
@@ -367,17 +367,17 @@ impl<T> TryArc<T> {
         // The built-in unsizing coercion of a raw pointer: `Inner<T>` to
         // `Inner<dyn Backend>` (the value is the last field).
         let ptr: NonNull<Inner<dyn Backend<P, F>>> = this.ptr;
-        TryArc {
+        BackendRef::counted(TryArc {
             ptr,
             _owns: PhantomData,
-        }
+        })
     }
 }
 
 impl<P: PhysMemory, F: FrameAllocator> TryArc<dyn Backend<P, F>> {
-    /// Puts `backend` on the heap as a shared backend trait object, or
+    /// Puts `backend` on the heap as a counted backend trait object, or
     /// `NoMemory` if the heap refuses.
-    pub fn try_backend<B: Backend<P, F> + 'static>(backend: B) -> crate::Result<Self> {
+    pub fn try_backend<B: Backend<P, F> + 'static>(backend: B) -> crate::Result<BackendRef<P, F>> {
         TryArc::try_new(backend)
             .map(TryArc::into_backend)
             .map_err(|_| Error::NoMemory)
