@@ -11,7 +11,7 @@
 //! thread).
 
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// What a CPU does while it waits for a lock held elsewhere.
 pub trait Relax {
@@ -30,24 +30,28 @@ impl Relax for Pause {
 }
 
 /// A test-and-test-and-set spinlock: `lock_api`'s raw mutex, taken by a
-/// compare-exchange, released by a store.
-pub struct RawSpin<R = Pause>(AtomicBool, PhantomData<fn() -> R>);
+/// compare-exchange, released by a store. The flag is a whole word: a
+/// lock beside a value of word alignment takes as much room as a byte
+/// would, and a value moved with it then starts on a word, not on a byte
+/// whose copy straddles the stores that built the value (a stall of the
+/// store buffer on every such move).
+pub struct RawSpin<R = Pause>(AtomicUsize, PhantomData<fn() -> R>);
 
 // SAFETY: the lock is exclusive: `lock` and `try_lock` take it only by a
-// compare-exchange of the flag from false to true (Acquire), so of several
+// compare-exchange of the flag from 0 to 1 (Acquire), so of several
 // CPUs racing at most one succeeds until `unlock` (called by lock_api only
-// for the holder) stores false again (Release, so the holder's writes are
+// for the holder) stores 0 again (Release, so the holder's writes are
 // seen by the next one). The flag is not tied to a CPU, so a guard may be
 // released on another CPU (`GuardSend`).
 unsafe impl<R: Relax> lock_api::RawMutex for RawSpin<R> {
     #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = RawSpin(AtomicBool::new(false), PhantomData);
+    const INIT: Self = RawSpin(AtomicUsize::new(0), PhantomData);
     type GuardMarker = lock_api::GuardSend;
 
     #[inline]
     fn lock(&self) {
         while !self.try_lock() {
-            while self.0.load(Ordering::Relaxed) {
+            while self.0.load(Ordering::Relaxed) != 0 {
                 R::relax();
             }
         }
@@ -56,13 +60,13 @@ unsafe impl<R: Relax> lock_api::RawMutex for RawSpin<R> {
     #[inline]
     fn try_lock(&self) -> bool {
         self.0
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
     #[inline]
     unsafe fn unlock(&self) {
-        self.0.store(false, Ordering::Release);
+        self.0.store(0, Ordering::Release);
     }
 }
 
