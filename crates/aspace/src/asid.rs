@@ -52,9 +52,6 @@ pub(crate) struct SwitchPlan {
     /// The CPU must flush the ASID once it has loaded it, before running
     /// the address space (see [`AsidAllocator::switch`]).
     pub flush: bool,
-    /// The ASID was stolen from another address space.
-    pub stolen: bool,
-    pub allocated: bool,
 }
 
 /// The ASID pool and the per-address-space CPU bookkeeping.
@@ -68,6 +65,20 @@ pub struct AsidAllocator {
     /// ends of a list linked through their records.
     head: Option<u64>,
     tail: Option<u64>,
+    /// The counts of what the allocator decided, kept under its lock (a
+    /// shootdown's path takes it anyway) rather than in the atomic
+    /// statistics: read into them by [`System::stats`](crate::System::stats).
+    pub(crate) counts: AsidCounts,
+}
+
+/// What [`AsidAllocator`] counts (the fields of
+/// [`StatsSnapshot`](crate::StatsSnapshot) of the same names).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct AsidCounts {
+    pub(crate) shootdown_rounds: u64,
+    pub(crate) local_invalidations: u64,
+    pub(crate) asid_allocs: u64,
+    pub(crate) asid_steals: u64,
 }
 
 impl AsidAllocator {
@@ -84,6 +95,7 @@ impl AsidAllocator {
             slots: AreaTree::new(),
             head: None,
             tail: None,
+            counts: AsidCounts::default(),
         })
     }
 
@@ -206,22 +218,27 @@ impl AsidAllocator {
         if let Some(c) = me {
             me_set.insert(c);
         }
-        if slot.kernel {
-            return Some(ShootdownPlan {
+        let plan = if slot.kernel {
+            ShootdownPlan {
                 asid,
                 local: me.is_some(),
                 remote: all.minus(me_set),
-            });
-        }
-        let remote = slot.active.minus(me_set);
-        // CPUs that ran the space but do not now flush it when they return.
-        let lazy = slot.dirty.minus(slot.active).minus(me_set);
-        slot.pending = CpuSet(slot.pending.0 | lazy.0);
-        Some(ShootdownPlan {
-            asid,
-            local: me.is_some_and(|c| slot.dirty.contains(c)),
-            remote,
-        })
+            }
+        } else {
+            let remote = slot.active.minus(me_set);
+            // CPUs that ran the space but do not now flush it when they
+            // return.
+            let lazy = slot.dirty.minus(slot.active).minus(me_set);
+            slot.pending = CpuSet(slot.pending.0 | lazy.0);
+            ShootdownPlan {
+                asid,
+                local: me.is_some_and(|c| slot.dirty.contains(c)),
+                remote,
+            }
+        };
+        self.counts.shootdown_rounds += 1;
+        self.counts.local_invalidations += u64::from(plan.local);
+        Some(plan)
     }
 
     /// Marks the address space `id` as no longer running on `cpu`; returns
@@ -299,6 +316,8 @@ impl AsidAllocator {
             slot.dirty = lingering;
             slot.pending = lingering;
         }
+        self.counts.asid_allocs += u64::from(allocated);
+        self.counts.asid_steals += u64::from(stolen);
         let slot = self.slot_mut(id).expect("checked above");
         slot.active.insert(cpu);
         slot.dirty.insert(cpu);
@@ -307,8 +326,6 @@ impl AsidAllocator {
         Some(SwitchPlan {
             asid: slot.asid.expect("assigned above"),
             flush,
-            stolen,
-            allocated,
         })
     }
 }

@@ -173,12 +173,6 @@ impl<M: Machine> System<M> {
         let plan = asids
             .switch(old.map(|o| o.id()), new.id(), cpu)
             .ok_or(Error::NoMemory)?;
-        if plan.allocated {
-            Stats::add(&self.shared.counters().asid_allocs, 1);
-        }
-        if plan.stolen {
-            Stats::add(&self.shared.counters().asid_steals, 1);
-        }
         drop(asids);
         // Load first, then flush: until the new root is loaded this CPU may
         // still refill entries of the space it leaves, under an ASID that
@@ -193,7 +187,13 @@ impl<M: Machine> System<M> {
 
     /// The counters now.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        let mut s = self.shared.stats.snapshot();
+        let counts = self.shared.asids.lock().counts;
+        s.shootdown_rounds += counts.shootdown_rounds;
+        s.local_invalidations += counts.local_invalidations;
+        s.asid_allocs += counts.asid_allocs;
+        s.asid_steals += counts.asid_steals;
+        s
     }
 
     /// The commit limit and the pages committed against it (see

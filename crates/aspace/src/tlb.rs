@@ -244,15 +244,14 @@ impl ShootdownBatch {
                 asid: plan.asid,
                 range,
             };
+            // The round and a local invalidation are counted by the plan.
             if plan.local {
                 machine.tlb().invalidate_local(what);
-                Stats::add(&shared.counters().local_invalidations, 1);
             }
             if !plan.remote.is_empty() {
                 let ipis = machine.shootdown().shootdown(plan.remote, what);
                 Stats::add(&shared.counters().ipis, ipis as u64);
             }
-            Stats::add(&shared.counters().shootdown_rounds, 1);
         }
     }
 }
