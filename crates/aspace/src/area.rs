@@ -457,9 +457,12 @@ impl<M: Machine> Area<M> {
         self.offset() + page.pages_since(self.base())
     }
 
-    /// A new area of the same backend over `part`, with `state`: the upper
-    /// part of a split, or an area that moved.
-    pub fn derived(&self, part: AreaPart, state: AreaState<M>) -> Self {
+    /// A new area of the same backend over `part`, with the state `state`
+    /// makes: the upper part of a split, or an area that moved. (Made in
+    /// place, after the backend's handle is cloned: a state made before
+    /// it is kept aside and copied in, a copy that stalls on the stores
+    /// that just made it.)
+    pub fn derived(&self, part: AreaPart, state: impl FnOnce() -> AreaState<M>) -> Self {
         Self {
             base: AtomicU64::new(part.base.number()),
             backend: self.backend.clone(),
@@ -468,7 +471,7 @@ impl<M: Machine> Area<M> {
             grow_limit: PlainAtomicU64::new(part.grow_limit),
             offset: PlainAtomicU64::new(part.offset),
             object: self.object,
-            state: lock_api::Mutex::new(state),
+            state: lock_api::Mutex::new(state()),
         }
     }
 

@@ -359,7 +359,7 @@ impl<M: Machine> AddressSpace<M> {
                         pe - ps
                     },
                 };
-                let copy = area.derived(part, state);
+                let copy = area.derived(part, || state);
                 let guard = flags.guard_pages() as u8;
                 let Ok(copy) = TryArc::try_new(copy) else {
                     // Not in the child: what it took goes back here.

@@ -283,7 +283,6 @@ impl<M: Machine> AddressSpace<M> {
         };
         area.reserved.store(lower_res, Relaxed);
         Self::shrink_to(area, lower_pages);
-        let state = st.part(st.flags - AreaFlags::PLACEMENT, used, cow);
         let part = AreaPart {
             base: Page::from_number(n),
             pages: upper_pages,
@@ -291,7 +290,7 @@ impl<M: Machine> AddressSpace<M> {
             reserved: upper_res,
             grow_limit: upper_pages,
         };
-        area.derived(part, state)
+        area.derived(part, || st.part(st.flags - AreaFlags::PLACEMENT, used, cow))
     }
 
     /// The part of the reservation of `area` (locked as `st`, not shared)
