@@ -89,8 +89,8 @@
 //!
 //! struct Tiny { ram: Ram, frames: FreeList }
 //! impl Machine for Tiny {
-//!     type Lock = spin::Mutex<()>;
-//!     type RwLock = spin::RwLock<()>;
+//!     type Lock = aspace::spin::RawSpin;
+//!     type RwLock = aspace::spin::RawSpinRw;
 //!     type Memory = Ram;
 //!     type Frames = FreeList;
 //!     type Cpus = OneCpu;
