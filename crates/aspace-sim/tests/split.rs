@@ -473,6 +473,43 @@ fn guard() -> aspace::BackendRef<aspace_sim::PhysMem, aspace_sim::FramePool> {
     TryArc::into_backend(TryArc::new(aspace::backend::GuardBackend))
 }
 
+/// Stateless backends (zero-sized, all at one address, the same default
+/// object id) merge only with their own type: guard pages that keep a
+/// reservation never become guard pages that do not (the reservation
+/// would be given back with the wrong area), while two areas of one
+/// stateless type do merge.
+#[test]
+fn stateless_backends_of_different_types_never_merge() {
+    use aspace::backend::{GuardBackend, ReservingGuardBackend};
+    use aspace::BackendRef;
+    let (_sim, s, c) = setup(1);
+    let flags = AreaFlags::READ;
+    let make = |b: BackendRef<_, _>| {
+        c.run(|| s.area_create_with(va(A), 4 * P, flags, AreaAttrs::empty(), b))
+    };
+    // The upper half of an 8-page area (offset 4), the lower half gone.
+    c.run(|| {
+        s.area_create_with(
+            va(A),
+            8 * P,
+            flags,
+            AreaAttrs::empty(),
+            BackendRef::stateless(GuardBackend),
+        )
+    })
+    .unwrap();
+    c.run(|| s.area_split(va(A + 4 * P))).unwrap();
+    c.run(|| s.unmap_range(va(A), 4 * P)).unwrap();
+    // Below it, offset 0: contiguous, the same name and object id.
+    make(BackendRef::stateless(ReservingGuardBackend)).unwrap();
+    assert_eq!(c.run(|| s.area_merge(va(A))), Ok(false));
+    assert_eq!(s.area(va(A)).unwrap().size(), 4 * P);
+    c.run(|| s.unmap_range(va(A), 4 * P)).unwrap();
+    make(BackendRef::stateless(GuardBackend)).unwrap();
+    assert_eq!(c.run(|| s.area_merge(va(A))), Ok(true));
+    assert_eq!(s.area(va(A)).unwrap().size(), 8 * P);
+}
+
 fn part(
     base: u64,
     n: u64,

@@ -291,7 +291,8 @@ mod tests {
     }
 
     /// A raw lock whose guards must be released on the thread that took
-    /// them (`GuardNoSend`, as `parking_lot::RawRwLock`, the simulator's).
+    /// them (`GuardNoSend`, as `parking_lot::RawRwLock`, a kernel's or a
+    /// hosted machine's choice).
     struct NoSendRaw(AtomicUsize);
 
     // SAFETY: (test) a plain counting reader-writer spinlock.

@@ -19,7 +19,11 @@ pub trait Relax {
     fn relax();
 }
 
-/// [`Relax`] as a pause instruction (`core::hint::spin_loop`).
+/// [`Relax`] as a pause instruction (`core::hint::spin_loop`): only for
+/// a machine whose shootdowns do not wait for the other CPUs to answer
+/// (one CPU, or invalidation by broadcast). Shootdowns are sent with
+/// these locks held, so where a CPU must answer an IPI, its waiting must
+/// answer pending ones, or two CPUs wait for each other for ever.
 pub struct Pause;
 
 impl Relax for Pause {

@@ -617,8 +617,12 @@ impl<M: Machine> AddressSpace<M> {
             && lst.max_flags == rst.max_flags
             && l.backend.as_any().is_none()
             // Parts of one split share their backend: nothing to compare.
+            // Two stateless backends are the same exactly when their types
+            // are (what they say of themselves may agree though they
+            // differ: the default object id is an address they share).
             && (BackendRef::ptr_eq(&l.backend, &r.backend)
-                || (r.backend.as_any().is_none()
+                || (!(l.backend.is_stateless() && r.backend.is_stateless())
+                    && r.backend.as_any().is_none()
                     && l.backend.name() == r.backend.name()
                     && l.backend.object_id() == r.backend.object_id()));
         if !plain {

@@ -18,6 +18,10 @@ macro_rules! counters {
         pub(crate) struct Counters { $(pub(crate) $name: AtomicU64,)* }
 
         /// Live counters, sharded per CPU and updated with relaxed atomics.
+        /// The ASID allocator keeps the counts of what it decides under
+        /// its own lock instead (shootdown rounds, its share of the local
+        /// invalidations, ASID allocations and steals):
+        /// [`System::stats`](crate::System::stats) adds them in.
         #[derive(Debug, Default)]
         pub struct Stats { shards: [Counters; SHARDS] }
 
@@ -29,7 +33,8 @@ macro_rules! counters {
         }
 
         impl Stats {
-            /// Reads every counter (the sum over the shards).
+            /// Reads every counter (the sum over the shards), without the
+            /// ASID allocator's counts.
             pub fn snapshot(&self) -> StatsSnapshot {
                 let mut s = StatsSnapshot::default();
                 for shard in &self.shards {

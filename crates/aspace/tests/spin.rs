@@ -3,8 +3,8 @@
 //! writer, and a waiting writer holds new readers back.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Barrier;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use aspace::spin::{RawSpin, RawSpinRw, Relax};
 use lock_api::{RawMutex, RawRwLock};
@@ -89,16 +89,31 @@ fn writers_exclude_readers_and_each_other() {
     assert_eq!(l.into_inner(), (2 * ROUNDS, 2 * ROUNDS));
 }
 
+/// Whether `done` comes to hold within a while (a lock that does not do
+/// its job must fail its test, not hang it).
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        if Instant::now() > end {
+            return false;
+        }
+        thread::yield_now();
+    }
+    true
+}
+
 #[test]
 fn readers_share() {
     // Two readers hold the lock at once: each waits inside for the other.
     let l = RwLock::new(());
-    let both = Barrier::new(2);
+    let inside = AtomicUsize::new(0);
     thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
                 let _g = l.read();
-                both.wait();
+                inside.fetch_add(1, Ordering::SeqCst);
+                let shared = eventually(|| inside.load(Ordering::SeqCst) == 2);
+                assert!(shared, "the readers did not share the lock");
             });
         }
     });
@@ -117,19 +132,20 @@ fn a_waiting_writer_holds_new_readers_back() {
             // SAFETY: this thread holds the lock exclusively.
             unsafe { raw.unlock_exclusive() };
         });
-        // Until the writer has marked itself waiting, new readers may enter.
-        while raw.try_lock_shared() {
-            // SAFETY: the shared lock was just taken by this thread.
-            unsafe { raw.unlock_shared() };
-            thread::yield_now();
-        }
-        assert_eq!(
-            entered.load(Ordering::SeqCst),
-            0,
-            "the writer entered past a reader"
-        );
+        // Until the writer has marked itself waiting, new readers may enter;
+        // then they must not.
+        let held_back = eventually(|| {
+            if raw.try_lock_shared() {
+                // SAFETY: the shared lock was just taken by this thread.
+                unsafe { raw.unlock_shared() };
+                false
+            } else {
+                true
+            }
+        });
         // SAFETY: this thread took the first shared lock.
         unsafe { raw.unlock_shared() };
+        assert!(held_back, "new readers were never held back");
     });
     assert_eq!(entered.load(Ordering::SeqCst), 1);
     assert!(raw.try_lock_exclusive());

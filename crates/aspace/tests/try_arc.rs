@@ -228,6 +228,12 @@ fn stateless_backends_are_not_counted_and_stay_apart() {
     let anon = BackendRef::<PhysMem, FramePool>::stateless(AnonBackend);
     let guard = BackendRef::<PhysMem, FramePool>::stateless(GuardBackend);
     assert!(anon.as_counted().is_none());
+    assert!(anon.is_stateless() && guard.is_stateless());
+    // Two handles made apart on one type are one backend.
+    assert!(BackendRef::ptr_eq(
+        &anon,
+        &BackendRef::stateless(AnonBackend)
+    ));
     let copy = anon.clone();
     assert!(BackendRef::ptr_eq(&copy, &anon));
     assert_eq!(copy.name(), "anon");
@@ -236,4 +242,5 @@ fn stateless_backends_are_not_counted_and_stay_apart() {
     assert_eq!(guard.name(), GuardBackend::NAME);
     let counted: BackendRef<PhysMem, FramePool> = TryArc::try_backend(AnonBackend).unwrap();
     assert!(!BackendRef::ptr_eq(&counted, &anon));
+    assert!(!counted.is_stateless());
 }

@@ -10,6 +10,7 @@
 //! back saves four atomic read-modify-writes on a shared counter.
 
 use alloc::boxed::Box;
+use core::any::TypeId;
 use core::ops::Deref;
 
 use super::Backend;
@@ -28,7 +29,9 @@ enum Held<P: PhysMemory + 'static, F: FrameAllocator + 'static> {
     /// A backend on the heap, freed with its last handle.
     Counted(TryArc<dyn Backend<P, F>>),
     /// A backend that lives as long as the program: nothing to count.
-    Static(&'static dyn Backend<P, F>),
+    /// Its type, when it is a zero-sized one: every zero-sized value has
+    /// the same address, so the type is what tells two of them apart.
+    Static(&'static dyn Backend<P, F>, Option<TypeId>),
 }
 
 impl<P: PhysMemory + 'static, F: FrameAllocator + 'static> BackendRef<P, F> {
@@ -45,13 +48,19 @@ impl<P: PhysMemory + 'static, F: FrameAllocator + 'static> BackendRef<P, F> {
         };
         // A box of a zero-sized value allocates nothing, so leaking it
         // keeps nothing.
-        Self::of_static(Box::leak(Box::new(backend)))
+        Self(Held::Static(
+            Box::leak(Box::new(backend)),
+            Some(TypeId::of::<B>()),
+        ))
     }
 
     /// A handle on a backend that lives as long as the program (a
-    /// `static`, or one leaked on purpose): not counted.
+    /// `static`, or one leaked on purpose): not counted. (A zero-sized one
+    /// is better made with [`stateless`](Self::stateless), which knows its
+    /// type: two handles made here on zero-sized statics are never the
+    /// same backend to [`ptr_eq`](Self::ptr_eq).)
     pub fn of_static(backend: &'static dyn Backend<P, F>) -> Self {
-        Self(Held::Static(backend))
+        Self(Held::Static(backend, None))
     }
 
     /// A handle on a counted backend (what
@@ -66,7 +75,7 @@ impl<P: PhysMemory + 'static, F: FrameAllocator + 'static> BackendRef<P, F> {
     pub fn as_counted(&self) -> Option<&TryArc<dyn Backend<P, F>>> {
         match &self.0 {
             Held::Counted(arc) => Some(arc),
-            Held::Static(_) => None,
+            Held::Static(..) => None,
         }
     }
 
@@ -74,20 +83,29 @@ impl<P: PhysMemory + 'static, F: FrameAllocator + 'static> BackendRef<P, F> {
     pub fn as_counted_mut(&mut self) -> Option<&mut TryArc<dyn Backend<P, F>>> {
         match &mut self.0 {
             Held::Counted(arc) => Some(arc),
-            Held::Static(_) => None,
+            Held::Static(..) => None,
         }
     }
 
-    /// Whether `a` and `b` are handles on the same backend value. Two
-    /// zero-sized backends may share an address, so static handles are
-    /// compared with their vtables too (which, if one type's vtable were
-    /// duplicated, may say no for the same backend: callers that merge
-    /// areas fall back to comparing what the backends say of themselves).
+    /// Whether this is a handle on a [`stateless`](Self::stateless)
+    /// backend.
+    pub fn is_stateless(&self) -> bool {
+        matches!(self.0, Held::Static(_, Some(_)))
+    }
+
+    /// Whether `a` and `b` are handles on the same backend value: the same
+    /// counted block, the same static, or two stateless backends of one
+    /// type (zero-sized values of different types share an address, and
+    /// what they say of themselves, their default
+    /// [`object_id`](Backend::object_id) being that address, may agree).
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {
         match (&a.0, &b.0) {
             (Held::Counted(x), Held::Counted(y)) => TryArc::ptr_eq(x, y),
-            #[allow(ambiguous_wide_pointer_comparisons)]
-            (Held::Static(x), Held::Static(y)) => core::ptr::eq(*x, *y),
+            (Held::Static(_, Some(x)), Held::Static(_, Some(y))) => x == y,
+            // A zero-sized static may share its address with another one.
+            (Held::Static(x, None), Held::Static(y, None)) => {
+                core::ptr::addr_eq(*x, *y) && core::mem::size_of_val(*x) > 0
+            }
             _ => false,
         }
     }
@@ -98,7 +116,7 @@ impl<P: PhysMemory + 'static, F: FrameAllocator + 'static> Clone for BackendRef<
     fn clone(&self) -> Self {
         match &self.0 {
             Held::Counted(arc) => Self(Held::Counted(arc.clone())),
-            Held::Static(b) => Self(Held::Static(*b)),
+            &Held::Static(b, ty) => Self(Held::Static(b, ty)),
         }
     }
 }
@@ -110,7 +128,7 @@ impl<P: PhysMemory + 'static, F: FrameAllocator + 'static> Deref for BackendRef<
     fn deref(&self) -> &Self::Target {
         match &self.0 {
             Held::Counted(arc) => &**arc,
-            Held::Static(b) => *b,
+            Held::Static(b, _) => *b,
         }
     }
 }

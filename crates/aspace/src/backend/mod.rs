@@ -182,7 +182,10 @@ pub trait Backend<P: PhysMemory, F: FrameAllocator>: Send + Sync {
     /// adjacent areas are merged: areas whose backends have equal ids and
     /// names are interchangeable as to where their pages come from (page
     /// `i` of the object is the same wherever it is mapped). By default
-    /// the backend's own address (each backend value its own object);
+    /// the backend's own address (each backend value its own object, but
+    /// for zero-sized ones, which share an address: areas of two
+    /// [stateless](BackendRef::stateless) backends merge only when their
+    /// types are the same);
     /// anonymous memory answers 0 for all its instances (any anonymous
     /// page is as good as another: they start zeroed).
     fn object_id(&self) -> usize {

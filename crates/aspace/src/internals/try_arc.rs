@@ -9,7 +9,7 @@
 //! anything, and answers `Error::NoMemory` if the heap refuses.
 //!
 //! The value may be unsized: a backend is kept as a
-//! [`BackendRef`](crate::backend::BackendRef) (counted), made with
+//! [`BackendRef`] (counted), made with
 //! [`TryArc::try_backend`] or turned from a typed handle with
 //! [`TryArc::into_backend`] (stable Rust cannot unsize a user-defined
 //! smart pointer in general, but it can a raw pointer to a block whose
