@@ -1455,6 +1455,32 @@ fn map_fixed_over_part_of_a_mapping_at_the_commit_limit() {
     assert_eq!(reserve.committed(), 16);
 }
 
+/// Guard pages of a private mapping keep its reservation even beside the
+/// guard pages of a shared one with the same rights: the two kinds of
+/// guard page (with and without a reservation) never become one area, so
+/// unmapping part of one gives back only what it held.
+#[test]
+fn guard_pages_of_private_and_shared_mappings_keep_apart() {
+    use aspace_linux::Advice;
+    let p = |n: u64| n * PAGE_SIZE;
+    let (sim, mut mm, cpu) = setup();
+    let advise = |mm: &mut LinuxMm<SimMachine>, at: u64, n: u64, advice: i32| {
+        cpu.run(|| mm.madvise(at, p(n), Advice(advice)))
+    };
+    anon(&mut mm, &cpu, BASE, 8);
+    assert_eq!(advise(&mut mm, BASE, 8, MADV_GUARD_INSTALL), Ok(()));
+    shared_anon(&mut mm, &cpu, BASE, 4);
+    assert_eq!(advise(&mut mm, BASE, 4, MADV_GUARD_INSTALL), Ok(()));
+    // The same rights on both: the core's areas could merge.
+    cpu.run(|| mm.mprotect(BASE, p(8), Prot::R)).unwrap();
+    cpu.run(|| mm.munmap(BASE + p(6), p(2))).unwrap();
+    let reserve = sim.system().reserve();
+    // The private mapping's two guard pages left still hold theirs.
+    reserve.set_limit(reserve.committed());
+    assert_eq!(advise(&mut mm, BASE + p(4), 2, MADV_GUARD_REMOVE), Ok(()));
+    assert!(!mm.is_guard(BASE + p(4)) && mm.is_guard(BASE + p(3)));
+}
+
 /// `RLIMIT_MEMLOCK` binds as on Linux (the differential test compares the
 /// common cases with a limit of 24 pages): what it sees least, checked
 /// here with exact counts.
