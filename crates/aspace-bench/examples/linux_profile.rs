@@ -1,9 +1,9 @@
 //! Loops one of the calls of `benches/linux.rs` on the aspace side
 //! only, for a profiler (BENCHMARKS.md says how it was used):
-//! `cargo run --release -p aspace-bench --example linux_profile -- mmap|mprotect|munmap|mremap|mremap-split|mremap-loop [SECONDS]`.
+//! `cargo run --release -p aspace-bench --example linux_profile -- mmap|mmap-core|mprotect|munmap|mremap|mremap-split|mremap-loop [SECONDS]`.
 use std::time::{Duration, Instant};
 
-use aspace::PAGE_SIZE;
+use aspace::{AreaFlags, Placement, VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
 use aspace_linux::Prot;
 
@@ -79,9 +79,34 @@ fn main() {
                 n += 10;
             }
         }
+        "mmap-core" => {
+            // The core's part of the `mmap` pair alone, as
+            // `linux_quantiles` times it beside the pair.
+            for i in 0..4096 {
+                o.mmap(BASE + 2 * i * PAGE_SIZE, 1, MAP_FIXED);
+            }
+            let space = o.mm.space().clone();
+            let (ceiling, flags) = (BASE + (1 << 32), AreaFlags::READ | AreaFlags::WRITE);
+            let place = Placement::HighestBelow {
+                ceiling: VirtAddr::new(ceiling),
+                align: 1,
+            };
+            while Instant::now() < end {
+                for _ in 0..100 {
+                    let at = o
+                        .cpu
+                        .run(|| space.area_create_anywhere(place, 16 * PAGE_SIZE, flags))
+                        .expect("create");
+                    o.cpu
+                        .run(|| space.unmap_range(at, 16 * PAGE_SIZE))
+                        .expect("unmap");
+                }
+                n += 100;
+            }
+        }
         _ => {
             eprintln!(
-                "usage: linux_profile mmap|mprotect|munmap|mremap|mremap-split|mremap-loop [SECONDS]"
+                "usage: linux_profile mmap|mmap-core|mprotect|munmap|mremap|mremap-split|mremap-loop [SECONDS]"
             );
             std::process::exit(2);
         }
