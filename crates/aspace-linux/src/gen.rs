@@ -3,7 +3,7 @@
 //! hint and without; partial `munmap`/`mprotect` across several mappings
 //! and holes; `mremap` shrink, grow, may-move and fixed (and with an old
 //! length of 0: a second mapping of a shared object); `madvise` (every
-//! advice but `MADV_REMOVE`, `MADV_COLLAPSE` and `MADV_PAGEOUT`, guard
+//! advice but `MADV_COLLAPSE` and `MADV_PAGEOUT`, guard
 //! pages in and out unless [`GenConfig::guards`] is off); `msync`, `mlock2`,
 //! `munlock`; `mincore`; `brk`;
 //! and `write`/`read` between calls so page contents diverge.
@@ -415,10 +415,13 @@ impl Generator {
                     16..=18 => Advice(self.rng.pick(&[MADV_POPULATE_READ, MADV_POPULATE_WRITE])),
                     // Not MADV_PAGEOUT: Linux reclaims MADV_FREE'd pages with
                     // it (they read as zeros after), where aspace keeps them.
-                    _ => Advice(
-                        self.rng
-                            .pick(&[MADV_WILLNEED, MADV_COLD, MADV_DONTNEED_LOCKED]),
-                    ),
+                    _ => Advice(self.rng.pick(&[
+                        MADV_WILLNEED,
+                        MADV_COLD,
+                        MADV_DONTNEED_LOCKED,
+                        MADV_REMOVE,
+                        MADV_REMOVE,
+                    ])),
                 };
                 Call::Madvise { addr, len, advice }
             }

@@ -604,6 +604,10 @@ fn madvise() {
         Populates,
         advise(B, p(4), MADV_POPULATE_WRITE),
     );
+    // Holes punched in the shared object and in the file under G, which F
+    // maps privately (its page 4 on, lent or copied), in one core step.
+    inject("madvise remove S", Whole, advise(S, p(4), MADV_REMOVE));
+    inject("madvise remove G", Whole, advise(G, p(2), MADV_REMOVE));
     // Guard pages over parts of two mappings and the hole between (one
     // core step for both parts), in private and shared file mappings, and
     // taken out again over a world that has some.

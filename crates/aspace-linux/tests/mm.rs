@@ -1455,6 +1455,79 @@ fn map_fixed_over_part_of_a_mapping_at_the_commit_limit() {
     assert_eq!(reserve.committed(), 16);
 }
 
+/// `MADV_REMOVE` punches a hole in a shared mapping's object, as Linux's
+/// does in shmem: every mapping of the object loses those pages (the
+/// shared ones, and a private one where it still shows the file's page;
+/// its own copies stay), the object's frames go, and the pages read as
+/// zeros after. Private anonymous memory `EINVAL`, a private file mapping
+/// `EACCES`, a locked mapping `EINVAL`, a hole `ENOMEM` after the rest.
+#[test]
+fn madvise_remove_punches_a_hole_in_the_object() {
+    use aspace_linux::Advice;
+    let (sim, mut mm, mut cpu) = setup();
+    let p = |n: u64| n * PAGE_SIZE;
+    let va = VirtAddr::new;
+    let f = FileRef("F".into());
+    let (s, q) = (BASE, BASE + p(16));
+    cpu.run(|| {
+        mm.mmap(
+            s,
+            p(4),
+            Prot::RW,
+            flags(MAP_SHARED | MAP_FIXED),
+            Some(&f),
+            0,
+        )
+    })
+    .unwrap();
+    cpu.run(|| {
+        mm.mmap(
+            q,
+            p(4),
+            Prot::RW,
+            flags(MAP_PRIVATE | MAP_FIXED),
+            Some(&f),
+            0,
+        )
+    })
+    .unwrap();
+    for i in 0..4 {
+        cpu.write_u64(va(s + p(i)), 10 + i).unwrap();
+        assert_eq!(cpu.read_u64(va(q + p(i))).unwrap(), 10 + i);
+    }
+    cpu.write_u64(va(q + p(1)), 99).unwrap(); // the private mapping's own copy
+    let remove = |mm: &mut LinuxMm<SimMachine>, cpu: &Cpu, at: u64, n: u64| {
+        cpu.run(|| mm.madvise(at, p(n), Advice(MADV_REMOVE)))
+    };
+    assert_eq!(remove(&mut mm, &cpu, q, 4), Err(Errno::EACCES));
+    let frames = sim.frames_in_use();
+    assert_eq!(remove(&mut mm, &cpu, s, 2), Ok(()));
+    // The file's pages 0 and 1 (page 1's copy was the private mapping's).
+    assert_eq!(sim.frames_in_use(), frames - 2);
+    let read = |cpu: &mut Cpu, at: u64| cpu.read_u64(va(at)).unwrap();
+    assert_eq!(
+        [0, 1, 2, 3].map(|i| read(&mut cpu, s + p(i))),
+        [0, 0, 12, 13]
+    );
+    assert_eq!(
+        [0, 1, 2, 3].map(|i| read(&mut cpu, q + p(i))),
+        [0, 99, 12, 13]
+    );
+    // A write after the hole is the file's again, seen by both.
+    cpu.write_u64(va(s), 7).unwrap();
+    assert_eq!(read(&mut cpu, q), 7);
+    // Refusals.
+    let a = anon(&mut mm, &cpu, BASE + p(32), 2);
+    assert_eq!(remove(&mut mm, &cpu, a, 2), Err(Errno::EINVAL));
+    shared_anon(&mut mm, &cpu, BASE + p(40), 3);
+    cpu.write_u64(va(BASE + p(40)), 5).unwrap();
+    assert_eq!(remove(&mut mm, &cpu, BASE + p(40), 4), Err(Errno::ENOMEM));
+    assert_eq!(read(&mut cpu, BASE + p(40)), 0, "the mapped part first");
+    cpu.run(|| mm.mlock(BASE + p(40), p(3), aspace_linux::flags::LockFlags(0)))
+        .unwrap();
+    assert_eq!(remove(&mut mm, &cpu, BASE + p(40), 3), Err(Errno::EINVAL));
+}
+
 /// Guard pages of a private mapping keep its reservation even beside the
 /// guard pages of a shared one with the same rights: the two kinds of
 /// guard page (with and without a reservation) never become one area, so

@@ -641,6 +641,16 @@ fn range_operations() {
         ];
         w.s(0).discard_ranges(&ranges)
     });
+    // Every other page of its choice: runs cut in many places.
+    inject(
+        "discard_ranges_where over areas and holes",
+        populated,
+        |w| {
+            let ranges = [(va(A1), pages(1)), (va(A2), pages(10))];
+            w.s(0)
+                .discard_ranges_where(&ranges, |page, _| page.number() % 2 == 0, || {})
+        },
+    );
     inject("unmap_range across areas and holes", populated, |w| {
         w.s(0)
             .unmap_range(va(A1 + pages(1)), A2 + pages(3) - (A1 + pages(1)))

@@ -1,7 +1,8 @@
 //! Random sequences of area creation (plain, guarded, growing down),
 //! sharing, splits, merges and range operations (`unmap_range`,
 //! `protect_range`, `move_range` and its variants that grow by an area of
-//! the caller's or leave the old range mapped, `discard_range`) on two
+//! the caller's or leave the old range mapped, `discard_range` and
+//! `discard_ranges_where`) on two
 //! address spaces,
 //! checked after every step against a page-level reference model: page ->
 //! (rights, backing, backing index, data), and the guarded areas by base.
@@ -397,6 +398,43 @@ impl World {
                     }
                 }
                 format!("protect {sp} {s:#x}..{e:#x} {rights:?}")
+            }
+            11 if rng.below(2) == 0 => {
+                // Only the mapped pages whose frame is odd, holes skipped.
+                let (s, e) = rng.short_range();
+                let odd: Vec<u64> = (s..e)
+                    .filter(|&n| {
+                        space
+                            .translate(Page::from_number(n))
+                            .is_some_and(|(f, _)| f.number() % 2 == 1)
+                    })
+                    .collect();
+                let (mut asked, mut then) = (0, 0);
+                self.cpu_of(sp)
+                    .run(|| {
+                        space.discard_ranges_where(
+                            &[(va(s), (e - s) * P)],
+                            |_, f| {
+                                asked += 1;
+                                f.number() % 2 == 1
+                            },
+                            || then += 1,
+                        )
+                    })
+                    .unwrap();
+                assert_eq!(then, 1, "the hook once");
+                assert!(asked >= odd.len());
+                *self.done.entry("discard where").or_default() += 1;
+                for n in odd {
+                    if let Some(PageModel {
+                        backing: Backing::Anon(w),
+                        ..
+                    }) = self.model.pages[sp].get_mut(&n)
+                    {
+                        *w = 0;
+                    }
+                }
+                format!("discard odd frames {sp} {s:#x}..{e:#x}")
             }
             11 => {
                 let (s, e) = rng.short_range();

@@ -64,6 +64,7 @@ pub mod area;
 mod asid;
 pub mod backend;
 pub mod cow;
+pub mod discard;
 pub mod error;
 pub mod fault;
 pub mod flags;

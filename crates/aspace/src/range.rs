@@ -14,16 +14,14 @@
 //! neighbours (see [`crate::split`]), so a change of rights and its inverse
 //! restore the areas as they were.
 
-use alloc::vec::Vec;
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::addr::{Page, PageRange, VirtAddr};
+use crate::addr::{PageRange, VirtAddr};
 use crate::area::{Area, AreaEntry, AreaState};
 use crate::backend::BackendCaps;
 use crate::flags::{AreaAttrs, AreaFlags};
 use crate::internals::area_tree::Entry;
 use crate::machine::Machine;
-use crate::reserve;
 use crate::space::{unmap_runs_into, AddressSpace, Areas};
 use crate::split::Join;
 use crate::tlb::ShootdownBatch;
@@ -69,7 +67,7 @@ impl<M: Machine> AddressSpace<M> {
     /// Checks that every page of `[s, e)` lies in an area that is not
     /// partial: `NotFound` otherwise. One search per area, nothing
     /// allocated.
-    fn check_covered(tree: &Areas<M>, s: u64, e: u64) -> Result<()> {
+    pub(crate) fn check_covered(tree: &Areas<M>, s: u64, e: u64) -> Result<()> {
         let mut at = s;
         for (start, end, slot) in Self::areas_in(tree, s, e) {
             if start > at || slot.lock_read().attrs.contains(AreaAttrs::PARTIAL) {
@@ -163,7 +161,7 @@ impl<M: Machine> AddressSpace<M> {
     /// Takes the pages `r` (a part of one run of the used space) out of
     /// `area`'s used space and copy-on-write set (the area locked as `st`)
     /// and unmaps them into `batch`. Allocates nothing.
-    fn unmap_used(
+    pub(crate) fn unmap_used(
         &self,
         area: &Area<M>,
         st: &mut AreaState<M>,
@@ -353,119 +351,5 @@ impl<M: Machine> AddressSpace<M> {
             };
             (cur, b) = next;
         }
-    }
-
-    /// Gives back the pages of `[base, base + size)` (Linux
-    /// `madvise(MADV_DONTNEED)`): every mapped page there is unmapped, one
-    /// shootdown round runs, and then the frames are released. A private
-    /// anonymous page reads as zero when touched again (a fresh frame); a
-    /// page of a share record or of a file-like backend is fetched again
-    /// from there (the record keeps its frame for the other sharers). A
-    /// [late-reserving](AreaFlags::LATE_RESERVE) area gives back the
-    /// pages' reservation. Areas do not change.
-    ///
-    /// Refusals, before anything changed: bad range `InvalidArgument`; a
-    /// page in no area, or a partial one, `NotFound` (Linux `ENOMEM`,
-    /// after discarding the mapped parts).
-    pub fn discard_range(&self, base: VirtAddr, size: u64) -> Result<()> {
-        let range = Self::checked_range(base, size)?;
-        let one = (range.start.number(), range.end().number());
-        self.discard(core::iter::once(one), false)
-    }
-
-    /// [`discard_range`](Self::discard_range) of the pages that lie in
-    /// areas in each of `ranges` (ascending and apart), holes skipped, all
-    /// in one step with one shootdown round (Linux's
-    /// `madvise(MADV_DONTNEED)` over several mappings with holes between
-    /// them, where pages that are not the mappings' must stay). Refusals,
-    /// before anything changed: a bad range, or ranges out of order or
-    /// overlapping, `InvalidArgument`; a partial area in a range
-    /// `NotFound`; the heap refusing room for cut runs `NoMemory`.
-    pub fn discard_ranges(&self, ranges: &[(VirtAddr, u64)]) -> Result<()> {
-        let mut floor = 0;
-        for &(base, size) in ranges {
-            let r = Self::checked_range(base, size)?;
-            if r.start.number() < floor {
-                return Err(Error::InvalidArgument);
-            }
-            floor = r.end().number();
-        }
-        let pages = |&(base, size): &(VirtAddr, u64)| {
-            let first = base.as_u64() / crate::PAGE_SIZE;
-            (first, first + size.div_ceil(crate::PAGE_SIZE))
-        };
-        self.discard(ranges.iter().map(pages), true)
-    }
-
-    /// [`discard_range`](Self::discard_range) over the page ranges
-    /// `ranges` (ascending, apart), holes allowed or not.
-    fn discard(&self, ranges: impl Iterator<Item = (u64, u64)> + Clone, holes: bool) -> Result<()> {
-        let tree = self.areas.write();
-        for (s, e) in ranges.clone() {
-            if !holes {
-                Self::check_covered(&tree, s, e)?;
-            } else if Self::areas_in(&tree, s, e)
-                .any(|(_, _, slot)| slot.lock_read().attrs.contains(AreaAttrs::PARTIAL))
-            {
-                return Err(Error::NotFound);
-            }
-        }
-        // Room, taken before anything changes: per area, one more run for
-        // each range meeting it (a run across a range's end is cut in two
-        // there; so is one of the copy-on-write set); the runs of the
-        // area with the most in one range.
-        let mut most = 0;
-        let mut meeting: Option<(u64, usize)> = None;
-        let room = |tree: &Areas<M>, (start, k): (u64, usize)| -> Result<()> {
-            let Some((_, slot)) = tree.get(start) else {
-                return Ok(());
-            };
-            let mut st = slot.lock();
-            if !st.used.try_reserve(k) || !(st.cow.is_empty() || st.cow.try_reserve(k)) {
-                return Err(Error::NoMemory);
-            }
-            Ok(())
-        };
-        for (s, e) in ranges.clone() {
-            for (start, _, slot) in Self::areas_in(&tree, s, e) {
-                most = most.max(slot.lock_read().used.overlap(s, e).0);
-                meeting = match meeting {
-                    Some((a, k)) if a == start => Some((a, k + 1)),
-                    Some(done) => {
-                        room(&tree, done)?;
-                        Some((start, 1))
-                    }
-                    None => Some((start, 1)),
-                };
-            }
-        }
-        if let Some(done) = meeting {
-            room(&tree, done)?;
-        }
-        let mut runs: Vec<PageRange> = Vec::new();
-        runs.try_reserve_exact(most).map_err(|_| Error::NoMemory)?;
-        let mut batch = ShootdownBatch::new();
-        for (s, e) in ranges {
-            for (start, end, slot) in Self::areas_in(&tree, s, e) {
-                let area = &slot.area;
-                let mut st = slot.lock();
-                let (lo, hi) = (s.max(start), e.min(end));
-                runs.clear();
-                runs.extend(st.used.iter().filter_map(|r| {
-                    let a = r.start.number().max(lo);
-                    let b = r.end().number().min(hi);
-                    (a < b).then(|| PageRange::new(Page::from_number(a), b - a))
-                }));
-                for r in runs.drain(..) {
-                    self.unmap_used(&slot.area, &mut st, r, &mut batch);
-                    let less =
-                        reserve::per_page(&*area.backend, st.flags, area.index(r.start), r.count);
-                    self.shared.reserve.release(less);
-                    area.sub_reserved(less);
-                }
-            }
-        }
-        batch.complete(&self.shared, self.id());
-        Ok(())
     }
 }

@@ -251,6 +251,7 @@ pub mod linux {
     pub const MREMAP_DONTUNMAP: u64 = 4;
     pub const MADV_WILLNEED: u64 = 3;
     pub const MADV_DONTNEED: u64 = 4;
+    pub const MADV_REMOVE: u64 = 9;
     pub const MADV_DONTFORK: u64 = 10;
     pub const MADV_WIPEONFORK: u64 = 18;
     pub const MADV_POPULATE_READ: u64 = 22;

@@ -59,7 +59,13 @@
 //! - **`madvise` hints** (`MADV_RANDOM`, `MADV_HUGEPAGE`, ...) are recorded
 //!   in the mappings ([`vm_flags`]: they split and merge them as on Linux) and
 //!   `fork` honours `MADV_DONTFORK` and `MADV_WIPEONFORK`; none changes what
-//!   the core maps. `MADV_REMOVE` and `MADV_COLLAPSE` are `EINVAL`.
+//!   the core maps. `MADV_COLLAPSE` is `EINVAL`.
+//! - **`MADV_REMOVE`** punches a hole in the object of a shared mapping:
+//!   every mapping of this process that shows one of those pages of the
+//!   object loses it (a private file mapping only where it still borrows
+//!   the file's page), the object gives its frames up. A `fork` child
+//!   mapping the object keeps what it maps until it drops it (Linux
+//!   unmaps it there too: this layer knows only its own process).
 //! - **Guard pages** (`MADV_GUARD_INSTALL`): areas of the core's
 //!   [`GuardBackend`] under the unchanged records, or of its
 //!   [`ReservingGuardBackend`] in a mapping that reserves memory (which
@@ -386,6 +392,8 @@ enum Effect {
     GuardInstall,
     /// `MADV_GUARD_REMOVE`: guard pages become ordinary, empty ones.
     GuardRemove,
+    /// `MADV_REMOVE`: a hole punched in a shared mapping's object.
+    Remove,
 }
 
 impl Effect {
@@ -399,6 +407,7 @@ impl Effect {
             MADV_POPULATE_WRITE => Effect::Populate { write: true },
             MADV_GUARD_INSTALL => Effect::GuardInstall,
             MADV_GUARD_REMOVE => Effect::GuardRemove,
+            MADV_REMOVE => Effect::Remove,
             _ if vm_flags::after(advice, VmFlags::NONE, true, false).is_some() => Effect::Hint,
             _ => return None,
         })
@@ -2256,7 +2265,12 @@ impl<M: Machine> LinuxMm<M> {
     ///   `EINVAL`); `MADV_GUARD_REMOVE`: ordinary empty pages again (see
     ///   `guard_parts`); all the mappings' parts in one core step.
     ///
-    /// Other advice (`MADV_REMOVE`, `MADV_COLLAPSE`, ...) or an
+    /// - `MADV_REMOVE`: a hole punched in the object of each shared mapping
+    ///   in the range (see the module docs); a locked mapping, or
+    ///   one of private anonymous memory, `EINVAL`; a private file mapping
+    ///   `EACCES`.
+    ///
+    /// Other advice (`MADV_COLLAPSE`, ...) or an
     /// unaligned address is `EINVAL`; a length of 0 does nothing. A mapping
     /// that refuses the advice stops the walk with its error (the mappings
     /// before it changed, as on Linux); holes in the range are `ENOMEM`
@@ -2291,6 +2305,8 @@ impl<M: Machine> LinuxMm<M> {
         let mut runs: Vec<(VirtAddr, u64)> = Vec::new();
         // Guard advice: each mapping's part walked, with its start.
         let mut parts: Vec<(u64, u64, u64)> = Vec::new();
+        // MADV_REMOVE: each object's pages to punch out, `[lo, hi)`.
+        let mut holes_punched: Vec<(TryArc<MemObject>, u64, u64)> = Vec::new();
         let mut next = self.first_ending_above(addr).filter(|v| v.start < end);
         while let Some(v) = next {
             next = self.vmas.from(v.end).filter(|n| n.start < end);
@@ -2315,6 +2331,35 @@ impl<M: Machine> LinuxMm<M> {
                 Effect::Free if !anonymous => {
                     refused = Some((v.start.max(addr), Errno::EINVAL));
                     break;
+                }
+                // Linux's madvise_remove: not a locked mapping, a mapping
+                // of an object (a file: shmem for shared anonymous
+                // memory), and a shared one that may be written.
+                Effect::Remove => {
+                    let refusal = match &v.kind {
+                        _ if v.flags.contains(VmFlags::LOCKED) => Some(Errno::EINVAL),
+                        Kind::Object {
+                            private: false,
+                            object,
+                            ..
+                        } => {
+                            let (lo, hi) = (v.start.max(addr), v.end.min(end));
+                            let first = v.first + (lo - v.start) / PAGE_SIZE;
+                            holes_punched.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+                            holes_punched.push((
+                                object.clone(),
+                                first,
+                                first + (hi - lo) / PAGE_SIZE,
+                            ));
+                            None
+                        }
+                        Kind::Object { .. } => Some(Errno::EACCES),
+                        Kind::Anon | Kind::Heap => Some(Errno::EINVAL),
+                    };
+                    if let Some(e) = refusal {
+                        refused = Some((v.start.max(addr), e));
+                        break;
+                    }
                 }
                 Effect::Hint => {
                     let shared = !v.kind.private();
@@ -2377,13 +2422,76 @@ impl<M: Machine> LinuxMm<M> {
             Effect::GuardInstall | Effect::GuardRemove => {
                 self.guard_parts(&parts, effect == Effect::GuardInstall)?;
             }
-            Effect::Drop | Effect::Free | Effect::Nothing | Effect::Populate { .. } => {}
+            Effect::Remove if !holes_punched.is_empty() => self.punch(&holes_punched)?,
+            Effect::Drop
+            | Effect::Free
+            | Effect::Nothing
+            | Effect::Populate { .. }
+            | Effect::Remove => {}
         }
         match refused {
             Some((_, e)) => Err(e),
             None if hole => Err(Errno::ENOMEM),
             None => Ok(()),
         }
+    }
+
+    /// Punches the holes `holes` (an object and its pages `[lo, hi)` each)
+    /// in one core step: every mapping of this process that shows one of
+    /// those pages of its object loses it (a shared one maps the object's
+    /// frame, a private one until it copies the page), a private
+    /// mapping's own copies stay, and the object gives the frames up, so
+    /// the next access finds a page of zeros (Linux's hole punch in shmem
+    /// and its `unmap_mapping_range`). Other processes mapping the object
+    /// (after a `fork`) keep the pages they map until they drop them: the
+    /// layer knows only its own mappings.
+    fn punch(&self, holes: &[(TryArc<MemObject>, u64, u64)]) -> Result<(), Errno> {
+        // Every mapping's part that shows a punched page: its range, the
+        // object's page at its start and its hole.
+        let mut shown: Vec<(u64, u64, u64, usize)> = Vec::new();
+        for v in self.vmas.values() {
+            let Some(o) = v.object() else { continue };
+            let (vlo, vhi) = (v.first, v.first + v.pages());
+            for (k, (object, lo, hi)) in holes.iter().enumerate() {
+                let (a, b) = ((*lo).max(vlo), (*hi).min(vhi));
+                if TryArc::ptr_eq(o, object) && a < b {
+                    let at = |i: u64| v.start + (i - v.first) * PAGE_SIZE;
+                    shown.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+                    shown.push((at(a), at(b), a, k));
+                }
+            }
+        }
+        shown.sort_unstable_by_key(|p| p.0);
+        let mut ranges: Vec<(VirtAddr, u64)> = Vec::new();
+        ranges.try_reserve(shown.len()).map_err(|_| Errno::ENOMEM)?;
+        for &(lo, hi, _, _) in &shown {
+            match ranges.last_mut() {
+                Some((base, size)) if base.as_u64() + *size >= lo => {
+                    *size = (*size).max(hi - base.as_u64());
+                }
+                _ => ranges.push((VirtAddr::new(lo), hi - lo)),
+            }
+        }
+        // A page goes if it maps its object's frame (not a copy of its
+        // own); the object gives its frames up under the same lock.
+        let object_frame = |page: aspace::Page| {
+            let va = page.start().as_u64();
+            let i = shown.partition_point(|p| p.0 <= va);
+            let &(lo, _, first, k) = shown[..i].iter().rev().find(|p| va < p.1)?;
+            holes[k].0.peek(first + (va - lo) / PAGE_SIZE)
+        };
+        let frames = self.system.machine().frames();
+        self.space
+            .discard_ranges_where(
+                &ranges,
+                |page, frame| object_frame(page) == Some(frame),
+                || {
+                    for (object, lo, hi) in holes {
+                        object.punch(*lo, *hi, frames);
+                    }
+                },
+            )
+            .map_err(errno_of)
     }
 
     /// Sets the flags `advice` gives (none refuses it) on every mapping's

@@ -130,6 +130,29 @@ impl MemObject {
         self.frames.lock().indices_in(lo, hi).collect()
     }
 
+    /// Gives back the frames of pages `lo..hi` (a hole punched: those pages
+    /// read as zeros again; a mapping still using one keeps its own
+    /// reference). Allocates nothing.
+    pub fn punch<F: FrameAllocator>(&self, lo: u64, hi: u64, frames: &F) {
+        let mut table = self.frames.lock();
+        let from = table.chunks.partition_point(|(n, _)| (n + 1) * CHUNK <= lo);
+        let mut gone = 0;
+        for (n, chunk) in table.chunks[from..].iter_mut() {
+            if *n * CHUNK >= hi {
+                break;
+            }
+            for (i, slot) in chunk.iter_mut().enumerate() {
+                let index = *n * CHUNK + i as u64;
+                if (lo..hi).contains(&index) && *slot != 0 {
+                    frames.release(Frame::from_number(*slot - 1));
+                    *slot = 0;
+                    gone += 1;
+                }
+            }
+        }
+        table.len -= gone;
+    }
+
     /// Gives back every frame the object holds (a mapping still using one
     /// keeps its own reference).
     pub fn release<F: FrameAllocator>(&self, frames: &F) {

@@ -5,7 +5,8 @@
 //! maps a shared page twice (`mremap` of length 0) and moves three mappings
 //! with a guard page at once (`MREMAP_FIXED`, Linux 6.17+) and grows one
 //! whose top page is a guard page while moving it; then `brk`,
-//! `madvise(MADV_DONTNEED)`
+//! `madvise(MADV_DONTNEED)`, `madvise(MADV_REMOVE)` (a hole punched in a
+//! shared object, seen through a second mapping of it)
 //! and the kernel's file (private copy-on-write and shared mappings). Every
 //! block holds a pattern that is checked after each step; each step prints
 //! a `PASS` or `FAIL` line.
@@ -478,6 +479,39 @@ fn dontneed() -> bool {
     ok
 }
 
+/// `MADV_REMOVE` on the second page of a shared anonymous mapping mapped
+/// twice (`mremap` of old length 0): both mappings read zeros there, the
+/// first page keeps its data in both; private memory refuses it (`EINVAL`).
+fn remove() -> bool {
+    let s = mmap(0, 2 * P, RW, MAP_SHARED | MAP_ANONYMOUS, u64::MAX, 0);
+    if s < 0 {
+        println!("linux_alloc: mmap for MADV_REMOVE = {s}: FAIL");
+        return false;
+    }
+    let s = s as u64;
+    fill(s, 2 * P, 71);
+    let d = mremap(s, 0, 2 * P, MREMAP_MAYMOVE, 0);
+    let twice = d > 0 && holds(d as u64, 2 * P, 71);
+    let r = madvise(s + P, P, MADV_REMOVE);
+    let hole = zeros(s + P, P) && d > 0 && zeros(d as u64 + P, P);
+    let kept = holds(s, P, 71) && d > 0 && holds(d as u64, P, 71);
+    let c = mmap(0, P, RW, ANON, u64::MAX, 0);
+    let private = if c > 0 {
+        madvise(c as u64, P, MADV_REMOVE)
+    } else {
+        c
+    };
+    let gone = munmap(s, 2 * P) == 0
+        && (d < 0 || munmap(d as u64, 2 * P) == 0)
+        && (c < 0 || munmap(c as u64, P) == 0);
+    let ok = twice && r == 0 && hole && kept && private == EINVAL && gone;
+    println!(
+        "linux_alloc: MADV_REMOVE = {r} on a shared page mapped twice ({twice}): a hole in both {hole}, the other page kept {kept}; private = {private}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
 /// `mlock` on two pages of the hinted chunk: `MADV_DONTNEED` there is
 /// refused (`EINVAL`) and the data stays; `msync` checks its flags
 /// (`MS_ASYNC` with `MS_SYNC` `EINVAL`, `MS_INVALIDATE` over locked pages
@@ -915,6 +949,7 @@ fn main(arg: u64) -> i32 {
     ok &= remap_leaving_guarded();
     ok &= brk_steps();
     ok &= dontneed();
+    ok &= remove();
     ok &= locked();
     ok &= file();
     ok &= refusals(&a);
