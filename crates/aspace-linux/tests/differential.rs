@@ -13,9 +13,10 @@
 //! prints all three).
 //!
 //! Pinned policies (see the crate README): no `rwx` (aspace refuses W+X);
-//! the runner allocates every page of its shmem objects up front, so that
-//! Linux cannot drop a clean page from its cache (`mincore` would show it)
-//! when the machine drops caches.
+//! the runner allocates every page of its shmem objects up front (and
+//! again after each `MADV_REMOVE`'s hole), so that Linux cannot drop a
+//! clean page from its cache (`mincore` would show it) when the machine
+//! drops caches.
 //! `MAP_GROWSDOWN` mappings are in; the runner never touches below one, so
 //! stack growth (which `LinuxMm` does not do) is not compared. Private file mappings are in (copy-on-write
 //! in the core: the file's frames lent, copied at the first write;

@@ -151,6 +151,39 @@ fn fork_copies_private_mappings_on_write_and_shares_shared_ones() {
     assert_eq!(sim.hardware().stats().stale_accesses, 0);
 }
 
+/// `MADV_REMOVE` after a fork: the parent's hole is its own (the layer
+/// knows only its process: the child keeps the page it maps, no longer
+/// shared), and the child's own `MADV_REMOVE` drops that stale page too
+/// (it reads zeros); every frame comes back.
+#[test]
+fn madvise_remove_after_fork_leaves_no_stale_page_behind() {
+    let (sim, mut mm, mut c0, mut c1) = setup();
+    let baseline = sim.frames_in_use() - mm.space().page_table_frames();
+    let shared = BASE;
+    c0.run(|| {
+        mm.mmap(
+            shared,
+            2 * PAGE_SIZE,
+            Prot::RW,
+            MapFlags(MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),
+            None,
+            0,
+        )
+    })
+    .unwrap();
+    store(&mut mm, &mut c0, shared, 1);
+    let mut child = c0.run(|| mm.fork()).unwrap();
+    c1.switch_to(child.space()).unwrap();
+    assert_eq!(c1.read_u64(va(shared)).unwrap(), 1);
+    let remove = Advice(MADV_REMOVE);
+    c0.run(|| mm.madvise(shared, PAGE_SIZE, remove)).unwrap();
+    assert_eq!(c0.read_u64(va(shared)).unwrap(), 0);
+    assert_eq!(c1.read_u64(va(shared)).unwrap(), 1, "the child's page");
+    c1.run(|| child.madvise(shared, PAGE_SIZE, remove)).unwrap();
+    assert_eq!(c1.read_u64(va(shared)).unwrap(), 0, "no stale page");
+    finish(sim, [mm, child], [c0, c1], baseline);
+}
+
 /// `MADV_DONTFORK` leaves its range out of the child, `MADV_WIPEONFORK`
 /// gives it to the child empty; the parent keeps both as they were, the
 /// rest of the mapping is copied as usual, and every frame comes back.

@@ -481,6 +481,37 @@ fn pages_read_from_shared_objects_stay_when_linux_drops_caches() {
     }
 }
 
+/// After `MADV_REMOVE` the runner allocates the hole's pages again, and
+/// only them: a page read in the hole stays when Linux drops its caches,
+/// the pages never touched stay absent from `mincore` (a second
+/// allocation of a page allocated before would make it up to date), and
+/// the written page outside the hole keeps its data. Needs root to drop
+/// the caches; without it, only the part before the drop runs.
+#[test]
+fn a_page_read_in_a_hole_stays_when_linux_drops_caches() {
+    let mut t = Ref::new();
+    let s = t.top(4);
+    t.run(&format!("mmap {s:#x} 4p rw shared anon fixed"));
+    for i in 0..2 {
+        t.run(&format!("write {:#x} 7", s + i * P));
+    }
+    t.run(&format!("madvise {s:#x} 1p remove expect ok"));
+    t.run(&format!("read {s:#x} expect 0"));
+    // As above: the page table forgets the pages, the object keeps them.
+    t.run(&format!("mprotect {s:#x} 4p none"));
+    t.run(&format!("madvise {s:#x} 4p dontneed expect ok"));
+    assert_eq!(resident(&t.run(&format!("mincore {s:#x} 4p"))), (2, 4));
+    let dropped = std::fs::write("/proc/sys/vm/drop_caches", "1\n").is_ok();
+    eprintln!("caches dropped: {dropped}");
+    assert_eq!(
+        resident(&t.run(&format!("mincore {s:#x} 4p"))),
+        (2, 4),
+        "the page read in the hole stays, the untouched ones stay absent"
+    );
+    t.run(&format!("mprotect {s:#x} 4p rw"));
+    t.run(&format!("read {:#x} expect 7", s + P));
+}
+
 /// Guard pages on Linux (6.13+; the runner reads them from
 /// `/proc/self/pagemap`, 6.14+): an access there is a fault, which the
 /// runner answers without touching the page; the maps do not change; a

@@ -1526,6 +1526,15 @@ fn madvise_remove_punches_a_hole_in_the_object() {
     cpu.run(|| mm.mlock(BASE + p(40), p(3), aspace_linux::flags::LockFlags(0)))
         .unwrap();
     assert_eq!(remove(&mut mm, &cpu, BASE + p(40), 3), Err(Errno::EINVAL));
+    // A shared mapping, then one that refuses: the first is punched (as
+    // Linux's walk does it before it meets the second), then `EINVAL`.
+    shared_anon(&mut mm, &cpu, BASE + p(48), 1);
+    anon(&mut mm, &cpu, BASE + p(49), 1);
+    cpu.write_u64(va(BASE + p(48)), 8).unwrap();
+    cpu.write_u64(va(BASE + p(49)), 9).unwrap();
+    assert_eq!(remove(&mut mm, &cpu, BASE + p(48), 2), Err(Errno::EINVAL));
+    assert_eq!(read(&mut cpu, BASE + p(48)), 0);
+    assert_eq!(read(&mut cpu, BASE + p(49)), 9);
 }
 
 /// Guard pages of a private mapping keep its reservation even beside the

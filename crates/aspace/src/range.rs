@@ -1,6 +1,7 @@
 //! Operations over any range of pages, which may cover several areas,
-//! parts of areas and holes (Linux's `munmap`, `mprotect`, `mremap`,
-//! `madvise`): see [`AddressSpace::unmap_range`] and the others.
+//! parts of areas and holes (Linux's `munmap`, `mprotect`, `mremap`; the
+//! discards of `madvise` are [`crate::discard`]'s): see
+//! [`AddressSpace::unmap_range`] and the others.
 //!
 //! Each is one operation under the area tree's write lock: every check
 //! comes first, then the areas split at the ends of the range (nothing

@@ -64,8 +64,11 @@
 //!   every mapping of this process that shows one of those pages of the
 //!   object loses it (a private file mapping only where it still borrows
 //!   the file's page), the object gives its frames up. A `fork` child
-//!   mapping the object keeps what it maps until it drops it (Linux
-//!   unmaps it there too: this layer knows only its own process).
+//!   mapping the object keeps the pages it maps, no longer shared with
+//!   this process, until it drops them (its own `MADV_REMOVE` does), and
+//!   a private mapping there keeps showing the old page until it copies
+//!   it (Linux unmaps them there too: this layer knows only its own
+//!   process).
 //! - **Guard pages** (`MADV_GUARD_INSTALL`): areas of the core's
 //!   [`GuardBackend`] under the unchanged records, or of its
 //!   [`ReservingGuardBackend`] in a mapping that reserves memory (which
@@ -2438,33 +2441,47 @@ impl<M: Machine> LinuxMm<M> {
 
     /// Punches the holes `holes` (an object and its pages `[lo, hi)` each)
     /// in one core step: every mapping of this process that shows one of
-    /// those pages of its object loses it (a shared one maps the object's
-    /// frame, a private one until it copies the page), a private
-    /// mapping's own copies stay, and the object gives the frames up, so
-    /// the next access finds a page of zeros (Linux's hole punch in shmem
-    /// and its `unmap_mapping_range`). Other processes mapping the object
-    /// (after a `fork`) keep the pages they map until they drop them: the
+    /// those pages of its object loses it (every page a shared one maps
+    /// is the object's, perhaps one the object gave up when another
+    /// process punched it; a private one shows the object's frame until
+    /// it copies the page), a private mapping's own copies stay, and the
+    /// object gives the frames up, so the next access finds a page of
+    /// zeros (Linux's hole punch in shmem and its `unmap_mapping_range`).
+    /// Other processes mapping the object (after a `fork`) keep the pages
+    /// they map, no longer shared with this one, until they drop them: the
     /// layer knows only its own mappings.
     fn punch(&self, holes: &[(TryArc<MemObject>, u64, u64)]) -> Result<(), Errno> {
         // Every mapping's part that shows a punched page: its range, the
-        // object's page at its start and its hole.
-        let mut shown: Vec<(u64, u64, u64, usize)> = Vec::new();
+        // object's page at its start, its hole and whether it is private.
+        let mut shown: Vec<(u64, u64, u64, usize, bool)> = Vec::new();
+        // The holes by object, so that each mapping looks at its object's.
+        let key = |k: &usize| TryArc::as_ptr(&holes[*k].0) as usize;
+        let mut by_object: Vec<usize> = Vec::new();
+        by_object
+            .try_reserve_exact(holes.len())
+            .map_err(|_| Errno::ENOMEM)?;
+        by_object.extend(0..holes.len());
+        by_object.sort_unstable_by_key(key);
         for v in self.vmas.values() {
             let Some(o) = v.object() else { continue };
             let (vlo, vhi) = (v.first, v.first + v.pages());
-            for (k, (object, lo, hi)) in holes.iter().enumerate() {
+            let at = TryArc::as_ptr(o) as usize;
+            let from = by_object.partition_point(|k| key(k) < at);
+            let to = by_object.partition_point(|k| key(k) <= at);
+            for &k in &by_object[from..to] {
+                let (_, lo, hi) = &holes[k];
                 let (a, b) = ((*lo).max(vlo), (*hi).min(vhi));
-                if TryArc::ptr_eq(o, object) && a < b {
+                if a < b {
                     let at = |i: u64| v.start + (i - v.first) * PAGE_SIZE;
                     shown.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
-                    shown.push((at(a), at(b), a, k));
+                    shown.push((at(a), at(b), a, k, v.kind.private()));
                 }
             }
         }
         shown.sort_unstable_by_key(|p| p.0);
         let mut ranges: Vec<(VirtAddr, u64)> = Vec::new();
         ranges.try_reserve(shown.len()).map_err(|_| Errno::ENOMEM)?;
-        for &(lo, hi, _, _) in &shown {
+        for &(lo, hi, ..) in &shown {
             match ranges.last_mut() {
                 Some((base, size)) if base.as_u64() + *size >= lo => {
                     *size = (*size).max(hi - base.as_u64());
@@ -2472,25 +2489,26 @@ impl<M: Machine> LinuxMm<M> {
                 _ => ranges.push((VirtAddr::new(lo), hi - lo)),
             }
         }
-        // A page goes if it maps its object's frame (not a copy of its
-        // own); the object gives its frames up under the same lock.
-        let object_frame = |page: aspace::Page| {
-            let va = page.start().as_u64();
-            let i = shown.partition_point(|p| p.0 <= va);
-            let &(lo, _, first, k) = shown[..i].iter().rev().find(|p| va < p.1)?;
-            holes[k].0.peek(first + (va - lo) / PAGE_SIZE)
-        };
+        // A page of a shared mapping goes; one of a private mapping if it
+        // maps its object's frame (not a copy of its own). The object
+        // gives its frames up under the same lock.
+        let chosen =
+            |page: aspace::Page, frame| {
+                let va = page.start().as_u64();
+                let i = shown.partition_point(|p| p.0 <= va);
+                shown[..i].iter().rev().find(|p| va < p.1).is_some_and(
+                    |&(lo, _, first, k, private)| {
+                        !private || holes[k].0.peek(first + (va - lo) / PAGE_SIZE) == Some(frame)
+                    },
+                )
+            };
         let frames = self.system.machine().frames();
         self.space
-            .discard_ranges_where(
-                &ranges,
-                |page, frame| object_frame(page) == Some(frame),
-                || {
-                    for (object, lo, hi) in holes {
-                        object.punch(*lo, *hi, frames);
-                    }
-                },
-            )
+            .discard_ranges_where(&ranges, chosen, || {
+                for (object, lo, hi) in holes {
+                    object.punch(*lo, *hi, frames);
+                }
+            })
             .map_err(errno_of)
     }
 

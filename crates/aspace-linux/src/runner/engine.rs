@@ -3,7 +3,7 @@
 use super::window::{self, read_maps, WINDOW_LEN};
 use crate::call::{Call, FileRef};
 use crate::command::{Command, Line, Outcome, Residency};
-use crate::consts::{MADV_GUARD_INSTALL, PAGE_SIZE};
+use crate::consts::{MADV_GUARD_INSTALL, MADV_REMOVE, PAGE_SIZE};
 use crate::digest::words_digest;
 use crate::errno::Errno;
 use crate::gen::MAX_FILE_OFFSET_PAGES;
@@ -46,6 +46,50 @@ fn keep_pages(fd: i32, len: u64) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `cachestat(2)` (Linux 6.5+; one number on every architecture).
+const SYS_CACHESTAT: libc::c_long = 451;
+
+/// How many of the pages `[lo, hi)` of the object behind `fd` are in its
+/// page cache (allocated, up to date or not); `None` if `cachestat`
+/// cannot say.
+fn cached(fd: i32, lo: u64, hi: u64) -> Option<u64> {
+    let range = [lo * PAGE_SIZE, (hi - lo) * PAGE_SIZE];
+    let mut stat = [0u64; 5];
+    // SAFETY: cachestat reads the two-word range and writes the five-word
+    // result, both ours and of those sizes; it changes nothing else.
+    let r = unsafe { libc::syscall(SYS_CACHESTAT, fd, range.as_ptr(), stat.as_mut_ptr(), 0) };
+    (r == 0).then_some(stat[0])
+}
+
+/// Allocates ([`keep_pages`]'s way) every page of the first `len` bytes
+/// of the object behind `fd` that is not in its page cache: the holes
+/// `MADV_REMOVE` punched, and nothing else (found by halving the range
+/// where some pages are missing).
+fn fill_holes(fd: i32, len: u64) {
+    fn fill(fd: i32, lo: u64, hi: u64) {
+        match cached(fd, lo, hi) {
+            Some(n) if n >= hi - lo => {}
+            Some(0) => {
+                let (at, n) = (
+                    (lo * PAGE_SIZE) as libc::off_t,
+                    ((hi - lo) * PAGE_SIZE) as libc::off_t,
+                );
+                // SAFETY: as in keep_pages, within the object's size.
+                unsafe { libc::fallocate(fd, 0, at, n) };
+            }
+            Some(_) => {
+                let mid = lo + (hi - lo) / 2;
+                fill(fd, lo, mid);
+                fill(fd, mid, hi);
+            }
+            None => {}
+        }
+    }
+    if len >= PAGE_SIZE {
+        fill(fd, 0, len / PAGE_SIZE);
+    }
 }
 
 fn errno() -> Errno {
@@ -408,9 +452,15 @@ impl Engine {
                     return Outcome::Refused;
                 }
                 // SAFETY: as for munmap.
-                Self::zero_or_errno(unsafe {
+                let r = Self::zero_or_errno(unsafe {
                     libc::madvise(*addr as *mut libc::c_void, *len as usize, advice.0)
-                })
+                });
+                if advice.0 == MADV_REMOVE {
+                    // The hole's pages are allocated again, as every
+                    // object's are ([`keep_pages`]).
+                    self.fill_holes();
+                }
+                r
             }
             Call::Msync { addr, len, flags } => {
                 if *len != 0 && !self.in_window(*addr, *len) {
@@ -519,6 +569,39 @@ impl Engine {
             Outcome::Ok
         } else {
             Outcome::Err(errno())
+        }
+    }
+
+    /// Allocates again ([`keep_pages`]) the pages `MADV_REMOVE` punched out
+    /// of the files and of the objects mapped in the window: a read fault
+    /// in such a hole would bring in a clean page Linux may drop. Only the
+    /// holes: `fallocate` over a page it allocated before but that was
+    /// never touched makes that page up to date, and `mincore` would then
+    /// see it (`SEEK_HOLE` takes such a page for a hole, `cachestat` does
+    /// not, so the holes are found with `cachestat`; without it, Linux
+    /// before 6.5, nothing is done).
+    fn fill_holes(&self) {
+        for &fd in self.files.values() {
+            fill_holes(fd, FILE_SIZE);
+        }
+        let (lo, hi) = self.header.window;
+        let Ok(maps) = read_maps() else { return };
+        for l in maps
+            .iter()
+            .filter(|l| l.inode != 0 && l.start >= lo && l.end <= hi)
+        {
+            let Some(&size) = self.sizes.get(&l.inode) else {
+                continue;
+            };
+            let path = std::format!("/proc/self/map_files/{:x}-{:x}", l.start, l.end);
+            if let Ok(f) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+            {
+                use std::os::fd::AsRawFd;
+                fill_holes(f.as_raw_fd(), size);
+            }
         }
     }
 
