@@ -243,4 +243,7 @@ fn stateless_backends_are_not_counted_and_stay_apart() {
     let counted: BackendRef<PhysMem, FramePool> = TryArc::try_backend(AnonBackend).unwrap();
     assert!(!BackendRef::ptr_eq(&counted, &anon));
     assert!(!counted.is_stateless());
+    // A zero-sized static is one too, as far as what it says goes.
+    static GUARD: GuardBackend = GuardBackend;
+    assert!(BackendRef::<PhysMem, FramePool>::of_static(&GUARD).is_stateless());
 }

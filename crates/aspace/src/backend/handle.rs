@@ -87,10 +87,17 @@ impl<P: PhysMemory + 'static, F: FrameAllocator + 'static> BackendRef<P, F> {
         }
     }
 
-    /// Whether this is a handle on a [`stateless`](Self::stateless)
-    /// backend.
+    /// Whether this is a handle on a zero-sized backend, made with
+    /// [`stateless`](Self::stateless) or [`of_static`](Self::of_static):
+    /// what such a backend says of itself (its default
+    /// [`object_id`](Backend::object_id), an address every zero-sized
+    /// value shares) does not tell it from another one.
     pub fn is_stateless(&self) -> bool {
-        matches!(self.0, Held::Static(_, Some(_)))
+        match self.0 {
+            Held::Static(_, Some(_)) => true,
+            Held::Static(b, None) => core::mem::size_of_val(b) == 0,
+            Held::Counted(_) => false,
+        }
     }
 
     /// Whether `a` and `b` are handles on the same backend value: the same
