@@ -1440,6 +1440,41 @@ fn shrinking_moves_keep_the_records_on_the_core() {
     assert_eq!(mm.vmas().count(), 2, "the moved part and the shared rest");
 }
 
+/// `MREMAP_DONTUNMAP` of a page of a locked mapping to right below it, as
+/// Linux 6.18 does it (checked there): never written (read-only: `mlock`
+/// only reads its pages in), the copy merges with the mapping it came
+/// from, and the lock is cleared on what the merge made, the copy too
+/// (`MADV_DONTNEED` then allowed); written (read-write: `mlock` writes,
+/// an `anon_vma`), the copy stays apart and locked (`EINVAL`). Both count
+/// against `RLIMIT_MEMLOCK` still.
+#[test]
+fn dontunmap_beside_its_locked_source_merges_and_unlocks_as_linux() {
+    use aspace_linux::{Advice, LockFlags};
+    let p = |n: u64| n * PAGE_SIZE;
+    for written in [false, true] {
+        let (_sim, mut mm, cpu) = setup();
+        let src = BASE + p(1);
+        let prot = if written { Prot::RW } else { Prot::R };
+        let private = flags(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
+        cpu.run(|| mm.mmap(src, p(5), prot, private, None, 0))
+            .unwrap();
+        cpu.run(|| mm.mlock(src, p(5), LockFlags(0))).unwrap();
+        let fixed = RemapFlags(MREMAP_MAYMOVE | MREMAP_DONTUNMAP | MREMAP_FIXED);
+        assert_eq!(
+            cpu.run(|| mm.mremap(src, p(1), p(1), fixed, BASE)),
+            Ok(BASE)
+        );
+        let dropped = cpu.run(|| mm.madvise(BASE, p(1), Advice(MADV_DONTNEED)));
+        let merged = mm.vma_at(BASE).is_some_and(|v| v.end == src + p(5));
+        if written {
+            assert_eq!((dropped, merged), (Err(Errno::EINVAL), false));
+        } else {
+            assert_eq!((dropped, merged), (Ok(()), true));
+        }
+        assert_eq!(mm.locked_pages(), 6, "written {written}");
+    }
+}
+
 /// `MAP_FIXED` over part of a mapping needs nothing more from the commit
 /// limit (Linux charges the new pages less the accounted ones replaced).
 #[test]

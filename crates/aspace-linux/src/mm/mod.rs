@@ -1894,7 +1894,9 @@ impl<M: Machine> LinuxMm<M> {
     /// moved with the mappings after it (Linux 6.17+, [`move_many`](Self::move_many));
     /// past `vm.max_map_count` or no room `ENOMEM`. Guard pages go with the
     /// pages (the old range keeps none). As Linux, for each mapping: the new mapping keeps the
-    /// old one's flags and `anon_vma` and is charged as new memory; the old
+    /// old one's flags (but `VM_LOCKED` when it lands beside the old one
+    /// and merges with it: Linux clears that on what the merge made) and
+    /// `anon_vma` and is charged as new memory; the old
     /// mapping keeps its charge, loses `VM_LOCKED` (its pages staying
     /// counted against `RLIMIT_MEMLOCK`: Linux does not take them off), and
     /// its `anon_vma` if the range was all of it (after a fixed target cut
@@ -2089,15 +2091,28 @@ impl<M: Machine> LinuxMm<M> {
             };
             let (lo, hi) = (start.max(old), stop.min(end));
             let mut copy = v.clone();
-            if v.flags.contains(VmFlags::LOCKED) {
+            copy.first += (lo - start) / PAGE_SIZE;
+            let mut copy = Self::placed(copy, lo - old + to, hi - old + to);
+            let locked = v.flags.contains(VmFlags::LOCKED);
+            if locked {
                 self.locked_leak += (stop - start) / PAGE_SIZE;
+            }
+            // Linux's copy_vma merges the copy with the mapping it came
+            // from when it lands right beside it and may (an anonymous one
+            // never written, say): the flags are then cleared on what the
+            // merge made, the copy's part too (still counted against
+            // RLIMIT_MEMLOCK).
+            if copy.merges_with(&v) || v.merges_with(&copy) {
+                copy.flags = copy.flags - VmFlags::LOCK_MASK;
+                if locked {
+                    self.locked_leak += (hi - lo) / PAGE_SIZE;
+                }
             }
             v.flags = v.flags - VmFlags::LOCK_MASK;
             if (lo, hi) == (start, stop) {
                 v.anon = None;
             }
-            copy.first += (lo - start) / PAGE_SIZE;
-            moved.push(Self::placed(copy, lo - old + to, hi - old + to));
+            moved.push(copy);
         }
     }
 
