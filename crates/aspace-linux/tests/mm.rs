@@ -1473,6 +1473,27 @@ fn dontunmap_beside_its_locked_source_merges_and_unlocks_as_linux() {
         }
         assert_eq!(mm.locked_pages(), 6, "written {written}");
     }
+    // A locked mapping below the target that may merge too: the merge takes
+    // it in, and it loses the lock with the rest (Linux 6.18 does so).
+    let (_sim, mut mm, cpu) = setup();
+    let private = flags(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
+    let (below, src) = (BASE, BASE + p(3));
+    for (at, n) in [(below, 2), (src, 3)] {
+        cpu.run(|| mm.mmap(at, p(n), Prot::R, private, None, 0))
+            .unwrap();
+        cpu.run(|| mm.mlock(at, p(n), LockFlags(0))).unwrap();
+    }
+    let fixed = RemapFlags(MREMAP_MAYMOVE | MREMAP_DONTUNMAP | MREMAP_FIXED);
+    assert_eq!(
+        cpu.run(|| mm.mremap(src, p(1), p(1), fixed, BASE + p(2))),
+        Ok(BASE + p(2))
+    );
+    assert!(mm.vma_at(BASE).is_some_and(|v| v.end == src + p(3)));
+    assert_eq!(
+        cpu.run(|| mm.madvise(below, p(1), Advice(MADV_DONTNEED))),
+        Ok(())
+    );
+    assert_eq!(mm.locked_pages(), 6);
 }
 
 /// `MAP_FIXED` over part of a mapping needs nothing more from the commit

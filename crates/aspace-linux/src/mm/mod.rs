@@ -1895,7 +1895,8 @@ impl<M: Machine> LinuxMm<M> {
     /// past `vm.max_map_count` or no room `ENOMEM`. Guard pages go with the
     /// pages (the old range keeps none). As Linux, for each mapping: the new mapping keeps the
     /// old one's flags (but `VM_LOCKED` when it lands beside the old one
-    /// and merges with it: Linux clears that on what the merge made) and
+    /// and merges with it: Linux clears that on what the merge made, the
+    /// mapping below too if it merged) and
     /// `anon_vma` and is charged as new memory; the old
     /// mapping keeps its charge, loses `VM_LOCKED` (its pages staying
     /// counted against `RLIMIT_MEMLOCK`: Linux does not take them off), and
@@ -2044,6 +2045,7 @@ impl<M: Machine> LinuxMm<M> {
             for rec in moved {
                 self.insert_rec(rec);
             }
+            self.unlock_left(old, end);
             return Ok(to);
         }
         let mut at = old;
@@ -2079,9 +2081,8 @@ impl<M: Machine> LinuxMm<M> {
     /// mapped (`MREMAP_DONTUNMAP`, after the core's step): each mapping's
     /// part gets a copy at its new place, into `moved` (which has room),
     /// and the old mapping stays whole, as Linux 6.18 leaves it: without
-    /// `VM_LOCKED` (its pages still counted against `RLIMIT_MEMLOCK`: Linux
-    /// does not take them off), and without its `anon_vma` when the part
-    /// was all of it.
+    /// its `anon_vma` when the part was all of it, and (once the copies
+    /// are in: [`unlock_left`](Self::unlock_left)) without `VM_LOCKED`.
     fn leave_recs(&mut self, old: u64, end: u64, to: u64, moved: &mut Vec<Vma>) {
         let mut at = old;
         while let Some((start, stop)) = self.next_span(at, end) {
@@ -2091,28 +2092,33 @@ impl<M: Machine> LinuxMm<M> {
             };
             let (lo, hi) = (start.max(old), stop.min(end));
             let mut copy = v.clone();
-            copy.first += (lo - start) / PAGE_SIZE;
-            let mut copy = Self::placed(copy, lo - old + to, hi - old + to);
-            let locked = v.flags.contains(VmFlags::LOCKED);
-            if locked {
-                self.locked_leak += (stop - start) / PAGE_SIZE;
-            }
-            // Linux's copy_vma merges the copy with the mapping it came
-            // from when it lands right beside it and may (an anonymous one
-            // never written, say): the flags are then cleared on what the
-            // merge made, the copy's part too (still counted against
-            // RLIMIT_MEMLOCK).
-            if copy.merges_with(&v) || v.merges_with(&copy) {
-                copy.flags = copy.flags - VmFlags::LOCK_MASK;
-                if locked {
-                    self.locked_leak += (hi - lo) / PAGE_SIZE;
-                }
-            }
-            v.flags = v.flags - VmFlags::LOCK_MASK;
             if (lo, hi) == (start, stop) {
                 v.anon = None;
             }
-            moved.push(copy);
+            copy.first += (lo - start) / PAGE_SIZE;
+            moved.push(Self::placed(copy, lo - old + to, hi - old + to));
+        }
+    }
+
+    /// After a move that left `[old, end)` mapped (`MREMAP_DONTUNMAP`, the
+    /// copies recorded): the mappings there lose `VM_LOCKED`, as Linux
+    /// clears it on them, their pages still counted against
+    /// `RLIMIT_MEMLOCK` (Linux does not take them off). A copy that
+    /// landed right beside the mapping it came from and merged with it
+    /// (an anonymous one never written, say: Linux's copy_vma merges it
+    /// while both are still locked, with the mapping below it too if that
+    /// one may) is part of what loses it.
+    fn unlock_left(&mut self, old: u64, end: u64) {
+        let mut at = old;
+        while let Some((start, stop)) = self.next_span(at, end) {
+            at = stop;
+            let Some(mut v) = self.vmas.get_mut(start) else {
+                break;
+            };
+            if v.flags.contains(VmFlags::LOCKED) {
+                self.locked_leak += (stop - start) / PAGE_SIZE;
+            }
+            v.flags = v.flags - VmFlags::LOCK_MASK;
         }
     }
 
