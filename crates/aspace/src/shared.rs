@@ -33,7 +33,7 @@ pub(crate) struct Shared<M: Machine> {
 
 impl<M: Machine> Shared<M> {
     /// The shared state of a new system on `machine` with `asids` user ASIDs.
-    /// `NoMemory` if the heap refuses the anonymous backend.
+    /// `NoMemory` if the heap refuses the ASID allocator's free list.
     pub(crate) fn new(machine: M, asids: u16, commit_limit: u64) -> Result<Self> {
         Ok(Self {
             reserve: Reserve::new(commit_limit),

@@ -417,6 +417,22 @@ impl Effect {
     }
 }
 
+/// Adds `[lo, hi)` (at or above the start of the last range) to the
+/// ascending ranges `ranges`, joined to the last one where they touch or
+/// overlap; `ENOMEM` if the heap refuses room.
+fn add_range(ranges: &mut Vec<(VirtAddr, u64)>, lo: u64, hi: u64) -> Result<(), Errno> {
+    match ranges.last_mut() {
+        Some((base, size)) if base.as_u64() + *size >= lo => {
+            *size = (*size).max(hi - base.as_u64());
+        }
+        _ => {
+            ranges.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+            ranges.push((VirtAddr::new(lo), hi - lo));
+        }
+    }
+    Ok(())
+}
+
 /// How a new record meets its neighbours (see `LinuxMm::neighbours`).
 #[derive(Clone, Copy, Default)]
 struct Neighbours {
@@ -2406,14 +2422,7 @@ impl<M: Machine> LinuxMm<M> {
                 parts.push((v.start.max(addr), v.end.min(end), v.start));
             }
             if effect == Effect::Drop {
-                let (lo, hi) = (v.start.max(addr), v.end.min(end));
-                match runs.last_mut() {
-                    Some((base, size)) if base.as_u64() + *size == lo => *size += hi - lo,
-                    _ => {
-                        runs.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
-                        runs.push((VirtAddr::new(lo), hi - lo));
-                    }
-                }
+                add_range(&mut runs, v.start.max(addr), v.end.min(end))?;
             }
         }
         if refused.is_none() && at < end {
@@ -2501,14 +2510,8 @@ impl<M: Machine> LinuxMm<M> {
         }
         shown.sort_unstable_by_key(|p| p.0);
         let mut ranges: Vec<(VirtAddr, u64)> = Vec::new();
-        ranges.try_reserve(shown.len()).map_err(|_| Errno::ENOMEM)?;
         for &(lo, hi, ..) in &shown {
-            match ranges.last_mut() {
-                Some((base, size)) if base.as_u64() + *size >= lo => {
-                    *size = (*size).max(hi - base.as_u64());
-                }
-                _ => ranges.push((VirtAddr::new(lo), hi - lo)),
-            }
+            add_range(&mut ranges, lo, hi)?;
         }
         // A page of a shared mapping goes; one of a private mapping if it
         // maps its object's frame (not a copy of its own). The object
