@@ -144,6 +144,9 @@ process map: break at a quarter of the user space, mmap(NULL) top-down from 256M
   rlimit TASK memlock SIZE|unlimited          RLIMIT_MEMLOCK without CAP_IPC_LOCK (none by
                                              default): mlock past it ENOMEM, locked mmap or
                                              mremap growth EAGAIN, 0 makes locking EPERM
+  rlimit TASK stack SIZE|unlimited            RLIMIT_STACK (8M by default): how far a
+                                             growsdown mapping grows when an access below
+                                             it faults (it grows, and the access is retried)
   maps TASK --linux                          the mappings as /proc/PID/maps prints them
   These take `expect ok|ADDR|EEXIST|ENOMEM|EINVAL|EFAULT|EACCES|...` (Linux's names).
 

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aspace::backend::elf::ElfImage;
 use aspace::Placement;
-use aspace::{loader, AreaFlags, PhysAddr, PhysMemory, StatsSnapshot, VirtAddr, PAGE_SIZE};
+use aspace::{
+    loader, AreaFlags, FaultReason, PhysAddr, PhysMemory, StatsSnapshot, VirtAddr, PAGE_SIZE,
+};
 use aspace_sim::pager::SimPager;
 use aspace_sim::{AccessFault, Arch, Cpu, HwStats, Sim, SimConfig, Space};
 use serde::Serialize;
@@ -1273,7 +1275,11 @@ impl Engine {
             Op::Write(task, addr, data) => {
                 let cpu = self.access_cpu(task)?;
                 let bytes = data.bytes();
-                match self.cpus[cpu].write(VirtAddr::new(*addr), &bytes) {
+                let mut r = self.cpus[cpu].write(VirtAddr::new(*addr), &bytes);
+                if matches!(&r, Err(f) if self.grew_stack(task, cpu, f)) {
+                    r = self.cpus[cpu].write(VirtAddr::new(*addr), &bytes);
+                }
+                match r {
                     Ok(()) => Got::Done(Some(format!(
                         "CPU {cpu} stored {}",
                         match data {
@@ -1291,7 +1297,11 @@ impl Engine {
                     ReadAs::Str(n) => *n,
                 };
                 let mut buf = vec![0u8; n];
-                match self.cpus[cpu].read(VirtAddr::new(*addr), &mut buf) {
+                let mut r = self.cpus[cpu].read(VirtAddr::new(*addr), &mut buf);
+                if matches!(&r, Err(f) if self.grew_stack(task, cpu, f)) {
+                    r = self.cpus[cpu].read(VirtAddr::new(*addr), &mut buf);
+                }
+                match r {
                     Ok(()) => match what {
                         ReadAs::Int(_) => {
                             let mut b = [0u8; 8];
@@ -1313,14 +1323,11 @@ impl Engine {
             Op::Fault(task, addr, kind) => {
                 let cpu = self.access_cpu(task)?;
                 let a = VirtAddr::new(*addr);
-                let r = match kind {
-                    Kind::Read => self.cpus[cpu].read(a, &mut [0u8]),
-                    Kind::Write => {
-                        let space = self.space(task)?;
-                        self.store_same(cpu, &space, a)
-                    }
-                    Kind::Exec => self.cpus[cpu].fetch(a).map(|_| ()),
-                };
+                let space = self.space(task)?;
+                let mut r = self.access(cpu, &space, a, *kind);
+                if matches!(&r, Err(f) if self.grew_stack(task, cpu, f)) {
+                    r = self.access(cpu, &space, a, *kind);
+                }
                 match r {
                     Ok(()) => Got::Done(Some(format!("CPU {cpu}: {} at {a} allowed", kind.name()))),
                     Err(f) => Got::Fault(f, None),
@@ -1347,12 +1354,14 @@ impl Engine {
                     Err(why) => Got::CheckFailed(why),
                 }
             }
-            Op::LinuxMemlock(task, pages) => {
+            Op::LinuxRlimit(task, which, bytes) => {
                 let space = self.space(task)?;
                 let system = self.sim.system().clone();
-                self.linux
-                    .get(task, &system, &space)
-                    .set_memlock_limit(*pages);
+                let mm = self.linux.get(task, &system, &space);
+                match which {
+                    crate::linux::Rlimit::Memlock => mm.set_memlock_limit(*bytes),
+                    crate::linux::Rlimit::Stack => mm.set_stack_limit(*bytes),
+                }
                 Got::Done(None)
             }
             Op::Say(_)
@@ -1362,6 +1371,39 @@ impl Engine {
             | Op::Stats
             | Op::Snapshot(_) => Got::Done(None),
         })
+    }
+
+    /// One access of `kind` at `a` on `cpu` (a store keeps the byte).
+    fn access(
+        &mut self,
+        cpu: usize,
+        space: &Space,
+        a: VirtAddr,
+        kind: Kind,
+    ) -> Result<(), AccessFault> {
+        match kind {
+            Kind::Read => self.cpus[cpu].read(a, &mut [0u8]),
+            Kind::Write => self.store_same(cpu, space, a),
+            Kind::Exec => self.cpus[cpu].fetch(a).map(|_| ()),
+        }
+    }
+
+    /// What a kernel does with a fault no area holds in a Linux process
+    /// (`task` made a Linux call): asks its map to grow the stack above
+    /// the address (`LinuxMm::expand_stack`); whether it grew, so that
+    /// the access is tried again.
+    fn grew_stack(&mut self, task: &str, cpu: usize, f: &AccessFault) -> bool {
+        if f.reason != FaultReason::NoArea {
+            return false;
+        }
+        let Some(mm) = self.linux.existing(task) else {
+            return false;
+        };
+        let addr = f.addr.as_u64();
+        let grown = self.cpus[cpu].run(|| mm.expand_stack(addr)).is_ok();
+        // Only when the stack below the address changed (not an address
+        // some mapping already held).
+        grown && mm.vma_at(addr).is_some()
     }
 
     fn touch(
@@ -1385,11 +1427,10 @@ impl Engine {
             // The first byte of the range in the first page, the page start
             // elsewhere.
             let a = VirtAddr::new(page.saturating_mul(PAGE_SIZE).max(addr));
-            let r = match kind {
-                Kind::Read => self.cpus[cpu].read(a, &mut [0u8]),
-                Kind::Write => self.store_same(cpu, &space, a),
-                Kind::Exec => self.cpus[cpu].fetch(a).map(|_| ()),
-            };
+            let mut r = self.access(cpu, &space, a, kind);
+            if matches!(&r, Err(f) if self.grew_stack(task, cpu, f)) {
+                r = self.access(cpu, &space, a, kind);
+            }
             self.out.tick(1);
             if let Err(f) = r {
                 self.out.tick(count - i - 1);
@@ -1820,6 +1861,6 @@ fn op_name(op: &Op) -> &'static str {
             _ => "linux",
         },
         Op::LinuxMaps(_) => "maps-linux",
-        Op::LinuxMemlock(..) => "rlimit",
+        Op::LinuxRlimit(..) => "rlimit",
     }
 }

@@ -75,17 +75,36 @@ pub fn parse_maps(words: &[&str]) -> Option<Result<String, String>> {
     }
 }
 
-/// Parses `rlimit TASK memlock SIZE|unlimited` (`RLIMIT_MEMLOCK` of a
-/// process without `CAP_IPC_LOCK`; SIZE in bytes or with a unit, `4p`,
-/// `64K`): the task and the limit in bytes (`None`: unlimited), or `None`
-/// when the words are not that.
-pub fn parse_rlimit(words: &[&str]) -> Option<Result<(String, Option<u64>), String>> {
-    let usage = "rlimit TASK memlock SIZE|unlimited";
+/// A resource limit the scenario language sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rlimit {
+    /// `RLIMIT_MEMLOCK` of a process without `CAP_IPC_LOCK`.
+    Memlock,
+    /// `RLIMIT_STACK`: how far a stack grows.
+    Stack,
+}
+
+/// A task, one of its limits and the limit's value in bytes (`None`:
+/// unlimited).
+pub type RlimitSet = (String, Rlimit, Option<u64>);
+
+/// Parses `rlimit TASK memlock|stack SIZE|unlimited` (SIZE in bytes or
+/// with a unit, `4p`, `64K`): the task, the limit and its value in bytes
+/// (`None`: unlimited), or `None` when the words are not that.
+pub fn parse_rlimit(words: &[&str]) -> Option<Result<RlimitSet, String>> {
+    let usage = "rlimit TASK memlock|stack SIZE|unlimited";
+    let which = |w: &str| match w {
+        "memlock" => Some(Rlimit::Memlock),
+        "stack" => Some(Rlimit::Stack),
+        _ => None,
+    };
     match words {
-        ["rlimit", task, "memlock", "unlimited"] => Some(Ok((task.to_string(), None))),
-        ["rlimit", task, "memlock", n] => Some(
+        ["rlimit", task, w, "unlimited"] if which(w).is_some() => {
+            Some(Ok((task.to_string(), which(w)?, None)))
+        }
+        ["rlimit", task, w, n] if which(w).is_some() => Some(
             aspace_linux::num::parse_len(n)
-                .map(|b| (task.to_string(), Some(b)))
+                .map(|b| (task.to_string(), which(w).expect("checked"), Some(b)))
                 .ok_or_else(|| format!("'{n}' is not a size: {usage}")),
         ),
         ["rlimit", ..] => Some(Err(format!("usage: {usage}"))),
@@ -113,6 +132,11 @@ impl Procs {
             layout.task_size = top;
             LinuxMm::new(system.clone(), space.clone(), layout)
         })
+    }
+
+    /// The map of `task`, if it made a Linux call.
+    pub fn existing(&mut self, task: &str) -> Option<&mut LinuxMm<SimMachine>> {
+        self.procs.get_mut(task)
     }
 
     /// Takes `task`'s map out, if it has one (to be put back).

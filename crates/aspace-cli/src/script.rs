@@ -175,8 +175,8 @@ pub const OPS: &[(&str, &str, &str)] = &[
     ),
     (
         "rlimit",
-        "rlimit TASK memlock SIZE|unlimited",
-        "RLIMIT_MEMLOCK for the task's locking calls",
+        "rlimit TASK memlock|stack SIZE|unlimited",
+        "RLIMIT_MEMLOCK for the task's locking calls, RLIMIT_STACK for its stacks' growth",
     ),
 ];
 
@@ -509,8 +509,9 @@ pub enum Op {
     },
     /// `maps TASK --linux`: the task's Linux mappings.
     LinuxMaps(String),
-    /// `rlimit TASK memlock PAGES|unlimited`: the task's `RLIMIT_MEMLOCK`.
-    LinuxMemlock(String, Option<u64>),
+    /// `rlimit TASK memlock|stack SIZE|unlimited`: the task's
+    /// `RLIMIT_MEMLOCK` or `RLIMIT_STACK`, in bytes.
+    LinuxRlimit(String, crate::linux::Rlimit, Option<u64>),
 }
 
 /// What a statement is expected to end with.
@@ -1378,7 +1379,7 @@ pub fn parse_all(name: &str, text: &str, base_dir: &Path) -> Parsed {
         let linux = if crate::linux::is_call(&toks[0].text) {
             Some(crate::linux::parse(&words).map(|(task, l)| Op::Linux { task, line: l }))
         } else if let Some(r) = crate::linux::parse_rlimit(&words) {
-            Some(r.map(|(task, pages)| Op::LinuxMemlock(task, pages)))
+            Some(r.map(|(task, which, bytes)| Op::LinuxRlimit(task, which, bytes)))
         } else {
             crate::linux::parse_maps(&words).map(|r| r.map(Op::LinuxMaps))
         };
@@ -1642,7 +1643,7 @@ fn validate_with(
             | Op::Fault(t, ..)
             | Op::Touch { task: t, .. } => on_cpu(t, &tasks, &running),
             Op::Map(ts) => ts.iter().try_for_each(|t| exists(t, &tasks)),
-            Op::Linux { task, .. } | Op::LinuxMaps(task) | Op::LinuxMemlock(task, _) => {
+            Op::Linux { task, .. } | Op::LinuxMaps(task) | Op::LinuxRlimit(task, ..) => {
                 exists(task, &tasks)
             }
             Op::Say(_) | Op::Echo(_) | Op::Stats | Op::Snapshot(_) | Op::Check(_) => Ok(()),

@@ -47,7 +47,12 @@ fn the_linux_example_splits_merges_and_prints_linux_maps() {
         .stdout(predicate::str::contains(
             "20000000-20002000 rw-s 00000000 00:01 2                                  /memfd:F (deleted)",
         ))
-        .stdout(predicate::str::contains("read A 0x20100008 u64 expect 77"));
+        .stdout(predicate::str::contains("read A 0x20100008 u64 expect 77"))
+        // A stack grown by an access below it, up to RLIMIT_STACK.
+        .stdout(predicate::str::contains("   30002000-30006000 rw-p 00000000 00:00 0 \n"))
+        .stdout(predicate::str::contains(
+            "write A 0x2fffd000 u64 6 expect no-area        ok",
+        ));
 }
 
 #[test]

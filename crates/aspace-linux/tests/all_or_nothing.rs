@@ -563,6 +563,26 @@ fn brk() {
 }
 
 #[test]
+fn stack_growth() {
+    use Kind::*;
+    // A stack above the free range, one page written (it has its anon_vma).
+    let make = || {
+        let mut w = world();
+        let at = FREE + p(300);
+        let flags = ANON | MAP_GROWSDOWN | MAP_FIXED;
+        w.cpu.run(|| mmap(&mut w.mm, at, 4, flags)).unwrap();
+        w.write(at, 1);
+        w
+    };
+    let grow = |mm: &mut LinuxMm<SimMachine>| mm.expand_stack(FREE + p(290)).map(|()| 0);
+    assert_eq!(
+        inject_in("expand_stack", Whole, make, grow),
+        0,
+        "a stack grows without asking the heap"
+    );
+}
+
+#[test]
 fn madvise() {
     use Kind::*;
     let advise = |a, len, advice| {

@@ -238,7 +238,7 @@ impl<M: Machine> AddressSpace<M> {
     /// (the tree written; the area's lock taken for the store).
     /// `reserved` is added to (or, negative, taken from) the area's
     /// reservation.
-    fn set_extent(&self, tree: &Areas<M>, start: u64, end: u64, reserved: i64) {
+    pub(crate) fn set_extent(&self, tree: &Areas<M>, start: u64, end: u64, reserved: i64) {
         if let Some((_, slot)) = tree.get(start) {
             let _st = slot.lock();
             let r = &slot.area.reserved;

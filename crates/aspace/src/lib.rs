@@ -66,6 +66,7 @@ pub mod backend;
 pub mod cow;
 pub mod discard;
 pub mod error;
+pub mod extend;
 pub mod fault;
 pub mod flags;
 pub mod fork;

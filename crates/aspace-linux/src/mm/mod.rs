@@ -50,10 +50,12 @@
 //!   `PROT_WRITE | PROT_EXEC` is `EACCES` (as on a Linux whose security
 //!   module denies `execmem`).
 //! - **Stacks**: a `MAP_GROWSDOWN` mapping is placed and merged as Linux
-//!   does (placement keeps `stack_guard_gap` free below it) but does not
-//!   grow on a fault below it: its core area is a plain one (a core
-//!   grows-down area would grow behind the layer's records, and keeps a
-//!   guard page a fixed mapping may not take, which Linux allows).
+//!   does (placement keeps `stack_guard_gap` free below it) and grows when
+//!   the kernel asks, after a fault below it that no area holds
+//!   ([`LinuxMm::expand_stack`], Linux's rules): its core area is a plain
+//!   one that the layer extends (a core grows-down area would grow behind
+//!   the layer's records, one page per fault, and keeps a guard page a
+//!   fixed mapping may not take, which Linux allows).
 //! - **`MADV_FREE`** keeps the data (as Linux does until memory is short,
 //!   or until `MADV_PAGEOUT` reclaims the pages, which here does nothing).
 //! - **`madvise` hints** (`MADV_RANDOM`, `MADV_HUGEPAGE`, ...) are recorded
@@ -127,6 +129,10 @@ pub const FILE_PAGES: u64 = (64 << 20) / PAGE_SIZE;
 /// Linux's `stack_guard_gap`: placement keeps 256 pages free below a
 /// grows-down mapping.
 pub const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
+
+/// Linux's default `RLIMIT_STACK` (8 MiB), where a new process map's stack
+/// limit starts ([`LinuxMm::set_stack_limit`]).
+pub const DEFAULT_STACK_LIMIT: u64 = 8 << 20;
 
 /// Where a process's memory goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -476,6 +482,9 @@ pub struct LinuxMm<M: Machine> {
     /// `RLIMIT_MEMLOCK` in bytes; `None`: no limit (a process with
     /// `CAP_IPC_LOCK`, or an unlimited one).
     memlock: Option<u64>,
+    /// `RLIMIT_STACK` in bytes (`None`: no limit): how far a stack may grow
+    /// ([`expand_stack`](Self::expand_stack)).
+    stack_limit: Option<u64>,
     /// Pages Linux still counts as locked though no mapping is: an
     /// `MREMAP_DONTUNMAP` move of a locked range counts the new range and
     /// never takes the old one off (`move_leaving`).
@@ -512,6 +521,7 @@ impl<M: Machine> LinuxMm<M> {
             any_locked: false,
             def_lock: VmFlags::NONE,
             memlock: None,
+            stack_limit: Some(DEFAULT_STACK_LIMIT),
             locked_leak: 0,
             anon: BackendRef::stateless(AnonBackend),
             guard: BackendRef::stateless(GuardBackend),
@@ -547,6 +557,75 @@ impl<M: Machine> LinuxMm<M> {
     /// `RLIMIT_MEMLOCK` in bytes (`None`: no limit).
     pub fn memlock_limit(&self) -> Option<u64> {
         self.memlock
+    }
+
+    /// Sets `RLIMIT_STACK` to `bytes` (`None`: no limit; Linux's default,
+    /// [`DEFAULT_STACK_LIMIT`], at first): the most a stack grown by
+    /// [`expand_stack`](Self::expand_stack) may span. A fork keeps it.
+    pub fn set_stack_limit(&mut self, bytes: Option<u64>) {
+        self.stack_limit = bytes;
+    }
+
+    /// `RLIMIT_STACK` in bytes (`None`: no limit).
+    pub fn stack_limit(&self) -> Option<u64> {
+        self.stack_limit
+    }
+
+    /// Linux's `expand_stack`, for a fault at `addr` that no mapping holds
+    /// (a kernel calls it when the core's fault handler finds no area
+    /// there, and handles the fault again if it succeeds): the mapping
+    /// right above `addr`, if it grows down (`MAP_GROWSDOWN`), takes the
+    /// pages down to `addr`'s, empty (only the fault maps one), in one
+    /// core step ([`AddressSpace::area_extend_down`]). The rights are not
+    /// looked at: Linux grows the stack, then finds the access refused.
+    /// As Linux's `expand_downwards`: `addr` below `vm.mmap_min_addr`
+    /// `EPERM`; the mapping below ending less than `stack_guard_gap` under
+    /// the new start, unless it is a stack too or has no rights, `ENOMEM`;
+    /// the stack spanning more than `RLIMIT_STACK`, a locked one passing
+    /// `RLIMIT_MEMLOCK`, or memory to commit running out `ENOMEM`. No
+    /// mapping at or above `addr`, or one that does not grow down,
+    /// `EFAULT` (the fault is the program's error). An address a mapping
+    /// holds is `Ok`, nothing changed. The stack gets its `anon_vma` before
+    /// the limits are checked, as Linux's (so it keeps it if they refuse:
+    /// the only change a refusal leaves, as on Linux).
+    pub fn expand_stack(&mut self, addr: u64) -> Result<(), Errno> {
+        let a = addr & !(PAGE_SIZE - 1);
+        if self.vma_at(a).is_some() {
+            return Ok(());
+        }
+        let Some(v) = self.vmas.from(a) else {
+            return Err(Errno::EFAULT);
+        };
+        if !v.growsdown {
+            return Err(Errno::EFAULT);
+        }
+        let (start, end, flags) = (v.start, v.end, v.flags);
+        if a < self.layout.mmap_min {
+            return Err(Errno::EPERM);
+        }
+        if let Some(p) = self.vmas.below(a) {
+            if !p.growsdown && p.prot != Prot::NONE && a - p.end < STACK_GUARD_GAP {
+                return Err(Errno::ENOMEM);
+            }
+        }
+        // The anon_vma first (Linux's anon_vma_prepare, before the limits
+        // are looked at: it stays if they refuse).
+        self.touched(start, true);
+        if self.stack_limit.is_some_and(|limit| end - a > limit) {
+            return Err(Errno::ENOMEM);
+        }
+        let grow = (start - a) / PAGE_SIZE;
+        if !self.lock_fits(flags, grow) {
+            return Err(Errno::ENOMEM);
+        }
+        self.space
+            .area_extend_down(VirtAddr::new(start), VirtAddr::new(a))
+            .map_err(errno_of)?;
+        if let Some(v) = self.vmas.set_start(start, a) {
+            // An anonymous mapping's page offset is its start's page.
+            v.first -= grow;
+        }
+        Ok(())
     }
 
     /// `RLIMIT_MEMLOCK` in whole pages, as Linux checks it.
@@ -687,6 +766,7 @@ impl<M: Machine> LinuxMm<M> {
             any_locked: false,
             def_lock: VmFlags::NONE,
             memlock: self.memlock,
+            stack_limit: self.stack_limit,
             locked_leak: 0,
             anon: self.anon.clone(),
             guard: self.guard.clone(),
@@ -1236,7 +1316,7 @@ impl<M: Machine> LinuxMm<M> {
     /// `EEXIST`; `MAP_LOCKED` with an `RLIMIT_MEMLOCK` of 0 `EPERM`, a
     /// locked mapping (`MAP_LOCKED`, or after `mlockall(MCL_FUTURE)`) past
     /// the limit `EAGAIN` (see [`set_memlock_limit`](Self::set_memlock_limit));
-    /// neither private nor shared `EINVAL`; a shared anonymous
+    /// neither private nor shared `EINVAL`; a shared anonymous or a file
     /// `MAP_GROWSDOWN` `EINVAL`.
     ///
     /// Without `MAP_FIXED*` the address is a hint (rounded down to a page),
@@ -1323,6 +1403,8 @@ impl<M: Machine> LinuxMm<M> {
         };
         let growsdown = flags.has(MAP_GROWSDOWN);
         let kind = match (file, flags.anonymous()) {
+            // A file mapping never grows down (Linux's do_mmap: EINVAL).
+            (Some(_), false) if growsdown => return Err(Errno::EINVAL),
             (Some(FileRef(name)), false) => Kind::Object {
                 object: self.file(name)?,
                 file: true,

@@ -136,6 +136,22 @@ impl Records {
         Some(v)
     }
 
+    /// Moves the start of the mapping starting at `start` down to
+    /// `new_start` (growth only into free addresses: a stack grown); hands
+    /// it back to be changed further.
+    pub fn set_start(&mut self, start: u64, new_start: u64) -> Option<&mut Vma> {
+        if !self.tree.set_start(page(start), page(new_start)) {
+            debug_assert!(
+                false,
+                "no record at {start:#x}, or no room to {new_start:#x}"
+            );
+            return None;
+        }
+        let (_, v) = self.tree.get_mut(page(new_start))?;
+        v.start = new_start;
+        Some(v)
+    }
+
     /// Cuts the mapping starting at `start` in three: it ends where `mid`
     /// starts, and `mid` and `upper` (which must span the rest, in two
     /// parts) follow it. One descent while its leaf of the tree has room
