@@ -299,6 +299,19 @@ pub fn touched(proc: &Process, addr: u64) {
     }
 }
 
+/// A fault at `addr` that no area holds: grows the `MAP_GROWSDOWN`
+/// mapping above it down to it if Linux would (`LinuxMm::expand_stack`);
+/// whether it did, so that the fault is served again.
+pub fn expand_stack(proc: &Process, addr: u64) -> bool {
+    if !owns(addr, 1) {
+        return false;
+    }
+    match proc.linux.lock().as_mut() {
+        Some(mm) => mm.expand_stack(addr).is_ok() && mm.vma_at(addr).is_some(),
+        None => false,
+    }
+}
+
 /// Drops `proc`'s Linux map (its mappings and file go) before the process
 /// ends, so that only the process holds its address space.
 pub fn release(proc: &Process) {

@@ -950,7 +950,14 @@ pub fn user_page_fault(frame: &mut TrapFrame, addr: VirtAddr, access: Access) {
         )
     } else {
         // The thread may move to another CPU while it is parked.
-        let outcome = parkable(|| proc.space.page_fault(addr, access, FaultContext::User));
+        let mut outcome = parkable(|| proc.space.page_fault(addr, access, FaultContext::User));
+        // No area: a Linux process's stack may grow down to the address
+        // (Linux's expand_stack), and the fault is served again.
+        if matches!(outcome, FaultOutcome::Fault(FaultReason::NoArea))
+            && crate::linux::expand_stack(&proc, addr.as_u64())
+        {
+            outcome = parkable(|| proc.space.page_fault(addr, access, FaultContext::User));
+        }
         match outcome {
             FaultOutcome::Ok => {
                 if access == Access::Write {

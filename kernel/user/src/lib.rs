@@ -246,6 +246,7 @@ pub mod linux {
     pub const MAP_ANONYMOUS: u64 = 0x20;
     pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
     pub const MAP_LOCKED: u64 = 0x2000;
+    pub const MAP_GROWSDOWN: u64 = 0x0100;
     pub const MREMAP_MAYMOVE: u64 = 1;
     pub const MREMAP_FIXED: u64 = 2;
     pub const MREMAP_DONTUNMAP: u64 = 4;

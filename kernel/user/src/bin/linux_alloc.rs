@@ -512,6 +512,34 @@ fn remove() -> bool {
     ok
 }
 
+/// A two-page `MAP_GROWSDOWN` mapping (a stack): a write three pages
+/// below it faults, the kernel grows the mapping down to that page
+/// (Linux's `expand_stack`) and the write is served; the grown mapping
+/// reads back what was written, zeros between, and unmaps as one.
+fn stack() -> bool {
+    // Far from the other mappings: Linux keeps a stack from growing to
+    // within 256 pages of a mapping below it.
+    let at = HINT + 0x4000_0000;
+    let flags = ANON | MAP_GROWSDOWN | MAP_FIXED_NOREPLACE;
+    let s = mmap(at, 2 * P, RW, flags, u64::MAX, 0);
+    if s != at as i64 {
+        println!("linux_alloc: mmap of a stack = {s}: FAIL");
+        return false;
+    }
+    let s = s as u64;
+    let low = s - 3 * P;
+    fill(low, P, 81);
+    let grown = holds(low, P, 81) && zeros(low + P, 2 * P);
+    let taken = !free(low, P) && !free(low + P, P);
+    let gone = munmap(low, 5 * P) == 0 && free(low, 5 * P);
+    let ok = grown && taken && gone;
+    println!(
+        "linux_alloc: a stack written 3 pages below grew: data {grown}, pages taken {taken}, unmapped whole {gone}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
 /// `mlock` on two pages of the hinted chunk: `MADV_DONTNEED` there is
 /// refused (`EINVAL`) and the data stays; `msync` checks its flags
 /// (`MS_ASYNC` with `MS_SYNC` `EINVAL`, `MS_INVALIDATE` over locked pages
@@ -950,6 +978,7 @@ fn main(arg: u64) -> i32 {
     ok &= brk_steps();
     ok &= dontneed();
     ok &= remove();
+    ok &= stack();
     ok &= locked();
     ok &= file();
     ok &= refusals(&a);
