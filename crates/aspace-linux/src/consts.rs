@@ -14,6 +14,12 @@ pub const PROT_WRITE: u32 = 0x2;
 pub const PROT_EXEC: u32 = 0x4;
 /// `mprotect`: extend the change down to the start of a grows-down mapping.
 pub const PROT_GROWSDOWN: u32 = 0x0100_0000;
+/// `mprotect`: extend the change up to the end of a grows-up mapping (none
+/// on x86-64: always `EINVAL` where a mapping is).
+pub const PROT_GROWSUP: u32 = 0x0200_0000;
+/// x86's `PROT_SEM` (atomic operations allowed): accepted and meaning
+/// nothing.
+pub const PROT_SEM: u32 = 0x8;
 
 /// Share the mapping: writes reach the object and every other mapping of it.
 pub const MAP_SHARED: u32 = 0x01;

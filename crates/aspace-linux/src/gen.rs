@@ -394,11 +394,16 @@ impl Generator {
             }
             46..=59 => {
                 let (addr, len) = self.range();
-                Call::Mprotect {
-                    addr,
-                    len,
-                    prot: self.prot(),
+                let mut prot = self.prot();
+                // Now and then the flags beyond the rights: PROT_GROWSDOWN
+                // (where stacks are made), PROT_GROWSUP, PROT_SEM.
+                match self.rng.below(100) {
+                    0..=5 if self.cfg.growsdown => prot.0 |= PROT_GROWSDOWN,
+                    6 => prot.0 |= PROT_GROWSUP,
+                    7 => prot.0 |= PROT_SEM,
+                    _ => {}
                 }
+                Call::Mprotect { addr, len, prot }
             }
             60..=69 => self.mremap(),
             70..=75 => {

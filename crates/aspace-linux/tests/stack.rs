@@ -221,3 +221,67 @@ fn a_file_mapping_never_grows_down() {
     }
     assert!(mm.maps().is_empty());
 }
+
+/// `mprotect` with `PROT_GROWSDOWN`, `PROT_GROWSUP` and `PROT_SEM`, as
+/// Linux 6.18 answered on this machine (x86-64).
+#[test]
+fn mprotect_growsdown_reaches_down_to_the_stacks_start() {
+    let (_sim, mut mm, cpu) = setup();
+    let plain = TOP - (16 << 20);
+    map(&mut mm, &cpu, plain, 1, Prot::RW, 0);
+    stack(&mut mm, &cpu);
+    let mut mprotect =
+        |addr: u64, pages: u64, bits: u32| cpu.run(|| mm.mprotect(addr, pages * P, Prot(bits)));
+    let r = PROT_READ;
+    // Inside the stack: from its start.
+    assert_eq!(mprotect(TOP + 2 * P, 1, r | PROT_GROWSDOWN), Ok(()));
+    // From a hole below it: from its start too (up to the range's end).
+    assert_eq!(mprotect(TOP - 6 * P, 7, 3 | PROT_GROWSDOWN), Ok(()));
+    // On a mapping that does not grow down, or none: refused.
+    assert_eq!(mprotect(plain, 1, r | PROT_GROWSDOWN), Err(Errno::EINVAL));
+    assert_eq!(
+        mprotect(TOP + 8 * P, 1, r | PROT_GROWSDOWN),
+        Err(Errno::ENOMEM)
+    );
+    // Nothing grows up here.
+    assert_eq!(mprotect(plain, 1, r | PROT_GROWSUP), Err(Errno::EINVAL));
+    assert_eq!(
+        mprotect(TOP + 8 * P, 1, r | PROT_GROWSUP),
+        Err(Errno::ENOMEM)
+    );
+    let both = r | PROT_GROWSUP | PROT_GROWSDOWN;
+    assert_eq!(mprotect(plain + 1, 1, both), Err(Errno::EINVAL));
+    assert_eq!(
+        mprotect(plain + 1, 1, r | PROT_GROWSDOWN),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(mprotect(plain, 0, r | PROT_GROWSDOWN), Ok(()));
+    // PROT_SEM is allowed and means nothing; an unknown bit is not.
+    assert_eq!(mprotect(plain, 1, r | PROT_SEM), Ok(()));
+    assert_eq!(mprotect(plain, 1, r | 0x10), Err(Errno::EINVAL));
+    let rights: Vec<(u64, u64, Prot)> =
+        mm.maps().iter().map(|l| (l.start, l.end, l.prot)).collect();
+    assert_eq!(
+        rights,
+        [
+            (plain, plain + P, Prot::R),
+            (TOP, TOP + P, Prot::RW),
+            (TOP + P, TOP + 3 * P, Prot::R),
+            (TOP + 3 * P, TOP + 4 * P, Prot::RW),
+        ]
+    );
+    // mmap ignores the bits beyond the rights.
+    let got = cpu.run(|| {
+        mm.mmap(
+            0,
+            P,
+            Prot(PROT_READ | PROT_WRITE | PROT_SEM | 0x10),
+            MapFlags(MAP_PRIVATE | MAP_ANONYMOUS),
+            None,
+            0,
+        )
+    });
+    let at = got.unwrap();
+    let line = mm.maps().into_iter().find(|l| l.start == at).unwrap();
+    assert_eq!(line.prot, Prot::RW);
+}

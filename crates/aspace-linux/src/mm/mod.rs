@@ -1317,7 +1317,8 @@ impl<M: Machine> LinuxMm<M> {
     /// locked mapping (`MAP_LOCKED`, or after `mlockall(MCL_FUTURE)`) past
     /// the limit `EAGAIN` (see [`set_memlock_limit`](Self::set_memlock_limit));
     /// neither private nor shared `EINVAL`; a shared anonymous or a file
-    /// `MAP_GROWSDOWN` `EINVAL`.
+    /// `MAP_GROWSDOWN` `EINVAL`. `PROT_*` bits other than the three rights
+    /// are ignored, as Linux ignores them.
     ///
     /// Without `MAP_FIXED*` the address is a hint (rounded down to a page),
     /// taken when the range is free (and off the gap below a grows-down
@@ -1340,6 +1341,9 @@ impl<M: Machine> LinuxMm<M> {
         file: Option<&FileRef>,
         offset: u64,
     ) -> MmResult {
+        // Only the rights count (Linux's calc_vm_prot_bits ignores the
+        // other bits, PROT_SEM and unknown ones alike).
+        let prot = Prot(prot.0 & (PROT_READ | PROT_WRITE | PROT_EXEC));
         if !aligned(offset) {
             return Err(Errno::EINVAL);
         }
@@ -1550,9 +1554,13 @@ impl<M: Machine> LinuxMm<M> {
         self.unmap(addr, end)
     }
 
-    /// `mprotect(2)`: an unaligned address `EINVAL`; a length of 0 does
-    /// nothing; a range that overflows `ENOMEM`; unknown `PROT_*` bits
-    /// `EINVAL`; no mapping at the start `ENOMEM` (nothing changed);
+    /// `mprotect(2)`: `PROT_GROWSDOWN` with `PROT_GROWSUP` `EINVAL`; an
+    /// unaligned address `EINVAL`; a length of 0 does nothing; a range that
+    /// overflows `ENOMEM`; unknown `PROT_*` bits `EINVAL` (`PROT_SEM` is
+    /// known, and ignored); with `PROT_GROWSDOWN` the range starts at the
+    /// start of the first mapping meeting it, which must grow down
+    /// (`EINVAL`; none `ENOMEM`); `PROT_GROWSUP` `EINVAL` where a mapping
+    /// holds the start (none grows up on x86-64), else `ENOMEM`; no mapping at the start `ENOMEM` (nothing changed);
     /// `PROT_WRITE | PROT_EXEC` `EACCES` (W^X, see the module docs); a cut
     /// that would pass `vm.max_map_count` `ENOMEM` (before any change). The
     /// mappings from the start up to the first hole change (the core's
@@ -1560,6 +1568,10 @@ impl<M: Machine> LinuxMm<M> {
     /// `ENOMEM`, as on Linux; with [`HolePolicy::Refuse`] a hole is `ENOMEM`
     /// before any change.
     pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
+        let grows = prot.0 & (PROT_GROWSDOWN | PROT_GROWSUP);
+        if grows == PROT_GROWSDOWN | PROT_GROWSUP {
+            return Err(Errno::EINVAL);
+        }
         if !aligned(addr) {
             return Err(Errno::EINVAL);
         }
@@ -1568,8 +1580,37 @@ impl<M: Machine> LinuxMm<M> {
         }
         let len = page_up(len).ok_or(Errno::ENOMEM)?;
         let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
-        if prot.0 & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+        // x86's arch_validate_prot: PROT_SEM passes (and means nothing).
+        let known = PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM | PROT_GROWSDOWN | PROT_GROWSUP;
+        if prot.0 & !known != 0 {
             return Err(Errno::EINVAL);
+        }
+        let prot = Prot(prot.0 & (PROT_READ | PROT_WRITE | PROT_EXEC));
+        let mut addr = addr;
+        if grows != 0 {
+            // The first mapping meeting the range (Linux's vma_find).
+            let first = self
+                .vmas
+                .at_or_below(addr)
+                .filter(|v| v.end > addr)
+                .or_else(|| self.vmas.from(addr))
+                .filter(|v| v.start < end);
+            let Some(v) = first else {
+                return Err(Errno::ENOMEM);
+            };
+            if grows == PROT_GROWSUP {
+                // No mapping grows up on x86-64 (no VM_GROWSUP).
+                return Err(if v.start > addr {
+                    Errno::ENOMEM
+                } else {
+                    Errno::EINVAL
+                });
+            }
+            if !v.growsdown {
+                return Err(Errno::EINVAL);
+            }
+            // From the stack's start (below `addr`, or above it past a hole).
+            addr = v.start;
         }
         // The mappings from `addr` up to the first hole (or `end`): one
         // search each, nothing collected. `cuts`: where a changing mapping
