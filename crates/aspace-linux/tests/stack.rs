@@ -7,9 +7,10 @@ mod common;
 
 use aspace::{FaultReason, VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
+use aspace_linux::flags::Advice;
 use aspace_linux::maps::MapsLine;
 use aspace_linux::mm::{LinuxMm, DEFAULT_STACK_LIMIT, STACK_GUARD_GAP};
-use aspace_linux::{Errno, FileRef, MapFlags, Prot};
+use aspace_linux::{Errno, FileRef, MapFlags, Prot, RemapFlags};
 use aspace_sim::{Cpu, Sim, SimMachine};
 
 use common::{setup, BASE};
@@ -284,4 +285,49 @@ fn mprotect_growsdown_reaches_down_to_the_stacks_start() {
     let at = got.unwrap();
     let line = mm.maps().into_iter().find(|l| l.start == at).unwrap();
     assert_eq!(line.prot, Prot::RW);
+}
+
+/// A stack moved up by `mremap` keeps its page offset (it was written: it
+/// has its `anon_vma`), and Linux never lets that offset go below 0:
+/// checked by hand (a stack at page 256 moved up grows 200 pages, not 300).
+#[test]
+fn a_moved_stack_grows_no_further_than_its_page_offset() {
+    let (sim, mut mm, mut cpu) = setup();
+    let low = 0x10_0000; // page 256
+    map(&mut mm, &cpu, low, 2, Prot::RW, MAP_GROWSDOWN);
+    cpu.write_u64(VirtAddr::new(low), 1).unwrap();
+    cpu.run(|| mm.touched(low, true));
+    let flags = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED);
+    let moved = cpu.run(|| mm.mremap(low, 2 * P, 2 * P, flags, TOP));
+    assert_eq!(moved, Ok(TOP));
+    let before = state(&sim, &mm);
+    assert_eq!(
+        cpu.run(|| mm.expand_stack(TOP - 300 * P)),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(state(&sim, &mm), before);
+    assert_eq!(cpu.run(|| mm.expand_stack(TOP - 200 * P)), Ok(()));
+    assert_eq!(lines(&mm), [(TOP - 200 * P, TOP + 2 * P)]);
+    assert_eq!(cpu.read_u64(VirtAddr::new(TOP)), Ok(1));
+}
+
+/// A guard page (`MADV_GUARD_INSTALL`) at the stack's lowest page stays
+/// where it is and the stack grows below it, as on Linux (checked by
+/// hand: the page below is served, the guard page still faults).
+#[test]
+fn a_stack_with_a_guard_page_at_its_bottom_grows_below_it() {
+    let (sim, mut mm, mut cpu) = setup();
+    stack(&mut mm, &cpu);
+    let guard = Advice(MADV_GUARD_INSTALL);
+    assert_eq!(cpu.run(|| mm.madvise(TOP, P, guard)), Ok(()));
+    assert_eq!(cpu.run(|| mm.expand_stack(TOP - 3 * P)), Ok(()));
+    assert_eq!(lines(&mm), [(TOP - 3 * P, TOP + 4 * P)]);
+    cpu.write_u64(VirtAddr::new(TOP - 3 * P), 4).unwrap();
+    assert_eq!(cpu.read_u64(VirtAddr::new(TOP - 3 * P)), Ok(4));
+    let f = cpu.read_u64(VirtAddr::new(TOP)).unwrap_err();
+    assert_eq!(f.reason, FaultReason::Guard);
+    // Unmapped whole: nothing left, nothing reserved.
+    cpu.run(|| mm.munmap(TOP - 3 * P, 7 * P)).unwrap();
+    assert!(mm.space().areas().is_empty());
+    assert_eq!(sim.system().reserve().committed(), 0);
 }

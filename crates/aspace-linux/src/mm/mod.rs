@@ -581,8 +581,11 @@ impl<M: Machine> LinuxMm<M> {
     /// As Linux's `expand_downwards`: `addr` below `vm.mmap_min_addr`
     /// `EPERM`; the mapping below ending less than `stack_guard_gap` under
     /// the new start, unless it is a stack too or has no rights, `ENOMEM`;
-    /// the stack spanning more than `RLIMIT_STACK`, a locked one passing
-    /// `RLIMIT_MEMLOCK`, or memory to commit running out `ENOMEM`. No
+    /// growth past the stack's page offset (a stack `mremap` moved up keeps
+    /// its offset), the stack spanning more than `RLIMIT_STACK`, a locked
+    /// one passing `RLIMIT_MEMLOCK`, or memory to commit running out
+    /// `ENOMEM`. A guard page at the stack's bottom stays where it is (the
+    /// new pages are a core area of their own below its area). No
     /// mapping at or above `addr`, or one that does not grow down,
     /// `EFAULT` (the fault is the program's error). An address a mapping
     /// holds is `Ok`, nothing changed. The stack gets its `anon_vma` before
@@ -599,28 +602,46 @@ impl<M: Machine> LinuxMm<M> {
         if !v.growsdown {
             return Err(Errno::EFAULT);
         }
-        let (start, end, flags) = (v.start, v.end, v.flags);
+        let (start, end, flags, first) = (v.start, v.end, v.flags, v.first);
         if a < self.layout.mmap_min {
             return Err(Errno::EPERM);
         }
         if let Some(p) = self.vmas.below(a) {
-            if !p.growsdown && p.prot != Prot::NONE && a - p.end < STACK_GUARD_GAP {
+            let accessible = p.prot.read() || p.prot.write() || p.prot.exec();
+            if !p.growsdown && accessible && a - p.end < STACK_GUARD_GAP {
                 return Err(Errno::ENOMEM);
             }
         }
         // The anon_vma first (Linux's anon_vma_prepare, before the limits
         // are looked at: it stays if they refuse).
         self.touched(start, true);
+        let grow = (start - a) / PAGE_SIZE;
+        // The page offset cannot go below 0 (a stack moved up by mremap
+        // keeps its old one): Linux's `grow <= vm_pgoff`.
+        if grow > first {
+            return Err(Errno::ENOMEM);
+        }
         if self.stack_limit.is_some_and(|limit| end - a > limit) {
             return Err(Errno::ENOMEM);
         }
-        let grow = (start - a) / PAGE_SIZE;
         if !self.lock_fits(flags, grow) {
             return Err(Errno::ENOMEM);
         }
-        self.space
-            .area_extend_down(VirtAddr::new(start), VirtAddr::new(a))
-            .map_err(errno_of)?;
+        let (base, new_base) = (VirtAddr::new(start), VirtAddr::new(a));
+        match self.space.area_extend_down(base, new_base) {
+            Ok(()) => {}
+            // The stack's lowest page is a guard page (MADV_GUARD_INSTALL,
+            // an area of its own here, a marker in the page table on
+            // Linux): the new pages are an area of their own below it.
+            Err(aspace::Error::NotSupported) => {
+                let grown = self.vmas.get(start).ok_or(Errno::ENOMEM)?;
+                let part = self.fresh_part(grown, start, a, start - a)?;
+                self.space
+                    .area_create_with(part.base, part.size, part.flags, part.attrs, part.backend)
+                    .map_err(errno_of)?;
+            }
+            Err(e) => return Err(errno_of(e)),
+        }
         if let Some(v) = self.vmas.set_start(start, a) {
             // An anonymous mapping's page offset is its start's page.
             v.first -= grow;
