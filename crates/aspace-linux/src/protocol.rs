@@ -58,7 +58,8 @@ pub struct Header {
     /// (`kernel.osrelease`, `vm.overcommit_memory`, `vm.max_map_count`, ...),
     /// `memlock.unlimited` (`1` when the runner may lock any amount of
     /// memory: `CAP_IPC_LOCK` or no `RLIMIT_MEMLOCK`), `memlock.bytes`
-    /// (`RLIMIT_MEMLOCK`, or `unlimited`) and `madv.guard` (`1` when the
+    /// (`RLIMIT_MEMLOCK`, or `unlimited`), `stack.bytes` (`RLIMIT_STACK`, or
+    /// `unlimited`) and `madv.guard` (`1` when the
     /// kernel has guard pages, `MADV_GUARD_INSTALL`, and shows them in
     /// `/proc/PID/pagemap`: Linux 6.14+).
     pub sysctl: Vec<(String, String)>,

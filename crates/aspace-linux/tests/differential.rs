@@ -17,8 +17,11 @@
 //! again after each `MADV_REMOVE`'s hole), so that Linux cannot drop a
 //! clean page from its cache (`mincore` would show it) when the machine
 //! drops caches.
-//! `MAP_GROWSDOWN` mappings are in; the runner never touches below one, so
-//! stack growth (which `LinuxMm` does not do) is not compared. Private file mappings are in (copy-on-write
+//! `MAP_GROWSDOWN` mappings are in, and an access below a readable one at
+//! least `stack_guard_gap` above the window's start grows it where Linux
+//! does (the runner tries in a forked copy first; `LinuxMm::expand_stack`
+//! on the aspace side); below the window's first 256 pages or an
+//! unreadable stack, an access no mapping holds faults on both sides. Private file mappings are in (copy-on-write
 //! in the core: the file's frames lent, copied at the first write;
 //! `ASPACE_LINUX_NO_PRIVATE_FILES=1` makes them shared). Maps are compared after
 //! coalescing ([`MapsMatch::Coalesced`]): Linux keeps some mergeable

@@ -65,6 +65,16 @@ impl SimEngine {
             let bytes = setting("memlock.bytes").and_then(|v| v.parse().ok());
             mm.set_memlock_limit(bytes);
         }
+        // Its RLIMIT_STACK, for stacks that grow.
+        match setting("stack.bytes").map(|v| v.as_str()) {
+            Some("unlimited") => mm.set_stack_limit(None),
+            Some(v) => {
+                if let Ok(bytes) = v.parse() {
+                    mm.set_stack_limit(Some(bytes));
+                }
+            }
+            None => {}
+        }
         // The runner's guard page above the window (a shared mapping: it
         // merges with nothing), so nothing grows out of the window.
         let guard = Call::Mmap {
@@ -183,6 +193,9 @@ impl SimEngine {
     }
 
     fn access(&mut self, addr: u64, write: Option<u8>) -> Outcome {
+        if self.mm.vma_at(addr).is_none() && !self.grow_stack(addr) {
+            return Outcome::Fault;
+        }
         let Some(v) = self.mm.vma_at(addr) else {
             return Outcome::Fault;
         };
@@ -219,6 +232,23 @@ impl SimEngine {
                 }
             }
         }
+    }
+
+    /// The runner's rule for an access that no mapping holds: only below a
+    /// readable `MAP_GROWSDOWN` mapping, at least `stack_guard_gap` above
+    /// the window's start, is the stack asked to grow (as a kernel's fault
+    /// handler asks, [`LinuxMm::expand_stack`]); whether it grew.
+    fn grow_stack(&mut self, addr: u64) -> bool {
+        let (lo, hi) = self.header.window;
+        if addr < lo + super::STACK_GUARD_GAP || addr >= hi {
+            return false;
+        }
+        let above = self.mm.vmas().find(|v| v.start > addr);
+        if !above.is_some_and(|v| v.growsdown && v.prot.read()) {
+            return false;
+        }
+        let mm = &mut self.mm;
+        self.cpus[0].run(|| mm.expand_stack(addr)).is_ok()
     }
 
     /// Executes one line and observes the state after it. A call the layer

@@ -8,6 +8,7 @@ use crate::digest::words_digest;
 use crate::errno::Errno;
 use crate::gen::MAX_FILE_OFFSET_PAGES;
 use crate::maps::MapsLine;
+use crate::mm::STACK_GUARD_GAP;
 use crate::protocol::{Header, Response, State};
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -223,6 +224,41 @@ fn memlock_bytes() -> String {
     }
 }
 
+/// `RLIMIT_STACK` in bytes, as the header gives it (`stack.bytes`): the
+/// soft limit, or `unlimited`.
+fn stack_bytes() -> String {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the limit into `lim`, which it may.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut lim) };
+    match (r, lim.rlim_cur) {
+        (0, libc::RLIM_INFINITY) => "unlimited".into(),
+        (0, bytes) => bytes.to_string(),
+        _ => "?".into(),
+    }
+}
+
+/// Whether the mapping of this process starting at `start` grows down
+/// (`gd` among its smaps `VmFlags`).
+fn grows_down(start: u64) -> io::Result<bool> {
+    let text = std::fs::read_to_string("/proc/self/smaps")?;
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut ours = false;
+    for l in text.lines() {
+        let range = l.split(' ').next().and_then(|r| r.split_once('-'));
+        if let Some((a, b)) = range.filter(|(a, b)| hex(a) && hex(b)) {
+            ours = u64::from_str_radix(a, 16) == Ok(start) && b.len() <= 16;
+        } else if ours {
+            if let Some(flags) = l.strip_prefix("VmFlags:") {
+                return Ok(flags.split_whitespace().any(|f| f == "gd"));
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// Makes this process one that `RLIMIT_MEMLOCK` binds: the limit set to
 /// `pages` pages (soft and hard) and `CAP_IPC_LOCK` dropped from its
 /// capability sets (a root process keeps every other capability).
@@ -311,6 +347,7 @@ impl Engine {
                     if memlock_unlimited() { "1" } else { "0" }.to_string(),
                 ),
                 ("memlock.bytes".to_string(), memlock_bytes()),
+                ("stack.bytes".to_string(), stack_bytes()),
                 (
                     "madv.guard".to_string(),
                     if guards_supported() { "1" } else { "0" }.to_string(),
@@ -651,7 +688,14 @@ impl Engine {
     }
 
     fn access(&self, addr: u64, write: Option<u8>) -> io::Result<Outcome> {
-        let maps = read_maps()?;
+        let mut maps = read_maps()?;
+        if !maps.iter().any(|l| l.start <= addr && addr < l.end) {
+            // No mapping: a stack above may grow down to it.
+            if !self.grow_stack(addr, &maps)? {
+                return Ok(Outcome::Fault);
+            }
+            maps = read_maps()?;
+        }
         let Some(l) = maps.iter().find(|l| l.start <= addr && addr < l.end) else {
             return Ok(Outcome::Fault);
         };
@@ -677,6 +721,59 @@ impl Engine {
             // object, its pagemap entry that it is no guard page.
             None => Outcome::Byte(unsafe { core::ptr::read_volatile(addr as *const u8) }),
         })
+    }
+
+    /// Grows the stack above `addr` down to it if Linux does, for an
+    /// access there that no mapping holds; whether it grew. Only a readable
+    /// `MAP_GROWSDOWN` mapping (smaps' `gd`) at least `stack_guard_gap`
+    /// above the window's start is tried (what lies below the window is
+    /// not the aspace side's to know), and first in a forked copy of this
+    /// process, which reads the byte (a refused growth kills the copy, not
+    /// the runner); then here, by the same read. The aspace side follows
+    /// the same rule ([`crate::mm::sim::SimEngine`]).
+    fn grow_stack(&self, addr: u64, maps: &[MapsLine]) -> io::Result<bool> {
+        let (lo, hi) = self.header.window;
+        if addr < lo + STACK_GUARD_GAP || addr >= hi {
+            return Ok(false);
+        }
+        let Some(above) = maps.iter().find(|l| l.start > addr) else {
+            return Ok(false);
+        };
+        if !above.prot.read() || !grows_down(above.start)? {
+            return Ok(false);
+        }
+        // SAFETY: fork in this single-threaded process; the child only
+        // sets a limit, reads one byte and exits, all async-signal-safe.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: no core file for the copy a refused growth kills;
+            // the read is below a stack (grown, or SIGSEGV); then exit
+            // without running anything of the parent's.
+            unsafe {
+                libc::setrlimit(libc::RLIMIT_CORE, &none);
+                core::ptr::read_volatile(addr as *const u8);
+                libc::_exit(0);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child just forked; `status` is ours.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+            return Err(io::Error::last_os_error());
+        }
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            return Ok(false);
+        }
+        // SAFETY: the copy's read of this byte succeeded: the stack grows
+        // to it here too (the same maps, the same limits).
+        unsafe { core::ptr::read_volatile(addr as *const u8) };
+        Ok(true)
     }
 
     /// Executes one line and observes the state after it.
