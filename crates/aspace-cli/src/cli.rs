@@ -141,6 +141,8 @@ process map: break at a quarter of the user space, mmap(NULL) top-down from 256M
   mlockall TASK [current] [future] [onfault] lock every mapping now, or later ones as made
   munlockall TASK                            unlock all, and stop locking new ones
   mincore TASK ADDR LEN                      which pages are resident (1) or not (0)
+  mseal TASK ADDR LEN                        seal the range's mappings: no unmap, move, resize
+                                             or rights change any more (EPERM)
   rlimit TASK memlock SIZE|unlimited          RLIMIT_MEMLOCK without CAP_IPC_LOCK (none by
                                              default): mlock past it ENOMEM, locked mmap or
                                              mremap growth EAGAIN, 0 makes locking EPERM

@@ -33,6 +33,7 @@ pub const CALLS: &[&str] = &[
     "mlockall",
     "munlockall",
     "mincore",
+    "mseal",
 ];
 
 /// Whether `word` starts a Linux call line.

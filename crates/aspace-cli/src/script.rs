@@ -174,6 +174,11 @@ pub const OPS: &[(&str, &str, &str)] = &[
         "Linux's mincore: which pages are resident",
     ),
     (
+        "mseal",
+        "mseal TASK ADDR LEN",
+        "Linux's mseal: the mappings sealed against change",
+    ),
+    (
         "rlimit",
         "rlimit TASK memlock|stack SIZE|unlimited",
         "RLIMIT_MEMLOCK for the task's locking calls, RLIMIT_STACK for its stacks' growth",

@@ -137,6 +137,15 @@ pub enum Call {
         /// Bytes (rounded up to pages).
         len: u64,
     },
+    /// `mseal(addr, len, flags)` (Linux 6.10+).
+    Mseal {
+        /// Start (page-aligned to be valid).
+        addr: u64,
+        /// Bytes (rounded up to pages).
+        len: u64,
+        /// Must be 0 (`EINVAL` otherwise).
+        flags: u64,
+    },
 }
 
 impl Call {
@@ -155,6 +164,7 @@ impl Call {
             Call::Mlockall { .. } => "mlockall",
             Call::Munlockall => "munlockall",
             Call::Mincore { .. } => "mincore",
+            Call::Mseal { .. } => "mseal",
         }
     }
 
@@ -271,6 +281,16 @@ impl Call {
             "mincore" => Call::Mincore {
                 addr: it.addr("ADDR")?,
                 len: it.len("LEN")?,
+            },
+            "mseal" => Call::Mseal {
+                addr: it.addr("ADDR")?,
+                len: it.len("LEN")?,
+                flags: match it.next() {
+                    Some(w) => {
+                        parse_u64(w).ok_or_else(|| ParseError::Bad("FLAGS", w.to_string()))?
+                    }
+                    None => 0,
+                },
             },
             _ => return Err(ParseError::Unknown(name.to_string())),
         };
@@ -399,6 +419,13 @@ impl fmt::Display for Call {
             }
             Call::Munlockall => write!(f, "munlockall"),
             Call::Mincore { addr, len } => write!(f, "mincore {} {}", Addr(*addr), Len(*len)),
+            Call::Mseal { addr, len, flags } => {
+                write!(f, "mseal {} {}", Addr(*addr), Len(*len))?;
+                if *flags != 0 {
+                    write!(f, " {flags:#x}")?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -110,6 +110,8 @@ pub struct GenConfig {
     /// Whether `madvise` may put guard pages in and take them out
     /// (`MADV_GUARD_INSTALL`, `MADV_GUARD_REMOVE`: Linux 6.13+).
     pub guards: bool,
+    /// Whether to make `mseal` calls (the kernel has it: Linux 6.10+).
+    pub seal: bool,
 }
 
 /// The longest file offset the generator uses, in pages; the runner makes
@@ -133,6 +135,7 @@ impl GenConfig {
             lock_all: true,
             lock_current: true,
             guards: true,
+            seal: true,
         }
     }
 }
@@ -229,7 +232,8 @@ impl Generator {
             | Call::Msync { addr, len, .. }
             | Call::Mlock { addr, len, .. }
             | Call::Munlock { addr, len }
-            | Call::Mincore { addr, len } => {
+            | Call::Mincore { addr, len }
+            | Call::Mseal { addr, len, .. } => {
                 if self.rng.chance(50) {
                     *addr += 8;
                 } else {
@@ -452,6 +456,12 @@ impl Generator {
                     Call::Munlockall
                 }
             }
+            80..=83 if self.cfg.seal && self.rng.chance(5) => {
+                // Rarely: what is sealed stays so for the sequence.
+                let (addr, len) = self.range();
+                let flags = if self.rng.chance(10) { 1 } else { 0 };
+                Call::Mseal { addr, len, flags }
+            }
             80..=83 => {
                 let (addr, len) = self.range();
                 match self.rng.below(10) {
@@ -580,7 +590,7 @@ mod tests {
                     kinds[1] += 1;
                     assert!(inside(*addr, *len), "{text}");
                 }
-                Command::Call(Call::Mincore { addr, len }) => {
+                Command::Call(Call::Mincore { addr, len } | Call::Mseal { addr, len, .. }) => {
                     kinds[5] += 1;
                     assert!(inside(*addr, *len), "{text}");
                 }

@@ -19,7 +19,7 @@
 //! drops caches.
 //! `MAP_GROWSDOWN` mappings are in, and an access below a readable one at
 //! least `stack_guard_gap` above the window's start grows it where Linux
-//! does (the runner tries in a forked copy first; `LinuxMm::expand_stack`
+//! does (the runner reads it in a child sharing its memory; `LinuxMm::expand_stack`
 //! on the aspace side); below the window's first 256 pages or an
 //! unreadable stack, an access no mapping holds faults on both sides. Private file mappings are in (copy-on-write
 //! in the core: the file's frames lent, copied at the first write;
@@ -55,6 +55,11 @@ fn config(h: &aspace_linux::protocol::Header) -> GenConfig {
     cfg.lock_current = false;
     // Guard pages where this kernel has them (and shows them to the runner).
     cfg.guards = h.sysctl.iter().any(|(k, v)| k == "madv.guard" && v == "1");
+    // mseal only when asked (ASPACE_LINUX_SEAL=1) where the kernel has it:
+    // sequences with sealed mappings still meet divergences in which
+    // neighbours Linux keeps apart (see the crate README).
+    cfg.seal = std::env::var_os("ASPACE_LINUX_SEAL").is_some()
+        && h.sysctl.iter().any(|(k, v)| k == "mseal" && v == "1");
     cfg
 }
 

@@ -940,6 +940,7 @@ impl<M: Machine> LinuxMm<M> {
             Call::Munlock { addr, len } => self.munlock(*addr, *len).map(|()| 0),
             Call::Mlockall { flags } => self.mlockall(*flags).map(|()| 0),
             Call::Munlockall => self.munlockall().map(|()| 0),
+            Call::Mseal { addr, len, flags } => self.mseal(*addr, *len, *flags).map(|()| 0),
             // The answers go nowhere here: see `mincore`.
             Call::Mincore { addr, len } => self.mincore_each(*addr, *len, |_, _| {}).map(|()| 0),
         }
@@ -1214,6 +1215,11 @@ impl<M: Machine> LinuxMm<M> {
         if lo >= hi {
             return Ok(());
         }
+        // A sealed mapping in the range: nothing goes (Linux's
+        // vms_gather_munmap_vmas).
+        if self.sealed_in(lo, hi) {
+            return Err(Errno::EPERM);
+        }
         self.room(1)?;
         // The commonest case, a whole mapping: one search.
         if let Some(v) = self.vmas.remove_exact(lo, hi) {
@@ -1483,6 +1489,9 @@ impl<M: Machine> LinuxMm<M> {
         // range is free: nothing to unmap, nothing given back.
         Self::rights(prot)?;
         let fixed = flags.fixed();
+        if fixed && self.sealed_in(base, end) {
+            return Err(Errno::EPERM);
+        }
         let freed: u64 = if !fixed {
             0
         } else {
@@ -1641,7 +1650,13 @@ impl<M: Machine> LinuxMm<M> {
         let mut next = self.vmas.at_or_below(addr).filter(|v| v.end > addr);
         // The common case, one mapping holding the whole range: its start.
         let single = next.filter(|v| v.end >= end).map(|v| v.start);
+        // A sealed mapping stops the walk as a hole does, with EPERM.
+        let mut sealed = false;
         while let Some(v) = next {
+            if v.flags.contains(VmFlags::SEALED) {
+                sealed = true;
+                break;
+            }
             let change = v.prot != prot || Self::account_after(v, prot) != v.account;
             any_change |= change;
             cuts += usize::from(change && v.start < addr);
@@ -1655,8 +1670,9 @@ impl<M: Machine> LinuxMm<M> {
         let last_end = covered;
         let covered = covered.min(end);
         cuts += usize::from(last_change && last_end > covered);
+        let stopped = if sealed { Errno::EPERM } else { Errno::ENOMEM };
         if covered == addr || (covered < end && self.holes == HolePolicy::Refuse) {
-            return Err(Errno::ENOMEM);
+            return Err(stopped);
         }
         let rights = Self::rights(prot)?;
         // Cutting a mapping past `vm.max_map_count` (Linux checks at each
@@ -1697,10 +1713,82 @@ impl<M: Machine> LinuxMm<M> {
             at = hi;
         }
         if covered < end {
-            Err(Errno::ENOMEM)
+            Err(stopped)
         } else {
             Ok(())
         }
+    }
+
+    /// Where a move of `[old, old_end)` (to `target`, if fixed) that Linux
+    /// makes mapping by mapping, each one's target unmapped first, stops
+    /// with `EPERM`: the start of the first mapping's part that is sealed
+    /// or whose target part meets a sealed mapping; `None` if none does.
+    fn seal_stop(&self, old: u64, old_end: u64, target: Option<u64>) -> Option<u64> {
+        self.vmas
+            .values()
+            .skip_while(|r| r.end <= old)
+            .take_while(|r| r.start < old_end)
+            .find(|r| {
+                let (lo, hi) = (r.start.max(old), r.end.min(old_end));
+                r.flags.contains(VmFlags::SEALED)
+                    || target.is_some_and(|t| {
+                        let at = t + (lo - old);
+                        self.sealed_in(at, at + (hi - lo))
+                    })
+            })
+            .map(|r| r.start.max(old))
+    }
+
+    /// Whether a sealed mapping meets `[lo, hi)`.
+    fn sealed_in(&self, lo: u64, hi: u64) -> bool {
+        self.vmas
+            .rev_below(hi)
+            .take_while(|v| v.end > lo)
+            .any(|v| v.flags.contains(VmFlags::SEALED))
+    }
+
+    /// `mseal(2)` (Linux 6.10+): seals every mapping of `[addr, addr +
+    /// len)` (cut at the range's ends, merged with sealed neighbours):
+    /// from then on it is never unmapped, moved, resized or given other
+    /// rights (`EPERM` for `munmap`, `mremap`, `mprotect`, `MAP_FIXED` over
+    /// it, a shrinking `brk`), nor are its pages dropped by `madvise` if it
+    /// is private anonymous memory that may not be written. Refusals, each
+    /// before any change: `flags` not 0, an unaligned address or a range
+    /// that overflows `EINVAL`; a hole in the range `ENOMEM`; cuts past
+    /// `vm.max_map_count` `ENOMEM`. A length of 0 does nothing.
+    pub fn mseal(&mut self, addr: u64, len: u64, flags: u64) -> Result<(), Errno> {
+        if flags != 0 || !aligned(addr) {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_up(len).ok_or(Errno::EINVAL)?;
+        let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+        if end == addr {
+            return Ok(());
+        }
+        // Every page mapped, and the cuts counted.
+        let mut at = addr;
+        let mut cuts = 0;
+        while at < end {
+            let v = self.vma_at(at).ok_or(Errno::ENOMEM)?;
+            if !v.flags.contains(VmFlags::SEALED) {
+                cuts += usize::from(v.start < at) + usize::from(v.end > end);
+            }
+            at = v.end;
+        }
+        if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        self.room(cuts)?;
+        let mut at = addr;
+        while at < end {
+            let Some(v) = self.vma_at(at) else { break };
+            let (start, hi, sealed) = (v.start, v.end.min(end), v.flags.contains(VmFlags::SEALED));
+            if !sealed {
+                self.modify_rec(start, at, hi, |v| v.flags = v.flags | VmFlags::SEALED);
+            }
+            at = hi;
+        }
+        Ok(())
     }
 
     /// Gives the part `[lo, hi)` of the record at `start` rights `prot`:
@@ -1903,22 +1991,53 @@ impl<M: Machine> LinuxMm<M> {
         }
         let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
         let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
+        // A sealed mapping is neither resized nor moved nor copied.
+        if v.flags.contains(VmFlags::SEALED) {
+            return Err(Errno::EPERM);
+        }
         if old_len == 0 {
             // (MREMAP_DONTUNMAP needs the same sizes: refused above.)
             return self.duplicate(old, new_len, flags, new_addr);
         }
         if flags.dont_unmap() {
-            return self.move_leaving(old, old_len, flags, new_addr);
+            // Mapping by mapping, as a same-size move of several.
+            let target = flags.fixed().then_some(new_addr);
+            return match self.seal_stop(old, old_end, target) {
+                None => self.move_leaving(old, old_len, flags, new_addr),
+                Some(s) if s == old => Err(Errno::EPERM),
+                Some(s) => {
+                    self.move_leaving(old, s - old, flags, new_addr)?;
+                    Err(Errno::EPERM)
+                }
+            };
         }
         let (vend, vflags) = (v.end, v.flags);
         if flags.fixed() {
+            // What lies at the target goes (not a sealed mapping) once the
+            // source is found good.
+            let target_sealed = self.sealed_in(new_addr, new_addr + new_len);
             if old_end.min(old + new_len) > vend {
                 // Linux 6.17+ moves a same-size range spanning mappings.
                 return if old_len == new_len {
-                    self.move_many(old, old_len, new_addr, false)
+                    // Linux moves mapping by mapping, each one's target
+                    // unmapped first: those before the first sealed one
+                    // (or the first whose target part is sealed) move,
+                    // then EPERM.
+                    match self.seal_stop(old, old_end, Some(new_addr)) {
+                        None => self.move_many(old, old_len, new_addr, false),
+                        Some(s) if s == old => Err(Errno::EPERM),
+                        Some(s) => {
+                            self.move_many(old, s - old, new_addr, false)?;
+                            Err(Errno::EPERM)
+                        }
+                    }
                 } else {
                     Err(Errno::EFAULT)
                 };
+            }
+            // Then the part a shrink cuts off.
+            if target_sealed || (new_len < old_len && self.sealed_in(old + new_len, old_end)) {
+                return Err(Errno::EPERM);
             }
             if new_len > old_len && !self.lock_fits(vflags, (new_len - old_len) / PAGE_SIZE) {
                 return Err(Errno::EAGAIN);
@@ -2015,6 +2134,10 @@ impl<M: Machine> LinuxMm<M> {
         }
         if !flags.may_move() || self.vmas.len() >= self.layout.max_map_count {
             return Err(Errno::ENOMEM);
+        }
+        // The fixed target is unmapped first: not a sealed mapping.
+        if flags.fixed() && self.sealed_in(new_addr, new_addr + new_len) {
+            return Err(Errno::EPERM);
         }
         if flags.fixed() && new_addr == old {
             // Linux unmaps the target, then finds no mapping at `old` any
@@ -2477,6 +2600,20 @@ impl<M: Machine> LinuxMm<M> {
         if let Effect::Populate { write } = effect {
             return self.populate_advice(addr, end, write);
         }
+        // mseal: advice that drops pages is refused over a sealed private
+        // anonymous mapping that may not be written (Linux's
+        // can_madvise_modify, mapping by mapping in the walk).
+        let discards = matches!(
+            advice.0,
+            MADV_DONTNEED
+                | MADV_DONTNEED_LOCKED
+                | MADV_FREE
+                | MADV_REMOVE
+                | MADV_DONTFORK
+                | MADV_WIPEONFORK
+                | MADV_GUARD_INSTALL
+        );
+
         // Linux's madvise_walk_vmas: the mappings in order; one that
         // refuses stops the walk; a hole is reported once all is done.
         let mut at = addr;
@@ -2498,6 +2635,10 @@ impl<M: Machine> LinuxMm<M> {
                 hole = true;
             }
             let anonymous = matches!(v.kind, Kind::Anon | Kind::Heap);
+            if discards && anonymous && v.flags.contains(VmFlags::SEALED) && !v.prot.write() {
+                refused = Some((v.start.max(addr), Errno::EPERM));
+                break;
+            }
             // Locked pages are not dropped nor reclaimed (Linux's
             // can_madv_lru_vma); MADV_DONTNEED_LOCKED is for them.
             let lru = matches!(

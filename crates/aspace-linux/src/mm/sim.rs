@@ -159,7 +159,9 @@ impl SimEngine {
             }
             Call::Brk { addr } => *addr >= self.header.brk_span.1,
             Call::Mlockall { .. } | Call::Munlockall => false,
-            Call::Mincore { addr, len } => *len != 0 && !self.in_window(*addr, *len),
+            Call::Mincore { addr, len } | Call::Mseal { addr, len, .. } => {
+                *len != 0 && !self.in_window(*addr, *len)
+            }
         }
     }
 
@@ -237,7 +239,8 @@ impl SimEngine {
     /// The runner's rule for an access that no mapping holds: only below a
     /// readable `MAP_GROWSDOWN` mapping, at least `stack_guard_gap` above
     /// the window's start, is the stack asked to grow (as a kernel's fault
-    /// handler asks, [`LinuxMm::expand_stack`]); whether it grew.
+    /// handler asks, [`LinuxMm::expand_stack`]), then the byte read as the
+    /// runner's probe reads it; whether it grew.
     fn grow_stack(&mut self, addr: u64) -> bool {
         let (lo, hi) = self.header.window;
         if addr < lo + super::STACK_GUARD_GAP || addr >= hi {
@@ -248,7 +251,13 @@ impl SimEngine {
             return false;
         }
         let mm = &mut self.mm;
-        self.cpus[0].run(|| mm.expand_stack(addr)).is_ok()
+        if self.cpus[0].run(|| mm.expand_stack(addr)).is_err() {
+            return false;
+        }
+        // The runner's probe reads the byte (the page resident after it,
+        // whatever the access then does): so does this side.
+        let _ = self.cpus[0].read(VirtAddr::new(addr), &mut [0u8]);
+        true
     }
 
     /// Executes one line and observes the state after it. A call the layer

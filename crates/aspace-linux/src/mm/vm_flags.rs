@@ -47,6 +47,10 @@ impl VmFlags {
     pub const LOCKONFAULT: VmFlags = VmFlags(1 << 9);
     /// Both lock flags (Linux's `VM_LOCKED_MASK`).
     pub const LOCK_MASK: VmFlags = VmFlags(3 << 8);
+    /// `VM_SEALED` (`mseal`): never unmapped, moved, resized or given other
+    /// rights again, nor its pages dropped if it is private anonymous
+    /// memory without write.
+    pub const SEALED: VmFlags = VmFlags(1 << 10);
 
     /// Whether any flag of `other` is set here.
     pub const fn intersects(self, other: VmFlags) -> bool {

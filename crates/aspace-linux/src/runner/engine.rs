@@ -51,6 +51,15 @@ fn keep_pages(fd: i32, len: u64) -> io::Result<()> {
 
 /// `cachestat(2)` (Linux 6.5+; one number on every architecture).
 const SYS_CACHESTAT: libc::c_long = 451;
+/// `mseal` (Linux 6.10+), the same number on every architecture.
+const SYS_MSEAL: libc::c_long = 462;
+
+/// Whether this kernel has `mseal` (a length of 0 does nothing where it
+/// does; `ENOSYS` where not).
+fn mseal_supported() -> bool {
+    // SAFETY: a length of 0 seals nothing.
+    unsafe { libc::syscall(SYS_MSEAL, 0u64, 0u64, 0u64) == 0 }
+}
 
 /// How many of the pages `[lo, hi)` of the object behind `fd` are in its
 /// page cache (allocated, up to date or not); `None` if `cachestat`
@@ -352,6 +361,10 @@ impl Engine {
                     "madv.guard".to_string(),
                     if guards_supported() { "1" } else { "0" }.to_string(),
                 ),
+                (
+                    "mseal".to_string(),
+                    if mseal_supported() { "1" } else { "0" }.to_string(),
+                ),
             ])
             .collect(),
         };
@@ -534,6 +547,15 @@ impl Engine {
             Call::Munlockall => {
                 // SAFETY: unlocking changes no mapping's contents.
                 Self::zero_or_errno(unsafe { libc::munlockall() })
+            }
+            Call::Mseal { addr, len, flags } => {
+                if *len != 0 && !self.in_window(*addr, *len) {
+                    return Outcome::Refused;
+                }
+                // SAFETY: sealing changes no contents, only what later
+                // calls may do to the window's mappings (this runner ends
+                // with its sequence).
+                Self::zero_or_errno(unsafe { libc::syscall(SYS_MSEAL, *addr, *len, *flags) as i32 })
             }
             Call::Mincore { addr, len } => {
                 if *len != 0 && !self.in_window(*addr, *len) {
@@ -727,10 +749,10 @@ impl Engine {
     /// access there that no mapping holds; whether it grew. Only a readable
     /// `MAP_GROWSDOWN` mapping (smaps' `gd`) at least `stack_guard_gap`
     /// above the window's start is tried (what lies below the window is
-    /// not the aspace side's to know), and first in a forked copy of this
-    /// process, which reads the byte (a refused growth kills the copy, not
-    /// the runner); then here, by the same read. The aspace side follows
-    /// the same rule ([`crate::mm::sim::SimEngine`]).
+    /// not the aspace side's to know), by a child sharing this process's
+    /// memory that reads the byte (a refused growth kills the child, not
+    /// the runner). The aspace side follows the same rule
+    /// ([`crate::mm::sim::SimEngine`]).
     fn grow_stack(&self, addr: u64, maps: &[MapsLine]) -> io::Result<bool> {
         let (lo, hi) = self.header.window;
         if addr < lo + STACK_GUARD_GAP || addr >= hi {
@@ -742,38 +764,41 @@ impl Engine {
         if !above.prot.read() || !grows_down(above.start)? {
             return Ok(false);
         }
-        // SAFETY: fork in this single-threaded process; the child only
-        // sets a limit, reads one byte and exits, all async-signal-safe.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if pid == 0 {
+        // A child sharing this process's memory (CLONE_VM) but not its
+        // signal handlers, this process waiting until it ends
+        // (CLONE_VFORK): its read grows the stack here, as this process's
+        // own would (the same mappings, locks and limits), or a SIGSEGV
+        // ends it and nothing changed. (A forked copy would not do: it has
+        // no MADV_DONTFORK mapping and no lock.)
+        let mut stack = vec![0u128; 4096];
+        let top = stack.as_mut_ptr_range().end as *mut libc::c_void;
+        extern "C" fn probe(at: *mut libc::c_void) -> libc::c_int {
             let none = libc::rlimit {
                 rlim_cur: 0,
                 rlim_max: 0,
             };
-            // SAFETY: no core file for the copy a refused growth kills;
-            // the read is below a stack (grown, or SIGSEGV); then exit
-            // without running anything of the parent's.
+            // SAFETY: no core file for a refused growth (this child's own
+            // limits); the byte is below a stack: grown, or SIGSEGV.
             unsafe {
                 libc::setrlimit(libc::RLIMIT_CORE, &none);
-                core::ptr::read_volatile(addr as *const u8);
-                libc::_exit(0);
+                core::ptr::read_volatile(at as *const u8);
             }
+            0
+        }
+        let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+        // SAFETY: the child runs `probe` on `stack` (64 KiB, ours until it
+        // ends, which CLONE_VFORK waits for), touching one byte.
+        let pid = unsafe { libc::clone(probe, top, flags, addr as *mut libc::c_void) };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
         }
         let mut status = 0;
-        // SAFETY: waits for the child just forked; `status` is ours.
+        // SAFETY: waits for the child just made; `status` is ours.
         if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
             return Err(io::Error::last_os_error());
         }
-        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-            return Ok(false);
-        }
-        // SAFETY: the copy's read of this byte succeeded: the stack grows
-        // to it here too (the same maps, the same limits).
-        unsafe { core::ptr::read_volatile(addr as *const u8) };
-        Ok(true)
+        drop(stack);
+        Ok(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0)
     }
 
     /// Executes one line and observes the state after it.

@@ -1,0 +1,203 @@
+//! `mseal` and what it refuses afterwards, each case as Linux 6.18 answered
+//! on this machine (C programs calling `mseal`, then `munmap`, `mprotect`,
+//! `mremap`, `mmap`, `madvise` and `brk` on the sealed range, reading
+//! `/proc/self/smaps` after).
+
+mod common;
+
+use aspace::{VirtAddr, PAGE_SIZE};
+use aspace_linux::consts::*;
+use aspace_linux::flags::Advice;
+use aspace_linux::mm::vm_flags::VmFlags;
+use aspace_linux::mm::LinuxMm;
+use aspace_linux::{Errno, MapFlags, Prot, RemapFlags};
+use aspace_sim::{Cpu, SimMachine};
+
+use common::{setup, BASE};
+
+const P: u64 = PAGE_SIZE;
+const T: u64 = BASE + (32 << 20);
+
+fn map(mm: &mut LinuxMm<SimMachine>, cpu: &Cpu, at: u64, pages: u64, prot: Prot) {
+    let flags = MapFlags(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
+    assert_eq!(
+        cpu.run(|| mm.mmap(at, pages * P, prot, flags, None, 0)),
+        Ok(at)
+    );
+}
+
+/// The mappings from `T` on: (start, end, rights, sealed), window-relative.
+fn recs(mm: &LinuxMm<SimMachine>) -> Vec<(u64, u64, Prot, bool)> {
+    mm.vmas()
+        .filter(|v| v.start >= T)
+        .map(|v| {
+            (
+                v.start - T,
+                v.end - T,
+                v.prot,
+                v.flags.contains(VmFlags::SEALED),
+            )
+        })
+        .collect()
+}
+
+/// Runs `f` on `mm` as CPU `cpu`.
+fn run(
+    mm: &mut LinuxMm<SimMachine>,
+    cpu: &Cpu,
+    f: impl FnOnce(&mut LinuxMm<SimMachine>) -> Result<u64, Errno>,
+) -> Result<u64, Errno> {
+    cpu.run(|| f(mm))
+}
+
+#[test]
+fn mseal_checks_its_arguments_and_wants_every_page_mapped() {
+    let (_sim, mut mm, cpu) = setup();
+    map(&mut mm, &cpu, T, 8, Prot::RW);
+    assert_eq!(mm.mseal(T, P, 1), Err(Errno::EINVAL));
+    assert_eq!(mm.mseal(T + 1, P, 0), Err(Errno::EINVAL));
+    assert_eq!(mm.mseal(T, 0, 0), Ok(()));
+    assert_eq!(mm.mseal(T, 0u64.wrapping_sub(P), 0), Err(Errno::EINVAL));
+    assert_eq!(mm.mseal(T + 6 * P, 4 * P, 0), Err(Errno::ENOMEM));
+    assert_eq!(recs(&mm), [(0, 8 * P, Prot::RW, false)]);
+    // Cut at the range's ends; sealed neighbours merge.
+    assert_eq!(mm.mseal(T + 2 * P, 2 * P, 0), Ok(()));
+    assert_eq!(mm.mseal(T + P, 2 * P, 0), Ok(()));
+    assert_eq!(
+        recs(&mm),
+        [
+            (0, P, Prot::RW, false),
+            (P, 4 * P, Prot::RW, true),
+            (4 * P, 8 * P, Prot::RW, false)
+        ]
+    );
+}
+
+#[test]
+fn a_sealed_mapping_is_never_unmapped_moved_resized_or_reprotected() {
+    let (_sim, mut mm, cpu) = setup();
+    map(&mut mm, &cpu, T, 8, Prot::RW);
+    mm.mseal(T + P, 3 * P, 0).unwrap();
+    let before = recs(&mm);
+    assert_eq!(
+        run(&mut mm, &cpu, |mm| mm.munmap(T, 2 * P).map(|()| 0)),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(
+        run(&mut mm, &cpu, |mm| mm.munmap(T + 3 * P, 2 * P).map(|()| 0)),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(
+        run(&mut mm, &cpu, |mm| mm.munmap(T + 1, P).map(|()| 0)),
+        Err(Errno::EINVAL)
+    );
+    // Even to the same rights.
+    assert_eq!(
+        run(&mut mm, &cpu, |mm| mm
+            .mprotect(T + P, P, Prot::RW)
+            .map(|()| 0)),
+        Err(Errno::EPERM)
+    );
+    let may_move = RemapFlags(MREMAP_MAYMOVE);
+    assert_eq!(
+        run(&mut mm, &cpu, |mm| mm.mremap(
+            T + P,
+            P,
+            P / 2,
+            RemapFlags(0),
+            0
+        )),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(
+        run(&mut mm, &cpu, |mm| mm.mremap(T + P, P, 4 * P, may_move, 0)),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(
+        run(&mut mm, &cpu, |mm| mm.mremap(T + P, 0, P, may_move, 0)),
+        Err(Errno::EPERM)
+    );
+    // Onto it.
+    let fixed = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED);
+    assert_eq!(
+        run(&mut mm, &cpu, |mm| mm.mremap(T + 6 * P, P, P, fixed, T + P)),
+        Err(Errno::EPERM)
+    );
+    let over = MapFlags(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
+    assert_eq!(
+        run(&mut mm, &cpu, |mm| mm.mmap(
+            T + P,
+            P,
+            Prot::RW,
+            over,
+            None,
+            0
+        )),
+        Err(Errno::EPERM)
+    );
+    let noreplace = MapFlags(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE);
+    assert_eq!(
+        run(&mut mm, &cpu, |mm| mm.mmap(
+            T + P,
+            P,
+            Prot::RW,
+            noreplace,
+            None,
+            0
+        )),
+        Err(Errno::EEXIST)
+    );
+    assert_eq!(recs(&mm), before);
+    // Locking and hints are allowed.
+    assert_eq!(mm.madvise(T + P, P, Advice(MADV_RANDOM)), Ok(()));
+    // mprotect walks mapping by mapping: the part before the sealed one
+    // changes, then EPERM.
+    assert_eq!(
+        run(&mut mm, &cpu, |mm| mm
+            .mprotect(T, 3 * P, Prot::R)
+            .map(|()| 0)),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(recs(&mm)[0], (0, P, Prot::R, false));
+}
+
+#[test]
+fn madvise_drops_no_page_of_sealed_read_only_anonymous_memory() {
+    let (_sim, mut mm, mut cpu) = setup();
+    map(&mut mm, &cpu, T, 2, Prot::RW);
+    map(&mut mm, &cpu, T + 2 * P, 2, Prot::R);
+    cpu.write_u64(VirtAddr::new(T), 7).unwrap();
+    mm.mseal(T + 2 * P, 2 * P, 0).unwrap();
+    // Mapping by mapping: the first one's page goes, then EPERM.
+    let dontneed = Advice(MADV_DONTNEED);
+    assert_eq!(
+        cpu.run(|| mm.madvise(T, 4 * P, dontneed)),
+        Err(Errno::EPERM)
+    );
+    assert_eq!(cpu.read_u64(VirtAddr::new(T)), Ok(0));
+    for advice in [
+        MADV_FREE,
+        MADV_DONTFORK,
+        MADV_WIPEONFORK,
+        MADV_GUARD_INSTALL,
+    ] {
+        let r = cpu.run(|| mm.madvise(T + 2 * P, P, Advice(advice)));
+        assert_eq!(r, Err(Errno::EPERM), "advice {advice}");
+    }
+    // A sealed writable mapping's pages may go.
+    map(&mut mm, &cpu, T + 8 * P, 1, Prot::RW);
+    cpu.write_u64(VirtAddr::new(T + 8 * P), 5).unwrap();
+    mm.mseal(T + 8 * P, P, 0).unwrap();
+    assert_eq!(cpu.run(|| mm.madvise(T + 8 * P, P, dontneed)), Ok(()));
+    assert_eq!(cpu.read_u64(VirtAddr::new(T + 8 * P)), Ok(0));
+}
+
+#[test]
+fn a_sealed_break_does_not_shrink() {
+    let (_sim, mut mm, cpu) = setup();
+    let start = mm.brk(0);
+    let top = cpu.run(|| mm.brk(start + 4 * P));
+    assert_eq!(top, start + 4 * P);
+    mm.mseal(start + 2 * P, 2 * P, 0).unwrap();
+    assert_eq!(cpu.run(|| mm.brk(start + P)), top);
+}
