@@ -55,10 +55,9 @@ fn config(h: &aspace_linux::protocol::Header) -> GenConfig {
     cfg.lock_current = false;
     // Guard pages where this kernel has them (and shows them to the runner).
     cfg.guards = h.sysctl.iter().any(|(k, v)| k == "madv.guard" && v == "1");
-    // mseal only when asked (ASPACE_LINUX_SEAL=1) where the kernel has it:
-    // sequences with sealed mappings still meet divergences in which
-    // neighbours Linux keeps apart (see the crate README).
-    cfg.seal = std::env::var_os("ASPACE_LINUX_SEAL").is_some()
+    // mseal where the kernel has it (Linux 6.10+); ASPACE_LINUX_NO_SEAL=1
+    // leaves it out.
+    cfg.seal = std::env::var_os("ASPACE_LINUX_NO_SEAL").is_none()
         && h.sysctl.iter().any(|(k, v)| k == "mseal" && v == "1");
     cfg
 }

@@ -201,3 +201,17 @@ fn a_sealed_break_does_not_shrink() {
     mm.mseal(start + 2 * P, 2 * P, 0).unwrap();
     assert_eq!(cpu.run(|| mm.brk(start + P)), top);
 }
+
+/// An unmapping refused by a sealed mapping past the range's first leaves
+/// the mapping the range starts inside cut at the start, as Linux's (its
+/// maps show 0-2, 2-4, 4-6 sealed, 6-8 after `munmap` of pages 2..8).
+#[test]
+fn a_refused_unmapping_leaves_its_first_cut() {
+    let (_sim, mut mm, cpu) = setup();
+    map(&mut mm, &cpu, T, 8, Prot::RW);
+    mm.mseal(T + 4 * P, 2 * P, 0).unwrap();
+    let r = run(&mut mm, &cpu, |mm| mm.munmap(T + 2 * P, 6 * P).map(|()| 0));
+    assert_eq!(r, Err(Errno::EPERM));
+    let ranges: Vec<(u64, u64)> = recs(&mm).iter().map(|r| (r.0 / P, r.1 / P)).collect();
+    assert_eq!(ranges, [(0, 2), (2, 4), (4, 6), (6, 8)]);
+}

@@ -1218,7 +1218,7 @@ impl<M: Machine> LinuxMm<M> {
         // A sealed mapping in the range: nothing goes (Linux's
         // vms_gather_munmap_vmas).
         if self.sealed_in(lo, hi) {
-            return Err(Errno::EPERM);
+            return Err(self.refused_by_seal(lo));
         }
         self.room(1)?;
         // The commonest case, a whole mapping: one search.
@@ -1490,7 +1490,7 @@ impl<M: Machine> LinuxMm<M> {
         Self::rights(prot)?;
         let fixed = flags.fixed();
         if fixed && self.sealed_in(base, end) {
-            return Err(Errno::EPERM);
+            return Err(self.refused_by_seal(base));
         }
         let freed: u64 = if !fixed {
             0
@@ -1737,6 +1737,28 @@ impl<M: Machine> LinuxMm<M> {
                     })
             })
             .map(|r| r.start.max(old))
+    }
+
+    /// What Linux's unmapping leaves when a sealed mapping past the
+    /// range's first refuses it (`EPERM`, returned): the mapping the range
+    /// starts inside, if not sealed, cut at the start (Linux's
+    /// vms_gather_munmap_vmas splits it before it meets the sealed one,
+    /// and nothing joins the parts again).
+    fn refused_by_seal(&mut self, lo: u64) -> Errno {
+        let cut = self
+            .vma_at(lo)
+            .filter(|v| v.start < lo && !v.flags.contains(VmFlags::SEALED))
+            .cloned();
+        if let Some(v) = cut {
+            if self.room(1).is_ok() {
+                let mut upper = v.clone();
+                upper.first = v.first + (lo - v.start) / PAGE_SIZE;
+                upper.start = lo;
+                self.vmas.set_end(v.start, lo);
+                self.vmas.insert(upper);
+            }
+        }
+        Errno::EPERM
     }
 
     /// Whether a sealed mapping meets `[lo, hi)`.
@@ -2036,8 +2058,13 @@ impl<M: Machine> LinuxMm<M> {
                 };
             }
             // Then the part a shrink cuts off.
-            if target_sealed || (new_len < old_len && self.sealed_in(old + new_len, old_end)) {
-                return Err(Errno::EPERM);
+            if target_sealed {
+                return Err(self.refused_by_seal(new_addr));
+            }
+            if new_len < old_len && self.sealed_in(old + new_len, old_end) {
+                // Linux's mremap_to has unmapped the target already.
+                self.unmap(new_addr, new_addr + new_len)?;
+                return Err(self.refused_by_seal(old + new_len));
             }
             if new_len > old_len && !self.lock_fits(vflags, (new_len - old_len) / PAGE_SIZE) {
                 return Err(Errno::EAGAIN);
@@ -2137,7 +2164,7 @@ impl<M: Machine> LinuxMm<M> {
         }
         // The fixed target is unmapped first: not a sealed mapping.
         if flags.fixed() && self.sealed_in(new_addr, new_addr + new_len) {
-            return Err(Errno::EPERM);
+            return Err(self.refused_by_seal(new_addr));
         }
         if flags.fixed() && new_addr == old {
             // Linux unmaps the target, then finds no mapping at `old` any
