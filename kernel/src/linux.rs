@@ -1,6 +1,6 @@
 //! Linux's memory calls as system calls: `mmap`, `munmap`, `mprotect`,
 //! `mremap`, `brk`, `madvise`, `msync`, `mlock2`, `munlock`, `mlockall`,
-//! `munlockall`, `setrlimit(RLIMIT_MEMLOCK)` ([`nr::MEMLOCK_LIMIT`]) and `mincore`, with Linux's arguments, flag values and
+//! `munlockall`, `setrlimit(RLIMIT_MEMLOCK)` ([`nr::MEMLOCK_LIMIT`]) `mincore` and `mseal`, with Linux's arguments, flag values and
 //! errno values, done by `aspace-linux`'s [`LinuxMm`] on the process's
 //! address space.
 //!
@@ -142,7 +142,7 @@ fn ret(r: Result<u64, Errno>) -> u64 {
 
 /// Whether `n` is one of the Linux calls.
 pub fn is_linux_call(n: u64) -> bool {
-    (nr::MMAP..=nr::MADVISE).contains(&n) || (nr::MSYNC..=nr::MINCORE).contains(&n)
+    (nr::MMAP..=nr::MADVISE).contains(&n) || (nr::MSYNC..=nr::MSEAL).contains(&n)
 }
 
 /// Runs Linux call `n` with its six argument words for `proc`.
@@ -174,6 +174,7 @@ pub fn call(proc: &Process, n: u64, a: [u64; 6]) -> u64 {
             Ok(0)
         }),
         nr::MINCORE => mincore(proc, a[0], a[1], a[2]),
+        nr::MSEAL => with(proc, |mm| mm.mseal(a[0], a[1], a[2]).map(|()| 0)),
         _ => Err(Errno::ENOSYS),
     })
 }

@@ -60,6 +60,9 @@ pub const MEMLOCK_LIMIT: u64 = 31;
 /// Linux's `mincore(addr, len, vec)`: a byte per page of the range written
 /// to `vec` (1 resident, 0 not).
 pub const MINCORE: u64 = 32;
+/// Linux's `mseal(addr, len, flags)`: the range's mappings sealed against
+/// unmapping, moves, resizes and changes of rights.
+pub const MSEAL: u64 = 33;
 
 /// The wait status of a killed process (Linux: ended by `SIGKILL`).
 pub const KILLED_STATUS: u64 = 9;

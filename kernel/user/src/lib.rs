@@ -307,6 +307,10 @@ pub mod linux {
     pub fn mincore(addr: u64, len: u64, vec: *mut u8) -> i64 {
         syscall6(nr::MINCORE, [addr, len, vec as u64, 0, 0, 0]) as i64
     }
+    /// `mseal`: the mappings of `[addr, addr + len)` sealed.
+    pub fn mseal(addr: u64, len: u64, flags: u64) -> i64 {
+        syscall6(nr::MSEAL, [addr, len, flags, 0, 0, 0]) as i64
+    }
 }
 
 /// Ends the calling thread (the task ends with its last thread).

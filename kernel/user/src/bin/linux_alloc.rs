@@ -540,6 +540,44 @@ fn stack() -> bool {
     ok
 }
 
+/// `mseal` on a read-only mapping: `munmap`, `mprotect`, `mremap` and
+/// `MADV_DONTNEED` there are `EPERM` and its data stays; a hole in the
+/// range `ENOMEM`, a flag `EINVAL`. (It stays mapped until the process
+/// ends.)
+fn seal() -> bool {
+    // Far from the other mappings: the page above is a hole.
+    let at = HINT + 0x5000_0000;
+    let s = mmap(at, 2 * P, RW, ANON | MAP_FIXED_NOREPLACE, u64::MAX, 0);
+    if s != at as i64 {
+        println!("linux_alloc: mmap to seal = {s}: FAIL");
+        return false;
+    }
+    let s = s as u64;
+    fill(s, 2 * P, 91);
+    let ro = mprotect(s, 2 * P, PROT_READ);
+    let sealed = mseal(s, 2 * P, 0);
+    let refused = [
+        munmap(s, P),
+        mprotect(s, P, RW),
+        mremap(s, 2 * P, 4 * P, MREMAP_MAYMOVE, 0),
+        madvise(s, P, MADV_DONTNEED),
+    ];
+    let kept = holds(s, 2 * P, 91);
+    let hole = mseal(s, 3 * P, 0);
+    let flag = mseal(s, P, 1);
+    let ok = ro == 0
+        && sealed == 0
+        && refused.iter().all(|&r| r == EPERM)
+        && kept
+        && hole == ENOMEM
+        && flag == EINVAL;
+    println!(
+        "linux_alloc: mseal = {sealed}: munmap, mprotect, mremap, MADV_DONTNEED = {refused:?}, data kept {kept}; a hole = {hole}, a flag = {flag}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
 /// `mlock` on two pages of the hinted chunk: `MADV_DONTNEED` there is
 /// refused (`EINVAL`) and the data stays; `msync` checks its flags
 /// (`MS_ASYNC` with `MS_SYNC` `EINVAL`, `MS_INVALIDATE` over locked pages
@@ -979,6 +1017,7 @@ fn main(arg: u64) -> i32 {
     ok &= dontneed();
     ok &= remove();
     ok &= stack();
+    ok &= seal();
     ok &= locked();
     ok &= file();
     ok &= refusals(&a);
