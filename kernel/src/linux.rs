@@ -1,6 +1,6 @@
 //! Linux's memory calls as system calls: `mmap`, `munmap`, `mprotect`,
 //! `mremap`, `brk`, `madvise`, `msync`, `mlock2`, `munlock`, `mlockall`,
-//! `munlockall`, `setrlimit(RLIMIT_MEMLOCK)` ([`nr::MEMLOCK_LIMIT`]) `mincore` and `mseal`, with Linux's arguments, flag values and
+//! `munlockall`, `setrlimit(RLIMIT_MEMLOCK)` ([`nr::MEMLOCK_LIMIT`]), `mincore` and `mseal`, with Linux's arguments, flag values and
 //! errno values, done by `aspace-linux`'s [`LinuxMm`] on the process's
 //! address space.
 //!
