@@ -476,6 +476,9 @@ pub struct LinuxMm<M: Machine> {
     /// Whether a mapping was ever locked (a grown mapping is looked at for
     /// its lock only then).
     any_locked: bool,
+    /// Whether a mapping was ever sealed (the calls look for sealed
+    /// mappings only then).
+    any_sealed: bool,
     /// The lock flags every new mapping gets (`mlockall(MCL_FUTURE)`:
     /// Linux's `mm->def_flags`).
     def_lock: VmFlags,
@@ -519,6 +522,7 @@ impl<M: Machine> LinuxMm<M> {
             holes: HolePolicy::Linux,
             any_growsdown: false,
             any_locked: false,
+            any_sealed: false,
             def_lock: VmFlags::NONE,
             memlock: None,
             stack_limit: Some(DEFAULT_STACK_LIMIT),
@@ -785,6 +789,7 @@ impl<M: Machine> LinuxMm<M> {
             holes: self.holes,
             any_growsdown: self.any_growsdown,
             any_locked: false,
+            any_sealed: self.any_sealed,
             def_lock: VmFlags::NONE,
             memlock: self.memlock,
             stack_limit: self.stack_limit,
@@ -1724,6 +1729,9 @@ impl<M: Machine> LinuxMm<M> {
     /// with `EPERM`: the start of the first mapping's part that is sealed
     /// or whose target part meets a sealed mapping; `None` if none does.
     fn seal_stop(&self, old: u64, old_end: u64, target: Option<u64>) -> Option<u64> {
+        if !self.any_sealed {
+            return None;
+        }
         self.vmas
             .values()
             .skip_while(|r| r.end <= old)
@@ -1763,10 +1771,12 @@ impl<M: Machine> LinuxMm<M> {
 
     /// Whether a sealed mapping meets `[lo, hi)`.
     fn sealed_in(&self, lo: u64, hi: u64) -> bool {
-        self.vmas
-            .rev_below(hi)
-            .take_while(|v| v.end > lo)
-            .any(|v| v.flags.contains(VmFlags::SEALED))
+        self.any_sealed
+            && self
+                .vmas
+                .rev_below(hi)
+                .take_while(|v| v.end > lo)
+                .any(|v| v.flags.contains(VmFlags::SEALED))
     }
 
     /// `mseal(2)` (Linux 6.10+): seals every mapping of `[addr, addr +
@@ -1801,6 +1811,7 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::ENOMEM);
         }
         self.room(cuts)?;
+        self.any_sealed = true;
         let mut at = addr;
         while at < end {
             let Some(v) = self.vma_at(at) else { break };
