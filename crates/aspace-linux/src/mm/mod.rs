@@ -2033,9 +2033,12 @@ impl<M: Machine> LinuxMm<M> {
             return self.duplicate(old, new_len, flags, new_addr);
         }
         if flags.dont_unmap() {
-            // Mapping by mapping, as a same-size move of several.
-            let target = flags.fixed().then_some(new_addr);
-            return match self.seal_stop(old, old_end, target) {
+            // Mapping by mapping, as a same-size move of several (only
+            // to a fixed target: placed, one mapping is all it moves).
+            if !flags.fixed() {
+                return self.move_leaving(old, old_len, flags, new_addr);
+            }
+            return match self.seal_stop(old, old_end, Some(new_addr)) {
                 None => self.move_leaving(old, old_len, flags, new_addr),
                 Some(s) if s == old => Err(Errno::EPERM),
                 Some(s) => {
