@@ -215,3 +215,34 @@ fn a_refused_unmapping_leaves_its_first_cut() {
     let ranges: Vec<(u64, u64)> = recs(&mm).iter().map(|r| (r.0 / P, r.1 / P)).collect();
     assert_eq!(ranges, [(0, 2), (2, 4), (4, 6), (6, 8)]);
 }
+
+/// A same-size move of several mappings to a fixed target goes mapping by
+/// mapping, each one's target part unmapped first: a target part running
+/// into a sealed mapping stops it there, the mapping that part starts
+/// inside cut at its start (Linux 6.18, checked by hand: maps 20-21, 21-22,
+/// 22-26 sealed, nothing moved).
+#[test]
+fn a_move_of_several_onto_a_sealed_mapping_cuts_the_target_first() {
+    let (_sim, mut mm, cpu) = setup();
+    map(&mut mm, &cpu, T, 2, Prot::RW);
+    map(&mut mm, &cpu, T + 2 * P, 2, Prot::R);
+    map(&mut mm, &cpu, T + 20 * P, 2, Prot::RW);
+    map(&mut mm, &cpu, T + 22 * P, 4, Prot::RW);
+    mm.mseal(T + 22 * P, 4 * P, 0).unwrap();
+    let fixed = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED);
+    let r = run(&mut mm, &cpu, |mm| {
+        mm.mremap(T, 4 * P, 4 * P, fixed, T + 21 * P)
+    });
+    assert_eq!(r, Err(Errno::EPERM));
+    let ranges: Vec<(u64, u64, bool)> = recs(&mm).iter().map(|r| (r.0 / P, r.1 / P, r.3)).collect();
+    assert_eq!(
+        ranges,
+        [
+            (0, 2, false),
+            (2, 4, false),
+            (20, 21, false),
+            (21, 22, false),
+            (22, 26, true)
+        ]
+    );
+}

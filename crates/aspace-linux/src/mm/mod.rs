@@ -1724,11 +1724,13 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    /// Where a move of `[old, old_end)` (to `target`, if fixed) that Linux
-    /// makes mapping by mapping, each one's target unmapped first, stops
+    /// Where a move of `[old, old_end)` to `target` that Linux makes
+    /// mapping by mapping, each one's target part unmapped first, stops
     /// with `EPERM`: the start of the first mapping's part that is sealed
-    /// or whose target part meets a sealed mapping; `None` if none does.
-    fn seal_stop(&self, old: u64, old_end: u64, target: Option<u64>) -> Option<u64> {
+    /// or whose target part meets a sealed mapping, and in the latter case
+    /// where that target part starts (Linux's unmapping cuts there:
+    /// [`refused_by_seal`](Self::refused_by_seal)); `None` if none does.
+    fn seal_stop(&self, old: u64, old_end: u64, target: u64) -> Option<(u64, Option<u64>)> {
         if !self.any_sealed {
             return None;
         }
@@ -1736,15 +1738,35 @@ impl<M: Machine> LinuxMm<M> {
             .values()
             .skip_while(|r| r.end <= old)
             .take_while(|r| r.start < old_end)
-            .find(|r| {
+            .find_map(|r| {
                 let (lo, hi) = (r.start.max(old), r.end.min(old_end));
-                r.flags.contains(VmFlags::SEALED)
-                    || target.is_some_and(|t| {
-                        let at = t + (lo - old);
-                        self.sealed_in(at, at + (hi - lo))
-                    })
+                let at = target + (lo - old);
+                if r.flags.contains(VmFlags::SEALED) {
+                    Some((lo, None))
+                } else if self.sealed_in(at, at + (hi - lo)) {
+                    Some((lo, Some(at)))
+                } else {
+                    None
+                }
             })
-            .map(|r| r.start.max(old))
+    }
+
+    /// A move of several mappings stopped by [`seal_stop`](Self::seal_stop)
+    /// at `stop` (those below it moved by `moved`): Linux's cut of the
+    /// target, then `EPERM`.
+    fn stopped_by_seal(
+        &mut self,
+        old: u64,
+        (stop, cut): (u64, Option<u64>),
+        moved: impl FnOnce(&mut Self, u64) -> MmResult,
+    ) -> MmResult {
+        if stop > old {
+            moved(self, stop - old)?;
+        }
+        match cut {
+            Some(at) => Err(self.refused_by_seal(at)),
+            None => Err(Errno::EPERM),
+        }
     }
 
     /// What Linux's unmapping leaves when a sealed mapping past the
@@ -2038,13 +2060,11 @@ impl<M: Machine> LinuxMm<M> {
             if !flags.fixed() {
                 return self.move_leaving(old, old_len, flags, new_addr);
             }
-            return match self.seal_stop(old, old_end, Some(new_addr)) {
+            return match self.seal_stop(old, old_end, new_addr) {
                 None => self.move_leaving(old, old_len, flags, new_addr),
-                Some(s) if s == old => Err(Errno::EPERM),
-                Some(s) => {
-                    self.move_leaving(old, s - old, flags, new_addr)?;
-                    Err(Errno::EPERM)
-                }
+                Some(stop) => self.stopped_by_seal(old, stop, |mm, len| {
+                    mm.move_leaving(old, len, flags, new_addr)
+                }),
             };
         }
         let (vend, vflags) = (v.end, v.flags);
@@ -2059,29 +2079,29 @@ impl<M: Machine> LinuxMm<M> {
                     // unmapped first: those before the first sealed one
                     // (or the first whose target part is sealed) move,
                     // then EPERM.
-                    match self.seal_stop(old, old_end, Some(new_addr)) {
+                    match self.seal_stop(old, old_end, new_addr) {
                         None => self.move_many(old, old_len, new_addr, false),
-                        Some(s) if s == old => Err(Errno::EPERM),
-                        Some(s) => {
-                            self.move_many(old, s - old, new_addr, false)?;
-                            Err(Errno::EPERM)
-                        }
+                        Some(stop) => self.stopped_by_seal(old, stop, |mm, len| {
+                            mm.move_many(old, len, new_addr, false)
+                        }),
                     }
                 } else {
                     Err(Errno::EFAULT)
                 };
             }
-            // Then the part a shrink cuts off.
+            // A locked mapping grown past RLIMIT_MEMLOCK: refused before
+            // the target is unmapped (Linux's check_prep_vma).
+            if new_len > old_len && !self.lock_fits(vflags, (new_len - old_len) / PAGE_SIZE) {
+                return Err(Errno::EAGAIN);
+            }
             if target_sealed {
                 return Err(self.refused_by_seal(new_addr));
             }
+            // Then the part a shrink cuts off.
             if new_len < old_len && self.sealed_in(old + new_len, old_end) {
                 // Linux's mremap_to has unmapped the target already.
                 self.unmap(new_addr, new_addr + new_len)?;
                 return Err(self.refused_by_seal(old + new_len));
-            }
-            if new_len > old_len && !self.lock_fits(vflags, (new_len - old_len) / PAGE_SIZE) {
-                return Err(Errno::EAGAIN);
             }
             let guard_top = new_len > old_len && self.is_guard(old_end - PAGE_SIZE);
             return self.move_to(old, old_len, new_addr, new_len, false, guard_top);

@@ -764,12 +764,12 @@ impl Engine {
         if !above.prot.read() || !grows_down(above.start)? {
             return Ok(false);
         }
-        // A child sharing this process's memory (CLONE_VM) but not its
-        // signal handlers, this process waiting until it ends
-        // (CLONE_VFORK): its read grows the stack here, as this process's
-        // own would (the same mappings, locks and limits), or a SIGSEGV
-        // ends it and nothing changed. (A forked copy would not do: it has
-        // no MADV_DONTFORK mapping and no lock.)
+        // A child sharing this process's memory (CLONE_VM), with a copy of
+        // its signal handlers (no CLONE_SIGHAND), this process waiting
+        // until it ends (CLONE_VFORK): its read grows the stack here, as
+        // this process's own would (the same mappings, locks and limits),
+        // or a SIGSEGV ends it and nothing changed. (A forked copy would not
+        // do: it has no MADV_DONTFORK mapping and no lock.)
         let mut stack = vec![0u128; 4096];
         let top = stack.as_mut_ptr_range().end as *mut libc::c_void;
         extern "C" fn probe(at: *mut libc::c_void) -> libc::c_int {
@@ -777,9 +777,13 @@ impl Engine {
                 rlim_cur: 0,
                 rlim_max: 0,
             };
-            // SAFETY: no core file for a refused growth (this child's own
-            // limits); the byte is below a stack: grown, or SIGSEGV.
+            // SAFETY: the child's own copies of the handlers and limits:
+            // the default action for a fault (std's handler would run on
+            // this process's alternate stack) and no core file for a
+            // refused growth; the byte is below a stack: grown, or SIGSEGV.
             unsafe {
+                libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                libc::signal(libc::SIGBUS, libc::SIG_DFL);
                 libc::setrlimit(libc::RLIMIT_CORE, &none);
                 core::ptr::read_volatile(at as *const u8);
             }
@@ -787,7 +791,9 @@ impl Engine {
         }
         let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
         // SAFETY: the child runs `probe` on `stack` (64 KiB, ours until it
-        // ends, which CLONE_VFORK waits for), touching one byte.
+        // ends, which CLONE_VFORK waits for): it resets its own signal
+        // actions and core limit, reads one byte and exits (glibc's clone
+        // ends it with a bare exit: no atexit handler, no stdio flush).
         let pid = unsafe { libc::clone(probe, top, flags, addr as *mut libc::c_void) };
         if pid < 0 {
             return Err(io::Error::last_os_error());
