@@ -217,31 +217,16 @@ fn memlock_unlimited() -> bool {
     cap || (r == 0 && lim.rlim_cur == libc::RLIM_INFINITY)
 }
 
-/// `RLIMIT_MEMLOCK` in bytes, as the header gives it (`memlock.bytes`):
-/// the soft limit, or `unlimited`.
-fn memlock_bytes() -> String {
+/// A soft resource limit in bytes, as the header gives it
+/// (`memlock.bytes` for `RLIMIT_MEMLOCK`, `stack.bytes` for
+/// `RLIMIT_STACK`), or `unlimited`.
+fn limit_bytes(resource: libc::__rlimit_resource_t) -> String {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes the limit into `lim`, which it may.
-    let r = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
-    match (r, lim.rlim_cur) {
-        (0, libc::RLIM_INFINITY) => "unlimited".into(),
-        (0, bytes) => bytes.to_string(),
-        _ => "?".into(),
-    }
-}
-
-/// `RLIMIT_STACK` in bytes, as the header gives it (`stack.bytes`): the
-/// soft limit, or `unlimited`.
-fn stack_bytes() -> String {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the limit into `lim`, which it may.
-    let r = unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut lim) };
+    let r = unsafe { libc::getrlimit(resource, &mut lim) };
     match (r, lim.rlim_cur) {
         (0, libc::RLIM_INFINITY) => "unlimited".into(),
         (0, bytes) => bytes.to_string(),
@@ -355,8 +340,11 @@ impl Engine {
                     "memlock.unlimited".to_string(),
                     if memlock_unlimited() { "1" } else { "0" }.to_string(),
                 ),
-                ("memlock.bytes".to_string(), memlock_bytes()),
-                ("stack.bytes".to_string(), stack_bytes()),
+                (
+                    "memlock.bytes".to_string(),
+                    limit_bytes(libc::RLIMIT_MEMLOCK),
+                ),
+                ("stack.bytes".to_string(), limit_bytes(libc::RLIMIT_STACK)),
                 (
                     "madv.guard".to_string(),
                     if guards_supported() { "1" } else { "0" }.to_string(),
