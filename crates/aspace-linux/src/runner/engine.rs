@@ -376,9 +376,10 @@ impl Engine {
     /// with `EINVAL` before touching anything, and that answer is wanted.
     fn in_window(&self, addr: u64, len: u64) -> bool {
         let (lo, hi) = self.header.window;
-        if addr % PAGE_SIZE != 0 {
-            return true;
-        }
+        // An unaligned address counts from its page, as `mlock` takes it
+        // (the calls that refuse one refuse it on both sides anyway).
+        let offset = addr % PAGE_SIZE;
+        let (addr, len) = (addr - offset, len.saturating_add(offset));
         match round_up(len).and_then(|l| addr.checked_add(l)) {
             Some(end) => addr >= lo && end <= hi,
             None => false,
