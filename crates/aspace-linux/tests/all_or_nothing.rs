@@ -580,6 +580,30 @@ fn stack_growth() {
         0,
         "a stack grows without asking the heap"
     );
+    // With a guard page at its bottom: the new pages are a core area of
+    // their own (the heap asked for it).
+    let guarded = || {
+        let mut w = make();
+        let guard = Advice(MADV_GUARD_INSTALL);
+        w.cpu
+            .run(|| w.mm.madvise(FREE + p(300), p(1), guard))
+            .unwrap();
+        w
+    };
+    inject_in("expand_stack below a guard page", Whole, guarded, grow);
+}
+
+#[test]
+fn mseal() {
+    use Kind::*;
+    // Cut at both ends (A's middle), and across A, B and the hole between.
+    inject("mseal A's middle", Whole, |mm| {
+        mm.mseal(A + p(2), p(3), 0).map(|()| 0)
+    });
+    inject("mseal over a hole", Whole, |mm| {
+        mm.mseal(A + p(6), p(12), 0).map(|()| 0)
+    });
+    inject("mseal B", Whole, |mm| mm.mseal(B, p(4), 0).map(|()| 0));
 }
 
 #[test]

@@ -1624,13 +1624,7 @@ impl<M: Machine> LinuxMm<M> {
         let mut addr = addr;
         if grows != 0 {
             // The first mapping meeting the range (Linux's vma_find).
-            let first = self
-                .vmas
-                .at_or_below(addr)
-                .filter(|v| v.end > addr)
-                .or_else(|| self.vmas.from(addr))
-                .filter(|v| v.start < end);
-            let Some(v) = first else {
+            let Some(v) = self.next_rec(addr, end) else {
                 return Err(Errno::ENOMEM);
             };
             if grows == PROT_GROWSUP {
@@ -1734,21 +1728,19 @@ impl<M: Machine> LinuxMm<M> {
         if !self.any_sealed {
             return None;
         }
-        self.vmas
-            .values()
-            .skip_while(|r| r.end <= old)
-            .take_while(|r| r.start < old_end)
-            .find_map(|r| {
-                let (lo, hi) = (r.start.max(old), r.end.min(old_end));
-                let at = target + (lo - old);
-                if r.flags.contains(VmFlags::SEALED) {
-                    Some((lo, None))
-                } else if self.sealed_in(at, at + (hi - lo)) {
-                    Some((lo, Some(at)))
-                } else {
-                    None
-                }
-            })
+        let mut from = old;
+        while let Some(r) = self.next_rec(from, old_end) {
+            let (lo, hi) = (r.start.max(old), r.end.min(old_end));
+            let at = target + (lo - old);
+            if r.flags.contains(VmFlags::SEALED) {
+                return Some((lo, None));
+            }
+            if self.sealed_in(at, at + (hi - lo)) {
+                return Some((lo, Some(at)));
+            }
+            from = hi;
+        }
+        None
     }
 
     /// A move of several mappings stopped by [`seal_stop`](Self::seal_stop)
