@@ -27,6 +27,7 @@ pub mod cpu;
 pub mod frames;
 pub mod hardware;
 pub mod heap;
+mod host_memory;
 pub mod memory;
 pub mod mmu;
 pub mod pager;

@@ -7,6 +7,8 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use aspace::memory::WORDS_PER_FRAME;
 use aspace::{Frame, PhysAddr, PhysMemory, PAGE_SIZE};
 
+use crate::host_memory::Words;
+
 /// Physical memory of a fixed size.
 ///
 /// It also models the hazard of split instruction and data caches: a frame
@@ -18,7 +20,7 @@ use aspace::{Frame, PhysAddr, PhysMemory, PAGE_SIZE};
 /// through its own mappings ([`write_user`](Self::write_user)) do not
 /// mark it: making those visible is the task's job, as on those machines.
 pub struct PhysMem {
-    words: Box<[AtomicU64]>,
+    words: Words,
     /// One bit per frame: written by the kernel since its last sync.
     unsynced: Box<[AtomicU64]>,
     /// Syncs that found a frame to sync (see [`sync_rounds`](Self::sync_rounds)).
@@ -31,7 +33,7 @@ impl PhysMem {
         let frames = bytes.div_ceil(PAGE_SIZE);
         let words = (frames * PAGE_SIZE / 8) as usize;
         Self {
-            words: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            words: Words::zeroed(words),
             unsynced: (0..frames.div_ceil(64))
                 .map(|_| AtomicU64::new(0))
                 .collect(),
