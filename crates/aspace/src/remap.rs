@@ -617,8 +617,10 @@ impl<M: Machine> AddressSpace<M> {
                 .split_at(&mut tree, os, room_os)
                 .and_then(|()| self.split_at(&mut tree, oe, room_oe));
         }
-        for (c, room) in cuts {
-            split = split.and_then(|()| self.split_at(&mut tree, c, room));
+        if !cuts.is_empty() {
+            for (c, room) in cuts {
+                split = split.and_then(|()| self.split_at(&mut tree, c, room));
+            }
         }
         debug_assert!(split.is_ok(), "checked splittable");
         let mut batch = ShootdownBatch::new();
@@ -661,7 +663,7 @@ impl<M: Machine> AddressSpace<M> {
         self.move_state(&entry, os, first_top, moved, (used, cow), &mut batch);
         entry.lock().flags = moved_flags;
         let mut sets = sets.into_iter();
-        while let Some((start, _)) = Self::first_in(&tree, os, oe) {
+        while let Some((start, _)) = Self::first_in(&tree, os, oe).filter(|_| multi) {
             let (Some((end, e)), Some(set)) = (tree.remove(start), sets.next()) else {
                 debug_assert!(false, "one set per area");
                 break;
@@ -685,10 +687,12 @@ impl<M: Machine> AddressSpace<M> {
             .is_ok();
         debug_assert!(inserted, "the new range was checked free");
         let mut last_new = ns;
-        for (s, e, moved) in entries {
-            let inserted = tree.insert_guarded(s, e, 0, moved).is_ok();
-            debug_assert!(inserted, "the new range was checked free");
-            last_new = s;
+        if multi {
+            for (s, e, moved) in entries {
+                let inserted = tree.insert_guarded(s, e, 0, moved).is_ok();
+                debug_assert!(inserted, "the new range was checked free");
+                last_new = s;
+            }
         }
         if let Some((area, _)) = grown {
             // Above the moved range, in the part checked free (or cleared).

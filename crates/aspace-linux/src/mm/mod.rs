@@ -479,6 +479,9 @@ pub struct LinuxMm<M: Machine> {
     /// Whether a mapping was ever sealed (the calls look for sealed
     /// mappings only then).
     any_sealed: bool,
+    /// Whether a guard page was ever put in (`MADV_GUARD_INSTALL`: the
+    /// calls look at the core's areas for guard pages only then).
+    any_guarded: bool,
     /// The lock flags every new mapping gets (`mlockall(MCL_FUTURE)`:
     /// Linux's `mm->def_flags`).
     def_lock: VmFlags,
@@ -523,6 +526,7 @@ impl<M: Machine> LinuxMm<M> {
             any_growsdown: false,
             any_locked: false,
             any_sealed: false,
+            any_guarded: false,
             def_lock: VmFlags::NONE,
             memlock: None,
             stack_limit: Some(DEFAULT_STACK_LIMIT),
@@ -790,6 +794,7 @@ impl<M: Machine> LinuxMm<M> {
             any_growsdown: self.any_growsdown,
             any_locked: false,
             any_sealed: self.any_sealed,
+            any_guarded: self.any_guarded,
             def_lock: VmFlags::NONE,
             memlock: self.memlock,
             stack_limit: self.stack_limit,
@@ -2941,6 +2946,9 @@ impl<M: Machine> LinuxMm<M> {
         if new.is_empty() {
             return Ok(());
         }
+        // Set before the step (a refused one leaves a flag that only
+        // costs the lookups it saves).
+        self.any_guarded |= install;
         self.space.area_replace_many(&new).map_err(errno_of)?;
         if install {
             for &(lo, _, start) in parts {
@@ -2962,9 +2970,11 @@ impl<M: Machine> LinuxMm<M> {
 
     /// Whether the page at `addr` is a guard page (`MADV_GUARD_INSTALL`).
     pub fn is_guard(&self, addr: u64) -> bool {
-        self.space
-            .area(VirtAddr::new(addr))
-            .is_some_and(|a| a.backend == GuardBackend::NAME)
+        self.any_guarded
+            && self
+                .space
+                .area(VirtAddr::new(addr))
+                .is_some_and(|a| a.backend == GuardBackend::NAME)
     }
 
     /// The first page of `[lo, hi)` (in mapping `v`) that no fault can
@@ -2985,6 +2995,9 @@ impl<M: Machine> LinuxMm<M> {
     /// The first guard page of `[lo, hi)`, by a walk over the core's areas
     /// there (holes skipped by the records).
     fn first_guard(&self, lo: u64, hi: u64) -> Option<u64> {
+        if !self.any_guarded {
+            return None;
+        }
         let mut at = lo;
         while at < hi {
             match self.space.area(VirtAddr::new(at)) {
