@@ -1275,10 +1275,9 @@ impl Engine {
             Op::Write(task, addr, data) => {
                 let cpu = self.access_cpu(task)?;
                 let bytes = data.bytes();
-                let mut r = self.cpus[cpu].write(VirtAddr::new(*addr), &bytes);
-                if matches!(&r, Err(f) if self.grew_stack(task, cpu, f)) {
-                    r = self.cpus[cpu].write(VirtAddr::new(*addr), &bytes);
-                }
+                let r = self.growing_stack(task, cpu, |e| {
+                    e.cpus[cpu].write(VirtAddr::new(*addr), &bytes)
+                });
                 match r {
                     Ok(()) => Got::Done(Some(format!(
                         "CPU {cpu} stored {}",
@@ -1297,10 +1296,9 @@ impl Engine {
                     ReadAs::Str(n) => *n,
                 };
                 let mut buf = vec![0u8; n];
-                let mut r = self.cpus[cpu].read(VirtAddr::new(*addr), &mut buf);
-                if matches!(&r, Err(f) if self.grew_stack(task, cpu, f)) {
-                    r = self.cpus[cpu].read(VirtAddr::new(*addr), &mut buf);
-                }
+                let r = self.growing_stack(task, cpu, |e| {
+                    e.cpus[cpu].read(VirtAddr::new(*addr), &mut buf)
+                });
                 match r {
                     Ok(()) => match what {
                         ReadAs::Int(_) => {
@@ -1324,10 +1322,7 @@ impl Engine {
                 let cpu = self.access_cpu(task)?;
                 let a = VirtAddr::new(*addr);
                 let space = self.space(task)?;
-                let mut r = self.access(cpu, &space, a, *kind);
-                if matches!(&r, Err(f) if self.grew_stack(task, cpu, f)) {
-                    r = self.access(cpu, &space, a, *kind);
-                }
+                let r = self.growing_stack(task, cpu, |e| e.access(cpu, &space, a, *kind));
                 match r {
                     Ok(()) => Got::Done(Some(format!("CPU {cpu}: {} at {a} allowed", kind.name()))),
                     Err(f) => Got::Fault(f, None),
@@ -1388,6 +1383,20 @@ impl Engine {
         }
     }
 
+    /// `access` on `cpu` for `task`, tried once more if its fault grew a
+    /// Linux process's stack ([`grew_stack`](Self::grew_stack)).
+    fn growing_stack<T>(
+        &mut self,
+        task: &str,
+        cpu: usize,
+        mut access: impl FnMut(&mut Self) -> Result<T, AccessFault>,
+    ) -> Result<T, AccessFault> {
+        match access(self) {
+            Err(f) if self.grew_stack(task, cpu, &f) => access(self),
+            r => r,
+        }
+    }
+
     /// What a kernel does with a fault no area holds in a Linux process
     /// (`task` made a Linux call): asks its map to grow the stack above
     /// the address (`LinuxMm::expand_stack`); whether it grew, so that
@@ -1427,10 +1436,7 @@ impl Engine {
             // The first byte of the range in the first page, the page start
             // elsewhere.
             let a = VirtAddr::new(page.saturating_mul(PAGE_SIZE).max(addr));
-            let mut r = self.access(cpu, &space, a, kind);
-            if matches!(&r, Err(f) if self.grew_stack(task, cpu, f)) {
-                r = self.access(cpu, &space, a, kind);
-            }
+            let r = self.growing_stack(task, cpu, |e| e.access(cpu, &space, a, kind));
             self.out.tick(1);
             if let Err(f) = r {
                 self.out.tick(count - i - 1);

@@ -379,6 +379,11 @@ fn resize_and_destroy() {
     });
     inject("destroy", populated, |w| w.s(0).area_destroy(va(A2)));
     inject("destroy shared", populated, |w| w.s(1).area_destroy(va(B)));
+    // A base moved down over free pages (a Linux stack grown by a fault).
+    inject("extend down", populated, |w| {
+        w.s(0)
+            .area_extend_down(va(A1 + PAGE_SIZE), va(A1 - pages(3)))
+    });
 }
 
 #[test]
