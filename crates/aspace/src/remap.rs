@@ -663,7 +663,8 @@ impl<M: Machine> AddressSpace<M> {
         self.move_state(&entry, os, first_top, moved, (used, cow), &mut batch);
         entry.lock().flags = moved_flags;
         let mut sets = sets.into_iter();
-        while let Some((start, _)) = Self::first_in(&tree, os, oe).filter(|_| multi) {
+        // (One area: nothing is left in the old range.)
+        while let Some((start, _)) = multi.then(|| Self::first_in(&tree, os, oe)).flatten() {
             let (Some((end, e)), Some(set)) = (tree.remove(start), sets.next()) else {
                 debug_assert!(false, "one set per area");
                 break;
