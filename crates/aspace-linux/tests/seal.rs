@@ -246,3 +246,54 @@ fn a_move_of_several_onto_a_sealed_mapping_cuts_the_target_first() {
         ]
     );
 }
+
+/// At `vm.max_map_count`, sealing a mapping's end part beside a sealed
+/// mapping merges it there (a boundary moved, no new mapping) and goes;
+/// a part that needs a cut is `ENOMEM`, nothing changed. Linux 6.18 here,
+/// with `vm.max_map_count` set to the process's map count: the merges
+/// went, a one-cut seal was `ENOMEM`. (A seal needing two cuts at one
+/// below the limit: Linux made the first cut and then failed; aspace
+/// refuses before either, all or nothing.)
+#[test]
+fn at_the_map_count_limit_a_seal_that_merges_goes() {
+    let (sim, mm, cpu) = setup();
+    let space = mm.space().clone();
+    drop(mm);
+    let mut layout = *common::setup().1.layout();
+    // Six pages, the first and the last sealed: three mappings.
+    layout.max_map_count = 3;
+    let mut mm = LinuxMm::new(sim.system().clone(), space, layout);
+    map(&mut mm, &cpu, T, 6, Prot::RW);
+    assert_eq!(mm.mseal(T, P, 0), Ok(()));
+    assert_eq!(mm.mseal(T + 5 * P, P, 0), Ok(()));
+    assert_eq!(mm.vmas().count(), 3);
+    let before = recs(&mm);
+    // A cut in the middle mapping: over the limit.
+    assert_eq!(mm.mseal(T + 2 * P, P, 0), Err(Errno::ENOMEM));
+    assert_eq!(mm.mseal(T + 2 * P, 2 * P, 0), Err(Errno::ENOMEM));
+    assert_eq!(recs(&mm), before);
+    // The middle mapping's first page joins the sealed one below, its
+    // last the sealed one above: still three mappings.
+    assert_eq!(mm.mseal(T + P, P, 0), Ok(()));
+    assert_eq!(mm.mseal(T + 4 * P, P, 0), Ok(()));
+    assert_eq!(
+        recs(&mm),
+        [
+            (0, 2 * P, Prot::RW, true),
+            (2 * P, 4 * P, Prot::RW, false),
+            (4 * P, 6 * P, Prot::RW, true)
+        ]
+    );
+    // Page by page from below: one sealed mapping.
+    assert_eq!(mm.mseal(T + 2 * P, P, 0), Ok(()));
+    assert_eq!(mm.mseal(T + 3 * P, P, 0), Ok(()));
+    assert_eq!(recs(&mm), [(0, 6 * P, Prot::RW, true)]);
+    // A sealed neighbour with other rights does not merge: the cut counts.
+    map(&mut mm, &cpu, T + 8 * P, 2, Prot::R);
+    map(&mut mm, &cpu, T + 10 * P, 2, Prot::RW);
+    assert_eq!(mm.mseal(T + 8 * P, 2 * P, 0), Ok(()));
+    assert_eq!(mm.vmas().count(), 3);
+    let before = recs(&mm);
+    assert_eq!(mm.mseal(T + 10 * P, P, 0), Err(Errno::ENOMEM));
+    assert_eq!(recs(&mm), before);
+}

@@ -1806,7 +1806,9 @@ impl<M: Machine> LinuxMm<M> {
     /// is private anonymous memory that may not be written. Refusals, each
     /// before any change: `flags` not 0, an unaligned address or a range
     /// that overflows `EINVAL`; a hole in the range `ENOMEM`; cuts past
-    /// `vm.max_map_count` `ENOMEM`. A length of 0 does nothing.
+    /// `vm.max_map_count` `ENOMEM` (a part that merges into a sealed
+    /// neighbour needs no cut; where Linux would make one cut of two and
+    /// then fail, nothing is cut). A length of 0 does nothing.
     pub fn mseal(&mut self, addr: u64, len: u64, flags: u64) -> Result<(), Errno> {
         if flags != 0 || !aligned(addr) {
             return Err(Errno::EINVAL);
@@ -1816,13 +1818,20 @@ impl<M: Machine> LinuxMm<M> {
         if end == addr {
             return Ok(());
         }
-        // Every page mapped, and the cuts counted.
+        // Every page mapped, and the cuts counted: a part at one end of its
+        // mapping that merges into the sealed one beside it there moves
+        // the boundary (Linux merges before it splits), no cut.
         let mut at = addr;
         let mut cuts = 0;
         while at < end {
             let v = self.vma_at(at).ok_or(Errno::ENOMEM)?;
             if !v.flags.contains(VmFlags::SEALED) {
-                cuts += usize::from(v.start < at) + usize::from(v.end > end);
+                let hi = v.end.min(end);
+                cuts += match (v.start < at, v.end > end) {
+                    (true, true) => 2,
+                    (false, false) => 0,
+                    _ => usize::from(!self.seal_merges(v, at, hi)),
+                };
             }
             at = v.end;
         }
@@ -1841,6 +1850,27 @@ impl<M: Machine> LinuxMm<M> {
             at = hi;
         }
         Ok(())
+    }
+
+    /// Whether sealing `[lo, hi)`, the lower or the upper part of `v`,
+    /// merges it into the sealed mapping beside it at that end (the one
+    /// ending at `lo`, or starting at `hi`).
+    fn seal_merges(&self, v: &Vma, lo: u64, hi: u64) -> bool {
+        let mut part = v.clone();
+        part.first = v.first + (lo - v.start) / PAGE_SIZE;
+        part.start = lo;
+        part.end = hi;
+        part.flags = part.flags | VmFlags::SEALED;
+        let sealed = |n: &Vma| n.flags.contains(VmFlags::SEALED);
+        if lo == v.start {
+            self.vmas
+                .below(lo)
+                .is_some_and(|p| sealed(p) && p.merges_with(&part))
+        } else {
+            self.vmas
+                .get(hi)
+                .is_some_and(|n| sealed(n) && part.merges_with(n))
+        }
     }
 
     /// Gives the part `[lo, hi)` of the record at `start` rights `prot`:
