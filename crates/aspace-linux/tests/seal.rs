@@ -297,3 +297,101 @@ fn at_the_map_count_limit_a_seal_that_merges_goes() {
     assert_eq!(mm.mseal(T + 10 * P, P, 0), Err(Errno::ENOMEM));
     assert_eq!(recs(&mm), before);
 }
+
+/// At `vm.max_map_count`, `mprotect`, `mlock` and `madvise` go where Linux
+/// merges instead of cutting, and are refused where it would cut: each
+/// case as Linux 6.18 answered here with `vm.max_map_count` set to the
+/// process's map count, on six read-write pages whose first and last were
+/// made read-only (three mappings).
+#[test]
+fn at_the_map_count_limit_changes_that_merge_go() {
+    use aspace_linux::flags::{Advice, LockFlags};
+    type Call = fn(&mut LinuxMm<SimMachine>) -> Result<(), Errno>;
+    type Maps = Vec<(u64, u64, Prot)>;
+    let cases: [(&str, Call, Result<(), Errno>, Maps); 7] = [
+        (
+            "the middle mapping's first page read-only",
+            |mm| mm.mprotect(T + P, P, Prot::R),
+            Ok(()),
+            vec![
+                (0, 2 * P, Prot::R),
+                (2 * P, 5 * P, Prot::RW),
+                (5 * P, 6 * P, Prot::R),
+            ],
+        ),
+        (
+            "its last page",
+            |mm| mm.mprotect(T + 4 * P, P, Prot::R),
+            Ok(()),
+            vec![
+                (0, P, Prot::R),
+                (P, 4 * P, Prot::RW),
+                (4 * P, 6 * P, Prot::R),
+            ],
+        ),
+        (
+            "a page in its middle",
+            |mm| mm.mprotect(T + 2 * P, P, Prot::R),
+            Err(Errno::ENOMEM),
+            vec![
+                (0, P, Prot::R),
+                (P, 5 * P, Prot::RW),
+                (5 * P, 6 * P, Prot::R),
+            ],
+        ),
+        (
+            "the first mapping (no change) and the middle one's first page",
+            |mm| mm.mprotect(T, 2 * P, Prot::R),
+            Ok(()),
+            vec![
+                (0, 2 * P, Prot::R),
+                (2 * P, 5 * P, Prot::RW),
+                (5 * P, 6 * P, Prot::R),
+            ],
+        ),
+        (
+            "all of the middle mapping: one mapping left",
+            |mm| mm.mprotect(T + P, 4 * P, Prot::R),
+            Ok(()),
+            vec![(0, 6 * P, Prot::R)],
+        ),
+        (
+            "mlock of the middle one's first page",
+            |mm| mm.mlock(T + P, P, LockFlags(0)),
+            Err(Errno::ENOMEM),
+            vec![
+                (0, P, Prot::R),
+                (P, 5 * P, Prot::RW),
+                (5 * P, 6 * P, Prot::R),
+            ],
+        ),
+        (
+            "MADV_DONTFORK of it",
+            |mm| mm.madvise(T + P, P, Advice(MADV_DONTFORK)),
+            Err(Errno::EAGAIN),
+            vec![
+                (0, P, Prot::R),
+                (P, 5 * P, Prot::RW),
+                (5 * P, 6 * P, Prot::R),
+            ],
+        ),
+    ];
+    for (what, call, answer, after) in cases {
+        let (sim, mm, cpu) = setup();
+        let space = mm.space().clone();
+        let mut layout = *mm.layout();
+        drop(mm);
+        layout.max_map_count = 3;
+        let mut mm = LinuxMm::new(sim.system().clone(), space, layout);
+        map(&mut mm, &cpu, T, 6, Prot::RW);
+        assert_eq!(mm.mprotect(T, P, Prot::R), Ok(()));
+        assert_eq!(mm.mprotect(T + 5 * P, P, Prot::R), Ok(()));
+        assert_eq!(mm.vmas().count(), 3);
+        assert_eq!(cpu.run(|| call(&mut mm)), answer, "{what}");
+        let got: Vec<_> = recs(&mm)
+            .into_iter()
+            .map(|(s, e, p, _)| (s, e, p))
+            .collect();
+        assert_eq!(got, after, "{what}");
+    }
+}

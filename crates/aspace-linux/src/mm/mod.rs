@@ -1681,7 +1681,18 @@ impl<M: Machine> LinuxMm<M> {
         let rights = Self::rights(prot)?;
         // Cutting a mapping past `vm.max_map_count` (Linux checks at each
         // cut and stops there; this refuses before any change).
-        if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
+        if cuts > 0
+            && self.vmas.len() + cuts > self.layout.max_map_count
+            && !self.map_count_fits(addr, covered, |v| {
+                let account = Self::account_after(v, prot);
+                (v.prot != prot || account != v.account).then(|| {
+                    let mut c = v.clone();
+                    c.prot = prot;
+                    c.account = account;
+                    c
+                })
+            })
+        {
             return Err(Errno::ENOMEM);
         }
         self.room(cuts)?;
@@ -1818,24 +1829,26 @@ impl<M: Machine> LinuxMm<M> {
         if end == addr {
             return Ok(());
         }
-        // Every page mapped, and the cuts counted: a part at one end of its
-        // mapping that merges into the sealed one beside it there moves
-        // the boundary (Linux merges before it splits), no cut.
+        // Every page mapped, and the cuts counted.
         let mut at = addr;
         let mut cuts = 0;
         while at < end {
             let v = self.vma_at(at).ok_or(Errno::ENOMEM)?;
             if !v.flags.contains(VmFlags::SEALED) {
-                let hi = v.end.min(end);
-                cuts += match (v.start < at, v.end > end) {
-                    (true, true) => 2,
-                    (false, false) => 0,
-                    _ => usize::from(!self.seal_merges(v, at, hi)),
-                };
+                cuts += usize::from(v.start < at) + usize::from(v.end > end);
             }
             at = v.end;
         }
-        if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
+        if cuts > 0
+            && self.vmas.len() + cuts > self.layout.max_map_count
+            && !self.map_count_fits(addr, end, |v| {
+                (!v.flags.contains(VmFlags::SEALED)).then(|| {
+                    let mut c = v.clone();
+                    c.flags = c.flags | VmFlags::SEALED;
+                    c
+                })
+            })
+        {
             return Err(Errno::ENOMEM);
         }
         self.room(cuts)?;
@@ -1852,25 +1865,54 @@ impl<M: Machine> LinuxMm<M> {
         Ok(())
     }
 
-    /// Whether sealing `[lo, hi)`, the lower or the upper part of `v`,
-    /// merges it into the sealed mapping beside it at that end (the one
-    /// ending at `lo`, or starting at `hi`).
-    fn seal_merges(&self, v: &Vma, lo: u64, hi: u64) -> bool {
-        let mut part = v.clone();
-        part.first = v.first + (lo - v.start) / PAGE_SIZE;
-        part.start = lo;
-        part.end = hi;
-        part.flags = part.flags | VmFlags::SEALED;
-        let sealed = |n: &Vma| n.flags.contains(VmFlags::SEALED);
-        if lo == v.start {
-            self.vmas
-                .below(lo)
-                .is_some_and(|p| sealed(p) && p.merges_with(&part))
-        } else {
-            self.vmas
-                .get(hi)
-                .is_some_and(|n| sealed(n) && part.merges_with(n))
+    /// Whether changing every mapping's part in `[lo, hi)` as `change`
+    /// says (the whole mapping as the change would leave it, `None` where
+    /// nothing changes) stays within `vm.max_map_count`, counted as Linux's
+    /// `vma_modify` goes, mapping by mapping: a part at one end of its
+    /// mapping that merges into the mapping beside it there (the one below
+    /// as already changed) moves a boundary instead of cutting, a whole
+    /// mapping merged away lowers the count, and each cut needs the count
+    /// below the limit. Asked only when counting every cut passes the
+    /// limit; where Linux would stop after some cuts, nothing is changed.
+    fn map_count_fits(&self, lo: u64, hi: u64, change: impl Fn(&Vma) -> Option<Vma>) -> bool {
+        let max = self.layout.max_map_count;
+        let mut count = self.vmas.len();
+        let mut below: Option<Vma> = self.vmas.below(lo).filter(|p| p.end == lo).cloned();
+        let mut at = lo;
+        while let Some(v) = self.next_rec(at, hi) {
+            let (a, b) = (v.start.max(lo), v.end.min(hi));
+            let Some(mut part) = change(v) else {
+                below = Some(v.clone());
+                at = v.end;
+                continue;
+            };
+            part.first = v.first + (a - v.start) / PAGE_SIZE;
+            part.start = a;
+            part.end = b;
+            let left = a == v.start
+                && below
+                    .as_ref()
+                    .is_some_and(|p| p.end == a && p.merges_with(&part));
+            let right = b == v.end && self.vmas.get(b).is_some_and(|n| part.merges_with(n));
+            let cut = match (a > v.start, b < v.end) {
+                (false, false) => {
+                    count -= usize::from(left) + usize::from(right);
+                    0
+                }
+                (false, true) => usize::from(!left),
+                (true, false) => usize::from(!right),
+                (true, true) => 2,
+            };
+            for _ in 0..cut {
+                if count >= max {
+                    return false;
+                }
+                count += 1;
+            }
+            below = Some(part);
+            at = v.end;
         }
+        true
     }
 
     /// Gives the part `[lo, hi)` of the record at `start` rights `prot`:
@@ -2812,7 +2854,20 @@ impl<M: Machine> LinuxMm<M> {
         }
         // A split past `vm.max_map_count`: Linux's madvise reports it as
         // `EAGAIN` (after the splits before it; this refuses before any).
-        if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
+        if cuts > 0
+            && self.vmas.len() + cuts > self.layout.max_map_count
+            && !self.map_count_fits(addr, refused.map_or(end, |(at, _)| at), |v| {
+                let anonymous = matches!(v.kind, Kind::Anon | Kind::Heap);
+                match vm_flags::after(advice, v.flags, anonymous, !v.kind.private()) {
+                    Some(Ok(h)) if h != v.flags => {
+                        let mut c = v.clone();
+                        c.flags = h;
+                        Some(c)
+                    }
+                    _ => None,
+                }
+            })
+        {
             return Err(Errno::EAGAIN);
         }
         let stop = refused.map_or(end, |(at, _)| at);
@@ -3369,7 +3424,17 @@ impl<M: Machine> LinuxMm<M> {
             }
             at = v.end;
         }
-        if cuts > 0 && self.vmas.len() + cuts > self.layout.max_map_count {
+        if cuts > 0
+            && self.vmas.len() + cuts > self.layout.max_map_count
+            && !self.map_count_fits(start, end, |v| {
+                let flags = (v.flags - VmFlags::LOCK_MASK) | lock;
+                (flags != v.flags).then(|| {
+                    let mut c = v.clone();
+                    c.flags = flags;
+                    c
+                })
+            })
+        {
             return Err(Errno::ENOMEM);
         }
         self.room(cuts)?;
