@@ -277,8 +277,11 @@ fn mincore(proc: &Process, addr: u64, len: u64, vec: u64) -> Result<u64, Errno> 
         })?;
         if got > 0 {
             let to = VirtAddr::new(vec + done);
-            crate::sched::parkable(|| proc.space.copy_to_user(to, &answers[..got as usize]))
-                .map_err(|_| Errno::EFAULT)?;
+            let answers = &answers[..got as usize];
+            copy_growing_stack(proc, to.as_u64(), got, || {
+                crate::sched::parkable(|| proc.space.copy_to_user(to, answers))
+            })
+            .map_err(|_| Errno::EFAULT)?;
         }
         walked?;
         done += n;
@@ -310,6 +313,42 @@ pub fn expand_stack(proc: &Process, addr: u64) -> bool {
     match proc.linux.lock().as_mut() {
         Some(mm) => mm.expand_stack(addr).is_ok() && mm.vma_at(addr).is_some(),
         None => false,
+    }
+}
+
+/// `copy`, a system call's copy to or from `len` bytes of `proc`'s user
+/// memory at `addr`, tried again after each growth of a Linux stack down
+/// over the lowest page of the range that no area holds, as Linux's fault
+/// handler grows a stack under a system call's user copy too (a `mincore`
+/// vector or a `read` buffer below the stack). Each growth covers one more
+/// hole of the range, so the tries end; a copy refused with every page in
+/// an area (no rights), or a hole no stack grows over, is the copy's
+/// error. Called without the process's Linux map locked.
+pub fn copy_growing_stack(
+    proc: &Process,
+    addr: u64,
+    len: u64,
+    mut copy: impl FnMut() -> aspace::Result<()>,
+) -> aspace::Result<()> {
+    loop {
+        let err = match copy() {
+            Err(e @ aspace::Error::BadMemory) => e,
+            r => return r,
+        };
+        let end = addr.saturating_add(len);
+        let mut at = addr & !(aspace::PAGE_SIZE - 1);
+        let hole = loop {
+            if at >= end {
+                break None;
+            }
+            match proc.space.area(VirtAddr::new(at)) {
+                Some(a) => at = a.end().as_u64(),
+                None => break Some(at),
+            }
+        };
+        if !hole.is_some_and(|h| expand_stack(proc, h)) {
+            return Err(err);
+        }
     }
 }
 

@@ -155,10 +155,11 @@ fn result(r: Result<(), Error>) -> u64 {
 fn print(proc: &Process, ptr: u64, len: u64) -> u64 {
     let len = len.min(4096) as usize;
     let mut buf = [0u8; 4096];
-    if let Err(e) = proc
-        .space
-        .copy_from_user(VirtAddr::new(ptr), &mut buf[..len])
-    {
+    let copied = crate::linux::copy_growing_stack(proc, ptr, len as u64, || {
+        proc.space
+            .copy_from_user(VirtAddr::new(ptr), &mut buf[..len])
+    });
+    if let Err(e) = copied {
         return errno(e);
     }
     let text = core::str::from_utf8(&buf[..len]).unwrap_or("<not utf-8>");
@@ -292,7 +293,9 @@ fn pager_receive(frame: &mut TrapFrame, dest: u64, flags: u64) {
     for (i, w) in words.iter().enumerate() {
         record[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
     }
-    let copied = sched::parkable(|| proc.space.copy_to_user(VirtAddr::new(dest), &record));
+    let copied = crate::linux::copy_growing_stack(&proc, dest, record.len() as u64, || {
+        sched::parkable(|| proc.space.copy_to_user(VirtAddr::new(dest), &record))
+    });
     let res = match copied {
         Ok(()) => 0,
         Err(e) => {
