@@ -84,7 +84,7 @@ impl MachineSpec {
         }
         if self.memory < (1 << 20) || self.memory > (4 << 30) {
             return Err(format!(
-                "--memory {}: use 1M to 4G (the simulator allocates all of it up front)",
+                "--memory {}: use 1M to 4G (the simulator maps all of it in the host)",
                 human_bytes(self.memory)
             ));
         }

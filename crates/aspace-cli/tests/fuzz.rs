@@ -623,7 +623,7 @@ fn mutated_elf(rng: &mut Rng) -> Vec<u8> {
     b
 }
 
-/// Small machines: the simulator allocates all its memory up front.
+/// Small machines: the simulator maps all its memory at once.
 fn opts_for(rng: &mut Rng, dir: &Path, i: u64) -> Opts {
     Opts {
         quiet: true,

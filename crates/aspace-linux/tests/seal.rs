@@ -395,3 +395,76 @@ fn at_the_map_count_limit_changes_that_merge_go() {
         assert_eq!(got, after, "{what}");
     }
 }
+
+/// A process map on a fresh machine whose `vm.max_map_count` is `max`.
+fn limited(max: usize) -> (aspace_sim::Sim, LinuxMm<SimMachine>, Cpu) {
+    let (sim, mm, cpu) = setup();
+    let space = mm.space().clone();
+    let mut layout = *mm.layout();
+    drop(mm);
+    layout.max_map_count = max;
+    let mm = LinuxMm::new(sim.system().clone(), space, layout);
+    (sim, mm, cpu)
+}
+
+/// The limit's count follows the `anon_vma` a merge hands on: a part that
+/// joined the mapping above it gives that mapping its `anon_vma`, so the
+/// next part (with another one) no longer merges there and needs a cut
+/// (found by a review: the count had said it merged, and the call left
+/// four mappings under a limit of three).
+#[test]
+fn at_the_map_count_limit_merges_hand_on_their_anon_vma() {
+    use aspace_linux::flags::Advice;
+    for seal in [false, true] {
+        let (_sim, mut mm, cpu) = limited(3);
+        map(&mut mm, &cpu, T, 5, Prot::RW);
+        let hint = |mm: &mut LinuxMm<SimMachine>, at: u64, len: u64| {
+            if seal {
+                mm.mseal(at, len, 0)
+            } else {
+                mm.madvise(at, len, Advice(MADV_RANDOM))
+            }
+        };
+        assert_eq!(hint(&mut mm, T + 2 * P, P), Ok(()));
+        // Written: the outer two get anon_vmas of their own.
+        for (at, len) in [(T, 2 * P), (T + 3 * P, 2 * P)] {
+            let populate = Advice(MADV_POPULATE_WRITE);
+            assert_eq!(cpu.run(|| mm.madvise(at, len, populate)), Ok(()));
+        }
+        assert_eq!(mm.vmas().count(), 3);
+        let before = recs(&mm);
+        let refused = if seal { Errno::ENOMEM } else { Errno::EAGAIN };
+        assert_eq!(
+            cpu.run(|| hint(&mut mm, T + P, 3 * P)),
+            Err(refused),
+            "seal {seal}"
+        );
+        assert_eq!(recs(&mm), before, "seal {seal}");
+        assert!(mm.vmas().count() <= 3);
+    }
+}
+
+/// `mlock` stops at a hole (Linux changes the parts before it, then says
+/// `ENOMEM`): the limit's count stops there too (found by a review: it
+/// had counted a cut past the hole and refused the part before it).
+#[test]
+fn at_the_map_count_limit_mlock_counts_up_to_a_hole() {
+    use aspace_linux::flags::LockFlags;
+    let (_sim, mut mm, cpu) = limited(3);
+    map(&mut mm, &cpu, T, 3, Prot::RW);
+    assert_eq!(cpu.run(|| mm.mlock(T + 2 * P, P, LockFlags(0))), Ok(()));
+    map(&mut mm, &cpu, T + 4 * P, 2, Prot::RW);
+    assert_eq!(mm.vmas().count(), 3);
+    assert_eq!(
+        cpu.run(|| mm.mlock(T + P, 4 * P, LockFlags(0))),
+        Err(Errno::ENOMEM)
+    );
+    let locked: Vec<_> = mm
+        .vmas()
+        .map(|v| (v.start - T, v.end - T, v.flags.contains(VmFlags::LOCKED)))
+        .collect();
+    assert_eq!(
+        locked,
+        [(0, P, false), (P, 3 * P, true), (4 * P, 6 * P, false)]
+    );
+}

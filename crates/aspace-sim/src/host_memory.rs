@@ -81,8 +81,16 @@ unsafe impl Sync for Mapping {}
 #[cfg(all(target_os = "linux", not(miri)))]
 impl Mapping {
     fn new(len: usize) -> Self {
-        let page = 4096;
-        let bytes = (len * 8).div_ceil(page) * page;
+        // SAFETY: sysconf only reads a system constant.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .ok()
+            .filter(|p| p.is_power_of_two())
+            .unwrap_or(4096);
+        let bytes = len
+            .checked_mul(8)
+            .and_then(|b| b.checked_next_multiple_of(page))
+            .filter(|b| b.checked_add(HUGE).is_some())
+            .unwrap_or_else(|| panic!("simulated memory of {len} words is too large for the host"));
         if bytes == 0 {
             return Self {
                 base: core::ptr::NonNull::dangling(),

@@ -1878,22 +1878,38 @@ impl<M: Machine> LinuxMm<M> {
         let max = self.layout.max_map_count;
         let mut count = self.vmas.len();
         let mut below: Option<Vma> = self.vmas.below(lo).filter(|p| p.end == lo).cloned();
+        // The `anon_vma` a mapping has once the part below it merged into
+        // it (its start and that `anon_vma`).
+        let mut carried: Option<(u64, Option<AnonVma>)> = None;
         let mut at = lo;
-        while let Some(v) = self.next_rec(at, hi) {
+        while let Some(rec) = self.next_rec(at, hi) {
+            let mut v = rec.clone();
+            if let Some((start, anon)) = carried.take() {
+                if start == v.start {
+                    v.anon = anon;
+                }
+            }
             let (a, b) = (v.start.max(lo), v.end.min(hi));
-            let Some(mut part) = change(v) else {
-                below = Some(v.clone());
-                at = v.end;
+            at = v.end;
+            let Some(mut part) = change(&v) else {
+                below = Some(v);
                 continue;
             };
             part.first = v.first + (a - v.start) / PAGE_SIZE;
             part.start = a;
             part.end = b;
-            let left = a == v.start
-                && below
-                    .as_ref()
-                    .is_some_and(|p| p.end == a && p.merges_with(&part));
-            let right = b == v.end && self.vmas.get(b).is_some_and(|n| part.merges_with(n));
+            let prev = below.as_ref().filter(|p| a == v.start && p.end == a);
+            let left = prev.is_some_and(|p| p.merges_with(&part));
+            if left {
+                // What merged keeps the `anon_vma` of the one below, or
+                // takes the part's (as the records do).
+                part.anon = prev.and_then(|p| p.anon).or(part.anon);
+            }
+            let next = self.vmas.get(b).filter(|_| b == v.end);
+            let right = next.is_some_and(|n| part.merges_with(n));
+            if let Some(n) = next.filter(|_| right) {
+                carried = Some((n.start, part.anon.or(n.anon)));
+            }
             let cut = match (a > v.start, b < v.end) {
                 (false, false) => {
                     count -= usize::from(left) + usize::from(right);
@@ -1910,7 +1926,6 @@ impl<M: Machine> LinuxMm<M> {
                 count += 1;
             }
             below = Some(part);
-            at = v.end;
         }
         true
     }
@@ -3424,9 +3439,10 @@ impl<M: Machine> LinuxMm<M> {
             }
             at = v.end;
         }
+        // (Up to a hole: what lies past it is not changed.)
         if cuts > 0
             && self.vmas.len() + cuts > self.layout.max_map_count
-            && !self.map_count_fits(start, end, |v| {
+            && !self.map_count_fits(start, at.min(end), |v| {
                 let flags = (v.flags - VmFlags::LOCK_MASK) | lock;
                 (flags != v.flags).then(|| {
                     let mut c = v.clone();
