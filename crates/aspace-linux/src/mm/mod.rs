@@ -562,6 +562,13 @@ impl<M: Machine> LinuxMm<M> {
         self.memlock = bytes;
     }
 
+    /// Sets `vm.max_map_count` (a sysctl on Linux, read at each call: a
+    /// process already past a lowered limit keeps its mappings, and only
+    /// calls that would add more are refused).
+    pub fn set_max_map_count(&mut self, max: usize) {
+        self.layout.max_map_count = max;
+    }
+
     /// `RLIMIT_MEMLOCK` in bytes (`None`: no limit).
     pub fn memlock_limit(&self) -> Option<u64> {
         self.memlock
