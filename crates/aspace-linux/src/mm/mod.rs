@@ -514,6 +514,12 @@ impl<M: Machine> LinuxMm<M> {
     /// range a call names, and `madvise` nothing but its own mappings'
     /// pages.
     pub fn new(system: Arc<System<M>>, space: SpaceRef<M>, layout: Layout) -> Self {
+        // Guard pages a space brings along (a map made again over a space
+        // that had one) are looked for as if put in here.
+        let any_guarded = space
+            .lookup()
+            .iter()
+            .any(|a| a.backend == GuardBackend::NAME);
         LinuxMm {
             system,
             space,
@@ -526,7 +532,7 @@ impl<M: Machine> LinuxMm<M> {
             any_growsdown: false,
             any_locked: false,
             any_sealed: false,
-            any_guarded: false,
+            any_guarded,
             def_lock: VmFlags::NONE,
             memlock: None,
             stack_limit: Some(DEFAULT_STACK_LIMIT),
