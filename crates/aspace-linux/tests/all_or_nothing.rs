@@ -64,6 +64,8 @@ struct World {
     sim: Sim,
     mm: LinuxMm<SimMachine>,
     cpu: Cpu,
+    /// Processes forked from `mm` (their spaces are compared too).
+    kids: Vec<LinuxMm<SimMachine>>,
 }
 
 /// What a refused call must leave as it was.
@@ -79,7 +81,11 @@ impl World {
         Everything {
             records: self.records(),
             brk: self.mm.brk_now(),
-            machine: state(&self.sim, &[self.mm.space()]),
+            machine: {
+                let mut spaces = vec![self.mm.space()];
+                spaces.extend(self.kids.iter().map(|k| k.space()));
+                state(&self.sim, &spaces)
+            },
         }
     }
 
@@ -144,7 +150,12 @@ fn name(n: &str) -> FileRef {
 
 fn world() -> World {
     let (sim, mm, cpu) = setup();
-    let mut w = World { sim, mm, cpu };
+    let mut w = World {
+        sim,
+        mm,
+        cpu,
+        kids: Vec::new(),
+    };
     let fixed = MAP_FIXED;
     w.cpu.run(|| {
         let mm = &mut w.mm;
@@ -326,7 +337,10 @@ fn frames_refusing_from<R>(sim: &Sim, n: u64, f: impl FnOnce() -> R) -> (R, (u64
 
 /// Drops the world and checks it gave back every frame and reservation.
 fn teardown(w: World, baseline: u64) {
-    let World { sim, mm, cpu } = w;
+    let World {
+        sim, mm, cpu, kids, ..
+    } = w;
+    drop(kids);
     drop(mm);
     drop(cpu);
     assert_eq!(sim.hardware().stats().stale_accesses, 0);
@@ -652,6 +666,26 @@ fn madvise() {
     // maps privately (its page 4 on, lent or copied), in one core step.
     inject("madvise remove S", Whole, advise(S, p(4), MADV_REMOVE));
     inject("madvise remove G", Whole, advise(G, p(2), MADV_REMOVE));
+    // The same with a forked child mapping both objects (its F page 0
+    // borrowed, page 1 copied): the hole reaches its mappings too.
+    let forked = || {
+        let mut w = world();
+        let child = w.cpu.run(|| w.mm.fork()).unwrap();
+        w.kids.push(child);
+        w
+    };
+    inject_in(
+        "madvise remove S with a child",
+        Whole,
+        forked,
+        advise(S, p(4), MADV_REMOVE),
+    );
+    inject_in(
+        "madvise remove G with a child",
+        Whole,
+        forked,
+        advise(G, p(2), MADV_REMOVE),
+    );
     // Guard pages over parts of two mappings and the hole between (one
     // core step for both parts), in private and shared file mappings, and
     // taken out again over a world that has some.
@@ -790,7 +824,12 @@ fn random_calls_are_all_or_nothing() {
     let mut gen = Generator::new(cfg, seed);
     let mut rng = Rng::new(seed ^ 0xa11);
     let (sim, mm, cpu) = setup();
-    let mut w = World { sim, mm, cpu };
+    let mut w = World {
+        sim,
+        mm,
+        cpu,
+        kids: Vec::new(),
+    };
     w.mm.set_hole_policy(HolePolicy::Refuse);
     let covered = |w: &World| {
         let recs: Vec<u64> =

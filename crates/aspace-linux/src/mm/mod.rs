@@ -65,12 +65,10 @@
 //! - **`MADV_REMOVE`** punches a hole in the object of a shared mapping:
 //!   every mapping of this process that shows one of those pages of the
 //!   object loses it (a private file mapping only where it still borrows
-//!   the file's page), the object gives its frames up. A `fork` child
-//!   mapping the object keeps the pages it maps, no longer shared with
-//!   this process, until it drops them (its own `MADV_REMOVE` does), and
-//!   a private mapping there keeps showing the old page until it copies
-//!   it (Linux unmaps them there too: this layer knows only its own
-//!   process).
+//!   the file's page), the object gives its frames up; so do the mappings
+//!   of the other processes of its `fork` family (`family`: the spaces
+//!   `fork` made from one another, held weakly), as Linux unmaps a hole's
+//!   pages from every mapping of the object.
 //! - **Guard pages** (`MADV_GUARD_INSTALL`): areas of the core's
 //!   [`GuardBackend`] under the unchanged records, or of its
 //!   [`ReservingGuardBackend`] in a mapping that reserves memory (which
@@ -98,6 +96,7 @@
 //!   several areas moves (what lies at the target under the old range's
 //!   holes stays, as on Linux).
 
+mod family;
 pub mod object;
 mod records;
 #[cfg(feature = "sim")]
@@ -119,6 +118,7 @@ use aspace::{
     Access, AddressSpace, AreaAttrs, AreaFlags, Error, FaultContext, FaultOutcome, ForkRange,
     Inherit, Machine, SpaceRef, System, TryArc, VirtAddr,
 };
+use family::Family;
 use object::{MemObject, ObjBackend};
 use records::Records;
 use vm_flags::VmFlags;
@@ -495,6 +495,10 @@ pub struct LinuxMm<M: Machine> {
     /// `MREMAP_DONTUNMAP` move of a locked range counts the new range and
     /// never takes the old one off (`move_leaving`).
     locked_leak: u64,
+    /// The spaces of the processes `fork` made from this one and from
+    /// which it was made (made at the first `fork`): a hole punched in a
+    /// shared object reaches their mappings of it too.
+    family: Option<TryArc<Family<M>>>,
     /// The backend of every anonymous area (stateless: one for all).
     anon: BackendRef<M::Memory, M::Frames>,
     /// The backend of the guard pages of mappings that reserve no memory
@@ -537,6 +541,7 @@ impl<M: Machine> LinuxMm<M> {
             memlock: None,
             stack_limit: Some(DEFAULT_STACK_LIMIT),
             locked_leak: 0,
+            family: None,
             anon: BackendRef::stateless(AnonBackend),
             guard: BackendRef::stateless(GuardBackend),
             reserving_guard: BackendRef::stateless(ReservingGuardBackend),
@@ -763,10 +768,20 @@ impl<M: Machine> LinuxMm<M> {
                 inherit,
             });
         }
+        // The family the child joins (room for it made now).
+        let family = match &self.family {
+            Some(f) => f.clone(),
+            None => Family::of(&self.space).ok_or(Errno::ENOMEM)?,
+        };
+        if !family.make_room() {
+            return Err(Errno::ENOMEM);
+        }
         let space = self
             .system
             .fork_replacing(&self.space, &ranges, &fresh)
             .map_err(errno_of)?;
+        family.join(&space);
+        self.family = Some(family.clone());
         // The records follow (nothing below fails): the ranges the child
         // does not have go, those it has empty lose their anon_vma, its
         // mappings are not locked (Linux's dup_mmap), and each private one
@@ -812,6 +827,7 @@ impl<M: Machine> LinuxMm<M> {
             memlock: self.memlock,
             stack_limit: self.stack_limit,
             locked_leak: 0,
+            family: Some(family),
             anon: self.anon.clone(),
             guard: self.guard.clone(),
             reserving_guard: self.reserving_guard.clone(),
@@ -2933,9 +2949,9 @@ impl<M: Machine> LinuxMm<M> {
     /// it copies the page), a private mapping's own copies stay, and the
     /// object gives the frames up, so the next access finds a page of
     /// zeros (Linux's hole punch in shmem and its `unmap_mapping_range`).
-    /// Other processes mapping the object (after a `fork`) keep the pages
-    /// they map, no longer shared with this one, until they drop them: the
-    /// layer knows only its own mappings.
+    /// The other processes of its `fork` family lose the pages of those
+    /// objects' frames too, in each mapping that shows one (a private file
+    /// mapping's copies stay; best effort: see `Family::drop_frames`).
     fn punch(&self, holes: &[(TryArc<MemObject>, u64, u64)]) -> Result<(), Errno> {
         // Every mapping's part that shows a punched page: its range, the
         // object's page at its start, its hole and whether it is private.
@@ -2982,14 +2998,39 @@ impl<M: Machine> LinuxMm<M> {
                     },
                 )
             };
+        // With other processes of a fork family: room for the frames the
+        // holes take out (collected under the step's lock, so that no page
+        // faulted in meanwhile is missed), and the objects' ids.
+        let mut punched: Vec<aspace::Frame> = Vec::new();
+        let mut objects: Vec<usize> = Vec::new();
+        if self.family.is_some() {
+            let pages: u64 = holes.iter().map(|(_, lo, hi)| hi - lo).sum();
+            let room = usize::try_from(pages).map_err(|_| Errno::ENOMEM)?;
+            punched.try_reserve_exact(room).map_err(|_| Errno::ENOMEM)?;
+            objects
+                .try_reserve_exact(holes.len())
+                .map_err(|_| Errno::ENOMEM)?;
+            objects.extend(holes.iter().map(|(o, ..)| TryArc::as_ptr(o) as usize));
+        }
         let frames = self.system.machine().frames();
+        let collect = self.family.is_some();
         self.space
             .discard_ranges_where(&ranges, chosen, || {
                 for (object, lo, hi) in holes {
+                    if collect {
+                        let all = object.frames_in(*lo, *hi, &mut punched);
+                        debug_assert!(all, "room for every page of the holes");
+                    }
                     object.punch(*lo, *hi, frames);
                 }
             })
-            .map_err(errno_of)
+            .map_err(errno_of)?;
+        // The other processes' mappings of those objects lose them too.
+        if let Some(family) = &self.family {
+            punched.sort_unstable();
+            family.drop_frames(&self.space, &objects, &punched);
+        }
+        Ok(())
     }
 
     /// Sets the flags `advice` gives (none refuses it) on every mapping's

@@ -130,6 +130,21 @@ impl MemObject {
         self.frames.lock().indices_in(lo, hi).collect()
     }
 
+    /// Appends the frames of pages `lo..hi` that have one to `out`, as far
+    /// as its capacity goes (allocates nothing); whether all fitted.
+    pub fn frames_in(&self, lo: u64, hi: u64, out: &mut Vec<Frame>) -> bool {
+        let table = self.frames.lock();
+        for i in table.indices_in(lo, hi) {
+            if let Some(f) = table.get(i) {
+                if out.len() == out.capacity() {
+                    return false;
+                }
+                out.push(f);
+            }
+        }
+        true
+    }
+
     /// Gives back the frames of pages `lo..hi` (a hole punched: those pages
     /// read as zeros again; a mapping still using one keeps its own
     /// reference). Allocates nothing.

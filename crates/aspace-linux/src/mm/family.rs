@@ -1,0 +1,94 @@
+//! The address spaces of processes that `fork` made from one another. They
+//! share the objects behind their shared and file mappings, so a hole
+//! punched in an object through one of them (`MADV_REMOVE`) must take the
+//! object's frames out of the others' mappings too, as Linux's
+//! `unmap_mapping_range` does over every mapping of a file.
+
+use alloc::vec::Vec;
+use aspace::{AddressSpace, Frame, Machine, SpaceRef, TryArc, TryWeak, VirtAddr};
+use spin::Mutex;
+
+/// The members' spaces, held weakly: a process that ended is skipped, and
+/// its entry goes at the next `fork`.
+pub(crate) struct Family<M: Machine> {
+    spaces: Mutex<Vec<TryWeak<AddressSpace<M>>>>,
+}
+
+impl<M: Machine> Family<M> {
+    /// A family of `space` alone; `None` if the heap refuses.
+    pub(crate) fn of(space: &SpaceRef<M>) -> Option<TryArc<Self>> {
+        let mut spaces = Vec::new();
+        spaces.try_reserve_exact(2).ok()?;
+        spaces.push(TryArc::downgrade(space));
+        TryArc::try_new(Family {
+            spaces: Mutex::new(spaces),
+        })
+        .ok()
+    }
+
+    /// Room for one more member (the entries of ended processes dropped
+    /// first); `false` if the heap refuses it.
+    pub(crate) fn make_room(&self) -> bool {
+        let mut spaces = self.spaces.lock();
+        spaces.retain(|w| w.upgrade().is_some());
+        spaces.try_reserve(1).is_ok()
+    }
+
+    /// Adds `space` (room made before; if another `fork` took it meanwhile
+    /// and the heap refuses more, the member is left out: it then keeps
+    /// the pages of holes the others punch, as before it was told of them).
+    pub(crate) fn join(&self, space: &SpaceRef<M>) {
+        let mut spaces = self.spaces.lock();
+        if spaces.try_reserve(1).is_ok() {
+            spaces.push(TryArc::downgrade(space));
+        }
+    }
+
+    /// Takes the pages whose frame is one of `frames` (ascending) out of
+    /// every member's areas that show one of `objects` (their backends'
+    /// object ids), `own` excepted: the frames a hole took out of those
+    /// objects. Best effort: a member whose heap refuses room for the
+    /// ranges, or whose core refuses the step, keeps those pages (no longer
+    /// shared with the object). Runs with the family's lock held, which is
+    /// never taken with a space's lock held.
+    pub(crate) fn drop_frames(&self, own: &SpaceRef<M>, objects: &[usize], frames: &[Frame]) {
+        if frames.is_empty() {
+            return;
+        }
+        let spaces = self.spaces.lock();
+        for space in spaces.iter().filter_map(TryWeak::upgrade) {
+            if TryArc::ptr_eq(&space, own) {
+                continue;
+            }
+            let Some(ranges) = Self::showing(&space, objects) else {
+                continue;
+            };
+            if ranges.is_empty() {
+                continue;
+            }
+            let chosen = |_, frame: Frame| frames.binary_search(&frame).is_ok();
+            let _ = space.discard_ranges_where(&ranges, chosen, || {});
+        }
+    }
+
+    /// The ranges of `space`'s areas that show one of `objects`, adjacent
+    /// ones joined; `None` if the heap refuses room for them.
+    fn showing(space: &SpaceRef<M>, objects: &[usize]) -> Option<Vec<(VirtAddr, u64)>> {
+        let mut ranges: Vec<(VirtAddr, u64)> = Vec::new();
+        for a in space.lookup().iter() {
+            if !objects.contains(&a.object_id) {
+                continue;
+            }
+            match ranges.last_mut() {
+                Some((base, size)) if base.as_u64() + *size == a.base.as_u64() => {
+                    *size += a.size();
+                }
+                _ => {
+                    ranges.try_reserve(1).ok()?;
+                    ranges.push((a.base, a.size()));
+                }
+            }
+        }
+        Some(ranges)
+    }
+}
