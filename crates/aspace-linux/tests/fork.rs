@@ -139,13 +139,15 @@ fn fork_copies_private_mappings_on_write_and_shares_shared_ones() {
     store(&mut mm, &mut c0, private, 41);
     assert_eq!(c1.read_u64(va(private)).unwrap(), 40);
     assert_ne!(child.maps(), mm.maps());
-    // Everything back once both are gone and the file is dropped.
+    // Everything back once both are gone (the last gives the file's
+    // frames back, whoever holds a handle on it).
     let file = mm.file("F").unwrap();
     c1.idle();
     c0.idle();
     drop(child);
     drop(mm);
-    file.release(sim.hardware().frames());
+    assert_eq!(file.resident(), 0);
+    drop(file);
     assert_eq!(sim.frames_in_use(), baseline);
     assert_eq!(sim.system().reserve().committed(), 0);
     assert_eq!(sim.hardware().stats().stale_accesses, 0);
@@ -239,6 +241,84 @@ fn madvise_remove_after_fork_reaches_the_other_process() {
     store(&mut mm, &mut c0, shared, 9);
     assert_eq!(c1.read_u64(va(shared)).unwrap(), 9);
     finish(sim, [mm, child], [c0, c1], baseline);
+}
+
+/// A process that ends leaves the objects it shares with its `fork`
+/// family to the others: a shared anonymous page and a file page the child
+/// wrote (the parent never mapped them) are still there for the parent
+/// after the child is gone, and the other way round; the last process
+/// gives the frames back (every frame comes back).
+#[test]
+fn an_ended_process_leaves_shared_objects_to_the_others() {
+    for child_first in [true, false] {
+        let (sim, mut mm, mut c0, mut c1) = setup();
+        let baseline = sim.frames_in_use() - mm.space().page_table_frames();
+        let f = FileRef("F".into());
+        let (shared, file) = (BASE, BASE + 0x10_0000);
+        let fixed = |bits| MapFlags(bits | MAP_FIXED);
+        c0.run(|| {
+            mm.mmap(
+                shared,
+                2 * PAGE_SIZE,
+                Prot::RW,
+                fixed(MAP_SHARED | MAP_ANONYMOUS),
+                None,
+                0,
+            )
+        })
+        .unwrap();
+        c0.run(|| {
+            mm.mmap(
+                file,
+                2 * PAGE_SIZE,
+                Prot::RW,
+                fixed(MAP_SHARED),
+                Some(&f),
+                0,
+            )
+        })
+        .unwrap();
+        let mut child = c0.run(|| mm.fork()).unwrap();
+        c1.switch_to(child.space()).unwrap();
+        // Pages only one process ever mapped, in the object and the file.
+        store(&mut child, &mut c1, shared + PAGE_SIZE, 21);
+        store(&mut child, &mut c1, file + PAGE_SIZE, 22);
+        store(&mut mm, &mut c0, shared, 11);
+        store(&mut mm, &mut c0, file, 12);
+        let (mut stays, mut cpu, mut other_cpu) = if child_first {
+            c1.idle();
+            drop(child);
+            (mm, c0, c1)
+        } else {
+            c0.idle();
+            drop(mm);
+            (child, c1, c0)
+        };
+        for (at, v) in [
+            (shared, 11),
+            (shared + PAGE_SIZE, 21),
+            (file, 12),
+            (file + PAGE_SIZE, 22),
+        ] {
+            assert_eq!(
+                cpu.read_u64(va(at)).unwrap(),
+                v,
+                "at {at:#x}, child gone first: {child_first}"
+            );
+        }
+        // And it goes on using them.
+        store(&mut stays, &mut cpu, shared + PAGE_SIZE, 31);
+        cpu.run(|| stays.munmap(shared, 2 * PAGE_SIZE)).unwrap();
+        cpu.idle();
+        other_cpu.idle();
+        drop(stays);
+        assert_eq!(
+            sim.frames_in_use(),
+            baseline,
+            "child gone first: {child_first}"
+        );
+        assert_eq!(sim.system().reserve().committed(), 0);
+    }
 }
 
 /// A child that ended is no longer reached: the parent's `MADV_REMOVE`

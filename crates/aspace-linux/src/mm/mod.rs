@@ -768,6 +768,11 @@ impl<M: Machine> LinuxMm<M> {
                 inherit,
             });
         }
+        // The objects the child holds too (its mappings' and its file
+        // table's), counted once the fork is done.
+        let child_holds = self
+            .held_objects(|v| !v.flags.contains(VmFlags::DONTCOPY))
+            .ok_or(Errno::ENOMEM)?;
         // The family the child joins (room for it made now).
         let family = match &self.family {
             Some(f) => f.clone(),
@@ -782,6 +787,9 @@ impl<M: Machine> LinuxMm<M> {
             .map_err(errno_of)?;
         family.join(&space);
         self.family = Some(family.clone());
+        for o in &child_holds {
+            o.hold();
+        }
         // The records follow (nothing below fails): the ranges the child
         // does not have go, those it has empty lose their anon_vma, its
         // mappings are not locked (Linux's dup_mmap), and each private one
@@ -1117,7 +1125,9 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    /// Gives back a shared anonymous object's frames once no mapping maps it.
+    /// Lets a shared object go once no mapping of this process maps it and
+    /// it is not in its file table: the last process holding it gives its
+    /// frames back (a `fork` family shares it).
     fn drop_object_if_unused(&self, object: &TryArc<MemObject>) {
         let file = self.files.iter().any(|f| TryArc::ptr_eq(f, object));
         let mapped = self
@@ -1125,8 +1135,27 @@ impl<M: Machine> LinuxMm<M> {
             .values()
             .any(|v| v.object().is_some_and(|o| TryArc::ptr_eq(o, object)));
         if !file && !mapped {
-            object.release(self.system.machine().frames());
+            object.let_go(self.system.machine().frames());
         }
+    }
+
+    /// The distinct objects this process holds (those of its mappings
+    /// `keep` picks, and its file table's), each once; `None` if the heap
+    /// refuses room.
+    fn held_objects(&self, keep: impl Fn(&Vma) -> bool) -> Option<Vec<TryArc<MemObject>>> {
+        let mut held: Vec<TryArc<MemObject>> = Vec::new();
+        let objects = self
+            .vmas
+            .values()
+            .filter(|v| keep(v))
+            .filter_map(Vma::object);
+        for o in objects.chain(self.files.iter()) {
+            if !held.iter().any(|h| TryArc::ptr_eq(h, o)) {
+                held.try_reserve(1).ok()?;
+                held.push(o.clone());
+            }
+        }
+        Some(held)
     }
 
     // ---- the core side ----
@@ -3628,13 +3657,30 @@ impl<M: Machine> Drop for LinuxMm<M> {
                 .space
                 .unmap_range(VirtAddr::new(v.start), v.end - v.start);
         }
-        for v in core::mem::replace(&mut self.vmas, Records::new()).values() {
-            if let Some(o) = v.object() {
-                o.release(frames);
+        // Each object held once: let go (the last holder gives its frames
+        // back). Without room for the list, each one's first record (or
+        // file entry) is found by looking back.
+        match self.held_objects(|_| true) {
+            Some(held) => {
+                for o in held {
+                    o.let_go(frames);
+                }
+            }
+            None => {
+                let all = || {
+                    self.vmas
+                        .values()
+                        .filter_map(Vma::object)
+                        .chain(self.files.iter())
+                };
+                for (i, o) in all().enumerate() {
+                    if !all().take(i).any(|p| TryArc::ptr_eq(p, o)) {
+                        o.let_go(frames);
+                    }
+                }
             }
         }
-        for f in &self.files {
-            f.release(frames);
-        }
+        self.vmas = Records::new();
+        self.files.clear();
     }
 }

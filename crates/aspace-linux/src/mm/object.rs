@@ -21,6 +21,7 @@ use alloc::vec::Vec;
 use aspace::backend::{AreaInfo, Backend, BackendCaps};
 use aspace::TryArc;
 use aspace::{Access, Error, Frame, FrameAllocator, Page, PhysMemory};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// A memory object of a fixed number of pages (see the module docs).
@@ -33,6 +34,11 @@ pub struct MemObject {
     id: u64,
     /// The file's name, for an in-memory file.
     name: Option<String>,
+    /// The processes (Linux maps) holding it, each once whatever its
+    /// mappings of it (and its file table): `fork` adds the child, and the
+    /// last process to let it go gives its frames back. (Frames kept by a
+    /// mapping's own reference stay with it until it goes.)
+    holders: AtomicUsize,
 }
 
 impl core::fmt::Debug for MemObject {
@@ -56,6 +62,7 @@ impl MemObject {
             frames: Mutex::new(FrameTable::default()),
             id,
             name: None,
+            holders: AtomicUsize::new(1),
         }
     }
 
@@ -168,9 +175,27 @@ impl MemObject {
         table.len -= gone;
     }
 
+    /// One more process holds it (a child `fork` made).
+    pub fn hold(&self) {
+        self.holders.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A process lets it go (its last mapping of it gone and it is not in
+    /// its file table, or the process ended): the last one gives the
+    /// frames back; whether this was the last.
+    pub fn let_go<F: FrameAllocator>(&self, frames: &F) -> bool {
+        // AcqRel: the last one sees every other holder's use of the frames.
+        if self.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.release(frames);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Gives back every frame the object holds (a mapping still using one
     /// keeps its own reference).
-    pub fn release<F: FrameAllocator>(&self, frames: &F) {
+    fn release<F: FrameAllocator>(&self, frames: &F) {
         let table = core::mem::take(&mut *self.frames.lock());
         for f in table.frames() {
             frames.release(f);

@@ -512,6 +512,41 @@ fn remove() -> bool {
     ok
 }
 
+/// `MADV_REMOVE` across a `fork`: the parent punches a hole in a shared
+/// anonymous page the child maps too, and the child (waiting on a flag in
+/// the mapping's other page) reads zeros there, as on Linux.
+fn remove_forked() -> bool {
+    let s = mmap(0, 2 * P, RW, MAP_SHARED | MAP_ANONYMOUS, u64::MAX, 0);
+    if s < 0 {
+        println!("linux_alloc: mmap for MADV_REMOVE across fork = {s}: FAIL");
+        return false;
+    }
+    let s = s as u64;
+    let (data, flag) = (s as *mut u64, (s + P) as *mut u64);
+    write(data, 61);
+    write(flag, 0);
+    let pid = fork();
+    if pid == 0 {
+        // The child: waits for the parent's hole, then reads the page.
+        while read(flag as *const u64) == 0 {
+            core::hint::spin_loop();
+        }
+        exit(if read(data as *const u64) == 0 { 0 } else { 1 });
+    }
+    let r = madvise(s, P, MADV_REMOVE);
+    write(flag, 1);
+    let status = if pid > 0 { wait(pid as u64) } else { pid };
+    let parent = zeros(s, P);
+    let gone = munmap(s, 2 * P) == 0;
+    let ok = pid > 0 && r == 0 && status == 0 && parent && gone;
+    println!(
+        "linux_alloc: MADV_REMOVE = {r} in a shared page after fork = {}: the child read zeros (status {status}), the parent too {parent}: {}",
+        i64::from(pid > 0),
+        verdict(ok)
+    );
+    ok
+}
+
 /// A two-page `MAP_GROWSDOWN` mapping (a stack): a write three pages
 /// below it faults, the kernel grows the mapping down to that page
 /// (Linux's `expand_stack`) and the write is served; the grown mapping
@@ -1025,6 +1060,7 @@ fn main(arg: u64) -> i32 {
     ok &= brk_steps();
     ok &= dontneed();
     ok &= remove();
+    ok &= remove_forked();
     ok &= stack();
     ok &= seal();
     ok &= locked();
