@@ -26,31 +26,34 @@ impl<M: Machine> Family<M> {
         .ok()
     }
 
-    /// Room for one more member (the entries of ended processes dropped
-    /// first); `false` if the heap refuses it.
-    pub(crate) fn make_room(&self) -> bool {
+    /// Runs `fork`, which makes a child's space, with the family locked,
+    /// and adds the child: a hole another member punches meanwhile waits
+    /// for it, so it reaches the child too (the fork may copy a page the
+    /// hole takes out), or comes first, before the fork copies anything.
+    /// `None` if the heap refuses room for the child (nothing forked).
+    pub(crate) fn fork<E>(
+        &self,
+        fork: impl FnOnce() -> Result<SpaceRef<M>, E>,
+    ) -> Option<Result<SpaceRef<M>, E>> {
         let mut spaces = self.spaces.lock();
-        spaces.retain(|w| w.upgrade().is_some());
-        spaces.try_reserve(1).is_ok()
-    }
-
-    /// Adds `space` (room made before; if another `fork` took it meanwhile
-    /// and the heap refuses more, the member is left out: it then keeps
-    /// the pages of holes the others punch, as before it was told of them).
-    pub(crate) fn join(&self, space: &SpaceRef<M>) {
-        let mut spaces = self.spaces.lock();
-        if spaces.try_reserve(1).is_ok() {
+        spaces.retain(|w| w.strong_count() > 0);
+        spaces.try_reserve(1).ok()?;
+        let made = fork();
+        if let Ok(space) = &made {
             spaces.push(TryArc::downgrade(space));
         }
+        Some(made)
     }
 
     /// Takes the pages whose frame is one of `frames` (ascending) out of
     /// every member's areas that show one of `objects` (their backends'
     /// object ids), `own` excepted: the frames a hole took out of those
-    /// objects. Best effort: a member whose heap refuses room for the
-    /// ranges, or whose core refuses the step, keeps those pages (no longer
-    /// shared with the object). Runs with the family's lock held, which is
-    /// never taken with a space's lock held.
+    /// objects, which the caller keeps a reference on meanwhile (so none
+    /// is another page's by now). Best effort: a member whose heap refuses
+    /// room for the ranges, or whose areas changed between the look at
+    /// them and the step (a partial area: the core refuses it), keeps those
+    /// pages, no longer shared with the object. Runs with the family's lock
+    /// held, which is never taken with a space's lock held.
     pub(crate) fn drop_frames(&self, own: &SpaceRef<M>, objects: &[usize], frames: &[Frame]) {
         if frames.is_empty() {
             return;

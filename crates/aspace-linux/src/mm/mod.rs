@@ -773,19 +773,16 @@ impl<M: Machine> LinuxMm<M> {
         let child_holds = self
             .held_objects(|v| !v.flags.contains(VmFlags::DONTCOPY))
             .ok_or(Errno::ENOMEM)?;
-        // The family the child joins (room for it made now).
+        // The family the child joins, locked for the fork (see
+        // `Family::fork`).
         let family = match &self.family {
             Some(f) => f.clone(),
             None => Family::of(&self.space).ok_or(Errno::ENOMEM)?,
         };
-        if !family.make_room() {
-            return Err(Errno::ENOMEM);
-        }
-        let space = self
-            .system
-            .fork_replacing(&self.space, &ranges, &fresh)
+        let space = family
+            .fork(|| self.system.fork_replacing(&self.space, &ranges, &fresh))
+            .ok_or(Errno::ENOMEM)?
             .map_err(errno_of)?;
-        family.join(&space);
         self.family = Some(family.clone());
         for o in &child_holds {
             o.hold();
@@ -3047,8 +3044,14 @@ impl<M: Machine> LinuxMm<M> {
             .discard_ranges_where(&ranges, chosen, || {
                 for (object, lo, hi) in holes {
                     if collect {
+                        let from = punched.len();
                         let all = object.frames_in(*lo, *hi, &mut punched);
                         debug_assert!(all, "room for every page of the holes");
+                        // Kept until the other members lost them: no frame
+                        // is another page's by then.
+                        for &f in &punched[from..] {
+                            aspace::FrameAllocator::add_ref(frames, f);
+                        }
                     }
                     object.punch(*lo, *hi, frames);
                 }
@@ -3058,6 +3061,7 @@ impl<M: Machine> LinuxMm<M> {
         if let Some(family) = &self.family {
             punched.sort_unstable();
             family.drop_frames(&self.space, &objects, &punched);
+            aspace::FrameAllocator::release_many(frames, &punched);
         }
         Ok(())
     }
