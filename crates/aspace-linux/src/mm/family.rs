@@ -6,12 +6,13 @@
 
 use alloc::vec::Vec;
 use aspace::{AddressSpace, Frame, Machine, SpaceRef, TryArc, TryWeak, VirtAddr};
-use spin::Mutex;
 
 /// The members' spaces, held weakly: a process that ended is skipped, and
-/// its entry goes at the next `fork`.
+/// its entry goes at the next `fork`. Locked with the machine's own lock
+/// (held across other spaces' TLB shootdowns: a kernel's lock serves them
+/// while it waits, a plain spinning one would not).
 pub(crate) struct Family<M: Machine> {
-    spaces: Mutex<Vec<TryWeak<AddressSpace<M>>>>,
+    spaces: lock_api::Mutex<M::Lock, Vec<TryWeak<AddressSpace<M>>>>,
 }
 
 impl<M: Machine> Family<M> {
@@ -21,7 +22,7 @@ impl<M: Machine> Family<M> {
         spaces.try_reserve_exact(2).ok()?;
         spaces.push(TryArc::downgrade(space));
         TryArc::try_new(Family {
-            spaces: Mutex::new(spaces),
+            spaces: lock_api::Mutex::new(spaces),
         })
         .ok()
     }
