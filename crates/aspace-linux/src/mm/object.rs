@@ -2,8 +2,9 @@
 //! maps them.
 //!
 //! A [`MemObject`] is a fixed number of pages whose frames are made on first
-//! use and held by the object (one reference each) until
-//! [`MemObject::release`]: an in-memory file (`file F` in the call text) or
+//! use and held by the object (one reference each) until the last process
+//! holding it lets it go ([`MemObject::let_go`]; `fork` makes more holders,
+//! [`MemObject::hold`]): an in-memory file (`file F` in the call text) or
 //! the object behind a `MAP_SHARED | MAP_ANONYMOUS` mapping (Linux's shmem
 //! object, `/dev/zero (deleted)` in the maps). [`ObjBackend`] maps it:
 //! - shared: every mapping of the object maps the object's own frame for a
