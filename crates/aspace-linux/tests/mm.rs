@@ -1496,6 +1496,67 @@ fn dontunmap_beside_its_locked_source_merges_and_unlocks_as_linux() {
     assert_eq!(mm.locked_pages(), 6);
 }
 
+/// A fixed `MREMAP_DONTUNMAP` move of several locked mappings (a hole
+/// between them) onto a range of the first, mapping by mapping as Linux
+/// 6.18 goes (a C program there, under `mlockall(MCL_FUTURE)`): the first
+/// part lands below its own mapping and merges with it, and that whole
+/// mapping loses `VM_LOCKED`; the second lands inside it (cutting it) beside
+/// unlocked neighbours, so it stays apart and locked; the second's old
+/// mapping loses the lock too. `MADV_FREE` over the first mapping's old
+/// pages then meets the locked page: `EINVAL`. (Found by the differential
+/// test's seed loop: all the copies had been put in before any unlock, so
+/// everything merged and the locked page was lost.)
+#[test]
+fn dontunmap_of_several_locked_mappings_unlocks_mapping_by_mapping() {
+    use aspace_linux::{Advice, LockAllFlags};
+    let p = |n: u64| n * PAGE_SIZE;
+    let (_sim, mut mm, cpu) = setup();
+    let a = BASE + p(16);
+    let f = FileRef("F0".into());
+    assert_eq!(cpu.run(|| mm.mlockall(LockAllFlags(MCL_FUTURE))), Ok(()));
+    let none = flags(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
+    cpu.run(|| mm.mmap(a, p(9), Prot::NONE, none, None, 0))
+        .unwrap();
+    // Page 5 unmapped by a shrink, pages 3 and 4 a mapping made again.
+    let shrink = RemapFlags(0);
+    assert_eq!(
+        cpu.run(|| mm.mremap(a + p(3), p(3), p(2), shrink, 0)),
+        Ok(a + p(3))
+    );
+    cpu.run(|| mm.mmap(a + p(3), p(2), Prot::NONE, none, None, 0))
+        .unwrap();
+    let rx = Prot(PROT_READ | PROT_EXEC);
+    let file = flags(MAP_SHARED | MAP_FIXED);
+    cpu.run(|| mm.mmap(a - p(3), p(3), rx, file, Some(&f), p(49)))
+        .unwrap();
+    let leave = RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP);
+    assert_eq!(
+        cpu.run(|| mm.mremap(a + p(4), p(3), p(3), leave, a - p(1))),
+        Ok(a - p(1))
+    );
+    // Pages relative to `a`, and whether locked.
+    let rel = |x: u64| (x as i64 - a as i64) / p(1) as i64;
+    let locked: Vec<_> = mm
+        .vmas()
+        .filter(|v| v.start >= a - p(3))
+        .map(|v| (rel(v.start), rel(v.end), v.flags.contains(VmFlags::LOCKED)))
+        .collect();
+    assert_eq!(
+        locked,
+        [
+            (-3, -1, true), // the file's mapping, its last page replaced
+            (-1, 1, false), // the first part's copy, merged with its mapping's head
+            (1, 2, true),   // the second part's copy, apart
+            (2, 5, false),  // the first mapping's rest
+            (6, 9, false),  // the second mapping
+        ]
+    );
+    assert_eq!(
+        cpu.run(|| mm.madvise(a, p(4), Advice(MADV_FREE))),
+        Err(Errno::EINVAL)
+    );
+}
+
 /// `MAP_FIXED` over part of a mapping needs nothing more from the commit
 /// limit (Linux charges the new pages less the accounted ones replaced).
 #[test]

@@ -2518,18 +2518,14 @@ impl<M: Machine> LinuxMm<M> {
             self.space.move_range(from, moved_len, at, moved_len)
         };
         r.map_err(errno_of)?;
+        if leave {
+            self.leave_recs(old, end, to, over);
+            return Ok(to);
+        }
         if over {
             for &(lo, hi) in &parts {
                 self.remove_recs(lo - old + to, hi - old + to);
             }
-        }
-        if leave {
-            self.leave_recs(old, end, to, &mut moved);
-            for rec in moved {
-                self.insert_rec(rec);
-            }
-            self.unlock_left(old, end);
-            return Ok(to);
         }
         let mut at = old;
         while let Some((start, _)) = self.next_span(at, end) {
@@ -2561,25 +2557,39 @@ impl<M: Machine> LinuxMm<M> {
     }
 
     /// The records of a move of `[old, end)` to `to` leaving the old range
-    /// mapped (`MREMAP_DONTUNMAP`, after the core's step): each mapping's
-    /// part gets a copy at its new place, into `moved` (which has room),
-    /// and the old mapping stays whole, as Linux 6.18 leaves it: without
-    /// its `anon_vma` when the part was all of it, and (once the copies
-    /// are in: [`unlock_left`](Self::unlock_left)) without `VM_LOCKED`.
-    fn leave_recs(&mut self, old: u64, end: u64, to: u64, moved: &mut Vec<Vma>) {
+    /// mapped (`MREMAP_DONTUNMAP`, after the core's step), mapping by
+    /// mapping as Linux 6.18 goes: what lies where the part lands goes
+    /// (`over`), the part gets a copy there (merged with its neighbours as
+    /// they are then), and the old mapping stays whole, without its
+    /// `anon_vma` when the part was all of it and without `VM_LOCKED`
+    /// ([`unlock_left`](Self::unlock_left)) before the next part moves: a
+    /// copy that merged with the mapping it came from loses it too, and a
+    /// later copy landing beside an unlocked one keeps its own.
+    fn leave_recs(&mut self, old: u64, end: u64, to: u64, over: bool) {
         let mut at = old;
         while let Some((start, stop)) = self.next_span(at, end) {
-            at = stop;
+            let (lo, hi) = (start.max(old), stop.min(end));
+            at = hi;
+            let (tlo, thi) = (lo - old + to, hi - old + to);
+            if over {
+                self.remove_recs(tlo, thi);
+            }
+            // The mapping as the target's removal left it (it may have cut
+            // it, outside the part).
+            let Some((start, stop)) = self.vma_at(lo).map(|v| (v.start, v.end)) else {
+                break;
+            };
             let Some(mut v) = self.vmas.get_mut(start) else {
                 break;
             };
-            let (lo, hi) = (start.max(old), stop.min(end));
             let mut copy = v.clone();
             if (lo, hi) == (start, stop) {
                 v.anon = None;
             }
+            drop(v);
             copy.first += (lo - start) / PAGE_SIZE;
-            moved.push(Self::placed(copy, lo - old + to, hi - old + to));
+            self.insert_rec(Self::placed(copy, tlo, thi));
+            self.unlock_left(lo, hi);
         }
     }
 
