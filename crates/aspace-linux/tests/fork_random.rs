@@ -16,24 +16,13 @@ use aspace_linux::mm::{Kind, Layout, LinuxMm};
 use aspace_linux::{Advice, FileRef, MapFlags, Prot, RemapFlags};
 use aspace_sim::{Cpu, Sim, SimConfig, SimMachine};
 
-const BASE: u64 = 0x7000_0000_0000;
+mod common;
+use common::{Rng, BASE};
+
 const WIN: u64 = 48; // pages
 const NPROC: usize = 3;
 static CROSS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static OKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn va(a: u64) -> VirtAddr {
     VirtAddr::new(a)

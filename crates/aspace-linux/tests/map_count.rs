@@ -15,46 +15,34 @@ use aspace_linux::mm::vm_flags::VmFlags;
 use aspace_linux::mm::LinuxMm;
 use aspace_linux::{Errno, MapFlags, Prot};
 use aspace_sim::{Cpu, Sim, SimMachine};
+use common::Rng;
 
 const P: u64 = PAGE_SIZE;
 /// The window the mappings live in: 24 pages.
 const T: u64 = common::BASE + (64 << 20);
 const PAGES: u64 = 24;
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
+/// A page range inside the window: (address, length).
+fn range(rng: &mut Rng) -> (u64, u64) {
+    let a = rng.below(PAGES);
+    let len = 1 + rng.below((PAGES - a).min(8));
+    (T + a * P, len * P)
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// A page range inside the window: (address, length).
-    fn range(&mut self) -> (u64, u64) {
-        let a = self.below(PAGES);
-        let len = 1 + self.below((PAGES - a).min(8));
-        (T + a * P, len * P)
-    }
-    fn prot(&mut self) -> Prot {
-        [Prot::R, Prot::RW, Prot::NONE][self.below(3) as usize]
-    }
+fn prot(rng: &mut Rng) -> Prot {
+    [Prot::R, Prot::RW, Prot::NONE][rng.below(3) as usize]
 }
 
 /// One step of the set-up (errors ignored: only the state it leaves counts).
 fn setup_step(mm: &mut LinuxMm<SimMachine>, cpu: &Cpu, rng: &mut Rng) {
-    let (at, len) = rng.range();
+    let (at, len) = range(rng);
     let _ = cpu.run(|| match rng.below(9) {
         0 | 1 => {
             let flags = MapFlags(MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
-            mm.mmap(at, len, rng.prot(), flags, None, 0).map(|_| ())
+            mm.mmap(at, len, prot(rng), flags, None, 0).map(|_| ())
         }
         2 => mm.munmap(at, len),
-        3 | 4 => mm.mprotect(at, len, rng.prot()),
+        3 | 4 => mm.mprotect(at, len, prot(rng)),
         5 => mm.madvise(at, len, Advice(MADV_POPULATE_WRITE)),
         6 => mm.mlock(at, len, LockFlags(0)),
         7 => {
@@ -84,7 +72,7 @@ enum Call {
 impl Call {
     fn pick(rng: &mut Rng) -> Call {
         match rng.below(5) {
-            0 => Call::Protect(rng.prot()),
+            0 => Call::Protect(prot(rng)),
             1 => Call::Lock,
             2 => Call::Unlock,
             3 => Call::Hint(
@@ -154,7 +142,7 @@ fn changes_at_the_map_count_limit_go_as_linux_counts_them() {
         let steps = 6 + seed % 14;
         // The call and the limit: a stream of their own.
         let mut rng = Rng(seed ^ 0x5eed_ca11);
-        let (at, len) = rng.range();
+        let (at, len) = range(&mut rng);
         let call = Call::pick(&mut rng);
         let slack = rng.below(3) as usize;
 
