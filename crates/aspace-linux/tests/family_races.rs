@@ -6,13 +6,12 @@
 
 use aspace::{FrameAllocator, Machine, VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
-use aspace_linux::mm::{Layout, LinuxMm};
 use aspace_linux::{Advice, FileRef, MapFlags, Prot};
-use aspace_sim::{Sim, SimConfig};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Barrier;
 
-const BASE: u64 = 0x7000_0000_0000;
+mod common;
+use common::{setup_on, BASE};
 /// Threads that take a frame-pool shard between the two racing ones, so
 /// that both draw frames from the same shard (the pool deals shards to
 /// threads round robin): only then can a freed frame go straight to the
@@ -28,22 +27,9 @@ fn va(a: u64) -> VirtAddr {
 /// locked across the fork), or it keeps the punched page for good.
 #[test]
 fn a_fork_racing_with_a_hole_is_reached_by_it() {
-    let sim = Sim::new(SimConfig {
-        cpus: 3,
-        memory: 64 << 20,
-        ..SimConfig::default()
-    })
-    .unwrap();
-    let space = sim.system().create().unwrap();
-    let mut c0 = sim.cpu(0);
+    let (sim, mut p1, mut c0) = setup_on(3, 64 << 20);
     let mut c1 = sim.cpu(1);
     let mut c2 = sim.cpu(2);
-    c0.switch_to(&space).unwrap();
-    let mut p1 = LinuxMm::new(
-        sim.system().clone(),
-        space,
-        Layout::new(BASE + (1 << 30), 0x5555_0000_0000),
-    );
     let shared = BASE;
     c0.run(|| {
         p1.mmap(
@@ -136,21 +122,8 @@ fn a_fork_racing_with_a_hole_is_reached_by_it() {
 /// (its private mapping of the same file), which the hole would take out.
 #[test]
 fn a_hole_never_takes_another_members_private_copy() {
-    let sim = Sim::new(SimConfig {
-        cpus: 2,
-        memory: 64 << 20,
-        ..SimConfig::default()
-    })
-    .unwrap();
-    let space = sim.system().create().unwrap();
-    let mut c0 = sim.cpu(0);
+    let (sim, mut p1, mut c0) = setup_on(2, 64 << 20);
     let mut c1 = sim.cpu(1);
-    c0.switch_to(&space).unwrap();
-    let mut p1 = LinuxMm::new(
-        sim.system().clone(),
-        space,
-        Layout::new(BASE + (1 << 30), 0x5555_0000_0000),
-    );
     let f = FileRef("F".into());
     let (shared, private) = (BASE, BASE + 0x10_0000);
     c0.run(|| {

@@ -12,12 +12,12 @@
 
 use aspace::{TryArc, VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
-use aspace_linux::mm::{Kind, Layout, LinuxMm};
+use aspace_linux::mm::{Kind, LinuxMm};
 use aspace_linux::{Advice, FileRef, MapFlags, Prot, RemapFlags};
-use aspace_sim::{Cpu, Sim, SimConfig, SimMachine};
+use aspace_sim::{Cpu, SimMachine};
 
 mod common;
-use common::{Rng, BASE};
+use common::{setup_on, Rng, BASE};
 
 const WIN: u64 = 48; // pages
 const NPROC: usize = 3;
@@ -48,20 +48,7 @@ fn shared_page(mm: &LinuxMm<SimMachine>, addr: u64) -> Option<(usize, u64, Prot)
 }
 
 fn run_seed(seed: u64, steps: usize) {
-    let sim = Sim::new(SimConfig {
-        cpus: NPROC,
-        memory: 32 << 20,
-        ..SimConfig::default()
-    })
-    .unwrap();
-    let space = sim.system().create().unwrap();
-    let mut c0 = sim.cpu(0);
-    c0.switch_to(&space).unwrap();
-    let mm = LinuxMm::new(
-        sim.system().clone(),
-        space,
-        Layout::new(BASE + (1 << 30), 0x5555_0000_0000),
-    );
+    let (sim, mm, c0) = setup_on(NPROC, 32 << 20);
     let baseline = sim.frames_in_use() - mm.space().page_table_frames();
     let mut procs: Vec<Option<LinuxMm<SimMachine>>> = (0..NPROC).map(|_| None).collect();
     let mut cpus: Vec<Cpu> = vec![c0];

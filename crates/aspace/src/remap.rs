@@ -617,10 +617,8 @@ impl<M: Machine> AddressSpace<M> {
                 .split_at(&mut tree, os, room_os)
                 .and_then(|()| self.split_at(&mut tree, oe, room_oe));
         }
-        if !cuts.is_empty() {
-            for (c, room) in cuts {
-                split = split.and_then(|()| self.split_at(&mut tree, c, room));
-            }
+        for (c, room) in cuts {
+            split = split.and_then(|()| self.split_at(&mut tree, c, room));
         }
         debug_assert!(split.is_ok(), "checked splittable");
         let mut batch = ShootdownBatch::new();

@@ -10,9 +10,15 @@ pub const BASE: u64 = 0x7000_0000_0000;
 /// runs (mmap base 1 GiB above [`BASE`]).
 #[allow(dead_code)]
 pub fn setup() -> (Sim, LinuxMm<SimMachine>, Cpu) {
+    setup_on(2, 16 << 20)
+}
+
+/// [`setup`] on a machine of `cpus` CPUs and `memory` bytes.
+#[allow(dead_code)]
+pub fn setup_on(cpus: usize, memory: u64) -> (Sim, LinuxMm<SimMachine>, Cpu) {
     let sim = Sim::new(SimConfig {
-        cpus: 2,
-        memory: 16 << 20,
+        cpus,
+        memory,
         ..SimConfig::default()
     })
     .unwrap();
