@@ -149,6 +149,8 @@ process map: break at a quarter of the user space, mmap(NULL) top-down from 256M
   rlimit TASK stack SIZE|unlimited            RLIMIT_STACK (8M by default): how far a
                                              growsdown mapping grows when an access below
                                              it faults (it grows, and the access is retried)
+  sysctl vm.max_map_count N                  the most mappings a process may have (65530 by
+                                             default): a call that would pass it ENOMEM
   maps TASK --linux                          the mappings as /proc/PID/maps prints them
   These take `expect ok|ADDR|EEXIST|ENOMEM|EINVAL|EFAULT|EACCES|...` (Linux's names).
 

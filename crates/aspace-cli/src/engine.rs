@@ -1359,6 +1359,10 @@ impl Engine {
                 }
                 Got::Done(None)
             }
+            Op::LinuxMaxMapCount(max) => {
+                self.linux.set_max_map_count(*max);
+                Got::Done(None)
+            }
             Op::Say(_)
             | Op::Echo(_)
             | Op::Map(_)
@@ -1868,5 +1872,6 @@ fn op_name(op: &Op) -> &'static str {
         },
         Op::LinuxMaps(_) => "maps-linux",
         Op::LinuxRlimit(..) => "rlimit",
+        Op::LinuxMaxMapCount(_) => "sysctl",
     }
 }

@@ -113,10 +113,28 @@ pub fn parse_rlimit(words: &[&str]) -> Option<Result<RlimitSet, String>> {
     }
 }
 
+/// Parses `sysctl vm.max_map_count N`: the most mappings a process may
+/// have, or `None` when the words are not a `sysctl`.
+pub fn parse_sysctl(words: &[&str]) -> Option<Result<usize, String>> {
+    let usage = "sysctl vm.max_map_count N";
+    match words {
+        ["sysctl", "vm.max_map_count", n] => Some(
+            crate::num::parse_u64(n)
+                .ok()
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| format!("'{n}' is not a count: {usage}")),
+        ),
+        ["sysctl", ..] => Some(Err(format!("usage: {usage}"))),
+        _ => None,
+    }
+}
+
 /// The process maps of the tasks that made Linux calls.
 #[derive(Default)]
 pub struct Procs {
     procs: HashMap<String, LinuxMm<SimMachine>>,
+    /// `vm.max_map_count` as set by `sysctl` (Linux's default until then).
+    max_map_count: Option<usize>,
 }
 
 impl Procs {
@@ -131,8 +149,20 @@ impl Procs {
             let top = space.user_end();
             let mut layout = Layout::new((top - (256 << 20)) & !0xfff, (top / 4) & !0xfff);
             layout.task_size = top;
+            if let Some(max) = self.max_map_count {
+                layout.max_map_count = max;
+            }
             LinuxMm::new(system.clone(), space.clone(), layout)
         })
+    }
+
+    /// Sets `vm.max_map_count` for every process, as the sysctl does:
+    /// those with maps now and those made later.
+    pub fn set_max_map_count(&mut self, max: usize) {
+        self.max_map_count = Some(max);
+        for mm in self.procs.values_mut() {
+            mm.set_max_map_count(max);
+        }
     }
 
     /// The map of `task`, if it made a Linux call.

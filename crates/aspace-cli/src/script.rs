@@ -183,6 +183,11 @@ pub const OPS: &[(&str, &str, &str)] = &[
         "rlimit TASK memlock|stack SIZE|unlimited",
         "RLIMIT_MEMLOCK for the task's locking calls, RLIMIT_STACK for its stacks' growth",
     ),
+    (
+        "sysctl",
+        "sysctl vm.max_map_count N",
+        "the most mappings a Linux process may have (65530 by default)",
+    ),
 ];
 
 /// Counters `check` knows.
@@ -517,6 +522,9 @@ pub enum Op {
     /// `rlimit TASK memlock|stack SIZE|unlimited`: the task's
     /// `RLIMIT_MEMLOCK` or `RLIMIT_STACK`, in bytes.
     LinuxRlimit(String, crate::linux::Rlimit, Option<u64>),
+    /// `sysctl vm.max_map_count N`: the most mappings each task's Linux
+    /// process may have.
+    LinuxMaxMapCount(usize),
 }
 
 /// What a statement is expected to end with.
@@ -1385,6 +1393,8 @@ pub fn parse_all(name: &str, text: &str, base_dir: &Path) -> Parsed {
             Some(crate::linux::parse(&words).map(|(task, l)| Op::Linux { task, line: l }))
         } else if let Some(r) = crate::linux::parse_rlimit(&words) {
             Some(r.map(|(task, which, bytes)| Op::LinuxRlimit(task, which, bytes)))
+        } else if let Some(r) = crate::linux::parse_sysctl(&words) {
+            Some(r.map(Op::LinuxMaxMapCount))
         } else {
             crate::linux::parse_maps(&words).map(|r| r.map(Op::LinuxMaps))
         };
@@ -1651,7 +1661,12 @@ fn validate_with(
             Op::Linux { task, .. } | Op::LinuxMaps(task) | Op::LinuxRlimit(task, ..) => {
                 exists(task, &tasks)
             }
-            Op::Say(_) | Op::Echo(_) | Op::Stats | Op::Snapshot(_) | Op::Check(_) => Ok(()),
+            Op::Say(_)
+            | Op::Echo(_)
+            | Op::Stats
+            | Op::Snapshot(_)
+            | Op::Check(_)
+            | Op::LinuxMaxMapCount(_) => Ok(()),
         };
         let r =
             r.and_then(

@@ -98,6 +98,39 @@ fn bad_linux_lines_are_reported_at_their_line() {
 }
 
 #[test]
+fn sysctl_max_map_count_reaches_every_process() {
+    // A's maps exist before the sysctl, B's after it, and B's fork child
+    // C inherits it: each is refused a split at the limit.
+    let (code, out, err, _) = run_text(
+        "task A\ntask B\n\
+         mmap A 0x10000000 4p rw private anon fixed\n\
+         sysctl vm.max_map_count 1\n\
+         mprotect A 0x10001000 1p r expect ENOMEM\n\
+         mmap B 0x10000000 4p rw private anon fixed\n\
+         munmap B 0x10001000 1p expect ENOMEM\n\
+         fork B C\n\
+         mprotect C 0x10000000 1p r expect ENOMEM\n\
+         sysctl vm.max_map_count 65530\n\
+         mprotect C 0x10000000 1p r\n\
+         munmap A 0x10001000 1p\n\
+         maps A --linux\n\
+         exit C\nexit B\nexit A\ncheck clean\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("   10000000-10001000 rw-p 00000000 00:00 0 \n   10002000-10004000 rw-p"),
+        "{out}"
+    );
+    let (code, _, err, path) = run_text("sysctl vm.max_map_count -1\nsysctl vm.swappiness 1\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("{path}:1: '-1' is not a count")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{path}:2: usage: sysctl")), "{err}");
+}
+
+#[test]
 fn help_lists_the_linux_calls() {
     aspace()
         .args(["run", "--help"])
