@@ -108,8 +108,10 @@ Linux's memory calls (Linux's semantics and errno names; the task's first call g
 process map: break at a quarter of the user space, mmap(NULL) top-down from 256M below its top):
   mmap TASK ADDR LEN PROT private|shared anon|file F OFFSET [fixed|noreplace] [populate]
        [noreserve] [growsdown]               map (ADDR 0: placed top-down; a free hint is
-                                             taken); file F: an in-memory file, shared by
-                                             every mapping of F; prints the address
+                                             taken); file F: the task's in-memory file F,
+                                             one object for all its mappings of F (a memfd:
+                                             fork children share it, another task's F is
+                                             another file); prints the address
   munmap TASK ADDR LEN                       unmap any range (several mappings, holes)
   mprotect TASK ADDR LEN PROT [refuse-holes] change rights (PROT: rw, r-x, none), splitting and
                                              merging mappings as Linux does; a hole: ENOMEM
