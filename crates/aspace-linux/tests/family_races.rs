@@ -1,8 +1,9 @@
 //! Races between the members of a `fork` family (found by a review of
-//! `MADV_REMOVE` across processes; each test failed before its fix, in most
-//! runs): a `fork` racing with a hole punched in a shared file, and a frame
-//! the hole took out given to another member's private copy before the hole
-//! reached that member. Both hold whatever the timing.
+//! `MADV_REMOVE` across processes; the first two failed before their fix,
+//! in most runs): a `fork` racing with a hole punched in a shared file, a
+//! frame the hole took out given to another member's private copy before
+//! the hole reached that member, and a member moving its mapping of the
+//! file while the hole reaches it. All hold whatever the timing.
 
 use aspace::{FrameAllocator, Machine, VirtAddr, PAGE_SIZE};
 use aspace_linux::consts::*;
@@ -222,4 +223,111 @@ fn a_hole_never_takes_another_members_private_copy() {
         bt.join().unwrap();
     });
     assert_eq!(lost.load(SeqCst), 0, "private writes lost");
+}
+
+/// A member moving its shared mapping of a file (`mremap`) while a hole
+/// punched through another member reaches it: the hole finds the mapping
+/// where it is then (the member's areas are found and discarded in one
+/// step), so the moved mapping does not keep the punched page.
+#[test]
+fn a_mapping_moved_while_a_hole_reaches_it_loses_the_page() {
+    let (sim, mut p1, mut c0) = setup_on(2, 64 << 20);
+    let mut c1 = sim.cpu(1);
+    let f = FileRef("F".into());
+    let (here, there) = (BASE, BASE + 0x10_0000);
+    c0.run(|| {
+        p1.mmap(
+            here,
+            PAGE_SIZE,
+            Prot::RW,
+            MapFlags(MAP_SHARED | MAP_FIXED),
+            Some(&f),
+            0,
+        )
+    })
+    .unwrap();
+    let mut p2 = c0.run(|| p1.fork()).unwrap();
+    c1.switch_to(p2.space()).unwrap();
+    let rounds: u64 = 20000;
+    let barrier = Barrier::new(2);
+    let stale = AtomicU64::new(0);
+    let value = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        let (b, p1r, c0r, value_a, stale_a) = (&barrier, &mut p1, &mut c0, &value, &stale);
+        s.spawn(move || {
+            // (No panic in here: the other thread would wait for good.)
+            let check = |ok: bool, what: &str| {
+                if !ok {
+                    stale_a.fetch_add(1, SeqCst);
+                    eprintln!("{what} failed");
+                }
+            };
+            for round in 0..rounds {
+                check(c0r.write_u64(va(here), 1000 + round).is_ok(), "write");
+                b.wait(); // B checks it sees the value, then both go
+                b.wait();
+                let punched = c0r.run(|| p1r.madvise(here, PAGE_SIZE, Advice(MADV_REMOVE)));
+                check(punched.is_ok(), "madvise");
+                b.wait(); // both done
+                          // After the hole: this write lands in a new frame of the
+                          // file, which B's mapping must show wherever it moved.
+                check(c0r.write_u64(va(here), 5_000 + round).is_ok(), "write");
+                value_a.store(5_000 + round, SeqCst);
+                b.wait(); // B reads it
+                b.wait();
+            }
+        });
+        let (b, p2r, c1r, stale_b, value_b) = (&barrier, &mut p2, &mut c1, &stale, &value);
+        s.spawn(move || {
+            let mut at = here;
+            for round in 0..rounds {
+                b.wait();
+                // (No panic in here: the other thread would wait for good.)
+                let got = c1r.read_u64(va(at)).unwrap_or(u64::MAX);
+                if got != 1000 + round {
+                    stale_b.fetch_add(1, SeqCst);
+                    eprintln!(
+                        "round {round}: p2 reads {got} before (p1 wrote {})",
+                        1000 + round
+                    );
+                }
+                let to = if at == here { there } else { here };
+                b.wait();
+                let t = std::time::Instant::now();
+                let wait = std::time::Duration::from_nanos((round * 3) % 20_000);
+                while t.elapsed() < wait {
+                    std::hint::spin_loop();
+                }
+                let moved = c1r.run(|| {
+                    p2r.mremap(
+                        at,
+                        PAGE_SIZE,
+                        PAGE_SIZE,
+                        aspace_linux::RemapFlags(MREMAP_MAYMOVE | MREMAP_FIXED),
+                        to,
+                    )
+                });
+                if moved == Ok(to) {
+                    at = to;
+                } else {
+                    stale_b.fetch_add(1, SeqCst);
+                    eprintln!("round {round}: mremap gave {moved:?}");
+                }
+                b.wait();
+                b.wait();
+                let got = c1r.read_u64(va(at)).unwrap_or(u64::MAX);
+                let want = value_b.load(SeqCst);
+                if got != want {
+                    stale_b.fetch_add(1, SeqCst);
+                    eprintln!("round {round}: p2 reads {got} (p1 wrote {want})");
+                }
+                b.wait();
+            }
+        });
+    });
+    let stale = stale.load(SeqCst);
+    assert_eq!(
+        stale, 0,
+        "{stale} failures in {rounds} rounds: the moved mapping kept the punched page"
+    );
 }

@@ -663,6 +663,21 @@ fn range_operations() {
             r
         },
     );
+    // The same over every area of the space, picked by object.
+    inject(
+        "discard_object_pages_where over the space",
+        populated,
+        |w| {
+            let then = std::cell::Cell::new(false);
+            let r = w.s(0).discard_object_pages_where(
+                |_| true,
+                |page, _| page.number() % 2 == 0,
+                || then.set(true),
+            );
+            assert_eq!(then.get(), r.is_ok());
+            r
+        },
+    );
     inject("unmap_range across areas and holes", populated, |w| {
         w.s(0)
             .unmap_range(va(A1 + pages(1)), A2 + pages(3) - (A1 + pages(1)))

@@ -330,6 +330,12 @@ pub(crate) struct AreaPart {
 }
 
 impl<M: Machine> Area<M> {
+    /// The backend's [`object_id`](Backend::object_id), read when the
+    /// area was made.
+    pub(crate) fn object(&self) -> usize {
+        self.object
+    }
+
     pub fn new(
         base: Page,
         pages: u64,

@@ -9,6 +9,7 @@
 use alloc::vec::Vec;
 
 use crate::addr::{Frame, Page, PageRange, VirtAddr};
+use crate::area::AreaEntry;
 use crate::flags::AreaAttrs;
 use crate::machine::Machine;
 use crate::paging::PageTable;
@@ -76,38 +77,76 @@ impl<M: Machine> AddressSpace<M> {
     ) -> Result<()> {
         Self::check_discard_ranges(ranges)?;
         let tree = self.areas.write();
-        let m = self.machine();
         let mut picked: Vec<(u64, u64)> = Vec::new();
         for (s, e) in ranges.iter().map(page_numbers) {
             for (start, end, slot) in Self::areas_in(&tree, s, e) {
-                let st = slot.lock_read();
-                if st.attrs.contains(AreaAttrs::PARTIAL) {
-                    return Err(Error::NotFound);
-                }
-                let (lo, hi) = (s.max(start), e.min(end));
-                for n in st
-                    .used
-                    .iter()
-                    .flat_map(|r| r.start.number().max(lo)..r.end().number().min(hi))
-                {
-                    let page = Page::from_number(n);
-                    let Some((frame, _)) = self.pt().translate(m.memory(), page) else {
-                        continue;
-                    };
-                    if !chosen(page, frame) {
-                        continue;
-                    }
-                    match picked.last_mut() {
-                        Some((_, last)) if *last == n => *last = n + 1,
-                        _ => {
-                            picked.try_reserve(1).map_err(|_| Error::NoMemory)?;
-                            picked.push((n, n + 1));
-                        }
-                    }
-                }
+                self.pick(slot, s.max(start), e.min(end), &mut chosen, &mut picked)?;
             }
         }
         self.discard_in(&tree, picked.iter().copied(), true, then)
+    }
+
+    /// [`discard_ranges_where`](Self::discard_ranges_where) over every
+    /// area of the space whose backend object
+    /// ([`Backend::object_id`](crate::backend::Backend::object_id)) `shows`
+    /// picks, found and discarded under one hold of the area tree's write
+    /// lock: an area moved, cut or grown by another thread is found where
+    /// it is then. For a layer taking an object's frames out of another
+    /// process's mappings of it, which may change at any time. Refusals,
+    /// before anything changed and `then` not called: a partial area of
+    /// the object (being set up or torn down: try again) `NotFound`; the
+    /// heap refusing room `NoMemory`.
+    pub fn discard_object_pages_where(
+        &self,
+        mut shows: impl FnMut(usize) -> bool,
+        mut chosen: impl FnMut(Page, Frame) -> bool,
+        then: impl FnOnce(),
+    ) -> Result<()> {
+        let tree = self.areas.write();
+        let mut picked: Vec<(u64, u64)> = Vec::new();
+        for (start, end, slot) in tree.iter().filter(|(_, _, slot)| shows(slot.area.object())) {
+            self.pick(slot, start, end, &mut chosen, &mut picked)?;
+        }
+        self.discard_in(&tree, picked.iter().copied(), true, then)
+    }
+
+    /// Adds to `picked` (page runs, ascending) the mapped pages of `slot`'s
+    /// area in `[lo, hi)` whose frame `chosen` picks; `NotFound` if the
+    /// area is partial, `NoMemory` if the heap refuses room for a run.
+    fn pick(
+        &self,
+        slot: &AreaEntry<M>,
+        lo: u64,
+        hi: u64,
+        chosen: &mut impl FnMut(Page, Frame) -> bool,
+        picked: &mut Vec<(u64, u64)>,
+    ) -> Result<()> {
+        let m = self.machine();
+        let st = slot.lock_read();
+        if st.attrs.contains(AreaAttrs::PARTIAL) {
+            return Err(Error::NotFound);
+        }
+        for n in st
+            .used
+            .iter()
+            .flat_map(|r| r.start.number().max(lo)..r.end().number().min(hi))
+        {
+            let page = Page::from_number(n);
+            let Some((frame, _)) = self.pt().translate(m.memory(), page) else {
+                continue;
+            };
+            if !chosen(page, frame) {
+                continue;
+            }
+            match picked.last_mut() {
+                Some((_, last)) if *last == n => *last = n + 1,
+                _ => {
+                    picked.try_reserve(1).map_err(|_| Error::NoMemory)?;
+                    picked.push((n, n + 1));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks `ranges` for [`discard_ranges`](Self::discard_ranges): each

@@ -5,7 +5,7 @@
 //! `unmap_mapping_range` does over every mapping of a file.
 
 use alloc::vec::Vec;
-use aspace::{AddressSpace, Frame, Machine, SpaceRef, TryArc, TryWeak, VirtAddr};
+use aspace::{AddressSpace, Frame, Machine, SpaceRef, TryArc, TryWeak};
 
 /// The members' spaces, held weakly: a process that ended is skipped, and
 /// its entry goes at the next `fork`. Locked with the machine's own lock
@@ -50,12 +50,17 @@ impl<M: Machine> Family<M> {
     /// every member's areas that show one of `objects` (their backends'
     /// object ids), `own` excepted: the frames a hole took out of those
     /// objects, which the caller keeps a reference on meanwhile (so none
-    /// is another page's by now). Best effort: a member whose heap refuses
-    /// room for the ranges, or whose areas changed between the look at
-    /// them and the step (a partial area: the core refuses it), keeps those
-    /// pages, no longer shared with the object. Runs with the family's lock
-    /// held, which is never taken with a space's lock held.
+    /// is another page's by now). Each member's areas are found and
+    /// discarded in one step of its space, so a mapping it moves or cuts
+    /// meanwhile is found where it is. A member with an area of the objects
+    /// being set up (partial) is tried again; best effort past that, or
+    /// when its heap refuses room: that member keeps those pages, no longer
+    /// shared with the object. Runs with the family's lock held, which is
+    /// never taken with a space's lock held.
     pub(crate) fn drop_frames(&self, own: &SpaceRef<M>, objects: &[usize], frames: &[Frame]) {
+        /// Tries per member while one of its areas is partial (a state that
+        /// lasts one call of another thread's).
+        const TRIES: usize = 1000;
         if frames.is_empty() {
             return;
         }
@@ -64,35 +69,17 @@ impl<M: Machine> Family<M> {
             if TryArc::ptr_eq(&space, own) {
                 continue;
             }
-            let Some(ranges) = Self::showing(&space, objects) else {
-                continue;
-            };
-            if ranges.is_empty() {
-                continue;
-            }
-            let chosen = |_, frame: Frame| frames.binary_search(&frame).is_ok();
-            let _ = space.discard_ranges_where(&ranges, chosen, || {});
-        }
-    }
-
-    /// The ranges of `space`'s areas that show one of `objects`, adjacent
-    /// ones joined; `None` if the heap refuses room for them.
-    fn showing(space: &SpaceRef<M>, objects: &[usize]) -> Option<Vec<(VirtAddr, u64)>> {
-        let mut ranges: Vec<(VirtAddr, u64)> = Vec::new();
-        for a in space.lookup().iter() {
-            if !objects.contains(&a.object_id) {
-                continue;
-            }
-            match ranges.last_mut() {
-                Some((base, size)) if base.as_u64() + *size == a.base.as_u64() => {
-                    *size += a.size();
+            for _ in 0..TRIES {
+                let done = space.discard_object_pages_where(
+                    |o| objects.contains(&o),
+                    |_, frame| frames.binary_search(&frame).is_ok(),
+                    || {},
+                );
+                if done != Err(aspace::Error::NotFound) {
+                    break;
                 }
-                _ => {
-                    ranges.try_reserve(1).ok()?;
-                    ranges.push((a.base, a.size()));
-                }
+                core::hint::spin_loop();
             }
         }
-        Some(ranges)
     }
 }
