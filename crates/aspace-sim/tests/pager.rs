@@ -336,6 +336,71 @@ fn bad_answers_are_refused_and_take_no_reference() {
     assert_eq!(sim.frames_in_use(), base, "every frame back");
 }
 
+/// A pager lends a page with no more rights than it has on it (found by a
+/// review: a pager answering with a page shared to it read-only gave a
+/// writable paged area write access to the sharer's memory). A client area
+/// with more rights fails its fault; one with fewer maps the page and can
+/// never be given more.
+#[test]
+fn a_page_is_lent_with_no_more_rights_than_its_pager_has() {
+    let base = baseline();
+    let sim = sim(1);
+    let owner = sim.system().create().unwrap();
+    owner.area_create(va(B), PAGE_SIZE, RW).unwrap();
+    owner.copy_to_user(va(B), &0x1111u64.to_le_bytes()).unwrap();
+    let o = owner.clone();
+    let mut pager = SimPager::spawn(
+        &sim,
+        move |p| {
+            // The pager may only read the owner's page.
+            o.area_share(va(B), PAGE_SIZE, p, va(FILE_BASE), AreaFlags::READ)?;
+            let mut b = [0u8; 8];
+            p.copy_from_user(va(FILE_BASE), &mut b)
+        },
+        Box::new(|_, _| Reply::Page(va(FILE_BASE))),
+    )
+    .unwrap();
+    let shared = frame_of(pager.space(), FILE_BASE).unwrap();
+    let refs = refcount(&sim, shared);
+    let client = sim.system().create().unwrap();
+    paged(&client, A, 1, RW, &pager);
+    paged(&client, FAR, 1, AreaFlags::READ, &pager);
+    let mut cpu = sim.cpu(0);
+    cpu.switch_to(&client).unwrap();
+    for e in [
+        cpu.write_u64(va(A), 0xdead).unwrap_err(),
+        cpu.read_u64(va(A)).unwrap_err(),
+    ] {
+        assert_eq!(e.reason, FaultReason::PagerError);
+    }
+    assert_eq!(frame_of(&client, A), None);
+    assert_eq!(refcount(&sim, shared), refs, "no reference kept");
+    // Read-only: lent, and the area can no longer be made writable.
+    assert_eq!(cpu.read_u64(va(FAR)).unwrap(), 0x1111);
+    assert_eq!(frame_of(&client, FAR), Some(shared));
+    assert_eq!(
+        client.area_change_flags(va(FAR), RW),
+        Err(aspace::Error::PermissionDenied)
+    );
+    assert_eq!(
+        client.protect_range(va(FAR), PAGE_SIZE, RW),
+        Err(aspace::Error::PermissionDenied)
+    );
+    assert_eq!(
+        cpu.write_u64(va(FAR), 0xdead).unwrap_err().reason,
+        FaultReason::Access
+    );
+    let mut b = [0u8; 8];
+    owner.copy_from_user(va(B), &mut b).unwrap();
+    assert_eq!(u64::from_le_bytes(b), 0x1111, "the owner's page unchanged");
+    drop(cpu);
+    drop(client);
+    pager.kill();
+    drop(pager);
+    drop(owner);
+    assert_eq!(sim.frames_in_use(), base, "every frame back");
+}
+
 #[test]
 fn an_area_destroyed_shrunk_or_made_read_only_while_its_fault_waits_leaks_nothing() {
     let base = baseline();

@@ -33,7 +33,7 @@
 use alloc::sync::Arc;
 
 use crate::addr::{Page, VirtAddr};
-use crate::backend::user::{Answer, Owner, Slot, UserBackend};
+use crate::backend::user::{Answer, Owner, Slot, UserBackend, RIGHTS};
 use crate::backend::{Pager, PagerIds};
 use crate::fault::FaultReason;
 use crate::flags::{Access, AreaAttrs, AreaFlags};
@@ -248,6 +248,13 @@ impl<M: Machine> AddressSpace<M> {
             give_back();
             return Err(Unmapped::Retry(FaultReason::Access));
         }
+        // The page carries only the rights its pager had on it: an area
+        // with more is refused it, and one with fewer can never get more.
+        let lent = slot.rights();
+        if !lent.contains(st.flags & RIGHTS) {
+            give_back();
+            return Err(Unmapped::Fail(FaultReason::PagerError));
+        }
         match st.used.insert(page, 1) {
             Ok(()) => {}
             Err(UsedSpaceError::NoMemory) => {
@@ -277,6 +284,7 @@ impl<M: Machine> AddressSpace<M> {
             m.frames().release(frame);
             return Err(Unmapped::Fail(FaultReason::NoMemory));
         }
+        st.max_flags &= lent | !RIGHTS;
         Stats::add(&stats.faults_resolved, 1);
         Ok(())
     }

@@ -637,8 +637,9 @@ impl<M: Machine> AddressSpace<M> {
     /// area with rights it lost (rights only added need no round: see
     /// [`PageFlags::widens`]). Shared areas and backends that cannot (all but anonymous
     /// memory) get `NotSupported`; a partial area (a share destination
-    /// still being set up) `NotFound`. Where the area may lie is fixed at
-    /// creation: its [`GUARD`](AreaFlags::GUARD) and
+    /// still being set up) `NotFound`; rights past the area's maximum
+    /// (those a user pager lent its pages with) `PermissionDenied`. Where
+    /// the area may lie is fixed at creation: its [`GUARD`](AreaFlags::GUARD) and
     /// [`GROWS_DOWN`](AreaFlags::GROWS_DOWN) bits stay as they are, and
     /// those bits in `flags` are ignored.
     pub fn area_change_flags(&self, addr: VirtAddr, flags: AreaFlags) -> Result<()> {
@@ -649,6 +650,11 @@ impl<M: Machine> AddressSpace<M> {
         let area = &slot.area;
         if !area.backend.caps().contains(BackendCaps::CHANGE_FLAGS) || st.share.is_some() {
             return Err(Error::NotSupported);
+        }
+        // Never past the area's maximum (a paged area's shrinks to the
+        // rights its pager lent pages with).
+        if !st.max_flags.contains(flags - crate::protect::KEPT) {
+            return Err(Error::PermissionDenied);
         }
         // Where the area may lie is fixed at creation.
         let flags = (flags - AreaFlags::PLACEMENT) | (st.flags & AreaFlags::PLACEMENT);

@@ -25,7 +25,7 @@ use core::fmt;
 
 use crate::addr::{Frame, Page, VirtAddr};
 use crate::backend::{AreaInfo, Backend, BackendCaps};
-use crate::flags::Access;
+use crate::flags::{Access, AreaFlags};
 use crate::internals::area_tree::AreaTree;
 use crate::internals::try_arc::TryArc;
 use crate::machine::{FrameAllocator, Machine, Sleep};
@@ -82,6 +82,11 @@ impl Owner {
     }
 }
 
+/// The access rights among an area's flags: what a lent page carries.
+pub(crate) const RIGHTS: AreaFlags = AreaFlags::READ
+    .union(AreaFlags::WRITE)
+    .union(AreaFlags::EXEC);
+
 /// The states of a request's answer.
 const PENDING: u64 = 0;
 /// Answered with a frame (with one reference, not yet taken).
@@ -109,6 +114,9 @@ pub(crate) enum Answer {
 pub(crate) struct Slot {
     state: AtomicU64,
     frame: AtomicU64,
+    /// The rights ([`AreaFlags`] bits) the pager had on the page it lent:
+    /// the most the client's area may map it with.
+    rights: AtomicU64,
     waiters: AtomicU64,
     /// Where the faults waiting for the answer sleep, if they do.
     sleep: Option<&'static dyn Sleep>,
@@ -119,6 +127,7 @@ impl Slot {
         Self {
             state: AtomicU64::new(PENDING),
             frame: AtomicU64::new(0),
+            rights: AtomicU64::new(0),
             waiters: AtomicU64::new(0),
             sleep,
         }
@@ -126,9 +135,11 @@ impl Slot {
 
     /// Records the answer (once; later calls are ignored) and wakes the
     /// faults asleep waiting for it.
-    fn complete(&self, state: u64, frame: Option<Frame>) {
-        if let Some(f) = frame {
+    fn complete(&self, state: u64, frame: Option<(Frame, AreaFlags)>) {
+        if let Some((f, rights)) = frame {
             self.frame.store(f.number(), Ordering::Relaxed);
+            self.rights
+                .store(u64::from(rights.bits()), Ordering::Relaxed);
         }
         let recorded = self
             .state
@@ -162,6 +173,12 @@ impl Slot {
             .compare_exchange(FRAME, TAKEN, Ordering::Acquire, Ordering::Relaxed)
             .ok()
             .map(|_| Frame::from_number(self.frame.load(Ordering::Relaxed)))
+    }
+
+    /// The rights the pager had on the page it answered with (none before
+    /// a frame was answered; read after [`answer`](Self::answer) saw one).
+    pub(crate) fn rights(&self) -> AreaFlags {
+        AreaFlags::from_bits_truncate(self.rights.load(Ordering::Relaxed) as u32)
     }
 
     /// One fault less waits for the answer.
@@ -216,7 +233,11 @@ impl PageIn {
     /// (`InvalidArgument`); a space that is not the pager's the area was
     /// bound to (`PermissionDenied`); no area or no page mapped at `addr`
     /// (`NotFound`); a page of memory that is not the pager's to give
-    /// (device memory, frames not counted: `PermissionDenied`).
+    /// (device memory, frames not counted: `PermissionDenied`). The page
+    /// lends only the rights the pager has on it: a client area with more
+    /// (now, or when the answer arrives) fails its fault with
+    /// [`PagerError`](crate::FaultReason::PagerError), and one with fewer
+    /// can never be given more (its maximum rights shrink to the page's).
     pub fn answer<M: Machine>(
         mut self,
         pager_space: &AddressSpace<M>,
@@ -231,9 +252,14 @@ impl PageIn {
         frame.map(|_| ())
     }
 
-    /// The frame mapped at `addr` in `space`, with one more reference, if
-    /// `space` is the owner's and the frame is its to lend.
-    fn lend<M: Machine>(&self, space: &AddressSpace<M>, addr: VirtAddr) -> Result<Frame> {
+    /// The frame mapped at `addr` in `space`, with one more reference, and
+    /// the rights `space` has on it, if `space` is the owner's and the
+    /// frame is its to lend.
+    fn lend<M: Machine>(
+        &self,
+        space: &AddressSpace<M>,
+        addr: VirtAddr,
+    ) -> Result<(Frame, AreaFlags)> {
         if !addr.is_page_aligned() {
             return Err(Error::InvalidArgument);
         }
@@ -263,7 +289,7 @@ impl PageIn {
             .translate(m.memory(), page)
             .ok_or(Error::NotFound)?;
         m.frames().add_ref(frame);
-        Ok(frame)
+        Ok((frame, st.flags & RIGHTS))
     }
 
     /// Answers with an error: the waiting faults fail with
