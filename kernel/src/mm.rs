@@ -384,6 +384,16 @@ pub fn heap_used() -> usize {
     HEAP.0.lock().used()
 }
 
+/// Heap kept for the kernel's own allocations: the calls that let a user
+/// task keep heap (areas, shares, threads, forks, Linux mappings) are
+/// refused with less than this free.
+pub const HEAP_RESERVE: usize = 1024 * 1024;
+
+/// Bytes of kernel heap free.
+pub fn heap_free() -> usize {
+    HEAP.0.lock().free()
+}
+
 // SAFETY: `alloc` returns null or a block from `allocate_first_fit`, which
 // fits `layout` (size and alignment) and is not handed out again until it
 // is freed: the heap is only used under its spinlock, so CPUs never share

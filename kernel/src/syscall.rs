@@ -16,10 +16,10 @@ use alloc::vec::Vec;
 
 use aspace::backend::PagerIds;
 use aspace::syscall::{
-    sys_as_area_change_flags, sys_as_area_create, sys_as_area_create_any, sys_as_area_destroy,
-    sys_as_area_get_info, sys_as_area_list, sys_as_area_resize, CREATE_FAILED,
+    sys_as_area_change_flags, sys_as_area_create, sys_as_area_destroy, sys_as_area_get_info,
+    sys_as_area_list, sys_as_area_resize, AS_AREA_ANY, CREATE_FAILED,
 };
-use aspace::{AreaFlags, Error, TryArc, TryWeak, VirtAddr};
+use aspace::{AreaFlags, Error, Placement, TryArc, TryWeak, VirtAddr, PAGE_SIZE};
 
 use crate::arch::{cpu_id, TrapFrame};
 use crate::machine::Space;
@@ -75,6 +75,10 @@ pub fn dispatch(frame: &mut TrapFrame) {
         wait(frame, a0, a1);
         return;
     }
+    if let Some(refusal) = heap_refusal(n) {
+        frame.set_syscall_result(refusal);
+        return;
+    }
     let proc = sched::current_process().expect("a task is running");
     if n == nr::FORK {
         let r = match sched::fork(&proc, frame) {
@@ -98,16 +102,23 @@ pub fn dispatch(frame: &mut TrapFrame) {
 fn call(proc: &Arc<Process>, n: u64, [a0, a1, a2, a3]: [u64; 4]) -> u64 {
     let space = &proc.space;
     // The Linux window is the Linux calls' own: an area call that would
-    // make, change or share an area there is refused (`EPERM`).
+    // make, change or share an area there (or one whose guard page or
+    // growth would reach it) is refused (`EPERM`), and areas placed
+    // anywhere are placed outside it.
     let linux = crate::linux::owns;
     let refused = errno(Error::PermissionDenied);
     match n {
         nr::PRINT => print(proc, a0, a1),
-        nr::AREA_CREATE | nr::AREA_CREATE_PAGED if linux(a0, a1) => match n {
+        nr::AREA_CREATE if a0 == AS_AREA_ANY as u64 => {
+            match flag_word(a2).and_then(|f| create_anywhere(space, a1, f, 0)) {
+                Ok(base) => base.as_u64(),
+                Err(_) => CREATE_FAILED as u64,
+            }
+        }
+        nr::AREA_CREATE | nr::AREA_CREATE_PAGED if reaches_linux(a0, a1, a2) => match n {
             nr::AREA_CREATE => CREATE_FAILED as u64,
             _ => refused,
         },
-        nr::AREA_CREATE_ANY if linux(a3, a1) => CREATE_FAILED as u64,
         nr::AREA_RESIZE | nr::SHARE_OFFER if linux(a0, a1) => refused,
         nr::AREA_CHANGE_FLAGS | nr::AREA_DESTROY if linux(a0, 1) => refused,
         nr::AREA_CREATE => match flag_word(a2) {
@@ -129,7 +140,7 @@ fn call(proc: &Arc<Process>, n: u64, [a0, a1, a2, a3]: [u64; 4]) -> u64 {
             Err(e) => errno(e),
         },
         nr::AREA_CREATE_ANY => match flag_word(a2) {
-            Ok(f) => sys_as_area_create_any(space, a0 as usize, a1 as usize, f, a3 as usize) as u64,
+            Ok(f) => create_any(space, a0, a1, f, a3),
             Err(_) => CREATE_FAILED as u64,
         },
         nr::AREA_GET_INFO => sys_as_area_get_info(space, a0 as usize, a1 as usize) as u64,
@@ -143,6 +154,113 @@ fn call(proc: &Arc<Process>, n: u64, [a0, a1, a2, a3]: [u64; 4]) -> u64 {
         nr::PID => proc.pid,
         _ => errno(Error::NotSupported),
     }
+}
+
+/// What call `n` returns instead of running when the kernel heap is
+/// low ([`crate::mm::heap_free`] below [`crate::mm::HEAP_RESERVE`]), for
+/// the calls that may keep more heap (areas, shares, threads, processes,
+/// Linux mappings): a user task that fills the heap is refused before the
+/// kernel's own allocations (a thread's, a fork's, a message) could fail.
+/// `munmap`, which mostly gives heap back (a cut in the middle of a
+/// mapping keeps a little), runs until half the reserve is gone. `None` to
+/// run the call.
+fn heap_refusal(n: u64) -> Option<u64> {
+    let reserve = crate::mm::HEAP_RESERVE;
+    let needed = if n == nr::MUNMAP {
+        reserve / 2
+    } else {
+        reserve
+    };
+    if crate::mm::heap_free() >= needed {
+        return None;
+    }
+    Some(match n {
+        nr::AREA_CREATE | nr::AREA_CREATE_ANY => CREATE_FAILED as u64,
+        nr::AREA_CREATE_PAGED
+        | nr::AREA_RESIZE
+        | nr::SHARE_OFFER
+        | nr::SHARE_ACCEPT
+        | nr::THREAD_CREATE => errno(Error::NoMemory),
+        nr::FORK => (-nr::ENOMEM) as u64,
+        n if crate::linux::is_linux_call(n) => (-nr::ENOMEM) as u64,
+        _ => return None,
+    })
+}
+
+/// Whether an area of `size` bytes at `base` with the flag word `flags`
+/// could reach the Linux window: the area, its guard page below it, and
+/// for a grows-down area all it may grow over.
+fn reaches_linux(base: u64, size: u64, flags: u64) -> bool {
+    let flags = AreaFlags::from_bits_truncate(flags as u32);
+    let below = if flags.contains(AreaFlags::GROWS_DOWN) {
+        aspace::placement::DEFAULT_GROW_LIMIT + PAGE_SIZE
+    } else {
+        flags.guard_pages() * PAGE_SIZE
+    };
+    let lo = base.saturating_sub(below);
+    crate::linux::owns(lo, base.saturating_add(size).saturating_sub(lo))
+}
+
+/// HelenOS's placement anywhere (the lowest free base at or above
+/// `bound`) kept out of the Linux window: below it if there is room, else
+/// above it (a grows-down area far enough above that it cannot grow into
+/// it).
+fn create_anywhere(space: &Space, size: u64, flags: u32, bound: u64) -> Result<VirtAddr, Error> {
+    let flags = AreaFlags::from_user(flags)? | AreaFlags::CACHEABLE;
+    if bound < nr::LINUX_START {
+        let below = Placement::LowestBetween {
+            bound: VirtAddr::new(bound),
+            ceiling: VirtAddr::new(nr::LINUX_START),
+            align: 1,
+        };
+        match space.area_create_anywhere(below, size, flags) {
+            Err(Error::NoMemory) => {}
+            made => return made,
+        }
+    }
+    let past = nr::LINUX_END
+        + if flags.contains(AreaFlags::GROWS_DOWN) {
+            aspace::placement::DEFAULT_GROW_LIMIT + PAGE_SIZE
+        } else {
+            0
+        };
+    space.area_create_anywhere(
+        Placement::above(VirtAddr::new(bound.max(past))),
+        size,
+        flags,
+    )
+}
+
+/// HelenOS's `sys_as_area_create(base *, size, flags, bound)`, as
+/// [`aspace::syscall::sys_as_area_create_any`] but kept out of the Linux
+/// window: the base word read from `base_ptr` is checked (a fixed base
+/// reaching the window fails), and a placement anywhere avoids it. The
+/// chosen base is written back (the area destroyed again if it cannot be).
+fn create_any(space: &Space, base_ptr: u64, size: u64, flags: u32, bound: u64) -> u64 {
+    let ptr = VirtAddr::new(base_ptr);
+    let mut word = [0u8; 8];
+    let made = space.copy_from_user(ptr, &mut word).and_then(|()| {
+        let base = u64::from_ne_bytes(word);
+        if base == AS_AREA_ANY as u64 {
+            create_anywhere(space, size, flags, bound)
+        } else if reaches_linux(base, size, u64::from(flags)) {
+            Err(Error::PermissionDenied)
+        } else {
+            let flags = AreaFlags::from_user(flags)? | AreaFlags::CACHEABLE;
+            space.area_create(VirtAddr::new(base), size, flags)
+        }
+    });
+    let Ok(base) = made else {
+        return CREATE_FAILED as u64;
+    };
+    if space
+        .copy_to_user(ptr, &base.as_u64().to_ne_bytes())
+        .is_err()
+    {
+        let _ = space.area_destroy(base);
+        return CREATE_FAILED as u64;
+    }
+    base.as_u64()
 }
 
 fn result(r: Result<(), Error>) -> u64 {

@@ -344,6 +344,8 @@ fn a_task_places_and_describes_its_own_areas() {
             "1 GiB late-reserving area created",
             "late reserve: 0, then 2 pages",
             "late area destroyed",
+            "kernel heap filled: areas, threads, forks, mappings refused (ENOMEM)",
+            "kernel heap given back: all destroyed, an area made again",
         ] {
             has(run, &format!("areas: {check}: ok"));
         }

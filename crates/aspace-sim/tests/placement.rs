@@ -78,6 +78,31 @@ fn lowest_above_a_bound_fills_holes_in_order() {
     };
     let end = s.user_end();
     assert_eq!(s.area_create_anywhere(top, P, RW), Ok(va(end - P)));
+    // Lowest above a bound, ending at or below a ceiling: the hole right
+    // after 0x10_4000's area holds two pages, not three.
+    let between = |bound, ceiling| Placement::LowestBetween {
+        bound: va(bound),
+        ceiling: va(ceiling),
+        align: 1,
+    };
+    s.area_create(va(0x10_8000), P, RW).unwrap();
+    assert_eq!(
+        s.area_create_anywhere(between(0x10_4000, 0x10_8000), 3 * P, RW),
+        Err(aspace::Error::NoMemory)
+    );
+    assert_eq!(
+        s.area_create_anywhere(between(0x10_4000, 0x10_8000), 2 * P, RW),
+        Ok(va(0x10_6000))
+    );
+    // A guard page below must fit too; a ceiling rounds down to a page.
+    assert_eq!(
+        s.area_create_anywhere(between(0x10_9000, 0x10_b0ff), P, RW | AreaFlags::GUARD),
+        Ok(va(0x10_a000))
+    );
+    assert_eq!(
+        s.area_create_anywhere(between(0x10_b000, 0x10_bfff), P, RW),
+        Err(aspace::Error::NoMemory)
+    );
     // Every area chosen is a real area, reachable by a CPU.
     let mut cpu = sim.cpu(0);
     cpu.switch_to(&s).unwrap();

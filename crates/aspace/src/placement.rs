@@ -37,6 +37,18 @@ pub enum Placement {
         /// below `PAGE_SIZE`).
         align: u64,
     },
+    /// The lowest base at or above `bound` whose area ends at or below
+    /// `ceiling` (rounded to pages as the other two): `LowestAbove` kept
+    /// out of what lies above `ceiling` (a kernel keeping its HelenOS-style
+    /// areas out of a window its Linux calls own).
+    LowestBetween {
+        /// The least acceptable base.
+        bound: VirtAddr,
+        /// The area ends at or below it.
+        ceiling: VirtAddr,
+        /// Alignment of the base in bytes, as for `LowestAbove`.
+        align: u64,
+    },
     /// The highest base whose area ends at or below `ceiling` (rounded
     /// down to a page), as Linux places `mmap(NULL, ...)` top-down.
     HighestBelow {
@@ -56,7 +68,9 @@ impl Placement {
     /// The alignment asked for, in bytes.
     fn align(&self) -> u64 {
         match *self {
-            Placement::LowestAbove { align, .. } | Placement::HighestBelow { align, .. } => align,
+            Placement::LowestAbove { align, .. }
+            | Placement::LowestBetween { align, .. }
+            | Placement::HighestBelow { align, .. } => align,
         }
     }
 }
@@ -191,6 +205,11 @@ impl<M: Machine> AddressSpace<M> {
             Placement::LowestAbove { bound, .. } => {
                 let bound = bound.as_u64().div_ceil(PAGE_SIZE).max(lo);
                 tree.lowest_fit(floor..hi, bound, fit)
+            }
+            Placement::LowestBetween { bound, ceiling, .. } => {
+                let bound = bound.as_u64().div_ceil(PAGE_SIZE).max(lo);
+                let ceiling = (ceiling.as_u64() >> PAGE_SHIFT).min(hi);
+                tree.lowest_fit(floor..ceiling, bound, fit)
             }
             Placement::HighestBelow { ceiling, .. } => {
                 let ceiling = (ceiling.as_u64() >> PAGE_SHIFT).min(hi);

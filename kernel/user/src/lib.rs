@@ -28,6 +28,9 @@ pub const EXEC: u32 = 4;
 pub const GUARD: u32 = 0x10;
 /// Reserve memory page by page at fault time (`AS_AREA_LATE_RESERVE`).
 pub const LATE_RESERVE: u32 = 0x20;
+/// The area grows down a page per fault in its guard page (implies
+/// [`GUARD`]), up to 8 MiB.
+pub const GROWS_DOWN: u32 = 0x40;
 
 /// `AREA_CREATE_ANY`'s "place it anywhere" base (HelenOS `AS_AREA_ANY`).
 pub const ANY: usize = usize::MAX;

@@ -137,9 +137,63 @@ fn main(_arg: u64) -> i32 {
     for x in [a, b, c] {
         area_destroy(x);
     }
+    heap_filled(&mut good);
     if good {
         0
     } else {
         1
     }
+}
+
+/// Where the areas that fill the kernel heap go (placed anywhere above
+/// it: one run of pages, below the Linux window).
+const FILL: usize = 0x1_0000_0000;
+
+/// One-page read-only late-reserving areas (no frame, no commit each)
+/// until the kernel refuses one: its heap keeps a reserve, so threads,
+/// forks and Linux mappings are refused too (`ENOMEM`) instead of the
+/// kernel failing an allocation of its own; once they are gone all works
+/// again.
+fn heap_filled(good: &mut bool) {
+    let mut n = 0;
+    let first = area_anywhere(PAGE, READ | LATE_RESERVE, FILL);
+    if first != CREATE_FAILED {
+        n = 1;
+        while n < 1 << 20 && area_anywhere(PAGE, READ | LATE_RESERVE, FILL) != CREATE_FAILED {
+            n += 1;
+        }
+    }
+    // A non-canonical entry: EINVAL if the call ran.
+    let thread = thread_create_raw(1 << 63, 1 << 63, 0);
+    let forked = fork();
+    if forked == 0 {
+        exit(0);
+    }
+    let mapped = linux::mmap(
+        0,
+        PAGE as u64,
+        linux::PROT_READ,
+        linux::MAP_PRIVATE | linux::MAP_ANONYMOUS,
+        u64::MAX,
+        0,
+    );
+    println!(
+        "areas: kernel heap filled by {} one-page areas, then thread = {thread}, fork = {forked}, mmap = {mapped}",
+        if n > 1000 { "thousands of" } else { "few" }
+    );
+    check(
+        "kernel heap filled: areas, threads, forks, mappings refused (ENOMEM)",
+        n > 1000 && thread == -2 && forked == linux::ENOMEM && mapped == linux::ENOMEM,
+        good,
+    );
+    let mut destroyed = 0;
+    for i in 0..n {
+        destroyed += usize::from(area_destroy(first + i * PAGE) == 0);
+    }
+    let again = area_anywhere(PAGE, READ | WRITE, FILL);
+    check(
+        "kernel heap given back: all destroyed, an area made again",
+        destroyed == n && again != CREATE_FAILED && area_destroy(again) == 0,
+        good,
+    );
 }

@@ -743,6 +743,10 @@ fn refusals(a: &Arena) -> bool {
     let low = munmap(0x1000, P);
     let wx = mmap(0, P, RW | PROT_EXEC, ANON, u64::MAX, 0);
     let area = area_create(LINUX_START as usize, PAGE, READ | WRITE);
+    // Nor by a base word naming the window, nor by growing into it.
+    let mut base = LINUX_START as usize;
+    let stored = area_create_any(&mut base, PAGE, READ | WRITE, 0);
+    let grows = area_create(LINUX_END as usize, PAGE, READ | WRITE | GROWS_DOWN);
     let ok = zero == EINVAL
         && elf == EPERM
         && prot == EINVAL
@@ -751,13 +755,17 @@ fn refusals(a: &Arena) -> bool {
         && kernel == EINVAL
         && low == EINVAL
         && wx == -13
-        && area == CREATE_FAILED;
+        && area == CREATE_FAILED
+        && stored == CREATE_FAILED
+        && grows == CREATE_FAILED;
     println!(
         "linux_alloc: refused: length 0 = {zero}, fixed on the program = {elf}, bad prot = {prot}, high flag = {high}, noreplace = {exists}"
     );
     println!(
-        "linux_alloc: refused: kernel munmap = {kernel}, low munmap = {low}, write+exec = {wx}, area in the window = {}: {}",
+        "linux_alloc: refused: kernel munmap = {kernel}, low munmap = {low}, write+exec = {wx}, area in the window = {} (stored base {}, growing into it {}): {}",
         area as isize,
+        stored as isize,
+        grows as isize,
         verdict(ok)
     );
     ok
