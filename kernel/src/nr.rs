@@ -104,8 +104,9 @@ pub const fn blob_byte(offset: u64) -> u8 {
 /// `PAGER_RECEIVE` flag: return `ENOENT` at once when nothing is queued.
 pub const RECEIVE_NOWAIT: u64 = 1;
 /// Bytes of the record `PAGER_RECEIVE` writes: handle, offset, size, the
-/// three identifiers, the access (1 read, 2 write, 4 execute), 8 bytes each.
-pub const PAGE_IN_RECORD: usize = 56;
+/// three identifiers, the access (1 read, 2 write, 4 execute), the client's
+/// process number, 8 bytes each.
+pub const PAGE_IN_RECORD: usize = 64;
 /// Bytes of the pager description `AREA_CREATE_PAGED` reads: the pager's
 /// process number and the three identifiers, 8 bytes each.
 pub const PAGER_INFO: usize = 32;

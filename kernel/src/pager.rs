@@ -23,10 +23,15 @@ use crate::sync::SpinLock;
 /// a request is dropped (its fault fails with `PagerGone`).
 pub const MAX_REQUESTS: usize = 64;
 
+/// Most of those from one client process: a client cannot fill the
+/// pager's table and so fail the faults of its other clients.
+pub const MAX_PER_CLIENT: usize = 16;
+
 struct State {
     alive: bool,
-    queue: VecDeque<PageIn>,
-    received: BTreeMap<u64, PageIn>,
+    /// Requests not yet received, with their client's process number.
+    queue: VecDeque<(u64, PageIn)>,
+    received: BTreeMap<u64, (u64, PageIn)>,
     next_handle: u64,
 }
 
@@ -48,6 +53,10 @@ pub struct Received {
     pub ids: [u64; 3],
     /// The access that faulted: 1 read, 2 write, 4 execute.
     pub access: u64,
+    /// The process number of the client whose area faulted (the kernel
+    /// says it: a pager tells its clients apart, and may refuse those it
+    /// does not serve).
+    pub client: u64,
 }
 
 impl KPager {
@@ -67,7 +76,7 @@ impl KPager {
     /// `None` when nothing is queued.
     pub fn receive(&self) -> Option<Received> {
         let mut st = self.state.lock();
-        let req = st.queue.pop_front()?;
+        let (client, req) = st.queue.pop_front()?;
         let handle = st.next_handle;
         st.next_handle += 1;
         let r = Received {
@@ -80,8 +89,9 @@ impl KPager {
                 aspace::Access::Write => 2,
                 aspace::Access::Exec => 4,
             },
+            client,
         };
-        st.received.insert(handle, req);
+        st.received.insert(handle, (client, req));
         Some(r)
     }
 
@@ -89,8 +99,8 @@ impl KPager {
     /// record could not be copied to the pager).
     pub fn unreceive(&self, handle: u64) {
         let mut st = self.state.lock();
-        if let Some(req) = st.received.remove(&handle) {
-            st.queue.push_front(req);
+        if let Some(entry) = st.received.remove(&handle) {
+            st.queue.push_front(entry);
         }
     }
 
@@ -100,6 +110,7 @@ impl KPager {
             .lock()
             .received
             .remove(&handle)
+            .map(|(_, req)| req)
             .ok_or(Error::NotFound)
     }
 
@@ -110,32 +121,53 @@ impl KPager {
         let dropped: Vec<PageIn> = {
             let mut st = self.state.lock();
             st.alive = false;
-            let mut v: Vec<PageIn> = st.queue.drain(..).collect();
-            v.extend(core::mem::take(&mut st.received).into_values());
+            let mut v: Vec<PageIn> = st.queue.drain(..).map(|(_, r)| r).collect();
+            v.extend(
+                core::mem::take(&mut st.received)
+                    .into_values()
+                    .map(|(_, r)| r),
+            );
             v
         };
         dropped.len()
     }
 }
 
-impl Pager for KPager {
-    fn send(&self, request: PageIn) {
+impl KPager {
+    /// Queues `request` from the area of process `client`, unless the
+    /// pager is gone, holds [`MAX_REQUESTS`], or [`MAX_PER_CLIENT`] of
+    /// `client`'s: then it is dropped, failing its fault (`PagerGone`).
+    fn send_from(&self, client: u64, request: PageIn) {
         let mut st = self.state.lock();
-        if !st.alive || st.queue.len() + st.received.len() >= MAX_REQUESTS {
+        let held = st.queue.iter().filter(|(c, _)| *c == client).count()
+            + st.received.values().filter(|(c, _)| *c == client).count();
+        let full = st.queue.len() + st.received.len() >= MAX_REQUESTS || held >= MAX_PER_CLIENT;
+        if !st.alive || full || st.queue.try_reserve(1).is_err() {
             drop(st);
             drop(request);
             return;
         }
-        if st.queue.try_reserve(1).is_err() {
-            drop(st);
-            drop(request);
-            return;
-        }
-        st.queue.push_back(request);
+        st.queue.push_back((client, request));
     }
 }
 
-/// A pager handle for aspace.
-pub fn as_dyn(p: &Arc<KPager>) -> Arc<dyn Pager> {
-    p.clone()
+/// One client's end of a pager: what an area of process `client` sends
+/// its requests through.
+struct ClientLink {
+    pager: Arc<KPager>,
+    client: u64,
+}
+
+impl Pager for ClientLink {
+    fn send(&self, request: PageIn) {
+        self.pager.send_from(self.client, request);
+    }
+}
+
+/// A pager handle for aspace, for the areas of process `client`.
+pub fn for_client(p: &Arc<KPager>, client: u64) -> Arc<dyn Pager> {
+    Arc::new(ClientLink {
+        pager: p.clone(),
+        client,
+    })
 }

@@ -145,7 +145,7 @@ fn call(proc: &Arc<Process>, n: u64, [a0, a1, a2, a3]: [u64; 4]) -> u64 {
         },
         nr::AREA_GET_INFO => sys_as_area_get_info(space, a0 as usize, a1 as usize) as u64,
         nr::AREA_LIST => sys_as_area_list(space, a0 as usize, a1 as usize) as u64,
-        nr::AREA_CREATE_PAGED => match create_paged(space, a0, a1, a2, a3) {
+        nr::AREA_CREATE_PAGED => match create_paged(proc, a0, a1, a2, a3) {
             Ok(base) => base,
             Err(e) => errno(e),
         },
@@ -353,7 +353,8 @@ fn accept(proc: &Arc<Process>, from: u64, key: u64, dst: u64, flags: u64) -> Res
 /// pages the pager process described at `info` (its process number and
 /// three identifiers, [`nr::PAGER_INFO`] bytes) supplies. Returns the base,
 /// or an errno: `ENOENT` when no such process lives.
-fn create_paged(space: &Space, base: u64, size: u64, flags: u64, info: u64) -> Result<u64, Error> {
+fn create_paged(proc: &Process, base: u64, size: u64, flags: u64, info: u64) -> Result<u64, Error> {
+    let space = &proc.space;
     let flags = AreaFlags::from_user(flag_word(flags)?)? | AreaFlags::CACHEABLE;
     let mut raw = [0u8; nr::PAGER_INFO];
     space.copy_from_user(VirtAddr::new(info), &mut raw)?;
@@ -368,7 +369,7 @@ fn create_paged(space: &Space, base: u64, size: u64, flags: u64, info: u64) -> R
         VirtAddr::new(base),
         size,
         flags,
-        crate::pager::as_dyn(&pager),
+        crate::pager::for_client(&pager, proc.pid),
         &pager_space,
         ids,
     );
@@ -405,7 +406,7 @@ fn pager_receive(frame: &mut TrapFrame, dest: u64, flags: u64) {
         return;
     };
     let words = [
-        r.handle, r.offset, r.size, r.ids[0], r.ids[1], r.ids[2], r.access,
+        r.handle, r.offset, r.size, r.ids[0], r.ids[1], r.ids[2], r.access, r.client,
     ];
     let mut record = [0u8; nr::PAGE_IN_RECORD];
     for (i, w) in words.iter().enumerate() {

@@ -468,6 +468,8 @@ pub struct PageIn {
     pub ids: [u64; 3],
     /// 1 read, 2 write, 4 execute.
     pub access: u64,
+    /// The process number of the client whose area faulted.
+    pub client: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<PageIn>() == nr::PAGE_IN_RECORD);

@@ -57,6 +57,8 @@ fn main(mode: u64) -> i32 {
         };
     }
     let serve = if mode == 2 { 1 } else { PAGES };
+    // Every request names the one client task (the kernel says which).
+    let mut client = 0;
     for _ in 0..serve {
         let req = match pager_receive() {
             Ok(r) => r,
@@ -70,7 +72,11 @@ fn main(mode: u64) -> i32 {
             "pager: request {} for offset {:#x} size {:#x} ids {:?} access {}",
             req.handle, req.offset, req.size, req.ids, req.access
         );
-        if page >= PAGES || req.ids != [7, 42, mode] || req.size != PAGE as u64 {
+        if client == 0 {
+            client = req.client;
+        }
+        let from_client = req.client == client && req.client != pid();
+        if page >= PAGES || req.ids != [7, 42, mode] || req.size != PAGE as u64 || !from_client {
             bad += 1;
             pager_fail(req.handle);
             continue;
