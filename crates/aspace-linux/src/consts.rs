@@ -55,6 +55,28 @@ pub const MAP_HUGETLB: u32 = 0x4_0000;
 pub const MAP_SYNC: u32 = 0x8_0000;
 /// Place exactly at `addr`, but fail with `EEXIST` if anything is mapped there.
 pub const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
+/// `MAP_DROPPABLE` (a mapping type, Linux 6.11+): private anonymous
+/// memory the kernel may drop under pressure, never reserved, not inherited
+/// by a child's fork.
+pub const MAP_DROPPABLE: u32 = 0x08;
+/// `MAP_UNINITIALIZED` (ignored without `CONFIG_MMAP_ALLOW_UNINITIALIZED`).
+pub const MAP_UNINITIALIZED: u32 = 0x400_0000;
+/// The flags `MAP_SHARED_VALIDATE` accepts on a file (Linux's
+/// `LEGACY_MAP_MASK`); any other bit there is `EOPNOTSUPP`.
+pub const LEGACY_MAP_MASK: u32 = MAP_SHARED
+    | MAP_PRIVATE
+    | MAP_FIXED
+    | MAP_ANONYMOUS
+    | MAP_DENYWRITE
+    | MAP_EXECUTABLE
+    | MAP_UNINITIALIZED
+    | MAP_GROWSDOWN
+    | MAP_LOCKED
+    | MAP_NORESERVE
+    | MAP_POPULATE
+    | MAP_NONBLOCK
+    | MAP_STACK
+    | MAP_HUGETLB;
 
 /// `mremap`: the mapping may move if it cannot grow in place.
 pub const MREMAP_MAYMOVE: u32 = 1;

@@ -1318,33 +1318,6 @@ impl<M: Machine> LinuxMm<M> {
         Ok(())
     }
 
-    /// Faults in every page of `[lo, hi)` (`MAP_POPULATE`), writing where
-    /// a private mapping is writable as Linux does.
-    fn populate(&mut self, lo: u64, hi: u64, prot: Prot, private: bool) {
-        if !prot.read() && !prot.write() {
-            return;
-        }
-        let write = prot.write() && private;
-        let access = if write { Access::Write } else { Access::Read };
-        // A private file mapping's write fault maps the file's page lent
-        // (read-only); a second one copies it, as Linux's populating write
-        // faults do (the mapping is new: nothing of it is mapped yet).
-        let cow = write
-            && self
-                .vma_at(lo)
-                .is_some_and(|v| Self::copy_on_write(&v.kind));
-        let mut at = lo;
-        while at < hi {
-            let va = VirtAddr::new(at);
-            let first = self.space.page_fault(va, access, FaultContext::User);
-            if cow && first == FaultOutcome::Ok {
-                let _ = self.space.page_fault(va, access, FaultContext::User);
-            }
-            at += PAGE_SIZE;
-        }
-        self.touched(lo, write);
-    }
-
     // ---- placement ----
 
     /// The start of the gap Linux keeps below a mapping (`vm_start_gap`).
@@ -1403,11 +1376,13 @@ impl<M: Machine> LinuxMm<M> {
     /// a file mapping without a file `EBADF`; `len` 0 `EINVAL`; `len` overflowing when rounded up `ENOMEM`; the
     /// offset's page plus the length overflowing `EOVERFLOW`; more than
     /// `vm.max_map_count` mappings `ENOMEM`; with `MAP_FIXED` or
-    /// `MAP_FIXED_NOREPLACE` a range past the user space `ENOMEM` and an
-    /// unaligned address `EINVAL`; `MAP_FIXED_NOREPLACE` over a mapping
+    /// `MAP_FIXED_NOREPLACE` a range past the user space `ENOMEM`, an
+    /// unaligned address `EINVAL` and one below `vm.mmap_min_addr` `EPERM`
+    /// (a hint below it is raised to it); `MAP_FIXED_NOREPLACE` over a mapping
     /// `EEXIST`; `MAP_LOCKED` with an `RLIMIT_MEMLOCK` of 0 `EPERM`, a
     /// locked mapping (`MAP_LOCKED`, or after `mlockall(MCL_FUTURE)`) past
     /// the limit `EAGAIN` (see [`set_memlock_limit`](Self::set_memlock_limit));
+    /// a file range reaching past `MAX_LFS_FILESIZE` `EOVERFLOW`;
     /// neither private nor shared `EINVAL`; a shared anonymous or a file
     /// `MAP_GROWSDOWN` `EINVAL`. `PROT_*` bits other than the three rights
     /// are ignored, as Linux ignores them.
@@ -1464,9 +1439,19 @@ impl<M: Machine> LinuxMm<M> {
             if !aligned(addr) {
                 return Err(Errno::EINVAL);
             }
+            // Below vm.mmap_min_addr: a user task's EPERM (Linux's
+            // security_mmap_addr without CAP_SYS_RAWIO).
+            if addr < self.layout.mmap_min {
+                return Err(Errno::EPERM);
+            }
             addr
         } else {
-            let hint = addr & !(PAGE_SIZE - 1);
+            // A hint below vm.mmap_min_addr is raised to it (Linux's
+            // round_hint_to_min).
+            let hint = match addr & !(PAGE_SIZE - 1) {
+                0 => 0,
+                h => h.max(self.layout.mmap_min),
+            };
             if hint != 0 && self.hint_free(hint, len) {
                 hint
             } else {
@@ -1490,14 +1475,30 @@ impl<M: Machine> LinuxMm<M> {
         if !self.lock_fits(lock, len / PAGE_SIZE) {
             return Err(Errno::EAGAIN);
         }
-        // Room for the records (a mapping cut by MAP_FIXED, the new one).
-        self.room(2)?;
-        let private = match flags.0 & MAP_TYPE {
-            MAP_PRIVATE => true,
-            MAP_SHARED | MAP_SHARED_VALIDATE => false,
+        // A file's pages end at MAX_LFS_FILESIZE (Linux's file_mmap_ok).
+        if !flags.anonymous() && pgoff > (i64::MAX as u64 - len) / PAGE_SIZE {
+            return Err(Errno::EOVERFLOW);
+        }
+        // The mapping's type, as do_mmap takes it: a file's
+        // MAP_SHARED_VALIDATE refuses flags it does not know, anonymous
+        // memory has no MAP_SHARED_VALIDATE but has MAP_DROPPABLE.
+        let growsdown = flags.has(MAP_GROWSDOWN);
+        let droppable = flags.anonymous() && flags.0 & MAP_TYPE == MAP_DROPPABLE;
+        let private = match (flags.0 & MAP_TYPE, flags.anonymous()) {
+            (MAP_PRIVATE, _) => true,
+            (MAP_SHARED, _) => false,
+            (MAP_SHARED_VALIDATE, false) if flags.0 & !LEGACY_MAP_MASK != 0 => {
+                return Err(Errno::EOPNOTSUPP)
+            }
+            (MAP_SHARED_VALIDATE, false) => false,
+            (MAP_DROPPABLE, true) if flags.0 & (MAP_LOCKED | MAP_HUGETLB) != 0 || growsdown => {
+                return Err(Errno::EINVAL)
+            }
+            (MAP_DROPPABLE, true) => true,
             _ => return Err(Errno::EINVAL),
         };
-        let growsdown = flags.has(MAP_GROWSDOWN);
+        // Room for the records (a mapping cut by MAP_FIXED, the new one).
+        self.room(2)?;
         let kind = match (file, flags.anonymous()) {
             // A file mapping never grows down (Linux's do_mmap: EINVAL).
             (Some(_), false) if growsdown => return Err(Errno::EINVAL),
@@ -1528,7 +1529,8 @@ impl<M: Machine> LinuxMm<M> {
             Kind::Object { file: false, .. } => 0,
             Kind::Anon | Kind::Heap => base / PAGE_SIZE,
         };
-        let noreserve = flags.has(MAP_NORESERVE);
+        // A droppable mapping is never reserved (Linux: VM_NORESERVE).
+        let noreserve = flags.has(MAP_NORESERVE) || droppable;
         let vma = Vma {
             start: base,
             end,
@@ -1546,6 +1548,9 @@ impl<M: Machine> LinuxMm<M> {
                 let mut f = lock;
                 if flags.has(MAP_STACK) {
                     f = f | VmFlags::NOHUGEPAGE;
+                }
+                if droppable {
+                    f = f | VmFlags::DROPPABLE | VmFlags::WIPEONFORK | VmFlags::DONTDUMP;
                 }
                 f
             },
@@ -1583,8 +1588,10 @@ impl<M: Machine> LinuxMm<M> {
             // As mlock: faulted in now (errors ignored, as mm_populate),
             // not at all with VM_LOCKONFAULT (MAP_POPULATE neither).
             let _ = self.populate_vmas(base, end, true);
-        } else if flags.has(MAP_POPULATE) {
-            self.populate(base, end, prot, private);
+        } else if flags.0 & (MAP_POPULATE | MAP_NONBLOCK) == MAP_POPULATE {
+            // Each mapping of the range until its first page that cannot be
+            // faulted in (Linux's mm_populate, errors ignored).
+            let _ = self.populate_vmas(base, end, true);
         }
         Ok(base)
     }
@@ -2098,14 +2105,18 @@ impl<M: Machine> LinuxMm<M> {
         }
     }
 
-    /// `mremap(2)`. Checks in Linux 6.18's order: unknown flags,
-    /// `MREMAP_FIXED` or `MREMAP_DONTUNMAP` without `MREMAP_MAYMOVE`,
-    /// `MREMAP_DONTUNMAP` with a new size, an unaligned address or a new
-    /// length of 0 `EINVAL`; with `MREMAP_FIXED` an unaligned new address,
-    /// a new range past the user space or overlapping the old one `EINVAL`;
+    /// `mremap(2)`. Both lengths are rounded up to pages as Linux does,
+    /// wrapping (an old length rounding to 0 asks for a copy). Checks in
+    /// Linux 6.18's order: unknown flags, an unaligned address, a new
+    /// length of 0 or past the user space `EINVAL`; with `MREMAP_FIXED` or
+    /// `MREMAP_DONTUNMAP` (whose address, a hint, is checked all the same)
+    /// an unaligned new address, a new range past the user space, no
+    /// `MREMAP_MAYMOVE`, `MREMAP_DONTUNMAP` with a new size or a new
+    /// range overlapping the old one `EINVAL`;
     /// with either flag, a map count that leaves no room for both ranges
     /// cut in three, four maps below `vm.max_map_count`, `ENOMEM`; no
-    /// mapping at the address `EFAULT`. A shrink unmaps the tail (any
+    /// mapping at the address `EFAULT`; a sealed one `EPERM`; a fixed
+    /// target below `vm.mmap_min_addr` `EPERM`. A shrink unmaps the tail (any
     /// mappings and holes) and returns the address. A growth of a range
     /// with a hole or spanning several mappings is `EFAULT`, of a locked
     /// mapping past `RLIMIT_MEMLOCK` `EAGAIN`; it is made in
@@ -2154,28 +2165,31 @@ impl<M: Machine> LinuxMm<M> {
         flags: RemapFlags,
         new_addr: u64,
     ) -> MmResult {
+        // Both lengths rounded up as Linux's PAGE_ALIGN does, wrapping:
+        // an old length rounding to 0 asks for a copy, a new one is EINVAL.
+        let old_len = old_len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let new_len = new_len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let ts = self.layout.task_size;
         if flags.0 & !(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP) != 0
-            || (flags.fixed() && !flags.may_move())
-            || (flags.dont_unmap() && (!flags.may_move() || old_len != new_len))
             || !aligned(old)
+            || new_len == 0
+            || new_len > ts
         {
             return Err(Errno::EINVAL);
         }
-        let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
-        let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
-        if new_len == 0 {
-            return Err(Errno::EINVAL);
-        }
-        let ts = self.layout.task_size;
-        if flags.fixed()
-            && (!aligned(new_addr)
-                || new_len > ts
-                || new_addr > ts - new_len
+        // MREMAP_DONTUNMAP names a target as MREMAP_FIXED does (a hint,
+        // but checked the same).
+        if (flags.fixed() || flags.dont_unmap())
+            && (new_addr > ts - new_len
+                || !aligned(new_addr)
+                || !flags.may_move()
+                || (flags.dont_unmap() && old_len != new_len)
                 || (old < new_addr.saturating_add(new_len)
                     && new_addr < old.saturating_add(old_len)))
         {
             return Err(Errno::EINVAL);
         }
+
         // A move to a new address: Linux wants room for both ranges cut in
         // three, four maps below vm.max_map_count, before anything else.
         if (flags.fixed() || flags.dont_unmap())
@@ -2183,8 +2197,14 @@ impl<M: Machine> LinuxMm<M> {
         {
             return Err(Errno::ENOMEM);
         }
-        let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
         let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
+        // An old range wrapping past the top: a shrink's tail is past the
+        // user space (EINVAL), anything else crosses the mapping's end.
+        let old_end = match old.checked_add(old_len) {
+            Some(e) => e,
+            None if new_len < old_len => return Err(Errno::EINVAL),
+            None => return Err(Errno::EFAULT),
+        };
         // A sealed mapping is neither resized nor moved nor copied.
         if v.flags.contains(VmFlags::SEALED) {
             return Err(Errno::EPERM);
@@ -2192,6 +2212,11 @@ impl<M: Machine> LinuxMm<M> {
         if old_len == 0 {
             // (MREMAP_DONTUNMAP needs the same sizes: refused above.)
             return self.duplicate(old, new_len, flags, new_addr);
+        }
+        // A target below vm.mmap_min_addr: a user task's EPERM (Linux
+        // finds it after unmapping the target, where nothing can be).
+        if flags.fixed() && new_addr < self.layout.mmap_min {
+            return Err(Errno::EPERM);
         }
         if flags.dont_unmap() {
             // Mapping by mapping, as a same-size move of several (only
@@ -2237,6 +2262,10 @@ impl<M: Machine> LinuxMm<M> {
                 return Err(self.refused_by_seal(new_addr));
             }
             // Then the part a shrink cuts off.
+            if new_len < old_len && old_end > ts {
+                self.unmap(new_addr, new_addr + new_len)?;
+                return Err(Errno::EINVAL);
+            }
             if new_len < old_len && self.sealed_in(old + new_len, old_end) {
                 // Linux's mremap_to has unmapped the target already.
                 self.unmap(new_addr, new_addr + new_len)?;
@@ -2246,6 +2275,11 @@ impl<M: Machine> LinuxMm<M> {
             return self.move_to(old, old_len, new_addr, new_len, false, guard_top);
         }
         if new_len <= old_len {
+            // The part cut off goes as munmap would take it: refused past
+            // TASK_SIZE (what lies above is not the task's).
+            if old_end > ts {
+                return Err(Errno::EINVAL);
+            }
             self.unmap(old + new_len, old_end)?;
             return Ok(old);
         }
@@ -2328,6 +2362,9 @@ impl<M: Machine> LinuxMm<M> {
         };
         if v.kind.private() {
             return Err(Errno::EINVAL);
+        }
+        if flags.fixed() && new_addr < self.layout.mmap_min {
+            return Err(Errno::EPERM);
         }
         if !self.lock_fits(v.flags, new_len / PAGE_SIZE) {
             return Err(Errno::EAGAIN);
@@ -2688,13 +2725,19 @@ impl<M: Machine> LinuxMm<M> {
         }
         // Grow, within RLIMIT_MEMLOCK after mlockall(MCL_FUTURE), and
         // with one free page below the next mapping.
-        if !self.lock_fits(self.def_lock, (new_top - old_top) / PAGE_SIZE) {
+        // Linux's check_brk_limits: the new part must fit below TASK_SIZE
+        // (get_unmapped_area with MAP_FIXED), then the lock limit.
+        if new_top > self.layout.task_size
+            || !self.lock_fits(self.def_lock, (new_top - old_top) / PAGE_SIZE)
+        {
             return self.brk;
         }
         let limit = new_top
             .saturating_add(PAGE_SIZE)
             .saturating_add(STACK_GUARD_GAP);
-        let next = self.vmas.from(old_top).filter(|v| v.start < limit);
+        // The first mapping reaching above the old top (one holding it,
+        // as a MAP_FIXED mapping over the heap's last page may, counts).
+        let next = self.first_ending_above(old_top).filter(|v| v.start < limit);
         if next.is_some_and(|n| new_top + PAGE_SIZE > Self::start_gap(n)) {
             return self.brk;
         }
@@ -3178,9 +3221,12 @@ impl<M: Machine> LinuxMm<M> {
     /// fill: past the object's end, or a guard page (Linux's populating
     /// stops there with `EFAULT`).
     fn first_unfillable(&self, v: &Vma, lo: u64, hi: u64) -> Option<u64> {
-        let past = (lo..hi)
-            .step_by(PAGE_SIZE as usize)
-            .find(|&p| Self::past_end(v, p));
+        // The mapping's first page past its object's end, if in range.
+        let past = v.object().and_then(|o| {
+            let within = o.pages().saturating_sub(v.first);
+            let end = v.start.saturating_add(within.saturating_mul(PAGE_SIZE));
+            (end < hi).then_some(end.max(lo))
+        });
         self.first_guard(lo, past.unwrap_or(hi)).or(past)
     }
 

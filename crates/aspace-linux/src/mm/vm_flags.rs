@@ -51,6 +51,9 @@ impl VmFlags {
     /// rights again, nor its pages dropped if it is private anonymous
     /// memory without write.
     pub const SEALED: VmFlags = VmFlags(1 << 10);
+    /// `VM_DROPPABLE` (`MAP_DROPPABLE`): its pages may be dropped under
+    /// memory pressure (here: never); `MADV_KEEPONFORK` is refused on it.
+    pub const DROPPABLE: VmFlags = VmFlags(1 << 11);
 
     /// Whether any flag of `other` is set here.
     pub const fn intersects(self, other: VmFlags) -> bool {
@@ -86,7 +89,8 @@ impl Sub for VmFlags {
 /// `anonymous` (private anonymous memory or the heap: no file, not shared)
 /// and `shared` (`MAP_SHARED`), as Linux 6.18's `madvise_vma_behavior`
 /// computes its new flags: `None` if `advice` sets no hint; `EINVAL` for
-/// `MADV_WIPEONFORK` on anything but anonymous memory. `MADV_MERGEABLE` on
+/// `MADV_WIPEONFORK` on anything but anonymous memory and
+/// `MADV_KEEPONFORK` on a droppable mapping. `MADV_MERGEABLE` on
 /// a shared mapping is ignored, as Linux's `ksm_madvise` does.
 pub fn after(
     advice: Advice,
@@ -106,6 +110,7 @@ pub fn after(
         MADV_DODUMP => flags - VmFlags::DONTDUMP,
         MADV_WIPEONFORK if !anonymous => return Some(Err(Errno::EINVAL)),
         MADV_WIPEONFORK => flags | VmFlags::WIPEONFORK,
+        MADV_KEEPONFORK if flags.contains(VmFlags::DROPPABLE) => return Some(Err(Errno::EINVAL)),
         MADV_KEEPONFORK => flags - VmFlags::WIPEONFORK,
         MADV_HUGEPAGE => (flags - huge) | VmFlags::HUGEPAGE,
         MADV_NOHUGEPAGE => (flags - huge) | VmFlags::NOHUGEPAGE,
