@@ -16,6 +16,7 @@ pub struct MapFlags(pub u32);
 pub const MAP_WORDS: &[(&str, u32)] = &[
     ("private", MAP_PRIVATE),
     ("shared", MAP_SHARED),
+    ("droppable", MAP_DROPPABLE),
     ("fixed", MAP_FIXED),
     ("noreplace", MAP_FIXED_NOREPLACE),
     ("populate", MAP_POPULATE),
