@@ -201,7 +201,13 @@ impl<M: Machine> AddressSpace<M> {
                 && st.share.is_none()
                 && !st.attrs.contains(AreaAttrs::PARTIAL)
                 && end - n <= area.grow_limit()
-                && n > 0;
+                && n > 0
+                // The grown area and its guard page stay in the space's
+                // range (a kernel area must not grow out of the kernel half).
+                && self.in_window(
+                    PageRange::new(Page::from_number(n), end - n),
+                    st.flags.guard_pages(),
+                );
             if !growable {
                 return Err(FaultReason::Guard);
             }

@@ -149,13 +149,19 @@ impl<M: Machine> AddressSpace<M> {
         let flags = Self::placement_flags(growth.flags, &*growth.backend)?;
         let grown = Self::checked_range(growth.base, growth.size)?;
         // The moved range's size in whole pages (the move rounds it up).
-        let moved = Self::checked_range(old, old_size)?.count * crate::PAGE_SIZE;
+        // (A range of every page overflows in bytes: refused.)
+        let moved = Self::checked_range(old, old_size)?
+            .count
+            .checked_mul(crate::PAGE_SIZE)
+            .ok_or(Error::InvalidArgument)?;
         if flags.guard_pages() > 0 || Some(growth.base.as_u64()) != new.as_u64().checked_add(moved)
         {
             return Err(Error::InvalidArgument);
         }
-        let new_size = moved
-            .checked_add(grown.count * crate::PAGE_SIZE)
+        let new_size = grown
+            .count
+            .checked_mul(crate::PAGE_SIZE)
+            .and_then(|g| moved.checked_add(g))
             .ok_or(Error::InvalidArgument)?;
         self.move_pages(
             old,
