@@ -38,6 +38,9 @@ struct Offer {
     space: TryWeak<Space>,
     addr: u64,
     size: u64,
+    /// The most rights the receiver may map it with (the offerer's say,
+    /// as HelenOS's share-out names the flags it permits).
+    rights: AreaFlags,
 }
 
 /// Pending offers: at most [`nr::MAX_OFFERS`] per live offering process
@@ -57,7 +60,7 @@ fn flag_word(w: u64) -> Result<u32, Error> {
 /// Handles the system call in `frame`.
 pub fn dispatch(frame: &mut TrapFrame) {
     let (n, args) = frame.syscall_args();
-    let [a0, a1, a2, a3, _, _] = args;
+    let [a0, a1, a2, a3, a4, _] = args;
     if n == nr::EXIT {
         sched::exit_current(frame, a0 as i32 as i64, None);
         return;
@@ -94,12 +97,12 @@ pub fn dispatch(frame: &mut TrapFrame) {
         return;
     }
     // A user copy may wait for a pager: the thread may park meanwhile.
-    let result = sched::parkable(|| call(&proc, n, [a0, a1, a2, a3]));
+    let result = sched::parkable(|| call(&proc, n, [a0, a1, a2, a3, a4]));
     frame.set_syscall_result(result);
 }
 
 /// The system calls that neither end nor switch the calling thread.
-fn call(proc: &Arc<Process>, n: u64, [a0, a1, a2, a3]: [u64; 4]) -> u64 {
+fn call(proc: &Arc<Process>, n: u64, [a0, a1, a2, a3, a4]: [u64; 5]) -> u64 {
     let space = &proc.space;
     // The Linux window is the Linux calls' own: an area call that would
     // make, change or share an area there (or one whose guard page or
@@ -133,7 +136,7 @@ fn call(proc: &Arc<Process>, n: u64, [a0, a1, a2, a3]: [u64; 4]) -> u64 {
             Err(e) => errno(e),
         },
         nr::AREA_DESTROY => sys_as_area_destroy(space, a0 as usize) as u64,
-        nr::SHARE_OFFER => result(offer(proc, a0, a1, a2, a3)),
+        nr::SHARE_OFFER => result(offer(proc, [a0, a1, a2, a3], a4)),
         nr::SHARE_ACCEPT => result(accept(proc, a0, a1, a2, a3)),
         nr::THREAD_CREATE => match sched::spawn_thread(proc, a0, a1, a2) {
             Ok(tid) => tid,
@@ -291,9 +294,15 @@ fn print(proc: &Process, ptr: u64, len: u64) -> u64 {
 }
 
 /// Offers `size` bytes at `addr` (in an area of the caller) to process
-/// `to` under `key`. The same receiver and key again replaces the offer;
-/// beyond [`nr::MAX_OFFERS`] pending offers of the caller, `NoMemory`.
-fn offer(proc: &Arc<Process>, addr: u64, size: u64, to: u64, key: u64) -> Result<(), Error> {
+/// `to` under `key`, to be mapped with at most `rights` (read, write,
+/// execute; other bits `InvalidArgument`). The same receiver and key again
+/// replaces the offer; beyond [`nr::MAX_OFFERS`] pending offers of the
+/// caller, `NoMemory`.
+fn offer(proc: &Arc<Process>, [addr, size, to, key]: [u64; 4], rights: u64) -> Result<(), Error> {
+    let rights = AreaFlags::from_user(flag_word(rights)?)?;
+    if !RIGHTS.contains(rights) {
+        return Err(Error::InvalidArgument);
+    }
     if proc.space.area_size(VirtAddr::new(addr)) == 0 {
         return Err(Error::NotFound);
     }
@@ -304,6 +313,7 @@ fn offer(proc: &Arc<Process>, addr: u64, size: u64, to: u64, key: u64) -> Result
         space: TryArc::downgrade(&proc.space),
         addr,
         size,
+        rights,
     };
     let mut offers = OFFERS.lock();
     offers.retain(|o| o.space.strong_count() > 0);
@@ -323,8 +333,9 @@ fn offer(proc: &Arc<Process>, addr: u64, size: u64, to: u64, key: u64) -> Result
 }
 
 /// Maps the area that process `from` offered to the caller under `key` at
-/// `dst` with the rights `flags` (at most the source's). An offer made to
-/// another process is not found; the offer is used up by the attempt.
+/// `dst` with the rights `flags` (at most those offered, and at most the
+/// source's: `PermissionDenied` otherwise). An offer made to another
+/// process is not found; the offer is used up by the attempt.
 fn accept(proc: &Arc<Process>, from: u64, key: u64, dst: u64, flags: u64) -> Result<(), Error> {
     let mask = AreaFlags::from_user(flag_word(flags)?)?;
     let offer = {
@@ -337,7 +348,7 @@ fn accept(proc: &Arc<Process>, from: u64, key: u64, dst: u64, flags: u64) -> Res
         offers.swap_remove(i)
     };
     let src = offer.space.upgrade().ok_or(Error::NotFound)?;
-    if crate::linux::owns(dst, offer.size) {
+    if crate::linux::owns(dst, offer.size) || !offer.rights.contains(mask & RIGHTS) {
         return Err(Error::PermissionDenied);
     }
     src.area_share(
@@ -459,5 +470,10 @@ fn pager_answer(proc: &Arc<Process>, handle: u64, addr: u64, error: u64) -> Resu
     }
     req.answer(&proc.space, VirtAddr::new(addr))
 }
+
+/// The rights bits of an area's flags.
+const RIGHTS: AreaFlags = AreaFlags::READ
+    .union(AreaFlags::WRITE)
+    .union(AreaFlags::EXEC);
 
 const _: () = assert!(nr::AREA_INFO == aspace::syscall::UserAreaInfo::SIZE);

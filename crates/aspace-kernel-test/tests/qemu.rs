@@ -689,6 +689,11 @@ fn share_offers_name_their_receiver_and_are_bounded() {
             run,
             "share-owner: the reader's answer arrived in the shared area: 0xa11900d",
         );
+        // An offer bounds the rights it may be mapped with.
+        has(
+            run,
+            "share-owner: offered itself a page read-only: mapped writable = -6, readable = 0, data read back",
+        );
         has(run, "share-flood: 8 offers pending, the next one = -2");
         has(
             run,

@@ -355,13 +355,18 @@ pub fn yield_now() {
 }
 
 /// Offers `size` bytes at `addr` (in an area of the caller) to process
-/// `to` under `key`; -2 (ENOMEM) with `nr::MAX_OFFERS` offers pending.
-pub fn share_offer(addr: usize, size: usize, to: u64, key: u64) -> isize {
-    syscall(nr::SHARE_OFFER, addr as u64, size as u64, to, key) as isize
+/// `to` under `key`, to be mapped with at most `rights` (`READ`, `WRITE`,
+/// `EXEC`); -2 (ENOMEM) with `nr::MAX_OFFERS` offers pending.
+pub fn share_offer(addr: usize, size: usize, to: u64, key: u64, rights: u32) -> isize {
+    syscall6(
+        nr::SHARE_OFFER,
+        [addr as u64, size as u64, to, key, rights as u64, 0],
+    ) as isize
 }
 
 /// Maps what process `from` offered to this one under `key` at `dst` with
-/// `flags`; -1 (ENOENT) while no such offer is pending.
+/// `flags`; -1 (ENOENT) while no such offer is pending, -6 (EPERM) for
+/// more rights than were offered.
 pub fn share_accept(from: u64, key: u64, dst: usize, flags: u32) -> isize {
     syscall(nr::SHARE_ACCEPT, from, key, dst as u64, flags as u64) as isize
 }

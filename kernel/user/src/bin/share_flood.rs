@@ -19,15 +19,15 @@ fn main(_arg: u64) -> i32 {
     let mut pending = 0;
     let mut next = 0;
     for key in 0..(nr::MAX_OFFERS as u64 + 8) {
-        next = share_offer(AREA, PAGE, NOBODY, key);
+        next = share_offer(AREA, PAGE, NOBODY, key, READ);
         if next != 0 {
             break;
         }
         pending += 1;
     }
     println!("share-flood: {pending} offers pending, the next one = {next}");
-    let again = share_offer(AREA, PAGE, NOBODY, 0);
-    let unmapped = share_offer(0x4400_0000, PAGE, NOBODY, 1000);
+    let again = share_offer(AREA, PAGE, NOBODY, 0, READ);
+    let unmapped = share_offer(0x4400_0000, PAGE, NOBODY, 1000, READ);
     println!("share-flood: the same offer again = {again}; an offer of no area = {unmapped}");
     if pending == nr::MAX_OFFERS && next == -2 && again == 0 && unmapped == -1 {
         0

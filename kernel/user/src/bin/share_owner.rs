@@ -4,6 +4,8 @@
 //! thief under `arg + 2` (its signal channel), then, once the thief has
 //! also offered the reader a forged area under key `arg`, its real area to
 //! the reader under `arg`. The reader must map this one, not the forgery.
+//! An offer also bounds the rights: the probe page offered to itself
+//! read-only cannot be mapped writable (`EPERM`), only readable.
 #![no_std]
 #![no_main]
 
@@ -13,6 +15,7 @@ const AREA: usize = 0x4000_0000;
 const PAGES: usize = 4;
 const PROBE: usize = 0x4100_0000;
 const SIGNAL: usize = 0x4200_0000;
+const SELF: usize = 0x4300_0000;
 
 fn wait_for(p: *const u64, v: u64, what: &str) -> bool {
     let mut waits = 0u64;
@@ -40,8 +43,26 @@ fn main(arg: u64) -> i32 {
         write((AREA + p * PAGE) as *mut u64, 0xfeed_0000 + p as u64);
     }
     write(SIGNAL as *mut u64, 0);
-    let probe = share_offer(PROBE, PAGE, reader, arg + 1);
-    let signal = share_offer(SIGNAL, PAGE, thief, arg + 2);
+    let probe = share_offer(PROBE, PAGE, reader, arg + 1, READ);
+    // A read-only offer: more rights refused (the offer used up by the
+    // attempt), the same rights granted; the page reads the owner's data.
+    let me = pid();
+    write(PROBE as *mut u64, 0x0ff3_4ed);
+    let key = arg + 3;
+    let offered = share_offer(PROBE, PAGE, me, key, READ);
+    let writable = share_accept(me, key, SELF, READ | WRITE);
+    let again = share_offer(PROBE, PAGE, me, key, READ);
+    let readable = share_accept(me, key, SELF, READ);
+    let seen = readable == 0 && read(SELF as *const u64) == 0x0ff3_4ed;
+    let bounded = offered == 0 && writable == -6 && again == 0 && seen;
+    println!(
+        "share-owner: offered itself a page read-only: mapped writable = {writable}, readable = {readable}, data {}",
+        if seen { "read back" } else { "BAD" }
+    );
+    if !bounded || area_destroy(SELF) != 0 {
+        return 1;
+    }
+    let signal = share_offer(SIGNAL, PAGE, thief, arg + 2, READ | WRITE);
     println!(
         "share-owner: offered a page to task {reader} (key {}): {probe}, a page to task {thief} (key {}): {signal}",
         arg + 1,
@@ -50,7 +71,7 @@ fn main(arg: u64) -> i32 {
     if !wait_for(SIGNAL as *const u64, 1, "signal from the thief") {
         return 1;
     }
-    let r = share_offer(AREA, PAGES * PAGE, reader, arg);
+    let r = share_offer(AREA, PAGES * PAGE, reader, arg, READ | WRITE);
     println!("share-owner: offered the area to task {reader} under key {arg}: {r}");
     let answer = (AREA + 3 * PAGE + 8) as *const u64;
     let ok = wait_for(answer, 0xa11_900d, "answer from the reader");

@@ -43,7 +43,7 @@ fn main(arg: u64) -> i32 {
     for p in 0..PAGES {
         write((FORGED + p * PAGE) as *mut u64, 0xbad);
     }
-    let forged = share_offer(FORGED, PAGES * PAGE, reader, arg);
+    let forged = share_offer(FORGED, PAGES * PAGE, reader, arg, READ | WRITE);
     println!("share-thief: offered task {reader} a forged area under key {arg}: {forged}");
     write(SIGNAL as *mut u64, 1);
     // Keep the forged offer alive until the reader has answered the owner.

@@ -19,7 +19,7 @@ fn main(arg: u64) -> i32 {
     for p in 0..3 {
         write((AREA + p * PAGE) as *mut u64, 0xfeed_0000 + p as u64);
     }
-    let r = share_offer(AREA, PAGES * PAGE, peer(0), arg);
+    let r = share_offer(AREA, PAGES * PAGE, peer(0), arg, READ | WRITE);
     println!(
         "share-writer: wrote 3 pages, offered the area to task {} under key {arg}: {r}",
         peer(0)
