@@ -47,13 +47,13 @@ fn main(arg: u64) -> i32 {
     // A read-only offer: more rights refused (the offer used up by the
     // attempt), the same rights granted; the page reads the owner's data.
     let me = pid();
-    write(PROBE as *mut u64, 0x0ff3_4ed);
+    write(PROBE as *mut u64, 0x00ff_34ed);
     let key = arg + 3;
     let offered = share_offer(PROBE, PAGE, me, key, READ);
     let writable = share_accept(me, key, SELF, READ | WRITE);
     let again = share_offer(PROBE, PAGE, me, key, READ);
     let readable = share_accept(me, key, SELF, READ);
-    let seen = readable == 0 && read(SELF as *const u64) == 0x0ff3_4ed;
+    let seen = readable == 0 && read(SELF as *const u64) == 0x00ff_34ed;
     let bounded = offered == 0 && writable == -6 && again == 0 && seen;
     println!(
         "share-owner: offered itself a page read-only: mapped writable = {writable}, readable = {readable}, data {}",
