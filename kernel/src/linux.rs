@@ -29,8 +29,10 @@
 //!
 //! A private file mapping's pages are the file's, lent to the mapping and
 //! copied by aspace's fault handler at the first write; the page-fault
-//! path calls [`touched`] after a write fault served in the window, as
-//! `LinuxMm` asks (it decides how mappings merge).
+//! path calls [`touched`] after a write fault served in the window, and
+//! the system calls that copy out to the window ([`wrote`]: `mincore`'s
+//! vector, a pager's request record) after their copies, as `LinuxMm`
+//! asks (it decides how mappings merge).
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -282,6 +284,7 @@ fn mincore(proc: &Process, addr: u64, len: u64, vec: u64) -> Result<u64, Errno> 
                 crate::sched::parkable(|| proc.space.copy_to_user(to, answers))
             })
             .map_err(|_| Errno::EFAULT)?;
+            wrote(proc, to.as_u64(), got);
         }
         walked?;
         done += n;
@@ -300,6 +303,18 @@ pub fn touched(proc: &Process, addr: u64) {
     }
     if let Some(mm) = proc.linux.lock().as_mut() {
         mm.touched(addr, true);
+    }
+}
+
+/// The kernel wrote `len` bytes of `proc`'s memory at `addr` (a system
+/// call's copy out): each page of it in the window is a served write, as
+/// the copy's write faults are on Linux ([`touched`]).
+pub fn wrote(proc: &Process, addr: u64, len: u64) {
+    let end = addr.saturating_add(len);
+    let mut page = addr & !(aspace::PAGE_SIZE - 1);
+    while page < end {
+        touched(proc, page);
+        page += aspace::PAGE_SIZE;
     }
 }
 

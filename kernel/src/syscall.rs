@@ -427,7 +427,10 @@ fn pager_receive(frame: &mut TrapFrame, dest: u64, flags: u64) {
         sched::parkable(|| proc.space.copy_to_user(VirtAddr::new(dest), &record))
     });
     let res = match copied {
-        Ok(()) => 0,
+        Ok(()) => {
+            crate::linux::wrote(&proc, dest, record.len() as u64);
+            0
+        }
         Err(e) => {
             pager.unreceive(r.handle);
             errno(e)
