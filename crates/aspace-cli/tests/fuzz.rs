@@ -1,5 +1,5 @@
 //! Scenario fuzzing, in-process: thousands of scenario files (written from
-//! the grammar, mutated from the shipped examples and the demo, or plain
+//! the grammar, HelenOS area calls and Linux calls mixed, mutated from the shipped examples and the demo, or plain
 //! random text) and mutated ELF executables, each run through the same
 //! functions as the `aspace` command. Every outcome must be exit status 0,
 //! 1 or 2 with a message: never a panic, a hang (a watchdog fails the test
@@ -14,7 +14,10 @@
 //! - `ASPACE_FUZZ_CASES=N` scales the number of cases of each kind (the
 //!   default keeps the test to a few seconds);
 //! - `ASPACE_FUZZ_SEED=S` runs the one case with seed `S` (as printed),
-//!   for every kind.
+//!   for every kind;
+//! - `ASPACE_FUZZ_SHOW_INPUT=1` prints the first message of each case
+//!   refused as bad input (with `--nocapture`), to see what keeps the
+//!   grammar's cases from running.
 //!
 //! Longer, coverage-guided runs: the `cargo fuzz` targets in
 //! `crates/aspace-cli/fuzz/`.
@@ -111,6 +114,19 @@ const ERRNOS: &[&str] = &[
     "ENOTSUP",
     "EBADMEM",
 ];
+/// Linux's errno names, for the Linux calls.
+const LINUX_ERRNOS: &[&str] = &[
+    "ok",
+    "EINVAL",
+    "ENOMEM",
+    "EEXIST",
+    "EFAULT",
+    "EACCES",
+    "EPERM",
+    "EAGAIN",
+    "EOVERFLOW",
+    "EOPNOTSUPP",
+];
 const REASONS: &[&str] = &["ok", "no-area", "access", "partial", "no-memory"];
 const VALUES: &[&str] = &["0", "42", "72", "no-area", "ok"];
 const TEXTS: &[&str] = &["\"Hello\"", "\"\"", "ok", "access"];
@@ -146,6 +162,7 @@ struct Gen<'r> {
 #[derive(Clone, Copy)]
 enum Can {
     Errno,
+    Linux,
     Fault,
     Value,
     Text,
@@ -230,6 +247,7 @@ impl Gen<'_> {
         }
         let outcomes = match can {
             Can::Errno => ERRNOS,
+            Can::Linux => LINUX_ERRNOS,
             Can::Fault => REASONS,
             Can::Value => VALUES,
             Can::Text => TEXTS,
@@ -245,8 +263,84 @@ impl Gen<'_> {
         }
     }
 
+    /// A Linux call's line (the `aspace-linux` layer's calls, with the
+    /// hostile values the rogue paths pick).
+    fn linux_op(&mut self) {
+        let t = self.running_task();
+        let (a, s) = (self.user_addr(), self.size());
+        let prot = self.rng.pick(&["rw", "r", "none", "r-x", "rwx", "w"]);
+        let e = self.expect(Can::Linux);
+        let line = match self.rng.below(9) {
+            0 | 1 => {
+                let kind = self
+                    .rng
+                    .pick(&["private", "shared", "droppable", "private shared"]);
+                let backing = match self.rng.below(4) {
+                    0 => format!(
+                        "file F {}",
+                        self.rng
+                            .pick(&["0", "0x1000", "0xfffffffffffff000", "0x3ffff000"])
+                    ),
+                    _ => "anon".to_string(),
+                };
+                let mut extra = String::new();
+                for w in [
+                    "fixed",
+                    "noreplace",
+                    "populate",
+                    "noreserve",
+                    "growsdown",
+                    "locked",
+                ] {
+                    if self.rng.chance(15) {
+                        extra.push(' ');
+                        extra.push_str(w);
+                    }
+                }
+                format!("mmap {t} {a} {s} {prot} {kind} {backing}{extra}")
+            }
+            2 => format!("munmap {t} {a} {s}"),
+            3 => format!("mprotect {t} {a} {s} {prot}"),
+            4 => {
+                let n = self.size();
+                let f = self.rng.pick(&["", " maymove", " maymove dontunmap"]);
+                let fixed = match self.rng.chance(20) {
+                    true if f.is_empty() => format!(" maymove fixed {}", self.user_addr()),
+                    true => format!(" fixed {}", self.user_addr()),
+                    false => String::new(),
+                };
+                format!("mremap {t} {a} {s} {n}{f}{fixed}")
+            }
+            5 => {
+                let adv = self.rng.pick(&[
+                    "dontneed",
+                    "free",
+                    "remove",
+                    "dontfork",
+                    "wipeonfork",
+                    "keeponfork",
+                    "populate_read",
+                    "populate_write",
+                    "guard_install",
+                    "guard_remove",
+                ]);
+                format!("madvise {t} {a} {s} {adv}")
+            }
+            6 => format!("brk {t} {a}"),
+            7 => format!("mlock {t} {a} {s}"),
+            _ => format!("maps {t} --linux"),
+        };
+        let e = if line.starts_with("maps") {
+            String::new()
+        } else {
+            e
+        };
+        self.line(format!("{line}{e}"));
+    }
+
     fn op(&mut self) {
-        match self.rng.below(28) {
+        match self.rng.below(32) {
+            28..=31 => self.linux_op(),
             26 | 27 => {
                 // An area filled with pages: memory runs out now and then
                 // (late-reserving areas pass the commit limit's check at
@@ -659,6 +753,9 @@ fn check(o: &Outcome, svg: Option<&Path>) -> Result<(), String> {
             }
         }
         Outcome::Input { errors, .. } => {
+            if std::env::var_os("ASPACE_FUZZ_SHOW_INPUT").is_some() {
+                eprintln!("exit 2: {:?}", errors.0.first());
+            }
             if errors.0.is_empty() || errors.0.iter().any(|m| m.trim().is_empty()) {
                 return Err(format!("exit 2 without a message: {errors:?}"));
             }
