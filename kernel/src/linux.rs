@@ -12,9 +12,11 @@
 //! area calls may not enter it ([`owns`]), so neither side changes the
 //! other's areas behind its back. Ranges that reach out of the window are
 //! refused as on Linux for addresses outside the user space: `munmap` and
-//! `mremap` `EINVAL`, a fixed `mmap` below the window `EPERM` (Linux's
-//! `mmap_min_addr`), above it `ENOMEM`; `mprotect` and `madvise` only ever
-//! see the window's mappings.
+//! `mremap` `EINVAL`, a fixed `mmap` or `mremap` target below the window
+//! `EPERM` (the window's start is the map's `vm.mmap_min_addr`), above it
+//! `ENOMEM`; a hint below the window is no hint (raised to the window's
+//! start, as Linux raises one to `mmap_min_addr`, it would land on the
+//! break); `mprotect` and `madvise` only ever see the window's mappings.
 //!
 //! A mapping longer than the machine's memory is `ENOMEM` ([`ram`]), as
 //! Linux's overcommit check would have it.
@@ -192,9 +194,14 @@ fn mmap(proc: &Process, [addr, len, prot, flags, fd, offset]: [u64; 6]) -> Resul
         return Err(Errno::ENOMEM);
     }
     let flags = MapFlags(flags);
-    if flags.fixed() && addr < nr::LINUX_START {
-        return Err(Errno::EPERM);
-    }
+    // A hint below the window is no hint: raised to the window's start
+    // (vm.mmap_min_addr here) it would land on the break. A fixed address
+    // there is LinuxMm's EPERM (below vm.mmap_min_addr).
+    let addr = if !flags.fixed() && addr < nr::LINUX_START {
+        0
+    } else {
+        addr
+    };
     let file = match (flags.anonymous(), fd) {
         (true, _) => None,
         (false, nr::BLOB_FD) => Some(FileRef(String::from(BLOB))),
@@ -215,15 +222,18 @@ fn munmap(proc: &Process, addr: u64, len: u64) -> Result<u64, Errno> {
 }
 
 /// `mremap(old, old_len, new_len, flags, new_addr)`: an old range reaching
-/// past the window (which a shrink would unmap) or a fixed target below it
-/// `EINVAL`.
+/// past the window `EINVAL` (LinuxMm refuses a shrink's tail there too; this
+/// keeps every other path off the areas above the window). A fixed target
+/// below the window is LinuxMm's `EPERM` (below vm.mmap_min_addr).
 fn mremap(
     proc: &Process,
     [old, old_len, new_len, flags, new_addr, _]: [u64; 6],
 ) -> Result<u64, Errno> {
     let flags = RemapFlags(word32(flags)?);
-    let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
-    if old_end > nr::LINUX_END || (flags.fixed() && new_addr < nr::LINUX_START) {
+    // The old length rounded as Linux rounds it (wrapping to 0: a copy).
+    let rounded = old_len.wrapping_add(aspace::PAGE_SIZE - 1) & !(aspace::PAGE_SIZE - 1);
+    let old_end = old.checked_add(rounded).ok_or(Errno::EINVAL)?;
+    if old_end > nr::LINUX_END {
         return Err(Errno::EINVAL);
     }
     if new_len > ram() {
@@ -311,10 +321,10 @@ pub fn touched(proc: &Process, addr: u64) {
 /// the copy's write faults are on Linux ([`touched`]).
 pub fn wrote(proc: &Process, addr: u64, len: u64) {
     let end = addr.saturating_add(len);
-    let mut page = addr & !(aspace::PAGE_SIZE - 1);
-    while page < end {
-        touched(proc, page);
-        page += aspace::PAGE_SIZE;
+    let mut page = Some(addr & !(aspace::PAGE_SIZE - 1));
+    while let Some(p) = page.filter(|&p| p < end) {
+        touched(proc, p);
+        page = p.checked_add(aspace::PAGE_SIZE);
     }
 }
 

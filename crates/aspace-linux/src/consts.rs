@@ -61,8 +61,16 @@ pub const MAP_FIXED_NOREPLACE: u32 = 0x10_0000;
 pub const MAP_DROPPABLE: u32 = 0x08;
 /// `MAP_UNINITIALIZED` (ignored without `CONFIG_MMAP_ALLOW_UNINITIALIZED`).
 pub const MAP_UNINITIALIZED: u32 = 0x400_0000;
+/// `MAP_32BIT` (x86_64): place below 2 GiB (a hint here).
+pub const MAP_32BIT: u32 = 0x40;
+/// `MAP_ABOVE4G` (x86_64): place above 4 GiB (a hint here).
+pub const MAP_ABOVE4G: u32 = 0x80;
+/// `MAP_HUGE_2MB`: the huge page size `MAP_HUGETLB` asks for (bits 26..32).
+pub const MAP_HUGE_2MB: u32 = 21 << 26;
+/// `MAP_HUGE_1GB`: likewise.
+pub const MAP_HUGE_1GB: u32 = 30 << 26;
 /// The flags `MAP_SHARED_VALIDATE` accepts on a file (Linux's
-/// `LEGACY_MAP_MASK`); any other bit there is `EOPNOTSUPP`.
+/// `LEGACY_MAP_MASK` on x86_64); any other bit there is `EOPNOTSUPP`.
 pub const LEGACY_MAP_MASK: u32 = MAP_SHARED
     | MAP_PRIVATE
     | MAP_FIXED
@@ -76,7 +84,11 @@ pub const LEGACY_MAP_MASK: u32 = MAP_SHARED
     | MAP_POPULATE
     | MAP_NONBLOCK
     | MAP_STACK
-    | MAP_HUGETLB;
+    | MAP_HUGETLB
+    | MAP_32BIT
+    | MAP_ABOVE4G
+    | MAP_HUGE_2MB
+    | MAP_HUGE_1GB;
 
 /// `mremap`: the mapping may move if it cannot grow in place.
 pub const MREMAP_MAYMOVE: u32 = 1;

@@ -1448,9 +1448,10 @@ impl<M: Machine> LinuxMm<M> {
         } else {
             // A hint below vm.mmap_min_addr is raised to it (Linux's
             // round_hint_to_min).
+            let floor = page_up(self.layout.mmap_min).unwrap_or(u64::MAX);
             let hint = match addr & !(PAGE_SIZE - 1) {
                 0 => 0,
-                h => h.max(self.layout.mmap_min),
+                h => h.max(floor),
             };
             if hint != 0 && self.hint_free(hint, len) {
                 hint
@@ -1476,7 +1477,7 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::EAGAIN);
         }
         // A file's pages end at MAX_LFS_FILESIZE (Linux's file_mmap_ok).
-        if !flags.anonymous() && pgoff > (i64::MAX as u64 - len) / PAGE_SIZE {
+        if !flags.anonymous() && pgoff > (i64::MAX as u64).saturating_sub(len) / PAGE_SIZE {
             return Err(Errno::EOVERFLOW);
         }
         // The mapping's type, as do_mmap takes it: a file's
@@ -2198,31 +2199,36 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::ENOMEM);
         }
         let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
-        // An old range wrapping past the top: a shrink's tail is past the
-        // user space (EINVAL), anything else crosses the mapping's end.
-        let old_end = match old.checked_add(old_len) {
-            Some(e) => e,
-            None if new_len < old_len => return Err(Errno::EINVAL),
-            None => return Err(Errno::EFAULT),
-        };
         // A sealed mapping is neither resized nor moved nor copied.
         if v.flags.contains(VmFlags::SEALED) {
             return Err(Errno::EPERM);
         }
+        let low = flags.fixed() && new_addr < self.layout.mmap_min;
+        // An old range wrapping past the top: a shrink's tail is past the
+        // user space (EINVAL, a fixed target unmapped first), anything else
+        // crosses the mapping's end.
+        let old_end = match old.checked_add(old_len) {
+            Some(e) => e,
+            None if new_len < old_len => {
+                if flags.fixed() && self.holes == HolePolicy::Linux {
+                    self.unmap(new_addr, new_addr + new_len)?;
+                }
+                return Err(Errno::EINVAL);
+            }
+            None => return Err(Errno::EFAULT),
+        };
         if old_len == 0 {
             // (MREMAP_DONTUNMAP needs the same sizes: refused above.)
             return self.duplicate(old, new_len, flags, new_addr);
-        }
-        // A target below vm.mmap_min_addr: a user task's EPERM (Linux
-        // finds it after unmapping the target, where nothing can be).
-        if flags.fixed() && new_addr < self.layout.mmap_min {
-            return Err(Errno::EPERM);
         }
         if flags.dont_unmap() {
             // Mapping by mapping, as a same-size move of several (only
             // to a fixed target: placed, one mapping is all it moves).
             if !flags.fixed() {
                 return self.move_leaving(old, old_len, flags, new_addr);
+            }
+            if low {
+                return Err(self.low_target(new_addr, new_len, None));
             }
             return match self.seal_stop(old, old_end, new_addr) {
                 None => self.move_leaving(old, old_len, flags, new_addr),
@@ -2238,7 +2244,9 @@ impl<M: Machine> LinuxMm<M> {
             let target_sealed = self.sealed_in(new_addr, new_addr + new_len);
             if old_end.min(old + new_len) > vend {
                 // Linux 6.17+ moves a same-size range spanning mappings.
-                return if old_len == new_len {
+                return if old_len == new_len && low {
+                    Err(self.low_target(new_addr, new_len, None))
+                } else if old_len == new_len {
                     // Linux moves mapping by mapping, each one's target
                     // unmapped first: those before the first sealed one
                     // (or the first whose target part is sealed) move,
@@ -2270,6 +2278,10 @@ impl<M: Machine> LinuxMm<M> {
                 // Linux's mremap_to has unmapped the target already.
                 self.unmap(new_addr, new_addr + new_len)?;
                 return Err(self.refused_by_seal(old + new_len));
+            }
+            if low {
+                let tail = (new_len < old_len).then_some((old + new_len, old_end));
+                return Err(self.low_target(new_addr, new_len, tail));
             }
             let guard_top = new_len > old_len && self.is_guard(old_end - PAGE_SIZE);
             return self.move_to(old, old_len, new_addr, new_len, false, guard_top);
@@ -2345,6 +2357,21 @@ impl<M: Machine> LinuxMm<M> {
         Ok(())
     }
 
+    /// A fixed `mremap` target below vm.mmap_min_addr: Linux finds it
+    /// last (a user task's `EPERM`), after unmapping the target and a
+    /// shrink's `tail`, which the Linux hole policy does too (the refusing
+    /// one changes nothing). Returns the `EPERM` (or the unmap's error).
+    fn low_target(&mut self, new_addr: u64, new_len: u64, tail: Option<(u64, u64)>) -> Errno {
+        if self.holes == HolePolicy::Linux {
+            for (lo, hi) in [(new_addr, new_addr + new_len)].into_iter().chain(tail) {
+                if let Err(e) = self.unmap(lo, hi) {
+                    return e;
+                }
+            }
+        }
+        Errno::EPERM
+    }
+
     /// `mremap` with an old length of 0 (after the common checks, `old`
     /// inside a mapping): a second mapping of the same shared object, from
     /// `old`'s page of it, `new_len` bytes long, at `new_addr` with
@@ -2354,17 +2381,15 @@ impl<M: Machine> LinuxMm<M> {
     /// in place from nothing) or past `vm.max_map_count`, or no room,
     /// `ENOMEM`; a fixed target at `old` itself `EFAULT` (Linux unmaps the
     /// target first, and the page it copies from with it: so does this
-    /// layer but with [`HolePolicy::Refuse`]). A locked mapping's copy is
-    /// locked and faulted in.
+    /// layer but with [`HolePolicy::Refuse`]); a fixed target below
+    /// `vm.mmap_min_addr` `EPERM`. A locked mapping's copy is locked and
+    /// faulted in.
     fn duplicate(&mut self, old: u64, new_len: u64, flags: RemapFlags, new_addr: u64) -> MmResult {
         let Some(v) = self.vma_at(old) else {
             return Err(Errno::EFAULT);
         };
         if v.kind.private() {
             return Err(Errno::EINVAL);
-        }
-        if flags.fixed() && new_addr < self.layout.mmap_min {
-            return Err(Errno::EPERM);
         }
         if !self.lock_fits(v.flags, new_len / PAGE_SIZE) {
             return Err(Errno::EAGAIN);
@@ -2375,6 +2400,9 @@ impl<M: Machine> LinuxMm<M> {
         // The fixed target is unmapped first: not a sealed mapping.
         if flags.fixed() && self.sealed_in(new_addr, new_addr + new_len) {
             return Err(self.refused_by_seal(new_addr));
+        }
+        if flags.fixed() && new_addr < self.layout.mmap_min {
+            return Err(self.low_target(new_addr, new_len, None));
         }
         if flags.fixed() && new_addr == old {
             // Linux unmaps the target, then finds no mapping at `old` any
@@ -3577,7 +3605,7 @@ impl<M: Machine> LinuxMm<M> {
                 }
                 break;
             };
-            if (v.flags - VmFlags::LOCK_MASK) | lock != v.flags {
+            if Self::lock_flags(v.flags, lock) != v.flags {
                 cuts += usize::from(v.start < at) + usize::from(v.end > end);
             }
             at = v.end;
@@ -3586,7 +3614,7 @@ impl<M: Machine> LinuxMm<M> {
         if cuts > 0
             && self.vmas.len() + cuts > self.layout.max_map_count
             && !self.map_count_fits(start, at.min(end), |v| {
-                let flags = (v.flags - VmFlags::LOCK_MASK) | lock;
+                let flags = Self::lock_flags(v.flags, lock);
                 (flags != v.flags).then(|| {
                     let mut c = v.clone();
                     c.flags = flags;
@@ -3601,7 +3629,7 @@ impl<M: Machine> LinuxMm<M> {
         while at < end {
             let v = self.vma_at(at).ok_or(Errno::ENOMEM)?;
             let (s, to) = (v.start, v.end.min(end));
-            let new = (v.flags - VmFlags::LOCK_MASK) | lock;
+            let new = Self::lock_flags(v.flags, lock);
             if new != v.flags {
                 self.modify_rec(s, at, to, |r| r.flags = new);
             }
@@ -3609,6 +3637,16 @@ impl<M: Machine> LinuxMm<M> {
             at = self.vma_at(at).map_or(to, |v| v.end).max(to);
         }
         Ok(())
+    }
+
+    /// A mapping's flags after `mlock`'s `lock` (Linux's `mlock_fixup`): a
+    /// droppable mapping is never locked (nor cut).
+    fn lock_flags(flags: VmFlags, lock: VmFlags) -> VmFlags {
+        if flags.contains(VmFlags::DROPPABLE) {
+            flags
+        } else {
+            (flags - VmFlags::LOCK_MASK) | lock
+        }
     }
 
     /// Linux's `__mm_populate` over `[lo, hi)`: each mapping's pages but

@@ -90,8 +90,9 @@ impl Sub for VmFlags {
 /// and `shared` (`MAP_SHARED`), as Linux 6.18's `madvise_vma_behavior`
 /// computes its new flags: `None` if `advice` sets no hint; `EINVAL` for
 /// `MADV_WIPEONFORK` on anything but anonymous memory and
-/// `MADV_KEEPONFORK` on a droppable mapping. `MADV_MERGEABLE` on
-/// a shared mapping is ignored, as Linux's `ksm_madvise` does.
+/// `MADV_KEEPONFORK` or `MADV_DODUMP` on a droppable mapping.
+/// `MADV_MERGEABLE` on a shared or droppable mapping is ignored, as Linux's
+/// `ksm_madvise` does.
 pub fn after(
     advice: Advice,
     flags: VmFlags,
@@ -107,6 +108,7 @@ pub fn after(
         MADV_DONTFORK => flags | VmFlags::DONTCOPY,
         MADV_DOFORK => flags - VmFlags::DONTCOPY,
         MADV_DONTDUMP => flags | VmFlags::DONTDUMP,
+        MADV_DODUMP if flags.contains(VmFlags::DROPPABLE) => return Some(Err(Errno::EINVAL)),
         MADV_DODUMP => flags - VmFlags::DONTDUMP,
         MADV_WIPEONFORK if !anonymous => return Some(Err(Errno::EINVAL)),
         MADV_WIPEONFORK => flags | VmFlags::WIPEONFORK,
@@ -114,7 +116,7 @@ pub fn after(
         MADV_KEEPONFORK => flags - VmFlags::WIPEONFORK,
         MADV_HUGEPAGE => (flags - huge) | VmFlags::HUGEPAGE,
         MADV_NOHUGEPAGE => (flags - huge) | VmFlags::NOHUGEPAGE,
-        MADV_MERGEABLE if shared => flags,
+        MADV_MERGEABLE if shared || flags.contains(VmFlags::DROPPABLE) => flags,
         MADV_MERGEABLE => flags | VmFlags::MERGEABLE,
         MADV_UNMERGEABLE => flags - VmFlags::MERGEABLE,
         _ => return None,
