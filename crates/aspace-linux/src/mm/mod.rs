@@ -1229,20 +1229,32 @@ impl<M: Machine> LinuxMm<M> {
         })
     }
 
-    /// Pages of memory a mapping reserves up front.
+    /// Pages of memory a mapping reserves up front: a private mapping's
+    /// while Linux charges it (`VM_ACCOUNT`: made writable, not
+    /// `MAP_NORESERVE`).
     fn reserves(v: &Vma) -> u64 {
-        if v.noreserve || !v.kind.private() {
+        if Self::late(v) || !v.kind.private() {
             0
         } else {
             v.pages()
         }
     }
 
-    /// The core area flags of `v`: its rights, and late reservation for
-    /// `MAP_NORESERVE`.
+    /// Whether `v`'s area reserves page by page, at its faults: with
+    /// `MAP_NORESERVE`, and a private mapping Linux does not charge (never
+    /// writable: a `PROT_NONE` or read-only reservation of address space
+    /// costs no memory until its pages are used). One made writable later
+    /// keeps its area's page-by-page reservation (Linux charges it whole
+    /// at that `mprotect`).
+    fn late(v: &Vma) -> bool {
+        v.noreserve || (v.kind.private() && !v.account)
+    }
+
+    /// The core area flags of `v`: its rights, and late reservation (see
+    /// [`late`](Self::late)).
     fn area_flags(v: &Vma) -> Result<AreaFlags, Errno> {
         let flags = Self::rights(v.prot)?;
-        Ok(if v.noreserve {
+        Ok(if Self::late(v) {
             flags | AreaFlags::LATE_RESERVE
         } else {
             flags
@@ -1394,7 +1406,8 @@ impl<M: Machine> LinuxMm<M> {
     /// everything that can refuse is checked first (rights, memory to
     /// reserve counting what the replaced mappings give back), then the
     /// core unmaps the range and creates the area. `MAP_NORESERVE` reserves
-    /// memory page by page ([`AreaFlags::LATE_RESERVE`]); `MAP_POPULATE`
+    /// memory page by page ([`AreaFlags::LATE_RESERVE`]), and so does a
+    /// private mapping that is not writable (Linux does not charge it); `MAP_POPULATE`
     /// faults every page in (writing, for a private writable mapping);
     /// `PROT_NONE` is an area with no rights. Shared anonymous memory is a
     /// new object of the mapping's length; a file mapping maps the
