@@ -300,7 +300,7 @@ fn print(proc: &Process, ptr: u64, len: u64) -> u64 {
 /// caller, `NoMemory`.
 fn offer(proc: &Arc<Process>, [addr, size, to, key]: [u64; 4], rights: u64) -> Result<(), Error> {
     let rights = AreaFlags::from_user(flag_word(rights)?)?;
-    if !RIGHTS.contains(rights) {
+    if !AreaFlags::RIGHTS.contains(rights) {
         return Err(Error::InvalidArgument);
     }
     if proc.space.area_size(VirtAddr::new(addr)) == 0 {
@@ -348,7 +348,7 @@ fn accept(proc: &Arc<Process>, from: u64, key: u64, dst: u64, flags: u64) -> Res
         offers.swap_remove(i)
     };
     let src = offer.space.upgrade().ok_or(Error::NotFound)?;
-    if crate::linux::owns(dst, offer.size) || !offer.rights.contains(mask & RIGHTS) {
+    if crate::linux::owns(dst, offer.size) || !offer.rights.contains(mask & AreaFlags::RIGHTS) {
         return Err(Error::PermissionDenied);
     }
     src.area_share(
@@ -473,10 +473,5 @@ fn pager_answer(proc: &Arc<Process>, handle: u64, addr: u64, error: u64) -> Resu
     }
     req.answer(&proc.space, VirtAddr::new(addr))
 }
-
-/// The rights bits of an area's flags.
-const RIGHTS: AreaFlags = AreaFlags::READ
-    .union(AreaFlags::WRITE)
-    .union(AreaFlags::EXEC);
 
 const _: () = assert!(nr::AREA_INFO == aspace::syscall::UserAreaInfo::SIZE);

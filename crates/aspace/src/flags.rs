@@ -66,6 +66,12 @@ impl AreaFlags {
     /// do: fixed at creation, kept by a change of rights.
     pub const PLACEMENT: AreaFlags = AreaFlags::GUARD.union(AreaFlags::GROWS_DOWN);
 
+    /// The access rights: read, write, execute (what a share, a lent page
+    /// or an offer can bound).
+    pub const RIGHTS: AreaFlags = AreaFlags::READ
+        .union(AreaFlags::WRITE)
+        .union(AreaFlags::EXEC);
+
     /// Guard pages kept below an area with these flags: 1 with
     /// [`GUARD`](Self::GUARD) or [`GROWS_DOWN`](Self::GROWS_DOWN), else 0.
     pub fn guard_pages(self) -> u64 {

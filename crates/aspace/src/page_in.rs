@@ -33,7 +33,7 @@
 use alloc::sync::Arc;
 
 use crate::addr::{Page, VirtAddr};
-use crate::backend::user::{Answer, Owner, Slot, UserBackend, RIGHTS};
+use crate::backend::user::{Answer, Owner, Slot, UserBackend};
 use crate::backend::{Pager, PagerIds};
 use crate::fault::FaultReason;
 use crate::flags::{Access, AreaAttrs, AreaFlags};
@@ -251,7 +251,7 @@ impl<M: Machine> AddressSpace<M> {
         // The page carries only the rights its pager had on it: an area
         // with more is refused it, and one with fewer can never get more.
         let lent = slot.rights();
-        if !lent.contains(st.flags & RIGHTS) {
+        if !lent.contains(st.flags & AreaFlags::RIGHTS) {
             give_back();
             return Err(Unmapped::Fail(FaultReason::PagerError));
         }
@@ -284,7 +284,7 @@ impl<M: Machine> AddressSpace<M> {
             m.frames().release(frame);
             return Err(Unmapped::Fail(FaultReason::NoMemory));
         }
-        st.max_flags &= lent | !RIGHTS;
+        st.max_flags &= lent | !AreaFlags::RIGHTS;
         Stats::add(&stats.faults_resolved, 1);
         Ok(())
     }

@@ -82,11 +82,6 @@ impl Owner {
     }
 }
 
-/// The access rights among an area's flags: what a lent page carries.
-pub(crate) const RIGHTS: AreaFlags = AreaFlags::READ
-    .union(AreaFlags::WRITE)
-    .union(AreaFlags::EXEC);
-
 /// The states of a request's answer.
 const PENDING: u64 = 0;
 /// Answered with a frame (with one reference, not yet taken).
@@ -289,7 +284,7 @@ impl PageIn {
             .translate(m.memory(), page)
             .ok_or(Error::NotFound)?;
         m.frames().add_ref(frame);
-        Ok((frame, st.flags & RIGHTS))
+        Ok((frame, st.flags & AreaFlags::RIGHTS))
     }
 
     /// Answers with an error: the waiting faults fail with
