@@ -245,6 +245,7 @@ pub mod linux {
     pub const PROT_EXEC: u64 = 4;
     pub const MAP_SHARED: u64 = 0x01;
     pub const MAP_PRIVATE: u64 = 0x02;
+    pub const MAP_DROPPABLE: u64 = 0x08;
     pub const MAP_FIXED: u64 = 0x10;
     pub const MAP_ANONYMOUS: u64 = 0x20;
     pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
@@ -257,6 +258,7 @@ pub mod linux {
     pub const MADV_DONTNEED: u64 = 4;
     pub const MADV_REMOVE: u64 = 9;
     pub const MADV_DONTFORK: u64 = 10;
+    pub const MADV_DODUMP: u64 = 17;
     pub const MADV_WIPEONFORK: u64 = 18;
     pub const MADV_POPULATE_READ: u64 = 22;
     pub const MADV_GUARD_INSTALL: u64 = 102;

@@ -547,6 +547,51 @@ fn remove_forked() -> bool {
     ok
 }
 
+/// A `MAP_DROPPABLE` mapping (Linux 6.11+: private memory the kernel may
+/// drop, never locked, never dumped, empty in a forked child): written and
+/// read back; `mlock` over it succeeds without locking it (`MADV_DONTNEED`
+/// then drops a page, which a locked one refuses); `MADV_DODUMP` and a
+/// locked one are `EINVAL`; a forked child reads zeros where the parent
+/// keeps its data.
+fn droppable() -> bool {
+    let d = mmap(0, 2 * P, RW, MAP_DROPPABLE | MAP_ANONYMOUS, u64::MAX, 0);
+    if d < 0 {
+        println!("linux_alloc: mmap of a droppable mapping = {d}: FAIL");
+        return false;
+    }
+    let d = d as u64;
+    fill(d, P, 91);
+    fill(d + P, P, 92);
+    let kept = holds(d, P, 91) && holds(d + P, P, 92);
+    let lock = mlock(d, 2 * P, 0);
+    let dropped = madvise(d, P, MADV_DONTNEED);
+    let zero = zeros(d, P) && holds(d + P, P, 92);
+    let dump = madvise(d, 2 * P, MADV_DODUMP);
+    let locked = mmap(0, P, RW, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_LOCKED, u64::MAX, 0);
+    let pid = fork();
+    if pid == 0 {
+        exit(if zeros(d, 2 * P) { 0 } else { 1 });
+    }
+    let status = if pid > 0 { wait(pid as u64) } else { pid };
+    let parent = holds(d + P, P, 92);
+    let gone = munmap(d, 2 * P) == 0;
+    let ok = kept
+        && lock == 0
+        && dropped == 0
+        && zero
+        && dump == EINVAL
+        && locked == EINVAL
+        && pid > 0
+        && status == 0
+        && parent
+        && gone;
+    println!(
+        "linux_alloc: MAP_DROPPABLE: written and read back {kept}; mlock = {lock}, then MADV_DONTNEED = {dropped} (zero {zero}); MADV_DODUMP = {dump}, locked = {locked}; forked child read zeros (status {status}), parent kept {parent}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
 /// A two-page `MAP_GROWSDOWN` mapping (a stack): a write three pages
 /// below it faults, the kernel grows the mapping down to that page
 /// (Linux's `expand_stack`) and the write is served; the grown mapping
@@ -1069,6 +1114,7 @@ fn main(arg: u64) -> i32 {
     ok &= dontneed();
     ok &= remove();
     ok &= remove_forked();
+    ok &= droppable();
     ok &= stack();
     ok &= seal();
     ok &= locked();
