@@ -567,7 +567,14 @@ fn droppable() -> bool {
     let dropped = madvise(d, P, MADV_DONTNEED);
     let zero = zeros(d, P) && holds(d + P, P, 92);
     let dump = madvise(d, 2 * P, MADV_DODUMP);
-    let locked = mmap(0, P, RW, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_LOCKED, u64::MAX, 0);
+    let locked = mmap(
+        0,
+        P,
+        RW,
+        MAP_DROPPABLE | MAP_ANONYMOUS | MAP_LOCKED,
+        u64::MAX,
+        0,
+    );
     let pid = fork();
     if pid == 0 {
         exit(if zeros(d, 2 * P) { 0 } else { 1 });
