@@ -84,9 +84,10 @@ fn layout() -> Layout {
 }
 
 /// Bytes of memory the machine has: no mapping may be longer (`ENOMEM`).
-/// Private memory is bounded by the commit limit already; this bounds
-/// shared anonymous objects (which reserve nothing) and the page-by-page
-/// work of `MAP_POPULATE`, done with interrupts off.
+/// Private memory and shared anonymous objects are bounded by the commit
+/// limit already; this bounds those made with `MAP_NORESERVE` (which
+/// reserve nothing) and the page-by-page work of `MAP_POPULATE`, done with
+/// interrupts off.
 fn ram() -> u64 {
     crate::mm::FRAMES.total() * aspace::PAGE_SIZE
 }

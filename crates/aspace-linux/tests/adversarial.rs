@@ -1993,13 +1993,6 @@ fn errno_against_this_kernel() {
             {
                 continue
             }
-            // Memory accounting (see the crate's README): Linux charges
-            // shared anonymous memory up front, aspace when it is faulted.
-            (HCall::Mmap(_, _, _, f, file, _), Ok(()), Err(Errno::ENOMEM))
-                if !*file || f & MAP_ANONYMOUS != 0 =>
-            {
-                continue
-            }
             _ => {}
         }
         let show = |x: Result<(), Errno>| match x {
@@ -2075,6 +2068,63 @@ fn a_private_reservation_costs_memory_only_while_writable() {
         before,
         "the written pages' reservation back"
     );
+}
+
+/// A shared anonymous mapping's object is charged whole when it is made,
+/// as Linux charges a shmem object (so running out shows up at `mmap`,
+/// not in a fault): `ENOMEM` past the commit limit with nothing changed;
+/// not with `MAP_NORESERVE`; a second mapping of the object (`mremap` of
+/// old length 0) or a forked child adds nothing, and the charge comes back
+/// when the last process holding the object lets it go.
+#[test]
+fn a_shared_anonymous_object_is_charged_whole_until_its_last_holder_goes() {
+    let (sim, mut mm, mut cpu) = common::setup();
+    let reserve = sim.system().reserve();
+    let before = reserve.committed();
+    let shared = MapFlags(MAP_SHARED | MAP_ANONYMOUS);
+    let s = cpu
+        .run(|| mm.mmap(0, 8 * P, Prot::RW, shared, None, 0))
+        .unwrap();
+    assert_eq!(reserve.committed(), before + 8, "charged whole, untouched");
+    let n = cpu
+        .run(|| {
+            mm.mmap(
+                0,
+                8 * P,
+                Prot::RW,
+                MapFlags(shared.0 | MAP_NORESERVE),
+                None,
+                0,
+            )
+        })
+        .unwrap();
+    assert_eq!(reserve.committed(), before + 8, "MAP_NORESERVE: no charge");
+    let twin = cpu
+        .run(|| mm.mremap(s, 0, 8 * P, RemapFlags(MREMAP_MAYMOVE), 0))
+        .unwrap();
+    assert_ne!(twin, s);
+    assert_eq!(reserve.committed(), before + 8, "the same object again");
+    cpu.write_u64(VirtAddr::new(s + P), 77).unwrap();
+    assert_eq!(cpu.read_u64(VirtAddr::new(twin + P)), Ok(77));
+    // Past the commit limit: refused, nothing taken, nothing mapped.
+    let limit = reserve.snapshot().limit;
+    reserve.set_limit(reserve.committed() + 3);
+    let maps = mm.maps();
+    assert_eq!(
+        cpu.run(|| mm.mmap(0, 4 * P, Prot::RW, shared, None, 0)),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(reserve.committed(), before + 8);
+    assert_eq!(mm.maps(), maps, "nothing mapped");
+    reserve.set_limit(limit);
+    // A forked child holds the object too: the charge stays while it does.
+    let child = cpu.run(|| mm.fork()).unwrap();
+    cpu.run(|| mm.munmap(s, 8 * P)).unwrap();
+    cpu.run(|| mm.munmap(twin, 8 * P)).unwrap();
+    cpu.run(|| mm.munmap(n, 8 * P)).unwrap();
+    assert_eq!(reserve.committed(), before + 8, "the child still holds it");
+    drop(child);
+    assert_eq!(reserve.committed(), before, "the last holder gave it back");
 }
 
 /// `brk` growing when a mapping made with `MAP_FIXED` over the heap

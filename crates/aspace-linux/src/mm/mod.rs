@@ -1132,7 +1132,7 @@ impl<M: Machine> LinuxMm<M> {
             .values()
             .any(|v| v.object().is_some_and(|o| TryArc::ptr_eq(o, object)));
         if !file && !mapped {
-            object.let_go(self.system.machine().frames());
+            object.let_go(self.system.machine().frames(), self.system.reserve());
         }
     }
 
@@ -1410,8 +1410,9 @@ impl<M: Machine> LinuxMm<M> {
     /// private mapping that is not writable (Linux does not charge it); `MAP_POPULATE`
     /// faults every page in (writing, for a private writable mapping);
     /// `PROT_NONE` is an area with no rights. Shared anonymous memory is a
-    /// new object of the mapping's length; a file mapping maps the
-    /// in-memory file of that name.
+    /// new object of the mapping's length, charged whole against the
+    /// commit limit (not with `MAP_NORESERVE`) until its last holder lets
+    /// it go; a file mapping maps the in-memory file of that name.
     pub fn mmap(
         &mut self,
         addr: u64,
@@ -1595,8 +1596,32 @@ impl<M: Machine> LinuxMm<M> {
         if Self::reserves(&vma) > self.system.reserve().available() + freed {
             return Err(Errno::ENOMEM);
         }
+        // A shared anonymous object is charged whole now (Linux's shmem
+        // setup; not with MAP_NORESERVE), before what it replaces is given
+        // back, and keeps the charge until its last holder lets it go.
+        let charge = match &vma.kind {
+            Kind::Object {
+                object,
+                file: false,
+                ..
+            } if !noreserve => Some((object.clone(), object.pages())),
+            _ => None,
+        };
+        if let Some((_, pages)) = &charge {
+            if !self.system.reserve().try_reserve(*pages) {
+                return Err(Errno::ENOMEM);
+            }
+        }
         let lock = vma.flags;
-        self.install(vma, fixed)?;
+        if let Err(e) = self.install(vma, fixed) {
+            if let Some((_, pages)) = charge {
+                self.system.reserve().release(pages);
+            }
+            return Err(e);
+        }
+        if let Some((object, pages)) = charge {
+            object.set_charged(pages);
+        }
         if lock.contains(VmFlags::LOCKED) {
             self.any_locked = true;
             // As mlock: faulted in now (errors ignored, as mm_populate),
@@ -3762,7 +3787,7 @@ impl<M: Machine> LinuxMm<M> {
 
 impl<M: Machine> Drop for LinuxMm<M> {
     fn drop(&mut self) {
-        let frames = self.system.machine().frames();
+        let (frames, reserve) = (self.system.machine().frames(), self.system.reserve());
         for v in self.vmas.values() {
             let _ = self
                 .space
@@ -3774,7 +3799,7 @@ impl<M: Machine> Drop for LinuxMm<M> {
         match self.held_objects(|_| true) {
             Some(held) => {
                 for o in held {
-                    o.let_go(frames);
+                    o.let_go(frames, reserve);
                 }
             }
             None => {
@@ -3786,7 +3811,7 @@ impl<M: Machine> Drop for LinuxMm<M> {
                 };
                 for (i, o) in all().enumerate() {
                     if !all().take(i).any(|p| TryArc::ptr_eq(p, o)) {
-                        o.let_go(frames);
+                        o.let_go(frames, reserve);
                     }
                 }
             }

@@ -21,8 +21,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use aspace::backend::{AreaInfo, Backend, BackendCaps};
 use aspace::TryArc;
-use aspace::{Access, Error, Frame, FrameAllocator, Page, PhysMemory};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use aspace::{Access, Error, Frame, FrameAllocator, Page, PhysMemory, Reserve};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
 
 /// A memory object of a fixed number of pages (see the module docs).
@@ -40,6 +40,10 @@ pub struct MemObject {
     /// last process to let it go gives its frames back. (Frames kept by a
     /// mapping's own reference stay with it until it goes.)
     holders: AtomicUsize,
+    /// Pages reserved for it against the commit limit (a shared anonymous
+    /// object's whole size, as Linux charges a shmem object when it is
+    /// set up), given back with its frames by the last holder.
+    charged: AtomicU64,
 }
 
 impl core::fmt::Debug for MemObject {
@@ -64,6 +68,7 @@ impl MemObject {
             id,
             name: None,
             holders: AtomicUsize::new(1),
+            charged: AtomicU64::new(0),
         }
     }
 
@@ -181,13 +186,27 @@ impl MemObject {
         self.holders.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records that `pages` were reserved for the object in `reserve`
+    /// (the one [`let_go`](Self::let_go) is given), to go back with its
+    /// frames.
+    pub fn set_charged(&self, pages: u64) {
+        self.charged.store(pages, Ordering::Relaxed);
+    }
+
+    /// Pages reserved for the object (see [`set_charged`](Self::set_charged)).
+    pub fn charged(&self) -> u64 {
+        self.charged.load(Ordering::Relaxed)
+    }
+
     /// A process lets it go (its last mapping of it gone and it is not in
     /// its file table, or the process ended): the last one gives the
-    /// frames back; whether this was the last.
-    pub fn let_go<F: FrameAllocator>(&self, frames: &F) -> bool {
+    /// frames back, and the pages reserved for the object to `reserve`;
+    /// whether this was the last.
+    pub fn let_go<F: FrameAllocator>(&self, frames: &F, reserve: &Reserve) -> bool {
         // AcqRel: the last one sees every other holder's use of the frames.
         if self.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.release(frames);
+            reserve.release(self.charged.swap(0, Ordering::Relaxed));
             true
         } else {
             false
