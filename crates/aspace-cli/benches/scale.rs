@@ -39,6 +39,7 @@ fn snapshot(areas: u64) -> Snapshot {
             private_pages: i % 2,
             reserved: 1,
             late_reserve: false,
+            reserve_on_write: false,
             mode: "rw-p".into(),
             backend: "anon",
             shared: i % 4 == 0,

@@ -71,7 +71,10 @@ Operations:
                                              kept below the area), `grows-down` (a fault in
                                              that page grows the area down a page, up to 8M)
                                              and `late-reserve` (memory reserved page by page
-                                             at fault time instead of all at once)
+                                             at fault time instead of all at once) or
+                                             `reserve-on-write` (late-reserve until the area is
+                                             given write, then all its pages at once: Linux's
+                                             charge of a private mapping made writable)
   area TASK any SIZE RIGHTS [above ADDR] [align SIZE] [guard] [grows-down] [LABEL]
                                              create it at the lowest free place at or above ADDR
                                              (default 0), aligned; prints the base chosen
@@ -171,7 +174,8 @@ stale_accesses, stale_fetches, pages_reserved, commit_limit. CMP is one of == !=
 Memory reservation: an anonymous area reserves its pages against the commit limit when it is \
 created or grown (ENOMEM beyond it, nothing changed) and gives them back when it shrinks or \
 goes; a shared area's pages count once; a late-reserve area reserves each page when a fault \
-maps it (no-memory beyond the limit). The limit is all free frames unless --commit-limit SIZE \
+maps it (no-memory beyond the limit), a reserve-on-write one too until `flags` (or Linux's \
+`mprotect`) gives it write, which reserves the rest (ENOMEM beyond the limit, nothing changed). The limit is all free frames unless --commit-limit SIZE \
 or `machine commit-limit SIZE` sets it (e.g. 64p); maps show each area's reserved pages \
 (Resv.), stats the pages reserved of the limit.
 

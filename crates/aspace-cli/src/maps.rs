@@ -58,6 +58,9 @@ pub struct AreaView {
     pub reserved: u64,
     /// Whether the area reserves its pages at fault time.
     pub late_reserve: bool,
+    /// Whether it does so only until it is given write access
+    /// ([`AreaFlags::RESERVE_ON_WRITE`](aspace::AreaFlags::RESERVE_ON_WRITE)).
+    pub reserve_on_write: bool,
     /// `rwxp` / `rwxs`.
     pub mode: String,
     /// Backend name.
@@ -139,6 +142,7 @@ pub fn view(
             private_pages: a.resident - image_pages,
             reserved: a.reserved,
             late_reserve: a.flags.contains(aspace::AreaFlags::LATE_RESERVE),
+            reserve_on_write: a.flags.contains(aspace::AreaFlags::RESERVE_ON_WRITE),
             mode: format!(
                 "{}{}",
                 rights_text(a.flags),
@@ -208,8 +212,7 @@ pub fn render(v: &TaskView, indent: &str) -> String {
     );
     for a in &v.areas {
         let share = a.share_group.map_or("-".to_string(), |g| format!("s#{g}"));
-        let _ =
-            writeln!(
+        let _ = writeln!(
             s,
             "{indent}  {:016x}  {:>wk$} {:>wp$} {:>wr$} {:>wv$} {:>wi$}  {:<4}  {:<7} {:<6} {}{}",
             a.base,
@@ -225,7 +228,11 @@ pub fn render(v: &TaskView, indent: &str) -> String {
                 Some(l) => l.clone(),
                 None => format!("[{}]", a.backend),
             },
-            if a.late_reserve { " (late reserve)" } else { "" }
+            match (a.late_reserve, a.reserve_on_write) {
+                (_, true) => " (reserve on write)",
+                (true, false) => " (late reserve)",
+                _ => "",
+            }
         );
     }
     let _ = writeln!(

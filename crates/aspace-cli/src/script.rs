@@ -43,15 +43,16 @@ pub const OPS: &[(&str, &str, &str)] = &[
     ),
     (
         "area",
-        "area TASK ADDR SIZE RIGHTS [guard] [grows-down] [late-reserve] [LABEL]",
+        "area TASK ADDR SIZE RIGHTS [guard] [grows-down] [late-reserve|reserve-on-write] [LABEL]",
         "create an area of anonymous memory; after RIGHTS: 'guard' (a free page \
          is kept below the area, a fault there is 'guard'), 'grows-down' (the \
          area grows a page per fault in that page, up to 8M), 'late-reserve' \
-         (reserve pages at fault time)",
+         (reserve pages at fault time), 'reserve-on-write' (late-reserve until \
+         the area is given write, then all its pages)",
     ),
     (
         "area",
-        "area TASK any SIZE RIGHTS [above ADDR] [align SIZE] [guard] [grows-down] [late-reserve] [LABEL]",
+        "area TASK any SIZE RIGHTS [above ADDR] [align SIZE] [guard] [grows-down] [late-reserve|reserve-on-write] [LABEL]",
         "create an area at the lowest free place at or above ADDR (default \
          0), and print its base",
     ),
@@ -824,7 +825,8 @@ impl<'a> Args<'a> {
         hit
     }
 
-    /// `guard`, `grows-down` and `late-reserve` after the rights of an area.
+    /// `guard`, `grows-down`, `late-reserve` and `reserve-on-write` after
+    /// the rights of an area.
     fn placement_flags(&mut self, mut rights: AreaFlags) -> AreaFlags {
         loop {
             if self.keyword("guard") {
@@ -833,6 +835,8 @@ impl<'a> Args<'a> {
                 rights |= AreaFlags::GROWS_DOWN;
             } else if self.keyword("late-reserve") {
                 rights |= AreaFlags::LATE_RESERVE;
+            } else if self.keyword("reserve-on-write") {
+                rights |= AreaFlags::LATE_RESERVE | AreaFlags::RESERVE_ON_WRITE;
             } else {
                 return rights;
             }

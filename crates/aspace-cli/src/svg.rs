@@ -392,6 +392,7 @@ mod tests {
             private_pages: 0,
             reserved: pages,
             late_reserve: false,
+            reserve_on_write: false,
             mode: "rw-p".into(),
             backend: "anon",
             shared: false,

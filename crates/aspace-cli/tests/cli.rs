@@ -365,7 +365,7 @@ fn other_mistakes_say_what_is_wrong() {
     for (line, what) in [
         (
             2,
-            "'area' is missing a size (usage: area TASK ADDR SIZE RIGHTS [guard] [grows-down] [late-reserve] [LABEL])",
+            "'area' is missing a size (usage: area TASK ADDR SIZE RIGHTS [guard] [grows-down] [late-reserve|reserve-on-write] [LABEL])",
         ),
         (3, "'area' can expect ok or an error"),
         (4, "'machine' must come before every other operation"),
@@ -588,6 +588,29 @@ fn the_commit_limit_refuses_areas_and_late_reserve_faults_and_shows_in_maps_and_
         .success()
         .stdout(predicate::str::contains("late-reserve"))
         .stdout(predicate::str::contains("--commit-limit"));
+}
+
+/// A reserve-on-write area reserves the pages it reads in, and the rest
+/// when `flags` gives it write: refused past the commit limit (nothing
+/// changed), then granted under a higher one; maps say which it is.
+#[test]
+fn a_reserve_on_write_area_reserves_the_rest_when_given_write() {
+    let text = "task A\ncpu 0 run A\narea A 0x800000 8p r reserve-on-write buf\n\
+                touch A 0x800000 2p read\ncheck pages_reserved == 2\n\
+                flags A 0x800000 rw expect ENOMEM\ncheck pages_reserved == 2\n\
+                touch A 0x800000 1p write expect access\nmap A\n";
+    let (code, out, err, _) = run_text(text, &["--commit-limit", "6p"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("buf (reserve on write)"), "{out}");
+    let text = text.replace(
+        "flags A 0x800000 rw expect ENOMEM\ncheck pages_reserved == 2\n\
+         touch A 0x800000 1p write expect access\n",
+        "flags A 0x800000 rw\ncheck pages_reserved == 8\ntouch A 0x800000 8p write\n\
+         check pages_reserved == 8\n",
+    );
+    let (code, out, err, _) = run_text(&text, &["--commit-limit", "8p"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("reserve on write"), "up front now: {out}");
 }
 
 #[test]

@@ -404,6 +404,7 @@ fn a_picture_of_100k_areas_is_drawn_and_well_formed() {
             private_pages: i % 2,
             reserved: pages,
             late_reserve: false,
+            reserve_on_write: false,
             mode: "rw-p".into(),
             backend: "anon",
             shared: i % 4 == 0,

@@ -2024,9 +2024,13 @@ fn errno_against_this_kernel() {
 /// Memory accounting as Linux charges private mappings: only while
 /// writable. A 64 MiB `PROT_NONE` reservation of address space on a 16 MiB
 /// machine is granted (a runtime reserving its heap's range this way, as
-/// the JVM, Go and Wasm engines do), reserves nothing, and a part of it
-/// made writable reserves page by page as it is written; a writable one
-/// that large is refused. The reservation comes back with the mappings.
+/// the JVM, Go and Wasm engines do) and reserves nothing, as does a
+/// read-only one; a writable one that large is refused. A part made
+/// writable is charged whole then (Linux's `VM_ACCOUNT` at `mprotect`),
+/// and a part past the commit limit is refused there (`ENOMEM`, nothing
+/// changed), not in a later fault; a `MAP_NORESERVE` one made writable
+/// reserves page by page as it is written. The reservations come back
+/// with the mappings.
 #[test]
 fn a_private_reservation_costs_memory_only_while_writable() {
     let (sim, mut mm, mut cpu) = common::setup();
@@ -2045,15 +2049,16 @@ fn a_private_reservation_costs_memory_only_while_writable() {
         Err(Errno::ENOMEM),
         "a writable one past the commit limit"
     );
-    // A part made writable: its pages reserve as they are written.
+    // A part made writable: charged whole at once.
     cpu.run(|| mm.mprotect(a + 16 * P, 4 * P, Prot::RW))
         .unwrap();
+    assert_eq!(reserve.committed(), before + 4, "charged at mprotect");
     for p in 0..4 {
         cpu.write_u64(VirtAddr::new(a + (16 + p) * P), p + 1)
             .unwrap();
         mm.touched(a + (16 + p) * P, true);
     }
-    assert_eq!(reserve.committed(), before + 4, "one page per page written");
+    assert_eq!(reserve.committed(), before + 4, "writes add nothing");
     for p in 0..4 {
         assert_eq!(cpu.read_u64(VirtAddr::new(a + (16 + p) * P)), Ok(p + 1));
     }
@@ -2061,13 +2066,43 @@ fn a_private_reservation_costs_memory_only_while_writable() {
         cpu.write_u64(VirtAddr::new(a + 20 * P), 1).is_err(),
         "still PROT_NONE"
     );
+    // Read-only and back: charged once (Linux keeps VM_ACCOUNT on pages
+    // written).
+    cpu.run(|| mm.mprotect(a + 16 * P, 4 * P, Prot::R)).unwrap();
+    cpu.run(|| mm.mprotect(a + 16 * P, 4 * P, Prot::RW))
+        .unwrap();
+    assert_eq!(reserve.committed(), before + 4, "charged once");
+    // Past the limit: refused at the mprotect, nothing changed.
+    let maps = mm.maps();
+    assert_eq!(
+        cpu.run(|| mm.mprotect(a + 32 * P, big - 32 * P, Prot::RW)),
+        Err(Errno::ENOMEM)
+    );
+    assert_eq!(mm.maps(), maps, "nothing changed");
+    assert_eq!(reserve.committed(), before + 4);
+    assert!(cpu.write_u64(VirtAddr::new(a + 32 * P), 1).is_err());
+    // MAP_NORESERVE made writable: page by page.
+    let n = cpu
+        .run(|| {
+            mm.mmap(
+                0,
+                8 * P,
+                Prot::NONE,
+                MapFlags(anon.0 | MAP_NORESERVE),
+                None,
+                0,
+            )
+        })
+        .unwrap();
+    cpu.run(|| mm.mprotect(n, 8 * P, Prot::RW)).unwrap();
+    assert_eq!(reserve.committed(), before + 4, "MAP_NORESERVE: no charge");
+    cpu.write_u64(VirtAddr::new(n), 9).unwrap();
+    mm.touched(n, true);
+    assert_eq!(reserve.committed(), before + 5, "its page written");
+    cpu.run(|| mm.munmap(n, 8 * P)).unwrap();
     cpu.run(|| mm.munmap(a, big)).unwrap();
     cpu.run(|| mm.munmap(r, big)).unwrap();
-    assert_eq!(
-        reserve.committed(),
-        before,
-        "the written pages' reservation back"
-    );
+    assert_eq!(reserve.committed(), before, "every reservation back");
 }
 
 /// A shared anonymous mapping's object is charged whole when it is made,

@@ -127,6 +127,22 @@ fn sparse() -> World {
     w
 }
 
+/// [`populated`] with a read-only reserve-on-write area at `FREE` of 16
+/// pages (pages 0, 2, 4 and 6 read in: one page reserved each) and a
+/// read-only one of 4 pages right above it.
+fn reserve_on_write() -> World {
+    let mut w = populated();
+    let late = AreaFlags::READ | AreaFlags::LATE_RESERVE | AreaFlags::RESERVE_ON_WRITE;
+    w.s(0).area_create(va(FREE), pages(16), late).unwrap();
+    for i in 0..4 {
+        w.cpus[0].read_u64(va(FREE + pages(2 * i))).unwrap();
+    }
+    w.s(0)
+        .area_create(va(FREE + pages(16)), pages(4), AreaFlags::READ)
+        .unwrap();
+    w
+}
+
 /// [`sparse`] with the area shared into space 1 at the same address, where
 /// 15 more pages were touched since (31 pages in the share's page map).
 fn shared_sparse() -> World {
@@ -404,6 +420,77 @@ fn change_of_rights() {
         w.s(0).area_change_flags(va(A2), AreaFlags::READ)
     });
     inject("restrict", populated, |w| w.s(0).area_restrict(va(A2), RW));
+}
+
+/// Write access given to a reserve-on-write area reserves the pages it
+/// did not reserve yet, in the same all-or-nothing step as the change of
+/// rights: each path (a part cut out of its middle, the whole area, a
+/// range over it and the next area, the HelenOS call on the area) under
+/// refused heap allocations, and the commit limit refusing the pages.
+#[test]
+fn write_given_to_a_reserve_on_write_area() {
+    type Op = fn(&World) -> Result<(), Error>;
+    let ops: [(&str, Op, u64); 4] = [
+        (
+            "the middle",
+            |w| w.s(0).protect_range(va(FREE + pages(3)), pages(6), RW),
+            4,
+        ),
+        (
+            "the whole area",
+            |w| w.s(0).protect_range(va(FREE), pages(16), RW),
+            12,
+        ),
+        (
+            "it and the next",
+            |w| w.s(0).protect_range(va(FREE + pages(8)), pages(12), RW),
+            8,
+        ),
+        (
+            "change_flags",
+            |w| w.s(0).area_change_flags(va(FREE), RW),
+            12,
+        ),
+    ];
+    for (name, op, more) in ops {
+        inject(
+            &format!("reserve on write: {name}"),
+            reserve_on_write,
+            |w| op(w),
+        );
+        let mut w = reserve_on_write();
+        let reserve = w.sim.system().reserve();
+        let (before, limit) = (reserve.committed(), reserve.snapshot().limit);
+        // Past the commit limit: refused, nothing changed.
+        reserve.set_limit(before + more - 1);
+        let state = w.state();
+        assert_eq!(op(&w), Err(Error::NoMemory), "{name}");
+        assert!(w.state() == state, "{name}: refused and changed the state");
+        reserve.set_limit(before + more);
+        op(&w).unwrap();
+        assert_eq!(reserve.committed(), before + more, "{name}");
+        // The area (or part) given write reserves all its pages and writes
+        // without reserving more; the pages left read-only still reserve
+        // as faulted.
+        let at = if name == "the middle" {
+            FREE + pages(3)
+        } else {
+            FREE + pages(8)
+        };
+        let info = w.s(0).area(va(at)).unwrap();
+        assert!(!info
+            .flags
+            .intersects(AreaFlags::LATE_RESERVE | AreaFlags::RESERVE_ON_WRITE));
+        assert_eq!(info.reserved, info.pages, "{name}: {info:?}");
+        w.cpus[0].write_u64(va(at), 1).unwrap();
+        assert_eq!(reserve.committed(), before + more, "{name}");
+        reserve.set_limit(limit);
+        if name == "the middle" {
+            w.cpus[0].read_u64(va(FREE + pages(1))).unwrap();
+            assert_eq!(reserve.committed(), before + more + 1);
+        }
+        teardown(w, sim().frames_in_use());
+    }
 }
 
 #[test]

@@ -38,6 +38,16 @@ bitflags! {
         /// HelenOS has none): a fault in its guard page moves its base
         /// down a page, up to its growth limit. Implies [`GUARD`](Self::GUARD).
         const GROWS_DOWN = 0x40;
+        /// With [`LATE_RESERVE`](Self::LATE_RESERVE) on an area without
+        /// write access: the area reserves page by page only until it is
+        /// given write access, and then reserves all its pages up front,
+        /// the change of rights refused with
+        /// [`Error::NoMemory`](crate::Error::NoMemory) if the commit limit
+        /// refuses them (Linux's `VM_ACCOUNT`, set on a private mapping
+        /// when `mprotect` first makes it writable). Our extension; not a
+        /// right: a change of rights keeps it until it applies. Refused
+        /// without `LATE_RESERVE` or with `WRITE`.
+        const RESERVE_ON_WRITE = 0x80;
     }
 }
 
@@ -50,12 +60,16 @@ impl AreaFlags {
         Ok(flags)
     }
 
-    /// Refuses bits that name no right (as `from_bits_retain` can make) and
-    /// write together with execute, with
+    /// Refuses bits that name no right (as `from_bits_retain` can make),
+    /// write together with execute, and
+    /// [`RESERVE_ON_WRITE`](Self::RESERVE_ON_WRITE) without
+    /// `LATE_RESERVE` or with write, with
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub fn validate(self) -> crate::Result<()> {
         if self.bits() & !AreaFlags::all().bits() != 0
             || self.contains(AreaFlags::WRITE | AreaFlags::EXEC)
+            || (self.contains(AreaFlags::RESERVE_ON_WRITE)
+                && (!self.contains(AreaFlags::LATE_RESERVE) || self.contains(AreaFlags::WRITE)))
         {
             return Err(crate::Error::InvalidArgument);
         }
@@ -178,4 +192,35 @@ pub enum Access {
     Write,
     /// An instruction fetch.
     Exec,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_on_write_needs_late_reserve_and_no_write() {
+        let (r, w, late, row) = (
+            AreaFlags::READ,
+            AreaFlags::WRITE,
+            AreaFlags::LATE_RESERVE,
+            AreaFlags::RESERVE_ON_WRITE,
+        );
+        assert_eq!((r | late | row).validate(), Ok(()));
+        assert_eq!(
+            (r | row).validate(),
+            Err(crate::Error::InvalidArgument),
+            "without LATE_RESERVE"
+        );
+        assert_eq!(
+            (r | w | late | row).validate(),
+            Err(crate::Error::InvalidArgument),
+            "with WRITE"
+        );
+        assert_eq!(AreaFlags::from_user(0x80 | 0x20 | 1), Ok(r | late | row));
+        assert_eq!(
+            AreaFlags::from_user(0x100),
+            Err(crate::Error::InvalidArgument)
+        );
+    }
 }

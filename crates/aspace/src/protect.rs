@@ -21,12 +21,38 @@ use crate::{Error, Result};
 
 /// The bits of an area's flags a change of rights keeps: where it may lie
 /// and how it reserves.
-pub(crate) const KEPT: AreaFlags = AreaFlags::PLACEMENT.union(AreaFlags::LATE_RESERVE);
+pub(crate) const KEPT: AreaFlags = AreaFlags::PLACEMENT
+    .union(AreaFlags::LATE_RESERVE)
+    .union(AreaFlags::RESERVE_ON_WRITE);
 
 /// The flags an area (or part) whose flags are `old` gets from a change of
-/// rights to `flags`: the new rights, its own [`KEPT`] bits.
+/// rights to `flags`: the new rights, its own [`KEPT`] bits, but a
+/// [`RESERVE_ON_WRITE`](AreaFlags::RESERVE_ON_WRITE) area given write
+/// access reserves up front from then on.
 pub(crate) fn new_flags(flags: AreaFlags, old: AreaFlags) -> AreaFlags {
-    (flags - KEPT) | (old & KEPT)
+    let new = (flags - KEPT) | (old & KEPT);
+    if new.contains(AreaFlags::WRITE | AreaFlags::RESERVE_ON_WRITE) {
+        new - (AreaFlags::LATE_RESERVE | AreaFlags::RESERVE_ON_WRITE)
+    } else {
+        new
+    }
+}
+
+/// Pages the part `[lo, hi)` of `area` (locked as `st`) reserves more once
+/// its flags are `new`: when it stops reserving late, what it reserves up
+/// front with them less what its resident pages reserve now; else none.
+pub(crate) fn extra_reservation<M: Machine>(
+    area: &Area<M>,
+    st: &AreaState<M>,
+    [lo, hi]: [u64; 2],
+    new: AreaFlags,
+) -> u64 {
+    if !st.flags.contains(AreaFlags::LATE_RESERVE) || new.contains(AreaFlags::LATE_RESERVE) {
+        return 0;
+    }
+    let first = area.offset() + (lo - area.base().number());
+    crate::reserve::up_front(&*area.backend, new, first, hi - lo)
+        .saturating_sub(AddressSpace::pages_reservation(area, st, lo, hi))
 }
 
 /// What the tree does once the areas' locks are gone.
@@ -119,6 +145,12 @@ impl<M: Machine> AddressSpace<M> {
             // Nothing changes: the general path (which may still merge).
             return None;
         }
+        // A late-reserving area given write access that reserves up front
+        // from then on: the rest of its pages, the last refusal.
+        let extra = extra_reservation(area, &mst, [s, e], new_flags(flags, mst.flags));
+        if !self.shared.reserve.try_reserve(extra) {
+            return Some(Err(Error::NoMemory));
+        }
         // The new rights of an area or part from its own flags: a part cut
         // off above has no placement bits (`split_state`), the area keeps
         // its own.
@@ -133,15 +165,23 @@ impl<M: Machine> AddressSpace<M> {
             for block in blocks.iter_mut().filter(|b| b.is_none()) {
                 match Unwritten::try_new() {
                     Some(b) => *block = Some(b),
-                    None => return Some(Err(Error::NoMemory)),
+                    None => {
+                        self.shared.reserve.release(extra);
+                        return Some(Err(Error::NoMemory));
+                    }
                 }
             }
             let parts = Self::cut_three(area, &mut mst, [start, end], [s, e], blocks, |st| {
-                change(st, batch)
+                change(st, batch);
+                extra
             });
+            if parts.is_err() {
+                self.shared.reserve.release(extra);
+            }
             return Some(parts.map(|parts| Step::Cut(start, [s, e], parts)));
         }
         change(&mut mst, batch);
+        area.add_reserved(extra);
         // The right one leaves the tree if it merges: nothing to publish.
         let mut rst = right.map(|(_, r_end, r)| (r_end, &*r.area, r.area.lock_detached()));
         let joins = Self::join_locked(

@@ -28,7 +28,7 @@ use crate::split::Join;
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
-use crate::protect::{new_flags, KEPT};
+use crate::protect::{extra_reservation, new_flags, KEPT};
 
 impl<M: Machine> AddressSpace<M> {
     /// The `(start, end)` of the lowest area of `tree` that intersects
@@ -223,15 +223,19 @@ impl<M: Machine> AddressSpace<M> {
         let mut refused = Ok(());
         let mut unsplittable = Ok(());
         let (mut cut, mut changes) = ([false; 2], [false; 2]);
-        // The area, if one alone holds the range.
+        // The area, if one alone holds the range; `extra`: what the areas
+        // that stop reserving late reserve more (see `new_flags`).
         let mut only = None;
+        let mut extra = 0;
         for (start, end, slot) in Self::areas_in(&tree, s, e) {
             only = (start <= s && end >= e).then_some(slot);
             let st = slot.lock_read();
             if start > at || st.attrs.contains(AreaAttrs::PARTIAL) {
                 return Err(Error::NotFound);
             }
-            let change = new_flags(flags, st.flags) != st.flags;
+            let new = new_flags(flags, st.flags);
+            let change = new != st.flags;
+            extra += extra_reservation(&slot.area, &st, [start.max(s), end.min(e)], new);
             if at == s {
                 (cut[0], changes[0]) = (start < s, change);
             }
@@ -255,27 +259,49 @@ impl<M: Machine> AddressSpace<M> {
         unsplittable?;
         // The rights change in place, one walk per leaf table; the pages
         // whose entry changed leave every TLB in one round.
-        let reprotect = |slot: &AreaEntry<M>, batch: &mut ShootdownBatch| {
-            let mut st = slot.lock();
-            let new = new_flags(flags, st.flags);
-            if new != st.flags {
-                let old = core::mem::replace(&mut st.flags, new);
-                self.reprotect_pages(&st, old, batch);
-            }
-        };
+        // Each area (now inside the range) with its new rights, and what it
+        // reserves more; how many pages that was.
+        let reprotect =
+            |[start, end]: [u64; 2], slot: &AreaEntry<M>, batch: &mut ShootdownBatch| {
+                let mut st = slot.lock();
+                let new = new_flags(flags, st.flags);
+                let more = extra_reservation(&slot.area, &st, [start, end], new);
+                if new != st.flags {
+                    let old = core::mem::replace(&mut st.flags, new);
+                    self.reprotect_pages(&st, old, batch);
+                    slot.area.add_reserved(more);
+                }
+                more
+            };
         // Inside one area whose rights stay: a split and the merge after
         // it would leave it as it is.
         if only.is_some() && cut[0] && cut[1] && !changes[0] {
             return Ok(());
         }
+        // The reservation last of the refusals, before the heap's.
+        if !self.shared.reserve.try_reserve(extra) {
+            return Err(Error::NoMemory);
+        }
         if cut[0] || cut[1] {
-            let [room_s, room_e] = self.prepare_splits(&mut tree, [s, e])?;
-            self.split_at(&mut tree, s, room_s)?;
-            self.split_at(&mut tree, e, room_e)?;
+            let split = self
+                .prepare_splits(&mut tree, [s, e])
+                .and_then(|[room_s, room_e]| {
+                    self.split_at(&mut tree, s, room_s)?;
+                    self.split_at(&mut tree, e, room_e)
+                });
+            if let Err(err) = split {
+                self.shared.reserve.release(extra);
+                return Err(err);
+            }
         }
-        for (_, _, slot) in Self::areas_in(&tree, s, e) {
-            reprotect(slot, &mut batch);
+        let mut added = 0;
+        for (start, end, slot) in Self::areas_in(&tree, s, e) {
+            added += reprotect([start, end], slot, &mut batch);
         }
+        debug_assert_eq!(
+            added, extra,
+            "each part reserves what the range was found to need"
+        );
         batch.complete(&self.shared, self.id());
         // A part cut off keeps the old rights: where the part next to it
         // got new ones, that boundary cannot merge.

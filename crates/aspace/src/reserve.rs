@@ -12,7 +12,10 @@
 //! [`AreaFlags::LATE_RESERVE`] reserves nothing up front and one page at a
 //! time in the fault that maps it instead (a fault that cannot reserve
 //! fails with [`FaultReason::NoMemory`](crate::FaultReason::NoMemory)),
-//! giving it back when the page is unmapped. A shared area's reservation
+//! giving it back when the page is unmapped; with
+//! [`AreaFlags::RESERVE_ON_WRITE`] too, only until a change of rights
+//! gives it write access, which reserves the rest of its pages up front
+//! (or is refused). A shared area's reservation
 //! belongs to its share record: taken once, by the area first shared, and
 //! given back when the last sharer goes.
 //!

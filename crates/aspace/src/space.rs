@@ -641,7 +641,9 @@ impl<M: Machine> AddressSpace<M> {
     /// (those a user pager lent its pages with) `PermissionDenied`. Where
     /// the area may lie is fixed at creation: its [`GUARD`](AreaFlags::GUARD) and
     /// [`GROWS_DOWN`](AreaFlags::GROWS_DOWN) bits stay as they are, and
-    /// those bits in `flags` are ignored.
+    /// those bits in `flags` are ignored, as are its reservation bits; a
+    /// [`RESERVE_ON_WRITE`](AreaFlags::RESERVE_ON_WRITE) area given write
+    /// reserves its other pages (`NoMemory` past the commit limit).
     pub fn area_change_flags(&self, addr: VirtAddr, flags: AreaFlags) -> Result<()> {
         flags.validate()?;
         // Read-locking the tree keeps the area in place (as for a fault).
@@ -656,12 +658,17 @@ impl<M: Machine> AddressSpace<M> {
         if !st.max_flags.contains(flags - crate::protect::KEPT) {
             return Err(Error::PermissionDenied);
         }
-        // Where the area may lie is fixed at creation.
-        let flags = (flags - AreaFlags::PLACEMENT) | (st.flags & AreaFlags::PLACEMENT);
-        // The area keeps its own way of reserving (not a right).
-        let late = AreaFlags::LATE_RESERVE;
-        let old = st.flags;
-        st.flags = (flags - late) | (st.flags & late);
+        // Where the area may lie is fixed at creation, and so is its way of
+        // reserving (not a right), but that a reserve-on-write area given
+        // write access reserves up front from then on: its other pages.
+        let new = crate::protect::new_flags(flags, st.flags);
+        let pages = [area.base().number(), area.end()];
+        let extra = crate::protect::extra_reservation(area, &st, pages, new);
+        if !self.shared.reserve.try_reserve(extra) {
+            return Err(Error::NoMemory);
+        }
+        area.add_reserved(extra);
+        let old = core::mem::replace(&mut st.flags, new);
         // The rights change in place; the changed entries leave every TLB
         // before returning.
         let mut batch = ShootdownBatch::new();
@@ -809,7 +816,7 @@ impl<M: Machine> AddressSpace<M> {
         st.share = Some(share);
         slot.area.set_offset(offset);
         // The destination may never be given rights beyond its mask.
-        st.max_flags = mask | AreaFlags::PLACEMENT | AreaFlags::LATE_RESERVE;
+        st.max_flags = mask | crate::protect::KEPT;
         st.attrs.remove(AreaAttrs::PARTIAL);
         Ok(())
     }

@@ -206,7 +206,9 @@ impl<M: Machine> AddressSpace<M> {
     /// three at `lo` and `hi`, strictly inside it, as splits at `hi` and
     /// then at `lo` would (a range cut out of an area's middle, the usual
     /// `mprotect`), and applies `change` to the middle part's state before
-    /// its summary is computed (no one else reaches the part yet: no lock).
+    /// its summary is computed (no one else reaches the part yet: no lock),
+    /// adding the pages it returns to the part's reservation (taken from
+    /// the commit limit by the caller).
     /// The two parts above are written into the blocks in `blocks` (taken
     /// out of it); returns their tree entries, for the caller to put in
     /// with [`AreaTree::split_entry_twice`](crate::internals::area_tree::AreaTree::split_entry_twice)
@@ -219,7 +221,7 @@ impl<M: Machine> AddressSpace<M> {
         [start, end]: [u64; 2],
         [lo, hi]: [u64; 2],
         blocks: &mut [Option<Unwritten<Area<M>>>; 2],
-        change: impl FnOnce(&mut AreaState<M>),
+        change: impl FnOnce(&mut AreaState<M>) -> u64,
     ) -> Result<[AreaEntry<M>; 2]> {
         debug_assert!(start < lo && lo < hi && hi < end);
         if blocks.iter().any(Option::is_none) {
@@ -248,7 +250,8 @@ impl<M: Machine> AddressSpace<M> {
         st.used.split_off_into(lo_page, &mut mid_used);
         st.cow.split_off_into(lo_page, &mut mid_cow);
         let mut mid = Self::split_state(area, st, start, hi, lo, [mid_used, mid_cow]);
-        change(mid.state_mut());
+        let more = change(mid.state_mut());
+        mid.add_reserved(more);
         Ok([
             AreaEntry::of_new(mid_block, mid),
             AreaEntry::of_new(upper_block, upper),

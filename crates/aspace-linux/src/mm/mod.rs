@@ -1241,23 +1241,28 @@ impl<M: Machine> LinuxMm<M> {
     }
 
     /// Whether `v`'s area reserves page by page, at its faults: with
-    /// `MAP_NORESERVE`, and a private mapping Linux does not charge (never
+    /// `MAP_NORESERVE`, and a private mapping Linux does not charge (not
     /// writable: a `PROT_NONE` or read-only reservation of address space
-    /// costs no memory until its pages are used). One made writable later
-    /// keeps its area's page-by-page reservation (Linux charges it whole
-    /// at that `mprotect`).
+    /// costs no memory until its pages are used). The latter's area
+    /// reserves the rest of its pages when `mprotect` makes it writable,
+    /// as Linux charges it then ([`AreaFlags::RESERVE_ON_WRITE`]).
     fn late(v: &Vma) -> bool {
         v.noreserve || (v.kind.private() && !v.account)
     }
 
     /// The core area flags of `v`: its rights, and late reservation (see
-    /// [`late`](Self::late)).
+    /// [`late`](Self::late)), until write access for a mapping Linux will
+    /// charge then.
     fn area_flags(v: &Vma) -> Result<AreaFlags, Errno> {
         let flags = Self::rights(v.prot)?;
-        Ok(if Self::late(v) {
-            flags | AreaFlags::LATE_RESERVE
-        } else {
+        let late = AreaFlags::LATE_RESERVE;
+        Ok(if !Self::late(v) {
             flags
+        } else if v.noreserve || v.prot.write() {
+            // (The latter not made: a writable private mapping is charged.)
+            flags | late
+        } else {
+            flags | late | AreaFlags::RESERVE_ON_WRITE
         })
     }
 
@@ -1707,7 +1712,9 @@ impl<M: Machine> LinuxMm<M> {
     /// mappings from the start up to the first hole change (the core's
     /// `protect_range` over that part, in one step), and a hole then gives
     /// `ENOMEM`, as on Linux; with [`HolePolicy::Refuse`] a hole is `ENOMEM`
-    /// before any change.
+    /// before any change. A private mapping made writable that Linux has
+    /// not charged yet is charged then (its area reserves the rest of its
+    /// pages): `ENOMEM` past the commit limit, nothing changed.
     pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
         let grows = prot.0 & (PROT_GROWSDOWN | PROT_GROWSUP);
         if grows == PROT_GROWSDOWN | PROT_GROWSUP {
