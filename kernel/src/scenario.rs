@@ -194,6 +194,15 @@ pub static SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        name: "pager-flood",
+        min_cpus: 1,
+        spawns: &[
+            run("pager", 4, Exit(0)),
+            with_peers("pager_client", 4, Exit(0), &[0]),
+            with_peers("pager_client", 5, Exit(0), &[0]),
+        ],
+    },
+    Scenario {
         name: "jit",
         min_cpus: 1,
         spawns: &[run("jit", 0, Exit(0))],

@@ -871,7 +871,7 @@ pub fn boot_bochs(
 
 /// Every scenario a kernel runs without a command line, in order (the
 /// kernel fault first); the same list on x86_64, riscv64 and aarch64.
-pub const SCENARIOS: [&str; 19] = [
+pub const SCENARIOS: [&str; 20] = [
     "kernel-fault",
     "hello",
     "heap",
@@ -882,6 +882,7 @@ pub const SCENARIOS: [&str; 19] = [
     "pager-slow",
     "pager-dying",
     "pager-refused",
+    "pager-flood",
     "jit",
     "bad-accesses",
     "bad-arguments",

@@ -463,6 +463,53 @@ fn a_refused_pager_answer_fails_the_fault() {
     }
 }
 
+/// A client that floods its pager with faults (20 threads on 20 pages,
+/// none answered for a while) gets at most 16 requests held (the kernel's
+/// `MAX_PER_CLIENT`): the faults past them fail at once (those threads
+/// killed: "the pager is gone" though it is not), while another client of
+/// the same pager is served; the held ones are served once the pager
+/// answers, and every frame returns.
+#[test]
+fn a_flooding_pager_client_is_bounded_and_the_other_is_served() {
+    for (_, run) in runs() {
+        has(run, "pager_client: flood: 20 threads faulting on 20 pages");
+        has(
+            run,
+            "pager_client: the flooder's neighbour read its page: ok",
+        );
+        has_all(
+            run,
+            &[
+                "pager: flood: held ",
+                " unanswered (at most 16: ok), served the other client 1 page, then answered the ",
+            ],
+        );
+        has_all(
+            run,
+            &[
+                "pager_client: flood: ",
+                " of 20 threads served once the pager answered (at most 16: ok)",
+            ],
+        );
+        let killed = run
+            .serial
+            .lines()
+            .filter(|l| l.contains("the pager is gone (area 0x50000000+0x18000 r--)"))
+            .count();
+        assert!(
+            killed >= 4,
+            "{killed} flood threads killed:\n{}",
+            run.serial
+        );
+        assert!(
+            !run.serial.contains("flood thread read page"),
+            "{}",
+            run.serial
+        );
+        passed(run, "pager-flood");
+    }
+}
+
 #[test]
 fn code_written_to_an_area_runs_after_change_flags() {
     for (_, run) in runs() {

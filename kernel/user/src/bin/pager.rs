@@ -12,7 +12,14 @@
 //!   without answering it (the client's fault fails: the pager is gone);
 //! - 3 (refusing): answer the first request with an address that is not a
 //!   page's (refused: EINVAL, the client's fault fails with the pager's
-//!   error), and an unknown handle (ENOENT).
+//!   error), and an unknown handle (ENOENT);
+//! - 4 (flood): one client (`pager_client` 4) faults on many pages at
+//!   once from many threads and another (`pager_client` 5) on one page:
+//!   this pager holds every request of the first unanswered and serves the
+//!   second. The kernel keeps at most `MAX_PER_CLIENT` (16) requests of one
+//!   client and fails the faults past them (the kernel kills those
+//!   threads); the other client is served all the same. The requests held
+//!   are answered once nothing more came for a while.
 #![no_std]
 #![no_main]
 
@@ -55,6 +62,9 @@ fn main(mode: u64) -> i32 {
         } else {
             1
         };
+    }
+    if mode == 4 {
+        return flood(file);
     }
     let serve = if mode == 2 { 1 } else { PAGES };
     // Every request names the one client task (the kernel says which).
@@ -115,4 +125,60 @@ fn main(mode: u64) -> i32 {
     } else {
         1
     }
+}
+
+/// The kernel's bound on the requests of one client a pager holds.
+const MAX_PER_CLIENT: usize = 16;
+
+/// Mode 4: see the module docs. Receives without waiting until the other
+/// client was served, the flooding one was heard from, and nothing came
+/// for a long while (its threads all had their turn).
+fn flood(file: usize) -> i32 {
+    // (handle, offset) of each request held.
+    let mut held = [(0u64, 0u64); 32];
+    let (mut nheld, mut flooder, mut served) = (0, 0, 0);
+    let mut idle = 0u64;
+    while !(served > 0 && nheld > 0 && idle > 20_000) {
+        if idle > 5_000_000 {
+            println!("pager: flood: held {nheld}, served {served}: gave up waiting: BAD");
+            return 1;
+        }
+        let Ok(req) = pager_try_receive() else {
+            idle += 1;
+            yield_now();
+            continue;
+        };
+        idle = 0;
+        if req.ids[2] == 4 && nheld < held.len() {
+            flooder = req.client;
+            held[nheld] = (req.handle, req.offset);
+            nheld += 1;
+        } else if pager_answer(req.handle, page_for(file, req.offset)) == 0 {
+            served += 1;
+        } else {
+            println!("pager: flood: the other client's request refused: BAD");
+            return 1;
+        }
+    }
+    // The threads whose requests were held wait for them still.
+    let mut accepted = 0;
+    for &(h, offset) in &held[..nheld] {
+        accepted += usize::from(pager_answer(h, page_for(file, offset)) == 0);
+    }
+    let ok = nheld <= MAX_PER_CLIENT && served == 1 && accepted == nheld;
+    println!(
+        "pager: flood: held {nheld} requests of client {flooder} unanswered (at most {MAX_PER_CLIENT}: {}), served the other client {served} page, then answered the {accepted} held",
+        if ok { "ok" } else { "BAD" }
+    );
+    if ok {
+        0
+    } else {
+        1
+    }
+}
+
+/// The file's page that answers a request for `offset` of a larger area:
+/// the file repeats.
+fn page_for(file: usize, offset: u64) -> usize {
+    file + (offset as usize / PAGE % PAGES) * PAGE
 }

@@ -12,7 +12,14 @@
 //! - 2 (dying pager): page 0 reads fine; the fault on page 1 fails because
 //!   the pager ended holding its request, and the kernel kills this task;
 //! - 3 (refusing pager): the fault on page 0 fails with the pager's error
-//!   (its answer was refused), and the kernel kills this task.
+//!   (its answer was refused), and the kernel kills this task;
+//! - 4 (flooding client): 20 threads fault on 20 pages of a 24-page paged
+//!   area at once while the pager answers none until it has heard no more
+//!   for a while: the kernel holds at most 16 of this task's requests and
+//!   fails the faults past them (killing those threads); the threads whose
+//!   requests were held read their page once the pager answers;
+//! - 5 (the flooder's neighbour): reads the first page of its own paged
+//!   area of the same pager while the flood goes on: served.
 #![no_std]
 #![no_main]
 
@@ -47,13 +54,32 @@ extern "C" fn counter(_: u64) -> ! {
     exit(0)
 }
 
+/// Threads that fault at once in mode 4, and the pages of its area.
+const FLOOD: usize = 20;
+const FLOOD_PAGES: usize = 24;
+
+/// Flood threads that read their page.
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn flooder(page: u64) -> ! {
+    // The pager answers with its file's page `page % PAGES`.
+    let (at, from) = (FILE + page as usize * PAGE, (page as usize % PAGES) * PAGE);
+    let ok = (0..PAGE).all(|k| read((at + k) as *const u8) == byte(from + k));
+    SERVED.fetch_add(1, Ordering::SeqCst);
+    if !ok {
+        println!("pager_client: flood thread read page {page}: BAD");
+    }
+    exit(0)
+}
+
 #[no_mangle]
 fn main(mode: u64) -> i32 {
     let pager = peer(0);
+    let pages = if mode == 4 { FLOOD_PAGES } else { PAGES };
     // The pager may not have started yet: retry while it is unknown.
     let mut r = -1;
     for _ in 0..100_000 {
-        r = area_create_paged(FILE, PAGES * PAGE, READ, pager, [7, 42, mode]);
+        r = area_create_paged(FILE, pages * PAGE, READ, pager, [7, 42, mode]);
         if r != -1 {
             break;
         }
@@ -126,6 +152,48 @@ fn main(mode: u64) -> i32 {
                 if total > 0 { "ok" } else { "BAD" }
             );
             if ok && total > 0 {
+                0
+            } else {
+                1
+            }
+        }
+        4 => {
+            for t in 0..FLOOD {
+                let stack = area_anywhere(4 * PAGE, READ | WRITE, 0x6000_0000 + t * 0x10_0000);
+                if stack == CREATE_FAILED || thread_create(flooder, stack + 4 * PAGE, t as u64) < 0
+                {
+                    println!("pager_client: flood: thread {t} not made: BAD");
+                    return 1;
+                }
+            }
+            println!("pager_client: flood: {FLOOD} threads faulting on {FLOOD} pages");
+            // Until the pager has answered (some threads read) and nothing
+            // moved for a long while (the others were killed).
+            let (mut last, mut still) = (0, 0u64);
+            while last == 0 || still < 50_000 {
+                yield_now();
+                let now = SERVED.load(Ordering::SeqCst);
+                still = if now == last { still + 1 } else { 0 };
+                last = now;
+            }
+            let ok = (1..=16).contains(&last);
+            println!(
+                "pager_client: flood: {last} of {FLOOD} threads served once the pager answered (at most 16: {})",
+                if ok { "ok" } else { "BAD" }
+            );
+            if ok {
+                0
+            } else {
+                1
+            }
+        }
+        5 => {
+            let ok = page_ok(0);
+            println!(
+                "pager_client: the flooder's neighbour read its page: {}",
+                if ok { "ok" } else { "BAD" }
+            );
+            if ok {
                 0
             } else {
                 1
