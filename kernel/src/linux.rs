@@ -232,8 +232,7 @@ fn mremap(
 ) -> Result<u64, Errno> {
     let flags = RemapFlags(word32(flags)?);
     // The old length rounded as Linux rounds it (wrapping to 0: a copy).
-    let rounded = old_len.wrapping_add(aspace::PAGE_SIZE - 1) & !(aspace::PAGE_SIZE - 1);
-    let old_end = old.checked_add(rounded).ok_or(Errno::EINVAL)?;
+    let old_end = old.checked_add(page_align(old_len)).ok_or(Errno::EINVAL)?;
     if old_end > nr::LINUX_END {
         return Err(Errno::EINVAL);
     }

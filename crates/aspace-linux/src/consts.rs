@@ -4,6 +4,13 @@
 /// The page size these calls work in (x86_64's base page).
 pub const PAGE_SIZE: u64 = 4096;
 
+/// `len` rounded up to whole pages as Linux's `PAGE_ALIGN` rounds it, with
+/// wrapping arithmetic: a length within a page of 2^64 becomes 0 (the
+/// calls that round so, `mremap` and `msync`, then see a length of 0).
+pub const fn page_align(len: u64) -> u64 {
+    len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
+}
+
 /// Pages may not be accessed.
 pub const PROT_NONE: u32 = 0x0;
 /// Pages may be read.

@@ -2213,8 +2213,7 @@ impl<M: Machine> LinuxMm<M> {
     ) -> MmResult {
         // Both lengths rounded up as Linux's PAGE_ALIGN does, wrapping:
         // an old length rounding to 0 asks for a copy, a new one is EINVAL.
-        let old_len = old_len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
-        let new_len = new_len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let (old_len, new_len) = (page_align(old_len), page_align(new_len));
         let ts = self.layout.task_size;
         if flags.0 & !(MREMAP_FIXED | MREMAP_MAYMOVE | MREMAP_DONTUNMAP) != 0
             || !aligned(old)
@@ -3466,7 +3465,7 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::EINVAL);
         }
         // Linux rounds the length with wrapping arithmetic.
-        let len = len.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        let len = page_align(len);
         let end = addr.wrapping_add(len);
         if end < addr {
             return Err(Errno::ENOMEM);
