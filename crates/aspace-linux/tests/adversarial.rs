@@ -2105,6 +2105,33 @@ fn a_private_reservation_costs_memory_only_while_writable() {
     assert_eq!(reserve.committed(), before, "every reservation back");
 }
 
+/// Guard pages (`MADV_GUARD_INSTALL`) in a read-only private mapping are
+/// charged with it when `mprotect` makes it writable, as Linux charges the
+/// whole mapping, so removing them later takes nothing more (it cannot
+/// fail at the commit limit).
+#[test]
+fn guard_pages_of_a_mapping_made_writable_are_charged_with_it() {
+    let (sim, mut mm, cpu) = common::setup();
+    let reserve = sim.system().reserve();
+    let before = reserve.committed();
+    let anon = MapFlags(MAP_PRIVATE | MAP_ANONYMOUS);
+    let a = cpu
+        .run(|| mm.mmap(0, 8 * P, Prot::R, anon, None, 0))
+        .unwrap();
+    cpu.run(|| mm.madvise(a, 2 * P, Advice(MADV_GUARD_INSTALL)))
+        .unwrap();
+    cpu.run(|| mm.mprotect(a, 8 * P, Prot::RW)).unwrap();
+    assert_eq!(reserve.committed(), before + 8, "the guard pages too");
+    let limit = reserve.snapshot().limit;
+    reserve.set_limit(before + 8);
+    cpu.run(|| mm.madvise(a, 2 * P, Advice(MADV_GUARD_REMOVE)))
+        .unwrap();
+    assert_eq!(reserve.committed(), before + 8);
+    reserve.set_limit(limit);
+    cpu.run(|| mm.munmap(a, 8 * P)).unwrap();
+    assert_eq!(reserve.committed(), before);
+}
+
 /// A shared anonymous mapping's object is charged whole when it is made,
 /// as Linux charges a shmem object (so running out shows up at `mmap`,
 /// not in a fault): `ENOMEM` past the commit limit with nothing changed;

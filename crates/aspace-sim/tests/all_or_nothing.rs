@@ -530,7 +530,7 @@ fn unknown_flag_bits_are_refused_everywhere() {
     let sim = sim(1, 4);
     let a = sim.system().create().unwrap();
     let b = sim.system().create().unwrap();
-    let odd = AreaFlags::from_bits_retain(0x81);
+    let odd = AreaFlags::from_bits_retain(0x101);
     assert_eq!(
         a.area_create(va(A), PAGE_SIZE, odd),
         Err(Error::InvalidArgument)
@@ -550,7 +550,7 @@ fn unknown_flag_bits_are_refused_everywhere() {
         Err(Error::InvalidArgument)
     );
     assert!(b.areas().is_empty() && !a.area(va(A)).unwrap().shared);
-    assert_eq!(AreaFlags::from_user(0x81), Err(Error::InvalidArgument));
+    assert_eq!(AreaFlags::from_user(0x101), Err(Error::InvalidArgument));
     assert_eq!(AreaFlags::from_user(0x3), Ok(RW));
 }
 

@@ -1039,7 +1039,7 @@ fn sys_calls_return_helenos_errno_values() {
     assert_eq!(sys_as_area_resize(&*space, b, 3 * 4096, 0), 0);
     assert_eq!(sys_as_area_resize(&*space, b, 0, 0), -6); // EPERM
     assert_eq!(sys_as_area_resize(&*space, 0x9000_0000, 4096, 0), -1); // ENOENT
-    assert_eq!(sys_as_area_change_flags(&*space, b, 0x80), -13); // EINVAL
+    assert_eq!(sys_as_area_change_flags(&*space, b, 0x100), -13); // EINVAL
     assert_eq!(sys_as_area_change_flags(&*space, b, 1), 0);
     assert_eq!(sys_as_area_destroy(&*space, b), 0);
     assert_eq!(sys_as_area_destroy(&*space, b), -1); // ENOENT

@@ -3236,7 +3236,11 @@ impl<M: Machine> LinuxMm<M> {
                     }
                 };
                 if guard {
-                    let backend = if install && Self::reserves(v) > 0 {
+                    // Reserving like the mapping: now, or once it is
+                    // made writable (charged whole then, guard pages too).
+                    let charged =
+                        Self::reserves(v) > 0 || flags.contains(AreaFlags::RESERVE_ON_WRITE);
+                    let backend = if install && charged {
                         self.reserving_guard.clone()
                     } else if install {
                         self.guard.clone()

@@ -21,7 +21,7 @@ fn main(_arg: u64) -> i32 {
         return 2;
     }
     write(AREA as *mut u64, 1);
-    for bits in [READ as u64 | 1 << 40, READ as u64 | 1 << 63, 0x80] {
+    for bits in [READ as u64 | 1 << 40, READ as u64 | 1 << 63, 0x100] {
         let r = syscall(nr::AREA_CHANGE_FLAGS, AREA as u64, bits, 0, 0) as isize;
         println!("flags: change_flags {bits:#x} = {r}");
         ok &= r == -13;
