@@ -382,7 +382,7 @@ pub fn share_accept(from: u64, key: u64, dst: usize, flags: u32) -> isize {
 pub fn thread_create(entry: extern "C" fn(u64) -> !, stack_top: usize, arg: u64) -> isize {
     let top = stack_top & !15;
     #[cfg(target_arch = "x86_64")]
-    let top = top - 8;
+    let top = top.wrapping_sub(8);
     thread_create_raw(entry as usize as u64, top as u64, arg)
 }
 
