@@ -20,7 +20,8 @@ use aspace::Error;
 use crate::sync::SpinLock;
 
 /// Most requests one pager holds (queued and received together); beyond,
-/// a request is dropped (its fault fails with `PagerGone`).
+/// a request is refused (its fault fails with `PagerError`, as if the
+/// pager had answered with an error).
 pub const MAX_REQUESTS: usize = 64;
 
 /// Most of those from one client process: a client cannot fill the
@@ -135,16 +136,23 @@ impl KPager {
 
 impl KPager {
     /// Queues `request` from the area of process `client`, unless the
-    /// pager is gone, holds [`MAX_REQUESTS`], or [`MAX_PER_CLIENT`] of
-    /// `client`'s: then it is dropped, failing its fault (`PagerGone`).
+    /// pager is gone (then it is dropped, failing its fault with
+    /// `PagerGone`), or holds [`MAX_REQUESTS`], or [`MAX_PER_CLIENT`] of
+    /// `client`'s, or the heap refuses room (then it is refused, failing
+    /// its fault with `PagerError`).
     fn send_from(&self, client: u64, request: PageIn) {
         let mut st = self.state.lock();
+        if !st.alive {
+            drop(st);
+            drop(request);
+            return;
+        }
         let held = st.queue.iter().filter(|(c, _)| *c == client).count()
             + st.received.values().filter(|(c, _)| *c == client).count();
         let full = st.queue.len() + st.received.len() >= MAX_REQUESTS || held >= MAX_PER_CLIENT;
-        if !st.alive || full || st.queue.try_reserve(1).is_err() {
+        if full || st.queue.try_reserve(1).is_err() {
             drop(st);
-            drop(request);
+            request.fail();
             return;
         }
         st.queue.push_back((client, request));

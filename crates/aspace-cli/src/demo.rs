@@ -201,9 +201,19 @@ pub fn scenario(spec: &MachineSpec) -> String {
         "reserves each page when a fault maps it",
     );
     g.c("touch init 0x30100000 2p write", "two pages reserved");
-    g.c("map init", "the Resv. column: 16 and 2");
+    g.c(
+        "area init 0x30200000 16p r reserve-on-write arena",
+        "page by page until given write (Linux's charge at mprotect)",
+    );
+    g.c("touch init 0x30200000 1p read", "one page reserved");
+    g.c(
+        "flags init 0x30200000 rw",
+        "given write: the other 15 pages reserved now",
+    );
+    g.c("map init", "the Resv. column: 16, 2 and 16");
     g.line("destroy init 0x30000000");
     g.line("destroy init 0x30100000");
+    g.line("destroy init 0x30200000");
 
     g.line("\nsay 6. A user-space pager serves a file (HelenOS backend_user.c)");
     g.c(

@@ -465,8 +465,8 @@ fn a_refused_pager_answer_fails_the_fault() {
 
 /// A client that floods its pager with faults (20 threads on 20 pages,
 /// none answered for a while) gets exactly 16 requests held (the kernel's
-/// `MAX_PER_CLIENT`): the 4 faults past them fail at once (those threads
-/// killed: "the pager is gone" though it is not), while another client of
+/// `MAX_PER_CLIENT`): the 4 faults past them are refused at once (those
+/// threads killed: "the pager refused the page"), while another client of
 /// the same pager is served; the 16 held are served once the pager
 /// answers, and every frame returns.
 #[test]
@@ -491,7 +491,7 @@ fn a_flooding_pager_client_is_bounded_and_the_other_is_served() {
         let killed = run
             .serial
             .lines()
-            .filter(|l| l.contains("the pager is gone (area 0x50000000+0x18000 r--)"))
+            .filter(|l| l.contains("the pager refused the page (area 0x50000000+0x18000 r--)"))
             .count();
         assert!(
             killed == 4,

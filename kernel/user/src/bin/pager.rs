@@ -17,7 +17,7 @@
 //!   once from many threads and another (`pager_client` 5) on one page:
 //!   this pager holds every request of the first unanswered and serves the
 //!   second. The kernel keeps at most `MAX_PER_CLIENT` (16) requests of one
-//!   client and fails the faults past them (the kernel kills those
+//!   client and refuses the faults past them (the kernel kills those
 //!   threads); the other client is served all the same. The requests held
 //!   are answered once nothing more came for a while.
 #![no_std]
