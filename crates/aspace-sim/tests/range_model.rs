@@ -9,7 +9,8 @@
 //! Accesses to a guard page fault, or grow the area down over it, as the
 //! model says. CPUs touch pages between operations; data is read back through
 //! the simulated MMU, every TLB is checked for stale entries, the used
-//! space against the page table, the reservation against the model, and
+//! space against the page table, the reservation against the model (areas
+//! reserve up front, late, or late until given write), and
 //! at the end every frame and reservation must be back. Seeds are fixed;
 //! `ASPACE_SEED` replays one, and a failure prints its seed and step.
 
@@ -54,6 +55,30 @@ enum Backing {
 struct PageModel {
     rights: AreaFlags,
     backing: Backing,
+    /// How its area reserves memory.
+    late: Late,
+}
+
+/// How an area reserves memory for its anonymous pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Late {
+    /// Every page, up front.
+    No,
+    /// Each page while it is mapped (`LATE_RESERVE`).
+    Yes,
+    /// So until the area is given write, then up front
+    /// (`LATE_RESERVE | RESERVE_ON_WRITE`).
+    UntilWrite,
+}
+
+impl Late {
+    fn flags(self) -> AreaFlags {
+        match self {
+            Late::No => AreaFlags::empty(),
+            Late::Yes => AreaFlags::LATE_RESERVE,
+            Late::UntilWrite => AreaFlags::LATE_RESERVE | AreaFlags::RESERVE_ON_WRITE,
+        }
+    }
 }
 
 /// A guarded area (its guard page is the page below `base`, the key it is
@@ -101,7 +126,7 @@ impl Model {
             Some(floor) if g >= floor && g > 0 => {}
             _ => return Err(FaultReason::Guard),
         }
-        let rights = self.pages[sp][&(g + 1)].rights;
+        let PageModel { rights, late, .. } = self.pages[sp][&(g + 1)];
         let need = if write {
             AreaFlags::WRITE
         } else {
@@ -114,7 +139,14 @@ impl Model {
             return Err(FaultReason::Guard);
         }
         let backing = Backing::Anon(0);
-        self.pages[sp].insert(g, PageModel { rights, backing });
+        self.pages[sp].insert(
+            g,
+            PageModel {
+                rights,
+                backing,
+                late,
+            },
+        );
         self.guards[sp].remove(&(g + 1));
         self.guards[sp].insert(g, guard);
         Ok(())
@@ -140,15 +172,17 @@ impl Model {
             }
         }
     }
-    /// Pages reserved: a private anonymous page each, a live share group's
-    /// size, an ELF page past the segment's file part (a copy).
+    /// Pages reserved up front: a private anonymous page each (but in a
+    /// late-reserving area, which the caller counts by its mapped pages),
+    /// a live share group's size, an ELF page past the segment's file part
+    /// (a copy).
     fn reserved(&self) -> u64 {
         let mut n = 0;
         let mut live = std::collections::HashSet::new();
         for sp in &self.pages {
             for p in sp.values() {
                 match p.backing {
-                    Backing::Anon(_) => n += 1,
+                    Backing::Anon(_) => n += u64::from(p.late == Late::No),
                     Backing::Shared(g, _) => {
                         live.insert(g);
                     }
@@ -201,6 +235,9 @@ struct World {
     /// Operations that did something, by kind (so a run that tested
     /// nothing fails).
     done: HashMap<&'static str, u64>,
+    /// How each new area reserves: drawn apart from the operations' own
+    /// stream, which stays as it was before areas reserved late.
+    late_rng: common::XorShift,
 }
 
 impl World {
@@ -230,6 +267,7 @@ impl World {
             model: Model::default(),
             next_group: 0,
             done: HashMap::new(),
+            late_rng: common::XorShift::new(1),
         }
     }
 
@@ -245,6 +283,7 @@ impl World {
             0..=2 => {
                 let (s, e) = rng.range();
                 let mut rights = RIGHTS[rng.below(3) as usize];
+                let mut late = Late::No;
                 let size = (e - s) * P;
                 let (kind, r, guard) = match rng.below(6) {
                     0 => {
@@ -261,13 +300,29 @@ impl World {
                         let floor = Some(e - limit);
                         ("grows-down", r, Some(Guarded { floor }))
                     }
-                    _ => ("create", space.area_create(va(s), size, rights), None),
+                    _ => {
+                        // A quarter late-reserving, a quarter reserving on
+                        // write (or late, if writable already).
+                        late = match self.late_rng.below(4) {
+                            0 => Late::Yes,
+                            1 if !rights.contains(AreaFlags::WRITE) => Late::UntilWrite,
+                            1 => Late::Yes,
+                            _ => Late::No,
+                        };
+                        let r = space.area_create(va(s), size, rights | late.flags());
+                        ("create", r, None)
+                    }
                 };
                 if self.model.fits(sp, s, e, guard.is_some()) {
                     r.unwrap();
                     for p in s..e {
                         let backing = Backing::Anon(0);
-                        self.model.pages[sp].insert(p, PageModel { rights, backing });
+                        let page = PageModel {
+                            rights,
+                            backing,
+                            late,
+                        };
+                        self.model.pages[sp].insert(p, page);
                     }
                     if let Some(guard) = guard {
                         self.model.guards[sp].insert(s, guard);
@@ -275,7 +330,7 @@ impl World {
                 } else {
                     assert_eq!(r, Err(Error::AddressNotAvailable), "{kind}");
                 }
-                format!("{kind} {sp} {s:#x}..{e:#x} {rights:?}")
+                format!("{kind} {sp} {s:#x}..{e:#x} {rights:?} {late:?}")
             }
             3 => {
                 let (s, e) = rng.range();
@@ -300,7 +355,12 @@ impl World {
                             pages: filed,
                             index: i as u64,
                         };
-                        self.model.pages[sp].insert(p, PageModel { rights: R, backing });
+                        let page = PageModel {
+                            rights: R,
+                            backing,
+                            late: Late::No,
+                        };
+                        self.model.pages[sp].insert(p, page);
                     }
                 } else {
                     assert_eq!(r, Err(Error::AddressNotAvailable));
@@ -326,6 +386,7 @@ impl World {
                     let page = PageModel {
                         rights: RW,
                         backing: Backing::Shared(g, i),
+                        late: Late::No,
                     };
                     self.model.pages[0].insert(s + i, page);
                     self.model.pages[1].insert(d + i, page);
@@ -393,8 +454,17 @@ impl World {
                 } else {
                     r.unwrap();
                     *self.done.entry("protect").or_default() += 1;
+                    let mut converted = false;
                     for (_, p) in m.range_mut(s..e) {
                         p.rights = rights;
+                        // Given write: up front from now on.
+                        if rights.contains(AreaFlags::WRITE) && p.late == Late::UntilWrite {
+                            p.late = Late::No;
+                            converted = true;
+                        }
+                    }
+                    if converted {
+                        *self.done.entry("reserve on write").or_default() += 1;
                     }
                 }
                 format!("protect {sp} {s:#x}..{e:#x} {rights:?}")
@@ -666,6 +736,7 @@ impl World {
                     None if grown.is_some() => PageModel {
                         rights: grown.expect("checked"),
                         backing: Backing::Anon(0),
+                        late: Late::No,
                     },
                     // Growth continues the backing past the last page.
                     None => {
@@ -687,6 +758,7 @@ impl World {
                         PageModel {
                             rights: last.rights,
                             backing,
+                            late: last.late,
                         }
                     }
                 };
@@ -702,8 +774,17 @@ impl World {
                         Backing::Elf { .. } if !given => page.backing,
                         _ => Backing::Anon(0),
                     };
+                    // The caller's areas reserve up front.
+                    let late = if given { Late::No } else { page.late };
                     let rights = page.rights;
-                    m.insert(os + i as u64, PageModel { rights, backing });
+                    m.insert(
+                        os + i as u64,
+                        PageModel {
+                            rights,
+                            backing,
+                            late,
+                        },
+                    );
                 }
             }
             if let Some(guard) = guard {
@@ -776,6 +857,8 @@ impl World {
 
     /// Everything the model says, without touching memory (no fault).
     fn check(&self) {
+        // Pages mapped in late-reserving areas: one page reserved each.
+        let mut late_mapped = 0;
         for sp in 0..2 {
             let s = &self.spaces[sp];
             for p in W..W + N {
@@ -789,8 +872,16 @@ impl World {
                     Some(m) => {
                         let info =
                             info.unwrap_or_else(|| panic!("space {sp} page {p:#x}: no area"));
-                        let rights = info.flags - AreaFlags::PLACEMENT;
+                        let rights = info.flags - AreaFlags::PLACEMENT - Late::UntilWrite.flags();
                         assert_eq!(rights, m.rights, "space {sp} page {p:#x}");
+                        assert_eq!(
+                            info.flags & Late::UntilWrite.flags(),
+                            m.late.flags(),
+                            "space {sp} page {p:#x}: how its area reserves"
+                        );
+                        if m.late != Late::No && matches!(m.backing, Backing::Anon(_)) {
+                            late_mapped += u64::from(mapped.is_some());
+                        }
                         let index = info.page_index(Page::from_number(p));
                         match m.backing {
                             Backing::Anon(_) => assert_eq!(info.backend, "anon"),
@@ -846,7 +937,7 @@ impl World {
         }
         assert_eq!(
             self.sim.system().reserve().committed(),
-            self.model.reserved(),
+            self.model.reserved() + late_mapped,
             "reservation"
         );
         assert_eq!(self.sim.hardware().stats().stale_accesses, 0);
@@ -899,6 +990,7 @@ fn run(seed: u64, steps: usize) -> HashMap<&'static str, u64> {
     .unwrap()
     .frames_in_use();
     let mut w = World::new();
+    w.late_rng = common::XorShift::new(seed ^ 0x1a7e);
     let mut rng = Rng(common::XorShift::new(seed));
     let mut log: Vec<String> = Vec::new();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -968,7 +1060,8 @@ fn range_operations_match_the_page_model() {
         }
     }
     // Guarded areas are rarer: over the seeds, some grew, some faulted on
-    // their guard page, some moved with their guard.
+    // their guard page, some moved with their guard; some reserve-on-write
+    // areas were given write.
     if seeds.len() > 1 {
         for kind in [
             "grow (read)",
@@ -976,6 +1069,7 @@ fn range_operations_match_the_page_model() {
             "guard fault",
             "guarded move",
             "move of several areas",
+            "reserve on write",
         ] {
             assert!(
                 total.get(kind).copied().unwrap_or(0) >= 3,
