@@ -298,6 +298,32 @@ fn check(mm: &LinuxMm<SimMachine>) -> Result<(), String> {
     Ok(())
 }
 
+/// The pages committed against the limit are what every process's areas
+/// reserve plus the charge of every shared anonymous object, each once
+/// (an object charged is mapped by some process: the last one to let it
+/// go gives the charge back).
+fn reservations(w: &World) -> Result<(), String> {
+    let mut want = 0;
+    let mut objects: Vec<*const aspace_linux::mm::object::MemObject> = Vec::new();
+    for mm in w.procs.iter().flatten() {
+        want += mm.space().areas().iter().map(|a| a.reserved).sum::<u64>();
+        for o in mm.vmas().filter_map(|v| v.object()) {
+            let at = aspace::TryArc::as_ptr(o);
+            if !objects.contains(&at) {
+                objects.push(at);
+                want += o.charged();
+            }
+        }
+    }
+    let committed = w.sim.system().reserve().committed();
+    if committed != want {
+        return Err(format!(
+            "{committed} pages committed, the areas and objects reserve {want}"
+        ));
+    }
+    Ok(())
+}
+
 struct World {
     sim: Sim,
     procs: Vec<Option<LinuxMm<SimMachine>>>,
@@ -844,6 +870,9 @@ fn run_seed(seed: u64, steps: usize) -> Vec<String> {
                     }
                 }
             }
+        }
+        if let Err(why) = reservations(&w) {
+            w.fail(i, &why);
         }
     }
     PROGRESS.lock().unwrap_or_else(|e| e.into_inner()).2 = None;
