@@ -2134,6 +2134,42 @@ fn a_private_reservation_costs_memory_only_while_writable() {
     assert_eq!(reserve.committed(), before, "every reservation back");
 }
 
+/// As Linux 6.x, a private anonymous mapping never written that loses
+/// write is charged no more (its reservation given back), and is charged
+/// again when it gets write back; one written keeps its charge.
+#[test]
+fn a_mapping_never_written_made_read_only_is_charged_no_more() {
+    let (sim, mut mm, mut cpu) = common::setup();
+    let reserve = sim.system().reserve();
+    let before = reserve.committed();
+    let anon = MapFlags(MAP_PRIVATE | MAP_ANONYMOUS);
+    let a = cpu
+        .run(|| mm.mmap(0, 8 * P, Prot::RW, anon, None, 0))
+        .unwrap();
+    // (Apart: Linux would merge the two, anon_vma and all.)
+    let gap = cpu
+        .run(|| mm.mmap(0, P, Prot::NONE, anon, None, 0))
+        .unwrap();
+    let b = cpu
+        .run(|| mm.mmap(0, 8 * P, Prot::RW, anon, None, 0))
+        .unwrap();
+    assert_eq!(reserve.committed(), before + 16);
+    cpu.write_u64(VirtAddr::new(b), 5).unwrap();
+    mm.touched(b, true);
+    // Both read-only: the one never written gives its charge back.
+    cpu.run(|| mm.mprotect(a, 8 * P, Prot::R)).unwrap();
+    cpu.run(|| mm.mprotect(b, 8 * P, Prot::R)).unwrap();
+    assert_eq!(reserve.committed(), before + 8, "a charged no more");
+    assert_eq!(cpu.read_u64(VirtAddr::new(b)), Ok(5));
+    // Writable again: charged again.
+    cpu.run(|| mm.mprotect(a, 8 * P, Prot::RW)).unwrap();
+    assert_eq!(reserve.committed(), before + 16);
+    cpu.run(|| mm.munmap(a, 8 * P)).unwrap();
+    cpu.run(|| mm.munmap(gap, P)).unwrap();
+    cpu.run(|| mm.munmap(b, 8 * P)).unwrap();
+    assert_eq!(reserve.committed(), before);
+}
+
 /// Guard pages (`MADV_GUARD_INSTALL`) in a read-only private mapping are
 /// charged with it when `mprotect` makes it writable, as Linux charges the
 /// whole mapping, so removing them later takes nothing more (it cannot

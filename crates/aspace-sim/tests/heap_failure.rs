@@ -493,6 +493,110 @@ fn write_given_to_a_reserve_on_write_area() {
     }
 }
 
+/// [`populated`] with a writable area at `FREE` of 16 pages (pages 0, 2,
+/// 4 and 6 written) and a read-only one of 4 pages right above it, both
+/// reserving up front.
+fn up_front() -> World {
+    let mut w = populated();
+    w.s(0).area_create(va(FREE), pages(16), RW).unwrap();
+    for i in 0..4 {
+        w.cpus[0].write_u64(va(FREE + pages(2 * i)), i + 1).unwrap();
+    }
+    w.s(0)
+        .area_create(va(FREE + pages(16)), pages(4), AreaFlags::READ)
+        .unwrap();
+    w
+}
+
+/// Rights without write with the range released (`protect_range_releasing`)
+/// take areas that reserve up front back to reserving on write, giving
+/// back all but their mapped pages' reservation, in the same
+/// all-or-nothing step: each path under refused heap allocations, then
+/// the pages given back, and taken again when write comes back.
+#[test]
+fn released_areas_reserve_on_write_again() {
+    type Op = fn(&World) -> Result<(), Error>;
+    let late = AreaFlags::LATE_RESERVE | AreaFlags::RESERVE_ON_WRITE;
+    let r = AreaFlags::READ;
+    let ops: [(&str, Op, [u64; 2], u64); 4] = [
+        (
+            "the middle",
+            |w| {
+                w.s(0).protect_range_releasing(
+                    va(FREE + pages(3)),
+                    pages(6),
+                    AreaFlags::READ,
+                    &[(va(FREE + pages(3)), pages(6))],
+                )
+            },
+            [3, 9],
+            4,
+        ),
+        (
+            "the whole area",
+            |w| {
+                w.s(0).protect_range_releasing(
+                    va(FREE),
+                    pages(16),
+                    AreaFlags::READ,
+                    &[(va(FREE), pages(16))],
+                )
+            },
+            [0, 16],
+            12,
+        ),
+        (
+            "it and the next",
+            |w| {
+                w.s(0).protect_range_releasing(
+                    va(FREE + pages(8)),
+                    pages(12),
+                    AreaFlags::READ,
+                    &[(va(FREE + pages(8)), pages(12))],
+                )
+            },
+            [8, 20],
+            12,
+        ),
+        (
+            "only partly released",
+            |w| {
+                w.s(0).protect_range_releasing(
+                    va(FREE + pages(8)),
+                    pages(12),
+                    AreaFlags::READ,
+                    &[(va(FREE + pages(8)), pages(4))],
+                )
+            },
+            [8, 20],
+            0,
+        ),
+    ];
+    for (name, op, [lo, hi], less) in ops {
+        inject(&format!("release: {name}"), up_front, |w| op(w));
+        let mut w = up_front();
+        let reserve = w.sim.system().reserve();
+        let before = reserve.committed();
+        op(&w).unwrap();
+        assert_eq!(reserve.committed(), before - less, "{name}");
+        let info = w.s(0).area(va(FREE + pages(lo))).unwrap();
+        assert_eq!(info.flags - late, r, "{name}: {info:?}");
+        assert_eq!(info.flags.contains(late), less > 0, "{name}: {info:?}");
+        // The data stays; write comes back with its reservation.
+        for i in 0..4 {
+            let at = va(FREE + pages(2 * i));
+            assert_eq!(w.cpus[0].read_u64(at).unwrap(), i + 1, "{name}");
+        }
+        w.s(0)
+            .protect_range(va(FREE + pages(lo)), pages(hi - lo), RW)
+            .unwrap();
+        assert_eq!(reserve.committed(), before, "{name}: charged again");
+        w.cpus[0].write_u64(va(FREE + pages(lo)), 7).unwrap();
+        assert_eq!(reserve.committed(), before, "{name}");
+        teardown(w, sim().frames_in_use());
+    }
+}
+
 #[test]
 fn faults() {
     inject("fault", populated, |w| fault(w, 0, A2 + pages(7)));

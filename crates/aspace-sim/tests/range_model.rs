@@ -440,9 +440,14 @@ impl World {
             9 | 10 => {
                 let (s, e) = rng.short_range();
                 let rights = RIGHTS[rng.below(3) as usize];
+                // Now and then the whole range may go back to reserving
+                // late (drawn apart, as how areas reserve).
+                let release = self.late_rng.below(3) == 0;
+                let ranges = [(va(s), (e - s) * P)];
+                let ranges = if release { &ranges[..] } else { &[] };
                 let r = self
                     .cpu_of(sp)
-                    .run(|| space.protect_range(va(s), (e - s) * P, rights));
+                    .run(|| space.protect_range_releasing(va(s), (e - s) * P, rights, ranges));
                 let m = &mut self.model.pages[sp];
                 if m.range(s..e).count() as u64 != e - s {
                     assert_eq!(r, Err(Error::NotFound));
@@ -454,7 +459,7 @@ impl World {
                 } else {
                     r.unwrap();
                     *self.done.entry("protect").or_default() += 1;
-                    let mut converted = false;
+                    let (mut converted, mut released) = (false, false);
                     for (_, p) in m.range_mut(s..e) {
                         p.rights = rights;
                         // Given write: up front from now on.
@@ -462,12 +467,26 @@ impl World {
                             p.late = Late::No;
                             converted = true;
                         }
+                        // Released without write: late until given write.
+                        let private = !matches!(p.backing, Backing::Shared(..));
+                        if release
+                            && private
+                            && p.late == Late::No
+                            && !rights.contains(AreaFlags::WRITE)
+                        {
+                            p.late = Late::UntilWrite;
+                            released = true;
+                        }
                     }
                     if converted {
                         *self.done.entry("reserve on write").or_default() += 1;
                     }
+                    if released {
+                        *self.done.entry("released to reserve on write").or_default() += 1;
+                    }
                 }
-                format!("protect {sp} {s:#x}..{e:#x} {rights:?}")
+                let how = if release { " releasing" } else { "" };
+                format!("protect{how} {sp} {s:#x}..{e:#x} {rights:?}")
             }
             11 if rng.below(2) == 0 => {
                 // Only the mapped pages whose frame is odd, holes skipped.
@@ -1070,6 +1089,7 @@ fn range_operations_match_the_page_model() {
             "guarded move",
             "move of several areas",
             "reserve on write",
+            "released to reserve on write",
         ] {
             assert!(
                 total.get(kind).copied().unwrap_or(0) >= 3,

@@ -17,7 +17,7 @@ use crate::machine::Machine;
 use crate::space::{AddressSpace, Areas};
 use crate::split::Joins;
 use crate::tlb::ShootdownBatch;
-use crate::{Error, Result};
+use crate::{Error, Result, VirtAddr};
 
 /// The bits of an area's flags a change of rights keeps: where it may lie
 /// and how it reserves.
@@ -36,6 +36,62 @@ pub(crate) fn new_flags(flags: AreaFlags, old: AreaFlags) -> AreaFlags {
     } else {
         new
     }
+}
+
+/// [`new_flags`], and with `release` an area (or part) that reserves up
+/// front, is not shared and gets no write goes back to reserving late
+/// until given write ([`AddressSpace::protect_range_releasing`]).
+pub(crate) fn flags_of(flags: AreaFlags, old: AreaFlags, shared: bool, release: bool) -> AreaFlags {
+    let new = new_flags(flags, old);
+    if release && !shared && !new.intersects(AreaFlags::LATE_RESERVE | AreaFlags::WRITE) {
+        new | AreaFlags::LATE_RESERVE | AreaFlags::RESERVE_ON_WRITE
+    } else {
+        new
+    }
+}
+
+/// What a change of rights to `flags` does to the part `[lo, hi)` of an
+/// area: its new flags ([`flags_of`]), and the pages it reserves more (a
+/// reserve-on-write area given write) or gives back (one going back to
+/// reserving late: all but what its mapped pages reserve).
+pub(crate) struct Change {
+    pub flags: AreaFlags,
+    pub more: u64,
+    pub less: u64,
+}
+
+/// The [`Change`] of the part `[lo, hi)` of `area` (locked as `st`).
+pub(crate) fn change_of<M: Machine>(
+    area: &Area<M>,
+    st: &AreaState<M>,
+    part: [u64; 2],
+    flags: AreaFlags,
+    release: bool,
+) -> Change {
+    let new = flags_of(flags, st.flags, st.share.is_some(), release);
+    let more = extra_reservation(area, st, part, new);
+    let less =
+        if new.contains(AreaFlags::LATE_RESERVE) && !st.flags.contains(AreaFlags::LATE_RESERVE) {
+            AddressSpace::reservation_with(area, st, part, st.flags)
+                .min(area.reserved())
+                .saturating_sub(AddressSpace::reservation_with(area, st, part, new))
+        } else {
+            0
+        };
+    Change {
+        flags: new,
+        more,
+        less,
+    }
+}
+
+/// Whether pages `[lo, hi)` lie inside one of the ranges `release`
+/// (checked already).
+pub(crate) fn released(release: &[(VirtAddr, u64)], [lo, hi]: [u64; 2]) -> bool {
+    release.iter().any(|&(base, size)| {
+        let first = base.as_u64() / crate::PAGE_SIZE;
+        first <= lo && hi <= first + size / crate::PAGE_SIZE
+    })
 }
 
 /// Pages the part `[lo, hi)` of `area` (locked as `st`) reserves more once
@@ -74,11 +130,12 @@ impl<M: Machine> AddressSpace<M> {
         &self,
         tree: &mut Areas<M>,
         [s, e]: [u64; 2],
-        flags: AreaFlags,
+        (flags, release): (AreaFlags, &[(VirtAddr, u64)]),
         batch: &mut ShootdownBatch,
     ) -> Option<Result<()>> {
         let mut blocks = tree.take_spares();
-        let step = self.protect_in_one_locked([s, e], flags, tree, &mut blocks, batch);
+        let rel = released(release, [s, e]);
+        let step = self.protect_in_one_locked([s, e], (flags, rel), tree, &mut blocks, batch);
         tree.keep_spares(blocks);
         let step = match step? {
             Ok(step) => step,
@@ -101,7 +158,7 @@ impl<M: Machine> AddressSpace<M> {
     fn protect_in_one_locked(
         &self,
         [s, e]: [u64; 2],
-        flags: AreaFlags,
+        (flags, rel): (AreaFlags, bool),
         tree: &Areas<M>,
         blocks: &mut [Option<Unwritten<Area<M>>>; 2],
         batch: &mut ShootdownBatch,
@@ -118,7 +175,7 @@ impl<M: Machine> AddressSpace<M> {
         // The neighbours that may merge with the area once changed, by
         // their published rights; locked in address order (the left one
         // before the area, the right one after the area's change).
-        let new = new_flags(flags, m.summary.flags());
+        let new = flags_of(flags, m.summary.flags(), false, rel);
         let left = before
             .filter(|b| !inside && b.1 == s && !Self::rights_rule_out(b.2.summary.flags(), new));
         let right = after
@@ -141,13 +198,14 @@ impl<M: Machine> AddressSpace<M> {
                 return Some(Err(err));
             }
         }
-        if new_flags(flags, mst.flags) == mst.flags {
+        let ch = change_of(area, &mst, [s, e], flags, rel);
+        if ch.flags == mst.flags {
             // Nothing changes: the general path (which may still merge).
             return None;
         }
         // A late-reserving area given write access that reserves up front
         // from then on: the rest of its pages, the last refusal.
-        let extra = extra_reservation(area, &mst, [s, e], new_flags(flags, mst.flags));
+        let (extra, less) = (ch.more, ch.less);
         if !self.shared.reserve.try_reserve(extra) {
             return Some(Err(Error::NoMemory));
         }
@@ -155,7 +213,7 @@ impl<M: Machine> AddressSpace<M> {
         // off above has no placement bits (`split_state`), the area keeps
         // its own.
         let change = |st: &mut AreaState<M>, batch: &mut ShootdownBatch| {
-            let new = new_flags(flags, st.flags);
+            let new = flags_of(flags, st.flags, st.share.is_some(), rel);
             let old = core::mem::replace(&mut st.flags, new);
             self.reprotect_pages(st, old, batch);
         };
@@ -173,15 +231,18 @@ impl<M: Machine> AddressSpace<M> {
             }
             let parts = Self::cut_three(area, &mut mst, [start, end], [s, e], blocks, |st| {
                 change(st, batch);
-                extra
+                (extra, less)
             });
-            if parts.is_err() {
-                self.shared.reserve.release(extra);
-            }
+            // Refused: what was taken goes back; done: what the part gave.
+            self.shared
+                .reserve
+                .release(if parts.is_err() { extra } else { less });
             return Some(parts.map(|parts| Step::Cut(start, [s, e], parts)));
         }
         change(&mut mst, batch);
         area.add_reserved(extra);
+        area.sub_reserved(less);
+        self.shared.reserve.release(less);
         // The right one leaves the tree if it merges: nothing to publish.
         let mut rst = right.map(|(_, r_end, r)| (r_end, &*r.area, r.area.lock_detached()));
         let joins = Self::join_locked(

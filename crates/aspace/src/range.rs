@@ -28,7 +28,7 @@ use crate::split::Join;
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
-use crate::protect::{extra_reservation, new_flags, KEPT};
+use crate::protect::{change_of, released, KEPT};
 
 impl<M: Machine> AddressSpace<M> {
     /// The `(start, end)` of the lowest area of `tree` that intersects
@@ -202,13 +202,39 @@ impl<M: Machine> AddressSpace<M> {
     /// beyond what the area may have (a share destination: its share's
     /// mask) `PermissionDenied` (Linux `EACCES`).
     pub fn protect_range(&self, base: VirtAddr, size: u64, flags: AreaFlags) -> Result<()> {
+        self.protect_range_releasing(base, size, flags, &[])
+    }
+
+    /// [`protect_range`](Self::protect_range) that also lets the areas (or
+    /// parts) inside the ranges `release` (each `(base, size)`, within the
+    /// range) go back to reserving late: one that reserves up front, is
+    /// not shared and gets rights without write becomes
+    /// [`LATE_RESERVE`](AreaFlags::LATE_RESERVE) |
+    /// [`RESERVE_ON_WRITE`](AreaFlags::RESERVE_ON_WRITE), giving back all
+    /// but what its mapped pages reserve (it reserves the rest again when
+    /// given write). Linux's `mprotect` does so for a private anonymous
+    /// mapping never written that loses write (`VM_ACCOUNT` cleared): the
+    /// caller says which pages those are. A part that only partly lies in
+    /// `release` keeps its reservation. Refusals: those of `protect_range`;
+    /// a range of `release` that is not page-aligned or wraps
+    /// `InvalidArgument`.
+    pub fn protect_range_releasing(
+        &self,
+        base: VirtAddr,
+        size: u64,
+        flags: AreaFlags,
+        release: &[(VirtAddr, u64)],
+    ) -> Result<()> {
         flags.validate()?;
         let range = Self::checked_range(base, size)?;
+        for &(b, n) in release {
+            Self::checked_range(b, n)?;
+        }
         let (s, e) = (range.start.number(), range.end().number());
         let mut tree = self.areas.write();
         let mut batch = ShootdownBatch::new();
         // One area holding the range: one pass (see `crate::protect`).
-        if let Some(done) = self.protect_in_one(&mut tree, [s, e], flags, &mut batch) {
+        if let Some(done) = self.protect_in_one(&mut tree, [s, e], (flags, release), &mut batch) {
             batch.complete(&self.shared, self.id());
             return done;
         }
@@ -233,9 +259,10 @@ impl<M: Machine> AddressSpace<M> {
             if start > at || st.attrs.contains(AreaAttrs::PARTIAL) {
                 return Err(Error::NotFound);
             }
-            let new = new_flags(flags, st.flags);
-            let change = new != st.flags;
-            extra += extra_reservation(&slot.area, &st, [start.max(s), end.min(e)], new);
+            let part = [start.max(s), end.min(e)];
+            let ch = change_of(&slot.area, &st, part, flags, released(release, part));
+            let change = ch.flags != st.flags;
+            extra += ch.more;
             if at == s {
                 (cut[0], changes[0]) = (start < s, change);
             }
@@ -261,18 +288,17 @@ impl<M: Machine> AddressSpace<M> {
         // whose entry changed leave every TLB in one round.
         // Each area (now inside the range) with its new rights, and what it
         // reserves more; how many pages that was.
-        let reprotect =
-            |[start, end]: [u64; 2], slot: &AreaEntry<M>, batch: &mut ShootdownBatch| {
-                let mut st = slot.lock();
-                let new = new_flags(flags, st.flags);
-                let more = extra_reservation(&slot.area, &st, [start, end], new);
-                if new != st.flags {
-                    let old = core::mem::replace(&mut st.flags, new);
-                    self.reprotect_pages(&st, old, batch);
-                    slot.area.add_reserved(more);
-                }
-                more
-            };
+        let reprotect = |part: [u64; 2], slot: &AreaEntry<M>, batch: &mut ShootdownBatch| {
+            let mut st = slot.lock();
+            let ch = change_of(&slot.area, &st, part, flags, released(release, part));
+            if ch.flags != st.flags {
+                let old = core::mem::replace(&mut st.flags, ch.flags);
+                self.reprotect_pages(&st, old, batch);
+                slot.area.add_reserved(ch.more);
+                slot.area.sub_reserved(ch.less);
+            }
+            (ch.more, ch.less)
+        };
         // Inside one area whose rights stay: a split and the merge after
         // it would leave it as it is.
         if only.is_some() && cut[0] && cut[1] && !changes[0] {
@@ -294,14 +320,17 @@ impl<M: Machine> AddressSpace<M> {
                 return Err(err);
             }
         }
-        let mut added = 0;
+        let (mut added, mut given) = (0, 0);
         for (start, end, slot) in Self::areas_in(&tree, s, e) {
-            added += reprotect([start, end], slot, &mut batch);
+            let (more, less) = reprotect([start, end], slot, &mut batch);
+            added += more;
+            given += less;
         }
         debug_assert_eq!(
             added, extra,
             "each part reserves what the range was found to need"
         );
+        self.shared.reserve.release(given);
         batch.complete(&self.shared, self.id());
         // A part cut off keeps the old rights: where the part next to it
         // got new ones, that boundary cannot merge.

@@ -207,8 +207,9 @@ impl<M: Machine> AddressSpace<M> {
     /// then at `lo` would (a range cut out of an area's middle, the usual
     /// `mprotect`), and applies `change` to the middle part's state before
     /// its summary is computed (no one else reaches the part yet: no lock),
-    /// adding the pages it returns to the part's reservation (taken from
-    /// the commit limit by the caller).
+    /// adding the first number of pages it returns to the part's
+    /// reservation and taking the second off (the caller takes those from
+    /// the commit limit, or gives them back).
     /// The two parts above are written into the blocks in `blocks` (taken
     /// out of it); returns their tree entries, for the caller to put in
     /// with [`AreaTree::split_entry_twice`](crate::internals::area_tree::AreaTree::split_entry_twice)
@@ -221,7 +222,7 @@ impl<M: Machine> AddressSpace<M> {
         [start, end]: [u64; 2],
         [lo, hi]: [u64; 2],
         blocks: &mut [Option<Unwritten<Area<M>>>; 2],
-        change: impl FnOnce(&mut AreaState<M>) -> u64,
+        change: impl FnOnce(&mut AreaState<M>) -> (u64, u64),
     ) -> Result<[AreaEntry<M>; 2]> {
         debug_assert!(start < lo && lo < hi && hi < end);
         if blocks.iter().any(Option::is_none) {
@@ -250,8 +251,9 @@ impl<M: Machine> AddressSpace<M> {
         st.used.split_off_into(lo_page, &mut mid_used);
         st.cow.split_off_into(lo_page, &mut mid_cow);
         let mut mid = Self::split_state(area, st, start, hi, lo, [mid_used, mid_cow]);
-        let more = change(mid.state_mut());
+        let (more, less) = change(mid.state_mut());
         mid.add_reserved(more);
+        mid.sub_reserved(less);
         Ok([
             AreaEntry::of_new(mid_block, mid),
             AreaEntry::of_new(upper_block, upper),
@@ -310,15 +312,26 @@ impl<M: Machine> AddressSpace<M> {
     /// ([`AreaFlags::LATE_RESERVE`]). The rule a split divides a
     /// reservation by.
     pub(crate) fn pages_reservation(area: &Area<M>, st: &AreaState<M>, from: u64, to: u64) -> u64 {
+        Self::reservation_with(area, st, [from, to], st.flags)
+    }
+
+    /// [`pages_reservation`](Self::pages_reservation) were the area's
+    /// flags `flags`.
+    pub(crate) fn reservation_with(
+        area: &Area<M>,
+        st: &AreaState<M>,
+        [from, to]: [u64; 2],
+        flags: AreaFlags,
+    ) -> u64 {
         let backend = &*area.backend;
-        if st.flags.contains(AreaFlags::LATE_RESERVE) {
+        if flags.contains(AreaFlags::LATE_RESERVE) {
             st.used
                 .iter()
                 .map(|r| {
                     let (a, b) = (r.start.number().max(from), r.end().number().min(to));
                     if a < b {
                         let first = area.index(Page::from_number(a));
-                        reserve::per_page(backend, st.flags, first, b - a)
+                        reserve::per_page(backend, flags, first, b - a)
                     } else {
                         0
                     }
@@ -326,7 +339,7 @@ impl<M: Machine> AddressSpace<M> {
                 .sum()
         } else {
             let first = area.offset() + (from - area.base().number());
-            reserve::up_front(backend, st.flags, first, to - from)
+            reserve::up_front(backend, flags, first, to - from)
         }
     }
 

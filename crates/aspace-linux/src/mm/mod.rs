@@ -1714,7 +1714,9 @@ impl<M: Machine> LinuxMm<M> {
     /// `ENOMEM`, as on Linux; with [`HolePolicy::Refuse`] a hole is `ENOMEM`
     /// before any change. A private mapping made writable that Linux has
     /// not charged yet is charged then (its area reserves the rest of its
-    /// pages): `ENOMEM` past the commit limit, nothing changed.
+    /// pages): `ENOMEM` past the commit limit, nothing changed; a private
+    /// anonymous one never written that loses write is charged no more
+    /// (its area gives back all but its mapped pages' reservation).
     pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
         let grows = prot.0 & (PROT_GROWSDOWN | PROT_GROWSUP);
         if grows == PROT_GROWSDOWN | PROT_GROWSUP {
@@ -1804,11 +1806,34 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::ENOMEM);
         }
         self.room(cuts)?;
+        // The mappings Linux stops charging (never written, losing write):
+        // their areas give back their reservation (runs of them joined).
+        let mut release: Vec<(VirtAddr, u64)> = Vec::new();
+        if any_change && !prot.write() {
+            let mut at = addr;
+            while let Some(v) = self
+                .vmas
+                .at_or_below(at)
+                .filter(|v| at < covered && v.end > at)
+            {
+                let hi = v.end.min(covered);
+                if v.account && !Self::account_after(v, prot) {
+                    match release.last_mut() {
+                        Some((b, n)) if b.as_u64() + *n == at => *n += hi - at,
+                        _ => {
+                            release.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+                            release.push((VirtAddr::new(at), hi - at));
+                        }
+                    }
+                }
+                at = hi;
+            }
+        }
         // One step for the whole part; the core keeps copy-on-write pages
         // (a private file mapping's lent ones) read-only whatever the rights.
         if any_change {
             self.space
-                .protect_range(VirtAddr::new(addr), covered - addr, rights)
+                .protect_range_releasing(VirtAddr::new(addr), covered - addr, rights, &release)
                 .map_err(errno_of)?;
         }
         // Linux's mprotect_fixup, mapping by mapping: cut the changed part
