@@ -1766,12 +1766,26 @@ impl<M: Machine> LinuxMm<M> {
         let single = next.filter(|v| v.end >= end).map(|v| v.start);
         // A sealed mapping stops the walk as a hole does, with EPERM.
         let mut sealed = false;
+        // The mappings Linux stops charging (never written, losing write):
+        // their areas give back their reservation (runs of them joined).
+        let mut release: Vec<(VirtAddr, u64)> = Vec::new();
         while let Some(v) = next {
             if v.flags.contains(VmFlags::SEALED) {
                 sealed = true;
                 break;
             }
-            let change = v.prot != prot || Self::account_after(v, prot) != v.account;
+            let account = Self::account_after(v, prot);
+            if v.account && !account {
+                let (lo, hi) = (v.start.max(addr), v.end.min(end));
+                match release.last_mut() {
+                    Some((b, n)) if b.as_u64() + *n == lo => *n += hi - lo,
+                    _ => {
+                        release.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
+                        release.push((VirtAddr::new(lo), hi - lo));
+                    }
+                }
+            }
+            let change = v.prot != prot || account != v.account;
             any_change |= change;
             cuts += usize::from(change && v.start < addr);
             last_change = change;
@@ -1806,29 +1820,6 @@ impl<M: Machine> LinuxMm<M> {
             return Err(Errno::ENOMEM);
         }
         self.room(cuts)?;
-        // The mappings Linux stops charging (never written, losing write):
-        // their areas give back their reservation (runs of them joined).
-        let mut release: Vec<(VirtAddr, u64)> = Vec::new();
-        if any_change && !prot.write() {
-            let mut at = addr;
-            while let Some(v) = self
-                .vmas
-                .at_or_below(at)
-                .filter(|v| at < covered && v.end > at)
-            {
-                let hi = v.end.min(covered);
-                if v.account && !Self::account_after(v, prot) {
-                    match release.last_mut() {
-                        Some((b, n)) if b.as_u64() + *n == at => *n += hi - at,
-                        _ => {
-                            release.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
-                            release.push((VirtAddr::new(at), hi - at));
-                        }
-                    }
-                }
-                at = hi;
-            }
-        }
         // One step for the whole part; the core keeps copy-on-write pages
         // (a private file mapping's lent ones) read-only whatever the rights.
         if any_change {
