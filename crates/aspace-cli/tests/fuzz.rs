@@ -347,13 +347,24 @@ impl Gen<'_> {
                 // creation, so their faults do run out of frames).
                 let (t, a) = (self.running_task(), self.user_addr());
                 let s = self.rng.pick(&["64p", "256p", "1M", "2M"]);
-                let late = if self.rng.chance(60) {
-                    " late-reserve"
+                if self.rng.chance(25) {
+                    // Reserving on write: read-only, then given write
+                    // (which reserves the rest, or runs out).
+                    let e = self.expect(Can::Errno);
+                    self.line(format!("area {t} {a} {s} r reserve-on-write{e}"));
+                    let e = self.expect(Can::Fault);
+                    self.line(format!("touch {t} {a} {s} read{e}"));
+                    let e = self.expect(Can::Errno);
+                    self.line(format!("flags {t} {a} rw{e}"));
                 } else {
-                    ""
-                };
-                let e = self.expect(Can::Errno);
-                self.line(format!("area {t} {a} {s} rw{late}{e}"));
+                    let late = if self.rng.chance(60) {
+                        " late-reserve"
+                    } else {
+                        ""
+                    };
+                    let e = self.expect(Can::Errno);
+                    self.line(format!("area {t} {a} {s} rw{late}{e}"));
+                }
                 let e = self.expect(Can::Fault);
                 self.line(format!("touch {t} {a} {s} write{e}"));
             }
