@@ -348,10 +348,19 @@ fn step(
             format!("area_change_flags({a:#x}, {f:?})"),
             sp.area_change_flags(va(a), f)
         ),
-        8 | 9 => call!(
+        8 => call!(
             format!("protect_range({a:#x}, {s:#x}, {f:?})"),
             sp.protect_range(va(a), s, f)
         ),
+        9 => {
+            // Released ranges: the range itself, a hostile one, or both.
+            let release = [(va(a), s), (va(b), t)];
+            let release = &release[rng.pick(&[0usize, 1, 0])..rng.pick(&[1usize, 2])];
+            call!(
+                format!("protect_range_releasing({a:#x}, {s:#x}, {f:?}, {release:x?})"),
+                sp.protect_range_releasing(va(a), s, f, release)
+            )
+        }
         10 | 11 => call!(
             format!("unmap_range({a:#x}, {s:#x})"),
             sp.unmap_range(va(a), s)
