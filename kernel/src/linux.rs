@@ -18,8 +18,11 @@
 //! start, as Linux raises one to `mmap_min_addr`, it would land on the
 //! break); `mprotect` and `madvise` only ever see the window's mappings.
 //!
-//! A mapping longer than the machine's memory is `ENOMEM` ([`ram`]), as
-//! Linux's overcommit check would have it.
+//! A mapping asked to be faulted in at once (`MAP_POPULATE`, `MAP_LOCKED`)
+//! longer than the machine's memory is `ENOMEM` ([`ram`]); others are
+//! bounded as on Linux by what they are charged (a `PROT_NONE` reservation
+//! of address space larger than the memory is fine, made writable it is
+//! refused by the commit limit).
 //!
 //! Differences from Linux's argument checks, by this kernel's rule that a
 //! word with bits a call does not define is refused (not cut down): the
@@ -83,11 +86,10 @@ fn layout() -> Layout {
     }
 }
 
-/// Bytes of memory the machine has: no mapping may be longer (`ENOMEM`).
-/// Private memory and shared anonymous objects are bounded by the commit
-/// limit already; this bounds those made with `MAP_NORESERVE` (which
-/// reserve nothing) and the page-by-page work of `MAP_POPULATE`, done with
-/// interrupts off.
+/// Bytes of memory the machine has: no mapping faulted in at once
+/// (`MAP_POPULATE`, `MAP_LOCKED`) may be longer (`ENOMEM`), which bounds
+/// that page-by-page work, done with interrupts off, before it starts. (It
+/// stops at the first page that cannot be had in any case.)
 fn ram() -> u64 {
     crate::mm::FRAMES.total() * aspace::PAGE_SIZE
 }
@@ -191,7 +193,7 @@ fn mmap(proc: &Process, [addr, len, prot, flags, fd, offset]: [u64; 6]) -> Resul
     if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 || flags & !MAP_KNOWN != 0 {
         return Err(Errno::EINVAL);
     }
-    if len > ram() {
+    if flags & (MAP_POPULATE | MAP_LOCKED) != 0 && len > ram() {
         return Err(Errno::ENOMEM);
     }
     let flags = MapFlags(flags);

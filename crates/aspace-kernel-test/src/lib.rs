@@ -1043,7 +1043,7 @@ pub fn counter<S: AsRef<str> + core::fmt::Debug>(lines: &[S], key: &str) -> u64 
 /// 16): the allocator on Linux's memory calls, each step checked by the
 /// program itself, the run of random calls that must all be answered and
 /// leave nothing behind, and two threads making calls and faults at once.
-pub const LINUX_ALLOC_LINES: [&str; 26] = [
+pub const LINUX_ALLOC_LINES: [&str; 27] = [
     "linux_alloc: grow: 5 chunks, first at 0x1fffff0000, hinted at 0x1040000000, 48 blocks written and checked: PASS",
     "linux_alloc: partial munmap of 0x1ffffe6000..0x1ffffea000 = 0: other blocks intact true, range free true, again = 0: PASS",
     "linux_alloc: guard page at 0x1ffffdf000 = 0, read-only and back = 0, 0, data intact true; unaligned = -22, over a hole = -12: PASS",
@@ -1058,6 +1058,7 @@ pub const LINUX_ALLOC_LINES: [&str; 26] = [
     "linux_alloc: MADV_REMOVE = 0 on a shared page mapped twice (true): a hole in both true, the other page kept true; private = -22: PASS",
     "linux_alloc: MADV_REMOVE = 0 in a shared page after fork = 1: the child read zeros (status 0), the parent too true: PASS",
     "linux_alloc: MAP_DROPPABLE: written and read back true; mlock = 0, then MADV_DONTNEED = 0 (zero true); MADV_DODUMP = -22, locked = -22; forked child read zeros (status 0), parent kept true: PASS",
+    "linux_alloc: a PROT_NONE reservation of 16 GiB: 4 pages made writable = 0, used true; all made writable = -12, data kept true; given back true: PASS",
     "linux_alloc: a stack written 3 pages below grew: data true, pages taken true; mincore's vector 2 pages below it = 0, Some([1, 1]), grew true; unmapped whole true: PASS",
     "linux_alloc: mseal = 0: munmap, mprotect, mremap, MADV_DONTNEED = [-1, -1, -1, -1], data kept true; a hole = -12, a flag = -22: PASS",
     "linux_alloc: mlock = 0: MADV_DONTNEED refused = -22, data kept true; msync = 0, async+sync = -22, invalidate = -16; munlock = 0, then dropped = 0, zero true",

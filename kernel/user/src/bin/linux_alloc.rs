@@ -599,6 +599,36 @@ fn droppable() -> bool {
     ok
 }
 
+/// A `PROT_NONE` reservation of address space larger than the machine's
+/// memory (16 GiB, as the JVM, Go and Wasm engines reserve their heaps) is
+/// granted and charged nothing; a part made writable is charged and used;
+/// the whole made writable is refused by the commit limit (`ENOMEM`, as
+/// Linux refuses it without overcommit) and changes nothing; it goes back
+/// whole.
+fn reservation() -> bool {
+    let len = 16 << 30;
+    let r = mmap(0, len, PROT_NONE, ANON, u64::MAX, 0);
+    if r < 0 {
+        println!("linux_alloc: a PROT_NONE reservation of 16 GiB = {r}: FAIL");
+        return false;
+    }
+    let r = r as u64;
+    let part = mprotect(r, 4 * P, RW);
+    fill(r, 4 * P, 97);
+    let used = holds(r, 4 * P, 97);
+    let whole = mprotect(r, len, RW);
+    let kept = holds(r, 4 * P, 97);
+    // Still PROT_NONE past the part: read-only there is a change again.
+    let after = mprotect(r + 4 * P, 4 * P, PROT_READ);
+    let gone = munmap(r, len) == 0;
+    let ok = part == 0 && used && whole == ENOMEM && kept && after == 0 && gone;
+    println!(
+        "linux_alloc: a PROT_NONE reservation of 16 GiB: 4 pages made writable = {part}, used {used}; all made writable = {whole}, data kept {kept}; given back {gone}: {}",
+        verdict(ok)
+    );
+    ok
+}
+
 /// A two-page `MAP_GROWSDOWN` mapping (a stack): a write three pages
 /// below it faults, the kernel grows the mapping down to that page
 /// (Linux's `expand_stack`) and the write is served; the grown mapping
@@ -1122,6 +1152,7 @@ fn main(arg: u64) -> i32 {
     ok &= remove();
     ok &= remove_forked();
     ok &= droppable();
+    ok &= reservation();
     ok &= stack();
     ok &= seal();
     ok &= locked();
