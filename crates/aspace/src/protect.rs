@@ -29,7 +29,7 @@ pub(crate) const KEPT: AreaFlags = AreaFlags::PLACEMENT
 /// rights to `flags`: the new rights, its own [`KEPT`] bits, but a
 /// [`RESERVE_ON_WRITE`](AreaFlags::RESERVE_ON_WRITE) area given write
 /// access reserves up front from then on.
-pub(crate) fn new_flags(flags: AreaFlags, old: AreaFlags) -> AreaFlags {
+fn new_flags(flags: AreaFlags, old: AreaFlags) -> AreaFlags {
     let new = (flags - KEPT) | (old & KEPT);
     if new.contains(AreaFlags::WRITE | AreaFlags::RESERVE_ON_WRITE) {
         new - (AreaFlags::LATE_RESERVE | AreaFlags::RESERVE_ON_WRITE)
@@ -97,7 +97,7 @@ pub(crate) fn released(release: &[(VirtAddr, u64)], [lo, hi]: [u64; 2]) -> bool 
 /// Pages the part `[lo, hi)` of `area` (locked as `st`) reserves more once
 /// its flags are `new`: when it stops reserving late, what it reserves up
 /// front with them less what its resident pages reserve now; else none.
-pub(crate) fn extra_reservation<M: Machine>(
+fn extra_reservation<M: Machine>(
     area: &Area<M>,
     st: &AreaState<M>,
     [lo, hi]: [u64; 2],

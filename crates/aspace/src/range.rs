@@ -250,7 +250,7 @@ impl<M: Machine> AddressSpace<M> {
         let mut unsplittable = Ok(());
         let (mut cut, mut changes) = ([false; 2], [false; 2]);
         // The area, if one alone holds the range; `extra`: what the areas
-        // that stop reserving late reserve more (see `new_flags`).
+        // that stop reserving late reserve more (see `change_of`).
         let mut only = None;
         let mut extra = 0;
         for (start, end, slot) in Self::areas_in(&tree, s, e) {

@@ -661,14 +661,13 @@ impl<M: Machine> AddressSpace<M> {
         // Where the area may lie is fixed at creation, and so is its way of
         // reserving (not a right), but that a reserve-on-write area given
         // write access reserves up front from then on: its other pages.
-        let new = crate::protect::new_flags(flags, st.flags);
         let pages = [area.base().number(), area.end()];
-        let extra = crate::protect::extra_reservation(area, &st, pages, new);
-        if !self.shared.reserve.try_reserve(extra) {
+        let ch = crate::protect::change_of(area, &st, pages, flags, false);
+        if !self.shared.reserve.try_reserve(ch.more) {
             return Err(Error::NoMemory);
         }
-        area.add_reserved(extra);
-        let old = core::mem::replace(&mut st.flags, new);
+        area.add_reserved(ch.more);
+        let old = core::mem::replace(&mut st.flags, ch.flags);
         // The rights change in place; the changed entries leave every TLB
         // before returning.
         let mut batch = ShootdownBatch::new();

@@ -22,28 +22,8 @@ fn p(n: u64) -> Page {
     Page::from_number(n)
 }
 
-/// xorshift64, for shuffles.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn shuffled(&mut self, n: u64) -> Vec<u64> {
-        let mut v: Vec<u64> = (0..n).collect();
-        for i in (1..v.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            v.swap(i, j);
-        }
-        v
-    }
-}
+mod common;
+use common::Rng;
 
 // ---------------------------------------------------------------------------
 // Allocation counts
