@@ -10,25 +10,8 @@ use std::thread;
 use aspace::{Frame, FrameAllocator};
 use aspace_sim::{FramePool, FrameStats};
 
-/// A small xorshift generator (fixed seeds, reproducible choices).
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+mod common;
+use common::XorShift;
 
 /// Allocates until the pool says no; checks every frame is new and not 0.
 fn alloc_all(pool: &FramePool) -> Vec<Frame> {
