@@ -121,7 +121,7 @@ impl PageTable for SimPageTable {
         from: Page,
         to: Page,
         count: u64,
-    ) -> aspace::Result<u64> {
+    ) -> aspace::Result<()> {
         each!(self, t => t.move_run(mem, frames, from, to, count))
     }
 

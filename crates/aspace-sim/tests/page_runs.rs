@@ -44,10 +44,8 @@ fn check(arch: Arch, to: u64) {
     let before: Vec<_> = (FROM..FROM + COUNT)
         .map(|n| pt.translate(&mem, page(n)))
         .collect();
-    let moved = pt
-        .move_run(&mem, &frames, page(FROM), page(to), COUNT)
+    pt.move_run(&mem, &frames, page(FROM), page(to), COUNT)
         .unwrap();
-    assert_eq!(moved, sources().len() as u64, "{arch:?}");
     for n in FROM..FROM + COUNT {
         assert!(
             pt.translate(&mem, page(n)).is_none(),

@@ -566,18 +566,15 @@ impl<M: Machine> AddressSpace<M> {
                 // Run by run: a refused one moves back itself, and those
                 // before it are moved back (the old place's tables are
                 // there), so what lies under the holes is never touched.
-                let mut total = Ok(0);
+                let mut total = Ok(());
                 for (i, &(lo, hi)) in segs.iter().enumerate() {
-                    match run(lo, lo.wrapping_add(delta), hi - lo) {
-                        Ok(n) => total = total.map(|t| t + n),
-                        Err(e) => {
-                            for &(lo, hi) in segs[..i].iter().rev() {
-                                let back = run(lo.wrapping_add(delta), lo, hi - lo);
-                                debug_assert!(back.is_ok(), "the old tables are there");
-                            }
-                            total = Err(e);
-                            break;
+                    if let Err(e) = run(lo, lo.wrapping_add(delta), hi - lo) {
+                        for &(lo, hi) in segs[..i].iter().rev() {
+                            let back = run(lo.wrapping_add(delta), lo, hi - lo);
+                            debug_assert!(back.is_ok(), "the old tables are there");
                         }
+                        total = Err(e);
+                        break;
                     }
                 }
                 total
@@ -586,18 +583,24 @@ impl<M: Machine> AddressSpace<M> {
             };
             match moved {
                 #[cfg(debug_assertions)]
-                Ok(n) => {
-                    let mut used_pages = 0;
+                Ok(()) => {
+                    // The used pages were mapped: they are at their new
+                    // place now.
                     for (_, _, slot) in Self::areas_in(&tree, os, os + keep) {
                         for r in slot.lock().used.iter() {
                             let a = r.start.number().max(os);
-                            used_pages += r.end().number().min(os + keep).saturating_sub(a);
+                            for n in a..r.end().number().min(os + keep) {
+                                let at = Page::from_number(n.wrapping_add(delta));
+                                debug_assert!(
+                                    pt.translate(m.memory(), at).is_some(),
+                                    "the used pages are the mapped ones"
+                                );
+                            }
                         }
                     }
-                    debug_assert_eq!(n, used_pages, "the used pages are the mapped ones");
                 }
                 #[cfg(not(debug_assertions))]
-                Ok(_) => {}
+                Ok(()) => {}
                 Err(_) => {
                     // Everything moved back; a CPU may have walked to a
                     // new mapping already: flush them. The replaced

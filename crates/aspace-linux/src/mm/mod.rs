@@ -2743,6 +2743,25 @@ impl<M: Machine> LinuxMm<M> {
     /// Takes the record at `start` out, its parts below `lo` and above
     /// `hi` put back (room for them taken), and returns the rest.
     fn cut_out(&mut self, start: u64, lo: u64, hi: u64) -> Option<Vma> {
+        // A part from its start or to its end: the rest keeps its place,
+        // its start moved up or its end down (no removal and insertion).
+        match self.vmas.get(start) {
+            Some(v) if start == lo && v.end > hi => {
+                let mut part = v.clone();
+                part.end = hi;
+                if let Some(rest) = self.vmas.set_start(start, hi) {
+                    rest.first += (hi - start) / PAGE_SIZE;
+                    return Some(part);
+                }
+            }
+            Some(v) if start < lo && v.end == hi => {
+                let part = v.above(lo);
+                if self.vmas.set_end(start, lo).is_some() {
+                    return Some(part);
+                }
+            }
+            _ => {}
+        }
         let mut rec = self.vmas.remove(start)?;
         if rec.end > hi {
             let upper = rec.split_off(hi);

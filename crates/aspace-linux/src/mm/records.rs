@@ -136,9 +136,10 @@ impl Records {
         Some(v)
     }
 
-    /// Moves the start of the mapping starting at `start` down to
-    /// `new_start` (growth only into free addresses: a stack grown); hands
-    /// it back to be changed further.
+    /// Moves the start of the mapping starting at `start` to `new_start`:
+    /// down (growth only into free addresses: a stack grown) or up, below
+    /// its end (a part cut off its bottom); hands it back to be changed
+    /// further.
     pub fn set_start(&mut self, start: u64, new_start: u64) -> Option<&mut Vma> {
         if !self.tree.set_start(page(start), page(new_start)) {
             debug_assert!(

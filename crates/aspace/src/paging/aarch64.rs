@@ -355,9 +355,9 @@ impl PageTable for Aarch64PageTable {
         from: Page,
         to: Page,
         count: u64,
-    ) -> Result<u64> {
+    ) -> Result<()> {
         if count == 0 {
-            return Ok(0);
+            return Ok(());
         }
         let covered = |p: Page| self.covers(p) && self.covers(p.add(count - 1));
         if !covered(from) || !covered(to) {

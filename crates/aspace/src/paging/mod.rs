@@ -243,7 +243,7 @@ pub trait PageTable: Send + Sync + Sized {
     /// Moves the mappings of the `count` pages from `from` to the pages
     /// from `to` (all unmapped; the ranges do not overlap), entries as they
     /// are: each mapped page's frame is mapped at its new place and its old
-    /// entry cleared. Returns how many moved. The old translations may
+    /// entry cleared. The old translations may
     /// still sit in TLBs: the caller shoots the old range down (the frames
     /// stay in use, so that may come after). [`translate`](Self::translate),
     /// [`map`](Self::map) and [`unmap`](Self::unmap) page by page, which a
@@ -259,8 +259,7 @@ pub trait PageTable: Send + Sync + Sized {
         from: Page,
         to: Page,
         count: u64,
-    ) -> Result<u64> {
-        let mut moved = 0;
+    ) -> Result<()> {
         for i in 0..count {
             let Some((frame, flags)) = self.translate(mem, from.add(i)) else {
                 continue;
@@ -271,9 +270,8 @@ pub trait PageTable: Send + Sync + Sized {
                 return Err(e);
             }
             let _ = self.unmap(mem, from.add(i));
-            moved += 1;
         }
-        Ok(moved)
+        Ok(())
     }
 
     /// Number of frames the table itself occupies (root and intermediate

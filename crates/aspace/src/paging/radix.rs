@@ -234,12 +234,15 @@ impl<E: TableEntry> Radix<E> {
         rewritten
     }
 
-    /// Moves the leaf entries that map a page (`mapped` says which) of the
-    /// `count` pages from `from` to the same places from `to`, as they are
-    /// (accessed and dirty bits too): one walk per pair of leaf tables, the
-    /// target's path made only where a source page is mapped. Returns how
-    /// many moved; on `NoMemory` every entry moved is moved back first
-    /// (which allocates nothing: the source tables are there).
+    /// Moves the leaf entries of the `count` pages from `from` to the same
+    /// places from `to`, as they are (accessed and dirty bits too): one
+    /// walk per pair of leaf tables, the target's path made only where a
+    /// source page is mapped (`mapped` says which). In a leaf table from
+    /// its first mapped entry on every entry moves without a test (an
+    /// unmapped one is empty, and so is its target): the run's pages move
+    /// at the cost of their loads and stores. On `NoMemory` every entry
+    /// moved is moved back first (which allocates nothing: the source
+    /// tables are there).
     pub(crate) fn move_run<P: PhysMemory, F: FrameAllocator>(
         &self,
         mem: &P,
@@ -248,8 +251,7 @@ impl<E: TableEntry> Radix<E> {
         to: Page,
         count: u64,
         mapped: &impl Fn(u64) -> bool,
-    ) -> Result<u64> {
-        let mut moved = 0;
+    ) -> Result<()> {
         let mut i = 0;
         while i < count {
             let (src, dst) = (from.add(i), to.add(i));
@@ -268,12 +270,12 @@ impl<E: TableEntry> Radix<E> {
                             return Err(err);
                         }
                     };
-                    moved += Self::move_entries(mem, at, target, k0, chunk, mapped);
+                    Self::move_entries(mem, at, target, k0, chunk, mapped);
                 }
             }
             i += chunk;
         }
-        Ok(moved)
+        Ok(())
     }
 
     /// The address of entry `k` of the table at `table`.
@@ -282,9 +284,9 @@ impl<E: TableEntry> Radix<E> {
         PhysAddr::new(table.as_u64() + k * 8)
     }
 
-    /// Moves the entries `[k0, end)` of the leaf table at `src` that map a
-    /// page to the same slots of the one at `dst`; how many moved. A loop
-    /// of its own, so its counters stay in registers.
+    /// Moves the entries `[k0, end)` of the leaf table at `src` to the same
+    /// slots of the one at `dst` (whose entries there are all empty) and
+    /// empties them. A loop of its own, so its counters stay in registers.
     #[inline]
     fn move_entries<P: PhysMemory>(
         mem: &P,
@@ -293,7 +295,7 @@ impl<E: TableEntry> Radix<E> {
         k0: u64,
         end: u64,
         mapped: &impl Fn(u64) -> bool,
-    ) -> u64 {
+    ) {
         // `src` and `dst` are the first entries' addresses, anywhere in
         // their tables.
         let lent = (mem.frame_words(src.frame()), mem.frame_words(dst.frame()));
@@ -301,59 +303,22 @@ impl<E: TableEntry> Radix<E> {
             // The same atomic loads and stores, on lent words.
             let (k0, end) = (k0 as usize, end as usize);
             let (s, d) = (&s[word_of_addr(src)..], &d[word_of_addr(dst)..]);
-            let (s, d) = (&s[k0..end], &d[k0..end]);
-            let mut moved = 0;
-            let one = |old: &AtomicU64, new: &AtomicU64| {
-                let e = old.load(Ordering::Acquire);
-                if !mapped(e) {
-                    return 0;
-                }
+            for (old, new) in s[k0..end].iter().zip(&d[k0..end]) {
                 debug_assert!(
                     !mapped(new.load(Ordering::Acquire)),
                     "move over a mapped entry"
                 );
-                new.store(e, Ordering::Release);
+                new.store(old.load(Ordering::Acquire), Ordering::Release);
                 old.store(0, Ordering::Release);
-                1
-            };
-            // Four at a time where all four map a page (a resident run):
-            // one test for the four, no branch per entry.
-            let (s4, d4) = (s.chunks_exact(4), d.chunks_exact(4));
-            let (s_rest, d_rest) = (s4.remainder(), d4.remainder());
-            for (old, new) in s4.zip(d4) {
-                let e = [0, 1, 2, 3].map(|k| old[k].load(Ordering::Acquire));
-                if e.iter().all(|&e| mapped(e)) {
-                    for k in 0..4 {
-                        debug_assert!(
-                            !mapped(new[k].load(Ordering::Acquire)),
-                            "move over a mapped entry"
-                        );
-                        new[k].store(e[k], Ordering::Release);
-                        old[k].store(0, Ordering::Release);
-                    }
-                    moved += 4;
-                } else {
-                    moved += (0..4).map(|k| one(&old[k], &new[k])).sum::<u64>();
-                }
             }
-            for (old, new) in s_rest.iter().zip(d_rest) {
-                moved += one(old, new);
-            }
-            return moved;
+            return;
         }
-        let mut moved = 0;
         for k in k0..end {
-            let old = Self::slot(src, k);
-            let e = mem.read_u64(old);
-            if mapped(e) {
-                let new = Self::slot(dst, k);
-                debug_assert!(!mapped(mem.read_u64(new)), "move over a mapped entry");
-                mem.write_u64(new, e);
-                mem.write_u64(old, 0);
-                moved += 1;
-            }
+            let (old, new) = (Self::slot(src, k), Self::slot(dst, k));
+            debug_assert!(!mapped(mem.read_u64(new)), "move over a mapped entry");
+            mem.write_u64(new, mem.read_u64(old));
+            mem.write_u64(old, 0);
         }
-        moved
     }
 
     /// The root table.

@@ -312,7 +312,7 @@ impl PageTable for RiscvPageTable {
         from: Page,
         to: Page,
         count: u64,
-    ) -> Result<u64> {
+    ) -> Result<()> {
         self.tree
             .move_run(mem, frames, from, to, count, &|e| decode_leaf(e).is_some())
     }

@@ -254,7 +254,7 @@ impl PageTable for X86_64PageTable {
         from: Page,
         to: Page,
         count: u64,
-    ) -> Result<u64> {
+    ) -> Result<()> {
         self.tree.move_run(mem, frames, from, to, count, &|e| {
             e & (PTE_PRESENT | PTE_SW_MAPPED) != 0
         })
