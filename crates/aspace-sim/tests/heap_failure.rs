@@ -679,6 +679,15 @@ fn range_operations() {
         w.s(0)
             .move_range(va(A2 + pages(2)), pages(3), va(FREE), pages(2))
     });
+    // One area's part that keeps its size or grows (the short path): cut at
+    // one end or both.
+    inject("move_range of a part, grown", populated, |w| {
+        w.s(0).move_range(va(A2), pages(3), va(FREE), pages(5))
+    });
+    inject("move_range, the middle, same size", populated, |w| {
+        w.s(0)
+            .move_range(va(A2 + pages(2)), pages(3), va(FREE), pages(3))
+    });
     // Several areas and the hole between them, the same size, grown (the
     // last area takes the growth), and over a new range.
     let span = A2 + pages(8) - A1;

@@ -25,6 +25,8 @@ use crate::space::AddressSpace;
 use crate::tlb::ShootdownBatch;
 use crate::{Error, Result};
 
+mod one;
+
 /// Areas not in the tree yet, each with the pages `[start, end)` it goes on.
 type Placed<M> = Vec<(u64, u64, AreaEntry<M>)>;
 
@@ -291,6 +293,13 @@ impl<M: Machine> AddressSpace<M> {
         };
         let (old_pages, new_pages) = (oe - os, ne - ns);
         let keep = old_pages.min(new_pages);
+        // One area's pages that grow or keep their size, replacing
+        // nothing: the short path (`one.rs`) unless several areas move.
+        if !over && !leave && matches!(fresh, Fresh::No) && new_pages >= old_pages {
+            if let Some(done) = self.move_one([os, oe], [ns, ne]) {
+                return done;
+            }
+        }
         // Every moved page goes this many pages up (wrapping: down).
         let delta = ns.wrapping_sub(os);
         let m = self.machine();
@@ -829,10 +838,12 @@ impl<M: Machine> AddressSpace<M> {
                 debug_assert!(added.is_ok());
             }
             // The part past the new size goes.
-            pt.unmap_run(m.memory(), Page::from_number(split), b - split, &mut |u| {
-                less += reserve::per_page(backend, flags, area.index(u.page()), 1);
-                batch.defer_or_flush(u, counted, &self.shared, self.id());
-            });
+            if split < b {
+                pt.unmap_run(m.memory(), Page::from_number(split), b - split, &mut |u| {
+                    less += reserve::per_page(backend, flags, area.index(u.page()), 1);
+                    batch.defer_or_flush(u, counted, &self.shared, self.id());
+                });
+            }
         }
         let old_pages = top - lo;
         if moved.pages < old_pages {

@@ -2549,7 +2549,7 @@ impl<M: Machine> LinuxMm<M> {
         self.room(4)?;
         let moved = old_len.min(new_len);
         let v = self.vma_at(old).ok_or(Errno::EFAULT)?;
-        let (start, reserves) = (v.start, Self::reserves(v) > 0);
+        let (start, end, reserves) = (v.start, v.end, Self::reserves(v) > 0);
         let grow = new_len.saturating_sub(old_len) / PAGE_SIZE;
         if reserves && grow > self.system.reserve().available() {
             return Err(Errno::ENOMEM);
@@ -2589,13 +2589,15 @@ impl<M: Machine> LinuxMm<M> {
         // The records: cut the moved part out and put it at `to` (a target
         // replaced may have cut the mapping's lower part: its start is
         // looked up again then).
-        let start = match over {
-            true => self.vmas.at_or_below(old).map_or(start, |v| v.start),
-            false => start,
-        };
-        let rec = self
-            .cut_out(start, old, old + moved)
-            .expect("the moved mapping");
+        let rec = match over {
+            true => {
+                let start = self.vmas.at_or_below(old).map_or(start, |v| v.start);
+                self.cut_out(start, old, old + moved)
+            }
+            // The record as it was found.
+            false => self.cut_out_of(start, end, old, old + moved),
+        }
+        .expect("the moved mapping");
         self.insert_rec(Self::placed(rec, to, to + new_len));
         Ok(to)
     }
@@ -2743,24 +2745,28 @@ impl<M: Machine> LinuxMm<M> {
     /// Takes the record at `start` out, its parts below `lo` and above
     /// `hi` put back (room for them taken), and returns the rest.
     fn cut_out(&mut self, start: u64, lo: u64, hi: u64) -> Option<Vma> {
-        // A part from its start or to its end: the rest keeps its place,
-        // its start moved up or its end down (no removal and insertion).
-        match self.vmas.get(start) {
-            Some(v) if start == lo && v.end > hi => {
-                let mut part = v.clone();
-                part.end = hi;
-                if let Some(rest) = self.vmas.set_start(start, hi) {
-                    rest.first += (hi - start) / PAGE_SIZE;
-                    return Some(part);
-                }
-            }
-            Some(v) if start < lo && v.end == hi => {
-                let part = v.above(lo);
-                if self.vmas.set_end(start, lo).is_some() {
-                    return Some(part);
-                }
-            }
-            _ => {}
+        let end = self.vmas.get(start)?.end;
+        self.cut_out_of(start, end, lo, hi)
+    }
+
+    /// [`cut_out`](Self::cut_out) of the record `[start, end)`. A part
+    /// from its start or to its end is copied out and the rest keeps its
+    /// place in the tree, its start moved up or its end down (no removal
+    /// and insertion).
+    fn cut_out_of(&mut self, start: u64, end: u64, lo: u64, hi: u64) -> Option<Vma> {
+        if start == lo && end > hi {
+            let rest = self.vmas.set_start(start, hi)?;
+            let mut part = rest.clone();
+            part.start = start;
+            part.end = hi;
+            rest.first += (hi - start) / PAGE_SIZE;
+            return Some(part);
+        }
+        if start < lo && end == hi {
+            let lower = self.vmas.set_end(start, lo)?;
+            let mut part = lower.above(lo);
+            part.end = end;
+            return Some(part);
         }
         let mut rec = self.vmas.remove(start)?;
         if rec.end > hi {
