@@ -254,6 +254,56 @@ fn set_end_semantics() {
     t.check_invariants();
 }
 
+/// `relocate` moves an entry within its leaf (the order changing, its
+/// guard checked), refuses what would overlap, and declines a place in
+/// another leaf without changing anything.
+#[test]
+fn relocate_semantics() {
+    let mut t = tree(&[(10, 20), (30, 40), (50, 60)]);
+    assert!(!t.relocate(11, 70, 80, 0), "no entry starts at 11");
+    assert!(!t.relocate(10, 80, 80, 0), "empty");
+    assert!(!t.relocate(10, 35, 45, 0), "overlaps another");
+    assert!(!t.relocate(10, 61, 70, 2), "its guard overlaps another");
+    assert!(!t.relocate(10, 1, 5, 2), "its guard below 0");
+    assert_eq!(entries(&t), [(10, 20, 10), (30, 40, 30), (50, 60, 50)]);
+    assert!(t.relocate(10, 70, 80, 0), "to the end");
+    assert_eq!(entries(&t), [(30, 40, 30), (50, 60, 50), (70, 80, 10)]);
+    assert!(t.relocate(70, 0, 5, 0), "to the front");
+    assert_eq!(entries(&t), [(0, 5, 10), (30, 40, 30), (50, 60, 50)]);
+    assert!(
+        t.relocate(30, 33, 50, 3),
+        "over its own place, up to the next"
+    );
+    assert_eq!(entries(&t), [(0, 5, 10), (33, 50, 30), (50, 60, 50)]);
+    assert_eq!(t.guard_of(33), Some(3));
+    assert_eq!(t.find(31), None);
+    t.check_invariants();
+    // Several leaves of 16 entries `[4k, 4k + 3)`: entry 20 to the gap
+    // after entry 25 (its leaf), in place; to the gap after entry 100
+    // (another leaf), declined.
+    let mut t = sequential_tree(200, false);
+    assert!(t.height() >= 2);
+    let mut want = entries(&t);
+    assert!(!t.relocate(80, 403, 404, 0), "another leaf");
+    assert_eq!(entries(&t), want);
+    assert!(t.relocate(80, 103, 104, 0));
+    want.retain(|&(s, _, _)| s != 80);
+    want.insert(
+        want.iter().position(|&(s, _, _)| s > 103).unwrap(),
+        (103, 104, 20),
+    );
+    assert_eq!(entries(&t), want);
+    assert_eq!(t.find(80), None);
+    assert_eq!(t.find(103), Some((103, 104, &20)));
+    t.check_invariants();
+    // The first entry of a leaf that is not the first: its separator follows.
+    assert!(t.relocate(64, 75, 76, 0));
+    assert_eq!(t.find(64), None);
+    assert_eq!(t.find(68), Some((68, 71, &17)));
+    assert_eq!(t.find(75), Some((75, 76, &16)));
+    t.check_invariants();
+}
+
 /// Across a large tree, the neighbour of every entry (in the same leaf or
 /// the next) bounds `set_end`, and `overlaps` finds the neighbours whether
 /// or not the entry itself is ignored.
@@ -697,6 +747,8 @@ enum Op {
         descending: bool,
     },
     SetEnd(u64, u64),
+    /// Moves the entry at the first key to the range of the other two.
+    Relocate(u64, u64, u64),
     GrowAdjacent(u64, u64),
     /// Cuts the entry at the first key at the second.
     SplitEntry(u64, u64),
@@ -756,6 +808,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (key(), 1usize..80, any::<bool>())
             .prop_map(|(start, count, descending)| Op::RemoveRun { start, count, descending }),
         10 => end_for().prop_map(|(s, e)| Op::SetEnd(s, e)),
+        10 => (key(), end_for()).prop_map(|(s, (ns, ne))| Op::Relocate(s, ns, ne)),
         10 => end_for().prop_map(|(s, e)| Op::GrowAdjacent(s, e)),
         8 => (key(), 1u64..6).prop_map(|(s, d)| Op::SplitEntry(s, s.saturating_add(d))),
         8 => key().prop_map(Op::JoinNext),
@@ -895,6 +948,28 @@ proptest! {
                         m.get_mut(&s).unwrap().0 = e;
                     }
                     t.check_invariants();
+                }
+                Op::Relocate(s, ns, ne) => {
+                    // Refused where the model refuses; where it allows, done
+                    // in place or (another leaf) declined, the caller then
+                    // removing and inserting; in the only leaf never declined.
+                    let ok = m.contains_key(&s) && ns < ne && !model_overlaps(&m, ns, ne, Some(s));
+                    let one_leaf = t.height() == 1;
+                    let got = t.relocate(s, ns, ne, 0);
+                    prop_assert!(!got || ok, "step {}: {:?} moved where it must not", step, op);
+                    prop_assert!(got || !ok || !one_leaf, "step {}: {:?} declined in the only leaf", step, op);
+                    if ok {
+                        if !got {
+                            let (_, v) = t.remove(s).unwrap();
+                            prop_assert!(t.insert(ns, ne, v).is_ok(), "step {}: {:?}", step, op);
+                        }
+                        let (_, v) = m.remove(&s).unwrap();
+                        m.insert(ns, (ne, v));
+                    }
+                    t.check_invariants();
+                    let all: Vec<(u64, u64, u32)> = t.iter().map(|(s, e, &v)| (s, e, v)).collect();
+                    let want: Vec<(u64, u64, u32)> = m.iter().map(|(&s, &(e, v))| (s, e, v)).collect();
+                    prop_assert_eq!(all, want, "step {}: {:?}", step, op);
                 }
                 Op::GrowAdjacent(s, e) => {
                     // The entry ending at `s`, the one starting at `e`, and
@@ -1147,7 +1222,7 @@ fn gap_search_matches_linear_model() {
         let mut m = GapModel::default();
         for step in 0..sized(6000) {
             let ctx = format!("seed {seed:#x} step {step}");
-            match rng.below(10) {
+            match rng.below(11) {
                 0..=3 => {
                     let s = rng.below(SPACE as usize) as u64;
                     let e = s + 1 + rng.below(20) as u64;
@@ -1171,6 +1246,32 @@ fn gap_search_matches_linear_model() {
                     if ok {
                         m.0[i] = (s, ne, g);
                     }
+                }
+                8 if !m.0.is_empty() => {
+                    // Anywhere, with another guard: in place when the entry
+                    // stays in its leaf, else removed and inserted.
+                    let i = rng.below(m.0.len());
+                    let (s, _, _) = m.0[i];
+                    let ns = rng.below(SPACE as usize) as u64;
+                    let ne = ns + 1 + rng.below(20) as u64;
+                    let g = rng.below(2) as u8;
+                    let ok = ns >= u64::from(g) && !m.hits(ns - u64::from(g), ne, Some(s));
+                    for t in [&mut gapped, &mut plain] {
+                        let one_leaf = t.height() == 1;
+                        let got = t.relocate(s, ns, ne, g);
+                        assert!(!got || ok, "{ctx}: relocate {s} to {ns}..{ne} ({g})");
+                        assert!(got || !ok || !one_leaf, "{ctx}: declined in the only leaf");
+                        if ok && !got {
+                            let (_, v) = t.remove(s).unwrap();
+                            assert!(t.insert_guarded(ns, ne, g, v).is_ok(), "{ctx}");
+                        }
+                    }
+                    if ok {
+                        m.0.remove(i);
+                        assert!(m.insert(ns, ne, u64::from(g)), "{ctx}");
+                    }
+                    gapped.check_invariants();
+                    plain.check_invariants();
                 }
                 7 if !m.0.is_empty() => {
                     let i = rng.below(m.0.len());

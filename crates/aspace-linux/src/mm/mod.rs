@@ -2589,6 +2589,16 @@ impl<M: Machine> LinuxMm<M> {
         // The records: cut the moved part out and put it at `to` (a target
         // replaced may have cut the mapping's lower part: its start is
         // looked up again then).
+        // A whole record moved: in place in the tree when it can, merged
+        // with its new neighbours as an insertion would merge it.
+        if !over && start == old && end == old + moved {
+            if let Some(rec) = self.vmas.relocate(start, to, to + new_len) {
+                Self::anon_first(rec);
+                self.merge_at(to);
+                self.merge_at(to + new_len);
+                return Ok(to);
+            }
+        }
         let rec = match over {
             true => {
                 let start = self.vmas.at_or_below(old).map_or(start, |v| v.start);
@@ -2788,10 +2798,15 @@ impl<M: Machine> LinuxMm<M> {
     fn placed(mut rec: Vma, start: u64, end: u64) -> Vma {
         rec.start = start;
         rec.end = end;
-        if matches!(rec.kind, Kind::Anon | Kind::Heap) && rec.anon.is_none() {
-            rec.first = start / PAGE_SIZE;
-        }
+        Self::anon_first(&mut rec);
         rec
+    }
+
+    /// [`placed`](Self::placed)'s page offset for `rec` at its new start.
+    fn anon_first(rec: &mut Vma) {
+        if matches!(rec.kind, Kind::Anon | Kind::Heap) && rec.anon.is_none() {
+            rec.first = rec.start / PAGE_SIZE;
+        }
     }
 
     /// The first record meeting `[at, end)`.

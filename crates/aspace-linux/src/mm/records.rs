@@ -153,6 +153,23 @@ impl Records {
         Some(v)
     }
 
+    /// Moves the mapping starting at `start` to `[new_start, new_end)`
+    /// (free but for its own range) in place when its leaf of the tree is
+    /// where it belongs there too; hands it back to be changed further.
+    /// `None` (nothing changed) otherwise: the caller removes and inserts.
+    pub fn relocate(&mut self, start: u64, new_start: u64, new_end: u64) -> Option<&mut Vma> {
+        if !self
+            .tree
+            .relocate(page(start), page(new_start), page(new_end), 0)
+        {
+            return None;
+        }
+        let (_, v) = self.tree.get_mut(page(new_start))?;
+        v.start = new_start;
+        v.end = new_end;
+        Some(v)
+    }
+
     /// Cuts the mapping starting at `start` in three: it ends where `mid`
     /// starts, and `mid` and `upper` (which must span the rest, in two
     /// parts) follow it. One descent while its leaf of the tree has room

@@ -110,7 +110,7 @@ impl<M: Machine> AddressSpace<M> {
                 .and_then(|()| self.split_at(&mut tree, oe, room_oe));
             debug_assert!(split.is_ok(), "checked splittable");
         }
-        let Some((_, entry)) = tree.remove(os) else {
+        let Some((_, entry)) = tree.get(os) else {
             debug_assert!(false, "the old range is an area now");
             return Some(Err(Error::NotFound));
         };
@@ -121,12 +121,18 @@ impl<M: Machine> AddressSpace<M> {
             pages: new_pages,
             more,
         };
-        self.move_state(&entry, os, oe, moved, (used, cow), &mut batch);
+        self.move_state(entry, os, oe, moved, (used, cow), &mut batch);
         entry.lock().flags = moved_flags;
         batch.complete(&self.shared, self.id());
+        // The entry to its new place: within its leaf of the tree in place,
+        // else out and in again (room reserved).
         let guard = moved_flags.guard_pages() as u8;
-        let inserted = tree.insert_guarded(ns, ne, guard, entry).is_ok();
-        debug_assert!(inserted, "the new range was checked free");
+        if !tree.relocate(os, ns, ne, guard) {
+            let moved = tree
+                .remove(os)
+                .is_some_and(|(_, entry)| tree.insert_guarded(ns, ne, guard, entry).is_ok());
+            debug_assert!(moved, "the new range was checked free");
+        }
         self.merge_at(&mut tree, ns);
         Some(Ok(()))
     }

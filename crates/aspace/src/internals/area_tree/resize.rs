@@ -1,7 +1,8 @@
 //! Moving the ends of an entry in place: [`AreaTree::set_end`],
-//! [`AreaTree::set_start`] and [`AreaTree::grow_adjacent`] change no node's
-//! shape and allocate nothing.
+//! [`AreaTree::set_start`], [`AreaTree::grow_adjacent`] and
+//! [`AreaTree::relocate`] change no node's shape and allocate nothing.
 
+use super::search::Path;
 use super::AreaTree;
 
 impl<V> AreaTree<V> {
@@ -151,6 +152,79 @@ impl<V> AreaTree<V> {
             }
         }
         self.refresh_after_change(new_start);
+        true
+    }
+
+    /// Moves the entry starting at `start` to `[new_start, new_end)` with
+    /// `guard` guard pages below it, keeping its value, when its leaf is
+    /// where the new range belongs too (the tree's only leaf, or a new
+    /// start inside the leaf's part of the keys, past its first entry or in
+    /// the first leaf): the entry changes place within the leaf, in one
+    /// descent, no node splits or merges. Refuses (returns `false`,
+    /// changing nothing) if there is no such entry, the range is empty or
+    /// starts below its guard, the new range with its guard would
+    /// intersect another entry or another entry's guard, or the new place
+    /// is in another leaf (the caller then removes and inserts).
+    pub fn relocate(&mut self, start: u64, new_start: u64, new_end: u64, guard: u8) -> bool {
+        if self.height == 0 || new_start >= new_end {
+            return false;
+        }
+        let Some(low) = new_start.checked_sub(u64::from(guard)) else {
+            return false;
+        };
+        let mut path = Path::new();
+        let (node, next_start) = self.descend_path(start, &mut path);
+        // Not the first leaf: a separator on the route names this one.
+        let first_leaf = path.steps[..path.len].iter().all(|&(_, c)| c == 0);
+        let leaf = &self.leaves[node as usize];
+        let Some(i) = leaf.position(start) else {
+            return false;
+        };
+        if new_start >= next_start {
+            return false;
+        }
+        // `j`: the new position among the other entries of the leaf.
+        let len = leaf.len();
+        let r = leaf.rank(new_start);
+        let j = if start <= new_start { r - 1 } else { r };
+        let other = |k: usize| if k < i { k } else { k + 1 };
+        if j == 0 && !first_leaf {
+            return false;
+        }
+        if j > 0 && leaf.ends[other(j - 1)] > low {
+            return false;
+        }
+        let after_low = if j + 1 < len {
+            Some(leaf.low(other(j)))
+        } else {
+            self.low_after(node, len)
+        };
+        if after_low.is_some_and(|a| a < new_end) {
+            return false;
+        }
+        let leaf = &mut self.leaves[node as usize];
+        if j > i {
+            leaf.starts[i..=j].rotate_left(1);
+            leaf.ends[i..=j].rotate_left(1);
+            leaf.guards[i..=j].rotate_left(1);
+            leaf.values[i..=j].rotate_left(1);
+        } else if j < i {
+            leaf.starts[j..=i].rotate_right(1);
+            leaf.ends[j..=i].rotate_right(1);
+            leaf.guards[j..=i].rotate_right(1);
+            leaf.values[j..=i].rotate_right(1);
+        }
+        leaf.starts[j] = new_start;
+        leaf.ends[j] = new_end;
+        leaf.guards[j] = guard;
+        // The separator naming the leaf's first start must follow.
+        let first = leaf.starts[0];
+        if !first_leaf && (i == 0 || j == 0) {
+            if let Some(&(p, c)) = path.steps[..path.len].iter().rev().find(|&&(_, c)| c > 0) {
+                self.inners[p as usize].keys[c - 1] = first;
+            }
+        }
+        self.refresh_leaf(&path);
         true
     }
 }
