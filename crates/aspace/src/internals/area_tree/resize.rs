@@ -202,21 +202,29 @@ impl<V> AreaTree<V> {
         if after_low.is_some_and(|a| a < new_end) {
             return false;
         }
+        // The entries between the two places shift by one (a few: a loop
+        // each, not a rotation's general machinery).
         let leaf = &mut self.leaves[node as usize];
+        let value = leaf.values[i].take();
         if j > i {
-            leaf.starts[i..=j].rotate_left(1);
-            leaf.ends[i..=j].rotate_left(1);
-            leaf.guards[i..=j].rotate_left(1);
-            leaf.values[i..=j].rotate_left(1);
-        } else if j < i {
-            leaf.starts[j..=i].rotate_right(1);
-            leaf.ends[j..=i].rotate_right(1);
-            leaf.guards[j..=i].rotate_right(1);
-            leaf.values[j..=i].rotate_right(1);
+            for k in i..j {
+                leaf.starts[k] = leaf.starts[k + 1];
+                leaf.ends[k] = leaf.ends[k + 1];
+                leaf.guards[k] = leaf.guards[k + 1];
+                leaf.values[k] = leaf.values[k + 1].take();
+            }
+        } else {
+            for k in (j..i).rev() {
+                leaf.starts[k + 1] = leaf.starts[k];
+                leaf.ends[k + 1] = leaf.ends[k];
+                leaf.guards[k + 1] = leaf.guards[k];
+                leaf.values[k + 1] = leaf.values[k].take();
+            }
         }
         leaf.starts[j] = new_start;
         leaf.ends[j] = new_end;
         leaf.guards[j] = guard;
+        leaf.values[j] = value;
         // The separator naming the leaf's first start must follow.
         let first = leaf.starts[0];
         if !first_leaf && (i == 0 || j == 0) {
