@@ -35,7 +35,8 @@ impl<M: Machine> AddressSpace<M> {
         if oe > first_end {
             return None;
         }
-        let whole = os == first_start && oe == first_end;
+        // The cuts the area needs at the part's ends.
+        let (cut_lo, cut_hi) = (os > first_start, oe < first_end);
         // Checks, the reservation of growth, the sets the moved part takes.
         let (moved_flags, more, runs, cow_runs) = {
             let area = &slot.area;
@@ -75,9 +76,11 @@ impl<M: Machine> AddressSpace<M> {
         let prepared = (|| {
             let used = UsedSpace::try_with_capacity(runs.max(1)).ok_or(Error::NoMemory)?;
             let cow = UsedSpace::try_with_capacity(cow_runs).ok_or(Error::NoMemory)?;
-            let rooms = match whole {
-                true => [None, None],
-                false => self.prepare_splits(&mut tree, [os, oe])?,
+            let rooms = match (cut_lo, cut_hi) {
+                (false, false) => [None, None],
+                (true, false) => [self.prepare_splits(&mut tree, [os])?[0].take(), None],
+                (false, true) => [None, self.prepare_splits(&mut tree, [oe])?[0].take()],
+                (true, true) => self.prepare_splits(&mut tree, [os, oe])?,
             };
             Self::reserve_entries(&mut tree, 3)?;
             if !self.shared.reserve.try_reserve(more) {
@@ -104,10 +107,12 @@ impl<M: Machine> AddressSpace<M> {
             return Some(Err(Error::NoMemory));
         }
         // Nothing below fails.
-        if !whole {
-            let split = self
-                .split_at(&mut tree, os, room_os)
-                .and_then(|()| self.split_at(&mut tree, oe, room_oe));
+        if cut_lo {
+            let split = self.split_at(&mut tree, os, room_os);
+            debug_assert!(split.is_ok(), "checked splittable");
+        }
+        if cut_hi {
+            let split = self.split_at(&mut tree, oe, room_oe);
             debug_assert!(split.is_ok(), "checked splittable");
         }
         let Some((_, entry)) = tree.get(os) else {
