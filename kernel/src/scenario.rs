@@ -198,7 +198,7 @@ pub static SCENARIOS: &[Scenario] = &[
         min_cpus: 1,
         spawns: &[
             run("pager", 4, Exit(0)),
-            with_peers("pager_client", 4, Exit(0), &[0]),
+            with_peers("pager_client", 4, Killed, &[0]),
             with_peers("pager_client", 5, Exit(0), &[0]),
         ],
     },
@@ -268,7 +268,7 @@ pub static SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "shootdown",
         min_cpus: 2,
-        spawns: &[run("shootdown", 0, Exit(0))],
+        spawns: &[run("shootdown", 0, Killed)],
     },
     Scenario {
         name: "asid-pressure",

@@ -31,7 +31,7 @@ use crate::{arch, kprintln, kstack, scenario, stats, SYSTEM};
 /// Size of the main stack area at start (demand paged: pages appear on
 /// first touch). It grows downwards, a page per fault in the guard page
 /// below it, up to [`STACK_LIMIT`]; a fault in the guard page beyond that
-/// kills the thread as a stack overflow.
+/// kills the task as a stack overflow.
 pub const STACK_SIZE: u64 = 64 * 1024;
 /// The most the main stack grows to.
 pub const STACK_LIMIT: u64 = 1024 * 1024;
@@ -71,6 +71,11 @@ pub struct Process {
     /// main thread's end is the process's, and a thread still running then
     /// cannot turn a clean exit into a kill by faulting afterwards).
     main_end: SpinLock<Option<(i64, bool)>>,
+    /// Killed: a thread of it was (a fault, a return the CPU cannot make),
+    /// and so the whole task is, as HelenOS kills the task and Linux's
+    /// `SIGSEGV` the thread group: each of its other threads ends when it
+    /// next returns to user mode (one waiting for a pager once answered).
+    dying: AtomicBool,
 }
 
 /// An executable shared by a process and those forked from it: the last
@@ -218,6 +223,7 @@ pub fn spawn(
         linux: SpinLock::new(None),
         main_tid: AtomicU64::new(u64::MAX),
         main_end: SpinLock::new(None),
+        dying: AtomicBool::new(false),
     });
     register(&proc);
     // The loader checked the entry point (inside a segment, so in the user
@@ -240,6 +246,10 @@ fn register(proc: &Arc<Process>) {
 
 /// Processes alive (spawned or forked, not yet ended).
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Processes killed whose threads have not all ended: while there are
+/// none, a return to user mode does not look (see [`check_return`]).
+static DYING: AtomicUsize = AtomicUsize::new(0);
 
 /// A process made by `FORK`, until its parent waited for it or ended.
 struct Child {
@@ -327,6 +337,7 @@ pub fn fork(proc: &Arc<Process>, frame: &TrapFrame) -> Result<u64, ForkError> {
         linux: SpinLock::new(linux),
         main_tid: AtomicU64::new(u64::MAX),
         main_end: SpinLock::new(None),
+        dying: AtomicBool::new(false),
     });
     if let Some(c) = CHILDREN
         .lock()
@@ -431,11 +442,17 @@ pub fn spawn_thread(
 /// returns then); a user frame whose
 /// instruction or stack pointer is not a canonical user address (code
 /// that ran up to the end of the user half, or a stack pointer set there)
-/// would make `iretq` fault in ring 0, so its thread is killed instead and
-/// the next frame checked in turn.
+/// would make `iretq` fault in ring 0, so its task is killed instead and
+/// the next frame checked in turn; a thread of a killed task ends here
+/// rather than return to it.
 pub fn check_return(frame: &mut TrapFrame) {
     loop {
         resume_parked();
+        // A thread of a killed task ends instead of returning to it.
+        if frame.is_user() && DYING.load(Ordering::Acquire) > 0 && current_dying() {
+            exit_current(frame, -1, Some("its task was killed"));
+            continue;
+        }
         if !frame.is_user() || frame.returnable(USER_END) {
             return;
         }
@@ -706,6 +723,13 @@ fn resume_parked() {
     unsafe { arch::park_resume(p.sp) }
 }
 
+/// Whether the task running on this CPU belongs to a killed process.
+fn current_dying() -> bool {
+    lock_sched().current[cpu_id()]
+        .as_ref()
+        .is_some_and(|t| t.proc.dying.load(Ordering::Acquire))
+}
+
 /// The process of the task running on this CPU.
 pub fn current_process() -> Option<Arc<Process>> {
     lock_sched().current[cpu_id()]
@@ -828,6 +852,11 @@ pub fn exit_current(frame: &mut TrapFrame, code: i64, reason: Option<&str>) {
             tid,
             why
         );
+        // The whole task goes: its other threads end at their next return
+        // to user mode.
+        if !proc.dying.swap(true, Ordering::AcqRel) {
+            DYING.fetch_add(1, Ordering::AcqRel);
+        }
     }
     if tid == proc.main_tid.load(Ordering::Acquire) {
         *proc.main_end.lock() = Some((code, reason.is_some()));
@@ -850,6 +879,9 @@ pub fn exit_current(frame: &mut TrapFrame, code: i64, reason: Option<&str>) {
 /// Destroys a process whose last thread ended: its address space (every
 /// area, frame, page table and the ASID), then its executable image.
 fn finish_process(proc: Arc<Process>, code: i64, killed: bool) {
+    if proc.dying.load(Ordering::Acquire) {
+        DYING.fetch_sub(1, Ordering::AcqRel);
+    }
     let resident = proc.space.resident_pages();
     let tables = proc.space.page_table_frames();
     // The Linux map holds the space too: it goes first.
@@ -911,7 +943,8 @@ fn finish_process(proc: Arc<Process>, code: i64, killed: bool) {
     scenario::process_ended(scen, pid, code, ok, killed);
 }
 
-/// Kills the running thread, reporting `why`.
+/// Kills the running thread and with it its task (see `Process::dying`),
+/// reporting `why`.
 pub fn kill_current(frame: &mut TrapFrame, why: &str) {
     exit_current(frame, -1, Some(why));
 }
@@ -936,7 +969,7 @@ fn access_text(a: Access) -> &'static str {
     }
 }
 
-/// A page fault from user mode: served by aspace, or the thread dies.
+/// A page fault from user mode: served by aspace, or the task dies.
 pub fn user_page_fault(frame: &mut TrapFrame, addr: VirtAddr, access: Access) {
     let Some(proc) = current_process() else {
         panic!("user fault without a task");

@@ -965,7 +965,7 @@ pub fn check_portable_lines(run: &Run) {
         "killed: page fault at 0x50000000 (read): the pager refused the page",
         "page fault at 0x0 (read): no area",
         "(execute): access not permitted by the area",
-        "shootdown: area made read-only = 0; counter frozen after the change",
+        "shootdown: area made read-only = 0 while the writer held a writable translation",
     ]
     .iter()
     .chain(&LINUX_ALLOC_LINES)

@@ -155,7 +155,7 @@ fn asid_steals_and_shootdowns_ran_with_pcids() {
     );
     has(
         run,
-        "shootdown: area made read-only = 0; counter frozen after the change",
+        "shootdown: area made read-only = 0 while the writer held a writable translation",
     );
     let kernel = scenario(run, "kernel-fault");
     assert_eq!(counter(&kernel, "ipis"), 1, "{kernel:#?}");
